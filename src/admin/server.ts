@@ -1,0 +1,192 @@
+// The admin HTTP server (control plane, node:http: not a hot path). Routes are registered
+// by path pattern; every answer is JSON, errors use the gateway's error body, and a bearer
+// token, when configured, is compared in constant time.
+
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { randomUUID, timingSafeEqual, createHash } from 'node:crypto';
+import { errorBody, SluiceError } from '../errors/index.js';
+import type { Logger } from '../telemetry/index.js';
+
+export interface AdminRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly query: URLSearchParams;
+  readonly params: Readonly<Record<string, string>>;
+  readonly requestId: string;
+  readonly raw: IncomingMessage;
+  /** Parsed JSON body (`{}` when empty); 400 on malformed JSON or over 1 MiB. */
+  json(): Promise<Record<string, unknown>>;
+}
+
+export interface AdminReply {
+  readonly status?: number;
+  readonly body?: unknown;
+  /** Sent as is with this content type (e.g. Prometheus text). */
+  readonly text?: string;
+  readonly contentType?: string;
+}
+
+export type AdminHandler = (req: AdminRequest) => Promise<AdminReply> | AdminReply;
+
+interface RouteDef {
+  readonly method: string;
+  readonly parts: readonly string[];
+  readonly handler: AdminHandler;
+  readonly public: boolean;
+}
+
+export interface AdminServerOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly token: string | null;
+  readonly logger: Logger;
+}
+
+const MAX_BODY = 1024 * 1024;
+
+export class AdminServer {
+  readonly #o: AdminServerOptions;
+  readonly #routes: RouteDef[] = [];
+  readonly #tokenHash: Buffer | null;
+  #server: Server | null = null;
+
+  constructor(options: AdminServerOptions) {
+    this.#o = options;
+    this.#tokenHash = options.token === null ? null : sha256(options.token);
+  }
+
+  /** `pattern` like `/v1/deployments/:id`; `public` routes skip the token (health checks). */
+  route(method: string, pattern: string, handler: AdminHandler, isPublic = false): this {
+    this.#routes.push({ method, parts: pattern.split('/').filter(Boolean), handler, public: isPublic });
+    return this;
+  }
+
+  async listen(): Promise<number> {
+    const server = createServer((req, res) => void this.#handle(req, res));
+    server.keepAliveTimeout = 5_000;
+    this.#server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.#o.port, this.#o.host, () => resolve());
+    });
+    const addr = server.address();
+    return typeof addr === 'object' && addr !== null ? addr.port : this.#o.port;
+  }
+
+  async close(): Promise<void> {
+    const server = this.#server;
+    if (server === null) return;
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const requestId = headerValue(req.headers['x-request-id']) ?? randomUUID();
+    res.setHeader('x-request-id', requestId);
+    const url = new URL(req.url ?? '/', 'http://admin');
+    const method = req.method ?? 'GET';
+    const parts = url.pathname.split('/').filter(Boolean).map(safeDecode);
+    let pathMatched = false;
+    let found: { def: RouteDef; params: Record<string, string> } | null = null;
+    for (const def of this.#routes) {
+      const params = matchParts(def.parts, parts);
+      if (params === null) continue;
+      pathMatched = true;
+      if (def.method === method || (method === 'HEAD' && def.method === 'GET')) {
+        found = { def, params };
+        break;
+      }
+    }
+    try {
+      if (found === null) {
+        throw pathMatched
+          ? new SluiceError('SLUICE_ERR_METHOD_NOT_ALLOWED', `${method} is not allowed on ${url.pathname}`)
+          : new SluiceError('SLUICE_ERR_NOT_FOUND', `no admin endpoint ${url.pathname}`);
+      }
+      if (!found.def.public && !this.#authorized(req)) {
+        res.setHeader('www-authenticate', 'Bearer');
+        throw new SluiceError('SLUICE_ERR_UNAUTHORIZED', 'admin endpoints need Authorization: Bearer <token>');
+      }
+      const areq: AdminRequest = {
+        method, path: url.pathname, query: url.searchParams, params: found.params, requestId, raw: req,
+        json: () => readJson(req),
+      };
+      const reply = await found.def.handler(areq);
+      const status = reply.status ?? 200;
+      if (reply.text !== undefined) {
+        res.writeHead(status, { 'content-type': reply.contentType ?? 'text/plain; charset=utf-8' });
+        res.end(reply.text);
+      } else {
+        res.writeHead(status, { 'content-type': 'application/json' });
+        res.end(reply.body === undefined ? '' : JSON.stringify(reply.body));
+      }
+      this.#o.logger.debug({ request_id: requestId, method, path: url.pathname, status }, 'admin request');
+    } catch (err) {
+      const e = err instanceof SluiceError ? err : new SluiceError('SLUICE_ERR_INTERNAL', (err as Error).message ?? String(err));
+      if (e.status >= 500) this.#o.logger.error({ request_id: requestId, err }, 'admin request failed');
+      if (!res.headersSent) {
+        res.writeHead(e.status, { 'content-type': 'application/json' });
+        res.end(errorBody(e.code, e.message, requestId, e.details));
+      } else {
+        res.destroy();
+      }
+    }
+  }
+
+  #authorized(req: IncomingMessage): boolean {
+    if (this.#tokenHash === null) return true;
+    const header = req.headers.authorization ?? '';
+    const m = /^Bearer\s+(.+)$/i.exec(header);
+    // Hashing both sides gives equal lengths, so timingSafeEqual never leaks the length.
+    return m !== null && timingSafeEqual(sha256(m[1]!.trim()), this.#tokenHash);
+  }
+}
+
+function sha256(s: string): Buffer {
+  return createHash('sha256').update(s).digest();
+}
+
+function headerValue(v: string | string[] | undefined): string | undefined {
+  const s = Array.isArray(v) ? v[0] : v;
+  return s !== undefined && s.length > 0 && s.length <= 200 ? s : undefined;
+}
+
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+
+function matchParts(pattern: readonly string[], parts: readonly string[]): Record<string, string> | null {
+  if (pattern.length !== parts.length) return null;
+  const params: Record<string, string> = {};
+  for (let i = 0; i < pattern.length; i++) {
+    const p = pattern[i]!;
+    if (p.startsWith(':')) params[p.slice(1)] = parts[i]!;
+    else if (p !== parts[i]) return null;
+  }
+  return params;
+}
+
+async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_BODY) throw new SluiceError('SLUICE_ERR_BODY_TOO_LARGE', `admin request bodies are limited to ${MAX_BODY} bytes`);
+    chunks.push(chunk);
+  }
+  if (size === 0) return {};
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch (err) {
+    throw new SluiceError('SLUICE_ERR_BAD_REQUEST', `body is not valid JSON: ${(err as Error).message}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new SluiceError('SLUICE_ERR_BAD_REQUEST', 'body must be a JSON object');
+  }
+  return parsed as Record<string, unknown>;
+}

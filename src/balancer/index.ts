@@ -1,0 +1,1 @@
+export { pickReplica, pickWeighted, cumulativeWeights, type Balanced } from './replica-pick.js';

@@ -1,0 +1,84 @@
+import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { parse as parseYaml } from 'yaml';
+import { ConfigError, configSchema, validate } from './schema.js';
+import type { Config } from './types.js';
+
+/** The file `sluice serve` reads when no --config is given. */
+export const DEFAULT_CONFIG_FILE = fileURLToPath(new URL("../../config/default.yaml", import.meta.url));
+
+// Environment variables override the file; each maps to one field of the schema.
+const ENV_OVERRIDES: ReadonlyArray<readonly [string, readonly string[]]> = [
+  ['SLUICE_PORT', ['listen', 'port']],
+  ['SLUICE_HOST', ['listen', 'host']],
+  ['SLUICE_ADMIN_PORT', ['admin', 'port']],
+  ['SLUICE_ADMIN_HOST', ['admin', 'host']],
+  ['SLUICE_ADMIN_TOKEN', ['admin', 'token']],
+  ['SLUICE_WORKERS', ['workers']],
+  ['SLUICE_STATE_DIR', ['state_dir']],
+  ['SLUICE_LOG_LEVEL', ['log', 'level']],
+  ['SLUICE_MAX_BODY_BYTES', ['limits', 'max_body_bytes']],
+];
+
+export function loadConfig(file: string | null, env: NodeJS.ProcessEnv = process.env): Config {
+  let raw: unknown = {};
+  if (file !== null) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new ConfigError(file, `cannot read: ${(err as Error).message}`);
+    }
+    try {
+      raw = parseYaml(text) ?? {};
+    } catch (err) {
+      throw new ConfigError(file, `invalid YAML: ${(err as Error).message}`);
+    }
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError(file ?? '(config)', 'top level must be a map');
+  const merged = structuredClone(raw) as Record<string, unknown>;
+  for (const [name, path] of ENV_OVERRIDES) {
+    const value = env[name];
+    if (value !== undefined && value !== '') setPath(merged, path, value);
+  }
+  return finalize(validate(configSchema, merged, '') as Config);
+}
+
+/** Checks that span several fields, then freezes. */
+function finalize(config: Config): Config {
+  if (config.ports.from > config.ports.to) throw new ConfigError('ports.from', `must be <= ports.to (${config.ports.to})`);
+  const seen = new Set<string>();
+  config.deployments.forEach((d, i) => {
+    const id = `${d.model}-${d.version}`;
+    if (seen.has(id)) throw new ConfigError(`deployments[${i}]`, `duplicate deployment ${id}`);
+    seen.add(id);
+    if (d.runtime === 'remote' && d.urls.length === 0) throw new ConfigError(`deployments[${i}].urls`, 'a remote deployment needs at least one URL');
+    if (d.runtime === 'command' && d.command.length === 0) throw new ConfigError(`deployments[${i}].command`, 'a command deployment needs an argv template');
+  });
+  for (const [model, weights] of Object.entries(config.traffic)) {
+    for (const version of Object.keys(weights)) {
+      if (!seen.has(`${model}-${version}`)) throw new ConfigError(`traffic.${model}.${version}`, 'no such deployment');
+    }
+  }
+  const workers = config.workers === 0 ? availableParallelism() : config.workers;
+  return deepFreeze({ ...config, workers });
+}
+
+function setPath(obj: Record<string, unknown>, path: readonly string[], value: unknown): void {
+  let cur = obj;
+  for (let i = 0; i < path.length - 1; i++) {
+    const key = path[i]!;
+    if (typeof cur[key] !== 'object' || cur[key] === null) cur[key] = {};
+    cur = cur[key] as Record<string, unknown>;
+  }
+  cur[path[path.length - 1]!] = value;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}

@@ -1,0 +1,185 @@
+// A tiny declarative schema: every option, its type, its default and its bounds in one
+// place. Validation rejects unknown keys and names the bad field by its full path
+// (fastify's build-validation does the same with ajv; we need far less than ajv).
+
+export type Field =
+  | { kind: 'int'; default?: number; min?: number; max?: number }
+  | { kind: 'number'; default?: number; min?: number; max?: number }
+  | { kind: 'string'; default?: string | null; pattern?: RegExp; enum?: readonly string[]; nullable?: boolean }
+  | { kind: 'bool'; default?: boolean }
+  | { kind: 'object'; fields: Record<string, Field>; optional?: boolean }
+  | { kind: 'array'; of: Field; default?: unknown[] }
+  | { kind: 'map'; of: Field; default?: Record<string, unknown> };
+
+export class ConfigError extends Error {
+  readonly code = 'SLUICE_ERR_CONFIG';
+  readonly field: string;
+  constructor(field: string, message: string) {
+    super(`config: ${field}: ${message}`);
+    this.field = field;
+  }
+}
+
+const MODEL_NAME = /^[A-Za-z0-9_:][A-Za-z0-9._:-]{0,127}$/;
+const VERSION_NAME = /^[A-Za-z0-9_][A-Za-z0-9._]{0,63}$/;
+const timeout = (def: number): Field => ({ kind: 'int', default: def, min: 1, max: 86_400_000 });
+
+const upstreamFields = {
+  connect_timeout_ms: timeout(5_000),
+  // Time to the first response byte: long, because a model may load on first request.
+  headers_timeout_ms: timeout(300_000),
+  // Time between two chunks of a response once it has started.
+  idle_timeout_ms: timeout(60_000),
+  max_connections: { kind: 'int', default: 512, min: 1, max: 65_536 },
+  // Below uvicorn's 5 s keep-alive so that we close idle sockets before the server does.
+  keepalive_idle_ms: { kind: 'int', default: 4_000, min: 100, max: 3_600_000 },
+} as const satisfies Record<string, Field>;
+
+export const deploymentSchema: Field = {
+  kind: 'object',
+  fields: {
+    model: { kind: 'string', pattern: MODEL_NAME },
+    version: { kind: 'string', pattern: VERSION_NAME },
+    runtime: { kind: 'string', enum: ['sim', 'remote', 'command', 'mlflow', 'ollama'], default: 'sim' },
+    replicas: { kind: 'int', default: 1, min: 1, max: 100 },
+    urls: { kind: 'array', of: { kind: 'string', pattern: /^https?:\/\/[^\s/]+(\/.*)?$/ }, default: [] },
+    args: { kind: 'array', of: { kind: 'string' }, default: [] },
+    command: { kind: 'array', of: { kind: 'string' }, default: [] },
+    readiness_path: { kind: 'string', default: null, nullable: true, pattern: /^\/\S*$/ },
+    env: { kind: 'map', of: { kind: 'string' }, default: {} },
+    start_timeout_ms: timeout(120_000),
+    upstream: { kind: 'object', optional: true, fields: withoutDefaults(upstreamFields) },
+  },
+};
+
+export const configSchema: Field = {
+  kind: 'object',
+  fields: {
+    listen: {
+      kind: 'object',
+      fields: {
+        host: { kind: 'string', default: '0.0.0.0' },
+        port: { kind: 'int', default: 8080, min: 0, max: 65_535 },
+      },
+    },
+    admin: {
+      kind: 'object',
+      fields: {
+        host: { kind: 'string', default: '127.0.0.1' },
+        port: { kind: 'int', default: 8081, min: 0, max: 65_535 },
+        token: { kind: 'string', default: null, nullable: true },
+      },
+    },
+    // 0 means one worker per core.
+    workers: { kind: 'int', default: 0, min: 0, max: 64 },
+    ports: {
+      kind: 'object',
+      fields: {
+        from: { kind: 'int', default: 8001, min: 1, max: 65_535 },
+        to: { kind: 'int', default: 8100, min: 1, max: 65_535 },
+      },
+    },
+    state_dir: { kind: 'string', default: './.sluice' },
+    limits: {
+      kind: 'object',
+      fields: {
+        max_body_bytes: { kind: 'number', default: 64 * 1024 * 1024, min: 0, max: 2 ** 53 },
+      },
+    },
+    upstream: { kind: 'object', fields: upstreamFields },
+    log: {
+      kind: 'object',
+      fields: {
+        level: { kind: 'string', enum: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], default: 'info' },
+        access: { kind: 'bool', default: true },
+      },
+    },
+    deployments: { kind: 'array', of: deploymentSchema, default: [] },
+    // model -> version -> weight, for the alias route `/<model>/...`.
+    traffic: { kind: 'map', of: { kind: 'map', of: { kind: 'number', min: 0, max: 1_000_000 } }, default: {} },
+  },
+};
+
+function withoutDefaults(fields: Record<string, Field>): Record<string, Field> {
+  const out: Record<string, Field> = {};
+  for (const [k, f] of Object.entries(fields)) {
+    const { default: _ignored, ...rest } = f as Field & { default?: unknown };
+    out[k] = rest as Field;
+  }
+  return out;
+}
+
+function typeName(v: unknown): string {
+  return v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v;
+}
+
+/** Returns a new value with defaults filled in; throws ConfigError naming the bad field. */
+export function validate(field: Field, value: unknown, path: string): unknown {
+  switch (field.kind) {
+    case 'int':
+    case 'number': {
+      if (value === undefined) {
+        if (field.default === undefined) return undefined;
+        return field.default;
+      }
+      const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
+      if (typeof n !== 'number' || !Number.isFinite(n)) throw new ConfigError(path, `expected a number, got ${typeName(value)}`);
+      if (field.kind === 'int' && !Number.isInteger(n)) throw new ConfigError(path, `expected an integer, got ${n}`);
+      if (field.min !== undefined && n < field.min) throw new ConfigError(path, `must be >= ${field.min}, got ${n}`);
+      if (field.max !== undefined && n > field.max) throw new ConfigError(path, `must be <= ${field.max}, got ${n}`);
+      return n;
+    }
+    case 'string': {
+      if (value === undefined) {
+        if (field.default === undefined) throw new ConfigError(path, 'is required');
+        return field.default;
+      }
+      if (value === null && field.nullable) return null;
+      if (typeof value === 'number') value = String(value);
+      if (typeof value !== 'string') throw new ConfigError(path, `expected a string, got ${typeName(value)}`);
+      if (field.enum && !field.enum.includes(value)) throw new ConfigError(path, `must be one of ${field.enum.join(', ')}, got '${value}'`);
+      if (field.pattern && !field.pattern.test(value)) throw new ConfigError(path, `'${value}' does not match ${field.pattern}`);
+      return value;
+    }
+    case 'bool': {
+      if (value === undefined) return field.default;
+      if (value === 'true' || value === '1') return true;
+      if (value === 'false' || value === '0') return false;
+      if (typeof value !== 'boolean') throw new ConfigError(path, `expected true or false, got ${typeName(value)}`);
+      return value;
+    }
+    case 'object': {
+      if (value === undefined || value === null) {
+        if (field.optional) return undefined;
+        value = {};
+      }
+      if (typeof value !== 'object' || Array.isArray(value)) throw new ConfigError(path, `expected an object, got ${typeName(value)}`);
+      const input = value as Record<string, unknown>;
+      for (const key of Object.keys(input)) {
+        if (!(key in field.fields)) throw new ConfigError(join(path, key), 'unknown option');
+      }
+      const out: Record<string, unknown> = {};
+      for (const [key, sub] of Object.entries(field.fields)) {
+        const v = validate(sub, input[key], join(path, key));
+        if (v !== undefined) out[key] = v;
+      }
+      return out;
+    }
+    case 'array': {
+      if (value === undefined || value === null) return field.default ?? [];
+      if (!Array.isArray(value)) throw new ConfigError(path, `expected a list, got ${typeName(value)}`);
+      return value.map((v, i) => validate(field.of, v, `${path}[${i}]`));
+    }
+    case 'map': {
+      if (value === undefined || value === null) return field.default ?? {};
+      if (typeof value !== 'object' || Array.isArray(value)) throw new ConfigError(path, `expected a map, got ${typeName(value)}`);
+      const out: Record<string, unknown> = {};
+      for (const [k, v] of Object.entries(value as Record<string, unknown>)) out[k] = validate(field.of, v, join(path, k));
+      return out;
+    }
+  }
+}
+
+function join(path: string, key: string): string {
+  return path === '' ? key : `${path}.${key}`;
+}

@@ -1,0 +1,131 @@
+// The control plane's handle on the data-plane worker threads: starts them on the shared
+// gateway port, publishes route tables to all of them, gathers their stats for /metrics.
+
+import { Worker } from 'node:worker_threads';
+import type { Logger } from '../telemetry/index.js';
+import type { StatsSnapshot } from '../telemetry/index.js';
+import type { FromWorker, RouteTableSnapshot, ToWorker, WorkerInit } from '../proxy/index.js';
+
+export interface DataPlaneOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly workers: number;
+  readonly logLevel: string;
+  readonly accessLog: boolean;
+  readonly inflight: SharedArrayBuffer;
+  readonly logger: Logger;
+}
+
+export interface WorkerStats {
+  readonly deployments: Record<string, StatsSnapshot>;
+  readonly active: number;
+}
+
+const WORKER_URL = new URL('../proxy/worker.js', import.meta.url);
+
+export class DataPlane {
+  readonly #options: DataPlaneOptions;
+  readonly #workers: Worker[] = [];
+  #statsSeq = 0;
+  readonly #statsWaiters = new Map<number, { replies: WorkerStats[]; resolve: (s: WorkerStats[]) => void }>();
+  /** Whether every worker runs the native uWS binding (exported as a metric). */
+  native = true;
+  #stopping = false;
+
+  constructor(options: DataPlaneOptions) {
+    this.#options = options;
+  }
+
+  get workerCount(): number {
+    return this.#workers.length;
+  }
+
+  /** Starts the workers; resolves when all listen, rejects if any cannot. */
+  async start(snapshot: RouteTableSnapshot): Promise<void> {
+    const o = this.#options;
+    const listening: Promise<void>[] = [];
+    for (let i = 0; i < o.workers; i++) {
+      const init: WorkerInit = {
+        workerIndex: i, host: o.host, port: o.port, logLevel: o.logLevel, accessLog: o.accessLog,
+        inflight: o.inflight, snapshot,
+      };
+      const worker = new Worker(WORKER_URL, { workerData: init });
+      this.#workers.push(worker);
+      listening.push(new Promise<void>((resolve, reject) => {
+        const onMessage = (msg: FromWorker): void => {
+          if (msg.type === 'listening') {
+            if (!msg.native) this.native = false;
+            worker.off('message', onMessage);
+            resolve();
+          } else if (msg.type === 'listen-failed') {
+            reject(new Error(msg.message));
+          }
+        };
+        worker.on('message', onMessage);
+        worker.once('error', reject);
+        worker.once('exit', (code) => reject(new Error(`worker ${i} exited with code ${code} before listening`)));
+      }));
+      worker.on('message', (msg: FromWorker) => this.#onMessage(msg));
+      worker.on('error', (err) => o.logger.error({ err, worker: i }, 'data-plane worker failed'));
+      worker.on('exit', (code) => {
+        if (!this.#stopping) o.logger.fatal({ worker: i, code }, 'data-plane worker exited unexpectedly');
+      });
+    }
+    try {
+      await Promise.all(listening);
+    } catch (err) {
+      await this.stop(0);
+      throw err;
+    }
+  }
+
+  publish(snapshot: RouteTableSnapshot): void {
+    const msg: ToWorker = { type: 'routes', snapshot };
+    for (const w of this.#workers) w.postMessage(msg);
+  }
+
+  /** Every worker's counters; a worker that does not answer within the timeout is left out. */
+  collectStats(timeoutMs = 1000): Promise<WorkerStats[]> {
+    const id = ++this.#statsSeq;
+    const expected = this.#workers.length;
+    return new Promise((resolve) => {
+      const entry = { replies: [] as WorkerStats[], resolve };
+      this.#statsWaiters.set(id, entry);
+      const timer = setTimeout(() => {
+        this.#statsWaiters.delete(id);
+        resolve(entry.replies);
+      }, timeoutMs);
+      entry.resolve = (s) => {
+        clearTimeout(timer);
+        this.#statsWaiters.delete(id);
+        resolve(s);
+      };
+      if (expected === 0) entry.resolve([]);
+      const msg: ToWorker = { type: 'stats', id };
+      for (const w of this.#workers) w.postMessage(msg);
+    });
+  }
+
+  #onMessage(msg: FromWorker): void {
+    if (msg.type !== 'stats') return;
+    const entry = this.#statsWaiters.get(msg.id);
+    if (entry === undefined) return;
+    entry.replies.push({ deployments: msg.deployments, active: msg.active });
+    if (entry.replies.length === this.#workers.length) entry.resolve(entry.replies);
+  }
+
+  /** Stops accepting, lets requests in flight finish for up to `graceMs`, then ends the threads. */
+  async stop(graceMs: number): Promise<void> {
+    this.#stopping = true;
+    const msg: ToWorker = { type: 'stop', graceMs };
+    await Promise.all(this.#workers.map((w) => new Promise<void>((resolve) => {
+      const timer = setTimeout(() => void w.terminate().then(() => resolve()), graceMs + 2000);
+      w.once('exit', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      w.postMessage(msg);
+    })));
+    this.#workers.length = 0;
+  }
+}

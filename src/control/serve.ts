@@ -1,0 +1,113 @@
+// `sluice serve`: the composition root. Loads config, starts the data-plane workers,
+// launches the configured deployments, publishes route tables and serves the admin API.
+
+import { createServer } from 'node:net';
+import { parseArgs } from 'node:util';
+import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { AdminServer, registerAdminRoutes } from '../admin/index.js';
+import { DEFAULT_CONFIG_FILE, loadConfig, type Config } from '../config/index.js';
+import { PortAllocator } from '../ports/index.js';
+import { createLogger, mergeStats, renderStats, type Logger } from '../telemetry/index.js';
+import { DataPlane } from './dataplane.js';
+import { DeploymentManager } from './deployments.js';
+import { buildRouteSnapshot } from './route-snapshot.js';
+import { SlotAllocator } from './slots.js';
+
+export interface Gateway {
+  readonly config: Config;
+  readonly port: number;
+  readonly adminPort: number;
+  readonly manager: DeploymentManager;
+  stop(): Promise<void>;
+}
+
+const SHUTDOWN_GRACE_MS = 10_000;
+
+export async function runServeCli(argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' } }, strict: true });
+  const config = loadConfig(values.config ?? DEFAULT_CONFIG_FILE);
+  const logger = createLogger({ level: config.log.level });
+  const gateway = await startGateway(config, logger);
+  let stopping = false;
+  const shutdown = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    void gateway.stop().then(() => {
+      logger.flush();
+      process.exit(0);
+    });
+  };
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+}
+
+export async function startGateway(config: Config, logger: Logger): Promise<Gateway> {
+  let adminHost = config.admin.host;
+  if (config.admin.token === null && !isLoopback(adminHost)) {
+    logger.warn({ host: adminHost }, 'no admin token configured: the admin API listens on 127.0.0.1 only');
+    adminHost = '127.0.0.1';
+  }
+  // Every worker must bind the same port, so an ephemeral port is chosen once, here.
+  const port = config.listen.port === 0 ? await freePort(config.listen.host) : config.listen.port;
+  const slots = new SlotAllocator();
+  const ports = new PortAllocator({ from: config.ports.from, to: config.ports.to });
+  let tableVersion = 0;
+  let dataPlane: DataPlane | null = null;
+  const publish = (): void => {
+    dataPlane?.publish(buildRouteSnapshot(++tableVersion, manager.routable(), config.traffic));
+  };
+  const manager = new DeploymentManager({
+    config, ports, slots, logger, onChange: publish,
+    runtimeEnv: { ...(process.env.MLFLOW_TRACKING_URI ? { mlflowTrackingUri: process.env.MLFLOW_TRACKING_URI } : {}), ...(process.env.SLUICE_MLFLOW_BIN ? { mlflowBin: process.env.SLUICE_MLFLOW_BIN } : {}) },
+  });
+
+  dataPlane = new DataPlane({
+    host: config.listen.host, port, workers: config.workers, logLevel: config.log.level,
+    accessLog: config.log.access, inflight: slots.buffer, logger,
+  });
+  await dataPlane.start(buildRouteSnapshot(++tableVersion, [], config.traffic));
+  if (!dataPlane.native) logger.error('uWebSockets.js runs its slow fallback, not the native binding');
+
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'sluice_process_' });
+  const dp = dataPlane;
+  new Gauge({ name: 'sluice_uws_native', help: '1 when the data plane runs the native uWebSockets.js binding.', registers: [registry], collect() { this.set(dp.native ? 1 : 0); } });
+  new Gauge({ name: 'sluice_route_table_version', help: 'Version of the route table last published.', registers: [registry], collect() { this.set(tableVersion); } });
+  new Gauge({ name: 'sluice_data_plane_workers', help: 'Data-plane worker threads.', registers: [registry], collect() { this.set(dp.workerCount); } });
+  const metrics = async (): Promise<string> => {
+    const workers = await dp.collectStats();
+    return renderStats(mergeStats(workers.map((w) => w.deployments))) + (await registry.metrics());
+  };
+
+  const admin = new AdminServer({ host: adminHost, port: config.admin.port, token: config.admin.token, logger });
+  registerAdminRoutes(admin, { manager, metrics, ready: () => manager.list().some((d) => d.state === 'ready'), native: () => dp.native });
+  const adminPort = await admin.listen();
+
+  for (const spec of config.deployments) await manager.deploy(spec);
+  logger.info({ gateway: `http://${config.listen.host}:${port}`, admin: `http://${adminHost}:${adminPort}`, workers: config.workers, deployments: config.deployments.length }, 'sluice is listening');
+
+  return {
+    config, port, adminPort, manager,
+    async stop(): Promise<void> {
+      await dp.stop(SHUTDOWN_GRACE_MS);
+      await manager.stopAll();
+      await admin.close();
+    },
+  };
+}
+
+function isLoopback(host: string): boolean {
+  return host === '127.0.0.1' || host === '::1' || host === 'localhost' || host.startsWith('127.');
+}
+
+function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, host, () => {
+      const addr = srv.address();
+      srv.close(() => resolve(typeof addr === 'object' && addr !== null ? addr.port : 0));
+    });
+  });
+}

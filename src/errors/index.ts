@@ -1,0 +1,58 @@
+// One table of every error the gateway itself produces. Code branches on `err.code`,
+// never on message text; the JSON body a client sees carries the same code.
+
+export interface ErrorSpec {
+  readonly status: number;
+  readonly message: string;
+}
+
+export const ERRORS = {
+  SLUICE_ERR_BAD_REQUEST: { status: 400, message: 'malformed request' },
+  SLUICE_ERR_INVALID_FIELD: { status: 400, message: 'invalid field' },
+  SLUICE_ERR_UNAUTHORIZED: { status: 401, message: 'missing or invalid credentials' },
+  SLUICE_ERR_FORBIDDEN: { status: 403, message: 'not allowed' },
+  SLUICE_ERR_NO_ROUTE: { status: 404, message: 'no deployment serves this path' },
+  SLUICE_ERR_NOT_FOUND: { status: 404, message: 'not found' },
+  SLUICE_ERR_METHOD_NOT_ALLOWED: { status: 405, message: 'method not allowed' },
+  SLUICE_ERR_CONFLICT: { status: 409, message: 'conflict' },
+  SLUICE_ERR_BODY_TOO_LARGE: { status: 413, message: 'request body exceeds the configured limit' },
+  SLUICE_ERR_RATE_LIMITED: { status: 429, message: 'rate limit exceeded' },
+  SLUICE_ERR_INTERNAL: { status: 500, message: 'internal gateway error' },
+  SLUICE_ERR_UPSTREAM_CONNECT: { status: 502, message: 'upstream refused or reset the connection' },
+  SLUICE_ERR_UPSTREAM_PROTOCOL: { status: 502, message: 'upstream sent an invalid HTTP response' },
+  SLUICE_ERR_UPSTREAM_RESET: { status: 502, message: 'upstream closed the connection before the response ended' },
+  SLUICE_ERR_NO_READY_REPLICA: { status: 503, message: 'no ready replica for this deployment' },
+  SLUICE_ERR_NO_FREE_PORT: { status: 503, message: 'no free port left in the configured range' },
+  SLUICE_ERR_UPSTREAM_HEADERS_TIMEOUT: { status: 504, message: 'upstream did not send response headers in time' },
+  SLUICE_ERR_UPSTREAM_IDLE_TIMEOUT: { status: 504, message: 'upstream stalled longer than the idle timeout' },
+  SLUICE_ERR_UPSTREAM_CONNECT_TIMEOUT: { status: 504, message: 'upstream connection timed out' },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+export class SluiceError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message?: string, details?: Record<string, unknown>) {
+    super(message ?? ERRORS[code].message);
+    this.name = 'SluiceError';
+    this.code = code;
+    this.status = ERRORS[code].status;
+    this.details = details;
+  }
+}
+
+/** The JSON body every gateway error carries (DESIGN.md, "Hot-path rules"). */
+export function errorBody(code: string, message: string, requestId: string, extra?: Record<string, unknown>): string {
+  return JSON.stringify({ error: { code, message, request_id: requestId, ...extra } });
+}
+
+/** Status line text uWS needs ("404 Not Found"); precomputed once, not per request. */
+export const STATUS_LINES: Readonly<Record<number, string>> = Object.freeze({
+  200: '200 OK', 400: '400 Bad Request', 401: '401 Unauthorized', 403: '403 Forbidden',
+  404: '404 Not Found', 405: '405 Method Not Allowed', 409: '409 Conflict',
+  413: '413 Payload Too Large', 429: '429 Too Many Requests', 500: '500 Internal Server Error',
+  502: '502 Bad Gateway', 503: '503 Service Unavailable', 504: '504 Gateway Timeout',
+});

@@ -1,0 +1,133 @@
+// Header hygiene in both directions. Hop-by-hop headers (RFC 9110 7.6.1) never cross the
+// gateway; the gateway sets Host, X-Forwarded-* and x-request-id itself and owns the
+// message framing (Content-Length / Transfer-Encoding) on each side.
+
+import type { HttpRequest } from 'uWebSockets.js';
+
+export interface ClientHead {
+  /** Other request headers, already serialised as `name: value\r\n` lines. */
+  headerLines: string;
+  host: string;
+  requestId: string;
+  forwardedFor: string;
+  contentLength: number;
+  chunked: boolean;
+  bad: string | null;
+}
+
+// Scratch state for the one synchronous req.forEach pass of the request being handled:
+// a single module-level callback instead of a closure per request.
+let scratch: ClientHead;
+let extraHopByHop: string[] | null = null;
+
+function collectHeader(name: string, value: string): void {
+  const s = scratch;
+  switch (name.length) {
+    case 2:
+      if (name === 'te') return;
+      break;
+    case 4:
+      if (name === 'host') {
+        s.host = value;
+        return;
+      }
+      break;
+    case 6:
+      if (name === 'expect') return; // uWS answers 100-continue itself.
+      break;
+    case 7:
+      if (name === 'trailer' || name === 'upgrade') return;
+      break;
+    case 10:
+      if (name === 'connection' || name === 'keep-alive') return;
+      break;
+    case 12:
+      if (name === 'x-request-id') {
+        if (value.length > 0 && value.length <= 200) s.requestId = value;
+        else s.bad = 'x-request-id must be 1 to 200 characters';
+        return;
+      }
+      break;
+    case 14:
+      if (name === 'content-length') {
+        const n = Number(value);
+        if (value === '' || !Number.isSafeInteger(n) || n < 0) s.bad = 'invalid content-length';
+        else if (s.contentLength !== -1 && s.contentLength !== n) s.bad = 'conflicting content-length headers';
+        else s.contentLength = n;
+        return;
+      }
+      break;
+    case 15:
+      if (name === 'x-forwarded-for') {
+        s.forwardedFor = s.forwardedFor === '' ? value : `${s.forwardedFor}, ${value}`;
+        return;
+      }
+      break;
+    case 16:
+      if (name === 'x-forwarded-host') return;
+      break;
+    case 17:
+      if (name === 'transfer-encoding') {
+        if (value.toLowerCase() === 'chunked') s.chunked = true;
+        else s.bad = `unsupported transfer-encoding '${value}'`;
+        return;
+      }
+      if (name === 'x-forwarded-proto') return;
+      break;
+  }
+  if (name.length > 6 && name.startsWith('proxy-')) return;
+  if (extraHopByHop !== null && extraHopByHop.includes(name)) return;
+  s.headerLines += `${name}: ${value}\r\n`;
+}
+
+/** Reads the client's request headers once (uWS's HttpRequest dies with the handler). */
+export function readClientHead(req: HttpRequest): ClientHead {
+  scratch = { headerLines: '', host: '', requestId: '', forwardedFor: '', contentLength: -1, chunked: false, bad: null };
+  // Headers named in Connection are hop-by-hop too (RFC 9110 7.6.1); rare, so checked lazily.
+  const connection = req.getHeader('connection');
+  extraHopByHop = connection === '' ? null : connectionTokens(connection);
+  req.forEach(collectHeader);
+  const head = scratch;
+  // Both framings at once is how request smuggling starts: refuse it (RFC 9112 6.1).
+  if (head.chunked && head.contentLength !== -1) head.bad = 'both content-length and transfer-encoding';
+  return head;
+}
+
+function connectionTokens(value: string): string[] | null {
+  let out: string[] | null = null;
+  for (const raw of value.split(',')) {
+    const t = raw.trim().toLowerCase();
+    if (t !== '' && t !== 'close' && t !== 'keep-alive' && t !== 'upgrade') (out ??= []).push(t);
+  }
+  return out;
+}
+
+/**
+ * Response headers from upstream that the client must not see: hop-by-hop ones, the
+ * framing (uWS writes its own), Date (uWS writes its own), and the upstream's x-request-id
+ * (the gateway's is authoritative). Length checks first: most headers fail them.
+ */
+export function isDroppedResponseHeader(name: string): boolean {
+  switch (name.length) {
+    case 2:
+      return name.toLowerCase() === 'te';
+    case 4:
+      return name.toLowerCase() === 'date';
+    case 7: {
+      const n = name.toLowerCase();
+      return n === 'trailer' || n === 'upgrade';
+    }
+    case 10: {
+      const n = name.toLowerCase();
+      return n === 'connection' || n === 'keep-alive';
+    }
+    case 12:
+      return name.toLowerCase() === 'x-request-id';
+    case 14:
+      return name.toLowerCase() === 'content-length';
+    case 17:
+      return name.toLowerCase() === 'transfer-encoding';
+    default:
+      return name.length > 6 && name.slice(0, 6).toLowerCase() === 'proxy-';
+  }
+}

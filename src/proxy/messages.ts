@@ -1,0 +1,27 @@
+// Messages between the control plane and the data-plane workers: the route table goes
+// down, stats and lifecycle events come up. Nothing else crosses.
+
+import type { StatsSnapshot } from '../telemetry/index.js';
+import type { RouteTableSnapshot } from './route-table.js';
+
+export interface WorkerInit {
+  readonly workerIndex: number;
+  readonly host: string;
+  readonly port: number;
+  readonly logLevel: string;
+  readonly accessLog: boolean;
+  readonly inflight: SharedArrayBuffer;
+  readonly snapshot: RouteTableSnapshot;
+}
+
+export type ToWorker =
+  | { readonly type: 'routes'; readonly snapshot: RouteTableSnapshot }
+  | { readonly type: 'stats'; readonly id: number }
+  | { readonly type: 'stop'; readonly graceMs: number };
+
+export type FromWorker =
+  | { readonly type: 'listening'; readonly workerIndex: number; readonly native: boolean; readonly binary: string }
+  | { readonly type: 'listen-failed'; readonly workerIndex: number; readonly message: string }
+  | { readonly type: 'routes-applied'; readonly workerIndex: number; readonly version: number }
+  | { readonly type: 'stats'; readonly id: number; readonly workerIndex: number; readonly deployments: Record<string, StatsSnapshot>; readonly active: number }
+  | { readonly type: 'stopped'; readonly workerIndex: number };

@@ -1,0 +1,208 @@
+import { connect, type Socket } from 'node:net';
+import type { ErrorCode } from '../../errors/index.js';
+import { ParseError, ResponseParser, type ResponseSink } from './response-parser.js';
+
+/**
+ * What an upstream connection calls back into: the proxy's per-request exchange. Modelled
+ * on undici's dispatcher handler: named callbacks, `onResponseData` returns false to pause,
+ * errors arrive once through `onResponseError` and never throw.
+ */
+export interface UpstreamHandler {
+  onResponseHead(status: number, headers: string[], contentLength: number): void;
+  onResponseData(chunk: Buffer): boolean;
+  onResponseEnd(): void;
+  /** `retryable`: nothing of the response arrived and the request may be sent again. */
+  onResponseError(code: ErrorCode, detail: string, retryable: boolean): void;
+  /** The socket's write buffer drained: the client's upload may resume. */
+  onRequestDrain(): void;
+  /** Runs `fn` with the client's output corked, so one upstream read is one client write. */
+  corked(fn: () => void): void;
+}
+
+export interface PoolLike {
+  readonly host: string;
+  readonly port: number;
+  readonly idleMs: number;
+  release(conn: UpstreamConnection): void;
+  remove(conn: UpstreamConnection): void;
+}
+
+const enum ConnState {
+  Connecting,
+  Busy,
+  Idle,
+  Closed,
+}
+
+/**
+ * One keep-alive TCP connection to a replica. Socket listeners and the parser are created
+ * once per connection, not per request; a request only swaps `#handler`.
+ */
+export class UpstreamConnection implements ResponseSink {
+  readonly socket: Socket;
+  readonly #pool: PoolLike;
+  readonly #parser: ResponseParser;
+  #state = ConnState.Connecting;
+  #handler: UpstreamHandler | null = null;
+  #pendingData: Buffer | null = null;
+  #requestDone = false;
+  #responseDone = false;
+  #paused = false;
+  /** Requests served before this one: an error on a reused socket is usually a stale keep-alive. */
+  served = 0;
+  idleSince = 0;
+  readonly #feedCorked: () => void;
+
+  constructor(pool: PoolLike) {
+    this.#pool = pool;
+    this.#parser = new ResponseParser(this);
+    this.#feedCorked = this.#feed.bind(this);
+    const socket = connect({ host: pool.host, port: pool.port, noDelay: true });
+    this.socket = socket;
+    socket.on('connect', () => {
+      if (this.#state === ConnState.Connecting) this.#state = this.#handler ? ConnState.Busy : ConnState.Idle;
+    });
+    socket.on('data', (data: Buffer) => this.#onData(data));
+    socket.on('drain', () => this.#handler?.onRequestDrain());
+    socket.on('end', () => this.#onEnd());
+    socket.on('error', (err: NodeJS.ErrnoException) => this.#fail(errorCodeFor(err), err.code ?? err.message));
+    socket.on('close', () => this.#fail('SLUICE_ERR_UPSTREAM_RESET', 'connection closed'));
+  }
+
+  get connecting(): boolean {
+    return this.#state === ConnState.Connecting;
+  }
+
+  /** Starts a request on this connection. `head` is the complete request head. */
+  send(handler: UpstreamHandler, head: string, noResponseBody: boolean, firstBody: Buffer | null, requestDone: boolean): boolean {
+    this.#handler = handler;
+    if (this.#state !== ConnState.Connecting) this.#state = ConnState.Busy;
+    this.#parser.reset(noResponseBody);
+    this.#requestDone = requestDone;
+    this.#responseDone = false;
+    if (this.#paused) this.resume();
+    if (firstBody === null) return this.socket.write(head, 'latin1');
+    this.socket.cork();
+    this.socket.write(head, 'latin1');
+    const ok = this.socket.write(firstBody);
+    this.socket.uncork();
+    return ok;
+  }
+
+  /** Writes a piece of the request body; false means the socket buffer is full. */
+  write(chunk: Buffer | string): boolean {
+    return this.socket.write(chunk);
+  }
+
+  requestEnded(): void {
+    this.#requestDone = true;
+    if (this.#responseDone) this.#finish();
+  }
+
+  pause(): void {
+    if (!this.#paused) {
+      this.#paused = true;
+      this.socket.pause();
+    }
+  }
+
+  resume(): void {
+    if (this.#paused) {
+      this.#paused = false;
+      this.socket.resume();
+    }
+  }
+
+  /** The exchange gave up (client gone, timeout): the in-flight response is discarded with the socket. */
+  abort(): void {
+    this.#handler = null;
+    this.#close();
+  }
+
+  /** Called by the pool for idle sockets past their keep-alive time. */
+  closeIdle(): void {
+    this.#close();
+  }
+
+  // ResponseSink: the parser's callbacks, forwarded to the current handler.
+  onHead(status: number, headers: string[], contentLength: number): void {
+    this.#handler?.onResponseHead(status, headers, contentLength);
+  }
+
+  onBody(chunk: Buffer): void {
+    const handler = this.#handler;
+    if (handler !== null && !handler.onResponseData(chunk)) this.pause();
+  }
+
+  onComplete(): void {
+    this.#responseDone = true;
+    const handler = this.#handler;
+    if (this.#requestDone) this.#finish();
+    handler?.onResponseEnd();
+  }
+
+  #onData(data: Buffer): void {
+    const handler = this.#handler;
+    if (handler === null) {
+      // Bytes on an idle connection: the server broke the protocol; do not reuse it.
+      this.#close();
+      return;
+    }
+    this.#pendingData = data;
+    handler.corked(this.#feedCorked);
+  }
+
+  #feed(): void {
+    const data = this.#pendingData!;
+    this.#pendingData = null;
+    try {
+      const leftover = this.#parser.execute(data);
+      if (leftover > 0) this.#parser.keepAlive = false;
+    } catch (err) {
+      this.#fail('SLUICE_ERR_UPSTREAM_PROTOCOL', err instanceof ParseError ? err.message : String(err));
+    }
+  }
+
+  #onEnd(): void {
+    if (this.#handler !== null && this.#parser.readsUntilClose) {
+      this.#handler.corked(() => this.#parser.finishAtEof());
+    }
+    this.#fail('SLUICE_ERR_UPSTREAM_RESET', 'upstream closed the connection');
+  }
+
+  /** Response and request are both complete: hand the socket back, or close it. */
+  #finish(): void {
+    this.#handler = null;
+    this.served++;
+    if (this.#parser.keepAlive && this.#state === ConnState.Busy) {
+      this.#state = ConnState.Idle;
+      this.idleSince = Date.now();
+      if (this.#paused) this.resume();
+      this.#pool.release(this);
+    } else {
+      this.#close();
+    }
+  }
+
+  #fail(code: ErrorCode, detail: string): void {
+    const handler = this.#handler;
+    this.#handler = null;
+    this.#close();
+    if (handler !== null && !this.#responseDone) {
+      const retryable = !this.#parser.headReceived && this.served > 0 && code !== 'SLUICE_ERR_UPSTREAM_PROTOCOL';
+      handler.onResponseError(code, detail, retryable);
+    }
+  }
+
+  #close(): void {
+    if (this.#state === ConnState.Closed) return;
+    this.#state = ConnState.Closed;
+    this.socket.destroy();
+    this.#pool.remove(this);
+  }
+}
+
+function errorCodeFor(err: NodeJS.ErrnoException): ErrorCode {
+  if (err.code === 'ETIMEDOUT') return 'SLUICE_ERR_UPSTREAM_CONNECT_TIMEOUT';
+  return 'SLUICE_ERR_UPSTREAM_CONNECT';
+}

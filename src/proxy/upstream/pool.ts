@@ -1,0 +1,111 @@
+import { UpstreamConnection, type PoolLike } from './connection.js';
+
+/** Someone waiting for a connection because the pool is at its limit. */
+export interface PoolWaiter {
+  /** Called with a connection that is now this waiter's; false if the waiter gave up meanwhile. */
+  onConnection(conn: UpstreamConnection): boolean;
+}
+
+export interface PoolOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly maxConnections: number;
+  readonly idleMs: number;
+}
+
+/**
+ * Keep-alive connections to one replica (one origin). Idle connections are a LIFO stack so
+ * the warmest socket is reused and the coldest ones age out; waiters are a FIFO queue
+ * walked by index, not shift().
+ */
+export class UpstreamPool implements PoolLike {
+  readonly host: string;
+  readonly port: number;
+  readonly idleMs: number;
+  #max: number;
+  readonly #idle: UpstreamConnection[] = [];
+  #open = 0;
+  #waiters: PoolWaiter[] = [];
+  #waitHead = 0;
+  #closed = false;
+
+  constructor(options: PoolOptions) {
+    this.host = options.host;
+    this.port = options.port;
+    this.idleMs = options.idleMs;
+    this.#max = options.maxConnections;
+  }
+
+  get openConnections(): number {
+    return this.#open;
+  }
+
+  get idleConnections(): number {
+    return this.#idle.length;
+  }
+
+  /** A connection to use now, or null when the caller was queued as a waiter. */
+  acquire(waiter: PoolWaiter): UpstreamConnection | null {
+    const idle = this.#idle.pop();
+    if (idle !== undefined) return idle;
+    if (this.#open < this.#max) {
+      this.#open++;
+      return new UpstreamConnection(this);
+    }
+    this.#waiters.push(waiter);
+    return null;
+  }
+
+  release(conn: UpstreamConnection): void {
+    if (this.#closed) {
+      conn.closeIdle();
+      return;
+    }
+    while (this.#waitHead < this.#waiters.length) {
+      const waiter = this.#waiters[this.#waitHead]!;
+      this.#waiters[this.#waitHead++] = undefined as unknown as PoolWaiter;
+      this.#compactWaiters();
+      if (waiter.onConnection(conn)) return;
+    }
+    this.#idle.push(conn);
+  }
+
+  remove(conn: UpstreamConnection): void {
+    const i = this.#idle.lastIndexOf(conn);
+    if (i !== -1) this.#idle.splice(i, 1);
+    this.#open--;
+    // A slot freed up: the oldest waiter gets a fresh connection.
+    while (this.#waitHead < this.#waiters.length && this.#open < this.#max) {
+      const waiter = this.#waiters[this.#waitHead]!;
+      this.#waiters[this.#waitHead++] = undefined as unknown as PoolWaiter;
+      this.#compactWaiters();
+      this.#open++;
+      const fresh = new UpstreamConnection(this);
+      if (!waiter.onConnection(fresh)) {
+        fresh.idleSince = Date.now();
+        this.#idle.push(fresh);
+      }
+    }
+  }
+
+  /** Closes idle sockets older than the keep-alive time (called by the worker's sweep). */
+  sweep(now: number): void {
+    // The stack's bottom holds the oldest sockets.
+    while (this.#idle.length > 0 && now - this.#idle[0]!.idleSince > this.idleMs) {
+      this.#idle[0]!.closeIdle();
+    }
+  }
+
+  /** The replica left the route table: idle sockets close now, busy ones when their response ends. */
+  close(): void {
+    this.#closed = true;
+    while (this.#idle.length > 0) this.#idle[this.#idle.length - 1]!.closeIdle();
+  }
+
+  #compactWaiters(): void {
+    if (this.#waitHead === this.#waiters.length) {
+      this.#waiters = [];
+      this.#waitHead = 0;
+    }
+  }
+}

@@ -1,0 +1,69 @@
+// Entry of one data-plane worker thread. Each worker runs its own uWS app on the shared
+// gateway port (SO_REUSEPORT: the kernel spreads connections) and its own Gateway.
+
+import { parentPort, workerData } from 'node:worker_threads';
+import { createLogger } from '../telemetry/index.js';
+import { Gateway } from './gateway.js';
+import type { RouteTableSnapshot } from './route-table.js';
+import { loadUws } from './uws.js';
+import type { ToWorker, FromWorker, WorkerInit } from './messages.js';
+
+const init = workerData as WorkerInit;
+const port = parentPort!;
+const post = (msg: FromWorker): void => port.postMessage(msg);
+
+const logger = createLogger({ level: init.logLevel, buffered: true, bindings: { worker: init.workerIndex } });
+const { uws, native, binary } = loadUws();
+const gateway = new Gateway({
+  logger,
+  accessLog: init.accessLog,
+  inflight: new Int32Array(init.inflight),
+  workerIndex: init.workerIndex,
+});
+gateway.publish(init.snapshot);
+gateway.start();
+
+const app = uws.App();
+app.any('/*', gateway.handle);
+let listenSocket: unknown = null;
+app.listen(init.host, init.port, (token) => {
+  if (token) {
+    listenSocket = token;
+    post({ type: 'listening', workerIndex: init.workerIndex, native, binary });
+  } else {
+    post({ type: 'listen-failed', workerIndex: init.workerIndex, message: `cannot listen on ${init.host}:${init.port}` });
+  }
+});
+
+port.on('message', (msg: ToWorker) => {
+  switch (msg.type) {
+    case 'routes':
+      gateway.publish(msg.snapshot as RouteTableSnapshot);
+      post({ type: 'routes-applied', workerIndex: init.workerIndex, version: gateway.table.version });
+      break;
+    case 'stats':
+      post({ type: 'stats', id: msg.id, workerIndex: init.workerIndex, deployments: gateway.stats(), active: gateway.activeCount });
+      break;
+    case 'stop':
+      // Stop accepting; requests in flight finish, then the thread exits on its own.
+      if (listenSocket !== null) uws.us_listen_socket_close(listenSocket as never);
+      listenSocket = null;
+      gateway.stop();
+      waitForIdle(msg.graceMs);
+      break;
+  }
+});
+
+function waitForIdle(graceMs: number): void {
+  const deadline = Date.now() + graceMs;
+  const tick = (): void => {
+    if (gateway.activeCount === 0 || Date.now() > deadline) {
+      post({ type: 'stopped', workerIndex: init.workerIndex });
+      logger.flush();
+      setImmediate(() => process.exit(0));
+    } else {
+      setTimeout(tick, 20);
+    }
+  };
+  tick();
+}

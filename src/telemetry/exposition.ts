@@ -1,0 +1,77 @@
+import { DURATION_BUCKETS, type StatsSnapshot } from './request-stats.js';
+
+/** Sums the snapshots every worker sent for each deployment. */
+export function mergeStats(perWorker: ReadonlyArray<Record<string, StatsSnapshot>>): Map<string, StatsSnapshot> {
+  const out = new Map<string, StatsSnapshot>();
+  for (const worker of perWorker) {
+    for (const [deployment, s] of Object.entries(worker)) {
+      const prev = out.get(deployment);
+      out.set(deployment, prev === undefined ? s : addStats(prev, s));
+    }
+  }
+  return out;
+}
+
+function addStats(a: StatsSnapshot, b: StatsSnapshot): StatsSnapshot {
+  return {
+    codes: addRecords(a.codes, b.codes),
+    buckets: a.buckets.map((v, i) => v + (b.buckets[i] ?? 0)),
+    sum: a.sum + b.sum,
+    count: a.count + b.count,
+    ttfbBuckets: a.ttfbBuckets.map((v, i) => v + (b.ttfbBuckets[i] ?? 0)),
+    ttfbSum: a.ttfbSum + b.ttfbSum,
+    ttfbCount: a.ttfbCount + b.ttfbCount,
+    clientAborts: a.clientAborts + b.clientAborts,
+    upstreamErrors: addRecords(a.upstreamErrors, b.upstreamErrors),
+    bytesOut: a.bytesOut + b.bytesOut,
+  };
+}
+
+function addRecords(a: Record<string, number>, b: Record<string, number>): Record<string, number> {
+  const out = { ...a };
+  for (const [k, v] of Object.entries(b)) out[k] = (out[k] ?? 0) + v;
+  return out;
+}
+
+/** Prometheus text exposition of the data-plane metrics. */
+export function renderStats(stats: Map<string, StatsSnapshot>): string {
+  const lines: string[] = [];
+  const family = (name: string, type: string, help: string): void => {
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+  };
+  family('sluice_requests_total', 'counter', 'Requests answered by the data plane, by deployment and status code (499: client went away).');
+  for (const [d, s] of stats) for (const [code, n] of Object.entries(s.codes)) lines.push(`sluice_requests_total{deployment="${esc(d)}",code="${code}"} ${n}`);
+  histogram(lines, 'sluice_request_duration_seconds', 'Time from request arrival to the end of the response.', stats, (s) => [s.buckets, s.sum, s.count]);
+  histogram(lines, 'sluice_upstream_ttfb_seconds', 'Time from request arrival to the upstream response head.', stats, (s) => [s.ttfbBuckets, s.ttfbSum, s.ttfbCount]);
+  family('sluice_client_aborts_total', 'counter', 'Clients that went away before their response ended (the upstream request was aborted).');
+  for (const [d, s] of stats) lines.push(`sluice_client_aborts_total{deployment="${esc(d)}"} ${s.clientAborts}`);
+  family('sluice_upstream_errors_total', 'counter', 'Upstream failures by error code.');
+  for (const [d, s] of stats) for (const [code, n] of Object.entries(s.upstreamErrors)) lines.push(`sluice_upstream_errors_total{deployment="${esc(d)}",code="${code}"} ${n}`);
+  family('sluice_response_bytes_total', 'counter', 'Response body bytes sent to clients.');
+  for (const [d, s] of stats) lines.push(`sluice_response_bytes_total{deployment="${esc(d)}"} ${s.bytesOut}`);
+  return lines.join('\n') + '\n';
+}
+
+function histogram(
+  lines: string[],
+  name: string,
+  help: string,
+  stats: Map<string, StatsSnapshot>,
+  pick: (s: StatsSnapshot) => [number[], number, number],
+): void {
+  lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} histogram`);
+  for (const [d, s] of stats) {
+    const [buckets, sum, count] = pick(s);
+    const label = `deployment="${esc(d)}"`;
+    let cumulative = 0;
+    DURATION_BUCKETS.forEach((le, i) => {
+      cumulative += buckets[i] ?? 0;
+      lines.push(`${name}_bucket{${label},le="${le}"} ${cumulative}`);
+    });
+    lines.push(`${name}_bucket{${label},le="+Inf"} ${count}`, `${name}_sum{${label}} ${sum}`, `${name}_count{${label}} ${count}`);
+  }
+}
+
+function esc(v: string): string {
+  return v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+}

@@ -1,0 +1,3 @@
+export { createLogger, type Logger, type LoggerOptions } from './logger.js';
+export { RequestStats, DURATION_BUCKETS, type StatsSnapshot } from './request-stats.js';
+export { mergeStats, renderStats } from './exposition.js';

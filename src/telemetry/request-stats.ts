@@ -1,0 +1,80 @@
+// Per-worker request counters kept in typed arrays: the hot path does two array
+// increments per request instead of prom-client's per-call label hashing. The control
+// plane sums every worker's snapshot at scrape time (see exposition.ts).
+
+/** Upper bounds of the request-duration histogram, in seconds. */
+export const DURATION_BUCKETS = Object.freeze([
+  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300,
+]);
+
+const MAX_STATUS = 600;
+
+export interface StatsSnapshot {
+  /** status code -> count, only non-zero entries. */
+  readonly codes: Record<string, number>;
+  /** Per-bucket (non-cumulative) counts, one more than DURATION_BUCKETS for +Inf. */
+  readonly buckets: number[];
+  readonly sum: number;
+  readonly count: number;
+  readonly ttfbBuckets: number[];
+  readonly ttfbSum: number;
+  readonly ttfbCount: number;
+  readonly clientAborts: number;
+  readonly upstreamErrors: Record<string, number>;
+  readonly bytesOut: number;
+}
+
+export class RequestStats {
+  readonly #codes = new Float64Array(MAX_STATUS);
+  readonly #buckets = new Float64Array(DURATION_BUCKETS.length + 1);
+  readonly #ttfb = new Float64Array(DURATION_BUCKETS.length + 1);
+  #sum = 0;
+  #count = 0;
+  #ttfbSum = 0;
+  #ttfbCount = 0;
+  clientAborts = 0;
+  bytesOut = 0;
+  readonly #upstreamErrors = new Map<string, number>();
+
+  /** `status` 499 records a client that went away. Durations in seconds. */
+  record(status: number, seconds: number): void {
+    this.#codes[status < MAX_STATUS ? status : 0]!++;
+    this.#buckets[bucketIndex(seconds)]!++;
+    this.#sum += seconds;
+    this.#count++;
+  }
+
+  recordTtfb(seconds: number): void {
+    this.#ttfb[bucketIndex(seconds)]!++;
+    this.#ttfbSum += seconds;
+    this.#ttfbCount++;
+  }
+
+  upstreamError(code: string): void {
+    this.#upstreamErrors.set(code, (this.#upstreamErrors.get(code) ?? 0) + 1);
+  }
+
+  snapshot(): StatsSnapshot {
+    const codes: Record<string, number> = {};
+    for (let i = 0; i < MAX_STATUS; i++) if (this.#codes[i]! > 0) codes[i] = this.#codes[i]!;
+    return {
+      codes,
+      buckets: Array.from(this.#buckets),
+      sum: this.#sum,
+      count: this.#count,
+      ttfbBuckets: Array.from(this.#ttfb),
+      ttfbSum: this.#ttfbSum,
+      ttfbCount: this.#ttfbCount,
+      clientAborts: this.clientAborts,
+      upstreamErrors: Object.fromEntries(this.#upstreamErrors),
+      bytesOut: this.bytesOut,
+    };
+  }
+}
+
+function bucketIndex(seconds: number): number {
+  const b = DURATION_BUCKETS;
+  let i = 0;
+  while (i < b.length && seconds > b[i]!) i++;
+  return i;
+}
