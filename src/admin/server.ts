@@ -122,10 +122,10 @@ export class AdminServer {
       }
       this.#o.logger.debug({ request_id: requestId, method, path: url.pathname, status }, 'admin request');
     } catch (err) {
-      const e = err instanceof SluiceError ? err : new SluiceError('SLUICE_ERR_INTERNAL', (err as Error).message ?? String(err));
+      const e = asCodedError(err);
       if (e.status >= 500) this.#o.logger.error({ request_id: requestId, err }, 'admin request failed');
       if (!res.headersSent) {
-        res.writeHead(e.status, { 'content-type': 'application/json' });
+        res.writeHead(e.status, { 'content-type': 'application/json', ...e.headers });
         res.end(errorBody(e.code, e.message, requestId, e.details));
       } else {
         res.destroy();
@@ -140,6 +140,23 @@ export class AdminServer {
     // Hashing both sides gives equal lengths, so timingSafeEqual never leaks the length.
     return m !== null && timingSafeEqual(sha256(m[1]!.trim()), this.#tokenHash);
   }
+}
+
+interface CodedError {
+  readonly code: string;
+  readonly status: number;
+  readonly message: string;
+  readonly details?: Record<string, unknown> | undefined;
+  readonly headers?: Record<string, string>;
+}
+
+/** Any error with a SLUICE_ERR_* code and a status (SluiceError, RegistryError, ConfigError). */
+function asCodedError(err: unknown): CodedError {
+  const e = err as Partial<CodedError> | null;
+  if (e !== null && typeof e === 'object' && typeof e.code === 'string' && e.code.startsWith('SLUICE_ERR_') && typeof e.status === 'number') {
+    return e as CodedError;
+  }
+  return new SluiceError('SLUICE_ERR_INTERNAL', err instanceof Error ? err.message : String(err));
 }
 
 function sha256(s: string): Buffer {

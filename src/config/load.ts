@@ -17,6 +17,9 @@ const ENV_OVERRIDES: ReadonlyArray<readonly [string, readonly string[]]> = [
   ['SLUICE_ADMIN_TOKEN', ['admin', 'token']],
   ['SLUICE_WORKERS', ['workers']],
   ['SLUICE_STATE_DIR', ['state_dir']],
+  ['SLUICE_REDIS_URL', ['redis', 'url']],
+  ['MLFLOW_TRACKING_URI', ['mlflow', 'tracking_uri']],
+  ['SLUICE_MLFLOW_BIN', ['mlflow', 'bin']],
   ['SLUICE_LOG_LEVEL', ['log', 'level']],
   ['SLUICE_MAX_BODY_BYTES', ['limits', 'max_body_bytes']],
 ];

@@ -14,14 +14,16 @@ export type Field =
 export class ConfigError extends Error {
   readonly code = 'SLUICE_ERR_CONFIG';
   readonly field: string;
-  constructor(field: string, message: string) {
-    super(`config: ${field}: ${message}`);
+  readonly reason: string;
+  constructor(field: string, reason: string) {
+    super(`config: ${field}: ${reason}`);
     this.field = field;
+    this.reason = reason;
   }
 }
 
-const MODEL_NAME = /^[A-Za-z0-9_:][A-Za-z0-9._:-]{0,127}$/;
-const VERSION_NAME = /^[A-Za-z0-9_][A-Za-z0-9._]{0,63}$/;
+export const MODEL_NAME = /^[A-Za-z0-9_:][A-Za-z0-9._:-]{0,127}$/;
+export const VERSION_NAME = /^[A-Za-z0-9_][A-Za-z0-9._]{0,63}$/;
 const timeout = (def: number): Field => ({ kind: 'int', default: def, min: 1, max: 86_400_000 });
 
 const upstreamFields = {
@@ -80,10 +82,22 @@ export const configSchema: Field = {
       },
     },
     state_dir: { kind: 'string', default: './.sluice' },
+    // Shared desired state (and, later, rate limits and cache) for several instances.
+    redis: { kind: 'object', fields: { url: { kind: 'string', default: null, nullable: true, pattern: /^rediss?:\/\// } } },
+    mlflow: {
+      kind: 'object',
+      fields: {
+        // Registry and `models:/` resolution; the admin's /get_model_list reads it.
+        tracking_uri: { kind: 'string', default: null, nullable: true, pattern: /^(https?|file|sqlite|databricks):/ },
+        // Default: the project's .venv/bin/mlflow when present, else `mlflow` from PATH.
+        bin: { kind: 'string', default: null, nullable: true },
+      },
+    },
     limits: {
       kind: 'object',
       fields: {
-        max_body_bytes: { kind: 'number', default: 64 * 1024 * 1024, min: 0, max: 2 ** 53 },
+        // A byte count: an integer, and a safe one so that comparisons stay exact.
+        max_body_bytes: { kind: 'int', default: 64 * 1024 * 1024, min: 0, max: Number.MAX_SAFE_INTEGER },
       },
     },
     upstream: { kind: 'object', fields: upstreamFields },

@@ -32,6 +32,8 @@ export interface Config {
   readonly workers: number;
   readonly ports: { readonly from: number; readonly to: number };
   readonly state_dir: string;
+  readonly redis: { readonly url: string | null };
+  readonly mlflow: { readonly tracking_uri: string | null; readonly bin: string | null };
   readonly limits: { readonly max_body_bytes: number };
   readonly upstream: UpstreamOptions;
   readonly log: { readonly level: string; readonly access: boolean };

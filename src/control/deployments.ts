@@ -2,9 +2,12 @@
 // the lifecycle pending -> starting -> ready -> draining -> stopped (or failed). Every
 // change that affects routing triggers `onChange`, which publishes a new route table.
 
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import type { Config, DeploymentConfig, UpstreamOptions } from '../config/index.js';
 import { SluiceError } from '../errors/index.js';
-import { launchPlan, PortAllocator, ReplicaProcess, type LogLine, type ReplicaSpec, type ReplicaState } from '../ports/index.js';
+import { killGroup, launchPlan, PortAllocator, ReplicaProcess, type LogLine, type ReplicaProcessOptions, type ReplicaSpec, type ReplicaState } from '../ports/index.js';
+import type { DesiredStateStore, ReplicaRecord, ReplicaRecords } from '../state/index.js';
 import type { Logger } from '../telemetry/index.js';
 import type { RoutableDeployment, RoutableReplica } from './route-snapshot.js';
 import type { SlotAllocator } from './slots.js';
@@ -18,8 +21,10 @@ export interface ManagerOptions {
   readonly logger: Logger;
   /** Routing-relevant change: publish a new route table. */
   readonly onChange: () => void;
-  /** Extra options per runtime (MLflow tracking URI and binary, ...). */
-  readonly runtimeEnv?: { readonly mlflowTrackingUri?: string; readonly mlflowBin?: string };
+  /** Desired state of deployments made through the admin API (config ones are static). */
+  readonly store: DesiredStateStore;
+  /** Pids of the servers this host started, for adoption after a gateway crash. */
+  readonly records: ReplicaRecords;
 }
 
 export class Replica {
@@ -52,18 +57,24 @@ export class Replica {
   }
 }
 
+/** `config`: from the config file, started at every boot. `api`: made through the admin API, persisted. */
+export type DeploymentSource = 'config' | 'api';
+
 export class Deployment {
   readonly id: string;
   readonly spec: DeploymentConfig;
+  readonly source: DeploymentSource;
   readonly upstream: UpstreamOptions;
   readonly replicas: Replica[] = [];
-  readonly createdAt = new Date().toISOString();
+  readonly createdAt: string;
   #state: DeploymentState = 'pending';
   lastError: string | null = null;
 
-  constructor(spec: DeploymentConfig, defaults: UpstreamOptions) {
+  constructor(spec: DeploymentConfig, defaults: UpstreamOptions, source: DeploymentSource, createdAt: string) {
     this.id = deploymentId(spec.model, spec.version);
     this.spec = spec;
+    this.source = source;
+    this.createdAt = createdAt;
     this.upstream = Object.freeze({ ...defaults, ...spec.upstream });
   }
 
@@ -81,10 +92,16 @@ export class Deployment {
   view(): Record<string, unknown> {
     const s = this.spec;
     return {
-      id: this.id, model: s.model, version: s.version, runtime: s.runtime, state: this.state,
-      created_at: this.createdAt, last_error: this.lastError, replicas: this.replicas.map((r) => r.view()),
+      id: this.id, model: s.model, version: s.version, runtime: s.runtime, state: this.state, source: this.source,
+      route: `/${this.id}/`, created_at: this.createdAt, last_error: this.lastError, replicas: this.replicas.map((r) => r.view()),
     };
   }
+}
+
+/** The project's own virtualenv (scripts/setup-python.sh) when present, else PATH. */
+function defaultMlflowBin(): string {
+  const venv = fileURLToPath(new URL('../../.venv/bin/mlflow', import.meta.url));
+  return existsSync(venv) ? venv : 'mlflow';
 }
 
 export function deploymentId(model: string, version: string): string {
@@ -94,6 +111,8 @@ export function deploymentId(model: string, version: string): string {
 export class DeploymentManager {
   readonly #o: ManagerOptions;
   readonly #deployments = new Map<string, Deployment>();
+  /** Records of servers left by a previous run, by replica id, consumed at restore. */
+  #leftovers = new Map<string, ReplicaRecord>();
 
   constructor(options: ManagerOptions) {
     this.#o = options;
@@ -116,11 +135,36 @@ export class DeploymentManager {
     }));
   }
 
+  /**
+   * Brings back what should run: config deployments, then those persisted from the admin
+   * API. Servers a previous run left behind are adopted when healthy, else stopped; any
+   * left over that no deployment claims are stopped too.
+   */
+  async restore(): Promise<void> {
+    for (const r of await this.#o.records.load()) this.#leftovers.set(r.replica, r);
+    for (const spec of this.#o.config.deployments) await this.deploy(spec, 'config');
+    for (const desired of await this.#o.store.load()) {
+      const id = deploymentId(desired.spec.model, desired.spec.version);
+      if (this.#deployments.has(id)) continue;
+      try {
+        await this.deploy(desired.spec, 'api', desired.created_at);
+      } catch (err) {
+        this.#o.logger.error({ deployment: id, err }, 'could not restore deployment');
+      }
+    }
+    for (const r of this.#leftovers.values()) {
+      this.#o.logger.warn({ replica: r.replica, pid: r.pid }, 'stopping a server left by a previous run that no deployment claims');
+      await killGroup(r.pgid, 5_000).catch(() => undefined);
+      await this.#o.records.delete(r.replica);
+    }
+    this.#leftovers.clear();
+  }
+
   /** Registers the deployment and starts its replicas; resolves once all have been launched. */
-  async deploy(spec: DeploymentConfig): Promise<Deployment> {
+  async deploy(spec: DeploymentConfig, source: DeploymentSource = 'api', createdAt = new Date().toISOString()): Promise<Deployment> {
     const id = deploymentId(spec.model, spec.version);
-    if (this.#deployments.has(id)) throw new SluiceError('SLUICE_ERR_CONFLICT', `deployment ${id} exists`);
-    const d = new Deployment(spec, this.#o.config.upstream);
+    if (this.#deployments.has(id)) throw new SluiceError('SLUICE_ERR_CONFLICT', `deployment ${id} already exists`);
+    const d = new Deployment(spec, this.#o.config.upstream, source, createdAt);
     this.#deployments.set(id, d);
     d.state = 'starting';
     try {
@@ -132,8 +176,13 @@ export class DeploymentManager {
       this.#deployments.delete(id);
       throw err;
     }
+    if (source === 'api') await this.#persist();
     this.#o.onChange();
     return d;
+  }
+
+  #persist(): Promise<void> {
+    return this.#o.store.save(this.list().filter((d) => d.source === 'api' && d.state !== 'draining').map((d) => ({ spec: d.spec, created_at: d.createdAt })));
   }
 
   async #startReplica(d: Deployment, index: number): Promise<void> {
@@ -149,27 +198,68 @@ export class DeploymentManager {
       replica.state = 'ready';
       return;
     }
-    const port = await this.#o.ports.acquire();
+    const adopted = await this.#adopt(replica.id);
+    const port = adopted?.port ?? (await this.#o.ports.acquire());
     replica.ownedPort = port;
     replica.port = port;
     const plan = launchPlan(this.#replicaSpec(spec), { port });
     if (plan.kind !== 'process') throw new Error('unreachable: local runtime produced a remote plan');
     replica.url = plan.url;
-    const proc = new ReplicaProcess({
+    const options: ReplicaProcessOptions = {
       id: replica.id, argv: plan.argv, env: plan.env, port,
       readinessPath: spec.readiness_path ?? plan.readinessPath, startTimeoutMs: spec.start_timeout_ms,
-    });
+    };
+    const proc = (adopted && ReplicaProcess.adopt({ ...options, pid: adopted.pid, pgid: adopted.pgid })) || new ReplicaProcess(options);
     replica.process = proc;
+    let recordedPid: number | undefined;
     proc.on('state', (state, info) => {
       const wasReady = replica.ready;
       replica.state = state;
       if (state === 'failed') d.lastError = info.error?.message ?? 'replica failed';
       this.#o.logger.info({ deployment: d.id, replica: replica.id, state, pid: info.pid, restarts: info.restarts, error: info.error?.message }, 'replica state');
+      if (info.pid !== undefined && info.pgid !== undefined && info.pid !== recordedPid && state !== 'stopped') {
+        recordedPid = info.pid;
+        void this.#o.records.set({ replica: replica.id, port, pid: info.pid, pgid: info.pgid });
+      }
       if (wasReady !== replica.ready) this.#o.onChange();
     });
+    if (adopted) {
+      this.#o.logger.info({ replica: replica.id, pid: adopted.pid, port }, 'adopted a running server from a previous gateway run');
+      void this.#o.records.set({ replica: replica.id, port, pid: adopted.pid, pgid: adopted.pgid });
+      return;
+    }
     void proc.start().catch((err: unknown) => {
       this.#o.logger.error({ deployment: d.id, replica: replica.id, err }, 'replica start failed');
     });
+  }
+
+  /**
+   * A server a previous run started for this replica: adopted when it is still alive and
+   * its port can be reserved again; otherwise its group is stopped so that it cannot hold
+   * the port or serve twice.
+   */
+  async #adopt(replicaId: string): Promise<ReplicaRecord | null> {
+    const record = this.#leftovers.get(replicaId);
+    if (record === undefined) return null;
+    this.#leftovers.delete(replicaId);
+    let alive = false;
+    try {
+      process.kill(record.pid, 0);
+      alive = true;
+    } catch {
+      alive = false;
+    }
+    if (alive) {
+      try {
+        this.#o.ports.reserve(record.port);
+        return record;
+      } catch {
+        // The port is held by someone else: fall through and start fresh.
+      }
+      await killGroup(record.pgid, 5_000).catch(() => undefined);
+    }
+    await this.#o.records.delete(replicaId);
+    return null;
   }
 
   #replicaSpec(spec: DeploymentConfig): ReplicaSpec {
@@ -180,10 +270,12 @@ export class DeploymentManager {
       case 'command':
         return { ...base, runtime: 'command', command: spec.command, readinessPath: spec.readiness_path ?? '/' };
       case 'mlflow': {
-        const rt = this.#o.runtimeEnv;
-        const trackingUri = spec.env.MLFLOW_TRACKING_URI ?? rt?.mlflowTrackingUri;
-        if (trackingUri === undefined) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', 'an mlflow deployment needs MLFLOW_TRACKING_URI', { field: 'env.MLFLOW_TRACKING_URI' });
-        return { ...base, runtime: 'mlflow', trackingUri, ...(rt?.mlflowBin === undefined ? {} : { mlflowBin: rt.mlflowBin }) };
+        const mlflow = this.#o.config.mlflow;
+        const trackingUri = spec.env.MLFLOW_TRACKING_URI ?? mlflow.tracking_uri;
+        if (trackingUri === null || trackingUri === undefined) {
+          throw new SluiceError('SLUICE_ERR_INVALID_FIELD', 'an mlflow deployment needs a tracking URI (config mlflow.tracking_uri or MLFLOW_TRACKING_URI)', { field: 'mlflow.tracking_uri' });
+        }
+        return { ...base, runtime: 'mlflow', trackingUri, mlflowBin: mlflow.bin ?? defaultMlflowBin() };
       }
       case 'ollama':
         return { ...base, runtime: 'ollama' };
@@ -221,18 +313,21 @@ export class DeploymentManager {
     await this.#stopReplicas(d);
     d.state = 'stopped';
     this.#deployments.delete(id);
+    if (d.source === 'api') await this.#persist();
     return true;
   }
 
   async #stopReplicas(d: Deployment): Promise<void> {
     await Promise.all(d.replicas.map(async (r) => {
       await r.process?.stop();
+      if (r.process !== null) await this.#o.records.delete(r.id);
       if (r.ownedPort !== null) this.#o.ports.release(r.ownedPort);
       r.ownedPort = null;
       this.#o.slots.release(r.slot);
     }));
   }
 
+  /** Gateway shutdown: stop every server; the desired state stays for the next start. */
   async stopAll(): Promise<void> {
     await Promise.all(this.list().map((d) => this.#stopReplicas(d)));
     this.#deployments.clear();

@@ -7,6 +7,7 @@ import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import { AdminServer, registerAdminRoutes } from '../admin/index.js';
 import { DEFAULT_CONFIG_FILE, loadConfig, type Config } from '../config/index.js';
 import { PortAllocator } from '../ports/index.js';
+import { FileStateStore, RedisStateStore, ReplicaRecords } from '../state/index.js';
 import { createLogger, mergeStats, renderStats, type Logger } from '../telemetry/index.js';
 import { DataPlane } from './dataplane.js';
 import { DeploymentManager } from './deployments.js';
@@ -57,10 +58,11 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   const publish = (): void => {
     dataPlane?.publish(buildRouteSnapshot(++tableVersion, manager.routable(), config.traffic));
   };
-  const manager = new DeploymentManager({
-    config, ports, slots, logger, onChange: publish,
-    runtimeEnv: { ...(process.env.MLFLOW_TRACKING_URI ? { mlflowTrackingUri: process.env.MLFLOW_TRACKING_URI } : {}), ...(process.env.SLUICE_MLFLOW_BIN ? { mlflowBin: process.env.SLUICE_MLFLOW_BIN } : {}) },
-  });
+  const store = config.redis.url === null ? new FileStateStore(config.state_dir) : new RedisStateStore(config.redis.url);
+  const records = new ReplicaRecords(config.state_dir);
+  // Read state before binding anything: corrupt state must stop the start-up with a clear error.
+  await store.load();
+  const manager = new DeploymentManager({ config, ports, slots, logger, onChange: publish, store, records });
 
   dataPlane = new DataPlane({
     host: config.listen.host, port, workers: config.workers, logLevel: config.log.level,
@@ -81,11 +83,20 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   };
 
   const admin = new AdminServer({ host: adminHost, port: config.admin.port, token: config.admin.token, logger });
-  registerAdminRoutes(admin, { manager, metrics, ready: () => manager.list().some((d) => d.state === 'ready'), native: () => dp.native });
-  const adminPort = await admin.listen();
-
-  for (const spec of config.deployments) await manager.deploy(spec);
-  logger.info({ gateway: `http://${config.listen.host}:${port}`, admin: `http://${adminHost}:${adminPort}`, workers: config.workers, deployments: config.deployments.length }, 'sluice is listening');
+  registerAdminRoutes(admin, { config, manager, metrics, ready: () => manager.list().some((d) => d.state === 'ready'), native: () => dp.native });
+  let adminPort: number;
+  try {
+    adminPort = await admin.listen();
+    await manager.restore();
+  } catch (err) {
+    // A half-started gateway must not linger: workers and children would keep it alive.
+    await Promise.allSettled([dp.stop(0), manager.stopAll(), admin.close(), store.close()]);
+    throw err;
+  }
+  logger.info({
+    gateway: `http://${config.listen.host}:${port}`, admin: `http://${adminHost}:${adminPort}`, workers: config.workers,
+    deployments: manager.list().length, state: store.kind,
+  }, 'sluice is listening');
 
   return {
     config, port, adminPort, manager,
@@ -93,6 +104,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
       await dp.stop(SHUTDOWN_GRACE_MS);
       await manager.stopAll();
       await admin.close();
+      await store.close();
     },
   };
 }

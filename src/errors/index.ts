@@ -23,6 +23,8 @@ export const ERRORS = {
   SLUICE_ERR_UPSTREAM_RESET: { status: 502, message: 'upstream closed the connection before the response ended' },
   SLUICE_ERR_NO_READY_REPLICA: { status: 503, message: 'no ready replica for this deployment' },
   SLUICE_ERR_NO_FREE_PORT: { status: 503, message: 'no free port left in the configured range' },
+  SLUICE_ERR_DEPLOY_FAILED: { status: 502, message: 'the deployment failed to start' },
+  SLUICE_ERR_REGISTRY_NOT_CONFIGURED: { status: 503, message: 'no MLflow tracking URI configured (mlflow.tracking_uri or MLFLOW_TRACKING_URI)' },
   SLUICE_ERR_UPSTREAM_HEADERS_TIMEOUT: { status: 504, message: 'upstream did not send response headers in time' },
   SLUICE_ERR_UPSTREAM_IDLE_TIMEOUT: { status: 504, message: 'upstream stalled longer than the idle timeout' },
   SLUICE_ERR_UPSTREAM_CONNECT_TIMEOUT: { status: 504, message: 'upstream connection timed out' },

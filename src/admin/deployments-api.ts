@@ -1,0 +1,128 @@
+// Deployment endpoints: the REST API (/v1/deployments) and the deployment service's
+// original endpoints (/deploy, /undeploy, /get_*), which keep their paths and meaning.
+
+import { ConfigError, deploymentSchema, MODEL_NAME, validate, VERSION_NAME, type Config, type DeploymentConfig } from '../config/index.js';
+import { deploymentId, type Deployment, type DeploymentManager } from '../control/deployments.js';
+import { SluiceError } from '../errors/index.js';
+import { MlflowRegistry } from '../registry/index.js';
+import type { AdminReply, AdminRequest, AdminServer } from './server.js';
+
+export interface DeploymentsApiContext {
+  readonly config: Config;
+  readonly manager: DeploymentManager;
+}
+
+const DEFAULT_UNDEPLOY_GRACE_MS = 30_000;
+
+export function registerDeploymentsApi(admin: AdminServer, ctx: DeploymentsApiContext): void {
+  const { manager } = ctx;
+  let registry: MlflowRegistry | null = null;
+  const getRegistry = (): MlflowRegistry => {
+    const uri = ctx.config.mlflow.tracking_uri;
+    if (uri === null) throw new SluiceError('SLUICE_ERR_REGISTRY_NOT_CONFIGURED');
+    return (registry ??= new MlflowRegistry({ trackingUri: uri }));
+  };
+
+  admin
+    .route('GET', '/v1/deployments', () => ({ body: { deployments: manager.list().map((d) => d.view()) } }))
+    .route('POST', '/v1/deployments', async (req) => ({ status: 201, body: (await deploy(manager, parseSpec(await req.json()), req)).view() }))
+    .route('GET', '/v1/deployments/:id', (req) => ({ body: mustGet(manager, req.params.id!).view() }))
+    .route('DELETE', '/v1/deployments/:id', (req) => undeploy(manager, req.params.id!, req))
+    .route('GET', '/v1/deployments/:id/logs', (req) => {
+      const d = mustGet(manager, req.params.id!);
+      const tail = intParam(req, 'tail', 200, 1, 100_000);
+      return { body: { id: d.id, lines: manager.logs(d.id).slice(-tail) } };
+    })
+    // The deployment service's endpoints (seed 002): same paths, same meaning.
+    .route('GET', '/get_model_list', async () => {
+      const models = await getRegistry().listModels();
+      return {
+        body: {
+          models: models.map((m) => ({
+            name: m.name,
+            latest_versions: m.latest_versions.map((v) => v.version),
+            aliases: Object.fromEntries(m.aliases.map((a) => [a.alias, a.version])),
+          })),
+        },
+      };
+    })
+    .route('GET', '/get_model_version_list/:model', async (req) => {
+      const name = checkName(req.params.model!, MODEL_NAME, 'model_name');
+      const versions = await getRegistry().listVersions(name);
+      if (versions.length === 0) throw new SluiceError('SLUICE_ERR_NOT_FOUND', `model '${name}' has no versions in the registry`);
+      versions.sort((a, b) => Number(a.version) - Number(b.version));
+      return {
+        body: {
+          model: name,
+          versions: versions.map((v) => ({
+            version: v.version, status: v.status, stage: v.current_stage, run_id: v.run_id, source: v.source,
+            aliases: v.aliases, deployed: manager.get(deploymentId(name, v.version)) !== undefined,
+          })),
+        },
+      };
+    })
+    .route('POST', '/deploy/:model/:version', async (req) => {
+      const model = checkName(req.params.model!, MODEL_NAME, 'model_name');
+      const version = checkName(req.params.version!, VERSION_NAME, 'version');
+      if ((await getRegistry().getVersion(model, version)) === null) {
+        throw new SluiceError('SLUICE_ERR_NOT_FOUND', `model '${model}' version '${version}' is not in the registry`);
+      }
+      const d = await deploy(manager, parseSpec({ ...(await req.json()), model, version, runtime: 'mlflow' }), req);
+      return { status: 201, body: seedView(d) };
+    })
+    .route('GET', '/get_deployed_models', () => ({ body: { deployed_models: manager.list().map(seedView) } }))
+    .route('POST', '/undeploy/:id', (req) => undeploy(manager, req.params.id!, req));
+}
+
+function parseSpec(body: Record<string, unknown>): DeploymentConfig {
+  try {
+    return validate(deploymentSchema, body, '') as DeploymentConfig;
+  } catch (err) {
+    if (err instanceof ConfigError) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `${err.field}: ${err.reason}`, { field: err.field });
+    throw err;
+  }
+}
+
+/** Deploys; with `?wait=true`, answers only once the deployment is ready (or failed: 502). */
+async function deploy(manager: DeploymentManager, spec: DeploymentConfig, req: AdminRequest): Promise<Deployment> {
+  if (spec.runtime === 'remote' && spec.urls.length === 0) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', 'urls: a remote deployment needs at least one URL', { field: 'urls' });
+  if (spec.runtime === 'command' && spec.command.length === 0) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', 'command: a command deployment needs an argv template', { field: 'command' });
+  let d = await manager.deploy(spec, 'api');
+  if (req.query.get('wait') === 'true') {
+    d = (await manager.waitSettled(d.id, spec.start_timeout_ms + 5_000)) ?? d;
+    if (d.state === 'failed') {
+      throw new SluiceError('SLUICE_ERR_DEPLOY_FAILED', d.lastError ?? `deployment ${d.id} failed`, { deployment: d.view() });
+    }
+  }
+  return d;
+}
+
+async function undeploy(manager: DeploymentManager, rawId: string, req: AdminRequest): Promise<AdminReply> {
+  const d = mustGet(manager, rawId);
+  const grace = intParam(req, 'grace_ms', DEFAULT_UNDEPLOY_GRACE_MS, 0, 600_000);
+  await manager.undeploy(d.id, grace);
+  return { body: { id: d.id, state: 'stopped' } };
+}
+
+function mustGet(manager: DeploymentManager, id: string): Deployment {
+  const d = manager.get(id);
+  if (d === undefined) throw new SluiceError('SLUICE_ERR_NOT_FOUND', `no deployment '${id}'`);
+  return d;
+}
+
+function seedView(d: Deployment): Record<string, unknown> {
+  return { model: d.spec.model, version: d.spec.version, port: d.replicas[0]?.port ?? null, route: `/${d.id}/`, state: d.state, runtime: d.spec.runtime };
+}
+
+function checkName(value: string, pattern: RegExp, field: string): string {
+  if (!pattern.test(value)) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `${field}: '${value}' is not a valid name (${pattern})`, { field });
+  return value;
+}
+
+function intParam(req: AdminRequest, name: string, def: number, min: number, max: number): number {
+  const raw = req.query.get(name);
+  if (raw === null) return def;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `${name}: must be an integer ${min}..${max}`, { field: name });
+  return n;
+}

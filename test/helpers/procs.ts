@@ -1,0 +1,133 @@
+// Real processes for end-to-end tests: the gateway (`sluice serve`) and the simulator
+// (`sluice sim`), each started from the build under dist/, each stopped by the test.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
+
+export const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
+
+export interface Proc {
+  readonly child: ChildProcess;
+  readonly lines: string[];
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Spawns `node dist/cli.js ...args`, collecting stdout+stderr lines. */
+export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}): Proc {
+  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: string[] = [];
+  for (const stream of [child.stdout!, child.stderr!]) createInterface({ input: stream }).on('line', (l) => lines.push(l));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return {
+    child,
+    lines,
+    async stop(signal: NodeJS.Signals = 'SIGTERM') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      const code = await exited;
+      clearTimeout(timer);
+      return code;
+    },
+  };
+}
+
+/** Waits until a line satisfies `pred`; returns it parsed as JSON when possible. */
+export async function waitForLine(proc: Proc, pred: (line: string) => boolean, timeoutMs = 20_000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  let seen = 0;
+  while (Date.now() < deadline) {
+    for (; seen < proc.lines.length; seen++) if (pred(proc.lines[seen]!)) return proc.lines[seen]!;
+    if (proc.child.exitCode !== null) throw new Error(`process exited (${proc.child.exitCode}):\n${proc.lines.slice(-30).join('\n')}`);
+    await sleep(20);
+  }
+  throw new Error(`timed out waiting for a line:\n${proc.lines.slice(-30).join('\n')}`);
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+export interface Sim extends Proc {
+  readonly port: number;
+  readonly url: string;
+  stats(): Promise<SimStats>;
+  configure(tunables: Record<string, unknown>): Promise<void>;
+  reset(): Promise<void>;
+}
+
+export interface SimStats {
+  requests: number;
+  active: number;
+  completed: number;
+  cancelled: number;
+  cancellations: Array<{ request_id: string | null; path: string; at_ms: number; tokens_sent: number }>;
+}
+
+export async function startSim(args: string[] = []): Promise<Sim> {
+  const proc = spawnCli(['sim', '--port', '0', ...args]);
+  const line = await waitForLine(proc, (l) => l.includes('"listening"'));
+  const port = (JSON.parse(line) as { port: number }).port;
+  const url = `http://127.0.0.1:${port}`;
+  return {
+    ...proc,
+    port,
+    url,
+    async stats() {
+      return (await (await fetch(`${url}/_sim/stats`)).json()) as SimStats;
+    },
+    async configure(tunables) {
+      const r = await fetch(`${url}/_sim/config`, { method: 'POST', body: JSON.stringify(tunables), headers: { 'content-type': 'application/json' } });
+      if (r.status !== 200) throw new Error(`sim config failed: ${r.status} ${await r.text()}`);
+    },
+    async reset() {
+      await fetch(`${url}/_sim/reset`, { method: 'POST' });
+    },
+  };
+}
+
+export interface Gateway extends Proc {
+  readonly port: number;
+  readonly adminPort: number;
+  readonly url: string;
+  readonly adminUrl: string;
+  readonly configFile: string;
+}
+
+/** Starts `sluice serve` with `config` (merged over test defaults) and waits for its deployments. */
+export async function startGateway(config: Record<string, unknown>, env: NodeJS.ProcessEnv = {}, waitReady = true): Promise<Gateway> {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-test-'));
+  const configFile = join(dir, 'config.yaml');
+  const full = {
+    listen: { host: '127.0.0.1', port: 0 },
+    admin: { host: '127.0.0.1', port: 0 },
+    workers: 1,
+    state_dir: join(dir, 'state'),
+    ports: { from: 18400, to: 18499 },
+    log: { level: 'info', access: true },
+    ...config,
+  };
+  writeFileSync(configFile, JSON.stringify(full, null, 2));
+  const proc = spawnCli(['serve', '--config', configFile], env);
+  const line = await waitForLine(proc, (l) => l.includes('sluice is listening'), 60_000);
+  const info = JSON.parse(line) as { gateway: string; admin: string };
+  const port = Number(new URL(info.gateway).port);
+  const adminPort = Number(new URL(info.admin).port);
+  const gw: Gateway = { ...proc, port, adminPort, url: `http://127.0.0.1:${port}`, adminUrl: `http://127.0.0.1:${adminPort}`, configFile };
+  if (waitReady) await waitDeploymentsReady(gw, env.SLUICE_ADMIN_TOKEN);
+  return gw;
+}
+
+export async function waitDeploymentsReady(gw: Gateway, token?: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const headers: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {};
+  while (Date.now() < deadline) {
+    const body = (await (await fetch(`${gw.adminUrl}/v1/deployments`, { headers })).json()) as { deployments: Array<{ state: string; replicas: Array<{ state: string }> }> };
+    if (body.deployments.every((d) => d.replicas.every((r) => r.state === 'ready'))) return;
+    await sleep(50);
+  }
+  throw new Error(`deployments not ready:\n${gw.lines.slice(-30).join('\n')}`);
+}
