@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what sluice needs and a fresh machine lacks. Idempotent; each step is skipped
+# when already satisfied.
+#   bash scripts/setup.sh          # node packages + build (enough to run the gateway)
+#   bash scripts/setup.sh --test   # also redis-server and the Python/MLflow virtualenv
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+# npm ci when node_modules is missing or older than the lock file.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  log "installing node packages (npm ci)"
+  npm ci --no-audit --no-fund --loglevel=error >&2
+fi
+
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" != "0" ]; then
+    log "need Debian packages ${missing[*]}: run as root or install them (apt-get install ${missing[*]})"
+    return 1
+  fi
+  log "installing ${missing[*]} from Debian"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq "${missing[@]}" >&2 2>/dev/null || { apt-get update -qq >&2 && apt-get install -y -qq "${missing[@]}" >&2; }
+}
+
+if [ "${1:-}" = "--test" ]; then
+  command -v redis-server >/dev/null 2>&1 || apt_install redis-server
+  bash scripts/setup-python.sh
+fi
+
+log "building (tsc)"
+npx tsc -p tsconfig.json

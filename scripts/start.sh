@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# `npm start`: installs what is missing, builds, and runs the gateway on :8080 (admin on
+# 127.0.0.1:8081) with the demo deployment `demo` version `1` on the built-in simulator.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bash "$ROOT/scripts/setup.sh"
+exec node "$ROOT/dist/cli.js" serve --config "${SLUICE_CONFIG:-$ROOT/config/default.yaml}"
