@@ -3,6 +3,7 @@
 // change that affects routing triggers `onChange`, which publishes a new route table.
 
 import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Config, DeploymentConfig, UpstreamOptions } from '../config/index.js';
 import { SluiceError } from '../errors/index.js';
@@ -198,68 +199,67 @@ export class DeploymentManager {
       replica.state = 'ready';
       return;
     }
-    const adopted = await this.#adopt(replica.id);
-    const port = adopted?.port ?? (await this.#o.ports.acquire());
+    const leftover = this.#leftovers.get(replica.id);
+    this.#leftovers.delete(replica.id);
+    const port = leftover !== undefined && this.#reservePort(leftover.port) ? leftover.port : await this.#o.ports.acquire();
     replica.ownedPort = port;
     replica.port = port;
     const plan = launchPlan(this.#replicaSpec(spec), { port });
     if (plan.kind !== 'process') throw new Error('unreachable: local runtime produced a remote plan');
     replica.url = plan.url;
     const options: ReplicaProcessOptions = {
-      id: replica.id, argv: plan.argv, env: plan.env, port,
+      id: replica.id, argv: plan.argv, env: plan.env, port, logDir: join(this.#o.config.state_dir, 'logs'),
       readinessPath: spec.readiness_path ?? plan.readinessPath, startTimeoutMs: spec.start_timeout_ms,
     };
-    const proc = (adopted && ReplicaProcess.adopt({ ...options, pid: adopted.pid, pgid: adopted.pgid })) || new ReplicaProcess(options);
+    // A server left by a previous run is adopted when it still runs on the port it was
+    // given; otherwise its group is stopped, so that it can neither hold the port nor serve twice.
+    let proc: ReplicaProcess | null = null;
+    if (leftover !== undefined) {
+      proc = leftover.port === port ? ReplicaProcess.adopt({ ...options, pid: leftover.pid, pgid: leftover.pgid }) : null;
+      if (proc === null) {
+        await killGroup(leftover.pgid, 5_000).catch(() => undefined);
+        await this.#o.records.delete(replica.id);
+      } else {
+        this.#o.logger.info({ replica: replica.id, pid: leftover.pid, port }, 'adopted a running server from a previous gateway run');
+      }
+    }
+    const adopted = proc !== null;
+    proc ??= new ReplicaProcess(options);
     replica.process = proc;
-    let recordedPid: number | undefined;
+    let recordedPid: number | undefined = adopted ? leftover!.pid : undefined;
+    // The pid is recorded as soon as it is known, so that a gateway killed a moment later
+    // still finds the server on its next start.
+    const record = (): void => {
+      const { pid, pgid } = replica.process!;
+      if (pid !== undefined && pgid !== undefined && pid !== recordedPid) {
+        recordedPid = pid;
+        void this.#o.records.set({ replica: replica.id, port, pid, pgid });
+      }
+    };
     proc.on('state', (state, info) => {
       const wasReady = replica.ready;
       replica.state = state;
       if (state === 'failed') d.lastError = info.error?.message ?? 'replica failed';
       this.#o.logger.info({ deployment: d.id, replica: replica.id, state, pid: info.pid, restarts: info.restarts, error: info.error?.message }, 'replica state');
-      if (info.pid !== undefined && info.pgid !== undefined && info.pid !== recordedPid && state !== 'stopped') {
-        recordedPid = info.pid;
-        void this.#o.records.set({ replica: replica.id, port, pid: info.pid, pgid: info.pgid });
-      }
+      if (state !== 'stopped' && state !== 'failed') record();
       if (wasReady !== replica.ready) this.#o.onChange();
     });
-    if (adopted) {
-      this.#o.logger.info({ replica: replica.id, pid: adopted.pid, port }, 'adopted a running server from a previous gateway run');
-      void this.#o.records.set({ replica: replica.id, port, pid: adopted.pid, pgid: adopted.pgid });
-      return;
+    // An adopted handle is already probing; a new one must be started.
+    if (!adopted) {
+      void proc.start().catch((err: unknown) => {
+        this.#o.logger.error({ deployment: d.id, replica: replica.id, err }, 'replica start failed');
+      });
+      record();
     }
-    void proc.start().catch((err: unknown) => {
-      this.#o.logger.error({ deployment: d.id, replica: replica.id, err }, 'replica start failed');
-    });
   }
 
-  /**
-   * A server a previous run started for this replica: adopted when it is still alive and
-   * its port can be reserved again; otherwise its group is stopped so that it cannot hold
-   * the port or serve twice.
-   */
-  async #adopt(replicaId: string): Promise<ReplicaRecord | null> {
-    const record = this.#leftovers.get(replicaId);
-    if (record === undefined) return null;
-    this.#leftovers.delete(replicaId);
-    let alive = false;
+  #reservePort(port: number): boolean {
     try {
-      process.kill(record.pid, 0);
-      alive = true;
+      this.#o.ports.reserve(port);
+      return true;
     } catch {
-      alive = false;
+      return false;
     }
-    if (alive) {
-      try {
-        this.#o.ports.reserve(record.port);
-        return record;
-      } catch {
-        // The port is held by someone else: fall through and start fresh.
-      }
-      await killGroup(record.pgid, 5_000).catch(() => undefined);
-    }
-    await this.#o.records.delete(replicaId);
-    return null;
   }
 
   #replicaSpec(spec: DeploymentConfig): ReplicaSpec {

@@ -1,5 +1,5 @@
-import { mkdir, open, readFile, rename } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 
 /**
  * Writes a file so that a crash at any moment leaves either the old or the new content,
@@ -23,6 +23,18 @@ export async function writeFileAtomic(path: string, content: string): Promise<vo
   } finally {
     await dh.close();
   }
+}
+
+/** Removes temp files a crash left behind mid-write (the real file is intact). */
+export async function removeStaleTemps(path: string): Promise<void> {
+  const prefix = `${basename(path)}.`;
+  let names: string[];
+  try {
+    names = await readdir(dirname(path));
+  } catch {
+    return;
+  }
+  await Promise.all(names.filter((n) => n.startsWith(prefix) && n.endsWith('.tmp')).map((n) => unlink(join(dirname(path), n)).catch(() => undefined)));
 }
 
 /** The file's text, or null when it does not exist. */

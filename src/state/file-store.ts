@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { readFileIfExists, writeFileAtomic } from './atomic-file.js';
+import { readFileIfExists, removeStaleTemps, writeFileAtomic } from './atomic-file.js';
 import { decodeDesired, encodeDesired } from './codec.js';
 import type { DesiredDeployment, DesiredStateStore } from './types.js';
 
@@ -14,6 +14,7 @@ export class FileStateStore implements DesiredStateStore {
   }
 
   async load(): Promise<DesiredDeployment[]> {
+    await removeStaleTemps(this.path);
     const text = await readFileIfExists(this.path);
     return text === null ? [] : decodeDesired(text, this.path);
   }

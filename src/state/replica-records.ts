@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { readFileIfExists, writeFileAtomic } from './atomic-file.js';
+import { readFileIfExists, removeStaleTemps, writeFileAtomic } from './atomic-file.js';
 import { StateError, type ReplicaRecord } from './types.js';
 
 /**
@@ -17,6 +17,7 @@ export class ReplicaRecords {
   }
 
   async load(): Promise<ReplicaRecord[]> {
+    await removeStaleTemps(this.path);
     const text = await readFileIfExists(this.path);
     if (text === null) return [];
     let doc: unknown;

@@ -1,0 +1,127 @@
+// Process groups seen through Linux /proc. A model server forks (uvicorn workers, Ollama
+// runners, `bash -c` wrappers), and the leader may exit while its children still hold
+// the port, so "stopped" is decided by scanning /proc for the group, never by the
+// leader's exit alone. Linux only, like the rest of the gateway's process handling.
+
+import { readFileSync } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { SluiceError } from '../errors/index.js';
+
+const POLL_MS = 50;
+const KILL_POLL_MS = 1000;
+
+export interface ProcStat {
+  readonly pid: number;
+  /** One letter from /proc/<pid>/stat: R, S, D, Z, T, ... */
+  readonly state: string;
+  readonly pgid: number;
+}
+
+export interface KillResult {
+  /** True when the grace period ran out and SIGKILL was needed. */
+  readonly forced: boolean;
+}
+
+function parseStat(pid: number, text: string): ProcStat | null {
+  // comm (field 2) may hold spaces and parentheses: the fields we need follow the last ')'.
+  const close = text.lastIndexOf(')');
+  if (close < 0) return null;
+  const fields = text.slice(close + 2).split(' ');
+  const state = fields[0];
+  const pgid = Number(fields[2]);
+  if (state === undefined || !Number.isInteger(pgid)) return null;
+  return { pid, state, pgid };
+}
+
+/** Zombies are dead: they hold no port and no memory, only a slot waiting to be reaped. */
+function isLive(stat: ProcStat | null): stat is ProcStat {
+  return stat !== null && stat.state !== 'Z' && stat.state !== 'X';
+}
+
+/** Synchronous on purpose: one small file, used where a caller needs an answer at once. */
+export function readStatSync(pid: number): ProcStat | null {
+  try {
+    return parseStat(pid, readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return null;
+  }
+}
+
+export async function readStat(pid: number): Promise<ProcStat | null> {
+  try {
+    return parseStat(pid, await readFile(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return null;
+  }
+}
+
+/** True while `pid` runs (not a zombie) and still leads or belongs to `pgid`. */
+export function isAliveInGroup(stat: ProcStat | null, pgid: number): stat is ProcStat {
+  return isLive(stat) && stat.pgid === pgid;
+}
+
+/** Live (non-zombie) members of the process group, in /proc order. */
+export async function groupMembers(pgid: number): Promise<number[]> {
+  const entries = await readdir('/proc');
+  const stats = await Promise.all(
+    entries.filter((name) => name.charCodeAt(0) >= 48 && name.charCodeAt(0) <= 57).map((name) => readStat(Number(name))),
+  );
+  const members: number[] = [];
+  for (const stat of stats) if (isAliveInGroup(stat, pgid)) members.push(stat.pid);
+  return members;
+}
+
+let ownPgid: number | undefined;
+
+/** Refuses pgids whose signalling would hit init, the kernel or the gateway itself. */
+export function assertForeignGroup(pgid: number): void {
+  ownPgid ??= readStatSync(process.pid)?.pgid;
+  if (!Number.isInteger(pgid) || pgid <= 1 || pgid === ownPgid) {
+    throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `refusing to signal process group ${pgid}`, { field: 'pgid' });
+  }
+}
+
+/** Sends `signal` to every process of the group; false when the group no longer exists. */
+export function signalGroup(pgid: number, signal: NodeJS.Signals | 0): boolean {
+  assertForeignGroup(pgid);
+  try {
+    process.kill(-pgid, signal);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return false;
+    throw err;
+  }
+}
+
+/** Polls /proc until the group has no live member or `timeoutMs` passes; true when gone. */
+export async function waitGroupGone(pgid: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    // Signal 0 is a cheap "anyone there?"; only when someone is (maybe just zombies) is
+    // the /proc scan needed.
+    if (!signalGroup(pgid, 0) || (await groupMembers(pgid)).length === 0) return true;
+    const left = deadline - Date.now();
+    if (left <= 0) return false;
+    await sleep(Math.min(POLL_MS, left));
+  }
+}
+
+/**
+ * Stops a whole process group: SIGTERM, up to `graceMs` for it to go, then SIGKILL.
+ * Resolves only once no live process of the group remains. Also the tool for a group
+ * left behind by a previous gateway run that should not be adopted.
+ */
+export async function killGroup(pgid: number, graceMs = 10_000): Promise<KillResult> {
+  assertForeignGroup(pgid);
+  if ((await groupMembers(pgid)).length === 0) return { forced: false };
+  if (signalGroup(pgid, 'SIGTERM')) {
+    // A stopped (SIGSTOP, ptrace) member would hold SIGTERM pending forever.
+    signalGroup(pgid, 'SIGCONT');
+  }
+  if (await waitGroupGone(pgid, graceMs)) return { forced: false };
+  // Repeated because a member may have forked between the scan and the signal.
+  do signalGroup(pgid, 'SIGKILL');
+  while (!(await waitGroupGone(pgid, KILL_POLL_MS)));
+  return { forced: true };
+}

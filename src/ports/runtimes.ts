@@ -1,0 +1,184 @@
+// How each runtime is launched: a replica spec in, an argv (never a shell string), the
+// environment it needs, the path that answers 200 once it serves, and its base URL.
+
+import { fileURLToPath } from 'node:url';
+import { checkArgv, checkEnv, checkInt, checkPath, checkString, invalid } from './validate.js';
+
+export type RuntimeName = 'mlflow' | 'ollama' | 'command' | 'sim' | 'remote';
+
+interface SpecBase {
+  readonly model: string;
+  readonly version: string;
+}
+
+interface LocalSpecBase extends SpecBase {
+  /** Extra variables for the server; the runtime's own (OLLAMA_HOST, ...) win. */
+  readonly env?: Readonly<Record<string, string>>;
+}
+
+export interface MlflowSpec extends LocalSpecBase {
+  readonly runtime: 'mlflow';
+  readonly trackingUri: string;
+  /** Default 'mlflow' from PATH; usually the project virtualenv's bin/mlflow. */
+  readonly mlflowBin?: string;
+}
+
+export interface OllamaSpec extends LocalSpecBase {
+  readonly runtime: 'ollama';
+  /** OLLAMA_KEEP_ALIVE: a Go duration ('10m', '-1') or integer seconds. */
+  readonly keepAlive?: string | number;
+  readonly ollamaBin?: string;
+}
+
+export interface CommandSpec extends LocalSpecBase {
+  readonly runtime: 'command';
+  /** argv template; {port}, {model}, {version} and {host} are substituted per element. */
+  readonly command: readonly string[];
+  readonly readinessPath: string;
+}
+
+export interface SimSpec extends LocalSpecBase {
+  readonly runtime: 'sim';
+  readonly simArgs?: readonly string[];
+}
+
+export interface RemoteSpec extends SpecBase {
+  readonly runtime: 'remote';
+  readonly url: string;
+  readonly readinessPath?: string;
+}
+
+export type ReplicaSpec = MlflowSpec | OllamaSpec | CommandSpec | SimSpec | RemoteSpec;
+
+export interface ProcessPlan {
+  readonly kind: 'process';
+  readonly argv: readonly string[];
+  readonly env: Readonly<Record<string, string>>;
+  readonly readinessPath: string;
+  readonly url: string;
+}
+
+/** Nothing to spawn: the replica is a URL somebody else runs. */
+export interface RemotePlan {
+  readonly kind: 'remote';
+  readonly readinessPath: string;
+  readonly url: string;
+}
+
+export type LaunchPlan = ProcessPlan | RemotePlan;
+
+export interface LaunchContext {
+  /** Allocated port; required for every runtime but `remote`. */
+  readonly port?: number;
+  readonly host?: string;
+  /** The gateway CLI the simulator runs from; defaults to the built dist/cli.js. */
+  readonly cliPath?: string;
+}
+
+const MODEL_RE = /^(?![.-])[A-Za-z0-9._:-]{1,128}$/;
+const VERSION_RE = /^(?![.])[A-Za-z0-9._]{1,128}$/;
+// What Ollama's envconfig accepts; anything else it silently replaces with 5m.
+const KEEP_ALIVE_RE = /^[-+]?(?:\d+|(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+)$/;
+
+export function checkModel(value: unknown): string {
+  if (typeof value !== 'string' || !MODEL_RE.test(value)) {
+    throw invalid('model', 'must be 1-128 characters of [A-Za-z0-9._:-], not starting with . or -');
+  }
+  return value;
+}
+
+export function checkVersion(value: unknown): string {
+  if (typeof value !== 'string' || !VERSION_RE.test(value)) {
+    throw invalid('version', 'must be 1-128 characters of [A-Za-z0-9._], not starting with .');
+  }
+  return value;
+}
+
+function checkKeepAlive(value: unknown): string {
+  const text = typeof value === 'number' && Number.isInteger(value) ? String(value) : value;
+  if (typeof text !== 'string' || !KEEP_ALIVE_RE.test(text)) {
+    throw invalid('keepAlive', "must be a Go duration such as '10m' or '-1', or integer seconds");
+  }
+  return text;
+}
+
+function checkUrl(value: unknown): string {
+  const text = checkString('url', value, false);
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw invalid('url', 'must be an absolute http(s) URL');
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw invalid('url', 'must be an absolute http(s) URL');
+  return text.replace(/\/+$/, '');
+}
+
+/**
+ * Compiled, this module sits next to cli.js. Run from source (tap loads .ts), the child
+ * is plain node without a TypeScript loader, so it must run the build under dist/.
+ */
+function defaultCliPath(): string {
+  const relative = import.meta.url.endsWith('.ts') ? '../../dist/cli.js' : '../cli.js';
+  return fileURLToPath(new URL(relative, import.meta.url));
+}
+
+export function launchPlan(spec: ReplicaSpec, context: LaunchContext = {}): LaunchPlan {
+  const model = checkModel(spec.model);
+  const version = checkVersion(spec.version);
+  if (spec.runtime === 'remote') {
+    return Object.freeze({
+      kind: 'remote',
+      url: checkUrl(spec.url),
+      readinessPath: checkPath('readinessPath', spec.readinessPath ?? '/'),
+    });
+  }
+  const host = checkString('host', context.host ?? '127.0.0.1', false);
+  const port = checkInt('port', context.port, 1, 65_535);
+  const p = String(port);
+  const authority = `${host.includes(':') ? `[${host}]` : host}:${p}`;
+  const userEnv = checkEnv('env', spec.env);
+  const plan = (argv: readonly string[], readinessPath: string, env: Record<string, string> = {}): ProcessPlan =>
+    Object.freeze({
+      kind: 'process',
+      argv: checkArgv('argv', argv),
+      env: Object.freeze({ ...userEnv, ...env }),
+      readinessPath,
+      url: `http://${authority}`,
+    });
+
+  switch (spec.runtime) {
+    case 'mlflow':
+      return plan(
+        [spec.mlflowBin ?? 'mlflow', 'models', 'serve', '-m', `models:/${model}/${version}`, '-h', host, '-p', p, '--env-manager', 'local'],
+        '/ping',
+        { MLFLOW_TRACKING_URI: checkString('trackingUri', spec.trackingUri, false) },
+      );
+    case 'ollama':
+      return plan([spec.ollamaBin ?? 'ollama', 'serve'], '/', {
+        OLLAMA_HOST: authority,
+        ...(spec.keepAlive === undefined ? {} : { OLLAMA_KEEP_ALIVE: checkKeepAlive(spec.keepAlive) }),
+      });
+    case 'command': {
+      const values: Record<string, string> = { port: p, model, version, host };
+      const template = checkArgv('command', spec.command);
+      return plan(
+        template.map((arg) => arg.replace(/\{(port|model|version|host)\}/g, (_, name: string) => values[name] ?? '')),
+        checkPath('readinessPath', spec.readinessPath),
+      );
+    }
+    case 'sim':
+      return plan(
+        [process.execPath, context.cliPath ?? defaultCliPath(), 'sim', '--port', p, ...checkSimArgs(spec.simArgs)],
+        '/_sim/stats',
+      );
+    default:
+      throw invalid('runtime', `unknown runtime '${(spec as { runtime: unknown }).runtime}'`);
+  }
+}
+
+function checkSimArgs(value: unknown): readonly string[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) throw invalid('simArgs', 'must be an array of strings');
+  return value.map((arg: unknown, i) => checkString(`simArgs[${i}]`, arg, true));
+}
