@@ -1,6 +1,7 @@
 // How each runtime is launched: a replica spec in, an argv (never a shell string), the
 // environment it needs, the path that answers 200 once it serves, and its base URL.
 
+import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { checkArgv, checkEnv, checkInt, checkPath, checkString, invalid } from './validate.js';
 
@@ -148,12 +149,22 @@ export function launchPlan(spec: ReplicaSpec, context: LaunchContext = {}): Laun
     });
 
   switch (spec.runtime) {
-    case 'mlflow':
+    case 'mlflow': {
+      const bin = spec.mlflowBin ?? 'mlflow';
       return plan(
-        [spec.mlflowBin ?? 'mlflow', 'models', 'serve', '-m', `models:/${model}/${version}`, '-h', host, '-p', p, '--env-manager', 'local'],
+        [bin, 'models', 'serve', '-m', `models:/${model}/${version}`, '-h', host, '-p', p, '--env-manager', 'local'],
         '/ping',
-        { MLFLOW_TRACKING_URI: checkString('trackingUri', spec.trackingUri, false) },
+        {
+          MLFLOW_TRACKING_URI: checkString('trackingUri', spec.trackingUri, false),
+          // `models serve` execs `bash -c "exec uvicorn ..."`: uvicorn must be on PATH, and it
+          // lives next to the mlflow executable of the virtualenv.
+          ...(bin.includes('/') ? { PATH: `${dirname(bin)}:${process.env.PATH ?? '/usr/bin:/bin'}` } : {}),
+          // MLflow 3 sends usage telemetry by default; a gateway's children must not.
+          MLFLOW_DISABLE_TELEMETRY: 'true',
+          DO_NOT_TRACK: 'true',
+        },
       );
+    }
     case 'ollama':
       return plan([spec.ollamaBin ?? 'ollama', 'serve'], '/', {
         OLLAMA_HOST: authority,
