@@ -41,11 +41,25 @@ export function loadConfig(file: string | null, env: NodeJS.ProcessEnv = process
   }
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError(file ?? '(config)', 'top level must be a map');
   const merged = structuredClone(raw) as Record<string, unknown>;
+  const fromEnv = new Map<string, string>();
   for (const [name, path] of ENV_OVERRIDES) {
     const value = env[name];
-    if (value !== undefined && value !== '') setPath(merged, path, value);
+    if (value !== undefined && value !== '') {
+      setPath(merged, path, value);
+      fromEnv.set(path.join('.'), name);
+    }
   }
-  return finalize(validate(configSchema, merged, '') as Config);
+  try {
+    return finalize(validate(configSchema, merged, '') as Config);
+  } catch (err) {
+    // A bad value that came from the environment: say which variable, not only the field
+    // (the file may well hold a good value there). Never echo the value: it may be a token.
+    const name = err instanceof ConfigError ? fromEnv.get(err.field) : undefined;
+    if (name === undefined) throw err;
+    const prefix = `config: ${(err as ConfigError).field}: `;
+    const detail = (err as ConfigError).message.startsWith(prefix) ? (err as ConfigError).message.slice(prefix.length) : (err as ConfigError).message;
+    throw new ConfigError((err as ConfigError).field, `${detail} (set by ${name})`);
+  }
 }
 
 /** Checks that span several fields, then freezes. */

@@ -177,13 +177,9 @@ export class DeploymentManager {
       this.#deployments.delete(id);
       throw err;
     }
-    if (source === 'api') await this.#persist();
+    if (source === 'api') await this.#o.store.put({ spec, created_at: createdAt });
     this.#o.onChange();
     return d;
-  }
-
-  #persist(): Promise<void> {
-    return this.#o.store.save(this.list().filter((d) => d.source === 'api' && d.state !== 'draining').map((d) => ({ spec: d.spec, created_at: d.createdAt })));
   }
 
   async #startReplica(d: Deployment, index: number): Promise<void> {
@@ -313,7 +309,7 @@ export class DeploymentManager {
     await this.#stopReplicas(d);
     d.state = 'stopped';
     this.#deployments.delete(id);
-    if (d.source === 'api') await this.#persist();
+    if (d.source === 'api') await this.#o.store.remove(d.id);
     return true;
   }
 

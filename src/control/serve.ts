@@ -61,7 +61,13 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   const store = config.redis.url === null ? new FileStateStore(config.state_dir) : new RedisStateStore(config.redis.url);
   const records = new ReplicaRecords(config.state_dir);
   // Read state before binding anything: corrupt state must stop the start-up with a clear error.
-  await store.load();
+  try {
+    await store.load();
+  } catch (err) {
+    // An open Redis client would keep retrying, and the process alive, after the error.
+    await store.close();
+    throw err;
+  }
   const manager = new DeploymentManager({ config, ports, slots, logger, onChange: publish, store, records });
 
   dataPlane = new DataPlane({

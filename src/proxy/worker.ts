@@ -60,6 +60,10 @@ function waitForIdle(graceMs: number): void {
     if (gateway.activeCount === 0 || Date.now() > deadline) {
       post({ type: 'stopped', workerIndex: init.workerIndex });
       logger.flush();
+      // Idle keep-alive sockets are still open handles of the uWS loop; exiting over them
+      // aborts the whole process (uv_loop_close with open handles), so close them first.
+      // `close()` exists on the 20.30 binary's app but is missing from its typings.
+      (app as unknown as { close(): void }).close();
       setImmediate(() => process.exit(0));
     } else {
       setTimeout(tick, 20);

@@ -1,5 +1,6 @@
 import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { StateError } from './types.js';
 
 /**
  * Writes a file so that a crash at any moment leaves either the old or the new content,
@@ -43,6 +44,7 @@ export async function readFileIfExists(path: string): Promise<string | null> {
     return await readFile(path, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
+    // Some fs errors (EISDIR from read) do not say which file: the operator needs it.
+    throw new StateError(`${path}: cannot read (${(err as Error).message})`);
   }
 }

@@ -3,29 +3,51 @@ import { StateError, type DesiredDeployment } from './types.js';
 
 const FORMAT = 1;
 
+/** The key a deployment is stored under: its id, `<model>-<version>`. */
+export function desiredId(spec: Pick<DeploymentConfig, 'model' | 'version'>): string {
+  return `${spec.model}-${spec.version}`;
+}
+
 export function encodeDesired(deployments: readonly DesiredDeployment[]): string {
   return JSON.stringify({ format: FORMAT, deployments }, null, 2) + '\n';
 }
 
 /** Parses and re-validates stored state: a hand-edited or corrupt file fails loudly here. */
 export function decodeDesired(text: string, where: string): DesiredDeployment[] {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(text);
-  } catch (err) {
-    throw new StateError(`${where}: state is not valid JSON (${(err as Error).message}); fix or remove it`);
-  }
+  const doc = parse(text, where);
   const d = doc as { format?: unknown; deployments?: unknown };
   if (typeof doc !== 'object' || doc === null || d.format !== FORMAT || !Array.isArray(d.deployments)) {
     throw new StateError(`${where}: not a sluice state document of format ${FORMAT}`);
   }
-  return d.deployments.map((entry: unknown, i: number) => {
-    const e = entry as { spec?: unknown; created_at?: unknown };
-    try {
-      const spec = validate(deploymentSchema, e?.spec, `deployments[${i}].spec`) as DeploymentConfig;
-      return { spec, created_at: typeof e.created_at === 'string' ? e.created_at : new Date(0).toISOString() };
-    } catch (err) {
-      throw new StateError(`${where}: ${(err as Error).message}`);
-    }
-  });
+  return d.deployments.map((entry: unknown, i: number) => checkEntry(entry, where, `deployments[${i}].spec`));
+}
+
+/** One deployment stored on its own (a field of the Redis hash). */
+export function encodeEntry(deployment: DesiredDeployment): string {
+  return JSON.stringify(deployment);
+}
+
+/** Parses one entry stored under `id`; the id must be the entry's own. */
+export function decodeEntry(text: string, id: string, where: string): DesiredDeployment {
+  const entry = checkEntry(parse(text, where), where, 'spec');
+  if (desiredId(entry.spec) !== id) throw new StateError(`${where}: holds ${desiredId(entry.spec)}, not ${id}`);
+  return entry;
+}
+
+function parse(text: string, where: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new StateError(`${where}: state is not valid JSON (${(err as Error).message}); fix or remove it`);
+  }
+}
+
+function checkEntry(entry: unknown, where: string, path: string): DesiredDeployment {
+  const e = entry as { spec?: unknown; created_at?: unknown } | null;
+  try {
+    const spec = validate(deploymentSchema, e?.spec, path) as DeploymentConfig;
+    return { spec, created_at: typeof e?.created_at === 'string' ? e.created_at : new Date(0).toISOString() };
+  } catch (err) {
+    throw new StateError(`${where}: ${(err as Error).message}`);
+  }
 }

@@ -1,8 +1,10 @@
 import { Redis } from 'ioredis';
-import { decodeDesired, encodeDesired } from './codec.js';
+import { decodeEntry, desiredId, encodeEntry } from './codec.js';
 import { StateError, type DesiredDeployment, type DesiredStateStore } from './types.js';
 
-const KEY = 'sluice:desired';
+// A hash, one field per deployment: instances that share the Redis change only the
+// deployments they deploy or undeploy, never each other's.
+const KEY = 'sluice:deployments';
 
 /** Desired state shared by every gateway instance on one Redis (SLUICE_REDIS_URL). */
 export class RedisStateStore implements DesiredStateStore {
@@ -16,19 +18,26 @@ export class RedisStateStore implements DesiredStateStore {
   }
 
   async load(): Promise<DesiredDeployment[]> {
-    let text: string | null;
+    let fields: Record<string, string>;
     try {
       if (this.#redis.status === 'wait') await this.#redis.connect();
-      text = await this.#redis.get(KEY);
+      fields = await this.#redis.hgetall(KEY);
     } catch (err) {
       throw new StateError(`${this.#where}: cannot read state (${(err as Error).message})`);
     }
-    return text === null ? [] : decodeDesired(text, this.#where);
+    const list = Object.entries(fields).map(([id, text]) => decodeEntry(text, id, `${this.#where} field ${id}`));
+    // Oldest first, as they were deployed (the alias route defaults to the newest).
+    return list.sort((a, b) => a.created_at.localeCompare(b.created_at) || desiredId(a.spec).localeCompare(desiredId(b.spec)));
   }
 
-  async save(deployments: readonly DesiredDeployment[]): Promise<void> {
+  async put(deployment: DesiredDeployment): Promise<void> {
     if (this.#redis.status === 'wait') await this.#redis.connect();
-    await this.#redis.set(KEY, encodeDesired(deployments));
+    await this.#redis.hset(KEY, desiredId(deployment.spec), encodeEntry(deployment));
+  }
+
+  async remove(id: string): Promise<void> {
+    if (this.#redis.status === 'wait') await this.#redis.connect();
+    await this.#redis.hdel(KEY, id);
   }
 
   async close(): Promise<void> {

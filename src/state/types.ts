@@ -14,10 +14,17 @@ export interface ReplicaRecord {
   readonly pgid: number;
 }
 
+/**
+ * Changes are per deployment, never a rewrite of the whole list: several gateway
+ * instances share one Redis, and one that does not know a deployment must not drop it.
+ */
 export interface DesiredStateStore {
   readonly kind: 'file' | 'redis';
   load(): Promise<DesiredDeployment[]>;
-  save(deployments: readonly DesiredDeployment[]): Promise<void>;
+  /** Adds or replaces one deployment (by `<model>-<version>`); the others stay as stored. */
+  put(deployment: DesiredDeployment): Promise<void>;
+  /** Removes one deployment by id (`<model>-<version>`). */
+  remove(id: string): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -10,7 +10,8 @@ t.test('mlflow serves models:/<name>/<version> on loopback with the tracking URI
   t.same(plan, {
     kind: 'process',
     argv: ['/venv/bin/mlflow', 'models', 'serve', '-m', 'models:/iris/3', '-h', '127.0.0.1', '-p', '8005', '--env-manager', 'local'],
-    env: { MLFLOW_TRACKING_URI: 'http://127.0.0.1:5000' },
+    // uvicorn is exec'd by name: the venv's bin leads PATH. MLflow's telemetry is off.
+    env: { MLFLOW_TRACKING_URI: 'http://127.0.0.1:5000', PATH: `/venv/bin:${process.env.PATH}`, MLFLOW_DISABLE_TELEMETRY: 'true', DO_NOT_TRACK: 'true' },
     readinessPath: '/ping',
     url: 'http://127.0.0.1:8005',
   });
