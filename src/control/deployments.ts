@@ -2,7 +2,8 @@
 // the lifecycle pending -> starting -> ready -> draining -> stopped (or failed). Every
 // change that affects routing triggers `onChange`, which publishes a new route table.
 
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Config, DeploymentConfig, UpstreamOptions } from '../config/index.js';
@@ -47,6 +48,14 @@ export class Replica {
 
   get ready(): boolean {
     return this.state === 'ready';
+  }
+
+  /**
+   * The server's own TMPDIR, removed when it stops: `mlflow models serve` copies the model
+   * into the temp dir on every start and never deletes it.
+   */
+  tmpDir(stateDir: string): string {
+    return join(stateDir, 'tmp', this.id.replace(/[^A-Za-z0-9._-]/g, '_'));
   }
 
   view(): Record<string, unknown> {
@@ -203,8 +212,9 @@ export class DeploymentManager {
     const plan = launchPlan(this.#replicaSpec(spec), { port });
     if (plan.kind !== 'process') throw new Error('unreachable: local runtime produced a remote plan');
     replica.url = plan.url;
+    mkdirSync(replica.tmpDir(this.#o.config.state_dir), { recursive: true });
     const options: ReplicaProcessOptions = {
-      id: replica.id, argv: plan.argv, env: plan.env, port, logDir: join(this.#o.config.state_dir, 'logs'),
+      id: replica.id, argv: plan.argv, env: { ...plan.env, TMPDIR: replica.tmpDir(this.#o.config.state_dir) }, port, logDir: join(this.#o.config.state_dir, 'logs'),
       readinessPath: spec.readiness_path ?? plan.readinessPath, startTimeoutMs: spec.start_timeout_ms,
     };
     // A server left by a previous run is adopted when it still runs on the port it was
@@ -316,7 +326,10 @@ export class DeploymentManager {
   async #stopReplicas(d: Deployment): Promise<void> {
     await Promise.all(d.replicas.map(async (r) => {
       await r.process?.stop();
-      if (r.process !== null) await this.#o.records.delete(r.id);
+      if (r.process !== null) {
+        await this.#o.records.delete(r.id);
+        await rm(r.tmpDir(this.#o.config.state_dir), { recursive: true, force: true });
+      }
       if (r.ownedPort !== null) this.#o.ports.release(r.ownedPort);
       r.ownedPort = null;
       this.#o.slots.release(r.slot);
