@@ -6,8 +6,8 @@ import type { HttpResponse } from 'uWebSockets.js';
 import { ERRORS, type ErrorCode } from '../errors/index.js';
 import type { DeploymentRoute, ReplicaRoute } from './route-table.js';
 import type { UpstreamConnection, UpstreamHandler, PoolWaiter } from './upstream/index.js';
-import { isDroppedResponseHeader } from './headers.js';
-import { statusLine, writeErrorResponse } from './respond.js';
+import { connectionTokens, isDroppedResponseHeader } from './headers.js';
+import { endWithoutBody, statusLine, writeErrorResponse } from './respond.js';
 import type { Gateway } from './gateway.js';
 
 /** What the timeout sweep checks; see Gateway.sweep(). */
@@ -208,9 +208,21 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
     this.#setPhase(Phase.Streaming);
     this.route.stats.recordTtfb((this.phaseSince - this.startedAt) / 1000);
     res.writeStatus(statusLine(status));
+    // Headers the upstream named in its Connection header are hop-by-hop too (RFC 9110
+    // 7.6.1). Rare, so only a length check per header unless one is present.
+    let hop: string[] | null = null;
+    for (let i = 0; i < headers.length; i += 2) {
+      const name = headers[i]!;
+      // 'c' or 'C' first, so that Set-Cookie (also 10 long) is not lower-cased for nothing.
+      if (name.length === 10 && (name.charCodeAt(0) | 0x20) === 0x63 && name.toLowerCase() === 'connection') {
+        const tokens = connectionTokens(headers[i + 1]!);
+        if (tokens !== null) hop = hop === null ? tokens : hop.concat(tokens);
+      }
+    }
     for (let i = 0; i < headers.length; i += 2) {
       const name = headers[i]!;
       if (isDroppedResponseHeader(name)) continue;
+      if (hop !== null && hop.includes(name.toLowerCase())) continue;
       const value = headers[i + 1]!;
       if (name.length === 12 && this.#kind === StreamKind.Other && name.toLowerCase() === 'content-type') this.#kind = streamKindOf(value);
       res.writeHeader(name, value);
@@ -218,7 +230,8 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
     res.writeHeader('x-request-id', this.requestId);
     if (this.#noResponseBody || status === 204 || status === 304) {
       this.#mode = BodyMode.None;
-      this.#total = contentLength;
+      // HEAD and 304 may announce the representation's length; a 204 never has one (RFC 9110 8.6).
+      this.#total = status === 204 ? -1 : contentLength;
     } else if (contentLength >= 0) {
       this.#mode = BodyMode.Length;
       this.#total = contentLength;
@@ -303,7 +316,7 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
     const res = this.res;
     switch (this.#mode) {
       case BodyMode.None:
-        res.endWithoutBody(this.#total >= 0 ? this.#total : undefined);
+        endWithoutBody(res, this.#total);
         break;
       case BodyMode.Length:
         // Only reached for a 0-length body or when the upstream ended short of its length.
@@ -369,20 +382,25 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
     const res = this.res;
     if (!this.#responded) {
       const status = ERRORS[code].status;
-      writeErrorResponse(res, status, code, message, this.requestId, closeClient);
+      writeErrorResponse(res, status, code, message, this.requestId, closeClient, undefined, this.#noResponseBody);
       this.#finish(status);
       return;
     }
     const body = `{"error":{"code":"${code}","message":${JSON.stringify(message)},"request_id":${JSON.stringify(this.requestId)}}}`;
-    if (this.#mode === BodyMode.Chunked && this.#kind === StreamKind.Sse) {
-      res.write(`event: error\ndata: ${body}\n\n`);
-      res.end();
-    } else if (this.#mode === BodyMode.Chunked && this.#kind === StreamKind.Ndjson) {
-      res.write(`${body}\n`);
-      res.end();
-    } else {
-      res.close();
-    }
+    const mode = this.#mode;
+    const kind = this.#kind;
+    // Errors also arrive from socket events, outside any uWS callback: cork the writes.
+    res.cork(() => {
+      if (mode === BodyMode.Chunked && kind === StreamKind.Sse) {
+        res.write(`event: error\ndata: ${body}\n\n`);
+        res.end();
+      } else if (mode === BodyMode.Chunked && kind === StreamKind.Ndjson) {
+        res.write(`${body}\n`);
+        res.end();
+      } else {
+        res.close();
+      }
+    });
     this.#finish(this.status);
   }
 

@@ -8,7 +8,7 @@ import { ERRORS, type ErrorCode } from '../errors/index.js';
 import type { Logger } from '../telemetry/index.js';
 import { Exchange, Phase } from './exchange.js';
 import { readClientHead } from './headers.js';
-import { writeErrorResponse } from './respond.js';
+import { endWithoutBody, writeErrorResponse } from './respond.js';
 import { DeploymentRoute, RouteTable, RouteTableCompiler, type RouteTableSnapshot } from './route-table.js';
 
 export interface GatewayOptions {
@@ -25,6 +25,20 @@ const METHODS: Readonly<Record<string, string>> = Object.freeze({
 });
 
 const SWEEP_INTERVAL_MS = 100;
+
+interface RejectOptions {
+  readonly headers?: ReadonlyArray<readonly [string, string]>;
+  /** Close the connection after answering (the request body is not read). */
+  readonly close?: boolean;
+  /** A HEAD request: the answer has no body. */
+  readonly head?: boolean;
+  /** The deployment the request was for, when known: its metrics count the answer. */
+  readonly route?: DeploymentRoute;
+}
+const NO_OPTIONS: RejectOptions = Object.freeze({});
+const ALLOW_ANY = Object.freeze([['allow', 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS'] as const]);
+const ALLOW_GET = Object.freeze([['allow', 'GET, HEAD'] as const]);
+const RETRY_AFTER = Object.freeze([['retry-after', '1'] as const]);
 
 export class Gateway {
   #table: RouteTable = RouteTable.empty;
@@ -83,11 +97,11 @@ export class Gateway {
     const head = readClientHead(req);
     const requestId = head.requestId !== '' ? head.requestId : this.#idPrefix + (++this.#idSeq).toString(36);
     if (method === undefined) {
-      this.#reject(res, 'SLUICE_ERR_METHOD_NOT_ALLOWED', `method ${req.getMethod().toUpperCase()} is not supported`, requestId, url, [['allow', 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS']]);
+      this.#reject(res, 'SLUICE_ERR_METHOD_NOT_ALLOWED', `method ${req.getMethod().toUpperCase()} is not supported`, requestId, url, { headers: ALLOW_ANY });
       return;
     }
     if (head.bad !== null) {
-      this.#reject(res, 'SLUICE_ERR_BAD_REQUEST', head.bad, requestId, url);
+      this.#reject(res, 'SLUICE_ERR_BAD_REQUEST', head.bad, requestId, url, { head: method === 'HEAD' });
       return;
     }
     const segEnd = url.indexOf('/', 1);
@@ -98,21 +112,21 @@ export class Gateway {
         this.#health(res, url, method, requestId);
         return;
       }
-      this.#reject(res, 'SLUICE_ERR_NO_ROUTE', `no deployment serves ${url}`, requestId, url);
+      this.#reject(res, 'SLUICE_ERR_NO_ROUTE', `no deployment serves ${url}`, requestId, url, { head: method === 'HEAD' });
       return;
     }
     const route = matched instanceof DeploymentRoute ? matched : matched.pick();
     if (route === undefined) {
-      this.#reject(res, 'SLUICE_ERR_NO_READY_REPLICA', `no version of ${segment} has traffic weight`, requestId, url);
+      this.#reject(res, 'SLUICE_ERR_NO_READY_REPLICA', `no version of ${segment} has traffic weight`, requestId, url, { head: method === 'HEAD' });
       return;
     }
     const replica = route.pickReplica();
     if (replica === undefined) {
-      this.#reject(res, 'SLUICE_ERR_NO_READY_REPLICA', `no ready replica for ${route.id}`, requestId, url, [['retry-after', '1']]);
+      this.#reject(res, 'SLUICE_ERR_NO_READY_REPLICA', `no ready replica for ${route.id}`, requestId, url, { headers: RETRY_AFTER, head: method === 'HEAD', route });
       return;
     }
     if (head.contentLength > route.maxBodyBytes) {
-      this.#reject(res, 'SLUICE_ERR_BODY_TOO_LARGE', `request body of ${head.contentLength} bytes exceeds ${route.maxBodyBytes}`, requestId, url, undefined, true);
+      this.#reject(res, 'SLUICE_ERR_BODY_TOO_LARGE', `request body of ${head.contentLength} bytes exceeds ${route.maxBodyBytes}`, requestId, url, { close: true, head: method === 'HEAD', route });
       return;
     }
     const rest = segEnd === -1 ? '/' : url.slice(segEnd);
@@ -149,7 +163,9 @@ export class Gateway {
     }
     const seconds = (performance.now() - ex.startedAt) / 1000;
     ex.route.stats.record(ex.status, seconds);
-    if (this.#accessLog || ex.status >= 500) {
+    // Failures are logged even with the access log off, including a stream that failed
+    // after its 200 head was sent (errorCode set, status still 200).
+    if (this.#accessLog || ex.status >= 500 || ex.errorCode !== null) {
       this.#logger.info({
         request_id: ex.requestId,
         method: ex.method,
@@ -163,29 +179,29 @@ export class Gateway {
     }
   }
 
-  #reject(
-    res: HttpResponse,
-    code: ErrorCode,
-    message: string,
-    requestId: string,
-    url: string,
-    headers?: ReadonlyArray<readonly [string, string]>,
-    close = false,
-  ): void {
+  /** Answers with a gateway error without contacting any upstream. */
+  #reject(res: HttpResponse, code: ErrorCode, message: string, requestId: string, url: string, opts: RejectOptions = NO_OPTIONS): void {
     const status = ERRORS[code].status;
-    writeErrorResponse(res, status, code, message, requestId, close, headers);
-    if (this.#accessLog) this.#logger.info({ request_id: requestId, url, status, error: code }, 'request');
+    writeErrorResponse(res, status, code, message, requestId, opts.close === true, opts.headers, opts.head === true);
+    // A request for a known deployment counts in its metrics whoever answered it: a 503
+    // for want of a ready replica is the outage an operator's alert must see.
+    opts.route?.stats.record(status, 0);
+    if (this.#accessLog || status >= 500) {
+      this.#logger.info({ request_id: requestId, url, status, error: code, ...(opts.route === undefined ? null : { route: opts.route.id }) }, 'request');
+    }
   }
 
   #health(res: HttpResponse, url: string, method: string, requestId: string): void {
     if (method !== 'GET' && method !== 'HEAD') {
-      this.#reject(res, 'SLUICE_ERR_METHOD_NOT_ALLOWED', `${url} accepts GET only`, requestId, url, [['allow', 'GET, HEAD']]);
+      this.#reject(res, 'SLUICE_ERR_METHOD_NOT_ALLOWED', `${url} accepts GET only`, requestId, url, { headers: ALLOW_GET });
       return;
     }
     const ready = url === '/healthz' || (!this.#draining && this.#table.deployments.some((d) => d.replicas.length > 0));
+    const body = JSON.stringify({ status: ready ? 'ok' : 'unavailable', route_table_version: this.#table.version });
     res.cork(() => {
-      res.writeStatus(ready ? '200 OK' : '503 Service Unavailable').writeHeader('content-type', 'application/json');
-      res.end(JSON.stringify({ status: ready ? 'ok' : 'unavailable', route_table_version: this.#table.version }));
+      res.writeStatus(ready ? '200 OK' : '503 Service Unavailable').writeHeader('content-type', 'application/json').writeHeader('x-request-id', requestId);
+      if (method === 'HEAD') endWithoutBody(res, Buffer.byteLength(body));
+      else res.end(body);
     });
   }
 

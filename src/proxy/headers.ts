@@ -93,7 +93,8 @@ export function readClientHead(req: HttpRequest): ClientHead {
   return head;
 }
 
-function connectionTokens(value: string): string[] | null {
+/** Header names listed in a Connection value, beyond the standard tokens; null when none. */
+export function connectionTokens(value: string): string[] | null {
   let out: string[] | null = null;
   for (const raw of value.split(',')) {
     const t = raw.trim().toLowerCase();

@@ -17,7 +17,9 @@ const REDACT = [
 ];
 
 export function createLogger(options: LoggerOptions): Logger {
-  const destination = pino.destination({ dest: 1, sync: !options.buffered, minLength: options.buffered ? 4096 : 0 });
+  // Buffered output is still flushed every second: a quiet gateway must show a line (an
+  // error above all) promptly, not once 4 KiB have piled up or at exit.
+  const destination = pino.destination({ dest: 1, sync: !options.buffered, minLength: options.buffered ? 4096 : 0, periodicFlush: options.buffered ? 1000 : 0 });
   const logger = pino(
     {
       level: options.level,

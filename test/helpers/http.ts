@@ -2,13 +2,20 @@
 // headers, aborting mid-stream, keep-alive control.
 
 import { request, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
+import { connect, type Socket } from 'node:net';
 
 export interface Reply {
   status: number;
   headers: IncomingHttpHeaders;
+  /** Header names and values exactly as received, in order. */
+  rawHeaders: string[];
   body: string;
   /** Arrival time (ms since request start) and text of each body chunk. */
   chunks: Array<{ at: number; text: string }>;
+  /** Date.now() when the request was aborted by `abortWhen`, else null. */
+  abortedAt: number | null;
+  /** True when the response body ended properly (not cut by a closed connection). */
+  complete: boolean;
 }
 
 export interface RequestOptions {
@@ -26,20 +33,24 @@ export function httpRequest(url: string, opts: RequestOptions = {}): Promise<Rep
     const req = request(url, { method: opts.method ?? 'GET', headers: opts.headers, agent: false }, (res: IncomingMessage) => {
       const chunks: Reply['chunks'] = [];
       let body = '';
+      let aborted = false;
+      const reply = (abortedAt: number | null): Reply => ({ status: res.statusCode!, headers: res.headers, rawHeaders: res.rawHeaders, body, chunks, abortedAt, complete: res.complete });
       res.setEncoding('utf8');
       res.on('data', (text: string) => {
+        if (aborted) return;
         chunks.push({ at: performance.now() - started, text });
         body += text;
         if (opts.abortWhen?.(body)) {
+          aborted = true;
           req.destroy();
-          resolve({ status: res.statusCode!, headers: res.headers, body, chunks });
+          resolve(reply(Date.now()));
         }
       });
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body, chunks }));
-      res.on('error', (err) => {
-        if (opts.abortWhen) return;
-        reject(err);
-      });
+      res.on('end', () => resolve(reply(null)));
+      // A response cut by the server (e.g. a stream that failed mid-way) resolves with
+      // what arrived; the test checks whether that is what it expected.
+      res.on('error', () => resolve(reply(null)));
+      res.on('close', () => resolve(reply(null)));
     });
     req.on('error', reject);
     req.setTimeout(opts.timeoutMs ?? 30_000, () => req.destroy(new Error('test request timed out')));
@@ -50,4 +61,177 @@ export function httpRequest(url: string, opts: RequestOptions = {}): Promise<Rep
 
 export function json<T = Record<string, unknown>>(r: Reply): T {
   return JSON.parse(r.body) as T;
+}
+
+/** The value of one Prometheus sample, e.g. `metric(text, 'sluice_requests_total', {code: '200'})`; summed over other labels. */
+export function metric(text: string, name: string, labels: Record<string, string> = {}): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#')) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([^}]*)\})?\s+(\S+)/.exec(line);
+    if (m === null || m[1] !== name) continue;
+    const have: Record<string, string> = {};
+    for (const pair of (m[3] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) have[pair[1]!] = pair[2]!;
+    if (Object.entries(labels).every(([k, v]) => have[k] === v)) sum += Number(m[4]);
+  }
+  return sum;
+}
+
+export interface RawReply {
+  status: number;
+  /** Lower-cased names; repeated headers joined with ', '. */
+  headers: Record<string, string>;
+  body: string;
+  /** The server closed the connection after (or instead of) answering. */
+  closed: boolean;
+  raw: string;
+}
+
+/**
+ * Sends raw bytes (what a well-behaved client library would refuse to send) and reads one
+ * response: until its content-length is complete, the connection closes, or `timeoutMs`.
+ * `body` is written after the head, in pieces, as long as the server keeps reading.
+ */
+export function rawRequest(port: number, head: string, opts: { body?: Buffer[]; timeoutMs?: number } = {}): Promise<RawReply> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    let buf = Buffer.alloc(0);
+    let done = false;
+    const finish = (closed: boolean): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socket.destroy();
+      const text = buf.toString('latin1');
+      const end = text.indexOf('\r\n\r\n');
+      if (end === -1) {
+        reject(new Error(`no complete response head (closed=${closed}): ${JSON.stringify(text)}`));
+        return;
+      }
+      const lines = text.slice(0, end).split('\r\n');
+      const headers: Record<string, string> = {};
+      for (const l of lines.slice(1)) {
+        const c = l.indexOf(':');
+        const k = l.slice(0, c).trim().toLowerCase();
+        const v = l.slice(c + 1).trim();
+        headers[k] = headers[k] === undefined ? v : `${headers[k]}, ${v}`;
+      }
+      resolve({ status: Number(lines[0]!.split(' ')[1]), headers, body: text.slice(end + 4), closed, raw: text });
+    };
+    const timer = setTimeout(() => finish(false), opts.timeoutMs ?? 5_000);
+    socket.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      const text = buf.toString('latin1');
+      const end = text.indexOf('\r\n\r\n');
+      if (end === -1) return;
+      const m = /\r\ncontent-length:\s*(\d+)/i.exec(text.slice(0, end + 2));
+      if (m !== null && buf.length - (end + 4) >= Number(m[1])) {
+        // Complete; give the server a moment to close, to observe `closed`.
+        setTimeout(() => finish(socket.readableEnded || socket.destroyed), 100);
+      }
+    });
+    socket.on('end', () => finish(true));
+    socket.on('close', () => finish(true));
+    socket.on('error', () => finish(true));
+    socket.on('connect', () => {
+      socket.write(head, 'latin1');
+      const pieces = opts.body ?? [];
+      let i = 0;
+      const writeMore = (): void => {
+        while (i < pieces.length && !done) {
+          if (!socket.write(pieces[i++]!)) {
+            socket.once('drain', writeMore);
+            return;
+          }
+        }
+      };
+      writeMore();
+    });
+  });
+}
+
+/**
+ * One client connection that sends requests one after another and reads exactly one
+ * response per request (HEAD, 204 and 304 have no body; otherwise Content-Length), so a
+ * test can check that the connection stays usable (keep-alive) after each response.
+ */
+export class RawConnection {
+  readonly #socket: Socket;
+  #buf = Buffer.alloc(0);
+  #closed = false;
+  #wake: (() => void) | null = null;
+
+  private constructor(socket: Socket) {
+    this.#socket = socket;
+    socket.on('data', (d: Buffer) => {
+      this.#buf = Buffer.concat([this.#buf, d]);
+      this.#wake?.();
+    });
+    const onClose = (): void => {
+      this.#closed = true;
+      this.#wake?.();
+    };
+    socket.on('close', onClose);
+    socket.on('error', onClose);
+  }
+
+  static open(port: number): Promise<RawConnection> {
+    return new Promise((resolve, reject) => {
+      const s = connect({ host: '127.0.0.1', port });
+      s.once('connect', () => resolve(new RawConnection(s)));
+      s.once('error', reject);
+    });
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Sends `head` (and body); resolves with the response, or null if the connection closed first. */
+  async request(head: string, opts: { bodyless?: boolean; timeoutMs?: number } = {}): Promise<RawReply | null> {
+    if (!this.#closed) this.#socket.write(head, 'latin1');
+    const deadline = Date.now() + (opts.timeoutMs ?? 5_000);
+    for (;;) {
+      const end = this.#buf.indexOf('\r\n\r\n');
+      if (end !== -1) {
+        const text = this.#buf.toString('latin1', 0, end);
+        const lines = text.split('\r\n');
+        const status = Number(lines[0]!.split(' ')[1]);
+        const headers: Record<string, string> = {};
+        for (const l of lines.slice(1)) {
+          const c = l.indexOf(':');
+          const k = l.slice(0, c).trim().toLowerCase();
+          const v = l.slice(c + 1).trim();
+          headers[k] = headers[k] === undefined ? v : `${headers[k]}, ${v}`;
+        }
+        const noBody = opts.bodyless === true || status === 204 || status === 304 || (status >= 100 && status < 200);
+        const length = noBody ? 0 : Number(headers['content-length'] ?? NaN);
+        if (!Number.isNaN(length) && this.#buf.length >= end + 4 + length) {
+          const body = this.#buf.toString('latin1', end + 4, end + 4 + length);
+          const raw = this.#buf.toString('latin1', 0, end + 4 + length);
+          this.#buf = this.#buf.subarray(end + 4 + length);
+          return { status, headers, body, closed: false, raw };
+        }
+      }
+      if (this.#closed) return null;
+      if (Date.now() > deadline) throw new Error(`no complete response within the timeout: ${JSON.stringify(this.#buf.toString('latin1'))}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 50);
+        this.#wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.#wake = null;
+    }
+  }
+
+  /** Bytes received beyond the responses read so far (should be none). */
+  get unread(): string {
+    return this.#buf.toString('latin1');
+  }
+
+  close(): void {
+    this.#socket.destroy();
+  }
 }

@@ -2,7 +2,7 @@
 // (`sluice sim`), each started from the build under dist/, each stopped by the test.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,7 +12,10 @@ export const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
 
 export interface Proc {
   readonly child: ChildProcess;
+  /** stdout and stderr lines, interleaved as they arrived. */
   readonly lines: string[];
+  readonly stdout: string[];
+  readonly stderr: string[];
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
@@ -20,11 +23,22 @@ export interface Proc {
 export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}): Proc {
   const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: string[] = [];
-  for (const stream of [child.stdout!, child.stderr!]) createInterface({ input: stream }).on('line', (l) => lines.push(l));
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  createInterface({ input: child.stdout! }).on('line', (l) => {
+    lines.push(l);
+    stdout.push(l);
+  });
+  createInterface({ input: child.stderr! }).on('line', (l) => {
+    lines.push(l);
+    stderr.push(l);
+  });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   return {
     child,
     lines,
+    stdout,
+    stderr,
     async stop(signal: NodeJS.Signals = 'SIGTERM') {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
@@ -130,4 +144,76 @@ export async function waitDeploymentsReady(gw: Gateway, token?: string, timeoutM
     await sleep(50);
   }
   throw new Error(`deployments not ready:\n${gw.lines.slice(-30).join('\n')}`);
+}
+
+export interface DeploymentView {
+  id: string;
+  model: string;
+  version: string;
+  state: string;
+  replicas: Array<{ id: string; url: string; port: number; state: string; pid: number | null }>;
+}
+
+export async function deployments(gw: Gateway): Promise<DeploymentView[]> {
+  const r = await fetch(`${gw.adminUrl}/v1/deployments`);
+  return ((await r.json()) as { deployments: DeploymentView[] }).deployments;
+}
+
+/** Ports of a deployment's replicas, in replica order (e.g. to read a simulator's /_sim/stats). */
+export async function replicaPorts(gw: Gateway, id: string): Promise<number[]> {
+  const d = (await deployments(gw)).find((x) => x.id === id);
+  if (d === undefined) throw new Error(`no deployment ${id}`);
+  return d.replicas.map((r) => r.port);
+}
+
+export async function simStats(port: number): Promise<SimStats> {
+  return (await (await fetch(`http://127.0.0.1:${port}/_sim/stats`)).json()) as SimStats;
+}
+
+export async function metricsText(gw: Gateway): Promise<string> {
+  return (await fetch(`${gw.adminUrl}/metrics`)).text();
+}
+
+/** The gateway's stdout lines that are JSON objects (its pino logs). */
+export function jsonLogs(proc: Proc): Array<Record<string, unknown>> {
+  const out: Array<Record<string, unknown>> = [];
+  for (const line of proc.stdout) {
+    if (!line.startsWith('{')) continue;
+    try {
+      out.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      // not a log line
+    }
+  }
+  return out;
+}
+
+/** Polls `fn` until it returns a value other than undefined, or throws after `timeoutMs`. */
+export async function eventually<T>(fn: () => T | undefined | Promise<T | undefined>, timeoutMs = 5_000, what = 'condition'): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(25);
+  }
+}
+
+/** Resident memory of a process in bytes (Linux /proc). */
+export function rssBytes(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
+  if (m === null) throw new Error(`no VmRSS for ${pid}`);
+  return Number(m[1]) * 1024;
+}
+
+/** Waits until each named deployment has all its replicas ready (others are ignored). */
+export async function waitReplicasReady(gw: Gateway, ids: string[], timeoutMs = 60_000): Promise<void> {
+  await eventually(async () => {
+    const all = await deployments(gw);
+    return ids.every((id) => {
+      const d = all.find((x) => x.id === id);
+      return d !== undefined && d.replicas.length > 0 && d.replicas.every((r) => r.state === 'ready');
+    }) ? true : undefined;
+  }, timeoutMs, `deployments ${ids.join(', ')} to be ready`);
 }

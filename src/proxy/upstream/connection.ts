@@ -65,7 +65,7 @@ export class UpstreamConnection implements ResponseSink {
     socket.on('data', (data: Buffer) => this.#onData(data));
     socket.on('drain', () => this.#handler?.onRequestDrain());
     socket.on('end', () => this.#onEnd());
-    socket.on('error', (err: NodeJS.ErrnoException) => this.#fail(errorCodeFor(err), err.code ?? err.message));
+    socket.on('error', (err: NodeJS.ErrnoException) => this.#fail(errorCodeFor(err, this.#state !== ConnState.Connecting), err.code ?? err.message));
     socket.on('close', () => this.#fail('SLUICE_ERR_UPSTREAM_RESET', 'connection closed'));
   }
 
@@ -202,7 +202,9 @@ export class UpstreamConnection implements ResponseSink {
   }
 }
 
-function errorCodeFor(err: NodeJS.ErrnoException): ErrorCode {
+/** Before the TCP handshake completed it is a connect failure; after, a reset (RST or EPIPE). */
+function errorCodeFor(err: NodeJS.ErrnoException, connected: boolean): ErrorCode {
+  if (connected) return 'SLUICE_ERR_UPSTREAM_RESET';
   if (err.code === 'ETIMEDOUT') return 'SLUICE_ERR_UPSTREAM_CONNECT_TIMEOUT';
   return 'SLUICE_ERR_UPSTREAM_CONNECT';
 }

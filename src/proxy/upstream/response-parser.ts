@@ -259,7 +259,9 @@ export class ResponseParser {
       this.#state = State.BodyUntilClose;
       this.keepAlive = false;
     }
-    this.#sink.onHead(status, headers, noBody ? (contentLength >= 0 ? contentLength : 0) : contentLength, chunked);
+    // For a response without a body (HEAD, 204, 304) this is the length the server
+    // announced, -1 if none: a HEAD answer must not claim an empty resource.
+    this.#sink.onHead(status, headers, contentLength, chunked);
     if (this.#state === State.Done) this.#sink.onComplete();
   }
 }

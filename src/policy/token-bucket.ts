@@ -1,0 +1,82 @@
+// Token buckets whose state lives in a SharedArrayBuffer, so that every worker thread
+// draws from the same bucket: N workers never mean N times the limit. The control plane
+// lays out one slot per (rule, key) it knows; workers only take and refund.
+
+/** A limit: `capacity` tokens, refilled at `capacity` per `periodMs`. */
+export interface BucketRule {
+  readonly capacity: number;
+  readonly periodMs: number;
+}
+
+export interface TakeResult {
+  readonly allowed: boolean;
+  /** Whole tokens left after this take (>= 0). */
+  readonly remaining: number;
+  /** Milliseconds until one token is available again (0 when allowed). */
+  readonly retryAfterMs: number;
+  /** Milliseconds until the bucket is full again. */
+  readonly resetMs: number;
+}
+
+// Float64 fields per slot: tokens, last refill time (ms).
+const F_TOKENS = 0;
+const F_LAST = 1;
+const FLOATS = 2;
+
+/**
+ * The arithmetic shared by the in-memory buckets and the Redis Lua script (kept in step
+ * with redis-limiter.ts): refill by elapsed time, then take `cost` if `tokens >= need`.
+ * Post-paid costs (LLM tokens counted from a response) are taken with need 0 and may
+ * drive the bucket negative; later requests wait until it refills.
+ */
+export function refillAndTake(tokens: number, last: number, now: number, rule: BucketRule, cost: number, need: number): [number, TakeResult] {
+  const rate = rule.capacity / rule.periodMs;
+  let t = last === 0 ? rule.capacity : Math.min(rule.capacity, tokens + Math.max(0, now - last) * rate);
+  const allowed = t >= need && (need === 0 || t >= cost);
+  if (allowed) t -= cost;
+  const missing = allowed ? 0 : Math.max(need, cost) - t;
+  return [t, {
+    allowed,
+    remaining: Math.max(0, Math.floor(t)),
+    retryAfterMs: allowed ? 0 : Math.ceil(missing / rate),
+    resetMs: Math.ceil((rule.capacity - t) / rate),
+  }];
+}
+
+export class SharedBuckets {
+  readonly #floats: Float64Array;
+  readonly #locks: Int32Array;
+
+  constructor(buffers: { floats: SharedArrayBuffer; locks: SharedArrayBuffer }) {
+    this.#floats = new Float64Array(buffers.floats);
+    this.#locks = new Int32Array(buffers.locks);
+  }
+
+  static allocate(slots: number): { floats: SharedArrayBuffer; locks: SharedArrayBuffer } {
+    return {
+      floats: new SharedArrayBuffer(slots * FLOATS * Float64Array.BYTES_PER_ELEMENT),
+      locks: new SharedArrayBuffer(slots * Int32Array.BYTES_PER_ELEMENT),
+    };
+  }
+
+  get slots(): number {
+    return this.#locks.length;
+  }
+
+  /** Takes `cost` tokens if at least `need` are there (need = cost for admission, 0 for post-paid). */
+  take(slot: number, now: number, rule: BucketRule, cost = 1, need = cost): TakeResult {
+    const f = this.#floats;
+    const base = slot * FLOATS;
+    while (Atomics.compareExchange(this.#locks, slot, 0, 1) !== 0);
+    const [tokens, result] = refillAndTake(f[base + F_TOKENS]!, f[base + F_LAST]!, now, rule, cost, need);
+    f[base + F_TOKENS] = tokens;
+    f[base + F_LAST] = now;
+    Atomics.store(this.#locks, slot, 0);
+    return result;
+  }
+
+  reset(slot: number): void {
+    this.#floats[slot * FLOATS + F_TOKENS] = 0;
+    this.#floats[slot * FLOATS + F_LAST] = 0;
+  }
+}

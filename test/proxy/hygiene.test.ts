@@ -1,0 +1,203 @@
+// Header hygiene through the gateway, observed at the model server (the simulator's
+// /_sim/echo reports exactly what it received): hop-by-hop headers stop at the gateway,
+// Host is the replica's, X-Forwarded-* tell the upstream who asked, the request id is
+// shared end to end, the path and query arrive byte for byte.
+
+import { createServer, type Server, type Socket } from 'node:net';
+import t from 'tap';
+import { httpRequest, RawConnection, rawRequest } from '../helpers/http.js';
+import { deployments, replicaPorts, startGateway, type Gateway } from '../helpers/procs.js';
+
+interface Echo {
+  method: string;
+  url: string;
+  headers: Record<string, string | string[]>;
+  body_bytes: number;
+}
+
+// Replica ports 18440-18449 belong to this file (test/proxy uses 18400-18499).
+let gw: Gateway;
+let simPort: number;
+let upstream: Server;
+const upstreamSockets = new Set<Socket>();
+
+t.before(async () => {
+  // An upstream that answers with hop-by-hop response headers of its own.
+  upstream = createServer((s) => {
+    upstreamSockets.add(s);
+    s.on('close', () => upstreamSockets.delete(s));
+    s.on('data', (d: Buffer) => {
+      const line = d.toString('latin1').split('\r\n')[0]!;
+      if (line.includes(' /no-content ')) s.write('HTTP/1.1 204 No Content\r\nX-Kind: 204\r\n\r\n');
+      else if (line.includes(' /not-modified ')) s.write('HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\n\r\n');
+      else if (line.startsWith('HEAD ')) s.write('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1234\r\n\r\n');
+      else {
+        s.write('HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Upstream-Hop\r\nX-Upstream-Hop: secret\r\nKeep-Alive: timeout=5\r\n' +
+          'Proxy-Authenticate: Basic\r\nDate: Mon, 01 Jan 2001 00:00:00 GMT\r\nX-End-To-End: kept\r\nContent-Length: 2\r\n\r\nok');
+      }
+    });
+  });
+  const upstreamPort = await new Promise<number>((r) => upstream.listen(0, '127.0.0.1', () => r((upstream.address() as { port: number }).port)));
+  gw = await startGateway({
+    ports: { from: 18440, to: 18449 },
+    deployments: [
+      { model: 'demo', version: '1', runtime: 'sim' },
+      { model: 'llama-3', version: '8b', runtime: 'sim' },
+      { model: 'hops', version: '1', runtime: 'remote', urls: [`http://127.0.0.1:${upstreamPort}`] },
+    ],
+  });
+  [simPort] = await replicaPorts(gw, 'demo-1') as [number];
+});
+t.teardown(async () => {
+  await gw?.stop();
+  for (const s of upstreamSockets) s.destroy();
+  upstream?.close();
+});
+
+function echoOf(r: { body: string }): Echo {
+  return JSON.parse(r.body) as Echo;
+}
+
+t.test('hop-by-hop request headers do not reach the upstream', async (t) => {
+  const r = await rawRequest(gw.port,
+    'GET /demo-1/_sim/echo HTTP/1.1\r\nHost: gw.example\r\n' +
+    'Connection: keep-alive, X-Custom-Hop, X-Other-Hop\r\nX-Custom-Hop: secret\r\nX-Other-Hop: secret2\r\n' +
+    'Keep-Alive: timeout=5\r\nTE: trailers\r\nTrailer: X-Checksum\r\nUpgrade: h2c\r\n' +
+    'Proxy-Authorization: Basic dXNlcjpwYXNz\r\nProxy-Connection: keep-alive\r\n' +
+    'X-End-To-End: kept\r\nAuthorization: Bearer token-for-the-model\r\n\r\n');
+  t.equal(r.status, 200);
+  const got = echoOf(r).headers;
+  for (const name of ['connection', 'x-custom-hop', 'x-other-hop', 'keep-alive', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'proxy-connection']) {
+    t.notOk(name in got, `${name} was not forwarded`);
+  }
+  t.equal(got['x-end-to-end'], 'kept', 'an end-to-end header is forwarded');
+  t.equal(got.authorization, 'Bearer token-for-the-model', 'Authorization (end-to-end) is forwarded');
+});
+
+t.test('hop-by-hop response headers do not reach the client; exactly one Date', async (t) => {
+  const r = await rawRequest(gw.port, 'GET /hops-1/x HTTP/1.1\r\nHost: gw\r\n\r\n');
+  t.equal(r.status, 200);
+  t.equal(r.body, 'ok');
+  t.equal(r.headers['x-end-to-end'], 'kept');
+  t.notOk('x-upstream-hop' in r.headers, 'a header named in the upstream Connection header is dropped');
+  t.notOk('keep-alive' in r.headers, 'Keep-Alive is dropped');
+  t.notOk('proxy-authenticate' in r.headers, 'Proxy-Authenticate is dropped');
+  t.equal(r.raw.split('\r\n\r\n')[0]!.split('\r\n').filter((l) => /^date:/i.test(l)).length, 1, 'exactly one Date header');
+  t.not(r.headers.date, 'Mon, 01 Jan 2001 00:00:00 GMT', "the gateway's Date, not the upstream's");
+});
+
+t.test('Host is the replica address; a foreign Host still works through the gateway', async (t) => {
+  const r = await httpRequest(`${gw.url}/demo-1/_sim/echo`, { headers: { host: 'evil.example.com' } });
+  t.equal(echoOf(r).headers.host, `127.0.0.1:${simPort}`, 'Host rewritten to the replica');
+  t.equal(echoOf(r).headers['x-forwarded-host'], 'evil.example.com', 'the original Host travels as X-Forwarded-Host');
+
+  // Like Ollama, the simulator refuses a foreign Host (DNS-rebinding guard)...
+  const direct = await httpRequest(`http://127.0.0.1:${simPort}/api/version`, { headers: { host: 'evil.example.com' } });
+  t.equal(direct.status, 403, 'the model server itself answers 403 to that Host');
+  // ...which the gateway's rewrite makes invisible to clients.
+  const via = await httpRequest(`${gw.url}/demo-1/api/version`, { headers: { host: 'evil.example.com' } });
+  t.equal(via.status, 200, 'through the gateway the same request succeeds');
+  t.match(JSON.parse(via.body), { version: String });
+});
+
+t.test('X-Forwarded-For, -Proto and -Host', async (t) => {
+  const plain = echoOf(await httpRequest(`${gw.url}/demo-1/_sim/echo`, { headers: { host: 'api.example.com:8443' } })).headers;
+  t.equal(plain['x-forwarded-for'], '127.0.0.1', 'the client address');
+  t.equal(plain['x-forwarded-proto'], 'http');
+  t.equal(plain['x-forwarded-host'], 'api.example.com:8443');
+
+  const chained = echoOf(await httpRequest(`${gw.url}/demo-1/_sim/echo`, {
+    headers: { 'x-forwarded-for': '203.0.113.7, 198.51.100.2', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'spoofed.example' },
+  })).headers;
+  t.equal(chained['x-forwarded-for'], '203.0.113.7, 198.51.100.2, 127.0.0.1', 'the client address is appended to an incoming chain');
+  t.equal(typeof chained['x-forwarded-proto'], 'string', 'one X-Forwarded-Proto, not two');
+  t.equal(typeof chained['x-forwarded-host'], 'string', 'one X-Forwarded-Host, not two');
+  t.equal(chained['x-forwarded-host'], `127.0.0.1:${gw.port}`, 'X-Forwarded-Host is the Host the gateway received');
+
+  // Two X-Forwarded-For header lines are one list (RFC 9110 5.3).
+  const two = await rawRequest(gw.port, 'GET /demo-1/_sim/echo HTTP/1.1\r\nHost: gw\r\nX-Forwarded-For: 203.0.113.7\r\nX-Forwarded-For: 198.51.100.2\r\n\r\n');
+  t.equal(echoOf(two).headers['x-forwarded-for'], '203.0.113.7, 198.51.100.2, 127.0.0.1');
+});
+
+t.test('x-request-id: kept when sent, generated when absent, the same upstream and downstream', async (t) => {
+  const sent = await httpRequest(`${gw.url}/demo-1/_sim/echo`, { headers: { 'x-request-id': 'client-chosen-id-42' } });
+  t.equal(sent.headers['x-request-id'], 'client-chosen-id-42');
+  t.equal(echoOf(sent).headers['x-request-id'], 'client-chosen-id-42');
+
+  const ids = new Set<string>();
+  for (let i = 0; i < 5; i++) {
+    const r = await httpRequest(`${gw.url}/demo-1/_sim/echo`);
+    const id = r.headers['x-request-id'];
+    t.ok(typeof id === 'string' && id.length >= 8, `generated id ${String(id)}`);
+    t.equal(echoOf(r).headers['x-request-id'], id, 'the upstream saw the same id');
+    ids.add(id as string);
+  }
+  t.equal(ids.size, 5, 'generated ids are unique');
+  t.equal(sent.rawHeaders.filter((h) => h.toLowerCase() === 'x-request-id').length, 1, 'one x-request-id in the response');
+});
+
+t.test('path and query reach the upstream unchanged', async (t) => {
+  const paths = [
+    '/_sim/echo/a%2Fb/c%20d/%E2%9C%93?x=1&y=%E2%9C%93&z=a+b&empty=&x=2',
+    '/_sim/echo/..%2F..%2Fetc?q=%2e%2e',
+    '/_sim/echo//double//slash/?',
+    '/_sim/echo/semi;colon:at@bang!$&\'()*+,=',
+  ];
+  for (const p of paths) {
+    const r = await rawRequest(gw.port, `GET /demo-1${p} HTTP/1.1\r\nHost: gw\r\n\r\n`);
+    t.equal(r.status, 200, p);
+    // A bare trailing '?' carries no query; either spelling reaches the same resource.
+    t.equal(echoOf(r).url, p.endsWith('?') ? p.slice(0, -1) : p, `unchanged: ${p}`);
+  }
+  const post = await httpRequest(`${gw.url}/demo-1/_sim/echo/x?k=v`, { method: 'POST', body: 'hello' });
+  t.match(echoOf(post), { method: 'POST', url: '/_sim/echo/x?k=v', body_bytes: 5 });
+  t.equal(echoOf(post).headers['content-length'], '5');
+});
+
+t.test('/llama-3-8b/ is model llama-3, version 8b (split on the last hyphen)', async (t) => {
+  const d = (await deployments(gw)).find((x) => x.id === 'llama-3-8b');
+  t.match(d, { model: 'llama-3', version: '8b' });
+  const port = d!.replicas[0]!.port;
+  const pinned = await httpRequest(`${gw.url}/llama-3-8b/_sim/echo`);
+  t.equal(pinned.status, 200);
+  t.equal(echoOf(pinned).headers.host, `127.0.0.1:${port}`, "reached llama-3-8b's replica");
+  const alias = await httpRequest(`${gw.url}/llama-3/_sim/echo`);
+  t.equal(alias.status, 200, 'the alias is the model name, llama-3');
+  t.equal(echoOf(alias).headers.host, `127.0.0.1:${port}`);
+  const wrong = await httpRequest(`${gw.url}/llama/_sim/echo`);
+  t.equal(wrong.status, 404, 'there is no model "llama"');
+});
+
+
+t.test('HEAD and body-less responses keep the client connection usable', async (t) => {
+  const conn = await RawConnection.open(gw.port);
+  t.teardown(() => conn.close());
+  const get = 'GET /demo-1/ HTTP/1.1\r\nHost: gw\r\n\r\n';
+  const steps: Array<[string, string, number, Record<string, string | undefined>]> = [
+    ['HEAD through the gateway', 'HEAD /demo-1/ HTTP/1.1\r\nHost: gw\r\n\r\n', 200, { 'content-length': '17' }],
+    ['HEAD of a remote upstream', 'HEAD /hops-1/x HTTP/1.1\r\nHost: gw\r\n\r\n', 200, { 'content-length': '1234' }],
+    ['204 from upstream', 'GET /hops-1/no-content HTTP/1.1\r\nHost: gw\r\n\r\n', 204, { 'content-length': undefined, 'x-kind': '204' }],
+    ['304 from upstream', 'GET /hops-1/not-modified HTTP/1.1\r\nHost: gw\r\n\r\n', 304, { etag: '"v1"' }],
+    ['HEAD of the gateway health check', 'HEAD /healthz HTTP/1.1\r\nHost: gw\r\n\r\n', 200, {}],
+    ['HEAD of an unknown route', 'HEAD /nope-1/x HTTP/1.1\r\nHost: gw\r\n\r\n', 404, { 'content-type': 'application/json' }],
+  ];
+  for (const [what, head, status, headers] of steps) {
+    const r = await conn.request(head, { bodyless: head.startsWith('HEAD') });
+    t.ok(r, `${what}: answered`);
+    if (r === null) return;
+    t.equal(r.status, status, `${what}: status`);
+    for (const [k, v] of Object.entries(headers)) t.equal(r.headers[k], v, `${what}: ${k}`);
+    // The next request on the same connection must get its own, intact answer: a body
+    // sent after a HEAD response, or a connection dropped after it, would show here.
+    const next = await conn.request(get);
+    t.ok(next, `${what}: the connection is still open`);
+    if (next === null) return;
+    t.equal(next.status, 200, `${what}: next request on the connection succeeds`);
+    t.equal(next.body, 'Ollama is running', `${what}: with its own body`);
+  }
+  t.equal(conn.unread, '', 'no stray bytes on the connection');
+});
+
+t.test('the gateway wrote no warnings (e.g. uncorked uWS writes) to stderr', async (t) => {
+  t.same(gw.stderr.filter((l) => /warn|error/i.test(l)), []);
+});

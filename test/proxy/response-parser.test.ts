@@ -1,0 +1,239 @@
+// The upstream response parser, fed each message whole and then split at every byte
+// boundary (and byte by byte): the events that come out must not depend on how TCP cut
+// the stream. Body events are merged before comparing, since a split body arrives in more
+// pieces by design.
+
+import t from 'tap';
+import { ParseError, ResponseParser, type ResponseSink } from '../../src/proxy/upstream/response-parser.js';
+
+type Test = typeof t;
+
+type Event =
+  | { type: 'head'; status: number; headers: string[]; contentLength: number; chunked: boolean }
+  | { type: 'body'; text: string }
+  | { type: 'complete' }
+  | { type: 'error'; message: string }
+  | { type: 'leftover'; bytes: number }
+  | { type: 'eof'; completed: boolean };
+
+class Recorder implements ResponseSink {
+  readonly events: Event[] = [];
+  onHead(status: number, headers: string[], contentLength: number, chunked: boolean): void {
+    this.events.push({ type: 'head', status, headers: [...headers], contentLength, chunked });
+  }
+  onBody(chunk: Buffer): void {
+    // Body chunks are views of the input: copy the text now, as a real consumer would.
+    const last = this.events[this.events.length - 1];
+    if (last?.type === 'body') last.text += chunk.toString('latin1');
+    else this.events.push({ type: 'body', text: chunk.toString('latin1') });
+  }
+  onComplete(): void {
+    this.events.push({ type: 'complete' });
+  }
+}
+
+interface Feed {
+  /** Parser reset flag: the request was HEAD. */
+  noBody?: boolean;
+  /** Signal EOF after the bytes (read-until-close bodies). */
+  eof?: boolean;
+}
+
+/** Feeds `pieces` in order; stops at the first parse error, as the connection does. */
+function run(pieces: Buffer[], opts: Feed = {}): Event[] {
+  const sink = new Recorder();
+  const parser = new ResponseParser(sink);
+  parser.reset(opts.noBody ?? false);
+  let leftover = 0;
+  for (const p of pieces) {
+    try {
+      leftover += parser.execute(p);
+    } catch (err) {
+      const ok = err instanceof ParseError && err.code === 'SLUICE_ERR_UPSTREAM_PROTOCOL';
+      sink.events.push({ type: 'error', message: ok ? err.message : `not a ParseError: ${String(err)}` });
+      return sink.events;
+    }
+  }
+  if (leftover > 0) sink.events.push({ type: 'leftover', bytes: leftover });
+  if (opts.eof) sink.events.push({ type: 'eof', completed: parser.finishAtEof() });
+  return sink.events;
+}
+
+/** Every way of cutting `raw` in two, plus one byte per read. */
+function splits(raw: Buffer): Array<{ name: string; pieces: Buffer[] }> {
+  const out: Array<{ name: string; pieces: Buffer[] }> = [];
+  for (let i = 1; i < raw.length; i++) {
+    // Copies, so a parser that keeps a view past execute() would be caught.
+    out.push({ name: `split at ${i}`, pieces: [Buffer.from(raw.subarray(0, i)), Buffer.from(raw.subarray(i))] });
+  }
+  out.push({ name: 'byte by byte', pieces: [...raw].map((b) => Buffer.from([b])) });
+  return out;
+}
+
+function check(t: Test, name: string, raw: string, expected: Event[], opts: Feed = {}): void {
+  t.test(name, async (t) => {
+    const bytes = Buffer.from(raw, 'latin1');
+    t.same(run([bytes], opts), expected, 'fed whole');
+    let mismatches = 0;
+    for (const s of splits(bytes)) {
+      const got = run(s.pieces, opts);
+      if (JSON.stringify(got) !== JSON.stringify(expected)) {
+        if (mismatches++ === 0) t.same(got, expected, s.name);
+      }
+    }
+    t.equal(mismatches, 0, `same events for all ${bytes.length} splits`);
+  });
+}
+
+const head = (status: number, headers: string[], contentLength: number, chunked = false): Event => ({ type: 'head', status, headers, contentLength, chunked });
+const body = (text: string): Event => ({ type: 'body', text });
+const complete: Event = { type: 'complete' };
+
+check(t, 'content-length body',
+  'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 13\r\n\r\n{"hello":"x"}',
+  [head(200, ['Content-Type', 'application/json', 'Content-Length', '13'], 13), body('{"hello":"x"}'), complete]);
+
+check(t, 'content-length 0',
+  'HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n',
+  [head(200, ['content-length', '0'], 0), complete]);
+
+check(t, 'header values are trimmed; names keep their case',
+  'HTTP/1.1 201 Created\r\nX-Thing:   spaced \t\r\nContent-Length: 2\r\n\r\nok',
+  [head(201, ['X-Thing', 'spaced', 'Content-Length', '2'], 2), body('ok'), complete]);
+
+check(t, 'chunked with extensions and trailers',
+  'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n' +
+    '5;name=value\r\nhello\r\n' +
+    '1 ; ext\r\n,\r\n' +
+    'A\r\n0123456789\r\n' + // upper-case hex size
+    '0\r\nX-Checksum: abc\r\nX-Other: 1\r\n\r\n',
+  [head(200, ['Transfer-Encoding', 'chunked'], -1, true), body('hello,0123456789'), complete]);
+
+check(t, 'chunked without trailers, lower-case hex sizes',
+  'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nb\r\nhello world\r\n0\r\n\r\n',
+  [head(200, ['transfer-encoding', 'chunked'], -1, true), body('hello world'), complete]);
+
+check(t, 'Transfer-Encoding chunked wins over Content-Length',
+  'HTTP/1.1 200 OK\r\nContent-Length: 99\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n',
+  [head(200, ['Content-Length', '99', 'Transfer-Encoding', 'chunked'], -1, true), body('hi'), complete]);
+
+check(t, 'read until close',
+  'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nstreamed until the server closes',
+  [head(200, ['Content-Type', 'text/plain'], -1), body('streamed until the server closes'), complete, { type: 'eof', completed: true }],
+  { eof: true });
+
+check(t, 'HTTP/1.0 response without length reads until close',
+  'HTTP/1.0 200 OK\r\n\r\nold',
+  [head(200, [], -1), body('old'), complete, { type: 'eof', completed: true }],
+  { eof: true });
+
+check(t, '100 Continue and 103 Early Hints before the final head',
+  'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok',
+  [head(200, ['Content-Length', '2'], 2), body('ok'), complete]);
+
+check(t, 'HEAD response: content-length reported, no body read',
+  'HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n',
+  [head(200, ['Content-Length', '1234'], 1234), complete],
+  { noBody: true });
+
+check(t, '204 has no body even with bytes after the head',
+  'HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\nHTTP',
+  [head(204, ['X-A', '1'], -1), complete, { type: 'leftover', bytes: 4 }]);
+
+check(t, 'HEAD response without a content-length reports none (-1), not 0',
+  'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n',
+  [head(200, ['Content-Type', 'text/plain'], -1), complete],
+  { noBody: true });
+
+check(t, '304 has no body despite its content-length',
+  'HTTP/1.1 304 Not Modified\r\nContent-Length: 50\r\n\r\n',
+  [head(304, ['Content-Length', '50'], 50), complete]);
+
+check(t, 'bytes after a complete response are reported as leftover',
+  'HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nxyz',
+  [head(200, ['Content-Length', '1'], 1), body('x'), complete, { type: 'leftover', bytes: 2 }]);
+
+check(t, 'identical duplicate content-length is accepted',
+  'HTTP/1.1 200 OK\r\nContent-Length: 3\r\ncontent-length: 3\r\n\r\nabc',
+  [head(200, ['Content-Length', '3', 'content-length', '3'], 3), body('abc'), complete]);
+
+check(t, 'conflicting content-length is rejected',
+  'HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd',
+  [{ type: 'error', message: 'conflicting content-length' }]);
+
+check(t, 'non-numeric content-length is rejected',
+  'HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\nabcd',
+  [{ type: 'error', message: 'invalid content-length' }]);
+
+check(t, 'negative content-length is rejected',
+  'HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n',
+  [{ type: 'error', message: 'invalid content-length' }]);
+
+check(t, 'invalid chunk size is rejected',
+  'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n',
+  [head(200, ['Transfer-Encoding', 'chunked'], -1, true), { type: 'error', message: 'invalid chunk size' }]);
+
+check(t, 'garbage after chunk size digits is rejected',
+  'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5x\r\nhello\r\n0\r\n\r\n',
+  [head(200, ['Transfer-Encoding', 'chunked'], -1, true), { type: 'error', message: 'invalid chunk size' }]);
+
+check(t, 'missing CRLF after chunk data is rejected',
+  'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhiX\r\n0\r\n\r\n',
+  [head(200, ['Transfer-Encoding', 'chunked'], -1, true), body('hi'), { type: 'error', message: 'missing CRLF after chunk' }]);
+
+check(t, 'an absurd chunk size is rejected',
+  'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffff\r\n',
+  [head(200, ['Transfer-Encoding', 'chunked'], -1, true), { type: 'error', message: 'chunk size too large' }]);
+
+check(t, 'invalid status line is rejected',
+  'HTTP/2 200 OK\r\nContent-Length: 0\r\n\r\n',
+  [{ type: 'error', message: 'invalid status line' }]);
+
+check(t, 'header line without a colon is rejected',
+  'HTTP/1.1 200 OK\r\nNoColonHere\r\nContent-Length: 0\r\n\r\n',
+  [{ type: 'error', message: 'invalid header line' }]);
+
+check(t, '101 upgrade is refused',
+  'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n',
+  [{ type: 'error', message: 'protocol upgrade is not supported' }]);
+
+t.test('keep-alive and reuse across responses', async (t) => {
+  const sink = new Recorder();
+  const parser = new ResponseParser(sink);
+  parser.reset(false);
+  t.equal(parser.execute(Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na')), 0);
+  t.ok(parser.done);
+  t.ok(parser.keepAlive, 'HTTP/1.1 defaults to keep-alive');
+  t.ok(parser.headReceived);
+  parser.reset(false);
+  t.notOk(parser.headReceived, 'reset clears headReceived');
+  parser.execute(Buffer.from('HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\nb'));
+  t.notOk(parser.keepAlive, 'Connection: close');
+  parser.reset(false);
+  parser.execute(Buffer.from('HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\nc'));
+  t.ok(parser.keepAlive, 'HTTP/1.0 with Connection: keep-alive');
+  parser.reset(false);
+  parser.execute(Buffer.from('HTTP/1.1 200 OK\r\n\r\nuntil close'));
+  t.notOk(parser.keepAlive, 'a read-until-close body cannot keep the socket');
+  t.ok(parser.readsUntilClose);
+  t.equal(sink.events.filter((e) => e.type === 'complete').length, 3);
+});
+
+t.test('EOF in the middle of a length-delimited body is not a complete response', async (t) => {
+  const sink = new Recorder();
+  const parser = new ResponseParser(sink);
+  parser.reset(false);
+  parser.execute(Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc'));
+  t.notOk(parser.finishAtEof());
+  t.notOk(sink.events.some((e) => e.type === 'complete'));
+});
+
+t.test('a head larger than 64 KiB is rejected', async (t) => {
+  const sink = new Recorder();
+  const parser = new ResponseParser(sink);
+  parser.reset(false);
+  const big = Buffer.from('HTTP/1.1 200 OK\r\nX-Big: ' + 'a'.repeat(70 * 1024));
+  t.throws(() => {
+    for (let i = 0; i < big.length; i += 1000) parser.execute(big.subarray(i, i + 1000));
+  }, { message: 'response head too large' });
+});
