@@ -111,6 +111,12 @@ export class BreakerBoard {
     return Admission.Deny; // half-open: the probe is out; everyone else waits for its verdict
   }
 
+  /** Milliseconds until an open breaker lets its probe through (0 when closed or due). */
+  msUntilProbe(slot: number, now: number, o: BreakerOptions): number {
+    if (Atomics.load(this.ints, slot * INTS + I_STATE) === BreakerState.Closed) return 0;
+    return Math.max(0, o.resetTimeoutMs - (now - this.floats[slot * FLOATS + F_OPENED_AT]!));
+  }
+
   /**
    * The probe ended without a verdict (the client went away, a 4xx): reopen with an
    * expired timer so that the next request probes again at once.

@@ -3,7 +3,7 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError, configSchema, validate } from './schema.js';
-import type { Config } from './types.js';
+import type { Config, PoliciesConfig, PoliciesOverride } from './types.js';
 
 /** The file `sluice serve` reads when no --config is given. */
 export const DEFAULT_CONFIG_FILE = fileURLToPath(new URL("../../config/default.yaml", import.meta.url));
@@ -73,6 +73,12 @@ function finalize(config: Config): Config {
     if (d.runtime === 'remote' && d.urls.length === 0) throw new ConfigError(`deployments[${i}].urls`, 'a remote deployment needs at least one URL');
     if (d.runtime === 'command' && d.command.length === 0) throw new ConfigError(`deployments[${i}].command`, 'a command deployment needs an argv template');
   });
+  const keyNames = new Set<string>();
+  config.api_keys.forEach((k, i) => {
+    if ((k.key === null) === (k.key_sha256 === null)) throw new ConfigError(`api_keys[${i}]`, 'give exactly one of key and key_sha256');
+    if (keyNames.has(k.name)) throw new ConfigError(`api_keys[${i}].name`, `duplicate key name ${k.name}`);
+    keyNames.add(k.name);
+  });
   for (const [model, weights] of Object.entries(config.traffic)) {
     for (const version of Object.keys(weights)) {
       if (!seen.has(`${model}-${version}`)) throw new ConfigError(`traffic.${model}.${version}`, 'no such deployment');
@@ -98,4 +104,15 @@ function deepFreeze<T>(value: T): T {
     for (const v of Object.values(value)) deepFreeze(v);
   }
   return value;
+}
+
+/** A deployment's effective policies: the defaults, overridden field by field. */
+export function resolvePolicies(defaults: PoliciesConfig, override: PoliciesOverride | undefined): PoliciesConfig {
+  if (override === undefined) return defaults;
+  const out: Record<string, unknown> = { ...defaults };
+  for (const [k, v] of Object.entries(override)) {
+    const base = (defaults as unknown as Record<string, unknown>)[k];
+    out[k] = typeof v === 'object' && v !== null && typeof base === 'object' ? { ...base, ...v } : v;
+  }
+  return deepFreeze(out as unknown as PoliciesConfig);
 }

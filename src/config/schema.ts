@@ -37,6 +37,67 @@ const upstreamFields = {
   keepalive_idle_ms: { kind: 'int', default: 4_000, min: 100, max: 3_600_000 },
 } as const satisfies Record<string, Field>;
 
+const limitFields = {
+  requests_per_second: { kind: 'number', default: 0, min: 0, max: 1e9 },
+  requests_per_minute: { kind: 'number', default: 0, min: 0, max: 1e12 },
+  // LLM tokens, counted from responses (usage fields, Ollama eval counts, or streamed chunks).
+  tokens_per_minute: { kind: 'number', default: 0, min: 0, max: 1e12 },
+} as const satisfies Record<string, Field>;
+
+/** Every policy of a deployment; `policies` at the top level holds the defaults. 0 = off. */
+const policyFields = {
+  auth: { kind: 'object', fields: { required: { kind: 'bool', default: false } } },
+  breaker: {
+    kind: 'object',
+    fields: {
+      enabled: { kind: 'bool', default: true },
+      consecutive_failures: { kind: 'int', default: 5, min: 1, max: 1_000_000 },
+      error_threshold_percentage: { kind: 'number', default: 50, min: 1, max: 100 },
+      volume_threshold: { kind: 'int', default: 20, min: 1, max: 1_000_000 },
+      window_ms: timeout(10_000),
+      reset_timeout_ms: timeout(5_000),
+    },
+  },
+  retry: {
+    kind: 'object',
+    fields: {
+      // Retries on another replica, only when safe: refused or reset before any response byte.
+      attempts: { kind: 'int', default: 2, min: 0, max: 10 },
+      budget_percent: { kind: 'number', default: 20, min: 0, max: 100 },
+      budget_window_ms: timeout(10_000),
+      // Bodies up to this size are kept so that they can be replayed; larger ones are never retried.
+      replay_max_bytes: { kind: 'int', default: 64 * 1024, min: 0, max: 64 * 1024 * 1024 },
+    },
+  },
+  queue: {
+    kind: 'object',
+    fields: {
+      max_inflight_per_replica: { kind: 'int', default: 0, min: 0, max: 1_000_000 },
+      max_length: { kind: 'int', default: 1000, min: 0, max: 1_000_000 },
+      max_wait_ms: timeout(30_000),
+    },
+  },
+  rate_limit: { kind: 'object', fields: limitFields },
+  // Time from request arrival to the end of the response; 0 = no limit (streams may be long).
+  total_timeout_ms: { kind: 'int', default: 0, min: 0, max: 86_400_000 },
+} as const satisfies Record<string, Field>;
+
+export const apiKeySchema: Field = {
+  kind: 'object',
+  fields: {
+    name: { kind: 'string', pattern: /^[A-Za-z0-9._:-]{1,64}$/ },
+    // Give the key itself (hashed at load, never logged) or only its SHA-256 in hex.
+    key: { kind: 'string', default: null, nullable: true, pattern: /^\S{16,256}$/ },
+    key_sha256: { kind: 'string', default: null, nullable: true, pattern: /^[0-9a-f]{64}$/ },
+    // Deployment ids (`demo-1`) or model names (`demo`: every version); `*` for all.
+    deployments: { kind: 'array', of: { kind: 'string', pattern: /^[A-Za-z0-9._:*-]+$/ }, default: ['*'] },
+    // Limits of the key over all its deployments...
+    limits: { kind: 'object', fields: limitFields },
+    // ...and of the key on each deployment separately.
+    deployment_limits: { kind: 'object', fields: limitFields },
+  },
+};
+
 export const deploymentSchema: Field = {
   kind: 'object',
   fields: {
@@ -51,6 +112,7 @@ export const deploymentSchema: Field = {
     env: { kind: 'map', of: { kind: 'string' }, default: {} },
     start_timeout_ms: timeout(120_000),
     upstream: { kind: 'object', optional: true, fields: withoutDefaults(upstreamFields) },
+    policies: { kind: 'object', optional: true, fields: partialFields(policyFields) },
   },
 };
 
@@ -108,11 +170,28 @@ export const configSchema: Field = {
         access: { kind: 'bool', default: true },
       },
     },
+    policies: { kind: 'object', fields: policyFields },
+    api_keys: { kind: 'array', of: apiKeySchema, default: [] },
+    rate_limit: {
+      kind: 'object',
+      fields: {
+        // Buckets live in Redis when redis.url is set (shared by all instances), else in memory.
+        on_redis_error: { kind: 'string', enum: ['open', 'closed'], default: 'open' },
+        redis_timeout_ms: { kind: 'int', default: 50, min: 1, max: 10_000 },
+      },
+    },
     deployments: { kind: 'array', of: deploymentSchema, default: [] },
     // model -> version -> weight, for the alias route `/<model>/...`.
     traffic: { kind: 'map', of: { kind: 'map', of: { kind: 'number', min: 0, max: 1_000_000 } }, default: {} },
   },
 };
+
+/** The same fields, every one optional: a deployment overrides only what it names. */
+function partialFields(fields: Record<string, Field>): Record<string, Field> {
+  const out: Record<string, Field> = {};
+  for (const [k, f] of Object.entries(withoutDefaults(fields))) out[k] = f.kind === 'object' ? { ...f, optional: true, fields: partialFields(f.fields) } : f;
+  return out;
+}
 
 function withoutDefaults(fields: Record<string, Field>): Record<string, Field> {
   const out: Record<string, Field> = {};

@@ -10,6 +10,45 @@ export interface UpstreamOptions {
   readonly keepalive_idle_ms: number;
 }
 
+export interface LimitsConfig {
+  readonly requests_per_second: number;
+  readonly requests_per_minute: number;
+  readonly tokens_per_minute: number;
+}
+
+export interface PoliciesConfig {
+  readonly auth: { readonly required: boolean };
+  readonly breaker: {
+    readonly enabled: boolean;
+    readonly consecutive_failures: number;
+    readonly error_threshold_percentage: number;
+    readonly volume_threshold: number;
+    readonly window_ms: number;
+    readonly reset_timeout_ms: number;
+  };
+  readonly retry: {
+    readonly attempts: number;
+    readonly budget_percent: number;
+    readonly budget_window_ms: number;
+    readonly replay_max_bytes: number;
+  };
+  readonly queue: { readonly max_inflight_per_replica: number; readonly max_length: number; readonly max_wait_ms: number };
+  readonly rate_limit: LimitsConfig;
+  readonly total_timeout_ms: number;
+}
+
+/** A deployment's overrides: any subset of PoliciesConfig. */
+export type PoliciesOverride = { readonly [K in keyof PoliciesConfig]?: PoliciesConfig[K] extends object ? Partial<PoliciesConfig[K]> : PoliciesConfig[K] };
+
+export interface ApiKeyConfig {
+  readonly name: string;
+  readonly key: string | null;
+  readonly key_sha256: string | null;
+  readonly deployments: readonly string[];
+  readonly limits: LimitsConfig;
+  readonly deployment_limits: LimitsConfig;
+}
+
 export interface DeploymentConfig {
   readonly model: string;
   readonly version: string;
@@ -24,6 +63,7 @@ export interface DeploymentConfig {
   readonly env: Readonly<Record<string, string>>;
   readonly start_timeout_ms: number;
   readonly upstream?: Partial<UpstreamOptions>;
+  readonly policies?: PoliciesOverride;
 }
 
 export interface Config {
@@ -37,6 +77,9 @@ export interface Config {
   readonly limits: { readonly max_body_bytes: number };
   readonly upstream: UpstreamOptions;
   readonly log: { readonly level: string; readonly access: boolean };
+  readonly policies: PoliciesConfig;
+  readonly api_keys: readonly ApiKeyConfig[];
+  readonly rate_limit: { readonly on_redis_error: 'open' | 'closed'; readonly redis_timeout_ms: number };
   readonly deployments: readonly DeploymentConfig[];
   readonly traffic: Readonly<Record<string, Readonly<Record<string, number>>>>;
 }

@@ -4,7 +4,7 @@
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '../telemetry/index.js';
 import type { StatsSnapshot } from '../telemetry/index.js';
-import type { FromWorker, RouteTableSnapshot, ToWorker, WorkerInit } from '../proxy/index.js';
+import type { FromWorker, RouteTableSnapshot, SharedBuffers, ToWorker, WorkerInit } from '../proxy/index.js';
 
 export interface DataPlaneOptions {
   readonly host: string;
@@ -12,7 +12,9 @@ export interface DataPlaneOptions {
   readonly workers: number;
   readonly logLevel: string;
   readonly accessLog: boolean;
-  readonly inflight: SharedArrayBuffer;
+  readonly shared: SharedBuffers;
+  readonly redis: WorkerInit['redis'];
+  readonly rateLimitFailOpen: boolean;
   readonly logger: Logger;
 }
 
@@ -47,7 +49,7 @@ export class DataPlane {
     for (let i = 0; i < o.workers; i++) {
       const init: WorkerInit = {
         workerIndex: i, host: o.host, port: o.port, logLevel: o.logLevel, accessLog: o.accessLog,
-        inflight: o.inflight, snapshot,
+        shared: o.shared, redis: o.redis, rateLimitFailOpen: o.rateLimitFailOpen, snapshot,
       };
       const worker = new Worker(WORKER_URL, { workerData: init });
       this.#workers.push(worker);

@@ -6,13 +6,13 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Config, DeploymentConfig, UpstreamOptions } from '../config/index.js';
+import { resolvePolicies, type PoliciesConfig, type Config, DeploymentConfig, UpstreamOptions } from '../config/index.js';
 import { SluiceError } from '../errors/index.js';
 import { killGroup, launchPlan, PortAllocator, ReplicaProcess, type LogLine, type ReplicaProcessOptions, type ReplicaSpec, type ReplicaState } from '../ports/index.js';
 import type { DesiredStateStore, ReplicaRecord, ReplicaRecords } from '../state/index.js';
 import type { Logger } from '../telemetry/index.js';
 import type { RoutableDeployment, RoutableReplica } from './route-snapshot.js';
-import type { SlotAllocator } from './slots.js';
+import type { IndexAllocator, SlotAllocator } from './slots.js';
 
 export type DeploymentState = 'pending' | 'starting' | 'ready' | 'draining' | 'stopped' | 'failed';
 
@@ -20,6 +20,12 @@ export interface ManagerOptions {
   readonly config: Config;
   readonly ports: PortAllocator;
   readonly slots: SlotAllocator;
+  /** Slots of the shared per-deployment counters (queue length, retry budget). */
+  readonly deploymentSlots: IndexAllocator;
+  /** A deployment slot was (re)assigned: its shared counters start from zero. */
+  readonly onDeploymentSlot?: (slot: number) => void;
+  /** A replica slot was assigned: its breaker starts closed. */
+  readonly onReplicaSlot?: (slot: number) => void;
   readonly logger: Logger;
   /** Routing-relevant change: publish a new route table. */
   readonly onChange: () => void;
@@ -75,17 +81,21 @@ export class Deployment {
   readonly spec: DeploymentConfig;
   readonly source: DeploymentSource;
   readonly upstream: UpstreamOptions;
+  readonly policies: PoliciesConfig;
+  readonly slot: number;
   readonly replicas: Replica[] = [];
   readonly createdAt: string;
   #state: DeploymentState = 'pending';
   lastError: string | null = null;
 
-  constructor(spec: DeploymentConfig, defaults: UpstreamOptions, source: DeploymentSource, createdAt: string) {
+  constructor(spec: DeploymentConfig, config: Config, source: DeploymentSource, createdAt: string, slot: number) {
     this.id = deploymentId(spec.model, spec.version);
     this.spec = spec;
     this.source = source;
     this.createdAt = createdAt;
-    this.upstream = Object.freeze({ ...defaults, ...spec.upstream });
+    this.upstream = Object.freeze({ ...config.upstream, ...spec.upstream });
+    this.policies = resolvePolicies(config.policies, spec.policies);
+    this.slot = slot;
   }
 
   get state(): DeploymentState {
@@ -139,7 +149,7 @@ export class DeploymentManager {
   routable(): RoutableDeployment[] {
     const maxBody = this.#o.config.limits.max_body_bytes;
     return this.list().map((d) => ({
-      id: d.id, model: d.spec.model, version: d.spec.version, upstream: d.upstream, maxBodyBytes: maxBody,
+      id: d.id, model: d.spec.model, version: d.spec.version, slot: d.slot, upstream: d.upstream, policies: d.policies, maxBodyBytes: maxBody,
       routable: d.state !== 'draining' && d.state !== 'stopped',
       replicas: d.replicas.map((r): RoutableReplica => ({ id: r.id, host: r.host, port: r.port, basePath: r.basePath, slot: r.slot, ready: r.ready })),
     }));
@@ -174,7 +184,9 @@ export class DeploymentManager {
   async deploy(spec: DeploymentConfig, source: DeploymentSource = 'api', createdAt = new Date().toISOString()): Promise<Deployment> {
     const id = deploymentId(spec.model, spec.version);
     if (this.#deployments.has(id)) throw new SluiceError('SLUICE_ERR_CONFLICT', `deployment ${id} already exists`);
-    const d = new Deployment(spec, this.#o.config.upstream, source, createdAt);
+    const slot = this.#o.deploymentSlots.acquire();
+    this.#o.onDeploymentSlot?.(slot);
+    const d = new Deployment(spec, this.#o.config, source, createdAt, slot);
     this.#deployments.set(id, d);
     d.state = 'starting';
     try {
@@ -184,6 +196,7 @@ export class DeploymentManager {
       // Nothing half-registered: stop what started, free ports, forget the deployment.
       await this.#stopReplicas(d);
       this.#deployments.delete(id);
+      this.#o.deploymentSlots.release(slot);
       throw err;
     }
     if (source === 'api') await this.#o.store.put({ spec, created_at: createdAt });
@@ -194,6 +207,7 @@ export class DeploymentManager {
   async #startReplica(d: Deployment, index: number): Promise<void> {
     const spec = d.spec;
     const replica = new Replica(`${d.id}/${index}`, this.#o.slots.acquire());
+    this.#o.onReplicaSlot?.(replica.slot);
     d.replicas.push(replica);
     if (spec.runtime === 'remote') {
       const url = new URL(spec.urls[index]!);
@@ -319,6 +333,7 @@ export class DeploymentManager {
     await this.#stopReplicas(d);
     d.state = 'stopped';
     this.#deployments.delete(id);
+    this.#o.deploymentSlots.release(d.slot);
     if (d.source === 'api') await this.#o.store.remove(d.id);
     return true;
   }

@@ -1,7 +1,8 @@
 // Builds the data plane's route table from the control plane's view of deployments.
 
-import type { UpstreamOptions } from '../config/index.js';
-import type { AliasSnapshot, DeploymentSnapshot, ReplicaSnapshot, RouteTableSnapshot } from '../proxy/index.js';
+import type { ApiKeyConfig, PoliciesConfig, UpstreamOptions } from '../config/index.js';
+import { bucketsFor, hashKey, type BucketRef } from '../policy/index.js';
+import type { AliasSnapshot, DeploymentSnapshot, KeySnapshot, ReplicaSnapshot, RouteTableSnapshot } from '../proxy/index.js';
 
 export interface RoutableReplica extends ReplicaSnapshot {
   readonly ready: boolean;
@@ -11,11 +12,44 @@ export interface RoutableDeployment {
   readonly id: string;
   readonly model: string;
   readonly version: string;
+  readonly slot: number;
   /** False while draining: the route disappears for new requests at once. */
   readonly routable: boolean;
   readonly replicas: readonly RoutableReplica[];
   readonly upstream: UpstreamOptions;
+  readonly policies: PoliciesConfig;
   readonly maxBodyBytes: number;
+}
+
+/**
+ * Stable slots for rate-limit buckets by name, so that every route table (and every
+ * worker) counts a bucket in the same place.
+ */
+export class BucketSlots {
+  readonly #slots = new Map<string, number>();
+  readonly #capacity: number;
+
+  constructor(capacity: number) {
+    this.#capacity = capacity;
+  }
+
+  slotOf = (id: string): number => {
+    let slot = this.#slots.get(id);
+    if (slot === undefined) {
+      slot = this.#slots.size;
+      if (slot >= this.#capacity) throw new Error(`more than ${this.#capacity} rate-limit buckets`);
+      this.#slots.set(id, slot);
+    }
+    return slot;
+  };
+}
+
+export interface SnapshotInput {
+  readonly version: number;
+  readonly deployments: readonly RoutableDeployment[];
+  readonly traffic: Readonly<Record<string, Readonly<Record<string, number>>>>;
+  readonly keys: readonly ApiKeyConfig[];
+  readonly buckets: BucketSlots;
 }
 
 /**
@@ -23,17 +57,15 @@ export interface RoutableDeployment {
  * its alias traffic to the version declared last (the newest), so `/<model>/` works
  * before anyone has set weights.
  */
-export function buildRouteSnapshot(
-  version: number,
-  deployments: readonly RoutableDeployment[],
-  traffic: Readonly<Record<string, Readonly<Record<string, number>>>>,
-): RouteTableSnapshot {
+export function buildRouteSnapshot(input: SnapshotInput): RouteTableSnapshot {
+  const slotOf = input.buckets.slotOf;
   const out: DeploymentSnapshot[] = [];
   const byModel = new Map<string, RoutableDeployment[]>();
-  for (const d of deployments) {
+  for (const d of input.deployments) {
     if (!d.routable) continue;
     out.push({
-      id: d.id, model: d.model, version: d.version, upstream: d.upstream, maxBodyBytes: d.maxBodyBytes,
+      id: d.id, model: d.model, version: d.version, slot: d.slot, upstream: d.upstream, maxBodyBytes: d.maxBodyBytes,
+      policies: d.policies, buckets: bucketsFor(`dep:${d.id}`, d.policies.rate_limit, slotOf),
       replicas: d.replicas.filter((r) => r.ready).map(({ id, host, port, basePath, slot }) => ({ id, host, port, basePath, slot })),
     });
     const list = byModel.get(d.model) ?? [];
@@ -42,11 +74,20 @@ export function buildRouteSnapshot(
   }
   const aliases: AliasSnapshot[] = [];
   for (const [model, list] of byModel) {
-    const weights = traffic[model];
+    const weights = input.traffic[model];
     const targets = weights === undefined
       ? [{ deployment: list[list.length - 1]!.id, weight: 1 }]
       : list.map((d) => ({ deployment: d.id, weight: weights[d.version] ?? 0 }));
     aliases.push({ model, targets });
   }
-  return { version, deployments: out, aliases };
+  const keys: KeySnapshot[] = input.keys.map((k) => {
+    const digest = k.key_sha256 ?? hashKey(k.key!);
+    const deploymentBuckets: Record<string, readonly BucketRef[]> = {};
+    for (const d of out) {
+      const refs = bucketsFor(`key:${k.name}:dep:${d.id}`, k.deployment_limits, slotOf);
+      if (refs.length > 0) deploymentBuckets[d.id] = refs;
+    }
+    return { name: k.name, digest, scope: k.deployments, buckets: bucketsFor(`key:${k.name}`, k.limits, slotOf), deploymentBuckets };
+  });
+  return { version: input.version, deployments: out, aliases, keys };
 }

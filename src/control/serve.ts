@@ -11,8 +11,11 @@ import { FileStateStore, RedisStateStore, ReplicaRecords } from '../state/index.
 import { createLogger, mergeStats, renderStats, type Logger } from '../telemetry/index.js';
 import { DataPlane } from './dataplane.js';
 import { DeploymentManager } from './deployments.js';
-import { buildRouteSnapshot } from './route-snapshot.js';
-import { SlotAllocator } from './slots.js';
+import { BucketSlots, buildRouteSnapshot } from './route-snapshot.js';
+import { IndexAllocator, MAX_REPLICA_SLOTS, SlotAllocator } from './slots.js';
+import { BreakerBoard, DeploymentCounters } from '../balancer/index.js';
+import { SharedBuckets } from '../policy/index.js';
+import type { RouteTableSnapshot, SharedBuffers } from '../proxy/index.js';
 
 export interface Gateway {
   readonly config: Config;
@@ -23,6 +26,8 @@ export interface Gateway {
 }
 
 const SHUTDOWN_GRACE_MS = 10_000;
+const MAX_DEPLOYMENTS = 1024;
+const MAX_BUCKETS = 65_536;
 
 export async function runServeCli(argv: string[]): Promise<void> {
   const { values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' } }, strict: true });
@@ -52,11 +57,24 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   // Every worker must bind the same port, so an ephemeral port is chosen once, here.
   const port = config.listen.port === 0 ? await freePort(config.listen.host) : config.listen.port;
   const slots = new SlotAllocator();
+  const deploymentSlots = new IndexAllocator(MAX_DEPLOYMENTS);
+  const shared: SharedBuffers = {
+    inflight: slots.buffer,
+    breakers: BreakerBoard.allocate(MAX_REPLICA_SLOTS),
+    buckets: SharedBuckets.allocate(MAX_BUCKETS),
+    deployments: DeploymentCounters.allocate(MAX_DEPLOYMENTS),
+  };
+  const breakers = new BreakerBoard(shared.breakers);
+  const deploymentCounters = new DeploymentCounters(shared.deployments);
+  const bucketSlots = new BucketSlots(MAX_BUCKETS);
   const ports = new PortAllocator({ from: config.ports.from, to: config.ports.to });
   let tableVersion = 0;
   let dataPlane: DataPlane | null = null;
+  const snapshot = (): RouteTableSnapshot => buildRouteSnapshot({
+    version: ++tableVersion, deployments: manager.routable(), traffic: config.traffic, keys: config.api_keys, buckets: bucketSlots,
+  });
   const publish = (): void => {
-    dataPlane?.publish(buildRouteSnapshot(++tableVersion, manager.routable(), config.traffic));
+    dataPlane?.publish(snapshot());
   };
   const store = config.redis.url === null ? new FileStateStore(config.state_dir) : new RedisStateStore(config.redis.url);
   const records = new ReplicaRecords(config.state_dir);
@@ -68,13 +86,19 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     await store.close();
     throw err;
   }
-  const manager = new DeploymentManager({ config, ports, slots, logger, onChange: publish, store, records });
+  const manager = new DeploymentManager({
+    config, ports, slots, deploymentSlots, logger, onChange: publish, store, records,
+    onDeploymentSlot: (slot) => deploymentCounters.reset(slot),
+    onReplicaSlot: (slot) => breakers.reset(slot),
+  });
 
   dataPlane = new DataPlane({
     host: config.listen.host, port, workers: config.workers, logLevel: config.log.level,
-    accessLog: config.log.access, inflight: slots.buffer, logger,
+    accessLog: config.log.access, shared, logger,
+    redis: config.redis.url === null ? null : { url: config.redis.url, timeoutMs: config.rate_limit.redis_timeout_ms },
+    rateLimitFailOpen: config.rate_limit.on_redis_error === 'open',
   });
-  await dataPlane.start(buildRouteSnapshot(++tableVersion, [], config.traffic));
+  await dataPlane.start(snapshot());
   if (!dataPlane.native) logger.error('uWebSockets.js runs its slow fallback, not the native binding');
 
   const registry = new Registry();

@@ -24,3 +24,24 @@ export class SlotAllocator {
     return Atomics.load(this.#counters, slot);
   }
 }
+
+/** Indices into a fixed-size shared array, reused after release. */
+export class IndexAllocator {
+  readonly #free: number[] = [];
+  readonly #capacity: number;
+  #next = 0;
+
+  constructor(capacity: number) {
+    this.#capacity = capacity;
+  }
+
+  acquire(): number {
+    const i = this.#free.pop() ?? this.#next++;
+    if (i >= this.#capacity) throw new Error(`more than ${this.#capacity} entries`);
+    return i;
+  }
+
+  release(i: number): void {
+    this.#free.push(i);
+  }
+}

@@ -22,11 +22,16 @@ export const ERRORS = {
   SLUICE_ERR_UPSTREAM_PROTOCOL: { status: 502, message: 'upstream sent an invalid HTTP response' },
   SLUICE_ERR_UPSTREAM_RESET: { status: 502, message: 'upstream closed the connection before the response ended' },
   SLUICE_ERR_NO_READY_REPLICA: { status: 503, message: 'no ready replica for this deployment' },
+  SLUICE_ERR_CIRCUIT_OPEN: { status: 503, message: 'every replica of this deployment is failing (circuit breakers open)' },
+  SLUICE_ERR_QUEUE_FULL: { status: 503, message: 'the deployment is at capacity and its queue is full' },
+  SLUICE_ERR_QUEUE_TIMEOUT: { status: 503, message: 'waited too long for a free replica' },
+  SLUICE_ERR_RATE_LIMIT_UNAVAILABLE: { status: 503, message: 'the rate-limit store is unavailable' },
   SLUICE_ERR_NO_FREE_PORT: { status: 503, message: 'no free port left in the configured range' },
   SLUICE_ERR_DEPLOY_FAILED: { status: 502, message: 'the deployment failed to start' },
   SLUICE_ERR_REGISTRY_NOT_CONFIGURED: { status: 503, message: 'no MLflow tracking URI configured (mlflow.tracking_uri or MLFLOW_TRACKING_URI)' },
   SLUICE_ERR_UPSTREAM_HEADERS_TIMEOUT: { status: 504, message: 'upstream did not send response headers in time' },
   SLUICE_ERR_UPSTREAM_IDLE_TIMEOUT: { status: 504, message: 'upstream stalled longer than the idle timeout' },
+  SLUICE_ERR_TOTAL_TIMEOUT: { status: 504, message: 'the request exceeded the total timeout' },
   SLUICE_ERR_UPSTREAM_CONNECT_TIMEOUT: { status: 504, message: 'upstream connection timed out' },
 } as const satisfies Record<string, ErrorSpec>;
 

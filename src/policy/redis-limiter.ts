@@ -5,33 +5,41 @@
 import { Redis } from 'ioredis';
 import type { BucketRule, TakeResult } from './token-bucket.js';
 
-// Same arithmetic as refillAndTake() in token-bucket.ts. Time comes from Redis itself
-// (TIME), so instances with skewed clocks still agree.
+// Same arithmetic as refillAndTake() in token-bucket.ts, over several buckets at once and
+// all-or-nothing: a request denied by one bucket takes nothing from the others. Time comes
+// from Redis itself (TIME), so instances with skewed clocks still agree.
+// ARGV: per bucket, capacity, period (ms), cost, need.
 const TAKE_SCRIPT = `
-local key = KEYS[1]
-local capacity = tonumber(ARGV[1])
-local period = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
-local need = tonumber(ARGV[4])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local rate = capacity / period
-local state = redis.call('HMGET', key, 'tokens', 'last')
-local tokens = tonumber(state[1])
-local last = tonumber(state[2])
-if tokens == nil or last == nil then
-  tokens = capacity
-else
-  tokens = math.min(capacity, tokens + math.max(0, now - last) * rate)
+local n = #KEYS
+local tokens = {}
+local allowed = 1
+for i = 1, n do
+  local capacity = tonumber(ARGV[i * 4 - 3])
+  local period = tonumber(ARGV[i * 4 - 2])
+  local cost = tonumber(ARGV[i * 4 - 1])
+  local need = tonumber(ARGV[i * 4])
+  local state = redis.call('HMGET', KEYS[i], 'tokens', 'last')
+  local tk = tonumber(state[1])
+  local last = tonumber(state[2])
+  if tk == nil or last == nil then
+    tk = capacity
+  else
+    tk = math.min(capacity, tk + math.max(0, now - last) * capacity / period)
+  end
+  tokens[i] = tk
+  if not (tk >= need and (need == 0 or tk >= cost)) then allowed = 0 end
 end
-local allowed = 0
-if tokens >= need and (need == 0 or tokens >= cost) then
-  allowed = 1
-  tokens = tokens - cost
+local out = {allowed}
+for i = 1, n do
+  local tk = tokens[i]
+  if allowed == 1 then tk = tk - tonumber(ARGV[i * 4 - 1]) end
+  redis.call('HSET', KEYS[i], 'tokens', tostring(tk), 'last', tostring(now))
+  redis.call('PEXPIRE', KEYS[i], math.ceil(tonumber(ARGV[i * 4 - 2]) * 2))
+  out[i + 1] = tostring(tk)
 end
-redis.call('HSET', key, 'tokens', tostring(tokens), 'last', tostring(now))
-redis.call('PEXPIRE', key, math.ceil(period * 2))
-return {allowed, tostring(tokens)}
+return out
 `;
 
 export interface RedisLimiterOptions {
@@ -40,8 +48,14 @@ export interface RedisLimiterOptions {
   readonly keyPrefix: string;
 }
 
-type TakeReply = [number, string];
-type LimiterRedis = Redis & { sluiceTake(key: string, capacity: number, period: number, cost: number, need: number): Promise<TakeReply> };
+type LimiterRedis = Redis & { sluiceTake(...args: Array<string | number>): Promise<[number, ...string[]]> };
+
+export interface BucketTake {
+  readonly key: string;
+  readonly rule: BucketRule;
+  readonly cost: number;
+  readonly need: number;
+}
 
 export class RedisLimiter {
   readonly #redis: LimiterRedis;
@@ -57,7 +71,7 @@ export class RedisLimiter {
       retryStrategy: (attempt) => Math.min(1000, attempt * 100),
     });
     redis.on('error', () => undefined); // surfaced through take() failures and metrics
-    redis.defineCommand('sluiceTake', { numberOfKeys: 1, lua: TAKE_SCRIPT });
+    redis.defineCommand('sluiceTake', { lua: TAKE_SCRIPT });
     this.#redis = redis as LimiterRedis;
     this.#prefix = options.keyPrefix;
   }
@@ -66,17 +80,30 @@ export class RedisLimiter {
     return this.#redis.status === 'ready';
   }
 
-  /** Rejects when Redis is unreachable or slow; the caller applies fail-open or fail-closed. */
-  async take(key: string, rule: BucketRule, cost = 1, need = cost): Promise<TakeResult> {
-    const [allowed, tokensText] = await this.#redis.sluiceTake(this.#prefix + key, rule.capacity, rule.periodMs, cost, need);
-    const tokens = Number(tokensText);
-    const rate = rule.capacity / rule.periodMs;
-    const missing = Math.max(need, cost) - tokens;
+  /**
+   * Takes from every bucket or from none. Resolves with whether it was allowed and each
+   * bucket's result; rejects when Redis is unreachable or slow (the caller applies
+   * fail-open or fail-closed).
+   */
+  async take(takes: readonly BucketTake[]): Promise<{ allowed: boolean; results: TakeResult[] }> {
+    const args: Array<string | number> = [takes.length];
+    for (const t of takes) args.push(this.#prefix + t.key);
+    for (const t of takes) args.push(t.rule.capacity, t.rule.periodMs, t.cost, t.need);
+    const [allowed, ...tokens] = await this.#redis.sluiceTake(...args);
+    const ok = allowed === 1;
     return {
-      allowed: allowed === 1,
-      remaining: Math.max(0, Math.floor(tokens)),
-      retryAfterMs: allowed === 1 ? 0 : Math.ceil(missing / rate),
-      resetMs: Math.ceil((rule.capacity - tokens) / rate),
+      allowed: ok,
+      results: takes.map((t, i) => {
+        const left = Number(tokens[i]);
+        const rate = t.rule.capacity / t.rule.periodMs;
+        const bucketOk = ok || (left >= t.need && left >= t.cost);
+        return {
+          allowed: bucketOk,
+          remaining: Math.max(0, Math.floor(left)),
+          retryAfterMs: bucketOk ? 0 : Math.ceil((Math.max(t.need, t.cost) - left) / rate),
+          resetMs: Math.ceil((t.rule.capacity - left) / rate),
+        };
+      }),
     };
   }
 

@@ -4,7 +4,8 @@
 
 import type { HttpResponse } from 'uWebSockets.js';
 import { ERRORS, type ErrorCode } from '../errors/index.js';
-import type { DeploymentRoute, ReplicaRoute } from './route-table.js';
+import type { TokenCounter, Verdict } from '../policy/index.js';
+import type { DeploymentRoute, KeyRoute, ReplicaRoute } from './route-table.js';
 import type { UpstreamConnection, UpstreamHandler, PoolWaiter } from './upstream/index.js';
 import { connectionTokens, isDroppedResponseHeader } from './headers.js';
 import { endWithoutBody, statusLine, writeErrorResponse } from './respond.js';
@@ -12,6 +13,10 @@ import type { Gateway } from './gateway.js';
 
 /** What the timeout sweep checks; see Gateway.sweep(). */
 export const enum Phase {
+  /** Waiting for a rate-limit verdict from Redis. */
+  Admitting,
+  /** Waiting in the deployment's queue for a replica under max_inflight. */
+  Queued,
   /** Waiting for a pooled connection or for TCP connect. */
   Connecting,
   /** Client still uploading: no upstream timer runs. */
@@ -52,14 +57,32 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
   readonly requestId: string;
   readonly method: string;
   readonly route: DeploymentRoute;
-  readonly replica: ReplicaRoute;
+  /** The replica serving this request; null until dispatched (admission, queue). */
+  replica: ReplicaRoute | null = null;
+  /** This request is its replica's half-open breaker probe. */
+  probe = false;
+  readonly key: KeyRoute | undefined;
+  /** Rate-limit buckets this request was admitted by (LLM tokens are charged after). */
+  buckets: readonly BucketRefLike[] | null = null;
+  /** The verdict whose RateLimit-* headers go on the response. */
+  rateLimit: Verdict | null = null;
+  tokenCounter: TokenCounter | null = null;
+  /** Retries on another replica so far. */
+  attempts = 0;
+  /** In its deployment's wait queue (holds a place in the shared queue length). */
+  queued = false;
+  /** When the request was handed to a replica (connect timeout). */
+  dispatchedAt = 0;
   readonly startedAt: number;
+  /** Wall-clock start, for timers shared with other threads. */
+  readonly startedAtMs: number;
   /** Index in the gateway's active list (swap-remove); -1 when not listed. */
   activeIndex = -1;
   phase = Phase.Connecting;
   phaseSince: number;
 
-  #head: string;
+  readonly #pathQuery: string;
+  readonly #headRest: string;
   #conn: UpstreamConnection | null = null;
   #noResponseBody: boolean;
   // Request body
@@ -68,6 +91,9 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
   #bodyBytes = 0;
   #bodyDone: boolean;
   #heldBody: Buffer[] | null = null;
+  /** Every body chunk sent so far while they fit the replay limit; null once they do not. */
+  #sentBody: Buffer[] | null;
+  #sentBytes = 0;
   #clientPaused = false;
   // Response
   status = 0;
@@ -89,8 +115,9 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
     requestId: string,
     method: string,
     route: DeploymentRoute,
-    replica: ReplicaRoute,
-    head: string,
+    key: KeyRoute | undefined,
+    pathQuery: string,
+    headRest: string,
     expectBody: boolean,
     chunkedUpload: boolean,
   ) {
@@ -99,21 +126,49 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
     this.requestId = requestId;
     this.method = method;
     this.route = route;
-    this.replica = replica;
-    this.#head = head;
+    this.key = key;
+    this.#pathQuery = pathQuery;
+    this.#headRest = headRest;
     this.#noResponseBody = method === 'HEAD';
     this.#expectBody = expectBody;
     this.#chunkedUpload = chunkedUpload;
     this.#bodyDone = !expectBody;
+    this.#sentBody = expectBody && route.policies.retry.attempts > 0 ? [] : null;
     this.startedAt = performance.now();
+    this.startedAtMs = Date.now();
     this.phaseSince = this.startedAt;
   }
 
-  /** Takes a connection from the pool (or queues) and sends the request head. */
-  start(): void {
-    const conn = this.replica.pool.acquire(this);
-    if (conn !== null) this.#send(conn);
-    else if (this.#expectBody) this.#pauseClient();
+  get finished(): boolean {
+    return this.#finished;
+  }
+
+  /** Waits (admission, queue) before a replica is chosen: the client's upload is held back. */
+  hold(phase: Phase): void {
+    this.#setPhase(phase);
+    if (this.#expectBody && !this.#bodyDone) this.#pauseClient();
+  }
+
+  /**
+   * Sends the request to `replica`, whose in-flight slot the caller has taken. Also used
+   * for a retry on another replica: the body sent so far is replayed from #sentBody.
+   */
+  start(replica: ReplicaRoute, probe: boolean): void {
+    this.replica = replica;
+    this.probe = probe;
+    this.dispatchedAt = performance.now();
+    const conn = replica.pool.acquire(this);
+    if (conn !== null) {
+      this.#send(conn);
+      if (this.#clientPaused && !this.#bodyDone) this.#resumeClient();
+    } else if (this.#expectBody) {
+      this.#pauseClient();
+    }
+  }
+
+  /** Whether the request could be sent again: no response byte yet, and the body kept. */
+  get replayable(): boolean {
+    return !this.#responded && (!this.#expectBody || this.#sentBody !== null);
   }
 
   // PoolWaiter
@@ -126,17 +181,34 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
 
   #send(conn: UpstreamConnection): void {
     this.#conn = conn;
+    const replica = this.replica!;
     let first: Buffer | null = null;
-    if (this.#heldBody !== null) {
-      first = this.#heldBody.length === 1 ? this.#heldBody[0]! : Buffer.concat(this.#heldBody);
+    // A retry replays what the previous upstream was sent; then what arrived meanwhile.
+    const held = this.#sentBody !== null && this.#sentBody.length > 0 ? this.#sentBody.concat(this.#heldBody ?? []) : this.#heldBody;
+    if (held !== null) {
+      if (this.#heldBody !== null && this.#sentBody !== null) this.#keepForReplay(this.#heldBody);
+      first = held.length === 1 ? held[0]! : Buffer.concat(held);
       this.#heldBody = null;
-      if (this.#chunkedUpload) first = chunkFrame(first, this.#bodyDone);
+      if (this.#chunkedUpload) first = chunkFrame(first.length > 0 ? first : null, this.#bodyDone);
     } else if (this.#chunkedUpload && this.#bodyDone) {
       first = Buffer.from(LAST_CHUNK);
     }
     this.#setPhase(this.#bodyDone ? (conn.connecting ? Phase.Connecting : Phase.AwaitingHead) : Phase.Uploading);
-    const ok = conn.send(this, this.#head, this.#noResponseBody, first, this.#bodyDone);
+    const head = `${this.method} ${replica.basePath}${this.#pathQuery} HTTP/1.1\r\nhost: ${replica.hostHeader}\r\n${this.#headRest}`;
+    const ok = conn.send(this, head, this.#noResponseBody, first, this.#bodyDone);
     if (!ok && !this.#bodyDone) this.#pauseClient();
+  }
+
+  /** Keeps body chunks for a replay while they stay under the deployment's replay limit. */
+  #keepForReplay(chunks: readonly Buffer[]): void {
+    for (const c of chunks) {
+      this.#sentBytes += c.length;
+      if (this.#sentBytes > this.route.policies.retry.replay_max_bytes) {
+        this.#sentBody = null;
+        return;
+      }
+      this.#sentBody!.push(c);
+    }
   }
 
   /** A piece of the client's request body (uWS onData; the ArrayBuffer dies on return). */
@@ -159,6 +231,7 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
       if (chunk !== null) (this.#heldBody ??= []).push(chunk);
       return;
     }
+    if (chunk !== null && this.#sentBody !== null) this.#keepForReplay([chunk]);
     let ok = true;
     if (this.#chunkedUpload) {
       if (chunk !== null || isLast) ok = conn.write(chunkFrame(chunk, isLast));
@@ -228,6 +301,8 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
       res.writeHeader(name, value);
     }
     res.writeHeader('x-request-id', this.requestId);
+    const rl = this.rateLimit;
+    if (rl !== null) writeRateLimitHeaders(res, rl);
     if (this.#noResponseBody || status === 204 || status === 304) {
       this.#mode = BodyMode.None;
       // HEAD and 304 may announce the representation's length; a 204 never has one (RFC 9110 8.6).
@@ -244,6 +319,7 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
     if (this.#finished) return true;
     this.phaseSince = performance.now();
     this.route.stats.bytesOut += chunk.length;
+    this.tokenCounter?.observe(chunk);
     if (this.#mode === BodyMode.Chunked) {
       if (this.res.write(chunk)) return true;
       this.#hookWritable();
@@ -341,11 +417,13 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
     // but only when no byte of the request body was lost with it.
     if (retryable && this.#retries < 2 && this.#heldBody === null && this.#bodyBytes === 0 && this.#bodyDone) {
       this.#retries++;
-      const conn = this.replica.pool.acquire(this);
+      const conn = this.replica!.pool.acquire(this);
       if (conn !== null) this.#send(conn);
       return;
     }
     this.route.stats.upstreamError(code);
+    // Refused or reset before any response byte: safe to send to another replica.
+    if ((code === 'SLUICE_ERR_UPSTREAM_CONNECT' || code === 'SLUICE_ERR_UPSTREAM_RESET') && this.replayable && this.gateway.retryElsewhere(this, code)) return;
     this.#fail(code, detail, false);
   }
 
@@ -363,6 +441,16 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
     this.route.stats.upstreamError(code);
     this.#abortUpstream();
     this.corked(() => this.#fail(code, ERRORS[code].message, false));
+  }
+
+  /** Refused before any upstream was contacted (rate limit, queue, breakers): a JSON error. */
+  reject(code: ErrorCode, message: string, headers?: ReadonlyArray<readonly [string, string]>): void {
+    if (this.#finished) return;
+    this.errorCode = code;
+    const status = ERRORS[code].status;
+    // Bodies of refused uploads are not read: the connection closes after the answer.
+    writeErrorResponse(this.res, status, code, message, this.requestId, this.#expectBody && !this.#bodyDone, headers, this.#noResponseBody);
+    this.#finish(status);
   }
 
   #abortUpstream(): void {
@@ -419,12 +507,21 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
 
   /** Waiting for a pooled connection or for TCP connect: the connect timeout applies. */
   get upstreamConnecting(): boolean {
+    if (this.replica === null) return false;
     return this.#conn === null ? !this.#upstreamEnded : this.#conn.connecting;
   }
 
   get bodyBytes(): number {
     return this.#bodyBytes;
   }
+}
+
+type BucketRefLike = import('../policy/index.js').BucketRef;
+
+function writeRateLimitHeaders(res: HttpResponse, v: Verdict): void {
+  res.writeHeader('ratelimit-limit', String(v.limit));
+  res.writeHeader('ratelimit-remaining', String(v.remaining));
+  res.writeHeader('ratelimit-reset', String(Math.ceil(v.resetMs / 1000)));
 }
 
 function streamKindOf(contentType: string): StreamKind {

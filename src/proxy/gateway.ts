@@ -4,20 +4,33 @@
 
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import { randomBytes } from 'node:crypto';
+import type { DeploymentCounters } from '../balancer/index.js';
 import { ERRORS, type ErrorCode } from '../errors/index.js';
+import { BucketKind, hashKey, presentedKey, TokenCounter, type BucketRef, type RateLimiter, type Verdict } from '../policy/index.js';
 import type { Logger } from '../telemetry/index.js';
 import { Exchange, Phase } from './exchange.js';
-import { readClientHead } from './headers.js';
+import { credentialLines, readClientHead } from './headers.js';
 import { endWithoutBody, writeErrorResponse } from './respond.js';
-import { DeploymentRoute, RouteTable, RouteTableCompiler, type RouteTableSnapshot } from './route-table.js';
+import { DeploymentRoute, NoReplica, RouteTable, RouteTableCompiler, type KeyRoute, type ReplicaRoute, type RouteTableSnapshot, type SharedState } from './route-table.js';
+import { WaitQueue } from './wait-queue.js';
 
 export interface GatewayOptions {
   readonly logger: Logger;
   readonly accessLog: boolean;
-  /** Shared in-flight counters, one Int32 slot per replica (laid out by the control plane). */
-  readonly inflight: Int32Array;
+  /** Memory shared with the other workers and the control plane. */
+  readonly shared: SharedState;
+  readonly counters: DeploymentCounters;
+  readonly limiter: RateLimiter;
   readonly workerIndex: number;
 }
+
+/** Upstream failures that count against a replica's breaker (4xx and client aborts never do). */
+const BREAKER_FAILURES: ReadonlySet<string> = new Set<ErrorCode>([
+  'SLUICE_ERR_UPSTREAM_CONNECT', 'SLUICE_ERR_UPSTREAM_RESET', 'SLUICE_ERR_UPSTREAM_PROTOCOL',
+  'SLUICE_ERR_UPSTREAM_CONNECT_TIMEOUT', 'SLUICE_ERR_UPSTREAM_HEADERS_TIMEOUT', 'SLUICE_ERR_UPSTREAM_IDLE_TIMEOUT',
+  'SLUICE_ERR_TOTAL_TIMEOUT',
+]);
+const QUEUE_POLL_MS = 5;
 
 // uWS reports methods in lower case; upstreams and logs want the canonical spelling.
 const METHODS: Readonly<Record<string, string>> = Object.freeze({
@@ -39,14 +52,20 @@ const NO_OPTIONS: RejectOptions = Object.freeze({});
 const ALLOW_ANY = Object.freeze([['allow', 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS'] as const]);
 const ALLOW_GET = Object.freeze([['allow', 'GET, HEAD'] as const]);
 const RETRY_AFTER = Object.freeze([['retry-after', '1'] as const]);
+const WWW_AUTHENTICATE = Object.freeze([['www-authenticate', 'Bearer'] as const]);
 
 export class Gateway {
   #table: RouteTable = RouteTable.empty;
   readonly #compiler: RouteTableCompiler;
   readonly #logger: Logger;
   readonly #accessLog: boolean;
-  readonly #inflight: Int32Array;
+  readonly #shared: SharedState;
+  readonly #counters: DeploymentCounters;
+  readonly #limiter: RateLimiter;
   readonly #active: Exchange[] = [];
+  /** Requests of this worker waiting for a replica under max_inflight, per deployment. */
+  readonly #queues = new Map<DeploymentRoute, WaitQueue<Exchange>>();
+  #queueTimer: NodeJS.Timeout | null = null;
   readonly #idPrefix: string;
   #idSeq = 0;
   #sweepTimer: NodeJS.Timeout | null = null;
@@ -55,8 +74,10 @@ export class Gateway {
   constructor(options: GatewayOptions) {
     this.#logger = options.logger;
     this.#accessLog = options.accessLog;
-    this.#inflight = options.inflight;
-    this.#compiler = new RouteTableCompiler(options.inflight);
+    this.#shared = options.shared;
+    this.#counters = options.counters;
+    this.#limiter = options.limiter;
+    this.#compiler = new RouteTableCompiler(options.shared);
     this.#idPrefix = `${randomBytes(4).toString('hex')}${options.workerIndex.toString(36)}-`;
     this.handle = this.handle.bind(this);
   }
@@ -120,33 +141,191 @@ export class Gateway {
       this.#reject(res, 'SLUICE_ERR_NO_READY_REPLICA', `no version of ${segment} has traffic weight`, requestId, url, { head: method === 'HEAD' });
       return;
     }
-    const replica = route.pickReplica();
-    if (replica === undefined) {
-      this.#reject(res, 'SLUICE_ERR_NO_READY_REPLICA', `no ready replica for ${route.id}`, requestId, url, { headers: RETRY_AFTER, head: method === 'HEAD', route });
-      return;
-    }
     if (head.contentLength > route.maxBodyBytes) {
       this.#reject(res, 'SLUICE_ERR_BODY_TOO_LARGE', `request body of ${head.contentLength} bytes exceeds ${route.maxBodyBytes}`, requestId, url, { close: true, head: method === 'HEAD', route });
+      return;
+    }
+    // API keys: known only as digests; a key the gateway knows is consumed, not forwarded.
+    const table = this.#table;
+    const presented = presentedKey(head.authorization, head.xApiKey);
+    const key = presented !== '' && table.hasKeys ? table.keyByDigest(hashKey(presented)) : undefined;
+    if (key === undefined && route.policies.auth.required) {
+      this.#reject(res, 'SLUICE_ERR_UNAUTHORIZED', presented === '' ? `${route.id} needs an API key (Authorization: Bearer <key> or x-api-key)` : 'invalid API key', requestId, url, { headers: WWW_AUTHENTICATE, head: method === 'HEAD', route, close: head.contentLength > 0 || head.chunked });
+      return;
+    }
+    if (key !== undefined && !key.scope.allows(route.id, route.model)) {
+      this.#reject(res, 'SLUICE_ERR_FORBIDDEN', `API key '${key.name}' may not call ${route.id}`, requestId, url, { head: method === 'HEAD', route, close: head.contentLength > 0 || head.chunked });
       return;
     }
     const rest = segEnd === -1 ? '/' : url.slice(segEnd);
     const query = req.getQuery();
     const expectBody = head.chunked || head.contentLength > 0;
     const forwardedFor = head.forwardedFor === '' ? clientAddress(res) : `${head.forwardedFor}, ${clientAddress(res)}`;
-    const upstreamHead =
-      `${method} ${replica.basePath}${rest}${query === undefined || query === '' ? '' : '?' + query} HTTP/1.1\r\n` +
-      `host: ${replica.hostHeader}\r\n${head.headerLines}` +
+    const headRest =
+      head.headerLines + (key === undefined ? credentialLines(head) : '') +
       `x-forwarded-for: ${forwardedFor}\r\nx-forwarded-proto: http\r\n` +
       (head.host === '' ? '' : `x-forwarded-host: ${head.host}\r\n`) +
       `x-request-id: ${requestId}\r\n` +
       (head.chunked ? 'transfer-encoding: chunked\r\n\r\n' : head.contentLength >= 0 ? `content-length: ${head.contentLength}\r\n\r\n` : '\r\n');
-    const ex = new Exchange(this, res, requestId, method, route, replica, upstreamHead, expectBody, head.chunked);
+    const pathQuery = query === undefined || query === '' ? rest : `${rest}?${query}`;
+    const ex = new Exchange(this, res, requestId, method, route, key, pathQuery, headRest, expectBody, head.chunked);
     res.onAborted(() => ex.onClientAborted());
     if (expectBody) res.onData((ab, isLast) => ex.onClientData(ab, isLast));
-    Atomics.add(this.#inflight, replica.slot, 1);
     ex.activeIndex = this.#active.length;
     this.#active.push(ex);
-    ex.start();
+    const buckets = bucketsOf(route, key);
+    if (buckets.length === 0) {
+      this.#dispatch(ex);
+      return;
+    }
+    ex.buckets = buckets;
+    if (buckets.some(isTokenBucket)) ex.tokenCounter = new TokenCounter();
+    if (!this.#limiter.shared) {
+      this.#admit(ex, this.#limiter.checkLocal(buckets, Date.now()));
+      return;
+    }
+    ex.hold(Phase.Admitting);
+    this.#limiter.checkShared(buckets).then(
+      (verdict) => this.#admit(ex, verdict),
+      (err: Error) => this.#limiterDown(ex, err),
+    );
+  }
+
+  #admit(ex: Exchange, verdict: Verdict): void {
+    if (ex.finished) return;
+    if (!verdict.allowed) {
+      const retryAfter = String(Math.max(1, Math.ceil(verdict.retryAfterMs / 1000)));
+      ex.rateLimit = verdict;
+      ex.reject('SLUICE_ERR_RATE_LIMITED', `rate limit of ${ex.route.id} exceeded; retry in ${retryAfter} s`, [
+        ['retry-after', retryAfter], ['ratelimit-limit', String(verdict.limit)],
+        ['ratelimit-remaining', String(verdict.remaining)], ['ratelimit-reset', String(Math.ceil(verdict.resetMs / 1000))],
+      ]);
+      return;
+    }
+    ex.rateLimit = verdict;
+    this.#dispatch(ex);
+  }
+
+  /** Redis did not answer: fail open (admit, counted and logged) or closed (503), as configured. */
+  #limiterDown(ex: Exchange, err: Error): void {
+    if (ex.finished) return;
+    ex.route.stats.rateLimitUnavailable++;
+    if (this.#limiter.failOpen) {
+      if (ex.route.stats.rateLimitUnavailable % 1000 === 1) this.#logger.warn({ err: err.message, route: ex.route.id }, 'rate-limit store unavailable: admitting without a check (fail-open)');
+      this.#dispatch(ex);
+      return;
+    }
+    ex.reject('SLUICE_ERR_RATE_LIMIT_UNAVAILABLE', 'the rate-limit store is unavailable', RETRY_AFTER);
+  }
+
+  /** Picks a replica and sends; or queues, or refuses when none can take the request. */
+  #dispatch(ex: Exchange): void {
+    if (ex.finished) return;
+    const route = ex.route;
+    const now = Date.now();
+    const replica = route.pickReplica(now);
+    if (replica === undefined) {
+      this.#noReplica(ex, now);
+      return;
+    }
+    const retry = route.policies.retry;
+    if (retry.attempts > 0) this.#counters.countRequest(route.slot, now, retry.budget_window_ms);
+    ex.start(replica, route.probe);
+  }
+
+  #noReplica(ex: Exchange, now: number): void {
+    const route = ex.route;
+    switch (route.noReplica) {
+      case NoReplica.None:
+        ex.reject('SLUICE_ERR_NO_READY_REPLICA', `no ready replica for ${route.id}`, RETRY_AFTER);
+        return;
+      case NoReplica.BreakersOpen: {
+        const retryAfter = String(Math.max(1, Math.ceil(route.breakerRetryAfterMs(now) / 1000)));
+        ex.reject('SLUICE_ERR_CIRCUIT_OPEN', `every replica of ${route.id} is failing (circuit breakers open)`, [['retry-after', retryAfter]]);
+        return;
+      }
+      case NoReplica.Saturated: {
+        const q = route.policies.queue;
+        if (q.max_length === 0 || !this.#counters.enqueue(route.slot, q.max_length)) {
+          ex.reject('SLUICE_ERR_QUEUE_FULL', `${route.id} is at capacity and its queue is full`, RETRY_AFTER);
+          return;
+        }
+        ex.queued = true;
+        ex.hold(Phase.Queued);
+        let queue = this.#queues.get(route);
+        if (queue === undefined) {
+          queue = new WaitQueue<Exchange>();
+          this.#queues.set(route, queue);
+        }
+        queue.push(ex);
+        this.#queueTimer ??= setInterval(() => this.#drainQueues(), QUEUE_POLL_MS);
+      }
+    }
+  }
+
+  /**
+   * Gives queued requests the replicas that freed up, oldest first. Runs when a request of
+   * this worker ends and, while anything waits, every few ms for slots freed by others.
+   */
+  #drainQueues(): void {
+    const now = Date.now();
+    for (const [route, queue] of this.#queues) {
+      for (;;) {
+        const ex = queue.peek();
+        if (ex === undefined) break;
+        if (!ex.queued) {
+          queue.shift(); // ended while waiting; its place was given back then
+          continue;
+        }
+        const replica = route.pickReplica(now);
+        if (replica === undefined) break;
+        queue.shift();
+        ex.queued = false;
+        this.#counters.dequeue(route.slot);
+        route.stats.recordQueueWait((performance.now() - ex.phaseSince) / 1000);
+        const retry = route.policies.retry;
+        if (retry.attempts > 0) this.#counters.countRequest(route.slot, now, retry.budget_window_ms);
+        ex.start(replica, route.probe);
+      }
+      if (queue.size === 0) this.#queues.delete(route);
+    }
+    if (this.#queues.size === 0 && this.#queueTimer !== null) {
+      clearInterval(this.#queueTimer);
+      this.#queueTimer = null;
+    }
+  }
+
+  /**
+   * The replica refused or reset the connection before answering: try another one, when
+   * the deployment's retry policy and budget allow. Returns false to let the caller fail.
+   */
+  retryElsewhere(ex: Exchange, code: ErrorCode): boolean {
+    const route = ex.route;
+    const retry = route.policies.retry;
+    const failed = ex.replica!;
+    const now = Date.now();
+    this.#release(ex, failed, code, 0);
+    ex.replica = null;
+    if (ex.attempts >= retry.attempts || !this.#counters.tryRetry(route.slot, now, retry.budget_window_ms, retry.budget_percent)) return false;
+    const next = route.pickReplica(now, failed);
+    if (next === undefined) return false;
+    ex.attempts++;
+    route.stats.retries++;
+    ex.start(next, route.probe);
+    return true;
+  }
+
+  /** Gives back the replica's in-flight slot and tells its breaker how the request went. */
+  #release(ex: Exchange, replica: ReplicaRoute, errorCode: ErrorCode | null, status: number): void {
+    Atomics.sub(this.#shared.inflight, replica.slot, 1);
+    const breaker = ex.route.breaker;
+    if (breaker === null) return;
+    const board = this.#shared.breakers;
+    const now = Date.now();
+    if (errorCode !== null ? BREAKER_FAILURES.has(errorCode) : status >= 500) board.onFailure(replica.slot, now, breaker);
+    else if (status === 499 || errorCode !== null) {
+      if (ex.probe) board.releaseProbe(replica.slot, breaker);
+    } else board.onSuccess(replica.slot, now, breaker);
   }
 
   /** Bookkeeping when an exchange ends, whichever way it ended. */
@@ -159,8 +338,16 @@ export class Gateway {
         last.activeIndex = i;
       }
       ex.activeIndex = -1;
-      Atomics.sub(this.#inflight, ex.replica.slot, 1);
     }
+    const replica = ex.replica;
+    if (replica !== null) this.#release(ex, replica, ex.errorCode, ex.status);
+    else if (ex.queued) {
+      // A queued request that ended (client gone, timeout) gives its place back at once.
+      ex.queued = false;
+      this.#counters.dequeue(ex.route.slot);
+    }
+    if (ex.tokenCounter !== null && ex.buckets !== null) this.#limiter.chargeTokens(ex.buckets, ex.tokenCounter.tokens, Date.now());
+    if (replica !== null && this.#queues.size > 0) this.#drainQueues();
     const seconds = (performance.now() - ex.startedAt) / 1000;
     ex.route.stats.record(ex.status, seconds);
     // Failures are logged even with the access log off, including a stream that failed
@@ -170,7 +357,7 @@ export class Gateway {
         request_id: ex.requestId,
         method: ex.method,
         route: ex.route.id,
-        upstream: ex.replica.origin,
+        upstream: replica?.origin ?? null,
         status: ex.status,
         duration_ms: Math.round(seconds * 1e6) / 1e3,
         request_bytes: ex.bodyBytes,
@@ -213,8 +400,13 @@ export class Gateway {
       const ex = active[i];
       if (ex === undefined) continue;
       const up = ex.route.upstream;
-      if (ex.upstreamConnecting && ex.phase !== Phase.Uploading) {
-        if (now - ex.startedAt > up.connect_timeout_ms) ex.timeout('SLUICE_ERR_UPSTREAM_CONNECT_TIMEOUT');
+      const total = ex.route.policies.total_timeout_ms;
+      if (total > 0 && now - ex.startedAt > total) {
+        ex.timeout('SLUICE_ERR_TOTAL_TIMEOUT');
+      } else if (ex.phase === Phase.Queued) {
+        if (now - ex.phaseSince > ex.route.policies.queue.max_wait_ms) ex.reject('SLUICE_ERR_QUEUE_TIMEOUT', `waited ${ex.route.policies.queue.max_wait_ms} ms for a free replica of ${ex.route.id}`, RETRY_AFTER);
+      } else if (ex.upstreamConnecting && ex.phase !== Phase.Uploading) {
+        if (now - ex.dispatchedAt > up.connect_timeout_ms) ex.timeout('SLUICE_ERR_UPSTREAM_CONNECT_TIMEOUT');
       } else if (ex.phase === Phase.AwaitingHead || ex.phase === Phase.Connecting) {
         if (now - ex.phaseSince > up.headers_timeout_ms) ex.timeout('SLUICE_ERR_UPSTREAM_HEADERS_TIMEOUT');
       } else if (ex.phase === Phase.Streaming) {
@@ -224,6 +416,17 @@ export class Gateway {
     const wall = Date.now();
     for (const pool of this.#compiler.pools) pool.sweep(wall);
   }
+}
+
+function bucketsOf(route: DeploymentRoute, key: KeyRoute | undefined): readonly BucketRef[] {
+  if (key === undefined) return route.buckets;
+  const onDeployment = key.bucketsOn(route.id);
+  if (key.buckets.length === 0 && onDeployment.length === 0) return route.buckets;
+  return route.buckets.length === 0 && onDeployment.length === 0 ? key.buckets : [...route.buckets, ...key.buckets, ...onDeployment];
+}
+
+function isTokenBucket(ref: BucketRef): boolean {
+  return ref.kind === BucketKind.LlmTokens;
 }
 
 function clientAddress(res: HttpResponse): string {

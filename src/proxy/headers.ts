@@ -13,6 +13,9 @@ export interface ClientHead {
   contentLength: number;
   chunked: boolean;
   bad: string | null;
+  /** Kept apart: when they carry a sluice API key they must not reach the upstream. */
+  authorization: string;
+  xApiKey: string;
 }
 
 // Scratch state for the one synchronous req.forEach pass of the request being handled:
@@ -35,11 +38,23 @@ function collectHeader(name: string, value: string): void {
     case 6:
       if (name === 'expect') return; // uWS answers 100-continue itself.
       break;
+    case 9:
+      if (name === 'x-api-key') {
+        s.xApiKey = value;
+        return;
+      }
+      break;
     case 7:
       if (name === 'trailer' || name === 'upgrade') return;
       break;
     case 10:
       if (name === 'connection' || name === 'keep-alive') return;
+      break;
+    case 13:
+      if (name === 'authorization') {
+        s.authorization = value;
+        return;
+      }
       break;
     case 12:
       if (name === 'x-request-id') {
@@ -82,7 +97,7 @@ function collectHeader(name: string, value: string): void {
 
 /** Reads the client's request headers once (uWS's HttpRequest dies with the handler). */
 export function readClientHead(req: HttpRequest): ClientHead {
-  scratch = { headerLines: '', host: '', requestId: '', forwardedFor: '', contentLength: -1, chunked: false, bad: null };
+  scratch = { headerLines: '', host: '', requestId: '', forwardedFor: '', contentLength: -1, chunked: false, bad: null, authorization: '', xApiKey: '' };
   // Headers named in Connection are hop-by-hop too (RFC 9110 7.6.1); rare, so checked lazily.
   const connection = req.getHeader('connection');
   extraHopByHop = connection === '' ? null : connectionTokens(connection);
@@ -131,4 +146,10 @@ export function isDroppedResponseHeader(name: string): boolean {
     default:
       return name.length > 6 && name.slice(0, 6).toLowerCase() === 'proxy-';
   }
+}
+
+/** The credential headers, for the upstream, when they were not a sluice API key. */
+export function credentialLines(head: ClientHead): string {
+  if (head.authorization === '' && head.xApiKey === '') return '';
+  return (head.authorization === '' ? '' : `authorization: ${head.authorization}\r\n`) + (head.xApiKey === '' ? '' : `x-api-key: ${head.xApiKey}\r\n`);
 }

@@ -4,13 +4,24 @@
 import type { StatsSnapshot } from '../telemetry/index.js';
 import type { RouteTableSnapshot } from './route-table.js';
 
+/** Shared memory laid out once by the control plane; see SharedState. */
+export interface SharedBuffers {
+  readonly inflight: SharedArrayBuffer;
+  readonly breakers: { readonly ints: SharedArrayBuffer; readonly floats: SharedArrayBuffer };
+  readonly buckets: { readonly floats: SharedArrayBuffer; readonly locks: SharedArrayBuffer };
+  readonly deployments: SharedArrayBuffer;
+}
+
 export interface WorkerInit {
   readonly workerIndex: number;
   readonly host: string;
   readonly port: number;
   readonly logLevel: string;
   readonly accessLog: boolean;
-  readonly inflight: SharedArrayBuffer;
+  readonly shared: SharedBuffers;
+  /** Rate limits in Redis (shared by instances) instead of the shared in-memory buckets. */
+  readonly redis: { readonly url: string; readonly timeoutMs: number } | null;
+  readonly rateLimitFailOpen: boolean;
   readonly snapshot: RouteTableSnapshot;
 }
 

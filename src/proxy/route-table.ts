@@ -3,8 +3,9 @@
 // reads the table reference once when it starts and keeps it until it ends (Envoy's RDS
 // model), so a swap never disturbs requests in flight.
 
-import { cumulativeWeights, pickReplica, pickWeighted } from '../balancer/index.js';
-import type { UpstreamOptions } from '../config/index.js';
+import { Admission, cumulativeWeights, pickWeighted, tryAcquire, type BreakerBoard, type BreakerOptions } from '../balancer/index.js';
+import type { PoliciesConfig, UpstreamOptions } from '../config/index.js';
+import { KeyScope, type BucketRef } from '../policy/index.js';
 import { RequestStats } from '../telemetry/index.js';
 import { UpstreamPool } from './upstream/index.js';
 
@@ -22,6 +23,11 @@ export interface DeploymentSnapshot {
   readonly id: string;
   readonly model: string;
   readonly version: string;
+  /** Slot in the shared per-deployment counters (queue length, retry budget). */
+  readonly slot: number;
+  readonly policies: PoliciesConfig;
+  /** The deployment's own rate-limit buckets. */
+  readonly buckets: readonly BucketRef[];
   /** Ready replicas only: a replica that is starting or failed gets no traffic. */
   readonly replicas: readonly ReplicaSnapshot[];
   readonly upstream: UpstreamOptions;
@@ -33,10 +39,28 @@ export interface AliasSnapshot {
   readonly targets: ReadonlyArray<{ readonly deployment: string; readonly weight: number }>;
 }
 
+export interface KeySnapshot {
+  readonly name: string;
+  /** SHA-256 of the key, hex: the key itself never leaves the control plane. */
+  readonly digest: string;
+  readonly scope: readonly string[];
+  /** Limits of the key over all its deployments. */
+  readonly buckets: readonly BucketRef[];
+  /** Limits of the key on each deployment, by deployment id. */
+  readonly deploymentBuckets: Readonly<Record<string, readonly BucketRef[]>>;
+}
+
 export interface RouteTableSnapshot {
   readonly version: number;
   readonly deployments: readonly DeploymentSnapshot[];
   readonly aliases: readonly AliasSnapshot[];
+  readonly keys: readonly KeySnapshot[];
+}
+
+/** Memory every worker shares with the control plane, laid out once at start-up. */
+export interface SharedState {
+  readonly inflight: Int32Array;
+  readonly breakers: BreakerBoard;
 }
 
 export class ReplicaRoute {
@@ -58,31 +82,145 @@ export class ReplicaRoute {
   }
 }
 
+/** Why pickReplica found nothing. */
+export const enum NoReplica {
+  /** No replica is ready. */
+  None = 1,
+  /** Every ready replica's breaker is open. */
+  BreakersOpen = 2,
+  /** Every ready replica is at its max_inflight. */
+  Saturated = 3,
+}
+
 export class DeploymentRoute {
   readonly id: string;
   readonly model: string;
   readonly version: string;
+  readonly slot: number;
   readonly replicas: readonly ReplicaRoute[];
   readonly upstream: UpstreamOptions;
   readonly maxBodyBytes: number;
+  readonly policies: PoliciesConfig;
+  readonly buckets: readonly BucketRef[];
+  readonly breaker: BreakerOptions | null;
+  readonly maxInflight: number;
   readonly stats: RequestStats;
-  readonly #inflight: Int32Array;
+  readonly #shared: SharedState;
+  /** Set by pickReplica when it returns undefined. */
+  noReplica: NoReplica = NoReplica.None;
+  /** Set by pickReplica: the pick is the half-open probe of its breaker. */
+  probe = false;
 
-  constructor(snap: DeploymentSnapshot, replicas: ReplicaRoute[], stats: RequestStats, inflight: Int32Array) {
+  constructor(snap: DeploymentSnapshot, replicas: ReplicaRoute[], stats: RequestStats, shared: SharedState) {
     this.id = snap.id;
     this.model = snap.model;
     this.version = snap.version;
+    this.slot = snap.slot;
     this.replicas = Object.freeze(replicas);
     this.upstream = snap.upstream;
     this.maxBodyBytes = snap.maxBodyBytes;
+    this.policies = snap.policies;
+    this.buckets = snap.buckets;
+    const b = snap.policies.breaker;
+    this.breaker = b.enabled
+      ? Object.freeze({
+        consecutiveFailures: b.consecutive_failures, errorThresholdPercentage: b.error_threshold_percentage,
+        volumeThreshold: b.volume_threshold, rollingWindowMs: b.window_ms, resetTimeoutMs: b.reset_timeout_ms,
+      })
+      : null;
+    this.maxInflight = snap.policies.queue.max_inflight_per_replica;
     this.stats = stats;
-    this.#inflight = inflight;
+    this.#shared = shared;
   }
 
-  pickReplica(): ReplicaRoute | undefined {
-    return pickReplica(this.replicas, this.#inflight);
+  /**
+   * Chooses a replica and takes one of its in-flight slots: power of two random choices
+   * over least outstanding requests, skipping replicas whose breaker is open and those at
+   * max_inflight. `exclude` is a replica already tried by this request (retries).
+   */
+  pickReplica(now: number, exclude: ReplicaRoute | null = null): ReplicaRoute | undefined {
+    const replicas = this.replicas;
+    const n = replicas.length;
+    this.probe = false;
+    if (n === 0) {
+      this.noReplica = NoReplica.None;
+      return undefined;
+    }
+    const inflight = this.#shared.inflight;
+    // Fast path: two random candidates, the less loaded first.
+    if (n > 1 || exclude === null) {
+      let a = replicas[(Math.random() * n) | 0]!;
+      if (n > 1) {
+        let b = replicas[(Math.random() * (n - 1)) | 0]!;
+        if (b === a) b = replicas[n - 1]!;
+        if (Atomics.load(inflight, b.slot) < Atomics.load(inflight, a.slot)) {
+          const t = a;
+          a = b;
+          b = t;
+        }
+        if (a !== exclude && this.#take(a, now)) return a;
+        if (b !== exclude && this.#take(b, now)) return b;
+      } else if (this.#take(a, now)) {
+        return a;
+      }
+    }
+    // Slow path: every other replica, least loaded first would cost a sort; take any that admits.
+    let sawClosed = false;
+    for (let i = 0; i < n; i++) {
+      const r = replicas[i]!;
+      if (r === exclude) continue;
+      if (this.#take(r, now)) return r;
+      if (this.breaker === null || this.#shared.breakers.state(r.slot) === 0) sawClosed = true;
+    }
+    this.noReplica = sawClosed ? NoReplica.Saturated : NoReplica.BreakersOpen;
+    return undefined;
+  }
+
+  #take(r: ReplicaRoute, now: number): boolean {
+    let admission = Admission.Allow;
+    if (this.breaker !== null) {
+      admission = this.#shared.breakers.allow(r.slot, now, this.breaker);
+      if (admission === Admission.Deny) return false;
+    }
+    if (!tryAcquire(this.#shared.inflight, r.slot, this.maxInflight)) {
+      if (admission === Admission.Probe) this.#shared.breakers.releaseProbe(r.slot, this.breaker!);
+      return false;
+    }
+    this.probe = admission === Admission.Probe;
+    return true;
+  }
+
+  /** Milliseconds until the first open breaker of this deployment lets a probe through. */
+  breakerRetryAfterMs(now: number): number {
+    if (this.breaker === null) return 1000;
+    let min = this.breaker.resetTimeoutMs;
+    for (const r of this.replicas) min = Math.min(min, this.#shared.breakers.msUntilProbe(r.slot, now, this.breaker));
+    return Math.max(0, min);
   }
 }
+
+/** A client API key as the data plane knows it. */
+export class KeyRoute {
+  readonly name: string;
+  readonly digest: string;
+  readonly scope: KeyScope;
+  readonly buckets: readonly BucketRef[];
+  readonly #deploymentBuckets: ReadonlyMap<string, readonly BucketRef[]>;
+
+  constructor(snap: KeySnapshot) {
+    this.name = snap.name;
+    this.digest = snap.digest;
+    this.scope = new KeyScope(snap.scope);
+    this.buckets = snap.buckets;
+    this.#deploymentBuckets = new Map(Object.entries(snap.deploymentBuckets));
+  }
+
+  bucketsOn(deploymentId: string): readonly BucketRef[] {
+    return this.#deploymentBuckets.get(deploymentId) ?? EMPTY_BUCKETS;
+  }
+}
+
+const EMPTY_BUCKETS: readonly BucketRef[] = Object.freeze([]);
 
 /** `/<model>/...`: splits traffic across the model's versions by weight. */
 export class AliasRoute {
@@ -106,11 +244,16 @@ export type Route = DeploymentRoute | AliasRoute;
 export class RouteTable {
   readonly version: number;
   readonly #routes: Map<string, Route>;
+  readonly #keys: Map<string, KeyRoute>;
   readonly deployments: readonly DeploymentRoute[];
+  /** False when no API key is configured: requests skip hashing. */
+  readonly hasKeys: boolean;
 
-  constructor(version: number, routes: Map<string, Route>, deployments: DeploymentRoute[]) {
+  constructor(version: number, routes: Map<string, Route>, deployments: DeploymentRoute[], keys: Map<string, KeyRoute>) {
     this.version = version;
     this.#routes = routes;
+    this.#keys = keys;
+    this.hasKeys = keys.size > 0;
     this.deployments = Object.freeze(deployments);
     Object.freeze(this);
   }
@@ -120,7 +263,11 @@ export class RouteTable {
     return this.#routes.get(segment);
   }
 
-  static readonly empty = new RouteTable(0, new Map(), []);
+  keyByDigest(digest: string): KeyRoute | undefined {
+    return this.#keys.get(digest);
+  }
+
+  static readonly empty = new RouteTable(0, new Map(), [], new Map());
 }
 
 /**
@@ -130,10 +277,10 @@ export class RouteTable {
 export class RouteTableCompiler {
   readonly #pools = new Map<string, UpstreamPool>();
   readonly #stats = new Map<string, RequestStats>();
-  readonly #inflight: Int32Array;
+  readonly #shared: SharedState;
 
-  constructor(inflight: Int32Array) {
-    this.#inflight = inflight;
+  constructor(shared: SharedState) {
+    this.#shared = shared;
   }
 
   compile(snap: RouteTableSnapshot): RouteTable {
@@ -156,7 +303,7 @@ export class RouteTableCompiler {
         stats = new RequestStats();
         this.#stats.set(d.id, stats);
       }
-      const route = new DeploymentRoute(d, replicas, stats, this.#inflight);
+      const route = new DeploymentRoute(d, replicas, stats, this.#shared);
       byId.set(d.id, route);
       routes.set(d.id, route);
     }
@@ -181,7 +328,8 @@ export class RouteTableCompiler {
         this.#pools.delete(key);
       }
     }
-    return new RouteTable(snap.version, routes, [...byId.values()]);
+    const keys = new Map(snap.keys.map((k) => [k.digest, new KeyRoute(k)] as const));
+    return new RouteTable(snap.version, routes, [...byId.values()], keys);
   }
 
   get pools(): IterableIterator<UpstreamPool> {

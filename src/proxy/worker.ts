@@ -2,6 +2,8 @@
 // gateway port (SO_REUSEPORT: the kernel spreads connections) and its own Gateway.
 
 import { parentPort, workerData } from 'node:worker_threads';
+import { BreakerBoard, DeploymentCounters } from '../balancer/index.js';
+import { RateLimiter, RedisLimiter, SharedBuckets } from '../policy/index.js';
 import { createLogger } from '../telemetry/index.js';
 import { Gateway } from './gateway.js';
 import type { RouteTableSnapshot } from './route-table.js';
@@ -14,10 +16,18 @@ const post = (msg: FromWorker): void => port.postMessage(msg);
 
 const logger = createLogger({ level: init.logLevel, buffered: true, bindings: { worker: init.workerIndex } });
 const { uws, native, binary } = loadUws();
+const sh = init.shared;
+const limiter = new RateLimiter({
+  local: new SharedBuckets(sh.buckets),
+  redis: init.redis === null ? null : new RedisLimiter({ url: init.redis.url, commandTimeoutMs: init.redis.timeoutMs, keyPrefix: 'sluice:rl:' }),
+  failOpen: init.rateLimitFailOpen,
+});
 const gateway = new Gateway({
   logger,
   accessLog: init.accessLog,
-  inflight: new Int32Array(init.inflight),
+  shared: { inflight: new Int32Array(sh.inflight), breakers: new BreakerBoard(sh.breakers) },
+  counters: new DeploymentCounters(sh.deployments),
+  limiter,
   workerIndex: init.workerIndex,
 });
 gateway.publish(init.snapshot);

@@ -24,6 +24,11 @@ function addStats(a: StatsSnapshot, b: StatsSnapshot): StatsSnapshot {
     clientAborts: a.clientAborts + b.clientAborts,
     upstreamErrors: addRecords(a.upstreamErrors, b.upstreamErrors),
     bytesOut: a.bytesOut + b.bytesOut,
+    retries: a.retries + b.retries,
+    rateLimitUnavailable: a.rateLimitUnavailable + b.rateLimitUnavailable,
+    queueWaitBuckets: a.queueWaitBuckets.map((v, i) => v + (b.queueWaitBuckets[i] ?? 0)),
+    queueWaitSum: a.queueWaitSum + b.queueWaitSum,
+    queueWaitCount: a.queueWaitCount + b.queueWaitCount,
   };
 }
 
@@ -49,6 +54,11 @@ export function renderStats(stats: Map<string, StatsSnapshot>): string {
   for (const [d, s] of stats) for (const [code, n] of Object.entries(s.upstreamErrors)) lines.push(`sluice_upstream_errors_total{deployment="${esc(d)}",code="${code}"} ${n}`);
   family('sluice_response_bytes_total', 'counter', 'Response body bytes sent to clients.');
   for (const [d, s] of stats) lines.push(`sluice_response_bytes_total{deployment="${esc(d)}"} ${s.bytesOut}`);
+  family('sluice_retries_total', 'counter', 'Requests sent again to another replica after a refused or reset connection.');
+  for (const [d, s] of stats) lines.push(`sluice_retries_total{deployment="${esc(d)}"} ${s.retries}`);
+  family('sluice_rate_limit_store_errors_total', 'counter', 'Rate-limit checks that found the shared store (Redis) unavailable.');
+  for (const [d, s] of stats) lines.push(`sluice_rate_limit_store_errors_total{deployment="${esc(d)}"} ${s.rateLimitUnavailable}`);
+  histogram(lines, 'sluice_queue_wait_seconds', 'Time requests waited in a deployment queue for a replica under max_inflight.', stats, (s) => [s.queueWaitBuckets, s.queueWaitSum, s.queueWaitCount]);
   return lines.join('\n') + '\n';
 }
 

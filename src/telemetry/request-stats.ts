@@ -22,6 +22,11 @@ export interface StatsSnapshot {
   readonly clientAborts: number;
   readonly upstreamErrors: Record<string, number>;
   readonly bytesOut: number;
+  readonly retries: number;
+  readonly rateLimitUnavailable: number;
+  readonly queueWaitBuckets: number[];
+  readonly queueWaitSum: number;
+  readonly queueWaitCount: number;
 }
 
 export class RequestStats {
@@ -34,6 +39,13 @@ export class RequestStats {
   #ttfbCount = 0;
   clientAborts = 0;
   bytesOut = 0;
+  /** Requests sent again to another replica after a refused or reset connection. */
+  retries = 0;
+  /** Rate-limit checks that found the shared store (Redis) unavailable. */
+  rateLimitUnavailable = 0;
+  readonly #queueWait = new Float64Array(DURATION_BUCKETS.length + 1);
+  #queueWaitSum = 0;
+  #queueWaitCount = 0;
   readonly #upstreamErrors = new Map<string, number>();
 
   /** `status` 499 records a client that went away. Durations in seconds. */
@@ -48,6 +60,12 @@ export class RequestStats {
     this.#ttfb[bucketIndex(seconds)]!++;
     this.#ttfbSum += seconds;
     this.#ttfbCount++;
+  }
+
+  recordQueueWait(seconds: number): void {
+    this.#queueWait[bucketIndex(seconds)]!++;
+    this.#queueWaitSum += seconds;
+    this.#queueWaitCount++;
   }
 
   upstreamError(code: string): void {
@@ -68,6 +86,11 @@ export class RequestStats {
       clientAborts: this.clientAborts,
       upstreamErrors: Object.fromEntries(this.#upstreamErrors),
       bytesOut: this.bytesOut,
+      retries: this.retries,
+      rateLimitUnavailable: this.rateLimitUnavailable,
+      queueWaitBuckets: Array.from(this.#queueWait),
+      queueWaitSum: this.#queueWaitSum,
+      queueWaitCount: this.#queueWaitCount,
     };
   }
 }

@@ -1,0 +1,99 @@
+// Per-deployment counters shared by all workers (SharedArrayBuffer): queue length across
+// workers and the retry budget. Per-replica in-flight counts live in the replica slots.
+
+const I_QUEUE = 0;
+const I_LOCK = 1;
+const I_EPOCH = 2;
+const I_REQ_CUR = 3;
+const I_RETRY_CUR = 4;
+const I_REQ_PREV = 5;
+const I_RETRY_PREV = 6;
+const INTS = 8;
+
+/** Takes a replica's in-flight slot if it is under `max` (0 = no limit); atomic across workers. */
+export function tryAcquire(inflight: Int32Array, slot: number, max: number): boolean {
+  if (max <= 0) {
+    Atomics.add(inflight, slot, 1);
+    return true;
+  }
+  for (;;) {
+    const v = Atomics.load(inflight, slot);
+    if (v >= max) return false;
+    if (Atomics.compareExchange(inflight, slot, v, v + 1) === v) return true;
+  }
+}
+
+export class DeploymentCounters {
+  readonly #ints: Int32Array;
+
+  constructor(buffer: SharedArrayBuffer) {
+    this.#ints = new Int32Array(buffer);
+  }
+
+  static allocate(slots: number): SharedArrayBuffer {
+    return new SharedArrayBuffer(slots * INTS * Int32Array.BYTES_PER_ELEMENT);
+  }
+
+  reset(slot: number): void {
+    this.#ints.fill(0, slot * INTS, slot * INTS + INTS);
+  }
+
+  queueLength(slot: number): number {
+    return Atomics.load(this.#ints, slot * INTS + I_QUEUE);
+  }
+
+  /** Reserves a place in the deployment's queue (all workers together hold at most `max`). */
+  enqueue(slot: number, max: number): boolean {
+    const i = slot * INTS + I_QUEUE;
+    for (;;) {
+      const v = Atomics.load(this.#ints, i);
+      if (v >= max) return false;
+      if (Atomics.compareExchange(this.#ints, i, v, v + 1) === v) return true;
+    }
+  }
+
+  dequeue(slot: number): void {
+    Atomics.sub(this.#ints, slot * INTS + I_QUEUE, 1);
+  }
+
+  /** Counts a request towards the retry budget's window. */
+  countRequest(slot: number, now: number, windowMs: number): void {
+    const base = this.#lockWindow(slot, now, windowMs);
+    this.#ints[base + I_REQ_CUR]!++;
+    Atomics.store(this.#ints, base + I_LOCK, 0);
+  }
+
+  /**
+   * May this deployment retry once more? Retries stay under `percent` of the requests of
+   * the last window (Envoy's retry budget), with a floor of `minRetries` so that a quiet
+   * deployment can still retry at all.
+   */
+  tryRetry(slot: number, now: number, windowMs: number, percent: number, minRetries = 3): boolean {
+    const ints = this.#ints;
+    const base = this.#lockWindow(slot, now, windowMs);
+    const requests = ints[base + I_REQ_CUR]! + ints[base + I_REQ_PREV]!;
+    const retries = ints[base + I_RETRY_CUR]! + ints[base + I_RETRY_PREV]!;
+    const ok = retries + 1 <= Math.max(minRetries, (requests * percent) / 100);
+    if (ok) ints[base + I_RETRY_CUR]!++;
+    Atomics.store(ints, base + I_LOCK, 0);
+    return ok;
+  }
+
+  /** Locks the slot and rotates its two half windows; the caller unlocks. */
+  #lockWindow(slot: number, now: number, windowMs: number): number {
+    const ints = this.#ints;
+    const base = slot * INTS;
+    while (Atomics.compareExchange(ints, base + I_LOCK, 0, 1) !== 0);
+    const epoch = Math.floor(now / (windowMs / 2)) | 0;
+    const last = ints[base + I_EPOCH]!;
+    if (epoch !== last) {
+      const shift = epoch - last === 1;
+      ints[base + I_REQ_PREV] = shift ? ints[base + I_REQ_CUR]! : 0;
+      ints[base + I_RETRY_PREV] = shift ? ints[base + I_RETRY_CUR]! : 0;
+      ints[base + I_REQ_CUR] = 0;
+      ints[base + I_RETRY_CUR] = 0;
+      ints[base + I_EPOCH] = epoch;
+    }
+    return base;
+  }
+}

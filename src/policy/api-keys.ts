@@ -1,0 +1,39 @@
+// Client API keys. Keys are only ever held as SHA-256 digests: in config (`key_sha256`, or
+// `key` hashed at load), in the route table and in memory. Logs name a key by its `name`
+// and a short prefix of its digest, never by the key.
+
+import { createHash } from 'node:crypto';
+
+export function hashKey(key: string): string {
+  return createHash('sha256').update(key).digest('hex');
+}
+
+/** What a log line may show of a key: its name and 8 hex digits of its digest. */
+export function keyLabel(name: string, digest: string): string {
+  return `${name}#${digest.slice(0, 8)}`;
+}
+
+/** Which deployments a key may call: ids (`demo-1`), model names (`demo`) or `*`. */
+export class KeyScope {
+  readonly #all: boolean;
+  readonly #names: ReadonlySet<string>;
+
+  constructor(patterns: readonly string[]) {
+    this.#all = patterns.includes('*');
+    this.#names = new Set(patterns);
+  }
+
+  allows(deploymentId: string, model: string): boolean {
+    return this.#all || this.#names.has(deploymentId) || this.#names.has(model);
+  }
+}
+
+/**
+ * The key a client presented: `Authorization: Bearer <key>` or `x-api-key: <key>`. Returns
+ * '' when there is none.
+ */
+export function presentedKey(authorization: string, xApiKey: string): string {
+  if (xApiKey !== '') return xApiKey;
+  if (authorization.length > 7 && authorization.slice(0, 7).toLowerCase() === 'bearer ') return authorization.slice(7).trim();
+  return '';
+}

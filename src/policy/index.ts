@@ -1,0 +1,6 @@
+export { hashKey, keyLabel, KeyScope, presentedKey } from './api-keys.js';
+export { BucketKind, bucketsFor, type BucketRef } from './limits.js';
+export { RateLimiter, RedisUnavailable, type Verdict } from './rate-limiter.js';
+export { RedisLimiter } from './redis-limiter.js';
+export { SharedBuckets, refillAndTake, type BucketRule, type TakeResult } from './token-bucket.js';
+export { TokenCounter } from './token-counter.js';
