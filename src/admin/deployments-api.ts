@@ -24,9 +24,9 @@ export function registerDeploymentsApi(admin: AdminServer, ctx: DeploymentsApiCo
   };
 
   admin
-    .route('GET', '/v1/deployments', () => ({ body: { deployments: manager.list().map((d) => d.view()) } }))
-    .route('POST', '/v1/deployments', async (req) => ({ status: 201, body: (await deploy(manager, parseSpec(await req.json()), req)).view() }))
-    .route('GET', '/v1/deployments/:id', (req) => ({ body: mustGet(manager, req.params.id!).view() }))
+    .route('GET', '/v1/deployments', () => ({ body: { deployments: manager.list().map((d) => manager.view(d)) } }))
+    .route('POST', '/v1/deployments', async (req) => ({ status: 201, body: manager.view(await deploy(manager, parseSpec(await req.json()), req)) }))
+    .route('GET', '/v1/deployments/:id', (req) => ({ body: manager.view(mustGet(manager, req.params.id!)) }))
     .route('DELETE', '/v1/deployments/:id', (req) => undeploy(manager, req.params.id!, req))
     .route('GET', '/v1/deployments/:id/logs', (req) => {
       const d = mustGet(manager, req.params.id!);
@@ -91,7 +91,7 @@ async function deploy(manager: DeploymentManager, spec: DeploymentConfig, req: A
   if (req.query.get('wait') === 'true') {
     d = (await manager.waitSettled(d.id, spec.start_timeout_ms + 5_000)) ?? d;
     if (d.state === 'failed') {
-      throw new SluiceError('SLUICE_ERR_DEPLOY_FAILED', d.lastError ?? `deployment ${d.id} failed`, { deployment: d.view() });
+      throw new SluiceError('SLUICE_ERR_DEPLOY_FAILED', d.lastError ?? `deployment ${d.id} failed`, { deployment: manager.view(d) });
     }
   }
   return d;

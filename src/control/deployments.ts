@@ -26,6 +26,8 @@ export interface ManagerOptions {
   readonly onDeploymentSlot?: (slot: number) => void;
   /** A replica slot was assigned: its breaker starts closed. */
   readonly onReplicaSlot?: (slot: number) => void;
+  /** The breaker state of a replica slot, for the admin view. */
+  readonly breakerState?: (slot: number) => string;
   readonly logger: Logger;
   /** Routing-relevant change: publish a new route table. */
   readonly onChange: () => void;
@@ -64,10 +66,10 @@ export class Replica {
     return join(stateDir, 'tmp', this.id.replace(/[^A-Za-z0-9._-]/g, '_'));
   }
 
-  view(): Record<string, unknown> {
+  view(breaker?: (slot: number) => string): Record<string, unknown> {
     const p = this.process;
     return {
-      id: this.id, url: this.url, port: this.port, state: this.state,
+      id: this.id, url: this.url, port: this.port, state: this.state, breaker: breaker?.(this.slot) ?? null,
       pid: p?.pid ?? null, restarts: p?.restarts ?? 0, last_error: p?.lastError?.message ?? null,
     };
   }
@@ -109,11 +111,12 @@ export class Deployment {
     this.#state = s;
   }
 
-  view(): Record<string, unknown> {
+  view(breaker?: (slot: number) => string): Record<string, unknown> {
     const s = this.spec;
     return {
       id: this.id, model: s.model, version: s.version, runtime: s.runtime, state: this.state, source: this.source,
-      route: `/${this.id}/`, created_at: this.createdAt, last_error: this.lastError, replicas: this.replicas.map((r) => r.view()),
+      route: `/${this.id}/`, created_at: this.createdAt, last_error: this.lastError, policies: this.policies,
+      replicas: this.replicas.map((r) => r.view(breaker)),
     };
   }
 }
@@ -136,6 +139,11 @@ export class DeploymentManager {
 
   constructor(options: ManagerOptions) {
     this.#o = options;
+  }
+
+  /** A deployment as the admin API shows it, with its replicas' breaker states. */
+  view(d: Deployment): Record<string, unknown> {
+    return d.view(this.#o.breakerState);
   }
 
   get(id: string): Deployment | undefined {

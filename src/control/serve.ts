@@ -28,6 +28,7 @@ export interface Gateway {
 const SHUTDOWN_GRACE_MS = 10_000;
 const MAX_DEPLOYMENTS = 1024;
 const MAX_BUCKETS = 65_536;
+const BREAKER_STATES: readonly string[] = ['closed', 'open', 'half-open'];
 
 export async function runServeCli(argv: string[]): Promise<void> {
   const { values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' } }, strict: true });
@@ -90,6 +91,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     config, ports, slots, deploymentSlots, logger, onChange: publish, store, records,
     onDeploymentSlot: (slot) => deploymentCounters.reset(slot),
     onReplicaSlot: (slot) => breakers.reset(slot),
+    breakerState: (slot) => BREAKER_STATES[breakers.state(slot)] ?? 'unknown',
   });
 
   dataPlane = new DataPlane({
@@ -107,6 +109,34 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   new Gauge({ name: 'sluice_uws_native', help: '1 when the data plane runs the native uWebSockets.js binding.', registers: [registry], collect() { this.set(dp.native ? 1 : 0); } });
   new Gauge({ name: 'sluice_route_table_version', help: 'Version of the route table last published.', registers: [registry], collect() { this.set(tableVersion); } });
   new Gauge({ name: 'sluice_data_plane_workers', help: 'Data-plane worker threads.', registers: [registry], collect() { this.set(dp.workerCount); } });
+  new Gauge({
+    name: 'sluice_breaker_state', help: 'Circuit breaker of each replica: 0 closed, 1 open, 2 half-open.', labelNames: ['deployment', 'replica'], registers: [registry],
+    collect() {
+      this.reset();
+      for (const d of manager.list()) for (const r of d.replicas) this.set({ deployment: d.id, replica: r.id }, breakers.state(r.slot));
+    },
+  });
+  new Gauge({
+    name: 'sluice_breaker_opens', help: 'Times each replica breaker opened since the replica started.', labelNames: ['deployment', 'replica'], registers: [registry],
+    collect() {
+      this.reset();
+      for (const d of manager.list()) for (const r of d.replicas) this.set({ deployment: d.id, replica: r.id }, breakers.opens(r.slot));
+    },
+  });
+  new Gauge({
+    name: 'sluice_queue_depth', help: 'Requests waiting for a replica under max_inflight, across workers.', labelNames: ['deployment'], registers: [registry],
+    collect() {
+      this.reset();
+      for (const d of manager.list()) this.set({ deployment: d.id }, deploymentCounters.queueLength(d.slot));
+    },
+  });
+  new Gauge({
+    name: 'sluice_replica_inflight', help: 'Requests in flight per replica, across workers.', labelNames: ['deployment', 'replica'], registers: [registry],
+    collect() {
+      this.reset();
+      for (const d of manager.list()) for (const r of d.replicas) this.set({ deployment: d.id, replica: r.id }, slots.inflight(r.slot));
+    },
+  });
   const metrics = async (): Promise<string> => {
     const workers = await dp.collectStats();
     return renderStats(mergeStats(workers.map((w) => w.deployments))) + (await registry.metrics());
