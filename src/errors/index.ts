@@ -26,6 +26,12 @@ export const ERRORS = {
   SLUICE_ERR_QUEUE_FULL: { status: 503, message: 'the deployment is at capacity and its queue is full' },
   SLUICE_ERR_QUEUE_TIMEOUT: { status: 503, message: 'waited too long for a free replica' },
   SLUICE_ERR_RATE_LIMIT_UNAVAILABLE: { status: 503, message: 'the rate-limit store is unavailable' },
+  // The MLflow registry (src/registry): what the admin API answers when it fails.
+  SLUICE_ERR_REGISTRY_UNAVAILABLE: { status: 503, message: 'model registry unavailable' },
+  SLUICE_ERR_REGISTRY_BAD_RESPONSE: { status: 502, message: 'model registry sent an invalid response' },
+  SLUICE_ERR_REGISTRY_UNAUTHORIZED: { status: 502, message: 'model registry refused the gateway credentials' },
+  SLUICE_ERR_REGISTRY_NOT_FOUND: { status: 404, message: 'not found in the model registry' },
+  SLUICE_ERR_REGISTRY_REJECTED: { status: 502, message: 'model registry rejected the request' },
   SLUICE_ERR_NO_FREE_PORT: { status: 503, message: 'no free port left in the configured range' },
   SLUICE_ERR_DEPLOY_FAILED: { status: 502, message: 'the deployment failed to start' },
   SLUICE_ERR_REGISTRY_NOT_CONFIGURED: { status: 503, message: 'no MLflow tracking URI configured (mlflow.tracking_uri or MLFLOW_TRACKING_URI)' },
@@ -42,8 +48,8 @@ export class SluiceError extends Error {
   readonly status: number;
   readonly details: Record<string, unknown> | undefined;
 
-  constructor(code: ErrorCode, message?: string, details?: Record<string, unknown>) {
-    super(message ?? ERRORS[code].message);
+  constructor(code: ErrorCode, message?: string, details?: Record<string, unknown>, options?: ErrorOptions) {
+    super(message ?? ERRORS[code].message, options);
     this.name = 'SluiceError';
     this.code = code;
     this.status = ERRORS[code].status;
