@@ -118,7 +118,8 @@ export class BreakerBoard {
   }
 
   /**
-   * The probe ended without a verdict (the client went away, a 4xx): reopen with an
+   * The probe ended without a verdict (the client went away, or the gateway cut it after
+   * the replica had answered well): reopen with an
    * expired timer so that the next request probes again at once.
    */
   releaseProbe(slot: number, o: BreakerOptions): void {

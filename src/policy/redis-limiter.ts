@@ -29,7 +29,7 @@ for i = 1, n do
     tk = math.min(capacity, tk + math.max(0, now - last) * capacity / period)
   end
   tokens[i] = tk
-  if not (tk >= need and (need == 0 or tk >= cost)) then allowed = 0 end
+  if not (need == 0 or (tk >= need and tk >= cost)) then allowed = 0 end
 end
 local out = {allowed}
 for i = 1, n do
@@ -96,7 +96,7 @@ export class RedisLimiter {
       results: takes.map((t, i) => {
         const left = Number(tokens[i]);
         const rate = t.rule.capacity / t.rule.periodMs;
-        const bucketOk = ok || (left >= t.need && left >= t.cost);
+        const bucketOk = ok || t.need === 0 || (left >= t.need && left >= t.cost);
         return {
           allowed: bucketOk,
           remaining: Math.max(0, Math.floor(left)),

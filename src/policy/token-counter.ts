@@ -3,10 +3,23 @@
 // when it reports none, one token per streamed event. Scans chunks as they pass, keeping
 // only a short tail so a field split across two chunks is still found.
 
-const TOTAL = /"total_tokens"\s*:\s*(\d+)/;
-const EVAL = /"eval_count"\s*:\s*(\d+)/;
-const PROMPT_EVAL = /"prompt_eval_count"\s*:\s*(\d+)/;
+// Global: one chunk may hold several usages (Ollama's OpenAI compat layer sends a zero usage
+// on every content chunk and the real one on the last), so every match is looked at.
+const TOTAL = /"total_tokens"\s*:\s*(\d+)/g;
+const EVAL = /"eval_count"\s*:\s*(\d+)/g;
+const PROMPT_EVAL = /"prompt_eval_count"\s*:\s*(\d+)/g;
 const TAIL = 64;
+
+/** The largest number `re` captures in `text`, or `floor` when none is larger. */
+function maxMatch(re: RegExp, text: string, floor: number): number {
+  let max = floor;
+  re.lastIndex = 0;
+  for (let m = re.exec(text); m !== null; m = re.exec(text)) {
+    const n = Number(m[1]);
+    if (n > max) max = n;
+  }
+  return max;
+}
 
 export class TokenCounter {
   #tail = '';
@@ -14,23 +27,32 @@ export class TokenCounter {
   #evalCount = -1;
   #promptCount = 0;
   #events = 0;
+  /** The current line has a non-blank character (SSE events end with a blank line). */
+  #inLine = false;
 
   observe(chunk: Buffer): void {
     const text = this.#tail + chunk.toString('latin1');
-    let m = TOTAL.exec(text);
-    if (m !== null) this.#reported = Math.max(this.#reported, Number(m[1]));
-    m = EVAL.exec(text);
-    if (m !== null) this.#evalCount = Number(m[1]);
-    m = PROMPT_EVAL.exec(text);
-    if (m !== null) this.#promptCount = Number(m[1]);
-    for (let i = this.#tail.length; i < text.length; i++) if (text.charCodeAt(i) === 10) this.#events++;
+    this.#reported = maxMatch(TOTAL, text, this.#reported);
+    this.#evalCount = maxMatch(EVAL, text, this.#evalCount);
+    this.#promptCount = maxMatch(PROMPT_EVAL, text, this.#promptCount);
+    // One event per non-blank line: an NDJSON line, or an SSE `data:` line (not the blank
+    // line that ends each SSE event).
+    for (let i = this.#tail.length; i < text.length; i++) {
+      const c = text.charCodeAt(i);
+      if (c === 10) {
+        if (this.#inLine) this.#events++;
+        this.#inLine = false;
+      } else if (c !== 13) {
+        this.#inLine = true;
+      }
+    }
     this.#tail = text.length > TAIL ? text.slice(-TAIL) : text;
   }
 
   get tokens(): number {
     if (this.#reported >= 0) return this.#reported;
     if (this.#evalCount >= 0) return this.#evalCount + this.#promptCount;
-    // One per line: an NDJSON chunk, or an SSE line (a rough count, used only when the server reports no usage).
+    // One per streamed event (a rough count, used only when the server reports no usage).
     return Math.max(1, this.#events);
   }
 }

@@ -118,9 +118,11 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
     key: KeyRoute | undefined,
     pathQuery: string,
     headRest: string,
-    expectBody: boolean,
+    /** The client's Content-Length; -1 when absent (chunked or no body). */
+    contentLength: number,
     chunkedUpload: boolean,
   ) {
+    const expectBody = chunkedUpload || contentLength > 0;
     this.gateway = gateway;
     this.res = res;
     this.requestId = requestId;
@@ -133,7 +135,10 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
     this.#expectBody = expectBody;
     this.#chunkedUpload = chunkedUpload;
     this.#bodyDone = !expectBody;
-    this.#sentBody = expectBody && route.policies.retry.attempts > 0 ? [] : null;
+    // A body announced larger than the replay limit is never kept, so never retried, however
+    // little of it has arrived when a connection fails.
+    const replay = route.policies.retry;
+    this.#sentBody = expectBody && replay.attempts > 0 && contentLength <= replay.replay_max_bytes ? [] : null;
     this.startedAt = performance.now();
     this.startedAtMs = Date.now();
     this.phaseSince = this.startedAt;
@@ -164,6 +169,11 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
     } else if (this.#expectBody) {
       this.#pauseClient();
     }
+  }
+
+  /** The upstream's response head has arrived (and been passed to the client). */
+  get responded(): boolean {
+    return this.#responded;
   }
 
   /** Whether the request could be sent again: no response byte yet, and the body kept. */

@@ -110,6 +110,11 @@ export function readClientHead(req: HttpRequest): ClientHead {
 
 /** Header names listed in a Connection value, beyond the standard tokens; null when none. */
 export function connectionTokens(value: string): string[] | null {
+  // The common values name no header: answer without splitting.
+  if (value.length <= 10) {
+    const v = value.toLowerCase();
+    if (v === 'keep-alive' || v === 'close') return null;
+  }
   let out: string[] | null = null;
   for (const raw of value.split(',')) {
     const t = raw.trim().toLowerCase();

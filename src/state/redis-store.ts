@@ -14,6 +14,9 @@ export class RedisStateStore implements DesiredStateStore {
 
   constructor(url: string) {
     this.#redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 2, connectTimeout: 2000, commandTimeout: 2000 });
+    // Failures surface through the commands that fail; without a listener ioredis prints
+    // a stack trace on every reconnect attempt while Redis is away.
+    this.#redis.on('error', () => undefined);
     this.#where = `redis ${redactUrl(url)} key ${KEY}`;
   }
 

@@ -444,10 +444,13 @@ export interface RedisServer {
   stop(): Promise<void>;
 }
 
-/** A real redis-server on a free loopback port in a temp dir, no persistence. */
-export async function startRedis(): Promise<RedisServer> {
+/**
+ * A real redis-server on a free loopback port in a temp dir, no persistence. Give `port` to
+ * start it again where a stopped one listened (clients reconnect to the same URL).
+ */
+export async function startRedis(port?: number): Promise<RedisServer> {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-redis-'));
-  const port = await freePort();
+  port ??= await freePort();
   const child = spawn('redis-server', [
     '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--protected-mode', 'yes',
   ], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });

@@ -1,0 +1,92 @@
+// total_timeout_ms: the whole request, from arrival to the end of the response. Before the
+// response head it is a 504 JSON error; once a stream has started, the stream ends cleanly
+// with an error event (SSE) or line (NDJSON). Either way the upstream request is aborted.
+
+import t from 'tap';
+import { reapServers } from '../helpers/control.js';
+import { httpRequest } from '../helpers/http.js';
+import { errorOf, gwMetric } from '../helpers/policy.js';
+import { eventually, replicaPorts, simStats, startGateway, type Gateway } from '../helpers/procs.js';
+
+// Replica ports 18790-18799 belong to this file (test/policy uses 18700-18799).
+const TOTAL = 600;
+let gw: Gateway;
+
+t.before(async () => {
+  gw = await startGateway({
+    ports: { from: 18790, to: 18799 },
+    log: { level: 'info', access: false },
+    deployments: [
+      { model: 'slowhead', version: '1', runtime: 'sim', args: ['--ttft-ms', '5000'], policies: { total_timeout_ms: TOTAL } },
+      {
+        model: 'longstream', version: '1', runtime: 'sim', args: ['--ttft-ms', '0', '--token-ms', '100', '--tokens', '100'],
+        policies: { total_timeout_ms: TOTAL, breaker: { consecutive_failures: 2 } },
+      },
+    ],
+  });
+});
+
+t.teardown(async () => {
+  await gw?.stop();
+  await reapServers([], { from: 18790, to: 18799 });
+});
+
+async function cancelledOn(id: string, n: number): Promise<void> {
+  const [port] = (await replicaPorts(gw, id)) as [number];
+  await eventually(async () => ((await simStats(port)).cancelled >= n ? true : undefined), 3_000, `${n} upstream requests of ${id} to be cancelled`);
+}
+
+t.test('before the response head: 504 SLUICE_ERR_TOTAL_TIMEOUT', async (t) => {
+  const started = performance.now();
+  const r = await httpRequest(`${gw.url}/slowhead-1/api/generate`, { method: 'POST', body: '{"model":"demo","prompt":"hi","stream":false}' });
+  const ms = performance.now() - started;
+  t.equal(r.status, 504);
+  t.match(r.headers['content-type'], /application\/json/);
+  t.equal(errorOf(r)?.code, 'SLUICE_ERR_TOTAL_TIMEOUT');
+  t.equal(errorOf(r)?.request_id, r.headers['x-request-id']);
+  t.ok(ms >= TOTAL - 20 && ms < TOTAL + 500, `answered after ~${TOTAL} ms (${Math.round(ms)} ms)`);
+  await cancelledOn('slowhead-1', 1);
+  t.pass('the upstream request was aborted');
+  t.equal(await gwMetric(gw, 'sluice_upstream_errors_total', { deployment: 'slowhead-1', code: 'SLUICE_ERR_TOTAL_TIMEOUT' }), 1);
+});
+
+t.test('after an NDJSON stream started: a final error line, and a clean end', async (t) => {
+  const started = performance.now();
+  const r = await httpRequest(`${gw.url}/longstream-1/api/generate`, { method: 'POST', body: '{"model":"demo","prompt":"hi"}' });
+  const ms = performance.now() - started;
+  t.equal(r.status, 200, 'the stream had started');
+  t.ok(r.complete, 'the response ended properly (not a cut connection)');
+  const lines = r.body.trim().split('\n').map((l) => JSON.parse(l) as Record<string, any>);
+  const tokens = lines.filter((l) => typeof l.response === 'string').length;
+  t.ok(tokens >= 3 && tokens < 100, `some tokens arrived first (${tokens})`);
+  t.equal(lines.at(-1)?.error?.code, 'SLUICE_ERR_TOTAL_TIMEOUT', 'the last line is the error');
+  t.equal(lines.at(-1)?.error?.request_id, r.headers['x-request-id']);
+  t.notOk(lines.some((l) => l.done === true), 'no done:true line: the client cannot mistake it for a whole answer');
+  t.ok(ms >= TOTAL - 20 && ms < TOTAL + 500, `ended after ~${TOTAL} ms (${Math.round(ms)} ms)`);
+  await cancelledOn('longstream-1', 1);
+});
+
+t.test('after an SSE stream started: a final error event, and a clean end', async (t) => {
+  const r = await httpRequest(`${gw.url}/longstream-1/v1/chat/completions`, {
+    method: 'POST', body: '{"model":"demo","messages":[{"role":"user","content":"hi"}],"stream":true}',
+  });
+  t.equal(r.status, 200);
+  t.match(r.headers['content-type'], /text\/event-stream/);
+  t.ok(r.complete, 'the response ended properly');
+  const events = r.body.trim().split('\n\n');
+  t.ok(events.length >= 4, `some events arrived first (${events.length})`);
+  const last = events.at(-1)!;
+  t.match(last, /^event: error\ndata: /, 'the last event is an error event');
+  t.equal(JSON.parse(last.split('\ndata: ')[1]!).error.code, 'SLUICE_ERR_TOTAL_TIMEOUT');
+  t.notOk(r.body.includes('[DONE]'), 'no [DONE]');
+  await cancelledOn('longstream-1', 2);
+});
+
+t.test('streams cut by the total timeout do not eject a healthy replica', async (t) => {
+  // consecutive_failures is 2 here and two streams were cut above; a third one still goes
+  // to the replica: the replica answered promptly, the client's time budget ran out.
+  const r = await httpRequest(`${gw.url}/longstream-1/api/generate`, { method: 'POST', body: '{"model":"demo","prompt":"hi"}' });
+  t.equal(r.status, 200, 'still served');
+  t.equal(await gwMetric(gw, 'sluice_breaker_state', { deployment: 'longstream-1' }), 0, 'breaker closed');
+  t.equal(await gwMetric(gw, 'sluice_breaker_opens', { deployment: 'longstream-1' }), 0, 'and never opened');
+});
