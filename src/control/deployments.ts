@@ -89,6 +89,8 @@ export class Deployment {
   readonly createdAt: string;
   #state: DeploymentState = 'pending';
   lastError: string | null = null;
+  /** Known to be in the desired-state store (written by us, or read from it). */
+  persisted = false;
 
   constructor(spec: DeploymentConfig, config: Config, source: DeploymentSource, createdAt: string, slot: number) {
     this.id = deploymentId(spec.model, spec.version);
@@ -175,7 +177,7 @@ export class DeploymentManager {
       const id = deploymentId(desired.spec.model, desired.spec.version);
       if (this.#deployments.has(id)) continue;
       try {
-        await this.deploy(desired.spec, 'api', desired.created_at);
+        (await this.deploy(desired.spec, 'api', desired.created_at)).persisted = true;
       } catch (err) {
         this.#o.logger.error({ deployment: id, err }, 'could not restore deployment');
       }
@@ -186,6 +188,37 @@ export class DeploymentManager {
       await this.#o.records.delete(r.replica);
     }
     this.#leftovers.clear();
+  }
+
+  /**
+   * Brings this instance in line with a desired-state store that other instances share
+   * (Redis): deploys what appeared there, undeploys what was removed. Only deployments
+   * already seen in the store are removed, so one being deployed here right now is safe.
+   */
+  async reconcile(graceMs: number): Promise<void> {
+    const desired = await this.#o.store.load();
+    const wanted = new Set<string>();
+    for (const entry of desired) {
+      const id = deploymentId(entry.spec.model, entry.spec.version);
+      wanted.add(id);
+      const existing = this.#deployments.get(id);
+      if (existing !== undefined) {
+        existing.persisted = true;
+        continue;
+      }
+      try {
+        (await this.deploy(entry.spec, 'api', entry.created_at)).persisted = true;
+        this.#o.logger.info({ deployment: id }, 'deployed from the shared desired state');
+      } catch (err) {
+        this.#o.logger.error({ deployment: id, err }, 'could not deploy from the shared desired state');
+      }
+    }
+    for (const d of this.list()) {
+      if (d.source === 'api' && d.persisted && !wanted.has(d.id) && d.state !== 'draining') {
+        this.#o.logger.info({ deployment: d.id }, 'undeployed: removed from the shared desired state');
+        await this.undeploy(d.id, graceMs);
+      }
+    }
   }
 
   /** Registers the deployment and starts its replicas; resolves once all have been launched. */
@@ -207,7 +240,10 @@ export class DeploymentManager {
       this.#o.deploymentSlots.release(slot);
       throw err;
     }
-    if (source === 'api') await this.#o.store.put({ spec, created_at: createdAt });
+    if (source === 'api') {
+      await this.#o.store.put({ spec, created_at: createdAt });
+      d.persisted = true;
+    }
     this.#o.onChange();
     return d;
   }

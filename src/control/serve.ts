@@ -26,6 +26,7 @@ export interface Gateway {
 }
 
 const SHUTDOWN_GRACE_MS = 10_000;
+const RECONCILE_INTERVAL_MS = 2_000;
 const MAX_DEPLOYMENTS = 1024;
 const MAX_BUCKETS = 65_536;
 const BREAKER_STATES: readonly string[] = ['closed', 'open', 'half-open'];
@@ -158,9 +159,23 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     deployments: manager.list().length, state: store.kind,
   }, 'sluice is listening');
 
+  // Several instances share Redis: each follows the changes the others make.
+  let reconciling = false;
+  const reconcileTimer = store.kind !== 'redis' ? null : setInterval(() => {
+    if (reconciling) return;
+    reconciling = true;
+    manager.reconcile(SHUTDOWN_GRACE_MS)
+      .catch((err: unknown) => logger.warn({ err }, 'could not read the shared desired state'))
+      .finally(() => {
+        reconciling = false;
+      });
+  }, RECONCILE_INTERVAL_MS);
+  reconcileTimer?.unref();
+
   return {
     config, port, adminPort, manager,
     async stop(): Promise<void> {
+      if (reconcileTimer !== null) clearInterval(reconcileTimer);
       await dp.stop(SHUTDOWN_GRACE_MS);
       await manager.stopAll();
       await admin.close();

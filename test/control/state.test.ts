@@ -173,9 +173,16 @@ t.test('desired state in Redis is shared by gateways with different state dirs',
   t.not(otherC, null, 'the deployment made through the second gateway is there too');
 
   await waitState(adminC, 'other-1', 'ready');
+  // Gateway A was running when B0 deployed: it follows the shared state on its own.
+  pids.note(await waitState(adminA, 'other-1', 'ready'));
+  t.pass('a running instance picks up a deployment made through another one');
   t.equal((await adminC.del('/v1/deployments/other-1?grace_ms=0')).status, 200);
   const left = (await redisCommand(redis.port, 'HKEYS', 'sluice:deployments')) as string[];
   t.same(left, ['shared-1'], 'undeploy removes only that deployment from Redis');
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline && (await adminA.deployment('other-1')) !== null) await new Promise((r) => setTimeout(r, 100));
+  t.equal(await adminA.deployment('other-1'), null, 'and the other instances undeploy it too');
+  t.not(await adminA.deployment('shared-1'), null, 'leaving the rest in place');
 
   for (const g of [a, b0, c]) t.equal(await stop(g), 0);
 });
