@@ -78,6 +78,19 @@ const policyFields = {
     },
   },
   rate_limit: { kind: 'object', fields: limitFields },
+  // Response cache and request coalescing, in memory per worker thread (so per worker, not
+  // per instance, for the byte limits).
+  cache: {
+    kind: 'object',
+    fields: {
+      enabled: { kind: 'bool', default: true },
+      ttl_ms: timeout(300_000),
+      max_bytes: { kind: 'int', default: 64 * 1024 * 1024, min: 0, max: Number.MAX_SAFE_INTEGER },
+      max_entry_bytes: { kind: 'int', default: 4 * 1024 * 1024, min: 0, max: Number.MAX_SAFE_INTEGER },
+      // Candidates are buffered whole before the key is known; larger bodies bypass the cache.
+      max_request_bytes: { kind: 'int', default: 1024 * 1024, min: 0, max: 64 * 1024 * 1024 },
+    },
+  },
   // Time from request arrival to the end of the response; 0 = no limit (streams may be long).
   total_timeout_ms: { kind: 'int', default: 0, min: 0, max: 86_400_000 },
 } as const satisfies Record<string, Field>;

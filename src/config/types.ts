@@ -16,6 +16,15 @@ export interface LimitsConfig {
   readonly tokens_per_minute: number;
 }
 
+export interface CacheConfig {
+  readonly enabled: boolean;
+  readonly ttl_ms: number;
+  /** Per deployment and per worker thread. */
+  readonly max_bytes: number;
+  readonly max_entry_bytes: number;
+  readonly max_request_bytes: number;
+}
+
 export interface PoliciesConfig {
   readonly auth: { readonly required: boolean };
   readonly breaker: {
@@ -34,6 +43,7 @@ export interface PoliciesConfig {
   };
   readonly queue: { readonly max_inflight_per_replica: number; readonly max_length: number; readonly max_wait_ms: number };
   readonly rate_limit: LimitsConfig;
+  readonly cache: CacheConfig;
   readonly total_timeout_ms: number;
 }
 

@@ -4,3 +4,4 @@ export { RateLimiter, RedisUnavailable, type Verdict } from './rate-limiter.js';
 export { RedisLimiter } from './redis-limiter.js';
 export { SharedBuckets, refillAndTake, type BucketRule, type TakeResult } from './token-bucket.js';
 export { TokenCounter } from './token-counter.js';
+export { cacheKey, cacheWant, canonicalJson, ResponseCache, type CachedResponse, type CacheWant } from './response-cache.js';

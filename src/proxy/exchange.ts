@@ -4,12 +4,13 @@
 
 import type { HttpResponse } from 'uWebSockets.js';
 import { ERRORS, type ErrorCode } from '../errors/index.js';
-import type { TokenCounter, Verdict } from '../policy/index.js';
+import type { CachedResponse, CacheWant, TokenCounter, Verdict } from '../policy/index.js';
 import type { DeploymentRoute, KeyRoute, ReplicaRoute } from './route-table.js';
 import type { UpstreamConnection, UpstreamHandler, PoolWaiter } from './upstream/index.js';
 import { connectionTokens, isDroppedResponseHeader } from './headers.js';
 import { endWithoutBody, statusLine, writeErrorResponse } from './respond.js';
 import type { Gateway } from './gateway.js';
+import type { Flight } from './flight.js';
 
 /** What the timeout sweep checks; see Gateway.sweep(). */
 export const enum Phase {
@@ -46,6 +47,31 @@ let corkedExchange: Exchange;
 let corkedFn: () => void;
 function runCorked(): void {
   corkedFn.call(corkedExchange);
+}
+
+// Scratch for relays to a joiner or a cache hit, each under that client's own cork: the
+// events arrive from another response's callbacks (or from the cache), not from this one's.
+let relayTarget: Exchange;
+let relayStatus = 0;
+let relayHeaders: readonly string[] = [];
+let relayLength = -1;
+let relayChunk: Buffer;
+let relayEntry: CachedResponse;
+function relayHeadCorked(): void {
+  relayTarget.onResponseHead(relayStatus, relayHeaders, relayLength);
+}
+function relayDataCorked(): void {
+  relayTarget.onResponseData(relayChunk);
+}
+function relayEndCorked(): void {
+  relayTarget.onResponseEnd();
+}
+function serveCachedCorked(): void {
+  const ex = relayTarget;
+  const e = relayEntry;
+  ex.onResponseHead(e.status, e.headers, e.contentLength);
+  for (const c of e.chunks) ex.onResponseData(c);
+  ex.onResponseEnd();
 }
 
 const CHUNK_TERMINATOR = '\r\n';
@@ -108,6 +134,18 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
   #upstreamEnded = false;
   #retries = 0;
   errorCode: ErrorCode | null = null;
+  // Cache and coalescing state: it stays null for deployments without a cache policy, so
+  // that they pay null checks only.
+  /** A cache candidate whose key is not known yet (the body is still being read). */
+  cacheWant: CacheWant | null = null;
+  /** The x-sluice-cache response header: 'hit', 'miss' or 'bypass'. */
+  cacheStatus: string | null = null;
+  /** The coalesced request this exchange leads or joins. */
+  flight: Flight | null = null;
+  /** Dispatch waits for the whole body (to compute the cache key). */
+  #awaitingBody = false;
+  /** A flight leader whose client left while joiners still wait for the upstream response. */
+  #detached = false;
 
   constructor(
     gateway: Gateway,
@@ -239,6 +277,10 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
     const conn = this.#conn;
     if (conn === null) {
       if (chunk !== null) (this.#heldBody ??= []).push(chunk);
+      if (this.#awaitingBody && (isLast || this.#bodyOverCacheLimit())) {
+        this.#awaitingBody = false;
+        this.gateway.onCacheBody(this);
+      }
       return;
     }
     if (chunk !== null && this.#sentBody !== null) this.#keepForReplay([chunk]);
@@ -274,7 +316,7 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
   }
 
   corked(fn: () => void): void {
-    if (this.#finished) {
+    if (this.#finished || this.#detached) {
       fn();
       return;
     }
@@ -283,13 +325,17 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
     this.res.cork(runCorked);
   }
 
-  onResponseHead(status: number, headers: string[], contentLength: number): void {
+  onResponseHead(status: number, headers: readonly string[], contentLength: number): void {
     if (this.#finished) return;
     const res = this.res;
     this.status = status;
     this.#responded = true;
     this.#setPhase(Phase.Streaming);
-    this.route.stats.recordTtfb((this.phaseSince - this.startedAt) / 1000);
+    if (this.replica !== null) this.route.stats.recordTtfb((this.phaseSince - this.startedAt) / 1000);
+    if (this.flight?.leader === this) {
+      this.flight.onHead(status, headers, contentLength);
+      if (this.#detached) return;
+    }
     res.writeStatus(statusLine(status));
     // Headers the upstream named in its Connection header are hop-by-hop too (RFC 9110
     // 7.6.1). Rare, so only a length check per header unless one is present.
@@ -311,6 +357,7 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
       res.writeHeader(name, value);
     }
     res.writeHeader('x-request-id', this.requestId);
+    if (this.cacheStatus !== null) res.writeHeader('x-sluice-cache', this.cacheStatus);
     const rl = this.rateLimit;
     if (rl !== null) writeRateLimitHeaders(res, rl);
     if (this.#noResponseBody || status === 204 || status === 304) {
@@ -328,6 +375,14 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
   onResponseData(chunk: Buffer): boolean {
     if (this.#finished) return true;
     this.phaseSince = performance.now();
+    const flight = this.flight;
+    if (flight !== null && flight.leader === this) {
+      flight.onData(chunk);
+      if (this.#detached) {
+        if (flight.settled) this.#clientComplete();
+        return true;
+      }
+    }
     this.route.stats.bytesOut += chunk.length;
     this.tokenCounter?.observe(chunk);
     if (this.#mode === BodyMode.Chunked) {
@@ -394,6 +449,13 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
     // The upstream answered before the upload ended: that socket cannot be reused.
     if (!this.#bodyDone) conn?.abort();
     if (this.#finished) return;
+    if (this.flight?.leader === this) {
+      this.flight.onEnd();
+      if (this.#detached) {
+        this.#clientComplete();
+        return;
+      }
+    }
     // Length mode with data still queued for a slow client: #onWritable ends it.
     if (this.#pending === null) this.#endClient();
   }
@@ -441,8 +503,96 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
   onClientAborted(): void {
     if (this.#finished) return;
     this.route.stats.clientAborts++;
+    const flight = this.flight;
+    if (flight !== null && flight.leader === this && flight.joinerCount > 0) {
+      // Others wait on this upstream response: it goes on for them, without this client,
+      // and unpaused, as nobody will drain this client's socket any more.
+      this.#detached = true;
+      this.#pending = null;
+      this.#conn?.resume();
+      return;
+    }
     this.#abortUpstream();
     this.#finish(499);
+  }
+
+  /** The detached leader's last joiner left: now nobody wants the upstream response. */
+  abandon(): void {
+    if (this.#finished) return;
+    this.#abortUpstream();
+    this.#finish(499);
+  }
+
+  get detached(): boolean {
+    return this.#detached;
+  }
+
+  /**
+   * A cache candidate about to be dispatched: true when its body is still arriving (the
+   * gateway's onCacheBody follows), false when the key can be computed now.
+   */
+  awaitBody(): boolean {
+    if (this.#bodyDone || this.#bodyOverCacheLimit()) return false;
+    this.#awaitingBody = true;
+    this.#setPhase(Phase.Uploading);
+    // Held back during admission; the body must now come in for the key.
+    if (this.#clientPaused) this.#resumeClient();
+    return true;
+  }
+
+  #bodyOverCacheLimit(): boolean {
+    return this.#bodyBytes > this.route.policies.cache.max_request_bytes;
+  }
+
+  /** The whole request body, once read (cache candidates only); kept for the upstream. */
+  wholeBody(): Buffer | null {
+    if (!this.#bodyDone) return null;
+    const held = this.#heldBody;
+    if (held === null) return Buffer.alloc(0);
+    if (held.length === 1) return held[0]!;
+    const body = Buffer.concat(held);
+    this.#heldBody = [body];
+    return body;
+  }
+
+  get pathQuery(): string {
+    return this.#pathQuery;
+  }
+
+  /** Answers from the cache in the framing the response was received in, chunk by chunk. */
+  serveCached(entry: CachedResponse): void {
+    relayTarget = this;
+    relayEntry = entry;
+    this.corked(serveCachedCorked);
+  }
+
+  // A joiner's share of its flight's response.
+  relayHead(status: number, headers: readonly string[], contentLength: number): void {
+    if (this.#finished) return;
+    relayTarget = this;
+    relayStatus = status;
+    relayHeaders = headers;
+    relayLength = contentLength;
+    this.corked(relayHeadCorked);
+  }
+
+  relayData(chunk: Buffer): void {
+    if (this.#finished) return;
+    relayTarget = this;
+    relayChunk = chunk;
+    this.corked(relayDataCorked);
+  }
+
+  relayEnd(): void {
+    if (this.#finished) return;
+    relayTarget = this;
+    this.corked(relayEndCorked);
+  }
+
+  relayFail(code: ErrorCode, message: string, headers?: ReadonlyArray<readonly [string, string]>): void {
+    if (this.#finished) return;
+    if (this.#responded) this.#fail(code, message, false);
+    else this.reject(code, message, headers);
   }
 
   /** Called by the gateway's timeout sweep. */
@@ -456,10 +606,15 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
   /** Refused before any upstream was contacted (rate limit, queue, breakers): a JSON error. */
   reject(code: ErrorCode, message: string, headers?: ReadonlyArray<readonly [string, string]>): void {
     if (this.#finished) return;
+    if (this.flight?.leader === this) this.flight.fail(code, message, headers);
     this.errorCode = code;
     const status = ERRORS[code].status;
+    if (this.#detached) {
+      this.#finish(status);
+      return;
+    }
     // Bodies of refused uploads are not read: the connection closes after the answer.
-    writeErrorResponse(this.res, status, code, message, this.requestId, this.#expectBody && !this.#bodyDone, headers, this.#noResponseBody);
+    writeErrorResponse(this.res, status, code, message, this.requestId, this.#expectBody && !this.#bodyDone, this.#withCacheHeader(headers), this.#noResponseBody);
     this.#finish(status);
   }
 
@@ -477,10 +632,15 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
   #fail(code: ErrorCode, message: string, closeClient: boolean): void {
     this.#abortUpstream();
     this.errorCode = code;
+    if (this.flight?.leader === this) this.flight.fail(code, message);
+    if (this.#detached) {
+      this.#finish(this.#responded ? this.status : ERRORS[code].status);
+      return;
+    }
     const res = this.res;
     if (!this.#responded) {
       const status = ERRORS[code].status;
-      writeErrorResponse(res, status, code, message, this.requestId, closeClient, undefined, this.#noResponseBody);
+      writeErrorResponse(res, status, code, message, this.requestId, closeClient, this.#withCacheHeader(undefined), this.#noResponseBody);
       this.#finish(status);
       return;
     }
@@ -507,11 +667,22 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
     this.phaseSince = performance.now();
   }
 
+  #withCacheHeader(headers: ReadonlyArray<readonly [string, string]> | undefined): ReadonlyArray<readonly [string, string]> | undefined {
+    const s = this.cacheStatus;
+    if (s === null) return headers;
+    return headers === undefined ? [['x-sluice-cache', s]] : [...headers, ['x-sluice-cache', s]];
+  }
+
   #finish(status: number): void {
     this.#finished = true;
     this.phase = Phase.Done;
     this.status = status;
     this.#pending = null;
+    const flight = this.flight;
+    if (flight !== null) {
+      this.flight = null;
+      flight.leave(this);
+    }
     this.gateway.onExchangeDone(this);
   }
 

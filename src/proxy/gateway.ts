@@ -6,9 +6,10 @@ import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import { randomBytes } from 'node:crypto';
 import type { DeploymentCounters } from '../balancer/index.js';
 import { ERRORS, type ErrorCode } from '../errors/index.js';
-import { BucketKind, hashKey, presentedKey, TokenCounter, type BucketRef, type RateLimiter, type Verdict } from '../policy/index.js';
+import { BucketKind, cacheKey, cacheWant, hashKey, presentedKey, TokenCounter, type BucketRef, type RateLimiter, type Verdict } from '../policy/index.js';
 import type { Logger } from '../telemetry/index.js';
 import { Exchange, Phase } from './exchange.js';
+import { Flight } from './flight.js';
 import { credentialLines, readClientHead } from './headers.js';
 import { endWithoutBody, writeErrorResponse } from './respond.js';
 import { DeploymentRoute, NoReplica, RouteTable, RouteTableCompiler, type KeyRoute, type ReplicaRoute, type RouteTableSnapshot, type SharedState } from './route-table.js';
@@ -169,6 +170,15 @@ export class Gateway {
       (head.chunked ? 'transfer-encoding: chunked\r\n\r\n' : head.contentLength >= 0 ? `content-length: ${head.contentLength}\r\n\r\n` : '\r\n');
     const pathQuery = query === undefined || query === '' ? rest : `${rest}?${query}`;
     const ex = new Exchange(this, res, requestId, method, route, key, pathQuery, headRest, head.contentLength, head.chunked);
+    if (route.cache !== null) {
+      // Only the head is looked at here; a candidate's body is read before dispatch.
+      const want = cacheWant(method, rest, req.getHeader('cache-control'), req.getHeader('x-sluice-cache'), head.contentLength, route.policies.cache);
+      if (want !== null) ex.cacheWant = want;
+      else {
+        ex.cacheStatus = 'bypass';
+        route.stats.cacheBypass++;
+      }
+    }
     res.onAborted(() => ex.onClientAborted());
     if (expectBody) res.onData((ab, isLast) => ex.onClientData(ab, isLast));
     ex.activeIndex = this.#active.length;
@@ -221,6 +231,7 @@ export class Gateway {
   /** Picks a replica and sends; or queues, or refuses when none can take the request. */
   #dispatch(ex: Exchange): void {
     if (ex.finished) return;
+    if (ex.cacheWant !== null && this.#servedFromCache(ex)) return;
     const route = ex.route;
     const now = Date.now();
     const replica = route.pickReplica(now);
@@ -231,6 +242,48 @@ export class Gateway {
     const retry = route.policies.retry;
     if (retry.attempts > 0) this.#counters.countRequest(route.slot, now, retry.budget_window_ms);
     ex.start(replica, route.probe);
+  }
+
+  /** A cache candidate's body has been read whole, or has outgrown max_request_bytes. */
+  onCacheBody(ex: Exchange): void {
+    this.#dispatch(ex);
+  }
+
+  /**
+   * Answers a cache candidate from the cache or by joining an identical request in flight;
+   * false when it must go upstream itself (a bypass, or a miss leading a new flight).
+   */
+  #servedFromCache(ex: Exchange): boolean {
+    if (ex.awaitBody()) return true;
+    const want = ex.cacheWant!;
+    ex.cacheWant = null;
+    const route = ex.route;
+    const stats = route.stats;
+    const cache = route.cache!;
+    const body = ex.wholeBody();
+    const key = body === null ? null : cacheKey(want, ex.method, ex.pathQuery, body);
+    if (key === null) {
+      ex.cacheStatus = 'bypass';
+      stats.cacheBypass++;
+      return false;
+    }
+    const entry = cache.store.get(key, Date.now(), want.maxAgeMs);
+    if (entry !== undefined) {
+      ex.cacheStatus = 'hit';
+      stats.cacheHits++;
+      ex.serveCached(entry);
+      return true;
+    }
+    ex.cacheStatus = 'miss';
+    stats.cacheMisses++;
+    const flight = cache.flights.get(key);
+    if (flight !== undefined) {
+      stats.coalesced++;
+      flight.join(ex);
+      return true;
+    }
+    ex.flight = new Flight(cache, key, ex);
+    return false;
   }
 
   #noReplica(ex: Exchange, now: number): void {

@@ -8,6 +8,7 @@ import type { PoliciesConfig, UpstreamOptions } from '../config/index.js';
 import { KeyScope, type BucketRef } from '../policy/index.js';
 import { RequestStats } from '../telemetry/index.js';
 import { UpstreamPool } from './upstream/index.js';
+import { RouteCache } from './flight.js';
 
 export interface ReplicaSnapshot {
   readonly id: string;
@@ -105,13 +106,15 @@ export class DeploymentRoute {
   readonly breaker: BreakerOptions | null;
   readonly maxInflight: number;
   readonly stats: RequestStats;
+  /** The deployment's response cache and in-flight requests; null when its cache policy is off. */
+  readonly cache: RouteCache | null;
   readonly #shared: SharedState;
   /** Set by pickReplica when it returns undefined. */
   noReplica: NoReplica = NoReplica.None;
   /** Set by pickReplica: the pick is the half-open probe of its breaker. */
   probe = false;
 
-  constructor(snap: DeploymentSnapshot, replicas: ReplicaRoute[], stats: RequestStats, shared: SharedState) {
+  constructor(snap: DeploymentSnapshot, replicas: ReplicaRoute[], stats: RequestStats, shared: SharedState, cache: RouteCache | null) {
     this.id = snap.id;
     this.model = snap.model;
     this.version = snap.version;
@@ -130,6 +133,7 @@ export class DeploymentRoute {
       : null;
     this.maxInflight = snap.policies.queue.max_inflight_per_replica;
     this.stats = stats;
+    this.cache = cache;
     this.#shared = shared;
   }
 
@@ -277,6 +281,8 @@ export class RouteTable {
 export class RouteTableCompiler {
   readonly #pools = new Map<string, UpstreamPool>();
   readonly #stats = new Map<string, RequestStats>();
+  // Like stats, kept across snapshots: a new route table must not empty the cache.
+  readonly #caches = new Map<string, RouteCache>();
   readonly #shared: SharedState;
 
   constructor(shared: SharedState) {
@@ -303,7 +309,7 @@ export class RouteTableCompiler {
         stats = new RequestStats();
         this.#stats.set(d.id, stats);
       }
-      const route = new DeploymentRoute(d, replicas, stats, this.#shared);
+      const route = new DeploymentRoute(d, replicas, stats, this.#shared, this.#cacheOf(d));
       byId.set(d.id, route);
       routes.set(d.id, route);
     }
@@ -328,8 +334,23 @@ export class RouteTableCompiler {
         this.#pools.delete(key);
       }
     }
+    for (const id of this.#caches.keys()) if (!byId.has(id)) this.#caches.delete(id);
     const keys = new Map(snap.keys.map((k) => [k.digest, new KeyRoute(k)] as const));
     return new RouteTable(snap.version, routes, [...byId.values()], keys);
+  }
+
+  #cacheOf(d: DeploymentSnapshot): RouteCache | null {
+    const policy = d.policies.cache;
+    let cache = this.#caches.get(d.id);
+    if (policy === undefined || !policy.enabled) {
+      this.#caches.delete(d.id);
+      return null;
+    }
+    if (cache === undefined) {
+      cache = new RouteCache(policy);
+      this.#caches.set(d.id, cache);
+    } else cache.store.reconfigure(policy);
+    return cache;
   }
 
   get pools(): IterableIterator<UpstreamPool> {

@@ -29,6 +29,10 @@ function addStats(a: StatsSnapshot, b: StatsSnapshot): StatsSnapshot {
     queueWaitBuckets: a.queueWaitBuckets.map((v, i) => v + (b.queueWaitBuckets[i] ?? 0)),
     queueWaitSum: a.queueWaitSum + b.queueWaitSum,
     queueWaitCount: a.queueWaitCount + b.queueWaitCount,
+    cacheHits: a.cacheHits + b.cacheHits,
+    cacheMisses: a.cacheMisses + b.cacheMisses,
+    cacheBypass: a.cacheBypass + b.cacheBypass,
+    coalesced: a.coalesced + b.coalesced,
   };
 }
 
@@ -58,6 +62,14 @@ export function renderStats(stats: Map<string, StatsSnapshot>): string {
   for (const [d, s] of stats) lines.push(`sluice_retries_total{deployment="${esc(d)}"} ${s.retries}`);
   family('sluice_rate_limit_store_errors_total', 'counter', 'Rate-limit checks that found the shared store (Redis) unavailable.');
   for (const [d, s] of stats) lines.push(`sluice_rate_limit_store_errors_total{deployment="${esc(d)}"} ${s.rateLimitUnavailable}`);
+  const counter = (name: string, help: string, pick: (s: StatsSnapshot) => number): void => {
+    family(name, 'counter', help);
+    for (const [d, s] of stats) lines.push(`${name}{deployment="${esc(d)}"} ${pick(s)}`);
+  };
+  counter('sluice_cache_hits_total', 'Requests answered from the response cache.', (s) => s.cacheHits);
+  counter('sluice_cache_misses_total', 'Cacheable requests not in the cache (sent upstream, or coalesced with one that was).', (s) => s.cacheMisses);
+  counter('sluice_cache_bypass_total', 'Requests to a deployment with a cache policy that were not cacheable.', (s) => s.cacheBypass);
+  counter('sluice_coalesced_total', 'Requests that shared the upstream call of an identical request in flight.', (s) => s.coalesced);
   histogram(lines, 'sluice_queue_wait_seconds', 'Time requests waited in a deployment queue for a replica under max_inflight.', stats, (s) => [s.queueWaitBuckets, s.queueWaitSum, s.queueWaitCount]);
   return lines.join('\n') + '\n';
 }

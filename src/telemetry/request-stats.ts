@@ -27,6 +27,10 @@ export interface StatsSnapshot {
   readonly queueWaitBuckets: number[];
   readonly queueWaitSum: number;
   readonly queueWaitCount: number;
+  readonly cacheHits: number;
+  readonly cacheMisses: number;
+  readonly cacheBypass: number;
+  readonly coalesced: number;
 }
 
 export class RequestStats {
@@ -47,6 +51,12 @@ export class RequestStats {
   #queueWaitSum = 0;
   #queueWaitCount = 0;
   readonly #upstreamErrors = new Map<string, number>();
+  // Cache outcomes (deployments with a cache policy): a coalesced request is also a miss.
+  cacheHits = 0;
+  cacheMisses = 0;
+  cacheBypass = 0;
+  /** Requests that shared an identical request's upstream call instead of making their own. */
+  coalesced = 0;
 
   /** `status` 499 records a client that went away. Durations in seconds. */
   record(status: number, seconds: number): void {
@@ -91,6 +101,10 @@ export class RequestStats {
       queueWaitBuckets: Array.from(this.#queueWait),
       queueWaitSum: this.#queueWaitSum,
       queueWaitCount: this.#queueWaitCount,
+      cacheHits: this.cacheHits,
+      cacheMisses: this.cacheMisses,
+      cacheBypass: this.cacheBypass,
+      coalesced: this.coalesced,
     };
   }
 }

@@ -24,6 +24,8 @@ export interface RequestOptions {
   body?: string | Buffer;
   /** Abort the request once this predicate over the body so far is true. */
   abortWhen?: (bodySoFar: string) => boolean;
+  /** Called after each body chunk with the body so far (e.g. to start another request mid-stream). */
+  onBody?: (bodySoFar: string) => void;
   timeoutMs?: number;
 }
 
@@ -40,6 +42,7 @@ export function httpRequest(url: string, opts: RequestOptions = {}): Promise<Rep
         if (aborted) return;
         chunks.push({ at: performance.now() - started, text });
         body += text;
+        opts.onBody?.(body);
         if (opts.abortWhen?.(body)) {
           aborted = true;
           req.destroy();

@@ -1,0 +1,186 @@
+// The response cache of one deployment: exact-match keys, LRU by bytes, TTL. It lives in
+// memory in each worker thread: workers (and gateway instances) do not share entries, so
+// `max_bytes` is per worker, and a response cached by one worker is a miss on another.
+// Sharing through Redis would replace this store, not the proxy code that uses it.
+
+import { createHash } from 'node:crypto';
+import type { CacheConfig } from '../config/index.js';
+
+export interface CachedResponse {
+  readonly status: number;
+  /** Upstream header names and values, as the exchange's onResponseHead takes them. */
+  readonly headers: readonly string[];
+  /** -1: sent chunked (a stream), replayed chunk by chunk in the same framing. */
+  readonly contentLength: number;
+  readonly chunks: readonly Buffer[];
+  readonly bytes: number;
+  readonly storedAt: number;
+  readonly expiresAt: number;
+}
+
+/** Why a request may be served from the cache, decided from its head alone. */
+export interface CacheWant {
+  /** An LLM generation: cacheable only when deterministic, unless the client asked. */
+  readonly llm: boolean;
+  /** `x-sluice-cache: on` or `Cache-Control: max-age`. */
+  readonly asked: boolean;
+  /** The client's max-age in ms: older entries are not served to it; -1 when not given. */
+  readonly maxAgeMs: number;
+}
+
+const DEFAULT_WANT: CacheWant = Object.freeze({ llm: false, asked: false, maxAgeMs: -1 });
+const LLM_WANT: CacheWant = Object.freeze({ llm: true, asked: false, maxAgeMs: -1 });
+const ASKED_WANT: CacheWant = Object.freeze({ llm: false, asked: true, maxAgeMs: -1 });
+
+const LLM_PATHS: ReadonlySet<string> = new Set(['/api/generate', '/api/chat', '/v1/chat/completions', '/v1/completions']);
+const MAX_AGE = /(?:^|[\s,])max-age\s*=\s*"?(\d+)/i;
+
+/**
+ * Whether a request is a cache candidate (its body must then be read before the key is
+ * known), from what the head says; null when it is not (bypass). `path` has no query.
+ */
+export function cacheWant(method: string, path: string, cacheControl: string, xCache: string, contentLength: number, policy: CacheConfig): CacheWant | null {
+  if (method !== 'POST' && method !== 'GET') return null;
+  if (contentLength > policy.max_request_bytes) return null;
+  let maxAgeMs = -1;
+  if (cacheControl !== '') {
+    const cc = cacheControl.toLowerCase();
+    if (cc.includes('no-store')) return null;
+    const m = MAX_AGE.exec(cc);
+    if (m !== null) maxAgeMs = Number(m[1]) * 1000;
+  }
+  if (xCache !== '') {
+    const v = xCache.toLowerCase();
+    if (v === 'off') return null;
+    if (v === 'on') return maxAgeMs === -1 ? ASKED_WANT : { llm: false, asked: true, maxAgeMs };
+  }
+  if (maxAgeMs !== -1) return { llm: false, asked: true, maxAgeMs };
+  if (method !== 'POST') return null;
+  if (path === '/invocations') return DEFAULT_WANT;
+  return LLM_PATHS.has(path) ? LLM_WANT : null;
+}
+
+/**
+ * The cache key of a candidate whose whole body is `body`, or null when it must bypass
+ * (an LLM request that is not deterministic). JSON bodies are hashed in a canonical form
+ * (sorted keys, no whitespace) so that equal documents share an entry.
+ */
+export function cacheKey(want: CacheWant, method: string, pathQuery: string, body: Buffer): string | null {
+  let json: unknown;
+  if (looksLikeJson(body)) {
+    try {
+      json = JSON.parse(body.toString('utf8'));
+    } catch {
+      json = undefined;
+    }
+  }
+  if (want.llm && !want.asked && !isDeterministic(json)) return null;
+  const hash = createHash('sha256');
+  hash.update(json === undefined ? body : canonicalJson(json));
+  return `${method} ${pathQuery} ${hash.digest('base64')}`;
+}
+
+function looksLikeJson(body: Buffer): boolean {
+  for (let i = 0; i < body.length; i++) {
+    const c = body[i]!;
+    if (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) continue;
+    return c === 0x7b || c === 0x5b; // '{' or '['
+  }
+  return false;
+}
+
+/** Temperature 0 (OpenAI top level, Ollama `options`) or a fixed seed. */
+function isDeterministic(json: unknown): boolean {
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) return false;
+  const o = json as Record<string, unknown>;
+  if (o.temperature === 0 || hasSeed(o.seed)) return true;
+  const opts = o.options;
+  if (typeof opts !== 'object' || opts === null) return false;
+  const oo = opts as Record<string, unknown>;
+  return oo.temperature === 0 || hasSeed(oo.seed);
+}
+
+function hasSeed(v: unknown): boolean {
+  return typeof v === 'number' || (typeof v === 'string' && v !== '');
+}
+
+export function canonicalJson(v: unknown): string {
+  if (typeof v !== 'object' || v === null) return JSON.stringify(v);
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  const o = v as Record<string, unknown>;
+  const keys = Object.keys(o).sort();
+  let out = '{';
+  for (let i = 0; i < keys.length; i++) out += `${i === 0 ? '' : ','}${JSON.stringify(keys[i])}:${canonicalJson(o[keys[i]!])}`;
+  return out + '}';
+}
+
+/** Bytes an entry is charged for: its body, its headers and its key. */
+function entryBytes(key: string, headers: readonly string[], bodyBytes: number): number {
+  let n = key.length + bodyBytes + 64;
+  for (const h of headers) n += h.length;
+  return n;
+}
+
+export class ResponseCache {
+  policy: CacheConfig;
+  // A Map iterates in insertion order: re-inserting on a hit makes its first key the LRU.
+  readonly #entries = new Map<string, CachedResponse>();
+  #bytes = 0;
+
+  constructor(policy: CacheConfig) {
+    this.policy = policy;
+  }
+
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  /** A live entry no older than `maxAgeMs` (when >= 0), marked most recently used. */
+  get(key: string, now: number, maxAgeMs: number): CachedResponse | undefined {
+    const e = this.#entries.get(key);
+    if (e === undefined) return undefined;
+    if (now >= e.expiresAt) {
+      this.#delete(key, e);
+      return undefined;
+    }
+    if (maxAgeMs >= 0 && now - e.storedAt > maxAgeMs) return undefined;
+    this.#entries.delete(key);
+    this.#entries.set(key, e);
+    return e;
+  }
+
+  /** Stores a complete response when it fits the entry limit, evicting the least recently used. */
+  set(key: string, status: number, headers: readonly string[], contentLength: number, chunks: readonly Buffer[], bodyBytes: number, now: number): boolean {
+    const p = this.policy;
+    const bytes = entryBytes(key, headers, bodyBytes);
+    if (bytes > p.max_entry_bytes || bytes > p.max_bytes) return false;
+    const old = this.#entries.get(key);
+    if (old !== undefined) this.#delete(key, old);
+    this.#evictTo(p.max_bytes - bytes);
+    this.#entries.set(key, { status, headers, contentLength, chunks, bytes, storedAt: now, expiresAt: now + p.ttl_ms });
+    this.#bytes += bytes;
+    return true;
+  }
+
+  /** Applies a new policy (a route table snapshot): a smaller max_bytes evicts at once. */
+  reconfigure(policy: CacheConfig): void {
+    this.policy = policy;
+    this.#evictTo(policy.max_bytes);
+  }
+
+  #evictTo(limit: number): void {
+    for (const [k, e] of this.#entries) {
+      if (this.#bytes <= limit) return;
+      this.#delete(k, e);
+    }
+  }
+
+  #delete(key: string, e: CachedResponse): void {
+    this.#entries.delete(key);
+    this.#bytes -= e.bytes;
+  }
+}

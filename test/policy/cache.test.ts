@@ -1,0 +1,299 @@
+// Response cache and request coalescing: exact-match keys over a normalised body, hits
+// replayed in the framing they were received in (streams chunk by chunk), LLM requests
+// cached only when deterministic or asked for, identical requests in flight sharing one
+// upstream call, and the per-deployment counters in /metrics.
+
+import t from 'tap';
+import { cacheKey, cacheWant, ResponseCache } from '../../src/policy/index.js';
+import { httpRequest, type Reply, type RequestOptions } from '../helpers/http.js';
+import { gwMetric } from '../helpers/policy.js';
+import { replicaPorts, simStats, sleep, startGateway, startSim, eventually, type Gateway, type Sim } from '../helpers/procs.js';
+
+// This file's gateway allocates its simulators' ports from 18800-18819.
+const TTL_MS = 1_500;
+let gw: Gateway;
+let mlPort: number;
+let olPort: number;
+let offPort: number;
+let crashy: Sim;
+
+t.before(async () => {
+  crashy = await startSim(['--ttft-ms', '10', '--token-ms', '30', '--tokens', '10', '--crash-after', '3']);
+  gw = await startGateway({
+    ports: { from: 18800, to: 18819 },
+    log: { level: 'info', access: false },
+    deployments: [
+      { model: 'ml', version: '1', runtime: 'sim', args: ['--protocol', 'mlflow'], policies: { cache: { ttl_ms: TTL_MS, max_request_bytes: 1024 } } },
+      { model: 'ol', version: '1', runtime: 'sim', args: ['--ttft-ms', '10', '--token-ms', '30', '--tokens', '10'] },
+      { model: 'cr', version: '1', runtime: 'remote', urls: [crashy.url], policies: { retry: { attempts: 0 } } },
+      { model: 'off', version: '1', runtime: 'sim', args: ['--protocol', 'mlflow'], policies: { cache: { enabled: false } } },
+    ],
+  });
+  [[mlPort], [olPort], [offPort]] = await Promise.all([replicaPorts(gw, 'ml-1'), replicaPorts(gw, 'ol-1'), replicaPorts(gw, 'off-1')]) as [[number], [number], [number]];
+});
+
+t.teardown(async () => {
+  await gw?.stop();
+  await crashy?.stop();
+});
+
+const JSON_CT = { 'content-type': 'application/json' };
+
+function invoke(deployment: string, body: string, headers: Record<string, string> = {}): Promise<Reply> {
+  return httpRequest(`${gw.url}/${deployment}/invocations`, { method: 'POST', body, headers: { ...JSON_CT, ...headers } });
+}
+
+function generate(body: Record<string, unknown>, opts: RequestOptions = {}): Promise<Reply> {
+  return httpRequest(`${gw.url}/ol-1/api/generate`, { method: 'POST', body: JSON.stringify({ model: 'demo', ...body }), ...opts, headers: { ...JSON_CT, ...(opts.headers ?? {}) } });
+}
+
+/** Protocol requests the simulator on `port` has seen while `fn` ran. */
+async function upstreamCalls<T>(port: number, fn: () => Promise<T>): Promise<[T, number]> {
+  const before = (await simStats(port)).requests;
+  const out = await fn();
+  return [out, (await simStats(port)).requests - before];
+}
+
+const lines = (r: Reply): string[] => r.body.split('\n').filter((l) => l !== '');
+
+t.test('MLflow /invocations: the same body twice is one upstream call', async (t) => {
+  const body = '{"inputs": {"a": [1, 2], "b": [10, 20]}}';
+  const [[first, second], calls] = await upstreamCalls(mlPort, async () => [await invoke('ml-1', body), await invoke('ml-1', body)]);
+  t.equal(first.status, 200);
+  t.equal(first.headers['x-sluice-cache'], 'miss');
+  t.equal(second.status, 200);
+  t.equal(second.headers['x-sluice-cache'], 'hit');
+  t.equal(second.body, first.body, 'identical body');
+  t.equal(second.headers['content-type'], first.headers['content-type']);
+  t.equal(second.headers['content-length'], first.headers['content-length'], 'a length-framed response is replayed length-framed');
+  t.ok(second.headers['x-request-id'] !== first.headers['x-request-id'], 'each response has its own request id');
+  t.equal(calls, 1, 'the simulator saw one request');
+
+  const [reordered, calls2] = await upstreamCalls(mlPort, () => invoke('ml-1', '{ "inputs" : {\n  "b": [10,20],  "a": [1,2]\n} }'));
+  t.equal(reordered.headers['x-sluice-cache'], 'hit', 'key order and whitespace do not matter');
+  t.equal(reordered.body, first.body);
+  t.equal(calls2, 0);
+
+  const [other, calls3] = await upstreamCalls(mlPort, () => invoke('ml-1', '{"inputs": {"a": [1, 2], "b": [10, 21]}}'));
+  t.equal(other.headers['x-sluice-cache'], 'miss', 'a different body is a different key');
+  t.not(other.body, first.body);
+  t.equal(calls3, 1);
+
+  const [noStore, calls4] = await upstreamCalls(mlPort, () => invoke('ml-1', body, { 'cache-control': 'no-store' }));
+  t.equal(noStore.headers['x-sluice-cache'], 'bypass', 'Cache-Control: no-store bypasses');
+  t.equal(noStore.body, first.body);
+  t.equal(calls4, 1);
+
+  const [query, calls5] = await upstreamCalls(mlPort, () => httpRequest(`${gw.url}/ml-1/invocations?x=1`, { method: 'POST', body, headers: JSON_CT }));
+  t.equal(query.headers['x-sluice-cache'], 'miss', 'the query string is part of the key');
+  t.equal(calls5, 1);
+});
+
+t.test('MLflow: entries expire after ttl_ms', async (t) => {
+  const body = '{"inputs": {"a": [5], "b": [6]}}';
+  t.equal((await invoke('ml-1', body)).headers['x-sluice-cache'], 'miss');
+  t.equal((await invoke('ml-1', body)).headers['x-sluice-cache'], 'hit');
+  await sleep(TTL_MS + 200);
+  const [late, calls] = await upstreamCalls(mlPort, () => invoke('ml-1', body));
+  t.equal(late.headers['x-sluice-cache'], 'miss', 'expired');
+  t.equal(calls, 1);
+  t.equal((await invoke('ml-1', body)).headers['x-sluice-cache'], 'hit', 'stored again');
+});
+
+t.test('bodies over max_request_bytes, other paths and errors bypass', async (t) => {
+  const big = JSON.stringify({ inputs: { a: Array.from({ length: 400 }, (_, i) => i), b: Array.from({ length: 400 }, (_, i) => i) } });
+  t.ok(big.length > 1024);
+  const [[a, b], calls] = await upstreamCalls(mlPort, async () => [await invoke('ml-1', big), await invoke('ml-1', big)]);
+  t.equal(a.status, 200);
+  t.equal(a.headers['x-sluice-cache'], 'bypass', 'too big to buffer for a key');
+  t.equal(b.headers['x-sluice-cache'], 'bypass');
+  t.equal(b.body, a.body);
+  t.equal(calls, 2);
+
+  const ping = await httpRequest(`${gw.url}/ml-1/ping`);
+  t.equal(ping.headers['x-sluice-cache'], 'bypass', 'a GET without a cache header is not a candidate');
+
+  const [[bad1, bad2], calls2] = await upstreamCalls(mlPort, async () => [await invoke('ml-1', '{"inputs": 1, "instances": 2}'), await invoke('ml-1', '{"inputs": 1, "instances": 2}')]);
+  t.equal(bad1.status, 400);
+  t.equal(bad2.status, 400);
+  t.equal(bad2.headers['x-sluice-cache'], 'miss', 'only 200 responses are stored');
+  t.equal(calls2, 2);
+});
+
+t.test('a deployment with the cache off: no header, every request goes upstream', async (t) => {
+  const body = '{"inputs": {"a": [1], "b": [2]}}';
+  const [[a, b], calls] = await upstreamCalls(offPort, async () => [await invoke('off-1', body), await invoke('off-1', body)]);
+  t.equal(a.status, 200);
+  t.equal(a.headers['x-sluice-cache'], undefined);
+  t.equal(b.headers['x-sluice-cache'], undefined);
+  t.equal(calls, 2);
+});
+
+t.test('Ollama stream at temperature 0: a hit replays the NDJSON stream chunk by chunk', async (t) => {
+  const req = { prompt: 'replay me', options: { temperature: 0 } };
+  const [[first, second], calls] = await upstreamCalls(olPort, async () => [await generate(req), await generate(req)]);
+  t.equal(first.status, 200);
+  t.equal(first.headers['x-sluice-cache'], 'miss');
+  t.equal(second.headers['x-sluice-cache'], 'hit');
+  t.equal(calls, 1, 'the simulator saw one request');
+  t.equal(second.headers['content-type'], first.headers['content-type']);
+  t.match(second.headers['content-type'], /ndjson/);
+  t.equal(second.headers['transfer-encoding'], 'chunked', 'replayed with chunked framing');
+  t.ok(second.complete);
+  t.same(lines(second), lines(first), 'the same lines');
+  t.equal(lines(second).length, 11, '10 tokens and the final line');
+  t.ok(second.chunks.length > 1, `separate chunks (${second.chunks.length})`);
+  t.ok(second.chunks.every((c) => c.text.endsWith('\n')), 'each chunk is whole NDJSON lines');
+  t.equal(JSON.parse(lines(second).at(-1)!).done, true);
+
+  const seeded = { prompt: 'seeded', seed: 42 };
+  await generate(seeded);
+  t.equal((await generate(seeded)).headers['x-sluice-cache'], 'hit', 'a seed makes it deterministic too');
+});
+
+t.test('non-deterministic LLM requests bypass unless the client asks', async (t) => {
+  const req = { prompt: 'be creative', stream: false };
+  const [[a, b], calls] = await upstreamCalls(olPort, async () => [await generate(req), await generate(req)]);
+  t.equal(a.headers['x-sluice-cache'], 'bypass');
+  t.equal(b.headers['x-sluice-cache'], 'bypass');
+  t.equal(calls, 2);
+
+  const on = { headers: { 'x-sluice-cache': 'on' } };
+  const [[c, d], calls2] = await upstreamCalls(olPort, async () => [await generate(req, on), await generate(req, on)]);
+  t.equal(c.headers['x-sluice-cache'], 'miss');
+  t.equal(d.headers['x-sluice-cache'], 'hit', 'x-sluice-cache: on');
+  t.equal(d.body, c.body);
+  t.equal(calls2, 1);
+
+  const maxAge = { headers: { 'cache-control': 'max-age=60' } };
+  const other = { prompt: 'be creative again', stream: false };
+  t.equal((await generate(other, maxAge)).headers['x-sluice-cache'], 'miss');
+  t.equal((await generate(other, maxAge)).headers['x-sluice-cache'], 'hit', 'Cache-Control: max-age=N');
+  t.equal((await generate({ ...req, options: { temperature: 0 } }, { headers: { 'cache-control': 'no-store' } })).headers['x-sluice-cache'], 'bypass', 'no-store wins');
+});
+
+t.test('coalescing: 5 identical concurrent streams share one upstream call', async (t) => {
+  const before = await gwMetric(gw, 'sluice_coalesced_total', { deployment: 'ol-1' });
+  const req = { prompt: 'together', options: { temperature: 0 } };
+  const [replies, calls] = await upstreamCalls(olPort, () => Promise.all(Array.from({ length: 5 }, () => generate(req))));
+  t.equal(calls, 1, 'the simulator saw one request');
+  for (const r of replies) {
+    t.equal(r.status, 200);
+    t.ok(r.complete);
+    t.equal(r.body, replies[0]!.body, 'the full identical stream');
+  }
+  t.equal(lines(replies[0]!).length, 11);
+  t.same(replies.map((r) => r.headers['x-sluice-cache']).sort(), ['miss', 'miss', 'miss', 'miss', 'miss'], 'none came from the cache');
+  t.equal(await gwMetric(gw, 'sluice_coalesced_total', { deployment: 'ol-1' }) - before, 4);
+  t.equal((await generate(req)).headers['x-sluice-cache'], 'hit', 'and the stream was stored');
+});
+
+t.test('coalescing: a late joiner gets the chunks so far, then the live ones', async (t) => {
+  const req = { prompt: 'late joiner', options: { temperature: 0 } };
+  let late: Promise<Reply> | null = null;
+  const [[first, second], calls] = await upstreamCalls(olPort, async () => {
+    const first = await generate(req, { onBody: (body) => { if (late === null && body.split('\n').length > 3) late = generate(req); } });
+    return [first, await late!];
+  });
+  t.equal(calls, 1);
+  t.equal(second.headers['x-sluice-cache'], 'miss');
+  t.ok(second.complete);
+  t.equal(second.body, first.body, 'the complete stream');
+  t.equal(lines(second).length, 11);
+  t.ok(second.chunks.length > 3, 'live chunks arrived one by one after the backlog');
+});
+
+t.test('coalescing: the leader leaving does not disturb the joiners; the last one leaving aborts', async (t) => {
+  const req = { prompt: 'leader leaves', options: { temperature: 0 } };
+  const cancelledBefore = (await simStats(olPort)).cancelled;
+  const [[leader, joiner], calls] = await upstreamCalls(olPort, async () => {
+    const leader = generate(req, { abortWhen: (b) => b.split('\n').length > 2 });
+    await sleep(5);
+    const joiner = generate(req);
+    return [await leader, await joiner];
+  });
+  t.ok(leader.abortedAt !== null, 'the leader went away mid-stream');
+  t.equal(calls, 1);
+  t.ok(joiner.complete);
+  t.equal(lines(joiner).length, 11, 'the joiner got the whole stream');
+  t.equal((await simStats(olPort)).cancelled, cancelledBefore, 'the upstream was not cancelled');
+  t.equal((await generate(req)).headers['x-sluice-cache'], 'hit', 'and it was stored');
+
+  const gone = { prompt: 'everyone leaves', options: { temperature: 0 } };
+  const abort = { abortWhen: (b: string) => b.split('\n').length > 2 };
+  const replies = await Promise.all([generate(gone, abort), generate(gone, abort), generate(gone, abort)]);
+  t.ok(replies.every((r) => r.abortedAt !== null));
+  await eventually(async () => ((await simStats(olPort)).cancelled > cancelledBefore ? true : undefined), 5_000, 'upstream cancelled');
+  t.pass('the upstream was aborted once nobody was left');
+});
+
+t.test('coalescing: joiners get the leader\'s failure, and it is not stored', async (t) => {
+  const req = { prompt: 'fails', stream: false, options: { temperature: 0 } };
+  await fetch(`http://127.0.0.1:${olPort}/_sim/config`, { method: 'POST', body: JSON.stringify({ status: 503, ttft_ms: 200 }), headers: JSON_CT });
+  try {
+    const [replies, calls] = await upstreamCalls(olPort, () => Promise.all(Array.from({ length: 3 }, () => generate(req))));
+    t.equal(calls, 1);
+    for (const r of replies) {
+      t.equal(r.status, 503);
+      t.equal(r.body, replies[0]!.body);
+    }
+  } finally {
+    await fetch(`http://127.0.0.1:${olPort}/_sim/config`, { method: 'POST', body: JSON.stringify({ status: 0, ttft_ms: 10 }), headers: JSON_CT });
+  }
+  const ok = await generate(req);
+  t.equal(ok.status, 200);
+  t.equal(ok.headers['x-sluice-cache'], 'miss');
+});
+
+t.test('coalescing: an upstream that dies mid-stream ends every joiner\'s stream the same way', async (t) => {
+  const body = JSON.stringify({ model: 'demo', prompt: 'crash', options: { temperature: 0 } });
+  const send = (): Promise<Reply> => httpRequest(`${gw.url}/cr-1/api/generate`, { method: 'POST', body, headers: JSON_CT });
+  const replies = await Promise.all([send(), send(), send()]);
+  t.equal(await gwMetric(gw, 'sluice_coalesced_total', { deployment: 'cr-1' }), 2);
+  for (const r of replies) {
+    t.equal(r.status, 200, 'the head had been sent');
+    const last = JSON.parse(lines(r).at(-1)!) as { error?: { code: string } };
+    t.equal(last.error?.code, 'SLUICE_ERR_UPSTREAM_RESET', 'an NDJSON error line ends the stream');
+    t.equal(lines(r).length, 4, 'after the 3 tokens the upstream sent');
+  }
+  t.equal(await gwMetric(gw, 'sluice_cache_hits_total', { deployment: 'cr-1' }), 0);
+});
+
+t.test('cache counters in /metrics, per deployment', async (t) => {
+  for (const name of ['sluice_cache_hits_total', 'sluice_cache_misses_total', 'sluice_cache_bypass_total', 'sluice_coalesced_total']) {
+    t.match(await (await fetch(`${gw.adminUrl}/metrics`)).text(), new RegExp(`^${name}\\{deployment="ml-1"\\} \\d+$`, 'm'), name);
+  }
+  t.ok(await gwMetric(gw, 'sluice_cache_hits_total', { deployment: 'ml-1' }) >= 4);
+  t.ok(await gwMetric(gw, 'sluice_cache_misses_total', { deployment: 'ml-1' }) >= 4);
+  t.ok(await gwMetric(gw, 'sluice_cache_bypass_total', { deployment: 'ml-1' }) >= 3);
+  t.ok(await gwMetric(gw, 'sluice_coalesced_total', { deployment: 'ol-1' }) >= 6);
+  t.equal(await gwMetric(gw, 'sluice_cache_hits_total', { deployment: 'off-1' }), 0);
+});
+
+t.test('the store: LRU by bytes, per-entry limit, TTL; keys and candidates', async (t) => {
+  const policy = { enabled: true, ttl_ms: 1_000, max_bytes: 1_000, max_entry_bytes: 400, max_request_bytes: 100 };
+  const store = new ResponseCache(policy);
+  const body = (n: number): Buffer[] => [Buffer.alloc(n)];
+  t.ok(store.set('a', 200, [], 300, body(300), 300, 0));
+  t.ok(store.set('b', 200, [], 300, body(300), 300, 0));
+  t.notOk(store.set('big', 200, [], 500, body(500), 500, 0), 'over max_entry_bytes');
+  t.ok(store.get('a', 1, -1), 'a used: b is now the least recently used');
+  t.ok(store.set('c', 200, [], 300, body(300), 300, 0));
+  t.ok(store.bytes <= policy.max_bytes);
+  t.equal(store.get('b', 1, -1), undefined, 'b evicted');
+  t.ok(store.get('a', 1, -1) !== undefined && store.get('c', 1, -1) !== undefined);
+  t.equal(store.get('a', 500, 100), undefined, 'older than the client\'s max-age');
+  t.equal(store.get('a', 1_000, -1), undefined, 'expired');
+  store.reconfigure({ ...policy, max_bytes: 0 });
+  t.equal(store.size, 0, 'a smaller max_bytes evicts at once');
+
+  t.equal(cacheWant('POST', '/v1/embeddings', '', '', 10, policy), null, 'not a cacheable path');
+  t.equal(cacheWant('POST', '/invocations', '', '', 101, policy), null, 'announced body too big');
+  t.equal(cacheWant('GET', '/anything', 'max-age=5', '', -1, policy)?.maxAgeMs, 5_000);
+  const llm = cacheWant('POST', '/v1/chat/completions', '', '', 10, policy)!;
+  t.equal(cacheKey(llm, 'POST', '/v1/chat/completions', Buffer.from('{"temperature":0.7}')), null, 'not deterministic');
+  const k1 = cacheKey(llm, 'POST', '/v1/chat/completions', Buffer.from('{"temperature":0,"messages":[{"role":"user","content":"x"}]}'));
+  const k2 = cacheKey(llm, 'POST', '/v1/chat/completions', Buffer.from(' {"messages":[{"content":"x","role":"user"}], "temperature":0}'));
+  t.ok(k1 !== null && k1 === k2, 'canonical JSON: key order and whitespace');
+  t.not(k1, cacheKey(llm, 'POST', '/v1/completions', Buffer.from('{"temperature":0,"messages":[{"role":"user","content":"x"}]}')), 'the path is part of the key');
+});
