@@ -1,0 +1,85 @@
+// nginx instances the bench owns: each gets its own prefix under the bench's temp dir
+// (pid, error log and every *_temp_path there, nothing under /etc or /var), runs in the
+// foreground as a child and is stopped like any other child.
+
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Proc, ProcessGroup } from './procs.js';
+
+/** A proxied location: `/<prefix>/rest` goes to `127.0.0.1:<port>/rest`, as sluice does. */
+export interface ProxyRoute {
+  readonly prefix: string;
+  readonly port: number;
+}
+
+function frame(prefix: string, servers: string): string {
+  const temp = ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((t) => `${t}_temp_path ${prefix}/${t};`).join(' ');
+  // One worker: the throughput target is "one core". keepalive_requests is raised on every
+  // hop because nginx's default (1000) would make both proxies reconnect every 1000
+  // requests and measure connection set-up instead of forwarding.
+  return `worker_processes 1;
+daemon off;
+pid ${prefix}/nginx.pid;
+error_log ${prefix}/error.log warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  ${temp}
+  keepalive_requests 100000000;
+  keepalive_timeout 300s;
+${servers}
+}
+`;
+}
+
+/** The fast upstream: a canned JSON answer, far cheaper than any proxy in front of it. */
+export function upstreamConf(prefix: string, port: number): string {
+  return frame(prefix, `  server {
+    listen 127.0.0.1:${port} backlog=4096;
+    location / { default_type application/json; return 200 '{"predictions":[0,1,2]}'; }
+  }`);
+}
+
+/** The reference proxy: HTTP/1.1 keep-alive pool to each upstream, no buffering. */
+export function proxyConf(prefix: string, port: number, routes: readonly ProxyRoute[]): string {
+  const upstreams = routes.map((r) => `  upstream u${r.port} {
+    server 127.0.0.1:${r.port};
+    keepalive 128;
+    keepalive_requests 100000000;
+    keepalive_timeout 300s;
+  }`).join('\n');
+  // Host is set to the origin, as sluice sends it: the simulator rejects non-local Hosts
+  // the way Ollama does, and nginx would otherwise send the upstream block's name.
+  const locations = routes.map((r) => `    location /${r.prefix}/ {
+      proxy_pass http://u${r.port}/;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host 127.0.0.1:${r.port};
+      # The same work sluice does on every request: forwarding headers and a request id.
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_set_header X-Forwarded-Host $host;
+      proxy_set_header X-Request-ID $request_id;
+      add_header X-Request-ID $request_id;
+      proxy_buffering off;
+    }`).join('\n');
+  return frame(prefix, `${upstreams}
+  server {
+    listen 127.0.0.1:${port} backlog=4096;
+${locations}
+  }`);
+}
+
+export async function startNginx(group: ProcessGroup, nginxBin: string, name: string, port: number, conf: (prefix: string) => string, cpus: string | null): Promise<Proc> {
+  const prefix = join(group.dir, name);
+  mkdirSync(prefix, { recursive: true });
+  // nginx's workers drop to `nobody` when the master is root; they must reach the prefix.
+  chmodSync(group.dir, 0o755);
+  chmodSync(prefix, 0o755);
+  const file = join(prefix, 'nginx.conf');
+  writeFileSync(file, conf(prefix));
+  return group.start(
+    { name, command: nginxBin, args: ['-p', prefix, '-e', join(prefix, 'error.log'), '-c', file], cpus },
+    { port },
+  );
+}

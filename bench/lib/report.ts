@@ -1,0 +1,161 @@
+// The result of one bench run, as JSON (machine-read) and as Markdown (the table printed to
+// stdout and kept under bench/results/).
+
+import type { OpenLoopResult } from '../open-loop.js';
+import type { Machine } from './setup.js';
+import { round } from './stats.js';
+
+export interface LoadRow {
+  readonly key: string;
+  readonly label: string;
+  readonly rps: number;
+  readonly p50_ms: number;
+  readonly p99_ms: number;
+  readonly bytes_per_s: number;
+  readonly errors: number;
+  readonly non2xx: number;
+  /** CPU of the proxy's own processes (% of one core), and how busy the proxy's and the load's cores were. */
+  readonly proxy_process_cpu_pct: number;
+  readonly proxy_core_busy_pct: number;
+  readonly load_core_busy_pct: number;
+  /** CPU time the proxy's processes spent per request (per stream for SSE), microseconds. */
+  readonly proxy_cpu_us_per_req: number;
+  /** CPU other processes on the machine used during the rounds (median), % of one core. */
+  readonly foreign_cpu_pct: number;
+  /** Rounds other processes disturbed that could not be repeated. */
+  readonly disturbed_rounds: number;
+  /** This row's req/s (or streams/s) over nginx's, measured in the same rotation. */
+  readonly vs_nginx: number | null;
+  readonly rounds_rps: readonly number[];
+}
+
+export interface LatencyRow extends OpenLoopResult {
+  readonly key: string;
+  readonly label: string;
+  /** Scheduled-time latency minus the direct upstream's, microseconds. */
+  readonly overhead_mean_us: number | null;
+  readonly overhead_p99_us: number | null;
+  readonly overhead_p99_us_by_round: readonly number[];
+}
+
+export interface StreamCheck {
+  readonly target: string;
+  readonly checked: number;
+  readonly complete: number;
+  readonly data_events_per_stream: number;
+  readonly failures: readonly string[];
+}
+
+export interface Results {
+  readonly sluice_vs_nginx_rps: number | null;
+  /** Throughput with every policy on, against the same nginx (issue 5: >= 0.85x). */
+  readonly sluice_policies_vs_nginx_rps: number | null;
+  readonly sluice_vs_nginx_sse: number | null;
+  /** sluice's CPU per request (per stream) over nginx's: above 1, sluice spends more. */
+  readonly sluice_vs_nginx_cpu_per_req: number | null;
+  readonly sluice_vs_nginx_cpu_per_stream: number | null;
+  readonly overhead_mean_us: number | null;
+  readonly overhead_p99_us: number | null;
+  readonly nginx_overhead_mean_us: number | null;
+  readonly nginx_overhead_p99_us: number | null;
+  readonly date: string;
+  readonly command: string;
+  readonly quick: boolean;
+  readonly machine: Machine;
+  readonly pinning: string;
+  readonly priority: string;
+  readonly load_tool: string;
+  readonly schedule: { rounds: number; seconds: number; warmup_seconds: number; connections: number };
+  readonly throughput: readonly LoadRow[] | null;
+  readonly clients: readonly LoadRow[] | null;
+  readonly sse: readonly LoadRow[] | null;
+  readonly sse_checks: readonly StreamCheck[] | null;
+  readonly latency: {
+    readonly rate: number;
+    readonly seconds: number;
+    readonly connections: number;
+    readonly rounds: number;
+    /** The offered rate over sluice's closed-loop maximum from the throughput rows. */
+    readonly fraction_of_sluice_max: number | null;
+    readonly rows: readonly LatencyRow[];
+  } | null;
+  readonly sluice: { readonly uws_native: boolean | null; readonly requests_by_code: Record<string, number>; readonly upstream_errors: number };
+  readonly measurements_repeated: number;
+  readonly measurements_disturbed: number;
+  readonly warnings: readonly string[];
+  readonly seconds_elapsed: number;
+}
+
+const fmt = (x: number | null, digits = 0): string => (x === null || Number.isNaN(x) ? '—' : round(x, digits).toLocaleString('en-US'));
+const ratio = (x: number | null): string => (x === null ? '—' : `${x.toFixed(2)}x`);
+const signed = (x: number | null): string => (x === null ? '—' : `${x >= 0 ? '+' : ''}${Math.round(x)}`);
+
+function loadTable(rows: readonly LoadRow[], unit: string, withBytes: boolean): string[] {
+  const per = unit === 'streams/s' ? 'stream' : 'req';
+  const head = `| target | ${unit} | ${withBytes ? 'MB/s | ' : ''}p50 ms | p99 ms | vs nginx | proxy CPU us/${per} | proxy process CPU % | core busy % proxy / load | others CPU % | errors | per-round ${unit} |`;
+  const sep = `|---|---:|${withBytes ? '---:|' : ''}---:|---:|---:|---:|---:|---:|---:|---:|---|`;
+  return [head, sep, ...rows.map((r) =>
+    `| ${r.label} | ${fmt(r.rps)} | ${withBytes ? `${fmt(r.bytes_per_s / 1e6, 1)} | ` : ''}${fmt(r.p50_ms, 2)} | ${fmt(r.p99_ms, 2)} | ${ratio(r.vs_nginx)} | ${fmt(r.proxy_cpu_us_per_req, 1)} | ${fmt(r.proxy_process_cpu_pct)} | ${fmt(r.proxy_core_busy_pct)} / ${fmt(r.load_core_busy_pct)} | ${fmt(r.foreign_cpu_pct)} | ${r.errors + r.non2xx} | ${r.rounds_rps.map((x) => Math.round(x)).join(', ')}${r.disturbed_rounds > 0 ? ` (${r.disturbed_rounds} disturbed)` : ''} |`)];
+}
+
+function verdict(value: number | null, ok: (v: number) => boolean): string {
+  if (value === null) return '';
+  return ok(value) ? ' (meets target)' : ' (MISSES target)';
+}
+
+export function renderMarkdown(r: Results): string {
+  const m = r.machine;
+  const out: string[] = [
+    `# sluice bench, ${r.date} on ${m.hostname}${r.quick ? ' (quick smoke run: not a measurement)' : ''}`,
+    '',
+    `- command: \`${r.command}\``,
+    `- machine: ${m.cpu}, ${m.cores} cores, ${m.kernel}; node ${m.node}; nginx ${m.nginx}; load: ${r.load_tool}; load average at start ${m.loadavg_at_start.join(' ')}`,
+    `- pinning: ${r.pinning}; ${r.priority}`,
+    `- schedule: ${r.schedule.connections} keep-alive connections; each target warmed up ${r.schedule.warmup_seconds} s, then ${r.schedule.rounds} round(s) x ${r.schedule.seconds} s with targets alternated; figures are medians over rounds; a measurement during which other processes used over 15% of a core is repeated (${r.measurements_repeated} repeated, ${r.measurements_disturbed} kept disturbed); wall time ${Math.round(r.seconds_elapsed)} s`,
+    '',
+    '## Headline',
+    '',
+    `| figure | value | target |`,
+    `|---|---:|---|`,
+    `| sluice_vs_nginx_rps | ${ratio(r.sluice_vs_nginx_rps)}${verdict(r.sluice_vs_nginx_rps, (v) => v >= 0.9)} | >= 0.9x (aim 1.0x) |`,
+    `| sluice_policies_vs_nginx_rps | ${ratio(r.sluice_policies_vs_nginx_rps)}${verdict(r.sluice_policies_vs_nginx_rps, (v) => v >= 0.85)} | >= 0.85x |`,
+    `| sluice_vs_nginx_sse | ${ratio(r.sluice_vs_nginx_sse)} | |`,
+    `| sluice_vs_nginx_cpu_per_req (GET; above 1 = sluice spends more CPU) | ${ratio(r.sluice_vs_nginx_cpu_per_req)} | |`,
+    `| sluice_vs_nginx_cpu_per_stream (SSE) | ${ratio(r.sluice_vs_nginx_cpu_per_stream)} | |`,
+    `| overhead_mean_us (sluice - direct) | ${signed(r.overhead_mean_us)} | |`,
+    `| overhead_p99_us (sluice - direct) | ${signed(r.overhead_p99_us)}${verdict(r.overhead_p99_us, (v) => v < 1000)} | < 1000 |`,
+    `| nginx overhead mean / p99 us | ${signed(r.nginx_overhead_mean_us)} / ${signed(r.nginx_overhead_p99_us)} | reference |`,
+    '',
+  ];
+  if (r.throughput !== null) {
+    out.push('## Proxy throughput (GET, 23-byte JSON body, closed loop)', '', ...loadTable(r.throughput, 'req/s', false), '');
+  }
+  if (r.clients !== null) {
+    out.push('## Upstream clients (minimal uWS proxies, same load and pinning; vs nginx of the same rotation)', '', ...loadTable(r.clients, 'req/s', false), '');
+  }
+  if (r.sse !== null) {
+    out.push('## Streaming (SSE from the simulator: 20 tokens, no delays; one request = one complete stream)', '', ...loadTable(r.sse, 'streams/s', true), '');
+    for (const c of r.sse_checks ?? []) {
+      out.push(`- complete-stream check through ${c.target}: ${c.complete}/${c.checked} streams ended with \`data: [DONE]\` and carried all ${c.data_events_per_stream} data events${c.failures.length > 0 ? `; first failures: ${c.failures.slice(0, 3).join('; ')}` : ''}`);
+    }
+    out.push('');
+  }
+  if (r.latency !== null) {
+    const l = r.latency;
+    out.push(
+      `## Added latency (open loop: ${fmt(l.rate)} req/s on a fixed timetable, ${l.connections} connections, ${l.seconds} s x ${l.rounds} round(s); latency from the scheduled send time)`,
+      '',
+      l.fraction_of_sluice_max === null ? '' : `Offered load = ${Math.round(l.fraction_of_sluice_max * 100)}% of sluice's closed-loop maximum measured above.`,
+      '',
+      'Latency columns are medians over rounds; overheads are the median of per-round differences with the direct run of the same round (each round in brackets).',
+      '',
+      '| target | achieved req/s | mean us | p50 us | p90 us | p99 us | p99.9 us | max us | overhead mean us | overhead p99 us | errors | send lag p99 us |',
+      '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+      ...l.rows.map((x) => `| ${x.label} | ${fmt(x.achieved_rps)} | ${fmt(x.latency_us.mean)} | ${fmt(x.latency_us.p50)} | ${fmt(x.latency_us.p90)} | ${fmt(x.latency_us.p99)} | ${fmt(x.latency_us.p999)} | ${fmt(x.latency_us.max)} | ${signed(x.overhead_mean_us)} | ${signed(x.overhead_p99_us)}${x.overhead_p99_us_by_round.length > 1 ? ` (${x.overhead_p99_us_by_round.map(signed).join(', ')})` : ''} | ${x.errors + x.non2xx + x.unanswered} | ${fmt(x.send_lag_us.p99)} |`),
+      '',
+    );
+  }
+  out.push(`sluice: uWS native binding ${r.sluice.uws_native === null ? 'unknown' : r.sluice.uws_native ? 'in use' : 'NOT in use'}; responses by status ${JSON.stringify(r.sluice.requests_by_code)}; upstream errors ${r.sluice.upstream_errors}.`, '');
+  if (r.warnings.length > 0) out.push('## Warnings', '', ...r.warnings.map((w) => `- ${w}`), '');
+  return out.join('\n');
+}

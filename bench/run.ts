@@ -1,0 +1,567 @@
+// `npm run bench [-- flags]`: sluice against nginx on the same machine, in the same run.
+// See bench/README.md for what each figure means. Flags:
+//   --json        print exactly one JSON object on stdout (progress goes to stderr; use
+//                 `npm run -s bench -- --json` so that npm adds no banner to stdout)
+//   --quick       smoke run: 1 round x 2 s, 1 s warm-up (results file gets a -quick suffix)
+//   --clients     only the upstream-client comparison (with nginx and sluice as references)
+//   --only LIST   comma list of sections: throughput,clients,sse,latency
+//   --profile     CPU-profile sluice under the GET and SSE loads and summarise self time
+//   --rate N      open-loop offered rate (default 5000 req/s); --rate=half: half of sluice's
+//                 closed-loop maximum measured in this run (DESIGN.md's "50% of max load")
+//   --nice=N      scheduling priority of the bench and its children (default -10; 0 leaves it)
+
+import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { ForeignCpu } from './lib/cpu.js';
+import { Guard } from './lib/guard.js';
+import { LoadGenerator, type LoadSpec } from './lib/load.js';
+import { log, sleep } from './lib/log.js';
+import { proxyConf, startNginx, upstreamConf } from './lib/nginx.js';
+import { onInterrupt, portOpen, ProcessGroup, type Proc } from './lib/procs.js';
+import { renderMarkdown, type LatencyRow, type LoadRow, type Results, type StreamCheck } from './lib/report.js';
+import { rotate, type Cores, type Measured, type Schedule, type Target } from './lib/rotation.js';
+import { describeMachine, ensureTools, planPinning, raisePriority, type Machine, type Pinning, type Tools } from './lib/setup.js';
+import { median, round } from './lib/stats.js';
+import type { OpenLoopResult } from './open-loop.js';
+import { busiestProfile, renderProfile, summariseProfile } from './profile.js';
+import { CLIENT_LABELS, startClientProxies } from './upstream-clients.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const BENCH_DIR = join(ROOT, 'dist-bench');
+
+const PORT = {
+  upstream: 19011,
+  sim: 19012,
+  nginx: 19020,
+  clients: 19031,
+  sluice: 19080,
+  admin: 19081,
+  sluicePolicies: 19082,
+  adminPolicies: 19083,
+} as const;
+
+// Every policy that runs on a plain request, at limits the load never reaches, so that the
+// row prices the checks themselves: breaker admission and outcome, retry budget, in-flight
+// CAS under max_inflight, a shared rate-limit bucket, the cache's candidate check, the
+// total-timeout sweep. API keys are left out: wrk would have to send one.
+const POLICIES_ON = '{ breaker: { enabled: true }, retry: { attempts: 2 }, queue: { max_inflight_per_replica: 100000, max_length: 1000 }, rate_limit: { requests_per_second: 1000000000 }, cache: { enabled: true }, total_timeout_ms: 60000 }';
+// The plain row: the data plane with every policy off.
+const POLICIES_OFF = '{ breaker: { enabled: false }, retry: { attempts: 0 }, cache: { enabled: false } }';
+
+const CONNECTIONS = 64;
+const JSON_PATH = '/predict';
+const CHAT_PATH = '/v1/chat/completions';
+const CHAT_BODY = '{"model":"demo","messages":[{"role":"user","content":"hi"}],"stream":true}';
+const SIM_TOKENS = 20;
+const STREAM_CHECK_COUNT = 200;
+
+type Section = 'throughput' | 'clients' | 'sse' | 'latency';
+const SECTIONS: readonly Section[] = ['throughput', 'clients', 'sse', 'latency'];
+
+interface Options {
+  readonly json: boolean;
+  readonly quick: boolean;
+  readonly profile: boolean;
+  readonly sections: ReadonlySet<Section>;
+  readonly schedule: Schedule;
+  /** Open-loop offered rate; 'half' = half of sluice's closed-loop maximum of this run. */
+  readonly rate: number | 'half';
+  readonly nice: number;
+  readonly latencySeconds: number;
+  readonly latencyRounds: number;
+  readonly argv: readonly string[];
+}
+
+function parseOptions(argv: string[]): Options {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      json: { type: 'boolean', default: false },
+      quick: { type: 'boolean', default: false },
+      clients: { type: 'boolean', default: false },
+      profile: { type: 'boolean', default: false },
+      only: { type: 'string' },
+      rate: { type: 'string', default: '5000' },
+      nice: { type: 'string', default: '-10' },
+    },
+    strict: true,
+  });
+  let sections = new Set<Section>(SECTIONS);
+  if (values.clients) sections = new Set(['clients']);
+  if (values.only !== undefined) {
+    sections = new Set(values.only.split(',').map((s) => {
+      if (!SECTIONS.includes(s as Section)) throw new Error(`--only: unknown section '${s}' (known: ${SECTIONS.join(', ')})`);
+      return s as Section;
+    }));
+  }
+  const quick = values.quick;
+  const rate = values.rate === 'half' ? 'half' : Number(values.rate);
+  const nice = Number(values.nice);
+  if (rate !== 'half' && !(rate > 0)) throw new Error(`--rate must be a positive number or 'half', got '${values.rate}'`);
+  if (!Number.isInteger(nice) || nice < -20 || nice > 19) throw new Error(`--nice must be an integer from -20 to 19 (write --nice=-5), got '${values.nice}'`);
+  return {
+    json: values.json,
+    quick,
+    profile: values.profile,
+    sections,
+    schedule: quick ? { rounds: 1, seconds: 2, warmupSeconds: 1 } : { rounds: 3, seconds: 5, warmupSeconds: 2 },
+    rate,
+    nice,
+    latencySeconds: quick ? 2 : 5,
+    latencyRounds: quick ? 1 : 3,
+    argv,
+  };
+}
+
+function commandLine(argv: readonly string[]): string {
+  const args = argv.join(' ');
+  if (process.env.npm_lifecycle_event === 'bench') return `npm run bench${args === '' ? '' : ` -- ${args}`}`;
+  return `node dist-bench/run.js${args === '' ? '' : ` ${args}`}`;
+}
+
+/** The processes of one run; each is started only when a section needs it. */
+class Fleet {
+  readonly group: ProcessGroup;
+  readonly tools: Tools;
+  readonly pinning: Pinning;
+  readonly machine: Machine;
+  readonly priority: string;
+  uwsNative: boolean | null = null;
+
+  constructor(group: ProcessGroup, tools: Tools, pinning: Pinning, priority: string) {
+    this.group = group;
+    this.priority = priority;
+    this.tools = tools;
+    this.pinning = pinning;
+    this.machine = describeMachine(tools);
+  }
+
+  async checkPortsFree(ports: readonly number[]): Promise<void> {
+    for (const p of ports) {
+      if (await portOpen(p)) throw new Error(`port ${p} is already in use (a leftover bench process, or another service): free it and retry`);
+    }
+  }
+
+  upstream(): Promise<Proc> {
+    return startNginx(this.group, this.tools.nginx, 'nginx-upstream', PORT.upstream, (p) => upstreamConf(p, PORT.upstream), this.pinning.rest);
+  }
+
+  sim(): Promise<Proc> {
+    return this.group.start({
+      name: 'sim',
+      command: process.execPath,
+      args: [join(ROOT, 'dist/cli.js'), 'sim', '--port', String(PORT.sim), '--protocol', 'openai', '--ttft-ms', '0', '--token-ms', '0', '--tokens', String(SIM_TOKENS)],
+      cpus: this.pinning.rest,
+    }, { line: /"event":"listening"/ });
+  }
+
+  nginxProxy(): Promise<Proc> {
+    return startNginx(this.group, this.tools.nginx, 'nginx-proxy', PORT.nginx,
+      (p) => proxyConf(p, PORT.nginx, [{ prefix: 'up-1', port: PORT.upstream }, { prefix: 'sim-1', port: PORT.sim }]), this.pinning.proxy);
+  }
+
+  /** sluice with one worker; `nodeArgs` lets the profiler in. `policies`: every policy on. */
+  async startSluice(nodeArgs: readonly string[] = [], policies = false): Promise<Proc> {
+    const port = policies ? PORT.sluicePolicies : PORT.sluice;
+    const admin = policies ? PORT.adminPolicies : PORT.admin;
+    const config = join(this.group.dir, policies ? 'sluice-policies.yaml' : 'sluice.yaml');
+    writeFileSync(config, `listen: { host: 127.0.0.1, port: ${port} }
+admin: { port: ${admin} }
+workers: 1
+state_dir: ${join(this.group.dir, policies ? 'state-policies' : 'state')}
+log: { level: warn, access: false }
+policies: ${policies ? POLICIES_ON : POLICIES_OFF}
+deployments:
+  - { model: up, version: "1", runtime: remote, urls: ["http://127.0.0.1:${PORT.upstream}"] }
+  - { model: sim, version: "1", runtime: remote, urls: ["http://127.0.0.1:${PORT.sim}"] }
+`);
+    const proc = await this.group.start({
+      name: policies ? 'sluice-policies' : 'sluice',
+      command: process.execPath,
+      args: [...nodeArgs, join(ROOT, 'dist/cli.js'), 'serve', '--config', config],
+      cpus: this.pinning.proxy,
+      cwd: this.group.dir,
+    }, { url: `http://127.0.0.1:${admin}/readyz`, port, timeoutMs: 30_000 });
+    const health = (await (await fetch(`http://127.0.0.1:${admin}/healthz`)).json()) as { uws_native?: boolean };
+    this.uwsNative = health.uws_native ?? null;
+    if (this.uwsNative !== true) log('WARNING: sluice does not report the native uWS binding: its figures are not meaningful');
+    return proc;
+  }
+
+  async sluiceMetrics(): Promise<{ requests_by_code: Record<string, number>; upstream_errors: number }> {
+    const text = await (await fetch(`http://127.0.0.1:${PORT.admin}/metrics`)).text();
+    const byCode: Record<string, number> = {};
+    let upstreamErrors = 0;
+    for (const line of text.split('\n')) {
+      const req = /^sluice_requests_total\{[^}]*code="(\d+)"[^}]*\} (\S+)/.exec(line);
+      if (req !== null) byCode[req[1]!] = (byCode[req[1]!] ?? 0) + Number(req[2]);
+      const err = /^sluice_upstream_errors_total\{[^}]*\} (\S+)/.exec(line);
+      if (err !== null) upstreamErrors += Number(err[1]);
+    }
+    return { requests_by_code: byCode, upstream_errors: upstreamErrors };
+  }
+}
+
+const url = (port: number, path: string): string => `http://127.0.0.1:${port}${path}`;
+const chatSpec = (port: number, prefix: string): Omit<LoadSpec, 'seconds'> =>
+  ({ url: url(port, `${prefix}${CHAT_PATH}`), connections: CONNECTIONS, method: 'POST', body: CHAT_BODY });
+
+function rowsOf(targets: readonly Target[], measured: Map<string, Measured>): LoadRow[] {
+  const nginx = measured.get('nginx');
+  return targets.map((t) => {
+    const m = measured.get(t.key)!;
+    return {
+      key: t.key,
+      label: t.label,
+      rps: m.rps,
+      p50_ms: m.p50_ms,
+      p99_ms: m.p99_ms,
+      bytes_per_s: m.bytes_per_s,
+      errors: m.errors,
+      non2xx: m.non2xx,
+      proxy_process_cpu_pct: round(m.proxy_process_cpu_pct),
+      proxy_core_busy_pct: round(m.proxy_core_busy_pct),
+      load_core_busy_pct: round(m.load_core_busy_pct),
+      proxy_cpu_us_per_req: round(m.proxy_cpu_us_per_req, 2),
+      foreign_cpu_pct: round(m.foreign_cpu_pct),
+      disturbed_rounds: m.disturbed_rounds,
+      vs_nginx: nginx === undefined ? null : round(m.rps / nginx.rps, 3),
+      rounds_rps: m.rounds.map((x) => round(x.rps)),
+    };
+  });
+}
+
+/** Reads `n` streams (32 at a time) and checks each one is whole. */
+async function checkStreams(target: string, endpoint: string, n: number, expectedEvents: number): Promise<StreamCheck> {
+  let complete = 0;
+  const failures: string[] = [];
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < n) {
+      next++;
+      try {
+        const res = await fetch(endpoint, { method: 'POST', headers: { 'content-type': 'application/json' }, body: CHAT_BODY });
+        const body = await res.text();
+        const events = countDataEvents(body);
+        if (res.status === 200 && body.trimEnd().endsWith('data: [DONE]') && events === expectedEvents) complete++;
+        else failures.push(`status ${res.status}, ${events} data events, ends ${JSON.stringify(body.slice(-30))}`);
+      } catch (err) {
+        failures.push((err as Error).message);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: 32 }, worker));
+  return { target, checked: n, complete, data_events_per_stream: expectedEvents, failures };
+}
+
+function countDataEvents(body: string): number {
+  return body.split('\n').filter((l) => l.startsWith('data: ')).length;
+}
+
+async function runOpenLoop(fleet: Fleet, target: string, seconds: number, rate: number): Promise<OpenLoopResult> {
+  const out = await fleet.group.run({
+    name: 'open-loop',
+    command: process.execPath,
+    args: [join(BENCH_DIR, 'open-loop.js'), '--url', target, '--rate', String(rate), '--seconds', String(seconds), '--warmup', '1', '--connections', String(CONNECTIONS)],
+    cpus: fleet.pinning.rest,
+  }, (seconds + 20) * 1000);
+  return JSON.parse(out.trim().split('\n').pop()!) as OpenLoopResult;
+}
+
+/** The median of each latency figure over rounds (rounds alternate targets, as elsewhere). */
+function medianOpenLoop(rs: readonly OpenLoopResult[]): OpenLoopResult {
+  const med = <K extends 'latency_us' | 'service_us'>(k: K): OpenLoopResult[K] => {
+    const first = rs[0]![k];
+    return Object.fromEntries(Object.keys(first).map((f) => [f, median(rs.map((r) => (r[k] as unknown as Record<string, number>)[f]!))])) as unknown as OpenLoopResult[K];
+  };
+  return {
+    offered_rps: rs[0]!.offered_rps,
+    achieved_rps: median(rs.map((r) => r.achieved_rps)),
+    measured: rs.reduce((a, r) => a + r.measured, 0),
+    errors: rs.reduce((a, r) => a + r.errors, 0),
+    unanswered: rs.reduce((a, r) => a + r.unanswered, 0),
+    non2xx: rs.reduce((a, r) => a + r.non2xx, 0),
+    latency_us: med('latency_us'),
+    service_us: med('service_us'),
+    send_lag_us: { p50: median(rs.map((r) => r.send_lag_us.p50)), p99: median(rs.map((r) => r.send_lag_us.p99)), max: Math.max(...rs.map((r) => r.send_lag_us.max)) },
+    max_queue: Math.max(...rs.map((r) => r.max_queue)),
+  };
+}
+
+/** What every section needs: the options, the processes, the generator and the guard. */
+interface Run {
+  readonly opts: Options;
+  readonly fleet: Fleet;
+  readonly gen: LoadGenerator;
+  readonly guard: Guard;
+  readonly cores: Cores;
+  readonly nginxPgid: number;
+  readonly sluicePgid: number;
+  readonly sluicePoliciesPgid: number;
+  readonly warnings: string[];
+}
+
+/** Throughput and the client comparison share one rotation, so every ratio to nginx comes from the same rounds. */
+async function throughputSection(run: Run): Promise<{ throughput: LoadRow[] | null; clients: LoadRow[] | null }> {
+  const want = run.opts.sections;
+  const get = (port: number, prefix: string): Omit<LoadSpec, 'seconds'> => ({ url: url(port, `${prefix}${JSON_PATH}`), connections: CONNECTIONS });
+  const targets: Target[] = [];
+  if (want.has('throughput')) targets.push({ key: 'direct', label: 'upstream direct (nginx return 200)', spec: get(PORT.upstream, '') });
+  targets.push({ key: 'nginx', label: 'nginx 1 worker -> upstream', spec: get(PORT.nginx, '/up-1'), pgid: run.nginxPgid });
+  targets.push({ key: 'sluice', label: 'sluice 1 worker -> upstream (policies off)', spec: get(PORT.sluice, '/up-1'), pgid: run.sluicePgid });
+  if (want.has('throughput')) targets.push({ key: 'sluice-policies', label: 'sluice 1 worker -> upstream (policies on)', spec: get(PORT.sluicePolicies, '/up-1'), pgid: run.sluicePoliciesPgid });
+  const clientTargets: Target[] = [];
+  if (want.has('clients')) {
+    const proxies = await startClientProxies(run.fleet.group, run.fleet.pinning.proxy, PORT.upstream, PORT.clients, CONNECTIONS);
+    for (const p of proxies) clientTargets.push({ key: p.kind, label: CLIENT_LABELS[p.kind], spec: get(p.port, ''), pgid: p.proc.pid });
+  }
+  log(`throughput: ${targets.length + clientTargets.length} targets, ${run.gen.describe()}, ${CONNECTIONS} connections`);
+  const measured = await rotate(run.gen, [...targets, ...clientTargets], run.opts.schedule, run.cores, run.guard);
+  const main = rowsOf(targets, measured);
+  return {
+    throughput: want.has('throughput') ? main : null,
+    clients: want.has('clients') ? [...main.filter((r) => r.key !== 'direct'), ...rowsOf(clientTargets, measured)] : null,
+  };
+}
+
+async function sseSection(run: Run): Promise<{ sse: LoadRow[]; checks: StreamCheck[] }> {
+  const targets: Target[] = [
+    { key: 'direct', label: 'simulator direct', spec: chatSpec(PORT.sim, '') },
+    { key: 'nginx', label: 'nginx 1 worker -> simulator', spec: chatSpec(PORT.nginx, '/sim-1'), pgid: run.nginxPgid },
+    { key: 'sluice', label: 'sluice 1 worker -> simulator', spec: chatSpec(PORT.sluice, '/sim-1'), pgid: run.sluicePgid },
+  ];
+  log('streaming: SSE through nginx and sluice');
+  const sse = rowsOf(targets, await rotate(run.gen, targets, run.opts.schedule, run.cores, run.guard));
+  // The reference count of data events comes from the simulator itself.
+  const reference = countDataEvents(await (await fetch(url(PORT.sim, CHAT_PATH), { method: 'POST', headers: { 'content-type': 'application/json' }, body: CHAT_BODY })).text());
+  const checks = [
+    await checkStreams('sluice', url(PORT.sluice, `/sim-1${CHAT_PATH}`), STREAM_CHECK_COUNT, reference),
+    await checkStreams('nginx', url(PORT.nginx, `/sim-1${CHAT_PATH}`), STREAM_CHECK_COUNT, reference),
+  ];
+  return { sse, checks };
+}
+
+async function latencySection(run: Run, sluiceMax: number | null): Promise<NonNullable<Results['latency']>> {
+  const { opts } = run;
+  let rate = opts.rate === 'half' ? (sluiceMax === null ? null : Math.round(sluiceMax / 2)) : opts.rate;
+  if (rate === null) {
+    run.warnings.push('--rate=half needs the throughput section; 5000 req/s was offered instead.');
+    rate = 5000;
+  }
+  const targets = [
+    { key: 'direct', label: 'upstream direct', url: url(PORT.upstream, JSON_PATH) },
+    { key: 'nginx', label: 'nginx 1 worker', url: url(PORT.nginx, `/up-1${JSON_PATH}`) },
+    { key: 'sluice', label: 'sluice 1 worker', url: url(PORT.sluice, `/up-1${JSON_PATH}`) },
+  ];
+  const runs = new Map<string, OpenLoopResult[]>(targets.map((t) => [t.key, []]));
+  for (let r = 0; r < opts.latencyRounds; r++) {
+    for (let i = 0; i < targets.length; i++) {
+      const t = targets[(i + r) % targets.length]!;
+      const label = `open loop ${r + 1}/${opts.latencyRounds} ${t.label}`;
+      const res = (await run.guard.run(label, opts.latencySeconds + 1, () => runOpenLoop(run.fleet, t.url, opts.latencySeconds, rate))).value;
+      log(`${label}: ${res.achieved_rps} req/s, mean ${res.latency_us.mean} us, p99 ${res.latency_us.p99} us, send lag p99 ${res.send_lag_us.p99} us`);
+      runs.get(t.key)!.push(res);
+    }
+  }
+  // Overheads are paired by round (a target's run minus the direct run of the same round,
+  // seconds apart), then the median is taken: drift between rounds cancels.
+  const direct = runs.get('direct')!;
+  const paired = (key: string, f: 'mean' | 'p99'): number[] => runs.get(key)!.map((x, i) => x.latency_us[f] - direct[i]!.latency_us[f]);
+  const rows: LatencyRow[] = targets.map((t) => {
+    const isDirect = t.key === 'direct';
+    return {
+      key: t.key,
+      label: t.label,
+      ...medianOpenLoop(runs.get(t.key)!),
+      overhead_mean_us: isDirect ? null : round(median(paired(t.key, 'mean')), 1),
+      overhead_p99_us: isDirect ? null : round(median(paired(t.key, 'p99')), 1),
+      overhead_p99_us_by_round: isDirect ? [] : paired(t.key, 'p99').map((x) => round(x)),
+    };
+  });
+  for (const row of rows) {
+    if (row.achieved_rps < 0.98 * rate) run.warnings.push(`open loop: ${row.label} answered only ${row.achieved_rps} of ${rate} req/s offered: it is saturated and its latency is queueing, not overhead.`);
+  }
+  return {
+    rate,
+    seconds: opts.latencySeconds,
+    connections: CONNECTIONS,
+    rounds: opts.latencyRounds,
+    fraction_of_sluice_max: sluiceMax === null ? null : round(rate / sluiceMax, 3),
+    rows,
+  };
+}
+
+/** Warnings about how far the rows can be trusted. */
+function reviewRows(run: Run, sections: ReadonlyArray<readonly LoadRow[] | null>): void {
+  for (const rows of sections) {
+    for (const row of rows ?? []) {
+      if (row.errors + row.non2xx > 0) run.warnings.push(`${row.label}: ${row.errors} socket errors and ${row.non2xx} non-2xx responses over the rounds.`);
+      // A proxy row measures the proxy only when the proxy, not the load core, ran out of CPU.
+      if (row.key !== 'direct' && row.foreign_cpu_pct < 15 && row.proxy_process_cpu_pct < 90 && row.load_core_busy_pct >= 95) {
+        run.warnings.push(`${row.label}: the load core was ${row.load_core_busy_pct}% busy while the proxy used ${row.proxy_process_cpu_pct}% of its core, so the load side (generator, upstream) was the limit; compare the proxies by CPU per request instead.`);
+      }
+    }
+  }
+  const load1 = run.fleet.machine.loadavg_at_start[0]!;
+  if (load1 > 0.5) run.warnings.push(`the machine was not idle at start (load average ${load1}): other processes compete for the CPUs and add noise.`);
+  if (run.guard.repeats > 0) run.warnings.push(`${run.guard.repeats} measurement(s) were repeated because other processes used more than 15% of a core during them.`);
+  if (run.guard.disturbed > 0) run.warnings.push(`${run.guard.disturbed} measurement(s) were disturbed by other processes and kept (repeat budget spent): their rounds are less trustworthy; look at the per-round figures.`);
+}
+
+async function benchmark(opts: Options, fleet: Fleet, gen: LoadGenerator): Promise<Results> {
+  const started = performance.now();
+  const want = opts.sections;
+  const needSim = want.has('sse');
+  await fleet.checkPortsFree([PORT.upstream, PORT.nginx, PORT.sluice, PORT.admin, PORT.sluicePolicies, PORT.adminPolicies, ...(needSim ? [PORT.sim] : []), ...(want.has('clients') ? [0, 1, 2].map((i) => PORT.clients + i) : [])]);
+  log('starting upstream nginx, nginx proxy, sluice' + (needSim ? ', simulator' : ''));
+  await fleet.upstream();
+  if (needSim) await fleet.sim();
+  const run: Run = {
+    opts, fleet, gen,
+    // Others using more than 15% of a core during a measurement make it a repeat; the budget
+    // keeps a run on a busy machine within about four minutes.
+    guard: new Guard(new ForeignCpu(() => fleet.group.pgids()), 15, opts.quick ? 6 : 20),
+    cores: { proxy: fleet.pinning.proxyCpus, rest: fleet.pinning.restCpus },
+    nginxPgid: (await fleet.nginxProxy()).pid,
+    sluicePgid: (await fleet.startSluice()).pid,
+    sluicePoliciesPgid: want.has('throughput') ? (await fleet.startSluice([], true)).pid : 0,
+    warnings: [],
+  };
+
+  const { throughput, clients } = want.has('throughput') || want.has('clients') ? await throughputSection(run) : { throughput: null, clients: null };
+  const streaming = want.has('sse') ? await sseSection(run) : null;
+  const sluiceMax = throughput?.find((r) => r.key === 'sluice')?.rps ?? null;
+  const latency = want.has('latency') ? await latencySection(run, sluiceMax) : null;
+  const sse = streaming?.sse ?? null;
+
+  const metrics = await fleet.sluiceMetrics();
+  if (metrics.upstream_errors > 0) run.warnings.push(`sluice counted ${metrics.upstream_errors} upstream errors during the run.`);
+  reviewRows(run, [throughput, clients, sse]);
+
+  const rowOf = (rows: readonly LoadRow[] | null, key: string): LoadRow | undefined => rows?.find((r) => r.key === key);
+  const cpuRatio = (rows: readonly LoadRow[] | null): number | null => {
+    const a = rowOf(rows, 'sluice')?.proxy_cpu_us_per_req;
+    const b = rowOf(rows, 'nginx')?.proxy_cpu_us_per_req;
+    return a === undefined || b === undefined ? null : round(a / b, 3);
+  };
+  const lat = (key: string): LatencyRow | undefined => latency?.rows.find((r) => r.key === key);
+  return {
+    sluice_vs_nginx_rps: rowOf(throughput ?? clients, 'sluice')?.vs_nginx ?? null,
+    sluice_vs_nginx_sse: rowOf(sse, 'sluice')?.vs_nginx ?? null,
+    sluice_policies_vs_nginx_rps: rowOf(throughput, 'sluice-policies')?.vs_nginx ?? null,
+    sluice_vs_nginx_cpu_per_req: cpuRatio(throughput ?? clients),
+    sluice_vs_nginx_cpu_per_stream: cpuRatio(sse),
+    overhead_mean_us: lat('sluice')?.overhead_mean_us ?? null,
+    overhead_p99_us: lat('sluice')?.overhead_p99_us ?? null,
+    nginx_overhead_mean_us: lat('nginx')?.overhead_mean_us ?? null,
+    nginx_overhead_p99_us: lat('nginx')?.overhead_p99_us ?? null,
+    date: new Date().toISOString(),
+    command: commandLine(opts.argv),
+    quick: opts.quick,
+    machine: fleet.machine,
+    pinning: fleet.pinning.description,
+    priority: fleet.priority,
+    load_tool: gen.describe(),
+    schedule: { rounds: opts.schedule.rounds, seconds: opts.schedule.seconds, warmup_seconds: opts.schedule.warmupSeconds, connections: CONNECTIONS },
+    throughput,
+    clients,
+    sse,
+    sse_checks: streaming?.checks ?? null,
+    latency,
+    sluice: { uws_native: fleet.uwsNative, ...metrics },
+    measurements_repeated: run.guard.repeats,
+    measurements_disturbed: run.guard.disturbed,
+    warnings: [...new Set(run.warnings)],
+    seconds_elapsed: round((performance.now() - started) / 1000),
+  };
+}
+
+/** `--profile`: sluice under --cpu-prof with the GET load, then with SSE, then the minimal proxy on its client with GET. */
+async function profile(opts: Options, fleet: Fleet, gen: LoadGenerator): Promise<string> {
+  await fleet.checkPortsFree([PORT.upstream, PORT.sim, PORT.sluice, PORT.admin, PORT.clients]);
+  await fleet.upstream();
+  await fleet.sim();
+  const seconds = opts.quick ? 3 : 10;
+  const parts: string[] = [`# sluice CPU profile, ${new Date().toISOString()} on ${hostname()}`, '', `- command: \`${commandLine(opts.argv)}\``, `- pinning: ${fleet.pinning.description}; ${fleet.priority}`, `- ${seconds} s of load per workload (${gen.describe()}, ${CONNECTIONS} connections) after a ${opts.schedule.warmupSeconds} s warm-up; the profiler itself slows sluice down, so the req/s here are not comparable with the table`, ''];
+  // The minimal uWS proxy on sluice's own upstream client is profiled too: the difference
+  // between its profile and sluice's is what sluice's request path adds.
+  const sluiceGet = { url: url(PORT.sluice, `/up-1${JSON_PATH}`), connections: CONNECTIONS };
+  const minimalGet = { url: url(PORT.clients, JSON_PATH), connections: CONNECTIONS };
+  const workloads: Array<[string, Omit<LoadSpec, 'seconds'>, (nodeArgs: string[]) => Promise<Proc>]> = [
+    ['sluice, GET small JSON', sluiceGet, (a) => fleet.startSluice(a)],
+    ['sluice, SSE streams', chatSpec(PORT.sluice, '/sim-1'), (a) => fleet.startSluice(a)],
+    ['minimal uWS + sluice UpstreamPool, GET small JSON', minimalGet,
+      async (a) => (await startClientProxies(fleet.group, fleet.pinning.proxy, PORT.upstream, PORT.clients, CONNECTIONS, ['sluice-pool'], a))[0]!.proc],
+  ];
+  for (const [name, spec, start] of workloads) {
+    const dir = join(fleet.group.dir, `prof-${name.replace(/\W+/g, '-')}`);
+    mkdirSync(dir, { recursive: true });
+    const proc = await start(['--cpu-prof', '--cpu-prof-dir', dir]);
+    await gen.run({ ...spec, seconds: opts.schedule.warmupSeconds });
+    const res = await gen.run({ ...spec, seconds });
+    log(`profiled ${name}: ${Math.round(res.rps)} req/s under the profiler`);
+    // A clean stop lets every thread write its profile.
+    await fleet.group.stop(proc, 20_000);
+    await sleep(200);
+    // Kept outside the temp dir (dist-bench/ is git-ignored) for Chrome DevTools or speedscope.
+    const kept = join(BENCH_DIR, 'profiles', `${name.replace(/\W+/g, '-')}.cpuprofile`);
+    mkdirSync(join(BENCH_DIR, 'profiles'), { recursive: true });
+    copyFileSync(busiestProfile(dir), kept);
+    parts.push(renderProfile(`${name} (${Math.round(res.rps)} req/s while profiled)`, summariseProfile(kept, 30)));
+  }
+  return parts.join('\n');
+}
+
+function writeResults(name: string, files: Record<string, string>): string[] {
+  const dir = join(ROOT, 'bench', 'results');
+  mkdirSync(dir, { recursive: true });
+  return Object.entries(files).map(([ext, content]) => {
+    const file = join(dir, `${name}${ext}`);
+    writeFileSync(file, content);
+    return file;
+  });
+}
+
+async function main(): Promise<void> {
+  const opts = parseOptions(process.argv.slice(2));
+  const group = new ProcessGroup(mkdtempSync(join(tmpdir(), 'sluice-bench-')));
+  let cleaned = false;
+  const cleanup = async (): Promise<void> => {
+    if (cleaned) return;
+    cleaned = true;
+    await group.stopAll();
+    group.dispose();
+  };
+  onInterrupt(cleanup);
+  try {
+    const tools = ensureTools();
+    const pinning = planPinning();
+    const priority = opts.nice === 0 ? 'normal priority' : raisePriority(opts.nice);
+    log(`${pinning.description}; ${priority}`);
+    const fleet = new Fleet(group, tools, pinning, priority);
+    const gen = new LoadGenerator(group, tools.wrk === null ? 'autocannon' : 'wrk', pinning.rest, Math.min(4, pinning.restCount));
+    const day = new Date().toISOString().slice(0, 10);
+    if (opts.profile) {
+      const md = await profile(opts, fleet, gen);
+      const written = writeResults(`${day}-${hostname()}-profile${opts.quick ? '-quick' : ''}`, { '.md': md });
+      process.stdout.write(`${md}\n`);
+      log(`written ${written.join(', ')}`);
+      return;
+    }
+    const results = await benchmark(opts, fleet, gen);
+    const md = renderMarkdown(results);
+    const written = writeResults(`${day}-${hostname()}${opts.quick ? '-quick' : ''}`, { '.md': md, '.json': `${JSON.stringify(results, null, 2)}\n` });
+    process.stdout.write(opts.json ? `${JSON.stringify(results)}\n` : `${md}\n`);
+    log(`written ${written.join(', ')}`);
+  } finally {
+    await cleanup();
+  }
+}
+
+main().catch((err: unknown) => {
+  log(`failed: ${err instanceof Error ? err.message : String(err)}`);
+  process.exitCode = 1;
+});
