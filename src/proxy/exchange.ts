@@ -7,7 +7,7 @@ import { ERRORS, type ErrorCode } from '../errors/index.js';
 import type { CachedResponse, CacheWant, TokenCounter, Verdict } from '../policy/index.js';
 import type { DeploymentRoute, KeyRoute, ReplicaRoute } from './route-table.js';
 import type { UpstreamConnection, UpstreamHandler, PoolWaiter } from './upstream/index.js';
-import { connectionTokens, isDroppedResponseHeader } from './headers.js';
+import { connectionTokens, isDroppedResponseHeader, sameName } from './headers.js';
 import { endWithoutBody, statusLine, writeErrorResponse } from './respond.js';
 import type { Gateway } from './gateway.js';
 import type { Flight } from './flight.js';
@@ -343,7 +343,7 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
     for (let i = 0; i < headers.length; i += 2) {
       const name = headers[i]!;
       // 'c' or 'C' first, so that Set-Cookie (also 10 long) is not lower-cased for nothing.
-      if (name.length === 10 && (name.charCodeAt(0) | 0x20) === 0x63 && name.toLowerCase() === 'connection') {
+      if (sameName(name, 'connection')) {
         const tokens = connectionTokens(headers[i + 1]!);
         if (tokens !== null) hop = hop === null ? tokens : hop.concat(tokens);
       }
@@ -353,7 +353,7 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
       if (isDroppedResponseHeader(name)) continue;
       if (hop !== null && hop.includes(name.toLowerCase())) continue;
       const value = headers[i + 1]!;
-      if (name.length === 12 && this.#kind === StreamKind.Other && name.toLowerCase() === 'content-type') this.#kind = streamKindOf(value);
+      if (this.#kind === StreamKind.Other && sameName(name, 'content-type')) this.#kind = streamKindOf(value);
       res.writeHeader(name, value);
     }
     res.writeHeader('x-request-id', this.requestId);

@@ -172,7 +172,7 @@ export class Gateway {
     const ex = new Exchange(this, res, requestId, method, route, key, pathQuery, headRest, head.contentLength, head.chunked);
     if (route.cache !== null) {
       // Only the head is looked at here; a candidate's body is read before dispatch.
-      const want = cacheWant(method, rest, req.getHeader('cache-control'), req.getHeader('x-sluice-cache'), head.contentLength, route.policies.cache);
+      const want = cacheWant(method, rest, head.cacheControl, head.xSluiceCache, head.contentLength, route.policies.cache);
       if (want !== null) ex.cacheWant = want;
       else {
         ex.cacheStatus = 'bypass';

@@ -3,6 +3,9 @@
 // message framing (Content-Length / Transfer-Encoding) on each side.
 
 import type { HttpRequest } from 'uWebSockets.js';
+import { sameName } from './upstream/header-names.js';
+
+export { sameName };
 
 export interface ClientHead {
   /** Other request headers, already serialised as `name: value\r\n` lines. */
@@ -16,6 +19,9 @@ export interface ClientHead {
   /** Kept apart: when they carry a sluice API key they must not reach the upstream. */
   authorization: string;
   xApiKey: string;
+  /** Read for the response cache; Cache-Control is forwarded too, x-sluice-cache is not. */
+  cacheControl: string;
+  xSluiceCache: string;
 }
 
 // Scratch state for the one synchronous req.forEach pass of the request being handled:
@@ -55,6 +61,7 @@ function collectHeader(name: string, value: string): void {
         s.authorization = value;
         return;
       }
+      if (name === 'cache-control') s.cacheControl = value;
       break;
     case 12:
       if (name === 'x-request-id') {
@@ -64,6 +71,10 @@ function collectHeader(name: string, value: string): void {
       }
       break;
     case 14:
+      if (name === 'x-sluice-cache') {
+        s.xSluiceCache = value;
+        return;
+      }
       if (name === 'content-length') {
         const n = Number(value);
         if (value === '' || !Number.isSafeInteger(n) || n < 0) s.bad = 'invalid content-length';
@@ -97,7 +108,7 @@ function collectHeader(name: string, value: string): void {
 
 /** Reads the client's request headers once (uWS's HttpRequest dies with the handler). */
 export function readClientHead(req: HttpRequest): ClientHead {
-  scratch = { headerLines: '', host: '', requestId: '', forwardedFor: '', contentLength: -1, chunked: false, bad: null, authorization: '', xApiKey: '' };
+  scratch = { headerLines: '', host: '', requestId: '', forwardedFor: '', contentLength: -1, chunked: false, bad: null, authorization: '', xApiKey: '', cacheControl: '', xSluiceCache: '' };
   // Headers named in Connection are hop-by-hop too (RFC 9110 7.6.1); rare, so checked lazily.
   const connection = req.getHeader('connection');
   extraHopByHop = connection === '' ? null : connectionTokens(connection);
@@ -131,25 +142,21 @@ export function connectionTokens(value: string): string[] | null {
 export function isDroppedResponseHeader(name: string): boolean {
   switch (name.length) {
     case 2:
-      return name.toLowerCase() === 'te';
+      return sameName(name, 'te');
     case 4:
-      return name.toLowerCase() === 'date';
-    case 7: {
-      const n = name.toLowerCase();
-      return n === 'trailer' || n === 'upgrade';
-    }
-    case 10: {
-      const n = name.toLowerCase();
-      return n === 'connection' || n === 'keep-alive';
-    }
+      return sameName(name, 'date');
+    case 7:
+      return sameName(name, 'trailer') || sameName(name, 'upgrade');
+    case 10:
+      return sameName(name, 'connection') || sameName(name, 'keep-alive');
     case 12:
-      return name.toLowerCase() === 'x-request-id';
+      return sameName(name, 'x-request-id');
     case 14:
-      return name.toLowerCase() === 'content-length';
+      return sameName(name, 'content-length');
     case 17:
-      return name.toLowerCase() === 'transfer-encoding';
+      return sameName(name, 'transfer-encoding');
     default:
-      return name.length > 6 && name.slice(0, 6).toLowerCase() === 'proxy-';
+      return name.length > 6 && sameName(name.slice(0, 6), 'proxy-');
   }
 }
 

@@ -3,6 +3,8 @@
 // proxy needs (length, keep-alive). One parser lives per upstream connection and is
 // reset per response, so it allocates nothing per response except header strings.
 
+import { sameName } from './header-names.js';
+
 export interface ResponseSink {
   /** `headers` is flat: name, value, name, value... with names as the server sent them. */
   onHead(status: number, headers: string[], contentLength: number, chunked: boolean): void;
@@ -222,14 +224,14 @@ export class ResponseParser {
       while (ve > vs && (head.charCodeAt(ve - 1) === 32 || head.charCodeAt(ve - 1) === 9)) ve--;
       const value = head.slice(vs, ve);
       // Cheap length checks before lower-casing, as undici's client-h1 does.
-      if (name.length === 14 && name.toLowerCase() === 'content-length') {
+      if (sameName(name, 'content-length')) {
         const n = Number(value);
         if (!Number.isSafeInteger(n) || n < 0 || value === '') throw new ParseError('invalid content-length');
         if (contentLength !== -1 && contentLength !== n) throw new ParseError('conflicting content-length');
         contentLength = n;
-      } else if (name.length === 17 && name.toLowerCase() === 'transfer-encoding') {
+      } else if (sameName(name, 'transfer-encoding')) {
         chunked = value.toLowerCase().endsWith('chunked');
-      } else if (name.length === 10 && name.toLowerCase() === 'connection') {
+      } else if (sameName(name, 'connection')) {
         const v = value.toLowerCase();
         if (v.includes('close')) keepAlive = false;
         else if (v.includes('keep-alive')) keepAlive = true;
