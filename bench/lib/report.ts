@@ -2,28 +2,14 @@
 // stdout and kept under bench/results/).
 
 import type { OpenLoopResult } from '../open-loop.js';
+import type { Measured } from './rotation.js';
 import type { Machine } from './setup.js';
 import { round } from './stats.js';
 
-export interface LoadRow {
+/** One target's figures as reported: what the rotation measured, less its raw rounds. */
+export interface LoadRow extends Omit<Measured, 'rounds'> {
   readonly key: string;
   readonly label: string;
-  readonly rps: number;
-  readonly p50_ms: number;
-  readonly p99_ms: number;
-  readonly bytes_per_s: number;
-  readonly errors: number;
-  readonly non2xx: number;
-  /** CPU of the proxy's own processes (% of one core), and how busy the proxy's and the load's cores were. */
-  readonly proxy_process_cpu_pct: number;
-  readonly proxy_core_busy_pct: number;
-  readonly load_core_busy_pct: number;
-  /** CPU time the proxy's processes spent per request (per stream for SSE), microseconds. */
-  readonly proxy_cpu_us_per_req: number;
-  /** CPU other processes on the machine used during the rounds (median), % of one core. */
-  readonly foreign_cpu_pct: number;
-  /** Rounds other processes disturbed that could not be repeated. */
-  readonly disturbed_rounds: number;
   /** This row's req/s (or streams/s) over nginx's, measured in the same rotation. */
   readonly vs_nginx: number | null;
   readonly rounds_rps: readonly number[];

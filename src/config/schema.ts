@@ -124,6 +124,8 @@ export const deploymentSchema: Field = {
     readiness_path: { kind: 'string', default: null, nullable: true, pattern: /^\/\S*$/ },
     env: { kind: 'map', of: { kind: 'string' }, default: {} },
     start_timeout_ms: timeout(120_000),
+    // `ollama` runtime: OLLAMA_KEEP_ALIVE, a Go duration ('10m', '-1') or integer seconds.
+    keep_alive: { kind: 'string', default: null, nullable: true, pattern: /^[-+]?[0-9][0-9a-zµ.]*$/ },
     upstream: { kind: 'object', optional: true, fields: withoutDefaults(upstreamFields) },
     policies: { kind: 'object', optional: true, fields: partialFields(policyFields) },
   },

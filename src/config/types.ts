@@ -72,6 +72,7 @@ export interface DeploymentConfig {
   readonly readiness_path: string | null;
   readonly env: Readonly<Record<string, string>>;
   readonly start_timeout_ms: number;
+  readonly keep_alive: string | null;
   readonly upstream?: Partial<UpstreamOptions>;
   readonly policies?: PoliciesOverride;
 }

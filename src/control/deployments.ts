@@ -342,7 +342,7 @@ export class DeploymentManager {
         return { ...base, runtime: 'mlflow', trackingUri, mlflowBin: mlflow.bin ?? defaultMlflowBin() };
       }
       case 'ollama':
-        return { ...base, runtime: 'ollama' };
+        return { ...base, runtime: 'ollama', ...(spec.keep_alive === null ? {} : { keepAlive: spec.keep_alive }) };
       case 'remote':
         throw new Error('unreachable: remote replicas are not launched');
     }
