@@ -7,7 +7,7 @@
 
 import { delimiter } from 'node:path';
 import t from 'tap';
-import { startMlflow, VENV_BIN, type MlflowServer } from '../fixtures/mlflow.js';
+import { startMlflow, VENV_BIN, type MlflowServer, IRIS_COLUMNS as COLUMNS, IRIS_EXPECTED_V1 as EXPECTED_V1, IRIS_RECORDS as records, IRIS_ROWS as ROWS } from '../fixtures/mlflow.js';
 import { startGateway, type Gateway } from '../helpers/procs.js';
 import {
   adminClient, assertNoServersLeft, canBind, groupPids, gwRequest, PidLog, reapServers, sleep, type AdminClient, type GwReply,
@@ -17,15 +17,6 @@ t.setTimeout(420_000);
 
 // Replica ports 18600-18619 belong to this file.
 const RANGE = { from: 18600, to: 18619 };
-const COLUMNS = ['sepal_length', 'sepal_width', 'petal_length', 'petal_width'] as const;
-// iris rows 0, 50 and 100: one of each class.
-const ROWS = [
-  [5.1, 3.5, 1.4, 0.2],
-  [7.0, 3.2, 4.7, 1.4],
-  [6.3, 3.3, 6.0, 2.5],
-] as const;
-const EXPECTED_V1 = [0, 1, 2];
-const records = ROWS.map((r) => Object.fromEntries(COLUMNS.map((c, i) => [c, r[i]])));
 const pids = new PidLog();
 
 let mlflow: MlflowServer;

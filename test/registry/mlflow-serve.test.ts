@@ -9,20 +9,11 @@ import { join } from 'node:path';
 import t from 'tap';
 
 import { freePort } from '../fixtures/free-port.js';
-import { mlflowEnv, startMlflow, venvBin, type MlflowServer } from '../fixtures/mlflow.js';
+import { mlflowEnv, startMlflow, venvBin, type MlflowServer, IRIS_COLUMNS as COLUMNS, IRIS_EXPECTED_V1 as EXPECTED_V1, IRIS_RECORDS as records, IRIS_ROWS as ROWS } from '../fixtures/mlflow.js';
 import { groupAlive, groupMembers, spawnGroup, waitForHttp200, type GroupProcess } from '../fixtures/process-group.js';
 
 t.setTimeout(180_000);
 
-const COLUMNS = ['sepal_length', 'sepal_width', 'petal_length', 'petal_width'] as const;
-// iris rows 0, 50 and 100: one of each class for model v1 (row 50 is where v2 differs).
-const ROWS = [
-  [5.1, 3.5, 1.4, 0.2],
-  [7.0, 3.2, 4.7, 1.4],
-  [6.3, 3.3, 6.0, 2.5],
-] as const;
-const EXPECTED_V1 = [0, 1, 2];
-const records = ROWS.map((r) => Object.fromEntries(COLUMNS.map((c, i) => [c, r[i]])));
 
 let mlflow: MlflowServer;
 let serve: GroupProcess | undefined;
