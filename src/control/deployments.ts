@@ -401,9 +401,12 @@ export class DeploymentManager {
     this.#deployments.clear();
   }
 
-  logs(id: string): LogLine[] {
+  logs(id: string): Array<LogLine & { replica: string }> {
     const d = this.#deployments.get(id);
     if (d === undefined) throw new SluiceError('SLUICE_ERR_NOT_FOUND', `no deployment ${id}`);
-    return d.replicas.flatMap((r) => r.process?.logs() ?? []);
+    // Each line names its replica; lines of all replicas interleave in time order.
+    return d.replicas
+      .flatMap((r) => (r.process?.logs() ?? []).map((l) => ({ ...l, replica: r.id })))
+      .sort((a, b) => a.at - b.at);
   }
 }
