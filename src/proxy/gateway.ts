@@ -6,7 +6,7 @@ import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import { randomBytes } from 'node:crypto';
 import type { DeploymentCounters } from '../balancer/index.js';
 import { ERRORS, type ErrorCode } from '../errors/index.js';
-import { BucketKind, cacheKey, cacheWant, hashKey, presentedKey, TokenCounter, type BucketRef, type RateLimiter, type Verdict } from '../policy/index.js';
+import { BucketKind, cacheKey, cacheWant, hashKey, keyLabel, presentedKey, TokenCounter, type BucketRef, type RateLimiter, type Verdict } from '../policy/index.js';
 import type { Logger } from '../telemetry/index.js';
 import { Exchange, Phase } from './exchange.js';
 import { Flight } from './flight.js';
@@ -417,6 +417,8 @@ export class Gateway {
         status: ex.status,
         duration_ms: Math.round(seconds * 1e6) / 1e3,
         request_bytes: ex.bodyBytes,
+        // A key is named by its config name and a short digest prefix, never by itself.
+        ...(ex.key === undefined ? null : { api_key: keyLabel(ex.key.name, ex.key.digest) }),
         ...(ex.errorCode === null ? null : { error: ex.errorCode }),
       }, 'request');
     }

@@ -127,4 +127,6 @@ t.test('no key appears in the logs, the metrics or the admin API', async (t) => 
     t.notOk(admin.includes(key), `${name} is not in the admin API`);
   }
   t.notOk(logs.includes(createHash('sha256').update(FULL).digest('hex')), 'nor is a full key digest');
+  const label = `full#${createHash('sha256').update(FULL).digest('hex').slice(0, 8)}`;
+  t.ok(logs.includes(`"api_key":"${label}"`), 'the access log names the key by its name and a short digest');
 });
