@@ -418,7 +418,7 @@ export class Gateway {
         duration_ms: Math.round(seconds * 1e6) / 1e3,
         request_bytes: ex.bodyBytes,
         // A key is named by its config name and a short digest prefix, never by itself.
-        ...(ex.key === undefined ? null : { api_key: keyLabel(ex.key.name, ex.key.digest) }),
+        ...(ex.key === undefined ? null : { key_label: keyLabel(ex.key.name, ex.key.digest) }),
         ...(ex.errorCode === null ? null : { error: ex.errorCode }),
       }, 'request');
     }

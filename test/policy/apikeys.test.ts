@@ -128,5 +128,5 @@ t.test('no key appears in the logs, the metrics or the admin API', async (t) => 
   }
   t.notOk(logs.includes(createHash('sha256').update(FULL).digest('hex')), 'nor is a full key digest');
   const label = `full#${createHash('sha256').update(FULL).digest('hex').slice(0, 8)}`;
-  t.ok(logs.includes(`"api_key":"${label}"`), 'the access log names the key by its name and a short digest');
+  t.ok(logs.includes(`"key_label":"${label}"`), 'the access log names the key by its name and a short digest');
 });
