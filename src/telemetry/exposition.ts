@@ -15,10 +15,10 @@ export function mergeStats(perWorker: ReadonlyArray<Record<string, StatsSnapshot
 function addStats(a: StatsSnapshot, b: StatsSnapshot): StatsSnapshot {
   return {
     codes: addRecords(a.codes, b.codes),
-    buckets: a.buckets.map((v, i) => v + (b.buckets[i] ?? 0)),
+    buckets: addArrays(a.buckets, b.buckets),
     sum: a.sum + b.sum,
     count: a.count + b.count,
-    ttfbBuckets: a.ttfbBuckets.map((v, i) => v + (b.ttfbBuckets[i] ?? 0)),
+    ttfbBuckets: addArrays(a.ttfbBuckets, b.ttfbBuckets),
     ttfbSum: a.ttfbSum + b.ttfbSum,
     ttfbCount: a.ttfbCount + b.ttfbCount,
     clientAborts: a.clientAborts + b.clientAborts,
@@ -26,7 +26,7 @@ function addStats(a: StatsSnapshot, b: StatsSnapshot): StatsSnapshot {
     bytesOut: a.bytesOut + b.bytesOut,
     retries: a.retries + b.retries,
     rateLimitUnavailable: a.rateLimitUnavailable + b.rateLimitUnavailable,
-    queueWaitBuckets: a.queueWaitBuckets.map((v, i) => v + (b.queueWaitBuckets[i] ?? 0)),
+    queueWaitBuckets: addArrays(a.queueWaitBuckets, b.queueWaitBuckets),
     queueWaitSum: a.queueWaitSum + b.queueWaitSum,
     queueWaitCount: a.queueWaitCount + b.queueWaitCount,
     cacheHits: a.cacheHits + b.cacheHits,
@@ -34,6 +34,10 @@ function addStats(a: StatsSnapshot, b: StatsSnapshot): StatsSnapshot {
     cacheBypass: a.cacheBypass + b.cacheBypass,
     coalesced: a.coalesced + b.coalesced,
   };
+}
+
+function addArrays(a: readonly number[], b: readonly number[]): number[] {
+  return a.map((v, i) => v + (b[i] ?? 0));
 }
 
 function addRecords(a: Record<string, number>, b: Record<string, number>): Record<string, number> {

@@ -75,6 +75,29 @@ t.teardown(async () => {
 });
 
 /** Samples the gateway's RSS every 50 ms until stopped; returns the peak. */
+/**
+ * Sends a body piece by piece with backpressure (`next` returns null when done) and
+ * resolves with the response's status and text.
+ */
+function streamUpload(url: string, method: string, headers: Record<string, string>, next: () => Buffer | null): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method, agent: false, headers }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode!, body }));
+    });
+    req.on('error', reject);
+    const write = (): void => {
+      for (let piece = next(); piece !== null; piece = next()) {
+        if (!req.write(piece)) return void req.once('drain', write);
+      }
+      req.end();
+    };
+    write();
+  });
+}
+
 function sampleRss(pid: number): { stop(): number } {
   let peak = rssBytes(pid);
   const timer = setInterval(() => {
@@ -106,31 +129,16 @@ t.test('1 GiB upload streams through with backpressure and bounded memory', asyn
   const piece = Buffer.alloc(MiB);
   for (let i = 0; i < piece.length; i++) piece[i] = (i * 7 + 3) & 0xff;
   const expected = createHash('sha256');
-  const result = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-    const req = request(`${gw.url}/demo-1/_sim/upload`, { method: 'POST', agent: false, headers: { 'content-type': 'application/octet-stream' } }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode!, body }));
-    });
-    req.on('error', reject);
-    let sent = 0;
-    let n = 0;
-    const write = (): void => {
-      while (sent < GiB) {
-        // Vary the content per MiB so a dropped or repeated piece changes the hash.
-        piece[0] = n++ & 0xff;
-        expected.update(piece);
-        sent += piece.length;
-        // A copy: the request may hold the buffer until it is flushed.
-        if (!req.write(Buffer.from(piece))) {
-          req.once('drain', write);
-          return;
-        }
-      }
-      req.end();
-    };
-    write();
+  let sent = 0;
+  let n = 0;
+  const result = await streamUpload(`${gw.url}/demo-1/_sim/upload`, 'POST', { 'content-type': 'application/octet-stream' }, () => {
+    if (sent >= GiB) return null;
+    // Vary the content per MiB so a dropped or repeated piece changes the hash.
+    piece[0] = n++ & 0xff;
+    expected.update(piece);
+    sent += piece.length;
+    // A copy: the request may hold the buffer until it is flushed.
+    return Buffer.from(piece);
   });
   const peak = sampler.stop();
   t.equal(result.status, 200);
@@ -148,21 +156,9 @@ t.test('an upstream that stops reading mid-upload: the gateway pushes back inste
   const pieces = Array.from({ length: 8 }, (_, k) => Buffer.alloc(MiB, k + 1));
   const expected = createHash('sha256');
   for (let i = 0; i < size / MiB; i++) expected.update(pieces[i % pieces.length]!);
-  const result = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-    const req = request(`${gw.url}/stall-1/upload`, { method: 'POST', agent: false, headers: { 'x-stall-after': String(size / 4) } }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode!, body }));
-    });
-    req.on('error', reject);
-    let i = 0;
-    const write = (): void => {
-      while (i < size / MiB) if (!req.write(pieces[i++ % pieces.length]!)) return void req.once('drain', write);
-      req.end();
-    };
-    write();
-  });
+  let i = 0;
+  const result = await streamUpload(`${gw.url}/stall-1/upload`, 'POST', { 'x-stall-after': String(size / 4) },
+    () => (i < size / MiB ? pieces[i++ % pieces.length]! : null));
   const peak = sampler.stop();
   t.equal(result.status, 200);
   t.same(JSON.parse(result.body), { bytes: size, sha256: expected.digest('hex') });
@@ -177,24 +173,12 @@ t.test('a large upload with a Content-Length streams through too', async (t) => 
   t.teardown(() => void sampler.stop());
   const piece = Buffer.alloc(MiB, 0x5a);
   const expected = createHash('sha256');
-  const result = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-    const req = request(`${gw.url}/demo-1/_sim/upload`, { method: 'PUT', agent: false, headers: { 'content-length': String(size) } }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode!, body }));
-    });
-    req.on('error', reject);
-    let sent = 0;
-    const write = (): void => {
-      while (sent < size) {
-        expected.update(piece);
-        sent += piece.length;
-        if (!req.write(piece)) return void req.once('drain', write);
-      }
-      req.end();
-    };
-    write();
+  let sent = 0;
+  const result = await streamUpload(`${gw.url}/demo-1/_sim/upload`, 'PUT', { 'content-length': String(size) }, () => {
+    if (sent >= size) return null;
+    expected.update(piece);
+    sent += piece.length;
+    return piece;
   });
   const peak = sampler.stop();
   t.equal(result.status, 200);
