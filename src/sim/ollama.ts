@@ -76,6 +76,16 @@ export function keepAliveMs(value: unknown): number | undefined | { error: strin
   return ms < 0 ? FOREVER_MS : ms;
 }
 
+/** An empty prompt or message list only loads the model, or with keep_alive 0 unloads it. */
+function loadOrUnload(sim: SimContext, model: SimModel, keepAlive: number | undefined): 'load' | 'unload' {
+  if (keepAlive === 0) {
+    sim.loaded.delete(model.name);
+    return 'unload';
+  }
+  markLoaded(sim, model, keepAlive);
+  return 'load';
+}
+
 function markLoaded(sim: SimContext, model: SimModel, keepAlive: number | undefined): void {
   sim.loaded.set(model.name, Date.now() + Math.min(keepAlive ?? DEFAULT_KEEP_ALIVE_MS, FOREVER_MS));
 }
@@ -206,10 +216,8 @@ function onGenerateBody(sim: SimContext, ex: Exchange, raw: Buffer): void {
   if (prompt === '') {
     // Empty prompt only loads (or, with keep_alive 0, unloads) the model: one JSON object
     // even when streaming was asked for.
-    if (keepAlive === 0) sim.loaded.delete(model.name);
-    else markLoaded(sim, model, keepAlive);
     sendJson(ex.res, 200, {
-      model: name, created_at: createdAt(), response: '', done: true, done_reason: keepAlive === 0 ? 'unload' : 'load',
+      model: name, created_at: createdAt(), response: '', done: true, done_reason: loadOrUnload(sim, model, keepAlive),
     });
     return;
   }
@@ -256,10 +264,8 @@ function onChatBody(sim: SimContext, ex: Exchange, raw: Buffer): void {
     return;
   }
   if (messages.length === 0) {
-    if (keepAlive === 0) sim.loaded.delete(model.name);
-    else markLoaded(sim, model, keepAlive);
     sendJson(ex.res, 200, {
-      model: name, created_at: createdAt(), message: { role: 'assistant', content: '' }, done_reason: keepAlive === 0 ? 'unload' : 'load', done: true,
+      model: name, created_at: createdAt(), message: { role: 'assistant', content: '' }, done_reason: loadOrUnload(sim, model, keepAlive), done: true,
     });
     return;
   }
