@@ -97,15 +97,20 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
   attempts = 0;
   /** In its deployment's wait queue (holds a place in the shared queue length). */
   queued = false;
-  /** When the request was handed to a replica (connect timeout). */
-  dispatchedAt = 0;
   readonly startedAt: number;
-  /** Wall-clock start, for timers shared with other threads. */
-  readonly startedAtMs: number;
   /** Index in the gateway's active list (swap-remove); -1 when not listed. */
   activeIndex = -1;
   phase = Phase.Connecting;
+  /** When the current phase began; kept exactly only while admitting or queued (cold paths). */
   phaseSince: number;
+  /**
+   * Bumped on every step forward (dispatch, phase change, body chunk). The timeout sweep
+   * times a phase from the sweep that first saw the current value, so the hot path reads
+   * no clock per step; timeouts fire up to one sweep interval late, never early.
+   */
+  progress = 0;
+  sweptProgress = -1;
+  sweptAt = 0;
 
   readonly #pathQuery: string;
   readonly #headRest: string;
@@ -130,6 +135,8 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
   #total = 0;
   #pending: Buffer[] | null = null;
   #pendingOffset = 0;
+  /** Body bytes the client's socket took whole before anything was held back (length mode). */
+  #written = 0;
   #writableHooked = false;
   #upstreamEnded = false;
   #retries = 0;
@@ -178,7 +185,6 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
     const replay = route.policies.retry;
     this.#sentBody = expectBody && replay.attempts > 0 && contentLength <= replay.replay_max_bytes ? [] : null;
     this.startedAt = performance.now();
-    this.startedAtMs = Date.now();
     this.phaseSince = this.startedAt;
   }
 
@@ -189,6 +195,7 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
   /** Waits (admission, queue) before a replica is chosen: the client's upload is held back. */
   hold(phase: Phase): void {
     this.#setPhase(phase);
+    this.phaseSince = performance.now();
     if (this.#expectBody && !this.#bodyDone) this.#pauseClient();
   }
 
@@ -199,7 +206,7 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
   start(replica: ReplicaRoute, probe: boolean): void {
     this.replica = replica;
     this.probe = probe;
-    this.dispatchedAt = performance.now();
+    this.progress++;
     const conn = replica.pool.acquire(this);
     if (conn !== null) {
       this.#send(conn);
@@ -331,12 +338,11 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
     this.status = status;
     this.#responded = true;
     this.#setPhase(Phase.Streaming);
-    if (this.replica !== null) this.route.stats.recordTtfb((this.phaseSince - this.startedAt) / 1000);
+    if (this.replica !== null) this.route.stats.recordTtfb((performance.now() - this.startedAt) / 1000);
     if (this.flight?.leader === this) {
       this.flight.onHead(status, headers, contentLength);
       if (this.#detached) return;
     }
-    res.writeStatus(statusLine(status));
     // Headers the upstream named in its Connection header are hop-by-hop too (RFC 9110
     // 7.6.1). Rare, so only a length check per header unless one is present.
     let hop: string[] | null = null;
@@ -348,18 +354,23 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
         if (tokens !== null) hop = hop === null ? tokens : hop.concat(tokens);
       }
     }
+    // The status line and every header go to uWS as one string, in one native call instead
+    // of one per header: uWS writes "HTTP/1.1 <status>\r\n" verbatim, and the parser has
+    // refused any CR or LF inside an upstream header line.
+    let head = statusLine(status);
     for (let i = 0; i < headers.length; i += 2) {
       const name = headers[i]!;
       if (isDroppedResponseHeader(name)) continue;
       if (hop !== null && hop.includes(name.toLowerCase())) continue;
       const value = headers[i + 1]!;
       if (this.#kind === StreamKind.Other && sameName(name, 'content-type')) this.#kind = streamKindOf(value);
-      res.writeHeader(name, value);
+      head += `\r\n${name}: ${value}`;
     }
-    res.writeHeader('x-request-id', this.requestId);
-    if (this.cacheStatus !== null) res.writeHeader('x-sluice-cache', this.cacheStatus);
+    head += `\r\nx-request-id: ${this.requestId}`;
+    if (this.cacheStatus !== null) head += `\r\nx-sluice-cache: ${this.cacheStatus}`;
     const rl = this.rateLimit;
-    if (rl !== null) writeRateLimitHeaders(res, rl);
+    if (rl !== null) head += rateLimitLines(rl);
+    res.writeStatus(head);
     if (this.#noResponseBody || status === 204 || status === 304) {
       this.#mode = BodyMode.None;
       // HEAD and 304 may announce the representation's length; a 204 never has one (RFC 9110 8.6).
@@ -374,7 +385,7 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
 
   onResponseData(chunk: Buffer): boolean {
     if (this.#finished) return true;
-    this.phaseSince = performance.now();
+    this.progress++;
     const flight = this.flight;
     if (flight !== null && flight.leader === this) {
       flight.onData(chunk);
@@ -390,19 +401,31 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
       this.#hookWritable();
       return false;
     }
+    // Held chunks are copied: the parser's chunk is a view of the shared socket read buffer.
     if (this.#pending !== null) {
-      this.#pending.push(chunk);
+      this.#pending.push(Buffer.from(chunk));
       return false;
     }
-    const offset = this.res.getWriteOffset();
+    if (this.#written === 0 && chunk.length === this.#total) {
+      // The whole body in one piece (the usual small answer): end() takes it all, buffering
+      // what the socket cannot, and allocates no [ok, done] pair.
+      this.res.end(chunk);
+      this.#clientComplete();
+      return true;
+    }
     const [ok, done] = this.res.tryEnd(chunk, this.#total);
     if (done) {
       this.#clientComplete();
       return true;
     }
-    if (ok) return true;
-    this.#pending = [chunk];
-    this.#pendingOffset = offset;
+    if (ok) {
+      // Every earlier chunk went out whole, so this is uWS's write offset before the next
+      // one (saves a getWriteOffset call per chunk).
+      this.#written += chunk.length;
+      return true;
+    }
+    this.#pending = [Buffer.from(chunk)];
+    this.#pendingOffset = this.#written;
     this.#hookWritable();
     return false;
   }
@@ -417,7 +440,7 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
   #onWritable(offset: number): boolean {
     if (this.#finished) return true;
     // A slow client is not a stalled upstream: the idle timer restarts when the client drains.
-    this.phaseSince = performance.now();
+    this.progress++;
     const pending = this.#pending;
     if (pending !== null) {
       // Length mode: retry what tryEnd could not take, from where the socket stopped.
@@ -433,6 +456,7 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
         offset = this.#pendingOffset = this.res.getWriteOffset();
       }
       this.#pending = null;
+      this.#written = this.#pendingOffset;
     }
     if (this.#upstreamEnded) {
       this.#endClient();
@@ -664,7 +688,7 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
 
   #setPhase(phase: Phase): void {
     this.phase = phase;
-    this.phaseSince = performance.now();
+    this.progress++;
   }
 
   #withCacheHeader(headers: ReadonlyArray<readonly [string, string]> | undefined): ReadonlyArray<readonly [string, string]> | undefined {
@@ -699,10 +723,9 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
 
 type BucketRefLike = import('../policy/index.js').BucketRef;
 
-function writeRateLimitHeaders(res: HttpResponse, v: Verdict): void {
-  res.writeHeader('ratelimit-limit', String(v.limit));
-  res.writeHeader('ratelimit-remaining', String(v.remaining));
-  res.writeHeader('ratelimit-reset', String(Math.ceil(v.resetMs / 1000)));
+/** The RateLimit-* headers, each line prefixed with CRLF (see onResponseHead). */
+function rateLimitLines(v: Verdict): string {
+  return `\r\nratelimit-limit: ${v.limit}\r\nratelimit-remaining: ${v.remaining}\r\nratelimit-reset: ${Math.ceil(v.resetMs / 1000)}`;
 }
 
 function streamKindOf(contentType: string): StreamKind {

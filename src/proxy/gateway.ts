@@ -459,16 +459,21 @@ export class Gateway {
       if (ex === undefined) continue;
       const up = ex.route.upstream;
       const total = ex.route.policies.total_timeout_ms;
+      if (ex.progress !== ex.sweptProgress) {
+        ex.sweptProgress = ex.progress;
+        ex.sweptAt = now;
+      }
+      const still = now - ex.sweptAt;
       if (total > 0 && now - ex.startedAt > total) {
         ex.timeout('SLUICE_ERR_TOTAL_TIMEOUT');
       } else if (ex.phase === Phase.Queued) {
         if (now - ex.phaseSince > ex.route.policies.queue.max_wait_ms) ex.reject('SLUICE_ERR_QUEUE_TIMEOUT', `waited ${ex.route.policies.queue.max_wait_ms} ms for a free replica of ${ex.route.id}`, RETRY_AFTER);
       } else if (ex.upstreamConnecting && ex.phase !== Phase.Uploading) {
-        if (now - ex.dispatchedAt > up.connect_timeout_ms) ex.timeout('SLUICE_ERR_UPSTREAM_CONNECT_TIMEOUT');
+        if (still > up.connect_timeout_ms) ex.timeout('SLUICE_ERR_UPSTREAM_CONNECT_TIMEOUT');
       } else if (ex.phase === Phase.AwaitingHead || ex.phase === Phase.Connecting) {
-        if (now - ex.phaseSince > up.headers_timeout_ms) ex.timeout('SLUICE_ERR_UPSTREAM_HEADERS_TIMEOUT');
+        if (still > up.headers_timeout_ms) ex.timeout('SLUICE_ERR_UPSTREAM_HEADERS_TIMEOUT');
       } else if (ex.phase === Phase.Streaming) {
-        if (now - ex.phaseSince > up.idle_timeout_ms) ex.timeout('SLUICE_ERR_UPSTREAM_IDLE_TIMEOUT');
+        if (still > up.idle_timeout_ms) ex.timeout('SLUICE_ERR_UPSTREAM_IDLE_TIMEOUT');
       }
     }
     const wall = Date.now();

@@ -22,12 +22,16 @@ export interface ClientHead {
   /** Read for the response cache; Cache-Control is forwarded too, x-sluice-cache is not. */
   cacheControl: string;
   xSluiceCache: string;
+  connection: string;
 }
 
 // Scratch state for the one synchronous req.forEach pass of the request being handled:
 // a single module-level callback instead of a closure per request.
-let scratch: ClientHead;
-let extraHopByHop: string[] | null = null;
+// The same object serves every request: the handler reads what it needs before returning.
+const scratch: ClientHead = {
+  headerLines: '', host: '', requestId: '', forwardedFor: '', contentLength: -1, chunked: false, bad: null,
+  authorization: '', xApiKey: '', cacheControl: '', xSluiceCache: '', connection: '',
+};
 
 function collectHeader(name: string, value: string): void {
   const s = scratch;
@@ -54,7 +58,11 @@ function collectHeader(name: string, value: string): void {
       if (name === 'trailer' || name === 'upgrade') return;
       break;
     case 10:
-      if (name === 'connection' || name === 'keep-alive') return;
+      if (name === 'connection') {
+        s.connection = value;
+        return;
+      }
+      if (name === 'keep-alive') return;
       break;
     case 13:
       if (name === 'authorization') {
@@ -102,21 +110,46 @@ function collectHeader(name: string, value: string): void {
       break;
   }
   if (name.length > 6 && name.startsWith('proxy-')) return;
-  if (extraHopByHop !== null && extraHopByHop.includes(name)) return;
   s.headerLines += `${name}: ${value}\r\n`;
 }
 
-/** Reads the client's request headers once (uWS's HttpRequest dies with the handler). */
+/**
+ * Reads the client's request headers once (uWS's HttpRequest dies with the handler). The
+ * result is shared scratch, valid until the next call: read it, do not keep it.
+ */
 export function readClientHead(req: HttpRequest): ClientHead {
-  scratch = { headerLines: '', host: '', requestId: '', forwardedFor: '', contentLength: -1, chunked: false, bad: null, authorization: '', xApiKey: '', cacheControl: '', xSluiceCache: '' };
-  // Headers named in Connection are hop-by-hop too (RFC 9110 7.6.1); rare, so checked lazily.
-  const connection = req.getHeader('connection');
-  extraHopByHop = connection === '' ? null : connectionTokens(connection);
-  req.forEach(collectHeader);
   const head = scratch;
+  head.headerLines = '';
+  head.host = '';
+  head.requestId = '';
+  head.forwardedFor = '';
+  head.contentLength = -1;
+  head.chunked = false;
+  head.bad = null;
+  head.authorization = '';
+  head.xApiKey = '';
+  head.cacheControl = '';
+  head.xSluiceCache = '';
+  head.connection = '';
+  req.forEach(collectHeader);
+  // Headers named in Connection are hop-by-hop too (RFC 9110 7.6.1); rare, so the lines
+  // already collected are filtered afterwards, only when it names any.
+  if (head.connection !== '') {
+    const extra = connectionTokens(head.connection);
+    if (extra !== null) head.headerLines = withoutHeaders(head.headerLines, extra);
+  }
   // Both framings at once is how request smuggling starts: refuse it (RFC 9112 6.1).
   if (head.chunked && head.contentLength !== -1) head.bad = 'both content-length and transfer-encoding';
   return head;
+}
+
+function withoutHeaders(lines: string, names: readonly string[]): string {
+  let out = '';
+  for (const line of lines.split('\r\n')) {
+    if (line === '') continue;
+    if (!names.includes(line.slice(0, line.indexOf(':')))) out += `${line}\r\n`;
+  }
+  return out;
 }
 
 /** Header names listed in a Connection value, beyond the standard tokens; null when none. */

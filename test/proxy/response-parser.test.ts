@@ -39,15 +39,21 @@ interface Feed {
   eof?: boolean;
 }
 
-/** Feeds `pieces` in order; stops at the first parse error, as the connection does. */
+// The connection reads every socket into one shared buffer and passes the byte count: the
+// bytes past it are stale leftovers of earlier reads. Here they are a complete response
+// head and body, so that a parser looking past the count sees plausible, wrong bytes.
+const STALE = Buffer.from('HTTP/1.1 500 Stale\r\ncontent-length: 5\r\n\r\nstale\r\n\r\n'.repeat(200));
+
+/** Feeds `pieces` in order, each as a read into the shared buffer; stops at the first parse error, as the connection does. */
 function run(pieces: Buffer[], opts: Feed = {}): Event[] {
   const sink = new Recorder();
   const parser = new ResponseParser(sink);
   parser.reset(opts.noBody ?? false);
   let leftover = 0;
   for (const p of pieces) {
+    const read = Buffer.concat([p, STALE]);
     try {
-      leftover += parser.execute(p);
+      leftover += parser.execute(read, p.length);
     } catch (err) {
       const ok = err instanceof ParseError && err.code === 'SLUICE_ERR_UPSTREAM_PROTOCOL';
       sink.events.push({ type: 'error', message: ok ? err.message : `not a ParseError: ${String(err)}` });
@@ -196,6 +202,14 @@ check(t, 'header line without a colon is rejected',
 check(t, '101 upgrade is refused',
   'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n',
   [{ type: 'error', message: 'protocol upgrade is not supported' }]);
+
+check(t, 'a bare LF inside a header line is rejected (no response splitting)',
+  'HTTP/1.1 200 OK\r\nx-a: 1\nset-cookie: evil=1\r\ncontent-length: 0\r\n\r\n',
+  [{ type: 'error', message: 'bare CR or LF in a header line' }]);
+
+check(t, 'a bare CR inside a header line is rejected',
+  'HTTP/1.1 200 OK\r\nx-a: 1\rx-b: 2\r\ncontent-length: 0\r\n\r\n',
+  [{ type: 'error', message: 'bare CR or LF in a header line' }]);
 
 t.test('keep-alive and reuse across responses', async (t) => {
   const sink = new Recorder();

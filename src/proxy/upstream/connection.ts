@@ -27,6 +27,16 @@ export interface PoolLike {
   remove(conn: UpstreamConnection): void;
 }
 
+// One read buffer for every upstream socket of this thread (Node's `onread`): a read is
+// parsed and handed to the client synchronously, so nothing outlives the callback except
+// what the exchange copies (backpressured chunks, cache recordings). This skips the
+// Readable stream machinery and the allocation of a buffer per read.
+const READ_BUFFER_BYTES = 64 * 1024;
+let readBuffer: Buffer | null = null;
+function sharedReadBuffer(): Buffer {
+  return (readBuffer ??= Buffer.allocUnsafe(READ_BUFFER_BYTES));
+}
+
 const enum ConnState {
   Connecting,
   Busy,
@@ -45,6 +55,7 @@ export class UpstreamConnection implements ResponseSink {
   #state = ConnState.Connecting;
   #handler: UpstreamHandler | null = null;
   #pendingData: Buffer | null = null;
+  #pendingBytes = 0;
   #requestDone = false;
   #responseDone = false;
   #paused = false;
@@ -57,12 +68,16 @@ export class UpstreamConnection implements ResponseSink {
     this.#pool = pool;
     this.#parser = new ResponseParser(this);
     this.#feedCorked = this.#feed.bind(this);
-    const socket = connect({ host: pool.host, port: pool.port, noDelay: true });
+    const socket = connect({
+      host: pool.host,
+      port: pool.port,
+      noDelay: true,
+      onread: { buffer: sharedReadBuffer(), callback: (n: number, buf: Uint8Array) => this.#onRead(n, buf as Buffer) },
+    });
     this.socket = socket;
     socket.on('connect', () => {
       if (this.#state === ConnState.Connecting) this.#state = this.#handler ? ConnState.Busy : ConnState.Idle;
     });
-    socket.on('data', (data: Buffer) => this.#onData(data));
     socket.on('drain', () => this.#handler?.onRequestDrain());
     socket.on('end', () => this.#onEnd());
     socket.on('error', (err: NodeJS.ErrnoException) => this.#fail(errorCodeFor(err, this.#state !== ConnState.Connecting), err.code ?? err.message));
@@ -141,22 +156,25 @@ export class UpstreamConnection implements ResponseSink {
     handler?.onResponseEnd();
   }
 
-  #onData(data: Buffer): void {
+  /** `buf` is the shared read buffer: its first `n` bytes are valid until this returns. */
+  #onRead(n: number, buf: Buffer): boolean {
     const handler = this.#handler;
     if (handler === null) {
       // Bytes on an idle connection: the server broke the protocol; do not reuse it.
       this.#close();
-      return;
+      return false;
     }
-    this.#pendingData = data;
+    this.#pendingData = buf;
+    this.#pendingBytes = n;
     handler.corked(this.#feedCorked);
+    return !this.#paused;
   }
 
   #feed(): void {
     const data = this.#pendingData!;
     this.#pendingData = null;
     try {
-      const leftover = this.#parser.execute(data);
+      const leftover = this.#parser.execute(data, this.#pendingBytes);
       if (leftover > 0) this.#parser.keepAlive = false;
     } catch (err) {
       this.#fail('SLUICE_ERR_UPSTREAM_PROTOCOL', err instanceof ParseError ? err.message : String(err));

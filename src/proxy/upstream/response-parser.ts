@@ -66,19 +66,21 @@ export class ResponseParser {
     return this.#state === State.BodyUntilClose;
   }
 
-  /** Feeds bytes; returns the number of bytes left over after the response ended (0 normally). */
-  execute(data: Buffer): number {
+  /**
+   * Feeds `data[0, len)`; returns the number of bytes left over after the response ended
+   * (0 normally). Body chunks handed to the sink are views of `data`.
+   */
+  execute(data: Buffer, len = data.length): number {
     let pos = 0;
-    const len = data.length;
     while (pos < len) {
       switch (this.#state) {
         case State.Head:
-          pos = this.#readHead(data, pos);
+          pos = this.#readHead(data, pos, len);
           break;
         case State.BodyLength: {
           const n = Math.min(this.#remaining, len - pos);
           this.#remaining -= n;
-          const chunk = pos === 0 && n === len ? data : data.subarray(pos, pos + n);
+          const chunk = pos === 0 && n === data.length ? data : data.subarray(pos, pos + n);
           pos += n;
           if (this.#remaining === 0) this.#state = State.Done;
           this.#sink.onBody(chunk);
@@ -105,7 +107,7 @@ export class ResponseParser {
         }
         case State.ChunkExt: {
           const cr = data.indexOf(0x0d, pos);
-          if (cr === -1) {
+          if (cr === -1 || cr >= len) {
             pos = len;
           } else {
             pos = cr + 1;
@@ -156,7 +158,7 @@ export class ResponseParser {
           break;
         }
         case State.BodyUntilClose: {
-          const chunk = pos === 0 ? data : data.subarray(pos);
+          const chunk = pos === 0 && len === data.length ? data : data.subarray(pos, len);
           pos = len;
           this.#sink.onBody(chunk);
           break;
@@ -178,22 +180,25 @@ export class ResponseParser {
     return this.#state === State.Done;
   }
 
-  #readHead(data: Buffer, pos: number): number {
+  #readHead(data: Buffer, pos: number, len: number): number {
     let buf = data;
     let start = pos;
     let prevLen = 0;
+    let bufLen = len;
     if (this.#partialHead !== null) {
       prevLen = this.#partialHead.length;
-      buf = Buffer.concat([this.#partialHead, data.subarray(pos)]);
+      buf = Buffer.concat([this.#partialHead, data.subarray(pos, len)]);
+      bufLen = buf.length;
       start = 0;
       this.#partialHead = null;
     }
     // Search from a little before the join so a CRLFCRLF split across reads is found.
-    const end = buf.indexOf(CRLFCRLF, Math.max(start, prevLen - 3));
+    let end = buf.indexOf(CRLFCRLF, Math.max(start, prevLen - 3));
+    if (end + 4 > bufLen) end = -1; // found in stale bytes past this read
     if (end === -1) {
-      if (buf.length - start > MAX_HEAD_BYTES) throw new ParseError('response head too large');
-      this.#partialHead = Buffer.from(buf.subarray(start));
-      return data.length;
+      if (bufLen - start > MAX_HEAD_BYTES) throw new ParseError('response head too large');
+      this.#partialHead = Buffer.from(buf.subarray(start, bufLen));
+      return len;
     }
     const consumedFromData = prevLen === 0 ? end + 4 : end + 4 - prevLen + pos;
     this.#parseHead(buf.toString('latin1', start, end));
@@ -217,6 +222,11 @@ export class ResponseParser {
       if (lineEnd === -1) lineEnd = head.length;
       const colon = head.indexOf(':', lineStart);
       if (colon === -1 || colon > lineEnd || colon === lineStart) throw new ParseError('invalid header line');
+      // A bare CR or LF inside a line would let the upstream inject lines into the head the
+      // gateway writes to its client (response splitting).
+      const cr = head.indexOf('\r', lineStart);
+      const lf = head.indexOf('\n', lineStart);
+      if ((cr !== -1 && cr < lineEnd) || (lf !== -1 && lf < lineEnd)) throw new ParseError('bare CR or LF in a header line');
       const name = head.slice(lineStart, colon);
       let vs = colon + 1;
       let ve = lineEnd;
