@@ -249,7 +249,7 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
       first = Buffer.from(LAST_CHUNK);
     }
     this.#setPhase(this.#bodyDone ? (conn.connecting ? Phase.Connecting : Phase.AwaitingHead) : Phase.Uploading);
-    const head = `${this.method} ${replica.basePath}${this.#pathQuery} HTTP/1.1\r\nhost: ${replica.hostHeader}\r\n${this.#headRest}`;
+    const head = `${this.method} ${replica.basePath}${this.#pathQuery}${replica.headAfterTarget}${this.#headRest}`;
     const ok = conn.send(this, head, this.#noResponseBody, first, this.#bodyDone);
     if (!ok && !this.#bodyDone) this.#pauseClient();
   }

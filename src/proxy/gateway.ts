@@ -33,10 +33,11 @@ const BREAKER_FAILURES: ReadonlySet<string> = new Set<ErrorCode>([
 ]);
 const QUEUE_POLL_MS = 5;
 
-// uWS reports methods in lower case; upstreams and logs want the canonical spelling.
-const METHODS: Readonly<Record<string, string>> = Object.freeze({
-  get: 'GET', head: 'HEAD', post: 'POST', put: 'PUT', patch: 'PATCH', delete: 'DELETE', options: 'OPTIONS',
-});
+/** The methods the data plane forwards, each with its uWS route registration name. */
+export const FORWARDED_METHODS = Object.freeze([
+  ['get', 'GET'], ['head', 'HEAD'], ['post', 'POST'], ['put', 'PUT'], ['patch', 'PATCH'], ['del', 'DELETE'], ['options', 'OPTIONS'],
+] as const);
+type RouteHandler = (res: HttpResponse, req: HttpRequest) => void;
 
 const SWEEP_INTERVAL_MS = 100;
 
@@ -80,7 +81,26 @@ export class Gateway {
     this.#limiter = options.limiter;
     this.#compiler = new RouteTableCompiler(options.shared);
     this.#idPrefix = `${randomBytes(4).toString('hex')}${options.workerIndex.toString(36)}-`;
-    this.handle = this.handle.bind(this);
+    this.handleOther = this.handleOther.bind(this);
+  }
+
+  /**
+   * The uWS handler for one method. uWS routes by method natively, so a request reaches
+   * the gateway with its method known: no getMethod() call and string per request.
+   */
+  handlerFor(method: string): RouteHandler {
+    return (res, req) => this.#handle(res, req, method);
+  }
+
+  /** Any other method (uWS's `any` route): 405. */
+  handleOther(res: HttpResponse, req: HttpRequest): void {
+    const head = readClientHead(req);
+    const requestId = head.requestId !== '' ? head.requestId : this.#nextRequestId();
+    this.#reject(res, 'SLUICE_ERR_METHOD_NOT_ALLOWED', `method ${req.getMethod().toUpperCase()} is not supported`, requestId, req.getUrl(), { headers: ALLOW_ANY });
+  }
+
+  #nextRequestId(): string {
+    return this.#idPrefix + (++this.#idSeq).toString(36);
   }
 
   get table(): RouteTable {
@@ -112,16 +132,10 @@ export class Gateway {
     return this.#compiler.statsSnapshot();
   }
 
-  /** The uWS handler for every data-plane path. */
-  handle(res: HttpResponse, req: HttpRequest): void {
+  #handle(res: HttpResponse, req: HttpRequest, method: string): void {
     const url = req.getUrl();
-    const method = METHODS[req.getMethod()];
     const head = readClientHead(req);
-    const requestId = head.requestId !== '' ? head.requestId : this.#idPrefix + (++this.#idSeq).toString(36);
-    if (method === undefined) {
-      this.#reject(res, 'SLUICE_ERR_METHOD_NOT_ALLOWED', `method ${req.getMethod().toUpperCase()} is not supported`, requestId, url, { headers: ALLOW_ANY });
-      return;
-    }
+    const requestId = head.requestId !== '' ? head.requestId : this.#nextRequestId();
     if (head.bad !== null) {
       this.#reject(res, 'SLUICE_ERR_BAD_REQUEST', head.bad, requestId, url, { head: method === 'HEAD' });
       return;

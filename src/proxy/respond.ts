@@ -2,14 +2,16 @@ import type { HttpResponse } from 'uWebSockets.js';
 import { STATUS_LINES } from '../errors/index.js';
 import { STATUS_CODES } from 'node:http';
 
-const statusCache = new Map<number, string>(Object.entries(STATUS_LINES).map(([k, v]) => [Number(k), v]));
+// Indexed by status code (100-999, as the parser admits): one array load per response.
+const statusCache: string[] = [];
+for (const [k, v] of Object.entries(STATUS_LINES)) statusCache[Number(k)] = v;
 
 /** "200 OK" for uWS's writeStatus, cached so a response does not build the string. */
 export function statusLine(status: number): string {
-  let line = statusCache.get(status);
+  let line = statusCache[status];
   if (line === undefined) {
     line = `${status} ${STATUS_CODES[status] ?? 'Unknown'}`;
-    statusCache.set(status, line);
+    statusCache[status] = line;
   }
   return line;
 }

@@ -72,6 +72,8 @@ export class ReplicaRoute {
   readonly hostHeader: string;
   readonly basePath: string;
   readonly origin: string;
+  /** What follows the request target in every request head sent to this replica. */
+  readonly headAfterTarget: string;
 
   constructor(snap: ReplicaSnapshot, pool: UpstreamPool) {
     this.id = snap.id;
@@ -80,6 +82,7 @@ export class ReplicaRoute {
     this.hostHeader = snap.host.includes(':') ? `[${snap.host}]:${snap.port}` : `${snap.host}:${snap.port}`;
     this.basePath = snap.basePath;
     this.origin = `http://${this.hostHeader}${snap.basePath}`;
+    this.headAfterTarget = ` HTTP/1.1\r\nhost: ${this.hostHeader}\r\n`;
   }
 }
 

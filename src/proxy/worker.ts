@@ -5,7 +5,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { BreakerBoard, DeploymentCounters } from '../balancer/index.js';
 import { RateLimiter, RedisLimiter, SharedBuckets } from '../policy/index.js';
 import { createLogger } from '../telemetry/index.js';
-import { Gateway } from './gateway.js';
+import { FORWARDED_METHODS, Gateway } from './gateway.js';
 import type { RouteTableSnapshot } from './route-table.js';
 import { loadUws } from './uws.js';
 import type { ToWorker, FromWorker, WorkerInit } from './messages.js';
@@ -34,7 +34,8 @@ gateway.publish(init.snapshot);
 gateway.start();
 
 const app = uws.App();
-app.any('/*', gateway.handle);
+for (const [route, method] of FORWARDED_METHODS) app[route]('/*', gateway.handlerFor(method));
+app.any('/*', gateway.handleOther);
 let listenSocket: unknown = null;
 app.listen(init.host, init.port, (token) => {
   if (token) {

@@ -215,18 +215,18 @@ export class ResponseParser {
     let contentLength = -1;
     let chunked = false;
     const headers: string[] = [];
-    let lineStart = head.indexOf('\r\n');
-    while (lineStart !== -1) {
-      lineStart += 2;
-      let lineEnd = head.indexOf('\r\n', lineStart);
-      if (lineEnd === -1) lineEnd = head.length;
+    // Lines end at LF, which must follow a CR; a bare CR or LF inside a line would let the
+    // upstream inject lines into the head the gateway writes to its client (response splitting).
+    let lf = head.indexOf('\n');
+    if (lf !== -1 && head.charCodeAt(lf - 1) !== 13) throw new ParseError('bare CR or LF in a header line');
+    while (lf !== -1) {
+      const lineStart = lf + 1;
+      lf = head.indexOf('\n', lineStart);
+      const lineEnd = lf === -1 ? head.length : lf - 1;
+      const cr = head.indexOf('\r', lineStart);
+      if ((cr !== -1 && cr < lineEnd) || (lf !== -1 && head.charCodeAt(lineEnd) !== 13)) throw new ParseError('bare CR or LF in a header line');
       const colon = head.indexOf(':', lineStart);
       if (colon === -1 || colon > lineEnd || colon === lineStart) throw new ParseError('invalid header line');
-      // A bare CR or LF inside a line would let the upstream inject lines into the head the
-      // gateway writes to its client (response splitting).
-      const cr = head.indexOf('\r', lineStart);
-      const lf = head.indexOf('\n', lineStart);
-      if ((cr !== -1 && cr < lineEnd) || (lf !== -1 && lf < lineEnd)) throw new ParseError('bare CR or LF in a header line');
       const name = head.slice(lineStart, colon);
       let vs = colon + 1;
       let ve = lineEnd;
@@ -247,7 +247,6 @@ export class ResponseParser {
         else if (v.includes('keep-alive')) keepAlive = true;
       }
       headers.push(name, value);
-      lineStart = lineEnd === head.length ? -1 : lineEnd;
     }
     if (status < 200) {
       // 1xx (100 Continue, 103 Early Hints): informational, the real head follows.
