@@ -137,7 +137,7 @@ export class BreakerBoard {
     const base = slot * INTS;
     this.#lock(base);
     this.ints[base + I_CONSECUTIVE] = 0;
-    this.#count(slot, now, o, 0);
+    this.#record(slot, now, o, 0);
     if (this.ints[base + I_STATE] === BreakerState.HalfOpen) {
       this.ints[base + I_STATE] = BreakerState.Closed;
       this.ints[base + I_PROBE] = 0;
@@ -150,7 +150,14 @@ export class BreakerBoard {
     const base = slot * INTS;
     this.#lock(base);
     const consecutive = ++this.ints[base + I_CONSECUTIVE]!;
-    const [total, failures] = this.#count(slot, now, o, 1);
+    this.#record(slot, now, o, 1);
+    let total = 0;
+    let failures = 0;
+    for (let b = 0; b < BUCKETS; b++) {
+      const f = this.ints[base + I_BUCKET_BASE + b * 2 + 1]!;
+      total += this.ints[base + I_BUCKET_BASE + b * 2]! + f;
+      failures += f;
+    }
     const state = this.ints[base + I_STATE];
     const trip =
       state === BreakerState.HalfOpen ||
@@ -166,8 +173,8 @@ export class BreakerBoard {
     this.#unlock(base);
   }
 
-  /** Adds one outcome to the rolling window; returns (requests, failures) in the window. */
-  #count(slot: number, now: number, o: BreakerOptions, failed: 0 | 1): [number, number] {
+  /** Adds one outcome to the rolling window (successes need no totals: only a failure can trip). */
+  #record(slot: number, now: number, o: BreakerOptions, failed: 0 | 1): void {
     const base = slot * INTS;
     const bucketMs = o.rollingWindowMs / BUCKETS;
     const epoch = Math.floor(now / bucketMs);
@@ -182,15 +189,6 @@ export class BreakerBoard {
     if (stale > 0) this.floats[slot * FLOATS + F_BUCKET_EPOCH] = epoch;
     const cur = epoch % BUCKETS;
     this.ints[base + I_BUCKET_BASE + cur * 2 + failed]!++;
-    let total = 0;
-    let failures = 0;
-    for (let b = 0; b < BUCKETS; b++) {
-      const s = this.ints[base + I_BUCKET_BASE + b * 2]!;
-      const f = this.ints[base + I_BUCKET_BASE + b * 2 + 1]!;
-      total += s + f;
-      failures += f;
-    }
-    return [total, failures];
   }
 
   #clearWindow(base: number): void {

@@ -7,7 +7,7 @@ import { ERRORS, type ErrorCode } from '../errors/index.js';
 import type { CachedResponse, CacheWant, TokenCounter, Verdict } from '../policy/index.js';
 import type { DeploymentRoute, KeyRoute, ReplicaRoute } from './route-table.js';
 import type { UpstreamConnection, UpstreamHandler, PoolWaiter } from './upstream/index.js';
-import { connectionTokens, isDroppedResponseHeader, sameName } from './headers.js';
+import { connectionTokens, isDroppedResponseHeader, sameName, startsWithName } from './headers.js';
 import { endWithoutBody, statusLine, writeErrorResponse } from './respond.js';
 import type { Gateway } from './gateway.js';
 import type { Flight } from './flight.js';
@@ -729,6 +729,10 @@ function rateLimitLines(v: Verdict): string {
 }
 
 function streamKindOf(contentType: string): StreamKind {
+  // Most answers are JSON or text/plain: decided by the first letters, without lower-casing.
+  const c0 = contentType.charCodeAt(0) | 0x20;
+  if (c0 !== 0x74 && c0 !== 0x61) return StreamKind.Other; // neither 't' nor 'a'
+  if (startsWithName(contentType, 'application/json') && (contentType.length === 16 || contentType.charCodeAt(16) === 0x3b || contentType.charCodeAt(16) === 0x20)) return StreamKind.Other;
   const ct = contentType.toLowerCase();
   if (ct.startsWith('text/event-stream')) return StreamKind.Sse;
   if (ct.startsWith('application/x-ndjson') || ct.startsWith('application/ndjson') || ct.startsWith('application/jsonl')) return StreamKind.Ndjson;

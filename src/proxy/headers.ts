@@ -3,9 +3,9 @@
 // message framing (Content-Length / Transfer-Encoding) on each side.
 
 import type { HttpRequest } from 'uWebSockets.js';
-import { sameName } from './upstream/header-names.js';
+import { sameName, startsWithName } from './upstream/header-names.js';
 
-export { sameName };
+export { sameName, startsWithName };
 
 export interface ClientHead {
   /** Other request headers, already serialised as `name: value\r\n` lines. */

@@ -240,11 +240,14 @@ export class ResponseParser {
         if (contentLength !== -1 && contentLength !== n) throw new ParseError('conflicting content-length');
         contentLength = n;
       } else if (sameName(name, 'transfer-encoding')) {
-        chunked = value.toLowerCase().endsWith('chunked');
+        chunked = sameName(value, 'chunked') || value.toLowerCase().endsWith('chunked');
       } else if (sameName(name, 'connection')) {
-        const v = value.toLowerCase();
-        if (v.includes('close')) keepAlive = false;
-        else if (v.includes('keep-alive')) keepAlive = true;
+        if (sameName(value, 'keep-alive')) keepAlive = true;
+        else {
+          const v = value.toLowerCase();
+          if (v.includes('close')) keepAlive = false;
+          else if (v.includes('keep-alive')) keepAlive = true;
+        }
       }
       headers.push(name, value);
     }
