@@ -5,6 +5,7 @@
 
 import type { Redis } from 'ioredis';
 import { dataPlaneRedis } from './redis-client.js';
+import type { CachedResponse } from './response-cache.js';
 
 export interface RedisCacheOptions {
   readonly url: string;
@@ -31,10 +32,6 @@ export class RedisCache {
   set(key: string, value: Buffer, ttlMs: number): Promise<unknown> {
     return this.#redis.set(key, value, 'PX', ttlMs);
   }
-
-  close(): void {
-    this.#redis.disconnect();
-  }
 }
 
 /** An entry in Redis could not be read (another format, or cut short). */
@@ -42,18 +39,8 @@ export class CacheEntryError extends Error {
   readonly code = 'SLUICE_ERR_CACHE_ENTRY';
 }
 
-/** A response as it was stored in Redis. */
-export interface SharedEntry {
-  readonly status: number;
-  readonly headers: readonly string[];
-  /** -1: sent chunked (a stream). */
-  readonly contentLength: number;
-  /** The body as the upstream sent it, piece by piece: a stream is replayed in the same pieces. */
-  readonly chunks: readonly Buffer[];
-  readonly bodyBytes: number;
-  /** Date.now() of the instance that stored it; the client's max-age is measured from it. */
-  readonly storedAt: number;
-}
+/** A response as it was stored in Redis: storedAt is the storing instance's clock. */
+export type SharedEntry = Pick<CachedResponse, 'status' | 'headers' | 'contentLength' | 'chunks' | 'storedAt'> & { readonly bodyBytes: number };
 
 // Layout, big-endian: u8 format, u16 status, f64 storedAt, f64 contentLength, u32 header
 // strings (names and values alternate), u32 chunks; then each header string and each chunk
