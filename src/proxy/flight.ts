@@ -24,6 +24,12 @@ export class RouteCache {
   readonly #onStoreError = (): void => {
     this.#stats.cacheStoreErrors++;
   };
+  readonly #share = (key: string, status: number, headers: readonly string[], contentLength: number, chunks: readonly Buffer[], bodyBytes: number, storedAt: number): void => {
+    const shared = this.shared;
+    if (shared === null) return; // a new policy stopped sharing meanwhile
+    const value = encodeEntry(status, headers, contentLength, chunks, bodyBytes, storedAt);
+    shared.set(this.#sharedPrefix + key, value, this.store.policy.ttl_ms).catch(this.#onStoreError);
+  };
 
   constructor(deployment: string, policy: CacheConfig, stats: RequestStats, redis: RedisCache | null) {
     this.store = new ResponseCache(policy);
@@ -42,8 +48,9 @@ export class RouteCache {
   keep(key: string, status: number, headers: readonly string[], contentLength: number, chunks: readonly Buffer[], bodyBytes: number): void {
     const now = Date.now();
     if (!this.store.set(key, status, headers, contentLength, chunks, bodyBytes, now) || this.shared === null) return;
-    const value = encodeEntry(status, headers, contentLength, chunks, bodyBytes, now);
-    this.shared.set(this.#sharedPrefix + key, value, this.store.policy.ttl_ms).catch(this.#onStoreError);
+    // Encoded (a copy of up to max_entry_bytes) after this turn: the response's last bytes,
+    // which may still be on their way to the leader's client, go out first.
+    setImmediate(this.#share, key, status, headers, contentLength, chunks, bodyBytes, now);
   }
 
   /** The shared tier's encoded entry for `key`, or null; rejects when Redis fails or is slow. */
