@@ -84,6 +84,9 @@ const policyFields = {
     kind: 'object',
     fields: {
       enabled: { kind: 'bool', default: true },
+      // With redis.url set: a memory miss looks in Redis, and stored responses go there too
+      // (shared by every worker and instance). false: memory only. No effect without Redis.
+      shared: { kind: 'bool', default: true },
       ttl_ms: timeout(300_000),
       max_bytes: { kind: 'int', default: 64 * 1024 * 1024, min: 0, max: Number.MAX_SAFE_INTEGER },
       max_entry_bytes: { kind: 'int', default: 4 * 1024 * 1024, min: 0, max: Number.MAX_SAFE_INTEGER },
@@ -159,7 +162,7 @@ export const configSchema: Field = {
       },
     },
     state_dir: { kind: 'string', default: './.sluice' },
-    // Shared desired state (and, later, rate limits and cache) for several instances.
+    // Shared desired state, rate limits and response cache for several instances.
     redis: { kind: 'object', fields: { url: { kind: 'string', default: null, nullable: true, pattern: /^rediss?:\/\// } } },
     mlflow: {
       kind: 'object',
@@ -193,6 +196,14 @@ export const configSchema: Field = {
         // Buckets live in Redis when redis.url is set (shared by all instances), else in memory.
         on_redis_error: { kind: 'string', enum: ['open', 'closed'], default: 'open' },
         redis_timeout_ms: { kind: 'int', default: 50, min: 1, max: 10_000 },
+      },
+    },
+    cache: {
+      kind: 'object',
+      fields: {
+        // With redis.url set, the shared tier of the response cache (policies.cache.shared):
+        // a lookup slower than this is a miss, so it bounds what a request may wait for Redis.
+        redis_timeout_ms: { kind: 'int', default: 100, min: 1, max: 10_000 },
       },
     },
     deployments: { kind: 'array', of: deploymentSchema, default: [] },

@@ -18,6 +18,8 @@ export interface LimitsConfig {
 
 export interface CacheConfig {
   readonly enabled: boolean;
+  /** Also in Redis, when redis.url is set. */
+  readonly shared: boolean;
   readonly ttl_ms: number;
   /** Per deployment and per worker thread. */
   readonly max_bytes: number;
@@ -91,6 +93,7 @@ export interface Config {
   readonly policies: PoliciesConfig;
   readonly api_keys: readonly ApiKeyConfig[];
   readonly rate_limit: { readonly on_redis_error: 'open' | 'closed'; readonly redis_timeout_ms: number };
+  readonly cache: { readonly redis_timeout_ms: number };
   readonly deployments: readonly DeploymentConfig[];
   readonly traffic: Readonly<Record<string, Readonly<Record<string, number>>>>;
 }

@@ -2,7 +2,8 @@
 // script per check (no read-modify-write race between instances), a short command timeout
 // so the data plane never hangs on Redis, and fail-open or fail-closed when it is away.
 
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
+import { dataPlaneRedis } from './redis-client.js';
 import type { BucketRule, TakeResult } from './token-bucket.js';
 
 // Same arithmetic as refillAndTake() in token-bucket.ts, over several buckets at once and
@@ -62,15 +63,7 @@ export class RedisLimiter {
   readonly #prefix: string;
 
   constructor(options: RedisLimiterOptions) {
-    const redis = new Redis(options.url, {
-      commandTimeout: options.commandTimeoutMs,
-      connectTimeout: Math.max(500, options.commandTimeoutMs * 4),
-      maxRetriesPerRequest: 0,
-      enableOfflineQueue: false,
-      // Keep trying in the background; checks fail fast meanwhile.
-      retryStrategy: (attempt) => Math.min(1000, attempt * 100),
-    });
-    redis.on('error', () => undefined); // surfaced through take() failures and metrics
+    const redis = dataPlaneRedis(options.url, options.commandTimeoutMs);
     redis.defineCommand('sluiceTake', { lua: TAKE_SCRIPT });
     this.#redis = redis as LimiterRedis;
     this.#prefix = options.keyPrefix;

@@ -1,7 +1,7 @@
 // The response cache of one deployment: exact-match keys, LRU by bytes, TTL. It lives in
-// memory in each worker thread: workers (and gateway instances) do not share entries, so
-// `max_bytes` is per worker, and a response cached by one worker is a miss on another.
-// Sharing through Redis would replace this store, not the proxy code that uses it.
+// memory in each worker thread, so `max_bytes` is per worker. With Redis configured, a
+// second tier (redis-cache.ts) shares entries between workers and gateway instances; an
+// entry found there is kept here too, with the time it was first stored.
 
 import { createHash } from 'node:crypto';
 import type { CacheConfig } from '../config/index.js';
@@ -153,15 +153,18 @@ export class ResponseCache {
     return e;
   }
 
-  /** Stores a complete response when it fits the entry limit, evicting the least recently used. */
-  set(key: string, status: number, headers: readonly string[], contentLength: number, chunks: readonly Buffer[], bodyBytes: number, now: number): boolean {
+  /**
+   * Stores a complete response when it fits the entry limit, evicting the least recently
+   * used. It expires ttl_ms after `storedAt` (now, or when another instance stored it).
+   */
+  set(key: string, status: number, headers: readonly string[], contentLength: number, chunks: readonly Buffer[], bodyBytes: number, storedAt: number): boolean {
     const p = this.policy;
     const bytes = entryBytes(key, headers, bodyBytes);
     if (bytes > p.max_entry_bytes || bytes > p.max_bytes) return false;
     const old = this.#entries.get(key);
     if (old !== undefined) this.#delete(key, old);
     this.#evictTo(p.max_bytes - bytes);
-    this.#entries.set(key, { status, headers, contentLength, chunks, bytes, storedAt: now, expiresAt: now + p.ttl_ms });
+    this.#entries.set(key, { status, headers, contentLength, chunks, bytes, storedAt, expiresAt: storedAt + p.ttl_ms });
     this.#bytes += bytes;
     return true;
   }

@@ -16,6 +16,8 @@ import type { Flight } from './flight.js';
 export const enum Phase {
   /** Waiting for a rate-limit verdict from Redis. */
   Admitting,
+  /** Waiting for the shared cache tier (Redis); its command timeout bounds the wait. */
+  CacheLookup,
   /** Waiting in the deployment's queue for a replica under max_inflight. */
   Queued,
   /** Waiting for a pooled connection or for TCP connect. */
@@ -585,6 +587,7 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
 
   /** Answers from the cache in the framing the response was received in, chunk by chunk. */
   serveCached(entry: CachedResponse): void {
+    this.cacheStatus = 'hit';
     relayTarget = this;
     relayEntry = entry;
     this.corked(serveCachedCorked);

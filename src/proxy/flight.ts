@@ -3,19 +3,70 @@
 // response events are recorded here and relayed to the others (joiners), which never
 // contact an upstream. A late joiner first gets the head and chunks so far, then the live
 // ones. The recording is also what the cache stores when the response completes.
+// With a shared tier (Redis), a flight starts by looking there: requests arriving meanwhile
+// join it too, so one lookup, then at most one upstream call, serves them all.
 
 import type { CacheConfig } from '../config/index.js';
 import type { ErrorCode } from '../errors/index.js';
-import { ResponseCache } from '../policy/index.js';
+import { decodeEntry, encodeEntry, ResponseCache, SHARED_CACHE_PREFIX, type CachedResponse, type RedisCache } from '../policy/index.js';
+import type { RequestStats } from '../telemetry/index.js';
 import type { Exchange } from './exchange.js';
 
 /** One deployment's cache, per worker thread, with its requests in flight by key. */
 export class RouteCache {
   readonly store: ResponseCache;
   readonly flights = new Map<string, Flight>();
+  /** The shared tier, when Redis is configured and the policy shares; null: memory only. */
+  shared: RedisCache | null;
+  readonly #sharedPrefix: string;
+  readonly #stats: RequestStats;
+  // Made once: stores are not awaited, their failures only counted.
+  readonly #onStoreError = (): void => {
+    this.#stats.cacheStoreErrors++;
+  };
+  readonly #share = (key: string, status: number, headers: readonly string[], contentLength: number, chunks: readonly Buffer[], bodyBytes: number, storedAt: number): void => {
+    const shared = this.shared;
+    if (shared === null) return; // a new policy stopped sharing meanwhile
+    const value = encodeEntry(status, headers, contentLength, chunks, bodyBytes, storedAt);
+    shared.set(this.#sharedPrefix + key, value, this.store.policy.ttl_ms).catch(this.#onStoreError);
+  };
 
-  constructor(policy: CacheConfig) {
+  constructor(deployment: string, policy: CacheConfig, stats: RequestStats, redis: RedisCache | null) {
     this.store = new ResponseCache(policy);
+    this.#sharedPrefix = `${SHARED_CACHE_PREFIX}${deployment}:`;
+    this.#stats = stats;
+    this.shared = policy.shared ? redis : null;
+  }
+
+  /** Applies a new policy (a route table snapshot): a smaller max_bytes evicts at once. */
+  reconfigure(policy: CacheConfig, redis: RedisCache | null): void {
+    this.store.reconfigure(policy);
+    this.shared = policy.shared ? redis : null;
+  }
+
+  /** Stores a complete response in memory and, without waiting for Redis, in the shared tier. */
+  keep(key: string, status: number, headers: readonly string[], contentLength: number, chunks: readonly Buffer[], bodyBytes: number): void {
+    const now = Date.now();
+    if (!this.store.set(key, status, headers, contentLength, chunks, bodyBytes, now) || this.shared === null) return;
+    // Encoded (a copy of up to max_entry_bytes) after this turn: the response's last bytes,
+    // which may still be on their way to the leader's client, go out first.
+    setImmediate(this.#share, key, status, headers, contentLength, chunks, bodyBytes, now);
+  }
+
+  /** The shared tier's encoded entry for `key`, or null; rejects when Redis fails or is slow. */
+  lookUp(shared: RedisCache, key: string): Promise<Buffer | null> {
+    return shared.get(this.#sharedPrefix + key);
+  }
+
+  /**
+   * Keeps an entry found in the shared tier in memory too (it expires when it would have
+   * where it was stored), and returns it when it is fresh enough for `maxAgeMs` (-1: any
+   * age). Throws CacheEntryError when it cannot be read.
+   */
+  adopt(key: string, value: Buffer, maxAgeMs: number): CachedResponse | undefined {
+    const e = decodeEntry(value);
+    this.store.set(key, e.status, e.headers, e.contentLength, e.chunks, e.bodyBytes, e.storedAt);
+    return this.store.get(key, Date.now(), maxAgeMs);
   }
 }
 
@@ -31,6 +82,10 @@ export class Flight {
   #chunks: Buffer[] | null = [];
   #bytes = 0;
   #settled = false;
+  /** Waiting for the shared tier (Redis): the upstream is contacted only if it misses. */
+  #lookingUp = false;
+  /** The strictest Cache-Control max-age (ms) of the requests waiting for the lookup; -1: none. */
+  #maxAgeMs = -1;
 
   constructor(cache: RouteCache, key: string, leader: Exchange) {
     this.cache = cache;
@@ -46,6 +101,55 @@ export class Flight {
   /** The response completed or failed: nothing more will be relayed. */
   get settled(): boolean {
     return this.#settled;
+  }
+
+  get lookingUp(): boolean {
+    return this.#lookingUp;
+  }
+
+  get maxAgeMs(): number {
+    return this.#maxAgeMs;
+  }
+
+  /** The leader looks in the shared tier first; `maxAgeMs` is its client's max-age (-1: none). */
+  lookUp(maxAgeMs: number): void {
+    this.#lookingUp = true;
+    this.#maxAgeMs = maxAgeMs;
+  }
+
+  /**
+   * Joins while the lookup is pending. An entry too old for any waiting client serves none
+   * of them: they all go upstream together rather than each on its own.
+   */
+  joinLookup(ex: Exchange, maxAgeMs: number): void {
+    if (maxAgeMs >= 0 && (this.#maxAgeMs < 0 || maxAgeMs < this.#maxAgeMs)) this.#maxAgeMs = maxAgeMs;
+    this.join(ex);
+  }
+
+  /** The lookup missed: the leader now goes upstream for everyone waiting. */
+  lookupMissed(): void {
+    this.#lookingUp = false;
+  }
+
+  /**
+   * The lookup found `entry`: every client waiting is answered from it, and the upstream is
+   * never contacted. Returns how many clients were answered.
+   */
+  answer(entry: CachedResponse): number {
+    const js = this.#settle();
+    const leader = this.leader;
+    // Served as plain cache hits, no longer as this flight's leader and joiners.
+    leader.flight = null;
+    for (const j of js) {
+      j.flight = null;
+      j.serveCached(entry);
+    }
+    if (leader.detached) {
+      leader.abandon();
+      return js.length;
+    }
+    leader.serveCached(entry);
+    return js.length + 1;
   }
 
   join(ex: Exchange): void {
@@ -90,7 +194,7 @@ export class Flight {
     const js = this.#settle();
     const chunks = this.#chunks;
     if (chunks !== null && this.#status === 200 && this.#headers !== null) {
-      this.cache.store.set(this.key, this.#status, this.#headers, this.#contentLength, chunks, this.#bytes, Date.now());
+      this.cache.keep(this.key, this.#status, this.#headers, this.#contentLength, chunks, this.#bytes);
     }
     for (const j of js) j.relayEnd();
   }

@@ -6,7 +6,7 @@ import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import { randomBytes } from 'node:crypto';
 import type { DeploymentCounters } from '../balancer/index.js';
 import { ERRORS, type ErrorCode } from '../errors/index.js';
-import { BucketKind, cacheKey, cacheWant, hashKey, keyLabel, presentedKey, TokenCounter, type BucketRef, type RateLimiter, type Verdict } from '../policy/index.js';
+import { BucketKind, cacheKey, cacheWant, hashKey, keyLabel, presentedKey, TokenCounter, type BucketRef, type CachedResponse, type RateLimiter, type RedisCache, type Verdict } from '../policy/index.js';
 import type { Logger } from '../telemetry/index.js';
 import { Exchange, Phase } from './exchange.js';
 import { Flight } from './flight.js';
@@ -22,6 +22,8 @@ export interface GatewayOptions {
   readonly shared: SharedState;
   readonly counters: DeploymentCounters;
   readonly limiter: RateLimiter;
+  /** The shared tier of the response cache; null when no Redis is configured. */
+  readonly sharedCache: RedisCache | null;
   readonly workerIndex: number;
 }
 
@@ -79,7 +81,7 @@ export class Gateway {
     this.#shared = options.shared;
     this.#counters = options.counters;
     this.#limiter = options.limiter;
-    this.#compiler = new RouteTableCompiler(options.shared);
+    this.#compiler = new RouteTableCompiler(options.shared, options.sharedCache);
     this.#idPrefix = `${randomBytes(4).toString('hex')}${options.workerIndex.toString(36)}-`;
     this.handleOther = this.handleOther.bind(this);
   }
@@ -242,10 +244,15 @@ export class Gateway {
     ex.reject('SLUICE_ERR_RATE_LIMIT_UNAVAILABLE', 'the rate-limit store is unavailable', RETRY_AFTER);
   }
 
-  /** Picks a replica and sends; or queues, or refuses when none can take the request. */
+  /** An admitted request: answered from the cache when it can be, else sent upstream. */
   #dispatch(ex: Exchange): void {
     if (ex.finished) return;
     if (ex.cacheWant !== null && this.#servedFromCache(ex)) return;
+    this.#toUpstream(ex);
+  }
+
+  /** Picks a replica and sends; or queues, or refuses when none can take the request. */
+  #toUpstream(ex: Exchange): void {
     const route = ex.route;
     const now = Date.now();
     const replica = route.pickReplica(now);
@@ -264,8 +271,9 @@ export class Gateway {
   }
 
   /**
-   * Answers a cache candidate from the cache or by joining an identical request in flight;
-   * false when it must go upstream itself (a bypass, or a miss leading a new flight).
+   * Answers a cache candidate from the cache or by joining an identical request in flight,
+   * or holds it while its flight looks in the shared tier; false when it must go upstream
+   * itself at once (a bypass, or a memory miss leading a new flight without a shared tier).
    */
   #servedFromCache(ex: Exchange): boolean {
     if (ex.awaitBody()) return true;
@@ -283,21 +291,71 @@ export class Gateway {
     }
     const entry = cache.store.get(key, Date.now(), want.maxAgeMs);
     if (entry !== undefined) {
-      ex.cacheStatus = 'hit';
       stats.cacheHits++;
       ex.serveCached(entry);
       return true;
     }
+    // 'miss' unless a shared-tier lookup then finds the entry (and the header of any error
+    // answered while it looks).
     ex.cacheStatus = 'miss';
-    stats.cacheMisses++;
     const flight = cache.flights.get(key);
     if (flight !== undefined) {
-      stats.coalesced++;
-      flight.join(ex);
+      // Requests waiting for a lookup are counted when it ends, as hits or misses.
+      if (flight.lookingUp) flight.joinLookup(ex, want.maxAgeMs);
+      else {
+        stats.cacheMisses++;
+        stats.coalesced++;
+        flight.join(ex);
+      }
       return true;
     }
-    ex.flight = new Flight(cache, key, ex);
-    return false;
+    const lead = ex.flight = new Flight(cache, key, ex);
+    const shared = cache.shared;
+    if (shared === null) {
+      stats.cacheMisses++;
+      return false;
+    }
+    lead.lookUp(want.maxAgeMs);
+    ex.hold(Phase.CacheLookup);
+    cache.lookUp(shared, key).then(
+      (value) => this.#lookedUp(lead, value),
+      (err: Error) => this.#sharedCacheFailed(lead, err),
+    );
+    return true;
+  }
+
+  /** The shared tier answered a flight's lookup: a hit serves everyone waiting, a miss sends the leader upstream. */
+  #lookedUp(flight: Flight, value: Buffer | null): void {
+    let entry: CachedResponse | undefined;
+    if (value !== null) {
+      try {
+        // Kept in memory even when everyone waiting has left: the next request is a memory hit.
+        entry = flight.cache.adopt(flight.key, value, flight.maxAgeMs);
+      } catch (err) {
+        this.#sharedCacheFailed(flight, err as Error);
+        return;
+      }
+    }
+    if (flight.settled) return;
+    const stats = flight.leader.route.stats;
+    if (entry !== undefined) {
+      const n = flight.answer(entry);
+      stats.cacheHits += n;
+      stats.cacheRedisHits += n;
+      return;
+    }
+    const joined = flight.joinerCount;
+    stats.cacheMisses += 1 + joined;
+    stats.coalesced += joined;
+    flight.lookupMissed();
+    this.#toUpstream(flight.leader);
+  }
+
+  /** Redis failed, timed out or held an unreadable entry: a miss, counted and logged now and then. */
+  #sharedCacheFailed(flight: Flight, err: Error): void {
+    const route = flight.leader.route;
+    if (++route.stats.cacheStoreErrors % 1000 === 1) this.#logger.warn({ err: err.message, route: route.id }, 'shared cache store unavailable: answering as a miss');
+    this.#lookedUp(flight, null);
   }
 
   #noReplica(ex: Exchange, now: number): void {

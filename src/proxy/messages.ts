@@ -19,8 +19,11 @@ export interface WorkerInit {
   readonly logLevel: string;
   readonly accessLog: boolean;
   readonly shared: SharedBuffers;
-  /** Rate limits in Redis (shared by instances) instead of the shared in-memory buckets. */
-  readonly redis: { readonly url: string; readonly timeoutMs: number } | null;
+  /**
+   * Rate limits in Redis (shared by instances) instead of the shared in-memory buckets, and
+   * the shared tier of the response cache; each with its own command timeout.
+   */
+  readonly redis: { readonly url: string; readonly timeoutMs: number; readonly cacheTimeoutMs: number } | null;
   readonly rateLimitFailOpen: boolean;
   readonly snapshot: RouteTableSnapshot;
 }

@@ -5,7 +5,7 @@
 
 import { Admission, cumulativeWeights, pickWeighted, tryAcquire, type BreakerBoard, type BreakerOptions } from '../balancer/index.js';
 import type { PoliciesConfig, UpstreamOptions } from '../config/index.js';
-import { KeyScope, type BucketRef } from '../policy/index.js';
+import { KeyScope, type BucketRef, type RedisCache } from '../policy/index.js';
 import { RequestStats } from '../telemetry/index.js';
 import { UpstreamPool } from './upstream/index.js';
 import { RouteCache } from './flight.js';
@@ -287,9 +287,12 @@ export class RouteTableCompiler {
   // Like stats, kept across snapshots: a new route table must not empty the cache.
   readonly #caches = new Map<string, RouteCache>();
   readonly #shared: SharedState;
+  /** The worker's client of the shared cache tier; null when no Redis is configured. */
+  readonly #sharedCache: RedisCache | null;
 
-  constructor(shared: SharedState) {
+  constructor(shared: SharedState, sharedCache: RedisCache | null) {
     this.#shared = shared;
+    this.#sharedCache = sharedCache;
   }
 
   compile(snap: RouteTableSnapshot): RouteTable {
@@ -312,7 +315,7 @@ export class RouteTableCompiler {
         stats = new RequestStats();
         this.#stats.set(d.id, stats);
       }
-      const route = new DeploymentRoute(d, replicas, stats, this.#shared, this.#cacheOf(d));
+      const route = new DeploymentRoute(d, replicas, stats, this.#shared, this.#cacheOf(d, stats));
       byId.set(d.id, route);
       routes.set(d.id, route);
     }
@@ -342,7 +345,7 @@ export class RouteTableCompiler {
     return new RouteTable(snap.version, routes, [...byId.values()], keys);
   }
 
-  #cacheOf(d: DeploymentSnapshot): RouteCache | null {
+  #cacheOf(d: DeploymentSnapshot, stats: RequestStats): RouteCache | null {
     const policy = d.policies.cache;
     let cache = this.#caches.get(d.id);
     if (policy === undefined || !policy.enabled) {
@@ -350,9 +353,9 @@ export class RouteTableCompiler {
       return null;
     }
     if (cache === undefined) {
-      cache = new RouteCache(policy);
+      cache = new RouteCache(d.id, policy, stats, this.#sharedCache);
       this.#caches.set(d.id, cache);
-    } else cache.store.reconfigure(policy);
+    } else cache.reconfigure(policy, this.#sharedCache);
     return cache;
   }
 

@@ -3,7 +3,7 @@
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { BreakerBoard, DeploymentCounters } from '../balancer/index.js';
-import { RateLimiter, RedisLimiter, SharedBuckets } from '../policy/index.js';
+import { RateLimiter, RedisCache, RedisLimiter, SharedBuckets } from '../policy/index.js';
 import { createLogger } from '../telemetry/index.js';
 import { FORWARDED_METHODS, Gateway } from './gateway.js';
 import type { RouteTableSnapshot } from './route-table.js';
@@ -28,6 +28,7 @@ const gateway = new Gateway({
   shared: { inflight: new Int32Array(sh.inflight), breakers: new BreakerBoard(sh.breakers) },
   counters: new DeploymentCounters(sh.deployments),
   limiter,
+  sharedCache: init.redis === null ? null : new RedisCache({ url: init.redis.url, commandTimeoutMs: init.redis.cacheTimeoutMs }),
   workerIndex: init.workerIndex,
 });
 gateway.publish(init.snapshot);

@@ -30,9 +30,11 @@ function addStats(a: StatsSnapshot, b: StatsSnapshot): StatsSnapshot {
     queueWaitSum: a.queueWaitSum + b.queueWaitSum,
     queueWaitCount: a.queueWaitCount + b.queueWaitCount,
     cacheHits: a.cacheHits + b.cacheHits,
+    cacheRedisHits: a.cacheRedisHits + b.cacheRedisHits,
     cacheMisses: a.cacheMisses + b.cacheMisses,
     cacheBypass: a.cacheBypass + b.cacheBypass,
     coalesced: a.coalesced + b.coalesced,
+    cacheStoreErrors: a.cacheStoreErrors + b.cacheStoreErrors,
   };
 }
 
@@ -70,10 +72,14 @@ export function renderStats(stats: Map<string, StatsSnapshot>): string {
     family(name, 'counter', help);
     for (const [d, s] of stats) lines.push(`${name}{deployment="${esc(d)}"} ${pick(s)}`);
   };
-  counter('sluice_cache_hits_total', 'Requests answered from the response cache.', (s) => s.cacheHits);
+  family('sluice_cache_hits_total', 'counter', 'Requests answered from the response cache, by the tier that held the entry (memory: this worker; redis: shared by every instance).');
+  for (const [d, s] of stats) {
+    lines.push(`sluice_cache_hits_total{deployment="${esc(d)}",tier="memory"} ${s.cacheHits - s.cacheRedisHits}`, `sluice_cache_hits_total{deployment="${esc(d)}",tier="redis"} ${s.cacheRedisHits}`);
+  }
   counter('sluice_cache_misses_total', 'Cacheable requests not in the cache (sent upstream, or coalesced with one that was).', (s) => s.cacheMisses);
   counter('sluice_cache_bypass_total', 'Requests to a deployment with a cache policy that were not cacheable.', (s) => s.cacheBypass);
   counter('sluice_coalesced_total', 'Requests that shared the upstream call of an identical request in flight.', (s) => s.coalesced);
+  counter('sluice_cache_store_errors_total', 'Shared response cache (Redis) lookups and writes that failed or timed out; a failed lookup is answered as a miss.', (s) => s.cacheStoreErrors);
   histogram(lines, 'sluice_queue_wait_seconds', 'Time requests waited in a deployment queue for a replica under max_inflight.', stats, (s) => [s.queueWaitBuckets, s.queueWaitSum, s.queueWaitCount]);
   return lines.join('\n') + '\n';
 }

@@ -28,9 +28,11 @@ export interface StatsSnapshot {
   readonly queueWaitSum: number;
   readonly queueWaitCount: number;
   readonly cacheHits: number;
+  readonly cacheRedisHits: number;
   readonly cacheMisses: number;
   readonly cacheBypass: number;
   readonly coalesced: number;
+  readonly cacheStoreErrors: number;
 }
 
 export class RequestStats {
@@ -53,10 +55,14 @@ export class RequestStats {
   readonly #upstreamErrors = new Map<string, number>();
   // Cache outcomes (deployments with a cache policy): a coalesced request is also a miss.
   cacheHits = 0;
+  /** The hits among cacheHits whose entry came from Redis (the shared tier), not memory. */
+  cacheRedisHits = 0;
   cacheMisses = 0;
   cacheBypass = 0;
   /** Requests that shared an identical request's upstream call instead of making their own. */
   coalesced = 0;
+  /** Shared-cache (Redis) lookups and writes that failed or timed out. */
+  cacheStoreErrors = 0;
 
   /** `status` 499 records a client that went away. Durations in seconds. */
   record(status: number, seconds: number): void {
@@ -102,9 +108,11 @@ export class RequestStats {
       queueWaitSum: this.#queueWaitSum,
       queueWaitCount: this.#queueWaitCount,
       cacheHits: this.cacheHits,
+      cacheRedisHits: this.cacheRedisHits,
       cacheMisses: this.cacheMisses,
       cacheBypass: this.cacheBypass,
       coalesced: this.coalesced,
+      cacheStoreErrors: this.cacheStoreErrors,
     };
   }
 }

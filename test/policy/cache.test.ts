@@ -260,9 +260,11 @@ t.test('coalescing: an upstream that dies mid-stream ends every joiner\'s stream
 });
 
 t.test('cache counters in /metrics, per deployment', async (t) => {
-  for (const name of ['sluice_cache_hits_total', 'sluice_cache_misses_total', 'sluice_cache_bypass_total', 'sluice_coalesced_total']) {
+  for (const name of ['sluice_cache_misses_total', 'sluice_cache_bypass_total', 'sluice_coalesced_total']) {
     t.match(await (await fetch(`${gw.adminUrl}/metrics`)).text(), new RegExp(`^${name}\\{deployment="ml-1"\\} \\d+$`, 'm'), name);
   }
+  t.match(await (await fetch(`${gw.adminUrl}/metrics`)).text(), /^sluice_cache_hits_total\{deployment="ml-1",tier="memory"\} \d+$/m, 'hits by tier');
+  t.equal(await gwMetric(gw, 'sluice_cache_hits_total', { deployment: 'ml-1', tier: 'redis' }), 0, 'no Redis: no hit from the shared tier');
   t.ok(await gwMetric(gw, 'sluice_cache_hits_total', { deployment: 'ml-1' }) >= 4);
   t.ok(await gwMetric(gw, 'sluice_cache_misses_total', { deployment: 'ml-1' }) >= 4);
   t.ok(await gwMetric(gw, 'sluice_cache_bypass_total', { deployment: 'ml-1' }) >= 3);
