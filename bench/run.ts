@@ -4,7 +4,7 @@
 //                 `npm run -s bench -- --json` so that npm adds no banner to stdout)
 //   --quick       smoke run: 1 round x 2 s, 1 s warm-up (results file gets a -quick suffix)
 //   --clients     only the upstream-client comparison (with nginx and sluice as references)
-//   --only LIST   comma list of sections: throughput,clients,sse,latency
+//   --only LIST   comma list of sections: throughput,clients,sse,latency,cache
 //   --profile     CPU-profile sluice under the GET and SSE loads and summarise self time
 //   --rate N      open-loop offered rate (default 5000 req/s); --rate=half: half of sluice's
 //                 closed-loop maximum measured in this run (DESIGN.md's "50% of max load")
@@ -46,8 +46,9 @@ const PORT = {
 // Every policy that runs on a plain request, at limits the load never reaches, so that the
 // row prices the checks themselves: breaker admission and outcome, retry budget, in-flight
 // CAS under max_inflight, a shared rate-limit bucket, the cache's candidate check, the
-// total-timeout sweep. API keys are left out: wrk would have to send one.
-const POLICIES_ON = '{ breaker: { enabled: true }, retry: { attempts: 2 }, queue: { max_inflight_per_replica: 100000, max_length: 1000 }, rate_limit: { requests_per_second: 1000000000 }, cache: { enabled: true }, total_timeout_ms: 60000 }';
+// total-timeout sweep. API keys are left out: wrk would have to send one. The cache section
+// sends its hits here; entries live 10 minutes, as nginx's proxy_cache_valid there.
+const POLICIES_ON = '{ breaker: { enabled: true }, retry: { attempts: 2 }, queue: { max_inflight_per_replica: 100000, max_length: 1000 }, rate_limit: { requests_per_second: 1000000000 }, cache: { enabled: true, ttl_ms: 600000 }, total_timeout_ms: 60000 }';
 // The plain row: the data plane with every policy off.
 const POLICIES_OFF = '{ breaker: { enabled: false }, retry: { attempts: 0 }, cache: { enabled: false } }';
 
@@ -55,11 +56,14 @@ const CONNECTIONS = 64;
 const JSON_PATH = '/predict';
 const CHAT_PATH = '/v1/chat/completions';
 const CHAT_BODY = '{"model":"demo","messages":[{"role":"user","content":"hi"}],"stream":true}';
+// An MLflow scoring request: /invocations POSTs are cacheable by default.
+const INVOKE_PATH = '/invocations';
+const INVOKE_BODY = '{"inputs":{"a":[1,2],"b":[3,4]}}';
 const SIM_TOKENS = 20;
 const STREAM_CHECK_COUNT = 200;
 
-type Section = 'throughput' | 'clients' | 'sse' | 'latency';
-const SECTIONS: readonly Section[] = ['throughput', 'clients', 'sse', 'latency'];
+type Section = 'throughput' | 'clients' | 'sse' | 'latency' | 'cache';
+const SECTIONS: readonly Section[] = ['throughput', 'clients', 'sse', 'latency', 'cache'];
 
 interface Options {
   readonly json: boolean;
@@ -160,7 +164,7 @@ class Fleet {
 
   nginxProxy(): Promise<Proc> {
     return startNginx(this.group, this.tools.nginx, 'nginx-proxy', PORT.nginx,
-      (p) => proxyConf(p, PORT.nginx, [{ prefix: 'up-1', port: PORT.upstream }, { prefix: 'sim-1', port: PORT.sim }]), this.pinning.proxy);
+      (p) => proxyConf(p, PORT.nginx, [{ prefix: 'up-1', port: PORT.upstream }, { prefix: 'up-cache', port: PORT.upstream, cache: true }, { prefix: 'sim-1', port: PORT.sim }]), this.pinning.proxy);
   }
 
   /** sluice with one worker; `nodeArgs` lets the profiler in. `policies`: every policy on. */
@@ -192,25 +196,33 @@ deployments:
   }
 
   async sluiceMetrics(): Promise<{ requests_by_code: Record<string, number>; upstream_errors: number }> {
-    const text = await (await fetch(`http://127.0.0.1:${PORT.admin}/metrics`)).text();
+    const text = await scrape(PORT.admin);
     const byCode: Record<string, number> = {};
-    let upstreamErrors = 0;
     for (const line of text.split('\n')) {
       const req = /^sluice_requests_total\{[^}]*code="(\d+)"[^}]*\} (\S+)/.exec(line);
       if (req !== null) byCode[req[1]!] = (byCode[req[1]!] ?? 0) + Number(req[2]);
-      const err = /^sluice_upstream_errors_total\{[^}]*\} (\S+)/.exec(line);
-      if (err !== null) upstreamErrors += Number(err[1]);
     }
-    return { requests_by_code: byCode, upstream_errors: upstreamErrors };
+    return { requests_by_code: byCode, upstream_errors: metricSum(text, 'sluice_upstream_errors_total') };
   }
 }
 
-const url = (port: number, path: string): string => `http://127.0.0.1:${port}${path}`;
-const chatSpec = (port: number, prefix: string): Omit<LoadSpec, 'seconds'> =>
-  ({ url: url(port, `${prefix}${CHAT_PATH}`), connections: CONNECTIONS, method: 'POST', body: CHAT_BODY });
+const scrape = async (admin: number): Promise<string> => (await fetch(`http://127.0.0.1:${admin}/metrics`)).text();
 
-function rowsOf(targets: readonly Target[], measured: Map<string, Measured>): LoadRow[] {
-  const nginx = measured.get('nginx');
+/** A counter summed over all its label sets (deployments, codes, tiers). */
+function metricSum(text: string, name: string): number {
+  let sum = 0;
+  for (const line of text.split('\n')) if (line.startsWith(`${name}{`)) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  return sum;
+}
+
+const url = (port: number, path: string): string => `http://127.0.0.1:${port}${path}`;
+const postSpec = (port: number, path: string, body: string): Omit<LoadSpec, 'seconds'> =>
+  ({ url: url(port, path), connections: CONNECTIONS, method: 'POST', body });
+const chatSpec = (port: number, prefix: string): Omit<LoadSpec, 'seconds'> => postSpec(port, `${prefix}${CHAT_PATH}`, CHAT_BODY);
+
+/** `reference`: the target whose req/s each row's vs_nginx divides by. */
+function rowsOf(targets: readonly Target[], measured: Map<string, Measured>, reference = 'nginx'): LoadRow[] {
+  const nginx = measured.get(reference);
   return targets.map((t) => {
     const m = measured.get(t.key)!;
     return {
@@ -344,6 +356,41 @@ async function sseSection(run: Run): Promise<{ sse: LoadRow[]; checks: StreamChe
   return { sse, checks };
 }
 
+/** POSTs INVOKE_BODY until the answer says it came from the cache (`header: value`); throws when it never does. */
+async function expectCacheHit(label: string, endpoint: string, header: string, value: string): Promise<void> {
+  let seen = '';
+  for (let i = 0; i < 5; i++) {
+    const res = await fetch(endpoint, { method: 'POST', headers: { 'content-type': 'application/json' }, body: INVOKE_BODY });
+    await res.arrayBuffer();
+    seen = `status ${res.status}, ${header}: ${res.headers.get(header) ?? '(absent)'}`;
+    if (res.status === 200 && res.headers.get(header)?.toLowerCase() === value) return;
+    await sleep(100);
+  }
+  throw new Error(`cache: ${label} did not answer from its cache (last answer: ${seen}); its row would measure forwarding`);
+}
+
+/** The same POST forwarded and answered from each proxy's cache; cache rows are compared with nginx's hit. */
+async function cacheSection(run: Run): Promise<{ rows: LoadRow[]; counters: NonNullable<Results['cache_counters']> }> {
+  const forward: Target[] = [
+    { key: 'nginx', label: 'nginx 1 worker -> upstream (POST forwarded)', spec: postSpec(PORT.nginx, `/up-1${INVOKE_PATH}`, INVOKE_BODY), pgid: run.nginxPgid },
+    { key: 'sluice', label: 'sluice 1 worker -> upstream (POST forwarded, policies off)', spec: postSpec(PORT.sluice, `/up-1${INVOKE_PATH}`, INVOKE_BODY), pgid: run.sluicePgid },
+  ];
+  const hits: Target[] = [
+    { key: 'nginx-cache', label: 'nginx 1 worker, proxy_cache hit', spec: postSpec(PORT.nginx, `/up-cache${INVOKE_PATH}`, INVOKE_BODY), pgid: run.nginxPgid },
+    { key: 'sluice-cache', label: 'sluice 1 worker, cache hit (policies on)', spec: postSpec(PORT.sluicePolicies, `/up-1${INVOKE_PATH}`, INVOKE_BODY), pgid: run.sluicePoliciesPgid },
+  ];
+  await expectCacheHit('nginx', hits[0]!.spec.url, 'x-cache-status', 'hit');
+  await expectCacheHit('sluice', hits[1]!.spec.url, 'x-sluice-cache', 'hit');
+  log('cache: the same POST forwarded and answered from the cache, through nginx and sluice');
+  const measured = await rotate(run.gen, [forward[0]!, hits[0]!, forward[1]!, hits[1]!], run.opts.schedule, run.cores, run.guard);
+  const text = await scrape(PORT.adminPolicies);
+  const counters = { hits: metricSum(text, 'sluice_cache_hits_total'), misses: metricSum(text, 'sluice_cache_misses_total') };
+  if (counters.misses > 0.01 * counters.hits) run.warnings.push(`cache: sluice counted ${counters.hits} cache hits and ${counters.misses} misses: its cache-hit row is not all hits.`);
+  const [nginxForward, sluiceForward] = rowsOf(forward, measured);
+  const [nginxHit, sluiceHit] = rowsOf(hits, measured, 'nginx-cache');
+  return { rows: [nginxForward!, nginxHit!, sluiceForward!, sluiceHit!], counters };
+}
+
 async function latencySection(run: Run, sluiceMax: number | null): Promise<NonNullable<Results['latency']>> {
   const { opts } = run;
   let rate = opts.rate === 'half' ? (sluiceMax === null ? null : Math.round(sluiceMax / 2)) : opts.rate;
@@ -422,16 +469,17 @@ async function benchmark(opts: Options, fleet: Fleet, gen: LoadGenerator): Promi
   const run: Run = {
     opts, fleet, gen,
     // Others using more than 15% of a core during a measurement make it a repeat; the budget
-    // keeps a run on a busy machine within about four minutes.
+    // keeps a run on a busy machine within about five minutes.
     guard: new Guard(new ForeignCpu(() => fleet.group.pgids()), 15, opts.quick ? 6 : 20),
     cores: { proxy: fleet.pinning.proxyCpus, rest: fleet.pinning.restCpus },
     nginxPgid: (await fleet.nginxProxy()).pid,
     sluicePgid: (await fleet.startSluice()).pid,
-    sluicePoliciesPgid: want.has('throughput') ? (await fleet.startSluice([], true)).pid : 0,
+    sluicePoliciesPgid: want.has('throughput') || want.has('cache') ? (await fleet.startSluice([], true)).pid : 0,
     warnings: [],
   };
 
   const { throughput, clients } = want.has('throughput') || want.has('clients') ? await throughputSection(run) : { throughput: null, clients: null };
+  const cache = want.has('cache') ? await cacheSection(run) : null;
   const streaming = want.has('sse') ? await sseSection(run) : null;
   const sluiceMax = throughput?.find((r) => r.key === 'sluice')?.rps ?? null;
   const latency = want.has('latency') ? await latencySection(run, sluiceMax) : null;
@@ -439,14 +487,15 @@ async function benchmark(opts: Options, fleet: Fleet, gen: LoadGenerator): Promi
 
   const metrics = await fleet.sluiceMetrics();
   if (metrics.upstream_errors > 0) run.warnings.push(`sluice counted ${metrics.upstream_errors} upstream errors during the run.`);
-  reviewRows(run, [throughput, clients, sse]);
+  reviewRows(run, [throughput, clients, sse, cache?.rows ?? null]);
 
   const rowOf = (rows: readonly LoadRow[] | null, key: string): LoadRow | undefined => rows?.find((r) => r.key === key);
-  const cpuRatio = (rows: readonly LoadRow[] | null): number | null => {
-    const a = rowOf(rows, 'sluice')?.proxy_cpu_us_per_req;
-    const b = rowOf(rows, 'nginx')?.proxy_cpu_us_per_req;
+  const ratioOf = (rows: readonly LoadRow[] | null, key: string, over: string, field: 'rps' | 'proxy_cpu_us_per_req'): number | null => {
+    const a = rowOf(rows, key)?.[field];
+    const b = rowOf(rows, over)?.[field];
     return a === undefined || b === undefined ? null : round(a / b, 3);
   };
+  const cpuRatio = (rows: readonly LoadRow[] | null): number | null => ratioOf(rows, 'sluice', 'nginx', 'proxy_cpu_us_per_req');
   const lat = (key: string): LatencyRow | undefined => latency?.rows.find((r) => r.key === key);
   return {
     sluice_vs_nginx_rps: rowOf(throughput ?? clients, 'sluice')?.vs_nginx ?? null,
@@ -458,6 +507,8 @@ async function benchmark(opts: Options, fleet: Fleet, gen: LoadGenerator): Promi
     overhead_p99_us: lat('sluice')?.overhead_p99_us ?? null,
     nginx_overhead_mean_us: lat('nginx')?.overhead_mean_us ?? null,
     nginx_overhead_p99_us: lat('nginx')?.overhead_p99_us ?? null,
+    sluice_cache_hit_vs_nginx_cache_hit_rps: rowOf(cache?.rows ?? null, 'sluice-cache')?.vs_nginx ?? null,
+    sluice_cache_hit_vs_sluice_forward_rps: ratioOf(cache?.rows ?? null, 'sluice-cache', 'sluice', 'rps'),
     date: new Date().toISOString(),
     command: commandLine(opts.argv),
     quick: opts.quick,
@@ -470,6 +521,8 @@ async function benchmark(opts: Options, fleet: Fleet, gen: LoadGenerator): Promi
     clients,
     sse,
     sse_checks: streaming?.checks ?? null,
+    cache: cache?.rows ?? null,
+    cache_counters: cache?.counters ?? null,
     latency,
     sluice: { uws_native: fleet.uwsNative, ...metrics },
     measurements_repeated: run.guard.repeats,

@@ -10,7 +10,19 @@ import type { Proc, ProcessGroup } from './procs.js';
 export interface ProxyRoute {
   readonly prefix: string;
   readonly port: number;
+  /** Answer repeated POSTs from nginx's proxy_cache (key: URI and body) instead of forwarding them. */
+  readonly cache?: boolean;
 }
+
+// proxy_cache keys on the body, which must then be in memory: client_body_buffer_size
+// holds it. A response is stored only when read with buffering on (nginx does not cache
+// an unbuffered response), so this location leaves proxy_buffering at its default.
+const CACHE_DIRECTIVES = `proxy_cache bench;
+      proxy_cache_methods POST;
+      proxy_cache_key "$request_uri|$request_body";
+      proxy_cache_valid 200 10m;
+      client_body_buffer_size 16k;
+      add_header X-Cache-Status $upstream_cache_status;`;
 
 function frame(prefix: string, servers: string): string {
   const temp = ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((t) => `${t}_temp_path ${prefix}/${t};`).join(' ');
@@ -42,8 +54,9 @@ export function upstreamConf(prefix: string, port: number): string {
 
 /** The reference proxy: HTTP/1.1 keep-alive pool to each upstream, no buffering. */
 export function proxyConf(prefix: string, port: number, routes: readonly ProxyRoute[]): string {
-  const upstreams = routes.map((r) => `  upstream u${r.port} {
-    server 127.0.0.1:${r.port};
+  // One pool per upstream port, however many locations lead to it.
+  const upstreams = [...new Set(routes.map((r) => r.port))].map((p) => `  upstream u${p} {
+    server 127.0.0.1:${p};
     keepalive 128;
     keepalive_requests 100000000;
     keepalive_timeout 300s;
@@ -61,9 +74,10 @@ export function proxyConf(prefix: string, port: number, routes: readonly ProxyRo
       proxy_set_header X-Forwarded-Host $host;
       proxy_set_header X-Request-ID $request_id;
       add_header X-Request-ID $request_id;
-      proxy_buffering off;
+      ${r.cache === true ? CACHE_DIRECTIVES : 'proxy_buffering off;'}
     }`).join('\n');
-  return frame(prefix, `${upstreams}
+  const cachePath = routes.some((r) => r.cache === true) ? `  proxy_cache_path ${prefix}/cache keys_zone=bench:1m;\n` : '';
+  return frame(prefix, `${cachePath}${upstreams}
   server {
     listen 127.0.0.1:${port} backlog=4096;
 ${locations}

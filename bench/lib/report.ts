@@ -44,6 +44,10 @@ export interface Results {
   readonly overhead_p99_us: number | null;
   readonly nginx_overhead_mean_us: number | null;
   readonly nginx_overhead_p99_us: number | null;
+  /** sluice's cache-hit req/s over nginx's proxy_cache-hit req/s (same POST, same rotation). */
+  readonly sluice_cache_hit_vs_nginx_cache_hit_rps: number | null;
+  /** sluice's cache-hit req/s over the same POST forwarded by sluice with the cache off: what a hit saves. */
+  readonly sluice_cache_hit_vs_sluice_forward_rps: number | null;
   readonly date: string;
   readonly command: string;
   readonly quick: boolean;
@@ -56,6 +60,10 @@ export interface Results {
   readonly clients: readonly LoadRow[] | null;
   readonly sse: readonly LoadRow[] | null;
   readonly sse_checks: readonly StreamCheck[] | null;
+  /** Forwarded and cache-hit POSTs; each cache row's vs_nginx is against nginx's cache hit. */
+  readonly cache: readonly LoadRow[] | null;
+  /** The policies-on sluice's cache counters at the end of the run (every deployment, every tier). */
+  readonly cache_counters: { readonly hits: number; readonly misses: number } | null;
   readonly latency: {
     readonly rate: number;
     readonly seconds: number;
@@ -111,6 +119,8 @@ export function renderMarkdown(r: Results): string {
     `| overhead_mean_us (sluice - direct) | ${signed(r.overhead_mean_us)} | |`,
     `| overhead_p99_us (sluice - direct) | ${signed(r.overhead_p99_us)}${verdict(r.overhead_p99_us, (v) => v < 1000)} | < 1000 |`,
     `| nginx overhead mean / p99 us | ${signed(r.nginx_overhead_mean_us)} / ${signed(r.nginx_overhead_p99_us)} | reference |`,
+    `| sluice_cache_hit_vs_nginx_cache_hit_rps | ${ratio(r.sluice_cache_hit_vs_nginx_cache_hit_rps)} | |`,
+    `| sluice_cache_hit_vs_sluice_forward_rps | ${ratio(r.sluice_cache_hit_vs_sluice_forward_rps)} | |`,
     '',
   ];
   if (r.throughput !== null) {
@@ -125,6 +135,13 @@ export function renderMarkdown(r: Results): string {
       out.push(`- complete-stream check through ${c.target}: ${c.complete}/${c.checked} streams ended with \`data: [DONE]\` and carried all ${c.data_events_per_stream} data events${c.failures.length > 0 ? `; first failures: ${c.failures.slice(0, 3).join('; ')}` : ''}`);
     }
     out.push('');
+  }
+  if (r.cache !== null) {
+    const c = r.cache_counters;
+    out.push('## Response cache (POST /invocations, 32-byte JSON body; forwarded, and answered from each proxy\'s cache)', '',
+      '`vs nginx`: the forwarded rows against nginx forwarding, the cache-hit rows against nginx\'s proxy_cache hit.', '',
+      ...loadTable(r.cache, 'req/s', false), '',
+      c === null ? '' : `- sluice (policies on) cache counters after the run: ${fmt(c.hits)} hits, ${fmt(c.misses)} misses`, '');
   }
   if (r.latency !== null) {
     const l = r.latency;
