@@ -8,7 +8,7 @@ import type { CachedResponse, CacheWant, TokenCounter, Verdict } from '../policy
 import type { DeploymentRoute, KeyRoute, ReplicaRoute } from './route-table.js';
 import type { UpstreamConnection, UpstreamHandler, PoolWaiter } from './upstream/index.js';
 import { connectionTokens, isDroppedResponseHeader, sameName, startsWithName } from './headers.js';
-import { endWithoutBody, statusLine, writeErrorResponse } from './respond.js';
+import { endWithoutBody, headBytes, statusLine, writeErrorResponse } from './respond.js';
 import type { Gateway } from './gateway.js';
 import type { Flight } from './flight.js';
 
@@ -117,6 +117,12 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
   readonly #pathQuery: string;
   readonly #headRest: string;
   #conn: UpstreamConnection | null = null;
+  /**
+   * The request head, held back until the first piece of the body: uWS hands the body over
+   * right after the handler returns (usually from the same read), so head and body leave in
+   * one write to the upstream instead of two.
+   */
+  #deferredHead: string | null = null;
   #noResponseBody: boolean;
   // Request body
   readonly #expectBody: boolean;
@@ -252,6 +258,10 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
     }
     this.#setPhase(this.#bodyDone ? (conn.connecting ? Phase.Connecting : Phase.AwaitingHead) : Phase.Uploading);
     const head = `${this.method} ${replica.basePath}${this.#pathQuery}${replica.headAfterTarget}${this.#headRest}`;
+    if (first === null && !this.#bodyDone) {
+      this.#deferredHead = head;
+      return;
+    }
     const ok = conn.send(this, head, this.#noResponseBody, first, this.#bodyDone);
     if (!ok && !this.#bodyDone) this.#pauseClient();
   }
@@ -294,6 +304,15 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
     }
     if (chunk !== null && this.#sentBody !== null) this.#keepForReplay([chunk]);
     let ok = true;
+    const head = this.#deferredHead;
+    if (head !== null) {
+      this.#deferredHead = null;
+      const first = this.#chunkedUpload ? chunkFrame(chunk, isLast) : chunk;
+      ok = conn.send(this, head, this.#noResponseBody, first, isLast);
+      if (isLast) this.#setPhase(Phase.AwaitingHead);
+      else if (!ok) this.#pauseClient();
+      return;
+    }
     if (this.#chunkedUpload) {
       if (chunk !== null || isLast) ok = conn.write(chunkFrame(chunk, isLast));
     } else if (chunk !== null) {
@@ -372,7 +391,7 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
     if (this.cacheStatus !== null) head += `\r\nx-sluice-cache: ${this.cacheStatus}`;
     const rl = this.rateLimit;
     if (rl !== null) head += rateLimitLines(rl);
-    res.writeStatus(head);
+    res.writeStatus(headBytes(head));
     if (this.#noResponseBody || status === 204 || status === 304) {
       this.#mode = BodyMode.None;
       // HEAD and 304 may announce the representation's length; a 204 never has one (RFC 9110 8.6).

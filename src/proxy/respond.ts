@@ -16,6 +16,18 @@ export function statusLine(status: number): string {
   return line;
 }
 
+// uWS.js converts a string argument through a malloc'd UTF-8 copy (String::Utf8Value); a
+// view of bytes written into one scratch buffer costs neither. It also keeps bytes 0x80-0xFF
+// of upstream header values as they arrived (the parser decodes them as latin1), where the
+// UTF-8 conversion would double them.
+const HEAD_SCRATCH = Buffer.allocUnsafe(128 * 1024);
+
+/** The latin1 bytes of `head` for one uWS call (valid until the next call of this function). */
+export function headBytes(head: string): Uint8Array | string {
+  if (head.length > HEAD_SCRATCH.length) return head;
+  return new Uint8Array(HEAD_SCRATCH.buffer, HEAD_SCRATCH.byteOffset, HEAD_SCRATCH.write(head, 0, 'latin1'));
+}
+
 /**
  * Ends a response to a HEAD request (or a 204/304) without a body, announcing
  * `contentLength` when it is known (>= 0). uWS 20.30's `endWithoutBody(n)` writes

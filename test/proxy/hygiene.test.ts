@@ -31,6 +31,7 @@ t.before(async () => {
       if (line.includes(' /no-content ')) s.write('HTTP/1.1 204 No Content\r\nX-Kind: 204\r\n\r\n');
       else if (line.includes(' /not-modified ')) s.write('HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\n\r\n');
       else if (line.startsWith('HEAD ')) s.write('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1234\r\n\r\n');
+      else if (line.includes(' /obs-text ')) s.write(Buffer.from('HTTP/1.1 200 OK\r\nX-Obs-Text: caf\u00e9 \u00ff\r\nContent-Length: 2\r\n\r\nok', 'latin1'));
       else {
         s.write('HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Upstream-Hop\r\nX-Upstream-Hop: secret\r\nKeep-Alive: timeout=5\r\n' +
           'Proxy-Authenticate: Basic\r\nDate: Mon, 01 Jan 2001 00:00:00 GMT\r\nX-End-To-End: kept\r\nContent-Length: 2\r\n\r\nok');
@@ -84,6 +85,14 @@ t.test('hop-by-hop response headers do not reach the client; exactly one Date', 
   t.notOk('proxy-authenticate' in r.headers, 'Proxy-Authenticate is dropped');
   t.equal(r.raw.split('\r\n\r\n')[0]!.split('\r\n').filter((l) => /^date:/i.test(l)).length, 1, 'exactly one Date header');
   t.not(r.headers.date, 'Mon, 01 Jan 2001 00:00:00 GMT', "the gateway's Date, not the upstream's");
+});
+
+t.test('header bytes 0x80-0xFF from the upstream reach the client unchanged (not re-encoded)', async (t) => {
+  const r = await rawRequest(gw.port, 'GET /hops-1/obs-text HTTP/1.1\r\nHost: gw\r\n\r\n');
+  t.equal(r.status, 200);
+  // rawRequest decodes latin1: one character per byte, so a UTF-8 re-encoding would show as two.
+  t.equal(r.headers['x-obs-text'], 'caf\u00e9 \u00ff');
+  t.equal(r.body, 'ok');
 });
 
 t.test('Host is the replica address; a foreign Host still works through the gateway', async (t) => {
