@@ -88,8 +88,8 @@ export class UpstreamConnection implements ResponseSink {
     return this.#state === ConnState.Connecting;
   }
 
-  /** Starts a request on this connection. `head` is the complete request head. */
-  send(handler: UpstreamHandler, head: string, noResponseBody: boolean, firstBody: Buffer | null, requestDone: boolean): boolean {
+  /** Starts a request on this connection. `head` is the complete request head (latin1), or its bytes with what follows. */
+  send(handler: UpstreamHandler, head: string | Buffer, noResponseBody: boolean, firstBody: Buffer | null, requestDone: boolean): boolean {
     this.#handler = handler;
     if (this.#state !== ConnState.Connecting) this.#state = ConnState.Busy;
     this.#parser.reset(noResponseBody);
