@@ -293,19 +293,18 @@ export class DeploymentManager {
     let recordedPid: number | undefined = adopted ? leftover!.pid : undefined;
     // The pid is recorded as soon as it is known, so that a gateway killed a moment later
     // still finds the server on its next start.
-    const record = (): void => {
+    const record = (): Promise<void> => {
       const { pid, pgid } = replica.process!;
-      if (pid !== undefined && pgid !== undefined && pid !== recordedPid) {
-        recordedPid = pid;
-        void this.#o.records.set({ replica: replica.id, port, pid, pgid });
-      }
+      if (pid === undefined || pgid === undefined || pid === recordedPid) return Promise.resolve();
+      recordedPid = pid;
+      return this.#o.records.set({ replica: replica.id, port, pid, pgid });
     };
     proc.on('state', (state, info) => {
       const wasReady = replica.ready;
       replica.state = state;
       if (state === 'failed') d.lastError = info.error?.message ?? 'replica failed';
       this.#o.logger.info({ deployment: d.id, replica: replica.id, state, pid: info.pid, restarts: info.restarts, error: info.error?.message }, 'replica state');
-      if (state !== 'stopped' && state !== 'failed') record();
+      if (state !== 'stopped' && state !== 'failed') void record();
       if (wasReady !== replica.ready) this.#o.onChange();
     });
     // An adopted handle is already probing; a new one must be started.
@@ -313,7 +312,9 @@ export class DeploymentManager {
       void proc.start().catch((err: unknown) => {
         this.#o.logger.error({ deployment: d.id, replica: replica.id, err }, 'replica start failed');
       });
-      record();
+      // Answered only once the new pid is on disk: a gateway killed right after the deploy
+      // call returns must find this server on its next start, not start a second one.
+      await record();
     }
   }
 

@@ -60,12 +60,31 @@ export function cacheWant(method: string, path: string, cacheControl: string, xC
   return LLM_PATHS.has(path) ? LLM_WANT : null;
 }
 
+// Keys of recent small bodies, by their exact bytes: a repeated request (the one a cache
+// exists for) skips the JSON parse, the canonical form and the SHA-256. Bounded in entries
+// and body size, per worker thread; oldest first out.
+const MEMO_MAX_ENTRIES = 1024;
+const MEMO_MAX_BODY = 4096;
+const keyMemo = new Map<string, string | null>();
+
 /**
  * The cache key of a candidate whose whole body is `body`, or null when it must bypass
  * (an LLM request that is not deterministic). JSON bodies are hashed in a canonical form
  * (sorted keys, no whitespace) so that equal documents share an entry.
  */
 export function cacheKey(want: CacheWant, method: string, pathQuery: string, body: Buffer): string | null {
+  if (body.length > MEMO_MAX_BODY) return computeCacheKey(want, method, pathQuery, body);
+  // The bypass decision depends on whether a non-deterministic LLM request may be cached.
+  const memoKey = `${want.llm && !want.asked ? 'L' : 'A'}${method} ${pathQuery}\n${body.toString('latin1')}`;
+  const known = keyMemo.get(memoKey);
+  if (known !== undefined) return known;
+  const key = computeCacheKey(want, method, pathQuery, body);
+  if (keyMemo.size >= MEMO_MAX_ENTRIES) keyMemo.delete(keyMemo.keys().next().value!);
+  keyMemo.set(memoKey, key);
+  return key;
+}
+
+function computeCacheKey(want: CacheWant, method: string, pathQuery: string, body: Buffer): string | null {
   let json: unknown;
   if (looksLikeJson(body)) {
     try {

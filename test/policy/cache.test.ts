@@ -298,4 +298,13 @@ t.test('the store: LRU by bytes, per-entry limit, TTL; keys and candidates', asy
   const k2 = cacheKey(llm, 'POST', '/v1/chat/completions', Buffer.from(' {"messages":[{"content":"x","role":"user"}], "temperature":0}'));
   t.ok(k1 !== null && k1 === k2, 'canonical JSON: key order and whitespace');
   t.not(k1, cacheKey(llm, 'POST', '/v1/completions', Buffer.from('{"temperature":0,"messages":[{"role":"user","content":"x"}]}')), 'the path is part of the key');
+  // Repeated bodies are answered from a memo of recent keys: the same answers as computed.
+  const warm = Buffer.from('{"temperature":0.7,"prompt":"memo"}');
+  t.equal(cacheKey(llm, 'POST', '/v1/completions', warm), null, 'a non-deterministic body bypasses');
+  t.equal(cacheKey(llm, 'POST', '/v1/completions', Buffer.from(warm)), null, 'and still does when repeated');
+  const asked = cacheWant('POST', '/v1/completions', '', 'on', 10, policy)!;
+  const askedKey = cacheKey(asked, 'POST', '/v1/completions', Buffer.from(warm));
+  t.type(askedKey, 'string', 'the same bytes, asked for with x-sluice-cache: on, get a key');
+  t.equal(cacheKey(asked, 'POST', '/v1/completions', Buffer.from(warm)), askedKey, 'the same key when repeated');
+  t.not(cacheKey(asked, 'POST', '/v1/completions?x=1', Buffer.from(warm)), askedKey, 'the query is part of the key');
 });
