@@ -80,7 +80,7 @@ export interface DeploymentConfig {
 }
 
 export interface Config {
-  readonly listen: { readonly host: string; readonly port: number };
+  readonly listen: { readonly host: string; readonly port: number; readonly forwarded_for: boolean };
   readonly admin: { readonly host: string; readonly port: number; readonly token: string | null };
   readonly workers: number;
   readonly ports: { readonly from: number; readonly to: number };

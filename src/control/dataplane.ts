@@ -12,6 +12,8 @@ export interface DataPlaneOptions {
   readonly workers: number;
   readonly logLevel: string;
   readonly accessLog: boolean;
+  /** Append the client's address to X-Forwarded-For (config listen.forwarded_for). */
+  readonly forwardedFor: boolean;
   readonly shared: SharedBuffers;
   readonly redis: WorkerInit['redis'];
   readonly rateLimitFailOpen: boolean;
@@ -48,7 +50,7 @@ export class DataPlane {
     const listening: Promise<void>[] = [];
     for (let i = 0; i < o.workers; i++) {
       const init: WorkerInit = {
-        workerIndex: i, host: o.host, port: o.port, logLevel: o.logLevel, accessLog: o.accessLog,
+        workerIndex: i, host: o.host, port: o.port, logLevel: o.logLevel, accessLog: o.accessLog, forwardedFor: o.forwardedFor,
         shared: o.shared, redis: o.redis, rateLimitFailOpen: o.rateLimitFailOpen, snapshot,
       };
       const worker = new Worker(WORKER_URL, { workerData: init });

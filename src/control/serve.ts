@@ -97,7 +97,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
 
   dataPlane = new DataPlane({
     host: config.listen.host, port, workers: config.workers, logLevel: config.log.level,
-    accessLog: config.log.access, shared, logger,
+    accessLog: config.log.access, forwardedFor: config.listen.forwarded_for, shared, logger,
     redis: config.redis.url === null ? null : { url: config.redis.url, timeoutMs: config.rate_limit.redis_timeout_ms, cacheTimeoutMs: config.cache.redis_timeout_ms },
     rateLimitFailOpen: config.rate_limit.on_redis_error === 'open',
   });

@@ -18,6 +18,8 @@ import { WaitQueue } from './wait-queue.js';
 export interface GatewayOptions {
   readonly logger: Logger;
   readonly accessLog: boolean;
+  /** Append the client's address to X-Forwarded-For (one getpeername per request). */
+  readonly forwardedFor: boolean;
   /** Memory shared with the other workers and the control plane. */
   readonly shared: SharedState;
   readonly counters: DeploymentCounters;
@@ -63,6 +65,7 @@ export class Gateway {
   readonly #compiler: RouteTableCompiler;
   readonly #logger: Logger;
   readonly #accessLog: boolean;
+  readonly #forwardedFor: boolean;
   readonly #shared: SharedState;
   readonly #counters: DeploymentCounters;
   readonly #limiter: RateLimiter;
@@ -78,6 +81,7 @@ export class Gateway {
   constructor(options: GatewayOptions) {
     this.#logger = options.logger;
     this.#accessLog = options.accessLog;
+    this.#forwardedFor = options.forwardedFor;
     this.#shared = options.shared;
     this.#counters = options.counters;
     this.#limiter = options.limiter;
@@ -177,10 +181,10 @@ export class Gateway {
     const rest = segEnd === -1 ? '/' : url.slice(segEnd);
     const query = req.getQuery();
     const expectBody = head.chunked || head.contentLength > 0;
-    const forwardedFor = head.forwardedFor === '' ? clientAddress(res) : `${head.forwardedFor}, ${clientAddress(res)}`;
+    const forwardedFor = !this.#forwardedFor ? head.forwardedFor : head.forwardedFor === '' ? clientAddress(res) : `${head.forwardedFor}, ${clientAddress(res)}`;
     const headRest =
       head.headerLines + (key === undefined ? credentialLines(head) : '') +
-      `x-forwarded-for: ${forwardedFor}\r\nx-forwarded-proto: http\r\n` +
+      (forwardedFor === '' ? '' : `x-forwarded-for: ${forwardedFor}\r\n`) + 'x-forwarded-proto: http\r\n' +
       (head.host === '' ? '' : `x-forwarded-host: ${head.host}\r\n`) +
       `x-request-id: ${requestId}\r\n` +
       (head.chunked ? 'transfer-encoding: chunked\r\n\r\n' : head.contentLength >= 0 ? `content-length: ${head.contentLength}\r\n\r\n` : '\r\n');

@@ -18,6 +18,7 @@ export interface WorkerInit {
   readonly port: number;
   readonly logLevel: string;
   readonly accessLog: boolean;
+  readonly forwardedFor: boolean;
   readonly shared: SharedBuffers;
   /**
    * Rate limits in Redis (shared by instances) instead of the shared in-memory buckets, and

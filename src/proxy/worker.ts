@@ -25,6 +25,7 @@ const limiter = new RateLimiter({
 const gateway = new Gateway({
   logger,
   accessLog: init.accessLog,
+  forwardedFor: init.forwardedFor,
   shared: { inflight: new Int32Array(sh.inflight), breakers: new BreakerBoard(sh.breakers) },
   counters: new DeploymentCounters(sh.deployments),
   limiter,

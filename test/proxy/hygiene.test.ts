@@ -6,7 +6,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import t from 'tap';
 import { httpRequest, RawConnection, rawRequest } from '../helpers/http.js';
-import { deployments, replicaPorts, startGateway, type Gateway } from '../helpers/procs.js';
+import { deployments, replicaPorts, startGateway, startSim, type Gateway } from '../helpers/procs.js';
 
 interface Echo {
   method: string;
@@ -126,6 +126,20 @@ t.test('X-Forwarded-For, -Proto and -Host', async (t) => {
   // Two X-Forwarded-For header lines are one list (RFC 9110 5.3).
   const two = await rawRequest(gw.port, 'GET /demo-1/_sim/echo HTTP/1.1\r\nHost: gw\r\nX-Forwarded-For: 203.0.113.7\r\nX-Forwarded-For: 198.51.100.2\r\n\r\n');
   t.equal(echoOf(two).headers['x-forwarded-for'], '203.0.113.7, 198.51.100.2, 127.0.0.1');
+});
+
+t.test('listen.forwarded_for: false passes a client chain through and appends nothing', async (t) => {
+  const sim = await startSim([]);
+  const quiet = await startGateway({ listen: { host: '127.0.0.1', port: 0, forwarded_for: false }, deployments: [{ model: 'r', version: '1', runtime: 'remote', urls: [sim.url] }] });
+  t.teardown(async () => {
+    await quiet.stop();
+    await sim.stop();
+  });
+  const none = echoOf(await httpRequest(`${quiet.url}/r-1/_sim/echo`)).headers;
+  t.notOk('x-forwarded-for' in none, 'no X-Forwarded-For when the client sent none');
+  t.equal(none['x-forwarded-proto'], 'http', 'the other forwarding headers are still set');
+  const chained = echoOf(await httpRequest(`${quiet.url}/r-1/_sim/echo`, { headers: { 'x-forwarded-for': '203.0.113.7' } })).headers;
+  t.equal(chained['x-forwarded-for'], '203.0.113.7', "the client's chain, unchanged");
 });
 
 t.test('x-request-id: kept when sent, generated when absent, the same upstream and downstream', async (t) => {
