@@ -287,28 +287,13 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
       this.#fail('SLUICE_ERR_BODY_TOO_LARGE', `request body exceeds ${this.route.maxBodyBytes} bytes`, true);
       return;
     }
-    if (isLast) this.#bodyDone = true;
-    const conn = this.#conn;
-    const head = this.#deferredHead;
-    if (head !== null && conn !== null && !this.#chunkedUpload) {
-      // Head and this first piece in one buffer, one write (the piece is copied once).
-      this.#deferredHead = null;
-      const out = Buffer.allocUnsafe(head.length + n);
-      out.write(head, 0, 'latin1');
-      if (n > 0) {
-        out.set(new Uint8Array(ab), head.length);
-        if (this.#sentBody !== null) this.#keepForReplay([out.subarray(head.length)]);
-      }
-      const ok = conn.send(this, out, this.#noResponseBody, null, isLast);
-      if (isLast) this.#setPhase(Phase.AwaitingHead);
-      else if (!ok) this.#pauseClient();
-      return;
-    }
     let chunk: Buffer | null = null;
     if (n > 0) {
       chunk = Buffer.allocUnsafe(n);
       chunk.set(new Uint8Array(ab));
     }
+    if (isLast) this.#bodyDone = true;
+    const conn = this.#conn;
     if (conn === null) {
       if (chunk !== null) (this.#heldBody ??= []).push(chunk);
       if (this.#awaitingBody && (isLast || this.#bodyOverCacheLimit())) {
@@ -319,21 +304,19 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
     }
     if (chunk !== null && this.#sentBody !== null) this.#keepForReplay([chunk]);
     let ok = true;
+    const head = this.#deferredHead;
     if (head !== null) {
-      // A chunked upload: its first piece is framed first.
+      // The head goes now, with this first piece (see #deferredHead).
       this.#deferredHead = null;
-      ok = conn.send(this, head, this.#noResponseBody, chunkFrame(chunk, isLast), isLast);
-      if (isLast) this.#setPhase(Phase.AwaitingHead);
-      else if (!ok) this.#pauseClient();
-      return;
-    }
-    if (this.#chunkedUpload) {
+      ok = conn.send(this, head, this.#noResponseBody, this.#chunkedUpload ? chunkFrame(chunk, isLast) : chunk, isLast);
+    } else if (this.#chunkedUpload) {
       if (chunk !== null || isLast) ok = conn.write(chunkFrame(chunk, isLast));
     } else if (chunk !== null) {
       ok = conn.write(chunk);
     }
     if (isLast) {
-      conn.requestEnded();
+      // With the head just sent, requestDone was given to send() already.
+      if (head === null) conn.requestEnded();
       this.#setPhase(Phase.AwaitingHead);
     } else if (!ok) {
       this.#pauseClient();

@@ -31,11 +31,10 @@ export interface PoolLike {
 // parsed and handed to the client synchronously, so nothing outlives the callback except
 // what the exchange copies (backpressured chunks, cache recordings). This skips the
 // Readable stream machinery and the allocation of a buffer per read.
-const READ_BUFFER_BYTES = 64 * 1024;
-let readBuffer: Buffer | null = null;
-function sharedReadBuffer(): Buffer {
-  return (readBuffer ??= Buffer.allocUnsafe(READ_BUFFER_BYTES));
-}
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
+// A request head and a first body piece up to this size leave as one buffer in one write,
+// cheaper than a corked writev of the two; larger bodies are not copied for it.
+const COALESCE_MAX_BYTES = 16 * 1024;
 
 const enum ConnState {
   Connecting,
@@ -72,7 +71,7 @@ export class UpstreamConnection implements ResponseSink {
       host: pool.host,
       port: pool.port,
       noDelay: true,
-      onread: { buffer: sharedReadBuffer(), callback: (n: number, buf: Uint8Array) => this.#onRead(n, buf as Buffer) },
+      onread: { buffer: READ_BUFFER, callback: (n: number, buf: Uint8Array) => this.#onRead(n, buf as Buffer) },
     });
     this.socket = socket;
     socket.on('connect', () => {
@@ -88,8 +87,8 @@ export class UpstreamConnection implements ResponseSink {
     return this.#state === ConnState.Connecting;
   }
 
-  /** Starts a request on this connection. `head` is the complete request head (latin1), or its bytes with what follows. */
-  send(handler: UpstreamHandler, head: string | Buffer, noResponseBody: boolean, firstBody: Buffer | null, requestDone: boolean): boolean {
+  /** Starts a request on this connection. `head` is the complete request head (latin1). */
+  send(handler: UpstreamHandler, head: string, noResponseBody: boolean, firstBody: Buffer | null, requestDone: boolean): boolean {
     this.#handler = handler;
     if (this.#state !== ConnState.Connecting) this.#state = ConnState.Busy;
     this.#parser.reset(noResponseBody);
@@ -97,6 +96,12 @@ export class UpstreamConnection implements ResponseSink {
     this.#responseDone = false;
     if (this.#paused) this.resume();
     if (firstBody === null) return this.socket.write(head, 'latin1');
+    if (firstBody.length <= COALESCE_MAX_BYTES) {
+      const out = Buffer.allocUnsafe(head.length + firstBody.length);
+      out.write(head, 0, 'latin1');
+      firstBody.copy(out, head.length);
+      return this.socket.write(out);
+    }
     this.socket.cork();
     this.socket.write(head, 'latin1');
     const ok = this.socket.write(firstBody);

@@ -5,10 +5,7 @@
  * allocating a lower-cased copy: OR-ing 0x20 folds A-Z onto a-z and leaves digits and '-'.
  */
 export function sameName(name: string, lower: string): boolean {
-  const n = lower.length;
-  if (name.length !== n) return false;
-  for (let i = 0; i < n; i++) if ((name.charCodeAt(i) | 0x20) !== lower.charCodeAt(i)) return false;
-  return true;
+  return name.length === lower.length && startsWithName(name, lower);
 }
 
 /** `value` starts with `lower` (lower-case [a-z0-9/-]) ignoring case, without allocating. */
