@@ -40,7 +40,12 @@ export function contentWords(content: unknown): number {
 }
 
 export const DEFAULT_EMBEDDING_DIMS = 8;
-export const MAX_EMBEDDING_DIMS = 4096;
+const MAX_EMBEDDING_DIMS = 4096;
+
+/** The `dimensions` a request asked for, when usable; else the default. */
+export function embeddingDims(v: unknown): number {
+  return typeof v === 'number' && Number.isInteger(v) && v > 0 && v <= MAX_EMBEDDING_DIMS ? v : DEFAULT_EMBEDDING_DIMS;
+}
 
 /** FNV-1a, to seed a vector from its text without a crypto hash per request. */
 function fnv1a(text: string): number {

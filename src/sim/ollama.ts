@@ -6,7 +6,7 @@ import { performance } from 'node:perf_hooks';
 import { decodeGoJson, type GoFields, isObject, readBody } from './body.js';
 import { createdAt, msToNs } from './clock.js';
 import type { Handler, Route, SimContext } from './context.js';
-import { contentWords, countWords, DEFAULT_EMBEDDING_DIMS, embedding, MAX_EMBEDDING_DIMS, tokenText } from './fake.js';
+import { contentWords, countWords, DEFAULT_EMBEDDING_DIMS, embedding, embeddingDims, tokenText } from './fake.js';
 import { type Exchange, JSON_UTF8, NDJSON, send, sendJson, sendOllamaError, TEXT_UTF8 } from './http.js';
 import { MODEL_DETAILS, type SimModel } from './models.js';
 import { afterDelay, Generation, planTokens, type TokenSink } from './stream.js';
@@ -200,6 +200,13 @@ const GENERATE_FIELDS = {
   context: 'array', stream: 'bool', raw: 'bool', options: 'object', images: 'array', top_logprobs: 'number',
 } as const;
 
+/** The model a generate or chat request names; undefined once its 404 has been sent. */
+function generationModel(sim: SimContext, ex: Exchange, name: string): SimModel | undefined {
+  const model = sim.models.resolve(name);
+  if (model === undefined) sendOllamaError(ex.res, 404, `model '${name}' not found`);
+  return model;
+}
+
 function onGenerateBody(sim: SimContext, ex: Exchange, raw: Buffer): void {
   const req = decode(ex, raw, 'api.GenerateRequest', GENERATE_FIELDS);
   if (req === null) return;
@@ -207,11 +214,8 @@ function onGenerateBody(sim: SimContext, ex: Exchange, raw: Buffer): void {
   if (keepAliveError(ex, keepAlive)) return;
   if (topLogprobsError(ex, req.top_logprobs)) return;
   const name = typeof req.model === 'string' ? req.model : '';
-  const model = sim.models.resolve(name);
-  if (model === undefined) {
-    sendOllamaError(ex.res, 404, `model '${name}' not found`);
-    return;
-  }
+  const model = generationModel(sim, ex, name);
+  if (model === undefined) return;
   const prompt = typeof req.prompt === 'string' ? req.prompt : '';
   if (prompt === '') {
     // Empty prompt only loads (or, with keep_alive 0, unloads) the model: one JSON object
@@ -258,11 +262,8 @@ function onChatBody(sim: SimContext, ex: Exchange, raw: Buffer): void {
     sendOllamaError(ex.res, 400, 'model is required');
     return;
   }
-  const model = sim.models.resolve(name);
-  if (model === undefined) {
-    sendOllamaError(ex.res, 404, `model '${name}' not found`);
-    return;
-  }
+  const model = generationModel(sim, ex, name);
+  if (model === undefined) return;
   if (messages.length === 0) {
     sendJson(ex.res, 200, {
       model: name, created_at: createdAt(), message: { role: 'assistant', content: '' }, done_reason: loadOrUnload(sim, model, keepAlive), done: true,
@@ -272,10 +273,6 @@ function onChatBody(sim: SimContext, ex: Exchange, raw: Buffer): void {
   markLoaded(sim, model, keepAlive);
   const sink = new OllamaSink(ex, name, true, req.stream !== false, false);
   new Generation(sim, ex, sink, planTokens(sim.tunables.tokens, numPredict(req.options)), Math.max(1, promptTokens)).start();
-}
-
-function embeddingDims(v: unknown): number {
-  return typeof v === 'number' && Number.isInteger(v) && v > 0 && v <= MAX_EMBEDDING_DIMS ? v : DEFAULT_EMBEDDING_DIMS;
 }
 
 function embedModel(sim: SimContext, ex: Exchange, name: string): SimModel | undefined {

@@ -6,7 +6,7 @@
 import { decodeGoJson, type GoFields, isObject, readBody } from './body.js';
 import { unixSeconds } from './clock.js';
 import type { Handler, Route, SimContext } from './context.js';
-import { contentWords, countWords, DEFAULT_EMBEDDING_DIMS, embedding, MAX_EMBEDDING_DIMS, tokenText } from './fake.js';
+import { contentWords, countWords, embedding, embeddingDims, tokenText } from './fake.js';
 import { type Exchange, JSON_PLAIN, send, sendJson, sendOpenAIError, SSE } from './http.js';
 import { afterDelay, Generation, planTokens, type TokenSink } from './stream.js';
 
@@ -47,48 +47,76 @@ function includeUsage(req: Body): boolean {
   return isObject(req.stream_options) && req.stream_options.include_usage === true;
 }
 
+/**
+ * A model that can answer: an empty name is 400, an unknown one 404 (both OpenAI-style
+ * errors with a `param`); undefined when the error has been sent.
+ */
+function openAIModel(sim: SimContext, ex: Exchange, name: string, required: boolean): string | undefined {
+  if (required && name === '') {
+    sendOpenAIError(ex.res, 400, 'model is required', true);
+    return undefined;
+  }
+  if (sim.models.resolve(name) === undefined) {
+    sendOpenAIError(ex.res, 404, `model '${name}' not found`, true);
+    return undefined;
+  }
+  return name;
+}
+
+/** What the chat and completion sinks both keep per request. */
+abstract class OpenAISink implements TokenSink {
+  protected readonly res: Exchange['res'];
+  protected readonly id: string;
+  protected readonly model: string;
+  protected readonly stream: boolean;
+  protected readonly includeUsage: boolean;
+  /** The whole text, for a non-streamed answer. */
+  protected text = '';
+
+  constructor(ex: Exchange, idPrefix: string, model: string, stream: boolean, withUsage: boolean) {
+    this.res = ex.res;
+    this.id = `${idPrefix}-${shortId()}`;
+    this.model = model;
+    this.stream = stream;
+    this.includeUsage = withUsage;
+  }
+
+  abstract token(gen: Generation, index: number): boolean;
+  abstract finish(gen: Generation): void;
+}
+
 // ---------------------------------------------------------------------------------------
 // /v1/chat/completions
 
-class ChatSink implements TokenSink {
-  readonly #res: Exchange['res'];
-  readonly #id: string;
-  readonly #model: string;
+class ChatSink extends OpenAISink {
   readonly #created: number;
-  readonly #stream: boolean;
-  readonly #includeUsage: boolean;
   /** Everything in a chunk before the choice object, built once per request. */
   readonly #prefix: string;
-  #text = '';
 
   constructor(ex: Exchange, model: string, stream: boolean, withUsage: boolean) {
-    this.#res = ex.res;
-    this.#id = `chatcmpl-${shortId()}`;
-    this.#model = model;
+    super(ex, 'chatcmpl', model, stream, withUsage);
     this.#created = unixSeconds();
-    this.#stream = stream;
-    this.#includeUsage = withUsage;
-    this.#prefix = `data: {"id":"${this.#id}","object":"chat.completion.chunk","created":${this.#created},"model":${JSON.stringify(model)},"system_fingerprint":"${FINGERPRINT}","choices":`;
+    this.#prefix = `data: {"id":"${this.id}","object":"chat.completion.chunk","created":${this.#created},"model":${JSON.stringify(model)},"system_fingerprint":"${FINGERPRINT}","choices":`;
   }
 
   token(_gen: Generation, index: number): boolean {
     const text = tokenText(index);
-    if (!this.#stream) {
-      this.#text += text;
+    if (!this.stream) {
+      this.text += text;
       return true;
     }
-    streamHead(this.#res);
+    streamHead(this.res);
     const delta = index === 0 ? `{"role":"assistant","content":"${text}"}` : `{"content":"${text}"}`;
-    return this.#res.write(`${this.#prefix}[{"index":0,"delta":${delta},"finish_reason":null}]}\n\n`);
+    return this.res.write(`${this.#prefix}[{"index":0,"delta":${delta},"finish_reason":null}]}\n\n`);
   }
 
   finish(gen: Generation): void {
-    const res = this.#res;
-    if (!this.#stream) {
+    const res = this.res;
+    if (!this.stream) {
       // The compat layer writes with json.Encoder: plain application/json and a newline.
       const body = {
-        id: this.#id, object: 'chat.completion', created: this.#created, model: this.#model, system_fingerprint: FINGERPRINT,
-        choices: [{ index: 0, message: { role: 'assistant', content: this.#text }, finish_reason: gen.reason }],
+        id: this.id, object: 'chat.completion', created: this.#created, model: this.model, system_fingerprint: FINGERPRINT,
+        choices: [{ index: 0, message: { role: 'assistant', content: this.text }, finish_reason: gen.reason }],
         usage: usage(gen.promptTokens, gen.tokensSent),
       };
       send(res, 200, JSON_PLAIN, JSON.stringify(body) + '\n');
@@ -96,7 +124,7 @@ class ChatSink implements TokenSink {
     }
     streamHead(res);
     let tail = `${this.#prefix}[{"index":0,"delta":{},"finish_reason":"${gen.reason}"}]}\n\n`;
-    if (this.#includeUsage) tail += `${this.#prefix}[],"usage":${usageJson(gen.promptTokens, gen.tokensSent)}}\n\n`;
+    if (this.includeUsage) tail += `${this.#prefix}[],"usage":${usageJson(gen.promptTokens, gen.tokensSent)}}\n\n`;
     res.end(tail + 'data: [DONE]\n\n');
   }
 }
@@ -116,15 +144,8 @@ function onChatBody(sim: SimContext, ex: Exchange, raw: Buffer): void {
   }
   let promptTokens = 0;
   for (const m of messages) if (isObject(m)) promptTokens += contentWords(m.content);
-  const name = typeof req.model === 'string' ? req.model : '';
-  if (name === '') {
-    sendOpenAIError(ex.res, 400, 'model is required', true);
-    return;
-  }
-  if (sim.models.resolve(name) === undefined) {
-    sendOpenAIError(ex.res, 404, `model '${name}' not found`, true);
-    return;
-  }
+  const name = openAIModel(sim, ex, typeof req.model === 'string' ? req.model : '', true);
+  if (name === undefined) return;
   const sink = new ChatSink(ex, name, req.stream === true, includeUsage(req));
   new Generation(sim, ex, sink, planTokens(sim.tunables.tokens, maxTokens(req)), Math.max(1, promptTokens)).start();
 }
@@ -132,57 +153,47 @@ function onChatBody(sim: SimContext, ex: Exchange, raw: Buffer): void {
 // ---------------------------------------------------------------------------------------
 // /v1/completions
 
-class CompletionSink implements TokenSink {
-  readonly #res: Exchange['res'];
-  readonly #id: string;
-  readonly #model: string;
+class CompletionSink extends OpenAISink {
   readonly #modelJson: string;
-  readonly #stream: boolean;
-  readonly #includeUsage: boolean;
-  #text = '';
 
   constructor(ex: Exchange, model: string, stream: boolean, withUsage: boolean) {
-    this.#res = ex.res;
-    this.#id = `cmpl-${shortId()}`;
-    this.#model = model;
+    super(ex, 'cmpl', model, stream, withUsage);
     this.#modelJson = JSON.stringify(model);
-    this.#stream = stream;
-    this.#includeUsage = withUsage;
   }
 
   /** Completion chunks carry their own `created`, unlike chat chunks. */
   #chunk(choices: string, usageJsonText: string | null): string {
     const u = usageJsonText === null ? '' : `,"usage":${usageJsonText}`;
-    return `data: {"id":"${this.#id}","object":"text_completion","created":${unixSeconds()},"model":${this.#modelJson},"system_fingerprint":"${FINGERPRINT}","choices":${choices}${u}}\n\n`;
+    return `data: {"id":"${this.id}","object":"text_completion","created":${unixSeconds()},"model":${this.#modelJson},"system_fingerprint":"${FINGERPRINT}","choices":${choices}${u}}\n\n`;
   }
 
   token(_gen: Generation, index: number): boolean {
     const text = tokenText(index);
-    if (!this.#stream) {
-      this.#text += text;
+    if (!this.stream) {
+      this.text += text;
       return true;
     }
-    streamHead(this.#res);
+    streamHead(this.res);
     // Quirk kept from Ollama: with include_usage every content chunk has a zero usage.
-    const zero = this.#includeUsage ? usageJson(0, 0) : null;
-    return this.#res.write(this.#chunk(`[{"text":"${text}","index":0,"finish_reason":null}]`, zero));
+    const zero = this.includeUsage ? usageJson(0, 0) : null;
+    return this.res.write(this.#chunk(`[{"text":"${text}","index":0,"finish_reason":null}]`, zero));
   }
 
   finish(gen: Generation): void {
-    const res = this.#res;
-    if (!this.#stream) {
+    const res = this.res;
+    if (!this.stream) {
       const body = {
-        id: this.#id, object: 'text_completion', created: unixSeconds(), model: this.#model, system_fingerprint: FINGERPRINT,
-        choices: [{ text: this.#text, index: 0, finish_reason: gen.reason }],
+        id: this.id, object: 'text_completion', created: unixSeconds(), model: this.model, system_fingerprint: FINGERPRINT,
+        choices: [{ text: this.text, index: 0, finish_reason: gen.reason }],
         usage: usage(gen.promptTokens, gen.tokensSent),
       };
       send(res, 200, JSON_PLAIN, JSON.stringify(body) + '\n');
       return;
     }
     streamHead(res);
-    const zero = this.#includeUsage ? usageJson(0, 0) : null;
+    const zero = this.includeUsage ? usageJson(0, 0) : null;
     let tail = this.#chunk(`[{"text":"","index":0,"finish_reason":"${gen.reason}"}]`, zero);
-    if (this.#includeUsage) tail += this.#chunk('[]', usageJson(gen.promptTokens, gen.tokensSent));
+    if (this.includeUsage) tail += this.#chunk('[]', usageJson(gen.promptTokens, gen.tokensSent));
     res.end(tail + 'data: [DONE]\n\n');
   }
 }
@@ -194,11 +205,8 @@ const COMPLETION_FIELDS = {
 function onCompletionBody(sim: SimContext, ex: Exchange, raw: Buffer): void {
   const req = decode(ex, raw, 'openai.CompletionRequest', COMPLETION_FIELDS);
   if (req === null) return;
-  const name = typeof req.model === 'string' ? req.model : '';
-  if (sim.models.resolve(name) === undefined) {
-    sendOpenAIError(ex.res, 404, `model '${name}' not found`, true);
-    return;
-  }
+  const name = openAIModel(sim, ex, typeof req.model === 'string' ? req.model : '', false);
+  if (name === undefined) return;
   const prompt = typeof req.prompt === 'string' ? req.prompt : '';
   const sink = new CompletionSink(ex, name, req.stream === true, includeUsage(req));
   new Generation(sim, ex, sink, planTokens(sim.tunables.tokens, req.max_tokens), Math.max(1, countWords(prompt))).start();
@@ -236,8 +244,7 @@ function onEmbeddingsBody(sim: SimContext, ex: Exchange, raw: Buffer): void {
     sendOpenAIError(ex.res, 404, `model ${JSON.stringify(name)} not found, try pulling it first`, true);
     return;
   }
-  const d = req.dimensions;
-  const dims = typeof d === 'number' && Number.isInteger(d) && d > 0 && d <= MAX_EMBEDDING_DIMS ? d : DEFAULT_EMBEDDING_DIMS;
+  const dims = embeddingDims(req.dimensions);
   const base64 = format === 'base64';
   afterDelay(ex, sim.tunables.ttftMs, (e) => {
     let words = 0;
