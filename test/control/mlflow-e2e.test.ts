@@ -7,7 +7,7 @@
 
 import { delimiter } from 'node:path';
 import t from 'tap';
-import { startMlflow, VENV_BIN, type MlflowServer, IRIS_COLUMNS as COLUMNS, IRIS_EXPECTED_V1 as EXPECTED_V1, IRIS_RECORDS as records, IRIS_ROWS as ROWS } from '../fixtures/mlflow.js';
+import { startMlflow, VENV_BIN, type MlflowServer, IRIS_COLUMNS as COLUMNS, IRIS_EXPECTED_V1 as EXPECTED_V1, IRIS_RECORDS as records, IRIS_REQUEST_BODIES, IRIS_ROWS as ROWS } from '../fixtures/mlflow.js';
 import { startGateway, type Gateway } from '../helpers/procs.js';
 import {
   adminClient, assertNoServersLeft, canBind, groupPids, gwRequest, PidLog, reapServers, sleep, type AdminClient, type GwReply,
@@ -117,14 +117,7 @@ t.test('POST /deploy/iris/1 then /iris-1/invocations: cold start', async (t) => 
   t.match((await admin.get('/get_model_version_list/iris')).body.versions, [{ version: '1', deployed: true }, { version: '2', deployed: false }]);
 });
 
-const formats: Record<string, unknown> = {
-  dataframe_split: { dataframe_split: { columns: COLUMNS, data: ROWS } },
-  dataframe_records: { dataframe_records: records },
-  instances: { instances: records },
-  inputs: { inputs: records },
-};
-
-for (const [name, body] of Object.entries(formats)) {
+for (const [name, body] of Object.entries(IRIS_REQUEST_BODIES)) {
   t.test(`/iris-1/invocations with ${name}`, async (t) => {
     const res = await invoke(body);
     t.equal(res.status, 200, res.text.slice(0, 300));

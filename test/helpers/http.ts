@@ -90,6 +90,19 @@ export interface RawReply {
   raw: string;
 }
 
+/** Status and headers of a raw response head (lower-cased names; repeats joined with ', '). */
+function parseHead(head: string): { status: number; headers: Record<string, string> } {
+  const lines = head.split('\r\n');
+  const headers: Record<string, string> = {};
+  for (const l of lines.slice(1)) {
+    const c = l.indexOf(':');
+    const k = l.slice(0, c).trim().toLowerCase();
+    const v = l.slice(c + 1).trim();
+    headers[k] = headers[k] === undefined ? v : `${headers[k]}, ${v}`;
+  }
+  return { status: Number(lines[0]!.split(' ')[1]), headers };
+}
+
 /**
  * Sends raw bytes (what a well-behaved client library would refuse to send) and reads one
  * response: until its content-length is complete, the connection closes, or `timeoutMs`.
@@ -111,15 +124,8 @@ export function rawRequest(port: number, head: string, opts: { body?: Buffer[]; 
         reject(new Error(`no complete response head (closed=${closed}): ${JSON.stringify(text)}`));
         return;
       }
-      const lines = text.slice(0, end).split('\r\n');
-      const headers: Record<string, string> = {};
-      for (const l of lines.slice(1)) {
-        const c = l.indexOf(':');
-        const k = l.slice(0, c).trim().toLowerCase();
-        const v = l.slice(c + 1).trim();
-        headers[k] = headers[k] === undefined ? v : `${headers[k]}, ${v}`;
-      }
-      resolve({ status: Number(lines[0]!.split(' ')[1]), headers, body: text.slice(end + 4), closed, raw: text });
+      const { status, headers } = parseHead(text.slice(0, end));
+      resolve({ status, headers, body: text.slice(end + 4), closed, raw: text });
     };
     const timer = setTimeout(() => finish(false), opts.timeoutMs ?? 5_000);
     socket.on('data', (d: Buffer) => {
@@ -197,16 +203,7 @@ export class RawConnection {
     for (;;) {
       const end = this.#buf.indexOf('\r\n\r\n');
       if (end !== -1) {
-        const text = this.#buf.toString('latin1', 0, end);
-        const lines = text.split('\r\n');
-        const status = Number(lines[0]!.split(' ')[1]);
-        const headers: Record<string, string> = {};
-        for (const l of lines.slice(1)) {
-          const c = l.indexOf(':');
-          const k = l.slice(0, c).trim().toLowerCase();
-          const v = l.slice(c + 1).trim();
-          headers[k] = headers[k] === undefined ? v : `${headers[k]}, ${v}`;
-        }
+        const { status, headers } = parseHead(this.#buf.toString('latin1', 0, end));
         const noBody = opts.bodyless === true || status === 204 || status === 304 || (status >= 100 && status < 200);
         const length = noBody ? 0 : Number(headers['content-length'] ?? NaN);
         if (!Number.isNaN(length) && this.#buf.length >= end + 4 + length) {

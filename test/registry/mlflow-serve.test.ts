@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import t from 'tap';
 
 import { freePort } from '../fixtures/free-port.js';
-import { mlflowEnv, startMlflow, venvBin, type MlflowServer, IRIS_COLUMNS as COLUMNS, IRIS_EXPECTED_V1 as EXPECTED_V1, IRIS_RECORDS as records, IRIS_ROWS as ROWS } from '../fixtures/mlflow.js';
+import { mlflowEnv, startMlflow, venvBin, type MlflowServer, IRIS_EXPECTED_V1 as EXPECTED_V1, IRIS_RECORDS as records, IRIS_REQUEST_BODIES, IRIS_ROWS as ROWS } from '../fixtures/mlflow.js';
 import { groupAlive, groupMembers, spawnGroup, waitForHttp200, type GroupProcess } from '../fixtures/process-group.js';
 
 t.setTimeout(180_000);
@@ -60,16 +60,7 @@ t.test('models serve starts from the registry and answers /ping', async (t) => {
   t.match(serve.logTail(20_000), /Running command 'exec uvicorn/, 'MLflow logs the uvicorn command it runs');
 });
 
-const formats: Record<string, unknown> = {
-  dataframe_split: { dataframe_split: { columns: COLUMNS, data: ROWS } },
-  dataframe_records: { dataframe_records: records },
-  instances: { instances: records },
-  // With a column signature `inputs` must be records too: a bare list of lists fails
-  // MLflow's schema enforcement (400 INVALID_PARAMETER_VALUE).
-  inputs: { inputs: records },
-};
-
-for (const [name, body] of Object.entries(formats)) {
+for (const [name, body] of Object.entries(IRIS_REQUEST_BODIES)) {
   t.test(`POST /invocations with ${name}`, async (t) => {
     const res = await fetch(`${base}/invocations`, {
       method: 'POST',
