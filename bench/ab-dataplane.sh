@@ -3,6 +3,7 @@
 #
 #   bench/ab-dataplane.sh <file under dist/> '<sed expression>' [pairs]
 #   bench/ab-dataplane.sh proxy/gateway.js 's/clientAddress(res)/"127.0.0.1"/g' 4
+#   bench/ab-dataplane.sh --against <git revision> [pairs]
 #
 # Copies the built dist/ twice, applies the sed expression to one copy (B), and runs the
 # two copies alternately (A B A B ...) against an nginx `return 200` upstream: sluice alone
@@ -11,13 +12,23 @@
 # /proc/<pid>/task/<tid>/stat, then the medians. Alternating copies, and per-thread CPU
 # rather than req/s, keep this usable on a machine whose speed drifts between runs: a
 # throughput ratio against nginx moves by 10% there, a same-run A/B difference does not.
+# With --against, A is the given revision (built from a temporary git worktree) and B is
+# the current dist/: the before and after of uncommitted work.
 # Needs nginx, wrk and taskset (npm run bench installs the first two). Loopback only.
 set -euo pipefail
 
-FILE=${1:?usage: bench/ab-dataplane.sh <file under dist/> <sed expression> [pairs]}
-EXPR=${2:?usage: bench/ab-dataplane.sh <file under dist/> <sed expression> [pairs]}
-PAIRS=${3:-3}
+USAGE='usage: bench/ab-dataplane.sh <file under dist/> <sed expression> [pairs] | --against <git revision> [pairs]'
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+REV=
+if [ "${1:-}" = --against ]; then
+  REV=${2:?$USAGE}
+  PAIRS=${3:-3}
+  git -C "$ROOT" rev-parse --verify -q "$REV^{commit}" >/dev/null || { echo "ab-dataplane: $REV is not a revision" >&2; exit 2; }
+else
+  FILE=${1:?$USAGE}
+  EXPR=${2:?$USAGE}
+  PAIRS=${3:-3}
+fi
 UPSTREAM_PORT=19911
 PORT=19980
 ADMIN_PORT=19981
@@ -26,12 +37,14 @@ SECONDS_PER_RUN=5
 for tool in nginx wrk taskset; do
   command -v "$tool" >/dev/null || { echo "ab-dataplane: $tool is not installed" >&2; exit 2; }
 done
-[ -f "$ROOT/dist/$FILE" ] || { echo "ab-dataplane: dist/$FILE not found (npm run build first)" >&2; exit 2; }
+[ -n "$REV" ] || [ -f "$ROOT/dist/$FILE" ] || { echo "ab-dataplane: dist/$FILE not found (npm run build first)" >&2; exit 2; }
+[ -f "$ROOT/dist/cli.js" ] || { echo "ab-dataplane: dist/ not built (npm run build first)" >&2; exit 2; }
 
 WORK=$(mktemp -d)
 NGINX_PID=
 SLUICE_PID=
 cleanup() {
+  [ -n "$REV" ] && git -C "$ROOT" worktree remove --force "$WORK/rev" 2>/dev/null || true
   [ -n "$SLUICE_PID" ] && kill "$SLUICE_PID" 2>/dev/null || true
   [ -n "$NGINX_PID" ] && kill "$NGINX_PID" 2>/dev/null || true
   wait 2>/dev/null || true
@@ -45,12 +58,21 @@ for v in a b; do
   cp "$ROOT/package.json" "$WORK/$v/"
   ln -s "$ROOT/node_modules" "$WORK/$v/node_modules"
 done
-sed -i "$EXPR" "$WORK/b/dist/$FILE"
-if cmp -s "$ROOT/dist/$FILE" "$WORK/b/dist/$FILE"; then
-  echo "ab-dataplane: the sed expression changed nothing in dist/$FILE" >&2
-  exit 2
+if [ -n "$REV" ]; then
+  git -C "$ROOT" worktree add -q --detach "$WORK/rev" "$REV"
+  ln -s "$ROOT/node_modules" "$WORK/rev/node_modules"
+  rm -rf "$WORK/a/dist"
+  (cd "$WORK/rev" && npx tsc -p tsconfig.json --outDir "$WORK/a/dist")
+  echo "A: $(git -C "$ROOT" log -1 --format='%h %s' "$REV" | cut -c1-80)"
+  echo "B: the current dist/"
+else
+  sed -i "$EXPR" "$WORK/b/dist/$FILE"
+  if cmp -s "$ROOT/dist/$FILE" "$WORK/b/dist/$FILE"; then
+    echo "ab-dataplane: the sed expression changed nothing in dist/$FILE" >&2
+    exit 2
+  fi
+  diff "$ROOT/dist/$FILE" "$WORK/b/dist/$FILE" || true
 fi
-diff "$ROOT/dist/$FILE" "$WORK/b/dist/$FILE" || true
 
 mkdir -p "$WORK/nginx"
 chmod 755 "$WORK" "$WORK/nginx"
