@@ -6,9 +6,9 @@ import type { HttpResponse } from 'uWebSockets.js';
 import { ERRORS, type ErrorCode } from '../errors/index.js';
 import type { CachedResponse, CacheWant, TokenCounter, Verdict } from '../policy/index.js';
 import type { DeploymentRoute, KeyRoute, ReplicaRoute } from './route-table.js';
-import type { UpstreamConnection, UpstreamHandler, PoolWaiter } from './upstream/index.js';
-import { connectionTokens, isDroppedResponseHeader, sameName, startsWithName } from './headers.js';
-import { endWithoutBody, headBytes, statusLine, writeErrorResponse } from './respond.js';
+import type { HeaderLines, UpstreamConnection, UpstreamHandler, PoolWaiter } from './upstream/index.js';
+import { connectionTokens, HeaderKind, isDroppedResponseKind, kindOfName, sameName, startsWithName } from './headers.js';
+import { endWithoutBody, headLine, headStart, headText, headView, writeErrorResponse } from './respond.js';
 import type { Gateway } from './gateway.js';
 import type { Flight } from './flight.js';
 
@@ -60,7 +60,7 @@ let relayLength = -1;
 let relayChunk: Buffer;
 let relayEntry: CachedResponse;
 function relayHeadCorked(): void {
-  relayTarget.onResponseHead(relayStatus, relayHeaders, relayLength);
+  relayTarget.respondHead(relayStatus, relayHeaders, relayLength);
 }
 function relayDataCorked(): void {
   relayTarget.onResponseData(relayChunk);
@@ -71,7 +71,7 @@ function relayEndCorked(): void {
 function serveCachedCorked(): void {
   const ex = relayTarget;
   const e = relayEntry;
-  ex.onResponseHead(e.status, e.headers, e.contentLength);
+  ex.respondHead(e.status, e.headers, e.contentLength);
   for (const c of e.chunks) ex.onResponseData(c);
   ex.onResponseEnd();
 }
@@ -350,45 +350,68 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
     this.res.cork(runCorked);
   }
 
-  onResponseHead(status: number, headers: readonly string[], contentLength: number): void {
+  /** The upstream's head: the lines kept are copied into the client's head as the bytes they arrived as. */
+  onResponseHead(status: number, lines: HeaderLines, contentLength: number): void {
     if (this.#finished) return;
-    const res = this.res;
-    this.status = status;
-    this.#responded = true;
-    this.#setPhase(Phase.Streaming);
-    if (this.replica !== null) this.route.stats.recordTtfb((performance.now() - this.startedAt) / 1000);
+    if (this.flight?.leader === this || lines.hop !== null) {
+      // A head that is kept (cache, joiners) and one whose Connection header names other
+      // headers (rare) go the string way.
+      this.respondHead(status, lines.toArray(), contentLength);
+      return;
+    }
+    this.#beginHead(status);
+    headStart(status);
+    for (let i = 0; i < lines.count; i++) {
+      const kind = lines.kind(i);
+      if (isDroppedResponseKind(kind)) continue;
+      if (kind === HeaderKind.ContentType && this.#kind === StreamKind.Other) this.#kind = streamKindOf(lines.value(i));
+      headLine(lines, i);
+    }
+    this.#endHead(status, contentLength);
+  }
+
+  /** A head as `[name, value, ...]` strings: from the cache, a flight's leader, or the upstream when it is to be kept. */
+  respondHead(status: number, headers: readonly string[], contentLength: number): void {
+    if (this.#finished) return;
+    this.#beginHead(status);
     if (this.flight?.leader === this) {
       this.flight.onHead(status, headers, contentLength);
       if (this.#detached) return;
     }
-    // Headers the upstream named in its Connection header are hop-by-hop too (RFC 9110
-    // 7.6.1). Rare, so only a length check per header unless one is present.
+    // Headers the upstream named in its Connection header are hop-by-hop too (RFC 9110 7.6.1).
     let hop: string[] | null = null;
     for (let i = 0; i < headers.length; i += 2) {
-      const name = headers[i]!;
-      // 'c' or 'C' first, so that Set-Cookie (also 10 long) is not lower-cased for nothing.
-      if (sameName(name, 'connection')) {
+      if (sameName(headers[i]!, 'connection')) {
         const tokens = connectionTokens(headers[i + 1]!);
         if (tokens !== null) hop = hop === null ? tokens : hop.concat(tokens);
       }
     }
-    // The status line and every header go to uWS as one string, in one native call instead
-    // of one per header: uWS writes "HTTP/1.1 <status>\r\n" verbatim, and the parser has
-    // refused any CR or LF inside an upstream header line.
-    let head = statusLine(status);
+    headStart(status);
     for (let i = 0; i < headers.length; i += 2) {
       const name = headers[i]!;
-      if (isDroppedResponseHeader(name)) continue;
+      const kind = kindOfName(name);
+      if (isDroppedResponseKind(kind)) continue;
       if (hop !== null && hop.includes(name.toLowerCase())) continue;
       const value = headers[i + 1]!;
-      if (this.#kind === StreamKind.Other && sameName(name, 'content-type')) this.#kind = streamKindOf(value);
-      head += `\r\n${name}: ${value}`;
+      if (kind === HeaderKind.ContentType && this.#kind === StreamKind.Other) this.#kind = streamKindOf(value);
+      headText(`\r\n${name}: ${value}`);
     }
-    head += `\r\nx-request-id: ${this.requestId}`;
-    if (this.cacheStatus !== null) head += `\r\nx-sluice-cache: ${this.cacheStatus}`;
+    this.#endHead(status, contentLength);
+  }
+
+  #beginHead(status: number): void {
+    this.status = status;
+    this.#responded = true;
+    this.#setPhase(Phase.Streaming);
+    if (this.replica !== null) this.route.stats.recordTtfb((performance.now() - this.startedAt) / 1000);
+  }
+
+  /** The gateway's own headers, then the head to uWS in one call; sets how the body is framed. */
+  #endHead(status: number, contentLength: number): void {
+    headText(this.cacheStatus === null ? `\r\nx-request-id: ${this.requestId}` : `\r\nx-request-id: ${this.requestId}\r\nx-sluice-cache: ${this.cacheStatus}`);
     const rl = this.rateLimit;
-    if (rl !== null) head += rateLimitLines(rl);
-    res.writeStatus(headBytes(head));
+    if (rl !== null) headText(rateLimitLines(rl));
+    this.res.writeStatus(headView());
     if (this.#noResponseBody || status === 204 || status === 304) {
       this.#mode = BodyMode.None;
       // HEAD and 304 may announce the representation's length; a 204 never has one (RFC 9110 8.6).

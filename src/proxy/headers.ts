@@ -3,9 +3,9 @@
 // message framing (Content-Length / Transfer-Encoding) on each side.
 
 import type { HttpRequest } from 'uWebSockets.js';
-import { sameName, startsWithName } from './upstream/header-names.js';
+import { connectionTokens, HeaderKind } from './upstream/header-names.js';
 
-export { sameName, startsWithName };
+export { connectionTokens, HeaderKind, kindOfName, sameName, startsWithName } from './upstream/header-names.js';
 
 export interface ClientHead {
   /** Other request headers, already serialised as `name: value\r\n` lines. */
@@ -152,45 +152,23 @@ function withoutHeaders(lines: string, names: readonly string[]): string {
   return out;
 }
 
-/** Header names listed in a Connection value, beyond the standard tokens; null when none. */
-export function connectionTokens(value: string): string[] | null {
-  // The common values name no header: answer without splitting.
-  if (value.length <= 10) {
-    const v = value.toLowerCase();
-    if (v === 'keep-alive' || v === 'close') return null;
-  }
-  let out: string[] | null = null;
-  for (const raw of value.split(',')) {
-    const t = raw.trim().toLowerCase();
-    if (t !== '' && t !== 'close' && t !== 'keep-alive' && t !== 'upgrade') (out ??= []).push(t);
-  }
-  return out;
-}
-
 /**
  * Response headers from upstream that the client must not see: hop-by-hop ones, the
  * framing (uWS writes its own), Date (uWS writes its own), and the upstream's x-request-id
- * (the gateway's is authoritative). Length checks first: most headers fail them.
+ * (the gateway's is authoritative). Indexed by HeaderKind.
  */
-export function isDroppedResponseHeader(name: string): boolean {
-  switch (name.length) {
-    case 2:
-      return sameName(name, 'te');
-    case 4:
-      return sameName(name, 'date');
-    case 7:
-      return sameName(name, 'trailer') || sameName(name, 'upgrade');
-    case 10:
-      return sameName(name, 'connection') || sameName(name, 'keep-alive');
-    case 12:
-      return sameName(name, 'x-request-id');
-    case 14:
-      return sameName(name, 'content-length');
-    case 17:
-      return sameName(name, 'transfer-encoding');
-    default:
-      return name.length > 6 && sameName(name.slice(0, 6), 'proxy-');
-  }
+const DROPPED_RESPONSE_KINDS: readonly boolean[] = (() => {
+  const dropped: boolean[] = [];
+  for (const kind of [
+    HeaderKind.ContentLength, HeaderKind.TransferEncoding, HeaderKind.Connection, HeaderKind.KeepAlive, HeaderKind.Te,
+    HeaderKind.Trailer, HeaderKind.Upgrade, HeaderKind.Date, HeaderKind.RequestId, HeaderKind.Proxy,
+  ]) dropped[kind] = true;
+  for (let k = 0; k <= HeaderKind.Proxy; k++) dropped[k] ??= false;
+  return dropped;
+})();
+
+export function isDroppedResponseKind(kind: HeaderKind): boolean {
+  return DROPPED_RESPONSE_KINDS[kind]!;
 }
 
 /** The credential headers, for the upstream, when they were not a sluice API key. */

@@ -1,6 +1,7 @@
 import type { HttpResponse } from 'uWebSockets.js';
 import { STATUS_LINES } from '../errors/index.js';
 import { STATUS_CODES } from 'node:http';
+import type { HeaderLines } from './upstream/header-lines.js';
 
 // Indexed by status code (100-999, as the parser admits): one array load per response.
 const statusCache: string[] = [];
@@ -18,14 +19,40 @@ export function statusLine(status: number): string {
 
 // uWS.js converts a string argument through a malloc'd UTF-8 copy (String::Utf8Value); a
 // view of bytes written into one scratch buffer costs neither. It also keeps bytes 0x80-0xFF
-// of upstream header values as they arrived (the parser decodes them as latin1), where the
-// UTF-8 conversion would double them.
-const HEAD_SCRATCH = Buffer.allocUnsafe(128 * 1024);
+// of upstream header values as they arrived, where a UTF-8 conversion of their latin1
+// decoding would double them. uWS writes the status argument verbatim after "HTTP/1.1 ",
+// so the whole head (status line and header lines) goes in one writeStatus call.
+let headScratch = Buffer.allocUnsafe(16 * 1024);
+let headEnd = 0;
 
-/** The latin1 bytes of `head` for one uWS call (valid until the next call of this function). */
-export function headBytes(head: string): Uint8Array | string {
-  if (head.length > HEAD_SCRATCH.length) return head;
-  return new Uint8Array(HEAD_SCRATCH.buffer, HEAD_SCRATCH.byteOffset, HEAD_SCRATCH.write(head, 0, 'latin1'));
+/** Starts a response head in the scratch buffer: "<status> <reason>". */
+export function headStart(status: number): void {
+  headEnd = 0;
+  headText(statusLine(status));
+}
+
+/** Appends latin1 text (a string's code units above 0xFF must not occur: header text is latin1). */
+export function headText(text: string): void {
+  headRoom(text.length);
+  headEnd += headScratch.write(text, headEnd, 'latin1');
+}
+
+/** Appends upstream header line i as it arrived, with the CRLF before it. */
+export function headLine(lines: HeaderLines, i: number): void {
+  headRoom(lines.lineBytes(i));
+  headEnd = lines.copyLine(i, headScratch, headEnd);
+}
+
+/** The head built since headStart, for one writeStatus call (valid until the next headStart). */
+export function headView(): Uint8Array {
+  return new Uint8Array(headScratch.buffer, headScratch.byteOffset, headEnd);
+}
+
+function headRoom(bytes: number): void {
+  if (headEnd + bytes <= headScratch.length) return;
+  const bigger = Buffer.allocUnsafe(Math.max(headScratch.length * 2, headEnd + bytes));
+  headScratch.copy(bigger, 0, 0, headEnd);
+  headScratch = bigger;
 }
 
 /**

@@ -4,6 +4,7 @@
 // pieces by design.
 
 import t from 'tap';
+import type { HeaderLines } from '../../src/proxy/upstream/header-lines.js';
 import { ParseError, ResponseParser, type ResponseSink } from '../../src/proxy/upstream/response-parser.js';
 
 type Test = typeof t;
@@ -18,8 +19,8 @@ type Event =
 
 class Recorder implements ResponseSink {
   readonly events: Event[] = [];
-  onHead(status: number, headers: string[], contentLength: number, chunked: boolean): void {
-    this.events.push({ type: 'head', status, headers: [...headers], contentLength, chunked });
+  onHead(status: number, lines: HeaderLines, contentLength: number, chunked: boolean): void {
+    this.events.push({ type: 'head', status, headers: lines.toArray(), contentLength, chunked });
   }
   onBody(chunk: Buffer): void {
     // Body chunks are views of the input: copy the text now, as a real consumer would.

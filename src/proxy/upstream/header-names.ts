@@ -15,3 +15,82 @@ export function startsWithName(value: string, lower: string): boolean {
   for (let i = 0; i < n; i++) if ((value.charCodeAt(i) | 0x20) !== lower.charCodeAt(i)) return false;
   return true;
 }
+
+/** `buf[start, ...)` starts with `lower`, ignoring case as startsWithName does. */
+export function bytesStartWithName(buf: Uint8Array, start: number, end: number, lower: string): boolean {
+  const n = lower.length;
+  if (end - start < n) return false;
+  for (let i = 0; i < n; i++) if ((buf[start + i]! | 0x20) !== lower.charCodeAt(i)) return false;
+  return true;
+}
+
+/** Header names listed in a Connection value, beyond the standard tokens; null when none. */
+export function connectionTokens(value: string): string[] | null {
+  // The common values name no header: answer without splitting.
+  if (value.length <= 10) {
+    const v = value.toLowerCase();
+    if (v === 'keep-alive' || v === 'close') return null;
+  }
+  let out: string[] | null = null;
+  for (const raw of value.split(',')) {
+    const t = raw.trim().toLowerCase();
+    if (t !== '' && t !== 'close' && t !== 'keep-alive' && t !== 'upgrade') (out ??= []).push(t);
+  }
+  return out;
+}
+
+/** The upstream response header names the gateway acts on; any other is Other. */
+export const enum HeaderKind {
+  Other,
+  ContentLength,
+  TransferEncoding,
+  Connection,
+  KeepAlive,
+  Te,
+  Trailer,
+  Upgrade,
+  Date,
+  RequestId,
+  ContentType,
+  /** Any `proxy-*` name. */
+  Proxy,
+}
+
+// The known names grouped by length: a name is compared only with those of its length.
+const NAMES_BY_LENGTH: string[][] = [];
+const KINDS_BY_LENGTH: HeaderKind[][] = [];
+for (const [name, kind] of [
+  ['content-length', HeaderKind.ContentLength],
+  ['transfer-encoding', HeaderKind.TransferEncoding],
+  ['connection', HeaderKind.Connection],
+  ['keep-alive', HeaderKind.KeepAlive],
+  ['te', HeaderKind.Te],
+  ['trailer', HeaderKind.Trailer],
+  ['upgrade', HeaderKind.Upgrade],
+  ['date', HeaderKind.Date],
+  ['x-request-id', HeaderKind.RequestId],
+  ['content-type', HeaderKind.ContentType],
+] as const) {
+  (NAMES_BY_LENGTH[name.length] ??= []).push(name);
+  (KINDS_BY_LENGTH[name.length] ??= []).push(kind);
+}
+const PROXY_PREFIX = 'proxy-';
+
+/** The kind of header `name` (any case). */
+export function kindOfName(name: string): HeaderKind {
+  const names = NAMES_BY_LENGTH[name.length];
+  if (names !== undefined) {
+    for (let i = 0; i < names.length; i++) if (startsWithName(name, names[i]!)) return KINDS_BY_LENGTH[name.length]![i]!;
+  }
+  return name.length > PROXY_PREFIX.length && startsWithName(name, PROXY_PREFIX) ? HeaderKind.Proxy : HeaderKind.Other;
+}
+
+/** kindOfName for the name in `buf[start, end)`, without making it a string. */
+export function kindOfNameBytes(buf: Uint8Array, start: number, end: number): HeaderKind {
+  const length = end - start;
+  const names = NAMES_BY_LENGTH[length];
+  if (names !== undefined) {
+    for (let i = 0; i < names.length; i++) if (bytesStartWithName(buf, start, end, names[i]!)) return KINDS_BY_LENGTH[length]![i]!;
+  }
+  return length > PROXY_PREFIX.length && bytesStartWithName(buf, start, end, PROXY_PREFIX) ? HeaderKind.Proxy : HeaderKind.Other;
+}

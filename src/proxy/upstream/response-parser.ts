@@ -1,13 +1,15 @@
 // Incremental HTTP/1.1 response parser. It hands body bytes out as views of the socket's
 // buffers (never copies), decodes chunked framing, and reports the framing facts the
 // proxy needs (length, keep-alive). One parser lives per upstream connection and is
-// reset per response, so it allocates nothing per response except header strings.
+// reset per response, so it allocates nothing per response: header lines are offsets
+// into the read buffer (HeaderLines).
 
-import { sameName } from './header-names.js';
+import { HeaderLines } from './header-lines.js';
+import { HeaderKind, bytesStartWithName, connectionTokens, kindOfNameBytes } from './header-names.js';
 
 export interface ResponseSink {
-  /** `headers` is flat: name, value, name, value... with names as the server sent them. */
-  onHead(status: number, headers: string[], contentLength: number, chunked: boolean): void;
+  /** `lines` are valid during this call only. */
+  onHead(status: number, lines: HeaderLines, contentLength: number, chunked: boolean): void;
   onBody(chunk: Buffer): void;
   onComplete(): void;
 }
@@ -41,6 +43,7 @@ export class ResponseParser {
   #sawSizeDigit = false;
   #trailerLineLength = 0;
   #noBody = false;
+  readonly #lines = new HeaderLines();
   keepAlive = true;
   /** True once the status line of a final (non-1xx) response has been read. */
   headReceived = false;
@@ -201,55 +204,69 @@ export class ResponseParser {
       return len;
     }
     const consumedFromData = prevLen === 0 ? end + 4 : end + 4 - prevLen + pos;
-    this.#parseHead(buf.toString('latin1', start, end));
+    const lines = this.#lines;
+    lines.reset(buf);
+    try {
+      this.#parseHead(buf, start, end);
+    } finally {
+      lines.release();
+    }
     return consumedFromData;
   }
 
-  #parseHead(head: string): void {
+  /** The head in `buf[start, end)`, without its final CRLFCRLF. */
+  #parseHead(buf: Buffer, start: number, end: number): void {
     // "HTTP/1.1 200 OK"
-    if (head.length < 12 || !head.startsWith('HTTP/1.')) throw new ParseError('invalid status line');
-    const status = (head.charCodeAt(9) - 48) * 100 + (head.charCodeAt(10) - 48) * 10 + (head.charCodeAt(11) - 48);
+    if (end - start < 12 || !isStatusPrefix(buf, start)) throw new ParseError('invalid status line');
+    const status = (buf[start + 9]! - 48) * 100 + (buf[start + 10]! - 48) * 10 + (buf[start + 11]! - 48);
     if (!(status >= 100 && status <= 999)) throw new ParseError('invalid status code');
-    const http10 = head.charCodeAt(7) === 48;
-    let keepAlive = !http10;
+    let keepAlive = buf[start + 7] !== 48; // HTTP/1.0 closes unless told otherwise
     let contentLength = -1;
     let chunked = false;
-    const headers: string[] = [];
-    // Lines end at LF, which must follow a CR; a bare CR or LF inside a line would let the
-    // upstream inject lines into the head the gateway writes to its client (response splitting).
-    let lf = head.indexOf('\n');
-    if (lf !== -1 && head.charCodeAt(lf - 1) !== 13) throw new ParseError('bare CR or LF in a header line');
-    while (lf !== -1) {
-      const lineStart = lf + 1;
-      lf = head.indexOf('\n', lineStart);
-      const lineEnd = lf === -1 ? head.length : lf - 1;
-      const cr = head.indexOf('\r', lineStart);
-      if ((cr !== -1 && cr < lineEnd) || (lf !== -1 && head.charCodeAt(lineEnd) !== 13)) throw new ParseError('bare CR or LF in a header line');
-      const colon = head.indexOf(':', lineStart);
-      if (colon === -1 || colon > lineEnd || colon === lineStart) throw new ParseError('invalid header line');
-      const name = head.slice(lineStart, colon);
+    const lines = this.#lines;
+    let lineStart = lineAfter(buf, start, end);
+    while (lineStart < end) {
+      // Lines end at CRLF; a bare CR or LF inside a line would let the upstream inject lines
+      // into the head the gateway writes to its client (response splitting).
+      let colon = lineStart;
+      while (colon < end) {
+        const c = buf[colon]!;
+        if (c === 0x3a) break;
+        if (c < 0x0e && (c === 0x0d || c === 0x0a)) throw new ParseError(c === 0x0a ? 'bare CR or LF in a header line' : 'invalid header line');
+        colon++;
+      }
+      if (colon === end || colon === lineStart) throw new ParseError('invalid header line');
+      const next = lineAfter(buf, colon, end);
+      const lineEnd = next === end ? end : next - 2;
       let vs = colon + 1;
       let ve = lineEnd;
-      while (vs < ve && (head.charCodeAt(vs) === 32 || head.charCodeAt(vs) === 9)) vs++;
-      while (ve > vs && (head.charCodeAt(ve - 1) === 32 || head.charCodeAt(ve - 1) === 9)) ve--;
-      const value = head.slice(vs, ve);
-      // Cheap length checks before lower-casing, as undici's client-h1 does.
-      if (sameName(name, 'content-length')) {
-        const n = Number(value);
-        if (!Number.isSafeInteger(n) || n < 0 || value === '') throw new ParseError('invalid content-length');
-        if (contentLength !== -1 && contentLength !== n) throw new ParseError('conflicting content-length');
-        contentLength = n;
-      } else if (sameName(name, 'transfer-encoding')) {
-        chunked = sameName(value, 'chunked') || value.toLowerCase().endsWith('chunked');
-      } else if (sameName(name, 'connection')) {
-        if (sameName(value, 'keep-alive')) keepAlive = true;
-        else {
-          const v = value.toLowerCase();
-          if (v.includes('close')) keepAlive = false;
-          else if (v.includes('keep-alive')) keepAlive = true;
+      while (vs < ve && (buf[vs] === 32 || buf[vs] === 9)) vs++;
+      while (ve > vs && (buf[ve - 1] === 32 || buf[ve - 1] === 9)) ve--;
+      const kind = kindOfNameBytes(buf, lineStart, colon);
+      switch (kind) {
+        case HeaderKind.ContentLength: {
+          const n = decimalValue(buf, vs, ve);
+          if (n < 0) throw new ParseError('invalid content-length');
+          if (contentLength !== -1 && contentLength !== n) throw new ParseError('conflicting content-length');
+          contentLength = n;
+          break;
         }
+        case HeaderKind.TransferEncoding:
+          chunked = ve - vs >= 7 && bytesStartWithName(buf, ve - 7, ve, 'chunked');
+          break;
+        case HeaderKind.Connection:
+          if (ve - vs === 10 && bytesStartWithName(buf, vs, ve, 'keep-alive')) keepAlive = true;
+          else {
+            const v = buf.toString('latin1', vs, ve).toLowerCase();
+            if (v.includes('close')) keepAlive = false;
+            else if (v.includes('keep-alive')) keepAlive = true;
+            const tokens = connectionTokens(v);
+            if (tokens !== null) lines.hop = lines.hop === null ? tokens : lines.hop.concat(tokens);
+          }
+          break;
       }
-      headers.push(name, value);
+      lines.add(lineStart, colon, vs, ve, kind);
+      lineStart = next;
     }
     if (status < 200) {
       // 1xx (100 Continue, 103 Early Hints): informational, the real head follows.
@@ -275,9 +292,44 @@ export class ResponseParser {
     }
     // For a response without a body (HEAD, 204, 304) this is the length the server
     // announced, -1 if none: a HEAD answer must not claim an empty resource.
-    this.#sink.onHead(status, headers, contentLength, chunked);
+    this.#sink.onHead(status, lines, contentLength, chunked);
     if (this.#state === State.Done) this.#sink.onComplete();
   }
+}
+
+/**
+ * The start of the line after the one holding `from` (`end` if it is the last line of the
+ * head): the index past its CRLF. A CR without LF, or an LF without CR, is an error.
+ */
+function lineAfter(buf: Buffer, from: number, end: number): number {
+  for (let i = from; i < end; i++) {
+    const c = buf[i]!;
+    if (c > 0x0d) continue;
+    if (c === 0x0d) {
+      if (i + 1 >= end || buf[i + 1] !== 0x0a) throw new ParseError('bare CR or LF in a header line');
+      return i + 2;
+    }
+    if (c === 0x0a) throw new ParseError('bare CR or LF in a header line');
+  }
+  return end;
+}
+
+/** `buf[start, ...)` is "HTTP/1." (exact case, as RFC 9112 requires). */
+function isStatusPrefix(buf: Buffer, start: number): boolean {
+  return buf[start] === 0x48 && buf[start + 1] === 0x54 && buf[start + 2] === 0x54 && buf[start + 3] === 0x50 &&
+    buf[start + 4] === 0x2f && buf[start + 5] === 0x31 && buf[start + 6] === 0x2e;
+}
+
+/** The non-negative decimal in `buf[start, end)`, or -1 if it is not one (empty, a sign, other characters, unsafe). */
+function decimalValue(buf: Buffer, start: number, end: number): number {
+  if (start === end || end - start > 15) return -1;
+  let n = 0;
+  for (let i = start; i < end; i++) {
+    const d = buf[i]! - 48;
+    if (d < 0 || d > 9) return -1;
+    n = n * 10 + d;
+  }
+  return n;
 }
 
 function hexValue(c: number): number {

@@ -1,0 +1,77 @@
+import { HeaderKind } from './header-names.js';
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * The header lines of the upstream response head being delivered, as byte offsets into the
+ * buffer the head was read into: the proxy copies the lines it keeps straight into the
+ * client's head, so a response costs no string per header. One instance per parser, reused;
+ * valid only during the parser's onHead call.
+ */
+export class HeaderLines {
+  buf: Buffer = EMPTY;
+  count = 0;
+  /** Per line i: name start, name end, value start, value end (trimmed) at 4i..4i+3. */
+  offsets = new Int32Array(4 * 32);
+  kinds = new Uint8Array(32);
+  /** Header names listed in a Connection header beyond close/keep-alive (rare): hop-by-hop too. */
+  hop: string[] | null = null;
+
+  reset(buf: Buffer): void {
+    this.buf = buf;
+    this.count = 0;
+    this.hop = null;
+  }
+
+  /** The buffer is the connection's read buffer: let it go once the head is delivered. */
+  release(): void {
+    this.buf = EMPTY;
+  }
+
+  add(nameStart: number, nameEnd: number, valueStart: number, valueEnd: number, kind: HeaderKind): void {
+    const i = this.count++;
+    if (i === this.kinds.length) {
+      const offsets = new Int32Array(this.offsets.length * 2);
+      offsets.set(this.offsets);
+      this.offsets = offsets;
+      const kinds = new Uint8Array(this.kinds.length * 2);
+      kinds.set(this.kinds);
+      this.kinds = kinds;
+    }
+    const o = this.offsets;
+    o[4 * i] = nameStart;
+    o[4 * i + 1] = nameEnd;
+    o[4 * i + 2] = valueStart;
+    o[4 * i + 3] = valueEnd;
+    this.kinds[i] = kind;
+  }
+
+  kind(i: number): HeaderKind {
+    return this.kinds[i]! as HeaderKind;
+  }
+
+  name(i: number): string {
+    return this.buf.toString('latin1', this.offsets[4 * i]!, this.offsets[4 * i + 1]!);
+  }
+
+  value(i: number): string {
+    return this.buf.toString('latin1', this.offsets[4 * i + 2]!, this.offsets[4 * i + 3]!);
+  }
+
+  /** Copies line i as `\r\n<name>: <value>` (the CRLF that preceded it in the head) into `target` at `pos`; returns the new end. */
+  copyLine(i: number, target: Buffer, pos: number): number {
+    return pos + this.buf.copy(target, pos, this.offsets[4 * i]! - 2, this.offsets[4 * i + 3]!);
+  }
+
+  /** Bytes copyLine writes for line i. */
+  lineBytes(i: number): number {
+    return this.offsets[4 * i + 3]! - this.offsets[4 * i]! + 2;
+  }
+
+  /** Flat `[name, value, name, value...]` strings, for what keeps the head (cache, joiners). */
+  toArray(): string[] {
+    const out: string[] = [];
+    for (let i = 0; i < this.count; i++) out.push(this.name(i), this.value(i));
+    return out;
+  }
+}
