@@ -41,6 +41,8 @@ const PORT = {
   admin: 19081,
   sluicePolicies: 19082,
   adminPolicies: 19083,
+  sluiceNoXff: 19084,
+  adminNoXff: 19085,
 } as const;
 
 // Every policy that runs on a plain request, at limits the load never reaches, so that the
@@ -51,6 +53,18 @@ const PORT = {
 const POLICIES_ON = '{ breaker: { enabled: true }, retry: { attempts: 2 }, queue: { max_inflight_per_replica: 100000, max_length: 1000 }, rate_limit: { requests_per_second: 1000000000 }, cache: { enabled: true, ttl_ms: 600000 }, total_timeout_ms: 60000 }';
 // The plain row: the data plane with every policy off.
 const POLICIES_OFF = '{ breaker: { enabled: false }, retry: { attempts: 0 }, cache: { enabled: false } }';
+
+/**
+ * The sluice instances: `plain` (every policy off), `policies` (every policy on), and
+ * `no-xff` (policies off, `listen.forwarded_for: false`): the forwarding path without the
+ * client-address lookup, against an nginx location that sets no X-Forwarded-For either.
+ */
+type SluiceVariant = 'plain' | 'policies' | 'no-xff';
+const SLUICE_PORTS: Record<SluiceVariant, { port: number; admin: number }> = {
+  plain: { port: PORT.sluice, admin: PORT.admin },
+  policies: { port: PORT.sluicePolicies, admin: PORT.adminPolicies },
+  'no-xff': { port: PORT.sluiceNoXff, admin: PORT.adminNoXff },
+};
 
 const CONNECTIONS = 64;
 const JSON_PATH = '/predict';
@@ -164,26 +178,28 @@ class Fleet {
 
   nginxProxy(): Promise<Proc> {
     return startNginx(this.group, this.tools.nginx, 'nginx-proxy', PORT.nginx,
-      (p) => proxyConf(p, PORT.nginx, [{ prefix: 'up-1', port: PORT.upstream }, { prefix: 'up-cache', port: PORT.upstream, cache: true }, { prefix: 'sim-1', port: PORT.sim }]), this.pinning.proxy);
+      (p) => proxyConf(p, PORT.nginx, [
+        { prefix: 'up-1', port: PORT.upstream }, { prefix: 'up-cache', port: PORT.upstream, cache: true },
+        { prefix: 'up-noxff', port: PORT.upstream, forwardedFor: false }, { prefix: 'sim-1', port: PORT.sim },
+      ]), this.pinning.proxy);
   }
 
-  /** sluice with one worker; `nodeArgs` lets the profiler in. `policies`: every policy on. */
-  async startSluice(nodeArgs: readonly string[] = [], policies = false): Promise<Proc> {
-    const port = policies ? PORT.sluicePolicies : PORT.sluice;
-    const admin = policies ? PORT.adminPolicies : PORT.admin;
-    const config = join(this.group.dir, policies ? 'sluice-policies.yaml' : 'sluice.yaml');
-    writeFileSync(config, `listen: { host: 127.0.0.1, port: ${port} }
+  /** sluice with one worker; `nodeArgs` lets the profiler in. */
+  async startSluice(nodeArgs: readonly string[] = [], variant: SluiceVariant = 'plain'): Promise<Proc> {
+    const { port, admin } = SLUICE_PORTS[variant];
+    const config = join(this.group.dir, `sluice-${variant}.yaml`);
+    writeFileSync(config, `listen: { host: 127.0.0.1, port: ${port}, forwarded_for: ${variant !== 'no-xff'} }
 admin: { port: ${admin} }
 workers: 1
-state_dir: ${join(this.group.dir, policies ? 'state-policies' : 'state')}
+state_dir: ${join(this.group.dir, `state-${variant}`)}
 log: { level: warn, access: false }
-policies: ${policies ? POLICIES_ON : POLICIES_OFF}
+policies: ${variant === 'policies' ? POLICIES_ON : POLICIES_OFF}
 deployments:
   - { model: up, version: "1", runtime: remote, urls: ["http://127.0.0.1:${PORT.upstream}"] }
   - { model: sim, version: "1", runtime: remote, urls: ["http://127.0.0.1:${PORT.sim}"] }
 `);
     const proc = await this.group.start({
-      name: policies ? 'sluice-policies' : 'sluice',
+      name: variant === 'plain' ? 'sluice' : `sluice-${variant}`,
       command: process.execPath,
       args: [...nodeArgs, join(ROOT, 'dist/cli.js'), 'serve', '--config', config],
       cpus: this.pinning.proxy,
@@ -313,6 +329,7 @@ interface Run {
   readonly nginxPgid: number;
   readonly sluicePgid: number;
   readonly sluicePoliciesPgid: number;
+  readonly sluiceNoXffPgid: number;
   readonly warnings: string[];
 }
 
@@ -325,16 +342,21 @@ async function throughputSection(run: Run): Promise<{ throughput: LoadRow[] | nu
   targets.push({ key: 'nginx', label: 'nginx 1 worker -> upstream', spec: get(PORT.nginx, '/up-1'), pgid: run.nginxPgid });
   targets.push({ key: 'sluice', label: 'sluice 1 worker -> upstream (policies off)', spec: get(PORT.sluice, '/up-1'), pgid: run.sluicePgid });
   if (want.has('throughput')) targets.push({ key: 'sluice-policies', label: 'sluice 1 worker -> upstream (policies on)', spec: get(PORT.sluicePolicies, '/up-1'), pgid: run.sluicePoliciesPgid });
+  // The same pair without X-Forwarded-For, each against the other (see SluiceVariant).
+  const noXff: Target[] = want.has('throughput') ? [
+    { key: 'nginx-no-xff', label: 'nginx 1 worker -> upstream, no X-Forwarded-For', spec: get(PORT.nginx, '/up-noxff'), pgid: run.nginxPgid },
+    { key: 'sluice-no-xff', label: 'sluice 1 worker -> upstream (policies off, forwarded_for: false)', spec: get(PORT.sluiceNoXff, '/up-1'), pgid: run.sluiceNoXffPgid },
+  ] : [];
   const clientTargets: Target[] = [];
   if (want.has('clients')) {
     const proxies = await startClientProxies(run.fleet.group, run.fleet.pinning.proxy, PORT.upstream, PORT.clients, CONNECTIONS);
     for (const p of proxies) clientTargets.push({ key: p.kind, label: CLIENT_LABELS[p.kind], spec: get(p.port, ''), pgid: p.proc.pid });
   }
-  log(`throughput: ${targets.length + clientTargets.length} targets, ${run.gen.describe()}, ${CONNECTIONS} connections`);
-  const measured = await rotate(run.gen, [...targets, ...clientTargets], run.opts.schedule, run.cores, run.guard);
+  log(`throughput: ${targets.length + noXff.length + clientTargets.length} targets, ${run.gen.describe()}, ${CONNECTIONS} connections`);
+  const measured = await rotate(run.gen, [...targets, ...noXff, ...clientTargets], run.opts.schedule, run.cores, run.guard);
   const main = rowsOf(targets, measured);
   return {
-    throughput: want.has('throughput') ? main : null,
+    throughput: want.has('throughput') ? [...main, ...rowsOf(noXff, measured, 'nginx-no-xff')] : null,
     clients: want.has('clients') ? [...main.filter((r) => r.key !== 'direct'), ...rowsOf(clientTargets, measured)] : null,
   };
 }
@@ -462,7 +484,7 @@ async function benchmark(opts: Options, fleet: Fleet, gen: LoadGenerator): Promi
   const started = performance.now();
   const want = opts.sections;
   const needSim = want.has('sse');
-  await fleet.checkPortsFree([PORT.upstream, PORT.nginx, PORT.sluice, PORT.admin, PORT.sluicePolicies, PORT.adminPolicies, ...(needSim ? [PORT.sim] : []), ...(want.has('clients') ? [0, 1, 2].map((i) => PORT.clients + i) : [])]);
+  await fleet.checkPortsFree([PORT.upstream, PORT.nginx, PORT.sluice, PORT.admin, PORT.sluicePolicies, PORT.adminPolicies, PORT.sluiceNoXff, PORT.adminNoXff, ...(needSim ? [PORT.sim] : []), ...(want.has('clients') ? [0, 1, 2].map((i) => PORT.clients + i) : [])]);
   log('starting upstream nginx, nginx proxy, sluice' + (needSim ? ', simulator' : ''));
   await fleet.upstream();
   if (needSim) await fleet.sim();
@@ -474,7 +496,8 @@ async function benchmark(opts: Options, fleet: Fleet, gen: LoadGenerator): Promi
     cores: { proxy: fleet.pinning.proxyCpus, rest: fleet.pinning.restCpus },
     nginxPgid: (await fleet.nginxProxy()).pid,
     sluicePgid: (await fleet.startSluice()).pid,
-    sluicePoliciesPgid: want.has('throughput') || want.has('cache') ? (await fleet.startSluice([], true)).pid : 0,
+    sluicePoliciesPgid: want.has('throughput') || want.has('cache') ? (await fleet.startSluice([], 'policies')).pid : 0,
+    sluiceNoXffPgid: want.has('throughput') ? (await fleet.startSluice([], 'no-xff')).pid : 0,
     warnings: [],
   };
 
@@ -501,6 +524,7 @@ async function benchmark(opts: Options, fleet: Fleet, gen: LoadGenerator): Promi
     sluice_vs_nginx_rps: rowOf(throughput ?? clients, 'sluice')?.vs_nginx ?? null,
     sluice_vs_nginx_sse: rowOf(sse, 'sluice')?.vs_nginx ?? null,
     sluice_policies_vs_nginx_rps: rowOf(throughput, 'sluice-policies')?.vs_nginx ?? null,
+    sluice_vs_nginx_rps_without_xff: rowOf(throughput, 'sluice-no-xff')?.vs_nginx ?? null,
     sluice_vs_nginx_cpu_per_req: cpuRatio(throughput ?? clients),
     sluice_vs_nginx_cpu_per_stream: cpuRatio(sse),
     overhead_mean_us: lat('sluice')?.overhead_mean_us ?? null,

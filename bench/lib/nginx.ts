@@ -12,6 +12,8 @@ export interface ProxyRoute {
   readonly port: number;
   /** Answer repeated POSTs from nginx's proxy_cache (key: URI and body) instead of forwarding them. */
   readonly cache?: boolean;
+  /** Append the client address to X-Forwarded-For (default true), as sluice does. */
+  readonly forwardedFor?: boolean;
 }
 
 // proxy_cache keys on the body, which must then be in memory: client_body_buffer_size
@@ -69,7 +71,7 @@ export function proxyConf(prefix: string, port: number, routes: readonly ProxyRo
       proxy_set_header Connection "";
       proxy_set_header Host 127.0.0.1:${r.port};
       # The same work sluice does on every request: forwarding headers and a request id.
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      ${r.forwardedFor === false ? '' : 'proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;'}
       proxy_set_header X-Forwarded-Proto $scheme;
       proxy_set_header X-Forwarded-Host $host;
       proxy_set_header X-Request-ID $request_id;

@@ -36,6 +36,8 @@ export interface Results {
   readonly sluice_vs_nginx_rps: number | null;
   /** Throughput with every policy on, against the same nginx (issue 5: >= 0.85x). */
   readonly sluice_policies_vs_nginx_rps: number | null;
+  /** Both without X-Forwarded-For: sluice's per-request client-address lookup (a getpeername) left out. */
+  readonly sluice_vs_nginx_rps_without_xff: number | null;
   readonly sluice_vs_nginx_sse: number | null;
   /** sluice's CPU per request (per stream) over nginx's: above 1, sluice spends more. */
   readonly sluice_vs_nginx_cpu_per_req: number | null;
@@ -113,6 +115,7 @@ export function renderMarkdown(r: Results): string {
     `|---|---:|---|`,
     `| sluice_vs_nginx_rps | ${ratio(r.sluice_vs_nginx_rps)}${verdict(r.sluice_vs_nginx_rps, (v) => v >= 0.9)} | >= 0.9x (aim 1.0x) |`,
     `| sluice_policies_vs_nginx_rps | ${ratio(r.sluice_policies_vs_nginx_rps)}${verdict(r.sluice_policies_vs_nginx_rps, (v) => v >= 0.85)} | >= 0.85x |`,
+    `| sluice_vs_nginx_rps_without_xff (both without X-Forwarded-For) | ${ratio(r.sluice_vs_nginx_rps_without_xff)} | |`,
     `| sluice_vs_nginx_sse | ${ratio(r.sluice_vs_nginx_sse)} | |`,
     `| sluice_vs_nginx_cpu_per_req (GET; above 1 = sluice spends more CPU) | ${ratio(r.sluice_vs_nginx_cpu_per_req)} | |`,
     `| sluice_vs_nginx_cpu_per_stream (SSE) | ${ratio(r.sluice_vs_nginx_cpu_per_stream)} | |`,
