@@ -125,7 +125,10 @@ function parseOptions(argv: string[]): Options {
     quick,
     profile: values.profile,
     sections,
-    schedule: quick ? { rounds: 1, seconds: 2, warmupSeconds: 1 } : { rounds: 3, seconds: 5, warmupSeconds: 2 },
+    // Many short rounds rather than a few long ones: this class of machine drifts by 20-30%
+    // over tens of seconds, and a round that visits every target within a few seconds of each
+    // other compares them under the same conditions (see rowsOf).
+    schedule: quick ? { rounds: 1, seconds: 2, warmupSeconds: 1 } : { rounds: 7, seconds: 2, warmupSeconds: 2 },
     rate,
     nice,
     latencySeconds: quick ? 2 : 5,
@@ -236,9 +239,14 @@ const postSpec = (port: number, path: string, body: string): Omit<LoadSpec, 'sec
   ({ url: url(port, path), connections: CONNECTIONS, method: 'POST', body });
 const chatSpec = (port: number, prefix: string): Omit<LoadSpec, 'seconds'> => postSpec(port, `${prefix}${CHAT_PATH}`, CHAT_BODY);
 
-/** `reference`: the target whose req/s each row's vs_nginx divides by. */
+/**
+ * `reference`: the target whose req/s each row's vs_nginx divides by. vs_nginx is the median
+ * of the per-round ratios: within a round both were measured seconds apart, so the machine's
+ * drift between rounds cancels out of each ratio.
+ */
 function rowsOf(targets: readonly Target[], measured: Map<string, Measured>, reference = 'nginx'): LoadRow[] {
   const nginx = measured.get(reference);
+  const pairedRatio = (m: Measured): number => median(m.rounds.map((x, i) => x.rps / nginx!.rounds[i]!.rps));
   return targets.map((t) => {
     const m = measured.get(t.key)!;
     return {
@@ -256,7 +264,7 @@ function rowsOf(targets: readonly Target[], measured: Map<string, Measured>, ref
       proxy_cpu_us_per_req: round(m.proxy_cpu_us_per_req, 2),
       foreign_cpu_pct: round(m.foreign_cpu_pct),
       disturbed_rounds: m.disturbed_rounds,
-      vs_nginx: nginx === undefined ? null : round(m.rps / nginx.rps, 3),
+      vs_nginx: nginx === undefined ? null : round(pairedRatio(m), 3),
       rounds_rps: m.rounds.map((x) => round(x.rps)),
     };
   });
