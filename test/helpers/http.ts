@@ -27,12 +27,14 @@ export interface RequestOptions {
   /** Called after each body chunk with the body so far (e.g. to start another request mid-stream). */
   onBody?: (bodySoFar: string) => void;
   timeoutMs?: number;
+  /** Source address of the connection (any 127.x.y.z works on Linux loopback). */
+  localAddress?: string;
 }
 
 export function httpRequest(url: string, opts: RequestOptions = {}): Promise<Reply> {
   const started = performance.now();
   return new Promise((resolve, reject) => {
-    const req = request(url, { method: opts.method ?? 'GET', headers: opts.headers, agent: false }, (res: IncomingMessage) => {
+    const req = request(url, { method: opts.method ?? 'GET', headers: opts.headers, agent: false, localAddress: opts.localAddress }, (res: IncomingMessage) => {
       const chunks: Reply['chunks'] = [];
       let body = '';
       let aborted = false;

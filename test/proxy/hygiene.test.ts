@@ -123,6 +123,12 @@ t.test('X-Forwarded-For, -Proto and -Host', async (t) => {
   t.equal(typeof chained['x-forwarded-host'], 'string', 'one X-Forwarded-Host, not two');
   t.equal(chained['x-forwarded-host'], `127.0.0.1:${gw.port}`, 'X-Forwarded-Host is the Host the gateway received');
 
+  // Each client's own address, however requests from different ones interleave.
+  for (const from of ['127.0.0.2', '127.0.0.3', '127.0.0.2', '127.0.0.1']) {
+    const seen = echoOf(await httpRequest(`${gw.url}/demo-1/_sim/echo`, { localAddress: from })).headers;
+    t.equal(seen['x-forwarded-for'], from, `a request from ${from}`);
+  }
+
   // Two X-Forwarded-For header lines are one list (RFC 9110 5.3).
   const two = await rawRequest(gw.port, 'GET /demo-1/_sim/echo HTTP/1.1\r\nHost: gw\r\nX-Forwarded-For: 203.0.113.7\r\nX-Forwarded-For: 198.51.100.2\r\n\r\n');
   t.equal(echoOf(two).headers['x-forwarded-for'], '203.0.113.7, 198.51.100.2, 127.0.0.1');
