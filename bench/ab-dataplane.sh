@@ -14,6 +14,8 @@
 # throughput ratio against nginx moves by 10% there, a same-run A/B difference does not.
 # With --against, A is the given revision (built from a temporary git worktree) and B is
 # the current dist/: the before and after of uncommitted work.
+# AB_WORKLOAD=sse measures SSE streams instead (POST /v1/chat/completions with
+# "stream": true to the simulator, 20 tokens, no delays; figures are per stream).
 # Needs nginx, wrk and taskset (npm run bench installs the first two). Loopback only.
 set -euo pipefail
 
@@ -29,7 +31,10 @@ else
   EXPR=${2:?$USAGE}
   PAIRS=${3:-3}
 fi
+WORKLOAD=${AB_WORKLOAD:-get}
+case "$WORKLOAD" in get | sse) ;; *) echo "ab-dataplane: AB_WORKLOAD must be get or sse" >&2; exit 2 ;; esac
 UPSTREAM_PORT=19911
+SIM_PORT=19912
 PORT=19980
 ADMIN_PORT=19981
 SECONDS_PER_RUN=5
@@ -42,8 +47,10 @@ done
 
 WORK=$(mktemp -d)
 NGINX_PID=
+SIM_PID=
 SLUICE_PID=
 cleanup() {
+  [ -n "$SIM_PID" ] && kill "$SIM_PID" 2>/dev/null || true
   [ -n "$REV" ] && git -C "$ROOT" worktree remove --force "$WORK/rev" 2>/dev/null || true
   [ -n "$SLUICE_PID" ] && kill "$SLUICE_PID" 2>/dev/null || true
   [ -n "$NGINX_PID" ] && kill "$NGINX_PID" 2>/dev/null || true
@@ -99,20 +106,36 @@ log: { level: warn, access: false }
 policies: { breaker: { enabled: false }, retry: { attempts: 0 }, cache: { enabled: false } }
 deployments:
   - { model: up, version: "1", runtime: remote, urls: ["http://127.0.0.1:$UPSTREAM_PORT"] }
+  - { model: sim, version: "1", runtime: remote, urls: ["http://127.0.0.1:$SIM_PORT"] }
 EOF
+
+TARGET="http://127.0.0.1:$PORT/up-1/predict"
+WRK_ARGS=()
+if [ "$WORKLOAD" = sse ]; then
+  taskset -c 0 node "$ROOT/dist/cli.js" sim --port "$SIM_PORT" --protocol openai --ttft-ms 0 --token-ms 0 --tokens 20 > "$WORK/sim.log" 2>&1 &
+  SIM_PID=$!
+  cat > "$WORK/sse.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"model":"demo","messages":[{"role":"user","content":"hi"}],"stream":true}'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+  TARGET="http://127.0.0.1:$PORT/sim-1/v1/chat/completions"
+  WRK_ARGS=(-s "$WORK/sse.lua")
+  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$SIM_PORT/" && break; sleep 0.1; done
+fi
 
 # Prints "<req/s> <user us/req> <system us/req>" for one run of copy $1.
 run_once() {
   taskset -c 1 node "$WORK/$1/dist/cli.js" serve --config "$WORK/sluice.yaml" > "$WORK/sluice-$1.log" 2>&1 &
   SLUICE_PID=$!
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$ADMIN_PORT/readyz" >/dev/null && break; sleep 0.1; done
-  taskset -c 0 wrk -t1 -c64 -d2s "http://127.0.0.1:$PORT/up-1/predict" >/dev/null
+  taskset -c 0 wrk -t1 -c64 -d2s "${WRK_ARGS[@]}" "$TARGET" >/dev/null
   # The data-plane worker is the thread that used the most CPU during the warm-up.
   local task
   task=$(for t in /proc/$SLUICE_PID/task/*; do echo "$(awk '{print $14+$15}' "$t/stat") $t"; done | sort -n | tail -1 | cut -d' ' -f2)
   local u0 s0 u1 s1 out rps
   read -r u0 s0 < <(awk '{print $14, $15}' "$task/stat")
-  out=$(taskset -c 0 wrk -t1 -c64 -d${SECONDS_PER_RUN}s "http://127.0.0.1:$PORT/up-1/predict")
+  out=$(taskset -c 0 wrk -t1 -c64 -d${SECONDS_PER_RUN}s "${WRK_ARGS[@]}" "$TARGET")
   read -r u1 s1 < <(awk '{print $14, $15}' "$task/stat")
   kill "$SLUICE_PID"; wait "$SLUICE_PID" 2>/dev/null || true
   SLUICE_PID=
