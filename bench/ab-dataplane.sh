@@ -14,6 +14,7 @@
 # throughput ratio against nginx moves by 10% there, a same-run A/B difference does not.
 # With --against, A is the given revision (built from a temporary git worktree) and B is
 # the current dist/: the before and after of uncommitted work.
+# AB_POLICIES=on runs both copies with every policy on, as the bench's policies row does.
 # AB_WORKLOAD=sse measures SSE streams instead (POST /v1/chat/completions with
 # "stream": true to the simulator, 20 tokens, no delays; figures are per stream).
 # Needs nginx, wrk and taskset (npm run bench installs the first two). Loopback only.
@@ -32,6 +33,11 @@ else
   PAIRS=${3:-3}
 fi
 WORKLOAD=${AB_WORKLOAD:-get}
+POLICIES='{ breaker: { enabled: false }, retry: { attempts: 0 }, cache: { enabled: false } }'
+if [ "${AB_POLICIES:-off}" = on ]; then
+  # The same as POLICIES_ON in bench/run.ts.
+  POLICIES='{ breaker: { enabled: true }, retry: { attempts: 2 }, queue: { max_inflight_per_replica: 100000, max_length: 1000 }, rate_limit: { requests_per_second: 1000000000 }, cache: { enabled: true, ttl_ms: 600000 }, total_timeout_ms: 60000 }'
+fi
 case "$WORKLOAD" in get | sse) ;; *) echo "ab-dataplane: AB_WORKLOAD must be get or sse" >&2; exit 2 ;; esac
 UPSTREAM_PORT=19911
 SIM_PORT=19912
@@ -103,7 +109,7 @@ admin: { port: $ADMIN_PORT }
 workers: 1
 state_dir: $WORK/state
 log: { level: warn, access: false }
-policies: { breaker: { enabled: false }, retry: { attempts: 0 }, cache: { enabled: false } }
+policies: $POLICIES
 deployments:
   - { model: up, version: "1", runtime: remote, urls: ["http://127.0.0.1:$UPSTREAM_PORT"] }
   - { model: sim, version: "1", runtime: remote, urls: ["http://127.0.0.1:$SIM_PORT"] }
