@@ -638,7 +638,9 @@ async function main(): Promise<void> {
     }
     const results = await benchmark(opts, fleet, gen);
     const md = renderMarkdown(results);
-    const written = writeResults(`${day}-${hostname()}${opts.quick ? '-quick' : ''}`, { '.md': md, '.json': `${JSON.stringify(results, null, 2)}\n` });
+    // A partial run (--only, --clients) gets its own name: it must not overwrite the day's full report.
+    const partial = opts.sections.size < SECTIONS.length ? `-${SECTIONS.filter((x) => opts.sections.has(x)).join('-')}` : '';
+    const written = writeResults(`${day}-${hostname()}${partial}${opts.quick ? '-quick' : ''}`, { '.md': md, '.json': `${JSON.stringify(results, null, 2)}\n` });
     process.stdout.write(opts.json ? `${JSON.stringify(results)}\n` : `${md}\n`);
     log(`written ${written.join(', ')}`);
   } finally {
