@@ -16,7 +16,8 @@
 # the current dist/: the before and after of uncommitted work.
 # AB_POLICIES=on runs both copies with every policy on, as the bench's policies row does.
 # AB_WORKLOAD=sse measures SSE streams instead (POST /v1/chat/completions with
-# "stream": true to the simulator, 20 tokens, no delays; figures are per stream).
+# "stream": true to the simulator, 20 tokens, no delays; figures are per stream), and
+# AB_WORKLOAD=post a 32-byte JSON POST to /invocations (the bench's cache-section body).
 # Needs nginx, wrk and taskset (npm run bench installs the first two). Loopback only.
 set -euo pipefail
 
@@ -38,7 +39,7 @@ if [ "${AB_POLICIES:-off}" = on ]; then
   # The same as POLICIES_ON in bench/run.ts.
   POLICIES='{ breaker: { enabled: true }, retry: { attempts: 2 }, queue: { max_inflight_per_replica: 100000, max_length: 1000 }, rate_limit: { requests_per_second: 1000000000 }, cache: { enabled: true, ttl_ms: 600000 }, total_timeout_ms: 60000 }'
 fi
-case "$WORKLOAD" in get | sse) ;; *) echo "ab-dataplane: AB_WORKLOAD must be get or sse" >&2; exit 2 ;; esac
+case "$WORKLOAD" in get | sse | post) ;; *) echo "ab-dataplane: AB_WORKLOAD must be get, sse or post" >&2; exit 2 ;; esac
 UPSTREAM_PORT=19911
 SIM_PORT=19912
 PORT=19980
@@ -128,6 +129,15 @@ LUA
   TARGET="http://127.0.0.1:$PORT/sim-1/v1/chat/completions"
   WRK_ARGS=(-s "$WORK/sse.lua")
   for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$SIM_PORT/" && break; sleep 0.1; done
+fi
+if [ "$WORKLOAD" = post ]; then
+  cat > "$WORK/post.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"inputs":{"a":[1,2],"b":[3,4]}}'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+  TARGET="http://127.0.0.1:$PORT/up-1/invocations"
+  WRK_ARGS=(-s "$WORK/post.lua")
 fi
 
 # Prints "<req/s> <user us/req> <system us/req>" for one run of copy $1.

@@ -3,6 +3,7 @@
 // second tier (redis-cache.ts) shares entries between workers and gateway instances; an
 // entry found there is kept here too, with the time it was first stored.
 
+import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import type { CacheConfig } from '../config/index.js';
 

@@ -6,6 +6,7 @@
 // With a shared tier (Redis), a flight starts by looking there: requests arriving meanwhile
 // join it too, so one lookup, then at most one upstream call, serves them all.
 
+import { Buffer } from 'node:buffer';
 import type { CacheConfig } from '../config/index.js';
 import type { ErrorCode } from '../errors/index.js';
 import { decodeEntry, encodeEntry, ResponseCache, SHARED_CACHE_PREFIX, type CachedResponse, type RedisCache } from '../policy/index.js';

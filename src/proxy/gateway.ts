@@ -2,6 +2,8 @@
 // hands the request to an Exchange. It never spawns, never writes state and never
 // blocks; it reads the current RouteTable, which the control plane replaces wholesale.
 
+import { Buffer } from 'node:buffer';
+import { performance } from 'node:perf_hooks';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import { randomBytes } from 'node:crypto';
 import type { DeploymentCounters } from '../balancer/index.js';

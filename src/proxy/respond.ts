@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import type { HttpResponse } from 'uWebSockets.js';
 import { STATUS_LINES } from '../errors/index.js';
 import { STATUS_CODES } from 'node:http';

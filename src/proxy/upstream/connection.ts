@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { connect, type Socket } from 'node:net';
 import type { ErrorCode } from '../../errors/index.js';
 import type { HeaderLines } from './header-lines.js';
@@ -37,6 +38,11 @@ const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 // A request head and a first body piece up to this size leave as one buffer in one write,
 // cheaper than a corked writev of the two; larger bodies are not copied for it.
 const COALESCE_MAX_BYTES = 16 * 1024;
+
+/** A first body piece of `bytes` is copied into one buffer with the head by send(), synchronously. */
+export function coalescesWithHead(bytes: number): boolean {
+  return bytes <= COALESCE_MAX_BYTES;
+}
 
 /** The libuv stream under a net.Socket, as Node's own stream_base_commons drives it. */
 interface StreamHandle {
@@ -125,7 +131,7 @@ export class UpstreamConnection implements ResponseSink {
   }
 
   /** Starts a request on this connection. `head` is the complete request head (latin1). */
-  send(handler: UpstreamHandler, head: string, noResponseBody: boolean, firstBody: Buffer | null, requestDone: boolean): boolean {
+  send(handler: UpstreamHandler, head: string, noResponseBody: boolean, firstBody: Uint8Array | null, requestDone: boolean): boolean {
     this.#handler = handler;
     if (this.#state !== ConnState.Connecting) this.#state = ConnState.Busy;
     this.#parser.reset(noResponseBody);
@@ -133,10 +139,10 @@ export class UpstreamConnection implements ResponseSink {
     this.#responseDone = false;
     if (this.#paused) this.resume();
     if (firstBody === null) return this.#write(head);
-    if (firstBody.length <= COALESCE_MAX_BYTES) {
+    if (coalescesWithHead(firstBody.length)) {
       const out = Buffer.allocUnsafe(head.length + firstBody.length);
       out.write(head, 0, 'latin1');
-      firstBody.copy(out, head.length);
+      out.set(firstBody, head.length);
       return this.#write(out);
     }
     this.socket.cork();

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { HeaderKind } from './header-names.js';
 
 const EMPTY = Buffer.alloc(0);

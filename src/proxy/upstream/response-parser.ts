@@ -4,6 +4,7 @@
 // reset per response, so it allocates nothing per response: header lines are offsets
 // into the read buffer (HeaderLines).
 
+import { Buffer } from 'node:buffer';
 import { HeaderLines } from './header-lines.js';
 import { HeaderKind, bytesStartWithName, connectionTokens, kindOfNameBytes } from './header-names.js';
 
