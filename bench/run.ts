@@ -4,7 +4,7 @@
 //                 `npm run -s bench -- --json` so that npm adds no banner to stdout)
 //   --quick       smoke run: 1 round x 2 s, 1 s warm-up (results file gets a -quick suffix)
 //   --clients     only the upstream-client comparison (with nginx and sluice as references)
-//   --only LIST   comma list of sections: throughput,clients,sse,latency,cache
+//   --only LIST   comma list of sections: throughput,clients,sse,latency,cache,streams
 //   --profile     CPU-profile sluice under the GET and SSE loads and summarise self time
 //   --rate N      open-loop offered rate (default 5000 req/s); --rate=half: half of sluice's
 //                 closed-loop maximum measured in this run (DESIGN.md's "50% of max load")
@@ -19,9 +19,10 @@ import { ForeignCpu } from './lib/cpu.js';
 import { Guard } from './lib/guard.js';
 import { LoadGenerator, type LoadSpec } from './lib/load.js';
 import { log, sleep } from './lib/log.js';
+import { openFileLimit, openStreams, rssMiB } from './lib/idle-streams.js';
 import { proxyConf, startNginx, upstreamConf } from './lib/nginx.js';
 import { onInterrupt, portOpen, ProcessGroup, type Proc } from './lib/procs.js';
-import { renderMarkdown, type LatencyRow, type LoadRow, type Results, type StreamCheck } from './lib/report.js';
+import { renderMarkdown, type IdleStreams, type LatencyRow, type LoadRow, type Results, type StreamCheck } from './lib/report.js';
 import { rotate, type Cores, type Measured, type Schedule, type Target } from './lib/rotation.js';
 import { describeMachine, ensureTools, planPinning, raisePriority, type Machine, type Pinning, type Tools } from './lib/setup.js';
 import { median, round } from './lib/stats.js';
@@ -35,6 +36,7 @@ const BENCH_DIR = join(ROOT, 'dist-bench');
 const PORT = {
   upstream: 19011,
   sim: 19012,
+  simSlow: 19013,
   nginx: 19020,
   clients: 19031,
   sluice: 19080,
@@ -74,10 +76,16 @@ const CHAT_BODY = '{"model":"demo","messages":[{"role":"user","content":"hi"}],"
 const INVOKE_PATH = '/invocations';
 const INVOKE_BODY = '{"inputs":{"a":[1,2],"b":[3,4]}}';
 const SIM_TOKENS = 20;
+// The idle-streams section: DESIGN.md's count, one token a second for a minute (idle, not
+// silent: the idle timeout must not end them), and how long opening them all may take.
+const IDLE_STREAMS = 10_000;
+const SLOW_TOKEN_MS = 1000;
+const SLOW_TOKENS = 60;
+const IDLE_OPEN_DEADLINE_MS = 60_000;
 const STREAM_CHECK_COUNT = 200;
 
-type Section = 'throughput' | 'clients' | 'sse' | 'latency' | 'cache';
-const SECTIONS: readonly Section[] = ['throughput', 'clients', 'sse', 'latency', 'cache'];
+type Section = 'throughput' | 'clients' | 'sse' | 'latency' | 'cache' | 'streams';
+const SECTIONS: readonly Section[] = ['throughput', 'clients', 'sse', 'latency', 'cache', 'streams'];
 
 interface Options {
   readonly json: boolean;
@@ -179,6 +187,16 @@ class Fleet {
     }, { line: /"event":"listening"/ });
   }
 
+  /** A simulator whose streams last a minute: the upstream of the idle-streams section. */
+  slowSim(): Promise<Proc> {
+    return this.group.start({
+      name: 'sim-slow',
+      command: process.execPath,
+      args: [join(ROOT, 'dist/cli.js'), 'sim', '--port', String(PORT.simSlow), '--protocol', 'openai', '--ttft-ms', '0', '--token-ms', String(SLOW_TOKEN_MS), '--tokens', String(SLOW_TOKENS)],
+      cpus: this.pinning.rest,
+    }, { line: /"event":"listening"/ });
+  }
+
   nginxProxy(): Promise<Proc> {
     return startNginx(this.group, this.tools.nginx, 'nginx-proxy', PORT.nginx,
       (p) => proxyConf(p, PORT.nginx, [
@@ -200,6 +218,7 @@ policies: ${variant === 'policies' ? POLICIES_ON : POLICIES_OFF}
 deployments:
   - { model: up, version: "1", runtime: remote, urls: ["http://127.0.0.1:${PORT.upstream}"] }
   - { model: sim, version: "1", runtime: remote, urls: ["http://127.0.0.1:${PORT.sim}"] }
+  - { model: slow, version: "1", runtime: remote, urls: ["http://127.0.0.1:${PORT.simSlow}"], upstream: { max_connections: ${IDLE_STREAMS * 2} } }
 `);
     const proc = await this.group.start({
       name: variant === 'plain' ? 'sluice' : `sluice-${variant}`,
@@ -369,6 +388,54 @@ async function throughputSection(run: Run): Promise<{ throughput: LoadRow[] | nu
   };
 }
 
+/**
+ * Holds as many SSE streams open through sluice as the open-file limit allows, up to
+ * IDLE_STREAMS (sluice needs a client and an upstream socket for each): its resident memory
+ * before and with them, then every client leaves at once and the simulator must see every
+ * generation cancelled.
+ */
+async function idleStreamsSection(run: Run): Promise<IdleStreams> {
+  const n = Math.min(IDLE_STREAMS, Math.floor((openFileLimit() - 1000) / 2));
+  const pid = run.sluicePgid;
+  log(`idle streams: opening ${n} SSE streams through sluice (one token a second each)`);
+  const before = rssMiB(pid);
+  const streams = await openStreams(PORT.sluice, `/slow-1${CHAT_PATH}`, CHAT_BODY, n, IDLE_OPEN_DEADLINE_MS);
+  await sleep(3000);
+  const open = rssMiB(pid);
+  const upstreamActive = (await simStats(PORT.simSlow)).active;
+  const closedAt = performance.now();
+  const events = streams.close();
+  let stats = await simStats(PORT.simSlow);
+  while (stats.active > 0 && performance.now() - closedAt < 10_000) {
+    await sleep(50);
+    stats = await simStats(PORT.simSlow);
+  }
+  const perStreamKiB = streams.started > 0 ? ((open - before) * 1024) / streams.started : NaN;
+  const result: IdleStreams = {
+    streams: n,
+    started: streams.started,
+    errors: streams.errors,
+    open_seconds: round(streams.seconds, 2),
+    rss_before_mib: round(before, 1),
+    rss_open_mib: round(open, 1),
+    kib_per_stream: round(perStreamKiB, 1),
+    rss_at_10k_estimate_mib: round(before + (perStreamKiB * IDLE_STREAMS) / 1024),
+    upstream_active: upstreamActive,
+    upstream_cancelled: stats.cancelled,
+    cancel_seconds: round((performance.now() - closedAt) / 1000, 2),
+    events,
+  };
+  log(`idle streams: ${result.started}/${n} started in ${result.open_seconds} s, RSS ${result.rss_before_mib} -> ${result.rss_open_mib} MiB (${result.kib_per_stream} KiB/stream); ${result.upstream_cancelled} upstream generations cancelled in ${result.cancel_seconds} s`);
+  if (result.started < n || result.upstream_cancelled < result.started) {
+    run.warnings.push(`idle streams: ${result.started}/${n} streams started, ${result.errors} socket errors, ${result.upstream_cancelled} cancellations seen by the simulator.`);
+  }
+  return result;
+}
+
+async function simStats(port: number): Promise<{ active: number; cancelled: number }> {
+  return (await (await fetch(url(port, '/_sim/stats'))).json()) as { active: number; cancelled: number };
+}
+
 async function sseSection(run: Run): Promise<{ sse: LoadRow[]; checks: StreamCheck[] }> {
   const targets: Target[] = [
     { key: 'direct', label: 'simulator direct', spec: chatSpec(PORT.sim, '') },
@@ -492,10 +559,12 @@ async function benchmark(opts: Options, fleet: Fleet, gen: LoadGenerator): Promi
   const started = performance.now();
   const want = opts.sections;
   const needSim = want.has('sse');
-  await fleet.checkPortsFree([PORT.upstream, PORT.nginx, PORT.sluice, PORT.admin, PORT.sluicePolicies, PORT.adminPolicies, PORT.sluiceNoXff, PORT.adminNoXff, ...(needSim ? [PORT.sim] : []), ...(want.has('clients') ? [0, 1, 2].map((i) => PORT.clients + i) : [])]);
+  const needSlowSim = want.has('streams');
+  await fleet.checkPortsFree([PORT.upstream, PORT.nginx, PORT.sluice, PORT.admin, PORT.sluicePolicies, PORT.adminPolicies, PORT.sluiceNoXff, PORT.adminNoXff, ...(needSim ? [PORT.sim] : []), ...(needSlowSim ? [PORT.simSlow] : []), ...(want.has('clients') ? [0, 1, 2].map((i) => PORT.clients + i) : [])]);
   log('starting upstream nginx, nginx proxy, sluice' + (needSim ? ', simulator' : ''));
   await fleet.upstream();
   if (needSim) await fleet.sim();
+  if (needSlowSim) await fleet.slowSim();
   const run: Run = {
     opts, fleet, gen,
     // Others using more than 15% of a core during a measurement make it a repeat; the budget
@@ -514,6 +583,8 @@ async function benchmark(opts: Options, fleet: Fleet, gen: LoadGenerator): Promi
   const streaming = want.has('sse') ? await sseSection(run) : null;
   const sluiceMax = throughput?.find((r) => r.key === 'sluice')?.rps ?? null;
   const latency = want.has('latency') ? await latencySection(run, sluiceMax) : null;
+  // Last: the streams leave the process's heap larger than the other sections found it.
+  const idleStreams = want.has('streams') ? await idleStreamsSection(run) : null;
   const sse = streaming?.sse ?? null;
 
   const metrics = await fleet.sluiceMetrics();
@@ -555,6 +626,7 @@ async function benchmark(opts: Options, fleet: Fleet, gen: LoadGenerator): Promi
     sse_checks: streaming?.checks ?? null,
     cache: cache?.rows ?? null,
     cache_counters: cache?.counters ?? null,
+    idle_streams: idleStreams,
     latency,
     sluice: { uws_native: fleet.uwsNative, ...metrics },
     measurements_repeated: run.guard.repeats,

@@ -32,6 +32,24 @@ export interface StreamCheck {
   readonly failures: readonly string[];
 }
 
+/** Many concurrent long-lived SSE streams through sluice (DESIGN.md: 10,000 in under 1 GiB). */
+export interface IdleStreams {
+  readonly streams: number;
+  readonly started: number;
+  readonly errors: number;
+  readonly open_seconds: number;
+  readonly rss_before_mib: number;
+  readonly rss_open_mib: number;
+  readonly kib_per_stream: number;
+  /** rss_before plus 10,000 times the per-stream growth: the DESIGN.md figure when fewer could be opened. */
+  readonly rss_at_10k_estimate_mib: number;
+  /** Generations in flight at the simulator just before the clients left. */
+  readonly upstream_active: number;
+  readonly upstream_cancelled: number;
+  readonly cancel_seconds: number;
+  readonly events: number;
+}
+
 export interface Results {
   readonly sluice_vs_nginx_rps: number | null;
   /** Throughput with every policy on, against the same nginx (issue 5: >= 0.85x). */
@@ -66,6 +84,7 @@ export interface Results {
   readonly cache: readonly LoadRow[] | null;
   /** The policies-on sluice's cache counters at the end of the run (every deployment, every tier). */
   readonly cache_counters: { readonly hits: number; readonly misses: number } | null;
+  readonly idle_streams: IdleStreams | null;
   readonly latency: {
     readonly rate: number;
     readonly seconds: number;
@@ -124,6 +143,7 @@ export function renderMarkdown(r: Results): string {
     `| nginx overhead mean / p99 us | ${signed(r.nginx_overhead_mean_us)} / ${signed(r.nginx_overhead_p99_us)} | reference |`,
     `| sluice_cache_hit_vs_nginx_cache_hit_rps | ${ratio(r.sluice_cache_hit_vs_nginx_cache_hit_rps)} | |`,
     `| sluice_cache_hit_vs_sluice_forward_rps | ${ratio(r.sluice_cache_hit_vs_sluice_forward_rps)} | |`,
+    `| idle streams: sluice RSS at 10,000 SSE streams, MiB | ${r.idle_streams === null ? '—' : `${fmt(r.idle_streams.rss_at_10k_estimate_mib)}${verdict(r.idle_streams.rss_at_10k_estimate_mib, (v) => v < 1024)}`} | < 1024 |`,
     '',
   ];
   if (r.throughput !== null) {
@@ -158,6 +178,23 @@ export function renderMarkdown(r: Results): string {
       '| target | achieved req/s | mean us | p50 us | p90 us | p99 us | p99.9 us | max us | overhead mean us | overhead p99 us | errors | send lag p99 us |',
       '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
       ...l.rows.map((x) => `| ${x.label} | ${fmt(x.achieved_rps)} | ${fmt(x.latency_us.mean)} | ${fmt(x.latency_us.p50)} | ${fmt(x.latency_us.p90)} | ${fmt(x.latency_us.p99)} | ${fmt(x.latency_us.p999)} | ${fmt(x.latency_us.max)} | ${signed(x.overhead_mean_us)} | ${signed(x.overhead_p99_us)}${x.overhead_p99_us_by_round.length > 1 ? ` (${x.overhead_p99_us_by_round.map(signed).join(', ')})` : ''} | ${x.errors + x.non2xx + x.unanswered} | ${fmt(x.send_lag_us.p99)} |`),
+      '',
+    );
+  }
+  if (r.idle_streams !== null) {
+    const i = r.idle_streams;
+    out.push(
+      `## Idle streams (${fmt(i.streams)} concurrent SSE streams through sluice, one token a second each)`,
+      '',
+      '| figure | value |',
+      '|---|---:|',
+      `| streams started (first event received) / errors | ${fmt(i.started)} / ${fmt(i.errors)} |`,
+      `| seconds to open them all | ${i.open_seconds} |`,
+      `| generations in flight at the simulator | ${fmt(i.upstream_active)} |`,
+      `| sluice RSS before / with the streams open, MiB | ${i.rss_before_mib} / ${i.rss_open_mib} |`,
+      `| per stream, KiB | ${i.kib_per_stream} |`,
+      `| RSS for 10,000 streams (measured, or extrapolated from the per-stream figure; target < 1024), MiB | ${fmt(i.rss_at_10k_estimate_mib)}${verdict(i.rss_at_10k_estimate_mib, (v) => v < 1024)} |`,
+      `| generations cancelled at the simulator after every client left / seconds until none was left | ${fmt(i.upstream_cancelled)} / ${i.cancel_seconds} |`,
       '',
     );
   }
