@@ -4,7 +4,7 @@
 //                 `npm run -s bench -- --json` so that npm adds no banner to stdout)
 //   --quick       smoke run: 1 round x 2 s, 1 s warm-up (results file gets a -quick suffix)
 //   --clients     only the upstream-client comparison (with nginx and sluice as references)
-//   --only LIST   comma list of sections: throughput,clients,sse,latency,cache,streams
+//   --only LIST   comma list of sections: throughput,clients,sse,latency,cache,streams,chunks
 //   --profile     CPU-profile sluice under the GET and SSE loads and summarise self time
 //   --rate N      open-loop offered rate (default 5000 req/s); --rate=half: half of sluice's
 //                 closed-loop maximum measured in this run (DESIGN.md's "50% of max load")
@@ -19,10 +19,11 @@ import { ForeignCpu } from './lib/cpu.js';
 import { Guard } from './lib/guard.js';
 import { LoadGenerator, type LoadSpec } from './lib/load.js';
 import { log, sleep } from './lib/log.js';
+import { measureChunkLatency, type ChunkLatency } from './lib/chunk-latency.js';
 import { openFileLimit, openStreams, rssMiB } from './lib/idle-streams.js';
 import { proxyConf, startNginx, upstreamConf } from './lib/nginx.js';
 import { onInterrupt, portOpen, ProcessGroup, type Proc } from './lib/procs.js';
-import { renderMarkdown, type IdleStreams, type LatencyRow, type LoadRow, type Results, type StreamCheck } from './lib/report.js';
+import { renderMarkdown, type ChunkLatencyRow, type IdleStreams, type LatencyRow, type LoadRow, type Results, type StreamCheck } from './lib/report.js';
 import { rotate, type Cores, type Measured, type Schedule, type Target } from './lib/rotation.js';
 import { describeMachine, ensureTools, planPinning, raisePriority, type Machine, type Pinning, type Tools } from './lib/setup.js';
 import { median, round } from './lib/stats.js';
@@ -37,6 +38,7 @@ const PORT = {
   upstream: 19011,
   sim: 19012,
   simSlow: 19013,
+  stamp: 19014,
   nginx: 19020,
   clients: 19031,
   sluice: 19080,
@@ -82,10 +84,16 @@ const IDLE_STREAMS = 10_000;
 const SLOW_TOKEN_MS = 1000;
 const SLOW_TOKENS = 60;
 const IDLE_OPEN_DEADLINE_MS = 60_000;
+// The chunk-latency section: 1,000 streams of one stamped chunk every 50 ms (20,000 chunks/s,
+// say 1,000 generations at 20 tokens/s), 3 rounds of 5 s per target.
+const STAMP_STREAMS = 1000;
+const STAMP_CHUNK_MS = 50;
+const STAMP_SECONDS = 5;
+const STAMP_ROUNDS = 3;
 const STREAM_CHECK_COUNT = 200;
 
-type Section = 'throughput' | 'clients' | 'sse' | 'latency' | 'cache' | 'streams';
-const SECTIONS: readonly Section[] = ['throughput', 'clients', 'sse', 'latency', 'cache', 'streams'];
+type Section = 'throughput' | 'clients' | 'sse' | 'latency' | 'cache' | 'streams' | 'chunks';
+const SECTIONS: readonly Section[] = ['throughput', 'clients', 'sse', 'latency', 'cache', 'streams', 'chunks'];
 
 interface Options {
   readonly json: boolean;
@@ -197,11 +205,22 @@ class Fleet {
     }, { line: /"event":"listening"/ });
   }
 
+  /** The stamped SSE upstream of the chunk-latency section (bench/stamp-server.ts). */
+  stampServer(): Promise<Proc> {
+    return this.group.start({
+      name: 'stamp-server',
+      command: process.execPath,
+      args: [join(BENCH_DIR, 'stamp-server.js'), '--port', String(PORT.stamp), '--chunk-ms', String(STAMP_CHUNK_MS)],
+      cpus: this.pinning.rest,
+    }, { line: /"event":"listening"/ });
+  }
+
   nginxProxy(): Promise<Proc> {
     return startNginx(this.group, this.tools.nginx, 'nginx-proxy', PORT.nginx,
       (p) => proxyConf(p, PORT.nginx, [
         { prefix: 'up-1', port: PORT.upstream }, { prefix: 'up-cache', port: PORT.upstream, cache: true },
         { prefix: 'up-noxff', port: PORT.upstream, forwardedFor: false }, { prefix: 'sim-1', port: PORT.sim },
+        { prefix: 'stamp-1', port: PORT.stamp },
       ]), this.pinning.proxy);
   }
 
@@ -219,6 +238,7 @@ deployments:
   - { model: up, version: "1", runtime: remote, urls: ["http://127.0.0.1:${PORT.upstream}"] }
   - { model: sim, version: "1", runtime: remote, urls: ["http://127.0.0.1:${PORT.sim}"] }
   - { model: slow, version: "1", runtime: remote, urls: ["http://127.0.0.1:${PORT.simSlow}"], upstream: { max_connections: ${IDLE_STREAMS * 2} } }
+  - { model: stamp, version: "1", runtime: remote, urls: ["http://127.0.0.1:${PORT.stamp}"], upstream: { max_connections: ${STAMP_STREAMS * 2} } }
 `);
     const proc = await this.group.start({
       name: variant === 'plain' ? 'sluice' : `sluice-${variant}`,
@@ -432,6 +452,47 @@ async function idleStreamsSection(run: Run): Promise<IdleStreams> {
   return result;
 }
 
+/**
+ * How long a streamed chunk takes from the upstream's write to the client's read, directly
+ * and through each proxy, under 1,000 concurrent streams; DESIGN.md: within 1 ms. Overheads
+ * are paired by round with the direct run, as in the latency section.
+ */
+async function chunkLatencySection(run: Run): Promise<{ streams: number; chunk_ms: number; seconds: number; rounds: number; rows: ChunkLatencyRow[] }> {
+  const targets = [
+    { key: 'direct', label: 'upstream direct', port: PORT.stamp, path: '/stream' },
+    { key: 'nginx', label: 'nginx 1 worker', port: PORT.nginx, path: '/stamp-1/stream' },
+    { key: 'sluice', label: 'sluice 1 worker', port: PORT.sluice, path: '/stamp-1/stream' },
+  ];
+  const runs = new Map<string, ChunkLatency[]>(targets.map((t) => [t.key, []]));
+  for (let r = 0; r < STAMP_ROUNDS; r++) {
+    for (let i = 0; i < targets.length; i++) {
+      const t = targets[(i + r) % targets.length]!;
+      const res = await measureChunkLatency(t.port, t.path, STAMP_STREAMS, STAMP_SECONDS);
+      log(`chunks ${r + 1}/${STAMP_ROUNDS} ${t.label}: ${res.chunks} chunks, p50 ${res.p50_us} us, p99 ${res.p99_us} us, p99.9 ${res.p999_us} us, max ${res.max_us} us`);
+      if (res.broken_streams > 0) run.warnings.push(`chunks: ${res.broken_streams} streams through ${t.label} ended during a measurement.`);
+      runs.get(t.key)!.push(res);
+    }
+  }
+  const direct = runs.get('direct')!;
+  const paired = (key: string, f: 'p50_us' | 'p99_us'): number => round(median(runs.get(key)!.map((x, i) => x[f] - direct[i]![f])));
+  const rows: ChunkLatencyRow[] = targets.map((t) => {
+    const rs = runs.get(t.key)!;
+    const med = (f: 'chunks' | 'p50_us' | 'p99_us' | 'p999_us' | 'max_us'): number => round(median(rs.map((x) => x[f])));
+    return {
+      key: t.key,
+      label: t.label,
+      chunks: med('chunks'),
+      p50_us: med('p50_us'),
+      p99_us: med('p99_us'),
+      p999_us: med('p999_us'),
+      max_us: med('max_us'),
+      overhead_p50_us: t.key === 'direct' ? null : paired(t.key, 'p50_us'),
+      overhead_p99_us: t.key === 'direct' ? null : paired(t.key, 'p99_us'),
+    };
+  });
+  return { streams: STAMP_STREAMS, chunk_ms: STAMP_CHUNK_MS, seconds: STAMP_SECONDS, rounds: STAMP_ROUNDS, rows };
+}
+
 async function simStats(port: number): Promise<{ active: number; cancelled: number }> {
   return (await (await fetch(url(port, '/_sim/stats'))).json()) as { active: number; cancelled: number };
 }
@@ -560,11 +621,13 @@ async function benchmark(opts: Options, fleet: Fleet, gen: LoadGenerator): Promi
   const want = opts.sections;
   const needSim = want.has('sse');
   const needSlowSim = want.has('streams');
-  await fleet.checkPortsFree([PORT.upstream, PORT.nginx, PORT.sluice, PORT.admin, PORT.sluicePolicies, PORT.adminPolicies, PORT.sluiceNoXff, PORT.adminNoXff, ...(needSim ? [PORT.sim] : []), ...(needSlowSim ? [PORT.simSlow] : []), ...(want.has('clients') ? [0, 1, 2].map((i) => PORT.clients + i) : [])]);
+  const needStamp = want.has('chunks');
+  await fleet.checkPortsFree([PORT.upstream, PORT.nginx, PORT.sluice, PORT.admin, PORT.sluicePolicies, PORT.adminPolicies, PORT.sluiceNoXff, PORT.adminNoXff, ...(needSim ? [PORT.sim] : []), ...(needSlowSim ? [PORT.simSlow] : []), ...(needStamp ? [PORT.stamp] : []), ...(want.has('clients') ? [0, 1, 2].map((i) => PORT.clients + i) : [])]);
   log('starting upstream nginx, nginx proxy, sluice' + (needSim ? ', simulator' : ''));
   await fleet.upstream();
   if (needSim) await fleet.sim();
   if (needSlowSim) await fleet.slowSim();
+  if (needStamp) await fleet.stampServer();
   const run: Run = {
     opts, fleet, gen,
     // Others using more than 15% of a core during a measurement make it a repeat; the budget
@@ -583,6 +646,7 @@ async function benchmark(opts: Options, fleet: Fleet, gen: LoadGenerator): Promi
   const streaming = want.has('sse') ? await sseSection(run) : null;
   const sluiceMax = throughput?.find((r) => r.key === 'sluice')?.rps ?? null;
   const latency = want.has('latency') ? await latencySection(run, sluiceMax) : null;
+  const chunks = want.has('chunks') ? await chunkLatencySection(run) : null;
   // Last: the streams leave the process's heap larger than the other sections found it.
   const idleStreams = want.has('streams') ? await idleStreamsSection(run) : null;
   const sse = streaming?.sse ?? null;
@@ -627,6 +691,7 @@ async function benchmark(opts: Options, fleet: Fleet, gen: LoadGenerator): Promi
     cache: cache?.rows ?? null,
     cache_counters: cache?.counters ?? null,
     idle_streams: idleStreams,
+    chunk_latency: chunks,
     latency,
     sluice: { uws_native: fleet.uwsNative, ...metrics },
     measurements_repeated: run.guard.repeats,

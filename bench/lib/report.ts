@@ -32,6 +32,19 @@ export interface StreamCheck {
   readonly failures: readonly string[];
 }
 
+export interface ChunkLatencyRow {
+  readonly key: string;
+  readonly label: string;
+  readonly chunks: number;
+  readonly p50_us: number;
+  readonly p99_us: number;
+  readonly p999_us: number;
+  readonly max_us: number;
+  /** Minus the direct run of the same round, median over rounds; null for the direct row. */
+  readonly overhead_p50_us: number | null;
+  readonly overhead_p99_us: number | null;
+}
+
 /** Many concurrent long-lived SSE streams through sluice (DESIGN.md: 10,000 in under 1 GiB). */
 export interface IdleStreams {
   readonly streams: number;
@@ -85,6 +98,14 @@ export interface Results {
   /** The policies-on sluice's cache counters at the end of the run (every deployment, every tier). */
   readonly cache_counters: { readonly hits: number; readonly misses: number } | null;
   readonly idle_streams: IdleStreams | null;
+  /** Upstream write to client read of streamed chunks, under concurrent streams. */
+  readonly chunk_latency: {
+    readonly streams: number;
+    readonly chunk_ms: number;
+    readonly seconds: number;
+    readonly rounds: number;
+    readonly rows: readonly ChunkLatencyRow[];
+  } | null;
   readonly latency: {
     readonly rate: number;
     readonly seconds: number;
@@ -119,6 +140,7 @@ function verdict(value: number | null, ok: (v: number) => boolean): string {
 }
 
 export function renderMarkdown(r: Results): string {
+  const chunkOverhead = r.chunk_latency?.rows.find((x) => x.key === 'sluice')?.overhead_p99_us ?? null;
   const m = r.machine;
   const out: string[] = [
     `# sluice bench, ${r.date} on ${m.hostname}${r.quick ? ' (quick smoke run: not a measurement)' : ''}`,
@@ -143,6 +165,7 @@ export function renderMarkdown(r: Results): string {
     `| nginx overhead mean / p99 us | ${signed(r.nginx_overhead_mean_us)} / ${signed(r.nginx_overhead_p99_us)} | reference |`,
     `| sluice_cache_hit_vs_nginx_cache_hit_rps | ${ratio(r.sluice_cache_hit_vs_nginx_cache_hit_rps)} | |`,
     `| sluice_cache_hit_vs_sluice_forward_rps | ${ratio(r.sluice_cache_hit_vs_sluice_forward_rps)} | |`,
+    `| chunk overhead p99 us (sluice - direct, streamed chunks) | ${signed(chunkOverhead)}${verdict(chunkOverhead, (v) => v < 1000)} | < 1000 |`,
     `| idle streams: sluice RSS at 10,000 SSE streams, MiB | ${r.idle_streams === null ? '—' : `${fmt(r.idle_streams.rss_at_10k_estimate_mib)}${verdict(r.idle_streams.rss_at_10k_estimate_mib, (v) => v < 1024)}`} | < 1024 |`,
     '',
   ];
@@ -178,6 +201,19 @@ export function renderMarkdown(r: Results): string {
       '| target | achieved req/s | mean us | p50 us | p90 us | p99 us | p99.9 us | max us | overhead mean us | overhead p99 us | errors | send lag p99 us |',
       '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
       ...l.rows.map((x) => `| ${x.label} | ${fmt(x.achieved_rps)} | ${fmt(x.latency_us.mean)} | ${fmt(x.latency_us.p50)} | ${fmt(x.latency_us.p90)} | ${fmt(x.latency_us.p99)} | ${fmt(x.latency_us.p999)} | ${fmt(x.latency_us.max)} | ${signed(x.overhead_mean_us)} | ${signed(x.overhead_p99_us)}${x.overhead_p99_us_by_round.length > 1 ? ` (${x.overhead_p99_us_by_round.map(signed).join(', ')})` : ''} | ${x.errors + x.non2xx + x.unanswered} | ${fmt(x.send_lag_us.p99)} |`),
+      '',
+    );
+  }
+  if (r.chunk_latency !== null) {
+    const c = r.chunk_latency;
+    out.push(
+      `## Chunk latency (${fmt(c.streams)} concurrent SSE streams, one stamped chunk every ${c.chunk_ms} ms each; ${c.rounds} round(s) x ${c.seconds} s)`,
+      '',
+      'From the upstream\'s write to the client\'s read, on the machine\'s monotonic clock; medians over rounds; overheads paired by round with the direct run.',
+      '',
+      '| target | chunks | p50 us | p99 us | p99.9 us | max us | overhead p50 us | overhead p99 us |',
+      '|---|---:|---:|---:|---:|---:|---:|---:|',
+      ...c.rows.map((x) => `| ${x.label} | ${fmt(x.chunks)} | ${fmt(x.p50_us)} | ${fmt(x.p99_us)} | ${fmt(x.p999_us)} | ${fmt(x.max_us)} | ${signed(x.overhead_p50_us)} | ${signed(x.overhead_p99_us)} |`),
       '',
     );
   }
