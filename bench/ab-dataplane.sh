@@ -118,27 +118,19 @@ EOF
 
 TARGET="http://127.0.0.1:$PORT/up-1/predict"
 WRK_ARGS=()
+# Makes wrk POST the JSON body $2 to sluice's path $1.
+post_workload() {
+  printf 'wrk.method = "POST"\nwrk.body = [==[%s]==]\nwrk.headers["Content-Type"] = "application/json"\n' "$2" > "$WORK/post.lua"
+  TARGET="http://127.0.0.1:$PORT$1"
+  WRK_ARGS=(-s "$WORK/post.lua")
+}
 if [ "$WORKLOAD" = sse ]; then
   taskset -c 0 node "$ROOT/dist/cli.js" sim --port "$SIM_PORT" --protocol openai --ttft-ms 0 --token-ms 0 --tokens 20 > "$WORK/sim.log" 2>&1 &
   SIM_PID=$!
-  cat > "$WORK/sse.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = '{"model":"demo","messages":[{"role":"user","content":"hi"}],"stream":true}'
-wrk.headers["Content-Type"] = "application/json"
-LUA
-  TARGET="http://127.0.0.1:$PORT/sim-1/v1/chat/completions"
-  WRK_ARGS=(-s "$WORK/sse.lua")
+  post_workload "/sim-1/v1/chat/completions" '{"model":"demo","messages":[{"role":"user","content":"hi"}],"stream":true}'
   for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$SIM_PORT/" && break; sleep 0.1; done
 fi
-if [ "$WORKLOAD" = post ]; then
-  cat > "$WORK/post.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = '{"inputs":{"a":[1,2],"b":[3,4]}}'
-wrk.headers["Content-Type"] = "application/json"
-LUA
-  TARGET="http://127.0.0.1:$PORT/up-1/invocations"
-  WRK_ARGS=(-s "$WORK/post.lua")
-fi
+[ "$WORKLOAD" = post ] && post_workload "/up-1/invocations" '{"inputs":{"a":[1,2],"b":[3,4]}}'
 
 # Prints "<req/s> <user us/req> <system us/req>" for one run of copy $1.
 run_once() {

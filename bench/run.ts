@@ -188,20 +188,20 @@ class Fleet {
   }
 
   sim(): Promise<Proc> {
-    return this.group.start({
-      name: 'sim',
-      command: process.execPath,
-      args: [join(ROOT, 'dist/cli.js'), 'sim', '--port', String(PORT.sim), '--protocol', 'openai', '--ttft-ms', '0', '--token-ms', '0', '--tokens', String(SIM_TOKENS)],
-      cpus: this.pinning.rest,
-    }, { line: /"event":"listening"/ });
+    return this.#startSim('sim', PORT.sim, 0, SIM_TOKENS);
   }
 
   /** A simulator whose streams last a minute: the upstream of the idle-streams section. */
   slowSim(): Promise<Proc> {
+    return this.#startSim('sim-slow', PORT.simSlow, SLOW_TOKEN_MS, SLOW_TOKENS);
+  }
+
+  /** An OpenAI-protocol simulator on the load CPUs, first token at once. */
+  #startSim(name: string, port: number, tokenMs: number, tokens: number): Promise<Proc> {
     return this.group.start({
-      name: 'sim-slow',
+      name,
       command: process.execPath,
-      args: [join(ROOT, 'dist/cli.js'), 'sim', '--port', String(PORT.simSlow), '--protocol', 'openai', '--ttft-ms', '0', '--token-ms', String(SLOW_TOKEN_MS), '--tokens', String(SLOW_TOKENS)],
+      args: [join(ROOT, 'dist/cli.js'), 'sim', '--port', String(port), '--protocol', 'openai', '--ttft-ms', '0', '--token-ms', String(tokenMs), '--tokens', String(tokens)],
       cpus: this.pinning.rest,
     }, { line: /"event":"listening"/ });
   }

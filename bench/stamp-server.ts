@@ -7,6 +7,7 @@
 
 import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
+import { nowUs } from './lib/chunk-latency.js';
 
 const { values } = parseArgs({
   options: {
@@ -20,8 +21,6 @@ const port = Number(values.port);
 const chunkMs = Number(values['chunk-ms']);
 const chunks = Number(values.chunks);
 if (!(port > 0) || !(chunkMs > 0) || !(chunks > 0)) throw new Error('usage: stamp-server --port N [--chunk-ms MS] [--chunks N]');
-
-const nowUs = (): number => Number(process.hrtime.bigint() / 1000n);
 
 const server = createServer((req, res) => {
   req.resume();

@@ -3,6 +3,7 @@
 
 import { connect, type Socket } from 'node:net';
 import { sleep } from './log.js';
+import { openInBatches } from './sockets.js';
 import { percentile } from './stats.js';
 
 export interface ChunkLatency {
@@ -16,7 +17,8 @@ export interface ChunkLatency {
 }
 
 const STAMP = /"t":(\d+)/g;
-const nowUs = (): number => Number(process.hrtime.bigint() / 1000n);
+/** The stamp clock: process.hrtime (monotonic, the same for every process), in µs. */
+export const nowUs = (): number => Number(process.hrtime.bigint() / 1000n);
 
 /**
  * Opens `streams` streams to `port` + `path`, lets them settle for `settleMs`, then records
@@ -28,7 +30,7 @@ export async function measureChunkLatency(port: number, path: string, streams: n
   let recording = false;
   let broken = 0;
   const sockets: Socket[] = [];
-  for (let i = 0; i < streams; i++) {
+  await openInBatches(streams, () => {
     const s = connect(port, '127.0.0.1', () => s.write(request));
     s.setEncoding('latin1');
     s.on('data', (text: string) => {
@@ -41,8 +43,7 @@ export async function measureChunkLatency(port: number, path: string, streams: n
       if (recording) broken++;
     });
     sockets.push(s);
-    if (i % 250 === 249) await sleep(20);
-  }
+  });
   await sleep(settleMs);
   recording = true;
   await sleep(seconds * 1000);

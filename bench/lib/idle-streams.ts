@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { sleep } from './log.js';
+import { openInBatches } from './sockets.js';
 
 export interface OpenStreams {
   readonly requested: number;
@@ -18,10 +19,7 @@ export interface OpenStreams {
   close(): number;
 }
 
-const BATCH = 250;
-const BATCH_PAUSE_MS = 50;
-
-/** Opens `n` streams (POST `body` to `path`), in batches so the listen backlogs keep up. */
+/** Opens `n` streams (POST `body` to `path`). */
 export async function openStreams(port: number, path: string, body: string, n: number, deadlineMs: number): Promise<OpenStreams> {
   const request = `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
   const sockets: Socket[] = [];
@@ -44,10 +42,7 @@ export async function openStreams(port: number, path: string, body: string, n: n
     s.on('error', () => errors++);
     sockets.push(s);
   };
-  for (let i = 0; i < n; i += BATCH) {
-    for (let j = i; j < Math.min(n, i + BATCH); j++) open();
-    await sleep(BATCH_PAUSE_MS);
-  }
+  await openInBatches(n, open);
   while (started + errors < n && performance.now() - began < deadlineMs) await sleep(100);
   const seconds = (performance.now() - began) / 1000;
   return {

@@ -172,6 +172,10 @@ check(t, 'non-numeric content-length is rejected',
   'HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\nabcd',
   [{ type: 'error', message: 'invalid content-length' }]);
 
+check(t, 'a hexadecimal content-length is rejected (digits only, RFC 9110 8.6)',
+  'HTTP/1.1 200 OK\r\nContent-Length: 0x10\r\n\r\nabcd',
+  [{ type: 'error', message: 'invalid content-length' }]);
+
 check(t, 'negative content-length is rejected',
   'HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n',
   [{ type: 'error', message: 'invalid content-length' }]);
