@@ -143,6 +143,7 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
   #responded = false;
   #finished = false;
   #mode = BodyMode.None;
+  /** The format of a body without a length: a failure mid-stream ends it in that format. */
   #kind = StreamKind.Other;
   #total = 0;
   #pending: Buffer[] | null = null;
@@ -378,10 +379,12 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
     }
     this.#beginHead(status);
     headStart(status);
+    // Only a body without a length has a stream format to keep (see #kind).
+    const classify = contentLength < 0;
     for (let i = 0; i < lines.count; i++) {
       const kind = lines.kind(i);
       if (isDroppedResponseKind(kind)) continue;
-      if (kind === HeaderKind.ContentType && this.#kind === StreamKind.Other) this.#kind = streamKindOf(lines.value(i));
+      if (classify && kind === HeaderKind.ContentType && this.#kind === StreamKind.Other) this.#kind = streamKindOf(lines.value(i));
       headLine(lines, i);
     }
     this.#endHead(status, contentLength);
@@ -410,7 +413,7 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
       if (isDroppedResponseKind(kind)) continue;
       if (hop !== null && hop.includes(name.toLowerCase())) continue;
       const value = headers[i + 1]!;
-      if (kind === HeaderKind.ContentType && this.#kind === StreamKind.Other) this.#kind = streamKindOf(value);
+      if (contentLength < 0 && kind === HeaderKind.ContentType && this.#kind === StreamKind.Other) this.#kind = streamKindOf(value);
       headText(`\r\n${name}: ${value}`);
     }
     this.#endHead(status, contentLength);

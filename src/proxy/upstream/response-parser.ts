@@ -185,62 +185,82 @@ export class ResponseParser {
   }
 
   #readHead(data: Buffer, pos: number, len: number): number {
-    let buf = data;
-    let start = pos;
-    let prevLen = 0;
-    let bufLen = len;
-    if (this.#partialHead !== null) {
-      prevLen = this.#partialHead.length;
-      buf = Buffer.concat([this.#partialHead, data.subarray(pos, len)]);
-      bufLen = buf.length;
-      start = 0;
-      this.#partialHead = null;
-    }
-    // Search from a little before the join so a CRLFCRLF split across reads is found.
-    let end = buf.indexOf(CRLFCRLF, Math.max(start, prevLen - 3));
-    if (end + 4 > bufLen) end = -1; // found in stale bytes past this read
-    if (end === -1) {
-      if (bufLen - start > MAX_HEAD_BYTES) throw new ParseError('response head too large');
-      this.#partialHead = Buffer.from(buf.subarray(start, bufLen));
+    const partial = this.#partialHead;
+    if (partial === null) {
+      // The usual case: the whole head in one read, parsed in the pass that finds its end.
+      const end = this.#parseHead(data, pos, len);
+      if (end !== -1) return end;
+      this.#keepPartialHead(data, pos, len);
       return len;
     }
-    const consumedFromData = prevLen === 0 ? end + 4 : end + 4 - prevLen + pos;
+    // A head split across reads is parsed once its end has arrived. The search starts a
+    // little before the join, so a CRLFCRLF split across reads is found, and no byte is
+    // scanned again for every read of a head that trickles in.
+    const prevLen = partial.length;
+    const buf = Buffer.concat([partial, data.subarray(pos, len)]);
+    this.#partialHead = null;
+    const end = buf.indexOf(CRLFCRLF, Math.max(0, prevLen - 3)) === -1 ? -1 : this.#parseHead(buf, 0, buf.length);
+    if (end === -1) {
+      this.#keepPartialHead(buf, 0, buf.length);
+      return len;
+    }
+    return end - prevLen + pos;
+  }
+
+  #keepPartialHead(buf: Buffer, start: number, end: number): void {
+    if (end - start > MAX_HEAD_BYTES) throw new ParseError('response head too large');
+    this.#partialHead = Buffer.from(buf.subarray(start, end));
+  }
+
+  /**
+   * Parses the head starting at `buf[start]` and delivers it; returns the index past its
+   * final CRLFCRLF, or -1 when `buf[start, len)` holds only part of it.
+   */
+  #parseHead(buf: Buffer, start: number, len: number): number {
     const lines = this.#lines;
     lines.reset(buf);
     try {
-      this.#parseHead(buf, start, end);
+      return this.#parseLines(buf, start, len, lines);
     } finally {
       lines.release();
     }
-    return consumedFromData;
   }
 
-  /** The head in `buf[start, end)`, without its final CRLFCRLF. */
-  #parseHead(buf: Buffer, start: number, end: number): void {
+  #parseLines(buf: Buffer, start: number, len: number, lines: HeaderLines): number {
     // "HTTP/1.1 200 OK"
-    if (end - start < 12 || !isStatusPrefix(buf, start)) throw new ParseError('invalid status line');
+    let lineStart = lineAfter(buf, start, len);
+    if (lineStart === -1) return -1;
+    if (lineStart - 2 - start < 12 || !isStatusPrefix(buf, start)) throw new ParseError('invalid status line');
     const status = (buf[start + 9]! - 48) * 100 + (buf[start + 10]! - 48) * 10 + (buf[start + 11]! - 48);
     if (!(status >= 100 && status <= 999)) throw new ParseError('invalid status code');
     let keepAlive = buf[start + 7] !== 48; // HTTP/1.0 closes unless told otherwise
     let contentLength = -1;
     let chunked = false;
-    const lines = this.#lines;
-    let lineStart = lineAfter(buf, start, end);
-    while (lineStart < end) {
+    for (;;) {
+      if (lineStart >= len) return -1;
+      const first = buf[lineStart]!;
+      if (first === 0x0d) {
+        // The empty line: the head ends here.
+        if (lineStart + 1 >= len) return -1;
+        if (buf[lineStart + 1] !== 0x0a) throw new ParseError('bare CR or LF in a header line');
+        lineStart += 2;
+        break;
+      }
       // Lines end at CRLF; a bare CR or LF inside a line would let the upstream inject lines
       // into the head the gateway writes to its client (response splitting).
       let colon = lineStart;
-      while (colon < end) {
+      for (;;) {
+        if (colon === len) return -1;
         const c = buf[colon]!;
         if (c === 0x3a) break;
         if (c < 0x0e && (c === 0x0d || c === 0x0a)) throw new ParseError(c === 0x0a ? 'bare CR or LF in a header line' : 'invalid header line');
         colon++;
       }
-      if (colon === end || colon === lineStart) throw new ParseError('invalid header line');
-      const next = lineAfter(buf, colon, end);
-      const lineEnd = next === end ? end : next - 2;
+      if (colon === lineStart) throw new ParseError('invalid header line');
+      const next = lineAfter(buf, colon, len);
+      if (next === -1) return -1;
       let vs = colon + 1;
-      let ve = lineEnd;
+      let ve = next - 2;
       while (vs < ve && (buf[vs] === 32 || buf[vs] === 9)) vs++;
       while (ve > vs && (buf[ve - 1] === 32 || buf[ve - 1] === 9)) ve--;
       const kind = kindOfNameBytes(buf, lineStart, colon);
@@ -272,7 +292,7 @@ export class ResponseParser {
     if (status < 200) {
       // 1xx (100 Continue, 103 Early Hints): informational, the real head follows.
       if (status === 101) throw new ParseError('protocol upgrade is not supported');
-      return;
+      return lineStart;
     }
     this.headReceived = true;
     if (chunked) contentLength = -1; // RFC 9112 6.3: Transfer-Encoding wins over Content-Length.
@@ -295,24 +315,26 @@ export class ResponseParser {
     // announced, -1 if none: a HEAD answer must not claim an empty resource.
     this.#sink.onHead(status, lines, contentLength, chunked);
     if (this.#state === State.Done) this.#sink.onComplete();
+    return lineStart;
   }
 }
 
 /**
- * The start of the line after the one holding `from` (`end` if it is the last line of the
- * head): the index past its CRLF. A CR without LF, or an LF without CR, is an error.
+ * The start of the line after the one holding `from`: the index past its CRLF, or -1 when
+ * `buf[from, len)` does not reach it. A CR without LF, or an LF without CR, is an error.
  */
-function lineAfter(buf: Buffer, from: number, end: number): number {
-  for (let i = from; i < end; i++) {
+function lineAfter(buf: Buffer, from: number, len: number): number {
+  for (let i = from; i < len; i++) {
     const c = buf[i]!;
     if (c > 0x0d) continue;
     if (c === 0x0d) {
-      if (i + 1 >= end || buf[i + 1] !== 0x0a) throw new ParseError('bare CR or LF in a header line');
+      if (i + 1 >= len) return -1;
+      if (buf[i + 1] !== 0x0a) throw new ParseError('bare CR or LF in a header line');
       return i + 2;
     }
     if (c === 0x0a) throw new ParseError('bare CR or LF in a header line');
   }
-  return end;
+  return -1;
 }
 
 /** `buf[start, ...)` is "HTTP/1." (exact case, as RFC 9112 requires). */
