@@ -5,14 +5,11 @@ import { BucketKind, type BucketRef } from './limits.js';
 import type { BucketTake, RedisLimiter } from './redis-limiter.js';
 import type { SharedBuckets, TakeResult } from './token-bucket.js';
 
-export interface Verdict {
-  readonly allowed: boolean;
-  /** The tightest bucket: the one with the fewest tokens left relative to its size. */
-  readonly limit: number;
-  readonly remaining: number;
-  readonly resetMs: number;
-  readonly retryAfterMs: number;
-}
+/**
+ * The result of a check: the tightest bucket's take (the one with the fewest tokens left
+ * relative to its size; a refusing one if any), which is what the RateLimit-* headers report.
+ */
+export type Verdict = TakeResult;
 
 export interface RateLimiterOptions {
   readonly local: SharedBuckets;
@@ -44,30 +41,31 @@ export class RateLimiter {
 
   /** Synchronous check against the shared in-memory buckets; all-or-nothing. */
   checkLocal(refs: readonly BucketRef[], now: number): Verdict {
-    const results: TakeResult[] = [];
+    let verdict: TakeResult | null = null;
     for (let i = 0; i < refs.length; i++) {
       const ref = refs[i]!;
       const cost = ref.kind === BucketKind.Requests ? 1 : 0;
       const r = this.#local.take(ref.slot, now, ref.rule, cost, 1);
-      results.push(r);
       if (!r.allowed) {
         // Give back what the earlier buckets gave for a request that is refused anyway.
         for (let j = 0; j < i; j++) {
           const prev = refs[j]!;
           if (prev.kind === BucketKind.Requests) this.#local.take(prev.slot, now, prev.rule, -1, 0);
         }
-        return verdict(refs, results, false);
+        return r;
       }
+      if (verdict === null || isTighter(r, verdict)) verdict = r;
     }
-    return verdict(refs, results, true);
+    if (verdict === null) throw new RangeError('checkLocal needs at least one bucket');
+    return verdict;
   }
 
   /** The same check in Redis; rejects with RedisUnavailable when Redis does not answer in time. */
   async checkShared(refs: readonly BucketRef[]): Promise<Verdict> {
     const takes: BucketTake[] = refs.map((ref) => ({ key: ref.id, rule: ref.rule, cost: ref.kind === BucketKind.Requests ? 1 : 0, need: 1 }));
     try {
-      const { allowed, results } = await this.#redis!.take(takes);
-      return verdict(refs, results, allowed);
+      const { results } = await this.#redis!.take(takes);
+      return tightest(results);
     } catch (err) {
       this.redisErrors++;
       throw new RedisUnavailable(`rate-limit store unavailable: ${(err as Error).message}`);
@@ -89,18 +87,16 @@ export class RateLimiter {
   }
 }
 
-function verdict(refs: readonly BucketRef[], results: readonly TakeResult[], allowed: boolean): Verdict {
-  let best = 0;
-  let bestShare = Infinity;
-  for (let i = 0; i < results.length; i++) {
+/** The verdict of a check whose buckets answered `results`: a refusing bucket if any, else the emptiest. */
+function tightest(results: readonly TakeResult[]): Verdict {
+  let best = results[0]!;
+  for (let i = 1; i < results.length; i++) {
     const r = results[i]!;
-    // A refusing bucket is always the one to report; otherwise the emptiest.
-    const share = (r.allowed ? 1 : -1) + r.remaining / refs[i]!.rule.capacity;
-    if (share < bestShare) {
-      bestShare = share;
-      best = i;
-    }
+    if (r.allowed !== best.allowed ? !r.allowed : isTighter(r, best)) best = r;
   }
-  const r = results[best]!;
-  return { allowed, limit: refs[best]!.rule.capacity, remaining: r.remaining, resetMs: r.resetMs, retryAfterMs: r.retryAfterMs };
+  return best;
+}
+
+function isTighter(a: TakeResult, b: TakeResult): boolean {
+  return a.remaining / a.limit < b.remaining / b.limit;
 }

@@ -92,6 +92,8 @@ export class RedisLimiter {
         const bucketOk = ok || t.need === 0 || (left >= t.need && left >= t.cost);
         return {
           allowed: bucketOk,
+          limit: t.rule.capacity,
+          tokens: left,
           remaining: Math.max(0, Math.floor(left)),
           retryAfterMs: bucketOk ? 0 : Math.ceil((Math.max(t.need, t.cost) - left) / rate),
           resetMs: Math.ceil((t.rule.capacity - left) / rate),

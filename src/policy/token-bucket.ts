@@ -10,6 +10,10 @@ export interface BucketRule {
 
 export interface TakeResult {
   readonly allowed: boolean;
+  /** The bucket's capacity: what RateLimit-Limit reports. */
+  readonly limit: number;
+  /** The bucket's level after this take (fractional; negative after a post-paid charge). */
+  readonly tokens: number;
   /** Whole tokens left after this take (>= 0). */
   readonly remaining: number;
   /** Milliseconds until one token is available again (0 when allowed). */
@@ -29,20 +33,20 @@ const FLOATS = 2;
  * Post-paid costs (LLM tokens counted from a response) are taken with need 0 and may
  * drive the bucket negative; later requests wait until it refills.
  */
-export function refillAndTake(tokens: number, last: number, now: number, rule: BucketRule, cost: number, need: number): [number, TakeResult] {
+export function refillAndTake(tokens: number, last: number, now: number, rule: BucketRule, cost: number, need: number): TakeResult {
   const rate = rule.capacity / rule.periodMs;
   let t = last === 0 ? rule.capacity : Math.min(rule.capacity, tokens + Math.max(0, now - last) * rate);
-  // need 0 is a post-paid charge (or a refund): always applied, even below zero, else the
-  // tokens of responses that end once the bucket is negative would never be counted.
   const allowed = need === 0 || (t >= need && t >= cost);
   if (allowed) t -= cost;
   const missing = allowed ? 0 : Math.max(need, cost) - t;
-  return [t, {
+  return {
     allowed,
+    limit: rule.capacity,
+    tokens: t,
     remaining: Math.max(0, Math.floor(t)),
     retryAfterMs: allowed ? 0 : Math.ceil(missing / rate),
     resetMs: Math.ceil((rule.capacity - t) / rate),
-  }];
+  };
 }
 
 export class SharedBuckets {
@@ -70,8 +74,8 @@ export class SharedBuckets {
     const f = this.#floats;
     const base = slot * FLOATS;
     while (Atomics.compareExchange(this.#locks, slot, 0, 1) !== 0);
-    const [tokens, result] = refillAndTake(f[base + F_TOKENS]!, f[base + F_LAST]!, now, rule, cost, need);
-    f[base + F_TOKENS] = tokens;
+    const result = refillAndTake(f[base + F_TOKENS]!, f[base + F_LAST]!, now, rule, cost, need);
+    f[base + F_TOKENS] = result.tokens;
     f[base + F_LAST] = now;
     Atomics.store(this.#locks, slot, 0);
     return result;

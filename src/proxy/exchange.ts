@@ -428,9 +428,10 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
 
   /** The gateway's own headers, then the head to uWS in one call; sets how the body is framed. */
   #endHead(status: number, contentLength: number): void {
-    headText(this.cacheStatus === null ? `\r\nx-request-id: ${this.requestId}` : `\r\nx-request-id: ${this.requestId}\r\nx-sluice-cache: ${this.cacheStatus}`);
+    const own = this.cacheStatus === null ? `\r\nx-request-id: ${this.requestId}` : `\r\nx-request-id: ${this.requestId}\r\nx-sluice-cache: ${this.cacheStatus}`;
     const rl = this.rateLimit;
-    if (rl !== null) headText(rateLimitLines(rl));
+    // One write into the head for all of the gateway's own lines.
+    headText(rl === null ? own : own + rateLimitLines(rl));
     this.res.writeStatus(headView());
     if (this.#noResponseBody || status === 204 || status === 304) {
       this.#mode = BodyMode.None;
