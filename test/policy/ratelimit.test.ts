@@ -93,11 +93,18 @@ t.test('per API key and per key on a deployment; a refused request takes nothing
   t.same(bob1.map((r) => r.status), [200, 200, 200, 429, 429], 'bob: 3 of 5 on rk-1');
   t.same(bob2.map((r) => r.status), [200, 200, 200, 429, 429], 'bob: 3 of 5 on rk-2, counted apart from rk-1');
   check429(t, bob1[3]!, 3);
+  // RateLimit-* report the tightest bucket, relative to its size: on rk-2, bob's 3 per
+  // minute empties faster than the deployment's 8.
+  const limitOf = (r: Reply): string[] => [r.headers['ratelimit-limit'] as string, r.headers['ratelimit-remaining'] as string];
+  t.same(bob2.slice(0, 3).map(limitOf), [['3', '2'], ['3', '1'], ['3', '0']], 'bob on rk-2: his bucket, the tighter one');
   // alice: 5 per minute over all deployments (x-api-key form).
   const alice: Reply[] = [];
   for (let i = 0; i < 8; i++) alice.push(await httpRequest(`${gw.url}/rk-${(i % 2) + 1}/_sim/echo`, { headers: { 'x-api-key': KEYS.alice } }));
   t.same(alice.map((r) => r.status), [200, 200, 200, 200, 200, 429, 429, 429], 'alice: 5 of 8 across rk-1 and rk-2');
   check429(t, alice[5]!, 5);
+  // On rk-2 (5 of 8 left after bob), alice's 2nd request leaves rk-2 at 4/8 and her key at
+  // 3/5: the deployment's bucket is the tighter; by her 4th, 3/8 against 1/5: hers.
+  t.same([limitOf(alice[1]!), limitOf(alice[3]!)], [['8', '4'], ['5', '1']], 'the tighter bucket changes as they drain');
   // Without a key, rk-1 has no limit at all.
   const anon = await pool(15, 5, () => httpRequest(`${gw.url}/rk-1/_sim/echo`));
   t.same(byStatus(anon), { 200: 15 }, 'anonymous requests to rk-1 are not limited');
