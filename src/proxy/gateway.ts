@@ -260,13 +260,14 @@ export class Gateway {
   /** Picks a replica and sends; or queues, or refuses when none can take the request. */
   #toUpstream(ex: Exchange): void {
     const route = ex.route;
-    const now = Date.now();
+    const retry = route.policies.retry;
+    // Only breakers and the retry budget read the clock (wall time: shared with other workers).
+    const now = route.breaker !== null || retry.attempts > 0 ? Date.now() : 0;
     const replica = route.pickReplica(now);
     if (replica === undefined) {
       this.#noReplica(ex, now);
       return;
     }
-    const retry = route.policies.retry;
     if (retry.attempts > 0) this.#counters.countRequest(route.slot, now, retry.budget_window_ms);
     ex.start(replica, route.probe);
   }
