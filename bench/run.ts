@@ -281,12 +281,14 @@ const chatSpec = (port: number, prefix: string): Omit<LoadSpec, 'seconds'> => po
 
 /**
  * `reference`: the target whose req/s each row's vs_nginx divides by. vs_nginx is the median
- * of the per-round ratios: within a round both were measured seconds apart, so the machine's
- * drift between rounds cancels out of each ratio.
+ * of the per-round ratios, each against the reference measured next to it (a target paired
+ * with it) or else its first measurement of the same round: the machine's drift between
+ * rounds cancels out of each ratio.
  */
 function rowsOf(targets: readonly Target[], measured: Map<string, Measured>, reference = 'nginx'): LoadRow[] {
   const nginx = measured.get(reference);
-  const pairedRatio = (m: Measured): number => median(m.rounds.map((x, i) => x.rps / nginx!.rounds[i]!.rps));
+  const pairedRatio = (m: Measured): number => m === nginx ? 1 :
+    median(m.rounds.map((x) => x.rps / (x.reference_rps ?? nginx!.rounds.find((n) => n.round === x.round)!.rps)));
   return targets.map((t) => {
     const m = measured.get(t.key)!;
     return {
@@ -388,12 +390,12 @@ async function throughputSection(run: Run): Promise<{ throughput: LoadRow[] | nu
   const targets: Target[] = [];
   if (want.has('throughput')) targets.push({ key: 'direct', label: 'upstream direct (nginx return 200)', spec: get(PORT.upstream, '') });
   targets.push({ key: 'nginx', label: 'nginx 1 worker -> upstream', spec: get(PORT.nginx, '/up-1'), pgid: run.nginxPgid });
-  targets.push({ key: 'sluice', label: 'sluice 1 worker -> upstream (policies off)', spec: get(PORT.sluice, '/up-1'), pgid: run.sluicePgid });
-  if (want.has('throughput')) targets.push({ key: 'sluice-policies', label: 'sluice 1 worker -> upstream (policies on)', spec: get(PORT.sluicePolicies, '/up-1'), pgid: run.sluicePoliciesPgid });
+  targets.push({ key: 'sluice', label: 'sluice 1 worker -> upstream (policies off)', spec: get(PORT.sluice, '/up-1'), pgid: run.sluicePgid, pairedWith: 'nginx' });
+  if (want.has('throughput')) targets.push({ key: 'sluice-policies', label: 'sluice 1 worker -> upstream (policies on)', spec: get(PORT.sluicePolicies, '/up-1'), pgid: run.sluicePoliciesPgid, pairedWith: 'nginx' });
   // The same pair without X-Forwarded-For, each against the other (see SluiceVariant).
   const noXff: Target[] = want.has('throughput') ? [
     { key: 'nginx-no-xff', label: 'nginx 1 worker -> upstream, no X-Forwarded-For', spec: get(PORT.nginx, '/up-noxff'), pgid: run.nginxPgid },
-    { key: 'sluice-no-xff', label: 'sluice 1 worker -> upstream (policies off, forwarded_for: false)', spec: get(PORT.sluiceNoXff, '/up-1'), pgid: run.sluiceNoXffPgid },
+    { key: 'sluice-no-xff', label: 'sluice 1 worker -> upstream (policies off, forwarded_for: false)', spec: get(PORT.sluiceNoXff, '/up-1'), pgid: run.sluiceNoXffPgid, pairedWith: 'nginx-no-xff' },
   ] : [];
   const clientTargets: Target[] = [];
   if (want.has('clients')) {
@@ -502,7 +504,7 @@ async function sseSection(run: Run): Promise<{ sse: LoadRow[]; checks: StreamChe
   const targets: Target[] = [
     { key: 'direct', label: 'simulator direct', spec: chatSpec(PORT.sim, '') },
     { key: 'nginx', label: 'nginx 1 worker -> simulator', spec: chatSpec(PORT.nginx, '/sim-1'), pgid: run.nginxPgid },
-    { key: 'sluice', label: 'sluice 1 worker -> simulator', spec: chatSpec(PORT.sluice, '/sim-1'), pgid: run.sluicePgid },
+    { key: 'sluice', label: 'sluice 1 worker -> simulator', spec: chatSpec(PORT.sluice, '/sim-1'), pgid: run.sluicePgid, pairedWith: 'nginx' },
   ];
   log('streaming: SSE through nginx and sluice');
   const sse = rowsOf(targets, await rotate(run.gen, targets, run.opts.schedule, run.cores, run.guard));

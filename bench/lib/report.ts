@@ -148,7 +148,7 @@ export function renderMarkdown(r: Results): string {
     `- command: \`${r.command}\``,
     `- machine: ${m.cpu}, ${m.cores} cores, ${m.kernel}; node ${m.node}; nginx ${m.nginx}; load: ${r.load_tool}; load average at start ${m.loadavg_at_start.join(' ')}`,
     `- pinning: ${r.pinning}; ${r.priority}`,
-    `- schedule: ${r.schedule.connections} keep-alive connections; each target warmed up ${r.schedule.warmup_seconds} s, then ${r.schedule.rounds} round(s) x ${r.schedule.seconds} s with targets alternated; figures are medians over rounds, ratios the median of per-round ratios; a measurement during which other processes used over 15% of a core is repeated (${r.measurements_repeated} repeated, ${r.measurements_disturbed} kept disturbed); wall time ${Math.round(r.seconds_elapsed)} s`,
+    `- schedule: ${r.schedule.connections} keep-alive connections; each target warmed up ${r.schedule.warmup_seconds} s, then ${r.schedule.rounds} round(s) x ${r.schedule.seconds} s with targets alternated; figures are medians over rounds, ratios the median of per-round ratios (each sluice row against an nginx measurement made next to it); a measurement during which other processes used over 15% of a core is repeated (${r.measurements_repeated} repeated, ${r.measurements_disturbed} kept disturbed); wall time ${Math.round(r.seconds_elapsed)} s`,
     '',
     '## Headline',
     '',
