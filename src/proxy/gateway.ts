@@ -213,7 +213,8 @@ export class Gateway {
     ex.buckets = buckets;
     if (buckets.some(isTokenBucket)) ex.tokenCounter = new TokenCounter();
     if (!this.#limiter.shared) {
-      this.#admit(ex, this.#limiter.checkLocal(buckets, Date.now()));
+      const now = Date.now();
+      this.#admit(ex, this.#limiter.checkLocal(buckets, now), now);
       return;
     }
     ex.hold(Phase.Admitting);
@@ -223,7 +224,8 @@ export class Gateway {
     );
   }
 
-  #admit(ex: Exchange, verdict: Verdict): void {
+  /** `now`: the wall time of a synchronous check, reused for the dispatch that follows (0 after an asynchronous one). */
+  #admit(ex: Exchange, verdict: Verdict, now = 0): void {
     if (ex.finished) return;
     if (!verdict.allowed) {
       const retryAfter = String(Math.max(1, Math.ceil(verdict.retryAfterMs / 1000)));
@@ -235,7 +237,7 @@ export class Gateway {
       return;
     }
     ex.rateLimit = verdict;
-    this.#dispatch(ex);
+    this.#dispatch(ex, now);
   }
 
   /** Redis did not answer: fail open (admit, counted and logged) or closed (503), as configured. */
@@ -250,19 +252,19 @@ export class Gateway {
     ex.reject('SLUICE_ERR_RATE_LIMIT_UNAVAILABLE', 'the rate-limit store is unavailable', RETRY_AFTER);
   }
 
-  /** An admitted request: answered from the cache when it can be, else sent upstream. */
-  #dispatch(ex: Exchange): void {
+  /** An admitted request: answered from the cache when it can be, else sent upstream. `now` as for #admit. */
+  #dispatch(ex: Exchange, now = 0): void {
     if (ex.finished) return;
     if (ex.cacheWant !== null && this.#servedFromCache(ex)) return;
-    this.#toUpstream(ex);
+    this.#toUpstream(ex, now);
   }
 
-  /** Picks a replica and sends; or queues, or refuses when none can take the request. */
-  #toUpstream(ex: Exchange): void {
+  /** Picks a replica and sends; or queues, or refuses when none can take the request. `now`: a wall time just read, or 0. */
+  #toUpstream(ex: Exchange, now = 0): void {
     const route = ex.route;
     const retry = route.policies.retry;
     // Only breakers and the retry budget read the clock (wall time: shared with other workers).
-    const now = route.breaker !== null || retry.attempts > 0 ? Date.now() : 0;
+    if (now === 0 && (route.breaker !== null || retry.attempts > 0)) now = Date.now();
     const replica = route.pickReplica(now);
     if (replica === undefined) {
       this.#noReplica(ex, now);

@@ -2,13 +2,14 @@
 // the server whole and in order whichever write path they take (straight to the socket's
 // handle when nothing is queued, through the Writable otherwise), a write the kernel cannot
 // take at once reports backpressure and then the drain, and the response is parsed and the
-// socket handed back for reuse.
+// socket handed back for reuse; the pool ages idle sockets out.
 
 import t from 'tap';
 import { createServer, type Server, type Socket } from 'node:net';
 import { once } from 'node:events';
 import type { ErrorCode } from '../../src/errors/index.js';
 import { UpstreamConnection, type PoolLike, type UpstreamHandler } from '../../src/proxy/upstream/connection.js';
+import { UpstreamPool } from '../../src/proxy/upstream/pool.js';
 
 class Handler implements UpstreamHandler {
   status = 0;
@@ -143,4 +144,40 @@ t.test('a head the kernel cannot take at once: backpressure, the drain, and late
   while (!handler.ended) await new Promise((r) => setTimeout(r, 5));
   t.equal(handler.status, 200);
   t.equal(handler.error, null);
+});
+
+t.test('the pool closes a socket idle past its keep-alive time, measured from the first sweep that saw it idle', async (t) => {
+  const closed: Socket[] = [];
+  const srv = createServer((s) => {
+    s.on('data', () => s.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok'));
+    s.on('close', () => closed.push(s));
+  });
+  srv.listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  t.teardown(() => srv.close());
+  const port = (srv.address() as { port: number }).port;
+  const pool = new UpstreamPool({ host: '127.0.0.1', port, maxConnections: 2, idleMs: 1_000 });
+  t.teardown(() => pool.close());
+  const request = async (): Promise<UpstreamConnection> => {
+    const conn = pool.acquire({ onConnection: () => true })!;
+    const handler = new Handler();
+    conn.send(handler, 'GET / HTTP/1.1\r\nhost: x\r\n\r\n', false, null, true);
+    while (!handler.ended) await new Promise((r) => setTimeout(r, 5));
+    t.equal(handler.body, 'ok');
+    return conn;
+  };
+  const first = await request();
+  t.equal(pool.idleConnections, 1, 'released for reuse');
+  // The sweeps run every 100 ms with the wall clock; here the test drives them.
+  const t0 = Date.now();
+  pool.sweep(t0);
+  pool.sweep(t0 + 900);
+  t.equal(pool.idleConnections, 1, 'kept within the keep-alive time');
+  t.equal(await request(), first, 'and reused: the warm socket, not a new one');
+  pool.sweep(t0 + 1_500);
+  t.equal(pool.idleConnections, 1, 'reuse restarts its idle time (stamped again by the next sweep)');
+  pool.sweep(t0 + 2_600);
+  t.equal(pool.idleConnections, 0, 'closed once idle for longer than the keep-alive time');
+  while (closed.length === 0) await new Promise((r) => setTimeout(r, 5));
+  t.equal(closed.length, 1, 'the server saw its one connection closed');
 });

@@ -98,6 +98,7 @@ export class UpstreamConnection implements ResponseSink {
   #paused = false;
   /** Requests served before this one: an error on a reused socket is usually a stale keep-alive. */
   served = 0;
+  /** Wall time since when the socket has been idle; 0 until the pool's sweep stamps it. */
   idleSince = 0;
   readonly #feedCorked: () => void;
   /**
@@ -270,7 +271,7 @@ export class UpstreamConnection implements ResponseSink {
     this.served++;
     if (this.#parser.keepAlive && this.#state === ConnState.Busy) {
       this.#state = ConnState.Idle;
-      this.idleSince = Date.now();
+      this.idleSince = 0; // stamped by the pool's next sweep
       if (this.#paused) this.resume();
       this.#pool.release(this);
     } else {

@@ -82,18 +82,23 @@ export class UpstreamPool implements PoolLike {
       this.#open++;
       const fresh = new UpstreamConnection(this);
       if (!waiter.onConnection(fresh)) {
-        fresh.idleSince = Date.now();
+        fresh.idleSince = 0;
         this.#idle.push(fresh);
       }
     }
   }
 
-  /** Closes idle sockets older than the keep-alive time (called by the worker's sweep). */
+  /**
+   * Closes idle sockets older than the keep-alive time (called by the worker's sweep, every
+   * 100 ms). A socket is released with idleSince 0 and stamped by the first sweep that
+   * finds it idle, so releasing one reads no clock: idle time is measured to a sweep.
+   */
   sweep(now: number): void {
+    const idle = this.#idle;
+    // Released since the last sweep: on top of the stack.
+    for (let i = idle.length - 1; i >= 0 && idle[i]!.idleSince === 0; i--) idle[i]!.idleSince = now;
     // The stack's bottom holds the oldest sockets.
-    while (this.#idle.length > 0 && now - this.#idle[0]!.idleSince > this.idleMs) {
-      this.#idle[0]!.closeIdle();
-    }
+    while (idle.length > 0 && now - idle[0]!.idleSince > this.idleMs) idle[0]!.closeIdle();
   }
 
   /** The replica left the route table: idle sockets close now, busy ones when their response ends. */
