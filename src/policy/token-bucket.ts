@@ -36,6 +36,8 @@ const FLOATS = 2;
 export function refillAndTake(tokens: number, last: number, now: number, rule: BucketRule, cost: number, need: number): TakeResult {
   const rate = rule.capacity / rule.periodMs;
   let t = last === 0 ? rule.capacity : Math.min(rule.capacity, tokens + Math.max(0, now - last) * rate);
+  // need 0 is a post-paid charge (or a refund): always applied, even below zero, else the
+  // tokens of responses that end once the bucket is negative would never be counted.
   const allowed = need === 0 || (t >= need && t >= cost);
   if (allowed) t -= cost;
   const missing = allowed ? 0 : Math.max(need, cost) - t;

@@ -16,11 +16,20 @@ export function startsWithName(value: string, lower: string): boolean {
   return true;
 }
 
-/** `buf[start, ...)` starts with `lower`, ignoring case as startsWithName does. */
-export function bytesStartWithName(buf: Uint8Array, start: number, end: number, lower: string): boolean {
+/** The bytes of a lower-case name, for bytesStartWithName. */
+export function nameBytes(lower: string): Uint8Array {
+  return Uint8Array.from(lower, (c) => c.charCodeAt(0));
+}
+
+/**
+ * `buf[start, end)` starts with `lower` (nameBytes of a lower-case name), ignoring case as
+ * startsWithName does. Bytes, not a string: comparing two byte arrays costs less per
+ * character than charCodeAt on a string that differs from call to call.
+ */
+export function bytesStartWithName(buf: Uint8Array, start: number, end: number, lower: Uint8Array): boolean {
   const n = lower.length;
   if (end - start < n) return false;
-  for (let i = 0; i < n; i++) if ((buf[start + i]! | 0x20) !== lower.charCodeAt(i)) return false;
+  for (let i = 0; i < n; i++) if ((buf[start + i]! | 0x20) !== lower[i]) return false;
   return true;
 }
 
@@ -85,23 +94,16 @@ export function kindOfName(name: string): HeaderKind {
   return name.length > PROXY_PREFIX.length && startsWithName(name, PROXY_PREFIX) ? HeaderKind.Proxy : HeaderKind.Other;
 }
 
-// The same names as bytes: comparing two byte arrays costs less per character than
-// charCodeAt on a string that differs from call to call.
-const NAME_BYTES_BY_LENGTH: Uint8Array[][] = NAMES_BY_LENGTH.map((names) => names.map((n) => Uint8Array.from(n, (c) => c.charCodeAt(0))));
-const PROXY_PREFIX_BYTES = Uint8Array.from(PROXY_PREFIX, (c) => c.charCodeAt(0));
+// The same names as bytes, for kindOfNameBytes.
+const NAME_BYTES_BY_LENGTH: Uint8Array[][] = NAMES_BY_LENGTH.map((names) => names.map(nameBytes));
+const PROXY_PREFIX_BYTES = nameBytes(PROXY_PREFIX);
 
 /** kindOfName for the name in `buf[start, end)`, without making it a string. */
 export function kindOfNameBytes(buf: Uint8Array, start: number, end: number): HeaderKind {
   const length = end - start;
   const names = NAME_BYTES_BY_LENGTH[length];
   if (names !== undefined) {
-    for (let i = 0; i < names.length; i++) if (bytesStartWith(buf, start, names[i]!)) return KINDS_BY_LENGTH[length]![i]!;
+    for (let i = 0; i < names.length; i++) if (bytesStartWithName(buf, start, end, names[i]!)) return KINDS_BY_LENGTH[length]![i]!;
   }
-  return length > PROXY_PREFIX.length && bytesStartWith(buf, start, PROXY_PREFIX_BYTES) ? HeaderKind.Proxy : HeaderKind.Other;
-}
-
-/** `buf[start, ...)` starts with `lower` (bytes of a lower-case name), ignoring case; the caller checked the length. */
-function bytesStartWith(buf: Uint8Array, start: number, lower: Uint8Array): boolean {
-  for (let i = 0; i < lower.length; i++) if ((buf[start + i]! | 0x20) !== lower[i]) return false;
-  return true;
+  return length > PROXY_PREFIX.length && bytesStartWithName(buf, start, end, PROXY_PREFIX_BYTES) ? HeaderKind.Proxy : HeaderKind.Other;
 }

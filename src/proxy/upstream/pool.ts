@@ -81,10 +81,8 @@ export class UpstreamPool implements PoolLike {
       this.#compactWaiters();
       this.#open++;
       const fresh = new UpstreamConnection(this);
-      if (!waiter.onConnection(fresh)) {
-        fresh.idleSince = 0;
-        this.#idle.push(fresh);
-      }
+      // A new socket starts with idleSince 0: the next sweep stamps it.
+      if (!waiter.onConnection(fresh)) this.#idle.push(fresh);
     }
   }
 

@@ -6,7 +6,7 @@
 
 import { Buffer } from 'node:buffer';
 import { HeaderLines } from './header-lines.js';
-import { HeaderKind, bytesStartWithName, connectionTokens, kindOfNameBytes } from './header-names.js';
+import { HeaderKind, bytesStartWithName, connectionTokens, kindOfNameBytes, nameBytes } from './header-names.js';
 
 export interface ResponseSink {
   /** `lines` are valid during this call only. */
@@ -17,6 +17,8 @@ export interface ResponseSink {
 
 const MAX_HEAD_BYTES = 64 * 1024;
 const CRLFCRLF = Buffer.from('\r\n\r\n');
+const CHUNKED = nameBytes('chunked');
+const KEEP_ALIVE = nameBytes('keep-alive');
 
 const enum State {
   Head,
@@ -274,10 +276,10 @@ export class ResponseParser {
           break;
         }
         case HeaderKind.TransferEncoding:
-          chunked = ve - vs >= 7 && bytesStartWithName(buf, ve - 7, ve, 'chunked');
+          chunked = ve - vs >= 7 && bytesStartWithName(buf, ve - 7, ve, CHUNKED);
           break;
         case HeaderKind.Connection:
-          if (ve - vs === 10 && bytesStartWithName(buf, vs, ve, 'keep-alive')) keepAlive = true;
+          if (ve - vs === 10 && bytesStartWithName(buf, vs, ve, KEEP_ALIVE)) keepAlive = true;
           else {
             const v = buf.toString('latin1', vs, ve).toLowerCase();
             if (v.includes('close')) keepAlive = false;
