@@ -20,6 +20,8 @@ export interface Tunables {
   readonly crashAfter: number;
   /** Force this status (with a protocol-shaped error) on generation requests; 0 = off. */
   readonly status: number;
+  /** Wait this long before a forced status (a server that fails after working on the request), ms; 0 = at once. */
+  readonly statusDelayMs: number;
 }
 
 export interface SimOptions extends Tunables {
@@ -46,6 +48,7 @@ export const SIM_DEFAULTS: SimOptions = Object.freeze({
   hang: false,
   crashAfter: 0,
   status: 0,
+  statusDelayMs: 0,
 } satisfies SimOptions);
 
 /** A bad flag or config value; the message names the offending flag or key. */
@@ -70,6 +73,7 @@ const TUNABLE_SPECS: readonly TunableSpec[] = [
   { key: 'hang', json: 'hang', flag: '--hang', kind: 'bool' },
   { key: 'crashAfter', json: 'crash_after', flag: '--crash-after', kind: 'count' },
   { key: 'status', json: 'status', flag: '--status', kind: 'status' },
+  { key: 'statusDelayMs', json: 'status_delay_ms', flag: '--status-delay-ms', kind: 'count' },
 ];
 
 const SPEC_BY_JSON = new Map(TUNABLE_SPECS.map((s) => [s.json, s]));
@@ -91,6 +95,7 @@ export const SIM_USAGE = `usage: sluice sim --port N [flags]
   --hang              accept requests and never answer
   --crash-after N     exit with code 1 after N tokens (default 0 = off)
   --status N          force this status on generation requests (400..599, 0 = off)
+  --status-delay-ms N wait N ms before answering with --status (default 0 = at once)
 `;
 
 function checkValue(spec: TunableSpec, value: unknown, name: string): number | boolean {

@@ -13,7 +13,7 @@ import { ollamaNotFound, ollamaRoutes } from './ollama.js';
 import { isModelPath, MODEL_ROUTE, openaiNotFound, openaiRoutes } from './openai.js';
 import { pickTunables, type SimOptions, type Tunables } from './options.js';
 import { SimStats } from './stats.js';
-import { HANG } from './stream.js';
+import { afterDelay, HANG } from './stream.js';
 
 const kExchange = Symbol('sim.exchange');
 const kSim = Symbol('sim.server');
@@ -150,10 +150,11 @@ export class Sim implements SimContext {
     ex.style = route.style;
     if (route.generation) {
       // Injected failures happen before any byte of the body is read, like a server that
-      // rejects a request up front.
+      // rejects a request up front (after status_delay_ms, one that gave up on it).
       if (t.status !== 0) {
         this.stats.errorsInjected++;
-        sendForcedStatus(ex, t.status);
+        const status = t.status;
+        afterDelay(ex, t.statusDelayMs, (e) => sendForcedStatus(e, status));
         return;
       }
       if (t.errorRate > 0 && Math.random() < t.errorRate) {

@@ -229,7 +229,7 @@ t.test('coalescing: the leader leaving does not disturb the joiners; the last on
 
 t.test('coalescing: joiners get the leader\'s failure, and it is not stored', async (t) => {
   const req = { prompt: 'fails', stream: false, options: { temperature: 0 } };
-  await fetch(`http://127.0.0.1:${olPort}/_sim/config`, { method: 'POST', body: JSON.stringify({ status: 503, ttft_ms: 200 }), headers: JSON_CT });
+  await fetch(`http://127.0.0.1:${olPort}/_sim/config`, { method: 'POST', body: JSON.stringify({ status: 503, status_delay_ms: 200 }), headers: JSON_CT });
   try {
     const [replies, calls] = await upstreamCalls(olPort, () => Promise.all(Array.from({ length: 3 }, () => generate(req))));
     t.equal(calls, 1);
@@ -238,7 +238,7 @@ t.test('coalescing: joiners get the leader\'s failure, and it is not stored', as
       t.equal(r.body, replies[0]!.body);
     }
   } finally {
-    await fetch(`http://127.0.0.1:${olPort}/_sim/config`, { method: 'POST', body: JSON.stringify({ status: 0, ttft_ms: 10 }), headers: JSON_CT });
+    await fetch(`http://127.0.0.1:${olPort}/_sim/config`, { method: 'POST', body: JSON.stringify({ status: 0, status_delay_ms: 0 }), headers: JSON_CT });
   }
   const ok = await generate(req);
   t.equal(ok.status, 200);

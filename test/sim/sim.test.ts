@@ -412,7 +412,7 @@ t.test('runtime config, error injection, hang and reset', async (t) => {
   const s = await sim(['--ttft-ms', '0', '--token-ms', '0']);
   const cfg = await postJson(s.port, '/_sim/config', { tokens: 2, token_ms: 0 });
   t.equal(cfg.status, 200);
-  t.same(JSON.parse(cfg.body), { ttft_ms: 0, token_ms: 0, tokens: 2, error_rate: 0, hang: false, crash_after: 0, status: 0 });
+  t.same(JSON.parse(cfg.body), { ttft_ms: 0, token_ms: 0, tokens: 2, error_rate: 0, hang: false, crash_after: 0, status: 0, status_delay_ms: 0 });
   const r = JSON.parse((await postJson(s.port, '/api/generate', { model: 'demo', prompt: 'x', stream: false })).body) as Record<string, unknown>;
   t.equal(r.response, expectedText(2), 'new token count applies to the next request');
 
@@ -436,6 +436,14 @@ t.test('runtime config, error injection, hang and reset', async (t) => {
   t.same(JSON.parse(failed.body), { error: 'simulated failure' });
   let stats = JSON.parse((await request(s.port, '/_sim/stats')).body) as Stats;
   t.equal(stats.errors_injected, 3);
+
+  // status_delay_ms: the forced status comes only after the delay, as from a server that gave up on the request.
+  await postJson(s.port, '/_sim/config', { error_rate: 0, status: 503, status_delay_ms: 150 });
+  const sent = performance.now();
+  const late = await postJson(s.port, '/api/generate', { model: 'demo', prompt: 'x' });
+  t.equal(late.status, 503);
+  t.ok(performance.now() - sent >= 140, 'answered after the delay');
+  await postJson(s.port, '/_sim/config', { status: 0, status_delay_ms: 0 });
 
   await postJson(s.port, '/_sim/config', { error_rate: 0, hang: true });
   const ac = new AbortController();
