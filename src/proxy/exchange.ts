@@ -12,7 +12,7 @@ import type { CachedResponse, CacheWant, TokenCounter, Verdict } from '../policy
 import type { DeploymentRoute, KeyRoute, ReplicaRoute } from './route-table.js';
 import { coalescesWithHead, type HeaderLines, type UpstreamConnection, type UpstreamHandler, type PoolWaiter } from './upstream/index.js';
 import { connectionTokens, HeaderKind, isDroppedResponseKind, kindOfName, sameName, startsWithName } from './headers.js';
-import { endWithoutBody, headLine, headStart, headText, headView, writeErrorResponse } from './respond.js';
+import { endWithoutBody, headBytes, headLine, headStart, headText, headUint, headView, writeErrorResponse } from './respond.js';
 import type { Gateway } from './gateway.js';
 import type { Flight } from './flight.js';
 
@@ -159,7 +159,7 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
   /** A cache candidate whose key is not known yet (the body is still being read). */
   cacheWant: CacheWant | null = null;
   /** The x-sluice-cache response header: 'hit', 'miss' or 'bypass'. */
-  cacheStatus: string | null = null;
+  cacheStatus: 'hit' | 'miss' | 'bypass' | null = null;
   /** The coalesced request this exchange leads or joins. */
   flight: Flight | null = null;
   /** Dispatch waits for the whole body (to compute the cache key). */
@@ -414,7 +414,10 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
       if (hop !== null && hop.includes(name.toLowerCase())) continue;
       const value = headers[i + 1]!;
       if (contentLength < 0 && kind === HeaderKind.ContentType && this.#kind === StreamKind.Other) this.#kind = streamKindOf(value);
-      headText(`\r\n${name}: ${value}`);
+      headBytes(CRLF);
+      headText(name);
+      headBytes(COLON_SPACE);
+      headText(value);
     }
     this.#endHead(status, contentLength);
   }
@@ -428,10 +431,19 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
 
   /** The gateway's own headers, then the head to uWS in one call; sets how the body is framed. */
   #endHead(status: number, contentLength: number): void {
-    const own = this.cacheStatus === null ? `\r\nx-request-id: ${this.requestId}` : `\r\nx-request-id: ${this.requestId}\r\nx-sluice-cache: ${this.cacheStatus}`;
+    // The gateway's own lines go in as bytes: no string is made for them per response.
+    headBytes(REQUEST_ID_LINE);
+    headText(this.requestId);
+    const cache = this.cacheStatus;
+    if (cache !== null) headBytes(cache === 'hit' ? CACHE_HIT_LINE : cache === 'miss' ? CACHE_MISS_LINE : CACHE_BYPASS_LINE);
     const rl = this.rateLimit;
-    // One write into the head for all of the gateway's own lines.
-    headText(rl === null ? own : own + rateLimitLines(rl));
+    if (rl !== null) {
+      headBytes(rateLimitLimitLine(rl.limit));
+      headBytes(RATELIMIT_REMAINING_LINE);
+      headUint(rl.remaining);
+      headBytes(RATELIMIT_RESET_LINE);
+      headUint(Math.ceil(rl.resetMs / 1000));
+    }
     this.res.writeStatus(headView());
     if (this.#noResponseBody || status === 204 || status === 304) {
       this.#mode = BodyMode.None;
@@ -786,9 +798,28 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
 
 type BucketRefLike = import('../policy/index.js').BucketRef;
 
-/** The RateLimit-* headers, each line prefixed with CRLF (see onResponseHead). */
-function rateLimitLines(v: Verdict): string {
-  return `\r\nratelimit-limit: ${v.limit}\r\nratelimit-remaining: ${v.remaining}\r\nratelimit-reset: ${Math.ceil(v.resetMs / 1000)}`;
+// The gateway's own header lines, each led by CRLF as headLine's lines are.
+const latin1 = (text: string): Buffer => Buffer.from(text, 'latin1');
+const CRLF = latin1('\r\n');
+const COLON_SPACE = latin1(': ');
+const REQUEST_ID_LINE = latin1('\r\nx-request-id: ');
+const CACHE_HIT_LINE = latin1('\r\nx-sluice-cache: hit');
+const CACHE_MISS_LINE = latin1('\r\nx-sluice-cache: miss');
+const CACHE_BYPASS_LINE = latin1('\r\nx-sluice-cache: bypass');
+const RATELIMIT_REMAINING_LINE = latin1('\r\nratelimit-remaining: ');
+const RATELIMIT_RESET_LINE = latin1('\r\nratelimit-reset: ');
+
+// A deployment's limit rarely changes between responses: its line is encoded once.
+let limitLineOf = -1;
+let limitLine = latin1('');
+
+/** "RateLimit-Limit: <limit>" as bytes. */
+function rateLimitLimitLine(limit: number): Buffer {
+  if (limit !== limitLineOf) {
+    limitLineOf = limit;
+    limitLine = latin1(`\r\nratelimit-limit: ${limit}`);
+  }
+  return limitLine;
 }
 
 function streamKindOf(contentType: string): StreamKind {

@@ -39,10 +39,52 @@ export function headStart(status: number): void {
   headEnd = n;
 }
 
+// Up to this length a loop over char codes costs less than Buffer#write, which crosses into
+// C++ and, for the rope a concatenation makes, flattens it into a new string first.
+const SHORT_TEXT = 48;
+
 /** Appends latin1 text (a string's code units above 0xFF must not occur: header text is latin1). */
 export function headText(text: string): void {
-  headRoom(text.length);
-  headEnd += headScratch.write(text, headEnd, 'latin1');
+  const n = text.length;
+  headRoom(n);
+  if (n > SHORT_TEXT) {
+    headEnd += headScratch.write(text, headEnd, 'latin1');
+    return;
+  }
+  const scratch = headScratch;
+  const at = headEnd;
+  for (let i = 0; i < n; i++) scratch[at + i] = text.charCodeAt(i);
+  headEnd = at + n;
+}
+
+/** Appends bytes encoded ahead of time (the gateway's own header names and constant lines). */
+export function headBytes(bytes: Uint8Array): void {
+  const n = bytes.length;
+  headRoom(n);
+  const scratch = headScratch;
+  const at = headEnd;
+  for (let i = 0; i < n; i++) scratch[at + i] = bytes[i]!;
+  headEnd = at + n;
+}
+
+/** Appends a non-negative integer in decimal without making its string. */
+export function headUint(value: number): void {
+  if (!(value >= 0 && value <= 0x7fffffff) || value % 1 !== 0) {
+    headText(String(value));
+    return;
+  }
+  let digits = 1;
+  for (let v = value; v >= 10; v = (v / 10) | 0) digits++;
+  headRoom(digits);
+  const scratch = headScratch;
+  let at = headEnd + digits;
+  headEnd = at;
+  let v = value | 0;
+  do {
+    const q = (v / 10) | 0;
+    scratch[--at] = 0x30 + v - q * 10;
+    v = q;
+  } while (v > 0);
 }
 
 /** Appends upstream header line i as it arrived, with the CRLF before it. */
@@ -51,9 +93,17 @@ export function headLine(lines: HeaderLines, i: number): void {
   headEnd = lines.copyLine(i, headScratch, headEnd);
 }
 
+// Views of the scratch buffer by length, each made once: the heads of one workload repeat
+// a few lengths, and a view made per response is an allocation and, later, a collection.
+// uWS copies what it is given before writeStatus returns, so a view is never held.
+const CACHED_VIEW_MAX = 2048;
+let headViews: Array<Uint8Array | undefined> = new Array<Uint8Array | undefined>(CACHED_VIEW_MAX + 1).fill(undefined);
+
 /** The head built since headStart, for one writeStatus call (valid until the next headStart). */
 export function headView(): Uint8Array {
-  return new Uint8Array(headScratch.buffer, headScratch.byteOffset, headEnd);
+  const n = headEnd;
+  if (n > CACHED_VIEW_MAX) return new Uint8Array(headScratch.buffer, headScratch.byteOffset, n);
+  return headViews[n] ??= new Uint8Array(headScratch.buffer, headScratch.byteOffset, n);
 }
 
 function headRoom(bytes: number): void {
@@ -61,6 +111,7 @@ function headRoom(bytes: number): void {
   const bigger = Buffer.allocUnsafe(Math.max(headScratch.length * 2, headEnd + bytes));
   headScratch.copy(bigger, 0, 0, headEnd);
   headScratch = bigger;
+  headViews = new Array<Uint8Array | undefined>(CACHED_VIEW_MAX + 1).fill(undefined);
 }
 
 /**
