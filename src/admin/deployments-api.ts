@@ -1,11 +1,11 @@
 // Deployment endpoints: the REST API (/v1/deployments) and the deployment service's
 // original endpoints (/deploy, /undeploy, /get_*), which keep their paths and meaning.
 
-import { ConfigError, deploymentSchema, MODEL_NAME, validate, VERSION_NAME, type Config, type DeploymentConfig } from '../config/index.js';
+import { deploymentSchema, MODEL_NAME, VERSION_NAME, type Config, type DeploymentConfig } from '../config/index.js';
 import { deploymentId, type Deployment, type DeploymentManager } from '../control/deployments.js';
 import { SluiceError } from '../errors/index.js';
 import { MlflowRegistry } from '../registry/index.js';
-import type { AdminReply, AdminRequest, AdminServer } from './server.js';
+import { validBody, type AdminReply, type AdminRequest, type AdminServer } from './server.js';
 
 export interface DeploymentsApiContext {
   readonly config: Config;
@@ -25,7 +25,7 @@ export function registerDeploymentsApi(admin: AdminServer, ctx: DeploymentsApiCo
 
   admin
     .route('GET', '/v1/deployments', () => ({ body: { deployments: manager.list().map((d) => manager.view(d)) } }))
-    .route('POST', '/v1/deployments', async (req) => ({ status: 201, body: manager.view(await deploy(manager, parseSpec(await req.json()), req)) }))
+    .route('POST', '/v1/deployments', async (req) => ({ status: 201, body: manager.view(await deploy(manager, validBody<DeploymentConfig>(deploymentSchema, await req.json()), req)) }))
     .route('GET', '/v1/deployments/:id', (req) => ({ body: manager.view(mustGet(manager, req.params.id!)) }))
     .route('DELETE', '/v1/deployments/:id', (req) => undeploy(manager, req.params.id!, req))
     .route('GET', '/v1/deployments/:id/logs', (req) => {
@@ -67,20 +67,11 @@ export function registerDeploymentsApi(admin: AdminServer, ctx: DeploymentsApiCo
       if ((await getRegistry().getVersion(model, version)) === null) {
         throw new SluiceError('SLUICE_ERR_NOT_FOUND', `model '${model}' version '${version}' is not in the registry`);
       }
-      const d = await deploy(manager, parseSpec({ ...(await req.json()), model, version, runtime: 'mlflow' }), req);
+      const d = await deploy(manager, validBody<DeploymentConfig>(deploymentSchema, { ...(await req.json()), model, version, runtime: 'mlflow' }), req);
       return { status: 201, body: seedView(d) };
     })
     .route('GET', '/get_deployed_models', () => ({ body: { deployed_models: manager.list().map(seedView) } }))
     .route('POST', '/undeploy/:id', (req) => undeploy(manager, req.params.id!, req));
-}
-
-function parseSpec(body: Record<string, unknown>): DeploymentConfig {
-  try {
-    return validate(deploymentSchema, body, '') as DeploymentConfig;
-  } catch (err) {
-    if (err instanceof ConfigError) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `${err.field}: ${err.reason}`, { field: err.field });
-    throw err;
-  }
 }
 
 /** Deploys; with `?wait=true`, answers only once the deployment is ready (or failed: 502). */

@@ -2,9 +2,10 @@
 // needs the admin token when one is configured.
 
 import { registerDeploymentsApi, type DeploymentsApiContext } from './deployments-api.js';
+import { registerKeysApi, type KeysApiContext } from './keys-api.js';
 import type { AdminServer } from './server.js';
 
-export interface AdminContext extends DeploymentsApiContext {
+export interface AdminContext extends DeploymentsApiContext, KeysApiContext {
   readonly metrics: () => Promise<string>;
   readonly ready: () => boolean;
   readonly native: () => boolean;
@@ -19,4 +20,5 @@ export function registerAdminRoutes(admin: AdminServer, ctx: AdminContext): void
     }, true)
     .route('GET', '/metrics', async () => ({ text: await ctx.metrics(), contentType: 'text/plain; version=0.0.4; charset=utf-8' }));
   registerDeploymentsApi(admin, ctx);
+  registerKeysApi(admin, ctx);
 }

@@ -4,6 +4,7 @@
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { randomUUID, timingSafeEqual, createHash } from 'node:crypto';
+import { ConfigError, validate, type Field } from '../config/index.js';
 import { errorBody, SluiceError } from '../errors/index.js';
 import type { Logger } from '../telemetry/index.js';
 
@@ -24,6 +25,16 @@ export interface AdminReply {
   /** Sent as is with this content type (e.g. Prometheus text). */
   readonly text?: string;
   readonly contentType?: string;
+}
+
+/** A request body checked against a config schema: 400 naming the bad field otherwise. */
+export function validBody<T>(schema: Field, body: Record<string, unknown>): T {
+  try {
+    return validate(schema, body, '') as T;
+  } catch (err) {
+    if (err instanceof ConfigError) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `${err.field}: ${err.reason}`, { field: err.field });
+    throw err;
+  }
 }
 
 export type AdminHandler = (req: AdminRequest) => Promise<AdminReply> | AdminReply;

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError, configSchema, validate } from './schema.js';
 import type { Config, PoliciesConfig, PoliciesOverride } from './types.js';
+import { hashKey } from '../policy/api-keys.js';
 
 /** The file `sluice serve` reads when no --config is given. */
 export const DEFAULT_CONFIG_FILE = fileURLToPath(new URL("../../config/default.yaml", import.meta.url));
@@ -85,7 +86,9 @@ function finalize(config: Config): Config {
     }
   }
   const workers = config.workers === 0 ? availableParallelism() : config.workers;
-  return deepFreeze({ ...config, workers });
+  // From here on a key given in the clear exists only as its digest.
+  const apiKeys = config.api_keys.map((k) => (k.key === null ? k : { ...k, key: null, key_sha256: hashKey(k.key) }));
+  return deepFreeze({ ...config, workers, api_keys: apiKeys });
 }
 
 function setPath(obj: Record<string, unknown>, path: readonly string[], value: unknown): void {

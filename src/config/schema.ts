@@ -5,7 +5,7 @@
 export type Field =
   | { kind: 'int'; default?: number; min?: number; max?: number }
   | { kind: 'number'; default?: number; min?: number; max?: number }
-  | { kind: 'string'; default?: string | null; pattern?: RegExp; enum?: readonly string[]; nullable?: boolean }
+  | { kind: 'string'; default?: string | null; pattern?: RegExp; enum?: readonly string[]; nullable?: boolean; /** Never echoed in errors. */ secret?: boolean }
   | { kind: 'bool'; default?: boolean }
   | { kind: 'object'; fields: Record<string, Field>; optional?: boolean }
   | { kind: 'array'; of: Field; default?: unknown[] }
@@ -103,7 +103,7 @@ export const apiKeySchema: Field = {
   fields: {
     name: { kind: 'string', pattern: /^[A-Za-z0-9._:-]{1,64}$/ },
     // Give the key itself (hashed at load, never logged) or only its SHA-256 in hex.
-    key: { kind: 'string', default: null, nullable: true, pattern: /^\S{16,256}$/ },
+    key: { kind: 'string', default: null, nullable: true, pattern: /^\S{16,256}$/, secret: true },
     key_sha256: { kind: 'string', default: null, nullable: true, pattern: /^[0-9a-f]{64}$/ },
     // Deployment ids (`demo-1`) or model names (`demo`: every version); `*` for all.
     deployments: { kind: 'array', of: { kind: 'string', pattern: /^[A-Za-z0-9._:*-]+$/ }, default: ['*'] },
@@ -262,7 +262,7 @@ export function validate(field: Field, value: unknown, path: string): unknown {
       if (typeof value === 'number') value = String(value);
       if (typeof value !== 'string') throw new ConfigError(path, `expected a string, got ${typeName(value)}`);
       if (field.enum && !field.enum.includes(value)) throw new ConfigError(path, `must be one of ${field.enum.join(', ')}, got '${value}'`);
-      if (field.pattern && !field.pattern.test(value)) throw new ConfigError(path, `'${value}' does not match ${field.pattern}`);
+      if (field.pattern && !field.pattern.test(value)) throw new ConfigError(path, `${field.secret === true ? 'the value' : `'${value}'`} does not match ${field.pattern}`);
       return value;
     }
     case 'bool': {

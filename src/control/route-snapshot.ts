@@ -1,7 +1,8 @@
 // Builds the data plane's route table from the control plane's view of deployments.
 
-import type { ApiKeyConfig, PoliciesConfig, UpstreamOptions } from '../config/index.js';
-import { bucketsFor, hashKey, type BucketRef } from '../policy/index.js';
+import type { PoliciesConfig, UpstreamOptions } from '../config/index.js';
+import { bucketsFor, type BucketRef } from '../policy/index.js';
+import type { ActiveKey } from './api-keys.js';
 import type { AliasSnapshot, DeploymentSnapshot, KeySnapshot, ReplicaSnapshot, RouteTableSnapshot } from '../proxy/index.js';
 
 export interface RoutableReplica extends ReplicaSnapshot {
@@ -48,7 +49,7 @@ export interface SnapshotInput {
   readonly version: number;
   readonly deployments: readonly RoutableDeployment[];
   readonly traffic: Readonly<Record<string, Readonly<Record<string, number>>>>;
-  readonly keys: readonly ApiKeyConfig[];
+  readonly keys: readonly ActiveKey[];
   readonly buckets: BucketSlots;
 }
 
@@ -81,13 +82,12 @@ export function buildRouteSnapshot(input: SnapshotInput): RouteTableSnapshot {
     aliases.push({ model, targets });
   }
   const keys: KeySnapshot[] = input.keys.map((k) => {
-    const digest = k.key_sha256 ?? hashKey(k.key!);
     const deploymentBuckets: Record<string, readonly BucketRef[]> = {};
     for (const d of out) {
       const refs = bucketsFor(`key:${k.name}:dep:${d.id}`, k.deployment_limits, slotOf);
       if (refs.length > 0) deploymentBuckets[d.id] = refs;
     }
-    return { name: k.name, digest, scope: k.deployments, buckets: bucketsFor(`key:${k.name}`, k.limits, slotOf), deploymentBuckets };
+    return { name: k.name, digest: k.digest, scope: k.deployments, buckets: bucketsFor(`key:${k.name}`, k.limits, slotOf), deploymentBuckets };
   });
   return { version: input.version, deployments: out, aliases, keys };
 }

@@ -9,6 +9,7 @@ import { DEFAULT_CONFIG_FILE, loadConfig, type Config } from '../config/index.js
 import { PortAllocator } from '../ports/index.js';
 import { FileStateStore, RedisStateStore, ReplicaRecords } from '../state/index.js';
 import { createLogger, mergeStats, renderStats, type Logger } from '../telemetry/index.js';
+import { KeyRegistry } from './api-keys.js';
 import { DataPlane } from './dataplane.js';
 import { DeploymentManager } from './deployments.js';
 import { BucketSlots, buildRouteSnapshot } from './route-snapshot.js';
@@ -73,16 +74,18 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   let tableVersion = 0;
   let dataPlane: DataPlane | null = null;
   const snapshot = (): RouteTableSnapshot => buildRouteSnapshot({
-    version: ++tableVersion, deployments: manager.routable(), traffic: config.traffic, keys: config.api_keys, buckets: bucketSlots,
+    version: ++tableVersion, deployments: manager.routable(), traffic: config.traffic, keys: keys.list(), buckets: bucketSlots,
   });
   const publish = (): void => {
     dataPlane?.publish(snapshot());
   };
   const store = config.redis.url === null ? new FileStateStore(config.state_dir) : new RedisStateStore(config.redis.url);
   const records = new ReplicaRecords(config.state_dir);
+  const keys = new KeyRegistry({ configured: config.api_keys, store, logger, onChange: publish });
   // Read state before binding anything: corrupt state must stop the start-up with a clear error.
   try {
     await store.load();
+    await keys.load();
   } catch (err) {
     // An open Redis client would keep retrying, and the process alive, after the error.
     await store.close();
@@ -144,7 +147,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   };
 
   const admin = new AdminServer({ host: adminHost, port: config.admin.port, token: config.admin.token, logger });
-  registerAdminRoutes(admin, { config, manager, metrics, ready: () => manager.list().some((d) => d.state === 'ready'), native: () => dp.native });
+  registerAdminRoutes(admin, { config, manager, keys, metrics, ready: () => manager.list().some((d) => d.state === 'ready'), native: () => dp.native });
   let adminPort: number;
   try {
     adminPort = await admin.listen();
@@ -164,7 +167,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   const reconcileTimer = store.kind !== 'redis' ? null : setInterval(() => {
     if (reconciling) return;
     reconciling = true;
-    manager.reconcile(SHUTDOWN_GRACE_MS)
+    Promise.all([manager.reconcile(SHUTDOWN_GRACE_MS), keys.load()])
       .catch((err: unknown) => logger.warn({ err }, 'could not read the shared desired state'))
       .finally(() => {
         reconciling = false;

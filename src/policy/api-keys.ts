@@ -1,6 +1,6 @@
 // Client API keys. Keys are only ever held as SHA-256 digests: in config (`key_sha256`, or
-// `key` hashed at load), in the route table and in memory. Logs name a key by its `name`
-// and a short prefix of its digest, never by the key.
+// `key` replaced by its digest at load), in the state store, in the route table and in
+// memory. Logs name a key by its `name` and a short prefix of its digest, never by the key.
 
 import { createHash } from 'node:crypto';
 

@@ -1,5 +1,5 @@
-import { deploymentSchema, validate, type DeploymentConfig } from '../config/index.js';
-import { StateError, type DesiredDeployment } from './types.js';
+import { apiKeySchema, deploymentSchema, validate, type ApiKeyConfig, type DeploymentConfig } from '../config/index.js';
+import { StateError, type DesiredDeployment, type StoredApiKey } from './types.js';
 
 const FORMAT = 1;
 
@@ -47,6 +47,41 @@ function checkEntry(entry: unknown, where: string, path: string): DesiredDeploym
   try {
     const spec = validate(deploymentSchema, e?.spec, path) as DeploymentConfig;
     return { spec, created_at: typeof e?.created_at === 'string' ? e.created_at : new Date(0).toISOString() };
+  } catch (err) {
+    throw new StateError(`${where}: ${(err as Error).message}`);
+  }
+}
+
+export function encodeKeys(keys: readonly StoredApiKey[]): string {
+  return JSON.stringify({ format: FORMAT, api_keys: keys }, null, 2) + '\n';
+}
+
+/** Parses and re-validates stored keys (the same schema as config's api_keys, digest only). */
+export function decodeKeys(text: string, where: string): StoredApiKey[] {
+  const doc = parse(text, where) as { format?: unknown; api_keys?: unknown } | null;
+  if (typeof doc !== 'object' || doc === null || doc.format !== FORMAT || !Array.isArray(doc.api_keys)) {
+    throw new StateError(`${where}: not a sluice key document of format ${FORMAT}`);
+  }
+  return doc.api_keys.map((entry: unknown, i: number) => checkKey(entry, where, `api_keys[${i}]`));
+}
+
+/** One key stored on its own (a field of the Redis hash), under its name. */
+export function decodeKeyEntry(text: string, name: string, where: string): StoredApiKey {
+  const key = checkKey(parse(text, where), where, name);
+  if (key.name !== name) throw new StateError(`${where}: holds key ${key.name}, not ${name}`);
+  return key;
+}
+
+function checkKey(entry: unknown, where: string, path: string): StoredApiKey {
+  if (typeof entry !== 'object' || entry === null) throw new StateError(`${where}: ${path} is not a key entry`);
+  const { created_at: createdAt, ...spec } = entry as { created_at?: unknown };
+  try {
+    const k = validate(apiKeySchema, spec, path) as ApiKeyConfig;
+    if (k.key !== null || k.key_sha256 === null) throw new Error(`${path}: a stored key must hold key_sha256 and no key`);
+    return {
+      name: k.name, key_sha256: k.key_sha256, deployments: k.deployments, limits: k.limits, deployment_limits: k.deployment_limits,
+      created_at: typeof createdAt === 'string' ? createdAt : new Date(0).toISOString(),
+    };
   } catch (err) {
     throw new StateError(`${where}: ${(err as Error).message}`);
   }

@@ -1,17 +1,20 @@
 import { join } from 'node:path';
 import { readFileIfExists, removeStaleTemps, writeFileAtomic } from './atomic-file.js';
-import { decodeDesired, desiredId, encodeDesired } from './codec.js';
-import type { DesiredDeployment, DesiredStateStore } from './types.js';
+import { decodeDesired, decodeKeys, desiredId, encodeDesired, encodeKeys } from './codec.js';
+import type { DesiredDeployment, DesiredStateStore, StoredApiKey } from './types.js';
 
 export class FileStateStore implements DesiredStateStore {
   readonly kind = 'file';
   readonly path: string;
+  readonly keysPath: string;
   #entries = new Map<string, DesiredDeployment>();
+  #keys = new Map<string, StoredApiKey>();
   // Saves are serialised so that an older snapshot never lands after a newer one.
   #chain: Promise<void> = Promise.resolve();
 
   constructor(stateDir: string) {
     this.path = join(stateDir, 'desired.json');
+    this.keysPath = join(stateDir, 'api-keys.json');
   }
 
   async load(): Promise<DesiredDeployment[]> {
@@ -32,9 +35,30 @@ export class FileStateStore implements DesiredStateStore {
     return this.#write();
   }
 
+  async loadKeys(): Promise<StoredApiKey[]> {
+    await removeStaleTemps(this.keysPath);
+    const text = await readFileIfExists(this.keysPath);
+    const list = text === null ? [] : decodeKeys(text, this.keysPath);
+    this.#keys = new Map(list.map((k) => [k.name, k]));
+    return list;
+  }
+
+  putKey(key: StoredApiKey): Promise<void> {
+    this.#keys.set(key.name, key);
+    return this.#save(this.keysPath, encodeKeys([...this.#keys.values()]));
+  }
+
+  removeKey(name: string): Promise<void> {
+    if (!this.#keys.delete(name)) return this.#chain;
+    return this.#save(this.keysPath, encodeKeys([...this.#keys.values()]));
+  }
+
   #write(): Promise<void> {
-    const content = encodeDesired([...this.#entries.values()]);
-    this.#chain = this.#chain.catch(() => undefined).then(() => writeFileAtomic(this.path, content));
+    return this.#save(this.path, encodeDesired([...this.#entries.values()]));
+  }
+
+  #save(path: string, content: string): Promise<void> {
+    this.#chain = this.#chain.catch(() => undefined).then(() => writeFileAtomic(path, content));
     return this.#chain;
   }
 

@@ -2,4 +2,4 @@ export { FileStateStore } from './file-store.js';
 export { RedisStateStore, redactUrl } from './redis-store.js';
 export { ReplicaRecords } from './replica-records.js';
 export { writeFileAtomic } from './atomic-file.js';
-export { StateError, type DesiredDeployment, type DesiredStateStore, type ReplicaRecord } from './types.js';
+export { StateError, type DesiredDeployment, type DesiredStateStore, type ReplicaRecord, type StoredApiKey } from './types.js';

@@ -1,10 +1,12 @@
 import { Redis } from 'ioredis';
-import { decodeEntry, desiredId, encodeEntry } from './codec.js';
-import { StateError, type DesiredDeployment, type DesiredStateStore } from './types.js';
+import { decodeEntry, decodeKeyEntry, desiredId, encodeEntry } from './codec.js';
+import { StateError, type DesiredDeployment, type DesiredStateStore, type StoredApiKey } from './types.js';
 
 // A hash, one field per deployment: instances that share the Redis change only the
 // deployments they deploy or undeploy, never each other's.
 const KEY = 'sluice:deployments';
+// API keys likewise, one field per key name (digests only).
+const API_KEYS = 'sluice:api_keys';
 
 /** Desired state shared by every gateway instance on one Redis (SLUICE_REDIS_URL). */
 export class RedisStateStore implements DesiredStateStore {
@@ -41,6 +43,28 @@ export class RedisStateStore implements DesiredStateStore {
   async remove(id: string): Promise<void> {
     if (this.#redis.status === 'wait') await this.#redis.connect();
     await this.#redis.hdel(KEY, id);
+  }
+
+  async loadKeys(): Promise<StoredApiKey[]> {
+    let fields: Record<string, string>;
+    try {
+      if (this.#redis.status === 'wait') await this.#redis.connect();
+      fields = await this.#redis.hgetall(API_KEYS);
+    } catch (err) {
+      throw new StateError(`${this.#where}: cannot read API keys (${(err as Error).message})`);
+    }
+    const list = Object.entries(fields).map(([name, text]) => decodeKeyEntry(text, name, `${this.#where} ${API_KEYS} field ${name}`));
+    return list.sort((a, b) => a.created_at.localeCompare(b.created_at) || a.name.localeCompare(b.name));
+  }
+
+  async putKey(key: StoredApiKey): Promise<void> {
+    if (this.#redis.status === 'wait') await this.#redis.connect();
+    await this.#redis.hset(API_KEYS, key.name, JSON.stringify(key));
+  }
+
+  async removeKey(name: string): Promise<void> {
+    if (this.#redis.status === 'wait') await this.#redis.connect();
+    await this.#redis.hdel(API_KEYS, name);
   }
 
   async close(): Promise<void> {

@@ -1,8 +1,18 @@
-import type { DeploymentConfig } from '../config/index.js';
+import type { DeploymentConfig, LimitsConfig } from '../config/index.js';
 
 /** What a deployment was asked to be: enough to bring it back after a restart. */
 export interface DesiredDeployment {
   readonly spec: DeploymentConfig;
+  readonly created_at: string;
+}
+
+/** A client API key added through the admin API: its SHA-256 digest, never the key. */
+export interface StoredApiKey {
+  readonly name: string;
+  readonly key_sha256: string;
+  readonly deployments: readonly string[];
+  readonly limits: LimitsConfig;
+  readonly deployment_limits: LimitsConfig;
   readonly created_at: string;
 }
 
@@ -25,6 +35,10 @@ export interface DesiredStateStore {
   put(deployment: DesiredDeployment): Promise<void>;
   /** Removes one deployment by id (`<model>-<version>`). */
   remove(id: string): Promise<void>;
+  /** API keys added through the admin API, kept apart from deployments and changed one at a time too. */
+  loadKeys(): Promise<StoredApiKey[]>;
+  putKey(key: StoredApiKey): Promise<void>;
+  removeKey(name: string): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -1,0 +1,109 @@
+// The client API keys in force: those of the config file (read-only here) and those added
+// through the admin API, which the state store keeps as digests so that they survive a
+// restart and, on Redis, reach every gateway instance. A key in the clear exists only in
+// the answer to the request that created it.
+
+import { randomBytes } from 'node:crypto';
+import type { ApiKeyConfig, LimitsConfig } from '../config/index.js';
+import { SluiceError } from '../errors/index.js';
+import { hashKey, keyLabel } from '../policy/index.js';
+import type { DesiredStateStore, StoredApiKey } from '../state/index.js';
+import type { Logger } from '../telemetry/index.js';
+
+/** A key as the route table and the admin API see it. */
+export interface ActiveKey {
+  readonly name: string;
+  readonly digest: string;
+  readonly deployments: readonly string[];
+  readonly limits: LimitsConfig;
+  readonly deployment_limits: LimitsConfig;
+  readonly source: 'config' | 'api';
+  readonly created_at: string | null;
+}
+
+export interface KeyRegistryOptions {
+  /** Config keys, already reduced to digests by the loader. */
+  readonly configured: readonly ApiKeyConfig[];
+  readonly store: DesiredStateStore;
+  readonly logger: Logger;
+  /** The keys changed: publish a new route table. */
+  readonly onChange: () => void;
+}
+
+// A generated key: a recognisable prefix and 192 random bits.
+const GENERATED_PREFIX = 'sk-sluice-';
+
+export class KeyRegistry {
+  readonly #o: KeyRegistryOptions;
+  readonly #configured: ReadonlyMap<string, ActiveKey>;
+  #added = new Map<string, ActiveKey>();
+
+  constructor(options: KeyRegistryOptions) {
+    this.#o = options;
+    this.#configured = new Map(options.configured.map((k) => [k.name, {
+      name: k.name, digest: k.key_sha256!, deployments: k.deployments, limits: k.limits, deployment_limits: k.deployment_limits,
+      source: 'config' as const, created_at: null,
+    }]));
+  }
+
+  /** Every key in force: config keys first, then added ones, oldest first. */
+  list(): ActiveKey[] {
+    return [...this.#configured.values(), ...this.#added.values()];
+  }
+
+  get(name: string): ActiveKey | undefined {
+    return this.#configured.get(name) ?? this.#added.get(name);
+  }
+
+  /** Reads the added keys from the store (at start, and on Redis to follow other instances). */
+  async load(): Promise<void> {
+    const next = new Map<string, ActiveKey>();
+    for (const k of await this.#o.store.loadKeys()) {
+      if (this.#configured.has(k.name)) {
+        this.#o.logger.warn({ key: keyLabel(k.name, k.key_sha256) }, 'a stored API key has the name of a config key: the config key is used');
+        continue;
+      }
+      next.set(k.name, fromStored(k));
+    }
+    const changed = next.size !== this.#added.size || [...next].some(([name, k]) => this.#added.get(name)?.digest !== k.digest);
+    this.#added = next;
+    if (changed) this.#o.onChange();
+  }
+
+  /**
+   * Adds a key. `spec.key` null and `spec.key_sha256` null: a key is generated and
+   * returned, once. Returns the key in the clear only when it was generated here.
+   */
+  async create(spec: ApiKeyConfig): Promise<{ key: ActiveKey; secret: string | null }> {
+    if (this.get(spec.name) !== undefined) throw new SluiceError('SLUICE_ERR_CONFLICT', `an API key named '${spec.name}' exists`);
+    if (spec.key !== null && spec.key_sha256 !== null) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', 'key: give key or key_sha256, not both', { field: 'key' });
+    const secret = spec.key === null && spec.key_sha256 === null ? GENERATED_PREFIX + randomBytes(24).toString('base64url') : null;
+    const digest = spec.key_sha256 ?? hashKey(spec.key ?? secret!);
+    if (this.list().some((k) => k.digest === digest)) throw new SluiceError('SLUICE_ERR_CONFLICT', 'this key is already in use under another name');
+    const stored: StoredApiKey = {
+      name: spec.name, key_sha256: digest, deployments: spec.deployments, limits: spec.limits, deployment_limits: spec.deployment_limits,
+      created_at: new Date().toISOString(),
+    };
+    await this.#o.store.putKey(stored);
+    const key = fromStored(stored);
+    this.#added.set(key.name, key);
+    this.#o.logger.info({ key: keyLabel(key.name, digest) }, 'API key added');
+    this.#o.onChange();
+    return { key, secret };
+  }
+
+  async remove(name: string): Promise<ActiveKey> {
+    if (this.#configured.has(name)) throw new SluiceError('SLUICE_ERR_CONFLICT', `API key '${name}' comes from the config file: remove it there`);
+    const key = this.#added.get(name);
+    if (key === undefined) throw new SluiceError('SLUICE_ERR_NOT_FOUND', `no API key '${name}'`);
+    await this.#o.store.removeKey(name);
+    this.#added.delete(name);
+    this.#o.logger.info({ key: keyLabel(name, key.digest) }, 'API key removed');
+    this.#o.onChange();
+    return key;
+  }
+}
+
+function fromStored(k: StoredApiKey): ActiveKey {
+  return { name: k.name, digest: k.key_sha256, deployments: k.deployments, limits: k.limits, deployment_limits: k.deployment_limits, source: 'api', created_at: k.created_at };
+}
