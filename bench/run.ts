@@ -1,7 +1,7 @@
 // `npm run bench [-- flags]`: sluice against nginx on the same machine, in the same run.
 // See bench/README.md for what each figure means. Flags:
-//   --json        print exactly one JSON object on stdout (progress goes to stderr; use
-//                 `npm run -s bench -- --json` so that npm adds no banner to stdout)
+//   --json        print exactly one JSON object on stdout (progress goes to stderr; the
+//                 project's .npmrc keeps npm's "> sluice@..." banner off stdout)
 //   --quick       smoke run: 1 round x 2 s, 1 s warm-up (results file gets a -quick suffix)
 //   --clients     only the upstream-client comparison (with nginx and sluice as references)
 //   --only LIST   comma list of sections: throughput,clients,sse,latency,cache,streams,chunks

@@ -5,7 +5,7 @@ import { createServer } from 'node:net';
 import { parseArgs } from 'node:util';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import { AdminServer, registerAdminRoutes } from '../admin/index.js';
-import { DEFAULT_CONFIG_FILE, loadConfig, type Config } from '../config/index.js';
+import { DEFAULT_CONFIG_FILE, loadConfig, type Config, type PoliciesConfig } from '../config/index.js';
 import { PortAllocator } from '../ports/index.js';
 import { FileStateStore, RedisStateStore, ReplicaRecords } from '../state/index.js';
 import { createLogger, mergeStats, renderStats, type Logger } from '../telemetry/index.js';
@@ -128,6 +128,15 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     },
   });
   new Gauge({
+    name: 'sluice_policy_setting',
+    help: 'Effective policy settings of each deployment (booleans as 0/1; 0 limits mean none), as GET /v1/deployments/{id} shows them.',
+    labelNames: ['deployment', 'setting'], registers: [registry],
+    collect() {
+      this.reset();
+      for (const d of manager.list()) for (const [setting, value] of policySettings(d.policies)) this.set({ deployment: d.id, setting }, value);
+    },
+  });
+  new Gauge({
     name: 'sluice_queue_depth', help: 'Requests waiting for a replica under max_inflight, across workers.', labelNames: ['deployment'], registers: [registry],
     collect() {
       this.reset();
@@ -185,6 +194,20 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
       await store.close();
     },
   };
+}
+
+/** The numeric leaves of a deployment's policies, as `breaker.reset_timeout_ms`-style paths. */
+function policySettings(policies: PoliciesConfig): Array<[string, number]> {
+  const out: Array<[string, number]> = [];
+  const walk = (node: object, prefix: string): void => {
+    for (const [key, value] of Object.entries(node)) {
+      if (typeof value === 'number') out.push([prefix + key, value]);
+      else if (typeof value === 'boolean') out.push([prefix + key, value ? 1 : 0]);
+      else if (typeof value === 'object' && value !== null) walk(value as object, `${prefix}${key}.`);
+    }
+  };
+  walk(policies, '');
+  return out;
 }
 
 function isLoopback(host: string): boolean {

@@ -12,10 +12,10 @@
 import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SluiceError } from '../errors/index.js';
+import { probe } from '../health/index.js';
 import { adoptAttempt, spawnAttempt, type Attempt, type ExitInfo } from './attempt.js';
 import { formatLines, LogBuffer, type LogLine } from './log-buffer.js';
 import { assertForeignGroup, isAliveInGroup, killGroup, readStatSync } from './process-group.js';
-import { probe } from './readiness.js';
 import { resolveReplicaOptions, type ReplicaProcessOptions, type ResolvedReplicaOptions } from './replica-options.js';
 import { checkInt } from './validate.js';
 

@@ -12,7 +12,7 @@ import type { CachedResponse, CacheWant, TokenCounter, Verdict } from '../policy
 import type { DeploymentRoute, KeyRoute, ReplicaRoute } from './route-table.js';
 import { coalescesWithHead, type HeaderLines, type UpstreamConnection, type UpstreamHandler, type PoolWaiter } from './upstream/index.js';
 import { connectionTokens, HeaderKind, isDroppedResponseKind, kindOfName, sameName, startsWithName } from './headers.js';
-import { endWithoutBody, headBytes, headLine, headStart, headText, headUint, headView, writeErrorResponse } from './respond.js';
+import { endWithoutBody, headBytes, headLine, headStart, headText, headUint, headView, writeErrorResponse, type CacheStatus } from './respond.js';
 import type { Gateway } from './gateway.js';
 import type { Flight } from './flight.js';
 
@@ -104,6 +104,8 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
   /** In its deployment's wait queue (holds a place in the shared queue length). */
   queued = false;
   readonly startedAt: number;
+  /** When the upstream's response head arrived (same clock as startedAt); -1 until then. */
+  headAt = -1;
   /** Index in the gateway's active list (swap-remove); -1 when not listed. */
   activeIndex = -1;
   phase = Phase.Connecting;
@@ -158,8 +160,8 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
   // that they pay null checks only.
   /** A cache candidate whose key is not known yet (the body is still being read). */
   cacheWant: CacheWant | null = null;
-  /** The x-sluice-cache response header: 'hit', 'miss' or 'bypass'. */
-  cacheStatus: 'hit' | 'miss' | 'bypass' | null = null;
+  /** The x-sluice-cache response header: 'hit', 'miss' or 'bypass'; null (no cache decision) is sent as 'bypass'. */
+  cacheStatus: CacheStatus | null = null;
   /** The coalesced request this exchange leads or joins. */
   flight: Flight | null = null;
   /** Dispatch waits for the whole body (to compute the cache key). */
@@ -426,7 +428,11 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
     this.status = status;
     this.#responded = true;
     this.#setPhase(Phase.Streaming);
-    if (this.replica !== null) this.route.stats.recordTtfb((performance.now() - this.startedAt) / 1000);
+    if (this.replica !== null) {
+      const now = performance.now();
+      this.headAt = now;
+      this.route.stats.recordTtfb((now - this.startedAt) / 1000);
+    }
   }
 
   /** The gateway's own headers, then the head to uWS in one call; sets how the body is framed. */
@@ -435,7 +441,7 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
     headBytes(REQUEST_ID_LINE);
     headText(this.requestId);
     const cache = this.cacheStatus;
-    if (cache !== null) headBytes(cache === 'hit' ? CACHE_HIT_LINE : cache === 'miss' ? CACHE_MISS_LINE : CACHE_BYPASS_LINE);
+    headBytes(cache === 'hit' ? CACHE_HIT_LINE : cache === 'miss' ? CACHE_MISS_LINE : CACHE_BYPASS_LINE);
     const rl = this.rateLimit;
     if (rl !== null) {
       headBytes(rateLimitLimitLine(rl.limit));
@@ -713,7 +719,7 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
       return;
     }
     // Bodies of refused uploads are not read: the connection closes after the answer.
-    writeErrorResponse(this.res, status, code, message, this.requestId, this.#expectBody && !this.#bodyDone, this.#withCacheHeader(headers), this.#noResponseBody);
+    writeErrorResponse(this.res, status, code, message, this.requestId, this.#expectBody && !this.#bodyDone, headers, this.#noResponseBody, this.cacheStatus ?? 'bypass');
     this.#finish(status);
   }
 
@@ -739,7 +745,7 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
     const res = this.res;
     if (!this.#responded) {
       const status = ERRORS[code].status;
-      writeErrorResponse(res, status, code, message, this.requestId, closeClient, this.#withCacheHeader(undefined), this.#noResponseBody);
+      writeErrorResponse(res, status, code, message, this.requestId, closeClient, undefined, this.#noResponseBody, this.cacheStatus ?? 'bypass');
       this.#finish(status);
       return;
     }
@@ -764,12 +770,6 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
   #setPhase(phase: Phase): void {
     this.phase = phase;
     this.progress++;
-  }
-
-  #withCacheHeader(headers: ReadonlyArray<readonly [string, string]> | undefined): ReadonlyArray<readonly [string, string]> | undefined {
-    const s = this.cacheStatus;
-    if (s === null) return headers;
-    return headers === undefined ? [['x-sluice-cache', s]] : [...headers, ['x-sluice-cache', s]];
   }
 
   #finish(status: number): void {

@@ -497,6 +497,9 @@ export class Gateway {
         upstream: replica?.origin ?? null,
         status: ex.status,
         duration_ms: Math.round(seconds * 1e6) / 1e3,
+        // Arrival to the upstream's response head, as sluice_upstream_ttfb_seconds; null
+        // when no upstream head came (cache hit, error before it).
+        ttfb_ms: ex.headAt < 0 ? null : Math.round((ex.headAt - ex.startedAt) * 1e3) / 1e3,
         request_bytes: ex.bodyBytes,
         // A key is named by its config name and a short digest prefix, never by itself.
         ...(ex.key === undefined ? null : { key_label: keyLabel(ex.key.name, ex.key.digest) }),
@@ -525,7 +528,7 @@ export class Gateway {
     const ready = url === '/healthz' || (!this.#draining && this.#table.deployments.some((d) => d.replicas.length > 0));
     const body = JSON.stringify({ status: ready ? 'ok' : 'unavailable', route_table_version: this.#table.version });
     res.cork(() => {
-      res.writeStatus(ready ? '200 OK' : '503 Service Unavailable').writeHeader('content-type', 'application/json').writeHeader('x-request-id', requestId);
+      res.writeStatus(ready ? '200 OK' : '503 Service Unavailable').writeHeader('content-type', 'application/json').writeHeader('x-request-id', requestId).writeHeader('x-sluice-cache', 'bypass');
       if (method === 'HEAD') endWithoutBody(res, Buffer.byteLength(body));
       else res.end(body);
     });

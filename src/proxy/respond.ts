@@ -129,7 +129,13 @@ export function endWithoutBody(res: HttpResponse, contentLength: number, closeCo
   res.endWithoutBody();
 }
 
-/** A gateway error as JSON: `{"error":{"code","message","request_id"}}` (DESIGN.md); HEAD gets the head only. */
+/** The x-sluice-cache response header every gateway response carries once. */
+export type CacheStatus = 'hit' | 'miss' | 'bypass';
+
+/**
+ * A gateway error as JSON: `{"error":{"code","message","request_id"}}` (DESIGN.md); HEAD gets the head only.
+ * `cache`: the x-sluice-cache value; an error answered before any cache decision is a bypass.
+ */
 export function writeErrorResponse(
   res: HttpResponse,
   status: number,
@@ -139,10 +145,11 @@ export function writeErrorResponse(
   closeConnection = false,
   headers?: ReadonlyArray<readonly [string, string]>,
   headRequest = false,
+  cache: CacheStatus = 'bypass',
 ): void {
   const body = JSON.stringify({ error: { code, message, request_id: requestId } });
   res.cork(() => {
-    res.writeStatus(statusLine(status)).writeHeader('content-type', 'application/json').writeHeader('x-request-id', requestId);
+    res.writeStatus(statusLine(status)).writeHeader('content-type', 'application/json').writeHeader('x-request-id', requestId).writeHeader('x-sluice-cache', cache);
     if (headers !== undefined) for (const [k, v] of headers) res.writeHeader(k, v);
     if (headRequest) endWithoutBody(res, Buffer.byteLength(body), closeConnection);
     else res.end(body, closeConnection);

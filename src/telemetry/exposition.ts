@@ -77,6 +77,10 @@ export function renderStats(stats: Map<string, StatsSnapshot>): string {
     lines.push(`sluice_cache_hits_total{deployment="${esc(d)}",tier="memory"} ${s.cacheHits - s.cacheRedisHits}`, `sluice_cache_hits_total{deployment="${esc(d)}",tier="redis"} ${s.cacheRedisHits}`);
   }
   counter('sluice_cache_misses_total', 'Cacheable requests not in the cache (sent upstream, or coalesced with one that was).', (s) => s.cacheMisses);
+  // The ratio too, for a dashboard without PromQL; over the process lifetime (rate() of the
+  // counters gives it over any window).
+  family('sluice_cache_hit_ratio', 'gauge', 'Cache hits / (hits + misses) since the gateway started; absent before the first cacheable request.');
+  for (const [d, s] of stats) if (s.cacheHits + s.cacheMisses > 0) lines.push(`sluice_cache_hit_ratio{deployment="${esc(d)}"} ${s.cacheHits / (s.cacheHits + s.cacheMisses)}`);
   counter('sluice_cache_bypass_total', 'Requests to a deployment with a cache policy that were not cacheable.', (s) => s.cacheBypass);
   counter('sluice_coalesced_total', 'Requests that shared the upstream call of an identical request in flight.', (s) => s.coalesced);
   counter('sluice_cache_store_errors_total', 'Shared response cache (Redis) lookups and writes that failed or timed out; a failed lookup is answered as a miss.', (s) => s.cacheStoreErrors);

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Test } from 'tap';
 import { freePort } from '../fixtures/free-port.js';
+import { startGateway, type Gateway } from './procs.js';
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -432,6 +433,41 @@ export function writeServerScript(dir: string): string {
 
 export function serverCommand(script: string, mode: string, ...extra: string[]): string[] {
   return [process.execPath, script, '{port}', mode, ...extra];
+}
+
+/**
+ * A gateway with no deployments, for tests that deploy the stand-in server as `command`
+ * replicas through the admin API. `gw` and `admin` are set before the first test; at the
+ * end the gateway stops and every replica it reported (log them in `pids`) is reaped.
+ */
+export interface CommandFixture {
+  gw: Gateway;
+  admin: AdminClient;
+  readonly pids: PidLog;
+  /** The stand-in server script's path. */
+  readonly script: string;
+  /** A deployment spec running the stand-in server in `mode`. */
+  command(model: string, mode: string, extra?: Record<string, unknown>, ...args: string[]): Record<string, unknown>;
+}
+
+export function commandFixture(t: Test, range: { from: number; to: number }, startTimeoutMs: number): CommandFixture {
+  const script = writeServerScript(t.testdir());
+  const fx = {
+    pids: new PidLog(),
+    script,
+    command: (model: string, mode: string, extra: Record<string, unknown> = {}, ...args: string[]): Record<string, unknown> => ({
+      model, version: '1', runtime: 'command', command: serverCommand(script, mode, ...args), readiness_path: '/ping', start_timeout_ms: startTimeoutMs, ...extra,
+    }),
+  } as CommandFixture;
+  t.before(async () => {
+    fx.gw = await startGateway({ ports: range }, {}, false);
+    fx.admin = adminClient(fx.gw.adminUrl);
+  });
+  t.teardown(async () => {
+    await fx.gw?.stop();
+    await reapServers(fx.pids.pids, range);
+  });
+  return fx;
 }
 
 // ---------------------------------------------------------------------------------------

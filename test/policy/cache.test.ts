@@ -27,6 +27,7 @@ t.before(async () => {
       { model: 'ol', version: '1', runtime: 'sim', args: ['--ttft-ms', '10', '--token-ms', '30', '--tokens', '10'] },
       { model: 'cr', version: '1', runtime: 'remote', urls: [crashy.url], policies: { retry: { attempts: 0 } } },
       { model: 'off', version: '1', runtime: 'sim', args: ['--protocol', 'mlflow'], policies: { cache: { enabled: false } } },
+      { model: 'rc', version: '1', runtime: 'sim', args: ['--protocol', 'mlflow'], policies: { rate_limit: { requests_per_minute: 1 } } },
     ],
   });
   [[mlPort], [olPort], [offPort]] = await Promise.all([replicaPorts(gw, 'ml-1'), replicaPorts(gw, 'ol-1'), replicaPorts(gw, 'off-1')]) as [[number], [number], [number]];
@@ -55,6 +56,9 @@ async function upstreamCalls<T>(port: number, fn: () => Promise<T>): Promise<[T,
 }
 
 const lines = (r: Reply): string[] => r.body.split('\n').filter((l) => l !== '');
+
+/** Every x-sluice-cache value as received: a response carries exactly one. */
+const cacheHeaders = (r: Reply): string[] => r.rawHeaders.filter((_, i) => i % 2 === 1 && r.rawHeaders[i - 1]!.toLowerCase() === 'x-sluice-cache');
 
 t.test('MLflow /invocations: the same body twice is one upstream call', async (t) => {
   const body = '{"inputs": {"a": [1, 2], "b": [10, 20]}}';
@@ -120,13 +124,23 @@ t.test('bodies over max_request_bytes, other paths and errors bypass', async (t)
   t.equal(calls2, 2);
 });
 
-t.test('a deployment with the cache off: no header, every request goes upstream', async (t) => {
+t.test('a deployment with the cache off: bypass, every request goes upstream', async (t) => {
   const body = '{"inputs": {"a": [1], "b": [2]}}';
   const [[a, b], calls] = await upstreamCalls(offPort, async () => [await invoke('off-1', body), await invoke('off-1', body)]);
   t.equal(a.status, 200);
-  t.equal(a.headers['x-sluice-cache'], undefined);
-  t.equal(b.headers['x-sluice-cache'], undefined);
+  t.same(cacheHeaders(a), ['bypass'], 'one x-sluice-cache header: bypass');
+  t.same(cacheHeaders(b), ['bypass']);
   t.equal(calls, 2);
+});
+
+t.test('a cache candidate refused at admission (429) is a bypass, once', async (t) => {
+  const body = '{"inputs": {"a": [3], "b": [4]}}';
+  const first = await invoke('rc-1', body);
+  t.equal(first.status, 200);
+  t.same(cacheHeaders(first), ['miss']);
+  const limited = await invoke('rc-1', body);
+  t.equal(limited.status, 429, 'requests_per_minute: 1');
+  t.same(cacheHeaders(limited), ['bypass'], 'refused before any cache decision: one x-sluice-cache header, bypass');
 });
 
 t.test('Ollama stream at temperature 0: a hit replays the NDJSON stream chunk by chunk', async (t) => {

@@ -1,6 +1,7 @@
 // Every error the gateway produces itself: JSON `{"error":{"code","message","request_id"}}`
-// with the matching x-request-id header and the right status, whether the request was
-// malformed, unroutable, too large, or its upstream refused, reset, hung, stalled or died.
+// with the matching x-request-id header, one x-sluice-cache: bypass and the right status,
+// whether the request was malformed, unroutable, too large, or its upstream refused, reset,
+// hung, stalled or died.
 // Errors after a stream has started end the stream cleanly with an error event / line.
 
 import { createServer, type Server, type Socket } from 'node:net';
@@ -110,7 +111,15 @@ function isGatewayError(t: Assert, r: Reply | RawReply, status: number, code: st
   t.ok(typeof body.error.message === 'string' && body.error.message.length > 0, 'a message');
   t.ok(body.error.request_id.length > 0, 'a request id');
   t.equal(headers['x-request-id'], body.error.request_id, 'x-request-id header equals request_id');
+  // Repeats would arrive joined with ', ': the exact value means one header.
+  t.equal(headers['x-sluice-cache'], 'bypass', 'one x-sluice-cache header: bypass');
+  if ('rawHeaders' in r) t.same(cacheHeaders(r), ['bypass'], 'x-sluice-cache appears once');
   return body;
+}
+
+/** Every x-sluice-cache value as received. */
+function cacheHeaders(r: Reply): string[] {
+  return r.rawHeaders.filter((_, i) => i % 2 === 1 && r.rawHeaders[i - 1]!.toLowerCase() === 'x-sluice-cache');
 }
 
 t.test('400 for malformed requests', async (t) => {
@@ -161,6 +170,14 @@ t.test('405 for unsupported methods', async (t) => {
   const post = await httpRequest(`${gw.url}/healthz`, { method: 'POST', body: '{}' });
   isGatewayError(t, post, 405, 'SLUICE_ERR_METHOD_NOT_ALLOWED');
   t.match(post.headers.allow, /GET/);
+});
+
+t.test("the gateway port's health endpoints carry x-sluice-cache: bypass", async (t) => {
+  for (const path of ['/healthz', '/readyz']) {
+    const r = await httpRequest(`${gw.url}${path}`);
+    t.equal(r.status, 200, path);
+    t.same(cacheHeaders(r), ['bypass'], `${path}: one x-sluice-cache header`);
+  }
 });
 
 t.test('413 when the body exceeds limits.max_body_bytes', async (t) => {

@@ -32,7 +32,16 @@ t.before(async () => {
       else if (line.includes(' /not-modified ')) s.write('HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\n\r\n');
       else if (line.startsWith('HEAD ')) s.write('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1234\r\n\r\n');
       else if (line.includes(' /obs-text ')) s.write(Buffer.from('HTTP/1.1 200 OK\r\nX-Obs-Text: caf\u00e9 \u00ff\r\nContent-Length: 2\r\n\r\nok', 'latin1'));
-      else {
+      else if (line.includes(' /all-hops')) {
+        // Every hop-by-hop response header at once, a chunked body in two pieces and a
+        // trailer. /all-hops-named also names a header in Connection, which sends the head
+        // down the gateway's string path; /all-hops keeps it on the byte-copy path.
+        const named = line.includes(' /all-hops-named ');
+        s.write(`HTTP/1.1 200 OK\r\nConnection: ${named ? 'keep-alive, X-Named-Hop' : 'keep-alive'}\r\nX-Named-Hop: secret\r\n` +
+          'Keep-Alive: timeout=5, max=100\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\nTrailer: X-Foo\r\nUpgrade: h2c, websocket\r\n' +
+          'Transfer-Encoding: chunked\r\nContent-Type: text/plain\r\nX-End-To-End: kept\r\nX-Sluice-Cache: hit\r\n\r\n5\r\nhello\r\n');
+        setTimeout(() => s.write('6\r\n world\r\n0\r\nX-Foo: bar\r\n\r\n'), 50);
+      } else {
         s.write('HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Upstream-Hop\r\nX-Upstream-Hop: secret\r\nKeep-Alive: timeout=5\r\n' +
           'Proxy-Authenticate: Basic\r\nDate: Mon, 01 Jan 2001 00:00:00 GMT\r\nX-End-To-End: kept\r\nContent-Length: 2\r\n\r\nok');
       }
@@ -85,6 +94,49 @@ t.test('hop-by-hop response headers do not reach the client; exactly one Date', 
   t.notOk('proxy-authenticate' in r.headers, 'Proxy-Authenticate is dropped');
   t.equal(r.raw.split('\r\n\r\n')[0]!.split('\r\n').filter((l) => /^date:/i.test(l)).length, 1, 'exactly one Date header');
   t.not(r.headers.date, 'Mon, 01 Jan 2001 00:00:00 GMT', "the gateway's Date, not the upstream's");
+});
+
+/** The data of a chunked body, and what follows its last chunk (trailer fields, if any). */
+function dechunk(raw: string): { data: string; trailer: string } | null {
+  let data = '';
+  let at = 0;
+  for (;;) {
+    const eol = raw.indexOf('\r\n', at);
+    if (eol === -1) return null;
+    const size = parseInt(raw.slice(at, eol), 16);
+    if (Number.isNaN(size)) return null;
+    at = eol + 2;
+    if (size === 0) return { data, trailer: raw.slice(at) };
+    data += raw.slice(at, at + size);
+    at += size + 2;
+  }
+}
+
+t.test('hop-by-hop response headers of a chunked upstream answer: only the gateway framing reaches the client', async (t) => {
+  for (const path of ['/all-hops', '/all-hops-named']) {
+    const r = await rawRequest(gw.port, `GET /hops-1${path} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n`, { timeoutMs: 3_000 });
+    t.equal(r.status, 200, `${path}: status`);
+    const head = r.raw.slice(0, r.raw.indexOf('\r\n\r\n'));
+    for (const name of ['keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade']) {
+      t.notOk(name in r.headers, `${path}: the upstream's ${name} is dropped`);
+    }
+    t.notMatch(head, /h2c|trailers|timeout=5|max=100|x-foo/i, `${path}: no upstream hop-by-hop value anywhere in the head`);
+    // The client sees framing, but the gateway's own: one Transfer-Encoding: chunked, no
+    // Content-Length, and a Connection header only as the gateway's answer to `close`.
+    t.equal(head.split('\r\n').filter((l) => /^transfer-encoding:/i.test(l)).length, 1, `${path}: one Transfer-Encoding line`);
+    t.equal(r.headers['transfer-encoding'], 'chunked', `${path}: the gateway's own chunked framing`);
+    t.notOk('content-length' in r.headers, `${path}: no Content-Length with chunked framing`);
+    t.ok(r.headers.connection === undefined || r.headers.connection.toLowerCase() === 'close', `${path}: Connection is the gateway's (${r.headers.connection})`);
+    t.equal(r.headers['x-end-to-end'], 'kept', `${path}: an end-to-end header is kept`);
+    t.equal(r.headers['content-type'], 'text/plain', `${path}: Content-Type is kept`);
+    t.same(head.split('\r\n').filter((l) => /^x-sluice-cache:/i.test(l)), ['x-sluice-cache: bypass'], `${path}: one x-sluice-cache, the gateway's, not the upstream's`);
+    if (path === '/all-hops-named') t.notOk('x-named-hop' in r.headers, `${path}: a header the upstream named in Connection is dropped`);
+    else t.equal(r.headers['x-named-hop'], 'secret', `${path}: the same header not named in Connection is end-to-end and kept`);
+    const body = dechunk(r.body);
+    t.ok(body, `${path}: a complete chunked body (${JSON.stringify(r.body)})`);
+    t.equal(body?.data, 'hello world', `${path}: the body, re-framed by the gateway`);
+    t.equal(body?.trailer, '\r\n', `${path}: no trailer field (the upstream's X-Foo) after the last chunk`);
+  }
 });
 
 t.test('header bytes 0x80-0xFF from the upstream reach the client unchanged (not re-encoded)', async (t) => {

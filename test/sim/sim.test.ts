@@ -127,6 +127,30 @@ t.test('Ollama native: NDJSON chunks arrive over time, final chunk carries metri
   t.equal(lines.map((l) => l.response).join(''), expectedText(6), 'deterministic token text');
 });
 
+t.test('ttft: the first streamed chunk waits --ttft-ms, and a runtime change applies to the next request', async (t) => {
+  const s = await sim(['--ttft-ms', '300', '--token-ms', '10', '--tokens', '3']);
+  // Warm up the process (JIT, first connection) so only the ttft shows in the timing.
+  await postJson(s.port, '/_sim/config', {});
+  const firstChunkAfter = async (protocolPath: string, body: Record<string, unknown>): Promise<number> => {
+    const sent = performance.now();
+    const r = await streamPost(s.port, protocolPath, body);
+    t.equal(r.status, 200, `${protocolPath} answered`);
+    return r.chunks[0]!.at - sent;
+  };
+  const ollama = await firstChunkAfter('/api/generate', { model: 'demo', prompt: 'x' });
+  t.ok(ollama >= 280, `Ollama NDJSON: first chunk after ${Math.round(ollama)} ms, not before ~300`);
+  t.ok(ollama < 300 + 700, `Ollama NDJSON: first chunk after ${Math.round(ollama)} ms, not much later than 300`);
+  const sse = await firstChunkAfter('/v1/chat/completions', { model: 'demo', stream: true, messages: [{ role: 'user', content: 'x' }] });
+  t.ok(sse >= 280 && sse < 300 + 700, `OpenAI SSE: first chunk after ${Math.round(sse)} ms (~300)`);
+
+  t.equal((await postJson(s.port, '/_sim/config', { ttft_ms: 0 })).status, 200);
+  const fast = await firstChunkAfter('/api/generate', { model: 'demo', prompt: 'x' });
+  t.ok(fast < 200, `with ttft_ms 0 the first chunk comes at once (${Math.round(fast)} ms)`);
+  t.equal((await postJson(s.port, '/_sim/config', { ttft_ms: 300 })).status, 200);
+  const again = await firstChunkAfter('/api/generate', { model: 'demo', prompt: 'x' });
+  t.ok(again >= 280 && again < 300 + 700, `set back to 300 at runtime: first chunk after ${Math.round(again)} ms`);
+});
+
 t.test('Ollama native: stream:false, num_predict, load/unload and errors', async (t) => {
   const s = await sim(['--ttft-ms', '0', '--token-ms', '0', '--tokens', '5']);
   const one = await postJson(s.port, '/api/generate', { model: 'demo', prompt: 'hi', stream: false, options: { num_predict: 3 } });

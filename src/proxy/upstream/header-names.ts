@@ -61,7 +61,8 @@ export const enum HeaderKind {
   Date,
   RequestId,
   ContentType,
-  /** Any `proxy-*` name. */
+  SluiceCache,
+  /** Any `proxy-*` name (last: DROPPED_RESPONSE_KINDS counts up to it). */
   Proxy,
 }
 
@@ -79,6 +80,7 @@ for (const [name, kind] of [
   ['date', HeaderKind.Date],
   ['x-request-id', HeaderKind.RequestId],
   ['content-type', HeaderKind.ContentType],
+  ['x-sluice-cache', HeaderKind.SluiceCache],
 ] as const) {
   (NAMES_BY_LENGTH[name.length] ??= []).push(name);
   (KINDS_BY_LENGTH[name.length] ??= []).push(kind);
