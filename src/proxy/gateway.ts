@@ -552,7 +552,7 @@ export class Gateway {
         ex.timeout('SLUICE_ERR_TOTAL_TIMEOUT');
       } else if (ex.phase === Phase.Queued) {
         if (now - ex.phaseSince > ex.route.policies.queue.max_wait_ms) ex.reject('SLUICE_ERR_QUEUE_TIMEOUT', `waited ${ex.route.policies.queue.max_wait_ms} ms for a free replica of ${ex.route.id}`, RETRY_AFTER);
-      } else if (ex.upstreamConnecting && ex.phase !== Phase.Uploading) {
+      } else if (ex.upstreamConnecting) {
         if (still > up.connect_timeout_ms) ex.timeout('SLUICE_ERR_UPSTREAM_CONNECT_TIMEOUT');
       } else if (ex.phase === Phase.AwaitingHead || ex.phase === Phase.Connecting) {
         if (still > up.headers_timeout_ms) ex.timeout('SLUICE_ERR_UPSTREAM_HEADERS_TIMEOUT');

@@ -68,18 +68,42 @@ export function json<T = Record<string, unknown>>(r: Reply): T {
   return JSON.parse(r.body) as T;
 }
 
-/** The value of one Prometheus sample, e.g. `metric(text, 'sluice_requests_total', {code: '200'})`; summed over other labels. */
-export function metric(text: string, name: string, labels: Record<string, string> = {}): number {
+/** No sample of the series a test asked for: it vanished (renamed, a label dropped) or was never there. */
+export class MissingMetricError extends Error {
+  override readonly name = 'MissingMetricError';
+}
+
+export interface MetricOptions {
+  /**
+   * The value to read when no sample matches, instead of throwing. Only for a "before"
+   * snapshot of a labelled counter that appears on its first increment (e.g.
+   * `sluice_upstream_errors_total{code=...}`); the "after" read must find it.
+   */
+  absent?: number;
+}
+
+/**
+ * The value of one Prometheus sample, e.g. `metric(text, 'sluice_requests_total', {code: '200'})`;
+ * summed over other labels. Throws MissingMetricError when no sample matches, so that an
+ * assertion such as `=== 0` cannot pass because the series is gone.
+ */
+export function metric(text: string, name: string, labels: Record<string, string> = {}, opts: MetricOptions = {}): number {
   let sum = 0;
+  let found = false;
   for (const line of text.split('\n')) {
     if (line.startsWith('#')) continue;
     const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([^}]*)\})?\s+(\S+)/.exec(line);
     if (m === null || m[1] !== name) continue;
     const have: Record<string, string> = {};
     for (const pair of (m[3] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) have[pair[1]!] = pair[2]!;
-    if (Object.entries(labels).every(([k, v]) => have[k] === v)) sum += Number(m[4]);
+    if (Object.entries(labels).every(([k, v]) => have[k] === v)) {
+      sum += Number(m[4]);
+      found = true;
+    }
   }
-  return sum;
+  if (found) return sum;
+  if (opts.absent !== undefined) return opts.absent;
+  throw new MissingMetricError(`no sample of ${name}${JSON.stringify(labels)} in the metrics`);
 }
 
 export interface RawReply {

@@ -1,7 +1,7 @@
-// Circuit breakers per replica, shared by every worker thread: consecutive 5xx or refused
-// connections open a replica's breaker, its traffic goes to the healthy replicas, after
-// reset_timeout_ms exactly one probe is let through, and the probe's answer closes or
-// reopens it. 4xx answers and clients that go away never count as failures.
+// Circuit breakers per replica, shared by every worker thread: consecutive 5xx, refused
+// connections or upstream timeouts open a replica's breaker, its traffic goes to the
+// healthy replicas, after reset_timeout_ms exactly one probe is let through, and the
+// probe's answer closes or reopens it. 4xx answers and clients that go away never count as failures.
 
 import { request } from 'node:http';
 import t from 'tap';
@@ -12,6 +12,7 @@ import { eventually, jsonLogs, replicaPorts, simStats, sleep, startGateway, star
 
 // Replica ports 18700-18719 belong to this file (test/policy uses 18700-18799).
 const RESET_MS = 2_000;
+const HEADERS_TIMEOUT = 300;
 let gw: Gateway;
 let gw2: Gateway | undefined;
 let healthy: Sim;
@@ -32,6 +33,12 @@ t.before(async () => {
       {
         model: 'e', version: '1', runtime: 'sim', args: ['--ttft-ms', '0', '--token-ms', '0', '--tokens', '3'],
         policies: { breaker: { consecutive_failures: 1000, error_threshold_percentage: 50, volume_threshold: 10, window_ms: 60_000, reset_timeout_ms: 30_000 }, retry: { attempts: 0 } },
+      },
+      {
+        // Answers nothing for a minute: every request ends in the headers timeout.
+        model: 'h', version: '1', runtime: 'sim', args: ['--ttft-ms', '60000', '--token-ms', '0', '--tokens', '3'],
+        upstream: { headers_timeout_ms: HEADERS_TIMEOUT },
+        policies: { breaker: { consecutive_failures: 2, reset_timeout_ms: 30_000 }, retry: { attempts: 0 } },
       },
       {
         model: 'r', version: '1', runtime: 'remote', urls: [`http://127.0.0.1:${refusing}`, healthy.url],
@@ -88,6 +95,13 @@ t.test('the admin view shows the effective policies: the defaults, overridden fi
   t.match(view.policies.retry, { attempts: 0, budget_percent: 20 });
   t.match(view.policies.queue, { max_inflight_per_replica: 0 });
   t.same(view.replicas.map((r) => r.breaker), ['closed', 'closed'], 'each replica shows its breaker');
+  // /metrics shows the same effective settings, one sample per setting.
+  const setting = (name: string): Promise<number> => gwMetric(gw, 'sluice_policy_setting', { deployment: 'b-1', setting: name });
+  t.equal(await setting('breaker.enabled'), 1, 'sluice_policy_setting: booleans as 1/0');
+  t.equal(await setting('breaker.consecutive_failures'), 3, 'the override');
+  t.equal(await setting('breaker.reset_timeout_ms'), RESET_MS);
+  t.equal(await setting('retry.budget_percent'), 20, 'a default');
+  t.equal(await setting('queue.max_inflight_per_replica'), 0);
 });
 
 t.test('5xx answers open the breaker; traffic goes to the healthy replica; one probe; recovery', async (t) => {
@@ -197,6 +211,44 @@ t.test('a replica refusing connections is out after a few requests; with retries
   t.equal(b.metric, 1, 'the refusing replica is ejected (breaker open)');
   t.equal(b.admin, 'open');
   t.equal((await breakerOf(gw, 'r-1', 'r-1/1')).metric, 0, 'the healthy one stays closed');
+});
+
+t.test('upstream timeouts count as failures: a replica that answers too late is ejected', async (t) => {
+  const [p] = (await replicaPorts(gw, 'h-1')) as [number];
+  await simReset(p);
+  const timed = async (): Promise<{ r: Reply; ms: number }> => {
+    const started = performance.now();
+    const r = await generate(gw, 'h-1', { timeoutMs: 10_000 });
+    return { r, ms: performance.now() - started };
+  };
+  let b = await breakerOf(gw, 'h-1', 'h-1/0');
+  t.same([b.metric, b.admin, b.opens], [0, 'closed', 0], 'closed at first');
+
+  const first = await timed();
+  t.equal(first.r.status, 504, 'the first request times out: 504');
+  t.equal(errorOf(first.r)?.code, 'SLUICE_ERR_UPSTREAM_HEADERS_TIMEOUT');
+  t.ok(first.ms >= HEADERS_TIMEOUT - 20 && first.ms < HEADERS_TIMEOUT + 500, `after ~${HEADERS_TIMEOUT} ms (${Math.round(first.ms)} ms)`);
+  b = await breakerOf(gw, 'h-1', 'h-1/0');
+  t.same([b.metric, b.admin, b.opens], [0, 'closed', 0], 'one timeout of consecutive_failures 2: still closed');
+
+  const second = await timed();
+  t.equal(second.r.status, 504, 'the second one too');
+  t.equal(errorOf(second.r)?.code, 'SLUICE_ERR_UPSTREAM_HEADERS_TIMEOUT');
+  b = await breakerOf(gw, 'h-1', 'h-1/0');
+  t.equal(b.metric, 1, 'sluice_breaker_state is 1 (open) after 2 consecutive timeouts');
+  t.equal(b.admin, 'open', 'the admin view shows breaker: "open"');
+  t.equal(b.opens, 1, 'sluice_breaker_opens is 1');
+
+  const third = await timed();
+  t.equal(third.r.status, 503, 'then the replica gets no more requests: 503');
+  t.equal(errorOf(third.r)?.code, 'SLUICE_ERR_CIRCUIT_OPEN');
+  t.ok(third.ms < HEADERS_TIMEOUT, `refused at once, without waiting for the replica (${Math.round(third.ms)} ms)`);
+  const stats = await eventually(async () => {
+    const s = await simStats(p);
+    return s.cancelled >= 2 ? s : undefined;
+  }, 5_000, 'the 2 timed-out upstream requests to be cancelled');
+  t.equal(stats.requests, 2, 'the replica received exactly the 2 requests that timed out');
+  t.equal(stats.cancelled, 2, 'and the gateway aborted both');
 });
 
 t.test('every replica open: 503 SLUICE_ERR_CIRCUIT_OPEN with Retry-After', async (t) => {

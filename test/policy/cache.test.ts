@@ -284,6 +284,10 @@ t.test('cache counters in /metrics, per deployment', async (t) => {
   t.ok(await gwMetric(gw, 'sluice_cache_bypass_total', { deployment: 'ml-1' }) >= 3);
   t.ok(await gwMetric(gw, 'sluice_coalesced_total', { deployment: 'ol-1' }) >= 6);
   t.equal(await gwMetric(gw, 'sluice_cache_hits_total', { deployment: 'off-1' }), 0);
+  const hits = await gwMetric(gw, 'sluice_cache_hits_total', { deployment: 'ml-1' });
+  const misses = await gwMetric(gw, 'sluice_cache_misses_total', { deployment: 'ml-1' });
+  t.equal(await gwMetric(gw, 'sluice_cache_hit_ratio', { deployment: 'ml-1' }), hits / (hits + misses), 'sluice_cache_hit_ratio = hits / (hits + misses)');
+  await t.rejects(gwMetric(gw, 'sluice_cache_hit_ratio', { deployment: 'off-1' }), 'no ratio before a cacheable request');
 });
 
 t.test('the store: LRU by bytes, per-entry limit, TTL; keys and candidates', async (t) => {

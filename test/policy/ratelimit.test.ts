@@ -9,7 +9,7 @@ import t, { type Test } from 'tap';
 import { httpRequest, type Reply } from '../helpers/http.js';
 import { reapServers, startRedis, type RedisServer } from '../helpers/control.js';
 import { byStatus, errorOf, gwMetric, pool, simConfig } from '../helpers/policy.js';
-import { eventually, jsonLogs, replicaPorts, startGateway, type Gateway } from '../helpers/procs.js';
+import { eventually, jsonLogs, replicaPorts, sleep, startGateway, type Gateway } from '../helpers/procs.js';
 
 // Replica ports 18760-18779 belong to this file (test/policy uses 18700-18799).
 const KEYS = {
@@ -22,8 +22,11 @@ const KEYS = {
   tokE: 'tok-e-key-000000000000000005',
   tokF: 'tok-f-key-000000000000000006',
   redisTok: 'redis-tok-key-00000000000007',
+  perDep: 'per-dep-key-0000000000000008',
+  free: 'free-key-00000000000000000009',
 };
 const TPM = 100;
+const RPS = 5;
 const tokenKey = (name: string, key: string): Record<string, unknown> => ({ name, key, limits: { tokens_per_minute: TPM } });
 
 let gw: Gateway;
@@ -34,18 +37,23 @@ let redis: RedisServer | undefined;
 
 t.before(async () => {
   gw = await startGateway({
-    ports: { from: 18760, to: 18764 },
+    ports: { from: 18760, to: 18766 },
     log: { level: 'info', access: false },
     api_keys: [
       { name: 'alice', key: KEYS.alice, limits: { requests_per_minute: 5 } },
       { name: 'bob', key: KEYS.bob, deployment_limits: { requests_per_minute: 3 } },
       tokenKey('tok-a', KEYS.tokA), tokenKey('tok-b', KEYS.tokB), tokenKey('tok-c', KEYS.tokC), tokenKey('tok-d', KEYS.tokD), tokenKey('tok-e', KEYS.tokE), tokenKey('tok-f', KEYS.tokF),
+      { name: 'per-dep', key: KEYS.perDep, deployment_limits: { tokens_per_minute: TPM } },
+      { name: 'free', key: KEYS.free },
     ],
     deployments: [
       { model: 'rl', version: '1', runtime: 'sim', policies: { rate_limit: { requests_per_minute: 10 } } },
       { model: 'rk', version: '1', runtime: 'sim' },
       { model: 'rk', version: '2', runtime: 'sim', policies: { rate_limit: { requests_per_minute: 8 } } },
       { model: 'tk', version: '1', runtime: 'sim', args: ['--ttft-ms', '0', '--token-ms', '0', '--tokens', '10'] },
+      { model: 'tk', version: '2', runtime: 'sim', args: ['--ttft-ms', '0', '--token-ms', '0', '--tokens', '10'] },
+      { model: 'td', version: '1', runtime: 'sim', args: ['--ttft-ms', '0', '--token-ms', '0', '--tokens', '10'], policies: { rate_limit: { tokens_per_minute: TPM } } },
+      { model: 'ps', version: '1', runtime: 'sim', policies: { rate_limit: { requests_per_second: RPS } } },
     ],
   });
 });
@@ -82,6 +90,27 @@ t.test('requests_per_minute: 10 admits exactly 10 of 30, with 429 and RateLimit-
   check429(t, replies[10]!, 10);
   check429(t, replies[29]!, 10);
   t.equal(await gwMetric(gw, 'sluice_requests_total', { deployment: 'rl-1', code: '429' }), 20, 'the 429s are counted');
+});
+
+t.test('requests_per_second: a burst over the limit gets 429; a second later requests pass again', async (t) => {
+  const burst = async (): Promise<{ replies: Reply[]; ms: number }> => {
+    const started = performance.now();
+    const replies = await pool(15, 15, () => httpRequest(`${gw.url}/ps-1/_sim/echo`));
+    return { replies, ms: performance.now() - started };
+  };
+  for (const round of ['a full bucket', 'a second later']) {
+    if (round !== 'a full bucket') await sleep(1_100);
+    const { replies, ms } = await burst();
+    const counts = byStatus(replies);
+    const admitted = counts[200] ?? 0;
+    t.equal(admitted + (counts[429] ?? 0), 15, `${round}: every answer is 200 or 429 (${JSON.stringify(counts)})`);
+    // The bucket gives one request back every 1000 / RPS ms while the burst lasts.
+    t.ok(admitted >= RPS && admitted <= RPS + Math.ceil(ms / (1000 / RPS)), `${round}: ${admitted} of 15 admitted in ${Math.round(ms)} ms (limit ${RPS} per second)`);
+    t.ok(replies.filter((r) => r.status === 200).every((r) => r.headers['ratelimit-limit'] === String(RPS)), 'admitted responses carry RateLimit-Limit');
+    const refused = replies.find((r) => r.status === 429)!;
+    check429(t, refused, RPS, 1);
+    t.equal(refused.headers['retry-after'], '1', 'Retry-After: 1 (a token is back within a second)');
+  }
 });
 
 t.test('per API key and per key on a deployment; a refused request takes nothing from other buckets', async (t) => {
@@ -177,6 +206,43 @@ t.test('tokens_per_minute charges the tokens each response reports', async (t) =
   t.equal(d.at(-1)!.status, 429);
 });
 
+const generation = (deployment: string, headers: Record<string, string> = {}): Promise<Reply> =>
+  httpRequest(`${gw.url}/${deployment}/api/generate`, { method: 'POST', headers, body: JSON.stringify({ model: 'demo', prompt: PROMPT, stream: false }) });
+const costOf = (r: Reply): number => {
+  const b = JSON.parse(r.body) as { eval_count: number; prompt_eval_count: number };
+  return b.eval_count + b.prompt_eval_count;
+};
+
+t.test('tokens_per_minute on a deployment: one bucket for every caller of that deployment', async (t) => {
+  // Anonymous requests and a key without limits of its own, alternately.
+  let i = 0;
+  const callers = [{}, withKey(KEYS.free)];
+  const replies = await untilLimited(() => generation('td-1', callers[i++ % 2]));
+  t.equal(costOf(replies[0]!), 15, 'each answer reports 10 + 5 tokens');
+  t.equal(replies.length - 1, admittedFor(15), `${replies.length - 1} admitted (15 tokens each, ${TPM} per minute on td-1)`);
+  t.ok(replies.slice(0, -1).every((r) => r.status === 200 && r.headers['ratelimit-limit'] === String(TPM)), 'the admitted ones carry RateLimit-Limit');
+  check429(t, replies.at(-1)!, TPM, 120);
+  const other = await generation('td-1', callers[i % 2]);
+  t.equal(other.status, 429, 'the other caller is refused too: they share the deployment\'s bucket');
+  t.equal(errorOf(other)?.code, 'SLUICE_ERR_RATE_LIMITED');
+  t.equal((await generation('tk-1')).status, 200, 'another deployment is not limited by it');
+  t.equal((await generation('tk-1', withKey(KEYS.free))).status, 200, 'for either caller');
+});
+
+t.test('tokens_per_minute of a key on each deployment: a bucket per deployment, for that key only', async (t) => {
+  const on1 = await untilLimited(() => generation('tk-1', withKey(KEYS.perDep)));
+  t.equal(costOf(on1[0]!), 15);
+  t.equal(on1.length - 1, admittedFor(15), `tk-1: ${on1.length - 1} admitted (15 tokens each, ${TPM} per minute for the key)`);
+  check429(t, on1.at(-1)!, TPM, 120);
+  t.equal((await generation('tk-1')).status, 200, 'tk-1 itself is not limited: anonymous requests pass');
+  t.equal((await generation('tk-1', withKey(KEYS.free))).status, 200, 'and so do other keys');
+  const on2 = await untilLimited(() => generation('tk-2', withKey(KEYS.perDep)));
+  t.equal(costOf(on2[0]!), 15);
+  t.equal(on2.length - 1, admittedFor(15), `tk-2: the key has a full bucket of its own there (${on2.length - 1} admitted)`);
+  check429(t, on2.at(-1)!, TPM, 120);
+  t.equal((await generation('tk-1', withKey(KEYS.perDep))).status, 429, 'and on tk-1 it is still refused');
+});
+
 /**
  * Sends 10 generations at once on a fresh key's bucket (all admitted: none has ended yet),
  * then one more, and returns that last reply: its Retry-After shows how far below zero
@@ -210,7 +276,7 @@ t.test('tokens of concurrent responses are all charged, even below zero', async 
 
 t.test('two workers share the buckets: still exactly 10 of 30', async (t) => {
   gwW = await startGateway({
-    ports: { from: 18765, to: 18767 },
+    ports: { from: 18767, to: 18768 },
     workers: 2,
     log: { level: 'info', access: true },
     deployments: [{ model: 'rw', version: '1', runtime: 'sim', policies: { rate_limit: { requests_per_minute: 10 } } }],
@@ -235,7 +301,7 @@ t.test('Redis: two gateways share one limit; Redis down: fail open or closed, ne
   ];
   const api_keys = [tokenKey('redis-tok', KEYS.redisTok)];
   [gwOpen, gwClosed] = await Promise.all([
-    startGateway({ ports: { from: 18768, to: 18773 }, redis: { url: r.url }, rate_limit: { on_redis_error: 'open', redis_timeout_ms: 250 }, log: { level: 'info', access: false }, deployments, api_keys }),
+    startGateway({ ports: { from: 18769, to: 18773 }, redis: { url: r.url }, rate_limit: { on_redis_error: 'open', redis_timeout_ms: 250 }, log: { level: 'info', access: false }, deployments, api_keys }),
     startGateway({ ports: { from: 18774, to: 18779 }, redis: { url: r.url }, rate_limit: { on_redis_error: 'closed', redis_timeout_ms: 250 }, log: { level: 'info', access: false }, deployments, api_keys }),
   ]);
   const [open, closed] = [gwOpen, gwClosed];

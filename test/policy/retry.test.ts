@@ -2,15 +2,16 @@
 // any response byte), with the request body replayed byte for byte when it was small
 // enough to keep, never once the response has started, and within a retry budget.
 //
-// Each deployment pairs a replica that refuses connections (a closed port) or crashes with
-// a healthy simulator. A slow request held on the healthy one makes least-outstanding-
-// requests pick the other first, so every request below meets the failure deterministically.
+// Each deployment pairs a replica that refuses connections (a closed port), resets them
+// (a server that answers the request bytes with RST) or crashes with a healthy simulator.
+// A slow request held on the healthy one makes least-outstanding-requests pick the other
+// first, so every request below meets the failure deterministically.
 
 import { createHash, randomBytes } from 'node:crypto';
 import { request } from 'node:http';
 import t from 'tap';
 import { httpRequest, type Reply } from '../helpers/http.js';
-import { errorOf, gwMetric, holdReplica, refusingPort } from '../helpers/policy.js';
+import { errorOf, gwMetric, holdReplica, refusingPort, resettingServer, type ResettingServer } from '../helpers/policy.js';
 import { eventually, startGateway, startSim, type Gateway, type Sim } from '../helpers/procs.js';
 
 // Replica ports 18720-18739 belong to this file (test/policy uses 18700-18799); every
@@ -21,6 +22,10 @@ let simA: Sim;
 let simB: Sim;
 let simC: Sim;
 let crashy: Sim;
+let simD: Sim;
+let simE: Sim;
+let resetD: ResettingServer;
+let resetE: ResettingServer;
 const holds: Array<() => void> = [];
 
 t.before(async () => {
@@ -29,6 +34,12 @@ t.before(async () => {
     startSim(['--ttft-ms', '0', '--token-ms', '0', '--tokens', '3']),
     startSim(['--ttft-ms', '0', '--token-ms', '0', '--tokens', '3']),
     startSim(['--ttft-ms', '0', '--token-ms', '30', '--tokens', '20', '--crash-after', '3']),
+  ]);
+  [simD, simE, resetD, resetE] = await Promise.all([
+    startSim(['--ttft-ms', '0', '--token-ms', '0', '--tokens', '3']),
+    startSim(['--ttft-ms', '0', '--token-ms', '0', '--tokens', '3']),
+    resettingServer(),
+    resettingServer(),
   ]);
   // Never bound (this file's gateway allocates no port): replicas that refuse connections.
   const [refusedA, refusedB] = [await refusingPort(18720), await refusingPort(18721)];
@@ -49,6 +60,14 @@ t.before(async () => {
         model: 'cr', version: '1', runtime: 'remote', urls: [crashy.url, simC.url],
         policies: { breaker: noBreaker, retry: { attempts: 2, budget_percent: 100 } },
       },
+      {
+        model: 'rs', version: '1', runtime: 'remote', urls: [resetD.url, simD.url],
+        policies: { breaker: noBreaker, retry: { attempts: 2, budget_percent: 100, replay_max_bytes: REPLAY_MAX } },
+      },
+      {
+        model: 'rz', version: '1', runtime: 'remote', urls: [resetE.url, simE.url],
+        policies: { breaker: noBreaker, retry: { attempts: 0 } },
+      },
     ],
   });
 });
@@ -56,7 +75,8 @@ t.before(async () => {
 t.teardown(async () => {
   for (const release of holds) release();
   await gw?.stop();
-  await Promise.all([simA, simB, simC, crashy].map((s) => s?.stop()));
+  await Promise.all([simA, simB, simC, crashy, simD, simE].map((s) => s?.stop()));
+  await Promise.all([resetD?.close(), resetE?.close()]);
 });
 
 const retries = (d: string): Promise<number> => gwMetric(gw, 'sluice_retries_total', { deployment: d });
@@ -104,7 +124,7 @@ function slowUpload(url: string, body: Buffer, first: number, pauseMs: number): 
 t.test('a refused connection is retried on another replica: 200, and sluice_retries_total grows', async (t) => {
   holds.push(await holdReplica(gw, 'rt-1', simA));
   const before = await retries('rt-1');
-  const errBefore = await gwMetric(gw, 'sluice_upstream_errors_total', { deployment: 'rt-1', code: 'SLUICE_ERR_UPSTREAM_CONNECT' });
+  const errBefore = await gwMetric(gw, 'sluice_upstream_errors_total', { deployment: 'rt-1', code: 'SLUICE_ERR_UPSTREAM_CONNECT' }, { absent: 0 });
   const reqsBefore = (await simA.stats()).requests;
   const replies: Reply[] = [];
   for (let i = 0; i < 10; i++) replies.push(await httpRequest(`${gw.url}/rt-1/_sim/echo`));
@@ -112,6 +132,42 @@ t.test('a refused connection is retried on another replica: 200, and sluice_retr
   t.equal((await retries('rt-1')) - before, 10, 'each one was refused first and retried once');
   t.equal(await gwMetric(gw, 'sluice_upstream_errors_total', { deployment: 'rt-1', code: 'SLUICE_ERR_UPSTREAM_CONNECT' }) - errBefore, 10, 'the refusals are counted as upstream errors');
   t.equal((await simA.stats()).requests - reqsBefore, 10, 'the healthy replica got each request exactly once');
+});
+
+t.test('a connection reset before any response byte is retried on another replica: 200', async (t) => {
+  holds.push(await holdReplica(gw, 'rs-1', simD));
+  const code = 'SLUICE_ERR_UPSTREAM_RESET';
+  const before = await retries('rs-1');
+  const errBefore = await gwMetric(gw, 'sluice_upstream_errors_total', { deployment: 'rs-1', code }, { absent: 0 });
+  const seenBefore = resetD.seen;
+  const reqsBefore = (await simD.stats()).requests;
+  const replies: Reply[] = [];
+  for (let i = 0; i < 10; i++) replies.push(await httpRequest(`${gw.url}/rs-1/_sim/echo`));
+  // A POST: the body the reset connection took is replayed to the healthy replica.
+  const body = randomBytes(5000);
+  const upload = await httpRequest(`${gw.url}/rs-1/_sim/upload`, { method: 'POST', body, headers: { 'content-type': 'application/octet-stream' } });
+  t.same(replies.map((r) => r.status), Array(10).fill(200), 'all 10 GETs succeed');
+  t.equal(upload.status, 200, 'the POST succeeds');
+  t.same(JSON.parse(upload.body), { bytes: body.length, sha256: sha256(body) }, 'with its body intact upstream');
+  t.equal(resetD.seen - seenBefore, 11, 'the resetting replica received each request first (and reset it)');
+  t.equal((await simD.stats()).requests - reqsBefore, 11, 'the healthy replica then got each exactly once');
+  t.equal((await retries('rs-1')) - before, 11, 'each one was retried once');
+  t.equal(await gwMetric(gw, 'sluice_upstream_errors_total', { deployment: 'rs-1', code }) - errBefore, 11, 'the resets are counted as SLUICE_ERR_UPSTREAM_RESET');
+});
+
+t.test('with retry attempts 0, a connection reset before any response byte is a 502', async (t) => {
+  holds.push(await holdReplica(gw, 'rz-1', simE));
+  const before = await retries('rz-1');
+  const seenBefore = resetE.seen;
+  const reqsBefore = (await simE.stats()).requests;
+  const replies: Reply[] = [];
+  for (let i = 0; i < 5; i++) replies.push(await httpRequest(`${gw.url}/rz-1/_sim/echo`));
+  t.same(replies.map((r) => r.status), Array(5).fill(502), 'all 5 fail with 502');
+  t.same(replies.map((r) => errorOf(r)?.code), Array(5).fill('SLUICE_ERR_UPSTREAM_RESET'), 'SLUICE_ERR_UPSTREAM_RESET');
+  t.ok(replies.every((r) => errorOf(r)?.request_id === r.headers['x-request-id']), 'each error names its request id');
+  t.equal(resetE.seen - seenBefore, 5, 'each reached the resetting replica');
+  t.equal((await simE.stats()).requests - reqsBefore, 0, 'none went on to the healthy replica');
+  t.equal((await retries('rz-1')) - before, 0, 'no retry counted');
 });
 
 t.test('a small POST body is replayed intact on the retry', async (t) => {

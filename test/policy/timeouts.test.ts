@@ -1,18 +1,22 @@
 // total_timeout_ms: the whole request, from arrival to the end of the response. Before the
 // response head it is a 504 JSON error; once a stream has started, the stream ends cleanly
 // with an error event (SSE) or line (NDJSON). Either way the upstream request is aborted.
+// upstream.connect_timeout_ms: a TCP connect to a replica that hangs is a 504 JSON error.
 
 import t from 'tap';
 import { reapServers } from '../helpers/control.js';
-import { httpRequest } from '../helpers/http.js';
-import { errorOf, gwMetric } from '../helpers/policy.js';
+import { httpRequest, type Reply } from '../helpers/http.js';
+import { errorOf, gwMetric, hangingListener, type Listener } from '../helpers/policy.js';
 import { eventually, replicaPorts, simStats, startGateway, type Gateway } from '../helpers/procs.js';
 
 // Replica ports 18790-18799 belong to this file (test/policy uses 18700-18799).
 const TOTAL = 600;
+const CONNECT = 300;
 let gw: Gateway;
+let hanging: Listener;
 
 t.before(async () => {
+  hanging = await hangingListener();
   gw = await startGateway({
     ports: { from: 18790, to: 18799 },
     log: { level: 'info', access: false },
@@ -22,12 +26,18 @@ t.before(async () => {
         model: 'longstream', version: '1', runtime: 'sim', args: ['--ttft-ms', '0', '--token-ms', '100', '--tokens', '100'],
         policies: { total_timeout_ms: TOTAL, breaker: { consecutive_failures: 2 } },
       },
+      // Its only replica is a listener whose connects hang (see hangingListener).
+      {
+        model: 'noconn', version: '1', runtime: 'remote', urls: [hanging.url], upstream: { connect_timeout_ms: CONNECT },
+        policies: { breaker: { enabled: false } },
+      },
     ],
   });
 });
 
 t.teardown(async () => {
   await gw?.stop();
+  await hanging?.close();
   await reapServers([], { from: 18790, to: 18799 });
 });
 
@@ -89,4 +99,39 @@ t.test('streams cut by the total timeout do not eject a healthy replica', async 
   t.equal(r.status, 200, 'still served');
   t.equal(await gwMetric(gw, 'sluice_breaker_state', { deployment: 'longstream-1' }), 0, 'breaker closed');
   t.equal(await gwMetric(gw, 'sluice_breaker_opens', { deployment: 'longstream-1' }), 0, 'and never opened');
+});
+
+t.test('a connect that hangs: 504 SLUICE_ERR_UPSTREAM_CONNECT_TIMEOUT after connect_timeout_ms', async (t) => {
+  const code = 'SLUICE_ERR_UPSTREAM_CONNECT_TIMEOUT';
+  const before = await gwMetric(gw, 'sluice_upstream_errors_total', { deployment: 'noconn-1', code }, { absent: 0 });
+  const timed = async (path: string, body?: string): Promise<{ r: Reply; ms: number }> => {
+    const started = performance.now();
+    const r = await httpRequest(`${gw.url}/noconn-1${path}`, { method: body === undefined ? 'GET' : 'POST', body, headers: { 'content-type': 'application/json' }, timeoutMs: 10_000 });
+    return { r, ms: performance.now() - started };
+  };
+  // A generation with a body (its upload is complete while the connect is still pending) and a GET.
+  const replies = await Promise.all([timed('/api/generate', '{"model":"demo","prompt":"hi","stream":false}'), timed('/api/tags')]);
+  for (const { r, ms } of replies) {
+    t.equal(r.status, 504);
+    t.match(r.headers['content-type'], /application\/json/);
+    const body = JSON.parse(r.body) as { error: Record<string, unknown> };
+    t.same(Object.keys(body), ['error'], 'the body is {"error": {...}}');
+    t.same(Object.keys(body.error).sort(), ['code', 'message', 'request_id'], 'with code, message and request_id');
+    t.equal(body.error.code, code);
+    t.ok(typeof body.error.message === 'string' && body.error.message !== '', `a message (${String(body.error.message)})`);
+    t.equal(body.error.request_id, r.headers['x-request-id'], 'the request id of the response');
+    t.ok(ms >= CONNECT - 20 && ms < CONNECT + 500, `answered after ~${CONNECT} ms (${Math.round(ms)} ms)`);
+  }
+  t.equal(await gwMetric(gw, 'sluice_upstream_errors_total', { deployment: 'noconn-1', code }) - before, 2, 'both counted as connect timeouts');
+});
+
+t.test('a connect that hangs under an upload too large to buffer: still 504 after connect_timeout_ms', async (t) => {
+  // 4 MiB cannot sit in the connecting socket's buffer: the client is paused mid-upload,
+  // and the connect timeout must still end the wait.
+  const started = performance.now();
+  const r = await httpRequest(`${gw.url}/noconn-1/invocations`, { method: 'POST', body: Buffer.alloc(4 * 1024 * 1024, 0x61), headers: { 'content-type': 'application/json' }, timeoutMs: 10_000 });
+  const ms = performance.now() - started;
+  t.equal(r.status, 504);
+  t.equal((JSON.parse(r.body) as { error: { code: string } }).error.code, 'SLUICE_ERR_UPSTREAM_CONNECT_TIMEOUT');
+  t.ok(ms >= CONNECT - 20 && ms < CONNECT + 1_000, `answered after ~${CONNECT} ms (${Math.round(ms)} ms)`);
 });
