@@ -4,7 +4,7 @@
 // take at once reports backpressure and then the drain, and the response is parsed and the
 // socket handed back for reuse; the pool ages idle sockets out.
 
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { createServer, type Server, type Socket } from 'node:net';
 import { once } from 'node:events';
 import type { ErrorCode } from '../../src/errors/index.js';
@@ -53,7 +53,7 @@ class Pool implements PoolLike {
 }
 
 /** A server that hands its one accepted socket to the test, paused: it reads only when told. */
-async function server(t: Tap): Promise<{ port: number; accepted: Promise<Socket> }> {
+async function server(t: Test): Promise<{ port: number; accepted: Promise<Socket> }> {
   let accept!: (s: Socket) => void;
   const accepted = new Promise<Socket>((resolve) => (accept = resolve));
   const srv: Server = createServer({ pauseOnConnect: true }, accept);
@@ -64,8 +64,6 @@ async function server(t: Tap): Promise<{ port: number; accepted: Promise<Socket>
   if (address === null || typeof address === 'string') throw new Error('no port');
   return { port: address.port, accepted };
 }
-
-type Tap = typeof t;
 
 /** Reads from `s` until `bytes` have arrived, then pauses it again (the socket stays open). */
 function readBytes(s: Socket, bytes: number): Promise<Buffer> {
