@@ -135,6 +135,18 @@ export class BreakerBoard {
 
   onSuccess(slot: number, now: number, o: BreakerOptions): void {
     const base = slot * INTS;
+    const ints = this.ints;
+    // The common case takes no lock: a closed breaker, no failure streak to reset, and the
+    // window's current bucket already in place; one atomic add counts the success. Racing
+    // with another worker's roll of the window can lose that one count, which can only
+    // make the error percentage look worse, never better.
+    if (ints[base + I_STATE] === BreakerState.Closed && ints[base + I_CONSECUTIVE] === 0) {
+      const epoch = Math.floor(now / (o.rollingWindowMs / BUCKETS));
+      if (epoch === this.floats[slot * FLOATS + F_BUCKET_EPOCH]) {
+        Atomics.add(ints, base + I_BUCKET_BASE + (epoch % BUCKETS) * 2, 1);
+        return;
+      }
+    }
     this.#lock(base);
     this.ints[base + I_CONSECUTIVE] = 0;
     this.#record(slot, now, o, 0);
