@@ -66,8 +66,8 @@ export class DeploymentCounters {
       return;
     }
     const base = this.#lockWindow(slot, now, windowMs);
-    this.#ints[base + I_REQ_CUR]!++;
-    Atomics.store(this.#ints, base + I_LOCK, 0);
+    ints[base + I_REQ_CUR]!++;
+    Atomics.store(ints, base + I_LOCK, 0);
   }
 
   /**

@@ -40,10 +40,7 @@ export class KeyRegistry {
 
   constructor(options: KeyRegistryOptions) {
     this.#o = options;
-    this.#configured = new Map(options.configured.map((k) => [k.name, {
-      name: k.name, digest: k.key_sha256!, deployments: k.deployments, limits: k.limits, deployment_limits: k.deployment_limits,
-      source: 'config' as const, created_at: null,
-    }]));
+    this.#configured = new Map(options.configured.map((k) => [k.name, activeKey(k, k.key_sha256!, 'config', null)]));
   }
 
   /** Every key in force: config keys first, then added ones, oldest first. */
@@ -63,9 +60,12 @@ export class KeyRegistry {
         this.#o.logger.warn({ key: keyLabel(k.name, k.key_sha256) }, 'a stored API key has the name of a config key: the config key is used');
         continue;
       }
-      next.set(k.name, fromStored(k));
+      next.set(k.name, activeKey(k, k.key_sha256, 'api', k.created_at));
     }
-    const changed = next.size !== this.#added.size || [...next].some(([name, k]) => this.#added.get(name)?.digest !== k.digest);
+    // A key is never edited in place, only removed and added again, which stamps a new
+    // created_at: name, digest and created_at tell whether the route table must change.
+    const changed = next.size !== this.#added.size ||
+      [...next].some(([name, k]) => { const had = this.#added.get(name); return had?.digest !== k.digest || had.created_at !== k.created_at; });
     this.#added = next;
     if (changed) this.#o.onChange();
   }
@@ -85,7 +85,7 @@ export class KeyRegistry {
       created_at: new Date().toISOString(),
     };
     await this.#o.store.putKey(stored);
-    const key = fromStored(stored);
+    const key = activeKey(stored, digest, 'api', stored.created_at);
     this.#added.set(key.name, key);
     this.#o.logger.info({ key: keyLabel(key.name, digest) }, 'API key added');
     this.#o.onChange();
@@ -104,6 +104,8 @@ export class KeyRegistry {
   }
 }
 
-function fromStored(k: StoredApiKey): ActiveKey {
-  return { name: k.name, digest: k.key_sha256, deployments: k.deployments, limits: k.limits, deployment_limits: k.deployment_limits, source: 'api', created_at: k.created_at };
+type KeySpec = Pick<ApiKeyConfig, 'name' | 'deployments' | 'limits' | 'deployment_limits'>;
+
+function activeKey(k: KeySpec, digest: string, source: ActiveKey['source'], createdAt: string | null): ActiveKey {
+  return { name: k.name, digest, deployments: k.deployments, limits: k.limits, deployment_limits: k.deployment_limits, source, created_at: createdAt };
 }

@@ -160,8 +160,8 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
   // that they pay null checks only.
   /** A cache candidate whose key is not known yet (the body is still being read). */
   cacheWant: CacheWant | null = null;
-  /** The x-sluice-cache response header: 'hit', 'miss' or 'bypass'; null (no cache decision) is sent as 'bypass'. */
-  cacheStatus: CacheStatus | null = null;
+  /** The x-sluice-cache response header: 'bypass' until the cache answers or records the request. */
+  cacheStatus: CacheStatus = 'bypass';
   /** The coalesced request this exchange leads or joins. */
   flight: Flight | null = null;
   /** Dispatch waits for the whole body (to compute the cache key). */
@@ -719,7 +719,7 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
       return;
     }
     // Bodies of refused uploads are not read: the connection closes after the answer.
-    writeErrorResponse(this.res, status, code, message, this.requestId, this.#expectBody && !this.#bodyDone, headers, this.#noResponseBody, this.cacheStatus ?? 'bypass');
+    writeErrorResponse(this.res, status, code, message, this.requestId, this.#expectBody && !this.#bodyDone, headers, this.#noResponseBody, this.cacheStatus);
     this.#finish(status);
   }
 
@@ -745,7 +745,7 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
     const res = this.res;
     if (!this.#responded) {
       const status = ERRORS[code].status;
-      writeErrorResponse(res, status, code, message, this.requestId, closeClient, undefined, this.#noResponseBody, this.cacheStatus ?? 'bypass');
+      writeErrorResponse(res, status, code, message, this.requestId, closeClient, undefined, this.#noResponseBody, this.cacheStatus);
       this.#finish(status);
       return;
     }

@@ -196,10 +196,7 @@ export class Gateway {
       // Only the head is looked at here; a candidate's body is read before dispatch.
       const want = cacheWant(method, rest, head.cacheControl, head.xSluiceCache, head.contentLength, route.policies.cache);
       if (want !== null) ex.cacheWant = want;
-      else {
-        ex.cacheStatus = 'bypass';
-        route.stats.cacheBypass++;
-      }
+      else route.stats.cacheBypass++;
     }
     res.onAborted(() => ex.onClientAborted());
     if (expectBody) res.onData((ab, isLast) => ex.onClientData(ab, isLast));
@@ -294,7 +291,6 @@ export class Gateway {
     const body = ex.wholeBody();
     const key = body === null ? null : cacheKey(want, ex.method, ex.pathQuery, body);
     if (key === null) {
-      ex.cacheStatus = 'bypass';
       stats.cacheBypass++;
       return false;
     }

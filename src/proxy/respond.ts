@@ -32,11 +32,8 @@ const statusBytes: Uint8Array[] = [];
 
 /** Starts a response head in the scratch buffer: "<status> <reason>". */
 export function headStart(status: number): void {
-  const bytes = statusBytes[status] ??= Buffer.from(statusLine(status), 'latin1');
-  const n = bytes.length;
-  const scratch = headScratch; // holds any status line: it starts at 16 KiB
-  for (let i = 0; i < n; i++) scratch[i] = bytes[i]!;
-  headEnd = n;
+  headEnd = 0;
+  headBytes(statusBytes[status] ??= Buffer.from(statusLine(status), 'latin1'));
 }
 
 // Up to this length a loop over char codes costs less than Buffer#write, which crosses into

@@ -22,9 +22,9 @@ export function decodeDesired(text: string, where: string): DesiredDeployment[] 
   return d.deployments.map((entry: unknown, i: number) => checkEntry(entry, where, `deployments[${i}].spec`));
 }
 
-/** One deployment stored on its own (a field of the Redis hash). */
-export function encodeEntry(deployment: DesiredDeployment): string {
-  return JSON.stringify(deployment);
+/** One deployment or API key stored on its own (a field of a Redis hash). */
+export function encodeEntry(entry: DesiredDeployment | StoredApiKey): string {
+  return JSON.stringify(entry);
 }
 
 /** Parses one entry stored under `id`; the id must be the entry's own. */

@@ -23,52 +23,55 @@ export class RedisStateStore implements DesiredStateStore {
   }
 
   async load(): Promise<DesiredDeployment[]> {
-    let fields: Record<string, string>;
-    try {
-      if (this.#redis.status === 'wait') await this.#redis.connect();
-      fields = await this.#redis.hgetall(KEY);
-    } catch (err) {
-      throw new StateError(`${this.#where}: cannot read state (${(err as Error).message})`);
-    }
+    const fields = await this.#readHash(KEY, 'state');
     const list = Object.entries(fields).map(([id, text]) => decodeEntry(text, id, `${this.#where} field ${id}`));
     // Oldest first, as they were deployed (the alias route defaults to the newest).
     return list.sort((a, b) => a.created_at.localeCompare(b.created_at) || desiredId(a.spec).localeCompare(desiredId(b.spec)));
   }
 
   async put(deployment: DesiredDeployment): Promise<void> {
-    if (this.#redis.status === 'wait') await this.#redis.connect();
+    await this.#connected();
     await this.#redis.hset(KEY, desiredId(deployment.spec), encodeEntry(deployment));
   }
 
   async remove(id: string): Promise<void> {
-    if (this.#redis.status === 'wait') await this.#redis.connect();
+    await this.#connected();
     await this.#redis.hdel(KEY, id);
   }
 
   async loadKeys(): Promise<StoredApiKey[]> {
-    let fields: Record<string, string>;
-    try {
-      if (this.#redis.status === 'wait') await this.#redis.connect();
-      fields = await this.#redis.hgetall(API_KEYS);
-    } catch (err) {
-      throw new StateError(`${this.#where}: cannot read API keys (${(err as Error).message})`);
-    }
+    const fields = await this.#readHash(API_KEYS, 'API keys');
     const list = Object.entries(fields).map(([name, text]) => decodeKeyEntry(text, name, `${this.#where} ${API_KEYS} field ${name}`));
     return list.sort((a, b) => a.created_at.localeCompare(b.created_at) || a.name.localeCompare(b.name));
   }
 
   async putKey(key: StoredApiKey): Promise<void> {
-    if (this.#redis.status === 'wait') await this.#redis.connect();
-    await this.#redis.hset(API_KEYS, key.name, JSON.stringify(key));
+    await this.#connected();
+    await this.#redis.hset(API_KEYS, key.name, encodeEntry(key));
   }
 
   async removeKey(name: string): Promise<void> {
-    if (this.#redis.status === 'wait') await this.#redis.connect();
+    await this.#connected();
     await this.#redis.hdel(API_KEYS, name);
   }
 
   async close(): Promise<void> {
     this.#redis.disconnect();
+  }
+
+  /** The client connects lazily, on the first command of the store. */
+  async #connected(): Promise<void> {
+    if (this.#redis.status === 'wait') await this.#redis.connect();
+  }
+
+  /** Every field of hash `key`; a Redis that does not answer is a StateError naming `what`. */
+  async #readHash(key: string, what: string): Promise<Record<string, string>> {
+    try {
+      await this.#connected();
+      return await this.#redis.hgetall(key);
+    } catch (err) {
+      throw new StateError(`${this.#where}: cannot read ${what} (${(err as Error).message})`);
+    }
   }
 }
 
