@@ -159,7 +159,7 @@ t.test('no key appears in the logs, the metrics or the admin API', async (t) => 
 
 t.test('on a shared Redis, a key added on one instance reaches the others', async (t) => {
   const redis = await startRedis();
-  const shared = { ...config, ports: { from: 18835, to: 18839 }, redis: { url: redis.url }, api_keys: [], deployments: [] };
+  const shared = { ...config, ports: { from: 18835, to: 18839 }, redis: { url: redis.url }, api_keys: [] };
   const a = await startGateway({ ...shared, state_dir: join(mkdtempSync(join(tmpdir(), 'sluice-keys-a-')), 'state') });
   const b = await startGateway({ ...shared, state_dir: join(mkdtempSync(join(tmpdir(), 'sluice-keys-b-')), 'state') });
   t.teardown(async () => {
@@ -178,4 +178,14 @@ t.test('on a shared Redis, a key added on one instance reaches the others', asyn
   await fetch(`${b.adminUrl}/v1/keys/shared`, { method: 'DELETE' });
   await waitFor(async () => (await fetch(`${a.adminUrl}/v1/keys/shared`)).status === 404, 10_000, 'instance A to drop the removed key');
   t.pass('removed on B, gone on A');
+
+  // Removed and added again on A between two of B's reconciles: same name and digest,
+  // narrower scope. B's data plane must take the new scope, not keep the key it had.
+  const gen = (gw: Gateway, id: string): Promise<{ status: number }> => httpRequest(`${gw.url}/${id}/_sim/echo`, { headers: { authorization: `Bearer ${created.key}` } });
+  await fetch(`${a.adminUrl}/v1/keys`, { method: 'POST', body: JSON.stringify({ name: 'shared', key_sha256: sha256(created.key) }) });
+  await waitFor(async () => (await gen(b, 'other-1')).status === 200, 10_000, 'instance B to accept the key on other-1');
+  await fetch(`${a.adminUrl}/v1/keys/shared`, { method: 'DELETE' });
+  await fetch(`${a.adminUrl}/v1/keys`, { method: 'POST', body: JSON.stringify({ name: 'shared', key_sha256: sha256(created.key), deployments: ['sec'] }) });
+  await waitFor(async () => (await gen(b, 'other-1')).status === 403, 10_000, 'instance B to refuse the key on other-1 under its new scope');
+  t.equal((await gen(b, 'sec-1')).status, 200, 'instance B applies the new scope: sec-1 still accepts it');
 });
