@@ -12,7 +12,7 @@ import type { CachedResponse, CacheWant, TokenCounter, Verdict } from '../policy
 import type { DeploymentRoute, KeyRoute, ReplicaRoute } from './route-table.js';
 import { coalescesWithHead, type HeaderLines, type UpstreamConnection, type UpstreamHandler, type PoolWaiter } from './upstream/index.js';
 import { connectionTokens, HeaderKind, isDroppedResponseKind, kindOfName, sameName, startsWithName } from './headers.js';
-import { endWithoutBody, headBytes, headLine, headStart, headText, headUint, headView, writeErrorResponse, type CacheStatus } from './respond.js';
+import { endWithoutBody, headBytes, headCopy, headLine, headStart, headStartWith, headText, headUint, headView, writeErrorResponse, type CacheStatus } from './respond.js';
 import type { Gateway } from './gateway.js';
 import type { Flight } from './flight.js';
 
@@ -380,14 +380,29 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
       return;
     }
     this.#beginHead(status);
-    headStart(status);
-    // Only a body without a length has a stream format to keep (see #kind).
-    const classify = contentLength < 0;
-    for (let i = 0; i < lines.count; i++) {
-      const kind = lines.kind(i);
-      if (isDroppedResponseKind(kind)) continue;
-      if (classify && kind === HeaderKind.ContentType && this.#kind === StreamKind.Other) this.#kind = streamKindOf(lines.value(i));
-      headLine(lines, i);
+    const built = lines.clientHead;
+    if (built !== null) {
+      // The same upstream head as the last one on this connection: the same client head.
+      headStartWith(built);
+      if (this.#kind === StreamKind.Other) this.#kind = lines.clientKind as StreamKind;
+    } else {
+      headStart(status);
+      // Only a body without a length has a stream format to keep (see #kind).
+      const classify = contentLength < 0;
+      let streamKind = StreamKind.Other;
+      for (let i = 0; i < lines.count; i++) {
+        const kind = lines.kind(i);
+        if (isDroppedResponseKind(kind)) continue;
+        if (classify && kind === HeaderKind.ContentType && streamKind === StreamKind.Other) streamKind = streamKindOf(lines.value(i));
+        headLine(lines, i);
+      }
+      if (this.#kind === StreamKind.Other) this.#kind = streamKind;
+      // Kept only once the head has come round again, so that heads which differ each time
+      // (a length that varies) cost no copy.
+      if (lines.repeated) {
+        lines.clientHead = headCopy();
+        lines.clientKind = streamKind;
+      }
     }
     this.#endHead(status, contentLength);
   }

@@ -36,6 +36,19 @@ export function headStart(status: number): void {
   headBytes(statusBytes[status] ??= Buffer.from(statusLine(status), 'latin1'));
 }
 
+/** Starts a response head with bytes a previous head began with (see headCopy). */
+export function headStartWith(bytes: Uint8Array): void {
+  headEnd = 0;
+  headRoom(bytes.length);
+  headScratch.set(bytes);
+  headEnd = bytes.length;
+}
+
+/** The head built so far, copied (Buffer#slice would share the scratch): for headStartWith. */
+export function headCopy(): Uint8Array {
+  return Uint8Array.prototype.slice.call(headScratch, 0, headEnd);
+}
+
 // Up to this length a loop over char codes costs less than Buffer#write, which crosses into
 // C++ and, for the rope a concatenation makes, flattens it into a new string first.
 const SHORT_TEXT = 48;

@@ -28,6 +28,18 @@ t.before(async () => {
     s.on('close', () => upstreamSockets.delete(s));
     s.on('data', (d: Buffer) => {
       const line = d.toString('latin1').split('\r\n')[0]!;
+      const repeat = /^GET \/repeat-(a|b|sse|sse-cut) /.exec(line);
+      if (repeat !== null) {
+        // Heads that repeat byte for byte on one connection, which the gateway recognises.
+        const v = repeat[1]!;
+        if (v === 'a' || v === 'b') s.write(`HTTP/1.1 200 OK\r\nX-Variant: ${v}\r\nContent-Type: text/${v === 'a' ? 'plain' : 'csv'}\r\nContent-Length: 3\r\n\r\n${v}${v}${v}`);
+        else {
+          s.write('HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n');
+          if (v === 'sse') s.write('d\r\ndata: token\n\n\r\n0\r\n\r\n');
+          else s.end('d\r\ndata: token\n\n\r\n');
+        }
+        return;
+      }
       if (line.includes(' /no-content ')) s.write('HTTP/1.1 204 No Content\r\nX-Kind: 204\r\n\r\n');
       else if (line.includes(' /not-modified ')) s.write('HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\n\r\n');
       else if (line.startsWith('HEAD ')) s.write('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1234\r\n\r\n');
@@ -137,6 +149,26 @@ t.test('hop-by-hop response headers of a chunked upstream answer: only the gatew
     t.equal(body?.data, 'hello world', `${path}: the body, re-framed by the gateway`);
     t.equal(body?.trailer, '\r\n', `${path}: no trailer field (the upstream's X-Foo) after the last chunk`);
   }
+});
+
+t.test('an upstream head repeated on one connection gives each client its own head', async (t) => {
+  // The gateway recognises a head identical to the last one on the connection and reuses
+  // the client head it built from it; what belongs to each request must still differ.
+  let n = 0;
+  for (const v of ['a', 'a', 'a', 'b', 'b', 'a', 'a']) {
+    const id = `repeat-${++n}`;
+    const r = await httpRequest(`http://127.0.0.1:${gw.port}/hops-1/repeat-${v}`, { headers: { 'x-request-id': id } });
+    t.equal(r.status, 200);
+    t.same([r.headers['x-variant'], r.headers['content-type'], r.headers['x-request-id'], r.headers['x-sluice-cache'], r.body],
+      [v, v === 'a' ? 'text/plain' : 'text/csv', id, 'bypass', v.repeat(3)], `request ${n} (${v})`);
+    t.equal(r.rawHeaders.filter((h) => h.toLowerCase() === 'x-variant').length, 1, `request ${n}: the upstream's lines once`);
+  }
+  t.equal(upstreamSockets.size, 1, 'all over one upstream connection');
+  // The stream format is part of what is reused: an SSE stream cut after a repeated head
+  // still ends with an SSE error event.
+  for (let i = 0; i < 2; i++) t.match((await httpRequest(`http://127.0.0.1:${gw.port}/hops-1/repeat-sse`)).body, /^data: token\n\n$/);
+  const cut = await httpRequest(`http://127.0.0.1:${gw.port}/hops-1/repeat-sse-cut`);
+  t.match(cut.body, /^data: token\n\nevent: error\ndata: \{"error":\{"code":"SLUICE_ERR_UPSTREAM_RESET"/, 'a cut stream under a repeated head ends in an SSE error event');
 });
 
 t.test('header bytes 0x80-0xFF from the upstream reach the client unchanged (not re-encoded)', async (t) => {

@@ -268,3 +268,77 @@ t.test('a head larger than 64 KiB is rejected', async (t) => {
     for (let i = 0; i < big.length; i += 1000) parser.execute(big.subarray(i, i + 1000));
   }, { message: 'response head too large' });
 });
+
+// A replica's heads repeat (same Server, type, length; Date changes once a second), so the
+// parser remembers the last head and recognises an identical one by comparing bytes. Fed
+// as the connection feeds it: every read lands at the start of one shared, aligned buffer.
+t.test('a head identical to the last one is recognised, and parses exactly as it did', async (t) => {
+  const heads: Array<{ status: number; headers: string[]; contentLength: number; chunked: boolean; repeated: boolean }> = [];
+  const bodies: string[] = [];
+  let completes = 0;
+  const parser = new ResponseParser({
+    onHead(status, lines, contentLength, chunked) {
+      heads.push({ status, headers: lines.toArray(), contentLength, chunked, repeated: lines.repeated });
+    },
+    onBody(chunk) {
+      bodies.push(chunk.toString('latin1'));
+    },
+    onComplete() {
+      completes++;
+    },
+  });
+  const shared = Buffer.alloc(4096, 0x78);
+  const feed = (raw: string, noBody = false): number => {
+    parser.reset(noBody);
+    const n = shared.write(raw, 0, 'latin1');
+    return parser.execute(shared, n);
+  };
+  const head = (date: string, length: number, extra = ''): string =>
+    `HTTP/1.1 200 OK\r\nServer: up\r\nDate: ${date}\r\nContent-Type: application/json\r\n${extra}Content-Length: ${length}\r\n\r\n`;
+  const last = () => heads[heads.length - 1]!;
+
+  feed(head('Mon, 1', 5) + 'hello');
+  t.equal(last().repeated, false, 'a first head is parsed');
+  feed(head('Mon, 1', 5) + 'world');
+  t.equal(last().repeated, true, 'the same head again is recognised');
+  t.same(heads[1], { ...heads[0], repeated: true }, 'with the same status, lines and framing');
+  t.same(bodies.slice(0, 2), ['hello', 'world'], 'and its body framed by the remembered length');
+  feed(head('Mon, 2', 5) + 'again');
+  t.equal(last().repeated, false, 'one byte different (the Date) is parsed anew');
+  t.same(last().headers, ['Server', 'up', 'Date', 'Mon, 2', 'Content-Type', 'application/json', 'Content-Length', '5']);
+  feed(head('Mon, 2', 5) + 'xxxxx');
+  t.equal(last().repeated, true, 'and then remembered');
+  feed(head('Mon, 2', 6) + 'sixsix');
+  t.equal(last().repeated, false, 'another length is another head');
+  t.equal(last().contentLength, 6);
+  t.equal(bodies[bodies.length - 1], 'sixsix');
+  t.equal(completes, 5);
+
+  // The framing a remembered head gives: chunked, HEAD (no body), Connection: close.
+  const chunked = 'HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n';
+  feed(chunked + '3\r\nabc\r\n0\r\n\r\n');
+  feed(chunked + '2\r\nde\r\n0\r\n\r\n');
+  t.same([heads[heads.length - 2]!.repeated, last().repeated, last().chunked, last().contentLength], [false, true, true, -1]);
+  t.same(bodies.slice(-2), ['abc', 'de'], 'a remembered chunked head is followed by chunk decoding');
+  t.equal(completes, 7);
+  feed(head('Mon, 2', 6), true);
+  t.equal(last().repeated, false);
+  t.equal(feed(head('Mon, 2', 6), true), 0, 'a HEAD answer with a remembered head ends at the head');
+  t.same([last().repeated, last().contentLength], [true, 6]);
+  t.ok(parser.done);
+  t.equal(completes, 9);
+  feed(head('Mon, 3', 1, 'Connection: close\r\n') + 'a');
+  feed(head('Mon, 3', 1, 'Connection: close\r\n') + 'b');
+  t.equal(last().repeated, true);
+  t.notOk(parser.keepAlive, 'Connection: close is remembered with the head');
+  feed(head('Mon, 3', 1) + 'c');
+  t.ok(parser.keepAlive);
+
+  // A head after a 1xx in the same read starts past 0: parsed, never remembered.
+  feed('HTTP/1.1 100 Continue\r\n\r\n' + head('Mon, 3', 1) + 'd');
+  feed(head('Mon, 3', 1) + 'e');
+  t.equal(last().repeated, false, 'an informational head in between forgets the remembered one');
+  feed(head('Mon, 3', 1) + 'f');
+  t.equal(last().repeated, true);
+  t.same(bodies.slice(-3), ['d', 'e', 'f']);
+});

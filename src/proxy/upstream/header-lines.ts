@@ -18,11 +18,27 @@ export class HeaderLines {
   kinds = new Uint8Array(32);
   /** Header names listed in a Connection header beyond close/keep-alive (rare): hop-by-hop too. */
   hop: string[] | null = null;
+  /** These lines describe a head identical, byte for byte, to the one they were parsed from (the parser's memo). */
+  repeated = false;
+  /**
+   * What the proxy derived from these lines and may reuse while they are repeated: the
+   * client head it built (status line and the lines it kept) and the stream format found.
+   */
+  clientHead: Uint8Array | null = null;
+  clientKind = 0;
 
   reset(buf: Buffer): void {
     this.buf = buf;
     this.count = 0;
     this.hop = null;
+    this.repeated = false;
+    this.clientHead = null;
+  }
+
+  /** The same lines again, for a head equal to the last one, now in `buf` at the same offsets. */
+  repeat(buf: Buffer): void {
+    this.buf = buf;
+    this.repeated = true;
   }
 
   /** The buffer is the connection's read buffer: let it go once the head is delivered. */
