@@ -20,6 +20,8 @@ let gw: Gateway;
 let simPort: number;
 let upstream: Server;
 const upstreamSockets = new Set<Socket>();
+/** The upstream connections that answered /repeat-* requests. */
+const repeatSockets = new Set<Socket>();
 
 t.before(async () => {
   // An upstream that answers with hop-by-hop response headers of its own.
@@ -30,6 +32,7 @@ t.before(async () => {
       const line = d.toString('latin1').split('\r\n')[0]!;
       const repeat = /^GET \/repeat-(a|b|sse|sse-cut) /.exec(line);
       if (repeat !== null) {
+        repeatSockets.add(s);
         // Heads that repeat byte for byte on one connection, which the gateway recognises.
         const v = repeat[1]!;
         if (v === 'a' || v === 'b') s.write(`HTTP/1.1 200 OK\r\nX-Variant: ${v}\r\nContent-Type: text/${v === 'a' ? 'plain' : 'csv'}\r\nContent-Length: 3\r\n\r\n${v}${v}${v}`);
@@ -163,7 +166,7 @@ t.test('an upstream head repeated on one connection gives each client its own he
       [v, v === 'a' ? 'text/plain' : 'text/csv', id, 'bypass', v.repeat(3)], `request ${n} (${v})`);
     t.equal(r.rawHeaders.filter((h) => h.toLowerCase() === 'x-variant').length, 1, `request ${n}: the upstream's lines once`);
   }
-  t.equal(upstreamSockets.size, 1, 'all over one upstream connection');
+  t.equal(repeatSockets.size, 1, 'all over one upstream connection (its pool reuses the last one released)');
   // The stream format is part of what is reused: an SSE stream cut after a repeated head
   // still ends with an SSE error event.
   for (let i = 0; i < 2; i++) t.match((await httpRequest(`http://127.0.0.1:${gw.port}/hops-1/repeat-sse`)).body, /^data: token\n\n$/);
