@@ -381,22 +381,21 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
     }
     this.#beginHead(status);
     const built = lines.clientHead;
+    let streamKind = StreamKind.Other;
     if (built !== null) {
       // The same upstream head as the last one on this connection: the same client head.
       headStartWith(built);
-      if (this.#kind === StreamKind.Other) this.#kind = lines.clientKind as StreamKind;
+      streamKind = lines.clientKind as StreamKind;
     } else {
       headStart(status);
       // Only a body without a length has a stream format to keep (see #kind).
       const classify = contentLength < 0;
-      let streamKind = StreamKind.Other;
       for (let i = 0; i < lines.count; i++) {
         const kind = lines.kind(i);
         if (isDroppedResponseKind(kind)) continue;
         if (classify && kind === HeaderKind.ContentType && streamKind === StreamKind.Other) streamKind = streamKindOf(lines.value(i));
         headLine(lines, i);
       }
-      if (this.#kind === StreamKind.Other) this.#kind = streamKind;
       // Kept only once the head has come round again, so that heads which differ each time
       // (a length that varies) cost no copy.
       if (lines.repeated) {
@@ -404,6 +403,7 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
         lines.clientKind = streamKind;
       }
     }
+    if (this.#kind === StreamKind.Other) this.#kind = streamKind;
     this.#endHead(status, contentLength);
   }
 

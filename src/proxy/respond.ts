@@ -32,16 +32,13 @@ const statusBytes: Uint8Array[] = [];
 
 /** Starts a response head in the scratch buffer: "<status> <reason>". */
 export function headStart(status: number): void {
-  headEnd = 0;
-  headBytes(statusBytes[status] ??= Buffer.from(statusLine(status), 'latin1'));
+  headStartWith(statusBytes[status] ??= Buffer.from(statusLine(status), 'latin1'));
 }
 
-/** Starts a response head with bytes a previous head began with (see headCopy). */
+/** Starts a response head with `bytes`: a status line, or what a previous head began with (see headCopy). */
 export function headStartWith(bytes: Uint8Array): void {
   headEnd = 0;
-  headRoom(bytes.length);
-  headScratch.set(bytes);
-  headEnd = bytes.length;
+  headBytes(bytes);
 }
 
 /** The head built so far, copied (Buffer#slice would share the scratch): for headStartWith. */
