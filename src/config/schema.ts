@@ -24,6 +24,8 @@ export class ConfigError extends Error {
 
 export const MODEL_NAME = /^[A-Za-z0-9_:][A-Za-z0-9._:-]{0,127}$/;
 export const VERSION_NAME = /^[A-Za-z0-9_][A-Za-z0-9._]{0,63}$/;
+/** An HTTP field name (RFC 9110 5.1: a token). */
+const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$/;
 const timeout = (def: number): Field => ({ kind: 'int', default: def, min: 1, max: 86_400_000 });
 
 const upstreamFields = {
@@ -92,6 +94,13 @@ const policyFields = {
       max_entry_bytes: { kind: 'int', default: 4 * 1024 * 1024, min: 0, max: Number.MAX_SAFE_INTEGER },
       // Candidates are buffered whole before the key is known; larger bodies bypass the cache.
       max_request_bytes: { kind: 'int', default: 1024 * 1024, min: 0, max: 64 * 1024 * 1024 },
+      // Request headers whose values are part of the key, besides the caller's identity.
+      vary: { kind: 'array', of: { kind: 'string', pattern: HEADER_NAME }, default: [] },
+      // The key holds the caller's identity (its sluice API key, and a digest of the
+      // credentials forwarded upstream: Authorization, x-api-key, api-key, Cookie), so one
+      // caller's answer never serves another, cached or coalesced. true: callers share
+      // entries and in-flight requests, for answers that do not depend on who asks.
+      shared_across_callers: { kind: 'bool', default: false },
     },
   },
   // Time from request arrival to the end of the response; 0 = no limit (streams may be long).

@@ -25,6 +25,10 @@ export interface CacheConfig {
   readonly max_bytes: number;
   readonly max_entry_bytes: number;
   readonly max_request_bytes: number;
+  /** Header names (as configured; compared without case) whose values are part of the key. */
+  readonly vary: readonly string[];
+  /** Callers with different credentials share entries and in-flight requests. */
+  readonly shared_across_callers: boolean;
 }
 
 export interface PoliciesConfig {

@@ -27,14 +27,17 @@ export interface CacheWant {
   readonly asked: boolean;
   /** The client's max-age in ms: older entries are not served to it; -1 when not given. */
   readonly maxAgeMs: number;
+  /** `Cache-Control: no-cache`: never answered from the cache, but its answer may be stored. */
+  readonly refresh: boolean;
 }
 
-const DEFAULT_WANT: CacheWant = Object.freeze({ llm: false, asked: false, maxAgeMs: -1 });
-const LLM_WANT: CacheWant = Object.freeze({ llm: true, asked: false, maxAgeMs: -1 });
-const ASKED_WANT: CacheWant = Object.freeze({ llm: false, asked: true, maxAgeMs: -1 });
+const DEFAULT_WANT: CacheWant = Object.freeze({ llm: false, asked: false, maxAgeMs: -1, refresh: false });
+const LLM_WANT: CacheWant = Object.freeze({ llm: true, asked: false, maxAgeMs: -1, refresh: false });
+const ASKED_WANT: CacheWant = Object.freeze({ llm: false, asked: true, maxAgeMs: -1, refresh: false });
 
 const LLM_PATHS: ReadonlySet<string> = new Set(['/api/generate', '/api/chat', '/v1/chat/completions', '/v1/completions']);
 const MAX_AGE = /(?:^|[\s,])max-age\s*=\s*"?(\d+)/i;
+const NO_CACHE = /(?:^|[\s,])no-cache(?:$|[\s,=])/i;
 
 /**
  * Whether a request is a cache candidate (its body must then be read before the key is
@@ -43,22 +46,51 @@ const MAX_AGE = /(?:^|[\s,])max-age\s*=\s*"?(\d+)/i;
 export function cacheWant(method: string, path: string, cacheControl: string, xCache: string, contentLength: number, policy: CacheConfig): CacheWant | null {
   if (method !== 'POST' && method !== 'GET') return null;
   if (contentLength > policy.max_request_bytes) return null;
-  let maxAgeMs = -1;
-  if (cacheControl !== '') {
-    const cc = cacheControl.toLowerCase();
-    if (cc.includes('no-store')) return null;
-    const m = MAX_AGE.exec(cc);
-    if (m !== null) maxAgeMs = Number(m[1]) * 1000;
-  }
+  const want = headWant(method, path, xCache, cacheControl === '' ? -1 : maxAgeOf(cacheControl));
+  if (want === null || cacheControl === '' || !NO_CACHE.test(cacheControl)) return want;
+  return { llm: want.llm, asked: want.asked, maxAgeMs: want.maxAgeMs, refresh: true };
+}
+
+/** The request's max-age in ms, -1 without one; -2 for no-store (a full bypass). */
+function maxAgeOf(cacheControl: string): number {
+  const cc = cacheControl.toLowerCase();
+  if (cc.includes('no-store')) return -2;
+  const m = MAX_AGE.exec(cc);
+  return m === null ? -1 : Number(m[1]) * 1000;
+}
+
+function headWant(method: string, path: string, xCache: string, maxAgeMs: number): CacheWant | null {
+  if (maxAgeMs === -2) return null;
   if (xCache !== '') {
     const v = xCache.toLowerCase();
     if (v === 'off') return null;
-    if (v === 'on') return maxAgeMs === -1 ? ASKED_WANT : { llm: false, asked: true, maxAgeMs };
+    if (v === 'on') return maxAgeMs === -1 ? ASKED_WANT : { llm: false, asked: true, maxAgeMs, refresh: false };
   }
-  if (maxAgeMs !== -1) return { llm: false, asked: true, maxAgeMs };
+  if (maxAgeMs !== -1) return { llm: false, asked: true, maxAgeMs, refresh: false };
   if (method !== 'POST') return null;
   if (path === '/invocations') return DEFAULT_WANT;
   return LLM_PATHS.has(path) ? LLM_WANT : null;
+}
+
+// Callers by their credentials, as the digest their cache keys start with: a repeated
+// caller costs no SHA-256. Bounded per worker thread; oldest first out.
+const CALLER_MEMO_MAX = 4096;
+const callerMemo = new Map<string, string>();
+
+/**
+ * The cache key of `key` for one caller: `identity` is what tells callers apart (their
+ * sluice key's name and the credentials forwarded upstream), '' for an anonymous caller.
+ * Hashed, so no credential ends up in a key (keys are Redis key names in the shared tier).
+ */
+export function callerKey(identity: string, key: string): string {
+  if (identity === '') return key;
+  let digest = callerMemo.get(identity);
+  if (digest === undefined) {
+    digest = createHash('sha256').update(identity).digest('base64url');
+    if (callerMemo.size >= CALLER_MEMO_MAX) callerMemo.delete(callerMemo.keys().next().value!);
+    callerMemo.set(identity, digest);
+  }
+  return `${digest} ${key}`;
 }
 
 // Keys of recent small bodies, by their exact bytes: a repeated request (the one a cache

@@ -160,6 +160,8 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
   // that they pay null checks only.
   /** A cache candidate whose key is not known yet (the body is still being read). */
   cacheWant: CacheWant | null = null;
+  /** Who asks, for the cache key: '' when anonymous or when the deployment shares across callers. */
+  cacheCaller = '';
   /** The x-sluice-cache response header: 'bypass' until the cache answers or records the request. */
   cacheStatus: CacheStatus = 'bypass';
   /** The coalesced request this exchange leads or joins. */

@@ -19,6 +19,8 @@ export class RouteCache {
   readonly flights = new Map<string, Flight>();
   /** The shared tier, when Redis is configured and the policy shares; null: memory only. */
   shared: RedisCache | null;
+  /** The policy's `vary` header names in lower case, as the client head has them. */
+  vary: readonly string[];
   readonly #sharedPrefix: string;
   readonly #stats: RequestStats;
   // Made once: stores are not awaited, their failures only counted.
@@ -37,12 +39,14 @@ export class RouteCache {
     this.#sharedPrefix = `${SHARED_CACHE_PREFIX}${deployment}:`;
     this.#stats = stats;
     this.shared = policy.shared ? redis : null;
+    this.vary = lowerCase(policy.vary);
   }
 
   /** Applies a new policy (a route table snapshot): a smaller max_bytes evicts at once. */
   reconfigure(policy: CacheConfig, redis: RedisCache | null): void {
     this.store.reconfigure(policy);
     this.shared = policy.shared ? redis : null;
+    this.vary = lowerCase(policy.vary);
   }
 
   /** Stores a complete response in memory and, without waiting for Redis, in the shared tier. */
@@ -69,6 +73,10 @@ export class RouteCache {
     this.store.set(key, e.status, e.headers, e.contentLength, e.chunks, e.bodyBytes, e.storedAt);
     return this.store.get(key, Date.now(), maxAgeMs);
   }
+}
+
+function lowerCase(names: readonly string[]): readonly string[] {
+  return Object.freeze(names.map((n) => n.toLowerCase()));
 }
 
 export class Flight {

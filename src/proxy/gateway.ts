@@ -5,16 +5,16 @@
 import { Buffer } from 'node:buffer';
 import { performance } from 'node:perf_hooks';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
-import { randomBytes } from 'node:crypto';
 import type { DeploymentCounters } from '../balancer/index.js';
 import { ERRORS, type ErrorCode } from '../errors/index.js';
-import { BucketKind, cacheKey, cacheWant, hashKey, keyLabel, presentedKey, TokenCounter, type BucketRef, type CachedResponse, type RateLimiter, type RedisCache, type Verdict } from '../policy/index.js';
+import { BucketKind, cacheKey, cacheWant, callerKey, hashKey, keyLabel, presentedKey, TokenCounter, type BucketRef, type CachedResponse, type RateLimiter, type RedisCache, type Verdict } from '../policy/index.js';
 import type { Logger } from '../telemetry/index.js';
 import { Exchange, Phase } from './exchange.js';
 import { Flight } from './flight.js';
-import { credentialLines, readClientHead } from './headers.js';
+import { credentialLines, forwardedHeader, readClientHead, type ClientHead } from './headers.js';
 import { endWithoutBody, writeErrorResponse } from './respond.js';
 import { DeploymentRoute, NoReplica, RouteTable, RouteTableCompiler, type KeyRoute, type ReplicaRoute, type RouteTableSnapshot, type SharedState } from './route-table.js';
+import { RequestIds } from './request-id.js';
 import { WaitQueue } from './wait-queue.js';
 
 export interface GatewayOptions {
@@ -28,7 +28,6 @@ export interface GatewayOptions {
   readonly limiter: RateLimiter;
   /** The shared tier of the response cache; null when no Redis is configured. */
   readonly sharedCache: RedisCache | null;
-  readonly workerIndex: number;
 }
 
 /** Upstream failures that count against a replica's breaker (4xx and client aborts never do). */
@@ -75,8 +74,7 @@ export class Gateway {
   /** Requests of this worker waiting for a replica under max_inflight, per deployment. */
   readonly #queues = new Map<DeploymentRoute, WaitQueue<Exchange>>();
   #queueTimer: NodeJS.Timeout | null = null;
-  readonly #idPrefix: string;
-  #idSeq = 0;
+  readonly #ids = new RequestIds();
   #sweepTimer: NodeJS.Timeout | null = null;
   #draining = false;
 
@@ -88,7 +86,6 @@ export class Gateway {
     this.#counters = options.counters;
     this.#limiter = options.limiter;
     this.#compiler = new RouteTableCompiler(options.shared, options.sharedCache);
-    this.#idPrefix = `${randomBytes(4).toString('hex')}${options.workerIndex.toString(36)}-`;
     this.handleOther = this.handleOther.bind(this);
   }
 
@@ -108,7 +105,7 @@ export class Gateway {
   }
 
   #nextRequestId(): string {
-    return this.#idPrefix + (++this.#idSeq).toString(36);
+    return this.#ids.next();
   }
 
   get table(): RouteTable {
@@ -195,8 +192,10 @@ export class Gateway {
     if (route.cache !== null) {
       // Only the head is looked at here; a candidate's body is read before dispatch.
       const want = cacheWant(method, rest, head.cacheControl, head.xSluiceCache, head.contentLength, route.policies.cache);
-      if (want !== null) ex.cacheWant = want;
-      else route.stats.cacheBypass++;
+      if (want !== null) {
+        ex.cacheWant = want;
+        if (!route.policies.cache.shared_across_callers) ex.cacheCaller = callerIdentity(head, key, route.cache.vary);
+      } else route.stats.cacheBypass++;
     }
     res.onAborted(() => ex.onClientAborted());
     if (expectBody) res.onData((ab, isLast) => ex.onClientData(ab, isLast));
@@ -289,34 +288,44 @@ export class Gateway {
     const stats = route.stats;
     const cache = route.cache!;
     const body = ex.wholeBody();
-    const key = body === null ? null : cacheKey(want, ex.method, ex.pathQuery, body);
-    if (key === null) {
+    const bodyKey = body === null ? null : cacheKey(want, ex.method, ex.pathQuery, body);
+    if (bodyKey === null) {
       stats.cacheBypass++;
       return false;
     }
-    const entry = cache.store.get(key, Date.now(), want.maxAgeMs);
-    if (entry !== undefined) {
-      stats.cacheHits++;
-      ex.serveCached(entry);
-      return true;
+    const key = callerKey(ex.cacheCaller, bodyKey);
+    if (!want.refresh) {
+      const entry = cache.store.get(key, Date.now(), want.maxAgeMs);
+      if (entry !== undefined) {
+        stats.cacheHits++;
+        ex.serveCached(entry);
+        return true;
+      }
     }
     // 'miss' unless a shared-tier lookup then finds the entry (and the header of any error
     // answered while it looks).
     ex.cacheStatus = 'miss';
     const flight = cache.flights.get(key);
     if (flight !== undefined) {
-      // Requests waiting for a lookup are counted when it ends, as hits or misses.
-      if (flight.lookingUp) flight.joinLookup(ex, want.maxAgeMs);
-      else {
+      if (flight.lookingUp) {
+        // Requests waiting for a lookup are counted when it ends, as hits or misses.
+        if (!want.refresh) {
+          flight.joinLookup(ex, want.maxAgeMs);
+          return true;
+        }
+        // no-cache must not be answered by what the lookup finds: upstream on its own.
         stats.cacheMisses++;
-        stats.coalesced++;
-        flight.join(ex);
+        return false;
       }
+      // A response in flight is the upstream's, not a stored one: no-cache may share it.
+      stats.cacheMisses++;
+      stats.coalesced++;
+      flight.join(ex);
       return true;
     }
     const lead = ex.flight = new Flight(cache, key, ex);
     const shared = cache.shared;
-    if (shared === null) {
+    if (shared === null || want.refresh) {
       stats.cacheMisses++;
       return false;
     }
@@ -566,6 +575,25 @@ function bucketsOf(route: DeploymentRoute, key: KeyRoute | undefined): readonly 
   const onDeployment = key.bucketsOn(route.id);
   if (key.buckets.length === 0 && onDeployment.length === 0) return route.buckets;
   return route.buckets.length === 0 && onDeployment.length === 0 ? key.buckets : [...route.buckets, ...key.buckets, ...onDeployment];
+}
+
+/**
+ * Who is asking, for the cache key (see callerKey): the sluice API key's name, the
+ * credentials that go upstream, and the deployment's `vary` headers; '' when none of
+ * them is present.
+ */
+function callerIdentity(head: ClientHead, key: KeyRoute | undefined, vary: readonly string[]): string {
+  let id = '';
+  if (key !== undefined) id = `key ${key.name}\n`;
+  else {
+    // Not a sluice key: these go upstream, which may answer each caller differently.
+    if (head.authorization !== '') id += `authorization ${head.authorization}\n`;
+    if (head.xApiKey !== '') id += `x-api-key ${head.xApiKey}\n`;
+  }
+  if (head.apiKey !== '') id += `api-key ${head.apiKey}\n`;
+  if (head.cookie !== '') id += `cookie ${head.cookie}\n`;
+  for (let i = 0; i < vary.length; i++) id += `${vary[i]} ${forwardedHeader(head.headerLines, vary[i]!)}\n`;
+  return id;
 }
 
 function isTokenBucket(ref: BucketRef): boolean {

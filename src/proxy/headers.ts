@@ -19,6 +19,9 @@ export interface ClientHead {
   /** Kept apart: when they carry a sluice API key they must not reach the upstream. */
   authorization: string;
   xApiKey: string;
+  /** Credentials forwarded as they are, read for the cache key's caller identity. */
+  apiKey: string;
+  cookie: string;
   /** Read for the response cache; Cache-Control is forwarded too, x-sluice-cache is not. */
   cacheControl: string;
   xSluiceCache: string;
@@ -30,7 +33,7 @@ export interface ClientHead {
 // The same object serves every request: the handler reads what it needs before returning.
 const scratch: ClientHead = {
   headerLines: '', host: '', requestId: '', forwardedFor: '', contentLength: -1, chunked: false, bad: null,
-  authorization: '', xApiKey: '', cacheControl: '', xSluiceCache: '', connection: '',
+  authorization: '', xApiKey: '', apiKey: '', cookie: '', cacheControl: '', xSluiceCache: '', connection: '',
 };
 
 function collectHeader(name: string, value: string): void {
@@ -47,6 +50,7 @@ function collectHeader(name: string, value: string): void {
       break;
     case 6:
       if (name === 'expect') return; // uWS answers 100-continue itself.
+      if (name === 'cookie') s.cookie = s.cookie === '' ? value : `${s.cookie}; ${value}`;
       break;
     case 9:
       if (name === 'x-api-key') {
@@ -56,6 +60,7 @@ function collectHeader(name: string, value: string): void {
       break;
     case 7:
       if (name === 'trailer' || name === 'upgrade') return;
+      if (name === 'api-key') s.apiKey = value;
       break;
     case 10:
       if (name === 'connection') {
@@ -128,6 +133,8 @@ export function readClientHead(req: HttpRequest): ClientHead {
   head.bad = null;
   head.authorization = '';
   head.xApiKey = '';
+  head.apiKey = '';
+  head.cookie = '';
   head.cacheControl = '';
   head.xSluiceCache = '';
   head.connection = '';
@@ -169,6 +176,25 @@ const DROPPED_RESPONSE_KINDS: readonly boolean[] = (() => {
 
 export function isDroppedResponseKind(kind: HeaderKind): boolean {
   return DROPPED_RESPONSE_KINDS[kind]!;
+}
+
+/**
+ * The value of request header `name` (lower case) among the forwarded lines, '' when
+ * absent; repeated fields are joined with ', '. For the cache's `vary` headers only.
+ */
+export function forwardedHeader(lines: string, name: string): string {
+  let out = '';
+  let at = 0;
+  while (at < lines.length) {
+    const end = lines.indexOf('\r\n', at);
+    if (end === -1) break;
+    if (end - at > name.length && lines.charCodeAt(at + name.length) === 0x3a && lines.startsWith(name, at)) {
+      const value = lines.slice(at + name.length + 1, end).trim();
+      out = out === '' ? value : `${out}, ${value}`;
+    }
+    at = end + 2;
+  }
+  return out;
 }
 
 /** The credential headers, for the upstream, when they were not a sluice API key. */

@@ -30,7 +30,6 @@ const gateway = new Gateway({
   counters: new DeploymentCounters(sh.deployments),
   limiter,
   sharedCache: init.redis === null ? null : new RedisCache({ url: init.redis.url, commandTimeoutMs: init.redis.cacheTimeoutMs }),
-  workerIndex: init.workerIndex,
 });
 gateway.publish(init.snapshot);
 gateway.start();

@@ -67,7 +67,7 @@ async function upstreamCalls<T>(port: number, fn: () => Promise<T>): Promise<[T,
 
 /** The Redis key the gateways use for a POST of `body` to `path` on `deployment`. */
 function sharedKey(deployment: string, path: string, body: string): string {
-  const policy = { enabled: true, shared: true, ttl_ms: 1, max_bytes: 1e9, max_entry_bytes: 1e9, max_request_bytes: 1e6 };
+  const policy = { enabled: true, shared: true, ttl_ms: 1, max_bytes: 1e9, max_entry_bytes: 1e9, max_request_bytes: 1e6, vary: [], shared_across_callers: false };
   const want = cacheWant('POST', path, '', '', Buffer.byteLength(body), policy)!;
   return `${SHARED_CACHE_PREFIX}${deployment}:${cacheKey(want, 'POST', path, Buffer.from(body))!}`;
 }

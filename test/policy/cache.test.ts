@@ -291,7 +291,7 @@ t.test('cache counters in /metrics, per deployment', async (t) => {
 });
 
 t.test('the store: LRU by bytes, per-entry limit, TTL; keys and candidates', async (t) => {
-  const policy = { enabled: true, shared: false, ttl_ms: 1_000, max_bytes: 1_000, max_entry_bytes: 400, max_request_bytes: 100 };
+  const policy = { enabled: true, shared: false, ttl_ms: 1_000, max_bytes: 1_000, max_entry_bytes: 400, max_request_bytes: 100, vary: [], shared_across_callers: false };
   const store = new ResponseCache(policy);
   const body = (n: number): Buffer[] => [Buffer.alloc(n)];
   t.ok(store.set('a', 200, [], 300, body(300), 300, 0));
