@@ -175,14 +175,31 @@ export class BreakerBoard {
       state === BreakerState.HalfOpen ||
       (state === BreakerState.Closed &&
         (consecutive >= o.consecutiveFailures || (total >= o.volumeThreshold && (failures * 100) / total >= o.errorThresholdPercentage)));
-    if (trip) {
-      this.ints[base + I_STATE] = BreakerState.Open;
-      this.ints[base + I_PROBE] = 0;
-      this.ints[base + I_OPENS]!++;
-      this.floats[slot * FLOATS + F_OPENED_AT] = now;
-      this.#clearWindow(base);
-    }
+    if (trip) this.#open(slot, now);
     this.#unlock(base);
+  }
+
+  /**
+   * Opens the breaker at once, whatever its counts: a refused connection says the replica
+   * is not there (Envoy ejects on a connect failure without waiting for consecutive ones).
+   * It is probed back in after the reset timeout, as for any open breaker.
+   */
+  eject(slot: number, now: number): void {
+    const base = slot * INTS;
+    this.#lock(base);
+    this.ints[base + I_CONSECUTIVE]!++;
+    if (this.ints[base + I_STATE] !== BreakerState.Open) this.#open(slot, now);
+    this.#unlock(base);
+  }
+
+  /** Called with the slot locked. */
+  #open(slot: number, now: number): void {
+    const base = slot * INTS;
+    this.ints[base + I_STATE] = BreakerState.Open;
+    this.ints[base + I_PROBE] = 0;
+    this.ints[base + I_OPENS]!++;
+    this.floats[slot * FLOATS + F_OPENED_AT] = now;
+    this.#clearWindow(base);
   }
 
   /** Adds one outcome to the rolling window (successes need no totals: only a failure can trip). */

@@ -30,9 +30,9 @@ export interface GatewayOptions {
   readonly sharedCache: RedisCache | null;
 }
 
-/** Upstream failures that count against a replica's breaker (4xx and client aborts never do). */
+/** Upstream failures that count against a replica's breaker (4xx and client aborts never do); a refused connect ejects it at once (#release). */
 const BREAKER_FAILURES: ReadonlySet<string> = new Set<ErrorCode>([
-  'SLUICE_ERR_UPSTREAM_CONNECT', 'SLUICE_ERR_UPSTREAM_RESET', 'SLUICE_ERR_UPSTREAM_PROTOCOL',
+  'SLUICE_ERR_UPSTREAM_RESET', 'SLUICE_ERR_UPSTREAM_PROTOCOL',
   'SLUICE_ERR_UPSTREAM_CONNECT_TIMEOUT', 'SLUICE_ERR_UPSTREAM_HEADERS_TIMEOUT', 'SLUICE_ERR_UPSTREAM_IDLE_TIMEOUT',
   'SLUICE_ERR_TOTAL_TIMEOUT',
 ]);
@@ -437,6 +437,8 @@ export class Gateway {
   /**
    * The replica refused or reset the connection before answering: try another one, when
    * the deployment's retry policy and budget allow. Returns false to let the caller fail.
+   * A refused connection never reached a model, so it costs nothing of the retry budget,
+   * which bounds the extra load retries put on models.
    */
   retryElsewhere(ex: Exchange, code: ErrorCode): boolean {
     const route = ex.route;
@@ -445,7 +447,8 @@ export class Gateway {
     const now = Date.now();
     this.#release(ex, failed, code, 0);
     ex.replica = null;
-    if (ex.attempts >= retry.attempts || !this.#counters.tryRetry(route.slot, now, retry.budget_window_ms, retry.budget_percent)) return false;
+    if (ex.attempts >= retry.attempts) return false;
+    if (code !== 'SLUICE_ERR_UPSTREAM_CONNECT' && !this.#counters.tryRetry(route.slot, now, retry.budget_window_ms, retry.budget_percent)) return false;
     const next = route.pickReplica(now, failed);
     if (next === undefined) return false;
     ex.attempts++;
@@ -464,7 +467,8 @@ export class Gateway {
     // The total timeout is the client's time budget: once the replica's answer has started,
     // running out of it says nothing about the replica, whose own status is then the verdict.
     if (errorCode === 'SLUICE_ERR_TOTAL_TIMEOUT' && ex.responded) errorCode = null;
-    if (errorCode !== null ? BREAKER_FAILURES.has(errorCode) : status >= 500) board.onFailure(replica.slot, now, breaker);
+    if (errorCode === 'SLUICE_ERR_UPSTREAM_CONNECT') board.eject(replica.slot, now);
+    else if (errorCode !== null ? BREAKER_FAILURES.has(errorCode) : status >= 500) board.onFailure(replica.slot, now, breaker);
     else if (status === 499 || errorCode !== null) {
       if (ex.probe) board.releaseProbe(replica.slot, breaker);
     } else board.onSuccess(replica.slot, now, breaker);

@@ -1,6 +1,8 @@
 // Retries on another replica: only when safe (the connection was refused or reset before
 // any response byte), with the request body replayed byte for byte when it was small
-// enough to keep, never once the response has started, and within a retry budget.
+// enough to keep, never once the response has started, and within a retry budget, which a
+// refused connection (it never reached a model) does not spend. A refused connect ejects
+// its replica at once.
 //
 // Each deployment pairs a replica that refuses connections (a closed port), resets them
 // (a server that answers the request bytes with RST) or crashes with a healthy simulator.
@@ -11,7 +13,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { request } from 'node:http';
 import t from 'tap';
 import { httpRequest, type Reply } from '../helpers/http.js';
-import { errorOf, gwMetric, holdReplica, refusingPort, resettingServer, type ResettingServer } from '../helpers/policy.js';
+import { errorOf, gwMetric, holdReplica, pool, refusingPort, resettingServer, type ResettingServer } from '../helpers/policy.js';
 import { eventually, startGateway, startSim, type Gateway, type Sim } from '../helpers/procs.js';
 
 // Replica ports 18720-18739 belong to this file (test/policy uses 18700-18799); every
@@ -26,6 +28,8 @@ let simD: Sim;
 let simE: Sim;
 let resetD: ResettingServer;
 let resetE: ResettingServer;
+let resetB: ResettingServer;
+let simF: Sim;
 const holds: Array<() => void> = [];
 
 t.before(async () => {
@@ -35,14 +39,16 @@ t.before(async () => {
     startSim(['--ttft-ms', '0', '--token-ms', '0', '--tokens', '3']),
     startSim(['--ttft-ms', '0', '--token-ms', '30', '--tokens', '20', '--crash-after', '3']),
   ]);
-  [simD, simE, resetD, resetE] = await Promise.all([
+  [simD, simE, simF, resetD, resetE, resetB] = await Promise.all([
     startSim(['--ttft-ms', '0', '--token-ms', '0', '--tokens', '3']),
     startSim(['--ttft-ms', '0', '--token-ms', '0', '--tokens', '3']),
+    startSim(['--ttft-ms', '0', '--token-ms', '0', '--tokens', '3']),
+    resettingServer(),
     resettingServer(),
     resettingServer(),
   ]);
   // Never bound (this file's gateway allocates no port): replicas that refuse connections.
-  const [refusedA, refusedB] = [await refusingPort(18720), await refusingPort(18721)];
+  const [refusedA, refusedF] = [await refusingPort(18720), await refusingPort(18721)];
   const noBreaker = { enabled: false };
   gw = await startGateway({
     ports: { from: 18722, to: 18739 },
@@ -53,7 +59,7 @@ t.before(async () => {
         policies: { breaker: noBreaker, retry: { attempts: 2, budget_percent: 100, replay_max_bytes: REPLAY_MAX } },
       },
       {
-        model: 'bg', version: '1', runtime: 'remote', urls: [`http://127.0.0.1:${refusedB}`, simB.url],
+        model: 'bg', version: '1', runtime: 'remote', urls: [resetB.url, simB.url],
         policies: { breaker: noBreaker, retry: { attempts: 1, budget_percent: 10, budget_window_ms: 600_000 } },
       },
       {
@@ -68,6 +74,11 @@ t.before(async () => {
         model: 'rz', version: '1', runtime: 'remote', urls: [resetE.url, simE.url],
         policies: { breaker: noBreaker, retry: { attempts: 0 } },
       },
+      {
+        // The default breaker, and no retry budget at all: refusals must not need one.
+        model: 'ej', version: '1', runtime: 'remote', urls: [`http://127.0.0.1:${refusedF}`, simF.url],
+        policies: { breaker: { reset_timeout_ms: 250 }, retry: { attempts: 2, budget_percent: 0 } },
+      },
     ],
   });
 });
@@ -75,8 +86,8 @@ t.before(async () => {
 t.teardown(async () => {
   for (const release of holds) release();
   await gw?.stop();
-  await Promise.all([simA, simB, simC, crashy, simD, simE].map((s) => s?.stop()));
-  await Promise.all([resetD?.close(), resetE?.close()]);
+  await Promise.all([simA, simB, simC, crashy, simD, simE, simF].map((s) => s?.stop()));
+  await Promise.all([resetD?.close(), resetE?.close(), resetB?.close()]);
 });
 
 const retries = (d: string): Promise<number> => gwMetric(gw, 'sluice_retries_total', { deployment: d });
@@ -236,11 +247,29 @@ t.test('the retry budget stops retries when most requests fail', async (t) => {
   const replies: Reply[] = [];
   for (let i = 0; i < N; i++) replies.push(await httpRequest(`${gw.url}/bg-1/_sim/echo`));
   const ok = replies.filter((r) => r.status === 200).length;
-  const failed = replies.filter((r) => r.status === 502 && errorOf(r)?.code === 'SLUICE_ERR_UPSTREAM_CONNECT').length;
+  const failed = replies.filter((r) => r.status === 502 && errorOf(r)?.code === 'SLUICE_ERR_UPSTREAM_RESET').length;
   const retried = (await retries('bg-1')) - before;
   t.equal(ok + failed, N, 'each request either was retried onto the healthy replica or failed with 502');
   t.equal(retried, ok, 'every success is a counted retry');
   // budget_percent 10 of ~100 requests (with a floor of a few retries for quiet deployments).
   t.ok(retried >= 2 && retried <= 11, `retries stopped at ${retried} of ${N} failing requests`);
   t.ok(replies.slice(-30).filter((r) => r.status === 200).length <= 4, 'the last 30 are mostly not retried');
+});
+
+t.test('one dead replica (connection refused) and one live: 1,000 requests, 0 errors, the dead one ejected at its first refusal', async (t) => {
+  const before = await retries('ej-1');
+  const liveBefore = (await simF.stats()).requests;
+  const replies = await pool(1_000, 8, () => httpRequest(`${gw.url}/ej-1/_sim/echo`));
+  const statuses = new Map<number, number>();
+  for (const r of replies) statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);
+  t.same([...statuses], [[200, 1_000]], 'every request answered 200, with no retry budget');
+  t.equal((await simF.stats()).requests - liveBefore, 1_000, 'the live replica served each request once');
+  const refusals = (await retries('ej-1')) - before;
+  t.ok(refusals >= 1, 'the dead replica was tried');
+  // Ejected at once, then probed every reset_timeout (250 ms): a handful of refusals, not
+  // the ~500 a random pick between two replicas would meet.
+  t.ok(refusals < 60, `${refusals} requests met the dead replica`);
+  const dead = (await gwMetric(gw, 'sluice_breaker_opens', { deployment: 'ej-1', replica: 'ej-1/0' }));
+  t.ok(dead >= 1, 'the dead replica\'s breaker opened');
+  t.equal(await gwMetric(gw, 'sluice_breaker_state', { deployment: 'ej-1', replica: 'ej-1/1' }), 0, 'the live one stays closed');
 });
