@@ -66,7 +66,7 @@ export function buildRouteSnapshot(input: SnapshotInput): RouteTableSnapshot {
     if (!d.routable) continue;
     out.push({
       id: d.id, model: d.model, version: d.version, slot: d.slot, upstream: d.upstream, maxBodyBytes: d.maxBodyBytes,
-      policies: d.policies, buckets: bucketsFor(`dep:${d.id}`, d.policies.rate_limit, slotOf),
+      policies: d.policies, buckets: bucketsFor(`dep:${d.id}`, `deployment ${d.id}`, d.policies.rate_limit, slotOf),
       replicas: d.replicas.filter((r) => r.ready).map(({ id, host, port, basePath, slot }) => ({ id, host, port, basePath, slot })),
     });
     const list = byModel.get(d.model) ?? [];
@@ -84,10 +84,10 @@ export function buildRouteSnapshot(input: SnapshotInput): RouteTableSnapshot {
   const keys: KeySnapshot[] = input.keys.map((k) => {
     const deploymentBuckets: Record<string, readonly BucketRef[]> = {};
     for (const d of out) {
-      const refs = bucketsFor(`key:${k.name}:dep:${d.id}`, k.deployment_limits, slotOf);
+      const refs = bucketsFor(`key:${k.name}:dep:${d.id}`, `API key '${k.name}' on deployment ${d.id}`, k.deployment_limits, slotOf);
       if (refs.length > 0) deploymentBuckets[d.id] = refs;
     }
-    return { name: k.name, digest: k.digest, scope: k.deployments, buckets: bucketsFor(`key:${k.name}`, k.limits, slotOf), deploymentBuckets };
+    return { name: k.name, digest: k.digest, scope: k.deployments, buckets: bucketsFor(`key:${k.name}`, `API key '${k.name}'`, k.limits, slotOf), deploymentBuckets };
   });
   return { version: input.version, deployments: out, aliases, keys };
 }

@@ -16,18 +16,24 @@ export interface BucketRef {
   readonly slot: number;
   readonly rule: BucketRule;
   readonly kind: BucketKind;
+  /** The limit as a client reads it in a 429: `requests_per_minute of API key 'a' on demo-1`. */
+  readonly limit: string;
 }
 
-/** The buckets a LimitsConfig asks for, with `prefix` naming their owner (`dep:demo-1`). */
-export function bucketsFor(prefix: string, limits: LimitsConfig, slotOf: (id: string) => number): BucketRef[] {
+/**
+ * The buckets a LimitsConfig asks for, with `prefix` naming their owner for the store
+ * (`dep:demo-1`) and `owner` for people (`deployment demo-1`).
+ */
+export function bucketsFor(prefix: string, owner: string, limits: LimitsConfig, slotOf: (id: string) => number): BucketRef[] {
   const out: BucketRef[] = [];
-  const add = (suffix: string, capacity: number, periodMs: number, kind: BucketKind): void => {
+  const add = (suffix: string, setting: keyof LimitsConfig, periodMs: number, kind: BucketKind): void => {
+    const capacity = limits[setting];
     if (capacity <= 0) return;
     const id = `${prefix}:${suffix}`;
-    out.push({ id, slot: slotOf(id), rule: { capacity, periodMs }, kind });
+    out.push({ id, slot: slotOf(id), rule: { capacity, periodMs }, kind, limit: `${setting} (${capacity}) of ${owner}` });
   };
-  add('rps', limits.requests_per_second, 1_000, BucketKind.Requests);
-  add('rpm', limits.requests_per_minute, 60_000, BucketKind.Requests);
-  add('tpm', limits.tokens_per_minute, 60_000, BucketKind.LlmTokens);
+  add('rps', 'requests_per_second', 1_000, BucketKind.Requests);
+  add('rpm', 'requests_per_minute', 60_000, BucketKind.Requests);
+  add('tpm', 'tokens_per_minute', 60_000, BucketKind.LlmTokens);
   return out;
 }

@@ -9,7 +9,10 @@ import type { SharedBuckets, TakeResult } from './token-bucket.js';
  * The result of a check: the tightest bucket's take (the one with the fewest tokens left
  * relative to its size; a refusing one if any), which is what the RateLimit-* headers report.
  */
-export type Verdict = TakeResult;
+export interface Verdict extends TakeResult {
+  /** The bucket that refused; set on refusals only. */
+  readonly refusedBy?: BucketRef;
+}
 
 export interface RateLimiterOptions {
   readonly local: SharedBuckets;
@@ -52,7 +55,7 @@ export class RateLimiter {
           const prev = refs[j]!;
           if (prev.kind === BucketKind.Requests) this.#local.take(prev.slot, now, prev.rule, -1, 0);
         }
-        return r;
+        return { ...r, refusedBy: ref };
       }
       if (verdict === null || isTighter(r, verdict)) verdict = r;
     }
@@ -65,7 +68,8 @@ export class RateLimiter {
     const takes: BucketTake[] = refs.map((ref) => ({ key: ref.id, rule: ref.rule, cost: ref.kind === BucketKind.Requests ? 1 : 0, need: 1 }));
     try {
       const { results } = await this.#redis!.take(takes);
-      return tightest(results);
+      const verdict = tightest(results);
+      return verdict.allowed ? verdict : { ...verdict, refusedBy: refs[results.indexOf(verdict)] };
     } catch (err) {
       this.redisErrors++;
       throw new RedisUnavailable(`rate-limit store unavailable: ${(err as Error).message}`);

@@ -12,7 +12,7 @@ import type { CachedResponse, CacheWant, TokenCounter, Verdict } from '../policy
 import type { DeploymentRoute, KeyRoute, ReplicaRoute } from './route-table.js';
 import { coalescesWithHead, type HeaderLines, type UpstreamConnection, type UpstreamHandler, type PoolWaiter } from './upstream/index.js';
 import { connectionTokens, HeaderKind, isDroppedResponseKind, kindOfName, sameName, startsWithName } from './headers.js';
-import { endWithoutBody, headBytes, headCopy, headLine, headStart, headStartWith, headText, headUint, headView, writeErrorResponse, type CacheStatus } from './respond.js';
+import { closesUnread, endWithoutBody, headBytes, headCopy, headLine, headStart, headStartWith, headText, headUint, headView, writeErrorResponse, type CacheStatus } from './respond.js';
 import type { Gateway } from './gateway.js';
 import type { Flight } from './flight.js';
 
@@ -103,6 +103,11 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
   attempts = 0;
   /** In its deployment's wait queue (holds a place in the shared queue length). */
   queued = false;
+  /** The client's path (no query), and address ('' when not read): for the access log. */
+  path = '';
+  client = '';
+  /** Response body bytes sent to the client. */
+  responseBytes = 0;
   readonly startedAt: number;
   /** When the upstream's response head arrived (same clock as startedAt); -1 until then. */
   headAt = -1;
@@ -133,6 +138,8 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
   // Request body
   readonly #expectBody: boolean;
   readonly #chunkedUpload: boolean;
+  /** An answer given before the body was read leaves the connection open (see closesUnread). */
+  readonly #drainable: boolean;
   #bodyBytes = 0;
   #bodyDone: boolean;
   #heldBody: Buffer[] | null = null;
@@ -196,6 +203,7 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
     this.#noResponseBody = method === 'HEAD';
     this.#expectBody = expectBody;
     this.#chunkedUpload = chunkedUpload;
+    this.#drainable = !closesUnread(contentLength, chunkedUpload);
     this.#bodyDone = !expectBody;
     // A body announced larger than the replay limit is never kept, so never retried, however
     // little of it has arrived when a connection fails.
@@ -492,6 +500,7 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
       }
     }
     this.route.stats.bytesOut += chunk.length;
+    this.responseBytes += chunk.length;
     this.tokenCounter?.observe(chunk);
     if (this.#mode === BodyMode.Chunked) {
       if (this.res.write(chunk)) return true;
@@ -735,8 +744,11 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
       this.#finish(status);
       return;
     }
-    // Bodies of refused uploads are not read: the connection closes after the answer.
-    writeErrorResponse(this.res, status, code, message, this.requestId, this.#expectBody && !this.#bodyDone, headers, this.#noResponseBody, this.cacheStatus);
+    // The rest of a small body is read and dropped (#finished) so the connection can serve
+    // the client's next request; a large one is not read: the connection closes.
+    const close = !this.#bodyDone && !this.#drainable;
+    if (!close && this.#clientPaused) this.#resumeClient();
+    this.responseBytes = writeErrorResponse(this.res, status, code, message, this.requestId, close, headers, this.#noResponseBody, this.cacheStatus);
     this.#finish(status);
   }
 
@@ -762,7 +774,7 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
     const res = this.res;
     if (!this.#responded) {
       const status = ERRORS[code].status;
-      writeErrorResponse(res, status, code, message, this.requestId, closeClient, undefined, this.#noResponseBody, this.cacheStatus);
+      this.responseBytes = writeErrorResponse(res, status, code, message, this.requestId, closeClient, undefined, this.#noResponseBody, this.cacheStatus);
       this.#finish(status);
       return;
     }

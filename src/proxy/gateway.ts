@@ -12,7 +12,7 @@ import type { Logger } from '../telemetry/index.js';
 import { Exchange, Phase } from './exchange.js';
 import { Flight } from './flight.js';
 import { credentialLines, forwardedHeader, readClientHead, type ClientHead } from './headers.js';
-import { endWithoutBody, writeErrorResponse } from './respond.js';
+import { closesUnread, endWithoutBody, writeErrorResponse, type CacheStatus } from './respond.js';
 import { DeploymentRoute, NoReplica, RouteTable, RouteTableCompiler, type KeyRoute, type ReplicaRoute, type RouteTableSnapshot, type SharedState } from './route-table.js';
 import { RequestIds } from './request-id.js';
 import { WaitQueue } from './wait-queue.js';
@@ -50,8 +50,6 @@ interface RejectOptions {
   readonly headers?: ReadonlyArray<readonly [string, string]>;
   /** Close the connection after answering (the request body is not read). */
   readonly close?: boolean;
-  /** A HEAD request: the answer has no body. */
-  readonly head?: boolean;
   /** The deployment the request was for, when known: its metrics count the answer. */
   readonly route?: DeploymentRoute;
 }
@@ -101,7 +99,8 @@ export class Gateway {
   handleOther(res: HttpResponse, req: HttpRequest): void {
     const head = readClientHead(req);
     const requestId = head.requestId !== '' ? head.requestId : this.#nextRequestId();
-    this.#reject(res, 'SLUICE_ERR_METHOD_NOT_ALLOWED', `method ${req.getMethod().toUpperCase()} is not supported`, requestId, req.getUrl(), { headers: ALLOW_ANY });
+    const method = req.getMethod().toUpperCase();
+    this.#reject(res, 'SLUICE_ERR_METHOD_NOT_ALLOWED', `method ${method} is not supported`, requestId, method, req.getUrl(), { headers: ALLOW_ANY });
   }
 
   #nextRequestId(): string {
@@ -142,7 +141,7 @@ export class Gateway {
     const head = readClientHead(req);
     const requestId = head.requestId !== '' ? head.requestId : this.#nextRequestId();
     if (head.bad !== null) {
-      this.#reject(res, 'SLUICE_ERR_BAD_REQUEST', head.bad, requestId, url, { head: method === 'HEAD' });
+      this.#reject(res, 'SLUICE_ERR_BAD_REQUEST', head.bad, requestId, method, url);
       return;
     }
     const segEnd = url.indexOf('/', 1);
@@ -153,34 +152,39 @@ export class Gateway {
         this.#health(res, url, method, requestId);
         return;
       }
-      this.#reject(res, 'SLUICE_ERR_NO_ROUTE', `no deployment serves ${url}`, requestId, url, { head: method === 'HEAD' });
+      this.#reject(res, 'SLUICE_ERR_NO_ROUTE', `no deployment serves ${url}`, requestId, method, url);
       return;
     }
     const route = matched instanceof DeploymentRoute ? matched : matched.pick();
     if (route === undefined) {
-      this.#reject(res, 'SLUICE_ERR_NO_READY_REPLICA', `no version of ${segment} has traffic weight`, requestId, url, { head: method === 'HEAD' });
+      this.#reject(res, 'SLUICE_ERR_NO_READY_REPLICA', `no version of ${segment} has traffic weight`, requestId, method, url);
       return;
     }
     if (head.contentLength > route.maxBodyBytes) {
-      this.#reject(res, 'SLUICE_ERR_BODY_TOO_LARGE', `request body of ${head.contentLength} bytes exceeds ${route.maxBodyBytes}`, requestId, url, { close: true, head: method === 'HEAD', route });
+      this.#reject(res, 'SLUICE_ERR_BODY_TOO_LARGE', `request body of ${head.contentLength} bytes exceeds ${route.maxBodyBytes}`, requestId, method, url, { close: true, route });
       return;
     }
     // API keys: known only as digests; a key the gateway knows is consumed, not forwarded.
     const table = this.#table;
     const presented = presentedKey(head.authorization, head.xApiKey);
     const key = presented !== '' && table.hasKeys ? table.keyByDigest(hashKey(presented)) : undefined;
-    if (key === undefined && route.policies.auth.required) {
-      this.#reject(res, 'SLUICE_ERR_UNAUTHORIZED', presented === '' ? `${route.id} needs an API key (Authorization: Bearer <key> or x-api-key)` : 'invalid API key', requestId, url, { headers: WWW_AUTHENTICATE, head: method === 'HEAD', route, close: head.contentLength > 0 || head.chunked });
-      return;
-    }
-    if (key !== undefined && !key.scope.allows(route.id, route.model)) {
-      this.#reject(res, 'SLUICE_ERR_FORBIDDEN', `API key '${key.name}' may not call ${route.id}`, requestId, url, { head: method === 'HEAD', route, close: head.contentLength > 0 || head.chunked });
-      return;
+    if (route.policies.auth.required) {
+      if (key === undefined) {
+        this.#reject(res, 'SLUICE_ERR_UNAUTHORIZED', presented === '' ? `${route.id} needs an API key (Authorization: Bearer <key> or x-api-key)` : 'invalid API key', requestId, method, url, { headers: WWW_AUTHENTICATE, route, close: closesUnread(head.contentLength, head.chunked) });
+        return;
+      }
+      // An open deployment needs no key, so it refuses none: SDKs always send one.
+      if (!key.scope.allows(route.id, route.model)) {
+        this.#reject(res, 'SLUICE_ERR_FORBIDDEN', `API key '${key.name}' may not call ${route.id}`, requestId, method, url, { route, close: closesUnread(head.contentLength, head.chunked) });
+        return;
+      }
     }
     const rest = segEnd === -1 ? '/' : url.slice(segEnd);
     const query = req.getQuery();
     const expectBody = head.chunked || head.contentLength > 0;
-    const forwardedFor = !this.#forwardedFor ? head.forwardedFor : head.forwardedFor === '' ? clientAddress(res) : `${head.forwardedFor}, ${clientAddress(res)}`;
+    // Read only when used: the address costs a getpeername per request in uWS.
+    const client = this.#forwardedFor || this.#accessLog ? clientAddress(res) : '';
+    const forwardedFor = !this.#forwardedFor ? head.forwardedFor : head.forwardedFor === '' ? client : `${head.forwardedFor}, ${client}`;
     const headRest =
       head.headerLines + (key === undefined ? credentialLines(head) : '') +
       (forwardedFor === '' ? '' : `x-forwarded-for: ${forwardedFor}\r\n`) + 'x-forwarded-proto: http\r\n' +
@@ -189,6 +193,8 @@ export class Gateway {
       (head.chunked ? 'transfer-encoding: chunked\r\n\r\n' : head.contentLength >= 0 ? `content-length: ${head.contentLength}\r\n\r\n` : '\r\n');
     const pathQuery = query === undefined || query === '' ? rest : `${rest}?${query}`;
     const ex = new Exchange(this, res, requestId, method, route, key, pathQuery, headRest, head.contentLength, head.chunked);
+    ex.path = url;
+    ex.client = client;
     if (route.cache !== null) {
       // Only the head is looked at here; a candidate's body is read before dispatch.
       const want = cacheWant(method, rest, head.cacheControl, head.xSluiceCache, head.contentLength, route.policies.cache);
@@ -226,7 +232,7 @@ export class Gateway {
     if (!verdict.allowed) {
       const retryAfter = String(Math.max(1, Math.ceil(verdict.retryAfterMs / 1000)));
       ex.rateLimit = verdict;
-      ex.reject('SLUICE_ERR_RATE_LIMITED', `rate limit of ${ex.route.id} exceeded; retry in ${retryAfter} s`, [
+      ex.reject('SLUICE_ERR_RATE_LIMITED', `rate limit exceeded: ${verdict.refusedBy?.limit ?? `a limit of ${ex.route.id}`}; retry in ${retryAfter} s`, [
         ['retry-after', retryAfter], ['ratelimit-limit', String(verdict.limit)],
         ['ratelimit-remaining', String(verdict.remaining)], ['ratelimit-reset', String(Math.ceil(verdict.resetMs / 1000))],
       ]);
@@ -499,39 +505,33 @@ export class Gateway {
     // Failures are logged even with the access log off, including a stream that failed
     // after its 200 head was sent (errorCode set, status still 200).
     if (this.#accessLog || ex.status >= 500 || ex.errorCode !== null) {
-      this.#logger.info({
-        request_id: ex.requestId,
-        method: ex.method,
-        route: ex.route.id,
-        upstream: replica?.origin ?? null,
-        status: ex.status,
-        duration_ms: Math.round(seconds * 1e6) / 1e3,
+      this.#logger.info(accessRecord(
+        ex.requestId, ex.method, ex.path, ex.client, ex.route.id, replica?.origin ?? null, ex.status, seconds,
         // Arrival to the upstream's response head, as sluice_upstream_ttfb_seconds; null
         // when no upstream head came (cache hit, error before it).
-        ttfb_ms: ex.headAt < 0 ? null : Math.round((ex.headAt - ex.startedAt) * 1e3) / 1e3,
-        request_bytes: ex.bodyBytes,
-        // A key is named by its config name and a short digest prefix, never by itself.
-        ...(ex.key === undefined ? null : { key_label: keyLabel(ex.key.name, ex.key.digest) }),
-        ...(ex.errorCode === null ? null : { error: ex.errorCode }),
-      }, 'request');
+        ex.headAt < 0 ? null : ex.headAt - ex.startedAt,
+        ex.bodyBytes, ex.responseBytes, ex.cacheStatus, ex.key, ex.errorCode,
+      ), 'request');
     }
   }
 
   /** Answers with a gateway error without contacting any upstream. */
-  #reject(res: HttpResponse, code: ErrorCode, message: string, requestId: string, url: string, opts: RejectOptions = NO_OPTIONS): void {
+  #reject(res: HttpResponse, code: ErrorCode, message: string, requestId: string, method: string, url: string, opts: RejectOptions = NO_OPTIONS): void {
     const status = ERRORS[code].status;
-    writeErrorResponse(res, status, code, message, requestId, opts.close === true, opts.headers, opts.head === true);
+    const logged = this.#accessLog || status >= 500;
+    // Read before the answer: a response that has ended may not be touched.
+    const client = logged ? clientAddress(res) : '';
+    const bytes = writeErrorResponse(res, status, code, message, requestId, opts.close === true, opts.headers, method === 'HEAD');
     // A request for a known deployment counts in its metrics whoever answered it: a 503
     // for want of a ready replica is the outage an operator's alert must see.
     opts.route?.stats.record(status, 0);
-    if (this.#accessLog || status >= 500) {
-      this.#logger.info({ request_id: requestId, url, status, error: code, ...(opts.route === undefined ? null : { route: opts.route.id }) }, 'request');
-    }
+    // Answered inside the handler: the duration is nil.
+    if (logged) this.#logger.info(accessRecord(requestId, method, url, client, opts.route?.id ?? null, null, status, 0, null, 0, bytes, 'bypass', undefined, code), 'request');
   }
 
   #health(res: HttpResponse, url: string, method: string, requestId: string): void {
     if (method !== 'GET' && method !== 'HEAD') {
-      this.#reject(res, 'SLUICE_ERR_METHOD_NOT_ALLOWED', `${url} accepts GET only`, requestId, url, { headers: ALLOW_GET });
+      this.#reject(res, 'SLUICE_ERR_METHOD_NOT_ALLOWED', `${url} accepts GET only`, requestId, method, url, { headers: ALLOW_GET });
       return;
     }
     const ready = url === '/healthz' || (!this.#draining && this.#table.deployments.some((d) => d.replicas.length > 0));
@@ -598,6 +598,34 @@ function callerIdentity(head: ClientHead, key: KeyRoute | undefined, vary: reado
   if (head.cookie !== '') id += `cookie ${head.cookie}\n`;
   for (let i = 0; i < vary.length; i++) id += `${vary[i]} ${forwardedHeader(head.headerLines, vary[i]!)}\n`;
   return id;
+}
+
+/**
+ * The access log line: one shape for every request, whoever answered it (fields that do
+ * not apply are null). `path` has no query string, which may carry secrets. Times in ms.
+ */
+function accessRecord(
+  requestId: string, method: string, path: string, client: string, route: string | null, upstream: string | null, status: number,
+  seconds: number, ttfbMs: number | null, requestBytes: number, responseBytes: number, cache: CacheStatus, key: KeyRoute | undefined, error: ErrorCode | null,
+): Record<string, unknown> {
+  return {
+    request_id: requestId,
+    method,
+    path,
+    // '' when neither the access log nor X-Forwarded-For asked for it (a failure logged with both off).
+    client: client === '' ? null : client,
+    route,
+    upstream,
+    status,
+    duration_ms: Math.round(seconds * 1e6) / 1e3,
+    ttfb_ms: ttfbMs === null ? null : Math.round(ttfbMs * 1e3) / 1e3,
+    request_bytes: requestBytes,
+    response_bytes: responseBytes,
+    cache,
+    // A key is named by its config name and a short digest prefix, never by itself.
+    key_label: key === undefined ? null : keyLabel(key.name, key.digest),
+    error,
+  };
 }
 
 function isTokenBucket(ref: BucketRef): boolean {

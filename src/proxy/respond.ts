@@ -141,12 +141,23 @@ export function endWithoutBody(res: HttpResponse, contentLength: number, closeCo
   res.endWithoutBody();
 }
 
+// A refused request's body up to this size is read and dropped, so that the connection
+// stays open for the client's next request (a rate-limited client retries on it); a larger
+// or unbounded (chunked) one is not worth reading: the connection closes after the answer.
+const DRAIN_MAX_BYTES = 64 * 1024;
+
+/** Whether an answer given before the request body was read must close the connection. */
+export function closesUnread(contentLength: number, chunked: boolean): boolean {
+  return chunked || contentLength > DRAIN_MAX_BYTES;
+}
+
 /** The x-sluice-cache response header every gateway response carries once. */
 export type CacheStatus = 'hit' | 'miss' | 'bypass';
 
 /**
  * A gateway error as JSON: `{"error":{"code","message","request_id"}}` (DESIGN.md); HEAD gets the head only.
  * `cache`: the x-sluice-cache value; an error answered before any cache decision is a bypass.
+ * Returns the body bytes sent.
  */
 export function writeErrorResponse(
   res: HttpResponse,
@@ -158,7 +169,7 @@ export function writeErrorResponse(
   headers?: ReadonlyArray<readonly [string, string]>,
   headRequest = false,
   cache: CacheStatus = 'bypass',
-): void {
+): number {
   const body = JSON.stringify({ error: { code, message, request_id: requestId } });
   res.cork(() => {
     res.writeStatus(statusLine(status)).writeHeader('content-type', 'application/json').writeHeader('x-request-id', requestId).writeHeader('x-sluice-cache', cache);
@@ -166,4 +177,5 @@ export function writeErrorResponse(
     if (headRequest) endWithoutBody(res, Buffer.byteLength(body), closeConnection);
     else res.end(body, closeConnection);
   });
+  return headRequest ? 0 : Buffer.byteLength(body);
 }
