@@ -1,7 +1,7 @@
 // Deployment endpoints: the REST API (/v1/deployments) and the deployment service's
 // original endpoints (/deploy, /undeploy, /get_*), which keep their paths and meaning.
 
-import { deploymentSchema, MODEL_NAME, VERSION_NAME, type Config, type DeploymentConfig } from '../config/index.js';
+import { deploymentProblem, deploymentSchema, MODEL_NAME, VERSION_NAME, type Config, type DeploymentConfig } from '../config/index.js';
 import { deploymentId, type Deployment, type DeploymentManager } from '../control/deployments.js';
 import { SluiceError } from '../errors/index.js';
 import { MlflowRegistry } from '../registry/index.js';
@@ -25,9 +25,9 @@ export function registerDeploymentsApi(admin: AdminServer, ctx: DeploymentsApiCo
 
   admin
     .route('GET', '/v1/deployments', () => ({ body: { deployments: manager.list().map((d) => manager.view(d)) } }))
-    .route('POST', '/v1/deployments', async (req) => ({ status: 201, body: manager.view(await deploy(manager, validBody<DeploymentConfig>(deploymentSchema, await req.json()), req)) }))
+    .route('POST', '/v1/deployments', async (req) => ({ status: 201, body: manager.view(await deploy(ctx, validBody<DeploymentConfig>(deploymentSchema, await req.json()), req)) }))
     .route('GET', '/v1/deployments/:id', (req) => ({ body: manager.view(mustGet(manager, req.params.id!)) }))
-    .route('DELETE', '/v1/deployments/:id', (req) => undeploy(manager, req.params.id!, req))
+    .route('DELETE', '/v1/deployments/:id', (req) => undeploy(ctx, req.params.id!, req))
     .route('GET', '/v1/deployments/:id/logs', (req) => {
       const d = mustGet(manager, req.params.id!);
       const tail = intParam(req, 'tail', 200, 1, 100_000);
@@ -64,20 +64,23 @@ export function registerDeploymentsApi(admin: AdminServer, ctx: DeploymentsApiCo
     .route('POST', '/deploy/:model/:version', async (req) => {
       const model = checkName(req.params.model!, MODEL_NAME, 'model_name');
       const version = checkName(req.params.version!, VERSION_NAME, 'version');
+      refuseConfigOwned(ctx.config, deploymentId(model, version));
       if ((await getRegistry().getVersion(model, version)) === null) {
         throw new SluiceError('SLUICE_ERR_NOT_FOUND', `model '${model}' version '${version}' is not in the registry`);
       }
-      const d = await deploy(manager, validBody<DeploymentConfig>(deploymentSchema, { ...(await req.json()), model, version, runtime: 'mlflow' }), req);
+      const d = await deploy(ctx, validBody<DeploymentConfig>(deploymentSchema, { ...(await req.json()), model, version, runtime: 'mlflow' }), req);
       return { status: 201, body: seedView(d) };
     })
     .route('GET', '/get_deployed_models', () => ({ body: { deployed_models: manager.list().map(seedView) } }))
-    .route('POST', '/undeploy/:id', (req) => undeploy(manager, req.params.id!, req));
+    .route('POST', '/undeploy/:id', (req) => undeploy(ctx, req.params.id!, req));
 }
 
 /** Deploys; with `?wait=true`, answers only once the deployment is ready (or failed: 502). */
-async function deploy(manager: DeploymentManager, spec: DeploymentConfig, req: AdminRequest): Promise<Deployment> {
-  if (spec.runtime === 'remote' && spec.urls.length === 0) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', 'urls: a remote deployment needs at least one URL', { field: 'urls' });
-  if (spec.runtime === 'command' && spec.command.length === 0) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', 'command: a command deployment needs an argv template', { field: 'command' });
+async function deploy(ctx: DeploymentsApiContext, spec: DeploymentConfig, req: AdminRequest): Promise<Deployment> {
+  const { manager } = ctx;
+  refuseConfigOwned(ctx.config, deploymentId(spec.model, spec.version));
+  const problem = deploymentProblem(spec);
+  if (problem !== null) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `${problem.field}: ${problem.reason}`, { field: problem.field });
   let d = await manager.deploy(spec, 'api');
   if (req.query.get('wait') === 'true') {
     d = (await manager.waitSettled(d.id, spec.start_timeout_ms + 5_000)) ?? d;
@@ -88,11 +91,24 @@ async function deploy(manager: DeploymentManager, spec: DeploymentConfig, req: A
   return d;
 }
 
-async function undeploy(manager: DeploymentManager, rawId: string, req: AdminRequest): Promise<AdminReply> {
+async function undeploy(ctx: DeploymentsApiContext, rawId: string, req: AdminRequest): Promise<AdminReply> {
+  const { manager } = ctx;
+  refuseConfigOwned(ctx.config, rawId);
   const d = mustGet(manager, rawId);
   const grace = intParam(req, 'grace_ms', DEFAULT_UNDEPLOY_GRACE_MS, 0, 600_000);
   await manager.undeploy(d.id, grace);
   return { body: { id: d.id, state: 'stopped' } };
+}
+
+/**
+ * A deployment of the config file belongs to it: removed or replaced here, it would come
+ * back from the file at the next start. Read from the config, not from the running set,
+ * so that the answer holds while the gateway is still starting its deployments.
+ */
+function refuseConfigOwned(config: Config, id: string): void {
+  if (config.deployments.some((d) => deploymentId(d.model, d.version) === id)) {
+    throw new SluiceError('SLUICE_ERR_CONFIG_OWNED', `deployment ${id} is defined in the config file: change or remove it there, then restart the gateway`, { deployment: id, source: 'config' });
+  }
 }
 
 function mustGet(manager: DeploymentManager, id: string): Deployment {

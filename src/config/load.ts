@@ -3,7 +3,7 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError, configSchema, validate } from './schema.js';
-import type { Config, PoliciesConfig, PoliciesOverride } from './types.js';
+import type { Config, DeploymentConfig, PoliciesConfig, PoliciesOverride } from './types.js';
 import { hashKey } from '../policy/api-keys.js';
 
 /** The file `sluice serve` reads when no --config is given. */
@@ -71,8 +71,8 @@ function finalize(config: Config): Config {
     const id = `${d.model}-${d.version}`;
     if (seen.has(id)) throw new ConfigError(`deployments[${i}]`, `duplicate deployment ${id}`);
     seen.add(id);
-    if (d.runtime === 'remote' && d.urls.length === 0) throw new ConfigError(`deployments[${i}].urls`, 'a remote deployment needs at least one URL');
-    if (d.runtime === 'command' && d.command.length === 0) throw new ConfigError(`deployments[${i}].command`, 'a command deployment needs an argv template');
+    const problem = deploymentProblem(d);
+    if (problem !== null) throw new ConfigError(`deployments[${i}].${problem.field}`, problem.reason);
   });
   const keyNames = new Set<string>();
   config.api_keys.forEach((k, i) => {
@@ -89,6 +89,25 @@ function finalize(config: Config): Config {
   // From here on a key given in the clear exists only as its digest.
   const apiKeys = config.api_keys.map((k) => (k.key === null ? k : { ...k, key: null, key_sha256: hashKey(k.key) }));
   return deepFreeze({ ...config, workers, api_keys: apiKeys });
+}
+
+/**
+ * What the schema cannot say about one deployment: fields that depend on its runtime.
+ * Shared by the config file and the admin API, so that both refuse the same specs.
+ */
+export function deploymentProblem(d: DeploymentConfig): { field: string; reason: string } | null {
+  if (d.runtime === 'remote' && d.urls.length === 0) return { field: 'urls', reason: 'a remote deployment needs at least one URL' };
+  if (d.runtime === 'command') {
+    if (d.command.length === 0) return { field: 'command', reason: 'a command deployment needs an argv template' };
+    // Without either the server cannot know the port it was given: it would start on its
+    // own default, never pass the readiness probe, and be relaunched on every start.
+    if (d.port_env === null && !d.command.some((arg) => arg.includes('{port}'))) {
+      return { field: 'command', reason: 'put {port} in an argv element (e.g. "--port", "{port}"), or set port_env to pass the port in an environment variable' };
+    }
+  } else if (d.port_env !== null) {
+    return { field: 'port_env', reason: `only for the command runtime, not ${d.runtime}` };
+  }
+  return null;
 }
 
 function setPath(obj: Record<string, unknown>, path: readonly string[], value: unknown): void {

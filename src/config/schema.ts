@@ -133,6 +133,9 @@ export const deploymentSchema: Field = {
     urls: { kind: 'array', of: { kind: 'string', pattern: /^https?:\/\/[^\s/]+(\/.*)?$/ }, default: [] },
     args: { kind: 'array', of: { kind: 'string' }, default: [] },
     command: { kind: 'array', of: { kind: 'string' }, default: [] },
+    // `command` runtime: also pass the allocated port in this environment variable (many
+    // servers read PORT). A command needs `{port}` in its argv, or this.
+    port_env: { kind: 'string', default: null, nullable: true, pattern: /^[A-Za-z_][A-Za-z0-9_]{0,127}$/ },
     readiness_path: { kind: 'string', default: null, nullable: true, pattern: /^\/\S*$/ },
     env: { kind: 'map', of: { kind: 'string' }, default: {} },
     start_timeout_ms: timeout(120_000),

@@ -75,6 +75,8 @@ export interface DeploymentConfig {
   readonly args: readonly string[];
   /** argv template for the `command` runtime; `{port}` etc. are substituted per element. */
   readonly command: readonly string[];
+  /** `command` runtime: the environment variable that receives the allocated port. */
+  readonly port_env: string | null;
   readonly readiness_path: string | null;
   readonly env: Readonly<Record<string, string>>;
   readonly start_timeout_ms: number;

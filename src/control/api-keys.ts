@@ -75,6 +75,7 @@ export class KeyRegistry {
    * returned, once. Returns the key in the clear only when it was generated here.
    */
   async create(spec: ApiKeyConfig): Promise<{ key: ActiveKey; secret: string | null }> {
+    if (this.#configured.has(spec.name)) throw new SluiceError('SLUICE_ERR_CONFIG_OWNED', `API key '${spec.name}' is defined in the config file: change it there`);
     if (this.get(spec.name) !== undefined) throw new SluiceError('SLUICE_ERR_CONFLICT', `an API key named '${spec.name}' exists`);
     if (spec.key !== null && spec.key_sha256 !== null) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', 'key: give key or key_sha256, not both', { field: 'key' });
     const secret = spec.key === null && spec.key_sha256 === null ? GENERATED_PREFIX + randomBytes(24).toString('base64url') : null;
@@ -93,7 +94,7 @@ export class KeyRegistry {
   }
 
   async remove(name: string): Promise<ActiveKey> {
-    if (this.#configured.has(name)) throw new SluiceError('SLUICE_ERR_CONFLICT', `API key '${name}' comes from the config file: remove it there`);
+    if (this.#configured.has(name)) throw new SluiceError('SLUICE_ERR_CONFIG_OWNED', `API key '${name}' is defined in the config file: remove it there`);
     const key = this.#added.get(name);
     if (key === undefined) throw new SluiceError('SLUICE_ERR_NOT_FOUND', `no API key '${name}'`);
     await this.#o.store.removeKey(name);

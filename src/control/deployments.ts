@@ -91,6 +91,11 @@ export class Deployment {
   lastError: string | null = null;
   /** Known to be in the desired-state store (written by us, or read from it). */
   persisted = false;
+  /**
+   * A config deployment whose id is also stored from the admin API: the config one runs,
+   * the stored one is kept and runs again once the config file drops this id.
+   */
+  shadows: { readonly source: 'api'; readonly created_at: string } | null = null;
 
   constructor(spec: DeploymentConfig, config: Config, source: DeploymentSource, createdAt: string, slot: number) {
     this.id = deploymentId(spec.model, spec.version);
@@ -116,7 +121,7 @@ export class Deployment {
   view(breaker?: (slot: number) => string): Record<string, unknown> {
     const s = this.spec;
     return {
-      id: this.id, model: s.model, version: s.version, runtime: s.runtime, state: this.state, source: this.source,
+      id: this.id, model: s.model, version: s.version, runtime: s.runtime, state: this.state, source: this.source, shadows: this.shadows,
       route: `/${this.id}/`, created_at: this.createdAt, last_error: this.lastError, policies: this.policies,
       replicas: this.replicas.map((r) => r.view(breaker)),
     };
@@ -175,7 +180,11 @@ export class DeploymentManager {
     for (const spec of this.#o.config.deployments) await this.deploy(spec, 'config');
     for (const desired of await this.#o.store.load()) {
       const id = deploymentId(desired.spec.model, desired.spec.version);
-      if (this.#deployments.has(id)) continue;
+      const existing = this.#deployments.get(id);
+      if (existing !== undefined) {
+        this.#noteShadowed(existing, desired.created_at);
+        continue;
+      }
       try {
         (await this.deploy(desired.spec, 'api', desired.created_at)).persisted = true;
       } catch (err) {
@@ -204,6 +213,7 @@ export class DeploymentManager {
       const existing = this.#deployments.get(id);
       if (existing !== undefined) {
         existing.persisted = true;
+        this.#noteShadowed(existing, entry.created_at);
         continue;
       }
       try {
@@ -214,11 +224,20 @@ export class DeploymentManager {
       }
     }
     for (const d of this.list()) {
+      if (d.source === 'config' && !wanted.has(d.id)) d.shadows = null;
       if (d.source === 'api' && d.persisted && !wanted.has(d.id) && d.state !== 'draining') {
         this.#o.logger.info({ deployment: d.id }, 'undeployed: removed from the shared desired state');
         await this.undeploy(d.id, graceMs);
       }
     }
+  }
+
+  /** A stored API deployment has the id of config deployment `d`: the config file wins, visibly. */
+  #noteShadowed(d: Deployment, createdAt: string): void {
+    if (d.source !== 'config' || d.shadows?.created_at === createdAt) return;
+    d.shadows = { source: 'api', created_at: createdAt };
+    this.#o.logger.warn({ deployment: d.id, stored_created_at: createdAt },
+      'a deployment made through the admin API has the id of one in the config file: the config file\'s is used; the stored one is kept and returns when the config file no longer has this id');
   }
 
   /** Registers the deployment and starts its replicas; resolves once all have been launched. */
@@ -333,7 +352,7 @@ export class DeploymentManager {
       case 'sim':
         return { ...base, runtime: 'sim', simArgs: spec.args };
       case 'command':
-        return { ...base, runtime: 'command', command: spec.command, readinessPath: spec.readiness_path ?? '/' };
+        return { ...base, runtime: 'command', command: spec.command, readinessPath: spec.readiness_path ?? '/', ...(spec.port_env === null ? {} : { portEnv: spec.port_env }) };
       case 'mlflow': {
         const mlflow = this.#o.config.mlflow;
         const trackingUri = spec.env.MLFLOW_TRACKING_URI ?? mlflow.tracking_uri;

@@ -15,6 +15,8 @@ export const ERRORS = {
   SLUICE_ERR_NOT_FOUND: { status: 404, message: 'not found' },
   SLUICE_ERR_METHOD_NOT_ALLOWED: { status: 405, message: 'method not allowed' },
   SLUICE_ERR_CONFLICT: { status: 409, message: 'conflict' },
+  // Deployments and API keys of the config file are changed there, never through the admin API.
+  SLUICE_ERR_CONFIG_OWNED: { status: 409, message: 'defined in the config file: change it there' },
   SLUICE_ERR_BODY_TOO_LARGE: { status: 413, message: 'request body exceeds the configured limit' },
   SLUICE_ERR_RATE_LIMITED: { status: 429, message: 'rate limit exceeded' },
   SLUICE_ERR_INTERNAL: { status: 500, message: 'internal gateway error' },

@@ -36,6 +36,8 @@ export interface CommandSpec extends LocalSpecBase {
   /** argv template; {port}, {model}, {version} and {host} are substituted per element. */
   readonly command: readonly string[];
   readonly readinessPath: string;
+  /** Also pass the port in this environment variable (many servers read PORT). */
+  readonly portEnv?: string;
 }
 
 export interface SimSpec extends LocalSpecBase {
@@ -173,19 +175,33 @@ export function launchPlan(spec: ReplicaSpec, context: LaunchContext = {}): Laun
     case 'command': {
       const values: Record<string, string> = { port: p, model, version, host };
       const template = checkArgv('command', spec.command);
+      const readinessPath = checkPath('readinessPath', spec.readinessPath);
+      const portEnv = spec.portEnv === undefined ? undefined : checkEnvName('portEnv', spec.portEnv);
+      // A server that is not told its port listens on its own default and never turns ready.
+      if (portEnv === undefined && !template.some((arg) => arg.includes('{port}'))) {
+        throw invalid('command', 'needs {port} in an argv element, or portEnv');
+      }
       return plan(
         template.map((arg) => arg.replace(/\{(port|model|version|host)\}/g, (_, name: string) => values[name] ?? '')),
-        checkPath('readinessPath', spec.readinessPath),
+        readinessPath,
+        portEnv === undefined ? {} : { [portEnv]: p },
       );
     }
-    case 'sim':
-      return plan(
-        [process.execPath, context.cliPath ?? defaultCliPath(), 'sim', '--port', p, ...checkSimArgs(spec.simArgs)],
-        '/_sim/stats',
-      );
+    case 'sim': {
+      const args = checkSimArgs(spec.simArgs);
+      // The simulator answers to the deployment's own model name, and to its built-in
+      // `demo` that existing clients send; `--models` in the args replaces both.
+      const models = args.some((a) => a === '--models' || a.startsWith('--models=')) ? [] : ['--models', model === 'demo' ? model : `${model},demo`];
+      return plan([process.execPath, context.cliPath ?? defaultCliPath(), 'sim', '--port', p, ...models, ...args], '/_sim/stats');
+    }
     default:
       throw invalid('runtime', `unknown runtime '${(spec as { runtime: unknown }).runtime}'`);
   }
+}
+
+function checkEnvName(field: string, value: unknown): string {
+  if (typeof value !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(value)) throw invalid(field, 'must be an environment variable name, e.g. PORT');
+  return value;
 }
 
 function checkSimArgs(value: unknown): readonly string[] {

@@ -81,7 +81,9 @@ const SPEC_BY_FLAG = new Map(TUNABLE_SPECS.map((s) => [s.flag, s]));
 
 // Large enough for any test, small enough that a typo cannot schedule a timer for years.
 const MAX_COUNT = 100_000_000;
-const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9._:/-]*$/;
+// The first character as the gateway allows it in a deployment's model name, which the
+// simulator of a `sim` deployment serves.
+const MODEL_NAME = /^[A-Za-z0-9_:][A-Za-z0-9._:/-]*$/;
 
 export const SIM_USAGE = `usage: sluice sim --port N [flags]
   --port N            listen port (required; 0 = ephemeral, see the "listening" line)

@@ -1,6 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { launchPlan, type ReplicaSpec } from '../../src/ports/index.js';
+import { launchPlan, type ProcessPlan, type ReplicaSpec } from '../../src/ports/index.js';
 
 t.test('mlflow serves models:/<name>/<version> on loopback with the tracking URI', async (t) => {
   const plan = launchPlan(
@@ -58,6 +58,11 @@ t.test('command: placeholders substituted per element, never a shell string', as
   t.throws(() => launchPlan({ runtime: 'command', model: 'm', version: '1', command: [], readinessPath: '/' }, { port: 1 }), { code: 'SLUICE_ERR_INVALID_FIELD', details: { field: 'command' } });
   t.throws(() => launchPlan({ runtime: 'command', model: 'm', version: '1', command: ['x'], readinessPath: 'health' }, { port: 1 }), { code: 'SLUICE_ERR_INVALID_FIELD', details: { field: 'readinessPath' } });
   t.throws(() => launchPlan({ runtime: 'command', model: 'm', version: '1', command: 'python -m x' as unknown as string[], readinessPath: '/' }, { port: 1 }), { code: 'SLUICE_ERR_INVALID_FIELD', details: { field: 'command' } });
+  t.throws(() => launchPlan({ runtime: 'command', model: 'm', version: '1', command: ['serve', '--port', '8000'], readinessPath: '/' }, { port: 1 }), { code: 'SLUICE_ERR_INVALID_FIELD', details: { field: 'command' } }, 'no {port} and no portEnv');
+  t.throws(() => launchPlan({ runtime: 'command', model: 'm', version: '1', command: ['serve'], readinessPath: '/', portEnv: 'A-B' }, { port: 1 }), { code: 'SLUICE_ERR_INVALID_FIELD', details: { field: 'portEnv' } });
+  t.match(launchPlan({ runtime: 'command', model: 'm', version: '1', command: ['serve'], readinessPath: '/', portEnv: 'PORT', env: { PORT: '1', X: 'y' } }, { port: 8021 }), {
+    argv: ['serve'], env: { PORT: '8021', X: 'y' },
+  }, 'portEnv: the port in that variable, over the same name in env');
 });
 
 t.test('sim: the gateway CLI under node, readiness /_sim/stats', async (t) => {
@@ -65,13 +70,19 @@ t.test('sim: the gateway CLI under node, readiness /_sim/stats', async (t) => {
   const cli = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
   t.same(plan, {
     kind: 'process',
-    argv: [process.execPath, cli, 'sim', '--port', '8030', '--protocol', 'ollama'],
+    argv: [process.execPath, cli, 'sim', '--port', '8030', '--models', 'demo', '--protocol', 'ollama'],
     env: {},
     readinessPath: '/_sim/stats',
     url: 'http://127.0.0.1:8030',
   });
   const custom = launchPlan({ runtime: 'sim', model: 'demo', version: '1' }, { port: 8030, cliPath: '/opt/sluice/cli.js' });
-  t.match(custom, { argv: [process.execPath, '/opt/sluice/cli.js', 'sim', '--port', '8030'] });
+  t.match(custom, { argv: [process.execPath, '/opt/sluice/cli.js', 'sim', '--port', '8030', '--models', 'demo'] });
+  const named = launchPlan({ runtime: 'sim', model: 'chat', version: '2', simArgs: ['--token-ms', '1'] }, { port: 8030 }) as ProcessPlan;
+  t.same(named.argv.slice(3), ['--port', '8030', '--models', 'chat,demo', '--token-ms', '1'], 'the deployment\'s model is served, and demo');
+  for (const own of [['--models', 'a,b'], ['--models=a,b']]) {
+    const p = launchPlan({ runtime: 'sim', model: 'chat', version: '2', simArgs: own }, { port: 8030 }) as ProcessPlan;
+    t.same(p.argv.slice(3), ['--port', '8030', ...own], `${own.join(' ')} in the args: exactly those models`);
+  }
 });
 
 t.test('remote: no process, just the URL', async (t) => {
