@@ -24,6 +24,23 @@ t.test('ids are distinct UUID v4 strings, across generators too', async (t) => {
   t.equal(seen.size, 20_000, 'no id repeats');
 });
 
+t.test('the counter carries into its high digits without leaving the UUID layout', async (t) => {
+  const ids = new RequestIds();
+  let prev = ids.next();
+  // The low six hex digits run from 100000 to ffffff: a carry comes within 2^24 ids.
+  for (let i = 0; i < 0x100_0000; i++) {
+    const id = ids.next();
+    if (id.endsWith('100000') && prev.endsWith('ffffff')) {
+      t.match(id, UUID_V4);
+      t.equal(id.slice(0, 24), prev.slice(0, 24), 'the random part stays');
+      t.equal(parseInt(id.slice(24, 30), 16), (parseInt(prev.slice(24, 30), 16) + 1) % 0x100_0000, 'the high digits move on by one');
+      return;
+    }
+    prev = id;
+  }
+  t.fail('no carry in 2^24 ids');
+});
+
 let gw: Gateway;
 let upstream: Server;
 const upstreamIds: string[] = [];
