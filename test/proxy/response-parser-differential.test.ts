@@ -55,7 +55,8 @@ import { once } from 'node:events';
 import type { ErrorCode } from '../../src/errors/index.js';
 import type { HeaderLines } from '../../src/proxy/upstream/header-lines.js';
 import { ParseError, ResponseParser, type ResponseSink } from '../../src/proxy/upstream/response-parser.js';
-import { UpstreamConnection, type PoolLike, type UpstreamHandler } from '../../src/proxy/upstream/connection.js';
+import { UpstreamConnection, type UpstreamHandler } from '../../src/proxy/upstream/connection.js';
+import { CountingPool as Pool } from '../helpers/upstream-pool.js';
 import { RawServer, llhttp, type Outcome } from '../helpers/llhttp-reference.js';
 
 const SEED = Number(process.env['FC_SEED'] ?? 20261214);
@@ -885,19 +886,6 @@ class Exchange implements UpstreamHandler {
   }
 }
 
-class Pool implements PoolLike {
-  readonly host = '127.0.0.1';
-  readonly idleMs = 60_000;
-  released = 0;
-  removed = 0;
-  constructor(readonly port: number) {}
-  release(): void {
-    this.released++;
-  }
-  remove(): void {
-    this.removed++;
-  }
-}
 
 async function viaConnection(raw: Buffer, method: string, cuts: number[]): Promise<{ out: Outcome; code: ErrorCode | null; pool: Pool }> {
   const pool = new Pool(server.port);

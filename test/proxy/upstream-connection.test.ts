@@ -8,7 +8,8 @@ import t, { type Test } from 'tap';
 import { createServer, type Server, type Socket } from 'node:net';
 import { once } from 'node:events';
 import type { ErrorCode } from '../../src/errors/index.js';
-import { UpstreamConnection, type PoolLike, type UpstreamHandler } from '../../src/proxy/upstream/connection.js';
+import { UpstreamConnection, type UpstreamHandler } from '../../src/proxy/upstream/connection.js';
+import { CountingPool as Pool } from '../helpers/upstream-pool.js';
 import { UpstreamPool } from '../../src/proxy/upstream/pool.js';
 
 class Handler implements UpstreamHandler {
@@ -38,19 +39,6 @@ class Handler implements UpstreamHandler {
   }
 }
 
-class Pool implements PoolLike {
-  readonly host = '127.0.0.1';
-  readonly idleMs = 60_000;
-  released = 0;
-  removed = 0;
-  constructor(readonly port: number) {}
-  release(): void {
-    this.released++;
-  }
-  remove(): void {
-    this.removed++;
-  }
-}
 
 /** A server that hands its one accepted socket to the test, paused: it reads only when told. */
 async function server(t: Test): Promise<{ port: number; accepted: Promise<Socket> }> {
