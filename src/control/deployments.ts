@@ -324,7 +324,8 @@ export class DeploymentManager {
       if (state === 'failed') d.lastError = info.error?.message ?? 'replica failed';
       this.#o.logger.info({ deployment: d.id, replica: replica.id, state, pid: info.pid, restarts: info.restarts, error: info.error?.message }, 'replica state');
       if (state !== 'stopped' && state !== 'failed') void record();
-      if (wasReady !== replica.ready) this.#o.onChange();
+      // A failure changes no route but may complete the gateway's readiness (see /readyz).
+      if (wasReady !== replica.ready || state === 'failed') this.#o.onChange();
     });
     // An adopted handle is already probing; a new one must be started.
     if (!adopted) {

@@ -47,6 +47,7 @@ export class BucketSlots {
 
 export interface SnapshotInput {
   readonly version: number;
+  readonly ready: boolean;
   readonly deployments: readonly RoutableDeployment[];
   readonly traffic: Readonly<Record<string, Readonly<Record<string, number>>>>;
   readonly keys: readonly ActiveKey[];
@@ -89,5 +90,5 @@ export function buildRouteSnapshot(input: SnapshotInput): RouteTableSnapshot {
     }
     return { name: k.name, digest: k.digest, scope: k.deployments, buckets: bucketsFor(`key:${k.name}`, `API key '${k.name}'`, k.limits, slotOf), deploymentBuckets };
   });
-  return { version: input.version, deployments: out, aliases, keys };
+  return { version: input.version, ready: input.ready, deployments: out, aliases, keys };
 }

@@ -73,11 +73,29 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   const ports = new PortAllocator({ from: config.ports.from, to: config.ports.to });
   let tableVersion = 0;
   let dataPlane: DataPlane | null = null;
+  // At start-up, ready once every deployment meant to run (config and stored ones) has a
+  // ready replica or has failed, so that a balancer sends no traffic that would get 503s.
+  // From then on, ready while any deployment is: a deployment added later through the API
+  // must not take the whole gateway out of its balancer while it starts.
+  let restored = false;
+  let startedUp = false;
+  let readyLogged = false;
+  const ready = (): boolean => {
+    if (!restored) return false;
+    const list = manager.list();
+    if (!startedUp) startedUp = list.every((d) => d.state !== 'pending' && d.state !== 'starting');
+    return startedUp && list.some((d) => d.state === 'ready');
+  };
   const snapshot = (): RouteTableSnapshot => buildRouteSnapshot({
-    version: ++tableVersion, deployments: manager.routable(), traffic: config.traffic, keys: keys.list(), buckets: bucketSlots,
+    version: ++tableVersion, ready: ready(), deployments: manager.routable(), traffic: config.traffic, keys: keys.list(), buckets: bucketSlots,
   });
   const publish = (): void => {
-    dataPlane?.publish(snapshot());
+    const snap = snapshot();
+    dataPlane?.publish(snap);
+    if (snap.ready && !readyLogged && dataPlane !== null) {
+      readyLogged = true;
+      logger.info({ deployments: manager.list().map((d) => `${d.id}: ${d.state}`) }, 'ready');
+    }
   };
   const store = config.redis.url === null ? new FileStateStore(config.state_dir) : new RedisStateStore(config.redis.url);
   const records = new ReplicaRecords(config.state_dir);
@@ -156,11 +174,12 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   };
 
   const admin = new AdminServer({ host: adminHost, port: config.admin.port, token: config.admin.token, logger });
-  registerAdminRoutes(admin, { config, manager, keys, metrics, ready: () => manager.list().some((d) => d.state === 'ready'), native: () => dp.native });
+  registerAdminRoutes(admin, { config, manager, keys, metrics, ready, native: () => dp.native });
   let adminPort: number;
   try {
     adminPort = await admin.listen();
     await manager.restore();
+    restored = true;
   } catch (err) {
     // A half-started gateway must not linger: workers and children would keep it alive.
     await Promise.allSettled([dp.stop(0), manager.stopAll(), admin.close(), store.close()]);
@@ -170,6 +189,8 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     gateway: `http://${config.listen.host}:${port}`, admin: `http://${adminHost}:${adminPort}`, workers: config.workers,
     deployments: manager.list().length, state: store.kind,
   }, 'sluice is listening');
+  // Deployments that were all ready (or failed) during the restore publish no more changes.
+  publish();
 
   // Several instances share Redis: each follows the changes the others make.
   let reconciling = false;

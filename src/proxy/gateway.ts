@@ -534,7 +534,7 @@ export class Gateway {
       this.#reject(res, 'SLUICE_ERR_METHOD_NOT_ALLOWED', `${url} accepts GET only`, requestId, method, url, { headers: ALLOW_GET });
       return;
     }
-    const ready = url === '/healthz' || (!this.#draining && this.#table.deployments.some((d) => d.replicas.length > 0));
+    const ready = url === '/healthz' || (!this.#draining && this.#table.ready);
     const body = JSON.stringify({ status: ready ? 'ok' : 'unavailable', route_table_version: this.#table.version });
     res.cork(() => {
       res.writeStatus(ready ? '200 OK' : '503 Service Unavailable').writeHeader('content-type', 'application/json').writeHeader('x-request-id', requestId).writeHeader('x-sluice-cache', 'bypass');

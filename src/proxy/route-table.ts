@@ -53,6 +53,8 @@ export interface KeySnapshot {
 
 export interface RouteTableSnapshot {
   readonly version: number;
+  /** Every deployment meant to run has a ready replica or has failed: /readyz answers 200. */
+  readonly ready: boolean;
   readonly deployments: readonly DeploymentSnapshot[];
   readonly aliases: readonly AliasSnapshot[];
   readonly keys: readonly KeySnapshot[];
@@ -255,9 +257,12 @@ export class RouteTable {
   readonly deployments: readonly DeploymentRoute[];
   /** False when no API key is configured: requests skip hashing. */
   readonly hasKeys: boolean;
+  /** What /readyz says (RouteTableSnapshot.ready). */
+  readonly ready: boolean;
 
-  constructor(version: number, routes: Map<string, Route>, deployments: DeploymentRoute[], keys: Map<string, KeyRoute>) {
+  constructor(version: number, ready: boolean, routes: Map<string, Route>, deployments: DeploymentRoute[], keys: Map<string, KeyRoute>) {
     this.version = version;
+    this.ready = ready;
     this.#routes = routes;
     this.#keys = keys;
     this.hasKeys = keys.size > 0;
@@ -274,7 +279,7 @@ export class RouteTable {
     return this.#keys.get(digest);
   }
 
-  static readonly empty = new RouteTable(0, new Map(), [], new Map());
+  static readonly empty = new RouteTable(0, false, new Map(), [], new Map());
 }
 
 /**
@@ -342,7 +347,7 @@ export class RouteTableCompiler {
     }
     for (const id of this.#caches.keys()) if (!byId.has(id)) this.#caches.delete(id);
     const keys = new Map(snap.keys.map((k) => [k.digest, new KeyRoute(k)] as const));
-    return new RouteTable(snap.version, routes, [...byId.values()], keys);
+    return new RouteTable(snap.version, snap.ready, routes, [...byId.values()], keys);
   }
 
   #cacheOf(d: DeploymentSnapshot, stats: RequestStats): RouteCache | null {
