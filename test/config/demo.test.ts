@@ -24,15 +24,24 @@ t.before(async () => {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-demo-'));
   const doc = parseDocument(readFileSync(DEMO, 'utf8'));
   demo = doc.toJS() as typeof demo;
-  const [port, adminPort] = [await freePort(), await freePort()];
-  doc.setIn(['listen', 'port'], port);
-  doc.setIn(['admin', 'port'], adminPort);
-  doc.set('state_dir', join(dir, 'state'));
   const configFile = join(dir, 'default.yaml');
-  writeFileSync(configFile, String(doc));
-  const proc = spawnCli(['serve', '--config', configFile]);
-  await waitForLine(proc, (l) => l.includes('sluice is listening'), 60_000);
-  gw = { ...proc, port, adminPort, url: `http://127.0.0.1:${port}`, adminUrl: `http://127.0.0.1:${adminPort}`, configFile };
+  doc.set('state_dir', join(dir, 'state'));
+  // A free port may be taken by a test running alongside before the gateway binds it: try again.
+  for (let attempt = 1; ; attempt++) {
+    const [port, adminPort] = [await freePort(), await freePort()];
+    doc.setIn(['listen', 'port'], port);
+    doc.setIn(['admin', 'port'], adminPort);
+    writeFileSync(configFile, String(doc));
+    const proc = spawnCli(['serve', '--config', configFile]);
+    try {
+      await waitForLine(proc, (l) => l.includes('sluice is listening'), 60_000);
+    } catch (err) {
+      if (attempt < 3 && proc.lines.some((l) => l.includes('EADDRINUSE'))) continue;
+      throw err;
+    }
+    gw = { ...proc, port, adminPort, url: `http://127.0.0.1:${port}`, adminUrl: `http://127.0.0.1:${adminPort}`, configFile };
+    break;
+  }
   await waitDeploymentsReady(gw);
 });
 t.teardown(async () => {
