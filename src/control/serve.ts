@@ -90,9 +90,11 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     version: ++tableVersion, ready: ready(), deployments: manager.routable(), traffic: config.traffic, keys: keys.list(), buckets: bucketSlots,
   });
   const publish = (): void => {
+    // Keys load before the deployment manager exists; the data plane starts from a snapshot.
+    if (dataPlane === null) return;
     const snap = snapshot();
-    dataPlane?.publish(snap);
-    if (snap.ready && !readyLogged && dataPlane !== null) {
+    dataPlane.publish(snap);
+    if (snap.ready && !readyLogged) {
       readyLogged = true;
       logger.info({ deployments: manager.list().map((d) => `${d.id}: ${d.state}`) }, 'ready');
     }
