@@ -171,11 +171,12 @@ export function writeErrorResponse(
   cache: CacheStatus = 'bypass',
 ): number {
   const body = JSON.stringify({ error: { code, message, request_id: requestId } });
+  const bytes = Buffer.byteLength(body);
   res.cork(() => {
     res.writeStatus(statusLine(status)).writeHeader('content-type', 'application/json').writeHeader('x-request-id', requestId).writeHeader('x-sluice-cache', cache);
     if (headers !== undefined) for (const [k, v] of headers) res.writeHeader(k, v);
-    if (headRequest) endWithoutBody(res, Buffer.byteLength(body), closeConnection);
+    if (headRequest) endWithoutBody(res, bytes, closeConnection);
     else res.end(body, closeConnection);
   });
-  return headRequest ? 0 : Buffer.byteLength(body);
+  return headRequest ? 0 : bytes;
 }

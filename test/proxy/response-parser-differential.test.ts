@@ -90,16 +90,25 @@ interface SluiceOutcome extends Outcome {
   untilClose: boolean;
 }
 
+/** What the parser's head and body events tell, recorded the same way for both ways in. */
+function recordHead(out: Outcome, status: number, lines: HeaderLines): void {
+  out.head = true;
+  out.status = status;
+  out.headers = lines.toArray();
+}
+
+function recordBody(out: Outcome, chunk: Buffer): void {
+  // A view of the read buffer: copied now, as a real consumer would.
+  out.body += chunk.toString('latin1');
+}
+
 class Recorder implements ResponseSink {
   out: SluiceOutcome = fresh();
   onHead(status: number, lines: HeaderLines): void {
-    this.out.head = true;
-    this.out.status = status;
-    this.out.headers = lines.toArray();
+    recordHead(this.out, status, lines);
   }
   onBody(chunk: Buffer): void {
-    // A view of the read buffer: copied now, as a real consumer would.
-    this.out.body += chunk.toString('latin1');
+    recordBody(this.out, chunk);
   }
   onComplete(): void {
     this.out.complete = true;
@@ -863,12 +872,10 @@ class Exchange implements UpstreamHandler {
     this.settled = new Promise((resolve) => (this.#settle = resolve));
   }
   onResponseHead(status: number, lines: HeaderLines): void {
-    this.out.head = true;
-    this.out.status = status;
-    this.out.headers = lines.toArray();
+    recordHead(this.out, status, lines);
   }
   onResponseData(chunk: Buffer): boolean {
-    this.out.body += chunk.toString('latin1');
+    recordBody(this.out, chunk);
     return true;
   }
   onResponseEnd(): void {
