@@ -234,6 +234,7 @@ admin: { port: ${admin} }
 workers: 1
 state_dir: ${join(this.group.dir, `state-${variant}`)}
 log: { level: warn, access: false }
+shutdown: { drain_delay_ms: 0 }
 policies: ${variant === 'policies' ? POLICIES_ON : POLICIES_OFF}
 deployments:
   - { model: up, version: "1", runtime: remote, urls: ["http://127.0.0.1:${PORT.upstream}"] }

@@ -223,6 +223,18 @@ export const configSchema: Field = {
         redis_timeout_ms: { kind: 'int', default: 100, min: 1, max: 10_000 },
       },
     },
+    // On SIGTERM or SIGINT /readyz answers 503 at once, but requests are still served for
+    // drain_delay_ms: a load balancer needs a few probe periods to notice and take the
+    // instance out, and what it sends meanwhile must not be refused. Then the gateway stops
+    // accepting and lets requests in flight finish for up to grace_ms. Together they should
+    // stay under the orchestrator's kill deadline (Kubernetes: 30 s by default).
+    shutdown: {
+      kind: 'object',
+      fields: {
+        drain_delay_ms: { kind: 'int', default: 5_000, min: 0, max: 600_000 },
+        grace_ms: { kind: 'int', default: 10_000, min: 0, max: 3_600_000 },
+      },
+    },
     deployments: { kind: 'array', of: deploymentSchema, default: [] },
     // model -> version -> weight, for the alias route `/<model>/...`.
     traffic: { kind: 'map', of: { kind: 'map', of: { kind: 'number', min: 0, max: 1_000_000 } }, default: {} },

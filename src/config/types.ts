@@ -100,6 +100,7 @@ export interface Config {
   readonly api_keys: readonly ApiKeyConfig[];
   readonly rate_limit: { readonly on_redis_error: 'open' | 'closed'; readonly redis_timeout_ms: number };
   readonly cache: { readonly redis_timeout_ms: number };
+  readonly shutdown: { readonly drain_delay_ms: number; readonly grace_ms: number };
   readonly deployments: readonly DeploymentConfig[];
   readonly traffic: Readonly<Record<string, Readonly<Record<string, number>>>>;
 }

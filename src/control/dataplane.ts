@@ -118,18 +118,66 @@ export class DataPlane {
     if (entry.replies.length === this.#workers.length) entry.resolve(entry.replies);
   }
 
-  /** Stops accepting, lets requests in flight finish for up to `graceMs`, then ends the threads. */
-  async stop(graceMs: number): Promise<void> {
+  /**
+   * Shutdown begins: every worker's /readyz answers 503 while it goes on serving. Resolves
+   * once all of them have applied it, or after `timeoutMs` (a stuck worker delays nothing).
+   */
+  drain(timeoutMs = 1000): Promise<void> {
+    const msg: ToWorker = { type: 'drain' };
+    const workers = [...this.#workers];
+    return new Promise((resolve) => {
+      let pending = workers.length;
+      const onMessage = (m: FromWorker): void => {
+        if (m.type === 'draining' && --pending === 0) done();
+      };
+      const done = (): void => {
+        clearTimeout(timer);
+        for (const w of workers) w.off('message', onMessage);
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      for (const w of workers) w.on('message', onMessage);
+      if (pending === 0) done();
+      for (const w of workers) w.postMessage(msg);
+    });
+  }
+
+  /**
+   * Stops accepting (each worker closes its listen socket; `onClosed` gets the requests then
+   * in flight, once all have), lets requests in flight finish for up to `graceMs`, then ends
+   * the threads. `cut`: requests still in flight when the grace period ran out;
+   * `terminated`: workers that did not exit by themselves.
+   */
+  async stop(graceMs: number, onClosed?: (inFlight: number) => void): Promise<{ cut: number; terminated: number }> {
     this.#stopping = true;
     const msg: ToWorker = { type: 'stop', graceMs };
+    const count = this.#workers.length;
+    let closed = 0;
+    let inFlight = 0;
+    let cut = 0;
+    let terminated = 0;
     await Promise.all(this.#workers.map((w) => new Promise<void>((resolve) => {
-      const timer = setTimeout(() => void w.terminate().then(() => resolve()), graceMs + 2000);
+      const onMessage = (m: FromWorker): void => {
+        if (m.type === 'closed') {
+          inFlight += m.active;
+          if (++closed === count) onClosed?.(inFlight);
+        } else if (m.type === 'stopped') {
+          cut += m.cut;
+        }
+      };
+      w.on('message', onMessage);
+      const timer = setTimeout(() => {
+        terminated++;
+        void w.terminate().then(() => resolve());
+      }, graceMs + 2000);
       w.once('exit', () => {
         clearTimeout(timer);
+        w.off('message', onMessage);
         resolve();
       });
       w.postMessage(msg);
     })));
     this.#workers.length = 0;
+    return { cut, terminated };
   }
 }

@@ -23,10 +23,15 @@ export interface Gateway {
   readonly port: number;
   readonly adminPort: number;
   readonly manager: DeploymentManager;
-  stop(): Promise<void>;
+  /**
+   * The shutdown sequence (config `shutdown`): /readyz answers 503 on both ports, requests
+   * are still served for drain_delay_ms, then the data plane stops accepting, requests in
+   * flight finish (up to grace_ms), the model servers stop. A second call (a second signal)
+   * ends the drain delay at once, for an operator who does not want to wait.
+   */
+  shutdown(signal: string): Promise<void>;
 }
 
-const SHUTDOWN_GRACE_MS = 10_000;
 const RECONCILE_INTERVAL_MS = 2_000;
 const MAX_DEPLOYMENTS = 1024;
 const MAX_BUCKETS = 65_536;
@@ -39,12 +44,17 @@ export async function runServeCli(argv: string[]): Promise<void> {
   const gateway = await startGateway(config, logger);
   let stopping = false;
   const shutdown = (signal: string): void => {
-    if (stopping) return;
+    const first = !stopping;
     stopping = true;
-    logger.info({ signal }, 'shutting down');
-    void gateway.stop().then(() => {
+    const done = gateway.shutdown(signal);
+    if (!first) return;
+    done.then(() => {
       logger.flush();
       process.exit(0);
+    }, (err: unknown) => {
+      logger.error({ err }, 'shutdown failed');
+      logger.flush();
+      process.exit(1);
     });
   };
   process.on('SIGINT', () => shutdown('SIGINT'));
@@ -80,8 +90,10 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   let restored = false;
   let startedUp = false;
   let readyLogged = false;
+  // Set when shutdown begins: 503 from then on, whatever the deployments do.
+  let draining = false;
   const ready = (): boolean => {
-    if (!restored) return false;
+    if (!restored || draining) return false;
     const list = manager.list();
     if (!startedUp) startedUp = list.every((d) => d.state !== 'pending' && d.state !== 'starting');
     return startedUp && list.some((d) => d.state === 'ready');
@@ -199,7 +211,8 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   const reconcileTimer = store.kind !== 'redis' ? null : setInterval(() => {
     if (reconciling) return;
     reconciling = true;
-    Promise.all([manager.reconcile(SHUTDOWN_GRACE_MS), keys.load()])
+    // Requests in flight to a deployment undeployed elsewhere get as long as at shutdown.
+    Promise.all([manager.reconcile(config.shutdown.grace_ms), keys.load()])
       .catch((err: unknown) => logger.warn({ err }, 'could not read the shared desired state'))
       .finally(() => {
         reconciling = false;
@@ -207,14 +220,47 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   }, RECONCILE_INTERVAL_MS);
   reconcileTimer?.unref();
 
+  let shuttingDown: Promise<void> | null = null;
+  let drainDelayOver = false;
+  let endDrainDelay: (() => void) | null = null;
+  const shutdownSequence = async (signal: string): Promise<void> => {
+    const started = Date.now();
+    const { drain_delay_ms: delayMs, grace_ms: graceMs } = config.shutdown;
+    draining = true;
+    // An instance on its way out starts nothing the shared desired state asks for.
+    if (reconcileTimer !== null) clearInterval(reconcileTimer);
+    await dp.drain();
+    logger.info({ signal, drain_delay_ms: delayMs, grace_ms: graceMs }, 'draining');
+    if (!drainDelayOver) await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, delayMs);
+      endDrainDelay = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    drainDelayOver = true;
+    const { cut, terminated } = await dp.stop(graceMs, (inFlight) => logger.info({ in_flight: inFlight }, 'stopped accepting'));
+    if (cut > 0 || terminated > 0) logger.warn({ cut, terminated_workers: terminated, grace_ms: graceMs }, 'grace period over: requests still in flight were cut');
+    else logger.info('drained');
+    // The admin API goes before the model servers: a deployment it started now would outlive us.
+    await admin.close();
+    await manager.stopAll();
+    logger.info('model servers stopped');
+    await store.close();
+    logger.info({ ms: Date.now() - started }, 'stopped');
+  };
+
   return {
     config, port, adminPort, manager,
-    async stop(): Promise<void> {
-      if (reconcileTimer !== null) clearInterval(reconcileTimer);
-      await dp.stop(SHUTDOWN_GRACE_MS);
-      await manager.stopAll();
-      await admin.close();
-      await store.close();
+    shutdown(signal: string): Promise<void> {
+      if (shuttingDown === null) {
+        shuttingDown = shutdownSequence(signal);
+      } else if (!drainDelayOver) {
+        logger.info({ signal }, 'second signal: the drain delay ends now');
+        drainDelayOver = true;
+        endDrainDelay?.();
+      }
+      return shuttingDown;
     },
   };
 }

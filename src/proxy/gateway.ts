@@ -126,6 +126,11 @@ export class Gateway {
     this.#sweepTimer.unref();
   }
 
+  /** Shutdown has begun: /readyz answers 503 so that balancers look elsewhere, but every request is still served. */
+  drain(): void {
+    this.#draining = true;
+  }
+
   stop(): void {
     this.#draining = true;
     if (this.#sweepTimer !== null) clearInterval(this.#sweepTimer);

@@ -32,6 +32,8 @@ export interface WorkerInit {
 export type ToWorker =
   | { readonly type: 'routes'; readonly snapshot: RouteTableSnapshot }
   | { readonly type: 'stats'; readonly id: number }
+  /** Shutdown begins: /readyz answers 503, requests (new ones too) are still served. */
+  | { readonly type: 'drain' }
   | { readonly type: 'stop'; readonly graceMs: number };
 
 export type FromWorker =
@@ -39,4 +41,8 @@ export type FromWorker =
   | { readonly type: 'listen-failed'; readonly workerIndex: number; readonly message: string }
   | { readonly type: 'routes-applied'; readonly workerIndex: number; readonly version: number }
   | { readonly type: 'stats'; readonly id: number; readonly workerIndex: number; readonly deployments: Record<string, StatsSnapshot>; readonly active: number }
-  | { readonly type: 'stopped'; readonly workerIndex: number };
+  | { readonly type: 'draining'; readonly workerIndex: number }
+  /** The listen socket is closed; `active`: requests still in flight. */
+  | { readonly type: 'closed'; readonly workerIndex: number; readonly active: number }
+  /** `cut`: requests still in flight when the grace period ran out (their connections are closed). */
+  | { readonly type: 'stopped'; readonly workerIndex: number; readonly cut: number };

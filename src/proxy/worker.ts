@@ -56,11 +56,16 @@ port.on('message', (msg: ToWorker) => {
     case 'stats':
       post({ type: 'stats', id: msg.id, workerIndex: init.workerIndex, deployments: gateway.stats(), active: gateway.activeCount });
       break;
+    case 'drain':
+      gateway.drain();
+      post({ type: 'draining', workerIndex: init.workerIndex });
+      break;
     case 'stop':
       // Stop accepting; requests in flight finish, then the thread exits on its own.
       if (listenSocket !== null) uws.us_listen_socket_close(listenSocket as never);
       listenSocket = null;
       gateway.stop();
+      post({ type: 'closed', workerIndex: init.workerIndex, active: gateway.activeCount });
       waitForIdle(msg.graceMs);
       break;
   }
@@ -70,7 +75,7 @@ function waitForIdle(graceMs: number): void {
   const deadline = Date.now() + graceMs;
   const tick = (): void => {
     if (gateway.activeCount === 0 || Date.now() > deadline) {
-      post({ type: 'stopped', workerIndex: init.workerIndex });
+      post({ type: 'stopped', workerIndex: init.workerIndex, cut: gateway.activeCount });
       logger.flush();
       // Idle keep-alive sockets are still open handles of the uWS loop; exiting over them
       // aborts the whole process (uv_loop_close with open handles), so close them first.

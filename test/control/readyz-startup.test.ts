@@ -25,8 +25,9 @@ t.test('503 on both ports until the slow deployment is ready; then every request
     ports: RANGE,
     deployments: [
       { model: 'quick', version: '1', runtime: 'sim' },
-      // Listens only after 2 s: the quick one is ready long before.
-      { model: 'slow', version: '1', runtime: 'command', command: serverCommand(script, 'slow', '2000'), readiness_path: '/ping', start_timeout_ms: 30_000 },
+      // Listens only after 5 s: the quick one is ready long before, even on a busy machine
+      // (where a sim replica has taken over 2 s to start).
+      { model: 'slow', version: '1', runtime: 'command', command: serverCommand(script, 'slow', '5000'), readiness_path: '/ping', start_timeout_ms: 30_000 },
       { model: 'dead', version: '1', runtime: 'command', command: serverCommand(script, 'exit'), readiness_path: '/ping', start_timeout_ms: 30_000 },
     ],
   }, {}, false);

@@ -122,6 +122,8 @@ export async function startGateway(config: Record<string, unknown>, env: NodeJS.
     state_dir: join(dir, 'state'),
     ports: { from: 18400, to: 18499 },
     log: { level: 'info', access: true },
+    // A stopped test gateway has no balancer to wait for (test/control/drain.test.ts tests the delay).
+    shutdown: { drain_delay_ms: 0 },
     ...config,
   };
   writeFileSync(configFile, JSON.stringify(full, null, 2));
