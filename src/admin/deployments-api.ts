@@ -75,7 +75,7 @@ export function registerDeploymentsApi(admin: AdminServer, ctx: DeploymentsApiCo
     .route('POST', '/undeploy/:id', (req) => undeploy(ctx, req.params.id!, req));
 }
 
-/** Deploys; with `?wait=true`, answers only once the deployment is ready (or failed: 502). */
+/** Deploys; with `?wait=true`, answers only once the deployment is ready (or failed or unhealthy: 502). */
 async function deploy(ctx: DeploymentsApiContext, spec: DeploymentConfig, req: AdminRequest): Promise<Deployment> {
   const { manager } = ctx;
   refuseConfigOwned(ctx.config, deploymentId(spec.model, spec.version));
@@ -86,6 +86,11 @@ async function deploy(ctx: DeploymentsApiContext, spec: DeploymentConfig, req: A
     d = (await manager.waitSettled(d.id, spec.start_timeout_ms + 5_000)) ?? d;
     if (d.state === 'failed') {
       throw new SluiceError('SLUICE_ERR_DEPLOY_FAILED', d.lastError ?? `deployment ${d.id} failed`, { deployment: manager.view(d) });
+    }
+    if (d.state === 'unhealthy') {
+      // It stays deployed and checked: it is routed as soon as a replica passes.
+      const error = d.replicas.map((r) => r.health?.view().last_error).find((e) => e != null) ?? 'no check passed';
+      throw new SluiceError('SLUICE_ERR_DEPLOY_FAILED', `no replica of ${d.id} passed its health check (${error}); it stays deployed and is routed once one passes`, { deployment: manager.view(d) });
     }
   }
   return d;

@@ -2,8 +2,8 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
-import { ConfigError, configSchema, validate } from './schema.js';
-import type { Config, DeploymentConfig, PoliciesConfig, PoliciesOverride } from './types.js';
+import { ConfigError, configSchema, healthCheckFields, validate } from './schema.js';
+import type { Config, DeploymentConfig, HealthCheckConfig, PoliciesConfig, PoliciesOverride } from './types.js';
 import { hashKey } from '../policy/api-keys.js';
 
 /** The file `sluice serve` reads when no --config is given. */
@@ -107,6 +107,9 @@ export function deploymentProblem(d: DeploymentConfig): { field: string; reason:
   } else if (d.port_env !== null) {
     return { field: 'port_env', reason: `only for the command runtime, not ${d.runtime}` };
   }
+  if (d.health_check !== undefined && d.runtime !== 'remote') {
+    return { field: 'health_check', reason: `only for the remote runtime: ${d.runtime} replicas are started and watched as processes (see readiness_path)` };
+  }
   return null;
 }
 
@@ -126,6 +129,13 @@ function deepFreeze<T>(value: T): T {
     for (const v of Object.values(value)) deepFreeze(v);
   }
   return value;
+}
+
+const DEFAULT_HEALTH_CHECK = Object.freeze(validate({ kind: 'object', fields: healthCheckFields }, {}, 'health_check') as HealthCheckConfig);
+
+/** A remote deployment's health check: its own, or every default. */
+export function resolveHealthCheck(d: DeploymentConfig): HealthCheckConfig {
+  return d.health_check ?? DEFAULT_HEALTH_CHECK;
 }
 
 /** A deployment's effective policies: the defaults, overridden field by field. */

@@ -39,6 +39,20 @@ const upstreamFields = {
   keepalive_idle_ms: { kind: 'int', default: 4_000, min: 100, max: 3_600_000 },
 } as const satisfies Record<string, Field>;
 
+// Active checks of `remote` replicas (local ones are supervised as processes). A replica
+// is routed only after a check passes: the first one suffices, as in Envoy; one that was
+// unhealthy needs healthy_threshold passes in a row, and a routed one leaves the route
+// table after unhealthy_threshold failures in a row. path null: the deployment's
+// readiness_path when it has one (GET, 200 passes), else a TCP connect.
+export const healthCheckFields = {
+  enabled: { kind: 'bool', default: true },
+  path: { kind: 'string', default: null, nullable: true, pattern: /^\/\S*$/ },
+  interval_ms: { kind: 'int', default: 5_000, min: 10, max: 3_600_000 },
+  timeout_ms: { kind: 'int', default: 2_000, min: 1, max: 600_000 },
+  healthy_threshold: { kind: 'int', default: 2, min: 1, max: 100 },
+  unhealthy_threshold: { kind: 'int', default: 3, min: 1, max: 100 },
+} as const satisfies Record<string, Field>;
+
 const limitFields = {
   requests_per_second: { kind: 'number', default: 0, min: 0, max: 1e9 },
   requests_per_minute: { kind: 'number', default: 0, min: 0, max: 1e12 },
@@ -141,6 +155,8 @@ export const deploymentSchema: Field = {
     start_timeout_ms: timeout(120_000),
     // `ollama` runtime: OLLAMA_KEEP_ALIVE, a Go duration ('10m', '-1') or integer seconds.
     keep_alive: { kind: 'string', default: null, nullable: true, pattern: /^[-+]?[0-9][0-9a-zµ.]*$/ },
+    // Only for `remote`: absent, the defaults above apply.
+    health_check: { kind: 'object', optional: true, fields: healthCheckFields },
     upstream: { kind: 'object', optional: true, fields: withoutDefaults(upstreamFields) },
     policies: { kind: 'object', optional: true, fields: partialFields(policyFields) },
   },

@@ -65,6 +65,15 @@ export interface ApiKeyConfig {
   readonly deployment_limits: LimitsConfig;
 }
 
+export interface HealthCheckConfig {
+  readonly enabled: boolean;
+  readonly path: string | null;
+  readonly interval_ms: number;
+  readonly timeout_ms: number;
+  readonly healthy_threshold: number;
+  readonly unhealthy_threshold: number;
+}
+
 export interface DeploymentConfig {
   readonly model: string;
   readonly version: string;
@@ -81,6 +90,8 @@ export interface DeploymentConfig {
   readonly env: Readonly<Record<string, string>>;
   readonly start_timeout_ms: number;
   readonly keep_alive: string | null;
+  /** `remote` only; absent: every default. */
+  readonly health_check?: HealthCheckConfig;
   readonly upstream?: Partial<UpstreamOptions>;
   readonly policies?: PoliciesOverride;
 }

@@ -1,20 +1,24 @@
 // The control plane's deployments: each one's replicas, their processes and ports, and
-// the lifecycle pending -> starting -> ready -> draining -> stopped (or failed). Every
-// change that affects routing triggers `onChange`, which publishes a new route table.
+// the lifecycle pending -> starting -> ready -> draining -> stopped (or failed; a remote
+// one whose every replica fails its health checks is unhealthy). Every change that
+// affects routing triggers `onChange`, which publishes a new route table.
 
 import { existsSync, mkdirSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { resolvePolicies, type PoliciesConfig, type Config, DeploymentConfig, UpstreamOptions } from '../config/index.js';
+import { resolveHealthCheck, resolvePolicies, type PoliciesConfig, type Config, DeploymentConfig, UpstreamOptions } from '../config/index.js';
 import { SluiceError } from '../errors/index.js';
+import { ActiveHealthCheck, type HealthStatus } from '../health/index.js';
 import { killGroup, launchPlan, PortAllocator, ReplicaProcess, type LogLine, type ReplicaProcessOptions, type ReplicaSpec, type ReplicaState } from '../ports/index.js';
 import type { DesiredStateStore, ReplicaRecord, ReplicaRecords } from '../state/index.js';
 import type { Logger } from '../telemetry/index.js';
 import type { RoutableDeployment, RoutableReplica } from './route-snapshot.js';
 import type { IndexAllocator, SlotAllocator } from './slots.js';
 
-export type DeploymentState = 'pending' | 'starting' | 'ready' | 'draining' | 'stopped' | 'failed';
+export type DeploymentState = 'pending' | 'starting' | 'ready' | 'unhealthy' | 'draining' | 'stopped' | 'failed';
+/** A process's states, and `unhealthy`: a remote replica failing its health checks. */
+export type ReplicaStatus = ReplicaState | 'unhealthy';
 
 export interface ManagerOptions {
   readonly config: Config;
@@ -45,7 +49,9 @@ export class Replica {
   basePath = '';
   url = '';
   process: ReplicaProcess | null = null;
-  state: ReplicaState = 'starting';
+  /** A remote replica's health checks; null for local ones and when disabled. */
+  health: ActiveHealthCheck | null = null;
+  state: ReplicaStatus = 'starting';
   /** Port from our allocator, released when the replica stops. */
   ownedPort: number | null = null;
 
@@ -70,7 +76,7 @@ export class Replica {
     const p = this.process;
     return {
       id: this.id, url: this.url, port: this.port, state: this.state, breaker: breaker?.(this.slot) ?? null,
-      pid: p?.pid ?? null, restarts: p?.restarts ?? 0, last_error: p?.lastError?.message ?? null,
+      pid: p?.pid ?? null, restarts: p?.restarts ?? 0, last_error: p?.lastError?.message ?? null, health: this.health?.view() ?? null,
     };
   }
 }
@@ -111,6 +117,7 @@ export class Deployment {
     if (this.#state === 'draining' || this.#state === 'stopped' || this.#state === 'pending') return this.#state;
     if (this.replicas.some((r) => r.ready)) return 'ready';
     if (this.replicas.length > 0 && this.replicas.every((r) => r.state === 'failed')) return 'failed';
+    if (this.replicas.length > 0 && this.replicas.every((r) => r.state === 'failed' || r.state === 'unhealthy')) return 'unhealthy';
     return 'starting';
   }
 
@@ -278,7 +285,7 @@ export class DeploymentManager {
       replica.port = Number(url.port || 80);
       replica.basePath = url.pathname.replace(/\/+$/, '');
       replica.url = spec.urls[index]!;
-      replica.state = 'ready';
+      this.#watchRemote(d, replica);
       return;
     }
     const leftover = this.#leftovers.get(replica.id);
@@ -338,6 +345,30 @@ export class DeploymentManager {
     }
   }
 
+  /** Routes a remote replica once its health checks pass (or at once when they are off). */
+  #watchRemote(d: Deployment, replica: Replica): void {
+    const options = resolveHealthCheck(d.spec);
+    if (!options.enabled) {
+      replica.state = 'ready';
+      return;
+    }
+    // Like every routed path, the check's path is relative to the replica's URL.
+    const path = options.path ?? d.spec.readiness_path;
+    const target = { host: replica.host, port: replica.port, path: path === null ? null : replica.basePath + path };
+    replica.state = 'starting';
+    replica.health = new ActiveHealthCheck(target, options, (status: HealthStatus) => {
+      replica.state = status === 'healthy' ? 'ready' : status;
+      const view = replica.health!.view();
+      if (status === 'healthy') {
+        this.#o.logger.info({ deployment: d.id, replica: replica.id, check: view.check, checks: view.checks }, 'replica healthy');
+      } else {
+        this.#o.logger.warn({ deployment: d.id, replica: replica.id, check: view.check, consecutive_failures: view.consecutive_failures, error: view.last_error }, 'replica unhealthy');
+      }
+      this.#o.onChange();
+    });
+    replica.health.start();
+  }
+
   #reservePort(port: number): boolean {
     try {
       this.#o.ports.reserve(port);
@@ -369,13 +400,13 @@ export class DeploymentManager {
     }
   }
 
-  /** Waits until the deployment is ready or failed (or the timeout passes). */
+  /** Waits until the deployment is ready, failed or unhealthy (or the timeout passes). */
   waitSettled(id: string, timeoutMs: number): Promise<Deployment | undefined> {
     const deadline = Date.now() + timeoutMs;
     return new Promise((resolve) => {
       const tick = (): void => {
         const d = this.#deployments.get(id);
-        if (d === undefined || d.state === 'ready' || d.state === 'failed' || Date.now() > deadline) resolve(d);
+        if (d === undefined || d.state === 'ready' || d.state === 'failed' || d.state === 'unhealthy' || Date.now() > deadline) resolve(d);
         else setTimeout(tick, 50);
       };
       tick();
@@ -405,6 +436,7 @@ export class DeploymentManager {
 
   async #stopReplicas(d: Deployment): Promise<void> {
     await Promise.all(d.replicas.map(async (r) => {
+      r.health?.stop();
       await r.process?.stop();
       if (r.process !== null) {
         await this.#o.records.delete(r.id);

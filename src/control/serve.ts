@@ -3,7 +3,7 @@
 
 import { createServer } from 'node:net';
 import { parseArgs } from 'node:util';
-import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import { AdminServer, registerAdminRoutes } from '../admin/index.js';
 import { DEFAULT_CONFIG_FILE, loadConfig, type Config, type PoliciesConfig } from '../config/index.js';
 import { PortAllocator } from '../ports/index.js';
@@ -11,7 +11,7 @@ import { FileStateStore, RedisStateStore, ReplicaRecords } from '../state/index.
 import { createLogger, mergeStats, renderStats, type Logger } from '../telemetry/index.js';
 import { KeyRegistry } from './api-keys.js';
 import { DataPlane } from './dataplane.js';
-import { DeploymentManager } from './deployments.js';
+import { DeploymentManager, type Replica } from './deployments.js';
 import { BucketSlots, buildRouteSnapshot } from './route-snapshot.js';
 import { IndexAllocator, MAX_REPLICA_SLOTS, SlotAllocator } from './slots.js';
 import { BreakerBoard, DeploymentCounters } from '../balancer/index.js';
@@ -145,18 +145,30 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   new Gauge({ name: 'sluice_uws_native', help: '1 when the data plane runs the native uWebSockets.js binding.', registers: [registry], collect() { this.set(dp.native ? 1 : 0); } });
   new Gauge({ name: 'sluice_route_table_version', help: 'Version of the route table last published.', registers: [registry], collect() { this.set(tableVersion); } });
   new Gauge({ name: 'sluice_data_plane_workers', help: 'Data-plane worker threads.', registers: [registry], collect() { this.set(dp.workerCount); } });
-  new Gauge({
-    name: 'sluice_breaker_state', help: 'Circuit breaker of each replica: 0 closed, 1 open, 2 half-open.', labelNames: ['deployment', 'replica'], registers: [registry],
+  /** One series per replica of every deployment. */
+  const replicaGauge = (name: string, help: string, value: (r: Replica) => number): void => {
+    new Gauge({
+      name, help, labelNames: ['deployment', 'replica'], registers: [registry],
+      collect() {
+        this.reset();
+        for (const d of manager.list()) for (const r of d.replicas) this.set({ deployment: d.id, replica: r.id }, value(r));
+      },
+    });
+  };
+  replicaGauge('sluice_breaker_state', 'Circuit breaker of each replica: 0 closed, 1 open, 2 half-open.', (r) => breakers.state(r.slot));
+  replicaGauge('sluice_breaker_opens', 'Times each replica breaker opened since the replica started.', (r) => breakers.opens(r.slot));
+  replicaGauge('sluice_replica_ready', '1 while a replica is routed: started and ready, or (remote) passing its health checks.', (r) => (r.ready ? 1 : 0));
+  new Counter({
+    name: 'sluice_health_checks_total', help: 'Active health checks of remote replicas, by result.', labelNames: ['deployment', 'replica', 'result'], registers: [registry],
     collect() {
       this.reset();
-      for (const d of manager.list()) for (const r of d.replicas) this.set({ deployment: d.id, replica: r.id }, breakers.state(r.slot));
-    },
-  });
-  new Gauge({
-    name: 'sluice_breaker_opens', help: 'Times each replica breaker opened since the replica started.', labelNames: ['deployment', 'replica'], registers: [registry],
-    collect() {
-      this.reset();
-      for (const d of manager.list()) for (const r of d.replicas) this.set({ deployment: d.id, replica: r.id }, breakers.opens(r.slot));
+      for (const d of manager.list()) {
+        for (const r of d.replicas) {
+          if (r.health === null) continue;
+          this.inc({ deployment: d.id, replica: r.id, result: 'pass' }, r.health.checks - r.health.failures);
+          this.inc({ deployment: d.id, replica: r.id, result: 'fail' }, r.health.failures);
+        }
+      }
     },
   });
   new Gauge({
@@ -175,13 +187,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
       for (const d of manager.list()) this.set({ deployment: d.id }, deploymentCounters.queueLength(d.slot));
     },
   });
-  new Gauge({
-    name: 'sluice_replica_inflight', help: 'Requests in flight per replica, across workers.', labelNames: ['deployment', 'replica'], registers: [registry],
-    collect() {
-      this.reset();
-      for (const d of manager.list()) for (const r of d.replicas) this.set({ deployment: d.id, replica: r.id }, slots.inflight(r.slot));
-    },
-  });
+  replicaGauge('sluice_replica_inflight', 'Requests in flight per replica, across workers.', (r) => slots.inflight(r.slot));
   const metrics = async (): Promise<string> => {
     const workers = await dp.collectStats();
     return renderStats(mergeStats(workers.map((w) => w.deployments))) + (await registry.metrics());

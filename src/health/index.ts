@@ -1,3 +1,5 @@
-// Door of the health room: readiness probes of model-server replicas. Control plane only.
+// Door of the health room: readiness probes of the replicas sluice starts, and active
+// health checks of the ones it does not (remote). Control plane only.
 
 export { probe } from './readiness.js';
+export { ActiveHealthCheck, type HealthCheckView, type HealthStatus } from './active-check.js';

@@ -5,20 +5,30 @@
 import { request } from 'node:http';
 
 export function probe(host: string, port: number, path: string, timeoutMs: number): Promise<boolean> {
-  return new Promise<boolean>((resolve) => {
+  return probeDetailed(host, port, path, timeoutMs).then((error) => error === null);
+}
+
+/** Resolves null when GET `path` answered a complete 200 within `timeoutMs`, else why not. */
+export function probeDetailed(host: string, port: number, path: string, timeoutMs: number): Promise<string | null> {
+  return new Promise<string | null>((resolve) => {
+    let timedOut = false;
     const req = request({ host, port, path, method: 'GET', agent: false, headers: { connection: 'close' } }, (res) => {
       res.resume();
       // 'close' follows both a full body and a destroyed one; only a complete 200 counts.
       res.on('close', () => {
         clearTimeout(timer);
-        resolve(res.complete && res.statusCode === 200);
+        if (!res.complete) resolve(timedOut ? `no complete answer to GET ${path} within ${timeoutMs} ms` : `GET ${path}: the response was cut short`);
+        else resolve(res.statusCode === 200 ? null : `GET ${path} answered ${res.statusCode}`);
       });
       res.on('error', () => {});
     });
-    const timer = setTimeout(() => req.destroy(), timeoutMs);
-    req.on('error', () => {
+    const timer = setTimeout(() => {
+      timedOut = true;
+      req.destroy();
+    }, timeoutMs);
+    req.on('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      resolve(false);
+      resolve(timedOut ? `no answer to GET ${path} within ${timeoutMs} ms` : (err.code ?? err.message));
     });
     req.end();
   });

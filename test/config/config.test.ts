@@ -111,6 +111,8 @@ t.test('cross-field checks', async (t) => {
   rejects(t, 'traffic:\n  ghost: { "1": 100 }\n', 'traffic.ghost.1');
   rejects(t, 'deployments:\n  - {model: m, version: "1", runtime: remote}\n', 'deployments[0].urls');
   rejects(t, 'deployments:\n  - {model: m, version: "1", runtime: command}\n', 'deployments[0].command');
+  t.match(rejects(t, 'deployments:\n  - {model: m, version: "1", runtime: sim, health_check: {path: /h}}\n', 'deployments[0].health_check'), /only for the remote runtime/);
+  rejects(t, 'deployments:\n  - {model: m, version: "1", runtime: remote, urls: [http://h], health_check: {unhealthy_threshold: 0}}\n', 'deployments[0].health_check.unhealthy_threshold');
   rejects(t, 'ports:\n  from: 9000\n  to: 8000\n', 'ports.from');
 });
 

@@ -249,10 +249,10 @@ t.test('remote: nothing is spawned, the route goes to the URL', async (t) => {
   });
   await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', () => resolve()));
   t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  const r = await fx.admin.post('/v1/deployments', { model: 'far', version: '1', runtime: 'remote', urls: [`http://127.0.0.1:${port}/base`] });
+  const r = await fx.admin.post('/v1/deployments?wait=true', { model: 'far', version: '1', runtime: 'remote', urls: [`http://127.0.0.1:${port}/base`] });
   t.equal(r.status, 201, r.text.slice(0, 300));
-  t.equal(r.body.state, 'ready', 'a remote deployment is ready at once');
-  t.match(r.body.replicas[0], { port, pid: null, url: `http://127.0.0.1:${port}/base` });
+  t.equal(r.body.state, 'ready', 'ready once its first health check (a TCP connect) passed');
+  t.match(r.body.replicas[0], { port, pid: null, url: `http://127.0.0.1:${port}/base`, health: { status: 'healthy', check: 'tcp' } });
   const res = await gwRequest(`${fx.gw.url}/far-1/v1/models?x=1`);
   t.equal(res.status, 200);
   t.same(res.json, { remote: true, url: '/base/v1/models?x=1' }, 'the URL\'s path is the prefix');

@@ -45,6 +45,8 @@ export interface ReplicaView {
   pid: number | null;
   restarts: number;
   last_error: string | null;
+  /** Remote replicas with health checks on. */
+  health: { status: string; check: string; consecutive_failures: number; consecutive_successes: number; last_error: string | null } | null;
 }
 
 export interface DeploymentView {

@@ -40,12 +40,13 @@ t.before(async () => {
         upstream: { headers_timeout_ms: HEADERS_TIMEOUT },
         policies: { breaker: { consecutive_failures: 2, reset_timeout_ms: 30_000 }, retry: { attempts: 0 } },
       },
+      // These replicas refuse on purpose: health checks off, so that requests reach them and the breaker acts.
       {
-        model: 'r', version: '1', runtime: 'remote', urls: [`http://127.0.0.1:${refusing}`, healthy.url],
+        model: 'r', version: '1', runtime: 'remote', health_check: { enabled: false }, urls: [`http://127.0.0.1:${refusing}`, healthy.url],
         policies: { breaker: { consecutive_failures: 3, reset_timeout_ms: 30_000 }, retry: { attempts: 2, budget_percent: 100 } },
       },
       {
-        model: 'o', version: '1', runtime: 'remote', urls: [`http://127.0.0.1:${deadA}`, `http://127.0.0.1:${deadB}`],
+        model: 'o', version: '1', runtime: 'remote', health_check: { enabled: false }, urls: [`http://127.0.0.1:${deadA}`, `http://127.0.0.1:${deadB}`],
         policies: { breaker: { consecutive_failures: 2, reset_timeout_ms: 30_000 }, retry: { attempts: 1, budget_percent: 100 } },
       },
     ],

@@ -25,7 +25,8 @@ t.before(async () => {
     deployments: [
       { model: 'ml', version: '1', runtime: 'sim', args: ['--protocol', 'mlflow'], policies: { cache: { ttl_ms: TTL_MS, max_request_bytes: 1024 } } },
       { model: 'ol', version: '1', runtime: 'sim', args: ['--ttft-ms', '10', '--token-ms', '30', '--tokens', '10'] },
-      { model: 'cr', version: '1', runtime: 'remote', urls: [crashy.url], policies: { retry: { attempts: 0 } } },
+      // Health checks off: the crashing upstream must stay routed.
+      { model: 'cr', version: '1', runtime: 'remote', health_check: { enabled: false }, urls: [crashy.url], policies: { retry: { attempts: 0 } } },
       { model: 'off', version: '1', runtime: 'sim', args: ['--protocol', 'mlflow'], policies: { cache: { enabled: false } } },
       { model: 'rc', version: '1', runtime: 'sim', args: ['--protocol', 'mlflow'], policies: { rate_limit: { requests_per_minute: 1 } } },
     ],

@@ -54,29 +54,30 @@ t.before(async () => {
     ports: { from: 18722, to: 18739 },
     log: { level: 'info', access: false },
     deployments: [
+      // Health checks off: the misbehaving replicas must stay routed for the retries to be seen.
       {
-        model: 'rt', version: '1', runtime: 'remote', urls: [`http://127.0.0.1:${refusedA}`, simA.url],
+        model: 'rt', version: '1', runtime: 'remote', health_check: { enabled: false }, urls: [`http://127.0.0.1:${refusedA}`, simA.url],
         policies: { breaker: noBreaker, retry: { attempts: 2, budget_percent: 100, replay_max_bytes: REPLAY_MAX } },
       },
       {
-        model: 'bg', version: '1', runtime: 'remote', urls: [resetB.url, simB.url],
+        model: 'bg', version: '1', runtime: 'remote', health_check: { enabled: false }, urls: [resetB.url, simB.url],
         policies: { breaker: noBreaker, retry: { attempts: 1, budget_percent: 10, budget_window_ms: 600_000 } },
       },
       {
-        model: 'cr', version: '1', runtime: 'remote', urls: [crashy.url, simC.url],
+        model: 'cr', version: '1', runtime: 'remote', health_check: { enabled: false }, urls: [crashy.url, simC.url],
         policies: { breaker: noBreaker, retry: { attempts: 2, budget_percent: 100 } },
       },
       {
-        model: 'rs', version: '1', runtime: 'remote', urls: [resetD.url, simD.url],
+        model: 'rs', version: '1', runtime: 'remote', health_check: { enabled: false }, urls: [resetD.url, simD.url],
         policies: { breaker: noBreaker, retry: { attempts: 2, budget_percent: 100, replay_max_bytes: REPLAY_MAX } },
       },
       {
-        model: 'rz', version: '1', runtime: 'remote', urls: [resetE.url, simE.url],
+        model: 'rz', version: '1', runtime: 'remote', health_check: { enabled: false }, urls: [resetE.url, simE.url],
         policies: { breaker: noBreaker, retry: { attempts: 0 } },
       },
       {
         // The default breaker, and no retry budget at all: refusals must not need one.
-        model: 'ej', version: '1', runtime: 'remote', urls: [`http://127.0.0.1:${refusedF}`, simF.url],
+        model: 'ej', version: '1', runtime: 'remote', health_check: { enabled: false }, urls: [`http://127.0.0.1:${refusedF}`, simF.url],
         policies: { breaker: { reset_timeout_ms: 250 }, retry: { attempts: 2, budget_percent: 0 } },
       },
     ],

@@ -27,8 +27,9 @@ t.before(async () => {
         policies: { total_timeout_ms: TOTAL, breaker: { consecutive_failures: 2 } },
       },
       // Its only replica is a listener whose connects hang (see hangingListener).
+      // Health checks off: a check would take the hanging replica out of the route table.
       {
-        model: 'noconn', version: '1', runtime: 'remote', urls: [hanging.url], upstream: { connect_timeout_ms: CONNECT },
+        model: 'noconn', version: '1', runtime: 'remote', health_check: { enabled: false }, urls: [hanging.url], upstream: { connect_timeout_ms: CONNECT },
         policies: { breaker: { enabled: false } },
       },
     ],

@@ -59,7 +59,8 @@ t.before(async () => {
     log: { level: 'info', access: false },
     deployments: [
       { model: 'demo', version: '1', runtime: 'sim' },
-      { model: 'stall', version: '1', runtime: 'remote', urls: [`http://127.0.0.1:${stallPort}`] },
+      // Health checks off: the stalling upstream counts what it is sent.
+      { model: 'stall', version: '1', runtime: 'remote', health_check: { enabled: false }, urls: [`http://127.0.0.1:${stallPort}`] },
     ],
   });
   // Warm up the paths once, then take the idle baseline.

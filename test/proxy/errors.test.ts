@@ -65,10 +65,11 @@ t.before(async () => {
     log: { level: 'info', access: false },
     deployments: [
       { model: 'demo', version: '1', runtime: 'sim' },
-      { model: 'refused', version: '1', runtime: 'remote', urls: [`http://127.0.0.1:${closedPort}`] },
-      { model: 'reset', version: '1', runtime: 'remote', urls: [`http://127.0.0.1:${resetPort}`] },
-      { model: 'rst', version: '1', runtime: 'remote', urls: [`http://127.0.0.1:${rstPort}`] },
-      { model: 'stale', version: '1', runtime: 'remote', urls: [`http://127.0.0.1:${stalePort}`] },
+      // Health checks off: these upstreams fail on purpose and must stay routed.
+      { model: 'refused', version: '1', runtime: 'remote', health_check: { enabled: false }, urls: [`http://127.0.0.1:${closedPort}`] },
+      { model: 'reset', version: '1', runtime: 'remote', health_check: { enabled: false }, urls: [`http://127.0.0.1:${resetPort}`] },
+      { model: 'rst', version: '1', runtime: 'remote', health_check: { enabled: false }, urls: [`http://127.0.0.1:${rstPort}`] },
+      { model: 'stale', version: '1', runtime: 'remote', health_check: { enabled: false }, urls: [`http://127.0.0.1:${stalePort}`] },
       { model: 'cold', version: '1', runtime: 'command', command: ['sleep', '1000'], port_env: 'PORT' },
       { model: 'hang', version: '1', runtime: 'sim', args: ['--hang'], upstream: { headers_timeout_ms: 300 } },
       { model: 'slow', version: '1', runtime: 'sim', args: ['--ttft-ms', '0', '--token-ms', '5000', '--tokens', '5'], upstream: { idle_timeout_ms: 300 } },
