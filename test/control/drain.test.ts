@@ -23,12 +23,14 @@ t.teardown(async () => {
 
 type Answer = number | 'refused';
 
-/** GET /readyz: its status, or 'refused' when nothing listens any more. */
+/** GET /readyz: its status, or 'refused' when nothing listens any more (or stopped listening as it connected). */
 async function readyz(base: string): Promise<Answer> {
   try {
     return (await gwRequest(`${base}/readyz`, { timeoutMs: 5_000 })).status;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ECONNREFUSED') return 'refused';
+    // ECONNRESET: the connection sat in the backlog when the listen socket closed.
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ECONNREFUSED' || code === 'ECONNRESET') return 'refused';
     throw err;
   }
 }
