@@ -35,6 +35,8 @@ export class DataPlane {
   /** Whether every worker runs the native uWS binding (exported as a metric). */
   native = true;
   #stopping = false;
+  /** Per worker: whether the last route table it applied says ready. */
+  readonly #workerReady: boolean[] = [];
 
   constructor(options: DataPlaneOptions) {
     this.#options = options;
@@ -42,6 +44,15 @@ export class DataPlane {
 
   get workerCount(): number {
     return this.#workers.length;
+  }
+
+  /**
+   * Every worker has applied a route table that says ready. The admin port's /readyz asks
+   * this rather than the deployments, so that it never answers 200 while a worker would
+   * still answer 503 (or route nothing) for the table it has not yet received.
+   */
+  get ready(): boolean {
+    return this.#workerReady.length > 0 && this.#workerReady.every(Boolean);
   }
 
   /** Starts the workers; resolves when all listen, rejects if any cannot. */
@@ -55,6 +66,7 @@ export class DataPlane {
       };
       const worker = new Worker(WORKER_URL, { workerData: init });
       this.#workers.push(worker);
+      this.#workerReady.push(snapshot.ready);
       listening.push(new Promise<void>((resolve, reject) => {
         const onMessage = (msg: FromWorker): void => {
           if (msg.type === 'listening') {
@@ -111,6 +123,10 @@ export class DataPlane {
   }
 
   #onMessage(msg: FromWorker): void {
+    if (msg.type === 'routes-applied') {
+      this.#workerReady[msg.workerIndex] = msg.ready;
+      return;
+    }
     if (msg.type !== 'stats') return;
     const entry = this.#statsWaiters.get(msg.id);
     if (entry === undefined) return;

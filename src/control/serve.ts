@@ -194,7 +194,8 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   };
 
   const admin = new AdminServer({ host: adminHost, port: config.admin.port, token: config.admin.token, logger });
-  registerAdminRoutes(admin, { config, manager, keys, metrics, ready, native: () => dp.native });
+  // What the workers answer, not what the deployments are: they get the table a moment later.
+  registerAdminRoutes(admin, { config, manager, keys, metrics, ready: () => !draining && dp.ready, native: () => dp.native });
   let adminPort: number;
   try {
     adminPort = await admin.listen();

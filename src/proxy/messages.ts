@@ -39,7 +39,8 @@ export type ToWorker =
 export type FromWorker =
   | { readonly type: 'listening'; readonly workerIndex: number; readonly native: boolean; readonly binary: string }
   | { readonly type: 'listen-failed'; readonly workerIndex: number; readonly message: string }
-  | { readonly type: 'routes-applied'; readonly workerIndex: number; readonly version: number }
+  /** `ready`: what the worker's /readyz now answers. */
+  | { readonly type: 'routes-applied'; readonly workerIndex: number; readonly version: number; readonly ready: boolean }
   | { readonly type: 'stats'; readonly id: number; readonly workerIndex: number; readonly deployments: Record<string, StatsSnapshot>; readonly active: number }
   | { readonly type: 'draining'; readonly workerIndex: number }
   /** The listen socket is closed; `active`: requests still in flight. */

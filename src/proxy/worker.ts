@@ -51,7 +51,7 @@ port.on('message', (msg: ToWorker) => {
   switch (msg.type) {
     case 'routes':
       gateway.publish(msg.snapshot as RouteTableSnapshot);
-      post({ type: 'routes-applied', workerIndex: init.workerIndex, version: gateway.table.version });
+      post({ type: 'routes-applied', workerIndex: init.workerIndex, version: gateway.table.version, ready: gateway.table.ready });
       break;
     case 'stats':
       post({ type: 'stats', id: msg.id, workerIndex: init.workerIndex, deployments: gateway.stats(), active: gateway.activeCount });
