@@ -10,44 +10,14 @@
 # Progress goes to stderr so callers can keep stdout clean.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="$ROOT/.venv"
-REQS="$ROOT/scripts/requirements-mlflow.txt"
-STAMP="$VENV/.sluice-requirements.sha256"
-PY="${SLUICE_PYTHON:-python3}"
+. "$(dirname "${BASH_SOURCE[0]}")/lib/venv.sh" setup-python .venv scripts/requirements-mlflow.txt
 
-log() { printf '[setup-python] %s\n' "$*" >&2; }
-die() { printf '[setup-python] ERROR: %s\n' "$*" >&2; exit 1; }
-
-[ -f "$REQS" ] || die "missing $REQS"
-command -v "$PY" >/dev/null 2>&1 || die "$PY not found; install Python >= 3.11 (Debian: apt-get install python3 python3-venv)"
-
-# The pinned numpy/pandas/scipy wheels need 3.11; failing here beats a pip resolver error
-# about numpy three screens down.
-if ! "$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)'; then
-  die "$("$PY" -c 'import sys; print(sys.version.split()[0])') is too old: the pinned MLflow stack needs Python >= 3.11"
-fi
-
-# Two test runs starting at once must not pip-install into the same venv concurrently.
-# The lock lives outside the tree so it never shows up in `git status`.
-LOCK="${TMPDIR:-/tmp}/sluice-setup-python-$(printf '%s' "$ROOT" | sha256sum | cut -c1-12).lock"
-if command -v flock >/dev/null 2>&1; then
-  exec 9>"$LOCK"
-  flock 9
-fi
 ERR="$(mktemp)"
 trap 'rm -f "$ERR"' EXIT
 
-py_version="$("$PY" -c 'import sys; print(sys.version.split()[0])')"
 want_hash="$( { cat "$REQS"; echo "$py_version"; } | sha256sum | cut -d' ' -f1)"
 
-venv_ok() {
-  [ -x "$VENV/bin/python" ] && [ -x "$VENV/bin/mlflow" ] && [ -f "$STAMP" ] \
-    && [ "$(cat "$STAMP")" = "$want_hash" ] \
-    && "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1
-}
-
-if [ "${SLUICE_VENV_FORCE:-0}" != "1" ] && venv_ok; then
+if [ "${SLUICE_VENV_FORCE:-0}" != "1" ] && [ -x "$VENV/bin/mlflow" ] && stamp_ok; then
   log "$VENV is up to date (mlflow $(sed -n 's/^mlflow==//p' "$REQS") / scikit-learn $(sed -n 's/^scikit-learn==//p' "$REQS")); nothing to do"
   exit 0
 fi

@@ -2,7 +2,8 @@
 # Installs what sluice needs and a fresh machine lacks. Idempotent; each step is skipped
 # when already satisfied.
 #   bash scripts/setup.sh          # node packages + build (enough to run the gateway)
-#   bash scripts/setup.sh --test   # also redis-server and the Python/MLflow virtualenv
+#   bash scripts/setup.sh --test   # also redis-server, the Python/MLflow virtualenv and the
+#                                  # llama-cpp-python one (its first build compiles llama.cpp: minutes)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -30,6 +31,7 @@ apt_install() {
 if [ "${1:-}" = "--test" ]; then
   command -v redis-server >/dev/null 2>&1 || apt_install redis-server
   bash scripts/setup-python.sh
+  bash scripts/setup-llama.sh
 fi
 
 log "building (tsc)"
