@@ -20,14 +20,6 @@ export interface BreakerOptions {
   readonly resetTimeoutMs: number;
 }
 
-export const BREAKER_DEFAULTS: BreakerOptions = Object.freeze({
-  consecutiveFailures: 5,
-  errorThresholdPercentage: 50,
-  volumeThreshold: 20,
-  rollingWindowMs: 10_000,
-  resetTimeoutMs: 5_000,
-});
-
 export const enum BreakerState {
   Closed = 0,
   Open = 1,

@@ -1,3 +1,7 @@
-export { pickReplica, pickWeighted, cumulativeWeights, type Balanced } from './replica-pick.js';
-export { BreakerBoard, BREAKER_DEFAULTS, Admission, BreakerState, type BreakerOptions } from './breaker.js';
+export { NoReplica, type Balanced, type Balancer, type PickContext } from './balancer.js';
+export { LeastOutstanding } from './least-outstanding.js';
+export { ReplicaQueue, type QueuedRequest, type QueueOwner } from './replica-queue.js';
+export { Fifo } from './fifo.js';
+export { pickWeighted, cumulativeWeights } from './weighted.js';
+export { BreakerBoard, Admission, BreakerState, type BreakerOptions } from './breaker.js';
 export { DeploymentCounters, tryAcquire } from './admission.js';

@@ -91,7 +91,7 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
   readonly route: DeploymentRoute;
   /** The replica serving this request; null until dispatched (admission, queue). */
   replica: ReplicaRoute | null = null;
-  /** This request is its replica's half-open breaker probe. */
+  /** This request is its replica's half-open breaker probe (set by the balancer's pick: PickContext). */
   probe = false;
   readonly key: KeyRoute | undefined;
   /** Rate-limit buckets this request was admitted by (LLM tokens are charged after). */
@@ -228,9 +228,8 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
    * Sends the request to `replica`, whose in-flight slot the caller has taken. Also used
    * for a retry on another replica: the body sent so far is replayed from #sentBody.
    */
-  start(replica: ReplicaRoute, probe: boolean): void {
+  start(replica: ReplicaRoute): void {
     this.replica = replica;
-    this.probe = probe;
     this.progress++;
     const conn = replica.pool.acquire(this);
     if (conn !== null) {

@@ -5,7 +5,7 @@
 import { Buffer } from 'node:buffer';
 import { performance } from 'node:perf_hooks';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
-import type { DeploymentCounters } from '../balancer/index.js';
+import { NoReplica, ReplicaQueue, type DeploymentCounters } from '../balancer/index.js';
 import { ERRORS, type ErrorCode } from '../errors/index.js';
 import { BucketKind, cacheKey, cacheWant, callerKey, hashKey, keyLabel, presentedKey, TokenCounter, type BucketRef, type CachedResponse, type RateLimiter, type RedisCache, type Verdict } from '../policy/index.js';
 import type { Logger } from '../telemetry/index.js';
@@ -13,9 +13,8 @@ import { Exchange, Phase } from './exchange.js';
 import { Flight } from './flight.js';
 import { credentialLines, forwardedHeader, readClientHead, type ClientHead } from './headers.js';
 import { closesUnread, endWithoutBody, writeErrorResponse, type CacheStatus } from './respond.js';
-import { DeploymentRoute, NoReplica, RouteTable, RouteTableCompiler, type KeyRoute, type ReplicaRoute, type RouteTableSnapshot, type SharedState } from './route-table.js';
+import { DeploymentRoute, RouteTable, RouteTableCompiler, type KeyRoute, type ReplicaRoute, type RouteTableSnapshot, type SharedState } from './route-table.js';
 import { RequestIds } from './request-id.js';
-import { WaitQueue } from './wait-queue.js';
 
 export interface GatewayOptions {
   readonly logger: Logger;
@@ -70,8 +69,7 @@ export class Gateway {
   readonly #limiter: RateLimiter;
   readonly #active: Exchange[] = [];
   /** Requests of this worker waiting for a replica under max_inflight, per deployment. */
-  readonly #queues = new Map<DeploymentRoute, WaitQueue<Exchange>>();
-  #queueTimer: NodeJS.Timeout | null = null;
+  readonly #queue: ReplicaQueue<DeploymentRoute, Exchange, ReplicaRoute>;
   readonly #ids = new RequestIds();
   #sweepTimer: NodeJS.Timeout | null = null;
   #draining = false;
@@ -84,6 +82,15 @@ export class Gateway {
     this.#counters = options.counters;
     this.#limiter = options.limiter;
     this.#compiler = new RouteTableCompiler(options.shared, options.sharedCache);
+    this.#queue = new ReplicaQueue({
+      counters: options.counters,
+      pollMs: QUEUE_POLL_MS,
+      pick: (route, ex, now) => route.balancer.pick(ex, now, null),
+      start: (route, ex, replica, now) => {
+        route.stats.recordQueueWait((performance.now() - ex.phaseSince) / 1000);
+        this.#send(ex, replica, now);
+      },
+    });
     this.handleOther = this.handleOther.bind(this);
   }
 
@@ -272,13 +279,16 @@ export class Gateway {
     const retry = route.policies.retry;
     // Only breakers and the retry budget read the clock (wall time: shared with other workers).
     if (now === 0 && (route.breaker !== null || retry.attempts > 0)) now = Date.now();
-    const replica = route.pickReplica(now);
-    if (replica === undefined) {
-      this.#noReplica(ex, now);
-      return;
-    }
-    if (retry.attempts > 0) this.#counters.countRequest(route.slot, now, retry.budget_window_ms);
-    ex.start(replica, route.probe);
+    const replica = route.balancer.pick(ex, now, null);
+    if (typeof replica === 'number') this.#noReplica(ex, replica, now);
+    else this.#send(ex, replica, now);
+  }
+
+  /** The first attempt of a request, on the replica picked for it; `now`: as for #toUpstream. */
+  #send(ex: Exchange, replica: ReplicaRoute, now: number): void {
+    const retry = ex.route.policies.retry;
+    if (retry.attempts > 0) this.#counters.countRequest(ex.route.slot, now, retry.budget_window_ms);
+    ex.start(replica);
   }
 
   /** A cache candidate's body has been read whole, or has outgrown max_request_bytes. */
@@ -383,65 +393,23 @@ export class Gateway {
     this.#lookedUp(flight, null);
   }
 
-  #noReplica(ex: Exchange, now: number): void {
+  #noReplica(ex: Exchange, why: NoReplica, now: number): void {
     const route = ex.route;
-    switch (route.noReplica) {
+    switch (why) {
       case NoReplica.None:
         ex.reject('SLUICE_ERR_NO_READY_REPLICA', `no ready replica for ${route.id}`, RETRY_AFTER);
         return;
       case NoReplica.BreakersOpen: {
-        const retryAfter = String(Math.max(1, Math.ceil(route.breakerRetryAfterMs(now) / 1000)));
+        const retryAfter = String(Math.max(1, Math.ceil(route.balancer.retryAfterMs(now) / 1000)));
         ex.reject('SLUICE_ERR_CIRCUIT_OPEN', `every replica of ${route.id} is failing (circuit breakers open)`, [['retry-after', retryAfter]]);
         return;
       }
-      case NoReplica.Saturated: {
-        const q = route.policies.queue;
-        if (q.max_length === 0 || !this.#counters.enqueue(route.slot, q.max_length)) {
+      case NoReplica.Saturated:
+        if (!this.#queue.add(route, ex, route.policies.queue.max_length)) {
           ex.reject('SLUICE_ERR_QUEUE_FULL', `${route.id} is at capacity and its queue is full`, RETRY_AFTER);
           return;
         }
-        ex.queued = true;
         ex.hold(Phase.Queued);
-        let queue = this.#queues.get(route);
-        if (queue === undefined) {
-          queue = new WaitQueue<Exchange>();
-          this.#queues.set(route, queue);
-        }
-        queue.push(ex);
-        this.#queueTimer ??= setInterval(() => this.#drainQueues(), QUEUE_POLL_MS);
-      }
-    }
-  }
-
-  /**
-   * Gives queued requests the replicas that freed up, oldest first. Runs when a request of
-   * this worker ends and, while anything waits, every few ms for slots freed by others.
-   */
-  #drainQueues(): void {
-    const now = Date.now();
-    for (const [route, queue] of this.#queues) {
-      for (;;) {
-        const ex = queue.peek();
-        if (ex === undefined) break;
-        if (!ex.queued) {
-          queue.shift(); // ended while waiting; its place was given back then
-          continue;
-        }
-        const replica = route.pickReplica(now);
-        if (replica === undefined) break;
-        queue.shift();
-        ex.queued = false;
-        this.#counters.dequeue(route.slot);
-        route.stats.recordQueueWait((performance.now() - ex.phaseSince) / 1000);
-        const retry = route.policies.retry;
-        if (retry.attempts > 0) this.#counters.countRequest(route.slot, now, retry.budget_window_ms);
-        ex.start(replica, route.probe);
-      }
-      if (queue.size === 0) this.#queues.delete(route);
-    }
-    if (this.#queues.size === 0 && this.#queueTimer !== null) {
-      clearInterval(this.#queueTimer);
-      this.#queueTimer = null;
     }
   }
 
@@ -460,11 +428,11 @@ export class Gateway {
     ex.replica = null;
     if (ex.attempts >= retry.attempts) return false;
     if (code !== 'SLUICE_ERR_UPSTREAM_CONNECT' && !this.#counters.tryRetry(route.slot, now, retry.budget_window_ms, retry.budget_percent)) return false;
-    const next = route.pickReplica(now, failed);
-    if (next === undefined) return false;
+    const next = route.balancer.pick(ex, now, failed);
+    if (typeof next === 'number') return false;
     ex.attempts++;
     route.stats.retries++;
-    ex.start(next, route.probe);
+    ex.start(next);
     return true;
   }
 
@@ -498,13 +466,9 @@ export class Gateway {
     }
     const replica = ex.replica;
     if (replica !== null) this.#release(ex, replica, ex.errorCode, ex.status);
-    else if (ex.queued) {
-      // A queued request that ended (client gone, timeout) gives its place back at once.
-      ex.queued = false;
-      this.#counters.dequeue(ex.route.slot);
-    }
+    else this.#queue.leave(ex.route, ex);
     if (ex.tokenCounter !== null && ex.buckets !== null) this.#limiter.chargeTokens(ex.buckets, ex.tokenCounter.tokens, Date.now());
-    if (replica !== null && this.#queues.size > 0) this.#drainQueues();
+    if (replica !== null && this.#queue.waiting) this.#queue.drain();
     const seconds = (performance.now() - ex.startedAt) / 1000;
     ex.route.stats.record(ex.status, seconds);
     // Failures are logged even with the access log off, including a stream that failed

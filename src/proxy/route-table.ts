@@ -3,7 +3,7 @@
 // reads the table reference once when it starts and keeps it until it ends (Envoy's RDS
 // model), so a swap never disturbs requests in flight.
 
-import { Admission, cumulativeWeights, pickWeighted, tryAcquire, type BreakerBoard, type BreakerOptions } from '../balancer/index.js';
+import { cumulativeWeights, LeastOutstanding, pickWeighted, type Balancer, type BreakerBoard, type BreakerOptions } from '../balancer/index.js';
 import type { PoliciesConfig, UpstreamOptions } from '../config/index.js';
 import { KeyScope, type BucketRef, type RedisCache } from '../policy/index.js';
 import { RequestStats } from '../telemetry/index.js';
@@ -88,16 +88,6 @@ export class ReplicaRoute {
   }
 }
 
-/** Why pickReplica found nothing. */
-export const enum NoReplica {
-  /** No replica is ready. */
-  None = 1,
-  /** Every ready replica's breaker is open. */
-  BreakersOpen = 2,
-  /** Every ready replica is at its max_inflight. */
-  Saturated = 3,
-}
-
 export class DeploymentRoute {
   readonly id: string;
   readonly model: string;
@@ -109,15 +99,11 @@ export class DeploymentRoute {
   readonly policies: PoliciesConfig;
   readonly buckets: readonly BucketRef[];
   readonly breaker: BreakerOptions | null;
-  readonly maxInflight: number;
+  /** Chooses among `replicas` (built with this table: the replicas never change under it). */
+  readonly balancer: Balancer<ReplicaRoute>;
   readonly stats: RequestStats;
   /** The deployment's response cache and in-flight requests; null when its cache policy is off. */
   readonly cache: RouteCache | null;
-  readonly #shared: SharedState;
-  /** Set by pickReplica when it returns undefined. */
-  noReplica: NoReplica = NoReplica.None;
-  /** Set by pickReplica: the pick is the half-open probe of its breaker. */
-  probe = false;
 
   constructor(snap: DeploymentSnapshot, replicas: ReplicaRoute[], stats: RequestStats, shared: SharedState, cache: RouteCache | null) {
     this.id = snap.id;
@@ -136,75 +122,9 @@ export class DeploymentRoute {
         volumeThreshold: b.volume_threshold, rollingWindowMs: b.window_ms, resetTimeoutMs: b.reset_timeout_ms,
       })
       : null;
-    this.maxInflight = snap.policies.queue.max_inflight_per_replica;
+    this.balancer = new LeastOutstanding(this.replicas, shared.inflight, shared.breakers, this.breaker, snap.policies.queue.max_inflight_per_replica);
     this.stats = stats;
     this.cache = cache;
-    this.#shared = shared;
-  }
-
-  /**
-   * Chooses a replica and takes one of its in-flight slots: power of two random choices
-   * over least outstanding requests, skipping replicas whose breaker is open and those at
-   * max_inflight. `exclude` is a replica already tried by this request (retries).
-   */
-  pickReplica(now: number, exclude: ReplicaRoute | null = null): ReplicaRoute | undefined {
-    const replicas = this.replicas;
-    const n = replicas.length;
-    this.probe = false;
-    if (n === 0) {
-      this.noReplica = NoReplica.None;
-      return undefined;
-    }
-    const inflight = this.#shared.inflight;
-    // Fast path: two random candidates, the less loaded first.
-    if (n > 1 || exclude === null) {
-      let a = replicas[(Math.random() * n) | 0]!;
-      if (n > 1) {
-        let b = replicas[(Math.random() * (n - 1)) | 0]!;
-        if (b === a) b = replicas[n - 1]!;
-        if (Atomics.load(inflight, b.slot) < Atomics.load(inflight, a.slot)) {
-          const t = a;
-          a = b;
-          b = t;
-        }
-        if (a !== exclude && this.#take(a, now)) return a;
-        if (b !== exclude && this.#take(b, now)) return b;
-      } else if (this.#take(a, now)) {
-        return a;
-      }
-    }
-    // Slow path: every other replica, least loaded first would cost a sort; take any that admits.
-    let sawClosed = false;
-    for (let i = 0; i < n; i++) {
-      const r = replicas[i]!;
-      if (r === exclude) continue;
-      if (this.#take(r, now)) return r;
-      if (this.breaker === null || this.#shared.breakers.state(r.slot) === 0) sawClosed = true;
-    }
-    this.noReplica = sawClosed ? NoReplica.Saturated : NoReplica.BreakersOpen;
-    return undefined;
-  }
-
-  #take(r: ReplicaRoute, now: number): boolean {
-    let admission = Admission.Allow;
-    if (this.breaker !== null) {
-      admission = this.#shared.breakers.allow(r.slot, now, this.breaker);
-      if (admission === Admission.Deny) return false;
-    }
-    if (!tryAcquire(this.#shared.inflight, r.slot, this.maxInflight)) {
-      if (admission === Admission.Probe) this.#shared.breakers.releaseProbe(r.slot, this.breaker!);
-      return false;
-    }
-    this.probe = admission === Admission.Probe;
-    return true;
-  }
-
-  /** Milliseconds until the first open breaker of this deployment lets a probe through. */
-  breakerRetryAfterMs(now: number): number {
-    if (this.breaker === null) return 1000;
-    let min = this.breaker.resetTimeoutMs;
-    for (const r of this.replicas) min = Math.min(min, this.#shared.breakers.msUntilProbe(r.slot, now, this.breaker));
-    return Math.max(0, min);
   }
 }
 

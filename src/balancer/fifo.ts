@@ -1,7 +1,7 @@
 // A FIFO that walks by index instead of shift(), compacting once it is drained, so that a
 // long queue costs no array copying per dequeue.
 
-export class WaitQueue<T> {
+export class Fifo<T> {
   #items: T[] = [];
   #head = 0;
 

@@ -1,0 +1,92 @@
+// Requests waiting for a replica under max_inflight: one FIFO per deployment in each worker,
+// with the deployment's queue length shared by all workers (DeploymentCounters), so that
+// `max_length` bounds the whole gateway. Freed replicas go to the oldest waiter first;
+// slots freed by other workers are found by polling every few ms while anything waits
+// (workers share no event to wake each other by).
+
+import type { DeploymentCounters } from './admission.js';
+import { NoReplica } from './balancer.js';
+import { Fifo } from './fifo.js';
+
+export interface QueuedRequest {
+  /** Holds a place in its deployment's queue; cleared when served or when it leaves. */
+  queued: boolean;
+}
+
+export interface QueueOwner {
+  /** Slot in the shared per-deployment counters. */
+  readonly slot: number;
+}
+
+export interface ReplicaQueueOptions<K, W, R> {
+  readonly counters: DeploymentCounters;
+  /** A replica for the oldest waiter of `key`, its in-flight slot taken; or why there is none. */
+  readonly pick: (key: K, waiter: W, now: number) => R | NoReplica;
+  /** Sends a waiter, no longer queued, to the replica picked for it. */
+  readonly start: (key: K, waiter: W, replica: R, now: number) => void;
+  readonly pollMs: number;
+}
+
+export class ReplicaQueue<K extends QueueOwner, W extends QueuedRequest, R extends object> {
+  readonly #queues = new Map<K, Fifo<W>>();
+  readonly #options: ReplicaQueueOptions<K, W, R>;
+  #timer: NodeJS.Timeout | null = null;
+  readonly #poll = (): void => this.drain();
+
+  constructor(options: ReplicaQueueOptions<K, W, R>) {
+    this.#options = options;
+  }
+
+  /** Queues `waiter`; false when the deployment's queue (across workers) already holds `maxLength`. */
+  add(key: K, waiter: W, maxLength: number): boolean {
+    if (maxLength === 0 || !this.#options.counters.enqueue(key.slot, maxLength)) return false;
+    waiter.queued = true;
+    let queue = this.#queues.get(key);
+    if (queue === undefined) {
+      queue = new Fifo<W>();
+      this.#queues.set(key, queue);
+    }
+    queue.push(waiter);
+    this.#timer ??= setInterval(this.#poll, this.#options.pollMs);
+    return true;
+  }
+
+  /** A waiter that ended (client gone, timeout) gives its place back at once; its entry is skipped later. */
+  leave(key: K, waiter: W): void {
+    if (!waiter.queued) return;
+    waiter.queued = false;
+    this.#options.counters.dequeue(key.slot);
+  }
+
+  get waiting(): boolean {
+    return this.#queues.size > 0;
+  }
+
+  /** Gives replicas that freed up to the oldest waiters. */
+  drain(): void {
+    const o = this.#options;
+    const now = Date.now();
+    for (const [key, queue] of this.#queues) {
+      for (;;) {
+        const waiter = queue.peek();
+        if (waiter === undefined) break;
+        if (!waiter.queued) {
+          queue.shift();
+          continue;
+        }
+        const replica = o.pick(key, waiter, now);
+        if (typeof replica === 'number') break;
+        // Off the queue before it starts: a start that ends it at once drains again.
+        queue.shift();
+        waiter.queued = false;
+        o.counters.dequeue(key.slot);
+        o.start(key, waiter, replica, now);
+      }
+      if (queue.size === 0) this.#queues.delete(key);
+    }
+    if (this.#queues.size === 0 && this.#timer !== null) {
+      clearInterval(this.#timer);
+      this.#timer = null;
+    }
+  }
+}
