@@ -13,7 +13,6 @@ import type { DeploymentRoute, KeyRoute, ReplicaRoute } from './route-table.js';
 import { coalescesWithHead, type HeaderLines, type UpstreamConnection, type UpstreamHandler, type PoolWaiter } from './upstream/index.js';
 import { connectionTokens, HeaderKind, isDroppedResponseKind, kindOfName, sameName, startsWithName } from './headers.js';
 import { closesUnread, endWithoutBody, headBytes, headCopy, headLine, headStart, headStartWith, headText, headUint, headView, writeErrorResponse, type CacheStatus } from './respond.js';
-import type { Gateway } from './gateway.js';
 import type { Flight } from './flight.js';
 
 /** What the timeout sweep checks; see Gateway.sweep(). */
@@ -83,9 +82,23 @@ function serveCachedCorked(): void {
 const CHUNK_TERMINATOR = '\r\n';
 const LAST_CHUNK = '0\r\n\r\n';
 
+/** What an exchange reports to: the worker's gateway. */
+export interface ExchangeOwner {
+  /** Runs the filters after the one that paused the request, then the balancer. */
+  continueRequest(ex: Exchange): void;
+  /** A failed attempt: true when the request was sent to another replica. */
+  retryElsewhere(ex: Exchange, code: ErrorCode): boolean;
+  onExchangeDone(ex: Exchange): void;
+}
+
+/** A filter waiting for the whole request body (Exchange.awaitBody). */
+export interface BodyWaiter {
+  onWholeBody(ex: Exchange): void;
+}
+
 export class Exchange implements UpstreamHandler, PoolWaiter {
   readonly res: HttpResponse;
-  readonly gateway: Gateway;
+  readonly #owner: ExchangeOwner;
   readonly requestId: string;
   readonly method: string;
   readonly route: DeploymentRoute;
@@ -105,6 +118,10 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
   queued = false;
   /** The client's path (no query), and address ('' when not read): for the access log. */
   path = '';
+  /** The path after the route's segment, without the query: what the replica is asked for. */
+  upstreamPath = '';
+  /** The next request filter to run (FilterChain.request). */
+  nextFilter = 0;
   client = '';
   /** Response body bytes sent to the client. */
   responseBytes = 0;
@@ -173,13 +190,13 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
   cacheStatus: CacheStatus = 'bypass';
   /** The coalesced request this exchange leads or joins. */
   flight: Flight | null = null;
-  /** Dispatch waits for the whole body (to compute the cache key). */
-  #awaitingBody = false;
+  /** A filter waiting for the whole body (the cache, for its key); null when none waits. */
+  #bodyWaiter: BodyWaiter | null = null;
   /** A flight leader whose client left while joiners still wait for the upstream response. */
   #detached = false;
 
   constructor(
-    gateway: Gateway,
+    owner: ExchangeOwner,
     res: HttpResponse,
     requestId: string,
     method: string,
@@ -192,7 +209,7 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
     chunkedUpload: boolean,
   ) {
     const expectBody = chunkedUpload || contentLength > 0;
-    this.gateway = gateway;
+    this.#owner = owner;
     this.res = res;
     this.requestId = requestId;
     this.method = method;
@@ -218,7 +235,7 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
   }
 
   /** Waits (admission, queue) before a replica is chosen: the client's upload is held back. */
-  hold(phase: Phase): void {
+  hold(phase = Phase.Admitting): void {
     this.#setPhase(phase);
     this.phaseSince = performance.now();
     if (this.#expectBody && !this.#bodyDone) this.#pauseClient();
@@ -318,9 +335,10 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
     }
     if (conn === null) {
       if (chunk !== null) (this.#heldBody ??= []).push(chunk);
-      if (this.#awaitingBody && (isLast || this.#bodyOverCacheLimit())) {
-        this.#awaitingBody = false;
-        this.gateway.onCacheBody(this);
+      const waiter = this.#bodyWaiter;
+      if (waiter !== null && (isLast || this.#bodyOverCacheLimit())) {
+        this.#bodyWaiter = null;
+        waiter.onWholeBody(this);
       }
       return;
     }
@@ -624,7 +642,7 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
     }
     this.route.stats.upstreamError(code);
     // Refused or reset before any response byte: safe to send to another replica.
-    if ((code === 'SLUICE_ERR_UPSTREAM_CONNECT' || code === 'SLUICE_ERR_UPSTREAM_RESET') && this.replayable && this.gateway.retryElsewhere(this, code)) return;
+    if ((code === 'SLUICE_ERR_UPSTREAM_CONNECT' || code === 'SLUICE_ERR_UPSTREAM_RESET') && this.replayable && this.#owner.retryElsewhere(this, code)) return;
     this.#fail(code, detail, false);
   }
 
@@ -656,13 +674,18 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
     return this.#detached;
   }
 
+  /** A paused filter's request goes on: the filters after it, then the balancer. */
+  resume(): void {
+    this.#owner.continueRequest(this);
+  }
+
   /**
-   * A cache candidate about to be dispatched: true when its body is still arriving (the
-   * gateway's onCacheBody follows), false when the key can be computed now.
+   * A cache candidate about to be dispatched: true when its body is still arriving
+   * (`waiter.onWholeBody` follows), false when the key can be computed now.
    */
-  awaitBody(): boolean {
+  awaitBody(waiter: BodyWaiter): boolean {
     if (this.#bodyDone || this.#bodyOverCacheLimit()) return false;
-    this.#awaitingBody = true;
+    this.#bodyWaiter = waiter;
     this.#setPhase(Phase.Uploading);
     // Held back during admission; the body must now come in for the key.
     if (this.#clientPaused) this.#resumeClient();
@@ -810,7 +833,7 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
       this.flight = null;
       flight.leave(this);
     }
-    this.gateway.onExchangeDone(this);
+    this.#owner.onExchangeDone(this);
   }
 
   /** Waiting for a pooled connection or for TCP connect: the connect timeout applies. */

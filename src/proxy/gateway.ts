@@ -7,12 +7,12 @@ import { performance } from 'node:perf_hooks';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import { NoReplica, ReplicaQueue, type DeploymentCounters } from '../balancer/index.js';
 import { ERRORS, type ErrorCode } from '../errors/index.js';
-import { BucketKind, cacheKey, cacheWant, callerKey, hashKey, keyLabel, presentedKey, TokenCounter, type BucketRef, type CachedResponse, type RateLimiter, type RedisCache, type Verdict } from '../policy/index.js';
+import { hashKey, keyLabel, presentedKey, type RateLimiter, type RedisCache } from '../policy/index.js';
 import type { Logger } from '../telemetry/index.js';
-import { Exchange, Phase } from './exchange.js';
-import { Flight } from './flight.js';
-import { credentialLines, forwardedHeader, readClientHead, type ClientHead } from './headers.js';
-import { closesUnread, endWithoutBody, writeErrorResponse, type CacheStatus } from './respond.js';
+import { Exchange, Phase, type ExchangeOwner } from './exchange.js';
+import { AuthFilter, CacheFilter, FilterChain, FilterStatus, RateLimitFilter } from './filters/index.js';
+import { credentialLines, readClientHead } from './headers.js';
+import { endWithoutBody, writeErrorResponse, type CacheStatus } from './respond.js';
 import { DeploymentRoute, RouteTable, RouteTableCompiler, type KeyRoute, type ReplicaRoute, type RouteTableSnapshot, type SharedState } from './route-table.js';
 import { RequestIds } from './request-id.js';
 
@@ -56,9 +56,8 @@ const NO_OPTIONS: RejectOptions = Object.freeze({});
 const ALLOW_ANY = Object.freeze([['allow', 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS'] as const]);
 const ALLOW_GET = Object.freeze([['allow', 'GET, HEAD'] as const]);
 const RETRY_AFTER = Object.freeze([['retry-after', '1'] as const]);
-const WWW_AUTHENTICATE = Object.freeze([['www-authenticate', 'Bearer'] as const]);
 
-export class Gateway {
+export class Gateway implements ExchangeOwner {
   #table: RouteTable = RouteTable.empty;
   readonly #compiler: RouteTableCompiler;
   readonly #logger: Logger;
@@ -66,7 +65,6 @@ export class Gateway {
   readonly #forwardedFor: boolean;
   readonly #shared: SharedState;
   readonly #counters: DeploymentCounters;
-  readonly #limiter: RateLimiter;
   readonly #active: Exchange[] = [];
   /** Requests of this worker waiting for a replica under max_inflight, per deployment. */
   readonly #queue: ReplicaQueue<DeploymentRoute, Exchange, ReplicaRoute>;
@@ -80,8 +78,15 @@ export class Gateway {
     this.#forwardedFor = options.forwardedFor;
     this.#shared = options.shared;
     this.#counters = options.counters;
-    this.#limiter = options.limiter;
-    this.#compiler = new RouteTableCompiler(options.shared, options.sharedCache);
+    const auth = new AuthFilter();
+    const rateLimit = new RateLimitFilter(options.limiter, options.logger);
+    const cache = new CacheFilter(options.logger);
+    // Chain order: who may call, how often, then whether the answer is already known.
+    this.#compiler = new RouteTableCompiler(options.shared, options.sharedCache, (d, keysLimit) => FilterChain.of([
+      ...(d.policies.auth.required ? [auth] : []),
+      ...(d.buckets.length > 0 || keysLimit ? [rateLimit] : []),
+      ...(d.policies.cache?.enabled === true ? [cache] : []),
+    ]));
     this.#queue = new ReplicaQueue({
       counters: options.counters,
       pollMs: QUEUE_POLL_MS,
@@ -178,19 +183,8 @@ export class Gateway {
     }
     // API keys: known only as digests; a key the gateway knows is consumed, not forwarded.
     const table = this.#table;
-    const presented = presentedKey(head.authorization, head.xApiKey);
-    const key = presented !== '' && table.hasKeys ? table.keyByDigest(hashKey(presented)) : undefined;
-    if (route.policies.auth.required) {
-      if (key === undefined) {
-        this.#reject(res, 'SLUICE_ERR_UNAUTHORIZED', presented === '' ? `${route.id} needs an API key (Authorization: Bearer <key> or x-api-key)` : 'invalid API key', requestId, method, url, { headers: WWW_AUTHENTICATE, route, close: closesUnread(head.contentLength, head.chunked) });
-        return;
-      }
-      // An open deployment needs no key, so it refuses none: SDKs always send one.
-      if (!key.scope.allows(route.id, route.model)) {
-        this.#reject(res, 'SLUICE_ERR_FORBIDDEN', `API key '${key.name}' may not call ${route.id}`, requestId, method, url, { route, close: closesUnread(head.contentLength, head.chunked) });
-        return;
-      }
-    }
+    const presented = table.hasKeys ? presentedKey(head.authorization, head.xApiKey) : '';
+    const key = presented !== '' ? table.keyByDigest(hashKey(presented)) : undefined;
     const rest = segEnd === -1 ? '/' : url.slice(segEnd);
     const query = req.getQuery();
     const expectBody = head.chunked || head.contentLength > 0;
@@ -206,191 +200,53 @@ export class Gateway {
     const pathQuery = query === undefined || query === '' ? rest : `${rest}?${query}`;
     const ex = new Exchange(this, res, requestId, method, route, key, pathQuery, headRest, head.contentLength, head.chunked);
     ex.path = url;
+    ex.upstreamPath = rest;
     ex.client = client;
-    if (route.cache !== null) {
-      // Only the head is looked at here; a candidate's body is read before dispatch.
-      const want = cacheWant(method, rest, head.cacheControl, head.xSluiceCache, head.contentLength, route.policies.cache);
-      if (want !== null) {
-        ex.cacheWant = want;
-        if (!route.policies.cache.shared_across_callers) ex.cacheCaller = callerIdentity(head, key, route.cache.vary);
-      } else route.stats.cacheBypass++;
+    const filters = route.filters;
+    if (filters !== null && filters.head !== null) {
+      const hs = filters.head;
+      for (let i = 0; i < hs.length; i++) if (hs[i]!.onHead(ex, head) === FilterStatus.Answered) return;
     }
     res.onAborted(() => ex.onClientAborted());
     if (expectBody) res.onData((ab, isLast) => ex.onClientData(ab, isLast));
     ex.activeIndex = this.#active.length;
     this.#active.push(ex);
-    const buckets = bucketsOf(route, key);
-    if (buckets.length === 0) {
-      this.#dispatch(ex);
-      return;
-    }
-    ex.buckets = buckets;
-    if (buckets.some(isTokenBucket)) ex.tokenCounter = new TokenCounter();
-    if (!this.#limiter.shared) {
-      const now = Date.now();
-      this.#admit(ex, this.#limiter.checkLocal(buckets, now), now);
-      return;
-    }
-    ex.hold(Phase.Admitting);
-    this.#limiter.checkShared(buckets).then(
-      (verdict) => this.#admit(ex, verdict),
-      (err: Error) => this.#limiterDown(ex, err),
-    );
+    if (filters === null) this.#toUpstream(ex);
+    else this.continueRequest(ex);
   }
 
-  /** `now`: the wall time of a synchronous check, reused for the dispatch that follows (0 after an asynchronous one). */
-  #admit(ex: Exchange, verdict: Verdict, now = 0): void {
+  /**
+   * Runs the request filters not run yet, then sends the request upstream; a filter that
+   * paused the request calls this again (through ex.resume()) to go on.
+   */
+  continueRequest(ex: Exchange): void {
     if (ex.finished) return;
-    if (!verdict.allowed) {
-      const retryAfter = String(Math.max(1, Math.ceil(verdict.retryAfterMs / 1000)));
-      ex.rateLimit = verdict;
-      ex.reject('SLUICE_ERR_RATE_LIMITED', `rate limit exceeded: ${verdict.refusedBy?.limit ?? `a limit of ${ex.route.id}`}; retry in ${retryAfter} s`, [
-        ['retry-after', retryAfter], ['ratelimit-limit', String(verdict.limit)],
-        ['ratelimit-remaining', String(verdict.remaining)], ['ratelimit-reset', String(Math.ceil(verdict.resetMs / 1000))],
-      ]);
-      return;
+    const rs = ex.route.filters!.request;
+    if (rs !== null) {
+      for (let i = ex.nextFilter; i < rs.length; i++) {
+        ex.nextFilter = i + 1;
+        if (rs[i]!.onRequest(ex) !== FilterStatus.Continue) return;
+      }
     }
-    ex.rateLimit = verdict;
-    this.#dispatch(ex, now);
+    this.#toUpstream(ex);
   }
 
-  /** Redis did not answer: fail open (admit, counted and logged) or closed (503), as configured. */
-  #limiterDown(ex: Exchange, err: Error): void {
-    if (ex.finished) return;
-    ex.route.stats.rateLimitUnavailable++;
-    if (this.#limiter.failOpen) {
-      if (ex.route.stats.rateLimitUnavailable % 1000 === 1) this.#logger.warn({ err: err.message, route: ex.route.id }, 'rate-limit store unavailable: admitting without a check (fail-open)');
-      this.#dispatch(ex);
-      return;
-    }
-    ex.reject('SLUICE_ERR_RATE_LIMIT_UNAVAILABLE', 'the rate-limit store is unavailable', RETRY_AFTER);
-  }
-
-  /** An admitted request: answered from the cache when it can be, else sent upstream. `now` as for #admit. */
-  #dispatch(ex: Exchange, now = 0): void {
-    if (ex.finished) return;
-    if (ex.cacheWant !== null && this.#servedFromCache(ex)) return;
-    this.#toUpstream(ex, now);
-  }
-
-  /** Picks a replica and sends; or queues, or refuses when none can take the request. `now`: a wall time just read, or 0. */
-  #toUpstream(ex: Exchange, now = 0): void {
+  /** Picks a replica and sends; or queues, or refuses when none can take the request. */
+  #toUpstream(ex: Exchange): void {
     const route = ex.route;
     const retry = route.policies.retry;
     // Only breakers and the retry budget read the clock (wall time: shared with other workers).
-    if (now === 0 && (route.breaker !== null || retry.attempts > 0)) now = Date.now();
+    const now = route.breaker !== null || retry.attempts > 0 ? Date.now() : 0;
     const replica = route.balancer.pick(ex, now, null);
     if (typeof replica === 'number') this.#noReplica(ex, replica, now);
     else this.#send(ex, replica, now);
   }
 
-  /** The first attempt of a request, on the replica picked for it; `now`: as for #toUpstream. */
+  /** The first attempt of a request, on the replica picked for it. */
   #send(ex: Exchange, replica: ReplicaRoute, now: number): void {
     const retry = ex.route.policies.retry;
     if (retry.attempts > 0) this.#counters.countRequest(ex.route.slot, now, retry.budget_window_ms);
     ex.start(replica);
-  }
-
-  /** A cache candidate's body has been read whole, or has outgrown max_request_bytes. */
-  onCacheBody(ex: Exchange): void {
-    this.#dispatch(ex);
-  }
-
-  /**
-   * Answers a cache candidate from the cache or by joining an identical request in flight,
-   * or holds it while its flight looks in the shared tier; false when it must go upstream
-   * itself at once (a bypass, or a memory miss leading a new flight without a shared tier).
-   */
-  #servedFromCache(ex: Exchange): boolean {
-    if (ex.awaitBody()) return true;
-    const want = ex.cacheWant!;
-    ex.cacheWant = null;
-    const route = ex.route;
-    const stats = route.stats;
-    const cache = route.cache!;
-    const body = ex.wholeBody();
-    const bodyKey = body === null ? null : cacheKey(want, ex.method, ex.pathQuery, body);
-    if (bodyKey === null) {
-      stats.cacheBypass++;
-      return false;
-    }
-    const key = callerKey(ex.cacheCaller, bodyKey);
-    if (!want.refresh) {
-      const entry = cache.store.get(key, Date.now(), want.maxAgeMs);
-      if (entry !== undefined) {
-        stats.cacheHits++;
-        ex.serveCached(entry);
-        return true;
-      }
-    }
-    // 'miss' unless a shared-tier lookup then finds the entry (and the header of any error
-    // answered while it looks).
-    ex.cacheStatus = 'miss';
-    const flight = cache.flights.get(key);
-    if (flight !== undefined) {
-      if (flight.lookingUp) {
-        // Requests waiting for a lookup are counted when it ends, as hits or misses.
-        if (!want.refresh) {
-          flight.joinLookup(ex, want.maxAgeMs);
-          return true;
-        }
-        // no-cache must not be answered by what the lookup finds: upstream on its own.
-        stats.cacheMisses++;
-        return false;
-      }
-      // A response in flight is the upstream's, not a stored one: no-cache may share it.
-      stats.cacheMisses++;
-      stats.coalesced++;
-      flight.join(ex);
-      return true;
-    }
-    const lead = ex.flight = new Flight(cache, key, ex);
-    const shared = cache.shared;
-    if (shared === null || want.refresh) {
-      stats.cacheMisses++;
-      return false;
-    }
-    lead.lookUp(want.maxAgeMs);
-    ex.hold(Phase.CacheLookup);
-    cache.lookUp(shared, key).then(
-      (value) => this.#lookedUp(lead, value),
-      (err: Error) => this.#sharedCacheFailed(lead, err),
-    );
-    return true;
-  }
-
-  /** The shared tier answered a flight's lookup: a hit serves everyone waiting, a miss sends the leader upstream. */
-  #lookedUp(flight: Flight, value: Buffer | null): void {
-    let entry: CachedResponse | undefined;
-    if (value !== null) {
-      try {
-        // Kept in memory even when everyone waiting has left: the next request is a memory hit.
-        entry = flight.cache.adopt(flight.key, value, flight.maxAgeMs);
-      } catch (err) {
-        this.#sharedCacheFailed(flight, err as Error);
-        return;
-      }
-    }
-    if (flight.settled) return;
-    const stats = flight.leader.route.stats;
-    if (entry !== undefined) {
-      const n = flight.answer(entry);
-      stats.cacheHits += n;
-      stats.cacheRedisHits += n;
-      return;
-    }
-    const joined = flight.joinerCount;
-    stats.cacheMisses += 1 + joined;
-    stats.coalesced += joined;
-    flight.lookupMissed();
-    this.#toUpstream(flight.leader);
-  }
-
-  /** Redis failed, timed out or held an unreadable entry: a miss, counted and logged now and then. */
-  #sharedCacheFailed(flight: Flight, err: Error): void {
-    const route = flight.leader.route;
-    if (++route.stats.cacheStoreErrors % 1000 === 1) this.#logger.warn({ err: err.message, route: route.id }, 'shared cache store unavailable: answering as a miss');
-    this.#lookedUp(flight, null);
   }
 
   #noReplica(ex: Exchange, why: NoReplica, now: number): void {
@@ -467,7 +323,8 @@ export class Gateway {
     const replica = ex.replica;
     if (replica !== null) this.#release(ex, replica, ex.errorCode, ex.status);
     else this.#queue.leave(ex.route, ex);
-    if (ex.tokenCounter !== null && ex.buckets !== null) this.#limiter.chargeTokens(ex.buckets, ex.tokenCounter.tokens, Date.now());
+    const done = ex.route.filters?.done;
+    if (done != null) for (let i = 0; i < done.length; i++) done[i]!.onDone(ex);
     if (replica !== null && this.#queue.waiting) this.#queue.drain();
     const seconds = (performance.now() - ex.startedAt) / 1000;
     ex.route.stats.record(ex.status, seconds);
@@ -543,32 +400,6 @@ export class Gateway {
   }
 }
 
-function bucketsOf(route: DeploymentRoute, key: KeyRoute | undefined): readonly BucketRef[] {
-  if (key === undefined) return route.buckets;
-  const onDeployment = key.bucketsOn(route.id);
-  if (key.buckets.length === 0 && onDeployment.length === 0) return route.buckets;
-  return route.buckets.length === 0 && onDeployment.length === 0 ? key.buckets : [...route.buckets, ...key.buckets, ...onDeployment];
-}
-
-/**
- * Who is asking, for the cache key (see callerKey): the sluice API key's name, the
- * credentials that go upstream, and the deployment's `vary` headers; '' when none of
- * them is present.
- */
-function callerIdentity(head: ClientHead, key: KeyRoute | undefined, vary: readonly string[]): string {
-  let id = '';
-  if (key !== undefined) id = `key ${key.name}\n`;
-  else {
-    // Not a sluice key: these go upstream, which may answer each caller differently.
-    if (head.authorization !== '') id += `authorization ${head.authorization}\n`;
-    if (head.xApiKey !== '') id += `x-api-key ${head.xApiKey}\n`;
-  }
-  if (head.apiKey !== '') id += `api-key ${head.apiKey}\n`;
-  if (head.cookie !== '') id += `cookie ${head.cookie}\n`;
-  for (let i = 0; i < vary.length; i++) id += `${vary[i]} ${forwardedHeader(head.headerLines, vary[i]!)}\n`;
-  return id;
-}
-
 /**
  * The access log line: one shape for every request, whoever answered it (fields that do
  * not apply are null). `path` has no query string, which may carry secrets. Times in ms.
@@ -595,10 +426,6 @@ function accessRecord(
     key_label: key === undefined ? null : keyLabel(key.name, key.digest),
     error,
   };
-}
-
-function isTokenBucket(ref: BucketRef): boolean {
-  return ref.kind === BucketKind.LlmTokens;
 }
 
 // The client address for X-Forwarded-For. The binary form costs about half of the text

@@ -8,6 +8,7 @@ import type { PoliciesConfig, UpstreamOptions } from '../config/index.js';
 import { KeyScope, type BucketRef, type RedisCache } from '../policy/index.js';
 import { RequestStats } from '../telemetry/index.js';
 import { UpstreamPool } from './upstream/index.js';
+import type { FilterChain } from './filters/index.js';
 import { RouteCache } from './flight.js';
 
 export interface ReplicaSnapshot {
@@ -104,8 +105,10 @@ export class DeploymentRoute {
   readonly stats: RequestStats;
   /** The deployment's response cache and in-flight requests; null when its cache policy is off. */
   readonly cache: RouteCache | null;
+  /** The policies a request passes before the balancer; null: none (the direct path). */
+  readonly filters: FilterChain | null;
 
-  constructor(snap: DeploymentSnapshot, replicas: ReplicaRoute[], stats: RequestStats, shared: SharedState, cache: RouteCache | null) {
+  constructor(snap: DeploymentSnapshot, replicas: ReplicaRoute[], stats: RequestStats, shared: SharedState, cache: RouteCache | null, filters: FilterChain | null) {
     this.id = snap.id;
     this.model = snap.model;
     this.version = snap.version;
@@ -125,6 +128,7 @@ export class DeploymentRoute {
     this.balancer = new LeastOutstanding(this.replicas, shared.inflight, shared.breakers, this.breaker, snap.policies.queue.max_inflight_per_replica);
     this.stats = stats;
     this.cache = cache;
+    this.filters = filters;
   }
 }
 
@@ -202,6 +206,9 @@ export class RouteTable {
   static readonly empty = new RouteTable(0, false, new Map(), [], new Map());
 }
 
+/** A deployment's filter chain; `keysLimit`: some API key has rate limits. */
+export type FiltersOf = (deployment: DeploymentSnapshot, keysLimit: boolean) => FilterChain | null;
+
 /**
  * Per-worker state that outlives route tables: connection pools by origin and request
  * stats by deployment, so a new snapshot keeps warm sockets and counters.
@@ -214,16 +221,19 @@ export class RouteTableCompiler {
   readonly #shared: SharedState;
   /** The worker's client of the shared cache tier; null when no Redis is configured. */
   readonly #sharedCache: RedisCache | null;
+  readonly #filtersOf: FiltersOf;
 
-  constructor(shared: SharedState, sharedCache: RedisCache | null) {
+  constructor(shared: SharedState, sharedCache: RedisCache | null, filtersOf: FiltersOf) {
     this.#shared = shared;
     this.#sharedCache = sharedCache;
+    this.#filtersOf = filtersOf;
   }
 
   compile(snap: RouteTableSnapshot): RouteTable {
     const routes = new Map<string, Route>();
     const byId = new Map<string, DeploymentRoute>();
     const livePools = new Set<string>();
+    const keysLimit = snap.keys.some((k) => k.buckets.length > 0 || Object.values(k.deploymentBuckets).some((b) => b.length > 0));
     for (const d of snap.deployments) {
       const replicas = d.replicas.map((r) => {
         const key = `${r.host}:${r.port}`;
@@ -240,7 +250,7 @@ export class RouteTableCompiler {
         stats = new RequestStats();
         this.#stats.set(d.id, stats);
       }
-      const route = new DeploymentRoute(d, replicas, stats, this.#shared, this.#cacheOf(d, stats));
+      const route = new DeploymentRoute(d, replicas, stats, this.#shared, this.#cacheOf(d, stats), this.#filtersOf(d, keysLimit));
       byId.set(d.id, route);
       routes.set(d.id, route);
     }

@@ -1,0 +1,162 @@
+// The response cache and the coalescing of identical requests in flight, for deployments
+// with a cache policy. At the head: is the request a candidate, and who asks (the cache
+// key's caller identity). After admission: the whole body is read for the key, then the
+// request is answered from memory, joins an identical request in flight, waits for the
+// shared tier's (Redis) lookup with the flight it leads, or goes upstream as a leader.
+
+import type { Buffer } from 'node:buffer';
+import { cacheKey, cacheWant, callerKey, type CachedResponse } from '../../policy/index.js';
+import type { Logger } from '../../telemetry/index.js';
+import { Phase, type BodyWaiter, type Exchange } from '../exchange.js';
+import { Flight } from '../flight.js';
+import { forwardedHeader, type ClientHead } from '../headers.js';
+import type { KeyRoute } from '../route-table.js';
+import { FilterStatus, type RequestFilter } from './filter.js';
+
+export class CacheFilter implements RequestFilter, BodyWaiter {
+  readonly #logger: Logger;
+
+  constructor(logger: Logger) {
+    this.#logger = logger;
+  }
+
+  onHead(ex: Exchange, head: ClientHead): FilterStatus {
+    const route = ex.route;
+    const policy = route.policies.cache;
+    // Only the head is looked at here; a candidate's body is read after admission.
+    const want = cacheWant(ex.method, ex.upstreamPath, head.cacheControl, head.xSluiceCache, head.contentLength, policy);
+    if (want === null) {
+      route.stats.cacheBypass++;
+      return FilterStatus.Continue;
+    }
+    ex.cacheWant = want;
+    if (!policy.shared_across_callers) ex.cacheCaller = callerIdentity(head, ex.key, route.cache!.vary);
+    return FilterStatus.Continue;
+  }
+
+  onRequest(ex: Exchange): FilterStatus {
+    if (ex.cacheWant === null) return FilterStatus.Continue;
+    if (ex.awaitBody(this)) return FilterStatus.Pause;
+    return this.#lookUp(ex);
+  }
+
+  /** A candidate's body has been read whole, or has outgrown max_request_bytes. */
+  onWholeBody(ex: Exchange): void {
+    if (this.#lookUp(ex) === FilterStatus.Continue) ex.resume();
+  }
+
+  /**
+   * Answers a candidate from the cache or by joining an identical request in flight, or
+   * holds it while its flight looks in the shared tier; Continue when it must go upstream
+   * itself at once (a bypass, or a memory miss leading a new flight without a shared tier).
+   */
+  #lookUp(ex: Exchange): FilterStatus {
+    const want = ex.cacheWant!;
+    ex.cacheWant = null;
+    const route = ex.route;
+    const stats = route.stats;
+    const cache = route.cache!;
+    const body = ex.wholeBody();
+    const bodyKey = body === null ? null : cacheKey(want, ex.method, ex.pathQuery, body);
+    if (bodyKey === null) {
+      stats.cacheBypass++;
+      return FilterStatus.Continue;
+    }
+    const key = callerKey(ex.cacheCaller, bodyKey);
+    if (!want.refresh) {
+      const entry = cache.store.get(key, Date.now(), want.maxAgeMs);
+      if (entry !== undefined) {
+        stats.cacheHits++;
+        ex.serveCached(entry);
+        return FilterStatus.Answered;
+      }
+    }
+    // 'miss' unless a shared-tier lookup then finds the entry (and the header of any error
+    // answered while it looks).
+    ex.cacheStatus = 'miss';
+    const flight = cache.flights.get(key);
+    if (flight !== undefined) {
+      if (flight.lookingUp) {
+        // Requests waiting for a lookup are counted when it ends, as hits or misses.
+        if (!want.refresh) {
+          flight.joinLookup(ex, want.maxAgeMs);
+          return FilterStatus.Answered;
+        }
+        // no-cache must not be answered by what the lookup finds: upstream on its own.
+        stats.cacheMisses++;
+        return FilterStatus.Continue;
+      }
+      // A response in flight is the upstream's, not a stored one: no-cache may share it.
+      stats.cacheMisses++;
+      stats.coalesced++;
+      flight.join(ex);
+      return FilterStatus.Answered;
+    }
+    const lead = ex.flight = new Flight(cache, key, ex);
+    const shared = cache.shared;
+    if (shared === null || want.refresh) {
+      stats.cacheMisses++;
+      return FilterStatus.Continue;
+    }
+    lead.lookUp(want.maxAgeMs);
+    ex.hold(Phase.CacheLookup);
+    cache.lookUp(shared, key).then(
+      (value) => this.#lookedUp(ex, lead, value),
+      (err: Error) => this.#sharedTierFailed(ex, lead, err),
+    );
+    return FilterStatus.Pause;
+  }
+
+  /** The shared tier answered a flight's lookup: a hit serves everyone waiting, a miss sends the leader upstream. */
+  #lookedUp(leader: Exchange, flight: Flight, value: Buffer | null): void {
+    let entry: CachedResponse | undefined;
+    if (value !== null) {
+      try {
+        // Kept in memory even when everyone waiting has left: the next request is a memory hit.
+        entry = flight.cache.adopt(flight.key, value, flight.maxAgeMs);
+      } catch (err) {
+        this.#sharedTierFailed(leader, flight, err as Error);
+        return;
+      }
+    }
+    if (flight.settled) return;
+    const stats = leader.route.stats;
+    if (entry !== undefined) {
+      const n = flight.answer(entry);
+      stats.cacheHits += n;
+      stats.cacheRedisHits += n;
+      return;
+    }
+    const joined = flight.joinerCount;
+    stats.cacheMisses += 1 + joined;
+    stats.coalesced += joined;
+    flight.lookupMissed();
+    leader.resume();
+  }
+
+  /** Redis failed, timed out or held an unreadable entry: a miss, counted and logged now and then. */
+  #sharedTierFailed(leader: Exchange, flight: Flight, err: Error): void {
+    const route = leader.route;
+    if (++route.stats.cacheStoreErrors % 1000 === 1) this.#logger.warn({ err: err.message, route: route.id }, 'shared cache store unavailable: answering as a miss');
+    this.#lookedUp(leader, flight, null);
+  }
+}
+
+/**
+ * Who is asking, for the cache key (see callerKey): the sluice API key's name, the
+ * credentials that go upstream, and the deployment's `vary` headers; '' when none of
+ * them is present.
+ */
+function callerIdentity(head: ClientHead, key: KeyRoute | undefined, vary: readonly string[]): string {
+  let id = '';
+  if (key !== undefined) id = `key ${key.name}\n`;
+  else {
+    // Not a sluice key: these go upstream, which may answer each caller differently.
+    if (head.authorization !== '') id += `authorization ${head.authorization}\n`;
+    if (head.xApiKey !== '') id += `x-api-key ${head.xApiKey}\n`;
+  }
+  if (head.apiKey !== '') id += `api-key ${head.apiKey}\n`;
+  if (head.cookie !== '') id += `cookie ${head.cookie}\n`;
+  for (let i = 0; i < vary.length; i++) id += `${vary[i]} ${forwardedHeader(head.headerLines, vary[i]!)}\n`;
+  return id;
+}

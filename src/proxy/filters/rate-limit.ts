@@ -1,0 +1,84 @@
+// Rate limits: the deployment's buckets and the API key's, checked all-or-nothing before
+// the request goes anywhere (a cache hit counts too). In-memory buckets shared by the
+// workers answer at once; Redis (several instances) pauses the request for its verdict.
+// LLM-token buckets are charged when the exchange ends, by the tokens its response carried.
+
+import type { Logger } from '../../telemetry/index.js';
+import { BucketKind, TokenCounter, type BucketRef, type RateLimiter, type Verdict } from '../../policy/index.js';
+import type { Exchange } from '../exchange.js';
+import type { DeploymentRoute, KeyRoute } from '../route-table.js';
+import { FilterStatus, type RequestFilter } from './filter.js';
+
+const RETRY_AFTER = Object.freeze([['retry-after', '1'] as const]);
+
+export class RateLimitFilter implements RequestFilter {
+  readonly #limiter: RateLimiter;
+  readonly #logger: Logger;
+
+  constructor(limiter: RateLimiter, logger: Logger) {
+    this.#limiter = limiter;
+    this.#logger = logger;
+  }
+
+  onHead(ex: Exchange): FilterStatus {
+    const buckets = bucketsOf(ex.route, ex.key);
+    if (buckets.length > 0) {
+      ex.buckets = buckets;
+      if (buckets.some(isTokenBucket)) ex.tokenCounter = new TokenCounter();
+    }
+    return FilterStatus.Continue;
+  }
+
+  onRequest(ex: Exchange): FilterStatus {
+    const buckets = ex.buckets;
+    if (buckets === null) return FilterStatus.Continue;
+    if (!this.#limiter.shared) return this.#admit(ex, this.#limiter.checkLocal(buckets, Date.now()));
+    ex.hold();
+    this.#limiter.checkShared(buckets).then(
+      (verdict) => {
+        if (!ex.finished && this.#admit(ex, verdict) === FilterStatus.Continue) ex.resume();
+      },
+      (err: Error) => this.#storeDown(ex, err),
+    );
+    return FilterStatus.Pause;
+  }
+
+  onDone(ex: Exchange): void {
+    if (ex.tokenCounter !== null && ex.buckets !== null) this.#limiter.chargeTokens(ex.buckets, ex.tokenCounter.tokens, Date.now());
+  }
+
+  #admit(ex: Exchange, verdict: Verdict): FilterStatus {
+    ex.rateLimit = verdict;
+    if (verdict.allowed) return FilterStatus.Continue;
+    const retryAfter = String(Math.max(1, Math.ceil(verdict.retryAfterMs / 1000)));
+    ex.reject('SLUICE_ERR_RATE_LIMITED', `rate limit exceeded: ${verdict.refusedBy!.limit}; retry in ${retryAfter} s`, [
+      ['retry-after', retryAfter], ['ratelimit-limit', String(verdict.limit)],
+      ['ratelimit-remaining', String(verdict.remaining)], ['ratelimit-reset', String(Math.ceil(verdict.resetMs / 1000))],
+    ]);
+    return FilterStatus.Answered;
+  }
+
+  /** Redis did not answer: fail open (admit, counted and logged) or closed (503), as configured. */
+  #storeDown(ex: Exchange, err: Error): void {
+    if (ex.finished) return;
+    const stats = ex.route.stats;
+    stats.rateLimitUnavailable++;
+    if (this.#limiter.failOpen) {
+      if (stats.rateLimitUnavailable % 1000 === 1) this.#logger.warn({ err: err.message, route: ex.route.id }, 'rate-limit store unavailable: admitting without a check (fail-open)');
+      ex.resume();
+      return;
+    }
+    ex.reject('SLUICE_ERR_RATE_LIMIT_UNAVAILABLE', 'the rate-limit store is unavailable', RETRY_AFTER);
+  }
+}
+
+function bucketsOf(route: DeploymentRoute, key: KeyRoute | undefined): readonly BucketRef[] {
+  if (key === undefined) return route.buckets;
+  const onDeployment = key.bucketsOn(route.id);
+  if (key.buckets.length === 0 && onDeployment.length === 0) return route.buckets;
+  return route.buckets.length === 0 && onDeployment.length === 0 ? key.buckets : [...route.buckets, ...key.buckets, ...onDeployment];
+}
+
+function isTokenBucket(ref: BucketRef): boolean {
+  return ref.kind === BucketKind.LlmTokens;
+}
