@@ -10,7 +10,8 @@ import type { HttpResponse } from 'uWebSockets.js';
 import { ERRORS, type ErrorCode } from '../errors/index.js';
 import type { CachedResponse, CacheWant, TokenCounter, Verdict } from '../policy/index.js';
 import type { DeploymentRoute, KeyRoute, ReplicaRoute } from './route-table.js';
-import { coalescesWithHead, type HeaderLines, type UpstreamConnection, type UpstreamHandler, type PoolWaiter } from './upstream/index.js';
+import { Attempt, type AttemptClient } from './attempt.js';
+import { coalescesWithHead, type HeaderLines } from './upstream/index.js';
 import { connectionTokens, HeaderKind, isDroppedResponseKind, kindOfName, sameName, startsWithName } from './headers.js';
 import { closesUnread, endWithoutBody, headBytes, headCopy, headLine, headStart, headStartWith, headText, headUint, headView, writeErrorResponse, type CacheStatus } from './respond.js';
 import type { Flight } from './flight.js';
@@ -96,14 +97,14 @@ export interface BodyWaiter {
   onWholeBody(ex: Exchange): void;
 }
 
-export class Exchange implements UpstreamHandler, PoolWaiter {
+export class Exchange implements AttemptClient {
   readonly res: HttpResponse;
   readonly #owner: ExchangeOwner;
   readonly requestId: string;
   readonly method: string;
   readonly route: DeploymentRoute;
-  /** The replica serving this request; null until dispatched (admission, queue). */
-  replica: ReplicaRoute | null = null;
+  /** The try in progress, or the last one; null until dispatched (admission, queue) and after a failed try is let go. */
+  attempt: Attempt | null = null;
   /** This request is its replica's half-open breaker probe (set by the balancer's pick: PickContext). */
   probe = false;
   readonly key: KeyRoute | undefined;
@@ -144,13 +145,6 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
 
   readonly #pathQuery: string;
   readonly #headRest: string;
-  #conn: UpstreamConnection | null = null;
-  /**
-   * The request head, held back until the first piece of the body: uWS hands the body over
-   * right after the handler returns (usually from the same read), so head and body leave in
-   * one write to the upstream instead of two.
-   */
-  #deferredHead: string | null = null;
   #noResponseBody: boolean;
   // Request body
   readonly #expectBody: boolean;
@@ -178,7 +172,6 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
   #written = 0;
   #writableHooked = false;
   #upstreamEnded = false;
-  #retries = 0;
   errorCode: ErrorCode | null = null;
   // Cache and coalescing state: it stays null for deployments without a cache policy, so
   // that they pay null checks only.
@@ -243,18 +236,17 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
 
   /**
    * Sends the request to `replica`, whose in-flight slot the caller has taken. Also used
-   * for a retry on another replica: the body sent so far is replayed from #sentBody.
+   * for a retry on another replica: a new attempt, to which the body so far is replayed.
    */
   start(replica: ReplicaRoute): void {
-    this.replica = replica;
     this.progress++;
-    const conn = replica.pool.acquire(this);
-    if (conn !== null) {
-      this.#send(conn);
-      if (this.#clientPaused && !this.#bodyDone) this.#resumeClient();
-    } else if (this.#expectBody) {
-      this.#pauseClient();
-    }
+    const attempt = this.attempt = new Attempt(this, replica, this.probe);
+    if (!attempt.begin() && this.#expectBody) this.#pauseClient();
+  }
+
+  /** The replica of the try in progress (or the last one); null before dispatch. */
+  get replica(): ReplicaRoute | null {
+    return this.attempt === null ? null : this.attempt.replica;
   }
 
   /** The upstream's response head has arrived (and been passed to the client). */
@@ -267,17 +259,24 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
     return !this.#responded && (!this.#expectBody || this.#sentBody !== null);
   }
 
-  // PoolWaiter
-  onConnection(conn: UpstreamConnection): boolean {
-    if (this.#finished) return false;
-    this.#send(conn);
-    if (this.#clientPaused && !this.#bodyDone) this.#resumeClient();
-    return true;
+  // AttemptClient
+  get uploadDone(): boolean {
+    return this.#bodyDone;
   }
 
-  #send(conn: UpstreamConnection): void {
-    this.#conn = conn;
-    const replica = this.replica!;
+  get noResponseBody(): boolean {
+    return this.#noResponseBody;
+  }
+
+  get bodyless(): boolean {
+    return this.#bodyDone && this.#bodyBytes === 0 && this.#heldBody === null;
+  }
+
+  requestHead(replica: ReplicaRoute): string {
+    return `${this.method} ${replica.basePath}${this.#pathQuery}${replica.headAfterTarget}${this.#headRest}`;
+  }
+
+  takeBodySoFar(): Buffer | null {
     let first: Buffer | null = null;
     // A retry replays what the previous upstream was sent; then what arrived meanwhile.
     const held = this.#sentBody !== null && this.#sentBody.length > 0 ? this.#sentBody.concat(this.#heldBody ?? []) : this.#heldBody;
@@ -289,14 +288,20 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
     } else if (this.#chunkedUpload && this.#bodyDone) {
       first = Buffer.from(LAST_CHUNK);
     }
-    this.#setPhase(this.#bodyDone ? (conn.connecting ? Phase.Connecting : Phase.AwaitingHead) : Phase.Uploading);
-    const head = `${this.method} ${replica.basePath}${this.#pathQuery}${replica.headAfterTarget}${this.#headRest}`;
-    if (first === null && !this.#bodyDone) {
-      this.#deferredHead = head;
-      return;
-    }
-    const ok = conn.send(this, head, this.#noResponseBody, first, this.#bodyDone);
-    if (!ok && !this.#bodyDone) this.#pauseClient();
+    return first;
+  }
+
+  onAttemptSending(connecting: boolean): void {
+    this.#setPhase(this.#bodyDone ? (connecting ? Phase.Connecting : Phase.AwaitingHead) : Phase.Uploading);
+    if (this.#clientPaused && !this.#bodyDone) this.#resumeClient();
+  }
+
+  onRequestSent(): void {
+    this.#setPhase(Phase.AwaitingHead);
+  }
+
+  pauseUpload(): void {
+    this.#pauseClient();
   }
 
   /** Keeps body chunks for a replay while they stay under the deployment's replay limit. */
@@ -321,11 +326,11 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
       return;
     }
     if (isLast) this.#bodyDone = true;
-    const conn = this.#conn;
-    if (conn !== null && this.#deferredHead !== null && n > 0 && this.#sentBody === null && !this.#chunkedUpload && coalescesWithHead(n)) {
+    const attempt = this.attempt;
+    if (attempt !== null && attempt.awaitsFirstPiece && n > 0 && this.#sentBody === null && !this.#chunkedUpload && coalescesWithHead(n)) {
       // The usual small upload: its first piece leaves with the head in one buffer that send
       // fills before uWS's ArrayBuffer dies on return, so the piece needs no copy of its own.
-      this.#sendDeferredHead(conn, new Uint8Array(ab), isLast);
+      if (!attempt.sendBody(new Uint8Array(ab), isLast) && !isLast) this.#pauseClient();
       return;
     }
     let chunk: Buffer | null = null;
@@ -333,7 +338,7 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
       chunk = Buffer.allocUnsafe(n);
       chunk.set(new Uint8Array(ab));
     }
-    if (conn === null) {
+    if (attempt === null || !attempt.connected) {
       if (chunk !== null) (this.#heldBody ??= []).push(chunk);
       const waiter = this.#bodyWaiter;
       if (waiter !== null && (isLast || this.#bodyOverCacheLimit())) {
@@ -343,31 +348,8 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
       return;
     }
     if (chunk !== null && this.#sentBody !== null) this.#keepForReplay([chunk]);
-    if (this.#deferredHead !== null) {
-      this.#sendDeferredHead(conn, this.#chunkedUpload ? chunkFrame(chunk, isLast) : chunk, isLast);
-      return;
-    }
-    let ok = true;
-    if (this.#chunkedUpload) {
-      if (chunk !== null || isLast) ok = conn.write(chunkFrame(chunk, isLast));
-    } else if (chunk !== null) {
-      ok = conn.write(chunk);
-    }
-    if (isLast) {
-      conn.requestEnded();
-      this.#setPhase(Phase.AwaitingHead);
-    } else if (!ok) {
-      this.#pauseClient();
-    }
-  }
-
-  /** The head goes now, with the first piece of the body (see #deferredHead). */
-  #sendDeferredHead(conn: UpstreamConnection, first: Uint8Array | null, isLast: boolean): void {
-    const head = this.#deferredHead!;
-    this.#deferredHead = null;
-    const ok = conn.send(this, head, this.#noResponseBody, first, isLast);
-    if (isLast) this.#setPhase(Phase.AwaitingHead);
-    else if (!ok) this.#pauseClient();
+    const piece = this.#chunkedUpload ? (chunk !== null || isLast ? chunkFrame(chunk, isLast) : null) : chunk;
+    if (!attempt.sendBody(piece, isLast) && !isLast) this.#pauseClient();
   }
 
   onRequestDrain(): void {
@@ -470,7 +452,7 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
     this.status = status;
     this.#responded = true;
     this.#setPhase(Phase.Streaming);
-    if (this.replica !== null) {
+    if (this.attempt !== null) {
       const now = performance.now();
       this.headAt = now;
       this.route.stats.recordTtfb((now - this.startedAt) / 1000);
@@ -585,16 +567,12 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
       this.#endClient();
       return true;
     }
-    this.#conn?.resume();
+    this.attempt?.resume();
     return true;
   }
 
   onResponseEnd(): void {
     this.#upstreamEnded = true;
-    const conn = this.#conn;
-    this.#conn = null;
-    // The upstream answered before the upload ended: that socket cannot be reused.
-    if (!this.#bodyDone) conn?.abort();
     if (this.#finished) return;
     if (this.flight?.leader === this) {
       this.flight.onEnd();
@@ -629,17 +607,8 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
     if (!this.#finished) this.#finish(this.status);
   }
 
-  onResponseError(code: ErrorCode, detail: string, retryable: boolean): void {
-    this.#conn = null;
+  onAttemptError(code: ErrorCode, detail: string): void {
     if (this.#finished) return;
-    // A reused keep-alive socket the server had just closed: send again on a fresh one,
-    // but only when no byte of the request body was lost with it.
-    if (retryable && this.#retries < 2 && this.#heldBody === null && this.#bodyBytes === 0 && this.#bodyDone) {
-      this.#retries++;
-      const conn = this.replica!.pool.acquire(this);
-      if (conn !== null) this.#send(conn);
-      return;
-    }
     this.route.stats.upstreamError(code);
     // Refused or reset before any response byte: safe to send to another replica.
     if ((code === 'SLUICE_ERR_UPSTREAM_CONNECT' || code === 'SLUICE_ERR_UPSTREAM_RESET') && this.replayable && this.#owner.retryElsewhere(this, code)) return;
@@ -656,7 +625,7 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
       // and unpaused, as nobody will drain this client's socket any more.
       this.#detached = true;
       this.#pending = null;
-      this.#conn?.resume();
+      this.attempt?.resume();
       return;
     }
     this.#abortUpstream();
@@ -775,9 +744,7 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
   }
 
   #abortUpstream(): void {
-    const conn = this.#conn;
-    this.#conn = null;
-    conn?.abort();
+    this.attempt?.abort();
   }
 
   /**
@@ -838,8 +805,7 @@ export class Exchange implements UpstreamHandler, PoolWaiter {
 
   /** Waiting for a pooled connection or for TCP connect: the connect timeout applies. */
   get upstreamConnecting(): boolean {
-    if (this.replica === null) return false;
-    return this.#conn === null ? !this.#upstreamEnded : this.#conn.connecting;
+    return this.attempt !== null && this.attempt.connecting;
   }
 
   get bodyBytes(): number {

@@ -9,6 +9,7 @@ import { NoReplica, ReplicaQueue, type DeploymentCounters } from '../balancer/in
 import { ERRORS, type ErrorCode } from '../errors/index.js';
 import { hashKey, keyLabel, presentedKey, type RateLimiter, type RedisCache } from '../policy/index.js';
 import type { Logger } from '../telemetry/index.js';
+import type { Attempt } from './attempt.js';
 import { Exchange, Phase, type ExchangeOwner } from './exchange.js';
 import { AuthFilter, CacheFilter, FilterChain, FilterStatus, RateLimitFilter } from './filters/index.js';
 import { credentialLines, readClientHead } from './headers.js';
@@ -278,13 +279,13 @@ export class Gateway implements ExchangeOwner {
   retryElsewhere(ex: Exchange, code: ErrorCode): boolean {
     const route = ex.route;
     const retry = route.policies.retry;
-    const failed = ex.replica!;
+    const failed = ex.attempt!;
     const now = Date.now();
     this.#release(ex, failed, code, 0);
-    ex.replica = null;
+    ex.attempt = null;
     if (ex.attempts >= retry.attempts) return false;
     if (code !== 'SLUICE_ERR_UPSTREAM_CONNECT' && !this.#counters.tryRetry(route.slot, now, retry.budget_window_ms, retry.budget_percent)) return false;
-    const next = route.balancer.pick(ex, now, failed);
+    const next = route.balancer.pick(ex, now, failed.replica);
     if (typeof next === 'number') return false;
     ex.attempts++;
     route.stats.retries++;
@@ -293,7 +294,8 @@ export class Gateway implements ExchangeOwner {
   }
 
   /** Gives back the replica's in-flight slot and tells its breaker how the request went. */
-  #release(ex: Exchange, replica: ReplicaRoute, errorCode: ErrorCode | null, status: number): void {
+  #release(ex: Exchange, attempt: Attempt, errorCode: ErrorCode | null, status: number): void {
+    const replica = attempt.replica;
     Atomics.sub(this.#shared.inflight, replica.slot, 1);
     const breaker = ex.route.breaker;
     if (breaker === null) return;
@@ -305,7 +307,7 @@ export class Gateway implements ExchangeOwner {
     if (errorCode === 'SLUICE_ERR_UPSTREAM_CONNECT') board.eject(replica.slot, now);
     else if (errorCode !== null ? BREAKER_FAILURES.has(errorCode) : status >= 500) board.onFailure(replica.slot, now, breaker);
     else if (status === 499 || errorCode !== null) {
-      if (ex.probe) board.releaseProbe(replica.slot, breaker);
+      if (attempt.probe) board.releaseProbe(replica.slot, breaker);
     } else board.onSuccess(replica.slot, now, breaker);
   }
 
@@ -320,19 +322,19 @@ export class Gateway implements ExchangeOwner {
       }
       ex.activeIndex = -1;
     }
-    const replica = ex.replica;
-    if (replica !== null) this.#release(ex, replica, ex.errorCode, ex.status);
+    const attempt = ex.attempt;
+    if (attempt !== null) this.#release(ex, attempt, ex.errorCode, ex.status);
     else this.#queue.leave(ex.route, ex);
     const done = ex.route.filters?.done;
     if (done != null) for (let i = 0; i < done.length; i++) done[i]!.onDone(ex);
-    if (replica !== null && this.#queue.waiting) this.#queue.drain();
+    if (attempt !== null && this.#queue.waiting) this.#queue.drain();
     const seconds = (performance.now() - ex.startedAt) / 1000;
     ex.route.stats.record(ex.status, seconds);
     // Failures are logged even with the access log off, including a stream that failed
     // after its 200 head was sent (errorCode set, status still 200).
     if (this.#accessLog || ex.status >= 500 || ex.errorCode !== null) {
       this.#logger.info(accessRecord(
-        ex.requestId, ex.method, ex.path, ex.client, ex.route.id, replica?.origin ?? null, ex.status, seconds,
+        ex.requestId, ex.method, ex.path, ex.client, ex.route.id, attempt?.replica.origin ?? null, ex.status, seconds,
         // Arrival to the upstream's response head, as sluice_upstream_ttfb_seconds; null
         // when no upstream head came (cache hit, error before it).
         ex.headAt < 0 ? null : ex.headAt - ex.startedAt,
