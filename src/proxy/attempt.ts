@@ -27,20 +27,21 @@ export interface AttemptClient {
   pauseUpload(): void;
   /** The request has no body: sending it again on a fresh socket loses nothing. */
   readonly bodyless: boolean;
-  onResponseHead(status: number, lines: HeaderLines, contentLength: number): void;
-  onResponseData(chunk: Buffer): boolean;
-  onResponseEnd(): void;
   /** The attempt failed, after its own resends on a fresh socket. */
   onAttemptError(code: ErrorCode, detail: string): void;
   onRequestDrain(): void;
   corked(fn: () => void): void;
 }
 
+/** Where the upstream's response goes: the exchange, or a flight that fans it out to several. */
+export type ResponseSink = Pick<UpstreamHandler, 'onResponseHead' | 'onResponseData' | 'onResponseEnd'>;
+
 export class Attempt implements UpstreamHandler, PoolWaiter {
   readonly replica: ReplicaRoute;
   /** This attempt is its replica's half-open breaker probe. */
   readonly probe: boolean;
   readonly #client: AttemptClient;
+  readonly #sink: ResponseSink;
   #conn: UpstreamConnection | null = null;
   /**
    * The request head, held back until the first piece of the body: uWS hands the body over
@@ -53,8 +54,9 @@ export class Attempt implements UpstreamHandler, PoolWaiter {
   /** The response ended or failed: no connection will be taken or used any more. */
   #over = false;
 
-  constructor(client: AttemptClient, replica: ReplicaRoute, probe: boolean) {
+  constructor(client: AttemptClient, sink: ResponseSink, replica: ReplicaRoute, probe: boolean) {
     this.#client = client;
+    this.#sink = sink;
     this.replica = replica;
     this.probe = probe;
   }
@@ -139,11 +141,11 @@ export class Attempt implements UpstreamHandler, PoolWaiter {
 
   // UpstreamHandler
   onResponseHead(status: number, lines: HeaderLines, contentLength: number): void {
-    this.#client.onResponseHead(status, lines, contentLength);
+    this.#sink.onResponseHead(status, lines, contentLength);
   }
 
   onResponseData(chunk: Buffer): boolean {
-    return this.#client.onResponseData(chunk);
+    return this.#sink.onResponseData(chunk);
   }
 
   onResponseEnd(): void {
@@ -152,7 +154,7 @@ export class Attempt implements UpstreamHandler, PoolWaiter {
     this.#conn = null;
     // The upstream answered before the upload ended: that socket cannot be reused.
     if (!this.#client.uploadDone) conn?.abort();
-    this.#client.onResponseEnd();
+    this.#sink.onResponseEnd();
   }
 
   onResponseError(code: ErrorCode, detail: string, retryable: boolean): void {

@@ -240,7 +240,9 @@ export class Exchange implements AttemptClient {
    */
   start(replica: ReplicaRoute): void {
     this.progress++;
-    const attempt = this.attempt = new Attempt(this, replica, this.probe);
+    // A flight's leader answers through the flight, which records and relays the response.
+    const flight = this.flight;
+    const attempt = this.attempt = new Attempt(this, flight !== null && flight.leader === this ? flight : this, replica, this.probe);
     if (!attempt.begin() && this.#expectBody) this.#pauseClient();
   }
 
@@ -382,9 +384,12 @@ export class Exchange implements AttemptClient {
   /** The upstream's head: the lines kept are copied into the client's head as the bytes they arrived as. */
   onResponseHead(status: number, lines: HeaderLines, contentLength: number): void {
     if (this.#finished) return;
-    if (this.flight?.leader === this || lines.hop !== null) {
-      // A head that is kept (cache, joiners) and one whose Connection header names other
-      // headers (rare) go the string way.
+    if (this.#detached) {
+      this.#beginHead(status);
+      return;
+    }
+    if (lines.hop !== null) {
+      // A head whose Connection header names other headers (rare) goes the string way.
       this.respondHead(status, lines.toArray(), contentLength);
       return;
     }
@@ -420,10 +425,6 @@ export class Exchange implements AttemptClient {
   respondHead(status: number, headers: readonly string[], contentLength: number): void {
     if (this.#finished) return;
     this.#beginHead(status);
-    if (this.flight?.leader === this) {
-      this.flight.onHead(status, headers, contentLength);
-      if (this.#detached) return;
-    }
     // Headers the upstream named in its Connection header are hop-by-hop too (RFC 9110 7.6.1).
     let hop: string[] | null = null;
     for (let i = 0; i < headers.length; i += 2) {
@@ -490,13 +491,10 @@ export class Exchange implements AttemptClient {
   onResponseData(chunk: Buffer): boolean {
     if (this.#finished) return true;
     this.progress++;
-    const flight = this.flight;
-    if (flight !== null && flight.leader === this) {
-      flight.onData(chunk);
-      if (this.#detached) {
-        if (flight.settled) this.#clientComplete();
-        return true;
-      }
+    if (this.#detached) {
+      // Its flight has recorded and relayed the chunk: done once the whole body has come.
+      if (this.flight!.settled) this.#clientComplete();
+      return true;
     }
     this.route.stats.bytesOut += chunk.length;
     this.responseBytes += chunk.length;
@@ -574,12 +572,9 @@ export class Exchange implements AttemptClient {
   onResponseEnd(): void {
     this.#upstreamEnded = true;
     if (this.#finished) return;
-    if (this.flight?.leader === this) {
-      this.flight.onEnd();
-      if (this.#detached) {
-        this.#clientComplete();
-        return;
-      }
+    if (this.#detached) {
+      this.#clientComplete();
+      return;
     }
     // Length mode with data still queued for a slow client: #onWritable ends it.
     if (this.#pending === null) this.#endClient();

@@ -1,8 +1,10 @@
 // Request coalescing: identical cache candidates in flight at the same time share one
-// upstream call. The first one (the leader) is a normal Exchange talking to a replica; its
-// response events are recorded here and relayed to the others (joiners), which never
-// contact an upstream. A late joiner first gets the head and chunks so far, then the live
-// ones. The recording is also what the cache stores when the response completes.
+// upstream call. The first one (the leader) is a normal Exchange talking to a replica, but
+// its attempt's response goes through the Flight, a fan-out sink in front of the leader
+// (undici's deduplication handler): each event is recorded and relayed to the others
+// (joiners), which never contact an upstream, then passed to the leader as it came. A late
+// joiner first gets the head and chunks so far, then the live ones. The recording is also
+// what the cache stores when the response completes.
 // With a shared tier (Redis), a flight starts by looking there: requests arriving meanwhile
 // join it too, so one lookup, then at most one upstream call, serves them all.
 
@@ -11,7 +13,24 @@ import type { CacheConfig } from '../config/index.js';
 import type { ErrorCode } from '../errors/index.js';
 import { decodeEntry, encodeEntry, ResponseCache, SHARED_CACHE_PREFIX, type CachedResponse, type RedisCache } from '../policy/index.js';
 import type { RequestStats } from '../telemetry/index.js';
-import type { Exchange } from './exchange.js';
+import type { HeaderLines } from './upstream/index.js';
+
+/** An exchange as its flight sees it (the leader and the joiners). */
+export interface FlightMember {
+  flight: Flight | null;
+  /** The leader's client left while joiners still wait for the upstream response. */
+  readonly detached: boolean;
+  serveCached(entry: CachedResponse): void;
+  relayHead(status: number, headers: readonly string[], contentLength: number): void;
+  relayData(chunk: Buffer): void;
+  relayEnd(): void;
+  relayFail(code: ErrorCode, message: string, headers?: ReadonlyArray<readonly [string, string]>): void;
+  /** The detached leader's last joiner left: nobody wants the upstream response any more. */
+  abandon(): void;
+  onResponseHead(status: number, lines: HeaderLines, contentLength: number): void;
+  onResponseData(chunk: Buffer): boolean;
+  onResponseEnd(): void;
+}
 
 /** One deployment's cache, per worker thread, with its requests in flight by key. */
 export class RouteCache {
@@ -82,8 +101,8 @@ function lowerCase(names: readonly string[]): readonly string[] {
 export class Flight {
   readonly key: string;
   readonly cache: RouteCache;
-  readonly leader: Exchange;
-  #joiners: Exchange[] = [];
+  readonly leader: FlightMember;
+  #joiners: FlightMember[] = [];
   #status = 0;
   #headers: readonly string[] | null = null;
   #contentLength = -1;
@@ -96,7 +115,7 @@ export class Flight {
   /** The strictest Cache-Control max-age (ms) of the requests waiting for the lookup; -1: none. */
   #maxAgeMs = -1;
 
-  constructor(cache: RouteCache, key: string, leader: Exchange) {
+  constructor(cache: RouteCache, key: string, leader: FlightMember) {
     this.cache = cache;
     this.key = key;
     this.leader = leader;
@@ -130,7 +149,7 @@ export class Flight {
    * Joins while the lookup is pending. An entry too old for any waiting client serves none
    * of them: they all go upstream together rather than each on its own.
    */
-  joinLookup(ex: Exchange, maxAgeMs: number): void {
+  joinLookup(ex: FlightMember, maxAgeMs: number): void {
     if (maxAgeMs >= 0 && (this.#maxAgeMs < 0 || maxAgeMs < this.#maxAgeMs)) this.#maxAgeMs = maxAgeMs;
     this.join(ex);
   }
@@ -161,7 +180,7 @@ export class Flight {
     return js.length + 1;
   }
 
-  join(ex: Exchange): void {
+  join(ex: FlightMember): void {
     ex.flight = this;
     this.#joiners.push(ex);
     const headers = this.#headers;
@@ -170,7 +189,23 @@ export class Flight {
     for (const c of this.#chunks!) ex.relayData(c);
   }
 
-  onHead(status: number, headers: readonly string[], contentLength: number): void {
+  // The leader's response, as its attempt delivers it.
+  onResponseHead(status: number, lines: HeaderLines, contentLength: number): void {
+    this.#record(status, lines.toArray(), contentLength);
+    this.leader.onResponseHead(status, lines, contentLength);
+  }
+
+  onResponseData(chunk: Buffer): boolean {
+    this.#recordData(chunk);
+    return this.leader.onResponseData(chunk);
+  }
+
+  onResponseEnd(): void {
+    this.#complete();
+    this.leader.onResponseEnd();
+  }
+
+  #record(status: number, headers: readonly string[], contentLength: number): void {
     this.#status = status;
     this.#headers = headers;
     this.#contentLength = contentLength;
@@ -179,7 +214,7 @@ export class Flight {
     for (let i = js.length - 1; i >= 0; i--) js[i]!.relayHead(status, headers, contentLength);
   }
 
-  onData(chunk: Buffer): void {
+  #recordData(chunk: Buffer): void {
     let chunks = this.#chunks;
     if (chunks !== null && this.#bytes + chunk.length > this.cache.store.policy.max_entry_bytes) {
       // Too big to keep: live joiners still get the rest, but nobody new can join.
@@ -194,11 +229,11 @@ export class Flight {
       chunks?.push(copy);
       for (let i = js.length - 1; i >= 0; i--) js[i]!.relayData(copy);
     }
-    if (this.#contentLength >= 0 && this.#bytes >= this.#contentLength) this.onEnd();
+    if (this.#contentLength >= 0 && this.#bytes >= this.#contentLength) this.#complete();
   }
 
   /** The response ended whole: joiners end too, and a 200 is stored. */
-  onEnd(): void {
+  #complete(): void {
     if (this.#settled) return;
     const js = this.#settle();
     const chunks = this.#chunks;
@@ -215,7 +250,7 @@ export class Flight {
   }
 
   /** An exchange of this flight ended. */
-  leave(ex: Exchange): void {
+  leave(ex: FlightMember): void {
     if (ex === this.leader) {
       if (!this.#settled) this.fail('SLUICE_ERR_UPSTREAM_RESET', 'the shared upstream request ended early');
       return;
@@ -229,7 +264,7 @@ export class Flight {
     if (js.length === 0 && !this.#settled && this.leader.detached) this.leader.abandon();
   }
 
-  #settle(): Exchange[] {
+  #settle(): FlightMember[] {
     this.#settled = true;
     this.#unlist();
     const js = this.#joiners;
