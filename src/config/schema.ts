@@ -2,6 +2,8 @@
 // place. Validation rejects unknown keys and names the bad field by its full path
 // (fastify's build-validation does the same with ajv; we need far less than ajv).
 
+import { SluiceError } from '../errors/index.js';
+
 export type Field =
   | { kind: 'int'; default?: number; min?: number; max?: number }
   | { kind: 'number'; default?: number; min?: number; max?: number }
@@ -11,12 +13,12 @@ export type Field =
   | { kind: 'array'; of: Field; default?: unknown[] }
   | { kind: 'map'; of: Field; default?: Record<string, unknown> };
 
-export class ConfigError extends Error {
-  readonly code = 'SLUICE_ERR_CONFIG';
+export class ConfigError extends SluiceError {
   readonly field: string;
   readonly reason: string;
   constructor(field: string, reason: string) {
-    super(`config: ${field}: ${reason}`);
+    super('SLUICE_ERR_CONFIG', `config: ${field}: ${reason}`, { field });
+    this.name = 'ConfigError';
     this.field = field;
     this.reason = reason;
   }

@@ -9,6 +9,9 @@ export interface ErrorSpec {
 export const ERRORS = {
   SLUICE_ERR_BAD_REQUEST: { status: 400, message: 'malformed request' },
   SLUICE_ERR_INVALID_FIELD: { status: 400, message: 'invalid field' },
+  // A config file or environment value that fails the schema: start-up stops (the admin API
+  // answers SLUICE_ERR_INVALID_FIELD for the same fault in a request body).
+  SLUICE_ERR_CONFIG: { status: 400, message: 'invalid configuration' },
   SLUICE_ERR_UNAUTHORIZED: { status: 401, message: 'missing or invalid credentials' },
   SLUICE_ERR_FORBIDDEN: { status: 403, message: 'not allowed' },
   SLUICE_ERR_NO_ROUTE: { status: 404, message: 'no deployment serves this path' },

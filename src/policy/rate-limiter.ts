@@ -1,6 +1,7 @@
 // The data plane's rate limiter: shared in-memory buckets by default, Redis when several
 // instances must share limits. A verdict carries what the RateLimit-* headers need.
 
+import { SluiceError } from '../errors/index.js';
 import { BucketKind, type BucketRef } from './limits.js';
 import type { BucketTake, RedisLimiter } from './redis-limiter.js';
 import type { SharedBuckets, TakeResult } from './token-bucket.js';
@@ -21,15 +22,18 @@ export interface RateLimiterOptions {
   readonly failOpen: boolean;
 }
 
-export class RedisUnavailable extends Error {
-  readonly code = 'SLUICE_ERR_RATE_LIMIT_UNAVAILABLE';
+/** The shared store did not answer; the data plane admits or refuses as `failOpen` says. */
+export class RedisUnavailable extends SluiceError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('SLUICE_ERR_RATE_LIMIT_UNAVAILABLE', message, undefined, options);
+    this.name = 'RedisUnavailable';
+  }
 }
 
 export class RateLimiter {
   readonly #local: SharedBuckets;
   readonly #redis: RedisLimiter | null;
   readonly failOpen: boolean;
-  redisErrors = 0;
 
   constructor(options: RateLimiterOptions) {
     this.#local = options.local;
@@ -71,8 +75,7 @@ export class RateLimiter {
       const verdict = tightest(results);
       return verdict.allowed ? verdict : { ...verdict, refusedBy: refs[results.indexOf(verdict)] };
     } catch (err) {
-      this.redisErrors++;
-      throw new RedisUnavailable(`rate-limit store unavailable: ${(err as Error).message}`);
+      throw new RedisUnavailable(`rate-limit store unavailable: ${(err as Error).message}`, { cause: err });
     }
   }
 
@@ -86,7 +89,6 @@ export class RateLimiter {
       return;
     }
     this.#redis.take(tokenRefs.map((ref) => ({ key: ref.id, rule: ref.rule, cost: tokens, need: 0 }))).catch(() => {
-      this.redisErrors++;
     });
   }
 }

@@ -7,7 +7,7 @@
 import { Buffer } from 'node:buffer';
 import { performance } from 'node:perf_hooks';
 import type { HttpResponse } from 'uWebSockets.js';
-import { ERRORS, type ErrorCode } from '../errors/index.js';
+import { errorBody, ERRORS, type ErrorCode } from '../errors/index.js';
 import type { CachedResponse, CacheWant, TokenCounter, Verdict } from '../policy/index.js';
 import type { DeploymentRoute, KeyRoute, ReplicaRoute } from './route-table.js';
 import { Attempt, type AttemptClient } from './attempt.js';
@@ -47,37 +47,40 @@ const enum StreamKind {
   Ndjson,
 }
 
-// Scratch for the one corked write made from an upstream callback: a module-level function
-// instead of a closure per chunk.
-let corkedExchange: Exchange;
-let corkedFn: () => void;
+// Scratch for corked writes, the only module-level state of the exchange. uWS's cork(cb)
+// runs cb before it returns, and a callback made per call would be a closure per response
+// (per chunk on a stream): instead, the exchange and the call's arguments go here and a
+// module-level function run by cork reads them back. A cork nested in another (a flight
+// relaying to a joiner from its leader's upstream read) overwrites them only after the
+// outer call has read its own, so nothing here outlives one cork call.
+const cork = {
+  exchange: null as unknown as Exchange,
+  fn: null as unknown as (this: Exchange) => void,
+  status: 0,
+  headers: [] as readonly string[],
+  length: -1,
+  chunk: null as unknown as Buffer,
+  entry: null as unknown as CachedResponse,
+};
 function runCorked(): void {
-  corkedFn.call(corkedExchange);
+  cork.fn.call(cork.exchange);
 }
-
-// Scratch for relays to a joiner or a cache hit, each under that client's own cork: the
-// events arrive from another response's callbacks (or from the cache), not from this one's.
-let relayTarget: Exchange;
-let relayStatus = 0;
-let relayHeaders: readonly string[] = [];
-let relayLength = -1;
-let relayChunk: Buffer;
-let relayEntry: CachedResponse;
-function relayHeadCorked(): void {
-  relayTarget.respondHead(relayStatus, relayHeaders, relayLength);
+// Relays to a joiner or a cache hit, each under that client's own cork: the events arrive
+// from another response's callbacks (or from the cache), not from this one's.
+function relayHeadCorked(this: Exchange): void {
+  this.respondHead(cork.status, cork.headers, cork.length);
 }
-function relayDataCorked(): void {
-  relayTarget.onResponseData(relayChunk);
+function relayDataCorked(this: Exchange): void {
+  this.onResponseData(cork.chunk);
 }
-function relayEndCorked(): void {
-  relayTarget.onResponseEnd();
+function relayEndCorked(this: Exchange): void {
+  this.onResponseEnd();
 }
-function serveCachedCorked(): void {
-  const ex = relayTarget;
-  const e = relayEntry;
-  ex.respondHead(e.status, e.headers, e.contentLength);
-  for (const c of e.chunks) ex.onResponseData(c);
-  ex.onResponseEnd();
+function serveCachedCorked(this: Exchange): void {
+  const e = cork.entry;
+  this.respondHead(e.status, e.headers, e.contentLength);
+  for (const c of e.chunks) this.onResponseData(c);
+  this.onResponseEnd();
 }
 
 const CHUNK_TERMINATOR = '\r\n';
@@ -371,13 +374,14 @@ export class Exchange implements AttemptClient {
     this.res.resume();
   }
 
-  corked(fn: () => void): void {
+  /** Runs `fn` (with this exchange as `this`) with the client's output corked, when there still is a client. */
+  corked(fn: (this: Exchange) => void): void {
     if (this.#finished || this.#detached) {
-      fn();
+      fn.call(this);
       return;
     }
-    corkedExchange = this as Exchange;
-    corkedFn = fn as () => void;
+    cork.exchange = this;
+    cork.fn = fn;
     this.res.cork(runCorked);
   }
 
@@ -678,31 +682,27 @@ export class Exchange implements AttemptClient {
   /** Answers from the cache in the framing the response was received in, chunk by chunk. */
   serveCached(entry: CachedResponse): void {
     this.cacheStatus = 'hit';
-    relayTarget = this;
-    relayEntry = entry;
+    cork.entry = entry;
     this.corked(serveCachedCorked);
   }
 
   // A joiner's share of its flight's response.
   relayHead(status: number, headers: readonly string[], contentLength: number): void {
     if (this.#finished) return;
-    relayTarget = this;
-    relayStatus = status;
-    relayHeaders = headers;
-    relayLength = contentLength;
+    cork.status = status;
+    cork.headers = headers;
+    cork.length = contentLength;
     this.corked(relayHeadCorked);
   }
 
   relayData(chunk: Buffer): void {
     if (this.#finished) return;
-    relayTarget = this;
-    relayChunk = chunk;
+    cork.chunk = chunk;
     this.corked(relayDataCorked);
   }
 
   relayEnd(): void {
     if (this.#finished) return;
-    relayTarget = this;
     this.corked(relayEndCorked);
   }
 
@@ -762,7 +762,7 @@ export class Exchange implements AttemptClient {
       this.#finish(status);
       return;
     }
-    const body = `{"error":{"code":"${code}","message":${JSON.stringify(message)},"request_id":${JSON.stringify(this.requestId)}}}`;
+    const body = errorBody(code, message, this.requestId);
     const mode = this.#mode;
     const kind = this.#kind;
     // Errors also arrive from socket events, outside any uWS callback: cork the writes.

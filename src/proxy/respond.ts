@@ -1,6 +1,6 @@
 import { Buffer } from 'node:buffer';
 import type { HttpResponse } from 'uWebSockets.js';
-import { STATUS_LINES } from '../errors/index.js';
+import { errorBody, STATUS_LINES } from '../errors/index.js';
 import { STATUS_CODES } from 'node:http';
 import type { HeaderLines } from './upstream/header-lines.js';
 
@@ -170,7 +170,7 @@ export function writeErrorResponse(
   headRequest = false,
   cache: CacheStatus = 'bypass',
 ): number {
-  const body = JSON.stringify({ error: { code, message, request_id: requestId } });
+  const body = errorBody(code, message, requestId);
   const bytes = Buffer.byteLength(body);
   res.cork(() => {
     res.writeStatus(statusLine(status)).writeHeader('content-type', 'application/json').writeHeader('x-request-id', requestId).writeHeader('x-sluice-cache', cache);
