@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// Entry point: `sluice <command> [flags]`. Each command lives in its own folder; this
-// file only dispatches, so that `sluice sim` never loads the gateway and vice versa.
+// Entry point: `sluice <command> [flags]`. Each command is its own module (serve.ts, sim/),
+// imported only when chosen, so that `sluice sim` never loads the gateway and vice versa.
 
 const USAGE = `usage: sluice <command> [flags]
   serve [--config FILE]                       run the gateway (data plane + admin API)
@@ -11,7 +11,7 @@ async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
   switch (command) {
     case 'serve': {
-      const { runServeCli } = await import('./control/serve.js');
+      const { runServeCli } = await import('./serve.js');
       await runServeCli(rest);
       return;
     }

@@ -1,21 +1,21 @@
 // Deployment endpoints: the REST API (/v1/deployments) and the deployment service's
 // original endpoints (/deploy, /undeploy, /get_*), which keep their paths and meaning.
 
-import { deploymentProblem, deploymentSchema, MODEL_NAME, VERSION_NAME, type Config, type DeploymentConfig } from '../config/index.js';
-import { deploymentId, type Deployment, type DeploymentManager } from '../control/deployments.js';
+import { deploymentId, deploymentProblem, deploymentSchema, MODEL_NAME, VERSION_NAME, type Config, type DeploymentConfig } from '../config/index.js';
+import type { DeploymentControl, ManagedDeployment } from '../control/index.js';
 import { SluiceError } from '../errors/index.js';
 import { MlflowRegistry } from '../registry/index.js';
 import { validBody, type AdminReply, type AdminRequest, type AdminServer } from './server.js';
 
 export interface DeploymentsApiContext {
   readonly config: Config;
-  readonly manager: DeploymentManager;
+  readonly deployments: DeploymentControl;
 }
 
 const DEFAULT_UNDEPLOY_GRACE_MS = 30_000;
 
 export function registerDeploymentsApi(admin: AdminServer, ctx: DeploymentsApiContext): void {
-  const { manager } = ctx;
+  const { deployments } = ctx;
   let registry: MlflowRegistry | null = null;
   const getRegistry = (): MlflowRegistry => {
     const uri = ctx.config.mlflow.tracking_uri;
@@ -24,14 +24,14 @@ export function registerDeploymentsApi(admin: AdminServer, ctx: DeploymentsApiCo
   };
 
   admin
-    .route('GET', '/v1/deployments', () => ({ body: { deployments: manager.list().map((d) => manager.view(d)) } }))
-    .route('POST', '/v1/deployments', async (req) => ({ status: 201, body: manager.view(await deploy(ctx, validBody<DeploymentConfig>(deploymentSchema, await req.json()), req)) }))
-    .route('GET', '/v1/deployments/:id', (req) => ({ body: manager.view(mustGet(manager, req.params.id!)) }))
+    .route('GET', '/v1/deployments', () => ({ body: { deployments: deployments.list().map((d) => deployments.view(d)) } }))
+    .route('POST', '/v1/deployments', async (req) => ({ status: 201, body: deployments.view(await deploy(ctx, validBody<DeploymentConfig>(deploymentSchema, await req.json()), req)) }))
+    .route('GET', '/v1/deployments/:id', (req) => ({ body: deployments.view(mustGet(deployments, req.params.id!)) }))
     .route('DELETE', '/v1/deployments/:id', (req) => undeploy(ctx, req.params.id!, req))
     .route('GET', '/v1/deployments/:id/logs', (req) => {
-      const d = mustGet(manager, req.params.id!);
+      const d = mustGet(deployments, req.params.id!);
       const tail = intParam(req, 'tail', 200, 1, 100_000);
-      return { body: { id: d.id, lines: manager.logs(d.id).slice(-tail) } };
+      return { body: { id: d.id, lines: deployments.logs(d.id).slice(-tail) } };
     })
     // The deployment service's endpoints (seed 002): same paths, same meaning.
     .route('GET', '/get_model_list', async () => {
@@ -56,7 +56,7 @@ export function registerDeploymentsApi(admin: AdminServer, ctx: DeploymentsApiCo
           model: name,
           versions: versions.map((v) => ({
             version: v.version, status: v.status, stage: v.current_stage, run_id: v.run_id, source: v.source,
-            aliases: v.aliases, deployed: manager.get(deploymentId(name, v.version)) !== undefined,
+            aliases: v.aliases, deployed: deployments.get(deploymentId(name, v.version)) !== undefined,
           })),
         },
       };
@@ -71,37 +71,37 @@ export function registerDeploymentsApi(admin: AdminServer, ctx: DeploymentsApiCo
       const d = await deploy(ctx, validBody<DeploymentConfig>(deploymentSchema, { ...(await req.json()), model, version, runtime: 'mlflow' }), req);
       return { status: 201, body: seedView(d) };
     })
-    .route('GET', '/get_deployed_models', () => ({ body: { deployed_models: manager.list().map(seedView) } }))
+    .route('GET', '/get_deployed_models', () => ({ body: { deployed_models: deployments.list().map(seedView) } }))
     .route('POST', '/undeploy/:id', (req) => undeploy(ctx, req.params.id!, req));
 }
 
 /** Deploys; with `?wait=true`, answers only once the deployment is ready (or failed or unhealthy: 502). */
-async function deploy(ctx: DeploymentsApiContext, spec: DeploymentConfig, req: AdminRequest): Promise<Deployment> {
-  const { manager } = ctx;
+async function deploy(ctx: DeploymentsApiContext, spec: DeploymentConfig, req: AdminRequest): Promise<ManagedDeployment> {
+  const { deployments } = ctx;
   refuseConfigOwned(ctx.config, deploymentId(spec.model, spec.version));
   const problem = deploymentProblem(spec);
   if (problem !== null) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `${problem.field}: ${problem.reason}`, { field: problem.field });
-  let d = await manager.deploy(spec, 'api');
+  let d = await deployments.deploy(spec, 'api');
   if (req.query.get('wait') === 'true') {
-    d = (await manager.waitSettled(d.id, spec.start_timeout_ms + 5_000)) ?? d;
+    d = (await deployments.waitSettled(d.id, spec.start_timeout_ms + 5_000)) ?? d;
     if (d.state === 'failed') {
-      throw new SluiceError('SLUICE_ERR_DEPLOY_FAILED', d.lastError ?? `deployment ${d.id} failed`, { deployment: manager.view(d) });
+      throw new SluiceError('SLUICE_ERR_DEPLOY_FAILED', d.lastError ?? `deployment ${d.id} failed`, { deployment: deployments.view(d) });
     }
     if (d.state === 'unhealthy') {
       // It stays deployed and checked: it is routed as soon as a replica passes.
       const error = d.replicas.map((r) => r.health?.view().last_error).find((e) => e != null) ?? 'no check passed';
-      throw new SluiceError('SLUICE_ERR_DEPLOY_FAILED', `no replica of ${d.id} passed its health check (${error}); it stays deployed and is routed once one passes`, { deployment: manager.view(d) });
+      throw new SluiceError('SLUICE_ERR_DEPLOY_FAILED', `no replica of ${d.id} passed its health check (${error}); it stays deployed and is routed once one passes`, { deployment: deployments.view(d) });
     }
   }
   return d;
 }
 
 async function undeploy(ctx: DeploymentsApiContext, rawId: string, req: AdminRequest): Promise<AdminReply> {
-  const { manager } = ctx;
+  const { deployments } = ctx;
   refuseConfigOwned(ctx.config, rawId);
-  const d = mustGet(manager, rawId);
+  const d = mustGet(deployments, rawId);
   const grace = intParam(req, 'grace_ms', DEFAULT_UNDEPLOY_GRACE_MS, 0, 600_000);
-  await manager.undeploy(d.id, grace);
+  await deployments.undeploy(d.id, grace);
   return { body: { id: d.id, state: 'stopped' } };
 }
 
@@ -116,13 +116,13 @@ function refuseConfigOwned(config: Config, id: string): void {
   }
 }
 
-function mustGet(manager: DeploymentManager, id: string): Deployment {
-  const d = manager.get(id);
+function mustGet(deployments: DeploymentControl, id: string): ManagedDeployment {
+  const d = deployments.get(id);
   if (d === undefined) throw new SluiceError('SLUICE_ERR_NOT_FOUND', `no deployment '${id}'`);
   return d;
 }
 
-function seedView(d: Deployment): Record<string, unknown> {
+function seedView(d: ManagedDeployment): Record<string, unknown> {
   return { model: d.spec.model, version: d.spec.version, port: d.replicas[0]?.port ?? null, route: `/${d.id}/`, state: d.state, runtime: d.spec.runtime };
 }
 

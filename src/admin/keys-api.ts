@@ -2,13 +2,13 @@
 // digest; the key itself appears once, in the answer that generated it.
 
 import { apiKeySchema, type ApiKeyConfig } from '../config/index.js';
-import type { ActiveKey, KeyRegistry } from '../control/api-keys.js';
+import type { ActiveKey, ApiKeyControl } from '../control/index.js';
 import { SluiceError } from '../errors/index.js';
 import { keyLabel } from '../policy/index.js';
 import { validBody, type AdminServer } from './server.js';
 
 export interface KeysApiContext {
-  readonly keys: KeyRegistry;
+  readonly keys: ApiKeyControl;
 }
 
 export function registerKeysApi(admin: AdminServer, ctx: KeysApiContext): void {

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError, configSchema, healthCheckFields, validate } from './schema.js';
 import type { Config, DeploymentConfig, HealthCheckConfig, PoliciesConfig, PoliciesOverride } from './types.js';
-import { hashKey } from '../policy/api-keys.js';
+import { hashKey } from '../api-key-digest.js';
 
 /** The file `sluice serve` reads when no --config is given. */
 export const DEFAULT_CONFIG_FILE = fileURLToPath(new URL("../../config/default.yaml", import.meta.url));
@@ -68,7 +68,7 @@ function finalize(config: Config): Config {
   if (config.ports.from > config.ports.to) throw new ConfigError('ports.from', `must be <= ports.to (${config.ports.to})`);
   const seen = new Set<string>();
   config.deployments.forEach((d, i) => {
-    const id = `${d.model}-${d.version}`;
+    const id = deploymentId(d.model, d.version);
     if (seen.has(id)) throw new ConfigError(`deployments[${i}]`, `duplicate deployment ${id}`);
     seen.add(id);
     const problem = deploymentProblem(d);
@@ -82,13 +82,18 @@ function finalize(config: Config): Config {
   });
   for (const [model, weights] of Object.entries(config.traffic)) {
     for (const version of Object.keys(weights)) {
-      if (!seen.has(`${model}-${version}`)) throw new ConfigError(`traffic.${model}.${version}`, 'no such deployment');
+      if (!seen.has(deploymentId(model, version))) throw new ConfigError(`traffic.${model}.${version}`, 'no such deployment');
     }
   }
   const workers = config.workers === 0 ? availableParallelism() : config.workers;
   // From here on a key given in the clear exists only as its digest.
   const apiKeys = config.api_keys.map((k) => (k.key === null ? k : { ...k, key: null, key_sha256: hashKey(k.key) }));
   return deepFreeze({ ...config, workers, api_keys: apiKeys });
+}
+
+/** A deployment's id and the first path segment of its route: `<model>-<version>`. */
+export function deploymentId(model: string, version: string): string {
+  return `${model}-${version}`;
 }
 
 /**

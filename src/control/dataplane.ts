@@ -25,6 +25,9 @@ export interface WorkerStats {
   readonly active: number;
 }
 
+/** How the workers' upstream connections move bytes (src/proxy/upstream/transport.ts). */
+type UpstreamTransport = Extract<FromWorker, { type: 'listening' }>['transport'];
+
 const WORKER_URL = new URL('../proxy/worker.js', import.meta.url);
 
 export class DataPlane {
@@ -34,6 +37,8 @@ export class DataPlane {
   readonly #statsWaiters = new Map<number, { replies: WorkerStats[]; resolve: (s: WorkerStats[]) => void }>();
   /** Whether every worker runs the native uWS binding (exported as a metric). */
   native = true;
+  /** `net_socket` when any worker runs the upstream client's public-API fallback (exported as a metric). */
+  upstreamTransport: UpstreamTransport = 'stream_handle';
   #stopping = false;
   /** Per worker: whether the last route table it applied says ready. */
   readonly #workerReady: boolean[] = [];
@@ -71,6 +76,7 @@ export class DataPlane {
         const onMessage = (msg: FromWorker): void => {
           if (msg.type === 'listening') {
             if (!msg.native) this.native = false;
+            if (msg.transport === 'net_socket') this.upstreamTransport = 'net_socket';
             worker.off('message', onMessage);
             resolve();
           } else if (msg.type === 'listen-failed') {

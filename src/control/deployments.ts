@@ -7,7 +7,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { resolveHealthCheck, resolvePolicies, type PoliciesConfig, type Config, DeploymentConfig, UpstreamOptions } from '../config/index.js';
+import { deploymentId, resolveHealthCheck, resolvePolicies, type PoliciesConfig, type Config, DeploymentConfig, UpstreamOptions } from '../config/index.js';
 import { SluiceError } from '../errors/index.js';
 import { ActiveHealthCheck, type HealthStatus } from '../health/index.js';
 import { killGroup, launchPlan, PortAllocator, ReplicaProcess, type LogLine, type ReplicaProcessOptions, type ReplicaSpec, type ReplicaState } from '../ports/index.js';
@@ -139,10 +139,6 @@ export class Deployment {
 function defaultMlflowBin(): string {
   const venv = fileURLToPath(new URL('../../.venv/bin/mlflow', import.meta.url));
   return existsSync(venv) ? venv : 'mlflow';
-}
-
-export function deploymentId(model: string, version: string): string {
-  return `${model}-${version}`;
 }
 
 export class DeploymentManager {

@@ -2,11 +2,8 @@
 // `key` replaced by its digest at load), in the state store, in the route table and in
 // memory. Logs name a key by its `name` and a short prefix of its digest, never by the key.
 
-import { createHash } from 'node:crypto';
-
-export function hashKey(key: string): string {
-  return createHash('sha256').update(key).digest('hex');
-}
+// The data plane's auth hashes presented keys through this folder's door.
+export { hashKey } from '../api-key-digest.js';
 
 /** What a log line may show of a key: its name and 8 hex digits of its digest. */
 export function keyLabel(name: string, digest: string): string {

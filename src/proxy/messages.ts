@@ -3,6 +3,7 @@
 
 import type { StatsSnapshot } from '../telemetry/index.js';
 import type { RouteTableSnapshot } from './route-table.js';
+import type { UpstreamTransport } from './upstream/index.js';
 
 /** Shared memory laid out once by the control plane; see SharedState. */
 export interface SharedBuffers {
@@ -37,7 +38,8 @@ export type ToWorker =
   | { readonly type: 'stop'; readonly graceMs: number };
 
 export type FromWorker =
-  | { readonly type: 'listening'; readonly workerIndex: number; readonly native: boolean; readonly binary: string }
+  /** `native`: the uWS binary is in use; `transport`: how its upstream connections move bytes. */
+  | { readonly type: 'listening'; readonly workerIndex: number; readonly native: boolean; readonly binary: string; readonly transport: UpstreamTransport }
   | { readonly type: 'listen-failed'; readonly workerIndex: number; readonly message: string }
   /** `ready`: what the worker's /readyz now answers. */
   | { readonly type: 'routes-applied'; readonly workerIndex: number; readonly version: number; readonly ready: boolean }

@@ -8,7 +8,7 @@ import type { PoliciesConfig, UpstreamOptions } from '../config/index.js';
 import { KeyScope, type BucketRef, type RedisCache } from '../policy/index.js';
 import { RequestStats } from '../telemetry/index.js';
 import { UpstreamPool } from './upstream/index.js';
-import type { FilterChain } from './filters/index.js';
+import type { FilterChain } from './filters/filter.js';
 import { RouteCache } from './flight.js';
 
 export interface ReplicaSnapshot {

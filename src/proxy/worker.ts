@@ -7,6 +7,7 @@ import { RateLimiter, RedisCache, RedisLimiter, SharedBuckets } from '../policy/
 import { createLogger } from '../telemetry/index.js';
 import { FORWARDED_METHODS, Gateway } from './gateway.js';
 import type { RouteTableSnapshot } from './route-table.js';
+import { upstreamTransport } from './upstream/index.js';
 import { loadUws } from './uws.js';
 import type { ToWorker, FromWorker, WorkerInit } from './messages.js';
 
@@ -41,7 +42,7 @@ let listenSocket: unknown = null;
 app.listen(init.host, init.port, (token) => {
   if (token) {
     listenSocket = token;
-    post({ type: 'listening', workerIndex: init.workerIndex, native, binary });
+    post({ type: 'listening', workerIndex: init.workerIndex, native, binary, transport: upstreamTransport });
   } else {
     post({ type: 'listen-failed', workerIndex: init.workerIndex, message: `cannot listen on ${init.host}:${init.port}` });
   }

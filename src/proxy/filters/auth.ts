@@ -8,7 +8,7 @@ import { FilterStatus, type RequestFilter } from './filter.js';
 
 const WWW_AUTHENTICATE = Object.freeze([['www-authenticate', 'Bearer'] as const]);
 
-export class AuthFilter implements RequestFilter {
+export class AuthFilter implements RequestFilter<Exchange> {
   onHead(ex: Exchange, head: ClientHead): FilterStatus {
     const key = ex.key;
     if (key === undefined) {

@@ -13,7 +13,7 @@ import { forwardedHeader, type ClientHead } from '../headers.js';
 import type { KeyRoute } from '../route-table.js';
 import { FilterStatus, type RequestFilter } from './filter.js';
 
-export class CacheFilter implements RequestFilter, BodyWaiter {
+export class CacheFilter implements RequestFilter<Exchange>, BodyWaiter {
   readonly #logger: Logger;
 
   constructor(logger: Logger) {

@@ -9,7 +9,6 @@
 // it (ex.reject); one that answers returns Answered. onDone runs once when the exchange
 // ends, however it ended, and never throws.
 
-import type { Exchange } from '../exchange.js';
 import type { ClientHead } from '../headers.js';
 
 export const enum FilterStatus {
@@ -20,30 +19,32 @@ export const enum FilterStatus {
   Answered = 2,
 }
 
-export interface RequestFilter {
+// Generic over the request (the Exchange): the route table holds compiled chains, and this
+// module imports nothing of the request's, so that no import cycle runs through the table.
+export interface RequestFilter<X> {
   /** Reads what it needs of the client's head, valid during this call only; Continue or Answered. */
-  onHead?(ex: Exchange, head: ClientHead): FilterStatus;
-  onRequest?(ex: Exchange): FilterStatus;
-  onDone?(ex: Exchange): void;
+  onHead?(ex: X, head: ClientHead): FilterStatus;
+  onRequest?(ex: X): FilterStatus;
+  onDone?(ex: X): void;
 }
 
-type Hooked<K extends keyof RequestFilter> = RequestFilter & Required<Pick<RequestFilter, K>>;
+type Hooked<X, K extends keyof RequestFilter<X>> = RequestFilter<X> & Required<Pick<RequestFilter<X>, K>>;
 
 /** One route's filters, by hook, in chain order. */
-export class FilterChain {
-  readonly head: readonly Hooked<'onHead'>[] | null;
-  readonly request: readonly Hooked<'onRequest'>[] | null;
-  readonly done: readonly Hooked<'onDone'>[] | null;
+export class FilterChain<X = unknown> {
+  readonly head: readonly Hooked<X, 'onHead'>[] | null;
+  readonly request: readonly Hooked<X, 'onRequest'>[] | null;
+  readonly done: readonly Hooked<X, 'onDone'>[] | null;
 
-  private constructor(filters: readonly RequestFilter[]) {
-    this.head = only(filters.filter((f): f is Hooked<'onHead'> => f.onHead !== undefined));
-    this.request = only(filters.filter((f): f is Hooked<'onRequest'> => f.onRequest !== undefined));
-    this.done = only(filters.filter((f): f is Hooked<'onDone'> => f.onDone !== undefined));
+  private constructor(filters: readonly RequestFilter<X>[]) {
+    this.head = only(filters.filter((f): f is Hooked<X, 'onHead'> => f.onHead !== undefined));
+    this.request = only(filters.filter((f): f is Hooked<X, 'onRequest'> => f.onRequest !== undefined));
+    this.done = only(filters.filter((f): f is Hooked<X, 'onDone'> => f.onDone !== undefined));
     Object.freeze(this);
   }
 
   /** null when there is no filter: the route takes the direct path. */
-  static of(filters: readonly RequestFilter[]): FilterChain | null {
+  static of<X>(filters: readonly RequestFilter<X>[]): FilterChain<X> | null {
     return filters.length === 0 ? null : new FilterChain(filters);
   }
 }

@@ -11,7 +11,7 @@ import { FilterStatus, type RequestFilter } from './filter.js';
 
 const RETRY_AFTER = Object.freeze([['retry-after', '1'] as const]);
 
-export class RateLimitFilter implements RequestFilter {
+export class RateLimitFilter implements RequestFilter<Exchange> {
   readonly #limiter: RateLimiter;
   readonly #logger: Logger;
 

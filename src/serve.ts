@@ -1,24 +1,26 @@
-// `sluice serve`: the composition root. Loads config, starts the data-plane workers,
-// launches the configured deployments, publishes route tables and serves the admin API.
+// `sluice serve`: the composition root, the one module that imports both the control plane
+// and the admin API. It wires config -> state -> key registry and deployment manager ->
+// data-plane workers -> admin API, publishes route tables, and hands the admin API only the
+// control plane's facade (control/facade.ts).
 
 import { createServer } from 'node:net';
 import { parseArgs } from 'node:util';
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
-import { AdminServer, registerAdminRoutes } from '../admin/index.js';
-import { DEFAULT_CONFIG_FILE, loadConfig, type Config, type PoliciesConfig } from '../config/index.js';
-import { PortAllocator } from '../ports/index.js';
-import { FileStateStore, RedisStateStore, ReplicaRecords } from '../state/index.js';
-import { createLogger, mergeStats, renderStats, type Logger } from '../telemetry/index.js';
-import { KeyRegistry } from './api-keys.js';
-import { DataPlane } from './dataplane.js';
-import { DeploymentManager, type Replica } from './deployments.js';
-import { BucketSlots, buildRouteSnapshot } from './route-snapshot.js';
-import { IndexAllocator, MAX_REPLICA_SLOTS, SlotAllocator } from './slots.js';
-import { BreakerBoard, DeploymentCounters } from '../balancer/index.js';
-import { SharedBuckets } from '../policy/index.js';
-import type { RouteTableSnapshot, SharedBuffers } from '../proxy/index.js';
+import { AdminServer, registerAdminRoutes } from './admin/index.js';
+import { BreakerBoard, DeploymentCounters } from './balancer/index.js';
+import { DEFAULT_CONFIG_FILE, loadConfig, type Config, type PoliciesConfig } from './config/index.js';
+import {
+  BucketSlots, buildRouteSnapshot, DataPlane, DeploymentManager, IndexAllocator, KeyRegistry, MAX_REPLICA_SLOTS, SlotAllocator,
+  type ControlPlane, type Replica,
+} from './control/index.js';
+import { SharedBuckets } from './policy/index.js';
+import { PortAllocator } from './ports/index.js';
+import type { RouteTableSnapshot, SharedBuffers } from './proxy/index.js';
+import { FileStateStore, RedisStateStore, ReplicaRecords } from './state/index.js';
+import { createLogger, mergeStats, renderStats, type Logger } from './telemetry/index.js';
 
-export interface Gateway {
+/** The running gateway process, as `sluice serve` holds it. */
+export interface RunningGateway {
   readonly config: Config;
   readonly port: number;
   readonly adminPort: number;
@@ -61,7 +63,7 @@ export async function runServeCli(argv: string[]): Promise<void> {
   process.on('SIGTERM', () => shutdown('SIGTERM'));
 }
 
-export async function startGateway(config: Config, logger: Logger): Promise<Gateway> {
+export async function startGateway(config: Config, logger: Logger): Promise<RunningGateway> {
   let adminHost = config.admin.host;
   if (config.admin.token === null && !isLoopback(adminHost)) {
     logger.warn({ host: adminHost }, 'no admin token configured: the admin API listens on 127.0.0.1 only');
@@ -138,11 +140,20 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   });
   await dataPlane.start(snapshot());
   if (!dataPlane.native) logger.error('uWebSockets.js runs its slow fallback, not the native binding');
+  if (dataPlane.upstreamTransport === 'net_socket') {
+    // forced: SLUICE_UPSTREAM_TRANSPORT=socket; otherwise Node's internals are missing or changed.
+    logger.warn({ forced: process.env['SLUICE_UPSTREAM_TRANSPORT'] === 'socket' }, 'the upstream client runs on the slower public net.Socket API, not Node\'s internal stream handle');
+  }
 
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'sluice_process_' });
   const dp = dataPlane;
   new Gauge({ name: 'sluice_uws_native', help: '1 when the data plane runs the native uWebSockets.js binding.', registers: [registry], collect() { this.set(dp.native ? 1 : 0); } });
+  new Gauge({
+    name: 'sluice_upstream_transport', help: 'How upstream connections move bytes: 1 for the transport in use (stream_handle: Node internals, fast; net_socket: public API fallback).',
+    labelNames: ['transport'], registers: [registry],
+    collect() { for (const t of ['stream_handle', 'net_socket'] as const) this.set({ transport: t }, dp.upstreamTransport === t ? 1 : 0); },
+  });
   new Gauge({ name: 'sluice_route_table_version', help: 'Version of the route table last published.', registers: [registry], collect() { this.set(tableVersion); } });
   new Gauge({ name: 'sluice_data_plane_workers', help: 'Data-plane worker threads.', registers: [registry], collect() { this.set(dp.workerCount); } });
   /** One series per replica of every deployment. */
@@ -193,9 +204,9 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     return renderStats(mergeStats(workers.map((w) => w.deployments))) + (await registry.metrics());
   };
 
+  const control: ControlPlane = { deployments: manager, keys, metrics, ready: () => !draining && dp.ready, native: () => dp.native };
   const admin = new AdminServer({ host: adminHost, port: config.admin.port, token: config.admin.token, logger });
-  // What the workers answer, not what the deployments are: they get the table a moment later.
-  registerAdminRoutes(admin, { config, manager, keys, metrics, ready: () => !draining && dp.ready, native: () => dp.native });
+  registerAdminRoutes(admin, { config, control });
   let adminPort: number;
   try {
     adminPort = await admin.listen();

@@ -1,0 +1,21 @@
+// The `net_socket` transport: only the public net.Socket API. Reads arrive as 'data' events
+// (a fresh Buffer each, so nothing is shared between reads), writes go through the
+// Writable, pause()/resume() stop and restart reading. Slower than the stream_handle path
+// by Node's stream machinery per read and write; the behaviour is the same.
+
+import type { Buffer } from 'node:buffer';
+import { connect, type Socket } from 'node:net';
+import { BaseConnection, type PoolLike } from './base-connection.js';
+
+export class NetSocketConnection extends BaseConnection {
+  protected override open(pool: PoolLike): Socket {
+    const socket = connect({ host: pool.host, port: pool.port, noDelay: true });
+    // A paused connection gets no more 'data' events (BaseConnection.pause pauses the socket).
+    socket.on('data', (chunk: Buffer) => this.onRead(chunk.length, chunk));
+    return socket;
+  }
+
+  protected override writeAtOnce(data: string | Buffer): boolean {
+    return typeof data === 'string' ? this.socket.write(data, 'latin1') : this.socket.write(data);
+  }
+}
