@@ -33,9 +33,12 @@ t.test('503 on both ports until the slow deployment is ready; then every request
   }, {}, false);
   const polls: Array<{ ms: number; admin: number; gateway: number; slow: number }> = [];
   for (;;) {
-    const [a, g, s] = await Promise.all([
-      gwRequest(`${gw.adminUrl}/readyz`), gwRequest(`${gw.url}/readyz`), gwRequest(`${gw.url}/slow-1/ping`),
-    ]);
+    // In this order, one after the other: once a port has said 200, whatever is asked after
+    // must be served. Asked at once, the three are answered by two threads at slightly
+    // different moments, and an earlier 503 may arrive with a later 200.
+    const a = await gwRequest(`${gw.adminUrl}/readyz`);
+    const g = await gwRequest(`${gw.url}/readyz`);
+    const s = await gwRequest(`${gw.url}/slow-1/ping`);
     polls.push({ ms: Date.now() - started, admin: a.status, gateway: g.status, slow: s.status });
     if (a.status === 200 && g.status === 200) break;
     if (Date.now() - started > 30_000) break;

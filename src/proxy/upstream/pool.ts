@@ -1,3 +1,4 @@
+import { Fifo } from '../../balancer/index.js';
 import { UpstreamConnection, type PoolLike } from './connection.js';
 
 /** Someone waiting for a connection because the pool is at its limit. */
@@ -15,8 +16,7 @@ export interface PoolOptions {
 
 /**
  * Keep-alive connections to one replica (one origin). Idle connections are a LIFO stack so
- * the warmest socket is reused and the coldest ones age out; waiters are a FIFO queue
- * walked by index, not shift().
+ * the warmest socket is reused and the coldest ones age out; waiters wait in a FIFO.
  */
 export class UpstreamPool implements PoolLike {
   readonly host: string;
@@ -25,8 +25,7 @@ export class UpstreamPool implements PoolLike {
   #max: number;
   readonly #idle: UpstreamConnection[] = [];
   #open = 0;
-  #waiters: PoolWaiter[] = [];
-  #waitHead = 0;
+  readonly #waiters = new Fifo<PoolWaiter>();
   #closed = false;
 
   constructor(options: PoolOptions) {
@@ -61,10 +60,7 @@ export class UpstreamPool implements PoolLike {
       conn.closeIdle();
       return;
     }
-    while (this.#waitHead < this.#waiters.length) {
-      const waiter = this.#waiters[this.#waitHead]!;
-      this.#waiters[this.#waitHead++] = undefined as unknown as PoolWaiter;
-      this.#compactWaiters();
+    for (let waiter = this.#waiters.shift(); waiter !== undefined; waiter = this.#waiters.shift()) {
       if (waiter.onConnection(conn)) return;
     }
     this.#idle.push(conn);
@@ -75,10 +71,8 @@ export class UpstreamPool implements PoolLike {
     if (i !== -1) this.#idle.splice(i, 1);
     this.#open--;
     // A slot freed up: the oldest waiter gets a fresh connection.
-    while (this.#waitHead < this.#waiters.length && this.#open < this.#max) {
-      const waiter = this.#waiters[this.#waitHead]!;
-      this.#waiters[this.#waitHead++] = undefined as unknown as PoolWaiter;
-      this.#compactWaiters();
+    while (this.#waiters.size > 0 && this.#open < this.#max) {
+      const waiter = this.#waiters.shift()!;
       this.#open++;
       const fresh = new UpstreamConnection(this);
       // A new socket starts with idleSince 0: the next sweep stamps it.
@@ -103,12 +97,5 @@ export class UpstreamPool implements PoolLike {
   close(): void {
     this.#closed = true;
     while (this.#idle.length > 0) this.#idle[this.#idle.length - 1]!.closeIdle();
-  }
-
-  #compactWaiters(): void {
-    if (this.#waitHead === this.#waiters.length) {
-      this.#waiters = [];
-      this.#waitHead = 0;
-    }
   }
 }
