@@ -13,7 +13,7 @@ import type { Attempt } from './attempt.js';
 import { Exchange, Phase, type ExchangeOwner } from './exchange.js';
 import { AuthFilter, CacheFilter, FilterChain, FilterStatus, RateLimitFilter } from './filters/index.js';
 import { credentialLines, readClientHead } from './headers.js';
-import { endWithoutBody, writeErrorResponse, type CacheStatus } from './respond.js';
+import { endWithoutBody, RETRY_AFTER, writeErrorResponse, type CacheStatus } from './respond.js';
 import { DeploymentRoute, RouteTable, RouteTableCompiler, type KeyRoute, type ReplicaRoute, type RouteTableSnapshot, type SharedState } from './route-table.js';
 import { RequestIds } from './request-id.js';
 
@@ -56,7 +56,6 @@ interface RejectOptions {
 const NO_OPTIONS: RejectOptions = Object.freeze({});
 const ALLOW_ANY = Object.freeze([['allow', 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS'] as const]);
 const ALLOW_GET = Object.freeze([['allow', 'GET, HEAD'] as const]);
-const RETRY_AFTER = Object.freeze([['retry-after', '1'] as const]);
 
 export class Gateway implements ExchangeOwner {
   #table: RouteTable = RouteTable.empty;

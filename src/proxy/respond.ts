@@ -154,6 +154,9 @@ export function closesUnread(contentLength: number, chunked: boolean): boolean {
 /** The x-sluice-cache response header every gateway response carries once. */
 export type CacheStatus = 'hit' | 'miss' | 'bypass';
 
+/** `Retry-After: 1` for refusals whose cause may pass at once (no replica, queue, store down). */
+export const RETRY_AFTER = Object.freeze([['retry-after', '1'] as const]);
+
 /**
  * A gateway error as JSON: `{"error":{"code","message","request_id"}}` (DESIGN.md); HEAD gets the head only.
  * `cache`: the x-sluice-cache value; an error answered before any cache decision is a bypass.

@@ -6,10 +6,10 @@
 import type { Logger } from '../../telemetry/index.js';
 import { BucketKind, TokenCounter, type BucketRef, type RateLimiter, type Verdict } from '../../policy/index.js';
 import type { Exchange } from '../exchange.js';
+import { RETRY_AFTER } from '../respond.js';
 import type { DeploymentRoute, KeyRoute } from '../route-table.js';
 import { FilterStatus, type RequestFilter } from './filter.js';
 
-const RETRY_AFTER = Object.freeze([['retry-after', '1'] as const]);
 
 export class RateLimitFilter implements RequestFilter<Exchange> {
   readonly #limiter: RateLimiter;
