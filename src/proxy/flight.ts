@@ -14,6 +14,7 @@ import type { ErrorCode } from '../errors/index.js';
 import { decodeEntry, encodeEntry, ResponseCache, SHARED_CACHE_PREFIX, type CachedResponse, type RedisCache } from '../policy/index.js';
 import type { RequestStats } from '../telemetry/index.js';
 import type { HeaderLines } from './upstream/index.js';
+import { wallNow } from './clock.js';
 
 /** An exchange as its flight sees it (the leader and the joiners). */
 export interface FlightMember {
@@ -70,7 +71,7 @@ export class RouteCache {
 
   /** Stores a complete response in memory and, without waiting for Redis, in the shared tier. */
   keep(key: string, status: number, headers: readonly string[], contentLength: number, chunks: readonly Buffer[], bodyBytes: number): void {
-    const now = Date.now();
+    const now = wallNow();
     if (!this.store.set(key, status, headers, contentLength, chunks, bodyBytes, now) || this.shared === null) return;
     // Encoded (a copy of up to max_entry_bytes) after this turn: the response's last bytes,
     // which may still be on their way to the leader's client, go out first.
@@ -90,7 +91,7 @@ export class RouteCache {
   adopt(key: string, value: Buffer, maxAgeMs: number): CachedResponse | undefined {
     const e = decodeEntry(value);
     this.store.set(key, e.status, e.headers, e.contentLength, e.chunks, e.bodyBytes, e.storedAt);
-    return this.store.get(key, Date.now(), maxAgeMs);
+    return this.store.get(key, wallNow(), maxAgeMs);
   }
 }
 

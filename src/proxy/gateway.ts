@@ -16,6 +16,7 @@ import { credentialLines, readClientHead } from './headers.js';
 import { endWithoutBody, RETRY_AFTER, writeErrorResponse, type CacheStatus } from './respond.js';
 import { DeploymentRoute, RouteTable, RouteTableCompiler, type KeyRoute, type ReplicaRoute, type RouteTableSnapshot, type SharedState } from './route-table.js';
 import { RequestIds } from './request-id.js';
+import { holdClock, monoNow, releaseClock, resyncWallClock, wallNow } from './clock.js';
 
 export interface GatewayOptions {
   readonly logger: Logger;
@@ -92,7 +93,7 @@ export class Gateway implements ExchangeOwner {
       pollMs: QUEUE_POLL_MS,
       pick: (route, ex, now) => route.balancer.pick(ex, now, null),
       start: (route, ex, replica, now) => {
-        route.stats.recordQueueWait((performance.now() - ex.phaseSince) / 1000);
+        route.stats.recordQueueWait((monoNow() - ex.phaseSince) / 1000);
         this.#send(ex, replica, now);
       },
     });
@@ -104,7 +105,14 @@ export class Gateway implements ExchangeOwner {
    * the gateway with its method known: no getMethod() call and string per request.
    */
   handlerFor(method: string): RouteHandler {
-    return (res, req) => this.#handle(res, req, method);
+    return (res, req) => {
+      holdClock();
+      try {
+        this.#handle(res, req, method);
+      } finally {
+        releaseClock();
+      }
+    };
   }
 
   /** Any other method (uWS's `any` route): 405. */
@@ -236,7 +244,7 @@ export class Gateway implements ExchangeOwner {
     const route = ex.route;
     const retry = route.policies.retry;
     // Only breakers and the retry budget read the clock (wall time: shared with other workers).
-    const now = route.breaker !== null || retry.attempts > 0 ? Date.now() : 0;
+    const now = route.breaker !== null || retry.attempts > 0 ? wallNow() : 0;
     const replica = route.balancer.pick(ex, now, null);
     if (typeof replica === 'number') this.#noReplica(ex, replica, now);
     else this.#send(ex, replica, now);
@@ -279,7 +287,7 @@ export class Gateway implements ExchangeOwner {
     const route = ex.route;
     const retry = route.policies.retry;
     const failed = ex.attempt!;
-    const now = Date.now();
+    const now = wallNow();
     this.#release(ex, failed, code, 0);
     ex.attempt = null;
     if (ex.attempts >= retry.attempts) return false;
@@ -299,7 +307,7 @@ export class Gateway implements ExchangeOwner {
     const breaker = ex.route.breaker;
     if (breaker === null) return;
     const board = this.#shared.breakers;
-    const now = Date.now();
+    const now = wallNow();
     // The total timeout is the client's time budget: once the replica's answer has started,
     // running out of it says nothing about the replica, whose own status is then the verdict.
     if (errorCode === 'SLUICE_ERR_TOTAL_TIMEOUT' && ex.responded) errorCode = null;
@@ -327,7 +335,7 @@ export class Gateway implements ExchangeOwner {
     const done = ex.route.filters?.done;
     if (done != null) for (let i = 0; i < done.length; i++) done[i]!.onDone(ex);
     if (attempt !== null && this.#queue.waiting) this.#queue.drain();
-    const seconds = (performance.now() - ex.startedAt) / 1000;
+    const seconds = (monoNow() - ex.startedAt) / 1000;
     ex.route.stats.record(ex.status, seconds);
     // Failures are logged even with the access log off, including a stream that failed
     // after its 200 head was sent (errorCode set, status still 200).
@@ -371,6 +379,7 @@ export class Gateway implements ExchangeOwner {
   }
 
   #sweep(): void {
+    resyncWallClock();
     const now = performance.now();
     const active = this.#active;
     // Walk backwards: a timed-out exchange is swap-removed from the list as we go.

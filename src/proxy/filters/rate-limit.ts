@@ -9,6 +9,7 @@ import type { Exchange } from '../exchange.js';
 import { RETRY_AFTER } from '../respond.js';
 import type { DeploymentRoute, KeyRoute } from '../route-table.js';
 import { FilterStatus, type RequestFilter } from './filter.js';
+import { wallNow } from '../clock.js';
 
 
 export class RateLimitFilter implements RequestFilter<Exchange> {
@@ -32,7 +33,7 @@ export class RateLimitFilter implements RequestFilter<Exchange> {
   onRequest(ex: Exchange): FilterStatus {
     const buckets = ex.buckets;
     if (buckets === null) return FilterStatus.Continue;
-    if (!this.#limiter.shared) return this.#admit(ex, this.#limiter.checkLocal(buckets, Date.now()));
+    if (!this.#limiter.shared) return this.#admit(ex, this.#limiter.checkLocal(buckets, wallNow()));
     ex.hold();
     this.#limiter.checkShared(buckets).then(
       (verdict) => {
@@ -44,7 +45,7 @@ export class RateLimitFilter implements RequestFilter<Exchange> {
   }
 
   onDone(ex: Exchange): void {
-    if (ex.tokenCounter !== null && ex.buckets !== null) this.#limiter.chargeTokens(ex.buckets, ex.tokenCounter.tokens, Date.now());
+    if (ex.tokenCounter !== null && ex.buckets !== null) this.#limiter.chargeTokens(ex.buckets, ex.tokenCounter.tokens, wallNow());
   }
 
   #admit(ex: Exchange, verdict: Verdict): FilterStatus {
