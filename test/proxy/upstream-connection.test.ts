@@ -11,6 +11,7 @@ import type { ErrorCode } from '../../src/errors/index.js';
 import { UpstreamConnection, type UpstreamHandler } from '../../src/proxy/upstream/connection.js';
 import { CountingPool as Pool } from '../helpers/upstream-pool.js';
 import { UpstreamPool } from '../../src/proxy/upstream/pool.js';
+import { upstreamTransport } from '../../src/proxy/upstream/transport.js';
 
 class Handler implements UpstreamHandler {
   status = 0;
@@ -115,7 +116,8 @@ t.test('a head the kernel cannot take at once: backpressure, the drain, and late
   const size = 32 * 1024 * 1024;
   const head = `POST /big HTTP/1.1\r\nx-fill: ${'a'.repeat(size)}\r\ntransfer-encoding: chunked\r\n\r\n`;
   t.equal(conn.send(handler, head, false, null, false), false, 'the write reports backpressure');
-  t.equal(conn.socket.writableLength, 0, 'libuv holds the rest, not a second buffer in the Writable');
+  // The public net.Socket path (SLUICE_UPSTREAM_TRANSPORT=socket) buffers in the Writable, as Node does.
+  if (upstreamTransport === 'stream_handle') t.equal(conn.socket.writableLength, 0, 'libuv holds the rest, not a second buffer in the Writable');
   t.equal(handler.drains, 0);
   // A body piece written meanwhile must arrive after the whole head.
   conn.write('4\r\ntail\r\n0\r\n\r\n');
