@@ -10,8 +10,8 @@ import { AdminServer, registerAdminRoutes } from './admin/index.js';
 import { BreakerBoard, DeploymentCounters } from './balancer/index.js';
 import { DEFAULT_CONFIG_FILE, loadConfig, type Config, type PoliciesConfig } from './config/index.js';
 import {
-  BucketSlots, buildRouteSnapshot, DataPlane, DeploymentManager, IndexAllocator, KeyRegistry, MAX_REPLICA_SLOTS, SlotAllocator,
-  type ControlPlane, type Replica,
+  BucketSlots, buildRouteSnapshot, DataPlane, DeploymentManager, IndexAllocator, KeyRegistry, MAX_REPLICA_SLOTS, SlotAllocator, TrafficRegistry,
+  type ControlPlane, type Replica, type VersionInfo,
 } from './control/index.js';
 import { SharedBuckets } from './policy/index.js';
 import { PortAllocator } from './ports/index.js';
@@ -35,6 +35,8 @@ export interface RunningGateway {
 }
 
 const RECONCILE_INTERVAL_MS = 2_000;
+/** Instances on one Redis follow each other's traffic changes within a second. */
+const TRAFFIC_FOLLOW_INTERVAL_MS = 400;
 const MAX_DEPLOYMENTS = 1024;
 const MAX_BUCKETS = 65_536;
 const BREAKER_STATES: readonly string[] = ['closed', 'open', 'half-open'];
@@ -101,7 +103,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Runn
     return startedUp && list.some((d) => d.state === 'ready');
   };
   const snapshot = (): RouteTableSnapshot => buildRouteSnapshot({
-    version: ++tableVersion, ready: ready(), deployments: manager.routable(), traffic: config.traffic, keys: keys.list(), buckets: bucketSlots,
+    version: ++tableVersion, ready: ready(), deployments: manager.routable(), alias: (model) => traffic.aliasFor(model), keys: keys.list(), buckets: bucketSlots,
   });
   const publish = (): void => {
     // Keys load before the deployment manager exists; the data plane starts from a snapshot.
@@ -116,10 +118,15 @@ export async function startGateway(config: Config, logger: Logger): Promise<Runn
   const store = config.redis.url === null ? new FileStateStore(config.state_dir) : new RedisStateStore(config.redis.url);
   const records = new ReplicaRecords(config.state_dir);
   const keys = new KeyRegistry({ configured: config.api_keys, store, logger, onChange: publish });
+  const versionsOf = (model: string): VersionInfo[] => manager.list().filter((d) => d.spec.model === model).map((d) => ({
+    version: d.spec.version, deployment: d.id, state: d.state, readyReplicas: d.replicas.filter((r) => r.ready).length, routable: d.routable,
+  }));
+  const traffic = new TrafficRegistry({ config: config.traffic, store, logger, versionsOf, onChange: publish });
   // Read state before binding anything: corrupt state must stop the start-up with a clear error.
   try {
     await store.load();
     await keys.load();
+    await traffic.load();
   } catch (err) {
     // An open Redis client would keep retrying, and the process alive, after the error.
     await store.close();
@@ -204,7 +211,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Runn
     return renderStats(mergeStats(workers.map((w) => w.deployments))) + (await registry.metrics());
   };
 
-  const control: ControlPlane = { deployments: manager, keys, metrics, ready: () => !draining && dp.ready, native: () => dp.native };
+  const control: ControlPlane = { deployments: manager, keys, traffic, metrics, ready: () => !draining && dp.ready, native: () => dp.native };
   const admin = new AdminServer({ host: adminHost, port: config.admin.port, token: config.admin.token, logger });
   registerAdminRoutes(admin, { config, control });
   let adminPort: number;
@@ -212,6 +219,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Runn
     adminPort = await admin.listen();
     await manager.restore();
     restored = true;
+    traffic.startPruning();
   } catch (err) {
     // A half-started gateway must not linger: workers and children would keep it alive.
     await Promise.allSettled([dp.stop(0), manager.stopAll(), admin.close(), store.close()]);
@@ -237,6 +245,17 @@ export async function startGateway(config: Config, logger: Logger): Promise<Runn
       });
   }, RECONCILE_INTERVAL_MS);
   reconcileTimer?.unref();
+  let following = false;
+  const trafficTimer = store.kind !== 'redis' ? null : setInterval(() => {
+    if (following) return;
+    following = true;
+    traffic.follow()
+      .catch((err: unknown) => logger.warn({ err }, 'could not read the shared traffic'))
+      .finally(() => {
+        following = false;
+      });
+  }, TRAFFIC_FOLLOW_INTERVAL_MS);
+  trafficTimer?.unref();
 
   let shuttingDown: Promise<void> | null = null;
   let drainDelayOver = false;
@@ -247,6 +266,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Runn
     draining = true;
     // An instance on its way out starts nothing the shared desired state asks for.
     if (reconcileTimer !== null) clearInterval(reconcileTimer);
+    if (trafficTimer !== null) clearInterval(trafficTimer);
     await dp.drain();
     logger.info({ signal, drain_delay_ms: delayMs, grace_ms: graceMs }, 'draining');
     if (!drainDelayOver) await new Promise<void>((resolve) => {

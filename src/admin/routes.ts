@@ -5,6 +5,7 @@ import type { Config } from '../config/index.js';
 import type { ControlPlane } from '../control/index.js';
 import { registerDeploymentsApi } from './deployments-api.js';
 import { registerKeysApi } from './keys-api.js';
+import { registerModelsApi } from './models-api.js';
 import type { AdminServer } from './server.js';
 
 export interface AdminContext {
@@ -22,4 +23,5 @@ export function registerAdminRoutes(admin: AdminServer, { config, control }: Adm
     .route('GET', '/metrics', async () => ({ text: await control.metrics(), contentType: 'text/plain; version=0.0.4; charset=utf-8' }));
   registerDeploymentsApi(admin, { config, deployments: control.deployments });
   registerKeysApi(admin, { keys: control.keys });
+  registerModelsApi(admin, { traffic: control.traffic });
 }

@@ -125,6 +125,12 @@ export class Deployment {
     this.#state = s;
   }
 
+  /** False while draining or stopped: the route disappears for new requests at once. */
+  get routable(): boolean {
+    const s = this.#state;
+    return s !== 'draining' && s !== 'stopped';
+  }
+
   view(breaker?: (slot: number) => string): Record<string, unknown> {
     const s = this.spec;
     return {
@@ -168,7 +174,7 @@ export class DeploymentManager {
     const maxBody = this.#o.config.limits.max_body_bytes;
     return this.list().map((d) => ({
       id: d.id, model: d.spec.model, version: d.spec.version, slot: d.slot, upstream: d.upstream, policies: d.policies, maxBodyBytes: maxBody,
-      routable: d.state !== 'draining' && d.state !== 'stopped',
+      routable: d.routable,
       replicas: d.replicas.map((r): RoutableReplica => ({ id: r.id, host: r.host, port: r.port, basePath: r.basePath, slot: r.slot, ready: r.ready })),
     }));
   }

@@ -7,12 +7,14 @@
 import type { ApiKeyConfig, DeploymentConfig } from '../config/index.js';
 import type { HealthCheckView } from '../health/index.js';
 import type { LogLine } from '../ports/index.js';
+import type { StickySpec, TrafficEvent, TrafficWeights } from '../state/index.js';
 import type { ActiveKey } from './api-keys.js';
 import type { DeploymentState } from './deployments.js';
 
 export interface ControlPlane {
   readonly deployments: DeploymentControl;
   readonly keys: ApiKeyControl;
+  readonly traffic: TrafficControl;
   /** Prometheus text: the workers' request stats, then the control plane's own series. */
   metrics(): Promise<string>;
   /** What the workers answer, not what the deployments are: they get the table a moment later. */
@@ -55,4 +57,15 @@ export interface ApiKeyControl {
   /** The key in the clear comes back only when it was generated here. */
   create(spec: ApiKeyConfig): Promise<{ key: ActiveKey; secret: string | null }>;
   remove(name: string): Promise<ActiveKey>;
+}
+
+/** Each model's alias traffic (control/traffic.ts); unknown models are SLUICE_ERR_NOT_FOUND. */
+export interface TrafficControl {
+  /** Models with at least one deployed version, by name. */
+  models(): string[];
+  view(model: string): Record<string, unknown>;
+  events(model: string): readonly TrafficEvent[];
+  setWeights(model: string, weights: TrafficWeights, sticky: StickySpec | null, who: 'api', why: string): Promise<void>;
+  promote(model: string, version: string, who: 'api', why: string): Promise<void>;
+  rollback(model: string, who: 'api', why: string): Promise<void>;
 }

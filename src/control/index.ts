@@ -1,8 +1,9 @@
 // The control plane's door. The admin API takes only the facade's types from here; the
 // composition root (src/serve.ts) takes the parts it wires together.
-export type { ApiKeyControl, ControlPlane, DeploymentControl, ManagedDeployment, ManagedReplica } from './facade.js';
+export type { ApiKeyControl, ControlPlane, DeploymentControl, ManagedDeployment, ManagedReplica, TrafficControl } from './facade.js';
 export { KeyRegistry, type ActiveKey } from './api-keys.js';
 export { DataPlane } from './dataplane.js';
 export { DeploymentManager, type Replica } from './deployments.js';
 export { BucketSlots, buildRouteSnapshot } from './route-snapshot.js';
 export { IndexAllocator, MAX_REPLICA_SLOTS, SlotAllocator } from './slots.js';
+export { TrafficRegistry, type VersionInfo } from './traffic.js';

@@ -49,20 +49,16 @@ export interface SnapshotInput {
   readonly version: number;
   readonly ready: boolean;
   readonly deployments: readonly RoutableDeployment[];
-  readonly traffic: Readonly<Record<string, Readonly<Record<string, number>>>>;
+  /** The alias route of a model that has routable deployments (control/traffic.ts). */
+  readonly alias: (model: string) => AliasSnapshot;
   readonly keys: readonly ActiveKey[];
   readonly buckets: BucketSlots;
 }
 
-/**
- * `traffic` gives weights per model and version. A model without an entry sends all of
- * its alias traffic to the version declared last (the newest), so `/<model>/` works
- * before anyone has set weights.
- */
 export function buildRouteSnapshot(input: SnapshotInput): RouteTableSnapshot {
   const slotOf = input.buckets.slotOf;
   const out: DeploymentSnapshot[] = [];
-  const byModel = new Map<string, RoutableDeployment[]>();
+  const models = new Set<string>();
   for (const d of input.deployments) {
     if (!d.routable) continue;
     out.push({
@@ -70,18 +66,9 @@ export function buildRouteSnapshot(input: SnapshotInput): RouteTableSnapshot {
       policies: d.policies, buckets: bucketsFor(`dep:${d.id}`, `deployment ${d.id}`, d.policies.rate_limit, slotOf),
       replicas: d.replicas.filter((r) => r.ready).map(({ id, host, port, basePath, slot }) => ({ id, host, port, basePath, slot })),
     });
-    const list = byModel.get(d.model) ?? [];
-    list.push(d);
-    byModel.set(d.model, list);
+    models.add(d.model);
   }
-  const aliases: AliasSnapshot[] = [];
-  for (const [model, list] of byModel) {
-    const weights = input.traffic[model];
-    const targets = weights === undefined
-      ? [{ deployment: list[list.length - 1]!.id, weight: 1 }]
-      : list.map((d) => ({ deployment: d.id, weight: weights[d.version] ?? 0 }));
-    aliases.push({ model, targets });
-  }
+  const aliases = [...models].map(input.alias);
   const keys: KeySnapshot[] = input.keys.map((k) => {
     const deploymentBuckets: Record<string, readonly BucketRef[]> = {};
     for (const d of out) {

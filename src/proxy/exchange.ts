@@ -127,6 +127,8 @@ export class Exchange implements AttemptClient {
   /** The next request filter to run (FilterChain.request). */
   nextFilter = 0;
   client = '';
+  /** The `x-sluice-version` line when the request came through its model's alias; null otherwise. */
+  versionLine: Uint8Array | null = null;
   /** Response body bytes sent to the client. */
   responseBytes = 0;
   readonly startedAt: number;
@@ -480,6 +482,7 @@ export class Exchange implements AttemptClient {
     headText(this.requestId);
     const cache = this.cacheStatus;
     headBytes(cache === 'hit' ? CACHE_HIT_LINE : cache === 'miss' ? CACHE_MISS_LINE : CACHE_BYPASS_LINE);
+    if (this.versionLine !== null) headBytes(this.versionLine);
     const rl = this.rateLimit;
     if (rl !== null) {
       headBytes(rateLimitLimitLine(rl.limit));
@@ -743,8 +746,15 @@ export class Exchange implements AttemptClient {
     // the client's next request; a large one is not read: the connection closes.
     const close = !this.#bodyDone && !this.#drainable;
     if (!close && this.#clientPaused) this.#resumeClient();
-    this.responseBytes = writeErrorResponse(this.res, status, code, message, this.requestId, close, headers, this.#noResponseBody, this.cacheStatus);
+    this.responseBytes = writeErrorResponse(this.res, status, code, message, this.requestId, close, this.#withVersion(headers), this.#noResponseBody, this.cacheStatus);
     this.#finish(status);
+  }
+
+  /** An error's extra headers, with the version the alias chose (error paths only: it allocates). */
+  #withVersion(headers: ReadonlyArray<readonly [string, string]> | undefined): ReadonlyArray<readonly [string, string]> | undefined {
+    if (this.versionLine === null) return headers;
+    const line: readonly [string, string] = ['x-sluice-version', this.route.version];
+    return headers === undefined ? [line] : [...headers, line];
   }
 
   #abortUpstream(): void {
@@ -767,7 +777,7 @@ export class Exchange implements AttemptClient {
     const res = this.res;
     if (!this.#responded) {
       const status = ERRORS[code].status;
-      this.responseBytes = writeErrorResponse(res, status, code, message, this.requestId, closeClient, undefined, this.#noResponseBody, this.cacheStatus);
+      this.responseBytes = writeErrorResponse(res, status, code, message, this.requestId, closeClient, this.#withVersion(undefined), this.#noResponseBody, this.cacheStatus);
       this.#finish(status);
       return;
     }

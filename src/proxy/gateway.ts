@@ -180,7 +180,19 @@ export class Gateway implements ExchangeOwner {
       this.#reject(res, 'SLUICE_ERR_NO_ROUTE', `no deployment serves ${url}`, requestId, method, url);
       return;
     }
-    const route = matched instanceof DeploymentRoute ? matched : matched.pick();
+    // API keys: known only as digests; a key the gateway knows is consumed, not forwarded.
+    const table = this.#table;
+    const presented = table.hasKeys ? presentedKey(head.authorization, head.xApiKey) : '';
+    const key = presented !== '' ? table.keyByDigest(hashKey(presented)) : undefined;
+    let route: DeploymentRoute | undefined;
+    let alias = false;
+    if (matched instanceof DeploymentRoute) {
+      route = matched;
+    } else {
+      alias = true;
+      const sticky = matched.stickyHeader;
+      route = sticky === null ? matched.pick() : matched.pickFor(sticky !== '' ? req.getHeader(sticky) : key?.name ?? '');
+    }
     if (route === undefined) {
       this.#reject(res, 'SLUICE_ERR_NO_READY_REPLICA', `no version of ${segment} has traffic weight`, requestId, method, url);
       return;
@@ -189,10 +201,6 @@ export class Gateway implements ExchangeOwner {
       this.#reject(res, 'SLUICE_ERR_BODY_TOO_LARGE', `request body of ${head.contentLength} bytes exceeds ${route.maxBodyBytes}`, requestId, method, url, { close: true, route });
       return;
     }
-    // API keys: known only as digests; a key the gateway knows is consumed, not forwarded.
-    const table = this.#table;
-    const presented = table.hasKeys ? presentedKey(head.authorization, head.xApiKey) : '';
-    const key = presented !== '' ? table.keyByDigest(hashKey(presented)) : undefined;
     const rest = segEnd === -1 ? '/' : url.slice(segEnd);
     const query = req.getQuery();
     const expectBody = head.chunked || head.contentLength > 0;
@@ -210,6 +218,7 @@ export class Gateway implements ExchangeOwner {
     ex.path = url;
     ex.upstreamPath = rest;
     ex.client = client;
+    if (alias) ex.versionLine = route.versionLine;
     const filters = route.filters;
     if (filters !== null && filters.head !== null) {
       const hs = filters.head;

@@ -3,7 +3,8 @@
 // reads the table reference once when it starts and keeps it until it ends (Envoy's RDS
 // model), so a swap never disturbs requests in flight.
 
-import { cumulativeWeights, LeastOutstanding, pickWeighted, type Balancer, type BreakerBoard, type BreakerOptions } from '../balancer/index.js';
+import { Buffer } from 'node:buffer';
+import { cumulativeWeights, LeastOutstanding, pickSticky, pickWeighted, stickyHash, type Balancer, type BreakerBoard, type BreakerOptions } from '../balancer/index.js';
 import type { PoliciesConfig, UpstreamOptions } from '../config/index.js';
 import { KeyScope, type BucketRef, type RedisCache } from '../policy/index.js';
 import { RequestStats } from '../telemetry/index.js';
@@ -39,6 +40,8 @@ export interface DeploymentSnapshot {
 export interface AliasSnapshot {
   readonly model: string;
   readonly targets: ReadonlyArray<{ readonly deployment: string; readonly weight: number }>;
+  /** Requests with the same value of this header (lower case) go to the same version; '' for the API key's name; null: none. */
+  readonly stickyHeader: string | null;
 }
 
 export interface KeySnapshot {
@@ -107,6 +110,8 @@ export class DeploymentRoute {
   readonly cache: RouteCache | null;
   /** The policies a request passes before the balancer; null: none (the direct path). */
   readonly filters: FilterChain | null;
+  /** `x-sluice-version` as a response head line: alias responses say which version served them. */
+  readonly versionLine: Uint8Array;
 
   constructor(snap: DeploymentSnapshot, replicas: ReplicaRoute[], stats: RequestStats, shared: SharedState, cache: RouteCache | null, filters: FilterChain | null) {
     this.id = snap.id;
@@ -129,6 +134,7 @@ export class DeploymentRoute {
     this.stats = stats;
     this.cache = cache;
     this.filters = filters;
+    this.versionLine = Buffer.from(`\r\nx-sluice-version: ${snap.version}`, 'latin1');
   }
 }
 
@@ -158,17 +164,30 @@ const EMPTY_BUCKETS: readonly BucketRef[] = Object.freeze([]);
 /** `/<model>/...`: splits traffic across the model's versions by weight. */
 export class AliasRoute {
   readonly model: string;
+  /** Sticky by this request header's value; '' by the API key's name; null: every request is drawn at random. */
+  readonly stickyHeader: string | null;
   readonly #targets: readonly DeploymentRoute[];
+  readonly #weights: readonly number[];
   readonly #cumulative: Float64Array;
+  readonly #seeds: Uint32Array;
 
-  constructor(model: string, targets: DeploymentRoute[], weights: number[]) {
+  constructor(model: string, targets: DeploymentRoute[], weights: number[], stickyHeader: string | null) {
     this.model = model;
+    this.stickyHeader = stickyHeader;
     this.#targets = Object.freeze(targets);
+    this.#weights = Object.freeze(weights);
     this.#cumulative = cumulativeWeights(weights);
+    this.#seeds = Uint32Array.from(targets, (t) => stickyHash(t.id));
   }
 
   pick(): DeploymentRoute | undefined {
     return pickWeighted(this.#targets, this.#cumulative);
+  }
+
+  /** The version for sticky `key` (a header value or a key name); drawn at random when the request has none. */
+  pickFor(key: string): DeploymentRoute | undefined {
+    if (key === '') return this.pick();
+    return pickSticky(this.#targets, this.#weights, this.#seeds, stickyHash(key));
   }
 }
 
@@ -266,7 +285,7 @@ export class RouteTableCompiler {
           weights.push(t.weight);
         }
       }
-      routes.set(a.model, new AliasRoute(a.model, targets, weights));
+      routes.set(a.model, new AliasRoute(a.model, targets, weights, a.stickyHeader));
     }
     // Pools of replicas that left the table: idle sockets close now, busy ones when done.
     for (const [key, pool] of this.#pools) {

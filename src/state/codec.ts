@@ -1,5 +1,5 @@
 import { apiKeySchema, deploymentSchema, validate, type ApiKeyConfig, type DeploymentConfig } from '../config/index.js';
-import { StateError, type DesiredDeployment, type StoredApiKey } from './types.js';
+import { StateError, type DesiredDeployment, type StoredApiKey, type StoredTraffic } from './types.js';
 
 const FORMAT = 1;
 
@@ -23,7 +23,7 @@ export function decodeDesired(text: string, where: string): DesiredDeployment[] 
 }
 
 /** One deployment or API key stored on its own (a field of a Redis hash). */
-export function encodeEntry(entry: DesiredDeployment | StoredApiKey): string {
+export function encodeEntry(entry: DesiredDeployment | StoredApiKey | StoredTraffic): string {
   return JSON.stringify(entry);
 }
 
@@ -85,4 +85,53 @@ function checkKey(entry: unknown, where: string, path: string): StoredApiKey {
   } catch (err) {
     throw new StateError(`${where}: ${(err as Error).message}`);
   }
+}
+
+export function encodeTraffic(list: readonly StoredTraffic[]): string {
+  return JSON.stringify({ format: FORMAT, traffic: list }, null, 2) + '\n';
+}
+
+export function decodeTraffic(text: string, where: string): StoredTraffic[] {
+  const doc = parse(text, where) as { format?: unknown; traffic?: unknown } | null;
+  if (typeof doc !== 'object' || doc === null || doc.format !== FORMAT || !Array.isArray(doc.traffic)) {
+    throw new StateError(`${where}: not a sluice traffic document of format ${FORMAT}`);
+  }
+  return doc.traffic.map((entry: unknown, i: number) => checkTraffic(entry, `${where}: traffic[${i}]`));
+}
+
+/** One model's traffic stored on its own (a field of the Redis hash), under the model's name. */
+export function decodeTrafficEntry(text: string, model: string, where: string): StoredTraffic {
+  const t = checkTraffic(parse(text, where), where);
+  if (t.model !== model) throw new StateError(`${where}: holds the traffic of ${t.model}, not ${model}`);
+  return t;
+}
+
+const STICKY_HEADER = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
+
+function checkTraffic(entry: unknown, where: string): StoredTraffic {
+  const e = entry as Partial<Record<keyof StoredTraffic, unknown>> | null;
+  const bad = (what: string): never => {
+    throw new StateError(`${where}: ${what}; fix or remove it`);
+  };
+  if (typeof e !== 'object' || e === null) return bad('not a traffic entry');
+  if (typeof e.model !== 'string' || e.model === '') bad('model is not a name');
+  let weights: Record<string, number> | null = null;
+  if (e.weights !== null) {
+    if (typeof e.weights !== 'object' || e.weights === undefined || Array.isArray(e.weights)) return bad('weights is not an object');
+    weights = {};
+    for (const [v, w] of Object.entries(e.weights as object)) {
+      if (typeof w !== 'number' || !Number.isFinite(w) || w < 0) bad(`weights.${v} is not a weight`);
+      weights[v] = w as number;
+    }
+  }
+  const sticky = e.sticky as { by?: unknown; name?: unknown } | null | undefined;
+  if (sticky != null && !(sticky.by === 'api_key' || (sticky.by === 'header' && typeof sticky.name === 'string' && STICKY_HEADER.test(sticky.name)))) bad('sticky is not a sticky rule');
+  if (e.stable !== null && typeof e.stable !== 'string') bad('stable is not a version');
+  if (typeof e.config_digest !== 'string') bad('config_digest is not a string');
+  if (!Array.isArray(e.events)) bad('events is not a list');
+  return {
+    model: e.model as string, weights, sticky: (sticky ?? null) as StoredTraffic['sticky'], stable: (e.stable ?? null) as string | null,
+    config_digest: e.config_digest as string, events: e.events as StoredTraffic['events'],
+    updated_at: typeof e.updated_at === 'string' ? e.updated_at : new Date(0).toISOString(),
+  };
 }

@@ -1,12 +1,14 @@
 import { join } from 'node:path';
 import { readFileIfExists, removeStaleTemps, writeFileAtomic } from './atomic-file.js';
-import { decodeDesired, decodeKeys, desiredId, encodeDesired, encodeKeys } from './codec.js';
-import type { DesiredDeployment, DesiredStateStore, StoredApiKey } from './types.js';
+import { decodeDesired, decodeKeys, decodeTraffic, desiredId, encodeDesired, encodeKeys, encodeTraffic } from './codec.js';
+import type { DesiredDeployment, DesiredStateStore, StoredApiKey, StoredTraffic } from './types.js';
 
 export class FileStateStore implements DesiredStateStore {
   readonly kind = 'file';
   readonly path: string;
   readonly keysPath: string;
+  readonly trafficPath: string;
+  #traffic = new Map<string, StoredTraffic>();
   #entries = new Map<string, DesiredDeployment>();
   #keys = new Map<string, StoredApiKey>();
   // Saves are serialised so that an older snapshot never lands after a newer one.
@@ -15,6 +17,7 @@ export class FileStateStore implements DesiredStateStore {
   constructor(stateDir: string) {
     this.path = join(stateDir, 'desired.json');
     this.keysPath = join(stateDir, 'api-keys.json');
+    this.trafficPath = join(stateDir, 'traffic.json');
   }
 
   async load(): Promise<DesiredDeployment[]> {
@@ -51,6 +54,19 @@ export class FileStateStore implements DesiredStateStore {
   removeKey(name: string): Promise<void> {
     if (!this.#keys.delete(name)) return this.#chain;
     return this.#save(this.keysPath, encodeKeys([...this.#keys.values()]));
+  }
+
+  async loadTraffic(): Promise<StoredTraffic[]> {
+    await removeStaleTemps(this.trafficPath);
+    const text = await readFileIfExists(this.trafficPath);
+    const list = text === null ? [] : decodeTraffic(text, this.trafficPath);
+    this.#traffic = new Map(list.map((t) => [t.model, t]));
+    return list;
+  }
+
+  putTraffic(traffic: StoredTraffic): Promise<void> {
+    this.#traffic.set(traffic.model, traffic);
+    return this.#save(this.trafficPath, encodeTraffic([...this.#traffic.values()]));
   }
 
   #write(): Promise<void> {

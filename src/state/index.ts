@@ -2,4 +2,6 @@ export { FileStateStore } from './file-store.js';
 export { RedisStateStore, redactUrl } from './redis-store.js';
 export { ReplicaRecords } from './replica-records.js';
 export { writeFileAtomic } from './atomic-file.js';
-export { StateError, type DesiredDeployment, type DesiredStateStore, type ReplicaRecord, type StoredApiKey } from './types.js';
+export {
+  StateError, type DesiredDeployment, type DesiredStateStore, type ReplicaRecord, type StickySpec, type StoredApiKey, type StoredTraffic, type TrafficEvent, type TrafficWeights,
+} from './types.js';

@@ -1,12 +1,14 @@
 import { Redis } from 'ioredis';
-import { decodeEntry, decodeKeyEntry, desiredId, encodeEntry } from './codec.js';
-import { StateError, type DesiredDeployment, type DesiredStateStore, type StoredApiKey } from './types.js';
+import { decodeEntry, decodeKeyEntry, decodeTrafficEntry, desiredId, encodeEntry } from './codec.js';
+import { StateError, type DesiredDeployment, type DesiredStateStore, type StoredApiKey, type StoredTraffic } from './types.js';
 
 // A hash, one field per deployment: instances that share the Redis change only the
 // deployments they deploy or undeploy, never each other's.
 const KEY = 'sluice:deployments';
 // API keys likewise, one field per key name (digests only).
 const API_KEYS = 'sluice:api_keys';
+// Each model's traffic (weights, stable version, events), one field per model.
+const TRAFFIC = 'sluice:traffic';
 
 /** Desired state shared by every gateway instance on one Redis (SLUICE_REDIS_URL). */
 export class RedisStateStore implements DesiredStateStore {
@@ -53,6 +55,16 @@ export class RedisStateStore implements DesiredStateStore {
   async removeKey(name: string): Promise<void> {
     await this.#connected();
     await this.#redis.hdel(API_KEYS, name);
+  }
+
+  async loadTraffic(): Promise<StoredTraffic[]> {
+    const fields = await this.#readHash(TRAFFIC, 'traffic');
+    return Object.entries(fields).map(([model, text]) => decodeTrafficEntry(text, model, `${this.#where} ${TRAFFIC} field ${model}`));
+  }
+
+  async putTraffic(traffic: StoredTraffic): Promise<void> {
+    await this.#connected();
+    await this.#redis.hset(TRAFFIC, traffic.model, encodeEntry(traffic));
   }
 
   async close(): Promise<void> {

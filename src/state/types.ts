@@ -24,6 +24,34 @@ export interface ReplicaRecord {
   readonly pgid: number;
 }
 
+/** Requests with the same header value, or the same API key, go to the same version. */
+export type StickySpec = { readonly by: 'header'; readonly name: string } | { readonly by: 'api_key' };
+
+/** Version -> weight for a model's alias route. */
+export type TrafficWeights = Readonly<Record<string, number>>;
+
+/** One change of a model's traffic, as GET /v1/models/{model}/events shows it. */
+export interface TrafficEvent {
+  readonly at: string;
+  readonly who: 'api' | 'config' | 'gateway' | 'rollout';
+  readonly action: 'traffic' | 'promote' | 'rollback' | 'fallback' | 'version_removed' | 'config';
+  readonly from: TrafficWeights | null;
+  readonly to: TrafficWeights | null;
+  readonly why: string;
+}
+
+/** A model's traffic as set through the admin API, with its history: followed by every instance. */
+export interface StoredTraffic {
+  readonly model: string;
+  readonly weights: TrafficWeights | null;
+  readonly sticky: StickySpec | null;
+  readonly stable: string | null;
+  /** The config's `traffic` entry for the model (canonical JSON, '' for none) when this was set: a changed entry wins over it. */
+  readonly config_digest: string;
+  readonly events: readonly TrafficEvent[];
+  readonly updated_at: string;
+}
+
 /**
  * Changes are per deployment, never a rewrite of the whole list: several gateway
  * instances share one Redis, and one that does not know a deployment must not drop it.
@@ -39,6 +67,9 @@ export interface DesiredStateStore {
   loadKeys(): Promise<StoredApiKey[]>;
   putKey(key: StoredApiKey): Promise<void>;
   removeKey(name: string): Promise<void>;
+  /** Models' traffic set through the admin API, one record per model. */
+  loadTraffic(): Promise<StoredTraffic[]>;
+  putTraffic(traffic: StoredTraffic): Promise<void>;
   close(): Promise<void>;
 }
 

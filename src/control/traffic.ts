@@ -1,0 +1,323 @@
+// Each model's alias traffic: the weights across its versions, the stable version, sticky
+// assignment and the history of changes. The config's `traffic` is the initial state;
+// changes through the admin API are stored (file or Redis) and win until the config's entry
+// for that model changes. From these and the versions' readiness it resolves what the
+// alias route gets: never a version with no ready replica while another version is ready.
+
+import type { Config } from '../config/index.js';
+import { SluiceError } from '../errors/index.js';
+import type { AliasSnapshot } from '../proxy/index.js';
+import type { DesiredStateStore, StickySpec, StoredTraffic, TrafficEvent, TrafficWeights } from '../state/index.js';
+import type { Logger } from '../telemetry/index.js';
+
+/** A deployed version of a model, oldest first, as the traffic registry sees it. */
+export interface VersionInfo {
+  readonly version: string;
+  readonly deployment: string;
+  readonly state: string;
+  readonly readyReplicas: number;
+  /** False while draining or stopped: it takes no new requests. */
+  readonly routable: boolean;
+}
+
+export type TrafficSource = 'default' | 'config' | 'api';
+export type Fallback = 'stable' | 'any_ready';
+
+/** What the alias route gets now. */
+export interface AliasResolution {
+  readonly targets: ReadonlyArray<{ readonly deployment: string; readonly version: string; readonly weight: number }>;
+  /** Why the targets are not the weights: none of the weighted versions is ready. */
+  readonly fallback: Fallback | null;
+}
+
+interface ModelTraffic {
+  weights: TrafficWeights | null;
+  sticky: StickySpec | null;
+  stable: string | null;
+  source: TrafficSource;
+  configDigest: string;
+  events: TrafficEvent[];
+  updatedAt: string;
+}
+
+export interface TrafficRegistryOptions {
+  readonly config: Config['traffic'];
+  readonly store: DesiredStateStore;
+  readonly logger: Logger;
+  /** The model's deployed versions, oldest first. */
+  readonly versionsOf: (model: string) => VersionInfo[];
+  /** Something routing depends on changed: publish a route table. */
+  readonly onChange: () => void;
+}
+
+const MAX_EVENTS = 200;
+
+export class TrafficRegistry {
+  readonly #o: TrafficRegistryOptions;
+  readonly #models = new Map<string, ModelTraffic>();
+  /** The fallback each model's alias was last published with (events on changes only). */
+  readonly #fallbacks = new Map<string, Fallback | null>();
+  /** Weighted versions that are no longer deployed are dropped only once every deployment is back after a start. */
+  #pruning = false;
+
+  constructor(options: TrafficRegistryOptions) {
+    this.#o = options;
+  }
+
+  /**
+   * At start-up: the stored records against the config's entries. A stored API change wins
+   * while the config's entry for its model is the one it was made under; a changed (or
+   * removed) entry wins over it, and says so in an event.
+   */
+  async load(): Promise<void> {
+    const stored = new Map((await this.#o.store.loadTraffic()).map((t) => [t.model, t]));
+    const models = new Set([...Object.keys(this.#o.config), ...stored.keys()]);
+    for (const model of models) {
+      const digest = configDigest(this.#o.config[model]);
+      const record = stored.get(model);
+      if (record !== undefined && record.config_digest === digest) {
+        this.#models.set(model, fromStored(record));
+        continue;
+      }
+      const entry = this.#fromConfig(model, digest, record?.events ?? []);
+      if (record !== undefined) {
+        this.#event(entry, { who: 'config', action: 'config', from: record.weights, to: entry.weights, why: 'the config\'s traffic for this model changed since the API set it: the config wins' });
+        await this.#save(model, entry);
+      }
+      this.#models.set(model, entry);
+    }
+  }
+
+  /** Instances sharing Redis: takes the records another instance wrote. */
+  async follow(): Promise<void> {
+    let changed = false;
+    for (const record of await this.#o.store.loadTraffic()) {
+      const mine = this.#models.get(record.model);
+      if (mine !== undefined && mine.updatedAt === record.updated_at) continue;
+      if (mine !== undefined && mine.updatedAt > record.updated_at) continue;
+      this.#models.set(record.model, fromStored(record));
+      changed = true;
+    }
+    if (changed) this.#o.onChange();
+  }
+
+  /** Every deployment the gateway had is back: a weighted version missing from now on was undeployed. */
+  startPruning(): void {
+    this.#pruning = true;
+  }
+
+  /** The alias route of `model` for the route table; records fallback changes as events. */
+  aliasFor(model: string): AliasSnapshot {
+    const versions = this.#o.versionsOf(model);
+    const t = this.#pruned(model, versions);
+    const resolution = resolveAlias(versions, t?.weights ?? null, t?.stable ?? null);
+    const before = this.#fallbacks.get(model) ?? null;
+    if (resolution.fallback !== before) {
+      this.#fallbacks.set(model, resolution.fallback);
+      if (resolution.fallback !== null) {
+        const to = Object.fromEntries(resolution.targets.map((x) => [x.version, x.weight]));
+        const why = resolution.fallback === 'stable'
+          ? 'no weighted version is ready: the alias falls back to the stable version'
+          : 'no weighted version (nor the stable one) is ready: the alias falls back to the newest ready version';
+        this.#o.logger.warn({ model, to }, why);
+        this.#event(this.#entry(model), { who: 'gateway', action: 'fallback', from: t?.weights ?? null, to, why });
+      }
+    }
+    const sticky = t?.sticky ?? null;
+    return {
+      model,
+      targets: resolution.targets.map(({ deployment, weight }) => ({ deployment, weight })),
+      stickyHeader: sticky === null ? null : sticky.by === 'header' ? sticky.name.toLowerCase() : '',
+    };
+  }
+
+  /** Replaces the weights (and sticky rule) of `model`: validated, stored, then published. */
+  async setWeights(model: string, weights: TrafficWeights, sticky: StickySpec | null, who: TrafficEvent['who'], why: string): Promise<void> {
+    const versions = this.#known(model);
+    for (const v of Object.keys(weights)) {
+      if (!versions.some((x) => x.version === v)) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `weights.${v}: ${model} has no version ${v}`, { field: `weights.${v}` });
+    }
+    const entry = this.#entry(model);
+    // The version that had the traffic so far is the one to roll back to.
+    const stable = entry.stable ?? heaviest(resolveAlias(versions, entry.weights, null).targets);
+    await this.#change(model, entry, { weights: { ...weights }, sticky, stable }, { who, action: 'traffic', why });
+  }
+
+  /** All traffic to `version`, which becomes the stable version. */
+  async promote(model: string, version: string, who: TrafficEvent['who'], why: string): Promise<void> {
+    const versions = this.#known(model);
+    if (!versions.some((x) => x.version === version)) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `version: ${model} has no version ${version}`, { field: 'version' });
+    const entry = this.#entry(model);
+    await this.#change(model, entry, { weights: { [version]: 100 }, sticky: entry.sticky, stable: version }, { who, action: 'promote', why });
+  }
+
+  /** All traffic back to the stable version. */
+  async rollback(model: string, who: TrafficEvent['who'], why: string): Promise<void> {
+    this.#known(model);
+    const entry = this.#entry(model);
+    const stable = entry.stable;
+    if (stable === null) throw new SluiceError('SLUICE_ERR_CONFLICT', `${model} has no stable version to roll back to (promote one first)`);
+    await this.#change(model, entry, { weights: { [stable]: 100 }, sticky: entry.sticky, stable }, { who, action: 'rollback', why });
+  }
+
+  /** GET /v1/models/{model}: versions with their weights, what is routed now, the history's size. */
+  view(model: string): Record<string, unknown> {
+    const versions = this.#known(model);
+    const t = this.#models.get(model);
+    const weights = t?.weights ?? null;
+    const resolution = resolveAlias(versions, weights, t?.stable ?? null);
+    const total = resolution.targets.reduce((sum, x) => sum + x.weight, 0);
+    const effective: Record<string, number> = {};
+    if (versions.some(isReady)) for (const x of resolution.targets) effective[x.version] = total > 0 ? x.weight / total : 0;
+    return {
+      model,
+      versions: versions.map((v) => ({
+        version: v.version, deployment: v.deployment, state: v.state, ready_replicas: v.readyReplicas,
+        weight: weights === null ? null : weights[v.version] ?? 0, share: effective[v.version] ?? 0,
+      })),
+      weights,
+      effective,
+      stable: t?.stable ?? null,
+      sticky: t?.sticky ?? null,
+      source: t?.source ?? 'default',
+      fallback: resolution.fallback,
+      rollout: null,
+    };
+  }
+
+  events(model: string): TrafficEvent[] {
+    this.#known(model);
+    return this.#models.get(model)?.events ?? [];
+  }
+
+  /** Models with at least one deployed version. */
+  models(): string[] {
+    return [...new Set(this.#modelsWithVersions())].sort();
+  }
+
+  #modelsWithVersions(): string[] {
+    return [...this.#models.keys(), ...Object.keys(this.#o.config)].filter((m) => this.#o.versionsOf(m).length > 0);
+  }
+
+  /** The model's versions; 404 when it has none. */
+  #known(model: string): VersionInfo[] {
+    const versions = this.#o.versionsOf(model);
+    if (versions.length === 0) throw new SluiceError('SLUICE_ERR_NOT_FOUND', `no deployment of model '${model}'`);
+    return versions;
+  }
+
+  #entry(model: string): ModelTraffic {
+    let entry = this.#models.get(model);
+    if (entry === undefined) {
+      entry = this.#fromConfig(model, configDigest(this.#o.config[model]), []);
+      this.#models.set(model, entry);
+    }
+    return entry;
+  }
+
+  #fromConfig(model: string, digest: string, events: readonly TrafficEvent[]): ModelTraffic {
+    const weights = this.#o.config[model] ?? null;
+    return {
+      weights, sticky: null, stable: weights === null ? null : heaviestOf(weights), source: weights === null ? 'default' : 'config',
+      configDigest: digest, events: [...events], updatedAt: new Date(0).toISOString(),
+    };
+  }
+
+  async #change(
+    model: string, entry: ModelTraffic, next: Pick<ModelTraffic, 'weights' | 'sticky' | 'stable'>,
+    what: Pick<TrafficEvent, 'who' | 'action' | 'why'>,
+  ): Promise<void> {
+    const updated: ModelTraffic = {
+      ...next, source: 'api', configDigest: configDigest(this.#o.config[model]), events: entry.events, updatedAt: laterThan(entry.updatedAt),
+    };
+    this.#event(updated, { ...what, from: entry.weights, to: next.weights });
+    // Stored first: a change that could not be kept is not applied (and the caller gets the error).
+    await this.#save(model, updated);
+    this.#models.set(model, updated);
+    this.#o.logger.info({ model, who: what.who, action: what.action, from: entry.weights, to: next.weights }, 'traffic changed');
+    this.#o.onChange();
+  }
+
+  /** Drops weighted versions that were undeployed (API records only: the config's entry is declarative). */
+  #pruned(model: string, versions: readonly VersionInfo[]): ModelTraffic | undefined {
+    const t = this.#models.get(model);
+    if (!this.#pruning || t === undefined || t.source !== 'api' || t.weights === null) return t;
+    const gone = Object.keys(t.weights).filter((v) => !versions.some((x) => x.version === v));
+    const stableGone = t.stable !== null && !versions.some((x) => x.version === t.stable);
+    if (gone.length === 0 && !stableGone) return t;
+    const weights = Object.fromEntries(Object.entries(t.weights).filter(([v]) => !gone.includes(v)));
+    const updated: ModelTraffic = { ...t, weights, stable: stableGone ? null : t.stable, updatedAt: laterThan(t.updatedAt) };
+    const why = `${[...gone, ...(stableGone && !gone.includes(t.stable!) ? [t.stable!] : [])].map((v) => `${model}-${v}`).join(', ')} undeployed: removed from the traffic${stableGone ? ' (it was the stable version)' : ''}`;
+    this.#event(updated, { who: 'gateway', action: 'version_removed', from: t.weights, to: weights, why });
+    this.#models.set(model, updated);
+    this.#o.logger.warn({ model, removed: gone }, why);
+    this.#save(model, updated).catch((err: unknown) => this.#o.logger.error({ err, model }, 'could not store the traffic change'));
+    return updated;
+  }
+
+  #event(entry: ModelTraffic, e: Omit<TrafficEvent, 'at'>): void {
+    entry.events = [...entry.events, { at: new Date().toISOString(), ...e }].slice(-MAX_EVENTS);
+  }
+
+  #save(model: string, t: ModelTraffic): Promise<void> {
+    return this.#o.store.putTraffic({
+      model, weights: t.weights, sticky: t.sticky, stable: t.stable, config_digest: t.configDigest, events: t.events, updated_at: t.updatedAt,
+    });
+  }
+}
+
+/**
+ * The alias's targets: the weighted versions that have a ready replica. When none has, the
+ * stable version, else the newest ready one (a fallback); when nothing is ready at all, the
+ * weighted versions (their requests get 503 until one is). Without weights the newest ready
+ * version takes everything.
+ */
+export function resolveAlias(versions: readonly VersionInfo[], weights: TrafficWeights | null, stable: string | null): AliasResolution {
+  const routable = versions.filter((v) => v.routable);
+  const ready = routable.filter(isReady);
+  const target = (v: VersionInfo, weight: number): AliasResolution['targets'][number] => ({ deployment: v.deployment, version: v.version, weight });
+  if (weights === null) {
+    const newest = ready[ready.length - 1] ?? routable[routable.length - 1];
+    return { targets: newest === undefined ? [] : [target(newest, 1)], fallback: null };
+  }
+  const weighted = routable.filter((v) => (weights[v.version] ?? 0) > 0);
+  const live = weighted.filter(isReady);
+  if (live.length > 0) return { targets: live.map((v) => target(v, weights[v.version]!)), fallback: null };
+  const stableReady = ready.find((v) => v.version === stable);
+  if (stableReady !== undefined) return { targets: [target(stableReady, 1)], fallback: 'stable' };
+  const newest = ready[ready.length - 1];
+  if (newest !== undefined) return { targets: [target(newest, 1)], fallback: 'any_ready' };
+  return { targets: weighted.map((v) => target(v, weights[v.version]!)), fallback: null };
+}
+
+function isReady(v: VersionInfo): boolean {
+  return v.routable && v.readyReplicas > 0;
+}
+
+function fromStored(t: StoredTraffic): ModelTraffic {
+  return { weights: t.weights, sticky: t.sticky, stable: t.stable, source: 'api', configDigest: t.config_digest, events: [...t.events], updatedAt: t.updated_at };
+}
+
+/** The config's entry as canonical JSON (keys sorted), '' when the config has none. */
+function configDigest(entry: TrafficWeights | undefined): string {
+  return entry === undefined ? '' : JSON.stringify(Object.keys(entry).sort().map((k) => [k, entry[k]]));
+}
+
+function heaviest(targets: AliasResolution['targets']): string | null {
+  let best: AliasResolution['targets'][number] | null = null;
+  for (const t of targets) if (best === null || t.weight > best.weight) best = t;
+  return best?.version ?? null;
+}
+
+function heaviestOf(weights: TrafficWeights): string | null {
+  let best: string | null = null;
+  for (const [v, w] of Object.entries(weights)) if (w > 0 && (best === null || w > weights[best]!)) best = v;
+  return best;
+}
+
+/** Now, or just after `previous` when the clock has not moved past it: records order by it across instances. */
+function laterThan(previous: string): string {
+  const now = new Date();
+  const prev = Date.parse(previous);
+  return (now.getTime() > prev ? now : new Date(prev + 1)).toISOString();
+}
