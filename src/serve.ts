@@ -120,8 +120,15 @@ export async function startGateway(config: Config, logger: Logger): Promise<Runn
   const keys = new KeyRegistry({ configured: config.api_keys, store, logger, onChange: publish });
   const versionsOf = (model: string): VersionInfo[] => manager.list().filter((d) => d.spec.model === model).map((d) => ({
     version: d.spec.version, deployment: d.id, state: d.state, readyReplicas: d.replicas.filter((r) => r.ready).length, routable: d.routable,
+    restarts: d.replicas.reduce((n, r) => n + (r.process?.restarts ?? 0), 0),
   }));
-  const traffic = new TrafficRegistry({ config: config.traffic, store, logger, versionsOf, onChange: publish });
+  const registry = new Registry();
+  const rollouts = new Counter({ name: 'sluice_rollouts_total', help: 'Rollouts that ended, by model and result (promoted, rolled_back, aborted).', labelNames: ['model', 'result'], registers: [registry] });
+  const traffic = new TrafficRegistry({
+    config: config.traffic, store, logger, versionsOf, onChange: publish,
+    stats: async () => mergeStats((await dataPlane!.collectStats()).map((w) => w.deployments)),
+    onRolloutFinished: (model, result) => rollouts.inc({ model, result }),
+  });
   // Read state before binding anything: corrupt state must stop the start-up with a clear error.
   try {
     await store.load();
@@ -152,7 +159,6 @@ export async function startGateway(config: Config, logger: Logger): Promise<Runn
     logger.warn({ forced: process.env['SLUICE_UPSTREAM_TRANSPORT'] === 'socket' }, 'the upstream client runs on the slower public net.Socket API, not Node\'s internal stream handle');
   }
 
-  const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'sluice_process_' });
   const dp = dataPlane;
   new Gauge({ name: 'sluice_uws_native', help: '1 when the data plane runs the native uWebSockets.js binding.', registers: [registry], collect() { this.set(dp.native ? 1 : 0); } });
@@ -264,6 +270,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Runn
     const started = Date.now();
     const { drain_delay_ms: delayMs, grace_ms: graceMs } = config.shutdown;
     draining = true;
+    traffic.stop();
     // An instance on its way out starts nothing the shared desired state asks for.
     if (reconcileTimer !== null) clearInterval(reconcileTimer);
     if (trafficTimer !== null) clearInterval(trafficTimer);

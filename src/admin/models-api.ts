@@ -42,6 +42,16 @@ export function registerModelsApi(admin: AdminServer, { traffic }: ModelsApiCont
       const model = req.params.model!;
       await traffic.rollback(model, 'api', 'rolled back through the admin API');
       return { body: traffic.view(model) };
+    })
+    .route('PUT', '/v1/models/:model/rollout', async (req) => {
+      const model = req.params.model!;
+      await traffic.startRollout(model, await req.json());
+      return { status: 201, body: traffic.view(model) };
+    })
+    .route('DELETE', '/v1/models/:model/rollout', async (req) => {
+      const model = req.params.model!;
+      await traffic.abortRollout(model);
+      return { body: traffic.view(model) };
     });
 }
 

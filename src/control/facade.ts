@@ -68,4 +68,7 @@ export interface TrafficControl {
   setWeights(model: string, weights: TrafficWeights, sticky: StickySpec | null, who: 'api', why: string): Promise<void>;
   promote(model: string, version: string, who: 'api', why: string): Promise<void>;
   rollback(model: string, who: 'api', why: string): Promise<void>;
+  /** Validates the body (PUT /v1/models/{model}/rollout) and starts the rollout. */
+  startRollout(model: string, body: Record<string, unknown>): Promise<void>;
+  abortRollout(model: string): Promise<void>;
 }

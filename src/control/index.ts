@@ -6,4 +6,5 @@ export { DataPlane } from './dataplane.js';
 export { DeploymentManager, type Replica } from './deployments.js';
 export { BucketSlots, buildRouteSnapshot } from './route-snapshot.js';
 export { IndexAllocator, MAX_REPLICA_SLOTS, SlotAllocator } from './slots.js';
-export { TrafficRegistry, type VersionInfo } from './traffic.js';
+export { TrafficRegistry } from './traffic.js';
+export type { VersionInfo } from './model-versions.js';

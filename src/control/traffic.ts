@@ -8,17 +8,9 @@ import type { Config } from '../config/index.js';
 import { SluiceError } from '../errors/index.js';
 import type { AliasSnapshot } from '../proxy/index.js';
 import type { DesiredStateStore, StickySpec, StoredTraffic, TrafficEvent, TrafficWeights } from '../state/index.js';
-import type { Logger } from '../telemetry/index.js';
-
-/** A deployed version of a model, oldest first, as the traffic registry sees it. */
-export interface VersionInfo {
-  readonly version: string;
-  readonly deployment: string;
-  readonly state: string;
-  readonly readyReplicas: number;
-  /** False while draining or stopped: it takes no new requests. */
-  readonly routable: boolean;
-}
+import type { Logger, StatsSnapshot } from '../telemetry/index.js';
+import type { VersionInfo } from './model-versions.js';
+import { Rollout, rolloutSpec } from './rollout.js';
 
 export type TrafficSource = 'default' | 'config' | 'api';
 export type Fallback = 'stable' | 'any_ready';
@@ -48,6 +40,10 @@ export interface TrafficRegistryOptions {
   readonly versionsOf: (model: string) => VersionInfo[];
   /** Something routing depends on changed: publish a route table. */
   readonly onChange: () => void;
+  /** Request stats of every worker, summed, by deployment id: what rollouts analyse. */
+  readonly stats: () => Promise<Map<string, StatsSnapshot>>;
+  /** A rollout ended (for sluice_rollouts_total). */
+  readonly onRolloutFinished: (model: string, result: 'promoted' | 'rolled_back' | 'aborted') => void;
 }
 
 const MAX_EVENTS = 200;
@@ -59,6 +55,8 @@ export class TrafficRegistry {
   readonly #fallbacks = new Map<string, Fallback | null>();
   /** Weighted versions that are no longer deployed are dropped only once every deployment is back after a start. */
   #pruning = false;
+  /** The last rollout of each model, running or ended (its view stays until the next one). */
+  readonly #rollouts = new Map<string, Rollout>();
 
   constructor(options: TrafficRegistryOptions) {
     this.#o = options;
@@ -137,6 +135,7 @@ export class TrafficRegistry {
     for (const v of Object.keys(weights)) {
       if (!versions.some((x) => x.version === v)) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `weights.${v}: ${model} has no version ${v}`, { field: `weights.${v}` });
     }
+    this.#takeOver(model, who);
     const entry = this.#entry(model);
     // The version that had the traffic so far is the one to roll back to.
     const stable = entry.stable ?? heaviest(resolveAlias(versions, entry.weights, null).targets);
@@ -147,6 +146,7 @@ export class TrafficRegistry {
   async promote(model: string, version: string, who: TrafficEvent['who'], why: string): Promise<void> {
     const versions = this.#known(model);
     if (!versions.some((x) => x.version === version)) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `version: ${model} has no version ${version}`, { field: 'version' });
+    this.#takeOver(model, who);
     const entry = this.#entry(model);
     await this.#change(model, entry, { weights: { [version]: 100 }, sticky: entry.sticky, stable: version }, { who, action: 'promote', why });
   }
@@ -154,10 +154,60 @@ export class TrafficRegistry {
   /** All traffic back to the stable version. */
   async rollback(model: string, who: TrafficEvent['who'], why: string): Promise<void> {
     this.#known(model);
+    this.#takeOver(model, who);
     const entry = this.#entry(model);
     const stable = entry.stable;
     if (stable === null) throw new SluiceError('SLUICE_ERR_CONFLICT', `${model} has no stable version to roll back to (promote one first)`);
     await this.#change(model, entry, { weights: { [stable]: 100 }, sticky: entry.sticky, stable }, { who, action: 'rollback', why });
+  }
+
+  /** Starts a rollout of `spec.canary` against the stable version; one at a time per model. */
+  async startRollout(model: string, body: Record<string, unknown>): Promise<void> {
+    const versions = this.#known(model);
+    const spec = rolloutSpec(body);
+    const running = this.#rollouts.get(model);
+    if (running !== undefined && !running.done) throw new SluiceError('SLUICE_ERR_CONFLICT', `a rollout of ${model}-${running.spec.canary} is in progress: abort it first (DELETE /v1/models/${model}/rollout)`);
+    if (!versions.some((v) => v.version === spec.canary)) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `canary: ${model} has no version ${spec.canary}`, { field: 'canary' });
+    const entry = this.#entry(model);
+    const stable = entry.stable ?? heaviest(resolveAlias(versions, entry.weights, null).targets);
+    if (stable === null || !versions.some((v) => v.version === stable)) throw new SluiceError('SLUICE_ERR_CONFLICT', `${model} has no stable version to compare the canary with (promote one first)`);
+    if (stable === spec.canary) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `canary: ${spec.canary} is the stable version already`, { field: 'canary' });
+    const rollout = new Rollout(model, spec, stable, {
+      logger: this.#o.logger,
+      versionsOf: this.#o.versionsOf,
+      stats: this.#o.stats,
+      setWeights: (m, weights, why) => this.#changeBy(m, 'traffic', { weights, stable }, why),
+      promote: (m, version, why) => this.#changeBy(m, 'promote', { weights: { [version]: 100 }, stable: version }, why),
+      rollback: (m, why) => this.#changeBy(m, 'rollback', { weights: { [stable]: 100 }, stable }, why),
+      finished: (m, result) => this.#o.onRolloutFinished(m, result),
+    });
+    this.#rollouts.set(model, rollout);
+    await rollout.start();
+  }
+
+  /** Stops a running rollout where it is: its traffic goes back to the stable version. */
+  async abortRollout(model: string): Promise<void> {
+    this.#known(model);
+    const running = this.#rollouts.get(model);
+    if (running === undefined || running.done) throw new SluiceError('SLUICE_ERR_NOT_FOUND', `no rollout of ${model} is in progress`);
+    running.abort('aborted through the admin API');
+    await this.#changeBy(model, 'rollback', { weights: { [running.stable]: 100 }, stable: running.stable }, `rollout of ${model}-${running.spec.canary} aborted through the admin API`, 'api');
+  }
+
+  /** The gateway stops: rollouts stop with it (their traffic stays where it is). */
+  stop(): void {
+    for (const r of this.#rollouts.values()) if (!r.done) r.abort('the gateway is stopping');
+  }
+
+  /** A change by someone else than the rollout ends it: the operator has taken over. */
+  #takeOver(model: string, who: TrafficEvent['who']): void {
+    const running = this.#rollouts.get(model);
+    if (who !== 'rollout' && running !== undefined && !running.done) running.abort(`the traffic was changed by ${who}`);
+  }
+
+  #changeBy(model: string, action: TrafficEvent['action'], next: Pick<ModelTraffic, 'weights' | 'stable'>, why: string, who: TrafficEvent['who'] = 'rollout'): Promise<void> {
+    const entry = this.#entry(model);
+    return this.#change(model, entry, { ...next, sticky: entry.sticky }, { who, action, why });
   }
 
   /** GET /v1/models/{model}: versions with their weights, what is routed now, the history's size. */
@@ -181,7 +231,7 @@ export class TrafficRegistry {
       sticky: t?.sticky ?? null,
       source: t?.source ?? 'default',
       fallback: resolution.fallback,
-      rollout: null,
+      rollout: this.#rollouts.get(model)?.view() ?? null,
     };
   }
 

@@ -19,6 +19,8 @@ function addStats(a: StatsSnapshot, b: StatsSnapshot): StatsSnapshot {
     sum: a.sum + b.sum,
     count: a.count + b.count,
     ttfbBuckets: addArrays(a.ttfbBuckets, b.ttfbBuckets),
+    fineBuckets: addArrays(a.fineBuckets, b.fineBuckets),
+    fineTtfbBuckets: addArrays(a.fineTtfbBuckets, b.fineTtfbBuckets),
     ttfbSum: a.ttfbSum + b.ttfbSum,
     ttfbCount: a.ttfbCount + b.ttfbCount,
     clientAborts: a.clientAborts + b.clientAborts,

@@ -1,3 +1,3 @@
 export { createLogger, type Logger, type LoggerOptions } from './logger.js';
-export { RequestStats, DURATION_BUCKETS, type StatsSnapshot } from './request-stats.js';
+export { RequestStats, DURATION_BUCKETS, FINE_BUCKETS, fineLower, type StatsSnapshot } from './request-stats.js';
 export { mergeStats, renderStats } from './exposition.js';

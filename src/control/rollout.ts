@@ -1,0 +1,303 @@
+// Progressive delivery inside the gateway (Flagger / Argo Rollouts without Prometheus): a
+// canary version takes growing shares of a model's alias traffic, step by step; every
+// interval its requests are compared with the stable version's over the same window, from
+// the counts of every worker. A healthy interval moves to the next step, the last one
+// promotes the canary; failed checks reaching the limit send all traffic back to the
+// stable version at once, and that rollback is final (a new rollout is one explicit call).
+
+import { SluiceError } from '../errors/index.js';
+import { FINE_BUCKETS, fineLower, type Logger, type StatsSnapshot } from '../telemetry/index.js';
+import type { VersionInfo } from './model-versions.js';
+
+export interface RolloutSpec {
+  readonly canary: string;
+  /** Canary weights in percent, rising; the last is normally 100. */
+  readonly steps: readonly number[];
+  readonly interval_s: number;
+  /** Fewer canary requests than this in a window: the step neither advances nor fails. */
+  readonly min_requests: number;
+  readonly max_error_rate: number;
+  /** The stable version's own error rate plus this is tolerated too (a shared dependency failing is not the canary's fault). */
+  readonly error_margin: number;
+  readonly max_latency_ratio: number;
+  readonly latency: 'p99_ttfb' | 'p99_total';
+  readonly failed_checks: number;
+}
+
+export const ROLLOUT_DEFAULTS = Object.freeze({
+  steps: [5, 25, 50, 100], interval_s: 60, min_requests: 100, max_error_rate: 0.05, error_margin: 0.01,
+  max_latency_ratio: 2, latency: 'p99_ttfb' as const, failed_checks: 2,
+});
+
+export type RolloutStatus = 'progressing' | 'waiting for traffic' | 'promoted' | 'rolled_back' | 'aborted';
+
+/** One version's requests in an analysis window. */
+export interface WindowFigures {
+  readonly requests: number;
+  readonly errors: number;
+  readonly error_rate: number;
+  /** The chosen latency figure, seconds; null without requests. */
+  readonly latency_s: number | null;
+}
+
+export interface RolloutCheck {
+  readonly at: string;
+  readonly step: number;
+  readonly weight: number;
+  readonly canary: WindowFigures;
+  readonly stable: WindowFigures;
+  readonly verdict: 'healthy' | 'failed' | 'waiting';
+  readonly why: string;
+}
+
+export interface RolloutView {
+  readonly canary: string;
+  readonly stable: string;
+  readonly status: RolloutStatus;
+  readonly step: number;
+  readonly weight: number;
+  readonly failed_checks: number;
+  readonly started_at: string;
+  readonly finished_at: string | null;
+  readonly spec: RolloutSpec;
+  readonly checks: readonly RolloutCheck[];
+}
+
+/** What a rollout drives: the model's traffic and its deployments' request counts. */
+export interface RolloutHost {
+  versionsOf(model: string): VersionInfo[];
+  /** Request stats of every worker, summed, by deployment id. */
+  stats(): Promise<Map<string, StatsSnapshot>>;
+  setWeights(model: string, weights: Record<string, number>, why: string): Promise<void>;
+  promote(model: string, version: string, why: string): Promise<void>;
+  /** All traffic back to the stable version. */
+  rollback(model: string, why: string): Promise<void>;
+  /** A rollout ended: `sluice_rollouts_total{result}`. */
+  finished(model: string, result: 'promoted' | 'rolled_back' | 'aborted'): void;
+  readonly logger: Logger;
+}
+
+const MAX_CHECKS = 50;
+
+/** One model's rollout, from start to its end; a timer drives it. */
+export class Rollout {
+  readonly model: string;
+  readonly spec: RolloutSpec;
+  readonly stable: string;
+  readonly #host: RolloutHost;
+  #status: RolloutStatus = 'progressing';
+  #step = 0;
+  #failed = 0;
+  readonly #startedAt = new Date().toISOString();
+  #finishedAt: string | null = null;
+  readonly #checks: RolloutCheck[] = [];
+  #timer: NodeJS.Timeout | null = null;
+  /** Counts at the start of the current window (a window grows while it waits for traffic). */
+  #baseline: Map<string, StatsSnapshot> = new Map();
+  #baselineRestarts = 0;
+  #analysing = false;
+
+  constructor(model: string, spec: RolloutSpec, stable: string, host: RolloutHost) {
+    this.model = model;
+    this.spec = spec;
+    this.stable = stable;
+    this.#host = host;
+  }
+
+  get done(): boolean {
+    return this.#status === 'promoted' || this.#status === 'rolled_back' || this.#status === 'aborted';
+  }
+
+  /** Sends the first step's share to the canary and starts the analysis timer. */
+  async start(): Promise<void> {
+    await this.#applyStep(`rollout of ${this.model}-${this.spec.canary} started`);
+    await this.#newWindow();
+    this.#timer = setInterval(() => void this.#analyse(), this.spec.interval_s * 1000);
+    this.#timer.unref();
+  }
+
+  /** Ends it where it is (another change of the traffic took over, or the gateway stops). */
+  abort(why: string): void {
+    if (this.done) return;
+    this.#end('aborted');
+    this.#host.logger.info({ model: this.model, canary: this.spec.canary }, `rollout aborted: ${why}`);
+  }
+
+  view(): RolloutView {
+    return {
+      canary: this.spec.canary, stable: this.stable, status: this.#status, step: this.#step, weight: this.#weight(),
+      failed_checks: this.#failed, started_at: this.#startedAt, finished_at: this.#finishedAt, spec: this.spec, checks: [...this.#checks],
+    };
+  }
+
+  #weight(): number {
+    return this.spec.steps[Math.min(this.#step, this.spec.steps.length - 1)]!;
+  }
+
+  async #applyStep(why: string): Promise<void> {
+    const w = this.#weight();
+    const weights = w >= 100 ? { [this.spec.canary]: 100, [this.stable]: 0 } : { [this.stable]: 100 - w, [this.spec.canary]: w };
+    await this.#host.setWeights(this.model, weights, why);
+  }
+
+  async #newWindow(): Promise<void> {
+    this.#baseline = await this.#host.stats();
+    this.#baselineRestarts = this.#canaryVersion()?.restarts ?? 0;
+  }
+
+  #canaryVersion(): VersionInfo | undefined {
+    return this.#host.versionsOf(this.model).find((v) => v.version === this.spec.canary);
+  }
+
+  async #analyse(): Promise<void> {
+    if (this.done || this.#analysing) return;
+    this.#analysing = true;
+    try {
+      const now = await this.#host.stats();
+      if (this.done) return;
+      const canaryId = `${this.model}-${this.spec.canary}`;
+      const stableId = `${this.model}-${this.stable}`;
+      const canary = figures(this.#baseline.get(canaryId), now.get(canaryId), this.spec.latency);
+      const stable = figures(this.#baseline.get(stableId), now.get(stableId), this.spec.latency);
+      const version = this.#canaryVersion();
+      const crashing = version === undefined || version.readyReplicas === 0 || version.restarts > this.#baselineRestarts;
+      let verdict: RolloutCheck['verdict'];
+      let why: string;
+      if (crashing) {
+        verdict = 'failed';
+        why = version === undefined ? 'the canary is no longer deployed' : version.readyReplicas === 0 ? 'the canary has no ready replica' : 'a canary replica restarted (crash loop)';
+      } else if (canary.requests < this.spec.min_requests) {
+        verdict = 'waiting';
+        why = `waiting for traffic: ${canary.requests} of ${this.spec.min_requests} canary requests in the window`;
+      } else {
+        const errorLimit = Math.max(this.spec.max_error_rate, stable.requests > 0 ? stable.error_rate + this.spec.error_margin : 0);
+        const latencyLimit = stable.latency_s === null ? null : this.spec.max_latency_ratio * stable.latency_s;
+        if (canary.error_rate > errorLimit) {
+          verdict = 'failed';
+          why = `canary error rate ${round(canary.error_rate)} above ${round(errorLimit)}`;
+        } else if (latencyLimit !== null && canary.latency_s !== null && canary.latency_s > latencyLimit) {
+          verdict = 'failed';
+          why = `canary ${this.spec.latency} ${round(canary.latency_s)} s above ${this.spec.max_latency_ratio} x stable (${round(stable.latency_s!)} s)`;
+        } else {
+          verdict = 'healthy';
+          why = `error rate ${round(canary.error_rate)} (limit ${round(errorLimit)}), ${this.spec.latency} ${canary.latency_s === null ? '-' : round(canary.latency_s)} s`;
+        }
+      }
+      this.#record({ at: new Date().toISOString(), step: this.#step, weight: this.#weight(), canary, stable, verdict, why });
+      if (verdict === 'waiting') {
+        // The window grows until the canary has had enough requests to judge.
+        this.#status = 'waiting for traffic';
+        return;
+      }
+      this.#status = 'progressing';
+      if (verdict === 'failed') {
+        this.#failed++;
+        this.#host.logger.warn({ model: this.model, canary: this.spec.canary, failed_checks: this.#failed, why }, 'rollout check failed');
+        if (this.#failed >= this.spec.failed_checks) {
+          this.#end('rolled_back');
+          await this.#host.rollback(this.model, `rollout rolled back after ${this.#failed} failed checks: ${why}`);
+          this.#host.logger.warn({ model: this.model, canary: this.spec.canary, stable: this.stable, why }, 'rollout rolled back');
+          return;
+        }
+      } else if (this.#step + 1 >= this.spec.steps.length) {
+        this.#end('promoted');
+        await this.#host.promote(this.model, this.spec.canary, `rollout promoted ${this.model}-${this.spec.canary} after ${this.spec.steps.length} healthy steps`);
+        this.#host.logger.info({ model: this.model, canary: this.spec.canary }, 'rollout promoted the canary');
+        return;
+      } else {
+        this.#step++;
+        await this.#applyStep(`rollout step ${this.#step + 1} of ${this.spec.steps.length}: ${why}`);
+      }
+      await this.#newWindow();
+    } catch (err) {
+      this.#host.logger.error({ err, model: this.model }, 'rollout analysis failed');
+    } finally {
+      this.#analysing = false;
+    }
+  }
+
+  #record(check: RolloutCheck): void {
+    this.#checks.push(check);
+    if (this.#checks.length > MAX_CHECKS) this.#checks.shift();
+  }
+
+  #end(status: 'promoted' | 'rolled_back' | 'aborted'): void {
+    this.#status = status;
+    this.#finishedAt = new Date().toISOString();
+    if (this.#timer !== null) clearInterval(this.#timer);
+    this.#timer = null;
+    this.#host.finished(this.model, status);
+  }
+}
+
+/** Validates a rollout request body over the defaults; errors name the field. */
+export function rolloutSpec(body: Record<string, unknown>): RolloutSpec {
+  const invalid = (field: string, reason: string): SluiceError => new SluiceError('SLUICE_ERR_INVALID_FIELD', `${field}: ${reason}`, { field });
+  const known = new Set(['canary', ...Object.keys(ROLLOUT_DEFAULTS)]);
+  for (const k of Object.keys(body)) if (!known.has(k)) throw invalid(k, 'unknown field');
+  const canary = body['canary'];
+  if (typeof canary !== 'string' || canary === '') throw invalid('canary', 'must be the version to roll out, a string');
+  const num = (field: keyof typeof ROLLOUT_DEFAULTS, min: number, max: number, integer = false): number => {
+    const v = body[field] ?? ROLLOUT_DEFAULTS[field];
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max || (integer && !Number.isInteger(v))) throw invalid(field, `must be ${integer ? 'an integer' : 'a number'} ${min}..${max}`);
+    return v;
+  };
+  const steps = body['steps'] ?? ROLLOUT_DEFAULTS.steps;
+  if (!Array.isArray(steps) || steps.length === 0 || steps.length > 100) throw invalid('steps', 'must be a list of 1 to 100 canary weights in percent');
+  let previous = 0;
+  steps.forEach((s: unknown, i: number) => {
+    if (typeof s !== 'number' || !Number.isFinite(s) || s <= previous || s > 100) throw invalid(`steps[${i}]`, 'must be a percentage above the step before it, at most 100');
+    previous = s;
+  });
+  const latency = body['latency'] ?? ROLLOUT_DEFAULTS.latency;
+  if (latency !== 'p99_ttfb' && latency !== 'p99_total') throw invalid('latency', 'must be "p99_ttfb" or "p99_total"');
+  return {
+    canary, steps: steps as number[], interval_s: num('interval_s', 0.2, 86_400), min_requests: num('min_requests', 1, 1e9, true),
+    max_error_rate: num('max_error_rate', 0, 1), error_margin: num('error_margin', 0, 1), max_latency_ratio: num('max_latency_ratio', 1, 1000),
+    latency, failed_checks: num('failed_checks', 1, 1000, true),
+  };
+}
+
+/**
+ * A version's requests between two cumulative snapshots. Errors are 5xx answers (from the
+ * replica, or the gateway's own 502/503/504 for it); 4xx count as requests, client aborts
+ * (499) as neither.
+ */
+export function figures(before: StatsSnapshot | undefined, after: StatsSnapshot | undefined, latency: RolloutSpec['latency']): WindowFigures {
+  if (after === undefined) return { requests: 0, errors: 0, error_rate: 0, latency_s: null };
+  let requests = 0;
+  let errors = 0;
+  for (const [code, n] of Object.entries(after.codes)) {
+    const c = Number(code);
+    if (c === 499) continue;
+    const d = Math.max(0, n - (before?.codes[code] ?? 0));
+    requests += d;
+    if (c >= 500) errors += d;
+  }
+  const buckets = latency === 'p99_ttfb' ? 'fineTtfbBuckets' : 'fineBuckets';
+  const window = after[buckets].map((n, i) => Math.max(0, n - (before?.[buckets][i] ?? 0)));
+  return { requests, errors, error_rate: requests === 0 ? 0 : errors / requests, latency_s: quantile(window, 0.99) };
+}
+
+/** A quantile of the fine duration histogram (telemetry's FINE_BUCKETS), linear within its bucket. */
+export function quantile(counts: readonly number[], q: number): number | null {
+  const total = counts.reduce((a, b) => a + b, 0);
+  if (total === 0) return null;
+  const rank = q * total;
+  let seen = 0;
+  for (let i = 0; i < counts.length; i++) {
+    const n = counts[i]!;
+    if (n > 0 && seen + n >= rank) {
+      const lower = fineLower(i);
+      // The last bucket has no upper bound: its lower bound is the answer.
+      if (i === FINE_BUCKETS - 1) return lower;
+      return lower + (fineLower(i + 1) - lower) * ((rank - seen) / n);
+    }
+    seen += n;
+  }
+  return fineLower(FINE_BUCKETS - 1);
+}
+
+function round(x: number): number {
+  return Math.round(x * 10_000) / 10_000;
+}
