@@ -3,6 +3,7 @@
 // data-plane workers -> admin API, publishes route tables, and hands the admin API only the
 // control plane's facade (control/facade.ts).
 
+import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:net';
 import { parseArgs } from 'node:util';
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
@@ -10,7 +11,7 @@ import { AdminServer, registerAdminRoutes } from './admin/index.js';
 import { BreakerBoard, DeploymentCounters } from './balancer/index.js';
 import { DEFAULT_CONFIG_FILE, loadConfig, type Config, type PoliciesConfig } from './config/index.js';
 import {
-  BucketSlots, buildRouteSnapshot, DataPlane, DeploymentManager, IndexAllocator, KeyRegistry, MAX_REPLICA_SLOTS, SlotAllocator, TrafficRegistry,
+  BucketSlots, buildRouteSnapshot, DataPlane, DeploymentManager, IndexAllocator, KeyRegistry, MAX_REPLICA_SLOTS, RolloutCounts, SlotAllocator, TrafficRegistry,
   type ControlPlane, type Replica, type VersionInfo,
 } from './control/index.js';
 import { SharedBuckets } from './policy/index.js';
@@ -124,9 +125,17 @@ export async function startGateway(config: Config, logger: Logger): Promise<Runn
   }));
   const registry = new Registry();
   const rollouts = new Counter({ name: 'sluice_rollouts_total', help: 'Rollouts that ended, by model and result (promoted, rolled_back, aborted).', labelNames: ['model', 'result'], registers: [registry] });
+  // This process among the instances sharing one Redis (rollout leases and counts).
+  const instance = randomUUID();
+  const counts = new RolloutCounts({
+    store, instance, logger,
+    local: async () => mergeStats((await dataPlane!.collectStats()).map((w) => w.deployments)),
+    deploymentsOf: (model) => versionsOf(model).map((v) => v.deployment),
+  });
   const traffic = new TrafficRegistry({
-    config: config.traffic, store, logger, versionsOf, onChange: publish,
-    stats: async () => mergeStats((await dataPlane!.collectStats()).map((w) => w.deployments)),
+    config: config.traffic, store, logger, versionsOf, onChange: publish, instance,
+    deployedModels: () => manager.list().map((d) => d.spec.model),
+    stats: (model) => counts.of(model),
     onRolloutFinished: (model, result) => rollouts.inc({ model, result }),
   });
   // Read state before binding anything: corrupt state must stop the start-up with a clear error.
@@ -225,7 +234,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Runn
     adminPort = await admin.listen();
     await manager.restore();
     restored = true;
-    traffic.startPruning();
+    await traffic.restored();
   } catch (err) {
     // A half-started gateway must not linger: workers and children would keep it alive.
     await Promise.allSettled([dp.stop(0), manager.stopAll(), admin.close(), store.close()]);
@@ -256,6 +265,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Runn
     if (following) return;
     following = true;
     traffic.follow()
+      .then(() => counts.publish(traffic.countedRollouts()))
       .catch((err: unknown) => logger.warn({ err }, 'could not read the shared traffic'))
       .finally(() => {
         following = false;
@@ -270,7 +280,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Runn
     const started = Date.now();
     const { drain_delay_ms: delayMs, grace_ms: graceMs } = config.shutdown;
     draining = true;
-    traffic.stop();
+    await traffic.stop();
     // An instance on its way out starts nothing the shared desired state asks for.
     if (reconcileTimer !== null) clearInterval(reconcileTimer);
     if (trafficTimer !== null) clearInterval(trafficTimer);

@@ -433,6 +433,8 @@ export class DeploymentManager {
     this.#deployments.delete(id);
     this.#o.deploymentSlots.release(d.slot);
     if (d.source === 'api') await this.#o.store.remove(d.id);
+    // Gone, not just draining: its model's traffic drops its weight (control/traffic.ts).
+    this.#o.onChange();
     return true;
   }
 

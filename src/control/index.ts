@@ -8,3 +8,4 @@ export { BucketSlots, buildRouteSnapshot } from './route-snapshot.js';
 export { IndexAllocator, MAX_REPLICA_SLOTS, SlotAllocator } from './slots.js';
 export { TrafficRegistry } from './traffic.js';
 export type { VersionInfo } from './model-versions.js';
+export { RolloutCounts } from './rollout-counts.js';

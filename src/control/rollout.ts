@@ -7,67 +7,39 @@
 
 import { SluiceError } from '../errors/index.js';
 import { FINE_BUCKETS, fineLower, type Logger, type StatsSnapshot } from '../telemetry/index.js';
+import type { RolloutCheck, RolloutSpec, RolloutStatus, RolloutView, WindowFigures } from '../state/index.js';
 import type { VersionInfo } from './model-versions.js';
 
-export interface RolloutSpec {
-  readonly canary: string;
-  /** Canary weights in percent, rising; the last is normally 100. */
-  readonly steps: readonly number[];
-  readonly interval_s: number;
-  /** Fewer canary requests than this in a window: the step neither advances nor fails. */
-  readonly min_requests: number;
-  readonly max_error_rate: number;
-  /** The stable version's own error rate plus this is tolerated too (a shared dependency failing is not the canary's fault). */
-  readonly error_margin: number;
-  readonly max_latency_ratio: number;
-  readonly latency: 'p99_ttfb' | 'p99_total';
-  readonly failed_checks: number;
-}
+export type { RolloutSpec, RolloutView } from '../state/index.js';
 
 export const ROLLOUT_DEFAULTS = Object.freeze({
   steps: [5, 25, 50, 100], interval_s: 60, min_requests: 100, max_error_rate: 0.05, error_margin: 0.01,
   max_latency_ratio: 2, latency: 'p99_ttfb' as const, failed_checks: 2,
 });
 
-export type RolloutStatus = 'progressing' | 'waiting for traffic' | 'promoted' | 'rolled_back' | 'aborted';
+/** What an analysis window reads of a deployment's request stats, and when they were counted (ms since the epoch). */
+export type WindowCounts = Pick<StatsSnapshot, 'codes' | 'fineBuckets' | 'fineTtfbBuckets'> & { readonly at: number };
 
-/** One version's requests in an analysis window. */
-export interface WindowFigures {
-  readonly requests: number;
-  readonly errors: number;
-  readonly error_rate: number;
-  /** The chosen latency figure, seconds; null without requests. */
-  readonly latency_s: number | null;
-}
-
-export interface RolloutCheck {
-  readonly at: string;
-  readonly step: number;
-  readonly weight: number;
-  readonly canary: WindowFigures;
-  readonly stable: WindowFigures;
-  readonly verdict: 'healthy' | 'failed' | 'waiting';
-  readonly why: string;
-}
-
-export interface RolloutView {
-  readonly canary: string;
-  readonly stable: string;
-  readonly status: RolloutStatus;
-  readonly step: number;
-  readonly weight: number;
-  readonly failed_checks: number;
-  readonly started_at: string;
-  readonly finished_at: string | null;
-  readonly spec: RolloutSpec;
-  readonly checks: readonly RolloutCheck[];
-}
+/**
+ * Counts older than this at a window's start (another instance's, published a while ago, or
+ * no more since its rollouts ended) would put requests of before the window into it: that
+ * instance joins at the next analysis instead.
+ */
+const FRESH_MS = 1_500;
 
 /** What a rollout drives: the model's traffic and its deployments' request counts. */
 export interface RolloutHost {
   versionsOf(model: string): VersionInfo[];
-  /** Request stats of every worker, summed, by deployment id. */
-  stats(): Promise<Map<string, StatsSnapshot>>;
+  /** Cumulative request counts of the model's deployments, summed over this instance's workers, by `<deployment>@<instance>` for every instance sharing the state. */
+  stats(model: string): Promise<Map<string, WindowCounts>>;
+  /**
+   * Before each analysis: is this instance still the one that analyses this rollout (the
+   * lease, and the shared record still naming this rollout as running)? False: another
+   * instance took over, or someone ended it; this one stops quietly.
+   */
+  stillDriving(rollout: Rollout): Promise<boolean>;
+  /** A check was recorded: the rollout's state goes to the shared record. */
+  save(rollout: Rollout): Promise<void>;
   setWeights(model: string, weights: Record<string, number>, why: string): Promise<void>;
   promote(model: string, version: string, why: string): Promise<void>;
   /** All traffic back to the stable version. */
@@ -88,39 +60,62 @@ export class Rollout {
   #status: RolloutStatus = 'progressing';
   #step = 0;
   #failed = 0;
-  readonly #startedAt = new Date().toISOString();
+  readonly #startedAt: string;
   #finishedAt: string | null = null;
   readonly #checks: RolloutCheck[] = [];
   #timer: NodeJS.Timeout | null = null;
   /** Counts at the start of the current window (a window grows while it waits for traffic). */
-  #baseline: Map<string, StatsSnapshot> = new Map();
+  #baseline: Map<string, WindowCounts> = new Map();
   #baselineRestarts = 0;
   #analysing = false;
 
-  constructor(model: string, spec: RolloutSpec, stable: string, host: RolloutHost) {
+  /** `resume`: the shared state of a rollout another instance drove until it stopped. */
+  constructor(model: string, spec: RolloutSpec, stable: string, host: RolloutHost, resume?: RolloutView) {
     this.model = model;
     this.spec = spec;
     this.stable = stable;
     this.#host = host;
+    this.#startedAt = resume?.started_at ?? new Date().toISOString();
+    if (resume !== undefined) {
+      this.#status = resume.status;
+      this.#step = resume.step;
+      this.#failed = resume.failed_checks;
+      this.#checks.push(...resume.checks);
+    }
   }
 
   get done(): boolean {
-    return this.#status === 'promoted' || this.#status === 'rolled_back' || this.#status === 'aborted';
+    return isOver(this.#status);
+  }
+
+  get startedAt(): string {
+    return this.#startedAt;
   }
 
   /** Sends the first step's share to the canary and starts the analysis timer. */
   async start(): Promise<void> {
     await this.#applyStep(`rollout of ${this.model}-${this.spec.canary} started`);
+    await this.resume();
+  }
+
+  /** Analyses from now on (a new window), at the step it is at. */
+  async resume(): Promise<void> {
     await this.#newWindow();
     this.#timer = setInterval(() => void this.#analyse(), this.spec.interval_s * 1000);
     this.#timer.unref();
   }
 
-  /** Ends it where it is (another change of the traffic took over, or the gateway stops). */
+  /** Ends it where it is (the traffic was changed by someone else). */
   abort(why: string): void {
     if (this.done) return;
     this.#end('aborted');
     this.#host.logger.info({ model: this.model, canary: this.spec.canary }, `rollout aborted: ${why}`);
+  }
+
+  /** Stops analysing here without ending it: the gateway stops, or another instance drives it now. */
+  detach(): void {
+    if (this.#timer !== null) clearInterval(this.#timer);
+    this.#timer = null;
   }
 
   view(): RolloutView {
@@ -141,7 +136,8 @@ export class Rollout {
   }
 
   async #newWindow(): Promise<void> {
-    this.#baseline = await this.#host.stats();
+    const now = Date.now();
+    this.#baseline = new Map([...(await this.#host.stats(this.model))].filter(([, c]) => now - c.at <= FRESH_MS));
     this.#baselineRestarts = this.#canaryVersion()?.restarts ?? 0;
   }
 
@@ -153,12 +149,14 @@ export class Rollout {
     if (this.done || this.#analysing) return;
     this.#analysing = true;
     try {
-      const now = await this.#host.stats();
+      if (!(await this.#host.stillDriving(this))) {
+        this.detach();
+        return;
+      }
+      const now = await this.#host.stats(this.model);
       if (this.done) return;
-      const canaryId = `${this.model}-${this.spec.canary}`;
-      const stableId = `${this.model}-${this.stable}`;
-      const canary = figures(this.#baseline.get(canaryId), now.get(canaryId), this.spec.latency);
-      const stable = figures(this.#baseline.get(stableId), now.get(stableId), this.spec.latency);
+      const canary = figures(this.#baseline, now, `${this.model}-${this.spec.canary}`, this.spec.latency);
+      const stable = figures(this.#baseline, now, `${this.model}-${this.stable}`, this.spec.latency);
       const version = this.#canaryVersion();
       const crashing = version === undefined || version.readyReplicas === 0 || version.restarts > this.#baselineRestarts;
       let verdict: RolloutCheck['verdict'];
@@ -185,15 +183,20 @@ export class Rollout {
       }
       this.#record({ at: new Date().toISOString(), step: this.#step, weight: this.#weight(), canary, stable, verdict, why });
       if (verdict === 'waiting') {
-        // The window grows until the canary has had enough requests to judge.
+        // The window grows until the canary has had enough requests to judge; instances
+        // first heard of now count from here on.
+        const t = Date.now();
+        for (const [key, counts] of now) if (!this.#baseline.has(key) && t - counts.at <= FRESH_MS) this.#baseline.set(key, counts);
         this.#status = 'waiting for traffic';
+        await this.#host.save(this);
         return;
       }
       this.#status = 'progressing';
       if (verdict === 'failed') {
         this.#failed++;
         this.#host.logger.warn({ model: this.model, canary: this.spec.canary, failed_checks: this.#failed, why }, 'rollout check failed');
-        if (this.#failed >= this.spec.failed_checks) {
+        if (this.#failed < this.spec.failed_checks) await this.#host.save(this);
+        else {
           this.#end('rolled_back');
           await this.#host.rollback(this.model, `rollout rolled back after ${this.#failed} failed checks: ${why}`);
           this.#host.logger.warn({ model: this.model, canary: this.spec.canary, stable: this.stable, why }, 'rollout rolled back');
@@ -259,23 +262,36 @@ export function rolloutSpec(body: Record<string, unknown>): RolloutSpec {
 }
 
 /**
- * A version's requests between two cumulative snapshots. Errors are 5xx answers (from the
- * replica, or the gateway's own 502/503/504 for it); 4xx count as requests, client aborts
- * (499) as neither.
+ * A deployment's requests between two sets of cumulative counts, keyed
+ * `<deployment>@<instance>` (every instance sharing the state counts its own). An instance
+ * that was not counted at the window's start joins at the next window: its counts so far
+ * are not this window's. Errors are 5xx answers (from the replica, or the gateway's own
+ * 502/503/504 for it); 4xx count as requests, client aborts (499) as neither.
  */
-export function figures(before: StatsSnapshot | undefined, after: StatsSnapshot | undefined, latency: RolloutSpec['latency']): WindowFigures {
-  if (after === undefined) return { requests: 0, errors: 0, error_rate: 0, latency_s: null };
+export function figures(
+  before: ReadonlyMap<string, WindowCounts>, after: ReadonlyMap<string, WindowCounts>, deployment: string, latency: RolloutSpec['latency'],
+): WindowFigures {
+  const prefix = `${deployment}@`;
+  const buckets = latency === 'p99_ttfb' ? 'fineTtfbBuckets' : 'fineBuckets';
+  const window = new Array<number>(FINE_BUCKETS).fill(0);
   let requests = 0;
   let errors = 0;
-  for (const [code, n] of Object.entries(after.codes)) {
-    const c = Number(code);
-    if (c === 499) continue;
-    const d = Math.max(0, n - (before?.codes[code] ?? 0));
-    requests += d;
-    if (c >= 500) errors += d;
+  for (const [key, now] of after) {
+    const then = before.get(key);
+    if (!key.startsWith(prefix) || then === undefined) continue;
+    for (const [code, n] of Object.entries(now.codes)) {
+      const c = Number(code);
+      if (c === 499) continue;
+      // Counts that went down: that instance restarted; its counts since are this window's.
+      const was = then.codes[code] ?? 0;
+      const d = n >= was ? n - was : n;
+      requests += d;
+      if (c >= 500) errors += d;
+    }
+    const a = now[buckets];
+    const b = then[buckets];
+    for (let i = 0; i < FINE_BUCKETS; i++) window[i]! += Math.max(0, (a[i] ?? 0) - (b[i] ?? 0));
   }
-  const buckets = latency === 'p99_ttfb' ? 'fineTtfbBuckets' : 'fineBuckets';
-  const window = after[buckets].map((n, i) => Math.max(0, n - (before?.[buckets][i] ?? 0)));
   return { requests, errors, error_rate: requests === 0 ? 0 : errors / requests, latency_s: quantile(window, 0.99) };
 }
 
@@ -296,6 +312,11 @@ export function quantile(counts: readonly number[], q: number): number | null {
     seen += n;
   }
   return fineLower(FINE_BUCKETS - 1);
+}
+
+/** Promoted, rolled back or aborted: nothing more happens to it. */
+export function isOver(status: RolloutStatus): boolean {
+  return status === 'promoted' || status === 'rolled_back' || status === 'aborted';
 }
 
 function round(x: number): number {

@@ -7,10 +7,10 @@
 import type { Config } from '../config/index.js';
 import { SluiceError } from '../errors/index.js';
 import type { AliasSnapshot } from '../proxy/index.js';
-import type { DesiredStateStore, StickySpec, StoredTraffic, TrafficEvent, TrafficWeights } from '../state/index.js';
-import type { Logger, StatsSnapshot } from '../telemetry/index.js';
+import type { DesiredStateStore, RolloutView, StickySpec, StoredTraffic, TrafficEvent, TrafficWeights } from '../state/index.js';
+import type { Logger } from '../telemetry/index.js';
 import type { VersionInfo } from './model-versions.js';
-import { Rollout, rolloutSpec } from './rollout.js';
+import { isOver, Rollout, rolloutSpec, type RolloutHost, type WindowCounts } from './rollout.js';
 
 export type TrafficSource = 'default' | 'config' | 'api';
 export type Fallback = 'stable' | 'any_ready';
@@ -29,6 +29,8 @@ interface ModelTraffic {
   source: TrafficSource;
   configDigest: string;
   events: TrafficEvent[];
+  /** The last rollout, as stored: every instance shows it, the one holding its lease runs it. */
+  rollout: RolloutView | null;
   updatedAt: string;
 }
 
@@ -38,15 +40,23 @@ export interface TrafficRegistryOptions {
   readonly logger: Logger;
   /** The model's deployed versions, oldest first. */
   readonly versionsOf: (model: string) => VersionInfo[];
+  /** Every model with a deployed version. */
+  readonly deployedModels: () => string[];
   /** Something routing depends on changed: publish a route table. */
   readonly onChange: () => void;
-  /** Request stats of every worker, summed, by deployment id: what rollouts analyse. */
-  readonly stats: () => Promise<Map<string, StatsSnapshot>>;
+  /** Request counts of the model's deployments over every worker and instance: what rollouts analyse. */
+  readonly stats: (model: string) => Promise<Map<string, WindowCounts>>;
+  /** This instance, as the holder of rollout leases. */
+  readonly instance: string;
   /** A rollout ended (for sluice_rollouts_total). */
   readonly onRolloutFinished: (model: string, result: 'promoted' | 'rolled_back' | 'aborted') => void;
 }
 
 const MAX_EVENTS = 200;
+/** A rollout's lease is renewed this often and lapses after three missed renewals: another instance takes over within seconds. */
+const LEASE_RENEW_MS = 1_000;
+const LEASE_TTL_MS = 3 * LEASE_RENEW_MS;
+const COUNTS_AFTER_END_MS = 10_000;
 
 export class TrafficRegistry {
   readonly #o: TrafficRegistryOptions;
@@ -55,8 +65,9 @@ export class TrafficRegistry {
   readonly #fallbacks = new Map<string, Fallback | null>();
   /** Weighted versions that are no longer deployed are dropped only once every deployment is back after a start. */
   #pruning = false;
-  /** The last rollout of each model, running or ended (its view stays until the next one). */
-  readonly #rollouts = new Map<string, Rollout>();
+  /** The rollouts this instance runs (holds the lease of), by model. */
+  readonly #drivers = new Map<string, Rollout>();
+  #leaseTimer: NodeJS.Timeout | null = null;
 
   constructor(options: TrafficRegistryOptions) {
     this.#o = options;
@@ -86,22 +97,88 @@ export class TrafficRegistry {
     }
   }
 
-  /** Instances sharing Redis: takes the records another instance wrote. */
+  /** Instances sharing Redis: takes the records another instance wrote, and carries on rollouts whose instance stopped. */
   async follow(): Promise<void> {
     let changed = false;
     for (const record of await this.#o.store.loadTraffic()) {
       const mine = this.#models.get(record.model);
-      if (mine !== undefined && mine.updatedAt === record.updated_at) continue;
-      if (mine !== undefined && mine.updatedAt > record.updated_at) continue;
+      if (mine !== undefined && mine.updatedAt >= record.updated_at) continue;
       this.#models.set(record.model, fromStored(record));
       changed = true;
     }
     if (changed) this.#o.onChange();
+    await this.#carryOn();
   }
 
-  /** Every deployment the gateway had is back: a weighted version missing from now on was undeployed. */
-  startPruning(): void {
+  /**
+   * Every deployment the gateway had is back: a weighted version missing from now on was
+   * undeployed, and a rollout that was running when the gateway (or the instance driving
+   * it) stopped goes on from its last step.
+   */
+  async restored(): Promise<void> {
     this.#pruning = true;
+    await this.#carryOn().catch((err: unknown) => this.#o.logger.warn({ err }, 'could not carry on the rollouts in progress'));
+  }
+
+  /** Models with a rollout in progress. */
+  #activeRollouts(): string[] {
+    return [...this.#models].filter(([, t]) => t.rollout !== null && !isOver(t.rollout.status)).map(([m]) => m);
+  }
+
+  /**
+   * Models whose counts the instances share: a rollout in progress, or one that ended a
+   * moment ago, so that the last requests an instance sent under it are published before a
+   * next rollout takes its counts as the start of its window.
+   */
+  countedRollouts(): string[] {
+    const recent = Date.now() - COUNTS_AFTER_END_MS;
+    return [...this.#models].filter(([, t]) => {
+      const r = t.rollout;
+      return r !== null && (!isOver(r.status) || (r.finished_at !== null && Date.parse(r.finished_at) > recent));
+    }).map(([m]) => m);
+  }
+
+  /** Takes the lease of every running rollout nobody drives, and drives it. */
+  async #carryOn(): Promise<void> {
+    for (const model of this.#activeRollouts()) {
+      const view = this.#models.get(model)!.rollout!;
+      const mine = this.#drivers.get(model);
+      if (mine !== undefined && mine.startedAt === view.started_at) continue;
+      if (!(await this.#o.store.lease(`rollout:${model}`, this.#o.instance, LEASE_TTL_MS))) continue;
+      mine?.detach();
+      const rollout = new Rollout(model, view.spec, view.stable, this.#rolloutHost(model, view.stable), view);
+      this.#drive(model, rollout);
+      this.#o.logger.info({ model, canary: view.spec.canary, step: view.step }, 'carrying on a rollout');
+      await rollout.resume();
+    }
+  }
+
+  #drive(model: string, rollout: Rollout): void {
+    this.#drivers.set(model, rollout);
+    if (this.#leaseTimer === null) {
+      this.#leaseTimer = setInterval(() => void this.#renewLeases(), LEASE_RENEW_MS);
+      this.#leaseTimer.unref();
+    }
+  }
+
+  async #renewLeases(): Promise<void> {
+    for (const [model, rollout] of this.#drivers) {
+      if (rollout.done) {
+        this.#drivers.delete(model);
+        await this.#o.store.releaseLease(`rollout:${model}`, this.#o.instance).catch(() => undefined);
+        continue;
+      }
+      const held = await this.#o.store.lease(`rollout:${model}`, this.#o.instance, LEASE_TTL_MS).catch(() => false);
+      if (!held) {
+        rollout.detach();
+        this.#drivers.delete(model);
+        this.#o.logger.warn({ model }, 'lost the lease of a rollout: another instance carries it on');
+      }
+    }
+    if (this.#drivers.size === 0 && this.#leaseTimer !== null) {
+      clearInterval(this.#leaseTimer);
+      this.#leaseTimer = null;
+    }
   }
 
   /** The alias route of `model` for the route table; records fallback changes as events. */
@@ -135,7 +212,6 @@ export class TrafficRegistry {
     for (const v of Object.keys(weights)) {
       if (!versions.some((x) => x.version === v)) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `weights.${v}: ${model} has no version ${v}`, { field: `weights.${v}` });
     }
-    this.#takeOver(model, who);
     const entry = this.#entry(model);
     // The version that had the traffic so far is the one to roll back to.
     const stable = entry.stable ?? heaviest(resolveAlias(versions, entry.weights, null).targets);
@@ -146,7 +222,6 @@ export class TrafficRegistry {
   async promote(model: string, version: string, who: TrafficEvent['who'], why: string): Promise<void> {
     const versions = this.#known(model);
     if (!versions.some((x) => x.version === version)) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `version: ${model} has no version ${version}`, { field: 'version' });
-    this.#takeOver(model, who);
     const entry = this.#entry(model);
     await this.#change(model, entry, { weights: { [version]: 100 }, sticky: entry.sticky, stable: version }, { who, action: 'promote', why });
   }
@@ -154,7 +229,6 @@ export class TrafficRegistry {
   /** All traffic back to the stable version. */
   async rollback(model: string, who: TrafficEvent['who'], why: string): Promise<void> {
     this.#known(model);
-    this.#takeOver(model, who);
     const entry = this.#entry(model);
     const stable = entry.stable;
     if (stable === null) throw new SluiceError('SLUICE_ERR_CONFLICT', `${model} has no stable version to roll back to (promote one first)`);
@@ -165,44 +239,64 @@ export class TrafficRegistry {
   async startRollout(model: string, body: Record<string, unknown>): Promise<void> {
     const versions = this.#known(model);
     const spec = rolloutSpec(body);
-    const running = this.#rollouts.get(model);
-    if (running !== undefined && !running.done) throw new SluiceError('SLUICE_ERR_CONFLICT', `a rollout of ${model}-${running.spec.canary} is in progress: abort it first (DELETE /v1/models/${model}/rollout)`);
+    const running = this.#models.get(model)?.rollout;
+    if (running != null && !isOver(running.status)) {
+      throw new SluiceError('SLUICE_ERR_CONFLICT', `a rollout of ${model}-${running.canary} is in progress: abort it first (DELETE /v1/models/${model}/rollout)`);
+    }
     if (!versions.some((v) => v.version === spec.canary)) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `canary: ${model} has no version ${spec.canary}`, { field: 'canary' });
     const entry = this.#entry(model);
     const stable = entry.stable ?? heaviest(resolveAlias(versions, entry.weights, null).targets);
     if (stable === null || !versions.some((v) => v.version === stable)) throw new SluiceError('SLUICE_ERR_CONFLICT', `${model} has no stable version to compare the canary with (promote one first)`);
     if (stable === spec.canary) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `canary: ${spec.canary} is the stable version already`, { field: 'canary' });
-    const rollout = new Rollout(model, spec, stable, {
-      logger: this.#o.logger,
-      versionsOf: this.#o.versionsOf,
-      stats: this.#o.stats,
-      setWeights: (m, weights, why) => this.#changeBy(m, 'traffic', { weights, stable }, why),
-      promote: (m, version, why) => this.#changeBy(m, 'promote', { weights: { [version]: 100 }, stable: version }, why),
-      rollback: (m, why) => this.#changeBy(m, 'rollback', { weights: { [stable]: 100 }, stable }, why),
-      finished: (m, result) => this.#o.onRolloutFinished(m, result),
-    });
-    this.#rollouts.set(model, rollout);
+    if (!(await this.#o.store.lease(`rollout:${model}`, this.#o.instance, LEASE_TTL_MS))) {
+      throw new SluiceError('SLUICE_ERR_CONFLICT', `another instance is running a rollout of ${model}`);
+    }
+    this.#drivers.get(model)?.detach();
+    const rollout = new Rollout(model, spec, stable, this.#rolloutHost(model, stable));
+    this.#drive(model, rollout);
     await rollout.start();
   }
 
   /** Stops a running rollout where it is: its traffic goes back to the stable version. */
   async abortRollout(model: string): Promise<void> {
     this.#known(model);
-    const running = this.#rollouts.get(model);
-    if (running === undefined || running.done) throw new SluiceError('SLUICE_ERR_NOT_FOUND', `no rollout of ${model} is in progress`);
-    running.abort('aborted through the admin API');
-    await this.#changeBy(model, 'rollback', { weights: { [running.stable]: 100 }, stable: running.stable }, `rollout of ${model}-${running.spec.canary} aborted through the admin API`, 'api');
+    const running = this.#models.get(model)?.rollout;
+    if (running == null || isOver(running.status)) throw new SluiceError('SLUICE_ERR_NOT_FOUND', `no rollout of ${model} is in progress`);
+    await this.#changeBy(model, 'rollback', { weights: { [running.stable]: 100 }, stable: running.stable }, `rollout of ${model}-${running.canary} aborted through the admin API`, 'api');
   }
 
-  /** The gateway stops: rollouts stop with it (their traffic stays where it is). */
-  stop(): void {
-    for (const r of this.#rollouts.values()) if (!r.done) r.abort('the gateway is stopping');
+  /** The gateway stops: the rollouts it runs stay as they are, for it or another instance to carry on. */
+  async stop(): Promise<void> {
+    if (this.#leaseTimer !== null) clearInterval(this.#leaseTimer);
+    this.#leaseTimer = null;
+    for (const [model, r] of this.#drivers) {
+      r.detach();
+      await this.#o.store.releaseLease(`rollout:${model}`, this.#o.instance).catch(() => undefined);
+    }
+    this.#drivers.clear();
   }
 
-  /** A change by someone else than the rollout ends it: the operator has taken over. */
-  #takeOver(model: string, who: TrafficEvent['who']): void {
-    const running = this.#rollouts.get(model);
-    if (who !== 'rollout' && running !== undefined && !running.done) running.abort(`the traffic was changed by ${who}`);
+  #rolloutHost(model: string, stable: string): RolloutHost {
+    return {
+      logger: this.#o.logger,
+      versionsOf: this.#o.versionsOf,
+      stats: this.#o.stats,
+      stillDriving: async (r) => {
+        const stored = this.#models.get(model)?.rollout;
+        if (this.#drivers.get(model) !== r || stored == null || stored.started_at !== r.startedAt || isOver(stored.status)) return false;
+        return this.#o.store.lease(`rollout:${model}`, this.#o.instance, LEASE_TTL_MS).catch(() => false);
+      },
+      save: async (r) => {
+        const entry = this.#entry(model);
+        entry.rollout = r.view();
+        entry.updatedAt = laterThan(entry.updatedAt);
+        await this.#save(model, entry);
+      },
+      setWeights: (m, weights, why) => this.#changeBy(m, 'traffic', { weights, stable }, why),
+      promote: (m, version, why) => this.#changeBy(m, 'promote', { weights: { [version]: 100 }, stable: version }, why),
+      rollback: (m, why) => this.#changeBy(m, 'rollback', { weights: { [stable]: 100 }, stable }, why),
+      finished: (m, result) => this.#o.onRolloutFinished(m, result),
+    };
   }
 
   #changeBy(model: string, action: TrafficEvent['action'], next: Pick<ModelTraffic, 'weights' | 'stable'>, why: string, who: TrafficEvent['who'] = 'rollout'): Promise<void> {
@@ -231,7 +325,7 @@ export class TrafficRegistry {
       sticky: t?.sticky ?? null,
       source: t?.source ?? 'default',
       fallback: resolution.fallback,
-      rollout: this.#rollouts.get(model)?.view() ?? null,
+      rollout: t?.rollout ?? null,
     };
   }
 
@@ -240,13 +334,9 @@ export class TrafficRegistry {
     return this.#models.get(model)?.events ?? [];
   }
 
-  /** Models with at least one deployed version. */
+  /** Models with at least one deployed version, by name. */
   models(): string[] {
-    return [...new Set(this.#modelsWithVersions())].sort();
-  }
-
-  #modelsWithVersions(): string[] {
-    return [...this.#models.keys(), ...Object.keys(this.#o.config)].filter((m) => this.#o.versionsOf(m).length > 0);
+    return [...new Set(this.#o.deployedModels())].sort();
   }
 
   /** The model's versions; 404 when it has none. */
@@ -269,7 +359,7 @@ export class TrafficRegistry {
     const weights = this.#o.config[model] ?? null;
     return {
       weights, sticky: null, stable: weights === null ? null : heaviestOf(weights), source: weights === null ? 'default' : 'config',
-      configDigest: digest, events: [...events], updatedAt: new Date(0).toISOString(),
+      configDigest: digest, events: [...events], rollout: null, updatedAt: new Date(0).toISOString(),
     };
   }
 
@@ -278,7 +368,8 @@ export class TrafficRegistry {
     what: Pick<TrafficEvent, 'who' | 'action' | 'why'>,
   ): Promise<void> {
     const updated: ModelTraffic = {
-      ...next, source: 'api', configDigest: configDigest(this.#o.config[model]), events: entry.events, updatedAt: laterThan(entry.updatedAt),
+      ...next, source: 'api', configDigest: configDigest(this.#o.config[model]), events: entry.events,
+      rollout: this.#rolloutAfter(model, entry.rollout, what.who), updatedAt: laterThan(entry.updatedAt),
     };
     this.#event(updated, { ...what, from: entry.weights, to: next.weights });
     // Stored first: a change that could not be kept is not applied (and the caller gets the error).
@@ -286,6 +377,23 @@ export class TrafficRegistry {
     this.#models.set(model, updated);
     this.#o.logger.info({ model, who: what.who, action: what.action, from: entry.weights, to: next.weights }, 'traffic changed');
     this.#o.onChange();
+  }
+
+  /**
+   * The rollout state a change leaves: the rollout's own changes carry its state; anyone
+   * else's change of the traffic ends a running rollout (the operator has taken over).
+   */
+  #rolloutAfter(model: string, current: RolloutView | null, who: TrafficEvent['who']): RolloutView | null {
+    const driver = this.#drivers.get(model);
+    if (who === 'rollout') return driver?.view() ?? current;
+    if (current === null || isOver(current.status)) return current;
+    if (driver !== undefined && driver.startedAt === current.started_at) {
+      driver.abort(`the traffic was changed by ${who}`);
+      return driver.view();
+    }
+    // Run by another instance: it sees the record end and stops.
+    this.#o.onRolloutFinished(model, 'aborted');
+    return { ...current, status: 'aborted', finished_at: new Date().toISOString() };
   }
 
   /** Drops weighted versions that were undeployed (API records only: the config's entry is declarative). */
@@ -311,7 +419,8 @@ export class TrafficRegistry {
 
   #save(model: string, t: ModelTraffic): Promise<void> {
     return this.#o.store.putTraffic({
-      model, weights: t.weights, sticky: t.sticky, stable: t.stable, config_digest: t.configDigest, events: t.events, updated_at: t.updatedAt,
+      model, weights: t.weights, sticky: t.sticky, stable: t.stable, config_digest: t.configDigest, events: t.events, rollout: t.rollout,
+      updated_at: t.updatedAt,
     });
   }
 }
@@ -345,7 +454,10 @@ function isReady(v: VersionInfo): boolean {
 }
 
 function fromStored(t: StoredTraffic): ModelTraffic {
-  return { weights: t.weights, sticky: t.sticky, stable: t.stable, source: 'api', configDigest: t.config_digest, events: [...t.events], updatedAt: t.updated_at };
+  return {
+    weights: t.weights, sticky: t.sticky, stable: t.stable, source: 'api', configDigest: t.config_digest, events: [...t.events], rollout: t.rollout,
+    updatedAt: t.updated_at,
+  };
 }
 
 /** The config's entry as canonical JSON (keys sorted), '' when the config has none. */

@@ -1,5 +1,5 @@
 import { apiKeySchema, deploymentSchema, validate, type ApiKeyConfig, type DeploymentConfig } from '../config/index.js';
-import { StateError, type DesiredDeployment, type StoredApiKey, type StoredTraffic } from './types.js';
+import { StateError, type DesiredDeployment, type RolloutSpec, type RolloutView, type StoredApiKey, type StoredTraffic } from './types.js';
 
 const FORMAT = 1;
 
@@ -131,7 +131,22 @@ function checkTraffic(entry: unknown, where: string): StoredTraffic {
   if (!Array.isArray(e.events)) bad('events is not a list');
   return {
     model: e.model as string, weights, sticky: (sticky ?? null) as StoredTraffic['sticky'], stable: (e.stable ?? null) as string | null,
-    config_digest: e.config_digest as string, events: e.events as StoredTraffic['events'],
+    config_digest: e.config_digest as string, events: e.events as StoredTraffic['events'], rollout: checkRollout(e.rollout, bad),
     updated_at: typeof e.updated_at === 'string' ? e.updated_at : new Date(0).toISOString(),
   };
+}
+
+const ROLLOUT_STATUSES: ReadonlySet<unknown> = new Set(['progressing', 'waiting for traffic', 'promoted', 'rolled_back', 'aborted']);
+
+/** A stored rollout: enough of its shape checked that carrying it on cannot go astray. */
+function checkRollout(raw: unknown, bad: (what: string) => never): RolloutView | null {
+  if (raw === undefined || raw === null) return null;
+  const r = raw as Partial<Record<keyof RolloutView, unknown>>;
+  const spec = r.spec as Partial<Record<keyof RolloutSpec, unknown>> | undefined;
+  if (typeof r !== 'object' || typeof r.canary !== 'string' || typeof r.stable !== 'string' || !ROLLOUT_STATUSES.has(r.status)
+    || typeof r.step !== 'number' || typeof r.failed_checks !== 'number' || typeof r.started_at !== 'string' || !Array.isArray(r.checks)
+    || typeof spec !== 'object' || spec === null || !Array.isArray(spec.steps) || typeof spec.interval_s !== 'number') {
+    return bad('rollout is not a rollout state');
+  }
+  return raw as RolloutView;
 }

@@ -69,6 +69,20 @@ export class FileStateStore implements DesiredStateStore {
     return this.#save(this.trafficPath, encodeTraffic([...this.#traffic.values()]));
   }
 
+  // One instance owns a state directory: every lease is its own, and there are no other
+  // instances' counts to share.
+  async lease(): Promise<boolean> {
+    return true;
+  }
+
+  async releaseLease(): Promise<void> {}
+
+  async putStats(): Promise<void> {}
+
+  async loadStats(): Promise<Record<string, string>> {
+    return {};
+  }
+
   #write(): Promise<void> {
     return this.#save(this.path, encodeDesired([...this.#entries.values()]));
   }

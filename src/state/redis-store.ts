@@ -9,6 +9,16 @@ const KEY = 'sluice:deployments';
 const API_KEYS = 'sluice:api_keys';
 // Each model's traffic (weights, stable version, events), one field per model.
 const TRAFFIC = 'sluice:traffic';
+// Leases (one instance analyses each rollout) and each instance's counts for a rollout.
+const LEASE = 'sluice:lease:';
+const STATS = 'sluice:rollout-stats:';
+// Take the lease when free, renew it when ours: one round trip, no window between the two.
+const LEASE_SCRIPT = `local v = redis.call('get', KEYS[1])
+if v == false then redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
+if v == ARGV[1] then redis.call('pexpire', KEYS[1], ARGV[2]) return 1 end
+return 0`;
+const RELEASE_SCRIPT = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0`;
 
 /** Desired state shared by every gateway instance on one Redis (SLUICE_REDIS_URL). */
 export class RedisStateStore implements DesiredStateStore {
@@ -65,6 +75,26 @@ export class RedisStateStore implements DesiredStateStore {
   async putTraffic(traffic: StoredTraffic): Promise<void> {
     await this.#connected();
     await this.#redis.hset(TRAFFIC, traffic.model, encodeEntry(traffic));
+  }
+
+  async lease(name: string, holder: string, ttlMs: number): Promise<boolean> {
+    await this.#connected();
+    return (await this.#redis.eval(LEASE_SCRIPT, 1, LEASE + name, holder, String(Math.ceil(ttlMs)))) === 1;
+  }
+
+  async releaseLease(name: string, holder: string): Promise<void> {
+    await this.#connected();
+    await this.#redis.eval(RELEASE_SCRIPT, 1, LEASE + name, holder);
+  }
+
+  async putStats(model: string, holder: string, json: string, ttlMs: number): Promise<void> {
+    await this.#connected();
+    await this.#redis.multi().hset(STATS + model, holder, json).pexpire(STATS + model, Math.ceil(ttlMs)).exec();
+  }
+
+  async loadStats(model: string): Promise<Record<string, string>> {
+    await this.#connected();
+    return this.#redis.hgetall(STATS + model);
   }
 
   async close(): Promise<void> {

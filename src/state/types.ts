@@ -40,6 +40,58 @@ export interface TrafficEvent {
   readonly why: string;
 }
 
+// A rollout's state is part of its model's stored traffic, so that every instance shows it
+// and another one can carry it on (control/rollout.ts runs it).
+
+export interface RolloutSpec {
+  readonly canary: string;
+  /** Canary weights in percent, rising; the last is normally 100. */
+  readonly steps: readonly number[];
+  readonly interval_s: number;
+  /** Fewer canary requests than this in a window: the step neither advances nor fails. */
+  readonly min_requests: number;
+  readonly max_error_rate: number;
+  /** The stable version's own error rate plus this is tolerated too (a shared dependency failing is not the canary's fault). */
+  readonly error_margin: number;
+  readonly max_latency_ratio: number;
+  readonly latency: 'p99_ttfb' | 'p99_total';
+  readonly failed_checks: number;
+}
+
+export type RolloutStatus = 'progressing' | 'waiting for traffic' | 'promoted' | 'rolled_back' | 'aborted';
+
+/** One version's requests in an analysis window. */
+export interface WindowFigures {
+  readonly requests: number;
+  readonly errors: number;
+  readonly error_rate: number;
+  /** The chosen latency figure, seconds; null without requests. */
+  readonly latency_s: number | null;
+}
+
+export interface RolloutCheck {
+  readonly at: string;
+  readonly step: number;
+  readonly weight: number;
+  readonly canary: WindowFigures;
+  readonly stable: WindowFigures;
+  readonly verdict: 'healthy' | 'failed' | 'waiting';
+  readonly why: string;
+}
+
+export interface RolloutView {
+  readonly canary: string;
+  readonly stable: string;
+  readonly status: RolloutStatus;
+  readonly step: number;
+  readonly weight: number;
+  readonly failed_checks: number;
+  readonly started_at: string;
+  readonly finished_at: string | null;
+  readonly spec: RolloutSpec;
+  readonly checks: readonly RolloutCheck[];
+}
+
 /** A model's traffic as set through the admin API, with its history: followed by every instance. */
 export interface StoredTraffic {
   readonly model: string;
@@ -49,6 +101,8 @@ export interface StoredTraffic {
   /** The config's `traffic` entry for the model (canonical JSON, '' for none) when this was set: a changed entry wins over it. */
   readonly config_digest: string;
   readonly events: readonly TrafficEvent[];
+  /** The model's last rollout, running or ended; null when it never had one. */
+  readonly rollout: RolloutView | null;
   readonly updated_at: string;
 }
 
@@ -70,6 +124,15 @@ export interface DesiredStateStore {
   /** Models' traffic set through the admin API, one record per model. */
   loadTraffic(): Promise<StoredTraffic[]>;
   putTraffic(traffic: StoredTraffic): Promise<void>;
+  /**
+   * Takes or renews lease `name` for `holder` for `ttlMs`: false while another holder has it.
+   * One instance analyses each rollout; a file store has one instance, so it always grants.
+   */
+  lease(name: string, holder: string, ttlMs: number): Promise<boolean>;
+  releaseLease(name: string, holder: string): Promise<void>;
+  /** Each instance's request counts for a model under rollout (JSON by instance); none for a file store. */
+  putStats(model: string, holder: string, json: string, ttlMs: number): Promise<void>;
+  loadStats(model: string): Promise<Record<string, string>>;
   close(): Promise<void>;
 }
 

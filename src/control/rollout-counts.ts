@@ -1,0 +1,67 @@
+// The request counts a rollout analyses, from every instance sharing the state: each
+// instance publishes its own (summed over its workers) for the models under rollout, and
+// the one analysing reads them all. With a file store there is one instance: its own.
+
+import type { DesiredStateStore } from '../state/index.js';
+import type { Logger, StatsSnapshot } from '../telemetry/index.js';
+import type { WindowCounts } from './rollout.js';
+
+export interface RolloutCountsOptions {
+  readonly store: DesiredStateStore;
+  /** This instance's name in the shared counts. */
+  readonly instance: string;
+  /** This instance's request stats, summed over its workers, by deployment id. */
+  readonly local: () => Promise<Map<string, StatsSnapshot>>;
+  /** The deployment ids of a model. */
+  readonly deploymentsOf: (model: string) => string[];
+  readonly logger: Logger;
+}
+
+/** Counts older than this are an instance that stopped: left out. */
+const STALE_MS = 10_000;
+
+export class RolloutCounts {
+  readonly #o: RolloutCountsOptions;
+
+  constructor(options: RolloutCountsOptions) {
+    this.#o = options;
+  }
+
+  /** Cumulative counts of `model`'s deployments by `<deployment>@<instance>`: this instance's now, the others' as last published. */
+  async of(model: string): Promise<Map<string, WindowCounts>> {
+    const out = new Map<string, WindowCounts>();
+    const ids = new Set(this.#o.deploymentsOf(model));
+    const local = await this.#o.local();
+    const now = Date.now();
+    for (const [id, s] of local) if (ids.has(id)) out.set(`${id}@${this.#o.instance}`, { ...countsOf(s), at: now });
+    for (const [instance, json] of Object.entries(await this.#o.store.loadStats(model))) {
+      if (instance === this.#o.instance) continue;
+      try {
+        const doc = JSON.parse(json) as { at: number; deployments: Record<string, Omit<WindowCounts, 'at'>> };
+        if (now - doc.at > STALE_MS) continue;
+        for (const [id, counts] of Object.entries(doc.deployments)) out.set(`${id}@${instance}`, { ...counts, at: doc.at });
+      } catch {
+        this.#o.logger.warn({ model, instance }, 'unreadable rollout counts from another instance: left out');
+      }
+    }
+    return out;
+  }
+
+  /** Publishes this instance's counts of the models under rollout, for whichever instance analyses them. */
+  async publish(models: readonly string[]): Promise<void> {
+    if (models.length === 0 || this.#o.store.kind !== 'redis') return;
+    const local = await this.#o.local();
+    for (const model of models) {
+      const deployments: Record<string, Omit<WindowCounts, 'at'>> = {};
+      for (const id of this.#o.deploymentsOf(model)) {
+        const s = local.get(id);
+        if (s !== undefined) deployments[id] = countsOf(s);
+      }
+      await this.#o.store.putStats(model, this.#o.instance, JSON.stringify({ at: Date.now(), deployments }), STALE_MS * 6);
+    }
+  }
+}
+
+function countsOf(s: StatsSnapshot): Omit<WindowCounts, 'at'> {
+  return { codes: s.codes, fineBuckets: s.fineBuckets, fineTtfbBuckets: s.fineTtfbBuckets };
+}
