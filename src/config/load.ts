@@ -112,6 +112,11 @@ export function deploymentProblem(d: DeploymentConfig): { field: string; reason:
   } else if (d.port_env !== null) {
     return { field: 'port_env', reason: `only for the command runtime, not ${d.runtime}` };
   }
+  if (d.auth !== undefined) {
+    const secret = process.env[d.auth.env] ?? '';
+    if (secret === '') return { field: 'auth.env', reason: `the environment variable ${d.auth.env} is not set (it holds the credential; it is never stored)` };
+    if (/[\r\n\0]/.test(secret)) return { field: 'auth.env', reason: `the environment variable ${d.auth.env} holds a line break or NUL, which cannot go in a header` };
+  }
   if (d.health_check !== undefined && d.runtime !== 'remote') {
     return { field: 'health_check', reason: `only for the remote runtime: ${d.runtime} replicas are started and watched as processes (see readiness_path)` };
   }

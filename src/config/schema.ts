@@ -157,6 +157,17 @@ export const deploymentSchema: Field = {
     start_timeout_ms: timeout(120_000),
     // `ollama` runtime: OLLAMA_KEEP_ALIVE, a Go duration ('10m', '-1') or integer seconds.
     keep_alive: { kind: 'string', default: null, nullable: true, pattern: /^[-+]?[0-9][0-9a-zµ.]*$/ },
+    // A credential the gateway adds to every request to this deployment (an OpenAI-compatible
+    // provider's key), read from the environment variable named here: never in config or
+    // state files, never logged. The client's own Authorization and x-api-key are not sent.
+    auth: {
+      kind: 'object', optional: true,
+      fields: {
+        header: { kind: 'string', default: 'authorization', pattern: /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/ },
+        env: { kind: 'string', pattern: /^[A-Za-z_][A-Za-z0-9_]{0,127}$/ },
+        scheme: { kind: 'string', default: 'Bearer', nullable: true, pattern: /^[A-Za-z][A-Za-z0-9._~+/-]*$/ },
+      },
+    },
     // Only for `remote`: absent, the defaults above apply.
     health_check: { kind: 'object', optional: true, fields: healthCheckFields },
     upstream: { kind: 'object', optional: true, fields: withoutDefaults(upstreamFields) },

@@ -74,6 +74,15 @@ export interface HealthCheckConfig {
   readonly unhealthy_threshold: number;
 }
 
+export interface UpstreamAuthConfig {
+  /** Header name, lower case on the wire. */
+  readonly header: string;
+  /** The environment variable holding the secret. */
+  readonly env: string;
+  /** Put before the secret (`Bearer sk-...`); null: the secret alone. */
+  readonly scheme: string | null;
+}
+
 export interface DeploymentConfig {
   readonly model: string;
   readonly version: string;
@@ -90,6 +99,8 @@ export interface DeploymentConfig {
   readonly env: Readonly<Record<string, string>>;
   readonly start_timeout_ms: number;
   readonly keep_alive: string | null;
+  /** A credential added to every upstream request, from an environment variable. */
+  readonly auth?: UpstreamAuthConfig;
   /** `remote` only; absent: every default. */
   readonly health_check?: HealthCheckConfig;
   readonly upstream?: Partial<UpstreamOptions>;

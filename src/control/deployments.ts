@@ -12,6 +12,7 @@ import { SluiceError } from '../errors/index.js';
 import { ActiveHealthCheck, type HealthStatus } from '../health/index.js';
 import { killGroup, launchPlan, PortAllocator, ReplicaProcess, type LogLine, type ReplicaProcessOptions, type ReplicaSpec, type ReplicaState } from '../ports/index.js';
 import type { DesiredStateStore, ReplicaRecord, ReplicaRecords } from '../state/index.js';
+import { upstreamCredential } from './credentials.js';
 import type { Logger } from '../telemetry/index.js';
 import type { RoutableDeployment, RoutableReplica } from './route-snapshot.js';
 import type { IndexAllocator, SlotAllocator } from './slots.js';
@@ -135,6 +136,8 @@ export class Deployment {
     const s = this.spec;
     return {
       id: this.id, model: s.model, version: s.version, runtime: s.runtime, state: this.state, source: this.source, shadows: this.shadows,
+      // Where the upstream credential comes from; its value never leaves the process.
+      auth: s.auth ?? null,
       route: `/${this.id}/`, created_at: this.createdAt, last_error: this.lastError, policies: this.policies,
       replicas: this.replicas.map((r) => r.view(breaker)),
     };
@@ -174,7 +177,7 @@ export class DeploymentManager {
     const maxBody = this.#o.config.limits.max_body_bytes;
     return this.list().map((d) => ({
       id: d.id, model: d.spec.model, version: d.spec.version, slot: d.slot, upstream: d.upstream, policies: d.policies, maxBodyBytes: maxBody,
-      routable: d.routable,
+      routable: d.routable, credential: upstreamCredential(d.spec.auth),
       replicas: d.replicas.map((r): RoutableReplica => ({ id: r.id, host: r.host, port: r.port, basePath: r.basePath, slot: r.slot, ready: r.ready })),
     }));
   }
@@ -356,7 +359,11 @@ export class DeploymentManager {
     }
     // Like every routed path, the check's path is relative to the replica's URL.
     const path = options.path ?? d.spec.readiness_path;
-    const target = { host: replica.host, port: replica.port, path: path === null ? null : replica.basePath + path };
+    const credential = upstreamCredential(d.spec.auth);
+    const target = {
+      host: replica.host, port: replica.port, path: path === null ? null : replica.basePath + path,
+      headers: credential === null ? undefined : { [credential.name]: credential.value },
+    };
     replica.state = 'starting';
     replica.health = new ActiveHealthCheck(target, options, (status: HealthStatus) => {
       replica.state = status === 'healthy' ? 'ready' : status;

@@ -3,6 +3,7 @@
 import type { PoliciesConfig, UpstreamOptions } from '../config/index.js';
 import { bucketsFor, type BucketRef } from '../policy/index.js';
 import type { ActiveKey } from './api-keys.js';
+import type { UpstreamCredential } from './credentials.js';
 import type { AliasSnapshot, DeploymentSnapshot, KeySnapshot, ReplicaSnapshot, RouteTableSnapshot } from '../proxy/index.js';
 
 export interface RoutableReplica extends ReplicaSnapshot {
@@ -20,6 +21,8 @@ export interface RoutableDeployment {
   readonly upstream: UpstreamOptions;
   readonly policies: PoliciesConfig;
   readonly maxBodyBytes: number;
+  /** Added to every upstream request (config `auth`); null: the client's credentials pass. */
+  readonly credential: UpstreamCredential | null;
 }
 
 /**
@@ -62,7 +65,7 @@ export function buildRouteSnapshot(input: SnapshotInput): RouteTableSnapshot {
   for (const d of input.deployments) {
     if (!d.routable) continue;
     out.push({
-      id: d.id, model: d.model, version: d.version, slot: d.slot, upstream: d.upstream, maxBodyBytes: d.maxBodyBytes,
+      id: d.id, model: d.model, version: d.version, slot: d.slot, upstream: d.upstream, maxBodyBytes: d.maxBodyBytes, credential: d.credential,
       policies: d.policies, buckets: bucketsFor(`dep:${d.id}`, `deployment ${d.id}`, d.policies.rate_limit, slotOf),
       replicas: d.replicas.filter((r) => r.ready).map(({ id, host, port, basePath, slot }) => ({ id, host, port, basePath, slot })),
     });

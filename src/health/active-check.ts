@@ -16,6 +16,8 @@ export interface HealthCheckTarget {
   readonly port: number;
   /** GET this path (200 passes); null: a TCP connect. */
   readonly path: string | null;
+  /** Sent with the GET (a provider's credential: its health path may need it too). */
+  readonly headers?: Readonly<Record<string, string>>;
 }
 
 export interface HealthCheckView {
@@ -107,9 +109,9 @@ export class ActiveHealthCheck {
   }
 
   async #run(): Promise<void> {
-    const { host, port, path } = this.#target;
+    const { host, port, path, headers } = this.#target;
     const timeoutMs = this.#options.timeout_ms;
-    const error = path === null ? await tcpCheck(host, port, timeoutMs) : await probeDetailed(host, port, path, timeoutMs);
+    const error = path === null ? await tcpCheck(host, port, timeoutMs) : await probeDetailed(host, port, path, timeoutMs, headers);
     if (this.#stopped) return;
     this.#record(error);
     this.#timer = setTimeout(() => void this.#run(), this.#options.interval_ms);

@@ -9,10 +9,10 @@ export function probe(host: string, port: number, path: string, timeoutMs: numbe
 }
 
 /** Resolves null when GET `path` answered a complete 200 within `timeoutMs`, else why not. */
-export function probeDetailed(host: string, port: number, path: string, timeoutMs: number): Promise<string | null> {
+export function probeDetailed(host: string, port: number, path: string, timeoutMs: number, headers?: Readonly<Record<string, string>>): Promise<string | null> {
   return new Promise<string | null>((resolve) => {
     let timedOut = false;
-    const req = request({ host, port, path, method: 'GET', agent: false, headers: { connection: 'close' } }, (res) => {
+    const req = request({ host, port, path, method: 'GET', agent: false, headers: { ...headers, connection: 'close' } }, (res) => {
       res.resume();
       // 'close' follows both a full body and a destroyed one; only a complete 200 counts.
       res.on('close', () => {

@@ -12,7 +12,7 @@ import type { Logger } from '../telemetry/index.js';
 import type { Attempt } from './attempt.js';
 import { Exchange, Phase, type ExchangeOwner } from './exchange.js';
 import { AuthFilter, CacheFilter, FilterChain, FilterStatus, RateLimitFilter } from './filters/index.js';
-import { credentialLines, readClientHead } from './headers.js';
+import { credentialLines, readClientHead, withCredential } from './headers.js';
 import { endWithoutBody, RETRY_AFTER, writeErrorResponse, type CacheStatus } from './respond.js';
 import { DeploymentRoute, RouteTable, RouteTableCompiler, type KeyRoute, type ReplicaRoute, type RouteTableSnapshot, type SharedState } from './route-table.js';
 import { RequestIds } from './request-id.js';
@@ -207,8 +207,9 @@ export class Gateway implements ExchangeOwner {
     // Read only when used: the address costs a getpeername per request in uWS.
     const client = this.#forwardedFor || this.#accessLog ? clientAddress(res) : '';
     const forwardedFor = !this.#forwardedFor ? head.forwardedFor : head.forwardedFor === '' ? client : `${head.forwardedFor}, ${client}`;
+    const credential = route.credentialLine;
     const headRest =
-      head.headerLines + (key === undefined ? credentialLines(head) : '') +
+      (credential === null ? head.headerLines + (key === undefined ? credentialLines(head) : '') : withCredential(head, route.credentialName, credential)) +
       (forwardedFor === '' ? '' : `x-forwarded-for: ${forwardedFor}\r\n`) + 'x-forwarded-proto: http\r\n' +
       (head.host === '' ? '' : `x-forwarded-host: ${head.host}\r\n`) +
       `x-request-id: ${requestId}\r\n` +

@@ -198,6 +198,16 @@ export function forwardedHeader(lines: string, name: string): string {
 }
 
 /** The credential headers, for the upstream, when they were not a sluice API key. */
+/**
+ * The client's header lines for a deployment whose upstream takes the gateway's own
+ * credential (`line`, header `name`): the client's Authorization and x-api-key stay behind,
+ * and so does its own header of that name.
+ */
+export function withCredential(head: ClientHead, name: string, line: string): string {
+  const lines = name === 'authorization' || name === 'x-api-key' ? head.headerLines : withoutHeaders(head.headerLines, [name]);
+  return lines + line;
+}
+
 export function credentialLines(head: ClientHead): string {
   if (head.authorization === '' && head.xApiKey === '') return '';
   return (head.authorization === '' ? '' : `authorization: ${head.authorization}\r\n`) + (head.xApiKey === '' ? '' : `x-api-key: ${head.xApiKey}\r\n`);

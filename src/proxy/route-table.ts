@@ -35,6 +35,8 @@ export interface DeploymentSnapshot {
   readonly replicas: readonly ReplicaSnapshot[];
   readonly upstream: UpstreamOptions;
   readonly maxBodyBytes: number;
+  /** A header the gateway adds to every upstream request (a provider's key); null: none. */
+  readonly credential: { readonly name: string; readonly value: string } | null;
 }
 
 export interface AliasSnapshot {
@@ -112,6 +114,10 @@ export class DeploymentRoute {
   readonly filters: FilterChain | null;
   /** `x-sluice-version` as a response head line: alias responses say which version served them. */
   readonly versionLine: Uint8Array;
+  /** The gateway's credential for this deployment's upstream, as a request head line; null: none (the client's pass). */
+  readonly credentialLine: string | null;
+  /** Its header name: the client's header of that name is not forwarded. */
+  readonly credentialName: string;
 
   constructor(snap: DeploymentSnapshot, replicas: ReplicaRoute[], stats: RequestStats, shared: SharedState, cache: RouteCache | null, filters: FilterChain | null) {
     this.id = snap.id;
@@ -135,6 +141,8 @@ export class DeploymentRoute {
     this.cache = cache;
     this.filters = filters;
     this.versionLine = Buffer.from(`\r\nx-sluice-version: ${snap.version}`, 'latin1');
+    this.credentialLine = snap.credential === null ? null : `${snap.credential.name}: ${snap.credential.value}\r\n`;
+    this.credentialName = snap.credential?.name ?? '';
   }
 }
 
