@@ -1,5 +1,8 @@
 export { NoReplica, type Balanced, type Balancer, type PickContext } from './balancer.js';
 export { LeastOutstanding } from './least-outstanding.js';
+export { RoundRobin } from './round-robin.js';
+export { LatencyMemory, LowestLatency } from './lowest-latency.js';
+export { ReplicaGate } from './replica-gate.js';
 export { ReplicaQueue, type QueuedRequest, type QueueOwner } from './replica-queue.js';
 export { Fifo } from './fifo.js';
 export { pickWeighted, cumulativeWeights, pickSticky, stickyHash } from './weighted.js';

@@ -96,6 +96,18 @@ const policyFields = {
     },
   },
   rate_limit: { kind: 'object', fields: limitFields },
+  // How a replica is chosen. least_outstanding: two at random, the less loaded (P2C);
+  // round_robin: each in turn; lowest_latency: the least loaded of those whose average time
+  // to first byte is within latency_buffer of the best (0.2: 20% slower), a replica not
+  // measured for probe_interval_ms being tried again.
+  balancer: {
+    kind: 'object',
+    fields: {
+      strategy: { kind: 'string', enum: ['least_outstanding', 'round_robin', 'lowest_latency'], default: 'least_outstanding' },
+      latency_buffer: { kind: 'number', default: 0.2, min: 0, max: 100 },
+      probe_interval_ms: { kind: 'int', default: 2_000, min: 10, max: 3_600_000 },
+    },
+  },
   // Response cache and request coalescing, in memory per worker thread (so per worker, not
   // per instance, for the byte limits).
   cache: {

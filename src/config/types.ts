@@ -49,6 +49,7 @@ export interface PoliciesConfig {
   };
   readonly queue: { readonly max_inflight_per_replica: number; readonly max_length: number; readonly max_wait_ms: number };
   readonly rate_limit: LimitsConfig;
+  readonly balancer: { readonly strategy: 'least_outstanding' | 'round_robin' | 'lowest_latency'; readonly latency_buffer: number; readonly probe_interval_ms: number };
   readonly cache: CacheConfig;
   readonly total_timeout_ms: number;
 }

@@ -468,10 +468,13 @@ export class Exchange implements AttemptClient {
     this.status = status;
     this.#responded = true;
     this.#setPhase(Phase.Streaming);
-    if (this.attempt !== null) {
+    const attempt = this.attempt;
+    if (attempt !== null) {
       const now = monoNow();
       this.headAt = now;
-      this.route.stats.recordTtfb((now - this.startedAt) / 1000);
+      const route = this.route;
+      route.stats.recordTtfb((now - this.startedAt) / 1000);
+      if (route.learnsLatency) route.balancer.observe!(attempt.replica, now - this.startedAt);
     }
   }
 

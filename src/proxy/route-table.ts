@@ -4,7 +4,7 @@
 // model), so a swap never disturbs requests in flight.
 
 import { Buffer } from 'node:buffer';
-import { cumulativeWeights, LeastOutstanding, pickSticky, pickWeighted, stickyHash, type Balancer, type BreakerBoard, type BreakerOptions } from '../balancer/index.js';
+import { cumulativeWeights, LatencyMemory, LeastOutstanding, LowestLatency, pickSticky, pickWeighted, ReplicaGate, RoundRobin, stickyHash, type Balancer, type BreakerBoard, type BreakerOptions } from '../balancer/index.js';
 import type { PoliciesConfig, UpstreamOptions } from '../config/index.js';
 import { KeyScope, type BucketRef, type RedisCache } from '../policy/index.js';
 import { RequestStats } from '../telemetry/index.js';
@@ -107,6 +107,8 @@ export class DeploymentRoute {
   readonly breaker: BreakerOptions | null;
   /** Chooses among `replicas` (built with this table: the replicas never change under it). */
   readonly balancer: Balancer<ReplicaRoute>;
+  /** The balancer learns from response times: tell it each time to first byte (balancer.observe). */
+  readonly learnsLatency: boolean;
   readonly stats: RequestStats;
   /** The deployment's response cache and in-flight requests; null when its cache policy is off. */
   readonly cache: RouteCache | null;
@@ -119,7 +121,10 @@ export class DeploymentRoute {
   /** Its header name: the client's header of that name is not forwarded. */
   readonly credentialName: string;
 
-  constructor(snap: DeploymentSnapshot, replicas: ReplicaRoute[], stats: RequestStats, shared: SharedState, cache: RouteCache | null, filters: FilterChain | null) {
+  constructor(
+    snap: DeploymentSnapshot, replicas: ReplicaRoute[], stats: RequestStats, shared: SharedState, cache: RouteCache | null, filters: FilterChain | null,
+    latency: LatencyMemory,
+  ) {
     this.id = snap.id;
     this.model = snap.model;
     this.version = snap.version;
@@ -136,7 +141,14 @@ export class DeploymentRoute {
         volumeThreshold: b.volume_threshold, rollingWindowMs: b.window_ms, resetTimeoutMs: b.reset_timeout_ms,
       })
       : null;
-    this.balancer = new LeastOutstanding(this.replicas, shared.inflight, shared.breakers, this.breaker, snap.policies.queue.max_inflight_per_replica);
+    const gate = new ReplicaGate(this.replicas, shared.inflight, shared.breakers, this.breaker, snap.policies.queue.max_inflight_per_replica);
+    const choice = snap.policies.balancer;
+    this.balancer = choice.strategy === 'round_robin'
+      ? new RoundRobin(gate)
+      : choice.strategy === 'lowest_latency'
+        ? new LowestLatency(gate, latency, choice.latency_buffer, choice.probe_interval_ms)
+        : new LeastOutstanding(gate);
+    this.learnsLatency = choice.strategy === 'lowest_latency';
     this.stats = stats;
     this.cache = cache;
     this.filters = filters;
@@ -245,6 +257,8 @@ export class RouteTableCompiler {
   readonly #stats = new Map<string, RequestStats>();
   // Like stats, kept across snapshots: a new route table must not empty the cache.
   readonly #caches = new Map<string, RouteCache>();
+  /** Each deployment's replica response times, for lowest_latency: they outlive route tables. */
+  readonly #latency = new Map<string, LatencyMemory>();
   readonly #shared: SharedState;
   /** The worker's client of the shared cache tier; null when no Redis is configured. */
   readonly #sharedCache: RedisCache | null;
@@ -277,7 +291,13 @@ export class RouteTableCompiler {
         stats = new RequestStats();
         this.#stats.set(d.id, stats);
       }
-      const route = new DeploymentRoute(d, replicas, stats, this.#shared, this.#cacheOf(d, stats), this.#filtersOf(d, keysLimit));
+      let latency = this.#latency.get(d.id);
+      if (latency === undefined) {
+        latency = new LatencyMemory();
+        this.#latency.set(d.id, latency);
+      }
+      latency.retain(new Set(d.replicas.map((r) => r.id)));
+      const route = new DeploymentRoute(d, replicas, stats, this.#shared, this.#cacheOf(d, stats), this.#filtersOf(d, keysLimit), latency);
       byId.set(d.id, route);
       routes.set(d.id, route);
     }
@@ -303,6 +323,7 @@ export class RouteTableCompiler {
       }
     }
     for (const id of this.#caches.keys()) if (!byId.has(id)) this.#caches.delete(id);
+    for (const id of this.#latency.keys()) if (!byId.has(id)) this.#latency.delete(id);
     const keys = new Map(snap.keys.map((k) => [k.digest, new KeyRoute(k)] as const));
     return new RouteTable(snap.version, snap.ready, routes, [...byId.values()], keys);
   }
