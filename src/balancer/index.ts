@@ -2,6 +2,8 @@ export { NoReplica, type Balanced, type Balancer, type PickContext } from './bal
 export { LeastOutstanding } from './least-outstanding.js';
 export { RoundRobin } from './round-robin.js';
 export { LatencyMemory, LowestLatency } from './lowest-latency.js';
+export { WeightedReplicas } from './weighted-replicas.js';
+export { Tiered } from './tiered.js';
 export { ReplicaGate } from './replica-gate.js';
 export { ReplicaQueue, type QueuedRequest, type QueueOwner } from './replica-queue.js';
 export { Fifo } from './fifo.js';

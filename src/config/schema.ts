@@ -9,7 +9,8 @@ export type Field =
   | { kind: 'number'; default?: number; min?: number; max?: number }
   | { kind: 'string'; default?: string | null; pattern?: RegExp; enum?: readonly string[]; nullable?: boolean; /** Never echoed in errors. */ secret?: boolean }
   | { kind: 'bool'; default?: boolean }
-  | { kind: 'object'; fields: Record<string, Field>; optional?: boolean }
+  /** `shorthand`: a bare string stands for an object with only that field. */
+  | { kind: 'object'; fields: Record<string, Field>; optional?: boolean; shorthand?: string }
   | { kind: 'array'; of: Field; default?: unknown[] }
   | { kind: 'map'; of: Field; default?: Record<string, unknown> };
 
@@ -97,13 +98,16 @@ const policyFields = {
   },
   rate_limit: { kind: 'object', fields: limitFields },
   // How a replica is chosen. least_outstanding: two at random, the less loaded (P2C);
-  // round_robin: each in turn; lowest_latency: the least loaded of those whose average time
-  // to first byte is within latency_buffer of the best (0.2: 20% slower), a replica not
-  // measured for probe_interval_ms being tried again.
+  // round_robin: each in turn; weighted: at random by the replicas' weight; lowest_latency:
+  // the least loaded of those whose average time to first byte is within latency_buffer of
+  // the best (0.2: 20% slower), a replica not measured for probe_interval_ms being tried
+  // again; lowest_cost: the least loaded of the cheapest replicas that can take the
+  // request; failover: the same by priority tier (0 first). A replica that cannot take a
+  // request (breaker open, at max_inflight) is passed over by every strategy.
   balancer: {
     kind: 'object',
     fields: {
-      strategy: { kind: 'string', enum: ['least_outstanding', 'round_robin', 'lowest_latency'], default: 'least_outstanding' },
+      strategy: { kind: 'string', enum: ['least_outstanding', 'round_robin', 'weighted', 'lowest_latency', 'lowest_cost', 'failover'], default: 'least_outstanding' },
       latency_buffer: { kind: 'number', default: 0.2, min: 0, max: 100 },
       probe_interval_ms: { kind: 'int', default: 2_000, min: 10, max: 3_600_000 },
     },
@@ -151,6 +155,20 @@ export const apiKeySchema: Field = {
   },
 };
 
+// weight: share of a weighted deployment's requests (0: only when no other replica can take
+// one); priority: failover tier, 0 first; cost: price of a request or of 1k tokens, in any
+// unit shared by the deployment's replicas (lowest_cost).
+const endpointSchema: Field = {
+  kind: 'object',
+  shorthand: 'url',
+  fields: {
+    url: { kind: 'string', pattern: /^https?:\/\/[^\s/]+(\/.*)?$/ },
+    weight: { kind: 'number', default: 1, min: 0, max: 1_000_000 },
+    priority: { kind: 'int', default: 0, min: 0, max: 100 },
+    cost: { kind: 'number', default: 0, min: 0, max: 1e12 },
+  },
+};
+
 export const deploymentSchema: Field = {
   kind: 'object',
   fields: {
@@ -158,7 +176,9 @@ export const deploymentSchema: Field = {
     version: { kind: 'string', pattern: VERSION_NAME },
     runtime: { kind: 'string', enum: ['sim', 'remote', 'command', 'mlflow', 'ollama'], default: 'sim' },
     replicas: { kind: 'int', default: 1, min: 1, max: 100 },
-    urls: { kind: 'array', of: { kind: 'string', pattern: /^https?:\/\/[^\s/]+(\/.*)?$/ }, default: [] },
+    // `remote` replicas: a URL, or {url, weight, priority, cost} for the balancing strategies
+    // that read them (weighted, failover, lowest_cost).
+    urls: { kind: 'array', of: endpointSchema, default: [] },
     args: { kind: 'array', of: { kind: 'string' }, default: [] },
     command: { kind: 'array', of: { kind: 'string' }, default: [] },
     // `command` runtime: also pass the allocated port in this environment variable (many
@@ -342,6 +362,7 @@ export function validate(field: Field, value: unknown, path: string): unknown {
         if (field.optional) return undefined;
         value = {};
       }
+      if (typeof value === 'string' && field.shorthand !== undefined) value = { [field.shorthand]: value };
       if (typeof value !== 'object' || Array.isArray(value)) throw new ConfigError(path, `expected an object, got ${typeName(value)}`);
       const input = value as Record<string, unknown>;
       for (const key of Object.keys(input)) {

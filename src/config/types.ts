@@ -49,7 +49,7 @@ export interface PoliciesConfig {
   };
   readonly queue: { readonly max_inflight_per_replica: number; readonly max_length: number; readonly max_wait_ms: number };
   readonly rate_limit: LimitsConfig;
-  readonly balancer: { readonly strategy: 'least_outstanding' | 'round_robin' | 'lowest_latency'; readonly latency_buffer: number; readonly probe_interval_ms: number };
+  readonly balancer: { readonly strategy: BalancerStrategy; readonly latency_buffer: number; readonly probe_interval_ms: number };
   readonly cache: CacheConfig;
   readonly total_timeout_ms: number;
 }
@@ -84,12 +84,25 @@ export interface UpstreamAuthConfig {
   readonly scheme: string | null;
 }
 
+/** A `remote` replica and what the balancing strategies read of it. */
+export type BalancerStrategy = 'least_outstanding' | 'round_robin' | 'weighted' | 'lowest_latency' | 'lowest_cost' | 'failover';
+
+export interface ReplicaEndpoint {
+  readonly url: string;
+  /** Share of a `weighted` deployment's requests. */
+  readonly weight: number;
+  /** `failover` tier: 0 first. */
+  readonly priority: number;
+  /** `lowest_cost`: price of a request (or of 1k tokens), in the deployment's own unit. */
+  readonly cost: number;
+}
+
 export interface DeploymentConfig {
   readonly model: string;
   readonly version: string;
   readonly runtime: Runtime;
   readonly replicas: number;
-  readonly urls: readonly string[];
+  readonly urls: readonly ReplicaEndpoint[];
   /** Extra arguments for the `sim` runtime (e.g. `--token-ms 5`). */
   readonly args: readonly string[];
   /** argv template for the `command` runtime; `{port}` etc. are substituted per element. */

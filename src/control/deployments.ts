@@ -49,6 +49,10 @@ export class Replica {
   port = 0;
   basePath = '';
   url = '';
+  /** What the balancing strategies read (config `urls` entries; local replicas are alike). */
+  weight = 1;
+  priority = 0;
+  cost = 0;
   process: ReplicaProcess | null = null;
   /** A remote replica's health checks; null for local ones and when disabled. */
   health: ActiveHealthCheck | null = null;
@@ -76,7 +80,7 @@ export class Replica {
   view(breaker?: (slot: number) => string): Record<string, unknown> {
     const p = this.process;
     return {
-      id: this.id, url: this.url, port: this.port, state: this.state, breaker: breaker?.(this.slot) ?? null,
+      id: this.id, url: this.url, port: this.port, weight: this.weight, priority: this.priority, cost: this.cost, state: this.state, breaker: breaker?.(this.slot) ?? null,
       pid: p?.pid ?? null, restarts: p?.restarts ?? 0, last_error: p?.lastError?.message ?? null, health: this.health?.view() ?? null,
     };
   }
@@ -178,7 +182,9 @@ export class DeploymentManager {
     return this.list().map((d) => ({
       id: d.id, model: d.spec.model, version: d.spec.version, slot: d.slot, upstream: d.upstream, policies: d.policies, maxBodyBytes: maxBody,
       routable: d.routable, credential: upstreamCredential(d.spec.auth),
-      replicas: d.replicas.map((r): RoutableReplica => ({ id: r.id, host: r.host, port: r.port, basePath: r.basePath, slot: r.slot, ready: r.ready })),
+      replicas: d.replicas.map((r): RoutableReplica => ({
+        id: r.id, host: r.host, port: r.port, basePath: r.basePath, slot: r.slot, weight: r.weight, priority: r.priority, cost: r.cost, ready: r.ready,
+      })),
     }));
   }
 
@@ -285,11 +291,15 @@ export class DeploymentManager {
     this.#o.onReplicaSlot?.(replica.slot);
     d.replicas.push(replica);
     if (spec.runtime === 'remote') {
-      const url = new URL(spec.urls[index]!);
+      const endpoint = spec.urls[index]!;
+      const url = new URL(endpoint.url);
       replica.host = url.hostname.replace(/^\[|\]$/g, '');
       replica.port = Number(url.port || 80);
       replica.basePath = url.pathname.replace(/\/+$/, '');
-      replica.url = spec.urls[index]!;
+      replica.url = endpoint.url;
+      replica.weight = endpoint.weight;
+      replica.priority = endpoint.priority;
+      replica.cost = endpoint.cost;
       this.#watchRemote(d, replica);
       return;
     }

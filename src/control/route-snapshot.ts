@@ -67,7 +67,7 @@ export function buildRouteSnapshot(input: SnapshotInput): RouteTableSnapshot {
     out.push({
       id: d.id, model: d.model, version: d.version, slot: d.slot, upstream: d.upstream, maxBodyBytes: d.maxBodyBytes, credential: d.credential,
       policies: d.policies, buckets: bucketsFor(`dep:${d.id}`, `deployment ${d.id}`, d.policies.rate_limit, slotOf),
-      replicas: d.replicas.filter((r) => r.ready).map(({ id, host, port, basePath, slot }) => ({ id, host, port, basePath, slot })),
+      replicas: d.replicas.filter((r) => r.ready).map(({ ready: _ready, ...replica }) => replica),
     });
     models.add(d.model);
   }

@@ -4,7 +4,10 @@
 // model), so a swap never disturbs requests in flight.
 
 import { Buffer } from 'node:buffer';
-import { cumulativeWeights, LatencyMemory, LeastOutstanding, LowestLatency, pickSticky, pickWeighted, ReplicaGate, RoundRobin, stickyHash, type Balancer, type BreakerBoard, type BreakerOptions } from '../balancer/index.js';
+import {
+  cumulativeWeights, LatencyMemory, LeastOutstanding, LowestLatency, pickSticky, pickWeighted, ReplicaGate, RoundRobin, stickyHash, Tiered, WeightedReplicas,
+  type Balancer, type BreakerBoard, type BreakerOptions,
+} from '../balancer/index.js';
 import type { PoliciesConfig, UpstreamOptions } from '../config/index.js';
 import { KeyScope, type BucketRef, type RedisCache } from '../policy/index.js';
 import { RequestStats } from '../telemetry/index.js';
@@ -20,6 +23,10 @@ export interface ReplicaSnapshot {
   readonly basePath: string;
   /** Slot in the shared in-flight counters; stable for the replica's lifetime. */
   readonly slot: number;
+  /** Read by the weighted, failover and lowest_cost strategies. */
+  readonly weight: number;
+  readonly priority: number;
+  readonly cost: number;
 }
 
 export interface DeploymentSnapshot {
@@ -82,15 +89,32 @@ export class ReplicaRoute {
   readonly origin: string;
   /** What follows the request target in every request head sent to this replica. */
   readonly headAfterTarget: string;
+  readonly weight: number;
+  readonly priority: number;
+  readonly cost: number;
 
   constructor(snap: ReplicaSnapshot, pool: UpstreamPool) {
     this.id = snap.id;
     this.slot = snap.slot;
+    this.weight = snap.weight;
+    this.priority = snap.priority;
+    this.cost = snap.cost;
     this.pool = pool;
     this.hostHeader = snap.host.includes(':') ? `[${snap.host}]:${snap.port}` : `${snap.host}:${snap.port}`;
     this.basePath = snap.basePath;
     this.origin = `http://${this.hostHeader}${snap.basePath}`;
     this.headAfterTarget = ` HTTP/1.1\r\nhost: ${this.hostHeader}\r\n`;
+  }
+}
+
+function balancerFor(choice: PoliciesConfig['balancer'], gate: ReplicaGate<ReplicaRoute>, latency: LatencyMemory): Balancer<ReplicaRoute> {
+  switch (choice.strategy) {
+    case 'least_outstanding': return new LeastOutstanding(gate);
+    case 'round_robin': return new RoundRobin(gate);
+    case 'weighted': return new WeightedReplicas(gate);
+    case 'lowest_latency': return new LowestLatency(gate, latency, choice.latency_buffer, choice.probe_interval_ms);
+    case 'lowest_cost': return new Tiered(gate, (r) => r.cost);
+    case 'failover': return new Tiered(gate, (r) => r.priority);
   }
 }
 
@@ -142,13 +166,8 @@ export class DeploymentRoute {
       })
       : null;
     const gate = new ReplicaGate(this.replicas, shared.inflight, shared.breakers, this.breaker, snap.policies.queue.max_inflight_per_replica);
-    const choice = snap.policies.balancer;
-    this.balancer = choice.strategy === 'round_robin'
-      ? new RoundRobin(gate)
-      : choice.strategy === 'lowest_latency'
-        ? new LowestLatency(gate, latency, choice.latency_buffer, choice.probe_interval_ms)
-        : new LeastOutstanding(gate);
-    this.learnsLatency = choice.strategy === 'lowest_latency';
+    this.balancer = balancerFor(snap.policies.balancer, gate, latency);
+    this.learnsLatency = snap.policies.balancer.strategy === 'lowest_latency';
     this.stats = stats;
     this.cache = cache;
     this.filters = filters;
