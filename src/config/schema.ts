@@ -362,7 +362,8 @@ export function validate(field: Field, value: unknown, path: string): unknown {
         if (field.optional) return undefined;
         value = {};
       }
-      if (typeof value === 'string' && field.shorthand !== undefined) value = { [field.shorthand]: value };
+      // Checked here too, so that a bad bare string is named as written (`urls[0]`).
+      if (typeof value === 'string' && field.shorthand !== undefined) value = { [field.shorthand]: validate(field.fields[field.shorthand]!, value, path) };
       if (typeof value !== 'object' || Array.isArray(value)) throw new ConfigError(path, `expected an object, got ${typeName(value)}`);
       const input = value as Record<string, unknown>;
       for (const key of Object.keys(input)) {

@@ -62,6 +62,11 @@ t.test('defaults are filled in and the result is frozen', async (t) => {
   t.equal(d.runtime, 'sim', 'runtime defaults to the simulator');
   t.equal(d.replicas, 1);
   t.same(d.urls, []);
+  const remote = load('deployments:\n  - {model: r, version: "1", runtime: remote, urls: ["http://a:1", {url: "http://b:2/v1", priority: 1, cost: 0.5}]}\n').deployments[0]!;
+  t.same(remote.urls, [
+    { url: 'http://a:1', weight: 1, priority: 0, cost: 0 },
+    { url: 'http://b:2/v1', weight: 1, priority: 1, cost: 0.5 },
+  ], 'a bare URL and an object both give an endpoint with the defaults filled in');
   t.same(d.args, []);
   t.same(d.command, []);
   t.equal(d.readiness_path, null);
@@ -101,6 +106,9 @@ t.test('bad types and ranges name the field', async (t) => {
   rejects(t, 'deployments:\n  - model: m\n    version: "1"\n    runtime: docker\n', 'deployments[0].runtime');
   rejects(t, 'deployments:\n  - model: m\n    version: "1"\n    replicas: 0\n', 'deployments[0].replicas');
   rejects(t, 'deployments:\n  - model: m\n    version: "1"\n    runtime: remote\n    urls: [ftp://x]\n', 'deployments[0].urls[0]');
+  rejects(t, 'deployments:\n  - model: m\n    version: "1"\n    runtime: remote\n    urls: [{url: "http://x", weight: -1}]\n', 'deployments[0].urls[0].weight');
+  rejects(t, 'deployments:\n  - model: m\n    version: "1"\n    runtime: remote\n    urls: [{url: "http://x", tier: 1}]\n', 'deployments[0].urls[0].tier');
+  rejects(t, 'deployments:\n  - model: m\n    version: "1"\n    runtime: remote\n    urls: [{weight: 2}]\n', 'deployments[0].urls[0].url');
   rejects(t, 'deployments:\n  - model: m\n    version: "1"\n    args: [1, {a: 1}]\n', 'deployments[0].args[1]');
   rejects(t, 'traffic:\n  m: { "1": -5 }\ndeployments:\n  - {model: m, version: "1"}\n', 'traffic.m.1');
 });
