@@ -8,7 +8,7 @@ import { createServer } from 'node:net';
 import { parseArgs } from 'node:util';
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import { AdminServer, registerAdminRoutes } from './admin/index.js';
-import { BreakerBoard, DeploymentCounters } from './balancer/index.js';
+import { BreakerBoard, DeploymentCounters, ReplicaLoadBoard } from './balancer/index.js';
 import { DEFAULT_CONFIG_FILE, loadConfig, type Config, type PoliciesConfig } from './config/index.js';
 import {
   BucketSlots, buildRouteSnapshot, DataPlane, DeploymentManager, IndexAllocator, KeyRegistry, MAX_REPLICA_SLOTS, RolloutCounts, SlotAllocator, TrafficRegistry,
@@ -81,7 +81,9 @@ export async function startGateway(config: Config, logger: Logger): Promise<Runn
     breakers: BreakerBoard.allocate(MAX_REPLICA_SLOTS),
     buckets: SharedBuckets.allocate(MAX_BUCKETS),
     deployments: DeploymentCounters.allocate(MAX_DEPLOYMENTS),
+    replicaLoad: ReplicaLoadBoard.allocate(MAX_REPLICA_SLOTS),
   };
+  const replicaLoad = new ReplicaLoadBoard(shared.replicaLoad);
   const breakers = new BreakerBoard(shared.breakers);
   const deploymentCounters = new DeploymentCounters(shared.deployments);
   const bucketSlots = new BucketSlots(MAX_BUCKETS);
@@ -149,7 +151,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Runn
     throw err;
   }
   const manager = new DeploymentManager({
-    config, ports, slots, deploymentSlots, logger, onChange: publish, store, records,
+    config, ports, slots, deploymentSlots, logger, onChange: publish, store, records, replicaLoad,
     onDeploymentSlot: (slot) => deploymentCounters.reset(slot),
     onReplicaSlot: (slot) => breakers.reset(slot),
     breakerState: (slot) => BREAKER_STATES[breakers.state(slot)] ?? 'unknown',

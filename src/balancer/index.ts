@@ -4,6 +4,8 @@ export { RoundRobin } from './round-robin.js';
 export { LatencyMemory, LowestLatency } from './lowest-latency.js';
 export { WeightedReplicas } from './weighted-replicas.js';
 export { Tiered } from './tiered.js';
+export { QueueAware } from './queue-aware.js';
+export { ReplicaLoadBoard, type ReportedLoad } from './replica-load.js';
 export { ReplicaGate } from './replica-gate.js';
 export { ReplicaQueue, type QueuedRequest, type QueueOwner } from './replica-queue.js';
 export { Fifo } from './fifo.js';

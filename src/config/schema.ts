@@ -7,7 +7,10 @@ import { SluiceError } from '../errors/index.js';
 export type Field =
   | { kind: 'int'; default?: number; min?: number; max?: number }
   | { kind: 'number'; default?: number; min?: number; max?: number }
-  | { kind: 'string'; default?: string | null; pattern?: RegExp; enum?: readonly string[]; nullable?: boolean; /** Never echoed in errors. */ secret?: boolean }
+  | {
+    kind: 'string'; default?: string | null; pattern?: RegExp; enum?: readonly string[]; nullable?: boolean;
+    /** Never echoed in errors. */ secret?: boolean; /** Absent without a default: left out rather than required. */ optional?: boolean;
+  }
   | { kind: 'bool'; default?: boolean }
   /** `shorthand`: a bare string stands for an object with only that field. */
   | { kind: 'object'; fields: Record<string, Field>; optional?: boolean; shorthand?: string }
@@ -102,14 +105,22 @@ const policyFields = {
   // the least loaded of those whose average time to first byte is within latency_buffer of
   // the best (0.2: 20% slower), a replica not measured for probe_interval_ms being tried
   // again; lowest_cost: the least loaded of the cheapest replicas that can take the
-  // request; failover: the same by priority tier (0 first). A replica that cannot take a
-  // request (breaker open, at max_inflight) is passed over by every strategy.
+  // request; failover: the same by priority tier (0 first); queue_aware: the shortest line,
+  // from the queue figures the servers export at metrics_path (vLLM, llama.cpp --metrics),
+  // scraped every scrape_interval_ms, with sluice's own in-flight count; a replica whose KV
+  // cache is above kv_cache_limit only when all are. A replica that cannot take a request
+  // (breaker open, at max_inflight) is passed over by every strategy.
   balancer: {
     kind: 'object',
     fields: {
-      strategy: { kind: 'string', enum: ['least_outstanding', 'round_robin', 'weighted', 'lowest_latency', 'lowest_cost', 'failover'], default: 'least_outstanding' },
+      strategy: {
+        kind: 'string', enum: ['least_outstanding', 'round_robin', 'weighted', 'lowest_latency', 'lowest_cost', 'failover', 'queue_aware'], default: 'least_outstanding',
+      },
       latency_buffer: { kind: 'number', default: 0.2, min: 0, max: 100 },
       probe_interval_ms: { kind: 'int', default: 2_000, min: 10, max: 3_600_000 },
+      metrics_path: { kind: 'string', default: '/metrics', pattern: /^\/\S*$/ },
+      scrape_interval_ms: { kind: 'int', default: 1_000, min: 50, max: 3_600_000 },
+      kv_cache_limit: { kind: 'number', default: 0.95, min: 0, max: 1 },
     },
   },
   // Response cache and request coalescing, in memory per worker thread (so per worker, not
@@ -200,6 +211,11 @@ export const deploymentSchema: Field = {
         scheme: { kind: 'string', default: 'Bearer', nullable: true, pattern: /^[A-Za-z][A-Za-z0-9._~+/-]*$/ },
       },
     },
+    // Deployments (ids: `small-1`) that take a request this one cannot: none of its replicas
+    // can take it (breakers open, none ready, all at max_inflight), or one answered 429 or
+    // 5xx before any byte reached the client and the body can be sent again. In order;
+    // their own fallbacks are not followed.
+    fallbacks: { kind: 'array', of: { kind: 'string', pattern: /^[A-Za-z0-9_:][A-Za-z0-9._:-]{0,127}-[A-Za-z0-9_][A-Za-z0-9._]{0,63}$/ }, default: [] },
     // Only for `remote`: absent, the defaults above apply.
     health_check: { kind: 'object', optional: true, fields: healthCheckFields },
     upstream: { kind: 'object', optional: true, fields: withoutDefaults(upstreamFields) },
@@ -305,7 +321,9 @@ export const configSchema: Field = {
 /** The same fields, every one optional: a deployment overrides only what it names. */
 function partialFields(fields: Record<string, Field>): Record<string, Field> {
   const out: Record<string, Field> = {};
-  for (const [k, f] of Object.entries(withoutDefaults(fields))) out[k] = f.kind === 'object' ? { ...f, optional: true, fields: partialFields(f.fields) } : f;
+  for (const [k, f] of Object.entries(withoutDefaults(fields))) {
+    out[k] = f.kind === 'object' ? { ...f, optional: true, fields: partialFields(f.fields) } : f.kind === 'string' ? { ...f, optional: true } : f;
+  }
   return out;
 }
 
@@ -340,7 +358,10 @@ export function validate(field: Field, value: unknown, path: string): unknown {
     }
     case 'string': {
       if (value === undefined) {
-        if (field.default === undefined) throw new ConfigError(path, 'is required');
+        if (field.default === undefined) {
+          if (field.optional === true) return undefined;
+          throw new ConfigError(path, 'is required');
+        }
         return field.default;
       }
       if (value === null && field.nullable) return null;

@@ -49,7 +49,14 @@ export interface PoliciesConfig {
   };
   readonly queue: { readonly max_inflight_per_replica: number; readonly max_length: number; readonly max_wait_ms: number };
   readonly rate_limit: LimitsConfig;
-  readonly balancer: { readonly strategy: BalancerStrategy; readonly latency_buffer: number; readonly probe_interval_ms: number };
+  readonly balancer: {
+    readonly strategy: BalancerStrategy;
+    readonly latency_buffer: number;
+    readonly probe_interval_ms: number;
+    readonly metrics_path: string;
+    readonly scrape_interval_ms: number;
+    readonly kv_cache_limit: number;
+  };
   readonly cache: CacheConfig;
   readonly total_timeout_ms: number;
 }
@@ -85,7 +92,7 @@ export interface UpstreamAuthConfig {
 }
 
 /** A `remote` replica and what the balancing strategies read of it. */
-export type BalancerStrategy = 'least_outstanding' | 'round_robin' | 'weighted' | 'lowest_latency' | 'lowest_cost' | 'failover';
+export type BalancerStrategy = 'least_outstanding' | 'round_robin' | 'weighted' | 'lowest_latency' | 'lowest_cost' | 'failover' | 'queue_aware';
 
 export interface ReplicaEndpoint {
   readonly url: string;
@@ -103,6 +110,8 @@ export interface DeploymentConfig {
   readonly runtime: Runtime;
   readonly replicas: number;
   readonly urls: readonly ReplicaEndpoint[];
+  /** Deployment ids that take what this one cannot, in order. */
+  readonly fallbacks: readonly string[];
   /** Extra arguments for the `sim` runtime (e.g. `--token-ms 5`). */
   readonly args: readonly string[];
   /** argv template for the `command` runtime; `{port}` etc. are substituted per element. */

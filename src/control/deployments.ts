@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { deploymentId, resolveHealthCheck, resolvePolicies, type PoliciesConfig, type Config, DeploymentConfig, UpstreamOptions } from '../config/index.js';
 import { SluiceError } from '../errors/index.js';
-import { ActiveHealthCheck, type HealthStatus } from '../health/index.js';
+import type { ReplicaLoadBoard } from '../balancer/index.js';
+import { ActiveHealthCheck, LoadScrape, type HealthStatus } from '../health/index.js';
 import { killGroup, launchPlan, PortAllocator, ReplicaProcess, type LogLine, type ReplicaProcessOptions, type ReplicaSpec, type ReplicaState } from '../ports/index.js';
 import type { DesiredStateStore, ReplicaRecord, ReplicaRecords } from '../state/index.js';
 import { upstreamCredential } from './credentials.js';
@@ -31,6 +32,8 @@ export interface ManagerOptions {
   readonly onDeploymentSlot?: (slot: number) => void;
   /** A replica slot was assigned: its breaker starts closed. */
   readonly onReplicaSlot?: (slot: number) => void;
+  /** Where the queue_aware strategy's scrapes of the replicas' own load go; none: no scraping. */
+  readonly replicaLoad?: ReplicaLoadBoard;
   /** The breaker state of a replica slot, for the admin view. */
   readonly breakerState?: (slot: number) => string;
   readonly logger: Logger;
@@ -56,6 +59,8 @@ export class Replica {
   process: ReplicaProcess | null = null;
   /** A remote replica's health checks; null for local ones and when disabled. */
   health: ActiveHealthCheck | null = null;
+  /** Scrapes of the server's own load metrics (queue_aware); null for other strategies. */
+  loadScrape: LoadScrape | null = null;
   state: ReplicaStatus = 'starting';
   /** Port from our allocator, released when the replica stops. */
   ownedPort: number | null = null;
@@ -77,12 +82,20 @@ export class Replica {
     return join(stateDir, 'tmp', this.id.replace(/[^A-Za-z0-9._-]/g, '_'));
   }
 
-  view(breaker?: (slot: number) => string): Record<string, unknown> {
+  view(breaker?: (slot: number) => string, load?: ReplicaLoadBoard): Record<string, unknown> {
     const p = this.process;
     return {
       id: this.id, url: this.url, port: this.port, weight: this.weight, priority: this.priority, cost: this.cost, state: this.state, breaker: breaker?.(this.slot) ?? null,
       pid: p?.pid ?? null, restarts: p?.restarts ?? 0, last_error: p?.lastError?.message ?? null, health: this.health?.view() ?? null,
+      ...(this.loadScrape === null ? {} : { load: this.#loadView(load) }),
     };
+  }
+
+  #loadView(board: ReplicaLoadBoard | undefined): Record<string, unknown> {
+    const load = board?.view(this.slot) ?? null;
+    return load === null
+      ? { waiting: null, running: null, kv_cache_usage: null, error: this.loadScrape?.lastError ?? null }
+      : { waiting: load.waiting, running: load.running, kv_cache_usage: load.kvCacheUsage, error: null };
   }
 }
 
@@ -136,14 +149,14 @@ export class Deployment {
     return s !== 'draining' && s !== 'stopped';
   }
 
-  view(breaker?: (slot: number) => string): Record<string, unknown> {
+  view(breaker?: (slot: number) => string, replicaLoad?: ReplicaLoadBoard): Record<string, unknown> {
     const s = this.spec;
     return {
       id: this.id, model: s.model, version: s.version, runtime: s.runtime, state: this.state, source: this.source, shadows: this.shadows,
       // Where the upstream credential comes from; its value never leaves the process.
       auth: s.auth ?? null,
       route: `/${this.id}/`, created_at: this.createdAt, last_error: this.lastError, policies: this.policies,
-      replicas: this.replicas.map((r) => r.view(breaker)),
+      replicas: this.replicas.map((r) => r.view(breaker, replicaLoad)),
     };
   }
 }
@@ -166,7 +179,7 @@ export class DeploymentManager {
 
   /** A deployment as the admin API shows it, with its replicas' breaker states. */
   view(d: Deployment): Record<string, unknown> {
-    return d.view(this.#o.breakerState);
+    return d.view(this.#o.breakerState, this.#o.replicaLoad);
   }
 
   get(id: string): Deployment | undefined {
@@ -181,7 +194,7 @@ export class DeploymentManager {
     const maxBody = this.#o.config.limits.max_body_bytes;
     return this.list().map((d) => ({
       id: d.id, model: d.spec.model, version: d.spec.version, slot: d.slot, upstream: d.upstream, policies: d.policies, maxBodyBytes: maxBody,
-      routable: d.routable, credential: upstreamCredential(d.spec.auth),
+      routable: d.routable, credential: upstreamCredential(d.spec.auth), fallbacks: d.spec.fallbacks,
       replicas: d.replicas.map((r): RoutableReplica => ({
         id: r.id, host: r.host, port: r.port, basePath: r.basePath, slot: r.slot, weight: r.weight, priority: r.priority, cost: r.cost, ready: r.ready,
       })),
@@ -301,6 +314,7 @@ export class DeploymentManager {
       replica.priority = endpoint.priority;
       replica.cost = endpoint.cost;
       this.#watchRemote(d, replica);
+      this.#scrapeLoad(d, replica);
       return;
     }
     const leftover = this.#leftovers.get(replica.id);
@@ -311,6 +325,7 @@ export class DeploymentManager {
     const plan = launchPlan(this.#replicaSpec(spec), { port });
     if (plan.kind !== 'process') throw new Error('unreachable: local runtime produced a remote plan');
     replica.url = plan.url;
+    this.#scrapeLoad(d, replica);
     mkdirSync(replica.tmpDir(this.#o.config.state_dir), { recursive: true });
     const options: ReplicaProcessOptions = {
       id: replica.id, argv: plan.argv, env: { ...plan.env, TMPDIR: replica.tmpDir(this.#o.config.state_dir) }, port, logDir: join(this.#o.config.state_dir, 'logs'),
@@ -358,6 +373,23 @@ export class DeploymentManager {
       // call returns must find this server on its next start, not start a second one.
       await record();
     }
+  }
+
+  /** queue_aware: the replica's own load figures, into the board every worker reads. */
+  #scrapeLoad(d: Deployment, replica: Replica): void {
+    const board = this.#o.replicaLoad;
+    const choice = d.policies.balancer;
+    if (board === undefined || choice.strategy !== 'queue_aware') return;
+    const credential = upstreamCredential(d.spec.auth);
+    const target = {
+      host: replica.host, port: replica.port, path: replica.basePath + choice.metrics_path,
+      headers: credential === null ? undefined : { [credential.name]: credential.value },
+    };
+    replica.loadScrape = new LoadScrape(target, choice.scrape_interval_ms, (load) => {
+      if (load === null) board.clear(replica.slot);
+      else board.set(replica.slot, load);
+    });
+    replica.loadScrape.start();
   }
 
   /** Routes a remote replica once its health checks pass (or at once when they are off). */
@@ -458,6 +490,10 @@ export class DeploymentManager {
   async #stopReplicas(d: Deployment): Promise<void> {
     await Promise.all(d.replicas.map(async (r) => {
       r.health?.stop();
+      if (r.loadScrape !== null) {
+        r.loadScrape.stop();
+        this.#o.replicaLoad?.clear(r.slot);
+      }
       await r.process?.stop();
       if (r.process !== null) {
         await this.#o.records.delete(r.id);

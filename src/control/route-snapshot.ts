@@ -23,6 +23,8 @@ export interface RoutableDeployment {
   readonly maxBodyBytes: number;
   /** Added to every upstream request (config `auth`); null: the client's credentials pass. */
   readonly credential: UpstreamCredential | null;
+  /** Deployment ids that take what this one cannot (config `fallbacks`). */
+  readonly fallbacks: readonly string[];
 }
 
 /**
@@ -65,7 +67,7 @@ export function buildRouteSnapshot(input: SnapshotInput): RouteTableSnapshot {
   for (const d of input.deployments) {
     if (!d.routable) continue;
     out.push({
-      id: d.id, model: d.model, version: d.version, slot: d.slot, upstream: d.upstream, maxBodyBytes: d.maxBodyBytes, credential: d.credential,
+      id: d.id, model: d.model, version: d.version, slot: d.slot, upstream: d.upstream, maxBodyBytes: d.maxBodyBytes, credential: d.credential, fallbacks: d.fallbacks,
       policies: d.policies, buckets: bucketsFor(`dep:${d.id}`, `deployment ${d.id}`, d.policies.rate_limit, slotOf),
       replicas: d.replicas.filter((r) => r.ready).map(({ ready: _ready, ...replica }) => replica),
     });

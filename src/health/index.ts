@@ -3,3 +3,4 @@
 
 export { probe } from './readiness.js';
 export { ActiveHealthCheck, type HealthCheckView, type HealthStatus } from './active-check.js';
+export { LoadScrape, parseLoadMetrics } from './load-scrape.js';

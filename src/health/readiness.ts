@@ -2,6 +2,7 @@
 // and multi-worker uvicorn/gunicorn accept connections before they can answer, so each
 // probe has its own deadline covering connect, headers and body.
 
+import { Buffer } from 'node:buffer';
 import { request } from 'node:http';
 
 export function probe(host: string, port: number, path: string, timeoutMs: number): Promise<boolean> {
@@ -9,16 +10,34 @@ export function probe(host: string, port: number, path: string, timeoutMs: numbe
 }
 
 /** Resolves null when GET `path` answered a complete 200 within `timeoutMs`, else why not. */
-export function probeDetailed(host: string, port: number, path: string, timeoutMs: number, headers?: Readonly<Record<string, string>>): Promise<string | null> {
-  return new Promise<string | null>((resolve) => {
+export async function probeDetailed(host: string, port: number, path: string, timeoutMs: number, headers?: Readonly<Record<string, string>>): Promise<string | null> {
+  const answer = await getText(host, port, path, timeoutMs, 0, headers);
+  return typeof answer === 'string' ? answer : answer.status === 200 ? null : `GET ${path} answered ${answer.status}`;
+}
+
+/**
+ * GET `path` with one deadline over connect, headers and body: the status and the first
+ * `maxBytes` of the body (the rest is read and dropped), or why no complete answer came.
+ */
+export function getText(
+  host: string, port: number, path: string, timeoutMs: number, maxBytes: number, headers?: Readonly<Record<string, string>>,
+): Promise<{ status: number; body: string } | string> {
+  return new Promise((resolve) => {
     let timedOut = false;
     const req = request({ host, port, path, method: 'GET', agent: false, headers: { ...headers, connection: 'close' } }, (res) => {
-      res.resume();
-      // 'close' follows both a full body and a destroyed one; only a complete 200 counts.
+      const chunks: Buffer[] = [];
+      let kept = 0;
+      res.on('data', (chunk: Buffer) => {
+        if (kept < maxBytes) {
+          chunks.push(chunk);
+          kept += chunk.length;
+        }
+      });
+      // 'close' follows both a full body and a destroyed one; only a complete answer counts.
       res.on('close', () => {
         clearTimeout(timer);
         if (!res.complete) resolve(timedOut ? `no complete answer to GET ${path} within ${timeoutMs} ms` : `GET ${path}: the response was cut short`);
-        else resolve(res.statusCode === 200 ? null : `GET ${path} answered ${res.statusCode}`);
+        else resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8', 0, Math.min(kept, maxBytes)) });
       });
       res.on('error', () => {});
     });

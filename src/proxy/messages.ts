@@ -11,6 +11,7 @@ export interface SharedBuffers {
   readonly breakers: { readonly ints: SharedArrayBuffer; readonly floats: SharedArrayBuffer };
   readonly buckets: { readonly floats: SharedArrayBuffer; readonly locks: SharedArrayBuffer };
   readonly deployments: SharedArrayBuffer;
+  readonly replicaLoad: SharedArrayBuffer;
 }
 
 export interface WorkerInit {

@@ -5,8 +5,8 @@
 
 import { Buffer } from 'node:buffer';
 import {
-  cumulativeWeights, LatencyMemory, LeastOutstanding, LowestLatency, pickSticky, pickWeighted, ReplicaGate, RoundRobin, stickyHash, Tiered, WeightedReplicas,
-  type Balancer, type BreakerBoard, type BreakerOptions,
+  cumulativeWeights, LatencyMemory, LeastOutstanding, LowestLatency, pickSticky, pickWeighted, ReplicaGate, RoundRobin, stickyHash, QueueAware, Tiered, WeightedReplicas,
+  type Balancer, type ReplicaLoadBoard, type BreakerBoard, type BreakerOptions,
 } from '../balancer/index.js';
 import type { PoliciesConfig, UpstreamOptions } from '../config/index.js';
 import { KeyScope, type BucketRef, type RedisCache } from '../policy/index.js';
@@ -44,6 +44,8 @@ export interface DeploymentSnapshot {
   readonly maxBodyBytes: number;
   /** A header the gateway adds to every upstream request (a provider's key); null: none. */
   readonly credential: { readonly name: string; readonly value: string } | null;
+  /** Deployment ids that take what this one cannot, in order (ids not routed are skipped). */
+  readonly fallbacks: readonly string[];
 }
 
 export interface AliasSnapshot {
@@ -77,6 +79,8 @@ export interface RouteTableSnapshot {
 export interface SharedState {
   readonly inflight: Int32Array;
   readonly breakers: BreakerBoard;
+  /** What the replicas' own servers report (queue_aware). */
+  readonly replicaLoad: ReplicaLoadBoard;
 }
 
 export class ReplicaRoute {
@@ -107,7 +111,7 @@ export class ReplicaRoute {
   }
 }
 
-function balancerFor(choice: PoliciesConfig['balancer'], gate: ReplicaGate<ReplicaRoute>, latency: LatencyMemory): Balancer<ReplicaRoute> {
+function balancerFor(choice: PoliciesConfig['balancer'], gate: ReplicaGate<ReplicaRoute>, latency: LatencyMemory, replicaLoad: ReplicaLoadBoard): Balancer<ReplicaRoute> {
   switch (choice.strategy) {
     case 'least_outstanding': return new LeastOutstanding(gate);
     case 'round_robin': return new RoundRobin(gate);
@@ -115,6 +119,7 @@ function balancerFor(choice: PoliciesConfig['balancer'], gate: ReplicaGate<Repli
     case 'lowest_latency': return new LowestLatency(gate, latency, choice.latency_buffer, choice.probe_interval_ms);
     case 'lowest_cost': return new Tiered(gate, (r) => r.cost);
     case 'failover': return new Tiered(gate, (r) => r.priority);
+    case 'queue_aware': return new QueueAware(gate, replicaLoad, choice.kv_cache_limit);
   }
 }
 
@@ -144,6 +149,13 @@ export class DeploymentRoute {
   readonly credentialLine: string | null;
   /** Its header name: the client's header of that name is not forwarded. */
   readonly credentialName: string;
+  /**
+   * Deployments that take what this one cannot, in order; null when none is routed. Set
+   * once by the compiler, after every route of the table exists.
+   */
+  fallbacks: readonly DeploymentRoute[] | null = null;
+  /** `x-sluice-served-by` as a response head line: a fallback's answer names who gave it. */
+  readonly servedByLine: Uint8Array;
 
   constructor(
     snap: DeploymentSnapshot, replicas: ReplicaRoute[], stats: RequestStats, shared: SharedState, cache: RouteCache | null, filters: FilterChain | null,
@@ -166,7 +178,7 @@ export class DeploymentRoute {
       })
       : null;
     const gate = new ReplicaGate(this.replicas, shared.inflight, shared.breakers, this.breaker, snap.policies.queue.max_inflight_per_replica);
-    this.balancer = balancerFor(snap.policies.balancer, gate, latency);
+    this.balancer = balancerFor(snap.policies.balancer, gate, latency, shared.replicaLoad);
     this.learnsLatency = snap.policies.balancer.strategy === 'lowest_latency';
     this.stats = stats;
     this.cache = cache;
@@ -174,6 +186,7 @@ export class DeploymentRoute {
     this.versionLine = Buffer.from(`\r\nx-sluice-version: ${snap.version}`, 'latin1');
     this.credentialLine = snap.credential === null ? null : `${snap.credential.name}: ${snap.credential.value}\r\n`;
     this.credentialName = snap.credential?.name ?? '';
+    this.servedByLine = Buffer.from(`\r\nx-sluice-served-by: ${snap.id}`, 'latin1');
   }
 }
 
@@ -319,6 +332,10 @@ export class RouteTableCompiler {
       const route = new DeploymentRoute(d, replicas, stats, this.#shared, this.#cacheOf(d, stats), this.#filtersOf(d, keysLimit), latency);
       byId.set(d.id, route);
       routes.set(d.id, route);
+    }
+    for (const d of snap.deployments) {
+      const fallbacks = d.fallbacks.map((id) => byId.get(id)).filter((r) => r !== undefined);
+      if (fallbacks.length > 0) byId.get(d.id)!.fallbacks = Object.freeze(fallbacks);
     }
     for (const a of snap.aliases) {
       // A pinned `<model>-<version>` wins over an alias of the same spelling.

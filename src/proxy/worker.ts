@@ -2,7 +2,7 @@
 // gateway port (SO_REUSEPORT: the kernel spreads connections) and its own Gateway.
 
 import { parentPort, workerData } from 'node:worker_threads';
-import { BreakerBoard, DeploymentCounters } from '../balancer/index.js';
+import { BreakerBoard, DeploymentCounters, ReplicaLoadBoard } from '../balancer/index.js';
 import { RateLimiter, RedisCache, RedisLimiter, SharedBuckets } from '../policy/index.js';
 import { createLogger } from '../telemetry/index.js';
 import { FORWARDED_METHODS, Gateway } from './gateway.js';
@@ -27,7 +27,7 @@ const gateway = new Gateway({
   logger,
   accessLog: init.accessLog,
   forwardedFor: init.forwardedFor,
-  shared: { inflight: new Int32Array(sh.inflight), breakers: new BreakerBoard(sh.breakers) },
+  shared: { inflight: new Int32Array(sh.inflight), breakers: new BreakerBoard(sh.breakers), replicaLoad: new ReplicaLoadBoard(sh.replicaLoad) },
   counters: new DeploymentCounters(sh.deployments),
   limiter,
   sharedCache: init.redis === null ? null : new RedisCache({ url: init.redis.url, commandTimeoutMs: init.redis.cacheTimeoutMs }),

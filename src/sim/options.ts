@@ -4,6 +4,10 @@
 export type Protocol = 'ollama' | 'openai' | 'mlflow';
 export const PROTOCOLS: readonly Protocol[] = Object.freeze(['ollama', 'openai', 'mlflow']);
 
+/** Whose `GET /metrics` to imitate; `none` leaves /metrics an unknown path. */
+export type MetricsFormat = 'vllm' | 'llamacpp' | 'none';
+export const METRICS_FORMATS: readonly MetricsFormat[] = Object.freeze(['vllm', 'llamacpp', 'none']);
+
 /** Behaviour that can change while the simulator runs (`POST /_sim/config`). */
 export interface Tunables {
   /** Time to first token (and the latency of non-streamed answers), ms. */
@@ -22,7 +26,14 @@ export interface Tunables {
   readonly status: number;
   /** Wait this long before a forced status (a server that fails after working on the request), ms; 0 = at once. */
   readonly statusDelayMs: number;
+  readonly metrics: MetricsFormat;
+  /** Requests reported waiting (vLLM) or deferred (llama.cpp): the simulator has no queue of its own. */
+  readonly metricsWaiting: number;
+  /** KV-cache usage (0..1) reported in /metrics. */
+  readonly metricsKvUsage: number;
 }
+
+type TunableValue = Tunables[keyof Tunables];
 
 export interface SimOptions extends Tunables {
   /** 0 = ephemeral; the real port is returned by `startSim` and printed by the CLI. */
@@ -49,6 +60,9 @@ export const SIM_DEFAULTS: SimOptions = Object.freeze({
   crashAfter: 0,
   status: 0,
   statusDelayMs: 0,
+  metrics: 'none',
+  metricsWaiting: 0,
+  metricsKvUsage: 0,
 } satisfies SimOptions);
 
 /** A bad flag or config value; the message names the offending flag or key. */
@@ -56,7 +70,7 @@ export class SimOptionError extends Error {
   override readonly name = 'SimOptionError';
 }
 
-type Kind = 'count' | 'rate' | 'bool' | 'status';
+type Kind = 'count' | 'rate' | 'bool' | 'status' | 'metrics';
 
 interface TunableSpec {
   readonly key: keyof Tunables;
@@ -74,6 +88,9 @@ const TUNABLE_SPECS: readonly TunableSpec[] = [
   { key: 'crashAfter', json: 'crash_after', flag: '--crash-after', kind: 'count' },
   { key: 'status', json: 'status', flag: '--status', kind: 'status' },
   { key: 'statusDelayMs', json: 'status_delay_ms', flag: '--status-delay-ms', kind: 'count' },
+  { key: 'metrics', json: 'metrics', flag: '--metrics', kind: 'metrics' },
+  { key: 'metricsWaiting', json: 'metrics_waiting', flag: '--metrics-waiting', kind: 'count' },
+  { key: 'metricsKvUsage', json: 'metrics_kv_usage', flag: '--metrics-kv-usage', kind: 'rate' },
 ];
 
 const SPEC_BY_JSON = new Map(TUNABLE_SPECS.map((s) => [s.json, s]));
@@ -98,9 +115,12 @@ export const SIM_USAGE = `usage: sluice sim --port N [flags]
   --crash-after N     exit with code 1 after N tokens (default 0 = off)
   --status N          force this status on generation requests (400..599, 0 = off)
   --status-delay-ms N wait N ms before answering with --status (default 0 = at once)
+  --metrics F         GET /metrics as vllm | llamacpp exports it (default none = no /metrics)
+  --metrics-waiting N requests reported waiting/deferred in /metrics (default 0)
+  --metrics-kv-usage X KV-cache usage 0..1 reported in /metrics (default 0)
 `;
 
-function checkValue(spec: TunableSpec, value: unknown, name: string): number | boolean {
+function checkValue(spec: TunableSpec, value: unknown, name: string): TunableValue {
   switch (spec.kind) {
     case 'bool':
       if (typeof value !== 'boolean') throw new SimOptionError(`${name} must be true or false`);
@@ -120,6 +140,11 @@ function checkValue(spec: TunableSpec, value: unknown, name: string): number | b
         throw new SimOptionError(`${name} must be 0 (off) or an HTTP status 400..599, got ${JSON.stringify(value)}`);
       }
       return value;
+    case 'metrics':
+      if (!(METRICS_FORMATS as readonly unknown[]).includes(value)) {
+        throw new SimOptionError(`${name} must be one of ${METRICS_FORMATS.join(', ')}, got ${JSON.stringify(value)}`);
+      }
+      return value as MetricsFormat;
   }
 }
 
@@ -130,20 +155,21 @@ function fromFlagText(spec: TunableSpec, text: string | undefined): unknown {
     if (text === 'false' || text === '0') return false;
     return text;
   }
+  if (spec.kind === 'metrics') return text;
   if (text === undefined || text.trim() === '') return text;
   return Number(text);
 }
 
 /** The run-time part of the options, as a frozen snapshot. */
 export function pickTunables(o: Tunables): Tunables {
-  const out: Record<string, number | boolean> = {};
+  const out: Record<string, TunableValue> = {};
   for (const spec of TUNABLE_SPECS) out[spec.key] = o[spec.key];
   return Object.freeze(out as unknown as Tunables);
 }
 
 /** Snake_case JSON view of the tunables, as `/_sim/config` returns it. */
-export function tunablesJson(t: Tunables): Record<string, number | boolean> {
-  const out: Record<string, number | boolean> = {};
+export function tunablesJson(t: Tunables): Record<string, TunableValue> {
+  const out: Record<string, TunableValue> = {};
   for (const spec of TUNABLE_SPECS) out[spec.json] = t[spec.key];
   return out;
 }
@@ -156,7 +182,7 @@ export function applyTunablesPatch(current: Tunables, patch: unknown): Tunables 
   if (typeof patch !== 'object' || patch === null || Array.isArray(patch)) {
     throw new SimOptionError('config must be a JSON object');
   }
-  const next: Record<string, number | boolean> = { ...current };
+  const next: Record<string, TunableValue> = { ...current };
   for (const [json, value] of Object.entries(patch)) {
     const spec = SPEC_BY_JSON.get(json);
     if (spec === undefined) {

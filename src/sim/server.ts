@@ -7,6 +7,7 @@ import type { Route, SimContext } from './context.js';
 import { controlRoute, runControl } from './control.js';
 import { Exchange, send, sendForcedStatus, sendStyledError } from './http.js';
 import { HostGuard, HostVerdict, isLoopbackAddress } from './hostguard.js';
+import { METRICS_PATH, sendMetrics } from './metrics.js';
 import { mlflowNotFound, mlflowRoutes } from './mlflow.js';
 import { ModelSet } from './models.js';
 import { ollamaNotFound, ollamaRoutes } from './ollama.js';
@@ -119,8 +120,14 @@ export class Sim implements SimContext {
       return;
     }
 
-    this.#track(ex);
     const t = this.#tunables;
+    // Introspection like /_sim/stats: not counted, and answered even under `hang`, so a
+    // balancer can watch hung requests pile up in the running gauge.
+    if (path === METRICS_PATH && t.metrics !== 'none' && req.method === 'GET') {
+      sendMetrics(this, res, t.metrics);
+      return;
+    }
+    this.#track(ex);
     if (t.hang) {
       ex.job = HANG;
       return;

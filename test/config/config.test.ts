@@ -6,7 +6,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { ConfigError, loadConfig } from '../../src/config/index.js';
+import { ConfigError, loadConfig, resolvePolicies } from '../../src/config/index.js';
 import { CLI } from '../helpers/procs.js';
 
 /** The assertions a helper needs, satisfied by the root test and by subtests alike. */
@@ -62,6 +62,13 @@ t.test('defaults are filled in and the result is frozen', async (t) => {
   t.equal(d.runtime, 'sim', 'runtime defaults to the simulator');
   t.equal(d.replicas, 1);
   t.same(d.urls, []);
+  const tuned = load('policies:\n  balancer: {strategy: round_robin}\ndeployments:\n  - {model: t, version: "1", policies: {balancer: {latency_buffer: 0.5}}}\n');
+  t.same(
+    resolvePolicies(tuned.policies, tuned.deployments[0]!.policies).balancer,
+    { ...tuned.policies.balancer, latency_buffer: 0.5 },
+    'a deployment naming one field of a policy keeps the others from the defaults (a text field too)',
+  );
+  t.equal(tuned.policies.balancer.strategy, 'round_robin');
   const remote = load('deployments:\n  - {model: r, version: "1", runtime: remote, urls: ["http://a:1", {url: "http://b:2/v1", priority: 1, cost: 0.5}]}\n').deployments[0]!;
   t.same(remote.urls, [
     { url: 'http://a:1', weight: 1, priority: 0, cost: 0 },

@@ -436,7 +436,10 @@ t.test('runtime config, error injection, hang and reset', async (t) => {
   const s = await sim(['--ttft-ms', '0', '--token-ms', '0']);
   const cfg = await postJson(s.port, '/_sim/config', { tokens: 2, token_ms: 0 });
   t.equal(cfg.status, 200);
-  t.same(JSON.parse(cfg.body), { ttft_ms: 0, token_ms: 0, tokens: 2, error_rate: 0, hang: false, crash_after: 0, status: 0, status_delay_ms: 0 });
+  t.same(JSON.parse(cfg.body), {
+    ttft_ms: 0, token_ms: 0, tokens: 2, error_rate: 0, hang: false, crash_after: 0, status: 0, status_delay_ms: 0,
+    metrics: 'none', metrics_waiting: 0, metrics_kv_usage: 0,
+  });
   const r = JSON.parse((await postJson(s.port, '/api/generate', { model: 'demo', prompt: 'x', stream: false })).body) as Record<string, unknown>;
   t.equal(r.response, expectedText(2), 'new token count applies to the next request');
 
