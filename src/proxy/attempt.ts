@@ -27,6 +27,8 @@ export interface AttemptClient {
   pauseUpload(): void;
   /** The request has no body: sending it again on a fresh socket loses nothing. */
   readonly bodyless: boolean;
+  /** The replica answered 429 or 5xx: true when a fallback takes the request (this attempt is then let go). */
+  onErrorHead(status: number): boolean;
   /** The attempt failed, after its own resends on a fresh socket. */
   onAttemptError(code: ErrorCode, detail: string): void;
   onRequestDrain(): void;
@@ -40,6 +42,8 @@ export class Attempt implements UpstreamHandler, PoolWaiter {
   readonly replica: ReplicaRoute;
   /** This attempt is its replica's half-open breaker probe. */
   readonly probe: boolean;
+  /** A 429 or 5xx head may go to a fallback instead of the client. */
+  readonly #divertable: boolean;
   readonly #client: AttemptClient;
   readonly #sink: ResponseSink;
   #conn: UpstreamConnection | null = null;
@@ -54,11 +58,12 @@ export class Attempt implements UpstreamHandler, PoolWaiter {
   /** The response ended or failed: no connection will be taken or used any more. */
   #over = false;
 
-  constructor(client: AttemptClient, sink: ResponseSink, replica: ReplicaRoute, probe: boolean) {
+  constructor(client: AttemptClient, sink: ResponseSink, replica: ReplicaRoute, probe: boolean, divertable: boolean) {
     this.#client = client;
     this.#sink = sink;
     this.replica = replica;
     this.probe = probe;
+    this.#divertable = divertable;
   }
 
   /** Sends on a pooled connection, or waits for one (false: the upload waits too). */
@@ -141,6 +146,8 @@ export class Attempt implements UpstreamHandler, PoolWaiter {
 
   // UpstreamHandler
   onResponseHead(status: number, lines: HeaderLines, contentLength: number): void {
+    // Before the sink (a flight's joiners too) sees anything: a fallback's answer replaces it.
+    if (this.#divertable && (status === 429 || status >= 500) && this.#client.onErrorHead(status)) return;
     this.#sink.onResponseHead(status, lines, contentLength);
   }
 

@@ -11,7 +11,7 @@ import type { CachedResponse, CacheWant, TokenCounter, Verdict } from '../policy
 import type { DeploymentRoute, KeyRoute, ReplicaRoute } from './route-table.js';
 import { Attempt, type AttemptClient } from './attempt.js';
 import { coalescesWithHead, type HeaderLines } from './upstream/index.js';
-import { connectionTokens, HeaderKind, isDroppedResponseKind, kindOfName, sameName, startsWithName } from './headers.js';
+import { connectionTokens, type ClientHead, HeaderKind, isDroppedResponseKind, kindOfName, sameName, startsWithName } from './headers.js';
 import { closesUnread, endWithoutBody, headBytes, headCopy, headLine, headStart, headStartWith, headText, headUint, headView, writeErrorResponse, type CacheStatus } from './respond.js';
 import type { Flight } from './flight.js';
 import { holdClock, monoNow, releaseClock } from './clock.js';
@@ -92,6 +92,10 @@ export interface ExchangeOwner {
   continueRequest(ex: Exchange): void;
   /** A failed attempt: true when the request was sent to another replica. */
   retryElsewhere(ex: Exchange, code: ErrorCode): boolean;
+  /** No attempt in progress: true when the request was sent to one of its fallbacks. */
+  fallBack(ex: Exchange): boolean;
+  /** The replica answered `status` (429, 5xx): true when a fallback takes the request instead. */
+  divert(ex: Exchange, status: number): boolean;
   onExchangeDone(ex: Exchange): void;
 }
 
@@ -105,7 +109,17 @@ export class Exchange implements AttemptClient {
   readonly #owner: ExchangeOwner;
   readonly requestId: string;
   readonly method: string;
-  readonly route: DeploymentRoute;
+  /** The deployment serving the request: the one addressed, or the fallback that took it. */
+  route: DeploymentRoute;
+  /** The deployment addressed, whose filters the request passed. */
+  readonly addressed: DeploymentRoute;
+  /** The addressed deployment's fallbacks (null: none), and the next one to try. */
+  readonly fallbacks: readonly DeploymentRoute[] | null;
+  fallbackIndex = 0;
+  /** What a fallback's request head is rebuilt from; null when there are no fallbacks. */
+  fallbackHead: FallbackHead | null = null;
+  /** `x-sluice-served-by` when a fallback took the request; null otherwise. */
+  servedByLine: Uint8Array | null = null;
   /** The try in progress, or the last one; null until dispatched (admission, queue) and after a failed try is let go. */
   attempt: Attempt | null = null;
   /** This request is its replica's half-open breaker probe (set by the balancer's pick: PickContext). */
@@ -149,7 +163,7 @@ export class Exchange implements AttemptClient {
   sweptAt = 0;
 
   readonly #pathQuery: string;
-  readonly #headRest: string;
+  #headRest: string;
   #noResponseBody: boolean;
   // Request body
   readonly #expectBody: boolean;
@@ -212,6 +226,8 @@ export class Exchange implements AttemptClient {
     this.requestId = requestId;
     this.method = method;
     this.route = route;
+    this.addressed = route;
+    this.fallbacks = route.fallbacks;
     this.key = key;
     this.#pathQuery = pathQuery;
     this.#headRest = headRest;
@@ -220,10 +236,10 @@ export class Exchange implements AttemptClient {
     this.#chunkedUpload = chunkedUpload;
     this.#drainable = !closesUnread(contentLength, chunkedUpload);
     this.#bodyDone = !expectBody;
-    // A body announced larger than the replay limit is never kept, so never retried, however
-    // little of it has arrived when a connection fails.
+    // A body announced larger than the replay limit is never kept, so never retried (nor
+    // sent to a fallback), however little of it has arrived when a connection fails.
     const replay = route.policies.retry;
-    this.#sentBody = expectBody && replay.attempts > 0 && contentLength <= replay.replay_max_bytes ? [] : null;
+    this.#sentBody = expectBody && (replay.attempts > 0 || route.fallbacks !== null) && contentLength <= replay.replay_max_bytes ? [] : null;
     this.startedAt = monoNow();
     this.phaseSince = this.startedAt;
   }
@@ -247,8 +263,23 @@ export class Exchange implements AttemptClient {
     this.progress++;
     // A flight's leader answers through the flight, which records and relays the response.
     const flight = this.flight;
-    const attempt = this.attempt = new Attempt(this, flight !== null && flight.leader === this ? flight : this, replica, this.probe);
+    const fallbacks = this.fallbacks;
+    const divertable = fallbacks !== null && this.fallbackIndex < fallbacks.length;
+    const attempt = this.attempt = new Attempt(this, flight !== null && flight.leader === this ? flight : this, replica, this.probe, divertable);
     if (!attempt.begin() && this.#expectBody) this.#pauseClient();
+  }
+
+  /** A fallback takes the request: its route, and the request head rebuilt for it (its own credential). */
+  switchRoute(route: DeploymentRoute, headRest: string): void {
+    this.route = route;
+    this.#headRest = headRest;
+    this.servedByLine = route.servedByLine;
+  }
+
+  // AttemptClient
+  /** The replica answered 429 or 5xx: a fallback may take the request, if it can be sent again. */
+  onErrorHead(status: number): boolean {
+    return this.replayable && this.#owner.divert(this, status);
   }
 
   /** The replica of the try in progress (or the last one); null before dispatch. */
@@ -266,7 +297,6 @@ export class Exchange implements AttemptClient {
     return !this.#responded && (!this.#expectBody || this.#sentBody !== null);
   }
 
-  // AttemptClient
   get uploadDone(): boolean {
     return this.#bodyDone;
   }
@@ -486,6 +516,7 @@ export class Exchange implements AttemptClient {
     const cache = this.cacheStatus;
     headBytes(cache === 'hit' ? CACHE_HIT_LINE : cache === 'miss' ? CACHE_MISS_LINE : CACHE_BYPASS_LINE);
     if (this.versionLine !== null) headBytes(this.versionLine);
+    if (this.servedByLine !== null) headBytes(this.servedByLine);
     const rl = this.rateLimit;
     if (rl !== null) {
       headBytes(rateLimitLimitLine(rl.limit));
@@ -625,7 +656,11 @@ export class Exchange implements AttemptClient {
     if (this.#finished) return;
     this.route.stats.upstreamError(code);
     // Refused or reset before any response byte: safe to send to another replica.
-    if ((code === 'SLUICE_ERR_UPSTREAM_CONNECT' || code === 'SLUICE_ERR_UPSTREAM_RESET') && this.replayable && this.#owner.retryElsewhere(this, code)) return;
+    if ((code === 'SLUICE_ERR_UPSTREAM_CONNECT' || code === 'SLUICE_ERR_UPSTREAM_RESET') && this.replayable) {
+      if (this.#owner.retryElsewhere(this, code)) return;
+      // No replica of its own left to try: a fallback may take it (retryElsewhere let the attempt go).
+      if (this.fallbacks !== null && this.#owner.fallBack(this)) return;
+    }
     this.#fail(code, detail, false);
   }
 
@@ -831,6 +866,15 @@ export class Exchange implements AttemptClient {
 }
 
 type BucketRefLike = import('../policy/index.js').BucketRef;
+
+/** The client's head as read, kept for a fallback's request head (see Gateway.#headRestFor). */
+export interface FallbackHead {
+  readonly head: ClientHead;
+  /** The route-independent lines (forwarding, request id, framing) after the client's. */
+  readonly tail: string;
+  /** The client presented a sluice API key: its credential headers are not forwarded. */
+  readonly keyed: boolean;
+}
 
 // The gateway's own header lines, each led by CRLF as headLine's lines are.
 const latin1 = (text: string): Buffer => Buffer.from(text, 'latin1');

@@ -12,7 +12,7 @@ import type { Logger } from '../telemetry/index.js';
 import type { Attempt } from './attempt.js';
 import { Exchange, Phase, type ExchangeOwner } from './exchange.js';
 import { AuthFilter, CacheFilter, FilterChain, FilterStatus, RateLimitFilter } from './filters/index.js';
-import { credentialLines, readClientHead, withCredential } from './headers.js';
+import { credentialLines, readClientHead, withCredential, type ClientHead } from './headers.js';
 import { endWithoutBody, RETRY_AFTER, writeErrorResponse, type CacheStatus } from './respond.js';
 import { DeploymentRoute, RouteTable, RouteTableCompiler, type KeyRoute, type ReplicaRoute, type RouteTableSnapshot, type SharedState } from './route-table.js';
 import { RequestIds } from './request-id.js';
@@ -65,6 +65,8 @@ export class Gateway implements ExchangeOwner {
   readonly #accessLog: boolean;
   readonly #forwardedFor: boolean;
   readonly #shared: SharedState;
+  /** The route #pickFallback found, for #switchToFallback (no pair allocated per fallback). */
+  #fallbackRoute: DeploymentRoute | null = null;
   readonly #counters: DeploymentCounters;
   readonly #active: Exchange[] = [];
   /** Requests of this worker waiting for a replica under max_inflight, per deployment. */
@@ -207,15 +209,16 @@ export class Gateway implements ExchangeOwner {
     // Read only when used: the address costs a getpeername per request in uWS.
     const client = this.#forwardedFor || this.#accessLog ? clientAddress(res) : '';
     const forwardedFor = !this.#forwardedFor ? head.forwardedFor : head.forwardedFor === '' ? client : `${head.forwardedFor}, ${client}`;
-    const credential = route.credentialLine;
-    const headRest =
-      (credential === null ? head.headerLines + (key === undefined ? credentialLines(head) : '') : withCredential(head, route.credentialName, credential)) +
+    const tail =
       (forwardedFor === '' ? '' : `x-forwarded-for: ${forwardedFor}\r\n`) + 'x-forwarded-proto: http\r\n' +
       (head.host === '' ? '' : `x-forwarded-host: ${head.host}\r\n`) +
       `x-request-id: ${requestId}\r\n` +
       (head.chunked ? 'transfer-encoding: chunked\r\n\r\n' : head.contentLength >= 0 ? `content-length: ${head.contentLength}\r\n\r\n` : '\r\n');
+    const headRest = clientLines(route, head, key !== undefined) + tail;
     const pathQuery = query === undefined || query === '' ? rest : `${rest}?${query}`;
     const ex = new Exchange(this, res, requestId, method, route, key, pathQuery, headRest, head.contentLength, head.chunked);
+    // The head is scratch: a copy is kept only where a fallback may need its own request head.
+    if (route.fallbacks !== null) ex.fallbackHead = { head: { ...head }, tail, keyed: key !== undefined };
     ex.path = url;
     ex.upstreamPath = rest;
     ex.client = client;
@@ -256,8 +259,57 @@ export class Gateway implements ExchangeOwner {
     // Only breakers and the retry budget read the clock (wall time: shared with other workers).
     const now = route.breaker !== null || retry.attempts > 0 ? wallNow() : 0;
     const replica = route.balancer.pick(ex, now, null);
-    if (typeof replica === 'number') this.#noReplica(ex, replica, now);
-    else this.#send(ex, replica, now);
+    if (typeof replica !== 'number') this.#send(ex, replica, now);
+    else if (route.fallbacks === null || !this.fallBack(ex)) this.#noReplica(ex, replica, now);
+  }
+
+  fallBack(ex: Exchange): boolean {
+    const now = wallNow();
+    const replica = this.#pickFallback(ex, now);
+    if (replica === null) return false;
+    this.#switchToFallback(ex, replica, now);
+    return true;
+  }
+
+  divert(ex: Exchange, status: number): boolean {
+    const now = wallNow();
+    const replica = this.#pickFallback(ex, now);
+    if (replica === null) return false;
+    const failed = ex.attempt!;
+    failed.abort();
+    this.#release(ex, failed, null, status);
+    ex.attempt = null;
+    // The deployment that answered 429/5xx counts it (rollout analysis, alerts); the fallback counts its own answer.
+    ex.route.stats.record(status, (monoNow() - ex.startedAt) / 1000);
+    this.#switchToFallback(ex, replica, now);
+    return true;
+  }
+
+  /**
+   * The next of the request's fallbacks that can take it, with one of its replica's slots
+   * taken (the route is left in #fallbackRoute); null when none can. Each is tried once.
+   */
+  #pickFallback(ex: Exchange, now: number): ReplicaRoute | null {
+    const fallbacks = ex.fallbacks!;
+    while (ex.fallbackIndex < fallbacks.length) {
+      const route = fallbacks[ex.fallbackIndex++]!;
+      if (ex.bodyBytes > route.maxBodyBytes) continue;
+      const replica = route.balancer.pick(ex, now, null);
+      if (typeof replica !== 'number') {
+        this.#fallbackRoute = route;
+        return replica;
+      }
+    }
+    return null;
+  }
+
+  #switchToFallback(ex: Exchange, replica: ReplicaRoute, now: number): void {
+    const to = this.#fallbackRoute!;
+    this.#fallbackRoute = null;
+    ex.route.stats.fallbacks++;
+    const saved = ex.fallbackHead!;
+    ex.switchRoute(to, clientLines(to, saved.head, saved.keyed) + saved.tail);
+    this.#send(ex, replica, now);
   }
 
   /** The first attempt of a request, on the replica picked for it. */
@@ -342,7 +394,8 @@ export class Gateway implements ExchangeOwner {
     const attempt = ex.attempt;
     if (attempt !== null) this.#release(ex, attempt, ex.errorCode, ex.status);
     else this.#queue.leave(ex.route, ex);
-    const done = ex.route.filters?.done;
+    // The filters the request passed: the addressed deployment's, whoever served it.
+    const done = ex.addressed.filters?.done;
     if (done != null) for (let i = 0; i < done.length; i++) done[i]!.onDone(ex);
     if (attempt !== null && this.#queue.waiting) this.#queue.drain();
     const seconds = (monoNow() - ex.startedAt) / 1000;
@@ -418,6 +471,17 @@ export class Gateway implements ExchangeOwner {
     const wall = Date.now();
     for (const pool of this.#compiler.pools) pool.sweep(wall);
   }
+}
+
+/**
+ * The client's header lines as `route`'s upstream gets them: with the deployment's own
+ * credential in place of the client's, or the client's credentials unless they were a
+ * sluice API key (`keyed`), which never leaves the gateway.
+ */
+function clientLines(route: DeploymentRoute, head: ClientHead, keyed: boolean): string {
+  const credential = route.credentialLine;
+  if (credential !== null) return withCredential(head, route.credentialName, credential);
+  return keyed ? head.headerLines : head.headerLines + credentialLines(head);
 }
 
 /**

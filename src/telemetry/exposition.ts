@@ -27,6 +27,7 @@ function addStats(a: StatsSnapshot, b: StatsSnapshot): StatsSnapshot {
     upstreamErrors: addRecords(a.upstreamErrors, b.upstreamErrors),
     bytesOut: a.bytesOut + b.bytesOut,
     retries: a.retries + b.retries,
+    fallbacks: a.fallbacks + b.fallbacks,
     rateLimitUnavailable: a.rateLimitUnavailable + b.rateLimitUnavailable,
     queueWaitBuckets: addArrays(a.queueWaitBuckets, b.queueWaitBuckets),
     queueWaitSum: a.queueWaitSum + b.queueWaitSum,
@@ -68,6 +69,8 @@ export function renderStats(stats: Map<string, StatsSnapshot>): string {
   for (const [d, s] of stats) lines.push(`sluice_response_bytes_total{deployment="${esc(d)}"} ${s.bytesOut}`);
   family('sluice_retries_total', 'counter', 'Requests sent again to another replica after a refused or reset connection.');
   for (const [d, s] of stats) lines.push(`sluice_retries_total{deployment="${esc(d)}"} ${s.retries}`);
+  family('sluice_fallbacks_total', 'counter', 'Requests a deployment passed to one of its fallbacks (none of its replicas could take them, or one answered 429/5xx first).');
+  for (const [d, s] of stats) lines.push(`sluice_fallbacks_total{deployment="${esc(d)}"} ${s.fallbacks}`);
   family('sluice_rate_limit_store_errors_total', 'counter', 'Rate-limit checks that found the shared store (Redis) unavailable.');
   for (const [d, s] of stats) lines.push(`sluice_rate_limit_store_errors_total{deployment="${esc(d)}"} ${s.rateLimitUnavailable}`);
   const counter = (name: string, help: string, pick: (s: StatsSnapshot) => number): void => {

@@ -48,6 +48,7 @@ export interface StatsSnapshot {
   readonly upstreamErrors: Record<string, number>;
   readonly bytesOut: number;
   readonly retries: number;
+  readonly fallbacks: number;
   readonly rateLimitUnavailable: number;
   readonly queueWaitBuckets: number[];
   readonly queueWaitSum: number;
@@ -74,6 +75,8 @@ export class RequestStats {
   bytesOut = 0;
   /** Requests sent again to another replica after a refused or reset connection. */
   retries = 0;
+  /** Requests this deployment passed to one of its fallbacks. */
+  fallbacks = 0;
   /** Rate-limit checks that found the shared store (Redis) unavailable. */
   rateLimitUnavailable = 0;
   readonly #queueWait = new Float64Array(DURATION_BUCKETS.length + 1);
@@ -134,6 +137,7 @@ export class RequestStats {
       upstreamErrors: Object.fromEntries(this.#upstreamErrors),
       bytesOut: this.bytesOut,
       retries: this.retries,
+      fallbacks: this.fallbacks,
       rateLimitUnavailable: this.rateLimitUnavailable,
       queueWaitBuckets: Array.from(this.#queueWait),
       queueWaitSum: this.#queueWaitSum,
