@@ -4,7 +4,7 @@
 //                 project's .npmrc keeps npm's "> sluice@..." banner off stdout)
 //   --quick       smoke run: 1 round x 2 s, 1 s warm-up (results file gets a -quick suffix)
 //   --clients     only the upstream-client comparison (with nginx and sluice as references)
-//   --only LIST   comma list of sections: throughput,clients,sse,latency,cache,streams,chunks
+//   --only LIST   comma list of sections: throughput,clients,sse,latency,cache,strategies,streams,chunks
 //   --profile     CPU-profile sluice under the GET and SSE loads and summarise self time
 //   --rate N      open-loop offered rate (default 5000 req/s); --rate=half: half of sluice's
 //                 closed-loop maximum measured in this run (DESIGN.md's "50% of max load")
@@ -21,10 +21,10 @@ import { LoadGenerator, type LoadSpec } from './lib/load.js';
 import { log, sleep } from './lib/log.js';
 import { measureChunkLatency, type ChunkLatency } from './lib/chunk-latency.js';
 import { openFileLimit, openStreams, rssMiB } from './lib/idle-streams.js';
-import { proxyConf, startNginx, upstreamConf } from './lib/nginx.js';
+import { proxyConf, startNginx, upstreamConf, UPSTREAM_METRICS_PATH } from './lib/nginx.js';
 import { onInterrupt, portOpen, ProcessGroup, type Proc } from './lib/procs.js';
-import { renderMarkdown, type ChunkLatencyRow, type IdleStreams, type LatencyRow, type LoadRow, type Results, type StreamCheck } from './lib/report.js';
-import { rotate, type Cores, type Measured, type Schedule, type Target } from './lib/rotation.js';
+import { costlyStrategies, renderMarkdown, type ChunkLatencyRow, type IdleStreams, type LatencyRow, type LoadRow, type Results, type StrategyRow, type StreamCheck } from './lib/report.js';
+import { rotate, type Cores, type Measured, type Round, type Schedule, type Target } from './lib/rotation.js';
 import { describeMachine, ensureTools, planPinning, raisePriority, type Machine, type Pinning, type Tools } from './lib/setup.js';
 import { median, round } from './lib/stats.js';
 import type { OpenLoopResult } from './open-loop.js';
@@ -39,6 +39,8 @@ const PORT = {
   sim: 19012,
   simSlow: 19013,
   stamp: 19014,
+  // The same upstream nginx on a second port: the second replica of the strategies section.
+  upstreamB: 19015,
   nginx: 19020,
   clients: 19031,
   sluice: 19080,
@@ -47,6 +49,8 @@ const PORT = {
   adminPolicies: 19083,
   sluiceNoXff: 19084,
   adminNoXff: 19085,
+  sluiceStrategies: 19086,
+  adminStrategies: 19087,
 } as const;
 
 // Every policy that runs on a plain request, at limits the load never reaches, so that the
@@ -62,13 +66,65 @@ const POLICIES_OFF = '{ breaker: { enabled: false }, retry: { attempts: 0 }, cac
  * The sluice instances: `plain` (every policy off), `policies` (every policy on), and
  * `no-xff` (policies off, `listen.forwarded_for: false`): the forwarding path without the
  * client-address lookup, against an nginx location that sets no X-Forwarded-For either.
+ * `strategies` (policies off) has one deployment per balancing strategy instead of the
+ * others' deployments (see strategyDeployments).
  */
-type SluiceVariant = 'plain' | 'policies' | 'no-xff';
+type SluiceVariant = 'plain' | 'policies' | 'no-xff' | 'strategies';
 const SLUICE_PORTS: Record<SluiceVariant, { port: number; admin: number }> = {
   plain: { port: PORT.sluice, admin: PORT.admin },
   policies: { port: PORT.sluicePolicies, admin: PORT.adminPolicies },
   'no-xff': { port: PORT.sluiceNoXff, admin: PORT.adminNoXff },
+  strategies: { port: PORT.sluiceStrategies, admin: PORT.adminStrategies },
 };
+
+/** One deployment of the strategies instance: `<model>-1`, balanced by `strategy`. */
+interface StrategyDeployment {
+  readonly model: string;
+  readonly strategy: string;
+  readonly replicas: number;
+  /** The deployment's `urls`, YAML flow style. */
+  readonly urls: string;
+  /** Its `policies` override, YAML flow style; absent: the instance's (the default strategy). */
+  readonly policies?: string;
+}
+
+/**
+ * Every strategy over the same two replicas (the upstream's two ports, so two connection
+ * pools, shared by every deployment). `lo-1` names no strategy at all: it is the default
+ * path every other row is divided by. weighted draws 3:1; lowest_cost puts both replicas in
+ * one price tier (the least-loaded scan inside a tier), failover one in each (the primary
+ * takes everything); queue_aware scrapes the upstream's static vLLM page, so its pick reads
+ * reported figures. `single-1`, least_outstanding over one replica, shows what choosing
+ * between two costs at all.
+ */
+function strategyDeployments(): StrategyDeployment[] {
+  const a = `http://127.0.0.1:${PORT.upstream}`;
+  const b = `http://127.0.0.1:${PORT.upstreamB}`;
+  const two = `["${a}", "${b}"]`;
+  const balancer = (strategy: string, extra = ''): string => `{ balancer: { strategy: ${strategy}${extra} } }`;
+  return [
+    { model: 'lo', strategy: 'least_outstanding', replicas: 2, urls: two },
+    { model: 'rr', strategy: 'round_robin', replicas: 2, urls: two, policies: balancer('round_robin') },
+    { model: 'wt', strategy: 'weighted', replicas: 2, urls: `[{ url: "${a}", weight: 3 }, { url: "${b}", weight: 1 }]`, policies: balancer('weighted') },
+    { model: 'll', strategy: 'lowest_latency', replicas: 2, urls: two, policies: balancer('lowest_latency') },
+    { model: 'lc', strategy: 'lowest_cost', replicas: 2, urls: `[{ url: "${a}", cost: 1 }, { url: "${b}", cost: 1 }]`, policies: balancer('lowest_cost') },
+    { model: 'fo', strategy: 'failover', replicas: 2, urls: `[{ url: "${a}", priority: 0 }, { url: "${b}", priority: 1 }]`, policies: balancer('failover') },
+    { model: 'qa', strategy: 'queue_aware', replicas: 2, urls: two, policies: balancer('queue_aware', `, metrics_path: ${UPSTREAM_METRICS_PATH}`) },
+    { model: 'single', strategy: 'least_outstanding', replicas: 1, urls: `["${a}"]` },
+  ];
+}
+
+/** The deployments of an instance, YAML lines. */
+function deploymentsOf(variant: SluiceVariant): string {
+  if (variant === 'strategies') {
+    return strategyDeployments().map((d) => `  - { model: ${d.model}, version: "1", runtime: remote, urls: ${d.urls}${d.policies === undefined ? '' : `, policies: ${d.policies}`} }\n`).join('');
+  }
+  return `  - { model: up, version: "1", runtime: remote, urls: ["http://127.0.0.1:${PORT.upstream}"] }
+  - { model: sim, version: "1", runtime: remote, urls: ["http://127.0.0.1:${PORT.sim}"] }
+  - { model: slow, version: "1", runtime: remote, urls: ["http://127.0.0.1:${PORT.simSlow}"], upstream: { max_connections: ${IDLE_STREAMS * 2} } }
+  - { model: stamp, version: "1", runtime: remote, urls: ["http://127.0.0.1:${PORT.stamp}"], upstream: { max_connections: ${STAMP_STREAMS * 2} } }
+`;
+}
 
 const CONNECTIONS = 64;
 const JSON_PATH = '/predict';
@@ -93,8 +149,8 @@ const STAMP_SECONDS = 5;
 const STAMP_ROUNDS = 3;
 const STREAM_CHECK_COUNT = 200;
 
-type Section = 'throughput' | 'clients' | 'sse' | 'latency' | 'cache' | 'streams' | 'chunks';
-const SECTIONS: readonly Section[] = ['throughput', 'clients', 'sse', 'latency', 'cache', 'streams', 'chunks'];
+type Section = 'throughput' | 'clients' | 'sse' | 'latency' | 'cache' | 'strategies' | 'streams' | 'chunks';
+const SECTIONS: readonly Section[] = ['throughput', 'clients', 'sse', 'latency', 'cache', 'strategies', 'streams', 'chunks'];
 
 interface Options {
   readonly json: boolean;
@@ -102,6 +158,8 @@ interface Options {
   readonly profile: boolean;
   readonly sections: ReadonlySet<Section>;
   readonly schedule: Schedule;
+  /** The strategies section's: fewer rounds in the full run, which is long enough already. */
+  readonly strategySchedule: Schedule;
   /** Open-loop offered rate; 'half' = half of sluice's closed-loop maximum of this run. */
   readonly rate: number | 'half';
   readonly nice: number;
@@ -133,6 +191,7 @@ function parseOptions(argv: string[]): Options {
     }));
   }
   const quick = values.quick;
+  const schedule = quick ? { rounds: 1, seconds: 2, warmupSeconds: 1 } : { rounds: 7, seconds: 2, warmupSeconds: 2 };
   const rate = values.rate === 'half' ? 'half' : Number(values.rate);
   const nice = Number(values.nice);
   if (rate !== 'half' && !(rate > 0)) throw new Error(`--rate must be a positive number or 'half', got '${values.rate}'`);
@@ -145,7 +204,11 @@ function parseOptions(argv: string[]): Options {
     // Many short rounds rather than a few long ones: this class of machine drifts by 20-30%
     // over tens of seconds, and a round that visits every target within a few seconds of each
     // other compares them under the same conditions (see rowsOf).
-    schedule: quick ? { rounds: 1, seconds: 2, warmupSeconds: 1 } : { rounds: 7, seconds: 2, warmupSeconds: 2 },
+    schedule,
+    // Seven pairs a round (every strategy next to least_outstanding) take 28 s: 7 rounds would
+    // add 3.5 minutes to the full run. There it gets 2 (one pair order each, so position
+    // cancels); `--only strategies` gets the full schedule.
+    strategySchedule: sections.size === SECTIONS.length && !quick ? { ...schedule, rounds: 2 } : schedule,
     rate,
     nice,
     latencySeconds: quick ? 2 : 5,
@@ -183,8 +246,10 @@ class Fleet {
     }
   }
 
-  upstream(): Promise<Proc> {
-    return startNginx(this.group, this.tools.nginx, 'nginx-upstream', PORT.upstream, (p) => upstreamConf(p, PORT.upstream), this.pinning.rest);
+  /** `second`: also listen on PORT.upstreamB (the strategies section's second replica). */
+  upstream(second = false): Promise<Proc> {
+    const ports = second ? [PORT.upstream, PORT.upstreamB] : [PORT.upstream];
+    return startNginx(this.group, this.tools.nginx, 'nginx-upstream', PORT.upstream, (p) => upstreamConf(p, ports), this.pinning.rest);
   }
 
   sim(): Promise<Proc> {
@@ -237,11 +302,7 @@ log: { level: warn, access: false }
 shutdown: { drain_delay_ms: 0 }
 policies: ${variant === 'policies' ? POLICIES_ON : POLICIES_OFF}
 deployments:
-  - { model: up, version: "1", runtime: remote, urls: ["http://127.0.0.1:${PORT.upstream}"] }
-  - { model: sim, version: "1", runtime: remote, urls: ["http://127.0.0.1:${PORT.sim}"] }
-  - { model: slow, version: "1", runtime: remote, urls: ["http://127.0.0.1:${PORT.simSlow}"], upstream: { max_connections: ${IDLE_STREAMS * 2} } }
-  - { model: stamp, version: "1", runtime: remote, urls: ["http://127.0.0.1:${PORT.stamp}"], upstream: { max_connections: ${STAMP_STREAMS * 2} } }
-`);
+${deploymentsOf(variant)}`);
     const proc = await this.group.start({
       name: variant === 'plain' ? 'sluice' : `sluice-${variant}`,
       command: process.execPath,
@@ -255,8 +316,8 @@ deployments:
     return proc;
   }
 
-  async sluiceMetrics(): Promise<{ requests_by_code: Record<string, number>; upstream_errors: number }> {
-    const text = await scrape(PORT.admin);
+  async sluiceMetrics(admin: number = PORT.admin): Promise<{ requests_by_code: Record<string, number>; upstream_errors: number }> {
+    const text = await scrape(admin);
     const byCode: Record<string, number> = {};
     for (const line of text.split('\n')) {
       const req = /^sluice_requests_total\{[^}]*code="(\d+)"[^}]*\} (\S+)/.exec(line);
@@ -381,6 +442,7 @@ interface Run {
   readonly sluicePgid: number;
   readonly sluicePoliciesPgid: number;
   readonly sluiceNoXffPgid: number;
+  readonly sluiceStrategiesPgid: number;
   readonly warnings: string[];
 }
 
@@ -553,6 +615,68 @@ async function cacheSection(run: Run): Promise<{ rows: LoadRow[]; counters: NonN
   return { rows: [nginxForward!, nginxHit!, sluiceForward!, sluiceHit!], counters };
 }
 
+/**
+ * Every balancing strategy's path on one sluice instance (strategyDeployments), each one
+ * paired with least_outstanding, the default, measured next to it in every round: a pick
+ * is a small part of a request's cost, and only neighbouring measurements separate a few
+ * percent from the machine's drift.
+ */
+async function strategiesSection(run: Run): Promise<NonNullable<Results['strategies']>> {
+  const deployments = strategyDeployments();
+  await expectReportedLoad(run, 'qa-1');
+  const targets: Target[] = deployments.map((d) => ({
+    key: d.model,
+    label: `sluice ${d.strategy} (${d.model}-1, ${d.replicas} replica${d.replicas > 1 ? 's' : ''})`,
+    spec: { url: url(PORT.sluiceStrategies, `/${d.model}-1${JSON_PATH}`), connections: CONNECTIONS },
+    pgid: run.sluiceStrategiesPgid,
+    ...(d.model === 'lo' ? {} : { pairedWith: 'lo' }),
+  }));
+  const schedule = run.opts.strategySchedule;
+  log(`strategies: ${targets.length} deployments on one sluice, each next to least_outstanding, ${schedule.rounds} round(s)`);
+  const measured = await rotate(run.gen, targets, schedule, run.cores, run.guard);
+  const rows = rowsOf(targets, measured, 'lo');
+  const lo = rows[0]!;
+  const out: StrategyRow[] = rows.map(({ vs_nginx, ...row }, i) => {
+    const d = deployments[i]!;
+    const rounds = measured.get(d.model)!.rounds;
+    return {
+      ...row,
+      // least_outstanding is measured once per pair, seven times a round: its round's median.
+      rounds_rps: d.model === 'lo' ? perRound(rounds, schedule.rounds, (x) => x.rps) : row.rounds_rps,
+      strategy: d.strategy,
+      deployment: `${d.model}-1`,
+      replicas: d.replicas,
+      vs_least_outstanding: vs_nginx,
+      rounds_vs_least_outstanding: d.model === 'lo' ? [] : rounds.map((x) => round(x.rps / x.reference_rps!, 3)),
+      cpu_vs_least_outstanding: round(row.proxy_cpu_us_per_req / lo.proxy_cpu_us_per_req, 3),
+    };
+  });
+  for (const x of costlyStrategies(out)) run.warnings.push(`strategies: ${x.strategy} served ${x.vs_least_outstanding}x least_outstanding's req/s (more than 3% fewer); per-round ratios: ${x.rounds_vs_least_outstanding.join(', ')}.`);
+  return { rounds: schedule.rounds, seconds: schedule.seconds, rows: out };
+}
+
+/** The median of `f` over each round's measurements. */
+function perRound(rounds: readonly Round[], n: number, f: (x: Round) => number): number[] {
+  return Array.from({ length: n }, (_, r) => round(median(rounds.filter((x) => x.round === r).map(f))));
+}
+
+/**
+ * Waits until the queue_aware deployment's replicas show the load their page reports (the
+ * first scrape runs at start-up); warns when they never do, since its pick would then read
+ * sluice's in-flight counts alone.
+ */
+async function expectReportedLoad(run: Run, deployment: string): Promise<void> {
+  type Replica = { id: string; load?: { waiting: number | null; error: string | null } };
+  let replicas: Replica[] = [];
+  for (let i = 0; i < 30; i++) {
+    const res = await fetch(url(PORT.adminStrategies, `/v1/deployments/${deployment}`));
+    replicas = ((await res.json()) as { replicas?: Replica[] }).replicas ?? [];
+    if (replicas.length > 0 && replicas.every((r) => r.load?.waiting !== null && r.load?.waiting !== undefined)) return;
+    await sleep(100);
+  }
+  run.warnings.push(`strategies: ${deployment}'s replicas report no load from ${UPSTREAM_METRICS_PATH} (${replicas.map((r) => `${r.id}: ${r.load?.error ?? 'no load view'}`).join('; ')}): queue_aware picked by in-flight counts alone.`);
+}
+
 async function latencySection(run: Run, sluiceMax: number | null): Promise<NonNullable<Results['latency']>> {
   const { opts } = run;
   let rate = opts.rate === 'half' ? (sluiceMax === null ? null : Math.round(sluiceMax / 2)) : opts.rate;
@@ -604,7 +728,7 @@ async function latencySection(run: Run, sluiceMax: number | null): Promise<NonNu
 }
 
 /** Warnings about how far the rows can be trusted. */
-function reviewRows(run: Run, sections: ReadonlyArray<readonly LoadRow[] | null>): void {
+function reviewRows(run: Run, sections: ReadonlyArray<ReadonlyArray<Omit<LoadRow, 'vs_nginx'>> | null>): void {
   for (const rows of sections) {
     for (const row of rows ?? []) {
       if (row.errors + row.non2xx > 0) run.warnings.push(`${row.label}: ${row.errors} socket errors and ${row.non2xx} non-2xx responses over the rounds.`);
@@ -626,27 +750,30 @@ async function benchmark(opts: Options, fleet: Fleet, gen: LoadGenerator): Promi
   const needSim = want.has('sse');
   const needSlowSim = want.has('streams');
   const needStamp = want.has('chunks');
-  await fleet.checkPortsFree([PORT.upstream, PORT.nginx, PORT.sluice, PORT.admin, PORT.sluicePolicies, PORT.adminPolicies, PORT.sluiceNoXff, PORT.adminNoXff, ...(needSim ? [PORT.sim] : []), ...(needSlowSim ? [PORT.simSlow] : []), ...(needStamp ? [PORT.stamp] : []), ...(want.has('clients') ? [0, 1, 2].map((i) => PORT.clients + i) : [])]);
+  const needStrategies = want.has('strategies');
+  await fleet.checkPortsFree([PORT.upstream, PORT.nginx, PORT.sluice, PORT.admin, PORT.sluicePolicies, PORT.adminPolicies, PORT.sluiceNoXff, PORT.adminNoXff, ...(needSim ? [PORT.sim] : []), ...(needSlowSim ? [PORT.simSlow] : []), ...(needStamp ? [PORT.stamp] : []), ...(want.has('clients') ? [0, 1, 2].map((i) => PORT.clients + i) : []), ...(needStrategies ? [PORT.upstreamB, PORT.sluiceStrategies, PORT.adminStrategies] : [])]);
   log('starting upstream nginx, nginx proxy, sluice' + (needSim ? ', simulator' : ''));
-  await fleet.upstream();
+  await fleet.upstream(needStrategies);
   if (needSim) await fleet.sim();
   if (needSlowSim) await fleet.slowSim();
   if (needStamp) await fleet.stampServer();
   const run: Run = {
     opts, fleet, gen,
     // Others using more than 15% of a core during a measurement make it a repeat; the budget
-    // keeps a run on a busy machine within about five minutes.
+    // keeps a run on a busy machine within about its usual length.
     guard: new Guard(new ForeignCpu(() => fleet.group.pgids()), 15, opts.quick ? 6 : 20),
     cores: { proxy: fleet.pinning.proxyCpus, rest: fleet.pinning.restCpus },
     nginxPgid: (await fleet.nginxProxy()).pid,
     sluicePgid: (await fleet.startSluice()).pid,
     sluicePoliciesPgid: want.has('throughput') || want.has('cache') ? (await fleet.startSluice([], 'policies')).pid : 0,
     sluiceNoXffPgid: want.has('throughput') ? (await fleet.startSluice([], 'no-xff')).pid : 0,
+    sluiceStrategiesPgid: needStrategies ? (await fleet.startSluice([], 'strategies')).pid : 0,
     warnings: [],
   };
 
   const { throughput, clients } = want.has('throughput') || want.has('clients') ? await throughputSection(run) : { throughput: null, clients: null };
   const cache = want.has('cache') ? await cacheSection(run) : null;
+  const strategies = needStrategies ? await strategiesSection(run) : null;
   const streaming = want.has('sse') ? await sseSection(run) : null;
   const sluiceMax = throughput?.find((r) => r.key === 'sluice')?.rps ?? null;
   const latency = want.has('latency') ? await latencySection(run, sluiceMax) : null;
@@ -657,7 +784,9 @@ async function benchmark(opts: Options, fleet: Fleet, gen: LoadGenerator): Promi
 
   const metrics = await fleet.sluiceMetrics();
   if (metrics.upstream_errors > 0) run.warnings.push(`sluice counted ${metrics.upstream_errors} upstream errors during the run.`);
-  reviewRows(run, [throughput, clients, sse, cache?.rows ?? null]);
+  const strategyErrors = needStrategies ? (await fleet.sluiceMetrics(PORT.adminStrategies)).upstream_errors : 0;
+  if (strategyErrors > 0) run.warnings.push(`the strategies sluice counted ${strategyErrors} upstream errors during the run.`);
+  reviewRows(run, [throughput, clients, sse, cache?.rows ?? null, strategies?.rows ?? null]);
 
   const rowOf = (rows: readonly LoadRow[] | null, key: string): LoadRow | undefined => rows?.find((r) => r.key === key);
   const ratioOf = (rows: readonly LoadRow[] | null, key: string, over: string, field: 'rps' | 'proxy_cpu_us_per_req'): number | null => {
@@ -680,6 +809,8 @@ async function benchmark(opts: Options, fleet: Fleet, gen: LoadGenerator): Promi
     nginx_overhead_p99_us: lat('nginx')?.overhead_p99_us ?? null,
     sluice_cache_hit_vs_nginx_cache_hit_rps: rowOf(cache?.rows ?? null, 'sluice-cache')?.vs_nginx ?? null,
     sluice_cache_hit_vs_sluice_forward_rps: ratioOf(cache?.rows ?? null, 'sluice-cache', 'sluice', 'rps'),
+    strategies_vs_least_outstanding_rps: strategies === null ? null
+      : Object.fromEntries(strategies.rows.filter((x) => x.replicas > 1).map((x) => [x.strategy, x.vs_least_outstanding])),
     date: new Date().toISOString(),
     command: commandLine(opts.argv),
     quick: opts.quick,
@@ -694,6 +825,7 @@ async function benchmark(opts: Options, fleet: Fleet, gen: LoadGenerator): Promi
     sse_checks: streaming?.checks ?? null,
     cache: cache?.rows ?? null,
     cache_counters: cache?.counters ?? null,
+    strategies,
     idle_streams: idleStreams,
     chunk_latency: chunks,
     latency,

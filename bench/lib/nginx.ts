@@ -46,11 +46,24 @@ ${servers}
 `;
 }
 
-/** The fast upstream: a canned JSON answer, far cheaper than any proxy in front of it. */
-export function upstreamConf(prefix: string, port: number): string {
+/**
+ * What a vLLM replica's /metrics says about its queue, idle: the page the queue_aware
+ * strategy scrapes (at UPSTREAM_METRICS_PATH), so that its pick reads reported figures
+ * rather than falling back to sluice's in-flight counts.
+ */
+export const UPSTREAM_METRICS_PATH = '/vllm-metrics';
+const VLLM_METRICS = ['vllm:num_requests_waiting{model_name="m"} 0', 'vllm:num_requests_running{model_name="m"} 0', 'vllm:kv_cache_usage_perc{model_name="m"} 0.1'];
+
+/**
+ * The fast upstream: a canned JSON answer, far cheaper than any proxy in front of it. Every
+ * port serves the same answers: a second port is a second replica to balance over (sluice
+ * keeps one connection pool per host:port, so one URL listed twice would share one pool).
+ */
+export function upstreamConf(prefix: string, ports: readonly number[]): string {
   return frame(prefix, `  server {
-    listen 127.0.0.1:${port} backlog=4096;
+${ports.map((p) => `    listen 127.0.0.1:${p} backlog=4096;`).join('\n')}
     location / { default_type application/json; return 200 '{"predictions":[0,1,2]}'; }
+    location = ${UPSTREAM_METRICS_PATH} { default_type text/plain; return 200 '${VLLM_METRICS.join('\\n')}\\n'; }
   }`);
 }
 

@@ -15,6 +15,20 @@ export interface LoadRow extends Omit<Measured, 'rounds'> {
   readonly rounds_rps: readonly number[];
 }
 
+/** One balancing strategy's path on the strategies instance, against least_outstanding's on it. */
+export interface StrategyRow extends Omit<LoadRow, 'vs_nginx'> {
+  readonly strategy: string;
+  /** The deployment whose route was loaded (`/<deployment>/predict`). */
+  readonly deployment: string;
+  readonly replicas: number;
+  /** Median of per-round req/s ratios, each against a least_outstanding measurement next to it. */
+  readonly vs_least_outstanding: number | null;
+  /** Each round's ratio (empty for least_outstanding itself). */
+  readonly rounds_vs_least_outstanding: readonly number[];
+  /** CPU per request over least_outstanding's (medians): above 1, the strategy spends more. */
+  readonly cpu_vs_least_outstanding: number | null;
+}
+
 export interface LatencyRow extends OpenLoopResult {
   readonly key: string;
   readonly label: string;
@@ -81,6 +95,8 @@ export interface Results {
   readonly sluice_cache_hit_vs_nginx_cache_hit_rps: number | null;
   /** sluice's cache-hit req/s over the same POST forwarded by sluice with the cache off: what a hit saves. */
   readonly sluice_cache_hit_vs_sluice_forward_rps: number | null;
+  /** Each strategy's req/s over least_outstanding's (2 replicas each, same instance and rounds). */
+  readonly strategies_vs_least_outstanding_rps: Readonly<Record<string, number | null>> | null;
   readonly date: string;
   readonly command: string;
   readonly quick: boolean;
@@ -97,6 +113,11 @@ export interface Results {
   readonly cache: readonly LoadRow[] | null;
   /** The policies-on sluice's cache counters at the end of the run (every deployment, every tier). */
   readonly cache_counters: { readonly hits: number; readonly misses: number } | null;
+  readonly strategies: {
+    readonly rounds: number;
+    readonly seconds: number;
+    readonly rows: readonly StrategyRow[];
+  } | null;
   readonly idle_streams: IdleStreams | null;
   /** Upstream write to client read of streamed chunks, under concurrent streams. */
   readonly chunk_latency: {
@@ -124,6 +145,8 @@ export interface Results {
 
 const fmt = (x: number | null, digits = 0): string => (x === null || Number.isNaN(x) ? '—' : round(x, digits).toLocaleString('en-US'));
 const ratio = (x: number | null): string => (x === null ? '—' : `${x.toFixed(2)}x`);
+// Strategies differ by a few percent: two decimals would hide what the 3% line is about.
+const ratio3 = (x: number | null): string => (x === null ? '—' : `${x.toFixed(3)}x`);
 const signed = (x: number | null): string => (x === null ? '—' : `${x >= 0 ? '+' : ''}${Math.round(x)}`);
 
 function loadTable(rows: readonly LoadRow[], unit: string, withBytes: boolean): string[] {
@@ -134,9 +157,39 @@ function loadTable(rows: readonly LoadRow[], unit: string, withBytes: boolean): 
     `| ${r.label} | ${fmt(r.rps)} | ${withBytes ? `${fmt(r.bytes_per_s / 1e6, 1)} | ` : ''}${fmt(r.p50_ms, 2)} | ${fmt(r.p99_ms, 2)} | ${ratio(r.vs_nginx)} | ${fmt(r.proxy_cpu_us_per_req, 1)} | ${fmt(r.proxy_process_cpu_pct)} | ${fmt(r.proxy_core_busy_pct)} / ${fmt(r.load_core_busy_pct)} | ${fmt(r.foreign_cpu_pct)} | ${r.errors + r.non2xx} | ${r.rounds_rps.map((x) => Math.round(x)).join(', ')}${r.disturbed_rounds > 0 ? ` (${r.disturbed_rounds} disturbed)` : ''} |`)];
 }
 
+function lowestStrategy(rows: readonly StrategyRow[] | null): string {
+  const two = (rows ?? []).filter((x) => x.replicas > 1 && x.vs_least_outstanding !== null && x.strategy !== 'least_outstanding');
+  if (two.length === 0) return '—';
+  const low = two.reduce((a, x) => (x.vs_least_outstanding! < a.vs_least_outstanding! ? x : a));
+  return `${ratio3(low.vs_least_outstanding)} (${low.strategy})`;
+}
+
 function verdict(value: number | null, ok: (v: number) => boolean): string {
   if (value === null) return '';
   return ok(value) ? ' (meets target)' : ' (MISSES target)';
+}
+
+/** The strategies whose req/s fell more than 3% below least_outstanding's. */
+export function costlyStrategies(rows: readonly StrategyRow[]): StrategyRow[] {
+  return rows.filter((x) => x.replicas > 1 && x.vs_least_outstanding !== null && x.vs_least_outstanding < 0.97);
+}
+
+function strategyTable(s: NonNullable<Results['strategies']>): string[] {
+  const costly = costlyStrategies(s.rows);
+  return [
+    `## Balancing strategies (GET, 23-byte JSON body, closed loop; one sluice instance, ${s.rounds} round(s) x ${s.seconds} s)`,
+    '',
+    'One remote deployment per strategy, each over the same two upstream ports (policies off); `vs least_outstanding` is the median of per-round ratios, each against a least_outstanding (the default) measurement made next to it. least_outstanding\'s per-round req/s are the medians of its measurements in each round.',
+    '',
+    '| strategy | deployment | replicas | req/s | vs least_outstanding | per-round vs least_outstanding | proxy CPU us/req | CPU vs least_outstanding | p99 ms | errors | per-round req/s |',
+    '|---|---|---:|---:|---:|---|---:|---:|---:|---:|---|',
+    ...s.rows.map((x) => `| ${x.strategy} | ${x.deployment} | ${x.replicas} | ${fmt(x.rps)} | ${ratio3(x.vs_least_outstanding)} | ${x.rounds_vs_least_outstanding.map((v) => v.toFixed(3)).join(', ')} | ${fmt(x.proxy_cpu_us_per_req, 1)} | ${ratio3(x.cpu_vs_least_outstanding)} | ${fmt(x.p99_ms, 2)} | ${x.errors + x.non2xx} | ${x.rounds_rps.map((v) => Math.round(v)).join(', ')}${x.disturbed_rounds > 0 ? ` (${x.disturbed_rounds} disturbed)` : ''} |`),
+    '',
+    costly.length === 0
+      ? '- every two-replica strategy within 3% of least_outstanding\'s req/s'
+      : `- more than 3% below least_outstanding: ${costly.map((x) => `${x.strategy} ${ratio3(x.vs_least_outstanding)} (${((1 - x.vs_least_outstanding!) * 100).toFixed(1)}% fewer req/s)`).join(', ')}`,
+    '',
+  ];
 }
 
 export function renderMarkdown(r: Results): string {
@@ -165,6 +218,7 @@ export function renderMarkdown(r: Results): string {
     `| nginx overhead mean / p99 us | ${signed(r.nginx_overhead_mean_us)} / ${signed(r.nginx_overhead_p99_us)} | reference |`,
     `| sluice_cache_hit_vs_nginx_cache_hit_rps | ${ratio(r.sluice_cache_hit_vs_nginx_cache_hit_rps)} | |`,
     `| sluice_cache_hit_vs_sluice_forward_rps | ${ratio(r.sluice_cache_hit_vs_sluice_forward_rps)} | |`,
+    `| strategies_vs_least_outstanding_rps (lowest, two replicas each) | ${lowestStrategy(r.strategies?.rows ?? null)} | |`,
     `| chunk overhead p99 us (sluice - direct, streamed chunks) | ${signed(chunkOverhead)}${verdict(chunkOverhead, (v) => v < 1000)} | < 1000 |`,
     `| idle streams: sluice RSS at 10,000 SSE streams, MiB | ${r.idle_streams === null ? '—' : `${fmt(r.idle_streams.rss_at_10k_estimate_mib)}${verdict(r.idle_streams.rss_at_10k_estimate_mib, (v) => v < 1024)}`} | < 1024 |`,
     '',
@@ -175,6 +229,7 @@ export function renderMarkdown(r: Results): string {
   if (r.clients !== null) {
     out.push('## Upstream clients (minimal uWS proxies, same load and pinning; vs nginx of the same rotation)', '', ...loadTable(r.clients, 'req/s', false), '');
   }
+  if (r.strategies !== null) out.push(...strategyTable(r.strategies));
   if (r.sse !== null) {
     out.push('## Streaming (SSE from the simulator: 20 tokens, no delays; one request = one complete stream)', '', ...loadTable(r.sse, 'streams/s', true), '');
     for (const c of r.sse_checks ?? []) {

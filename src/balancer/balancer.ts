@@ -32,6 +32,6 @@ export interface Balancer<R extends Balanced> {
   pick(ctx: PickContext, now: number, exclude: R | null): R | NoReplica;
   /** Milliseconds until a replica may be picked again after NoReplica.BreakersOpen. */
   retryAfterMs(now: number): number;
-  /** A response head came from `replica` after `ttfbMs` (only strategies that learn from it have this). */
-  observe?(replica: R, ttfbMs: number): void;
+  /** A response head came from `replica` after `ttfbMs`, at wall-clock `at` (only strategies that learn from it have this). */
+  observe?(replica: R, ttfbMs: number, at: number): void;
 }

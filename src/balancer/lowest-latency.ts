@@ -11,42 +11,62 @@ import type { ReplicaGate } from './replica-gate.js';
 /** The weight of a new sample in the average. */
 const ALPHA = 0.3;
 
-/** Each replica's average, by replica id, kept by the route-table compiler across tables. */
+/**
+ * Each replica's average time to first byte and when it was last measured (or probed), by
+ * replica slot: one per worker, kept by the route-table compiler across tables and read per
+ * pick without a lookup. NaN: never measured.
+ */
 export class LatencyMemory {
-  readonly #ewma = new Map<string, { ms: number; at: number }>();
+  #ms = new Float64Array(64).fill(NaN);
+  #at = new Float64Array(64);
+  /** The replica id each slot was measured for: a slot given to a new replica starts afresh. */
+  readonly #owner: string[] = [];
 
-  observe(id: string, ms: number, at: number): void {
-    const e = this.#ewma.get(id);
-    if (e === undefined) this.#ewma.set(id, { ms, at });
-    else {
-      e.ms += ALPHA * (ms - e.ms);
-      e.at = at;
-    }
+  /** Replica `id` holds `slot` in the table being built. */
+  claim(slot: number, id: string): void {
+    if (slot >= this.#ms.length) this.#grow(slot + 1);
+    if (this.#owner[slot] === id) return;
+    this.#owner[slot] = id;
+    this.#ms[slot] = NaN;
+    this.#at[slot] = 0;
+  }
+
+  #grow(min: number): void {
+    const size = Math.max(min, this.#ms.length * 2);
+    const ms = new Float64Array(size).fill(NaN);
+    ms.set(this.#ms);
+    const at = new Float64Array(size);
+    at.set(this.#at);
+    this.#ms = ms;
+    this.#at = at;
+  }
+
+  observe(slot: number, ms: number, at: number): void {
+    const prev = this.#ms[slot]!;
+    this.#ms[slot] = prev !== prev ? ms : prev + ALPHA * (ms - prev);
+    this.#at[slot] = at;
   }
 
   /** A probe is on its way: the replica counts as measured now. */
-  touch(id: string, at: number): void {
-    const e = this.#ewma.get(id);
-    if (e !== undefined) e.at = at;
+  touch(slot: number, at: number): void {
+    this.#at[slot] = at;
   }
 
-  get(id: string): { readonly ms: number; readonly at: number } | undefined {
-    return this.#ewma.get(id);
+  /** The average; NaN when never measured. */
+  ms(slot: number): number {
+    return this.#ms[slot]!;
   }
 
-  /** Forgets replicas no longer routed. */
-  retain(ids: ReadonlySet<string>): void {
-    for (const id of this.#ewma.keys()) if (!ids.has(id)) this.#ewma.delete(id);
+  at(slot: number): number {
+    return this.#at[slot]!;
   }
 }
 
-export class LowestLatency<R extends Balanced & { readonly id: string }> implements Balancer<R> {
+export class LowestLatency<R extends Balanced> implements Balancer<R> {
   readonly #gate: ReplicaGate<R>;
   readonly #memory: LatencyMemory;
   readonly #buffer: number;
   readonly #probeMs: number;
-  readonly #candidates: R[] = [];
-  readonly #order = (a: R, b: R): number => this.#gate.load(a) - this.#gate.load(b) || this.#average(a) - this.#average(b);
 
   constructor(gate: ReplicaGate<R>, memory: LatencyMemory, buffer: number, probeMs: number) {
     this.#gate = gate;
@@ -55,40 +75,52 @@ export class LowestLatency<R extends Balanced & { readonly id: string }> impleme
     this.#probeMs = probeMs;
   }
 
+  /** `now`: wall-clock ms, as observe's. */
   pick(ctx: PickContext, now: number, exclude: R | null): R | NoReplica {
     const gate = this.#gate;
-    const t = Date.now();
+    const replicas = gate.replicas;
+    const memory = this.#memory;
+    const n = replicas.length;
     let best = Infinity;
-    for (const r of gate.replicas) {
-      const e = this.#memory.get(r.id);
-      if (e !== undefined && e.ms < best) best = e.ms;
+    for (let i = 0; i < n; i++) {
+      const ms = memory.ms(replicas[i]!.slot);
+      if (ms < best) best = ms;
     }
-    const candidates = this.#candidates;
-    candidates.length = 0;
-    for (const r of gate.replicas) {
+    const limit = best * (1 + this.#buffer);
+    // One pass: the least loaded candidate, then the fastest (one never measured first of
+    // all: it gets its first sample).
+    let chosen: R | null = null;
+    let chosenLoad = Infinity;
+    let chosenMs = Infinity;
+    for (let i = 0; i < n; i++) {
+      const r = replicas[i]!;
       if (r === exclude) continue;
-      const e = this.#memory.get(r.id);
-      // Not measured for probeMs: this request is its probe, whatever its average says.
-      if (e !== undefined && t - e.at >= this.#probeMs && gate.take(ctx, r, now)) {
-        // One probe per interval, not one per request until its answer comes.
-        this.#memory.touch(r.id, t);
-        return r;
+      let ms = memory.ms(r.slot);
+      if (ms === ms) {
+        // Not measured for probeMs: this request is its probe, whatever its average says.
+        if (now - memory.at(r.slot) >= this.#probeMs && gate.take(ctx, r, now)) {
+          // One probe per interval, not one per request until its answer comes.
+          memory.touch(r.slot, now);
+          return r;
+        }
+        if (ms > limit) continue;
+      } else {
+        ms = -1;
       }
-      if (e === undefined || e.ms <= best * (1 + this.#buffer)) candidates.push(r);
+      const load = gate.load(r);
+      if (load < chosenLoad || (load === chosenLoad && ms < chosenMs)) {
+        chosen = r;
+        chosenLoad = load;
+        chosenMs = ms;
+      }
     }
-    // Least loaded first, then the fastest (one never measured first of all: it gets its
-    // first sample); a replica that does not admit gives way to the next.
-    candidates.sort(this.#order);
-    for (const r of candidates) if (gate.take(ctx, r, now)) return r;
+    if (chosen !== null && gate.take(ctx, chosen, now)) return chosen;
     return gate.takeAny(ctx, now, exclude);
   }
 
-  #average(r: R): number {
-    return this.#memory.get(r.id)?.ms ?? 0;
-  }
-
-  observe(replica: R, ttfbMs: number): void {
-    this.#memory.observe(replica.id, ttfbMs, Date.now());
+  /** `at`: wall-clock ms, as pick's `now`. */
+  observe(replica: R, ttfbMs: number, at: number): void {
+    this.#memory.observe(replica.slot, ttfbMs, at);
   }
 
   retryAfterMs(now: number): number {

@@ -14,7 +14,7 @@ import { coalescesWithHead, type HeaderLines } from './upstream/index.js';
 import { connectionTokens, type ClientHead, HeaderKind, isDroppedResponseKind, kindOfName, sameName, startsWithName } from './headers.js';
 import { closesUnread, endWithoutBody, headBytes, headCopy, headLine, headStart, headStartWith, headText, headUint, headView, writeErrorResponse, type CacheStatus } from './respond.js';
 import type { Flight } from './flight.js';
-import { holdClock, monoNow, releaseClock } from './clock.js';
+import { holdClock, monoNow, releaseClock, wallNow } from './clock.js';
 
 /** What the timeout sweep checks; see Gateway.sweep(). */
 export const enum Phase {
@@ -504,7 +504,7 @@ export class Exchange implements AttemptClient {
       this.headAt = now;
       const route = this.route;
       route.stats.recordTtfb((now - this.startedAt) / 1000);
-      if (route.learnsLatency) route.balancer.observe!(attempt.replica, now - this.startedAt);
+      if (route.learnsLatency) route.balancer.observe!(attempt.replica, now - this.startedAt, wallNow());
     }
   }
 

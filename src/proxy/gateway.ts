@@ -256,8 +256,8 @@ export class Gateway implements ExchangeOwner {
   #toUpstream(ex: Exchange): void {
     const route = ex.route;
     const retry = route.policies.retry;
-    // Only breakers and the retry budget read the clock (wall time: shared with other workers).
-    const now = route.breaker !== null || retry.attempts > 0 ? wallNow() : 0;
+    // Only breakers, the retry budget and lowest_latency read the clock (wall time: shared with other workers).
+    const now = route.breaker !== null || retry.attempts > 0 || route.learnsLatency ? wallNow() : 0;
     const replica = route.balancer.pick(ex, now, null);
     if (typeof replica !== 'number') this.#send(ex, replica, now);
     else if (route.fallbacks === null || !this.fallBack(ex)) this.#noReplica(ex, replica, now);

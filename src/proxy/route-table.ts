@@ -289,8 +289,8 @@ export class RouteTableCompiler {
   readonly #stats = new Map<string, RequestStats>();
   // Like stats, kept across snapshots: a new route table must not empty the cache.
   readonly #caches = new Map<string, RouteCache>();
-  /** Each deployment's replica response times, for lowest_latency: they outlive route tables. */
-  readonly #latency = new Map<string, LatencyMemory>();
+  /** Replica response times, for lowest_latency: they outlive route tables. */
+  readonly #latency = new LatencyMemory();
   readonly #shared: SharedState;
   /** The worker's client of the shared cache tier; null when no Redis is configured. */
   readonly #sharedCache: RedisCache | null;
@@ -323,13 +323,8 @@ export class RouteTableCompiler {
         stats = new RequestStats();
         this.#stats.set(d.id, stats);
       }
-      let latency = this.#latency.get(d.id);
-      if (latency === undefined) {
-        latency = new LatencyMemory();
-        this.#latency.set(d.id, latency);
-      }
-      latency.retain(new Set(d.replicas.map((r) => r.id)));
-      const route = new DeploymentRoute(d, replicas, stats, this.#shared, this.#cacheOf(d, stats), this.#filtersOf(d, keysLimit), latency);
+      for (const r of d.replicas) this.#latency.claim(r.slot, r.id);
+      const route = new DeploymentRoute(d, replicas, stats, this.#shared, this.#cacheOf(d, stats), this.#filtersOf(d, keysLimit), this.#latency);
       byId.set(d.id, route);
       routes.set(d.id, route);
     }
@@ -359,7 +354,6 @@ export class RouteTableCompiler {
       }
     }
     for (const id of this.#caches.keys()) if (!byId.has(id)) this.#caches.delete(id);
-    for (const id of this.#latency.keys()) if (!byId.has(id)) this.#latency.delete(id);
     const keys = new Map(snap.keys.map((k) => [k.digest, new KeyRoute(k)] as const));
     return new RouteTable(snap.version, snap.ready, routes, [...byId.values()], keys);
   }
