@@ -6,18 +6,18 @@
 import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:net';
 import { parseArgs } from 'node:util';
-import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { AdminServer, registerAdminRoutes } from './admin/index.js';
 import { BreakerBoard, DeploymentCounters, ReplicaLoadBoard } from './balancer/index.js';
 import { DEFAULT_CONFIG_FILE, loadConfig, type Config, type PoliciesConfig } from './config/index.js';
 import {
-  BucketSlots, buildRouteSnapshot, DataPlane, DeploymentManager, IndexAllocator, KeyRegistry, MAX_REPLICA_SLOTS, RolloutCounts, SlotAllocator, TrafficRegistry,
+  BucketSlots, buildRouteSnapshot, DataPlane, DeploymentManager, IdleWatch, IndexAllocator, KeyRegistry, MAX_REPLICA_SLOTS, RolloutCounts, SlotAllocator, TrafficRegistry,
   type ControlPlane, type Replica, type VersionInfo,
 } from './control/index.js';
 import { SharedBuckets } from './policy/index.js';
 import { PortAllocator } from './ports/index.js';
 import type { RouteTableSnapshot, SharedBuffers } from './proxy/index.js';
-import { FileStateStore, RedisStateStore, ReplicaRecords } from './state/index.js';
+import { FileStateStore, HibernationRecords, RedisStateStore, ReplicaRecords } from './state/index.js';
 import { createLogger, mergeStats, renderStats, type Logger } from './telemetry/index.js';
 
 /** The running gateway process, as `sluice serve` holds it. */
@@ -103,7 +103,8 @@ export async function startGateway(config: Config, logger: Logger): Promise<Runn
     if (!restored || draining) return false;
     const list = manager.list();
     if (!startedUp) startedUp = list.every((d) => d.state !== 'pending' && d.state !== 'starting');
-    return startedUp && list.some((d) => d.state === 'ready');
+    // A hibernated deployment serves too: its next request wakes it.
+    return startedUp && list.some((d) => d.state === 'ready' || d.state === 'hibernated');
   };
   const snapshot = (): RouteTableSnapshot => buildRouteSnapshot({
     version: ++tableVersion, ready: ready(), deployments: manager.routable(), alias: (model) => traffic.aliasFor(model), keys: keys.list(), buckets: bucketSlots,
@@ -150,8 +151,18 @@ export async function startGateway(config: Config, logger: Logger): Promise<Runn
     await store.close();
     throw err;
   }
+  const coldStarts = new Counter({ name: 'sluice_cold_starts_total', help: 'Hibernated deployments woken by a request or by hand.', labelNames: ['deployment'], registers: [registry] });
+  const coldStartSeconds = new Histogram({
+    name: 'sluice_cold_start_seconds', help: 'From the start of a wake to the first ready replica.', labelNames: ['deployment'], registers: [registry],
+    buckets: [0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300],
+  });
   const manager = new DeploymentManager({
     config, ports, slots, deploymentSlots, logger, onChange: publish, store, records, replicaLoad,
+    hibernation: new HibernationRecords(config.state_dir),
+    onColdStart: (id, seconds) => {
+      coldStarts.inc({ deployment: id });
+      coldStartSeconds.observe({ deployment: id }, seconds);
+    },
     onDeploymentSlot: (slot) => deploymentCounters.reset(slot),
     onReplicaSlot: (slot) => breakers.reset(slot),
     breakerState: (slot) => BREAKER_STATES[breakers.state(slot)] ?? 'unknown',
@@ -162,7 +173,11 @@ export async function startGateway(config: Config, logger: Logger): Promise<Runn
     accessLog: config.log.access, forwardedFor: config.listen.forwarded_for, shared, logger,
     redis: config.redis.url === null ? null : { url: config.redis.url, timeoutMs: config.rate_limit.redis_timeout_ms, cacheTimeoutMs: config.cache.redis_timeout_ms },
     rateLimitFailOpen: config.rate_limit.on_redis_error === 'open',
+    onWake: (id) => {
+      manager.wake(id, 'a request is waiting').catch((err: unknown) => logger.error({ deployment: id, err }, 'wake failed'));
+    },
   });
+  const idle = new IdleWatch({ manager, counters: deploymentCounters, slots, logger, graceMs: config.shutdown.grace_ms });
   await dataPlane.start(snapshot());
   if (!dataPlane.native) logger.error('uWebSockets.js runs its slow fallback, not the native binding');
   if (dataPlane.upstreamTransport === 'net_socket') {
@@ -223,6 +238,13 @@ export async function startGateway(config: Config, logger: Logger): Promise<Runn
     },
   });
   replicaGauge('sluice_replica_inflight', 'Requests in flight per replica, across workers.', (r) => slots.inflight(r.slot));
+  new Gauge({
+    name: 'sluice_deployment_hibernated', help: '1 while a deployment is hibernated (its replicas stopped until a request wakes it).', labelNames: ['deployment'], registers: [registry],
+    collect() {
+      this.reset();
+      for (const d of manager.list()) this.set({ deployment: d.id }, d.state === 'hibernated' ? 1 : 0);
+    },
+  });
   const metrics = async (): Promise<string> => {
     const workers = await dp.collectStats();
     return renderStats(mergeStats(workers.map((w) => w.deployments))) + (await registry.metrics());
@@ -248,6 +270,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Runn
   }, 'sluice is listening');
   // Deployments that were all ready (or failed) during the restore publish no more changes.
   publish();
+  idle.start();
 
   // Several instances share Redis: each follows the changes the others make.
   let reconciling = false;
@@ -282,6 +305,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Runn
     const started = Date.now();
     const { drain_delay_ms: delayMs, grace_ms: graceMs } = config.shutdown;
     draining = true;
+    idle.stop();
     await traffic.stop();
     // An instance on its way out starts nothing the shared desired state asks for.
     if (reconcileTimer !== null) clearInterval(reconcileTimer);

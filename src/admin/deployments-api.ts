@@ -28,6 +28,13 @@ export function registerDeploymentsApi(admin: AdminServer, ctx: DeploymentsApiCo
     .route('POST', '/v1/deployments', async (req) => ({ status: 201, body: deployments.view(await deploy(ctx, validBody<DeploymentConfig>(deploymentSchema, await req.json()), req)) }))
     .route('GET', '/v1/deployments/:id', (req) => ({ body: deployments.view(mustGet(deployments, req.params.id!)) }))
     .route('DELETE', '/v1/deployments/:id', (req) => undeploy(ctx, req.params.id!, req))
+    // Works on config deployments too: hibernation changes what runs, not what is deployed.
+    .route('POST', '/v1/deployments/:id/hibernate', async (req) => {
+      const d = mustGet(deployments, req.params.id!);
+      const grace = intParam(req, 'grace_ms', DEFAULT_UNDEPLOY_GRACE_MS, 0, 600_000);
+      return { body: deployments.view(await deployments.hibernate(d.id, 'admin API', grace)) };
+    })
+    .route('POST', '/v1/deployments/:id/wake', async (req) => ({ body: deployments.view(await deployments.wake(mustGet(deployments, req.params.id!).id, 'admin API')) }))
     .route('GET', '/v1/deployments/:id/logs', (req) => {
       const d = mustGet(deployments, req.params.id!);
       const tail = intParam(req, 'tail', 200, 1, 100_000);

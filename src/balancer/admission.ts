@@ -8,6 +8,8 @@ const I_REQ_CUR = 3;
 const I_RETRY_CUR = 4;
 const I_REQ_PREV = 5;
 const I_RETRY_PREV = 6;
+/** Requests that arrived, for a deployment that hibernates when idle (the control plane watches it move). */
+const I_ARRIVALS = 7;
 const INTS = 8;
 
 /** Takes a replica's in-flight slot if it is under `max` (0 = no limit); atomic across workers. */
@@ -54,6 +56,16 @@ export class DeploymentCounters {
 
   dequeue(slot: number): void {
     Atomics.sub(this.#ints, slot * INTS + I_QUEUE, 1);
+  }
+
+  /** A request arrived for a deployment that hibernates when idle. */
+  arrive(slot: number): void {
+    Atomics.add(this.#ints, slot * INTS + I_ARRIVALS, 1);
+  }
+
+  /** Requests arrived so far (wraps around: compare for change only). */
+  arrivals(slot: number): number {
+    return Atomics.load(this.#ints, slot * INTS + I_ARRIVALS);
   }
 
   /** Counts a request towards the retry budget's window. */

@@ -75,7 +75,14 @@ export class ReplicaQueue<K extends QueueOwner, W extends QueuedRequest, R exten
           continue;
         }
         const replica = o.pick(key, waiter, now);
-        if (typeof replica === 'number') break;
+        if (typeof replica === 'number') {
+          // The pick may end a waiter that can no longer be served (its deployment is gone).
+          if (!waiter.queued) {
+            queue.shift();
+            continue;
+          }
+          break;
+        }
         // Off the queue before it starts: a start that ends it at once drains again.
         queue.shift();
         waiter.queued = false;

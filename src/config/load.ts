@@ -117,6 +117,7 @@ export function deploymentProblem(d: DeploymentConfig): { field: string; reason:
     if (secret === '') return { field: 'auth.env', reason: `the environment variable ${d.auth.env} is not set (it holds the credential; it is never stored)` };
     if (/[\r\n\0]/.test(secret)) return { field: 'auth.env', reason: `the environment variable ${d.auth.env} holds a line break or NUL, which cannot go in a header` };
   }
+  if (d.scale.min_replicas === 0 && d.runtime === 'remote') return { field: 'scale.min_replicas', reason: 'remote replicas are not started by sluice: there is nothing to hibernate' };
   if (d.fallbacks.includes(deploymentId(d.model, d.version))) return { field: 'fallbacks', reason: 'a deployment cannot be its own fallback' };
   if (d.health_check !== undefined && d.runtime !== 'remote') {
     return { field: 'health_check', reason: `only for the remote runtime: ${d.runtime} replicas are started and watched as processes (see readiness_path)` };

@@ -99,6 +99,17 @@ const policyFields = {
       max_wait_ms: timeout(30_000),
     },
   },
+  // Requests for a deployment that has no ready replica yet but will (starting, restarting,
+  // hibernated and waking) wait here instead of failing; an SSE client gets `: waking`
+  // comments every heartbeat_ms meanwhile (0: none).
+  hold: {
+    kind: 'object',
+    fields: {
+      max_length: { kind: 'int', default: 1000, min: 0, max: 1_000_000 },
+      max_wait_ms: timeout(120_000),
+      heartbeat_ms: { kind: 'int', default: 5_000, min: 0, max: 600_000 },
+    },
+  },
   rate_limit: { kind: 'object', fields: limitFields },
   // How a replica is chosen. least_outstanding: two at random, the less loaded (P2C);
   // round_robin: each in turn; weighted: at random by the replicas' weight; lowest_latency:
@@ -216,6 +227,15 @@ export const deploymentSchema: Field = {
     // 5xx before any byte reached the client and the body can be sent again. In order;
     // their own fallbacks are not followed.
     fallbacks: { kind: 'array', of: { kind: 'string', pattern: /^[A-Za-z0-9_:][A-Za-z0-9._:-]{0,127}-[A-Za-z0-9_][A-Za-z0-9._]{0,63}$/ }, default: [] },
+    // min_replicas 0: after idle_timeout_s without a request the replicas stop (hibernated)
+    // and the next request starts them again, held meanwhile. Not for `remote`.
+    scale: {
+      kind: 'object',
+      fields: {
+        min_replicas: { kind: 'int', default: 1, min: 0, max: 100 },
+        idle_timeout_s: { kind: 'int', default: 900, min: 1, max: 31_536_000 },
+      },
+    },
     // Only for `remote`: absent, the defaults above apply.
     health_check: { kind: 'object', optional: true, fields: healthCheckFields },
     upstream: { kind: 'object', optional: true, fields: withoutDefaults(upstreamFields) },

@@ -48,6 +48,7 @@ export interface PoliciesConfig {
     readonly replay_max_bytes: number;
   };
   readonly queue: { readonly max_inflight_per_replica: number; readonly max_length: number; readonly max_wait_ms: number };
+  readonly hold: { readonly max_length: number; readonly max_wait_ms: number; readonly heartbeat_ms: number };
   readonly rate_limit: LimitsConfig;
   readonly balancer: {
     readonly strategy: BalancerStrategy;
@@ -112,6 +113,8 @@ export interface DeploymentConfig {
   readonly urls: readonly ReplicaEndpoint[];
   /** Deployment ids that take what this one cannot, in order. */
   readonly fallbacks: readonly string[];
+  /** min_replicas 0: hibernates after idle_timeout_s without a request. */
+  readonly scale: { readonly min_replicas: number; readonly idle_timeout_s: number };
   /** Extra arguments for the `sim` runtime (e.g. `--token-ms 5`). */
   readonly args: readonly string[];
   /** argv template for the `command` runtime; `{port}` etc. are substituted per element. */

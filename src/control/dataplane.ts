@@ -18,6 +18,8 @@ export interface DataPlaneOptions {
   readonly redis: WorkerInit['redis'];
   readonly rateLimitFailOpen: boolean;
   readonly logger: Logger;
+  /** A worker holds a request for a hibernated deployment. */
+  readonly onWake: (deployment: string) => void;
 }
 
 export interface WorkerStats {
@@ -131,6 +133,10 @@ export class DataPlane {
   #onMessage(msg: FromWorker): void {
     if (msg.type === 'routes-applied') {
       this.#workerReady[msg.workerIndex] = msg.ready;
+      return;
+    }
+    if (msg.type === 'wake') {
+      this.#options.onWake(msg.deployment);
       return;
     }
     if (msg.type !== 'stats') return;

@@ -12,13 +12,13 @@ import { SluiceError } from '../errors/index.js';
 import type { ReplicaLoadBoard } from '../balancer/index.js';
 import { ActiveHealthCheck, LoadScrape, type HealthStatus } from '../health/index.js';
 import { killGroup, launchPlan, PortAllocator, ReplicaProcess, type LogLine, type ReplicaProcessOptions, type ReplicaSpec, type ReplicaState } from '../ports/index.js';
-import type { DesiredStateStore, ReplicaRecord, ReplicaRecords } from '../state/index.js';
+import type { DesiredStateStore, HibernationRecords, ReplicaRecord, ReplicaRecords } from '../state/index.js';
 import { upstreamCredential } from './credentials.js';
 import type { Logger } from '../telemetry/index.js';
 import type { RoutableDeployment, RoutableReplica } from './route-snapshot.js';
 import type { IndexAllocator, SlotAllocator } from './slots.js';
 
-export type DeploymentState = 'pending' | 'starting' | 'ready' | 'unhealthy' | 'draining' | 'stopped' | 'failed';
+export type DeploymentState = 'pending' | 'starting' | 'ready' | 'unhealthy' | 'draining' | 'stopped' | 'failed' | 'hibernated';
 /** A process's states, and `unhealthy`: a remote replica failing its health checks. */
 export type ReplicaStatus = ReplicaState | 'unhealthy';
 
@@ -43,6 +43,10 @@ export interface ManagerOptions {
   readonly store: DesiredStateStore;
   /** Pids of the servers this host started, for adoption after a gateway crash. */
   readonly records: ReplicaRecords;
+  /** Deployments hibernated on this host: a restart keeps them asleep. None: nothing is kept. */
+  readonly hibernation?: HibernationRecords;
+  /** A woken deployment has a ready replica again, `seconds` after the wake began. */
+  readonly onColdStart?: (id: string, seconds: number) => void;
 }
 
 export class Replica {
@@ -120,6 +124,14 @@ export class Deployment {
    * the stored one is kept and runs again once the config file drops this id.
    */
   shadows: { readonly source: 'api'; readonly created_at: string } | null = null;
+  /** When it was hibernated (ISO time); null while it runs. */
+  hibernatedSince: string | null = null;
+  /** Its replicas are being stopped for hibernation. */
+  hibernating = false;
+  /** A request came while it was being hibernated: wake it once that is done. */
+  wakeAfterHibernation = false;
+  /** performance.now() when a wake began, until a replica is ready; null otherwise. */
+  wakeStartedAt: number | null = null;
 
   constructor(spec: DeploymentConfig, config: Config, source: DeploymentSource, createdAt: string, slot: number) {
     this.id = deploymentId(spec.model, spec.version);
@@ -132,7 +144,8 @@ export class Deployment {
   }
 
   get state(): DeploymentState {
-    if (this.#state === 'draining' || this.#state === 'stopped' || this.#state === 'pending') return this.#state;
+    const s = this.#state;
+    if (s === 'draining' || s === 'stopped' || s === 'pending' || s === 'hibernated') return s;
     if (this.replicas.some((r) => r.ready)) return 'ready';
     if (this.replicas.length > 0 && this.replicas.every((r) => r.state === 'failed')) return 'failed';
     if (this.replicas.length > 0 && this.replicas.every((r) => r.state === 'failed' || r.state === 'unhealthy')) return 'unhealthy';
@@ -141,6 +154,13 @@ export class Deployment {
 
   set state(s: DeploymentState) {
     this.#state = s;
+  }
+
+  /** No ready replica, but one is on its way (or can be woken): requests for it are held, not refused. */
+  get holds(): boolean {
+    const s = this.state;
+    if (s === 'hibernated' || s === 'starting' || s === 'pending') return true;
+    return this.replicas.some((r) => r.state === 'starting' || r.state === 'restarting');
   }
 
   /** False while draining or stopped: the route disappears for new requests at once. */
@@ -155,7 +175,8 @@ export class Deployment {
       id: this.id, model: s.model, version: s.version, runtime: s.runtime, state: this.state, source: this.source, shadows: this.shadows,
       // Where the upstream credential comes from; its value never leaves the process.
       auth: s.auth ?? null,
-      route: `/${this.id}/`, created_at: this.createdAt, last_error: this.lastError, policies: this.policies,
+      route: `/${this.id}/`, created_at: this.createdAt, last_error: this.lastError, policies: this.policies, scale: s.scale,
+      hibernated_since: this.hibernatedSince,
       replicas: this.replicas.map((r) => r.view(breaker, replicaLoad)),
     };
   }
@@ -172,6 +193,8 @@ export class DeploymentManager {
   readonly #deployments = new Map<string, Deployment>();
   /** Records of servers left by a previous run, by replica id, consumed at restore. */
   #leftovers = new Map<string, ReplicaRecord>();
+  /** Deployments hibernated before this run (id -> since): restored asleep. */
+  #asleep: ReadonlyMap<string, string> = new Map();
 
   constructor(options: ManagerOptions) {
     this.#o = options;
@@ -195,7 +218,9 @@ export class DeploymentManager {
     return this.list().map((d) => ({
       id: d.id, model: d.spec.model, version: d.spec.version, slot: d.slot, upstream: d.upstream, policies: d.policies, maxBodyBytes: maxBody,
       routable: d.routable, credential: upstreamCredential(d.spec.auth), fallbacks: d.spec.fallbacks,
-      replicas: d.replicas.map((r): RoutableReplica => ({
+      holds: d.holds, hibernated: d.state === 'hibernated', countsArrivals: d.spec.scale.min_replicas === 0,
+      // Hibernating: no new request may reach a replica that is about to stop.
+      replicas: d.state === 'hibernated' ? [] : d.replicas.map((r): RoutableReplica => ({
         id: r.id, host: r.host, port: r.port, basePath: r.basePath, slot: r.slot, weight: r.weight, priority: r.priority, cost: r.cost, ready: r.ready,
       })),
     }));
@@ -208,6 +233,7 @@ export class DeploymentManager {
    */
   async restore(): Promise<void> {
     for (const r of await this.#o.records.load()) this.#leftovers.set(r.replica, r);
+    this.#asleep = (await this.#o.hibernation?.load()) ?? new Map();
     for (const spec of this.#o.config.deployments) await this.deploy(spec, 'config');
     for (const desired of await this.#o.store.load()) {
       const id = deploymentId(desired.spec.model, desired.spec.version);
@@ -279,10 +305,11 @@ export class DeploymentManager {
     this.#o.onDeploymentSlot?.(slot);
     const d = new Deployment(spec, this.#o.config, source, createdAt, slot);
     this.#deployments.set(id, d);
-    d.state = 'starting';
+    const since = spec.scale.min_replicas === 0 ? this.#asleep.get(id) : undefined;
+    d.state = since === undefined ? 'starting' : 'hibernated';
+    d.hibernatedSince = since ?? null;
     try {
-      const count = spec.runtime === 'remote' ? spec.urls.length : spec.replicas;
-      for (let i = 0; i < count; i++) await this.#startReplica(d, i);
+      if (since === undefined) await this.#startReplicas(d);
     } catch (err) {
       // Nothing half-registered: stop what started, free ports, forget the deployment.
       await this.#stopReplicas(d);
@@ -295,6 +322,73 @@ export class DeploymentManager {
       d.persisted = true;
     }
     this.#o.onChange();
+    return d;
+  }
+
+  async #startReplicas(d: Deployment): Promise<void> {
+    const spec = d.spec;
+    const count = spec.runtime === 'remote' ? spec.urls.length : spec.replicas;
+    for (let i = 0; i < count; i++) await this.#startReplica(d, i);
+  }
+
+  /**
+   * Stops an idle deployment's replicas and frees their ports: requests for it are held from
+   * now on, and the first one wakes it (wake). Requests in flight finish first (up to
+   * `graceMs`). Remembered across restarts.
+   */
+  async hibernate(id: string, why: string, graceMs: number): Promise<Deployment> {
+    const d = this.#mustGet(id);
+    if (d.spec.runtime === 'remote') throw new SluiceError('SLUICE_ERR_CONFLICT', `${id} is remote: sluice does not run its servers, so it cannot hibernate them`);
+    if (d.state === 'hibernated' || d.state === 'draining') return d;
+    d.state = 'hibernated';
+    d.hibernating = true;
+    d.hibernatedSince = new Date().toISOString();
+    this.#o.onChange();
+    this.#o.logger.info({ deployment: id, why }, 'hibernating');
+    const deadline = Date.now() + graceMs;
+    while (Date.now() < deadline && d.replicas.some((r) => this.#o.slots.inflight(r.slot) > 0)) {
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    await this.#stopReplicas(d);
+    d.replicas.length = 0;
+    await this.#o.hibernation?.set(id, d.hibernatedSince);
+    d.hibernating = false;
+    this.#o.logger.info({ deployment: id }, 'hibernated');
+    if (d.wakeAfterHibernation) {
+      d.wakeAfterHibernation = false;
+      await this.wake(id, 'a request came while it was hibernating');
+    }
+    this.#o.onChange();
+    return d;
+  }
+
+  /** Starts a hibernated deployment's replicas again; once per hibernation, however many ask. */
+  async wake(id: string, why: string): Promise<Deployment> {
+    const d = this.#mustGet(id);
+    if (d.state !== 'hibernated') return d;
+    if (d.hibernating) {
+      d.wakeAfterHibernation = true;
+      return d;
+    }
+    // Set before the first await: a second request to wake finds it starting.
+    d.state = 'starting';
+    d.hibernatedSince = null;
+    d.wakeStartedAt = performance.now();
+    this.#o.logger.info({ deployment: id, why }, 'waking');
+    try {
+      await this.#o.hibernation?.delete(id);
+      await this.#startReplicas(d);
+    } catch (err) {
+      d.lastError = err instanceof Error ? err.message : String(err);
+      this.#o.logger.error({ deployment: id, err }, 'wake failed');
+    }
+    this.#o.onChange();
+    return d;
+  }
+
+  #mustGet(id: string): Deployment {
+    const d = this.#deployments.get(id);
+    if (d === undefined) throw new SluiceError('SLUICE_ERR_NOT_FOUND', `no deployment ${id}`);
     return d;
   }
 
@@ -361,6 +455,10 @@ export class DeploymentManager {
       if (state === 'failed') d.lastError = info.error?.message ?? 'replica failed';
       this.#o.logger.info({ deployment: d.id, replica: replica.id, state, pid: info.pid, restarts: info.restarts, error: info.error?.message }, 'replica state');
       if (state !== 'stopped' && state !== 'failed') void record();
+      if (replica.ready && d.wakeStartedAt !== null) {
+        this.#o.onColdStart?.(d.id, (performance.now() - d.wakeStartedAt) / 1000);
+        d.wakeStartedAt = null;
+      }
       // A failure changes no route but may complete the gateway's readiness (see /readyz).
       if (wasReady !== replica.ready || state === 'failed') this.#o.onChange();
     });
@@ -481,6 +579,7 @@ export class DeploymentManager {
     d.state = 'stopped';
     this.#deployments.delete(id);
     this.#o.deploymentSlots.release(d.slot);
+    await this.#o.hibernation?.delete(d.id);
     if (d.source === 'api') await this.#o.store.remove(d.id);
     // Gone, not just draining: its model's traffic drops its weight (control/traffic.ts).
     this.#o.onChange();

@@ -48,6 +48,9 @@ export interface DeploymentControl {
   waitSettled(id: string, timeoutMs: number): Promise<ManagedDeployment | undefined>;
   /** Drains then stops; false when there was nothing to undeploy. */
   undeploy(id: string, graceMs: number): Promise<boolean>;
+  /** Stops the replicas until a request (or wake) starts them again; requests meanwhile are held. */
+  hibernate(id: string, why: string, graceMs: number): Promise<ManagedDeployment>;
+  wake(id: string, why: string): Promise<ManagedDeployment>;
   logs(id: string): Array<LogLine & { replica: string }>;
 }
 

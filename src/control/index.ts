@@ -4,6 +4,7 @@ export type { ApiKeyControl, ControlPlane, DeploymentControl, ManagedDeployment,
 export { KeyRegistry, type ActiveKey } from './api-keys.js';
 export { DataPlane } from './dataplane.js';
 export { DeploymentManager, type Replica } from './deployments.js';
+export { IdleWatch } from './idle-watch.js';
 export { BucketSlots, buildRouteSnapshot } from './route-snapshot.js';
 export { IndexAllocator, MAX_REPLICA_SLOTS, SlotAllocator } from './slots.js';
 export { TrafficRegistry } from './traffic.js';

@@ -25,6 +25,12 @@ export interface RoutableDeployment {
   readonly credential: UpstreamCredential | null;
   /** Deployment ids that take what this one cannot (config `fallbacks`). */
   readonly fallbacks: readonly string[];
+  /** No ready replica yet, but one is on its way (or can be woken): requests wait. */
+  readonly holds: boolean;
+  /** Its replicas are stopped until a request wakes it. */
+  readonly hibernated: boolean;
+  /** It hibernates when idle: requests are counted for the control plane. */
+  readonly countsArrivals: boolean;
 }
 
 /**
@@ -68,6 +74,7 @@ export function buildRouteSnapshot(input: SnapshotInput): RouteTableSnapshot {
     if (!d.routable) continue;
     out.push({
       id: d.id, model: d.model, version: d.version, slot: d.slot, upstream: d.upstream, maxBodyBytes: d.maxBodyBytes, credential: d.credential, fallbacks: d.fallbacks,
+      holds: d.holds, hibernated: d.hibernated, countsArrivals: d.countsArrivals,
       policies: d.policies, buckets: bucketsFor(`dep:${d.id}`, `deployment ${d.id}`, d.policies.rate_limit, slotOf),
       replicas: d.replicas.filter((r) => r.ready).map(({ ready: _ready, ...replica }) => replica),
     });

@@ -30,6 +30,7 @@ export const ERRORS = {
   SLUICE_ERR_CIRCUIT_OPEN: { status: 503, message: 'every replica of this deployment is failing (circuit breakers open)' },
   SLUICE_ERR_QUEUE_FULL: { status: 503, message: 'the deployment is at capacity and its queue is full' },
   SLUICE_ERR_QUEUE_TIMEOUT: { status: 503, message: 'waited too long for a free replica' },
+  SLUICE_ERR_NOT_READY_TIMEOUT: { status: 503, message: 'the deployment did not become ready in time' },
   SLUICE_ERR_RATE_LIMIT_UNAVAILABLE: { status: 503, message: 'the rate-limit store is unavailable' },
   // The MLflow registry (src/registry): what the admin API answers when it fails.
   SLUICE_ERR_REGISTRY_UNAVAILABLE: { status: 503, message: 'model registry unavailable' },

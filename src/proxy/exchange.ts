@@ -24,6 +24,8 @@ export const enum Phase {
   CacheLookup,
   /** Waiting in the deployment's queue for a replica under max_inflight. */
   Queued,
+  /** Waiting for the deployment's first ready replica (starting, restarting, waking). */
+  Held,
   /** Waiting for a pooled connection or for TCP connect. */
   Connecting,
   /** Client still uploading: no upstream timer runs. */
@@ -267,6 +269,11 @@ export class Exchange implements AttemptClient {
     const divertable = fallbacks !== null && this.fallbackIndex < fallbacks.length;
     const attempt = this.attempt = new Attempt(this, flight !== null && flight.leader === this ? flight : this, replica, this.probe, divertable);
     if (!attempt.begin() && this.#expectBody) this.#pauseClient();
+  }
+
+  /** A held or queued request goes out on a newer route table's route for its deployment. */
+  rebind(route: DeploymentRoute): void {
+    this.route = route;
   }
 
   /** A fallback takes the request: its route, and the request head rebuilt for it (its own credential). */

@@ -29,6 +29,8 @@ export interface GatewayOptions {
   readonly limiter: RateLimiter;
   /** The shared tier of the response cache; null when no Redis is configured. */
   readonly sharedCache: RedisCache | null;
+  /** Asks the control plane to wake a hibernated deployment. */
+  readonly onWake: (deployment: string) => void;
 }
 
 /** Upstream failures that count against a replica's breaker (4xx and client aborts never do); a refused connect ejects it at once (#release). */
@@ -72,6 +74,7 @@ export class Gateway implements ExchangeOwner {
   /** Requests of this worker waiting for a replica under max_inflight, per deployment. */
   readonly #queue: ReplicaQueue<DeploymentRoute, Exchange, ReplicaRoute>;
   readonly #ids = new RequestIds();
+  readonly #onWake: (deployment: string) => void;
   #sweepTimer: NodeJS.Timeout | null = null;
   #draining = false;
 
@@ -81,6 +84,7 @@ export class Gateway implements ExchangeOwner {
     this.#forwardedFor = options.forwardedFor;
     this.#shared = options.shared;
     this.#counters = options.counters;
+    this.#onWake = options.onWake;
     const auth = new AuthFilter();
     const rateLimit = new RateLimitFilter(options.limiter, options.logger);
     const cache = new CacheFilter(options.logger);
@@ -93,9 +97,22 @@ export class Gateway implements ExchangeOwner {
     this.#queue = new ReplicaQueue({
       counters: options.counters,
       pollMs: QUEUE_POLL_MS,
-      pick: (route, ex, now) => route.balancer.pick(ex, now, null),
+      // From the newest table: a held request waits for replicas that a later table brings.
+      pick: (route, ex, now) => {
+        const current = this.#table.deployment(route.id);
+        if (current === undefined || (current.replicas.length === 0 && !current.holds)) {
+          ex.reject(
+            current === undefined ? 'SLUICE_ERR_NO_ROUTE' : 'SLUICE_ERR_NO_READY_REPLICA',
+            current === undefined ? `${route.id} was removed while the request waited` : `${route.id} has no ready replica and none is starting`, RETRY_AFTER,
+          );
+          return NoReplica.None;
+        }
+        return current.balancer.pick(ex, now, null);
+      },
       start: (route, ex, replica, now) => {
-        route.stats.recordQueueWait((monoNow() - ex.phaseSince) / 1000);
+        const current = this.#table.deployment(route.id)!;
+        if (ex.route !== current) ex.rebind(current);
+        current.stats.recordQueueWait((monoNow() - ex.phaseSince) / 1000);
         this.#send(ex, replica, now);
       },
     });
@@ -141,6 +158,8 @@ export class Gateway implements ExchangeOwner {
   publish(snapshot: RouteTableSnapshot): void {
     if (snapshot.version <= this.#table.version && this.#table !== RouteTable.empty) return;
     this.#table = this.#compiler.compile(snapshot);
+    // Held requests go as soon as their deployment has a ready replica (or fail when it never will).
+    if (this.#queue.waiting) this.#queue.drain();
   }
 
   start(): void {
@@ -199,6 +218,7 @@ export class Gateway implements ExchangeOwner {
       this.#reject(res, 'SLUICE_ERR_NO_READY_REPLICA', `no version of ${segment} has traffic weight`, requestId, method, url);
       return;
     }
+    if (route.countsArrivals) this.#counters.arrive(route.slot);
     if (head.contentLength > route.maxBodyBytes) {
       this.#reject(res, 'SLUICE_ERR_BODY_TOO_LARGE', `request body of ${head.contentLength} bytes exceeds ${route.maxBodyBytes}`, requestId, method, url, { close: true, route });
       return;
@@ -323,7 +343,8 @@ export class Gateway implements ExchangeOwner {
     const route = ex.route;
     switch (why) {
       case NoReplica.None:
-        ex.reject('SLUICE_ERR_NO_READY_REPLICA', `no ready replica for ${route.id}`, RETRY_AFTER);
+        if (route.holds) this.#hold(ex, route);
+        else ex.reject('SLUICE_ERR_NO_READY_REPLICA', `no ready replica for ${route.id}`, RETRY_AFTER);
         return;
       case NoReplica.BreakersOpen: {
         const retryAfter = String(Math.max(1, Math.ceil(route.balancer.retryAfterMs(now) / 1000)));
@@ -336,6 +357,20 @@ export class Gateway implements ExchangeOwner {
           return;
         }
         ex.hold(Phase.Queued);
+    }
+  }
+
+  /** No replica yet, but one is coming: the request waits for it (policies.hold), and wakes a hibernated deployment. */
+  #hold(ex: Exchange, route: DeploymentRoute): void {
+    const hold = route.policies.hold;
+    if (!this.#queue.add(route, ex, hold.max_length)) {
+      ex.reject('SLUICE_ERR_QUEUE_FULL', `${route.id} is not ready yet and ${hold.max_length} requests already wait for it`, RETRY_AFTER);
+      return;
+    }
+    ex.hold(Phase.Held);
+    if (route.hibernated && !route.wakeAsked) {
+      route.wakeAsked = true;
+      this.#onWake(route.id);
     }
   }
 
@@ -460,6 +495,9 @@ export class Gateway implements ExchangeOwner {
         ex.timeout('SLUICE_ERR_TOTAL_TIMEOUT');
       } else if (ex.phase === Phase.Queued) {
         if (now - ex.phaseSince > ex.route.policies.queue.max_wait_ms) ex.reject('SLUICE_ERR_QUEUE_TIMEOUT', `waited ${ex.route.policies.queue.max_wait_ms} ms for a free replica of ${ex.route.id}`, RETRY_AFTER);
+      } else if (ex.phase === Phase.Held) {
+        const hold = ex.route.policies.hold;
+        if (now - ex.phaseSince > hold.max_wait_ms) ex.reject('SLUICE_ERR_NOT_READY_TIMEOUT', `${ex.route.id} had no ready replica within ${hold.max_wait_ms} ms`, RETRY_AFTER);
       } else if (ex.upstreamConnecting) {
         if (still > up.connect_timeout_ms) ex.timeout('SLUICE_ERR_UPSTREAM_CONNECT_TIMEOUT');
       } else if (ex.phase === Phase.AwaitingHead || ex.phase === Phase.Connecting) {

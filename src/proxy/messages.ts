@@ -49,4 +49,6 @@ export type FromWorker =
   /** The listen socket is closed; `active`: requests still in flight. */
   | { readonly type: 'closed'; readonly workerIndex: number; readonly active: number }
   /** `cut`: requests still in flight when the grace period ran out (their connections are closed). */
-  | { readonly type: 'stopped'; readonly workerIndex: number; readonly cut: number };
+  | { readonly type: 'stopped'; readonly workerIndex: number; readonly cut: number }
+  /** A request is held for a hibernated deployment: start it (each worker asks once per route table). */
+  | { readonly type: 'wake'; readonly workerIndex: number; readonly deployment: string };

@@ -46,6 +46,12 @@ export interface DeploymentSnapshot {
   readonly credential: { readonly name: string; readonly value: string } | null;
   /** Deployment ids that take what this one cannot, in order (ids not routed are skipped). */
   readonly fallbacks: readonly string[];
+  /** No ready replica yet, but one is coming (starting, restarting, waking): requests wait (policies.hold). */
+  readonly holds: boolean;
+  /** Its replicas are stopped: a held request asks the control plane to wake it. */
+  readonly hibernated: boolean;
+  /** It hibernates when idle: each request is counted for the control plane's idle watch. */
+  readonly countsArrivals: boolean;
 }
 
 export interface AliasSnapshot {
@@ -156,6 +162,11 @@ export class DeploymentRoute {
   fallbacks: readonly DeploymentRoute[] | null = null;
   /** `x-sluice-served-by` as a response head line: a fallback's answer names who gave it. */
   readonly servedByLine: Uint8Array;
+  readonly holds: boolean;
+  readonly hibernated: boolean;
+  readonly countsArrivals: boolean;
+  /** This worker has asked the control plane to wake the deployment (once per route table). */
+  wakeAsked = false;
 
   constructor(
     snap: DeploymentSnapshot, replicas: ReplicaRoute[], stats: RequestStats, shared: SharedState, cache: RouteCache | null, filters: FilterChain | null,
@@ -187,6 +198,9 @@ export class DeploymentRoute {
     this.credentialLine = snap.credential === null ? null : `${snap.credential.name}: ${snap.credential.value}\r\n`;
     this.credentialName = snap.credential?.name ?? '';
     this.servedByLine = Buffer.from(`\r\nx-sluice-served-by: ${snap.id}`, 'latin1');
+    this.holds = snap.holds;
+    this.hibernated = snap.hibernated;
+    this.countsArrivals = snap.countsArrivals;
   }
 }
 
@@ -268,6 +282,12 @@ export class RouteTable {
   /** `segment` is the first path segment: `<model>-<version>` or `<model>`. */
   match(segment: string): Route | undefined {
     return this.#routes.get(segment);
+  }
+
+  /** The deployment of this id, not an alias of the same spelling. */
+  deployment(id: string): DeploymentRoute | undefined {
+    const route = this.#routes.get(id);
+    return route instanceof DeploymentRoute ? route : undefined;
   }
 
   keyByDigest(digest: string): KeyRoute | undefined {

@@ -31,6 +31,7 @@ const gateway = new Gateway({
   counters: new DeploymentCounters(sh.deployments),
   limiter,
   sharedCache: init.redis === null ? null : new RedisCache({ url: init.redis.url, commandTimeoutMs: init.redis.cacheTimeoutMs }),
+  onWake: (deployment) => post({ type: 'wake', workerIndex: init.workerIndex, deployment }),
 });
 gateway.publish(init.snapshot);
 gateway.start();

@@ -34,11 +34,13 @@ t.test('deploy answers at once with starting; the route serves only once the rep
   t.equal(replica.restarts, 0);
   t.equal(replica.last_error, null);
 
-  const early = await gwRequest(`${fx.gw.url}/slow-1/ping`);
-  t.equal(early.status, 503, 'not routed before the readiness probe passes');
-  t.equal(early.json?.error?.code, 'SLUICE_ERR_NO_READY_REPLICA');
+  // Sent during the start: held until the readiness probe passes (policies.hold), not refused.
+  const early = gwRequest(`${fx.gw.url}/slow-1/ping`, { timeoutMs: 20_000 });
 
   const ready = await waitState(fx.admin, 'slow-1', 'ready', 15_000);
+  const held = await early;
+  t.equal(held.status, 200, 'a request sent during the start is answered once the server is ready');
+  t.equal(held.json.pid, replica.pid);
   t.equal(ready.replicas[0]!.state, 'ready');
   t.equal(ready.replicas[0]!.pid, replica.pid, 'same process');
   const res = await gwRequest(`${fx.gw.url}/slow-1/ping`);

@@ -70,7 +70,8 @@ t.before(async () => {
       { model: 'reset', version: '1', runtime: 'remote', health_check: { enabled: false }, urls: [`http://127.0.0.1:${resetPort}`] },
       { model: 'rst', version: '1', runtime: 'remote', health_check: { enabled: false }, urls: [`http://127.0.0.1:${rstPort}`] },
       { model: 'stale', version: '1', runtime: 'remote', health_check: { enabled: false }, urls: [`http://127.0.0.1:${stalePort}`] },
-      { model: 'cold', version: '1', runtime: 'command', command: ['sleep', '1000'], port_env: 'PORT' },
+      // Starting for ever: its requests are held (policies.hold), here for 300 ms at most.
+      { model: 'cold', version: '1', runtime: 'command', command: ['sleep', '1000'], port_env: 'PORT', policies: { hold: { max_wait_ms: 300 } } },
       { model: 'hang', version: '1', runtime: 'sim', args: ['--hang'], upstream: { headers_timeout_ms: 300 } },
       { model: 'slow', version: '1', runtime: 'sim', args: ['--ttft-ms', '0', '--token-ms', '5000', '--tokens', '5'], upstream: { idle_timeout_ms: 300 } },
       { model: 'busy', version: '1', runtime: 'sim', args: ['--status', '503'] },
@@ -232,9 +233,9 @@ t.test("an upstream's own error passes through untouched, not rewrapped", async 
   t.match(JSON.parse(oa.body), { error: { type: 'api_error' } }, 'in the OpenAI shape the upstream used');
 });
 
-t.test('503 when no replica is ready', async (t) => {
+t.test('503 when no replica becomes ready within the hold', async (t) => {
   const r = await httpRequest(`${gw.url}/cold-1/anything`);
-  isGatewayError(t, r, 503, 'SLUICE_ERR_NO_READY_REPLICA');
+  isGatewayError(t, r, 503, 'SLUICE_ERR_NOT_READY_TIMEOUT');
   t.ok(r.headers['retry-after'], 'a Retry-After header');
   // The outage shows in the deployment's metrics, though no upstream was contacted.
   const text = await metricsText(gw);
