@@ -12,8 +12,8 @@ import { jsonLogs, metricsText, startGateway, type Gateway } from '../helpers/pr
 
 t.setTimeout(180_000);
 
-// Replica ports 18400-18419 belong to this file.
-const RANGE = { from: 18400, to: 18419 };
+// Replica ports 18930-18939 belong to this file.
+const RANGE = { from: 18930, to: 18939 };
 const stateDir = join(mkdtempSync(join(tmpdir(), 'sluice-hibernation-')), 'state');
 let script: string;
 let gw: Gateway;
