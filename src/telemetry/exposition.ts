@@ -89,7 +89,7 @@ export function renderStats(stats: Map<string, StatsSnapshot>): string {
   counter('sluice_cache_bypass_total', 'Requests to a deployment with a cache policy that were not cacheable.', (s) => s.cacheBypass);
   counter('sluice_coalesced_total', 'Requests that shared the upstream call of an identical request in flight.', (s) => s.coalesced);
   counter('sluice_cache_store_errors_total', 'Shared response cache (Redis) lookups and writes that failed or timed out; a failed lookup is answered as a miss.', (s) => s.cacheStoreErrors);
-  histogram(lines, 'sluice_queue_wait_seconds', 'Time requests waited in a deployment queue for a replica under max_inflight.', stats, (s) => [s.queueWaitBuckets, s.queueWaitSum, s.queueWaitCount]);
+  histogram(lines, 'sluice_queue_wait_seconds', 'Time requests waited in a deployment queue: for a replica under max_inflight, or held for a ready one.', stats, (s) => [s.queueWaitBuckets, s.queueWaitSum, s.queueWaitCount]);
   return lines.join('\n') + '\n';
 }
 
