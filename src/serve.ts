@@ -11,7 +11,7 @@ import { AdminServer, registerAdminRoutes } from './admin/index.js';
 import { BreakerBoard, DeploymentCounters, ReplicaLoadBoard } from './balancer/index.js';
 import { DEFAULT_CONFIG_FILE, loadConfig, type Config, type PoliciesConfig } from './config/index.js';
 import {
-  BucketSlots, buildRouteSnapshot, DataPlane, DeploymentManager, IdleWatch, IndexAllocator, KeyRegistry, MAX_REPLICA_SLOTS, RolloutCounts, SlotAllocator, TrafficRegistry,
+  BucketSlots, buildRouteSnapshot, DataPlane, Autoscaler, DeploymentManager, IdleWatch, IndexAllocator, KeyRegistry, MAX_REPLICA_SLOTS, RolloutCounts, SlotAllocator, TrafficRegistry,
   type ControlPlane, type Replica, type VersionInfo,
 } from './control/index.js';
 import { SharedBuckets } from './policy/index.js';
@@ -178,6 +178,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Runn
     },
   });
   const idle = new IdleWatch({ manager, counters: deploymentCounters, slots, logger, graceMs: config.shutdown.grace_ms });
+  const autoscaler = new Autoscaler({ manager, counters: deploymentCounters, slots, logger, graceMs: config.shutdown.grace_ms });
   await dataPlane.start(snapshot());
   if (!dataPlane.native) logger.error('uWebSockets.js runs its slow fallback, not the native binding');
   if (dataPlane.upstreamTransport === 'net_socket') {
@@ -239,6 +240,21 @@ export async function startGateway(config: Config, logger: Logger): Promise<Runn
   });
   replicaGauge('sluice_replica_inflight', 'Requests in flight per replica, across workers.', (r) => slots.inflight(r.slot));
   new Gauge({
+    name: 'sluice_deployment_replicas', help: 'Replicas of each deployment that run or start (not those being removed by a scale-down).', labelNames: ['deployment'], registers: [registry],
+    collect() {
+      this.reset();
+      for (const d of manager.list()) this.set({ deployment: d.id }, d.activeReplicas);
+    },
+  });
+  new Counter({
+    name: 'sluice_scale_events_total', help: 'Autoscaling and hibernation changes of each deployment, by action (scale_up, scale_down, scale_up_refused, hibernate, wake).',
+    labelNames: ['deployment', 'action'], registers: [registry],
+    collect() {
+      this.reset();
+      for (const d of manager.list()) for (const [action, n] of d.eventCounts) this.inc({ deployment: d.id, action }, n);
+    },
+  });
+  new Gauge({
     name: 'sluice_deployment_hibernated', help: '1 while a deployment is hibernated (its replicas stopped until a request wakes it).', labelNames: ['deployment'], registers: [registry],
     collect() {
       this.reset();
@@ -271,6 +287,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Runn
   // Deployments that were all ready (or failed) during the restore publish no more changes.
   publish();
   idle.start();
+  autoscaler.start();
 
   // Several instances share Redis: each follows the changes the others make.
   let reconciling = false;
@@ -306,6 +323,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Runn
     const { drain_delay_ms: delayMs, grace_ms: graceMs } = config.shutdown;
     draining = true;
     idle.stop();
+    autoscaler.stop();
     await traffic.stop();
     // An instance on its way out starts nothing the shared desired state asks for.
     if (reconcileTimer !== null) clearInterval(reconcileTimer);

@@ -34,6 +34,10 @@ export function registerDeploymentsApi(admin: AdminServer, ctx: DeploymentsApiCo
       const grace = intParam(req, 'grace_ms', DEFAULT_UNDEPLOY_GRACE_MS, 0, 600_000);
       return { body: deployments.view(await deployments.hibernate(d.id, 'admin API', grace)) };
     })
+    .route('GET', '/v1/deployments/:id/events', (req) => {
+      const d = mustGet(deployments, req.params.id!);
+      return { body: { id: d.id, events: d.events } };
+    })
     .route('POST', '/v1/deployments/:id/wake', async (req) => ({ body: deployments.view(await deployments.wake(mustGet(deployments, req.params.id!).id, 'admin API')) }))
     .route('GET', '/v1/deployments/:id/logs', (req) => {
       const d = mustGet(deployments, req.params.id!);

@@ -118,6 +118,12 @@ export function deploymentProblem(d: DeploymentConfig): { field: string; reason:
     if (/[\r\n\0]/.test(secret)) return { field: 'auth.env', reason: `the environment variable ${d.auth.env} holds a line break or NUL, which cannot go in a header` };
   }
   if (d.scale.min_replicas === 0 && d.runtime === 'remote') return { field: 'scale.min_replicas', reason: 'remote replicas are not started by sluice: there is nothing to hibernate' };
+  if (d.scale.target_inflight_per_replica > 0) {
+    if (d.runtime === 'remote') return { field: 'scale.target_inflight_per_replica', reason: 'remote replicas are not started by sluice: it cannot add or remove them' };
+    const max = d.scale.max_replicas === 0 ? d.replicas : d.scale.max_replicas;
+    if (max < Math.max(1, d.scale.min_replicas)) return { field: 'scale.max_replicas', reason: `must be at least min_replicas (${d.scale.min_replicas}) and 1` };
+    if (d.replicas > max) return { field: 'replicas', reason: `the replicas to start with (${d.replicas}) must not exceed scale.max_replicas (${max})` };
+  }
   if (d.fallbacks.includes(deploymentId(d.model, d.version))) return { field: 'fallbacks', reason: 'a deployment cannot be its own fallback' };
   if (d.health_check !== undefined && d.runtime !== 'remote') {
     return { field: 'health_check', reason: `only for the remote runtime: ${d.runtime} replicas are started and watched as processes (see readiness_path)` };

@@ -228,12 +228,20 @@ export const deploymentSchema: Field = {
     // their own fallbacks are not followed.
     fallbacks: { kind: 'array', of: { kind: 'string', pattern: /^[A-Za-z0-9_:][A-Za-z0-9._:-]{0,127}-[A-Za-z0-9_][A-Za-z0-9._]{0,63}$/ }, default: [] },
     // min_replicas 0: after idle_timeout_s without a request the replicas stop (hibernated)
-    // and the next request starts them again, held meanwhile. Not for `remote`.
+    // and the next request starts them again, held meanwhile. target_inflight_per_replica > 0:
+    // between min_replicas (at least 1) and max_replicas (0: `replicas`), one more replica
+    // when the requests in flight and waiting per replica stayed above the target over
+    // scale_up_window_s (at once when they reach twice the target), one fewer when fewer
+    // replicas would have stayed under it over scale_down_window_s. Not for `remote`.
     scale: {
       kind: 'object',
       fields: {
         min_replicas: { kind: 'int', default: 1, min: 0, max: 100 },
         idle_timeout_s: { kind: 'int', default: 900, min: 1, max: 31_536_000 },
+        max_replicas: { kind: 'int', default: 0, min: 0, max: 100 },
+        target_inflight_per_replica: { kind: 'number', default: 0, min: 0, max: 1_000_000 },
+        scale_up_window_s: { kind: 'int', default: 10, min: 1, max: 3_600 },
+        scale_down_window_s: { kind: 'int', default: 300, min: 1, max: 86_400 },
       },
     },
     // Only for `remote`: absent, the defaults above apply.

@@ -93,6 +93,18 @@ export interface UpstreamAuthConfig {
 }
 
 /** A `remote` replica and what the balancing strategies read of it. */
+export interface ScaleConfig {
+  /** 0: hibernates after idle_timeout_s without a request. */
+  readonly min_replicas: number;
+  readonly idle_timeout_s: number;
+  /** Autoscaling's ceiling; 0: `replicas`. */
+  readonly max_replicas: number;
+  /** Autoscaling: requests in flight and waiting per replica to aim at; 0: off. */
+  readonly target_inflight_per_replica: number;
+  readonly scale_up_window_s: number;
+  readonly scale_down_window_s: number;
+}
+
 export type BalancerStrategy = 'least_outstanding' | 'round_robin' | 'weighted' | 'lowest_latency' | 'lowest_cost' | 'failover' | 'queue_aware';
 
 export interface ReplicaEndpoint {
@@ -114,7 +126,7 @@ export interface DeploymentConfig {
   /** Deployment ids that take what this one cannot, in order. */
   readonly fallbacks: readonly string[];
   /** min_replicas 0: hibernates after idle_timeout_s without a request. */
-  readonly scale: { readonly min_replicas: number; readonly idle_timeout_s: number };
+  readonly scale: ScaleConfig;
   /** Extra arguments for the `sim` runtime (e.g. `--token-ms 5`). */
   readonly args: readonly string[];
   /** argv template for the `command` runtime; `{port}` etc. are substituted per element. */

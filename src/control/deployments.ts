@@ -56,6 +56,8 @@ export class Replica {
   port = 0;
   basePath = '';
   url = '';
+  /** Being removed by a scale-down: no new request goes to it; it stops once idle. */
+  retiring = false;
   /** What the balancing strategies read (config `urls` entries; local replicas are alike). */
   weight = 1;
   priority = 0;
@@ -103,6 +105,19 @@ export class Replica {
   }
 }
 
+/** A change of what runs, as GET /v1/deployments/{id}/events shows it. */
+export interface DeploymentEvent {
+  readonly at: string;
+  readonly action: 'scale_up' | 'scale_down' | 'scale_up_refused' | 'hibernate' | 'wake';
+  /** Replicas before and after (for hibernate and wake: running replicas). */
+  readonly from: number;
+  readonly to: number;
+  readonly why: string;
+}
+
+/** Events kept per deployment (the oldest go first). */
+const MAX_EVENTS = 200;
+
 /** `config`: from the config file, started at every boot. `api`: made through the admin API, persisted. */
 export type DeploymentSource = 'config' | 'api';
 
@@ -132,6 +147,26 @@ export class Deployment {
   wakeAfterHibernation = false;
   /** performance.now() when a wake began, until a replica is ready; null otherwise. */
   wakeStartedAt: number | null = null;
+  /** A scale-up or scale-down is under way: the autoscaler waits for it. */
+  scaling = false;
+  /** The index the next replica's id gets (`<id>/<index>`): ids are never reused while it runs. */
+  nextReplicaIndex = 0;
+  readonly events: DeploymentEvent[] = [];
+  /** Events by action since the deployment was made (the list keeps only the latest). */
+  readonly eventCounts = new Map<DeploymentEvent['action'], number>();
+
+  /** Replicas that run or start and are not being removed. */
+  get activeReplicas(): number {
+    let n = 0;
+    for (const r of this.replicas) if (!r.retiring) n++;
+    return n;
+  }
+
+  event(action: DeploymentEvent['action'], from: number, to: number, why: string): void {
+    this.events.push({ at: new Date().toISOString(), action, from, to, why });
+    this.eventCounts.set(action, (this.eventCounts.get(action) ?? 0) + 1);
+    if (this.events.length > MAX_EVENTS) this.events.shift();
+  }
 
   constructor(spec: DeploymentConfig, config: Config, source: DeploymentSource, createdAt: string, slot: number) {
     this.id = deploymentId(spec.model, spec.version);
@@ -221,7 +256,7 @@ export class DeploymentManager {
       holds: d.holds, hibernated: d.state === 'hibernated', countsArrivals: d.spec.scale.min_replicas === 0,
       // Hibernating: no new request may reach a replica that is about to stop.
       replicas: d.state === 'hibernated' ? [] : d.replicas.map((r): RoutableReplica => ({
-        id: r.id, host: r.host, port: r.port, basePath: r.basePath, slot: r.slot, weight: r.weight, priority: r.priority, cost: r.cost, ready: r.ready,
+        id: r.id, host: r.host, port: r.port, basePath: r.basePath, slot: r.slot, weight: r.weight, priority: r.priority, cost: r.cost, ready: r.ready && !r.retiring,
       })),
     }));
   }
@@ -328,7 +363,67 @@ export class DeploymentManager {
   async #startReplicas(d: Deployment): Promise<void> {
     const spec = d.spec;
     const count = spec.runtime === 'remote' ? spec.urls.length : spec.replicas;
+    d.nextReplicaIndex = count;
     for (let i = 0; i < count; i++) await this.#startReplica(d, i);
+  }
+
+  /**
+   * Autoscaling: starts replicas up to `target`, or retires the newest down to it (drained
+   * first: no request fails for a scale-down). A replica that cannot start (no free port)
+   * leaves nothing behind and stops the scale-up there, with an event.
+   */
+  async scaleTo(id: string, target: number, why: string, graceMs: number): Promise<void> {
+    const d = this.#mustGet(id);
+    if (d.scaling || d.hibernating || d.state === 'hibernated' || d.state === 'draining') return;
+    d.scaling = true;
+    try {
+      const from = d.activeReplicas;
+      if (target > from) {
+        let reached = from;
+        let refused: string | null = null;
+        for (; reached < target; reached++) {
+          const index = d.nextReplicaIndex++;
+          try {
+            await this.#startReplica(d, index);
+          } catch (err) {
+            const failed = d.replicas.find((r) => r.id === `${d.id}/${index}`);
+            if (failed !== undefined) await this.#removeReplica(d, failed);
+            refused = err instanceof Error ? err.message : String(err);
+            break;
+          }
+        }
+        if (reached > from) {
+          d.event('scale_up', from, reached, why);
+          this.#o.logger.info({ deployment: id, from, to: reached, why }, 'scaled up');
+        }
+        if (refused !== null) {
+          d.event('scale_up_refused', reached, target, refused);
+          this.#o.logger.warn({ deployment: id, from: reached, to: target, err: refused }, 'scale-up refused');
+        }
+        this.#o.onChange();
+      } else if (target < from) {
+        // The newest go first: the oldest have the warmest caches.
+        const retiring = d.replicas.filter((r) => !r.retiring).slice(target);
+        for (const r of retiring) r.retiring = true;
+        this.#o.onChange();
+        d.event('scale_down', from, target, why);
+        this.#o.logger.info({ deployment: id, from, to: target, why }, 'scaling down');
+        const deadline = Date.now() + graceMs;
+        while (Date.now() < deadline && retiring.some((r) => this.#o.slots.inflight(r.slot) > 0)) {
+          await new Promise((r) => setTimeout(r, 25));
+        }
+        for (const r of retiring) await this.#removeReplica(d, r);
+        this.#o.onChange();
+      }
+    } finally {
+      d.scaling = false;
+    }
+  }
+
+  async #removeReplica(d: Deployment, r: Replica): Promise<void> {
+    await this.#stopReplica(r);
+    const i = d.replicas.indexOf(r);
+    if (i >= 0) d.replicas.splice(i, 1);
   }
 
   /**
@@ -340,6 +435,7 @@ export class DeploymentManager {
     const d = this.#mustGet(id);
     if (d.spec.runtime === 'remote') throw new SluiceError('SLUICE_ERR_CONFLICT', `${id} is remote: sluice does not run its servers, so it cannot hibernate them`);
     if (d.state === 'hibernated' || d.state === 'draining') return d;
+    d.event('hibernate', d.activeReplicas, 0, why);
     d.state = 'hibernated';
     d.hibernating = true;
     d.hibernatedSince = new Date().toISOString();
@@ -374,6 +470,7 @@ export class DeploymentManager {
     d.state = 'starting';
     d.hibernatedSince = null;
     d.wakeStartedAt = performance.now();
+    d.event('wake', 0, d.spec.replicas, why);
     this.#o.logger.info({ deployment: id, why }, 'waking');
     try {
       await this.#o.hibernation?.delete(id);
@@ -587,21 +684,23 @@ export class DeploymentManager {
   }
 
   async #stopReplicas(d: Deployment): Promise<void> {
-    await Promise.all(d.replicas.map(async (r) => {
-      r.health?.stop();
-      if (r.loadScrape !== null) {
-        r.loadScrape.stop();
-        this.#o.replicaLoad?.clear(r.slot);
-      }
-      await r.process?.stop();
-      if (r.process !== null) {
-        await this.#o.records.delete(r.id);
-        await rm(r.tmpDir(this.#o.config.state_dir), { recursive: true, force: true });
-      }
-      if (r.ownedPort !== null) this.#o.ports.release(r.ownedPort);
-      r.ownedPort = null;
-      this.#o.slots.release(r.slot);
-    }));
+    await Promise.all(d.replicas.map((r) => this.#stopReplica(r)));
+  }
+
+  async #stopReplica(r: Replica): Promise<void> {
+    r.health?.stop();
+    if (r.loadScrape !== null) {
+      r.loadScrape.stop();
+      this.#o.replicaLoad?.clear(r.slot);
+    }
+    await r.process?.stop();
+    if (r.process !== null) {
+      await this.#o.records.delete(r.id);
+      await rm(r.tmpDir(this.#o.config.state_dir), { recursive: true, force: true });
+    }
+    if (r.ownedPort !== null) this.#o.ports.release(r.ownedPort);
+    r.ownedPort = null;
+    this.#o.slots.release(r.slot);
   }
 
   /** Gateway shutdown: stop every server; the desired state stays for the next start. */

@@ -9,7 +9,7 @@ import type { HealthCheckView } from '../health/index.js';
 import type { LogLine } from '../ports/index.js';
 import type { StickySpec, TrafficEvent, TrafficWeights } from '../state/index.js';
 import type { ActiveKey } from './api-keys.js';
-import type { DeploymentState } from './deployments.js';
+import type { DeploymentEvent, DeploymentState } from './deployments.js';
 
 export interface ControlPlane {
   readonly deployments: DeploymentControl;
@@ -35,6 +35,8 @@ export interface ManagedDeployment {
   readonly state: DeploymentState;
   readonly lastError: string | null;
   readonly replicas: readonly ManagedReplica[];
+  /** Scaling and hibernation changes, oldest first. */
+  readonly events: readonly DeploymentEvent[];
 }
 
 export interface DeploymentControl {

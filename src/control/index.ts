@@ -3,8 +3,9 @@
 export type { ApiKeyControl, ControlPlane, DeploymentControl, ManagedDeployment, ManagedReplica, TrafficControl } from './facade.js';
 export { KeyRegistry, type ActiveKey } from './api-keys.js';
 export { DataPlane } from './dataplane.js';
-export { DeploymentManager, type Replica } from './deployments.js';
+export { DeploymentManager, type DeploymentEvent, type Replica } from './deployments.js';
 export { IdleWatch } from './idle-watch.js';
+export { Autoscaler } from './autoscaler.js';
 export { BucketSlots, buildRouteSnapshot } from './route-snapshot.js';
 export { IndexAllocator, MAX_REPLICA_SLOTS, SlotAllocator } from './slots.js';
 export { TrafficRegistry } from './traffic.js';

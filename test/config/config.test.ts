@@ -117,6 +117,9 @@ t.test('bad types and ranges name the field', async (t) => {
   rejects(t, 'deployments:\n  - model: m\n    version: "1"\n    runtime: remote\n    urls: [{url: "http://x", tier: 1}]\n', 'deployments[0].urls[0].tier');
   rejects(t, 'deployments:\n  - model: m\n    version: "1"\n    runtime: remote\n    urls: [{weight: 2}]\n', 'deployments[0].urls[0].url');
   rejects(t, 'deployments:\n  - model: m\n    version: "1"\n    args: [1, {a: 1}]\n', 'deployments[0].args[1]');
+  rejects(t, 'deployments:\n  - {model: m, version: "1", replicas: 4, scale: {max_replicas: 3, target_inflight_per_replica: 2}}\n', 'deployments[0].replicas');
+  rejects(t, 'deployments:\n  - {model: m, version: "1", scale: {min_replicas: 3, max_replicas: 2, target_inflight_per_replica: 2}}\n', 'deployments[0].scale.max_replicas');
+  rejects(t, 'deployments:\n  - {model: m, version: "1", runtime: remote, urls: ["http://x"], scale: {min_replicas: 0}}\n', 'deployments[0].scale.min_replicas');
   rejects(t, 'traffic:\n  m: { "1": -5 }\ndeployments:\n  - {model: m, version: "1"}\n', 'traffic.m.1');
 });
 
