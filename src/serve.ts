@@ -261,12 +261,43 @@ export async function startGateway(config: Config, logger: Logger): Promise<Runn
       for (const d of manager.list()) this.set({ deployment: d.id }, d.state === 'hibernated' ? 1 : 0);
     },
   });
+  const replicaCostUsd = (now: number): Map<string, number> => new Map(manager.list().map((d) => [d.id, (d.replicaMs(now) / 3_600_000) * d.spec.cost.per_replica_hour]));
   const metrics = async (): Promise<string> => {
     const workers = await dp.collectStats();
-    return renderStats(mergeStats(workers.map((w) => w.deployments))) + (await registry.metrics());
+    return renderStats(mergeStats(workers.map((w) => w.deployments)), replicaCostUsd(Date.now())) + (await registry.metrics());
+  };
+  // GET /v1/costs: per deployment, what ran, what it served and what that cost.
+  const costs = async (): Promise<Record<string, unknown>> => {
+    const stats = mergeStats((await dp.collectStats()).map((w) => w.deployments));
+    const now = Date.now();
+    return {
+      currency: 'usd',
+      deployments: manager.list().map((d) => {
+        const c = d.spec.cost;
+        const s = stats.get(d.id);
+        const runningHours = d.replicaMs(now) / 3_600_000;
+        const hibernatedHours = d.hibernatedMs(now) / 3_600_000;
+        const usd = {
+          replica_hours: runningHours * c.per_replica_hour,
+          requests: s?.costRequestsUsd ?? 0,
+          input_tokens: s?.costInputUsd ?? 0,
+          output_tokens: s?.costOutputUsd ?? 0,
+          total: 0,
+        };
+        usd.total = usd.replica_hours + usd.requests + usd.input_tokens + usd.output_tokens;
+        const predictions = s?.chargedRequests ?? 0;
+        return {
+          id: d.id, state: d.state, prices: c, running_hours: runningHours, hibernated_hours: hibernatedHours,
+          // What the replicas it would have run while hibernated would have cost.
+          saved_by_hibernation_usd: hibernatedHours * c.per_replica_hour * d.spec.replicas,
+          predictions, input_tokens: s?.inputTokens ?? 0, output_tokens: s?.outputTokens ?? 0,
+          cost_usd: usd, cost_per_1k_predictions_usd: predictions > 0 ? (usd.total / predictions) * 1000 : null,
+        };
+      }),
+    };
   };
 
-  const control: ControlPlane = { deployments: manager, keys, traffic, metrics, ready: () => !draining && dp.ready, native: () => dp.native };
+  const control: ControlPlane = { deployments: manager, keys, traffic, metrics, costs, ready: () => !draining && dp.ready, native: () => dp.native };
   const admin = new AdminServer({ host: adminHost, port: config.admin.port, token: config.admin.token, logger });
   registerAdminRoutes(admin, { config, control });
   let adminPort: number;

@@ -20,7 +20,8 @@ export function registerAdminRoutes(admin: AdminServer, { config, control }: Adm
       const ready = control.ready();
       return { status: ready ? 200 : 503, body: { status: ready ? 'ready' : 'not ready' } };
     }, true)
-    .route('GET', '/metrics', async () => ({ text: await control.metrics(), contentType: 'text/plain; version=0.0.4; charset=utf-8' }));
+    .route('GET', '/metrics', async () => ({ text: await control.metrics(), contentType: 'text/plain; version=0.0.4; charset=utf-8' }))
+    .route('GET', '/v1/costs', async () => ({ body: await control.costs() }));
   registerDeploymentsApi(admin, { config, deployments: control.deployments });
   registerKeysApi(admin, { keys: control.keys });
   registerModelsApi(admin, { traffic: control.traffic });

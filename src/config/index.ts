@@ -1,3 +1,3 @@
 export { loadConfig, DEFAULT_CONFIG_FILE, deploymentId, deploymentProblem, resolveHealthCheck, resolvePolicies } from './load.js';
 export { apiKeySchema, ConfigError, deploymentSchema, validate, MODEL_NAME, VERSION_NAME, type Field } from './schema.js';
-export type { ApiKeyConfig, CacheConfig, Config, DeploymentConfig, ScaleConfig, HealthCheckConfig, LimitsConfig, PoliciesConfig, PoliciesOverride, Runtime, UpstreamAuthConfig, UpstreamOptions } from './types.js';
+export type { ApiKeyConfig, CacheConfig, Config, CostConfig, DeploymentConfig, ScaleConfig, HealthCheckConfig, LimitsConfig, PoliciesConfig, PoliciesOverride, Runtime, UpstreamAuthConfig, UpstreamOptions } from './types.js';

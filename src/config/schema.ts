@@ -244,6 +244,17 @@ export const deploymentSchema: Field = {
         scale_down_window_s: { kind: 'int', default: 300, min: 1, max: 86_400 },
       },
     },
+    // What the deployment costs, in any currency (reported as usd): running replicas by the
+    // hour (hibernated ones cost nothing), and each request it answers by its tokens and itself.
+    cost: {
+      kind: 'object',
+      fields: {
+        per_replica_hour: { kind: 'number', default: 0, min: 0, max: 1e9 },
+        per_1k_input_tokens: { kind: 'number', default: 0, min: 0, max: 1e9 },
+        per_1k_output_tokens: { kind: 'number', default: 0, min: 0, max: 1e9 },
+        per_request: { kind: 'number', default: 0, min: 0, max: 1e9 },
+      },
+    },
     // Only for `remote`: absent, the defaults above apply.
     health_check: { kind: 'object', optional: true, fields: healthCheckFields },
     upstream: { kind: 'object', optional: true, fields: withoutDefaults(upstreamFields) },

@@ -93,6 +93,14 @@ export interface UpstreamAuthConfig {
 }
 
 /** A `remote` replica and what the balancing strategies read of it. */
+/** Prices of a deployment (0: not charged). */
+export interface CostConfig {
+  readonly per_replica_hour: number;
+  readonly per_1k_input_tokens: number;
+  readonly per_1k_output_tokens: number;
+  readonly per_request: number;
+}
+
 export interface ScaleConfig {
   /** 0: hibernates after idle_timeout_s without a request. */
   readonly min_replicas: number;
@@ -127,6 +135,7 @@ export interface DeploymentConfig {
   readonly fallbacks: readonly string[];
   /** min_replicas 0: hibernates after idle_timeout_s without a request. */
   readonly scale: ScaleConfig;
+  readonly cost: CostConfig;
   /** Extra arguments for the `sim` runtime (e.g. `--token-ms 5`). */
   readonly args: readonly string[];
   /** argv template for the `command` runtime; `{port}` etc. are substituted per element. */

@@ -58,6 +58,8 @@ export class Replica {
   url = '';
   /** Being removed by a scale-down: no new request goes to it; it stops once idle. */
   retiring = false;
+  /** When it was started (ms since the epoch): its running time is what per_replica_hour charges. */
+  readonly startedAt = Date.now();
   /** What the balancing strategies read (config `urls` entries; local replicas are alike). */
   weight = 1;
   priority = 0;
@@ -152,6 +154,10 @@ export class Deployment {
   /** The index the next replica's id gets (`<id>/<index>`): ids are never reused while it runs. */
   nextReplicaIndex = 0;
   readonly events: DeploymentEvent[] = [];
+  /** Running time of replicas already stopped, ms. */
+  stoppedReplicaMs = 0;
+  /** Time spent hibernated before the current hibernation, ms. */
+  pastHibernationMs = 0;
   /** Events by action since the deployment was made (the list keeps only the latest). */
   readonly eventCounts = new Map<DeploymentEvent['action'], number>();
 
@@ -160,6 +166,19 @@ export class Deployment {
     let n = 0;
     for (const r of this.replicas) if (!r.retiring) n++;
     return n;
+  }
+
+  /** Replica running time so far, ms: stopped replicas' and running ones'. */
+  replicaMs(now: number): number {
+    let ms = this.stoppedReplicaMs;
+    for (const r of this.replicas) ms += now - r.startedAt;
+    return ms;
+  }
+
+  /** Time spent hibernated so far, ms (the current hibernation included). */
+  hibernatedMs(now: number): number {
+    const since = this.hibernatedSince === null ? NaN : Date.parse(this.hibernatedSince);
+    return this.pastHibernationMs + (Number.isNaN(since) ? 0 : now - since);
   }
 
   event(action: DeploymentEvent['action'], from: number, to: number, why: string): void {
@@ -253,7 +272,7 @@ export class DeploymentManager {
     return this.list().map((d) => ({
       id: d.id, model: d.spec.model, version: d.spec.version, slot: d.slot, upstream: d.upstream, policies: d.policies, maxBodyBytes: maxBody,
       routable: d.routable, credential: upstreamCredential(d.spec.auth), fallbacks: d.spec.fallbacks,
-      holds: d.holds, hibernated: d.state === 'hibernated', countsArrivals: d.spec.scale.min_replicas === 0,
+      holds: d.holds, hibernated: d.state === 'hibernated', countsArrivals: d.spec.scale.min_replicas === 0, cost: d.spec.cost,
       // Hibernating: no new request may reach a replica that is about to stop.
       replicas: d.state === 'hibernated' ? [] : d.replicas.map((r): RoutableReplica => ({
         id: r.id, host: r.host, port: r.port, basePath: r.basePath, slot: r.slot, weight: r.weight, priority: r.priority, cost: r.cost, ready: r.ready && !r.retiring,
@@ -421,7 +440,7 @@ export class DeploymentManager {
   }
 
   async #removeReplica(d: Deployment, r: Replica): Promise<void> {
-    await this.#stopReplica(r);
+    await this.#stopReplica(d, r);
     const i = d.replicas.indexOf(r);
     if (i >= 0) d.replicas.splice(i, 1);
   }
@@ -468,6 +487,7 @@ export class DeploymentManager {
     }
     // Set before the first await: a second request to wake finds it starting.
     d.state = 'starting';
+    d.pastHibernationMs = d.hibernatedMs(Date.now());
     d.hibernatedSince = null;
     d.wakeStartedAt = performance.now();
     d.event('wake', 0, d.spec.replicas, why);
@@ -684,10 +704,10 @@ export class DeploymentManager {
   }
 
   async #stopReplicas(d: Deployment): Promise<void> {
-    await Promise.all(d.replicas.map((r) => this.#stopReplica(r)));
+    await Promise.all(d.replicas.map((r) => this.#stopReplica(d, r)));
   }
 
-  async #stopReplica(r: Replica): Promise<void> {
+  async #stopReplica(d: Deployment, r: Replica): Promise<void> {
     r.health?.stop();
     if (r.loadScrape !== null) {
       r.loadScrape.stop();
@@ -701,6 +721,7 @@ export class DeploymentManager {
     if (r.ownedPort !== null) this.#o.ports.release(r.ownedPort);
     r.ownedPort = null;
     this.#o.slots.release(r.slot);
+    d.stoppedReplicaMs += Date.now() - r.startedAt;
   }
 
   /** Gateway shutdown: stop every server; the desired state stays for the next start. */

@@ -17,6 +17,8 @@ export interface ControlPlane {
   readonly traffic: TrafficControl;
   /** Prometheus text: the workers' request stats, then the control plane's own series. */
   metrics(): Promise<string>;
+  /** Per deployment: running and hibernated hours, predictions, tokens, what they cost (GET /v1/costs). */
+  costs(): Promise<Record<string, unknown>>;
   /** What the workers answer, not what the deployments are: they get the table a moment later. */
   ready(): boolean;
   /** Whether the data plane runs the native uWebSockets.js binding. */

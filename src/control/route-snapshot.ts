@@ -1,6 +1,6 @@
 // Builds the data plane's route table from the control plane's view of deployments.
 
-import type { PoliciesConfig, UpstreamOptions } from '../config/index.js';
+import type { CostConfig, PoliciesConfig, UpstreamOptions } from '../config/index.js';
 import { bucketsFor, type BucketRef } from '../policy/index.js';
 import type { ActiveKey } from './api-keys.js';
 import type { UpstreamCredential } from './credentials.js';
@@ -31,6 +31,7 @@ export interface RoutableDeployment {
   readonly hibernated: boolean;
   /** It hibernates when idle: requests are counted for the control plane. */
   readonly countsArrivals: boolean;
+  readonly cost: CostConfig;
 }
 
 /**
@@ -74,7 +75,7 @@ export function buildRouteSnapshot(input: SnapshotInput): RouteTableSnapshot {
     if (!d.routable) continue;
     out.push({
       id: d.id, model: d.model, version: d.version, slot: d.slot, upstream: d.upstream, maxBodyBytes: d.maxBodyBytes, credential: d.credential, fallbacks: d.fallbacks,
-      holds: d.holds, hibernated: d.hibernated, countsArrivals: d.countsArrivals,
+      holds: d.holds, hibernated: d.hibernated, countsArrivals: d.countsArrivals, cost: d.cost,
       policies: d.policies, buckets: bucketsFor(`dep:${d.id}`, `deployment ${d.id}`, d.policies.rate_limit, slotOf),
       replicas: d.replicas.filter((r) => r.ready).map(({ ready: _ready, ...replica }) => replica),
     });

@@ -7,7 +7,7 @@ import { performance } from 'node:perf_hooks';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import { NoReplica, ReplicaQueue, type DeploymentCounters } from '../balancer/index.js';
 import { ERRORS, type ErrorCode } from '../errors/index.js';
-import { hashKey, keyLabel, presentedKey, type RateLimiter, type RedisCache } from '../policy/index.js';
+import { hashKey, keyLabel, presentedKey, TokenCounter, type RateLimiter, type RedisCache } from '../policy/index.js';
 import type { Logger } from '../telemetry/index.js';
 import type { Attempt } from './attempt.js';
 import { Exchange, Phase, type ExchangeOwner } from './exchange.js';
@@ -241,6 +241,7 @@ export class Gateway implements ExchangeOwner {
     if (route.fallbacks !== null) ex.fallbackHead = { head: { ...head }, tail, keyed: key !== undefined };
     ex.path = url;
     ex.upstreamPath = rest;
+    if (route.pricesTokens) ex.tokenCounter = new TokenCounter();
     ex.client = client;
     if (alias) ex.versionLine = route.versionLine;
     const filters = route.filters;
@@ -435,6 +436,13 @@ export class Gateway implements ExchangeOwner {
     if (attempt !== null && this.#queue.waiting) this.#queue.drain();
     const seconds = (monoNow() - ex.startedAt) / 1000;
     ex.route.stats.record(ex.status, seconds);
+    // Charged when one of its replicas answered (not a cache hit, not a gateway refusal).
+    const cost = ex.route.cost;
+    let costUsd: number | null = null;
+    if (cost !== null && attempt !== null && ex.headAt >= 0) {
+      const tokens = ex.tokenCounter;
+      costUsd = ex.route.stats.charge(cost, tokens === null ? 0 : tokens.input, tokens === null ? 0 : tokens.output);
+    }
     // Failures are logged even with the access log off, including a stream that failed
     // after its 200 head was sent (errorCode set, status still 200).
     if (this.#accessLog || ex.status >= 500 || ex.errorCode !== null) {
@@ -443,7 +451,7 @@ export class Gateway implements ExchangeOwner {
         // Arrival to the upstream's response head, as sluice_upstream_ttfb_seconds; null
         // when no upstream head came (cache hit, error before it).
         ex.headAt < 0 ? null : ex.headAt - ex.startedAt,
-        ex.bodyBytes, ex.responseBytes, ex.cacheStatus, ex.key, ex.errorCode,
+        ex.bodyBytes, ex.responseBytes, ex.cacheStatus, ex.key, ex.errorCode, costUsd,
       ), 'request');
     }
   }
@@ -529,6 +537,7 @@ function clientLines(route: DeploymentRoute, head: ClientHead, keyed: boolean): 
 function accessRecord(
   requestId: string, method: string, path: string, client: string, route: string | null, upstream: string | null, status: number,
   seconds: number, ttfbMs: number | null, requestBytes: number, responseBytes: number, cache: CacheStatus, key: KeyRoute | undefined, error: ErrorCode | null,
+  costUsd: number | null = null,
 ): Record<string, unknown> {
   return {
     request_id: requestId,
@@ -547,6 +556,8 @@ function accessRecord(
     // A key is named by its config name and a short digest prefix, never by itself.
     key_label: key === undefined ? null : keyLabel(key.name, key.digest),
     error,
+    // What the request cost at its deployment's prices; null when it has none or nothing was charged.
+    cost_usd: costUsd,
   };
 }
 

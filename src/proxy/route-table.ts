@@ -8,7 +8,7 @@ import {
   cumulativeWeights, LatencyMemory, LeastOutstanding, LowestLatency, pickSticky, pickWeighted, ReplicaGate, RoundRobin, stickyHash, QueueAware, Tiered, WeightedReplicas,
   type Balancer, type ReplicaLoadBoard, type BreakerBoard, type BreakerOptions,
 } from '../balancer/index.js';
-import type { PoliciesConfig, UpstreamOptions } from '../config/index.js';
+import type { CostConfig, PoliciesConfig, UpstreamOptions } from '../config/index.js';
 import { KeyScope, type BucketRef, type RedisCache } from '../policy/index.js';
 import { RequestStats } from '../telemetry/index.js';
 import { UpstreamPool } from './upstream/index.js';
@@ -52,6 +52,8 @@ export interface DeploymentSnapshot {
   readonly hibernated: boolean;
   /** It hibernates when idle: each request is counted for the control plane's idle watch. */
   readonly countsArrivals: boolean;
+  /** Its prices: each answered request is charged (RequestStats.charge). */
+  readonly cost: CostConfig;
 }
 
 export interface AliasSnapshot {
@@ -165,6 +167,10 @@ export class DeploymentRoute {
   readonly holds: boolean;
   readonly hibernated: boolean;
   readonly countsArrivals: boolean;
+  /** Its prices; null when it has none (its requests are not counted for cost). */
+  readonly cost: CostConfig | null;
+  /** Tokens are priced: every response's tokens are counted. */
+  readonly pricesTokens: boolean;
   /** This worker has asked the control plane to wake the deployment (once per route table). */
   wakeAsked = false;
 
@@ -201,6 +207,9 @@ export class DeploymentRoute {
     this.holds = snap.holds;
     this.hibernated = snap.hibernated;
     this.countsArrivals = snap.countsArrivals;
+    const c = snap.cost;
+    this.pricesTokens = c.per_1k_input_tokens > 0 || c.per_1k_output_tokens > 0;
+    this.cost = this.pricesTokens || c.per_request > 0 || c.per_replica_hour > 0 ? c : null;
   }
 }
 

@@ -38,6 +38,12 @@ function addStats(a: StatsSnapshot, b: StatsSnapshot): StatsSnapshot {
     cacheBypass: a.cacheBypass + b.cacheBypass,
     coalesced: a.coalesced + b.coalesced,
     cacheStoreErrors: a.cacheStoreErrors + b.cacheStoreErrors,
+    chargedRequests: a.chargedRequests + b.chargedRequests,
+    inputTokens: a.inputTokens + b.inputTokens,
+    outputTokens: a.outputTokens + b.outputTokens,
+    costRequestsUsd: a.costRequestsUsd + b.costRequestsUsd,
+    costInputUsd: a.costInputUsd + b.costInputUsd,
+    costOutputUsd: a.costOutputUsd + b.costOutputUsd,
   };
 }
 
@@ -52,7 +58,11 @@ function addRecords(a: Record<string, number>, b: Record<string, number>): Recor
 }
 
 /** Prometheus text exposition of the data-plane metrics. */
-export function renderStats(stats: Map<string, StatsSnapshot>): string {
+/**
+ * `replicaCostUsd`: what each deployment's running replicas cost so far (the control plane
+ * knows their running time), rendered in the same cost family as the workers' charges.
+ */
+export function renderStats(stats: Map<string, StatsSnapshot>, replicaCostUsd: ReadonlyMap<string, number> = new Map()): string {
   const lines: string[] = [];
   const family = (name: string, type: string, help: string): void => {
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
@@ -88,6 +98,16 @@ export function renderStats(stats: Map<string, StatsSnapshot>): string {
   for (const [d, s] of stats) if (s.cacheHits + s.cacheMisses > 0) lines.push(`sluice_cache_hit_ratio{deployment="${esc(d)}"} ${s.cacheHits / (s.cacheHits + s.cacheMisses)}`);
   counter('sluice_cache_bypass_total', 'Requests to a deployment with a cache policy that were not cacheable.', (s) => s.cacheBypass);
   counter('sluice_coalesced_total', 'Requests that shared the upstream call of an identical request in flight.', (s) => s.coalesced);
+  family('sluice_tokens_total', 'counter', 'Tokens of the requests a deployment answered and charged (cost.per_1k_*), as the servers report them.');
+  for (const [d, s] of stats) {
+    lines.push(`sluice_tokens_total{deployment="${esc(d)}",direction="input"} ${s.inputTokens}`, `sluice_tokens_total{deployment="${esc(d)}",direction="output"} ${s.outputTokens}`);
+  }
+  family('sluice_cost_usd_total', 'counter', 'What each deployment cost, by kind: its replicas\' running time, its requests, their input and output tokens (config cost).');
+  for (const [d, s] of stats) {
+    const l = `deployment="${esc(d)}"`;
+    lines.push(`sluice_cost_usd_total{${l},kind="requests"} ${s.costRequestsUsd}`, `sluice_cost_usd_total{${l},kind="input_tokens"} ${s.costInputUsd}`, `sluice_cost_usd_total{${l},kind="output_tokens"} ${s.costOutputUsd}`);
+  }
+  for (const [d, usd] of replicaCostUsd) lines.push(`sluice_cost_usd_total{deployment="${esc(d)}",kind="replica_hours"} ${usd}`);
   counter('sluice_cache_store_errors_total', 'Shared response cache (Redis) lookups and writes that failed or timed out; a failed lookup is answered as a miss.', (s) => s.cacheStoreErrors);
   histogram(lines, 'sluice_queue_wait_seconds', 'Time requests waited in a deployment queue: for a replica under max_inflight, or held for a ready one.', stats, (s) => [s.queueWaitBuckets, s.queueWaitSum, s.queueWaitCount]);
   return lines.join('\n') + '\n';

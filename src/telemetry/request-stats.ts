@@ -59,6 +59,20 @@ export interface StatsSnapshot {
   readonly cacheBypass: number;
   readonly coalesced: number;
   readonly cacheStoreErrors: number;
+  /** Requests charged by the deployment's cost (answered by one of its replicas), their tokens, and what they cost. */
+  readonly chargedRequests: number;
+  readonly inputTokens: number;
+  readonly outputTokens: number;
+  readonly costRequestsUsd: number;
+  readonly costInputUsd: number;
+  readonly costOutputUsd: number;
+}
+
+/** A deployment's prices per request (config `cost`). */
+export interface RequestPrices {
+  readonly per_request: number;
+  readonly per_1k_input_tokens: number;
+  readonly per_1k_output_tokens: number;
 }
 
 export class RequestStats {
@@ -93,6 +107,13 @@ export class RequestStats {
   coalesced = 0;
   /** Shared-cache (Redis) lookups and writes that failed or timed out. */
   cacheStoreErrors = 0;
+  // Cost (deployments with prices): requests answered by a replica, their tokens, and what each kind cost.
+  chargedRequests = 0;
+  inputTokens = 0;
+  outputTokens = 0;
+  costRequestsUsd = 0;
+  costInputUsd = 0;
+  costOutputUsd = 0;
 
   /** `status` 499 records a client that went away. Durations in seconds. */
   record(status: number, seconds: number): void {
@@ -108,6 +129,19 @@ export class RequestStats {
     this.#fineTtfb[fineIndex(seconds)]!++;
     this.#ttfbSum += seconds;
     this.#ttfbCount++;
+  }
+
+  /** A request its deployment answered, at its prices; returns what it cost. */
+  charge(cost: RequestPrices, inputTokens: number, outputTokens: number): number {
+    this.chargedRequests++;
+    this.inputTokens += inputTokens;
+    this.outputTokens += outputTokens;
+    const input = (inputTokens / 1000) * cost.per_1k_input_tokens;
+    const output = (outputTokens / 1000) * cost.per_1k_output_tokens;
+    this.costRequestsUsd += cost.per_request;
+    this.costInputUsd += input;
+    this.costOutputUsd += output;
+    return cost.per_request + input + output;
   }
 
   recordQueueWait(seconds: number): void {
@@ -148,6 +182,12 @@ export class RequestStats {
       cacheBypass: this.cacheBypass,
       coalesced: this.coalesced,
       cacheStoreErrors: this.cacheStoreErrors,
+      chargedRequests: this.chargedRequests,
+      inputTokens: this.inputTokens,
+      outputTokens: this.outputTokens,
+      costRequestsUsd: this.costRequestsUsd,
+      costInputUsd: this.costInputUsd,
+      costOutputUsd: this.costOutputUsd,
     };
   }
 }

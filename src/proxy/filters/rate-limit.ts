@@ -25,7 +25,7 @@ export class RateLimitFilter implements RequestFilter<Exchange> {
     const buckets = bucketsOf(ex.route, ex.key);
     if (buckets.length > 0) {
       ex.buckets = buckets;
-      if (buckets.some(isTokenBucket)) ex.tokenCounter = new TokenCounter();
+      if (buckets.some(isTokenBucket)) ex.tokenCounter ??= new TokenCounter();
     }
     return FilterStatus.Continue;
   }
