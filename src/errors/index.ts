@@ -26,6 +26,7 @@ export const ERRORS = {
   SLUICE_ERR_UPSTREAM_CONNECT: { status: 502, message: 'upstream refused or reset the connection' },
   SLUICE_ERR_UPSTREAM_PROTOCOL: { status: 502, message: 'upstream sent an invalid HTTP response' },
   SLUICE_ERR_UPSTREAM_RESET: { status: 502, message: 'upstream closed the connection before the response ended' },
+  SLUICE_ERR_UPSTREAM_STATUS: { status: 502, message: 'the model server answered an error after the stream had started' },
   SLUICE_ERR_NO_READY_REPLICA: { status: 503, message: 'no ready replica for this deployment' },
   SLUICE_ERR_CIRCUIT_OPEN: { status: 503, message: 'every replica of this deployment is failing (circuit breakers open)' },
   SLUICE_ERR_QUEUE_FULL: { status: 503, message: 'the deployment is at capacity and its queue is full' },

@@ -86,6 +86,8 @@ function serveCachedCorked(this: Exchange): void {
 }
 
 const CHUNK_TERMINATOR = '\r\n';
+const WAKING = ': waking\n\n';
+const STREAM_TRUE = /"stream"\s*:\s*true/;
 const LAST_CHUNK = '0\r\n\r\n';
 
 /** What an exchange reports to: the worker's gateway. */
@@ -208,6 +210,9 @@ export class Exchange implements AttemptClient {
   #bodyWaiter: BodyWaiter | null = null;
   /** A flight leader whose client left while joiners still wait for the upstream response. */
   #detached = false;
+  /** A held SSE request got its head and `: waking` comments before any upstream answered. */
+  #earlyHead = false;
+  #lastBeat = 0;
 
   constructor(
     owner: ExchangeOwner,
@@ -436,6 +441,10 @@ export class Exchange implements AttemptClient {
   /** The upstream's head: the lines kept are copied into the client's head as the bytes they arrived as. */
   onResponseHead(status: number, lines: HeaderLines, contentLength: number): void {
     if (this.#finished) return;
+    if (this.#earlyHead) {
+      this.#afterEarlyHead(status);
+      return;
+    }
     if (this.#detached) {
       this.#beginHead(status);
       return;
@@ -476,6 +485,10 @@ export class Exchange implements AttemptClient {
   /** A head as `[name, value, ...]` strings: from the cache, a flight's leader, or the upstream when it is to be kept. */
   respondHead(status: number, headers: readonly string[], contentLength: number): void {
     if (this.#finished) return;
+    if (this.#earlyHead) {
+      this.#afterEarlyHead(status);
+      return;
+    }
     this.#beginHead(status);
     // Headers the upstream named in its Connection header are hop-by-hop too (RFC 9110 7.6.1).
     let hop: string[] | null = null;
@@ -499,6 +512,56 @@ export class Exchange implements AttemptClient {
       headText(value);
     }
     this.#endHead(status, contentLength);
+  }
+
+  /**
+   * Held for a while (policies.hold.heartbeat_ms): an OpenAI-style streaming request gets
+   * its 200 head and a `: waking` SSE comment now, and one more every `everyMs`, so that
+   * proxies and SDKs with an idle timeout keep waiting. Its body was read while held (a
+   * small one only: see Gateway.#hold) to know it streams.
+   */
+  heartbeat(now: number, everyMs: number): void {
+    if (this.#finished || this.#detached) return;
+    if (this.#earlyHead) {
+      if (now - this.#lastBeat < everyMs) return;
+      this.#lastBeat = now;
+      const res = this.res;
+      res.cork(() => res.write(WAKING));
+      return;
+    }
+    if (now - this.phaseSince < everyMs || !this.#streamsEvents()) return;
+    this.#earlyHead = true;
+    this.#lastBeat = now;
+    this.#responded = true;
+    this.status = 200;
+    this.#mode = BodyMode.Chunked;
+    this.#kind = StreamKind.Sse;
+    const res = this.res;
+    res.cork(() => {
+      res.writeStatus('200 OK').writeHeader('content-type', 'text/event-stream').writeHeader('cache-control', 'no-cache')
+        .writeHeader('x-request-id', this.requestId).writeHeader('x-sluice-cache', this.cacheStatus);
+      if (this.versionLine !== null) res.writeHeader('x-sluice-version', this.route.version);
+      res.write(WAKING);
+    });
+  }
+
+  /** An OpenAI-style request (`/v1/...`) whose whole body says `"stream": true`. */
+  #streamsEvents(): boolean {
+    if (!this.#bodyDone || this.#heldBody === null || this.flight !== null || !this.path.includes('/v1/')) return false;
+    for (const chunk of this.#heldBody) if (STREAM_TRUE.test(chunk.toString('latin1'))) return true;
+    return false;
+  }
+
+  /** The upstream answered a request whose head went early: its body joins the stream; an error ends it. */
+  #afterEarlyHead(status: number): void {
+    this.#earlyHead = false;
+    this.#beginHead(status);
+    if (status !== 200) this.#fail('SLUICE_ERR_UPSTREAM_STATUS', `the model server answered ${status} after the stream had started`, false);
+  }
+
+  /** Held: read a small body now (to see whether it streams), rather than leave it in the socket. */
+  readBodyWhileHeld(): void {
+    if (this.#drainable && this.#clientPaused && !this.#bodyDone) this.#resumeClient();
   }
 
   #beginHead(status: number): void {
@@ -780,6 +843,12 @@ export class Exchange implements AttemptClient {
   /** Refused before any upstream was contacted (rate limit, queue, breakers): a JSON error. */
   reject(code: ErrorCode, message: string, headers?: ReadonlyArray<readonly [string, string]>): void {
     if (this.#finished) return;
+    // Held with its head already sent (heartbeat): the stream ends with an error event.
+    if (this.#earlyHead) {
+      this.#earlyHead = false;
+      this.#fail(code, message, false);
+      return;
+    }
     if (this.flight?.leader === this) this.flight.fail(code, message, headers);
     this.errorCode = code;
     const status = ERRORS[code].status;

@@ -369,6 +369,7 @@ export class Gateway implements ExchangeOwner {
       return;
     }
     ex.hold(Phase.Held);
+    if (hold.heartbeat_ms > 0) ex.readBodyWhileHeld();
     if (route.hibernated && !route.wakeAsked) {
       route.wakeAsked = true;
       this.#onWake(route.id);
@@ -506,6 +507,7 @@ export class Gateway implements ExchangeOwner {
       } else if (ex.phase === Phase.Held) {
         const hold = ex.route.policies.hold;
         if (now - ex.phaseSince > hold.max_wait_ms) ex.reject('SLUICE_ERR_NOT_READY_TIMEOUT', `${ex.route.id} had no ready replica within ${hold.max_wait_ms} ms`, RETRY_AFTER);
+        else if (hold.heartbeat_ms > 0) ex.heartbeat(now, hold.heartbeat_ms);
       } else if (ex.upstreamConnecting) {
         if (still > up.connect_timeout_ms) ex.timeout('SLUICE_ERR_UPSTREAM_CONNECT_TIMEOUT');
       } else if (ex.phase === Phase.AwaitingHead || ex.phase === Phase.Connecting) {

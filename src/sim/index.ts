@@ -58,6 +58,7 @@ export async function runSimCli(argv: string[]): Promise<void> {
   process.stdout.on('error', () => {});
   process.stderr.on('error', () => {});
   const sim = new Sim(options);
+  if (options.startDelayMs > 0) await new Promise((r) => setTimeout(r, options.startDelayMs));
   const port = await sim.listen();
   process.stdout.write(JSON.stringify({ event: 'listening', port, protocol: options.protocol }) + '\n');
   // Like `ollama serve`: a stop signal closes at once (open streams are cut) and exits 0.

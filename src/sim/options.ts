@@ -44,6 +44,8 @@ export interface SimOptions extends Tunables {
   readonly models: readonly string[];
   /** Write `{"event":...}` lines (cancellations, crash) to stderr. */
   readonly logEvents: boolean;
+  /** Listen only after this long, ms: a server that loads a model before it answers (a cold start). */
+  readonly startDelayMs: number;
 }
 
 export const SIM_DEFAULTS: SimOptions = Object.freeze({
@@ -52,6 +54,7 @@ export const SIM_DEFAULTS: SimOptions = Object.freeze({
   protocol: 'ollama',
   models: Object.freeze(['demo']),
   logEvents: true,
+  startDelayMs: 0,
   ttftMs: 20,
   tokenMs: 5,
   tokens: 20,
@@ -105,6 +108,7 @@ const MODEL_NAME = /^[A-Za-z0-9_:][A-Za-z0-9._:/-]*$/;
 export const SIM_USAGE = `usage: sluice sim --port N [flags]
   --port N            listen port (required; 0 = ephemeral, see the "listening" line)
   --host H            bind address (default 127.0.0.1)
+  --start-delay-ms N  listen only after N ms (a server loading its model: a cold start)
   --protocol P        ollama (native + OpenAI compat, default) | openai | mlflow
   --models a,b        served model names (default demo; demo == demo:latest)
   --ttft-ms N         time to first token, ms (default 20)
@@ -251,6 +255,13 @@ export function parseSimArgs(argv: readonly string[]): SimOptions | 'help' {
         if (!(port >= 0 && port <= 65535)) throw new SimOptionError(`--port must be an integer 0..65535, got '${text}'`);
         input.port = port;
         sawPort = true;
+        break;
+      }
+      case '--start-delay-ms': {
+        const text = takeValue();
+        const ms = /^\d+$/.test(text) ? Number(text) : NaN;
+        if (!(ms >= 0 && ms <= 600_000)) throw new SimOptionError(`--start-delay-ms must be an integer 0..600000, got '${text}'`);
+        input.startDelayMs = ms;
         break;
       }
       case '--host': {

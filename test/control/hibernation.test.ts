@@ -31,6 +31,11 @@ function config(): Record<string, unknown> {
         scale: { min_replicas: 0, idle_timeout_s: 1 },
       },
       { model: 'awake', version: '1', runtime: 'sim' },
+      // A chat model that takes 1.5 s to start: its streaming clients get `: waking` meanwhile.
+      {
+        model: 'chat', version: '1', runtime: 'sim', args: ['--start-delay-ms', '1500', '--tokens', '3'],
+        scale: { min_replicas: 0, idle_timeout_s: 1 }, policies: { hold: { heartbeat_ms: 300 } },
+      },
     ],
   };
 }
@@ -84,6 +89,37 @@ t.test('50 requests at once wake it with one start, and every one is answered', 
   t.equal(await metric('sluice_cold_start_seconds_count{deployment="nap-1"}'), 1);
   t.ok(await metric('sluice_cold_start_seconds_sum{deployment="nap-1"}') >= 1.4, 'the cold start took the server\'s start-up time');
   t.equal(await metric('sluice_queue_depth{deployment="nap-1"}'), 0, 'nobody waits any more');
+});
+
+const STREAM_BODY = { model: 'chat', stream: true, messages: [{ role: 'user', content: 'hi' }] };
+
+t.test('a streaming client held while the model wakes gets its head and `: waking` comments, then the tokens', async (t) => {
+  await waitFor(async () => ((await admin.deployment('chat-1'))!.state === 'hibernated' && (await admin.deployment('chat-1'))!.replicas.length === 0 ? true : undefined), 15_000, 'chat-1 to hibernate');
+  const t0 = performance.now();
+  let headAt = 0;
+  const r = await gwRequest(`${gw.url}/chat-1/v1/chat/completions`, {
+    method: 'POST', body: STREAM_BODY, timeoutMs: 30_000, onResponse: () => { headAt = performance.now() - t0; },
+  });
+  t.equal(r.status, 200);
+  t.match(r.headers['content-type'], /^text\/event-stream/);
+  t.ok(headAt < 1_200, `the head came before the model was up (${Math.round(headAt)} ms)`);
+  const comments = r.text.split('\n\n').filter((e) => e === ': waking').length;
+  t.ok(comments >= 2, `${comments} heartbeats while it woke`);
+  t.ok(r.text.indexOf(': waking') < r.text.indexOf('data: '), 'heartbeats first, then the tokens');
+  t.match(r.text, /data: \[DONE\]\n\n$/, 'the stream ends as the model ended it');
+  const events = r.text.split('\n\n').filter((e) => e.startsWith('data: {'));
+  t.ok(events.length >= 3, `${events.length} token events`);
+});
+
+t.test('a held stream whose deployment fails to start ends with an error event', async (t) => {
+  t.equal((await admin.post('/v1/deployments', {
+    model: 'gone', version: '1', runtime: 'command', command: serverCommand(script, 'exit'), readiness_path: '/ping', policies: { hold: { heartbeat_ms: 200 } },
+  })).status, 201);
+  const r = await gwRequest(`${gw.url}/gone-1/v1/chat/completions`, { method: 'POST', body: STREAM_BODY, timeoutMs: 60_000 });
+  t.equal(r.status, 200, 'the head went while it was held');
+  t.match(r.text, /^: waking\n\n/);
+  t.match(r.text, /event: error\ndata: \{"error":\{[^\n]*"code":"SLUICE_ERR_NO_READY_REPLICA"/, 'then the usual error event');
+  t.ok(r.complete, 'and the stream ended cleanly');
 });
 
 t.test('a held client that leaves is removed at once', async (t) => {
