@@ -454,6 +454,7 @@ export class DeploymentManager {
     const d = this.#mustGet(id);
     if (d.spec.runtime === 'remote') throw new SluiceError('SLUICE_ERR_CONFLICT', `${id} is remote: sluice does not run its servers, so it cannot hibernate them`);
     if (d.state === 'hibernated' || d.state === 'draining') return d;
+    if (d.scaling) throw new SluiceError('SLUICE_ERR_CONFLICT', `${id} is scaling: hibernate it once that is done`);
     d.event('hibernate', d.activeReplicas, 0, why);
     d.state = 'hibernated';
     d.hibernating = true;

@@ -43,7 +43,7 @@ export class IdleWatch {
     const { manager, counters, slots } = this.#o;
     const watched = new Set<string>();
     for (const d of manager.list()) {
-      if (d.spec.scale.min_replicas !== 0 || d.state !== 'ready') continue;
+      if (d.spec.scale.min_replicas !== 0 || d.state !== 'ready' || d.scaling) continue;
       watched.add(d.id);
       const arrivals = counters.arrivals(d.slot);
       const busy = counters.queueLength(d.slot) > 0 || d.replicas.some((r) => slots.inflight(r.slot) > 0);
