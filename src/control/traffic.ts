@@ -449,8 +449,9 @@ export function resolveAlias(versions: readonly VersionInfo[], weights: TrafficW
   return { targets: weighted.map((v) => target(v, weights[v.version]!)), fallback: null };
 }
 
+/** Can serve now, or once woken: a hibernated version keeps its share (its requests wake it). */
 function isReady(v: VersionInfo): boolean {
-  return v.routable && v.readyReplicas > 0;
+  return v.routable && (v.readyReplicas > 0 || v.state === 'hibernated');
 }
 
 function fromStored(t: StoredTraffic): ModelTraffic {

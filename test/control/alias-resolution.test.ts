@@ -1,0 +1,27 @@
+// Which versions an alias sends requests to (control/traffic.ts resolveAlias): weighted
+// versions that can serve, a hibernated one included (its requests wake it), else the
+// stable one, else the newest that can.
+
+import t from 'tap';
+import { resolveAlias } from '../../src/control/traffic.js';
+import type { VersionInfo } from '../../src/control/model-versions.js';
+
+const v = (version: string, state: string, readyReplicas: number): VersionInfo => ({ version, deployment: `m-${version}`, state, readyReplicas, restarts: 0, routable: true });
+
+t.test('a hibernated weighted version keeps its share: the alias does not fall back past it', async (t) => {
+  const r = resolveAlias([v('1', 'ready', 1), v('2', 'hibernated', 0)], { 1: 90, 2: 10 }, '1');
+  t.same(r.targets.map((x) => [x.version, x.weight]), [['1', 90], ['2', 10]]);
+  t.equal(r.fallback, null);
+});
+
+t.test('a hibernated version alone behind the alias takes its requests (and wakes)', async (t) => {
+  const r = resolveAlias([v('1', 'hibernated', 0), v('2', 'ready', 1)], { 1: 100 }, '1');
+  t.same(r.targets.map((x) => x.version), ['1']);
+  t.equal(r.fallback, null);
+});
+
+t.test('a failed weighted version still gives way to a ready one', async (t) => {
+  const r = resolveAlias([v('1', 'failed', 0), v('2', 'ready', 1)], { 1: 100 }, '1');
+  t.same(r.targets.map((x) => x.version), ['2']);
+  t.equal(r.fallback, 'any_ready');
+});
