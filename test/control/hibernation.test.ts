@@ -111,15 +111,18 @@ t.test('a streaming client held while the model wakes gets its head and `: wakin
   t.ok(events.length >= 3, `${events.length} token events`);
 });
 
-t.test('a held stream whose deployment fails to start ends with an error event', async (t) => {
+t.test('a held stream whose deployment does not come up in time ends with an error event', async (t) => {
+  // Never listens: the hold times out at 1.5 s, long after the head went at 200-300 ms.
   t.equal((await admin.post('/v1/deployments', {
-    model: 'gone', version: '1', runtime: 'command', command: serverCommand(script, 'exit'), readiness_path: '/ping', policies: { hold: { heartbeat_ms: 200 } },
+    model: 'gone', version: '1', runtime: 'command', command: serverCommand(script, 'hang'), readiness_path: '/ping',
+    policies: { hold: { heartbeat_ms: 200, max_wait_ms: 1_500 } },
   })).status, 201);
-  const r = await gwRequest(`${gw.url}/gone-1/v1/chat/completions`, { method: 'POST', body: STREAM_BODY, timeoutMs: 60_000 });
+  const r = await gwRequest(`${gw.url}/gone-1/v1/chat/completions`, { method: 'POST', body: STREAM_BODY, timeoutMs: 30_000 });
   t.equal(r.status, 200, 'the head went while it was held');
   t.match(r.text, /^: waking\n\n/);
-  t.match(r.text, /event: error\ndata: \{"error":\{[^\n]*"code":"SLUICE_ERR_NO_READY_REPLICA"/, 'then the usual error event');
+  t.match(r.text, /event: error\ndata: \{"error":\{[^\n]*"code":"SLUICE_ERR_NOT_READY_TIMEOUT"/, 'then the usual error event');
   t.ok(r.complete, 'and the stream ended cleanly');
+  t.equal((await admin.del('/v1/deployments/gone-1')).status, 200);
 });
 
 t.test('a held client that leaves is removed at once', async (t) => {
