@@ -328,6 +328,8 @@ export class Gateway implements ExchangeOwner {
     const to = this.#fallbackRoute!;
     this.#fallbackRoute = null;
     ex.route.stats.fallbacks++;
+    // What a fallback serves keeps it awake as much as what is addressed to it.
+    if (to.countsArrivals) this.#counters.arrive(to.slot);
     const saved = ex.fallbackHead!;
     ex.switchRoute(to, clientLines(to, saved.head, saved.keyed) + saved.tail);
     this.#send(ex, replica, now);

@@ -11,7 +11,7 @@ import t from 'tap';
 import { httpRequest } from '../helpers/http.js';
 import { metricsText, startGateway, startSim, type Gateway, type Sim } from '../helpers/procs.js';
 
-// Replica ports 18370-18399 belong to this file (its deployments are remote: none is used).
+// Replica ports 18370-18399 belong to this file (one sim replica uses one).
 const CLOUD_KEY = 'sk-cloud-fallback-4c1e9b7d';
 
 /** A provider whose answer the test sets: 200 echoing what it got, or an error status. */
@@ -46,10 +46,14 @@ let gw: Gateway;
 let main: Provider;
 let small: Sim;
 let cloud: Provider;
+/** Answers 503 to everything: a deployment on it hands every request to its fallback. */
+let broken: Provider;
 
 t.before(async () => {
   main = await provider();
   cloud = await provider();
+  broken = await provider();
+  broken.status = 503;
   small = await startSim(['--ttft-ms', '1', '--tokens', '1']);
   gw = await startGateway({
     ports: { from: 18370, to: 18399 },
@@ -61,13 +65,15 @@ t.before(async () => {
       },
       { model: 'small', version: '1', runtime: 'remote', urls: [small.url], health_check: { enabled: false } },
       { model: 'cloud', version: '1', runtime: 'remote', urls: [cloud.url], health_check: { enabled: false }, auth: { env: 'SLUICE_TEST_CLOUD_KEY' } },
+      { model: 'lean', version: '1', runtime: 'remote', urls: [broken.url], health_check: { enabled: false }, fallbacks: ['spare-1'] },
+      { model: 'spare', version: '1', runtime: 'sim', scale: { min_replicas: 0, idle_timeout_s: 2 } },
     ],
   }, { SLUICE_TEST_CLOUD_KEY: CLOUD_KEY });
 });
 t.teardown(async () => {
   await gw?.stop();
   await small?.stop();
-  for (const p of [main, cloud]) p?.server.close();
+  for (const p of [main, cloud, broken]) p?.server.close();
 });
 
 const body = JSON.stringify({ model: 'main', prompt: 'x'.repeat(1000) });
@@ -139,4 +145,18 @@ t.test('when the last fallback fails too, its answer reaches the client', async 
   t.equal(r.status, 500);
   t.equal(r.headers['x-sluice-served-by'], 'cloud-1');
   t.match(r.body, /status 500/);
+});
+
+t.test('what a fallback serves keeps it from hibernating', async (t) => {
+  const until = Date.now() + 4_000;
+  let served = 0;
+  // 4 s of requests addressed to lean-1, all served by spare-1, whose idle timeout is 2 s.
+  while (Date.now() < until) {
+    const r = await httpRequest(`${gw.url}/lean-1/_sim/echo`);
+    t.equal(r.headers['x-sluice-served-by'], 'spare-1');
+    served++;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  const spare = (await (await fetch(`${gw.adminUrl}/v1/deployments/spare-1`)).json()) as { state: string };
+  t.equal(spare.state, 'ready', `still awake after serving ${served} requests for lean-1`);
 });
