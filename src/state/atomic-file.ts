@@ -48,3 +48,30 @@ export async function readFileIfExists(path: string): Promise<string | null> {
     throw new StateError(`${path}: cannot read (${(err as Error).message})`);
   }
 }
+
+/** The parsed content of a JSON state file (what a crashed write left removed first); undefined when it does not exist. */
+export async function readJsonIfExists(path: string): Promise<unknown> {
+  await removeStaleTemps(path);
+  const text = await readFileIfExists(path);
+  if (text === null) return undefined;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw new StateError(`${path}: not valid JSON (${(err as Error).message}); fix or remove it`);
+  }
+}
+
+/** One owner's writes, one after another: an older snapshot never lands after a newer one. */
+export class WriteQueue {
+  #chain: Promise<void> = Promise.resolve();
+
+  write(path: string, content: string): Promise<void> {
+    this.#chain = this.#chain.catch(() => undefined).then(() => writeFileAtomic(path, content));
+    return this.#chain;
+  }
+
+  /** The latest write, done or under way. */
+  get last(): Promise<void> {
+    return this.#chain;
+  }
+}

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { readFileIfExists, removeStaleTemps, writeFileAtomic } from './atomic-file.js';
+import { readFileIfExists, removeStaleTemps, WriteQueue } from './atomic-file.js';
 import { decodeDesired, decodeKeys, decodeTraffic, desiredId, encodeDesired, encodeKeys, encodeTraffic } from './codec.js';
 import type { DesiredDeployment, DesiredStateStore, StoredApiKey, StoredTraffic } from './types.js';
 
@@ -11,8 +11,7 @@ export class FileStateStore implements DesiredStateStore {
   #traffic = new Map<string, StoredTraffic>();
   #entries = new Map<string, DesiredDeployment>();
   #keys = new Map<string, StoredApiKey>();
-  // Saves are serialised so that an older snapshot never lands after a newer one.
-  #chain: Promise<void> = Promise.resolve();
+  readonly #writes = new WriteQueue();
 
   constructor(stateDir: string) {
     this.path = join(stateDir, 'desired.json');
@@ -21,9 +20,7 @@ export class FileStateStore implements DesiredStateStore {
   }
 
   async load(): Promise<DesiredDeployment[]> {
-    await removeStaleTemps(this.path);
-    const text = await readFileIfExists(this.path);
-    const list = text === null ? [] : decodeDesired(text, this.path);
+    const list = await readList(this.path, decodeDesired);
     this.#entries = new Map(list.map((d) => [desiredId(d.spec), d]));
     return list;
   }
@@ -34,39 +31,35 @@ export class FileStateStore implements DesiredStateStore {
   }
 
   remove(id: string): Promise<void> {
-    if (!this.#entries.delete(id)) return this.#chain;
+    if (!this.#entries.delete(id)) return this.#writes.last;
     return this.#write();
   }
 
   async loadKeys(): Promise<StoredApiKey[]> {
-    await removeStaleTemps(this.keysPath);
-    const text = await readFileIfExists(this.keysPath);
-    const list = text === null ? [] : decodeKeys(text, this.keysPath);
+    const list = await readList(this.keysPath, decodeKeys);
     this.#keys = new Map(list.map((k) => [k.name, k]));
     return list;
   }
 
   putKey(key: StoredApiKey): Promise<void> {
     this.#keys.set(key.name, key);
-    return this.#save(this.keysPath, encodeKeys([...this.#keys.values()]));
+    return this.#writes.write(this.keysPath, encodeKeys([...this.#keys.values()]));
   }
 
   removeKey(name: string): Promise<void> {
-    if (!this.#keys.delete(name)) return this.#chain;
-    return this.#save(this.keysPath, encodeKeys([...this.#keys.values()]));
+    if (!this.#keys.delete(name)) return this.#writes.last;
+    return this.#writes.write(this.keysPath, encodeKeys([...this.#keys.values()]));
   }
 
   async loadTraffic(): Promise<StoredTraffic[]> {
-    await removeStaleTemps(this.trafficPath);
-    const text = await readFileIfExists(this.trafficPath);
-    const list = text === null ? [] : decodeTraffic(text, this.trafficPath);
+    const list = await readList(this.trafficPath, decodeTraffic);
     this.#traffic = new Map(list.map((t) => [t.model, t]));
     return list;
   }
 
   putTraffic(traffic: StoredTraffic): Promise<void> {
     this.#traffic.set(traffic.model, traffic);
-    return this.#save(this.trafficPath, encodeTraffic([...this.#traffic.values()]));
+    return this.#writes.write(this.trafficPath, encodeTraffic([...this.#traffic.values()]));
   }
 
   // One instance owns a state directory: every lease is its own, and there are no other
@@ -84,15 +77,17 @@ export class FileStateStore implements DesiredStateStore {
   }
 
   #write(): Promise<void> {
-    return this.#save(this.path, encodeDesired([...this.#entries.values()]));
-  }
-
-  #save(path: string, content: string): Promise<void> {
-    this.#chain = this.#chain.catch(() => undefined).then(() => writeFileAtomic(path, content));
-    return this.#chain;
+    return this.#writes.write(this.path, encodeDesired([...this.#entries.values()]));
   }
 
   async close(): Promise<void> {
-    await this.#chain.catch(() => undefined);
+    await this.#writes.last.catch(() => undefined);
   }
+}
+
+/** A document's entries (what a crashed write left removed first); none when it does not exist. */
+async function readList<T>(path: string, decode: (text: string, where: string) => T[]): Promise<T[]> {
+  await removeStaleTemps(path);
+  const text = await readFileIfExists(path);
+  return text === null ? [] : decode(text, path);
 }

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { readFileIfExists, removeStaleTemps, writeFileAtomic } from './atomic-file.js';
+import { readJsonIfExists, WriteQueue } from './atomic-file.js';
 import { StateError } from './types.js';
 
 /**
@@ -10,7 +10,7 @@ import { StateError } from './types.js';
 export class HibernationRecords {
   readonly path: string;
   #since = new Map<string, string>();
-  #chain: Promise<void> = Promise.resolve();
+  readonly #writes = new WriteQueue();
 
   constructor(stateDir: string) {
     this.path = join(stateDir, 'hibernated.json');
@@ -18,15 +18,8 @@ export class HibernationRecords {
 
   /** Deployment id -> when it was hibernated (ISO time). */
   async load(): Promise<ReadonlyMap<string, string>> {
-    await removeStaleTemps(this.path);
-    const text = await readFileIfExists(this.path);
-    if (text === null) return this.#since;
-    let doc: unknown;
-    try {
-      doc = JSON.parse(text);
-    } catch (err) {
-      throw new StateError(`${this.path}: not valid JSON (${(err as Error).message}); fix or remove it`);
-    }
+    const doc = await readJsonIfExists(this.path);
+    if (doc === undefined) return this.#since;
     if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new StateError(`${this.path}: expected an object of deployment id -> time`);
     for (const [id, since] of Object.entries(doc)) if (typeof since === 'string') this.#since.set(id, since);
     return this.#since;
@@ -38,13 +31,12 @@ export class HibernationRecords {
   }
 
   delete(id: string): Promise<void> {
-    if (!this.#since.delete(id)) return this.#chain;
+    if (!this.#since.delete(id)) return this.#writes.last;
     return this.#flush();
   }
 
   #flush(): Promise<void> {
     const content = JSON.stringify(Object.fromEntries(this.#since), null, 2) + '\n';
-    this.#chain = this.#chain.catch(() => undefined).then(() => writeFileAtomic(this.path, content));
-    return this.#chain;
+    return this.#writes.write(this.path, content);
   }
 }

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { readFileIfExists, removeStaleTemps, writeFileAtomic } from './atomic-file.js';
+import { readJsonIfExists, WriteQueue } from './atomic-file.js';
 import { StateError, type ReplicaRecord } from './types.js';
 
 /**
@@ -10,22 +10,15 @@ import { StateError, type ReplicaRecord } from './types.js';
 export class ReplicaRecords {
   readonly path: string;
   #records = new Map<string, ReplicaRecord>();
-  #chain: Promise<void> = Promise.resolve();
+  readonly #writes = new WriteQueue();
 
   constructor(stateDir: string) {
     this.path = join(stateDir, 'replicas.json');
   }
 
   async load(): Promise<ReplicaRecord[]> {
-    await removeStaleTemps(this.path);
-    const text = await readFileIfExists(this.path);
-    if (text === null) return [];
-    let doc: unknown;
-    try {
-      doc = JSON.parse(text);
-    } catch (err) {
-      throw new StateError(`${this.path}: not valid JSON (${(err as Error).message}); fix or remove it`);
-    }
+    const doc = await readJsonIfExists(this.path);
+    if (doc === undefined) return [];
     if (!Array.isArray(doc)) throw new StateError(`${this.path}: expected a list of replica records`);
     const out: ReplicaRecord[] = [];
     for (const r of doc as Array<Partial<ReplicaRecord>>) {
@@ -43,13 +36,12 @@ export class ReplicaRecords {
   }
 
   delete(replica: string): Promise<void> {
-    if (!this.#records.delete(replica)) return this.#chain;
+    if (!this.#records.delete(replica)) return this.#writes.last;
     return this.#flush();
   }
 
   #flush(): Promise<void> {
     const content = JSON.stringify([...this.#records.values()], null, 2) + '\n';
-    this.#chain = this.#chain.catch(() => undefined).then(() => writeFileAtomic(this.path, content));
-    return this.#chain;
+    return this.#writes.write(this.path, content);
   }
 }
