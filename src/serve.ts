@@ -11,7 +11,7 @@ import { AdminServer, registerAdminRoutes } from './admin/index.js';
 import { BreakerBoard, DeploymentCounters, ReplicaLoadBoard } from './balancer/index.js';
 import { DEFAULT_CONFIG_FILE, loadConfig, type Config, type PoliciesConfig } from './config/index.js';
 import {
-  BucketSlots, buildRouteSnapshot, DataPlane, Autoscaler, DeploymentManager, IdleWatch, IndexAllocator, KeyRegistry, MAX_REPLICA_SLOTS, RolloutCounts, SlotAllocator, TrafficRegistry,
+  BucketSlots, buildRouteSnapshot, DataPlane, Autoscaler, DeploymentManager, IndexAllocator, KeyRegistry, MAX_REPLICA_SLOTS, RolloutCounts, SlotAllocator, TrafficRegistry,
   type ControlPlane, type Replica, type VersionInfo,
 } from './control/index.js';
 import { SharedBuckets } from './policy/index.js';
@@ -177,7 +177,6 @@ export async function startGateway(config: Config, logger: Logger): Promise<Runn
       manager.wake(id, 'a request is waiting').catch((err: unknown) => logger.error({ deployment: id, err }, 'wake failed'));
     },
   });
-  const idle = new IdleWatch({ manager, counters: deploymentCounters, slots, logger, graceMs: config.shutdown.grace_ms });
   const autoscaler = new Autoscaler({ manager, counters: deploymentCounters, slots, logger, graceMs: config.shutdown.grace_ms });
   await dataPlane.start(snapshot());
   if (!dataPlane.native) logger.error('uWebSockets.js runs its slow fallback, not the native binding');
@@ -261,10 +260,11 @@ export async function startGateway(config: Config, logger: Logger): Promise<Runn
       for (const d of manager.list()) this.set({ deployment: d.id }, d.state === 'hibernated' ? 1 : 0);
     },
   });
-  const replicaCostUsd = (now: number): Map<string, number> => new Map(manager.list().map((d) => [d.id, (d.replicaMs(now) / 3_600_000) * d.spec.cost.per_replica_hour]));
   const metrics = async (): Promise<string> => {
     const workers = await dp.collectStats();
-    return renderStats(mergeStats(workers.map((w) => w.deployments)), replicaCostUsd(Date.now())) + (await registry.metrics());
+    const now = Date.now();
+    const replicaCostUsd = new Map(manager.list().map((d) => [d.id, d.replicaCostUsd(now)]));
+    return renderStats(mergeStats(workers.map((w) => w.deployments)), replicaCostUsd) + (await registry.metrics());
   };
   // GET /v1/costs: per deployment, what ran, what it served and what that cost.
   const costs = async (): Promise<Record<string, unknown>> => {
@@ -278,7 +278,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Runn
         const runningHours = d.replicaMs(now) / 3_600_000;
         const hibernatedHours = d.hibernatedMs(now) / 3_600_000;
         const usd = {
-          replica_hours: runningHours * c.per_replica_hour,
+          replica_hours: d.replicaCostUsd(now),
           requests: s?.costRequestsUsd ?? 0,
           input_tokens: s?.costInputUsd ?? 0,
           output_tokens: s?.costOutputUsd ?? 0,
@@ -317,7 +317,6 @@ export async function startGateway(config: Config, logger: Logger): Promise<Runn
   }, 'sluice is listening');
   // Deployments that were all ready (or failed) during the restore publish no more changes.
   publish();
-  idle.start();
   autoscaler.start();
 
   // Several instances share Redis: each follows the changes the others make.
@@ -353,7 +352,6 @@ export async function startGateway(config: Config, logger: Logger): Promise<Runn
     const started = Date.now();
     const { drain_delay_ms: delayMs, grace_ms: graceMs } = config.shutdown;
     draining = true;
-    idle.stop();
     autoscaler.stop();
     await traffic.stop();
     // An instance on its way out starts nothing the shared desired state asks for.

@@ -21,13 +21,8 @@ export class QueueAware<R extends Balanced> implements Balancer<R> {
   readonly #board: ReplicaLoadBoard;
   readonly #kvLimitPermille: number;
 
-  constructor(gate: ReplicaGate<R>, board: ReplicaLoadBoard, kvCacheLimit: number) {
-    this.#gate = gate;
-    this.#board = board;
-    this.#kvLimitPermille = Math.round(kvCacheLimit * 1000);
-  }
-
-  #score(r: R): number {
+  /** The replica's line: what its server reports, with sluice's own in-flight count. */
+  readonly #score = (r: R): number => {
     const board = this.#board;
     const inflight = this.#gate.load(r);
     const waiting = board.waiting(r.slot);
@@ -35,25 +30,20 @@ export class QueueAware<R extends Balanced> implements Balancer<R> {
     const running = board.running(r.slot);
     const kv = board.kvPermille(r.slot);
     return (running > inflight ? running : inflight) + WAITING_WEIGHT * waiting + (kv >= this.#kvLimitPermille ? KV_FULL : 0);
+  };
+
+  constructor(gate: ReplicaGate<R>, board: ReplicaLoadBoard, kvCacheLimit: number) {
+    this.#gate = gate;
+    this.#board = board;
+    this.#kvLimitPermille = Math.round(kvCacheLimit * 1000);
   }
 
   pick(ctx: PickContext, now: number, exclude: R | null): R | NoReplica {
     const gate = this.#gate;
     const replicas = gate.replicas;
     const n = replicas.length;
-    // A random start, so that replicas of equal score share the requests.
     const start = n > 1 ? (Math.random() * n) | 0 : 0;
-    let best: R | null = null;
-    let bestScore = Infinity;
-    for (let k = 0; k < n; k++) {
-      const r = replicas[(start + k) % n]!;
-      if (r === exclude) continue;
-      const score = this.#score(r);
-      if (score < bestScore) {
-        best = r;
-        bestScore = score;
-      }
-    }
+    const best = gate.lowest(replicas, exclude, start, this.#score);
     if (best !== null && gate.take(ctx, best, now)) return best;
     return gate.takeAny(ctx, now, exclude, start);
   }

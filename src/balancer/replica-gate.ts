@@ -28,6 +28,26 @@ export class ReplicaGate<R extends Balanced> {
     return Atomics.load(this.#inflight, r.slot);
   }
 
+  /**
+   * The replica of `list` (`exclude` aside) with the lowest `score`, looked at from `start`
+   * round, so that replicas of equal score share the requests; null when there is none.
+   */
+  lowest(list: readonly R[], exclude: R | null, start: number, score: (r: R) => number): R | null {
+    const n = list.length;
+    let best: R | null = null;
+    let bestScore = Infinity;
+    for (let k = 0; k < n; k++) {
+      const r = list[(start + k) % n]!;
+      if (r === exclude) continue;
+      const s = score(r);
+      if (s < bestScore) {
+        best = r;
+        bestScore = s;
+      }
+    }
+    return best;
+  }
+
   /** Takes `r` when its breaker and max_inflight allow; `ctx.probe` says whether it is the breaker's probe. */
   take(ctx: PickContext, r: R, now: number): boolean {
     let admission = Admission.Allow;

@@ -11,6 +11,7 @@ export class Tiered<R extends Balanced> implements Balancer<R> {
   readonly #gate: ReplicaGate<R>;
   /** Replicas of equal rank, best rank first. */
   readonly #tiers: readonly (readonly R[])[];
+  readonly #load = (r: R): number => this.#gate.load(r);
 
   constructor(gate: ReplicaGate<R>, rank: (r: R) => number) {
     this.#gate = gate;
@@ -28,19 +29,8 @@ export class Tiered<R extends Balanced> implements Balancer<R> {
     const gate = this.#gate;
     for (const tier of this.#tiers) {
       const n = tier.length;
-      // A random start, so that replicas of equal load share the requests.
       const start = n > 1 ? (Math.random() * n) | 0 : 0;
-      let least: R | null = null;
-      let leastLoad = Infinity;
-      for (let k = 0; k < n; k++) {
-        const r = tier[(start + k) % n]!;
-        if (r === exclude) continue;
-        const load = gate.load(r);
-        if (load < leastLoad) {
-          least = r;
-          leastLoad = load;
-        }
-      }
+      const least = gate.lowest(tier, exclude, start, this.#load);
       if (least === null) continue;
       if (gate.take(ctx, least, now)) return least;
       for (let k = 0; k < n; k++) {

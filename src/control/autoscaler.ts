@@ -1,16 +1,22 @@
-// Replicas follow the load (scale.target_inflight_per_replica > 0), as Knative's KPA does
-// for pods: every second it samples the requests in flight and waiting for each deployment
-// (shared counters: what every worker thread sees). One more replica when the load per
-// replica averaged above the target over scale_up_window_s, or at once when it reaches
-// twice the target (KPA's panic mode, for a sudden burst); one fewer when one fewer
-// replica would have stayed under the target through scale_down_window_s, so a dip in a
-// steady load does not shed a replica it needs a moment later.
+// Replicas follow the load, as Knative's KPA does for pods, down to zero. Every second it
+// reads, for each deployment that scales, the requests in flight and waiting (shared
+// counters: what every worker thread sees) and, for one that may hibernate, the requests
+// that arrived (DeploymentCounters.arrive: the workers count them, so nothing is sent or
+// asked of them).
+// - target_inflight_per_replica > 0: one more replica when the load per replica averaged
+//   above the target over scale_up_window_s, or at once when it reaches twice the target
+//   (KPA's panic mode, for a sudden burst); one fewer when one fewer replica would have
+//   stayed under the target through scale_down_window_s, so that a dip in a steady load
+//   does not shed a replica it needs a moment later.
+// - min_replicas 0: hibernated after idle_timeout_s without an arrival, a request in
+//   flight or one waiting.
 
 import type { DeploymentCounters } from '../balancer/index.js';
 import type { Logger } from '../telemetry/index.js';
 import type { Deployment, DeploymentManager } from './deployments.js';
 import type { SlotAllocator } from './slots.js';
 
+/** A scale-up refused (no free port) is tried again after this long, not at every window. */
 const REFUSED_BACKOFF_MS = 60_000;
 
 export interface AutoscalerOptions {
@@ -18,15 +24,23 @@ export interface AutoscalerOptions {
   readonly counters: DeploymentCounters;
   readonly slots: SlotAllocator;
   readonly logger: Logger;
-  /** Requests in flight on a replica being removed get this long to finish. */
+  /** Requests in flight on a replica being removed (or hibernated) get this long to finish. */
   readonly graceMs: number;
   readonly intervalMs?: number;
 }
 
+/** What is remembered of one deployment between ticks. */
+interface Watched {
+  /** The load of each second since its last scaling (newest last). */
+  readonly samples: number[];
+  /** The arrivals count last seen, and when it last showed activity. */
+  arrivals: number;
+  activeAt: number;
+}
+
 export class Autoscaler {
   readonly #o: AutoscalerOptions;
-  /** Per deployment: the load of each second since its last scaling (newest last). */
-  readonly #samples = new Map<string, number[]>();
+  readonly #watched = new Map<string, Watched>();
   #timer: NodeJS.Timeout | null = null;
 
   constructor(options: AutoscalerOptions) {
@@ -34,7 +48,7 @@ export class Autoscaler {
   }
 
   start(): void {
-    this.#timer = setInterval(() => this.tick(), this.#o.intervalMs ?? 1_000);
+    this.#timer = setInterval(() => this.tick(Date.now()), this.#o.intervalMs ?? 1_000);
     this.#timer.unref();
   }
 
@@ -43,26 +57,26 @@ export class Autoscaler {
     this.#timer = null;
   }
 
-  tick(): void {
+  tick(now: number): void {
     const seen = new Set<string>();
     for (const d of this.#o.manager.list()) {
       const s = d.spec.scale;
-      if (s.target_inflight_per_replica <= 0 || d.state !== 'ready' || d.scaling) continue;
+      const scales = s.target_inflight_per_replica > 0;
+      const sleeps = s.min_replicas === 0;
+      if ((!scales && !sleeps) || d.state !== 'ready' || d.scaling) continue;
       seen.add(d.id);
-      const samples = this.#samples.get(d.id) ?? [];
-      this.#samples.set(d.id, samples);
-      samples.push(this.#load(d));
-      const keep = Math.max(s.scale_up_window_s, s.scale_down_window_s);
-      if (samples.length > keep) samples.splice(0, samples.length - keep);
-      const target = this.#decide(d, samples);
-      if (target === null) continue;
-      // Measured afresh with the new capacity.
-      this.#samples.delete(d.id);
-      this.#o.manager.scaleTo(d.id, target.replicas, target.why, this.#o.graceMs).catch((err: unknown) => {
-        this.#o.logger.error({ deployment: d.id, err }, 'scaling failed');
-      });
+      const load = this.#load(d);
+      const arrivals = this.#o.counters.arrivals(d.slot);
+      let w = this.#watched.get(d.id);
+      // Watched from the moment it is ready: a deployment that just woke has its full idle time.
+      if (w === undefined) {
+        w = { samples: [], arrivals, activeAt: now };
+        this.#watched.set(d.id, w);
+      }
+      if (sleeps && this.#hibernatesIdle(d, w, load, arrivals, now)) continue;
+      if (scales) this.#scale(d, w, load, now);
     }
-    for (const id of this.#samples.keys()) if (!seen.has(id)) this.#samples.delete(id);
+    for (const id of this.#watched.keys()) if (!seen.has(id)) this.#watched.delete(id);
   }
 
   /** Requests in flight on the deployment's replicas and waiting for one, across workers. */
@@ -72,18 +86,47 @@ export class Autoscaler {
     return n;
   }
 
-  #decide(d: Deployment, samples: readonly number[]): { replicas: number; why: string } | null {
+  /** Starts its hibernation when nothing has happened on it for idle_timeout_s. */
+  #hibernatesIdle(d: Deployment, w: Watched, load: number, arrivals: number, now: number): boolean {
+    if (arrivals !== w.arrivals || load > 0) {
+      w.arrivals = arrivals;
+      w.activeAt = now;
+      return false;
+    }
+    const idleMs = now - w.activeAt;
+    if (idleMs < d.spec.scale.idle_timeout_s * 1000) return false;
+    this.#watched.delete(d.id);
+    this.#o.manager.hibernate(d.id, `no request for ${Math.round(idleMs / 1000)} s`, this.#o.graceMs).catch((err: unknown) => {
+      this.#o.logger.error({ deployment: d.id, err }, 'hibernation failed');
+    });
+    return true;
+  }
+
+  #scale(d: Deployment, w: Watched, load: number, now: number): void {
+    const s = d.spec.scale;
+    const samples = w.samples;
+    samples.push(load);
+    const keep = Math.max(s.scale_up_window_s, s.scale_down_window_s);
+    if (samples.length > keep) samples.splice(0, samples.length - keep);
+    const target = this.#decide(d, samples, now);
+    if (target === null) return;
+    // Measured afresh with the new capacity.
+    samples.length = 0;
+    this.#o.manager.scaleTo(d.id, target.replicas, target.why, this.#o.graceMs).catch((err: unknown) => {
+      this.#o.logger.error({ deployment: d.id, err }, 'scaling failed');
+    });
+  }
+
+  #decide(d: Deployment, samples: readonly number[], now: number): { replicas: number; why: string } | null {
     const s = d.spec.scale;
     const target = s.target_inflight_per_replica;
     const max = s.max_replicas === 0 ? d.spec.replicas : s.max_replicas;
     const min = Math.max(1, s.min_replicas);
     const n = d.activeReplicas;
-    const now = samples[samples.length - 1]!;
-    // A refused scale-up (no free port) is not tried again at every window: once a minute.
-    const refusedAt = lastRefusal(d);
-    const mayGrow = n < max && Date.now() - refusedAt > REFUSED_BACKOFF_MS;
-    if (mayGrow && now >= 2 * target * n) {
-      return { replicas: Math.min(max, Math.ceil(now / target)), why: `panic: ${now} requests in flight and waiting on ${n} replica(s), target ${target} each` };
+    const latest = samples[samples.length - 1]!;
+    const mayGrow = n < max && now - lastRefusal(d) > REFUSED_BACKOFF_MS;
+    if (mayGrow && latest >= 2 * target * n) {
+      return { replicas: Math.min(max, Math.ceil(latest / target)), why: `panic: ${latest} requests in flight and waiting on ${n} replica(s), target ${target} each` };
     }
     if (mayGrow && samples.length >= s.scale_up_window_s) {
       const avg = mean(samples.slice(-s.scale_up_window_s));

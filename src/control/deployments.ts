@@ -175,6 +175,11 @@ export class Deployment {
     return ms;
   }
 
+  /** What its replicas' running time has cost so far (cost.per_replica_hour). */
+  replicaCostUsd(now: number): number {
+    return (this.replicaMs(now) / 3_600_000) * this.spec.cost.per_replica_hour;
+  }
+
   /** Time spent hibernated so far, ms (the current hibernation included). */
   hibernatedMs(now: number): number {
     const since = this.hibernatedSince === null ? NaN : Date.parse(this.hibernatedSince);
@@ -427,15 +432,20 @@ export class DeploymentManager {
         this.#o.onChange();
         d.event('scale_down', from, target, why);
         this.#o.logger.info({ deployment: id, from, to: target, why }, 'scaling down');
-        const deadline = Date.now() + graceMs;
-        while (Date.now() < deadline && retiring.some((r) => this.#o.slots.inflight(r.slot) > 0)) {
-          await new Promise((r) => setTimeout(r, 25));
-        }
+        await this.#drain(retiring, graceMs);
         for (const r of retiring) await this.#removeReplica(d, r);
         this.#o.onChange();
       }
     } finally {
       d.scaling = false;
+    }
+  }
+
+  /** Waits until no request is in flight on `replicas` (across workers), or `graceMs` has passed. */
+  async #drain(replicas: readonly Replica[], graceMs: number): Promise<void> {
+    const deadline = Date.now() + graceMs;
+    while (Date.now() < deadline && replicas.some((r) => this.#o.slots.inflight(r.slot) > 0)) {
+      await new Promise((r) => setTimeout(r, 25));
     }
   }
 
@@ -461,10 +471,7 @@ export class DeploymentManager {
     d.hibernatedSince = new Date().toISOString();
     this.#o.onChange();
     this.#o.logger.info({ deployment: id, why }, 'hibernating');
-    const deadline = Date.now() + graceMs;
-    while (Date.now() < deadline && d.replicas.some((r) => this.#o.slots.inflight(r.slot) > 0)) {
-      await new Promise((r) => setTimeout(r, 25));
-    }
+    await this.#drain(d.replicas, graceMs);
     await this.#stopReplicas(d);
     d.replicas.length = 0;
     await this.#o.hibernation?.set(id, d.hibernatedSince);
@@ -689,10 +696,7 @@ export class DeploymentManager {
     if (d === undefined || d.state === 'draining') return false;
     d.state = 'draining';
     this.#o.onChange();
-    const deadline = Date.now() + graceMs;
-    while (Date.now() < deadline && d.replicas.some((r) => this.#o.slots.inflight(r.slot) > 0)) {
-      await new Promise((r) => setTimeout(r, 25));
-    }
+    await this.#drain(d.replicas, graceMs);
     await this.#stopReplicas(d);
     d.state = 'stopped';
     this.#deployments.delete(id);

@@ -4,7 +4,6 @@ export type { ApiKeyControl, ControlPlane, DeploymentControl, ManagedDeployment,
 export { KeyRegistry, type ActiveKey } from './api-keys.js';
 export { DataPlane } from './dataplane.js';
 export { DeploymentManager, type DeploymentEvent, type Replica } from './deployments.js';
-export { IdleWatch } from './idle-watch.js';
 export { Autoscaler } from './autoscaler.js';
 export { BucketSlots, buildRouteSnapshot } from './route-snapshot.js';
 export { IndexAllocator, MAX_REPLICA_SLOTS, SlotAllocator } from './slots.js';

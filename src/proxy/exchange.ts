@@ -117,8 +117,7 @@ export class Exchange implements AttemptClient {
   route: DeploymentRoute;
   /** The deployment addressed, whose filters the request passed. */
   readonly addressed: DeploymentRoute;
-  /** The addressed deployment's fallbacks (null: none), and the next one to try. */
-  readonly fallbacks: readonly DeploymentRoute[] | null;
+  /** The next of the addressed deployment's fallbacks to try. */
   fallbackIndex = 0;
   /** What a fallback's request head is rebuilt from; null when there are no fallbacks. */
   fallbackHead: FallbackHead | null = null;
@@ -234,7 +233,6 @@ export class Exchange implements AttemptClient {
     this.method = method;
     this.route = route;
     this.addressed = route;
-    this.fallbacks = route.fallbacks;
     this.key = key;
     this.#pathQuery = pathQuery;
     this.#headRest = headRest;
@@ -270,7 +268,7 @@ export class Exchange implements AttemptClient {
     this.progress++;
     // A flight's leader answers through the flight, which records and relays the response.
     const flight = this.flight;
-    const fallbacks = this.fallbacks;
+    const fallbacks = this.addressed.fallbacks;
     const divertable = fallbacks !== null && this.fallbackIndex < fallbacks.length;
     const attempt = this.attempt = new Attempt(this, flight !== null && flight.leader === this ? flight : this, replica, this.probe, divertable);
     if (!attempt.begin() && this.#expectBody) this.#pauseClient();
@@ -729,7 +727,7 @@ export class Exchange implements AttemptClient {
     if ((code === 'SLUICE_ERR_UPSTREAM_CONNECT' || code === 'SLUICE_ERR_UPSTREAM_RESET') && this.replayable) {
       if (this.#owner.retryElsewhere(this, code)) return;
       // No replica of its own left to try: a fallback may take it (retryElsewhere let the attempt go).
-      if (this.fallbacks !== null && this.#owner.fallBack(this)) return;
+      if (this.addressed.fallbacks !== null && this.#owner.fallBack(this)) return;
     }
     this.#fail(code, detail, false);
   }

@@ -311,7 +311,7 @@ export class Gateway implements ExchangeOwner {
    * taken (the route is left in #fallbackRoute); null when none can. Each is tried once.
    */
   #pickFallback(ex: Exchange, now: number): ReplicaRoute | null {
-    const fallbacks = ex.fallbacks!;
+    const fallbacks = ex.addressed.fallbacks!;
     while (ex.fallbackIndex < fallbacks.length) {
       const route = fallbacks[ex.fallbackIndex++]!;
       if (ex.bodyBytes > route.maxBodyBytes) continue;

@@ -50,7 +50,7 @@ export interface DeploymentSnapshot {
   readonly holds: boolean;
   /** Its replicas are stopped: a held request asks the control plane to wake it. */
   readonly hibernated: boolean;
-  /** It hibernates when idle: each request is counted for the control plane's idle watch. */
+  /** It hibernates when idle: each request is counted for the control plane's autoscaler. */
   readonly countsArrivals: boolean;
   /** Its prices: each answered request is charged (RequestStats.charge). */
   readonly cost: CostConfig;

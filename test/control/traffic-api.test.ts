@@ -14,6 +14,7 @@ import t, { type Test } from 'tap';
 import { adminClient, assertNoServersLeft, PidLog, reapServers, type AdminClient, type AdminReply } from '../helpers/control.js';
 import { httpRequest, type Reply } from '../helpers/http.js';
 import { pool } from '../helpers/policy.js';
+import { modelEvents, modelView, type ModelView, type TrafficEvent } from '../helpers/traffic.js';
 import {
   replicaPorts, sleep, spawnCli, startGateway, waitDeploymentsReady, waitForLine, type Gateway,
 } from '../helpers/procs.js';
@@ -35,36 +36,6 @@ t.teardown(async () => {
 
 // ---------------------------------------------------------------------------------------
 // Shapes and small helpers
-
-interface VersionView {
-  version: string;
-  deployment: string;
-  state: string;
-  ready_replicas: number;
-  weight: number | null;
-  share: number;
-}
-
-interface ModelView {
-  model: string;
-  versions: VersionView[];
-  weights: Record<string, number> | null;
-  effective: Record<string, number>;
-  stable: string | null;
-  sticky: null | { by: string; name?: string };
-  source: string;
-  fallback: string | null;
-  rollout: unknown;
-}
-
-interface TrafficEvent {
-  at: string;
-  who: string;
-  action: string;
-  from: unknown;
-  to: unknown;
-  why: string;
-}
 
 interface AliasReply {
   status: number;
@@ -130,17 +101,8 @@ function sameWeights(t: Test, got: Record<string, number> | null | undefined, wa
   t.not(got, null, `${what}: weights are set`);
 }
 
-async function view(admin: AdminClient, model: string): Promise<ModelView> {
-  const r = await admin.get<ModelView>(`/v1/models/${model}`);
-  if (r.status !== 200) throw new Error(`GET /v1/models/${model}: ${r.status} ${r.text}`);
-  return r.body;
-}
-
-async function events(admin: AdminClient, model: string): Promise<TrafficEvent[]> {
-  const r = await admin.get<{ model: string; events: TrafficEvent[] }>(`/v1/models/${model}/events`);
-  if (r.status !== 200) throw new Error(`GET /v1/models/${model}/events: ${r.status} ${r.text}`);
-  return r.body.events;
-}
+const view = (admin: AdminClient, model: string): Promise<ModelView> => modelView(admin, model);
+const events = (admin: AdminClient, model: string): Promise<TrafficEvent[]> => modelEvents(admin, model);
 
 /** The model's view once `pred` holds (or the last one seen after `timeoutMs`, for the assertions to show). */
 async function viewWhen(admin: AdminClient, model: string, pred: (v: ModelView) => boolean, timeoutMs = 5_000): Promise<ModelView> {

@@ -9,6 +9,7 @@ import t, { type Test } from 'tap';
 import { adminClient, assertNoServersLeft, PidLog, reapServers, startRedis, type AdminClient, type AdminReply, type RedisServer } from '../helpers/control.js';
 import { httpRequest, type Reply } from '../helpers/http.js';
 import { pool } from '../helpers/policy.js';
+import { modelEvents, modelView, type ModelView, type TrafficEvent } from '../helpers/traffic.js';
 import { sleep, startGateway, type Gateway } from '../helpers/procs.js';
 
 t.setTimeout(120_000);
@@ -26,27 +27,6 @@ t.teardown(async () => {
   await redis?.stop();
   await reapServers(pids.pids, RANGE);
 });
-
-interface ModelView {
-  model: string;
-  versions: Array<{ version: string; deployment: string; state: string; ready_replicas: number; weight: number | null; share: number }>;
-  weights: Record<string, number> | null;
-  effective: Record<string, number>;
-  stable: string | null;
-  sticky: null | { by: string; name?: string };
-  source: string;
-  fallback: string | null;
-  rollout: unknown;
-}
-
-interface TrafficEvent {
-  at: string;
-  who: string;
-  action: string;
-  from: unknown;
-  to: unknown;
-  why: string;
-}
 
 interface Instance {
   gw: Gateway;
@@ -75,17 +55,8 @@ async function start(name: string, ports: { from: number; to: number }): Promise
   return { gw, admin, name };
 }
 
-async function view(i: Instance): Promise<ModelView> {
-  const r = await i.admin.get<ModelView>('/v1/models/r');
-  if (r.status !== 200) throw new Error(`${i.name}: GET /v1/models/r: ${r.status} ${r.text}`);
-  return r.body;
-}
-
-async function events(i: Instance): Promise<TrafficEvent[]> {
-  const r = await i.admin.get<{ model: string; events: TrafficEvent[] }>('/v1/models/r/events');
-  if (r.status !== 200) throw new Error(`${i.name}: GET /v1/models/r/events: ${r.status} ${r.text}`);
-  return r.body.events;
-}
+const view = (i: Instance): Promise<ModelView> => modelView(i.admin, 'r', i.name);
+const events = (i: Instance): Promise<TrafficEvent[]> => modelEvents(i.admin, 'r', i.name);
 
 async function aliasVersion(i: Instance, headers: Record<string, string> = {}): Promise<string> {
   let r: Reply;
