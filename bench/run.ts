@@ -4,11 +4,13 @@
 //                 project's .npmrc keeps npm's "> sluice@..." banner off stdout)
 //   --quick       smoke run: 1 round x 2 s, 1 s warm-up (results file gets a -quick suffix)
 //   --clients     only the upstream-client comparison (with nginx and sluice as references)
-//   --only LIST   comma list of sections: throughput,clients,sse,latency,cache,strategies,streams,chunks
+//   --only LIST   comma list of sections: throughput,ai,clients,sse,latency,cache,strategies,streams,chunks
 //   --profile     CPU-profile sluice under the GET and SSE loads and summarise self time
 //   --rate N      open-loop offered rate (default 5000 req/s); --rate=half: half of sluice's
 //                 closed-loop maximum measured in this run (DESIGN.md's "50% of max load")
 //   --nice=N      scheduling priority of the bench and its children (default -10; 0 leaves it)
+//   --no-peers    the AI section without Portkey and LiteLLM (installed into bench/.peers/
+//                 on first use: npm, and a Python venv from PyPI)
 
 import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
@@ -21,7 +23,8 @@ import { LoadGenerator, type LoadSpec } from './lib/load.js';
 import { log, sleep } from './lib/log.js';
 import { measureChunkLatency, type ChunkLatency } from './lib/chunk-latency.js';
 import { openFileLimit, openStreams, rssMiB } from './lib/idle-streams.js';
-import { proxyConf, startNginx, upstreamConf, UPSTREAM_METRICS_PATH } from './lib/nginx.js';
+import { CHAT_COMPLETION, proxyConf, startNginx, upstreamConf, UPSTREAM_METRICS_PATH } from './lib/nginx.js';
+import { installPeers, litellmHeaders, LITELLM_VERSION, portkeyHeaders, PORTKEY_VERSION, startLitellm, startPortkey } from './lib/peers.js';
 import { onInterrupt, portOpen, ProcessGroup, type Proc } from './lib/procs.js';
 import { costlyStrategies, renderMarkdown, type ChunkLatencyRow, type IdleStreams, type LatencyRow, type LoadRow, type Results, type StrategyRow, type StreamCheck } from './lib/report.js';
 import { rotate, type Cores, type Measured, type Round, type Schedule, type Target } from './lib/rotation.js';
@@ -51,6 +54,15 @@ const PORT = {
   adminNoXff: 19085,
   sluiceStrategies: 19086,
   adminStrategies: 19087,
+  // The AI section: sluice as shipped (default config), the same with its access log off,
+  // the 50-token simulator and the peers a user might pick instead of sluice.
+  sluiceDefaults: 19088,
+  adminDefaults: 19089,
+  sluiceDefaultsNoLog: 19078,
+  adminDefaultsNoLog: 19079,
+  portkey: 19076,
+  litellm: 19077,
+  sim50: 19016,
 } as const;
 
 // Every policy that runs on a plain request, at limits the load never reaches, so that the
@@ -69,13 +81,26 @@ const POLICIES_OFF = '{ breaker: { enabled: false }, retry: { attempts: 0 }, cac
  * `strategies` (policies off) has one deployment per balancing strategy instead of the
  * others' deployments (see strategyDeployments).
  */
-type SluiceVariant = 'plain' | 'policies' | 'no-xff' | 'strategies';
+type SluiceVariant = 'plain' | 'policies' | 'no-xff' | 'strategies' | 'defaults' | 'defaults-nolog';
 const SLUICE_PORTS: Record<SluiceVariant, { port: number; admin: number }> = {
   plain: { port: PORT.sluice, admin: PORT.admin },
   policies: { port: PORT.sluicePolicies, admin: PORT.adminPolicies },
   'no-xff': { port: PORT.sluiceNoXff, admin: PORT.adminNoXff },
   strategies: { port: PORT.sluiceStrategies, admin: PORT.adminStrategies },
+  defaults: { port: PORT.sluiceDefaults, admin: PORT.adminDefaults },
+  'defaults-nolog': { port: PORT.sluiceDefaultsNoLog, admin: PORT.adminDefaultsNoLog },
 };
+
+/**
+ * What a variant's config sets beyond where it listens: `defaults` is sluice as shipped (log
+ * level info, a JSON access line per request, default policies); `defaults-nolog` the same
+ * with `log.access: false`; the others log warnings only and set their policies.
+ */
+function variantSettings(variant: SluiceVariant): string {
+  if (variant === 'defaults') return '';
+  if (variant === 'defaults-nolog') return 'log: { access: false }\n';
+  return `log: { level: warn, access: false }\npolicies: ${variant === 'policies' ? POLICIES_ON : POLICIES_OFF}\n`;
+}
 
 /** One deployment of the strategies instance: `<model>-1`, balanced by `strategy`. */
 interface StrategyDeployment {
@@ -123,6 +148,7 @@ function deploymentsOf(variant: SluiceVariant): string {
   - { model: sim, version: "1", runtime: remote, urls: ["http://127.0.0.1:${PORT.sim}"] }
   - { model: slow, version: "1", runtime: remote, urls: ["http://127.0.0.1:${PORT.simSlow}"], upstream: { max_connections: ${IDLE_STREAMS * 2} } }
   - { model: stamp, version: "1", runtime: remote, urls: ["http://127.0.0.1:${PORT.stamp}"], upstream: { max_connections: ${STAMP_STREAMS * 2} } }
+  - { model: sim50, version: "1", runtime: remote, urls: ["http://127.0.0.1:${PORT.sim50}"] }
 `;
 }
 
@@ -134,6 +160,29 @@ const CHAT_BODY = '{"model":"demo","messages":[{"role":"user","content":"hi"}],"
 const INVOKE_PATH = '/invocations';
 const INVOKE_BODY = '{"inputs":{"a":[1,2],"b":[3,4]}}';
 const SIM_TOKENS = 20;
+// The AI request: what the official OpenAI SDK sends for a short chat (its headers, a
+// credential, ~500 bytes of messages); the upstream answers CHAT_COMPLETION (~300 bytes),
+// or, streamed, AI_SSE_TOKENS tokens from the simulator.
+const AI_PATH = '/v1/chat/completions';
+const AI_MESSAGES = '"messages":[{"role":"system","content":"You are a helpful assistant. Answer briefly and precisely, in plain English."},' +
+  '{"role":"user","content":"What is the capital of France?"},{"role":"assistant","content":"The capital of France is Paris."},' +
+  '{"role":"user","content":"And roughly how many people live there? One sentence, with the year of the figure you quote, please."}]';
+const AI_BODY = `{"model":"demo",${AI_MESSAGES},"temperature":0.7,"max_tokens":256,"top_p":1,"user":"bench-user-0042"}`;
+const AI_SSE_BODY = `{"model":"demo",${AI_MESSAGES},"temperature":0.7,"max_tokens":256,"stream":true}`;
+const AI_SSE_TOKENS = 50;
+const AI_HEADERS: Readonly<Record<string, string>> = {
+  Authorization: 'Bearer sk-bench-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH',
+  Accept: 'application/json',
+  'User-Agent': 'OpenAI/JS 5.23.2',
+  'X-Stainless-Lang': 'js',
+  'X-Stainless-Package-Version': '5.23.2',
+  'X-Stainless-OS': 'Linux',
+  'X-Stainless-Arch': 'x64',
+  'X-Stainless-Runtime': 'node',
+  'X-Stainless-Runtime-Version': 'v20.19.5',
+  'X-Stainless-Retry-Count': '0',
+  'X-Stainless-Timeout': '600',
+};
 // The idle-streams section: DESIGN.md's count, one token a second for a minute (idle, not
 // silent: the idle timeout must not end them), and how long opening them all may take.
 const IDLE_STREAMS = 10_000;
@@ -149,8 +198,8 @@ const STAMP_SECONDS = 5;
 const STAMP_ROUNDS = 3;
 const STREAM_CHECK_COUNT = 200;
 
-type Section = 'throughput' | 'clients' | 'sse' | 'latency' | 'cache' | 'strategies' | 'streams' | 'chunks';
-const SECTIONS: readonly Section[] = ['throughput', 'clients', 'sse', 'latency', 'cache', 'strategies', 'streams', 'chunks'];
+type Section = 'throughput' | 'ai' | 'clients' | 'sse' | 'latency' | 'cache' | 'strategies' | 'streams' | 'chunks';
+const SECTIONS: readonly Section[] = ['throughput', 'ai', 'clients', 'sse', 'latency', 'cache', 'strategies', 'streams', 'chunks'];
 
 interface Options {
   readonly json: boolean;
@@ -163,6 +212,8 @@ interface Options {
   /** Open-loop offered rate; 'half' = half of sluice's closed-loop maximum of this run. */
   readonly rate: number | 'half';
   readonly nice: number;
+  /** The AI section measures the peer gateways too (Portkey, LiteLLM). */
+  readonly peers: boolean;
   readonly latencySeconds: number;
   readonly latencyRounds: number;
   readonly argv: readonly string[];
@@ -179,6 +230,7 @@ function parseOptions(argv: string[]): Options {
       only: { type: 'string' },
       rate: { type: 'string', default: '5000' },
       nice: { type: 'string', default: '-10' },
+      'no-peers': { type: 'boolean', default: false },
     },
     strict: true,
   });
@@ -211,6 +263,7 @@ function parseOptions(argv: string[]): Options {
     strategySchedule: sections.size === SECTIONS.length && !quick ? { ...schedule, rounds: 2 } : schedule,
     rate,
     nice,
+    peers: !values['no-peers'],
     latencySeconds: quick ? 2 : 5,
     latencyRounds: quick ? 1 : 3,
     argv,
@@ -261,6 +314,11 @@ class Fleet {
     return this.#startSim('sim-slow', PORT.simSlow, SLOW_TOKEN_MS, SLOW_TOKENS);
   }
 
+  /** The AI section's streamed answer: AI_SSE_TOKENS tokens, no delays. */
+  sim50(): Promise<Proc> {
+    return this.#startSim('sim50', PORT.sim50, 0, AI_SSE_TOKENS);
+  }
+
   /** An OpenAI-protocol simulator on the load CPUs, first token at once. */
   #startSim(name: string, port: number, tokenMs: number, tokens: number): Promise<Proc> {
     return this.group.start({
@@ -287,6 +345,9 @@ class Fleet {
         { prefix: 'up-1', port: PORT.upstream }, { prefix: 'up-cache', port: PORT.upstream, cache: true },
         { prefix: 'up-noxff', port: PORT.upstream, forwardedFor: false }, { prefix: 'sim-1', port: PORT.sim },
         { prefix: 'stamp-1', port: PORT.stamp },
+        // The AI section's: the same upstreams with a JSON access line per request, buffered.
+        { prefix: 'up-log', port: PORT.upstream, accessLog: true }, { prefix: 'sim50-1', port: PORT.sim50 },
+        { prefix: 'sim50-log', port: PORT.sim50, accessLog: true },
       ]), this.pinning.proxy);
   }
 
@@ -298,10 +359,8 @@ class Fleet {
 admin: { port: ${admin} }
 workers: 1
 state_dir: ${join(this.group.dir, `state-${variant}`)}
-log: { level: warn, access: false }
 shutdown: { drain_delay_ms: 0 }
-policies: ${variant === 'policies' ? POLICIES_ON : POLICIES_OFF}
-deployments:
+${variantSettings(variant)}deployments:
 ${deploymentsOf(variant)}`);
     const proc = await this.group.start({
       name: variant === 'plain' ? 'sluice' : `sluice-${variant}`,
@@ -309,6 +368,8 @@ ${deploymentsOf(variant)}`);
       args: [...nodeArgs, join(ROOT, 'dist/cli.js'), 'serve', '--config', config],
       cpus: this.pinning.proxy,
       cwd: this.group.dir,
+      // Its access log goes to a file, as nginx's does (and the bench never reads it).
+      ...(variant === 'defaults' ? { stdoutFile: join(this.group.dir, 'sluice-defaults-access.log') } : {}),
     }, { url: `http://127.0.0.1:${admin}/readyz`, port, timeoutMs: 30_000 });
     const health = (await (await fetch(`http://127.0.0.1:${admin}/healthz`)).json()) as { uws_native?: boolean };
     this.uwsNative = health.uws_native ?? null;
@@ -443,6 +504,8 @@ interface Run {
   readonly sluicePoliciesPgid: number;
   readonly sluiceNoXffPgid: number;
   readonly sluiceStrategiesPgid: number;
+  readonly sluiceDefaultsPgid: number;
+  readonly sluiceDefaultsNoLogPgid: number;
   readonly warnings: string[];
 }
 
@@ -472,6 +535,73 @@ async function throughputSection(run: Run): Promise<{ throughput: LoadRow[] | nu
     throughput: want.has('throughput') ? [...main, ...rowsOf(noXff, measured, 'nginx-no-xff')] : null,
     clients: want.has('clients') ? [...main.filter((r) => r.key !== 'direct'), ...rowsOf(clientTargets, measured)] : null,
   };
+}
+
+/** The AI request to `port` at `prefix`: the SDK's headers and body, answered in JSON or streamed. */
+const aiSpec = (port: number, prefix: string, stream = false, headers: Readonly<Record<string, string>> = {}): Omit<LoadSpec, 'seconds'> =>
+  ({ ...postSpec(port, `${prefix}${AI_PATH}`, stream ? AI_SSE_BODY : AI_BODY), headers: { ...AI_HEADERS, ...headers } });
+
+/**
+ * The request users send, through sluice as shipped: against nginx with and without its
+ * access log, streamed, and against the gateways a user might pick instead (each pinned
+ * like the proxies, on the same request to the same upstream).
+ */
+async function aiSection(run: Run): Promise<{ rows: LoadRow[]; sse: LoadRow[]; peers: readonly string[] }> {
+  const targets: Target[] = [
+    { key: 'direct', label: 'upstream direct (nginx return 200, ~300-byte chat.completion)', spec: aiSpec(PORT.upstream, '') },
+    { key: 'nginx', label: 'nginx 1 worker -> upstream, access log off', spec: aiSpec(PORT.nginx, '/up-1'), pgid: run.nginxPgid },
+    { key: 'nginx-log', label: 'nginx 1 worker -> upstream, JSON access log (buffer=64k)', spec: aiSpec(PORT.nginx, '/up-log'), pgid: run.nginxPgid },
+    { key: 'sluice-defaults', label: 'sluice 1 worker, default config (access log on)', spec: aiSpec(PORT.sluiceDefaults, '/up-1'), pgid: run.sluiceDefaultsPgid, pairedWith: 'nginx-log' },
+    { key: 'sluice-nolog', label: 'sluice 1 worker, default config, log.access: false', spec: aiSpec(PORT.sluiceDefaultsNoLog, '/up-1'), pgid: run.sluiceDefaultsNoLogPgid, pairedWith: 'nginx' },
+    // What the default policies cost on this request: the same with every policy off.
+    { key: 'sluice-off', label: 'sluice 1 worker, every policy off, access log off', spec: aiSpec(PORT.sluice, '/up-1'), pgid: run.sluicePgid, pairedWith: 'nginx' },
+  ];
+  const sseTargets: Target[] = [
+    { key: 'nginx-log', label: `nginx 1 worker -> simulator (${AI_SSE_TOKENS} tokens), JSON access log`, spec: aiSpec(PORT.nginx, '/sim50-log', true), pgid: run.nginxPgid },
+    { key: 'sluice-defaults', label: `sluice 1 worker, default config -> simulator (${AI_SSE_TOKENS} tokens)`, spec: aiSpec(PORT.sluiceDefaults, '/sim50-1', true), pgid: run.sluiceDefaultsPgid, pairedWith: 'nginx-log' },
+  ];
+  const peers = run.opts.peers ? await startPeers(run, targets) : ['Portkey and LiteLLM were left out (--no-peers).'];
+  log(`ai: ${targets.length} request targets, ${sseTargets.length} stream targets`);
+  const measured = await rotate(run.gen, targets, run.opts.schedule, run.cores, run.guard);
+  const rows = [...rowsOf(targets.filter((t) => t.key !== 'sluice-defaults' && t.key !== 'nginx-log'), measured), ...rowsOf(targets.filter((t) => t.key === 'sluice-defaults' || t.key === 'nginx-log'), measured, 'nginx-log')];
+  const sse = rowsOf(sseTargets, await rotate(run.gen, sseTargets, run.opts.schedule, run.cores, run.guard), 'nginx-log');
+  return { rows, sse, peers };
+}
+
+/**
+ * Installs (first time: into bench/.peers/), starts and checks the peer gateways, pinned
+ * like the proxies, and adds each one that answers the AI request with the upstream's
+ * completion to `targets`. Returns what kept a peer out.
+ */
+async function startPeers(run: Run, targets: Target[]): Promise<string[]> {
+  const group = run.fleet.group;
+  const upstream = `http://127.0.0.1:${PORT.upstream}`;
+  const installs = await installPeers(group, join(ROOT, 'bench', '.peers'), { portkey: true, litellm: true });
+  const missing = [installs.errors.portkey, installs.errors.litellm].filter((e): e is string => e !== undefined);
+  const peers: Array<[string, string, number, Readonly<Record<string, string>>, () => Promise<Proc>]> = [];
+  if (installs.portkey !== null) {
+    peers.push(['portkey', `Portkey gateway ${PORTKEY_VERSION} (Node) -> upstream`, PORT.portkey, portkeyHeaders(upstream),
+      () => startPortkey(group, installs.portkey!, PORT.portkey, upstream, run.fleet.pinning.proxy)]);
+  }
+  if (installs.litellm !== null) {
+    peers.push(['litellm', `LiteLLM proxy ${LITELLM_VERSION} (Python, 1 worker, master key) -> upstream`, PORT.litellm, litellmHeaders(),
+      () => startLitellm(group, installs.litellm!, PORT.litellm, upstream, run.fleet.pinning.proxy)]);
+  }
+  for (const [key, label, port, headers, start] of peers) {
+    try {
+      const proc = await start();
+      const spec = aiSpec(port, '', false, headers);
+      const res = await fetch(spec.url, { method: 'POST', headers: { 'content-type': 'application/json', ...spec.headers }, body: spec.body });
+      const answer = (await res.json()) as { choices?: Array<{ message?: { content?: string } }> };
+      const expected = (JSON.parse(CHAT_COMPLETION) as { choices: Array<{ message: { content: string } }> }).choices[0]!.message.content;
+      if (res.status !== 200 || answer.choices?.[0]?.message?.content !== expected) throw new Error(`answered ${res.status} without the upstream's completion`);
+      targets.push({ key, label, spec, pgid: proc.pid });
+    } catch (err) {
+      missing.push(`${label}: left out: ${(err as Error).message}`);
+      log(missing.at(-1)!);
+    }
+  }
+  return missing;
 }
 
 /**
@@ -751,12 +881,14 @@ async function benchmark(opts: Options, fleet: Fleet, gen: LoadGenerator): Promi
   const needSlowSim = want.has('streams');
   const needStamp = want.has('chunks');
   const needStrategies = want.has('strategies');
-  await fleet.checkPortsFree([PORT.upstream, PORT.nginx, PORT.sluice, PORT.admin, PORT.sluicePolicies, PORT.adminPolicies, PORT.sluiceNoXff, PORT.adminNoXff, ...(needSim ? [PORT.sim] : []), ...(needSlowSim ? [PORT.simSlow] : []), ...(needStamp ? [PORT.stamp] : []), ...(want.has('clients') ? [0, 1, 2].map((i) => PORT.clients + i) : []), ...(needStrategies ? [PORT.upstreamB, PORT.sluiceStrategies, PORT.adminStrategies] : [])]);
+  const needAi = want.has('ai');
+  await fleet.checkPortsFree([PORT.upstream, PORT.nginx, PORT.sluice, PORT.admin, PORT.sluicePolicies, PORT.adminPolicies, PORT.sluiceNoXff, PORT.adminNoXff, ...(needSim ? [PORT.sim] : []), ...(needSlowSim ? [PORT.simSlow] : []), ...(needStamp ? [PORT.stamp] : []), ...(want.has('clients') ? [0, 1, 2].map((i) => PORT.clients + i) : []), ...(needStrategies ? [PORT.upstreamB, PORT.sluiceStrategies, PORT.adminStrategies] : []), ...(needAi ? [PORT.sim50, PORT.sluiceDefaults, PORT.adminDefaults, PORT.sluiceDefaultsNoLog, PORT.adminDefaultsNoLog, PORT.portkey, PORT.litellm] : [])]);
   log('starting upstream nginx, nginx proxy, sluice' + (needSim ? ', simulator' : ''));
   await fleet.upstream(needStrategies);
   if (needSim) await fleet.sim();
   if (needSlowSim) await fleet.slowSim();
   if (needStamp) await fleet.stampServer();
+  if (needAi) await fleet.sim50();
   const run: Run = {
     opts, fleet, gen,
     // Others using more than 15% of a core during a measurement make it a repeat; the budget
@@ -768,10 +900,13 @@ async function benchmark(opts: Options, fleet: Fleet, gen: LoadGenerator): Promi
     sluicePoliciesPgid: want.has('throughput') || want.has('cache') ? (await fleet.startSluice([], 'policies')).pid : 0,
     sluiceNoXffPgid: want.has('throughput') ? (await fleet.startSluice([], 'no-xff')).pid : 0,
     sluiceStrategiesPgid: needStrategies ? (await fleet.startSluice([], 'strategies')).pid : 0,
+    sluiceDefaultsPgid: needAi ? (await fleet.startSluice([], 'defaults')).pid : 0,
+    sluiceDefaultsNoLogPgid: needAi ? (await fleet.startSluice([], 'defaults-nolog')).pid : 0,
     warnings: [],
   };
 
   const { throughput, clients } = want.has('throughput') || want.has('clients') ? await throughputSection(run) : { throughput: null, clients: null };
+  const ai = needAi ? await aiSection(run) : null;
   const cache = want.has('cache') ? await cacheSection(run) : null;
   const strategies = needStrategies ? await strategiesSection(run) : null;
   const streaming = want.has('sse') ? await sseSection(run) : null;
@@ -786,7 +921,7 @@ async function benchmark(opts: Options, fleet: Fleet, gen: LoadGenerator): Promi
   if (metrics.upstream_errors > 0) run.warnings.push(`sluice counted ${metrics.upstream_errors} upstream errors during the run.`);
   const strategyErrors = needStrategies ? (await fleet.sluiceMetrics(PORT.adminStrategies)).upstream_errors : 0;
   if (strategyErrors > 0) run.warnings.push(`the strategies sluice counted ${strategyErrors} upstream errors during the run.`);
-  reviewRows(run, [throughput, clients, sse, cache?.rows ?? null, strategies?.rows ?? null]);
+  reviewRows(run, [throughput, clients, sse, cache?.rows ?? null, strategies?.rows ?? null, ai?.rows ?? null, ai?.sse ?? null]);
 
   const rowOf = (rows: readonly LoadRow[] | null, key: string): LoadRow | undefined => rows?.find((r) => r.key === key);
   const ratioOf = (rows: readonly LoadRow[] | null, key: string, over: string, field: 'rps' | 'proxy_cpu_us_per_req'): number | null => {
@@ -799,6 +934,11 @@ async function benchmark(opts: Options, fleet: Fleet, gen: LoadGenerator): Promi
   return {
     sluice_vs_nginx_rps: rowOf(throughput ?? clients, 'sluice')?.vs_nginx ?? null,
     sluice_vs_nginx_sse: rowOf(sse, 'sluice')?.vs_nginx ?? null,
+    sluice_vs_nginx_ai_defaults: rowOf(ai?.rows ?? null, 'sluice-defaults')?.vs_nginx ?? null,
+    sluice_vs_nginx_ai_nolog: rowOf(ai?.rows ?? null, 'sluice-nolog')?.vs_nginx ?? null,
+    sluice_vs_nginx_ai_sse: rowOf(ai?.sse ?? null, 'sluice-defaults')?.vs_nginx ?? null,
+    sluice_vs_portkey_ai: ratioOf(ai?.rows ?? null, 'sluice-defaults', 'portkey', 'rps'),
+    sluice_vs_litellm_ai: ratioOf(ai?.rows ?? null, 'sluice-defaults', 'litellm', 'rps'),
     sluice_policies_vs_nginx_rps: rowOf(throughput, 'sluice-policies')?.vs_nginx ?? null,
     sluice_vs_nginx_rps_without_xff: rowOf(throughput, 'sluice-no-xff')?.vs_nginx ?? null,
     sluice_vs_nginx_cpu_per_req: cpuRatio(throughput ?? clients),
@@ -820,6 +960,7 @@ async function benchmark(opts: Options, fleet: Fleet, gen: LoadGenerator): Promi
     load_tool: gen.describe(),
     schedule: { rounds: opts.schedule.rounds, seconds: opts.schedule.seconds, warmup_seconds: opts.schedule.warmupSeconds, connections: CONNECTIONS },
     throughput,
+    ai: ai === null ? null : { rows: ai.rows, sse: ai.sse, peers: ai.peers },
     clients,
     sse,
     sse_checks: streaming?.checks ?? null,
@@ -837,9 +978,13 @@ async function benchmark(opts: Options, fleet: Fleet, gen: LoadGenerator): Promi
   };
 }
 
-/** `--profile`: sluice under --cpu-prof with the GET load, then with SSE, then the minimal proxy on its client with GET. */
+/**
+ * `--profile`: sluice under --cpu-prof with the GET load, then with SSE, then the AI request
+ * through sluice as shipped (access log on, then off), then the minimal proxy on its client
+ * with GET.
+ */
 async function profile(opts: Options, fleet: Fleet, gen: LoadGenerator): Promise<string> {
-  await fleet.checkPortsFree([PORT.upstream, PORT.sim, PORT.sluice, PORT.admin, PORT.clients]);
+  await fleet.checkPortsFree([PORT.upstream, PORT.sim, PORT.sluice, PORT.admin, PORT.clients, PORT.sluiceDefaults, PORT.adminDefaults, PORT.sluiceDefaultsNoLog, PORT.adminDefaultsNoLog]);
   await fleet.upstream();
   await fleet.sim();
   const seconds = opts.quick ? 3 : 10;
@@ -851,6 +996,9 @@ async function profile(opts: Options, fleet: Fleet, gen: LoadGenerator): Promise
   const workloads: Array<[string, Omit<LoadSpec, 'seconds'>, (nodeArgs: string[]) => Promise<Proc>]> = [
     ['sluice, GET small JSON', sluiceGet, (a) => fleet.startSluice(a)],
     ['sluice, SSE streams', chatSpec(PORT.sluice, '/sim-1'), (a) => fleet.startSluice(a)],
+    ['sluice default config, AI request', aiSpec(PORT.sluiceDefaults, '/up-1'), (a) => fleet.startSluice(a, 'defaults')],
+    ['sluice default config without access log, AI request', aiSpec(PORT.sluiceDefaultsNoLog, '/up-1'), (a) => fleet.startSluice(a, 'defaults-nolog')],
+    ['sluice every policy off, AI request', aiSpec(PORT.sluice, '/up-1'), (a) => fleet.startSluice(a)],
     ['minimal uWS + sluice UpstreamPool, GET small JSON', minimalGet,
       async (a) => (await startClientProxies(fleet.group, fleet.pinning.proxy, PORT.upstream, PORT.clients, CONNECTIONS, ['sluice-pool'], a))[0]!.proc],
   ];

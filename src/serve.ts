@@ -18,7 +18,7 @@ import { SharedBuckets } from './policy/index.js';
 import { PortAllocator } from './ports/index.js';
 import type { RouteTableSnapshot, SharedBuffers } from './proxy/index.js';
 import { FileStateStore, HibernationRecords, RedisStateStore, ReplicaRecords } from './state/index.js';
-import { createLogger, mergeStats, renderStats, type Logger } from './telemetry/index.js';
+import { createLogger, mergeStats, renderAccessLog, renderStats, type Logger } from './telemetry/index.js';
 
 /** The running gateway process, as `sluice serve` holds it. */
 export interface RunningGateway {
@@ -170,7 +170,11 @@ export async function startGateway(config: Config, logger: Logger): Promise<Runn
 
   dataPlane = new DataPlane({
     host: config.listen.host, port, workers: config.workers, logLevel: config.log.level,
-    accessLog: config.log.access, forwardedFor: config.listen.forwarded_for, shared, logger,
+    accessLog: {
+      all: config.log.access, bufferBytes: config.log.access_buffer_bytes, maxBufferBytes: config.log.access_max_buffer_bytes,
+      flushMs: config.log.access_flush_ms, sample: config.log.access_sample,
+    },
+    forwardedFor: config.listen.forwarded_for, shared, logger,
     redis: config.redis.url === null ? null : { url: config.redis.url, timeoutMs: config.rate_limit.redis_timeout_ms, cacheTimeoutMs: config.cache.redis_timeout_ms },
     rateLimitFailOpen: config.rate_limit.on_redis_error === 'open',
     onWake: (id) => {
@@ -264,7 +268,13 @@ export async function startGateway(config: Config, logger: Logger): Promise<Runn
     const workers = await dp.collectStats();
     const now = Date.now();
     const replicaCostUsd = new Map(manager.list().map((d) => [d.id, d.replicaCostUsd(now)]));
-    return renderStats(mergeStats(workers.map((w) => w.deployments)), replicaCostUsd) + (await registry.metrics());
+    let lines = 0;
+    let dropped = 0;
+    for (const w of workers) {
+      lines += w.accessLog.lines;
+      dropped += w.accessLog.dropped;
+    }
+    return renderStats(mergeStats(workers.map((w) => w.deployments)), replicaCostUsd) + renderAccessLog(lines, dropped) + (await registry.metrics());
   };
   // GET /v1/costs: per deployment, what ran, what it served and what that cost.
   const costs = async (): Promise<Record<string, unknown>> => {

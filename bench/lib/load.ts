@@ -18,6 +18,8 @@ export interface LoadSpec {
   readonly method?: 'GET' | 'POST';
   readonly body?: string;
   readonly contentType?: string;
+  /** More request headers (an SDK's set, a credential). */
+  readonly headers?: Readonly<Record<string, string>>;
 }
 
 export interface LoadResult {
@@ -87,6 +89,7 @@ export class LoadGenerator {
     const args = [bin, '-c', String(spec.connections), '-d', String(spec.seconds), '-j'];
     if (spec.method === 'POST') args.push('-m', 'POST');
     if (spec.body !== undefined) args.push('-b', spec.body, '-H', `content-type=${spec.contentType ?? 'application/json'}`);
+    for (const [name, value] of Object.entries(spec.headers ?? {})) args.push('-H', `${name}=${value}`);
     args.push(spec.url);
     const out = await this.#group.run({ name: 'autocannon', command: process.execPath, args, cpus: this.#cpus }, limitMs);
     const a = JSON.parse(out.slice(out.indexOf('{'))) as {
@@ -111,6 +114,7 @@ export class LoadGenerator {
       lua += `wrk.body = [==[${spec.body}]==]\n`;
       lua += `wrk.headers["Content-Type"] = "${spec.contentType ?? 'application/json'}"\n`;
     }
+    for (const [name, value] of Object.entries(spec.headers ?? {})) lua += `wrk.headers["${name}"] = [==[${value}]==]\n`;
     lua += WRK_DONE;
     const file = join(this.#group.dir, `wrk-${createHash('sha1').update(lua).digest('hex').slice(0, 8)}.lua`);
     writeFileSync(file, lua);

@@ -14,7 +14,22 @@ export interface ProxyRoute {
   readonly cache?: boolean;
   /** Append the client address to X-Forwarded-For (default true), as sluice does. */
   readonly forwardedFor?: boolean;
+  /** Log every request, one JSON line with the request id, buffered (64 KiB) as a user would run it. */
+  readonly accessLog?: boolean;
 }
+
+// The fields of sluice's access line that nginx has; escape=json as sluice escapes.
+const ACCESS_FORMAT = `log_format bench_json escape=json '{"time":"$time_iso8601","request_id":"$request_id","method":"$request_method","path":"$uri",'
+    '"client":"$remote_addr","upstream":"$upstream_addr","status":$status,"duration_ms":$request_time,'
+    '"ttfb_ms":"$upstream_header_time","request_bytes":$request_length,"response_bytes":$bytes_sent,"msg":"request"}';`;
+
+/**
+ * The answer of the AI request: an OpenAI chat.completion of about 300 bytes, as a small
+ * model's reply to a short question.
+ */
+export const CHAT_COMPLETION = '{"id":"chatcmpl-9bench0000000000000000000001","object":"chat.completion","created":1733400000,"model":"demo",' +
+  '"choices":[{"index":0,"message":{"role":"assistant","content":"Paris had about 2.1 million inhabitants in 2023, and the wider metropolitan area about 13 million."},' +
+  '"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":61,"completion_tokens":24,"total_tokens":85},"system_fingerprint":"fp_bench"}';
 
 // proxy_cache keys on the body, which must then be in memory: client_body_buffer_size
 // holds it. A response is stored only when read with buffering on (nginx does not cache
@@ -63,6 +78,7 @@ export function upstreamConf(prefix: string, ports: readonly number[]): string {
   return frame(prefix, `  server {
 ${ports.map((p) => `    listen 127.0.0.1:${p} backlog=4096;`).join('\n')}
     location / { default_type application/json; return 200 '{"predictions":[0,1,2]}'; }
+    location = /v1/chat/completions { default_type application/json; return 200 '${CHAT_COMPLETION}'; }
     location = ${UPSTREAM_METRICS_PATH} { default_type text/plain; return 200 '${VLLM_METRICS.join('\\n')}\\n'; }
   }`);
 }
@@ -90,9 +106,11 @@ export function proxyConf(prefix: string, port: number, routes: readonly ProxyRo
       proxy_set_header X-Request-ID $request_id;
       add_header X-Request-ID $request_id;
       ${r.cache === true ? CACHE_DIRECTIVES : 'proxy_buffering off;'}
+      ${r.accessLog === true ? `access_log ${prefix}/access-${r.prefix}.log bench_json buffer=64k flush=1s;` : ''}
     }`).join('\n');
   const cachePath = routes.some((r) => r.cache === true) ? `  proxy_cache_path ${prefix}/cache keys_zone=bench:1m;\n` : '';
-  return frame(prefix, `${cachePath}${upstreams}
+  return frame(prefix, `${cachePath}  ${ACCESS_FORMAT}
+${upstreams}
   server {
     listen 127.0.0.1:${port} backlog=4096;
 ${locations}

@@ -8,7 +8,7 @@
 // shell watchdog that kills the recorded groups if the bench itself is SIGKILLed.
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createWriteStream, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, createWriteStream, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { log, sleep } from './log.js';
@@ -21,6 +21,11 @@ export interface ProcSpec {
   readonly cpus?: string | null;
   readonly env?: NodeJS.ProcessEnv;
   readonly cwd?: string;
+  /**
+   * stdout to this file instead of the bench's pipe: a proxy that logs every request writes
+   * its access log there, as nginx writes its own to a file (the bench must not read it).
+   */
+  readonly stdoutFile?: string;
 }
 
 export interface Readiness {
@@ -131,12 +136,14 @@ export class ProcessGroup {
     const args = pinned ? ['-c', spec.cpus!, spec.command, ...spec.args] : [...spec.args];
     const logFile = join(this.dir, `${++this.#seq}-${spec.name.replace(/[^A-Za-z0-9_.-]/g, '_')}.log`);
     const logStream = createWriteStream(logFile);
+    const stdoutFd = spec.stdoutFile === undefined ? null : openSync(spec.stdoutFile, 'a');
     const child = spawn(command, args, {
       detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: ['ignore', stdoutFd ?? 'pipe', 'pipe'],
       env: spec.env ?? process.env,
       ...(spec.cwd === undefined ? {} : { cwd: spec.cwd }),
     });
+    if (stdoutFd !== null) closeSync(stdoutFd);
     if (child.pid === undefined) throw new Error(`cannot spawn ${spec.command}`);
     let out = '';
     const entry: Entry = {
@@ -159,7 +166,7 @@ export class ProcessGroup {
       stdout: () => out,
       running: () => entry.exitCode === undefined,
     };
-    child.stdout!.on('data', (d: Buffer) => {
+    child.stdout?.on('data', (d: Buffer) => {
       out += d.toString('utf8');
       logStream.write(d);
     });

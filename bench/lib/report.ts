@@ -84,6 +84,15 @@ export interface Results {
   /** Both without X-Forwarded-For: sluice's per-request client-address lookup (a getpeername) left out. */
   readonly sluice_vs_nginx_rps_without_xff: number | null;
   readonly sluice_vs_nginx_sse: number | null;
+  /** The AI request (POST /v1/chat/completions, SDK headers): sluice as shipped over nginx with its JSON access log on. */
+  readonly sluice_vs_nginx_ai_defaults: number | null;
+  /** The same with both access logs off. */
+  readonly sluice_vs_nginx_ai_nolog: number | null;
+  /** Streamed (50 tokens), sluice as shipped over nginx with its access log on. */
+  readonly sluice_vs_nginx_ai_sse: number | null;
+  /** sluice as shipped over each peer gateway, req/s on the AI request (null: the peer could not be installed). */
+  readonly sluice_vs_portkey_ai: number | null;
+  readonly sluice_vs_litellm_ai: number | null;
   /** sluice's CPU per request (per stream) over nginx's: above 1, sluice spends more. */
   readonly sluice_vs_nginx_cpu_per_req: number | null;
   readonly sluice_vs_nginx_cpu_per_stream: number | null;
@@ -106,6 +115,8 @@ export interface Results {
   readonly load_tool: string;
   readonly schedule: { rounds: number; seconds: number; warmup_seconds: number; connections: number };
   readonly throughput: readonly LoadRow[] | null;
+  /** The AI request's rows (vs_nginx: against nginx with the same logging) and its streamed rows; `peers`: why a peer is missing. */
+  readonly ai: { readonly rows: readonly LoadRow[]; readonly sse: readonly LoadRow[]; readonly peers: readonly string[] } | null;
   readonly clients: readonly LoadRow[] | null;
   readonly sse: readonly LoadRow[] | null;
   readonly sse_checks: readonly StreamCheck[] | null;
@@ -211,6 +222,11 @@ export function renderMarkdown(r: Results): string {
     `| sluice_policies_vs_nginx_rps | ${ratio(r.sluice_policies_vs_nginx_rps)}${verdict(r.sluice_policies_vs_nginx_rps, (v) => v >= 0.85)} | >= 0.85x |`,
     `| sluice_vs_nginx_rps_without_xff (both without X-Forwarded-For) | ${ratio(r.sluice_vs_nginx_rps_without_xff)} | |`,
     `| sluice_vs_nginx_sse | ${ratio(r.sluice_vs_nginx_sse)} | |`,
+    `| sluice_vs_nginx_ai_defaults (POST chat, sluice as shipped vs nginx with a buffered JSON access log) | ${ratio(r.sluice_vs_nginx_ai_defaults)}${verdict(r.sluice_vs_nginx_ai_defaults, (v) => v >= 0.9)} | >= 0.9x |`,
+    `| sluice_vs_nginx_ai_nolog (both access logs off) | ${ratio(r.sluice_vs_nginx_ai_nolog)}${verdict(r.sluice_vs_nginx_ai_nolog, (v) => v >= 0.95)} | >= 0.95x |`,
+    `| sluice_vs_nginx_ai_sse (50 tokens, logs on) | ${ratio(r.sluice_vs_nginx_ai_sse)}${verdict(r.sluice_vs_nginx_ai_sse, (v) => v >= 1)} | >= 1.0x |`,
+    `| sluice_vs_portkey_ai | ${ratio(r.sluice_vs_portkey_ai)}${verdict(r.sluice_vs_portkey_ai, (v) => v >= 50)} | >= 50x |`,
+    `| sluice_vs_litellm_ai | ${ratio(r.sluice_vs_litellm_ai)}${verdict(r.sluice_vs_litellm_ai, (v) => v >= 200)} | >= 200x |`,
     `| sluice_vs_nginx_cpu_per_req (GET; above 1 = sluice spends more CPU) | ${ratio(r.sluice_vs_nginx_cpu_per_req)} | |`,
     `| sluice_vs_nginx_cpu_per_stream (SSE) | ${ratio(r.sluice_vs_nginx_cpu_per_stream)} | |`,
     `| overhead_mean_us (sluice - direct) | ${signed(r.overhead_mean_us)} | |`,
@@ -225,6 +241,14 @@ export function renderMarkdown(r: Results): string {
   ];
   if (r.throughput !== null) {
     out.push('## Proxy throughput (GET, 23-byte JSON body, closed loop)', '', ...loadTable(r.throughput, 'req/s', false), '');
+  }
+  if (r.ai !== null) {
+    out.push('## The AI request (POST /v1/chat/completions, ~500-byte body, OpenAI SDK headers and Bearer credential, ~300-byte answer; closed loop)', '',
+      '(vs nginx: each sluice row against the nginx row with the same logging, measured next to it; peers against nginx without a log)', '',
+      ...loadTable(r.ai.rows, 'req/s', false), '');
+    out.push(`## The AI request streamed (SSE, 50 tokens from the simulator, no delays; one request = one stream)`, '', ...loadTable(r.ai.sse, 'streams/s', true), '');
+    for (const p of r.ai.peers) out.push(`- ${p}`);
+    if (r.ai.peers.length > 0) out.push('');
   }
   if (r.clients !== null) {
     out.push('## Upstream clients (minimal uWS proxies, same load and pinning; vs nginx of the same rotation)', '', ...loadTable(r.clients, 'req/s', false), '');

@@ -319,6 +319,15 @@ export const configSchema: Field = {
       fields: {
         level: { kind: 'string', enum: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], default: 'info' },
         access: { kind: 'bool', default: true },
+        // Access lines are written by each worker in batches, as nginx's `buffer=`: once this
+        // many bytes wait, or every access_flush_ms.
+        access_buffer_bytes: { kind: 'int', default: 64 * 1024, min: 0, max: 64 * 1024 * 1024 },
+        access_flush_ms: { kind: 'int', default: 1000, min: 0, max: 60_000 },
+        // A sink slower than the traffic: at most this many bytes wait per worker, further
+        // lines are dropped and counted (sluice_access_log_dropped_total), never blocking.
+        access_max_buffer_bytes: { kind: 'int', default: 16 * 1024 * 1024, min: 1024, max: 1024 * 1024 * 1024 },
+        // The share of successful requests that get a line; failures always do.
+        access_sample: { kind: 'number', default: 1, min: 0, max: 1 },
       },
     },
     policies: { kind: 'object', fields: policyFields },

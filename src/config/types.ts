@@ -164,7 +164,14 @@ export interface Config {
   readonly mlflow: { readonly tracking_uri: string | null; readonly bin: string | null };
   readonly limits: { readonly max_body_bytes: number };
   readonly upstream: UpstreamOptions;
-  readonly log: { readonly level: string; readonly access: boolean };
+  readonly log: {
+    readonly level: string;
+    readonly access: boolean;
+    readonly access_buffer_bytes: number;
+    readonly access_flush_ms: number;
+    readonly access_max_buffer_bytes: number;
+    readonly access_sample: number;
+  };
   readonly policies: PoliciesConfig;
   readonly api_keys: readonly ApiKeyConfig[];
   readonly rate_limit: { readonly on_redis_error: 'open' | 'closed'; readonly redis_timeout_ms: number };

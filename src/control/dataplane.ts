@@ -4,14 +4,14 @@
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '../telemetry/index.js';
 import type { StatsSnapshot } from '../telemetry/index.js';
-import type { FromWorker, RouteTableSnapshot, SharedBuffers, ToWorker, WorkerInit } from '../proxy/index.js';
+import type { AccessLogCounts, AccessLogSettings, FromWorker, RouteTableSnapshot, SharedBuffers, ToWorker, WorkerInit } from '../proxy/index.js';
 
 export interface DataPlaneOptions {
   readonly host: string;
   readonly port: number;
   readonly workers: number;
   readonly logLevel: string;
-  readonly accessLog: boolean;
+  readonly accessLog: AccessLogSettings;
   /** Append the client's address to X-Forwarded-For (config listen.forwarded_for). */
   readonly forwardedFor: boolean;
   readonly shared: SharedBuffers;
@@ -25,6 +25,7 @@ export interface DataPlaneOptions {
 export interface WorkerStats {
   readonly deployments: Record<string, StatsSnapshot>;
   readonly active: number;
+  readonly accessLog: AccessLogCounts;
 }
 
 /** How the workers' upstream connections move bytes (src/proxy/upstream/transport.ts). */
@@ -142,7 +143,7 @@ export class DataPlane {
     if (msg.type !== 'stats') return;
     const entry = this.#statsWaiters.get(msg.id);
     if (entry === undefined) return;
-    entry.replies.push({ deployments: msg.deployments, active: msg.active });
+    entry.replies.push({ deployments: msg.deployments, active: msg.active, accessLog: msg.accessLog });
     if (entry.replies.length === this.#workers.length) entry.resolve(entry.replies);
   }
 

@@ -106,6 +106,9 @@ const keyMemo = new Map<string, string | null>();
  * (sorted keys, no whitespace) so that equal documents share an entry.
  */
 export function cacheKey(want: CacheWant, method: string, pathQuery: string, body: Buffer): string | null {
+  // Most generations are sampled (a temperature above 0, no seed): a scan of the bytes
+  // tells them apart without building a memo key, parsing or hashing.
+  if (want.llm && !want.asked && surelySampled(body)) return null;
   if (body.length > MEMO_MAX_BODY) return computeCacheKey(want, method, pathQuery, body);
   // The bypass decision depends on whether a non-deterministic LLM request may be cached.
   const memoKey = `${want.llm && !want.asked ? 'L' : 'A'}${method} ${pathQuery}\n${body.toString('latin1')}`;
@@ -139,6 +142,47 @@ function looksLikeJson(body: Buffer): boolean {
     return c === 0x7b || c === 0x5b; // '{' or '['
   }
   return false;
+}
+
+const SEED = Buffer.from('"seed"');
+const TEMPERATURE = Buffer.from('"temperature"');
+
+/**
+ * True only when the body cannot be deterministic (isDeterministic false): no `"seed"`
+ * anywhere, and every `"temperature":` is followed by a number other than 0. Anything it
+ * cannot read (a temperature of null, a key inside a string) leaves the answer to the
+ * parse. One pass over the bytes: cheaper than a search per word.
+ */
+function surelySampled(body: Buffer): boolean {
+  const n = body.length;
+  for (let i = 0; i < n; i++) {
+    if (body[i] !== 0x22) continue;
+    const c = body[i + 1];
+    if (c === 0x73) {
+      if (wordAt(body, i, SEED)) return false;
+    } else if (c === 0x74 && wordAt(body, i, TEMPERATURE)) {
+      let k = skipSpace(body, i + TEMPERATURE.length);
+      if (body[k] !== 0x3a) continue;
+      k = skipSpace(body, k + 1);
+      const start = k;
+      for (let d = body[k]; d !== undefined && ((d >= 0x30 && d <= 0x39) || d === 0x2e || d === 0x2d || d === 0x2b || d === 0x65 || d === 0x45); d = body[++k]);
+      const value = k === start ? Number.NaN : Number(body.toString('latin1', start, k));
+      if (!(value !== 0 && Number.isFinite(value))) return false;
+      i = k - 1;
+    }
+  }
+  return true;
+}
+
+function wordAt(body: Buffer, at: number, word: Buffer): boolean {
+  if (at + word.length > body.length) return false;
+  for (let j = 2; j < word.length; j++) if (body[at + j] !== word[j]) return false;
+  return true;
+}
+
+function skipSpace(body: Buffer, i: number): number {
+  for (let c = body[i]; c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09; c = body[++i]);
+  return i;
 }
 
 /** Temperature 0 (OpenAI top level, Ollama `options`) or a fixed seed. */

@@ -7,20 +7,22 @@ import { performance } from 'node:perf_hooks';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import { NoReplica, ReplicaQueue, type DeploymentCounters } from '../balancer/index.js';
 import { ERRORS, type ErrorCode } from '../errors/index.js';
-import { hashKey, keyLabel, presentedKey, TokenCounter, type RateLimiter, type RedisCache } from '../policy/index.js';
+import { hashKey, presentedKey, TokenCounter, type RateLimiter, type RedisCache } from '../policy/index.js';
 import type { Logger } from '../telemetry/index.js';
+import type { AccessLog } from './access-log.js';
 import type { Attempt } from './attempt.js';
 import { Exchange, Phase, type ExchangeOwner } from './exchange.js';
 import { AuthFilter, CacheFilter, FilterChain, FilterStatus, RateLimitFilter } from './filters/index.js';
 import { credentialLines, readClientHead, withCredential, type ClientHead } from './headers.js';
-import { endWithoutBody, RETRY_AFTER, writeErrorResponse, type CacheStatus } from './respond.js';
-import { DeploymentRoute, RouteTable, RouteTableCompiler, type KeyRoute, type ReplicaRoute, type RouteTableSnapshot, type SharedState } from './route-table.js';
+import { endWithoutBody, RETRY_AFTER, writeErrorResponse } from './respond.js';
+import { DeploymentRoute, RouteTable, RouteTableCompiler, type ReplicaRoute, type RouteTableSnapshot, type SharedState } from './route-table.js';
 import { RequestIds } from './request-id.js';
 import { holdClock, monoNow, releaseClock, resyncWallClock, wallNow } from './clock.js';
 
 export interface GatewayOptions {
   readonly logger: Logger;
-  readonly accessLog: boolean;
+  /** null: no line is logged (log level above info). */
+  readonly accessLog: AccessLog | null;
   /** Append the client's address to X-Forwarded-For (one getpeername per request). */
   readonly forwardedFor: boolean;
   /** Memory shared with the other workers and the control plane. */
@@ -63,8 +65,9 @@ const ALLOW_GET = Object.freeze([['allow', 'GET, HEAD'] as const]);
 export class Gateway implements ExchangeOwner {
   #table: RouteTable = RouteTable.empty;
   readonly #compiler: RouteTableCompiler;
-  readonly #logger: Logger;
-  readonly #accessLog: boolean;
+  readonly #accessLog: AccessLog | null;
+  /** Every request gets an access line (not only failures): its client address is read. */
+  readonly #accessAll: boolean;
   readonly #forwardedFor: boolean;
   readonly #shared: SharedState;
   /** The route #pickFallback found, for #switchToFallback (no pair allocated per fallback). */
@@ -79,8 +82,8 @@ export class Gateway implements ExchangeOwner {
   #draining = false;
 
   constructor(options: GatewayOptions) {
-    this.#logger = options.logger;
     this.#accessLog = options.accessLog;
+    this.#accessAll = options.accessLog?.all === true;
     this.#forwardedFor = options.forwardedFor;
     this.#shared = options.shared;
     this.#counters = options.counters;
@@ -227,7 +230,7 @@ export class Gateway implements ExchangeOwner {
     const query = req.getQuery();
     const expectBody = head.chunked || head.contentLength > 0;
     // Read only when used: the address costs a getpeername per request in uWS.
-    const client = this.#forwardedFor || this.#accessLog ? clientAddress(res) : '';
+    const client = this.#forwardedFor || this.#accessAll ? clientAddress(res) : '';
     const forwardedFor = !this.#forwardedFor ? head.forwardedFor : head.forwardedFor === '' ? client : `${head.forwardedFor}, ${client}`;
     const tail =
       (forwardedFor === '' ? '' : `x-forwarded-for: ${forwardedFor}\r\n`) + 'x-forwarded-proto: http\r\n' +
@@ -448,21 +451,23 @@ export class Gateway implements ExchangeOwner {
     }
     // Failures are logged even with the access log off, including a stream that failed
     // after its 200 head was sent (errorCode set, status still 200).
-    if (this.#accessLog || ex.status >= 500 || ex.errorCode !== null) {
-      this.#logger.info(accessRecord(
+    const log = this.#accessLog;
+    if (log !== null && log.wants(ex.status, ex.errorCode)) {
+      log.record(
         ex.requestId, ex.method, ex.path, ex.client, ex.route.id, attempt?.replica.origin ?? null, ex.status, seconds,
         // Arrival to the upstream's response head, as sluice_upstream_ttfb_seconds; null
         // when no upstream head came (cache hit, error before it).
         ex.headAt < 0 ? null : ex.headAt - ex.startedAt,
         ex.bodyBytes, ex.responseBytes, ex.cacheStatus, ex.key, ex.errorCode, costUsd,
-      ), 'request');
+      );
     }
   }
 
   /** Answers with a gateway error without contacting any upstream. */
   #reject(res: HttpResponse, code: ErrorCode, message: string, requestId: string, method: string, url: string, opts: RejectOptions = NO_OPTIONS): void {
     const status = ERRORS[code].status;
-    const logged = this.#accessLog || status >= 500;
+    const log = this.#accessLog;
+    const logged = log !== null && (log.all || status >= 500);
     // Read before the answer: a response that has ended may not be touched.
     const client = logged ? clientAddress(res) : '';
     const bytes = writeErrorResponse(res, status, code, message, requestId, opts.close === true, opts.headers, method === 'HEAD');
@@ -470,7 +475,7 @@ export class Gateway implements ExchangeOwner {
     // for want of a ready replica is the outage an operator's alert must see.
     opts.route?.stats.record(status, 0);
     // Answered inside the handler: the duration is nil.
-    if (logged) this.#logger.info(accessRecord(requestId, method, url, client, opts.route?.id ?? null, null, status, 0, null, 0, bytes, 'bypass', undefined, code), 'request');
+    if (logged) log.record(requestId, method, url, client, opts.route?.id ?? null, null, status, 0, null, 0, bytes, 'bypass', undefined, code, null);
   }
 
   #health(res: HttpResponse, url: string, method: string, requestId: string): void {
@@ -532,37 +537,6 @@ function clientLines(route: DeploymentRoute, head: ClientHead, keyed: boolean): 
   const credential = route.credentialLine;
   if (credential !== null) return withCredential(head, route.credentialName, credential);
   return keyed ? head.headerLines : head.headerLines + credentialLines(head);
-}
-
-/**
- * The access log line: one shape for every request, whoever answered it (fields that do
- * not apply are null). `path` has no query string, which may carry secrets. Times in ms.
- */
-function accessRecord(
-  requestId: string, method: string, path: string, client: string, route: string | null, upstream: string | null, status: number,
-  seconds: number, ttfbMs: number | null, requestBytes: number, responseBytes: number, cache: CacheStatus, key: KeyRoute | undefined, error: ErrorCode | null,
-  costUsd: number | null = null,
-): Record<string, unknown> {
-  return {
-    request_id: requestId,
-    method,
-    path,
-    // '' when neither the access log nor X-Forwarded-For asked for it (a failure logged with both off).
-    client: client === '' ? null : client,
-    route,
-    upstream,
-    status,
-    duration_ms: Math.round(seconds * 1e6) / 1e3,
-    ttfb_ms: ttfbMs === null ? null : Math.round(ttfbMs * 1e3) / 1e3,
-    request_bytes: requestBytes,
-    response_bytes: responseBytes,
-    cache,
-    // A key is named by its config name and a short digest prefix, never by itself.
-    key_label: key === undefined ? null : keyLabel(key.name, key.digest),
-    error,
-    // What the request cost at its deployment's prices; null when it has none or nothing was charged.
-    cost_usd: costUsd,
-  };
 }
 
 // The client address for X-Forwarded-For. The binary form costs about half of the text

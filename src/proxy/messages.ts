@@ -14,12 +14,28 @@ export interface SharedBuffers {
   readonly replicaLoad: SharedArrayBuffer;
 }
 
+/** Config log.access*: each worker writes its own access lines. */
+export interface AccessLogSettings {
+  /** A line for every request; false: only for failures. */
+  readonly all: boolean;
+  readonly bufferBytes: number;
+  readonly maxBufferBytes: number;
+  readonly flushMs: number;
+  readonly sample: number;
+}
+
+/** Lines a worker's access log has written and dropped (its sink too slow), since it started. */
+export interface AccessLogCounts {
+  readonly lines: number;
+  readonly dropped: number;
+}
+
 export interface WorkerInit {
   readonly workerIndex: number;
   readonly host: string;
   readonly port: number;
   readonly logLevel: string;
-  readonly accessLog: boolean;
+  readonly accessLog: AccessLogSettings;
   readonly forwardedFor: boolean;
   readonly shared: SharedBuffers;
   /**
@@ -44,7 +60,7 @@ export type FromWorker =
   | { readonly type: 'listen-failed'; readonly workerIndex: number; readonly message: string }
   /** `ready`: what the worker's /readyz now answers. */
   | { readonly type: 'routes-applied'; readonly workerIndex: number; readonly version: number; readonly ready: boolean }
-  | { readonly type: 'stats'; readonly id: number; readonly workerIndex: number; readonly deployments: Record<string, StatsSnapshot>; readonly active: number }
+  | { readonly type: 'stats'; readonly id: number; readonly workerIndex: number; readonly deployments: Record<string, StatsSnapshot>; readonly active: number; readonly accessLog: AccessLogCounts }
   | { readonly type: 'draining'; readonly workerIndex: number }
   /** The listen socket is closed; `active`: requests still in flight. */
   | { readonly type: 'closed'; readonly workerIndex: number; readonly active: number }

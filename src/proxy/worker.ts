@@ -4,7 +4,8 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { BreakerBoard, DeploymentCounters, ReplicaLoadBoard } from '../balancer/index.js';
 import { RateLimiter, RedisCache, RedisLimiter, SharedBuckets } from '../policy/index.js';
-import { createLogger } from '../telemetry/index.js';
+import { createLogger, LineWriter } from '../telemetry/index.js';
+import { AccessLog } from './access-log.js';
 import { FORWARDED_METHODS, Gateway } from './gateway.js';
 import type { RouteTableSnapshot } from './route-table.js';
 import { upstreamTransport } from './upstream/index.js';
@@ -14,8 +15,24 @@ import type { ToWorker, FromWorker, WorkerInit } from './messages.js';
 const init = workerData as WorkerInit;
 const port = parentPort!;
 const post = (msg: FromWorker): void => port.postMessage(msg);
+const DROP_WARNING_MS = 10_000;
+/** A stalled log sink may hold a stop this much longer than the grace period, no more. */
+const LOG_CLOSE_EXTRA_MS = 1000;
 
 const logger = createLogger({ level: init.logLevel, buffered: true, bindings: { worker: init.workerIndex } });
+const access = init.accessLog;
+// Straight to stdout, from this thread: no hop through the main thread per line.
+const accessWriter = new LineWriter({ fd: 1, bufferBytes: access.bufferBytes, maxBufferBytes: access.maxBufferBytes, flushIntervalMs: access.flushMs });
+// Access lines are info lines: a log level above info silences them, as any other.
+const accessLog = logger.isLevelEnabled('info') ? new AccessLog({ writer: accessWriter, all: access.all, sample: access.sample, worker: init.workerIndex }) : null;
+process.on('exit', () => accessWriter.flushSync());
+// Dropped access lines are counted in /metrics, and said in the log once in a while.
+let droppedSaid = 0;
+setInterval(() => {
+  if (accessWriter.dropped === droppedSaid) return;
+  logger.warn({ dropped: accessWriter.dropped - droppedSaid, dropped_total: accessWriter.dropped }, 'access log sink is slower than the traffic: lines dropped');
+  droppedSaid = accessWriter.dropped;
+}, DROP_WARNING_MS).unref();
 const { uws, native, binary } = loadUws();
 const sh = init.shared;
 const limiter = new RateLimiter({
@@ -25,7 +42,7 @@ const limiter = new RateLimiter({
 });
 const gateway = new Gateway({
   logger,
-  accessLog: init.accessLog,
+  accessLog,
   forwardedFor: init.forwardedFor,
   shared: { inflight: new Int32Array(sh.inflight), breakers: new BreakerBoard(sh.breakers), replicaLoad: new ReplicaLoadBoard(sh.replicaLoad) },
   counters: new DeploymentCounters(sh.deployments),
@@ -56,7 +73,7 @@ port.on('message', (msg: ToWorker) => {
       post({ type: 'routes-applied', workerIndex: init.workerIndex, version: gateway.table.version, ready: gateway.table.ready });
       break;
     case 'stats':
-      post({ type: 'stats', id: msg.id, workerIndex: init.workerIndex, deployments: gateway.stats(), active: gateway.activeCount });
+      post({ type: 'stats', id: msg.id, workerIndex: init.workerIndex, deployments: gateway.stats(), active: gateway.activeCount, accessLog: { lines: accessWriter.lines, dropped: accessWriter.dropped } });
       break;
     case 'drain':
       gateway.drain();
@@ -83,7 +100,8 @@ function waitForIdle(graceMs: number): void {
       // aborts the whole process (uv_loop_close with open handles), so close them first.
       // `close()` exists on the 20.30 binary's app but is missing from its typings.
       (app as unknown as { close(): void }).close();
-      setImmediate(() => process.exit(0));
+      // Every access line out before the thread ends (a graceful stop loses none).
+      void accessWriter.close(Math.max(0, deadline - Date.now()) + LOG_CLOSE_EXTRA_MS).then(() => setImmediate(() => process.exit(0)));
     } else {
       setTimeout(tick, 20);
     }

@@ -136,3 +136,13 @@ function histogram(
 function esc(v: string): string {
   return v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
 }
+
+/** The access log's lines written and dropped (its sink slower than the traffic), all workers together. */
+export function renderAccessLog(lines: number, dropped: number): string {
+  return '# HELP sluice_access_log_lines_total Access log lines handed to the log sink.\n' +
+    '# TYPE sluice_access_log_lines_total counter\n' +
+    `sluice_access_log_lines_total ${lines}\n` +
+    '# HELP sluice_access_log_dropped_total Access log lines dropped because the log sink was slower than the traffic (log.access_max_buffer_bytes).\n' +
+    '# TYPE sluice_access_log_dropped_total counter\n' +
+    `sluice_access_log_dropped_total ${dropped}\n`;
+}

@@ -51,7 +51,7 @@ t.test('defaults are filled in and the result is frozen', async (t) => {
   t.equal(c.state_dir, './.sluice');
   t.equal(c.limits.max_body_bytes, 64 * 1024 * 1024);
   t.same(c.upstream, { connect_timeout_ms: 5_000, headers_timeout_ms: 300_000, idle_timeout_ms: 60_000, max_connections: 512, keepalive_idle_ms: 4_000 });
-  t.same(c.log, { level: 'info', access: true });
+  t.same(c.log, { level: 'info', access: true, access_buffer_bytes: 65536, access_flush_ms: 1000, access_max_buffer_bytes: 16 * 1024 * 1024, access_sample: 1 });
   t.same(c.deployments, []);
   t.same(c.traffic, {});
   t.ok(Object.isFrozen(c) && Object.isFrozen(c.listen) && Object.isFrozen(c.upstream), 'deeply frozen');

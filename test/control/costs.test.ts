@@ -5,7 +5,7 @@
 
 import t from 'tap';
 import { adminClient, gwRequest, reapServers, sleep, waitFor, waitState, type AdminClient } from '../helpers/control.js';
-import { jsonLogs, metricsText, startGateway, type Gateway } from '../helpers/procs.js';
+import { eventually, jsonLogs, metricsText, startGateway, type Gateway } from '../helpers/procs.js';
 
 t.setTimeout(120_000);
 
@@ -84,7 +84,11 @@ t.test('requests are charged by their own usage, as computed by hand', async (t)
   t.ok(close(requestsUsd, 0.1), 'the cost counters in /metrics');
   t.match(text, /^sluice_cost_usd_total\{deployment="paid-1",kind="replica_hours"\} \d/m);
 
-  const logged = jsonLogs(gw).filter((l) => l.msg === 'request' && l.route === 'paid-1');
+  // Access lines are written in batches (log.access_flush_ms, 1 s by default).
+  const logged = await eventually(() => {
+    const lines = jsonLogs(gw).filter((l) => l.msg === 'request' && l.route === 'paid-1');
+    return lines.length >= 10 ? lines : undefined;
+  }, 5_000, 'the access lines of the 10 requests');
   t.equal(logged.length, 10);
   const perRequest = logged.reduce((sum, l) => sum + (l.cost_usd as number), 0);
   t.ok(close(perRequest, c.cost_usd.requests + c.cost_usd.input_tokens + c.cost_usd.output_tokens), 'the access log\'s cost_usd adds up to the same');

@@ -326,4 +326,16 @@ t.test('the store: LRU by bytes, per-entry limit, TTL; keys and candidates', asy
   t.type(askedKey, 'string', 'the same bytes, asked for with x-sluice-cache: on, get a key');
   t.equal(cacheKey(asked, 'POST', '/v1/completions', Buffer.from(warm)), askedKey, 'the same key when repeated');
   t.not(cacheKey(asked, 'POST', '/v1/completions?x=1', Buffer.from(warm)), askedKey, 'the query is part of the key');
+  // Sampled generations are told apart by a scan of the bytes; whatever the scan cannot
+  // settle is parsed, so every body gets the answer the parse gives.
+  const key = (body: string): string | null => cacheKey(llm, 'POST', '/v1/chat/completions', Buffer.from(body));
+  t.equal(key('{"messages":[],"temperature" : 1.5e-1}'), null, 'a temperature above 0, spaced and in exponent form');
+  t.equal(key('{"messages":[]}'), null, 'no temperature and no seed: sampled at the server default');
+  t.type(key('{"messages":[],"temperature": 0.0}'), 'string', '0.0 is 0');
+  t.type(key('{"messages":[],"temperature":-0}'), 'string', '-0 is 0');
+  t.type(key('{"temperature":0.9,"seed":42,"messages":[]}'), 'string', 'a seed makes it deterministic');
+  t.type(key('{"model":"m","prompt":"p","options":{"temperature":0}}'), 'string', "Ollama's options.temperature 0");
+  t.type(key('{"messages":[{"role":"user","content":"say \\"temperature\\": 3"}],"temperature":0}'), 'string', 'a temperature quoted in a message does not hide the real one');
+  t.equal(key('{"messages":[{"role":"user","content":"say \\"temperature\\": 0"}],"temperature":0.5}'), null, 'nor does a quoted 0 make it deterministic');
+  t.equal(key('{"messages":[],"temperature":null}'), null, 'null: not deterministic (the parse says so)');
 });

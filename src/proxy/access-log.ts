@@ -1,0 +1,104 @@
+// The access log line: one shape for every request, whoever answered it (fields that do
+// not apply are null), as pino would print it (`level`, `time`, `pid`, `worker`, `name`,
+// `msg: "request"`) so that one parser reads every line sluice writes. The line is built
+// by concatenation from pre-serialised parts, not as an object for a serialiser: at tens
+// of thousands of requests a second an object, its redaction pass and pino's buffer cost
+// a third of the data plane's throughput. No field can carry a secret: `path` has no query
+// string (which may), and a key appears only as its label.
+
+import type { ErrorCode } from '../errors/index.js';
+import { keyLabel } from '../policy/index.js';
+import type { LineWriter } from '../telemetry/index.js';
+import { wallNow } from './clock.js';
+import type { CacheStatus } from './respond.js';
+import type { KeyRoute } from './route-table.js';
+
+export interface AccessLogOptions {
+  readonly writer: LineWriter;
+  /** A line for every request (log.access), or only for failures (5xx, gateway errors). */
+  readonly all: boolean;
+  /** The share of successful requests logged (failures always are); 1 logs every one. */
+  readonly sample: number;
+  readonly worker: number;
+}
+
+export class AccessLog {
+  readonly all: boolean;
+  readonly #writer: LineWriter;
+  readonly #sample: number;
+  /** `,"pid":…,"worker":…,"name":"sluice"`: the same for every line of this thread. */
+  readonly #bindings: string;
+  #timeMs = -1;
+  #time = '';
+  // The JSON of the last value of each field that repeats from request to request (one
+  // deployment, one replica, one method, one client behind a balancer): a comparison
+  // instead of a JSON.stringify per field.
+  readonly #method = new LastJson();
+  readonly #client = new LastJson();
+  readonly #route = new LastJson();
+  readonly #upstream = new LastJson();
+
+  constructor(options: AccessLogOptions) {
+    this.all = options.all;
+    this.#writer = options.writer;
+    this.#sample = options.sample;
+    this.#bindings = `,"pid":${process.pid},"worker":${options.worker},"name":"sluice"`;
+  }
+
+  /** Whether a request that ended with `status` (and `error`) gets a line. */
+  wants(status: number, error: ErrorCode | null): boolean {
+    if (status >= 500 || error !== null) return true;
+    return this.all && (this.#sample >= 1 || Math.random() < this.#sample);
+  }
+
+  /** `client`: '' when it was not read; `seconds`, `ttfbMs`: total and to the upstream head. */
+  record(
+    requestId: string, method: string, path: string, client: string, route: string | null, upstream: string | null, status: number,
+    seconds: number, ttfbMs: number | null, requestBytes: number, responseBytes: number, cache: CacheStatus, key: KeyRoute | undefined,
+    error: ErrorCode | null, costUsd: number | null,
+  ): void {
+    this.#writer.write(
+      '{"level":"info","time":"' + this.#isoTime() + '"' + this.#bindings +
+      ',"request_id":' + JSON.stringify(requestId) +
+      ',"method":' + this.#method.of(method) +
+      ',"path":' + JSON.stringify(path) +
+      ',"client":' + (client === '' ? 'null' : this.#client.of(client)) +
+      ',"route":' + (route === null ? 'null' : this.#route.of(route)) +
+      ',"upstream":' + (upstream === null ? 'null' : this.#upstream.of(upstream)) +
+      ',"status":' + status +
+      ',"duration_ms":' + Math.round(seconds * 1e6) / 1e3 +
+      ',"ttfb_ms":' + (ttfbMs === null ? 'null' : Math.round(ttfbMs * 1e3) / 1e3) +
+      ',"request_bytes":' + requestBytes +
+      ',"response_bytes":' + responseBytes +
+      ',"cache":"' + cache + '"' +
+      ',"key_label":' + (key === undefined ? 'null' : JSON.stringify(keyLabel(key.name, key.digest))) +
+      ',"error":' + (error === null ? 'null' : '"' + error + '"') +
+      // What the request cost at its deployment's prices; null when it has none or nothing was charged.
+      ',"cost_usd":' + (costUsd === null ? 'null' : costUsd) +
+      ',"msg":"request"}\n',
+    );
+  }
+
+  /** pino's isoTime, built at most once per millisecond. */
+  #isoTime(): string {
+    const ms = Math.floor(wallNow());
+    if (ms !== this.#timeMs) {
+      this.#timeMs = ms;
+      this.#time = new Date(ms).toISOString();
+    }
+    return this.#time;
+  }
+}
+
+class LastJson {
+  #value = '';
+  #json = '""';
+
+  of(value: string): string {
+    if (value !== this.#value) {
+      this.#value = value;
+      this.#json = JSON.stringify(value);
+    }
+    return this.#json;
+  }
+}
