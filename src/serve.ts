@@ -18,7 +18,7 @@ import { SharedBuckets } from './policy/index.js';
 import { PortAllocator } from './ports/index.js';
 import type { RouteTableSnapshot, SharedBuffers } from './proxy/index.js';
 import { FileStateStore, HibernationRecords, RedisStateStore, ReplicaRecords } from './state/index.js';
-import { createLogger, mergeStats, renderAccessLog, renderStats, type Logger } from './telemetry/index.js';
+import { createLogger, LineWriter, mergeStats, renderLogCounts, renderStats, type Logger } from './telemetry/index.js';
 
 /** The running gateway process, as `sluice serve` holds it. */
 export interface RunningGateway {
@@ -41,32 +41,38 @@ const TRAFFIC_FOLLOW_INTERVAL_MS = 400;
 const MAX_DEPLOYMENTS = 1024;
 const MAX_BUCKETS = 65_536;
 const BREAKER_STATES: readonly string[] = ['closed', 'open', 'half-open'];
+/** The main thread's log lines waiting for a stalled stdout, at most. */
+const MAIN_LOG_MAX_BYTES = 4 * 1024 * 1024;
+/** At exit, how long a stalled stdout may hold the last lines. */
+const EXIT_LOG_MS = 1000;
 
 export async function runServeCli(argv: string[]): Promise<void> {
   const { values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' } }, strict: true });
   const config = loadConfig(values.config ?? DEFAULT_CONFIG_FILE);
-  const logger = createLogger({ level: config.log.level });
-  const gateway = await startGateway(config, logger);
+  // Written on the thread pool: a stalled stdout never freezes the control plane.
+  const stdout = new LineWriter({ fd: 1, bufferBytes: 0, maxBufferBytes: MAIN_LOG_MAX_BYTES, flushIntervalMs: 0 });
+  const logger = createLogger({ level: config.log.level, writer: stdout });
+  const gateway = await startGateway(config, logger, stdout);
   let stopping = false;
   const shutdown = (signal: string): void => {
     const first = !stopping;
     stopping = true;
     const done = gateway.shutdown(signal);
     if (!first) return;
-    done.then(() => {
-      logger.flush();
-      process.exit(0);
-    }, (err: unknown) => {
+    const exit = (code: number): void => {
+      void stdout.close(EXIT_LOG_MS).then(() => process.exit(code));
+    };
+    done.then(() => exit(0), (err: unknown) => {
       logger.error({ err }, 'shutdown failed');
-      logger.flush();
-      process.exit(1);
+      exit(1);
     });
   };
   process.on('SIGINT', () => shutdown('SIGINT'));
   process.on('SIGTERM', () => shutdown('SIGTERM'));
 }
 
-export async function startGateway(config: Config, logger: Logger): Promise<RunningGateway> {
+/** `stdout`: the writer under `logger`, for its line counts in /metrics. */
+export async function startGateway(config: Config, logger: Logger, stdout: LineWriter): Promise<RunningGateway> {
   let adminHost = config.admin.host;
   if (config.admin.token === null && !isLoopback(adminHost)) {
     logger.warn({ host: adminHost }, 'no admin token configured: the admin API listens on 127.0.0.1 only');
@@ -268,13 +274,13 @@ export async function startGateway(config: Config, logger: Logger): Promise<Runn
     const workers = await dp.collectStats();
     const now = Date.now();
     const replicaCostUsd = new Map(manager.list().map((d) => [d.id, d.replicaCostUsd(now)]));
-    let lines = 0;
-    let dropped = 0;
+    let lines = stdout.lines;
+    let dropped = stdout.dropped;
     for (const w of workers) {
-      lines += w.accessLog.lines;
-      dropped += w.accessLog.dropped;
+      lines += w.log.lines;
+      dropped += w.log.dropped;
     }
-    return renderStats(mergeStats(workers.map((w) => w.deployments)), replicaCostUsd) + renderAccessLog(lines, dropped) + (await registry.metrics());
+    return renderStats(mergeStats(workers.map((w) => w.deployments)), replicaCostUsd) + renderLogCounts(lines, dropped) + (await registry.metrics());
   };
   // GET /v1/costs: per deployment, what ran, what it served and what that cost.
   const costs = async (): Promise<Record<string, unknown>> => {

@@ -324,7 +324,7 @@ export const configSchema: Field = {
         access_buffer_bytes: { kind: 'int', default: 64 * 1024, min: 0, max: 64 * 1024 * 1024 },
         access_flush_ms: { kind: 'int', default: 1000, min: 0, max: 60_000 },
         // A sink slower than the traffic: at most this many bytes wait per worker, further
-        // lines are dropped and counted (sluice_access_log_dropped_total), never blocking.
+        // lines are dropped and counted (sluice_log_dropped_total), never blocking.
         access_max_buffer_bytes: { kind: 'int', default: 16 * 1024 * 1024, min: 1024, max: 1024 * 1024 * 1024 },
         // The share of successful requests that get a line; failures always do.
         access_sample: { kind: 'number', default: 1, min: 0, max: 1 },

@@ -4,7 +4,7 @@
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '../telemetry/index.js';
 import type { StatsSnapshot } from '../telemetry/index.js';
-import type { AccessLogCounts, AccessLogSettings, FromWorker, RouteTableSnapshot, SharedBuffers, ToWorker, WorkerInit } from '../proxy/index.js';
+import type { AccessLogSettings, LogCounts, FromWorker, RouteTableSnapshot, SharedBuffers, ToWorker, WorkerInit } from '../proxy/index.js';
 
 export interface DataPlaneOptions {
   readonly host: string;
@@ -25,7 +25,7 @@ export interface DataPlaneOptions {
 export interface WorkerStats {
   readonly deployments: Record<string, StatsSnapshot>;
   readonly active: number;
-  readonly accessLog: AccessLogCounts;
+  readonly log: LogCounts;
 }
 
 /** How the workers' upstream connections move bytes (src/proxy/upstream/transport.ts). */
@@ -143,7 +143,7 @@ export class DataPlane {
     if (msg.type !== 'stats') return;
     const entry = this.#statsWaiters.get(msg.id);
     if (entry === undefined) return;
-    entry.replies.push({ deployments: msg.deployments, active: msg.active, accessLog: msg.accessLog });
+    entry.replies.push({ deployments: msg.deployments, active: msg.active, log: msg.log });
     if (entry.replies.length === this.#workers.length) entry.resolve(entry.replies);
   }
 

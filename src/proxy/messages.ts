@@ -24,8 +24,8 @@ export interface AccessLogSettings {
   readonly sample: number;
 }
 
-/** Lines a worker's access log has written and dropped (its sink too slow), since it started. */
-export interface AccessLogCounts {
+/** Log lines (access lines and others) a worker has written and dropped (stdout too slow), since it started. */
+export interface LogCounts {
   readonly lines: number;
   readonly dropped: number;
 }
@@ -60,7 +60,7 @@ export type FromWorker =
   | { readonly type: 'listen-failed'; readonly workerIndex: number; readonly message: string }
   /** `ready`: what the worker's /readyz now answers. */
   | { readonly type: 'routes-applied'; readonly workerIndex: number; readonly version: number; readonly ready: boolean }
-  | { readonly type: 'stats'; readonly id: number; readonly workerIndex: number; readonly deployments: Record<string, StatsSnapshot>; readonly active: number; readonly accessLog: AccessLogCounts }
+  | { readonly type: 'stats'; readonly id: number; readonly workerIndex: number; readonly deployments: Record<string, StatsSnapshot>; readonly active: number; readonly log: LogCounts }
   | { readonly type: 'draining'; readonly workerIndex: number }
   /** The listen socket is closed; `active`: requests still in flight. */
   | { readonly type: 'closed'; readonly workerIndex: number; readonly active: number }

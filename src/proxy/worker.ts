@@ -19,19 +19,19 @@ const DROP_WARNING_MS = 10_000;
 /** A stalled log sink may hold a stop this much longer than the grace period, no more. */
 const LOG_CLOSE_EXTRA_MS = 1000;
 
-const logger = createLogger({ level: init.logLevel, buffered: true, bindings: { worker: init.workerIndex } });
 const access = init.accessLog;
-// Straight to stdout, from this thread: no hop through the main thread per line.
-const accessWriter = new LineWriter({ fd: 1, bufferBytes: access.bufferBytes, maxBufferBytes: access.maxBufferBytes, flushIntervalMs: access.flushMs });
+// Straight to stdout, from this thread: no hop through the main thread per line. The
+// thread's own log lines and its access lines share the writer.
+const stdout = new LineWriter({ fd: 1, bufferBytes: access.bufferBytes, maxBufferBytes: access.maxBufferBytes, flushIntervalMs: access.flushMs });
+const logger = createLogger({ level: init.logLevel, writer: stdout, bindings: { worker: init.workerIndex } });
 // Access lines are info lines: a log level above info silences them, as any other.
-const accessLog = logger.isLevelEnabled('info') ? new AccessLog({ writer: accessWriter, all: access.all, sample: access.sample, worker: init.workerIndex }) : null;
-process.on('exit', () => accessWriter.flushSync());
-// Dropped access lines are counted in /metrics, and said in the log once in a while.
+const accessLog = logger.isLevelEnabled('info') ? new AccessLog({ writer: stdout, all: access.all, sample: access.sample, worker: init.workerIndex }) : null;
+// Dropped lines are counted in /metrics, and said in the log once in a while.
 let droppedSaid = 0;
 setInterval(() => {
-  if (accessWriter.dropped === droppedSaid) return;
-  logger.warn({ dropped: accessWriter.dropped - droppedSaid, dropped_total: accessWriter.dropped }, 'access log sink is slower than the traffic: lines dropped');
-  droppedSaid = accessWriter.dropped;
+  if (stdout.dropped === droppedSaid) return;
+  logger.warn({ dropped: stdout.dropped - droppedSaid, dropped_total: stdout.dropped }, 'stdout is slower than the traffic: log lines dropped');
+  droppedSaid = stdout.dropped;
 }, DROP_WARNING_MS).unref();
 const { uws, native, binary } = loadUws();
 const sh = init.shared;
@@ -73,7 +73,7 @@ port.on('message', (msg: ToWorker) => {
       post({ type: 'routes-applied', workerIndex: init.workerIndex, version: gateway.table.version, ready: gateway.table.ready });
       break;
     case 'stats':
-      post({ type: 'stats', id: msg.id, workerIndex: init.workerIndex, deployments: gateway.stats(), active: gateway.activeCount, accessLog: { lines: accessWriter.lines, dropped: accessWriter.dropped } });
+      post({ type: 'stats', id: msg.id, workerIndex: init.workerIndex, deployments: gateway.stats(), active: gateway.activeCount, log: { lines: stdout.lines, dropped: stdout.dropped } });
       break;
     case 'drain':
       gateway.drain();
@@ -95,13 +95,12 @@ function waitForIdle(graceMs: number): void {
   const tick = (): void => {
     if (gateway.activeCount === 0 || Date.now() > deadline) {
       post({ type: 'stopped', workerIndex: init.workerIndex, cut: gateway.activeCount });
-      logger.flush();
       // Idle keep-alive sockets are still open handles of the uWS loop; exiting over them
       // aborts the whole process (uv_loop_close with open handles), so close them first.
       // `close()` exists on the 20.30 binary's app but is missing from its typings.
       (app as unknown as { close(): void }).close();
-      // Every access line out before the thread ends (a graceful stop loses none).
-      void accessWriter.close(Math.max(0, deadline - Date.now()) + LOG_CLOSE_EXTRA_MS).then(() => setImmediate(() => process.exit(0)));
+      // Every line out before the thread ends (a graceful stop loses none).
+      void stdout.close(Math.max(0, deadline - Date.now()) + LOG_CLOSE_EXTRA_MS).then(() => setImmediate(() => process.exit(0)));
     } else {
       setTimeout(tick, 20);
     }

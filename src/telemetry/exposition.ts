@@ -137,12 +137,12 @@ function esc(v: string): string {
   return v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
 }
 
-/** The access log's lines written and dropped (its sink slower than the traffic), all workers together. */
-export function renderAccessLog(lines: number, dropped: number): string {
-  return '# HELP sluice_access_log_lines_total Access log lines handed to the log sink.\n' +
-    '# TYPE sluice_access_log_lines_total counter\n' +
-    `sluice_access_log_lines_total ${lines}\n` +
-    '# HELP sluice_access_log_dropped_total Access log lines dropped because the log sink was slower than the traffic (log.access_max_buffer_bytes).\n' +
-    '# TYPE sluice_access_log_dropped_total counter\n' +
-    `sluice_access_log_dropped_total ${dropped}\n`;
+/** Log lines (access lines and others) written to stdout and dropped because it was slower than the traffic, every thread together. */
+export function renderLogCounts(lines: number, dropped: number): string {
+  return '# HELP sluice_log_lines_total Log lines (access lines included) written to stdout.\n' +
+    '# TYPE sluice_log_lines_total counter\n' +
+    `sluice_log_lines_total ${lines}\n` +
+    '# HELP sluice_log_dropped_total Log lines dropped because stdout was slower than the traffic (log.access_max_buffer_bytes per worker).\n' +
+    '# TYPE sluice_log_dropped_total counter\n' +
+    `sluice_log_dropped_total ${dropped}\n`;
 }

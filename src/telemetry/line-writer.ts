@@ -1,20 +1,27 @@
 // Buffered, asynchronous, bounded writes of log lines to a file descriptor, as nginx's
 // `access_log ... buffer=64k`: lines pile up in memory and go out in one write once
 // `bufferBytes` are waiting (or every `flushIntervalMs`), on libuv's thread pool, so the
-// thread that logs never waits for the sink. When the sink is slower than the traffic
-// (a stalled pipe, a full disk), at most `maxBufferBytes` wait; further lines are dropped
-// and counted, never blocking the data plane nor growing without bound.
+// thread that logs never waits for the sink, even a blocking pipe that nobody reads. When
+// the sink is slower than the traffic (a stalled pipe, a full disk), at most
+// `maxBufferBytes` wait; further lines are dropped and counted, never blocking the thread
+// nor growing without bound.
+//
+// Several threads write to one stdout (each data-plane worker, the main thread). On a
+// regular file every write() lands whole, but on a pipe or a socket a write can be cut
+// short when the reader lags, and another thread's write would then land inside a line.
+// There the buffer goes out in pieces of at most PIPE_BUF bytes ending on a line boundary,
+// which a pipe takes whole or not at all.
 //
 // pino's own destination (sonic-boom) was measured at a third of the data plane's
 // throughput with one line per request: it measures the UTF-8 length of its whole pending
 // buffer on every write, and pino builds and redacts an object per line. Here a line is
 // one string concatenated onto a rope; it is flattened and encoded once per write.
 
-import { write, writeSync } from 'node:fs';
+import { fstatSync, write, writeSync } from 'node:fs';
 
 export interface LineWriterOptions {
   readonly fd: number;
-  /** Write once this many bytes (UTF-16 units, equal for the ASCII lines logged) wait. */
+  /** Write once this many bytes (UTF-16 units, equal for the ASCII lines logged) wait; 0: at once. */
   readonly bufferBytes: number;
   /** At most this many wait, besides the write in progress; beyond, lines are dropped. */
   readonly maxBufferBytes: number;
@@ -24,6 +31,11 @@ export interface LineWriterOptions {
 
 /** How long an EAGAIN (a non-blocking pipe that is full) waits before the write is retried. */
 const RETRY_MS = 10;
+/** What Linux writes to a pipe whole or not at all (PIPE_BUF). */
+const ATOMIC_PIPE_WRITE = 4096;
+/** A stalled sink delays an exit by at most this much (flushSync). */
+const EXIT_FLUSH_MS = 500;
+const NEWLINE = 0x0a;
 
 export class LineWriter {
   /** Lines written (handed to the sink) and dropped, since the start. */
@@ -32,6 +44,8 @@ export class LineWriter {
   readonly #fd: number;
   readonly #bufferBytes: number;
   readonly #maxBufferBytes: number;
+  /** Largest write: PIPE_BUF on a pipe or socket, unbounded elsewhere. */
+  readonly #pieceBytes: number;
   #pending = '';
   #pendingLines = 0;
   /** The buffer being written, and how much of it the sink has taken. */
@@ -41,12 +55,13 @@ export class LineWriter {
   #timer: NodeJS.Timeout | null = null;
   /** Resolved when everything is written (close()). */
   #drained: (() => void) | null = null;
-  #failed: Error | null = null;
+  #failed = false;
 
   constructor(options: LineWriterOptions) {
     this.#fd = options.fd;
     this.#bufferBytes = options.bufferBytes;
     this.#maxBufferBytes = options.maxBufferBytes;
+    this.#pieceBytes = sharedStream(options.fd) ? ATOMIC_PIPE_WRITE : Number.MAX_SAFE_INTEGER;
     this.onWritten = this.onWritten.bind(this);
     this.flush = this.flush.bind(this);
     this.retry = this.retry.bind(this);
@@ -59,7 +74,7 @@ export class LineWriter {
   /** Queues one line (with its newline). */
   write(line: string): void {
     const length = this.#pending.length + line.length;
-    if (length > this.#maxBufferBytes || this.#failed !== null) {
+    if (length > this.#maxBufferBytes || this.#failed) {
       this.dropped++;
       return;
     }
@@ -97,20 +112,29 @@ export class LineWriter {
   }
 
   /**
-   * Last resort when the thread exits without close(): writes what waits synchronously,
-   * unless a write is in progress (its buffer would be written twice or out of order).
+   * Last resort when the thread ends without close() (a crash): writes what waits
+   * synchronously, retrying a full non-blocking pipe for a moment. A write still in
+   * progress on the thread pool may then land after these lines.
    */
   flushSync(): void {
-    if (this.#writing !== null || this.#pendingLines === 0 || this.#failed !== null) return;
+    if (this.#pendingLines === 0 || this.#failed) return;
     const buf = Buffer.from(this.#pending, 'utf8');
+    const lines = this.#pendingLines;
     this.#pending = '';
-    try {
-      for (let off = 0; off < buf.length;) off += writeSync(this.#fd, buf, off, buf.length - off);
-      this.lines += this.#pendingLines;
-    } catch {
-      this.dropped += this.#pendingLines;
-    }
     this.#pendingLines = 0;
+    const deadline = Date.now() + EXIT_FLUSH_MS;
+    const pause = new Int32Array(new SharedArrayBuffer(4));
+    let off = 0;
+    while (off < buf.length) {
+      try {
+        off += writeSync(this.#fd, buf, off, pieceEnd(buf, off, this.#pieceBytes) - off);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EAGAIN' || Date.now() > deadline) break;
+        Atomics.wait(pause, 0, 0, RETRY_MS);
+      }
+    }
+    if (off < buf.length) this.dropped += lines;
+    else this.lines += lines;
   }
 
   #start(): void {
@@ -124,7 +148,7 @@ export class LineWriter {
 
   #write(): void {
     const buf = this.#writing!;
-    write(this.#fd, buf, this.#offset, buf.length - this.#offset, null, this.onWritten);
+    write(this.#fd, buf, this.#offset, pieceEnd(buf, this.#offset, this.#pieceBytes) - this.#offset, null, this.onWritten);
   }
 
   /** Bound once in the constructor, as onWritten. */
@@ -140,7 +164,7 @@ export class LineWriter {
         return;
       }
       // A closed or broken sink: nothing more can be written; lines are counted as dropped.
-      this.#failed = err;
+      this.#failed = true;
       this.dropped += this.#writingLines + this.#pendingLines;
       this.#pending = '';
       this.#pendingLines = 0;
@@ -150,6 +174,7 @@ export class LineWriter {
     }
     this.#offset += written;
     if (this.#offset < this.#writing!.length) {
+      // The rest of a piece the sink cut short, or the next piece.
       this.#write();
       return;
     }
@@ -164,4 +189,24 @@ export class LineWriter {
       drained();
     }
   }
+}
+
+/** Whether `fd` is a pipe or a socket, where a long write may be cut short (see above). */
+function sharedStream(fd: number): boolean {
+  try {
+    const st = fstatSync(fd);
+    return st.isFIFO() || st.isSocket();
+  } catch {
+    return true;
+  }
+}
+
+/** The end of the piece that starts at `from`: at most `max` bytes, on a line boundary when it can. */
+function pieceEnd(buf: Buffer, from: number, max: number): number {
+  if (buf.length - from <= max) return buf.length;
+  const nl = buf.lastIndexOf(NEWLINE, from + max - 1);
+  if (nl >= from) return nl + 1;
+  // One line longer than a piece: written alone, whole.
+  const next = buf.indexOf(NEWLINE, from + max);
+  return next === -1 ? buf.length : next + 1;
 }

@@ -1,12 +1,17 @@
 import { pino, type Logger } from 'pino';
+import type { LineWriter } from './line-writer.js';
 
 export type { Logger };
 
 export interface LoggerOptions {
   readonly level: string;
   readonly name?: string;
-  /** Buffer writes (worker access logs); flushed on exit. */
-  readonly buffered?: boolean;
+  /**
+   * Where lines go: a LineWriter on stdout, never a synchronous write, so that a stalled
+   * stdout (a pipe nobody reads) cannot freeze the thread that logs. A data-plane worker
+   * shares its access log's writer, so its lines and its access lines never cut each other.
+   */
+  readonly writer: LineWriter;
   readonly bindings?: Record<string, unknown>;
 }
 
@@ -17,9 +22,7 @@ const REDACT = [
 ];
 
 export function createLogger(options: LoggerOptions): Logger {
-  // Buffered output is still flushed every second: a quiet gateway must show a line (an
-  // error above all) promptly, not once 4 KiB have piled up or at exit.
-  const destination = pino.destination({ dest: 1, sync: !options.buffered, minLength: options.buffered ? 4096 : 0, periodicFlush: options.buffered ? 1000 : 0 });
+  const writer = options.writer;
   const logger = pino(
     {
       level: options.level,
@@ -29,11 +32,9 @@ export function createLogger(options: LoggerOptions): Logger {
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },
-    destination,
+    writer,
   );
-  if (options.buffered) {
-    // Flush what is buffered when the thread or process ends.
-    process.on('exit', () => destination.flushSync());
-  }
+  // What still waits when the thread or process ends without closing the writer (a crash).
+  process.on('exit', () => writer.flushSync());
   return logger;
 }
