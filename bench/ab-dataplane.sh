@@ -17,7 +17,10 @@
 # AB_POLICIES=on runs both copies with every policy on, as the bench's policies row does.
 # AB_WORKLOAD=sse measures SSE streams instead (POST /v1/chat/completions with
 # "stream": true to the simulator, 20 tokens, no delays; figures are per stream), and
-# AB_WORKLOAD=post a 32-byte JSON POST to /invocations (the bench's cache-section body).
+# AB_WORKLOAD=post a 32-byte JSON POST to /invocations (the bench's cache-section body),
+# and AB_WORKLOAD=ai the bench's AI request (POST /v1/chat/completions, ~500-byte chat
+# body, the OpenAI SDK's headers, a ~300-byte answer). AB_POLICIES=defaults runs sluice's
+# default policies (no override) and AB_LOG=on its access log (to a file), as shipped.
 # Needs nginx, wrk and taskset (npm run bench installs the first two). Loopback only.
 set -euo pipefail
 
@@ -39,7 +42,10 @@ if [ "${AB_POLICIES:-off}" = on ]; then
   # The same as POLICIES_ON in bench/run.ts.
   POLICIES='{ breaker: { enabled: true }, retry: { attempts: 2 }, queue: { max_inflight_per_replica: 100000, max_length: 1000 }, rate_limit: { requests_per_second: 1000000000 }, cache: { enabled: true, ttl_ms: 600000 }, total_timeout_ms: 60000 }'
 fi
-case "$WORKLOAD" in get | sse | post) ;; *) echo "ab-dataplane: AB_WORKLOAD must be get, sse or post" >&2; exit 2 ;; esac
+[ "${AB_POLICIES:-off}" = defaults ] && POLICIES=
+LOG='{ level: warn, access: false }'
+[ "${AB_LOG:-off}" = on ] && LOG='{ level: info, access: true }'
+case "$WORKLOAD" in get | sse | post | ai) ;; *) echo "ab-dataplane: AB_WORKLOAD must be get, sse, post or ai" >&2; exit 2 ;; esac
 UPSTREAM_PORT=19911
 SIM_PORT=19912
 PORT=19980
@@ -88,6 +94,8 @@ else
   diff "$ROOT/dist/$FILE" "$WORK/b/dist/$FILE" || true
 fi
 
+# The same answer as bench/lib/nginx.ts's CHAT_COMPLETION.
+CHAT_COMPLETION='{"id":"chatcmpl-9bench0000000000000000000001","object":"chat.completion","created":1733400000,"model":"demo","choices":[{"index":0,"message":{"role":"assistant","content":"Paris had about 2.1 million inhabitants in 2023, and the wider metropolitan area about 13 million."},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":61,"completion_tokens":24,"total_tokens":85},"system_fingerprint":"fp_bench"}'
 mkdir -p "$WORK/nginx"
 chmod 755 "$WORK" "$WORK/nginx"
 cat > "$WORK/nginx/nginx.conf" <<EOF
@@ -98,7 +106,8 @@ http {
   client_body_temp_path $WORK/nginx/cb; proxy_temp_path $WORK/nginx/p; fastcgi_temp_path $WORK/nginx/f;
   uwsgi_temp_path $WORK/nginx/u; scgi_temp_path $WORK/nginx/s;
   server { listen 127.0.0.1:$UPSTREAM_PORT backlog=4096;
-    location / { default_type application/json; return 200 '{"predictions":[0,1,2]}'; } }
+    location / { default_type application/json; return 200 '{"predictions":[0,1,2]}'; }
+    location = /v1/chat/completions { default_type application/json; return 200 '$CHAT_COMPLETION'; } }
 }
 EOF
 taskset -c 0 nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" &
@@ -109,8 +118,8 @@ listen: { host: 127.0.0.1, port: $PORT }
 admin: { port: $ADMIN_PORT }
 workers: 1
 state_dir: $WORK/state
-log: { level: warn, access: false }
-policies: $POLICIES
+log: $LOG
+${POLICIES:+policies: $POLICIES}
 deployments:
   - { model: up, version: "1", runtime: remote, urls: ["http://127.0.0.1:$UPSTREAM_PORT"] }
   - { model: sim, version: "1", runtime: remote, urls: ["http://127.0.0.1:$SIM_PORT"] }
@@ -131,6 +140,23 @@ if [ "$WORKLOAD" = sse ]; then
   for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$SIM_PORT/" && break; sleep 0.1; done
 fi
 [ "$WORKLOAD" = post ] && post_workload "/up-1/invocations" '{"inputs":{"a":[1,2],"b":[3,4]}}'
+if [ "$WORKLOAD" = ai ]; then
+  # The same request as bench/run.ts's AI_BODY and AI_HEADERS.
+  post_workload "/up-1/v1/chat/completions" '{"model":"demo","messages":[{"role":"system","content":"You are a helpful assistant. Answer briefly and precisely, in plain English."},{"role":"user","content":"What is the capital of France?"},{"role":"assistant","content":"The capital of France is Paris."},{"role":"user","content":"And roughly how many people live there? One sentence, with the year of the figure you quote, please."}],"temperature":0.7,"max_tokens":256,"top_p":1,"user":"bench-user-0042"}'
+  cat >> "$WORK/post.lua" <<'LUA'
+wrk.headers["Authorization"] = "Bearer sk-bench-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH"
+wrk.headers["Accept"] = "application/json"
+wrk.headers["User-Agent"] = "OpenAI/JS 5.23.2"
+wrk.headers["X-Stainless-Lang"] = "js"
+wrk.headers["X-Stainless-Package-Version"] = "5.23.2"
+wrk.headers["X-Stainless-OS"] = "Linux"
+wrk.headers["X-Stainless-Arch"] = "x64"
+wrk.headers["X-Stainless-Runtime"] = "node"
+wrk.headers["X-Stainless-Runtime-Version"] = "v20.19.5"
+wrk.headers["X-Stainless-Retry-Count"] = "0"
+wrk.headers["X-Stainless-Timeout"] = "600"
+LUA
+fi
 
 # Prints "<req/s> <user us/req> <system us/req>" for one run of copy $1.
 run_once() {

@@ -12,6 +12,7 @@
 //   --no-peers    the AI section without Portkey and LiteLLM (installed into bench/.peers/
 //                 on first use: npm, and a Python venv from PyPI)
 
+import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -36,6 +37,8 @@ import { CLIENT_LABELS, startClientProxies } from './upstream-clients.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BENCH_DIR = join(ROOT, 'dist-bench');
+/** The Node flags sluice runs with, as `sluice node-flags` prints them (src/node-flags.ts). */
+const SLUICE_NODE_FLAGS: readonly string[] = spawnSync(process.execPath, [join(ROOT, 'dist/cli.js'), 'node-flags'], { encoding: 'utf8' }).stdout.trim().split(/\s+/).filter((f) => f !== '');
 
 const PORT = {
   upstream: 19011,
@@ -139,17 +142,25 @@ function strategyDeployments(): StrategyDeployment[] {
   ];
 }
 
-/** The deployments of an instance, YAML lines. */
-function deploymentsOf(variant: SluiceVariant): string {
+/**
+ * The deployments of an instance, YAML lines: one per upstream of this run (`running`:
+ * the upstreams started). A deployment whose upstream is not running would fail its health
+ * checks, and each change of its health republishes the route table, a stall of the data
+ * plane that the latency section would then measure.
+ */
+function deploymentsOf(variant: SluiceVariant, running: ReadonlySet<number>): string {
   if (variant === 'strategies') {
     return strategyDeployments().map((d) => `  - { model: ${d.model}, version: "1", runtime: remote, urls: ${d.urls}${d.policies === undefined ? '' : `, policies: ${d.policies}`} }\n`).join('');
   }
-  return `  - { model: up, version: "1", runtime: remote, urls: ["http://127.0.0.1:${PORT.upstream}"] }
-  - { model: sim, version: "1", runtime: remote, urls: ["http://127.0.0.1:${PORT.sim}"] }
-  - { model: slow, version: "1", runtime: remote, urls: ["http://127.0.0.1:${PORT.simSlow}"], upstream: { max_connections: ${IDLE_STREAMS * 2} } }
-  - { model: stamp, version: "1", runtime: remote, urls: ["http://127.0.0.1:${PORT.stamp}"], upstream: { max_connections: ${STAMP_STREAMS * 2} } }
-  - { model: sim50, version: "1", runtime: remote, urls: ["http://127.0.0.1:${PORT.sim50}"] }
-`;
+  const all: Array<[number, string]> = [
+    [PORT.upstream, 'model: up'],
+    [PORT.sim, 'model: sim'],
+    [PORT.simSlow, `model: slow, upstream: { max_connections: ${IDLE_STREAMS * 2} }`],
+    [PORT.stamp, `model: stamp, upstream: { max_connections: ${STAMP_STREAMS * 2} }`],
+    [PORT.sim50, 'model: sim50'],
+  ];
+  return all.filter(([port]) => running.has(port))
+    .map(([port, fields]) => `  - { ${fields}, version: "1", runtime: remote, urls: ["http://127.0.0.1:${port}"] }\n`).join('');
 }
 
 const CONNECTIONS = 64;
@@ -284,6 +295,8 @@ class Fleet {
   readonly machine: Machine;
   readonly priority: string;
   uwsNative: boolean | null = null;
+  /** Ports of the upstreams started so far: sluice gets a deployment for each (deploymentsOf). */
+  readonly running = new Set<number>();
 
   constructor(group: ProcessGroup, tools: Tools, pinning: Pinning, priority: string) {
     this.group = group;
@@ -302,6 +315,7 @@ class Fleet {
   /** `second`: also listen on PORT.upstreamB (the strategies section's second replica). */
   upstream(second = false): Promise<Proc> {
     const ports = second ? [PORT.upstream, PORT.upstreamB] : [PORT.upstream];
+    this.running.add(PORT.upstream);
     return startNginx(this.group, this.tools.nginx, 'nginx-upstream', PORT.upstream, (p) => upstreamConf(p, ports), this.pinning.rest);
   }
 
@@ -321,6 +335,7 @@ class Fleet {
 
   /** An OpenAI-protocol simulator on the load CPUs, first token at once. */
   #startSim(name: string, port: number, tokenMs: number, tokens: number): Promise<Proc> {
+    this.running.add(port);
     return this.group.start({
       name,
       command: process.execPath,
@@ -331,6 +346,7 @@ class Fleet {
 
   /** The stamped SSE upstream of the chunk-latency section (bench/stamp-server.ts). */
   stampServer(): Promise<Proc> {
+    this.running.add(PORT.stamp);
     return this.group.start({
       name: 'stamp-server',
       command: process.execPath,
@@ -361,11 +377,12 @@ workers: 1
 state_dir: ${join(this.group.dir, `state-${variant}`)}
 shutdown: { drain_delay_ms: 0 }
 ${variantSettings(variant)}deployments:
-${deploymentsOf(variant)}`);
+${deploymentsOf(variant, this.running)}`);
     const proc = await this.group.start({
       name: variant === 'plain' ? 'sluice' : `sluice-${variant}`,
       command: process.execPath,
-      args: [...nodeArgs, join(ROOT, 'dist/cli.js'), 'serve', '--config', config],
+      // With the Node flags sluice is run with (`sluice node-flags`, as npm start passes them).
+      args: [...SLUICE_NODE_FLAGS, ...nodeArgs, join(ROOT, 'dist/cli.js'), 'serve', '--config', config],
       cpus: this.pinning.proxy,
       cwd: this.group.dir,
       // Its access log goes to a file, as nginx's does (and the bench never reads it).

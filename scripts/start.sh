@@ -4,4 +4,6 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup.sh"
-exec node "$ROOT/dist/cli.js" serve --config "${SLUICE_CONFIG:-$ROOT/config/default.yaml}"
+# The Node flags sluice runs with (src/node-flags.ts says why), then the gateway.
+# shellcheck disable=SC2046
+exec node $(node "$ROOT/dist/cli.js" node-flags) "$ROOT/dist/cli.js" serve --config "${SLUICE_CONFIG:-$ROOT/config/default.yaml}"

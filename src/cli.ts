@@ -5,6 +5,7 @@
 const USAGE = `usage: sluice <command> [flags]
   serve [--config FILE]                       run the gateway (data plane + admin API)
   sim --port N [--protocol ollama|openai|mlflow] [tunables]   run the model-server simulator
+  node-flags                                  print the Node flags to run serve with: node $(sluice node-flags) ...
 `;
 
 async function main(argv: string[]): Promise<void> {
@@ -18,6 +19,11 @@ async function main(argv: string[]): Promise<void> {
     case 'sim': {
       const { runSimCli } = await import('./sim/index.js');
       await runSimCli(rest);
+      return;
+    }
+    case 'node-flags': {
+      const { NODE_FLAGS } = await import('./node-flags.js');
+      process.stdout.write(`${NODE_FLAGS.join(' ')}\n`);
       return;
     }
     case undefined:

@@ -1,0 +1,19 @@
+// The Node (V8) flags sluice should run with; `sluice node-flags` prints them for launch
+// scripts (`node $(sluice node-flags) dist/cli.js serve`), and `serve` warns without them.
+// V8 reads them only from the command line: neither NODE_OPTIONS (not on its allow-list)
+// nor v8.setFlagsFromString (too late once the heap exists) can set them.
+//
+// --no-memory-reducer: at a steady, moderate rate (5,000 req/s, a tenth of one worker's
+// capacity) V8's memory reducer takes the allocation rate for idleness and runs a GC every
+// ~650 ms to shrink the heap, then the freed pages fault back in: the data-plane thread
+// stalls for 3-15 ms in clusters around each one. Measured open loop on the 2-core bench VM
+// (bench/open-loop.ts, GET through one worker): p99 516-579 us and p99.9 4.5-6.9 ms
+// without the flag, 241-244 us and 1.4-3.0 ms with it (nginx in the same runs: 147-188 us,
+// 0.9-1.5 ms). Closed-loop throughput does not change: under load the reducer never runs.
+// The cost: a heap grown by a burst is not shrunk afterwards.
+export const NODE_FLAGS: readonly string[] = Object.freeze(['--no-memory-reducer']);
+
+/** The flags of NODE_FLAGS this process was started without. */
+export function missingNodeFlags(): string[] {
+  return NODE_FLAGS.filter((f) => !process.execArgv.includes(f));
+}
