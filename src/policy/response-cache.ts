@@ -136,12 +136,8 @@ function computeCacheKey(want: CacheWant, method: string, pathQuery: string, bod
 }
 
 function looksLikeJson(body: Buffer): boolean {
-  for (let i = 0; i < body.length; i++) {
-    const c = body[i]!;
-    if (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) continue;
-    return c === 0x7b || c === 0x5b; // '{' or '['
-  }
-  return false;
+  const c = body[skipSpace(body, 0)];
+  return c === 0x7b || c === 0x5b; // '{' or '['
 }
 
 const SEED = Buffer.from('"seed"');
