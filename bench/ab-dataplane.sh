@@ -94,8 +94,9 @@ else
   diff "$ROOT/dist/$FILE" "$WORK/b/dist/$FILE" || true
 fi
 
-# The same answer as bench/lib/nginx.ts's CHAT_COMPLETION.
-CHAT_COMPLETION='{"id":"chatcmpl-9bench0000000000000000000001","object":"chat.completion","created":1733400000,"model":"demo","choices":[{"index":0,"message":{"role":"assistant","content":"Paris had about 2.1 million inhabitants in 2023, and the wider metropolitan area about 13 million."},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":61,"completion_tokens":24,"total_tokens":85},"system_fingerprint":"fp_bench"}'
+# The AI request and its answer are the bench's own (bench/lib/ai-request.ts, built into dist-bench/).
+[ -f "$ROOT/dist-bench/lib/ai-request.js" ] || (cd "$ROOT" && npx tsc -p tsconfig.bench.json)
+CHAT_COMPLETION=$(node "$ROOT/dist-bench/lib/ai-request.js" chat-completion)
 mkdir -p "$WORK/nginx"
 chmod 755 "$WORK" "$WORK/nginx"
 cat > "$WORK/nginx/nginx.conf" <<EOF
@@ -141,21 +142,9 @@ if [ "$WORKLOAD" = sse ]; then
 fi
 [ "$WORKLOAD" = post ] && post_workload "/up-1/invocations" '{"inputs":{"a":[1,2],"b":[3,4]}}'
 if [ "$WORKLOAD" = ai ]; then
-  # The same request as bench/run.ts's AI_BODY and AI_HEADERS.
-  post_workload "/up-1/v1/chat/completions" '{"model":"demo","messages":[{"role":"system","content":"You are a helpful assistant. Answer briefly and precisely, in plain English."},{"role":"user","content":"What is the capital of France?"},{"role":"assistant","content":"The capital of France is Paris."},{"role":"user","content":"And roughly how many people live there? One sentence, with the year of the figure you quote, please."}],"temperature":0.7,"max_tokens":256,"top_p":1,"user":"bench-user-0042"}'
-  cat >> "$WORK/post.lua" <<'LUA'
-wrk.headers["Authorization"] = "Bearer sk-bench-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH"
-wrk.headers["Accept"] = "application/json"
-wrk.headers["User-Agent"] = "OpenAI/JS 5.23.2"
-wrk.headers["X-Stainless-Lang"] = "js"
-wrk.headers["X-Stainless-Package-Version"] = "5.23.2"
-wrk.headers["X-Stainless-OS"] = "Linux"
-wrk.headers["X-Stainless-Arch"] = "x64"
-wrk.headers["X-Stainless-Runtime"] = "node"
-wrk.headers["X-Stainless-Runtime-Version"] = "v20.19.5"
-wrk.headers["X-Stainless-Retry-Count"] = "0"
-wrk.headers["X-Stainless-Timeout"] = "600"
-LUA
+  node "$ROOT/dist-bench/lib/ai-request.js" wrk-lua > "$WORK/post.lua"
+  TARGET="http://127.0.0.1:$PORT/up-1/v1/chat/completions"
+  WRK_ARGS=(-s "$WORK/post.lua")
 fi
 
 # Prints "<req/s> <user us/req> <system us/req>" for one run of copy $1.

@@ -24,7 +24,8 @@ import { LoadGenerator, type LoadSpec } from './lib/load.js';
 import { log, sleep } from './lib/log.js';
 import { measureChunkLatency, type ChunkLatency } from './lib/chunk-latency.js';
 import { openFileLimit, openStreams, rssMiB } from './lib/idle-streams.js';
-import { CHAT_COMPLETION, proxyConf, startNginx, upstreamConf, UPSTREAM_METRICS_PATH } from './lib/nginx.js';
+import { AI_BODY, AI_HEADERS, AI_PATH, AI_SSE_BODY, CHAT_COMPLETION } from './lib/ai-request.js';
+import { proxyConf, startNginx, upstreamConf, UPSTREAM_METRICS_PATH } from './lib/nginx.js';
 import { installPeers, litellmHeaders, LITELLM_VERSION, portkeyHeaders, PORTKEY_VERSION, startLitellm, startPortkey } from './lib/peers.js';
 import { onInterrupt, portOpen, ProcessGroup, type Proc } from './lib/procs.js';
 import { costlyStrategies, renderMarkdown, type ChunkLatencyRow, type IdleStreams, type LatencyRow, type LoadRow, type Results, type StrategyRow, type StreamCheck } from './lib/report.js';
@@ -171,29 +172,8 @@ const CHAT_BODY = '{"model":"demo","messages":[{"role":"user","content":"hi"}],"
 const INVOKE_PATH = '/invocations';
 const INVOKE_BODY = '{"inputs":{"a":[1,2],"b":[3,4]}}';
 const SIM_TOKENS = 20;
-// The AI request: what the official OpenAI SDK sends for a short chat (its headers, a
-// credential, ~500 bytes of messages); the upstream answers CHAT_COMPLETION (~300 bytes),
-// or, streamed, AI_SSE_TOKENS tokens from the simulator.
-const AI_PATH = '/v1/chat/completions';
-const AI_MESSAGES = '"messages":[{"role":"system","content":"You are a helpful assistant. Answer briefly and precisely, in plain English."},' +
-  '{"role":"user","content":"What is the capital of France?"},{"role":"assistant","content":"The capital of France is Paris."},' +
-  '{"role":"user","content":"And roughly how many people live there? One sentence, with the year of the figure you quote, please."}]';
-const AI_BODY = `{"model":"demo",${AI_MESSAGES},"temperature":0.7,"max_tokens":256,"top_p":1,"user":"bench-user-0042"}`;
-const AI_SSE_BODY = `{"model":"demo",${AI_MESSAGES},"temperature":0.7,"max_tokens":256,"stream":true}`;
+// The AI section's streamed answer: tokens from the simulator.
 const AI_SSE_TOKENS = 50;
-const AI_HEADERS: Readonly<Record<string, string>> = {
-  Authorization: 'Bearer sk-bench-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH',
-  Accept: 'application/json',
-  'User-Agent': 'OpenAI/JS 5.23.2',
-  'X-Stainless-Lang': 'js',
-  'X-Stainless-Package-Version': '5.23.2',
-  'X-Stainless-OS': 'Linux',
-  'X-Stainless-Arch': 'x64',
-  'X-Stainless-Runtime': 'node',
-  'X-Stainless-Runtime-Version': 'v20.19.5',
-  'X-Stainless-Retry-Count': '0',
-  'X-Stainless-Timeout': '600',
-};
 // The idle-streams section: DESIGN.md's count, one token a second for a minute (idle, not
 // silent: the idle timeout must not end them), and how long opening them all may take.
 const IDLE_STREAMS = 10_000;
@@ -580,7 +560,9 @@ async function aiSection(run: Run): Promise<{ rows: LoadRow[]; sse: LoadRow[]; p
   const peers = run.opts.peers ? await startPeers(run, targets) : ['Portkey and LiteLLM were left out (--no-peers).'];
   log(`ai: ${targets.length} request targets, ${sseTargets.length} stream targets`);
   const measured = await rotate(run.gen, targets, run.opts.schedule, run.cores, run.guard);
-  const rows = [...rowsOf(targets.filter((t) => t.key !== 'sluice-defaults' && t.key !== 'nginx-log'), measured), ...rowsOf(targets.filter((t) => t.key === 'sluice-defaults' || t.key === 'nginx-log'), measured, 'nginx-log')];
+  // Each sluice row is paired with the nginx row of the same logging, so its ratio is
+  // against that row; nginx-log's own ratio is what nginx's log costs it.
+  const rows = rowsOf(targets, measured);
   const sse = rowsOf(sseTargets, await rotate(run.gen, sseTargets, run.opts.schedule, run.cores, run.guard), 'nginx-log');
   return { rows, sse, peers };
 }
@@ -604,13 +586,13 @@ async function startPeers(run: Run, targets: Target[]): Promise<string[]> {
     peers.push(['litellm', `LiteLLM proxy ${LITELLM_VERSION} (Python, 1 worker, master key) -> upstream`, PORT.litellm, litellmHeaders(),
       () => startLitellm(group, installs.litellm!, PORT.litellm, upstream, run.fleet.pinning.proxy)]);
   }
+  const expected = (JSON.parse(CHAT_COMPLETION) as { choices: Array<{ message: { content: string } }> }).choices[0]!.message.content;
   for (const [key, label, port, headers, start] of peers) {
     try {
       const proc = await start();
       const spec = aiSpec(port, '', false, headers);
       const res = await fetch(spec.url, { method: 'POST', headers: { 'content-type': 'application/json', ...spec.headers }, body: spec.body });
       const answer = (await res.json()) as { choices?: Array<{ message?: { content?: string } }> };
-      const expected = (JSON.parse(CHAT_COMPLETION) as { choices: Array<{ message: { content: string } }> }).choices[0]!.message.content;
       if (res.status !== 200 || answer.choices?.[0]?.message?.content !== expected) throw new Error(`answered ${res.status} without the upstream's completion`);
       targets.push({ key, label, spec, pgid: proc.pid });
     } catch (err) {

@@ -43,6 +43,18 @@ done = function(summary, latency, requests)
 end
 `;
 
+/** The Lua lines that make wrk send `spec`'s method, body and headers. */
+export function wrkRequestLua(spec: Pick<LoadSpec, 'method' | 'body' | 'contentType' | 'headers'>): string {
+  let lua = '';
+  if (spec.method !== undefined) lua += `wrk.method = "${spec.method}"\n`;
+  if (spec.body !== undefined) {
+    lua += `wrk.body = [==[${spec.body}]==]\n`;
+    lua += `wrk.headers["Content-Type"] = "${spec.contentType ?? 'application/json'}"\n`;
+  }
+  for (const [name, value] of Object.entries(spec.headers ?? {})) lua += `wrk.headers["${name}"] = [==[${value}]==]\n`;
+  return lua;
+}
+
 export class LoadGenerator {
   readonly tool: LoadTool;
   readonly #group: ProcessGroup;
@@ -108,14 +120,7 @@ export class LoadGenerator {
   }
 
   #wrkScript(spec: LoadSpec): string {
-    let lua = '';
-    if (spec.method !== undefined) lua += `wrk.method = "${spec.method}"\n`;
-    if (spec.body !== undefined) {
-      lua += `wrk.body = [==[${spec.body}]==]\n`;
-      lua += `wrk.headers["Content-Type"] = "${spec.contentType ?? 'application/json'}"\n`;
-    }
-    for (const [name, value] of Object.entries(spec.headers ?? {})) lua += `wrk.headers["${name}"] = [==[${value}]==]\n`;
-    lua += WRK_DONE;
+    const lua = wrkRequestLua(spec) + WRK_DONE;
     const file = join(this.#group.dir, `wrk-${createHash('sha1').update(lua).digest('hex').slice(0, 8)}.lua`);
     writeFileSync(file, lua);
     return file;

@@ -4,6 +4,7 @@
 
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { CHAT_COMPLETION } from './ai-request.js';
 import type { Proc, ProcessGroup } from './procs.js';
 
 /** A proxied location: `/<prefix>/rest` goes to `127.0.0.1:<port>/rest`, as sluice does. */
@@ -22,14 +23,6 @@ export interface ProxyRoute {
 const ACCESS_FORMAT = `log_format bench_json escape=json '{"time":"$time_iso8601","request_id":"$request_id","method":"$request_method","path":"$uri",'
     '"client":"$remote_addr","upstream":"$upstream_addr","status":$status,"duration_ms":$request_time,'
     '"ttfb_ms":"$upstream_header_time","request_bytes":$request_length,"response_bytes":$bytes_sent,"msg":"request"}';`;
-
-/**
- * The answer of the AI request: an OpenAI chat.completion of about 300 bytes, as a small
- * model's reply to a short question.
- */
-export const CHAT_COMPLETION = '{"id":"chatcmpl-9bench0000000000000000000001","object":"chat.completion","created":1733400000,"model":"demo",' +
-  '"choices":[{"index":0,"message":{"role":"assistant","content":"Paris had about 2.1 million inhabitants in 2023, and the wider metropolitan area about 13 million."},' +
-  '"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":61,"completion_tokens":24,"total_tokens":85},"system_fingerprint":"fp_bench"}';
 
 // proxy_cache keys on the body, which must then be in memory: client_body_buffer_size
 // holds it. A response is stored only when read with buffering on (nginx does not cache

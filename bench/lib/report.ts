@@ -244,7 +244,7 @@ export function renderMarkdown(r: Results): string {
   }
   if (r.ai !== null) {
     out.push('## The AI request (POST /v1/chat/completions, ~500-byte body, OpenAI SDK headers and Bearer credential, ~300-byte answer; closed loop)', '',
-      '(vs nginx: each sluice row against the nginx row with the same logging, measured next to it; peers against nginx without a log)', '',
+      '(vs nginx: each sluice row against the nginx row with the same logging, measured next to it; nginx with its log, and the peers, against nginx without a log)', '',
       ...loadTable(r.ai.rows, 'req/s', false), '');
     out.push(`## The AI request streamed (SSE, 50 tokens from the simulator, no delays; one request = one stream)`, '', ...loadTable(r.ai.sse, 'streams/s', true), '');
     for (const p of r.ai.peers) out.push(`- ${p}`);
