@@ -117,6 +117,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
   };
   const snapshot = (): RouteTableSnapshot => buildRouteSnapshot({
     version: ++tableVersion, ready: ready(), deployments: manager.routable(), alias: (model) => traffic.aliasFor(model), keys: keys.list(), buckets: bucketSlots,
+    maxBufferedBodyBytes: config.limits.max_buffered_body_bytes,
   });
   const publish = (): void => {
     // Keys load before the deployment manager exists; the data plane starts from a snapshot.

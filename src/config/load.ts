@@ -101,6 +101,8 @@ export function deploymentId(model: string, version: string): string {
  * Shared by the config file and the admin API, so that both refuse the same specs.
  */
 export function deploymentProblem(d: DeploymentConfig): { field: string; reason: string } | null {
+  // `/v1/...` and `/api/...` are the OpenAI and Ollama front door: an alias of that name would hide it.
+  if (d.model === 'v1' || d.model === 'api') return { field: 'model', reason: `'${d.model}' is reserved for the front door's /${d.model}/ paths` };
   if (d.runtime === 'remote' && d.urls.length === 0) return { field: 'urls', reason: 'a remote deployment needs at least one URL' };
   if (d.runtime === 'command') {
     if (d.command.length === 0) return { field: 'command', reason: 'a command deployment needs an argv template' };

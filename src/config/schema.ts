@@ -209,6 +209,11 @@ export const deploymentSchema: Field = {
     readiness_path: { kind: 'string', default: null, nullable: true, pattern: /^\/\S*$/ },
     env: { kind: 'map', of: { kind: 'string' }, default: {} },
     start_timeout_ms: timeout(120_000),
+    // The model name the server knows (an Ollama `llama3:8b`, a llama.cpp server's alias):
+    // the request body's `model` is rewritten to it on the OpenAI and Ollama endpoints.
+    // Default: the deployment's model for `sim`, `<model>:<version>` for `ollama`, what the
+    // server reports for `llamacpp`; none (the body goes as sent) for the others.
+    served_model: { kind: 'string', default: null, nullable: true, pattern: /^[^\x00-\x1f"\\]{1,256}$/ },
     // `ollama` runtime: OLLAMA_KEEP_ALIVE, a Go duration ('10m', '-1') or integer seconds.
     keep_alive: { kind: 'string', default: null, nullable: true, pattern: /^[-+]?[0-9][0-9a-zµ.]*$/ },
     // A credential the gateway adds to every request to this deployment (an OpenAI-compatible
@@ -311,6 +316,9 @@ export const configSchema: Field = {
       fields: {
         // A byte count: an integer, and a safe one so that comparisons stay exact.
         max_body_bytes: { kind: 'int', default: 64 * 1024 * 1024, min: 0, max: Number.MAX_SAFE_INTEGER },
+        // A body read whole before it is routed or forwarded (the front door's `model`, a
+        // served_model rewrite) may not exceed this either: it is held in memory.
+        max_buffered_body_bytes: { kind: 'int', default: 16 * 1024 * 1024, min: 0, max: Number.MAX_SAFE_INTEGER },
       },
     },
     upstream: { kind: 'object', fields: upstreamFields },

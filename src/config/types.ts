@@ -146,6 +146,8 @@ export interface DeploymentConfig {
   readonly env: Readonly<Record<string, string>>;
   readonly start_timeout_ms: number;
   readonly keep_alive: string | null;
+  /** The model name the server knows; null: the runtime's default (see the schema). */
+  readonly served_model: string | null;
   /** A credential added to every upstream request, from an environment variable. */
   readonly auth?: UpstreamAuthConfig;
   /** `remote` only; absent: every default. */
@@ -162,7 +164,7 @@ export interface Config {
   readonly state_dir: string;
   readonly redis: { readonly url: string | null };
   readonly mlflow: { readonly tracking_uri: string | null; readonly bin: string | null };
-  readonly limits: { readonly max_body_bytes: number };
+  readonly limits: { readonly max_body_bytes: number; readonly max_buffered_body_bytes: number };
   readonly upstream: UpstreamOptions;
   readonly log: {
     readonly level: string;

@@ -278,6 +278,7 @@ export class DeploymentManager {
       id: d.id, model: d.spec.model, version: d.spec.version, slot: d.slot, upstream: d.upstream, policies: d.policies, maxBodyBytes: maxBody,
       routable: d.routable, credential: upstreamCredential(d.spec.auth), fallbacks: d.spec.fallbacks,
       holds: d.holds, hibernated: d.state === 'hibernated', countsArrivals: d.spec.scale.min_replicas === 0, cost: d.spec.cost,
+      servedModel: servedModel(d.spec), servedModelOnPaths: d.spec.served_model !== null, created: Math.floor(Date.parse(d.createdAt) / 1000),
       // Hibernating: no new request may reach a replica that is about to stop.
       replicas: d.state === 'hibernated' ? [] : d.replicas.map((r): RoutableReplica => ({
         id: r.id, host: r.host, port: r.port, basePath: r.basePath, slot: r.slot, weight: r.weight, priority: r.priority, cost: r.cost, ready: r.ready && !r.retiring,
@@ -742,5 +743,15 @@ export class DeploymentManager {
     return d.replicas
       .flatMap((r) => (r.process?.logs() ?? []).map((l) => ({ ...l, replica: r.id })))
       .sort((a, b) => a.at - b.at);
+  }
+}
+
+/** The model name the deployment's server knows (config `served_model`, or its runtime's default); null: none to rewrite to. */
+function servedModel(spec: DeploymentConfig): string | null {
+  if (spec.served_model !== null) return spec.served_model;
+  switch (spec.runtime) {
+    case 'sim': return spec.model;
+    case 'ollama': return `${spec.model}:${spec.version}`;
+    default: return null;
   }
 }

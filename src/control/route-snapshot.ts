@@ -32,6 +32,12 @@ export interface RoutableDeployment {
   /** It hibernates when idle: requests are counted for the control plane. */
   readonly countsArrivals: boolean;
   readonly cost: CostConfig;
+  /** The model name its server knows: the body's `model` is rewritten to it; null: none. */
+  readonly servedModel: string | null;
+  /** Rewritten on path routes too (configured, not a runtime's default). */
+  readonly servedModelOnPaths: boolean;
+  /** When it was deployed, in seconds since the epoch (the front door's model lists). */
+  readonly created: number;
 }
 
 /**
@@ -65,6 +71,8 @@ export interface SnapshotInput {
   readonly alias: (model: string) => AliasSnapshot;
   readonly keys: readonly ActiveKey[];
   readonly buckets: BucketSlots;
+  /** Config limits.max_buffered_body_bytes. */
+  readonly maxBufferedBodyBytes: number;
 }
 
 export function buildRouteSnapshot(input: SnapshotInput): RouteTableSnapshot {
@@ -75,7 +83,7 @@ export function buildRouteSnapshot(input: SnapshotInput): RouteTableSnapshot {
     if (!d.routable) continue;
     out.push({
       id: d.id, model: d.model, version: d.version, slot: d.slot, upstream: d.upstream, maxBodyBytes: d.maxBodyBytes, credential: d.credential, fallbacks: d.fallbacks,
-      holds: d.holds, hibernated: d.hibernated, countsArrivals: d.countsArrivals, cost: d.cost,
+      holds: d.holds, hibernated: d.hibernated, countsArrivals: d.countsArrivals, cost: d.cost, servedModel: d.servedModel, servedModelOnPaths: d.servedModelOnPaths, created: d.created,
       policies: d.policies, buckets: bucketsFor(`dep:${d.id}`, `deployment ${d.id}`, d.policies.rate_limit, slotOf),
       replicas: d.replicas.filter((r) => r.ready).map(({ ready: _ready, ...replica }) => replica),
     });
@@ -90,5 +98,5 @@ export function buildRouteSnapshot(input: SnapshotInput): RouteTableSnapshot {
     }
     return { name: k.name, digest: k.digest, scope: k.deployments, buckets: bucketsFor(`key:${k.name}`, `API key '${k.name}'`, k.limits, slotOf), deploymentBuckets };
   });
-  return { version: input.version, ready: input.ready, deployments: out, aliases, keys };
+  return { version: input.version, ready: input.ready, deployments: out, aliases, keys, maxBufferedBodyBytes: input.maxBufferedBodyBytes };
 }

@@ -16,6 +16,9 @@ export const ERRORS = {
   SLUICE_ERR_FORBIDDEN: { status: 403, message: 'not allowed' },
   SLUICE_ERR_NO_ROUTE: { status: 404, message: 'no deployment serves this path' },
   SLUICE_ERR_NOT_FOUND: { status: 404, message: 'not found' },
+  // The front door (/v1/..., /api/...) answers these in the OpenAI or Ollama error shape.
+  SLUICE_ERR_MODEL_NOT_FOUND: { status: 404, message: 'no deployment serves this model' },
+  SLUICE_ERR_MODEL_REQUIRED: { status: 400, message: 'the request body names no model' },
   SLUICE_ERR_METHOD_NOT_ALLOWED: { status: 405, message: 'method not allowed' },
   SLUICE_ERR_CONFLICT: { status: 409, message: 'conflict' },
   // Deployments and API keys of the config file are changed there, never through the admin API.

@@ -6,6 +6,7 @@
 import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import type { CacheConfig } from '../config/index.js';
+import { skipSpace } from '../json-scan.js';
 
 export interface CachedResponse {
   readonly status: number;
@@ -174,11 +175,6 @@ function wordAt(body: Buffer, at: number, word: Buffer): boolean {
   if (at + word.length > body.length) return false;
   for (let j = 2; j < word.length; j++) if (body[at + j] !== word[j]) return false;
   return true;
-}
-
-function skipSpace(body: Buffer, i: number): number {
-  for (let c = body[i]; c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09; c = body[++i]);
-  return i;
 }
 
 /** Temperature 0 (OpenAI top level, Ollama `options`) or a fixed seed. */

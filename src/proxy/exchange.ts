@@ -253,6 +253,13 @@ export class Exchange implements AttemptClient {
     return this.#finished;
   }
 
+  /** The whole body was read before the exchange began (ModelRequest): it waits for the attempt as if just uploaded. */
+  bodyRead(body: Buffer): void {
+    this.#bodyBytes = body.length;
+    this.#bodyDone = true;
+    if (body.length > 0) this.#heldBody = [body];
+  }
+
   /** Waits (admission, queue) before a replica is chosen: the client's upload is held back. */
   hold(phase = Phase.Admitting): void {
     this.#setPhase(phase);

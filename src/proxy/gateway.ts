@@ -6,16 +6,17 @@ import { Buffer } from 'node:buffer';
 import { performance } from 'node:perf_hooks';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import { NoReplica, ReplicaQueue, type DeploymentCounters } from '../balancer/index.js';
-import { ERRORS, type ErrorCode } from '../errors/index.js';
+import { errorBody, ERRORS, type ErrorCode } from '../errors/index.js';
 import { hashKey, presentedKey, TokenCounter, type RateLimiter, type RedisCache } from '../policy/index.js';
 import type { Logger } from '../telemetry/index.js';
 import type { AccessLog } from './access-log.js';
 import type { Attempt } from './attempt.js';
 import { Exchange, Phase, type ExchangeOwner } from './exchange.js';
-import { AuthFilter, CacheFilter, FilterChain, FilterStatus, RateLimitFilter } from './filters/index.js';
+import { AuthFilter, authRefusal, CacheFilter, FilterChain, FilterStatus, RateLimitFilter, WWW_AUTHENTICATE } from './filters/index.js';
 import { credentialLines, readClientHead, withCredential, type ClientHead } from './headers.js';
-import { endWithoutBody, RETRY_AFTER, writeErrorResponse } from './respond.js';
-import { DeploymentRoute, RouteTable, RouteTableCompiler, type ReplicaRoute, type RouteTableSnapshot, type SharedState } from './route-table.js';
+import { isListing, listedModelName, listingBody, modelEndpoint, ModelRequest, Protocol, protocolErrorBody, type ModelRequestOwner } from './model-routing.js';
+import { closesUnread, endWithoutBody, RETRY_AFTER, writeJsonResponse } from './respond.js';
+import { DeploymentRoute, RouteTable, RouteTableCompiler, type KeyRoute, type ReplicaRoute, type RouteTableSnapshot, type SharedState } from './route-table.js';
 import { RequestIds } from './request-id.js';
 import { holdClock, monoNow, releaseClock, resyncWallClock, wallNow } from './clock.js';
 
@@ -57,12 +58,17 @@ interface RejectOptions {
   readonly close?: boolean;
   /** The deployment the request was for, when known: its metrics count the answer. */
   readonly route?: DeploymentRoute;
+  /** The body, when not the gateway's usual error body (the front door's protocol-shaped errors). */
+  readonly body?: string | undefined;
+  /** The client's address, when read before (a request whose body was read first). */
+  readonly client?: string;
 }
 const NO_OPTIONS: RejectOptions = Object.freeze({});
 const ALLOW_ANY = Object.freeze([['allow', 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS'] as const]);
 const ALLOW_GET = Object.freeze([['allow', 'GET, HEAD'] as const]);
+const ALLOW_POST = Object.freeze([['allow', 'POST'] as const]);
 
-export class Gateway implements ExchangeOwner {
+export class Gateway implements ExchangeOwner, ModelRequestOwner {
   #table: RouteTable = RouteTable.empty;
   readonly #compiler: RouteTableCompiler;
   readonly #accessLog: AccessLog | null;
@@ -197,17 +203,10 @@ export class Gateway implements ExchangeOwner {
     const segment = segEnd === -1 ? url.slice(1) : url.slice(1, segEnd);
     const matched = segment === '' ? undefined : this.#table.match(segment);
     if (matched === undefined) {
-      if (url === '/healthz' || url === '/readyz') {
-        this.#health(res, url, method, requestId);
-        return;
-      }
-      this.#reject(res, 'SLUICE_ERR_NO_ROUTE', `no deployment serves ${url}`, requestId, method, url);
+      this.#unmatched(res, req, head, method, url, requestId);
       return;
     }
-    // API keys: known only as digests; a key the gateway knows is consumed, not forwarded.
-    const table = this.#table;
-    const presented = table.hasKeys ? presentedKey(head.authorization, head.xApiKey) : '';
-    const key = presented !== '' ? table.keyByDigest(hashKey(presented)) : undefined;
+    const key = this.#keyOf(head);
     let route: DeploymentRoute | undefined;
     let alias = false;
     if (matched instanceof DeploymentRoute) {
@@ -221,16 +220,101 @@ export class Gateway implements ExchangeOwner {
       this.#reject(res, 'SLUICE_ERR_NO_READY_REPLICA', `no version of ${segment} has traffic weight`, requestId, method, url);
       return;
     }
-    if (route.countsArrivals) this.#counters.arrive(route.slot);
     if (head.contentLength > route.maxBodyBytes) {
+      if (route.countsArrivals) this.#counters.arrive(route.slot);
       this.#reject(res, 'SLUICE_ERR_BODY_TOO_LARGE', `request body of ${head.contentLength} bytes exceeds ${route.maxBodyBytes}`, requestId, method, url, { close: true, route });
       return;
     }
     const rest = segEnd === -1 ? '/' : url.slice(segEnd);
-    const query = req.getQuery();
-    const expectBody = head.chunked || head.contentLength > 0;
+    const query = req.getQuery() ?? '';
     // Read only when used: the address costs a getpeername per request in uWS.
     const client = this.#forwardedFor || this.#accessAll ? clientAddress(res) : '';
+    if (route.rewritesPathModel && method === 'POST') {
+      const protocol = modelEndpoint(rest);
+      if (protocol !== undefined) {
+        // Refused before a body is read (and buffered) for a caller who may not send one.
+        const refused = route.policies.auth.required ? authRefusal(route.id, route.model, key, head) : null;
+        if (refused !== null) {
+          const headers = refused.code === 'SLUICE_ERR_UNAUTHORIZED' ? WWW_AUTHENTICATE : undefined;
+          this.#reject(res, refused.code, refused.message, requestId, method, url, { route, headers, close: closesUnread(head.contentLength, head.chunked), client });
+          return;
+        }
+        new ModelRequest(this, res, head, requestId, method, url, rest, query, client, key, this.#table, protocol, route, alias).read();
+        return;
+      }
+    }
+    this.#admit(res, head, route, alias, key, requestId, method, url, rest, query, client, null);
+  }
+
+  /** The API key the client presented, when the gateway knows it (by digest). */
+  #keyOf(head: ClientHead): KeyRoute | undefined {
+    const table = this.#table;
+    const presented = table.hasKeys ? presentedKey(head.authorization, head.xApiKey) : '';
+    return presented !== '' ? table.keyByDigest(hashKey(presented)) : undefined;
+  }
+
+  /** A path no route's segment matches: the front door, the health endpoints, or a 404. */
+  #unmatched(res: HttpResponse, req: HttpRequest, head: ClientHead, method: string, url: string, requestId: string): void {
+    const protocol = modelEndpoint(url);
+    if (protocol !== undefined) {
+      if (method !== 'POST') {
+        this.#reject(res, 'SLUICE_ERR_METHOD_NOT_ALLOWED', `${url} accepts POST only`, requestId, method, url, { headers: ALLOW_POST });
+        return;
+      }
+      const table = this.#table;
+      const request = new ModelRequest(
+        this, res, head, requestId, method, url, url, req.getQuery() ?? '', this.#forwardedFor || this.#accessAll ? clientAddress(res) : '', this.#keyOf(head), table, protocol, null, false,
+      );
+      if (head.contentLength > request.limit) {
+        this.#reject(res, 'SLUICE_ERR_BODY_TOO_LARGE', `request body of ${head.contentLength} bytes exceeds ${request.limit}`, requestId, method, url, { close: true });
+        return;
+      }
+      request.read();
+      return;
+    }
+    if (isListing(url)) {
+      if (method !== 'GET' && method !== 'HEAD') {
+        this.#reject(res, 'SLUICE_ERR_METHOD_NOT_ALLOWED', `${url} accepts GET only`, requestId, method, url, { headers: ALLOW_GET });
+        return;
+      }
+      const body = listingBody(url, this.#table, this.#keyOf(head));
+      if (body === null) {
+        const message = `The model '${listedModelName(url)}' does not exist`;
+        this.#reject(res, 'SLUICE_ERR_MODEL_NOT_FOUND', message, requestId, method, url, { body: protocolErrorBody(Protocol.OpenAi, 'SLUICE_ERR_MODEL_NOT_FOUND', message, requestId) });
+        return;
+      }
+      this.#answer(res, 200, body, requestId, method, url);
+      return;
+    }
+    if (url === '/healthz' || url === '/readyz') {
+      this.#health(res, url, method, requestId);
+      return;
+    }
+    this.#reject(res, 'SLUICE_ERR_NO_ROUTE', `no deployment serves ${url}`, requestId, method, url);
+  }
+
+  // ModelRequestOwner
+  admitRead(request: ModelRequest, route: DeploymentRoute, alias: boolean, body: Buffer): void {
+    const head = request.head;
+    head.contentLength = body.length;
+    head.chunked = false;
+    this.#admit(request.res, head, route, alias, request.key, request.requestId, request.method, request.url, request.rest, request.query, request.client, body);
+  }
+
+  refuseRead(request: ModelRequest, code: ErrorCode, message: string, close: boolean, body: string | null): void {
+    this.#reject(request.res, code, message, request.requestId, request.method, request.url, { close, body: body ?? undefined, client: request.client });
+  }
+
+  /**
+   * The request goes on to its deployment: the upstream head, the exchange, the filters.
+   * `body`: the whole body, already read (ModelRequest); null when it is still to come.
+   */
+  #admit(
+    res: HttpResponse, head: ClientHead, route: DeploymentRoute, alias: boolean, key: KeyRoute | undefined, requestId: string, method: string, url: string, rest: string,
+    query: string, client: string, body: Buffer | null,
+  ): void {
+    if (route.countsArrivals) this.#counters.arrive(route.slot);
+    const expectBody = head.chunked || head.contentLength > 0;
     const forwardedFor = !this.#forwardedFor ? head.forwardedFor : head.forwardedFor === '' ? client : `${head.forwardedFor}, ${client}`;
     const tail =
       (forwardedFor === '' ? '' : `x-forwarded-for: ${forwardedFor}\r\n`) + 'x-forwarded-proto: http\r\n' +
@@ -238,8 +322,9 @@ export class Gateway implements ExchangeOwner {
       `x-request-id: ${requestId}\r\n` +
       (head.chunked ? 'transfer-encoding: chunked\r\n\r\n' : head.contentLength >= 0 ? `content-length: ${head.contentLength}\r\n\r\n` : '\r\n');
     const headRest = clientLines(route, head, key !== undefined) + tail;
-    const pathQuery = query === undefined || query === '' ? rest : `${rest}?${query}`;
+    const pathQuery = query === '' ? rest : `${rest}?${query}`;
     const ex = new Exchange(this, res, requestId, method, route, key, pathQuery, headRest, head.contentLength, head.chunked);
+    if (body !== null) ex.bodyRead(body);
     // The head is scratch: a copy is kept only where a fallback may need its own request head.
     if (route.fallbacks !== null) ex.fallbackHead = { head: { ...head }, tail, keyed: key !== undefined };
     ex.path = url;
@@ -253,7 +338,7 @@ export class Gateway implements ExchangeOwner {
       for (let i = 0; i < hs.length; i++) if (hs[i]!.onHead(ex, head) === FilterStatus.Answered) return;
     }
     res.onAborted(() => ex.onClientAborted());
-    if (expectBody) res.onData((ab, isLast) => ex.onClientData(ab, isLast));
+    if (expectBody && body === null) res.onData((ab, isLast) => ex.onClientData(ab, isLast));
     ex.activeIndex = this.#active.length;
     this.#active.push(ex);
     if (filters === null) this.#toUpstream(ex);
@@ -465,12 +550,16 @@ export class Gateway implements ExchangeOwner {
 
   /** Answers with a gateway error without contacting any upstream. */
   #reject(res: HttpResponse, code: ErrorCode, message: string, requestId: string, method: string, url: string, opts: RejectOptions = NO_OPTIONS): void {
-    const status = ERRORS[code].status;
+    this.#answer(res, ERRORS[code].status, opts.body ?? errorBody(code, message, requestId), requestId, method, url, opts, code);
+  }
+
+  /** Answers with JSON the gateway made (an error, a model list), without contacting any upstream. */
+  #answer(res: HttpResponse, status: number, body: string, requestId: string, method: string, url: string, opts: RejectOptions = NO_OPTIONS, code: ErrorCode | null = null): void {
     const log = this.#accessLog;
     const logged = log !== null && (log.all || status >= 500);
     // Read before the answer: a response that has ended may not be touched.
-    const client = logged ? clientAddress(res) : '';
-    const bytes = writeErrorResponse(res, status, code, message, requestId, opts.close === true, opts.headers, method === 'HEAD');
+    const client = logged ? opts.client ?? clientAddress(res) : '';
+    const bytes = writeJsonResponse(res, status, body, requestId, opts.close === true, opts.headers, method === 'HEAD');
     // A request for a known deployment counts in its metrics whoever answered it: a 503
     // for want of a ready replica is the outage an operator's alert must see.
     opts.route?.stats.record(status, 0);

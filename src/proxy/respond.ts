@@ -173,7 +173,20 @@ export function writeErrorResponse(
   headRequest = false,
   cache: CacheStatus = 'bypass',
 ): number {
-  const body = errorBody(code, message, requestId);
+  return writeJsonResponse(res, status, errorBody(code, message, requestId), requestId, closeConnection, headers, headRequest, cache);
+}
+
+/** A JSON answer the gateway makes itself (an error, the front door's model lists); returns the body bytes sent. */
+export function writeJsonResponse(
+  res: HttpResponse,
+  status: number,
+  body: string,
+  requestId: string,
+  closeConnection = false,
+  headers?: ReadonlyArray<readonly [string, string]>,
+  headRequest = false,
+  cache: CacheStatus = 'bypass',
+): number {
   const bytes = Buffer.byteLength(body);
   res.cork(() => {
     res.writeStatus(statusLine(status)).writeHeader('content-type', 'application/json').writeHeader('x-request-id', requestId).writeHeader('x-sluice-cache', cache);

@@ -54,6 +54,16 @@ export interface DeploymentSnapshot {
   readonly countsArrivals: boolean;
   /** Its prices: each answered request is charged (RequestStats.charge). */
   readonly cost: CostConfig;
+  /**
+   * The model name its server knows: the body's `model` is rewritten to it; null: none.
+   * A runtime's default (the simulator's model, Ollama's `model:version`) applies at the
+   * front door only, where the body names the gateway's model; a configured one applies on
+   * path routes too.
+   */
+  readonly servedModel: string | null;
+  readonly servedModelOnPaths: boolean;
+  /** Deployed at, in seconds since the epoch. */
+  readonly created: number;
 }
 
 export interface AliasSnapshot {
@@ -81,6 +91,8 @@ export interface RouteTableSnapshot {
   readonly deployments: readonly DeploymentSnapshot[];
   readonly aliases: readonly AliasSnapshot[];
   readonly keys: readonly KeySnapshot[];
+  /** The most a request body read whole before it is routed may have (front door, served_model). */
+  readonly maxBufferedBodyBytes: number;
 }
 
 /** Memory every worker shares with the control plane, laid out once at start-up. */
@@ -171,6 +183,12 @@ export class DeploymentRoute {
   readonly cost: CostConfig | null;
   /** Tokens are priced: every response's tokens are counted. */
   readonly pricesTokens: boolean;
+  /** The model name its server knows, as a JSON string (what replaces the body's `model` value); null: the body goes as sent. */
+  readonly servedModelJson: Buffer | null;
+  /** The body's `model` is rewritten on path routes too (a configured served_model). */
+  readonly rewritesPathModel: boolean;
+  /** Deployed at, in seconds since the epoch. */
+  readonly created: number;
   /** This worker has asked the control plane to wake the deployment (once per route table). */
   wakeAsked = false;
 
@@ -210,6 +228,9 @@ export class DeploymentRoute {
     const c = snap.cost;
     this.pricesTokens = c.per_1k_input_tokens > 0 || c.per_1k_output_tokens > 0;
     this.cost = this.pricesTokens || c.per_request > 0 || c.per_replica_hour > 0 ? c : null;
+    this.servedModelJson = snap.servedModel === null ? null : Buffer.from(JSON.stringify(snap.servedModel));
+    this.rewritesPathModel = snap.servedModel !== null && snap.servedModelOnPaths;
+    this.created = snap.created;
   }
 }
 
@@ -255,6 +276,11 @@ export class AliasRoute {
     this.#seeds = Uint32Array.from(targets, (t) => stickyHash(t.id));
   }
 
+  /** The versions it splits traffic across. */
+  get targets(): readonly DeploymentRoute[] {
+    return this.#targets;
+  }
+
   pick(): DeploymentRoute | undefined {
     return pickWeighted(this.#targets, this.#cumulative);
   }
@@ -277,10 +303,12 @@ export class RouteTable {
   readonly hasKeys: boolean;
   /** What /readyz says (RouteTableSnapshot.ready). */
   readonly ready: boolean;
+  readonly maxBufferedBodyBytes: number;
 
-  constructor(version: number, ready: boolean, routes: Map<string, Route>, deployments: DeploymentRoute[], keys: Map<string, KeyRoute>) {
+  constructor(version: number, ready: boolean, routes: Map<string, Route>, deployments: DeploymentRoute[], keys: Map<string, KeyRoute>, maxBufferedBodyBytes: number) {
     this.version = version;
     this.ready = ready;
+    this.maxBufferedBodyBytes = maxBufferedBodyBytes;
     this.#routes = routes;
     this.#keys = keys;
     this.hasKeys = keys.size > 0;
@@ -293,6 +321,27 @@ export class RouteTable {
     return this.#routes.get(segment);
   }
 
+  /**
+   * The route a request body's `model` names, by the rules of paths: `<model>-<version>`
+   * or the `<model>` alias; Ollama's `<model>:<tag>` is version `tag`, `:latest` the alias.
+   */
+  forModel(name: string): Route | undefined {
+    const route = this.#routes.get(name);
+    if (route !== undefined) return route;
+    const colon = name.lastIndexOf(':');
+    if (colon <= 0) return undefined;
+    const model = name.slice(0, colon);
+    const tag = name.slice(colon + 1);
+    return tag === 'latest' ? this.#routes.get(model) : this.deployment(`${model}-${tag}`);
+  }
+
+  /** Every alias, for the front door's model lists. */
+  aliases(): AliasRoute[] {
+    const out: AliasRoute[] = [];
+    for (const route of this.#routes.values()) if (route instanceof AliasRoute) out.push(route);
+    return out;
+  }
+
   /** The deployment of this id, not an alias of the same spelling. */
   deployment(id: string): DeploymentRoute | undefined {
     const route = this.#routes.get(id);
@@ -303,7 +352,7 @@ export class RouteTable {
     return this.#keys.get(digest);
   }
 
-  static readonly empty = new RouteTable(0, false, new Map(), [], new Map());
+  static readonly empty = new RouteTable(0, false, new Map(), [], new Map(), 0);
 }
 
 /** A deployment's filter chain; `keysLimit`: some API key has rate limits. */
@@ -384,7 +433,7 @@ export class RouteTableCompiler {
     }
     for (const id of this.#caches.keys()) if (!byId.has(id)) this.#caches.delete(id);
     const keys = new Map(snap.keys.map((k) => [k.digest, new KeyRoute(k)] as const));
-    return new RouteTable(snap.version, snap.ready, routes, [...byId.values()], keys);
+    return new RouteTable(snap.version, snap.ready, routes, [...byId.values()], keys, snap.maxBufferedBodyBytes);
   }
 
   #cacheOf(d: DeploymentSnapshot, stats: RequestStats): RouteCache | null {

@@ -1,0 +1,129 @@
+// Byte-level reading of JSON request bodies, for the few decisions the data plane makes
+// from a body (the front door's `model`, the cache's sampled requests) without parsing it
+// into objects: a parse allocates the whole tree to read one field. These functions do not
+// validate JSON; the model server does that. They only keep to its structure (strings with
+// escapes, nesting), so that a key inside a string or a nested object is never mistaken
+// for a top-level one.
+
+export function skipSpace(body: Uint8Array, i: number): number {
+  for (let c = body[i]; c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09; c = body[++i]);
+  return i;
+}
+
+/** The index of the quote closing the string that opens at `i`; -1 when it never closes. */
+export function stringEnd(body: Buffer, i: number): number {
+  let from = i + 1;
+  for (;;) {
+    const q = body.indexOf(0x22, from);
+    if (q === -1) return -1;
+    // Escaped when an odd number of backslashes precede it.
+    let k = q - 1;
+    while (body[k] === 0x5c) k--;
+    if (((q - 1 - k) & 1) === 0) return q;
+    from = q + 1;
+  }
+}
+
+/** The index just past the value that starts at `i`; -1 when it does not end. */
+export function valueEnd(body: Buffer, i: number): number {
+  const c = body[i];
+  if (c === 0x22) {
+    const q = stringEnd(body, i);
+    return q === -1 ? -1 : q + 1;
+  }
+  if (c === 0x7b || c === 0x5b) {
+    let depth = 0;
+    for (let j = i; j < body.length; j++) {
+      const b = body[j];
+      if (b === 0x22) {
+        j = stringEnd(body, j);
+        if (j === -1) return -1;
+      } else if (b === 0x7b || b === 0x5b) depth++;
+      else if ((b === 0x7d || b === 0x5d) && --depth === 0) return j + 1;
+    }
+    return -1;
+  }
+  // A number or a literal: up to the next delimiter.
+  let j = i;
+  for (let b = body[j]; b !== undefined && b !== 0x2c && b !== 0x7d && b !== 0x5d && b !== 0x20 && b !== 0x0a && b !== 0x0d && b !== 0x09; b = body[++j]);
+  return j === i ? -1 : j;
+}
+
+export const enum FieldScan {
+  /** The field is there once, with a string value: FieldSpan holds where. */
+  Found = 0,
+  Missing = 1,
+  /** There, but not a string (null, a number, an object...). */
+  NotString = 2,
+  /** More than once at the top level: readers disagree on which one counts. */
+  Duplicate = 3,
+  /** Not a JSON object (or cut short). */
+  Invalid = 4,
+}
+
+/** Where scanTopLevelString found the value, quotes included; valid until the next call. */
+export const fieldSpan = { start: 0, end: 0 };
+
+/**
+ * Looks for the top-level string field `key` (its quoted name as bytes: `"model"`) in a
+ * JSON object, and reports where its value is in fieldSpan. The whole top level is read:
+ * a second occurrence is reported as Duplicate, since the gateway and the model server
+ * must not read different values.
+ */
+export function scanTopLevelString(body: Buffer, key: Uint8Array): FieldScan {
+  let i = skipSpace(body, 0);
+  if (body[i] !== 0x7b) return FieldScan.Invalid;
+  i = skipSpace(body, i + 1);
+  if (body[i] === 0x7d) return trailing(body, i + 1, FieldScan.Missing);
+  let found = FieldScan.Missing;
+  for (;;) {
+    if (body[i] !== 0x22) return FieldScan.Invalid;
+    const keyEnd = stringEnd(body, i);
+    if (keyEnd === -1) return FieldScan.Invalid;
+    const isKey = keyEnd + 1 - i === key.length && sameBytes(body, i, key);
+    i = skipSpace(body, keyEnd + 1);
+    if (body[i] !== 0x3a) return FieldScan.Invalid;
+    i = skipSpace(body, i + 1);
+    const start = i;
+    i = valueEnd(body, i);
+    if (i === -1) return FieldScan.Invalid;
+    if (isKey) {
+      if (found !== FieldScan.Missing) return FieldScan.Duplicate;
+      if (body[start] === 0x22) {
+        found = FieldScan.Found;
+        fieldSpan.start = start;
+        fieldSpan.end = i;
+      } else found = FieldScan.NotString;
+    }
+    i = skipSpace(body, i);
+    const c = body[i];
+    if (c === 0x2c) i = skipSpace(body, i + 1);
+    else if (c === 0x7d) return trailing(body, i + 1, found);
+    else return FieldScan.Invalid;
+  }
+}
+
+function trailing(body: Buffer, i: number, result: FieldScan): FieldScan {
+  return skipSpace(body, i) === body.length ? result : FieldScan.Invalid;
+}
+
+function sameBytes(body: Buffer, at: number, bytes: Uint8Array): boolean {
+  for (let k = 0; k < bytes.length; k++) if (body[at + k] !== bytes[k]) return false;
+  return true;
+}
+
+/** The string value in fieldSpan, unescaped. */
+export function spanString(body: Buffer): string {
+  const raw = body.toString('utf8', fieldSpan.start + 1, fieldSpan.end - 1);
+  return raw.includes('\\') ? (JSON.parse(`"${raw}"`) as string) : raw;
+}
+
+/** `body` with the value in fieldSpan replaced by `value` (JSON, quotes included). */
+export function replaceSpan(body: Buffer, value: Uint8Array): Buffer {
+  const { start, end } = fieldSpan;
+  const out = Buffer.allocUnsafe(body.length - (end - start) + value.length);
+  body.copy(out, 0, 0, start);
+  out.set(value, start);
+  body.copy(out, start + value.length, end);
+  return out;
+}

@@ -1,0 +1,311 @@
+// The OpenAI- and Ollama-compatible endpoints at the root of the data plane
+// (`POST /v1/chat/completions`, `POST /api/chat`, ...), routed by the body's `model` with
+// the rules of paths, and the model lists (`GET /v1/models`, `/api/tags`, `/api/ps`) built
+// from the route table. The same body reading serves path routes whose deployment has a
+// served_model: the body's `model` is rewritten to it on the way up.
+//
+// Only these requests read a body before they are routed, and only its top level: a byte
+// scan (json-scan.ts) finds `model` and, when it changes, its value is spliced, never the
+// body re-serialised.
+
+import { Buffer } from 'node:buffer';
+import { createHash } from 'node:crypto';
+import type { HttpResponse } from 'uWebSockets.js';
+import { errorBody, type ErrorCode } from '../errors/index.js';
+import { FieldScan, fieldSpan, replaceSpan, scanTopLevelString, spanString } from '../json-scan.js';
+import { holdClock, releaseClock } from './clock.js';
+import { forwardedHeader, type ClientHead } from './headers.js';
+import { AliasRoute, type DeploymentRoute, type KeyRoute, type RouteTable } from './route-table.js';
+
+export const enum Protocol {
+  OpenAi = 0,
+  Ollama = 1,
+}
+
+/** POST endpoints whose body names the model. */
+const MODEL_ENDPOINTS: ReadonlyMap<string, Protocol> = new Map([
+  ['/v1/chat/completions', Protocol.OpenAi], ['/v1/completions', Protocol.OpenAi], ['/v1/embeddings', Protocol.OpenAi], ['/v1/responses', Protocol.OpenAi],
+  ['/api/generate', Protocol.Ollama], ['/api/chat', Protocol.Ollama], ['/api/embed', Protocol.Ollama], ['/api/embeddings', Protocol.Ollama], ['/api/show', Protocol.Ollama],
+]);
+
+/** The protocol of a path whose body names the model (at the root, or after a route's segment); undefined for any other. */
+export function modelEndpoint(path: string): Protocol | undefined {
+  return MODEL_ENDPOINTS.get(path);
+}
+
+const enum Listing {
+  OpenAiModels = 0,
+  OllamaTags = 1,
+  OllamaPs = 2,
+  OllamaVersion = 3,
+}
+
+const LISTINGS: ReadonlyMap<string, Listing> = new Map([
+  ['/v1/models', Listing.OpenAiModels], ['/api/tags', Listing.OllamaTags], ['/api/ps', Listing.OllamaPs], ['/api/version', Listing.OllamaVersion],
+]);
+const MODELS_PREFIX = '/v1/models/';
+
+/** A GET the gateway answers itself: a model list (or `/v1/models/<id>`); false for any other path. */
+export function isListing(path: string): boolean {
+  return LISTINGS.has(path) || (path.startsWith(MODELS_PREFIX) && path.length > MODELS_PREFIX.length);
+}
+
+/** What `/api/version` reports: the Ollama API version whose shapes sluice follows (protocols.md). */
+const OLLAMA_API_VERSION = '0.32.15';
+/** Ollama's `expires_at` for a model kept loaded (keep_alive -1): replicas stay until stopped or hibernated. */
+const KEPT_LOADED = '2318-01-01T00:00:00Z';
+
+/**
+ * The body of a model list, or of one OpenAI model object; null when `/v1/models/<id>`
+ * names no model the caller may see. Deployments that need an API key are listed only
+ * for a key whose scope allows them.
+ */
+export function listingBody(path: string, table: RouteTable, key: KeyRoute | undefined): string | null {
+  const listing = LISTINGS.get(path);
+  if (listing === Listing.OllamaVersion) return JSON.stringify({ version: OLLAMA_API_VERSION });
+  const entries = visibleModels(table, key);
+  switch (listing) {
+    case Listing.OpenAiModels:
+      return JSON.stringify({ object: 'list', data: entries.map(openAiModel) });
+    case Listing.OllamaTags:
+      return JSON.stringify({ models: entries.map(ollamaModel) });
+    case Listing.OllamaPs:
+      return JSON.stringify({ models: entries.filter((e) => e.loaded).map((e) => ({ ...ollamaModel(e), expires_at: KEPT_LOADED, size_vram: 0 })) });
+    default: {
+      const id = safeDecode(path.slice(MODELS_PREFIX.length));
+      const entry = entries.find((e) => e.id === id);
+      return entry === undefined ? null : JSON.stringify(openAiModel(entry));
+    }
+  }
+}
+
+/** The model named by `/v1/models/<id>`, as the client wrote it. */
+export function listedModelName(path: string): string {
+  return safeDecode(path.slice(MODELS_PREFIX.length));
+}
+
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+
+interface ModelEntry {
+  /** The OpenAI name: `<model>-<version>` or the alias `<model>`. */
+  readonly id: string;
+  /** The Ollama name: `<model>:<version>` or `<model>:latest`. */
+  readonly tag: string;
+  readonly created: number;
+  /** Some replica is ready (Ollama's `ps`: loaded). */
+  readonly loaded: boolean;
+}
+
+function visibleModels(table: RouteTable, key: KeyRoute | undefined): ModelEntry[] {
+  const visible = (d: DeploymentRoute): boolean => !d.policies.auth.required || (key !== undefined && key.scope.allows(d.id, d.model));
+  const out: ModelEntry[] = [];
+  for (const alias of table.aliases()) {
+    const targets = alias.targets.filter(visible);
+    if (targets.length === 0) continue;
+    out.push({ id: alias.model, tag: `${alias.model}:latest`, created: Math.max(...targets.map((d) => d.created)), loaded: targets.some((d) => d.replicas.length > 0) });
+  }
+  for (const d of table.deployments) {
+    if (visible(d)) out.push({ id: d.id, tag: `${d.model}:${d.version}`, created: d.created, loaded: d.replicas.length > 0 });
+  }
+  return out;
+}
+
+function openAiModel(e: ModelEntry): object {
+  return { id: e.id, object: 'model', created: e.created, owned_by: 'sluice' };
+}
+
+function ollamaModel(e: ModelEntry): object {
+  return {
+    name: e.tag, model: e.tag, modified_at: new Date(e.created * 1000).toISOString(), size: 0,
+    digest: createHash('sha256').update(e.tag).digest('hex'),
+    details: { parent_model: '', format: '', family: '', families: null, parameter_size: '', quantization_level: '' },
+  };
+}
+
+/**
+ * A gateway error in the protocol's own shape, so that SDKs show their usual message:
+ * OpenAI's `{"error":{"message","type","param","code"}}` (code `model_not_found` for an
+ * unknown model), Ollama's `{"error":"..."}`. Both carry the request id.
+ */
+export function protocolErrorBody(protocol: Protocol, code: ErrorCode, message: string, requestId: string): string {
+  if (protocol === Protocol.Ollama) return JSON.stringify({ error: message, request_id: requestId });
+  const modelError = code === 'SLUICE_ERR_MODEL_NOT_FOUND' || code === 'SLUICE_ERR_MODEL_REQUIRED';
+  return errorBody(code === 'SLUICE_ERR_MODEL_NOT_FOUND' ? 'model_not_found' : code, message, requestId, { type: 'invalid_request_error', param: modelError ? 'model' : null });
+}
+
+/** What the gateway does with a request once its whole body has been read. */
+export interface ModelRequestOwner {
+  /** Goes on as a request for `route`, its body read (and its `model` rewritten). */
+  admitRead(req: ModelRequest, route: DeploymentRoute, alias: boolean, body: Buffer): void;
+  /** Answers without an upstream; `body`: the protocol-shaped error body, when it has one. */
+  refuseRead(req: ModelRequest, code: ErrorCode, message: string, close: boolean, body: string | null): void;
+}
+
+const MODEL_KEY = Buffer.from('"model"');
+const MIN_BUFFER = 4096;
+
+/**
+ * A request whose body is read whole before it goes on: at the root, where the body's
+ * `model` picks the route, and on a path route whose model name is rewritten. The
+ * client's head is kept as a copy (the handler's is scratch).
+ */
+export class ModelRequest {
+  readonly #owner: ModelRequestOwner;
+  readonly res: HttpResponse;
+  readonly head: ClientHead;
+  readonly requestId: string;
+  readonly method: string;
+  /** The client's path, and the part of it the upstream is asked for. */
+  readonly url: string;
+  readonly rest: string;
+  readonly query: string;
+  readonly client: string;
+  readonly key: KeyRoute | undefined;
+  readonly table: RouteTable;
+  readonly protocol: Protocol;
+  /** The route a path request named; null at the root, where the body's model picks it. */
+  readonly #route: DeploymentRoute | null;
+  readonly #alias: boolean;
+  readonly #limit: number;
+  #body: Buffer;
+  #length = 0;
+  #done = false;
+
+  constructor(
+    owner: ModelRequestOwner, res: HttpResponse, head: ClientHead, requestId: string, method: string, url: string, rest: string, query: string, client: string,
+    key: KeyRoute | undefined, table: RouteTable, protocol: Protocol, route: DeploymentRoute | null, alias: boolean,
+  ) {
+    this.#owner = owner;
+    this.res = res;
+    this.head = { ...head };
+    this.requestId = requestId;
+    this.method = method;
+    this.url = url;
+    this.rest = rest;
+    this.query = query;
+    this.client = client;
+    this.key = key;
+    this.table = table;
+    this.protocol = protocol;
+    this.#route = route;
+    this.#alias = alias;
+    this.#limit = route === null ? table.maxBufferedBodyBytes : Math.min(route.maxBodyBytes, table.maxBufferedBodyBytes);
+    this.#body = Buffer.allocUnsafe(head.contentLength > 0 && head.contentLength <= this.#limit ? head.contentLength : MIN_BUFFER);
+  }
+
+  /** The most this request's body may have before it is refused. */
+  get limit(): number {
+    return this.#limit;
+  }
+
+  /** Reads the body (or goes on at once when there is none). */
+  read(): void {
+    if (!this.head.chunked && this.head.contentLength <= 0) {
+      this.#finish();
+      return;
+    }
+    this.res.onAborted(() => {
+      this.#done = true;
+    });
+    this.res.onData((ab, isLast) => this.#onData(ab, isLast));
+  }
+
+  #onData(ab: ArrayBuffer, isLast: boolean): void {
+    if (this.#done) return;
+    const length = this.#length + ab.byteLength;
+    if (length > this.#limit) {
+      this.#done = true;
+      this.#owner.refuseRead(this, 'SLUICE_ERR_BODY_TOO_LARGE', `request body exceeds ${this.#limit} bytes`, true, null);
+      return;
+    }
+    if (length > this.#body.length) {
+      const grown = Buffer.allocUnsafe(Math.min(this.#limit, Math.max(length, this.#body.length * 2)));
+      this.#body.copy(grown, 0, 0, this.#length);
+      this.#body = grown;
+    }
+    this.#body.set(new Uint8Array(ab), this.#length);
+    this.#length = length;
+    if (isLast) this.#finish();
+  }
+
+  #finish(): void {
+    this.#done = true;
+    const body = this.#body.subarray(0, this.#length);
+    holdClock();
+    try {
+      if (this.#route === null) this.#routeByModel(body);
+      else this.#rewrite(this.#route, this.#alias, body, scanTopLevelString(body, MODEL_KEY));
+    } finally {
+      releaseClock();
+    }
+  }
+
+  #routeByModel(body: Buffer): void {
+    const scan = scanTopLevelString(body, MODEL_KEY);
+    const ollama = this.protocol === Protocol.Ollama;
+    const required = ollama ? 'model is required' : 'you must provide a model parameter';
+    switch (scan) {
+      case FieldScan.Invalid:
+        this.#refuse('SLUICE_ERR_BAD_REQUEST', ollama ? 'invalid JSON body' : 'We could not parse the JSON body of your request.');
+        return;
+      case FieldScan.Duplicate:
+        this.#refuse('SLUICE_ERR_BAD_REQUEST', `'model' is given more than once`);
+        return;
+      case FieldScan.NotString:
+        this.#refuse('SLUICE_ERR_MODEL_REQUIRED', ollama ? 'model must be a string' : 'Invalid type for \'model\': expected a string.');
+        return;
+      case FieldScan.Missing:
+        this.#refuse('SLUICE_ERR_MODEL_REQUIRED', required);
+        return;
+    }
+    let name: string;
+    try {
+      name = spanString(body);
+    } catch {
+      this.#refuse('SLUICE_ERR_BAD_REQUEST', 'the model name is not a valid JSON string');
+      return;
+    }
+    if (name === '') {
+      this.#refuse('SLUICE_ERR_MODEL_REQUIRED', required);
+      return;
+    }
+    const matched = this.table.forModel(name);
+    if (matched === undefined) {
+      this.#refuse('SLUICE_ERR_MODEL_NOT_FOUND', ollama ? `model '${name}' not found` : `The model '${name}' does not exist`);
+      return;
+    }
+    let route: DeploymentRoute | undefined;
+    const alias = matched instanceof AliasRoute;
+    if (alias) {
+      const sticky = matched.stickyHeader;
+      route = sticky === null ? matched.pick() : matched.pickFor(sticky !== '' ? forwardedHeader(this.head.headerLines, sticky) : this.key?.name ?? '');
+      if (route === undefined) {
+        this.#owner.refuseRead(this, 'SLUICE_ERR_NO_READY_REPLICA', `no version of ${name} has traffic weight`, false, null);
+        return;
+      }
+    } else route = matched;
+    if (body.length > route.maxBodyBytes) {
+      this.#owner.refuseRead(this, 'SLUICE_ERR_BODY_TOO_LARGE', `request body of ${body.length} bytes exceeds ${route.maxBodyBytes}`, false, null);
+      return;
+    }
+    // The scan's span is still the model's: spanString reads, it does not scan.
+    this.#rewrite(route, alias, body, scan);
+  }
+
+  /** Goes on with the body's model rewritten to what the deployment's server knows (when it differs). */
+  #rewrite(route: DeploymentRoute, alias: boolean, body: Buffer, scan: FieldScan): void {
+    const served = route.servedModelJson;
+    if (scan === FieldScan.Found && served !== null && body.compare(served, 0, served.length, fieldSpan.start, fieldSpan.end) !== 0) body = replaceSpan(body, served);
+    this.#owner.admitRead(this, route, alias, body);
+  }
+
+  #refuse(code: ErrorCode, message: string): void {
+    this.#owner.refuseRead(this, code, message, false, protocolErrorBody(this.protocol, code, message, this.requestId));
+  }
+}

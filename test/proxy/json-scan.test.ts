@@ -1,0 +1,58 @@
+// The byte scan that finds a body's top-level `model` (src/json-scan.ts) against
+// JSON.parse on generated objects: the same answer for every shape, spacing and escape,
+// and a splice that changes that field and nothing else.
+
+import fc from 'fast-check';
+import t from 'tap';
+import { FieldScan, fieldSpan, replaceSpan, scanTopLevelString, spanString } from '../../src/json-scan.js';
+
+const MODEL = Buffer.from('"model"');
+
+/** What JSON.parse says the scan must find. */
+function expected(text: string): FieldScan {
+  const parsed = JSON.parse(text) as Record<string, unknown>;
+  if (!Object.hasOwn(parsed, 'model')) return FieldScan.Missing;
+  return typeof parsed.model === 'string' ? FieldScan.Found : FieldScan.NotString;
+}
+
+const objects = fc.record({
+  fields: fc.dictionary(fc.oneof(fc.string(), fc.constantFrom('model ', 'Model', 'models', 'mode', 'x\\"model')), fc.jsonValue({ maxDepth: 3 })),
+  model: fc.option(fc.oneof(fc.string(), fc.string({ unit: 'grapheme' }), fc.jsonValue({ maxDepth: 2 })), { nil: undefined }),
+  at: fc.nat(),
+  indent: fc.constantFrom(0, 1, 2, '\t'),
+});
+
+t.test('the scan agrees with JSON.parse', async (t) => {
+  fc.assert(
+    fc.property(objects, ({ fields, model, at, indent }) => {
+      const entries = Object.entries(fields).filter(([k]) => k !== 'model');
+      if (model !== undefined) entries.splice(at % (entries.length + 1), 0, ['model', model]);
+      const text = JSON.stringify(Object.fromEntries(entries), null, indent);
+      const body = Buffer.from(text);
+      const scan = scanTopLevelString(body, MODEL);
+      if (scan !== expected(text)) return false;
+      if (scan !== FieldScan.Found) return true;
+      if (spanString(body) !== model) return false;
+      const spliced = replaceSpan(body, Buffer.from(JSON.stringify('served:1')));
+      const before = JSON.parse(text) as Record<string, unknown>;
+      const after = JSON.parse(spliced.toString()) as Record<string, unknown>;
+      return after.model === 'served:1' && JSON.stringify({ ...after, model: null }) === JSON.stringify({ ...before, model: null });
+    }),
+    { numRuns: 3000 },
+  );
+  t.pass('3000 generated bodies');
+});
+
+t.test('what is not one JSON object with one model', async (t) => {
+  const scan = (s: string): FieldScan => scanTopLevelString(Buffer.from(s), MODEL);
+  t.equal(scan('{"model":"a","model":"b"}'), FieldScan.Duplicate);
+  t.equal(scan('{"model":"a"'), FieldScan.Invalid, 'cut short');
+  t.equal(scan('{"model":"a"} {"model":"b"}'), FieldScan.Invalid, 'two documents');
+  t.equal(scan('[{"model":"a"}]'), FieldScan.Invalid, 'an array');
+  t.equal(scan(''), FieldScan.Invalid);
+  t.equal(scan('{"messages":[{"content":"\\"model\\":\\"x\\""}]}'), FieldScan.Missing, 'a key inside a string is not a key');
+  t.equal(scan('{"a":{"model":"x"}}'), FieldScan.Missing, 'nor is a nested one');
+  t.equal(scan(' {"model" : "a\\\\" } '), FieldScan.Found, 'an escaped backslash before the closing quote');
+  t.equal(spanString(Buffer.from(' {"model" : "a\\\\" } ')), 'a\\');
+  t.equal(fieldSpan.end - fieldSpan.start, 5);
+});
