@@ -24,7 +24,7 @@ import { LoadGenerator, type LoadSpec } from './lib/load.js';
 import { log, sleep } from './lib/log.js';
 import { measureChunkLatency, type ChunkLatency } from './lib/chunk-latency.js';
 import { openFileLimit, openStreams, rssMiB } from './lib/idle-streams.js';
-import { AI_BODY, AI_HEADERS, AI_PATH, AI_SSE_BODY, CHAT_COMPLETION } from './lib/ai-request.js';
+import { AI_BODY, AI_HEADERS, AI_PATH, AI_ROOT_BODY, AI_SSE_BODY, CHAT_COMPLETION } from './lib/ai-request.js';
 import { proxyConf, startNginx, upstreamConf, UPSTREAM_METRICS_PATH } from './lib/nginx.js';
 import { installPeers, litellmHeaders, LITELLM_VERSION, portkeyHeaders, PORTKEY_VERSION, startLitellm, startPortkey } from './lib/peers.js';
 import { onInterrupt, portOpen, ProcessGroup, type Proc } from './lib/procs.js';
@@ -550,6 +550,12 @@ async function aiSection(run: Run): Promise<{ rows: LoadRow[]; sse: LoadRow[]; p
     { key: 'nginx-log', label: 'nginx 1 worker -> upstream, JSON access log (buffer=64k)', spec: aiSpec(PORT.nginx, '/up-log'), pgid: run.nginxPgid },
     { key: 'sluice-defaults', label: 'sluice 1 worker, default config (access log on)', spec: aiSpec(PORT.sluiceDefaults, '/up-1'), pgid: run.sluiceDefaultsPgid, pairedWith: 'nginx-log' },
     { key: 'sluice-nolog', label: 'sluice 1 worker, default config, log.access: false', spec: aiSpec(PORT.sluiceDefaultsNoLog, '/up-1'), pgid: run.sluiceDefaultsNoLogPgid, pairedWith: 'nginx' },
+    // The OpenAI front door: the same request at the root, routed by its body's model; its
+    // ratio is against the path route above, measured next to it.
+    {
+      key: 'sluice-root', label: 'sluice 1 worker, default config, POST /v1/chat/completions at the root (ratio: vs the path route)',
+      spec: { ...postSpec(PORT.sluiceDefaults, AI_PATH, AI_ROOT_BODY), headers: AI_HEADERS }, pgid: run.sluiceDefaultsPgid, pairedWith: 'sluice-defaults',
+    },
     // What the default policies cost on this request: the same with every policy off.
     { key: 'sluice-off', label: 'sluice 1 worker, every policy off, access log off', spec: aiSpec(PORT.sluice, '/up-1'), pgid: run.sluicePgid, pairedWith: 'nginx' },
   ];
@@ -936,6 +942,7 @@ async function benchmark(opts: Options, fleet: Fleet, gen: LoadGenerator): Promi
     sluice_vs_nginx_ai_defaults: rowOf(ai?.rows ?? null, 'sluice-defaults')?.vs_nginx ?? null,
     sluice_vs_nginx_ai_nolog: rowOf(ai?.rows ?? null, 'sluice-nolog')?.vs_nginx ?? null,
     sluice_vs_nginx_ai_sse: rowOf(ai?.sse ?? null, 'sluice-defaults')?.vs_nginx ?? null,
+    sluice_root_vs_path_ai: rowOf(ai?.rows ?? null, 'sluice-root')?.vs_nginx ?? null,
     sluice_vs_portkey_ai: ratioOf(ai?.rows ?? null, 'sluice-defaults', 'portkey', 'rps'),
     sluice_vs_litellm_ai: ratioOf(ai?.rows ?? null, 'sluice-defaults', 'litellm', 'rps'),
     sluice_policies_vs_nginx_rps: rowOf(throughput, 'sluice-policies')?.vs_nginx ?? null,

@@ -11,6 +11,8 @@ const AI_MESSAGES = '"messages":[{"role":"system","content":"You are a helpful a
   '{"role":"user","content":"What is the capital of France?"},{"role":"assistant","content":"The capital of France is Paris."},' +
   '{"role":"user","content":"And roughly how many people live there? One sentence, with the year of the figure you quote, please."}]';
 export const AI_BODY = `{"model":"demo",${AI_MESSAGES},"temperature":0.7,"max_tokens":256,"top_p":1,"user":"bench-user-0042"}`;
+/** The same request at sluice's root, where the body's model picks the deployment (`up-1`, the bench's upstream). */
+export const AI_ROOT_BODY = AI_BODY.replace('"model":"demo"', '"model":"up-1"');
 export const AI_SSE_BODY = `{"model":"demo",${AI_MESSAGES},"temperature":0.7,"max_tokens":256,"stream":true}`;
 export const AI_HEADERS: Readonly<Record<string, string>> = {
   Authorization: 'Bearer sk-bench-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH',

@@ -90,6 +90,8 @@ export interface Results {
   readonly sluice_vs_nginx_ai_nolog: number | null;
   /** Streamed (50 tokens), sluice as shipped over nginx with its access log on. */
   readonly sluice_vs_nginx_ai_sse: number | null;
+  /** The AI request at sluice's root (routed by the body's model) over the same on its path route. */
+  readonly sluice_root_vs_path_ai: number | null;
   /** sluice as shipped over each peer gateway, req/s on the AI request (null: the peer could not be installed). */
   readonly sluice_vs_portkey_ai: number | null;
   readonly sluice_vs_litellm_ai: number | null;
@@ -225,6 +227,7 @@ export function renderMarkdown(r: Results): string {
     `| sluice_vs_nginx_ai_defaults (POST chat, sluice as shipped vs nginx with a buffered JSON access log) | ${ratio(r.sluice_vs_nginx_ai_defaults)}${verdict(r.sluice_vs_nginx_ai_defaults, (v) => v >= 0.9)} | >= 0.9x |`,
     `| sluice_vs_nginx_ai_nolog (both access logs off) | ${ratio(r.sluice_vs_nginx_ai_nolog)}${verdict(r.sluice_vs_nginx_ai_nolog, (v) => v >= 0.95)} | >= 0.95x |`,
     `| sluice_vs_nginx_ai_sse (50 tokens, logs on) | ${ratio(r.sluice_vs_nginx_ai_sse)}${verdict(r.sluice_vs_nginx_ai_sse, (v) => v >= 1)} | >= 1.0x |`,
+    `| sluice_root_vs_path_ai (POST /v1/chat/completions at the root, routed by the body's model, vs /up-1/v1/...) | ${ratio(r.sluice_root_vs_path_ai)}${verdict(r.sluice_root_vs_path_ai, (v) => v >= 0.95)} | >= 0.95x |`,
     `| sluice_vs_portkey_ai | ${ratio(r.sluice_vs_portkey_ai)}${verdict(r.sluice_vs_portkey_ai, (v) => v >= 50)} | >= 50x |`,
     `| sluice_vs_litellm_ai | ${ratio(r.sluice_vs_litellm_ai)}${verdict(r.sluice_vs_litellm_ai, (v) => v >= 200)} | >= 200x |`,
     `| sluice_vs_nginx_cpu_per_req (GET; above 1 = sluice spends more CPU) | ${ratio(r.sluice_vs_nginx_cpu_per_req)} | |`,

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
@@ -114,6 +114,15 @@ export function deploymentProblem(d: DeploymentConfig): { field: string; reason:
   } else if (d.port_env !== null) {
     return { field: 'port_env', reason: `only for the command runtime, not ${d.runtime}` };
   }
+  if (d.runtime === 'llamacpp') {
+    if (d.model_path === null) return { field: 'model_path', reason: 'a llamacpp deployment needs the absolute path of its GGUF file' };
+    // Refused here: the server would exit at every start until the replica failed.
+    if (!isFile(d.model_path)) return { field: 'model_path', reason: `not a file: ${d.model_path}` };
+  } else {
+    for (const field of ['model_path', 'python'] as const) {
+      if (d[field] !== null) return { field, reason: `only for the llamacpp runtime, not ${d.runtime}` };
+    }
+  }
   if (d.auth !== undefined) {
     const secret = process.env[d.auth.env] ?? '';
     if (secret === '') return { field: 'auth.env', reason: `the environment variable ${d.auth.env} is not set (it holds the credential; it is never stored)` };
@@ -131,6 +140,14 @@ export function deploymentProblem(d: DeploymentConfig): { field: string; reason:
     return { field: 'health_check', reason: `only for the remote runtime: ${d.runtime} replicas are started and watched as processes (see readiness_path)` };
   }
   return null;
+}
+
+function isFile(path: string): boolean {
+  try {
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
 }
 
 function setPath(obj: Record<string, unknown>, path: readonly string[], value: unknown): void {

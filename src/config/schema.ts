@@ -196,7 +196,7 @@ export const deploymentSchema: Field = {
   fields: {
     model: { kind: 'string', pattern: MODEL_NAME },
     version: { kind: 'string', pattern: VERSION_NAME },
-    runtime: { kind: 'string', enum: ['sim', 'remote', 'command', 'mlflow', 'ollama'], default: 'sim' },
+    runtime: { kind: 'string', enum: ['sim', 'remote', 'command', 'mlflow', 'ollama', 'llamacpp'], default: 'sim' },
     replicas: { kind: 'int', default: 1, min: 1, max: 100 },
     // `remote` replicas: a URL, or {url, weight, priority, cost} for the balancing strategies
     // that read them (weighted, failover, lowest_cost).
@@ -206,6 +206,13 @@ export const deploymentSchema: Field = {
     // `command` runtime: also pass the allocated port in this environment variable (many
     // servers read PORT). A command needs `{port}` in its argv, or this.
     port_env: { kind: 'string', default: null, nullable: true, pattern: /^[A-Za-z_][A-Za-z0-9_]{0,127}$/ },
+    // `llamacpp` runtime: the GGUF file llama-cpp-python's server loads (absolute: a relative
+    // path would mean whatever directory the gateway happens to be started from), and the
+    // Python that has llama-cpp-python[server] installed. Default: the .venv-llama/ that
+    // scripts/setup-llama.sh makes next to sluice when present, else python3 from PATH.
+    // `args` go to the server after sluice's own (e.g. ["--n_ctx", "4096"]).
+    model_path: { kind: 'string', default: null, nullable: true, pattern: /^\/[^\0]*$/ },
+    python: { kind: 'string', default: null, nullable: true, pattern: /^[^\0]+$/ },
     readiness_path: { kind: 'string', default: null, nullable: true, pattern: /^\/\S*$/ },
     env: { kind: 'map', of: { kind: 'string' }, default: {} },
     start_timeout_ms: timeout(120_000),

@@ -1,6 +1,6 @@
 // The validated, frozen shape of the configuration (see schema.ts for defaults).
 
-export type Runtime = 'sim' | 'remote' | 'command' | 'mlflow' | 'ollama';
+export type Runtime = 'sim' | 'remote' | 'command' | 'mlflow' | 'ollama' | 'llamacpp';
 
 export interface UpstreamOptions {
   readonly connect_timeout_ms: number;
@@ -136,12 +136,16 @@ export interface DeploymentConfig {
   /** min_replicas 0: hibernates after idle_timeout_s without a request. */
   readonly scale: ScaleConfig;
   readonly cost: CostConfig;
-  /** Extra arguments for the `sim` runtime (e.g. `--token-ms 5`). */
+  /** Extra arguments for the `sim` runtime (e.g. `--token-ms 5`) or the `llamacpp` server (`--n_ctx 4096`). */
   readonly args: readonly string[];
   /** argv template for the `command` runtime; `{port}` etc. are substituted per element. */
   readonly command: readonly string[];
   /** `command` runtime: the environment variable that receives the allocated port. */
   readonly port_env: string | null;
+  /** `llamacpp` runtime: the GGUF file the server loads (absolute). */
+  readonly model_path: string | null;
+  /** `llamacpp` runtime: the Python with llama-cpp-python[server]; null: see the schema. */
+  readonly python: string | null;
   readonly readiness_path: string | null;
   readonly env: Readonly<Record<string, string>>;
   readonly start_timeout_ms: number;

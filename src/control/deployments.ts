@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { deploymentId, resolveHealthCheck, resolvePolicies, type PoliciesConfig, type Config, DeploymentConfig, UpstreamOptions } from '../config/index.js';
 import { SluiceError } from '../errors/index.js';
 import type { ReplicaLoadBoard } from '../balancer/index.js';
-import { ActiveHealthCheck, LoadScrape, type HealthStatus } from '../health/index.js';
+import { ActiveHealthCheck, LoadScrape, reportedModel, type HealthStatus } from '../health/index.js';
 import { killGroup, launchPlan, PortAllocator, ReplicaProcess, type LogLine, type ReplicaProcessOptions, type ReplicaSpec, type ReplicaState } from '../ports/index.js';
 import type { DesiredStateStore, HibernationRecords, ReplicaRecord, ReplicaRecords } from '../state/index.js';
 import { upstreamCredential } from './credentials.js';
@@ -158,6 +158,8 @@ export class Deployment {
   stoppedReplicaMs = 0;
   /** Time spent hibernated before the current hibernation, ms. */
   pastHibernationMs = 0;
+  /** The model name its server lists at GET /v1/models, learnt when a replica becomes ready (runtimes whose plan `listsModel`). */
+  reportedModel: string | null = null;
   /** Events by action since the deployment was made (the list keeps only the latest). */
   readonly eventCounts = new Map<DeploymentEvent['action'], number>();
 
@@ -236,6 +238,7 @@ export class Deployment {
       auth: s.auth ?? null,
       route: `/${this.id}/`, created_at: this.createdAt, last_error: this.lastError, policies: this.policies, scale: s.scale,
       hibernated_since: this.hibernatedSince,
+      served_model: servedModel(this),
       replicas: this.replicas.map((r) => r.view(breaker, replicaLoad)),
     };
   }
@@ -245,6 +248,12 @@ export class Deployment {
 function defaultMlflowBin(): string {
   const venv = fileURLToPath(new URL('../../.venv/bin/mlflow', import.meta.url));
   return existsSync(venv) ? venv : 'mlflow';
+}
+
+/** The project's llama-cpp-python virtualenv (scripts/setup-llama.sh) when present, else PATH. */
+function defaultLlamaPython(): string {
+  const venv = fileURLToPath(new URL('../../.venv-llama/bin/python', import.meta.url));
+  return existsSync(venv) ? venv : 'python3';
 }
 
 export class DeploymentManager {
@@ -278,7 +287,7 @@ export class DeploymentManager {
       id: d.id, model: d.spec.model, version: d.spec.version, slot: d.slot, upstream: d.upstream, policies: d.policies, maxBodyBytes: maxBody,
       routable: d.routable, credential: upstreamCredential(d.spec.auth), fallbacks: d.spec.fallbacks,
       holds: d.holds, hibernated: d.state === 'hibernated', countsArrivals: d.spec.scale.min_replicas === 0, cost: d.spec.cost,
-      servedModel: servedModel(d.spec), servedModelOnPaths: d.spec.served_model !== null, created: Math.floor(Date.parse(d.createdAt) / 1000),
+      servedModel: servedModel(d), servedModelOnPaths: d.spec.served_model !== null, created: Math.floor(Date.parse(d.createdAt) / 1000),
       // Hibernating: no new request may reach a replica that is about to stop.
       replicas: d.state === 'hibernated' ? [] : d.replicas.map((r): RoutableReplica => ({
         id: r.id, host: r.host, port: r.port, basePath: r.basePath, slot: r.slot, weight: r.weight, priority: r.priority, cost: r.cost, ready: r.ready && !r.retiring,
@@ -581,6 +590,7 @@ export class DeploymentManager {
       if (state === 'failed') d.lastError = info.error?.message ?? 'replica failed';
       this.#o.logger.info({ deployment: d.id, replica: replica.id, state, pid: info.pid, restarts: info.restarts, error: info.error?.message }, 'replica state');
       if (state !== 'stopped' && state !== 'failed') void record();
+      if (state === 'ready' && plan.listsModel === true) void this.#learnReportedModel(d, replica);
       if (replica.ready && d.wakeStartedAt !== null) {
         this.#o.onColdStart?.(d.id, (performance.now() - d.wakeStartedAt) / 1000);
         d.wakeStartedAt = null;
@@ -670,8 +680,24 @@ export class DeploymentManager {
       }
       case 'ollama':
         return { ...base, runtime: 'ollama', ...(spec.keep_alive === null ? {} : { keepAlive: spec.keep_alive }) };
+      case 'llamacpp':
+        // deploymentProblem refuses a llamacpp deployment without model_path before it gets here.
+        return { ...base, runtime: 'llamacpp', modelPath: spec.model_path!, python: spec.python ?? defaultLlamaPython(), serverArgs: spec.args };
       case 'remote':
         throw new Error('unreachable: remote replicas are not launched');
+    }
+  }
+
+  /** Asks a ready replica's server which model it serves; a server that does not say leaves the name unknown. */
+  async #learnReportedModel(d: Deployment, replica: Replica): Promise<void> {
+    const name = await reportedModel(replica.url);
+    if (name === null) {
+      this.#o.logger.warn({ deployment: d.id, replica: replica.id }, 'the server did not list its model at GET /v1/models');
+    } else if (name !== d.reportedModel) {
+      d.reportedModel = name;
+      this.#o.logger.info({ deployment: d.id, replica: replica.id, model: name }, 'the server reported its model');
+      // The front door rewrites requests to it from the next route table on.
+      if (d.spec.served_model === null) this.#o.onChange();
     }
   }
 
@@ -747,11 +773,13 @@ export class DeploymentManager {
 }
 
 /** The model name the deployment's server knows (config `served_model`, or its runtime's default); null: none to rewrite to. */
-function servedModel(spec: DeploymentConfig): string | null {
+function servedModel(d: Deployment): string | null {
+  const spec = d.spec;
   if (spec.served_model !== null) return spec.served_model;
   switch (spec.runtime) {
     case 'sim': return spec.model;
     case 'ollama': return `${spec.model}:${spec.version}`;
+    case 'llamacpp': return d.reportedModel;
     default: return null;
   }
 }

@@ -20,6 +20,7 @@ export {
   type CommandSpec,
   type LaunchContext,
   type LaunchPlan,
+  type LlamacppSpec,
   type MlflowSpec,
   type OllamaSpec,
   type ProcessPlan,

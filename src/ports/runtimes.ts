@@ -5,7 +5,7 @@ import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { checkArgv, checkEnv, checkInt, checkPath, checkString, invalid } from './validate.js';
 
-export type RuntimeName = 'mlflow' | 'ollama' | 'command' | 'sim' | 'remote';
+export type RuntimeName = 'mlflow' | 'ollama' | 'command' | 'llamacpp' | 'sim' | 'remote';
 
 interface SpecBase {
   readonly model: string;
@@ -40,6 +40,16 @@ export interface CommandSpec extends LocalSpecBase {
   readonly portEnv?: string;
 }
 
+/** llama-cpp-python's OpenAI-compatible server (`python -m llama_cpp.server`) on one GGUF file. */
+export interface LlamacppSpec extends LocalSpecBase {
+  readonly runtime: 'llamacpp';
+  readonly modelPath: string;
+  /** An interpreter with llama-cpp-python[server] installed; default 'python3' from PATH. */
+  readonly python?: string;
+  /** More server options, after sluice's own (e.g. --n_ctx 4096, --model_alias tiny). */
+  readonly serverArgs?: readonly string[];
+}
+
 export interface SimSpec extends LocalSpecBase {
   readonly runtime: 'sim';
   readonly simArgs?: readonly string[];
@@ -51,7 +61,7 @@ export interface RemoteSpec extends SpecBase {
   readonly readinessPath?: string;
 }
 
-export type ReplicaSpec = MlflowSpec | OllamaSpec | CommandSpec | SimSpec | RemoteSpec;
+export type ReplicaSpec = MlflowSpec | OllamaSpec | CommandSpec | LlamacppSpec | SimSpec | RemoteSpec;
 
 export interface ProcessPlan {
   readonly kind: 'process';
@@ -59,6 +69,8 @@ export interface ProcessPlan {
   readonly env: Readonly<Record<string, string>>;
   readonly readinessPath: string;
   readonly url: string;
+  /** It answers OpenAI's GET /v1/models with the model it serves, whose name can be learnt once it is ready. */
+  readonly listsModel?: true;
 }
 
 /** Nothing to spawn: the replica is a URL somebody else runs. */
@@ -187,8 +199,20 @@ export function launchPlan(spec: ReplicaSpec, context: LaunchContext = {}): Laun
         portEnv === undefined ? {} : { [portEnv]: p },
       );
     }
+    case 'llamacpp': {
+      const python = checkString('python', spec.python ?? 'python3', false);
+      const modelPath = checkString('modelPath', spec.modelPath, false);
+      // The server loads the model before it listens: /v1/models answers once it can generate.
+      const llama = plan(
+        [python, '-m', 'llama_cpp.server', '--model', modelPath, '--host', host, '--port', p, ...checkArgs('serverArgs', spec.serverArgs)],
+        '/v1/models',
+        // Its stdout is a file: unbuffered, a line (a client's disconnect, say) reaches the logs when printed.
+        { PYTHONUNBUFFERED: '1' },
+      );
+      return Object.freeze({ ...llama, listsModel: true });
+    }
     case 'sim': {
-      const args = checkSimArgs(spec.simArgs);
+      const args = checkArgs('simArgs', spec.simArgs);
       // The simulator answers to the deployment's own model name, and to its built-in
       // `demo` that existing clients send; `--models` in the args replaces both.
       const models = args.some((a) => a === '--models' || a.startsWith('--models=')) ? [] : ['--models', model === 'demo' ? model : `${model},demo`];
@@ -204,8 +228,8 @@ function checkEnvName(field: string, value: unknown): string {
   return value;
 }
 
-function checkSimArgs(value: unknown): readonly string[] {
+function checkArgs(field: string, value: unknown): readonly string[] {
   if (value === undefined) return [];
-  if (!Array.isArray(value)) throw invalid('simArgs', 'must be an array of strings');
-  return value.map((arg: unknown, i) => checkString(`simArgs[${i}]`, arg, true));
+  if (!Array.isArray(value)) throw invalid(field, 'must be an array of strings');
+  return value.map((arg: unknown, i) => checkString(`${field}[${i}]`, arg, true));
 }

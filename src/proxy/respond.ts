@@ -157,35 +157,20 @@ export type CacheStatus = 'hit' | 'miss' | 'bypass';
 /** `Retry-After: 1` for refusals whose cause may pass at once (no replica, queue, store down). */
 export const RETRY_AFTER = Object.freeze([['retry-after', '1'] as const]);
 
+/** How a JSON answer is sent: close the connection after it, extra headers, HEAD (no body), the x-sluice-cache value. */
+type AnswerOptions = [closeConnection?: boolean, headers?: ReadonlyArray<readonly [string, string]>, headRequest?: boolean, cache?: CacheStatus];
+
 /**
  * A gateway error as JSON: `{"error":{"code","message","request_id"}}` (DESIGN.md); HEAD gets the head only.
- * `cache`: the x-sluice-cache value; an error answered before any cache decision is a bypass.
- * Returns the body bytes sent.
+ * An error answered before any cache decision is a bypass. Returns the body bytes sent.
  */
-export function writeErrorResponse(
-  res: HttpResponse,
-  status: number,
-  code: string,
-  message: string,
-  requestId: string,
-  closeConnection = false,
-  headers?: ReadonlyArray<readonly [string, string]>,
-  headRequest = false,
-  cache: CacheStatus = 'bypass',
-): number {
-  return writeJsonResponse(res, status, errorBody(code, message, requestId), requestId, closeConnection, headers, headRequest, cache);
+export function writeErrorResponse(res: HttpResponse, status: number, code: string, message: string, requestId: string, ...options: AnswerOptions): number {
+  return writeJsonResponse(res, status, errorBody(code, message, requestId), requestId, ...options);
 }
 
 /** A JSON answer the gateway makes itself (an error, the front door's model lists); returns the body bytes sent. */
 export function writeJsonResponse(
-  res: HttpResponse,
-  status: number,
-  body: string,
-  requestId: string,
-  closeConnection = false,
-  headers?: ReadonlyArray<readonly [string, string]>,
-  headRequest = false,
-  cache: CacheStatus = 'bypass',
+  res: HttpResponse, status: number, body: string, requestId: string, ...[closeConnection = false, headers, headRequest = false, cache = 'bypass']: AnswerOptions
 ): number {
   const bytes = Buffer.byteLength(body);
   res.cork(() => {

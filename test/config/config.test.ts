@@ -13,6 +13,9 @@ import { CLI } from '../helpers/procs.js';
 type Assert = Pick<typeof t, 'ok' | 'equal' | 'match' | 'fail'>;
 
 const dir = mkdtempSync(join(tmpdir(), 'sluice-config-test-'));
+/** A file for a llamacpp deployment's model_path (only its existence is checked). */
+const gguf = join(dir, 'model.gguf');
+writeFileSync(gguf, '');
 let fileSeq = 0;
 
 /** Writes `text` to a fresh file and returns its path. */
@@ -77,6 +80,8 @@ t.test('defaults are filled in and the result is frozen', async (t) => {
   t.same(d.args, []);
   t.same(d.command, []);
   t.equal(d.readiness_path, null);
+  t.equal(d.model_path, null);
+  t.equal(d.python, null);
   t.same(d.env, {});
   t.equal(d.start_timeout_ms, 120_000);
   t.equal(d.upstream, undefined, 'no per-deployment upstream overrides unless given');
@@ -129,6 +134,14 @@ t.test('cross-field checks', async (t) => {
   rejects(t, 'traffic:\n  ghost: { "1": 100 }\n', 'traffic.ghost.1');
   rejects(t, 'deployments:\n  - {model: m, version: "1", runtime: remote}\n', 'deployments[0].urls');
   rejects(t, 'deployments:\n  - {model: m, version: "1", runtime: command}\n', 'deployments[0].command');
+  t.match(rejects(t, 'deployments:\n  - {model: m, version: "1", runtime: llamacpp}\n', 'deployments[0].model_path'), /GGUF/);
+  t.match(rejects(t, `deployments:\n  - {model: m, version: "1", runtime: llamacpp, model_path: ${join(dir, 'absent.gguf')}}\n`, 'deployments[0].model_path'), /not a file/);
+  rejects(t, `deployments:\n  - {model: m, version: "1", runtime: llamacpp, model_path: ${dir}}\n`, 'deployments[0].model_path');
+  t.match(rejects(t, 'deployments:\n  - {model: m, version: "1", runtime: llamacpp, model_path: models/m.gguf}\n', 'deployments[0].model_path'), /does not match/, 'a relative path');
+  t.match(rejects(t, `deployments:\n  - {model: m, version: "1", runtime: sim, model_path: ${gguf}}\n`, 'deployments[0].model_path'), /only for the llamacpp runtime/);
+  rejects(t, 'deployments:\n  - {model: m, version: "1", runtime: command, command: [x, "{port}"], python: /usr/bin/python3}\n', 'deployments[0].python');
+  const llama = load(`deployments:\n  - {model: m, version: "1", runtime: llamacpp, model_path: ${gguf}, args: [--n_ctx, "4096"]}\n`).deployments[0]!;
+  t.match(llama, { runtime: 'llamacpp', model_path: gguf, python: null, args: ['--n_ctx', '4096'] }, 'a llamacpp deployment on a file that exists');
   t.match(rejects(t, 'deployments:\n  - {model: m, version: "1", runtime: sim, health_check: {path: /h}}\n', 'deployments[0].health_check'), /only for the remote runtime/);
   rejects(t, 'deployments:\n  - {model: m, version: "1", runtime: remote, urls: [http://h], health_check: {unhealthy_threshold: 0}}\n', 'deployments[0].health_check.unhealthy_threshold');
   rejects(t, 'ports:\n  from: 9000\n  to: 8000\n', 'ports.from');

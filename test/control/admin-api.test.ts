@@ -118,6 +118,8 @@ t.test('bad bodies and names get 400 naming the field; nothing is registered', a
     ['a start timeout that is not a number', { model: 'm', version: '1', start_timeout_ms: 'soon' }, 'start_timeout_ms'],
     ['a command given as a shell string', { model: 'm', version: '1', runtime: 'command', command: 'python -m server' }, 'command'],
     ['a command runtime without command', { model: 'm', version: '1', runtime: 'command' }, 'command'],
+    ['a llamacpp runtime without model_path', { model: 'm', version: '1', runtime: 'llamacpp' }, 'model_path'],
+    ['a llamacpp model_path that is no file', { model: 'm', version: '1', runtime: 'llamacpp', model_path: '/nonexistent/m.gguf' }, 'model_path'],
     ['a remote runtime without urls', { model: 'm', version: '1', runtime: 'remote' }, 'urls'],
     ['a non-string env value', { model: 'm', version: '1', env: { A: { b: 1 } } }, 'env.A'],
     ['a readiness path that is not a path', { model: 'm', version: '1', readiness_path: 'ping' }, 'readiness_path'],

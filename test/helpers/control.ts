@@ -58,6 +58,8 @@ export interface DeploymentView {
   source: string;
   route: string;
   last_error: string | null;
+  /** The model name the server reported (runtimes that list it, e.g. llamacpp), once learnt. */
+  served_model?: string | null;
   replicas: ReplicaView[];
 }
 

@@ -65,6 +65,31 @@ t.test('command: placeholders substituted per element, never a shell string', as
   }, 'portEnv: the port in that variable, over the same name in env');
 });
 
+t.test('llamacpp: python -m llama_cpp.server on the GGUF, sluice\'s options first, readiness /v1/models', async (t) => {
+  const plan = launchPlan(
+    { runtime: 'llamacpp', model: 'tiny', version: '1', modelPath: '/models/tiny.gguf', python: '/venv/bin/python', serverArgs: ['--n_ctx', '4096', '--model_alias', 'tiny'], env: { PYTHONUNBUFFERED: '0', X: 'y' } },
+    { port: 8040 },
+  );
+  t.same(plan, {
+    kind: 'process',
+    argv: ['/venv/bin/python', '-m', 'llama_cpp.server', '--model', '/models/tiny.gguf', '--host', '127.0.0.1', '--port', '8040', '--n_ctx', '4096', '--model_alias', 'tiny'],
+    // Its stdout goes to a file: unbuffered, or lines would wait for 8 KiB.
+    env: { PYTHONUNBUFFERED: '1', X: 'y' },
+    readinessPath: '/v1/models',
+    url: 'http://127.0.0.1:8040',
+    listsModel: true,
+  });
+  t.ok(Object.isFrozen(plan));
+  t.match(launchPlan({ runtime: 'llamacpp', model: 'm', version: '1', modelPath: '/m.gguf' }, { port: 8041, host: '::1' }), {
+    argv: ['python3', '-m', 'llama_cpp.server', '--model', '/m.gguf', '--host', '::1', '--port', '8041'], url: 'http://[::1]:8041',
+  }, 'python3 from PATH when no interpreter is given');
+  t.throws(() => launchPlan({ runtime: 'llamacpp', model: 'm', version: '1' } as ReplicaSpec, { port: 1 }), { code: 'SLUICE_ERR_INVALID_FIELD', details: { field: 'modelPath' } });
+  t.throws(() => launchPlan({ runtime: 'llamacpp', model: 'm', version: '1', modelPath: '/m.gguf', python: '' }, { port: 1 }), { code: 'SLUICE_ERR_INVALID_FIELD', details: { field: 'python' } });
+  t.throws(() => launchPlan({ runtime: 'llamacpp', model: 'm', version: '1', modelPath: '/m.gguf', serverArgs: '--n_ctx 4096' as unknown as string[] }, { port: 1 }), { code: 'SLUICE_ERR_INVALID_FIELD', details: { field: 'serverArgs' } });
+  t.throws(() => launchPlan({ runtime: 'llamacpp', model: 'm', version: '1', modelPath: '/m.gguf', serverArgs: ['--n_ctx', 4096 as unknown as string] }, { port: 1 }), { code: 'SLUICE_ERR_INVALID_FIELD', details: { field: 'serverArgs[1]' } });
+  t.notOk('listsModel' in (launchPlan({ runtime: 'sim', model: 'm', version: '1' }, { port: 1 }) as ProcessPlan), 'only llamacpp says it lists its model');
+});
+
 t.test('sim: the gateway CLI under node, readiness /_sim/stats', async (t) => {
   const plan = launchPlan({ runtime: 'sim', model: 'demo', version: '1', simArgs: ['--protocol', 'ollama'] }, { port: 8030 });
   const cli = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
