@@ -10,17 +10,26 @@ export function skipSpace(body: Uint8Array, i: number): number {
   return i;
 }
 
+/** Strings are read byte by byte up to this length, then searched natively: a native call costs more than a short loop. */
+const SHORT_STRING = 32;
+
 /** The index of the quote closing the string that opens at `i`; -1 when it never closes. */
 export function stringEnd(body: Buffer, i: number): number {
-  let from = i + 1;
+  const short = Math.min(body.length, i + 1 + SHORT_STRING);
+  let j = i + 1;
+  for (; j < short; j++) {
+    const c = body[j];
+    if (c === 0x22) return j;
+    if (c === 0x5c) j++;
+  }
+  // A long string (a document, an image in base64): memchr for each quote, then whether it is escaped.
   for (;;) {
-    const q = body.indexOf(0x22, from);
+    const q = body.indexOf(0x22, j);
     if (q === -1) return -1;
-    // Escaped when an odd number of backslashes precede it.
     let k = q - 1;
     while (body[k] === 0x5c) k--;
     if (((q - 1 - k) & 1) === 0) return q;
-    from = q + 1;
+    j = q + 1;
   }
 }
 
@@ -61,16 +70,48 @@ export const enum FieldScan {
   Invalid = 4,
 }
 
+/**
+ * A key to look for, as its quoted bytes (`"model"`), with a Boyer-Moore-Horspool skip
+ * table: Buffer.indexOf of a multi-byte needle costs some 400 ns per call, far more than a
+ * body of chat messages takes to skim in JS.
+ */
+export class JsonKey {
+  readonly bytes: Uint8Array;
+  readonly #skip = new Uint8Array(256);
+
+  constructor(name: string) {
+    this.bytes = Buffer.from(JSON.stringify(name));
+    const n = this.bytes.length;
+    this.#skip.fill(Math.min(n, 255));
+    for (let k = 0; k < n - 1; k++) this.#skip[this.bytes[k]!] = n - 1 - k;
+  }
+
+  /** The first index at or after `from` where the quoted key's bytes start; -1 when none. */
+  indexIn(body: Uint8Array, from: number): number {
+    const bytes = this.bytes;
+    const last = bytes.length - 1;
+    for (let j = from; j + last < body.length; j += this.#skip[body[j + last]!]!) {
+      let k = last;
+      while (k >= 0 && body[j + k] === bytes[k]) k--;
+      if (k < 0) return j;
+    }
+    return -1;
+  }
+}
+
 /** Where scanTopLevelString found the value, quotes included; valid until the next call. */
 export const fieldSpan = { start: 0, end: 0 };
 
 /**
  * Looks for the top-level string field `key` (its quoted name as bytes: `"model"`) in a
- * JSON object, and reports where its value is in fieldSpan. The whole top level is read:
- * a second occurrence is reported as Duplicate, since the gateway and the model server
- * must not read different values.
+ * JSON object, and reports where its value is in fieldSpan. A second occurrence is
+ * reported as Duplicate, since the gateway and the model server must not read different
+ * values; but once the field is found, the rest is read only when the key's bytes appear
+ * in it again (a quoted key cannot appear inside a JSON string unescaped), so the usual
+ * body, `model` first, is read no further than its value, and what follows it is left to
+ * the model server to validate.
  */
-export function scanTopLevelString(body: Buffer, key: Uint8Array): FieldScan {
+export function scanTopLevelString(body: Buffer, key: JsonKey): FieldScan {
   let i = skipSpace(body, 0);
   if (body[i] !== 0x7b) return FieldScan.Invalid;
   i = skipSpace(body, i + 1);
@@ -80,7 +121,7 @@ export function scanTopLevelString(body: Buffer, key: Uint8Array): FieldScan {
     if (body[i] !== 0x22) return FieldScan.Invalid;
     const keyEnd = stringEnd(body, i);
     if (keyEnd === -1) return FieldScan.Invalid;
-    const isKey = keyEnd + 1 - i === key.length && sameBytes(body, i, key);
+    const isKey = keyEnd + 1 - i === key.bytes.length && sameBytes(body, i, key.bytes);
     i = skipSpace(body, keyEnd + 1);
     if (body[i] !== 0x3a) return FieldScan.Invalid;
     i = skipSpace(body, i + 1);
@@ -94,6 +135,7 @@ export function scanTopLevelString(body: Buffer, key: Uint8Array): FieldScan {
         fieldSpan.start = start;
         fieldSpan.end = i;
       } else found = FieldScan.NotString;
+      if (key.indexIn(body, i) === -1) return found;
     }
     i = skipSpace(body, i);
     const c = body[i];

@@ -298,7 +298,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     const head = request.head;
     head.contentLength = body.length;
     head.chunked = false;
-    this.#admit(request.res, head, route, alias, request.key, request.requestId, request.method, request.url, request.rest, request.query, request.client, body);
+    request.exchange = this.#admit(request.res, head, route, alias, request.key, request.requestId, request.method, request.url, request.rest, request.query, request.client, body);
   }
 
   refuseRead(request: ModelRequest, code: ErrorCode, message: string, close: boolean, body: string | null): void {
@@ -307,12 +307,13 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
 
   /**
    * The request goes on to its deployment: the upstream head, the exchange, the filters.
-   * `body`: the whole body, already read (ModelRequest); null when it is still to come.
+   * `body`: the whole body, already read (ModelRequest, which passes a client abort on);
+   * null when it is still to come. Returns the exchange.
    */
   #admit(
     res: HttpResponse, head: ClientHead, route: DeploymentRoute, alias: boolean, key: KeyRoute | undefined, requestId: string, method: string, url: string, rest: string,
     query: string, client: string, body: Buffer | null,
-  ): void {
+  ): Exchange {
     if (route.countsArrivals) this.#counters.arrive(route.slot);
     const expectBody = head.chunked || head.contentLength > 0;
     const forwardedFor = !this.#forwardedFor ? head.forwardedFor : head.forwardedFor === '' ? client : `${head.forwardedFor}, ${client}`;
@@ -335,14 +336,17 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     const filters = route.filters;
     if (filters !== null && filters.head !== null) {
       const hs = filters.head;
-      for (let i = 0; i < hs.length; i++) if (hs[i]!.onHead(ex, head) === FilterStatus.Answered) return;
+      for (let i = 0; i < hs.length; i++) if (hs[i]!.onHead(ex, head) === FilterStatus.Answered) return ex;
     }
-    res.onAborted(() => ex.onClientAborted());
-    if (expectBody && body === null) res.onData((ab, isLast) => ex.onClientData(ab, isLast));
+    if (body === null) {
+      res.onAborted(() => ex.onClientAborted());
+      if (expectBody) res.onData((ab, isLast) => ex.onClientData(ab, isLast));
+    }
     ex.activeIndex = this.#active.length;
     this.#active.push(ex);
     if (filters === null) this.#toUpstream(ex);
     else this.continueRequest(ex);
+    return ex;
   }
 
   /**

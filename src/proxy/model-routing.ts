@@ -12,8 +12,9 @@ import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import type { HttpResponse } from 'uWebSockets.js';
 import { errorBody, type ErrorCode } from '../errors/index.js';
-import { FieldScan, fieldSpan, replaceSpan, scanTopLevelString, spanString } from '../json-scan.js';
+import { FieldScan, fieldSpan, JsonKey, replaceSpan, scanTopLevelString, spanString } from '../json-scan.js';
 import { holdClock, releaseClock } from './clock.js';
+import type { Exchange } from './exchange.js';
 import { forwardedHeader, type ClientHead } from './headers.js';
 import { AliasRoute, type DeploymentRoute, type KeyRoute, type RouteTable } from './route-table.js';
 
@@ -141,13 +142,13 @@ export function protocolErrorBody(protocol: Protocol, code: ErrorCode, message: 
 
 /** What the gateway does with a request once its whole body has been read. */
 export interface ModelRequestOwner {
-  /** Goes on as a request for `route`, its body read (and its `model` rewritten). */
+  /** Goes on as a request for `route`, its body read (and its `model` rewritten); sets req.exchange. */
   admitRead(req: ModelRequest, route: DeploymentRoute, alias: boolean, body: Buffer): void;
   /** Answers without an upstream; `body`: the protocol-shaped error body, when it has one. */
   refuseRead(req: ModelRequest, code: ErrorCode, message: string, close: boolean, body: string | null): void;
 }
 
-const MODEL_KEY = Buffer.from('"model"');
+const MODEL_KEY = new JsonKey('model');
 const MIN_BUFFER = 4096;
 
 /**
@@ -176,6 +177,8 @@ export class ModelRequest {
   #body: Buffer;
   #length = 0;
   #done = false;
+  /** The exchange it became once admitted: a client that leaves later is its business. */
+  exchange: Exchange | null = null;
 
   constructor(
     owner: ModelRequestOwner, res: HttpResponse, head: ClientHead, requestId: string, method: string, url: string, rest: string, query: string, client: string,
@@ -206,14 +209,13 @@ export class ModelRequest {
 
   /** Reads the body (or goes on at once when there is none). */
   read(): void {
-    if (!this.head.chunked && this.head.contentLength <= 0) {
-      this.#finish();
-      return;
-    }
+    // One abort handler for the request's whole life (uWS keeps a handle per registration).
     this.res.onAborted(() => {
       this.#done = true;
+      this.exchange?.onClientAborted();
     });
-    this.res.onData((ab, isLast) => this.#onData(ab, isLast));
+    if (!this.head.chunked && this.head.contentLength <= 0) this.#finish();
+    else this.res.onData((ab, isLast) => this.#onData(ab, isLast));
   }
 
   #onData(ab: ArrayBuffer, isLast: boolean): void {

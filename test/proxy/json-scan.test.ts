@@ -4,9 +4,9 @@
 
 import fc from 'fast-check';
 import t from 'tap';
-import { FieldScan, fieldSpan, replaceSpan, scanTopLevelString, spanString } from '../../src/json-scan.js';
+import { FieldScan, fieldSpan, JsonKey, replaceSpan, scanTopLevelString, spanString } from '../../src/json-scan.js';
 
-const MODEL = Buffer.from('"model"');
+const MODEL = new JsonKey('model');
 
 /** What JSON.parse says the scan must find. */
 function expected(text: string): FieldScan {
@@ -46,7 +46,10 @@ t.test('the scan agrees with JSON.parse', async (t) => {
 t.test('what is not one JSON object with one model', async (t) => {
   const scan = (s: string): FieldScan => scanTopLevelString(Buffer.from(s), MODEL);
   t.equal(scan('{"model":"a","model":"b"}'), FieldScan.Duplicate);
-  t.equal(scan('{"model":"a"'), FieldScan.Invalid, 'cut short');
+  t.equal(scan('{"messages":[{"role":"user"}'), FieldScan.Invalid, 'cut short before the model');
+  t.equal(scan('{"model":"a","messages":['), FieldScan.Found, 'what follows the model is the server\'s to validate');
+  t.equal(scan('{"model":"a","messages":[{"content":"model"}],"model":"b"}'), FieldScan.Duplicate, 'the key\'s bytes again: read on, and found twice');
+  t.equal(scan('{"model":"a","messages":[{"role":"model"}]}'), FieldScan.Found, 'the bytes again, as a value: read on, found once');
   t.equal(scan('{"model":"a"} {"model":"b"}'), FieldScan.Invalid, 'two documents');
   t.equal(scan('[{"model":"a"}]'), FieldScan.Invalid, 'an array');
   t.equal(scan(''), FieldScan.Invalid);
