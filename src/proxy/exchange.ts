@@ -286,6 +286,23 @@ export class Exchange implements AttemptClient {
     this.route = route;
   }
 
+  /**
+   * The whole body as it would be sent again, once the client has sent it all and it is
+   * kept for a replay; null otherwise.
+   */
+  bodyToReplay(): Buffer | null {
+    if (!this.#bodyDone || !this.replayable) return null;
+    const parts = [...(this.#sentBody ?? []), ...(this.#heldBody ?? [])];
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  }
+
+  /** What is sent from now on in place of the body (a fallback's model name spliced in). */
+  replaceBody(body: Buffer): void {
+    this.#sentBody = [];
+    this.#sentBytes = 0;
+    this.#heldBody = [body];
+  }
+
   /** A fallback takes the request: its route, and the request head rebuilt for it (its own credential). */
   switchRoute(route: DeploymentRoute, headRest: string): void {
     this.route = route;
@@ -951,7 +968,7 @@ type BucketRefLike = import('../policy/index.js').BucketRef;
 /** The client's head as read, kept for a fallback's request head (see Gateway.#headRestFor). */
 export interface FallbackHead {
   readonly head: ClientHead;
-  /** The route-independent lines (forwarding, request id, framing) after the client's. */
+  /** The route-independent lines (forwarding, request id) after the client's; the framing line follows. */
   readonly tail: string;
   /** The client presented a sluice API key: its credential headers are not forwarded. */
   readonly keyed: boolean;

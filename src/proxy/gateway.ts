@@ -14,7 +14,7 @@ import type { Attempt } from './attempt.js';
 import { Exchange, Phase, type ExchangeOwner } from './exchange.js';
 import { AuthFilter, authRefusal, CacheFilter, FilterChain, FilterStatus, RateLimitFilter, WWW_AUTHENTICATE } from './filters/index.js';
 import { credentialLines, readClientHead, withCredential, type ClientHead } from './headers.js';
-import { isListing, listedModelName, listingBody, modelEndpoint, ModelRequest, Protocol, protocolErrorBody, type ModelRequestOwner } from './model-routing.js';
+import { isListing, listedModelName, listingBody, modelEndpoint, ModelRequest, Protocol, protocolErrorBody, withModel, type ModelRequestOwner } from './model-routing.js';
 import { closesUnread, endWithoutBody, RETRY_AFTER, writeJsonResponse } from './respond.js';
 import { DeploymentRoute, RouteTable, RouteTableCompiler, type KeyRoute, type ReplicaRoute, type RouteTableSnapshot, type SharedState } from './route-table.js';
 import { RequestIds } from './request-id.js';
@@ -320,9 +320,8 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     const tail =
       (forwardedFor === '' ? '' : `x-forwarded-for: ${forwardedFor}\r\n`) + 'x-forwarded-proto: http\r\n' +
       (head.host === '' ? '' : `x-forwarded-host: ${head.host}\r\n`) +
-      `x-request-id: ${requestId}\r\n` +
-      (head.chunked ? 'transfer-encoding: chunked\r\n\r\n' : head.contentLength >= 0 ? `content-length: ${head.contentLength}\r\n\r\n` : '\r\n');
-    const headRest = clientLines(route, head, key !== undefined) + tail;
+      `x-request-id: ${requestId}\r\n`;
+    const headRest = clientLines(route, head, key !== undefined) + tail + framingLine(head.chunked, head.contentLength);
     const pathQuery = query === '' ? rest : `${rest}?${query}`;
     const ex = new Exchange(this, res, requestId, method, route, key, pathQuery, headRest, head.contentLength, head.chunked);
     if (body !== null) ex.bodyRead(body);
@@ -423,7 +422,16 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     // What a fallback serves keeps it awake as much as what is addressed to it.
     if (to.countsArrivals) this.#counters.arrive(to.slot);
     const saved = ex.fallbackHead!;
-    ex.switchRoute(to, clientLines(to, saved.head, saved.keyed) + saved.tail);
+    let length = saved.head.contentLength;
+    // The fallback's server knows its model by its own name: the body asks for that one.
+    const served = modelEndpoint(ex.upstreamPath) === undefined ? null : to.servedModelJson;
+    const body = served === null ? null : ex.bodyToReplay();
+    const renamed = body === null ? null : withModel(body, served!);
+    if (renamed !== null) {
+      ex.replaceBody(renamed);
+      if (!saved.head.chunked) length = renamed.length;
+    }
+    ex.switchRoute(to, clientLines(to, saved.head, saved.keyed) + saved.tail + framingLine(saved.head.chunked, length));
     this.#send(ex, replica, now);
   }
 
@@ -619,6 +627,11 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     const wall = Date.now();
     for (const pool of this.#compiler.pools) pool.sweep(wall);
   }
+}
+
+/** The request head's last line, which frames the body; the empty line that ends the head follows it. */
+function framingLine(chunked: boolean, contentLength: number): string {
+  return chunked ? 'transfer-encoding: chunked\r\n\r\n' : contentLength >= 0 ? `content-length: ${contentLength}\r\n\r\n` : '\r\n';
 }
 
 /**

@@ -140,6 +140,15 @@ export function protocolErrorBody(protocol: Protocol, code: ErrorCode, message: 
   return errorBody(code === 'SLUICE_ERR_MODEL_NOT_FOUND' ? 'model_not_found' : code, message, requestId, { type: 'invalid_request_error', param: modelError ? 'model' : null });
 }
 
+/**
+ * `body` with its top-level model replaced by `served` (JSON, quotes included); null when
+ * it names none (or names it twice), or already names that one.
+ */
+export function withModel(body: Buffer, served: Buffer): Buffer | null {
+  if (scanTopLevelString(body, MODEL_KEY) !== FieldScan.Found) return null;
+  return sameSpan(body, served) ? null : replaceSpan(body, served);
+}
+
 /** What the gateway does with a request once its whole body has been read. */
 export interface ModelRequestOwner {
   /** Goes on as a request for `route`, its body read (and its `model` rewritten); sets req.exchange. */
@@ -149,6 +158,11 @@ export interface ModelRequestOwner {
 }
 
 const MODEL_KEY = new JsonKey('model');
+
+/** The value the last scan found is `json` already. */
+function sameSpan(body: Buffer, json: Buffer): boolean {
+  return body.compare(json, 0, json.length, fieldSpan.start, fieldSpan.end) === 0;
+}
 const MIN_BUFFER = 4096;
 
 /**
@@ -303,7 +317,7 @@ export class ModelRequest {
   /** Goes on with the body's model rewritten to what the deployment's server knows (when it differs). */
   #rewrite(route: DeploymentRoute, alias: boolean, body: Buffer, scan: FieldScan): void {
     const served = route.servedModelJson;
-    if (scan === FieldScan.Found && served !== null && body.compare(served, 0, served.length, fieldSpan.start, fieldSpan.end) !== 0) body = replaceSpan(body, served);
+    if (scan === FieldScan.Found && served !== null && !sameSpan(body, served)) body = replaceSpan(body, served);
     this.#owner.admitRead(this, route, alias, body);
   }
 

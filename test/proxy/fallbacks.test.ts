@@ -67,6 +67,9 @@ t.before(async () => {
       { model: 'cloud', version: '1', runtime: 'remote', urls: [cloud.url], health_check: { enabled: false }, auth: { env: 'SLUICE_TEST_CLOUD_KEY' } },
       { model: 'lean', version: '1', runtime: 'remote', urls: [broken.url], health_check: { enabled: false }, fallbacks: ['spare-1'] },
       { model: 'spare', version: '1', runtime: 'sim', scale: { min_replicas: 0, idle_timeout_s: 2 } },
+      { model: 'named', version: '1', runtime: 'remote', urls: [broken.url], health_check: { enabled: false }, fallbacks: ['llama-1'] },
+      // Its server knows only `llama3:8b`: a request a fallback hands it must be renamed.
+      { model: 'llama', version: '1', runtime: 'sim', args: ['--models', 'llama3:8b', '--tokens', '2', '--token-ms', '1'], served_model: 'llama3:8b' },
     ],
   }, { SLUICE_TEST_CLOUD_KEY: CLOUD_KEY });
 });
@@ -159,4 +162,13 @@ t.test('what a fallback serves keeps it from hibernating', async (t) => {
   }
   const spare = (await (await fetch(`${gw.adminUrl}/v1/deployments/spare-1`)).json()) as { state: string };
   t.equal(spare.state, 'ready', `still awake after serving ${served} requests for lean-1`);
+});
+
+t.test('a fallback\'s server is asked for its own model name (served_model), the rest of the body unchanged', async (t) => {
+  const chat = { model: 'named', messages: [{ role: 'user', content: 'hi' }], max_tokens: 2, user: 'u-7' };
+  const r = await httpRequest(`${gw.url}/named-1/v1/chat/completions`, { method: 'POST', body: JSON.stringify(chat), headers: { 'content-type': 'application/json' } });
+  t.equal(r.status, 200, r.body);
+  t.equal(r.headers['x-sluice-served-by'], 'llama-1');
+  t.equal(JSON.parse(r.body).model, 'llama3:8b', 'asked for llama3:8b (its server knows no other), with a longer body than the client sent');
+  t.equal(broken.seen.at(-1)!.sha256, sha(JSON.stringify(chat)), 'the primary got the body as the client sent it');
 });
