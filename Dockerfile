@@ -1,5 +1,8 @@
-# sluice gateway image. Model servers it spawns (mlflow, ollama) must be present in the
-# image or reached as `remote` replicas.
+# sluice gateway image (README: "Container and Kubernetes"). Model servers it spawns other
+# than the built-in simulator (mlflow, ollama, llama.cpp) must be added to the image or
+# reached as `remote` replicas. test/deploy/ lints this file with hadolint and runs its
+# ENTRYPOINT, CMD, ENV, USER and HEALTHCHECK as written.
+
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
@@ -9,13 +12,42 @@ COPY src ./src
 RUN npx tsc -p tsconfig.json && npm prune --omit=dev
 
 FROM node:20-bookworm-slim
+# Debian's tini (bookworm) as PID 1: it passes SIGTERM on to sluice, which drains and then
+# stops its model servers itself (they run in their own sessions, so tini's -g would not
+# reach them anyway), and it reaps whatever is orphaned to it. npm, npx, corepack and yarn
+# are not needed at run time: removed, they leave less to patch. The state dir belongs to
+# the unprivileged user (uid 1000, the base image's `node`); the rest of the image is root's.
+ARG TINI_VERSION=0.19.0-1+b3
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends "tini=${TINI_VERSION}" \
+ && rm -rf /var/lib/apt/lists/* \
+    /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/corepack \
+    /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack \
+    /usr/local/bin/yarn /usr/local/bin/yarnpkg /opt/yarn-* \
+ && install -d -o 1000 -g 1000 -m 0750 /var/lib/sluice
 WORKDIR /app
-ENV NODE_ENV=production
+# The data plane listens on every interface. The admin API asks for every interface too, but
+# sluice binds it there only when SLUICE_ADMIN_TOKEN is set; without a token it stays on
+# 127.0.0.1 inside the container (a warning says so), where HEALTHCHECK still reaches it.
+ENV NODE_ENV=production \
+    SLUICE_HOST=0.0.0.0 \
+    SLUICE_PORT=8080 \
+    SLUICE_ADMIN_HOST=0.0.0.0 \
+    SLUICE_ADMIN_PORT=8081 \
+    SLUICE_STATE_DIR=/var/lib/sluice
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY package.json ./
 COPY config ./config
-USER node
+VOLUME /var/lib/sluice
+# Numeric, so that Kubernetes' runAsNonRoot can check it without the image's /etc/passwd.
+USER 1000:1000
 EXPOSE 8080 8081
-ENTRYPOINT ["node", "dist/cli.js"]
+# /readyz: 503 while the deployments start and once a drain has begun. Node's fetch: the
+# image has no curl.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:' + process.env.SLUICE_ADMIN_PORT + '/readyz', { signal: AbortSignal.timeout(2000) }).then((r) => process.exit(r.status === 200 ? 0 : 1), () => process.exit(1))"]
+# The Node flags of src/node-flags.ts (`sluice node-flags`), written out: an exec-form
+# ENTRYPOINT has no shell to run $(...), and tini must be PID 1 for signals to reach sluice.
+ENTRYPOINT ["/usr/bin/tini", "--", "node", "--no-memory-reducer", "dist/cli.js"]
 CMD ["serve", "--config", "config/default.yaml"]

@@ -4,7 +4,7 @@
 //                 project's .npmrc keeps npm's "> sluice@..." banner off stdout)
 //   --quick       smoke run: 1 round x 2 s, 1 s warm-up (results file gets a -quick suffix)
 //   --clients     only the upstream-client comparison (with nginx and sluice as references)
-//   --only LIST   comma list of sections: throughput,ai,clients,sse,latency,cache,strategies,streams,chunks
+//   --only LIST   comma list of sections: throughput,ai,clients,sse,latency,cache,strategies,streams,chunks,tls
 //   --profile     CPU-profile sluice under the GET and SSE loads and summarise self time
 //   --rate N      open-loop offered rate (default 5000 req/s); --rate=half: half of sluice's
 //                 closed-loop maximum measured in this run (DESIGN.md's "50% of max load")
@@ -25,6 +25,7 @@ import { log, sleep } from './lib/log.js';
 import { measureChunkLatency, type ChunkLatency } from './lib/chunk-latency.js';
 import { openFileLimit, openStreams, rssMiB } from './lib/idle-streams.js';
 import { AI_BODY, AI_HEADERS, AI_PATH, AI_ROOT_BODY, AI_SSE_BODY, CHAT_COMPLETION } from './lib/ai-request.js';
+import { selfSignedCertificate, type Certificate } from './lib/certificate.js';
 import { proxyConf, startNginx, upstreamConf, UPSTREAM_METRICS_PATH } from './lib/nginx.js';
 import { installPeers, litellmHeaders, LITELLM_VERSION, portkeyHeaders, PORTKEY_VERSION, startLitellm, startPortkey } from './lib/peers.js';
 import { onInterrupt, portOpen, ProcessGroup, type Proc } from './lib/procs.js';
@@ -32,6 +33,7 @@ import { costlyStrategies, renderMarkdown, type ChunkLatencyRow, type IdleStream
 import { rotate, type Cores, type Measured, type Round, type Schedule, type Target } from './lib/rotation.js';
 import { describeMachine, ensureTools, planPinning, raisePriority, type Machine, type Pinning, type Tools } from './lib/setup.js';
 import { median, round } from './lib/stats.js';
+import { startNginxTls, tlsTargets } from './lib/tls.js';
 import type { OpenLoopResult } from './open-loop.js';
 import { busiestProfile, renderProfile, summariseProfile } from './profile.js';
 import { CLIENT_LABELS, startClientProxies } from './upstream-clients.js';
@@ -67,6 +69,10 @@ const PORT = {
   portkey: 19076,
   litellm: 19077,
   sim50: 19016,
+  // The TLS section: nginx and sluice (policies off) over HTTPS.
+  nginxTls: 19021,
+  sluiceTls: 19090,
+  adminTls: 19091,
 } as const;
 
 // Every policy that runs on a plain request, at limits the load never reaches, so that the
@@ -85,7 +91,7 @@ const POLICIES_OFF = '{ breaker: { enabled: false }, retry: { attempts: 0 }, cac
  * `strategies` (policies off) has one deployment per balancing strategy instead of the
  * others' deployments (see strategyDeployments).
  */
-type SluiceVariant = 'plain' | 'policies' | 'no-xff' | 'strategies' | 'defaults' | 'defaults-nolog';
+type SluiceVariant = 'plain' | 'policies' | 'no-xff' | 'strategies' | 'defaults' | 'defaults-nolog' | 'tls';
 const SLUICE_PORTS: Record<SluiceVariant, { port: number; admin: number }> = {
   plain: { port: PORT.sluice, admin: PORT.admin },
   policies: { port: PORT.sluicePolicies, admin: PORT.adminPolicies },
@@ -93,6 +99,7 @@ const SLUICE_PORTS: Record<SluiceVariant, { port: number; admin: number }> = {
   strategies: { port: PORT.sluiceStrategies, admin: PORT.adminStrategies },
   defaults: { port: PORT.sluiceDefaults, admin: PORT.adminDefaults },
   'defaults-nolog': { port: PORT.sluiceDefaultsNoLog, admin: PORT.adminDefaultsNoLog },
+  tls: { port: PORT.sluiceTls, admin: PORT.adminTls },
 };
 
 /**
@@ -189,8 +196,8 @@ const STAMP_SECONDS = 5;
 const STAMP_ROUNDS = 3;
 const STREAM_CHECK_COUNT = 200;
 
-type Section = 'throughput' | 'ai' | 'clients' | 'sse' | 'latency' | 'cache' | 'strategies' | 'streams' | 'chunks';
-const SECTIONS: readonly Section[] = ['throughput', 'ai', 'clients', 'sse', 'latency', 'cache', 'strategies', 'streams', 'chunks'];
+type Section = 'throughput' | 'ai' | 'clients' | 'sse' | 'latency' | 'cache' | 'strategies' | 'streams' | 'chunks' | 'tls';
+const SECTIONS: readonly Section[] = ['throughput', 'ai', 'clients', 'sse', 'latency', 'cache', 'strategies', 'streams', 'chunks', 'tls'];
 
 interface Options {
   readonly json: boolean;
@@ -277,6 +284,7 @@ class Fleet {
   uwsNative: boolean | null = null;
   /** Ports of the upstreams started so far: sluice gets a deployment for each (deploymentsOf). */
   readonly running = new Set<number>();
+  #certificate: Certificate | null = null;
 
   constructor(group: ProcessGroup, tools: Tools, pinning: Pinning, priority: string) {
     this.group = group;
@@ -347,11 +355,17 @@ class Fleet {
       ]), this.pinning.proxy);
   }
 
+  /** The self-signed certificate nginx and sluice both serve in the TLS section. */
+  get certificate(): Certificate {
+    return this.#certificate ??= selfSignedCertificate(this.group.dir, 'bench-tls');
+  }
+
   /** sluice with one worker; `nodeArgs` lets the profiler in. */
   async startSluice(nodeArgs: readonly string[] = [], variant: SluiceVariant = 'plain'): Promise<Proc> {
     const { port, admin } = SLUICE_PORTS[variant];
     const config = join(this.group.dir, `sluice-${variant}.yaml`);
-    writeFileSync(config, `listen: { host: 127.0.0.1, port: ${port}, forwarded_for: ${variant !== 'no-xff'} }
+    const tls = variant === 'tls' ? `, tls: { cert_file: ${this.certificate.certFile}, key_file: ${this.certificate.keyFile} }` : '';
+    writeFileSync(config, `listen: { host: 127.0.0.1, port: ${port}, forwarded_for: ${variant !== 'no-xff'}${tls} }
 admin: { port: ${admin} }
 workers: 1
 state_dir: ${join(this.group.dir, `state-${variant}`)}
@@ -812,6 +826,21 @@ async function expectReportedLoad(run: Run, deployment: string): Promise<void> {
   run.warnings.push(`strategies: ${deployment}'s replicas report no load from ${UPSTREAM_METRICS_PATH} (${replicas.map((r) => `${r.id}: ${r.load?.error ?? 'no load view'}`).join('; ')}): queue_aware picked by in-flight counts alone.`);
 }
 
+/** The throughput section's GET over TLS 1.3 and 1.2, through nginx and sluice (bench/lib/tls.ts). */
+async function tlsSection(run: Run): Promise<LoadRow[]> {
+  const { fleet } = run;
+  await fleet.checkPortsFree([PORT.nginxTls, PORT.sluiceTls, PORT.adminTls]);
+  const nginx = await startNginxTls(fleet.group, fleet.tools.nginx, PORT.nginxTls, PORT.upstream, fleet.certificate, fleet.pinning.proxy);
+  const sluice = await fleet.startSluice([], 'tls');
+  const targets = tlsTargets(fleet.group.dir, [
+    { name: 'nginx', label: 'nginx 1 worker -> upstream', port: PORT.nginxTls, pgid: nginx.pid },
+    { name: 'sluice', label: 'sluice 1 worker -> upstream (policies off)', port: PORT.sluiceTls, pgid: sluice.pid },
+  ], `/up-1${JSON_PATH}`, CONNECTIONS);
+  log(`tls: ${targets.length} targets, each sluice row next to nginx's of the same protocol and suite`);
+  if (run.gen.tool !== 'wrk') run.warnings.push('tls: autocannon does not read OPENSSL_CONF: each row\'s protocol and suite were the servers\' choice, not the one checked.');
+  return rowsOf(targets, await rotate(run.gen, targets, run.opts.schedule, run.cores, run.guard), 'nginx-tls13');
+}
+
 async function latencySection(run: Run, sluiceMax: number | null): Promise<NonNullable<Results['latency']>> {
   const { opts } = run;
   let rate = opts.rate === 'half' ? (sluiceMax === null ? null : Math.round(sluiceMax / 2)) : opts.rate;
@@ -914,6 +943,7 @@ async function benchmark(opts: Options, fleet: Fleet, gen: LoadGenerator): Promi
   const ai = needAi ? await aiSection(run) : null;
   const cache = want.has('cache') ? await cacheSection(run) : null;
   const strategies = needStrategies ? await strategiesSection(run) : null;
+  const tls = want.has('tls') ? await tlsSection(run) : null;
   const streaming = want.has('sse') ? await sseSection(run) : null;
   const sluiceMax = throughput?.find((r) => r.key === 'sluice')?.rps ?? null;
   const latency = want.has('latency') ? await latencySection(run, sluiceMax) : null;
@@ -926,7 +956,7 @@ async function benchmark(opts: Options, fleet: Fleet, gen: LoadGenerator): Promi
   if (metrics.upstream_errors > 0) run.warnings.push(`sluice counted ${metrics.upstream_errors} upstream errors during the run.`);
   const strategyErrors = needStrategies ? (await fleet.sluiceMetrics(PORT.adminStrategies)).upstream_errors : 0;
   if (strategyErrors > 0) run.warnings.push(`the strategies sluice counted ${strategyErrors} upstream errors during the run.`);
-  reviewRows(run, [throughput, clients, sse, cache?.rows ?? null, strategies?.rows ?? null, ai?.rows ?? null, ai?.sse ?? null]);
+  reviewRows(run, [throughput, clients, sse, cache?.rows ?? null, strategies?.rows ?? null, ai?.rows ?? null, ai?.sse ?? null, tls]);
 
   const rowOf = (rows: readonly LoadRow[] | null, key: string): LoadRow | undefined => rows?.find((r) => r.key === key);
   const ratioOf = (rows: readonly LoadRow[] | null, key: string, over: string, field: 'rps' | 'proxy_cpu_us_per_req'): number | null => {
@@ -953,6 +983,8 @@ async function benchmark(opts: Options, fleet: Fleet, gen: LoadGenerator): Promi
     overhead_p99_us: lat('sluice')?.overhead_p99_us ?? null,
     nginx_overhead_mean_us: lat('nginx')?.overhead_mean_us ?? null,
     nginx_overhead_p99_us: lat('nginx')?.overhead_p99_us ?? null,
+    sluice_vs_nginx_tls: rowOf(tls, 'sluice-tls13')?.vs_nginx ?? null,
+    sluice_vs_nginx_tls12: rowOf(tls, 'sluice-tls12')?.vs_nginx ?? null,
     sluice_cache_hit_vs_nginx_cache_hit_rps: rowOf(cache?.rows ?? null, 'sluice-cache')?.vs_nginx ?? null,
     sluice_cache_hit_vs_sluice_forward_rps: ratioOf(cache?.rows ?? null, 'sluice-cache', 'sluice', 'rps'),
     strategies_vs_least_outstanding_rps: strategies === null ? null
@@ -973,6 +1005,7 @@ async function benchmark(opts: Options, fleet: Fleet, gen: LoadGenerator): Promi
     cache: cache?.rows ?? null,
     cache_counters: cache?.counters ?? null,
     strategies,
+    tls,
     idle_streams: idleStreams,
     chunk_latency: chunks,
     latency,

@@ -2,8 +2,10 @@
 # Installs what sluice needs and a fresh machine lacks. Idempotent; each step is skipped
 # when already satisfied.
 #   bash scripts/setup.sh          # node packages + build (enough to run the gateway)
-#   bash scripts/setup.sh --test   # also redis-server, the Python/MLflow virtualenv and the
-#                                  # llama-cpp-python one (its first build compiles llama.cpp: minutes)
+#   bash scripts/setup.sh --test   # also redis-server, tini, the Python/MLflow virtualenv, the
+#                                  # llama-cpp-python one (its first build compiles llama.cpp: minutes),
+#                                  # the tools one (hadolint, kubernetes-validate) and the schemathesis one
+#                                  # (the admin API's fuzzer)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -30,8 +32,12 @@ apt_install() {
 
 if [ "${1:-}" = "--test" ]; then
   command -v redis-server >/dev/null 2>&1 || apt_install redis-server
+  # The image's init (Dockerfile ENTRYPOINT), which test/deploy/container.test.ts runs as the image does.
+  [ -x /usr/bin/tini ] || apt_install tini
   bash scripts/setup-python.sh
   bash scripts/setup-llama.sh
+  bash scripts/setup-tools.sh
+  bash scripts/setup-schemathesis.sh
 fi
 
 log "building (tsc)"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `npm test`: installs what is missing (node packages, redis-server, the MLflow and llama.cpp virtualenvs),
+# `npm test`: installs what is missing (node packages, redis-server, tini, the MLflow, llama.cpp, tools and schemathesis virtualenvs),
 # builds, type-checks the tests, and runs the whole tap suite against real processes.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

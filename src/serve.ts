@@ -9,10 +9,10 @@ import { parseArgs } from 'node:util';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { AdminServer, registerAdminRoutes } from './admin/index.js';
 import { BreakerBoard, DeploymentCounters, ReplicaLoadBoard } from './balancer/index.js';
-import { DEFAULT_CONFIG_FILE, loadConfig, type Config, type PoliciesConfig } from './config/index.js';
+import { ConfigError, DEFAULT_CONFIG_FILE, loadConfig, type Config, type PoliciesConfig, type TlsConfig } from './config/index.js';
 import {
-  BucketSlots, buildRouteSnapshot, DataPlane, Autoscaler, DeploymentManager, IndexAllocator, KeyRegistry, MAX_REPLICA_SLOTS, RolloutCounts, SlotAllocator, TrafficRegistry,
-  type ControlPlane, type Replica, type VersionInfo,
+  BucketSlots, buildRouteSnapshot, CertificateReloader, DataPlane, Autoscaler, DeploymentManager, hstsValue, IndexAllocator, isProblem, KeyRegistry, MAX_REPLICA_SLOTS,
+  readCertificatePair, RolloutCounts, SlotAllocator, TrafficRegistry, type CertificatePair, type ControlPlane, type Replica, type TlsPort, type VersionInfo,
 } from './control/index.js';
 import { SharedBuckets } from './policy/index.js';
 import { PortAllocator } from './ports/index.js';
@@ -34,6 +34,8 @@ export interface RunningGateway {
    * ends the drain delay at once, for an operator who does not want to wait.
    */
   shutdown(signal: string): Promise<void>;
+  /** TLS configured: reads the certificates again (SIGHUP), see CertificateReloader; null without TLS. */
+  readonly reloadCertificates: ((reason: string) => Promise<void>) | null;
 }
 
 const RECONCILE_INTERVAL_MS = 2_000;
@@ -72,6 +74,9 @@ export async function runServeCli(argv: string[]): Promise<void> {
   };
   process.on('SIGINT', () => shutdown('SIGINT'));
   process.on('SIGTERM', () => shutdown('SIGTERM'));
+  // Without TLS, SIGHUP keeps Node's default (the process ends), as before TLS existed.
+  const reload = gateway.reloadCertificates;
+  if (reload !== null) process.on('SIGHUP', () => void reload('SIGHUP'));
 }
 
 /** `stdout`: the writer under `logger`, for its line counts in /metrics. */
@@ -81,6 +86,9 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
     logger.warn({ host: adminHost }, 'no admin token configured: the admin API listens on 127.0.0.1 only');
     adminHost = '127.0.0.1';
   }
+  // Checked before anything is bound: a pair that cannot serve stops the start, naming the field.
+  const listenPair = await startupCertificate(config.listen.tls, 'listen');
+  const adminPair = await startupCertificate(config.admin.tls, 'admin');
   // Every worker must bind the same port, so an ephemeral port is chosen once, here.
   const port = config.listen.port === 0 ? await freePort(config.listen.host) : config.listen.port;
   const slots = new SlotAllocator();
@@ -185,6 +193,8 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
       flushMs: config.log.access_flush_ms, sample: config.log.access_sample,
     },
     forwardedFor: config.listen.forwarded_for, shared, logger,
+    tls: config.listen.tls === undefined ? null : { certFile: config.listen.tls.cert_file, keyFile: config.listen.tls.key_file, minVersion: config.listen.tls.min_version },
+    hsts: config.listen.hsts === undefined ? null : hstsValue(config.listen.hsts),
     redis: config.redis.url === null ? null : { url: config.redis.url, timeoutMs: config.rate_limit.redis_timeout_ms, cacheTimeoutMs: config.cache.redis_timeout_ms },
     rateLimitFailOpen: config.rate_limit.on_redis_error === 'open',
     onWake: (id) => {
@@ -318,7 +328,10 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
   };
 
   const control: ControlPlane = { deployments: manager, keys, traffic, metrics, costs, ready: () => !draining && dp.ready, native: () => dp.native };
-  const admin = new AdminServer({ host: adminHost, port: config.admin.port, token: config.admin.token, logger });
+  const admin = new AdminServer({
+    host: adminHost, port: config.admin.port, token: config.admin.token, logger,
+    tls: adminPair === null ? null : { cert: adminPair.cert, key: adminPair.key, minVersion: config.admin.tls!.min_version },
+  });
   registerAdminRoutes(admin, { config, control });
   let adminPort: number;
   try {
@@ -331,8 +344,33 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
     await Promise.allSettled([dp.stop(0), manager.stopAll(), admin.close(), store.close()]);
     throw err;
   }
+  const tlsPorts: TlsPort[] = [];
+  if (listenPair !== null) {
+    tlsPorts.push({
+      name: 'listen', config: config.listen.tls!, current: listenPair,
+      apply: async () => {
+        const failed = await dp.reloadTls();
+        return failed.length === 0 ? null : failed.map((f) => `worker ${f.worker}: ${f.error}`).join('; ');
+      },
+    });
+  }
+  if (adminPair !== null) {
+    tlsPorts.push({
+      name: 'admin', config: config.admin.tls!, current: adminPair,
+      apply: async (pair) => {
+        try {
+          admin.setCertificate(pair);
+          return null;
+        } catch (err) {
+          return (err as Error).message;
+        }
+      },
+    });
+  }
+  const certificates = tlsPorts.length === 0 ? null : new CertificateReloader(tlsPorts, logger);
+  certificates?.start();
   logger.info({
-    gateway: `http://${config.listen.host}:${port}`, admin: `http://${adminHost}:${adminPort}`, workers: config.workers,
+    gateway: `${listenPair === null ? 'http' : 'https'}://${config.listen.host}:${port}`, admin: `${adminPair === null ? 'http' : 'https'}://${adminHost}:${adminPort}`, workers: config.workers,
     deployments: manager.list().length, state: store.kind,
   }, 'sluice is listening');
   // Deployments that were all ready (or failed) during the restore publish no more changes.
@@ -372,6 +410,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
     const started = Date.now();
     const { drain_delay_ms: delayMs, grace_ms: graceMs } = config.shutdown;
     draining = true;
+    certificates?.stop();
     autoscaler.stop();
     await traffic.stop();
     // An instance on its way out starts nothing the shared desired state asks for.
@@ -400,6 +439,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
 
   return {
     config, port, adminPort, manager,
+    reloadCertificates: certificates === null ? null : (reason) => certificates.check(reason, true),
     shutdown(signal: string): Promise<void> {
       if (shuttingDown === null) {
         shuttingDown = shutdownSequence(signal);
@@ -425,6 +465,14 @@ function policySettings(policies: PoliciesConfig): Array<[string, number]> {
   };
   walk(policies, '');
   return out;
+}
+
+/** The pair of listen.tls or admin.tls, read and checked; a ConfigError naming the file's field when it cannot serve. */
+async function startupCertificate(tls: TlsConfig | undefined, section: string): Promise<CertificatePair | null> {
+  if (tls === undefined) return null;
+  const pair = await readCertificatePair(tls);
+  if (isProblem(pair)) throw new ConfigError(`${section}.tls.${pair.field}`, pair.reason);
+  return pair;
 }
 
 function isLoopback(host: string): boolean {

@@ -20,6 +20,8 @@ export interface LoadSpec {
   readonly contentType?: string;
   /** More request headers (an SDK's set, a credential). */
   readonly headers?: Readonly<Record<string, string>>;
+  /** More environment for wrk (OPENSSL_CONF: the TLS versions and suites it offers). */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 export interface LoadResult {
@@ -82,6 +84,7 @@ export class LoadGenerator {
         command: 'wrk',
         args: [`-t${this.#threads}`, `-c${spec.connections}`, `-d${spec.seconds}s`, '--timeout', '5s', '-s', script, spec.url],
         cpus: this.#cpus,
+        ...(spec.env === undefined ? {} : { env: { ...process.env, ...spec.env } }),
       }, limitMs);
       const line = out.split('\n').find((l) => l.startsWith('WRKJSON '));
       if (line === undefined) throw new Error(`wrk printed no summary:\n${out}`);

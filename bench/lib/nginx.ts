@@ -5,6 +5,7 @@
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CHAT_COMPLETION } from './ai-request.js';
+import type { Certificate } from './certificate.js';
 import type { Proc, ProcessGroup } from './procs.js';
 
 /** A proxied location: `/<prefix>/rest` goes to `127.0.0.1:<port>/rest`, as sluice does. */
@@ -76,8 +77,8 @@ ${ports.map((p) => `    listen 127.0.0.1:${p} backlog=4096;`).join('\n')}
   }`);
 }
 
-/** The reference proxy: HTTP/1.1 keep-alive pool to each upstream, no buffering. */
-export function proxyConf(prefix: string, port: number, routes: readonly ProxyRoute[]): string {
+/** The reference proxy: HTTP/1.1 keep-alive pool to each upstream, no buffering; HTTPS with `tls` (TLS 1.2 and 1.3). */
+export function proxyConf(prefix: string, port: number, routes: readonly ProxyRoute[], tls?: Certificate): string {
   // One pool per upstream port, however many locations lead to it.
   const upstreams = [...new Set(routes.map((r) => r.port))].map((p) => `  upstream u${p} {
     server 127.0.0.1:${p};
@@ -105,8 +106,11 @@ export function proxyConf(prefix: string, port: number, routes: readonly ProxyRo
   return frame(prefix, `${cachePath}  ${ACCESS_FORMAT}
 ${upstreams}
   server {
-    listen 127.0.0.1:${port} backlog=4096;
-${locations}
+    listen 127.0.0.1:${port}${tls === undefined ? '' : ' ssl'} backlog=4096;
+${tls === undefined ? '' : `    ssl_certificate ${tls.certFile};
+    ssl_certificate_key ${tls.keyFile};
+    ssl_protocols TLSv1.2 TLSv1.3;
+`}${locations}
   }`);
 }
 

@@ -108,6 +108,10 @@ export interface Results {
   readonly sluice_cache_hit_vs_sluice_forward_rps: number | null;
   /** Each strategy's req/s over least_outstanding's (2 replicas each, same instance and rounds). */
   readonly strategies_vs_least_outstanding_rps: Readonly<Record<string, number | null>> | null;
+  /** The GET over TLS 1.3 (TLS_AES_128_GCM_SHA256), sluice over nginx, same certificate (issue 17: >= 0.9x). */
+  readonly sluice_vs_nginx_tls: number | null;
+  /** The same over TLS 1.2 (ECDHE-RSA-AES128-GCM-SHA256). */
+  readonly sluice_vs_nginx_tls12: number | null;
   readonly date: string;
   readonly command: string;
   readonly quick: boolean;
@@ -131,6 +135,8 @@ export interface Results {
     readonly seconds: number;
     readonly rows: readonly StrategyRow[];
   } | null;
+  /** The GET over TLS: nginx and sluice, TLS 1.3 and 1.2 rows (vs_nginx: against nginx's of the same protocol). */
+  readonly tls: readonly LoadRow[] | null;
   readonly idle_streams: IdleStreams | null;
   /** Upstream write to client read of streamed chunks, under concurrent streams. */
   readonly chunk_latency: {
@@ -238,6 +244,8 @@ export function renderMarkdown(r: Results): string {
     `| sluice_cache_hit_vs_nginx_cache_hit_rps | ${ratio(r.sluice_cache_hit_vs_nginx_cache_hit_rps)} | |`,
     `| sluice_cache_hit_vs_sluice_forward_rps | ${ratio(r.sluice_cache_hit_vs_sluice_forward_rps)} | |`,
     `| strategies_vs_least_outstanding_rps (lowest, two replicas each) | ${lowestStrategy(r.strategies?.rows ?? null)} | |`,
+    `| sluice_vs_nginx_tls (GET over TLS 1.3, TLS_AES_128_GCM_SHA256) | ${ratio(r.sluice_vs_nginx_tls)}${verdict(r.sluice_vs_nginx_tls, (v) => v >= 0.9)} | >= 0.9x |`,
+    `| sluice_vs_nginx_tls12 (GET over TLS 1.2, ECDHE-RSA-AES128-GCM-SHA256) | ${ratio(r.sluice_vs_nginx_tls12)} | |`,
     `| chunk overhead p99 us (sluice - direct, streamed chunks) | ${signed(chunkOverhead)}${verdict(chunkOverhead, (v) => v < 1000)} | < 1000 |`,
     `| idle streams: sluice RSS at 10,000 SSE streams, MiB | ${r.idle_streams === null ? '—' : `${fmt(r.idle_streams.rss_at_10k_estimate_mib)}${verdict(r.idle_streams.rss_at_10k_estimate_mib, (v) => v < 1024)}`} | < 1024 |`,
     '',
@@ -257,6 +265,11 @@ export function renderMarkdown(r: Results): string {
     out.push('## Upstream clients (minimal uWS proxies, same load and pinning; vs nginx of the same rotation)', '', ...loadTable(r.clients, 'req/s', false), '');
   }
   if (r.strategies !== null) out.push(...strategyTable(r.strategies));
+  if (r.tls !== null) {
+    out.push('## TLS (the GET above over HTTPS: same self-signed RSA-2048 certificate, keep-alive, one protocol and suite per row, offered by the client)', '',
+      '(vs nginx: each sluice row against nginx\'s of the same protocol, measured next to it; nginx\'s TLS 1.2 row against its TLS 1.3 one)', '',
+      ...loadTable(r.tls, 'req/s', false), '');
+  }
   if (r.sse !== null) {
     out.push('## Streaming (SSE from the simulator: 20 tokens, no delays; one request = one complete stream)', '', ...loadTable(r.sse, 'streams/s', true), '');
     for (const c of r.sse_checks ?? []) {

@@ -1,4 +1,4 @@
-# Sourced by scripts/setup-python.sh and scripts/setup-llama.sh, which each keep one
+# Sourced by scripts/setup-python.sh, setup-llama.sh, setup-tools.sh and setup-schemathesis.sh, which each keep one
 # project-local virtualenv in step with a pinned requirements file:
 #   . scripts/lib/venv.sh <log tag> <venv dir> <requirements file>   (paths from the root)
 # Sets ROOT, TAG, VENV, REQS, PY, STAMP and py_version, checks the interpreter, and takes a

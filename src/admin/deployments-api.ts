@@ -89,11 +89,12 @@ export function registerDeploymentsApi(admin: AdminServer, ctx: DeploymentsApiCo
 /** Deploys; with `?wait=true`, answers only once the deployment is ready (or failed or unhealthy: 502). */
 async function deploy(ctx: DeploymentsApiContext, spec: DeploymentConfig, req: AdminRequest): Promise<ManagedDeployment> {
   const { deployments } = ctx;
+  const wait = boolParam(req, 'wait');
   refuseConfigOwned(ctx.config, deploymentId(spec.model, spec.version));
   const problem = deploymentProblem(spec);
   if (problem !== null) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `${problem.field}: ${problem.reason}`, { field: problem.field });
   let d = await deployments.deploy(spec, 'api');
-  if (req.query.get('wait') === 'true') {
+  if (wait) {
     d = (await deployments.waitSettled(d.id, spec.start_timeout_ms + 5_000)) ?? d;
     if (d.state === 'failed') {
       throw new SluiceError('SLUICE_ERR_DEPLOY_FAILED', d.lastError ?? `deployment ${d.id} failed`, { deployment: deployments.view(d) });
@@ -142,10 +143,19 @@ function checkName(value: string, pattern: RegExp, field: string): string {
   return value;
 }
 
+/** Absent is false; anything but `true` or `false` is refused, not taken for false. */
+function boolParam(req: AdminRequest, name: string): boolean {
+  const raw = req.query.get(name);
+  if (raw === null || raw === 'false') return false;
+  if (raw === 'true') return true;
+  throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `${name}: must be true or false`, { field: name });
+}
+
 function intParam(req: AdminRequest, name: string, def: number, min: number, max: number): number {
   const raw = req.query.get(name);
   if (raw === null) return def;
-  const n = Number(raw);
+  // Decimal digits only: Number() would take '' for 0 and '1e3' or ' 5 ' for numbers.
+  const n = /^-?\d{1,15}$/.test(raw) ? Number(raw) : NaN;
   if (!Number.isInteger(n) || n < min || n > max) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `${name}: must be an integer ${min}..${max}`, { field: name });
   return n;
 }

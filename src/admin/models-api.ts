@@ -25,7 +25,7 @@ export function registerModelsApi(admin: AdminServer, { traffic }: ModelsApiCont
     })
     .route('PUT', '/v1/models/:model/traffic', async (req) => {
       const model = req.params.model!;
-      const body = await req.json();
+      const body = onlyFields(await req.json(), '', ['weights', 'sticky']);
       const weights = weightsOf(body['weights']);
       const sticky = stickyOf(body['sticky']);
       await traffic.setWeights(model, weights, sticky, 'api', 'set through the admin API');
@@ -33,7 +33,7 @@ export function registerModelsApi(admin: AdminServer, { traffic }: ModelsApiCont
     })
     .route('POST', '/v1/models/:model/promote', async (req) => {
       const model = req.params.model!;
-      const version = (await req.json())['version'];
+      const version = onlyFields(await req.json(), '', ['version'])['version'];
       if (typeof version !== 'string' || version === '') throw invalid('version', 'must be the version to promote, a string');
       await traffic.promote(model, version, 'api', `version ${version} promoted through the admin API`);
       return { body: traffic.view(model) };
@@ -72,10 +72,21 @@ function stickyOf(raw: unknown): StickySpec | null {
   if (raw === undefined || raw === null) return null;
   if (typeof raw !== 'object' || Array.isArray(raw)) throw invalid('sticky', 'must be null, {"by": "header", "name": ...} or {"by": "api_key"}');
   const s = raw as { by?: unknown; name?: unknown };
-  if (s.by === 'api_key') return { by: 'api_key' };
+  if (s.by === 'api_key') {
+    onlyFields(raw as Record<string, unknown>, 'sticky.', ['by']);
+    return { by: 'api_key' };
+  }
   if (s.by !== 'header') throw invalid('sticky.by', 'must be "header" or "api_key"');
+  onlyFields(raw as Record<string, unknown>, 'sticky.', ['by', 'name']);
   if (typeof s.name !== 'string' || !HEADER_NAME.test(s.name)) throw invalid('sticky.name', 'must be a header name');
   return { by: 'header', name: s.name.toLowerCase() };
+}
+
+/** Refuses a field it does not know, as the config schema does: a misspelt `sticky` must not pass for none. */
+function onlyFields(body: Record<string, unknown>, prefix: string, known: readonly string[]): Record<string, unknown> {
+  const unknown = Object.keys(body).find((k) => !known.includes(k));
+  if (unknown !== undefined) throw invalid(`${prefix}${unknown}`, 'unknown field');
+  return body;
 }
 
 function invalid(field: string, reason: string): SluiceError {

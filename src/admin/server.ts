@@ -1,10 +1,11 @@
-// The admin HTTP server (control plane, node:http: not a hot path). Routes are registered
-// by path pattern; every answer is JSON, errors use the gateway's error body, and a bearer
-// token, when configured, is compared in constant time.
+// The admin HTTP server (control plane, node:http, or node:https with admin.tls: not a hot
+// path). Routes are registered by path pattern; every answer is JSON, errors use the
+// gateway's error body, and a bearer token, when configured, is compared in constant time.
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { randomUUID, timingSafeEqual, createHash } from 'node:crypto';
-import { ConfigError, validate, type Field } from '../config/index.js';
+import { ConfigError, validate, type Field, type TlsVersion } from '../config/index.js';
 import { errorBody, SluiceError } from '../errors/index.js';
 import type { Logger } from '../telemetry/index.js';
 
@@ -27,10 +28,10 @@ export interface AdminReply {
   readonly contentType?: string;
 }
 
-/** A request body checked against a config schema: 400 naming the bad field otherwise. */
+/** A request body checked against a config schema, types as given: 400 naming the bad field otherwise. */
 export function validBody<T>(schema: Field, body: Record<string, unknown>): T {
   try {
-    return validate(schema, body, '') as T;
+    return validate(schema, body, '', true) as T;
   } catch (err) {
     if (err instanceof ConfigError) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `${err.field}: ${err.reason}`, { field: err.field });
     throw err;
@@ -46,10 +47,18 @@ interface RouteDef {
   readonly public: boolean;
 }
 
+/** A PEM certificate chain and its key. */
+export interface AdminCertificate {
+  readonly cert: Buffer;
+  readonly key: Buffer;
+}
+
 export interface AdminServerOptions {
   readonly host: string;
   readonly port: number;
   readonly token: string | null;
+  /** HTTPS (config admin.tls); absent or null: plain HTTP. */
+  readonly tls?: (AdminCertificate & { readonly minVersion: TlsVersion }) | null;
   readonly logger: Logger;
 }
 
@@ -59,7 +68,9 @@ export class AdminServer {
   readonly #o: AdminServerOptions;
   readonly #routes: RouteDef[] = [];
   readonly #tokenHash: Buffer | null;
-  #server: Server | null = null;
+  #server: Server | HttpsServer | null = null;
+  /** The same server when it is HTTPS, for setCertificate. */
+  #https: HttpsServer | null = null;
 
   constructor(options: AdminServerOptions) {
     this.#o = options;
@@ -72,8 +83,15 @@ export class AdminServer {
     return this;
   }
 
+  /** What is registered, patterns as given (`/v1/deployments/:id`): the API document is checked against it. */
+  routes(): Array<{ readonly method: string; readonly pattern: string; readonly public: boolean }> {
+    return this.#routes.map((r) => ({ method: r.method, pattern: `/${r.parts.join('/')}`, public: r.public }));
+  }
+
   async listen(): Promise<number> {
-    const server = createServer((req, res) => void this.#handle(req, res));
+    const handle = (req: IncomingMessage, res: ServerResponse): void => void this.#handle(req, res);
+    const tls = this.#o.tls ?? null;
+    const server = tls === null ? createServer(handle) : (this.#https = createHttpsServer({ cert: tls.cert, key: tls.key, minVersion: tls.minVersion }, handle));
     server.keepAliveTimeout = 5_000;
     this.#server = server;
     await new Promise<void>((resolve, reject) => {
@@ -82,6 +100,13 @@ export class AdminServer {
     });
     const addr = server.address();
     return typeof addr === 'object' && addr !== null ? addr.port : this.#o.port;
+  }
+
+  /** New connections get this certificate; connections open keep theirs. Throws when Node cannot use it. */
+  setCertificate(pair: AdminCertificate): void {
+    const tls = this.#o.tls ?? null;
+    if (this.#https === null || tls === null) throw new Error('the admin port has no TLS');
+    this.#https.setSecureContext({ cert: pair.cert, key: pair.key, minVersion: tls.minVersion });
   }
 
   async close(): Promise<void> {
@@ -97,12 +122,14 @@ export class AdminServer {
     const url = new URL(req.url ?? '/', 'http://admin');
     const method = req.method ?? 'GET';
     const parts = url.pathname.split('/').filter(Boolean).map(safeDecode);
-    let pathMatched = false;
+    // The methods of the routes whose path matches: a 405 must list them in Allow (RFC 9110 15.5.6).
+    const allowed = new Set<string>();
     let found: { def: RouteDef; params: Record<string, string> } | null = null;
     for (const def of this.#routes) {
       const params = matchParts(def.parts, parts);
       if (params === null) continue;
-      pathMatched = true;
+      allowed.add(def.method);
+      if (def.method === 'GET') allowed.add('HEAD');
       if (def.method === method || (method === 'HEAD' && def.method === 'GET')) {
         found = { def, params };
         break;
@@ -110,9 +137,9 @@ export class AdminServer {
     }
     try {
       if (found === null) {
-        throw pathMatched
-          ? new SluiceError('SLUICE_ERR_METHOD_NOT_ALLOWED', `${method} is not allowed on ${url.pathname}`)
-          : new SluiceError('SLUICE_ERR_NOT_FOUND', `no admin endpoint ${url.pathname}`);
+        if (allowed.size === 0) throw new SluiceError('SLUICE_ERR_NOT_FOUND', `no admin endpoint ${url.pathname}`);
+        res.setHeader('allow', [...allowed].join(', '));
+        throw new SluiceError('SLUICE_ERR_METHOD_NOT_ALLOWED', `${method} is not allowed on ${url.pathname}`);
       }
       if (!found.def.public && !this.#authorized(req)) {
         res.setHeader('www-authenticate', 'Bearer');

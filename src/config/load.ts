@@ -66,6 +66,14 @@ export function loadConfig(file: string | null, env: NodeJS.ProcessEnv = process
 /** Checks that span several fields, then freezes. */
 function finalize(config: Config): Config {
   if (config.ports.from > config.ports.to) throw new ConfigError('ports.from', `must be <= ports.to (${config.ports.to})`);
+  const hsts = config.listen.hsts;
+  if (hsts !== undefined) {
+    // RFC 6797 8.1: a browser ignores the header over plain HTTP, so it would promise nothing.
+    if (config.listen.tls === undefined) throw new ConfigError('listen.hsts', 'needs listen.tls: Strict-Transport-Security is ignored over plain HTTP');
+    if (hsts.preload && (!hsts.include_subdomains || hsts.max_age_s < 31_536_000)) {
+      throw new ConfigError('listen.hsts.preload', 'needs include_subdomains: true and max_age_s >= 31536000 (the preload list\'s conditions)');
+    }
+  }
   const seen = new Set<string>();
   config.deployments.forEach((d, i) => {
     const id = deploymentId(d.model, d.version);

@@ -210,9 +210,10 @@ export const deploymentSchema: Field = {
     // path would mean whatever directory the gateway happens to be started from), and the
     // Python that has llama-cpp-python[server] installed. Default: the .venv-llama/ that
     // scripts/setup-llama.sh makes next to sluice when present, else python3 from PATH.
-    // `args` go to the server after sluice's own (e.g. ["--n_ctx", "4096"]).
-    model_path: { kind: 'string', default: null, nullable: true, pattern: /^\/[^\0]*$/ },
-    python: { kind: 'string', default: null, nullable: true, pattern: /^[^\0]+$/ },
+    // `args` go to the server after sluice's own (e.g. ["--n_ctx", "4096"]). NUL is written
+    // \x00: patterns are also the admin API document's, read by tools of other regex dialects.
+    model_path: { kind: 'string', default: null, nullable: true, pattern: /^\/[^\x00]*$/ },
+    python: { kind: 'string', default: null, nullable: true, pattern: /^[^\x00]+$/ },
     readiness_path: { kind: 'string', default: null, nullable: true, pattern: /^\/\S*$/ },
     env: { kind: 'map', of: { kind: 'string' }, default: {} },
     start_timeout_ms: timeout(120_000),
@@ -287,6 +288,18 @@ export const configSchema: Field = {
         // requests); off suits a gateway behind an L4 balancer whose address says nothing.
         // Off, a client's own X-Forwarded-For still passes through unchanged.
         forwarded_for: { kind: 'bool', default: true },
+        // HTTPS instead of HTTP (absent: plain HTTP). See tlsField.
+        tls: tlsField(),
+        // Strict-Transport-Security on every response (only with tls: browsers ignore it over
+        // plain HTTP). preload: hstspreload.org's conditions, include_subdomains and a year.
+        hsts: {
+          kind: 'object', optional: true,
+          fields: {
+            max_age_s: { kind: 'int', default: 31_536_000, min: 0, max: 2_147_483_647 },
+            include_subdomains: { kind: 'bool', default: false },
+            preload: { kind: 'bool', default: false },
+          },
+        },
       },
     },
     admin: {
@@ -295,6 +308,7 @@ export const configSchema: Field = {
         host: { kind: 'string', default: '127.0.0.1' },
         port: { kind: 'int', default: 8081, min: 0, max: 65_535 },
         token: { kind: 'string', default: null, nullable: true },
+        tls: tlsField(),
       },
     },
     // 0 means one worker per core.
@@ -381,6 +395,22 @@ export const configSchema: Field = {
   },
 };
 
+/**
+ * A TLS listener (listen.tls, admin.tls): PEM files, the certificate file holding the chain
+ * (leaf first). Both are read again on SIGHUP and when either changes; a pair that does not
+ * load is logged and the one in use kept. (A function, hoisted: configSchema uses it twice.)
+ */
+function tlsField(): Field {
+  return {
+    kind: 'object', optional: true,
+    fields: {
+      cert_file: { kind: 'string', pattern: /\S/ },
+      key_file: { kind: 'string', pattern: /\S/ },
+      min_version: { kind: 'string', enum: ['TLSv1.2', 'TLSv1.3'], default: 'TLSv1.2' },
+    },
+  };
+}
+
 /** The same fields, every one optional: a deployment overrides only what it names. */
 function partialFields(fields: Record<string, Field>): Record<string, Field> {
   const out: Record<string, Field> = {};
@@ -403,8 +433,14 @@ function typeName(v: unknown): string {
   return v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v;
 }
 
-/** Returns a new value with defaults filled in; throws ConfigError naming the bad field. */
-export function validate(field: Field, value: unknown, path: string): unknown {
+/**
+ * Returns a new value with defaults filled in; throws ConfigError naming the bad field.
+ * Config values may stand for another type: text for numbers and booleans (environment
+ * variables), a number for a string (YAML's `version: 1`), null for a default. `exact`
+ * (JSON request bodies, whose contract is the admin API's OpenAPI document) takes each
+ * value as the type it has.
+ */
+export function validate(field: Field, value: unknown, path: string, exact = false): unknown {
   switch (field.kind) {
     case 'int':
     case 'number': {
@@ -412,7 +448,7 @@ export function validate(field: Field, value: unknown, path: string): unknown {
         if (field.default === undefined) return undefined;
         return field.default;
       }
-      const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
+      const n = !exact && typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
       if (typeof n !== 'number' || !Number.isFinite(n)) throw new ConfigError(path, `expected a number, got ${typeName(value)}`);
       if (field.kind === 'int' && !Number.isInteger(n)) throw new ConfigError(path, `expected an integer, got ${n}`);
       if (field.min !== undefined && n < field.min) throw new ConfigError(path, `must be >= ${field.min}, got ${n}`);
@@ -428,7 +464,7 @@ export function validate(field: Field, value: unknown, path: string): unknown {
         return field.default;
       }
       if (value === null && field.nullable) return null;
-      if (typeof value === 'number') value = String(value);
+      if (!exact && typeof value === 'number') value = String(value);
       if (typeof value !== 'string') throw new ConfigError(path, `expected a string, got ${typeName(value)}`);
       if (field.enum && !field.enum.includes(value)) throw new ConfigError(path, `must be one of ${field.enum.join(', ')}, got '${value}'`);
       if (field.pattern && !field.pattern.test(value)) throw new ConfigError(path, `${field.secret === true ? 'the value' : `'${value}'`} does not match ${field.pattern}`);
@@ -436,40 +472,40 @@ export function validate(field: Field, value: unknown, path: string): unknown {
     }
     case 'bool': {
       if (value === undefined) return field.default;
-      if (value === 'true' || value === '1') return true;
-      if (value === 'false' || value === '0') return false;
+      if (!exact && (value === 'true' || value === '1')) return true;
+      if (!exact && (value === 'false' || value === '0')) return false;
       if (typeof value !== 'boolean') throw new ConfigError(path, `expected true or false, got ${typeName(value)}`);
       return value;
     }
     case 'object': {
-      if (value === undefined || value === null) {
+      if (value === undefined || (value === null && !exact)) {
         if (field.optional) return undefined;
         value = {};
       }
       // Checked here too, so that a bad bare string is named as written (`urls[0]`).
-      if (typeof value === 'string' && field.shorthand !== undefined) value = { [field.shorthand]: validate(field.fields[field.shorthand]!, value, path) };
-      if (typeof value !== 'object' || Array.isArray(value)) throw new ConfigError(path, `expected an object, got ${typeName(value)}`);
+      if (typeof value === 'string' && field.shorthand !== undefined) value = { [field.shorthand]: validate(field.fields[field.shorthand]!, value, path, exact) };
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ConfigError(path, `expected an object, got ${typeName(value)}`);
       const input = value as Record<string, unknown>;
       for (const key of Object.keys(input)) {
         if (!(key in field.fields)) throw new ConfigError(join(path, key), 'unknown option');
       }
       const out: Record<string, unknown> = {};
       for (const [key, sub] of Object.entries(field.fields)) {
-        const v = validate(sub, input[key], join(path, key));
+        const v = validate(sub, input[key], join(path, key), exact);
         if (v !== undefined) out[key] = v;
       }
       return out;
     }
     case 'array': {
-      if (value === undefined || value === null) return field.default ?? [];
+      if (value === undefined || (value === null && !exact)) return field.default ?? [];
       if (!Array.isArray(value)) throw new ConfigError(path, `expected a list, got ${typeName(value)}`);
-      return value.map((v, i) => validate(field.of, v, `${path}[${i}]`));
+      return value.map((v, i) => validate(field.of, v, `${path}[${i}]`, exact));
     }
     case 'map': {
-      if (value === undefined || value === null) return field.default ?? {};
-      if (typeof value !== 'object' || Array.isArray(value)) throw new ConfigError(path, `expected a map, got ${typeName(value)}`);
+      if (value === undefined || (value === null && !exact)) return field.default ?? {};
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ConfigError(path, `expected a map, got ${typeName(value)}`);
       const out: Record<string, unknown> = {};
-      for (const [k, v] of Object.entries(value as Record<string, unknown>)) out[k] = validate(field.of, v, join(path, k));
+      for (const [k, v] of Object.entries(value as Record<string, unknown>)) out[k] = validate(field.of, v, join(path, k), exact);
       return out;
     }
   }

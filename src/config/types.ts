@@ -160,9 +160,25 @@ export interface DeploymentConfig {
   readonly policies?: PoliciesOverride;
 }
 
+export type TlsVersion = 'TLSv1.2' | 'TLSv1.3';
+
+/** listen.tls, admin.tls: PEM files, re-read on SIGHUP and when they change. */
+export interface TlsConfig {
+  readonly cert_file: string;
+  readonly key_file: string;
+  readonly min_version: TlsVersion;
+}
+
+/** listen.hsts: the Strict-Transport-Security header of every response over TLS. */
+export interface HstsConfig {
+  readonly max_age_s: number;
+  readonly include_subdomains: boolean;
+  readonly preload: boolean;
+}
+
 export interface Config {
-  readonly listen: { readonly host: string; readonly port: number; readonly forwarded_for: boolean };
-  readonly admin: { readonly host: string; readonly port: number; readonly token: string | null };
+  readonly listen: { readonly host: string; readonly port: number; readonly forwarded_for: boolean; readonly tls?: TlsConfig; readonly hsts?: HstsConfig };
+  readonly admin: { readonly host: string; readonly port: number; readonly token: string | null; readonly tls?: TlsConfig };
   readonly workers: number;
   readonly ports: { readonly from: number; readonly to: number };
   readonly state_dir: string;

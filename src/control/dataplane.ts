@@ -4,7 +4,7 @@
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '../telemetry/index.js';
 import type { StatsSnapshot } from '../telemetry/index.js';
-import type { AccessLogSettings, LogCounts, FromWorker, RouteTableSnapshot, SharedBuffers, ToWorker, WorkerInit } from '../proxy/index.js';
+import type { AccessLogSettings, LogCounts, FromWorker, RouteTableSnapshot, SharedBuffers, TlsFiles, ToWorker, WorkerInit } from '../proxy/index.js';
 
 export interface DataPlaneOptions {
   readonly host: string;
@@ -14,6 +14,10 @@ export interface DataPlaneOptions {
   readonly accessLog: AccessLogSettings;
   /** Append the client's address to X-Forwarded-For (config listen.forwarded_for). */
   readonly forwardedFor: boolean;
+  /** HTTPS on the gateway port (config listen.tls); null: plain HTTP. */
+  readonly tls: TlsFiles | null;
+  /** Strict-Transport-Security value of every response (config listen.hsts); null: none. */
+  readonly hsts: string | null;
   readonly shared: SharedBuffers;
   readonly redis: WorkerInit['redis'];
   readonly rateLimitFailOpen: boolean;
@@ -69,7 +73,7 @@ export class DataPlane {
     const listening: Promise<void>[] = [];
     for (let i = 0; i < o.workers; i++) {
       const init: WorkerInit = {
-        workerIndex: i, host: o.host, port: o.port, logLevel: o.logLevel, accessLog: o.accessLog, forwardedFor: o.forwardedFor,
+        workerIndex: i, host: o.host, port: o.port, logLevel: o.logLevel, accessLog: o.accessLog, forwardedFor: o.forwardedFor, tls: o.tls, hsts: o.hsts,
         shared: o.shared, redis: o.redis, rateLimitFailOpen: o.rateLimitFailOpen, snapshot,
       };
       const worker = new Worker(WORKER_URL, { workerData: init });
@@ -145,6 +149,36 @@ export class DataPlane {
     if (entry === undefined) return;
     entry.replies.push({ deployments: msg.deployments, active: msg.active, log: msg.log });
     if (entry.replies.length === this.#workers.length) entry.resolve(entry.replies);
+  }
+
+  /**
+   * Every worker reads the certificate files again and takes new connections with them;
+   * connections open go on. Resolves with each worker's failure (it kept the certificate
+   * in use); a worker that does not answer within `timeoutMs` counts as failed.
+   */
+  reloadTls(timeoutMs = 5000): Promise<Array<{ worker: number; error: string }>> {
+    const msg: ToWorker = { type: 'tls-reload' };
+    const workers = [...this.#workers];
+    return new Promise((resolve) => {
+      const answered = new Map<number, string | null>();
+      const onMessage = (m: FromWorker): void => {
+        if (m.type !== 'tls-reloaded') return;
+        answered.set(m.workerIndex, m.error);
+        if (answered.size === workers.length) done();
+      };
+      const done = (): void => {
+        clearTimeout(timer);
+        for (const w of workers) w.off('message', onMessage);
+        resolve(workers.flatMap((_, i) => {
+          const error = answered.has(i) ? answered.get(i)! : `no answer within ${timeoutMs} ms`;
+          return error === null ? [] : [{ worker: i, error }];
+        }));
+      };
+      const timer = setTimeout(done, timeoutMs);
+      for (const w of workers) w.on('message', onMessage);
+      if (workers.length === 0) done();
+      for (const w of workers) w.postMessage(msg);
+    });
   }
 
   /**

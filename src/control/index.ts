@@ -10,3 +10,4 @@ export { IndexAllocator, MAX_REPLICA_SLOTS, SlotAllocator } from './slots.js';
 export { TrafficRegistry } from './traffic.js';
 export type { VersionInfo } from './model-versions.js';
 export { RolloutCounts } from './rollout-counts.js';
+export { CertificateReloader, hstsValue, isProblem, readCertificatePair, type CertificatePair, type TlsPort } from './tls.js';

@@ -241,18 +241,19 @@ export function rolloutSpec(body: Record<string, unknown>): RolloutSpec {
   const canary = body['canary'];
   if (typeof canary !== 'string' || canary === '') throw invalid('canary', 'must be the version to roll out, a string');
   const num = (field: keyof typeof ROLLOUT_DEFAULTS, min: number, max: number, integer = false): number => {
-    const v = body[field] ?? ROLLOUT_DEFAULTS[field];
+    const v = body[field] === undefined ? ROLLOUT_DEFAULTS[field] : body[field];
     if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max || (integer && !Number.isInteger(v))) throw invalid(field, `must be ${integer ? 'an integer' : 'a number'} ${min}..${max}`);
     return v;
   };
-  const steps = body['steps'] ?? ROLLOUT_DEFAULTS.steps;
+  // Only an absent field takes the default: null is a value, and not one of these.
+  const steps = body['steps'] === undefined ? ROLLOUT_DEFAULTS.steps : body['steps'];
   if (!Array.isArray(steps) || steps.length === 0 || steps.length > 100) throw invalid('steps', 'must be a list of 1 to 100 canary weights in percent');
   let previous = 0;
   steps.forEach((s: unknown, i: number) => {
     if (typeof s !== 'number' || !Number.isFinite(s) || s <= previous || s > 100) throw invalid(`steps[${i}]`, 'must be a percentage above the step before it, at most 100');
     previous = s;
   });
-  const latency = body['latency'] ?? ROLLOUT_DEFAULTS.latency;
+  const latency = body['latency'] === undefined ? ROLLOUT_DEFAULTS.latency : body['latency'];
   if (latency !== 'p99_ttfb' && latency !== 'p99_total') throw invalid('latency', 'must be "p99_ttfb" or "p99_total"');
   return {
     canary, steps: steps as number[], interval_s: num('interval_s', 0.2, 86_400), min_requests: num('min_requests', 1, 1e9, true),

@@ -12,7 +12,7 @@ import type { DeploymentRoute, KeyRoute, ReplicaRoute } from './route-table.js';
 import { Attempt, type AttemptClient } from './attempt.js';
 import { coalescesWithHead, type HeaderLines } from './upstream/index.js';
 import { connectionTokens, type ClientHead, HeaderKind, isDroppedResponseKind, kindOfName, sameName, startsWithName } from './headers.js';
-import { closesUnread, endWithoutBody, headBytes, headCopy, headLine, headStart, headStartWith, headText, headUint, headView, writeErrorResponse, type CacheStatus } from './respond.js';
+import { closesUnread, endWithoutBody, headBytes, headCopy, headLine, headStart, headStartWith, headText, headUint, headView, statusLine, writeErrorResponse, type CacheStatus } from './respond.js';
 import type { Flight } from './flight.js';
 import { holdClock, monoNow, releaseClock, wallNow } from './clock.js';
 
@@ -560,7 +560,7 @@ export class Exchange implements AttemptClient {
     this.#kind = StreamKind.Sse;
     const res = this.res;
     res.cork(() => {
-      res.writeStatus('200 OK').writeHeader('content-type', 'text/event-stream').writeHeader('cache-control', 'no-cache')
+      res.writeStatus(statusLine(200)).writeHeader('content-type', 'text/event-stream').writeHeader('cache-control', 'no-cache')
         .writeHeader('x-request-id', this.requestId).writeHeader('x-sluice-cache', this.cacheStatus);
       if (this.versionLine !== null) res.writeHeader('x-sluice-version', this.route.version);
       res.write(WAKING);

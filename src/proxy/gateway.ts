@@ -15,7 +15,7 @@ import { Exchange, Phase, type ExchangeOwner } from './exchange.js';
 import { AuthFilter, authRefusal, CacheFilter, FilterChain, FilterStatus, RateLimitFilter, WWW_AUTHENTICATE } from './filters/index.js';
 import { credentialLines, readClientHead, withCredential, type ClientHead } from './headers.js';
 import { isListing, listedModelName, listingBody, modelEndpoint, ModelRequest, Protocol, protocolErrorBody, withModel, type ModelRequestOwner } from './model-routing.js';
-import { closesUnread, endWithoutBody, RETRY_AFTER, writeJsonResponse } from './respond.js';
+import { closesUnread, endWithoutBody, RETRY_AFTER, statusLine, writeJsonResponse } from './respond.js';
 import { DeploymentRoute, RouteTable, RouteTableCompiler, type KeyRoute, type ReplicaRoute, type RouteTableSnapshot, type SharedState } from './route-table.js';
 import { RequestIds } from './request-id.js';
 import { holdClock, monoNow, releaseClock, resyncWallClock, wallNow } from './clock.js';
@@ -26,6 +26,8 @@ export interface GatewayOptions {
   readonly accessLog: AccessLog | null;
   /** Append the client's address to X-Forwarded-For (one getpeername per request). */
   readonly forwardedFor: boolean;
+  /** The gateway port serves HTTPS: upstream requests say `x-forwarded-proto: https`. */
+  readonly tls: boolean;
   /** Memory shared with the other workers and the control plane. */
   readonly shared: SharedState;
   readonly counters: DeploymentCounters;
@@ -75,6 +77,8 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
   /** Every request gets an access line (not only failures): its client address is read. */
   readonly #accessAll: boolean;
   readonly #forwardedFor: boolean;
+  /** The X-Forwarded-Proto line of every upstream head, made once. */
+  readonly #forwardedProto: string;
   readonly #shared: SharedState;
   /** The route #pickFallback found, for #switchToFallback (no pair allocated per fallback). */
   #fallbackRoute: DeploymentRoute | null = null;
@@ -91,6 +95,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     this.#accessLog = options.accessLog;
     this.#accessAll = options.accessLog?.all === true;
     this.#forwardedFor = options.forwardedFor;
+    this.#forwardedProto = options.tls ? 'x-forwarded-proto: https\r\n' : 'x-forwarded-proto: http\r\n';
     this.#shared = options.shared;
     this.#counters = options.counters;
     this.#onWake = options.onWake;
@@ -318,7 +323,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     const expectBody = head.chunked || head.contentLength > 0;
     const forwardedFor = !this.#forwardedFor ? head.forwardedFor : head.forwardedFor === '' ? client : `${head.forwardedFor}, ${client}`;
     const tail =
-      (forwardedFor === '' ? '' : `x-forwarded-for: ${forwardedFor}\r\n`) + 'x-forwarded-proto: http\r\n' +
+      (forwardedFor === '' ? '' : `x-forwarded-for: ${forwardedFor}\r\n`) + this.#forwardedProto +
       (head.host === '' ? '' : `x-forwarded-host: ${head.host}\r\n`) +
       `x-request-id: ${requestId}\r\n`;
     const headRest = clientLines(route, head, key !== undefined) + tail + framingLine(head.chunked, head.contentLength);
@@ -587,7 +592,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     const ready = url === '/healthz' || (!this.#draining && this.#table.ready);
     const body = JSON.stringify({ status: ready ? 'ok' : 'unavailable', route_table_version: this.#table.version });
     res.cork(() => {
-      res.writeStatus(ready ? '200 OK' : '503 Service Unavailable').writeHeader('content-type', 'application/json').writeHeader('x-request-id', requestId).writeHeader('x-sluice-cache', 'bypass');
+      res.writeStatus(statusLine(ready ? 200 : 503)).writeHeader('content-type', 'application/json').writeHeader('x-request-id', requestId).writeHeader('x-sluice-cache', 'bypass');
       if (method === 'HEAD') endWithoutBody(res, Buffer.byteLength(body));
       else res.end(body);
     });

@@ -2,6 +2,7 @@
 // down, stats and lifecycle events come up. Nothing else crosses.
 
 import type { StatsSnapshot } from '../telemetry/index.js';
+import type { TlsFiles } from './listener.js';
 import type { RouteTableSnapshot } from './route-table.js';
 import type { UpstreamTransport } from './upstream/index.js';
 
@@ -37,6 +38,10 @@ export interface WorkerInit {
   readonly logLevel: string;
   readonly accessLog: AccessLogSettings;
   readonly forwardedFor: boolean;
+  /** HTTPS on the gateway port (config listen.tls); null: plain HTTP. */
+  readonly tls: TlsFiles | null;
+  /** The Strict-Transport-Security value every response carries (config listen.hsts); null: none. */
+  readonly hsts: string | null;
   readonly shared: SharedBuffers;
   /**
    * Rate limits in Redis (shared by instances) instead of the shared in-memory buckets, and
@@ -52,6 +57,8 @@ export type ToWorker =
   | { readonly type: 'stats'; readonly id: number }
   /** Shutdown begins: /readyz answers 503, requests (new ones too) are still served. */
   | { readonly type: 'drain' }
+  /** Read the certificate files again (SIGHUP, or they changed); connections open go on. */
+  | { readonly type: 'tls-reload' }
   | { readonly type: 'stop'; readonly graceMs: number };
 
 export type FromWorker =
@@ -62,6 +69,8 @@ export type FromWorker =
   | { readonly type: 'routes-applied'; readonly workerIndex: number; readonly version: number; readonly ready: boolean }
   | { readonly type: 'stats'; readonly id: number; readonly workerIndex: number; readonly deployments: Record<string, StatsSnapshot>; readonly active: number; readonly log: LogCounts }
   | { readonly type: 'draining'; readonly workerIndex: number }
+  /** `error`: why the certificate in use was kept; null: new connections get the new one. */
+  | { readonly type: 'tls-reloaded'; readonly workerIndex: number; readonly error: string | null }
   /** The listen socket is closed; `active`: requests still in flight. */
   | { readonly type: 'closed'; readonly workerIndex: number; readonly active: number }
   /** `cut`: requests still in flight when the grace period ran out (their connections are closed). */

@@ -6,13 +6,31 @@ import type { HeaderLines } from './upstream/header-lines.js';
 
 // Indexed by status code (100-999, as the parser admits): one array load per response.
 const statusCache: string[] = [];
-for (const [k, v] of Object.entries(STATUS_LINES)) statusCache[Number(k)] = v;
+// Header lines every response of this thread carries, each after a CRLF (listen.hsts's
+// Strict-Transport-Security), or ''. uWS writes the status argument verbatim between
+// "HTTP/1.1 " and a CRLF, so they ride on the cached status lines: a response pays
+// nothing for them, and every path that answers (forwarded, cached, the gateway's own
+// errors and health answers) carries them.
+let fixedLines = '';
+fillStatusCache();
 
-/** "200 OK" for uWS's writeStatus, cached so a response does not build the string. */
+function fillStatusCache(): void {
+  for (const [k, v] of Object.entries(STATUS_LINES)) statusCache[Number(k)] = v + fixedLines;
+}
+
+/** Sets the header lines of every response (`name: value` each); once, before the thread serves. */
+export function setFixedHeaders(lines: readonly string[]): void {
+  fixedLines = lines.map((l) => `\r\n${l}`).join('');
+  statusCache.length = 0;
+  statusBytes.length = 0;
+  fillStatusCache();
+}
+
+/** "200 OK" (and the fixed header lines) for uWS's writeStatus, cached so a response does not build the string. */
 export function statusLine(status: number): string {
   let line = statusCache[status];
   if (line === undefined) {
-    line = `${status} ${STATUS_CODES[status] ?? 'Unknown'}`;
+    line = `${status} ${STATUS_CODES[status] ?? 'Unknown'}${fixedLines}`;
     statusCache[status] = line;
   }
   return line;

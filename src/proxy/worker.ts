@@ -1,5 +1,6 @@
 // Entry of one data-plane worker thread. Each worker runs its own uWS app on the shared
-// gateway port (SO_REUSEPORT: the kernel spreads connections) and its own Gateway.
+// gateway port (SO_REUSEPORT: the kernel spreads connections) and its own Gateway. With
+// TLS it is an SSLApp, replaced on `tls-reload` (listener.ts).
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { BreakerBoard, DeploymentCounters, ReplicaLoadBoard } from '../balancer/index.js';
@@ -7,6 +8,8 @@ import { RateLimiter, RedisCache, RedisLimiter, SharedBuckets } from '../policy/
 import { createLogger, LineWriter } from '../telemetry/index.js';
 import { AccessLog } from './access-log.js';
 import { FORWARDED_METHODS, Gateway } from './gateway.js';
+import { Listener } from './listener.js';
+import { setFixedHeaders } from './respond.js';
 import type { RouteTableSnapshot } from './route-table.js';
 import { upstreamTransport } from './upstream/index.js';
 import { loadUws } from './uws.js';
@@ -44,6 +47,7 @@ const gateway = new Gateway({
   logger,
   accessLog,
   forwardedFor: init.forwardedFor,
+  tls: init.tls !== null,
   shared: { inflight: new Int32Array(sh.inflight), breakers: new BreakerBoard(sh.breakers), replicaLoad: new ReplicaLoadBoard(sh.replicaLoad) },
   counters: new DeploymentCounters(sh.deployments),
   limiter,
@@ -53,18 +57,27 @@ const gateway = new Gateway({
 gateway.publish(init.snapshot);
 gateway.start();
 
-const app = uws.App();
-for (const [route, method] of FORWARDED_METHODS) app[route]('/*', gateway.handlerFor(method));
-app.any('/*', gateway.handleOther);
-let listenSocket: unknown = null;
-app.listen(init.host, init.port, (token) => {
-  if (token) {
-    listenSocket = token;
-    post({ type: 'listening', workerIndex: init.workerIndex, native, binary, transport: upstreamTransport });
-  } else {
-    post({ type: 'listen-failed', workerIndex: init.workerIndex, message: `cannot listen on ${init.host}:${init.port}` });
+if (init.hsts !== null) setFixedHeaders([`strict-transport-security: ${init.hsts}`]);
+// Made once: each app a certificate reload builds gets the same handlers.
+const handlers = FORWARDED_METHODS.map(([route, method]) => [route, gateway.handlerFor(method)] as const);
+const listener = startListening();
+
+function startListening(): Listener | null {
+  let l: Listener;
+  try {
+    l = new Listener(uws, init.tls, init.host, init.port, (app) => {
+      for (const [route, handler] of handlers) app[route]('/*', handler);
+      app.any('/*', gateway.handleOther);
+    });
+  } catch (err) {
+    // The control plane checked the pair just before: the files changed in between.
+    post({ type: 'listen-failed', workerIndex: init.workerIndex, message: `cannot load the certificate ${init.tls?.certFile} and key ${init.tls?.keyFile} (uWS: ${String(err)})` });
+    return null;
   }
-});
+  if (l.listen()) post({ type: 'listening', workerIndex: init.workerIndex, native, binary, transport: upstreamTransport });
+  else post({ type: 'listen-failed', workerIndex: init.workerIndex, message: `cannot listen on ${init.host}:${init.port}` });
+  return l;
+}
 
 port.on('message', (msg: ToWorker) => {
   switch (msg.type) {
@@ -79,10 +92,12 @@ port.on('message', (msg: ToWorker) => {
       gateway.drain();
       post({ type: 'draining', workerIndex: init.workerIndex });
       break;
+    case 'tls-reload':
+      post({ type: 'tls-reloaded', workerIndex: init.workerIndex, error: listener === null ? 'not listening' : listener.reload() });
+      break;
     case 'stop':
       // Stop accepting; requests in flight finish, then the thread exits on its own.
-      if (listenSocket !== null) uws.us_listen_socket_close(listenSocket as never);
-      listenSocket = null;
+      listener?.stopAccepting();
       gateway.stop();
       post({ type: 'closed', workerIndex: init.workerIndex, active: gateway.activeCount });
       waitForIdle(msg.graceMs);
@@ -97,8 +112,7 @@ function waitForIdle(graceMs: number): void {
       post({ type: 'stopped', workerIndex: init.workerIndex, cut: gateway.activeCount });
       // Idle keep-alive sockets are still open handles of the uWS loop; exiting over them
       // aborts the whole process (uv_loop_close with open handles), so close them first.
-      // `close()` exists on the 20.30 binary's app but is missing from its typings.
-      (app as unknown as { close(): void }).close();
+      listener?.close();
       // Every line out before the thread ends (a graceful stop loses none).
       void stdout.close(Math.max(0, deadline - Date.now()) + LOG_CLOSE_EXTRA_MS).then(() => setImmediate(() => process.exit(0)));
     } else {

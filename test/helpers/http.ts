@@ -2,6 +2,7 @@
 // headers, aborting mid-stream, keep-alive control.
 
 import { request, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { connect, type Socket } from 'node:net';
 
 export interface Reply {
@@ -29,12 +30,15 @@ export interface RequestOptions {
   timeoutMs?: number;
   /** Source address of the connection (any 127.x.y.z works on Linux loopback). */
   localAddress?: string;
+  /** An https: URL's trusted certificates (a test's self-signed one). */
+  ca?: string | Buffer;
 }
 
 export function httpRequest(url: string, opts: RequestOptions = {}): Promise<Reply> {
   const started = performance.now();
   return new Promise((resolve, reject) => {
-    const req = request(url, { method: opts.method ?? 'GET', headers: opts.headers, agent: false, localAddress: opts.localAddress }, (res: IncomingMessage) => {
+    const send = url.startsWith('https:') ? httpsRequest : request;
+    const req = send(url, { method: opts.method ?? 'GET', headers: opts.headers, agent: false, localAddress: opts.localAddress, ca: opts.ca }, (res: IncomingMessage) => {
       const chunks: Reply['chunks'] = [];
       let body = '';
       let aborted = false;

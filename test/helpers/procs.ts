@@ -21,7 +21,12 @@ export interface Proc {
 
 /** Spawns `node dist/cli.js ...args`, collecting stdout+stderr lines. */
 export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}): Proc {
-  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  return spawnProc(process.execPath, [CLI, ...args], { env: { ...process.env, ...env } });
+}
+
+/** Spawns `command ...args` with exactly `env` (nothing inherited), collecting stdout+stderr lines. */
+export function spawnProc(command: string, args: string[], opts: { env: NodeJS.ProcessEnv; cwd?: string }): Proc {
+  const child = spawn(command, args, { env: opts.env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: string[] = [];
   const stdout: string[] = [];
   const stderr: string[] = [];
