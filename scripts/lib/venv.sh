@@ -37,3 +37,16 @@ stamp_ok() {
   [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want_hash" ] \
     && "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1
 }
+
+# Makes the venv anew: it is the calling script's alone, and rebuilding it whole is simpler
+# than reconciling it with changed pins. The caller then pip-installs $REQS into it.
+fresh_venv() {
+  if [ -d "$VENV" ]; then
+    log "removing $VENV (forced, outdated pins, or unusable)"
+    rm -rf "$VENV"
+  fi
+  log "creating $VENV with $("$PY" -c 'import sys; print(sys.executable, sys.version.split()[0])')"
+  "$PY" -m venv "$VENV" >&2 \
+    || die "python -m venv failed; install python3-venv (Debian) and re-run"
+  log "installing $(grep -cv '^\s*\(#\|$\)' "$REQS") pinned packages into $VENV"
+}
