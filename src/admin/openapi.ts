@@ -186,6 +186,8 @@ interface Operation {
   /** Path parameters checked against these rather than PATH_PARAMS's. */
   readonly names?: Record<string, Schema>;
   readonly ok: readonly [status: number, description: string, content: Record<string, { schema: Schema }>];
+  /** Another answer that is not an error body (readiness: 503 with the same shape as its 200). */
+  readonly also?: readonly [status: number, description: string, content: Record<string, { schema: Schema }>];
   readonly errors?: readonly number[];
 }
 
@@ -207,7 +209,7 @@ const operations: Record<string, Record<string, Operation>> = {
   '/readyz': {
     get: {
       id: 'readyz', tag: 'operations', public: true, summary: 'Readiness: 503 at start-up and while draining',
-      ok: [200, 'Ready', json('Ready')], errors: [503],
+      ok: [200, 'Ready', json('Ready')], also: [503, 'Not ready: starting, a deployment meant to run has no ready replica yet, or draining', json('Ready')],
     },
   },
   '/metrics': { get: { id: 'metrics', tag: 'operations', summary: 'Prometheus metrics', ok: [200, 'Prometheus text exposition 0.0.4', { 'text/plain': { schema: str } }] } },
@@ -314,6 +316,7 @@ function operationObject(path: string, op: Operation): Record<string, unknown> {
     ...(op.body === undefined ? {} : { requestBody: { required: true, content: { 'application/json': { schema: ref(op.body) } } } }),
     responses: {
       [okStatus]: { description: okDescription, content },
+      ...(op.also === undefined ? {} : { [op.also[0]]: { description: op.also[1], content: op.also[2] } }),
       ...Object.fromEntries(statuses.map((s) => [s, { $ref: `#/components/responses/${errorResponses[s]!.name}` }])),
     },
   };
