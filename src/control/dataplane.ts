@@ -156,28 +156,11 @@ export class DataPlane {
    * connections open go on. Resolves with each worker's failure (it kept the certificate
    * in use); a worker that does not answer within `timeoutMs` counts as failed.
    */
-  reloadTls(timeoutMs = 5000): Promise<Array<{ worker: number; error: string }>> {
-    const msg: ToWorker = { type: 'tls-reload' };
-    const workers = [...this.#workers];
-    return new Promise((resolve) => {
-      const answered = new Map<number, string | null>();
-      const onMessage = (m: FromWorker): void => {
-        if (m.type !== 'tls-reloaded') return;
-        answered.set(m.workerIndex, m.error);
-        if (answered.size === workers.length) done();
-      };
-      const done = (): void => {
-        clearTimeout(timer);
-        for (const w of workers) w.off('message', onMessage);
-        resolve(workers.flatMap((_, i) => {
-          const error = answered.has(i) ? answered.get(i)! : `no answer within ${timeoutMs} ms`;
-          return error === null ? [] : [{ worker: i, error }];
-        }));
-      };
-      const timer = setTimeout(done, timeoutMs);
-      for (const w of workers) w.on('message', onMessage);
-      if (workers.length === 0) done();
-      for (const w of workers) w.postMessage(msg);
+  async reloadTls(timeoutMs = 5000): Promise<Array<{ worker: number; error: string }>> {
+    const answers = await this.#ask({ type: 'tls-reload' }, 'tls-reloaded', timeoutMs);
+    return this.#workers.flatMap((_, i) => {
+      const error = answers.has(i) ? answers.get(i)!.error : `no answer within ${timeoutMs} ms`;
+      return error === null ? [] : [{ worker: i, error }];
     });
   }
 
@@ -185,22 +168,29 @@ export class DataPlane {
    * Shutdown begins: every worker's /readyz answers 503 while it goes on serving. Resolves
    * once all of them have applied it, or after `timeoutMs` (a stuck worker delays nothing).
    */
-  drain(timeoutMs = 1000): Promise<void> {
-    const msg: ToWorker = { type: 'drain' };
+  async drain(timeoutMs = 1000): Promise<void> {
+    await this.#ask({ type: 'drain' }, 'draining', timeoutMs);
+  }
+
+  /** Posts `msg` to every worker and collects their `reply` messages by worker index, until each has answered or `timeoutMs` has passed. */
+  #ask<K extends FromWorker['type']>(msg: ToWorker, reply: K, timeoutMs: number): Promise<Map<number, Extract<FromWorker, { type: K }>>> {
     const workers = [...this.#workers];
     return new Promise((resolve) => {
-      let pending = workers.length;
+      const answers = new Map<number, Extract<FromWorker, { type: K }>>();
       const onMessage = (m: FromWorker): void => {
-        if (m.type === 'draining' && --pending === 0) done();
+        if (m.type !== reply) return;
+        const answer = m as Extract<FromWorker, { type: K }>;
+        answers.set(answer.workerIndex, answer);
+        if (answers.size === workers.length) done();
       };
       const done = (): void => {
         clearTimeout(timer);
         for (const w of workers) w.off('message', onMessage);
-        resolve();
+        resolve(answers);
       };
       const timer = setTimeout(done, timeoutMs);
       for (const w of workers) w.on('message', onMessage);
-      if (pending === 0) done();
+      if (workers.length === 0) done();
       for (const w of workers) w.postMessage(msg);
     });
   }
