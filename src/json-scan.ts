@@ -121,7 +121,7 @@ export function scanTopLevelString(body: Buffer, key: JsonKey): FieldScan {
     if (body[i] !== 0x22) return FieldScan.Invalid;
     const keyEnd = stringEnd(body, i);
     if (keyEnd === -1) return FieldScan.Invalid;
-    const isKey = keyEnd + 1 - i === key.bytes.length && sameBytes(body, i, key.bytes);
+    const isKey = keyEnd + 1 - i === key.bytes.length && bytesAt(body, i, key.bytes);
     i = skipSpace(body, keyEnd + 1);
     if (body[i] !== 0x3a) return FieldScan.Invalid;
     i = skipSpace(body, i + 1);
@@ -149,7 +149,8 @@ function trailing(body: Buffer, i: number, result: FieldScan): FieldScan {
   return skipSpace(body, i) === body.length ? result : FieldScan.Invalid;
 }
 
-function sameBytes(body: Buffer, at: number, bytes: Uint8Array): boolean {
+/** `bytes` stand in `body` at `at` (false when `body` ends first). */
+export function bytesAt(body: Uint8Array, at: number, bytes: Uint8Array): boolean {
   for (let k = 0; k < bytes.length; k++) if (body[at + k] !== bytes[k]) return false;
   return true;
 }

@@ -6,7 +6,7 @@
 import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import type { CacheConfig } from '../config/index.js';
-import { skipSpace } from '../json-scan.js';
+import { bytesAt, skipSpace } from '../json-scan.js';
 
 export interface CachedResponse {
   readonly status: number;
@@ -156,8 +156,8 @@ function surelySampled(body: Buffer): boolean {
     if (body[i] !== 0x22) continue;
     const c = body[i + 1];
     if (c === 0x73) {
-      if (wordAt(body, i, SEED)) return false;
-    } else if (c === 0x74 && wordAt(body, i, TEMPERATURE)) {
+      if (bytesAt(body, i, SEED)) return false;
+    } else if (c === 0x74 && bytesAt(body, i, TEMPERATURE)) {
       let k = skipSpace(body, i + TEMPERATURE.length);
       if (body[k] !== 0x3a) continue;
       k = skipSpace(body, k + 1);
@@ -171,11 +171,6 @@ function surelySampled(body: Buffer): boolean {
   return true;
 }
 
-function wordAt(body: Buffer, at: number, word: Buffer): boolean {
-  if (at + word.length > body.length) return false;
-  for (let j = 2; j < word.length; j++) if (body[at + j] !== word[j]) return false;
-  return true;
-}
 
 /** Temperature 0 (OpenAI top level, Ollama `options`) or a fixed seed. */
 function isDeterministic(json: unknown): boolean {

@@ -225,8 +225,8 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
       this.#reject(res, 'SLUICE_ERR_NO_READY_REPLICA', `no version of ${segment} has traffic weight`, requestId, method, url);
       return;
     }
+    if (route.countsArrivals) this.#counters.arrive(route.slot);
     if (head.contentLength > route.maxBodyBytes) {
-      if (route.countsArrivals) this.#counters.arrive(route.slot);
       this.#reject(res, 'SLUICE_ERR_BODY_TOO_LARGE', `request body of ${head.contentLength} bytes exceeds ${route.maxBodyBytes}`, requestId, method, url, { close: true, route });
       return;
     }
@@ -266,15 +266,8 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
         this.#reject(res, 'SLUICE_ERR_METHOD_NOT_ALLOWED', `${url} accepts POST only`, requestId, method, url, { headers: ALLOW_POST });
         return;
       }
-      const table = this.#table;
-      const request = new ModelRequest(
-        this, res, head, requestId, method, url, url, req.getQuery() ?? '', this.#forwardedFor || this.#accessAll ? clientAddress(res) : '', this.#keyOf(head), table, protocol, null, false,
-      );
-      if (head.contentLength > request.limit) {
-        this.#reject(res, 'SLUICE_ERR_BODY_TOO_LARGE', `request body of ${head.contentLength} bytes exceeds ${request.limit}`, requestId, method, url, { close: true });
-        return;
-      }
-      request.read();
+      const client = this.#forwardedFor || this.#accessAll ? clientAddress(res) : '';
+      new ModelRequest(this, res, head, requestId, method, url, url, req.getQuery() ?? '', client, this.#keyOf(head), this.#table, protocol, null, false).read();
       return;
     }
     if (isListing(url)) {
@@ -300,14 +293,16 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
 
   // ModelRequestOwner
   admitRead(request: ModelRequest, route: DeploymentRoute, alias: boolean, body: Buffer): void {
+    // A path request counted its arrival when its path matched; one at the root counts it now.
+    if (request.atRoot && route.countsArrivals) this.#counters.arrive(route.slot);
     const head = request.head;
     head.contentLength = body.length;
     head.chunked = false;
     request.exchange = this.#admit(request.res, head, route, alias, request.key, request.requestId, request.method, request.url, request.rest, request.query, request.client, body);
   }
 
-  refuseRead(request: ModelRequest, code: ErrorCode, message: string, close: boolean, body: string | null): void {
-    this.#reject(request.res, code, message, request.requestId, request.method, request.url, { close, body: body ?? undefined, client: request.client });
+  refuseRead(request: ModelRequest, code: ErrorCode, message: string, close: boolean, body?: string): void {
+    this.#reject(request.res, code, message, request.requestId, request.method, request.url, { close, body, client: request.client });
   }
 
   /**
@@ -319,7 +314,6 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     res: HttpResponse, head: ClientHead, route: DeploymentRoute, alias: boolean, key: KeyRoute | undefined, requestId: string, method: string, url: string, rest: string,
     query: string, client: string, body: Buffer | null,
   ): Exchange {
-    if (route.countsArrivals) this.#counters.arrive(route.slot);
     const expectBody = head.chunked || head.contentLength > 0;
     const forwardedFor = !this.#forwardedFor ? head.forwardedFor : head.forwardedFor === '' ? client : `${head.forwardedFor}, ${client}`;
     const tail =

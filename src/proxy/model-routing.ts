@@ -146,7 +146,13 @@ export function protocolErrorBody(protocol: Protocol, code: ErrorCode, message: 
  */
 export function withModel(body: Buffer, served: Buffer): Buffer | null {
   if (scanTopLevelString(body, MODEL_KEY) !== FieldScan.Found) return null;
-  return sameSpan(body, served) ? null : replaceSpan(body, served);
+  const renamed = withServed(body, served);
+  return renamed === body ? null : renamed;
+}
+
+/** `body` with the model value the last scan found replaced by `served` (JSON), unless it is that already or there is none. */
+function withServed(body: Buffer, served: Buffer | null): Buffer {
+  return served === null || body.compare(served, 0, served.length, fieldSpan.start, fieldSpan.end) === 0 ? body : replaceSpan(body, served);
 }
 
 /** What the gateway does with a request once its whole body has been read. */
@@ -154,15 +160,10 @@ export interface ModelRequestOwner {
   /** Goes on as a request for `route`, its body read (and its `model` rewritten); sets req.exchange. */
   admitRead(req: ModelRequest, route: DeploymentRoute, alias: boolean, body: Buffer): void;
   /** Answers without an upstream; `body`: the protocol-shaped error body, when it has one. */
-  refuseRead(req: ModelRequest, code: ErrorCode, message: string, close: boolean, body: string | null): void;
+  refuseRead(req: ModelRequest, code: ErrorCode, message: string, close: boolean, body?: string): void;
 }
 
 const MODEL_KEY = new JsonKey('model');
-
-/** The value the last scan found is `json` already. */
-function sameSpan(body: Buffer, json: Buffer): boolean {
-  return body.compare(json, 0, json.length, fieldSpan.start, fieldSpan.end) === 0;
-}
 const MIN_BUFFER = 4096;
 
 /**
@@ -182,8 +183,8 @@ export class ModelRequest {
   readonly query: string;
   readonly client: string;
   readonly key: KeyRoute | undefined;
-  readonly table: RouteTable;
-  readonly protocol: Protocol;
+  readonly #table: RouteTable;
+  readonly #protocol: Protocol;
   /** The route a path request named; null at the root, where the body's model picks it. */
   readonly #route: DeploymentRoute | null;
   readonly #alias: boolean;
@@ -208,21 +209,27 @@ export class ModelRequest {
     this.query = query;
     this.client = client;
     this.key = key;
-    this.table = table;
-    this.protocol = protocol;
+    this.#table = table;
+    this.#protocol = protocol;
     this.#route = route;
     this.#alias = alias;
     this.#limit = route === null ? table.maxBufferedBodyBytes : Math.min(route.maxBodyBytes, table.maxBufferedBodyBytes);
     this.#body = Buffer.allocUnsafe(head.contentLength > 0 && head.contentLength <= this.#limit ? head.contentLength : MIN_BUFFER);
   }
 
-  /** The most this request's body may have before it is refused. */
-  get limit(): number {
-    return this.#limit;
+  /** The body's model chose the route (the request came to the root), not the path. */
+  get atRoot(): boolean {
+    return this.#route === null;
   }
 
-  /** Reads the body (or goes on at once when there is none). */
+  /** Reads the body (or goes on at once when there is none); one announced over the limit is refused unread. */
   read(): void {
+    const announced = this.head.contentLength;
+    if (announced > this.#limit) {
+      this.#done = true;
+      this.#owner.refuseRead(this, 'SLUICE_ERR_BODY_TOO_LARGE', `request body of ${announced} bytes exceeds ${this.#limit}`, true);
+      return;
+    }
     // One abort handler for the request's whole life (uWS keeps a handle per registration).
     this.res.onAborted(() => {
       this.#done = true;
@@ -237,7 +244,7 @@ export class ModelRequest {
     const length = this.#length + ab.byteLength;
     if (length > this.#limit) {
       this.#done = true;
-      this.#owner.refuseRead(this, 'SLUICE_ERR_BODY_TOO_LARGE', `request body exceeds ${this.#limit} bytes`, true, null);
+      this.#owner.refuseRead(this, 'SLUICE_ERR_BODY_TOO_LARGE', `request body exceeds ${this.#limit} bytes`, true);
       return;
     }
     if (length > this.#body.length) {
@@ -255,8 +262,10 @@ export class ModelRequest {
     const body = this.#body.subarray(0, this.#length);
     holdClock();
     try {
-      if (this.#route === null) this.#routeByModel(body);
-      else this.#rewrite(this.#route, this.#alias, body, scanTopLevelString(body, MODEL_KEY));
+      const route = this.#route;
+      // A path route here has a configured served_model (DeploymentRoute.rewritesPathModel).
+      if (route === null) this.#routeByModel(body);
+      else this.#owner.admitRead(this, route, this.#alias, withModel(body, route.servedModelJson!) ?? body);
     } finally {
       releaseClock();
     }
@@ -264,7 +273,7 @@ export class ModelRequest {
 
   #routeByModel(body: Buffer): void {
     const scan = scanTopLevelString(body, MODEL_KEY);
-    const ollama = this.protocol === Protocol.Ollama;
+    const ollama = this.#protocol === Protocol.Ollama;
     const required = ollama ? 'model is required' : 'you must provide a model parameter';
     switch (scan) {
       case FieldScan.Invalid:
@@ -291,7 +300,7 @@ export class ModelRequest {
       this.#refuse('SLUICE_ERR_MODEL_REQUIRED', required);
       return;
     }
-    const matched = this.table.forModel(name);
+    const matched = this.#table.forModel(name);
     if (matched === undefined) {
       this.#refuse('SLUICE_ERR_MODEL_NOT_FOUND', ollama ? `model '${name}' not found` : `The model '${name}' does not exist`);
       return;
@@ -302,26 +311,19 @@ export class ModelRequest {
       const sticky = matched.stickyHeader;
       route = sticky === null ? matched.pick() : matched.pickFor(sticky !== '' ? forwardedHeader(this.head.headerLines, sticky) : this.key?.name ?? '');
       if (route === undefined) {
-        this.#owner.refuseRead(this, 'SLUICE_ERR_NO_READY_REPLICA', `no version of ${name} has traffic weight`, false, null);
+        this.#owner.refuseRead(this, 'SLUICE_ERR_NO_READY_REPLICA', `no version of ${name} has traffic weight`, false);
         return;
       }
     } else route = matched;
     if (body.length > route.maxBodyBytes) {
-      this.#owner.refuseRead(this, 'SLUICE_ERR_BODY_TOO_LARGE', `request body of ${body.length} bytes exceeds ${route.maxBodyBytes}`, false, null);
+      this.#owner.refuseRead(this, 'SLUICE_ERR_BODY_TOO_LARGE', `request body of ${body.length} bytes exceeds ${route.maxBodyBytes}`, false);
       return;
     }
-    // The scan's span is still the model's: spanString reads, it does not scan.
-    this.#rewrite(route, alias, body, scan);
-  }
-
-  /** Goes on with the body's model rewritten to what the deployment's server knows (when it differs). */
-  #rewrite(route: DeploymentRoute, alias: boolean, body: Buffer, scan: FieldScan): void {
-    const served = route.servedModelJson;
-    if (scan === FieldScan.Found && served !== null && !sameSpan(body, served)) body = replaceSpan(body, served);
-    this.#owner.admitRead(this, route, alias, body);
+    // The scan's span is still the model's (spanString reads, it does not scan).
+    this.#owner.admitRead(this, route, alias, withServed(body, route.servedModelJson));
   }
 
   #refuse(code: ErrorCode, message: string): void {
-    this.#owner.refuseRead(this, code, message, false, protocolErrorBody(this.protocol, code, message, this.requestId));
+    this.#owner.refuseRead(this, code, message, false, protocolErrorBody(this.#protocol, code, message, this.requestId));
   }
 }

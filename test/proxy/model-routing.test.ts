@@ -163,6 +163,8 @@ t.test('the response cache applies at the root as on paths', async (t) => {
 t.test('limits and methods', async (t) => {
   const big = await post('/v1/chat/completions', { model: 'demo-1', messages: [{ role: 'user', content: 'x'.repeat(70_000) }] });
   t.equal(big.status, 413, 'over limits.max_buffered_body_bytes');
+  const bigOnPath = await post('/chat-2/v1/chat/completions', { model: 'chat', messages: [{ role: 'user', content: 'x'.repeat(70_000) }] });
+  t.equal(bigOnPath.status, 413, 'a path route that rewrites the model reads its body whole too: the same limit');
   const chunked = await rawRequest(gw.port, 'POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\ncontent-type: application/json\r\n\r\n', {
     body: [Buffer.from('10\r\n{"model":"demo-1\r\n'), Buffer.from('2e\r\n","max_tokens":1,"messages":[{"role":"user"}]}\r\n0\r\n\r\n')],
   });
