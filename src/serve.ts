@@ -10,6 +10,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import { AdminServer, registerAdminRoutes } from './admin/index.js';
 import { BreakerBoard, DeploymentCounters, ReplicaLoadBoard } from './balancer/index.js';
 import { ConfigError, DEFAULT_CONFIG_FILE, loadConfig, type Config, type PoliciesConfig, type TlsConfig } from './config/index.js';
+import { DependencyBreakers } from './dependencies/index.js';
 import {
   BucketSlots, buildRouteSnapshot, CertificateReloader, DataPlane, Autoscaler, DeploymentManager, hstsValue, IndexAllocator, isProblem, KeyRegistry, MAX_REPLICA_SLOTS,
   readCertificatePair, RolloutCounts, SlotAllocator, TrafficRegistry, type CertificatePair, type ControlPlane, type Replica, type TlsPort, type VersionInfo,
@@ -19,7 +20,7 @@ import { PortAllocator } from './ports/index.js';
 import type { RouteTableSnapshot, SharedBuffers } from './proxy/index.js';
 import { FileStateStore, HibernationRecords, RedisStateStore, ReplicaRecords } from './state/index.js';
 import { missingNodeFlags } from './node-flags.js';
-import { createLogger, LineWriter, mergeStats, renderLogCounts, renderStats, type Logger } from './telemetry/index.js';
+import { createLogger, LineWriter, mergeStats, renderDependencyBreakers, renderLogCounts, renderStats, type Logger } from './telemetry/index.js';
 
 /** The running gateway process, as `sluice serve` holds it. */
 export interface RunningGateway {
@@ -137,7 +138,12 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
       logger.info({ deployments: manager.list().map((d) => `${d.id}: ${d.state}`) }, 'ready');
     }
   };
-  const store = config.redis.url === null ? new FileStateStore(config.state_dir) : new RedisStateStore(config.redis.url);
+  // The control plane's breakers around its dependencies (the workers have their own).
+  const dependencies = new DependencyBreakers();
+  const stateDependency = config.dependencies.redis.state;
+  const store = config.redis.url === null
+    ? new FileStateStore(config.state_dir)
+    : new RedisStateStore(config.redis.url, { timeoutMs: stateDependency.timeout_ms, breaker: dependencies.forCalls('redis', 'state', stateDependency) });
   const records = new ReplicaRecords(config.state_dir);
   const keys = new KeyRegistry({ configured: config.api_keys, store, logger, onChange: publish });
   const versionsOf = (model: string): VersionInfo[] => manager.list().filter((d) => d.spec.model === model).map((d) => ({
@@ -195,7 +201,10 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
     forwardedFor: config.listen.forwarded_for, shared, logger,
     tls: config.listen.tls === undefined ? null : { certFile: config.listen.tls.cert_file, keyFile: config.listen.tls.key_file, minVersion: config.listen.tls.min_version },
     hsts: config.listen.hsts === undefined ? null : hstsValue(config.listen.hsts),
-    redis: config.redis.url === null ? null : { url: config.redis.url, timeoutMs: config.rate_limit.redis_timeout_ms, cacheTimeoutMs: config.cache.redis_timeout_ms },
+    redis: config.redis.url === null ? null : {
+      url: config.redis.url, timeoutMs: config.rate_limit.redis_timeout_ms, cacheTimeoutMs: config.cache.redis_timeout_ms,
+      breakers: { rate_limit: config.dependencies.redis.rate_limit, cache: config.dependencies.redis.cache },
+    },
     rateLimitFailOpen: config.rate_limit.on_redis_error === 'open',
     onWake: (id) => {
       manager.wake(id, 'a request is waiting').catch((err: unknown) => logger.error({ deployment: id, err }, 'wake failed'));
@@ -294,7 +303,10 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
       lines += w.log.lines;
       dropped += w.log.dropped;
     }
-    return renderStats(mergeStats(workers.map((w) => w.deployments)), replicaCostUsd) + renderLogCounts(lines, dropped) + (await registry.metrics());
+    const breakerSnapshots = dependencies.snapshot();
+    for (const w of workers) breakerSnapshots.push(...w.breakers);
+    return renderStats(mergeStats(workers.map((w) => w.deployments)), replicaCostUsd) + renderLogCounts(lines, dropped) +
+      renderDependencyBreakers(breakerSnapshots) + (await registry.metrics());
   };
   // GET /v1/costs: per deployment, what ran, what it served and what that cost.
   const costs = async (): Promise<Record<string, unknown>> => {
@@ -332,7 +344,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
     host: adminHost, port: config.admin.port, token: config.admin.token, logger,
     tls: adminPair === null ? null : { cert: adminPair.cert, key: adminPair.key, minVersion: config.admin.tls!.min_version },
   });
-  registerAdminRoutes(admin, { config, control });
+  registerAdminRoutes(admin, { config, control, dependencies });
   let adminPort: number;
   try {
     adminPort = await admin.listen();
