@@ -10,7 +10,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import { AdminServer, registerAdminRoutes } from './admin/index.js';
 import { BreakerBoard, DeploymentCounters, ReplicaLoadBoard } from './balancer/index.js';
 import { ConfigError, DEFAULT_CONFIG_FILE, loadConfig, type Config, type PoliciesConfig, type TlsConfig } from './config/index.js';
-import { DependencyBreakers } from './dependencies/index.js';
+import { CircuitOpenError, DependencyBreakers } from './dependencies/index.js';
 import {
   BucketSlots, buildRouteSnapshot, CertificateReloader, DataPlane, Autoscaler, DeploymentManager, hstsValue, IndexAllocator, isProblem, KeyRegistry, MAX_REPLICA_SLOTS,
   readCertificatePair, RolloutCounts, SlotAllocator, TrafficRegistry, type CertificatePair, type ControlPlane, type Replica, type TlsPort, type VersionInfo,
@@ -139,7 +139,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
     }
   };
   // The control plane's breakers around its dependencies (the workers have their own).
-  const dependencies = new DependencyBreakers();
+  const dependencies = new DependencyBreakers(logger);
   const stateDependency = config.dependencies.redis.state;
   const store = config.redis.url === null
     ? new FileStateStore(config.state_dir)
@@ -389,14 +389,18 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
   publish();
   autoscaler.start();
 
-  // Several instances share Redis: each follows the changes the others make.
+  // Several instances share Redis: each follows the changes the others make. While the
+  // store's breaker is open, it said so once: no warning per poll.
+  const warnUnlessBreakerOpen = (err: unknown, message: string): void => {
+    if (!(err instanceof CircuitOpenError)) logger.warn({ err }, message);
+  };
   let reconciling = false;
   const reconcileTimer = store.kind !== 'redis' ? null : setInterval(() => {
     if (reconciling) return;
     reconciling = true;
     // Requests in flight to a deployment undeployed elsewhere get as long as at shutdown.
     Promise.all([manager.reconcile(config.shutdown.grace_ms), keys.load()])
-      .catch((err: unknown) => logger.warn({ err }, 'could not read the shared desired state'))
+      .catch((err: unknown) => warnUnlessBreakerOpen(err, 'could not read the shared desired state'))
       .finally(() => {
         reconciling = false;
       });
@@ -408,7 +412,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
     following = true;
     traffic.follow()
       .then(() => counts.publish(traffic.countedRollouts()))
-      .catch((err: unknown) => logger.warn({ err }, 'could not read the shared traffic'))
+      .catch((err: unknown) => warnUnlessBreakerOpen(err, 'could not read the shared traffic'))
       .finally(() => {
         following = false;
       });

@@ -51,6 +51,12 @@ export class CircuitOpenError extends SluiceError {
   }
 }
 
+/** Where a breaker says that its dependency went down and came back (a pino logger). */
+export interface BreakerLog {
+  warn(fields: Record<string, unknown>, message: string): void;
+  info(fields: Record<string, unknown>, message: string): void;
+}
+
 /**
  * One dependency use behind a breaker. `action` is the call (bound once: fire() passes its
  * arguments through, so a caller on the data plane allocates no closure per call);
@@ -68,7 +74,7 @@ export class DependencyBreaker<A extends unknown[], R> {
   #failures = 0;
   #rejected = 0;
 
-  constructor(dependency: string, use: string, settings: BreakerSettings, action: (...args: A) => Promise<R>, isFailure?: (err: unknown) => boolean) {
+  constructor(dependency: string, use: string, settings: BreakerSettings, action: (...args: A) => Promise<R>, isFailure?: (err: unknown) => boolean, log?: BreakerLog) {
     this.dependency = dependency;
     this.use = use;
     const breaker = new CircuitBreaker<A, R>(action, {
@@ -92,9 +98,21 @@ export class DependencyBreaker<A extends unknown[], R> {
       const err = argsAndError[argsAndError.length - 1] as { code?: unknown };
       throw err.code === 'EOPENBREAKER' ? new CircuitOpenError(dependency, use, settings.reset_timeout_ms) : err;
     });
-    breaker.on('open', () => this.#opened++);
+    // One line when it goes down and one when it is back: a failed probe opens it again
+    // every reset_timeout_ms, which is no news.
+    let down = false;
+    breaker.on('open', () => {
+      this.#opened++;
+      if (down) return;
+      down = true;
+      log?.warn({ dependency, use, reset_timeout_ms: settings.reset_timeout_ms }, 'dependency failing: circuit breaker open, its calls fail at once until a probe succeeds');
+    });
     breaker.on('halfOpen', () => this.#halfOpened++);
-    breaker.on('close', () => this.#closed++);
+    breaker.on('close', () => {
+      this.#closed++;
+      down = false;
+      log?.info({ dependency, use }, 'dependency answers again: circuit breaker closed');
+    });
     breaker.on('success', () => this.#successes++);
     breaker.on('failure', () => this.#failures++);
     breaker.on('reject', () => this.#rejected++);
@@ -119,10 +137,6 @@ export class DependencyBreaker<A extends unknown[], R> {
     };
   }
 
-  /** Stops its timers (the rolling window's, the reset timer). */
-  shutdown(): void {
-    this.#breaker.shutdown();
-  }
 }
 
 /** A breaker whose argument is the call itself: for clients with many kinds of calls (a state store). */
@@ -137,9 +151,14 @@ const runCall = (call: () => Promise<unknown>): Promise<unknown> => call();
  */
 export class DependencyBreakers {
   readonly #all: Array<DependencyBreaker<never[], unknown>> = [];
+  readonly #log: BreakerLog | undefined;
+
+  constructor(log?: BreakerLog) {
+    this.#log = log;
+  }
 
   add<A extends unknown[], R>(dependency: string, use: string, settings: BreakerSettings, action: (...args: A) => Promise<R>, isFailure?: (err: unknown) => boolean): DependencyBreaker<A, R> {
-    const b = new DependencyBreaker(dependency, use, settings, action, isFailure);
+    const b = new DependencyBreaker(dependency, use, settings, action, isFailure, this.#log);
     this.#all.push(b as unknown as DependencyBreaker<never[], unknown>);
     return b;
   }
@@ -150,10 +169,6 @@ export class DependencyBreakers {
 
   snapshot(): BreakerSnapshot[] {
     return this.#all.map((b) => b.snapshot());
-  }
-
-  shutdown(): void {
-    for (const b of this.#all) b.shutdown();
   }
 }
 

@@ -40,7 +40,7 @@ setInterval(() => {
 const { uws, native, binary } = loadUws();
 const sh = init.shared;
 // This worker's breakers around Redis (its own clients: one breaker per use per worker).
-const dependencies = new DependencyBreakers();
+const dependencies = new DependencyBreakers(logger);
 const redis = init.redis;
 const limiter = new RateLimiter({
   local: new SharedBuckets(sh.buckets),

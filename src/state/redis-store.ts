@@ -1,5 +1,5 @@
 import { Redis } from 'ioredis';
-import { guarded, type CallBreaker } from '../dependencies/index.js';
+import { CircuitOpenError, guarded, type CallBreaker } from '../dependencies/index.js';
 import { decodeEntry, decodeKeyEntry, decodeTrafficEntry, desiredId, encodeEntry } from './codec.js';
 import { StateError, type DesiredDeployment, type DesiredStateStore, type StoredApiKey, type StoredTraffic } from './types.js';
 
@@ -113,11 +113,15 @@ export class RedisStateStore implements DesiredStateStore {
     });
   }
 
-  /** Every field of hash `key`; a Redis that does not answer is a StateError naming `what`. */
+  /**
+   * Every field of hash `key`; a Redis that does not answer is a StateError naming `what`
+   * (an open breaker, a CircuitOpenError: Redis was not asked).
+   */
   async #readHash(key: string, what: string): Promise<Record<string, string>> {
     try {
       return await this.#call(() => this.#redis.hgetall(key));
     } catch (err) {
+      if (err instanceof CircuitOpenError) throw err;
       throw new StateError(`${this.#where}: cannot read ${what} (${(err as Error).message})`);
     }
   }

@@ -9,7 +9,7 @@ import t from 'tap';
 import { reapServers, redisCommand, startRedis, type RedisServer } from '../helpers/control.js';
 import { httpRequest, type Reply } from '../helpers/http.js';
 import { errorOf, gwMetric } from '../helpers/policy.js';
-import { eventually, startGateway, type Gateway } from '../helpers/procs.js';
+import { eventually, jsonLogs, startGateway, type Gateway } from '../helpers/procs.js';
 import { startRegistryStandIn, type RegistryStandIn } from '../fixtures/registry-stand-in.js';
 
 // Ports 19060-19079 belong to this file: Redis 19060, the registry stand-in 19061, the
@@ -126,6 +126,12 @@ t.test('Redis hangs (SIGSTOP): limits fail open or closed without asking it, sta
   await eventually(async () => ((await breakerState(open, 'redis', 'state')) === CLOSED ? true : undefined), 20_000, 'the state store breaker to close');
   t.equal((await createKey(open, 'after')).status, 201, 'and admin writes are stored again');
   t.ok(await gwMetric(open, 'sluice_dependency_breaker_transitions_total', { dependency: 'redis', use: 'rate_limit', to: 'closed' }) >= 1, 'the transition to closed is counted');
+  // The failed probes reopened it every reset_timeout_ms: the log says it once each way.
+  const said = jsonLogs(open).filter((l) => l.dependency === 'redis' && l.use === 'rate_limit').map((l) => `${String(l.level)} ${String(l.msg)}`);
+  t.same(said, [
+    'warn dependency failing: circuit breaker open, its calls fail at once until a probe succeeds',
+    'info dependency answers again: circuit breaker closed',
+  ], 'the outage is logged once when it begins and once when it ends');
 });
 
 t.test('Redis is killed: the shared cache misses without asking it; restarted: the breaker closes and entries are shared again', async (t) => {
