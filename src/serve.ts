@@ -10,6 +10,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import { AdminServer, registerAdminRoutes } from './admin/index.js';
 import { BreakerBoard, DeploymentCounters, ReplicaLoadBoard } from './balancer/index.js';
 import { ConfigError, DEFAULT_CONFIG_FILE, loadConfig, type Config, type PoliciesConfig, type TlsConfig } from './config/index.js';
+import { CircuitOpenError, DependencyBreakers } from './dependencies/index.js';
 import {
   BucketSlots, buildRouteSnapshot, CertificateReloader, DataPlane, Autoscaler, DeploymentManager, hstsValue, IndexAllocator, isProblem, KeyRegistry, MAX_REPLICA_SLOTS,
   readCertificatePair, RolloutCounts, SlotAllocator, TrafficRegistry, type CertificatePair, type ControlPlane, type Replica, type TlsPort, type VersionInfo,
@@ -19,7 +20,7 @@ import { PortAllocator } from './ports/index.js';
 import type { RouteTableSnapshot, SharedBuffers } from './proxy/index.js';
 import { FileStateStore, HibernationRecords, RedisStateStore, ReplicaRecords } from './state/index.js';
 import { missingNodeFlags } from './node-flags.js';
-import { createLogger, LineWriter, fineQuantile, mergeStats, renderLogCounts, renderStats, type Logger } from './telemetry/index.js';
+import { createLogger, LineWriter, fineQuantile, mergeStats, renderDependencyBreakers, renderLogCounts, renderStats, type Logger } from './telemetry/index.js';
 
 /** The running gateway process, as `sluice serve` holds it. */
 export interface RunningGateway {
@@ -138,7 +139,12 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
       logger.info({ deployments: manager.list().map((d) => `${d.id}: ${d.state}`) }, 'ready');
     }
   };
-  const store = config.redis.url === null ? new FileStateStore(config.state_dir) : new RedisStateStore(config.redis.url);
+  // The control plane's breakers around its dependencies (the workers have their own).
+  const dependencies = new DependencyBreakers(logger);
+  const stateDependency = config.dependencies.redis.state;
+  const store = config.redis.url === null
+    ? new FileStateStore(config.state_dir)
+    : new RedisStateStore(config.redis.url, { timeoutMs: stateDependency.timeout_ms, breaker: dependencies.forCalls('redis', 'state', stateDependency) });
   const records = new ReplicaRecords(config.state_dir);
   const keys = new KeyRegistry({ configured: config.api_keys, store, logger, onChange: publish });
   const versionsOf = (model: string): VersionInfo[] => manager.list().filter((d) => d.spec.model === model).map((d) => ({
@@ -196,7 +202,10 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
     forwardedFor: config.listen.forwarded_for, shared, logger,
     tls: config.listen.tls === undefined ? null : { certFile: config.listen.tls.cert_file, keyFile: config.listen.tls.key_file, minVersion: config.listen.tls.min_version },
     hsts: config.listen.hsts === undefined ? null : hstsValue(config.listen.hsts),
-    redis: config.redis.url === null ? null : { url: config.redis.url, timeoutMs: config.rate_limit.redis_timeout_ms, cacheTimeoutMs: config.cache.redis_timeout_ms },
+    redis: config.redis.url === null ? null : {
+      url: config.redis.url, timeoutMs: config.rate_limit.redis_timeout_ms, cacheTimeoutMs: config.cache.redis_timeout_ms,
+      breakers: { rate_limit: config.dependencies.redis.rate_limit, cache: config.dependencies.redis.cache },
+    },
     rateLimitFailOpen: config.rate_limit.on_redis_error === 'open',
     onWake: (id) => {
       manager.wake(id, 'a request is waiting').catch((err: unknown) => logger.error({ deployment: id, err }, 'wake failed'));
@@ -298,7 +307,10 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
       lines += w.log.lines;
       dropped += w.log.dropped;
     }
-    return renderStats(mergeStats(workers.map((w) => w.deployments)), replicaCostUsd) + renderLogCounts(lines, dropped) + (await registry.metrics());
+    const breakerSnapshots = dependencies.snapshot();
+    for (const w of workers) breakerSnapshots.push(...w.breakers);
+    return renderStats(mergeStats(workers.map((w) => w.deployments)), replicaCostUsd) + renderLogCounts(lines, dropped) +
+      renderDependencyBreakers(breakerSnapshots) + (await registry.metrics());
   };
   // GET /v1/costs: per deployment, what ran, what it served and what that cost.
   const costs = async (): Promise<Record<string, unknown>> => {
@@ -367,7 +379,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
     host: adminHost, port: config.admin.port, token: config.admin.token, logger,
     tls: adminPair === null ? null : { cert: adminPair.cert, key: adminPair.key, minVersion: config.admin.tls!.min_version },
   });
-  registerAdminRoutes(admin, { config, control });
+  registerAdminRoutes(admin, { config, control, dependencies });
   let adminPort: number;
   try {
     adminPort = await admin.listen();
@@ -412,14 +424,18 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
   publish();
   autoscaler.start();
 
-  // Several instances share Redis: each follows the changes the others make.
+  // Several instances share Redis: each follows the changes the others make. While the
+  // store's breaker is open, it said so once: no warning per poll.
+  const warnUnlessBreakerOpen = (err: unknown, message: string): void => {
+    if (!(err instanceof CircuitOpenError)) logger.warn({ err }, message);
+  };
   let reconciling = false;
   const reconcileTimer = store.kind !== 'redis' ? null : setInterval(() => {
     if (reconciling) return;
     reconciling = true;
     // Requests in flight to a deployment undeployed elsewhere get as long as at shutdown.
     Promise.all([manager.reconcile(config.shutdown.grace_ms), keys.load()])
-      .catch((err: unknown) => logger.warn({ err }, 'could not read the shared desired state'))
+      .catch((err: unknown) => warnUnlessBreakerOpen(err, 'could not read the shared desired state'))
       .finally(() => {
         reconciling = false;
       });
@@ -431,7 +447,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
     following = true;
     traffic.follow()
       .then(() => counts.publish(traffic.countedRollouts()))
-      .catch((err: unknown) => logger.warn({ err }, 'could not read the shared traffic'))
+      .catch((err: unknown) => warnUnlessBreakerOpen(err, 'could not read the shared traffic'))
       .finally(() => {
         following = false;
       });

@@ -54,6 +54,8 @@ const schemas: Record<string, Schema> = {
         field: { type: 'string', description: 'The request field at fault (SLUICE_ERR_INVALID_FIELD).' },
         deployment: { description: 'SLUICE_ERR_DEPLOY_FAILED: the deployment as it stands; SLUICE_ERR_CONFIG_OWNED: its id.' },
         source: { type: 'string', description: 'SLUICE_ERR_CONFIG_OWNED: who owns it (config).' },
+        dependency: { type: 'string', description: 'SLUICE_ERR_DEPENDENCY_CIRCUIT_OPEN: the failing dependency (redis, mlflow).' },
+        use: { type: 'string', description: 'SLUICE_ERR_DEPENDENCY_CIRCUIT_OPEN: what the gateway uses it for (state, registry).' },
       },
       required: ['code', 'message', 'request_id'],
     },
@@ -183,7 +185,7 @@ const errorResponses: Record<number, { name: string; description: string }> = {
   409: { name: 'Conflict', description: 'It exists already, is defined in the config file (SLUICE_ERR_CONFIG_OWNED), or its state does not allow this now.' },
   413: { name: 'TooLarge', description: 'The body exceeds 1 MiB.' },
   502: { name: 'BadGateway', description: 'The deployment failed to start (`?wait=true`: SLUICE_ERR_DEPLOY_FAILED, with its view), or the MLflow registry answered wrongly.' },
-  503: { name: 'Unavailable', description: 'No free port left in `ports`, or the MLflow registry is not configured or unreachable.' },
+  503: { name: 'Unavailable', description: 'No free port left in `ports`, the MLflow registry is not configured or unreachable, or a dependency\'s circuit breaker is open (SLUICE_ERR_DEPENDENCY_CIRCUIT_OPEN: the call was not made).' },
 };
 
 interface Operation {

@@ -6,6 +6,7 @@
 
 import type { Config } from '../config/index.js';
 import type { ControlPlane } from '../control/index.js';
+import type { DependencyBreakers } from '../dependencies/index.js';
 import { registerDeploymentsApi } from './deployments-api.js';
 import { docsPage } from './docs-page.js';
 import { registerKeysApi } from './keys-api.js';
@@ -16,9 +17,11 @@ import type { AdminServer } from './server.js';
 export interface AdminContext {
   readonly config: Config;
   readonly control: ControlPlane;
+  /** The control plane's breakers (the registry's is made here), for /metrics. */
+  readonly dependencies: DependencyBreakers;
 }
 
-export function registerAdminRoutes(admin: AdminServer, { config, control }: AdminContext): void {
+export function registerAdminRoutes(admin: AdminServer, { config, control, dependencies }: AdminContext): void {
   const document = JSON.stringify(adminApiDocument());
   const page = docsPage(adminApiDocument());
   admin
@@ -32,7 +35,7 @@ export function registerAdminRoutes(admin: AdminServer, { config, control }: Adm
     .route('GET', '/v1/stats', async () => ({ body: await control.stats() }))
     .route('GET', '/openapi.json', () => ({ text: document, contentType: 'application/json' }), true)
     .route('GET', '/docs', () => ({ text: page, contentType: 'text/html; charset=utf-8' }), true);
-  registerDeploymentsApi(admin, { config, deployments: control.deployments });
+  registerDeploymentsApi(admin, { config, deployments: control.deployments, dependencies });
   registerKeysApi(admin, { keys: control.keys });
   registerModelsApi(admin, { traffic: control.traffic });
 }

@@ -199,7 +199,29 @@ export interface Config {
   readonly api_keys: readonly ApiKeyConfig[];
   readonly rate_limit: { readonly on_redis_error: 'open' | 'closed'; readonly redis_timeout_ms: number };
   readonly cache: { readonly redis_timeout_ms: number };
+  readonly dependencies: DependenciesConfig;
   readonly shutdown: { readonly drain_delay_ms: number; readonly grace_ms: number };
   readonly deployments: readonly DeploymentConfig[];
   readonly traffic: Readonly<Record<string, Readonly<Record<string, number>>>>;
+}
+
+/** Config `dependencies`: a breaker per dependency and use (src/dependencies, BreakerSettings). */
+export interface DependencyBreakerConfig {
+  /** Opens when more than this share of the calls in the window failed (percent)... */
+  readonly error_threshold_percentage: number;
+  /** ...and the window holds at least this many calls. */
+  readonly volume_threshold: number;
+  /** Open this long, then one call goes through as a probe. */
+  readonly reset_timeout_ms: number;
+  /** The window the failures are counted over (ten buckets). */
+  readonly rolling_window_ms: number;
+}
+
+export interface DependenciesConfig {
+  readonly redis: {
+    readonly rate_limit: DependencyBreakerConfig;
+    readonly cache: DependencyBreakerConfig;
+    readonly state: DependencyBreakerConfig & { readonly timeout_ms: number };
+  };
+  readonly mlflow: { readonly registry: DependencyBreakerConfig & { readonly timeout_ms: number } };
 }

@@ -4,6 +4,7 @@
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '../telemetry/index.js';
 import type { StatsSnapshot } from '../telemetry/index.js';
+import type { BreakerSnapshot } from '../dependencies/index.js';
 import type { AccessLogSettings, LogCounts, FromWorker, RouteTableSnapshot, SharedBuffers, TlsFiles, ToWorker, WorkerInit } from '../proxy/index.js';
 
 export interface DataPlaneOptions {
@@ -30,6 +31,8 @@ export interface WorkerStats {
   readonly deployments: Record<string, StatsSnapshot>;
   readonly active: number;
   readonly log: LogCounts;
+  /** The worker's breakers around Redis (src/dependencies). */
+  readonly breakers: BreakerSnapshot[];
 }
 
 /** How the workers' upstream connections move bytes (src/proxy/upstream/transport.ts). */
@@ -147,7 +150,7 @@ export class DataPlane {
     if (msg.type !== 'stats') return;
     const entry = this.#statsWaiters.get(msg.id);
     if (entry === undefined) return;
-    entry.replies.push({ deployments: msg.deployments, active: msg.active, log: msg.log });
+    entry.replies.push({ deployments: msg.deployments, active: msg.active, log: msg.log, breakers: msg.breakers });
     if (entry.replies.length === this.#workers.length) entry.resolve(entry.replies);
   }
 

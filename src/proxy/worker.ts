@@ -4,6 +4,7 @@
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { BreakerBoard, DeploymentCounters, ReplicaLoadBoard } from '../balancer/index.js';
+import { DependencyBreakers } from '../dependencies/index.js';
 import { RateLimiter, RedisCache, RedisLimiter, SharedBuckets } from '../policy/index.js';
 import { createLogger, LineWriter } from '../telemetry/index.js';
 import { AccessLog } from './access-log.js';
@@ -38,9 +39,14 @@ setInterval(() => {
 }, DROP_WARNING_MS).unref();
 const { uws, native, binary } = loadUws();
 const sh = init.shared;
+// This worker's breakers around Redis (its own clients: one breaker per use per worker).
+const dependencies = new DependencyBreakers(logger);
+const redis = init.redis;
 const limiter = new RateLimiter({
   local: new SharedBuckets(sh.buckets),
-  redis: init.redis === null ? null : new RedisLimiter({ url: init.redis.url, commandTimeoutMs: init.redis.timeoutMs, keyPrefix: 'sluice:rl:' }),
+  redis: redis === null ? null : new RedisLimiter({
+    url: redis.url, commandTimeoutMs: redis.timeoutMs, keyPrefix: 'sluice:rl:', breakers: dependencies, breaker: redis.breakers.rate_limit,
+  }),
   failOpen: init.rateLimitFailOpen,
 });
 const gateway = new Gateway({
@@ -51,7 +57,7 @@ const gateway = new Gateway({
   shared: { inflight: new Int32Array(sh.inflight), breakers: new BreakerBoard(sh.breakers), replicaLoad: new ReplicaLoadBoard(sh.replicaLoad) },
   counters: new DeploymentCounters(sh.deployments),
   limiter,
-  sharedCache: init.redis === null ? null : new RedisCache({ url: init.redis.url, commandTimeoutMs: init.redis.cacheTimeoutMs }),
+  sharedCache: redis === null ? null : new RedisCache({ url: redis.url, commandTimeoutMs: redis.cacheTimeoutMs, breakers: dependencies, breaker: redis.breakers.cache }),
   onWake: (deployment) => post({ type: 'wake', workerIndex: init.workerIndex, deployment }),
 });
 gateway.publish(init.snapshot);
@@ -86,7 +92,7 @@ port.on('message', (msg: ToWorker) => {
       post({ type: 'routes-applied', workerIndex: init.workerIndex, version: gateway.table.version, ready: gateway.table.ready });
       break;
     case 'stats':
-      post({ type: 'stats', id: msg.id, workerIndex: init.workerIndex, deployments: gateway.stats(), active: gateway.activeCount, log: { lines: stdout.lines, dropped: stdout.dropped } });
+      post({ type: 'stats', id: msg.id, workerIndex: init.workerIndex, deployments: gateway.stats(), active: gateway.activeCount, log: { lines: stdout.lines, dropped: stdout.dropped }, breakers: dependencies.snapshot() });
       break;
     case 'drain':
       gateway.drain();

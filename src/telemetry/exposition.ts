@@ -1,3 +1,4 @@
+import type { BreakerSnapshot } from '../dependencies/index.js';
 import { DURATION_BUCKETS, OVERHEAD_BUCKETS, TOKEN_BUCKETS, TPOT_BUCKETS, TTFT_BUCKETS, type HistogramSnapshot, type StatsSnapshot } from './request-stats.js';
 
 /** Sums the snapshots every worker sent for each deployment. */
@@ -167,4 +168,54 @@ export function renderLogCounts(lines: number, dropped: number): string {
     '# HELP sluice_log_dropped_total Log lines dropped because stdout was slower than the traffic (log.access_max_buffer_bytes per worker).\n' +
     '# TYPE sluice_log_dropped_total counter\n' +
     `sluice_log_dropped_total ${dropped}\n`;
+}
+
+/**
+ * The breakers around the gateway's own dependencies (src/dependencies), every thread's
+ * together: the data plane has one per worker per use, the control plane its own. A
+ * dependency use's state is the worst of its threads' (an open breaker in any worker shows
+ * as open); calls and transitions are summed.
+ */
+export function renderDependencyBreakers(snapshots: readonly BreakerSnapshot[]): string {
+  const merged = new Map<string, BreakerSnapshot>();
+  for (const b of snapshots) {
+    const key = `${b.dependency}\n${b.use}`;
+    const prev = merged.get(key);
+    merged.set(key, prev === undefined ? b : {
+      dependency: b.dependency, use: b.use, state: Math.max(prev.state, b.state),
+      opened: prev.opened + b.opened, halfOpened: prev.halfOpened + b.halfOpened, closed: prev.closed + b.closed,
+      successes: prev.successes + b.successes, failures: prev.failures + b.failures, rejected: prev.rejected + b.rejected,
+    });
+  }
+  const lines = [
+    '# HELP sluice_dependency_breaker_state Circuit breaker around a dependency of the gateway (Redis, the MLflow registry), by use: 0 closed, 1 half-open, 2 open; the worst of the worker threads that call it.',
+    '# TYPE sluice_dependency_breaker_state gauge',
+  ];
+  const label = (b: BreakerSnapshot): string => `dependency="${esc(b.dependency)}",use="${esc(b.use)}"`;
+  for (const b of merged.values()) lines.push(`sluice_dependency_breaker_state{${label(b)}} ${b.state}`);
+  lines.push(
+    '# HELP sluice_dependency_breaker_transitions_total Times a dependency breaker went to a state (to: open, half_open, closed), every thread together.',
+    '# TYPE sluice_dependency_breaker_transitions_total counter',
+  );
+  for (const b of merged.values()) {
+    const l = label(b);
+    lines.push(
+      `sluice_dependency_breaker_transitions_total{${l},to="open"} ${b.opened}`,
+      `sluice_dependency_breaker_transitions_total{${l},to="half_open"} ${b.halfOpened}`,
+      `sluice_dependency_breaker_transitions_total{${l},to="closed"} ${b.closed}`,
+    );
+  }
+  lines.push(
+    '# HELP sluice_dependency_calls_total Calls to a dependency through its breaker, by result: success, failure (its client\'s timeouts included), rejected (not made: the breaker was open).',
+    '# TYPE sluice_dependency_calls_total counter',
+  );
+  for (const b of merged.values()) {
+    const l = label(b);
+    lines.push(
+      `sluice_dependency_calls_total{${l},result="success"} ${b.successes}`,
+      `sluice_dependency_calls_total{${l},result="failure"} ${b.failures}`,
+      `sluice_dependency_calls_total{${l},result="rejected"} ${b.rejected}`,
+    );
+  }
+  return lines.join('\n') + '\n';
 }

@@ -216,3 +216,15 @@ t.test('sluice serve --config bad.yaml exits non-zero naming the field', async (
   t.not(r3.code, 0);
   t.match(r3.stderr, /cannot read/);
 });
+
+t.test('dependencies: a breaker per dependency and use, defaults filled in, bad values named', async (t) => {
+  const c = load('dependencies:\n  redis:\n    cache: {volume_threshold: 40}\n');
+  t.same(c.dependencies.redis.cache, { error_threshold_percentage: 50, volume_threshold: 40, reset_timeout_ms: 2_000, rolling_window_ms: 10_000 }, 'a field set, the others from the defaults');
+  t.same(c.dependencies.redis.rate_limit, { error_threshold_percentage: 50, volume_threshold: 10, reset_timeout_ms: 2_000, rolling_window_ms: 10_000 });
+  t.equal(c.dependencies.redis.state.timeout_ms, 2_000, 'the state store\'s call timeout');
+  t.same(c.dependencies.mlflow.registry, { error_threshold_percentage: 50, volume_threshold: 3, reset_timeout_ms: 5_000, rolling_window_ms: 10_000, timeout_ms: 10_000 });
+  rejects(t, 'dependencies:\n  redis:\n    rate_limit: {error_threshold_percentage: 150}\n', 'dependencies.redis.rate_limit.error_threshold_percentage');
+  rejects(t, 'dependencies:\n  mlflow:\n    registry: {reset_timeout_ms: 0}\n', 'dependencies.mlflow.registry.reset_timeout_ms');
+  rejects(t, 'dependencies:\n  redis:\n    cache: {timeout_ms: 5}\n', 'dependencies.redis.cache.timeout_ms');
+  rejects(t, 'dependencies:\n  otlp: {}\n', 'dependencies.otlp');
+});
