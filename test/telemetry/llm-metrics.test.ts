@@ -83,6 +83,8 @@ t.test('GenAI and gateway metrics of streamed and whole answers', async (t) => {
   t.ok(overheadSum >= 0 && overheadSum < (8 * TTFT_MS) / 1000, `the upstream's time is not in it (${(overheadSum / 8) * 1000} ms per request)`);
   t.equal(sample(text, 'sluice_gateway_refusals_total', { deployment: 'limited-1', code: 'SLUICE_ERR_RATE_LIMITED' }), 1, 'rate limited, by cause');
   t.equal(sample(text, 'sluice_requests_total', { deployment: 'limited-1', code: '429', class: '4xx' }), 1, 'requests by status class');
+  t.equal(sample(text, 'sluice_replica_ready', chat1), 1, 'replica up');
+  t.equal(sample(text, 'sluice_replica_restarts', chat1), 0, 'replica restarts');
 
   // promtool: the exposition format and Prometheus' naming rules (units, _total counters).
   const promtool = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
