@@ -9,6 +9,7 @@ import { NoReplica, ReplicaQueue, type DeploymentCounters } from '../balancer/in
 import { errorBody, ERRORS, type ErrorCode } from '../errors/index.js';
 import { hashKey, presentedKey, TokenCounter, type RateLimiter, type RedisCache } from '../policy/index.js';
 import type { Logger } from '../telemetry/index.js';
+import type { RequestTracer } from '../tracing/index.js';
 import type { AccessLog } from './access-log.js';
 import type { Attempt } from './attempt.js';
 import { Exchange, Phase, type ExchangeOwner } from './exchange.js';
@@ -36,6 +37,8 @@ export interface GatewayOptions {
   readonly sharedCache: RedisCache | null;
   /** Asks the control plane to wake a hibernated deployment. */
   readonly onWake: (deployment: string) => void;
+  /** A span per admitted request (config `tracing`); null or absent: tracing off. */
+  readonly tracer?: RequestTracer | null;
 }
 
 /** Upstream failures that count against a replica's breaker (4xx and client aborts never do); a refused connect ejects it at once (#release). */
@@ -88,6 +91,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
   readonly #queue: ReplicaQueue<DeploymentRoute, Exchange, ReplicaRoute>;
   readonly #ids = new RequestIds();
   readonly #onWake: (deployment: string) => void;
+  readonly #tracer: RequestTracer | null;
   #sweepTimer: NodeJS.Timeout | null = null;
   #draining = false;
 
@@ -99,6 +103,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     this.#shared = options.shared;
     this.#counters = options.counters;
     this.#onWake = options.onWake;
+    this.#tracer = options.tracer ?? null;
     const auth = new AuthFilter();
     const rateLimit = new RateLimitFilter(options.limiter, options.logger);
     const cache = new CacheFilter(options.logger);
@@ -127,6 +132,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
         const current = this.#table.deployment(route.id)!;
         if (ex.route !== current) ex.rebind(current);
         current.stats.recordQueueWait((monoNow() - ex.phaseSince) / 1000);
+        if (ex.trace !== null) ex.trace.waited(ex.phase === Phase.Held, ex.phaseSince);
         this.#send(ex, replica, now);
       },
     });
@@ -315,11 +321,13 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     query: string, client: string, body: Buffer | null,
   ): Exchange {
     const expectBody = head.chunked || head.contentLength > 0;
+    // Tracing off: this null check (and the same local's below) is all it costs.
+    const trace = this.#tracer === null ? null : this.#tracer.begin(head, method, url, rest, alias ? route.model : route.id, requestId);
     const forwardedFor = !this.#forwardedFor ? head.forwardedFor : head.forwardedFor === '' ? client : `${head.forwardedFor}, ${client}`;
     const tail =
       (forwardedFor === '' ? '' : `x-forwarded-for: ${forwardedFor}\r\n`) + this.#forwardedProto +
       (head.host === '' ? '' : `x-forwarded-host: ${head.host}\r\n`) +
-      `x-request-id: ${requestId}\r\n`;
+      `x-request-id: ${requestId}\r\n` + (trace === null ? '' : trace.upstreamLines);
     const headRest = clientLines(route, head, key !== undefined) + tail + framingLine(head.chunked, head.contentLength);
     const pathQuery = query === '' ? rest : `${rest}?${query}`;
     const ex = new Exchange(this, res, requestId, method, route, key, pathQuery, headRest, head.contentLength, head.chunked);
@@ -329,6 +337,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     ex.path = url;
     ex.upstreamPath = rest;
     if (route.pricesTokens) ex.tokenCounter = new TokenCounter();
+    if (trace !== null) trace.attach(ex);
     ex.client = client;
     if (alias) ex.versionLine = route.versionLine;
     const filters = route.filters;
@@ -378,6 +387,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     const now = wallNow();
     const replica = this.#pickFallback(ex, now);
     if (replica === null) return false;
+    if (ex.trace !== null) ex.trace.fellBack(ex.route.id, this.#fallbackRoute!.id, 0);
     this.#switchToFallback(ex, replica, now);
     return true;
   }
@@ -392,6 +402,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     ex.attempt = null;
     // The deployment that answered 429/5xx counts it (rollout analysis, alerts); the fallback counts its own answer.
     ex.route.stats.record(status, (monoNow() - ex.startedAt) / 1000);
+    if (ex.trace !== null) ex.trace.fellBack(ex.route.id, this.#fallbackRoute!.id, status);
     this.#switchToFallback(ex, replica, now);
     return true;
   }
@@ -496,6 +507,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     if (typeof next === 'number') return false;
     ex.attempts++;
     route.stats.retries++;
+    if (ex.trace !== null) ex.trace.retried(ex.attempts, code, failed.replica.hostHeader);
     ex.start(next);
     return true;
   }
@@ -538,6 +550,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     if (attempt !== null && this.#queue.waiting) this.#queue.drain();
     const seconds = (monoNow() - ex.startedAt) / 1000;
     ex.route.stats.record(ex.status, seconds);
+    if (ex.trace !== null) ex.trace.end(ex);
     // Charged when one of its replicas answered (not a cache hit, not a gateway refusal).
     const cost = ex.route.cost;
     let costUsd: number | null = null;

@@ -1,6 +1,7 @@
 // Messages between the control plane and the data-plane workers: the route table goes
 // down, stats and lifecycle events come up. Nothing else crosses.
 
+import type { TracingConfig } from '../config/index.js';
 import type { StatsSnapshot } from '../telemetry/index.js';
 import type { TlsFiles } from './listener.js';
 import type { RouteTableSnapshot } from './route-table.js';
@@ -49,6 +50,8 @@ export interface WorkerInit {
    */
   readonly redis: { readonly url: string; readonly timeoutMs: number; readonly cacheTimeoutMs: number } | null;
   readonly rateLimitFailOpen: boolean;
+  /** Config `tracing` when enabled: the worker exports its own spans; null: tracing off. */
+  readonly tracing: TracingConfig | null;
   readonly snapshot: RouteTableSnapshot;
 }
 

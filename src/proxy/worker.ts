@@ -36,6 +36,8 @@ setInterval(() => {
   logger.warn({ dropped: stdout.dropped - droppedSaid, dropped_total: stdout.dropped }, 'stdout is slower than the traffic: log lines dropped');
   droppedSaid = stdout.dropped;
 }, DROP_WARNING_MS).unref();
+// Loaded only when on: a worker without tracing never holds the OpenTelemetry SDK.
+const tracing = init.tracing === null ? null : (await import('../tracing/index.js')).startTracing(init.tracing, (message) => logger.warn(message));
 const { uws, native, binary } = loadUws();
 const sh = init.shared;
 const limiter = new RateLimiter({
@@ -52,6 +54,7 @@ const gateway = new Gateway({
   counters: new DeploymentCounters(sh.deployments),
   limiter,
   sharedCache: init.redis === null ? null : new RedisCache({ url: init.redis.url, commandTimeoutMs: init.redis.cacheTimeoutMs }),
+  tracer: tracing?.tracer ?? null,
   onWake: (deployment) => post({ type: 'wake', workerIndex: init.workerIndex, deployment }),
 });
 gateway.publish(init.snapshot);
@@ -113,8 +116,9 @@ function waitForIdle(graceMs: number): void {
       // Idle keep-alive sockets are still open handles of the uWS loop; exiting over them
       // aborts the whole process (uv_loop_close with open handles), so close them first.
       listener?.close();
-      // Every line out before the thread ends (a graceful stop loses none).
-      void stdout.close(Math.max(0, deadline - Date.now()) + LOG_CLOSE_EXTRA_MS).then(() => setImmediate(() => process.exit(0)));
+      // Every line and span out before the thread ends (a graceful stop loses none).
+      const budget = Math.max(0, deadline - Date.now()) + LOG_CLOSE_EXTRA_MS;
+      void Promise.all([stdout.close(budget), tracing?.shutdown(budget)]).then(() => setImmediate(() => process.exit(0)));
     } else {
       setTimeout(tick, 20);
     }
