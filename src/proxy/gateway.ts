@@ -321,13 +321,15 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     query: string, client: string, body: Buffer | null,
   ): Exchange {
     const expectBody = head.chunked || head.contentLength > 0;
-    // Tracing off: this null check (and the same local's below) is all it costs.
+    // Tracing off: this null check (and the same local's below) is all it costs here.
     const trace = this.#tracer === null ? null : this.#tracer.begin(head, method, url, rest, alias ? route.model : route.id, requestId);
     const forwardedFor = !this.#forwardedFor ? head.forwardedFor : head.forwardedFor === '' ? client : `${head.forwardedFor}, ${client}`;
-    const tail =
+    let tail =
       (forwardedFor === '' ? '' : `x-forwarded-for: ${forwardedFor}\r\n`) + this.#forwardedProto +
       (head.host === '' ? '' : `x-forwarded-host: ${head.host}\r\n`) +
-      `x-request-id: ${requestId}\r\n` + (trace === null ? '' : trace.upstreamLines);
+      `x-request-id: ${requestId}\r\n`;
+    // In the tail: a fallback's rebuilt head keeps it.
+    if (trace !== null) tail += trace.upstreamLines;
     const headRest = clientLines(route, head, key !== undefined) + tail + framingLine(head.chunked, head.contentLength);
     const pathQuery = query === '' ? rest : `${rest}?${query}`;
     const ex = new Exchange(this, res, requestId, method, route, key, pathQuery, headRest, head.contentLength, head.chunked);

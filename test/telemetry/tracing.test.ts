@@ -108,6 +108,8 @@ t.before(async () => {
         urls: [`http://127.0.0.1:${CLOSED_PORT}`, `http://127.0.0.1:${SIM_PORT}`],
         policies: { balancer: { strategy: 'round_robin' }, breaker: { enabled: false } },
       },
+      // Answers 503: demo-1 takes its requests.
+      { model: 'busy', version: '1', runtime: 'sim', args: ['--protocol', 'openai', '--status', '503'], fallbacks: ['demo-1'] },
     ],
   }, {
     OTEL_SERVICE_NAME: 'sluice-traced',
@@ -154,12 +156,16 @@ t.test('traced requests, their spans read after the gateway stopped', async (t) 
     t.equal(r.status, 200, 'retried on the replica that answers');
   }
 
-  // 5. A cache hit: the same request twice.
+  // 5. A fallback: busy-1 answers 503, demo-1 serves the request.
+  const diverted = await openai.chat.completions.create({ model: 'busy-1', messages: MESSAGES, max_tokens: 2 }, { headers: NO_CACHE }).withResponse();
+  t.equal(diverted.response.headers.get('x-sluice-served-by'), 'demo-1');
+
+  // 6. A cache hit: the same request twice.
   for (let i = 0; i < 2; i++) {
     await openai.chat.completions.create({ model: 'demo-1', messages: [{ role: 'user', content: 'cached' }], max_tokens: 2 }, { headers: { 'x-sluice-cache': 'on' } });
   }
 
-  // 6. A cold start: a deployment whose server listens after 1.5 s, asked at once.
+  // 7. A cold start: a deployment whose server listens after 1.5 s, asked at once.
   const admin = adminClient(gw.adminUrl);
   const created = await admin.post('/v1/deployments', { model: 'cold', version: '1', runtime: 'sim', args: ['--protocol', 'openai', '--start-delay-ms', '1500', '--ttft-ms', '0', '--token-ms', '0'] });
   t.equal(created.status, 201, created.text);
@@ -229,6 +235,16 @@ t.test('traced requests, their spans read after the gateway stopped', async (t) 
     const event = retried[0]?.events?.find((e) => e.name === 'sluice.retry');
     t.match(attrs(event?.attributes), { 'error.type': 'SLUICE_ERR_UPSTREAM_CONNECT', 'server.address': `127.0.0.1:${CLOSED_PORT}`, 'sluice.attempt': 1 });
     t.match(attrs(retried[0]?.attributes), { 'server.port': SIM_PORT, 'http.response.status_code': 200 }, 'answered by the simulator');
+  });
+
+  t.test('a fallback is an event of the request\'s span', async (t) => {
+    const [span] = byRequest((_s, a) => a['gen_ai.request.model'] === 'busy-1');
+    t.ok(span);
+    if (span === undefined) return;
+    t.equal(span.name, 'chat busy-1');
+    t.match(attrs(span.attributes), { 'sluice.deployment': 'demo-1', 'http.response.status_code': 200 }, 'served by the fallback');
+    const event = span.events?.find((e) => e.name === 'sluice.fallback');
+    t.match(attrs(event?.attributes), { 'sluice.fallback.from': 'busy-1', 'sluice.fallback.to': 'demo-1', 'http.response.status_code': 503 });
   });
 
   t.test('a cache hit is recorded', async (t) => {
