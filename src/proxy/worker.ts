@@ -21,6 +21,8 @@ const post = (msg: FromWorker): void => port.postMessage(msg);
 const DROP_WARNING_MS = 10_000;
 /** A stalled log sink may hold a stop this much longer than the grace period, no more. */
 const LOG_CLOSE_EXTRA_MS = 1000;
+/** The last spans' export may hold a stop this long at most: an unreachable collector would hold it for the exporter's retries (10 s). */
+const TRACES_FLUSH_MAX_MS = 3000;
 
 const access = init.accessLog;
 // Straight to stdout, from this thread: no hop through the main thread per line. The
@@ -37,7 +39,7 @@ setInterval(() => {
   droppedSaid = stdout.dropped;
 }, DROP_WARNING_MS).unref();
 // Loaded only when on: a worker without tracing never holds the OpenTelemetry SDK.
-const tracing = init.tracing === null ? null : (await import('../tracing/index.js')).startTracing(init.tracing, (message) => logger.warn(message));
+const tracing = init.tracing === null ? null : (await import('../tracing/index.js')).startTracing(init.tracing, (detail) => logger.warn({ detail }, 'tracing: the OpenTelemetry SDK reports a problem'));
 const { uws, native, binary } = loadUws();
 const sh = init.shared;
 const limiter = new RateLimiter({
@@ -118,7 +120,7 @@ function waitForIdle(graceMs: number): void {
       listener?.close();
       // Every line and span out before the thread ends (a graceful stop loses none).
       const budget = Math.max(0, deadline - Date.now()) + LOG_CLOSE_EXTRA_MS;
-      void Promise.all([stdout.close(budget), tracing?.shutdown(budget)]).then(() => setImmediate(() => process.exit(0)));
+      void Promise.all([stdout.close(budget), tracing?.shutdown(Math.min(budget, TRACES_FLUSH_MAX_MS))]).then(() => setImmediate(() => process.exit(0)));
     } else {
       setTimeout(tick, 20);
     }
