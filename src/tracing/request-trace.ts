@@ -4,7 +4,7 @@
 // the request path is callbacks, not an async call chain.
 
 import { performance } from 'node:perf_hooks';
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Span, type TextMapGetter, type Tracer } from '@opentelemetry/api';
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span, type TextMapGetter, type Tracer } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import {
   ATTR_ERROR_TYPE, ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_SERVER_ADDRESS, ATTR_SERVER_PORT, ATTR_URL_PATH,
@@ -112,9 +112,9 @@ export class RequestTrace {
     wait.end();
   }
 
-  /** An attempt on `replica` failed with `code` before any response byte; attempt `attempt` goes to another replica. */
+  /** An attempt on `replica` (its `host:port`) failed with `code` before any response byte; attempt `attempt` goes to another replica. */
   retried(attempt: number, code: string, replica: string): void {
-    if (this.#span.isRecording()) this.#span.addEvent('sluice.retry', { 'sluice.attempt': attempt, [ATTR_ERROR_TYPE]: code, [ATTR_SERVER_ADDRESS]: replica });
+    if (this.#span.isRecording()) this.#span.addEvent('sluice.retry', { 'sluice.attempt': attempt, [ATTR_ERROR_TYPE]: code, ...server(replica) });
   }
 
   /** Deployment `from` could not serve it (no replica could take it, or it answered `status`): `to` does. */
@@ -132,14 +132,9 @@ export class RequestTrace {
     const status = ex.status;
     span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
     span.setAttribute(DEPLOYMENT, ex.route.id);
+    // The model server that answered (GenAI's server.address).
     const replica = ex.replica;
-    if (replica !== null) {
-      // The model server that answered (GenAI's server.address), host and port apart.
-      const host = replica.hostHeader;
-      const colon = host.lastIndexOf(':');
-      span.setAttribute(ATTR_SERVER_ADDRESS, colon === -1 ? host : host.slice(0, colon));
-      if (colon !== -1) span.setAttribute(ATTR_SERVER_PORT, Number(host.slice(colon + 1)));
-    }
+    if (replica !== null) span.setAttributes(server(replica.hostHeader));
     if (ex.cacheStatus !== 'bypass') {
       span.setAttribute(CACHE, ex.cacheStatus);
       if (ex.cacheStatus === 'hit') span.addEvent('sluice.cache.hit');
@@ -161,6 +156,12 @@ export class RequestTrace {
   #context(): Context {
     return trace.setSpan(ROOT_CONTEXT, this.#span);
   }
+}
+
+/** server.address and server.port of a replica's `host:port`. */
+function server(hostPort: string): Attributes {
+  const colon = hostPort.lastIndexOf(':');
+  return colon === -1 ? { [ATTR_SERVER_ADDRESS]: hostPort } : { [ATTR_SERVER_ADDRESS]: hostPort.slice(0, colon), [ATTR_SERVER_PORT]: Number(hostPort.slice(colon + 1)) };
 }
 
 /**
