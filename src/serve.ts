@@ -207,12 +207,14 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
       breakers: { rate_limit: config.dependencies.redis.rate_limit, cache: config.dependencies.redis.cache },
     },
     rateLimitFailOpen: config.rate_limit.on_redis_error === 'open',
+    tracing: config.tracing.enabled ? config.tracing : null,
     onWake: (id) => {
       manager.wake(id, 'a request is waiting').catch((err: unknown) => logger.error({ deployment: id, err }, 'wake failed'));
     },
   });
   const autoscaler = new Autoscaler({ manager, counters: deploymentCounters, slots, logger, graceMs: config.shutdown.grace_ms });
   await dataPlane.start(snapshot());
+  if (config.tracing.enabled) logger.info({ endpoint: config.tracing.endpoint, sample_ratio: config.tracing.sample_ratio, parent_based: config.tracing.parent_based }, 'tracing: every worker exports its spans over OTLP/HTTP');
   if (!dataPlane.native) logger.error('uWebSockets.js runs its slow fallback, not the native binding');
   if (dataPlane.upstreamTransport === 'net_socket') {
     // forced: SLUICE_UPSTREAM_TRANSPORT=socket; otherwise Node's internals are missing or changed.

@@ -418,6 +418,23 @@ export const configSchema: Field = {
         grace_ms: { kind: 'int', default: 10_000, min: 0, max: 3_600_000 },
       },
     },
+    // OpenTelemetry traces of the data plane (README "Tracing"), off by default. The standard
+    // OTEL_* variables override these fields (config/otel-env.ts), as they do in any OTel SDK.
+    tracing: {
+      kind: 'object',
+      fields: {
+        enabled: { kind: 'bool', default: false },
+        // The OTLP/HTTP (protobuf) traces URL, path included, as OTEL_EXPORTER_OTLP_TRACES_ENDPOINT.
+        endpoint: { kind: 'string', default: 'http://localhost:4318/v1/traces', pattern: /^https?:\/\/\S+$/ },
+        // Sent with every export (a collector's or vendor's API key).
+        headers: { kind: 'map', of: { kind: 'string', secret: true }, default: {} },
+        service_name: { kind: 'string', default: 'sluice', pattern: /\S/ },
+        // The share of new traces recorded; parent_based: a request whose traceparent says
+        // sampled (or not) follows its caller instead (OTel's parentbased_traceidratio).
+        sample_ratio: { kind: 'number', default: 1, min: 0, max: 1 },
+        parent_based: { kind: 'bool', default: true },
+      },
+    },
     deployments: { kind: 'array', of: deploymentSchema, default: [] },
     // model -> version -> weight, for the alias route `/<model>/...`.
     traffic: { kind: 'map', of: { kind: 'map', of: { kind: 'number', min: 0, max: 1_000_000 } }, default: {} },

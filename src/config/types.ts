@@ -176,6 +176,16 @@ export interface HstsConfig {
   readonly preload: boolean;
 }
 
+/** Config `tracing`, with the OTEL_* variables applied (config/otel-env.ts). */
+export interface TracingConfig {
+  readonly enabled: boolean;
+  readonly endpoint: string;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly service_name: string;
+  readonly sample_ratio: number;
+  readonly parent_based: boolean;
+}
+
 export interface Config {
   readonly listen: { readonly host: string; readonly port: number; readonly forwarded_for: boolean; readonly tls?: TlsConfig; readonly hsts?: HstsConfig };
   readonly admin: { readonly host: string; readonly port: number; readonly token: string | null; readonly tls?: TlsConfig };
@@ -201,6 +211,7 @@ export interface Config {
   readonly cache: { readonly redis_timeout_ms: number };
   readonly dependencies: DependenciesConfig;
   readonly shutdown: { readonly drain_delay_ms: number; readonly grace_ms: number };
+  readonly tracing: TracingConfig;
   readonly deployments: readonly DeploymentConfig[];
   readonly traffic: Readonly<Record<string, Readonly<Record<string, number>>>>;
 }

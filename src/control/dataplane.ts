@@ -22,6 +22,8 @@ export interface DataPlaneOptions {
   readonly shared: SharedBuffers;
   readonly redis: WorkerInit['redis'];
   readonly rateLimitFailOpen: boolean;
+  /** Config `tracing` when enabled (OTEL_* applied); null: no span is made. */
+  readonly tracing: WorkerInit['tracing'];
   readonly logger: Logger;
   /** A worker holds a request for a hibernated deployment. */
   readonly onWake: (deployment: string) => void;
@@ -77,7 +79,7 @@ export class DataPlane {
     for (let i = 0; i < o.workers; i++) {
       const init: WorkerInit = {
         workerIndex: i, host: o.host, port: o.port, logLevel: o.logLevel, accessLog: o.accessLog, forwardedFor: o.forwardedFor, tls: o.tls, hsts: o.hsts,
-        shared: o.shared, redis: o.redis, rateLimitFailOpen: o.rateLimitFailOpen, snapshot,
+        shared: o.shared, redis: o.redis, rateLimitFailOpen: o.rateLimitFailOpen, tracing: o.tracing, snapshot,
       };
       const worker = new Worker(WORKER_URL, { workerData: init });
       this.#workers.push(worker);

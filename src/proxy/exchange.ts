@@ -14,6 +14,7 @@ import { coalescesWithHead, type HeaderLines } from './upstream/index.js';
 import { connectionTokens, type ClientHead, HeaderKind, isDroppedResponseKind, kindOfName, sameName, startsWithName } from './headers.js';
 import { closesUnread, endWithoutBody, headBytes, headCopy, headLine, headStart, headStartWith, headText, headUint, headView, statusLine, writeErrorResponse, type CacheStatus } from './respond.js';
 import type { Flight } from './flight.js';
+import type { RequestTrace } from '../tracing/index.js';
 import { holdClock, monoNow, releaseClock, wallNow } from './clock.js';
 
 /** What the timeout sweep checks; see Gateway.sweep(). */
@@ -133,6 +134,8 @@ export class Exchange implements AttemptClient {
   /** The verdict whose RateLimit-* headers go on the response. */
   rateLimit: Verdict | null = null;
   tokenCounter: TokenCounter | null = null;
+  /** The request's span (config `tracing`); null when tracing is off. */
+  trace: RequestTrace | null = null;
   /** Retries on another replica so far. */
   attempts = 0;
   /** In its deployment's wait queue (holds a place in the shared queue length). */
