@@ -134,11 +134,16 @@ async function waitReady(ctx: CliContext, id: string, timeoutMs: number): Promis
       throw err;
     }
     const seconds = Math.round((Date.now() - started) / 1000);
+    // Ready means one replica serves: wait for the others still on their way too.
+    const allUp = !d.replicas.some((r) => r.state === 'starting' || r.state === 'restarting');
     switch (d.state) {
       case 'ready':
       case 'hibernated':
-        progress.succeed(`${id} ${d.state}, ${readyOf(d)} replicas ready (${seconds} s)`);
-        return d;
+        if (d.state === 'hibernated' || allUp) {
+          progress.succeed(`${id} ${d.state}, ${readyOf(d)} replicas ready (${seconds} s)`);
+          return d;
+        }
+        break;
       case 'failed':
       case 'unhealthy':
       case 'stopped': {

@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { seg } from './admin-client.js';
 import { contextOf, type CliContext } from './context.js';
 import { positiveInt } from './parse.js';
-import { fields, paintState, printJson, printLine, table, text } from './output.js';
+import { fields, firstLine, paintState, printJson, printLine, table, text } from './output.js';
 import type { DeploymentView, LogLineView } from './views.js';
 
 export function registerDeploymentCommands(program: Command): void {
@@ -140,6 +140,6 @@ function printStatus(d: DeploymentView, ctx: CliContext): void {
   printLine();
   printLine(table(['REPLICA', 'PORT', 'PID', 'STATE', 'RESTARTS', 'BREAKER', 'HEALTH', 'LAST ERROR'], d.replicas.map((r) => [
     r.id, r.port, text(r.pid), paintState(r.state, c), r.restarts, r.breaker === null ? '-' : paintState(r.breaker, c),
-    r.health === null ? '-' : paintState(r.health.status, c), text(r.last_error ?? r.health?.last_error),
+    r.health === null ? '-' : paintState(r.health.status, c), firstLine(r.last_error ?? r.health?.last_error),
   ]), c));
 }

@@ -53,6 +53,13 @@ export function text(v: unknown): string {
   return v === null || v === undefined || v === '' ? '-' : String(v);
 }
 
+/** A table cell of a text that may span lines (a server's last output): its first line. */
+export function firstLine(v: string | null | undefined): string {
+  const t = text(v);
+  const eol = t.indexOf('\n');
+  return eol < 0 ? t : `${t.slice(0, eol)} ...`;
+}
+
 export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 }
