@@ -38,7 +38,8 @@ export class Tmux {
 
   /** Starts `command` (a shell line) in a detached 160x40 session; after it ends, the pane shows `EXIT=<status>`. */
   start(session: string, command: string): void {
-    this.#tmux('new-session', '-d', '-s', session, '-x', '160', '-y', '40', `${command}; echo EXIT=$?; sleep 120`);
+    // The trap keeps the shell alive when Ctrl-C ends the command, to print its status.
+    this.#tmux('new-session', '-d', '-s', session, '-x', '160', '-y', '40', `trap true INT; ${command}; echo EXIT=$?; sleep 120`);
   }
 
   capture(session: string): string {
