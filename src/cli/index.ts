@@ -44,7 +44,7 @@ export function adminProgram(): Command {
     .configureHelp({ showGlobalOptions: true })
     .showSuggestionAfterError(true)
     .exitOverride()
-    .configureOutput({ outputError: (text, write) => write(colorsFor(process.stderr).red(text)) });
+    .configureOutput({ outputError: (text, write) => write(colorsFor(process.stderr).red(text.replace(/^error: /, 'sluice: '))) });
   program.addHelpText('after', `${PROCESS_COMMANDS}\n${ENVIRONMENT}`);
   registerDeployCommand(program);
   registerDeploymentCommands(program);
@@ -58,6 +58,11 @@ export function adminProgram(): Command {
 /** Runs one admin command; resolves to the exit status (errors are printed on stderr here). */
 export async function runAdminCli(argv: string[]): Promise<number> {
   const program = adminProgram();
+  // `sluice logs -f | head`: a reader that went away ends the command, without a stack trace.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0);
+    throw err;
+  });
   try {
     await program.parseAsync(argv, { from: 'user' });
     return 0;

@@ -15,11 +15,12 @@ let gw: Gateway;
 let admin: AdminClient;
 const pids = new PidLog();
 const tmux = new Tmux('sluice-cli-live');
+let script: string;
 
 t.before(async () => {
   gw = await startGateway({ ports: RANGE, admin: { host: '127.0.0.1', port: 0, token: TOKEN } }, {}, false);
   admin = adminClient(gw.adminUrl, TOKEN);
-  const script = writeServerScript(t.testdir());
+  script = writeServerScript(t.testdir());
   const made = await admin.post('/v1/deployments?wait=true', { model: 'echo', version: '1', runtime: 'command', command: serverCommand(script, 'ok'), readiness_path: '/ping' });
   if (made.status !== 201) throw new Error(`deploy echo-1: ${made.status} ${made.text}`);
   const sim = await admin.post('/v1/deployments?wait=true', { model: 'chat', version: '1', runtime: 'sim', args: ['--tokens', '5', '--ttft-ms', '5', '--token-ms', '1'] });
@@ -53,6 +54,18 @@ t.test('logs -f prints new lines once each, as they come, until Ctrl-C', async (
   tmux.keys('logs', 'C-c');
   const end = await tmux.waitFor('logs', (s) => /EXIT=\d+/.test(s), 10_000, 'logs -f to stop on Ctrl-C');
   t.match(end, /EXIT=130/, 'stopped by the interrupt');
+});
+
+t.test('deploy --wait on a terminal: a spinner with the state while it starts, a mark when ready', async (t) => {
+  tmux.start('deploy', cliLine('deploy', 'slow', '1', '--runtime', 'command', '--readiness-path', '/ping', '--wait', '--', ...serverCommand(script, 'slow', '2000')));
+  const starting = await tmux.waitFor('deploy', (s) => /slow-1 starting, 0\/1 replicas ready/.test(s), 10_000, 'the spinner while it starts');
+  t.notMatch(starting, /EXIT=/, 'shown while the deployment starts');
+  const end = await tmux.waitFor('deploy', (s) => /EXIT=\d+/.test(s), 20_000, 'deploy --wait to end');
+  pids.note(await admin.list());
+  t.match(end, /[✔√] slow-1 ready, 1\/1 replicas ready \(\d+ s\)/, 'the spinner ends in a mark');
+  t.match(end, /^slow-1 is ready: 1\/1 replicas ready, ports 190\d\d, route \/slow-1\/$/m);
+  t.match(end, /EXIT=0/);
+  t.equal((await admin.del('/v1/deployments/slow-1?grace_ms=0')).status, 200);
 });
 
 /** Requests to chat-1 in the background until stopped, so that top has rates to show. */
