@@ -152,6 +152,18 @@ const schemas: Record<string, Schema> = {
       cost_per_1k_predictions_usd: orNull(num),
     })),
   }),
+  Stats: object({
+    at: time,
+    deployments: listOf(object({
+      deployment: str, model: str, version: str, state: DEPLOYMENT_STATES,
+      requests: int, errors: { ...int, description: '5xx answers, the gateway\'s own included' },
+      status: object({ '2xx': int, '3xx': int, '4xx': int, '5xx': int }),
+      p50_ms: orNull(num), p99_ms: orNull(num),
+      ttft_p50_ms: { ...orNull(num), description: 'Time to the first response body byte of 2xx answers (a streamed answer\'s first token)' }, ttft_p99_ms: orNull(num),
+      input_tokens: num, output_tokens: num, cache_hits: int, cache_misses: int, cost_usd: num,
+      in_flight: { ...int, description: 'Requests on its replicas now, across workers' }, queued: { ...int, description: 'Requests waiting for a replica now' },
+    })),
+  }),
   Health: object({ status: oneOfStrings('ok'), uws_native: { type: 'boolean' } }),
   Ready: object({ status: oneOfStrings('ready', 'not ready') }),
 };
@@ -214,6 +226,7 @@ const operations: Record<string, Record<string, Operation>> = {
   },
   '/metrics': { get: { id: 'metrics', tag: 'operations', summary: 'Prometheus metrics', ok: [200, 'Prometheus text exposition 0.0.4', { 'text/plain': { schema: str } }] } },
   '/v1/costs': { get: { id: 'costs', tag: 'operations', summary: 'What each deployment ran, served and cost since the gateway started', ok: [200, 'Costs', json('Costs')] } },
+  '/v1/stats': { get: { id: 'stats', tag: 'operations', summary: 'Each deployment\'s requests, errors, latency and TTFT quantiles, tokens, cache, cost and load since the gateway started (rates: the difference of two polls)', ok: [200, 'Stats', json('Stats')] } },
   '/openapi.json': { get: { id: 'openapi', tag: 'operations', public: true, summary: 'This document', ok: [200, 'OpenAPI 3.1', { 'application/json': { schema: { type: 'object' } } }] } },
   '/docs': { get: { id: 'docs', tag: 'operations', public: true, summary: 'This document as a web page', ok: [200, 'HTML', { 'text/html': { schema: str } }] } },
   '/v1/deployments': {

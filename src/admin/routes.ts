@@ -29,6 +29,7 @@ export function registerAdminRoutes(admin: AdminServer, { config, control }: Adm
     }, true)
     .route('GET', '/metrics', async () => ({ text: await control.metrics(), contentType: 'text/plain; version=0.0.4; charset=utf-8' }))
     .route('GET', '/v1/costs', async () => ({ body: await control.costs() }))
+    .route('GET', '/v1/stats', async () => ({ body: await control.stats() }))
     .route('GET', '/openapi.json', () => ({ text: document, contentType: 'application/json' }), true)
     .route('GET', '/docs', () => ({ text: page, contentType: 'text/html; charset=utf-8' }), true);
   registerDeploymentsApi(admin, { config, deployments: control.deployments });

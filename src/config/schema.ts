@@ -359,6 +359,10 @@ export const configSchema: Field = {
         access_sample: { kind: 'number', default: 1, min: 0, max: 1 },
       },
     },
+    // Tokens per answer (gen_ai_client_token_usage, time per output token, sluice_tokens_total):
+    // counted from the usage the servers report, for every deployment. Off: only for those
+    // whose cost or tokens-per-minute limits need them.
+    metrics: { kind: 'object', fields: { tokens: { kind: 'bool', default: true } } },
     policies: { kind: 'object', fields: policyFields },
     api_keys: { kind: 'array', of: apiKeySchema, default: [] },
     rate_limit: {

@@ -186,6 +186,7 @@ export interface Config {
   readonly mlflow: { readonly tracking_uri: string | null; readonly bin: string | null };
   readonly limits: { readonly max_body_bytes: number; readonly max_buffered_body_bytes: number };
   readonly upstream: UpstreamOptions;
+  readonly metrics: { readonly tokens: boolean };
   readonly log: {
     readonly level: string;
     readonly access: boolean;

@@ -126,7 +126,9 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
       start: (route, ex, replica, now) => {
         const current = this.#table.deployment(route.id)!;
         if (ex.route !== current) ex.rebind(current);
-        current.stats.recordQueueWait((monoNow() - ex.phaseSince) / 1000);
+        const waited = monoNow() - ex.phaseSince;
+        ex.waitedMs += waited;
+        current.stats.recordQueueWait(waited / 1000);
         this.#send(ex, replica, now);
       },
     });
@@ -328,7 +330,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     if (route.fallbacks !== null) ex.fallbackHead = { head: { ...head }, tail, keyed: key !== undefined };
     ex.path = url;
     ex.upstreamPath = rest;
-    if (route.pricesTokens) ex.tokenCounter = new TokenCounter();
+    if (route.countsTokens) ex.tokenCounter = new TokenCounter();
     ex.client = client;
     if (alias) ex.versionLine = route.versionLine;
     const filters = route.filters;
@@ -536,14 +538,21 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     const done = ex.addressed.filters?.done;
     if (done != null) for (let i = 0; i < done.length; i++) done[i]!.onDone(ex);
     if (attempt !== null && this.#queue.waiting) this.#queue.drain();
-    const seconds = (monoNow() - ex.startedAt) / 1000;
-    ex.route.stats.record(ex.status, seconds);
-    // Charged when one of its replicas answered (not a cache hit, not a gateway refusal).
-    const cost = ex.route.cost;
+    const now = monoNow();
+    const seconds = (now - ex.startedAt) / 1000;
+    const stats = ex.route.stats;
+    stats.record(ex.status, seconds);
     let costUsd: number | null = null;
-    if (cost !== null && attempt !== null && ex.headAt >= 0) {
+    // One of its replicas answered (not a cache hit, not a gateway refusal): tokens, the
+    // gateway's own share of the time, and the charge.
+    if (attempt !== null && ex.headAt >= 0) {
+      // A whole answer in one piece completes the exchange before its upstream end is seen.
+      const upstreamEnd = ex.upstreamEndAt >= 0 ? ex.upstreamEndAt : now;
       const tokens = ex.tokenCounter;
-      costUsd = ex.route.stats.charge(cost, tokens === null ? 0 : tokens.input, tokens === null ? 0 : tokens.output);
+      if (tokens !== null) this.#recordTokens(ex, tokens, upstreamEnd);
+      stats.recordOverhead((ex.sentAt - ex.startedAt - ex.waitedMs + now - upstreamEnd) / 1000);
+      const cost = ex.route.cost;
+      if (cost !== null) costUsd = stats.charge(cost, tokens === null ? 0 : tokens.input, tokens === null ? 0 : tokens.output);
     }
     // Failures are logged even with the access log off, including a stream that failed
     // after its 200 head was sent (errorCode set, status still 200).
@@ -556,6 +565,17 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
         ex.headAt < 0 ? null : ex.headAt - ex.startedAt,
         ex.bodyBytes, ex.responseBytes, ex.cacheStatus, ex.key, ex.errorCode, costUsd,
       );
+    }
+  }
+
+  #recordTokens(ex: Exchange, tokens: TokenCounter, upstreamEnd: number): void {
+    // A JSON answer with no usage in it is not an LLM's (an MLflow prediction): no tokens.
+    if (!ex.streamed && !tokens.reported) return;
+    const output = tokens.output;
+    const stats = ex.route.stats;
+    stats.recordTokens(tokens.input, output);
+    if (ex.streamed && output > 1 && ex.status >= 200 && ex.status < 300 && ex.firstByteAt >= 0) {
+      stats.recordTimePerOutputToken((upstreamEnd - ex.firstByteAt) / 1000 / (output - 1));
     }
   }
 
@@ -573,7 +593,11 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     const bytes = writeJsonResponse(res, status, body, requestId, opts.close === true, opts.headers, method === 'HEAD');
     // A request for a known deployment counts in its metrics whoever answered it: a 503
     // for want of a ready replica is the outage an operator's alert must see.
-    opts.route?.stats.record(status, 0);
+    const stats = opts.route?.stats;
+    if (stats !== undefined) {
+      stats.record(status, 0);
+      if (code !== null) stats.refused(code);
+    }
     // Answered inside the handler: the duration is nil.
     if (logged) log.record(requestId, method, url, client, opts.route?.id ?? null, null, status, 0, null, 0, bytes, 'bypass', undefined, code, null);
   }

@@ -98,6 +98,7 @@ t.test('a running gateway answers as documented', async (t) => {
   await call('GET', '/readyz', 200);
   t.match(await call('GET', '/metrics', 200), /sluice_/);
   await call('GET', '/v1/costs', 200);
+  await call('GET', '/v1/stats', 200);
   t.same(await call('GET', '/openapi.json', 200, { token: false }), doc, '/openapi.json is the document');
   const page = await call('GET', '/docs', 200, { token: false }) as string;
   for (const path of Object.keys(doc.paths)) t.ok(page.includes(`>${path.replace(/&/g, '&#38;')}<`), `/docs shows ${path}`);
@@ -206,6 +207,7 @@ t.test('a running gateway answers as documented', async (t) => {
   }
   await call('GET', '/v1/models/nope/events', 404);
   await call('GET', '/v1/costs', 200);
+  await call('GET', '/v1/stats', 200);
 
   await call('DELETE', '/v1/deployments/ct-2', 200, { query: 'grace_ms=0' });
   await call('DELETE', '/v1/deployments/ct-1', 409);
