@@ -68,6 +68,17 @@ t.test('deploy --wait on a terminal: a spinner with the state while it starts, a
   t.equal((await admin.del('/v1/deployments/slow-1?grace_ms=0')).status, 200);
 });
 
+t.test('colour on a terminal, none with NO_COLOR', async (t) => {
+  // tap runs its tests with NO_COLOR set: a user's terminal usually has none.
+  tmux.start('color', `env -u NO_COLOR ${cliLine('ls')}`);
+  const colored = await tmux.waitFor('color', (s) => /EXIT=0/.test(s), 10_000, 'ls on a terminal');
+  t.match(tmux.capture('color', true), /\x1b\[32mready/, 'ready in green');
+  t.match(colored, /^echo-1\s+echo\s+1\s+command\s+ready\s+1\/1/m);
+  tmux.start('plain', `NO_COLOR=1 ${cliLine('ls')}`);
+  await tmux.waitFor('plain', (s) => /EXIT=0/.test(s), 10_000, 'ls with NO_COLOR');
+  t.notMatch(tmux.capture('plain', true), /\x1b\[3\dm/, 'no colour sequence');
+});
+
 /** Requests to chat-1 in the background until stopped, so that top has rates to show. */
 function load(): { stop(): Promise<void> } {
   let running = true;

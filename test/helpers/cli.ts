@@ -42,8 +42,9 @@ export class Tmux {
     this.#tmux('new-session', '-d', '-s', session, '-x', '160', '-y', '40', `trap true INT; ${command}; echo EXIT=$?; sleep 120`);
   }
 
-  capture(session: string): string {
-    return this.#tmux('capture-pane', '-p', '-t', session);
+  /** The pane's text; with `escapes`, with its colour sequences. */
+  capture(session: string, escapes = false): string {
+    return this.#tmux('capture-pane', '-p', ...(escapes ? ['-e'] : []), '-t', session);
   }
 
   keys(session: string, ...keys: string[]): void {
