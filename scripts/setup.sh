@@ -34,6 +34,8 @@ if [ "${1:-}" = "--test" ]; then
   command -v redis-server >/dev/null 2>&1 || apt_install redis-server
   # The image's init (Dockerfile ENTRYPOINT), which test/deploy/container.test.ts runs as the image does.
   [ -x /usr/bin/tini ] || apt_install tini
+  # A terminal for the CLI's live views (top, logs -f, deploy --wait's spinner): test/cli/live-views.test.ts.
+  command -v tmux >/dev/null 2>&1 || apt_install tmux
   # promtool checks the /metrics page (test/telemetry/llm-metrics.test.ts).
   command -v promtool >/dev/null 2>&1 || apt_install prometheus
   bash scripts/setup-python.sh

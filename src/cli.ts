@@ -1,12 +1,7 @@
 #!/usr/bin/env node
-// Entry point: `sluice <command> [flags]`. Each command is its own module (serve.ts, sim/),
-// imported only when chosen, so that `sluice sim` never loads the gateway and vice versa.
-
-const USAGE = `usage: sluice <command> [flags]
-  serve [--config FILE]                       run the gateway (data plane + admin API)
-  sim --port N [--protocol ollama|openai|mlflow] [tunables]   run the model-server simulator
-  node-flags                                  print the Node flags to run serve with: node $(sluice node-flags) ...
-`;
+// Entry point: `sluice <command> [flags]`. The process commands (serve.ts, sim/) are imported
+// only when chosen, so that `sluice sim` never loads the gateway and vice versa; every
+// other command (deploy, ls, top, ...) and the help are the admin commands of cli/.
 
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
@@ -26,15 +21,10 @@ async function main(argv: string[]): Promise<void> {
       process.stdout.write(`${NODE_FLAGS.join(' ')}\n`);
       return;
     }
-    case undefined:
-    case '-h':
-    case '--help':
-    case 'help':
-      process.stdout.write(USAGE);
-      return;
-    default:
-      process.stderr.write(`sluice: unknown command '${command}'\n${USAGE}`);
-      process.exitCode = 2;
+    default: {
+      const { runAdminCli } = await import('./cli/index.js');
+      process.exitCode = await runAdminCli(command === undefined ? ['--help'] : argv);
+    }
   }
 }
 

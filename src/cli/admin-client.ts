@@ -1,0 +1,101 @@
+// The one way admin commands talk to the gateway: builds URLs under the admin base URL,
+// sends the bearer token, and turns error answers and network failures into CliErrors
+// whose message says what happened and what to do. The token is never part of a message.
+
+import { AdminApiError, CliError, usageError } from './errors.js';
+
+export const DEFAULT_ADMIN_URL = 'http://127.0.0.1:8081';
+const DEFAULT_TIMEOUT_MS = 60_000;
+
+export interface RequestOptions {
+  readonly body?: unknown;
+  readonly query?: Record<string, string | number | boolean | undefined>;
+  /** How long to wait for the answer (undeploy waits for the drain). */
+  readonly timeoutMs?: number;
+}
+
+export class AdminClient {
+  /** The base URL as shown in messages: without any user:password part. */
+  readonly shownUrl: string;
+  readonly #base: URL;
+  readonly #token: string | null;
+
+  constructor(baseUrl: string, token: string | null) {
+    let url: URL;
+    try {
+      url = new URL(baseUrl);
+    } catch {
+      throw usageError(`--admin-url: '${baseUrl}' is not a URL (e.g. ${DEFAULT_ADMIN_URL})`);
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw usageError(`--admin-url: '${baseUrl}' must be an http:// or https:// URL`);
+    url.username = '';
+    url.password = '';
+    url.search = '';
+    url.hash = '';
+    // A base with a path (behind a proxy at /sluice/) keeps it: paths are appended to it.
+    if (!url.pathname.endsWith('/')) url.pathname += '/';
+    this.#base = url;
+    this.#token = token === '' ? null : token;
+    this.shownUrl = url.href.replace(/\/$/, '');
+  }
+
+  get<T>(path: string, opts?: RequestOptions): Promise<T> {
+    return this.request<T>('GET', path, opts);
+  }
+
+  /** `path` starts with `/`; each segment taken from user input must already be encoded (see `seg`). */
+  async request<T>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {
+    const url = new URL(path.slice(1), this.#base);
+    for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (this.#token !== null) headers.authorization = `Bearer ${this.#token}`;
+    let payload: string | undefined;
+    if (opts.body !== undefined) {
+      payload = JSON.stringify(opts.body);
+      headers['content-type'] = 'application/json';
+    }
+    const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    let res: Response;
+    let text: string;
+    try {
+      res = await fetch(url, { method, headers, body: payload, signal: AbortSignal.timeout(timeoutMs) });
+      text = await res.text();
+    } catch (err) {
+      throw this.#unreachable(err, timeoutMs);
+    }
+    const body = parseJson(text);
+    if (res.status >= 200 && res.status < 300) return body as T;
+    throw this.#refused(method, path, res.status, body, text);
+  }
+
+  #unreachable(err: unknown, timeoutMs: number): CliError {
+    const e = err as { name?: string; cause?: { code?: string; message?: string } };
+    const why = e.name === 'TimeoutError'
+      ? `no answer within ${timeoutMs / 1000} s`
+      : e.cause?.code ?? e.cause?.message ?? (err instanceof Error ? err.message : String(err));
+    return new CliError('SLUICE_CLI_UNREACHABLE', `cannot reach the admin API at ${this.shownUrl}: ${why} (is \`sluice serve\` running there? set --admin-url or SLUICE_ADMIN_URL)`);
+  }
+
+  #refused(method: string, path: string, status: number, body: unknown, text: string): AdminApiError {
+    const error = (body as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
+    const code = typeof error?.code === 'string' ? error.code : null;
+    const message = typeof error?.message === 'string' ? error.message : text.trim().slice(0, 200) || '(empty answer)';
+    if (status === 401) {
+      const hint = this.#token === null ? 'this gateway needs an admin token: set --token or SLUICE_ADMIN_TOKEN' : 'the admin token given (--token or SLUICE_ADMIN_TOKEN) is not the gateway\'s';
+      return new AdminApiError(status, code, `admin API at ${this.shownUrl} refused the request: ${hint}`);
+    }
+    return new AdminApiError(status, code, `${method} ${path}: ${status}${code === null ? '' : ` ${code}`}: ${message}`);
+  }
+}
+
+/** A path segment from user input (a deployment id, a model, a key name), encoded. */
+export const seg = (s: string): string => encodeURIComponent(s);
+
+function parseJson(text: string): unknown {
+  if (text === '') return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
