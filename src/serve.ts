@@ -207,7 +207,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
       breakers: { rate_limit: config.dependencies.redis.rate_limit, cache: config.dependencies.redis.cache },
     },
     rateLimitFailOpen: config.rate_limit.on_redis_error === 'open',
-    tracing: config.tracing.enabled ? config.tracing : null,
+    tracing: config.tracing.enabled ? { config: config.tracing, breaker: config.dependencies.otlp.export } : null,
     onWake: (id) => {
       manager.wake(id, 'a request is waiting').catch((err: unknown) => logger.error({ deployment: id, err }, 'wake failed'));
     },

@@ -404,6 +404,9 @@ export const configSchema: Field = {
             registry: dependencyBreaker(3, 5_000, { timeout_ms: { kind: 'int', default: 10_000, min: 1, max: 600_000 } }),
           },
         },
+        // The OTLP collector each worker exports its spans to (tracing): while it is open,
+        // batches are dropped at once (counted) rather than retried against a dead collector.
+        otlp: { kind: 'object', fields: { export: dependencyBreaker(3, 10_000) } },
       },
     },
     // On SIGTERM or SIGINT /readyz answers 503 at once, but requests are still served for

@@ -235,4 +235,5 @@ export interface DependenciesConfig {
     readonly state: DependencyBreakerConfig & { readonly timeout_ms: number };
   };
   readonly mlflow: { readonly registry: DependencyBreakerConfig & { readonly timeout_ms: number } };
+  readonly otlp: { readonly export: DependencyBreakerConfig };
 }

@@ -1,7 +1,7 @@
 // Messages between the control plane and the data-plane workers: the route table goes
 // down, stats and lifecycle events come up. Nothing else crosses.
 
-import type { DependenciesConfig, TracingConfig } from '../config/index.js';
+import type { DependenciesConfig, DependencyBreakerConfig, TracingConfig } from '../config/index.js';
 import type { BreakerSnapshot } from '../dependencies/index.js';
 import type { StatsSnapshot } from '../telemetry/index.js';
 import type { TlsFiles } from './listener.js';
@@ -54,8 +54,8 @@ export interface WorkerInit {
     readonly breakers: Pick<DependenciesConfig['redis'], 'rate_limit' | 'cache'>;
   } | null;
   readonly rateLimitFailOpen: boolean;
-  /** Config `tracing` when enabled: the worker exports its own spans; null: tracing off. */
-  readonly tracing: TracingConfig | null;
+  /** Config `tracing` when enabled, and the breaker around its exports: the worker exports its own spans; null: tracing off. */
+  readonly tracing: { readonly config: TracingConfig; readonly breaker: DependencyBreakerConfig } | null;
   readonly snapshot: RouteTableSnapshot;
 }
 

@@ -39,12 +39,15 @@ setInterval(() => {
   logger.warn({ dropped: stdout.dropped - droppedSaid, dropped_total: stdout.dropped }, 'stdout is slower than the traffic: log lines dropped');
   droppedSaid = stdout.dropped;
 }, DROP_WARNING_MS).unref();
+// This worker's breakers around Redis and the OTLP collector (its own clients: one breaker per use per worker).
+const dependencies = new DependencyBreakers(logger);
 // Loaded only when on: a worker without tracing never holds the OpenTelemetry SDK.
-const tracing = init.tracing === null ? null : (await import('../tracing/index.js')).startTracing(init.tracing, (detail) => logger.warn({ detail }, 'tracing: the OpenTelemetry SDK reports a problem'));
+const tracing = init.tracing === null ? null : (await import('../tracing/index.js')).startTracing(
+  init.tracing.config, (detail) => logger.warn({ detail }, 'tracing: the OpenTelemetry SDK reports a problem'),
+  (exportBatch) => dependencies.add('otlp', 'export', init.tracing!.breaker, exportBatch),
+);
 const { uws, native, binary } = loadUws();
 const sh = init.shared;
-// This worker's breakers around Redis (its own clients: one breaker per use per worker).
-const dependencies = new DependencyBreakers(logger);
 const redis = init.redis;
 const limiter = new RateLimiter({
   local: new SharedBuckets(sh.buckets),

@@ -10,9 +10,10 @@
 // the config file (config/otel-env.ts). The batch processor still honours OTEL_BSP_*.
 
 import { diag, DiagLogLevel, type DiagLogger } from '@opentelemetry/api';
+import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { defaultResource, detectResources, envDetector, resourceFromAttributes } from '@opentelemetry/resources';
-import { BasicTracerProvider, BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler } from '@opentelemetry/sdk-trace-base';
+import { BasicTracerProvider, BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
 import type { TracingConfig } from '../config/index.js';
 import { RequestTracer } from './request-trace.js';
@@ -23,8 +24,16 @@ export interface Tracing {
   shutdown(timeoutMs: number): Promise<void>;
 }
 
-/** `warn`: where the SDK's own errors go (an unreachable collector, a refused export). */
-export function startTracing(settings: TracingConfig, warn: (message: string) => void): Tracing {
+/** An export of one batch behind the OTLP dependency breaker (dependencies/): rejects at once while the collector is failing. */
+export interface ExportGuard {
+  fire(spans: ReadableSpan[]): Promise<ExportResult>;
+}
+
+/**
+ * `warn`: where the SDK's own errors go (an unreachable collector, a refused export);
+ * `guard`: puts the exporter's calls behind a breaker (config dependencies.otlp.export).
+ */
+export function startTracing(settings: TracingConfig, warn: (message: string) => void, guard: (exportBatch: (spans: ReadableSpan[]) => Promise<ExportResult>) => ExportGuard): Tracing {
   const say = (...args: unknown[]): void => warn(args.map(String).join(' '));
   const logger: DiagLogger = { error: say, warn: say, info: () => {}, debug: () => {}, verbose: () => {} };
   diag.setLogger(logger, DiagLogLevel.WARN);
@@ -35,7 +44,7 @@ export function startTracing(settings: TracingConfig, warn: (message: string) =>
   const provider = new BasicTracerProvider({
     resource,
     sampler: settings.parent_based ? new ParentBasedSampler({ root: ratio }) : ratio,
-    spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter({ url: settings.endpoint, headers: { ...settings.headers } }))],
+    spanProcessors: [new BatchSpanProcessor(new GuardedExporter(new OTLPTraceExporter({ url: settings.endpoint, headers: { ...settings.headers } }), guard))],
   });
   return {
     tracer: new RequestTracer(provider.getTracer('sluice')),
@@ -48,4 +57,33 @@ export function startTracing(settings: TracingConfig, warn: (message: string) =>
       clearTimeout(timer);
     },
   };
+}
+
+/**
+ * The OTLP exporter behind a breaker: a batch whose export fails (after the exporter's own
+ * retries) counts against the collector; while the breaker is open, batches are dropped at
+ * once instead of each waiting through those retries.
+ */
+class GuardedExporter implements SpanExporter {
+  readonly #inner: SpanExporter;
+  readonly #guard: ExportGuard;
+
+  constructor(inner: SpanExporter, guard: (exportBatch: (spans: ReadableSpan[]) => Promise<ExportResult>) => ExportGuard) {
+    this.#inner = inner;
+    this.#guard = guard((spans) => new Promise((resolve, reject) => {
+      inner.export(spans, (result) => (result.code === ExportResultCode.SUCCESS ? resolve(result) : reject(result.error ?? new Error('the OTLP export failed'))));
+    }));
+  }
+
+  export(spans: ReadableSpan[], done: (result: ExportResult) => void): void {
+    this.#guard.fire(spans).then(done, (error: Error) => done({ code: ExportResultCode.FAILED, error }));
+  }
+
+  shutdown(): Promise<void> {
+    return this.#inner.shutdown();
+  }
+
+  forceFlush(): Promise<void> {
+    return this.#inner.forceFlush?.() ?? Promise.resolve();
+  }
 }

@@ -248,5 +248,7 @@ t.test('dependencies: a breaker per dependency and use, defaults filled in, bad 
   rejects(t, 'dependencies:\n  redis:\n    rate_limit: {error_threshold_percentage: 150}\n', 'dependencies.redis.rate_limit.error_threshold_percentage');
   rejects(t, 'dependencies:\n  mlflow:\n    registry: {reset_timeout_ms: 0}\n', 'dependencies.mlflow.registry.reset_timeout_ms');
   rejects(t, 'dependencies:\n  redis:\n    cache: {timeout_ms: 5}\n', 'dependencies.redis.cache.timeout_ms');
-  rejects(t, 'dependencies:\n  otlp: {}\n', 'dependencies.otlp');
+  t.same(c.dependencies.otlp.export, { error_threshold_percentage: 50, volume_threshold: 3, reset_timeout_ms: 10_000, rolling_window_ms: 10_000 }, 'the OTLP collector\'s');
+  rejects(t, 'dependencies:\n  otlp: {export: {volume_threshold: 0}}\n', 'dependencies.otlp.export.volume_threshold');
+  rejects(t, 'dependencies:\n  jaeger: {}\n', 'dependencies.jaeger');
 });

@@ -8,8 +8,8 @@ import { spawnSync } from 'node:child_process';
 import t from 'tap';
 import { metricsText, startGateway } from '../helpers/procs.js';
 
-// Model-server ports 19080-19099 belong to this file.
-const PORTS = { from: 19080, to: 19099 };
+// Model-server ports 19080-19089 belong to this file (19090-19094: the bench).
+const PORTS = { from: 19080, to: 19089 };
 const TTFT_MS = 40;
 const TOKEN_MS = 5;
 const TOKENS = 10;

@@ -18,7 +18,8 @@ import { spawnCli, spawnProc, startGateway, waitForLine, type Gateway, type Proc
 
 // Ports 19040-19059 belong to this file: 19040-19041 the receivers, 19042 a port nothing
 // listens on (a refused connect), 19043 a simulator the test runs itself, 19044-19051 and
-// 19052-19059 the model servers of the two gateways.
+// 19052-19059 the model servers of the two gateways; and 19100-19109: the collector that is
+// down then up (19100) and the third gateway's model servers.
 const RECEIVER_PORT = 19040;
 const RECEIVER2_PORT = 19041;
 const CLOSED_PORT = 19042;
@@ -297,4 +298,45 @@ t.test('OTEL_* variables alone, sampling ratio 0: only a sampled client\'s trace
     t.equal(await gw2.stop(), 0);
   }
   t.equal(receiver2.spans().length, 1, 'nothing more came with the shutdown flush');
+});
+
+t.test('a collector that is down: the export breaker opens, requests are served, and it closes when the collector is back', async (t) => {
+  const COLLECTOR_PORT = 19100;
+  const metric = async (g: Gateway): Promise<number | undefined> => {
+    const text = await (await fetch(`${g.adminUrl}/metrics`)).text();
+    const m = /^sluice_dependency_breaker_state\{dependency="otlp",use="export"\} (\d+)$/m.exec(text);
+    return m === null ? undefined : Number(m[1]);
+  };
+  const gw3 = await startGateway({
+    ports: { from: 19101, to: 19109 },
+    tracing: { enabled: true, endpoint: `http://127.0.0.1:${COLLECTOR_PORT}/v1/traces` },
+    dependencies: { otlp: { export: { volume_threshold: 2, reset_timeout_ms: 500 } } },
+    deployments: [{ model: 'demo', version: '1', runtime: 'sim', args: ['--protocol', 'openai', '--token-ms', '0', '--ttft-ms', '0'] }],
+  }, { OTEL_BSP_SCHEDULE_DELAY: '50', OTEL_EXPORTER_OTLP_TIMEOUT: '300' });
+  let collector: Receiver | undefined;
+  try {
+    t.equal(await metric(gw3), 0, 'closed before any export');
+    const send = async (): Promise<void> => {
+      const r = await httpRequest(`${gw3.url}/demo-1/_sim/echo`, { method: 'GET' });
+      t.equal(r.status, 200, 'answered whatever the collector does');
+    };
+    await waitFor(async () => {
+      await send();
+      return (await metric(gw3)) === 2 ? true : undefined;
+    }, 20_000, 'the otlp export breaker to open');
+    t.pass('open (2) after failed exports');
+    collector = await startReceiver(COLLECTOR_PORT);
+    const parent = clientParent();
+    await waitFor(async () => {
+      await httpRequest(`${gw3.url}/demo-1/_sim/echo`, { method: 'GET', headers: { traceparent: parent.header } });
+      return (await metric(gw3)) === 0 && collector!.spans().some((s) => s.traceIdHex === parent.traceId) ? true : undefined;
+    }, 20_000, 'the breaker to close and spans to arrive');
+    t.pass('closed again, and the spans reach the collector');
+  } finally {
+    t.equal(await gw3.stop(), 0);
+    await collector?.proc.stop();
+  }
+  // Workers' log lines are buffered: read once the gateway has stopped.
+  const said = gw3.lines.filter((l) => l.includes('"dependency":"otlp"'));
+  t.ok(said.some((l) => /circuit breaker open/.test(l)) && said.some((l) => /circuit breaker closed/.test(l)), `the outage said once each way, the dependency named: ${said.join('\n')}`);
 });
