@@ -188,7 +188,7 @@ export function renderDependencyBreakers(snapshots: readonly BreakerSnapshot[]):
     });
   }
   const lines = [
-    '# HELP sluice_dependency_breaker_state Circuit breaker around a dependency of the gateway (Redis, the MLflow registry), by use: 0 closed, 1 half-open, 2 open; the worst of the worker threads that call it.',
+    '# HELP sluice_dependency_breaker_state Circuit breaker around a dependency of the gateway (Redis, the MLflow registry, the OTLP collector), by use: 0 closed, 1 half-open, 2 open; the worst of the worker threads that call it.',
     '# TYPE sluice_dependency_breaker_state gauge',
   ];
   const label = (b: BreakerSnapshot): string => `dependency="${esc(b.dependency)}",use="${esc(b.use)}"`;
