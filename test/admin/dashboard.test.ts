@@ -183,6 +183,17 @@ t.test('promote, sliders, rollback: the alias follows and the events appear', as
   t.equal(await page.getByRole('slider', { name: 'weight of dash-1' }).inputValue(), '100', 'the sliders show the rolled-back weights');
 });
 
+t.test('a rollout shows its progress', async (t) => {
+  // Slow on purpose (a step every 10 minutes): the page is watched at its first step.
+  const r = await admin.request('PUT', '/v1/models/dash/rollout', { canary: '2', steps: [30, 60, 100], interval_s: 600 });
+  t.equal(r.status, 201, `the rollout starts${r.status === 201 ? '' : `: ${r.text.slice(0, 300)}`}`);
+  const progress = page.getByRole('progressbar', { name: 'rollout of dash' });
+  await progress.waitFor();
+  t.match(await page.locator('.model[data-model="dash"] .rollout').textContent(), /rollout of 2 against 1: (progressing|waiting for traffic) step 1\/3, canary at 30%/);
+  t.equal(await progress.getAttribute('value'), '30', 'the progress bar at the first step');
+  t.equal(await page.getByRole('button', { name: 'abort rollout of dash' }).count(), 1, 'an abort button while it runs');
+});
+
 t.test('live stats: the rate of the requests sent shows in the table', async (t) => {
   // Requests keep coming while the page is watched: the feed sends stats every second, rates are over 10 s.
   const sending = { on: true };
@@ -207,8 +218,7 @@ t.test('the log tail shows the model server\'s output', async (t) => {
 });
 
 t.test('a screenshot of the populated dashboard', async (t) => {
-  // Traffic across both versions while the rates settle, so the table has figures.
-  await admin.request('PUT', '/v1/models/dash/traffic', { weights: { 1: 70, 2: 30 } });
+  // Traffic across both versions (the rollout's 70/30) while the rates settle, so the table has figures.
   const chat = { model: 'dash', stream: true, max_tokens: 24, messages: [{ role: 'user', content: 'How do sluices work?' }] };
   const until = Date.now() + 5_000;
   while (Date.now() < until) {
@@ -220,6 +230,15 @@ t.test('a screenshot of the populated dashboard', async (t) => {
   await page.screenshot({ path: file, fullPage: true });
   t.comment(`screenshot: ${file}`);
   t.pass('written');
+});
+
+t.test('abort the rollout from the page: the traffic goes back to the stable version', async (t) => {
+  await page.getByRole('button', { name: 'abort rollout of dash' }).click();
+  await page.waitForFunction(() => document.querySelector('.model[data-model="dash"] .rollout .state')?.textContent === 'aborted');
+  t.pass('the rollout shows aborted');
+  await page.waitForFunction(() => document.querySelectorAll('ol[aria-label="events of dash"] li[data-action-kind="rollback"]').length === 2);
+  t.pass('and its rollback event');
+  t.same(await aliasFollows('dash', '1'), { 1: 20 }, 'every request reaches version 1 again');
 });
 
 t.test('undeploy from the table', async (t) => {

@@ -124,6 +124,7 @@ $('forget').addEventListener('click', () => {
 
 function setStatus(text: string): void {
   $('status').textContent = text;
+  $('status').classList.toggle('live', text === 'live');
 }
 
 function connect(): void {
@@ -289,10 +290,12 @@ function renderModels(): void {
       h('span', { class: 'muted', title: 'share of the alias traffic now' }, `${(v.share * 100).toFixed(0)}%`),
       h('button', { type: 'button', 'data-action': 'promote', 'data-model': m.model, 'data-version': v.version, 'aria-label': `promote ${v.deployment}` }, 'promote')));
     const r = m.rollout;
-    const rollout = r === null ? null : h('div', { class: 'row' },
+    const running = r !== null && (r.status === 'progressing' || r.status === 'waiting for traffic');
+    const rollout = r === null ? null : h('div', { class: 'row rollout' },
       `rollout of ${r.canary} against ${r.stable}: `, badge(r.status),
       ` step ${r.step + 1}/${r.spec.steps.length}, canary at ${r.weight}%`,
-      h('progress', { max: 100, value: r.weight }));
+      h('progress', { max: 100, value: r.weight, 'aria-label': `rollout of ${m.model}` }),
+      running && h('button', { type: 'button', class: 'danger', 'data-action': 'abort', 'data-model': m.model, 'aria-label': `abort rollout of ${m.model}` }, 'abort'));
     const events = (models.events[m.model] ?? []).slice(-8).reverse().map((e) => h('li', { 'data-action-kind': e.action },
       h('span', { class: 'muted' }, new Date(e.at).toLocaleTimeString()), ' ', h('b', {}, e.action), ` by ${e.who}: ${describeWeights(e.from)} → ${describeWeights(e.to)}`,
       h('div', { class: 'muted' }, e.why)));
@@ -361,6 +364,9 @@ document.addEventListener('click', (e) => {
         pendingWeights.delete(model!);
         showModel(await api<ModelTraffic>('POST', `${path(model!)}/rollback`));
       });
+      return;
+    case 'abort':
+      void act(async () => showModel(await api<ModelTraffic>('DELETE', `${path(model!)}/rollout`)));
       return;
     case 'undeploy':
       if (!confirm(`Undeploy ${id}? Requests in flight get 30 s to finish.`)) return;

@@ -19,8 +19,9 @@ th{font-weight:600;color:var(--muted);font-size:.85rem}.num{text-align:right;fon
 tr.replica td{color:var(--muted);font-size:.85rem}tr.replica td:first-child{padding-left:1.6rem}
 code,pre,.mono{font-family:ui-monospace,monospace;font-size:.88em}
 .state{display:inline-block;border-radius:3px;padding:0 .4rem;font-size:.8rem;color:#fff;background:var(--muted)}
-.state.ready,.state.closed,.state.promoted{background:var(--ok)}.state.starting,.state.restarting,.state.pending,.state.half-open,.state.progressing,.state.draining{background:var(--warn)}
-.state.failed,.state.unhealthy,.state.open,.state.rolled_back{background:var(--bad)}
+.state.ready,.state.closed,.state.promoted{background:var(--ok)}.state.starting,.state.restarting,.state.pending,.state.half-open,.state.progressing,.state.waiting,.state.draining{background:var(--warn)}
+.state.failed,.state.unhealthy,.state.open,.state.rolled_back,.state.aborted{background:var(--bad)}
+#status.live{color:#8fd19e}
 button{font:inherit;padding:.15rem .6rem;border:1px solid var(--line);border-radius:4px;background:#fff;cursor:pointer}
 button.primary{background:var(--accent);border-color:var(--accent);color:#fff}button.danger{color:var(--bad);border-color:var(--bad)}
 .models{display:grid;grid-template-columns:repeat(auto-fill,minmax(26rem,1fr));gap:1rem}
