@@ -19,7 +19,7 @@ import { PortAllocator } from './ports/index.js';
 import type { RouteTableSnapshot, SharedBuffers } from './proxy/index.js';
 import { FileStateStore, HibernationRecords, RedisStateStore, ReplicaRecords } from './state/index.js';
 import { missingNodeFlags } from './node-flags.js';
-import { createLogger, fineLower, LineWriter, mergeStats, renderLogCounts, renderStats, type Logger } from './telemetry/index.js';
+import { createLogger, LineWriter, mergeStats, renderLogCounts, renderStats, type Logger } from './telemetry/index.js';
 
 /** The running gateway process, as `sluice serve` holds it. */
 export interface RunningGateway {
@@ -327,39 +327,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
     };
   };
 
-  // Provisional (the dashboard's feed needs it): the lead's GET /v1/stats replaces it.
-  const stats = async (): Promise<Record<string, unknown>> => {
-    const merged = mergeStats((await dp.collectStats()).map((w) => w.deployments));
-    const quantileMs = (fine: readonly number[], q: number): number | null => {
-      const total = fine.reduce((a, b) => a + b, 0);
-      if (total === 0) return null;
-      let seen = 0;
-      for (let i = 0; i < fine.length; i++) {
-        seen += fine[i]!;
-        if (seen >= q * total) return fineLower(i) * 1000;
-      }
-      return null;
-    };
-    const now = Date.now();
-    return {
-      at: new Date(now).toISOString(),
-      deployments: manager.list().map((d) => {
-        const s = merged.get(d.id);
-        const codes = Object.entries(s?.codes ?? {});
-        const classCount = (c: string): number => codes.filter(([k]) => k.startsWith(c)).reduce((a, [, n]) => a + n, 0);
-        return {
-          deployment: d.id, model: d.spec.model, version: d.spec.version, state: d.state,
-          requests: s?.count ?? 0, errors: classCount('5'), status: { '2xx': classCount('2'), '4xx': classCount('4'), '5xx': classCount('5') },
-          p50_ms: quantileMs(s?.fineBuckets ?? [], 0.5), p99_ms: quantileMs(s?.fineBuckets ?? [], 0.99),
-          ttft_p50_ms: quantileMs(s?.fineTtfbBuckets ?? [], 0.5), ttft_p99_ms: quantileMs(s?.fineTtfbBuckets ?? [], 0.99),
-          input_tokens: s?.inputTokens ?? 0, output_tokens: s?.outputTokens ?? 0, cache_hits: s?.cacheHits ?? 0, cache_misses: s?.cacheMisses ?? 0,
-          cost_usd: d.replicaCostUsd(now) + (s?.costRequestsUsd ?? 0) + (s?.costInputUsd ?? 0) + (s?.costOutputUsd ?? 0), in_flight: 0, queued: 0,
-        };
-      }),
-    };
-  };
-
-  const control: ControlPlane = { deployments: manager, keys, traffic, metrics, costs, stats, ready: () => !draining && dp.ready, native: () => dp.native };
+  const control: ControlPlane = { deployments: manager, keys, traffic, metrics, costs, ready: () => !draining && dp.ready, native: () => dp.native };
   const admin = new AdminServer({
     host: adminHost, port: config.admin.port, token: config.admin.token, logger,
     tls: adminPair === null ? null : { cert: adminPair.cert, key: adminPair.key, minVersion: config.admin.tls!.min_version },

@@ -19,8 +19,6 @@ export interface ControlPlane {
   metrics(): Promise<string>;
   /** Per deployment: running and hibernated hours, predictions, tokens, what they cost (GET /v1/costs). */
   costs(): Promise<Record<string, unknown>>;
-  /** Per deployment, cumulative figures since start (GET /v1/stats): clients diff two of them for rates. */
-  stats(): Promise<Record<string, unknown>>;
   /** What the workers answer, not what the deployments are: they get the table a moment later. */
   ready(): boolean;
   /** Whether the data plane runs the native uWebSockets.js binding. */
