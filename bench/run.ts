@@ -73,6 +73,11 @@ const PORT = {
   nginxTls: 19021,
   sluiceTls: 19090,
   adminTls: 19091,
+  // The throughput section's traced instance (policies on, every request traced) and the
+  // OTLP receiver it exports to.
+  sluiceTraced: 19092,
+  adminTraced: 19093,
+  otlpSink: 19094,
 } as const;
 
 // Every policy that runs on a plain request, at limits the load never reaches, so that the
@@ -89,9 +94,11 @@ const POLICIES_OFF = '{ breaker: { enabled: false }, retry: { attempts: 0 }, cac
  * `no-xff` (policies off, `listen.forwarded_for: false`): the forwarding path without the
  * client-address lookup, against an nginx location that sets no X-Forwarded-For either.
  * `strategies` (policies off) has one deployment per balancing strategy instead of the
- * others' deployments (see strategyDeployments).
+ * others' deployments (see strategyDeployments). `traced` is `policies` with tracing on at
+ * 100% sampling, exporting to bench/otlp-sink.ts: what tracing costs when every request is
+ * recorded (with tracing off, the `policies` row is its price: a null check per request).
  */
-type SluiceVariant = 'plain' | 'policies' | 'no-xff' | 'strategies' | 'defaults' | 'defaults-nolog' | 'tls';
+type SluiceVariant = 'plain' | 'policies' | 'no-xff' | 'strategies' | 'defaults' | 'defaults-nolog' | 'tls' | 'traced';
 const SLUICE_PORTS: Record<SluiceVariant, { port: number; admin: number }> = {
   plain: { port: PORT.sluice, admin: PORT.admin },
   policies: { port: PORT.sluicePolicies, admin: PORT.adminPolicies },
@@ -100,6 +107,7 @@ const SLUICE_PORTS: Record<SluiceVariant, { port: number; admin: number }> = {
   defaults: { port: PORT.sluiceDefaults, admin: PORT.adminDefaults },
   'defaults-nolog': { port: PORT.sluiceDefaultsNoLog, admin: PORT.adminDefaultsNoLog },
   tls: { port: PORT.sluiceTls, admin: PORT.adminTls },
+  traced: { port: PORT.sluiceTraced, admin: PORT.adminTraced },
 };
 
 /**
@@ -110,7 +118,8 @@ const SLUICE_PORTS: Record<SluiceVariant, { port: number; admin: number }> = {
 function variantSettings(variant: SluiceVariant): string {
   if (variant === 'defaults') return '';
   if (variant === 'defaults-nolog') return 'log: { access: false }\n';
-  return `log: { level: warn, access: false }\npolicies: ${variant === 'policies' ? POLICIES_ON : POLICIES_OFF}\n`;
+  const tracing = variant === 'traced' ? `tracing: { enabled: true, sample_ratio: 1, endpoint: "http://127.0.0.1:${PORT.otlpSink}/v1/traces" }\n` : '';
+  return `log: { level: warn, access: false }\npolicies: ${variant === 'policies' || variant === 'traced' ? POLICIES_ON : POLICIES_OFF}\n${tracing}`;
 }
 
 /** One deployment of the strategies instance: `<model>-1`, balanced by `strategy`. */
@@ -332,6 +341,16 @@ class Fleet {
     }, { line: /"event":"listening"/ });
   }
 
+  /** The traced instance's OTLP receiver (bench/otlp-sink.ts), on the load CPUs. */
+  otlpSink(): Promise<Proc> {
+    return this.group.start({
+      name: 'otlp-sink',
+      command: process.execPath,
+      args: [join(BENCH_DIR, 'otlp-sink.js'), '--port', String(PORT.otlpSink)],
+      cpus: this.pinning.rest,
+    }, { line: /"event":"listening"/ });
+  }
+
   /** The stamped SSE upstream of the chunk-latency section (bench/stamp-server.ts). */
   stampServer(): Promise<Proc> {
     this.running.add(PORT.stamp);
@@ -513,6 +532,7 @@ interface Run {
   readonly nginxPgid: number;
   readonly sluicePgid: number;
   readonly sluicePoliciesPgid: number;
+  readonly sluiceTracedPgid: number;
   readonly sluiceNoXffPgid: number;
   readonly sluiceStrategiesPgid: number;
   readonly sluiceDefaultsPgid: number;
@@ -529,6 +549,13 @@ async function throughputSection(run: Run): Promise<{ throughput: LoadRow[] | nu
   targets.push({ key: 'nginx', label: 'nginx 1 worker -> upstream', spec: get(PORT.nginx, '/up-1'), pgid: run.nginxPgid });
   targets.push({ key: 'sluice', label: 'sluice 1 worker -> upstream (policies off)', spec: get(PORT.sluice, '/up-1'), pgid: run.sluicePgid, pairedWith: 'nginx' });
   if (want.has('throughput')) targets.push({ key: 'sluice-policies', label: 'sluice 1 worker -> upstream (policies on)', spec: get(PORT.sluicePolicies, '/up-1'), pgid: run.sluicePoliciesPgid, pairedWith: 'nginx' });
+  // Tracing at 100% sampling, measured next to the same instance without it (its ratio is against that row).
+  if (want.has('throughput')) {
+    targets.push({
+      key: 'sluice-traced', label: 'sluice 1 worker -> upstream (policies on, every request traced; ratio: vs policies on)',
+      spec: get(PORT.sluiceTraced, '/up-1'), pgid: run.sluiceTracedPgid, pairedWith: 'sluice-policies',
+    });
+  }
   // The same pair without X-Forwarded-For, each against the other (see SluiceVariant).
   const noXff: Target[] = want.has('throughput') ? [
     { key: 'nginx-no-xff', label: 'nginx 1 worker -> upstream, no X-Forwarded-For', spec: get(PORT.nginx, '/up-noxff'), pgid: run.nginxPgid },
@@ -916,13 +943,14 @@ async function benchmark(opts: Options, fleet: Fleet, gen: LoadGenerator): Promi
   const needStamp = want.has('chunks');
   const needStrategies = want.has('strategies');
   const needAi = want.has('ai');
-  await fleet.checkPortsFree([PORT.upstream, PORT.nginx, PORT.sluice, PORT.admin, PORT.sluicePolicies, PORT.adminPolicies, PORT.sluiceNoXff, PORT.adminNoXff, ...(needSim ? [PORT.sim] : []), ...(needSlowSim ? [PORT.simSlow] : []), ...(needStamp ? [PORT.stamp] : []), ...(want.has('clients') ? [0, 1, 2].map((i) => PORT.clients + i) : []), ...(needStrategies ? [PORT.upstreamB, PORT.sluiceStrategies, PORT.adminStrategies] : []), ...(needAi ? [PORT.sim50, PORT.sluiceDefaults, PORT.adminDefaults, PORT.sluiceDefaultsNoLog, PORT.adminDefaultsNoLog, PORT.portkey, PORT.litellm] : [])]);
+  await fleet.checkPortsFree([PORT.upstream, PORT.nginx, PORT.sluice, PORT.admin, PORT.sluicePolicies, PORT.adminPolicies, PORT.sluiceNoXff, PORT.adminNoXff, ...(want.has('throughput') ? [PORT.sluiceTraced, PORT.adminTraced, PORT.otlpSink] : []), ...(needSim ? [PORT.sim] : []), ...(needSlowSim ? [PORT.simSlow] : []), ...(needStamp ? [PORT.stamp] : []), ...(want.has('clients') ? [0, 1, 2].map((i) => PORT.clients + i) : []), ...(needStrategies ? [PORT.upstreamB, PORT.sluiceStrategies, PORT.adminStrategies] : []), ...(needAi ? [PORT.sim50, PORT.sluiceDefaults, PORT.adminDefaults, PORT.sluiceDefaultsNoLog, PORT.adminDefaultsNoLog, PORT.portkey, PORT.litellm] : [])]);
   log('starting upstream nginx, nginx proxy, sluice' + (needSim ? ', simulator' : ''));
   await fleet.upstream(needStrategies);
   if (needSim) await fleet.sim();
   if (needSlowSim) await fleet.slowSim();
   if (needStamp) await fleet.stampServer();
   if (needAi) await fleet.sim50();
+  if (want.has('throughput')) await fleet.otlpSink();
   const run: Run = {
     opts, fleet, gen,
     // Others using more than 15% of a core during a measurement make it a repeat; the budget
@@ -932,6 +960,7 @@ async function benchmark(opts: Options, fleet: Fleet, gen: LoadGenerator): Promi
     nginxPgid: (await fleet.nginxProxy()).pid,
     sluicePgid: (await fleet.startSluice()).pid,
     sluicePoliciesPgid: want.has('throughput') || want.has('cache') ? (await fleet.startSluice([], 'policies')).pid : 0,
+    sluiceTracedPgid: want.has('throughput') ? (await fleet.startSluice([], 'traced')).pid : 0,
     sluiceNoXffPgid: want.has('throughput') ? (await fleet.startSluice([], 'no-xff')).pid : 0,
     sluiceStrategiesPgid: needStrategies ? (await fleet.startSluice([], 'strategies')).pid : 0,
     sluiceDefaultsPgid: needAi ? (await fleet.startSluice([], 'defaults')).pid : 0,
@@ -976,6 +1005,7 @@ async function benchmark(opts: Options, fleet: Fleet, gen: LoadGenerator): Promi
     sluice_vs_portkey_ai: ratioOf(ai?.rows ?? null, 'sluice-defaults', 'portkey', 'rps'),
     sluice_vs_litellm_ai: ratioOf(ai?.rows ?? null, 'sluice-defaults', 'litellm', 'rps'),
     sluice_policies_vs_nginx_rps: rowOf(throughput, 'sluice-policies')?.vs_nginx ?? null,
+    sluice_traced_vs_policies_rps: rowOf(throughput, 'sluice-traced')?.vs_nginx ?? null,
     sluice_vs_nginx_rps_without_xff: rowOf(throughput, 'sluice-no-xff')?.vs_nginx ?? null,
     sluice_vs_nginx_cpu_per_req: cpuRatio(throughput ?? clients),
     sluice_vs_nginx_cpu_per_stream: cpuRatio(sse),

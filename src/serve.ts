@@ -10,6 +10,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import { AdminServer, registerAdminRoutes } from './admin/index.js';
 import { BreakerBoard, DeploymentCounters, ReplicaLoadBoard } from './balancer/index.js';
 import { ConfigError, DEFAULT_CONFIG_FILE, loadConfig, type Config, type PoliciesConfig, type TlsConfig } from './config/index.js';
+import { CircuitOpenError, DependencyBreakers } from './dependencies/index.js';
 import {
   BucketSlots, buildRouteSnapshot, CertificateReloader, DataPlane, Autoscaler, DeploymentManager, hstsValue, IndexAllocator, isProblem, KeyRegistry, MAX_REPLICA_SLOTS,
   readCertificatePair, RolloutCounts, SlotAllocator, TrafficRegistry, type CertificatePair, type ControlPlane, type Replica, type TlsPort, type VersionInfo,
@@ -19,7 +20,7 @@ import { PortAllocator } from './ports/index.js';
 import type { RouteTableSnapshot, SharedBuffers } from './proxy/index.js';
 import { FileStateStore, HibernationRecords, RedisStateStore, ReplicaRecords } from './state/index.js';
 import { missingNodeFlags } from './node-flags.js';
-import { createLogger, LineWriter, mergeStats, renderLogCounts, renderStats, type Logger } from './telemetry/index.js';
+import { createLogger, LineWriter, fineQuantile, mergeStats, renderDependencyBreakers, renderLogCounts, renderStats, type Logger } from './telemetry/index.js';
 
 /** The running gateway process, as `sluice serve` holds it. */
 export interface RunningGateway {
@@ -126,6 +127,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
   const snapshot = (): RouteTableSnapshot => buildRouteSnapshot({
     version: ++tableVersion, ready: ready(), deployments: manager.routable(), alias: (model) => traffic.aliasFor(model), keys: keys.list(), buckets: bucketSlots,
     maxBufferedBodyBytes: config.limits.max_buffered_body_bytes,
+    countTokens: config.metrics.tokens,
   });
   const publish = (): void => {
     // Keys load before the deployment manager exists; the data plane starts from a snapshot.
@@ -137,7 +139,12 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
       logger.info({ deployments: manager.list().map((d) => `${d.id}: ${d.state}`) }, 'ready');
     }
   };
-  const store = config.redis.url === null ? new FileStateStore(config.state_dir) : new RedisStateStore(config.redis.url);
+  // The control plane's breakers around its dependencies (the workers have their own).
+  const dependencies = new DependencyBreakers(logger);
+  const stateDependency = config.dependencies.redis.state;
+  const store = config.redis.url === null
+    ? new FileStateStore(config.state_dir)
+    : new RedisStateStore(config.redis.url, { timeoutMs: stateDependency.timeout_ms, breaker: dependencies.forCalls('redis', 'state', stateDependency) });
   const records = new ReplicaRecords(config.state_dir);
   const keys = new KeyRegistry({ configured: config.api_keys, store, logger, onChange: publish });
   const versionsOf = (model: string): VersionInfo[] => manager.list().filter((d) => d.spec.model === model).map((d) => ({
@@ -195,14 +202,19 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
     forwardedFor: config.listen.forwarded_for, shared, logger,
     tls: config.listen.tls === undefined ? null : { certFile: config.listen.tls.cert_file, keyFile: config.listen.tls.key_file, minVersion: config.listen.tls.min_version },
     hsts: config.listen.hsts === undefined ? null : hstsValue(config.listen.hsts),
-    redis: config.redis.url === null ? null : { url: config.redis.url, timeoutMs: config.rate_limit.redis_timeout_ms, cacheTimeoutMs: config.cache.redis_timeout_ms },
+    redis: config.redis.url === null ? null : {
+      url: config.redis.url, timeoutMs: config.rate_limit.redis_timeout_ms, cacheTimeoutMs: config.cache.redis_timeout_ms,
+      breakers: { rate_limit: config.dependencies.redis.rate_limit, cache: config.dependencies.redis.cache },
+    },
     rateLimitFailOpen: config.rate_limit.on_redis_error === 'open',
+    tracing: config.tracing.enabled ? config.tracing : null,
     onWake: (id) => {
       manager.wake(id, 'a request is waiting').catch((err: unknown) => logger.error({ deployment: id, err }, 'wake failed'));
     },
   });
   const autoscaler = new Autoscaler({ manager, counters: deploymentCounters, slots, logger, graceMs: config.shutdown.grace_ms });
   await dataPlane.start(snapshot());
+  if (config.tracing.enabled) logger.info({ endpoint: config.tracing.endpoint, sample_ratio: config.tracing.sample_ratio, parent_based: config.tracing.parent_based }, 'tracing: every worker exports its spans over OTLP/HTTP');
   if (!dataPlane.native) logger.error('uWebSockets.js runs its slow fallback, not the native binding');
   if (dataPlane.upstreamTransport === 'net_socket') {
     // forced: SLUICE_UPSTREAM_TRANSPORT=socket; otherwise Node's internals are missing or changed.
@@ -210,6 +222,9 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
   }
 
   collectDefaultMetrics({ register: registry, prefix: 'sluice_process_' });
+  // prom-client names these gauges *_total, which Prometheus reserves for counters
+  // (promtool check metrics refuses them); the handle and request counts are not worth a lint failure.
+  for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(`sluice_process_${name}`);
   const dp = dataPlane;
   new Gauge({ name: 'sluice_uws_native', help: '1 when the data plane runs the native uWebSockets.js binding.', registers: [registry], collect() { this.set(dp.native ? 1 : 0); } });
   new Gauge({
@@ -232,6 +247,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
   replicaGauge('sluice_breaker_state', 'Circuit breaker of each replica: 0 closed, 1 open, 2 half-open.', (r) => breakers.state(r.slot));
   replicaGauge('sluice_breaker_opens', 'Times each replica breaker opened since the replica started.', (r) => breakers.opens(r.slot));
   replicaGauge('sluice_replica_ready', '1 while a replica is routed: started and ready, or (remote) passing its health checks.', (r) => (r.ready ? 1 : 0));
+  replicaGauge('sluice_replica_restarts', 'Times the supervisor restarted each replica\'s model server since the replica started (cold starts after hibernation: sluice_scale_events_total{action="wake"}).', (r) => r.process?.restarts ?? 0);
   new Counter({
     name: 'sluice_health_checks_total', help: 'Active health checks of remote replicas, by result.', labelNames: ['deployment', 'replica', 'result'], registers: [registry],
     collect() {
@@ -294,7 +310,10 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
       lines += w.log.lines;
       dropped += w.log.dropped;
     }
-    return renderStats(mergeStats(workers.map((w) => w.deployments)), replicaCostUsd) + renderLogCounts(lines, dropped) + (await registry.metrics());
+    const breakerSnapshots = dependencies.snapshot();
+    for (const w of workers) breakerSnapshots.push(...w.breakers);
+    return renderStats(mergeStats(workers.map((w) => w.deployments)), replicaCostUsd) + renderLogCounts(lines, dropped) +
+      renderDependencyBreakers(breakerSnapshots) + (await registry.metrics());
   };
   // GET /v1/costs: per deployment, what ran, what it served and what that cost.
   const costs = async (): Promise<Record<string, unknown>> => {
@@ -327,12 +346,43 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
     };
   };
 
-  const control: ControlPlane = { deployments: manager, keys, traffic, metrics, costs, ready: () => !draining && dp.ready, native: () => dp.native };
+  // GET /v1/stats: the figures the CLI's `top` and the dashboard show, cumulative (their
+  // rates come from two polls), summed over the workers.
+  const stats = async (): Promise<Record<string, unknown>> => {
+    const merged = mergeStats((await dp.collectStats()).map((w) => w.deployments));
+    const now = Date.now();
+    const ms = (seconds: number | null): number | null => (seconds === null ? null : seconds * 1000);
+    return {
+      at: new Date(now).toISOString(),
+      deployments: manager.list().map((d) => {
+        const s = merged.get(d.id);
+        const status = { '2xx': 0, '3xx': 0, '4xx': 0, '5xx': 0 };
+        let requests = 0;
+        for (const [code, n] of Object.entries(s?.codes ?? {})) {
+          requests += n;
+          const cls = `${code[0]}xx`;
+          if (cls in status) status[cls as keyof typeof status] += n;
+        }
+        return {
+          deployment: d.id, model: d.spec.model, version: d.spec.version, state: d.state,
+          requests, errors: status['5xx'], status,
+          p50_ms: ms(fineQuantile(s?.fineBuckets ?? [], 0.5)), p99_ms: ms(fineQuantile(s?.fineBuckets ?? [], 0.99)),
+          ttft_p50_ms: ms(fineQuantile(s?.fineTtftBuckets ?? [], 0.5)), ttft_p99_ms: ms(fineQuantile(s?.fineTtftBuckets ?? [], 0.99)),
+          input_tokens: s?.inputTokens ?? 0, output_tokens: s?.outputTokens ?? 0,
+          cache_hits: s?.cacheHits ?? 0, cache_misses: s?.cacheMisses ?? 0,
+          cost_usd: d.replicaCostUsd(now) + (s === undefined ? 0 : s.costRequestsUsd + s.costInputUsd + s.costOutputUsd),
+          in_flight: d.replicas.reduce((n, r) => n + slots.inflight(r.slot), 0), queued: deploymentCounters.queueLength(d.slot),
+        };
+      }),
+    };
+  };
+
+  const control: ControlPlane = { deployments: manager, keys, traffic, metrics, costs, stats, ready: () => !draining && dp.ready, native: () => dp.native };
   const admin = new AdminServer({
     host: adminHost, port: config.admin.port, token: config.admin.token, logger,
     tls: adminPair === null ? null : { cert: adminPair.cert, key: adminPair.key, minVersion: config.admin.tls!.min_version },
   });
-  registerAdminRoutes(admin, { config, control });
+  registerAdminRoutes(admin, { config, control, dependencies });
   let adminPort: number;
   try {
     adminPort = await admin.listen();
@@ -377,14 +427,18 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
   publish();
   autoscaler.start();
 
-  // Several instances share Redis: each follows the changes the others make.
+  // Several instances share Redis: each follows the changes the others make. While the
+  // store's breaker is open, it said so once: no warning per poll.
+  const warnUnlessBreakerOpen = (err: unknown, message: string): void => {
+    if (!(err instanceof CircuitOpenError)) logger.warn({ err }, message);
+  };
   let reconciling = false;
   const reconcileTimer = store.kind !== 'redis' ? null : setInterval(() => {
     if (reconciling) return;
     reconciling = true;
     // Requests in flight to a deployment undeployed elsewhere get as long as at shutdown.
     Promise.all([manager.reconcile(config.shutdown.grace_ms), keys.load()])
-      .catch((err: unknown) => logger.warn({ err }, 'could not read the shared desired state'))
+      .catch((err: unknown) => warnUnlessBreakerOpen(err, 'could not read the shared desired state'))
       .finally(() => {
         reconciling = false;
       });
@@ -396,7 +450,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
     following = true;
     traffic.follow()
       .then(() => counts.publish(traffic.countedRollouts()))
-      .catch((err: unknown) => logger.warn({ err }, 'could not read the shared traffic'))
+      .catch((err: unknown) => warnUnlessBreakerOpen(err, 'could not read the shared traffic'))
       .finally(() => {
         following = false;
       });

@@ -3,14 +3,17 @@
 
 import { deploymentId, deploymentProblem, deploymentSchema, MODEL_NAME, VERSION_NAME, type Config, type DeploymentConfig } from '../config/index.js';
 import type { DeploymentControl, ManagedDeployment } from '../control/index.js';
+import type { CallBreaker, DependencyBreakers } from '../dependencies/index.js';
 import { SluiceError } from '../errors/index.js';
-import { MlflowRegistry } from '../registry/index.js';
+import { MlflowRegistry, registryUnavailable } from '../registry/index.js';
 import { boolParam, intParam } from './query-params.js';
 import { validBody, type AdminReply, type AdminRequest, type AdminServer } from './server.js';
 
 export interface DeploymentsApiContext {
   readonly config: Config;
   readonly deployments: DeploymentControl;
+  /** The control plane's breakers: the registry's is one of them. */
+  readonly dependencies: DependencyBreakers;
 }
 
 const DEFAULT_UNDEPLOY_GRACE_MS = 30_000;
@@ -18,10 +21,14 @@ const DEFAULT_UNDEPLOY_GRACE_MS = 30_000;
 export function registerDeploymentsApi(admin: AdminServer, ctx: DeploymentsApiContext): void {
   const { deployments } = ctx;
   let registry: MlflowRegistry | null = null;
+  let breaker: CallBreaker | null = null;
   const getRegistry = (): MlflowRegistry => {
     const uri = ctx.config.mlflow.tracking_uri;
     if (uri === null) throw new SluiceError('SLUICE_ERR_REGISTRY_NOT_CONFIGURED');
-    return (registry ??= new MlflowRegistry({ trackingUri: uri }));
+    const settings = ctx.config.dependencies.mlflow.registry;
+    // Made once, even when the URI is refused below on every call.
+    breaker ??= ctx.dependencies.forCalls('mlflow', 'registry', settings, registryUnavailable);
+    return (registry ??= new MlflowRegistry({ trackingUri: uri, timeoutMs: settings.timeout_ms, breaker }));
   };
 
   admin

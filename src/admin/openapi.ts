@@ -54,6 +54,8 @@ const schemas: Record<string, Schema> = {
         field: { type: 'string', description: 'The request field at fault (SLUICE_ERR_INVALID_FIELD).' },
         deployment: { description: 'SLUICE_ERR_DEPLOY_FAILED: the deployment as it stands; SLUICE_ERR_CONFIG_OWNED: its id.' },
         source: { type: 'string', description: 'SLUICE_ERR_CONFIG_OWNED: who owns it (config).' },
+        dependency: { type: 'string', description: 'SLUICE_ERR_DEPENDENCY_CIRCUIT_OPEN: the failing dependency (redis, mlflow).' },
+        use: { type: 'string', description: 'SLUICE_ERR_DEPENDENCY_CIRCUIT_OPEN: what the gateway uses it for (state, registry).' },
       },
       required: ['code', 'message', 'request_id'],
     },
@@ -152,6 +154,18 @@ const schemas: Record<string, Schema> = {
       cost_per_1k_predictions_usd: orNull(num),
     })),
   }),
+  Stats: object({
+    at: time,
+    deployments: listOf(object({
+      deployment: str, model: str, version: str, state: DEPLOYMENT_STATES,
+      requests: int, errors: { ...int, description: '5xx answers, the gateway\'s own included' },
+      status: object({ '2xx': int, '3xx': int, '4xx': int, '5xx': int }),
+      p50_ms: orNull(num), p99_ms: orNull(num),
+      ttft_p50_ms: { ...orNull(num), description: 'Time to the first response body byte of 2xx answers (a streamed answer\'s first token)' }, ttft_p99_ms: orNull(num),
+      input_tokens: num, output_tokens: num, cache_hits: int, cache_misses: int, cost_usd: num,
+      in_flight: { ...int, description: 'Requests on its replicas now, across workers' }, queued: { ...int, description: 'Requests waiting for a replica now' },
+    })),
+  }),
   Health: object({ status: oneOfStrings('ok'), uws_native: { type: 'boolean' } }),
   Ready: object({ status: oneOfStrings('ready', 'not ready') }),
 };
@@ -171,7 +185,7 @@ const errorResponses: Record<number, { name: string; description: string }> = {
   409: { name: 'Conflict', description: 'It exists already, is defined in the config file (SLUICE_ERR_CONFIG_OWNED), or its state does not allow this now.' },
   413: { name: 'TooLarge', description: 'The body exceeds 1 MiB.' },
   502: { name: 'BadGateway', description: 'The deployment failed to start (`?wait=true`: SLUICE_ERR_DEPLOY_FAILED, with its view), or the MLflow registry answered wrongly.' },
-  503: { name: 'Unavailable', description: 'No free port left in `ports`, or the MLflow registry is not configured or unreachable.' },
+  503: { name: 'Unavailable', description: 'No free port left in `ports`, the MLflow registry is not configured or unreachable, or a dependency\'s circuit breaker is open (SLUICE_ERR_DEPENDENCY_CIRCUIT_OPEN: the call was not made).' },
 };
 
 interface Operation {
@@ -214,6 +228,7 @@ const operations: Record<string, Record<string, Operation>> = {
   },
   '/metrics': { get: { id: 'metrics', tag: 'operations', summary: 'Prometheus metrics', ok: [200, 'Prometheus text exposition 0.0.4', { 'text/plain': { schema: str } }] } },
   '/v1/costs': { get: { id: 'costs', tag: 'operations', summary: 'What each deployment ran, served and cost since the gateway started', ok: [200, 'Costs', json('Costs')] } },
+  '/v1/stats': { get: { id: 'stats', tag: 'operations', summary: 'Each deployment\'s requests, errors, latency and TTFT quantiles, tokens, cache, cost and load since the gateway started (rates: the difference of two polls)', ok: [200, 'Stats', json('Stats')] } },
   '/openapi.json': { get: { id: 'openapi', tag: 'operations', public: true, summary: 'This document', ok: [200, 'OpenAPI 3.1', { 'application/json': { schema: { type: 'object' } } }] } },
   '/docs': { get: { id: 'docs', tag: 'operations', public: true, summary: 'This document as a web page', ok: [200, 'HTML', { 'text/html': { schema: str } }] } },
   '/v1/events/stream': {

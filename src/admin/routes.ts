@@ -6,6 +6,7 @@
 
 import type { Config } from '../config/index.js';
 import type { ControlPlane, TrafficControl } from '../control/index.js';
+import type { DependencyBreakers } from '../dependencies/index.js';
 import { registerDashboard } from './dashboard/index.js';
 import { registerDeploymentsApi } from './deployments-api.js';
 import { docsPage } from './docs-page.js';
@@ -19,9 +20,11 @@ import type { AdminServer } from './server.js';
 export interface AdminContext {
   readonly config: Config;
   readonly control: ControlPlane;
+  /** The control plane's breakers (the registry's is made here), for /metrics. */
+  readonly dependencies: DependencyBreakers;
 }
 
-export function registerAdminRoutes(admin: AdminServer, { config, control }: AdminContext): void {
+export function registerAdminRoutes(admin: AdminServer, { config, control, dependencies }: AdminContext): void {
   const document = JSON.stringify(adminApiDocument());
   const page = docsPage(adminApiDocument());
   const feed = new LiveFeed({
@@ -37,6 +40,7 @@ export function registerAdminRoutes(admin: AdminServer, { config, control }: Adm
     }, true)
     .route('GET', '/metrics', async () => ({ text: await control.metrics(), contentType: 'text/plain; version=0.0.4; charset=utf-8' }))
     .route('GET', '/v1/costs', async () => ({ body: await control.costs() }))
+    .route('GET', '/v1/stats', async () => ({ body: await control.stats() }))
     .route('GET', '/openapi.json', () => ({ text: document, contentType: 'application/json' }), true)
     .route('GET', '/docs', () => ({ text: page, contentType: 'text/html; charset=utf-8' }), true)
     .route('GET', '/v1/events/stream', (req) => {
@@ -44,7 +48,7 @@ export function registerAdminRoutes(admin: AdminServer, { config, control }: Adm
       return { stream: (out) => feed.stream(out, seconds) };
     });
   registerDashboard(admin);
-  registerDeploymentsApi(admin, { config, deployments: control.deployments });
+  registerDeploymentsApi(admin, { config, deployments: control.deployments, dependencies });
   registerKeysApi(admin, { keys: control.keys });
   registerModelsApi(admin, { traffic: control.traffic });
 }

@@ -2,6 +2,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
+import { otelOverrides } from './otel-env.js';
 import { ConfigError, configSchema, healthCheckFields, validate } from './schema.js';
 import type { Config, DeploymentConfig, HealthCheckConfig, PoliciesConfig, PoliciesOverride } from './types.js';
 import { hashKey } from '../api-key-digest.js';
@@ -49,6 +50,10 @@ export function loadConfig(file: string | null, env: NodeJS.ProcessEnv = process
       setPath(merged, path, value);
       fromEnv.set(path.join('.'), name);
     }
+  }
+  for (const [path, value, name] of otelOverrides(env)) {
+    setPath(merged, path, value);
+    fromEnv.set(path.join('.'), name);
   }
   try {
     return finalize(validate(configSchema, merged, '') as Config);

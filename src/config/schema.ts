@@ -359,6 +359,10 @@ export const configSchema: Field = {
         access_sample: { kind: 'number', default: 1, min: 0, max: 1 },
       },
     },
+    // Tokens per answer (gen_ai_client_token_usage, time per output token, sluice_tokens_total):
+    // counted from the usage the servers report, for every deployment. Off: only for those
+    // whose cost or tokens-per-minute limits need them.
+    metrics: { kind: 'object', fields: { tokens: { kind: 'bool', default: true } } },
     policies: { kind: 'object', fields: policyFields },
     api_keys: { kind: 'array', of: apiKeySchema, default: [] },
     rate_limit: {
@@ -377,6 +381,31 @@ export const configSchema: Field = {
         redis_timeout_ms: { kind: 'int', default: 100, min: 1, max: 10_000 },
       },
     },
+    // Circuit breakers around the gateway's own calls (src/dependencies), one per dependency
+    // and use. Each call's timeout is its client's: rate_limit.redis_timeout_ms,
+    // cache.redis_timeout_ms, and timeout_ms below. What a failed call means is said where
+    // the call is made (rate_limit.on_redis_error; a cache miss; a 503 from the admin API).
+    dependencies: {
+      kind: 'object',
+      fields: {
+        redis: {
+          kind: 'object',
+          fields: {
+            rate_limit: dependencyBreaker(10, 2_000),
+            cache: dependencyBreaker(10, 2_000),
+            // The desired state (deployments, keys, traffic, rollout leases and counts).
+            state: dependencyBreaker(5, 2_000, { timeout_ms: { kind: 'int', default: 2_000, min: 1, max: 600_000 } }),
+          },
+        },
+        mlflow: {
+          kind: 'object',
+          fields: {
+            // The registry the admin API reads (/get_model_list, /deploy/{model}/{version}).
+            registry: dependencyBreaker(3, 5_000, { timeout_ms: { kind: 'int', default: 10_000, min: 1, max: 600_000 } }),
+          },
+        },
+      },
+    },
     // On SIGTERM or SIGINT /readyz answers 503 at once, but requests are still served for
     // drain_delay_ms: a load balancer needs a few probe periods to notice and take the
     // instance out, and what it sends meanwhile must not be refused. Then the gateway stops
@@ -387,6 +416,23 @@ export const configSchema: Field = {
       fields: {
         drain_delay_ms: { kind: 'int', default: 5_000, min: 0, max: 600_000 },
         grace_ms: { kind: 'int', default: 10_000, min: 0, max: 3_600_000 },
+      },
+    },
+    // OpenTelemetry traces of the data plane (README "Tracing"), off by default. The standard
+    // OTEL_* variables override these fields (config/otel-env.ts), as they do in any OTel SDK.
+    tracing: {
+      kind: 'object',
+      fields: {
+        enabled: { kind: 'bool', default: false },
+        // The OTLP/HTTP (protobuf) traces URL, path included, as OTEL_EXPORTER_OTLP_TRACES_ENDPOINT.
+        endpoint: { kind: 'string', default: 'http://localhost:4318/v1/traces', pattern: /^https?:\/\/\S+$/ },
+        // Sent with every export (a collector's or vendor's API key).
+        headers: { kind: 'map', of: { kind: 'string', secret: true }, default: {} },
+        service_name: { kind: 'string', default: 'sluice', pattern: /\S/ },
+        // The share of new traces recorded; parent_based: a request whose traceparent says
+        // sampled (or not) follows its caller instead (OTel's parentbased_traceidratio).
+        sample_ratio: { kind: 'number', default: 1, min: 0, max: 1 },
+        parent_based: { kind: 'bool', default: true },
       },
     },
     deployments: { kind: 'array', of: deploymentSchema, default: [] },
@@ -407,6 +453,24 @@ function tlsField(): Field {
       cert_file: { kind: 'string', pattern: /\S/ },
       key_file: { kind: 'string', pattern: /\S/ },
       min_version: { kind: 'string', enum: ['TLSv1.2', 'TLSv1.3'], default: 'TLSv1.2' },
+    },
+  };
+}
+
+/**
+ * A dependency's breaker (src/dependencies): it opens when more than
+ * error_threshold_percentage of the calls in the last rolling_window_ms failed, once there
+ * were volume_threshold calls; reset_timeout_ms later one call goes through as a probe.
+ */
+function dependencyBreaker(volumeThreshold: number, resetTimeoutMs: number, extra: Record<string, Field> = {}): Field {
+  return {
+    kind: 'object',
+    fields: {
+      error_threshold_percentage: { kind: 'number', default: 50, min: 0, max: 100 },
+      volume_threshold: { kind: 'int', default: volumeThreshold, min: 1, max: 1_000_000 },
+      reset_timeout_ms: { kind: 'int', default: resetTimeoutMs, min: 10, max: 3_600_000 },
+      rolling_window_ms: { kind: 'int', default: 10_000, min: 100, max: 3_600_000 },
+      ...extra,
     },
   };
 }

@@ -176,6 +176,16 @@ export interface HstsConfig {
   readonly preload: boolean;
 }
 
+/** Config `tracing`, with the OTEL_* variables applied (config/otel-env.ts). */
+export interface TracingConfig {
+  readonly enabled: boolean;
+  readonly endpoint: string;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly service_name: string;
+  readonly sample_ratio: number;
+  readonly parent_based: boolean;
+}
+
 export interface Config {
   readonly listen: { readonly host: string; readonly port: number; readonly forwarded_for: boolean; readonly tls?: TlsConfig; readonly hsts?: HstsConfig };
   readonly admin: { readonly host: string; readonly port: number; readonly token: string | null; readonly tls?: TlsConfig };
@@ -186,6 +196,7 @@ export interface Config {
   readonly mlflow: { readonly tracking_uri: string | null; readonly bin: string | null };
   readonly limits: { readonly max_body_bytes: number; readonly max_buffered_body_bytes: number };
   readonly upstream: UpstreamOptions;
+  readonly metrics: { readonly tokens: boolean };
   readonly log: {
     readonly level: string;
     readonly access: boolean;
@@ -198,7 +209,30 @@ export interface Config {
   readonly api_keys: readonly ApiKeyConfig[];
   readonly rate_limit: { readonly on_redis_error: 'open' | 'closed'; readonly redis_timeout_ms: number };
   readonly cache: { readonly redis_timeout_ms: number };
+  readonly dependencies: DependenciesConfig;
   readonly shutdown: { readonly drain_delay_ms: number; readonly grace_ms: number };
+  readonly tracing: TracingConfig;
   readonly deployments: readonly DeploymentConfig[];
   readonly traffic: Readonly<Record<string, Readonly<Record<string, number>>>>;
+}
+
+/** Config `dependencies`: a breaker per dependency and use (src/dependencies, BreakerSettings). */
+export interface DependencyBreakerConfig {
+  /** Opens when more than this share of the calls in the window failed (percent)... */
+  readonly error_threshold_percentage: number;
+  /** ...and the window holds at least this many calls. */
+  readonly volume_threshold: number;
+  /** Open this long, then one call goes through as a probe. */
+  readonly reset_timeout_ms: number;
+  /** The window the failures are counted over (ten buckets). */
+  readonly rolling_window_ms: number;
+}
+
+export interface DependenciesConfig {
+  readonly redis: {
+    readonly rate_limit: DependencyBreakerConfig;
+    readonly cache: DependencyBreakerConfig;
+    readonly state: DependencyBreakerConfig & { readonly timeout_ms: number };
+  };
+  readonly mlflow: { readonly registry: DependencyBreakerConfig & { readonly timeout_ms: number } };
 }

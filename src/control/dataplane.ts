@@ -4,6 +4,7 @@
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '../telemetry/index.js';
 import type { StatsSnapshot } from '../telemetry/index.js';
+import type { BreakerSnapshot } from '../dependencies/index.js';
 import type { AccessLogSettings, LogCounts, FromWorker, RouteTableSnapshot, SharedBuffers, TlsFiles, ToWorker, WorkerInit } from '../proxy/index.js';
 
 export interface DataPlaneOptions {
@@ -21,6 +22,8 @@ export interface DataPlaneOptions {
   readonly shared: SharedBuffers;
   readonly redis: WorkerInit['redis'];
   readonly rateLimitFailOpen: boolean;
+  /** Config `tracing` when enabled (OTEL_* applied); null: no span is made. */
+  readonly tracing: WorkerInit['tracing'];
   readonly logger: Logger;
   /** A worker holds a request for a hibernated deployment. */
   readonly onWake: (deployment: string) => void;
@@ -30,6 +33,8 @@ export interface WorkerStats {
   readonly deployments: Record<string, StatsSnapshot>;
   readonly active: number;
   readonly log: LogCounts;
+  /** The worker's breakers around Redis (src/dependencies). */
+  readonly breakers: BreakerSnapshot[];
 }
 
 /** How the workers' upstream connections move bytes (src/proxy/upstream/transport.ts). */
@@ -74,7 +79,7 @@ export class DataPlane {
     for (let i = 0; i < o.workers; i++) {
       const init: WorkerInit = {
         workerIndex: i, host: o.host, port: o.port, logLevel: o.logLevel, accessLog: o.accessLog, forwardedFor: o.forwardedFor, tls: o.tls, hsts: o.hsts,
-        shared: o.shared, redis: o.redis, rateLimitFailOpen: o.rateLimitFailOpen, snapshot,
+        shared: o.shared, redis: o.redis, rateLimitFailOpen: o.rateLimitFailOpen, tracing: o.tracing, snapshot,
       };
       const worker = new Worker(WORKER_URL, { workerData: init });
       this.#workers.push(worker);
@@ -147,7 +152,7 @@ export class DataPlane {
     if (msg.type !== 'stats') return;
     const entry = this.#statsWaiters.get(msg.id);
     if (entry === undefined) return;
-    entry.replies.push({ deployments: msg.deployments, active: msg.active, log: msg.log });
+    entry.replies.push({ deployments: msg.deployments, active: msg.active, log: msg.log, breakers: msg.breakers });
     if (entry.replies.length === this.#workers.length) entry.resolve(entry.replies);
   }
 

@@ -19,6 +19,8 @@ export interface ControlPlane {
   metrics(): Promise<string>;
   /** Per deployment: running and hibernated hours, predictions, tokens, what they cost (GET /v1/costs). */
   costs(): Promise<Record<string, unknown>>;
+  /** Per deployment, since the gateway started: requests, errors, latency and TTFT quantiles, tokens, cache, cost, load (GET /v1/stats). */
+  stats(): Promise<Record<string, unknown>>;
   /** What the workers answer, not what the deployments are: they get the table a moment later. */
   ready(): boolean;
   /** Whether the data plane runs the native uWebSockets.js binding. */

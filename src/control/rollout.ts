@@ -6,7 +6,7 @@
 // stable version at once, and that rollback is final (a new rollout is one explicit call).
 
 import { SluiceError } from '../errors/index.js';
-import { FINE_BUCKETS, fineLower, type Logger, type StatsSnapshot } from '../telemetry/index.js';
+import { FINE_BUCKETS, fineQuantile, type Logger, type StatsSnapshot } from '../telemetry/index.js';
 import type { RolloutCheck, RolloutSpec, RolloutStatus, RolloutView, WindowFigures } from '../state/index.js';
 import type { VersionInfo } from './model-versions.js';
 
@@ -293,26 +293,7 @@ export function figures(
     const b = then[buckets];
     for (let i = 0; i < FINE_BUCKETS; i++) window[i]! += Math.max(0, (a[i] ?? 0) - (b[i] ?? 0));
   }
-  return { requests, errors, error_rate: requests === 0 ? 0 : errors / requests, latency_s: quantile(window, 0.99) };
-}
-
-/** A quantile of the fine duration histogram (telemetry's FINE_BUCKETS), linear within its bucket. */
-export function quantile(counts: readonly number[], q: number): number | null {
-  const total = counts.reduce((a, b) => a + b, 0);
-  if (total === 0) return null;
-  const rank = q * total;
-  let seen = 0;
-  for (let i = 0; i < counts.length; i++) {
-    const n = counts[i]!;
-    if (n > 0 && seen + n >= rank) {
-      const lower = fineLower(i);
-      // The last bucket has no upper bound: its lower bound is the answer.
-      if (i === FINE_BUCKETS - 1) return lower;
-      return lower + (fineLower(i + 1) - lower) * ((rank - seen) / n);
-    }
-    seen += n;
-  }
-  return fineLower(FINE_BUCKETS - 1);
+  return { requests, errors, error_rate: requests === 0 ? 0 : errors / requests, latency_s: fineQuantile(window, 0.99) };
 }
 
 /** Promoted, rolled back or aborted: nothing more happens to it. */

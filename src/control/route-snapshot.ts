@@ -73,6 +73,8 @@ export interface SnapshotInput {
   readonly buckets: BucketSlots;
   /** Config limits.max_buffered_body_bytes. */
   readonly maxBufferedBodyBytes: number;
+  /** Config metrics.tokens. */
+  readonly countTokens: boolean;
 }
 
 export function buildRouteSnapshot(input: SnapshotInput): RouteTableSnapshot {
@@ -83,7 +85,8 @@ export function buildRouteSnapshot(input: SnapshotInput): RouteTableSnapshot {
     if (!d.routable) continue;
     out.push({
       id: d.id, model: d.model, version: d.version, slot: d.slot, upstream: d.upstream, maxBodyBytes: d.maxBodyBytes, credential: d.credential, fallbacks: d.fallbacks,
-      holds: d.holds, hibernated: d.hibernated, countsArrivals: d.countsArrivals, cost: d.cost, servedModel: d.servedModel, servedModelOnPaths: d.servedModelOnPaths, created: d.created,
+      holds: d.holds, hibernated: d.hibernated, countsArrivals: d.countsArrivals, cost: d.cost,
+      countsTokens: input.countTokens || d.cost.per_1k_input_tokens > 0 || d.cost.per_1k_output_tokens > 0, servedModel: d.servedModel, servedModelOnPaths: d.servedModelOnPaths, created: d.created,
       policies: d.policies, buckets: bucketsFor(`dep:${d.id}`, `deployment ${d.id}`, d.policies.rate_limit, slotOf),
       replicas: d.replicas.filter((r) => r.ready).map(({ ready: _ready, ...replica }) => replica),
     });

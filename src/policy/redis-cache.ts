@@ -1,15 +1,21 @@
 // The shared tier of the response cache: entries in Redis, so that a response cached by one
 // gateway instance (or worker thread) is a hit on all the others. One GET per lookup, one
 // SET with PX = ttl_ms per stored response, and the short command timeout of every
-// data-plane Redis client: a slow or absent Redis makes a miss, never a wait.
+// data-plane Redis client: a slow or absent Redis makes a miss, never a wait. Both go
+// through one breaker: a Redis that keeps failing is not asked at all until a probe passes.
 
 import type { Redis } from 'ioredis';
+import type { DependencyBreakerConfig } from '../config/index.js';
+import type { DependencyBreaker, DependencyBreakers } from '../dependencies/index.js';
 import { dataPlaneRedis } from './redis-client.js';
 import type { CachedResponse } from './response-cache.js';
 
 export interface RedisCacheOptions {
   readonly url: string;
   readonly commandTimeoutMs: number;
+  /** This thread's breakers, and the settings of this one (dependencies.redis.cache). */
+  readonly breakers: DependencyBreakers;
+  readonly breaker: DependencyBreakerConfig;
 }
 
 /** Every key of the shared cache starts with this, then `<deployment id>:<cache key>`. */
@@ -17,20 +23,24 @@ export const SHARED_CACHE_PREFIX = 'sluice:cache:';
 
 export class RedisCache {
   readonly #redis: Redis;
+  // One action for both commands (a SET has a value): bound once, no closure per call.
+  readonly #breaker: DependencyBreaker<[string, Buffer | null, number], Buffer | null | 'OK'>;
 
   constructor(options: RedisCacheOptions) {
     // A client of its own: a multi-megabyte entry on the wire must not delay rate-limit checks.
     this.#redis = dataPlaneRedis(options.url, options.commandTimeoutMs);
+    this.#breaker = options.breakers.add('redis', 'cache', options.breaker, (key: string, value: Buffer | null, ttlMs: number): Promise<Buffer | null | 'OK'> =>
+      value === null ? this.#redis.getBuffer(key) : this.#redis.set(key, value, 'PX', ttlMs));
   }
 
-  /** The encoded entry, or null when absent; rejects when Redis is unreachable or slow. */
+  /** The encoded entry, or null when absent; rejects when Redis is unreachable or slow, or its breaker is open. */
   get(key: string): Promise<Buffer | null> {
-    return this.#redis.getBuffer(key);
+    return this.#breaker.fire(key, null, 0) as Promise<Buffer | null>;
   }
 
   /** Stores an encoded entry that Redis drops after `ttlMs`. */
   set(key: string, value: Buffer, ttlMs: number): Promise<unknown> {
-    return this.#redis.set(key, value, 'PX', ttlMs);
+    return this.#breaker.fire(key, value, ttlMs);
   }
 }
 

@@ -1,8 +1,11 @@
 // Token buckets in Redis, for limits shared by several gateway instances: one atomic Lua
 // script per check (no read-modify-write race between instances), a short command timeout
 // so the data plane never hangs on Redis, and fail-open or fail-closed when it is away.
+// Its calls go through a breaker: a Redis that keeps failing is not waited on per request.
 
 import type { Redis } from 'ioredis';
+import type { DependencyBreakerConfig } from '../config/index.js';
+import type { DependencyBreaker, DependencyBreakers } from '../dependencies/index.js';
 import { dataPlaneRedis } from './redis-client.js';
 import type { BucketRule, TakeResult } from './token-bucket.js';
 
@@ -47,9 +50,14 @@ export interface RedisLimiterOptions {
   readonly url: string;
   readonly commandTimeoutMs: number;
   readonly keyPrefix: string;
+  /** This thread's breakers, and the settings of this one (dependencies.redis.rate_limit). */
+  readonly breakers: DependencyBreakers;
+  readonly breaker: DependencyBreakerConfig;
 }
 
-type LimiterRedis = Redis & { sluiceTake(...args: Array<string | number>): Promise<[number, ...string[]]> };
+type TakeReply = [number, ...string[]];
+
+type LimiterRedis = Redis & { sluiceTake(...args: Array<string | number>): Promise<TakeReply> };
 
 export interface BucketTake {
   readonly key: string;
@@ -61,12 +69,14 @@ export interface BucketTake {
 export class RedisLimiter {
   readonly #redis: LimiterRedis;
   readonly #prefix: string;
+  readonly #breaker: DependencyBreaker<[Array<string | number>], TakeReply>;
 
   constructor(options: RedisLimiterOptions) {
     const redis = dataPlaneRedis(options.url, options.commandTimeoutMs);
     redis.defineCommand('sluiceTake', { lua: TAKE_SCRIPT });
     this.#redis = redis as LimiterRedis;
     this.#prefix = options.keyPrefix;
+    this.#breaker = options.breakers.add('redis', 'rate_limit', options.breaker, (args: Array<string | number>) => this.#redis.sluiceTake(...args));
   }
 
   get ready(): boolean {
@@ -75,14 +85,14 @@ export class RedisLimiter {
 
   /**
    * Takes from every bucket or from none. Resolves with whether it was allowed and each
-   * bucket's result; rejects when Redis is unreachable or slow (the caller applies
-   * fail-open or fail-closed).
+   * bucket's result; rejects when Redis is unreachable or slow, or at once while its
+   * breaker is open (the caller applies fail-open or fail-closed).
    */
   async take(takes: readonly BucketTake[]): Promise<{ allowed: boolean; results: TakeResult[] }> {
     const args: Array<string | number> = [takes.length];
     for (const t of takes) args.push(this.#prefix + t.key);
     for (const t of takes) args.push(t.rule.capacity, t.rule.periodMs, t.cost, t.need);
-    const [allowed, ...tokens] = await this.#redis.sluiceTake(...args);
+    const [allowed, ...tokens] = await this.#breaker.fire(args);
     const ok = allowed === 1;
     return {
       allowed: ok,

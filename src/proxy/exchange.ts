@@ -14,6 +14,7 @@ import { coalescesWithHead, type HeaderLines } from './upstream/index.js';
 import { connectionTokens, type ClientHead, HeaderKind, isDroppedResponseKind, kindOfName, sameName, startsWithName } from './headers.js';
 import { closesUnread, endWithoutBody, headBytes, headCopy, headLine, headStart, headStartWith, headText, headUint, headView, statusLine, writeErrorResponse, type CacheStatus } from './respond.js';
 import type { Flight } from './flight.js';
+import type { RequestTrace } from '../tracing/index.js';
 import { holdClock, monoNow, releaseClock, wallNow } from './clock.js';
 
 /** What the timeout sweep checks; see Gateway.sweep(). */
@@ -133,6 +134,8 @@ export class Exchange implements AttemptClient {
   /** The verdict whose RateLimit-* headers go on the response. */
   rateLimit: Verdict | null = null;
   tokenCounter: TokenCounter | null = null;
+  /** The request's span (config `tracing`); null when tracing is off. */
+  trace: RequestTrace | null = null;
   /** Retries on another replica so far. */
   attempts = 0;
   /** In its deployment's wait queue (holds a place in the shared queue length). */
@@ -151,6 +154,13 @@ export class Exchange implements AttemptClient {
   readonly startedAt: number;
   /** When the upstream's response head arrived (same clock as startedAt); -1 until then. */
   headAt = -1;
+  // For the gateway-overhead and GenAI histograms (same clock; -1 until then): the first
+  // upstream send, the first response body byte, the end of the upstream's response, and
+  // the time spent waiting in the queue or held for a ready replica.
+  sentAt = -1;
+  firstByteAt = -1;
+  upstreamEndAt = -1;
+  waitedMs = 0;
   /** Index in the gateway's active list (swap-remove); -1 when not listed. */
   activeIndex = -1;
   phase = Phase.Connecting;
@@ -363,6 +373,7 @@ export class Exchange implements AttemptClient {
   }
 
   onAttemptSending(connecting: boolean): void {
+    if (this.sentAt < 0) this.sentAt = monoNow();
     this.#setPhase(this.#bodyDone ? (connecting ? Phase.Connecting : Phase.AwaitingHead) : Phase.Uploading);
     if (this.#clientPaused && !this.#bodyDone) this.#resumeClient();
   }
@@ -393,6 +404,7 @@ export class Exchange implements AttemptClient {
     const n = ab.byteLength;
     this.#bodyBytes += n;
     if (this.#bodyBytes > this.route.maxBodyBytes) {
+      this.route.stats.refused('SLUICE_ERR_BODY_TOO_LARGE');
       this.#fail('SLUICE_ERR_BODY_TOO_LARGE', `request body exceeds ${this.route.maxBodyBytes} bytes`, true);
       return;
     }
@@ -639,6 +651,7 @@ export class Exchange implements AttemptClient {
       return true;
     }
     this.route.stats.bytesOut += chunk.length;
+    if (this.firstByteAt < 0) this.#firstByte();
     this.responseBytes += chunk.length;
     this.tokenCounter?.observe(chunk);
     if (this.#mode === BodyMode.Chunked) {
@@ -711,8 +724,20 @@ export class Exchange implements AttemptClient {
     return true;
   }
 
+  #firstByte(): void {
+    const now = monoNow();
+    this.firstByteAt = now;
+    if (this.status >= 200 && this.status < 300) this.route.stats.recordTtft((now - this.startedAt) / 1000);
+  }
+
+  /** The response is a token stream (SSE or NDJSON), not one JSON answer. */
+  get streamed(): boolean {
+    return this.#kind !== StreamKind.Other;
+  }
+
   onResponseEnd(): void {
     this.#upstreamEnded = true;
+    this.upstreamEndAt = monoNow();
     if (this.#finished) return;
     if (this.#detached) {
       this.#clientComplete();
@@ -873,6 +898,7 @@ export class Exchange implements AttemptClient {
     }
     if (this.flight?.leader === this) this.flight.fail(code, message, headers);
     this.errorCode = code;
+    this.route.stats.refused(code);
     const status = ERRORS[code].status;
     if (this.#detached) {
       this.#finish(status);

@@ -9,6 +9,7 @@ import { NoReplica, ReplicaQueue, type DeploymentCounters } from '../balancer/in
 import { errorBody, ERRORS, type ErrorCode } from '../errors/index.js';
 import { hashKey, presentedKey, TokenCounter, type RateLimiter, type RedisCache } from '../policy/index.js';
 import type { Logger } from '../telemetry/index.js';
+import type { RequestTracer } from '../tracing/index.js';
 import type { AccessLog } from './access-log.js';
 import type { Attempt } from './attempt.js';
 import { Exchange, Phase, type ExchangeOwner } from './exchange.js';
@@ -36,6 +37,8 @@ export interface GatewayOptions {
   readonly sharedCache: RedisCache | null;
   /** Asks the control plane to wake a hibernated deployment. */
   readonly onWake: (deployment: string) => void;
+  /** A span per admitted request (config `tracing`); null or absent: tracing off. */
+  readonly tracer?: RequestTracer | null;
 }
 
 /** Upstream failures that count against a replica's breaker (4xx and client aborts never do); a refused connect ejects it at once (#release). */
@@ -88,6 +91,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
   readonly #queue: ReplicaQueue<DeploymentRoute, Exchange, ReplicaRoute>;
   readonly #ids = new RequestIds();
   readonly #onWake: (deployment: string) => void;
+  readonly #tracer: RequestTracer | null;
   #sweepTimer: NodeJS.Timeout | null = null;
   #draining = false;
 
@@ -99,6 +103,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     this.#shared = options.shared;
     this.#counters = options.counters;
     this.#onWake = options.onWake;
+    this.#tracer = options.tracer ?? null;
     const auth = new AuthFilter();
     const rateLimit = new RateLimitFilter(options.limiter, options.logger);
     const cache = new CacheFilter(options.logger);
@@ -126,7 +131,10 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
       start: (route, ex, replica, now) => {
         const current = this.#table.deployment(route.id)!;
         if (ex.route !== current) ex.rebind(current);
-        current.stats.recordQueueWait((monoNow() - ex.phaseSince) / 1000);
+        const waited = monoNow() - ex.phaseSince;
+        ex.waitedMs += waited;
+        current.stats.recordQueueWait(waited / 1000);
+        if (ex.trace !== null) ex.trace.waited(ex.phase === Phase.Held, ex.phaseSince);
         this.#send(ex, replica, now);
       },
     });
@@ -315,11 +323,15 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     query: string, client: string, body: Buffer | null,
   ): Exchange {
     const expectBody = head.chunked || head.contentLength > 0;
+    // Tracing off: this null check (and the same local's below) is all it costs here.
+    const trace = this.#tracer === null ? null : this.#tracer.begin(head, method, url, rest, alias ? route.model : route.id, requestId);
     const forwardedFor = !this.#forwardedFor ? head.forwardedFor : head.forwardedFor === '' ? client : `${head.forwardedFor}, ${client}`;
-    const tail =
+    let tail =
       (forwardedFor === '' ? '' : `x-forwarded-for: ${forwardedFor}\r\n`) + this.#forwardedProto +
       (head.host === '' ? '' : `x-forwarded-host: ${head.host}\r\n`) +
       `x-request-id: ${requestId}\r\n`;
+    // In the tail: a fallback's rebuilt head keeps it.
+    if (trace !== null) tail += trace.upstreamLines;
     const headRest = clientLines(route, head, key !== undefined) + tail + framingLine(head.chunked, head.contentLength);
     const pathQuery = query === '' ? rest : `${rest}?${query}`;
     const ex = new Exchange(this, res, requestId, method, route, key, pathQuery, headRest, head.contentLength, head.chunked);
@@ -328,7 +340,8 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     if (route.fallbacks !== null) ex.fallbackHead = { head: { ...head }, tail, keyed: key !== undefined };
     ex.path = url;
     ex.upstreamPath = rest;
-    if (route.pricesTokens) ex.tokenCounter = new TokenCounter();
+    if (route.countsTokens) ex.tokenCounter = new TokenCounter();
+    if (trace !== null) trace.attach(ex);
     ex.client = client;
     if (alias) ex.versionLine = route.versionLine;
     const filters = route.filters;
@@ -378,6 +391,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     const now = wallNow();
     const replica = this.#pickFallback(ex, now);
     if (replica === null) return false;
+    if (ex.trace !== null) ex.trace.fellBack(ex.route.id, this.#fallbackRoute!.id, 0);
     this.#switchToFallback(ex, replica, now);
     return true;
   }
@@ -392,6 +406,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     ex.attempt = null;
     // The deployment that answered 429/5xx counts it (rollout analysis, alerts); the fallback counts its own answer.
     ex.route.stats.record(status, (monoNow() - ex.startedAt) / 1000);
+    if (ex.trace !== null) ex.trace.fellBack(ex.route.id, this.#fallbackRoute!.id, status);
     this.#switchToFallback(ex, replica, now);
     return true;
   }
@@ -496,6 +511,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     if (typeof next === 'number') return false;
     ex.attempts++;
     route.stats.retries++;
+    if (ex.trace !== null) ex.trace.retried(ex.attempts, code, failed.replica.hostHeader);
     ex.start(next);
     return true;
   }
@@ -536,14 +552,22 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     const done = ex.addressed.filters?.done;
     if (done != null) for (let i = 0; i < done.length; i++) done[i]!.onDone(ex);
     if (attempt !== null && this.#queue.waiting) this.#queue.drain();
-    const seconds = (monoNow() - ex.startedAt) / 1000;
-    ex.route.stats.record(ex.status, seconds);
-    // Charged when one of its replicas answered (not a cache hit, not a gateway refusal).
-    const cost = ex.route.cost;
+    const now = monoNow();
+    const seconds = (now - ex.startedAt) / 1000;
+    const stats = ex.route.stats;
+    stats.record(ex.status, seconds);
+    if (ex.trace !== null) ex.trace.end(ex);
     let costUsd: number | null = null;
-    if (cost !== null && attempt !== null && ex.headAt >= 0) {
+    // One of its replicas answered (not a cache hit, not a gateway refusal): tokens, the
+    // gateway's own share of the time, and the charge.
+    if (attempt !== null && ex.headAt >= 0) {
+      // A whole answer in one piece completes the exchange before its upstream end is seen.
+      const upstreamEnd = ex.upstreamEndAt >= 0 ? ex.upstreamEndAt : now;
       const tokens = ex.tokenCounter;
-      costUsd = ex.route.stats.charge(cost, tokens === null ? 0 : tokens.input, tokens === null ? 0 : tokens.output);
+      if (tokens !== null) this.#recordTokens(ex, tokens, upstreamEnd);
+      stats.recordOverhead((ex.sentAt - ex.startedAt - ex.waitedMs + now - upstreamEnd) / 1000);
+      const cost = ex.route.cost;
+      if (cost !== null) costUsd = stats.charge(cost, tokens === null ? 0 : tokens.input, tokens === null ? 0 : tokens.output);
     }
     // Failures are logged even with the access log off, including a stream that failed
     // after its 200 head was sent (errorCode set, status still 200).
@@ -556,6 +580,17 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
         ex.headAt < 0 ? null : ex.headAt - ex.startedAt,
         ex.bodyBytes, ex.responseBytes, ex.cacheStatus, ex.key, ex.errorCode, costUsd,
       );
+    }
+  }
+
+  #recordTokens(ex: Exchange, tokens: TokenCounter, upstreamEnd: number): void {
+    // A JSON answer with no usage in it is not an LLM's (an MLflow prediction): no tokens.
+    if (!ex.streamed && !tokens.reported) return;
+    const output = tokens.output;
+    const stats = ex.route.stats;
+    stats.recordTokens(tokens.input, output);
+    if (ex.streamed && output > 1 && ex.status >= 200 && ex.status < 300 && ex.firstByteAt >= 0) {
+      stats.recordTimePerOutputToken((upstreamEnd - ex.firstByteAt) / 1000 / (output - 1));
     }
   }
 
@@ -573,7 +608,11 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     const bytes = writeJsonResponse(res, status, body, requestId, opts.close === true, opts.headers, method === 'HEAD');
     // A request for a known deployment counts in its metrics whoever answered it: a 503
     // for want of a ready replica is the outage an operator's alert must see.
-    opts.route?.stats.record(status, 0);
+    const stats = opts.route?.stats;
+    if (stats !== undefined) {
+      stats.record(status, 0);
+      if (code !== null) stats.refused(code);
+    }
     // Answered inside the handler: the duration is nil.
     if (logged) log.record(requestId, method, url, client, opts.route?.id ?? null, null, status, 0, null, 0, bytes, 'bypass', undefined, code, null);
   }

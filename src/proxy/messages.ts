@@ -1,6 +1,8 @@
 // Messages between the control plane and the data-plane workers: the route table goes
 // down, stats and lifecycle events come up. Nothing else crosses.
 
+import type { DependenciesConfig, TracingConfig } from '../config/index.js';
+import type { BreakerSnapshot } from '../dependencies/index.js';
 import type { StatsSnapshot } from '../telemetry/index.js';
 import type { TlsFiles } from './listener.js';
 import type { RouteTableSnapshot } from './route-table.js';
@@ -45,10 +47,15 @@ export interface WorkerInit {
   readonly shared: SharedBuffers;
   /**
    * Rate limits in Redis (shared by instances) instead of the shared in-memory buckets, and
-   * the shared tier of the response cache; each with its own command timeout.
+   * the shared tier of the response cache; each with its own command timeout and breaker.
    */
-  readonly redis: { readonly url: string; readonly timeoutMs: number; readonly cacheTimeoutMs: number } | null;
+  readonly redis: {
+    readonly url: string; readonly timeoutMs: number; readonly cacheTimeoutMs: number;
+    readonly breakers: Pick<DependenciesConfig['redis'], 'rate_limit' | 'cache'>;
+  } | null;
   readonly rateLimitFailOpen: boolean;
+  /** Config `tracing` when enabled: the worker exports its own spans; null: tracing off. */
+  readonly tracing: TracingConfig | null;
   readonly snapshot: RouteTableSnapshot;
 }
 
@@ -67,7 +74,7 @@ export type FromWorker =
   | { readonly type: 'listen-failed'; readonly workerIndex: number; readonly message: string }
   /** `ready`: what the worker's /readyz now answers. */
   | { readonly type: 'routes-applied'; readonly workerIndex: number; readonly version: number; readonly ready: boolean }
-  | { readonly type: 'stats'; readonly id: number; readonly workerIndex: number; readonly deployments: Record<string, StatsSnapshot>; readonly active: number; readonly log: LogCounts }
+  | { readonly type: 'stats'; readonly id: number; readonly workerIndex: number; readonly deployments: Record<string, StatsSnapshot>; readonly active: number; readonly log: LogCounts; readonly breakers: BreakerSnapshot[] }
   | { readonly type: 'draining'; readonly workerIndex: number }
   /** `error`: why the certificate in use was kept; null: new connections get the new one. */
   | { readonly type: 'tls-reloaded'; readonly workerIndex: number; readonly error: string | null }

@@ -54,6 +54,8 @@ export interface DeploymentSnapshot {
   readonly countsArrivals: boolean;
   /** Its prices: each answered request is charged (RequestStats.charge). */
   readonly cost: CostConfig;
+  /** Its answers' tokens are counted (config metrics.tokens, or token prices). */
+  readonly countsTokens: boolean;
   /**
    * The model name its server knows: the body's `model` is rewritten to it; null: none.
    * A runtime's default (the simulator's model, Ollama's `model:version`) applies at the
@@ -181,8 +183,8 @@ export class DeploymentRoute {
   readonly countsArrivals: boolean;
   /** Its prices; null when it has none (its requests are not counted for cost). */
   readonly cost: CostConfig | null;
-  /** Tokens are priced: every response's tokens are counted. */
-  readonly pricesTokens: boolean;
+  /** Its answers' tokens are counted (TokenCounter): for metrics and cost. */
+  readonly countsTokens: boolean;
   /** The model name its server knows, as a JSON string (what replaces the body's `model` value); null: the body goes as sent. */
   readonly servedModelJson: Buffer | null;
   /** The body's `model` is rewritten on path routes too (a configured served_model). */
@@ -226,8 +228,8 @@ export class DeploymentRoute {
     this.hibernated = snap.hibernated;
     this.countsArrivals = snap.countsArrivals;
     const c = snap.cost;
-    this.pricesTokens = c.per_1k_input_tokens > 0 || c.per_1k_output_tokens > 0;
-    this.cost = this.pricesTokens || c.per_request > 0 || c.per_replica_hour > 0 ? c : null;
+    this.countsTokens = snap.countsTokens;
+    this.cost = c.per_1k_input_tokens > 0 || c.per_1k_output_tokens > 0 || c.per_request > 0 || c.per_replica_hour > 0 ? c : null;
     this.servedModelJson = snap.servedModel === null ? null : Buffer.from(JSON.stringify(snap.servedModel));
     this.rewritesPathModel = snap.servedModel !== null && snap.servedModelOnPaths;
     this.created = snap.created;

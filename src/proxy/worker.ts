@@ -4,6 +4,7 @@
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { BreakerBoard, DeploymentCounters, ReplicaLoadBoard } from '../balancer/index.js';
+import { DependencyBreakers } from '../dependencies/index.js';
 import { RateLimiter, RedisCache, RedisLimiter, SharedBuckets } from '../policy/index.js';
 import { createLogger, LineWriter } from '../telemetry/index.js';
 import { AccessLog } from './access-log.js';
@@ -21,6 +22,8 @@ const post = (msg: FromWorker): void => port.postMessage(msg);
 const DROP_WARNING_MS = 10_000;
 /** A stalled log sink may hold a stop this much longer than the grace period, no more. */
 const LOG_CLOSE_EXTRA_MS = 1000;
+/** The last spans' export may hold a stop this long at most: an unreachable collector would hold it for the exporter's retries (10 s). */
+const TRACES_FLUSH_MAX_MS = 3000;
 
 const access = init.accessLog;
 // Straight to stdout, from this thread: no hop through the main thread per line. The
@@ -36,11 +39,18 @@ setInterval(() => {
   logger.warn({ dropped: stdout.dropped - droppedSaid, dropped_total: stdout.dropped }, 'stdout is slower than the traffic: log lines dropped');
   droppedSaid = stdout.dropped;
 }, DROP_WARNING_MS).unref();
+// Loaded only when on: a worker without tracing never holds the OpenTelemetry SDK.
+const tracing = init.tracing === null ? null : (await import('../tracing/index.js')).startTracing(init.tracing, (detail) => logger.warn({ detail }, 'tracing: the OpenTelemetry SDK reports a problem'));
 const { uws, native, binary } = loadUws();
 const sh = init.shared;
+// This worker's breakers around Redis (its own clients: one breaker per use per worker).
+const dependencies = new DependencyBreakers(logger);
+const redis = init.redis;
 const limiter = new RateLimiter({
   local: new SharedBuckets(sh.buckets),
-  redis: init.redis === null ? null : new RedisLimiter({ url: init.redis.url, commandTimeoutMs: init.redis.timeoutMs, keyPrefix: 'sluice:rl:' }),
+  redis: redis === null ? null : new RedisLimiter({
+    url: redis.url, commandTimeoutMs: redis.timeoutMs, keyPrefix: 'sluice:rl:', breakers: dependencies, breaker: redis.breakers.rate_limit,
+  }),
   failOpen: init.rateLimitFailOpen,
 });
 const gateway = new Gateway({
@@ -51,7 +61,8 @@ const gateway = new Gateway({
   shared: { inflight: new Int32Array(sh.inflight), breakers: new BreakerBoard(sh.breakers), replicaLoad: new ReplicaLoadBoard(sh.replicaLoad) },
   counters: new DeploymentCounters(sh.deployments),
   limiter,
-  sharedCache: init.redis === null ? null : new RedisCache({ url: init.redis.url, commandTimeoutMs: init.redis.cacheTimeoutMs }),
+  sharedCache: redis === null ? null : new RedisCache({ url: redis.url, commandTimeoutMs: redis.cacheTimeoutMs, breakers: dependencies, breaker: redis.breakers.cache }),
+  tracer: tracing?.tracer ?? null,
   onWake: (deployment) => post({ type: 'wake', workerIndex: init.workerIndex, deployment }),
 });
 gateway.publish(init.snapshot);
@@ -86,7 +97,7 @@ port.on('message', (msg: ToWorker) => {
       post({ type: 'routes-applied', workerIndex: init.workerIndex, version: gateway.table.version, ready: gateway.table.ready });
       break;
     case 'stats':
-      post({ type: 'stats', id: msg.id, workerIndex: init.workerIndex, deployments: gateway.stats(), active: gateway.activeCount, log: { lines: stdout.lines, dropped: stdout.dropped } });
+      post({ type: 'stats', id: msg.id, workerIndex: init.workerIndex, deployments: gateway.stats(), active: gateway.activeCount, log: { lines: stdout.lines, dropped: stdout.dropped }, breakers: dependencies.snapshot() });
       break;
     case 'drain':
       gateway.drain();
@@ -113,8 +124,9 @@ function waitForIdle(graceMs: number): void {
       // Idle keep-alive sockets are still open handles of the uWS loop; exiting over them
       // aborts the whole process (uv_loop_close with open handles), so close them first.
       listener?.close();
-      // Every line out before the thread ends (a graceful stop loses none).
-      void stdout.close(Math.max(0, deadline - Date.now()) + LOG_CLOSE_EXTRA_MS).then(() => setImmediate(() => process.exit(0)));
+      // Every line and span out before the thread ends (a graceful stop loses none).
+      const budget = Math.max(0, deadline - Date.now()) + LOG_CLOSE_EXTRA_MS;
+      void Promise.all([stdout.close(budget), tracing?.shutdown(Math.min(budget, TRACES_FLUSH_MAX_MS))]).then(() => setImmediate(() => process.exit(0)));
     } else {
       setTimeout(tick, 20);
     }

@@ -1,6 +1,7 @@
 // Read-only client for the MLflow Model Registry REST API (protocols.md A3). Control plane
 // only: it runs when an admin deploys or lists models, never per request.
 
+import { guarded, type CallBreaker } from '../dependencies/index.js';
 import { RegistryError, type RegistryErrorCode } from './errors.js';
 import type { ModelVersion, RegisteredModel, RegisteredModelAlias, RegistryTag } from './types.js';
 
@@ -14,6 +15,11 @@ export interface MlflowRegistryOptions {
   password?: string;
   /** Per HTTP request, body included. */
   timeoutMs?: number;
+  /**
+   * Every request goes through it (built with `registryUnavailable` as its failure test):
+   * while it is open, calls fail at once with SLUICE_ERR_DEPENDENCY_CIRCUIT_OPEN.
+   */
+  breaker?: CallBreaker;
 }
 
 const API_PREFIX = '/api/2.0/mlflow';
@@ -29,6 +35,7 @@ export class MlflowRegistry {
   readonly #base: string;
   readonly #headers: Readonly<Record<string, string>>;
   readonly #timeoutMs: number;
+  readonly #breaker: CallBreaker | undefined;
 
   constructor(options: MlflowRegistryOptions) {
     let url: URL;
@@ -65,6 +72,7 @@ export class MlflowRegistry {
 
     this.#base = url.href.replace(/\/+$/, '') + API_PREFIX;
     this.#timeoutMs = timeoutMs;
+    this.#breaker = options.breaker;
     const headers: Record<string, string> = { accept: 'application/json' };
     if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`;
     if (username !== undefined && password !== undefined) {
@@ -142,7 +150,11 @@ export class MlflowRegistry {
     throw shapeError(`more than ${MAX_PAGES} pages from ${path}`);
   }
 
-  async #get(path: string, params: Record<string, string>): Promise<Record<string, unknown>> {
+  #get(path: string, params: Record<string, string>): Promise<Record<string, unknown>> {
+    return this.#breaker === undefined ? this.#fetch(path, params) : guarded(this.#breaker, () => this.#fetch(path, params));
+  }
+
+  async #fetch(path: string, params: Record<string, string>): Promise<Record<string, unknown>> {
     const qs = new URLSearchParams(params).toString();
     const url = `${this.#base}${path}${qs ? `?${qs}` : ''}`;
     const shown = `${this.#base}${path}`;
@@ -190,6 +202,15 @@ export class MlflowRegistry {
       ...(mlflowError ? { mlflowErrorCode: mlflowError.code } : {}),
     });
   }
+}
+
+/**
+ * Whether a failed call says the registry is down (what its breaker counts): unreachable,
+ * timed out, 5xx or 429. An answer that is an error (404, 401, a bad shape) is the
+ * registry working.
+ */
+export function registryUnavailable(err: unknown): boolean {
+  return !(err instanceof RegistryError) || err.code === 'SLUICE_ERR_REGISTRY_UNAVAILABLE';
 }
 
 function classifyStatus(status: number, mlflowCode: string | undefined): RegistryErrorCode {

@@ -1,4 +1,5 @@
 import { Redis } from 'ioredis';
+import { CircuitOpenError, guarded, type CallBreaker } from '../dependencies/index.js';
 import { decodeEntry, decodeKeyEntry, decodeTrafficEntry, desiredId, encodeEntry } from './codec.js';
 import { StateError, type DesiredDeployment, type DesiredStateStore, type StoredApiKey, type StoredTraffic } from './types.js';
 
@@ -20,14 +21,23 @@ return 0`;
 const RELEASE_SCRIPT = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0`;
 
+export interface RedisStateStoreOptions {
+  /** Per command (config dependencies.redis.state.timeout_ms). */
+  readonly timeoutMs: number;
+  /** Every command goes through it: a Redis that keeps failing fails the next ones at once. */
+  readonly breaker: CallBreaker;
+}
+
 /** Desired state shared by every gateway instance on one Redis (SLUICE_REDIS_URL). */
 export class RedisStateStore implements DesiredStateStore {
   readonly kind = 'redis';
   readonly #redis: Redis;
   readonly #where: string;
+  readonly #breaker: CallBreaker;
 
-  constructor(url: string) {
-    this.#redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 2, connectTimeout: 2000, commandTimeout: 2000 });
+  constructor(url: string, options: RedisStateStoreOptions) {
+    this.#redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 2, connectTimeout: options.timeoutMs, commandTimeout: options.timeoutMs });
+    this.#breaker = options.breaker;
     // Failures surface through the commands that fail; without a listener ioredis prints
     // a stack trace on every reconnect attempt while Redis is away.
     this.#redis.on('error', () => undefined);
@@ -42,13 +52,11 @@ export class RedisStateStore implements DesiredStateStore {
   }
 
   async put(deployment: DesiredDeployment): Promise<void> {
-    await this.#connected();
-    await this.#redis.hset(KEY, desiredId(deployment.spec), encodeEntry(deployment));
+    await this.#call(() => this.#redis.hset(KEY, desiredId(deployment.spec), encodeEntry(deployment)));
   }
 
   async remove(id: string): Promise<void> {
-    await this.#connected();
-    await this.#redis.hdel(KEY, id);
+    await this.#call(() => this.#redis.hdel(KEY, id));
   }
 
   async loadKeys(): Promise<StoredApiKey[]> {
@@ -58,13 +66,11 @@ export class RedisStateStore implements DesiredStateStore {
   }
 
   async putKey(key: StoredApiKey): Promise<void> {
-    await this.#connected();
-    await this.#redis.hset(API_KEYS, key.name, encodeEntry(key));
+    await this.#call(() => this.#redis.hset(API_KEYS, key.name, encodeEntry(key)));
   }
 
   async removeKey(name: string): Promise<void> {
-    await this.#connected();
-    await this.#redis.hdel(API_KEYS, name);
+    await this.#call(() => this.#redis.hdel(API_KEYS, name));
   }
 
   async loadTraffic(): Promise<StoredTraffic[]> {
@@ -73,45 +79,49 @@ export class RedisStateStore implements DesiredStateStore {
   }
 
   async putTraffic(traffic: StoredTraffic): Promise<void> {
-    await this.#connected();
-    await this.#redis.hset(TRAFFIC, traffic.model, encodeEntry(traffic));
+    await this.#call(() => this.#redis.hset(TRAFFIC, traffic.model, encodeEntry(traffic)));
   }
 
   async lease(name: string, holder: string, ttlMs: number): Promise<boolean> {
-    await this.#connected();
-    return (await this.#redis.eval(LEASE_SCRIPT, 1, LEASE + name, holder, String(Math.ceil(ttlMs)))) === 1;
+    return (await this.#call(() => this.#redis.eval(LEASE_SCRIPT, 1, LEASE + name, holder, String(Math.ceil(ttlMs))))) === 1;
   }
 
   async releaseLease(name: string, holder: string): Promise<void> {
-    await this.#connected();
-    await this.#redis.eval(RELEASE_SCRIPT, 1, LEASE + name, holder);
+    await this.#call(() => this.#redis.eval(RELEASE_SCRIPT, 1, LEASE + name, holder));
   }
 
   async putStats(model: string, holder: string, json: string, ttlMs: number): Promise<void> {
-    await this.#connected();
-    await this.#redis.multi().hset(STATS + model, holder, json).pexpire(STATS + model, Math.ceil(ttlMs)).exec();
+    await this.#call(() => this.#redis.multi().hset(STATS + model, holder, json).pexpire(STATS + model, Math.ceil(ttlMs)).exec());
   }
 
   async loadStats(model: string): Promise<Record<string, string>> {
-    await this.#connected();
-    return this.#redis.hgetall(STATS + model);
+    return this.#call(() => this.#redis.hgetall(STATS + model));
   }
 
   async close(): Promise<void> {
     this.#redis.disconnect();
   }
 
-  /** The client connects lazily, on the first command of the store. */
-  async #connected(): Promise<void> {
-    if (this.#redis.status === 'wait') await this.#redis.connect();
+  /**
+   * One command through the breaker. The client connects lazily, on the first command of
+   * the store.
+   */
+  #call<T>(command: () => Promise<T>): Promise<T> {
+    return guarded(this.#breaker, async () => {
+      if (this.#redis.status === 'wait') await this.#redis.connect();
+      return command();
+    });
   }
 
-  /** Every field of hash `key`; a Redis that does not answer is a StateError naming `what`. */
+  /**
+   * Every field of hash `key`; a Redis that does not answer is a StateError naming `what`
+   * (an open breaker, a CircuitOpenError: Redis was not asked).
+   */
   async #readHash(key: string, what: string): Promise<Record<string, string>> {
     try {
-      await this.#connected();
-      return await this.#redis.hgetall(key);
+      return await this.#call(() => this.#redis.hgetall(key));
     } catch (err) {
+      if (err instanceof CircuitOpenError) throw err;
       throw new StateError(`${this.#where}: cannot read ${what} (${(err as Error).message})`);
     }
   }

@@ -1,4 +1,5 @@
-import { DURATION_BUCKETS, type StatsSnapshot } from './request-stats.js';
+import type { BreakerSnapshot } from '../dependencies/index.js';
+import { DURATION_BUCKETS, OVERHEAD_BUCKETS, TOKEN_BUCKETS, TPOT_BUCKETS, TTFT_BUCKETS, type HistogramSnapshot, type StatsSnapshot } from './request-stats.js';
 
 /** Sums the snapshots every worker sent for each deployment. */
 export function mergeStats(perWorker: ReadonlyArray<Record<string, StatsSnapshot>>): Map<string, StatsSnapshot> {
@@ -44,7 +45,18 @@ function addStats(a: StatsSnapshot, b: StatsSnapshot): StatsSnapshot {
     costRequestsUsd: a.costRequestsUsd + b.costRequestsUsd,
     costInputUsd: a.costInputUsd + b.costInputUsd,
     costOutputUsd: a.costOutputUsd + b.costOutputUsd,
+    ttft: addHistograms(a.ttft, b.ttft),
+    fineTtftBuckets: addArrays(a.fineTtftBuckets, b.fineTtftBuckets),
+    tpot: addHistograms(a.tpot, b.tpot),
+    inputTokenUsage: addHistograms(a.inputTokenUsage, b.inputTokenUsage),
+    outputTokenUsage: addHistograms(a.outputTokenUsage, b.outputTokenUsage),
+    overhead: addHistograms(a.overhead, b.overhead),
+    refusals: addRecords(a.refusals, b.refusals),
   };
+}
+
+function addHistograms(a: HistogramSnapshot, b: HistogramSnapshot): HistogramSnapshot {
+  return { buckets: addArrays(a.buckets, b.buckets), sum: a.sum + b.sum, count: a.count + b.count };
 }
 
 function addArrays(a: readonly number[], b: readonly number[]): number[] {
@@ -67,10 +79,10 @@ export function renderStats(stats: Map<string, StatsSnapshot>, replicaCostUsd: R
   const family = (name: string, type: string, help: string): void => {
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
   };
-  family('sluice_requests_total', 'counter', 'Requests answered by the data plane, by deployment and status code (499: client went away).');
-  for (const [d, s] of stats) for (const [code, n] of Object.entries(s.codes)) lines.push(`sluice_requests_total{deployment="${esc(d)}",code="${code}"} ${n}`);
-  histogram(lines, 'sluice_request_duration_seconds', 'Time from request arrival to the end of the response.', stats, (s) => [s.buckets, s.sum, s.count]);
-  histogram(lines, 'sluice_upstream_ttfb_seconds', 'Time from request arrival to the upstream response head.', stats, (s) => [s.ttfbBuckets, s.ttfbSum, s.ttfbCount]);
+  family('sluice_requests_total', 'counter', 'Requests answered by the data plane, by deployment, status code (499: client went away) and its class (2xx ... 5xx).');
+  for (const [d, s] of stats) for (const [code, n] of Object.entries(s.codes)) lines.push(`sluice_requests_total{deployment="${esc(d)}",code="${code}",class="${code[0]}xx"} ${n}`);
+  histogram(lines, 'sluice_request_duration_seconds', 'Time from request arrival to the end of the response.', stats, (s) => ({ buckets: s.buckets, sum: s.sum, count: s.count }));
+  histogram(lines, 'sluice_upstream_ttfb_seconds', 'Time from request arrival to the upstream response head.', stats, (s) => ({ buckets: s.ttfbBuckets, sum: s.ttfbSum, count: s.ttfbCount }));
   family('sluice_client_aborts_total', 'counter', 'Clients that went away before their response ended (the upstream request was aborted).');
   for (const [d, s] of stats) lines.push(`sluice_client_aborts_total{deployment="${esc(d)}"} ${s.clientAborts}`);
   family('sluice_upstream_errors_total', 'counter', 'Upstream failures by error code.');
@@ -98,7 +110,7 @@ export function renderStats(stats: Map<string, StatsSnapshot>, replicaCostUsd: R
   for (const [d, s] of stats) if (s.cacheHits + s.cacheMisses > 0) lines.push(`sluice_cache_hit_ratio{deployment="${esc(d)}"} ${s.cacheHits / (s.cacheHits + s.cacheMisses)}`);
   counter('sluice_cache_bypass_total', 'Requests to a deployment with a cache policy that were not cacheable.', (s) => s.cacheBypass);
   counter('sluice_coalesced_total', 'Requests that shared the upstream call of an identical request in flight.', (s) => s.coalesced);
-  family('sluice_tokens_total', 'counter', 'Tokens of the requests a deployment answered and charged (cost.per_1k_*), as the servers report them.');
+  family('sluice_tokens_total', 'counter', 'Tokens of the answers whose tokens were counted (deployments with token prices, a tokens-per-minute limit, or metrics.tokens), as the servers report them.');
   for (const [d, s] of stats) {
     lines.push(`sluice_tokens_total{deployment="${esc(d)}",direction="input"} ${s.inputTokens}`, `sluice_tokens_total{deployment="${esc(d)}",direction="output"} ${s.outputTokens}`);
   }
@@ -109,7 +121,17 @@ export function renderStats(stats: Map<string, StatsSnapshot>, replicaCostUsd: R
   }
   for (const [d, usd] of replicaCostUsd) lines.push(`sluice_cost_usd_total{deployment="${esc(d)}",kind="replica_hours"} ${usd}`);
   counter('sluice_cache_store_errors_total', 'Shared response cache (Redis) lookups and writes that failed or timed out; a failed lookup is answered as a miss.', (s) => s.cacheStoreErrors);
-  histogram(lines, 'sluice_queue_wait_seconds', 'Time requests waited in a deployment queue: for a replica under max_inflight, or held for a ready one.', stats, (s) => [s.queueWaitBuckets, s.queueWaitSum, s.queueWaitCount]);
+  family('sluice_gateway_refusals_total', 'counter', 'Requests the gateway answered itself with an error, by code (SLUICE_ERR_RATE_LIMITED: rate limited; SLUICE_ERR_QUEUE_FULL, SLUICE_ERR_NO_READY_REPLICA, SLUICE_ERR_BODY_TOO_LARGE, ...).');
+  for (const [d, s] of stats) for (const [code, n] of Object.entries(s.refusals)) lines.push(`sluice_gateway_refusals_total{deployment="${esc(d)}",code="${code}"} ${n}`);
+  histogram(lines, 'sluice_gateway_overhead_seconds', 'Proxied requests: the time the gateway itself took, from arrival to the upstream request and from the upstream response end to the client response end (not the upstream, not the queue wait).', stats, (s) => s.overhead, OVERHEAD_BUCKETS);
+  histogram(lines, 'gen_ai_server_time_to_first_token_seconds', 'GenAI time to first token: arrival to the first response body byte of 2xx answers (for a streamed answer its first token, for others the whole answer).', stats, (s) => s.ttft, TTFT_BUCKETS);
+  histogram(lines, 'gen_ai_server_time_per_output_token_seconds', 'GenAI time per output token of streamed 2xx answers: from the first to the last body byte, over the output tokens after the first.', stats, (s) => s.tpot, TPOT_BUCKETS);
+  lines.push('# HELP gen_ai_client_token_usage GenAI tokens per answer, by gen_ai_token_type (input, output), as the servers report them.', '# TYPE gen_ai_client_token_usage histogram');
+  for (const [d, s] of stats) {
+    histogramSeries(lines, 'gen_ai_client_token_usage', `deployment="${esc(d)}",gen_ai_token_type="input"`, s.inputTokenUsage, TOKEN_BUCKETS);
+    histogramSeries(lines, 'gen_ai_client_token_usage', `deployment="${esc(d)}",gen_ai_token_type="output"`, s.outputTokenUsage, TOKEN_BUCKETS);
+  }
+  histogram(lines, 'sluice_queue_wait_seconds', 'Time requests waited in a deployment queue: for a replica under max_inflight, or held for a ready one.', stats, (s) => ({ buckets: s.queueWaitBuckets, sum: s.queueWaitSum, count: s.queueWaitCount }));
   return lines.join('\n') + '\n';
 }
 
@@ -118,19 +140,20 @@ function histogram(
   name: string,
   help: string,
   stats: Map<string, StatsSnapshot>,
-  pick: (s: StatsSnapshot) => [number[], number, number],
+  pick: (s: StatsSnapshot) => HistogramSnapshot,
+  bounds: readonly number[] = DURATION_BUCKETS,
 ): void {
   lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} histogram`);
-  for (const [d, s] of stats) {
-    const [buckets, sum, count] = pick(s);
-    const label = `deployment="${esc(d)}"`;
-    let cumulative = 0;
-    DURATION_BUCKETS.forEach((le, i) => {
-      cumulative += buckets[i] ?? 0;
-      lines.push(`${name}_bucket{${label},le="${le}"} ${cumulative}`);
-    });
-    lines.push(`${name}_bucket{${label},le="+Inf"} ${count}`, `${name}_sum{${label}} ${sum}`, `${name}_count{${label}} ${count}`);
+  for (const [d, s] of stats) histogramSeries(lines, name, `deployment="${esc(d)}"`, pick(s), bounds);
+}
+
+function histogramSeries(lines: string[], name: string, labels: string, h: HistogramSnapshot, bounds: readonly number[]): void {
+  let cumulative = 0;
+  for (let i = 0; i < bounds.length; i++) {
+    cumulative += h.buckets[i] ?? 0;
+    lines.push(`${name}_bucket{${labels},le="${bounds[i]}"} ${cumulative}`);
   }
+  lines.push(`${name}_bucket{${labels},le="+Inf"} ${h.count}`, `${name}_sum{${labels}} ${h.sum}`, `${name}_count{${labels}} ${h.count}`);
 }
 
 function esc(v: string): string {
@@ -145,4 +168,54 @@ export function renderLogCounts(lines: number, dropped: number): string {
     '# HELP sluice_log_dropped_total Log lines dropped because stdout was slower than the traffic (log.access_max_buffer_bytes per worker).\n' +
     '# TYPE sluice_log_dropped_total counter\n' +
     `sluice_log_dropped_total ${dropped}\n`;
+}
+
+/**
+ * The breakers around the gateway's own dependencies (src/dependencies), every thread's
+ * together: the data plane has one per worker per use, the control plane its own. A
+ * dependency use's state is the worst of its threads' (an open breaker in any worker shows
+ * as open); calls and transitions are summed.
+ */
+export function renderDependencyBreakers(snapshots: readonly BreakerSnapshot[]): string {
+  const merged = new Map<string, BreakerSnapshot>();
+  for (const b of snapshots) {
+    const key = `${b.dependency}\n${b.use}`;
+    const prev = merged.get(key);
+    merged.set(key, prev === undefined ? b : {
+      dependency: b.dependency, use: b.use, state: Math.max(prev.state, b.state),
+      opened: prev.opened + b.opened, halfOpened: prev.halfOpened + b.halfOpened, closed: prev.closed + b.closed,
+      successes: prev.successes + b.successes, failures: prev.failures + b.failures, rejected: prev.rejected + b.rejected,
+    });
+  }
+  const lines = [
+    '# HELP sluice_dependency_breaker_state Circuit breaker around a dependency of the gateway (Redis, the MLflow registry), by use: 0 closed, 1 half-open, 2 open; the worst of the worker threads that call it.',
+    '# TYPE sluice_dependency_breaker_state gauge',
+  ];
+  const label = (b: BreakerSnapshot): string => `dependency="${esc(b.dependency)}",use="${esc(b.use)}"`;
+  for (const b of merged.values()) lines.push(`sluice_dependency_breaker_state{${label(b)}} ${b.state}`);
+  lines.push(
+    '# HELP sluice_dependency_breaker_transitions_total Times a dependency breaker went to a state (to: open, half_open, closed), every thread together.',
+    '# TYPE sluice_dependency_breaker_transitions_total counter',
+  );
+  for (const b of merged.values()) {
+    const l = label(b);
+    lines.push(
+      `sluice_dependency_breaker_transitions_total{${l},to="open"} ${b.opened}`,
+      `sluice_dependency_breaker_transitions_total{${l},to="half_open"} ${b.halfOpened}`,
+      `sluice_dependency_breaker_transitions_total{${l},to="closed"} ${b.closed}`,
+    );
+  }
+  lines.push(
+    '# HELP sluice_dependency_calls_total Calls to a dependency through its breaker, by result: success, failure (its client\'s timeouts included), rejected (not made: the breaker was open).',
+    '# TYPE sluice_dependency_calls_total counter',
+  );
+  for (const b of merged.values()) {
+    const l = label(b);
+    lines.push(
+      `sluice_dependency_calls_total{${l},result="success"} ${b.successes}`,
+      `sluice_dependency_calls_total{${l},result="failure"} ${b.failures}`,
+      `sluice_dependency_calls_total{${l},result="rejected"} ${b.rejected}`,
+    );
+  }
+  return lines.join('\n') + '\n';
 }

@@ -31,6 +31,65 @@ export function fineLower(i: number): number {
   return ((4 + (i & 3)) * 2 ** (e - 2)) / 1e6;
 }
 
+/** A quantile of a FINE_BUCKETS histogram, in seconds, linear within its bucket; null when it is empty. */
+export function fineQuantile(counts: readonly number[], q: number): number | null {
+  let total = 0;
+  for (let i = 0; i < counts.length; i++) total += counts[i]!;
+  if (total === 0) return null;
+  const rank = q * total;
+  let seen = 0;
+  for (let i = 0; i < counts.length; i++) {
+    const n = counts[i]!;
+    if (n > 0 && seen + n >= rank) {
+      const lower = fineLower(i);
+      // The last bucket has no upper bound: its lower bound is the answer.
+      if (i === FINE_BUCKETS - 1) return lower;
+      return lower + (fineLower(i + 1) - lower) * ((rank - seen) / n);
+    }
+    seen += n;
+  }
+  return fineLower(FINE_BUCKETS - 1);
+}
+
+// The OpenTelemetry GenAI metrics' advisory bucket boundaries (semantic conventions,
+// gen-ai-metrics: gen_ai.server.time_to_first_token, gen_ai.server.time_per_output_token,
+// gen_ai.client.token.usage), so that sluice's histograms line up with other GenAI sources.
+export const TTFT_BUCKETS = Object.freeze([0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10]);
+export const TPOT_BUCKETS = Object.freeze([0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 2.5]);
+export const TOKEN_BUCKETS = Object.freeze([1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864]);
+/** The gateway's own time per request is microseconds to milliseconds: finer than DURATION_BUCKETS at the low end. */
+export const OVERHEAD_BUCKETS = Object.freeze([0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1]);
+
+export interface HistogramSnapshot {
+  /** Per-bucket (non-cumulative) counts, one more than the bounds for +Inf. */
+  readonly buckets: number[];
+  readonly sum: number;
+  readonly count: number;
+}
+
+/** A Prometheus-style histogram over fixed upper bounds, in a typed array. */
+export class Histogram {
+  readonly bounds: readonly number[];
+  readonly #counts: Float64Array;
+  #sum = 0;
+  #count = 0;
+
+  constructor(bounds: readonly number[]) {
+    this.bounds = bounds;
+    this.#counts = new Float64Array(bounds.length + 1);
+  }
+
+  observe(value: number): void {
+    this.#counts[boundIndex(this.bounds, value)]!++;
+    this.#sum += value;
+    this.#count++;
+  }
+
+  snapshot(): HistogramSnapshot {
+    return { buckets: Array.from(this.#counts), sum: this.#sum, count: this.#count };
+  }
+}
+
 export interface StatsSnapshot {
   /** status code -> count, only non-zero entries. */
   readonly codes: Record<string, number>;
@@ -66,6 +125,18 @@ export interface StatsSnapshot {
   readonly costRequestsUsd: number;
   readonly costInputUsd: number;
   readonly costOutputUsd: number;
+  /** Time to the first response body byte of 2xx answers (a streamed answer's first token). */
+  readonly ttft: HistogramSnapshot;
+  readonly fineTtftBuckets: number[];
+  /** Streamed 2xx answers: time per output token after the first. */
+  readonly tpot: HistogramSnapshot;
+  /** Tokens per answer whose tokens were counted, by type. */
+  readonly inputTokenUsage: HistogramSnapshot;
+  readonly outputTokenUsage: HistogramSnapshot;
+  /** Proxied requests: the time the gateway itself took (not the upstream's, not waiting in the queue). */
+  readonly overhead: HistogramSnapshot;
+  /** Requests the gateway answered itself with an error, by code (rate limited, no replica, too large, ...). */
+  readonly refusals: Record<string, number>;
 }
 
 /** A deployment's prices per request (config `cost`). */
@@ -114,6 +185,13 @@ export class RequestStats {
   costRequestsUsd = 0;
   costInputUsd = 0;
   costOutputUsd = 0;
+  readonly #ttft = new Histogram(TTFT_BUCKETS);
+  readonly #fineTtft = new Float64Array(FINE_BUCKETS);
+  readonly #tpot = new Histogram(TPOT_BUCKETS);
+  readonly #inputTokens = new Histogram(TOKEN_BUCKETS);
+  readonly #outputTokens = new Histogram(TOKEN_BUCKETS);
+  readonly #overhead = new Histogram(OVERHEAD_BUCKETS);
+  readonly #refusals = new Map<string, number>();
 
   /** `status` 499 records a client that went away. Durations in seconds. */
   record(status: number, seconds: number): void {
@@ -134,14 +212,37 @@ export class RequestStats {
   /** A request its deployment answered, at its prices; returns what it cost. */
   charge(cost: RequestPrices, inputTokens: number, outputTokens: number): number {
     this.chargedRequests++;
-    this.inputTokens += inputTokens;
-    this.outputTokens += outputTokens;
     const input = (inputTokens / 1000) * cost.per_1k_input_tokens;
     const output = (outputTokens / 1000) * cost.per_1k_output_tokens;
     this.costRequestsUsd += cost.per_request;
     this.costInputUsd += input;
     this.costOutputUsd += output;
     return cost.per_request + input + output;
+  }
+
+  recordTtft(seconds: number): void {
+    this.#ttft.observe(seconds);
+    this.#fineTtft[fineIndex(seconds)]!++;
+  }
+
+  recordTimePerOutputToken(seconds: number): void {
+    this.#tpot.observe(seconds);
+  }
+
+  /** An answer's tokens, as the server reported them (or counted from its stream). */
+  recordTokens(input: number, output: number): void {
+    this.inputTokens += input;
+    this.outputTokens += output;
+    if (input > 0) this.#inputTokens.observe(input);
+    this.#outputTokens.observe(output);
+  }
+
+  recordOverhead(seconds: number): void {
+    this.#overhead.observe(seconds);
+  }
+
+  refused(code: string): void {
+    this.#refusals.set(code, (this.#refusals.get(code) ?? 0) + 1);
   }
 
   recordQueueWait(seconds: number): void {
@@ -188,13 +289,23 @@ export class RequestStats {
       costRequestsUsd: this.costRequestsUsd,
       costInputUsd: this.costInputUsd,
       costOutputUsd: this.costOutputUsd,
+      ttft: this.#ttft.snapshot(),
+      fineTtftBuckets: Array.from(this.#fineTtft),
+      tpot: this.#tpot.snapshot(),
+      inputTokenUsage: this.#inputTokens.snapshot(),
+      outputTokenUsage: this.#outputTokens.snapshot(),
+      overhead: this.#overhead.snapshot(),
+      refusals: Object.fromEntries(this.#refusals),
     };
   }
 }
 
 function bucketIndex(seconds: number): number {
-  const b = DURATION_BUCKETS;
+  return boundIndex(DURATION_BUCKETS, seconds);
+}
+
+function boundIndex(bounds: readonly number[], value: number): number {
   let i = 0;
-  while (i < b.length && seconds > b[i]!) i++;
+  while (i < bounds.length && value > bounds[i]!) i++;
   return i;
 }

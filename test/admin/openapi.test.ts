@@ -16,6 +16,7 @@ import { AdminServer, registerAdminRoutes } from '../../src/admin/index.js';
 import { adminApiDocument } from '../../src/admin/openapi.js';
 import type { Config } from '../../src/config/index.js';
 import type { ControlPlane } from '../../src/control/index.js';
+import { DependencyBreakers } from '../../src/dependencies/index.js';
 import type { Logger } from '../../src/telemetry/index.js';
 import { startRegistryStandIn, type RegistryStandIn } from '../fixtures/registry-stand-in.js';
 import { type ApiDocument, ResponseValidator } from '../helpers/openapi.js';
@@ -36,7 +37,7 @@ const template = (pattern: string): string => pattern.replace(/:(\w+)/g, '{$1}')
 t.test('every registered route is documented, and every documented operation is registered', async (t) => {
   // Registering reads nothing of the logger, the config or the control plane: only serving does.
   const admin = new AdminServer({ host: '127.0.0.1', port: 0, token: null, logger: {} as Logger });
-  registerAdminRoutes(admin, { config: {} as Config, control: {} as ControlPlane });
+  registerAdminRoutes(admin, { config: {} as Config, control: {} as ControlPlane, dependencies: new DependencyBreakers() });
   const registered = admin.routes().map((r) => `${r.method} ${template(r.pattern)}${r.public ? ' (public)' : ''}`).sort();
   const documented = Object.entries(doc.paths).flatMap(([path, ops]) =>
     Object.entries(ops).map(([method, op]) => `${method.toUpperCase()} ${path}${Array.isArray(op.security) && op.security.length === 0 ? ' (public)' : ''}`)).sort();
@@ -98,6 +99,7 @@ t.test('a running gateway answers as documented', async (t) => {
   await call('GET', '/readyz', 200);
   t.match(await call('GET', '/metrics', 200), /sluice_/);
   await call('GET', '/v1/costs', 200);
+  await call('GET', '/v1/stats', 200);
   t.same(await call('GET', '/openapi.json', 200, { token: false }), doc, '/openapi.json is the document');
   const page = await call('GET', '/docs', 200, { token: false }) as string;
   for (const path of Object.keys(doc.paths)) t.ok(page.includes(`>${path.replace(/&/g, '&#38;')}<`), `/docs shows ${path}`);
@@ -212,6 +214,7 @@ t.test('a running gateway answers as documented', async (t) => {
   }
   await call('GET', '/v1/models/nope/events', 404);
   await call('GET', '/v1/costs', 200);
+  await call('GET', '/v1/stats', 200);
 
   await call('DELETE', '/v1/deployments/ct-2', 200, { query: 'grace_ms=0' });
   await call('DELETE', '/v1/deployments/ct-1', 409);

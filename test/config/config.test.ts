@@ -170,6 +170,28 @@ t.test('environment variables override the file', async (t) => {
   t.equal(loadConfig(null, { SLUICE_PORT: '1234' }).listen.port, 1234, 'overrides apply without a file');
 });
 
+t.test('tracing: off by default; the standard OTEL_* variables override the file', async (t) => {
+  t.same(load('').tracing, {
+    enabled: false, endpoint: 'http://localhost:4318/v1/traces', headers: {}, service_name: 'sluice', sample_ratio: 1, parent_based: true,
+  });
+  const text = 'tracing:\n  enabled: true\n  endpoint: http://collector:4318/v1/traces\n  sample_ratio: 0.5\n  headers: { x-token: from-file }\n';
+  t.match(load(text).tracing, { enabled: true, endpoint: 'http://collector:4318/v1/traces', sample_ratio: 0.5, headers: { 'x-token': 'from-file' } });
+  const env = load(text, {
+    OTEL_SERVICE_NAME: 'gw-eu', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://otel:4318/', OTEL_EXPORTER_OTLP_HEADERS: 'x-token=a%20b,x-other=1',
+    OTEL_TRACES_SAMPLER: 'traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.25',
+  }).tracing;
+  t.same(env, { enabled: true, endpoint: 'http://otel:4318/v1/traces', headers: { 'x-token': 'a b', 'x-other': '1' }, service_name: 'gw-eu', sample_ratio: 0.25, parent_based: false });
+  t.equal(load(text, { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://a:1', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://b:2/traces' }).tracing.endpoint, 'http://b:2/traces', 'the signal\'s own URL, as given, wins');
+  t.equal(load(text, { OTEL_SDK_DISABLED: 'true' }).tracing.enabled, false, 'OTEL_SDK_DISABLED=true turns it off');
+  t.equal(load('', { OTEL_SDK_DISABLED: 'false' }).tracing.enabled, true, 'OTEL_SDK_DISABLED=false turns it on without a file');
+  t.equal(load(text, { OTEL_TRACES_EXPORTER: 'none' }).tracing.enabled, false);
+  t.match(load(text, { OTEL_TRACES_SAMPLER: 'parentbased_always_off' }).tracing, { sample_ratio: 0, parent_based: true });
+  t.match(rejects(t, text, 'tracing.sample_ratio', { OTEL_TRACES_SAMPLER_ARG: '2' }), /OTEL_TRACES_SAMPLER_ARG/, 'a bad ratio names the variable');
+  t.match(rejects(t, text, 'tracing.sample_ratio', { OTEL_TRACES_SAMPLER: 'xray' }), /OTEL_TRACES_SAMPLER/);
+  t.match(rejects(t, text, 'tracing', { OTEL_TRACES_EXPORTER: 'zipkin' }), /only otlp/);
+  rejects(t, text, 'tracing.headers', { OTEL_EXPORTER_OTLP_HEADERS: 'novalue' });
+});
+
 t.test('invalid YAML gives a clear error naming the file and the place', async (t) => {
   const path = file('listen:\n  port: 8080\n  host: [unclosed\n');
   const err = t.throws(() => loadConfig(path, {})) as Error;
@@ -215,4 +237,16 @@ t.test('sluice serve --config bad.yaml exits non-zero naming the field', async (
   const r3 = await runCli(['serve', '--config', join(dir, 'nope.yaml')]);
   t.not(r3.code, 0);
   t.match(r3.stderr, /cannot read/);
+});
+
+t.test('dependencies: a breaker per dependency and use, defaults filled in, bad values named', async (t) => {
+  const c = load('dependencies:\n  redis:\n    cache: {volume_threshold: 40}\n');
+  t.same(c.dependencies.redis.cache, { error_threshold_percentage: 50, volume_threshold: 40, reset_timeout_ms: 2_000, rolling_window_ms: 10_000 }, 'a field set, the others from the defaults');
+  t.same(c.dependencies.redis.rate_limit, { error_threshold_percentage: 50, volume_threshold: 10, reset_timeout_ms: 2_000, rolling_window_ms: 10_000 });
+  t.equal(c.dependencies.redis.state.timeout_ms, 2_000, 'the state store\'s call timeout');
+  t.same(c.dependencies.mlflow.registry, { error_threshold_percentage: 50, volume_threshold: 3, reset_timeout_ms: 5_000, rolling_window_ms: 10_000, timeout_ms: 10_000 });
+  rejects(t, 'dependencies:\n  redis:\n    rate_limit: {error_threshold_percentage: 150}\n', 'dependencies.redis.rate_limit.error_threshold_percentage');
+  rejects(t, 'dependencies:\n  mlflow:\n    registry: {reset_timeout_ms: 0}\n', 'dependencies.mlflow.registry.reset_timeout_ms');
+  rejects(t, 'dependencies:\n  redis:\n    cache: {timeout_ms: 5}\n', 'dependencies.redis.cache.timeout_ms');
+  rejects(t, 'dependencies:\n  otlp: {}\n', 'dependencies.otlp');
 });

@@ -1,0 +1,83 @@
+// The response token counter (src/policy/token-counter.ts), which cost, tokens-per-minute
+// limits and the token metrics read: the usage a server reports is found however the
+// response is cut into chunks, and a stream without usage counts its events.
+
+import fc from 'fast-check';
+import t from 'tap';
+import { TokenCounter } from '../../src/policy/token-counter.js';
+
+function count(body: string, cuts: readonly number[]): TokenCounter {
+  const bytes = Buffer.from(body, 'latin1');
+  const counter = new TokenCounter();
+  let from = 0;
+  for (const cut of [...cuts].sort((a, b) => a - b)) {
+    const at = Math.min(cut, bytes.length);
+    if (at > from) counter.observe(bytes.subarray(from, at));
+    from = Math.max(from, at);
+  }
+  if (from < bytes.length) counter.observe(bytes.subarray(from));
+  return counter;
+}
+
+const usage = fc.record({
+  prompt: fc.nat({ max: 1_000_000 }),
+  completion: fc.nat({ max: 1_000_000 }),
+  space: fc.constantFrom('', ' ', '  ', '\n  '),
+  padding: fc.string({ maxLength: 300 }).map((s) => s.replace(/[^a-z ]/g, 'x')),
+});
+
+t.test('OpenAI usage is read whole wherever the chunks are cut', async () => {
+  fc.assert(
+    fc.property(usage, fc.array(fc.nat({ max: 700 }), { maxLength: 12 }), ({ prompt, completion, space, padding }, cuts) => {
+      const s = space;
+      const body = `{"id":"x","choices":[{"message":{"content":"${padding}"}}],"usage":{"prompt_tokens"${s}:${s}${prompt},"completion_tokens"${s}:${s}${completion},"total_tokens":${s}${prompt + completion}}}`;
+      const c = count(body, cuts);
+      return c.reported && c.input === prompt && c.output === completion && c.tokens === prompt + completion;
+    }),
+    { numRuns: 2000 },
+  );
+  t.pass('2000 cuts');
+});
+
+t.test('Ollama counts (prompt_eval_count, eval_count) on the last NDJSON line', async () => {
+  fc.assert(
+    fc.property(usage, fc.array(fc.nat({ max: 400 }), { maxLength: 8 }), ({ prompt, completion }, cuts) => {
+      const lines = ['{"response":"a","done":false}', '{"response":"b","done":false}', `{"response":"","done":true,"prompt_eval_count":${prompt},"eval_count":${completion}}`];
+      const c = count(lines.join('\n') + '\n', cuts);
+      return c.input === prompt && c.output === completion && c.tokens === prompt + completion;
+    }),
+    { numRuns: 1000 },
+  );
+});
+
+t.test('the largest of several usages wins (a zero usage on every chunk, the real one last)', async (t) => {
+  const events = [1, 2, 3].map((i) => `data: {"choices":[{"delta":{"content":"t${i}"}}],"usage":{"prompt_tokens":0,"completion_tokens":0,"total_tokens":0}}\n\n`);
+  events.push('data: {"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10}}\n\n', 'data: [DONE]\n\n');
+  const c = count(events.join(''), [40, 41, 200, 333]);
+  t.equal(c.input, 7);
+  t.equal(c.output, 3);
+  t.equal(c.tokens, 10);
+});
+
+t.test('a stream without usage: one token per event, however it is cut', async () => {
+  fc.assert(
+    fc.property(fc.integer({ min: 1, max: 40 }), fc.array(fc.nat({ max: 2000 }), { maxLength: 20 }), fc.boolean(), (n, cuts, crlf) => {
+      const nl = crlf ? '\r\n' : '\n';
+      const body = Array.from({ length: n }, (_, i) => `data: {"choices":[{"delta":{"content":"w${i}"}}]}${nl}${nl}`).join('');
+      const c = count(body, cuts);
+      return !c.reported && c.output === n && c.tokens === n && c.input === 0;
+    }),
+    { numRuns: 1000 },
+  );
+});
+
+t.test('an answer without usage is not reported (an MLflow prediction)', async (t) => {
+  const c = count('{"predictions":[1,2,3]}', [5]);
+  t.equal(c.reported, false);
+  t.equal(c.output, 1, 'cost and limits still charge it one token');
+});
+
+t.test('a key with no number after it is no usage', async (t) => {
+  const c = count('{"text":"\\"total_tokens\\" is a field","total_tokens": "many"}', []);
+  t.equal(c.reported, false);
+});
