@@ -1,6 +1,6 @@
 // The dashboard (/ui) in a real browser (Debian's chromium driven by playwright-core)
-// against a real gateway with an admin token: the page asks for the token and keeps it in
-// the tab only; a model deployed from its form becomes ready in the table, with replicas
+// against real gateways: without an admin token the page opens at once; with one, it asks
+// for the token and keeps it in the tab only; a model deployed from its form becomes ready in the table, with replicas
 // and live stats; two versions of it split the alias as the sliders say, and the requests
 // follow; promote and rollback move the traffic and their events appear; a wrong deploy
 // shows the API's error; the log tail shows the model server's output; undeploy removes it.
@@ -97,6 +97,21 @@ async function deployFromForm(model: string, version: string): Promise<void> {
   await page.getByLabel('more fields (JSON)').fill(MORE_FIELDS);
   await page.getByRole('button', { name: 'Deploy', exact: true }).click();
 }
+
+t.test('without an admin token (loopback only), the page opens at once', async (t) => {
+  const open = await startGateway({ ports: RANGE, log: { level: 'info', access: false } });
+  try {
+    const tab = await browser!.newPage();
+    await tab.goto(`${open.adminUrl}/ui`);
+    await tab.waitForFunction(() => document.getElementById('status')?.textContent === 'live', undefined, { timeout: WAIT_MS });
+    t.equal(await tab.locator('#login').isVisible(), false, 'no token form');
+    t.equal(await tab.locator('#forget').isVisible(), false, 'nothing to forget');
+    t.match(await tab.locator('#deployments').textContent(), /nothing deployed/);
+    await tab.close();
+  } finally {
+    await open.stop();
+  }
+});
 
 t.test('the page asks for the admin token, keeps it in the tab and never in a URL', async (t) => {
   const res = await page.goto(`${gw!.adminUrl}/ui`);
