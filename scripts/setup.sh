@@ -2,7 +2,7 @@
 # Installs what sluice needs and a fresh machine lacks. Idempotent; each step is skipped
 # when already satisfied.
 #   bash scripts/setup.sh          # node packages + build (enough to run the gateway)
-#   bash scripts/setup.sh --test   # also redis-server, tini, promtool (prometheus), the Python/MLflow virtualenv, the
+#   bash scripts/setup.sh --test   # also redis-server, tini, promtool (prometheus), chromium, the Python/MLflow virtualenv, the
 #                                  # llama-cpp-python one (its first build compiles llama.cpp: minutes),
 #                                  # the tools one (hadolint, kubernetes-validate) and the schemathesis one
 #                                  # (the admin API's fuzzer)
@@ -38,6 +38,8 @@ if [ "${1:-}" = "--test" ]; then
   command -v tmux >/dev/null 2>&1 || apt_install tmux
   # promtool checks the /metrics page (test/telemetry/llm-metrics.test.ts).
   command -v promtool >/dev/null 2>&1 || apt_install prometheus
+  # The browser test/admin/dashboard.test.ts drives with playwright-core (a browser download fails here).
+  [ -x /usr/bin/chromium ] || apt_install chromium
   bash scripts/setup-python.sh
   bash scripts/setup-llama.sh
   bash scripts/setup-tools.sh

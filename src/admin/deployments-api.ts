@@ -6,6 +6,7 @@ import type { DeploymentControl, ManagedDeployment } from '../control/index.js';
 import type { CallBreaker, DependencyBreakers } from '../dependencies/index.js';
 import { SluiceError } from '../errors/index.js';
 import { MlflowRegistry, registryUnavailable } from '../registry/index.js';
+import { boolParam, intParam } from './query-params.js';
 import { validBody, type AdminReply, type AdminRequest, type AdminServer } from './server.js';
 
 export interface DeploymentsApiContext {
@@ -148,21 +149,4 @@ function seedView(d: ManagedDeployment): Record<string, unknown> {
 function checkName(value: string, pattern: RegExp, field: string): string {
   if (!pattern.test(value)) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `${field}: '${value}' is not a valid name (${pattern})`, { field });
   return value;
-}
-
-/** Absent is false; anything but `true` or `false` is refused, not taken for false. */
-function boolParam(req: AdminRequest, name: string): boolean {
-  const raw = req.query.get(name);
-  if (raw === null || raw === 'false') return false;
-  if (raw === 'true') return true;
-  throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `${name}: must be true or false`, { field: name });
-}
-
-function intParam(req: AdminRequest, name: string, def: number, min: number, max: number): number {
-  const raw = req.query.get(name);
-  if (raw === null) return def;
-  // Decimal digits only: Number() would take '' for 0 and '1e3' or ' 5 ' for numbers.
-  const n = /^-?\d{1,15}$/.test(raw) ? Number(raw) : NaN;
-  if (!Number.isInteger(n) || n < min || n > max) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `${name}: must be an integer ${min}..${max}`, { field: name });
-  return n;
 }

@@ -231,6 +231,19 @@ const operations: Record<string, Record<string, Operation>> = {
   '/v1/stats': { get: { id: 'stats', tag: 'operations', summary: 'Each deployment\'s requests, errors, latency and TTFT quantiles, tokens, cache, cost and load since the gateway started (rates: the difference of two polls)', ok: [200, 'Stats', json('Stats')] } },
   '/openapi.json': { get: { id: 'openapi', tag: 'operations', public: true, summary: 'This document', ok: [200, 'OpenAPI 3.1', { 'application/json': { schema: { type: 'object' } } }] } },
   '/docs': { get: { id: 'docs', tag: 'operations', public: true, summary: 'This document as a web page', ok: [200, 'HTML', { 'text/html': { schema: str } }] } },
+  '/v1/events/stream': {
+    get: {
+      id: 'eventStream', tag: 'operations', summary: 'What the dashboard shows, live (server-sent events)',
+      description: 'Every second `event: stats` (the `GET /v1/stats` body); `event: deployments` (the `GET /v1/deployments` body) and `event: models` '
+        + '(`{"models": [...], "events": {"<model>": [...]}}`: the `GET /v1/models` list and each model\'s events) first, then whenever they change. '
+        + 'A comment line every 15 s when nothing else is sent. Events a slow client could not take are skipped (stats) or sent at the next second (the others). '
+        + 'The stream ends after `seconds`, and at shutdown; connect again (`retry` says when).',
+      query: [{ name: 'seconds', schema: { type: 'integer', minimum: 1, maximum: 3600, default: 300 }, description: 'How long the stream lasts.' }],
+      ok: [200, 'An event stream', { 'text/event-stream': { schema: str } }], errors: [400],
+    },
+  },
+  '/ui': { get: { id: 'dashboard', tag: 'operations', public: true, summary: 'The dashboard (it asks for the admin token when the API needs one)', ok: [200, 'HTML', { 'text/html': { schema: str } }] } },
+  '/ui/app.js': { get: { id: 'dashboardScript', tag: 'operations', public: true, summary: 'The dashboard\'s script', ok: [200, 'JavaScript', { 'text/javascript': { schema: str } }] } },
   '/v1/deployments': {
     get: { id: 'listDeployments', tag: 'deployments', summary: 'Every deployment', ok: [200, 'Deployments', json('DeploymentList')] },
     post: {
@@ -353,7 +366,7 @@ function buildDocument(): Record<string, unknown> {
       { name: 'deployment service', description: 'The deployment service\'s original endpoints: same paths, same meaning' },
       { name: 'keys', description: 'Client API keys (stored as SHA-256 digests)' },
       { name: 'traffic', description: 'Alias weights, promotion, rollback and canary rollouts' },
-      { name: 'operations', description: 'Health, readiness, metrics, costs and this document' },
+      { name: 'operations', description: 'Health, readiness, metrics, costs, the dashboard, its live feed and this document' },
     ],
     security: [{ adminToken: [] }],
     paths: Object.fromEntries(Object.entries(operations).map(([path, ops]) => [

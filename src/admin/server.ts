@@ -1,6 +1,7 @@
 // The admin HTTP server (control plane, node:http, or node:https with admin.tls: not a hot
-// path). Routes are registered by path pattern; every answer is JSON, errors use the
-// gateway's error body, and a bearer token, when configured, is compared in constant time.
+// path). Routes are registered by path pattern; an answer is JSON, a text, or a stream
+// written over time (server-sent events); errors use the gateway's error body, and a bearer
+// token, when configured, is compared in constant time.
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
@@ -26,6 +27,19 @@ export interface AdminReply {
   /** Sent as is with this content type (e.g. Prometheus text). */
   readonly text?: string;
   readonly contentType?: string;
+  /**
+   * A response written over time after its head (content type `text/event-stream` unless
+   * given): the server ends it when the returned promise settles. It must stop when
+   * `out.signal` aborts (the client went away, or the server is closing).
+   */
+  readonly stream?: (out: ReplyStream) => Promise<void>;
+}
+
+/** The open body of a streaming reply. */
+export interface ReplyStream {
+  /** Sends a chunk; false (and nothing sent) while the client has not read what it was sent: skip, never pile up. */
+  write(chunk: string): boolean;
+  readonly signal: AbortSignal;
 }
 
 /** A request body checked against a config schema, types as given: 400 naming the bad field otherwise. */
@@ -63,6 +77,10 @@ export interface AdminServerOptions {
 }
 
 const MAX_BODY = 1024 * 1024;
+/** What a stream may have waiting for a slow client before its writes are refused. */
+const MAX_STREAM_BACKLOG = 256 * 1024;
+/** How long close() lets open streams end their responses before it cuts the connections. */
+const STREAM_END_MS = 1_000;
 
 export class AdminServer {
   readonly #o: AdminServerOptions;
@@ -71,10 +89,17 @@ export class AdminServer {
   #server: Server | HttpsServer | null = null;
   /** The same server when it is HTTPS, for setCertificate. */
   #https: HttpsServer | null = null;
+  /** Streams in progress: close() aborts them, then waits (briefly) for their responses to end. */
+  readonly #streams = new Map<AbortController, Promise<void>>();
 
   constructor(options: AdminServerOptions) {
     this.#o = options;
     this.#tokenHash = options.token === null ? null : sha256(options.token);
+  }
+
+  /** For the routes' own background work (the live feed). */
+  get logger(): Logger {
+    return this.#o.logger;
   }
 
   /** `pattern` like `/v1/deployments/:id`; `public` routes skip the token (health checks). */
@@ -112,6 +137,11 @@ export class AdminServer {
   async close(): Promise<void> {
     const server = this.#server;
     if (server === null) return;
+    const ending = [...this.#streams.values()];
+    for (const stream of this.#streams.keys()) stream.abort();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(ending), new Promise<void>((resolve) => (timer = setTimeout(resolve, STREAM_END_MS)))]);
+    clearTimeout(timer);
     server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
@@ -151,6 +181,11 @@ export class AdminServer {
       };
       const reply = await found.def.handler(areq);
       const status = reply.status ?? 200;
+      if (reply.stream !== undefined) {
+        this.#o.logger.debug({ request_id: requestId, method, path: url.pathname, status }, 'admin stream');
+        await this.#stream(req, res, status, reply.contentType ?? 'text/event-stream; charset=utf-8', reply.stream);
+        return;
+      }
       if (reply.text !== undefined) {
         res.writeHead(status, { 'content-type': reply.contentType ?? 'text/plain; charset=utf-8' });
         res.end(reply.text);
@@ -168,6 +203,39 @@ export class AdminServer {
       } else {
         res.destroy();
       }
+    }
+  }
+
+  async #stream(req: IncomingMessage, res: ServerResponse, status: number, contentType: string, body: NonNullable<AdminReply['stream']>): Promise<void> {
+    // no-transform and X-Accel-Buffering: a proxy in front must pass each event on as it comes.
+    res.writeHead(status, { 'content-type': contentType, 'cache-control': 'no-store, no-transform', 'x-accel-buffering': 'no' });
+    if (req.method === 'HEAD') {
+      res.end();
+      return;
+    }
+    res.flushHeaders();
+    const ac = new AbortController();
+    res.once('close', () => ac.abort());
+    const out: ReplyStream = {
+      write: (chunk) => {
+        if (ac.signal.aborted || res.writableLength > MAX_STREAM_BACKLOG) return false;
+        res.write(chunk);
+        return true;
+      },
+      signal: ac.signal,
+    };
+    const done = body(out)
+      .catch((err: unknown) => this.#o.logger.error({ err }, 'admin stream failed'))
+      .then(() => new Promise<void>((resolve) => {
+        if (res.writableFinished || res.destroyed) return resolve();
+        res.once('finish', resolve).once('close', resolve);
+        res.end();
+      }));
+    this.#streams.set(ac, done);
+    try {
+      await done;
+    } finally {
+      this.#streams.delete(ac);
     }
   }
 

@@ -104,6 +104,12 @@ t.test('a running gateway answers as documented', async (t) => {
   const page = await call('GET', '/docs', 200, { token: false }) as string;
   for (const path of Object.keys(doc.paths)) t.ok(page.includes(`>${path.replace(/&/g, '&#38;')}<`), `/docs shows ${path}`);
   t.notMatch(page, /(src|href)="(https?:)?\/\//, '/docs loads nothing from elsewhere');
+  const ui = await call('GET', '/ui', 200, { token: false }) as string;
+  t.notMatch(ui, /(src|href)="(https?:)?\/\//, '/ui loads nothing from elsewhere');
+  t.match(await call('GET', '/ui/app.js', 200, { token: false }), /\/v1\/events\/stream/, '/ui/app.js is the dashboard\'s script');
+  const stream = await call('GET', '/v1/events/stream', 200, { query: 'seconds=1' }) as string;
+  for (const name of ['stats', 'deployments', 'models']) t.match(stream, new RegExp(`^event: ${name}\ndata: \\{.*\\}$`, 'm'), `the live feed sends ${name}`);
+  t.equal((await call('GET', '/v1/events/stream', 400, { query: 'seconds=0' })).error.field, 'seconds', 'a stream of 0 s: 400 naming seconds');
 
   // Without the token: 401 on every operation but the public ones.
   for (const [path, ops] of Object.entries(doc.paths)) {
