@@ -1,129 +1,163 @@
 // Counts the LLM tokens of a response for tokens-per-minute limits, cost and the token
 // metrics: the usage the server reports (OpenAI `usage.total_tokens`, Ollama
 // `prompt_eval_count` + `eval_count`), or, when it reports none, one token per streamed event.
-// Scans the chunks' bytes as they pass (Buffer.indexOf: no string made per chunk), keeping
-// the last bytes of each chunk so a field split across two chunks is still found.
+// It runs on every response by default (config metrics.tokens), so it is one pass over the
+// bytes in JS, with no string, no native call and no allocation per chunk: a key is looked
+// at only where a closing quote follows `tokens` or `count`. A field split across two
+// chunks is found by scanning the previous chunk's last bytes joined to the next one's first.
 
-const KEYS = ['"total_tokens"', '"eval_count"', '"prompt_eval_count"', '"prompt_tokens"', '"completion_tokens"'].map((k) => Buffer.from(k, 'latin1'));
 const TOTAL = 0;
 const EVAL = 1;
 const PROMPT_EVAL = 2;
 const PROMPT = 3;
 const COMPLETION = 4;
+const KEYS = ['"total_tokens"', '"eval_count"', '"prompt_eval_count"', '"prompt_tokens"', '"completion_tokens"'].map((k) => Buffer.from(k, 'latin1'));
 /** Longer than a key, a colon, spaces and a number: a field split across chunks is whole in the tail plus the next chunk's start. */
 const TAIL = 64;
 // Where a split field is put back together: the previous chunk's tail, then the new chunk's start.
 const seam = Buffer.alloc(TAIL * 2);
+const QUOTE = 0x22;
+const LF = 0x0a;
+const CR = 0x0d;
 
 export class TokenCounter {
-  // Per key: the largest value seen (one chunk may hold several usages: Ollama's OpenAI
-  // compat layer sends a zero usage on every content chunk and the real one on the last).
-  readonly #max = [-1, -1, -1, -1, -1];
+  // The largest value seen per key, -1 when none (one chunk may hold several usages:
+  // Ollama's OpenAI compat layer sends a zero usage on every content chunk, the real one last).
+  #total = -1;
+  #eval = -1;
+  #promptEval = -1;
+  #prompt = -1;
+  #completion = -1;
+  /** The previous chunk's last bytes, when it ended inside a line (a field may continue). */
   #tail: Buffer | null = null;
+  #tailLength = 0;
   #events = 0;
   /** The current line has a non-blank character (SSE events end with a blank line). */
   #inLine = false;
 
   observe(chunk: Buffer): void {
-    const tail = this.#tail;
-    if (tail !== null) {
-      // Fields that begin in the tail and end in this chunk; those wholly in either are found there.
+    const tailLength = this.#tailLength;
+    if (tailLength > 0) {
       const head = Math.min(chunk.length, TAIL);
-      tail.copy(seam, 0);
-      chunk.copy(seam, tail.length, 0, head);
-      this.#scan(seam.subarray(0, tail.length + head), tail.length);
+      this.#tail!.copy(seam, 0, 0, tailLength);
+      chunk.copy(seam, tailLength, 0, head);
+      // Fields that begin in the tail; those wholly in the chunk are found next.
+      this.#scan(seam, tailLength + head, tailLength, false);
     }
-    this.#scan(chunk, chunk.length);
-    this.#countEvents(chunk);
+    this.#scan(chunk, chunk.length, chunk.length, true);
+    // A chunk whose last byte (spaces aside) closes an object or an array, or is a comma,
+    // ends inside no field: nothing to carry over (the usual case: a whole JSON answer, an
+    // SSE event, an NDJSON line). Spaces alone may sit inside a field: they are carried.
+    let end = chunk.length - 1;
+    while (end >= 0 && isSpace(chunk[end]!)) end--;
+    const last = end < 0 ? QUOTE : chunk[end]!;
+    if (last === 0x7d || last === 0x5d || last === 0x2c) {
+      this.#tailLength = 0;
+      return;
+    }
+    const tail = (this.#tail ??= Buffer.allocUnsafe(TAIL));
     if (chunk.length >= TAIL) {
-      const next = tail !== null && tail.length === TAIL ? tail : Buffer.allocUnsafe(TAIL);
-      chunk.copy(next, 0, chunk.length - TAIL);
-      this.#tail = next;
+      chunk.copy(tail, 0, chunk.length - TAIL);
+      this.#tailLength = TAIL;
     } else {
-      // A short chunk: keep it whole after what is left of the previous tail.
-      const keep = Math.min(tail === null ? 0 : tail.length, TAIL - chunk.length);
-      const next = Buffer.allocUnsafe(keep + chunk.length);
-      if (keep > 0) tail!.copy(next, 0, tail!.length - keep);
-      chunk.copy(next, keep);
-      this.#tail = next;
+      // A short chunk: after what is left of the previous tail.
+      const keep = Math.min(tailLength, TAIL - chunk.length);
+      tail.copy(tail, 0, tailLength - keep, tailLength);
+      chunk.copy(tail, keep);
+      this.#tailLength = keep + chunk.length;
     }
   }
 
-  /** Reads every key whose first byte is before `startsBefore`. */
-  #scan(bytes: Buffer, startsBefore: number): void {
-    const max = this.#max;
-    for (let k = 0; k < KEYS.length; k++) {
-      const key = KEYS[k]!;
-      for (let at = bytes.indexOf(key); at !== -1 && at < startsBefore; at = bytes.indexOf(key, at + key.length)) {
-        const n = numberAfter(bytes, at + key.length);
-        if (n > max[k]!) max[k] = n;
+  /** Reads the usage fields whose key starts before `startsBefore`; `events`: also counts the lines. */
+  #scan(b: Buffer, end: number, startsBefore: number, events: boolean): void {
+    // Two comparisons per byte; a line's text is looked at only at its end.
+    let lineStart = 0;
+    let inLine = this.#inLine;
+    for (let i = 0; i < end; i++) {
+      const c = b[i]!;
+      if (c === QUOTE) {
+        // The closing quote of `..._tokens"` or `..._count"`.
+        const p = b[i - 1];
+        if ((p === 0x73 || p === 0x74) && i >= 11) this.#field(b, i, end, startsBefore);
+      } else if (c === LF && events) {
+        if (inLine || hasText(b, lineStart, i)) this.#events++;
+        inLine = false;
+        lineStart = i + 1;
       }
     }
+    if (events) this.#inLine = inLine || hasText(b, lineStart, end);
   }
 
-  // One event per non-blank line: an NDJSON line, or an SSE `data:` line (not the blank
-  // line that ends each SSE event).
-  #countEvents(chunk: Buffer): void {
-    let from = 0;
-    for (let nl = chunk.indexOf(10); nl !== -1; nl = chunk.indexOf(10, from)) {
-      if (this.#inLine || hasText(chunk, from, nl)) this.#events++;
-      this.#inLine = false;
-      from = nl + 1;
+  /** `close` is the index of a key's closing quote: if it is a usage key, its number. */
+  #field(b: Buffer, close: number, end: number, startsBefore: number): void {
+    for (let k = 0; k < KEYS.length; k++) {
+      const key = KEYS[k]!;
+      const start = close + 1 - key.length;
+      if (start < 0 || start >= startsBefore || !matchesAt(b, start, key)) continue;
+      const n = numberAfter(b, close + 1, end);
+      switch (k) {
+        case TOTAL: if (n > this.#total) this.#total = n; break;
+        case EVAL: if (n > this.#eval) this.#eval = n; break;
+        case PROMPT_EVAL: if (n > this.#promptEval) this.#promptEval = n; break;
+        case PROMPT: if (n > this.#prompt) this.#prompt = n; break;
+        case COMPLETION: if (n > this.#completion) this.#completion = n; break;
+      }
+      return;
     }
-    if (!this.#inLine && hasText(chunk, from, chunk.length)) this.#inLine = true;
   }
 
   /** The server reported usage (a non-streamed answer without it is not an LLM's). */
   get reported(): boolean {
-    const max = this.#max;
-    return max[TOTAL]! >= 0 || max[EVAL]! >= 0 || max[PROMPT]! >= 0 || max[COMPLETION]! >= 0;
+    return this.#total >= 0 || this.#eval >= 0 || this.#prompt >= 0 || this.#completion >= 0;
   }
 
   get tokens(): number {
-    const max = this.#max;
-    if (max[TOTAL]! >= 0) return max[TOTAL]!;
-    if (max[EVAL]! >= 0) return max[EVAL]! + Math.max(0, max[PROMPT_EVAL]!);
+    if (this.#total >= 0) return this.#total;
+    if (this.#eval >= 0) return this.#eval + Math.max(0, this.#promptEval);
     // One per streamed event (a rough count, used only when the server reports no usage).
     return Math.max(1, this.#events);
   }
 
   /** Tokens of the prompt, as the server reports them (OpenAI prompt_tokens, Ollama prompt_eval_count); 0 when it does not. */
   get input(): number {
-    const max = this.#max;
-    return max[PROMPT]! >= 0 ? max[PROMPT]! : Math.max(0, max[PROMPT_EVAL]!);
+    return this.#prompt >= 0 ? this.#prompt : Math.max(0, this.#promptEval);
   }
 
   /** Tokens generated: completion_tokens, eval_count, or else one per streamed event. */
   get output(): number {
-    const max = this.#max;
-    if (max[COMPLETION]! >= 0) return max[COMPLETION]!;
-    if (max[EVAL]! >= 0) return max[EVAL]!;
-    if (max[TOTAL]! >= 0) return Math.max(0, max[TOTAL]! - this.input);
+    if (this.#completion >= 0) return this.#completion;
+    if (this.#eval >= 0) return this.#eval;
+    if (this.#total >= 0) return Math.max(0, this.#total - this.input);
     return Math.max(1, this.#events);
   }
 }
 
-/** The integer after a key (`: 123`), or -1 when none follows. */
-function numberAfter(bytes: Buffer, i: number): number {
-  const end = bytes.length;
-  while (i < end && isSpace(bytes[i]!)) i++;
-  if (i === end || bytes[i] !== 0x3a) return -1;
+function matchesAt(b: Buffer, start: number, key: Buffer): boolean {
+  for (let j = 0; j < key.length; j++) if (b[start + j] !== key[j]) return false;
+  return true;
+}
+
+/** The integer after a key (`: 123`), or -1 when none follows before `end`. */
+function numberAfter(b: Buffer, i: number, end: number): number {
+  while (i < end && isSpace(b[i]!)) i++;
+  if (i === end || b[i] !== 0x3a) return -1;
   i++;
-  while (i < end && isSpace(bytes[i]!)) i++;
+  while (i < end && isSpace(b[i]!)) i++;
   let n = -1;
   for (; i < end; i++) {
-    const d = bytes[i]! - 0x30;
+    const d = b[i]! - 0x30;
     if (d < 0 || d > 9) break;
     n = n < 0 ? d : n * 10 + d;
   }
   return n;
 }
 
-function isSpace(c: number): boolean {
-  return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
+/** The bytes hold something other than CR (a line that is not blank). */
+function hasText(b: Buffer, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) if (b[i] !== CR) return true;
+  return false;
 }
 
-function hasText(bytes: Buffer, from: number, to: number): boolean {
-  for (let i = from; i < to; i++) if (bytes[i] !== 13) return true;
-  return false;
+function isSpace(c: number): boolean {
+  return c === 0x20 || c === LF || c === CR || c === 0x09;
 }
