@@ -247,7 +247,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
   replicaGauge('sluice_breaker_state', 'Circuit breaker of each replica: 0 closed, 1 open, 2 half-open.', (r) => breakers.state(r.slot));
   replicaGauge('sluice_breaker_opens', 'Times each replica breaker opened since the replica started.', (r) => breakers.opens(r.slot));
   replicaGauge('sluice_replica_ready', '1 while a replica is routed: started and ready, or (remote) passing its health checks.', (r) => (r.ready ? 1 : 0));
-  replicaGauge('sluice_replica_restarts', 'Times the supervisor restarted each replica\'s model server since the replica started (cold starts after hibernation: sluice_scale_events_total{action="wake"}).', (r) => r.process?.restarts ?? 0);
+  replicaGauge('sluice_replica_restarts', 'Times the supervisor restarted each replica\'s model server since the replica started (cold starts: sluice_cold_starts_total).', (r) => r.process?.restarts ?? 0);
   new Counter({
     name: 'sluice_health_checks_total', help: 'Active health checks of remote replicas, by result.', labelNames: ['deployment', 'replica', 'result'], registers: [registry],
     collect() {

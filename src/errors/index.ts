@@ -74,6 +74,11 @@ export function errorBody(code: string, message: string, requestId: string, extr
   return JSON.stringify({ error: { code, message, request_id: requestId, ...extra } });
 }
 
+/** Ollama's error shape (`{"error": "<message>"}`, which its clients show as is), with the request id. */
+export function ollamaErrorBody(message: string, requestId: string): string {
+  return JSON.stringify({ error: message, request_id: requestId });
+}
+
 /** Status line text uWS needs ("404 Not Found"); precomputed once, not per request. */
 export const STATUS_LINES: Readonly<Record<number, string>> = Object.freeze({
   200: '200 OK', 400: '400 Bad Request', 401: '401 Unauthorized', 403: '403 Forbidden',

@@ -6,13 +6,13 @@
 // accessor (measured ~12 ns per Buffer use).
 import { Buffer } from 'node:buffer';
 import type { HttpResponse } from 'uWebSockets.js';
-import { errorBody, ERRORS, type ErrorCode } from '../errors/index.js';
+import { errorBody, ERRORS, ollamaErrorBody, type ErrorCode } from '../errors/index.js';
 import type { CachedResponse, CacheWant, TokenCounter, Verdict } from '../policy/index.js';
 import type { DeploymentRoute, KeyRoute, ReplicaRoute } from './route-table.js';
 import { Attempt, type AttemptClient } from './attempt.js';
 import { coalescesWithHead, type HeaderLines } from './upstream/index.js';
 import { connectionTokens, type ClientHead, HeaderKind, isDroppedResponseKind, kindOfName, sameName, startsWithName } from './headers.js';
-import { closesUnread, endWithoutBody, headBytes, headCopy, headLine, headStart, headStartWith, headText, headUint, headView, statusLine, writeErrorResponse, type CacheStatus } from './respond.js';
+import { closesUnread, endWithoutBody, headBytes, headCopy, headLine, headStart, headStartWith, headText, headUint, headView, statusLine, writeJsonResponse, type CacheStatus } from './respond.js';
 import type { Flight } from './flight.js';
 import type { RequestTrace } from '../tracing/index.js';
 import { holdClock, monoNow, releaseClock, wallNow } from './clock.js';
@@ -151,6 +151,8 @@ export class Exchange implements AttemptClient {
   versionLine: Uint8Array | null = null;
   /** Response body bytes sent to the client. */
   responseBytes = 0;
+  /** The gateway's own errors in Ollama's shape (a request through Ollama's API at the root). */
+  ollamaErrors = false;
   readonly startedAt: number;
   /** When the upstream's response head arrived (same clock as startedAt); -1 until then. */
   headAt = -1;
@@ -908,8 +910,12 @@ export class Exchange implements AttemptClient {
     // the client's next request; a large one is not read: the connection closes.
     const close = !this.#bodyDone && !this.#drainable;
     if (!close && this.#clientPaused) this.#resumeClient();
-    this.responseBytes = writeErrorResponse(this.res, status, code, message, this.requestId, close, this.#withVersion(headers), this.#noResponseBody, this.cacheStatus);
+    this.responseBytes = writeJsonResponse(this.res, status, this.#errorBody(code, message), this.requestId, close, this.#withVersion(headers), this.#noResponseBody, this.cacheStatus);
     this.#finish(status);
+  }
+
+  #errorBody(code: ErrorCode, message: string): string {
+    return this.ollamaErrors ? ollamaErrorBody(message, this.requestId) : errorBody(code, message, this.requestId);
   }
 
   /** An error's extra headers, with the version the alias chose (error paths only: it allocates). */
@@ -939,11 +945,11 @@ export class Exchange implements AttemptClient {
     const res = this.res;
     if (!this.#responded) {
       const status = ERRORS[code].status;
-      this.responseBytes = writeErrorResponse(res, status, code, message, this.requestId, closeClient, this.#withVersion(undefined), this.#noResponseBody, this.cacheStatus);
+      this.responseBytes = writeJsonResponse(res, status, this.#errorBody(code, message), this.requestId, closeClient, this.#withVersion(undefined), this.#noResponseBody, this.cacheStatus);
       this.#finish(status);
       return;
     }
-    const body = errorBody(code, message, this.requestId);
+    const body = this.#errorBody(code, message);
     const mode = this.#mode;
     const kind = this.#kind;
     // Errors also arrive from socket events, outside any uWS callback: cork the writes.

@@ -256,7 +256,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
         return;
       }
     }
-    this.#admit(res, head, route, alias, key, requestId, method, url, rest, query, client, null);
+    this.#admit(res, head, route, alias, key, requestId, method, url, rest, query, client, null, false);
   }
 
   /** The API key the client presented, when the gateway knows it (by digest). */
@@ -306,7 +306,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     const head = request.head;
     head.contentLength = body.length;
     head.chunked = false;
-    request.exchange = this.#admit(request.res, head, route, alias, request.key, request.requestId, request.method, request.url, request.rest, request.query, request.client, body);
+    request.exchange = this.#admit(request.res, head, route, alias, request.key, request.requestId, request.method, request.url, request.rest, request.query, request.client, body, request.ollamaErrors);
   }
 
   refuseRead(request: ModelRequest, code: ErrorCode, message: string, close: boolean, body?: string): void {
@@ -316,11 +316,12 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
   /**
    * The request goes on to its deployment: the upstream head, the exchange, the filters.
    * `body`: the whole body, already read (ModelRequest, which passes a client abort on);
-   * null when it is still to come. Returns the exchange.
+   * null when it is still to come. `ollamaErrors`: came through Ollama's API at the root,
+   * so the gateway's own errors take Ollama's shape. Returns the exchange.
    */
   #admit(
     res: HttpResponse, head: ClientHead, route: DeploymentRoute, alias: boolean, key: KeyRoute | undefined, requestId: string, method: string, url: string, rest: string,
-    query: string, client: string, body: Buffer | null,
+    query: string, client: string, body: Buffer | null, ollamaErrors: boolean,
   ): Exchange {
     const expectBody = head.chunked || head.contentLength > 0;
     // Tracing off: this null check (and the same local's below) is all it costs here.
@@ -336,6 +337,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     const pathQuery = query === '' ? rest : `${rest}?${query}`;
     const ex = new Exchange(this, res, requestId, method, route, key, pathQuery, headRest, head.contentLength, head.chunked);
     if (body !== null) ex.bodyRead(body);
+    if (ollamaErrors) ex.ollamaErrors = true;
     // The head is scratch: a copy is kept only where a fallback may need its own request head.
     if (route.fallbacks !== null) ex.fallbackHead = { head: { ...head }, tail, keyed: key !== undefined };
     ex.path = url;

@@ -11,7 +11,7 @@
 import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import type { HttpResponse } from 'uWebSockets.js';
-import { errorBody, type ErrorCode } from '../errors/index.js';
+import { errorBody, ollamaErrorBody, type ErrorCode } from '../errors/index.js';
 import { FieldScan, fieldSpan, JsonKey, replaceSpan, scanTopLevelString, spanString } from '../json-scan.js';
 import { holdClock, releaseClock } from './clock.js';
 import type { Exchange } from './exchange.js';
@@ -135,7 +135,7 @@ function ollamaModel(e: ModelEntry): object {
  * unknown model), Ollama's `{"error":"..."}`. Both carry the request id.
  */
 export function protocolErrorBody(protocol: Protocol, code: ErrorCode, message: string, requestId: string): string {
-  if (protocol === Protocol.Ollama) return JSON.stringify({ error: message, request_id: requestId });
+  if (protocol === Protocol.Ollama) return ollamaErrorBody(message, requestId);
   const modelError = code === 'SLUICE_ERR_MODEL_NOT_FOUND' || code === 'SLUICE_ERR_MODEL_REQUIRED';
   return errorBody(code === 'SLUICE_ERR_MODEL_NOT_FOUND' ? 'model_not_found' : code, message, requestId, { type: 'invalid_request_error', param: modelError ? 'model' : null });
 }
@@ -215,6 +215,11 @@ export class ModelRequest {
     this.#alias = alias;
     this.#limit = route === null ? table.maxBufferedBodyBytes : Math.min(route.maxBodyBytes, table.maxBufferedBodyBytes);
     this.#body = Buffer.allocUnsafe(head.contentLength > 0 && head.contentLength <= this.#limit ? head.contentLength : MIN_BUFFER);
+  }
+
+  /** Came through Ollama's API at the root: its errors take Ollama's shape. */
+  get ollamaErrors(): boolean {
+    return this.#protocol === Protocol.Ollama && this.#route === null;
   }
 
   /** The body's model chose the route (the request came to the root), not the path. */

@@ -1,6 +1,6 @@
 import { Buffer } from 'node:buffer';
 import type { HttpResponse } from 'uWebSockets.js';
-import { errorBody, STATUS_LINES } from '../errors/index.js';
+import { STATUS_LINES } from '../errors/index.js';
 import { STATUS_CODES } from 'node:http';
 import type { HeaderLines } from './upstream/header-lines.js';
 
@@ -179,14 +179,10 @@ export const RETRY_AFTER = Object.freeze([['retry-after', '1'] as const]);
 type AnswerOptions = [closeConnection?: boolean, headers?: ReadonlyArray<readonly [string, string]>, headRequest?: boolean, cache?: CacheStatus];
 
 /**
- * A gateway error as JSON: `{"error":{"code","message","request_id"}}` (DESIGN.md); HEAD gets the head only.
- * An error answered before any cache decision is a bypass. Returns the body bytes sent.
+ * A JSON answer the gateway makes itself (an error: `{"error":{"code","message","request_id"}}`,
+ * DESIGN.md, or Ollama's shape at its root API; the front door's model lists); HEAD gets the
+ * head only. An error answered before any cache decision is a bypass. Returns the body bytes sent.
  */
-export function writeErrorResponse(res: HttpResponse, status: number, code: string, message: string, requestId: string, ...options: AnswerOptions): number {
-  return writeJsonResponse(res, status, errorBody(code, message, requestId), requestId, ...options);
-}
-
-/** A JSON answer the gateway makes itself (an error, the front door's model lists); returns the body bytes sent. */
 export function writeJsonResponse(
   res: HttpResponse, status: number, body: string, requestId: string, ...[closeConnection = false, headers, headRequest = false, cache = 'bypass']: AnswerOptions
 ): number {

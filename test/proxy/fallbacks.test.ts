@@ -128,7 +128,7 @@ t.test('5xx from the replica, then its breaker open: the fallback takes every re
   }
   t.equal(main.seen.length - seenBefore, 3, 'the primary saw three until its breaker opened, then none');
   t.equal(await fallbacksCounted(), 7);
-  const m = /^sluice_requests_total\{deployment="main-1",code="503"\} (\d+)$/m.exec(await metricsText(gw));
+  const m = /^sluice_requests_total\{deployment="main-1",code="503",class="5xx"\} (\d+)$/m.exec(await metricsText(gw));
   t.equal(m?.[1], '3', 'the primary\'s own 503s count in its metrics (rollout analysis, alerts)');
 });
 

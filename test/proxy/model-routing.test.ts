@@ -18,7 +18,8 @@ let ollama: Ollama;
 
 t.before(async () => {
   gw = await startGateway({
-    ports: { from: 18890, to: 18899 },
+    // 18899 is left closed: the `gone` deployment's replica.
+    ports: { from: 18890, to: 18898 },
     limits: { max_buffered_body_bytes: 65_536 },
     api_keys: [{ name: 'front', key: KEY, deployments: ['secret-1'] }],
     deployments: [
@@ -26,6 +27,12 @@ t.before(async () => {
       // Its server knows only `llama3:8b`: a request reaches it only when rewritten.
       { model: 'chat', version: '2', runtime: 'sim', args: ['--models', 'llama3:8b', '--token-ms', '1', '--ttft-ms', '0'], served_model: 'llama3:8b' },
       { model: 'secret', version: '1', runtime: 'sim', args: ['--token-ms', '1', '--ttft-ms', '0'], policies: { auth: { required: true } } },
+      // The gateway's own errors: a rate limit, and a replica that refuses connections.
+      { model: 'limited', version: '1', runtime: 'sim', args: ['--token-ms', '1', '--ttft-ms', '0'], policies: { rate_limit: { requests_per_minute: 1 } } },
+      {
+        model: 'gone', version: '1', runtime: 'remote', urls: ['http://127.0.0.1:18899'], health_check: { enabled: false },
+        policies: { breaker: { enabled: false }, retry: { attempts: 0 } },
+      },
     ],
   });
   openai = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'sk-not-checked', maxRetries: 0 });
@@ -66,9 +73,9 @@ t.test('the openai SDK at the gateway root: the body\'s model picks the deployme
 
 t.test('models.list() names every routable deployment and alias the caller may use', async (t) => {
   const ids = (await openai.models.list()).data.map((m) => m.id).sort();
-  t.same(ids, ['chat', 'chat-2', 'demo', 'demo-1'], 'without a key: not the deployment that needs one');
+  t.same(ids, ['chat', 'chat-2', 'demo', 'demo-1', 'gone', 'gone-1', 'limited', 'limited-1'], 'without a key: not the deployment that needs one');
   const keyed = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: KEY, maxRetries: 0 });
-  t.same((await keyed.models.list()).data.map((m) => m.id).sort(), ['chat', 'chat-2', 'demo', 'demo-1', 'secret', 'secret-1'], 'a key adds what its scope allows');
+  t.same((await keyed.models.list()).data.map((m) => m.id).sort(), ['chat', 'chat-2', 'demo', 'demo-1', 'gone', 'gone-1', 'limited', 'limited-1', 'secret', 'secret-1'], 'a key adds what its scope allows');
   const one = await openai.models.retrieve('demo-1');
   t.match(one, { id: 'demo-1', object: 'model', owned_by: 'sluice' });
   t.ok(one.created > 1_700_000_000, 'created is a real time in seconds');
@@ -117,7 +124,7 @@ t.test('the model is read from the top level only', async (t) => {
 
 t.test('the ollama client at the gateway root', async (t) => {
   const tags = (await ollama.list()).models.map((m) => m.name).sort();
-  t.same(tags, ['chat:2', 'chat:latest', 'demo:1', 'demo:latest']);
+  t.same(tags, ['chat:2', 'chat:latest', 'demo:1', 'demo:latest', 'gone:1', 'gone:latest', 'limited:1', 'limited:latest']);
   t.ok((await ollama.ps()).models.some((m) => m.name === 'demo:1'), 'ps lists what has a ready replica');
   t.match(await ollama.version(), { version: /^\d+\.\d+\.\d+$/ });
   const chat = await ollama.chat({ model: 'demo:1', messages: MESSAGES, stream: false, options: { num_predict: 3 } });
@@ -177,4 +184,24 @@ t.test('limits and methods', async (t) => {
   const admin = await httpRequest(`${gw.adminUrl}/v1/deployments`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'v1', version: '1', runtime: 'sim' }) });
   t.equal(admin.status, 400, 'a model named v1 would hide the front door');
   t.match(admin.body, /model/);
+});
+
+t.test('the gateway\'s own errors at Ollama\'s root API take Ollama\'s shape, so its client shows them', async (t) => {
+  type OllamaError = { status_code: number; error: string };
+  const refused = (e: unknown): OllamaError => e as OllamaError;
+  t.equal((await ollama.chat({ model: 'limited:1', messages: MESSAGES, stream: false })).done, true, 'the first request of the minute');
+  const limited = await ollama.chat({ model: 'limited:1', messages: MESSAGES, stream: false }).then(() => null, refused);
+  t.equal(limited?.status_code, 429);
+  t.match(limited?.error, /^rate limit exceeded: /, 'the message as is, not an object');
+  const gone = await ollama.generate({ model: 'gone:1', prompt: 'hi', stream: false }).then(() => null, refused);
+  t.equal(gone?.status_code, 502);
+  t.equal(typeof gone?.error, 'string');
+  const raw = await post('/api/generate', { model: 'gone:1', prompt: 'hi' });
+  t.match(json(raw), { error: String, request_id: raw.headers['x-request-id'] }, 'with the request id');
+  // OpenAI's root API and the path routes keep sluice's shape (OpenAI clients read error.message and error.code).
+  const viaOpenAi = await post('/v1/chat/completions', { model: 'limited-1', messages: MESSAGES });
+  t.equal(viaOpenAi.status, 429);
+  t.match(json(viaOpenAi), { error: { code: 'SLUICE_ERR_RATE_LIMITED', message: String } });
+  const viaPath = await post('/limited-1/api/chat', { model: 'limited', messages: MESSAGES });
+  t.match(json(viaPath), { error: { code: 'SLUICE_ERR_RATE_LIMITED' } });
 });
