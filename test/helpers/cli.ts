@@ -36,10 +36,15 @@ export class Tmux {
     return r.stdout;
   }
 
-  /** Starts `command` (a shell line) in a detached 160x40 session; after it ends, the pane shows `EXIT=<status>`. */
-  start(session: string, command: string): void {
+  /**
+   * Starts `command` (a shell line) in a detached 160x40 session; after it ends, the pane
+   * shows `EXIT=<status>`. `recordTo`: every byte it writes is also kept in that file (util-linux
+   * `script`, itself a terminal), for what the screen showed only for a moment.
+   */
+  start(session: string, command: string, recordTo?: string): void {
+    const run = recordTo === undefined ? command : `script -qefc ${sh(command)} ${sh(recordTo)}`;
     // The trap keeps the shell alive when Ctrl-C ends the command, to print its status.
-    this.#tmux('new-session', '-d', '-s', session, '-x', '160', '-y', '40', `trap true INT; ${command}; echo EXIT=$?; sleep 120`);
+    this.#tmux('new-session', '-d', '-s', session, '-x', '160', '-y', '40', `trap true INT; ${run}; echo EXIT=$?; sleep 120`);
   }
 
   /** The pane's text; with `escapes`, with its colour sequences. */
