@@ -87,6 +87,8 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
   #fallbackRoute: DeploymentRoute | null = null;
   readonly #counters: DeploymentCounters;
   readonly #active: Exchange[] = [];
+  /** Front-door requests whose body is being read (ModelRequest): not exchanges yet, but work a drain waits for. */
+  #reading = 0;
   /** Requests of this worker waiting for a replica under max_inflight, per deployment. */
   readonly #queue: ReplicaQueue<DeploymentRoute, Exchange, ReplicaRoute>;
   readonly #ids = new RequestIds();
@@ -173,7 +175,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
   }
 
   get activeCount(): number {
-    return this.#active.length;
+    return this.#active.length + this.#reading;
   }
 
   /** Swaps in a new route table; requests in flight keep the routes they started with. */
@@ -307,6 +309,10 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     head.contentLength = body.length;
     head.chunked = false;
     request.exchange = this.#admit(request.res, head, route, alias, request.key, request.requestId, request.method, request.url, request.rest, request.query, request.client, body, request.ollamaErrors);
+  }
+
+  reading(delta: 1 | -1): void {
+    this.#reading += delta;
   }
 
   refuseRead(request: ModelRequest, code: ErrorCode, message: string, close: boolean, body?: string): void {

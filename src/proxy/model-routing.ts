@@ -161,6 +161,8 @@ export interface ModelRequestOwner {
   admitRead(req: ModelRequest, route: DeploymentRoute, alias: boolean, body: Buffer): void;
   /** Answers without an upstream; `body`: the protocol-shaped error body, when it has one. */
   refuseRead(req: ModelRequest, code: ErrorCode, message: string, close: boolean, body?: string): void;
+  /** A body being read counts as work in progress (a drain waits for it): `delta` +1 when it starts, -1 when it ends. */
+  reading(delta: 1 | -1): void;
 }
 
 const MODEL_KEY = new JsonKey('model');
@@ -192,6 +194,8 @@ export class ModelRequest {
   #body: Buffer;
   #length = 0;
   #done = false;
+  /** Counted by the owner as being read. */
+  #reading = false;
   /** The exchange it became once admitted: a client that leaves later is its business. */
   exchange: Exchange | null = null;
 
@@ -237,18 +241,30 @@ export class ModelRequest {
     }
     // One abort handler for the request's whole life (uWS keeps a handle per registration).
     this.res.onAborted(() => {
-      this.#done = true;
+      this.#end();
       this.exchange?.onClientAborted();
     });
-    if (!this.head.chunked && this.head.contentLength <= 0) this.#finish();
-    else this.res.onData((ab, isLast) => this.#onData(ab, isLast));
+    if (!this.head.chunked && this.head.contentLength <= 0) {
+      this.#finish();
+      return;
+    }
+    this.#reading = true;
+    this.#owner.reading(1);
+    this.res.onData((ab, isLast) => this.#onData(ab, isLast));
+  }
+
+  #end(): void {
+    this.#done = true;
+    if (!this.#reading) return;
+    this.#reading = false;
+    this.#owner.reading(-1);
   }
 
   #onData(ab: ArrayBuffer, isLast: boolean): void {
     if (this.#done) return;
     const length = this.#length + ab.byteLength;
     if (length > this.#limit) {
-      this.#done = true;
+      this.#end();
       this.#owner.refuseRead(this, 'SLUICE_ERR_BODY_TOO_LARGE', `request body exceeds ${this.#limit} bytes`, true);
       return;
     }
@@ -263,7 +279,7 @@ export class ModelRequest {
   }
 
   #finish(): void {
-    this.#done = true;
+    this.#end();
     const body = this.#body.subarray(0, this.#length);
     holdClock();
     try {
