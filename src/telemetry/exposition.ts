@@ -193,29 +193,16 @@ export function renderDependencyBreakers(snapshots: readonly BreakerSnapshot[]):
   ];
   const label = (b: BreakerSnapshot): string => `dependency="${esc(b.dependency)}",use="${esc(b.use)}"`;
   for (const b of merged.values()) lines.push(`sluice_dependency_breaker_state{${label(b)}} ${b.state}`);
-  lines.push(
-    '# HELP sluice_dependency_breaker_transitions_total Times a dependency breaker went to a state (to: open, half_open, closed), every thread together.',
-    '# TYPE sluice_dependency_breaker_transitions_total counter',
-  );
-  for (const b of merged.values()) {
-    const l = label(b);
-    lines.push(
-      `sluice_dependency_breaker_transitions_total{${l},to="open"} ${b.opened}`,
-      `sluice_dependency_breaker_transitions_total{${l},to="half_open"} ${b.halfOpened}`,
-      `sluice_dependency_breaker_transitions_total{${l},to="closed"} ${b.closed}`,
-    );
-  }
-  lines.push(
-    '# HELP sluice_dependency_calls_total Calls to a dependency through its breaker, by result: success, failure (its client\'s timeouts included), rejected (not made: the breaker was open).',
-    '# TYPE sluice_dependency_calls_total counter',
-  );
-  for (const b of merged.values()) {
-    const l = label(b);
-    lines.push(
-      `sluice_dependency_calls_total{${l},result="success"} ${b.successes}`,
-      `sluice_dependency_calls_total{${l},result="failure"} ${b.failures}`,
-      `sluice_dependency_calls_total{${l},result="rejected"} ${b.rejected}`,
-    );
-  }
+  // Counters with one series per value of their last label.
+  const split = (name: string, help: string, by: string, values: ReadonlyArray<readonly [string, (b: BreakerSnapshot) => number]>): void => {
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} counter`);
+    for (const b of merged.values()) for (const [value, pick] of values) lines.push(`${name}{${label(b)},${by}="${value}"} ${pick(b)}`);
+  };
+  split('sluice_dependency_breaker_transitions_total', 'Times a dependency breaker went to a state (to: open, half_open, closed), every thread together.', 'to', [
+    ['open', (b) => b.opened], ['half_open', (b) => b.halfOpened], ['closed', (b) => b.closed],
+  ]);
+  split('sluice_dependency_calls_total', 'Calls to a dependency through its breaker, by result: success, failure (its client\'s timeouts included), rejected (not made: the breaker was open).', 'result', [
+    ['success', (b) => b.successes], ['failure', (b) => b.failures], ['rejected', (b) => b.rejected],
+  ]);
   return lines.join('\n') + '\n';
 }

@@ -127,7 +127,9 @@ t.test('Redis hangs (SIGSTOP): limits fail open or closed without asking it, sta
   t.equal((await createKey(open, 'after')).status, 201, 'and admin writes are stored again');
   t.ok(await gwMetric(open, 'sluice_dependency_breaker_transitions_total', { dependency: 'redis', use: 'rate_limit', to: 'closed' }) >= 1, 'the transition to closed is counted');
   // The failed probes reopened it every reset_timeout_ms: the log says it once each way.
-  const said = jsonLogs(open).filter((l) => l.dependency === 'redis' && l.use === 'rate_limit').map((l) => `${String(l.level)} ${String(l.msg)}`);
+  // A worker's lines reach stdout within log.access_flush_ms (buffered): wait for the second.
+  const saidOf = (): string[] => jsonLogs(open).filter((l) => l.dependency === 'redis' && l.use === 'rate_limit').map((l) => `${String(l.level)} ${String(l.msg)}`);
+  const said = await eventually(() => (saidOf().length >= 2 ? saidOf() : undefined), 5_000, 'both log lines').catch(() => saidOf());
   t.same(said, [
     'warn dependency failing: circuit breaker open, its calls fail at once until a probe succeeds',
     'info dependency answers again: circuit breaker closed',
