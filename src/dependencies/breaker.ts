@@ -16,11 +16,17 @@ import CircuitBreaker from 'opossum';
 import type { DependencyBreakerConfig as BreakerSettings } from '../config/index.js';
 import { SluiceError } from '../errors/index.js';
 
-/** Metric order: the worse, the higher (across workers the worst is reported). */
+/** The values of sluice_breaker_state, the replicas' breakers (balancer/breaker.ts), so that one dashboard legend reads both. */
 export const enum BreakerState {
   Closed = 0,
-  HalfOpen = 1,
-  Open = 2,
+  Open = 1,
+  HalfOpen = 2,
+}
+
+/** Of two workers' views of one breaker, the worse: open, then half-open (probing), then closed. */
+export function worseState(a: BreakerState, b: BreakerState): BreakerState {
+  if (a === BreakerState.Open || b === BreakerState.Open) return BreakerState.Open;
+  return a === BreakerState.HalfOpen || b === BreakerState.HalfOpen ? BreakerState.HalfOpen : BreakerState.Closed;
 }
 
 /** One breaker's state and its counts since it was made, as a worker posts it to the control plane. */

@@ -1,4 +1,4 @@
-import type { BreakerSnapshot } from '../dependencies/index.js';
+import { worseState, type BreakerSnapshot } from '../dependencies/index.js';
 import { DURATION_BUCKETS, OVERHEAD_BUCKETS, TOKEN_BUCKETS, TPOT_BUCKETS, TTFT_BUCKETS, type HistogramSnapshot, type StatsSnapshot } from './request-stats.js';
 
 /** Sums the snapshots every worker sent for each deployment. */
@@ -182,13 +182,13 @@ export function renderDependencyBreakers(snapshots: readonly BreakerSnapshot[]):
     const key = `${b.dependency}\n${b.use}`;
     const prev = merged.get(key);
     merged.set(key, prev === undefined ? b : {
-      dependency: b.dependency, use: b.use, state: Math.max(prev.state, b.state),
+      dependency: b.dependency, use: b.use, state: worseState(prev.state, b.state),
       opened: prev.opened + b.opened, halfOpened: prev.halfOpened + b.halfOpened, closed: prev.closed + b.closed,
       successes: prev.successes + b.successes, failures: prev.failures + b.failures, rejected: prev.rejected + b.rejected,
     });
   }
   const lines = [
-    '# HELP sluice_dependency_breaker_state Circuit breaker around a dependency of the gateway (Redis, the MLflow registry, the OTLP collector), by use: 0 closed, 1 half-open, 2 open; the worst of the worker threads that call it.',
+    '# HELP sluice_dependency_breaker_state Circuit breaker around a dependency of the gateway (Redis, the MLflow registry, the OTLP collector), by use: 0 closed, 1 open, 2 half-open (as sluice_breaker_state); the worst of the worker threads that call it.',
     '# TYPE sluice_dependency_breaker_state gauge',
   ];
   const label = (b: BreakerSnapshot): string => `dependency="${esc(b.dependency)}",use="${esc(b.use)}"`;

@@ -26,7 +26,7 @@ const DEPLOYMENTS = [
   // Cached, in memory and in Redis (the shared tier).
   { model: 'ca', version: '1', runtime: 'sim', args: ['--protocol', 'mlflow'] },
 ];
-const OPEN = 2;
+const OPEN = 1;
 const CLOSED = 0;
 
 let redis: RedisServer | undefined;
