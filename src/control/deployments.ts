@@ -11,7 +11,7 @@ import { deploymentId, resolveHealthCheck, resolvePolicies, type PoliciesConfig,
 import { SluiceError } from '../errors/index.js';
 import type { ReplicaLoadBoard } from '../balancer/index.js';
 import { ActiveHealthCheck, LoadScrape, reportedModel, type HealthStatus } from '../health/index.js';
-import { killGroup, launchPlan, PortAllocator, ReplicaProcess, type LogLine, type ReplicaProcessOptions, type ReplicaSpec, type ReplicaState } from '../ports/index.js';
+import { killGroup, launchPlan, PortAllocator, readStatSync, recordedProcess, ReplicaProcess, type LogLine, type ReplicaProcessOptions, type ReplicaSpec, type ReplicaState } from '../ports/index.js';
 import type { DesiredStateStore, HibernationRecords, ReplicaRecord, ReplicaRecords } from '../state/index.js';
 import { upstreamCredential } from './credentials.js';
 import type { Logger } from '../telemetry/index.js';
@@ -317,11 +317,7 @@ export class DeploymentManager {
         this.#o.logger.error({ deployment: id, err }, 'could not restore deployment');
       }
     }
-    for (const r of this.#leftovers.values()) {
-      this.#o.logger.warn({ replica: r.replica, pid: r.pid }, 'stopping a server left by a previous run that no deployment claims');
-      await killGroup(r.pgid, 5_000).catch(() => undefined);
-      await this.#o.records.delete(r.replica);
-    }
+    for (const r of this.#leftovers.values()) await this.#stopLeftover(r, 'stopping a server left by a previous run that no deployment claims');
     this.#leftovers.clear();
   }
 
@@ -564,10 +560,10 @@ export class DeploymentManager {
     // given; otherwise its group is stopped, so that it can neither hold the port nor serve twice.
     let proc: ReplicaProcess | null = null;
     if (leftover !== undefined) {
-      proc = leftover.port === port ? ReplicaProcess.adopt({ ...options, pid: leftover.pid, pgid: leftover.pgid }) : null;
+      const ours = leftover.port === port && recordedProcess(leftover.pid, leftover.started) === 'ours';
+      proc = ours ? ReplicaProcess.adopt({ ...options, pid: leftover.pid, pgid: leftover.pgid }) : null;
       if (proc === null) {
-        await killGroup(leftover.pgid, 5_000).catch(() => undefined);
-        await this.#o.records.delete(replica.id);
+        await this.#stopLeftover(leftover, 'stopping a server left by a previous run that cannot be adopted');
       } else {
         this.#o.logger.info({ replica: replica.id, pid: leftover.pid, port }, 'adopted a running server from a previous gateway run');
       }
@@ -582,7 +578,7 @@ export class DeploymentManager {
       const { pid, pgid } = replica.process!;
       if (pid === undefined || pgid === undefined || pid === recordedPid) return Promise.resolve();
       recordedPid = pid;
-      return this.#o.records.set({ replica: replica.id, port, pid, pgid });
+      return this.#o.records.set({ replica: replica.id, port, pid, pgid, started: readStatSync(pid)?.startTicks });
     };
     proc.on('state', (state, info) => {
       const wasReady = replica.ready;
@@ -737,6 +733,17 @@ export class DeploymentManager {
 
   async #stopReplicas(d: Deployment): Promise<void> {
     await Promise.all(d.replicas.map((r) => this.#stopReplica(d, r)));
+  }
+
+  /** Stops a server a previous run left (its whole group), unless its pid now belongs to another process. */
+  async #stopLeftover(r: ReplicaRecord, why: string): Promise<void> {
+    if (recordedProcess(r.pid, r.started) === 'other') {
+      this.#o.logger.warn({ replica: r.replica, pid: r.pid }, 'a server left by a previous run is gone and its pid is another process now: left alone');
+    } else {
+      this.#o.logger.warn({ replica: r.replica, pid: r.pid }, why);
+      await killGroup(r.pgid, 5_000).catch(() => undefined);
+    }
+    await this.#o.records.delete(r.replica);
   }
 
   async #stopReplica(d: Deployment, r: Replica): Promise<void> {

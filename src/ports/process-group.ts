@@ -16,6 +16,8 @@ export interface ProcStat {
   /** One letter from /proc/<pid>/stat: R, S, D, Z, T, ... */
   readonly state: string;
   readonly pgid: number;
+  /** When it started, in clock ticks since boot (field 22): with the pid, it names one process even once the pid is reused. */
+  readonly startTicks: number;
 }
 
 export interface KillResult {
@@ -30,8 +32,20 @@ function parseStat(pid: number, text: string): ProcStat | null {
   const fields = text.slice(close + 2).split(' ');
   const state = fields[0];
   const pgid = Number(fields[2]);
-  if (state === undefined || !Number.isInteger(pgid)) return null;
-  return { pid, state, pgid };
+  const startTicks = Number(fields[19]);
+  if (state === undefined || !Number.isInteger(pgid) || !Number.isInteger(startTicks)) return null;
+  return { pid, state, pgid, startTicks };
+}
+
+/**
+ * What runs under a pid a previous gateway run recorded, with the start time it recorded
+ * (none in records older than that field: taken as its own). `other`: the pid was reused,
+ * by a process that must be left alone (a container restart starts pids over).
+ */
+export function recordedProcess(pid: number, startTicks: number | undefined): 'gone' | 'ours' | 'other' {
+  const stat = readStatSync(pid);
+  if (!isLive(stat)) return 'gone';
+  return startTicks === undefined || stat.startTicks === startTicks ? 'ours' : 'other';
 }
 
 /** Zombies are dead: they hold no port and no memory, only a slot waiting to be reaped. */

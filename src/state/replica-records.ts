@@ -22,7 +22,7 @@ export class ReplicaRecords {
     if (!Array.isArray(doc)) throw new StateError(`${this.path}: expected a list of replica records`);
     const out: ReplicaRecord[] = [];
     for (const r of doc as Array<Partial<ReplicaRecord>>) {
-      if (typeof r?.replica === 'string' && Number.isInteger(r.port) && Number.isInteger(r.pid) && Number.isInteger(r.pgid)) {
+      if (typeof r?.replica === 'string' && Number.isInteger(r.port) && Number.isInteger(r.pid) && Number.isInteger(r.pgid) && (r.started === undefined || Number.isInteger(r.started))) {
         out.push(r as ReplicaRecord);
         this.#records.set(r.replica, r as ReplicaRecord);
       }

@@ -22,6 +22,8 @@ export interface ReplicaRecord {
   readonly port: number;
   readonly pid: number;
   readonly pgid: number;
+  /** The server's start time (clock ticks since boot), so that a reused pid is not taken for it; absent in older records. */
+  readonly started?: number;
 }
 
 /** Requests with the same header value, or the same API key, go to the same version. */
