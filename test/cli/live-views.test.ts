@@ -62,7 +62,8 @@ t.test('logs -f prints new lines once each, as they come, until Ctrl-C', async (
 t.test('deploy --wait on a terminal: a spinner with the state while it starts, a mark when ready', async (t) => {
   // The spinner's frames are recorded: a loaded machine's screen captures can miss the 2 s it spins.
   const recording = join(mkdtempSync(join(tmpdir(), 'sluice-cli-')), 'deploy.typescript');
-  tmux.start('deploy', cliLine('deploy', 'slow', '1', '--runtime', 'command', '--readiness-path', '/ping', '--wait', '--', ...serverCommand(script, 'slow', '2000')), recording);
+  // Without CI: nanospinner draws no frames when CI is set (as the CI runner sets it), a user's terminal has none.
+  tmux.start('deploy', 'env -u CI ' + cliLine('deploy', 'slow', '1', '--runtime', 'command', '--readiness-path', '/ping', '--wait', '--', ...serverCommand(script, 'slow', '2000')), recording);
   const end = await tmux.waitFor('deploy', (s) => /EXIT=\d+/.test(s), 30_000, 'deploy --wait to end');
   const frames = readFileSync(recording, 'utf8').replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '');
   const starting = frames.search(/slow-1 (pending|starting), 0\/[01] replicas ready/);
