@@ -20,7 +20,7 @@ import { PortAllocator } from './ports/index.js';
 import type { RouteTableSnapshot, SharedBuffers } from './proxy/index.js';
 import { FileStateStore, HibernationRecords, RedisStateStore, ReplicaRecords } from './state/index.js';
 import { missingNodeFlags } from './node-flags.js';
-import { createLogger, LineWriter, fineQuantile, mergeStats, renderDependencyBreakers, renderLogCounts, renderStats, type Logger } from './telemetry/index.js';
+import { createLogger, LineWriter, fineQuantile, mergeStats, renderDependencyBreakers, renderLogCounts, renderStats, type Logger, type StatsSnapshot } from './telemetry/index.js';
 
 /** The running gateway process, as `sluice serve` holds it. */
 export interface RunningGateway {
@@ -315,6 +315,14 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
     return renderStats(mergeStats(workers.map((w) => w.deployments)), replicaCostUsd) + renderLogCounts(lines, dropped) +
       renderDependencyBreakers(breakerSnapshots) + (await registry.metrics());
   };
+  /** What a deployment cost so far, by kind: its replicas' running time, its requests and their tokens. */
+  const costUsd = (d: ReturnType<typeof manager.list>[number], s: StatsSnapshot | undefined, now: number): { replica_hours: number; requests: number; input_tokens: number; output_tokens: number; total: number } => {
+    const replicaHours = d.replicaCostUsd(now);
+    const requests = s?.costRequestsUsd ?? 0;
+    const input = s?.costInputUsd ?? 0;
+    const output = s?.costOutputUsd ?? 0;
+    return { replica_hours: replicaHours, requests, input_tokens: input, output_tokens: output, total: replicaHours + requests + input + output };
+  };
   // GET /v1/costs: per deployment, what ran, what it served and what that cost.
   const costs = async (): Promise<Record<string, unknown>> => {
     const stats = mergeStats((await dp.collectStats()).map((w) => w.deployments));
@@ -326,14 +334,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
         const s = stats.get(d.id);
         const runningHours = d.replicaMs(now) / 3_600_000;
         const hibernatedHours = d.hibernatedMs(now) / 3_600_000;
-        const usd = {
-          replica_hours: d.replicaCostUsd(now),
-          requests: s?.costRequestsUsd ?? 0,
-          input_tokens: s?.costInputUsd ?? 0,
-          output_tokens: s?.costOutputUsd ?? 0,
-          total: 0,
-        };
-        usd.total = usd.replica_hours + usd.requests + usd.input_tokens + usd.output_tokens;
+        const usd = costUsd(d, s, now);
         const predictions = s?.chargedRequests ?? 0;
         return {
           id: d.id, state: d.state, prices: c, running_hours: runningHours, hibernated_hours: hibernatedHours,
@@ -370,7 +371,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
           ttft_p50_ms: ms(fineQuantile(s?.fineTtftBuckets ?? [], 0.5)), ttft_p99_ms: ms(fineQuantile(s?.fineTtftBuckets ?? [], 0.99)),
           input_tokens: s?.inputTokens ?? 0, output_tokens: s?.outputTokens ?? 0,
           cache_hits: s?.cacheHits ?? 0, cache_misses: s?.cacheMisses ?? 0,
-          cost_usd: d.replicaCostUsd(now) + (s === undefined ? 0 : s.costRequestsUsd + s.costInputUsd + s.costOutputUsd),
+          cost_usd: costUsd(d, s, now).total,
           in_flight: d.replicas.reduce((n, r) => n + slots.inflight(r.slot), 0), queued: deploymentCounters.queueLength(d.slot),
         };
       }),

@@ -30,9 +30,7 @@ function addStats(a: StatsSnapshot, b: StatsSnapshot): StatsSnapshot {
     retries: a.retries + b.retries,
     fallbacks: a.fallbacks + b.fallbacks,
     rateLimitUnavailable: a.rateLimitUnavailable + b.rateLimitUnavailable,
-    queueWaitBuckets: addArrays(a.queueWaitBuckets, b.queueWaitBuckets),
-    queueWaitSum: a.queueWaitSum + b.queueWaitSum,
-    queueWaitCount: a.queueWaitCount + b.queueWaitCount,
+    queueWait: addHistograms(a.queueWait, b.queueWait),
     cacheHits: a.cacheHits + b.cacheHits,
     cacheRedisHits: a.cacheRedisHits + b.cacheRedisHits,
     cacheMisses: a.cacheMisses + b.cacheMisses,
@@ -131,7 +129,7 @@ export function renderStats(stats: Map<string, StatsSnapshot>, replicaCostUsd: R
     histogramSeries(lines, 'gen_ai_client_token_usage', `deployment="${esc(d)}",gen_ai_token_type="input"`, s.inputTokenUsage, TOKEN_BUCKETS);
     histogramSeries(lines, 'gen_ai_client_token_usage', `deployment="${esc(d)}",gen_ai_token_type="output"`, s.outputTokenUsage, TOKEN_BUCKETS);
   }
-  histogram(lines, 'sluice_queue_wait_seconds', 'Time requests waited in a deployment queue: for a replica under max_inflight, or held for a ready one.', stats, (s) => ({ buckets: s.queueWaitBuckets, sum: s.queueWaitSum, count: s.queueWaitCount }));
+  histogram(lines, 'sluice_queue_wait_seconds', 'Time requests waited in a deployment queue: for a replica under max_inflight, or held for a ready one.', stats, (s) => s.queueWait);
   return lines.join('\n') + '\n';
 }
 

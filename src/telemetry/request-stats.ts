@@ -109,9 +109,8 @@ export interface StatsSnapshot {
   readonly retries: number;
   readonly fallbacks: number;
   readonly rateLimitUnavailable: number;
-  readonly queueWaitBuckets: number[];
-  readonly queueWaitSum: number;
-  readonly queueWaitCount: number;
+  /** Waits in a deployment queue: for a replica under max_inflight, or held for a ready one. */
+  readonly queueWait: HistogramSnapshot;
   readonly cacheHits: number;
   readonly cacheRedisHits: number;
   readonly cacheMisses: number;
@@ -164,9 +163,7 @@ export class RequestStats {
   fallbacks = 0;
   /** Rate-limit checks that found the shared store (Redis) unavailable. */
   rateLimitUnavailable = 0;
-  readonly #queueWait = new Float64Array(DURATION_BUCKETS.length + 1);
-  #queueWaitSum = 0;
-  #queueWaitCount = 0;
+  readonly #queueWait = new Histogram(DURATION_BUCKETS);
   readonly #upstreamErrors = new Map<string, number>();
   // Cache outcomes (deployments with a cache policy): a coalesced request is also a miss.
   cacheHits = 0;
@@ -246,9 +243,7 @@ export class RequestStats {
   }
 
   recordQueueWait(seconds: number): void {
-    this.#queueWait[bucketIndex(seconds)]!++;
-    this.#queueWaitSum += seconds;
-    this.#queueWaitCount++;
+    this.#queueWait.observe(seconds);
   }
 
   upstreamError(code: string): void {
@@ -274,9 +269,7 @@ export class RequestStats {
       retries: this.retries,
       fallbacks: this.fallbacks,
       rateLimitUnavailable: this.rateLimitUnavailable,
-      queueWaitBuckets: Array.from(this.#queueWait),
-      queueWaitSum: this.#queueWaitSum,
-      queueWaitCount: this.#queueWaitCount,
+      queueWait: this.#queueWait.snapshot(),
       cacheHits: this.cacheHits,
       cacheRedisHits: this.cacheRedisHits,
       cacheMisses: this.cacheMisses,
