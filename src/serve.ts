@@ -13,7 +13,7 @@ import { ConfigError, DEFAULT_CONFIG_FILE, loadConfig, type Config, type Policie
 import { CircuitOpenError, DependencyBreakers } from './dependencies/index.js';
 import {
   BucketSlots, buildRouteSnapshot, CertificateReloader, DataPlane, Autoscaler, DeploymentManager, hstsValue, IndexAllocator, isProblem, KeyRegistry, MAX_REPLICA_SLOTS,
-  readCertificatePair, RolloutCounts, SlotAllocator, TrafficRegistry, type CertificatePair, type ControlPlane, type Replica, type TlsPort, type VersionInfo,
+  readCertificatePair, ReplicaSharing, RolloutCounts, SlotAllocator, TrafficRegistry, type CertificatePair, type ControlPlane, type Replica, type TlsPort, type VersionInfo,
 } from './control/index.js';
 import { SharedBuckets } from './policy/index.js';
 import { PortAllocator } from './ports/index.js';
@@ -153,7 +153,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
   }));
   const registry = new Registry();
   const rollouts = new Counter({ name: 'sluice_rollouts_total', help: 'Rollouts that ended, by model and result (promoted, rolled_back, aborted).', labelNames: ['model', 'result'], registers: [registry] });
-  // This process among the instances sharing one Redis (rollout leases and counts).
+  // This process among the instances sharing one Redis (rollout leases and counts, servers shared on this host).
   const instance = randomUUID();
   const counts = new RolloutCounts({
     store, instance, logger,
@@ -184,6 +184,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
   const manager = new DeploymentManager({
     config, ports, slots, deploymentSlots, logger, onChange: publish, store, records, replicaLoad,
     hibernation: new HibernationRecords(config.state_dir),
+    ...(store.kind === 'redis' ? { sharing: new ReplicaSharing(store, instance) } : {}),
     onColdStart: (id, seconds) => {
       coldStarts.inc({ deployment: id });
       coldStartSeconds.observe({ deployment: id }, seconds);

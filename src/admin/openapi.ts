@@ -68,7 +68,8 @@ const schemas: Record<string, Schema> = {
     checks: int, failures: int, consecutive_successes: int, consecutive_failures: int, last_check_at: orNull(time), last_error: orNull(str),
   }),
   ReplicaView: object({
-    id: str, url: str, port: int, weight: num, priority: int, cost: num,
+    id: str, url: str, port: int, borrowed: { type: 'boolean', description: 'A server another gateway instance of this host runs (see the deployment\'s `shared`).' },
+    weight: num, priority: int, cost: num,
     state: oneOfStrings('starting', 'ready', 'restarting', 'stopping', 'stopped', 'failed', 'unhealthy'),
     breaker: orNull(oneOfStrings('closed', 'open', 'half-open', 'unknown')), pid: orNull(int), restarts: int, last_error: orNull(str),
     health: orNull(ref('HealthCheckView')),
@@ -82,7 +83,12 @@ const schemas: Record<string, Schema> = {
     route: str, created_at: time, last_error: orNull(str),
     policies: jsonSchemaOf(fieldOf(configSchema, 'policies'), 'output'),
     scale: jsonSchemaOf(fieldOf(deploymentSchema, 'scale'), 'output'),
-    hibernated_since: orNull(time), served_model: orNull(str), replicas: listOf(ref('ReplicaView')),
+    hibernated_since: orNull(time), served_model: orNull(str),
+    shared: {
+      ...orNull(object({ role: oneOfStrings('owner', 'borrower'), owner: orNull(str) })),
+      description: 'A deployment that may hibernate, with the state in Redis: the gateway instances of one host run one set of its servers. `owner`: this instance runs them (`owner` is `this instance`); `borrower`: it routes to those of instance `owner` (null until known).',
+    },
+    replicas: listOf(ref('ReplicaView')),
   }),
   DeploymentList: object({ deployments: listOf(ref('DeploymentView')) }),
   DeploymentEvents: object({

@@ -9,7 +9,9 @@
 //   stayed under the target through scale_down_window_s, so that a dip in a steady load
 //   does not shed a replica it needs a moment later.
 // - min_replicas 0: hibernated after idle_timeout_s without an arrival, a request in
-//   flight or one waiting.
+//   flight or one waiting, here or on another instance of this host that routes to the
+//   servers this one runs (ReplicaSharing). Such an instance neither scales nor hibernates
+//   the deployment: it tells the owner when it served it.
 
 import type { DeploymentCounters } from '../balancer/index.js';
 import type { Logger } from '../telemetry/index.js';
@@ -36,6 +38,8 @@ interface Watched {
   /** The arrivals count last seen, and when it last showed activity. */
   arrivals: number;
   activeAt: number;
+  /** An owner's question to the shared state (has another instance served it?) is under way. */
+  askingShared: boolean;
 }
 
 export class Autoscaler {
@@ -70,8 +74,13 @@ export class Autoscaler {
       let w = this.#watched.get(d.id);
       // Watched from the moment it is ready: a deployment that just woke has its full idle time.
       if (w === undefined) {
-        w = { samples: [], arrivals, activeAt: now };
+        w = { samples: [], arrivals, activeAt: now, askingShared: false };
         this.#watched.set(d.id, w);
+      }
+      if (d.share === 'borrower') {
+        if (arrivals !== w.arrivals || load > 0) this.#o.manager.touchShared(d);
+        w.arrivals = arrivals;
+        continue;
       }
       if (sleeps && this.#hibernatesIdle(d, w, load, arrivals, now)) continue;
       if (scales) this.#scale(d, w, load, now);
@@ -94,12 +103,28 @@ export class Autoscaler {
       return false;
     }
     const idleMs = now - w.activeAt;
-    if (idleMs < d.spec.scale.idle_timeout_s * 1000) return false;
+    const timeoutMs = d.spec.scale.idle_timeout_s * 1000;
+    if (idleMs < timeoutMs) return false;
+    if (d.share === 'owner') {
+      // Idle here; asked afresh whether the instances routing to its servers are too.
+      if (w.askingShared) return true;
+      w.askingShared = true;
+      void this.#o.manager.sharedLastActive(d).then((at) => {
+        w.askingShared = false;
+        if (now - at < timeoutMs) w.activeAt = Math.max(w.activeAt, at);
+        else this.#hibernate(d, now - Math.max(w.activeAt, at));
+      });
+      return true;
+    }
+    this.#hibernate(d, idleMs);
+    return true;
+  }
+
+  #hibernate(d: Deployment, idleMs: number): void {
     this.#watched.delete(d.id);
     this.#o.manager.hibernate(d.id, `no request for ${Math.round(idleMs / 1000)} s`, this.#o.graceMs).catch((err: unknown) => {
       this.#o.logger.error({ deployment: d.id, err }, 'hibernation failed');
     });
-    return true;
   }
 
   #scale(d: Deployment, w: Watched, load: number, now: number): void {

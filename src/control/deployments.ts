@@ -16,6 +16,7 @@ import type { DesiredStateStore, HibernationRecords, ReplicaRecord, ReplicaRecor
 import { upstreamCredential } from './credentials.js';
 import type { Logger } from '../telemetry/index.js';
 import type { RoutableDeployment, RoutableReplica } from './route-snapshot.js';
+import { OWNER_RENEW_MS, type ReplicaSharing, type SharedServers } from './shared-replicas.js';
 import type { IndexAllocator, SlotAllocator } from './slots.js';
 
 export type DeploymentState = 'pending' | 'starting' | 'ready' | 'unhealthy' | 'draining' | 'stopped' | 'failed' | 'hibernated';
@@ -47,7 +48,14 @@ export interface ManagerOptions {
   readonly hibernation?: HibernationRecords;
   /** A woken deployment has a ready replica again, `seconds` after the wake began. */
   readonly onColdStart?: (id: string, seconds: number) => void;
+  /** Instances sharing a Redis on this host run one set of servers per deployment that may hibernate; none: each runs its own. */
+  readonly sharing?: ReplicaSharing;
 }
+
+/** How often a deployment another instance runs is looked up, and an owner reads the others' activity. */
+const SHARE_POLL_MS = 1_000;
+/** An owner that stops its servers waits this long after withdrawing them: every borrower has looked again by then. */
+const SHARE_SETTLE_MS = SHARE_POLL_MS + 250;
 
 export class Replica {
   readonly id: string;
@@ -72,6 +80,8 @@ export class Replica {
   state: ReplicaStatus = 'starting';
   /** Port from our allocator, released when the replica stops. */
   ownedPort: number | null = null;
+  /** A server another instance on this host runs (ReplicaSharing): routed to, never started, stopped or charged here. */
+  borrowed = false;
 
   constructor(id: string, slot: number) {
     this.id = id;
@@ -93,7 +103,7 @@ export class Replica {
   view(breaker?: (slot: number) => string, load?: ReplicaLoadBoard): Record<string, unknown> {
     const p = this.process;
     return {
-      id: this.id, url: this.url, port: this.port, weight: this.weight, priority: this.priority, cost: this.cost, state: this.state, breaker: breaker?.(this.slot) ?? null,
+      id: this.id, url: this.url, port: this.port, borrowed: this.borrowed, weight: this.weight, priority: this.priority, cost: this.cost, state: this.state, breaker: breaker?.(this.slot) ?? null,
       pid: p?.pid ?? null, restarts: p?.restarts ?? 0, last_error: p?.lastError?.message ?? null, health: this.health?.view() ?? null,
       ...(this.loadScrape === null ? {} : { load: this.#loadView(load) }),
     };
@@ -162,6 +172,12 @@ export class Deployment {
   reportedModel: string | null = null;
   /** Events by action since the deployment was made (the list keeps only the latest). */
   readonly eventCounts = new Map<DeploymentEvent['action'], number>();
+  /**
+   * ReplicaSharing: `owner` runs the servers other instances use, `borrower` uses another
+   * instance's (`borrowedFrom`, null until its record is read); null: not shared.
+   */
+  share: 'owner' | 'borrower' | null = null;
+  borrowedFrom: string | null = null;
 
   /** Replicas that run or start and are not being removed. */
   get activeReplicas(): number {
@@ -173,7 +189,7 @@ export class Deployment {
   /** Replica running time so far, ms: stopped replicas' and running ones'. */
   replicaMs(now: number): number {
     let ms = this.stoppedReplicaMs;
-    for (const r of this.replicas) ms += now - r.startedAt;
+    for (const r of this.replicas) if (!r.borrowed) ms += now - r.startedAt;
     return ms;
   }
 
@@ -239,6 +255,7 @@ export class Deployment {
       route: `/${this.id}/`, created_at: this.createdAt, last_error: this.lastError, policies: this.policies, scale: s.scale,
       hibernated_since: this.hibernatedSince,
       served_model: servedModel(this),
+      shared: this.share === null ? null : { role: this.share, owner: this.share === 'owner' ? 'this instance' : this.borrowedFrom },
       replicas: this.replicas.map((r) => r.view(breaker, replicaLoad)),
     };
   }
@@ -263,9 +280,15 @@ export class DeploymentManager {
   #leftovers = new Map<string, ReplicaRecord>();
   /** Deployments hibernated before this run (id -> since): restored asleep. */
   #asleep: ReadonlyMap<string, string> = new Map();
+  #shareTimer: NodeJS.Timeout | null = null;
+  #shareTicks = 0;
 
   constructor(options: ManagerOptions) {
     this.#o = options;
+    if (options.sharing !== undefined) {
+      this.#shareTimer = setInterval(() => void this.#shareTick(), SHARE_POLL_MS);
+      this.#shareTimer.unref();
+    }
   }
 
   /** A deployment as the admin API shows it, with its replicas' breaker states. */
@@ -374,7 +397,7 @@ export class DeploymentManager {
     d.state = since === undefined ? 'starting' : 'hibernated';
     d.hibernatedSince = since ?? null;
     try {
-      if (since === undefined) await this.#startReplicas(d);
+      if (since === undefined) await this.#startOrBorrow(d);
     } catch (err) {
       // Nothing half-registered: stop what started, free ports, forget the deployment.
       await this.#stopReplicas(d);
@@ -388,6 +411,159 @@ export class DeploymentManager {
     }
     this.#o.onChange();
     return d;
+  }
+
+  /**
+   * Starts its servers, or, when another instance on this host already runs them
+   * (ReplicaSharing), routes to those: a shared deployment's servers start once per host.
+   */
+  async #startOrBorrow(d: Deployment): Promise<void> {
+    const sharing = this.#o.sharing;
+    if (sharing === undefined || d.spec.scale.min_replicas !== 0 || d.spec.runtime === 'remote') return this.#startReplicas(d);
+    // Redis out of reach: this instance runs its own servers rather than hold requests.
+    const owns = await sharing.claim(d.id).catch((err: unknown) => {
+      this.#o.logger.warn({ deployment: d.id, err }, 'cannot reach the shared state to share servers: starting this instance\'s own');
+      return true;
+    });
+    if (owns) {
+      d.share = 'owner';
+      await this.#publishShared(d);
+      await this.#startReplicas(d);
+      await this.#publishShared(d);
+      return;
+    }
+    d.share = 'borrower';
+    this.#o.logger.info({ deployment: d.id }, 'another instance on this host runs its servers: routing to them');
+    await this.#followShared(d);
+  }
+
+  /** Owners renew their lease and record, borrowers follow theirs. */
+  async #shareTick(): Promise<void> {
+    const sharing = this.#o.sharing!;
+    const renew = ++this.#shareTicks % Math.round(OWNER_RENEW_MS / SHARE_POLL_MS) === 0;
+    for (const d of this.list()) {
+      try {
+        if (d.share === 'borrower') await this.#followShared(d);
+        if (renew && d.share === 'owner' && !d.hibernating && (await sharing.claim(d.id))) await this.#publishShared(d);
+      } catch (err) {
+        this.#o.logger.warn({ deployment: d.id, err }, 'cannot reach the shared state to share servers');
+      }
+    }
+  }
+
+  /** An owner's servers as other instances route to them. */
+  async #publishShared(d: Deployment): Promise<void> {
+    if (d.share !== 'owner') return;
+    await this.#o.sharing!.publish(d.id, d.replicas.filter((r) => !r.retiring && r.port !== 0).map((r) => ({ port: r.port, ready: r.ready })))
+      .catch((err: unknown) => this.#o.logger.warn({ deployment: d.id, err }, 'cannot publish the servers this instance runs for others'));
+  }
+
+  /**
+   * Stops `d`'s servers (or, for a borrower, its routes to another instance's). An owner's
+   * record goes first, `settleMs` before the servers stop, so that borrowers route
+   * elsewhere by then; its lease goes once they have stopped, so that no other instance
+   * starts servers while these still run.
+   */
+  async #stopServers(d: Deployment, settleMs: number, graceMs: number): Promise<void> {
+    const owned = d.share === 'owner';
+    const sharing = this.#o.sharing;
+    const unreachable = (err: unknown): void => this.#o.logger.warn({ deployment: d.id, err }, 'cannot reach the shared state to stop sharing servers');
+    if (owned) {
+      d.share = null;
+      await sharing!.unpublish(d.id).catch(unreachable);
+      if (settleMs > 0) await new Promise((r) => setTimeout(r, settleMs));
+    }
+    await this.#drain(d.replicas, graceMs);
+    await this.#stopReplicas(d);
+    if (owned) await sharing!.release(d.id).catch(unreachable);
+  }
+
+  /**
+   * A borrower's replicas follow the owner's record: its servers are added, updated and
+   * removed. Without a record, one still waiting for servers takes the lease when it comes
+   * free (the owner stopped before it started anything); one that had servers goes back to
+   * sleep, as the owner did (or stopped), and its next request wakes it again.
+   */
+  async #followShared(d: Deployment): Promise<void> {
+    const sharing = this.#o.sharing!;
+    const record = await sharing.servers(d.id);
+    if (d.share !== 'borrower' || this.#deployments.get(d.id) !== d) return;
+    if (record === null && d.replicas.length === 0) {
+      if (await sharing.claim(d.id)) {
+        d.share = 'owner';
+        d.borrowedFrom = null;
+        this.#o.logger.info({ deployment: d.id }, 'no instance runs its servers any more: starting them here');
+        await this.#publishShared(d);
+        await this.#startReplicas(d);
+        await this.#publishShared(d);
+        this.#o.onChange();
+      }
+      return;
+    }
+    if (record === null) {
+      await this.#sleepBorrowed(d);
+      return;
+    }
+    if (this.#adoptShared(d, record)) this.#o.onChange();
+  }
+
+  /** Makes `d`'s replicas the owner's servers; true when routing changed. */
+  #adoptShared(d: Deployment, record: SharedServers): boolean {
+    let changed = d.borrowedFrom !== record.owner;
+    d.borrowedFrom = record.owner;
+    for (const r of [...d.replicas]) {
+      if (record.servers.some((s) => s.port === r.port)) continue;
+      this.#o.slots.release(r.slot);
+      d.replicas.splice(d.replicas.indexOf(r), 1);
+      changed = true;
+    }
+    for (const s of record.servers) {
+      let r = d.replicas.find((x) => x.port === s.port);
+      if (r === undefined) {
+        r = new Replica(`${d.id}/${d.nextReplicaIndex++}`, this.#o.slots.acquire());
+        this.#o.onReplicaSlot?.(r.slot);
+        r.borrowed = true;
+        r.port = s.port;
+        r.url = `http://${r.host}:${s.port}`;
+        d.replicas.push(r);
+        changed = true;
+      }
+      const state = s.ready ? 'ready' : 'starting';
+      if (r.state !== state) {
+        r.state = state;
+        changed = true;
+      }
+    }
+    if (changed && d.wakeStartedAt !== null && d.replicas.some((r) => r.ready)) {
+      this.#o.onColdStart?.(d.id, (performance.now() - d.wakeStartedAt) / 1000);
+      d.wakeStartedAt = null;
+    }
+    return changed;
+  }
+
+  /** The owner stopped its servers: this instance's route to them goes too, and the deployment sleeps here as well. */
+  async #sleepBorrowed(d: Deployment): Promise<void> {
+    const n = d.replicas.length;
+    for (const r of d.replicas) this.#o.slots.release(r.slot);
+    d.replicas.length = 0;
+    d.share = null;
+    d.borrowedFrom = null;
+    d.state = 'hibernated';
+    d.hibernatedSince = new Date().toISOString();
+    d.event('hibernate', n, 0, 'the instance that ran its servers stopped them');
+    this.#o.logger.info({ deployment: d.id }, 'hibernated: the instance that ran its servers stopped them');
+    this.#o.onChange();
+    await this.#o.hibernation?.set(d.id, d.hibernatedSince);
+  }
+
+  /** When another instance last served owner `d` (ms since the epoch); 0: never, or the shared state is out of reach. */
+  sharedLastActive(d: Deployment): Promise<number> {
+    return this.#o.sharing?.lastActive(d.id).catch(() => 0) ?? Promise.resolve(0);
+  }
+
+  /** A borrower served `d` just now: its owner must not hibernate it. */
+  touchShared(d: Deployment): void {
+    if (d.share === 'borrower') this.#o.sharing!.touch(d.id).catch(() => undefined);
   }
 
   async #startReplicas(d: Deployment): Promise<void> {
@@ -404,7 +580,7 @@ export class DeploymentManager {
    */
   async scaleTo(id: string, target: number, why: string, graceMs: number): Promise<void> {
     const d = this.#mustGet(id);
-    if (d.scaling || d.hibernating || d.state === 'hibernated' || d.state === 'draining') return;
+    if (d.scaling || d.hibernating || d.share === 'borrower' || d.state === 'hibernated' || d.state === 'draining') return;
     d.scaling = true;
     try {
       const from = d.activeReplicas;
@@ -444,6 +620,7 @@ export class DeploymentManager {
       }
     } finally {
       d.scaling = false;
+      await this.#publishShared(d);
     }
   }
 
@@ -471,14 +648,17 @@ export class DeploymentManager {
     if (d.spec.runtime === 'remote') throw new SluiceError('SLUICE_ERR_CONFLICT', `${id} is remote: sluice does not run its servers, so it cannot hibernate them`);
     if (d.state === 'hibernated' || d.state === 'draining') return d;
     if (d.scaling) throw new SluiceError('SLUICE_ERR_CONFLICT', `${id} is scaling: hibernate it once that is done`);
+    if (d.share === 'borrower') {
+      throw new SluiceError('SLUICE_ERR_CONFLICT', `${id}'s servers run on instance ${d.borrowedFrom ?? '(starting)'} of this host: hibernate it there`);
+    }
     d.event('hibernate', d.activeReplicas, 0, why);
     d.state = 'hibernated';
     d.hibernating = true;
     d.hibernatedSince = new Date().toISOString();
     this.#o.onChange();
     this.#o.logger.info({ deployment: id, why }, 'hibernating');
-    await this.#drain(d.replicas, graceMs);
-    await this.#stopReplicas(d);
+    // Idle on every instance that routes to them: borrowers need no time to turn away.
+    await this.#stopServers(d, 0, graceMs);
     d.replicas.length = 0;
     await this.#o.hibernation?.set(id, d.hibernatedSince);
     d.hibernating = false;
@@ -508,7 +688,7 @@ export class DeploymentManager {
     this.#o.logger.info({ deployment: id, why }, 'waking');
     try {
       await this.#o.hibernation?.delete(id);
-      await this.#startReplicas(d);
+      await this.#startOrBorrow(d);
     } catch (err) {
       d.lastError = err instanceof Error ? err.message : String(err);
       this.#o.logger.error({ deployment: id, err }, 'wake failed');
@@ -592,7 +772,10 @@ export class DeploymentManager {
         d.wakeStartedAt = null;
       }
       // A failure changes no route but may complete the gateway's readiness (see /readyz).
-      if (wasReady !== replica.ready || state === 'failed') this.#o.onChange();
+      if (wasReady !== replica.ready || state === 'failed') {
+        this.#o.onChange();
+        void this.#publishShared(d);
+      }
     });
     // An adopted handle is already probing; a new one must be started.
     if (!adopted) {
@@ -719,8 +902,7 @@ export class DeploymentManager {
     if (d === undefined || d.state === 'draining') return false;
     d.state = 'draining';
     this.#o.onChange();
-    await this.#drain(d.replicas, graceMs);
-    await this.#stopReplicas(d);
+    await this.#stopServers(d, SHARE_SETTLE_MS, graceMs);
     d.state = 'stopped';
     this.#deployments.delete(id);
     this.#o.deploymentSlots.release(d.slot);
@@ -760,12 +942,14 @@ export class DeploymentManager {
     if (r.ownedPort !== null) this.#o.ports.release(r.ownedPort);
     r.ownedPort = null;
     this.#o.slots.release(r.slot);
-    d.stoppedReplicaMs += Date.now() - r.startedAt;
+    if (!r.borrowed) d.stoppedReplicaMs += Date.now() - r.startedAt;
   }
 
   /** Gateway shutdown: stop every server; the desired state stays for the next start. */
   async stopAll(): Promise<void> {
-    await Promise.all(this.list().map((d) => this.#stopReplicas(d)));
+    if (this.#shareTimer !== null) clearInterval(this.#shareTimer);
+    this.#shareTimer = null;
+    await Promise.all(this.list().map((d) => this.#stopServers(d, SHARE_SETTLE_MS, 0)));
     this.#deployments.clear();
   }
 

@@ -10,4 +10,5 @@ export { IndexAllocator, MAX_REPLICA_SLOTS, SlotAllocator } from './slots.js';
 export { TrafficRegistry } from './traffic.js';
 export type { VersionInfo } from './model-versions.js';
 export { RolloutCounts } from './rollout-counts.js';
+export { ReplicaSharing } from './shared-replicas.js';
 export { CertificateReloader, hstsValue, isProblem, readCertificatePair, type CertificatePair, type TlsPort } from './tls.js';

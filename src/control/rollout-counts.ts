@@ -34,7 +34,7 @@ export class RolloutCounts {
     const local = await this.#o.local();
     const now = Date.now();
     for (const [id, s] of local) if (ids.has(id)) out.set(`${id}@${this.#o.instance}`, { ...countsOf(s), at: now });
-    for (const [instance, json] of Object.entries(await this.#o.store.loadStats(model))) {
+    for (const [instance, json] of Object.entries(await this.#o.store.loadShared(`rollout-stats:${model}`))) {
       if (instance === this.#o.instance) continue;
       try {
         const doc = JSON.parse(json) as { at: number; deployments: Record<string, Omit<WindowCounts, 'at'>> };
@@ -57,7 +57,7 @@ export class RolloutCounts {
         const s = local.get(id);
         if (s !== undefined) deployments[id] = countsOf(s);
       }
-      await this.#o.store.putStats(model, this.#o.instance, JSON.stringify({ at: Date.now(), deployments }), STALE_MS * 6);
+      await this.#o.store.putShared(`rollout-stats:${model}`, this.#o.instance, JSON.stringify({ at: Date.now(), deployments }), STALE_MS * 6);
     }
   }
 }

@@ -70,11 +70,13 @@ export class FileStateStore implements DesiredStateStore {
 
   async releaseLease(): Promise<void> {}
 
-  async putStats(): Promise<void> {}
+  async putShared(): Promise<void> {}
 
-  async loadStats(): Promise<Record<string, string>> {
+  async loadShared(): Promise<Record<string, string>> {
     return {};
   }
+
+  async removeShared(): Promise<void> {}
 
   #write(): Promise<void> {
     return this.#writes.write(this.path, encodeDesired([...this.#entries.values()]));

@@ -10,9 +10,10 @@ const KEY = 'sluice:deployments';
 const API_KEYS = 'sluice:api_keys';
 // Each model's traffic (weights, stable version, events), one field per model.
 const TRAFFIC = 'sluice:traffic';
-// Leases (one instance analyses each rollout) and each instance's counts for a rollout.
+// Leases (one instance analyses each rollout, one runs a shared deployment's servers) and
+// records by instance (putShared: a hash per name, one field per instance).
 const LEASE = 'sluice:lease:';
-const STATS = 'sluice:rollout-stats:';
+const SHARED = 'sluice:';
 // Take the lease when free, renew it when ours: one round trip, no window between the two.
 const LEASE_SCRIPT = `local v = redis.call('get', KEYS[1])
 if v == false then redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
@@ -90,12 +91,16 @@ export class RedisStateStore implements DesiredStateStore {
     await this.#call(() => this.#redis.eval(RELEASE_SCRIPT, 1, LEASE + name, holder));
   }
 
-  async putStats(model: string, holder: string, json: string, ttlMs: number): Promise<void> {
-    await this.#call(() => this.#redis.multi().hset(STATS + model, holder, json).pexpire(STATS + model, Math.ceil(ttlMs)).exec());
+  async putShared(name: string, holder: string, json: string, ttlMs: number): Promise<void> {
+    await this.#call(() => this.#redis.multi().hset(SHARED + name, holder, json).pexpire(SHARED + name, Math.ceil(ttlMs)).exec());
   }
 
-  async loadStats(model: string): Promise<Record<string, string>> {
-    return this.#call(() => this.#redis.hgetall(STATS + model));
+  async loadShared(name: string): Promise<Record<string, string>> {
+    return this.#call(() => this.#redis.hgetall(SHARED + name));
+  }
+
+  async removeShared(name: string, holder: string): Promise<void> {
+    await this.#call(() => this.#redis.hdel(SHARED + name, holder));
   }
 
   async close(): Promise<void> {

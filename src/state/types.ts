@@ -132,9 +132,15 @@ export interface DesiredStateStore {
    */
   lease(name: string, holder: string, ttlMs: number): Promise<boolean>;
   releaseLease(name: string, holder: string): Promise<void>;
-  /** Each instance's request counts for a model under rollout (JSON by instance); none for a file store. */
-  putStats(model: string, holder: string, json: string, ttlMs: number): Promise<void>;
-  loadStats(model: string): Promise<Record<string, string>>;
+  /**
+   * Records each instance keeps under `name` (JSON by instance), gone `ttlMs` after the
+   * last write unless written again: an instance's request counts for a model under rollout,
+   * the servers it runs for others, when it last served a shared deployment. None for a
+   * file store (one instance).
+   */
+  putShared(name: string, holder: string, json: string, ttlMs: number): Promise<void>;
+  loadShared(name: string): Promise<Record<string, string>>;
+  removeShared(name: string, holder: string): Promise<void>;
   close(): Promise<void>;
 }
 
