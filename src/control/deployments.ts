@@ -612,6 +612,7 @@ export class DeploymentManager {
         const retiring = d.replicas.filter((r) => !r.retiring).slice(target);
         for (const r of retiring) r.retiring = true;
         this.#o.onChange();
+        await this.#publishShared(d);
         d.event('scale_down', from, target, why);
         this.#o.logger.info({ deployment: id, from, to: target, why }, 'scaling down');
         await this.#drain(retiring, graceMs);
