@@ -18,7 +18,7 @@ import {
 import { SharedBuckets } from './policy/index.js';
 import { PortAllocator } from './ports/index.js';
 import type { RouteTableSnapshot, SharedBuffers } from './proxy/index.js';
-import { FileStateStore, HibernationRecords, RedisStateStore, ReplicaRecords } from './state/index.js';
+import { FileStateStore, HibernationRecords, loadInstanceId, RedisStateStore, ReplicaRecords } from './state/index.js';
 import { missingNodeFlags } from './node-flags.js';
 import { createLogger, LineWriter, fineQuantile, mergeStats, renderDependencyBreakers, renderLogCounts, renderStats, type Logger, type StatsSnapshot } from './telemetry/index.js';
 
@@ -153,7 +153,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
   }));
   const registry = new Registry();
   const rollouts = new Counter({ name: 'sluice_rollouts_total', help: 'Rollouts that ended, by model and result (promoted, rolled_back, aborted).', labelNames: ['model', 'result'], registers: [registry] });
-  // This process among the instances sharing one Redis (rollout leases and counts, servers shared on this host).
+  // This process among the instances sharing one Redis (rollout leases and counts).
   const instance = randomUUID();
   const counts = new RolloutCounts({
     store, instance, logger,
@@ -184,7 +184,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
   const manager = new DeploymentManager({
     config, ports, slots, deploymentSlots, logger, onChange: publish, store, records, replicaLoad,
     hibernation: new HibernationRecords(config.state_dir),
-    ...(store.kind === 'redis' ? { sharing: new ReplicaSharing(store, instance) } : {}),
+    ...(store.kind === 'redis' ? { sharing: new ReplicaSharing(store, await loadInstanceId(config.state_dir)) } : {}),
     onColdStart: (id, seconds) => {
       coldStarts.inc({ deployment: id });
       coldStartSeconds.observe({ deployment: id }, seconds);

@@ -1,8 +1,9 @@
 // Two gateway instances on one host sharing a redis-server run one `mlflow models serve`
 // for a deployment that may hibernate: one instance runs it, the other routes to it. The
 // other's traffic keeps it awake; idle on both, it hibernates on both; 50 concurrent
-// predictions spread over both wake it with exactly one server started; and when the
-// instance running it stops, the other wakes it on its own on the next request.
+// predictions spread over both wake it with exactly one server started; killed and
+// started again, the instance running it adopts it; and when that instance stops, the
+// other wakes it on its own on the next request.
 
 import { delimiter, join } from 'node:path';
 import t from 'tap';
@@ -61,7 +62,7 @@ const view = async (i: Instance): Promise<SharedView> => (await i.admin.deployme
 const body = JSON.stringify(IRIS_REQUEST_BODIES.dataframe_split);
 const predict = (i: Instance) => gwRequest(`${i.gw.url}/iris-1/invocations`, { method: 'POST', body, headers: { 'content-type': 'application/json' }, timeoutMs: 180_000 });
 
-t.test('one mlflow models serve for two instances, through idle, wake and the owner stopping', async (t) => {
+t.test('one mlflow models serve for two instances, through idle, wake, a crash and the owner stopping', async (t) => {
   const a = await start('a');
   const b = await start('b');
   await Promise.all([waitState(a.admin, 'iris-1', 'ready', 180_000), waitState(b.admin, 'iris-1', 'ready', 180_000)]);
@@ -99,11 +100,24 @@ t.test('one mlflow models serve for two instances, through idle, wake and the ow
     t.match(await metricsText(i.gw), /^sluice_cold_start_seconds_count\{deployment="iris-1"\} 1$/m, `${i.name}'s cold-start histogram recorded the wait of its requests`);
   }
 
+  // The instance running the server is killed: its server runs on and the other keeps
+  // using it; started again (same state_dir, so the same instance id), it takes its lease
+  // back and adopts the server instead of starting one.
+  const roles = await Promise.all([view(a), view(b)]);
+  let running = roles[0]!.shared?.role === 'owner' ? a : b;
+  const survivor = running === a ? b : a;
+  const serverBefore = serversInRange(RANGE.from, RANGE.to).map((p) => p.pgid);
+  await running.gw.stop('SIGKILL');
+  gateways.splice(gateways.indexOf(running.gw), 1);
+  t.equal((await predict(survivor)).status, 200, 'the other instance still answers through the killed one\'s server');
+  running = await start(running.name);
+  await waitState(running.admin, 'iris-1', 'ready', 60_000);
+  t.same((await view(running)).shared, { role: 'owner', owner: 'this instance' }, `${running.name}, started again, runs the server again`);
+  t.same(serversInRange(RANGE.from, RANGE.to).map((p) => p.pgid), serverBefore, 'the same server: adopted, not started anew');
+  t.same((await predict(survivor)).json, { predictions: IRIS_EXPECTED_V1 }, 'and the other instance goes on using it');
+
   // The instance running the server stops: the other goes back to sleep, and its next
   // request wakes the deployment there.
-  const roles = await Promise.all([view(a), view(b)]);
-  const running = roles[0]!.shared?.role === 'owner' ? a : b;
-  const survivor = running === a ? b : a;
   await running.gw.stop();
   gateways.splice(gateways.indexOf(running.gw), 1);
   await waitFor(() => servers() === 0, 30_000, 'the stopped instance\'s server to stop');
