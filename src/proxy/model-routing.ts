@@ -12,26 +12,16 @@ import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import type { HttpResponse } from 'uWebSockets.js';
 import { errorBody, ollamaErrorBody, type ErrorCode } from '../errors/index.js';
+import { MODEL_ENDPOINTS, Protocol } from '../genai-endpoints.js';
 import { FieldScan, fieldSpan, JsonKey, replaceSpan, scanTopLevelString, spanString } from '../json-scan.js';
 import { holdClock, releaseClock } from './clock.js';
 import type { Exchange } from './exchange.js';
 import { forwardedHeader, type ClientHead } from './headers.js';
 import { AliasRoute, type DeploymentRoute, type KeyRoute, type RouteTable } from './route-table.js';
 
-export const enum Protocol {
-  OpenAi = 0,
-  Ollama = 1,
-}
-
-/** POST endpoints whose body names the model. */
-const MODEL_ENDPOINTS: ReadonlyMap<string, Protocol> = new Map([
-  ['/v1/chat/completions', Protocol.OpenAi], ['/v1/completions', Protocol.OpenAi], ['/v1/embeddings', Protocol.OpenAi], ['/v1/responses', Protocol.OpenAi],
-  ['/api/generate', Protocol.Ollama], ['/api/chat', Protocol.Ollama], ['/api/embed', Protocol.Ollama], ['/api/embeddings', Protocol.Ollama], ['/api/show', Protocol.Ollama],
-]);
-
 /** The protocol of a path whose body names the model (at the root, or after a route's segment); undefined for any other. */
 export function modelEndpoint(path: string): Protocol | undefined {
-  return MODEL_ENDPOINTS.get(path);
+  return MODEL_ENDPOINTS.get(path)?.protocol;
 }
 
 const enum Listing {
