@@ -12,6 +12,7 @@
 // breakers are another thing (balancer/breaker.ts: shared memory, one view across workers,
 // on the hot path of every request).
 
+import { EventEmitter } from 'node:events';
 import CircuitBreaker from 'opossum';
 import type { DependencyBreakerConfig as BreakerSettings } from '../config/index.js';
 import { SluiceError } from '../errors/index.js';
@@ -57,6 +58,9 @@ export class CircuitOpenError extends SluiceError {
   }
 }
 
+/** The rolling window's buckets. */
+const WINDOW_BUCKETS = 10;
+
 /** Where a breaker says that its dependency went down and came back (a pino logger). */
 export interface BreakerLog {
   warn(fields: Record<string, unknown>, message: string): void;
@@ -83,8 +87,15 @@ export class DependencyBreaker<A extends unknown[], R> {
   constructor(dependency: string, use: string, settings: BreakerSettings, action: (...args: A) => Promise<R>, isFailure?: (err: unknown) => boolean, log?: BreakerLog) {
     this.dependency = dependency;
     this.use = use;
+    // The window's buckets turn on our timer, so that a breaker that closes can empty it:
+    // opossum keeps the failures that opened it, and one more failure after the recovery
+    // would open it again at once.
+    const rotation = new EventEmitter();
+    const rotate = setInterval(() => rotation.emit('rotate'), settings.rolling_window_ms / WINDOW_BUCKETS);
+    rotate.unref();
     const breaker = new CircuitBreaker<A, R>(action, {
       name: `${dependency}:${use}`,
+      rotateBucketController: rotation,
       // Every client has its own timeout (ioredis commandTimeout, fetch's signal): a second
       // timer per call here would only duplicate it.
       timeout: false,
@@ -92,7 +103,7 @@ export class DependencyBreaker<A extends unknown[], R> {
       volumeThreshold: settings.volume_threshold,
       resetTimeout: settings.reset_timeout_ms,
       rollingCountTimeout: settings.rolling_window_ms,
-      rollingCountBuckets: 10,
+      rollingCountBuckets: WINDOW_BUCKETS,
       // No latency percentiles nor snapshot events: nobody reads them.
       rollingPercentilesEnabled: false,
       enableSnapshots: false,
@@ -115,6 +126,7 @@ export class DependencyBreaker<A extends unknown[], R> {
     });
     breaker.on('halfOpen', () => this.#halfOpened++);
     breaker.on('close', () => {
+      for (let i = 0; i < WINDOW_BUCKETS; i++) rotation.emit('rotate');
       this.#closed++;
       down = false;
       log?.info({ dependency, use }, 'dependency answers again: circuit breaker closed');
