@@ -191,7 +191,7 @@ const errorResponses: Record<number, { name: string; description: string }> = {
   409: { name: 'Conflict', description: 'It exists already, is defined in the config file (SLUICE_ERR_CONFIG_OWNED), or its state does not allow this now.' },
   413: { name: 'TooLarge', description: 'The body exceeds 1 MiB.' },
   502: { name: 'BadGateway', description: 'The deployment failed to start (`?wait=true`: SLUICE_ERR_DEPLOY_FAILED, with its view), or the MLflow registry answered wrongly.' },
-  503: { name: 'Unavailable', description: 'No free port left in `ports`, the MLflow registry is not configured or unreachable, or a dependency\'s circuit breaker is open (SLUICE_ERR_DEPENDENCY_CIRCUIT_OPEN: the call was not made).' },
+  503: { name: 'Unavailable', description: 'No free port left in `ports`, the MLflow registry is not configured or unreachable, or a dependency\'s circuit breaker is open (SLUICE_ERR_DEPENDENCY_CIRCUIT_OPEN: the call was not made; for a change that the state store in Redis must keep, nothing was changed).' },
 };
 
 interface Operation {
@@ -262,7 +262,7 @@ const operations: Record<string, Record<string, Operation>> = {
     get: { id: 'getDeployment', tag: 'deployments', summary: 'One deployment', ok: [200, 'Deployment', json('DeploymentView')], errors: [404] },
     delete: {
       id: 'undeploy', tag: 'deployments', summary: 'Drain, stop and forget a deployment made through the API', query: [graceMs],
-      ok: [200, 'Stopped', json('Undeployed')], errors: [400, 404, 409],
+      ok: [200, 'Stopped', json('Undeployed')], errors: [400, 404, 409, 503],
     },
   },
   '/v1/deployments/{id}/hibernate': {
@@ -296,19 +296,19 @@ const operations: Record<string, Record<string, Operation>> = {
   },
   '/get_deployed_models': { get: { id: 'getDeployedModels', tag: 'deployment service', summary: 'Every deployment', ok: [200, 'Deployments', json('DeployedModels')] } },
   '/undeploy/{id}': {
-    post: { id: 'undeployById', tag: 'deployment service', summary: 'Same as DELETE /v1/deployments/{id}', query: [graceMs], ok: [200, 'Stopped', json('Undeployed')], errors: [400, 404, 409] },
+    post: { id: 'undeployById', tag: 'deployment service', summary: 'Same as DELETE /v1/deployments/{id}', query: [graceMs], ok: [200, 'Stopped', json('Undeployed')], errors: [400, 404, 409, 503] },
   },
   '/v1/keys': {
     get: { id: 'listKeys', tag: 'keys', summary: 'Every client API key (config and API)', ok: [200, 'Keys', json('KeyList')] },
     post: {
       id: 'createKey', tag: 'keys', summary: 'Add a client API key', body: 'ApiKeySpec',
       description: 'Without `key` and `key_sha256` a key is generated and shown in this answer only; only its SHA-256 is kept.',
-      ok: [201, 'Added', json('KeyCreated')], errors: [400, 409, 413],
+      ok: [201, 'Added', json('KeyCreated')], errors: [400, 409, 413, 503],
     },
   },
   '/v1/keys/{name}': {
     get: { id: 'getKey', tag: 'keys', summary: 'One key', ok: [200, 'Key', json('KeyView')], errors: [404] },
-    delete: { id: 'deleteKey', tag: 'keys', summary: 'Remove a key added through the API', ok: [200, 'Removed', json('KeyDeleted')], errors: [404, 409] },
+    delete: { id: 'deleteKey', tag: 'keys', summary: 'Remove a key added through the API', ok: [200, 'Removed', json('KeyDeleted')], errors: [404, 409, 503] },
   },
   '/v1/models': { get: { id: 'listModels', tag: 'traffic', summary: 'Every model\'s versions, weights and routing', ok: [200, 'Models', json('ModelList')] } },
   '/v1/models/{model}': { get: { id: 'getModel', tag: 'traffic', summary: 'One model\'s traffic', ok: [200, 'Model', json('ModelTraffic')], errors: [404] } },
@@ -316,20 +316,20 @@ const operations: Record<string, Record<string, Operation>> = {
     get: { id: 'modelEvents', tag: 'traffic', summary: 'Every change of the model\'s traffic', ok: [200, 'Events, oldest first', json('TrafficEvents')], errors: [404] },
   },
   '/v1/models/{model}/traffic': {
-    put: { id: 'setTraffic', tag: 'traffic', summary: 'Set the alias weights (and sticky rule)', body: 'TrafficRequest', ok: [200, 'Model', json('ModelTraffic')], errors: [400, 404, 413] },
+    put: { id: 'setTraffic', tag: 'traffic', summary: 'Set the alias weights (and sticky rule)', body: 'TrafficRequest', ok: [200, 'Model', json('ModelTraffic')], errors: [400, 404, 413, 503] },
   },
   '/v1/models/{model}/promote': {
-    post: { id: 'promote', tag: 'traffic', summary: 'All traffic to a version, which becomes stable', body: 'PromoteRequest', ok: [200, 'Model', json('ModelTraffic')], errors: [400, 404, 413] },
+    post: { id: 'promote', tag: 'traffic', summary: 'All traffic to a version, which becomes stable', body: 'PromoteRequest', ok: [200, 'Model', json('ModelTraffic')], errors: [400, 404, 413, 503] },
   },
   '/v1/models/{model}/rollback': {
-    post: { id: 'rollback', tag: 'traffic', summary: 'All traffic back to the stable version', ok: [200, 'Model', json('ModelTraffic')], errors: [404, 409] },
+    post: { id: 'rollback', tag: 'traffic', summary: 'All traffic back to the stable version', ok: [200, 'Model', json('ModelTraffic')], errors: [404, 409, 503] },
   },
   '/v1/models/{model}/rollout': {
     put: {
       id: 'startRollout', tag: 'traffic', summary: 'Start a canary rollout', body: 'RolloutRequest',
-      ok: [201, 'Started', json('ModelTraffic')], errors: [400, 404, 409, 413],
+      ok: [201, 'Started', json('ModelTraffic')], errors: [400, 404, 409, 413, 503],
     },
-    delete: { id: 'abortRollout', tag: 'traffic', summary: 'Abort the rollout in progress', ok: [200, 'Aborted', json('ModelTraffic')], errors: [404] },
+    delete: { id: 'abortRollout', tag: 'traffic', summary: 'Abort the rollout in progress', ok: [200, 'Aborted', json('ModelTraffic')], errors: [404, 503] },
   },
 };
 

@@ -901,6 +901,11 @@ export class DeploymentManager {
   async undeploy(id: string, graceMs: number): Promise<boolean> {
     const d = this.#deployments.get(id);
     if (d === undefined || d.state === 'draining') return false;
+    // Forgotten first: a store that cannot be written (Redis away) refuses the undeploy
+    // before anything stops, rather than leaving it stopped here and stored for the next start.
+    if (d.source === 'api') await this.#o.store.remove(d.id);
+    // Another call (a reconcile) may have begun while the store was written.
+    if ((d.state as DeploymentState) === 'draining' || this.#deployments.get(id) !== d) return false;
     d.state = 'draining';
     this.#o.onChange();
     await this.#stopServers(d, SHARE_SETTLE_MS, graceMs);
@@ -908,7 +913,6 @@ export class DeploymentManager {
     this.#deployments.delete(id);
     this.#o.deploymentSlots.release(d.slot);
     await this.#o.hibernation?.delete(d.id);
-    if (d.source === 'api') await this.#o.store.remove(d.id);
     // Gone, not just draining: its model's traffic drops its weight (control/traffic.ts).
     this.#o.onChange();
     return true;

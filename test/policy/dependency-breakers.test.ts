@@ -65,8 +65,11 @@ const invoke = (gw: Gateway, body: string): Promise<Reply> =>
   httpRequest(`${gw.url}/ca-1/invocations`, { method: 'POST', body, headers: { 'content-type': 'application/json' }, timeoutMs: 5_000 });
 /** A cacheable request whose body no earlier request had: never a memory hit. */
 const invokeNew = (gw: Gateway): Promise<Reply> => invoke(gw, JSON.stringify({ inputs: [unique++] }));
-const createKey = (gw: Gateway, name: string): Promise<Reply> =>
-  httpRequest(`${gw.adminUrl}/v1/keys`, { method: 'POST', body: JSON.stringify({ name }), headers: { 'content-type': 'application/json' }, timeoutMs: 5_000 });
+
+const adminCall = (gw: Gateway, method: string, path: string, body?: unknown): Promise<Reply> =>
+  httpRequest(`${gw.adminUrl}${path}`, { method, ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }), timeoutMs: 10_000 });
+
+const createKey = (gw: Gateway, name: string): Promise<Reply> => adminCall(gw, 'POST', '/v1/keys', { name });
 
 const breakerState = (gw: Gateway, dependency: string, use: string): Promise<number> => gwMetric(gw, 'sluice_dependency_breaker_state', { dependency, use });
 const calls = (gw: Gateway, dependency: string, use: string, result: string): Promise<number> => gwMetric(gw, 'sluice_dependency_calls_total', { dependency, use, result });
@@ -84,6 +87,8 @@ async function untilState(gw: Gateway, dependency: string, use: string, state: n
 t.test('Redis hangs (SIGSTOP): limits fail open or closed without asking it, state writes fail at once; SIGCONT: breakers close, limits apply', async (t) => {
   t.equal(await breakerState(open, 'redis', 'rate_limit'), CLOSED, 'the rate-limit breaker starts closed');
   t.equal((await echo(closed, 'rp-1')).status, 200, 'with Redis up, the limit is checked and passes');
+  const deployed = await adminCall(open, 'POST', '/v1/deployments?wait=true', { model: 'un', version: '1', runtime: 'sim' });
+  t.equal(deployed.status, 201, 'a deployment made through the admin API, stored in Redis');
 
   process.kill(redis!.pid, 'SIGSTOP');
   stopped = true;
@@ -114,6 +119,9 @@ t.test('Redis hangs (SIGSTOP): limits fail open or closed without asking it, sta
   }, 20_000, 'an admin write refused by the open state breaker');
   t.equal(write.status, 503, 'a key write while the state store breaker is open: 503 SLUICE_ERR_DEPENDENCY_CIRCUIT_OPEN');
   t.match(JSON.parse(write.body), { error: { dependency: 'redis', use: 'state' } }, 'naming the dependency and its use');
+  const undeploy = await adminCall(open, 'DELETE', '/v1/deployments/un-1');
+  t.equal(errorOf(undeploy)?.code, 'SLUICE_ERR_DEPENDENCY_CIRCUIT_OPEN', 'an undeploy that cannot be stored is refused with the same 503');
+  t.equal((await echo(open, 'un-1')).status, 200, 'and the deployment still runs: nothing was stopped');
 
   process.kill(redis!.pid, 'SIGCONT');
   stopped = false;
@@ -125,6 +133,7 @@ t.test('Redis hangs (SIGSTOP): limits fail open or closed without asking it, sta
   t.same(limited.map((r) => r.status), [200, 200, 429], 'limits apply again, shared by both gateways: 2 admitted, then 429');
   await eventually(async () => ((await breakerState(open, 'redis', 'state')) === CLOSED ? true : undefined), 20_000, 'the state store breaker to close');
   t.equal((await createKey(open, 'after')).status, 201, 'and admin writes are stored again');
+  t.equal((await adminCall(open, 'DELETE', '/v1/deployments/un-1')).status, 200, 'and the undeploy goes through');
   t.ok(await gwMetric(open, 'sluice_dependency_breaker_transitions_total', { dependency: 'redis', use: 'rate_limit', to: 'closed' }) >= 1, 'the transition to closed is counted');
   // The failed probes reopened it every reset_timeout_ms: the log says it once each way.
   // A worker's lines reach stdout within log.access_flush_ms (buffered): wait for the second.
