@@ -2,7 +2,8 @@
 // against real gateways: without an admin token the page opens at once; with one, it asks
 // for the token and keeps it in the tab only; a model deployed from its form becomes ready in the table, with replicas
 // and live stats; two versions of it split the alias as the sliders say, and the requests
-// follow; promote and rollback move the traffic and their events appear; a wrong deploy
+// follow; promote and rollback move the traffic and their events appear; a rollout started
+// from its form shows its progress and is aborted from the page; a wrong deploy
 // shows the API's error; the log tail shows the model server's output; undeploy removes it.
 // Then the live feed ends cleanly when the gateway stops. A screenshot of the populated
 // page is written to a temp dir (docs/dashboard.png is one of them).
@@ -14,7 +15,7 @@ import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import t from 'tap';
 import { adminClient, assertNoServersLeft, gwRequest, PidLog, reapServers, sleep, type AdminClient } from '../helpers/control.js';
 import { pool } from '../helpers/policy.js';
-import { startGateway, type Gateway } from '../helpers/procs.js';
+import { eventually, startGateway, type Gateway } from '../helpers/procs.js';
 
 t.setTimeout(240_000);
 
@@ -198,10 +199,26 @@ t.test('promote, sliders, rollback: the alias follows and the events appear', as
   t.equal(await page.getByRole('slider', { name: 'weight of dash-1' }).inputValue(), '100', 'the sliders show the rolled-back weights');
 });
 
-t.test('a rollout shows its progress', async (t) => {
+t.test('start a rollout from the page, and see its progress', async (t) => {
+  t.equal(await page.getByLabel('canary version of dash').inputValue(), '2', 'the form offers the version that is not stable');
+  // Steps that do not rise: the API's 400 shows, naming the field, and nothing starts.
+  await page.getByLabel('rollout steps of dash').fill('30, 20');
+  await page.getByRole('button', { name: 'start rollout of dash' }).click();
+  await page.locator('#error').waitFor({ state: 'visible' });
+  t.equal(await page.locator('#error-code').textContent(), 'SLUICE_ERR_INVALID_FIELD');
+  t.match(await page.locator('#error-message').textContent(), /^steps/, 'the message names the field');
+  t.equal((await admin.get('/v1/models/dash')).body.rollout?.status === 'progressing', false, 'no rollout started');
+  await page.getByRole('button', { name: 'dismiss' }).click();
   // Slow on purpose (a step every 10 minutes): the page is watched at its first step.
-  const r = await admin.request('PUT', '/v1/models/dash/rollout', { canary: '2', steps: [30, 60, 100], interval_s: 600 });
-  t.equal(r.status, 201, `the rollout starts${r.status === 201 ? '' : `: ${r.text.slice(0, 300)}`}`);
+  t.equal(await page.getByLabel('rollout steps of dash').inputValue(), '30, 20', 'what was typed is kept across re-renders');
+  await page.getByLabel('rollout steps of dash').fill('30, 60, 100');
+  await page.getByLabel('rollout interval of dash').fill('600');
+  await page.getByRole('button', { name: 'start rollout of dash' }).click();
+  const started = await eventually(async () => {
+    const r = (await admin.get('/v1/models/dash')).body.rollout;
+    return r?.canary === '2' ? r : undefined;
+  }, 10_000, 'the rollout to start');
+  t.match(started, { canary: '2', stable: '1', spec: { steps: [30, 60, 100], interval_s: 600 } }, 'the rollout the form asked for');
   const progress = page.getByRole('progressbar', { name: 'rollout of dash' });
   await progress.waitFor();
   t.match(await page.locator('.model[data-model="dash"] .rollout').textContent(), /rollout of 2 against 1: (progressing|waiting for traffic) step 1\/3, canary at 30%/);

@@ -277,6 +277,22 @@ function describeWeights(w: Record<string, number> | null): string {
   return w === null ? 'none' : Object.entries(w).map(([v, n]) => `${v}:${n}`).join(' ');
 }
 
+/** Rollout forms being filled in, by model: a re-render (a feed event) keeps what was typed. */
+const rolloutDrafts = new Map<string, { canary: string; steps: string; interval_s: string }>();
+
+/** Starts a canary rollout of a version that is not the stable one (PUT /v1/models/{model}/rollout). */
+function rolloutForm(m: ModelTraffic): HTMLElement | null {
+  const candidates = m.versions.filter((v) => v.version !== m.stable);
+  if (m.stable === null || candidates.length === 0) return null;
+  const draft = rolloutDrafts.get(m.model) ?? { canary: candidates[candidates.length - 1]!.version, steps: '5, 25, 50, 100', interval_s: '60' };
+  return h('form', { class: 'row start-rollout', 'data-model': m.model, 'aria-label': `rollout of ${m.model}` },
+    h('label', {}, 'canary ', h('select', { name: 'canary', 'aria-label': `canary version of ${m.model}` },
+      ...candidates.map((v) => h('option', { value: v.version, selected: v.version === draft.canary }, v.version)))),
+    h('label', {}, 'steps (%) ', h('input', { name: 'steps', value: draft.steps, size: 14, 'aria-label': `rollout steps of ${m.model}` })),
+    h('label', {}, 'every (s) ', h('input', { name: 'interval_s', type: 'number', min: 0.2, step: 'any', value: draft.interval_s, size: 5, 'aria-label': `rollout interval of ${m.model}` })),
+    h('button', { type: 'submit', 'aria-label': `start rollout of ${m.model}` }, 'start rollout'));
+}
+
 function renderModels(): void {
   const cards = models.models.map((m) => {
     const shown = weightsShown(m);
@@ -307,6 +323,7 @@ function renderModels(): void {
         pendingWeights.has(m.model) && h('button', { type: 'button', 'data-action': 'reset', 'data-model': m.model }, 'reset'),
         h('button', { type: 'button', class: 'danger', 'data-action': 'rollback', 'data-model': m.model, 'aria-label': `rollback ${m.model}` }, 'rollback')),
       rollout,
+      !running && rolloutForm(m),
       h('ol', { class: 'events', 'aria-label': `events of ${m.model}` }, ...events));
   });
   $('models').replaceChildren(...(cards.length === 0 ? [h('p', { class: 'muted' }, 'no model deployed')] : cards));
@@ -323,6 +340,12 @@ function showModel(view: ModelTraffic): void {
 
 $('models').addEventListener('input', (e) => {
   const input = e.target as HTMLInputElement;
+  const form = input.form;
+  if (form?.classList.contains('start-rollout')) {
+    const data = new FormData(form);
+    rolloutDrafts.set(form.dataset['model']!, { canary: String(data.get('canary')), steps: String(data.get('steps')), interval_s: String(data.get('interval_s')) });
+    return;
+  }
   const model = input.dataset['model'];
   const version = input.dataset['version'];
   if (model === undefined || version === undefined) return;
@@ -331,6 +354,22 @@ $('models').addEventListener('input', (e) => {
   pendingWeights.set(model, { ...weightsShown(m), [version]: Number(input.value) });
   const label = input.parentElement?.querySelector('[data-weight-of]');
   if (label) label.textContent = input.value;
+});
+
+$('models').addEventListener('submit', (e) => {
+  const form = e.target as HTMLFormElement;
+  if (!form.classList.contains('start-rollout')) return;
+  e.preventDefault();
+  const model = form.dataset['model']!;
+  const data = new FormData(form);
+  // Steps as typed ("5, 25, 50"); a value that is not a number goes as such, for the API's 400 to name it.
+  const steps = String(data.get('steps')).split(/[\s,]+/).filter((x) => x !== '').map((x) => (Number.isFinite(Number(x)) ? Number(x) : x));
+  const body = { canary: String(data.get('canary')), steps, interval_s: Number(data.get('interval_s')) };
+  void act(async () => {
+    pendingWeights.delete(model);
+    showModel(await api<ModelTraffic>('PUT', `/v1/models/${encodeURIComponent(model)}/rollout`, body));
+    rolloutDrafts.delete(model);
+  });
 });
 
 document.addEventListener('click', (e) => {
