@@ -134,6 +134,7 @@ function printStatus(d: DeploymentView, ctx: CliContext): void {
     ['source', d.source],
     ['created', text(d.created_at)],
     ...(d.hibernated_since === null ? [] : [['hibernated since', d.hibernated_since] as const]),
+    ...(d.shared === null ? [] : [['servers', d.shared.role === 'owner' ? 'run here, shared with this host\'s other instances' : `run by instance ${d.shared.owner ?? '(starting)'} of this host`] as const]),
     ['last error', d.last_error === null ? '-' : c.red(d.last_error)],
   ], c));
   if (d.replicas.length === 0) return;

@@ -24,6 +24,8 @@ export interface DeploymentView {
   last_error: string | null;
   served_model: string | null;
   hibernated_since: string | null;
+  /** One host's instances sharing a Redis: who runs the servers (owner: this instance). */
+  shared: { role: 'owner' | 'borrower'; owner: string | null } | null;
   replicas: ReplicaView[];
 }
 

@@ -9,6 +9,7 @@ import { delimiter, join } from 'node:path';
 import t from 'tap';
 import { IRIS_EXPECTED_V1, IRIS_REQUEST_BODIES, startMlflow, VENV_BIN, type MlflowServer } from '../fixtures/mlflow.js';
 import { adminClient, gwRequest, reapServers, serversInRange, sleep, startRedis, waitFor, waitState, type AdminClient, type DeploymentView, type RedisServer } from '../helpers/control.js';
+import { runCli } from '../helpers/cli.js';
 import { metricsText, startGateway, type Gateway } from '../helpers/procs.js';
 
 t.setTimeout(600_000);
@@ -75,6 +76,8 @@ t.test('one mlflow models serve for two instances, through idle, wake, a crash a
   t.equal(vbr.replicas[0]?.port, vo.replicas[0]?.port, 'on the owner\'s server\'s port');
   t.ok(vbr.replicas[0]?.borrowed && vbr.replicas[0]?.pid === null, 'a replica without a process of its own');
   t.same((await predict(borrower)).json, { predictions: IRIS_EXPECTED_V1 }, 'and it answers through the borrower');
+  const status = await runCli(['status', 'iris-1'], { SLUICE_ADMIN_URL: borrower.gw.adminUrl });
+  t.match(status.stdout, new RegExp(`servers: +run by instance ${vbr.shared?.owner} of this host`), 'sluice status says whose servers the borrower uses');
 
   // 5 s of requests to the borrower only: the owner sees no request of its own for longer
   // than the 2 s idle timeout, and still keeps the server.
