@@ -178,6 +178,8 @@ export class Deployment {
    */
   share: 'owner' | 'borrower' | null = null;
   borrowedFrom: string | null = null;
+  /** A look at the owner's record is under way: a second one (the next tick, a wake) waits for the next turn. */
+  following = false;
 
   /** Replicas that run or start and are not being removed. */
   get activeReplicas(): number {
@@ -282,6 +284,8 @@ export class DeploymentManager {
   #asleep: ReadonlyMap<string, string> = new Map();
   #shareTimer: NodeJS.Timeout | null = null;
   #shareTicks = 0;
+  /** A tick still waiting for Redis when the next is due: that one is skipped. */
+  #shareTicking = false;
 
   constructor(options: ManagerOptions) {
     this.#o = options;
@@ -439,6 +443,16 @@ export class DeploymentManager {
 
   /** Owners renew their lease and record, borrowers follow theirs. */
   async #shareTick(): Promise<void> {
+    if (this.#shareTicking) return;
+    this.#shareTicking = true;
+    try {
+      await this.#shareTurn();
+    } finally {
+      this.#shareTicking = false;
+    }
+  }
+
+  async #shareTurn(): Promise<void> {
     const sharing = this.#o.sharing!;
     const renew = ++this.#shareTicks % Math.round(OWNER_RENEW_MS / SHARE_POLL_MS) === 0;
     for (const d of this.list()) {
@@ -485,26 +499,40 @@ export class DeploymentManager {
    * sleep, as the owner did (or stopped), and its next request wakes it again.
    */
   async #followShared(d: Deployment): Promise<void> {
-    const sharing = this.#o.sharing!;
-    const record = await sharing.servers(d.id);
-    if (d.share !== 'borrower' || this.#deployments.get(d.id) !== d) return;
-    if (record === null && d.replicas.length === 0) {
-      if (await sharing.claim(d.id)) {
-        d.share = 'owner';
-        d.borrowedFrom = null;
-        this.#o.logger.info({ deployment: d.id }, 'no instance runs its servers any more: starting them here');
-        await this.#publishShared(d);
-        await this.#startReplicas(d);
-        await this.#publishShared(d);
-        this.#o.onChange();
+    if (d.following) return;
+    d.following = true;
+    try {
+      const sharing = this.#o.sharing!;
+      const record = await sharing.servers(d.id);
+      if (d.share !== 'borrower' || this.#deployments.get(d.id) !== d) return;
+      if (record === null && d.replicas.length === 0) {
+        if (await sharing.claim(d.id)) await this.#takeOver(d);
+        return;
       }
-      return;
+      if (record === null) {
+        await this.#sleepBorrowed(d);
+        return;
+      }
+      if (this.#adoptShared(d, record)) this.#o.onChange();
+    } finally {
+      d.following = false;
     }
-    if (record === null) {
-      await this.#sleepBorrowed(d);
-      return;
+  }
+
+  /** A borrower waiting for servers got the lease: it starts them (a failure shows as a wake's would). */
+  async #takeOver(d: Deployment): Promise<void> {
+    d.share = 'owner';
+    d.borrowedFrom = null;
+    this.#o.logger.info({ deployment: d.id }, 'no instance runs its servers any more: starting them here');
+    try {
+      await this.#publishShared(d);
+      await this.#startReplicas(d);
+      await this.#publishShared(d);
+    } catch (err) {
+      d.lastError = err instanceof Error ? err.message : String(err);
+      this.#o.logger.error({ deployment: d.id, err }, 'starting the shared servers failed');
     }
-    if (this.#adoptShared(d, record)) this.#o.onChange();
+    this.#o.onChange();
   }
 
   /** Makes `d`'s replicas the owner's servers; true when routing changed. */
