@@ -259,7 +259,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
         return;
       }
     }
-    this.#admit(res, head, route, alias, key, requestId, method, url, rest, query, client, null, false);
+    this.#admit(res, head, route, alias, key, requestId, method, url, rest, query, client, null, false, null);
   }
 
   /** The API key the client presented, when the gateway knows it (by digest). */
@@ -309,7 +309,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     const head = request.head;
     head.contentLength = body.length;
     head.chunked = false;
-    request.exchange = this.#admit(request.res, head, route, alias, request.key, request.requestId, request.method, request.url, request.rest, request.query, request.client, body, request.ollamaErrors);
+    request.exchange = this.#admit(request.res, head, route, alias, request.key, request.requestId, request.method, request.url, request.rest, request.query, request.client, body, request.ollamaErrors, request.requestedModel);
   }
 
   reading(delta: 1 | -1): void {
@@ -324,15 +324,17 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
    * The request goes on to its deployment: the upstream head, the exchange, the filters.
    * `body`: the whole body, already read (ModelRequest, which passes a client abort on);
    * null when it is still to come. `ollamaErrors`: came through Ollama's API at the root,
-   * so the gateway's own errors take Ollama's shape. Returns the exchange.
+   * so the gateway's own errors take Ollama's shape. `requestedModel`: the body's model at
+   * the root, as the client spelt it (`name:tag`); null: the path's segment names it.
+   * Returns the exchange.
    */
   #admit(
     res: HttpResponse, head: ClientHead, route: DeploymentRoute, alias: boolean, key: KeyRoute | undefined, requestId: string, method: string, url: string, rest: string,
-    query: string, client: string, body: Buffer | null, ollamaErrors: boolean,
+    query: string, client: string, body: Buffer | null, ollamaErrors: boolean, requestedModel: string | null,
   ): Exchange {
     const expectBody = head.chunked || head.contentLength > 0;
     // Tracing off: this null check (and the same local's below) is all it costs here.
-    const trace = this.#tracer === null ? null : this.#tracer.begin(head, method, url, rest, alias ? route.model : route.id, requestId);
+    const trace = this.#tracer === null ? null : this.#tracer.begin(head, method, url, rest, requestedModel ?? (alias ? route.model : route.id), requestId);
     const forwardedFor = !this.#forwardedFor ? head.forwardedFor : head.forwardedFor === '' ? client : `${head.forwardedFor}, ${client}`;
     let tail =
       (forwardedFor === '' ? '' : `x-forwarded-for: ${forwardedFor}\r\n`) + this.#forwardedProto +

@@ -188,6 +188,8 @@ export class ModelRequest {
   #reading = false;
   /** The exchange it became once admitted: a client that leaves later is its business. */
   exchange: Exchange | null = null;
+  /** The body's model as the client spelt it, once read at the root (spans name it); null on a path route. */
+  requestedModel: string | null = null;
 
   constructor(
     owner: ModelRequestOwner, res: HttpResponse, head: ClientHead, requestId: string, method: string, url: string, rest: string, query: string, client: string,
@@ -330,6 +332,7 @@ export class ModelRequest {
       this.#owner.refuseRead(this, 'SLUICE_ERR_BODY_TOO_LARGE', `request body of ${body.length} bytes exceeds ${route.maxBodyBytes}`, false);
       return;
     }
+    this.requestedModel = name;
     // The scan's span is still the model's (spanString reads, it does not scan).
     this.#owner.admitRead(this, route, alias, withServed(body, route.servedModelJson));
   }

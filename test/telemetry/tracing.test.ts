@@ -176,6 +176,9 @@ t.test('traced requests, their spans read after the gateway stopped', async (t) 
   t.equal(cold.status, 200, 'held until its server listened');
   await waitState(admin, 'cold-1', 'ready');
 
+  // 8. At the root, an Ollama-style name:tag picks demo-1: the span keeps the client's spelling.
+  await openai.chat.completions.create({ model: 'demo:1', messages: MESSAGES, max_tokens: 2 }, { headers: NO_CACHE });
+
   t.same(receiver.spans(), [], 'nothing exported yet (OTEL_BSP_SCHEDULE_DELAY is long)');
   const code = await gw.stop();
   stopped = true;
@@ -216,6 +219,14 @@ t.test('traced requests, their spans read after the gateway stopped', async (t) 
     t.equal(span.name, 'chat demo', 'the alias is the requested model');
     t.match(attrs(span.attributes), { 'gen_ai.response.finish_reasons': ['length'], 'gen_ai.usage.output_tokens': 4, 'sluice.deployment': 'demo-1' });
     t.equal(span.parentSpanIdHex, '', 'no traceparent from the client: a root span');
+  });
+
+  t.test('gen_ai.request.model is the model the client named, as it spelt it', async (t) => {
+    const [span] = byRequest((_s, a) => a['gen_ai.request.model'] === 'demo:1');
+    t.ok(span, 'the name:tag request\'s span');
+    if (span === undefined) return;
+    t.equal(span.name, 'chat demo:1');
+    t.equal(attrs(span.attributes)['sluice.deployment'], 'demo-1', 'served by the deployment the name resolved to');
   });
 
   t.test('the model server got the gateway\'s span as its parent', async (t) => {
