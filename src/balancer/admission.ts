@@ -10,7 +10,9 @@ const I_REQ_PREV = 5;
 const I_RETRY_PREV = 6;
 /** Requests that arrived, for a deployment that hibernates when idle (the control plane watches it move). */
 const I_ARRIVALS = 7;
-const INTS = 8;
+/** When a deployment that hibernates will, if no request comes (seconds since the epoch, from the autoscaler); 0: not due. */
+const I_SLEEPS_AT = 8;
+const INTS = 9;
 
 /** Takes a replica's in-flight slot if it is under `max` (0 = no limit); atomic across workers. */
 export function tryAcquire(inflight: Int32Array, slot: number, max: number): boolean {
@@ -61,6 +63,16 @@ export class DeploymentCounters {
   /** A request arrived for a deployment that hibernates when idle. */
   arrive(slot: number): void {
     Atomics.add(this.#ints, slot * INTS + I_ARRIVALS, 1);
+  }
+
+  /** The autoscaler's forecast: the deployment hibernates at `seconds` (since the epoch) unless a request comes. */
+  setSleepsAt(slot: number, seconds: number): void {
+    Atomics.store(this.#ints, slot * INTS + I_SLEEPS_AT, seconds);
+  }
+
+  /** Seconds since the epoch; 0: it is not due to hibernate (it never does, or has just woken). */
+  sleepsAt(slot: number): number {
+    return Atomics.load(this.#ints, slot * INTS + I_SLEEPS_AT);
   }
 
   /** Requests arrived so far (wraps around: compare for change only). */

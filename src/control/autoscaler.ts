@@ -97,13 +97,16 @@ export class Autoscaler {
 
   /** Starts its hibernation when nothing has happened on it for idle_timeout_s. */
   #hibernatesIdle(d: Deployment, w: Watched, load: number, arrivals: number, now: number): boolean {
-    if (arrivals !== w.arrivals || load > 0) {
+    const timeoutMs = d.spec.scale.idle_timeout_s * 1000;
+    const active = arrivals !== w.arrivals || load > 0;
+    if (active) {
       w.arrivals = arrivals;
       w.activeAt = now;
-      return false;
     }
+    // Ollama's /api/ps reports it (expires_at): with no request from now on, it sleeps then.
+    this.#o.counters.setSleepsAt(d.slot, Math.ceil((w.activeAt + timeoutMs) / 1000));
+    if (active) return false;
     const idleMs = now - w.activeAt;
-    const timeoutMs = d.spec.scale.idle_timeout_s * 1000;
     if (idleMs < timeoutMs) return false;
     if (d.share === 'owner') {
       // Idle here; asked afresh whether the instances routing to its servers are too.

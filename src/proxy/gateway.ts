@@ -286,7 +286,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
         this.#reject(res, 'SLUICE_ERR_METHOD_NOT_ALLOWED', `${url} accepts GET only`, requestId, method, url, { headers: ALLOW_GET });
         return;
       }
-      const body = listingBody(url, this.#table, this.#keyOf(head));
+      const body = listingBody(url, this.#table, this.#keyOf(head), this.#counters);
       if (body === null) {
         const message = `The model '${listedModelName(url)}' does not exist`;
         this.#reject(res, 'SLUICE_ERR_MODEL_NOT_FOUND', message, requestId, method, url, { body: protocolErrorBody(Protocol.OpenAi, 'SLUICE_ERR_MODEL_NOT_FOUND', message, requestId) });

@@ -11,6 +11,7 @@
 import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import type { HttpResponse } from 'uWebSockets.js';
+import type { DeploymentCounters } from '../balancer/index.js';
 import { errorBody, ollamaErrorBody, type ErrorCode } from '../errors/index.js';
 import { MODEL_ENDPOINTS, Protocol } from '../genai-endpoints.js';
 import { FieldScan, fieldSpan, JsonKey, replaceSpan, scanTopLevelString, spanString } from '../json-scan.js';
@@ -43,7 +44,7 @@ export function isListing(path: string): boolean {
 
 /** What `/api/version` reports: the Ollama API version whose shapes sluice follows (protocols.md). */
 const OLLAMA_API_VERSION = '0.32.15';
-/** Ollama's `expires_at` for a model kept loaded (keep_alive -1): replicas stay until stopped or hibernated. */
+/** Ollama's `expires_at` for a model kept loaded (keep_alive -1): replicas stay until stopped. */
 const KEPT_LOADED = '2318-01-01T00:00:00Z';
 
 /**
@@ -51,7 +52,7 @@ const KEPT_LOADED = '2318-01-01T00:00:00Z';
  * names no model the caller may see. Deployments that need an API key are listed only
  * for a key whose scope allows them.
  */
-export function listingBody(path: string, table: RouteTable, key: KeyRoute | undefined): string | null {
+export function listingBody(path: string, table: RouteTable, key: KeyRoute | undefined, counters: DeploymentCounters): string | null {
   const listing = LISTINGS.get(path);
   if (listing === Listing.OllamaVersion) return JSON.stringify({ version: OLLAMA_API_VERSION });
   const entries = visibleModels(table, key);
@@ -61,7 +62,7 @@ export function listingBody(path: string, table: RouteTable, key: KeyRoute | und
     case Listing.OllamaTags:
       return JSON.stringify({ models: entries.map(ollamaModel) });
     case Listing.OllamaPs:
-      return JSON.stringify({ models: entries.filter((e) => e.loaded).map((e) => ({ ...ollamaModel(e), expires_at: KEPT_LOADED, size_vram: 0 })) });
+      return JSON.stringify({ models: entries.filter((e) => e.loaded).map((e) => ({ ...ollamaModel(e), expires_at: expiresAt(e, counters), size_vram: 0 })) });
     default: {
       const id = safeDecode(path.slice(MODELS_PREFIX.length));
       const entry = entries.find((e) => e.id === id);
@@ -91,6 +92,23 @@ interface ModelEntry {
   readonly created: number;
   /** Some replica is ready (Ollama's `ps`: loaded). */
   readonly loaded: boolean;
+  /** The deployments behind it that have replicas: when all of them may hibernate, the last to do so is when it unloads. */
+  readonly running: readonly DeploymentRoute[];
+}
+
+/**
+ * Ollama's `expires_at`: when the model unloads if no request comes. Kept loaded (far in
+ * the future) unless every deployment behind it hibernates when idle; then the latest of
+ * their forecasts (the autoscaler's, in the shared counters).
+ */
+function expiresAt(e: ModelEntry, counters: DeploymentCounters): string {
+  let latest = 0;
+  for (const d of e.running) {
+    const at = d.countsArrivals ? counters.sleepsAt(d.slot) : 0;
+    if (at === 0) return KEPT_LOADED;
+    latest = Math.max(latest, at);
+  }
+  return latest === 0 ? KEPT_LOADED : new Date(latest * 1000).toISOString();
 }
 
 function visibleModels(table: RouteTable, key: KeyRoute | undefined): ModelEntry[] {
@@ -99,10 +117,11 @@ function visibleModels(table: RouteTable, key: KeyRoute | undefined): ModelEntry
   for (const alias of table.aliases()) {
     const targets = alias.targets.filter(visible);
     if (targets.length === 0) continue;
-    out.push({ id: alias.model, tag: `${alias.model}:latest`, created: Math.max(...targets.map((d) => d.created)), loaded: targets.some((d) => d.replicas.length > 0) });
+    const running = targets.filter((d) => d.replicas.length > 0);
+    out.push({ id: alias.model, tag: `${alias.model}:latest`, created: Math.max(...targets.map((d) => d.created)), loaded: running.length > 0, running });
   }
   for (const d of table.deployments) {
-    if (visible(d)) out.push({ id: d.id, tag: `${d.model}:${d.version}`, created: d.created, loaded: d.replicas.length > 0 });
+    if (visible(d)) out.push({ id: d.id, tag: `${d.model}:${d.version}`, created: d.created, loaded: d.replicas.length > 0, running: d.replicas.length > 0 ? [d] : [] });
   }
   return out;
 }

@@ -59,6 +59,18 @@ t.test('an idle deployment hibernates: its server stops and its port is freed; t
   const first = await gwRequest(`${gw.url}/nap-1/ping`);
   t.equal(first.status, 200);
   const before = (await admin.deployment('nap-1'))!.replicas[0]!;
+  // Ollama's /api/ps: expires_at is when an idle model unloads; one that never hibernates is kept loaded.
+  // (The autoscaler forecasts it at its first tick, within a second of the deployment being ready: kept awake until then.)
+  type Ps = { models: Array<{ name: string; expires_at: string }> };
+  const ps = await waitFor(async () => {
+    await gwRequest(`${gw.url}/nap-1/ping`);
+    const list = (await gwRequest(`${gw.url}/api/ps`)).json as Ps;
+    return list.models.some((m) => m.name === 'nap:1' && !m.expires_at.startsWith('2318')) ? list : undefined;
+  }, 5_000, 'a forecast for nap:1', 200);
+  const expires = (name: string): number => Date.parse(ps.models.find((m) => m.name === name)?.expires_at ?? '');
+  const now = Date.now();
+  t.ok(expires('nap:1') > now - 2_500 && expires('nap:1') < now + 2_500, `nap:1 expires within its 1 s idle timeout of its last request (${ps.models.find((m) => m.name === 'nap:1')?.expires_at})`);
+  t.ok(expires('awake:1') > now + 100 * 365 * 86_400_000, 'awake:1 is kept loaded');
   await waitState(admin, 'nap-1', 'hibernated', 10_000);
   // Hibernated at once (requests are held from then on); the replica goes once it has stopped.
   const asleep = await waitFor(async () => {
