@@ -78,7 +78,7 @@ export class Autoscaler {
         this.#watched.set(d.id, w);
       }
       if (d.share === 'borrower') {
-        if (arrivals !== w.arrivals || load > 0) this.#o.manager.touchShared(d);
+        if (arrivals !== w.arrivals || load > 0) this.#o.manager.touchShared(d, load);
         w.arrivals = arrivals;
         continue;
       }
@@ -88,9 +88,9 @@ export class Autoscaler {
     for (const id of this.#watched.keys()) if (!seen.has(id)) this.#watched.delete(id);
   }
 
-  /** Requests in flight on the deployment's replicas and waiting for one, across workers. */
+  /** Requests in flight on the deployment's replicas and waiting for one, across workers (and, for shared servers, the other instances). */
   #load(d: Deployment): number {
-    let n = this.#o.counters.queueLength(d.slot);
+    let n = this.#o.counters.queueLength(d.slot) + (d.share === 'owner' ? d.sharedLoad : 0);
     for (const r of d.replicas) n += this.#o.slots.inflight(r.slot);
     return n;
   }

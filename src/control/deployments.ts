@@ -180,6 +180,8 @@ export class Deployment {
   borrowedFrom: string | null = null;
   /** A look at the owner's record is under way: a second one (the next tick, a wake) waits for the next turn. */
   following = false;
+  /** An owner's: the requests in flight and waiting on the instances that route to its servers, as they last reported. */
+  sharedLoad = 0;
 
   /** Replicas that run or start and are not being removed. */
   get activeReplicas(): number {
@@ -458,7 +460,9 @@ export class DeploymentManager {
     for (const d of this.list()) {
       try {
         if (d.share === 'borrower') await this.#followShared(d);
-        if (renew && d.share === 'owner' && !d.hibernating && (await sharing.claim(d.id))) await this.#publishShared(d);
+        if (d.share !== 'owner' || d.hibernating) continue;
+        d.sharedLoad = (await sharing.activity(d.id)).load;
+        if (renew && (await sharing.claim(d.id))) await this.#publishShared(d);
       } catch (err) {
         this.#o.logger.warn({ deployment: d.id, err }, 'cannot reach the shared state to share servers');
       }
@@ -585,13 +589,13 @@ export class DeploymentManager {
   }
 
   /** When another instance last served owner `d` (ms since the epoch); 0: never, or the shared state is out of reach. */
-  sharedLastActive(d: Deployment): Promise<number> {
-    return this.#o.sharing?.lastActive(d.id).catch(() => 0) ?? Promise.resolve(0);
+  async sharedLastActive(d: Deployment): Promise<number> {
+    return this.#o.sharing === undefined ? 0 : (await this.#o.sharing.activity(d.id).catch(() => null))?.lastActive ?? 0;
   }
 
-  /** A borrower served `d` just now: its owner must not hibernate it. */
-  touchShared(d: Deployment): void {
-    if (d.share === 'borrower') this.#o.sharing!.touch(d.id).catch(() => undefined);
+  /** A borrower served `d` just now and has `load` requests in flight or waiting: its owner must not hibernate it, and scales on it. */
+  touchShared(d: Deployment, load: number): void {
+    if (d.share === 'borrower') this.#o.sharing!.touch(d.id, load).catch(() => undefined);
   }
 
   async #startReplicas(d: Deployment): Promise<void> {

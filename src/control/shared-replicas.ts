@@ -2,8 +2,9 @@
 // may hibernate (scale.min_replicas 0): waking it starts one server however many
 // instances hold requests for it. The instance that takes the deployment's lease runs the
 // servers and publishes their ports; the others route to those ports (as loopback
-// replicas without a process) and tell it when they last served the deployment, so that
-// it does not hibernate what another instance still uses. Across hosts nothing is shared:
+// replicas without a process) and report when they last served the deployment and their
+// requests in flight and waiting, so that it neither hibernates what another instance
+// still uses nor scales on its own load alone. Across hosts nothing is shared:
 // each host runs its own servers, as a pod runs its own GPU's.
 
 import { hostname } from 'node:os';
@@ -15,6 +16,8 @@ const LEASE_TTL_MS = 15_000;
 export const OWNER_RENEW_MS = 5_000;
 /** Activity records outlive the longest idle timeout that matters here. */
 const ACTIVITY_TTL_MS = 24 * 3_600_000;
+/** A load reported longer ago than this is over: an instance reports only while it is busy. */
+const LOAD_FRESH_MS = 3_000;
 
 export interface SharedServer {
   readonly port: number;
@@ -68,22 +71,37 @@ export class ReplicaSharing {
     return best === null ? null : { owner: best.owner, servers: best.servers };
   }
 
-  /** This instance served `id` just now. */
-  touch(id: string): Promise<void> {
-    return this.#store.putShared(this.#name('active', id), this.instance, String(Date.now()), ACTIVITY_TTL_MS);
+  /** This instance served `id` just now, and has `load` of its requests in flight or waiting. */
+  touch(id: string, load: number): Promise<void> {
+    return this.#store.putShared(this.#name('active', id), this.instance, JSON.stringify({ at: Date.now(), load }), ACTIVITY_TTL_MS);
   }
 
-  /** When another instance last served `id` (ms since the epoch); 0: never. */
-  async lastActive(id: string): Promise<number> {
-    let last = 0;
-    for (const [holder, at] of Object.entries(await this.#store.loadShared(this.#name('active', id)))) {
-      if (holder !== this.instance) last = Math.max(last, Number(at) || 0);
+  /** The other instances' use of `id`: when one last served it (ms since the epoch; 0: never) and their load now. */
+  async activity(id: string): Promise<{ lastActive: number; load: number }> {
+    let lastActive = 0;
+    let load = 0;
+    const now = Date.now();
+    for (const [holder, json] of Object.entries(await this.#store.loadShared(this.#name('active', id)))) {
+      if (holder === this.instance) continue;
+      const doc = parseActivity(json);
+      if (doc === null) continue;
+      lastActive = Math.max(lastActive, doc.at);
+      if (now - doc.at <= LOAD_FRESH_MS) load += doc.load;
     }
-    return last;
+    return { lastActive, load };
   }
 
   #name(kind: string, id: string): string {
     return `${kind}:${this.#group}:${id}`;
+  }
+}
+
+function parseActivity(json: string): { at: number; load: number } | null {
+  try {
+    const doc = JSON.parse(json) as { at?: unknown; load?: unknown };
+    return typeof doc.at === 'number' && typeof doc.load === 'number' ? { at: doc.at, load: doc.load } : null;
+  } catch {
+    return null;
   }
 }
 
