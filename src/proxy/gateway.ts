@@ -68,6 +68,8 @@ interface RejectOptions {
   readonly body?: string | undefined;
   /** The client's address, when read before (a request whose body was read first). */
   readonly client?: string;
+  /** The client's head, when it was read: the refusal's span is a child of its traceparent. */
+  readonly head?: ClientHead;
 }
 const NO_OPTIONS: RejectOptions = Object.freeze({});
 const ALLOW_ANY = Object.freeze([['allow', 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS'] as const]);
@@ -212,7 +214,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     const head = readClientHead(req);
     const requestId = head.requestId !== '' ? head.requestId : this.#nextRequestId();
     if (head.bad !== null) {
-      this.#reject(res, 'SLUICE_ERR_BAD_REQUEST', head.bad, requestId, method, url);
+      this.#reject(res, 'SLUICE_ERR_BAD_REQUEST', head.bad, requestId, method, url, { head });
       return;
     }
     const segEnd = url.indexOf('/', 1);
@@ -233,12 +235,12 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
       route = sticky === null ? matched.pick() : matched.pickFor(sticky !== '' ? req.getHeader(sticky) : key?.name ?? '');
     }
     if (route === undefined) {
-      this.#reject(res, 'SLUICE_ERR_NO_READY_REPLICA', `no version of ${segment} has traffic weight`, requestId, method, url);
+      this.#reject(res, 'SLUICE_ERR_NO_READY_REPLICA', `no version of ${segment} has traffic weight`, requestId, method, url, { head });
       return;
     }
     if (route.countsArrivals) this.#counters.arrive(route.slot);
     if (head.contentLength > route.maxBodyBytes) {
-      this.#reject(res, 'SLUICE_ERR_BODY_TOO_LARGE', `request body of ${head.contentLength} bytes exceeds ${route.maxBodyBytes}`, requestId, method, url, { close: true, route });
+      this.#reject(res, 'SLUICE_ERR_BODY_TOO_LARGE', `request body of ${head.contentLength} bytes exceeds ${route.maxBodyBytes}`, requestId, method, url, { close: true, route, head });
       return;
     }
     const rest = segEnd === -1 ? '/' : url.slice(segEnd);
@@ -252,7 +254,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
         const refused = route.policies.auth.required ? authRefusal(route.id, route.model, key, head) : null;
         if (refused !== null) {
           const headers = refused.code === 'SLUICE_ERR_UNAUTHORIZED' ? WWW_AUTHENTICATE : undefined;
-          this.#reject(res, refused.code, refused.message, requestId, method, url, { route, headers, close: closesUnread(head.contentLength, head.chunked), client });
+          this.#reject(res, refused.code, refused.message, requestId, method, url, { route, headers, close: closesUnread(head.contentLength, head.chunked), client, head });
           return;
         }
         new ModelRequest(this, res, head, requestId, method, url, rest, query, client, key, this.#table, protocol, route, alias).read();
@@ -274,7 +276,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     const protocol = modelEndpoint(url);
     if (protocol !== undefined) {
       if (method !== 'POST') {
-        this.#reject(res, 'SLUICE_ERR_METHOD_NOT_ALLOWED', `${url} accepts POST only`, requestId, method, url, { headers: ALLOW_POST });
+        this.#reject(res, 'SLUICE_ERR_METHOD_NOT_ALLOWED', `${url} accepts POST only`, requestId, method, url, { headers: ALLOW_POST, head });
         return;
       }
       const client = this.#forwardedFor || this.#accessAll ? clientAddress(res) : '';
@@ -283,13 +285,13 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     }
     if (isListing(url)) {
       if (method !== 'GET' && method !== 'HEAD') {
-        this.#reject(res, 'SLUICE_ERR_METHOD_NOT_ALLOWED', `${url} accepts GET only`, requestId, method, url, { headers: ALLOW_GET });
+        this.#reject(res, 'SLUICE_ERR_METHOD_NOT_ALLOWED', `${url} accepts GET only`, requestId, method, url, { headers: ALLOW_GET, head });
         return;
       }
       const body = listingBody(url, this.#table, this.#keyOf(head), this.#counters);
       if (body === null) {
         const message = `The model '${listedModelName(url)}' does not exist`;
-        this.#reject(res, 'SLUICE_ERR_MODEL_NOT_FOUND', message, requestId, method, url, { body: protocolErrorBody(Protocol.OpenAi, 'SLUICE_ERR_MODEL_NOT_FOUND', message, requestId) });
+        this.#reject(res, 'SLUICE_ERR_MODEL_NOT_FOUND', message, requestId, method, url, { body: protocolErrorBody(Protocol.OpenAi, 'SLUICE_ERR_MODEL_NOT_FOUND', message, requestId), head });
         return;
       }
       this.#answer(res, 200, body, requestId, method, url);
@@ -299,7 +301,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
       this.#health(res, url, method, requestId);
       return;
     }
-    this.#reject(res, 'SLUICE_ERR_NO_ROUTE', `no deployment serves ${url}`, requestId, method, url);
+    this.#reject(res, 'SLUICE_ERR_NO_ROUTE', `no deployment serves ${url}`, requestId, method, url, { head });
   }
 
   // ModelRequestOwner
@@ -317,7 +319,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
   }
 
   refuseRead(request: ModelRequest, code: ErrorCode, message: string, close: boolean, body?: string): void {
-    this.#reject(request.res, code, message, request.requestId, request.method, request.url, { close, body, client: request.client });
+    this.#reject(request.res, code, message, request.requestId, request.method, request.url, { close, body, client: request.client, head: request.head });
   }
 
   /**
@@ -626,6 +628,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     }
     // Answered inside the handler: the duration is nil.
     if (logged) log.record(requestId, method, url, client, opts.route?.id ?? null, null, status, 0, null, 0, bytes, 'bypass', undefined, code, null);
+    if (code !== null) this.#tracer?.refused(opts.head ?? null, method, url, status, code, requestId, opts.route?.id ?? null);
   }
 
   #health(res: HttpResponse, url: string, method: string, requestId: string): void {

@@ -80,6 +80,26 @@ export class RequestTracer {
     }
     return new RequestTrace(this.#tracer, span, operation !== undefined);
   }
+
+  /**
+   * A request the gateway answered itself with error `code` before any deployment took it
+   * (no route, a bad head, an unknown model, a refused key...): a span of its own, named
+   * by the method alone as HTTP's conventions have it when there is no route, a child of
+   * the client's traceparent when `head` was read. `deployment`: the one it was for, when known.
+   */
+  refused(head: TracedHead | null, method: string, path: string, status: number, code: string, requestId: string, deployment: string | null): void {
+    const span = this.#tracer.startSpan(method, { kind: SpanKind.SERVER }, head === null ? ROOT_CONTEXT : takeTraceHeaders(head));
+    if (span.isRecording()) {
+      span.setAttribute(ATTR_HTTP_REQUEST_METHOD, method);
+      span.setAttribute(ATTR_URL_PATH, path);
+      span.setAttribute(REQUEST_ID, requestId);
+      span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
+      span.setAttribute(ATTR_ERROR_TYPE, code);
+      if (deployment !== null) span.setAttribute(DEPLOYMENT, deployment);
+      if (status >= 500) span.setStatus({ code: SpanStatusCode.ERROR, message: code });
+    }
+    span.end();
+  }
 }
 
 export class RequestTrace {

@@ -179,6 +179,13 @@ t.test('traced requests, their spans read after the gateway stopped', async (t) 
   // 8. At the root, an Ollama-style name:tag picks demo-1: the span keeps the client's spelling.
   await openai.chat.completions.create({ model: 'demo:1', messages: MESSAGES, max_tokens: 2 }, { headers: NO_CACHE });
 
+  // 9. Refused before any deployment took them: a path no route serves, under a client's span,
+  // and a model the front door does not know.
+  const lostParent = clientParent();
+  t.equal((await httpRequest(`${gw.url}/nowhere/v1/chat/completions`, { method: 'GET', headers: { traceparent: lostParent.header } })).status, 404);
+  const unknown = await openai.chat.completions.create({ model: 'no-such-model', messages: MESSAGES }, { headers: NO_CACHE }).then(() => null, (e: { status?: number }) => e);
+  t.equal(unknown?.status, 404);
+
   t.same(receiver.spans(), [], 'nothing exported yet (OTEL_BSP_SCHEDULE_DELAY is long)');
   const code = await gw.stop();
   stopped = true;
@@ -227,6 +234,19 @@ t.test('traced requests, their spans read after the gateway stopped', async (t) 
     if (span === undefined) return;
     t.equal(span.name, 'chat demo:1');
     t.equal(attrs(span.attributes)['sluice.deployment'], 'demo-1', 'served by the deployment the name resolved to');
+  });
+
+  t.test('requests the gateway refused before routing have spans too, with the refusal as error.type', async (t) => {
+    const [lost] = spans.filter((s) => s.traceIdHex === lostParent.traceId);
+    t.ok(lost, 'the unrouted request\'s span, in the client\'s trace');
+    if (lost !== undefined) {
+      t.equal(lost.name, 'GET', 'no route: named by the method alone');
+      t.equal(lost.parentSpanIdHex, lostParent.spanId);
+      t.match(attrs(lost.attributes), { 'http.response.status_code': 404, 'error.type': 'SLUICE_ERR_NO_ROUTE', 'url.path': '/nowhere/v1/chat/completions' });
+    }
+    const [unknownModel] = byRequest((_s, a) => a['error.type'] === 'SLUICE_ERR_MODEL_NOT_FOUND');
+    t.ok(unknownModel, 'the unknown model\'s span');
+    if (unknownModel !== undefined) t.match(attrs(unknownModel.attributes), { 'http.request.method': 'POST', 'url.path': '/v1/chat/completions', 'http.response.status_code': 404 });
   });
 
   t.test('the model server got the gateway\'s span as its parent', async (t) => {
