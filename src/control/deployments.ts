@@ -288,6 +288,8 @@ export class DeploymentManager {
   #shareTicks = 0;
   /** A tick still waiting for Redis when the next is due: that one is skipped. */
   #shareTicking = false;
+  /** The last tick could not reach Redis (logged once until it can again). */
+  #shareUnreachable = false;
 
   constructor(options: ManagerOptions) {
     this.#o = options;
@@ -464,9 +466,14 @@ export class DeploymentManager {
         d.sharedLoad = (await sharing.activity(d.id)).load;
         if (renew && (await sharing.claim(d.id))) await this.#publishShared(d);
       } catch (err) {
-        this.#o.logger.warn({ deployment: d.id, err }, 'cannot reach the shared state to share servers');
+        // Said once per outage, not every second: borrowers keep the servers they last saw.
+        if (!this.#shareUnreachable) this.#o.logger.warn({ deployment: d.id, err }, 'cannot reach the shared state to share servers: routing to the servers last seen');
+        this.#shareUnreachable = true;
+        return;
       }
     }
+    if (this.#shareUnreachable) this.#o.logger.info({}, 'the shared state answers again: sharing servers');
+    this.#shareUnreachable = false;
   }
 
   /** An owner's servers as other instances route to them. */

@@ -2,11 +2,13 @@
 // servers of a deployment that may hibernate. Load that reaches only the instance that
 // routes to the other's servers still scales them up (it reports its load), it follows
 // the new replicas, no request fails, and the servers shrink back once the load stops.
+// While Redis hangs, the borrower keeps routing to the servers it last saw, and says so
+// once.
 
 import { join } from 'node:path';
 import t from 'tap';
 import { adminClient, gwRequest, reapServers, serversInRange, startRedis, waitFor, type AdminClient, type RedisServer } from '../helpers/control.js';
-import { startGateway, type Gateway } from '../helpers/procs.js';
+import { eventually, jsonLogs, sleep, startGateway, type Gateway } from '../helpers/procs.js';
 
 t.setTimeout(120_000);
 
@@ -37,7 +39,9 @@ async function start(name: string): Promise<Instance> {
 t.before(async () => {
   redis = await startRedis();
 });
+let redisStopped = false;
 t.teardown(async () => {
+  if (redisStopped) process.kill(redis.pid, 'SIGCONT');
   await Promise.all(gateways.map((g) => g.stop()));
   await reapServers([], RANGE);
   await redis?.stop();
@@ -78,4 +82,22 @@ t.test('load through the borrower alone scales the owner\'s servers up, and back
 
   await waitFor(async () => ((await readyReplicas(a)) === 1 && (await b.admin.deployment('grow-1'))!.replicas.length === 1 ? true : undefined), 30_000, 'both back to one replica');
   t.equal(servers(), 1, 'the load over, one server again');
+
+  // Redis hangs: b keeps routing to a's server and says so once, not every second.
+  process.kill(redis.pid, 'SIGSTOP');
+  redisStopped = true;
+  const during: number[] = [];
+  const until = Date.now() + 4_000;
+  while (Date.now() < until) {
+    during.push((await gwRequest(`${b.gw.url}/grow-1/api/generate`, { method: 'POST', body: { model: 'demo', prompt: 'hi', stream: false }, timeoutMs: 10_000 })).status);
+    await sleep(200);
+  }
+  process.kill(redis.pid, 'SIGCONT');
+  redisStopped = false;
+  t.same(during.filter((s) => s !== 200), [], `Redis hung: all ${during.length} requests through b answered`);
+  const said = await eventually(() => {
+    const lines = jsonLogs(b.gw).filter((l) => typeof l.msg === 'string' && /shared state/.test(l.msg)).map((l) => String(l.msg));
+    return lines.some((m) => /answers again/.test(m)) ? lines : undefined;
+  }, 15_000, 'b to say the shared state answers again');
+  t.equal(said.filter((m) => /cannot reach/.test(m)).length, 1, 'the outage is logged once');
 });
