@@ -11,7 +11,8 @@
 // - min_replicas 0: hibernated after idle_timeout_s without an arrival, a request in
 //   flight or one waiting, here or on another instance of this host that routes to the
 //   servers this one runs (ReplicaSharing). Such an instance neither scales nor hibernates
-//   the deployment: it tells the owner when it served it.
+//   the deployment: it reports to the owner when it served it and its load, which the
+//   owner's scaling counts with its own.
 
 import type { DeploymentCounters } from '../balancer/index.js';
 import type { Logger } from '../telemetry/index.js';
