@@ -241,6 +241,8 @@ t.test('live stats: the rate of the requests sent shows in the table', async (t)
   }
   t.match(await page.locator(`${row('dash-1')} [data-metric="p50"]`).textContent(), /^\d+\.\d$/, 'and a p50');
   t.match(await page.locator(`${row('dash-1')} [data-metric="errors"]`).textContent(), /^0\.0%$/, 'and no errors');
+  t.match(await page.locator(`${row('dash-1')} [data-metric="inflight"]`).textContent(), /^\d+$/, 'and its requests in flight now');
+  t.equal(await page.locator(`${row('dash-1')} [data-metric="queued"]`).textContent(), '0', 'none waiting for a replica');
 });
 
 t.test('the log tail shows the model server\'s output', async (t) => {

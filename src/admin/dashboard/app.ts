@@ -18,7 +18,7 @@ interface TrafficEvent { at: string; who: string; action: string; from: Record<s
 interface ModelsEvent { models: ModelTraffic[]; events: Record<string, TrafficEvent[]> }
 interface DeploymentStats {
   deployment: string; requests: number; errors: number; p50_ms: number | null; p99_ms: number | null; ttft_p50_ms: number | null;
-  output_tokens: number; cache_hits: number; cache_misses: number; cost_usd: number;
+  output_tokens: number; cache_hits: number; cache_misses: number; cost_usd: number; in_flight: number; queued: number;
 }
 interface StatsEvent { at: string; deployments: DeploymentStats[] }
 interface LogLine { stream: string; line: string; at: number; replica: string }
@@ -211,7 +211,7 @@ function h(tag: string, attrs: Record<string, string | number | boolean | null |
 }
 
 const badge = (state: string | null): HTMLElement => h('span', { class: `state ${state ?? ''}` }, state ?? '-');
-const METRICS = ['rps', 'p50', 'p99', 'ttft', 'tokens', 'errors', 'cache', 'cost'] as const;
+const METRICS = ['rps', 'inflight', 'queued', 'p50', 'p99', 'ttft', 'tokens', 'errors', 'cache', 'cost'] as const;
 
 function renderDeployments(): void {
   const rows: HTMLElement[] = [];
@@ -233,7 +233,7 @@ function renderDeployments(): void {
         h('td', { colspan: METRICS.length + 1 }, `restarts ${r.restarts} · breaker `, badge(r.breaker), r.last_error === null ? '' : ` · ${r.last_error}`)));
     }
   }
-  if (rows.length === 0) rows.push(h('tr', {}, h('td', { colspan: 12, class: 'muted' }, 'nothing deployed')));
+  if (rows.length === 0) rows.push(h('tr', {}, h('td', { colspan: METRICS.length + 4, class: 'muted' }, 'nothing deployed')));
   $('deployments').replaceChildren(...rows);
 }
 
@@ -253,6 +253,8 @@ function renderStats(): void {
     const requests = before === undefined ? 0 : s.requests - before.requests;
     const values: Record<(typeof METRICS)[number], string> = {
       rps: seconds > 0 && before !== undefined ? fixed(requests / seconds, 1) : '-',
+      inflight: String(s.in_flight),
+      queued: String(s.queued),
       p50: fixed(s.p50_ms, 1),
       p99: fixed(s.p99_ms, 1),
       ttft: fixed(s.ttft_p50_ms, 1),

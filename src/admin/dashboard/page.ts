@@ -45,7 +45,7 @@ pre.logs{background:#11161c;color:#d8dee6;padding:.6rem;border-radius:4px;max-he
 <form id="login-form" class="row"><input id="token" type="password" autocomplete="current-password" aria-label="admin token" size="32" required><button class="primary">Open</button></form></section>
 <div id="app" class="hidden">
 <section><h2>Deployments</h2>
-<table><thead><tr><th>deployment</th><th>runtime</th><th>state</th><th class="num">rps</th><th class="num">p50 ms</th><th class="num">p99 ms</th><th class="num">TTFT p50 ms</th><th class="num">tokens/s</th><th class="num">errors</th><th class="num">cache hits</th><th class="num">cost $</th><th></th></tr></thead>
+<table><thead><tr><th>deployment</th><th>runtime</th><th>state</th><th class="num">rps</th><th class="num" title="requests on its replicas now">in flight</th><th class="num" title="requests waiting for a replica now">queued</th><th class="num">p50 ms</th><th class="num">p99 ms</th><th class="num">TTFT p50 ms</th><th class="num">tokens/s</th><th class="num">errors</th><th class="num">cache hits</th><th class="num">cost $</th><th></th></tr></thead>
 <tbody id="deployments"></tbody></table>
 <p class="muted">Rates over the last 10 s; latencies, cache hit rate and cost since the gateway started.</p></section>
 <section><h2>Traffic</h2><div id="models" class="models"></div></section>
