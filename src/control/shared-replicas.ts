@@ -14,8 +14,8 @@ import type { DesiredStateStore } from '../state/index.js';
 const LEASE_TTL_MS = 15_000;
 /** How often an owner renews its lease and record. */
 export const OWNER_RENEW_MS = 5_000;
-/** Activity records outlive the longest idle timeout that matters here. */
-const ACTIVITY_TTL_MS = 24 * 3_600_000;
+/** Activity records outlive the longest idle timeout (idle_timeout_s is at most a year). */
+const ACTIVITY_TTL_MS = 366 * 86_400_000;
 /** A load reported longer ago than this is over: an instance reports only while it is busy. */
 const LOAD_FRESH_MS = 3_000;
 
