@@ -1,5 +1,6 @@
-// Per-deployment counters shared by all workers (SharedArrayBuffer): queue length across
-// workers and the retry budget. Per-replica in-flight counts live in the replica slots.
+// Per-deployment counters shared by all workers and the control plane (SharedArrayBuffer):
+// queue length across workers, the retry budget, arrivals (for hibernation) and the
+// autoscaler's hibernation forecast. Per-replica in-flight counts live in the replica slots.
 
 const I_QUEUE = 0;
 const I_LOCK = 1;
