@@ -5,7 +5,7 @@
 // tools like wrk do).
 //
 // Run as a child of the bench, pinned next to the upstream:
-//   node dist-bench/open-loop.js --url http://127.0.0.1:19080/up-1/predict --rate 5000 --seconds 5
+//   node dist-bench/open-loop.js --url http://127.0.0.1:29080/up-1/predict --rate 5000 --seconds 5
 // It prints one JSON object on stdout.
 //
 // Requests go over a fixed pool of keep-alive connections with a minimal HTTP/1.1 writer

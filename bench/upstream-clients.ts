@@ -9,7 +9,7 @@
 // and plumbing cost.
 //
 // Child mode (started by the bench, pinned like the other proxies):
-//   node dist-bench/upstream-clients.js --client undici-pool --port 19031 --upstream-port 19011
+//   node dist-bench/upstream-clients.js --client undici-pool --port 29031 --upstream-port 29011
 // prints {"event":"listening","port":N,"native":true} once it accepts.
 
 import { createRequire } from 'node:module';
