@@ -17,6 +17,7 @@
 import type { DeploymentCounters } from '../balancer/index.js';
 import type { Logger } from '../telemetry/index.js';
 import type { Deployment, DeploymentManager } from './deployments.js';
+import { REPORT_SLACK_MS } from './shared-replicas.js';
 import type { SlotAllocator } from './slots.js';
 
 /** A scale-up refused (no free port) is tried again after this long, not at every window. */
@@ -115,7 +116,7 @@ export class Autoscaler {
       w.askingShared = true;
       void this.#o.manager.sharedLastActive(d).then((at) => {
         w.askingShared = false;
-        if (now - at < timeoutMs) w.activeAt = Math.max(w.activeAt, at);
+        if (now - at < timeoutMs + REPORT_SLACK_MS) w.activeAt = Math.max(w.activeAt, at);
         else this.#hibernate(d, now - Math.max(w.activeAt, at));
       });
       return true;

@@ -485,18 +485,18 @@ export class DeploymentManager {
 
   /**
    * Stops `d`'s servers (or, for a borrower, its routes to another instance's). An owner's
-   * record goes first, `settleMs` before the servers stop, so that borrowers route
+   * record goes first, SHARE_SETTLE_MS before the servers stop, so that borrowers route
    * elsewhere by then; its lease goes once they have stopped, so that no other instance
    * starts servers while these still run.
    */
-  async #stopServers(d: Deployment, settleMs: number, graceMs: number): Promise<void> {
+  async #stopServers(d: Deployment, graceMs: number): Promise<void> {
     const owned = d.share === 'owner';
     const sharing = this.#o.sharing;
     const unreachable = (err: unknown): void => this.#o.logger.warn({ deployment: d.id, err }, 'cannot reach the shared state to stop sharing servers');
     if (owned) {
       d.share = null;
       await sharing!.unpublish(d.id).catch(unreachable);
-      if (settleMs > 0) await new Promise((r) => setTimeout(r, settleMs));
+      await new Promise((r) => setTimeout(r, SHARE_SETTLE_MS));
     }
     await this.#drain(d.replicas, graceMs);
     await this.#stopReplicas(d);
@@ -697,8 +697,9 @@ export class DeploymentManager {
     d.hibernatedSince = new Date().toISOString();
     this.#o.onChange();
     this.#o.logger.info({ deployment: id, why }, 'hibernating');
-    // Idle on every instance that routes to them: borrowers need no time to turn away.
-    await this.#stopServers(d, 0, graceMs);
+    // Idle on every instance that routes to them, as far as their reports tell: they still
+    // get the time to look again before the servers stop.
+    await this.#stopServers(d, graceMs);
     d.replicas.length = 0;
     await this.#o.hibernation?.set(id, d.hibernatedSince);
     d.hibernating = false;
@@ -947,7 +948,7 @@ export class DeploymentManager {
     if ((d.state as DeploymentState) === 'draining' || this.#deployments.get(id) !== d) return false;
     d.state = 'draining';
     this.#o.onChange();
-    await this.#stopServers(d, SHARE_SETTLE_MS, graceMs);
+    await this.#stopServers(d, graceMs);
     d.state = 'stopped';
     this.#deployments.delete(id);
     this.#o.deploymentSlots.release(d.slot);
@@ -993,7 +994,7 @@ export class DeploymentManager {
   async stopAll(): Promise<void> {
     if (this.#shareTimer !== null) clearInterval(this.#shareTimer);
     this.#shareTimer = null;
-    await Promise.all(this.list().map((d) => this.#stopServers(d, SHARE_SETTLE_MS, 0)));
+    await Promise.all(this.list().map((d) => this.#stopServers(d, 0)));
     this.#deployments.clear();
   }
 

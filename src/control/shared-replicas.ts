@@ -18,6 +18,12 @@ export const OWNER_RENEW_MS = 5_000;
 const ACTIVITY_TTL_MS = 366 * 86_400_000;
 /** A load reported longer ago than this is over: an instance reports only while it is busy. */
 const LOAD_FRESH_MS = 3_000;
+/**
+ * How much older than the activity it reports a report may be: a borrower reports at its
+ * autoscaler's tick (every second while busy), and a loaded machine runs ticks late. The
+ * owner counts a report this much past idle_timeout_s as activity still.
+ */
+export const REPORT_SLACK_MS = 3_000;
 
 export interface SharedServer {
   readonly port: number;
