@@ -39,7 +39,7 @@ async function start(name: string): Promise<Instance> {
     {
       ports: RANGE, state_dir: join(dir, `state-${name}`), redis: { url: redis.url }, mlflow: { tracking_uri: mlflow.trackingUri }, log: { level: 'info', access: false },
       // No cache: every prediction reaches a server (the shared cache would answer repeats).
-      deployments: [{ model: 'iris', version: '1', runtime: 'mlflow', scale: { min_replicas: 0, idle_timeout_s: 2 }, policies: { cache: { enabled: false } } }],
+      deployments: [{ model: 'iris', version: '1', runtime: 'mlflow', scale: { min_replicas: 0, idle_timeout_s: 4 }, policies: { cache: { enabled: false } } }],
     },
     { PATH: path, VIRTUAL_ENV: '', MLFLOW_TRACKING_URI: mlflow.trackingUri, TMPDIR: mlflow.tmpDir },
     false,
@@ -76,11 +76,9 @@ t.test('one mlflow models serve for two instances, through idle, wake, a crash a
   t.equal(vbr.replicas[0]?.port, vo.replicas[0]?.port, 'on the owner\'s server\'s port');
   t.ok(vbr.replicas[0]?.borrowed && vbr.replicas[0]?.pid === null, 'a replica without a process of its own');
   t.same((await predict(borrower)).json, { predictions: IRIS_EXPECTED_V1 }, 'and it answers through the borrower');
-  const status = await runCli(['status', 'iris-1'], { SLUICE_ADMIN_URL: borrower.gw.adminUrl });
-  t.match(status.stdout, new RegExp(`servers: +run by instance ${vbr.shared?.owner} of this host`), 'sluice status says whose servers the borrower uses');
 
-  // 5 s of requests to the borrower only: the owner sees no request of its own for longer
-  // than the 2 s idle timeout, and still keeps the server.
+  // 5 s of requests to the borrower only: the owner has seen no request of its own since it
+  // was ready, longer than the 4 s idle timeout, and still keeps the server.
   const until = Date.now() + 5_000;
   while (Date.now() < until) {
     t.equal((await predict(borrower)).status, 200);
@@ -88,6 +86,8 @@ t.test('one mlflow models serve for two instances, through idle, wake, a crash a
   }
   t.equal((await view(owner)).state, 'ready', 'the borrower\'s traffic kept the owner from hibernating it');
   t.equal(servers(), 1);
+  const status = await runCli(['status', 'iris-1'], { SLUICE_ADMIN_URL: borrower.gw.adminUrl });
+  t.match(status.stdout, new RegExp(`servers: +run by instance ${vbr.shared?.owner} of this host`), 'sluice status says whose servers the borrower uses');
 
   await Promise.all([waitState(a.admin, 'iris-1', 'hibernated', 30_000), waitState(b.admin, 'iris-1', 'hibernated', 30_000)]);
   await waitFor(() => servers() === 0, 30_000, 'mlflow models serve to stop');
