@@ -70,9 +70,7 @@ export class RequestTracer {
     const name = operation === undefined ? `${method} ${upstreamPath}` : `${operation} ${requestModel}`;
     const span = this.#tracer.startSpan(name, { kind: SpanKind.SERVER }, parent);
     if (span.isRecording()) {
-      span.setAttribute(ATTR_HTTP_REQUEST_METHOD, method);
-      span.setAttribute(ATTR_URL_PATH, path);
-      span.setAttribute(REQUEST_ID, requestId);
+      requestAttributes(span, method, path, requestId);
       if (operation !== undefined) {
         span.setAttribute(GEN_AI_OPERATION_NAME, operation);
         span.setAttribute(GEN_AI_REQUEST_MODEL, requestModel);
@@ -90,9 +88,7 @@ export class RequestTracer {
   refused(head: TracedHead | null, method: string, path: string, status: number, code: string, requestId: string, deployment: string | null): void {
     const span = this.#tracer.startSpan(method, { kind: SpanKind.SERVER }, head === null ? ROOT_CONTEXT : takeTraceHeaders(head));
     if (span.isRecording()) {
-      span.setAttribute(ATTR_HTTP_REQUEST_METHOD, method);
-      span.setAttribute(ATTR_URL_PATH, path);
-      span.setAttribute(REQUEST_ID, requestId);
+      requestAttributes(span, method, path, requestId);
       span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
       span.setAttribute(ATTR_ERROR_TYPE, code);
       if (deployment !== null) span.setAttribute(DEPLOYMENT, deployment);
@@ -176,6 +172,13 @@ export class RequestTrace {
   #context(): Context {
     return trace.setSpan(ROOT_CONTEXT, this.#span);
   }
+}
+
+/** What every server span of a request carries, routed or refused. */
+function requestAttributes(span: Span, method: string, path: string, requestId: string): void {
+  span.setAttribute(ATTR_HTTP_REQUEST_METHOD, method);
+  span.setAttribute(ATTR_URL_PATH, path);
+  span.setAttribute(REQUEST_ID, requestId);
 }
 
 /** server.address and server.port of a replica's `host:port`. */
