@@ -433,16 +433,22 @@ export class DeploymentManager {
       this.#o.logger.warn({ deployment: d.id, err }, 'cannot reach the shared state to share servers: starting this instance\'s own');
       return true;
     });
-    if (owns) {
-      d.share = 'owner';
-      await this.#publishShared(d);
-      await this.#startReplicas(d);
-      await this.#publishShared(d);
-      return;
-    }
+    if (owns) return this.#startOwned(d);
     d.share = 'borrower';
     this.#o.logger.info({ deployment: d.id }, 'another instance on this host runs its servers: routing to them');
     await this.#followShared(d);
+  }
+
+  /**
+   * Starts the servers of a deployment whose lease this instance holds, published before
+   * (borrowers then wait for them rather than take the lease) and once launched.
+   */
+  async #startOwned(d: Deployment): Promise<void> {
+    d.share = 'owner';
+    d.borrowedFrom = null;
+    await this.#publishShared(d);
+    await this.#startReplicas(d);
+    await this.#publishShared(d);
   }
 
   /** Owners renew their lease and record, borrowers follow theirs. */
@@ -532,13 +538,9 @@ export class DeploymentManager {
 
   /** A borrower waiting for servers got the lease: it starts them (a failure shows as a wake's would). */
   async #takeOver(d: Deployment): Promise<void> {
-    d.share = 'owner';
-    d.borrowedFrom = null;
     this.#o.logger.info({ deployment: d.id }, 'no instance runs its servers any more: starting them here');
     try {
-      await this.#publishShared(d);
-      await this.#startReplicas(d);
-      await this.#publishShared(d);
+      await this.#startOwned(d);
     } catch (err) {
       d.lastError = err instanceof Error ? err.message : String(err);
       this.#o.logger.error({ deployment: d.id, err }, 'starting the shared servers failed');
