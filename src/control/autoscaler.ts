@@ -116,6 +116,9 @@ export class Autoscaler {
       w.askingShared = true;
       void this.#o.manager.sharedLastActive(d).then((at) => {
         w.askingShared = false;
+        // Unknown (Redis out of reach): the others may still use the servers, and could not
+        // be told that they stop; asked again at the next tick.
+        if (at === null) return;
         if (now - at < timeoutMs + REPORT_SLACK_MS) w.activeAt = Math.max(w.activeAt, at);
         else this.#hibernate(d, now - Math.max(w.activeAt, at));
       });

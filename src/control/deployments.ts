@@ -597,9 +597,9 @@ export class DeploymentManager {
     await this.#o.hibernation?.set(d.id, d.hibernatedSince);
   }
 
-  /** When another instance last served owner `d` (ms since the epoch); 0: never, or the shared state is out of reach. */
-  async sharedLastActive(d: Deployment): Promise<number> {
-    return this.#o.sharing === undefined ? 0 : (await this.#o.sharing.activity(d.id).catch(() => null))?.lastActive ?? 0;
+  /** When another instance last served owner `d` (ms since the epoch); 0: never; null: the shared state is out of reach. */
+  async sharedLastActive(d: Deployment): Promise<number | null> {
+    return this.#o.sharing === undefined ? 0 : (await this.#o.sharing.activity(d.id).catch(() => null))?.lastActive ?? null;
   }
 
   /** A borrower served `d` just now and has `load` requests in flight or waiting: its owner must not hibernate it, and scales on it. */
