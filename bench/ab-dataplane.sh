@@ -21,6 +21,8 @@
 # and AB_WORKLOAD=ai the bench's AI request (POST /v1/chat/completions, ~500-byte chat
 # body, the OpenAI SDK's headers, a ~300-byte answer). AB_POLICIES=defaults runs sluice's
 # default policies (no override) and AB_LOG=on its access log (to a file), as shipped.
+# Both copies append X-Forwarded-For (as the default was before it turned off, so earlier
+# A/B tables stay comparable); AB_XFF=false runs them without it, as shipped now.
 # Needs nginx, wrk and taskset (npm run bench installs the first two). Loopback only.
 set -euo pipefail
 
@@ -115,7 +117,7 @@ taskset -c 0 nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" &
 NGINX_PID=$!
 
 cat > "$WORK/sluice.yaml" <<EOF
-listen: { host: 127.0.0.1, port: $PORT }
+listen: { host: 127.0.0.1, port: $PORT, forwarded_for: ${AB_XFF:-true} }
 admin: { port: $ADMIN_PORT }
 workers: 1
 state_dir: $WORK/state

@@ -56,8 +56,8 @@ const PORT = {
   admin: 29081,
   sluicePolicies: 29082,
   adminPolicies: 29083,
-  sluiceNoXff: 29084,
-  adminNoXff: 29085,
+  sluiceXff: 29084,
+  adminXff: 29085,
   sluiceStrategies: 29086,
   adminStrategies: 29087,
   // The AI section: sluice as shipped (default config), the same with its access log off,
@@ -91,18 +91,18 @@ const POLICIES_OFF = '{ breaker: { enabled: false }, retry: { attempts: 0 }, cac
 
 /**
  * The sluice instances: `plain` (every policy off), `policies` (every policy on), and
- * `no-xff` (policies off, `listen.forwarded_for: false`): the forwarding path without the
- * client-address lookup, against an nginx location that sets no X-Forwarded-For either.
+ * `xff` (policies off, `listen.forwarded_for: true`): the forwarding path with the
+ * client-address lookup, against an nginx location that sets X-Forwarded-For too.
  * `strategies` (policies off) has one deployment per balancing strategy instead of the
  * others' deployments (see strategyDeployments). `traced` is `policies` with tracing on at
  * 100% sampling, exporting to bench/otlp-sink.ts: what tracing costs when every request is
  * recorded (with tracing off, the `policies` row is its price: a null check per request).
  */
-type SluiceVariant = 'plain' | 'policies' | 'no-xff' | 'strategies' | 'defaults' | 'defaults-nolog' | 'tls' | 'traced';
+type SluiceVariant = 'plain' | 'policies' | 'xff' | 'strategies' | 'defaults' | 'defaults-nolog' | 'tls' | 'traced';
 const SLUICE_PORTS: Record<SluiceVariant, { port: number; admin: number }> = {
   plain: { port: PORT.sluice, admin: PORT.admin },
   policies: { port: PORT.sluicePolicies, admin: PORT.adminPolicies },
-  'no-xff': { port: PORT.sluiceNoXff, admin: PORT.adminNoXff },
+  'xff': { port: PORT.sluiceXff, admin: PORT.adminXff },
   strategies: { port: PORT.sluiceStrategies, admin: PORT.adminStrategies },
   defaults: { port: PORT.sluiceDefaults, admin: PORT.adminDefaults },
   'defaults-nolog': { port: PORT.sluiceDefaultsNoLog, admin: PORT.adminDefaultsNoLog },
@@ -366,7 +366,7 @@ class Fleet {
     return startNginx(this.group, this.tools.nginx, 'nginx-proxy', PORT.nginx,
       (p) => proxyConf(p, PORT.nginx, [
         { prefix: 'up-1', port: PORT.upstream }, { prefix: 'up-cache', port: PORT.upstream, cache: true },
-        { prefix: 'up-noxff', port: PORT.upstream, forwardedFor: false }, { prefix: 'sim-1', port: PORT.sim },
+        { prefix: 'up-xff', port: PORT.upstream, forwardedFor: true }, { prefix: 'sim-1', port: PORT.sim },
         { prefix: 'stamp-1', port: PORT.stamp },
         // The AI section's: the same upstreams with a JSON access line per request, buffered.
         { prefix: 'up-log', port: PORT.upstream, accessLog: true }, { prefix: 'sim50-1', port: PORT.sim50 },
@@ -384,7 +384,7 @@ class Fleet {
     const { port, admin } = SLUICE_PORTS[variant];
     const config = join(this.group.dir, `sluice-${variant}.yaml`);
     const tls = variant === 'tls' ? `, tls: { cert_file: ${this.certificate.certFile}, key_file: ${this.certificate.keyFile} }` : '';
-    writeFileSync(config, `listen: { host: 127.0.0.1, port: ${port}, forwarded_for: ${variant !== 'no-xff'}${tls} }
+    writeFileSync(config, `listen: { host: 127.0.0.1, port: ${port}, forwarded_for: ${variant === 'xff'}${tls} }
 admin: { port: ${admin} }
 workers: 1
 state_dir: ${join(this.group.dir, `state-${variant}`)}
@@ -533,7 +533,7 @@ interface Run {
   readonly sluicePgid: number;
   readonly sluicePoliciesPgid: number;
   readonly sluiceTracedPgid: number;
-  readonly sluiceNoXffPgid: number;
+  readonly sluiceXffPgid: number;
   readonly sluiceStrategiesPgid: number;
   readonly sluiceDefaultsPgid: number;
   readonly sluiceDefaultsNoLogPgid: number;
@@ -556,21 +556,21 @@ async function throughputSection(run: Run): Promise<{ throughput: LoadRow[] | nu
       spec: get(PORT.sluiceTraced, '/up-1'), pgid: run.sluiceTracedPgid, pairedWith: 'sluice-policies',
     });
   }
-  // The same pair without X-Forwarded-For, each against the other (see SluiceVariant).
-  const noXff: Target[] = want.has('throughput') ? [
-    { key: 'nginx-no-xff', label: 'nginx 1 worker -> upstream, no X-Forwarded-For', spec: get(PORT.nginx, '/up-noxff'), pgid: run.nginxPgid },
-    { key: 'sluice-no-xff', label: 'sluice 1 worker -> upstream (policies off, forwarded_for: false)', spec: get(PORT.sluiceNoXff, '/up-1'), pgid: run.sluiceNoXffPgid, pairedWith: 'nginx-no-xff' },
+  // The same pair with X-Forwarded-For on both sides, each against the other (see SluiceVariant).
+  const xff: Target[] = want.has('throughput') ? [
+    { key: 'nginx-xff', label: 'nginx 1 worker -> upstream, with X-Forwarded-For', spec: get(PORT.nginx, '/up-xff'), pgid: run.nginxPgid },
+    { key: 'sluice-xff', label: 'sluice 1 worker -> upstream (policies off, forwarded_for: true)', spec: get(PORT.sluiceXff, '/up-1'), pgid: run.sluiceXffPgid, pairedWith: 'nginx-xff' },
   ] : [];
   const clientTargets: Target[] = [];
   if (want.has('clients')) {
     const proxies = await startClientProxies(run.fleet.group, run.fleet.pinning.proxy, PORT.upstream, PORT.clients, CONNECTIONS);
     for (const p of proxies) clientTargets.push({ key: p.kind, label: CLIENT_LABELS[p.kind], spec: get(p.port, ''), pgid: p.proc.pid });
   }
-  log(`throughput: ${targets.length + noXff.length + clientTargets.length} targets, ${run.gen.describe()}, ${CONNECTIONS} connections`);
-  const measured = await rotate(run.gen, [...targets, ...noXff, ...clientTargets], run.opts.schedule, run.cores, run.guard);
+  log(`throughput: ${targets.length + xff.length + clientTargets.length} targets, ${run.gen.describe()}, ${CONNECTIONS} connections`);
+  const measured = await rotate(run.gen, [...targets, ...xff, ...clientTargets], run.opts.schedule, run.cores, run.guard);
   const main = rowsOf(targets, measured);
   return {
-    throughput: want.has('throughput') ? [...main, ...rowsOf(noXff, measured, 'nginx-no-xff')] : null,
+    throughput: want.has('throughput') ? [...main, ...rowsOf(xff, measured, 'nginx-xff')] : null,
     clients: want.has('clients') ? [...main.filter((r) => r.key !== 'direct'), ...rowsOf(clientTargets, measured)] : null,
   };
 }
@@ -943,7 +943,7 @@ async function benchmark(opts: Options, fleet: Fleet, gen: LoadGenerator): Promi
   const needStamp = want.has('chunks');
   const needStrategies = want.has('strategies');
   const needAi = want.has('ai');
-  await fleet.checkPortsFree([PORT.upstream, PORT.nginx, PORT.sluice, PORT.admin, PORT.sluicePolicies, PORT.adminPolicies, PORT.sluiceNoXff, PORT.adminNoXff, ...(want.has('throughput') ? [PORT.sluiceTraced, PORT.adminTraced, PORT.otlpSink] : []), ...(needSim ? [PORT.sim] : []), ...(needSlowSim ? [PORT.simSlow] : []), ...(needStamp ? [PORT.stamp] : []), ...(want.has('clients') ? [0, 1, 2].map((i) => PORT.clients + i) : []), ...(needStrategies ? [PORT.upstreamB, PORT.sluiceStrategies, PORT.adminStrategies] : []), ...(needAi ? [PORT.sim50, PORT.sluiceDefaults, PORT.adminDefaults, PORT.sluiceDefaultsNoLog, PORT.adminDefaultsNoLog, PORT.portkey, PORT.litellm] : [])]);
+  await fleet.checkPortsFree([PORT.upstream, PORT.nginx, PORT.sluice, PORT.admin, PORT.sluicePolicies, PORT.adminPolicies, PORT.sluiceXff, PORT.adminXff, ...(want.has('throughput') ? [PORT.sluiceTraced, PORT.adminTraced, PORT.otlpSink] : []), ...(needSim ? [PORT.sim] : []), ...(needSlowSim ? [PORT.simSlow] : []), ...(needStamp ? [PORT.stamp] : []), ...(want.has('clients') ? [0, 1, 2].map((i) => PORT.clients + i) : []), ...(needStrategies ? [PORT.upstreamB, PORT.sluiceStrategies, PORT.adminStrategies] : []), ...(needAi ? [PORT.sim50, PORT.sluiceDefaults, PORT.adminDefaults, PORT.sluiceDefaultsNoLog, PORT.adminDefaultsNoLog, PORT.portkey, PORT.litellm] : [])]);
   log('starting upstream nginx, nginx proxy, sluice' + (needSim ? ', simulator' : ''));
   await fleet.upstream(needStrategies);
   if (needSim) await fleet.sim();
@@ -961,7 +961,7 @@ async function benchmark(opts: Options, fleet: Fleet, gen: LoadGenerator): Promi
     sluicePgid: (await fleet.startSluice()).pid,
     sluicePoliciesPgid: want.has('throughput') || want.has('cache') ? (await fleet.startSluice([], 'policies')).pid : 0,
     sluiceTracedPgid: want.has('throughput') ? (await fleet.startSluice([], 'traced')).pid : 0,
-    sluiceNoXffPgid: want.has('throughput') ? (await fleet.startSluice([], 'no-xff')).pid : 0,
+    sluiceXffPgid: want.has('throughput') ? (await fleet.startSluice([], 'xff')).pid : 0,
     sluiceStrategiesPgid: needStrategies ? (await fleet.startSluice([], 'strategies')).pid : 0,
     sluiceDefaultsPgid: needAi ? (await fleet.startSluice([], 'defaults')).pid : 0,
     sluiceDefaultsNoLogPgid: needAi ? (await fleet.startSluice([], 'defaults-nolog')).pid : 0,
@@ -1006,7 +1006,7 @@ async function benchmark(opts: Options, fleet: Fleet, gen: LoadGenerator): Promi
     sluice_vs_litellm_ai: ratioOf(ai?.rows ?? null, 'sluice-defaults', 'litellm', 'rps'),
     sluice_policies_vs_nginx_rps: rowOf(throughput, 'sluice-policies')?.vs_nginx ?? null,
     sluice_traced_vs_policies_rps: rowOf(throughput, 'sluice-traced')?.vs_nginx ?? null,
-    sluice_vs_nginx_rps_without_xff: rowOf(throughput, 'sluice-no-xff')?.vs_nginx ?? null,
+    sluice_vs_nginx_rps_with_xff: rowOf(throughput, 'sluice-xff')?.vs_nginx ?? null,
     sluice_vs_nginx_cpu_per_req: cpuRatio(throughput ?? clients),
     sluice_vs_nginx_cpu_per_stream: cpuRatio(sse),
     overhead_mean_us: lat('sluice')?.overhead_mean_us ?? null,

@@ -14,7 +14,7 @@ export interface ProxyRoute {
   readonly port: number;
   /** Answer repeated POSTs from nginx's proxy_cache (key: URI and body) instead of forwarding them. */
   readonly cache?: boolean;
-  /** Append the client address to X-Forwarded-For (default true), as sluice does. */
+  /** Append the client address to X-Forwarded-For (default false), as sluice does with `listen.forwarded_for`. */
   readonly forwardedFor?: boolean;
   /** Log every request, one JSON line with the request id, buffered (64 KiB) as a user would run it. */
   readonly accessLog?: boolean;
@@ -94,7 +94,7 @@ export function proxyConf(prefix: string, port: number, routes: readonly ProxyRo
       proxy_set_header Connection "";
       proxy_set_header Host 127.0.0.1:${r.port};
       # The same work sluice does on every request: forwarding headers and a request id.
-      ${r.forwardedFor === false ? '' : 'proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;'}
+      ${r.forwardedFor === true ? 'proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;' : ''}
       proxy_set_header X-Forwarded-Proto $scheme;
       proxy_set_header X-Forwarded-Host $host;
       proxy_set_header X-Request-ID $request_id;

@@ -84,7 +84,7 @@ export interface Results {
   /** Policies on with every request traced (OTLP export included) over policies on without tracing. */
   readonly sluice_traced_vs_policies_rps: number | null;
   /** Both without X-Forwarded-For: sluice's per-request client-address lookup (a getpeername) left out. */
-  readonly sluice_vs_nginx_rps_without_xff: number | null;
+  readonly sluice_vs_nginx_rps_with_xff: number | null;
   readonly sluice_vs_nginx_sse: number | null;
   /** The AI request (POST /v1/chat/completions, SDK headers): sluice as shipped over nginx with its JSON access log on. */
   readonly sluice_vs_nginx_ai_defaults: number | null;
@@ -231,7 +231,7 @@ export function renderMarkdown(r: Results): string {
     `| sluice_vs_nginx_rps | ${ratio(r.sluice_vs_nginx_rps)}${verdict(r.sluice_vs_nginx_rps, (v) => v >= 0.9)} | >= 0.9x (aim 1.0x) |`,
     `| sluice_policies_vs_nginx_rps | ${ratio(r.sluice_policies_vs_nginx_rps)}${verdict(r.sluice_policies_vs_nginx_rps, (v) => v >= 0.85)} | >= 0.85x |`,
     `| sluice_traced_vs_policies_rps (policies on, 100% of requests traced and exported over OTLP, vs the same untraced) | ${ratio(r.sluice_traced_vs_policies_rps)} | |`,
-    `| sluice_vs_nginx_rps_without_xff (both without X-Forwarded-For) | ${ratio(r.sluice_vs_nginx_rps_without_xff)} | |`,
+    `| sluice_vs_nginx_rps_with_xff (both append X-Forwarded-For) | ${ratio(r.sluice_vs_nginx_rps_with_xff)} | |`,
     `| sluice_vs_nginx_sse | ${ratio(r.sluice_vs_nginx_sse)} | |`,
     `| sluice_vs_nginx_ai_defaults (POST chat, sluice as shipped vs nginx with a buffered JSON access log) | ${ratio(r.sluice_vs_nginx_ai_defaults)}${verdict(r.sluice_vs_nginx_ai_defaults, (v) => v >= 0.9)} | >= 0.9x |`,
     `| sluice_vs_nginx_ai_nolog (both access logs off) | ${ratio(r.sluice_vs_nginx_ai_nolog)}${verdict(r.sluice_vs_nginx_ai_nolog, (v) => v >= 0.95)} | >= 0.95x |`,

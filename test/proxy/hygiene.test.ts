@@ -64,6 +64,7 @@ t.before(async () => {
   });
   const upstreamPort = await new Promise<number>((r) => upstream.listen(0, '127.0.0.1', () => r((upstream.address() as { port: number }).port)));
   gw = await startGateway({
+    listen: { host: '127.0.0.1', port: 0, forwarded_for: true },
     ports: { from: 18440, to: 18449 },
     deployments: [
       { model: 'demo', version: '1', runtime: 'sim' },
@@ -221,9 +222,9 @@ t.test('X-Forwarded-For, -Proto and -Host', async (t) => {
   t.equal(echoOf(two).headers['x-forwarded-for'], '203.0.113.7, 198.51.100.2, 127.0.0.1');
 });
 
-t.test('listen.forwarded_for: false passes a client chain through and appends nothing', async (t) => {
+t.test('by default (listen.forwarded_for: false) a client chain passes through and nothing is appended', async (t) => {
   const sim = await startSim([]);
-  const quiet = await startGateway({ listen: { host: '127.0.0.1', port: 0, forwarded_for: false }, deployments: [{ model: 'r', version: '1', runtime: 'remote', urls: [sim.url] }] });
+  const quiet = await startGateway({ deployments: [{ model: 'r', version: '1', runtime: 'remote', urls: [sim.url] }] });
   t.teardown(async () => {
     await quiet.stop();
     await sim.stop();

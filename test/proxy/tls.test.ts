@@ -84,7 +84,7 @@ async function nextLog(gateway: Gateway, msg: string, port: string, before: numb
 
 t.before(async () => {
   gw = await startGateway({
-    listen: { host: '127.0.0.1', port: 0, tls: live.gateway, hsts: { max_age_s: 600, include_subdomains: true } },
+    listen: { host: '127.0.0.1', port: 0, forwarded_for: true, tls: live.gateway, hsts: { max_age_s: 600, include_subdomains: true } },
     admin: { host: '127.0.0.1', port: 0, tls: live.admin },
     workers: 2,
     ports: { from: 18850, to: 18859 },
