@@ -66,6 +66,8 @@ const PORT = {
   adminDefaults: 29089,
   sluiceDefaultsNoLog: 29078,
   adminDefaultsNoLog: 29079,
+  // The AI section's uWS floor: the minimal POST forwarder of upstream-clients.ts.
+  uwsFloor: 29034,
   portkey: 29076,
   litellm: 29077,
   sim50: 29016,
@@ -585,6 +587,7 @@ const aiSpec = (port: number, prefix: string, stream = false, headers: Readonly<
  * like the proxies, on the same request to the same upstream).
  */
 async function aiSection(run: Run): Promise<{ rows: LoadRow[]; sse: LoadRow[]; peers: readonly string[] }> {
+  const floor = (await startClientProxies(run.fleet.group, run.fleet.pinning.proxy, PORT.upstream, PORT.uwsFloor, CONNECTIONS, ['sluice-pool']))[0]!;
   const targets: Target[] = [
     { key: 'direct', label: 'upstream direct (nginx return 200, ~300-byte chat.completion)', spec: aiSpec(PORT.upstream, '') },
     { key: 'nginx', label: 'nginx 1 worker -> upstream, access log off', spec: aiSpec(PORT.nginx, '/up-1'), pgid: run.nginxPgid },
@@ -599,6 +602,9 @@ async function aiSection(run: Run): Promise<{ rows: LoadRow[]; sse: LoadRow[]; p
     },
     // What the default policies cost on this request: the same with every policy off.
     { key: 'sluice-off', label: 'sluice 1 worker, every policy off, access log off', spec: aiSpec(PORT.sluice, '/up-1'), pgid: run.sluicePgid, pairedWith: 'nginx' },
+    // The least any proxy on uWS.js does for this request (headers and body forwarded with
+    // sluice's upstream client, nothing else): the ceiling of the HTTP layer sluice uses.
+    { key: 'uws-floor', label: 'uWS + sluice UpstreamPool, headers and body forwarded, nothing else', spec: aiSpec(PORT.uwsFloor, ''), pgid: floor.proc.pid, pairedWith: 'nginx' },
   ];
   const sseTargets: Target[] = [
     { key: 'nginx-log', label: `nginx 1 worker -> simulator (${AI_SSE_TOKENS} tokens), JSON access log`, spec: aiSpec(PORT.nginx, '/sim50-log', true), pgid: run.nginxPgid },
@@ -943,7 +949,7 @@ async function benchmark(opts: Options, fleet: Fleet, gen: LoadGenerator): Promi
   const needStamp = want.has('chunks');
   const needStrategies = want.has('strategies');
   const needAi = want.has('ai');
-  await fleet.checkPortsFree([PORT.upstream, PORT.nginx, PORT.sluice, PORT.admin, PORT.sluicePolicies, PORT.adminPolicies, PORT.sluiceXff, PORT.adminXff, ...(want.has('throughput') ? [PORT.sluiceTraced, PORT.adminTraced, PORT.otlpSink] : []), ...(needSim ? [PORT.sim] : []), ...(needSlowSim ? [PORT.simSlow] : []), ...(needStamp ? [PORT.stamp] : []), ...(want.has('clients') ? [0, 1, 2].map((i) => PORT.clients + i) : []), ...(needStrategies ? [PORT.upstreamB, PORT.sluiceStrategies, PORT.adminStrategies] : []), ...(needAi ? [PORT.sim50, PORT.sluiceDefaults, PORT.adminDefaults, PORT.sluiceDefaultsNoLog, PORT.adminDefaultsNoLog, PORT.portkey, PORT.litellm] : [])]);
+  await fleet.checkPortsFree([PORT.upstream, PORT.nginx, PORT.sluice, PORT.admin, PORT.sluicePolicies, PORT.adminPolicies, PORT.sluiceXff, PORT.adminXff, ...(want.has('throughput') ? [PORT.sluiceTraced, PORT.adminTraced, PORT.otlpSink] : []), ...(needSim ? [PORT.sim] : []), ...(needSlowSim ? [PORT.simSlow] : []), ...(needStamp ? [PORT.stamp] : []), ...(want.has('clients') ? [0, 1, 2].map((i) => PORT.clients + i) : []), ...(needStrategies ? [PORT.upstreamB, PORT.sluiceStrategies, PORT.adminStrategies] : []), ...(needAi ? [PORT.sim50, PORT.sluiceDefaults, PORT.adminDefaults, PORT.sluiceDefaultsNoLog, PORT.adminDefaultsNoLog, PORT.uwsFloor, PORT.portkey, PORT.litellm] : [])]);
   log('starting upstream nginx, nginx proxy, sluice' + (needSim ? ', simulator' : ''));
   await fleet.upstream(needStrategies);
   if (needSim) await fleet.sim();
@@ -1002,6 +1008,7 @@ async function benchmark(opts: Options, fleet: Fleet, gen: LoadGenerator): Promi
     sluice_vs_nginx_ai_nolog: rowOf(ai?.rows ?? null, 'sluice-nolog')?.vs_nginx ?? null,
     sluice_vs_nginx_ai_sse: rowOf(ai?.sse ?? null, 'sluice-defaults')?.vs_nginx ?? null,
     sluice_root_vs_path_ai: rowOf(ai?.rows ?? null, 'sluice-root')?.vs_nginx ?? null,
+    uws_floor_vs_nginx_ai: rowOf(ai?.rows ?? null, 'uws-floor')?.vs_nginx ?? null,
     sluice_vs_portkey_ai: ratioOf(ai?.rows ?? null, 'sluice-defaults', 'portkey', 'rps'),
     sluice_vs_litellm_ai: ratioOf(ai?.rows ?? null, 'sluice-defaults', 'litellm', 'rps'),
     sluice_policies_vs_nginx_rps: rowOf(throughput, 'sluice-policies')?.vs_nginx ?? null,

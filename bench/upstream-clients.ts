@@ -7,6 +7,9 @@
 // header forwarding, routing, ids or metrics, so each row is the ceiling that client allows,
 // and the gap between the sluice-pool row and the sluice row is what sluice's own features
 // and plumbing cost.
+// sluice-pool also forwards POSTs with the client's headers and body (the AI section's
+// uWS floor): the least a uWS proxy must do for the AI request, so its row is the ceiling
+// of this HTTP layer on that request, whatever a gateway built on it adds.
 //
 // Child mode (started by the bench, pinned like the other proxies):
 //   node dist-bench/upstream-clients.js --client undici-pool --port 29031 --upstream-port 29011
@@ -15,7 +18,7 @@
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import type { HttpResponse } from 'uWebSockets.js';
+import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { Dispatcher } from 'undici';
 import type { Proc, ProcessGroup } from './lib/procs.js';
 
@@ -127,6 +130,8 @@ type SluicePoolCtor = new (o: { host: string; port: number; maxConnections: numb
 class SluiceExchange {
   readonly res: HttpResponse;
   readonly head: string;
+  /** The request body sent with the head (a POST), or null. */
+  body: Buffer | null = null;
   aborted = false;
   status = 0;
   chunks: Buffer[] = [];
@@ -138,7 +143,7 @@ class SluiceExchange {
 
   onConnection(conn: SluiceConnection): boolean {
     if (this.aborted) return false;
-    conn.send(this, this.head, false, null, true);
+    conn.send(this, this.head, false, this.body, true);
     return true;
   }
 
@@ -169,6 +174,39 @@ class SluiceExchange {
 }
 
 type Forward = (res: HttpResponse, url: string) => { aborted: boolean };
+
+// The one forEach callback of the POST forwarder, writing into module scratch rather than
+// a closure per request (as sluice's readClientHead does).
+let headerLines = '';
+function collectHeader(name: string, value: string): void {
+  if (name !== 'host' && name !== 'connection' && name !== 'content-length') headerLines += `${name}: ${value}\r\n`;
+}
+
+/** Forwards a POST with the client's headers and its whole body (sluice-pool only). */
+async function makePostForward(upstreamPort: number, connections: number): Promise<(res: HttpResponse, req: HttpRequest) => void> {
+  const mod = (await import(new URL('../dist/proxy/upstream/index.js', import.meta.url).href)) as { UpstreamPool: SluicePoolCtor };
+  const pool = new mod.UpstreamPool({ host: '127.0.0.1', port: upstreamPort, maxConnections: connections, idleMs: 300_000 });
+  const host = `127.0.0.1:${upstreamPort}`;
+  return (res, req) => {
+    headerLines = '';
+    req.forEach(collectHeader);
+    const start = `POST ${req.getUrl()} HTTP/1.1\r\nhost: ${host}\r\n${headerLines}`;
+    const chunks: Buffer[] = [];
+    let ex: SluiceExchange | null = null;
+    res.onAborted(() => {
+      if (ex !== null) ex.aborted = true;
+    });
+    res.onData((ab, last) => {
+      chunks.push(Buffer.from(ab.slice(0)));
+      if (!last) return;
+      const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+      ex = new SluiceExchange(res, `${start}content-length: ${body.length}\r\n\r\n`);
+      ex.body = body;
+      const conn = pool.acquire(ex);
+      if (conn !== null) conn.send(ex, ex.head, false, body, true);
+    });
+  };
+}
 
 async function makeForward(kind: ClientKind, upstreamPort: number, connections: number): Promise<Forward> {
   const origin = `http://127.0.0.1:${upstreamPort}`;
@@ -245,6 +283,7 @@ async function serve(): Promise<void> {
       ex.aborted = true;
     });
   });
+  if (kind === 'sluice-pool') app.post('/*', await makePostForward(Number(values['upstream-port']), Number(values.connections)));
   // A clean exit on SIGTERM, so that --cpu-prof can write its profile.
   process.on('SIGTERM', () => process.exit(0));
   app.listen('127.0.0.1', port, (token) => {
