@@ -36,6 +36,7 @@ import { median, round } from './lib/stats.js';
 import { startNginxTls, tlsTargets } from './lib/tls.js';
 import type { OpenLoopResult } from './open-loop.js';
 import { busiestProfile, renderProfile, summariseProfile } from './profile.js';
+import { startRawFrontEnd } from './raw-front-end.js';
 import { CLIENT_LABELS, startClientProxies } from './upstream-clients.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -68,6 +69,8 @@ const PORT = {
   adminDefaultsNoLog: 29079,
   // The AI section's uWS floor: the minimal POST forwarder of upstream-clients.ts.
   uwsFloor: 29034,
+  // The AI section's raw floor: the same on Node's TCP handles (raw-front-end.ts).
+  rawFloor: 29035,
   portkey: 29076,
   litellm: 29077,
   sim50: 29016,
@@ -588,6 +591,7 @@ const aiSpec = (port: number, prefix: string, stream = false, headers: Readonly<
  */
 async function aiSection(run: Run): Promise<{ rows: LoadRow[]; sse: LoadRow[]; peers: readonly string[] }> {
   const floor = (await startClientProxies(run.fleet.group, run.fleet.pinning.proxy, PORT.upstream, PORT.uwsFloor, CONNECTIONS, ['sluice-pool']))[0]!;
+  const rawFloor = await startRawFrontEnd(run.fleet.group, run.fleet.pinning.proxy, PORT.upstream, PORT.rawFloor, CONNECTIONS);
   const targets: Target[] = [
     { key: 'direct', label: 'upstream direct (nginx return 200, ~300-byte chat.completion)', spec: aiSpec(PORT.upstream, '') },
     { key: 'nginx', label: 'nginx 1 worker -> upstream, access log off', spec: aiSpec(PORT.nginx, '/up-1'), pgid: run.nginxPgid },
@@ -605,6 +609,8 @@ async function aiSection(run: Run): Promise<{ rows: LoadRow[]; sse: LoadRow[]; p
     // The least any proxy on uWS.js does for this request (headers and body forwarded with
     // sluice's upstream client, nothing else): the ceiling of the HTTP layer sluice uses.
     { key: 'uws-floor', label: 'uWS + sluice UpstreamPool, headers and body forwarded, nothing else', spec: aiSpec(PORT.uwsFloor, ''), pgid: floor.proc.pid, pairedWith: 'nginx' },
+    // The same least work on Node's own TCP handles: what another front end could reach.
+    { key: 'raw-floor', label: "Node's TCP handles + sluice UpstreamPool, headers and body forwarded, nothing else", spec: aiSpec(PORT.rawFloor, ''), pgid: rawFloor.pid, pairedWith: 'nginx' },
   ];
   const sseTargets: Target[] = [
     { key: 'nginx-log', label: `nginx 1 worker -> simulator (${AI_SSE_TOKENS} tokens), JSON access log`, spec: aiSpec(PORT.nginx, '/sim50-log', true), pgid: run.nginxPgid },
@@ -949,7 +955,7 @@ async function benchmark(opts: Options, fleet: Fleet, gen: LoadGenerator): Promi
   const needStamp = want.has('chunks');
   const needStrategies = want.has('strategies');
   const needAi = want.has('ai');
-  await fleet.checkPortsFree([PORT.upstream, PORT.nginx, PORT.sluice, PORT.admin, PORT.sluicePolicies, PORT.adminPolicies, PORT.sluiceXff, PORT.adminXff, ...(want.has('throughput') ? [PORT.sluiceTraced, PORT.adminTraced, PORT.otlpSink] : []), ...(needSim ? [PORT.sim] : []), ...(needSlowSim ? [PORT.simSlow] : []), ...(needStamp ? [PORT.stamp] : []), ...(want.has('clients') ? [0, 1, 2].map((i) => PORT.clients + i) : []), ...(needStrategies ? [PORT.upstreamB, PORT.sluiceStrategies, PORT.adminStrategies] : []), ...(needAi ? [PORT.sim50, PORT.sluiceDefaults, PORT.adminDefaults, PORT.sluiceDefaultsNoLog, PORT.adminDefaultsNoLog, PORT.uwsFloor, PORT.portkey, PORT.litellm] : [])]);
+  await fleet.checkPortsFree([PORT.upstream, PORT.nginx, PORT.sluice, PORT.admin, PORT.sluicePolicies, PORT.adminPolicies, PORT.sluiceXff, PORT.adminXff, ...(want.has('throughput') ? [PORT.sluiceTraced, PORT.adminTraced, PORT.otlpSink] : []), ...(needSim ? [PORT.sim] : []), ...(needSlowSim ? [PORT.simSlow] : []), ...(needStamp ? [PORT.stamp] : []), ...(want.has('clients') ? [0, 1, 2].map((i) => PORT.clients + i) : []), ...(needStrategies ? [PORT.upstreamB, PORT.sluiceStrategies, PORT.adminStrategies] : []), ...(needAi ? [PORT.sim50, PORT.sluiceDefaults, PORT.adminDefaults, PORT.sluiceDefaultsNoLog, PORT.adminDefaultsNoLog, PORT.uwsFloor, PORT.rawFloor, PORT.portkey, PORT.litellm] : [])]);
   log('starting upstream nginx, nginx proxy, sluice' + (needSim ? ', simulator' : ''));
   await fleet.upstream(needStrategies);
   if (needSim) await fleet.sim();
@@ -1009,6 +1015,7 @@ async function benchmark(opts: Options, fleet: Fleet, gen: LoadGenerator): Promi
     sluice_vs_nginx_ai_sse: rowOf(ai?.sse ?? null, 'sluice-defaults')?.vs_nginx ?? null,
     sluice_root_vs_path_ai: rowOf(ai?.rows ?? null, 'sluice-root')?.vs_nginx ?? null,
     uws_floor_vs_nginx_ai: rowOf(ai?.rows ?? null, 'uws-floor')?.vs_nginx ?? null,
+    raw_floor_vs_nginx_ai: rowOf(ai?.rows ?? null, 'raw-floor')?.vs_nginx ?? null,
     sluice_vs_portkey_ai: ratioOf(ai?.rows ?? null, 'sluice-defaults', 'portkey', 'rps'),
     sluice_vs_litellm_ai: ratioOf(ai?.rows ?? null, 'sluice-defaults', 'litellm', 'rps'),
     sluice_policies_vs_nginx_rps: rowOf(throughput, 'sluice-policies')?.vs_nginx ?? null,

@@ -95,6 +95,7 @@ export interface Results {
   /** The AI request at sluice's root (routed by the body's model) over the same on its path route. */
   readonly sluice_root_vs_path_ai: number | null;
   readonly uws_floor_vs_nginx_ai: number | null;
+  readonly raw_floor_vs_nginx_ai: number | null;
   /** sluice as shipped over each peer gateway, req/s on the AI request (null: the peer could not be installed). */
   readonly sluice_vs_portkey_ai: number | null;
   readonly sluice_vs_litellm_ai: number | null;
@@ -239,6 +240,7 @@ export function renderMarkdown(r: Results): string {
     `| sluice_vs_nginx_ai_sse (50 tokens, logs on) | ${ratio(r.sluice_vs_nginx_ai_sse)}${verdict(r.sluice_vs_nginx_ai_sse, (v) => v >= 1)} | >= 1.0x |`,
     `| sluice_root_vs_path_ai (POST /v1/chat/completions at the root, routed by the body's model, vs /up-1/v1/...) | ${ratio(r.sluice_root_vs_path_ai)}${verdict(r.sluice_root_vs_path_ai, (v) => v >= 0.95)} | >= 0.95x |`,
     `| uws_floor_vs_nginx_ai (the least a uWS.js proxy does for the AI request, vs nginx, logs off: the ceiling of sluice's HTTP layer) | ${ratio(r.uws_floor_vs_nginx_ai)} | |`,
+    `| raw_floor_vs_nginx_ai (the same least work on Node's own TCP handles instead of uWS.js: what another front end could reach) | ${ratio(r.raw_floor_vs_nginx_ai)} | |`,
     `| sluice_vs_portkey_ai | ${ratio(r.sluice_vs_portkey_ai)}${verdict(r.sluice_vs_portkey_ai, (v) => v >= 50)} | >= 50x |`,
     `| sluice_vs_litellm_ai | ${ratio(r.sluice_vs_litellm_ai)}${verdict(r.sluice_vs_litellm_ai, (v) => v >= 200)} | >= 200x |`,
     `| sluice_vs_nginx_cpu_per_req (GET; above 1 = sluice spends more CPU) | ${ratio(r.sluice_vs_nginx_cpu_per_req)} | |`,
