@@ -16,6 +16,7 @@ import { createServer, type Socket } from 'node:net';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { Proc, ProcessGroup } from './lib/procs.js';
+import { CollectingExchange, type SluicePool, type SluicePoolCtor } from './upstream-clients.js';
 
 /** Starts the raw front end on `port`, forwarding to the upstream on `upstreamPort`. */
 export async function startRawFrontEnd(group: ProcessGroup, cpus: string | null, upstreamPort: number, port: number, connections: number): Promise<Proc> {
@@ -37,12 +38,6 @@ interface StreamHandle {
   onread: (arrayBuffer: ArrayBuffer) => unknown;
   useUserBuffer(buf: Uint8Array): void;
 }
-interface UpstreamConnection {
-  send(handler: ClientConnection, head: string, noResponseBody: boolean, firstBody: Buffer | null, requestDone: boolean): boolean;
-}
-interface UpstreamPool {
-  acquire(waiter: ClientConnection): UpstreamConnection | null;
-}
 
 const binding = (process as unknown as { binding(name: string): Record<string, unknown> }).binding('stream_wrap');
 const STATE = binding['streamBaseState'] as Int32Array;
@@ -52,20 +47,19 @@ const WriteWrap = binding['WriteWrap'] as new () => WriteReq;
 const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 const HEAD_END = Buffer.from('\r\n\r\n');
 
-let pool: UpstreamPool;
+let pool: SluicePool;
 let upstreamHost = '';
 
-class ClientConnection {
+/** A client connection, and the exchange of its current request (no pipelining). */
+class ClientConnection extends CollectingExchange {
   readonly socket: Socket;
   readonly handle: StreamHandle;
   #req: WriteReq = new WriteWrap();
   /** Bytes of a request not yet whole (a head or body split over reads). */
   #partial: Buffer | null = null;
-  #head = '';
-  status = 0;
-  chunks: Buffer[] = [];
 
   constructor(socket: Socket) {
+    super();
     this.socket = socket;
     this.handle = (socket as unknown as { _handle: StreamHandle })._handle;
     this.handle.useUserBuffer(READ_BUFFER);
@@ -109,27 +103,11 @@ class ClientConnection {
     const body = Buffer.from(buf.subarray(bodyStart, bodyStart + contentLength));
     const space = requestLine.indexOf(' ');
     const target = requestLine.slice(0, requestLine.lastIndexOf(' '));
-    this.#head = `${target.slice(0, space)} ${target.slice(space + 1)} HTTP/1.1\r\nhost: ${upstreamHost}\r\ncontent-length: ${contentLength}\r\n${lines}\r\n`;
+    this.head = `${target.slice(0, space)} ${target.slice(space + 1)} HTTP/1.1\r\nhost: ${upstreamHost}\r\ncontent-length: ${contentLength}\r\n${lines}\r\n`;
     this.chunks = [];
-    this.#body = body;
+    this.body = body;
     const conn = pool.acquire(this);
-    if (conn !== null) conn.send(this, this.#head, false, body, true);
-  }
-
-  #body: Buffer | null = null;
-
-  onConnection(conn: UpstreamConnection): boolean {
-    conn.send(this, this.#head, false, this.#body, true);
-    return true;
-  }
-
-  onResponseHead(status: number): void {
-    this.status = status;
-  }
-
-  onResponseData(chunk: Buffer): boolean {
-    this.chunks.push(chunk);
-    return true;
+    if (conn !== null) conn.send(this, this.head, false, body, true);
   }
 
   onResponseEnd(): void {
@@ -142,8 +120,6 @@ class ClientConnection {
   onResponseError(): void {
     this.socket.destroy();
   }
-
-  onRequestDrain(): void {}
 
   corked(fn: () => void): void {
     fn();
@@ -158,9 +134,7 @@ async function serve(): Promise<void> {
   const port = Number(values.port);
   const upstreamPort = Number(values['upstream-port']);
   upstreamHost = `127.0.0.1:${upstreamPort}`;
-  const mod = (await import(new URL('../dist/proxy/upstream/index.js', import.meta.url).href)) as {
-    UpstreamPool: new (o: { host: string; port: number; maxConnections: number; idleMs: number }) => UpstreamPool;
-  };
+  const mod = (await import(new URL('../dist/proxy/upstream/index.js', import.meta.url).href)) as { UpstreamPool: SluicePoolCtor };
   pool = new mod.UpstreamPool({ host: '127.0.0.1', port: upstreamPort, maxConnections: Number(values.connections), idleMs: 300_000 });
   const server = createServer({ noDelay: true }, (socket) => new ClientConnection(socket));
   process.on('SIGTERM', () => process.exit(0));

@@ -119,27 +119,26 @@ class UndiciExchange implements Dispatcher.DispatchHandler {
 }
 
 /** The parts of sluice's upstream client this bench relies on (dist/proxy/upstream). */
-interface SluiceConnection {
-  send(handler: SluiceExchange, head: string, noResponseBody: boolean, firstBody: Buffer | null, requestDone: boolean): boolean;
+export interface SluiceConnection {
+  send(handler: CollectingExchange, head: string, noResponseBody: boolean, firstBody: Buffer | null, requestDone: boolean): boolean;
 }
-interface SluicePool {
-  acquire(waiter: SluiceExchange): SluiceConnection | null;
+export interface SluicePool {
+  acquire(waiter: CollectingExchange): SluiceConnection | null;
 }
-type SluicePoolCtor = new (o: { host: string; port: number; maxConnections: number; idleMs: number }) => SluicePool;
+export type SluicePoolCtor = new (o: { host: string; port: number; maxConnections: number; idleMs: number }) => SluicePool;
 
-class SluiceExchange {
-  readonly res: HttpResponse;
-  readonly head: string;
+/**
+ * One request through sluice's upstream client, sent whole (head and body) and answered
+ * whole: what the minimal proxies here and in raw-front-end.ts share. A subclass writes the
+ * answer to its client.
+ */
+export abstract class CollectingExchange {
+  head = '';
   /** The request body sent with the head (a POST), or null. */
   body: Buffer | null = null;
   aborted = false;
   status = 0;
   chunks: Buffer[] = [];
-
-  constructor(res: HttpResponse, head: string) {
-    this.res = res;
-    this.head = head;
-  }
 
   onConnection(conn: SluiceConnection): boolean {
     if (this.aborted) return false;
@@ -156,6 +155,22 @@ class SluiceExchange {
     return true;
   }
 
+  onRequestDrain(): void {}
+
+  abstract onResponseEnd(): void;
+  abstract onResponseError(): void;
+  abstract corked(fn: () => void): void;
+}
+
+class SluiceExchange extends CollectingExchange {
+  readonly res: HttpResponse;
+
+  constructor(res: HttpResponse, head: string) {
+    super();
+    this.res = res;
+    this.head = head;
+  }
+
   // The connection calls this from inside corked(), like every parser callback.
   onResponseEnd(): void {
     if (!this.aborted) reply(this.res, this.status, this.chunks);
@@ -164,8 +179,6 @@ class SluiceExchange {
   onResponseError(): void {
     if (!this.aborted) this.res.cork(() => replyError(this.res));
   }
-
-  onRequestDrain(): void {}
 
   corked(fn: () => void): void {
     if (this.aborted) fn();
