@@ -284,7 +284,7 @@ export const configSchema: Field = {
         host: { kind: 'string', default: '0.0.0.0' },
         port: { kind: 'int', default: 8080, min: 0, max: 65_535 },
         // Append the client's address to X-Forwarded-For. Off by default, as in nginx,
-        // HAProxy and Envoy: model servers do not read it, and the access line records the
+        // HAProxy and Envoy: model servers do not need it, and the access line records the
         // client anyway. uWS has no per-connection hook, so on it costs a getpeername per
         // request (about 10% of throughput on small requests). Off, a client's own
         // X-Forwarded-For still passes through unchanged.
