@@ -101,9 +101,9 @@ class ClientConnection extends CollectingExchange {
     }
     this.#partial = null;
     const body = Buffer.from(buf.subarray(bodyStart, bodyStart + contentLength));
-    const space = requestLine.indexOf(' ');
-    const target = requestLine.slice(0, requestLine.lastIndexOf(' '));
-    this.head = `${target.slice(0, space)} ${target.slice(space + 1)} HTTP/1.1\r\nhost: ${upstreamHost}\r\ncontent-length: ${contentLength}\r\n${lines}\r\n`;
+    // The method and target as the client sent them, before its HTTP version.
+    const methodAndTarget = requestLine.slice(0, requestLine.lastIndexOf(' '));
+    this.head = `${methodAndTarget} HTTP/1.1\r\nhost: ${upstreamHost}\r\ncontent-length: ${contentLength}\r\n${lines}\r\n`;
     this.chunks = [];
     this.body = body;
     const conn = pool.acquire(this);

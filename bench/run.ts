@@ -107,7 +107,7 @@ type SluiceVariant = 'plain' | 'policies' | 'xff' | 'strategies' | 'defaults' | 
 const SLUICE_PORTS: Record<SluiceVariant, { port: number; admin: number }> = {
   plain: { port: PORT.sluice, admin: PORT.admin },
   policies: { port: PORT.sluicePolicies, admin: PORT.adminPolicies },
-  'xff': { port: PORT.sluiceXff, admin: PORT.adminXff },
+  xff: { port: PORT.sluiceXff, admin: PORT.adminXff },
   strategies: { port: PORT.sluiceStrategies, admin: PORT.adminStrategies },
   defaults: { port: PORT.sluiceDefaults, admin: PORT.adminDefaults },
   'defaults-nolog': { port: PORT.sluiceDefaultsNoLog, admin: PORT.adminDefaultsNoLog },

@@ -83,7 +83,7 @@ export interface Results {
   readonly sluice_policies_vs_nginx_rps: number | null;
   /** Policies on with every request traced (OTLP export included) over policies on without tracing. */
   readonly sluice_traced_vs_policies_rps: number | null;
-  /** Both without X-Forwarded-For: sluice's per-request client-address lookup (a getpeername) left out. */
+  /** Both appending X-Forwarded-For (policies off): what sluice's per-request client-address lookup (a getpeername) costs it. */
   readonly sluice_vs_nginx_rps_with_xff: number | null;
   readonly sluice_vs_nginx_sse: number | null;
   /** The AI request (POST /v1/chat/completions, SDK headers): sluice as shipped over nginx with its JSON access log on. */
@@ -94,6 +94,7 @@ export interface Results {
   readonly sluice_vs_nginx_ai_sse: number | null;
   /** The AI request at sluice's root (routed by the body's model) over the same on its path route. */
   readonly sluice_root_vs_path_ai: number | null;
+  /** The AI request through the thinnest proxy on uWS.js, and on Node's TCP handles, over nginx without a log. */
   readonly uws_floor_vs_nginx_ai: number | null;
   readonly raw_floor_vs_nginx_ai: number | null;
   /** sluice as shipped over each peer gateway, req/s on the AI request (null: the peer could not be installed). */
