@@ -3,13 +3,18 @@
 # reached as `remote` replicas. test/deploy/ lints this file with hadolint and runs its
 # ENTRYPOINT, CMD, ENV, USER and HEALTHCHECK as written.
 
-FROM node:20-bookworm-slim AS build
+# The full image (not -slim) to build in: it has gcc and libc6-dev for the Node-API addon
+# native/reuseport.c, and node_api.h under /usr/local/include/node. Only its output reaches
+# the final stage, which has no compiler.
+FROM node:20-bookworm AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json ./
 COPY src ./src
-RUN npx tsc -p tsconfig.json && npm prune --omit=dev
+COPY scripts/build-native.sh ./scripts/
+COPY native/reuseport.c ./native/
+RUN npx tsc -p tsconfig.json && bash scripts/build-native.sh && npm prune --omit=dev
 
 FROM node:20-bookworm-slim
 # Debian's tini (bookworm) as PID 1: it passes SIGTERM on to sluice, which drains and then
@@ -37,6 +42,7 @@ ENV NODE_ENV=production \
     SLUICE_STATE_DIR=/var/lib/sluice
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+COPY --from=build /app/native/build/reuseport.node ./native/build/
 COPY package.json ./
 COPY config ./config
 VOLUME /var/lib/sluice

@@ -79,6 +79,8 @@ for v in a b; do
   cp -r "$ROOT/dist" "$WORK/$v/dist"
   cp "$ROOT/package.json" "$WORK/$v/"
   ln -s "$ROOT/node_modules" "$WORK/$v/node_modules"
+  # The node front end's SO_REUSEPORT addon (scripts/build-native.sh), found from dist/.
+  ln -s "$ROOT/native" "$WORK/$v/native"
 done
 if [ -n "$REV" ]; then
   git -C "$ROOT" worktree add -q --detach "$WORK/rev" "$REV"

@@ -46,5 +46,9 @@ if [ "${1:-}" = "--test" ]; then
   bash scripts/setup-schemathesis.sh
 fi
 
+# The C compiler for native/reuseport.c (scripts/build-native.sh); libc6-dev: gcc only recommends it.
+command -v gcc >/dev/null 2>&1 || apt_install gcc libc6-dev
+
 log "building (tsc)"
 npx tsc -p tsconfig.json
+bash scripts/build-native.sh

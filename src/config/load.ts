@@ -71,6 +71,9 @@ export function loadConfig(file: string | null, env: NodeJS.ProcessEnv = process
 /** Checks that span several fields, then freezes. */
 function finalize(config: Config): Config {
   if (config.ports.from > config.ports.to) throw new ConfigError('ports.from', `must be <= ports.to (${config.ports.to})`);
+  if (config.listen.front_end === 'node' && config.listen.tls !== undefined) {
+    throw new ConfigError('listen.front_end', 'node serves plain HTTP only: with listen.tls the front end is uws');
+  }
   const hsts = config.listen.hsts;
   if (hsts !== undefined) {
     // RFC 6797 8.1: a browser ignores the header over plain HTTP, so it would promise nothing.

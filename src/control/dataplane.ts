@@ -15,6 +15,10 @@ export interface DataPlaneOptions {
   readonly accessLog: AccessLogSettings;
   /** Append the client's address to X-Forwarded-For (config listen.forwarded_for). */
   readonly forwardedFor: boolean;
+  /** What reads client requests (config listen.front_end). */
+  readonly frontEnd: WorkerInit['frontEnd'];
+  /** Config listen.client_idle_timeout_ms (the node front end). */
+  readonly clientIdleTimeoutMs: number;
   /** HTTPS on the gateway port (config listen.tls); null: plain HTTP. */
   readonly tls: TlsFiles | null;
   /** Strict-Transport-Security value of every response (config listen.hsts); null: none. */
@@ -78,7 +82,7 @@ export class DataPlane {
     const listening: Promise<void>[] = [];
     for (let i = 0; i < o.workers; i++) {
       const init: WorkerInit = {
-        workerIndex: i, host: o.host, port: o.port, logLevel: o.logLevel, accessLog: o.accessLog, forwardedFor: o.forwardedFor, tls: o.tls, hsts: o.hsts,
+        workerIndex: i, host: o.host, port: o.port, logLevel: o.logLevel, accessLog: o.accessLog, forwardedFor: o.forwardedFor, frontEnd: o.frontEnd, clientIdleTimeoutMs: o.clientIdleTimeoutMs, tls: o.tls, hsts: o.hsts,
         shared: o.shared, redis: o.redis, rateLimitFailOpen: o.rateLimitFailOpen, tracing: o.tracing, snapshot,
       };
       const worker = new Worker(WORKER_URL, { workerData: init });

@@ -25,6 +25,10 @@ export const ERRORS = {
   SLUICE_ERR_CONFIG_OWNED: { status: 409, message: 'defined in the config file: change it there' },
   SLUICE_ERR_BODY_TOO_LARGE: { status: 413, message: 'request body exceeds the configured limit' },
   SLUICE_ERR_RATE_LIMITED: { status: 429, message: 'rate limit exceeded' },
+  // A request the node front end cannot read (src/proxy/front-end/request-parser.ts).
+  SLUICE_ERR_HEADERS_TOO_LARGE: { status: 431, message: 'the request head exceeds the limit' },
+  SLUICE_ERR_TRANSFER_CODING: { status: 501, message: 'the request uses a transfer coding other than chunked' },
+  SLUICE_ERR_HTTP_VERSION: { status: 505, message: 'only HTTP/1.0 and HTTP/1.1 are served' },
   SLUICE_ERR_INTERNAL: { status: 500, message: 'internal gateway error' },
   SLUICE_ERR_UPSTREAM_CONNECT: { status: 502, message: 'upstream refused or reset the connection' },
   SLUICE_ERR_UPSTREAM_PROTOCOL: { status: 502, message: 'upstream sent an invalid HTTP response' },

@@ -1,11 +1,11 @@
-// One client request and its upstream request: the bridge between a uWS HttpResponse and
+// One client request and its upstream request: the bridge between a client's response and
 // an UpstreamConnection. It streams both bodies through with backpressure both ways and
 // aborts the upstream the moment the client goes away.
 
 // Imported, not the global: a module binding costs less per use than Node's global
 // accessor (measured ~12 ns per Buffer use).
 import { Buffer } from 'node:buffer';
-import type { HttpResponse } from 'uWebSockets.js';
+import { bytesOf, type ClientResponse } from './front-end/client.js';
 import { errorBody, ERRORS, ollamaErrorBody, type ErrorCode } from '../errors/index.js';
 import type { CachedResponse, CacheWant, TokenCounter, Verdict } from '../policy/index.js';
 import type { DeploymentRoute, KeyRoute, ReplicaRoute } from './route-table.js';
@@ -110,7 +110,7 @@ export interface BodyWaiter {
 }
 
 export class Exchange implements AttemptClient {
-  readonly res: HttpResponse;
+  readonly res: ClientResponse;
   readonly #owner: ExchangeOwner;
   readonly requestId: string;
   readonly method: string;
@@ -227,7 +227,7 @@ export class Exchange implements AttemptClient {
 
   constructor(
     owner: ExchangeOwner,
-    res: HttpResponse,
+    res: ClientResponse,
     requestId: string,
     method: string,
     route: DeploymentRoute,
@@ -400,10 +400,11 @@ export class Exchange implements AttemptClient {
     }
   }
 
-  /** A piece of the client's request body (uWS onData; the ArrayBuffer dies on return). */
-  onClientData(ab: ArrayBuffer, isLast: boolean): void {
+  /** A piece of the client's request body (onData: the bytes die on return). */
+  onClientData(data: ArrayBuffer | Uint8Array, isLast: boolean): void {
     if (this.#finished) return;
-    const n = ab.byteLength;
+    const bytes = bytesOf(data);
+    const n = bytes.length;
     this.#bodyBytes += n;
     if (this.#bodyBytes > this.route.maxBodyBytes) {
       this.route.stats.refused('SLUICE_ERR_BODY_TOO_LARGE');
@@ -414,14 +415,14 @@ export class Exchange implements AttemptClient {
     const attempt = this.attempt;
     if (attempt !== null && attempt.awaitsFirstPiece && n > 0 && this.#sentBody === null && !this.#chunkedUpload && coalescesWithHead(n)) {
       // The usual small upload: its first piece leaves with the head in one buffer that send
-      // fills before uWS's ArrayBuffer dies on return, so the piece needs no copy of its own.
-      if (!attempt.sendBody(new Uint8Array(ab), isLast) && !isLast) this.#pauseClient();
+      // fills before the client's bytes die on return, so the piece needs no copy of its own.
+      if (!attempt.sendBody(bytes, isLast) && !isLast) this.#pauseClient();
       return;
     }
     let chunk: Buffer | null = null;
     if (n > 0) {
       chunk = Buffer.allocUnsafe(n);
-      chunk.set(new Uint8Array(ab));
+      chunk.set(bytes);
     }
     if (attempt === null || !attempt.connected) {
       if (chunk !== null) (this.#heldBody ??= []).push(chunk);

@@ -4,7 +4,7 @@
 
 import { Buffer } from 'node:buffer';
 import { performance } from 'node:perf_hooks';
-import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
+import type { ClientRequest, ClientResponse } from './front-end/client.js';
 import { NoReplica, ReplicaQueue, type DeploymentCounters } from '../balancer/index.js';
 import { errorBody, ERRORS, type ErrorCode } from '../errors/index.js';
 import { hashKey, presentedKey, TokenCounter, type RateLimiter, type RedisCache } from '../policy/index.js';
@@ -54,7 +54,7 @@ const QUEUE_POLL_MS = 5;
 export const FORWARDED_METHODS = Object.freeze([
   ['get', 'GET'], ['head', 'HEAD'], ['post', 'POST'], ['put', 'PUT'], ['patch', 'PATCH'], ['del', 'DELETE'], ['options', 'OPTIONS'],
 ] as const);
-type RouteHandler = (res: HttpResponse, req: HttpRequest) => void;
+type RouteHandler = (res: ClientResponse, req: ClientRequest) => void;
 
 const SWEEP_INTERVAL_MS = 100;
 
@@ -72,6 +72,11 @@ interface RejectOptions {
   readonly head?: ClientHead;
 }
 const NO_OPTIONS: RejectOptions = Object.freeze({});
+/** The error code of each status the node front end's parser refuses with. */
+const MALFORMED: Readonly<Record<number, ErrorCode>> = Object.freeze({
+  400: 'SLUICE_ERR_BAD_REQUEST', 413: 'SLUICE_ERR_BODY_TOO_LARGE', 431: 'SLUICE_ERR_HEADERS_TOO_LARGE',
+  501: 'SLUICE_ERR_TRANSFER_CODING', 505: 'SLUICE_ERR_HTTP_VERSION',
+});
 const ALLOW_ANY = Object.freeze([['allow', 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS'] as const]);
 const ALLOW_GET = Object.freeze([['allow', 'GET, HEAD'] as const]);
 const ALLOW_POST = Object.freeze([['allow', 'POST'] as const]);
@@ -144,6 +149,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
       },
     });
     this.handleOther = this.handleOther.bind(this);
+    this.refuseMalformed = this.refuseMalformed.bind(this);
   }
 
   /**
@@ -162,11 +168,20 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
   }
 
   /** Any other method (uWS's `any` route): 405. */
-  handleOther(res: HttpResponse, req: HttpRequest): void {
+  handleOther(res: ClientResponse, req: ClientRequest): void {
     const head = readClientHead(req);
     const requestId = head.requestId !== '' ? head.requestId : this.#nextRequestId();
     const method = req.getMethod().toUpperCase();
     this.#reject(res, 'SLUICE_ERR_METHOD_NOT_ALLOWED', `method ${method} is not supported`, requestId, method, req.getUrl(), { headers: ALLOW_ANY });
+  }
+
+  /**
+   * A request the node front end could not parse, answered with its `status` (400, 413,
+   * 431, 501, 505): the connection closes after it, as what follows cannot be framed.
+   */
+  refuseMalformed(res: ClientResponse, status: number, message: string): void {
+    const code = MALFORMED[status] ?? 'SLUICE_ERR_BAD_REQUEST';
+    this.#reject(res, code, message, this.#nextRequestId(), '', '', { close: true });
   }
 
   #nextRequestId(): string {
@@ -209,7 +224,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     return this.#compiler.statsSnapshot();
   }
 
-  #handle(res: HttpResponse, req: HttpRequest, method: string): void {
+  #handle(res: ClientResponse, req: ClientRequest, method: string): void {
     const url = req.getUrl();
     const head = readClientHead(req);
     const requestId = head.requestId !== '' ? head.requestId : this.#nextRequestId();
@@ -272,7 +287,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
   }
 
   /** A path no route's segment matches: the front door, the health endpoints, or a 404. */
-  #unmatched(res: HttpResponse, req: HttpRequest, head: ClientHead, method: string, url: string, requestId: string): void {
+  #unmatched(res: ClientResponse, req: ClientRequest, head: ClientHead, method: string, url: string, requestId: string): void {
     const protocol = modelEndpoint(url);
     if (protocol !== undefined) {
       if (method !== 'POST') {
@@ -331,7 +346,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
    * Returns the exchange.
    */
   #admit(
-    res: HttpResponse, head: ClientHead, route: DeploymentRoute, alias: boolean, key: KeyRoute | undefined, requestId: string, method: string, url: string, rest: string,
+    res: ClientResponse, head: ClientHead, route: DeploymentRoute, alias: boolean, key: KeyRoute | undefined, requestId: string, method: string, url: string, rest: string,
     query: string, client: string, body: Buffer | null, ollamaErrors: boolean, requestedModel: string | null,
   ): Exchange {
     const expectBody = head.chunked || head.contentLength > 0;
@@ -608,12 +623,12 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
   }
 
   /** Answers with a gateway error without contacting any upstream. */
-  #reject(res: HttpResponse, code: ErrorCode, message: string, requestId: string, method: string, url: string, opts: RejectOptions = NO_OPTIONS): void {
+  #reject(res: ClientResponse, code: ErrorCode, message: string, requestId: string, method: string, url: string, opts: RejectOptions = NO_OPTIONS): void {
     this.#answer(res, ERRORS[code].status, opts.body ?? errorBody(code, message, requestId), requestId, method, url, opts, code);
   }
 
   /** Answers with JSON the gateway made (an error, a model list), without contacting any upstream. */
-  #answer(res: HttpResponse, status: number, body: string, requestId: string, method: string, url: string, opts: RejectOptions = NO_OPTIONS, code: ErrorCode | null = null): void {
+  #answer(res: ClientResponse, status: number, body: string, requestId: string, method: string, url: string, opts: RejectOptions = NO_OPTIONS, code: ErrorCode | null = null): void {
     const log = this.#accessLog;
     const logged = log !== null && (log.all || status >= 500);
     // Read before the answer: a response that has ended may not be touched.
@@ -631,7 +646,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     if (code !== null) this.#tracer?.refused(opts.head ?? null, method, url, status, code, requestId, opts.route?.id ?? null);
   }
 
-  #health(res: HttpResponse, url: string, method: string, requestId: string): void {
+  #health(res: ClientResponse, url: string, method: string, requestId: string): void {
     if (method !== 'GET' && method !== 'HEAD') {
       this.#reject(res, 'SLUICE_ERR_METHOD_NOT_ALLOWED', `${url} accepts GET only`, requestId, method, url, { headers: ALLOW_GET });
       return;
@@ -706,7 +721,7 @@ let lastB = -1;
 let lastC = -1;
 let lastD = -1;
 let lastText = '';
-function clientAddress(res: HttpResponse): string {
+function clientAddress(res: ClientResponse): string {
   const ab = res.getRemoteAddress();
   if (ab.byteLength === 4) {
     const bytes = new Uint8Array(ab);

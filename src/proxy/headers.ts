@@ -2,7 +2,7 @@
 // gateway; the gateway sets Host, X-Forwarded-* and x-request-id itself and owns the
 // message framing (Content-Length / Transfer-Encoding) on each side.
 
-import type { HttpRequest } from 'uWebSockets.js';
+import type { ClientRequest } from './front-end/client.js';
 import { connectionTokens, HeaderKind } from './upstream/header-names.js';
 
 export { connectionTokens, HeaderKind, kindOfName, sameName, startsWithName } from './upstream/header-names.js';
@@ -119,10 +119,10 @@ function collectHeader(name: string, value: string): void {
 }
 
 /**
- * Reads the client's request headers once (uWS's HttpRequest dies with the handler). The
+ * Reads the client's request headers once (the request dies with the handler). The
  * result is shared scratch, valid until the next call: read it, do not keep it.
  */
-export function readClientHead(req: HttpRequest): ClientHead {
+export function readClientHead(req: ClientRequest): ClientHead {
   const head = scratch;
   head.headerLines = '';
   head.host = '';

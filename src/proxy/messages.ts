@@ -40,6 +40,10 @@ export interface WorkerInit {
   readonly logLevel: string;
   readonly accessLog: AccessLogSettings;
   readonly forwardedFor: boolean;
+  /** What reads client requests (config listen.front_end): uWS, or the node front end (plain HTTP). */
+  readonly frontEnd: 'uws' | 'node';
+  /** The node front end closes a client connection that sends nothing for this long (config listen.client_idle_timeout_ms). */
+  readonly clientIdleTimeoutMs: number;
   /** HTTPS on the gateway port (config listen.tls); null: plain HTTP. */
   readonly tls: TlsFiles | null;
   /** The Strict-Transport-Security value every response carries (config listen.hsts); null: none. */

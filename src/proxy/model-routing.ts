@@ -10,7 +10,7 @@
 
 import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
-import type { HttpResponse } from 'uWebSockets.js';
+import { bytesOf, type ClientResponse } from './front-end/client.js';
 import type { DeploymentCounters } from '../balancer/index.js';
 import { errorBody, ollamaErrorBody, type ErrorCode } from '../errors/index.js';
 import { MODEL_ENDPOINTS, Protocol } from '../genai-endpoints.js';
@@ -184,7 +184,7 @@ const MIN_BUFFER = 4096;
  */
 export class ModelRequest {
   readonly #owner: ModelRequestOwner;
-  readonly res: HttpResponse;
+  readonly res: ClientResponse;
   readonly head: ClientHead;
   readonly requestId: string;
   readonly method: string;
@@ -211,7 +211,7 @@ export class ModelRequest {
   requestedModel: string | null = null;
 
   constructor(
-    owner: ModelRequestOwner, res: HttpResponse, head: ClientHead, requestId: string, method: string, url: string, rest: string, query: string, client: string,
+    owner: ModelRequestOwner, res: ClientResponse, head: ClientHead, requestId: string, method: string, url: string, rest: string, query: string, client: string,
     key: KeyRoute | undefined, table: RouteTable, protocol: Protocol, route: DeploymentRoute | null, alias: boolean,
   ) {
     this.#owner = owner;
@@ -271,9 +271,10 @@ export class ModelRequest {
     this.#owner.reading(-1);
   }
 
-  #onData(ab: ArrayBuffer, isLast: boolean): void {
+  #onData(data: ArrayBuffer | Uint8Array, isLast: boolean): void {
     if (this.#done) return;
-    const length = this.#length + ab.byteLength;
+    const bytes = bytesOf(data);
+    const length = this.#length + bytes.length;
     if (length > this.#limit) {
       this.#end();
       this.#owner.refuseRead(this, 'SLUICE_ERR_BODY_TOO_LARGE', `request body exceeds ${this.#limit} bytes`, true);
@@ -284,7 +285,7 @@ export class ModelRequest {
       this.#body.copy(grown, 0, 0, this.#length);
       this.#body = grown;
     }
-    this.#body.set(new Uint8Array(ab), this.#length);
+    this.#body.set(bytes, this.#length);
     this.#length = length;
     if (isLast) this.#finish();
   }

@@ -1,5 +1,5 @@
 import { Buffer } from 'node:buffer';
-import type { HttpResponse } from 'uWebSockets.js';
+import type { ClientResponse } from './front-end/client.js';
 import { STATUS_LINES } from '../errors/index.js';
 import { STATUS_CODES } from 'node:http';
 import type { HeaderLines } from './upstream/header-lines.js';
@@ -150,7 +150,7 @@ function headRoom(bytes: number): void {
  * `Content-Length: n` and then waits for those n bytes, dropping the keep-alive connection
  * at the next request; so the header is written here and uWS is given no length.
  */
-export function endWithoutBody(res: HttpResponse, contentLength: number, closeConnection = false): void {
+export function endWithoutBody(res: ClientResponse, contentLength: number, closeConnection = false): void {
   if (closeConnection) {
     res.endWithoutBody(0, true);
     return;
@@ -184,7 +184,7 @@ type AnswerOptions = [closeConnection?: boolean, headers?: ReadonlyArray<readonl
  * head only. An error answered before any cache decision is a bypass. Returns the body bytes sent.
  */
 export function writeJsonResponse(
-  res: HttpResponse, status: number, body: string, requestId: string, ...[closeConnection = false, headers, headRequest = false, cache = 'bypass']: AnswerOptions
+  res: ClientResponse, status: number, body: string, requestId: string, ...[closeConnection = false, headers, headRequest = false, cache = 'bypass']: AnswerOptions
 ): number {
   const bytes = Buffer.byteLength(body);
   res.cork(() => {

@@ -1,6 +1,7 @@
-// Entry of one data-plane worker thread. Each worker runs its own uWS app on the shared
-// gateway port (SO_REUSEPORT: the kernel spreads connections) and its own Gateway. With
-// TLS it is an SSLApp, replaced on `tls-reload` (listener.ts).
+// Entry of one data-plane worker thread. Each worker listens on the shared gateway port
+// with a socket of its own (SO_REUSEPORT: the kernel spreads connections) and runs its own
+// Gateway. The front end reading the requests is uWS (listener.ts; with TLS an SSLApp,
+// replaced on `tls-reload`) or sluice's own on Node's TCP handles (front-end/, plain HTTP).
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { BreakerBoard, DeploymentCounters, ReplicaLoadBoard } from '../balancer/index.js';
@@ -10,6 +11,7 @@ import { createLogger, LineWriter } from '../telemetry/index.js';
 import { AccessLog } from './access-log.js';
 import { FORWARDED_METHODS, Gateway } from './gateway.js';
 import { Listener } from './listener.js';
+import { HttpServer, nodeFrontEndUsable, reusePortLoadError, reusePortSocket } from './front-end/index.js';
 import { setFixedHeaders } from './respond.js';
 import type { RouteTableSnapshot } from './route-table.js';
 import { upstreamTransport } from './upstream/index.js';
@@ -74,7 +76,37 @@ gateway.start();
 if (init.hsts !== null) setFixedHeaders([`strict-transport-security: ${init.hsts}`]);
 // Made once: each app a certificate reload builds gets the same handlers.
 const handlers = FORWARDED_METHODS.map(([route, method]) => [route, gateway.handlerFor(method)] as const);
-const listener = startListening();
+/** What the worker's front end must do, whichever it is. */
+interface ClientListener {
+  stopAccepting(): void;
+  /** Closes every connection (idle keep-alive ones are open handles a thread must not exit over). */
+  close(): void;
+  /** Re-reads the certificate: why it could not, or null. */
+  reload(): string | null;
+}
+const listener: ClientListener | null = init.frontEnd === 'node' ? await listenNode() : startListening();
+
+async function listenNode(): Promise<ClientListener | null> {
+  const why = !nodeFrontEndUsable() ? 'this Node lacks the internal stream API the node front end reads and writes through (listen.front_end: uws works)' : reusePortLoadError();
+  if (why !== null) {
+    post({ type: 'listen-failed', workerIndex: init.workerIndex, message: why });
+    return null;
+  }
+  const server = new HttpServer({
+    handlers: new Map(FORWARDED_METHODS.map(([, method]) => [method, gateway.handlerFor(method)])),
+    other: gateway.handleOther,
+    malformed: gateway.refuseMalformed,
+    idleTimeoutMs: init.clientIdleTimeoutMs,
+  });
+  try {
+    await server.listen(reusePortSocket(init.host, init.port));
+  } catch (err) {
+    post({ type: 'listen-failed', workerIndex: init.workerIndex, message: `cannot listen on ${init.host}:${init.port} (${(err as Error).message})` });
+    return null;
+  }
+  post({ type: 'listening', workerIndex: init.workerIndex, native, binary, transport: upstreamTransport });
+  return { stopAccepting: () => server.stopAccepting(), close: () => server.close(), reload: () => 'the gateway port has no TLS' };
+}
 
 function startListening(): Listener | null {
   let l: Listener;

@@ -118,6 +118,7 @@ t.test('config: listen.tls, listen.hsts and admin.tls are checked, naming the fi
   t.same(load(`listen: { ${tls}, hsts: {} }`).listen.hsts, { max_age_s: 31_536_000, include_subdomains: false, preload: false });
   const refused: Array<[string, string, RegExp]> = [
     ['listen: { hsts: {} }', 'listen.hsts', /needs listen.tls/],
+    [`listen: { ${tls}, front_end: node }`, 'listen.front_end', /plain HTTP only/],
     [`listen: { ${tls}, hsts: { preload: true } }`, 'listen.hsts.preload', /include_subdomains/],
     [`listen: { tls: { cert_file: ${live.gateway.cert_file}, key_file: ${live.gateway.key_file}, min_version: TLSv1.1 } }`, 'listen.tls.min_version', /TLSv1.2, TLSv1.3/],
     [`listen: { tls: { key_file: ${live.gateway.key_file} } }`, 'listen.tls.cert_file', /required/],

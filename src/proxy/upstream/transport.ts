@@ -71,5 +71,8 @@ const probed = probeStreamWrap();
 /** The transport this thread's upstream connections use. */
 export const upstreamTransport: UpstreamTransport = chooseTransport(process.env['SLUICE_UPSTREAM_TRANSPORT'], probed !== null);
 
+/** The binding whatever the upstream transport chose (the node front end reads and writes through it too); null when this Node lacks it. */
+export const streamBase: StreamWrap | null = probed;
+
 /** The binding, when (and only when) the `stream_handle` path is chosen. */
 export const streamWrap: StreamWrap | null = upstreamTransport === 'stream_handle' ? probed : null;

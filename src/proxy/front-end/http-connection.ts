@@ -1,0 +1,644 @@
+// One client connection of the node front end: HTTP/1.1 on a Node TCP handle, read and
+// written through the same StreamBase calls as the upstream client (upstream/transport.ts),
+// without Node's Readable, Writable or http module. It offers the gateway uWS's request and
+// response (client.ts), with uWS's behaviour where the gateway relies on it: 100-continue is
+// answered here, a body piece is a view valid during onData only, the last piece says so,
+// `close()` and a client's FIN fire onAborted at once, `cork` makes one send.
+//
+// Why not uWS: on the request users send (POST, a dozen SDK headers, a body), uWS.js's
+// binding costs a native call per header and per write, more than its C++ parser saves
+// (bench/results/2026-12-06-vm-ai.md: the thinnest uWS proxy 17.1 us per request, the same
+// on Node's handles 13.3 us).
+
+import { Buffer } from 'node:buffer';
+import type { Socket } from 'node:net';
+import { streamBase, type StreamWrap, type WriteReq } from '../upstream/transport.js';
+import type { ClientHandler, ClientRequest, ClientResponse } from './client.js';
+import { RequestParseError, RequestParser, type RequestHead, type RequestSink } from './request-parser.js';
+import { clientOutput as out, type OutputTarget } from './client-output.js';
+
+/** The libuv stream under an accepted net.Socket. */
+interface StreamHandle {
+  writeBuffer(req: object, data: Uint8Array): number;
+  onread: (arrayBuffer: ArrayBuffer) => unknown;
+  reading: boolean;
+  readStart(): number;
+  readStop(): number;
+  useUserBuffer(buf: Uint8Array): void;
+}
+
+/** What connections need of their server. */
+export interface ConnectionOwner {
+  /** By method as sent ('GET'); `other` takes the rest. */
+  readonly handlers: ReadonlyMap<string, ClientHandler>;
+  readonly other: ClientHandler;
+  /** A request that cannot be parsed: answer `status` (400, 413, 431, 501, 505); the connection closes after. */
+  readonly malformed: (res: ClientResponse, status: number, message: string) => void;
+  readonly maxHeadBytes: number;
+  remove(conn: HttpConnection): void;
+}
+
+// One read buffer for every client socket of this thread: a read is parsed and handed on
+// synchronously, and what must outlive it (bytes of a paused or pipelined request) is copied.
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
+const EMPTY = Buffer.alloc(0);
+const CONTINUE = Buffer.from('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
+
+/** Whether this Node offers the StreamBase calls the node front end is built on. */
+export function nodeFrontEndUsable(): boolean {
+  return streamBase !== null;
+}
+
+/** The sweep's tick (seconds, coarse): a read stamps it on its connection, the sweep compares. */
+let tick = 0;
+export function advanceTick(): number {
+  return ++tick;
+}
+
+export class HttpConnection implements RequestSink, ClientRequest, OutputTarget {
+  readonly #owner: ConnectionOwner;
+  readonly #socket: Socket;
+  readonly #handle: StreamHandle;
+  readonly #wrap: StreamWrap;
+  readonly #parser: RequestParser;
+  /** The head being handled: readable during the handler only. */
+  #head: RequestHead | null = null;
+  /** The current request's response; null between requests. */
+  #response: NodeResponse | null = null;
+  /** Body bytes of the current request still to come when Content-Length frames it; -1 otherwise. */
+  #bodyLeft = -1;
+  /** Bytes read but not parsed yet: the response paused the upload, or a pipelined request waits for the current response. */
+  #held: Buffer | null = null;
+  #paused = false;
+  /** A whole request read, its response not over: the next one waits. */
+  #waiting = false;
+  #closed = false;
+  /** The last response said the connection ends after it: no request is parsed any more. */
+  #ending = false;
+  /** ...and its bytes are not all handed to libuv yet. */
+  #endPending = false;
+  /** Writes libuv still holds (each with its own buffer). */
+  #writing = 0;
+  #writeReq: WriteReq | null = null;
+  /** The sweep's tick at the last read. */
+  lastTick = tick;
+  #remote: ArrayBuffer | null = null;
+  #remoteText: ArrayBuffer | null = null;
+  readonly #resumeHeld: () => void;
+
+  constructor(owner: ConnectionOwner, socket: Socket) {
+    this.#owner = owner;
+    this.#socket = socket;
+    this.#wrap = streamBase!;
+    this.#parser = new RequestParser(this, { maxHeadBytes: owner.maxHeadBytes });
+    this.#resumeHeld = () => this.#feedHeld();
+    const handle = (socket as unknown as { _handle: StreamHandle })._handle;
+    this.#handle = handle;
+    const state = this.#wrap.state;
+    const readBytes = this.#wrap.readBytes;
+    const nodeOnRead = handle.onread;
+    handle.useUserBuffer(READ_BUFFER);
+    handle.onread = (arrayBuffer: ArrayBuffer): unknown => {
+      const n = state[readBytes]!;
+      // End of stream and errors: Node's own handling ('end', 'error', then 'close').
+      if (n <= 0) return nodeOnRead.call(handle, arrayBuffer);
+      this.lastTick = tick;
+      out.cork(this);
+      try {
+        this.#feed(READ_BUFFER, 0, n);
+      } finally {
+        out.uncork();
+      }
+      return undefined;
+    };
+    // A client's FIN is its going away, as in uWS: no half-open request is served.
+    socket.on('end', () => this.destroy());
+    socket.on('error', () => this.destroy());
+    socket.on('close', () => this.#onClose());
+  }
+
+  // ---- reading ---------------------------------------------------------------------------
+
+  #feed(buf: Buffer, start: number, end: number): void {
+    const parser = this.#parser;
+    while (start < end) {
+      if (this.#closed || this.#ending) return;
+      if (this.#paused || this.#waiting) {
+        this.#hold(buf, start, end);
+        return;
+      }
+      try {
+        start = parser.execute(buf, start, end);
+      } catch (err) {
+        if (!(err instanceof RequestParseError)) throw err;
+        this.#malformed(err);
+        return;
+      }
+      if (parser.done) this.#requestRead();
+    }
+  }
+
+  /** Keeps unparsed bytes and stops reading until they can be parsed: memory stays bounded by one read. */
+  #hold(buf: Buffer, start: number, end: number): void {
+    const rest = buf.subarray(start, end);
+    this.#held = this.#held === null ? Buffer.from(rest) : Buffer.concat([this.#held, rest]);
+    this.#readStop();
+  }
+
+  #feedHeld(): void {
+    if (this.#closed || this.#paused || this.#waiting) return;
+    const held = this.#held;
+    if (held !== null) {
+      this.#held = null;
+      out.cork(this);
+      try {
+        this.#feed(held, 0, held.length);
+      } finally {
+        out.uncork();
+      }
+    }
+    if (!this.#closed && !this.#paused && !this.#waiting && !this.#ending) this.#readStart();
+  }
+
+  #readStop(): void {
+    const handle = this.#handle;
+    if (handle.reading) {
+      handle.reading = false;
+      handle.readStop();
+    }
+  }
+
+  #readStart(): void {
+    const handle = this.#handle;
+    if (!handle.reading) {
+      handle.reading = true;
+      handle.readStart();
+    }
+  }
+
+  // RequestSink
+  onRequestHead(head: RequestHead): void {
+    const res = new NodeResponse(this, head.keepAlive, head.versionMinor === 0);
+    this.#response = res;
+    this.#bodyLeft = head.chunked ? -1 : head.contentLength;
+    if (head.expectContinue && (head.chunked || head.contentLength > 0)) out.bytes(this, CONTINUE);
+    this.#head = head;
+    const owner = this.#owner;
+    (owner.handlers.get(head.method) ?? owner.other)(res, this);
+    this.#head = null;
+  }
+
+  onRequestBody(chunk: Buffer): boolean {
+    const res = this.#response!;
+    let last = false;
+    if (this.#bodyLeft > 0) {
+      this.#bodyLeft -= chunk.length;
+      last = this.#bodyLeft === 0;
+    }
+    // After the answer (an early refusal), the rest of the body is read and dropped.
+    if (!res.ended) res.data(chunk, last);
+    return !this.#paused && !this.#closed;
+  }
+
+  onRequestComplete(): void {
+    const res = this.#response!;
+    // Chunked, or announced empty: the last piece is an empty one, as uWS gives it.
+    if (this.#bodyLeft <= 0 && !res.ended && !res.lastGiven) res.data(EMPTY, true);
+  }
+
+  #requestRead(): void {
+    const res = this.#response;
+    if (res === null || res.ended) this.#nextRequest();
+    else this.#waiting = true;
+  }
+
+  #nextRequest(): void {
+    this.#parser.reset();
+    this.#response = null;
+    this.#waiting = false;
+  }
+
+  #malformed(err: RequestParseError): void {
+    const res = this.#response;
+    if (res !== null && !res.ended) {
+      // A bad chunk in a body being forwarded: the exchange sees its client go.
+      this.destroy();
+      return;
+    }
+    this.#ending = true;
+    const answer = new NodeResponse(this, false, false);
+    this.#response = answer;
+    this.#owner.malformed(answer, err.status, err.message);
+  }
+
+  // ---- the response's calls ----------------------------------------------------------------
+
+  /** The response has ended: the next request may be read, or the connection ends. */
+  responseEnded(res: NodeResponse, close: boolean): void {
+    if (this.#response !== res) return;
+    // The idle timeout counts from here, not from the request's last byte.
+    this.lastTick = tick;
+    if (close) {
+      this.#ending = true;
+      this.#endPending = true;
+      return;
+    }
+    if (this.#parser.done) {
+      this.#nextRequest();
+      if (this.#held !== null) queueMicrotask(this.#resumeHeld);
+      else if (!this.#paused) this.#readStart();
+    }
+    // else: the body is still arriving; it is read and dropped, then the next request.
+  }
+
+  pause(res: NodeResponse): void {
+    if (this.#response !== res || this.#paused) return;
+    this.#paused = true;
+    this.#readStop();
+  }
+
+  resume(res: NodeResponse): void {
+    if (this.#response !== res || !this.#paused) return;
+    this.#paused = false;
+    // Not at once: uWS delivers what the resumed socket brings later, never inside resume().
+    if (this.#held !== null) queueMicrotask(this.#resumeHeld);
+    else if (!this.#waiting && !this.#ending) this.#readStart();
+  }
+
+  get writing(): boolean {
+    return this.#writing > 0;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Sends `data[0, length)` (the thread's output buffer). Returns true when libuv now holds it: the caller must not reuse it. */
+  send(data: Buffer, length: number): boolean {
+    if (this.#closed) return false;
+    const req = (this.#writeReq ??= this.#newWriteReq());
+    const err = this.#handle.writeBuffer(req, length === data.length ? data : data.subarray(0, length));
+    if (err !== 0) {
+      this.destroy();
+      return false;
+    }
+    if (this.#wrap.state[this.#wrap.lastWriteWasAsync] === 0) return false;
+    // libuv writes the rest from this memory later: the request keeps it alive, and the
+    // next write gets a request of its own.
+    (req as WriteReq & { buffer: Buffer }).buffer = data;
+    this.#writeReq = null;
+    this.#writing++;
+    return true;
+  }
+
+  #newWriteReq(): WriteReq {
+    const req = this.#wrap.newReq();
+    req.oncomplete = (status: number) => {
+      this.#writing--;
+      if (status < 0) this.destroy();
+      else if (this.#writing === 0) this.#drained();
+    };
+    return req;
+  }
+
+  #drained(): void {
+    const res = this.#response;
+    if (res === null || this.#closed) return;
+    out.cork(this);
+    try {
+      res.writable();
+    } finally {
+      out.uncork();
+    }
+  }
+
+  /** After the last response's bytes: FIN once libuv has written them (its shutdown waits for the write queue). */
+  flushed(): void {
+    if (!this.#endPending) return;
+    this.#endPending = false;
+    if (!this.#closed) this.#socket.end();
+  }
+
+  /** Drops the connection; a response not over hears onAborted now. */
+  destroy(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#socket.destroy();
+    this.#abortResponse();
+  }
+
+  #onClose(): void {
+    this.#closed = true;
+    this.#owner.remove(this);
+    this.#abortResponse();
+  }
+
+  #abortResponse(): void {
+    const res = this.#response;
+    if (res !== null && !res.ended) res.aborted();
+  }
+
+  /** Whether the idle timeout applies: waiting for the client's bytes, with nothing to answer yet. */
+  get expiring(): boolean {
+    if (this.#paused || this.#waiting) return false;
+    const res = this.#response;
+    return res === null || res.ended || !res.started;
+  }
+
+  remoteAddress(): ArrayBuffer {
+    return (this.#remote ??= addressBytes(this.#socket.remoteAddress ?? ''));
+  }
+
+  remoteAddressText(): ArrayBuffer {
+    return (this.#remoteText ??= new Uint8Array(Buffer.from(this.#socket.remoteAddress ?? '', 'latin1')).buffer);
+  }
+
+  // ClientRequest: the head being handled.
+  getUrl(): string {
+    return this.#head!.url;
+  }
+
+  getQuery(): string {
+    return this.#head!.query;
+  }
+
+  getMethod(): string {
+    return this.#head!.method.toLowerCase();
+  }
+
+  getHeader(lowerCaseName: string): string {
+    const head = this.#head!;
+    const names = head.names;
+    for (let i = 0; i < head.count; i++) if (names[i] === lowerCaseName) return head.values[i]!;
+    return '';
+  }
+
+  forEach(cb: (name: string, value: string) => void): void {
+    const head = this.#head!;
+    const names = head.names;
+    const values = head.values;
+    for (let i = 0; i < head.count; i++) cb(names[i]!, values[i]!);
+  }
+}
+
+const enum Framing {
+  /** Nothing of the body yet: the head is still open. */
+  Open,
+  Length,
+  Chunked,
+  /** A body of unknown length to an HTTP/1.0 client: it ends with the connection. */
+  UntilClose,
+  Ended,
+}
+
+// tryEnd's answers, shared: the caller destructures them at once.
+const OK_DONE: [boolean, boolean] = [true, true];
+const OK_MORE: [boolean, boolean] = [true, false];
+const SLOW_DONE: [boolean, boolean] = [false, true];
+const SLOW_MORE: [boolean, boolean] = [false, false];
+
+/** One request's response: uWS's HttpResponse on the node front end (client.ts). */
+export class NodeResponse implements ClientResponse {
+  readonly #conn: HttpConnection;
+  readonly #keepAlive: boolean;
+  /** HTTP/1.0 client: no chunked framing; keep-alive said in the head. */
+  readonly #http10: boolean;
+  #framing = Framing.Open;
+  /** The status line is written. */
+  started = false;
+  #aborted = false;
+  #offset = 0;
+  #total = 0;
+  #onData: ((chunk: Uint8Array, isLast: boolean) => void) | null = null;
+  #onAborted: (() => void) | null = null;
+  #onWritable: ((offset: number) => boolean) | null = null;
+  /** The body's last piece was handed to onData. */
+  lastGiven = false;
+
+  constructor(conn: HttpConnection, keepAlive: boolean, http10: boolean) {
+    this.#conn = conn;
+    this.#keepAlive = keepAlive;
+    this.#http10 = http10;
+  }
+
+  get ended(): boolean {
+    return this.#framing === Framing.Ended || this.#aborted;
+  }
+
+  data(chunk: Uint8Array, last: boolean): void {
+    const handler = this.#onData;
+    if (handler === null) return;
+    if (last) this.lastGiven = true;
+    handler(chunk, last);
+  }
+
+  writable(): void {
+    const handler = this.#onWritable;
+    if (handler !== null && !this.ended) handler(this.#offset);
+  }
+
+  aborted(): void {
+    if (this.#aborted || this.#framing === Framing.Ended) return;
+    this.#aborted = true;
+    this.#onAborted?.();
+  }
+
+  // ClientResponse
+  writeStatus(status: string | Uint8Array | ArrayBuffer): this {
+    const conn = this.#conn;
+    out.cork(conn);
+    out.text(conn, 'HTTP/1.1 ');
+    out.any(conn, status);
+    out.crlf(conn);
+    this.started = true;
+    out.uncork();
+    return this;
+  }
+
+  writeHeader(name: string | Uint8Array | ArrayBuffer, value: string | Uint8Array | ArrayBuffer): this {
+    const conn = this.#conn;
+    out.cork(conn);
+    if (!this.started) this.writeStatus('200 OK');
+    out.any(conn, name);
+    out.text(conn, ': ');
+    out.any(conn, value);
+    out.crlf(conn);
+    out.uncork();
+    return this;
+  }
+
+  /** Closes the head with the connection, date and framing lines. */
+  #endHead(contentLength: number, chunked: boolean, closing: boolean): void {
+    const conn = this.#conn;
+    if (!this.started) this.writeStatus('200 OK');
+    if (closing || !this.#keepAlive) out.text(conn, 'connection: close\r\n');
+    else if (this.#http10) out.text(conn, 'connection: keep-alive\r\n');
+    out.date(conn);
+    if (chunked) out.text(conn, 'transfer-encoding: chunked\r\n');
+    else if (contentLength >= 0) out.contentLength(conn, contentLength);
+    out.crlf(conn);
+  }
+
+  write(chunk: string | Uint8Array | ArrayBuffer): boolean {
+    const conn = this.#conn;
+    if (this.ended || conn.closed) return true;
+    out.cork(conn);
+    const slow = conn.writing;
+    if (this.#framing === Framing.Open) {
+      this.#framing = this.#http10 ? Framing.UntilClose : Framing.Chunked;
+      this.#endHead(-1, !this.#http10, this.#http10);
+    }
+    const n = out.lengthOf(chunk);
+    if (n > 0) {
+      if (this.#framing === Framing.Chunked) {
+        out.hex(conn, n);
+        out.crlf(conn);
+        out.any(conn, chunk);
+        out.crlf(conn);
+      } else {
+        out.any(conn, chunk);
+      }
+      this.#offset += n;
+    }
+    out.uncork();
+    return !slow;
+  }
+
+  end(body?: string | Uint8Array | ArrayBuffer, closeConnection = false): this {
+    const conn = this.#conn;
+    if (this.ended || conn.closed) return this;
+    out.cork(conn);
+    const n = body === undefined ? 0 : out.lengthOf(body);
+    switch (this.#framing) {
+      case Framing.Open:
+        this.#endHead(n, false, closeConnection);
+        if (n > 0) out.any(conn, body!);
+        break;
+      case Framing.Chunked:
+        if (n > 0) {
+          out.hex(conn, n);
+          out.crlf(conn);
+          out.any(conn, body!);
+          out.crlf(conn);
+        }
+        out.text(conn, '0\r\n\r\n');
+        break;
+      default:
+        if (n > 0) out.any(conn, body!);
+    }
+    this.#offset += n;
+    this.#finish(closeConnection || this.#framing === Framing.UntilClose);
+    out.uncork();
+    return this;
+  }
+
+  endWithoutBody(reportedContentLength?: number, closeConnection = false): this {
+    const conn = this.#conn;
+    if (this.ended || conn.closed) return this;
+    out.cork(conn);
+    if (this.#framing === Framing.Open) this.#endHead(reportedContentLength ?? -1, false, closeConnection);
+    this.#finish(closeConnection);
+    out.uncork();
+    return this;
+  }
+
+  tryEnd(chunk: string | Uint8Array | ArrayBuffer, totalSize: number): [boolean, boolean] {
+    const conn = this.#conn;
+    if (this.ended || conn.closed) return OK_DONE;
+    out.cork(conn);
+    const slow = conn.writing;
+    if (this.#framing === Framing.Open) {
+      this.#framing = Framing.Length;
+      this.#total = totalSize;
+      this.#endHead(totalSize, false, false);
+    }
+    const n = out.lengthOf(chunk);
+    if (n > 0) out.any(conn, chunk);
+    this.#offset += n;
+    const done = this.#offset >= this.#total;
+    if (done) this.#finish(false);
+    out.uncork();
+    return done ? (slow ? SLOW_DONE : OK_DONE) : slow ? SLOW_MORE : OK_MORE;
+  }
+
+  #finish(close: boolean): void {
+    this.#framing = Framing.Ended;
+    this.#conn.responseEnded(this, close || !this.#keepAlive);
+  }
+
+  getWriteOffset(): number {
+    return this.#offset;
+  }
+
+  close(): this {
+    // uWS tells the response's abort handler at once, inside close().
+    this.#conn.destroy();
+    return this;
+  }
+
+  cork(cb: () => void): this {
+    out.cork(this.#conn);
+    try {
+      cb();
+    } finally {
+      out.uncork();
+    }
+    return this;
+  }
+
+  onWritable(handler: (offset: number) => boolean): this {
+    this.#onWritable = handler;
+    return this;
+  }
+
+  onAborted(handler: () => void): this {
+    this.#onAborted = handler;
+    return this;
+  }
+
+  onData(handler: (chunk: Uint8Array, isLast: boolean) => void): this {
+    this.#onData = handler;
+    return this;
+  }
+
+  pause(): void {
+    this.#conn.pause(this);
+  }
+
+  resume(): void {
+    this.#conn.resume(this);
+  }
+
+  getRemoteAddress(): ArrayBuffer {
+    return this.#conn.remoteAddress();
+  }
+
+  getRemoteAddressAsText(): ArrayBuffer {
+    return this.#conn.remoteAddressText();
+  }
+}
+
+/** An address's bytes as uWS gives them: 4 for IPv4, 16 for IPv6. */
+function addressBytes(text: string): ArrayBuffer {
+  if (text.includes('.') && !text.includes(':')) return Uint8Array.from(text.split('.'), Number).buffer;
+  const bytes = new Uint8Array(16);
+  let v4 = '';
+  let groups = text;
+  // An IPv4-mapped tail ("::ffff:1.2.3.4") is two groups.
+  const lastColon = text.lastIndexOf(':');
+  if (text.indexOf('.', lastColon) !== -1) {
+    v4 = text.slice(lastColon + 1);
+    groups = text.slice(0, lastColon + 1) + '0:0';
+  }
+  const [headPart = '', tailPart] = groups.split('::');
+  const head = headPart === '' ? [] : headPart.split(':');
+  const tail = tailPart === undefined || tailPart === '' ? [] : tailPart.split(':');
+  const all = [...head, ...new Array<string>(Math.max(0, 8 - head.length - tail.length)).fill('0'), ...tail];
+  for (let i = 0; i < 8; i++) {
+    const g = parseInt(all[i] ?? '0', 16) || 0;
+    bytes[i * 2] = g >> 8;
+    bytes[i * 2 + 1] = g & 0xff;
+  }
+  if (v4 !== '') v4.split('.').forEach((p, i) => { bytes[12 + i] = Number(p); });
+  return bytes.buffer;
+}

@@ -1,0 +1,90 @@
+// The node front end's listener: a net.Server on a listening socket of this worker's own
+// (reuseport.ts: each worker binds the port with SO_REUSEPORT, as uWS does, and the kernel
+// spreads connections), its connections, and their idle timeout.
+
+import { createServer, type Server, type Socket } from 'node:net';
+import type { ClientHandler, ClientResponse } from './client.js';
+import { refreshDate } from './client-output.js';
+import { advanceTick, HttpConnection, type ConnectionOwner } from './http-connection.js';
+
+export interface HttpServerOptions {
+  /** By method as sent ('GET'); `other` takes the rest. */
+  readonly handlers: ReadonlyMap<string, ClientHandler>;
+  readonly other: ClientHandler;
+  /** Answers a request that cannot be parsed with `status`; the connection closes after. */
+  readonly malformed: (res: ClientResponse, status: number, message: string) => void;
+  /**
+   * A connection waiting this long for its client's bytes (between requests, or in a head
+   * or an upload nothing answers yet) is closed: uWS's 10 s.
+   */
+  readonly idleTimeoutMs?: number;
+  /** The request line and header lines together, in bytes (431 above). */
+  readonly maxHeadBytes?: number;
+}
+
+const SWEEP_MS = 1000;
+
+export class HttpServer implements ConnectionOwner {
+  readonly handlers: ReadonlyMap<string, ClientHandler>;
+  readonly other: ClientHandler;
+  readonly malformed: (res: ClientResponse, status: number, message: string) => void;
+  readonly maxHeadBytes: number;
+  readonly #idleTicks: number;
+  readonly #server: Server;
+  readonly #connections = new Set<HttpConnection>();
+  #sweep: NodeJS.Timeout | null = null;
+
+  constructor(options: HttpServerOptions) {
+    this.handlers = options.handlers;
+    this.other = options.other;
+    this.malformed = options.malformed;
+    this.maxHeadBytes = options.maxHeadBytes ?? 16 * 1024;
+    this.#idleTicks = Math.max(1, Math.ceil((options.idleTimeoutMs ?? 10_000) / SWEEP_MS));
+    this.#server = createServer({ noDelay: true }, (socket: Socket) => {
+      this.#connections.add(new HttpConnection(this, socket));
+    });
+  }
+
+  /** Listens on the bound socket `fd`, which it then owns (and closes at stopAccepting). */
+  listen(fd: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const server = this.#server;
+      server.once('error', reject);
+      server.listen({ fd, backlog: 4096 }, () => {
+        server.off('error', reject);
+        this.#sweep = setInterval(() => this.#expire(), SWEEP_MS);
+        this.#sweep.unref();
+        resolve();
+      });
+    });
+  }
+
+  remove(conn: HttpConnection): void {
+    this.#connections.delete(conn);
+  }
+
+  get connections(): number {
+    return this.#connections.size;
+  }
+
+  /** Stops accepting; open connections go on. */
+  stopAccepting(): void {
+    this.#server.close();
+  }
+
+  /** Drops every connection. */
+  close(): void {
+    if (this.#sweep !== null) clearInterval(this.#sweep);
+    this.#server.close();
+    for (const conn of this.#connections) conn.destroy();
+  }
+
+  #expire(): void {
+    refreshDate();
+    const now = advanceTick();
+    const limit = this.#idleTicks;
+    for (const conn of this.#connections) {
+      if (conn.expiring && now - conn.lastTick >= limit) conn.destroy();
+    }
+  }
+}

@@ -1,0 +1,877 @@
+// Incremental HTTP/1.1 request parser (RFC 9112) for the client-facing front end on Node's
+// TCP handles. One parser lives per client connection and is reset per request; the head
+// object and its name/value arrays are reused, so a request costs its strings (one latin1
+// decode of the head, sliced) and the body views, nothing more.
+//
+// The head is parsed once its end (CRLFCRLF) is in hand: found with Buffer#indexOf when
+// it arrived whole, else the pieces are copied (bounded by maxHeadBytes) until it has.
+// Body bytes are handed out as views of the buffers given to execute(), never copied.
+//
+// Strict where the RFCs let a server be: exactly one SP in the request line, HTTP/1.0 and
+// 1.1 only (505 for other versions), target bytes VCHAR without '#', lines ended by CRLF
+// only, no obs-fold, no whitespace before a colon, no control byte but HTAB in a value,
+// Content-Length 1*DIGIT (identical repeats are one), Transfer-Encoding chunked last and
+// once (other codings 501), never with Content-Length or in HTTP/1.0, one Host at most,
+// CONNECT refused (501: no tunnels). LOOSER than RFC 9112 3.2: a missing Host is accepted
+// (the router answers such a request by its path; an HTTP/1.1 server MUST answer 400).
+// test/proxy/request-parser-differential.test.ts lists how this differs from llhttp.
+
+import { Buffer } from 'node:buffer';
+
+export interface RequestSink {
+  /** A request head was read; `head` is the parser's own object, valid until the next reset(). */
+  onRequestHead(head: RequestHead): void;
+  /** A piece of the body, chunked framing removed: a view of the bytes given to execute(), valid during this call only. Return false to make execute() return right after this piece (backpressure). */
+  onRequestBody(chunk: Buffer): boolean;
+  /** The request is complete (right after onRequestHead when it has no body; right after the last piece of a Content-Length body, even when onRequestBody returned false for it). */
+  onRequestComplete(): void;
+}
+
+export class RequestHead {
+  /** As sent (a token, case kept, e.g. 'POST'). */
+  method = '';
+  /** The target's path, before any '?': '/a/b' (origin-form), '*' (OPTIONS *), or the path of an absolute-form target ('/' when it has none). */
+  url = '';
+  /** After the first '?', without it; '' when there is none. */
+  query = '';
+  /** The authority of an absolute-form target ('h:1' for 'http://h:1/p'), else ''. */
+  authority = '';
+  /** HTTP/1.0 -> 0, HTTP/1.1 -> 1. */
+  versionMinor = 1;
+  /** Header names, lower-cased, in order; the arrays are reused across requests: only [0, count) is valid. */
+  readonly names: string[] = [];
+  /** Values with leading and trailing SP/HTAB removed, latin1-decoded. */
+  readonly values: string[] = [];
+  count = 0;
+  /** When Content-Length frames the body; -1 otherwise. */
+  contentLength = -1;
+  chunked = false;
+  /** HTTP/1.1: unless Connection lists "close"; HTTP/1.0: only if Connection lists "keep-alive" (and not "close"). */
+  keepAlive = true;
+  /** HTTP/1.1 with Expect: 100-continue (case-insensitive). */
+  expectContinue = false;
+}
+
+export type RequestParseStatus = 400 | 413 | 431 | 501 | 505;
+
+export class RequestParseError extends Error {
+  /** `message`: plain words, safe to show a client (never the request's bytes). */
+  constructor(
+    readonly status: RequestParseStatus,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'RequestParseError';
+  }
+}
+
+export interface RequestParserOptions {
+  /** Request line plus header lines (and leading empty lines, and trailer lines), whole bytes with their CRLFs. Default 16384. */
+  maxHeadBytes?: number;
+  /** Header lines. Default 100. */
+  maxHeaders?: number;
+}
+
+const DEFAULT_MAX_HEAD_BYTES = 16 * 1024;
+const DEFAULT_MAX_HEADERS = 100;
+// Chunk extensions are dropped; Node refuses more than 16 KiB of them per chunk, as here.
+const MAX_CHUNK_EXT_BYTES = 16 * 1024;
+// RFC 9110 8.6: 1*DIGIT; 15 digits keep the value an exact double (the response parser's bound).
+const MAX_LENGTH_DIGITS = 15;
+const CRLFCRLF = Buffer.from('\r\n\r\n');
+const CR = 0x0d;
+const LF = 0x0a;
+const SP = 0x20;
+const HTAB = 0x09;
+
+/** Field names (tokens, RFC 9110 5.6.2): 1 for a token byte, 3 for an upper-case letter (lowered later). */
+const NAME = new Uint8Array(256);
+for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz") NAME[c.charCodeAt(0)] = 1;
+for (let c = 0x41; c <= 0x5a; c++) NAME[c] = 3;
+/** 1 for a token byte (methods, transfer codings, chunk extensions). */
+const TCHAR = new Uint8Array(256);
+for (let c = 0; c < 256; c++) TCHAR[c] = NAME[c] === 0 ? 0 : 1;
+/** Field value bytes (RFC 9110 5.5): HTAB, SP, VCHAR, obs-text. */
+const VALUE = new Uint8Array(256);
+VALUE[HTAB] = 1;
+for (let c = 0x20; c < 0x100; c++) if (c !== 0x7f) VALUE[c] = 1;
+/** Request-target bytes: 1 for VCHAR but '?' (2) and '#' (0: no fragment in a request target, RFC 9112 3.2). */
+const TARGET = new Uint8Array(256);
+for (let c = 0x21; c < 0x7f; c++) TARGET[c] = 1;
+TARGET[0x3f] = 2;
+TARGET[0x23] = 0;
+
+const enum State {
+  Head,
+  /** A CR of an empty line before the request line was read; its LF must follow. */
+  LeadLf,
+  BodyLength,
+  ChunkSize,
+  ChunkExt,
+  ChunkSizeLf,
+  ChunkData,
+  ChunkDataCr,
+  ChunkDataLf,
+  Trailer,
+  Done,
+}
+
+// Where a chunk extension is (RFC 9112 7.1.1, BWS included):
+// *( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] ) before the CRLF.
+const enum Ext {
+  BeforeSemi,
+  BeforeName,
+  Name,
+  AfterName,
+  BeforeValue,
+  Token,
+  Quoted,
+  QuotedPair,
+  AfterQuoted,
+}
+
+// Where a trailer section is: header lines, then an empty line.
+const enum Trailer {
+  LineStart,
+  Name,
+  Value,
+  LineLf,
+  EndLf,
+}
+
+const bad = (message: string): RequestParseError => new RequestParseError(400, message);
+
+interface Latin1Slicer {
+  latin1Slice(start: number, end: number): string;
+}
+
+export class RequestParser {
+  readonly #sink: RequestSink;
+  readonly #head = new RequestHead();
+  readonly #maxHeadBytes: number;
+  readonly #maxHeaders: number;
+  #state = State.Head;
+  /** Bytes of the current request's head section seen so far: empty lines before it, kept head bytes, trailer bytes. */
+  #headBytes = 0;
+  /** A byte of the request line has been consumed. */
+  #started = false;
+  /** A head split across calls: its bytes so far, in a buffer reused across requests. */
+  #scratch: Buffer | null = null;
+  #scratchLength = 0;
+  #remaining = 0;
+  #sawSizeDigit = false;
+  #ext = Ext.BeforeSemi;
+  #extBytes = 0;
+  #trailer = Trailer.LineStart;
+  /** The trailer line's name so far, up to 15 bytes lower-cased: enough to tell Content-Length. */
+  #trailerName = '';
+  #trailerNameLength = 0;
+  // What #scan found, for #build: where the method ends, the target's first '?' (or -1) and
+  // end, the minor version, and per header line its start, name end (negative when the name
+  // has an upper-case letter), value start and end.
+  #methodEnd = 0;
+  #query = -1;
+  #targetEnd = 0;
+  #minor = 1;
+  #count = 0;
+  readonly #lines: Int32Array;
+
+  constructor(sink: RequestSink, options: RequestParserOptions = {}) {
+    const maxHeadBytes = options.maxHeadBytes ?? DEFAULT_MAX_HEAD_BYTES;
+    const maxHeaders = options.maxHeaders ?? DEFAULT_MAX_HEADERS;
+    if (!Number.isSafeInteger(maxHeadBytes) || maxHeadBytes < 16) throw new RangeError('maxHeadBytes must be an integer of at least 16');
+    if (!Number.isSafeInteger(maxHeaders) || maxHeaders < 0) throw new RangeError('maxHeaders must be a non-negative integer');
+    this.#sink = sink;
+    this.#maxHeadBytes = maxHeadBytes;
+    this.#maxHeaders = maxHeaders;
+    this.#lines = new Int32Array(4 * maxHeaders);
+  }
+
+  reset(): void {
+    this.#state = State.Head;
+    this.#headBytes = 0;
+    this.#started = false;
+    this.#scratchLength = 0;
+  }
+
+  get done(): boolean {
+    return this.#state === State.Done;
+  }
+
+  /** No byte of the current request has been consumed since reset() (leading empty lines do not count). */
+  get idle(): boolean {
+    return !this.#started;
+  }
+
+  /**
+   * Parses data[start, end). Returns where it stopped: `end`; or right after a complete
+   * request (`done`; the caller resets before feeding the bytes that follow); or right after
+   * a body piece for which the sink returned false. Throws RequestParseError on malformed input.
+   */
+  execute(data: Buffer, start: number, end: number): number {
+    let pos = start;
+    while (pos < end) {
+      switch (this.#state) {
+        case State.Head:
+          pos = this.#readHead(data, pos, end);
+          break;
+        case State.LeadLf:
+          if (data[pos++] !== LF) throw bad('bare CR before the request line');
+          if (++this.#headBytes > this.#maxHeadBytes) throw new RequestParseError(431, 'request head too large');
+          this.#state = State.Head;
+          break;
+        case State.BodyLength: {
+          const n = Math.min(this.#remaining, end - pos);
+          this.#remaining -= n;
+          const chunk = viewOf(data, pos, pos + n);
+          pos += n;
+          if (this.#remaining === 0) this.#state = State.Done;
+          const more = this.#sink.onRequestBody(chunk);
+          if (this.#state === State.Done) {
+            this.#sink.onRequestComplete();
+            return pos;
+          }
+          if (!more) return pos;
+          break;
+        }
+        case State.ChunkSize: {
+          const c = data[pos++]!;
+          const digit = hexValue(c);
+          if (digit >= 0) {
+            this.#remaining = this.#remaining * 16 + digit;
+            if (this.#remaining > Number.MAX_SAFE_INTEGER / 16) throw bad('chunk size too large');
+            this.#sawSizeDigit = true;
+          } else if (!this.#sawSizeDigit) {
+            throw bad('invalid chunk size');
+          } else if (c === CR) {
+            this.#state = State.ChunkSizeLf;
+          } else if (c === 0x3b || c === SP || c === HTAB) {
+            this.#ext = c === 0x3b ? Ext.BeforeName : Ext.BeforeSemi;
+            this.#extBytes = 0;
+            this.#state = State.ChunkExt;
+          } else {
+            throw bad('invalid chunk size');
+          }
+          break;
+        }
+        case State.ChunkExt:
+          pos = this.#readChunkExt(data, pos, end);
+          break;
+        case State.ChunkSizeLf:
+          if (data[pos++] !== LF) throw bad('invalid chunk size line');
+          if (this.#remaining === 0) {
+            this.#state = State.Trailer;
+            this.#trailer = Trailer.LineStart;
+          } else {
+            this.#state = State.ChunkData;
+          }
+          break;
+        case State.ChunkData: {
+          const n = Math.min(this.#remaining, end - pos);
+          this.#remaining -= n;
+          const chunk = viewOf(data, pos, pos + n);
+          pos += n;
+          if (this.#remaining === 0) this.#state = State.ChunkDataCr;
+          if (!this.#sink.onRequestBody(chunk)) return pos;
+          break;
+        }
+        case State.ChunkDataCr:
+          if (data[pos++] !== CR) throw bad('missing CRLF after chunk data');
+          this.#state = State.ChunkDataLf;
+          break;
+        case State.ChunkDataLf:
+          if (data[pos++] !== LF) throw bad('missing CRLF after chunk data');
+          this.#state = State.ChunkSize;
+          this.#remaining = 0;
+          this.#sawSizeDigit = false;
+          break;
+        case State.Trailer:
+          pos = this.#readTrailer(data, pos, end);
+          break;
+        case State.Done:
+          return pos;
+      }
+      if ((this.#state as State) === State.Done) return pos;
+    }
+    return pos;
+  }
+
+  #readHead(data: Buffer, pos: number, end: number): number {
+    const kept = this.#scratchLength;
+    if (kept === 0) {
+      // Empty lines before the request line are ignored (RFC 9112 2.2), CRLF only, and counted.
+      if (!this.#started) {
+        const from = pos;
+        while (pos < end && data[pos] === CR) {
+          if (pos + 1 === end) {
+            pos++;
+            this.#state = State.LeadLf;
+            break;
+          }
+          if (data[pos + 1] !== LF) throw bad('bare CR before the request line');
+          pos += 2;
+        }
+        this.#headBytes += pos - from;
+        if (this.#headBytes > this.#maxHeadBytes) throw new RequestParseError(431, 'request head too large');
+        if (pos === end || this.#state === State.LeadLf) return pos;
+        if (data[pos] === LF) throw bad('bare LF before the request line');
+        this.#started = true;
+      }
+      // The usual case: the whole head in one read, found and checked in one pass (which also
+      // refuses bad bytes at once when only part of the head is here).
+      const limit = this.#maxHeadBytes - this.#headBytes;
+      const headEnd = this.#scan(data, pos, Math.min(end, pos + limit));
+      if (headEnd !== -1) {
+        this.#headBytes += headEnd - pos;
+        this.#build(data, pos, headEnd);
+        return this.#afterHead(headEnd);
+      }
+      if (end - pos > limit) throw new RequestParseError(431, 'request head too large');
+      this.#keep(data, pos, end);
+      return end;
+    }
+    // A head split across calls: the new bytes are appended (no more than the head may still
+    // take), and it is parsed once its end has arrived; the search starts 3 bytes before the
+    // join, so no byte is searched twice however the head trickles in.
+    const limit = this.#maxHeadBytes - this.#headBytes - kept;
+    const n = Math.min(end - pos, limit + 1);
+    this.#keep(data, pos, pos + n);
+    const scratch = this.#scratch!;
+    const total = this.#scratchLength;
+    const at = scratch.indexOf(CRLFCRLF, Math.max(0, kept - 3));
+    if (at !== -1 && at + 4 <= total) {
+      const headEnd = this.#scan(scratch, 0, Math.min(total, this.#maxHeadBytes - this.#headBytes));
+      if (headEnd === -1) throw new RequestParseError(431, 'request head too large');
+      this.#headBytes += headEnd;
+      this.#build(scratch, 0, headEnd);
+      this.#scratchLength = 0;
+      return this.#afterHead(pos + headEnd - kept);
+    }
+    if (n > limit) throw new RequestParseError(431, 'request head too large');
+    return pos + n;
+  }
+
+  /** Appends data[from, to) to the kept head bytes. */
+  #keep(data: Buffer, from: number, to: number): void {
+    const length = this.#scratchLength + to - from;
+    let scratch = this.#scratch;
+    if (scratch === null || scratch.length < length) {
+      const grown = Buffer.allocUnsafe(Math.min(Math.max(length, 2 * (scratch?.length ?? 0), 1024), this.#maxHeadBytes + 1));
+      if (scratch !== null) scratch.copy(grown, 0, 0, this.#scratchLength);
+      this.#scratch = scratch = grown;
+    }
+    data.copy(scratch, this.#scratchLength, from, to);
+    this.#scratchLength = length;
+  }
+
+  /** The head has been read and delivered, and ends at `pos`: sets up the body. */
+  #afterHead(pos: number): number {
+    const head = this.#head;
+    if (head.chunked) {
+      this.#state = State.ChunkSize;
+      this.#remaining = 0;
+      this.#sawSizeDigit = false;
+    } else if (head.contentLength > 0) {
+      this.#state = State.BodyLength;
+      this.#remaining = head.contentLength;
+    } else {
+      this.#state = State.Done;
+    }
+    this.#sink.onRequestHead(head);
+    if (this.#state === State.Done) this.#sink.onRequestComplete();
+    return pos;
+  }
+
+  /**
+   * The first pass over a head starting at buf[s]: checks the request line's and the header
+   * lines' bytes, and notes where their parts are. Returns the index right after the head's
+   * final CRLF, or -1 when buf[s, end) holds only part of it (a byte it does hold that cannot
+   * be part of a valid head throws at once).
+   */
+  #scan(buf: Buffer, s: number, end: number): number {
+    // Request line: method SP request-target SP HTTP-version CRLF.
+    let i = s;
+    while (i < end && TCHAR[buf[i]!] === 1) i++;
+    if (i === end) return -1;
+    if (i === s || buf[i] !== SP) throw bad('invalid request line');
+    this.#methodEnd = i;
+    const t0 = ++i;
+    let q = -1;
+    for (; i < end; i++) {
+      const k = TARGET[buf[i]!]!;
+      if (k === 2 && q === -1) q = i;
+      else if (k === 0) break;
+    }
+    if (i === end) return -1;
+    if (buf[i] === 0x23) throw bad('fragment in the request target');
+    if (i === t0 || buf[i] !== SP) throw bad('invalid request line');
+    this.#query = q;
+    this.#targetEnd = i;
+    const v = i + 1;
+    // "HTTP/" DIGIT "." DIGIT CRLF
+    if (v + 10 > end) {
+      for (let k = v; k < end; k++) if (HTTP_VERSION[k - v] !== 0 && buf[k] !== HTTP_VERSION[k - v]) throw bad('invalid request line');
+      return -1;
+    }
+    if (buf[v] !== 0x48 || buf[v + 1] !== 0x54 || buf[v + 2] !== 0x54 || buf[v + 3] !== 0x50 || buf[v + 4] !== 0x2f || buf[v + 6] !== 0x2e || buf[v + 8] !== CR || buf[v + 9] !== LF || !isDigit(buf[v + 5]!) || !isDigit(buf[v + 7]!)) {
+      throw bad('invalid request line');
+    }
+    if (buf[v + 5] !== 0x31 || buf[v + 7]! > 0x31) throw new RequestParseError(505, 'HTTP version not supported');
+    this.#minor = buf[v + 7]! - 0x30;
+
+    // Header lines: name ":" OWS value OWS CRLF, until an empty line.
+    const lines = this.#lines;
+    const maxHeaders = this.#maxHeaders;
+    const words = wordsOf(buf);
+    let count = 0;
+    let p = v + 10;
+    for (;;) {
+      if (p >= end) return -1;
+      if (buf[p] === CR) {
+        if (p + 1 >= end) return -1;
+        if (buf[p + 1] !== LF) throw bad('bare CR or LF in the head');
+        this.#count = count;
+        return p + 2;
+      }
+      // The name, four bytes a step while it lasts.
+      let n = p;
+      let upper = 0;
+      while (n + 4 <= end) {
+        const a = NAME[buf[n]!]!;
+        const b = NAME[buf[n + 1]!]!;
+        const c = NAME[buf[n + 2]!]!;
+        const d = NAME[buf[n + 3]!]!;
+        if ((a & b & c & d) === 0) break;
+        upper |= a | b | c | d;
+        n += 4;
+      }
+      for (; n < end; n++) {
+        const k = NAME[buf[n]!]!;
+        if (k === 0) break;
+        upper |= k;
+      }
+      if (n === end) return -1;
+      if (buf[n] !== 0x3a || n === p) throw bad(nameError(buf[n]!, n === p));
+      // The value: printable ASCII four bytes a step where the buffer allows it, else (and
+      // for HTAB and obs-text) byte by byte.
+      let j = n + 1;
+      if (words !== null) {
+        while ((j & 3) !== 0 && j < end && VALUE[buf[j]!] === 1) j++;
+        if ((j & 3) === 0) {
+          while (j + 4 <= end) {
+            const w = words[j >>> 2]!;
+            if ((((w - LOW) | (w + ONES)) & HIGH_BITS) !== 0) break;
+            j += 4;
+          }
+        }
+      }
+      while (j < end && VALUE[buf[j]!] === 1) j++;
+      if (j + 1 >= end) return -1;
+      if (buf[j] !== CR || buf[j + 1] !== LF) throw bad(buf[j] === CR || buf[j] === LF ? 'bare CR or LF in a header line' : 'control character in a header value');
+      if (count === maxHeaders) throw new RequestParseError(431, 'too many header lines');
+      let vs = n + 1;
+      let ve = j;
+      while (vs < ve && (buf[vs] === SP || buf[vs] === HTAB)) vs++;
+      while (ve > vs && (buf[ve - 1] === SP || buf[ve - 1] === HTAB)) ve--;
+      const at = count << 2;
+      lines[at] = p;
+      lines[at + 1] = upper === 1 ? n : -n; // negative: the name has an upper-case letter
+      lines[at + 2] = vs;
+      lines[at + 3] = ve;
+      count++;
+      p = j + 2;
+    }
+  }
+
+  /** The second pass over the head #scan found in buf[s, e): its strings and framing, into the head object. */
+  #build(buf: Buffer, s: number, e: number): void {
+    const head = this.#head;
+    const str = (buf as unknown as Latin1Slicer).latin1Slice(s, e);
+    const method = methodName(buf, s, this.#methodEnd, str);
+    if (method === 'CONNECT') throw new RequestParseError(501, 'CONNECT is not supported');
+    const minor = this.#minor;
+    head.method = method;
+    head.versionMinor = minor;
+    this.#target(buf, s, this.#methodEnd + 1, this.#query, this.#targetEnd, str, method);
+
+    const names = head.names;
+    const values = head.values;
+    const lines = this.#lines;
+    const count = this.#count;
+    let contentLength = -1;
+    let hosts = 0;
+    let close = false;
+    let keepAliveOption = false;
+    let expectContinue = false;
+    // Transfer-Encoding over all its lines: codings seen, chunked ones, whether the last was chunked.
+    let codings = 0;
+    let chunkeds = 0;
+    let lastChunked = false;
+    for (let k = 0; k < count; k++) {
+      const at = k << 2;
+      const p = lines[at]!;
+      const n = lines[at + 1]!;
+      const vs = lines[at + 2]!;
+      const ve = lines[at + 3]!;
+      const name = n > 0 ? str.slice(p - s, n - s) : str.slice(p - s, -n - s).toLowerCase();
+      const value = str.slice(vs - s, ve - s);
+      names[k] = name;
+      values[k] = value;
+      switch (name.length) {
+        case 4:
+          if (name === 'host' && ++hosts > 1) throw bad('more than one Host header');
+          break;
+        case 6:
+          if (name === 'expect' && value.length === 12 && value.toLowerCase() === '100-continue') expectContinue = true;
+          break;
+        case 10:
+          if (name === 'connection') {
+            const options = connectionOptions(value);
+            if ((options & CLOSE) !== 0) close = true;
+            if ((options & KEEP_ALIVE) !== 0) keepAliveOption = true;
+          }
+          break;
+        case 14:
+          if (name === 'content-length') {
+            const length = contentLengthValue(buf, vs, ve);
+            if (length < 0) throw bad('invalid Content-Length');
+            if (contentLength !== -1 && contentLength !== length) throw bad('conflicting Content-Length');
+            contentLength = length;
+          }
+          break;
+        case 17:
+          if (name === 'transfer-encoding') {
+            // Each coding: a token, with parameters only for codings other than chunked.
+            let from = vs;
+            for (;;) {
+              let to = from;
+              while (to < ve && buf[to] !== 0x2c) to++;
+              let a = from;
+              let b = to;
+              while (a < b && (buf[a] === SP || buf[a] === HTAB)) a++;
+              while (b > a && (buf[b - 1] === SP || buf[b - 1] === HTAB)) b--;
+              const kind = codingKind(buf, a, b);
+              if (kind === CODING_INVALID) throw bad('invalid Transfer-Encoding');
+              codings++;
+              lastChunked = kind === CODING_CHUNKED;
+              if (lastChunked) chunkeds++;
+              if (to >= ve) break;
+              from = to + 1;
+            }
+          }
+          break;
+      }
+    }
+    head.count = count;
+    let chunked = false;
+    if (codings > 0) {
+      // RFC 9112 6.1/6.3: chunked must be the final coding (and is applied once); a request
+      // framed both ways, or an HTTP/1.0 one with codings, is a smuggling pattern.
+      if (minor === 0) throw bad('Transfer-Encoding in an HTTP/1.0 request');
+      if (contentLength !== -1) throw bad('Content-Length with Transfer-Encoding');
+      if (!lastChunked || chunkeds > 1) throw bad('chunked must be the final transfer coding, once');
+      if (codings > chunkeds) throw new RequestParseError(501, 'transfer coding not supported');
+      chunked = true;
+    }
+    head.contentLength = contentLength;
+    head.chunked = chunked;
+    head.keepAlive = !close && (minor === 1 || keepAliveOption);
+    head.expectContinue = expectContinue && minor === 1;
+  }
+
+  /** Sets url, query and authority from the request target buf[t0, t1) ('?' first at q, or -1). */
+  #target(buf: Buffer, s: number, t0: number, q: number, t1: number, str: string, method: string): void {
+    const head = this.#head;
+    const first = buf[t0];
+    const pathEnd = q === -1 ? t1 : q;
+    head.query = q === -1 ? '' : str.slice(q + 1 - s, t1 - s);
+    if (first === 0x2f) {
+      // origin-form
+      head.url = str.slice(t0 - s, pathEnd - s);
+      head.authority = '';
+      return;
+    }
+    if (first === 0x2a && t1 === t0 + 1) {
+      // asterisk-form: OPTIONS only (RFC 9112 3.2.4)
+      if (method !== 'OPTIONS') throw bad('invalid request target');
+      head.url = '*';
+      head.authority = '';
+      return;
+    }
+    // absolute-form: http or https, "//" authority, then the path.
+    const a = schemeEnd(buf, t0, pathEnd);
+    if (a === -1) throw bad('invalid request target');
+    let slash = a;
+    while (slash < pathEnd && buf[slash] !== 0x2f) slash++;
+    if (slash === a) throw bad('invalid request target');
+    for (let k = a; k < slash; k++) if (buf[k] === 0x40) throw bad('userinfo in the request target');
+    head.authority = str.slice(a - s, slash - s);
+    head.url = slash === pathEnd ? '/' : str.slice(slash - s, pathEnd - s);
+  }
+
+  /** Steps through a chunk extension, dropped but checked; returns the new position. */
+  #readChunkExt(data: Buffer, pos: number, len: number): number {
+    const from = pos;
+    let e = this.#ext;
+    scan: for (; pos < len; pos++) {
+      const c = data[pos]!;
+      switch (e) {
+        case Ext.Name:
+        case Ext.Token:
+          if (TCHAR[c] === 1) continue;
+          if (c === CR) break scan;
+          if (c === 0x3b) e = Ext.BeforeName;
+          else if (c === 0x3d && e === Ext.Name) e = Ext.BeforeValue;
+          else if (c === SP || c === HTAB) e = e === Ext.Name ? Ext.AfterName : Ext.BeforeSemi;
+          else throw bad('invalid chunk extension');
+          continue;
+        case Ext.AfterQuoted:
+          if (c === CR) break scan;
+          if (c === 0x3b) e = Ext.BeforeName;
+          else if (c === SP || c === HTAB) e = Ext.BeforeSemi;
+          else throw bad('invalid chunk extension');
+          continue;
+        case Ext.BeforeSemi:
+        case Ext.AfterName:
+          if (c === 0x3b) e = Ext.BeforeName;
+          else if (c === 0x3d && e === Ext.AfterName) e = Ext.BeforeValue;
+          else if (c !== SP && c !== HTAB) throw bad('invalid chunk extension');
+          continue;
+        case Ext.BeforeName:
+        case Ext.BeforeValue:
+          if (TCHAR[c] === 1) e = e === Ext.BeforeName ? Ext.Name : Ext.Token;
+          else if (c === 0x22 && e === Ext.BeforeValue) e = Ext.Quoted;
+          else if (c !== SP && c !== HTAB) throw bad('invalid chunk extension');
+          continue;
+        case Ext.Quoted:
+          if (c === 0x22) e = Ext.AfterQuoted;
+          else if (c === 0x5c) e = Ext.QuotedPair;
+          else if ((c < 0x20 && c !== HTAB) || c === 0x7f) throw bad('invalid chunk extension');
+          continue;
+        case Ext.QuotedPair:
+          if ((c < 0x20 && c !== HTAB) || c === 0x7f) throw bad('invalid chunk extension');
+          e = Ext.Quoted;
+          continue;
+      }
+    }
+    this.#extBytes += pos - from;
+    if (this.#extBytes > MAX_CHUNK_EXT_BYTES) throw bad('chunk extensions too large');
+    this.#ext = e;
+    if (pos === len) return len;
+    this.#state = State.ChunkSizeLf;
+    return pos + 1;
+  }
+
+  /**
+   * Steps through the trailer section: its lines are dropped, but must be header lines
+   * (without Content-Length), ended by an empty line, within maxHeadBytes with the head.
+   * Returns the new position.
+   */
+  #readTrailer(data: Buffer, pos: number, len: number): number {
+    const from = pos;
+    let tr = this.#trailer;
+    for (; pos < len; pos++) {
+      const c = data[pos]!;
+      switch (tr) {
+        case Trailer.LineStart:
+          if (c === CR) tr = Trailer.EndLf;
+          else if (TCHAR[c] === 1) {
+            tr = Trailer.Name;
+            this.#trailerName = String.fromCharCode(c | 0x20);
+            this.#trailerNameLength = 1;
+          } else throw bad(c === SP || c === HTAB ? 'folded trailer line (obs-fold)' : 'invalid trailer line');
+          continue;
+        case Trailer.Name:
+          if (TCHAR[c] === 1) {
+            if (++this.#trailerNameLength <= 15) this.#trailerName += String.fromCharCode(NAME[c] === 3 ? c | 0x20 : c);
+          } else if (c === 0x3a) {
+            if (this.#trailerNameLength === 14 && this.#trailerName === 'content-length') throw bad('Content-Length in the trailer section');
+            tr = Trailer.Value;
+          } else throw bad('invalid trailer line');
+          continue;
+        case Trailer.Value:
+          if (c === CR) tr = Trailer.LineLf;
+          else if (VALUE[c] !== 1) throw bad('control character in a trailer line');
+          continue;
+        case Trailer.LineLf:
+          if (c !== LF) throw bad('bare CR or LF in a trailer line');
+          tr = Trailer.LineStart;
+          continue;
+        case Trailer.EndLf:
+          if (c !== LF) throw bad('bare CR or LF in a trailer line');
+          this.#headBytes += pos + 1 - from;
+          if (this.#headBytes > this.#maxHeadBytes) throw new RequestParseError(431, 'trailer section too large');
+          this.#state = State.Done;
+          this.#sink.onRequestComplete();
+          return pos + 1;
+      }
+    }
+    this.#headBytes += pos - from;
+    if (this.#headBytes > this.#maxHeadBytes) throw new RequestParseError(431, 'trailer section too large');
+    this.#trailer = tr;
+    return pos;
+  }
+}
+
+/** The version's bytes, 0 where any digit may stand (checked once the line is whole). */
+const HTTP_VERSION = new Uint8Array([0x48, 0x54, 0x54, 0x50, 0x2f, 0, 0x2e, 0, CR, LF]);
+
+// Header values are scanned four bytes at a time where the buffer allows it (the response
+// parser's trick): ((w - LOW) | (w + ONES)) & HIGH_BITS is 0 for a word of printable ASCII
+// and non-zero for any word holding a byte below 0x20 or DEL (and for some holding
+// obs-text); the byte loop then finds which byte it was.
+const LOW = 0x20202020;
+const ONES = 0x01010101;
+const HIGH_BITS = 0x80808080 | 0;
+
+let wordsBuf: Buffer | null = null;
+let wordsView: Int32Array | null = null;
+
+/** A 32-bit view of `buf` (word k = bytes 4k..4k+3), when its offset allows one; cached for the last buffer. */
+function wordsOf(buf: Buffer): Int32Array | null {
+  if (buf === wordsBuf) return wordsView;
+  if (buf.byteOffset % 4 !== 0 || buf.length < 4) return null;
+  wordsBuf = buf;
+  wordsView = new Int32Array(buf.buffer, buf.byteOffset, buf.length >>> 2);
+  return wordsView;
+}
+
+const isDigit = (c: number): boolean => c >= 0x30 && c <= 0x39;
+
+/** The method as a string: the common ones without allocating. */
+function methodName(buf: Buffer, s: number, e: number, str: string): string {
+  const c = buf[s];
+  switch (e - s) {
+    case 3:
+      if (c === 0x47 && buf[s + 1] === 0x45 && buf[s + 2] === 0x54) return 'GET';
+      if (c === 0x50 && buf[s + 1] === 0x55 && buf[s + 2] === 0x54) return 'PUT';
+      break;
+    case 4:
+      if (c === 0x50 && buf[s + 1] === 0x4f && buf[s + 2] === 0x53 && buf[s + 3] === 0x54) return 'POST';
+      if (c === 0x48 && buf[s + 1] === 0x45 && buf[s + 2] === 0x41 && buf[s + 3] === 0x44) return 'HEAD';
+      break;
+  }
+  return str.slice(0, e - s);
+}
+
+/** The index after "http://" or "https://" (scheme case-insensitive) at buf[t0, end), or -1. */
+function schemeEnd(buf: Buffer, t0: number, end: number): number {
+  if (end - t0 < 7 || (buf[t0]! | 0x20) !== 0x68 || (buf[t0 + 1]! | 0x20) !== 0x74 || (buf[t0 + 2]! | 0x20) !== 0x74 || (buf[t0 + 3]! | 0x20) !== 0x70) return -1;
+  let i = t0 + 4;
+  if ((buf[i]! | 0x20) === 0x73) i++;
+  if (i + 3 > end || buf[i] !== 0x3a || buf[i + 1] !== 0x2f || buf[i + 2] !== 0x2f) return -1;
+  return i + 3;
+}
+
+const CODING_INVALID = 0;
+const CODING_CHUNKED = 1;
+const CODING_OTHER = 2;
+
+/**
+ * What the transfer coding in buf[a, b) is: "chunked" (any case, no parameters), another
+ * token (with parameters, not checked further: refused with 501 anyway), or invalid
+ * (empty, or not a token).
+ */
+function codingKind(buf: Buffer, a: number, b: number): number {
+  let i = a;
+  while (i < b && TCHAR[buf[i]!] === 1) i++;
+  if (i === a) return CODING_INVALID;
+  const chunked = isChunked(buf, a, i);
+  if (i === b) return chunked ? CODING_CHUNKED : CODING_OTHER;
+  // Parameters (OWS ";" ...), not checked further; chunked takes none.
+  while (i < b && (buf[i] === SP || buf[i] === HTAB)) i++;
+  return buf[i] !== 0x3b || chunked ? CODING_INVALID : CODING_OTHER;
+}
+
+/** buf[a, b) is "chunked", in any case. */
+function isChunked(buf: Buffer, a: number, b: number): boolean {
+  return b - a === 7 && (buf[a]! | 0x20) === 0x63 && (buf[a + 1]! | 0x20) === 0x68 && (buf[a + 2]! | 0x20) === 0x75 && (buf[a + 3]! | 0x20) === 0x6e &&
+    (buf[a + 4]! | 0x20) === 0x6b && (buf[a + 5]! | 0x20) === 0x65 && (buf[a + 6]! | 0x20) === 0x64;
+}
+
+/** The value of a Content-Length field in buf[vs, ve): 1*DIGIT, or a list of identical such values; -1 if invalid. */
+function contentLengthValue(buf: Buffer, vs: number, ve: number): number {
+  let value = -1;
+  let i = vs;
+  for (;;) {
+    const from = i;
+    let n = 0;
+    while (i < ve) {
+      const d = buf[i]! - 0x30;
+      if (d < 0 || d > 9) break;
+      n = n * 10 + d;
+      i++;
+    }
+    if (i === from || i - from > MAX_LENGTH_DIGITS) return -1;
+    if (value !== -1 && value !== n) return -1;
+    value = n;
+    if (i === ve) return value;
+    // Another element: OWS "," OWS.
+    while (buf[i] === SP || buf[i] === HTAB) i++;
+    if (buf[i] !== 0x2c) return -1;
+    i++;
+    while (buf[i] === SP || buf[i] === HTAB) i++;
+    if (i >= ve) return -1;
+  }
+}
+
+const CLOSE = 1;
+const KEEP_ALIVE = 2;
+
+/** Which of close and keep-alive the comma-separated options of a Connection value hold (case-insensitive). */
+function connectionOptions(v: string): number {
+  const length = v.length;
+  if (length === 10 || length === 5) {
+    const lower = v.toLowerCase();
+    if (lower === 'keep-alive') return KEEP_ALIVE;
+    if (lower === 'close') return CLOSE;
+  }
+  let options = 0;
+  const lower = v.toLowerCase();
+  for (let from = 0; from <= length; ) {
+    let to = lower.indexOf(',', from);
+    if (to === -1) to = length;
+    let a = from;
+    let b = to;
+    while (a < b && (lower.charCodeAt(a) === SP || lower.charCodeAt(a) === HTAB)) a++;
+    while (b > a && (lower.charCodeAt(b - 1) === SP || lower.charCodeAt(b - 1) === HTAB)) b--;
+    if (b - a === 5 && lower.startsWith('close', a)) options |= CLOSE;
+    else if (b - a === 10 && lower.startsWith('keep-alive', a)) options |= KEEP_ALIVE;
+    from = to + 1;
+  }
+  return options;
+}
+
+function nameError(c: number, first: boolean): string {
+  if (first && (c === SP || c === HTAB)) return 'folded header line (obs-fold)';
+  if (c === SP || c === HTAB) return 'whitespace before the colon of a header line';
+  if (c === CR || c === LF) return first ? 'bare CR or LF in the head' : 'header line without a colon';
+  return 'invalid header name';
+}
+
+function hexValue(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48;
+  if (c >= 97 && c <= 102) return c - 87;
+  if (c >= 65 && c <= 70) return c - 55;
+  return -1;
+}
+
+// Body pieces are views of the buffer fed in, usually the thread's one read buffer read
+// after read, and Buffer#subarray costs ~100 ns: views of that buffer are kept by start
+// offset and handed out again when start and length match (as the response parser does).
+// Sharing one is safe: a piece is only read during the call, and whoever keeps it copies it.
+const VIEW_SLOTS = 256; // a power of two
+let viewsBuf: Buffer | null = null;
+const views: Array<Buffer | undefined> = new Array<Buffer | undefined>(VIEW_SLOTS).fill(undefined);
+
+function viewOf(buf: Buffer, start: number, end: number): Buffer {
+  if (start === 0 && end === buf.length) return buf;
+  if (buf !== viewsBuf) {
+    viewsBuf = buf;
+    views.fill(undefined);
+  }
+  const slot = start & (VIEW_SLOTS - 1);
+  const cached = views[slot];
+  if (cached !== undefined && cached.length === end - start && cached.byteOffset === buf.byteOffset + start) return cached;
+  return (views[slot] = buf.subarray(start, end));
+}

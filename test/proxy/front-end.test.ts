@@ -1,0 +1,182 @@
+// The node front end (listen.front_end: node), through the real gateway, two workers, and
+// the simulator as the model server: what a client's HTTP/1.1 stack relies on (keep-alive,
+// pipelining, 100-continue, HTTP/1.0, chunked uploads), what a bad or idle client gets
+// (a JSON error with a request id and a closed connection; an idle connection closed after
+// listen.client_idle_timeout_ms), and that both workers' SO_REUSEPORT sockets take
+// connections. The rest of the suite runs through the default front end.
+
+import { connect, type Socket } from 'node:net';
+import t from 'tap';
+import { httpRequest, RawConnection, rawRequest } from '../helpers/http.js';
+import { jsonLogs, replicaPorts, simStats, sleep, startGateway, type Gateway } from '../helpers/procs.js';
+
+// Replica ports 18990-18999 belong to this file.
+let gw: Gateway;
+let simPort: number;
+const IDLE_MS = 1500;
+
+t.before(async () => {
+  gw = await startGateway({
+    listen: { host: '127.0.0.1', port: 0, front_end: 'node', client_idle_timeout_ms: IDLE_MS },
+    workers: 2,
+    ports: { from: 18990, to: 18999 },
+    deployments: [{ model: 'demo', version: '1', runtime: 'sim', replicas: 1, args: ['--ttft-ms', '0', '--token-ms', '1', '--tokens', '5'] }],
+  });
+  [simPort] = (await replicaPorts(gw, 'demo-1')) as [number];
+});
+t.teardown(() => gw?.stop());
+
+interface Echo {
+  method: string;
+  url: string;
+  headers: Record<string, string>;
+  body_bytes: number;
+}
+
+const echoHead = (extra = ''): string => `GET /demo-1/_sim/echo HTTP/1.1\r\nHost: gw\r\n${extra}\r\n`;
+
+t.test('keep-alive: many requests on one connection, each with its own request id', async (t) => {
+  const conn = await RawConnection.open(gw.port);
+  const ids = new Set<string>();
+  for (let i = 0; i < 20; i++) {
+    const r = await conn.request(echoHead());
+    t.equal(r?.status, 200, `request ${i} answered`);
+    ids.add(r!.headers['x-request-id']!);
+    t.match(r!.headers['date'] ?? '', /^\w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} GMT$/, 'a Date header');
+  }
+  t.equal(ids.size, 20, 'distinct request ids');
+  t.notOk(conn.closed, 'the connection stays open');
+  conn.close();
+});
+
+t.test('pipelined requests are answered in order on the same connection', async (t) => {
+  const conn = await RawConnection.open(gw.port);
+  const first = conn.request(`${echoHead('x-request-id: pipe-1\r\n')}${echoHead('x-request-id: pipe-2\r\n')}POST /demo-1/_sim/echo HTTP/1.1\r\nHost: gw\r\nx-request-id: pipe-3\r\nContent-Length: 5\r\n\r\nhello`);
+  const replies = [await first, await conn.request(''), await conn.request('')];
+  t.same(replies.map((r) => r?.headers['x-request-id']), ['pipe-1', 'pipe-2', 'pipe-3'], 'in the order sent');
+  t.equal((JSON.parse(replies[2]!.body) as Echo).body_bytes, 5, 'the pipelined body reached the model server whole');
+  t.equal(conn.unread, '', 'nothing more');
+  conn.close();
+});
+
+t.test('Expect: 100-continue gets its interim answer before the body is sent', async (t) => {
+  const socket = connect({ host: '127.0.0.1', port: gw.port });
+  await new Promise((resolve) => socket.once('connect', resolve));
+  let got = '';
+  socket.on('data', (d: Buffer) => { got += d.toString('latin1'); });
+  socket.write('POST /demo-1/_sim/echo HTTP/1.1\r\nHost: gw\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n');
+  await waitFor(() => got.includes('\r\n\r\n'), 'the interim response');
+  t.equal(got, 'HTTP/1.1 100 Continue\r\n\r\n', 'only the 100 so far');
+  socket.write('ping');
+  await waitFor(() => /\r\n\r\n\{.*\}$/s.test(got.slice(25)), 'the final response');
+  t.match(got.slice(25), /^HTTP\/1\.1 200 OK\r\n/);
+  t.equal((JSON.parse(got.slice(got.lastIndexOf('\r\n\r\n') + 4)) as Echo).body_bytes, 4);
+  t.notOk((JSON.parse(got.slice(got.lastIndexOf('\r\n\r\n') + 4)) as Echo).headers['expect'], 'Expect stays at the gateway');
+  socket.destroy();
+});
+
+t.test('HTTP/1.0: closed after the answer unless the client asks for keep-alive', async (t) => {
+  const plain = await rawRequest(gw.port, 'GET /demo-1/_sim/echo HTTP/1.0\r\n\r\n');
+  t.equal(plain.status, 200);
+  t.equal(plain.headers['connection'], 'close');
+  t.ok(plain.closed, 'the connection closed');
+  const conn = await RawConnection.open(gw.port);
+  for (let i = 0; i < 3; i++) {
+    const r = await conn.request('GET /demo-1/_sim/echo HTTP/1.0\r\nConnection: keep-alive\r\n\r\n');
+    t.equal(r?.status, 200);
+    t.equal(r?.headers['connection'], 'keep-alive', 'said to a 1.0 client');
+  }
+  t.notOk(conn.closed);
+  conn.close();
+  // A streamed answer has no chunked framing for a 1.0 client: it ends with the connection.
+  const stream = await rawRequest(gw.port, 'POST /demo-1/v1/chat/completions HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: 62\r\n\r\n{"model":"demo","stream":true,"messages":[{"role":"user","content":"x"}]}'.replace('62', String('{"model":"demo","stream":true,"messages":[{"role":"user","content":"x"}]}'.length)));
+  t.equal(stream.status, 200);
+  t.notOk(stream.headers['transfer-encoding'], 'no chunked framing');
+  t.match(stream.body, /data: \[DONE\]/, 'the whole stream');
+  t.ok(stream.closed);
+});
+
+t.test('a chunked upload reaches the model server whole', async (t) => {
+  const r = await rawRequest(gw.port, 'POST /demo-1/_sim/echo HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n');
+  t.equal(r.status, 200);
+  t.equal((JSON.parse(r.body) as Echo).body_bytes, 11);
+});
+
+t.test('malformed requests: a JSON error with a request id, the connection closed, nothing forwarded', async (t) => {
+  const before = (await simStats(simPort)).requests;
+  const cases: Array<[string, number, string]> = [
+    ['POST /demo-1/_sim/echo HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', 400, 'SLUICE_ERR_BAD_REQUEST'],
+    ['POST /demo-1/_sim/echo HTTP/1.1\r\nHost: gw\r\nContent-Length: 12abc\r\n\r\n', 400, 'SLUICE_ERR_BAD_REQUEST'],
+    // Not chunked last: the body's length cannot be known (RFC 9112 6.3: 400).
+    ['POST /demo-1/_sim/echo HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: gzip\r\n\r\n', 400, 'SLUICE_ERR_BAD_REQUEST'],
+    // Framed, but with a coding sluice does not decode (RFC 9112 6.1: 501).
+    ['POST /demo-1/_sim/echo HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n', 501, 'SLUICE_ERR_TRANSFER_CODING'],
+    ['GET /demo-1/_sim/echo HTTP/2.0\r\nHost: gw\r\n\r\n', 505, 'SLUICE_ERR_HTTP_VERSION'],
+    [`GET /demo-1/_sim/echo HTTP/1.1\r\nHost: gw\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'SLUICE_ERR_HEADERS_TOO_LARGE'],
+    ['GET /demo-1/_sim/echo HTTP/1.1\r\nHost: gw\r\nBad Header: x\r\n\r\n', 400, 'SLUICE_ERR_BAD_REQUEST'],
+    ['GET /demo-1/_sim/echo HTTP/1.1\r\nHost: gw\r\n folded: x\r\n\r\n', 400, 'SLUICE_ERR_BAD_REQUEST'],
+  ];
+  for (const [head, status, code] of cases) {
+    const what = JSON.stringify(head.slice(0, 60));
+    const r = await rawRequest(gw.port, head);
+    t.equal(r.status, status, `${what}: ${status}`);
+    const body = JSON.parse(r.body) as { error: { code: string; message: string; request_id: string } };
+    t.equal(body.error.code, code, what);
+    t.ok(body.error.message.length > 0, `a message: ${body.error.message}`);
+    t.equal(r.headers['x-request-id'], body.error.request_id, 'the request id in the header and the body');
+    t.equal(r.headers['connection'], 'close');
+    t.ok(r.closed, `${what}: the connection closed`);
+  }
+  t.equal((await simStats(simPort)).requests, before, 'none reached the model server');
+});
+
+t.test('a connection idle for listen.client_idle_timeout_ms is closed; one busy is not', async (t) => {
+  const idle = await RawConnection.open(gw.port);
+  t.equal((await idle.request(echoHead()))?.status, 200);
+  // A slow head (slowloris): bytes trickle, the head never ends.
+  const slow = connect({ host: '127.0.0.1', port: gw.port });
+  slow.write('GET /demo-1/_sim/echo HTTP/1.1\r\n');
+  const slowClosed = closedWithin(slow, IDLE_MS + 3000);
+  // A request the model server answers slowly is not cut by the client's idle timeout.
+  const busy = httpRequest(`${gw.url}/demo-1/_sim/sleep?ms=${IDLE_MS + 1500}`);
+  await sleep(IDLE_MS + 2200);
+  t.ok(idle.closed, 'the idle keep-alive connection was closed');
+  t.ok(await slowClosed, 'the never-ending head was closed');
+  t.equal((await busy).status, 200, 'the slow answer arrived');
+});
+
+t.test("both workers' sockets take connections", async (t) => {
+  const N = 60;
+  for (let i = 0; i < N; i++) await httpRequest(`${gw.url}/demo-1/_sim/echo`, { headers: { 'x-request-id': `spread-${i}` } });
+  const entries = await waitForValue(() => {
+    const lines = jsonLogs(gw).filter((l) => typeof l['request_id'] === 'string' && (l['request_id'] as string).startsWith('spread-'));
+    return lines.length === N ? lines : undefined;
+  }, 'an access line per request');
+  const workers = new Set(entries.map((e) => e['worker']));
+  t.same([...workers].sort(), [0, 1], 'both workers served');
+});
+
+async function waitFor(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+  await waitForValue(() => (cond() ? true : undefined), what, timeoutMs);
+}
+
+async function waitForValue<T>(fn: () => T | undefined, what: string, timeoutMs = 5000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = fn();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+function closedWithin(socket: Socket, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+}
