@@ -289,12 +289,12 @@ export const configSchema: Field = {
         // request (about 10% of throughput on small requests). Off, a client's own
         // X-Forwarded-For still passes through unchanged.
         forwarded_for: { kind: 'bool', default: false },
-        // What reads client requests: uWebSockets.js, or sluice's own HTTP/1.1 front end on
-        // Node's TCP handles (src/proxy/front-end/), plain HTTP only. On the requests SDKs
-        // send (POST, a dozen headers, a body) uWS.js's binding costs more per request than
-        // its C++ parser saves; the node front end also reads the client's address once per
-        // connection, not per request.
-        front_end: { kind: 'string', enum: ['uws', 'node'], default: 'uws' },
+        // What reads client requests: sluice's own HTTP/1.1 front end on Node's TCP handles
+        // (src/proxy/front-end/, plain HTTP only), or uWebSockets.js. auto: node for plain
+        // HTTP, uws with listen.tls. On the requests SDKs send (POST, a dozen headers, a
+        // body) uWS.js's binding costs more per request than its C++ parser saves; the node
+        // front end also reads the client's address once per connection, not per request.
+        front_end: { kind: 'string', enum: ['auto', 'node', 'uws'], default: 'auto' },
         // A client connection waiting this long for bytes (idle between requests, or in a
         // head or an upload nothing answers yet) is closed. The node front end only: uWS's is
         // fixed at 10 s.

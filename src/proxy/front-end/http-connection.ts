@@ -316,6 +316,8 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
   flushed(): void {
     if (!this.#endPending) return;
     this.#endPending = false;
+    // The idle timeout now waits for the client to close, once libuv has written all.
+    this.lastTick = tick;
     if (!this.#closed) this.#socket.end();
   }
 
@@ -340,6 +342,8 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
 
   /** Whether the idle timeout applies: waiting for the client's bytes, with nothing to answer yet. */
   get expiring(): boolean {
+    // Ended by its last response (FIN sent): whatever the client still sends is not read.
+    if (this.#ending) return this.#writing === 0 && !this.#endPending;
     if (this.#paused || this.#waiting) return false;
     const res = this.#response;
     return res === null || res.ended || !res.started;

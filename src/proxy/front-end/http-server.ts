@@ -15,14 +15,15 @@ export interface HttpServerOptions {
   readonly malformed: (res: ClientResponse, status: number, message: string) => void;
   /**
    * A connection waiting this long for its client's bytes (between requests, or in a head
-   * or an upload nothing answers yet) is closed: uWS's 10 s.
+   * or an upload nothing answers yet) is closed (config listen.client_idle_timeout_ms).
    */
-  readonly idleTimeoutMs?: number;
-  /** The request line and header lines together, in bytes (431 above). */
-  readonly maxHeadBytes?: number;
+  readonly idleTimeoutMs: number;
 }
 
 const SWEEP_MS = 1000;
+// The request line and header lines together (431 above): Node's http default; nginx
+// refuses a header line over 8 KiB.
+const MAX_HEAD_BYTES = 16 * 1024;
 
 export class HttpServer implements ConnectionOwner {
   readonly handlers: ReadonlyMap<string, ClientHandler>;
@@ -38,8 +39,8 @@ export class HttpServer implements ConnectionOwner {
     this.handlers = options.handlers;
     this.other = options.other;
     this.malformed = options.malformed;
-    this.maxHeadBytes = options.maxHeadBytes ?? 16 * 1024;
-    this.#idleTicks = Math.max(1, Math.ceil((options.idleTimeoutMs ?? 10_000) / SWEEP_MS));
+    this.maxHeadBytes = MAX_HEAD_BYTES;
+    this.#idleTicks = Math.max(1, Math.ceil(options.idleTimeoutMs / SWEEP_MS));
     this.#server = createServer({ noDelay: true }, (socket: Socket) => {
       this.#connections.add(new HttpConnection(this, socket));
     });
