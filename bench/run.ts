@@ -67,6 +67,9 @@ const PORT = {
   adminDefaults: 29089,
   sluiceDefaultsNoLog: 29078,
   adminDefaultsNoLog: 29079,
+  // sluice as shipped but reading requests with uWS (listen.front_end: uws), as before the node front end.
+  sluiceDefaultsUws: 29074,
+  adminDefaultsUws: 29075,
   // The AI section's uWS floor: the minimal POST forwarder of upstream-clients.ts.
   uwsFloor: 29034,
   // The AI section's raw floor: the same on Node's TCP handles (raw-front-end.ts).
@@ -103,7 +106,7 @@ const POLICIES_OFF = '{ breaker: { enabled: false }, retry: { attempts: 0 }, cac
  * 100% sampling, exporting to bench/otlp-sink.ts: what tracing costs when every request is
  * recorded (with tracing off, the `policies` row is its price: a null check per request).
  */
-type SluiceVariant = 'plain' | 'policies' | 'xff' | 'strategies' | 'defaults' | 'defaults-nolog' | 'tls' | 'traced';
+type SluiceVariant = 'plain' | 'policies' | 'xff' | 'strategies' | 'defaults' | 'defaults-nolog' | 'defaults-uws' | 'tls' | 'traced';
 const SLUICE_PORTS: Record<SluiceVariant, { port: number; admin: number }> = {
   plain: { port: PORT.sluice, admin: PORT.admin },
   policies: { port: PORT.sluicePolicies, admin: PORT.adminPolicies },
@@ -111,6 +114,7 @@ const SLUICE_PORTS: Record<SluiceVariant, { port: number; admin: number }> = {
   strategies: { port: PORT.sluiceStrategies, admin: PORT.adminStrategies },
   defaults: { port: PORT.sluiceDefaults, admin: PORT.adminDefaults },
   'defaults-nolog': { port: PORT.sluiceDefaultsNoLog, admin: PORT.adminDefaultsNoLog },
+  'defaults-uws': { port: PORT.sluiceDefaultsUws, admin: PORT.adminDefaultsUws },
   tls: { port: PORT.sluiceTls, admin: PORT.adminTls },
   traced: { port: PORT.sluiceTraced, admin: PORT.adminTraced },
 };
@@ -118,10 +122,11 @@ const SLUICE_PORTS: Record<SluiceVariant, { port: number; admin: number }> = {
 /**
  * What a variant's config sets beyond where it listens: `defaults` is sluice as shipped (log
  * level info, a JSON access line per request, default policies); `defaults-nolog` the same
- * with `log.access: false`; the others log warnings only and set their policies.
+ * with `log.access: false`; `defaults-uws` the same with uWS reading the requests (its
+ * listen line); the others log warnings only and set their policies.
  */
 function variantSettings(variant: SluiceVariant): string {
-  if (variant === 'defaults') return '';
+  if (variant === 'defaults' || variant === 'defaults-uws') return '';
   if (variant === 'defaults-nolog') return 'log: { access: false }\n';
   const tracing = variant === 'traced' ? `tracing: { enabled: true, sample_ratio: 1, endpoint: "http://127.0.0.1:${PORT.otlpSink}/v1/traces" }\n` : '';
   return `log: { level: warn, access: false }\npolicies: ${variant === 'policies' || variant === 'traced' ? POLICIES_ON : POLICIES_OFF}\n${tracing}`;
@@ -389,7 +394,8 @@ class Fleet {
     const { port, admin } = SLUICE_PORTS[variant];
     const config = join(this.group.dir, `sluice-${variant}.yaml`);
     const tls = variant === 'tls' ? `, tls: { cert_file: ${this.certificate.certFile}, key_file: ${this.certificate.keyFile} }` : '';
-    writeFileSync(config, `listen: { host: 127.0.0.1, port: ${port}, forwarded_for: ${variant === 'xff'}${tls} }
+    const frontEnd = variant === 'defaults-uws' ? ', front_end: uws' : '';
+    writeFileSync(config, `listen: { host: 127.0.0.1, port: ${port}, forwarded_for: ${variant === 'xff'}${tls}${frontEnd} }
 admin: { port: ${admin} }
 workers: 1
 state_dir: ${join(this.group.dir, `state-${variant}`)}
@@ -542,6 +548,7 @@ interface Run {
   readonly sluiceStrategiesPgid: number;
   readonly sluiceDefaultsPgid: number;
   readonly sluiceDefaultsNoLogPgid: number;
+  readonly sluiceDefaultsUwsPgid: number;
   readonly warnings: string[];
 }
 
@@ -598,6 +605,8 @@ async function aiSection(run: Run): Promise<{ rows: LoadRow[]; sse: LoadRow[]; p
     { key: 'nginx-log', label: 'nginx 1 worker -> upstream, JSON access log (buffer=64k)', spec: aiSpec(PORT.nginx, '/up-log'), pgid: run.nginxPgid },
     { key: 'sluice-defaults', label: 'sluice 1 worker, default config (access log on)', spec: aiSpec(PORT.sluiceDefaults, '/up-1'), pgid: run.sluiceDefaultsPgid, pairedWith: 'nginx-log' },
     { key: 'sluice-nolog', label: 'sluice 1 worker, default config, log.access: false', spec: aiSpec(PORT.sluiceDefaultsNoLog, '/up-1'), pgid: run.sluiceDefaultsNoLogPgid, pairedWith: 'nginx' },
+    // The front end's share: the same as shipped, with uWS reading the requests instead.
+    { key: 'sluice-uws', label: 'sluice 1 worker, default config, listen.front_end: uws (ratio: vs the node front end)', spec: aiSpec(PORT.sluiceDefaultsUws, '/up-1'), pgid: run.sluiceDefaultsUwsPgid, pairedWith: 'sluice-defaults' },
     // The OpenAI front door: the same request at the root, routed by its body's model; its
     // ratio is against the path route above, measured next to it.
     {
@@ -977,6 +986,7 @@ async function benchmark(opts: Options, fleet: Fleet, gen: LoadGenerator): Promi
     sluiceStrategiesPgid: needStrategies ? (await fleet.startSluice([], 'strategies')).pid : 0,
     sluiceDefaultsPgid: needAi ? (await fleet.startSluice([], 'defaults')).pid : 0,
     sluiceDefaultsNoLogPgid: needAi ? (await fleet.startSluice([], 'defaults-nolog')).pid : 0,
+    sluiceDefaultsUwsPgid: needAi ? (await fleet.startSluice([], 'defaults-uws')).pid : 0,
     warnings: [],
   };
 
@@ -1016,6 +1026,7 @@ async function benchmark(opts: Options, fleet: Fleet, gen: LoadGenerator): Promi
     sluice_root_vs_path_ai: rowOf(ai?.rows ?? null, 'sluice-root')?.vs_nginx ?? null,
     uws_floor_vs_nginx_ai: rowOf(ai?.rows ?? null, 'uws-floor')?.vs_nginx ?? null,
     raw_floor_vs_nginx_ai: rowOf(ai?.rows ?? null, 'raw-floor')?.vs_nginx ?? null,
+    node_vs_uws_front_end_ai: ratioOf(ai?.rows ?? null, 'sluice-defaults', 'sluice-uws', 'rps'),
     sluice_vs_portkey_ai: ratioOf(ai?.rows ?? null, 'sluice-defaults', 'portkey', 'rps'),
     sluice_vs_litellm_ai: ratioOf(ai?.rows ?? null, 'sluice-defaults', 'litellm', 'rps'),
     sluice_policies_vs_nginx_rps: rowOf(throughput, 'sluice-policies')?.vs_nginx ?? null,

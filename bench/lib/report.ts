@@ -97,6 +97,8 @@ export interface Results {
   /** The AI request through the thinnest proxy on uWS.js, and on Node's TCP handles, over nginx without a log. */
   readonly uws_floor_vs_nginx_ai: number | null;
   readonly raw_floor_vs_nginx_ai: number | null;
+  /** sluice as shipped (the node front end) over the same with listen.front_end: uws, req/s on the AI request. */
+  readonly node_vs_uws_front_end_ai: number | null;
   /** sluice as shipped over each peer gateway, req/s on the AI request (null: the peer could not be installed). */
   readonly sluice_vs_portkey_ai: number | null;
   readonly sluice_vs_litellm_ai: number | null;
@@ -242,6 +244,7 @@ export function renderMarkdown(r: Results): string {
     `| sluice_root_vs_path_ai (POST /v1/chat/completions at the root, routed by the body's model, vs /up-1/v1/...) | ${ratio(r.sluice_root_vs_path_ai)}${verdict(r.sluice_root_vs_path_ai, (v) => v >= 0.95)} | >= 0.95x |`,
     `| uws_floor_vs_nginx_ai (the least a uWS.js proxy does for the AI request, vs nginx, logs off: the ceiling of sluice's HTTP layer) | ${ratio(r.uws_floor_vs_nginx_ai)} | |`,
     `| raw_floor_vs_nginx_ai (the same least work on Node's own TCP handles instead of uWS.js: what another front end could reach) | ${ratio(r.raw_floor_vs_nginx_ai)} | |`,
+    `| node_vs_uws_front_end_ai (sluice as shipped, its node front end vs listen.front_end: uws, same run) | ${ratio(r.node_vs_uws_front_end_ai)} | |`,
     `| sluice_vs_portkey_ai | ${ratio(r.sluice_vs_portkey_ai)}${verdict(r.sluice_vs_portkey_ai, (v) => v >= 50)} | >= 50x |`,
     `| sluice_vs_litellm_ai | ${ratio(r.sluice_vs_litellm_ai)}${verdict(r.sluice_vs_litellm_ai, (v) => v >= 200)} | >= 200x |`,
     `| sluice_vs_nginx_cpu_per_req (GET; above 1 = sluice spends more CPU) | ${ratio(r.sluice_vs_nginx_cpu_per_req)} | |`,

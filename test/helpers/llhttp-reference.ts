@@ -8,6 +8,7 @@ import { Buffer } from 'node:buffer';
 import { once } from 'node:events';
 import { request } from 'node:http';
 import { createServer, type Server, type Socket } from 'node:net';
+import { createRequire } from 'node:module';
 
 /** What a client made of a response, llhttp's or sluice's. */
 export interface Outcome {
@@ -132,4 +133,90 @@ export async function llhttp(server: RawServer, raw: Buffer, opts: ReferenceOpti
     req.end();
   });
   return out;
+}
+
+// ---------------------------------------------------------------------------------------
+// The request side: Node's own llhttp in REQUEST mode, through the HTTPParser binding that
+// node:http's server drives (node:_http_common), initialised as the server does it (no
+// lenient flags, the given maxHeaderSize), fed the bytes at once and then EOF (finish()).
+// Synchronous and socket-free, so a differential test can afford thousands of cases.
+
+interface HttpParserBinding {
+  new (): {
+    initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
+    execute(data: Buffer): number | Error;
+    finish(): undefined | Error;
+    close(): void;
+    [key: number]: unknown;
+  };
+  REQUEST: number;
+  kOnHeaders: number;
+  kOnHeadersComplete: number;
+  kOnBody: number;
+  kOnMessageComplete: number;
+  kLenientNone: number;
+}
+
+const httpCommon = createRequire(import.meta.url)('_http_common') as { HTTPParser: HttpParserBinding; methods: string[] };
+
+/** One request as llhttp read it. */
+export interface LlhttpRequest {
+  method: string;
+  url: string;
+  /** Flat [name, value, ...] as received (rawHeaders). */
+  headers: string[];
+  versionMinor: number;
+  /** Body bytes, latin1. */
+  body: string;
+  complete: boolean;
+  /** llhttp stops after it: an upgrade (Upgrade + Connection: upgrade) or CONNECT. */
+  upgrade: boolean;
+  keepAlive: boolean;
+}
+
+export interface LlhttpRequests {
+  requests: LlhttpRequest[];
+  /** The llhttp error code (HPE_...), from execute() or from finish() at EOF; null if none. */
+  error: string | null;
+}
+
+/** What llhttp in request mode (as node:http's server sets it up) makes of `raw`, then EOF. */
+export function llhttpRequests(raw: Buffer, maxHeaderSize = 16 * 1024): LlhttpRequests {
+  const { HTTPParser, methods } = httpCommon;
+  const parser = new HTTPParser();
+  parser.initialize(HTTPParser.REQUEST, {}, maxHeaderSize, HTTPParser.kLenientNone);
+  const requests: LlhttpRequest[] = [];
+  let current: LlhttpRequest | null = null;
+  // More than 32 header lines come in kOnHeaders batches, as node:http collects them.
+  let pending: string[] = [];
+  let pendingUrl = '';
+  parser[HTTPParser.kOnHeaders] = (headers: string[], url: string): void => {
+    pending.push(...headers);
+    pendingUrl += url;
+  };
+  parser[HTTPParser.kOnHeadersComplete] = (_major: number, minor: number, headers: string[] | undefined, method: number, url: string | undefined, _s: unknown, _m: unknown, upgrade: boolean, keepAlive: boolean): number => {
+    current = { method: methods[method] ?? String(method), url: url || pendingUrl, headers: headers ?? pending, versionMinor: minor, body: '', complete: false, upgrade, keepAlive };
+    pending = [];
+    pendingUrl = '';
+    requests.push(current);
+    return 0;
+  };
+  parser[HTTPParser.kOnBody] = (b: Buffer): void => {
+    current!.body += b.toString('latin1');
+  };
+  parser[HTTPParser.kOnMessageComplete] = (): void => {
+    current!.complete = true;
+    // Trailer lines came in kOnHeaders: node:http hands them over as trailers and starts afresh.
+    pending = [];
+    pendingUrl = '';
+  };
+  let error: string | null = null;
+  const r = parser.execute(raw);
+  if (r instanceof Error) error = (r as NodeJS.ErrnoException).code ?? r.message;
+  else {
+    const f = parser.finish();
+    if (f instanceof Error) error = (f as NodeJS.ErrnoException).code ?? f.message;
+  }
+  parser.close();
+  return { requests, error };
 }

@@ -3,9 +3,13 @@
 // object and its name/value arrays are reused, so a request costs its strings (one latin1
 // decode of the head, sliced) and the body views, nothing more.
 //
-// The head is parsed once its end (CRLFCRLF) is in hand: found with Buffer#indexOf when
-// it arrived whole, else the pieces are copied (bounded by maxHeadBytes) until it has.
-// Body bytes are handed out as views of the buffers given to execute(), never copied.
+// A head is read in two passes: #scan checks its bytes (four at a time where it can) and
+// notes where the parts are, finding its end on the way (one pass over the bytes: cheaper
+// than a Buffer#indexOf of CRLFCRLF first, whose call alone costs what half the scan does);
+// #build then decodes the head to one latin1 string and slices the names and values from
+// it. A head split across calls is copied (bounded by maxHeadBytes) and its scan resumes at
+// the line it stopped in. Body bytes are handed out as views of the buffers given to
+// execute(), never copied.
 //
 // Strict where the RFCs let a server be: exactly one SP in the request line, HTTP/1.0 and
 // 1.1 only (505 for other versions), target bytes VCHAR without '#', lines ended by CRLF
@@ -78,7 +82,6 @@ const DEFAULT_MAX_HEADERS = 100;
 const MAX_CHUNK_EXT_BYTES = 16 * 1024;
 // RFC 9110 8.6: 1*DIGIT; 15 digits keep the value an exact double (the response parser's bound).
 const MAX_LENGTH_DIGITS = 15;
-const CRLFCRLF = Buffer.from('\r\n\r\n');
 const CR = 0x0d;
 const LF = 0x0a;
 const SP = 0x20;
@@ -174,6 +177,8 @@ export class RequestParser {
   #targetEnd = 0;
   #minor = 1;
   #count = 0;
+  /** Where a split head's scan resumes: the start of its first unscanned header line, from the head's start; 0: the request line. */
+  #resumeAt = 0;
   readonly #lines: Int32Array;
 
   constructor(sink: RequestSink, options: RequestParserOptions = {}) {
@@ -192,6 +197,7 @@ export class RequestParser {
     this.#headBytes = 0;
     this.#started = false;
     this.#scratchLength = 0;
+    this.#resumeAt = 0;
   }
 
   get done(): boolean {
@@ -331,21 +337,35 @@ export class RequestParser {
       return end;
     }
     // A head split across calls: the new bytes are appended (no more than the head may still
-    // take), and it is parsed once its end has arrived; the search starts 3 bytes before the
-    // join, so no byte is searched twice however the head trickles in.
+    // take), and the scan goes on from the start of the line it stopped in, when the new
+    // bytes end a line: a line is scanned at most twice however the head trickles in.
     const limit = this.#maxHeadBytes - this.#headBytes - kept;
     const n = Math.min(end - pos, limit + 1);
     this.#keep(data, pos, pos + n);
     const scratch = this.#scratch!;
     const total = this.#scratchLength;
-    const at = scratch.indexOf(CRLFCRLF, Math.max(0, kept - 3));
-    if (at !== -1 && at + 4 <= total) {
+    // Whether the new bytes end a line: a short piece is looked through here, a longer one
+    // with indexOf (which may look past it, at most to the buffer's end, once per piece).
+    let lineEnded = false;
+    if (n <= 64) {
+      for (let k = pos; k < pos + n; k++) {
+        if (data[k] === LF) {
+          lineEnded = true;
+          break;
+        }
+      }
+    } else {
+      const lf = data.indexOf(LF, pos);
+      lineEnded = lf !== -1 && lf < pos + n;
+    }
+    if (lineEnded) {
       const headEnd = this.#scan(scratch, 0, Math.min(total, this.#maxHeadBytes - this.#headBytes));
-      if (headEnd === -1) throw new RequestParseError(431, 'request head too large');
-      this.#headBytes += headEnd;
-      this.#build(scratch, 0, headEnd);
-      this.#scratchLength = 0;
-      return this.#afterHead(pos + headEnd - kept);
+      if (headEnd !== -1) {
+        this.#headBytes += headEnd;
+        this.#build(scratch, 0, headEnd);
+        this.#scratchLength = 0;
+        return this.#afterHead(pos + headEnd - kept);
+      }
     }
     if (n > limit) throw new RequestParseError(431, 'request head too large');
     return pos + n;
@@ -389,12 +409,86 @@ export class RequestParser {
    * be part of a valid head throws at once).
    */
   #scan(buf: Buffer, s: number, end: number): number {
-    // Request line: method SP request-target SP HTTP-version CRLF.
+    const lines = this.#lines;
+    const maxHeaders = this.#maxHeaders;
+    const view = viewOfBytes(buf);
+    const base = buf.byteOffset;
+    let count = this.#count;
+    let p = s + this.#resumeAt;
+    if (this.#resumeAt === 0) {
+      count = 0;
+      p = this.#scanRequestLine(buf, s, end);
+      if (p === -1) return -1;
+    }
+
+    // Header lines: name ":" OWS value OWS CRLF, until an empty line.
+    for (;;) {
+      if (p >= end) break;
+      if (buf[p] === CR) {
+        if (p + 1 >= end) break;
+        if (buf[p + 1] !== LF) throw bad('bare CR or LF in the head');
+        this.#count = count;
+        this.#resumeAt = 0;
+        return p + 2;
+      }
+      // The name: four bytes a step while they are lower-case letters and '-' (most names),
+      // then byte by byte through the token table (which tells upper-case letters apart).
+      let n = p;
+      let upper = 0;
+      while (n + 4 <= end) {
+        const w = view.getInt32(base + n, true);
+        const dash = w ^ DASHES;
+        if (((w & HIGH_BITS) | (~(((w + TO_A) & ~(w + PAST_Z)) | ~(((dash & LOW_7) + LOW_7) | dash)) & HIGH_BITS)) !== 0) break;
+        n += 4;
+      }
+      for (; n < end; n++) {
+        const k = NAME[buf[n]!]!;
+        if (k === 0) break;
+        upper |= k;
+      }
+      if (n === end) break;
+      if (buf[n] !== 0x3a || n === p) throw bad(nameError(buf[n]!, n === p));
+      // The value: printable ASCII four bytes a step, then (and for HTAB and obs-text) byte by byte.
+      let j = n + 1;
+      while (j + 4 <= end) {
+        const w = view.getInt32(base + j, true);
+        if ((((w - LOW) | (w + ONES)) & HIGH_BITS) !== 0) break;
+        j += 4;
+      }
+      while (j < end && VALUE[buf[j]!] === 1) j++;
+      if (j === end) break;
+      if (buf[j] !== CR) throw bad(buf[j] === LF ? 'bare CR or LF in a header line' : 'control character in a header value');
+      if (j + 1 === end) break;
+      if (buf[j + 1] !== LF) throw bad('bare CR or LF in a header line');
+      if (count === maxHeaders) throw new RequestParseError(431, 'too many header lines');
+      let vs = n + 1;
+      let ve = j;
+      while (vs < ve && (buf[vs] === SP || buf[vs] === HTAB)) vs++;
+      while (ve > vs && (buf[ve - 1] === SP || buf[ve - 1] === HTAB)) ve--;
+      // Offsets from the head's start (a split head moves to the kept bytes); a negative
+      // name end: the name has an upper-case letter.
+      const at = count << 2;
+      lines[at] = p - s;
+      lines[at + 1] = (upper & 2) === 0 ? n - s : s - n;
+      lines[at + 2] = vs - s;
+      lines[at + 3] = ve - s;
+      count++;
+      p = j + 2;
+    }
+    // Only part of the head is here: the scan resumes at the start of the line it stopped in.
+    this.#resumeAt = p - s;
+    this.#count = count;
+    return -1;
+  }
+
+  /** Checks the request line at buf[s, end) and notes its parts; returns the index after its CRLF, or -1 when it is not all here. */
+  #scanRequestLine(buf: Buffer, s: number, end: number): number {
+    // method SP request-target SP HTTP-version CRLF
     let i = s;
     while (i < end && TCHAR[buf[i]!] === 1) i++;
     if (i === end) return -1;
     if (i === s || buf[i] !== SP) throw bad('invalid request line');
-    this.#methodEnd = i;
+    this.#methodEnd = i - s;
     const t0 = ++i;
     let q = -1;
     for (; i < end; i++) {
@@ -405,8 +499,8 @@ export class RequestParser {
     if (i === end) return -1;
     if (buf[i] === 0x23) throw bad('fragment in the request target');
     if (i === t0 || buf[i] !== SP) throw bad('invalid request line');
-    this.#query = q;
-    this.#targetEnd = i;
+    this.#query = q === -1 ? -1 : q - s;
+    this.#targetEnd = i - s;
     const v = i + 1;
     // "HTTP/" DIGIT "." DIGIT CRLF
     if (v + 10 > end) {
@@ -418,81 +512,19 @@ export class RequestParser {
     }
     if (buf[v + 5] !== 0x31 || buf[v + 7]! > 0x31) throw new RequestParseError(505, 'HTTP version not supported');
     this.#minor = buf[v + 7]! - 0x30;
-
-    // Header lines: name ":" OWS value OWS CRLF, until an empty line.
-    const lines = this.#lines;
-    const maxHeaders = this.#maxHeaders;
-    const words = wordsOf(buf);
-    let count = 0;
-    let p = v + 10;
-    for (;;) {
-      if (p >= end) return -1;
-      if (buf[p] === CR) {
-        if (p + 1 >= end) return -1;
-        if (buf[p + 1] !== LF) throw bad('bare CR or LF in the head');
-        this.#count = count;
-        return p + 2;
-      }
-      // The name, four bytes a step while it lasts.
-      let n = p;
-      let upper = 0;
-      while (n + 4 <= end) {
-        const a = NAME[buf[n]!]!;
-        const b = NAME[buf[n + 1]!]!;
-        const c = NAME[buf[n + 2]!]!;
-        const d = NAME[buf[n + 3]!]!;
-        if ((a & b & c & d) === 0) break;
-        upper |= a | b | c | d;
-        n += 4;
-      }
-      for (; n < end; n++) {
-        const k = NAME[buf[n]!]!;
-        if (k === 0) break;
-        upper |= k;
-      }
-      if (n === end) return -1;
-      if (buf[n] !== 0x3a || n === p) throw bad(nameError(buf[n]!, n === p));
-      // The value: printable ASCII four bytes a step where the buffer allows it, else (and
-      // for HTAB and obs-text) byte by byte.
-      let j = n + 1;
-      if (words !== null) {
-        while ((j & 3) !== 0 && j < end && VALUE[buf[j]!] === 1) j++;
-        if ((j & 3) === 0) {
-          while (j + 4 <= end) {
-            const w = words[j >>> 2]!;
-            if ((((w - LOW) | (w + ONES)) & HIGH_BITS) !== 0) break;
-            j += 4;
-          }
-        }
-      }
-      while (j < end && VALUE[buf[j]!] === 1) j++;
-      if (j + 1 >= end) return -1;
-      if (buf[j] !== CR || buf[j + 1] !== LF) throw bad(buf[j] === CR || buf[j] === LF ? 'bare CR or LF in a header line' : 'control character in a header value');
-      if (count === maxHeaders) throw new RequestParseError(431, 'too many header lines');
-      let vs = n + 1;
-      let ve = j;
-      while (vs < ve && (buf[vs] === SP || buf[vs] === HTAB)) vs++;
-      while (ve > vs && (buf[ve - 1] === SP || buf[ve - 1] === HTAB)) ve--;
-      const at = count << 2;
-      lines[at] = p;
-      lines[at + 1] = upper === 1 ? n : -n; // negative: the name has an upper-case letter
-      lines[at + 2] = vs;
-      lines[at + 3] = ve;
-      count++;
-      p = j + 2;
-    }
+    return v + 10;
   }
 
   /** The second pass over the head #scan found in buf[s, e): its strings and framing, into the head object. */
   #build(buf: Buffer, s: number, e: number): void {
     const head = this.#head;
     const str = (buf as unknown as Latin1Slicer).latin1Slice(s, e);
-    const method = methodName(buf, s, this.#methodEnd, str);
+    const method = methodName(buf, s, s + this.#methodEnd, str);
     if (method === 'CONNECT') throw new RequestParseError(501, 'CONNECT is not supported');
     const minor = this.#minor;
     head.method = method;
     head.versionMinor = minor;
-    this.#target(buf, s, this.#methodEnd + 1, this.#query, this.#targetEnd, str, method);
+    this.#target(buf, s, s + this.#methodEnd + 1, this.#query === -1 ? -1 : s + this.#query, s + this.#targetEnd, str, method);
 
     const names = head.names;
     const values = head.values;
@@ -509,12 +541,11 @@ export class RequestParser {
     let lastChunked = false;
     for (let k = 0; k < count; k++) {
       const at = k << 2;
-      const p = lines[at]!;
       const n = lines[at + 1]!;
       const vs = lines[at + 2]!;
       const ve = lines[at + 3]!;
-      const name = n > 0 ? str.slice(p - s, n - s) : str.slice(p - s, -n - s).toLowerCase();
-      const value = str.slice(vs - s, ve - s);
+      const name = n > 0 ? str.slice(lines[at]!, n) : str.slice(lines[at]!, -n).toLowerCase();
+      const value = str.slice(vs, ve);
       names[k] = name;
       values[k] = value;
       switch (name.length) {
@@ -533,7 +564,7 @@ export class RequestParser {
           break;
         case 14:
           if (name === 'content-length') {
-            const length = contentLengthValue(buf, vs, ve);
+            const length = contentLengthValue(buf, s + vs, s + ve);
             if (length < 0) throw bad('invalid Content-Length');
             if (contentLength !== -1 && contentLength !== length) throw bad('conflicting Content-Length');
             contentLength = length;
@@ -542,10 +573,11 @@ export class RequestParser {
         case 17:
           if (name === 'transfer-encoding') {
             // Each coding: a token, with parameters only for codings other than chunked.
-            let from = vs;
+            let from = s + vs;
+            const until = s + ve;
             for (;;) {
               let to = from;
-              while (to < ve && buf[to] !== 0x2c) to++;
+              while (to < until && buf[to] !== 0x2c) to++;
               let a = from;
               let b = to;
               while (a < b && (buf[a] === SP || buf[a] === HTAB)) a++;
@@ -555,7 +587,7 @@ export class RequestParser {
               codings++;
               lastChunked = kind === CODING_CHUNKED;
               if (lastChunked) chunkeds++;
-              if (to >= ve) break;
+              if (to >= until) break;
               from = to + 1;
             }
           }
@@ -716,24 +748,32 @@ export class RequestParser {
 /** The version's bytes, 0 where any digit may stand (checked once the line is whole). */
 const HTTP_VERSION = new Uint8Array([0x48, 0x54, 0x54, 0x50, 0x2f, 0, 0x2e, 0, CR, LF]);
 
-// Header values are scanned four bytes at a time where the buffer allows it (the response
-// parser's trick): ((w - LOW) | (w + ONES)) & HIGH_BITS is 0 for a word of printable ASCII
-// and non-zero for any word holding a byte below 0x20 or DEL (and for some holding
-// obs-text); the byte loop then finds which byte it was.
+// Names and values are scanned four bytes at a time, as little-endian 32-bit words read
+// through a DataView (unaligned reads are fine), with byte-wise tests that cannot carry
+// from one byte into the next on the words they let through:
+// - values: ((w - LOW) | (w + ONES)) & HIGH_BITS is 0 for a word of printable ASCII and
+//   non-zero for any word holding a byte below 0x20 or DEL (and for some holding obs-text);
+// - names: no byte has its high bit, and each is a lower-case letter (b + TO_A reaches
+//   0x80 and b + PAST_Z does not) or '-' (b ^ DASHES is zero: the classic zero-byte test).
+// A word that fails is gone through byte by byte, which is exact.
 const LOW = 0x20202020;
 const ONES = 0x01010101;
 const HIGH_BITS = 0x80808080 | 0;
+const LOW_7 = 0x7f7f7f7f;
+const TO_A = 0x1f1f1f1f; // 0x61 + 0x1f = 0x80
+const PAST_Z = 0x05050505; // 0x7b + 0x05 = 0x80
+const DASHES = 0x2d2d2d2d;
 
-let wordsBuf: Buffer | null = null;
-let wordsView: Int32Array | null = null;
+let viewBuffer: ArrayBufferLike | null = null;
+let viewOfBuffer: DataView | null = null;
 
-/** A 32-bit view of `buf` (word k = bytes 4k..4k+3), when its offset allows one; cached for the last buffer. */
-function wordsOf(buf: Buffer): Int32Array | null {
-  if (buf === wordsBuf) return wordsView;
-  if (buf.byteOffset % 4 !== 0 || buf.length < 4) return null;
-  wordsBuf = buf;
-  wordsView = new Int32Array(buf.buffer, buf.byteOffset, buf.length >>> 2);
-  return wordsView;
+/** A DataView of `buf`'s whole ArrayBuffer (index it at buf.byteOffset + i), cached for the last one: reads land in the same few. */
+function viewOfBytes(buf: Buffer): DataView {
+  if (buf.buffer !== viewBuffer) {
+    viewBuffer = buf.buffer;
+    viewOfBuffer = new DataView(buf.buffer);
+  }
+  return viewOfBuffer!;
 }
 
 const isDigit = (c: number): boolean => c >= 0x30 && c <= 0x39;
