@@ -1,9 +1,9 @@
 // Counts the LLM tokens of a response for tokens-per-minute limits, cost and the token
 // metrics: the usage the server reports (OpenAI `usage.total_tokens`, Ollama
 // `prompt_eval_count` + `eval_count`), or, when it reports none, one token per streamed event.
-// It runs on every response by default (config metrics.tokens), so it is one pass over the
-// bytes in JS, with no string, no native call and no allocation per chunk: a key is looked
-// at only where a closing quote follows `tokens` or `count`. A field split across two
+// It runs on every response by default (config metrics.tokens), so it makes no string and
+// no allocation per chunk: native searches find where a key could end (`tokens"`,
+// `count"`) and where lines end, and only there are the bytes looked at in JS. A field split across two
 // chunks is found by scanning the previous chunk's last bytes joined to the next one's first.
 
 const TOTAL = 0;
@@ -16,6 +16,8 @@ const KEYS = ['"total_tokens"', '"eval_count"', '"prompt_eval_count"', '"prompt_
 const TAIL = 64;
 // Where a split field is put back together: the previous chunk's tail, then the new chunk's start.
 const seam = Buffer.alloc(TAIL * 2);
+const TOKENS_END = Buffer.from('tokens"', 'latin1');
+const COUNT_END = Buffer.from('count"', 'latin1');
 const QUOTE = 0x22;
 const LF = 0x0a;
 const CR = 0x0d;
@@ -70,22 +72,24 @@ export class TokenCounter {
 
   /** Reads the usage fields whose key starts before `startsBefore`; `events`: also counts the lines. */
   #scan(b: Buffer, end: number, startsBefore: number, events: boolean): void {
-    // Two comparisons per byte; a line's text is looked at only at its end.
+    // Every key ends in `tokens"` or `count"`: native searches for those two endings (and
+    // for line ends) skip the bytes between, where a JS loop would test each one.
+    for (let at = b.indexOf(TOKENS_END); at !== -1 && at + TOKENS_END.length <= end; at = b.indexOf(TOKENS_END, at + TOKENS_END.length)) {
+      this.#field(b, at + TOKENS_END.length - 1, end, startsBefore);
+    }
+    for (let at = b.indexOf(COUNT_END); at !== -1 && at + COUNT_END.length <= end; at = b.indexOf(COUNT_END, at + COUNT_END.length)) {
+      this.#field(b, at + COUNT_END.length - 1, end, startsBefore);
+    }
+    if (!events) return;
+    // A line's text is looked at only at its end.
     let lineStart = 0;
     let inLine = this.#inLine;
-    for (let i = 0; i < end; i++) {
-      const c = b[i]!;
-      if (c === QUOTE) {
-        // The closing quote of `..._tokens"` or `..._count"`.
-        const p = b[i - 1];
-        if ((p === 0x73 || p === 0x74) && i >= 11) this.#field(b, i, end, startsBefore);
-      } else if (c === LF && events) {
-        if (inLine || hasText(b, lineStart, i)) this.#events++;
-        inLine = false;
-        lineStart = i + 1;
-      }
+    for (let i = b.indexOf(LF); i !== -1 && i < end; i = b.indexOf(LF, i + 1)) {
+      if (inLine || hasText(b, lineStart, i)) this.#events++;
+      inLine = false;
+      lineStart = i + 1;
     }
-    if (events) this.#inLine = inLine || hasText(b, lineStart, end);
+    this.#inLine = inLine || hasText(b, lineStart, end);
   }
 
   /** `close` is the index of a key's closing quote: if it is a usage key, its number. */

@@ -544,7 +544,7 @@ export class RequestParser {
       const n = lines[at + 1]!;
       const vs = lines[at + 2]!;
       const ve = lines[at + 3]!;
-      const name = n > 0 ? str.slice(lines[at]!, n) : str.slice(lines[at]!, -n).toLowerCase();
+      const name = headerName(buf, s, lines[at]!, n > 0 ? n : -n, str, n < 0);
       const value = str.slice(vs, ve);
       names[k] = name;
       values[k] = value;
@@ -779,6 +779,44 @@ function viewOfBytes(buf: Buffer): DataView {
 const isDigit = (c: number): boolean => c >= 0x30 && c <= 0x39;
 
 /** The method as a string: the common ones without allocating. */
+// Header names seen before, lower-cased, by length: a name whose bytes match one of them
+// (ASCII case aside) is that string, so the dozen names every client repeats cost no slice
+// and no lower-casing (a runtime call) per request. Bounded: the first NAMES_PER_LENGTH
+// names of each length up to NAME_CACHE_MAX_LENGTH stay.
+const NAME_CACHE_MAX_LENGTH = 64;
+const NAMES_PER_LENGTH = 8;
+const cachedNames: string[][] = [];
+const cachedNameBytes: Uint8Array[][] = [];
+for (let n = 0; n <= NAME_CACHE_MAX_LENGTH; n++) {
+  cachedNames.push([]);
+  cachedNameBytes.push([]);
+}
+
+/** The lower-cased name at str[from, to) (buf[s + from, s + to)); `upper`: it has an upper-case letter. */
+function headerName(buf: Buffer, s: number, from: number, to: number, str: string, upper: boolean): string {
+  const length = to - from;
+  if (length > NAME_CACHE_MAX_LENGTH) return upper ? str.slice(from, to).toLowerCase() : str.slice(from, to);
+  const names = cachedNames[length]!;
+  const bytes = cachedNameBytes[length]!;
+  const at = s + from;
+  for (let j = 0; j < names.length; j++) {
+    const known = bytes[j]!;
+    let i = 0;
+    for (; i < length; i++) {
+      const c = buf[at + i]!;
+      // A token byte: only A-Z change case.
+      if ((c >= 0x41 && c <= 0x5a ? c | 0x20 : c) !== known[i]) break;
+    }
+    if (i === length) return names[j]!;
+  }
+  const name = upper ? str.slice(from, to).toLowerCase() : str.slice(from, to);
+  if (names.length < NAMES_PER_LENGTH) {
+    names.push(name);
+    bytes.push(Buffer.from(name, 'latin1'));
+  }
+  return name;
+}
+
 function methodName(buf: Buffer, s: number, e: number, str: string): string {
   const c = buf[s];
   switch (e - s) {
