@@ -21,6 +21,8 @@
 // test/proxy/request-parser-differential.test.ts lists how this differs from llhttp.
 
 import { Buffer } from 'node:buffer';
+import { TCHAR, ViewCache } from '../http1/bytes.js';
+import { ChunkedBody, type ChunkedBodySink } from '../http1/chunked-body.js';
 
 export interface RequestSink {
   /** A request head was read; `head` is the parser's own object, valid until the next reset(). */
@@ -78,8 +80,6 @@ export interface RequestParserOptions {
 
 const DEFAULT_MAX_HEAD_BYTES = 16 * 1024;
 const DEFAULT_MAX_HEADERS = 100;
-// Chunk extensions are dropped; Node refuses more than 16 KiB of them per chunk, as here.
-const MAX_CHUNK_EXT_BYTES = 16 * 1024;
 // RFC 9110 8.6: 1*DIGIT; 15 digits keep the value an exact double (the response parser's bound).
 const MAX_LENGTH_DIGITS = 15;
 const CR = 0x0d;
@@ -91,9 +91,6 @@ const HTAB = 0x09;
 const NAME = new Uint8Array(256);
 for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz") NAME[c.charCodeAt(0)] = 1;
 for (let c = 0x41; c <= 0x5a; c++) NAME[c] = 3;
-/** 1 for a token byte (methods, transfer codings, chunk extensions). */
-const TCHAR = new Uint8Array(256);
-for (let c = 0; c < 256; c++) TCHAR[c] = NAME[c] === 0 ? 0 : 1;
 /** Field value bytes (RFC 9110 5.5): HTAB, SP, VCHAR, obs-text. */
 const VALUE = new Uint8Array(256);
 VALUE[HTAB] = 1;
@@ -109,38 +106,10 @@ const enum State {
   /** A CR of an empty line before the request line was read; its LF must follow. */
   LeadLf,
   BodyLength,
-  ChunkSize,
-  ChunkExt,
-  ChunkSizeLf,
-  ChunkData,
-  ChunkDataCr,
-  ChunkDataLf,
-  Trailer,
+  Chunked,
   Done,
 }
 
-// Where a chunk extension is (RFC 9112 7.1.1, BWS included):
-// *( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] ) before the CRLF.
-const enum Ext {
-  BeforeSemi,
-  BeforeName,
-  Name,
-  AfterName,
-  BeforeValue,
-  Token,
-  Quoted,
-  QuotedPair,
-  AfterQuoted,
-}
-
-// Where a trailer section is: header lines, then an empty line.
-const enum Trailer {
-  LineStart,
-  Name,
-  Value,
-  LineLf,
-  EndLf,
-}
 
 const bad = (message: string): RequestParseError => new RequestParseError(400, message);
 
@@ -148,7 +117,9 @@ interface Latin1Slicer {
   latin1Slice(start: number, end: number): string;
 }
 
-export class RequestParser {
+const views = new ViewCache();
+
+export class RequestParser implements ChunkedBodySink {
   readonly #sink: RequestSink;
   readonly #head = new RequestHead();
   readonly #maxHeadBytes: number;
@@ -162,13 +133,7 @@ export class RequestParser {
   #scratch: Buffer | null = null;
   #scratchLength = 0;
   #remaining = 0;
-  #sawSizeDigit = false;
-  #ext = Ext.BeforeSemi;
-  #extBytes = 0;
-  #trailer = Trailer.LineStart;
-  /** The trailer line's name so far, up to 15 bytes lower-cased: enough to tell Content-Length. */
-  #trailerName = '';
-  #trailerNameLength = 0;
+  readonly #chunked = new ChunkedBody(views, (message, tooLarge) => (tooLarge ? new RequestParseError(431, message) : bad(message)));
   // What #scan found, for #build: where the method ends, the target's first '?' (or -1) and
   // end, the minor version, and per header line its start, name end (negative when the name
   // has an upper-case letter), value start and end.
@@ -204,6 +169,11 @@ export class RequestParser {
     return this.#state === State.Done;
   }
 
+  /** ChunkedBodySink: a piece of a chunked body goes to the sink, which may stop the parse after it. */
+  onChunkData(chunk: Buffer): boolean {
+    return this.#sink.onRequestBody(chunk);
+  }
+
   /** No byte of the current request has been consumed since reset() (leading empty lines do not count). */
   get idle(): boolean {
     return !this.#started;
@@ -229,7 +199,7 @@ export class RequestParser {
         case State.BodyLength: {
           const n = Math.min(this.#remaining, end - pos);
           this.#remaining -= n;
-          const chunk = viewOf(data, pos, pos + n);
+          const chunk = views.of(data, pos, pos + n);
           pos += n;
           if (this.#remaining === 0) this.#state = State.Done;
           const more = this.#sink.onRequestBody(chunk);
@@ -240,59 +210,15 @@ export class RequestParser {
           if (!more) return pos;
           break;
         }
-        case State.ChunkSize: {
-          const c = data[pos++]!;
-          const digit = hexValue(c);
-          if (digit >= 0) {
-            this.#remaining = this.#remaining * 16 + digit;
-            if (this.#remaining > Number.MAX_SAFE_INTEGER / 16) throw bad('chunk size too large');
-            this.#sawSizeDigit = true;
-          } else if (!this.#sawSizeDigit) {
-            throw bad('invalid chunk size');
-          } else if (c === CR) {
-            this.#state = State.ChunkSizeLf;
-          } else if (c === 0x3b || c === SP || c === HTAB) {
-            this.#ext = c === 0x3b ? Ext.BeforeName : Ext.BeforeSemi;
-            this.#extBytes = 0;
-            this.#state = State.ChunkExt;
-          } else {
-            throw bad('invalid chunk size');
+        case State.Chunked:
+          pos = this.#chunked.execute(data, pos, end, this);
+          if (this.#chunked.done) {
+            this.#state = State.Done;
+            this.#sink.onRequestComplete();
+          } else if (pos < end) {
+            // The sink refused a piece: the rest waits for the next call.
+            return pos;
           }
-          break;
-        }
-        case State.ChunkExt:
-          pos = this.#readChunkExt(data, pos, end);
-          break;
-        case State.ChunkSizeLf:
-          if (data[pos++] !== LF) throw bad('invalid chunk size line');
-          if (this.#remaining === 0) {
-            this.#state = State.Trailer;
-            this.#trailer = Trailer.LineStart;
-          } else {
-            this.#state = State.ChunkData;
-          }
-          break;
-        case State.ChunkData: {
-          const n = Math.min(this.#remaining, end - pos);
-          this.#remaining -= n;
-          const chunk = viewOf(data, pos, pos + n);
-          pos += n;
-          if (this.#remaining === 0) this.#state = State.ChunkDataCr;
-          if (!this.#sink.onRequestBody(chunk)) return pos;
-          break;
-        }
-        case State.ChunkDataCr:
-          if (data[pos++] !== CR) throw bad('missing CRLF after chunk data');
-          this.#state = State.ChunkDataLf;
-          break;
-        case State.ChunkDataLf:
-          if (data[pos++] !== LF) throw bad('missing CRLF after chunk data');
-          this.#state = State.ChunkSize;
-          this.#remaining = 0;
-          this.#sawSizeDigit = false;
-          break;
-        case State.Trailer:
-          pos = this.#readTrailer(data, pos, end);
           break;
         case State.Done:
           return pos;
@@ -388,9 +314,9 @@ export class RequestParser {
   #afterHead(pos: number): number {
     const head = this.#head;
     if (head.chunked) {
-      this.#state = State.ChunkSize;
-      this.#remaining = 0;
-      this.#sawSizeDigit = false;
+      this.#state = State.Chunked;
+      // Trailers count with the head against maxHeadBytes.
+      this.#chunked.reset(this.#maxHeadBytes - this.#headBytes);
     } else if (head.contentLength > 0) {
       this.#state = State.BodyLength;
       this.#remaining = head.contentLength;
@@ -640,109 +566,6 @@ export class RequestParser {
     head.authority = str.slice(a - s, slash - s);
     head.url = slash === pathEnd ? '/' : str.slice(slash - s, pathEnd - s);
   }
-
-  /** Steps through a chunk extension, dropped but checked; returns the new position. */
-  #readChunkExt(data: Buffer, pos: number, len: number): number {
-    const from = pos;
-    let e = this.#ext;
-    scan: for (; pos < len; pos++) {
-      const c = data[pos]!;
-      switch (e) {
-        case Ext.Name:
-        case Ext.Token:
-          if (TCHAR[c] === 1) continue;
-          if (c === CR) break scan;
-          if (c === 0x3b) e = Ext.BeforeName;
-          else if (c === 0x3d && e === Ext.Name) e = Ext.BeforeValue;
-          else if (c === SP || c === HTAB) e = e === Ext.Name ? Ext.AfterName : Ext.BeforeSemi;
-          else throw bad('invalid chunk extension');
-          continue;
-        case Ext.AfterQuoted:
-          if (c === CR) break scan;
-          if (c === 0x3b) e = Ext.BeforeName;
-          else if (c === SP || c === HTAB) e = Ext.BeforeSemi;
-          else throw bad('invalid chunk extension');
-          continue;
-        case Ext.BeforeSemi:
-        case Ext.AfterName:
-          if (c === 0x3b) e = Ext.BeforeName;
-          else if (c === 0x3d && e === Ext.AfterName) e = Ext.BeforeValue;
-          else if (c !== SP && c !== HTAB) throw bad('invalid chunk extension');
-          continue;
-        case Ext.BeforeName:
-        case Ext.BeforeValue:
-          if (TCHAR[c] === 1) e = e === Ext.BeforeName ? Ext.Name : Ext.Token;
-          else if (c === 0x22 && e === Ext.BeforeValue) e = Ext.Quoted;
-          else if (c !== SP && c !== HTAB) throw bad('invalid chunk extension');
-          continue;
-        case Ext.Quoted:
-          if (c === 0x22) e = Ext.AfterQuoted;
-          else if (c === 0x5c) e = Ext.QuotedPair;
-          else if ((c < 0x20 && c !== HTAB) || c === 0x7f) throw bad('invalid chunk extension');
-          continue;
-        case Ext.QuotedPair:
-          if ((c < 0x20 && c !== HTAB) || c === 0x7f) throw bad('invalid chunk extension');
-          e = Ext.Quoted;
-          continue;
-      }
-    }
-    this.#extBytes += pos - from;
-    if (this.#extBytes > MAX_CHUNK_EXT_BYTES) throw bad('chunk extensions too large');
-    this.#ext = e;
-    if (pos === len) return len;
-    this.#state = State.ChunkSizeLf;
-    return pos + 1;
-  }
-
-  /**
-   * Steps through the trailer section: its lines are dropped, but must be header lines
-   * (without Content-Length), ended by an empty line, within maxHeadBytes with the head.
-   * Returns the new position.
-   */
-  #readTrailer(data: Buffer, pos: number, len: number): number {
-    const from = pos;
-    let tr = this.#trailer;
-    for (; pos < len; pos++) {
-      const c = data[pos]!;
-      switch (tr) {
-        case Trailer.LineStart:
-          if (c === CR) tr = Trailer.EndLf;
-          else if (TCHAR[c] === 1) {
-            tr = Trailer.Name;
-            this.#trailerName = String.fromCharCode(c | 0x20);
-            this.#trailerNameLength = 1;
-          } else throw bad(c === SP || c === HTAB ? 'folded trailer line (obs-fold)' : 'invalid trailer line');
-          continue;
-        case Trailer.Name:
-          if (TCHAR[c] === 1) {
-            if (++this.#trailerNameLength <= 15) this.#trailerName += String.fromCharCode(NAME[c] === 3 ? c | 0x20 : c);
-          } else if (c === 0x3a) {
-            if (this.#trailerNameLength === 14 && this.#trailerName === 'content-length') throw bad('Content-Length in the trailer section');
-            tr = Trailer.Value;
-          } else throw bad('invalid trailer line');
-          continue;
-        case Trailer.Value:
-          if (c === CR) tr = Trailer.LineLf;
-          else if (VALUE[c] !== 1) throw bad('control character in a trailer line');
-          continue;
-        case Trailer.LineLf:
-          if (c !== LF) throw bad('bare CR or LF in a trailer line');
-          tr = Trailer.LineStart;
-          continue;
-        case Trailer.EndLf:
-          if (c !== LF) throw bad('bare CR or LF in a trailer line');
-          this.#headBytes += pos + 1 - from;
-          if (this.#headBytes > this.#maxHeadBytes) throw new RequestParseError(431, 'trailer section too large');
-          this.#state = State.Done;
-          this.#sink.onRequestComplete();
-          return pos + 1;
-      }
-    }
-    this.#headBytes += pos - from;
-    if (this.#headBytes > this.#maxHeadBytes) throw new RequestParseError(431, 'trailer section too large');
-    this.#trailer = tr;
-    return pos;
-  }
 }
 
 /** The version's bytes, 0 where any digit may stand (checked once the line is whole). */
@@ -927,29 +750,4 @@ function nameError(c: number, first: boolean): string {
   return 'invalid header name';
 }
 
-function hexValue(c: number): number {
-  if (c >= 48 && c <= 57) return c - 48;
-  if (c >= 97 && c <= 102) return c - 87;
-  if (c >= 65 && c <= 70) return c - 55;
-  return -1;
-}
 
-// Body pieces are views of the buffer fed in, usually the thread's one read buffer read
-// after read, and Buffer#subarray costs ~100 ns: views of that buffer are kept by start
-// offset and handed out again when start and length match (as the response parser does).
-// Sharing one is safe: a piece is only read during the call, and whoever keeps it copies it.
-const VIEW_SLOTS = 256; // a power of two
-let viewsBuf: Buffer | null = null;
-const views: Array<Buffer | undefined> = new Array<Buffer | undefined>(VIEW_SLOTS).fill(undefined);
-
-function viewOf(buf: Buffer, start: number, end: number): Buffer {
-  if (start === 0 && end === buf.length) return buf;
-  if (buf !== viewsBuf) {
-    viewsBuf = buf;
-    views.fill(undefined);
-  }
-  const slot = start & (VIEW_SLOTS - 1);
-  const cached = views[slot];
-  if (cached !== undefined && cached.length === end - start && cached.byteOffset === buf.byteOffset + start) return cached;
-  return (views[slot] = buf.subarray(start, end));
-}

@@ -5,6 +5,8 @@
 // into the read buffer (HeaderLines).
 
 import { Buffer } from 'node:buffer';
+import { ChunkedBody, type ChunkedBodySink } from '../http1/chunked-body.js';
+import { TCHAR, ViewCache } from '../http1/bytes.js';
 import { HeaderLines } from './header-lines.js';
 import { HeaderKind, bytesStartWithName, connectionTokens, kindOfNameBytes, nameBytes } from './header-names.js';
 
@@ -16,73 +18,34 @@ export interface ResponseSink {
 }
 
 const MAX_HEAD_BYTES = 64 * 1024;
-// Chunk extensions are dropped; Node's client refuses a message with more than 16 KiB of them.
-const MAX_CHUNK_EXT_BYTES = 16 * 1024;
 // A head up to this size is remembered for the next response (see #readHead).
 const MEMO_MAX_BYTES = 1024;
 const CRLFCRLF = Buffer.from('\r\n\r\n');
 const CHUNKED = nameBytes('chunked');
 const KEEP_ALIVE = nameBytes('keep-alive');
-// Trailer names are kept up to this many bytes, enough to tell Content-Length and Connection.
-const TRAILER_NAME_BYTES = 16;
-
-/** 1 for the bytes of a token (RFC 9110 5.6.2): header names, chunk extension names and values. */
-const TCHAR = new Uint8Array(256);
-for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") TCHAR[c.charCodeAt(0)] = 1;
 
 const enum State {
   Head,
   BodyLength,
-  ChunkSize,
-  ChunkExt,
-  ChunkSizeLf,
-  ChunkData,
-  ChunkDataCr,
-  ChunkDataLf,
-  Trailer,
+  Chunked,
   BodyUntilClose,
   Done,
 }
 
-// Where a chunk extension is (RFC 9112 7.1.1, BWS included):
-// *( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] ) before the CRLF.
-const enum Ext {
-  BeforeSemi,
-  BeforeName,
-  Name,
-  AfterName,
-  BeforeValue,
-  Token,
-  Quoted,
-  QuotedPair,
-  AfterQuoted,
-}
-
-// Where a trailer section is: header lines, then an empty line.
-const enum Trailer {
-  LineStart,
-  Name,
-  Value,
-  LineLf,
-  EndLf,
-}
 
 export class ParseError extends Error {
   readonly code = 'SLUICE_ERR_UPSTREAM_PROTOCOL';
 }
 
-export class ResponseParser {
+const views = new ViewCache();
+const protocolError = (message: string): ParseError => new ParseError(message);
+
+export class ResponseParser implements ChunkedBodySink {
   #sink: ResponseSink;
   #state = State.Head;
   #partialHead: Buffer | null = null;
   #remaining = 0;
-  #sawSizeDigit = false;
-  #ext = Ext.BeforeSemi;
-  #extBytes = 0;
-  #trailer = Trailer.LineStart;
-  readonly #trailerName = new Uint8Array(TRAILER_NAME_BYTES);
-  #trailerNameLength = 0;
-  #trailerBytes = 0;
+  readonly #chunked = new ChunkedBody(views, protocolError);
   #noBody = false;
   readonly #lines = new HeaderLines();
   // The last final head read at the start of a read, as bytes, with what its parse found (see #readHead).
@@ -114,6 +77,12 @@ export class ResponseParser {
     return this.#state === State.Done;
   }
 
+  /** ChunkedBodySink: a piece of a chunked body goes to the sink as any other. */
+  onChunkData(chunk: Buffer): boolean {
+    this.#sink.onBody(chunk);
+    return true;
+  }
+
   get readsUntilClose(): boolean {
     return this.#state === State.BodyUntilClose;
   }
@@ -132,69 +101,26 @@ export class ResponseParser {
         case State.BodyLength: {
           const n = Math.min(this.#remaining, len - pos);
           this.#remaining -= n;
-          const chunk = pos === 0 && n === data.length ? data : viewOf(data, pos, pos + n);
+          const chunk = views.of(data, pos, pos + n);
           pos += n;
           if (this.#remaining === 0) this.#state = State.Done;
           this.#sink.onBody(chunk);
           if (this.#state === State.Done) this.#sink.onComplete();
           break;
         }
-        case State.ChunkSize: {
-          const c = data[pos++]!;
-          const digit = hexValue(c);
-          if (digit >= 0) {
-            this.#remaining = this.#remaining * 16 + digit;
-            if (this.#remaining > Number.MAX_SAFE_INTEGER / 16) throw new ParseError('chunk size too large');
-            this.#sawSizeDigit = true;
-          } else if (!this.#sawSizeDigit) {
-            throw new ParseError('invalid chunk size');
-          } else if (c === 0x0d) {
-            this.#state = State.ChunkSizeLf;
-          } else if (c === 0x3b || c === 0x20 || c === 0x09) {
-            this.#ext = c === 0x3b ? Ext.BeforeName : Ext.BeforeSemi;
-            this.#state = State.ChunkExt;
-          } else {
-            throw new ParseError('invalid chunk size');
+        case State.Chunked: {
+          const chunked = this.#chunked;
+          pos = chunked.execute(data, pos, len, this);
+          if (chunked.done) {
+            // A Connection line among the trailers: not reused, as llhttp reads it.
+            if (chunked.connectionTrailer) this.keepAlive = false;
+            this.#state = State.Done;
+            this.#sink.onComplete();
           }
           break;
         }
-        case State.ChunkExt:
-          pos = this.#readChunkExt(data, pos, len);
-          break;
-        case State.ChunkSizeLf:
-          if (data[pos++] !== 0x0a) throw new ParseError('invalid chunk size line');
-          if (this.#remaining === 0) {
-            this.#state = State.Trailer;
-            this.#trailer = Trailer.LineStart;
-            this.#trailerBytes = 0;
-          } else {
-            this.#state = State.ChunkData;
-          }
-          break;
-        case State.ChunkData: {
-          const n = Math.min(this.#remaining, len - pos);
-          this.#remaining -= n;
-          const chunk = viewOf(data, pos, pos + n);
-          pos += n;
-          if (this.#remaining === 0) this.#state = State.ChunkDataCr;
-          this.#sink.onBody(chunk);
-          break;
-        }
-        case State.ChunkDataCr:
-          if (data[pos++] !== 0x0d) throw new ParseError('missing CRLF after chunk');
-          this.#state = State.ChunkDataLf;
-          break;
-        case State.ChunkDataLf:
-          if (data[pos++] !== 0x0a) throw new ParseError('missing CRLF after chunk');
-          this.#state = State.ChunkSize;
-          this.#remaining = 0;
-          this.#sawSizeDigit = false;
-          break;
-        case State.Trailer:
-          pos = this.#readTrailer(data, pos, len);
-          break;
         case State.BodyUntilClose: {
-          const chunk = pos === 0 && len === data.length ? data : viewOf(data, pos, len);
+          const chunk = views.of(data, pos, len);
           pos = len;
           this.#sink.onBody(chunk);
           break;
@@ -214,114 +140,6 @@ export class ResponseParser {
       return true;
     }
     return this.#state === State.Done;
-  }
-
-  /** Steps through a chunk extension, dropped but checked (as llhttp does, so no two parsers read the line apart); returns the new position. */
-  #readChunkExt(data: Buffer, pos: number, len: number): number {
-    const from = pos;
-    let e = this.#ext;
-    scan: for (; pos < len; pos++) {
-      const c = data[pos]!;
-      switch (e) {
-        case Ext.Name:
-        case Ext.Token:
-          if (TCHAR[c] === 1) continue;
-          if (c === 0x0d) break scan;
-          if (c === 0x3b) e = Ext.BeforeName;
-          else if (c === 0x3d && e === Ext.Name) e = Ext.BeforeValue;
-          else if (c === 0x20 || c === 0x09) e = e === Ext.Name ? Ext.AfterName : Ext.BeforeSemi;
-          else throw new ParseError('invalid chunk extension');
-          continue;
-        case Ext.AfterQuoted:
-          if (c === 0x0d) break scan;
-          if (c === 0x3b) e = Ext.BeforeName;
-          else if (c === 0x20 || c === 0x09) e = Ext.BeforeSemi;
-          else throw new ParseError('invalid chunk extension');
-          continue;
-        case Ext.BeforeSemi:
-        case Ext.AfterName:
-          if (c === 0x3b) e = Ext.BeforeName;
-          else if (c === 0x3d && e === Ext.AfterName) e = Ext.BeforeValue;
-          else if (c !== 0x20 && c !== 0x09) throw new ParseError('invalid chunk extension');
-          continue;
-        case Ext.BeforeName:
-        case Ext.BeforeValue:
-          if (TCHAR[c] === 1) e = e === Ext.BeforeName ? Ext.Name : Ext.Token;
-          else if (c === 0x22 && e === Ext.BeforeValue) e = Ext.Quoted;
-          else if (c !== 0x20 && c !== 0x09) throw new ParseError('invalid chunk extension');
-          continue;
-        case Ext.Quoted:
-          if (c === 0x22) e = Ext.AfterQuoted;
-          else if (c === 0x5c) e = Ext.QuotedPair;
-          else if ((c < 0x20 && c !== 0x09) || c === 0x7f) throw new ParseError('invalid chunk extension');
-          continue;
-        case Ext.QuotedPair:
-          if ((c < 0x20 && c !== 0x09) || c === 0x7f) throw new ParseError('invalid chunk extension');
-          e = Ext.Quoted;
-          continue;
-      }
-    }
-    this.#extBytes += pos - from;
-    if (this.#extBytes > MAX_CHUNK_EXT_BYTES) throw new ParseError('chunk extensions too large');
-    this.#ext = e;
-    if (pos === len) return len;
-    this.#state = State.ChunkSizeLf;
-    return pos + 1;
-  }
-
-  /**
-   * Steps through the trailer section: its lines are dropped, but must be header lines
-   * (without Content-Length; a Connection line means the connection is not reused, as
-   * llhttp reads it), ended by an empty line. Returns the new position.
-   */
-  #readTrailer(data: Buffer, pos: number, len: number): number {
-    const from = pos;
-    const name = this.#trailerName;
-    let tr = this.#trailer;
-    let n = this.#trailerNameLength;
-    for (; pos < len; pos++) {
-      const c = data[pos]!;
-      switch (tr) {
-        case Trailer.LineStart:
-          if (c === 0x0d) tr = Trailer.EndLf;
-          else if (TCHAR[c] === 1) {
-            tr = Trailer.Name;
-            name[0] = c;
-            n = 1;
-          } else throw new ParseError('invalid trailer line');
-          continue;
-        case Trailer.Name:
-          if (TCHAR[c] === 1) {
-            if (n < TRAILER_NAME_BYTES) name[n] = c;
-            n++;
-          } else if (c === 0x3a) {
-            const kind = n <= TRAILER_NAME_BYTES ? kindOfNameBytes(name, 0, n) : HeaderKind.Other;
-            if (kind === HeaderKind.ContentLength) throw new ParseError('content-length in trailers');
-            if (kind === HeaderKind.Connection) this.keepAlive = false;
-            tr = Trailer.Value;
-          } else throw new ParseError('invalid trailer line');
-          continue;
-        case Trailer.Value:
-          if (c === 0x0d) tr = Trailer.LineLf;
-          else if ((c < 0x20 && c !== 0x09) || c === 0x7f) throw new ParseError('invalid trailer line');
-          continue;
-        case Trailer.LineLf:
-          if (c !== 0x0a) throw new ParseError('bare CR or LF in a trailer line');
-          tr = Trailer.LineStart;
-          continue;
-        case Trailer.EndLf:
-          if (c !== 0x0a) throw new ParseError('bare CR or LF in a trailer line');
-          if (this.#trailerBytes + pos - from > MAX_HEAD_BYTES) throw new ParseError('trailers too large');
-          this.#state = State.Done;
-          this.#sink.onComplete();
-          return pos + 1;
-      }
-    }
-    this.#trailerBytes += pos - from;
-    if (this.#trailerBytes > MAX_HEAD_BYTES) throw new ParseError('trailers too large');
-    this.#trailer = tr;
-    this.#trailerNameLength = n;
-    return pos;
   }
 
   #readHead(data: Buffer, pos: number, len: number): number {
@@ -511,10 +329,8 @@ export class ResponseParser {
     if (noBody) {
       this.#state = State.Done;
     } else if (chunked) {
-      this.#state = State.ChunkSize;
-      this.#remaining = 0;
-      this.#sawSizeDigit = false;
-      this.#extBytes = 0;
+      this.#state = State.Chunked;
+      this.#chunked.reset(MAX_HEAD_BYTES);
     } else if (contentLength >= 0) {
       this.#remaining = contentLength;
       this.#state = contentLength === 0 ? State.Done : State.BodyLength;
@@ -612,27 +428,6 @@ function wordsOf(buf: Buffer): Int32Array | null {
   return wordsView;
 }
 
-// Body chunks are views of the buffer fed in, which is the thread's one read buffer read
-// after read; a workload's bodies sit at the same few offsets of it, and Buffer#subarray
-// costs ~120 ns. So views of that buffer are kept by start offset and handed out again when
-// start and length match. Sharing a view is safe: a chunk is only read, and whoever keeps
-// one copies it (the next read overwrites the bytes anyway).
-const VIEW_SLOTS = 1024; // a power of two
-let viewsBuf: Buffer | null = null;
-const views: Array<Buffer | undefined> = new Array<Buffer | undefined>(VIEW_SLOTS).fill(undefined);
-
-/** `buf[start, end)` as a Buffer view. */
-function viewOf(buf: Buffer, start: number, end: number): Buffer {
-  if (buf !== viewsBuf) {
-    viewsBuf = buf;
-    views.fill(undefined);
-  }
-  const slot = start & (VIEW_SLOTS - 1);
-  const cached = views[slot];
-  if (cached !== undefined && cached.length === end - start && cached.byteOffset === buf.byteOffset + start) return cached;
-  return (views[slot] = buf.subarray(start, end));
-}
-
 /** The index of the first control byte (below 0x20, or DEL) in `buf[from, len)`, or `len`. */
 function control(buf: Buffer, words: Int32Array | null, from: number, len: number): number {
   let i = from;
@@ -675,9 +470,3 @@ function decimalValue(buf: Buffer, start: number, end: number): number {
   return n;
 }
 
-function hexValue(c: number): number {
-  if (c >= 48 && c <= 57) return c - 48;
-  if (c >= 97 && c <= 102) return c - 87;
-  if (c >= 65 && c <= 70) return c - 55;
-  return -1;
-}
