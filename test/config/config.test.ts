@@ -132,6 +132,11 @@ t.test('listen.front_end and listen.client_idle_timeout_ms are checked, naming t
   t.equal(load('listen: { front_end: node }').listen.front_end, 'node');
   t.match(rejects(t, 'listen: { front_end: nginx }', 'listen.front_end'), /auto, node, uws/);
   rejects(t, 'listen: { client_idle_timeout_ms: 10 }', 'listen.client_idle_timeout_ms');
+  // Each worker binds its socket by address: a name is refused at load, naming the field.
+  t.match(rejects(t, 'listen: { host: gateway.internal }', 'listen.host'), /IP address/);
+  t.equal(load('listen: { host: localhost }').listen.host, 'localhost');
+  t.equal(load('listen: { host: "::" }').listen.host, '::');
+  t.equal(load('listen: { host: gateway.internal, front_end: uws }').listen.host, 'gateway.internal', 'uws resolves names itself');
 });
 
 t.test('cross-field checks', async (t) => {
