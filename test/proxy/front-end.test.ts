@@ -2,8 +2,8 @@
 // the simulator as the model server: what a client's HTTP/1.1 stack relies on (keep-alive,
 // pipelining, 100-continue, HTTP/1.0, chunked uploads), what a bad or idle client gets
 // (a JSON error with a request id and a closed connection; an idle connection closed after
-// listen.client_idle_timeout_ms), and that both workers' SO_REUSEPORT sockets take
-// connections. The rest of the suite runs through the default front end.
+// listen.client_idle_timeout_ms), that both workers' SO_REUSEPORT sockets take
+// connections, and that a stop closes keep-alive connections as nginx does. The rest of the suite runs through the default front end.
 
 import { connect, type Socket } from 'node:net';
 import t from 'tap';
@@ -154,6 +154,23 @@ t.test("both workers' sockets take connections", async (t) => {
   }, 'an access line per request');
   const workers = new Set(entries.map((e) => e['worker']));
   t.same([...workers].sort(), [0, 1], 'both workers served');
+});
+
+// Last: it stops the gateway.
+t.test('stopping: an idle keep-alive connection closes at once, a busy one after its response, which says connection: close', async (t) => {
+  const idle = await RawConnection.open(gw.port);
+  t.equal((await idle.request(echoHead()))?.status, 200);
+  const busyConn = await RawConnection.open(gw.port);
+  let answered = false;
+  const busy = busyConn.request('GET /demo-1/_sim/sleep?ms=1500 HTTP/1.1\r\nHost: gw\r\n\r\n', { timeoutMs: 10_000 }).finally(() => { answered = true; });
+  await sleep(300);
+  const exited = gw.stop('SIGTERM');
+  await waitFor(() => idle.closed, 'the idle connection to close', 1000);
+  t.notOk(answered, 'closed while the busy one still waited for its answer');
+  const reply = await busy;
+  t.equal(reply?.status, 200, 'the request in flight was answered');
+  t.equal(reply?.headers['connection'], 'close', 'and told its client to go elsewhere');
+  t.equal(await exited, 0, 'the gateway exited 0');
 });
 
 async function waitFor(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {

@@ -77,6 +77,8 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
   #ending = false;
   /** ...and its bytes are not all handed to libuv yet. */
   #endPending = false;
+  /** The gateway is stopping: the response in progress says `connection: close` and the connection ends after it. */
+  draining = false;
   /** Writes libuv still holds (each with its own buffer). */
   #writing = 0;
   #writeReq: WriteReq | null = null;
@@ -321,6 +323,15 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
     if (!this.#closed) this.#socket.end();
   }
 
+  /**
+   * The gateway stops: an idle connection closes now, a busy one after its response (as
+   * nginx does), so that keep-alive clients reconnect to an instance that stays.
+   */
+  drain(): void {
+    this.draining = true;
+    if (this.#response === null && this.#parser.idle && this.#held === null) this.destroy();
+  }
+
   /** Drops the connection; a response not over hears onAborted now. */
   destroy(): void {
     if (this.#closed) return;
@@ -475,7 +486,7 @@ export class NodeResponse implements ClientResponse {
   #endHead(contentLength: number, chunked: boolean, closing: boolean): void {
     const conn = this.#conn;
     if (!this.started) this.writeStatus('200 OK');
-    if (closing || !this.#keepAlive) out.text(conn, 'connection: close\r\n');
+    if (closing || !this.#keepAlive || conn.draining) out.text(conn, 'connection: close\r\n');
     else if (this.#http10) out.text(conn, 'connection: keep-alive\r\n');
     out.date(conn);
     if (chunked) out.text(conn, 'transfer-encoding: chunked\r\n');
@@ -567,7 +578,7 @@ export class NodeResponse implements ClientResponse {
 
   #finish(close: boolean): void {
     this.#framing = Framing.Ended;
-    this.#conn.responseEnded(this, close || !this.#keepAlive);
+    this.#conn.responseEnded(this, close || !this.#keepAlive || this.#conn.draining);
   }
 
   getWriteOffset(): number {

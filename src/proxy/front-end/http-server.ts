@@ -68,9 +68,10 @@ export class HttpServer implements ConnectionOwner {
     return this.#connections.size;
   }
 
-  /** Stops accepting; open connections go on. */
+  /** Stops accepting; idle connections close now, busy ones after their response. */
   stopAccepting(): void {
     this.#server.close();
+    for (const conn of this.#connections) conn.drain();
   }
 
   /** Drops every connection. */
