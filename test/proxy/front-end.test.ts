@@ -73,6 +73,10 @@ t.test('Expect: 100-continue gets its interim answer before the body is sent', a
   t.equal((JSON.parse(got.slice(got.lastIndexOf('\r\n\r\n') + 4)) as Echo).body_bytes, 4);
   t.notOk((JSON.parse(got.slice(got.lastIndexOf('\r\n\r\n') + 4)) as Echo).headers['expect'], 'Expect stays at the gateway');
   socket.destroy();
+  // Refused before the body: no 100, the refusal at once.
+  const refused = await rawRequest(gw.port, 'POST /demo-1/_sim/echo HTTP/1.1\r\nHost: gw\r\nContent-Length: 999999999999\r\nExpect: 100-continue\r\n\r\n');
+  t.equal(refused.status, 413);
+  t.notMatch(refused.raw, /100 Continue/, 'no interim answer for a body that will not be read');
 });
 
 t.test('HTTP/1.0: closed after the answer unless the client asks for keep-alive', async (t) => {

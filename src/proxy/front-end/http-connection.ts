@@ -183,11 +183,13 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
     const res = new NodeResponse(this, head.keepAlive, head.versionMinor === 0);
     this.#response = res;
     this.#bodyLeft = head.chunked ? -1 : head.contentLength;
-    if (head.expectContinue && (head.chunked || head.contentLength > 0)) out.bytes(this, CONTINUE);
     this.#head = head;
     const owner = this.#owner;
     (owner.handlers.get(head.method) ?? owner.other)(res, this);
     this.#head = null;
+    // The client waits for this before it sends the body: only when the handler means to
+    // read it, not when it already answered (a 413, a 401), RFC 9110 10.1.1.
+    if (head.expectContinue && (head.chunked || head.contentLength > 0) && !res.started && !res.ended) out.bytes(this, CONTINUE);
   }
 
   onRequestBody(chunk: Buffer): boolean {
