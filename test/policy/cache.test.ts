@@ -335,6 +335,7 @@ t.test('the store: LRU by bytes, per-entry limit, TTL; keys and candidates', asy
   t.type(key('{"messages":[],"temperature":-0}'), 'string', '-0 is 0');
   t.type(key('{"temperature":0.9,"seed":42,"messages":[]}'), 'string', 'a seed makes it deterministic');
   t.type(key('{"model":"m","prompt":"p","options":{"temperature":0}}'), 'string', "Ollama's options.temperature 0");
+  t.type(key('{"temperature":0.5,"options":{"temperature":0}}'), 'string', 'every temperature is read, not only the first');
   t.type(key('{"messages":[{"role":"user","content":"say \\"temperature\\": 3"}],"temperature":0}'), 'string', 'a temperature quoted in a message does not hide the real one');
   t.equal(key('{"messages":[{"role":"user","content":"say \\"temperature\\": 0"}],"temperature":0.5}'), null, 'nor does a quoted 0 make it deterministic');
   t.equal(key('{"messages":[],"temperature":null}'), null, 'null: not deterministic (the parse says so)');

@@ -2,7 +2,12 @@
 // id the client got back, the route, the status, the upstream replica and the durations,
 // total (duration_ms) and to the upstream's response head (ttfb_ms).
 
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import t from 'tap';
+import { AccessLog } from '../../src/proxy/access-log.js';
+import { LineWriter } from '../../src/telemetry/line-writer.js';
 import { httpRequest } from '../helpers/http.js';
 import { deployments, eventually, jsonLogs, startGateway, type Gateway } from '../helpers/procs.js';
 
@@ -59,4 +64,42 @@ t.test('a client-chosen request id is the one logged', async (t) => {
   const line = await accessLine('access-log-42');
   t.match(line, { route: 'demo-1', status: 200, upstream: replicaUrl, method: 'GET' });
   t.ok((line.duration_ms as number) >= (line.ttfb_ms as number) && (line.ttfb_ms as number) >= 0, 'duration_ms >= ttfb_ms >= 0');
+});
+
+t.test('a client request id that needs escaping is logged as sent', async (t) => {
+  const id = 'quote"back\\slash-\u00e9';
+  const r = await httpRequest(`${gw.url}/demo/api/tags`, { headers: { 'x-request-id': id } });
+  t.equal(r.status, 200);
+  t.equal(r.headers['x-request-id'], id, 'echoed as sent');
+  const line = await accessLine(id);
+  t.equal(line.request_id, id, 'the line is valid JSON and carries the id unchanged');
+});
+
+t.test('durations print as milliseconds with at most three decimals, as JSON numbers', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-access-line-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'access.log');
+  const fd = openSync(path, 'w');
+  const writer = new LineWriter({ fd, bufferBytes: 0, maxBufferBytes: 1 << 20, flushIntervalMs: 0 });
+  const log = new AccessLog({ writer, all: true, sample: 1, worker: 0 });
+  // [seconds, ttfb in ms] and the text each must print as.
+  const cases: Array<[number, number | null, string, string]> = [
+    [0.0012, 0.5, '1.2', '0.5'],
+    [2, 1999.9996, '2000', '2000'],
+    [0.0000004, 0, '0', '0'],
+    [0.0123456, 0.0105, '12.346', '0.011'],
+    [12.000001, null, '12000.001', 'null'],
+  ];
+  for (const [seconds, ttfb] of cases) {
+    log.record('id', 'GET', '/p', '', null, null, 200, seconds, ttfb, 0, 0, 'bypass', undefined, null, null);
+  }
+  await writer.close(5000);
+  closeSync(fd);
+  const lines = readFileSync(path, 'utf8').trim().split('\n');
+  t.equal(lines.length, cases.length);
+  cases.forEach(([seconds, ttfb, duration, first], i) => {
+    t.match(lines[i], `"duration_ms":${duration},"ttfb_ms":${first},`, `${seconds} s, ${ttfb} ms`);
+    const parsed = JSON.parse(lines[i]!) as Record<string, unknown>;
+    t.equal(parsed.duration_ms, Math.round(seconds * 1e6) / 1e3, 'the same number as Math.round(us) / 1e3');
+  });
 });
