@@ -2,13 +2,13 @@
 // gateway; the gateway sets Host, X-Forwarded-* and x-request-id itself and owns the
 // message framing (Content-Length / Transfer-Encoding) on each side.
 
-import type { ClientRequest } from './front-end/client.js';
+import type { ClientRequest, SentHeaders } from './front-end/client.js';
 import { connectionTokens, HeaderKind } from './upstream/header-names.js';
 
 export { connectionTokens, HeaderKind, kindOfName, sameName, startsWithName } from './upstream/header-names.js';
 
 export interface ClientHead {
-  /** Other request headers, already serialised as `name: value\r\n` lines. */
+  /** The other request headers as `name: value\r\n` lines: as sent (name case kept) on the node front end, re-serialised (name lower case) on uWS. */
   headerLines: string;
   host: string;
   requestId: string;
@@ -28,51 +28,52 @@ export interface ClientHead {
   connection: string;
 }
 
-// Scratch state for the one synchronous req.forEach pass of the request being handled:
-// a single module-level callback instead of a closure per request.
+// Scratch state for the one synchronous pass over the headers of the request being handled:
+// module-level functions instead of a closure per request.
 // The same object serves every request: the handler reads what it needs before returning.
 const scratch: ClientHead = {
   headerLines: '', host: '', requestId: '', forwardedFor: '', contentLength: -1, chunked: false, bad: null,
   authorization: '', xApiKey: '', apiKey: '', cookie: '', cacheControl: '', xSluiceCache: '', connection: '',
 };
 
-function collectHeader(name: string, value: string): void {
+/** Notes what the gateway reads of a header line; false when the line does not go upstream. */
+function keepHeader(name: string, value: string): boolean {
   const s = scratch;
   switch (name.length) {
     case 2:
-      if (name === 'te') return;
+      if (name === 'te') return false;
       break;
     case 4:
       if (name === 'host') {
         s.host = value;
-        return;
+        return false;
       }
       break;
     case 6:
-      if (name === 'expect') return; // uWS answers 100-continue itself.
+      if (name === 'expect') return false; // uWS answers 100-continue itself.
       if (name === 'cookie') s.cookie = s.cookie === '' ? value : `${s.cookie}; ${value}`;
       break;
     case 9:
       if (name === 'x-api-key') {
         s.xApiKey = value;
-        return;
+        return false;
       }
       break;
     case 7:
-      if (name === 'trailer' || name === 'upgrade') return;
+      if (name === 'trailer' || name === 'upgrade') return false;
       if (name === 'api-key') s.apiKey = value;
       break;
     case 10:
       if (name === 'connection') {
         s.connection = value;
-        return;
+        return false;
       }
-      if (name === 'keep-alive') return;
+      if (name === 'keep-alive') return false;
       break;
     case 13:
       if (name === 'authorization') {
         s.authorization = value;
-        return;
+        return false;
       }
       if (name === 'cache-control') s.cacheControl = value;
       break;
@@ -80,42 +81,63 @@ function collectHeader(name: string, value: string): void {
       if (name === 'x-request-id') {
         if (value.length > 0 && value.length <= 200) s.requestId = value;
         else s.bad = 'x-request-id must be 1 to 200 characters';
-        return;
+        return false;
       }
       break;
     case 14:
       if (name === 'x-sluice-cache') {
         s.xSluiceCache = value;
-        return;
+        return false;
       }
       if (name === 'content-length') {
         const n = Number(value);
         if (value === '' || !Number.isSafeInteger(n) || n < 0) s.bad = 'invalid content-length';
         else if (s.contentLength !== -1 && s.contentLength !== n) s.bad = 'conflicting content-length headers';
         else s.contentLength = n;
-        return;
+        return false;
       }
       break;
     case 15:
       if (name === 'x-forwarded-for') {
         s.forwardedFor = s.forwardedFor === '' ? value : `${s.forwardedFor}, ${value}`;
-        return;
+        return false;
       }
       break;
     case 16:
-      if (name === 'x-forwarded-host') return;
+      if (name === 'x-forwarded-host') return false;
       break;
     case 17:
       if (name === 'transfer-encoding') {
         if (value.toLowerCase() === 'chunked') s.chunked = true;
         else s.bad = `unsupported transfer-encoding '${value}'`;
-        return;
+        return false;
       }
-      if (name === 'x-forwarded-proto') return;
+      if (name === 'x-forwarded-proto') return false;
       break;
   }
-  if (name.length > 6 && name.startsWith('proxy-')) return;
-  s.headerLines += `${name}: ${value}\r\n`;
+  return !(name.length > 6 && name.startsWith('proxy-'));
+}
+
+/** uWS: each kept line re-serialised. */
+function collectHeader(name: string, value: string): void {
+  if (keepHeader(name, value)) scratch.headerLines += `${name}: ${value}\r\n`;
+}
+
+/** The node front end: kept lines as sent, a run of consecutive ones as one slice of the head. */
+function collectSentHeaders(sent: SentHeaders): void {
+  const { names, values, count, text, lineStarts } = sent;
+  let lines = '';
+  let run = -1;
+  for (let k = 0; k < count; k++) {
+    if (keepHeader(names[k]!, values[k]!)) {
+      if (run === -1) run = lineStarts[k]!;
+    } else if (run !== -1) {
+      lines += text.slice(run, lineStarts[k]);
+      run = -1;
+    }
+  }
+  if (run !== -1) lines += text.slice(run, lineStarts[count]);
+  scratch.headerLines = lines;
 }
 
 /**
@@ -138,7 +160,9 @@ export function readClientHead(req: ClientRequest): ClientHead {
   head.cacheControl = '';
   head.xSluiceCache = '';
   head.connection = '';
-  req.forEach(collectHeader);
+  const sent = req.sentHeaders?.();
+  if (sent === undefined) req.forEach(collectHeader);
+  else collectSentHeaders(sent);
   // Headers named in Connection are hop-by-hop too (RFC 9110 7.6.1); rare, so the lines
   // already collected are filtered afterwards, only when it names any.
   if (head.connection !== '') {
@@ -154,7 +178,7 @@ function withoutHeaders(lines: string, names: readonly string[]): string {
   let out = '';
   for (const line of lines.split('\r\n')) {
     if (line === '') continue;
-    if (!names.includes(line.slice(0, line.indexOf(':')))) out += `${line}\r\n`;
+    if (!names.includes(line.slice(0, line.indexOf(':')).toLowerCase())) out += `${line}\r\n`;
   }
   return out;
 }
@@ -179,8 +203,9 @@ export function isDroppedResponseKind(kind: HeaderKind): boolean {
 }
 
 /**
- * The value of request header `name` (lower case) among the forwarded lines, '' when
- * absent; repeated fields are joined with ', '. For the cache's `vary` headers only.
+ * The value of request header `name` (lower case) among the forwarded lines (whose names
+ * may not be), '' when absent; repeated fields are joined with ', '. For the cache's
+ * `vary` headers and sticky routing.
  */
 export function forwardedHeader(lines: string, name: string): string {
   let out = '';
@@ -188,7 +213,7 @@ export function forwardedHeader(lines: string, name: string): string {
   while (at < lines.length) {
     const end = lines.indexOf('\r\n', at);
     if (end === -1) break;
-    if (end - at > name.length && lines.charCodeAt(at + name.length) === 0x3a && lines.startsWith(name, at)) {
+    if (end - at > name.length && lines.charCodeAt(at + name.length) === 0x3a && lines.slice(at, at + name.length).toLowerCase() === name) {
       const value = lines.slice(at + name.length + 1, end).trim();
       out = out === '' ? value : `${out}, ${value}`;
     }

@@ -22,6 +22,8 @@ let upstream: Server;
 const upstreamSockets = new Set<Socket>();
 /** The upstream connections that answered /repeat-* requests. */
 const repeatSockets = new Set<Socket>();
+/** The head of the last /raw-head request the upstream received, as bytes. */
+let rawHead = '';
 
 t.before(async () => {
   // An upstream that answers with hop-by-hop response headers of its own.
@@ -43,7 +45,10 @@ t.before(async () => {
         }
         return;
       }
-      if (line.includes(' /no-content ')) s.write('HTTP/1.1 204 No Content\r\nX-Kind: 204\r\n\r\n');
+      if (line.includes(' /raw-head ')) {
+        rawHead = d.toString('latin1');
+        s.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+      } else if (line.includes(' /no-content ')) s.write('HTTP/1.1 204 No Content\r\nX-Kind: 204\r\n\r\n');
       else if (line.includes(' /not-modified ')) s.write('HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\n\r\n');
       else if (line.startsWith('HEAD ')) s.write('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1234\r\n\r\n');
       else if (line.includes(' /obs-text ')) s.write(Buffer.from('HTTP/1.1 200 OK\r\nX-Obs-Text: caf\u00e9 \u00ff\r\nContent-Length: 2\r\n\r\nok', 'latin1'));
@@ -98,6 +103,21 @@ t.test('hop-by-hop request headers do not reach the upstream', async (t) => {
   }
   t.equal(got['x-end-to-end'], 'kept', 'an end-to-end header is forwarded');
   t.equal(got.authorization, 'Bearer token-for-the-model', 'Authorization (end-to-end) is forwarded');
+});
+
+t.test('end-to-end request header lines reach the upstream as the client sent them, hop-by-hop ones in between removed', async (t) => {
+  const r = await rawRequest(gw.port,
+    'GET /hops-1/raw-head HTTP/1.1\r\nHost: gw.example\r\nX-Mixed-Case: One\r\nx-lower:  spaced value \r\n' +
+    'Connection: X-Hop\r\nX-Hop: secret\r\nAccept: */*\r\nProxy-Authorization: Basic dXNlcjpwYXNz\r\nX-Last: caf\u00e9\r\n\r\n');
+  t.equal(r.status, 200);
+  const lines = rawHead.split('\r\n');
+  t.equal(lines[0], 'GET /raw-head HTTP/1.1', 'the request line, rewritten');
+  for (const kept of ['X-Mixed-Case: One', 'x-lower:  spaced value ', 'Accept: */*', 'X-Last: caf\u00e9']) {
+    t.ok(lines.includes(kept), `${JSON.stringify(kept)} arrives as sent`);
+  }
+  t.notOk(/^(connection|x-hop|proxy-authorization):/im.test(rawHead), 'no hop-by-hop line');
+  t.equal(lines.filter((l) => /^host:/i.test(l)).length, 1, 'one Host line, the gateway\'s');
+  t.ok(rawHead.endsWith('\r\n\r\n'), 'the head ends once');
 });
 
 t.test('hop-by-hop response headers do not reach the client; exactly one Date', async (t) => {

@@ -18,6 +18,22 @@ export interface ClientRequest {
   getHeader(lowerCaseName: string): string;
   /** Every header line: the name lower-cased. */
   forEach(cb: (name: string, value: string) => void): void;
+  /**
+   * The header lines as the client sent them, where the front end keeps them (the node
+   * front end; uWS does not): the upstream gets runs of them as they are, not each one
+   * re-serialised from its name and value.
+   */
+  sentHeaders?(): SentHeaders;
+}
+
+/** A request's header section as read: line k is `names[k]`, `values[k]`, and text[lineStarts[k], lineStarts[k + 1]) as sent. */
+export interface SentHeaders {
+  readonly names: readonly string[];
+  readonly values: readonly string[];
+  readonly count: number;
+  readonly text: string;
+  /** count + 1 entries: the last is where the head's empty line starts. */
+  readonly lineStarts: readonly number[];
 }
 
 export interface ClientResponse {

@@ -13,7 +13,7 @@
 import { Buffer } from 'node:buffer';
 import type { Socket } from 'node:net';
 import { streamBase, type StreamWrap, type WriteReq } from '../upstream/transport.js';
-import type { ClientHandler, ClientRequest, ClientResponse } from './client.js';
+import type { ClientHandler, ClientRequest, ClientResponse, SentHeaders } from './client.js';
 import { RequestParseError, RequestParser, type RequestHead, type RequestSink } from './request-parser.js';
 import { clientOutput as out, type OutputTarget } from './client-output.js';
 
@@ -388,6 +388,10 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
     const names = head.names;
     for (let i = 0; i < head.count; i++) if (names[i] === lowerCaseName) return head.values[i]!;
     return '';
+  }
+
+  sentHeaders(): SentHeaders {
+    return this.#head!;
   }
 
   forEach(cb: (name: string, value: string) => void): void {

@@ -49,6 +49,10 @@ export class RequestHead {
   /** Values with leading and trailing SP/HTAB removed, latin1-decoded. */
   readonly values: string[] = [];
   count = 0;
+  /** The head as received, latin1-decoded (the strings above are slices of it). */
+  text = '';
+  /** Where header line k (`Name: value\r\n` as sent) starts in text; [count]: where the empty line that ends the head starts. */
+  readonly lineStarts: number[] = [];
   /** When Content-Length frames the body; -1 otherwise. */
   contentLength = -1;
   chunked = false;
@@ -454,8 +458,10 @@ export class RequestParser implements ChunkedBodySink {
 
     const names = head.names;
     const values = head.values;
+    const lineStarts = head.lineStarts;
     const lines = this.#lines;
     const count = this.#count;
+    head.text = str;
     let contentLength = -1;
     let hosts = 0;
     let close = false;
@@ -472,6 +478,7 @@ export class RequestParser implements ChunkedBodySink {
       const ve = lines[at + 3]!;
       const name = headerName(buf, s, lines[at]!, n > 0 ? n : -n, str, n < 0);
       const value = str.slice(vs, ve);
+      lineStarts[k] = lines[at]!;
       names[k] = name;
       values[k] = value;
       switch (name.length) {
@@ -521,6 +528,7 @@ export class RequestParser implements ChunkedBodySink {
       }
     }
     head.count = count;
+    lineStarts[count] = e - s - 2;
     let chunked = false;
     if (codings > 0) {
       // RFC 9112 6.1/6.3: chunked must be the final coding (and is applied once); a request
