@@ -50,7 +50,7 @@ function keepHeader(name: string, value: string): boolean {
       }
       break;
     case 6:
-      if (name === 'expect') return false; // uWS answers 100-continue itself.
+      if (name === 'expect') return false; // The front end answers 100-continue itself.
       if (name === 'cookie') s.cookie = s.cookie === '' ? value : `${s.cookie}; ${value}`;
       break;
     case 9:

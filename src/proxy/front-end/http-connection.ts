@@ -34,7 +34,6 @@ export interface ConnectionOwner {
   readonly other: ClientHandler;
   /** A request that cannot be parsed: answer `status` (400, 413, 431, 501, 505); the connection closes after. */
   readonly malformed: (res: ClientResponse, status: number, message: string) => void;
-  readonly maxHeadBytes: number;
   remove(conn: HttpConnection): void;
 }
 
@@ -92,7 +91,7 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
     this.#owner = owner;
     this.#socket = socket;
     this.#wrap = streamBase!;
-    this.#parser = new RequestParser(this, { maxHeadBytes: owner.maxHeadBytes });
+    this.#parser = new RequestParser(this);
     this.#resumeHeld = () => this.#feedHeld();
     const handle = (socket as unknown as { _handle: StreamHandle })._handle;
     this.#handle = handle;

@@ -21,15 +21,11 @@ export interface HttpServerOptions {
 }
 
 const SWEEP_MS = 1000;
-// The request line and header lines together (431 above): Node's http default; nginx
-// refuses a header line over 8 KiB.
-const MAX_HEAD_BYTES = 16 * 1024;
 
 export class HttpServer implements ConnectionOwner {
   readonly handlers: ReadonlyMap<string, ClientHandler>;
   readonly other: ClientHandler;
   readonly malformed: (res: ClientResponse, status: number, message: string) => void;
-  readonly maxHeadBytes: number;
   readonly #idleTicks: number;
   readonly #server: Server;
   readonly #connections = new Set<HttpConnection>();
@@ -39,7 +35,6 @@ export class HttpServer implements ConnectionOwner {
     this.handlers = options.handlers;
     this.other = options.other;
     this.malformed = options.malformed;
-    this.maxHeadBytes = MAX_HEAD_BYTES;
     this.#idleTicks = Math.max(1, Math.ceil(options.idleTimeoutMs / SWEEP_MS));
     this.#server = createServer({ noDelay: true }, (socket: Socket) => {
       this.#connections.add(new HttpConnection(this, socket));

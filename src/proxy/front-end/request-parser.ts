@@ -82,6 +82,8 @@ export interface RequestParserOptions {
   maxHeaders?: number;
 }
 
+// The request line and header lines together (431 above): Node's http default; nginx
+// refuses a header line over 8 KiB.
 const DEFAULT_MAX_HEAD_BYTES = 16 * 1024;
 const DEFAULT_MAX_HEADERS = 100;
 // RFC 9110 8.6: 1*DIGIT; 15 digits keep the value an exact double (the response parser's bound).
