@@ -36,8 +36,18 @@ const scratch: ClientHead = {
   authorization: '', xApiKey: '', apiKey: '', cookie: '', cacheControl: '', xSluiceCache: '', connection: '',
 };
 
-/** Notes what the gateway reads of a header line; false when the line does not go upstream. */
-function keepHeader(name: string, value: string): boolean {
+// Where keepHeader gets a value it reads: the node front end's head (line k, sliced only
+// then: most values are forwarded inside their line and never needed alone), or uWS's
+// value as forEach gave it.
+let sentHead: SentHeaders | null = null;
+let givenValue = '';
+
+function valueAt(k: number): string {
+  return sentHead === null ? givenValue : sentHead.value(k);
+}
+
+/** Notes what the gateway reads of header line k; false when the line does not go upstream. */
+function keepHeader(name: string, k: number): boolean {
   const s = scratch;
   switch (name.length) {
     case 2:
@@ -45,40 +55,41 @@ function keepHeader(name: string, value: string): boolean {
       break;
     case 4:
       if (name === 'host') {
-        s.host = value;
+        s.host = valueAt(k);
         return false;
       }
       break;
     case 6:
       if (name === 'expect') return false; // The front end answers 100-continue itself.
-      if (name === 'cookie') s.cookie = s.cookie === '' ? value : `${s.cookie}; ${value}`;
+      if (name === 'cookie') s.cookie = s.cookie === '' ? valueAt(k) : `${s.cookie}; ${valueAt(k)}`;
       break;
     case 9:
       if (name === 'x-api-key') {
-        s.xApiKey = value;
+        s.xApiKey = valueAt(k);
         return false;
       }
       break;
     case 7:
       if (name === 'trailer' || name === 'upgrade') return false;
-      if (name === 'api-key') s.apiKey = value;
+      if (name === 'api-key') s.apiKey = valueAt(k);
       break;
     case 10:
       if (name === 'connection') {
-        s.connection = value;
+        s.connection = valueAt(k);
         return false;
       }
       if (name === 'keep-alive') return false;
       break;
     case 13:
       if (name === 'authorization') {
-        s.authorization = value;
+        s.authorization = valueAt(k);
         return false;
       }
-      if (name === 'cache-control') s.cacheControl = value;
+      if (name === 'cache-control') s.cacheControl = valueAt(k);
       break;
     case 12:
       if (name === 'x-request-id') {
+        const value = valueAt(k);
         if (value.length > 0 && value.length <= 200) s.requestId = value;
         else s.bad = 'x-request-id must be 1 to 200 characters';
         return false;
@@ -86,10 +97,11 @@ function keepHeader(name: string, value: string): boolean {
       break;
     case 14:
       if (name === 'x-sluice-cache') {
-        s.xSluiceCache = value;
+        s.xSluiceCache = valueAt(k);
         return false;
       }
       if (name === 'content-length') {
+        const value = valueAt(k);
         const n = Number(value);
         if (value === '' || !Number.isSafeInteger(n) || n < 0) s.bad = 'invalid content-length';
         else if (s.contentLength !== -1 && s.contentLength !== n) s.bad = 'conflicting content-length headers';
@@ -99,7 +111,7 @@ function keepHeader(name: string, value: string): boolean {
       break;
     case 15:
       if (name === 'x-forwarded-for') {
-        s.forwardedFor = s.forwardedFor === '' ? value : `${s.forwardedFor}, ${value}`;
+        s.forwardedFor = s.forwardedFor === '' ? valueAt(k) : `${s.forwardedFor}, ${valueAt(k)}`;
         return false;
       }
       break;
@@ -108,6 +120,7 @@ function keepHeader(name: string, value: string): boolean {
       break;
     case 17:
       if (name === 'transfer-encoding') {
+        const value = valueAt(k);
         if (value.toLowerCase() === 'chunked') s.chunked = true;
         else s.bad = `unsupported transfer-encoding '${value}'`;
         return false;
@@ -120,16 +133,18 @@ function keepHeader(name: string, value: string): boolean {
 
 /** uWS: each kept line re-serialised. */
 function collectHeader(name: string, value: string): void {
-  if (keepHeader(name, value)) scratch.headerLines += `${name}: ${value}\r\n`;
+  givenValue = value;
+  if (keepHeader(name, -1)) scratch.headerLines += `${name}: ${value}\r\n`;
 }
 
 /** The node front end: kept lines as sent, a run of consecutive ones as one slice of the head. */
 function collectSentHeaders(sent: SentHeaders): void {
-  const { names, values, count, text, lineStarts } = sent;
+  const { names, count, text, lineStarts } = sent;
+  sentHead = sent;
   let lines = '';
   let run = -1;
   for (let k = 0; k < count; k++) {
-    if (keepHeader(names[k]!, values[k]!)) {
+    if (keepHeader(names[k]!, k)) {
       if (run === -1) run = lineStarts[k]!;
     } else if (run !== -1) {
       lines += text.slice(run, lineStarts[k]);
@@ -137,6 +152,7 @@ function collectSentHeaders(sent: SentHeaders): void {
     }
   }
   if (run !== -1) lines += text.slice(run, lineStarts[count]);
+  sentHead = null;
   scratch.headerLines = lines;
 }
 
@@ -163,6 +179,7 @@ export function readClientHead(req: ClientRequest): ClientHead {
   const sent = req.sentHeaders?.();
   if (sent === undefined) req.forEach(collectHeader);
   else collectSentHeaders(sent);
+  givenValue = '';
   // Headers named in Connection are hop-by-hop too (RFC 9110 7.6.1); rare, so the lines
   // already collected are filtered afterwards, only when it names any.
   if (head.connection !== '') {

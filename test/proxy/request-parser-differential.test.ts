@@ -100,7 +100,7 @@ class Recorder implements RequestSink {
     const raw = this.#raw.replace(/^(\r\n)+/, '');
     const line = raw.slice(0, raw.indexOf('\r\n'));
     o.query = h.query !== '' || line.split(' ')[1]?.includes('?') ? h.query : null;
-    for (let i = 0; i < h.count; i++) o.headers.push(h.names[i]!, h.values[i]!);
+    for (let i = 0; i < h.count; i++) o.headers.push(h.names[i]!, h.value(i));
     o.keepAlive = h.keepAlive;
   }
   onRequestBody(chunk: Buffer): boolean {

@@ -25,7 +25,7 @@ type Event = { head: HeadSummary } | { body: string } | 'complete' | { error: nu
 
 function summary(h: RequestHead): HeadSummary {
   const headers: string[] = [];
-  for (let i = 0; i < h.count; i++) headers.push(h.names[i]!, h.values[i]!);
+  for (let i = 0; i < h.count; i++) headers.push(h.names[i]!, h.value(i));
   return { method: h.method, url: h.url, query: h.query, authority: h.authority, versionMinor: h.versionMinor, headers, contentLength: h.contentLength, chunked: h.chunked, keepAlive: h.keepAlive, expectContinue: h.expectContinue };
 }
 

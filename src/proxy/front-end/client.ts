@@ -26,10 +26,10 @@ export interface ClientRequest {
   sentHeaders?(): SentHeaders;
 }
 
-/** A request's header section as read: line k is `names[k]`, `values[k]`, and text[lineStarts[k], lineStarts[k + 1]) as sent. */
+/** A request's header section as read: line k is `names[k]` and `value(k)`, and text[lineStarts[k], lineStarts[k + 1]) as sent. */
 export interface SentHeaders {
   readonly names: readonly string[];
-  readonly values: readonly string[];
+  value(k: number): string;
   readonly count: number;
   readonly text: string;
   /** count + 1 entries: the last is where the head's empty line starts. */

@@ -385,7 +385,7 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
   getHeader(lowerCaseName: string): string {
     const head = this.#head!;
     const names = head.names;
-    for (let i = 0; i < head.count; i++) if (names[i] === lowerCaseName) return head.values[i]!;
+    for (let i = 0; i < head.count; i++) if (names[i] === lowerCaseName) return head.value(i);
     return '';
   }
 
@@ -396,8 +396,7 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
   forEach(cb: (name: string, value: string) => void): void {
     const head = this.#head!;
     const names = head.names;
-    const values = head.values;
-    for (let i = 0; i < head.count; i++) cb(names[i]!, values[i]!);
+    for (let i = 0; i < head.count; i++) cb(names[i]!, head.value(i));
   }
 }
 

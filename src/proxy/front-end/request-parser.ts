@@ -6,7 +6,7 @@
 // A head is read in two passes: #scan checks its bytes (four at a time where it can) and
 // notes where the parts are, finding its end on the way (one pass over the bytes: cheaper
 // than a Buffer#indexOf of CRLFCRLF first, whose call alone costs what half the scan does);
-// #build then decodes the head to one latin1 string and slices the names and values from
+// #build then decodes the head to one latin1 string and slices the names from
 // it. A head split across calls is copied (bounded by maxHeadBytes) and its scan resumes at
 // the line it stopped in. Body bytes are handed out as views of the buffers given to
 // execute(), never copied.
@@ -46,13 +46,22 @@ export class RequestHead {
   versionMinor = 1;
   /** Header names, lower-cased, in order; the arrays are reused across requests: only [0, count) is valid. */
   readonly names: string[] = [];
-  /** Values with leading and trailing SP/HTAB removed, latin1-decoded. */
-  readonly values: string[] = [];
   count = 0;
-  /** The head as received, latin1-decoded (the strings above are slices of it). */
+  /** The head as received, latin1-decoded. */
   text = '';
   /** Where header line k (`Name: value\r\n` as sent) starts in text; [count]: where the empty line that ends the head starts. */
   readonly lineStarts: number[] = [];
+  /** Where value k starts and ends in text (see value()). */
+  readonly valueStarts: number[] = [];
+  readonly valueEnds: number[] = [];
+
+  /**
+   * Header k's value, leading and trailing SP/HTAB removed, latin1-decoded. Sliced when
+   * asked for: most values are forwarded as part of their line and never read alone.
+   */
+  value(k: number): string {
+    return this.text.slice(this.valueStarts[k]!, this.valueEnds[k]!);
+  }
   /** When Content-Length frames the body; -1 otherwise. */
   contentLength = -1;
   chunked = false;
@@ -459,8 +468,9 @@ export class RequestParser implements ChunkedBodySink {
     this.#target(buf, s, s + this.#methodEnd + 1, this.#query === -1 ? -1 : s + this.#query, s + this.#targetEnd, str, method);
 
     const names = head.names;
-    const values = head.values;
     const lineStarts = head.lineStarts;
+    const valueStarts = head.valueStarts;
+    const valueEnds = head.valueEnds;
     const lines = this.#lines;
     const count = this.#count;
     head.text = str;
@@ -479,20 +489,20 @@ export class RequestParser implements ChunkedBodySink {
       const vs = lines[at + 2]!;
       const ve = lines[at + 3]!;
       const name = headerName(buf, s, lines[at]!, n > 0 ? n : -n, str, n < 0);
-      const value = str.slice(vs, ve);
       lineStarts[k] = lines[at]!;
+      valueStarts[k] = vs;
+      valueEnds[k] = ve;
       names[k] = name;
-      values[k] = value;
       switch (name.length) {
         case 4:
           if (name === 'host' && ++hosts > 1) throw bad('more than one Host header');
           break;
         case 6:
-          if (name === 'expect' && value.length === 12 && value.toLowerCase() === '100-continue') expectContinue = true;
+          if (name === 'expect' && ve - vs === 12 && str.slice(vs, ve).toLowerCase() === '100-continue') expectContinue = true;
           break;
         case 10:
           if (name === 'connection') {
-            const options = connectionOptions(value);
+            const options = connectionOptions(str.slice(vs, ve));
             if ((options & CLOSE) !== 0) close = true;
             if ((options & KEEP_ALIVE) !== 0) keepAliveOption = true;
           }
