@@ -447,12 +447,19 @@ const chatSpec = (port: number, prefix: string): Omit<LoadSpec, 'seconds'> => po
  * `reference`: the target whose req/s each row's vs_nginx divides by. vs_nginx is the median
  * of the per-round ratios, each against the reference measured next to it (a target paired
  * with it) or else its first measurement of the same round: the machine's drift between
- * rounds cancels out of each ratio.
+ * rounds cancels out of each ratio. A paired target that is also another's reference (sluice
+ * as shipped, the reference of its uWS and root variants) is measured more than once a
+ * round; only its measurements next to its own reference count: the others have no such
+ * neighbour, and dividing them by `reference` instead (nginx without log) once outvoted
+ * its pairs with nginx with log.
  */
 function rowsOf(targets: readonly Target[], measured: Map<string, Measured>, reference = 'nginx'): LoadRow[] {
   const nginx = measured.get(reference);
-  const pairedRatio = (m: Measured): number => m === nginx ? 1 :
-    median(m.rounds.map((x) => x.rps / (x.reference_rps ?? nginx!.rounds.find((n) => n.round === x.round)!.rps)));
+  const pairedRatio = (m: Measured): number => {
+    if (m === nginx) return 1;
+    const paired = m.rounds.filter((x) => x.reference_rps !== null);
+    return median((paired.length > 0 ? paired : m.rounds).map((x) => x.rps / (x.reference_rps ?? nginx!.rounds.find((n) => n.round === x.round)!.rps)));
+  };
   return targets.map((t) => {
     const m = measured.get(t.key)!;
     return {
