@@ -139,19 +139,19 @@ function collectHeader(name: string, value: string): void {
 
 /** The node front end: kept lines as sent, a run of consecutive ones as one slice of the head. */
 function collectSentHeaders(sent: SentHeaders): void {
-  const { names, count, text, lineStarts } = sent;
+  const { names, count, text } = sent;
   sentHead = sent;
   let lines = '';
   let run = -1;
   for (let k = 0; k < count; k++) {
     if (keepHeader(names[k]!, k)) {
-      if (run === -1) run = lineStarts[k]!;
+      if (run === -1) run = sent.lineStart(k);
     } else if (run !== -1) {
-      lines += text.slice(run, lineStarts[k]);
+      lines += text.slice(run, sent.lineStart(k));
       run = -1;
     }
   }
-  if (run !== -1) lines += text.slice(run, lineStarts[count]);
+  if (run !== -1) lines += text.slice(run, sent.lineStart(count));
   sentHead = null;
   scratch.headerLines = lines;
 }

@@ -26,14 +26,14 @@ export interface ClientRequest {
   sentHeaders?(): SentHeaders;
 }
 
-/** A request's header section as read: line k is `names[k]` and `value(k)`, and text[lineStarts[k], lineStarts[k + 1]) as sent. */
+/** A request's header section as read: line k is `names[k]` and `value(k)`, and text[lineStart(k), lineStart(k + 1)) as sent. */
 export interface SentHeaders {
   readonly names: readonly string[];
   value(k: number): string;
   readonly count: number;
   readonly text: string;
-  /** count + 1 entries: the last is where the head's empty line starts. */
-  readonly lineStarts: readonly number[];
+  /** k = count: where the head's empty line starts. */
+  lineStart(k: number): number;
 }
 
 export interface ClientResponse {

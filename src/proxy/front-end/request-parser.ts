@@ -49,18 +49,30 @@ export class RequestHead {
   count = 0;
   /** The head as received, latin1-decoded. */
   text = '';
-  /** Where header line k (`Name: value\r\n` as sent) starts in text; [count]: where the empty line that ends the head starts. */
-  readonly lineStarts: number[] = [];
-  /** Where value k starts and ends in text (see value()). */
-  readonly valueStarts: number[] = [];
-  readonly valueEnds: number[] = [];
+  /**
+   * Per header line k at 4k..4k+3, offsets into text as the parser's scan found them: where
+   * the line starts, where its name ends (negative when the name has an upper-case letter),
+   * where its value starts and ends (SP/HTAB trimmed).
+   */
+  readonly lines: Int32Array;
+  /** Where the empty line that ends the head starts in text. */
+  end = 0;
+
+  constructor(maxHeaders: number) {
+    this.lines = new Int32Array(4 * maxHeaders);
+  }
 
   /**
    * Header k's value, leading and trailing SP/HTAB removed, latin1-decoded. Sliced when
    * asked for: most values are forwarded as part of their line and never read alone.
    */
   value(k: number): string {
-    return this.text.slice(this.valueStarts[k]!, this.valueEnds[k]!);
+    return this.text.slice(this.lines[4 * k + 2]!, this.lines[4 * k + 3]!);
+  }
+
+  /** Where header line k (`Name: value\r\n` as sent) starts in text; k = count: where the head's empty line does. */
+  lineStart(k: number): number {
+    return k < this.count ? this.lines[4 * k]! : this.end;
   }
   /** When Content-Length frames the body; -1 otherwise. */
   contentLength = -1;
@@ -136,7 +148,7 @@ const views = new ViewCache();
 
 export class RequestParser implements ChunkedBodySink {
   readonly #sink: RequestSink;
-  readonly #head = new RequestHead();
+  readonly #head: RequestHead;
   readonly #maxHeadBytes: number;
   readonly #maxHeaders: number;
   #state = State.Head;
@@ -150,8 +162,7 @@ export class RequestParser implements ChunkedBodySink {
   #remaining = 0;
   readonly #chunked = new ChunkedBody(views, (message, tooLarge) => (tooLarge ? new RequestParseError(431, message) : bad(message)));
   // What #scan found, for #build: where the method ends, the target's first '?' (or -1) and
-  // end, the minor version, and per header line its start, name end (negative when the name
-  // has an upper-case letter), value start and end.
+  // end, the minor version, and the header lines' offsets (into the head's `lines`).
   #methodEnd = 0;
   #query = -1;
   #targetEnd = 0;
@@ -159,7 +170,6 @@ export class RequestParser implements ChunkedBodySink {
   #count = 0;
   /** Where a split head's scan resumes: the start of its first unscanned header line, from the head's start; 0: the request line. */
   #resumeAt = 0;
-  readonly #lines: Int32Array;
 
   constructor(sink: RequestSink, options: RequestParserOptions = {}) {
     const maxHeadBytes = options.maxHeadBytes ?? DEFAULT_MAX_HEAD_BYTES;
@@ -169,7 +179,7 @@ export class RequestParser implements ChunkedBodySink {
     this.#sink = sink;
     this.#maxHeadBytes = maxHeadBytes;
     this.#maxHeaders = maxHeaders;
-    this.#lines = new Int32Array(4 * maxHeaders);
+    this.#head = new RequestHead(maxHeaders);
   }
 
   reset(): void {
@@ -350,7 +360,7 @@ export class RequestParser implements ChunkedBodySink {
    * be part of a valid head throws at once).
    */
   #scan(buf: Buffer, s: number, end: number): number {
-    const lines = this.#lines;
+    const lines = this.#head.lines;
     const maxHeaders = this.#maxHeaders;
     const view = viewOfBytes(buf);
     const base = buf.byteOffset;
@@ -468,10 +478,7 @@ export class RequestParser implements ChunkedBodySink {
     this.#target(buf, s, s + this.#methodEnd + 1, this.#query === -1 ? -1 : s + this.#query, s + this.#targetEnd, str, method);
 
     const names = head.names;
-    const lineStarts = head.lineStarts;
-    const valueStarts = head.valueStarts;
-    const valueEnds = head.valueEnds;
-    const lines = this.#lines;
+    const lines = this.#head.lines;
     const count = this.#count;
     head.text = str;
     let contentLength = -1;
@@ -489,9 +496,6 @@ export class RequestParser implements ChunkedBodySink {
       const vs = lines[at + 2]!;
       const ve = lines[at + 3]!;
       const name = headerName(buf, s, lines[at]!, n > 0 ? n : -n, str, n < 0);
-      lineStarts[k] = lines[at]!;
-      valueStarts[k] = vs;
-      valueEnds[k] = ve;
       names[k] = name;
       switch (name.length) {
         case 4:
@@ -540,7 +544,7 @@ export class RequestParser implements ChunkedBodySink {
       }
     }
     head.count = count;
-    lineStarts[count] = e - s - 2;
+    head.end = e - s - 2;
     let chunked = false;
     if (codings > 0) {
       // RFC 9112 6.1/6.3: chunked must be the final coding (and is applied once); a request
