@@ -68,7 +68,7 @@ const client = (id: string): OpenAI => new OpenAI({ baseURL: `${gw.url}/${id}/v1
 const withServedModel = (id: string): Promise<DeploymentView> =>
   waitFor(async () => {
     const d = await admin.deployment(id);
-    return d?.served_model === undefined ? undefined : d;
+    return d === null || d.served_model === null || d.served_model === undefined ? undefined : d;
   }, 10_000, `${id}'s served_model`);
 
 t.test('sluice starts the server on a port of its range; the admin API shows it and the model name it reports', async (t) => {
