@@ -4,6 +4,7 @@
 // upstream call, and the per-deployment counters in /metrics.
 
 import t from 'tap';
+import type { CacheConfig } from '../../src/config/index.js';
 import { cacheKey, cacheWant, ResponseCache } from '../../src/policy/index.js';
 import { httpRequest, type Reply, type RequestOptions } from '../helpers/http.js';
 import { gwMetric } from '../helpers/policy.js';
@@ -339,4 +340,62 @@ t.test('the store: LRU by bytes, per-entry limit, TTL; keys and candidates', asy
   t.type(key('{"messages":[{"role":"user","content":"say \\"temperature\\": 3"}],"temperature":0}'), 'string', 'a temperature quoted in a message does not hide the real one');
   t.equal(key('{"messages":[{"role":"user","content":"say \\"temperature\\": 0"}],"temperature":0.5}'), null, 'nor does a quoted 0 make it deterministic');
   t.equal(key('{"messages":[],"temperature":null}'), null, 'null: not deterministic (the parse says so)');
+});
+
+t.test('the sampled-request scan agrees with the parse on every generated body', async (t) => {
+  // The scan skips bytes (it looks at every sixth where it can); a body it wrongly calls
+  // sampled would bypass the cache although the parse says deterministic. Bodies are built
+  // from pieces that put the two words at every offset, inside strings, split, escaped.
+  const policy: CacheConfig = { enabled: true, shared: false, ttl_ms: 1_000, max_bytes: 1 << 20, max_entry_bytes: 1 << 16, max_request_bytes: 1 << 16, vary: [], shared_across_callers: true };
+  const llm = cacheWant('POST', '/v1/chat/completions', '', '', 10, policy)!;
+  const seeded = (v: unknown): boolean => typeof v === 'number' || (typeof v === 'string' && v !== '');
+  const record = (v: unknown): Record<string, unknown> | null => (typeof v === 'object' && v !== null && !Array.isArray(v) ? v as Record<string, unknown> : null);
+  /** What the cache's rule says of the parsed body (a key: deterministic). */
+  const deterministic = (text: string): boolean => {
+    let top: Record<string, unknown> | null;
+    try {
+      top = record(JSON.parse(text));
+    } catch {
+      return false;
+    }
+    if (top === null) return false;
+    if (top.temperature === 0 || seeded(top.seed)) return true;
+    const options = top.options;
+    if (typeof options !== 'object' || options === null) return false;
+    const o = options as Record<string, unknown>;
+    return o.temperature === 0 || seeded(o.seed);
+  };
+  let state = 0x2545f491;
+  const random = (n: number): number => {
+    // xorshift32: the same bodies on every run.
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    return (state >>> 0) % n;
+  };
+  const pick = <T>(xs: readonly T[]): T => xs[random(xs.length)]!;
+  const keys = ['temperature', 'seed', 'messages', 'options', 'tempe', 'see', 'temperatures', 'x', 'seeds'];
+  const values = ['0', '0.0', '-0', '0.7', '1e-3', '2', 'null', '"0"', '""', '"s"', 'true', '[]',
+    '"the seed of a temperature"', '"say \\"temperature\\": 0"', '"\\"seed\\""', '"eeeeee\\"tempe"'];
+  const space = (): string => pick(['', '', ' ', '\n ', '\t']);
+  const object = (depth: number): string => {
+    const fields: string[] = [];
+    for (let n = random(5); n >= 0; n--) {
+      const value = depth < 2 && random(4) === 0 ? object(depth + 1) : pick(values);
+      fields.push(`${space()}"${pick(keys)}"${space()}:${space()}${value}`);
+    }
+    return `{${fields.join(',')}${space()}}`;
+  };
+  let keyed = 0;
+  const wrong: string[] = [];
+  for (let i = 0; i < 20_000; i++) {
+    // A prefix of filler moves the words to every offset of the scan's windows.
+    const text = object(0).replace('{', `{"pad":"${'e'.repeat(random(8))}${'ab'.repeat(random(4))}",`);
+    const expected = deterministic(text);
+    const got = cacheKey(llm, 'POST', '/v1/chat/completions', Buffer.from(text)) !== null;
+    if (got !== expected) wrong.push(`${text}: ${got ? 'a key' : 'bypassed'}, the parse says ${expected ? 'deterministic' : 'sampled'}`);
+    if (expected) keyed++;
+  }
+  t.same(wrong.slice(0, 3), [], `${wrong.length} of 20000 bodies answered otherwise than the parse`);
+  t.ok(keyed > 2_000 && keyed < 18_000, `both kinds generated (${keyed} deterministic)`);
 });
