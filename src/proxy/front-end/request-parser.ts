@@ -382,14 +382,17 @@ export class RequestParser implements ChunkedBodySink {
         this.#resumeAt = 0;
         return p + 2;
       }
-      // The name: four bytes a step while they are lower-case letters and '-' (most names),
-      // then byte by byte through the token table (which tells upper-case letters apart).
+      // The name: four bytes a step while they are letters and '-' (most names), then byte
+      // by byte through the token table; both note an upper-case letter (bit 2 of upper).
       let n = p;
       let upper = 0;
       while (n + 4 <= end) {
         const w = view.getInt32(base + n, true);
+        const lower = w | CASE_BITS;
+        const letters = (lower + TO_A) & ~(lower + PAST_Z);
         const dash = w ^ DASHES;
-        if (((w & HIGH_BITS) | (~(((w + TO_A) & ~(w + PAST_Z)) | ~(((dash & LOW_7) + LOW_7) | dash)) & HIGH_BITS)) !== 0) break;
+        if (((w & HIGH_BITS) | (~(letters | ~(((dash & LOW_7) + LOW_7) | dash)) & HIGH_BITS)) !== 0) break;
+        if ((letters & ~(w << 2) & HIGH_BITS) !== 0) upper = 2;
         n += 4;
       }
       for (; n < end; n++) {
@@ -600,8 +603,10 @@ const HTTP_VERSION = new Uint8Array([0x48, 0x54, 0x54, 0x50, 0x2f, 0, 0x2e, 0, C
 // from one byte into the next on the words they let through:
 // - values: ((w - LOW) | (w + ONES)) & HIGH_BITS is 0 for a word of printable ASCII and
 //   non-zero for any word holding a byte below 0x20 or DEL (and for some holding obs-text);
-// - names: no byte has its high bit, and each is a lower-case letter (b + TO_A reaches
-//   0x80 and b + PAST_Z does not) or '-' (b ^ DASHES is zero: the classic zero-byte test).
+// - names: no byte has its high bit, and each is a letter (b | 0x20 is a lower-case one:
+//   b + TO_A reaches 0x80 and b + PAST_Z does not) or '-' (b ^ DASHES is zero: the classic
+//   zero-byte test); a letter whose 0x20 bit is clear (shifted up to the high bit by w << 2)
+//   is an upper-case one.
 // A word that fails is gone through byte by byte, which is exact.
 const LOW = 0x20202020;
 const ONES = 0x01010101;
@@ -610,6 +615,7 @@ const LOW_7 = 0x7f7f7f7f;
 const TO_A = 0x1f1f1f1f; // 0x61 + 0x1f = 0x80
 const PAST_Z = 0x05050505; // 0x7b + 0x05 = 0x80
 const DASHES = 0x2d2d2d2d;
+const CASE_BITS = 0x20202020;
 
 let viewBuffer: ArrayBufferLike | null = null;
 let viewOfBuffer: DataView | null = null;
@@ -648,13 +654,14 @@ function headerName(buf: Buffer, s: number, from: number, to: number, str: strin
   const at = s + from;
   for (let j = 0; j < names.length; j++) {
     const known = bytes[j]!;
-    let i = 0;
-    for (; i < length; i++) {
+    // From the end: names of one length often share a prefix (x-stainless-arch, -lang).
+    let i = length - 1;
+    for (; i >= 0; i--) {
       const c = buf[at + i]!;
       // A token byte: only A-Z change case.
       if ((c >= 0x41 && c <= 0x5a ? c | 0x20 : c) !== known[i]) break;
     }
-    if (i === length) return names[j]!;
+    if (i < 0) return names[j]!;
   }
   const name = upper ? str.slice(from, to).toLowerCase() : str.slice(from, to);
   if (names.length < NAMES_PER_LENGTH) {
