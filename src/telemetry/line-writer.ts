@@ -43,6 +43,11 @@ const CHUNK_BYTES = 64 * 1024;
 const MAX_BYTES_PER_UNIT = 3;
 const NEWLINE = 0x0a;
 
+/** Buffer's native UTF-8 encoder, without Buffer#write's argument handling in front of it (a line a request). */
+interface Utf8Writer {
+  utf8Write(text: string, offset: number, length: number): number;
+}
+
 /** Encoded lines waiting for the sink. */
 interface Chunk {
   readonly buf: Buffer;
@@ -105,7 +110,8 @@ export class LineWriter {
       this.#seal();
       if (room > this.#fill.length) this.#fill = Buffer.allocUnsafeSlow(room);
     }
-    const bytes = this.#fill.write(line, this.#fillUsed);
+    const fill = this.#fill;
+    const bytes = (fill as unknown as Utf8Writer).utf8Write(line, this.#fillUsed, fill.length - this.#fillUsed);
     this.#fillUsed += bytes;
     this.#fillLines++;
     this.#waitingBytes += bytes;

@@ -1,6 +1,7 @@
 import { Buffer } from 'node:buffer';
 import type { Socket } from 'node:net';
 import type { ErrorCode } from '../../errors/index.js';
+import { ViewCache } from '../http1/bytes.js';
 import type { HeaderLines } from './header-lines.js';
 import { ParseError, ResponseParser, type ResponseSink } from './response-parser.js';
 
@@ -33,6 +34,23 @@ export interface PoolLike {
 // A request head and a first body piece up to this size leave as one buffer in one write,
 // cheaper than a corked writev of the two; larger bodies are not copied for it.
 const COALESCE_MAX_BYTES = 16 * 1024;
+
+// That one buffer is the thread's, not one per request: a write that completes at once
+// (the usual case on loopback and in a LAN) leaves it free for the next request. A write
+// that libuv finishes later, or that the Writable queues, keeps it (see writeAtOnce), and
+// the next request starts a new one.
+let coalesced = Buffer.allocUnsafeSlow(32 * 1024);
+const coalescedViews = new ViewCache();
+
+/** Buffer's native latin1 encoder, without Buffer#write's argument handling in front of it. */
+interface Latin1Writer {
+  latin1Write(text: string, offset: number, length: number): number;
+}
+
+/** The thread's coalescing buffer is now held by a pending write: the next request gets a new one. */
+export function coalescedTaken(): void {
+  coalesced = Buffer.allocUnsafeSlow(coalesced.length);
+}
 
 /** A first body piece of `bytes` is copied into one buffer with the head by send(), synchronously. */
 export function coalescesWithHead(bytes: number): boolean {
@@ -93,8 +111,12 @@ export abstract class BaseConnection implements ResponseSink {
    */
   protected abstract open(pool: PoolLike): Socket;
 
-  /** Writes `data` (a string is latin1) in one piece; false means the socket buffer is full. */
-  protected abstract writeAtOnce(data: string | Buffer): boolean;
+  /**
+   * Writes `data` (a string is latin1) in one piece; false means the socket buffer is full.
+   * `shared`: data is the thread's coalescing buffer, which must be copied, or given up
+   * with coalescedTaken(), before anything keeps it past this call.
+   */
+  protected abstract writeAtOnce(data: string | Buffer, shared: boolean): boolean;
 
   get connecting(): boolean {
     return this.#state === ConnState.Connecting;
@@ -112,12 +134,14 @@ export abstract class BaseConnection implements ResponseSink {
     this.#requestDone = requestDone;
     this.#responseDone = false;
     if (this.#paused) this.resume();
-    if (firstBody === null) return this.writeAtOnce(head);
+    if (firstBody === null) return this.writeAtOnce(head, false);
     if (coalescesWithHead(firstBody.length)) {
-      const out = Buffer.allocUnsafe(head.length + firstBody.length);
-      out.write(head, 0, 'latin1');
+      const length = head.length + firstBody.length;
+      if (length > coalesced.length) coalesced = Buffer.allocUnsafeSlow(Math.max(length, coalesced.length * 2));
+      const out = coalesced;
+      (out as unknown as Latin1Writer).latin1Write(head, 0, head.length);
       out.set(firstBody, head.length);
-      return this.writeAtOnce(out);
+      return this.writeAtOnce(coalescedViews.of(out, 0, length), true);
     }
     this.socket.cork();
     this.socket.write(head, 'latin1');

@@ -4,7 +4,7 @@
 
 import { Buffer } from 'node:buffer';
 import { connect, type Socket } from 'node:net';
-import { BaseConnection, type PoolLike } from './base-connection.js';
+import { BaseConnection, coalescedTaken, type PoolLike } from './base-connection.js';
 import { streamWrap, type StreamWrap, type WriteReq } from './transport.js';
 
 // One read buffer for every upstream socket of this thread (Node's `onread`): a read is
@@ -86,20 +86,26 @@ export class StreamHandleConnection extends BaseConnection {
   }
 
   /** `data` straight to the handle when nothing is queued, else through the Writable. */
-  protected override writeAtOnce(data: string | Buffer): boolean {
+  protected override writeAtOnce(data: string | Buffer, shared: boolean): boolean {
     const socket = this.socket;
     const handle = handleOf(socket);
     if (handle === null || socket.connecting || socket.writableLength !== 0 || this.closed) {
-      return typeof data === 'string' ? socket.write(data, 'latin1') : socket.write(data);
+      return typeof data === 'string' ? socket.write(data, 'latin1') : socket.write(shared ? Buffer.from(data) : data);
     }
     const req = (this.#writeReq ??= this.#newWriteReq());
     const err = typeof data === 'string' ? handle.writeLatin1String(req, data) : handle.writeBuffer(req, data);
     if (err !== 0) {
       // EPIPE, ECONNRESET...: the Writable path meets the same error and reports it the usual way.
-      return typeof data === 'string' ? socket.write(data, 'latin1') : socket.write(data);
+      return typeof data === 'string' ? socket.write(data, 'latin1') : socket.write(shared ? Buffer.from(data) : data);
     }
     if (wrap.state[wrap.lastWriteWasAsync] === 0) return true;
-    // libuv holds the rest (it keeps its own copy) and later writes queue behind it.
+    // libuv writes the rest later, and later writes queue behind it. A string's rest is in
+    // Node's own copy; a buffer's is written from its memory, which the request keeps
+    // alive (as Node's stream_base_commons does).
+    if (typeof data !== 'string') {
+      (this.#writeReq as WriteReq & { buffer: Buffer }).buffer = data;
+      if (shared) coalescedTaken();
+    }
     this.#writeReq = null;
     return false;
   }
