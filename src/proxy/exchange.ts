@@ -5,7 +5,7 @@
 // Imported, not the global: a module binding costs less per use than Node's global
 // accessor (measured ~12 ns per Buffer use).
 import { Buffer } from 'node:buffer';
-import { bytesOf, type ClientResponse } from './front-end/client.js';
+import { bytesOf, type ClientListener, type ClientResponse } from './front-end/client.js';
 import { errorBody, ERRORS, ollamaErrorBody, type ErrorCode } from '../errors/index.js';
 import type { CachedResponse, CacheWant, TokenCounter, Verdict } from '../policy/index.js';
 import type { DeploymentRoute, KeyRoute, ReplicaRoute } from './route-table.js';
@@ -109,7 +109,7 @@ export interface BodyWaiter {
   onWholeBody(ex: Exchange): void;
 }
 
-export class Exchange implements AttemptClient {
+export class Exchange implements AttemptClient, ClientListener {
   readonly res: ClientResponse;
   readonly #owner: ExchangeOwner;
   readonly requestId: string;

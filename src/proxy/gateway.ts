@@ -378,8 +378,11 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
       for (let i = 0; i < hs.length; i++) if (hs[i]!.onHead(ex, head) === FilterStatus.Answered) return ex;
     }
     if (body === null) {
-      res.onAborted(() => ex.onClientAborted());
-      if (expectBody) res.onData((ab, isLast) => ex.onClientData(ab, isLast));
+      if (res.listen !== undefined) res.listen(ex, expectBody);
+      else {
+        res.onAborted(() => ex.onClientAborted());
+        if (expectBody) res.onData((ab, isLast) => ex.onClientData(ab, isLast));
+      }
     }
     ex.activeIndex = this.#active.length;
     this.#active.push(ex);

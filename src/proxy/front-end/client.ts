@@ -62,12 +62,23 @@ export interface ClientResponse {
   onAborted(handler: () => void): ClientResponse;
   /** A piece of the request body: a view valid during the call only. */
   onData(handler: (chunk: ArrayBuffer | Uint8Array, isLast: boolean) => void): ClientResponse;
+  /**
+   * onAborted, and onData when `body`, as a listener's methods, where the front end offers
+   * it (the node front end; uWS takes functions): no closure made per request.
+   */
+  listen?(listener: ClientListener, body: boolean): void;
   /** Stops reading the request body (backpressure toward the client). */
   pause(): void;
   resume(): void;
   /** 4 bytes (IPv4) or 16 (IPv6). */
   getRemoteAddress(): ArrayBuffer;
   getRemoteAddressAsText(): ArrayBuffer;
+}
+
+/** Who hears of a request's body pieces and of its client going away (the exchange). */
+export interface ClientListener {
+  onClientData(chunk: ArrayBuffer | Uint8Array, isLast: boolean): void;
+  onClientAborted(): void;
 }
 
 /** The gateway's handler for one request: called with the head readable. */

@@ -13,7 +13,7 @@
 import { Buffer } from 'node:buffer';
 import type { Socket } from 'node:net';
 import { streamBase, type StreamWrap, type WriteReq } from '../upstream/transport.js';
-import type { ClientHandler, ClientRequest, ClientResponse, SentHeaders } from './client.js';
+import type { ClientHandler, ClientListener, ClientRequest, ClientResponse, SentHeaders } from './client.js';
 import { RequestParseError, RequestParser, type RequestHead, type RequestSink } from './request-parser.js';
 import { clientOutput as out, type OutputTarget } from './client-output.js';
 
@@ -430,6 +430,9 @@ export class NodeResponse implements ClientResponse {
   #total = 0;
   #onData: ((chunk: Uint8Array, isLast: boolean) => void) | null = null;
   #onAborted: (() => void) | null = null;
+  /** Takes the place of both handlers (listen()). */
+  #listener: ClientListener | null = null;
+  #listenerTakesData = false;
   #onWritable: ((offset: number) => boolean) | null = null;
   /** The body's last piece was handed to onData. */
   lastGiven = false;
@@ -445,6 +448,11 @@ export class NodeResponse implements ClientResponse {
   }
 
   data(chunk: Uint8Array, last: boolean): void {
+    if (this.#listenerTakesData) {
+      if (last) this.lastGiven = true;
+      this.#listener!.onClientData(chunk, last);
+      return;
+    }
     const handler = this.#onData;
     if (handler === null) return;
     if (last) this.lastGiven = true;
@@ -459,7 +467,8 @@ export class NodeResponse implements ClientResponse {
   aborted(): void {
     if (this.#aborted || this.#framing === Framing.Ended) return;
     this.#aborted = true;
-    this.#onAborted?.();
+    if (this.#listener !== null) this.#listener.onClientAborted();
+    else this.#onAborted?.();
   }
 
   // ClientResponse
@@ -618,6 +627,11 @@ export class NodeResponse implements ClientResponse {
   onData(handler: (chunk: Uint8Array, isLast: boolean) => void): this {
     this.#onData = handler;
     return this;
+  }
+
+  listen(listener: ClientListener, body: boolean): void {
+    this.#listener = listener;
+    this.#listenerTakesData = body;
   }
 
   pause(): void {
