@@ -2,9 +2,12 @@
 // metrics: the usage the server reports (OpenAI `usage.total_tokens`, Ollama
 // `prompt_eval_count` + `eval_count`), or, when it reports none, one token per streamed event.
 // It runs on every response by default (config metrics.tokens), so it makes no string and
-// no allocation per chunk: native searches find where a key could end (`tokens"`,
-// `count"`) and where lines end, and only there are the bytes looked at in JS. A field split across two
-// chunks is found by scanning the previous chunk's last bytes joined to the next one's first.
+// no allocation per chunk: a skipping search finds where a key could end (`tokens"`,
+// `count"`), a native one where lines end, and only there are the bytes looked at. A field
+// split across two chunks is found by scanning the previous chunk's last bytes joined to
+// the next one's first.
+
+import { wordSkips } from '../json-scan.js';
 
 const TOTAL = 0;
 const EVAL = 1;
@@ -18,6 +21,8 @@ const TAIL = 64;
 const seam = Buffer.alloc(TAIL * 2);
 const TOKENS_END = Buffer.from('tokens"', 'latin1');
 const COUNT_END = Buffer.from('count"', 'latin1');
+/** The last six bytes of each ending. */
+const KEY_ENDS = wordSkips(['okens"', 'count"']);
 const QUOTE = 0x22;
 const LF = 0x0a;
 const CR = 0x0d;
@@ -72,13 +77,19 @@ export class TokenCounter {
 
   /** Reads the usage fields whose key starts before `startsBefore`; `events`: also counts the lines. */
   #scan(b: Buffer, end: number, startsBefore: number, events: boolean): void {
-    // Every key ends in `tokens"` or `count"`: native searches for those two endings (and
-    // for line ends) skip the bytes between, where a JS loop would test each one.
-    for (let at = b.indexOf(TOKENS_END); at !== -1 && at + TOKENS_END.length <= end; at = b.indexOf(TOKENS_END, at + TOKENS_END.length)) {
-      this.#field(b, at + TOKENS_END.length - 1, end, startsBefore);
-    }
-    for (let at = b.indexOf(COUNT_END); at !== -1 && at + COUNT_END.length <= end; at = b.indexOf(COUNT_END, at + COUNT_END.length)) {
-      this.#field(b, at + COUNT_END.length - 1, end, startsBefore);
+    // Every key ends in `tokens"` or `count"`: one pass that looks at one byte in six where
+    // it can finds the quotes that may close one (two native searches cost ~0.5 us on a
+    // 300-byte answer, most of it in the calls).
+    const skip = KEY_ENDS.skip;
+    for (let i = KEY_ENDS.width - 1; i < end;) {
+      const c = b[i]!;
+      const by = skip[c]!;
+      if (by !== 0) {
+        i += by;
+        continue;
+      }
+      if (endsAt(b, i, TOKENS_END) || endsAt(b, i, COUNT_END)) this.#field(b, i, end, startsBefore);
+      i += KEY_ENDS.afterLook[c]!;
     }
     if (!events) return;
     // A line's text is looked at only at its end.
@@ -134,6 +145,12 @@ export class TokenCounter {
     if (this.#total >= 0) return Math.max(0, this.#total - this.input);
     return Math.max(1, this.#events);
   }
+}
+
+/** `b` holds `word` ending at index `last`. */
+function endsAt(b: Buffer, last: number, word: Buffer): boolean {
+  const start = last + 1 - word.length;
+  return start >= 0 && matchesAt(b, start, word);
 }
 
 function matchesAt(b: Buffer, start: number, key: Buffer): boolean {
