@@ -36,7 +36,6 @@ const DEFAULT_WANT: CacheWant = Object.freeze({ llm: false, asked: false, maxAge
 const LLM_WANT: CacheWant = Object.freeze({ llm: true, asked: false, maxAgeMs: -1, refresh: false });
 const ASKED_WANT: CacheWant = Object.freeze({ llm: false, asked: true, maxAgeMs: -1, refresh: false });
 
-const LLM_PATHS: ReadonlySet<string> = new Set(['/api/generate', '/api/chat', '/v1/chat/completions', '/v1/completions']);
 const MAX_AGE = /(?:^|[\s,])max-age\s*=\s*"?(\d+)/i;
 const NO_CACHE = /(?:^|[\s,])no-cache(?:$|[\s,=])/i;
 
@@ -70,7 +69,20 @@ function headWant(method: string, path: string, xCache: string, maxAgeMs: number
   if (maxAgeMs !== -1) return { llm: false, asked: true, maxAgeMs, refresh: false };
   if (method !== 'POST') return null;
   if (path === '/invocations') return DEFAULT_WANT;
-  return LLM_PATHS.has(path) ? LLM_WANT : null;
+  return isLlmPath(path) ? LLM_WANT : null;
+}
+
+/** The generation endpoints. Comparisons, not a Set: a path is a new string per request, which a Set lookup would hash first. */
+function isLlmPath(path: string): boolean {
+  switch (path) {
+    case '/v1/chat/completions':
+    case '/v1/completions':
+    case '/api/chat':
+    case '/api/generate':
+      return true;
+    default:
+      return false;
+  }
 }
 
 // Callers by their credentials, as the digest their cache keys start with: a repeated
