@@ -103,3 +103,49 @@ t.test('durations print as milliseconds with at most three decimals, as JSON num
     t.equal(parsed.duration_ms, Math.round(seconds * 1e6) / 1e3, 'the same number as Math.round(us) / 1e3');
   });
 });
+
+t.test('every field of every line is its own request\'s, however the values repeat or change between lines', async (t) => {
+  // The line is built from runs of fields kept while their values repeat: a run kept one
+  // line too long would log the previous request's value.
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-access-runs-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'access.log');
+  const fd = openSync(path, 'w');
+  const writer = new LineWriter({ fd, bufferBytes: 4096, maxBufferBytes: 1 << 24, flushIntervalMs: 0 });
+  const log = new AccessLog({ writer, all: true, sample: 1, worker: 3 });
+  let state = 0x1234567;
+  const pick = <T>(xs: readonly T[]): T => {
+    // xorshift32: the same sequence on every run.
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    return xs[(state >>> 0) % xs.length]!;
+  };
+  const key = { name: 'team-a', digest: 'abcdef0123456789' } as Parameters<AccessLog['record']>[12];
+  const draw = (i: number) => ({
+    request_id: `id-${i}`, method: pick(['GET', 'POST']), path: pick(['/a-1/x', '/a-1/y', '/b-2/v1/chat/completions', '/p"q']),
+    client: pick(['', '10.0.0.1', '::1']), route: pick([null, 'a-1', 'b-2']), upstream: pick([null, 'http://127.0.0.1:1', 'http://127.0.0.1:2']),
+    status: pick([200, 200, 404, 502]), seconds: pick([0.001, 0.0025]), ttfb: pick([null, 0.5]), request_bytes: pick([0, 10, 10, 512]),
+    response_bytes: pick([0, 301, 301]), cache: pick(['bypass', 'miss', 'hit'] as const), key: pick([undefined, key]),
+    error: pick([null, null, 'SLUICE_ERR_UPSTREAM_CONNECT'] as const), cost_usd: pick([null, null, 0.0001, 0.25]),
+  });
+  const sent = Array.from({ length: 3_000 }, (_, i) => draw(i));
+  for (const r of sent) {
+    log.record(r.request_id, r.method, r.path, r.client, r.route, r.upstream, r.status, r.seconds, r.ttfb, r.request_bytes, r.response_bytes, r.cache, r.key, r.error, r.cost_usd);
+  }
+  await writer.close(5000);
+  closeSync(fd);
+  const lines = readFileSync(path, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  t.equal(lines.length, sent.length, 'one line each');
+  const wrong = sent.flatMap((r, i) => {
+    const l = lines[i]!;
+    const expected = {
+      request_id: r.request_id, method: r.method, path: r.path, client: r.client === '' ? null : r.client, route: r.route, upstream: r.upstream,
+      status: r.status, duration_ms: Math.round(r.seconds * 1e6) / 1e3, ttfb_ms: r.ttfb, request_bytes: r.request_bytes, response_bytes: r.response_bytes,
+      cache: r.cache, key_label: r.key === undefined ? null : 'team-a#abcdef01', error: r.error, cost_usd: r.cost_usd, msg: 'request', worker: 3, level: 'info',
+    };
+    const off = Object.entries(expected).filter(([k, v]) => l[k] !== v).map(([k]) => k);
+    return off.length === 0 ? [] : [`line ${i}: ${off.join(', ')}`];
+  });
+  t.same(wrong.slice(0, 5), [], `${wrong.length} of ${sent.length} lines with a field not their request's`);
+});
