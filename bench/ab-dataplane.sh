@@ -19,7 +19,8 @@
 # "stream": true to the simulator, 20 tokens, no delays; figures are per stream), and
 # AB_WORKLOAD=post a 32-byte JSON POST to /invocations (the bench's cache-section body),
 # and AB_WORKLOAD=ai the bench's AI request (POST /v1/chat/completions, ~500-byte chat
-# body, the OpenAI SDK's headers, a ~300-byte answer). AB_POLICIES=defaults runs sluice's
+# body, the OpenAI SDK's headers, a ~300-byte answer), AB_WORKLOAD=ai-root the same at
+# the root (/v1/chat/completions, routed by the body's model). AB_POLICIES=defaults runs sluice's
 # default policies (no override) and AB_LOG=on its access log (to a file), as shipped.
 # Both copies append X-Forwarded-For (as the default was before it turned off, so earlier
 # A/B tables stay comparable); AB_XFF=false runs them without it, as shipped now.
@@ -47,7 +48,7 @@ fi
 [ "${AB_POLICIES:-off}" = defaults ] && POLICIES=
 LOG='{ level: warn, access: false }'
 [ "${AB_LOG:-off}" = on ] && LOG='{ level: info, access: true }'
-case "$WORKLOAD" in get | sse | post | ai) ;; *) echo "ab-dataplane: AB_WORKLOAD must be get, sse, post or ai" >&2; exit 2 ;; esac
+case "$WORKLOAD" in get | sse | post | ai | ai-root) ;; *) echo "ab-dataplane: AB_WORKLOAD must be get, sse, post, ai or ai-root" >&2; exit 2 ;; esac
 UPSTREAM_PORT=19911
 SIM_PORT=19912
 PORT=19980
@@ -148,6 +149,11 @@ fi
 if [ "$WORKLOAD" = ai ]; then
   node "$ROOT/dist-bench/lib/ai-request.js" wrk-lua > "$WORK/post.lua"
   TARGET="http://127.0.0.1:$PORT/up-1/v1/chat/completions"
+  WRK_ARGS=(-s "$WORK/post.lua")
+fi
+if [ "$WORKLOAD" = ai-root ]; then
+  node "$ROOT/dist-bench/lib/ai-request.js" wrk-lua-root > "$WORK/post.lua"
+  TARGET="http://127.0.0.1:$PORT/v1/chat/completions"
   WRK_ARGS=(-s "$WORK/post.lua")
 fi
 

@@ -71,29 +71,34 @@ export const enum FieldScan {
 }
 
 /**
- * A key to look for, as its quoted bytes (`"model"`), with a Boyer-Moore-Horspool skip
- * table: Buffer.indexOf of a multi-byte needle costs some 400 ns per call, far more than a
- * body of chat messages takes to skim in JS.
+ * A key to look for, as its quoted bytes (`"model"`), searched with wordSkips' tables:
+ * Buffer.indexOf of a multi-byte needle costs some 400 ns per call, far more than a body
+ * of chat messages takes to skim in JS.
  */
 export class JsonKey {
   readonly bytes: Uint8Array;
-  readonly #skip = new Uint8Array(256);
+  readonly #skips: WordSkips;
 
   constructor(name: string) {
     this.bytes = Buffer.from(JSON.stringify(name));
-    const n = this.bytes.length;
-    this.#skip.fill(Math.min(n, 255));
-    for (let k = 0; k < n - 1; k++) this.#skip[this.bytes[k]!] = n - 1 - k;
+    // wordSkips reads a word's bytes as latin1 characters.
+    this.#skips = wordSkips([Buffer.from(this.bytes).toString('latin1')]);
   }
 
   /** The first index at or after `from` where the quoted key's bytes start; -1 when none. */
   indexIn(body: Uint8Array, from: number): number {
     const bytes = this.bytes;
     const last = bytes.length - 1;
-    for (let j = from; j + last < body.length; j += this.#skip[body[j + last]!]!) {
-      let k = last;
-      while (k >= 0 && body[j + k] === bytes[k]) k--;
-      if (k < 0) return j;
+    const { skip, afterLook } = this.#skips;
+    for (let j = from; j + last < body.length;) {
+      const c = body[j + last]!;
+      const by = skip[c]!;
+      if (by !== 0) {
+        j += by;
+        continue;
+      }
+      if (bytesAt(body, j, bytes)) return j;
+      j += afterLook[c]!;
     }
     return -1;
   }
@@ -164,12 +169,13 @@ export interface WordSkips {
   readonly afterLook: Uint8Array;
 }
 
+/** `words` as latin1 text: one character a byte. */
 export function wordSkips(words: readonly string[]): WordSkips {
   const width = words[0]!.length;
   const skip = new Uint8Array(256).fill(width);
   const afterLook = new Uint8Array(256).fill(width);
   for (const word of words) {
-    if (word.length !== width) throw new Error('wordSkips: words of one length');
+    if (word.length !== width || width > 255) throw new Error('wordSkips: words of one length, at most 255');
     for (let j = 0; j < width - 1; j++) {
       const c = word.charCodeAt(j);
       skip[c] = afterLook[c] = Math.min(skip[c]!, width - 1 - j);

@@ -36,13 +36,14 @@ export const CHAT_COMPLETION = '{"id":"chatcmpl-9bench0000000000000000000001","o
   '"choices":[{"index":0,"message":{"role":"assistant","content":"Paris had about 2.1 million inhabitants in 2023, and the wider metropolitan area about 13 million."},' +
   '"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":61,"completion_tokens":24,"total_tokens":85},"system_fingerprint":"fp_bench"}';
 
-// `node dist-bench/lib/ai-request.js wrk-lua | chat-completion`: the pieces a shell script needs.
+// `node dist-bench/lib/ai-request.js wrk-lua | wrk-lua-root | chat-completion`: the pieces a shell script needs.
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const what = process.argv[2];
   if (what === 'wrk-lua') process.stdout.write(wrkRequestLua({ method: 'POST', body: AI_BODY, headers: AI_HEADERS }));
+  else if (what === 'wrk-lua-root') process.stdout.write(wrkRequestLua({ method: 'POST', body: AI_ROOT_BODY, headers: AI_HEADERS }));
   else if (what === 'chat-completion') process.stdout.write(CHAT_COMPLETION);
   else {
-    process.stderr.write('usage: ai-request.js wrk-lua | chat-completion\n');
+    process.stderr.write('usage: ai-request.js wrk-lua | wrk-lua-root | chat-completion\n');
     process.exitCode = 2;
   }
 }

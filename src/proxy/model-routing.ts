@@ -10,7 +10,7 @@
 
 import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
-import { bytesOf, type ClientResponse } from './front-end/client.js';
+import { bytesOf, type ClientListener, type ClientResponse } from './front-end/client.js';
 import type { DeploymentCounters } from '../balancer/index.js';
 import { errorBody, ollamaErrorBody, type ErrorCode } from '../errors/index.js';
 import { MODEL_ENDPOINTS, Protocol } from '../genai-endpoints.js';
@@ -182,7 +182,7 @@ const MIN_BUFFER = 4096;
  * `model` picks the route, and on a path route whose model name is rewritten. The
  * client's head is kept as a copy (the handler's is scratch).
  */
-export class ModelRequest {
+export class ModelRequest implements ClientListener {
   readonly #owner: ModelRequestOwner;
   readonly res: ClientResponse;
   readonly head: ClientHead;
@@ -250,18 +250,23 @@ export class ModelRequest {
       this.#owner.refuseRead(this, 'SLUICE_ERR_BODY_TOO_LARGE', `request body of ${announced} bytes exceeds ${this.#limit}`, true);
       return;
     }
+    const bodyless = !this.head.chunked && this.head.contentLength <= 0;
     // One abort handler for the request's whole life (uWS keeps a handle per registration).
-    this.res.onAborted(() => {
-      this.#end();
-      this.exchange?.onClientAborted();
-    });
-    if (!this.head.chunked && this.head.contentLength <= 0) {
+    const res = this.res;
+    if (res.listen !== undefined) res.listen(this, !bodyless);
+    else res.onAborted(() => this.onClientAborted());
+    if (bodyless) {
       this.#finish();
       return;
     }
     this.#reading = true;
     this.#owner.reading(1);
-    this.res.onData((ab, isLast) => this.#onData(ab, isLast));
+    if (res.listen === undefined) res.onData((ab, isLast) => this.onClientData(ab, isLast));
+  }
+
+  onClientAborted(): void {
+    this.#end();
+    this.exchange?.onClientAborted();
   }
 
   #end(): void {
@@ -271,7 +276,7 @@ export class ModelRequest {
     this.#owner.reading(-1);
   }
 
-  #onData(data: ArrayBuffer | Uint8Array, isLast: boolean): void {
+  onClientData(data: ArrayBuffer | Uint8Array, isLast: boolean): void {
     if (this.#done) return;
     const bytes = bytesOf(data);
     const length = this.#length + bytes.length;
@@ -292,7 +297,7 @@ export class ModelRequest {
 
   #finish(): void {
     this.#end();
-    const body = this.#body.subarray(0, this.#length);
+    const body = this.#length === this.#body.length ? this.#body : this.#body.subarray(0, this.#length);
     holdClock();
     try {
       const route = this.#route;

@@ -112,6 +112,23 @@ t.test('a client that goes away mid-stream cancels the generation upstream at on
   t.equal(metric(await metricsText(gw), 'sluice_requests_total', { deployment: 'demo-1', code: '499' }) >= 1, true, 'the aborted request is counted as 499');
 });
 
+t.test('at the root (routed by the body\'s model), a client that goes away mid-stream cancels the generation too', async (t) => {
+  // The front door reads the body before the exchange exists: the client's leaving must
+  // still reach the exchange it became.
+  const requestId = `abort-root-${process.pid}-${Date.now()}`;
+  const r = await httpRequest(`${gw.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-request-id': requestId },
+    body: JSON.stringify({ model: 'demo-1', stream: true, messages: [{ role: 'user', content: 'a long story' }] }),
+    abortWhen: (body) => body.includes('data:'),
+  });
+  t.equal(r.status, 200);
+  t.not(r.abortedAt, null, 'the client aborted after the first event');
+  const cancellation = await eventually(async () => (await simStats(simPort)).cancellations.find((c) => c.request_id === requestId), 5_000, 'the simulator to record the cancellation');
+  t.ok(Math.abs(cancellation.at_ms - r.abortedAt!) <= 100, `the simulator saw the cancellation ${cancellation.at_ms - r.abortedAt!} ms after the client aborted (<= 100 ms)`);
+  t.ok(cancellation.tokens_sent < TOKENS, `generation stopped early (${cancellation.tokens_sent} of ${TOKENS} tokens)`);
+});
+
 t.test('the gateway wrote no warnings (e.g. uncorked uWS writes) to stderr', async (t) => {
   t.same(gw.stderr.filter((l) => /warn|error/i.test(l)), []);
 });
