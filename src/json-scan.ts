@@ -190,10 +190,30 @@ export function bytesAt(body: Uint8Array, at: number, bytes: Uint8Array): boolea
   return true;
 }
 
+// The last string read, by its bytes: requests name the same few models, and a name
+// decoded again is a new string, which the route table's Map lookup then hashes again.
+const lastSpanBytes = new Uint8Array(64);
+let lastSpanLength = -1;
+let lastSpan = '';
+
 /** The string value in fieldSpan, unescaped. */
 export function spanString(body: Buffer): string {
-  const raw = body.toString('utf8', fieldSpan.start + 1, fieldSpan.end - 1);
-  return raw.includes('\\') ? (JSON.parse(`"${raw}"`) as string) : raw;
+  const start = fieldSpan.start + 1;
+  const end = fieldSpan.end - 1;
+  const n = end - start;
+  if (n === lastSpanLength) {
+    let k = 0;
+    while (k < n && body[start + k] === lastSpanBytes[k]) k++;
+    if (k === n) return lastSpan;
+  }
+  const raw = body.toString('utf8', start, end);
+  const value = raw.includes('\\') ? (JSON.parse(`"${raw}"`) as string) : raw;
+  if (n <= lastSpanBytes.length) {
+    lastSpanBytes.set(body.subarray(start, end));
+    lastSpanLength = n;
+    lastSpan = value;
+  }
+  return value;
 }
 
 /** `body` with the value in fieldSpan replaced by `value` (JSON, quotes included). */

@@ -59,3 +59,15 @@ t.test('what is not one JSON object with one model', async (t) => {
   t.equal(spanString(Buffer.from(' {"model" : "a\\\\" } ')), 'a\\');
   t.equal(fieldSpan.end - fieldSpan.start, 5);
 });
+
+t.test('spanString: names of one length one after another, escaped or not', async (t) => {
+  // The last name read is kept by its bytes: only the same bytes may give it back.
+  const read = (text: string): string => {
+    const body = Buffer.from(text);
+    t.equal(scanTopLevelString(body, MODEL), FieldScan.Found);
+    return spanString(body);
+  };
+  for (const name of ['up-1', 'up-2', 'up-2', 'pu-2', 'é-1', 'up-1']) t.equal(read(JSON.stringify({ model: name })), name, name);
+  t.equal(read('{"model":"\\u0075p-1"}'), 'up-1', 'an escape read after the plain spelling');
+  t.equal(read('{"model":"\\u0075p-2"}'), 'up-2', 'and another of the same length');
+});
