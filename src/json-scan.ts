@@ -154,7 +154,6 @@ function trailing(body: Buffer, i: number, result: FieldScan): FieldScan {
   return skipSpace(body, i) === body.length ? result : FieldScan.Invalid;
 }
 
-/** `bytes` stand in `body` at `at` (false when `body` ends first). */
 /**
  * Tables for a search that looks at one byte in `width` where it can (Horspool's, for
  * several words at once), `width` being the length of each of `words` (the part of a longer
@@ -185,6 +184,7 @@ export function wordSkips(words: readonly string[]): WordSkips {
   return { width, skip, afterLook };
 }
 
+/** `bytes` stand in `body` at `at` (false when `body` ends first). */
 export function bytesAt(body: Uint8Array, at: number, bytes: Uint8Array): boolean {
   for (let k = 0; k < bytes.length; k++) if (body[at + k] !== bytes[k]) return false;
   return true;

@@ -7,7 +7,7 @@
 // split across two chunks is found by scanning the previous chunk's last bytes joined to
 // the next one's first.
 
-import { wordSkips } from '../json-scan.js';
+import { bytesAt, wordSkips } from '../json-scan.js';
 
 const TOTAL = 0;
 const EVAL = 1;
@@ -108,7 +108,7 @@ export class TokenCounter {
     for (let k = 0; k < KEYS.length; k++) {
       const key = KEYS[k]!;
       const start = close + 1 - key.length;
-      if (start < 0 || start >= startsBefore || !matchesAt(b, start, key)) continue;
+      if (start < 0 || start >= startsBefore || !bytesAt(b, start, key)) continue;
       const n = numberAfter(b, close + 1, end);
       switch (k) {
         case TOTAL: if (n > this.#total) this.#total = n; break;
@@ -150,13 +150,9 @@ export class TokenCounter {
 /** `b` holds `word` ending at index `last`. */
 function endsAt(b: Buffer, last: number, word: Buffer): boolean {
   const start = last + 1 - word.length;
-  return start >= 0 && matchesAt(b, start, word);
+  return start >= 0 && bytesAt(b, start, word);
 }
 
-function matchesAt(b: Buffer, start: number, key: Buffer): boolean {
-  for (let j = 0; j < key.length; j++) if (b[start + j] !== key[j]) return false;
-  return true;
-}
 
 /** The integer after a key (`: 123`), or -1 when none follows before `end`. */
 function numberAfter(b: Buffer, i: number, end: number): number {
