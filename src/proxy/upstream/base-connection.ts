@@ -118,6 +118,11 @@ export abstract class BaseConnection implements ResponseSink {
    */
   protected abstract writeAtOnce(data: string | Buffer, shared: boolean): boolean;
 
+  /** writeAtOnce through the socket's Writable, which may hold a buffer until the socket takes it: a shared one is copied. */
+  protected writeThroughSocket(data: string | Buffer, shared: boolean): boolean {
+    return typeof data === 'string' ? this.socket.write(data, 'latin1') : this.socket.write(shared ? Buffer.from(data) : data);
+  }
+
   get connecting(): boolean {
     return this.#state === ConnState.Connecting;
   }

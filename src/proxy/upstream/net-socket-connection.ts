@@ -3,7 +3,7 @@
 // Writable, pause()/resume() stop and restart reading. Slower than the stream_handle path
 // by Node's stream machinery per read and write; the behaviour is the same.
 
-import { Buffer } from 'node:buffer';
+import type { Buffer } from 'node:buffer';
 import { connect, type Socket } from 'node:net';
 import { BaseConnection, type PoolLike } from './base-connection.js';
 
@@ -16,7 +16,6 @@ export class NetSocketConnection extends BaseConnection {
   }
 
   protected override writeAtOnce(data: string | Buffer, shared: boolean): boolean {
-    // The Writable may hold a buffer until the socket takes it.
-    return typeof data === 'string' ? this.socket.write(data, 'latin1') : this.socket.write(shared ? Buffer.from(data) : data);
+    return this.writeThroughSocket(data, shared);
   }
 }

@@ -90,13 +90,13 @@ export class StreamHandleConnection extends BaseConnection {
     const socket = this.socket;
     const handle = handleOf(socket);
     if (handle === null || socket.connecting || socket.writableLength !== 0 || this.closed) {
-      return typeof data === 'string' ? socket.write(data, 'latin1') : socket.write(shared ? Buffer.from(data) : data);
+      return this.writeThroughSocket(data, shared);
     }
     const req = (this.#writeReq ??= this.#newWriteReq());
     const err = typeof data === 'string' ? handle.writeLatin1String(req, data) : handle.writeBuffer(req, data);
     if (err !== 0) {
       // EPIPE, ECONNRESET...: the Writable path meets the same error and reports it the usual way.
-      return typeof data === 'string' ? socket.write(data, 'latin1') : socket.write(shared ? Buffer.from(data) : data);
+      return this.writeThroughSocket(data, shared);
     }
     if (wrap.state[wrap.lastWriteWasAsync] === 0) return true;
     // libuv writes the rest later, and later writes queue behind it. A string's rest is in
