@@ -8,6 +8,7 @@ import type { CacheConfig } from '../../src/config/index.js';
 import { cacheKey, cacheWant, ResponseCache } from '../../src/policy/index.js';
 import { httpRequest, type Reply, type RequestOptions } from '../helpers/http.js';
 import { gwMetric } from '../helpers/policy.js';
+import { seededRandom } from '../helpers/random.js';
 import { replicaPorts, simStats, sleep, startGateway, startSim, eventually, type Gateway, type Sim } from '../helpers/procs.js';
 
 // This file's gateway allocates its simulators' ports from 18800-18819.
@@ -365,15 +366,7 @@ t.test('the sampled-request scan agrees with the parse on every generated body',
     const o = options as Record<string, unknown>;
     return o.temperature === 0 || seeded(o.seed);
   };
-  let state = 0x2545f491;
-  const random = (n: number): number => {
-    // xorshift32: the same bodies on every run.
-    state ^= state << 13;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    return (state >>> 0) % n;
-  };
-  const pick = <T>(xs: readonly T[]): T => xs[random(xs.length)]!;
+  const { below: random, pick } = seededRandom(0x2545f491);
   const keys = ['temperature', 'seed', 'messages', 'options', 'tempe', 'see', 'temperatures', 'x', 'seeds'];
   const values = ['0', '0.0', '-0', '0.7', '1e-3', '2', 'null', '"0"', '""', '"s"', 'true', '[]',
     '"the seed of a temperature"', '"say \\"temperature\\": 0"', '"\\"seed\\""', '"eeeeee\\"tempe"'];

@@ -9,6 +9,7 @@ import t from 'tap';
 import { AccessLog } from '../../src/proxy/access-log.js';
 import { LineWriter } from '../../src/telemetry/line-writer.js';
 import { httpRequest } from '../helpers/http.js';
+import { seededRandom } from '../helpers/random.js';
 import { deployments, eventually, jsonLogs, startGateway, type Gateway } from '../helpers/procs.js';
 
 // Replica ports 18480-18484 belong to this file (test/proxy uses 18400-18499).
@@ -113,14 +114,7 @@ t.test('every field of every line is its own request\'s, however the values repe
   const fd = openSync(path, 'w');
   const writer = new LineWriter({ fd, bufferBytes: 4096, maxBufferBytes: 1 << 24, flushIntervalMs: 0 });
   const log = new AccessLog({ writer, all: true, sample: 1, worker: 3 });
-  let state = 0x1234567;
-  const pick = <T>(xs: readonly T[]): T => {
-    // xorshift32: the same sequence on every run.
-    state ^= state << 13;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    return xs[(state >>> 0) % xs.length]!;
-  };
+  const { pick } = seededRandom(0x1234567);
   const key = { name: 'team-a', digest: 'abcdef0123456789' } as Parameters<AccessLog['record']>[12];
   const draw = (i: number) => ({
     request_id: `id-${i}`, method: pick(['GET', 'POST']), path: pick(['/a-1/x', '/a-1/y', '/b-2/v1/chat/completions', '/p"q']),
