@@ -5,7 +5,7 @@
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { AccessLog } from '../../src/proxy/access-log.js';
 import { LineWriter } from '../../src/telemetry/line-writer.js';
 import { httpRequest } from '../helpers/http.js';
@@ -76,13 +76,28 @@ t.test('a client request id that needs escaping is logged as sent', async (t) =>
   t.equal(line.request_id, id, 'the line is valid JSON and carries the id unchanged');
 });
 
-t.test('durations print as milliseconds with at most three decimals, as JSON numbers', async (t) => {
+/**
+ * An AccessLog writing to a file of its own (removed with the test) through a LineWriter
+ * with `writerOptions`; `lines()` closes the writer and reads what it wrote.
+ */
+function fileAccessLog(t: Test, writerOptions: { bufferBytes: number; maxBufferBytes: number }, worker: number): { log: AccessLog; lines(): Promise<string[]> } {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-access-line-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const path = join(dir, 'access.log');
   const fd = openSync(path, 'w');
-  const writer = new LineWriter({ fd, bufferBytes: 0, maxBufferBytes: 1 << 20, flushIntervalMs: 0 });
-  const log = new AccessLog({ writer, all: true, sample: 1, worker: 0 });
+  const writer = new LineWriter({ fd, ...writerOptions, flushIntervalMs: 0 });
+  return {
+    log: new AccessLog({ writer, all: true, sample: 1, worker }),
+    async lines() {
+      await writer.close(5000);
+      closeSync(fd);
+      return readFileSync(path, 'utf8').trim().split('\n');
+    },
+  };
+}
+
+t.test('durations print as milliseconds with at most three decimals, as JSON numbers', async (t) => {
+  const { log, lines: written } = fileAccessLog(t, { bufferBytes: 0, maxBufferBytes: 1 << 20 }, 0);
   // [seconds, ttfb in ms] and the text each must print as.
   const cases: Array<[number, number | null, string, string]> = [
     [0.0012, 0.5, '1.2', '0.5'],
@@ -94,9 +109,7 @@ t.test('durations print as milliseconds with at most three decimals, as JSON num
   for (const [seconds, ttfb] of cases) {
     log.record('id', 'GET', '/p', '', null, null, 200, seconds, ttfb, 0, 0, 'bypass', undefined, null, null);
   }
-  await writer.close(5000);
-  closeSync(fd);
-  const lines = readFileSync(path, 'utf8').trim().split('\n');
+  const lines = await written();
   t.equal(lines.length, cases.length);
   cases.forEach(([seconds, ttfb, duration, first], i) => {
     t.match(lines[i], `"duration_ms":${duration},"ttfb_ms":${first},`, `${seconds} s, ${ttfb} ms`);
@@ -108,12 +121,7 @@ t.test('durations print as milliseconds with at most three decimals, as JSON num
 t.test('every field of every line is its own request\'s, however the values repeat or change between lines', async (t) => {
   // The line is built from runs of fields kept while their values repeat: a run kept one
   // line too long would log the previous request's value.
-  const dir = mkdtempSync(join(tmpdir(), 'sluice-access-runs-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const path = join(dir, 'access.log');
-  const fd = openSync(path, 'w');
-  const writer = new LineWriter({ fd, bufferBytes: 4096, maxBufferBytes: 1 << 24, flushIntervalMs: 0 });
-  const log = new AccessLog({ writer, all: true, sample: 1, worker: 3 });
+  const { log, lines: written } = fileAccessLog(t, { bufferBytes: 4096, maxBufferBytes: 1 << 24 }, 3);
   const { pick } = seededRandom(0x1234567);
   const key = { name: 'team-a', digest: 'abcdef0123456789' } as Parameters<AccessLog['record']>[12];
   const draw = (i: number) => ({
@@ -127,9 +135,7 @@ t.test('every field of every line is its own request\'s, however the values repe
   for (const r of sent) {
     log.record(r.request_id, r.method, r.path, r.client, r.route, r.upstream, r.status, r.seconds, r.ttfb, r.request_bytes, r.response_bytes, r.cache, r.key, r.error, r.cost_usd);
   }
-  await writer.close(5000);
-  closeSync(fd);
-  const lines = readFileSync(path, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  const lines = (await written()).map((l) => JSON.parse(l) as Record<string, unknown>);
   t.equal(lines.length, sent.length, 'one line each');
   const wrong = sent.flatMap((r, i) => {
     const l = lines[i]!;
