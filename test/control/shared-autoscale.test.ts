@@ -80,7 +80,9 @@ t.test('load through the borrower alone scales the owner\'s servers up, and back
   const events = (await a.admin.get('/v1/deployments/grow-1/events')).body.events as Array<{ action: string }>;
   t.ok(events.some((e) => e.action === 'scale_up'), 'the scale-up is an event of a');
 
-  await waitFor(async () => ((await readyReplicas(a)) === 1 && (await b.admin.deployment('grow-1'))!.replicas.length === 1 ? true : undefined), 30_000, 'both back to one replica');
+  // The replica leaves the views when its server is told to stop; the process exits after
+  // its drain, so the count of processes is waited for too.
+  await waitFor(async () => ((await readyReplicas(a)) === 1 && (await b.admin.deployment('grow-1'))!.replicas.length === 1 && servers() === 1 ? true : undefined), 30_000, 'both back to one replica, one server process');
   t.equal(servers(), 1, 'the load over, one server again');
 
   // Redis hangs: b keeps routing to a's server and says so once, not every second.
