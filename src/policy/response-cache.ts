@@ -166,6 +166,35 @@ const { width: WINDOW, skip: SKIP, afterLook: SKIP_AFTER_LOOK } = wordSkips(['"s
  * cannot read (a temperature of null, a key inside a string) leaves the answer to the
  * parse.
  */
+/**
+ * Whether the number at body[start, end) is finite and not 0, for surelySampled. The usual
+ * temperature (a sign, a few digits and a '.') is answered from its digits, without a
+ * string or strtod: 0 only when every digit is. Had it two dots, the body would not be
+ * JSON, so bypassed whatever this says. Other shapes (an exponent, many digits) go through
+ * Number().
+ */
+function nonZeroNumber(body: Buffer, start: number, end: number): boolean {
+  if (end - start <= SHORT_NUMBER) {
+    let i = start;
+    if (body[i] === 0x2d || body[i] === 0x2b) i++;
+    let digits = 0;
+    let nonZero = false;
+    for (; i < end; i++) {
+      const c = body[i]!;
+      if (c >= 0x30 && c <= 0x39) {
+        digits++;
+        if (c !== 0x30) nonZero = true;
+      } else if (c !== 0x2e) break;
+    }
+    if (i === end && digits > 0) return nonZero;
+  }
+  const value = end === start ? Number.NaN : Number(body.toString('latin1', start, end));
+  return value !== 0 && Number.isFinite(value);
+}
+
+/** Up to this many characters, a number without an exponent can neither overflow nor round to 0. */
+const SHORT_NUMBER = 20;
+
 function surelySampled(body: Buffer): boolean {
   const n = body.length;
   let i = WINDOW - 1;
@@ -187,8 +216,7 @@ function surelySampled(body: Buffer): boolean {
           k = skipSpace(body, k + 1);
           const start = k;
           for (let d = body[k]; d !== undefined && ((d >= 0x30 && d <= 0x39) || d === 0x2e || d === 0x2d || d === 0x2b || d === 0x65 || d === 0x45); d = body[++k]);
-          const value = k === start ? Number.NaN : Number(body.toString('latin1', start, k));
-          if (!(value !== 0 && Number.isFinite(value))) return false;
+          if (!nonZeroNumber(body, start, k)) return false;
           // The next window starts after the number.
           i = k + WINDOW - 1;
           continue;

@@ -101,6 +101,8 @@ function keepHeader(name: string, k: number): boolean {
         return false;
       }
       if (name === 'content-length') {
+        // The node front end's parser has read and checked it (SentHeaders.contentLength).
+        if (sentHead !== null) return false;
         const value = valueAt(k);
         const n = Number(value);
         if (value === '' || !Number.isSafeInteger(n) || n < 0) s.bad = 'invalid content-length';
@@ -120,6 +122,7 @@ function keepHeader(name: string, k: number): boolean {
       break;
     case 17:
       if (name === 'transfer-encoding') {
+        if (sentHead !== null) return false;
         const value = valueAt(k);
         if (value.toLowerCase() === 'chunked') s.chunked = true;
         else s.bad = `unsupported transfer-encoding '${value}'`;
@@ -141,6 +144,8 @@ function collectHeader(name: string, value: string): void {
 function collectSentHeaders(sent: SentHeaders): void {
   const { names, count, text } = sent;
   sentHead = sent;
+  scratch.contentLength = sent.contentLength;
+  scratch.chunked = sent.chunked;
   let lines = '';
   let run = -1;
   for (let k = 0; k < count; k++) {

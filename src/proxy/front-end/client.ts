@@ -34,6 +34,9 @@ export interface SentHeaders {
   readonly text: string;
   /** k = count: where the head's empty line starts. */
   lineStart(k: number): number;
+  /** The framing the parser read and validated (-1: no Content-Length): its lines need no second reading. */
+  readonly contentLength: number;
+  readonly chunked: boolean;
 }
 
 export interface ClientResponse {
