@@ -35,6 +35,9 @@ export class AccessLog {
   /** `{"level":…,"time":…,…,"request_id":`, for the millisecond #timeMs. */
   #lead = '';
   #timeMs = -1;
+  /** `{"level":"info","time":"2026-12-06T21:44:10.`: the ISO time up to its milliseconds, for the second #second. */
+  #secondLead = '';
+  #second = -1;
   /** `,"method":…,"path":…,"client":…,"route":…,"upstream":…,"status":…,"duration_ms":`. */
   #middle = '';
   #method = '';
@@ -81,8 +84,14 @@ export class AccessLog {
     const ms = Math.floor(wallNow());
     if (ms !== this.#timeMs) {
       this.#timeMs = ms;
-      // pino's isoTime.
-      this.#lead = flat('{"level":"info","time":"' + new Date(ms).toISOString() + '"' + this.#bindings + ',"request_id":');
+      // pino's isoTime, its milliseconds from a table: under load the millisecond changes
+      // ~1000 times a second, the second once (a Date and its toISOString cost ~0.6 us).
+      const second = Math.floor(ms / 1000);
+      if (second !== this.#second) {
+        this.#second = second;
+        this.#secondLead = '{"level":"info","time":"' + new Date(second * 1000).toISOString().slice(0, 20);
+      }
+      this.#lead = flat(this.#secondLead + MILLISECONDS[ms - second * 1000] + 'Z"' + this.#bindings + ',"request_id":');
     }
     if (method !== this.#method || path !== this.#path || client !== this.#client || route !== this.#route || upstream !== this.#upstream || status !== this.#status) {
       this.#method = method;
@@ -136,6 +145,9 @@ function flat(text: string): string {
 // whole number of microseconds: a fraction's NumberToString (the shortest round trip of a
 // double) cost ~0.15 us a field under load, the integer part and a table look-up do not.
 const FRACTIONS: readonly string[] = Array.from({ length: 1000 }, (_, f) => (f === 0 ? '' : '.' + String(f).padStart(3, '0').replace(/0+$/, '')));
+
+/** '000' to '999'. */
+const MILLISECONDS: readonly string[] = Array.from({ length: 1000 }, (_, ms) => String(ms).padStart(3, '0'));
 
 function millis(us: number): string {
   const ms = Math.floor(us / 1000);

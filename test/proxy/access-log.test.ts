@@ -149,3 +149,26 @@ t.test('every field of every line is its own request\'s, however the values repe
   });
   t.same(wrong.slice(0, 5), [], `${wrong.length} of ${sent.length} lines with a field not their request's`);
 });
+
+t.test('the time of every line is the wall clock when it was recorded, as pino prints it, across milliseconds and seconds', async (t) => {
+  // The line keeps the time's text while the millisecond and the second repeat: a text kept
+  // too long, or a millisecond put with the wrong second, would show here.
+  const { log, lines: written } = fileAccessLog(t, { bufferBytes: 1 << 16, maxBufferBytes: 1 << 26 }, 0);
+  const bounds: Array<[number, number]> = [];
+  const until = Date.now() + 1_100;
+  for (let now = Date.now(); now < until; now = Date.now()) {
+    while (Date.now() - now < 0.1 && bounds.length % 3 === 0) { /* some lines share a millisecond, others do not */ }
+    const before = Date.now();
+    log.record(`id-${bounds.length}`, 'GET', '/p', '', null, null, 200, 0, null, 0, 0, 'bypass', undefined, null, null);
+    bounds.push([before, Date.now()]);
+  }
+  const times = (await written()).map((l) => (JSON.parse(l) as { time: string }).time);
+  t.equal(times.length, bounds.length, 'one line each');
+  const wrong = times.flatMap((time, i) => {
+    const ms = Date.parse(time);
+    const [before, after] = bounds[i]!;
+    return new Date(ms).toISOString() === time && ms >= before && ms <= after ? [] : [`line ${i}: ${time}, recorded between ${new Date(before).toISOString()} and ${new Date(after).toISOString()}`];
+  });
+  t.same(wrong.slice(0, 3), [], `${wrong.length} of ${times.length} lines with another time`);
+  t.ok(new Set(times.map((x) => x.slice(0, 19))).size >= 2, 'the lines span a change of second');
+});
