@@ -1,6 +1,12 @@
 // Self-time summary of a V8 .cpuprofile (as written by `node --cpu-prof`): where the CPU
 // went, by function and by broad area, so a slow row in the table comes with evidence.
 //   node dist-bench/profile.js FILE.cpuprofile [TOP]
+// V8 samples a thread by the clock, also while the kernel has it off its CPU inside a
+// native call: with sluice pinned to one core, fs.write's hand-off to libuv's thread pool
+// lets the pool thread run at once, and that time shows as the write's own (2.6% of the
+// worker's samples for the access log, against 1.2% of its CPU time). For CPU time, sample
+// with perf instead: `node --perf-basic-prof`, then `perf record -e cpu-clock -g -t <tid>`
+// (no PMU needed).
 
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
