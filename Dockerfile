@@ -55,5 +55,5 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + process.env.SLUICE_ADMIN_PORT + '/readyz', { signal: AbortSignal.timeout(2000) }).then((r) => process.exit(r.status === 200 ? 0 : 1), () => process.exit(1))"]
 # The Node flags of src/node-flags.ts (`sluice node-flags`), written out: an exec-form
 # ENTRYPOINT has no shell to run $(...), and tini must be PID 1 for signals to reach sluice.
-ENTRYPOINT ["/usr/bin/tini", "--", "node", "--no-memory-reducer", "dist/cli.js"]
+ENTRYPOINT ["/usr/bin/tini", "--", "node", "--no-memory-reducer", "--single-threaded-gc", "dist/cli.js"]
 CMD ["serve", "--config", "config/default.yaml"]
