@@ -527,7 +527,9 @@ t.test('undeploying weighted versions removes them; the alias falls back to stab
   const counts = countVersions(replies);
   t.ok(replies.length > 100, `the steady client sent ${replies.length} requests`);
   t.equal(replies.filter((r) => r.status === 503).length, 0, `no 503 on the alias while a version was ready: ${JSON.stringify(counts)}`);
-  t.equal(replies.filter((r) => r.status !== 200 || !r.complete).length, 0, `every alias request succeeded: ${JSON.stringify(counts)}`);
+  // A failure names its answers (the error code says which path failed: CI once saw one 502 here).
+  const failed = replies.filter((r) => r.status !== 200 || !r.complete);
+  t.equal(failed.length, 0, `every alias request succeeded: ${JSON.stringify(counts)} ${JSON.stringify(failed.slice(0, 3).map((r) => `${r.status} ${r.body.slice(0, 300)}`))}`);
   t.ok(replies.every((r) => r.status !== 200 || r.version !== undefined), 'each named its version');
 
   isError(t, await admin.del('/v1/deployments/demo-1'), 409, 'SLUICE_ERR_CONFIG_OWNED', undefined, 'a config deployment cannot be undeployed');
