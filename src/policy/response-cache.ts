@@ -161,12 +161,6 @@ const TEMPERATURE = Buffer.from('"temperature"');
 const { width: WINDOW, skip: SKIP, afterLook: SKIP_AFTER_LOOK } = wordSkips(['"seed"', '"tempe']);
 
 /**
- * True only when the body cannot be deterministic (isDeterministic false): no `"seed"`
- * anywhere, and every `"temperature":` is followed by a number other than 0. Anything it
- * cannot read (a temperature of null, a key inside a string) leaves the answer to the
- * parse.
- */
-/**
  * Whether the number at body[start, end) is finite and not 0, for surelySampled. The usual
  * temperature (a sign, a few digits and a '.') is answered from its digits, without a
  * string or strtod: 0 only when every digit is. Had it two dots, the body would not be
@@ -195,6 +189,12 @@ function nonZeroNumber(body: Buffer, start: number, end: number): boolean {
 /** Up to this many characters, a number without an exponent can neither overflow nor round to 0. */
 const SHORT_NUMBER = 20;
 
+/**
+ * True only when the body cannot be deterministic (isDeterministic false): no `"seed"`
+ * anywhere, and every `"temperature":` is followed by a number other than 0. Anything it
+ * cannot read (a temperature of null, a key inside a string) leaves the answer to the
+ * parse.
+ */
 function surelySampled(body: Buffer): boolean {
   const n = body.length;
   let i = WINDOW - 1;

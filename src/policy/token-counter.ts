@@ -153,7 +153,6 @@ function endsAt(b: Buffer, last: number, word: Buffer): boolean {
   return start >= 0 && bytesAt(b, start, word);
 }
 
-
 /** The integer after a key (`: 123`), or -1 when none follows before `end`. */
 function numberAfter(b: Buffer, i: number, end: number): number {
   while (i < end && isSpace(b[i]!)) i++;
