@@ -183,6 +183,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
   });
   const manager = new DeploymentManager({
     config, ports, slots, deploymentSlots, logger, onChange: publish, store, records, replicaLoad,
+    routesApplied: () => dataPlane?.routesApplied() ?? Promise.resolve(),
     hibernation: new HibernationRecords(config.state_dir),
     ...(store.kind === 'redis' ? { sharing: new ReplicaSharing(store, await loadInstanceId(config.state_dir)) } : {}),
     onColdStart: (id, seconds) => {

@@ -58,6 +58,11 @@ export class DataPlane {
   #stopping = false;
   /** Per worker: whether the last route table it applied says ready. */
   readonly #workerReady: boolean[] = [];
+  /** Per worker: the version of the last route table it applied. */
+  readonly #workerVersion: number[] = [];
+  #publishedVersion = 0;
+  /** routesApplied() calls waiting for every worker to reach `version`. */
+  #appliedWaiters: Array<{ readonly version: number; readonly resolve: () => void }> = [];
 
   constructor(options: DataPlaneOptions) {
     this.#options = options;
@@ -88,6 +93,7 @@ export class DataPlane {
       const worker = new Worker(WORKER_URL, { workerData: init });
       this.#workers.push(worker);
       this.#workerReady.push(snapshot.ready);
+      this.#workerVersion.push(snapshot.version);
       listening.push(new Promise<void>((resolve, reject) => {
         const onMessage = (msg: FromWorker): void => {
           if (msg.type === 'listening') {
@@ -118,8 +124,24 @@ export class DataPlane {
   }
 
   publish(snapshot: RouteTableSnapshot): void {
+    this.#publishedVersion = snapshot.version;
     const msg: ToWorker = { type: 'routes', snapshot };
     for (const w of this.#workers) w.postMessage(msg);
+  }
+
+  /**
+   * Resolves once every worker routes by the table last published (or a later one). Until
+   * then a worker may still pick a replica that table removed, whatever the in-flight
+   * counts say: the deployment manager waits for this before it drains replicas.
+   */
+  routesApplied(): Promise<void> {
+    const version = this.#publishedVersion;
+    if (this.#appliedBy(version)) return Promise.resolve();
+    return new Promise((resolve) => this.#appliedWaiters.push({ version, resolve }));
+  }
+
+  #appliedBy(version: number): boolean {
+    return this.#workerVersion.every((v) => v >= version);
   }
 
   /** Every worker's counters; a worker that does not answer within the timeout is left out. */
@@ -147,6 +169,12 @@ export class DataPlane {
   #onMessage(msg: FromWorker): void {
     if (msg.type === 'routes-applied') {
       this.#workerReady[msg.workerIndex] = msg.ready;
+      this.#workerVersion[msg.workerIndex] = msg.version;
+      if (this.#appliedWaiters.length > 0) {
+        const waiting = this.#appliedWaiters;
+        this.#appliedWaiters = waiting.filter((w) => !this.#appliedBy(w.version));
+        for (const w of waiting) if (this.#appliedBy(w.version)) w.resolve();
+      }
       return;
     }
     if (msg.type === 'wake') {

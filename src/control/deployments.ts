@@ -40,6 +40,8 @@ export interface ManagerOptions {
   readonly logger: Logger;
   /** Routing-relevant change: publish a new route table. */
   readonly onChange: () => void;
+  /** Resolves once every data-plane worker routes by the table onChange last published; none: at once. */
+  readonly routesApplied?: () => Promise<void>;
   /** Desired state of deployments made through the admin API (config ones are static). */
   readonly store: DesiredStateStore;
   /** Pids of the servers this host started, for adoption after a gateway crash. */
@@ -666,9 +668,18 @@ export class DeploymentManager {
     }
   }
 
-  /** Waits until no request is in flight on `replicas` (across workers), or `graceMs` has passed. */
+  /**
+   * Waits until no request is in flight on `replicas` (across workers), or `graceMs` has
+   * passed. The in-flight counts mean nothing before every worker has the route table
+   * without these replicas: one that reads it late could pick them after the count was 0.
+   */
   async #drain(replicas: readonly Replica[], graceMs: number): Promise<void> {
     const deadline = Date.now() + graceMs;
+    if (this.#o.routesApplied !== undefined) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.#o.routesApplied(), new Promise((r) => { timer = setTimeout(r, graceMs); })]);
+      clearTimeout(timer);
+    }
     while (Date.now() < deadline && replicas.some((r) => this.#o.slots.inflight(r.slot) > 0)) {
       await new Promise((r) => setTimeout(r, 25));
     }
