@@ -113,6 +113,8 @@ export class DataPlane {
       worker.on('error', (err) => o.logger.error({ err, worker: i }, 'data-plane worker failed'));
       worker.on('exit', (code) => {
         if (!this.#stopping) o.logger.fatal({ worker: i, code }, 'data-plane worker exited unexpectedly');
+        // It routes nothing any more: no drain waits for it.
+        this.#applied(i, Number.POSITIVE_INFINITY);
       });
     }
     try {
@@ -144,6 +146,14 @@ export class DataPlane {
     return this.#workerVersion.every((v) => v >= version);
   }
 
+  #applied(worker: number, version: number): void {
+    this.#workerVersion[worker] = version;
+    if (this.#appliedWaiters.length === 0) return;
+    const waiting = this.#appliedWaiters;
+    this.#appliedWaiters = waiting.filter((w) => !this.#appliedBy(w.version));
+    for (const w of waiting) if (this.#appliedBy(w.version)) w.resolve();
+  }
+
   /** Every worker's counters; a worker that does not answer within the timeout is left out. */
   collectStats(timeoutMs = 1000): Promise<WorkerStats[]> {
     const id = ++this.#statsSeq;
@@ -169,12 +179,7 @@ export class DataPlane {
   #onMessage(msg: FromWorker): void {
     if (msg.type === 'routes-applied') {
       this.#workerReady[msg.workerIndex] = msg.ready;
-      this.#workerVersion[msg.workerIndex] = msg.version;
-      if (this.#appliedWaiters.length > 0) {
-        const waiting = this.#appliedWaiters;
-        this.#appliedWaiters = waiting.filter((w) => !this.#appliedBy(w.version));
-        for (const w of waiting) if (this.#appliedBy(w.version)) w.resolve();
-      }
+      this.#applied(msg.workerIndex, msg.version);
       return;
     }
     if (msg.type === 'wake') {

@@ -4,7 +4,8 @@
 // worker may still pick them. Here a worker is held inside a request's handling, before it
 // picks a replica (a breakpoint through the inspector, so nothing in sluice is changed for
 // the test): the request it holds must still reach the version's server, and the server
-// must still run, however long the worker takes.
+// must still run while the worker takes its time, up to the undeploy's grace; a worker that
+// has exited is not waited for.
 
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -92,12 +93,17 @@ class WorkerInspector {
 
   /** Sends a command to the worker and waits for its answer. */
   worker(method: string, params: Record<string, unknown> = {}): Promise<InspectorMessage> {
-    const id = ++this.#workerSeq;
-    const answered = new Promise<InspectorMessage>((resolve, reject) => {
+    const id = this.send(method, params);
+    return new Promise<InspectorMessage>((resolve, reject) => {
       this.#workerReplies.set(id, (m) => (m.error ? reject(new Error(`${method}: ${m.error.message}`)) : resolve(m)));
     });
+  }
+
+  /** Sends a command to the worker without waiting for an answer; its id. */
+  send(method: string, params: Record<string, unknown> = {}): number {
+    const id = ++this.#workerSeq;
     void this.#send('NodeWorker.sendMessageToWorker', { sessionId: this.#session, message: JSON.stringify({ id, method, params }) });
-    return answered;
+    return id;
   }
 
   /** The worker's events so far named `method`. */
@@ -182,4 +188,18 @@ t.test('a worker that does not answer holds an undeploy no longer than its grace
   t.equal(reply.status, 502, `the request the worker held past the grace finds no server: ${reply.text.slice(0, 200)}`);
   t.equal(reply.json?.error?.code, 'SLUICE_ERR_UPSTREAM_CONNECT');
   t.match(reply.json?.error?.request_id, /^[0-9a-f-]{36}$/, 'with a request id');
+});
+
+t.test('a worker that exited holds no undeploy', async (t) => {
+  const admin = adminClient(gw!.adminUrl);
+  const server = await deploy(t, '3');
+  // The only worker ends (as an uncaught error would end it); the admin API goes on.
+  insp!.send('Runtime.evaluate', { expression: 'process.exit(3)' });
+  await waitFor(() => gw!.lines.some((l) => l.includes('data-plane worker exited unexpectedly')), 10_000, 'the worker to exit');
+  const t0 = performance.now();
+  const r = await admin.del('/v1/deployments/handover-3?grace_ms=20000');
+  const took = performance.now() - t0;
+  t.equal(r.status, 200, 'the undeploy ends');
+  t.ok(took < 8_000, `without waiting out its 20 s grace for the exited worker (${Math.round(took)} ms)`);
+  t.notOk(pidAlive(server), 'the server is stopped');
 });
