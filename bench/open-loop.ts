@@ -6,7 +6,8 @@
 //
 // Run as a child of the bench, pinned next to the upstream:
 //   node dist-bench/open-loop.js --url http://127.0.0.1:29080/up-1/predict --rate 5000 --seconds 5
-// It prints one JSON object on stdout.
+// It prints one JSON object on stdout. With --ai it sends the bench's AI request to the URL
+// (POST, the chat body and the OpenAI SDK's headers: bench/lib/ai-request.ts) instead of a GET.
 //
 // Requests go over a fixed pool of keep-alive connections with a minimal HTTP/1.1 writer
 // and parser (GET, Content-Length or chunked responses): node:http's client would cost more
@@ -21,6 +22,7 @@ import { connect, type Socket } from 'node:net';
 import { Worker } from 'node:worker_threads';
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
+import { AI_BODY, AI_HEADERS } from './lib/ai-request.js';
 import { percentile, round } from './lib/stats.js';
 
 export interface OpenLoopOptions {
@@ -29,6 +31,8 @@ export interface OpenLoopOptions {
   readonly seconds: number;
   readonly warmupSeconds: number;
   readonly connections: number;
+  /** Send the bench's AI request (POST /v1/chat/completions' body and headers) rather than a GET. */
+  readonly ai?: boolean;
 }
 
 export interface Distribution {
@@ -146,7 +150,7 @@ class OpenLoop {
     const u = new URL(o.url);
     this.#host = u.hostname;
     this.#port = Number(u.port || 80);
-    this.#request = Buffer.from(`GET ${u.pathname}${u.search} HTTP/1.1\r\nhost: ${u.host}\r\n\r\n`, 'latin1');
+    this.#request = o.ai === true ? aiRequest(u) : Buffer.from(`GET ${u.pathname}${u.search} HTTP/1.1\r\nhost: ${u.host}\r\n\r\n`, 'latin1');
     this.#period = 1000 / o.rate;
     this.#warmupCount = Math.round(o.rate * o.warmupSeconds);
     this.#total = this.#warmupCount + Math.round(o.rate * o.seconds);
@@ -279,6 +283,14 @@ for (let i = 0; i < total; i++) {
 }
 `;
 
+/** The AI request's bytes, for the path of `u`. */
+function aiRequest(u: URL): Buffer {
+  const body = Buffer.from(AI_BODY);
+  const headers = Object.entries(AI_HEADERS).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+  const head = `POST ${u.pathname}${u.search} HTTP/1.1\r\nHost: ${u.host}\r\n${headers}Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`;
+  return Buffer.concat([Buffer.from(head, 'latin1'), body]);
+}
+
 function startTicker(start: number, period: number, total: number): Worker {
   return new Worker(TICKER, { eval: true, workerData: { start, period, total } });
 }
@@ -308,6 +320,7 @@ async function main(): Promise<void> {
       seconds: { type: 'string', default: '5' },
       warmup: { type: 'string', default: '1' },
       connections: { type: 'string', default: '64' },
+      ai: { type: 'boolean', default: false },
     },
     strict: true,
   });
@@ -318,6 +331,7 @@ async function main(): Promise<void> {
     seconds: Number(values.seconds),
     warmupSeconds: Number(values.warmup),
     connections: Number(values.connections),
+    ai: values.ai,
   });
   process.stdout.write(`${JSON.stringify(result)}\n`);
   process.exit(0);

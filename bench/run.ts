@@ -510,11 +510,11 @@ function countDataEvents(body: string): number {
   return body.split('\n').filter((l) => l.startsWith('data: ')).length;
 }
 
-async function runOpenLoop(fleet: Fleet, target: string, seconds: number, rate: number): Promise<OpenLoopResult> {
+async function runOpenLoop(fleet: Fleet, target: string, seconds: number, rate: number, ai: boolean): Promise<OpenLoopResult> {
   const out = await fleet.group.run({
     name: 'open-loop',
     command: process.execPath,
-    args: [join(BENCH_DIR, 'open-loop.js'), '--url', target, '--rate', String(rate), '--seconds', String(seconds), '--warmup', '1', '--connections', String(CONNECTIONS)],
+    args: [join(BENCH_DIR, 'open-loop.js'), '--url', target, '--rate', String(rate), '--seconds', String(seconds), '--warmup', '1', '--connections', String(CONNECTIONS), ...(ai ? ['--ai'] : [])],
     cpus: fleet.pinning.rest,
   }, (seconds + 20) * 1000);
   return JSON.parse(out.trim().split('\n').pop()!) as OpenLoopResult;
@@ -903,34 +903,46 @@ async function latencySection(run: Run, sluiceMax: number | null): Promise<NonNu
     run.warnings.push('--rate=half needs the throughput section; 5000 req/s was offered instead.');
     rate = 5000;
   }
-  const targets = [
-    { key: 'direct', label: 'upstream direct', url: url(PORT.upstream, JSON_PATH) },
-    { key: 'nginx', label: 'nginx 1 worker', url: url(PORT.nginx, `/up-1${JSON_PATH}`) },
-    { key: 'sluice', label: 'sluice 1 worker', url: url(PORT.sluice, `/up-1${JSON_PATH}`) },
+  // The small GET with every policy off, and the AI request through sluice as shipped
+  // against nginx with its access log (when the defaults instance runs: it always does with
+  // this section, see benchmark()).
+  const targets: Array<{ key: string; label: string; url: string; ai: boolean; direct: string }> = [
+    { key: 'direct', label: 'upstream direct', url: url(PORT.upstream, JSON_PATH), ai: false, direct: 'direct' },
+    { key: 'nginx', label: 'nginx 1 worker', url: url(PORT.nginx, `/up-1${JSON_PATH}`), ai: false, direct: 'direct' },
+    { key: 'sluice', label: 'sluice 1 worker', url: url(PORT.sluice, `/up-1${JSON_PATH}`), ai: false, direct: 'direct' },
   ];
+  if (run.sluiceDefaultsPgid !== 0) {
+    targets.push(
+      { key: 'direct-ai', label: 'AI request: upstream direct', url: url(PORT.upstream, AI_PATH), ai: true, direct: 'direct-ai' },
+      { key: 'nginx-ai-log', label: 'AI request: nginx 1 worker, JSON access log (buffer=64k)', url: url(PORT.nginx, `/up-log${AI_PATH}`), ai: true, direct: 'direct-ai' },
+      { key: 'sluice-ai-defaults', label: 'AI request: sluice 1 worker, default config (access log on)', url: url(PORT.sluiceDefaults, `/up-1${AI_PATH}`), ai: true, direct: 'direct-ai' },
+    );
+  }
   const runs = new Map<string, OpenLoopResult[]>(targets.map((t) => [t.key, []]));
   for (let r = 0; r < opts.latencyRounds; r++) {
     for (let i = 0; i < targets.length; i++) {
       const t = targets[(i + r) % targets.length]!;
       const label = `open loop ${r + 1}/${opts.latencyRounds} ${t.label}`;
-      const res = (await run.guard.run(label, opts.latencySeconds + 1, () => runOpenLoop(run.fleet, t.url, opts.latencySeconds, rate))).value;
+      const res = (await run.guard.run(label, opts.latencySeconds + 1, () => runOpenLoop(run.fleet, t.url, opts.latencySeconds, rate, t.ai))).value;
       log(`${label}: ${res.achieved_rps} req/s, mean ${res.latency_us.mean} us, p99 ${res.latency_us.p99} us, send lag p99 ${res.send_lag_us.p99} us`);
       runs.get(t.key)!.push(res);
     }
   }
-  // Overheads are paired by round (a target's run minus the direct run of the same round,
-  // seconds apart), then the median is taken: drift between rounds cancels.
-  const direct = runs.get('direct')!;
-  const paired = (key: string, f: 'mean' | 'p99'): number[] => runs.get(key)!.map((x, i) => x.latency_us[f] - direct[i]!.latency_us[f]);
+  // Overheads are paired by round (a target's run minus the direct run of the same request
+  // and round, seconds apart), then the median is taken: drift between rounds cancels.
+  const paired = (t: (typeof targets)[number], f: 'mean' | 'p99'): number[] => {
+    const direct = runs.get(t.direct)!;
+    return runs.get(t.key)!.map((x, i) => x.latency_us[f] - direct[i]!.latency_us[f]);
+  };
   const rows: LatencyRow[] = targets.map((t) => {
-    const isDirect = t.key === 'direct';
+    const isDirect = t.key === t.direct;
     return {
       key: t.key,
       label: t.label,
       ...medianOpenLoop(runs.get(t.key)!),
-      overhead_mean_us: isDirect ? null : round(median(paired(t.key, 'mean')), 1),
-      overhead_p99_us: isDirect ? null : round(median(paired(t.key, 'p99')), 1),
-      overhead_p99_us_by_round: isDirect ? [] : paired(t.key, 'p99').map((x) => round(x)),
+      overhead_mean_us: isDirect ? null : round(median(paired(t, 'mean')), 1),
+      overhead_p99_us: isDirect ? null : round(median(paired(t, 'p99')), 1),
+      overhead_p99_us_by_round: isDirect ? [] : paired(t, 'p99').map((x) => round(x)),
     };
   });
   for (const row of rows) {
@@ -944,6 +956,13 @@ async function latencySection(run: Run, sluiceMax: number | null): Promise<NonNu
     fraction_of_sluice_max: sluiceMax === null ? null : round(rate / sluiceMax, 3),
     rows,
   };
+}
+
+/** sluice's p99 overhead over nginx's (medians over rounds); null without both, or when nginx added none. */
+function overheadRatio(sluice: LatencyRow | undefined, nginx: LatencyRow | undefined): number | null {
+  const a = sluice?.overhead_p99_us;
+  const b = nginx?.overhead_p99_us;
+  return a === undefined || a === null || b === undefined || b === null || b <= 0 ? null : round(a / b, 2);
 }
 
 /** Warnings about how far the rows can be trusted. */
@@ -971,7 +990,9 @@ async function benchmark(opts: Options, fleet: Fleet, gen: LoadGenerator): Promi
   const needStamp = want.has('chunks');
   const needStrategies = want.has('strategies');
   const needAi = want.has('ai');
-  await fleet.checkPortsFree([PORT.upstream, PORT.nginx, PORT.sluice, PORT.admin, PORT.sluicePolicies, PORT.adminPolicies, PORT.sluiceXff, PORT.adminXff, ...(want.has('throughput') ? [PORT.sluiceTraced, PORT.adminTraced, PORT.otlpSink] : []), ...(needSim ? [PORT.sim] : []), ...(needSlowSim ? [PORT.simSlow] : []), ...(needStamp ? [PORT.stamp] : []), ...(want.has('clients') ? [0, 1, 2].map((i) => PORT.clients + i) : []), ...(needStrategies ? [PORT.upstreamB, PORT.sluiceStrategies, PORT.adminStrategies] : []), ...(needAi ? [PORT.sim50, PORT.sluiceDefaults, PORT.adminDefaults, PORT.sluiceDefaultsNoLog, PORT.adminDefaultsNoLog, PORT.uwsFloor, PORT.rawFloor, PORT.portkey, PORT.litellm] : [])]);
+  // sluice as shipped: the AI section's reference, and the latency section's AI rows.
+  const needDefaults = needAi || want.has('latency');
+  await fleet.checkPortsFree([PORT.upstream, PORT.nginx, PORT.sluice, PORT.admin, PORT.sluicePolicies, PORT.adminPolicies, PORT.sluiceXff, PORT.adminXff, ...(want.has('throughput') ? [PORT.sluiceTraced, PORT.adminTraced, PORT.otlpSink] : []), ...(needSim ? [PORT.sim] : []), ...(needSlowSim ? [PORT.simSlow] : []), ...(needStamp ? [PORT.stamp] : []), ...(want.has('clients') ? [0, 1, 2].map((i) => PORT.clients + i) : []), ...(needStrategies ? [PORT.upstreamB, PORT.sluiceStrategies, PORT.adminStrategies] : []), ...(needDefaults ? [PORT.sluiceDefaults, PORT.adminDefaults] : []), ...(needAi ? [PORT.sim50, PORT.sluiceDefaultsNoLog, PORT.adminDefaultsNoLog, PORT.uwsFloor, PORT.rawFloor, PORT.portkey, PORT.litellm] : [])]);
   log('starting upstream nginx, nginx proxy, sluice' + (needSim ? ', simulator' : ''));
   await fleet.upstream(needStrategies);
   if (needSim) await fleet.sim();
@@ -991,7 +1012,7 @@ async function benchmark(opts: Options, fleet: Fleet, gen: LoadGenerator): Promi
     sluiceTracedPgid: want.has('throughput') ? (await fleet.startSluice([], 'traced')).pid : 0,
     sluiceXffPgid: want.has('throughput') ? (await fleet.startSluice([], 'xff')).pid : 0,
     sluiceStrategiesPgid: needStrategies ? (await fleet.startSluice([], 'strategies')).pid : 0,
-    sluiceDefaultsPgid: needAi ? (await fleet.startSluice([], 'defaults')).pid : 0,
+    sluiceDefaultsPgid: needDefaults ? (await fleet.startSluice([], 'defaults')).pid : 0,
     sluiceDefaultsNoLogPgid: needAi ? (await fleet.startSluice([], 'defaults-nolog')).pid : 0,
     sluiceDefaultsUwsPgid: needAi ? (await fleet.startSluice([], 'defaults-uws')).pid : 0,
     warnings: [],
@@ -1045,6 +1066,10 @@ async function benchmark(opts: Options, fleet: Fleet, gen: LoadGenerator): Promi
     overhead_p99_us: lat('sluice')?.overhead_p99_us ?? null,
     nginx_overhead_mean_us: lat('nginx')?.overhead_mean_us ?? null,
     nginx_overhead_p99_us: lat('nginx')?.overhead_p99_us ?? null,
+    sluice_vs_nginx_p99_overhead: overheadRatio(lat('sluice'), lat('nginx')),
+    ai_overhead_p99_us: lat('sluice-ai-defaults')?.overhead_p99_us ?? null,
+    nginx_ai_overhead_p99_us: lat('nginx-ai-log')?.overhead_p99_us ?? null,
+    sluice_vs_nginx_ai_p99_overhead: overheadRatio(lat('sluice-ai-defaults'), lat('nginx-ai-log')),
     sluice_vs_nginx_tls: rowOf(tls, 'sluice-tls13')?.vs_nginx ?? null,
     sluice_vs_nginx_tls12: rowOf(tls, 'sluice-tls12')?.vs_nginx ?? null,
     sluice_cache_hit_vs_nginx_cache_hit_rps: rowOf(cache?.rows ?? null, 'sluice-cache')?.vs_nginx ?? null,

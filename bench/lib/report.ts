@@ -109,6 +109,12 @@ export interface Results {
   readonly overhead_p99_us: number | null;
   readonly nginx_overhead_mean_us: number | null;
   readonly nginx_overhead_p99_us: number | null;
+  /** sluice's p99 overhead over nginx's on the small GET (open loop, same run; issue 19: <= 1.5x). */
+  readonly sluice_vs_nginx_p99_overhead: number | null;
+  /** The AI request at the same rate: sluice as shipped and nginx with its access log, each minus the upstream alone. */
+  readonly ai_overhead_p99_us: number | null;
+  readonly nginx_ai_overhead_p99_us: number | null;
+  readonly sluice_vs_nginx_ai_p99_overhead: number | null;
   /** sluice's cache-hit req/s over nginx's proxy_cache-hit req/s (same POST, same rotation). */
   readonly sluice_cache_hit_vs_nginx_cache_hit_rps: number | null;
   /** sluice's cache-hit req/s over the same POST forwarded by sluice with the cache off: what a hit saves. */
@@ -252,6 +258,9 @@ export function renderMarkdown(r: Results): string {
     `| overhead_mean_us (sluice - direct) | ${signed(r.overhead_mean_us)} | |`,
     `| overhead_p99_us (sluice - direct) | ${signed(r.overhead_p99_us)}${verdict(r.overhead_p99_us, (v) => v < 1000)} | < 1000 |`,
     `| nginx overhead mean / p99 us | ${signed(r.nginx_overhead_mean_us)} / ${signed(r.nginx_overhead_p99_us)} | reference |`,
+    `| sluice_vs_nginx_p99_overhead (GET, open loop) | ${ratio(r.sluice_vs_nginx_p99_overhead)}${verdict(r.sluice_vs_nginx_p99_overhead, (v) => v <= 1.5)} | <= 1.5x |`,
+    `| AI request p99 overhead us: sluice as shipped / nginx with its log | ${signed(r.ai_overhead_p99_us)} / ${signed(r.nginx_ai_overhead_p99_us)} | |`,
+    `| sluice_vs_nginx_ai_p99_overhead (AI request, open loop, logs on) | ${ratio(r.sluice_vs_nginx_ai_p99_overhead)}${verdict(r.sluice_vs_nginx_ai_p99_overhead, (v) => v <= 1.5)} | <= 1.5x |`,
     `| sluice_cache_hit_vs_nginx_cache_hit_rps | ${ratio(r.sluice_cache_hit_vs_nginx_cache_hit_rps)} | |`,
     `| sluice_cache_hit_vs_sluice_forward_rps | ${ratio(r.sluice_cache_hit_vs_sluice_forward_rps)} | |`,
     `| strategies_vs_least_outstanding_rps (lowest, two replicas each) | ${lowestStrategy(r.strategies?.rows ?? null)} | |`,
