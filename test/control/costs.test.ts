@@ -84,14 +84,25 @@ t.test('requests are charged by their own usage, as computed by hand', async (t)
   t.ok(close(requestsUsd, 0.1), 'the cost counters in /metrics');
   t.match(text, /^sluice_cost_usd_total\{deployment="paid-1",kind="replica_hours"\} \d/m);
 
+  // An answer that reports no usage (here Ollama's model list; an MLflow prediction alike)
+  // is charged its request and no tokens, as the token metrics count none for it.
+  const list = await gwRequest(`${gw.url}/paid-1/api/tags`);
+  t.equal(list.status, 200, list.text.slice(0, 200));
+  t.notOk(/tokens|eval_count/.test(list.text), `the answer reports no usage: ${list.text.slice(0, 200)}`);
+  const p = await costOf('paid-1');
+  t.equal(p.predictions, 11);
+  t.equal(p.output_tokens, output, 'no output tokens counted for it');
+  t.ok(close(p.cost_usd.requests, 11 * 0.01), `its request is charged: ${p.cost_usd.requests}`);
+  t.ok(close(p.cost_usd.input_tokens, (input / 1000) * 0.5) && close(p.cost_usd.output_tokens, (output / 1000) * 1.5), `and no tokens: ${JSON.stringify(p.cost_usd)}`);
+
   // Access lines are written in batches (log.access_flush_ms, 1 s by default).
   const logged = await eventually(() => {
     const lines = jsonLogs(gw).filter((l) => l.msg === 'request' && l.route === 'paid-1');
-    return lines.length >= 10 ? lines : undefined;
-  }, 5_000, 'the access lines of the 10 requests');
-  t.equal(logged.length, 10);
+    return lines.length >= 11 ? lines : undefined;
+  }, 5_000, 'the access lines of the 11 requests');
+  t.equal(logged.length, 11);
   const perRequest = logged.reduce((sum, l) => sum + (l.cost_usd as number), 0);
-  t.ok(close(perRequest, c.cost_usd.requests + c.cost_usd.input_tokens + c.cost_usd.output_tokens), 'the access log\'s cost_usd adds up to the same');
+  t.ok(close(perRequest, p.cost_usd.requests + p.cost_usd.input_tokens + p.cost_usd.output_tokens), 'the access log\'s cost_usd adds up to the same');
 });
 
 t.test('a hibernated deployment costs nothing and counts what it saved', async (t) => {
