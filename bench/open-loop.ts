@@ -10,7 +10,7 @@
 // (POST, the chat body and the OpenAI SDK's headers: bench/lib/ai-request.ts) instead of a GET.
 //
 // Requests go over a fixed pool of keep-alive connections with a minimal HTTP/1.1 writer
-// and parser (GET, Content-Length or chunked responses): node:http's client would cost more
+// and parser (a GET or the AI request's POST; Content-Length or chunked responses): node:http's client would cost more
 // CPU than the proxy under test spends on a request, on the core shared with the upstream.
 // Node's timers fire at ~1 ms granularity: with setTimeout, requests would leave in batches
 // up to a millisecond late, noise ten times larger than the overhead being measured. A

@@ -9,6 +9,7 @@ import { randomUUID, timingSafeEqual, createHash } from 'node:crypto';
 import { ConfigError, validate, type Field, type TlsVersion } from '../config/index.js';
 import { errorBody, SluiceError } from '../errors/index.js';
 import type { Logger } from '../telemetry/index.js';
+import { waitAtMost } from '../wait-at-most.js';
 
 export interface AdminRequest {
   readonly method: string;
@@ -139,9 +140,7 @@ export class AdminServer {
     if (server === null) return;
     const ending = [...this.#streams.values()];
     for (const stream of this.#streams.keys()) stream.abort();
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.all(ending), new Promise<void>((resolve) => (timer = setTimeout(resolve, STREAM_END_MS)))]);
-    clearTimeout(timer);
+    await waitAtMost(Promise.all(ending), STREAM_END_MS);
     server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }

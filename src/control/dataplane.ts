@@ -150,8 +150,11 @@ export class DataPlane {
     this.#workerVersion[worker] = version;
     if (this.#appliedWaiters.length === 0) return;
     const waiting = this.#appliedWaiters;
-    this.#appliedWaiters = waiting.filter((w) => !this.#appliedBy(w.version));
-    for (const w of waiting) if (this.#appliedBy(w.version)) w.resolve();
+    this.#appliedWaiters = [];
+    for (const w of waiting) {
+      if (this.#appliedBy(w.version)) w.resolve();
+      else this.#appliedWaiters.push(w);
+    }
   }
 
   /** Every worker's counters; a worker that does not answer within the timeout is left out. */

@@ -18,6 +18,7 @@ import type { Logger } from '../telemetry/index.js';
 import type { RoutableDeployment, RoutableReplica } from './route-snapshot.js';
 import { OWNER_RENEW_MS, type ReplicaSharing, type SharedServers } from './shared-replicas.js';
 import type { IndexAllocator, SlotAllocator } from './slots.js';
+import { waitAtMost } from '../wait-at-most.js';
 
 export type DeploymentState = 'pending' | 'starting' | 'ready' | 'unhealthy' | 'draining' | 'stopped' | 'failed' | 'hibernated';
 /** A process's states, and `unhealthy`: a remote replica failing its health checks. */
@@ -675,11 +676,7 @@ export class DeploymentManager {
    */
   async #drain(replicas: readonly Replica[], graceMs: number): Promise<void> {
     const deadline = Date.now() + graceMs;
-    if (this.#o.routesApplied !== undefined) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([this.#o.routesApplied(), new Promise((r) => { timer = setTimeout(r, graceMs); })]);
-      clearTimeout(timer);
-    }
+    if (this.#o.routesApplied !== undefined) await waitAtMost(this.#o.routesApplied(), graceMs);
     while (Date.now() < deadline && replicas.some((r) => this.#o.slots.inflight(r.slot) > 0)) {
       await new Promise((r) => setTimeout(r, 25));
     }

@@ -16,6 +16,7 @@ import { defaultResource, detectResources, envDetector, resourceFromAttributes }
 import { BasicTracerProvider, BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
 import type { TracingConfig } from '../config/index.js';
+import { waitAtMost } from '../wait-at-most.js';
 import { RequestTracer } from './request-trace.js';
 
 export interface Tracing {
@@ -49,12 +50,7 @@ export function startTracing(settings: TracingConfig, warn: (message: string) =>
   return {
     tracer: new RequestTracer(provider.getTracer('sluice')),
     async shutdown(timeoutMs) {
-      let timer: NodeJS.Timeout | undefined;
-      const timeout = new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, timeoutMs);
-      });
-      await Promise.race([provider.shutdown().catch((err: unknown) => warn(`tracing: shutdown failed: ${String(err)}`)), timeout]);
-      clearTimeout(timer);
+      await waitAtMost(provider.shutdown().catch((err: unknown) => warn(`tracing: shutdown failed: ${String(err)}`)), timeoutMs);
     },
   };
 }
