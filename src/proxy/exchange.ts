@@ -738,6 +738,17 @@ export class Exchange implements AttemptClient, ClientListener {
     return this.#kind !== StreamKind.Other;
   }
 
+  /**
+   * The tokens a replica's answer carried, or null: none for a cache hit, a coalesced
+   * follower or a refusal (no model worked for them), nor for a whole answer without usage
+   * (an MLflow prediction, a model list: not an LLM's). The token metrics, the charge and
+   * the token limits all count this.
+   */
+  get answerTokens(): TokenCounter | null {
+    const counter = this.tokenCounter;
+    return counter !== null && this.attempt !== null && this.headAt >= 0 && (this.streamed || counter.reported) ? counter : null;
+  }
+
   onResponseEnd(): void {
     this.#upstreamEnded = true;
     this.upstreamEndAt = monoNow();

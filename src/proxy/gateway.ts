@@ -594,10 +594,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     if (attempt !== null && ex.headAt >= 0) {
       // A whole answer in one piece completes the exchange before its upstream end is seen.
       const upstreamEnd = ex.upstreamEndAt >= 0 ? ex.upstreamEndAt : now;
-      // A JSON answer with no usage in it is not an LLM's (an MLflow prediction): no tokens,
-      // in the metrics as in the charge.
-      const counter = ex.tokenCounter;
-      const tokens = counter !== null && (ex.streamed || counter.reported) ? counter : null;
+      const tokens = ex.answerTokens;
       if (tokens !== null) this.#recordTokens(ex, tokens, upstreamEnd);
       stats.recordOverhead((ex.sentAt - ex.startedAt - ex.waitedMs + now - upstreamEnd) / 1000);
       const cost = ex.route.cost;

@@ -24,6 +24,8 @@ const KEYS = {
   redisTok: 'redis-tok-key-00000000000007',
   perDep: 'per-dep-key-0000000000000008',
   free: 'free-key-00000000000000000009',
+  tokG: 'tok-g-key-000000000000000010',
+  tokH: 'tok-h-key-000000000000000011',
 };
 const TPM = 100;
 const RPS = 5;
@@ -43,6 +45,7 @@ t.before(async () => {
       { name: 'alice', key: KEYS.alice, limits: { requests_per_minute: 5 } },
       { name: 'bob', key: KEYS.bob, deployment_limits: { requests_per_minute: 3 } },
       tokenKey('tok-a', KEYS.tokA), tokenKey('tok-b', KEYS.tokB), tokenKey('tok-c', KEYS.tokC), tokenKey('tok-d', KEYS.tokD), tokenKey('tok-e', KEYS.tokE), tokenKey('tok-f', KEYS.tokF),
+      tokenKey('tok-g', KEYS.tokG), tokenKey('tok-h', KEYS.tokH),
       { name: 'per-dep', key: KEYS.perDep, deployment_limits: { tokens_per_minute: TPM } },
       { name: 'free', key: KEYS.free },
     ],
@@ -212,6 +215,24 @@ const costOf = (r: Reply): number => {
   const b = JSON.parse(r.body) as { eval_count: number; prompt_eval_count: number };
   return b.eval_count + b.prompt_eval_count;
 };
+
+t.test('tokens_per_minute takes nothing for a refusal, nor for an answer that reports no tokens', async (t) => {
+  // A model list is a whole JSON answer without usage, as an MLflow prediction: no tokens,
+  // as the token metrics and the cost count none. (Each was charged a token per JSON line.)
+  const lists: Reply[] = [];
+  for (let i = 0; i < TPM + 20; i++) lists.push(await httpRequest(`${gw.url}/tk-1/api/tags`, { headers: withKey(KEYS.tokG) }));
+  t.same(byStatus(lists), { 200: TPM + 20 }, `${TPM + 20} model lists pass a limit of ${TPM} tokens a minute`);
+
+  // Refused requests reach no model: Retry-After stays where the last answer left it.
+  // (Each was charged a token, so a client retrying at once pushed its own wait further.)
+  const a = await untilLimited(() => generation('tk-1', withKey(KEYS.tokH)));
+  const first = Number(a.at(-1)!.headers['retry-after']);
+  const refused: Reply[] = [];
+  for (let i = 0; i < 30; i++) refused.push(await generation('tk-1', withKey(KEYS.tokH)));
+  t.same(byStatus(refused), { 429: 30 }, 'every retry is refused');
+  const last = Number(refused.at(-1)!.headers['retry-after']);
+  t.ok(last <= first, `Retry-After ${first} s after the first refusal, ${last} s after 30 more (each refusal charged: ${first + Math.ceil((30 * 60) / TPM)})`);
+});
 
 t.test('tokens_per_minute on a deployment: one bucket for every caller of that deployment', async (t) => {
   // Anonymous requests and a key without limits of its own, alternately.

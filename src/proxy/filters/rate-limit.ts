@@ -1,7 +1,8 @@
 // Rate limits: the deployment's buckets and the API key's, checked all-or-nothing before
 // the request goes anywhere (a cache hit counts too). In-memory buckets shared by the
 // workers answer at once; Redis (several instances) pauses the request for its verdict.
-// LLM-token buckets are charged when the exchange ends, by the tokens its response carried.
+// LLM-token buckets are charged when the exchange ends, by the tokens its replica's answer
+// carried (Exchange.answerTokens): a refusal, a cache hit or an answer without usage takes none.
 
 import type { Logger } from '../../telemetry/index.js';
 import { BucketKind, TokenCounter, type BucketRef, type RateLimiter, type Verdict } from '../../policy/index.js';
@@ -45,7 +46,9 @@ export class RateLimitFilter implements RequestFilter<Exchange> {
   }
 
   onDone(ex: Exchange): void {
-    if (ex.tokenCounter !== null && ex.buckets !== null) this.#limiter.chargeTokens(ex.buckets, ex.tokenCounter.tokens, wallNow());
+    if (ex.buckets === null) return;
+    const tokens = ex.answerTokens;
+    if (tokens !== null) this.#limiter.chargeTokens(ex.buckets, tokens.tokens, wallNow());
   }
 
   #admit(ex: Exchange, verdict: Verdict): FilterStatus {
