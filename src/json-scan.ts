@@ -76,10 +76,12 @@ export const enum FieldScan {
  * of chat messages takes to skim in JS.
  */
 export class JsonKey {
+  readonly name: string;
   readonly bytes: Uint8Array;
   readonly #skips: WordSkips;
 
   constructor(name: string) {
+    this.name = name;
     this.bytes = Buffer.from(JSON.stringify(name));
     // wordSkips reads a word's bytes as latin1 characters.
     this.#skips = wordSkips([Buffer.from(this.bytes).toString('latin1')]);
@@ -104,17 +106,32 @@ export class JsonKey {
   }
 }
 
+/**
+ * Whether a `\u` escape may follow `from`: a key spelled with such escapes
+ * (`"mod\u0065l"`) is the same key to every JSON parser, and no other escape stands for a
+ * letter or a digit. Backslashes are found natively (memchr: ~15 ns for a chat body, where
+ * a JS loop takes ~0.4 us); an escaped backslash before a `u` reads as one too, which
+ * only means reading on.
+ */
+function unicodeEscapeAfter(body: Buffer, from: number): boolean {
+  for (let k = body.indexOf(0x5c, from); k !== -1; k = body.indexOf(0x5c, k + 2)) {
+    if (body[k + 1] === 0x75) return true;
+  }
+  return false;
+}
+
 /** Where scanTopLevelString found the value, quotes included; valid until the next call. */
 export const fieldSpan = { start: 0, end: 0 };
 
 /**
  * Looks for the top-level string field `key` (its quoted name as bytes: `"model"`) in a
- * JSON object, and reports where its value is in fieldSpan. A second occurrence is
- * reported as Duplicate, since the gateway and the model server must not read different
- * values; but once the field is found, the rest is read only when the key's bytes appear
- * in it again (a quoted key cannot appear inside a JSON string unescaped), so the usual
- * body, `model` first, is read no further than its value, and what follows it is left to
- * the model server to validate.
+ * JSON object, and reports where its value is in fieldSpan. A second occurrence, however
+ * it is spelled, is reported as Duplicate, since the gateway and the model server must not
+ * read different values; but once the field is found, the rest is read only when the
+ * key's bytes or a `\u` escape appear in it (a quoted key cannot appear inside a JSON
+ * string unescaped, and its letters can be escaped no other way), so the usual body,
+ * `model` first, is read no further than its value, and what follows it is left to the
+ * model server to validate.
  */
 export function scanTopLevelString(body: Buffer, key: JsonKey): FieldScan {
   let i = skipSpace(body, 0);
@@ -126,7 +143,7 @@ export function scanTopLevelString(body: Buffer, key: JsonKey): FieldScan {
     if (body[i] !== 0x22) return FieldScan.Invalid;
     const keyEnd = stringEnd(body, i);
     if (keyEnd === -1) return FieldScan.Invalid;
-    const isKey = keyEnd + 1 - i === key.bytes.length && bytesAt(body, i, key.bytes);
+    const isKey = keyEnd + 1 - i === key.bytes.length ? bytesAt(body, i, key.bytes) : escapedKey(body, i, keyEnd, key);
     i = skipSpace(body, keyEnd + 1);
     if (body[i] !== 0x3a) return FieldScan.Invalid;
     i = skipSpace(body, i + 1);
@@ -140,13 +157,28 @@ export function scanTopLevelString(body: Buffer, key: JsonKey): FieldScan {
         fieldSpan.start = start;
         fieldSpan.end = i;
       } else found = FieldScan.NotString;
-      if (key.indexIn(body, i) === -1) return found;
+      if (key.indexIn(body, i) === -1 && !unicodeEscapeAfter(body, i)) return found;
     }
     i = skipSpace(body, i);
     const c = body[i];
     if (c === 0x2c) i = skipSpace(body, i + 1);
     else if (c === 0x7d) return trailing(body, i + 1, found);
     else return FieldScan.Invalid;
+  }
+}
+
+/** The key string from `open` to `close` (its quotes) is `key` spelled with escapes. */
+function escapedKey(body: Buffer, open: number, close: number, key: JsonKey): boolean {
+  // Each escape is at least two bytes for one character: a longer key may be one, a shorter cannot.
+  if (close + 1 - open < key.bytes.length) return false;
+  let escaped = false;
+  for (let j = open + 1; j < close; j++) if (body[j] === 0x5c) escaped = true;
+  if (!escaped) return false;
+  try {
+    return JSON.parse(body.toString('utf8', open, close + 1)) === key.name;
+  } catch {
+    // Not a JSON string: the server refuses the body.
+    return false;
   }
 }
 

@@ -43,6 +43,39 @@ t.test('the scan agrees with JSON.parse', async (t) => {
   t.pass('3000 generated bodies');
 });
 
+/** A JSON string (quotes included) with the letters and digits that `escape` picks written as \u escapes. */
+function escapeSome(json: string, escape: (at: number) => boolean): string {
+  let out = '';
+  for (let j = 0; j < json.length; j++) {
+    const c = json[j]!;
+    if (c === '\\') {
+      // An escape already: copied as it is (\uXXXX whole).
+      const n = json[j + 1] === 'u' ? 6 : 2;
+      out += json.slice(j, j + n);
+      j += n - 1;
+    } else out += /[A-Za-z0-9]/.test(c) && escape(j) ? '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0') : c;
+  }
+  return out;
+}
+
+t.test('keys spelled with \\u escapes are the same keys, as to JSON.parse', async (t) => {
+  fc.assert(
+    fc.property(objects, fc.array(fc.boolean(), { minLength: 1 }), fc.boolean(), ({ fields, model, at }, mask, twice) => {
+      const entries = Object.entries(fields).filter(([k]) => k !== 'model');
+      if (model !== undefined) entries.splice(at % (entries.length + 1), 0, ['model', model]);
+      // Another model, spelled differently: the gateway and the server might read either.
+      if (twice) entries.splice((at >> 3) % (entries.length + 1), 0, ['model', 'other']);
+      const text = '{' + entries.map(([k, v], n) => `${escapeSome(JSON.stringify(k), (j) => mask[(n * 7 + j) % mask.length]!)}:${JSON.stringify(v)}`).join(',') + '}';
+      const scan = scanTopLevelString(Buffer.from(text), MODEL);
+      if (twice && model !== undefined) return scan === FieldScan.Duplicate;
+      const one = twice ? 'other' : model;
+      return scan === expected(text) && (scan !== FieldScan.Found || spanString(Buffer.from(text)) === one);
+    }),
+    { numRuns: 3000 },
+  );
+  t.pass('3000 generated bodies');
+});
+
 t.test('what is not one JSON object with one model', async (t) => {
   const scan = (s: string): FieldScan => scanTopLevelString(Buffer.from(s), MODEL);
   t.equal(scan('{"model":"a","model":"b"}'), FieldScan.Duplicate);
@@ -58,6 +91,12 @@ t.test('what is not one JSON object with one model', async (t) => {
   t.equal(scan(' {"model" : "a\\\\" } '), FieldScan.Found, 'an escaped backslash before the closing quote');
   t.equal(spanString(Buffer.from(' {"model" : "a\\\\" } ')), 'a\\');
   t.equal(fieldSpan.end - fieldSpan.start, 5);
+  t.equal(scan('{"model":"a","mod\\u0065l":"b"}'), FieldScan.Duplicate, 'a second model spelled with an escape');
+  t.equal(scan('{"\\u006dodel":"b","messages":[],"model":"a"}'), FieldScan.Duplicate, 'the escaped one first');
+  t.equal(scan('{"model":"a","messages":[{"content":"caf\\u00e9"}]}'), FieldScan.Found, 'an escape in a value: read on, found once');
+  t.equal(scan('{"mod\\u0065l":"b"}'), FieldScan.Found, 'one model, escaped: found');
+  t.equal(spanString(Buffer.from('{"mod\\u0065l":"b"}')), 'b');
+  t.equal(scan('{"mode\\n":"b"}'), FieldScan.Missing, 'another escape: another key');
 });
 
 t.test('spanString: names of one length one after another, escaped or not', async (t) => {

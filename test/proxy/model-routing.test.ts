@@ -103,6 +103,14 @@ t.test('an unknown or missing model gets the protocol\'s own error', async (t) =
   t.match(json(broken), { error: { type: 'invalid_request_error' } });
   const twice = await post('/v1/chat/completions', '{"model":"demo-1","messages":[],"model":"secret-1"}');
   t.equal(twice.status, 400, 'two top-level models: the gateway and the server must not read different ones');
+  for (const [path, body] of [
+    ['/v1/chat/completions', `{"model":"demo-1","messages":${JSON.stringify(MESSAGES)},"mod\\u0065l":"demo-2"}`],
+    ['/api/chat', `{"\\u006dodel":"demo:2","model":"demo:1","messages":${JSON.stringify(MESSAGES)}}`],
+  ] as const) {
+    const escaped = await post(path, body);
+    t.equal(escaped.status, 400, `${path}: a second model spelled with a \\u escape is the same key to the server: refused`);
+    t.match(escaped.body, /given more than once/);
+  }
 
   const ollamaMissing = await post('/api/chat', { messages: MESSAGES });
   t.equal(ollamaMissing.status, 400);
