@@ -65,6 +65,24 @@ const cork = {
   chunk: null as unknown as Buffer,
   entry: null as unknown as CachedResponse,
 };
+/** A stream's line longer than this is relayed as it comes, not held whole (#writeWholeLines). */
+const MAX_HELD_LINE = 1024 * 1024;
+
+const LF_LF = 0x0a0a;
+const CR_CR = 0x0d0d;
+
+/** The last two bytes sent, `before` being those before `chunk`. */
+function lastTwoBytes(chunk: Buffer, before: number): number {
+  const n = chunk.length;
+  return n >= 2 ? (chunk[n - 2]! << 8) | chunk[n - 1]! : ((before << 8) | chunk[0]!) & 0xffff;
+}
+
+/** The chunk ends a line (LF, or CR: SSE allows either). */
+function endsLine(chunk: Buffer): boolean {
+  const last = chunk[chunk.length - 1];
+  return last === 0x0a || last === 0x0d;
+}
+
 function runCorked(): void {
   cork.fn.call(cork.exchange);
 }
@@ -202,6 +220,11 @@ export class Exchange implements AttemptClient, ClientListener {
   #total = 0;
   #pending: Buffer[] | null = null;
   #pendingOffset = 0;
+  /** A stream's line not yet ended (chunked SSE / NDJSON), in pieces: held until its end arrives. */
+  #heldLine: Buffer[] | null = null;
+  #heldBytes = 0;
+  /** The last two bytes of the stream sent: whether they end an SSE event. */
+  #lastTwo = 0;
   /** Body bytes the client's socket took whole before anything was held back (length mode). */
   #written = 0;
   #writableHooked = false;
@@ -658,6 +681,10 @@ export class Exchange implements AttemptClient, ClientListener {
     this.responseBytes += chunk.length;
     this.tokenCounter?.observe(chunk);
     if (this.#mode === BodyMode.Chunked) {
+      if (this.#kind !== StreamKind.Other) {
+        if (this.#heldLine !== null || !endsLine(chunk)) return this.#writeWholeLines(chunk);
+        this.#lastTwo = lastTwoBytes(chunk, this.#lastTwo);
+      }
       if (this.res.write(chunk)) return true;
       this.#hookWritable();
       return false;
@@ -687,6 +714,32 @@ export class Exchange implements AttemptClient, ClientListener {
     }
     this.#pending = [Buffer.from(chunk)];
     this.#pendingOffset = this.#written;
+    this.#hookWritable();
+    return false;
+  }
+
+  /**
+   * A stream goes out in whole lines: the upstream's writes (or TCP) may cut a line
+   * anywhere, and a failure's error event (or line) written after half a line would be
+   * glued to it, which SDKs cannot parse. Servers flush whole events as a rule, so the
+   * usual chunk never comes here. A line longer than MAX_HELD_LINE goes out as it comes
+   * (held, it would grow without bound).
+   */
+  #writeWholeLines(chunk: Buffer): boolean {
+    const end = Math.max(chunk.lastIndexOf(0x0a), chunk.lastIndexOf(0x0d)) + 1;
+    const held = this.#heldLine;
+    if (end === 0 && (held === null || this.#heldBytes + chunk.length <= MAX_HELD_LINE)) {
+      // Copied: the chunk is a view of the socket's read buffer.
+      if (held === null) this.#heldLine = [Buffer.from(chunk)];
+      else held.push(Buffer.from(chunk));
+      this.#heldBytes += chunk.length;
+      return true;
+    }
+    const out = end === 0 ? chunk : chunk.subarray(0, end);
+    this.#heldLine = end === 0 || end === chunk.length ? null : [Buffer.from(chunk.subarray(end))];
+    this.#heldBytes = end === 0 ? 0 : chunk.length - end;
+    this.#lastTwo = lastTwoBytes(out, held === null ? this.#lastTwo : 0);
+    if (this.res.write(held === null ? out : Buffer.concat([...held, out]))) return true;
     this.#hookWritable();
     return false;
   }
@@ -773,6 +826,8 @@ export class Exchange implements AttemptClient, ClientListener {
         else res.close();
         break;
       case BodyMode.Chunked:
+        // The upstream ended whole: its last line goes out even without a line end.
+        if (this.#heldLine !== null) res.write(Buffer.concat(this.#heldLine));
         res.end();
         break;
     }
@@ -966,8 +1021,11 @@ export class Exchange implements AttemptClient, ClientListener {
     const kind = this.#kind;
     // Errors also arrive from socket events, outside any uWS callback: cork the writes.
     res.cork(() => {
+      // What went out ends in a line end (#writeWholeLines); a blank line first ends the
+      // event it may be in (after CRLF lines one too many, which dispatches nothing).
       if (mode === BodyMode.Chunked && kind === StreamKind.Sse) {
-        res.write(`event: error\ndata: ${body}\n\n`);
+        const ended = this.#lastTwo === LF_LF || this.#lastTwo === CR_CR || this.#lastTwo === 0;
+        res.write(`${ended ? '' : '\n'}event: error\ndata: ${body}\n\n`);
         res.end();
       } else if (mode === BodyMode.Chunked && kind === StreamKind.Ndjson) {
         res.write(`${body}\n`);

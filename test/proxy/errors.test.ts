@@ -20,6 +20,7 @@ let staleServer: Server;
 let staleConnections = 0;
 const resetSockets = new Set<Socket>();
 let closedPort: number;
+let cutServer: Server;
 
 function listen(server: Server): Promise<number> {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as { port: number }).port)));
@@ -58,6 +59,27 @@ t.before(async () => {
     s.on('close', () => resetSockets.delete(s));
   });
   const stalePort = await listen(staleServer);
+  // Streams whose lines arrive in pieces (as TCP may deliver them): `/cut-*` dies after
+  // half a line, `/split-*` ends whole, its last NDJSON line without a line end.
+  cutServer = createServer((s) => {
+    resetSockets.add(s);
+    s.on('close', () => resetSockets.delete(s));
+    s.once('data', (d) => {
+      const path = d.toString('latin1').split(' ')[1]!;
+      const sse = path.endsWith('-sse');
+      const chunk = (text: string): string => `${Buffer.byteLength(text).toString(16)}\r\n${text}\r\n`;
+      s.write(`HTTP/1.1 200 OK\r\nContent-Type: ${sse ? 'text/event-stream' : 'application/x-ndjson'}\r\nTransfer-Encoding: chunked\r\n\r\n`);
+      const pieces = sse ? ['data: {"n":1}\n\n', 'data: {"n":', '2}\n', '\n'] : ['{"n":1}\n', '{"n":', '2}\n{"n', '":3}'];
+      s.write(chunk(pieces[0]!));
+      setTimeout(() => s.write(chunk(pieces[1]!)), 20);
+      if (path.startsWith('/cut')) setTimeout(() => s.destroy(), 60);
+      else {
+        setTimeout(() => s.write(chunk(pieces[2]!)), 60);
+        setTimeout(() => s.end(chunk(pieces[3]!) + '0\r\n\r\n'), 100);
+      }
+    });
+  });
+  const cutPort = await listen(cutServer);
   gw = await startGateway({
     ports: { from: 18420, to: 18439 },
     limits: { max_body_bytes: MAX_BODY },
@@ -70,6 +92,7 @@ t.before(async () => {
       { model: 'reset', version: '1', runtime: 'remote', health_check: { enabled: false }, urls: [`http://127.0.0.1:${resetPort}`] },
       { model: 'rst', version: '1', runtime: 'remote', health_check: { enabled: false }, urls: [`http://127.0.0.1:${rstPort}`] },
       { model: 'stale', version: '1', runtime: 'remote', health_check: { enabled: false }, urls: [`http://127.0.0.1:${stalePort}`] },
+      { model: 'cut', version: '1', runtime: 'remote', health_check: { enabled: false }, urls: [`http://127.0.0.1:${cutPort}`], policies: { retry: { attempts: 0 } } },
       // Starting for ever: its requests are held (policies.hold), here for 300 ms at most.
       { model: 'cold', version: '1', runtime: 'command', command: ['sleep', '1000'], port_env: 'PORT', policies: { hold: { max_wait_ms: 300 } } },
       { model: 'hang', version: '1', runtime: 'sim', args: ['--hang'], upstream: { headers_timeout_ms: 300 } },
@@ -87,6 +110,7 @@ t.teardown(async () => {
   resetServer?.close();
   rstServer?.close();
   staleServer?.close();
+  cutServer?.close();
 });
 
 /** The assertions a helper needs, satisfied by the root test and by subtests alike. */
@@ -307,6 +331,25 @@ t.test('an upstream that dies mid-stream: final JSON error line, and the failure
   t.equal(entry.route, 'crashy-1');
   t.equal(entry.status, 200);
   t.equal(gw.child.exitCode, null, 'the gateway is still running');
+});
+
+t.test('a stream cut inside a line: the error event or line follows the last whole line, never the half one', async (t) => {
+  const sse = await httpRequest(`${gw.url}/cut-1/cut-sse`, { headers: { 'x-request-id': 'cut-sse' } });
+  t.equal(sse.status, 200);
+  t.ok(sse.complete, 'the stream ended cleanly');
+  t.match(sse.body, /^data: \{"n":1\}\n\nevent: error\ndata: \{"error":\{"code":"SLUICE_ERR_UPSTREAM_RESET"[^\n]*\}\n\n$/, `the half event is not sent: ${JSON.stringify(sse.body)}`);
+  const ndjson = await httpRequest(`${gw.url}/cut-1/cut-ndjson`, { headers: { 'x-request-id': 'cut-ndjson' } });
+  t.equal(ndjson.status, 200);
+  const lines = ndjson.body.split('\n');
+  t.equal(lines.pop(), '', 'the last line is complete');
+  t.same(lines.map((l) => Object.keys(JSON.parse(l) as object)[0]), ['n', 'error'], `one whole line, then the error line: ${JSON.stringify(ndjson.body)}`);
+});
+
+t.test('a stream whose lines arrive in pieces arrives whole, its last line even without a line end', async (t) => {
+  const sse = await httpRequest(`${gw.url}/cut-1/split-sse`);
+  t.equal(sse.body, 'data: {"n":1}\n\ndata: {"n":2}\n\n');
+  const ndjson = await httpRequest(`${gw.url}/cut-1/split-ndjson`);
+  t.equal(ndjson.body, '{"n":1}\n{"n":2}\n{"n":3}');
 });
 
 t.test('gateway errors before the response are logged with request id and code', async (t) => {
