@@ -434,7 +434,13 @@ export class Exchange implements AttemptClient, ClientListener {
       this.#fail('SLUICE_ERR_BODY_TOO_LARGE', `request body exceeds ${this.route.maxBodyBytes} bytes`, true);
       return;
     }
-    if (isLast) this.#bodyDone = true;
+    if (isLast) {
+      this.#bodyDone = true;
+      // Held back while it waited (hold), the upload has come whole anyway (it arrived with
+      // the head): nothing is left to hold back, and a paused socket would neither show the
+      // client leaving nor, on keep-alive, ever read its next request.
+      if (this.#clientPaused) this.#resumeClient();
+    }
     const attempt = this.attempt;
     if (attempt !== null && attempt.awaitsFirstPiece && n > 0 && this.#sentBody === null && !this.#chunkedUpload && coalescesWithHead(n)) {
       // The usual small upload: its first piece leaves with the head in one buffer that send

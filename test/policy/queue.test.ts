@@ -5,6 +5,7 @@
 
 import { createHash, randomBytes } from 'node:crypto';
 import { request } from 'node:http';
+import { connect } from 'node:net';
 import t from 'tap';
 import { reapServers } from '../helpers/control.js';
 import { httpRequest, type Reply } from '../helpers/http.js';
@@ -115,6 +116,66 @@ t.test('a queued client that disconnects frees its place at once', async (t) => 
   t.equal(c.status, 200, 'a new request could queue, and was served after the first');
   t.equal((await a).status, 200);
   t.equal((await simStats(p)).requests - before, 2, 'the disconnected request never reached the replica');
+});
+
+/** One keep-alive connection: sends each request (head and body in one write) once the last answer is whole. */
+async function keepAlive(port: number, requests: readonly string[], timeoutMs: number): Promise<number[]> {
+  const socket = connect({ host: '127.0.0.1', port });
+  const statuses: number[] = [];
+  try {
+    let buf = '';
+    for (const req of requests) {
+      socket.write(req);
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no answer to request ${statuses.length + 1} within ${timeoutMs} ms`)), timeoutMs);
+        const onData = (d: Buffer): void => {
+          buf += d.toString('latin1');
+          const end = buf.indexOf('\r\n\r\n');
+          const length = /\r\ncontent-length: *(\d+)/i.exec(buf.slice(0, end + 2));
+          if (end === -1 || length === null || buf.length < end + 4 + Number(length[1])) return;
+          statuses.push(Number(buf.slice(9, 12)));
+          buf = buf.slice(end + 4 + Number(length[1]));
+          clearTimeout(timer);
+          socket.off('data', onData);
+          resolve();
+        };
+        socket.on('data', onData);
+      });
+    }
+    return statuses;
+  } finally {
+    socket.destroy();
+  }
+}
+
+const postEcho = (body: string): string => `POST /q-1/_sim/echo HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+
+t.test('a request that waited with its body: the keep-alive connection reads the next one', async (t) => {
+  const p = await simPort(gw, 'q-1');
+  const a = httpRequest(`${gw.url}/q-1/_sim/sleep?ms=400`);
+  await waitActive(p, 1);
+  // Head and body in one packet: the body arrives although the queued request holds its upload back.
+  const statuses = await keepAlive(gw.port, [postEcho('{"n":1}'), postEcho('{"n":2}')], 3_000).catch((err: Error) => err.message);
+  t.same(statuses, [200, 200], 'both requests answered on the one connection (the second was never read)');
+  t.equal((await a).status, 200);
+});
+
+t.test('a queued client with a body that disconnects frees its place at once and never reaches the replica', async (t) => {
+  const p = await simPort(gw, 'q-1');
+  const before = (await simStats(p)).requests;
+  const a = httpRequest(`${gw.url}/q-1/_sim/sleep?ms=1000`);
+  await waitActive(p, 1);
+  const socket = connect({ host: '127.0.0.1', port: gw.port });
+  socket.on('error', () => undefined);
+  socket.write(postEcho('{"n":3}'));
+  await waitMetric(gw, 'sluice_queue_depth', { deployment: 'q-1' }, (v) => v === 1);
+  const gone = performance.now();
+  socket.destroy();
+  await waitMetric(gw, 'sluice_queue_depth', { deployment: 'q-1' }, (v) => v === 0, 1_000);
+  t.ok(performance.now() - gone < 300, `the queue depth dropped to 0 within ${Math.round(performance.now() - gone)} ms`);
+  t.equal((await a).status, 200);
+  await sleep(200);
+  t.equal((await simStats(p)).requests - before, 1, 'the disconnected request never reached the replica');
 });
 
 t.test('a queued upload is held back and then sent intact', async (t) => {

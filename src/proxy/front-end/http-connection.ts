@@ -246,12 +246,12 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
       this.#endPending = true;
       return;
     }
-    if (this.#parser.done) {
-      this.#nextRequest();
-      if (this.#held !== null) queueMicrotask(this.#resumeHeld);
-      else if (!this.#paused) this.#readStart();
-    }
-    // else: the body is still arriving; it is read and dropped, then the next request.
+    // A pause is the response's, and ends with it: nothing could resume it later.
+    this.#paused = false;
+    // Else the body is still arriving: it is read and dropped, then the next request.
+    if (this.#parser.done) this.#nextRequest();
+    if (this.#held !== null) queueMicrotask(this.#resumeHeld);
+    else this.#readStart();
   }
 
   pause(res: NodeResponse): void {
