@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import type { ApiKeyConfig, LimitsConfig } from '../config/index.js';
 import { SluiceError } from '../errors/index.js';
-import { hashKey, keyLabel } from '../policy/index.js';
+import { GENERATED_KEY_PREFIX, hashKey, keyLabel } from '../policy/index.js';
 import type { DesiredStateStore, StoredApiKey } from '../state/index.js';
 import type { Logger } from '../telemetry/index.js';
 
@@ -30,8 +30,6 @@ export interface KeyRegistryOptions {
   readonly onChange: () => void;
 }
 
-// A generated key: a recognisable prefix and 192 random bits.
-const GENERATED_PREFIX = 'sk-sluice-';
 
 export class KeyRegistry {
   readonly #o: KeyRegistryOptions;
@@ -78,7 +76,8 @@ export class KeyRegistry {
     if (this.#configured.has(spec.name)) throw new SluiceError('SLUICE_ERR_CONFIG_OWNED', `API key '${spec.name}' is defined in the config file: change it there`);
     if (this.get(spec.name) !== undefined) throw new SluiceError('SLUICE_ERR_CONFLICT', `an API key named '${spec.name}' exists`);
     if (spec.key !== null && spec.key_sha256 !== null) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', 'key: give key or key_sha256, not both', { field: 'key' });
-    const secret = spec.key === null && spec.key_sha256 === null ? GENERATED_PREFIX + randomBytes(24).toString('base64url') : null;
+    // A generated key: a recognisable prefix and 192 random bits.
+    const secret = spec.key === null && spec.key_sha256 === null ? GENERATED_KEY_PREFIX + randomBytes(24).toString('base64url') : null;
     const digest = spec.key_sha256 ?? hashKey(spec.key ?? secret!);
     if (this.list().some((k) => k.digest === digest)) throw new SluiceError('SLUICE_ERR_CONFLICT', 'this key is already in use under another name');
     const stored: StoredApiKey = {

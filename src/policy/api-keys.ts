@@ -25,12 +25,19 @@ export class KeyScope {
   }
 }
 
+/** The start of every key sluice generates: recognisable as sluice's (and never forwarded) even once revoked. */
+export const GENERATED_KEY_PREFIX = 'sk-sluice-';
+
 /**
  * The key a client presented: `Authorization: Bearer <key>` or `x-api-key: <key>`. Returns
  * '' when there is none.
  */
 export function presentedKey(authorization: string, xApiKey: string): string {
-  if (xApiKey !== '') return xApiKey;
+  return xApiKey !== '' ? xApiKey : bearerToken(authorization);
+}
+
+/** The token of `Authorization: Bearer <token>`; '' for any other value. */
+export function bearerToken(authorization: string): string {
   if (authorization.length > 7 && authorization.slice(0, 7).toLowerCase() === 'bearer ') return authorization.slice(7).trim();
   return '';
 }

@@ -1,4 +1,4 @@
-export { hashKey, keyLabel, KeyScope, presentedKey } from './api-keys.js';
+export { bearerToken, GENERATED_KEY_PREFIX, hashKey, keyLabel, KeyScope, presentedKey } from './api-keys.js';
 export { BucketKind, bucketsFor, type BucketRef } from './limits.js';
 export { RateLimiter, RedisUnavailable, type Verdict } from './rate-limiter.js';
 export { RedisLimiter } from './redis-limiter.js';

@@ -1078,8 +1078,6 @@ export interface FallbackHead {
   readonly head: ClientHead;
   /** The route-independent lines (forwarding, request id) after the client's; the framing line follows. */
   readonly tail: string;
-  /** The client presented a sluice API key: its credential headers are not forwarded. */
-  readonly keyed: boolean;
 }
 
 // The gateway's own header lines, each led by CRLF as headLine's lines are.

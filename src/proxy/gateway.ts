@@ -7,14 +7,14 @@ import { performance } from 'node:perf_hooks';
 import type { ClientRequest, ClientResponse } from './front-end/client.js';
 import { NoReplica, ReplicaQueue, type DeploymentCounters } from '../balancer/index.js';
 import { errorBody, ERRORS, type ErrorCode } from '../errors/index.js';
-import { hashKey, presentedKey, TokenCounter, type RateLimiter, type RedisCache } from '../policy/index.js';
+import { bearerToken, GENERATED_KEY_PREFIX, hashKey, TokenCounter, type RateLimiter, type RedisCache } from '../policy/index.js';
 import type { Logger } from '../telemetry/index.js';
 import type { RequestTracer } from '../tracing/index.js';
 import type { AccessLog } from './access-log.js';
 import type { Attempt } from './attempt.js';
 import { Exchange, Phase, type ExchangeOwner } from './exchange.js';
 import { AuthFilter, authRefusal, CacheFilter, FilterChain, FilterStatus, RateLimitFilter, WWW_AUTHENTICATE } from './filters/index.js';
-import { credentialLines, readClientHead, withCredential, type ClientHead } from './headers.js';
+import { credentialLines, readClientHead, SluiceKeyIn, withCredential, type ClientHead } from './headers.js';
 import { Protocol } from '../genai-endpoints.js';
 import { isListing, listedModelName, listingBody, modelEndpoint, ModelRequest, protocolErrorBody, withModel, type ModelRequestOwner } from './model-routing.js';
 import { closesUnread, endWithoutBody, RETRY_AFTER, statusLine, writeJsonResponse } from './respond.js';
@@ -279,11 +279,33 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     this.#admit(res, head, route, alias, key, requestId, method, url, rest, query, client, null, false, null);
   }
 
-  /** The API key the client presented, when the gateway knows it (by digest). */
+  /**
+   * The API key the client presented, when the gateway knows it (by digest): in x-api-key,
+   * or else as Authorization's bearer token. Notes in head.sluiceKeys which of the two carry
+   * a sluice key, known or in sluice's own format (a revoked one too): those never reach the
+   * upstream, the other (a provider's credential) does.
+   */
   #keyOf(head: ClientHead): KeyRoute | undefined {
     const table = this.#table;
-    const presented = table.hasKeys ? presentedKey(head.authorization, head.xApiKey) : '';
-    return presented !== '' ? table.keyByDigest(hashKey(presented)) : undefined;
+    let key: KeyRoute | undefined;
+    let sluice = 0;
+    const apiKey = head.xApiKey;
+    if (apiKey !== '') {
+      key = table.hasKeys ? table.keyByDigest(hashKey(apiKey)) : undefined;
+      if (key !== undefined || apiKey.startsWith(GENERATED_KEY_PREFIX)) sluice = SluiceKeyIn.XApiKey;
+    }
+    const authorization = head.authorization;
+    // Without keys, only the prefix is looked at (no token string is made).
+    if (authorization !== '' && (table.hasKeys || authorization.includes(GENERATED_KEY_PREFIX))) {
+      const token = bearerToken(authorization);
+      if (token !== '') {
+        const byBearer = table.hasKeys ? table.keyByDigest(hashKey(token)) : undefined;
+        if (byBearer !== undefined || token.startsWith(GENERATED_KEY_PREFIX)) sluice |= SluiceKeyIn.Authorization;
+        key ??= byBearer;
+      }
+    }
+    head.sluiceKeys = sluice;
+    return key;
   }
 
   /** A path no route's segment matches: the front door, the health endpoints, or a 404. */
@@ -359,13 +381,13 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
       `x-request-id: ${requestId}\r\n`;
     // In the tail: a fallback's rebuilt head keeps it.
     if (trace !== null) tail += trace.upstreamLines;
-    const headRest = clientLines(route, head, key !== undefined) + tail + framingLine(head.chunked, head.contentLength);
+    const headRest = clientLines(route, head) + tail + framingLine(head.chunked, head.contentLength);
     const pathQuery = query === '' ? rest : `${rest}?${query}`;
     const ex = new Exchange(this, res, requestId, method, route, key, pathQuery, headRest, head.contentLength, head.chunked);
     if (body !== null) ex.bodyRead(body);
     if (ollamaErrors) ex.ollamaErrors = true;
     // The head is scratch: a copy is kept only where a fallback may need its own request head.
-    if (route.fallbacks !== null) ex.fallbackHead = { head: { ...head }, tail, keyed: key !== undefined };
+    if (route.fallbacks !== null) ex.fallbackHead = { head: { ...head }, tail };
     ex.path = url;
     ex.upstreamPath = rest;
     if (route.countsTokens) ex.tokenCounter = new TokenCounter();
@@ -476,7 +498,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
       ex.replaceBody(renamed);
       if (!saved.head.chunked) length = renamed.length;
     }
-    ex.switchRoute(to, clientLines(to, saved.head, saved.keyed) + saved.tail + framingLine(saved.head.chunked, length));
+    ex.switchRoute(to, clientLines(to, saved.head) + saved.tail + framingLine(saved.head.chunked, length));
     this.#send(ex, replica, now);
   }
 
@@ -704,13 +726,13 @@ function framingLine(chunked: boolean, contentLength: number): string {
 
 /**
  * The client's header lines as `route`'s upstream gets them: with the deployment's own
- * credential in place of the client's, or the client's credentials unless they were a
- * sluice API key (`keyed`), which never leaves the gateway.
+ * credential in place of the client's, or the client's credentials but for a sluice API
+ * key, which never leaves the gateway.
  */
-function clientLines(route: DeploymentRoute, head: ClientHead, keyed: boolean): string {
+function clientLines(route: DeploymentRoute, head: ClientHead): string {
   const credential = route.credentialLine;
   if (credential !== null) return withCredential(head, route.credentialName, credential);
-  return keyed ? head.headerLines : head.headerLines + credentialLines(head);
+  return head.headerLines + credentialLines(head);
 }
 
 // The client address for X-Forwarded-For. The binary form costs about half of the text

@@ -19,6 +19,8 @@ export interface ClientHead {
   /** Kept apart: when they carry a sluice API key they must not reach the upstream. */
   authorization: string;
   xApiKey: string;
+  /** Which of the two carry a sluice API key (SluiceKeyIn bits): set by the gateway's key lookup. */
+  sluiceKeys: number;
   /** Credentials forwarded as they are, read for the cache key's caller identity. */
   apiKey: string;
   cookie: string;
@@ -33,7 +35,7 @@ export interface ClientHead {
 // The same object serves every request: the handler reads what it needs before returning.
 const scratch: ClientHead = {
   headerLines: '', host: '', requestId: '', forwardedFor: '', contentLength: -1, chunked: false, bad: null,
-  authorization: '', xApiKey: '', apiKey: '', cookie: '', cacheControl: '', xSluiceCache: '', connection: '',
+  authorization: '', xApiKey: '', sluiceKeys: 0, apiKey: '', cookie: '', cacheControl: '', xSluiceCache: '', connection: '',
 };
 
 // Where keepHeader gets a value it reads: the node front end's head (line k, sliced only
@@ -176,6 +178,7 @@ export function readClientHead(req: ClientRequest): ClientHead {
   head.bad = null;
   head.authorization = '';
   head.xApiKey = '';
+  head.sluiceKeys = 0;
   head.apiKey = '';
   head.cookie = '';
   head.cacheControl = '';
@@ -244,7 +247,6 @@ export function forwardedHeader(lines: string, name: string): string {
   return out;
 }
 
-/** The credential headers, for the upstream, when they were not a sluice API key. */
 /**
  * The client's header lines for a deployment whose upstream takes the gateway's own
  * credential (`line`, header `name`): the client's Authorization and x-api-key stay behind,
@@ -255,7 +257,15 @@ export function withCredential(head: ClientHead, name: string, line: string): st
   return lines + line;
 }
 
+export const enum SluiceKeyIn {
+  Authorization = 1,
+  XApiKey = 2,
+}
+
+/** The credential headers for the upstream: those that do not carry a sluice API key. */
 export function credentialLines(head: ClientHead): string {
-  if (head.authorization === '' && head.xApiKey === '') return '';
-  return (head.authorization === '' ? '' : `authorization: ${head.authorization}\r\n`) + (head.xApiKey === '' ? '' : `x-api-key: ${head.xApiKey}\r\n`);
+  const sluice = head.sluiceKeys;
+  const authorization = head.authorization === '' || (sluice & SluiceKeyIn.Authorization) !== 0 ? '' : `authorization: ${head.authorization}\r\n`;
+  const xApiKey = head.xApiKey === '' || (sluice & SluiceKeyIn.XApiKey) !== 0 ? '' : `x-api-key: ${head.xApiKey}\r\n`;
+  return authorization === '' ? xApiKey : authorization + xApiKey;
 }

@@ -116,6 +116,30 @@ t.test('credentials that are not sluice keys reach an unprotected deployment unc
   t.equal(none.status, 200, 'no key needed there');
 });
 
+t.test('a sluice key beside a provider\'s credential: the key is consumed, the credential forwarded', async (t) => {
+  // The sluice key as the bearer token, a provider's key in x-api-key.
+  const a = await httpRequest(`${gw.url}/sec-1/_sim/echo`, { headers: { authorization: `Bearer ${FULL}`, 'x-api-key': 'provider-key-abc' } });
+  t.equal(a.status, 200, 'the bearer token is the key, though x-api-key is there too');
+  t.notOk('authorization' in echoOf(a).headers, 'the sluice key is not forwarded');
+  t.equal(echoOf(a).headers['x-api-key'], 'provider-key-abc', 'the provider key is');
+  // The other way round.
+  const b = await httpRequest(`${gw.url}/pub-1/_sim/echo`, { headers: { authorization: UPSTREAM_TOKEN, 'x-api-key': FULL } });
+  t.equal(b.status, 200);
+  t.equal(echoOf(b).headers.authorization, UPSTREAM_TOKEN, 'the provider\'s Authorization is forwarded');
+  t.notOk('x-api-key' in echoOf(b).headers, 'the sluice key in x-api-key is not');
+});
+
+t.test('a key in sluice\'s own format is never forwarded, known or not (revoked)', async (t) => {
+  const revoked = 'sk-sluice-revokedrevokedrevokedrevoked00';
+  const r = await httpRequest(`${gw.url}/pub-1/_sim/echo`, { headers: { authorization: `Bearer ${revoked}` } });
+  t.equal(r.status, 200, 'an unprotected deployment still answers');
+  t.notOk('authorization' in echoOf(r).headers, 'the upstream got no Authorization header');
+  const x = await httpRequest(`${gw.url}/pub-1/_sim/echo`, { headers: { 'x-api-key': revoked } });
+  t.notOk('x-api-key' in echoOf(x).headers, 'nor an x-api-key header');
+  const sec = await httpRequest(`${gw.url}/sec-1/_sim/echo`, { headers: { authorization: `Bearer ${revoked}` } });
+  t.equal(sec.status, 401, 'and it opens nothing');
+});
+
 t.test('no key appears in the logs, the metrics or the admin API', async (t) => {
   await sleep(1200); // worker logs are flushed every second
   const metrics = await metricsText(gw);
