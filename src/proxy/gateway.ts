@@ -6,7 +6,7 @@ import { Buffer } from 'node:buffer';
 import { performance } from 'node:perf_hooks';
 import type { ClientRequest, ClientResponse } from './front-end/client.js';
 import { NoReplica, ReplicaQueue, type DeploymentCounters } from '../balancer/index.js';
-import { errorBody, ERRORS, type ErrorCode } from '../errors/index.js';
+import { errorBody, ERRORS, ollamaErrorBody, type ErrorCode } from '../errors/index.js';
 import { bearerToken, GENERATED_KEY_PREFIX, hashKey, TokenCounter, type RateLimiter, type RedisCache } from '../policy/index.js';
 import type { Logger } from '../telemetry/index.js';
 import type { RequestTracer } from '../tracing/index.js';
@@ -70,8 +70,13 @@ interface RejectOptions {
   readonly client?: string;
   /** The client's head, when it was read: the refusal's span is a child of its traceparent. */
   readonly head?: ClientHead;
+  /** application/json unless given. */
+  readonly contentType?: string;
+  /** Body bytes read before the answer (a request whose body was read first). */
+  readonly requestBytes?: number;
 }
 const NO_OPTIONS: RejectOptions = Object.freeze({});
+const TEXT_ANSWER: RejectOptions = Object.freeze({ contentType: 'text/plain; charset=utf-8' });
 /** The error code of each status the node front end's parser refuses with. */
 const MALFORMED: Readonly<Record<number, ErrorCode>> = Object.freeze({
   400: 'SLUICE_ERR_BAD_REQUEST', 413: 'SLUICE_ERR_BODY_TOO_LARGE', 431: 'SLUICE_ERR_HEADERS_TOO_LARGE',
@@ -311,9 +316,12 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
   /** A path no route's segment matches: the front door, the health endpoints, or a 404. */
   #unmatched(res: ClientResponse, req: ClientRequest, head: ClientHead, method: string, url: string, requestId: string): void {
     const protocol = modelEndpoint(url);
+    // Ollama's API answers its errors as {"error":"<message>"}: its client shows nothing else.
+    const ollama = url.startsWith('/api/');
     if (protocol !== undefined) {
       if (method !== 'POST') {
-        this.#reject(res, 'SLUICE_ERR_METHOD_NOT_ALLOWED', `${url} accepts POST only`, requestId, method, url, { headers: ALLOW_POST, head });
+        const message = `${url} accepts POST only`;
+        this.#reject(res, 'SLUICE_ERR_METHOD_NOT_ALLOWED', message, requestId, method, url, { headers: ALLOW_POST, head, body: ollama ? ollamaErrorBody(message, requestId) : undefined });
         return;
       }
       const client = this.#forwardedFor || this.#accessAll ? clientAddress(res) : '';
@@ -322,7 +330,8 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     }
     if (isListing(url)) {
       if (method !== 'GET' && method !== 'HEAD') {
-        this.#reject(res, 'SLUICE_ERR_METHOD_NOT_ALLOWED', `${url} accepts GET only`, requestId, method, url, { headers: ALLOW_GET, head });
+        const message = `${url} accepts GET only`;
+        this.#reject(res, 'SLUICE_ERR_METHOD_NOT_ALLOWED', message, requestId, method, url, { headers: ALLOW_GET, head, body: ollama ? ollamaErrorBody(message, requestId) : undefined });
         return;
       }
       const body = listingBody(url, this.#table, this.#keyOf(head), this.#counters);
@@ -338,7 +347,13 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
       this.#health(res, url, method, requestId);
       return;
     }
-    this.#reject(res, 'SLUICE_ERR_NO_ROUTE', `no deployment serves ${url}`, requestId, method, url, { head });
+    if (url === '/' && (method === 'GET' || method === 'HEAD')) {
+      // Ollama's liveness answer, which its CLI asks for (HEAD /) before any command.
+      this.#answer(res, 200, 'Ollama is running', requestId, method, url, TEXT_ANSWER);
+      return;
+    }
+    const message = `no deployment serves ${url}`;
+    this.#reject(res, 'SLUICE_ERR_NO_ROUTE', message, requestId, method, url, { head, body: ollama ? ollamaErrorBody(message, requestId) : undefined });
   }
 
   // ModelRequestOwner
@@ -356,7 +371,8 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
   }
 
   refuseRead(request: ModelRequest, code: ErrorCode, message: string, close: boolean, body?: string): void {
-    this.#reject(request.res, code, message, request.requestId, request.method, request.url, { close, body, client: request.client, head: request.head });
+    body ??= request.ollamaErrors ? ollamaErrorBody(message, request.requestId) : undefined;
+    this.#reject(request.res, code, message, request.requestId, request.method, request.url, { close, body, client: request.client, head: request.head, requestBytes: request.bytesRead });
   }
 
   /**
@@ -653,10 +669,11 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
   /** Answers with JSON the gateway made (an error, a model list), without contacting any upstream. */
   #answer(res: ClientResponse, status: number, body: string, requestId: string, method: string, url: string, opts: RejectOptions = NO_OPTIONS, code: ErrorCode | null = null): void {
     const log = this.#accessLog;
-    const logged = log !== null && (log.all || status >= 500);
+    // Sampling aside, as an exchange's: a gateway error (a 404, 405 or 413 too) is logged with the access log off.
+    const logged = log !== null && (status >= 500 || code !== null || log.all);
     // Read before the answer: a response that has ended may not be touched.
     const client = logged ? opts.client ?? clientAddress(res) : '';
-    const bytes = writeJsonResponse(res, status, body, requestId, opts.close === true, opts.headers, method === 'HEAD');
+    const bytes = writeJsonResponse(res, status, body, requestId, opts.close === true, opts.headers, method === 'HEAD', 'bypass', opts.contentType);
     // A request for a known deployment counts in its metrics whoever answered it: a 503
     // for want of a ready replica is the outage an operator's alert must see.
     const stats = opts.route?.stats;
@@ -665,7 +682,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
       if (code !== null) stats.refused(code);
     }
     // Answered inside the handler: the duration is nil.
-    if (logged) log.record(requestId, method, url, client, opts.route?.id ?? null, null, status, 0, null, 0, bytes, 'bypass', undefined, code, null);
+    if (logged) log.record(requestId, method, url, client, opts.route?.id ?? null, null, status, 0, null, opts.requestBytes ?? 0, bytes, 'bypass', undefined, code, null);
     if (code !== null) this.#tracer?.refused(opts.head ?? null, method, url, status, code, requestId, opts.route?.id ?? null);
   }
 

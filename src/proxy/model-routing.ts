@@ -175,6 +175,7 @@ export interface ModelRequestOwner {
 }
 
 const MODEL_KEY = new JsonKey('model');
+const NAME_KEY = new JsonKey('name');
 const MIN_BUFFER = 4096;
 
 /**
@@ -235,6 +236,11 @@ export class ModelRequest implements ClientListener {
   /** Came through Ollama's API at the root: its errors take Ollama's shape. */
   get ollamaErrors(): boolean {
     return this.#protocol === Protocol.Ollama && this.#route === null;
+  }
+
+  /** Body bytes read so far. */
+  get bytesRead(): number {
+    return this.#length;
   }
 
   /** The body's model chose the route (the request came to the root), not the path. */
@@ -310,8 +316,10 @@ export class ModelRequest implements ClientListener {
   }
 
   #routeByModel(body: Buffer): void {
-    const scan = scanTopLevelString(body, MODEL_KEY);
+    let scan = scanTopLevelString(body, MODEL_KEY);
     const ollama = this.#protocol === Protocol.Ollama;
+    // Ollama's /api/show still takes the deprecated `name` when `model` is not there.
+    if (scan === FieldScan.Missing && ollama && this.url === '/api/show') scan = scanTopLevelString(body, NAME_KEY);
     const required = ollama ? 'model is required' : 'you must provide a model parameter';
     switch (scan) {
       case FieldScan.Invalid:

@@ -175,8 +175,8 @@ export type CacheStatus = 'hit' | 'miss' | 'bypass';
 /** `Retry-After: 1` for refusals whose cause may pass at once (no replica, queue, store down). */
 export const RETRY_AFTER = Object.freeze([['retry-after', '1'] as const]);
 
-/** How a JSON answer is sent: close the connection after it, extra headers, HEAD (no body), the x-sluice-cache value. */
-type AnswerOptions = [closeConnection?: boolean, headers?: ReadonlyArray<readonly [string, string]>, headRequest?: boolean, cache?: CacheStatus];
+/** How an answer is sent: close the connection after it, extra headers, HEAD (no body), the x-sluice-cache value, its content type. */
+type AnswerOptions = [closeConnection?: boolean, headers?: ReadonlyArray<readonly [string, string]>, headRequest?: boolean, cache?: CacheStatus, contentType?: string];
 
 /**
  * A JSON answer the gateway makes itself (an error: `{"error":{"code","message","request_id"}}`,
@@ -184,11 +184,11 @@ type AnswerOptions = [closeConnection?: boolean, headers?: ReadonlyArray<readonl
  * head only. An error answered before any cache decision is a bypass. Returns the body bytes sent.
  */
 export function writeJsonResponse(
-  res: ClientResponse, status: number, body: string, requestId: string, ...[closeConnection = false, headers, headRequest = false, cache = 'bypass']: AnswerOptions
+  res: ClientResponse, status: number, body: string, requestId: string, ...[closeConnection = false, headers, headRequest = false, cache = 'bypass', contentType = 'application/json']: AnswerOptions
 ): number {
   const bytes = Buffer.byteLength(body);
   res.cork(() => {
-    res.writeStatus(statusLine(status)).writeHeader('content-type', 'application/json').writeHeader('x-request-id', requestId).writeHeader('x-sluice-cache', cache);
+    res.writeStatus(statusLine(status)).writeHeader('content-type', contentType).writeHeader('x-request-id', requestId).writeHeader('x-sluice-cache', cache);
     if (headers !== undefined) for (const [k, v] of headers) res.writeHeader(k, v);
     if (headRequest) endWithoutBody(res, bytes, closeConnection);
     else res.end(body, closeConnection);

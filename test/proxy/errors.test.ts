@@ -183,7 +183,8 @@ t.test('400 for malformed requests', async (t) => {
 });
 
 t.test('404 for paths no deployment serves', async (t) => {
-  for (const path of ['/nope-1/x', '/', '/nope', '/demo-2/api/generate']) {
+  // (GET / answers as Ollama does: test/proxy/model-routing.test.ts.)
+  for (const path of ['/nope-1/x', '/nope', '/demo-2/api/generate']) {
     const r = await httpRequest(`${gw.url}${path}`, { headers: { 'x-request-id': `nf-${path}` } });
     const body = isGatewayError(t, r, 404, 'SLUICE_ERR_NO_ROUTE');
     t.equal(body?.error.request_id, `nf-${path}`, `the client's request id is kept (${path})`);
@@ -359,6 +360,18 @@ t.test('gateway errors before the response are logged with request id and code',
   const entry = await eventually(() => jsonLogs(gw).find((l) => l.request_id === 'refused-logged'), 5_000, 'a log line');
   t.equal(entry.error, errorOf(r)?.code);
   t.equal(entry.status, r.status);
+  // The gateway's 4xx too (the access log is off here), with the body bytes read for them.
+  const body = '{"model":"nope","messages":[]}';
+  const answered = [
+    await httpRequest(`${gw.url}/no-such-route/x`, { headers: { 'x-request-id': 'no-route-logged' } }),
+    await httpRequest(`${gw.url}/healthz`, { method: 'PUT', headers: { 'x-request-id': 'method-logged' } }),
+    await httpRequest(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { 'x-request-id': 'no-model-logged', 'content-type': 'application/json' }, body }),
+  ];
+  t.same(answered.map((a) => a.status), [404, 405, 404]);
+  for (const [id, code, bytes] of [['no-route-logged', 'SLUICE_ERR_NO_ROUTE', 0], ['method-logged', 'SLUICE_ERR_METHOD_NOT_ALLOWED', 0], ['no-model-logged', 'SLUICE_ERR_MODEL_NOT_FOUND', body.length]] as const) {
+    const line = await eventually(() => jsonLogs(gw).find((l) => l.request_id === id), 5_000, `a log line for ${id}`);
+    t.match(line, { error: code, request_bytes: bytes }, `${id}: logged with its code and the ${bytes} body bytes read`);
+  }
 });
 
 t.test('the gateway wrote no warnings (e.g. uncorked uWS writes) to stderr', async (t) => {

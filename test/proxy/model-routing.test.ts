@@ -213,3 +213,37 @@ t.test('the gateway\'s own errors at Ollama\'s root API take Ollama\'s shape, so
   const viaPath = await post('/limited-1/api/chat', { model: 'limited', messages: MESSAGES });
   t.match(json(viaPath), { error: { code: 'SLUICE_ERR_RATE_LIMITED' } });
 });
+
+t.test('every gateway error on Ollama\'s API is Ollama-shaped: too large, wrong method, no such endpoint', async (t) => {
+  type OllamaError = { status_code: number; error: string };
+  const big = await ollama.chat({ model: 'demo:1', stream: false, messages: [{ role: 'user', content: 'x'.repeat(70_000) }] }).then(() => null, (e: unknown) => e as OllamaError);
+  t.equal(big?.status_code, 413);
+  t.match(big?.error, /exceeds/, 'the ollama client shows the message, not [object Object]');
+  const pull = await ollama.pull({ model: 'demo:1', stream: false }).then(() => null, (e: unknown) => e as OllamaError);
+  t.equal(pull?.status_code, 404, 'an Ollama endpoint the gateway does not serve');
+  t.match(pull?.error, /no deployment serves \/api\/pull/);
+  for (const [method, path, status] of [['GET', '/api/chat', 405], ['POST', '/api/tags', 405], ['DELETE', '/api/delete', 404]] as const) {
+    const r = await httpRequest(`${gw.url}${path}`, { method });
+    t.equal(r.status, status, `${method} ${path}`);
+    t.match(json(r), { error: String, request_id: r.headers['x-request-id'] }, `${method} ${path}: {"error":"<message>"}`);
+  }
+});
+
+t.test('/api/show takes Ollama\'s deprecated name when model is not given', async (t) => {
+  const r = await post('/api/show', { name: 'demo:1' });
+  t.equal(r.status, 200, `routed by name: ${r.body.slice(0, 120)}`);
+  t.ok(typeof (json(r) as { modelfile?: unknown }).modelfile === 'string');
+  const both = await post('/api/show', { model: 'demo:1', name: 'nope:1' });
+  t.equal(both.status, 200, 'model wins over name, as in Ollama');
+});
+
+t.test('GET and HEAD / answer as Ollama does: its CLI checks it before any command', async (t) => {
+  const get = await httpRequest(`${gw.url}/`);
+  t.equal(get.status, 200);
+  t.equal(get.body, 'Ollama is running');
+  t.match(get.headers['content-type'], /^text\/plain/);
+  const head = await httpRequest(`${gw.url}/`, { method: 'HEAD' });
+  t.equal(head.status, 200);
+  t.equal(head.body, '');
+  t.equal((await httpRequest(`${gw.url}/`, { method: 'POST' })).status, 404, 'other methods: no route');
+});
