@@ -92,8 +92,9 @@ function keepHeader(name: string, k: number): boolean {
     case 12:
       if (name === 'x-request-id') {
         const value = valueAt(k);
-        if (value.length > 0 && value.length <= 200) s.requestId = value;
-        else s.bad = 'x-request-id must be 1 to 200 characters';
+        // An empty one is no id: sluice makes one. A longer one than this would bloat every log line.
+        if (value.length <= 200) s.requestId = value;
+        else s.bad = 'x-request-id must be at most 200 characters';
         return false;
       }
       break;

@@ -180,6 +180,9 @@ t.test('400 for malformed requests', async (t) => {
   isGatewayError(t, longId, 400, 'SLUICE_ERR_BAD_REQUEST');
 
   t.equal((await simStats(simPort!)).requests, before, 'no malformed request reached the model server');
+  const emptyId = await rawRequest(gw.port, 'GET /demo-1/_sim/echo HTTP/1.1\r\nHost: gw\r\nX-Request-Id:\r\n\r\n');
+  t.equal(emptyId.status, 200, 'an empty x-request-id is no id, not a bad request');
+  t.match(emptyId.headers['x-request-id'], /^[0-9a-f]{8}-[0-9a-f]{4}-4/, 'sluice makes one');
 });
 
 t.test('404 for paths no deployment serves', async (t) => {
