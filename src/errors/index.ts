@@ -35,6 +35,7 @@ export const ERRORS = {
   SLUICE_ERR_UPSTREAM_RESET: { status: 502, message: 'upstream closed the connection before the response ended' },
   SLUICE_ERR_UPSTREAM_STATUS: { status: 502, message: 'the model server answered an error after the stream had started' },
   SLUICE_ERR_NO_READY_REPLICA: { status: 503, message: 'no ready replica for this deployment' },
+  SLUICE_ERR_SHUTTING_DOWN: { status: 503, message: 'the gateway stopped before the request ended (its shutdown grace ran out)' },
   SLUICE_ERR_CIRCUIT_OPEN: { status: 503, message: 'every replica of this deployment is failing (circuit breakers open)' },
   SLUICE_ERR_QUEUE_FULL: { status: 503, message: 'the deployment is at capacity and its queue is full' },
   SLUICE_ERR_QUEUE_TIMEOUT: { status: 503, message: 'waited too long for a free replica' },

@@ -12,7 +12,7 @@ import type { DeploymentRoute, KeyRoute, ReplicaRoute } from './route-table.js';
 import { Attempt, type AttemptClient } from './attempt.js';
 import { coalescesWithHead, type HeaderLines } from './upstream/index.js';
 import { connectionTokens, type ClientHead, HeaderKind, isDroppedResponseKind, kindOfName, sameName, startsWithName } from './headers.js';
-import { closesUnread, endWithoutBody, headBytes, headCopy, headLine, headStart, headStartWith, headText, headUint, headView, statusLine, writeJsonResponse, type CacheStatus } from './respond.js';
+import { closesUnread, endWithoutBody, headBytes, headCopy, headLine, headStart, headStartWith, headText, headUint, headView, RETRY_AFTER, statusLine, writeJsonResponse, type CacheStatus } from './respond.js';
 import type { Flight } from './flight.js';
 import type { RequestTrace } from '../tracing/index.js';
 import { holdClock, monoNow, releaseClock, wallNow } from './clock.js';
@@ -952,6 +952,17 @@ export class Exchange implements AttemptClient, ClientListener {
     if (this.#finished) return;
     if (this.#responded) this.#fail(code, message, false);
     else this.reject(code, message, headers);
+  }
+
+  /**
+   * The gateway is stopping and its grace is over: the request ends as a gateway failure
+   * with `code` (a JSON error, or a stream's error event or line), not as if its client
+   * had left, which is how closing the connections would have it logged.
+   */
+  cut(code: ErrorCode): void {
+    if (this.#finished) return;
+    this.#abortUpstream();
+    this.corked(() => this.relayFail(code, ERRORS[code].message, RETRY_AFTER));
   }
 
   /** Called by the gateway's timeout sweep. */

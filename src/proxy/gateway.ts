@@ -197,6 +197,13 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     return this.#table;
   }
 
+  /** The stop's grace is over: every request still in flight ends with a gateway error (Exchange.cut). */
+  cutActive(): void {
+    const active = this.#active;
+    // Backwards: each ended exchange is swap-removed from the list.
+    for (let i = active.length - 1; i >= 0; i--) active[i]?.cut('SLUICE_ERR_SHUTTING_DOWN');
+  }
+
   get activeCount(): number {
     return this.#active.length + this.#reading;
   }
