@@ -1,7 +1,7 @@
 // Deployment endpoints: the REST API (/v1/deployments) and the deployment service's
 // original endpoints (/deploy, /undeploy, /get_*), which keep their paths and meaning.
 
-import { deploymentId, deploymentProblem, deploymentSchema, MODEL_NAME, VERSION_NAME, type Config, type DeploymentConfig } from '../config/index.js';
+import { deploymentId, deploymentProblem, deploymentSchema, shadowProblem, MODEL_NAME, VERSION_NAME, type Config, type DeploymentConfig } from '../config/index.js';
 import type { DeploymentControl, ManagedDeployment } from '../control/index.js';
 import type { CallBreaker, DependencyBreakers } from '../dependencies/index.js';
 import { SluiceError } from '../errors/index.js';
@@ -101,6 +101,8 @@ async function deploy(ctx: DeploymentsApiContext, spec: DeploymentConfig, req: A
   refuseConfigOwned(ctx.config, deploymentId(spec.model, spec.version));
   const problem = deploymentProblem(spec);
   if (problem !== null) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `${problem.field}: ${problem.reason}`, { field: problem.field });
+  const shadow = shadowProblem(spec, deployments.list().map((d) => d.spec));
+  if (shadow !== null) throw new SluiceError('SLUICE_ERR_CONFLICT', `${shadow.field}: ${shadow.reason}`, { field: shadow.field });
   let d = await deployments.deploy(spec, 'api');
   if (wait) {
     d = (await deployments.waitSettled(d.id, spec.start_timeout_ms + 5_000)) ?? d;

@@ -97,7 +97,7 @@ function finalize(config: Config): Config {
     const id = deploymentId(d.model, d.version);
     if (seen.has(id)) throw new ConfigError(`deployments[${i}]`, `duplicate deployment ${id}`);
     seen.add(id);
-    const problem = deploymentProblem(d);
+    const problem = deploymentProblem(d) ?? shadowProblem(d, config.deployments);
     if (problem !== null) throw new ConfigError(`deployments[${i}].${problem.field}`, problem.reason);
   });
   const keyNames = new Set<string>();
@@ -120,6 +120,23 @@ function finalize(config: Config): Config {
 /** A deployment's id and the first path segment of its route: `<model>-<version>`. */
 export function deploymentId(model: string, version: string): string {
   return `${model}-${version}`;
+}
+
+/**
+ * Whether `d`'s routes and another deployment's would be one path: its id (the segment
+ * `/<model>-<version>/`) is another model's name (that model's alias segment), or its
+ * model's name is another deployment's id. The route table can serve only one of them,
+ * and the other would be silently unreachable.
+ */
+export function shadowProblem(d: DeploymentConfig, others: Iterable<DeploymentConfig>): { field: string; reason: string } | null {
+  const id = deploymentId(d.model, d.version);
+  for (const o of others) {
+    if (o.model === d.model) continue;
+    const otherId = deploymentId(o.model, o.version);
+    if (otherId === d.model) return { field: 'model', reason: `'${d.model}' is the id of deployment ${otherId}: this model's alias and that deployment would share the path /${d.model}/` };
+    if (o.model === id) return { field: 'version', reason: `${id} is the name of model ${o.model}: this deployment and that model's alias would share the path /${id}/` };
+  }
+  return null;
 }
 
 /**
