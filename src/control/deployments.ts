@@ -14,6 +14,7 @@ import { ActiveHealthCheck, LoadScrape, reportedModel, type HealthStatus } from 
 import { killGroup, launchPlan, PortAllocator, readStatSync, recordedProcess, ReplicaProcess, type LogLine, type ReplicaProcessOptions, type ReplicaSpec, type ReplicaState } from '../ports/index.js';
 import type { DesiredStateStore, HibernationRecords, ReplicaRecord, ReplicaRecords } from '../state/index.js';
 import { upstreamCredential } from './credentials.js';
+import { serverEnvironment } from './server-env.js';
 import type { Logger } from '../telemetry/index.js';
 import type { RoutableDeployment, RoutableReplica } from './route-snapshot.js';
 import { OWNER_RENEW_MS, type ReplicaSharing, type SharedServers } from './shared-replicas.js';
@@ -289,6 +290,11 @@ export class DeploymentManager {
   #asleep: ReadonlyMap<string, string> = new Map();
   #shareTimer: NodeJS.Timeout | null = null;
   #shareTicks = 0;
+  /**
+   * Every variable a deployment names as its credential (auth.env), withheld from every
+   * model server. Only grows: a key once named stays out of servers started later.
+   */
+  readonly #credentialVars = new Set<string>();
   /** A tick still waiting for Redis when the next is due: that one is skipped. */
   #shareTicking = false;
   /** The last tick could not reach Redis (logged once until it can again). */
@@ -296,6 +302,7 @@ export class DeploymentManager {
 
   constructor(options: ManagerOptions) {
     this.#o = options;
+    for (const spec of options.config.deployments) this.#noteCredential(spec);
     if (options.sharing !== undefined) {
       this.#shareTimer = setInterval(() => void this.#shareTick(), SHARE_POLL_MS);
       this.#shareTimer.unref();
@@ -337,8 +344,11 @@ export class DeploymentManager {
   async restore(): Promise<void> {
     for (const r of await this.#o.records.load()) this.#leftovers.set(r.replica, r);
     this.#asleep = (await this.#o.hibernation?.load()) ?? new Map();
+    // Read before the config's servers start: a stored deployment's key must not reach them.
+    const stored = await this.#o.store.load();
+    for (const desired of stored) this.#noteCredential(desired.spec);
     for (const spec of this.#o.config.deployments) await this.deploy(spec, 'config');
-    for (const desired of await this.#o.store.load()) {
+    for (const desired of stored) {
       const id = deploymentId(desired.spec.model, desired.spec.version);
       const existing = this.#deployments.get(id);
       if (existing !== undefined) {
@@ -388,6 +398,10 @@ export class DeploymentManager {
     }
   }
 
+  #noteCredential(spec: DeploymentConfig): void {
+    if (spec.auth !== undefined) this.#credentialVars.add(spec.auth.env);
+  }
+
   /** A stored API deployment has the id of config deployment `d`: the config file wins, visibly. */
   #noteShadowed(d: Deployment, createdAt: string): void {
     if (d.source !== 'config' || d.shadows?.created_at === createdAt) return;
@@ -400,6 +414,7 @@ export class DeploymentManager {
   async deploy(spec: DeploymentConfig, source: DeploymentSource = 'api', createdAt = new Date().toISOString()): Promise<Deployment> {
     const id = deploymentId(spec.model, spec.version);
     if (this.#deployments.has(id)) throw new SluiceError('SLUICE_ERR_CONFLICT', `deployment ${id} already exists`);
+    this.#noteCredential(spec);
     const slot = this.#o.deploymentSlots.acquire();
     this.#o.onDeploymentSlot?.(slot);
     const d = new Deployment(spec, this.#o.config, source, createdAt, slot);
@@ -784,7 +799,8 @@ export class DeploymentManager {
     this.#scrapeLoad(d, replica);
     mkdirSync(replica.tmpDir(this.#o.config.state_dir), { recursive: true });
     const options: ReplicaProcessOptions = {
-      id: replica.id, argv: plan.argv, env: { ...plan.env, TMPDIR: replica.tmpDir(this.#o.config.state_dir) }, port, logDir: join(this.#o.config.state_dir, 'logs'),
+      id: replica.id, argv: plan.argv, env: { ...plan.env, TMPDIR: replica.tmpDir(this.#o.config.state_dir) },
+      baseEnv: serverEnvironment(this.#o.config, this.#credentialVars), port, logDir: join(this.#o.config.state_dir, 'logs'),
       readinessPath: spec.readiness_path ?? plan.readinessPath, startTimeoutMs: spec.start_timeout_ms,
     };
     // A server left by a previous run is adopted when it still runs on the port it was

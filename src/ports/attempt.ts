@@ -30,6 +30,8 @@ export interface SpawnSpec {
   readonly id: string;
   readonly argv: readonly string[];
   readonly env: Readonly<Record<string, string>>;
+  /** What `env` is layered over. */
+  readonly baseEnv: Readonly<NodeJS.ProcessEnv>;
   readonly cwd: string | undefined;
   /** Output to files in this directory (see log-files.ts); pipes when undefined. */
   readonly logDir: string | undefined;
@@ -46,7 +48,7 @@ export function spawnAttempt(spec: SpawnSpec, logs: LogBuffer): Attempt {
   const tail = paths === null ? null : new LogFileTail(paths, logs);
   const child = spawn(file, args, {
     detached: true,
-    env: { ...process.env, ...spec.env },
+    env: { ...spec.baseEnv, ...spec.env },
     cwd: spec.cwd,
     stdio: fds === null ? ['ignore', 'pipe', 'pipe'] : ['ignore', fds[0], fds[1]],
     shell: false,

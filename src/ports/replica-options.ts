@@ -17,8 +17,13 @@ export interface ReplicaProcessOptions {
   readonly id: string;
   /** argv[0] is the executable, looked up in PATH; never run through a shell. */
   readonly argv: readonly string[];
-  /** Layered over the gateway's own environment (PATH, HOME, ... are inherited). */
+  /** Layered over baseEnv. */
   readonly env?: Readonly<Record<string, string>>;
+  /**
+   * What the server inherits (PATH, HOME, ...); default: the gateway's whole environment.
+   * The control plane passes the gateway's less its settings and secrets (control/server-env.ts).
+   */
+  readonly baseEnv?: Readonly<Record<string, string>>;
   readonly cwd?: string;
   readonly port: number;
   readonly host?: string;
@@ -44,6 +49,7 @@ export interface ResolvedReplicaOptions {
   readonly id: string;
   readonly argv: readonly string[];
   readonly env: Readonly<Record<string, string>>;
+  readonly baseEnv: Readonly<NodeJS.ProcessEnv>;
   readonly cwd: string | undefined;
   readonly port: number;
   readonly host: string;
@@ -68,7 +74,7 @@ export const REPLICA_DEFAULTS = Object.freeze({
 });
 
 const OPTION_KEYS = new Set([
-  'id', 'argv', 'env', 'cwd', 'port', 'host', 'readinessPath', 'readinessIntervalMs',
+  'id', 'argv', 'env', 'baseEnv', 'cwd', 'port', 'host', 'readinessPath', 'readinessIntervalMs',
   'probeTimeoutMs', 'startTimeoutMs', 'stopGraceMs', 'restart', 'logLines', 'logDir',
 ]);
 const RESTART_KEYS = new Set(Object.keys(REPLICA_DEFAULTS.restart));
@@ -100,6 +106,7 @@ export function resolveReplicaOptions(input: ReplicaProcessOptions): ResolvedRep
     id,
     argv: checkArgv('argv', input.argv),
     env: checkEnv('env', input.env),
+    baseEnv: input.baseEnv === undefined ? process.env : checkEnv('baseEnv', input.baseEnv),
     cwd: input.cwd === undefined ? undefined : checkString('cwd', input.cwd, false),
     port: checkInt('port', input.port, 1, 65_535),
     host: checkString('host', input.host ?? d.host, false),
