@@ -11,7 +11,7 @@ import { deploymentId, resolveHealthCheck, resolvePolicies, type PoliciesConfig,
 import { SluiceError } from '../errors/index.js';
 import type { ReplicaLoadBoard } from '../balancer/index.js';
 import { ActiveHealthCheck, LoadScrape, reportedModel, type HealthStatus } from '../health/index.js';
-import { killGroup, launchPlan, PortAllocator, readStatSync, recordedProcess, ReplicaProcess, type LogLine, type ReplicaProcessOptions, type ReplicaSpec, type ReplicaState } from '../ports/index.js';
+import { killGroup, launchFingerprint, launchPlan, PortAllocator, readStatSync, recordedProcess, ReplicaProcess, type LogLine, type ReplicaProcessOptions, type ReplicaSpec, type ReplicaState } from '../ports/index.js';
 import type { DesiredStateStore, HibernationRecords, ReplicaRecord, ReplicaRecords } from '../state/index.js';
 import { upstreamCredential } from './credentials.js';
 import { serverEnvironment } from './server-env.js';
@@ -803,14 +803,21 @@ export class DeploymentManager {
       baseEnv: serverEnvironment(this.#o.config, this.#credentialVars), port, logDir: join(this.#o.config.state_dir, 'logs'),
       readinessPath: spec.readiness_path ?? plan.readinessPath, startTimeoutMs: spec.start_timeout_ms,
     };
+    const fingerprint = launchFingerprint(options);
     // A server left by a previous run is adopted when it still runs on the port it was
-    // given; otherwise its group is stopped, so that it can neither hold the port nor serve twice.
+    // given and was started with what the deployment says now; otherwise its group is
+    // stopped, so that it can neither hold the port, nor serve twice, nor serve an old spec.
+    // A record without a fingerprint (an older sluice's) cannot tell: its server is restarted,
+    // once, rather than trusted to match.
     let proc: ReplicaProcess | null = null;
     if (leftover !== undefined) {
-      const ours = leftover.port === port && recordedProcess(leftover.pid, leftover.started) === 'ours';
+      const same = leftover.fingerprint === fingerprint;
+      const ours = same && leftover.port === port && recordedProcess(leftover.pid, leftover.started) === 'ours';
       proc = ours ? ReplicaProcess.adopt({ ...options, pid: leftover.pid, pgid: leftover.pgid }) : null;
       if (proc === null) {
-        await this.#stopLeftover(leftover, 'stopping a server left by a previous run that cannot be adopted');
+        await this.#stopLeftover(leftover, same ? 'stopping a server left by a previous run that cannot be adopted'
+          : leftover.fingerprint === undefined ? 'stopping a server left by an older sluice, which did not record what it was started with'
+            : 'stopping a server left by a previous run: its deployment now starts another (command, args, env or model changed)');
       } else {
         this.#o.logger.info({ replica: replica.id, pid: leftover.pid, port }, 'adopted a running server from a previous gateway run');
       }
@@ -825,7 +832,7 @@ export class DeploymentManager {
       const { pid, pgid } = replica.process!;
       if (pid === undefined || pgid === undefined || pid === recordedPid) return Promise.resolve();
       recordedPid = pid;
-      return this.#o.records.set({ replica: replica.id, port, pid, pgid, started: readStatSync(pid)?.startTicks });
+      return this.#o.records.set({ replica: replica.id, port, pid, pgid, started: readStatSync(pid)?.startTicks, fingerprint });
     };
     proc.on('state', (state, info) => {
       const wasReady = replica.ready;

@@ -4,8 +4,9 @@
 //
 // Lifetime: the owner calls stop() when the gateway shuts down (SIGINT/SIGTERM). If the
 // gateway itself is SIGKILLed, the model servers are not killed, on purpose: they lead
-// their own process groups, the state module has recorded {pid, pgid, port}, and the
-// next run adopts them (ReplicaProcess.adopt) or kills them (killGroup). Caveat: their
+// their own process groups, the state module has recorded {pid, pgid, port} and what they
+// were started with (fingerprint.ts), and the next run adopts them (ReplicaProcess.adopt)
+// or kills them (killGroup). Caveat: their
 // stdout/stderr are pipes to the dead gateway, so a server that writes a line after that
 // gets EPIPE/SIGPIPE and usually dies; only quiet servers survive to be adopted.
 

@@ -24,6 +24,8 @@ export interface ReplicaRecord {
   readonly pgid: number;
   /** The server's start time (clock ticks since boot), so that a reused pid is not taken for it; absent in older records. */
   readonly started?: number;
+  /** Digest of what it was started with (ports/fingerprint.ts): adopted only by a deployment that would start the same; absent in older records. */
+  readonly fingerprint?: string;
 }
 
 /** Requests with the same header value, or the same API key, go to the same version. */
