@@ -819,7 +819,7 @@ export class DeploymentManager {
           : leftover.fingerprint === undefined ? 'stopping a server left by an older sluice, which did not record what it was started with'
             : 'stopping a server left by a previous run: its deployment now starts another (command, args, env or model changed)');
       } else {
-        this.#o.logger.info({ replica: replica.id, pid: leftover.pid, port }, 'adopted a running server from a previous gateway run');
+        this.#o.logger.info({ replica: replica.id, server_pid: leftover.pid, port }, 'adopted a running server from a previous gateway run');
       }
     }
     const adopted = proc !== null;
@@ -838,7 +838,7 @@ export class DeploymentManager {
       const wasReady = replica.ready;
       replica.state = state;
       if (state === 'failed') d.lastError = info.error?.message ?? 'replica failed';
-      this.#o.logger.info({ deployment: d.id, replica: replica.id, state, pid: info.pid, restarts: info.restarts, error: info.error?.message }, 'replica state');
+      this.#o.logger.info({ deployment: d.id, replica: replica.id, state, server_pid: info.pid, restarts: info.restarts, error: info.error?.message }, 'replica state');
       if (state !== 'stopped' && state !== 'failed') void record();
       if (state === 'ready' && plan.listsModel === true) void this.#learnReportedModel(d, replica);
       if (replica.ready && d.wakeStartedAt !== null) {
@@ -998,9 +998,9 @@ export class DeploymentManager {
   /** Stops a server a previous run left (its whole group), unless its pid now belongs to another process. */
   async #stopLeftover(r: ReplicaRecord, why: string): Promise<void> {
     if (recordedProcess(r.pid, r.started) === 'other') {
-      this.#o.logger.warn({ replica: r.replica, pid: r.pid }, 'a server left by a previous run is gone and its pid is another process now: left alone');
+      this.#o.logger.warn({ replica: r.replica, server_pid: r.pid }, 'a server left by a previous run is gone and its pid is another process now: left alone');
     } else {
-      this.#o.logger.warn({ replica: r.replica, pid: r.pid }, why);
+      this.#o.logger.warn({ replica: r.replica, server_pid: r.pid }, why);
       await killGroup(r.pgid, 5_000).catch(() => undefined);
     }
     await this.#o.records.delete(r.replica);

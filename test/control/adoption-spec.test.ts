@@ -72,6 +72,9 @@ t.test('a changed spec is started afresh after a SIGKILL, and replicas beyond th
   t.equal(await evalCount(), 5, 'the new spec is served: --tokens 5');
   t.equal(after['keep-1']!.replicas[0]!.pid, kept, 'the unchanged deployment\'s server was adopted');
   t.same(adoptedLines(), ['keep-1/0'], 'only it is logged as adopted');
+  const raw = gw!.stdout.filter((l) => l.includes('"msg":"adopted a running server') || l.includes('"msg":"stopping a server left by a previous run'));
+  t.same(raw.map((l) => l.split('"pid":').length - 1), [1, 1, 1], 'each adoption or stop line has one "pid" key: the gateway\'s');
+  t.same(raw.map((l) => JSON.parse(l).server_pid as number).sort(), [...old, kept].sort(), 'and the server\'s as server_pid');
   t.same(serversInRange(RANGE.from, RANGE.to).map((p) => p.pid).sort(), [now[0]!.pid!, kept].sort(), 'exactly these two servers run');
 });
 

@@ -14,8 +14,8 @@ import { adminClient, PidLog, reapServers, serverCommand, waitFor, waitState, wr
 
 t.setTimeout(120_000);
 
-// Ports 19220-19227 (replicas), 19236-19238 (gateway, admin, Redis) belong to this file.
-const RANGE = { from: 19220, to: 19227 };
+// Ports 19220-19222 (replicas), 19236-19238 (gateway, admin, Redis) belong to this file.
+const RANGE = { from: 19220, to: 19222 };
 const REDIS_PORT = 19238;
 const REDIS_PASSWORD = 'redis-pw-3f9c1a7e5d2b';
 const SECRETS: Record<string, string> = {
