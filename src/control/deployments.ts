@@ -838,7 +838,11 @@ export class DeploymentManager {
       const wasReady = replica.ready;
       replica.state = state;
       if (state === 'failed') d.lastError = info.error?.message ?? 'replica failed';
-      this.#o.logger.info({ deployment: d.id, replica: replica.id, state, server_pid: info.pid, restarts: info.restarts, error: info.error?.message }, 'replica state');
+      this.#o.logger.info({
+        deployment: d.id, replica: replica.id, state, server_pid: info.pid, restarts: info.restarts, error: info.error?.message,
+        // restarting: how the server ended and when the next one starts (undefined, left out, otherwise).
+        exit_code: info.exitCode, signal: info.signal, restart_in_ms: info.delayMs,
+      }, 'replica state');
       if (state !== 'stopped' && state !== 'failed') void record();
       if (state === 'ready' && plan.listsModel === true) void this.#learnReportedModel(d, replica);
       if (replica.ready && d.wakeStartedAt !== null) {
