@@ -726,6 +726,9 @@ export class DeploymentManager {
     // get the time to look again before the servers stop.
     await this.#stopServers(d, graceMs);
     d.replicas.length = 0;
+    // Undeployed while its servers stopped: no record, or a later deployment of this id
+    // would start hibernated, as if hibernated since before it was made.
+    if (this.#deployments.get(id) !== d) return d;
     await this.#o.hibernation?.set(id, d.hibernatedSince);
     d.hibernating = false;
     this.#o.logger.info({ deployment: id }, 'hibernated');
@@ -964,7 +967,8 @@ export class DeploymentManager {
     return new Promise((resolve) => {
       const tick = (): void => {
         const d = this.#deployments.get(id);
-        if (d === undefined || d.state === 'ready' || d.state === 'failed' || d.state === 'unhealthy' || Date.now() > deadline) resolve(d);
+        // Hibernated (min_replicas 0, asleep when it was made) is settled too: it starts on the first request.
+        if (d === undefined || d.state === 'ready' || d.state === 'failed' || d.state === 'unhealthy' || (d.state === 'hibernated' && !d.hibernating) || Date.now() > deadline) resolve(d);
         else setTimeout(tick, 50);
       };
       tick();
