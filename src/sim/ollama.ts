@@ -102,6 +102,10 @@ function numPredict(options: unknown): unknown {
   return isObject(options) ? options.num_predict : undefined;
 }
 
+function stopOption(options: unknown): unknown {
+  return isObject(options) ? options.stop : undefined;
+}
+
 function keepAliveError(ex: Exchange, keepAlive: ReturnType<typeof keepAliveMs>): keepAlive is { error: string } {
   if (typeof keepAlive === 'object') {
     sendOllamaError(ex.res, 400, keepAlive.error);
@@ -235,7 +239,7 @@ function onGenerateBody(sim: SimContext, ex: Exchange, raw: Buffer): void {
   const stream = req.stream !== false;
   const sink = new OllamaSink(ex, name, false, stream, !rawMode);
   const promptTokens = countWords(prompt) + (typeof req.system === 'string' ? countWords(req.system) : 0);
-  new Generation(sim, ex, sink, planTokens(sim.tunables.tokens, numPredict(req.options)), promptTokens).start();
+  new Generation(sim, ex, sink, planTokens(sim.tunables.tokens, numPredict(req.options), stopOption(req.options)), promptTokens).start();
 }
 
 const CHAT_FIELDS = {
@@ -272,7 +276,7 @@ function onChatBody(sim: SimContext, ex: Exchange, raw: Buffer): void {
   }
   markLoaded(sim, model, keepAlive);
   const sink = new OllamaSink(ex, name, true, req.stream !== false, false);
-  new Generation(sim, ex, sink, planTokens(sim.tunables.tokens, numPredict(req.options)), Math.max(1, promptTokens)).start();
+  new Generation(sim, ex, sink, planTokens(sim.tunables.tokens, numPredict(req.options), stopOption(req.options)), Math.max(1, promptTokens)).start();
 }
 
 function embedModel(sim: SimContext, ex: Exchange, name: string): SimModel | undefined {

@@ -147,7 +147,7 @@ function onChatBody(sim: SimContext, ex: Exchange, raw: Buffer): void {
   const name = openAIModel(sim, ex, typeof req.model === 'string' ? req.model : '', true);
   if (name === undefined) return;
   const sink = new ChatSink(ex, name, req.stream === true, includeUsage(req));
-  new Generation(sim, ex, sink, planTokens(sim.tunables.tokens, maxTokens(req)), Math.max(1, promptTokens)).start();
+  new Generation(sim, ex, sink, planTokens(sim.tunables.tokens, maxTokens(req), req.stop), Math.max(1, promptTokens)).start();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -209,7 +209,7 @@ function onCompletionBody(sim: SimContext, ex: Exchange, raw: Buffer): void {
   if (name === undefined) return;
   const prompt = typeof req.prompt === 'string' ? req.prompt : '';
   const sink = new CompletionSink(ex, name, req.stream === true, includeUsage(req));
-  new Generation(sim, ex, sink, planTokens(sim.tunables.tokens, req.max_tokens), Math.max(1, countWords(prompt))).start();
+  new Generation(sim, ex, sink, planTokens(sim.tunables.tokens, req.max_tokens, req.stop), Math.max(1, countWords(prompt))).start();
 }
 
 // ---------------------------------------------------------------------------------------

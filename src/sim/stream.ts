@@ -5,6 +5,7 @@
 
 import { performance } from 'node:perf_hooks';
 import type { SimContext } from './context.js';
+import { tokenText } from './fake.js';
 import type { Exchange, Job } from './http.js';
 
 export type FinishReason = 'stop' | 'length';
@@ -21,10 +22,26 @@ export interface TokenPlan {
   readonly reason: FinishReason;
 }
 
-/** `limit` is num_predict / max_tokens; only a positive limit below `tokens` applies. */
-export function planTokens(tokens: number, limit: unknown): TokenPlan {
-  if (typeof limit === 'number' && limit > 0 && limit < tokens) return { count: Math.floor(limit) || 1, reason: 'length' };
-  return { count: tokens, reason: 'stop' };
+/**
+ * `limit` is num_predict / max_tokens; only a positive limit below `tokens` applies.
+ * `stop` (OpenAI's `stop`, Ollama's `options.stop`: a string or strings): the answer ends
+ * with the last whole token before the first stop text, which is not sent, as real
+ * servers stop.
+ */
+export function planTokens(tokens: number, limit: unknown, stop?: unknown): TokenPlan {
+  const plan: TokenPlan = typeof limit === 'number' && limit > 0 && limit < tokens ? { count: Math.floor(limit) || 1, reason: 'length' } : { count: tokens, reason: 'stop' };
+  const stops = (typeof stop === 'string' ? [stop] : Array.isArray(stop) ? stop : []).filter((s): s is string => typeof s === 'string' && s !== '');
+  if (stops.length === 0) return plan;
+  let text = '';
+  for (let i = 0; i < plan.count; i++) {
+    text += tokenText(i);
+    const at = Math.min(...stops.map((s) => text.indexOf(s)).filter((k) => k >= 0));
+    if (at === Infinity) continue;
+    let count = 0;
+    for (let end = tokenText(0).length; count < i && end <= at; end += tokenText(count).length) count++;
+    return { count, reason: 'stop' };
+  }
+  return plan;
 }
 
 // setTimeout passes the generation as an argument, so a timer needs no closure.

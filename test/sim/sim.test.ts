@@ -212,6 +212,19 @@ t.test('Ollama native: stream:false, num_predict, load/unload and errors', async
   t.ok(legacy.embedding.length > 0);
 });
 
+t.test('stop sequences end the answer before the token that completes one, with reason stop', async (t) => {
+  const s = await sim(['--ttft-ms', '0', '--token-ms', '0', '--tokens', '9']);
+  const generate = await postJson(s.port, '/api/generate', { model: 'demo', prompt: 'hi', stream: false, options: { stop: ['nope', 'tok3'] } });
+  t.match(JSON.parse(generate.body), { response: expectedText(3), done_reason: 'stop', eval_count: 3 }, 'Ollama options.stop');
+  const chat = await postJson(s.port, '/v1/chat/completions', { model: 'demo', messages: [{ role: 'user', content: 'hi' }], stop: 'k2 t' });
+  const choice = (JSON.parse(chat.body) as { choices: Array<{ message: { content: string }; finish_reason: string }> }).choices[0]!;
+  t.same([choice.message.content, choice.finish_reason], [expectedText(2), 'stop'], 'OpenAI stop as a string, across two tokens: the whole tokens before it');
+  const streamed = await postJson(s.port, '/v1/completions', { model: 'demo', prompt: 'hi', stream: true, stop: ['tok1'] });
+  t.equal(streamed.body.split('\n').filter((l) => l.includes('"text":"tok')).length, 1, 'streamed: one token, then the end');
+  const limit = await postJson(s.port, '/v1/chat/completions', { model: 'demo', messages: [{ role: 'user', content: 'hi' }], stop: ['tok8'], max_tokens: 2 });
+  t.equal((JSON.parse(limit.body) as { choices: Array<{ finish_reason: string }> }).choices[0]!.finish_reason, 'length', 'a limit reached first is still length');
+});
+
 t.test('Ollama Host guard (DNS-rebinding protection)', async (t) => {
   const s = await sim(['--ttft-ms', '0', '--token-ms', '0']);
   const deny = await request(s.port, '/api/tags', { headers: { host: 'gateway.example.com' } });
