@@ -2,7 +2,7 @@
 // Redis), its slot (for the shared in-memory buckets) and its rule.
 
 import type { LimitsConfig } from '../config/index.js';
-import type { BucketRule } from './token-bucket.js';
+import { ruleOf, type BucketRule } from './token-bucket.js';
 
 export const enum BucketKind {
   /** One token per request, taken at admission. */
@@ -27,10 +27,10 @@ export interface BucketRef {
 export function bucketsFor(prefix: string, owner: string, limits: LimitsConfig, slotOf: (id: string) => number): BucketRef[] {
   const out: BucketRef[] = [];
   const add = (suffix: string, setting: keyof LimitsConfig, periodMs: number, kind: BucketKind): void => {
-    const capacity = limits[setting];
-    if (capacity <= 0) return;
+    const limit = limits[setting];
+    if (limit <= 0) return;
     const id = `${prefix}:${suffix}`;
-    out.push({ id, slot: slotOf(id), rule: { capacity, periodMs }, kind, limit: `${setting} (${capacity}) of ${owner}` });
+    out.push({ id, slot: slotOf(id), rule: ruleOf(limit, periodMs), kind, limit: `${setting} (${limit}) of ${owner}` });
   };
   add('rps', 'requests_per_second', 1_000, BucketKind.Requests);
   add('rpm', 'requests_per_minute', 60_000, BucketKind.Requests);

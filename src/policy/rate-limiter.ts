@@ -104,5 +104,5 @@ function tightest(results: readonly TakeResult[]): Verdict {
 }
 
 function isTighter(a: TakeResult, b: TakeResult): boolean {
-  return a.remaining / a.limit < b.remaining / b.limit;
+  return a.remaining / a.capacity < b.remaining / b.capacity;
 }

@@ -12,7 +12,8 @@ import type { BucketRule, TakeResult } from './token-bucket.js';
 // Same arithmetic as refillAndTake() in token-bucket.ts, over several buckets at once and
 // all-or-nothing: a request denied by one bucket takes nothing from the others. Time comes
 // from Redis itself (TIME), so instances with skewed clocks still agree.
-// ARGV: per bucket, capacity, period (ms), cost, need.
+// ARGV: per bucket, capacity, limit (the refill per period), period (ms), cost, need.
+// A key expires once its bucket would be full again (a missing key is a full bucket).
 const TAKE_SCRIPT = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -20,17 +21,17 @@ local n = #KEYS
 local tokens = {}
 local allowed = 1
 for i = 1, n do
-  local capacity = tonumber(ARGV[i * 4 - 3])
-  local period = tonumber(ARGV[i * 4 - 2])
-  local cost = tonumber(ARGV[i * 4 - 1])
-  local need = tonumber(ARGV[i * 4])
+  local capacity = tonumber(ARGV[i * 5 - 4])
+  local rate = tonumber(ARGV[i * 5 - 3]) / tonumber(ARGV[i * 5 - 2])
+  local cost = tonumber(ARGV[i * 5 - 1])
+  local need = tonumber(ARGV[i * 5])
   local state = redis.call('HMGET', KEYS[i], 'tokens', 'last')
   local tk = tonumber(state[1])
   local last = tonumber(state[2])
   if tk == nil or last == nil then
     tk = capacity
   else
-    tk = math.min(capacity, tk + math.max(0, now - last) * capacity / period)
+    tk = math.min(capacity, tk + math.max(0, now - last) * rate)
   end
   tokens[i] = tk
   if not (need == 0 or (tk >= need and tk >= cost)) then allowed = 0 end
@@ -38,9 +39,11 @@ end
 local out = {allowed}
 for i = 1, n do
   local tk = tokens[i]
-  if allowed == 1 then tk = tk - tonumber(ARGV[i * 4 - 1]) end
+  if allowed == 1 then tk = tk - tonumber(ARGV[i * 5 - 1]) end
+  local period = tonumber(ARGV[i * 5 - 2])
+  local full = (tonumber(ARGV[i * 5 - 4]) - tk) * period / tonumber(ARGV[i * 5 - 3])
   redis.call('HSET', KEYS[i], 'tokens', tostring(tk), 'last', tostring(now))
-  redis.call('PEXPIRE', KEYS[i], math.ceil(tonumber(ARGV[i * 4 - 2]) * 2))
+  redis.call('PEXPIRE', KEYS[i], math.ceil(math.max(period * 2, full + period)))
   out[i + 1] = tostring(tk)
 end
 return out
@@ -91,18 +94,19 @@ export class RedisLimiter {
   async take(takes: readonly BucketTake[]): Promise<{ allowed: boolean; results: TakeResult[] }> {
     const args: Array<string | number> = [takes.length];
     for (const t of takes) args.push(this.#prefix + t.key);
-    for (const t of takes) args.push(t.rule.capacity, t.rule.periodMs, t.cost, t.need);
+    for (const t of takes) args.push(t.rule.capacity, t.rule.limit, t.rule.periodMs, t.cost, t.need);
     const [allowed, ...tokens] = await this.#breaker.fire(args);
     const ok = allowed === 1;
     return {
       allowed: ok,
       results: takes.map((t, i) => {
         const left = Number(tokens[i]);
-        const rate = t.rule.capacity / t.rule.periodMs;
+        const rate = t.rule.limit / t.rule.periodMs;
         const bucketOk = ok || t.need === 0 || (left >= t.need && left >= t.cost);
         return {
           allowed: bucketOk,
-          limit: t.rule.capacity,
+          limit: t.rule.limit,
+          capacity: t.rule.capacity,
           tokens: left,
           remaining: Math.max(0, Math.floor(left)),
           retryAfterMs: bucketOk ? 0 : Math.ceil((Math.max(t.need, t.cost) - left) / rate),

@@ -2,16 +2,28 @@
 // draws from the same bucket: N workers never mean N times the limit. The control plane
 // lays out one slot per (rule, key) it knows; workers only take and refund.
 
-/** A limit: `capacity` tokens, refilled at `capacity` per `periodMs`. */
+/**
+ * A limit: `limit` tokens refilled per `periodMs`, into a bucket of `capacity` tokens.
+ * The capacity is the limit, but at least 1 (`ruleOf`): a request needs a whole token, so
+ * a limit below 1 (0.5 per second) is a burst of one refilled at that rate (one every 2 s).
+ */
 export interface BucketRule {
+  readonly limit: number;
   readonly capacity: number;
   readonly periodMs: number;
 }
 
+/** The rule of a configured limit: `limit` per `periodMs`, a bucket of at least one token. */
+export function ruleOf(limit: number, periodMs: number): BucketRule {
+  return { limit, capacity: Math.max(1, limit), periodMs };
+}
+
 export interface TakeResult {
   readonly allowed: boolean;
-  /** The bucket's capacity: what RateLimit-Limit reports. */
+  /** The configured limit (tokens per period): what RateLimit-Limit reports. */
   readonly limit: number;
+  /** The bucket's size: the limit, at least 1. */
+  readonly capacity: number;
   /** The bucket's level after this take (fractional; negative after a post-paid charge). */
   readonly tokens: number;
   /** Whole tokens left after this take (>= 0). */
@@ -34,7 +46,7 @@ const FLOATS = 2;
  * drive the bucket negative; later requests wait until it refills.
  */
 export function refillAndTake(tokens: number, last: number, now: number, rule: BucketRule, cost: number, need: number): TakeResult {
-  const rate = rule.capacity / rule.periodMs;
+  const rate = rule.limit / rule.periodMs;
   let t = last === 0 ? rule.capacity : Math.min(rule.capacity, tokens + Math.max(0, now - last) * rate);
   // need 0 is a post-paid charge (or a refund): always applied, even below zero, else the
   // tokens of responses that end once the bucket is negative would never be counted.
@@ -43,7 +55,8 @@ export function refillAndTake(tokens: number, last: number, now: number, rule: B
   const missing = allowed ? 0 : Math.max(need, cost) - t;
   return {
     allowed,
-    limit: rule.capacity,
+    limit: rule.limit,
+    capacity: rule.capacity,
     tokens: t,
     remaining: Math.max(0, Math.floor(t)),
     retryAfterMs: allowed ? 0 : Math.ceil(missing / rate),
