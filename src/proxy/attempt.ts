@@ -29,8 +29,11 @@ export interface AttemptClient {
   readonly bodyless: boolean;
   /** The replica answered 429 or 5xx: true when a fallback takes the request (this attempt is then let go). */
   onErrorHead(status: number): boolean;
-  /** The attempt failed, after its own resends on a fresh socket. */
-  onAttemptError(code: ErrorCode, detail: string): void;
+  /**
+   * The attempt failed, after its own resends on a fresh socket. `answered`: some of the
+   * response had arrived (part of a head), so the request is not sent again anywhere.
+   */
+  onAttemptError(code: ErrorCode, detail: string, answered: boolean): void;
   onRequestDrain(): void;
   corked(fn: () => void): void;
 }
@@ -164,7 +167,7 @@ export class Attempt implements UpstreamHandler, PoolWaiter {
     this.#sink.onResponseEnd();
   }
 
-  onResponseError(code: ErrorCode, detail: string, retryable: boolean): void {
+  onResponseError(code: ErrorCode, detail: string, retryable: boolean, answered: boolean): void {
     this.#conn = null;
     const c = this.#client;
     if (c.finished) {
@@ -172,7 +175,7 @@ export class Attempt implements UpstreamHandler, PoolWaiter {
       return;
     }
     // A reused keep-alive socket the server had just closed: send again on a fresh one,
-    // but only when no byte of the request body was lost with it.
+    // but only when no byte of the request body was lost with it (nor of the response came).
     if (retryable && this.#resends < 2 && c.bodyless) {
       this.#resends++;
       const conn = this.replica.pool.acquire(this);
@@ -180,7 +183,7 @@ export class Attempt implements UpstreamHandler, PoolWaiter {
       return;
     }
     this.#over = true;
-    c.onAttemptError(code, detail);
+    c.onAttemptError(code, detail, answered);
   }
 
   onRequestDrain(): void {

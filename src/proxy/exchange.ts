@@ -844,11 +844,11 @@ export class Exchange implements AttemptClient, ClientListener {
     if (!this.#finished) this.#finish(this.status);
   }
 
-  onAttemptError(code: ErrorCode, detail: string): void {
+  onAttemptError(code: ErrorCode, detail: string, answered: boolean): void {
     if (this.#finished) return;
     this.route.stats.upstreamError(code);
     // Refused or reset before any response byte: safe to send to another replica.
-    if ((code === 'SLUICE_ERR_UPSTREAM_CONNECT' || code === 'SLUICE_ERR_UPSTREAM_RESET') && this.replayable) {
+    if ((code === 'SLUICE_ERR_UPSTREAM_CONNECT' || code === 'SLUICE_ERR_UPSTREAM_RESET') && !answered && this.replayable) {
       if (this.#owner.retryElsewhere(this, code)) return;
       // No replica of its own left to try: a fallback may take it (retryElsewhere let the attempt go).
       if (this.addressed.fallbacks !== null && this.#owner.fallBack(this)) return;

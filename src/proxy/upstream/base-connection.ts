@@ -15,8 +15,12 @@ export interface UpstreamHandler {
   onResponseHead(status: number, lines: HeaderLines, contentLength: number): void;
   onResponseData(chunk: Buffer): boolean;
   onResponseEnd(): void;
-  /** `retryable`: nothing of the response arrived and the request may be sent again. */
-  onResponseError(code: ErrorCode, detail: string, retryable: boolean): void;
+  /**
+   * `retryable`: a reused socket failed before any byte of the response: the request may be
+   * sent again on a fresh one. `answered`: some of the response had arrived (a status line,
+   * part of a head): the replica may have acted on it, so it is never sent again anywhere.
+   */
+  onResponseError(code: ErrorCode, detail: string, retryable: boolean, answered: boolean): void;
   /** The socket's write buffer drained: the client's upload may resume. */
   onRequestDrain(): void;
   /** Runs `fn` with the client's output corked, so one upstream read is one client write. */
@@ -84,6 +88,8 @@ export abstract class BaseConnection implements ResponseSink {
   #requestDone = false;
   #responseDone = false;
   #paused = false;
+  /** A byte of the current request's response has arrived. */
+  #answered = false;
   /** Requests served before this one: an error on a reused socket is usually a stale keep-alive. */
   served = 0;
   /** Wall time since when the socket has been idle; 0 until the pool's sweep stamps it. */
@@ -138,6 +144,7 @@ export abstract class BaseConnection implements ResponseSink {
     this.#parser.reset(noResponseBody);
     this.#requestDone = requestDone;
     this.#responseDone = false;
+    this.#answered = false;
     if (this.#paused) this.resume();
     if (firstBody === null) return this.writeAtOnce(head, false);
     if (coalescesWithHead(firstBody.length)) {
@@ -218,6 +225,7 @@ export abstract class BaseConnection implements ResponseSink {
       this.#close();
       return false;
     }
+    this.#answered = true;
     this.#pendingData = buf;
     this.#pendingBytes = n;
     handler.corked(this.#feedCorked);
@@ -266,8 +274,9 @@ export abstract class BaseConnection implements ResponseSink {
     this.#handler = null;
     this.#close();
     if (handler !== null && !this.#responseDone) {
-      const retryable = !this.#parser.headReceived && this.served > 0 && code !== 'SLUICE_ERR_UPSTREAM_PROTOCOL';
-      handler.onResponseError(code, detail, retryable);
+      const answered = this.#answered;
+      const retryable = !answered && this.served > 0 && code !== 'SLUICE_ERR_UPSTREAM_PROTOCOL';
+      handler.onResponseError(code, detail, retryable, answered);
     }
   }
 
