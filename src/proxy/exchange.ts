@@ -236,7 +236,11 @@ export class Exchange implements AttemptClient, ClientListener {
   cacheWant: CacheWant | null = null;
   /** Who asks, for the cache key: '' when anonymous or when the deployment shares across callers. */
   cacheCaller = '';
-  /** The x-sluice-cache response header: 'bypass' until the cache answers or records the request. */
+  /**
+   * The x-sluice-cache response header: 'bypass' until the cache answers or records the
+   * request; a 'miss' is counted once a replica's head comes for it, and a gateway error
+   * before that says 'bypass' again.
+   */
   cacheStatus: CacheStatus = 'bypass';
   /** The coalesced request this exchange leads or joins. */
   flight: Flight | null = null;
@@ -634,6 +638,7 @@ export class Exchange implements AttemptClient, ClientListener {
     this.status = status;
     this.#responded = true;
     this.#setPhase(Phase.Streaming);
+    if (this.cacheStatus === 'miss') this.addressed.stats.cacheMisses++;
     const attempt = this.attempt;
     if (attempt !== null) {
       const now = monoNow();
@@ -985,6 +990,8 @@ export class Exchange implements AttemptClient, ClientListener {
     if (this.flight?.leader === this) this.flight.fail(code, message, headers);
     this.errorCode = code;
     this.route.stats.refused(code);
+    // The gateway's own answer, not a replica's: neither a hit nor a miss.
+    this.cacheStatus = 'bypass';
     const status = ERRORS[code].status;
     if (this.#detached) {
       this.#finish(status);
@@ -1029,6 +1036,7 @@ export class Exchange implements AttemptClient, ClientListener {
     const res = this.res;
     if (!this.#responded) {
       const status = ERRORS[code].status;
+      this.cacheStatus = 'bypass';
       this.responseBytes = writeJsonResponse(res, status, this.#errorBody(code, message), this.requestId, closeClient, this.#withVersion(undefined), this.#noResponseBody, this.cacheStatus);
       this.#finish(status);
       return;

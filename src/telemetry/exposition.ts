@@ -101,7 +101,7 @@ export function renderStats(stats: Map<string, StatsSnapshot>, replicaCostUsd: R
   for (const [d, s] of stats) {
     lines.push(`sluice_cache_hits_total{deployment="${esc(d)}",tier="memory"} ${s.cacheHits - s.cacheRedisHits}`, `sluice_cache_hits_total{deployment="${esc(d)}",tier="redis"} ${s.cacheRedisHits}`);
   }
-  counter('sluice_cache_misses_total', 'Cacheable requests not in the cache (sent upstream, or coalesced with one that was).', (s) => s.cacheMisses);
+  counter('sluice_cache_misses_total', 'Cacheable requests not in the cache that a replica answered (sent upstream, or coalesced with one that was); gateway errors are not misses.', (s) => s.cacheMisses);
   // The ratio too, for a dashboard without PromQL; over the process lifetime (rate() of the
   // counters gives it over any window).
   family('sluice_cache_hit_ratio', 'gauge', 'Cache hits / (hits + misses) since the gateway started; absent before the first cacheable request.');

@@ -72,33 +72,28 @@ export class CacheFilter implements RequestFilter<Exchange>, BodyWaiter {
         return FilterStatus.Answered;
       }
     }
-    // 'miss' unless a shared-tier lookup then finds the entry (and the header of any error
-    // answered while it looks).
+    // 'miss' unless a shared-tier lookup then finds the entry. A miss is counted when a
+    // replica's head comes for it (Exchange): a gateway error instead says 'bypass'.
     ex.cacheStatus = 'miss';
     const flight = cache.flights.get(key);
     if (flight !== undefined) {
       if (flight.lookingUp) {
-        // Requests waiting for a lookup are counted when it ends, as hits or misses.
+        // Requests waiting for a lookup are counted when it ends as hits, or as misses once the leader's answer comes.
         if (!want.refresh) {
           flight.joinLookup(ex, want.maxAgeMs);
           return FilterStatus.Answered;
         }
         // no-cache must not be answered by what the lookup finds: upstream on its own.
-        stats.cacheMisses++;
         return FilterStatus.Continue;
       }
       // A response in flight is the upstream's, not a stored one: no-cache may share it.
-      stats.cacheMisses++;
       stats.coalesced++;
       flight.join(ex);
       return FilterStatus.Answered;
     }
     const lead = ex.flight = new Flight(cache, key, ex);
     const shared = cache.shared;
-    if (shared === null || want.refresh) {
-      stats.cacheMisses++;
-      return FilterStatus.Continue;
-    }
+    if (shared === null || want.refresh) return FilterStatus.Continue;
     lead.lookUp(want.maxAgeMs);
     ex.hold(Phase.CacheLookup);
     cache.lookUp(shared, key).then(
@@ -128,9 +123,7 @@ export class CacheFilter implements RequestFilter<Exchange>, BodyWaiter {
       stats.cacheRedisHits += n;
       return;
     }
-    const joined = flight.joinerCount;
-    stats.cacheMisses += 1 + joined;
-    stats.coalesced += joined;
+    stats.coalesced += flight.joinerCount;
     flight.lookupMissed();
     leader.resume();
   }
