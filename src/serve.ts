@@ -9,7 +9,7 @@ import { parseArgs } from 'node:util';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { AdminServer, registerAdminRoutes } from './admin/index.js';
 import { BreakerBoard, DeploymentCounters, ReplicaLoadBoard } from './balancer/index.js';
-import { ConfigError, DEFAULT_CONFIG_FILE, frontEndOf, loadConfig, type Config, type PoliciesConfig, type TlsConfig } from './config/index.js';
+import { ConfigError, DEFAULT_CONFIG_FILE, deploymentId, frontEndOf, loadConfig, type Config, type PoliciesConfig, type TlsConfig } from './config/index.js';
 import { CircuitOpenError, DependencyBreakers } from './dependencies/index.js';
 import {
   BucketSlots, buildRouteSnapshot, CertificateReloader, DataPlane, Autoscaler, DeploymentManager, hstsValue, IndexAllocator, isProblem, KeyRegistry, MAX_REPLICA_SLOTS,
@@ -163,6 +163,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
   const traffic = new TrafficRegistry({
     config: config.traffic, store, logger, versionsOf, onChange: publish, instance,
     deployedModels: () => manager.list().map((d) => d.spec.model),
+    desired: async () => new Set([...config.deployments, ...(await store.load()).map((d) => d.spec)].map((s) => deploymentId(s.model, s.version))),
     stats: (model) => counts.of(model),
     onRolloutFinished: (model, result) => rollouts.inc({ model, result }),
   });
@@ -183,6 +184,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
   });
   const manager = new DeploymentManager({
     config, ports, slots, deploymentSlots, logger, onChange: publish, store, records, replicaLoad,
+    onRemoved: (model): Promise<void> => traffic.pruneUndeployed(model).catch((err: unknown) => logger.error({ err, model }, 'could not drop the weights of undeployed versions')),
     routesApplied: () => dataPlane?.routesApplied() ?? Promise.resolve(),
     hibernation: new HibernationRecords(config.state_dir),
     ...(store.kind === 'redis' ? { sharing: new ReplicaSharing(store, await loadInstanceId(config.state_dir)) } : {}),

@@ -44,6 +44,11 @@ export interface ManagerOptions {
   readonly onChange: () => void;
   /** Resolves once every data-plane worker routes by the table onChange last published; none: at once. */
   readonly routesApplied?: () => Promise<void>;
+  /**
+   * A deployment left the desired state (undeployed here, or elsewhere and followed here):
+   * its model's traffic drops the version. Never fails.
+   */
+  readonly onRemoved?: (model: string) => Promise<void>;
   /** Desired state of deployments made through the admin API (config ones are static). */
   readonly store: DesiredStateStore;
   /** Pids of the servers this host started, for adoption after a gateway crash. */
@@ -393,7 +398,9 @@ export class DeploymentManager {
       if (d.source === 'config' && !wanted.has(d.id)) d.shadows = null;
       if (d.source === 'api' && d.persisted && !wanted.has(d.id) && d.state !== 'draining') {
         this.#o.logger.info({ deployment: d.id }, 'undeployed: removed from the shared desired state');
-        await this.undeploy(d.id, graceMs);
+        // Not removed from the store again: the instance that undeployed it did, and it may
+        // have been deployed anew since this read.
+        await this.#retire(d, graceMs);
       }
     }
   }
@@ -985,16 +992,21 @@ export class DeploymentManager {
     // Forgotten first: a store that cannot be written (Redis away) refuses the undeploy
     // before anything stops, rather than leaving it stopped here and stored for the next start.
     if (d.source === 'api') await this.#o.store.remove(d.id);
+    return this.#retire(d, graceMs);
+  }
+
+  /** Drains and stops `d`, which the desired state no longer has. */
+  async #retire(d: Deployment, graceMs: number): Promise<boolean> {
     // Another call (a reconcile) may have begun while the store was written.
-    if ((d.state as DeploymentState) === 'draining' || this.#deployments.get(id) !== d) return false;
+    if ((d.state as DeploymentState) === 'draining' || this.#deployments.get(d.id) !== d) return false;
     d.state = 'draining';
     this.#o.onChange();
+    await this.#o.onRemoved?.(d.spec.model);
     await this.#stopServers(d, graceMs);
     d.state = 'stopped';
-    this.#deployments.delete(id);
+    this.#deployments.delete(d.id);
     this.#o.deploymentSlots.release(d.slot);
     await this.#o.hibernation?.delete(d.id);
-    // Gone, not just draining: its model's traffic drops its weight (control/traffic.ts).
     this.#o.onChange();
     return true;
   }

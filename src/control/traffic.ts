@@ -4,7 +4,7 @@
 // for that model changes. From these and the versions' readiness it resolves what the
 // alias route gets: never a version with no ready replica while another version is ready.
 
-import type { Config } from '../config/index.js';
+import { deploymentId, type Config } from '../config/index.js';
 import { SluiceError } from '../errors/index.js';
 import type { AliasSnapshot } from '../proxy/index.js';
 import type { DesiredStateStore, RolloutView, StickySpec, StoredTraffic, TrafficEvent, TrafficWeights } from '../state/index.js';
@@ -42,6 +42,11 @@ export interface TrafficRegistryOptions {
   readonly versionsOf: (model: string) => VersionInfo[];
   /** Every model with a deployed version. */
   readonly deployedModels: () => string[];
+  /**
+   * Ids of the deployments meant to run, read when called: the config file's and the stored
+   * ones (what every instance sharing the store deploys), not those this instance runs.
+   */
+  readonly desired: () => Promise<ReadonlySet<string>>;
   /** Something routing depends on changed: publish a route table. */
   readonly onChange: () => void;
   /** Request counts of the model's deployments over every worker and instance: what rollouts analyse. */
@@ -63,8 +68,6 @@ export class TrafficRegistry {
   readonly #models = new Map<string, ModelTraffic>();
   /** The fallback each model's alias was last published with (events on changes only). */
   readonly #fallbacks = new Map<string, Fallback | null>();
-  /** Weighted versions that are no longer deployed are dropped only once every deployment is back after a start. */
-  #pruning = false;
   /** The rollouts this instance runs (holds the lease of), by model. */
   readonly #drivers = new Map<string, Rollout>();
   #leaseTimer: NodeJS.Timeout | null = null;
@@ -99,6 +102,12 @@ export class TrafficRegistry {
 
   /** Instances sharing Redis: takes the records another instance wrote, and carries on rollouts whose instance stopped. */
   async follow(): Promise<void> {
+    if (await this.#refresh()) this.#o.onChange();
+    await this.#carryOn();
+  }
+
+  /** Takes the stored records newer than this instance's; true when one was. */
+  async #refresh(): Promise<boolean> {
     let changed = false;
     for (const record of await this.#o.store.loadTraffic()) {
       const mine = this.#models.get(record.model);
@@ -106,18 +115,49 @@ export class TrafficRegistry {
       this.#models.set(record.model, fromStored(record));
       changed = true;
     }
-    if (changed) this.#o.onChange();
-    await this.#carryOn();
+    return changed;
   }
 
   /**
-   * Every deployment the gateway had is back: a weighted version missing from now on was
-   * undeployed, and a rollout that was running when the gateway (or the instance driving
-   * it) stopped goes on from its last step.
+   * Every deployment the gateway had is back: weighted versions that left the desired state
+   * while it was down (a config file without them) are dropped, and a rollout that was
+   * running when the gateway (or the instance driving it) stopped goes on from its last step.
    */
   async restored(): Promise<void> {
-    this.#pruning = true;
+    await this.pruneUndeployed().catch((err: unknown) => this.#o.logger.error({ err }, 'could not drop the weights of undeployed versions'));
     await this.#carryOn().catch((err: unknown) => this.#o.logger.warn({ err }, 'could not carry on the rollouts in progress'));
+  }
+
+  /**
+   * Drops from the weights (and as the stable version) the versions that left the desired
+   * state, of `model` or of every model: the records are read first, then the desired
+   * state. A version was deployed when it was weighted, so one missing from a desired state
+   * read after the record was undeployed since; a version this instance has not started yet
+   * (another instance deployed it a moment ago) is still there, and keeps its weight.
+   * API records only: the config's entry is declarative.
+   */
+  async pruneUndeployed(model?: string): Promise<void> {
+    let changed = await this.#refresh();
+    try {
+      const desired = await this.#o.desired();
+      for (const [m, t] of [...this.#models]) {
+        if ((model !== undefined && m !== model) || t.source !== 'api' || t.weights === null) continue;
+        const gone = Object.keys(t.weights).filter((v) => !desired.has(deploymentId(m, v)));
+        const stableGone = t.stable !== null && !desired.has(deploymentId(m, t.stable));
+        if (gone.length === 0 && !stableGone) continue;
+        const weights = Object.fromEntries(Object.entries(t.weights).filter(([v]) => !gone.includes(v)));
+        const updated: ModelTraffic = { ...t, weights, stable: stableGone ? null : t.stable, updatedAt: laterThan(t.updatedAt) };
+        const why = `${[...gone, ...(stableGone && !gone.includes(t.stable!) ? [t.stable!] : [])].map((v) => `${m}-${v}`).join(', ')} undeployed: removed from the traffic${stableGone ? ' (it was the stable version)' : ''}`;
+        this.#event(updated, { who: 'gateway', action: 'version_removed', from: t.weights, to: weights, why });
+        // Stored first, as every change: one that could not be kept is tried again at the model's next undeploy, or the next start.
+        await this.#save(m, updated);
+        this.#models.set(m, updated);
+        this.#o.logger.warn({ model: m, removed: gone }, why);
+        changed = true;
+      }
+    } finally {
+      if (changed) this.#o.onChange();
+    }
   }
 
   /** Models with a rollout in progress. */
@@ -184,7 +224,7 @@ export class TrafficRegistry {
   /** The alias route of `model` for the route table; records fallback changes as events. */
   aliasFor(model: string): AliasSnapshot {
     const versions = this.#o.versionsOf(model);
-    const t = this.#pruned(model, versions);
+    const t = this.#models.get(model);
     const resolution = resolveAlias(versions, t?.weights ?? null, t?.stable ?? null);
     const before = this.#fallbacks.get(model) ?? null;
     if (resolution.fallback !== before) {
@@ -394,23 +434,6 @@ export class TrafficRegistry {
     // Run by another instance: it sees the record end and stops.
     this.#o.onRolloutFinished(model, 'aborted');
     return { ...current, status: 'aborted', finished_at: new Date().toISOString() };
-  }
-
-  /** Drops weighted versions that were undeployed (API records only: the config's entry is declarative). */
-  #pruned(model: string, versions: readonly VersionInfo[]): ModelTraffic | undefined {
-    const t = this.#models.get(model);
-    if (!this.#pruning || t === undefined || t.source !== 'api' || t.weights === null) return t;
-    const gone = Object.keys(t.weights).filter((v) => !versions.some((x) => x.version === v));
-    const stableGone = t.stable !== null && !versions.some((x) => x.version === t.stable);
-    if (gone.length === 0 && !stableGone) return t;
-    const weights = Object.fromEntries(Object.entries(t.weights).filter(([v]) => !gone.includes(v)));
-    const updated: ModelTraffic = { ...t, weights, stable: stableGone ? null : t.stable, updatedAt: laterThan(t.updatedAt) };
-    const why = `${[...gone, ...(stableGone && !gone.includes(t.stable!) ? [t.stable!] : [])].map((v) => `${model}-${v}`).join(', ')} undeployed: removed from the traffic${stableGone ? ' (it was the stable version)' : ''}`;
-    this.#event(updated, { who: 'gateway', action: 'version_removed', from: t.weights, to: weights, why });
-    this.#models.set(model, updated);
-    this.#o.logger.warn({ model, removed: gone }, why);
-    this.#save(model, updated).catch((err: unknown) => this.#o.logger.error({ err, model }, 'could not store the traffic change'));
-    return updated;
   }
 
   #event(entry: ModelTraffic, e: Omit<TrafficEvent, 'at'>): void {

@@ -486,13 +486,15 @@ export interface RedisServer {
 
 /**
  * A real redis-server on a free loopback port in a temp dir, no persistence. Give `port` to
- * start it again where a stopped one listened (clients reconnect to the same URL).
+ * start it again where a stopped one listened (clients reconnect to the same URL), and
+ * `password` for one that refuses clients without it (its `url` carries it).
  */
-export async function startRedis(port?: number): Promise<RedisServer> {
+export async function startRedis(port?: number, options: { password?: string } = {}): Promise<RedisServer> {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-redis-'));
   port ??= await freePort();
+  const auth = options.password === undefined ? [] : ['--requirepass', options.password];
   const child = spawn('redis-server', [
-    '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--protected-mode', 'yes',
+    '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--protected-mode', 'yes', ...auth,
   ], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   const out: string[] = [];
   child.stdout!.setEncoding('utf8').on('data', (s: string) => out.push(s));
@@ -513,7 +515,8 @@ export async function startRedis(port?: number): Promise<RedisServer> {
     await stop();
     throw err;
   }
-  return { port, url: `redis://127.0.0.1:${port}`, pid: child.pid!, stop };
+  const userinfo = options.password === undefined ? '' : `:${encodeURIComponent(options.password)}@`;
+  return { port, url: `redis://${userinfo}127.0.0.1:${port}`, pid: child.pid!, stop };
 }
 
 /** One Redis command over a fresh connection (RESP); bulk replies as strings, arrays as arrays. */
