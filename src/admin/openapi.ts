@@ -54,8 +54,8 @@ const schemas: Record<string, Schema> = {
         field: { type: 'string', description: 'The request field at fault (SLUICE_ERR_INVALID_FIELD).' },
         deployment: { description: 'SLUICE_ERR_DEPLOY_FAILED: the deployment as it stands; SLUICE_ERR_CONFIG_OWNED: its id.' },
         source: { type: 'string', description: 'SLUICE_ERR_CONFIG_OWNED: who owns it (config).' },
-        dependency: { type: 'string', description: 'SLUICE_ERR_DEPENDENCY_CIRCUIT_OPEN: the failing dependency (redis, mlflow).' },
-        use: { type: 'string', description: 'SLUICE_ERR_DEPENDENCY_CIRCUIT_OPEN: what the gateway uses it for (state, registry).' },
+        dependency: { type: 'string', description: 'SLUICE_ERR_DEPENDENCY_CIRCUIT_OPEN, SLUICE_ERR_DEPENDENCY_UNAVAILABLE: the failing dependency (redis, mlflow).' },
+        use: { type: 'string', description: 'SLUICE_ERR_DEPENDENCY_CIRCUIT_OPEN, SLUICE_ERR_DEPENDENCY_UNAVAILABLE: what the gateway uses it for (state, registry).' },
       },
       required: ['code', 'message', 'request_id'],
     },
@@ -191,7 +191,7 @@ const errorResponses: Record<number, { name: string; description: string }> = {
   409: { name: 'Conflict', description: 'It exists already, is defined in the config file (SLUICE_ERR_CONFIG_OWNED), or its state does not allow this now.' },
   413: { name: 'TooLarge', description: 'The body exceeds 1 MiB.' },
   502: { name: 'BadGateway', description: 'The deployment failed to start (`?wait=true`: SLUICE_ERR_DEPLOY_FAILED, with its view), or the MLflow registry answered wrongly.' },
-  503: { name: 'Unavailable', description: 'No free port left in `ports`, the MLflow registry is not configured or unreachable, or a dependency\'s circuit breaker is open (SLUICE_ERR_DEPENDENCY_CIRCUIT_OPEN: the call was not made; for a change that the state store in Redis must keep, nothing was changed).' },
+  503: { name: 'Unavailable', description: 'No free port left in `ports`; the MLflow registry is not configured or unreachable; the state store in Redis did not answer (SLUICE_ERR_DEPENDENCY_UNAVAILABLE); or a dependency\'s circuit breaker is open (SLUICE_ERR_DEPENDENCY_CIRCUIT_OPEN: the call was not made). For a change that the state store must keep, nothing was changed; the last two come with `Retry-After`.' },
 };
 
 interface Operation {
@@ -384,6 +384,7 @@ function buildDocument(): Record<string, unknown> {
       responses: Object.fromEntries(Object.entries(errorResponses).map(([status, r]) => [r.name, {
         description: r.description,
         ...(status === '401' ? { headers: { 'WWW-Authenticate': { required: true, schema: { type: 'string', const: 'Bearer' } } } } : {}),
+        ...(status === '503' ? { headers: { 'Retry-After': { required: false, description: 'Seconds: a dependency\'s failure may pass by then.', schema: { type: 'string' } } } } : {}),
         content: json('Error'),
       }])),
     },

@@ -361,7 +361,7 @@ export class DeploymentManager {
         continue;
       }
       try {
-        (await this.deploy(desired.spec, 'api', desired.created_at)).persisted = true;
+        await this.#deploy(desired.spec, 'api', desired.created_at, true);
       } catch (err) {
         this.#o.logger.error({ deployment: id, err }, 'could not restore deployment');
       }
@@ -388,7 +388,7 @@ export class DeploymentManager {
         continue;
       }
       try {
-        (await this.deploy(entry.spec, 'api', entry.created_at)).persisted = true;
+        await this.#deploy(entry.spec, 'api', entry.created_at, true);
         this.#o.logger.info({ deployment: id }, 'deployed from the shared desired state');
       } catch (err) {
         this.#o.logger.error({ deployment: id, err }, 'could not deploy from the shared desired state');
@@ -417,15 +417,35 @@ export class DeploymentManager {
       'a deployment made through the admin API has the id of one in the config file: the config file\'s is used; the stored one is kept and returns when the config file no longer has this id');
   }
 
-  /** Registers the deployment and starts its replicas; resolves once all have been launched. */
-  async deploy(spec: DeploymentConfig, source: DeploymentSource = 'api', createdAt = new Date().toISOString()): Promise<Deployment> {
+  /**
+   * Registers the deployment and starts its replicas; resolves once all have been launched.
+   * One from the admin API is stored first: a store that cannot be written (Redis away)
+   * refuses the deploy before anything starts.
+   */
+  deploy(spec: DeploymentConfig, source: DeploymentSource = 'api'): Promise<Deployment> {
+    return this.#deploy(spec, source, new Date().toISOString(), false);
+  }
+
+  /** `stored`: read from the desired state (a restore, a reconcile), not to be written again. */
+  async #deploy(spec: DeploymentConfig, source: DeploymentSource, createdAt: string, stored: boolean): Promise<Deployment> {
     const id = deploymentId(spec.model, spec.version);
     if (this.#deployments.has(id)) throw new SluiceError('SLUICE_ERR_CONFLICT', `deployment ${id} already exists`);
     this.#noteCredential(spec);
     const slot = this.#o.deploymentSlots.acquire();
     this.#o.onDeploymentSlot?.(slot);
     const d = new Deployment(spec, this.#o.config, source, createdAt, slot);
+    // Registered (pending, nothing to route to) while it is stored: a second deploy of the id is a conflict.
     this.#deployments.set(id, d);
+    const write = source === 'api' && !stored;
+    try {
+      if (write) await this.#o.store.put({ spec, created_at: createdAt });
+    } catch (err) {
+      this.#deployments.delete(id);
+      this.#o.deploymentSlots.release(slot);
+      // A table published meanwhile may hold requests for it.
+      this.#o.onChange();
+      throw err;
+    }
     const since = spec.scale.min_replicas === 0 ? this.#asleep.get(id) : undefined;
     d.state = since === undefined ? 'starting' : 'hibernated';
     d.hibernatedSince = since ?? null;
@@ -436,14 +456,18 @@ export class DeploymentManager {
       await this.#stopReplicas(d);
       this.#deployments.delete(id);
       this.#o.deploymentSlots.release(slot);
+      if (write) await this.#unstore(d);
+      this.#o.onChange();
       throw err;
     }
-    if (source === 'api') {
-      await this.#o.store.put({ spec, created_at: createdAt });
-      d.persisted = true;
-    }
+    d.persisted = source === 'api';
     this.#o.onChange();
     return d;
+  }
+
+  /** A deploy that could not start takes back what it stored; failing that, it stays desired, and the next reconcile or start tries it again. */
+  async #unstore(d: Deployment): Promise<void> {
+    await this.#o.store.remove(d.id).catch((err: unknown) => this.#o.logger.error({ deployment: d.id, err }, 'could not remove a deployment that failed to start from the desired state: it is tried again'));
   }
 
   /**

@@ -294,7 +294,15 @@ export class TrafficRegistry {
     this.#drivers.get(model)?.detach();
     const rollout = new Rollout(model, spec, stable, this.#rolloutHost(model, stable));
     this.#drive(model, rollout);
-    await rollout.start();
+    try {
+      await rollout.start();
+    } catch (err) {
+      // Its first step was not stored: no rollout runs, and no other instance is kept from starting one.
+      rollout.detach();
+      if (this.#drivers.get(model) === rollout) this.#drivers.delete(model);
+      await this.#o.store.releaseLease(`rollout:${model}`, this.#o.instance).catch(() => undefined);
+      throw err;
+    }
   }
 
   /** Stops a running rollout where it is: its traffic goes back to the stable version. */

@@ -48,6 +48,9 @@ export interface BreakerSnapshot {
 
 /** A call refused because its dependency's breaker is open: it was not made. */
 export class CircuitOpenError extends SluiceError {
+  /** Sent with the admin API's answer: the next probe is at most reset_timeout_ms away. */
+  readonly headers: Readonly<Record<string, string>>;
+
   constructor(dependency: string, use: string, resetTimeoutMs: number) {
     super(
       'SLUICE_ERR_DEPENDENCY_CIRCUIT_OPEN',
@@ -55,6 +58,7 @@ export class CircuitOpenError extends SluiceError {
       { dependency, use },
     );
     this.name = 'CircuitOpenError';
+    this.headers = { 'retry-after': String(Math.max(1, Math.ceil(resetTimeoutMs / 1000))) };
   }
 }
 

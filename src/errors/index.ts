@@ -43,6 +43,8 @@ export const ERRORS = {
   SLUICE_ERR_RATE_LIMIT_UNAVAILABLE: { status: 503, message: 'the rate-limit store is unavailable' },
   // A call the gateway did not make: the dependency's breaker is open (src/dependencies).
   SLUICE_ERR_DEPENDENCY_CIRCUIT_OPEN: { status: 503, message: 'a service the gateway depends on is failing: its circuit breaker is open' },
+  // A call the gateway made that failed: no connection, or no answer in time (the state store in Redis).
+  SLUICE_ERR_DEPENDENCY_UNAVAILABLE: { status: 503, message: 'a service the gateway depends on did not answer' },
   // The MLflow registry (src/registry): what the admin API answers when it fails.
   SLUICE_ERR_REGISTRY_UNAVAILABLE: { status: 503, message: 'model registry unavailable' },
   SLUICE_ERR_REGISTRY_BAD_RESPONSE: { status: 502, message: 'model registry sent an invalid response' },

@@ -1,5 +1,5 @@
 import { Redis } from 'ioredis';
-import { CircuitOpenError, guarded, type CallBreaker } from '../dependencies/index.js';
+import { CircuitOpenError, DependencyUnavailableError, guarded, type CallBreaker } from '../dependencies/index.js';
 import { decodeEntry, decodeKeyEntry, decodeTrafficEntry, desiredId, encodeEntry } from './codec.js';
 import { StateError, type DesiredDeployment, type DesiredStateStore, type StoredApiKey, type StoredTraffic } from './types.js';
 
@@ -109,25 +109,28 @@ export class RedisStateStore implements DesiredStateStore {
 
   /**
    * One command through the breaker. The client connects lazily, on the first command of
-   * the store.
+   * the store. A failure is a DependencyUnavailableError (503, nothing changed), an open
+   * breaker a CircuitOpenError (Redis was not asked).
    */
-  #call<T>(command: () => Promise<T>): Promise<T> {
-    return guarded(this.#breaker, async () => {
-      if (this.#redis.status === 'wait') await this.#redis.connect();
-      return command();
-    });
+  async #call<T>(command: () => Promise<T>): Promise<T> {
+    try {
+      return await guarded(this.#breaker, async () => {
+        if (this.#redis.status === 'wait') await this.#redis.connect();
+        return command();
+      });
+    } catch (err) {
+      if (err instanceof CircuitOpenError) throw err;
+      throw new DependencyUnavailableError('redis', 'state', (err as Error).message);
+    }
   }
 
-  /**
-   * Every field of hash `key`; a Redis that does not answer is a StateError naming `what`
-   * (an open breaker, a CircuitOpenError: Redis was not asked).
-   */
+  /** Every field of hash `key`; a Redis that does not answer is a StateError naming `what`. */
   async #readHash(key: string, what: string): Promise<Record<string, string>> {
     try {
       return await this.#call(() => this.#redis.hgetall(key));
     } catch (err) {
-      if (err instanceof CircuitOpenError) throw err;
-      throw new StateError(`${this.#where}: cannot read ${what} (${(err as Error).message})`);
+      if (!(err instanceof DependencyUnavailableError)) throw err;
+      throw new StateError(`${this.#where}: cannot read ${what} (${err.reason})`);
     }
   }
 }
