@@ -75,7 +75,7 @@ export class RateLimiter {
       const verdict = tightest(results);
       return verdict.allowed ? verdict : { ...verdict, refusedBy: refs[results.indexOf(verdict)] };
     } catch (err) {
-      throw new RedisUnavailable(`rate-limit store unavailable: ${(err as Error).message}`, { cause: err });
+      throw new RedisUnavailable(`rate-limit store unavailable: ${this.#redis!.failure(err)}`, { cause: err });
     }
   }
 

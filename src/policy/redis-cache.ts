@@ -25,10 +25,14 @@ export class RedisCache {
   readonly #redis: Redis;
   // One action for both commands (a SET has a value): bound once, no closure per call.
   readonly #breaker: DependencyBreaker<[string, Buffer | null, number], Buffer | null | 'OK'>;
+  /** What a failed lookup or store says: while there is no connection, why (a refused password, Redis down). */
+  readonly failure: (err: unknown) => string;
 
   constructor(options: RedisCacheOptions) {
     // A client of its own: a multi-megabyte entry on the wire must not delay rate-limit checks.
-    this.#redis = dataPlaneRedis(options.url, options.commandTimeoutMs);
+    const { redis, failure } = dataPlaneRedis(options.url, options.commandTimeoutMs);
+    this.#redis = redis;
+    this.failure = failure;
     this.#breaker = options.breakers.add('redis', 'cache', options.breaker, (key: string, value: Buffer | null, ttlMs: number): Promise<Buffer | null | 'OK'> =>
       value === null ? this.#redis.getBuffer(key) : this.#redis.set(key, value, 'PX', ttlMs));
   }

@@ -3,8 +3,15 @@
 // client reconnects in the background. The data plane never waits longer than that.
 
 import { Redis } from 'ioredis';
+import { connectionFailures } from '../dependencies/index.js';
 
-export function dataPlaneRedis(url: string, commandTimeoutMs: number): Redis {
+export interface DataPlaneRedis {
+  readonly redis: Redis;
+  /** What a failed command says: while there is no connection, why (a refused password, Redis down). */
+  readonly failure: (err: unknown) => string;
+}
+
+export function dataPlaneRedis(url: string, commandTimeoutMs: number): DataPlaneRedis {
   const redis = new Redis(url, {
     commandTimeout: commandTimeoutMs,
     connectTimeout: Math.max(500, commandTimeoutMs * 4),
@@ -13,6 +20,6 @@ export function dataPlaneRedis(url: string, commandTimeoutMs: number): Redis {
     // Keep trying in the background; commands fail fast meanwhile.
     retryStrategy: (attempt) => Math.min(1000, attempt * 100),
   });
-  redis.on('error', () => undefined); // surfaced through failed commands and metrics
-  return redis;
+  // Surfaced through failed commands (their logs name why) and metrics.
+  return { redis, failure: connectionFailures(redis) };
 }

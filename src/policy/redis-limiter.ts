@@ -73,9 +73,12 @@ export class RedisLimiter {
   readonly #redis: LimiterRedis;
   readonly #prefix: string;
   readonly #breaker: DependencyBreaker<[Array<string | number>], TakeReply>;
+  /** What a failed take says: while there is no connection, why (a refused password, Redis down). */
+  readonly failure: (err: unknown) => string;
 
   constructor(options: RedisLimiterOptions) {
-    const redis = dataPlaneRedis(options.url, options.commandTimeoutMs);
+    const { redis, failure } = dataPlaneRedis(options.url, options.commandTimeoutMs);
+    this.failure = failure;
     redis.defineCommand('sluiceTake', { lua: TAKE_SCRIPT });
     this.#redis = redis as LimiterRedis;
     this.#prefix = options.keyPrefix;

@@ -1,5 +1,5 @@
 import { Redis } from 'ioredis';
-import { CircuitOpenError, DependencyUnavailableError, guarded, type CallBreaker } from '../dependencies/index.js';
+import { CircuitOpenError, connectionFailures, DependencyUnavailableError, guarded, type CallBreaker } from '../dependencies/index.js';
 import { decodeEntry, decodeKeyEntry, decodeTrafficEntry, desiredId, encodeEntry } from './codec.js';
 import { StateError, type DesiredDeployment, type DesiredStateStore, type StoredApiKey, type StoredTraffic } from './types.js';
 
@@ -35,13 +35,13 @@ export class RedisStateStore implements DesiredStateStore {
   readonly #redis: Redis;
   readonly #where: string;
   readonly #breaker: CallBreaker;
+  /** What a failed command says: while there is no connection, why (a refused password, Redis down). */
+  readonly #failure: (err: unknown) => string;
 
   constructor(url: string, options: RedisStateStoreOptions) {
     this.#redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 2, connectTimeout: options.timeoutMs, commandTimeout: options.timeoutMs });
     this.#breaker = options.breaker;
-    // Failures surface through the commands that fail; without a listener ioredis prints
-    // a stack trace on every reconnect attempt while Redis is away.
-    this.#redis.on('error', () => undefined);
+    this.#failure = connectionFailures(this.#redis);
     this.#where = `redis ${redactUrl(url)} key ${KEY}`;
   }
 
@@ -120,7 +120,7 @@ export class RedisStateStore implements DesiredStateStore {
       });
     } catch (err) {
       if (err instanceof CircuitOpenError) throw err;
-      throw new DependencyUnavailableError('redis', 'state', (err as Error).message);
+      throw new DependencyUnavailableError('redis', 'state', this.#failure(err));
     }
   }
 

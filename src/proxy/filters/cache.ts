@@ -131,7 +131,7 @@ export class CacheFilter implements RequestFilter<Exchange>, BodyWaiter {
   /** Redis failed, timed out or held an unreadable entry: a miss, counted and logged now and then. */
   #sharedTierFailed(leader: Exchange, flight: Flight, err: Error): void {
     const route = leader.route;
-    if (++route.stats.cacheStoreErrors % 1000 === 1) this.#logger.warn({ err: err.message, route: route.id }, 'shared cache store unavailable: answering as a miss');
+    if (++route.stats.cacheStoreErrors % 1000 === 1) this.#logger.warn({ err: flight.cache.shared?.failure(err) ?? err.message, route: route.id }, 'shared cache store unavailable: answering as a miss');
     this.#lookedUp(leader, flight, null);
   }
 }

@@ -66,9 +66,12 @@ export class RateLimitFilter implements RequestFilter<Exchange> {
   #storeDown(ex: Exchange, err: Error): void {
     if (ex.finished) return;
     const stats = ex.route.stats;
-    stats.rateLimitUnavailable++;
-    if (this.#limiter.failOpen) {
-      if (stats.rateLimitUnavailable % 1000 === 1) this.#logger.warn({ err: err.message, route: ex.route.id }, 'rate-limit store unavailable: admitting without a check (fail-open)');
+    const open = this.#limiter.failOpen;
+    // Now and then, in either mode: the message says why (Redis down, its password refused).
+    if (++stats.rateLimitUnavailable % 1000 === 1) {
+      this.#logger.warn({ err: err.message, route: ex.route.id }, open ? 'rate-limit store unavailable: admitting without a check (fail-open)' : 'rate-limit store unavailable: refusing (fail-closed)');
+    }
+    if (open) {
       ex.resume();
       return;
     }
