@@ -425,7 +425,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
   const certificates = tlsPorts.length === 0 ? null : new CertificateReloader(tlsPorts, logger);
   certificates?.start();
   logger.info({
-    gateway: `${listenPair === null ? 'http' : 'https'}://${config.listen.host}:${port}`, admin: `${adminPair === null ? 'http' : 'https'}://${adminHost}:${adminPort}`, workers: config.workers,
+    gateway: `${listenPair === null ? 'http' : 'https'}://${authority(config.listen.host, port)}`, admin: `${adminPair === null ? 'http' : 'https'}://${authority(adminHost, adminPort)}`, workers: config.workers,
     deployments: manager.list().length, state: store.kind,
   }, 'sluice is listening');
   // Deployments that were all ready (or failed) during the restore publish no more changes.
@@ -532,6 +532,11 @@ async function startupCertificate(tls: TlsConfig | undefined, section: string): 
   const pair = await readCertificatePair(tls);
   if (isProblem(pair)) throw new ConfigError(`${section}.tls.${pair.field}`, pair.reason);
   return pair;
+}
+
+/** host:port as a URL writes it: an IPv6 address in brackets. */
+function authority(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 function isLoopback(host: string): boolean {

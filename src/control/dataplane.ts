@@ -81,48 +81,57 @@ export class DataPlane {
     return this.#workerReady.length > 0 && this.#workerReady.every(Boolean);
   }
 
-  /** Starts the workers; resolves when all listen, rejects if any cannot. */
+  /**
+   * Starts the workers; resolves when all listen, rejects if any cannot. The first one
+   * checks that no other process holds the port and listens before the others start: they
+   * join its socket's SO_REUSEPORT group, which the check cannot tell from another process's.
+   */
   async start(snapshot: RouteTableSnapshot): Promise<void> {
-    const o = this.#options;
-    const listening: Promise<void>[] = [];
-    for (let i = 0; i < o.workers; i++) {
-      const init: WorkerInit = {
-        workerIndex: i, host: o.host, port: o.port, logLevel: o.logLevel, accessLog: o.accessLog, forwardedFor: o.forwardedFor, frontEnd: o.frontEnd, clientIdleTimeoutMs: o.clientIdleTimeoutMs, tls: o.tls, hsts: o.hsts,
-        shared: o.shared, redis: o.redis, rateLimitFailOpen: o.rateLimitFailOpen, tracing: o.tracing, snapshot,
-      };
-      const worker = new Worker(WORKER_URL, { workerData: init });
-      this.#workers.push(worker);
-      this.#workerReady.push(snapshot.ready);
-      this.#workerVersion.push(snapshot.version);
-      listening.push(new Promise<void>((resolve, reject) => {
-        const onMessage = (msg: FromWorker): void => {
-          if (msg.type === 'listening') {
-            if (!msg.native) this.native = false;
-            if (msg.transport === 'net_socket') this.upstreamTransport = 'net_socket';
-            worker.off('message', onMessage);
-            resolve();
-          } else if (msg.type === 'listen-failed') {
-            reject(new Error(msg.message));
-          }
-        };
-        worker.on('message', onMessage);
-        worker.once('error', reject);
-        worker.once('exit', (code) => reject(new Error(`worker ${i} exited with code ${code} before listening`)));
-      }));
-      worker.on('message', (msg: FromWorker) => this.#onMessage(msg));
-      worker.on('error', (err) => o.logger.error({ err, worker: i }, 'data-plane worker failed'));
-      worker.on('exit', (code) => {
-        if (!this.#stopping) o.logger.fatal({ worker: i, code }, 'data-plane worker exited unexpectedly');
-        // It routes nothing any more: no drain waits for it.
-        this.#applied(i, Number.POSITIVE_INFINITY);
-      });
-    }
     try {
-      await Promise.all(listening);
+      await this.#startWorker(0, snapshot);
+      const rest: Promise<void>[] = [];
+      for (let i = 1; i < this.#options.workers; i++) rest.push(this.#startWorker(i, snapshot));
+      await Promise.all(rest);
     } catch (err) {
       await this.stop(0);
       throw err;
     }
+  }
+
+  /** Resolves when worker `i` listens, rejects if it cannot. */
+  #startWorker(i: number, snapshot: RouteTableSnapshot): Promise<void> {
+    const o = this.#options;
+    const init: WorkerInit = {
+      workerIndex: i, host: o.host, port: o.port, probe: i === 0, logLevel: o.logLevel, accessLog: o.accessLog, forwardedFor: o.forwardedFor, frontEnd: o.frontEnd, clientIdleTimeoutMs: o.clientIdleTimeoutMs, tls: o.tls, hsts: o.hsts,
+      shared: o.shared, redis: o.redis, rateLimitFailOpen: o.rateLimitFailOpen, tracing: o.tracing, snapshot,
+    };
+    const worker = new Worker(WORKER_URL, { workerData: init });
+    this.#workers.push(worker);
+    this.#workerReady.push(snapshot.ready);
+    this.#workerVersion.push(snapshot.version);
+    const listening = new Promise<void>((resolve, reject) => {
+      const onMessage = (msg: FromWorker): void => {
+        if (msg.type === 'listening') {
+          if (!msg.native) this.native = false;
+          if (msg.transport === 'net_socket') this.upstreamTransport = 'net_socket';
+          worker.off('message', onMessage);
+          resolve();
+        } else if (msg.type === 'listen-failed') {
+          reject(new Error(msg.message));
+        }
+      };
+      worker.on('message', onMessage);
+      worker.once('error', reject);
+      worker.once('exit', (code) => reject(new Error(`worker ${i} exited with code ${code} before listening`)));
+    });
+    worker.on('message', (msg: FromWorker) => this.#onMessage(msg));
+    worker.on('error', (err) => o.logger.error({ err, worker: i }, 'data-plane worker failed'));
+    worker.on('exit', (code) => {
+      if (!this.#stopping) o.logger.fatal({ worker: i, code }, 'data-plane worker exited unexpectedly');
+      // It routes nothing any more: no drain waits for it.
+      this.#applied(i, Number.POSITIVE_INFINITY);
+    });
+    return listening;
   }
 
   publish(snapshot: RouteTableSnapshot): void {

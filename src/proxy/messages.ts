@@ -37,6 +37,11 @@ export interface WorkerInit {
   readonly workerIndex: number;
   readonly host: string;
   readonly port: number;
+  /**
+   * The first worker: it checks that no other process listens on the port before it binds
+   * (port-probe.ts); the others start once it listens, and join its socket's group.
+   */
+  readonly probe: boolean;
   readonly logLevel: string;
   readonly accessLog: AccessLogSettings;
   readonly forwardedFor: boolean;

@@ -12,6 +12,7 @@ import { AccessLog } from './access-log.js';
 import { FORWARDED_METHODS, Gateway } from './gateway.js';
 import { Listener } from './listener.js';
 import { HttpServer, nodeFrontEndUsable, reusePortLoadError, reusePortSocket } from './front-end/index.js';
+import { probePort } from './port-probe.js';
 import { setFixedHeaders } from './respond.js';
 import type { RouteTableSnapshot } from './route-table.js';
 import { upstreamTransport } from './upstream/index.js';
@@ -22,6 +23,8 @@ const init = workerData as WorkerInit;
 const port = parentPort!;
 const post = (msg: FromWorker): void => port.postMessage(msg);
 const DROP_WARNING_MS = 10_000;
+/** The gateway port's address for the messages, an IPv6 one in brackets as in a URL. */
+const where = init.host.includes(':') ? `[${init.host}]:${init.port}` : `${init.host}:${init.port}`;
 /** A stalled log sink may hold a stop this much longer than the grace period, no more. */
 const LOG_CLOSE_EXTRA_MS = 1000;
 /** The last spans' export may hold a stop this long at most: an unreachable collector would hold it for the exporter's retries (10 s). */
@@ -84,7 +87,19 @@ interface ClientListener {
   /** Re-reads the certificate: why it could not, or null. */
   reload(): string | null;
 }
-const listener: ClientListener | null = init.frontEnd === 'node' ? await listenNode() : startListening();
+const listener: ClientListener | null = init.frontEnd === 'node' ? await listenNode() : await startListening();
+
+/** The first worker checks that no other process listens on the port (port-probe.ts); false, told to the control plane, when one does. */
+async function portFree(): Promise<boolean> {
+  if (!init.probe) return true;
+  try {
+    await probePort(init.host, init.port);
+    return true;
+  } catch (err) {
+    post({ type: 'listen-failed', workerIndex: init.workerIndex, message: `cannot listen on ${where} (${(err as Error).message})` });
+    return false;
+  }
+}
 
 async function listenNode(): Promise<ClientListener | null> {
   const why = !nodeFrontEndUsable() ? 'this Node lacks the internal stream API the node front end reads and writes through (listen.front_end: uws works)' : reusePortLoadError();
@@ -98,17 +113,18 @@ async function listenNode(): Promise<ClientListener | null> {
     malformed: gateway.refuseMalformed,
     idleTimeoutMs: init.clientIdleTimeoutMs,
   });
+  if (!(await portFree())) return null;
   try {
     await server.listen(reusePortSocket(init.host, init.port));
   } catch (err) {
-    post({ type: 'listen-failed', workerIndex: init.workerIndex, message: `cannot listen on ${init.host}:${init.port} (${(err as Error).message})` });
+    post({ type: 'listen-failed', workerIndex: init.workerIndex, message: `cannot listen on ${where} (${(err as Error).message})` });
     return null;
   }
   post({ type: 'listening', workerIndex: init.workerIndex, native, binary, transport: upstreamTransport });
   return { stopAccepting: () => server.stopAccepting(), close: () => server.close(), reload: () => 'the gateway port has no TLS' };
 }
 
-function startListening(): Listener | null {
+async function startListening(): Promise<Listener | null> {
   let l: Listener;
   try {
     l = new Listener(uws, init.tls, init.host, init.port, (app) => {
@@ -120,8 +136,9 @@ function startListening(): Listener | null {
     post({ type: 'listen-failed', workerIndex: init.workerIndex, message: `cannot load the certificate ${init.tls?.certFile} and key ${init.tls?.keyFile} (uWS: ${String(err)})` });
     return null;
   }
+  if (!(await portFree())) return l;
   if (l.listen()) post({ type: 'listening', workerIndex: init.workerIndex, native, binary, transport: upstreamTransport });
-  else post({ type: 'listen-failed', workerIndex: init.workerIndex, message: `cannot listen on ${init.host}:${init.port}` });
+  else post({ type: 'listen-failed', workerIndex: init.workerIndex, message: `cannot listen on ${where}` });
   return l;
 }
 
