@@ -75,9 +75,14 @@ export async function runServeCli(argv: string[]): Promise<void> {
   };
   process.on('SIGINT', () => shutdown('SIGINT'));
   process.on('SIGTERM', () => shutdown('SIGTERM'));
-  // Without TLS, SIGHUP keeps Node's default (the process ends), as before TLS existed.
+  // SIGHUP reloads what can be: a closed terminal or a reload sent by habit must not end a
+  // daemon the way Node's default does, without a drain, its buffered log lines or its
+  // model servers' stop.
   const reload = gateway.reloadCertificates;
-  if (reload !== null) process.on('SIGHUP', () => void reload('SIGHUP'));
+  process.on('SIGHUP', () => {
+    if (reload !== null) void reload('SIGHUP');
+    else logger.info({ signal: 'SIGHUP' }, 'nothing to reload: no TLS is configured');
+  });
 }
 
 /** `stdout`: the writer under `logger`, for its line counts in /metrics. */
