@@ -10,6 +10,7 @@ export type Field =
   | {
     kind: 'string'; default?: string | null; pattern?: RegExp; enum?: readonly string[]; nullable?: boolean;
     /** Never echoed in errors. */ secret?: boolean; /** Absent without a default: left out rather than required. */ optional?: boolean;
+    /** A URL, which may carry a user and password: echoed in errors with them as `***`. */ url?: boolean;
   }
   | { kind: 'bool'; default?: boolean }
   /** `shorthand`: a bare string stands for an object with only that field. */
@@ -184,7 +185,7 @@ const endpointSchema: Field = {
   kind: 'object',
   shorthand: 'url',
   fields: {
-    url: { kind: 'string', pattern: /^https?:\/\/[^\s/]+(\/.*)?$/ },
+    url: { kind: 'string', pattern: /^https?:\/\/[^\s/]+(\/.*)?$/, url: true },
     weight: { kind: 'number', default: 1, min: 0, max: 1_000_000 },
     priority: { kind: 'int', default: 0, min: 0, max: 100 },
     cost: { kind: 'number', default: 0, min: 0, max: 1e12 },
@@ -333,12 +334,12 @@ export const configSchema: Field = {
     },
     state_dir: { kind: 'string', default: './.sluice' },
     // Shared desired state, rate limits and response cache for several instances.
-    redis: { kind: 'object', fields: { url: { kind: 'string', default: null, nullable: true, pattern: /^rediss?:\/\// } } },
+    redis: { kind: 'object', fields: { url: { kind: 'string', default: null, nullable: true, pattern: /^rediss?:\/\//, url: true } } },
     mlflow: {
       kind: 'object',
       fields: {
         // Registry and `models:/` resolution; the admin's /get_model_list reads it.
-        tracking_uri: { kind: 'string', default: null, nullable: true, pattern: /^(https?|file|sqlite|databricks):/ },
+        tracking_uri: { kind: 'string', default: null, nullable: true, pattern: /^(https?|file|sqlite|databricks):/, url: true },
         // Default: the project's .venv/bin/mlflow when present, else `mlflow` from PATH.
         bin: { kind: 'string', default: null, nullable: true },
       },
@@ -439,7 +440,7 @@ export const configSchema: Field = {
       fields: {
         enabled: { kind: 'bool', default: false },
         // The OTLP/HTTP (protobuf) traces URL, path included, as OTEL_EXPORTER_OTLP_TRACES_ENDPOINT.
-        endpoint: { kind: 'string', default: 'http://localhost:4318/v1/traces', pattern: /^https?:\/\/\S+$/ },
+        endpoint: { kind: 'string', default: 'http://localhost:4318/v1/traces', pattern: /^https?:\/\/\S+$/, url: true },
         // Sent with every export (a collector's or vendor's API key).
         headers: { kind: 'map', of: { kind: 'string', secret: true }, default: {} },
         service_name: { kind: 'string', default: 'sluice', pattern: /\S/ },
@@ -514,7 +515,7 @@ function typeName(v: unknown): string {
 /**
  * Returns a new value with defaults filled in; throws ConfigError naming the bad field.
  * Config values may stand for another type: text for numbers and booleans (environment
- * variables), a number for a string (YAML's `version: 1`), null for a default. `exact`
+ * variables), an integer for a string (YAML's `version: 1`), null for a default. `exact`
  * (JSON request bodies, whose contract is the admin API's OpenAPI document) takes each
  * value as the type it has.
  */
@@ -542,10 +543,15 @@ export function validate(field: Field, value: unknown, path: string, exact = fal
         return field.default;
       }
       if (value === null && field.nullable) return null;
-      if (!exact && typeof value === 'number') value = String(value);
+      if (!exact && typeof value === 'number') {
+        // YAML reads `version: 1.10` as the number 1.1: the text written is gone, and a name
+        // made of the number would not be it (deployment x-1.1, not x-1.10).
+        if (!Number.isInteger(value)) throw new ConfigError(path, `expected a string, got the number ${value} (YAML drops a decimal's trailing zeros: 1.10 reads as 1.1); quote it, as "1.10"`);
+        value = String(value);
+      }
       if (typeof value !== 'string') throw new ConfigError(path, `expected a string, got ${typeName(value)}`);
-      if (field.enum && !field.enum.includes(value)) throw new ConfigError(path, `must be one of ${field.enum.join(', ')}, got '${value}'`);
-      if (field.pattern && !field.pattern.test(value)) throw new ConfigError(path, `${field.secret === true ? 'the value' : `'${value}'`} does not match ${field.pattern}`);
+      if (field.enum && !field.enum.includes(value)) throw new ConfigError(path, `must be one of ${field.enum.join(', ')}, got ${shown(field, value)}`);
+      if (field.pattern && !field.pattern.test(value)) throw new ConfigError(path, `${shown(field, value)} does not match ${field.pattern}`);
       return value;
     }
     case 'bool': {
@@ -587,6 +593,25 @@ export function validate(field: Field, value: unknown, path: string, exact = fal
       return out;
     }
   }
+}
+
+/** A refused string as an error quotes it: never a secret, nor a URL's password. */
+function shown(field: Extract<Field, { kind: 'string' }>, value: string): string {
+  if (field.secret === true) return 'the value';
+  return `'${field.url === true ? redactUserinfo(value) : value}'`;
+}
+
+/**
+ * The URL with its userinfo's password as `***` (`redis://:***@host`); a userinfo without
+ * a colon may be a token alone (`https://TOKEN@host`), so all of it goes. The value was
+ * refused, so it may not parse as a URL: the userinfo is what precedes the first `@` of the
+ * authority, and without a `//` all of that goes too (it may be `user:password`).
+ */
+export function redactUserinfo(value: string): string {
+  return value.replace(/^([^\s/@]*\/\/)?([^\s/@]*)@/, (_m, scheme: string | undefined, userinfo: string) => {
+    const colon = scheme === undefined ? -1 : userinfo.indexOf(':');
+    return `${scheme ?? ''}${colon < 0 ? '***' : `${userinfo.slice(0, colon)}:***`}@`;
+  });
 }
 
 function join(path: string, key: string): string {
