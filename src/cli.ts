@@ -17,8 +17,8 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     case 'node-flags': {
-      const { NODE_FLAGS } = await import('./node-flags.js');
-      process.stdout.write(`${NODE_FLAGS.join(' ')}\n`);
+      const { runNodeFlagsCli } = await import('./node-flags.js');
+      process.exitCode = runNodeFlagsCli(rest);
       return;
     }
     default: {

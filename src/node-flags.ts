@@ -23,6 +23,26 @@
 // helpers there: a large old generation (a full response cache) pauses longer.
 export const NODE_FLAGS: readonly string[] = Object.freeze(['--no-memory-reducer', '--single-threaded-gc']);
 
+const NODE_FLAGS_USAGE = `Usage: sluice node-flags
+
+Prints the Node flags to run the gateway with, for a launch script:
+  node $(sluice node-flags) dist/cli.js serve --config FILE
+`;
+
+/** `sluice node-flags [--help]`: writes the flags (or the help); returns the exit status. */
+export function runNodeFlagsCli(argv: string[]): number {
+  if (argv.length === 1 && (argv[0] === '--help' || argv[0] === '-h')) {
+    process.stdout.write(NODE_FLAGS_USAGE);
+    return 0;
+  }
+  if (argv.length > 0) {
+    process.stderr.write(`sluice node-flags: unexpected argument '${argv[0]}'\n${NODE_FLAGS_USAGE}`);
+    return 2; // a usage error, as for every command (cli/errors.ts)
+  }
+  process.stdout.write(`${NODE_FLAGS.join(' ')}\n`);
+  return 0;
+}
+
 /** The flags of NODE_FLAGS this process was started without. */
 export function missingNodeFlags(): string[] {
   return NODE_FLAGS.filter((f) => !process.execArgv.includes(f));

@@ -50,9 +50,35 @@ const MAIN_LOG_MAX_BYTES = 4 * 1024 * 1024;
 /** At exit, how long a stalled stdout may hold the last lines. */
 const EXIT_LOG_MS = 1000;
 
+const SERVE_USAGE = `Usage: sluice serve [--config FILE]
+
+Runs the gateway: the data plane on listen.port, the admin API on admin.port.
+
+Options:
+  -c, --config FILE  the config file (default ${DEFAULT_CONFIG_FILE}); SLUICE_* variables override it
+  -h, --help         show this help
+
+SIGTERM or SIGINT drains and stops (a second one ends the drain delay); SIGHUP reloads the
+TLS certificates.
+`;
+
 export async function runServeCli(argv: string[]): Promise<void> {
-  const { values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' } }, strict: true });
-  const config = loadConfig(values.config ?? DEFAULT_CONFIG_FILE);
+  let args: { config?: string; help?: boolean };
+  try {
+    args = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } }, strict: true }).values;
+  } catch (err) {
+    // An unknown option, a missing value, an extra argument: a usage error, exit 2 as for
+    // every command (cli/errors.ts; its module stays unloaded here, as sim's does).
+    if (!String((err as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS_')) throw err;
+    process.stderr.write(`sluice serve: ${(err as Error).message}\n${SERVE_USAGE}`);
+    process.exitCode = 2;
+    return;
+  }
+  if (args.help === true) {
+    process.stdout.write(SERVE_USAGE);
+    return;
+  }
+  const config = loadConfig(args.config ?? DEFAULT_CONFIG_FILE);
   // Written on the thread pool: a stalled stdout never freezes the control plane.
   const stdout = new LineWriter({ fd: 1, bufferBytes: 0, maxBufferBytes: MAIN_LOG_MAX_BYTES, flushIntervalMs: 0 });
   const logger = createLogger({ level: config.log.level, writer: stdout });
