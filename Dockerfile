@@ -49,10 +49,13 @@ VOLUME /var/lib/sluice
 # Numeric, so that Kubernetes' runAsNonRoot can check it without the image's /etc/passwd.
 USER 1000:1000
 EXPOSE 8080 8081
-# /readyz: 503 while the deployments start and once a drain has begun. Node's fetch: the
-# image has no curl.
+# /readyz: 503 while the deployments start and once a drain has begun. Node's own http and
+# https clients: the image has no curl. Whether the admin port speaks TLS (admin.tls) is in
+# the config file, which the image does not know: plain HTTP first, then HTTPS (a TLS port
+# drops a plain request at once). The certificate is not checked: it names the service, not
+# the 127.0.0.1 of this container's own process. One deadline for both tries.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:' + process.env.SLUICE_ADMIN_PORT + '/readyz', { signal: AbortSignal.timeout(2000) }).then((r) => process.exit(r.status === 200 ? 0 : 1), () => process.exit(1))"]
+  CMD ["node", "-e", "setTimeout(() => process.exit(1), 2500); const get = (m, o) => new Promise((ok, no) => m.get({ host: '127.0.0.1', port: process.env.SLUICE_ADMIN_PORT, path: '/readyz', ...o }, (r) => { r.resume(); ok(r.statusCode); }).on('error', no)); get(require('node:http')).catch(() => get(require('node:https'), { rejectUnauthorized: false })).then((s) => process.exit(s === 200 ? 0 : 1), () => process.exit(1))"]
 # The Node flags of src/node-flags.ts (`sluice node-flags`), written out: an exec-form
 # ENTRYPOINT has no shell to run $(...), and tini must be PID 1 for signals to reach sluice.
 ENTRYPOINT ["/usr/bin/tini", "--", "node", "--no-memory-reducer", "--single-threaded-gc", "dist/cli.js"]

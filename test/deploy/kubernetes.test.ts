@@ -101,6 +101,8 @@ t.test('the manifests agree with the image and the config they run', async (t) =
   for (const [probe, path] of [['startupProbe', '/healthz'], ['livenessProbe', '/healthz'], ['readinessProbe', '/readyz']] as const) {
     t.equal(container[probe]?.httpGet?.path, path, `${probe} asks ${path}`);
     t.equal(portOf(container[probe]?.httpGet?.port), config.admin.port, `${probe} on the admin port`);
+    // A probe in plain HTTP to a TLS admin port fails: the pod never gets ready.
+    t.equal(container[probe]?.httpGet?.scheme ?? 'HTTP', config.admin.tls === undefined ? 'HTTP' : 'HTTPS', `${probe} in the admin port's scheme`);
   }
 
   // The drain: preStop sleep, then sluice's drain delay and grace, inside the kill deadline.
