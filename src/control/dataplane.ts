@@ -61,6 +61,8 @@ export class DataPlane {
   /** Per worker: the version of the last route table it applied. */
   readonly #workerVersion: number[] = [];
   #publishedVersion = 0;
+  /** The route table a worker starts with: one published while the first worker started must reach those started after it. */
+  #latest: RouteTableSnapshot | null = null;
   /** routesApplied() calls waiting for every worker to reach `version`. */
   #appliedWaiters: Array<{ readonly version: number; readonly resolve: () => void }> = [];
 
@@ -87,10 +89,11 @@ export class DataPlane {
    * join its socket's SO_REUSEPORT group, which the check cannot tell from another process's.
    */
   async start(snapshot: RouteTableSnapshot): Promise<void> {
+    this.#latest = snapshot;
     try {
-      await this.#startWorker(0, snapshot);
+      await this.#startWorker(0);
       const rest: Promise<void>[] = [];
-      for (let i = 1; i < this.#options.workers; i++) rest.push(this.#startWorker(i, snapshot));
+      for (let i = 1; i < this.#options.workers; i++) rest.push(this.#startWorker(i));
       await Promise.all(rest);
     } catch (err) {
       await this.stop(0);
@@ -99,8 +102,9 @@ export class DataPlane {
   }
 
   /** Resolves when worker `i` listens, rejects if it cannot. */
-  #startWorker(i: number, snapshot: RouteTableSnapshot): Promise<void> {
+  #startWorker(i: number): Promise<void> {
     const o = this.#options;
+    const snapshot = this.#latest!;
     const init: WorkerInit = {
       workerIndex: i, host: o.host, port: o.port, probe: i === 0, logLevel: o.logLevel, accessLog: o.accessLog, forwardedFor: o.forwardedFor, frontEnd: o.frontEnd, clientIdleTimeoutMs: o.clientIdleTimeoutMs, tls: o.tls, hsts: o.hsts,
       shared: o.shared, redis: o.redis, rateLimitFailOpen: o.rateLimitFailOpen, tracing: o.tracing, snapshot,
@@ -136,6 +140,7 @@ export class DataPlane {
 
   publish(snapshot: RouteTableSnapshot): void {
     this.#publishedVersion = snapshot.version;
+    this.#latest = snapshot;
     const msg: ToWorker = { type: 'routes', snapshot };
     for (const w of this.#workers) w.postMessage(msg);
   }

@@ -6,6 +6,8 @@ import { spawnSync } from 'node:child_process';
 import t from 'tap';
 import { CLI } from '../helpers/procs.js';
 
+t.setTimeout(120_000);
+
 function run(...args: string[]): { status: number | null; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 15_000 });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { spawnCli, startGateway, type Gateway } from '../helpers/procs.js';
 
-t.setTimeout(60_000);
+t.setTimeout(180_000);
 
 const dir = mkdtempSync(join(tmpdir(), 'sluice-config-echo-'));
 let seq = 0;
@@ -27,7 +27,7 @@ async function serve(text: string, env: NodeJS.ProcessEnv = {}): Promise<{ code:
   const file = join(dir, `config-${++seq}.yaml`);
   writeFileSync(file, `listen: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\nworkers: 1\nports: { from: 19248, to: 19249 }\nstate_dir: ${join(dir, `state-${seq}`)}\n${text}`);
   const proc = spawnCli(['serve', '--config', file], env);
-  const timer = setTimeout(() => proc.child.kill('SIGTERM'), 15_000);
+  const timer = setTimeout(() => proc.child.kill('SIGTERM'), 30_000);
   const [code] = (await once(proc.child, 'exit')) as [number | null];
   clearTimeout(timer);
   return { code, stderr: proc.stderr.join('\n') };

@@ -6,7 +6,7 @@ import t from 'tap';
 import { startGateway, type Gateway } from '../helpers/procs.js';
 import { adminClient, assertNoServersLeft, PidLog, reapServers, sleep, waitFor } from '../helpers/control.js';
 
-t.setTimeout(60_000);
+t.setTimeout(180_000);
 
 // Replica ports 19244-19247 belong to this file.
 const RANGE = { from: 19244, to: 19247 };

@@ -14,7 +14,7 @@ import { readImage } from '../helpers/dockerfile.js';
 import { startGateway, type Gateway } from '../helpers/procs.js';
 import { reapServers, waitFor } from '../helpers/control.js';
 
-t.setTimeout(90_000);
+t.setTimeout(180_000);
 
 const PLAIN_ADMIN = 19250;
 const TLS_ADMIN = 19251;

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { spawnCli, startGateway, type Gateway } from '../helpers/procs.js';
 
-t.setTimeout(60_000);
+t.setTimeout(240_000);
 
 const PORT = 19240;
 const V6_PORT = 19241;
@@ -28,7 +28,7 @@ async function serveExpectingExit(listen: Record<string, unknown>): Promise<{ co
   const configFile = join(dir, 'config.yaml');
   writeFileSync(configFile, JSON.stringify({ listen, admin: { host: '127.0.0.1', port: 0 }, workers: 2, state_dir: join(dir, 'state'), shutdown: { drain_delay_ms: 0 } }));
   const proc = spawnCli(['serve', '--config', configFile]);
-  const timer = setTimeout(() => proc.child.kill('SIGTERM'), 15_000);
+  const timer = setTimeout(() => proc.child.kill('SIGTERM'), 30_000);
   const [code] = (await once(proc.child, 'exit')) as [number | null];
   clearTimeout(timer);
   return { code, lines: proc.lines };
