@@ -12,12 +12,18 @@ export async function writeFileAtomic(path: string, content: string): Promise<vo
   const tmp = `${path}.${process.pid}.${Date.now()}.tmp`;
   const fh = await open(tmp, 'w', 0o600);
   try {
-    await fh.writeFile(content);
-    await fh.sync();
-  } finally {
-    await fh.close();
+    try {
+      await fh.writeFile(content);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, path);
+  } catch (err) {
+    // Left behind, it would sit there until the next start's removeStaleTemps.
+    await unlink(tmp).catch(() => undefined);
+    throw err;
   }
-  await rename(tmp, path);
   const dh = await open(dir, 'r');
   try {
     await dh.sync();
@@ -66,7 +72,12 @@ export class WriteQueue {
   #chain: Promise<void> = Promise.resolve();
 
   write(path: string, content: string): Promise<void> {
-    this.#chain = this.#chain.catch(() => undefined).then(() => writeFileAtomic(path, content));
+    return this.run(() => writeFileAtomic(path, content));
+  }
+
+  /** Runs `task` once every earlier write has ended, failed ones included. */
+  run(task: () => Promise<void>): Promise<void> {
+    this.#chain = this.#chain.catch(() => undefined).then(task);
     return this.#chain;
   }
 

@@ -1,65 +1,63 @@
 import { join } from 'node:path';
-import { readFileIfExists, removeStaleTemps, WriteQueue } from './atomic-file.js';
+import { readFileIfExists, removeStaleTemps, writeFileAtomic, WriteQueue } from './atomic-file.js';
 import { decodeDesired, decodeKeys, decodeTraffic, desiredId, encodeDesired, encodeKeys, encodeTraffic } from './codec.js';
-import type { DesiredDeployment, DesiredStateStore, StoredApiKey, StoredTraffic } from './types.js';
+import { StateError, type DesiredDeployment, type DesiredStateStore, type StoredApiKey, type StoredTraffic } from './types.js';
 
 export class FileStateStore implements DesiredStateStore {
   readonly kind = 'file';
   readonly path: string;
   readonly keysPath: string;
   readonly trafficPath: string;
-  #traffic = new Map<string, StoredTraffic>();
-  #entries = new Map<string, DesiredDeployment>();
-  #keys = new Map<string, StoredApiKey>();
   readonly #writes = new WriteQueue();
+  readonly #entries: FileEntries<DesiredDeployment>;
+  readonly #keys: FileEntries<StoredApiKey>;
+  readonly #traffic: FileEntries<StoredTraffic>;
 
   constructor(stateDir: string) {
     this.path = join(stateDir, 'desired.json');
     this.keysPath = join(stateDir, 'api-keys.json');
     this.trafficPath = join(stateDir, 'traffic.json');
+    this.#entries = new FileEntries(this.path, encodeDesired, this.#writes);
+    this.#keys = new FileEntries(this.keysPath, encodeKeys, this.#writes);
+    this.#traffic = new FileEntries(this.trafficPath, encodeTraffic, this.#writes);
   }
 
   async load(): Promise<DesiredDeployment[]> {
     const list = await readList(this.path, decodeDesired);
-    this.#entries = new Map(list.map((d) => [desiredId(d.spec), d]));
+    this.#entries.loaded(list.map((d) => [desiredId(d.spec), d]));
     return list;
   }
 
   put(deployment: DesiredDeployment): Promise<void> {
-    this.#entries.set(desiredId(deployment.spec), deployment);
-    return this.#write();
+    return this.#entries.set(desiredId(deployment.spec), deployment);
   }
 
   remove(id: string): Promise<void> {
-    if (!this.#entries.delete(id)) return this.#writes.last;
-    return this.#write();
+    return this.#entries.delete(id);
   }
 
   async loadKeys(): Promise<StoredApiKey[]> {
     const list = await readList(this.keysPath, decodeKeys);
-    this.#keys = new Map(list.map((k) => [k.name, k]));
+    this.#keys.loaded(list.map((k) => [k.name, k]));
     return list;
   }
 
   putKey(key: StoredApiKey): Promise<void> {
-    this.#keys.set(key.name, key);
-    return this.#writes.write(this.keysPath, encodeKeys([...this.#keys.values()]));
+    return this.#keys.set(key.name, key);
   }
 
   removeKey(name: string): Promise<void> {
-    if (!this.#keys.delete(name)) return this.#writes.last;
-    return this.#writes.write(this.keysPath, encodeKeys([...this.#keys.values()]));
+    return this.#keys.delete(name);
   }
 
   async loadTraffic(): Promise<StoredTraffic[]> {
     const list = await readList(this.trafficPath, decodeTraffic);
-    this.#traffic = new Map(list.map((t) => [t.model, t]));
+    this.#traffic.loaded(list.map((t) => [t.model, t]));
     return list;
   }
 
   putTraffic(traffic: StoredTraffic): Promise<void> {
-    this.#traffic.set(traffic.model, traffic);
-    return this.#writes.write(this.trafficPath, encodeTraffic([...this.#traffic.values()]));
+    return this.#traffic.set(traffic.model, traffic);
   }
 
   // One instance owns a state directory: every lease is its own, and there are no other
@@ -78,12 +76,61 @@ export class FileStateStore implements DesiredStateStore {
 
   async removeShared(): Promise<void> {}
 
-  #write(): Promise<void> {
-    return this.#writes.write(this.path, encodeDesired([...this.#entries.values()]));
-  }
-
   async close(): Promise<void> {
     await this.#writes.last.catch(() => undefined);
+  }
+}
+
+/**
+ * One state file's entries, as the file holds them. A change is made to a copy, written,
+ * and only then kept: a write that failed (a full disk, a directory in the file's place)
+ * must not leave the refused change in memory, where the next successful write of the
+ * file would store it after all.
+ */
+class FileEntries<T> {
+  readonly #path: string;
+  readonly #encode: (list: readonly T[]) => string;
+  readonly #writes: WriteQueue;
+  #held = new Map<string, T>();
+
+  constructor(path: string, encode: (list: readonly T[]) => string, writes: WriteQueue) {
+    this.#path = path;
+    this.#encode = encode;
+    this.#writes = writes;
+  }
+
+  loaded(entries: ReadonlyArray<readonly [string, T]>): void {
+    this.#held = new Map(entries);
+  }
+
+  set(key: string, value: T): Promise<void> {
+    return this.#change((next) => {
+      next.set(key, value);
+      return true;
+    });
+  }
+
+  /** Writes nothing when there is no such entry. */
+  delete(key: string): Promise<void> {
+    return this.#change((next) => next.delete(key));
+  }
+
+  /**
+   * `edit` changes a copy of the entries, once every earlier write has ended (so that it
+   * builds on what they stored), and says whether it changed anything worth writing.
+   */
+  #change(edit: (next: Map<string, T>) => boolean): Promise<void> {
+    return this.#writes.run(async () => {
+      const next = new Map(this.#held);
+      if (!edit(next)) return;
+      try {
+        await writeFileAtomic(this.#path, this.#encode([...next.values()]));
+      } catch (err) {
+        // The fs message names the temp file, or no file at all (EISDIR): name the real one.
+        throw new StateError(`${this.#path}: cannot write it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); the change was not stored`, { cause: err });
+      }
+      this.#held = next;
+    });
   }
 }
 
