@@ -35,6 +35,12 @@ export class KeyRegistry {
   readonly #o: KeyRegistryOptions;
   readonly #configured: ReadonlyMap<string, ActiveKey>;
   #added = new Map<string, ActiveKey>();
+  // Names and digests of the keys being stored, and names being removed: taken before the
+  // store is written, so that a request arriving meanwhile sees them (409, 404) rather than
+  // passing the same checks and writing a second key of that name or digest.
+  readonly #adding = new Set<string>();
+  readonly #addingDigests = new Set<string>();
+  readonly #removing = new Set<string>();
 
   constructor(options: KeyRegistryOptions) {
     this.#o = options;
@@ -74,17 +80,24 @@ export class KeyRegistry {
    */
   async create(spec: ApiKeyConfig): Promise<{ key: ActiveKey; secret: string | null }> {
     if (this.#configured.has(spec.name)) throw new SluiceError('SLUICE_ERR_CONFIG_OWNED', `API key '${spec.name}' is defined in the config file: change it there`);
-    if (this.get(spec.name) !== undefined) throw new SluiceError('SLUICE_ERR_CONFLICT', `an API key named '${spec.name}' exists`);
+    if (this.get(spec.name) !== undefined || this.#adding.has(spec.name)) throw new SluiceError('SLUICE_ERR_CONFLICT', `an API key named '${spec.name}' exists`);
     if (spec.key !== null && spec.key_sha256 !== null) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', 'key: give key or key_sha256, not both', { field: 'key' });
     // A generated key: a recognisable prefix and 192 random bits.
     const secret = spec.key === null && spec.key_sha256 === null ? GENERATED_KEY_PREFIX + randomBytes(24).toString('base64url') : null;
     const digest = spec.key_sha256 ?? hashKey(spec.key ?? secret!);
-    if (this.list().some((k) => k.digest === digest)) throw new SluiceError('SLUICE_ERR_CONFLICT', 'this key is already in use under another name');
+    if (this.list().some((k) => k.digest === digest) || this.#addingDigests.has(digest)) throw new SluiceError('SLUICE_ERR_CONFLICT', 'this key is already in use under another name');
     const stored: StoredApiKey = {
       name: spec.name, key_sha256: digest, deployments: spec.deployments, limits: spec.limits, deployment_limits: spec.deployment_limits,
       created_at: new Date().toISOString(),
     };
-    await this.#o.store.putKey(stored);
+    this.#adding.add(spec.name);
+    this.#addingDigests.add(digest);
+    try {
+      await this.#o.store.putKey(stored);
+    } finally {
+      this.#adding.delete(spec.name);
+      this.#addingDigests.delete(digest);
+    }
     const key = activeKey(stored, digest, 'api', stored.created_at);
     this.#added.set(key.name, key);
     this.#o.logger.info({ key: keyLabel(key.name, digest) }, 'API key added');
@@ -95,8 +108,13 @@ export class KeyRegistry {
   async remove(name: string): Promise<ActiveKey> {
     if (this.#configured.has(name)) throw new SluiceError('SLUICE_ERR_CONFIG_OWNED', `API key '${name}' is defined in the config file: remove it there`);
     const key = this.#added.get(name);
-    if (key === undefined) throw new SluiceError('SLUICE_ERR_NOT_FOUND', `no API key '${name}'`);
-    await this.#o.store.removeKey(name);
+    if (key === undefined || this.#removing.has(name)) throw new SluiceError('SLUICE_ERR_NOT_FOUND', `no API key '${name}'`);
+    this.#removing.add(name);
+    try {
+      await this.#o.store.removeKey(name);
+    } finally {
+      this.#removing.delete(name);
+    }
     this.#added.delete(name);
     this.#o.logger.info({ key: keyLabel(name, key.digest) }, 'API key removed');
     this.#o.onChange();
