@@ -1,7 +1,7 @@
 // Deployment endpoints: the REST API (/v1/deployments) and the deployment service's
 // original endpoints (/deploy, /undeploy, /get_*), which keep their paths and meaning.
 
-import { deploymentId, deploymentProblem, deploymentSchema, shadowProblem, MODEL_NAME, VERSION_NAME, type Config, type DeploymentConfig } from '../config/index.js';
+import { deploymentId, deploymentProblem, deploymentSchema, shadowProblem, MODEL_NAME, RESERVED_NAMES, reservedReason, VERSION_NAME, type Config, type DeploymentConfig } from '../config/index.js';
 import type { DeploymentControl, ManagedDeployment } from '../control/index.js';
 import type { CallBreaker, DependencyBreakers } from '../dependencies/index.js';
 import { SluiceError } from '../errors/index.js';
@@ -150,5 +150,6 @@ function seedView(d: ManagedDeployment): Record<string, unknown> {
 
 function checkName(value: string, pattern: RegExp, field: string): string {
   if (!pattern.test(value)) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `${field}: '${value}' is not a valid name (${pattern})`, { field });
+  if (RESERVED_NAMES.includes(value)) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `${field}: ${reservedReason(value)}`, { field });
   return value;
 }

@@ -117,13 +117,12 @@ Examples:
 }
 
 function weightsOf(pairs: string[]): Record<string, number> {
-  const weights: Record<string, number> = {};
-  for (const p of pairs) {
+  // Entries, not assignments: an assigned `__proto__=1` would set the prototype and vanish.
+  return Object.fromEntries(pairs.map((p) => {
     const m = /^([^=]+)=(\d+(?:\.\d+)?)$/.exec(p);
     if (m === null) throw usageError(`traffic: '${p}' is not version=weight (e.g. 1=90)`);
-    weights[m[1]!] = Number(m[2]);
-  }
-  return weights;
+    return [m[1]!, Number(m[2])];
+  }));
 }
 
 function stickyOf(rule: string): ModelView['sticky'] {

@@ -28,6 +28,7 @@ export function jsonSchemaOf(field: Field, mode: SchemaMode): JsonSchema {
         type: field.nullable === true ? ['string', 'null'] : 'string',
         ...(field.enum === undefined ? {} : { enum: field.nullable === true ? [...field.enum, null] : field.enum }),
         ...(field.pattern === undefined ? {} : { pattern: patternOf(field.pattern) }),
+        ...(field.reserved === undefined ? {} : { not: { enum: field.reserved } }),
         ...(field.secret === true ? { writeOnly: true } : {}),
         ...defaultOf(field.default, mode),
       };

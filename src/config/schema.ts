@@ -9,6 +9,7 @@ export type Field =
   | { kind: 'number'; default?: number; min?: number; max?: number }
   | {
     kind: 'string'; default?: string | null; pattern?: RegExp; enum?: readonly string[]; nullable?: boolean;
+    /** Values the pattern admits that are refused all the same. */ reserved?: readonly string[];
     /** Never echoed in errors. */ secret?: boolean; /** Absent without a default: left out rather than required. */ optional?: boolean;
     /** A URL, which may carry a user and password: echoed in errors with them as `***`. */ url?: boolean;
   }
@@ -31,6 +32,13 @@ export class ConfigError extends SluiceError {
 
 export const MODEL_NAME = /^[A-Za-z0-9_:][A-Za-z0-9._:-]{0,127}$/;
 export const VERSION_NAME = /^[A-Za-z0-9_][A-Za-z0-9._]{0,63}$/;
+/**
+ * What a model, a version or an API key may not be named: the properties every JavaScript
+ * object has (`__proto__`, `constructor`, `toString`, ...). Weights are held by version and
+ * events by model in plain objects, on the server and in the dashboard: such a name would
+ * read or set a built-in property there instead of an entry (a `__proto__` weight vanished).
+ */
+export const RESERVED_NAMES: readonly string[] = Object.getOwnPropertyNames(Object.prototype).sort();
 /** An HTTP field name (RFC 9110 5.1: a token). */
 const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$/;
 const timeout = (def: number): Field => ({ kind: 'int', default: def, min: 1, max: 86_400_000 });
@@ -165,7 +173,7 @@ const policyFields = {
 export const apiKeySchema: Field = {
   kind: 'object',
   fields: {
-    name: { kind: 'string', pattern: /^[A-Za-z0-9._:-]{1,64}$/ },
+    name: { kind: 'string', pattern: /^[A-Za-z0-9._:-]{1,64}$/, reserved: RESERVED_NAMES },
     // Give the key itself (hashed at load, never logged) or only its SHA-256 in hex.
     key: { kind: 'string', default: null, nullable: true, pattern: /^\S{16,256}$/, secret: true },
     key_sha256: { kind: 'string', default: null, nullable: true, pattern: /^[0-9a-f]{64}$/ },
@@ -195,8 +203,8 @@ const endpointSchema: Field = {
 export const deploymentSchema: Field = {
   kind: 'object',
   fields: {
-    model: { kind: 'string', pattern: MODEL_NAME },
-    version: { kind: 'string', pattern: VERSION_NAME },
+    model: { kind: 'string', pattern: MODEL_NAME, reserved: RESERVED_NAMES },
+    version: { kind: 'string', pattern: VERSION_NAME, reserved: RESERVED_NAMES },
     runtime: { kind: 'string', enum: ['sim', 'remote', 'command', 'mlflow', 'ollama', 'llamacpp'], default: 'sim' },
     replicas: { kind: 'int', default: 1, min: 1, max: 100 },
     // `remote` replicas: a URL, or {url, weight, priority, cost} for the balancing strategies
@@ -552,6 +560,7 @@ export function validate(field: Field, value: unknown, path: string, exact = fal
       if (typeof value !== 'string') throw new ConfigError(path, `expected a string, got ${typeName(value)}`);
       if (field.enum && !field.enum.includes(value)) throw new ConfigError(path, `must be one of ${field.enum.join(', ')}, got ${shown(field, value)}`);
       if (field.pattern && !field.pattern.test(value)) throw new ConfigError(path, `${shown(field, value)} does not match ${field.pattern}`);
+      if (field.reserved?.includes(value)) throw new ConfigError(path, reservedReason(value));
       return value;
     }
     case 'bool': {
@@ -588,9 +597,8 @@ export function validate(field: Field, value: unknown, path: string, exact = fal
     case 'map': {
       if (value === undefined || (value === null && !exact)) return field.default ?? {};
       if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ConfigError(path, `expected a map, got ${typeName(value)}`);
-      const out: Record<string, unknown> = {};
-      for (const [k, v] of Object.entries(value as Record<string, unknown>)) out[k] = validate(field.of, v, join(path, k), exact);
-      return out;
+      // Entries, not assignments: an assigned `__proto__` key would set the prototype and vanish.
+      return Object.fromEntries(Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, validate(field.of, v, join(path, k), exact)]));
     }
   }
 }
@@ -612,6 +620,10 @@ export function redactUserinfo(value: string): string {
     const colon = scheme === undefined ? -1 : userinfo.indexOf(':');
     return `${scheme ?? ''}${colon < 0 ? '***' : `${userinfo.slice(0, colon)}:***`}@`;
   });
+}
+
+export function reservedReason(name: string): string {
+  return `'${name}' is reserved: the names of the properties every JavaScript object has (${RESERVED_NAMES.join(', ')}) are refused`;
 }
 
 function join(path: string, key: string): string {

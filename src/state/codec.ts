@@ -118,11 +118,11 @@ function checkTraffic(entry: unknown, where: string): StoredTraffic {
   let weights: Record<string, number> | null = null;
   if (e.weights !== null) {
     if (typeof e.weights !== 'object' || e.weights === undefined || Array.isArray(e.weights)) return bad('weights is not an object');
-    weights = {};
-    for (const [v, w] of Object.entries(e.weights as object)) {
+    // Entries, not assignments: an assigned `__proto__` key would set the prototype and vanish.
+    weights = Object.fromEntries(Object.entries(e.weights as object).map(([v, w]) => {
       if (typeof w !== 'number' || !Number.isFinite(w) || w < 0) bad(`weights.${v} is not a weight`);
-      weights[v] = w as number;
-    }
+      return [v, w as number];
+    }));
   }
   const sticky = e.sticky as { by?: unknown; name?: unknown } | null | undefined;
   if (sticky != null && !(sticky.by === 'api_key' || (sticky.by === 'header' && typeof sticky.name === 'string' && STICKY_HEADER.test(sticky.name)))) bad('sticky is not a sticky rule');

@@ -1,0 +1,44 @@
+// Names that every JavaScript object already has as properties (`__proto__`, `constructor`,
+// `toString`, ...) are refused for models, versions and API keys, with a 400 that says so:
+// weights by version and events by model are plain objects, where such a name read or set a
+// built-in property (a `__proto__` version's weight vanished from the view and the state).
+
+import t from 'tap';
+import { startGateway, type Gateway } from '../helpers/procs.js';
+import { adminClient, PidLog, reapServers } from '../helpers/control.js';
+
+t.setTimeout(60_000);
+
+// Replica ports 19268-19269 belong to this file.
+const RANGE = { from: 19268, to: 19269 };
+const pids = new PidLog();
+let gw: Gateway | undefined;
+t.teardown(async () => {
+  await gw?.stop();
+  await reapServers(pids.pids, RANGE);
+});
+
+t.test('reserved names are refused, naming the field', async (t) => {
+  gw = await startGateway({ ports: RANGE }, {}, false);
+  const admin = adminClient(gw.adminUrl);
+  const refused = async (what: string, reply: Promise<{ status: number; body: any }>, field: string): Promise<void> => {
+    const r = await reply;
+    t.equal(r.status, 400, `${what}: 400`);
+    t.equal(r.body?.error?.code, 'SLUICE_ERR_INVALID_FIELD', `${what}: SLUICE_ERR_INVALID_FIELD`);
+    t.equal(r.body?.error?.field, field, `${what}: names ${field}`);
+    t.match(r.body?.error?.message, /is reserved/, `${what}: says the name is reserved`);
+  };
+  await refused('version __proto__', admin.post('/v1/deployments', { model: 'demo', version: '__proto__', runtime: 'sim' }), 'version');
+  await refused('model constructor', admin.post('/v1/deployments', { model: 'constructor', version: '1', runtime: 'sim' }), 'model');
+  await refused('registry model toString', admin.post('/deploy/toString/1'), 'model_name');
+  await refused('key __proto__', admin.post('/v1/keys', { name: '__proto__' }), 'name');
+  t.same(await admin.list(), [], 'nothing was deployed');
+  t.same((await admin.get('/v1/keys')).body.keys, [], 'no key was added');
+
+  const d = await admin.post('/v1/deployments?wait=true', { model: 'demo', version: '1', runtime: 'sim' });
+  pids.note(d.body);
+  t.equal(d.status, 201);
+  const weights = await admin.request('PUT', '/v1/models/demo/traffic', '{"weights": {"__proto__": 100, "1": 1}}');
+  t.equal(weights.status, 400, 'a __proto__ weight is refused, not dropped');
+  t.equal(weights.body?.error?.field, 'weights.__proto__');
+});
