@@ -33,15 +33,15 @@ export function registerDeploymentsApi(admin: AdminServer, ctx: DeploymentsApiCo
 
   admin
     .route('GET', '/v1/deployments', () => ({ body: { deployments: deployments.list().map((d) => deployments.view(d)) } }))
-    .route('POST', '/v1/deployments', async (req) => ({ status: 201, body: deployments.view(await deploy(ctx, validBody<DeploymentConfig>(deploymentSchema, await req.json()), req)) }))
+    .route('POST', '/v1/deployments', async (req) => ({ status: 201, body: deployments.view(await deploy(ctx, validBody<DeploymentConfig>(deploymentSchema, await req.json()), req)) }), { query: ['wait'] })
     .route('GET', '/v1/deployments/:id', (req) => ({ body: deployments.view(mustGet(deployments, req.params.id!)) }))
-    .route('DELETE', '/v1/deployments/:id', (req) => undeploy(ctx, req.params.id!, req))
+    .route('DELETE', '/v1/deployments/:id', (req) => undeploy(ctx, req.params.id!, req), { query: ['grace_ms'] })
     // Works on config deployments too: hibernation changes what runs, not what is deployed.
     .route('POST', '/v1/deployments/:id/hibernate', async (req) => {
       const d = mustGet(deployments, req.params.id!);
       const grace = intParam(req, 'grace_ms', DEFAULT_UNDEPLOY_GRACE_MS, 0, 600_000);
       return { body: deployments.view(await deployments.hibernate(d.id, 'admin API', grace)) };
-    })
+    }, { query: ['grace_ms'] })
     .route('GET', '/v1/deployments/:id/events', (req) => {
       const d = mustGet(deployments, req.params.id!);
       return { body: { id: d.id, events: d.events } };
@@ -51,7 +51,7 @@ export function registerDeploymentsApi(admin: AdminServer, ctx: DeploymentsApiCo
       const d = mustGet(deployments, req.params.id!);
       const tail = intParam(req, 'tail', 200, 1, 100_000);
       return { body: { id: d.id, lines: deployments.logs(d.id).slice(-tail) } };
-    })
+    }, { query: ['tail'] })
     // The deployment service's endpoints (seed 002): same paths, same meaning.
     .route('GET', '/get_model_list', async () => {
       const models = await getRegistry().listModels();
@@ -89,9 +89,9 @@ export function registerDeploymentsApi(admin: AdminServer, ctx: DeploymentsApiCo
       }
       const d = await deploy(ctx, validBody<DeploymentConfig>(deploymentSchema, { ...(await req.json()), model, version, runtime: 'mlflow' }), req);
       return { status: 201, body: seedView(d) };
-    })
+    }, { query: ['wait'] })
     .route('GET', '/get_deployed_models', () => ({ body: { deployed_models: deployments.list().map(seedView) } }))
-    .route('POST', '/undeploy/:id', (req) => undeploy(ctx, req.params.id!, req));
+    .route('POST', '/undeploy/:id', (req) => undeploy(ctx, req.params.id!, req), { query: ['grace_ms'] });
 }
 
 /** Deploys; with `?wait=true`, answers only once the deployment is ready (or failed or unhealthy: 502). */

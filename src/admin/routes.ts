@@ -33,20 +33,20 @@ export function registerAdminRoutes(admin: AdminServer, { config, control, depen
     models: () => modelsWithEvents(control.traffic),
   }, admin.logger);
   admin
-    .route('GET', '/healthz', () => ({ body: { status: 'ok', uws_native: control.native() } }), true)
+    .route('GET', '/healthz', () => ({ body: { status: 'ok', uws_native: control.native() } }), { public: true })
     .route('GET', '/readyz', () => {
       const ready = control.ready();
       return { status: ready ? 200 : 503, body: { status: ready ? 'ready' : 'not ready' } };
-    }, true)
+    }, { public: true })
     .route('GET', '/metrics', async () => ({ text: await control.metrics(), contentType: 'text/plain; version=0.0.4; charset=utf-8' }))
     .route('GET', '/v1/costs', async () => ({ body: await control.costs() }))
     .route('GET', '/v1/stats', async () => ({ body: await control.stats() }))
-    .route('GET', '/openapi.json', () => ({ text: document, contentType: 'application/json' }), true)
-    .route('GET', '/docs', () => ({ text: page, contentType: 'text/html; charset=utf-8' }), true)
+    .route('GET', '/openapi.json', () => ({ text: document, contentType: 'application/json' }), { public: true })
+    .route('GET', '/docs', () => ({ text: page, contentType: 'text/html; charset=utf-8' }), { public: true })
     .route('GET', '/v1/events/stream', (req) => {
       const seconds = intParam(req, 'seconds', 300, 1, 3600);
       return { stream: (out) => feed.stream(out, seconds) };
-    });
+    }, { query: ['seconds'] });
   registerDashboard(admin);
   registerDeploymentsApi(admin, { config, deployments: control.deployments, dependencies });
   registerKeysApi(admin, { keys: control.keys });

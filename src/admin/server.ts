@@ -55,11 +55,19 @@ export function validBody<T>(schema: Field, body: Record<string, unknown>): T {
 
 export type AdminHandler = (req: AdminRequest) => Promise<AdminReply> | AdminReply;
 
+export interface RouteOptions {
+  /** Reachable without the token (health checks). */
+  readonly public?: boolean;
+  /** The query parameters the route reads: any other is refused (400 naming it), as an unknown body field is. */
+  readonly query?: readonly string[];
+}
+
 interface RouteDef {
   readonly method: string;
   readonly parts: readonly string[];
   readonly handler: AdminHandler;
   readonly public: boolean;
+  readonly query: readonly string[];
 }
 
 /** A PEM certificate chain and its key. */
@@ -103,15 +111,15 @@ export class AdminServer {
     return this.#o.logger;
   }
 
-  /** `pattern` like `/v1/deployments/:id`; `public` routes skip the token (health checks). */
-  route(method: string, pattern: string, handler: AdminHandler, isPublic = false): this {
-    this.#routes.push({ method, parts: pattern.split('/').filter(Boolean), handler, public: isPublic });
+  /** `pattern` like `/v1/deployments/:id`. */
+  route(method: string, pattern: string, handler: AdminHandler, options: RouteOptions = {}): this {
+    this.#routes.push({ method, parts: pattern.split('/').filter(Boolean), handler, public: options.public ?? false, query: options.query ?? [] });
     return this;
   }
 
   /** What is registered, patterns as given (`/v1/deployments/:id`): the API document is checked against it. */
-  routes(): Array<{ readonly method: string; readonly pattern: string; readonly public: boolean }> {
-    return this.#routes.map((r) => ({ method: r.method, pattern: `/${r.parts.join('/')}`, public: r.public }));
+  routes(): Array<{ readonly method: string; readonly pattern: string; readonly public: boolean; readonly query: readonly string[] }> {
+    return this.#routes.map((r) => ({ method: r.method, pattern: `/${r.parts.join('/')}`, public: r.public, query: r.query }));
   }
 
   async listen(): Promise<number> {
@@ -174,6 +182,7 @@ export class AdminServer {
         res.setHeader('www-authenticate', 'Bearer');
         throw new SluiceError('SLUICE_ERR_UNAUTHORIZED', 'admin endpoints need Authorization: Bearer <token>');
       }
+      checkQuery(url.searchParams, found.def, method, url.pathname);
       const areq: AdminRequest = {
         method, path: url.pathname, query: url.searchParams, params: found.params, requestId, raw: req,
         json: () => readJson(req),
@@ -262,6 +271,21 @@ function asCodedError(err: unknown): CodedError {
     return e as CodedError;
   }
   return new SluiceError('SLUICE_ERR_INTERNAL', err instanceof Error ? err.message : String(err));
+}
+
+/**
+ * A misspelt parameter (`?wiat=true`) must not pass for an absent one (an answer at once),
+ * nor one given twice be read as its first value.
+ */
+function checkQuery(query: URLSearchParams, def: RouteDef, method: string, path: string): void {
+  const names = [...query.keys()];
+  const unknown = names.find((n) => !def.query.includes(n));
+  if (unknown !== undefined) {
+    const takes = def.query.length === 0 ? 'takes no query parameter' : `takes ${def.query.join(', ')}`;
+    throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `${unknown}: unknown query parameter (${method} ${path} ${takes})`, { field: unknown });
+  }
+  const twice = names.find((n, i) => names.indexOf(n) !== i);
+  if (twice !== undefined) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `${twice}: given more than once`, { field: twice });
 }
 
 function sha256(s: string): Buffer {

@@ -44,6 +44,13 @@ t.test('every registered route is documented, and every documented operation is 
   t.same(registered.filter((r) => !documented.includes(r)), [], 'no registered route is missing from the document');
   t.same(documented.filter((d) => !registered.includes(d)), [], 'no documented operation is missing from the server');
   t.equal(new Set(registered).size, registered.length, 'no route is registered twice');
+  // The server refuses the query parameters a route does not declare: the document must name the same.
+  const queryOf = (op: { parameters?: unknown }): string[] =>
+    ((op.parameters ?? []) as Array<{ in: string; name: string }>).filter((p) => p.in === 'query').map((p) => p.name).sort();
+  const registeredQuery = admin.routes().map((r) => `${r.method} ${template(r.pattern)}: ${[...r.query].sort().join(',')}`).sort();
+  const documentedQuery = Object.entries(doc.paths).flatMap(([path, ops]) =>
+    Object.entries(ops).map(([method, op]) => `${method.toUpperCase()} ${path}: ${queryOf(op as { parameters?: unknown }).join(',')}`)).sort();
+  t.same(registeredQuery, documentedQuery, 'each route takes the query parameters its operation documents');
   t.ok(registered.length >= 30, `${registered.length} routes`);
 });
 
