@@ -6,12 +6,21 @@ import { AdminApiError, CliError, usageError } from './errors.js';
 
 export const DEFAULT_ADMIN_URL = 'http://127.0.0.1:8081';
 const DEFAULT_TIMEOUT_MS = 60_000;
+// The gateway port's own answers to the admin paths the CLI asks for: no route there, and
+// its model list's paths (/v1/models/...) take GET only. The admin API never answers them
+// to a request of this CLI.
+const GATEWAY_PORT_CODES: ReadonlySet<string> = new Set(['SLUICE_ERR_NO_ROUTE', 'SLUICE_ERR_METHOD_NOT_ALLOWED']);
 
 export interface RequestOptions {
   readonly body?: unknown;
   readonly query?: Record<string, string | number | boolean | undefined>;
   /** How long to wait for the answer (undeploy waits for the drain). */
   readonly timeoutMs?: number;
+  /**
+   * A field the admin API's answer always has, where the gateway port answers the same path
+   * too (GET /v1/models: an OpenAI model list): an answer without it is another server's.
+   */
+  readonly expect?: string;
 }
 
 export class AdminClient {
@@ -64,8 +73,20 @@ export class AdminClient {
       throw this.#unreachable(err, timeoutMs);
     }
     const body = parseJson(text);
-    if (res.status >= 200 && res.status < 300) return body as T;
-    throw this.#refused(method, path, res.status, body, text);
+    if (res.status >= 200 && res.status < 300) {
+      // Every answer of the admin API to this CLI is a JSON object.
+      if (!isObject(body) || (opts.expect !== undefined && !(opts.expect in body))) throw this.#notAdminApi(method, path, res, body);
+      return body as T;
+    }
+    throw this.#refused(method, path, res, body);
+  }
+
+  /** Something answered, but not sluice's admin API: as good as nothing for this CLI (exit 3). */
+  #notAdminApi(method: string, path: string, res: Response, body: unknown): CliError {
+    const code = errorCode(body);
+    const what = code !== null ? code : isObject(body) ? 'JSON of another shape' : `${res.headers.get('content-type')?.split(';')[0] ?? 'a body'}, not JSON`;
+    const hint = code !== null && GATEWAY_PORT_CODES.has(code) ? 'this looks like sluice\'s gateway port: the admin API has its own, admin.port, 8081 by default; ' : '';
+    return new CliError('SLUICE_CLI_NOT_ADMIN_API', `${this.shownUrl} is not sluice's admin API: ${method} ${path} answered ${res.status} with ${what} (${hint}set --admin-url or SLUICE_ADMIN_URL to the admin API's URL)`);
   }
 
   #unreachable(err: unknown, timeoutMs: number): CliError {
@@ -76,20 +97,32 @@ export class AdminClient {
     return new CliError('SLUICE_CLI_UNREACHABLE', `cannot reach the admin API at ${this.shownUrl}: ${why} (is \`sluice serve\` running there? set --admin-url or SLUICE_ADMIN_URL)`);
   }
 
-  #refused(method: string, path: string, status: number, body: unknown, text: string): AdminApiError {
-    const error = (body as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
-    const code = typeof error?.code === 'string' ? error.code : null;
-    const message = typeof error?.message === 'string' ? error.message : text.trim().slice(0, 200) || '(empty answer)';
+  #refused(method: string, path: string, res: Response, body: unknown): CliError {
+    const status = res.status;
+    const code = errorCode(body);
+    // The admin API's errors carry its error body; an HTML 404 or a proxy's 502 page does not.
+    if (code === null || !code.startsWith('SLUICE_ERR_') || GATEWAY_PORT_CODES.has(code)) return this.#notAdminApi(method, path, res, body);
+    const message = (body as { error: { message?: unknown } }).error.message;
     if (status === 401) {
       const hint = this.#token === null ? 'this gateway needs an admin token: set --token or SLUICE_ADMIN_TOKEN' : 'the admin token given (--token or SLUICE_ADMIN_TOKEN) is not the gateway\'s';
       return new AdminApiError(status, code, `admin API at ${this.shownUrl} refused the request: ${hint}`);
     }
-    return new AdminApiError(status, code, `${method} ${path}: ${status}${code === null ? '' : ` ${code}`}: ${message}`);
+    return new AdminApiError(status, code, `${method} ${path}: ${status} ${code}: ${typeof message === 'string' ? message : '(no message)'}`);
   }
 }
 
 /** A path segment from user input (a deployment id, a model, a key name), encoded. */
 export const seg = (s: string): string => encodeURIComponent(s);
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** The `error.code` of an error body, or null. */
+function errorCode(body: unknown): string | null {
+  const code = isObject(body) && isObject(body['error']) ? body['error']['code'] : undefined;
+  return typeof code === 'string' ? code : null;
+}
 
 function parseJson(text: string): unknown {
   if (text === '') return undefined;

@@ -6,7 +6,7 @@ export const EXIT_CODES = {
   failed: 1,
   /** The command line itself is wrong (unknown command or option, bad value, missing argument). */
   usage: 2,
-  /** No admin API answered at the URL (refused, unknown host, no answer in time). */
+  /** No admin API answered at the URL (refused, unknown host, no answer in time, or another server's answer). */
   unreachable: 3,
   /** The admin API refused the token (missing or wrong). */
   unauthorized: 4,
@@ -15,6 +15,7 @@ export const EXIT_CODES = {
 const CODES = {
   SLUICE_CLI_USAGE: EXIT_CODES.usage,
   SLUICE_CLI_UNREACHABLE: EXIT_CODES.unreachable,
+  SLUICE_CLI_NOT_ADMIN_API: EXIT_CODES.unreachable,
   SLUICE_CLI_UNAUTHORIZED: EXIT_CODES.unauthorized,
   SLUICE_CLI_API: EXIT_CODES.failed,
   SLUICE_CLI_DEPLOY_FAILED: EXIT_CODES.failed,

@@ -32,7 +32,7 @@ Exit status:
   0  done
   ${EXIT_CODES.failed}  the admin API refused or failed the request, or a deployment failed or was not ready in time
   ${EXIT_CODES.usage}  usage error: unknown command or option, bad or missing value
-  ${EXIT_CODES.unreachable}  no admin API answered at the URL
+  ${EXIT_CODES.unreachable}  no admin API answered at the URL (nothing did, or something else: the gateway port, another server)
   ${EXIT_CODES.unauthorized}  the admin API refused the token (missing or wrong)`;
 
 export function adminProgram(): Command {

@@ -40,7 +40,7 @@ Examples:
     .action(async (model: string | undefined, pairs: string[], opts: TrafficOptions, cmd: Command) => {
       const ctx = contextOf(cmd);
       if (model === undefined) {
-        const body = await ctx.client.get<{ models: ModelView[] }>('/v1/models');
+        const body = await ctx.client.get<{ models: ModelView[] }>('/v1/models', { expect: 'models' });
         if (ctx.json) return printJson(body);
         if (body.models.length === 0) return printLine('no models deployed');
         printLine(table(['MODEL', 'VERSIONS', 'WEIGHTS', 'STABLE', 'STICKY', 'ROLLOUT'], body.models.map((m) => [
@@ -51,11 +51,11 @@ Examples:
       }
       if (pairs.length === 0) {
         if (opts.sticky !== undefined) throw usageError('traffic: --sticky goes with weights to set (e.g. sluice traffic demo 1=90 2=10 --sticky api_key)');
-        return showModel(ctx, await ctx.client.get<ModelView>(`/v1/models/${seg(model)}`));
+        return showModel(ctx, await ctx.client.get<ModelView>(`/v1/models/${seg(model)}`, { expect: 'versions' }));
       }
       const weights = weightsOf(pairs);
       // The API sets weights and sticky rule together: keep the current rule unless told.
-      const sticky = opts.sticky === undefined ? (await ctx.client.get<ModelView>(`/v1/models/${seg(model)}`)).sticky : stickyOf(opts.sticky);
+      const sticky = opts.sticky === undefined ? (await ctx.client.get<ModelView>(`/v1/models/${seg(model)}`, { expect: 'versions' })).sticky : stickyOf(opts.sticky);
       showModel(ctx, await ctx.client.request<ModelView>('PUT', `/v1/models/${seg(model)}/traffic`, { body: { weights, sticky } }));
     });
 
@@ -109,7 +109,7 @@ Examples:
       } else if (action === 'abort') {
         view = await ctx.client.request<ModelView>('DELETE', `${path}/rollout`);
       } else {
-        view = await ctx.client.get<ModelView>(path);
+        view = await ctx.client.get<ModelView>(path, { expect: 'versions' });
       }
       if (ctx.json) return printJson(view);
       showRollout(ctx, view);

@@ -3,6 +3,7 @@
 // --json, and the messages on stderr.
 
 import { writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { join } from 'node:path';
 import t from 'tap';
 import { gwRequest, PidLog, reapServers, serverCommand, writeServerScript } from '../helpers/control.js';
@@ -84,6 +85,31 @@ t.test('an admin URL where nothing listens: exit 3, naming the URL and how to se
     t.equal(r.code, 3);
     t.match(r.stderr, /cannot reach the admin API at http:\/\/127\.0\.0\.1:19009: ECONNREFUSED/);
     t.match(r.stderr, /SLUICE_ADMIN_URL/);
+  }
+});
+
+t.test('a URL where something else answers (the gateway port, a web server): exit 3, saying it is not the admin API', async (t) => {
+  // Port 19275 (of the range 19260-19279) is this test's web server.
+  const web = createServer((req, res) => {
+    res.writeHead(req.url === '/v1/keys' ? 200 : 404, { 'content-type': 'text/html' });
+    res.end('<html><body>not here</body></html>');
+  });
+  await new Promise<void>((resolve) => web.listen(19275, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => web.close(() => resolve())));
+  const cases: Array<[string, string[], RegExp]> = [
+    [gw.url, ['ls'], /GET \/v1\/deployments answered 404 with SLUICE_ERR_NO_ROUTE \(this looks like sluice's gateway port/],
+    [gw.url, ['keys', 'ls'], /GET \/v1\/keys answered 404 with SLUICE_ERR_NO_ROUTE/],
+    [gw.url, ['traffic'], /GET \/v1\/models answered 200 with JSON of another shape/],
+    [gw.url, ['promote', 'demo', '1'], /POST \/v1\/models\/demo\/promote answered 405 with SLUICE_ERR_METHOD_NOT_ALLOWED/],
+    ['http://127.0.0.1:19275', ['ls'], /GET \/v1\/deployments answered 404 with text\/html, not JSON/],
+    ['http://127.0.0.1:19275', ['keys', 'ls'], /GET \/v1\/keys answered 200 with text\/html, not JSON/],
+  ];
+  for (const [url, args, why] of cases) {
+    const r = await runCli(args, { SLUICE_ADMIN_URL: url, SLUICE_ADMIN_TOKEN: TOKEN });
+    t.equal(r.code, 3, `${url} ${args.join(' ')}: exit 3`);
+    t.match(r.stderr, new RegExp(`${url.replace(/[.]/g, '\\.')} is not sluice's admin API`), `${url} ${args.join(' ')}: says so`);
+    t.match(r.stderr, why, `${url} ${args.join(' ')}: says what answered`);
+    t.notMatch(r.stderr + r.stdout, new RegExp(TOKEN), 'the token is not in the output');
   }
 });
 
