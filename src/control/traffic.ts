@@ -70,6 +70,8 @@ export class TrafficRegistry {
   readonly #fallbacks = new Map<string, Fallback | null>();
   /** The rollouts this instance runs (holds the lease of), by model. */
   readonly #drivers = new Map<string, Rollout>();
+  /** Per model, the admin change in progress (#serial). */
+  readonly #changing = new Map<string, Promise<unknown>>();
   #leaseTimer: NodeJS.Timeout | null = null;
 
   constructor(options: TrafficRegistryOptions) {
@@ -246,8 +248,27 @@ export class TrafficRegistry {
     };
   }
 
+  /**
+   * Runs the admin API's changes of one model one after another: each reads the model's
+   * entry, awaits the store, then writes; run side by side, the later write dropped the
+   * earlier change and its event, and two rollouts both found none running.
+   */
+  #serial(model: string, change: () => Promise<void>): Promise<void> {
+    const run = (this.#changing.get(model) ?? Promise.resolve()).then(change);
+    const settled = run.catch(() => undefined);
+    this.#changing.set(model, settled);
+    void settled.then(() => {
+      if (this.#changing.get(model) === settled) this.#changing.delete(model);
+    });
+    return run;
+  }
+
   /** Replaces the weights (and sticky rule) of `model`: validated, stored, then published. */
-  async setWeights(model: string, weights: TrafficWeights, sticky: StickySpec | null, who: TrafficEvent['who'], why: string): Promise<void> {
+  setWeights(model: string, weights: TrafficWeights, sticky: StickySpec | null, who: TrafficEvent['who'], why: string): Promise<void> {
+    return this.#serial(model, () => this.#setWeights(model, weights, sticky, who, why));
+  }
+
+  async #setWeights(model: string, weights: TrafficWeights, sticky: StickySpec | null, who: TrafficEvent['who'], why: string): Promise<void> {
     const versions = this.#known(model);
     for (const v of Object.keys(weights)) {
       if (!versions.some((x) => x.version === v)) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `weights.${v}: ${model} has no version ${v}`, { field: `weights.${v}` });
@@ -259,7 +280,11 @@ export class TrafficRegistry {
   }
 
   /** All traffic to `version`, which becomes the stable version. */
-  async promote(model: string, version: string, who: TrafficEvent['who'], why: string): Promise<void> {
+  promote(model: string, version: string, who: TrafficEvent['who'], why: string): Promise<void> {
+    return this.#serial(model, () => this.#promote(model, version, who, why));
+  }
+
+  async #promote(model: string, version: string, who: TrafficEvent['who'], why: string): Promise<void> {
     const versions = this.#known(model);
     if (!versions.some((x) => x.version === version)) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `version: ${model} has no version ${version}`, { field: 'version' });
     const entry = this.#entry(model);
@@ -267,7 +292,11 @@ export class TrafficRegistry {
   }
 
   /** All traffic back to the stable version. */
-  async rollback(model: string, who: TrafficEvent['who'], why: string): Promise<void> {
+  rollback(model: string, who: TrafficEvent['who'], why: string): Promise<void> {
+    return this.#serial(model, () => this.#rollback(model, who, why));
+  }
+
+  async #rollback(model: string, who: TrafficEvent['who'], why: string): Promise<void> {
     this.#known(model);
     const entry = this.#entry(model);
     const stable = entry.stable;
@@ -276,7 +305,11 @@ export class TrafficRegistry {
   }
 
   /** Starts a rollout of `spec.canary` against the stable version; one at a time per model. */
-  async startRollout(model: string, body: Record<string, unknown>): Promise<void> {
+  startRollout(model: string, body: Record<string, unknown>): Promise<void> {
+    return this.#serial(model, () => this.#startRollout(model, body));
+  }
+
+  async #startRollout(model: string, body: Record<string, unknown>): Promise<void> {
     const versions = this.#known(model);
     const spec = rolloutSpec(body);
     const running = this.#models.get(model)?.rollout;
@@ -306,7 +339,11 @@ export class TrafficRegistry {
   }
 
   /** Stops a running rollout where it is: its traffic goes back to the stable version. */
-  async abortRollout(model: string): Promise<void> {
+  abortRollout(model: string): Promise<void> {
+    return this.#serial(model, () => this.#abortRollout(model));
+  }
+
+  async #abortRollout(model: string): Promise<void> {
     this.#known(model);
     const running = this.#models.get(model)?.rollout;
     if (running == null || isOver(running.status)) throw new SluiceError('SLUICE_ERR_NOT_FOUND', `no rollout of ${model} is in progress`);
