@@ -275,9 +275,11 @@ function asCodedError(err: unknown): CodedError {
 
 /**
  * A misspelt parameter (`?wiat=true`) must not pass for an absent one (an answer at once),
- * nor one given twice be read as its first value.
+ * nor one given twice be read as its first value. The public endpoints (probes, the docs,
+ * the dashboard) read none, and a probe or a browser may add one (a cache buster): ignored.
  */
 function checkQuery(query: URLSearchParams, def: RouteDef, method: string, path: string): void {
+  if (def.public) return;
   const names = [...query.keys()];
   const unknown = names.find((n) => !def.query.includes(n));
   if (unknown !== undefined) {
