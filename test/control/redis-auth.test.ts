@@ -8,7 +8,7 @@ import { Redis } from 'ioredis';
 import t from 'tap';
 import { adminClient, startRedis, type RedisServer } from '../helpers/control.js';
 import { httpRequest } from '../helpers/http.js';
-import { eventually, jsonLogs, spawnCli, startGateway, type Gateway, type Proc } from '../helpers/procs.js';
+import { eventually, jsonLogs, serveUntilExit, startGateway, type Gateway, type Proc } from '../helpers/procs.js';
 
 t.setTimeout(120_000);
 
@@ -34,19 +34,10 @@ const base = (redisUrl: string, stateDir: string): Record<string, unknown> => ({
 });
 
 /** Runs `sluice serve` until it exits by itself (or 20 s pass). */
-async function serveUntilExit(config: Record<string, unknown>): Promise<{ code: number | null; proc: Proc }> {
+async function serveConfig(config: Record<string, unknown>): Promise<{ code: number | null; proc: Proc }> {
   const file = join(dir, `config-${Math.random().toString(36).slice(2)}.json`);
   writeFileSync(file, JSON.stringify(config));
-  const proc = spawnCli(['serve', '--config', file]);
-  const code = await new Promise<number | null>((resolve) => {
-    const timer = setTimeout(() => resolve(-999), 20_000);
-    proc.child.once('exit', (c) => {
-      clearTimeout(timer);
-      resolve(c);
-    });
-  });
-  if (code === -999) await proc.stop('SIGKILL');
-  return { code, proc };
+  return serveUntilExit(file);
 }
 
 t.before(async () => {
@@ -60,7 +51,7 @@ t.test('start-up: a wrong or missing password is named, and differs from Redis b
     ['nothing listening', 'redis://:wrong-secret-pw@127.0.0.1:19218', /cannot read state \(no connection: connect ECONNREFUSED 127\.0\.0\.1:19218\)/],
   ];
   for (const [what, url, reason] of cases) {
-    const { code, proc } = await serveUntilExit(base(url, `start-${what.replace(/ /g, '-')}`));
+    const { code, proc } = await serveConfig(base(url, `start-${what.replace(/ /g, '-')}`));
     t.not(code, 0, `${what}: non-zero exit (${code})`);
     t.not(code, -999, `${what}: exits by itself`);
     const err = proc.stderr.join('\n');

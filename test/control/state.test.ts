@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { join } from 'node:path';
 import t from 'tap';
 import { freePort } from '../fixtures/free-port.js';
-import { spawnCli, startGateway, type Gateway, type Proc } from '../helpers/procs.js';
+import { serveUntilExit, startGateway, type Gateway, type Proc } from '../helpers/procs.js';
 import {
   adminClient, assertNoServersLeft, gwRequest, PidLog, reapServers, redisCommand, serversInRange, startRedis, waitState,
   type RedisServer,
@@ -80,22 +80,12 @@ t.test('the desired state file is written atomically and follows deploy/undeploy
 });
 
 /** Runs `sluice serve` against `stateDir` and waits for it to exit. */
-async function serveUntilExit(stateDir: string, env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; proc: Proc; ms: number }> {
+async function serveState(stateDir: string, env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; proc: Proc; ms: number }> {
   const cfg = join(dir, `config-${Math.random().toString(36).slice(2)}.json`);
   writeFileSync(cfg, JSON.stringify({
     listen: { host: '127.0.0.1', port: 0 }, admin: { host: '127.0.0.1', port: 0 }, workers: 1, state_dir: stateDir, ports: { from: 18570, to: 18579 },
   }));
-  const t0 = performance.now();
-  const proc = spawnCli(['serve', '--config', cfg], env);
-  const code = await new Promise<number | null>((resolve) => {
-    const timer = setTimeout(() => resolve(-999), 20_000);
-    proc.child.once('exit', (c) => {
-      clearTimeout(timer);
-      resolve(c);
-    });
-  });
-  if (code === -999) await proc.stop('SIGKILL');
-  return { code, proc, ms: performance.now() - t0 };
+  return serveUntilExit(cfg, env);
 }
 
 t.test('corrupt or unreadable state stops the start-up, naming the file', async (t) => {
@@ -126,7 +116,7 @@ t.test('corrupt or unreadable state stops the start-up, naming the file', async 
     const stateDir = join(dir, `corrupt-${n++}`);
     mkdirSync(stateDir, { recursive: true });
     const file = corrupt(stateDir);
-    const { code, proc, ms } = await serveUntilExit(stateDir);
+    const { code, proc, ms } = await serveState(stateDir);
     const out = proc.lines.join('\n');
     t.not(code, 0, `${what}: non-zero exit (${code}) after ${Math.round(ms)} ms`);
     t.not(code, -999, `${what}: exits by itself`);
@@ -189,7 +179,7 @@ t.test('desired state in Redis is shared by gateways with different state dirs',
 
 t.test('an unreachable Redis stops the start-up with a clear error and no secret', async (t) => {
   const port = await freePort();
-  const { code, proc } = await serveUntilExit(join(dir, 'redis-down'), { SLUICE_REDIS_URL: `redis://:hunter2-secret@127.0.0.1:${port}` });
+  const { code, proc } = await serveState(join(dir, 'redis-down'), { SLUICE_REDIS_URL: `redis://:hunter2-secret@127.0.0.1:${port}` });
   t.not(code, 0, `non-zero exit (${code})`);
   t.not(code, -999, 'exits by itself');
   const err = proc.stderr.join('\n');

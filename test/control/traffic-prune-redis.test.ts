@@ -4,10 +4,10 @@
 
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { adminClient, assertNoServersLeft, PidLog, reapServers, startRedis, waitFor, type AdminClient, type RedisServer } from '../helpers/control.js';
+import { assertNoServersLeft, PidLog, reapServers, startRedis, waitFor, type RedisServer } from '../helpers/control.js';
 import { httpRequest } from '../helpers/http.js';
-import { modelEvents, modelView, type ModelView, type TrafficEvent } from '../helpers/traffic.js';
-import { sleep, startGateway, type Gateway } from '../helpers/procs.js';
+import { modelEvents, modelView, startInstance, type Instance, type ModelView, type TrafficEvent } from '../helpers/traffic.js';
+import { sleep, type Gateway } from '../helpers/procs.js';
 
 t.setTimeout(120_000);
 
@@ -25,14 +25,8 @@ t.teardown(async () => {
   await reapServers(pids.pids, RANGE);
 });
 
-interface Instance {
-  gw: Gateway;
-  admin: AdminClient;
-  name: string;
-}
-
 async function start(name: string, port: number, replicas: { from: number; to: number }): Promise<Instance> {
-  const gw = await startGateway({
+  return startInstance(name, {
     listen: { host: '127.0.0.1', port },
     admin: { host: '127.0.0.1', port: port + 1 },
     ports: replicas,
@@ -40,11 +34,7 @@ async function start(name: string, port: number, replicas: { from: number; to: n
     redis: { url: redis!.url },
     log: { level: 'info', access: false },
     deployments: [{ model: 'demo', version: '1', runtime: 'sim' }],
-  });
-  gateways.add(gw);
-  const admin = adminClient(gw.adminUrl);
-  pids.note(await admin.list());
-  return { gw, admin, name };
+  }, gateways, pids);
 }
 
 const view = (i: Instance): Promise<ModelView> => modelView(i.admin, 'demo', i.name);

@@ -6,11 +6,11 @@
 
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { adminClient, assertNoServersLeft, PidLog, reapServers, startRedis, type AdminClient, type AdminReply, type RedisServer } from '../helpers/control.js';
+import { assertNoServersLeft, PidLog, reapServers, startRedis, type AdminReply, type RedisServer } from '../helpers/control.js';
 import { httpRequest, type Reply } from '../helpers/http.js';
 import { pool } from '../helpers/policy.js';
-import { modelEvents, modelView, type ModelView, type TrafficEvent } from '../helpers/traffic.js';
-import { sleep, startGateway, type Gateway } from '../helpers/procs.js';
+import { modelEvents, modelView, startInstance, type Instance, type ModelView, type TrafficEvent } from '../helpers/traffic.js';
+import { sleep, type Gateway } from '../helpers/procs.js';
 
 t.setTimeout(120_000);
 
@@ -28,16 +28,10 @@ t.teardown(async () => {
   await reapServers(pids.pids, RANGE);
 });
 
-interface Instance {
-  gw: Gateway;
-  admin: AdminClient;
-  name: string;
-}
-
 const nonZero = (m: Record<string, number> | null | undefined): Record<string, number> => Object.fromEntries(Object.entries(m ?? {}).filter(([, v]) => v !== 0));
 
 async function start(name: string, ports: { from: number; to: number }): Promise<Instance> {
-  const gw = await startGateway({
+  return startInstance(name, {
     ports,
     workers: 2,
     state_dir: join(dir, `state-${name}`),
@@ -48,11 +42,7 @@ async function start(name: string, ports: { from: number; to: number }): Promise
       { model: 'r', version: '2', runtime: 'sim' },
     ],
     traffic: { r: { '1': 80, '2': 20 } },
-  });
-  gateways.add(gw);
-  const admin = adminClient(gw.adminUrl);
-  pids.note(await admin.list());
-  return { gw, admin, name };
+  }, gateways, pids);
 }
 
 const view = (i: Instance): Promise<ModelView> => modelView(i.admin, 'r', i.name);

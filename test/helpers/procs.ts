@@ -24,6 +24,21 @@ export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}): Proc {
   return spawnProc(process.execPath, [CLI, ...args], { env: { ...process.env, ...env } });
 }
 
+/** Runs `sluice serve --config configFile` until it exits by itself (code -999: it had not after 20 s, and was killed). */
+export async function serveUntilExit(configFile: string, env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; proc: Proc; ms: number }> {
+  const t0 = performance.now();
+  const proc = spawnCli(['serve', '--config', configFile], env);
+  const code = await new Promise<number | null>((resolve) => {
+    const timer = setTimeout(() => resolve(-999), 20_000);
+    proc.child.once('exit', (c) => {
+      clearTimeout(timer);
+      resolve(c);
+    });
+  });
+  if (code === -999) await proc.stop('SIGKILL');
+  return { code, proc, ms: performance.now() - t0 };
+}
+
 /** Spawns `command ...args` with exactly `env` (nothing inherited), collecting stdout+stderr lines. */
 export function spawnProc(command: string, args: string[], opts: { env: NodeJS.ProcessEnv; cwd?: string }): Proc {
   const child = spawn(command, args, { env: opts.env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });

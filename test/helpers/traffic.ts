@@ -1,6 +1,23 @@
 // The traffic API's views (GET /v1/models/{model} and its events), as the tests read them.
 
-import type { AdminClient } from './control.js';
+import { adminClient, type AdminClient, type PidLog } from './control.js';
+import { startGateway, type Gateway } from './procs.js';
+
+/** One gateway of a test with several instances on one Redis. */
+export interface Instance {
+  gw: Gateway;
+  admin: AdminClient;
+  name: string;
+}
+
+/** Starts an instance, adds it to `gateways` (for the teardown) and notes its servers' pids. */
+export async function startInstance(name: string, config: Record<string, unknown>, gateways: Set<Gateway>, pids: PidLog): Promise<Instance> {
+  const gw = await startGateway(config);
+  gateways.add(gw);
+  const admin = adminClient(gw.adminUrl);
+  pids.note(await admin.list());
+  return { gw, admin, name };
+}
 
 export interface VersionView {
   version: string;
