@@ -25,6 +25,10 @@ export const ERRORS = {
   SLUICE_ERR_CONFIG_OWNED: { status: 409, message: 'defined in the config file: change it there' },
   SLUICE_ERR_BODY_TOO_LARGE: { status: 413, message: 'request body exceeds the configured limit' },
   SLUICE_ERR_RATE_LIMITED: { status: 429, message: 'rate limit exceeded' },
+  // Never an answer's status: a member of a coalesced request (src/proxy/flight.ts) that fell
+  // too far behind has its connection closed mid-response; the code names why in the access
+  // log and the trace. 429: the client could not take the response at the pace it came.
+  SLUICE_ERR_CLIENT_TOO_SLOW: { status: 429, message: 'the client read its response too slowly: it fell too far behind the identical requests sharing its upstream call' },
   // A request the node front end cannot read (src/proxy/front-end/request-parser.ts).
   SLUICE_ERR_HEADERS_TOO_LARGE: { status: 431, message: 'the request head exceeds the limit' },
   SLUICE_ERR_TRANSFER_CODING: { status: 501, message: 'the request uses a transfer coding other than chunked' },

@@ -228,6 +228,11 @@ export class Exchange implements AttemptClient, ClientListener {
   /** Body bytes the client's socket took whole before anything was held back (length mode). */
   #written = 0;
   #writableHooked = false;
+  /**
+   * -1 while the client keeps up; once a write finds it slow, the body bytes handed to it
+   * since, until its socket drains (#onWritable). A flight cuts a member too far behind.
+   */
+  #behind = -1;
   #upstreamEnded = false;
   errorCode: ErrorCode | null = null;
   // Cache and coalescing state: it stays null for deployments without a cache policy, so
@@ -496,13 +501,16 @@ export class Exchange implements AttemptClient, ClientListener {
   corked(fn: (this: Exchange) => void): void {
     holdClock();
     try {
-      if (this.#finished || this.#detached) {
-        fn.call(this);
-        return;
+      if (this.#finished || this.#detached) fn.call(this);
+      else {
+        cork.exchange = this;
+        cork.fn = fn;
+        this.res.cork(runCorked);
       }
-      cork.exchange = this;
-      cork.fn = fn;
-      this.res.cork(runCorked);
+      // A flight's leader: what this upstream read brought goes to the joiners now, in one
+      // write each (Flight.flush).
+      const flight = this.flight;
+      if (flight !== null && flight.leader === this) flight.flush();
     } finally {
       releaseClock();
     }
@@ -687,6 +695,7 @@ export class Exchange implements AttemptClient, ClientListener {
       if (this.flight!.settled) this.#clientComplete();
       return true;
     }
+    if (this.#behind >= 0) this.#behind += chunk.length;
     this.route.stats.bytesOut += chunk.length;
     if (this.firstByteAt < 0) this.#firstByte();
     this.responseBytes += chunk.length;
@@ -756,6 +765,7 @@ export class Exchange implements AttemptClient, ClientListener {
   }
 
   #hookWritable(): void {
+    if (this.#behind < 0) this.#behind = 0;
     if (!this.#writableHooked) {
       this.#writableHooked = true;
       this.res.onWritable((offset) => this.#onWritable(offset));
@@ -783,12 +793,74 @@ export class Exchange implements AttemptClient, ClientListener {
       this.#pending = null;
       this.#written = this.#pendingOffset;
     }
+    this.#behind = -1;
     if (this.#upstreamEnded) {
       this.#endClient();
       return true;
     }
-    this.attempt?.resume();
+    // A flight's member (its leader or a joiner) resumes the shared upstream, which waits
+    // only while every member is slow.
+    const flight = this.flight;
+    if (flight !== null) flight.resume();
+    else this.attempt?.resume();
     return true;
+  }
+
+  /** Body bytes handed to the client since it fell behind (-1: it keeps up). */
+  get behind(): number {
+    return this.#behind;
+  }
+
+  /**
+   * `behind` passed `limit`: whether the client's backlog really does, where the front end
+   * can tell what its socket still holds. Both bound the backlog from above: `behind` counts
+   * every byte handed over since the client fell behind (what it has read since included),
+   * the socket's count holds a late joiner's catch-up too (not counted: Flight.join); the
+   * smaller is kept, and `behind` counts on from it. Called only past the limit, not per chunk.
+   */
+  stillBehind(limit: number): boolean {
+    const res = this.res;
+    if (res.bufferedAmount === undefined) return true;
+    let n = res.bufferedAmount();
+    const pending = this.#pending;
+    if (pending !== null) for (let i = 0; i < pending.length; i++) n += pending[i]!.length;
+    if (n < this.#behind) this.#behind = n;
+    return this.#behind > limit;
+  }
+
+  /** The flight's catch-up of a late joiner is not counted as falling behind (Flight.join). */
+  caughtUp(): void {
+    if (this.#behind > 0) this.#behind = 0;
+  }
+
+  /** The upstream may send again (a flight's leader: its attempt is the flight's upstream). */
+  resumeUpstream(): void {
+    this.attempt?.resume();
+  }
+
+  /**
+   * A flight's member whose client fell more than MAX_BEHIND_BYTES behind the others: its
+   * connection is closed (the bytes held for it go with it) and it leaves the flight. A
+   * leader is detached instead, as when its client leaves: the upstream goes on for the
+   * joiners. Logged with SLUICE_ERR_CLIENT_TOO_SLOW.
+   */
+  cut(): void {
+    if (this.#finished || this.#detached) return;
+    this.route.stats.coalescedCuts++;
+    this.errorCode = 'SLUICE_ERR_CLIENT_TOO_SLOW';
+    const res = this.res;
+    const flight = this.flight;
+    if (flight !== null && flight.leader === this) {
+      // Detached first: the abort that close() reports finds it so (onClientAborted).
+      this.#detached = true;
+      this.#pending = null;
+      this.#heldLine = null;
+      res.close();
+      return;
+    }
+    // Finished first, so that the abort close() reports is not counted as the client's.
+    this.#finish(this.status);
+    res.close();
   }
 
   #firstByte(): void {
@@ -863,7 +935,8 @@ export class Exchange implements AttemptClient, ClientListener {
 
   /** The client went away (uWS onAborted): stop the upstream generation at once. */
   onClientAborted(): void {
-    if (this.#finished) return;
+    // Detached: this client already left (or was cut) and the upstream goes on for joiners.
+    if (this.#finished || this.#detached) return;
     this.route.stats.clientAborts++;
     const flight = this.flight;
     if (flight !== null && flight.leader === this && flight.joinerCount > 0) {

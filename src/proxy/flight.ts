@@ -5,6 +5,15 @@
 // (joiners), which never contact an upstream, then passed to the leader as it came. A late
 // joiner first gets the head and chunks so far, then the live ones. The recording is also
 // what the cache stores when the response completes.
+// A flight goes at the pace of its fastest member, not its slowest: the upstream is paused
+// only while every member (the leader's client and each joiner's) is slow, and resumes when
+// any of them drains. A member whose client falls more than MAX_BEHIND_BYTES behind what was
+// handed to it (counted from the moment a write found it slow, until its socket drains) is
+// cut: its connection is closed and it leaves the flight; a cut leader is detached, as when
+// its client leaves, and the upstream goes on for the joiners. So one client that stops
+// reading neither stalls the others nor makes the gateway hold the whole answer for it. A
+// leader alone (no joiners) keeps a plain request's backpressure: the upstream waits for its
+// client, however slow, and it is never cut.
 // With a shared tier (Redis), a flight starts by looking there: requests arriving meanwhile
 // join it too, so one lookup, then at most one upstream call, serves them all.
 
@@ -16,11 +25,32 @@ import type { RequestStats } from '../telemetry/index.js';
 import type { HeaderLines } from './upstream/index.js';
 import { wallNow } from './clock.js';
 
+/**
+ * How far a member's client may fall behind (body bytes handed to it since a write found it
+ * slow, until its socket drains) before it is cut. A bound per member: with the socket's own
+ * buffer, what the gateway holds for a client that stops reading; a late joiner's catch-up
+ * (at most cache.max_entry_bytes, the most a flight records) is not counted.
+ */
+export const MAX_BEHIND_BYTES = 8 * 1024 * 1024;
+
+/** A late joiner's catch-up goes out in writes of about this size. */
+const CATCH_UP_WRITE_BYTES = 256 * 1024;
+
 /** An exchange as its flight sees it (the leader and the joiners). */
 export interface FlightMember {
   flight: Flight | null;
-  /** The leader's client left while joiners still wait for the upstream response. */
+  /** The leader's client left (or was cut) while joiners still wait for the upstream response. */
   readonly detached: boolean;
+  /** Body bytes handed to its client since a write found it slow; -1 while it keeps up. */
+  readonly behind: number;
+  /** `behind` passed `limit`: whether its client's backlog really does (see Exchange.stillBehind). */
+  stillBehind(limit: number): boolean;
+  /** Fell more than MAX_BEHIND_BYTES behind: closes its connection and leaves (a leader detaches). */
+  cut(): void;
+  /** What it got so far is a catch-up: `behind` counts from here. */
+  caughtUp(): void;
+  /** The leader: its attempt (the flight's upstream) may send again. */
+  resumeUpstream(): void;
   serveCached(entry: CachedResponse): void;
   relayHead(status: number, headers: readonly string[], contentLength: number): void;
   relayData(chunk: Buffer): void;
@@ -110,6 +140,14 @@ export class Flight {
   /** Every body chunk so far; null once over max_entry_bytes (neither cached nor joinable). */
   #chunks: Buffer[] | null = [];
   #bytes = 0;
+  /**
+   * The chunks of the upstream read being delivered, for the joiners: relayed in one write
+   * each when the read has been handled (flush), not one per chunk. A stream's read holds
+   * many small chunks (an SSE event each), and a joiner's socket fed one per write drains
+   * them one system call and one TCP segment at a time, far slower than the leader's.
+   */
+  readonly #batch: Buffer[] = [];
+  #batchBytes = 0;
   #settled = false;
   /** Waiting for the shared tier (Redis): the upstream is contacted only if it misses. */
   #lookingUp = false;
@@ -182,12 +220,31 @@ export class Flight {
   }
 
   join(ex: FlightMember): void {
+    this.flush();
     ex.flight = this;
     this.#joiners.push(ex);
     const headers = this.#headers;
     if (headers === null) return;
     ex.relayHead(this.#status, headers, this.#contentLength);
-    for (const c of this.#chunks!) ex.relayData(c);
+    // The chunks so far in a few large writes, not one per chunk (see #batch).
+    const chunks = this.#chunks!;
+    let from = 0;
+    let bytes = 0;
+    for (let i = 0; i < chunks.length; i++) {
+      bytes += chunks[i]!.length;
+      if (bytes < CATCH_UP_WRITE_BYTES && i < chunks.length - 1) continue;
+      ex.relayData(i === from ? chunks[i]! : Buffer.concat(chunks.slice(from, i + 1), bytes));
+      from = i + 1;
+      bytes = 0;
+    }
+    ex.caughtUp();
+    // The upstream may be waiting for slow members: a joiner that keeps up sets the pace now.
+    if (ex.behind < 0) this.resume();
+  }
+
+  /** A member's client drained: the upstream, paused while every member was slow, goes on. */
+  resume(): void {
+    this.leader.resumeUpstream();
   }
 
   // The leader's response, as its attempt delivers it.
@@ -196,9 +253,21 @@ export class Flight {
     this.leader.onResponseHead(status, lines, contentLength);
   }
 
+  /** False pauses the upstream: the leader alone is slow, or every member is. */
   onResponseData(chunk: Buffer): boolean {
     this.#recordData(chunk);
-    return this.leader.onResponseData(chunk);
+    const leader = this.leader;
+    const more = leader.onResponseData(chunk);
+    // Read after the relay: a response that ended with this chunk has no joiners left.
+    const js = this.#joiners;
+    // Alone: a plain request's backpressure (a detached leader without joiners is abandoned).
+    if (js.length === 0) return more;
+    if (!leader.detached) {
+      if (more) return true;
+      if (leader.behind > MAX_BEHIND_BYTES && leader.stillBehind(MAX_BEHIND_BYTES)) leader.cut();
+    }
+    for (let i = 0; i < js.length; i++) if (js[i]!.behind < 0) return true;
+    return false;
   }
 
   onResponseEnd(): void {
@@ -223,19 +292,42 @@ export class Flight {
       this.#unlist();
     }
     this.#bytes += chunk.length;
-    const js = this.#joiners;
-    if (chunks !== null || js.length > 0) {
+    if (chunks !== null || this.#joiners.length > 0) {
       // The parser's chunk is a view of a socket read: a copy is kept, not the whole read.
       const copy = Buffer.from(chunk);
       chunks?.push(copy);
-      for (let i = js.length - 1; i >= 0; i--) js[i]!.relayData(copy);
+      if (this.#joiners.length > 0) {
+        this.#batch.push(copy);
+        this.#batchBytes += copy.length;
+      }
     }
     if (this.#contentLength >= 0 && this.#bytes >= this.#contentLength) this.#complete();
+  }
+
+  /**
+   * Relays the chunks of the read just handled to the joiners, one write each, and cuts a
+   * joiner whose client fell too far behind. Called by the leader once per upstream read
+   * (Exchange.corked), and before anything else reaches the joiners.
+   */
+  flush(): void {
+    const batch = this.#batch;
+    if (batch.length === 0) return;
+    const out = batch.length === 1 ? batch[0]! : Buffer.concat(batch, this.#batchBytes);
+    batch.length = 0;
+    this.#batchBytes = 0;
+    const js = this.#joiners;
+    for (let i = js.length - 1; i >= 0; i--) {
+      const j = js[i]!;
+      j.relayData(out);
+      // Leaves by swap-remove, as a joiner that completes does.
+      if (j.behind > MAX_BEHIND_BYTES && j.stillBehind(MAX_BEHIND_BYTES)) j.cut();
+    }
   }
 
   /** The response ended whole: joiners end too, and a 200 is stored. */
   #complete(): void {
     if (this.#settled) return;
+    this.flush();
     const js = this.#settle();
     const chunks = this.#chunks;
     if (chunks !== null && this.#status === 200 && this.#headers !== null) {
@@ -247,6 +339,8 @@ export class Flight {
   /** The shared request failed: each joiner is answered as the leader is. */
   fail(code: ErrorCode, message: string, headers?: ReadonlyArray<readonly [string, string]>): void {
     if (this.#settled) return;
+    // What came before the failure goes first (a stream's error event follows it).
+    this.flush();
     for (const j of this.#settle()) j.relayFail(code, message, headers);
   }
 

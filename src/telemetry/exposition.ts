@@ -36,6 +36,7 @@ function addStats(a: StatsSnapshot, b: StatsSnapshot): StatsSnapshot {
     cacheMisses: a.cacheMisses + b.cacheMisses,
     cacheBypass: a.cacheBypass + b.cacheBypass,
     coalesced: a.coalesced + b.coalesced,
+    coalescedCuts: a.coalescedCuts + b.coalescedCuts,
     cacheStoreErrors: a.cacheStoreErrors + b.cacheStoreErrors,
     chargedRequests: a.chargedRequests + b.chargedRequests,
     inputTokens: a.inputTokens + b.inputTokens,
@@ -108,6 +109,7 @@ export function renderStats(stats: Map<string, StatsSnapshot>, replicaCostUsd: R
   for (const [d, s] of stats) if (s.cacheHits + s.cacheMisses > 0) lines.push(`sluice_cache_hit_ratio{deployment="${esc(d)}"} ${s.cacheHits / (s.cacheHits + s.cacheMisses)}`);
   counter('sluice_cache_bypass_total', 'Requests to a deployment with a cache policy that were not cacheable.', (s) => s.cacheBypass);
   counter('sluice_coalesced_total', 'Requests that shared the upstream call of an identical request in flight.', (s) => s.coalesced);
+  counter('sluice_coalesced_cut_total', 'Clients of a coalesced request whose connection was closed because they fell more than 8 MiB behind the fastest of them (SLUICE_ERR_CLIENT_TOO_SLOW).', (s) => s.coalescedCuts);
   family('sluice_tokens_total', 'counter', 'Tokens of the answers whose tokens were counted (deployments with token prices, a tokens-per-minute limit, or metrics.tokens), as the servers report them.');
   for (const [d, s] of stats) {
     lines.push(`sluice_tokens_total{deployment="${esc(d)}",direction="input"} ${s.inputTokens}`, `sluice_tokens_total{deployment="${esc(d)}",direction="output"} ${s.outputTokens}`);

@@ -116,6 +116,7 @@ export interface StatsSnapshot {
   readonly cacheMisses: number;
   readonly cacheBypass: number;
   readonly coalesced: number;
+  readonly coalescedCuts: number;
   readonly cacheStoreErrors: number;
   /** Requests charged by the deployment's cost (answered by one of its replicas), their tokens, and what they cost. */
   readonly chargedRequests: number;
@@ -173,6 +174,8 @@ export class RequestStats {
   cacheBypass = 0;
   /** Requests that shared an identical request's upstream call instead of making their own. */
   coalesced = 0;
+  /** Members of a coalesced request cut off for falling too far behind the others (Flight). */
+  coalescedCuts = 0;
   /** Shared-cache (Redis) lookups and writes that failed or timed out. */
   cacheStoreErrors = 0;
   // Cost (deployments with prices): requests answered by a replica, their tokens, and what each kind cost.
@@ -275,6 +278,7 @@ export class RequestStats {
       cacheMisses: this.cacheMisses,
       cacheBypass: this.cacheBypass,
       coalesced: this.coalesced,
+      coalescedCuts: this.coalescedCuts,
       cacheStoreErrors: this.cacheStoreErrors,
       chargedRequests: this.chargedRequests,
       inputTokens: this.inputTokens,

@@ -56,6 +56,11 @@ export interface ClientResponse {
   tryEnd(chunk: Bytes, totalSize: number): [boolean, boolean];
   /** Body bytes the response has taken so far. */
   getWriteOffset(): number;
+  /**
+   * Bytes written that the client's socket has not taken yet, where the front end can tell
+   * (the node front end: libuv's write queue; uWS's HttpResponse cannot).
+   */
+  bufferedAmount?(): number;
   /** Drops the connection at once (a cut body must not look whole). */
   close(): ClientResponse;
   cork(cb: () => void): ClientResponse;

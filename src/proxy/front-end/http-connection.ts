@@ -25,6 +25,8 @@ interface StreamHandle {
   readStart(): number;
   readStop(): number;
   useUserBuffer(buf: Uint8Array): void;
+  /** Bytes libuv holds that the kernel has not taken yet. */
+  readonly writeQueueSize: number;
 }
 
 /** What connections need of their server. */
@@ -274,6 +276,11 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
 
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /** Bytes written that the client's socket has not taken yet (beyond the kernel's buffer). */
+  get queuedBytes(): number {
+    return this.#closed ? 0 : this.#handle.writeQueueSize;
   }
 
   /** Sends `data[0, length)` (the thread's output buffer). Returns true when libuv now holds it: the caller must not reuse it. */
@@ -596,6 +603,10 @@ export class NodeResponse implements ClientResponse {
 
   getWriteOffset(): number {
     return this.#offset;
+  }
+
+  bufferedAmount(): number {
+    return this.#conn.queuedBytes;
   }
 
   close(): this {
