@@ -253,6 +253,46 @@ export function canonicalJson(v: unknown): string {
   return out + '}';
 }
 
+const CACHE_CONTROL = 'cache-control';
+
+/**
+ * How long a response may be kept, from what its upstream said (RFC 9111): 0 when it must
+ * not be stored (`Cache-Control: no-store` or `private`: sluice is a shared cache, 5.2.2.5
+ * and 5.2.2.7, or a freshness lifetime already spent), else `ttlMs`, or the response's
+ * `s-maxage` (which wins for a shared cache) or `max-age` when shorter, less its `Age`.
+ * `headers` as [name, value, ...]. Read once per upstream response head; a head without
+ * Cache-Control (the usual LLM answer) costs a length compare per header.
+ */
+export function storableForMs(headers: readonly string[], ttlMs: number): number {
+  let maxAge = -1;
+  let sMaxAge = -1;
+  let age = 0;
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i]!;
+    if (name.length === 3) {
+      if (name.toLowerCase() === 'age') age = seconds(headers[i + 1]!.trim());
+      continue;
+    }
+    if (name.length !== CACHE_CONTROL.length || name.toLowerCase() !== CACHE_CONTROL) continue;
+    for (const part of headers[i + 1]!.split(',')) {
+      const eq = part.indexOf('=');
+      const directive = (eq === -1 ? part : part.slice(0, eq)).trim().toLowerCase();
+      if (directive === 'no-store' || directive === 'private') return 0;
+      if (eq === -1) continue;
+      if (directive === 'max-age') maxAge = seconds(part.slice(eq + 1).trim().replace(/^"|"$/g, ''));
+      else if (directive === 's-maxage') sMaxAge = seconds(part.slice(eq + 1).trim().replace(/^"|"$/g, ''));
+    }
+  }
+  const lifetime = sMaxAge >= 0 ? sMaxAge : maxAge;
+  if (lifetime < 0) return ttlMs;
+  return Math.max(0, Math.min(ttlMs, (lifetime - Math.max(0, age)) * 1000));
+}
+
+/** A delta-seconds value (RFC 9111 1.2.2); an invalid one is 0 (stale: not stored). */
+function seconds(text: string): number {
+  return /^\d+$/.test(text) ? Number(text) : 0;
+}
+
 /** Bytes an entry is charged for: its body, its headers and its key. */
 function entryBytes(key: string, headers: readonly string[], bodyBytes: number): number {
   let n = key.length + bodyBytes + 64;
@@ -294,16 +334,17 @@ export class ResponseCache {
 
   /**
    * Stores a complete response when it fits the entry limit, evicting the least recently
-   * used. It expires ttl_ms after `storedAt` (now, or when another instance stored it).
+   * used. It expires `ttlMs` (ttl_ms, or less as its upstream said: storableForMs) after
+   * `storedAt` (now, or when another instance stored it).
    */
-  set(key: string, status: number, headers: readonly string[], contentLength: number, chunks: readonly Buffer[], bodyBytes: number, storedAt: number): boolean {
+  set(key: string, status: number, headers: readonly string[], contentLength: number, chunks: readonly Buffer[], bodyBytes: number, storedAt: number, ttlMs = this.policy.ttl_ms): boolean {
     const p = this.policy;
     const bytes = entryBytes(key, headers, bodyBytes);
     if (bytes > p.max_entry_bytes || bytes > p.max_bytes) return false;
     const old = this.#entries.get(key);
     if (old !== undefined) this.#delete(key, old);
     this.#evictTo(p.max_bytes - bytes);
-    this.#entries.set(key, { status, headers, contentLength, chunks, bytes, storedAt, expiresAt: storedAt + p.ttl_ms });
+    this.#entries.set(key, { status, headers, contentLength, chunks, bytes, storedAt, expiresAt: storedAt + ttlMs });
     this.#bytes += bytes;
     return true;
   }

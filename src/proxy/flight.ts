@@ -20,7 +20,7 @@
 import { Buffer } from 'node:buffer';
 import type { CacheConfig } from '../config/index.js';
 import type { ErrorCode } from '../errors/index.js';
-import { decodeEntry, encodeEntry, ResponseCache, SHARED_CACHE_PREFIX, type CachedResponse, type RedisCache } from '../policy/index.js';
+import { decodeEntry, encodeEntry, ResponseCache, SHARED_CACHE_PREFIX, storableForMs, type CachedResponse, type RedisCache } from '../policy/index.js';
 import type { RequestStats } from '../telemetry/index.js';
 import type { HeaderLines } from './upstream/index.js';
 import { wallNow } from './clock.js';
@@ -77,11 +77,11 @@ export class RouteCache {
   readonly #onStoreError = (): void => {
     this.#stats.cacheStoreErrors++;
   };
-  readonly #share = (key: string, status: number, headers: readonly string[], contentLength: number, chunks: readonly Buffer[], bodyBytes: number, storedAt: number): void => {
+  readonly #share = (key: string, status: number, headers: readonly string[], contentLength: number, chunks: readonly Buffer[], bodyBytes: number, storedAt: number, ttlMs: number): void => {
     const shared = this.shared;
     if (shared === null) return; // a new policy stopped sharing meanwhile
     const value = encodeEntry(status, headers, contentLength, chunks, bodyBytes, storedAt);
-    shared.set(this.#sharedPrefix + key, value, this.store.policy.ttl_ms).catch(this.#onStoreError);
+    shared.set(this.#sharedPrefix + key, value, ttlMs).catch(this.#onStoreError);
   };
 
   constructor(deployment: string, policy: CacheConfig, stats: RequestStats, redis: RedisCache | null) {
@@ -99,13 +99,16 @@ export class RouteCache {
     this.vary = lowerCase(policy.vary);
   }
 
-  /** Stores a complete response in memory and, without waiting for Redis, in the shared tier. */
-  keep(key: string, status: number, headers: readonly string[], contentLength: number, chunks: readonly Buffer[], bodyBytes: number): void {
+  /**
+   * Stores a complete response for `ttlMs` (storableForMs) in memory and, without waiting
+   * for Redis, in the shared tier.
+   */
+  keep(key: string, status: number, headers: readonly string[], contentLength: number, chunks: readonly Buffer[], bodyBytes: number, ttlMs: number): void {
     const now = wallNow();
-    if (!this.store.set(key, status, headers, contentLength, chunks, bodyBytes, now) || this.shared === null) return;
+    if (!this.store.set(key, status, headers, contentLength, chunks, bodyBytes, now, ttlMs) || this.shared === null) return;
     // Encoded (a copy of up to max_entry_bytes) after this turn: the response's last bytes,
     // which may still be on their way to the leader's client, go out first.
-    setImmediate(this.#share, key, status, headers, contentLength, chunks, bodyBytes, now);
+    setImmediate(this.#share, key, status, headers, contentLength, chunks, bodyBytes, now, ttlMs);
   }
 
   /** The shared tier's encoded entry for `key`, or null; rejects when Redis fails or is slow. */
@@ -120,7 +123,10 @@ export class RouteCache {
    */
   adopt(key: string, value: Buffer, maxAgeMs: number): CachedResponse | undefined {
     const e = decodeEntry(value);
-    this.store.set(key, e.status, e.headers, e.contentLength, e.chunks, e.bodyBytes, e.storedAt);
+    // Its lifetime again from its upstream's headers (a max-age shorter than ttl_ms).
+    const ttlMs = storableForMs(e.headers, this.store.policy.ttl_ms);
+    if (ttlMs <= 0) return undefined;
+    this.store.set(key, e.status, e.headers, e.contentLength, e.chunks, e.bodyBytes, e.storedAt, ttlMs);
     return this.store.get(key, wallNow(), maxAgeMs);
   }
 }
@@ -153,6 +159,8 @@ export class Flight {
   #lookingUp = false;
   /** The strictest Cache-Control max-age (ms) of the requests waiting for the lookup; -1: none. */
   #maxAgeMs = -1;
+  /** How long the response may be stored, from its head (storableForMs); 0: not at all. */
+  #ttlMs = 0;
 
   constructor(cache: RouteCache, key: string, leader: FlightMember) {
     this.cache = cache;
@@ -279,6 +287,14 @@ export class Flight {
     this.#status = status;
     this.#headers = headers;
     this.#contentLength = contentLength;
+    // Only a 200 is stored; its upstream may forbid it (no-store, private) or shorten it.
+    const policy = this.cache.store.policy;
+    this.#ttlMs = status === 200 ? storableForMs(headers, policy.ttl_ms) : 0;
+    if (this.#ttlMs <= 0 && status === 200) {
+      // Not stored, so not replayed to a late joiner either: those in already get it live.
+      this.#chunks = null;
+      this.#unlist();
+    }
     const js = this.#joiners;
     // Backwards: a joiner that completes while being written to leaves by swap-remove.
     for (let i = js.length - 1; i >= 0; i--) js[i]!.relayHead(status, headers, contentLength);
@@ -330,8 +346,8 @@ export class Flight {
     this.flush();
     const js = this.#settle();
     const chunks = this.#chunks;
-    if (chunks !== null && this.#status === 200 && this.#headers !== null) {
-      this.cache.keep(this.key, this.#status, this.#headers, this.#contentLength, chunks, this.#bytes);
+    if (chunks !== null && this.#status === 200 && this.#ttlMs > 0 && this.#headers !== null) {
+      this.cache.keep(this.key, this.#status, this.#headers, this.#contentLength, chunks, this.#bytes, this.#ttlMs);
     }
     for (const j of js) j.relayEnd();
   }
