@@ -1128,11 +1128,13 @@ export class Exchange implements AttemptClient, ClientListener {
       } else if (mode === BodyMode.Chunked && kind === StreamKind.Ndjson) {
         res.write(`${body}\n`);
         res.end();
-      } else {
-        res.close();
       }
     });
+    const cut = mode !== BodyMode.Chunked || kind === StreamKind.Other;
+    // Finished before the connection is cut: close() reports an abort at once, which must
+    // not finish the exchange a second time (a second in-flight release, a 499 counted).
     this.#finish(this.status);
+    if (cut) res.close();
   }
 
   #setPhase(phase: Phase): void {
