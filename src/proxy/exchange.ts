@@ -1037,7 +1037,7 @@ export class Exchange implements AttemptClient, ClientListener {
    * with `code` (a JSON error, or a stream's error event or line), not as if its client
    * had left, which is how closing the connections would have it logged.
    */
-  cut(code: ErrorCode): void {
+  shutDown(code: ErrorCode): void {
     if (this.#finished) return;
     this.#abortUpstream();
     this.corked(() => this.relayFail(code, ERRORS[code].message, RETRY_AFTER));

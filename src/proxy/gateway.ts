@@ -197,11 +197,11 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     return this.#table;
   }
 
-  /** The stop's grace is over: every request still in flight ends with a gateway error (Exchange.cut). */
-  cutActive(): void {
+  /** The stop's grace is over: every request still in flight ends with a gateway error (Exchange.shutDown). */
+  shutDownActive(): void {
     const active = this.#active;
     // Backwards: each ended exchange is swap-removed from the list.
-    for (let i = active.length - 1; i >= 0; i--) active[i]?.cut('SLUICE_ERR_SHUTTING_DOWN');
+    for (let i = active.length - 1; i >= 0; i--) active[i]?.shutDown('SLUICE_ERR_SHUTTING_DOWN');
   }
 
   get activeCount(): number {

@@ -173,7 +173,7 @@ function waitForIdle(graceMs: number): void {
   const tick = (): void => {
     if (gateway.activeCount === 0 || Date.now() > deadline) {
       post({ type: 'stopped', workerIndex: init.workerIndex, cut: gateway.activeCount });
-      gateway.cutActive();
+      gateway.shutDownActive();
       // Idle keep-alive sockets are still open handles of the uWS loop; exiting over them
       // aborts the whole process (uv_loop_close with open handles), so close them first.
       listener?.close();
