@@ -16,6 +16,9 @@ import { wallNow } from '../clock.js';
 export class RateLimitFilter implements RequestFilter<Exchange> {
   readonly #limiter: RateLimiter;
   readonly #logger: Logger;
+  /** Why the store failed when that was last logged, and when (a changed reason is logged at most once a second). */
+  #loggedReason = '';
+  #loggedAt = 0;
 
   constructor(limiter: RateLimiter, logger: Logger) {
     this.#limiter = limiter;
@@ -67,8 +70,13 @@ export class RateLimitFilter implements RequestFilter<Exchange> {
     if (ex.finished) return;
     const stats = ex.route.stats;
     const open = this.#limiter.failOpen;
-    // Now and then, in either mode: the message says why (Redis down, its password refused).
-    if (++stats.rateLimitUnavailable % 1000 === 1) {
+    // Now and then, in either mode, and whenever the reason changes: the message says why
+    // (Redis down, its password refused). The first failure may come before the client
+    // knows why its connection went ("Stream isn't writeable").
+    const now = Date.now();
+    if (++stats.rateLimitUnavailable % 1000 === 1 || (err.message !== this.#loggedReason && now - this.#loggedAt >= 1000)) {
+      this.#loggedReason = err.message;
+      this.#loggedAt = now;
       this.#logger.warn({ err: err.message, route: ex.route.id }, open ? 'rate-limit store unavailable: admitting without a check (fail-open)' : 'rate-limit store unavailable: refusing (fail-closed)');
     }
     if (open) {
