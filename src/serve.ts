@@ -21,6 +21,7 @@ import type { RouteTableSnapshot, SharedBuffers } from './proxy/index.js';
 import { FileStateStore, HibernationRecords, loadInstanceId, RedisStateStore, ReplicaRecords } from './state/index.js';
 import { missingNodeFlags } from './node-flags.js';
 import { createLogger, LineWriter, fineQuantile, mergeStats, renderDependencyBreakers, renderLogCounts, renderStats, type Logger, type StatsSnapshot } from './telemetry/index.js';
+import { authority } from './authority.js';
 
 /** The running gateway process, as `sluice serve` holds it. */
 export interface RunningGateway {
@@ -563,11 +564,6 @@ async function startupCertificate(tls: TlsConfig | undefined, section: string): 
   const pair = await readCertificatePair(tls);
   if (isProblem(pair)) throw new ConfigError(`${section}.tls.${pair.field}`, pair.reason);
   return pair;
-}
-
-/** host:port as a URL writes it: an IPv6 address in brackets. */
-function authority(host: string, port: number): string {
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 function isLoopback(host: string): boolean {

@@ -4,6 +4,7 @@
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { checkArgv, checkEnv, checkInt, checkPath, checkString, invalid } from './validate.js';
+import { authority } from '../authority.js';
 
 export type RuntimeName = 'mlflow' | 'ollama' | 'command' | 'llamacpp' | 'sim' | 'remote';
 
@@ -151,7 +152,7 @@ export function launchPlan(spec: ReplicaSpec, context: LaunchContext = {}): Laun
   const host = checkString('host', context.host ?? '127.0.0.1', false);
   const port = checkInt('port', context.port, 1, 65_535);
   const p = String(port);
-  const authority = `${host.includes(':') ? `[${host}]` : host}:${p}`;
+  const hostPort = authority(host, port);
   const userEnv = checkEnv('env', spec.env);
   const plan = (argv: readonly string[], readinessPath: string, env: Record<string, string> = {}): ProcessPlan =>
     Object.freeze({
@@ -159,7 +160,7 @@ export function launchPlan(spec: ReplicaSpec, context: LaunchContext = {}): Laun
       argv: checkArgv('argv', argv),
       env: Object.freeze({ ...userEnv, ...env }),
       readinessPath,
-      url: `http://${authority}`,
+      url: `http://${hostPort}`,
     });
 
   switch (spec.runtime) {
@@ -181,7 +182,7 @@ export function launchPlan(spec: ReplicaSpec, context: LaunchContext = {}): Laun
     }
     case 'ollama':
       return plan([spec.ollamaBin ?? 'ollama', 'serve'], '/', {
-        OLLAMA_HOST: authority,
+        OLLAMA_HOST: hostPort,
         ...(spec.keepAlive === undefined ? {} : { OLLAMA_KEEP_ALIVE: checkKeepAlive(spec.keepAlive) }),
       });
     case 'command': {

@@ -14,6 +14,7 @@ import { RequestStats } from '../telemetry/index.js';
 import { UpstreamPool } from './upstream/index.js';
 import type { FilterChain } from './filters/filter.js';
 import { RouteCache } from './flight.js';
+import { authority } from '../authority.js';
 
 export interface ReplicaSnapshot {
   readonly id: string;
@@ -126,7 +127,7 @@ export class ReplicaRoute {
     this.priority = snap.priority;
     this.cost = snap.cost;
     this.pool = pool;
-    this.hostHeader = snap.host.includes(':') ? `[${snap.host}]:${snap.port}` : `${snap.host}:${snap.port}`;
+    this.hostHeader = authority(snap.host, snap.port);
     this.basePath = snap.basePath;
     this.origin = `http://${this.hostHeader}${snap.basePath}`;
     this.headAfterTarget = ` HTTP/1.1\r\nhost: ${this.hostHeader}\r\n`;

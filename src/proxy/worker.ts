@@ -18,13 +18,14 @@ import type { RouteTableSnapshot } from './route-table.js';
 import { upstreamTransport } from './upstream/index.js';
 import { loadUws } from './uws.js';
 import type { ToWorker, FromWorker, WorkerInit } from './messages.js';
+import { authority } from '../authority.js';
 
 const init = workerData as WorkerInit;
 const port = parentPort!;
 const post = (msg: FromWorker): void => port.postMessage(msg);
 const DROP_WARNING_MS = 10_000;
 /** The gateway port's address for the messages, an IPv6 one in brackets as in a URL. */
-const where = init.host.includes(':') ? `[${init.host}]:${init.port}` : `${init.host}:${init.port}`;
+const where = authority(init.host, init.port);
 /** A stalled log sink may hold a stop this much longer than the grace period, no more. */
 const LOG_CLOSE_EXTRA_MS = 1000;
 /** The last spans' export may hold a stop this long at most: an unreachable collector would hold it for the exporter's retries (10 s). */

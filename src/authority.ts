@@ -1,0 +1,7 @@
+// host:port as a URL or a Host header writes it: an IPv6 address in brackets. A leaf module:
+// the data plane (Host headers, its listen messages), ports/ (a server's URL) and the
+// start-up line all need it.
+
+export function authority(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
