@@ -33,6 +33,11 @@ import { wallNow } from './clock.js';
  */
 export const MAX_BEHIND_BYTES = 8 * 1024 * 1024;
 
+/** Cuts `m` once its client is more than MAX_BEHIND_BYTES behind: the cheap count first, the socket's own only past it. */
+function cutIfTooFarBehind(m: FlightMember): void {
+  if (m.behind > MAX_BEHIND_BYTES && m.stillBehind(MAX_BEHIND_BYTES)) m.cut();
+}
+
 /** A late joiner's catch-up goes out in writes of about this size. */
 const CATCH_UP_WRITE_BYTES = 256 * 1024;
 
@@ -272,7 +277,7 @@ export class Flight {
     if (js.length === 0) return more;
     if (!leader.detached) {
       if (more) return true;
-      if (leader.behind > MAX_BEHIND_BYTES && leader.stillBehind(MAX_BEHIND_BYTES)) leader.cut();
+      cutIfTooFarBehind(leader);
     }
     for (let i = 0; i < js.length; i++) if (js[i]!.behind < 0) return true;
     return false;
@@ -336,7 +341,7 @@ export class Flight {
       const j = js[i]!;
       j.relayData(out);
       // Leaves by swap-remove, as a joiner that completes does.
-      if (j.behind > MAX_BEHIND_BYTES && j.stillBehind(MAX_BEHIND_BYTES)) j.cut();
+      cutIfTooFarBehind(j);
     }
   }
 
