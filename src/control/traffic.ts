@@ -265,89 +265,79 @@ export class TrafficRegistry {
 
   /** Replaces the weights (and sticky rule) of `model`: validated, stored, then published. */
   setWeights(model: string, weights: TrafficWeights, sticky: StickySpec | null, who: TrafficEvent['who'], why: string): Promise<void> {
-    return this.#serial(model, () => this.#setWeights(model, weights, sticky, who, why));
-  }
-
-  async #setWeights(model: string, weights: TrafficWeights, sticky: StickySpec | null, who: TrafficEvent['who'], why: string): Promise<void> {
-    const versions = this.#known(model);
-    for (const v of Object.keys(weights)) {
-      if (!versions.some((x) => x.version === v)) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `weights.${v}: ${model} has no version ${v}`, { field: `weights.${v}` });
-    }
-    const entry = this.#entry(model);
-    // The version that had the traffic so far is the one to roll back to.
-    const stable = entry.stable ?? heaviest(resolveAlias(versions, entry.weights, null).targets);
-    await this.#change(model, entry, { weights: { ...weights }, sticky, stable }, { who, action: 'traffic', why });
+    return this.#serial(model, async () => {
+      const versions = this.#known(model);
+      for (const v of Object.keys(weights)) {
+        if (!versions.some((x) => x.version === v)) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `weights.${v}: ${model} has no version ${v}`, { field: `weights.${v}` });
+      }
+      const entry = this.#entry(model);
+      // The version that had the traffic so far is the one to roll back to.
+      const stable = entry.stable ?? heaviest(resolveAlias(versions, entry.weights, null).targets);
+      await this.#change(model, entry, { weights: { ...weights }, sticky, stable }, { who, action: 'traffic', why });
+    });
   }
 
   /** All traffic to `version`, which becomes the stable version. */
   promote(model: string, version: string, who: TrafficEvent['who'], why: string): Promise<void> {
-    return this.#serial(model, () => this.#promote(model, version, who, why));
-  }
-
-  async #promote(model: string, version: string, who: TrafficEvent['who'], why: string): Promise<void> {
-    const versions = this.#known(model);
-    if (!versions.some((x) => x.version === version)) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `version: ${model} has no version ${version}`, { field: 'version' });
-    const entry = this.#entry(model);
-    await this.#change(model, entry, { weights: { [version]: 100 }, sticky: entry.sticky, stable: version }, { who, action: 'promote', why });
+    return this.#serial(model, async () => {
+      const versions = this.#known(model);
+      if (!versions.some((x) => x.version === version)) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `version: ${model} has no version ${version}`, { field: 'version' });
+      const entry = this.#entry(model);
+      await this.#change(model, entry, { weights: { [version]: 100 }, sticky: entry.sticky, stable: version }, { who, action: 'promote', why });
+    });
   }
 
   /** All traffic back to the stable version. */
   rollback(model: string, who: TrafficEvent['who'], why: string): Promise<void> {
-    return this.#serial(model, () => this.#rollback(model, who, why));
-  }
-
-  async #rollback(model: string, who: TrafficEvent['who'], why: string): Promise<void> {
-    this.#known(model);
-    const entry = this.#entry(model);
-    const stable = entry.stable;
-    if (stable === null) throw new SluiceError('SLUICE_ERR_CONFLICT', `${model} has no stable version to roll back to (promote one first)`);
-    await this.#change(model, entry, { weights: { [stable]: 100 }, sticky: entry.sticky, stable }, { who, action: 'rollback', why });
+    return this.#serial(model, async () => {
+      this.#known(model);
+      const entry = this.#entry(model);
+      const stable = entry.stable;
+      if (stable === null) throw new SluiceError('SLUICE_ERR_CONFLICT', `${model} has no stable version to roll back to (promote one first)`);
+      await this.#change(model, entry, { weights: { [stable]: 100 }, sticky: entry.sticky, stable }, { who, action: 'rollback', why });
+    });
   }
 
   /** Starts a rollout of `spec.canary` against the stable version; one at a time per model. */
   startRollout(model: string, body: Record<string, unknown>): Promise<void> {
-    return this.#serial(model, () => this.#startRollout(model, body));
-  }
-
-  async #startRollout(model: string, body: Record<string, unknown>): Promise<void> {
-    const versions = this.#known(model);
-    const spec = rolloutSpec(body);
-    const running = this.#models.get(model)?.rollout;
-    if (running != null && !isOver(running.status)) {
-      throw new SluiceError('SLUICE_ERR_CONFLICT', `a rollout of ${model}-${running.canary} is in progress: abort it first (DELETE /v1/models/${model}/rollout)`);
-    }
-    if (!versions.some((v) => v.version === spec.canary)) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `canary: ${model} has no version ${spec.canary}`, { field: 'canary' });
-    const entry = this.#entry(model);
-    const stable = entry.stable ?? heaviest(resolveAlias(versions, entry.weights, null).targets);
-    if (stable === null || !versions.some((v) => v.version === stable)) throw new SluiceError('SLUICE_ERR_CONFLICT', `${model} has no stable version to compare the canary with (promote one first)`);
-    if (stable === spec.canary) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `canary: ${spec.canary} is the stable version already`, { field: 'canary' });
-    if (!(await this.#o.store.lease(`rollout:${model}`, this.#o.instance, LEASE_TTL_MS))) {
-      throw new SluiceError('SLUICE_ERR_CONFLICT', `another instance is running a rollout of ${model}`);
-    }
-    this.#drivers.get(model)?.detach();
-    const rollout = new Rollout(model, spec, stable, this.#rolloutHost(model, stable));
-    this.#drive(model, rollout);
-    try {
-      await rollout.start();
-    } catch (err) {
-      // Its first step was not stored: no rollout runs, and no other instance is kept from starting one.
-      rollout.detach();
-      if (this.#drivers.get(model) === rollout) this.#drivers.delete(model);
-      await this.#o.store.releaseLease(`rollout:${model}`, this.#o.instance).catch(() => undefined);
-      throw err;
-    }
+    return this.#serial(model, async () => {
+      const versions = this.#known(model);
+      const spec = rolloutSpec(body);
+      const running = this.#models.get(model)?.rollout;
+      if (running != null && !isOver(running.status)) {
+        throw new SluiceError('SLUICE_ERR_CONFLICT', `a rollout of ${model}-${running.canary} is in progress: abort it first (DELETE /v1/models/${model}/rollout)`);
+      }
+      if (!versions.some((v) => v.version === spec.canary)) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `canary: ${model} has no version ${spec.canary}`, { field: 'canary' });
+      const entry = this.#entry(model);
+      const stable = entry.stable ?? heaviest(resolveAlias(versions, entry.weights, null).targets);
+      if (stable === null || !versions.some((v) => v.version === stable)) throw new SluiceError('SLUICE_ERR_CONFLICT', `${model} has no stable version to compare the canary with (promote one first)`);
+      if (stable === spec.canary) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `canary: ${spec.canary} is the stable version already`, { field: 'canary' });
+      if (!(await this.#o.store.lease(`rollout:${model}`, this.#o.instance, LEASE_TTL_MS))) {
+        throw new SluiceError('SLUICE_ERR_CONFLICT', `another instance is running a rollout of ${model}`);
+      }
+      this.#drivers.get(model)?.detach();
+      const rollout = new Rollout(model, spec, stable, this.#rolloutHost(model, stable));
+      this.#drive(model, rollout);
+      try {
+        await rollout.start();
+      } catch (err) {
+        // Its first step was not stored: no rollout runs, and no other instance is kept from starting one.
+        rollout.detach();
+        if (this.#drivers.get(model) === rollout) this.#drivers.delete(model);
+        await this.#o.store.releaseLease(`rollout:${model}`, this.#o.instance).catch(() => undefined);
+        throw err;
+      }
+    });
   }
 
   /** Stops a running rollout where it is: its traffic goes back to the stable version. */
   abortRollout(model: string): Promise<void> {
-    return this.#serial(model, () => this.#abortRollout(model));
-  }
-
-  async #abortRollout(model: string): Promise<void> {
-    this.#known(model);
-    const running = this.#models.get(model)?.rollout;
-    if (running == null || isOver(running.status)) throw new SluiceError('SLUICE_ERR_NOT_FOUND', `no rollout of ${model} is in progress`);
-    await this.#changeBy(model, 'rollback', { weights: { [running.stable]: 100 }, stable: running.stable }, `rollout of ${model}-${running.canary} aborted through the admin API`, 'api');
+    return this.#serial(model, async () => {
+      this.#known(model);
+      const running = this.#models.get(model)?.rollout;
+      if (running == null || isOver(running.status)) throw new SluiceError('SLUICE_ERR_NOT_FOUND', `no rollout of ${model} is in progress`);
+      await this.#changeBy(model, 'rollback', { weights: { [running.stable]: 100 }, stable: running.stable }, `rollout of ${model}-${running.canary} aborted through the admin API`, 'api');
+    });
   }
 
   /** The gateway stops: the rollouts it runs stay as they are, for it or another instance to carry on. */
