@@ -14,7 +14,9 @@ const EVAL = 1;
 const PROMPT_EVAL = 2;
 const PROMPT = 3;
 const COMPLETION = 4;
-const KEYS = ['"total_tokens"', '"eval_count"', '"prompt_eval_count"', '"prompt_tokens"', '"completion_tokens"'].map((k) => Buffer.from(k, 'latin1'));
+const INPUT = 5;
+const OUTPUT = 6;
+const KEYS = ['"total_tokens"', '"eval_count"', '"prompt_eval_count"', '"prompt_tokens"', '"completion_tokens"', '"input_tokens"', '"output_tokens"'].map((k) => Buffer.from(k, 'latin1'));
 /** Longer than a key, a colon, spaces and a number: a field split across chunks is whole in the tail plus the next chunk's start. */
 const TAIL = 64;
 // Where a split field is put back together: the previous chunk's tail, then the new chunk's start.
@@ -35,6 +37,8 @@ export class TokenCounter {
   #promptEval = -1;
   #prompt = -1;
   #completion = -1;
+  #input = -1;
+  #output = -1;
   /** The previous chunk's last bytes, when it ended inside a line (a field may continue). */
   #tail: Buffer | null = null;
   #tailLength = 0;
@@ -116,6 +120,8 @@ export class TokenCounter {
         case PROMPT_EVAL: if (n > this.#promptEval) this.#promptEval = n; break;
         case PROMPT: if (n > this.#prompt) this.#prompt = n; break;
         case COMPLETION: if (n > this.#completion) this.#completion = n; break;
+        case INPUT: if (n > this.#input) this.#input = n; break;
+        case OUTPUT: if (n > this.#output) this.#output = n; break;
       }
       return;
     }
@@ -123,24 +129,28 @@ export class TokenCounter {
 
   /** The server reported usage (a non-streamed answer without it is not an LLM's). */
   get reported(): boolean {
-    return this.#total >= 0 || this.#eval >= 0 || this.#prompt >= 0 || this.#completion >= 0;
+    return this.#total >= 0 || this.#eval >= 0 || this.#prompt >= 0 || this.#completion >= 0 || this.#input >= 0 || this.#output >= 0;
   }
 
   get tokens(): number {
     if (this.#total >= 0) return this.#total;
     if (this.#eval >= 0) return this.#eval + Math.max(0, this.#promptEval);
+    if (this.#output >= 0) return this.#output + Math.max(0, this.#input);
     // One per streamed event (a rough count, used only when the server reports no usage).
     return Math.max(1, this.#events);
   }
 
-  /** Tokens of the prompt, as the server reports them (OpenAI prompt_tokens, Ollama prompt_eval_count); 0 when it does not. */
+  /** Tokens of the prompt, as the server reports them (OpenAI prompt_tokens or input_tokens, Ollama prompt_eval_count); 0 when it does not. */
   get input(): number {
-    return this.#prompt >= 0 ? this.#prompt : Math.max(0, this.#promptEval);
+    if (this.#prompt >= 0) return this.#prompt;
+    if (this.#input >= 0) return this.#input;
+    return Math.max(0, this.#promptEval);
   }
 
-  /** Tokens generated: completion_tokens, eval_count, or else one per streamed event. */
+  /** Tokens generated: completion_tokens, output_tokens, eval_count, or else one per streamed event. */
   get output(): number {
     if (this.#completion >= 0) return this.#completion;
+    if (this.#output >= 0) return this.#output;
     if (this.#eval >= 0) return this.#eval;
     if (this.#total >= 0) return Math.max(0, this.#total - this.input);
     return Math.max(1, this.#events);

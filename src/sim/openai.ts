@@ -3,6 +3,7 @@
 // chunk format (role on the first chunk only, one `created`, a separate finish chunk),
 // and errors as `{"error":{"message","type","param":null,"code":null}}`.
 
+import { randomBytes } from 'node:crypto';
 import { decodeGoJson, type GoFields, isObject, readBody } from './body.js';
 import { unixSeconds } from './clock.js';
 import type { Handler, Route, SimContext } from './context.js';
@@ -213,6 +214,133 @@ function onCompletionBody(sim: SimContext, ex: Exchange, raw: Buffer): void {
 }
 
 // ---------------------------------------------------------------------------------------
+// /v1/responses, as api.openai.com serves it (protocols.md does not cover it; the shapes
+// are the official `openai` client's types, ResponseStreamEvent and Response): a text
+// answer as one message item; streamed as named SSE events (`event: <type>`, a
+// `sequence_number` in each), ending with response.completed (or response.incomplete at
+// max_output_tokens) and no `[DONE]`.
+
+/** The fields of a Response the simulator fills (the rest of the type are optional). */
+interface ResponseObject extends Body {
+  readonly status: string;
+  readonly output: Body[];
+}
+
+class ResponsesSink implements TokenSink {
+  readonly #res: Exchange['res'];
+  readonly #stream: boolean;
+  readonly #id: string;
+  readonly #itemId: string;
+  readonly #createdAt: number;
+  readonly #model: string;
+  readonly #instructions: string | null;
+  readonly #maxOutputTokens: number | null;
+  #text = '';
+  #sequence = 0;
+
+  constructor(ex: Exchange, model: string, stream: boolean, instructions: string | null, maxOutputTokens: number | null) {
+    this.#res = ex.res;
+    this.#stream = stream;
+    const hex = randomBytes(24).toString('hex');
+    this.#id = `resp_${hex}`;
+    this.#itemId = `msg_${hex.slice(0, 40)}`;
+    this.#createdAt = unixSeconds();
+    this.#model = model;
+    this.#instructions = instructions;
+    this.#maxOutputTokens = maxOutputTokens;
+  }
+
+  token(_gen: Generation, index: number): boolean {
+    const text = tokenText(index);
+    this.#text += text;
+    if (!this.#stream) return true;
+    let out = '';
+    if (index === 0) out = this.#opening();
+    out += this.#event('response.output_text.delta', { item_id: this.#itemId, output_index: 0, content_index: 0, delta: text, logprobs: [] });
+    return this.#res.write(out);
+  }
+
+  finish(gen: Generation): void {
+    const done = this.#response(gen);
+    if (!this.#stream) {
+      send(this.#res, 200, JSON_PLAIN, JSON.stringify(done));
+      return;
+    }
+    streamHead(this.#res);
+    const part = { type: 'output_text', text: this.#text, annotations: [] };
+    let out = gen.tokensSent === 0 ? this.#opening() : '';
+    out += this.#event('response.output_text.done', { item_id: this.#itemId, output_index: 0, content_index: 0, text: this.#text, logprobs: [] });
+    out += this.#event('response.content_part.done', { item_id: this.#itemId, output_index: 0, content_index: 0, part });
+    out += this.#event('response.output_item.done', { output_index: 0, item: done.output[0] });
+    out += this.#event(done.status === 'completed' ? 'response.completed' : 'response.incomplete', { response: done });
+    this.#res.end(out);
+  }
+
+  /** The events before the first delta: the response, its message item, its text part. */
+  #opening(): string {
+    streamHead(this.#res);
+    const pending = this.#shape('in_progress', [], null, null);
+    return this.#event('response.created', { response: pending }) +
+      this.#event('response.in_progress', { response: pending }) +
+      this.#event('response.output_item.added', { output_index: 0, item: { id: this.#itemId, type: 'message', status: 'in_progress', role: 'assistant', content: [] } }) +
+      this.#event('response.content_part.added', { item_id: this.#itemId, output_index: 0, content_index: 0, part: { type: 'output_text', text: '', annotations: [] } });
+  }
+
+  #event(type: string, fields: Body): string {
+    return `event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: this.#sequence++, ...fields })}\n\n`;
+  }
+
+  #response(gen: Generation): ResponseObject {
+    const complete = gen.reason === 'stop';
+    const message = {
+      id: this.#itemId, type: 'message', status: complete ? 'completed' : 'incomplete', role: 'assistant',
+      content: [{ type: 'output_text', text: this.#text, annotations: [] }],
+    };
+    const usage = {
+      input_tokens: gen.promptTokens, input_tokens_details: { cached_tokens: 0 },
+      output_tokens: gen.tokensSent, output_tokens_details: { reasoning_tokens: 0 },
+      total_tokens: gen.promptTokens + gen.tokensSent,
+    };
+    return this.#shape(complete ? 'completed' : 'incomplete', [message], complete ? null : { reason: 'max_output_tokens' }, usage);
+  }
+
+  #shape(status: string, output: Body[], incomplete: Body | null, usage: Body | null): ResponseObject {
+    return {
+      id: this.#id, object: 'response', created_at: this.#createdAt, status, error: null, incomplete_details: incomplete,
+      instructions: this.#instructions, max_output_tokens: this.#maxOutputTokens, model: this.#model, output,
+      parallel_tool_calls: true, previous_response_id: null, reasoning: { effort: null, summary: null }, store: false,
+      temperature: 1, text: { format: { type: 'text' } }, tool_choice: 'auto', tools: [], top_p: 1, truncation: 'disabled',
+      usage, user: null, metadata: {},
+    };
+  }
+}
+
+const RESPONSES_FIELDS = { model: 'string', stream: 'bool', instructions: 'string', max_output_tokens: 'number' } as const;
+
+function onResponsesBody(sim: SimContext, ex: Exchange, raw: Buffer): void {
+  const req = decode(ex, raw, 'openai.ResponsesRequest', RESPONSES_FIELDS);
+  if (req === null) return;
+  // `input`: a text, or a list of messages (content a text or `input_text` parts).
+  const input = req.input;
+  let promptTokens = 0;
+  if (typeof input === 'string') {
+    promptTokens = countWords(input);
+  } else if (Array.isArray(input)) {
+    for (const item of input) if (isObject(item)) promptTokens += contentWords(item.content);
+  } else {
+    sendOpenAIError(ex.res, 400, "Missing required parameter: 'input'.", true);
+    return;
+  }
+  const instructions = typeof req.instructions === 'string' ? req.instructions : null;
+  if (instructions !== null) promptTokens += countWords(instructions);
+  const name = openAIModel(sim, ex, typeof req.model === 'string' ? req.model : '', true);
+  if (name === undefined) return;
+  const limit = typeof req.max_output_tokens === 'number' ? req.max_output_tokens : null;
+  const sink = new ResponsesSink(ex, name, req.stream === true, instructions, limit);
+  new Generation(sim, ex, sink, planTokens(sim.tunables.tokens, limit), Math.max(1, promptTokens)).start();
+}
+
+// ---------------------------------------------------------------------------------------
 // /v1/embeddings
 
 function float32Base64(v: readonly number[]): string {
@@ -292,6 +420,7 @@ export function isModelPath(path: string): boolean {
 const chatCompletions: Handler = (sim, ex) => readBody(sim, ex, onChatBody);
 const completions: Handler = (sim, ex) => readBody(sim, ex, onCompletionBody);
 const embeddings: Handler = (sim, ex) => readBody(sim, ex, onEmbeddingsBody);
+const responses: Handler = (sim, ex) => readBody(sim, ex, onResponsesBody);
 
 export const MODEL_ROUTE: Route = Object.freeze({ methods: { GET: getModel }, generation: false, style: 'openai' });
 
@@ -301,6 +430,7 @@ export function openaiRoutes(): Map<string, Route> {
     ['/v1/chat/completions', gen(chatCompletions)],
     ['/v1/completions', gen(completions)],
     ['/v1/embeddings', gen(embeddings)],
+    ['/v1/responses', gen(responses)],
     ['/v1/models', { methods: { GET: listModels }, generation: false, style: 'openai' }],
   ]);
 }

@@ -50,6 +50,24 @@ t.test('Ollama counts (prompt_eval_count, eval_count) on the last NDJSON line', 
   );
 });
 
+t.test('Responses API usage (input_tokens, output_tokens) is split into input and output, streamed or not', async () => {
+  fc.assert(
+    fc.property(usage, fc.array(fc.nat({ max: 900 }), { maxLength: 12 }), fc.boolean(), ({ prompt, completion, space, padding }, cuts, withTotal) => {
+      const s = space;
+      const total = withTotal ? `,"total_tokens":${prompt + completion}` : '';
+      const u = `{"input_tokens"${s}:${s}${prompt},"input_tokens_details":{"cached_tokens":3},"output_tokens":${s}${completion},"output_tokens_details":{"reasoning_tokens":5}${total}}`;
+      // As a stream sends it: `usage: null` in response.created, the real one in response.completed.
+      const body =
+        `event: response.created\ndata: {"type":"response.created","response":{"id":"resp_1","usage":null}}\n\n` +
+        `event: response.output_text.delta\ndata: {"type":"response.output_text.delta","delta":"${padding}"}\n\n` +
+        `event: response.completed\ndata: {"type":"response.completed","response":{"id":"resp_1","usage":${u}}}\n\n`;
+      const c = count(body, cuts);
+      return c.reported && c.input === prompt && c.output === completion && c.tokens === prompt + completion;
+    }),
+    { numRuns: 2000 },
+  );
+});
+
 t.test('the largest of several usages wins (a zero usage on every chunk, the real one last)', async (t) => {
   const events = [1, 2, 3].map((i) => `data: {"choices":[{"delta":{"content":"t${i}"}}],"usage":{"prompt_tokens":0,"completion_tokens":0,"total_tokens":0}}\n\n`);
   events.push('data: {"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10}}\n\n', 'data: [DONE]\n\n');
