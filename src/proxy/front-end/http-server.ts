@@ -80,8 +80,11 @@ export class HttpServer implements ConnectionOwner {
     refreshDate();
     const now = advanceTick();
     const limit = this.#idleTicks;
+    // A read stamps the tick it falls in, however late in it: only more than `limit` ticks
+    // since then are `limit` whole sweeps of silence (at limit 1, `>=` would close a
+    // connection whose bytes arrived a moment before this sweep).
     for (const conn of this.#connections) {
-      if (conn.expiring && now - conn.lastTick >= limit) conn.destroy();
+      if (conn.expiring && now - conn.lastTick > limit) conn.destroy();
     }
   }
 }
