@@ -66,6 +66,15 @@ export const ERRORS = {
 
 export type ErrorCode = keyof typeof ERRORS;
 
+/** The error code of each status the node front end's parser refuses a request with (its head or its chunked body). */
+export function malformedRequestCode(status: number): ErrorCode {
+  return MALFORMED[status] ?? 'SLUICE_ERR_BAD_REQUEST';
+}
+const MALFORMED: Readonly<Record<number, ErrorCode>> = Object.freeze({
+  400: 'SLUICE_ERR_BAD_REQUEST', 413: 'SLUICE_ERR_BODY_TOO_LARGE', 431: 'SLUICE_ERR_HEADERS_TOO_LARGE',
+  501: 'SLUICE_ERR_TRANSFER_CODING', 505: 'SLUICE_ERR_HTTP_VERSION',
+});
+
 export class SluiceError extends Error {
   readonly code: ErrorCode;
   readonly status: number;

@@ -6,7 +6,7 @@
 // accessor (measured ~12 ns per Buffer use).
 import { Buffer } from 'node:buffer';
 import { bytesOf, type ClientListener, type ClientResponse } from './front-end/client.js';
-import { errorBody, ERRORS, ollamaErrorBody, type ErrorCode } from '../errors/index.js';
+import { errorBody, ERRORS, malformedRequestCode, ollamaErrorBody, type ErrorCode } from '../errors/index.js';
 import type { CachedResponse, CacheWant, TokenCounter, Verdict } from '../policy/index.js';
 import type { DeploymentRoute, KeyRoute, ReplicaRoute } from './route-table.js';
 import { Attempt, type AttemptClient } from './attempt.js';
@@ -949,6 +949,14 @@ export class Exchange implements AttemptClient, ClientListener {
     }
     this.#abortUpstream();
     this.#finish(499);
+  }
+
+  /** The client's body broke its framing: the upstream gets no more of it, the client a 400 (or a cut, once answered). */
+  onClientMalformed(status: number, message: string): void {
+    if (this.#finished || this.#detached) return;
+    const code = malformedRequestCode(status);
+    this.route.stats.refused(code);
+    this.#fail(code, message, true);
   }
 
   /** The detached leader's last joiner left: now nobody wants the upstream response. */

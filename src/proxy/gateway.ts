@@ -6,7 +6,7 @@ import { Buffer } from 'node:buffer';
 import { performance } from 'node:perf_hooks';
 import type { ClientRequest, ClientResponse } from './front-end/client.js';
 import { NoReplica, ReplicaQueue, type DeploymentCounters } from '../balancer/index.js';
-import { errorBody, ERRORS, ollamaErrorBody, type ErrorCode } from '../errors/index.js';
+import { errorBody, ERRORS, malformedRequestCode, ollamaErrorBody, type ErrorCode } from '../errors/index.js';
 import { bearerToken, GENERATED_KEY_PREFIX, hashKey, TokenCounter, type RateLimiter, type RedisCache } from '../policy/index.js';
 import type { Logger } from '../telemetry/index.js';
 import type { RequestTracer } from '../tracing/index.js';
@@ -77,11 +77,6 @@ interface RejectOptions {
 }
 const NO_OPTIONS: RejectOptions = Object.freeze({});
 const TEXT_ANSWER: RejectOptions = Object.freeze({ contentType: 'text/plain; charset=utf-8' });
-/** The error code of each status the node front end's parser refuses with. */
-const MALFORMED: Readonly<Record<number, ErrorCode>> = Object.freeze({
-  400: 'SLUICE_ERR_BAD_REQUEST', 413: 'SLUICE_ERR_BODY_TOO_LARGE', 431: 'SLUICE_ERR_HEADERS_TOO_LARGE',
-  501: 'SLUICE_ERR_TRANSFER_CODING', 505: 'SLUICE_ERR_HTTP_VERSION',
-});
 const ALLOW_ANY = Object.freeze([['allow', 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS'] as const]);
 const ALLOW_GET = Object.freeze([['allow', 'GET, HEAD'] as const]);
 const ALLOW_POST = Object.freeze([['allow', 'POST'] as const]);
@@ -185,8 +180,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
    * 431, 501, 505): the connection closes after it, as what follows cannot be framed.
    */
   refuseMalformed(res: ClientResponse, status: number, message: string): void {
-    const code = MALFORMED[status] ?? 'SLUICE_ERR_BAD_REQUEST';
-    this.#reject(res, code, message, this.#nextRequestId(), '', '', { close: true });
+    this.#reject(res, malformedRequestCode(status), message, this.#nextRequestId(), '', '', { close: true });
   }
 
   #nextRequestId(): string {

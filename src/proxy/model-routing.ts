@@ -12,7 +12,7 @@ import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { bytesOf, type ClientListener, type ClientResponse } from './front-end/client.js';
 import type { DeploymentCounters } from '../balancer/index.js';
-import { errorBody, ollamaErrorBody, type ErrorCode } from '../errors/index.js';
+import { errorBody, malformedRequestCode, ollamaErrorBody, type ErrorCode } from '../errors/index.js';
 import { MODEL_ENDPOINTS, Protocol } from '../genai-endpoints.js';
 import { FieldScan, fieldSpan, JsonKey, replaceSpan, scanTopLevelString, spanString } from '../json-scan.js';
 import { holdClock, releaseClock } from './clock.js';
@@ -273,6 +273,16 @@ export class ModelRequest implements ClientListener {
   onClientAborted(): void {
     this.#end();
     this.exchange?.onClientAborted();
+  }
+
+  onClientMalformed(status: number, message: string): void {
+    if (this.exchange !== null) {
+      this.exchange.onClientMalformed(status, message);
+      return;
+    }
+    if (this.#done) return;
+    this.#end();
+    this.#owner.refuseRead(this, malformedRequestCode(status), message, true);
   }
 
   #end(): void {

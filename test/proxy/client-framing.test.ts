@@ -1,10 +1,12 @@
 // The node front end's client connections at their edges, through the real gateway and
 // the simulator: listen.client_idle_timeout_ms at its minimum (a client that keeps sending
-// is never cut, one that goes silent is).
+// is never cut, one that goes silent is); a chunked body that breaks its framing (answered
+// 400 like a bad head, not dropped as a client that left).
 
 import { connect, type Socket } from 'node:net';
 import t from 'tap';
-import { replicaPorts, simStats, sleep, startGateway, type Gateway } from '../helpers/procs.js';
+import { rawRequest } from '../helpers/http.js';
+import { eventually, jsonLogs, replicaPorts, simStats, sleep, startGateway, type Gateway } from '../helpers/procs.js';
 
 // Every port of this file: 19400 (gateway), 19401 (admin), 19402-19405 (replicas).
 const IDLE_MS = 1000;
@@ -73,4 +75,28 @@ t.test('client_idle_timeout_ms: 1000 cuts no client that keeps sending, and clos
   // Silent now, both are closed within the timeout and the sweep's second.
   await until(() => upload.closed() && head.closed(), 'the silent connections to close', IDLE_MS + 4000);
   t.pass('closed once silent');
+});
+
+t.test('a chunked body that breaks its framing is answered 400 (and logged so), not dropped as a client that left', async (t) => {
+  const chat = '{"model":"demo-1","messages":[{"role":"user","content":"hi"}]}';
+  const cases: Array<[string, string, string]> = [
+    // On a path route the head has gone upstream already; at the root the body is read first.
+    ['bad-path', '/demo-1/_sim/echo', '3\r\nabcXX\r\n0\r\n\r\n'],
+    ['bad-root', '/v1/chat/completions', `${chat.length.toString(16)}\r\n${chat}\r\nzz\r\n`],
+    ['bad-trailer', '/demo-1/_sim/echo', '3\r\nabc\r\n0\r\nContent-Length: 3\r\n\r\n'],
+  ];
+  for (const [id, path, body] of cases) {
+    const r = await rawRequest(gw.port, `POST ${path} HTTP/1.1\r\nHost: gw\r\nx-request-id: ${id}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n${body}`);
+    t.equal(r.status, 400, `${id}: 400`);
+    const error = (JSON.parse(r.body) as { error: { code: string; message: string; request_id: string } }).error;
+    t.equal(error.code, 'SLUICE_ERR_BAD_REQUEST', `${id}: ${error.message}`);
+    t.equal(error.request_id, id);
+    t.equal(r.headers['connection'], 'close', `${id}: what follows cannot be framed`);
+    t.ok(r.closed, `${id}: the connection closed`);
+  }
+  const lines = await eventually(() => {
+    const found = jsonLogs(gw).filter((l) => cases.some(([id]) => l['request_id'] === id));
+    return found.length === cases.length ? found : undefined;
+  }, 5_000, 'an access line per request');
+  for (const line of lines) t.match(line, { status: 400, error: 'SLUICE_ERR_BAD_REQUEST' }, `${String(line['request_id'])}: logged as the 400 it was`);
 });

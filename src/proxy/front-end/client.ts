@@ -87,6 +87,12 @@ export interface ClientResponse {
 export interface ClientListener {
   onClientData(chunk: ArrayBuffer | Uint8Array, isLast: boolean): void;
   onClientAborted(): void;
+  /**
+   * The body broke its framing (a bad chunk; the node front end only: uWS answers such a
+   * request itself): no more of it will come, and the connection closes after the answer.
+   * `status` is the parser's (400, 431).
+   */
+  onClientMalformed(status: number, message: string): void;
 }
 
 /** The gateway's handler for one request: called with the head readable. */

@@ -226,8 +226,12 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
   #malformed(err: RequestParseError): void {
     const res = this.#response;
     if (res !== null && !res.ended) {
-      // A bad chunk in a body being forwarded: the exchange sees its client go.
-      this.destroy();
+      // A bad chunk in a body being read: nothing after it can be framed, so no further
+      // request is read; the request's listener answers it (or, if it cannot, sees its
+      // client go).
+      this.#ending = true;
+      res.malformed(err.status, err.message);
+      if (!res.ended) this.destroy();
       return;
     }
     this.#ending = true;
@@ -469,6 +473,12 @@ export class NodeResponse implements ClientResponse {
   writable(): void {
     const handler = this.#onWritable;
     if (handler !== null && !this.ended) handler(this.#offset);
+  }
+
+  malformed(status: number, message: string): void {
+    if (this.ended) return;
+    if (this.#listener !== null) this.#listener.onClientMalformed(status, message);
+    else this.aborted();
   }
 
   aborted(): void {
