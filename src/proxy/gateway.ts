@@ -454,7 +454,12 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     const now = route.breaker !== null || retry.attempts > 0 || route.learnsLatency ? wallNow() : 0;
     const replica = route.balancer.pick(ex, now, null);
     if (typeof replica !== 'number') this.#send(ex, replica, now);
-    else if (route.fallbacks === null || !this.fallBack(ex)) this.#noReplica(ex, replica, now);
+    else if (route.fallbacks === null) this.#noReplica(ex, replica, now);
+    else {
+      // Its fallbacks serve it while it wakes: without the wake, they would for good.
+      this.#askWake(route);
+      if (!this.fallBack(ex)) this.#noReplica(ex, replica, now);
+    }
   }
 
   fallBack(ex: Exchange): boolean {
@@ -556,6 +561,11 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     }
     ex.hold(Phase.Held);
     if (hold.heartbeat_ms > 0) ex.readBodyWhileHeld();
+    this.#askWake(route);
+  }
+
+  /** Asks the control plane to wake a hibernated deployment, once per route table. */
+  #askWake(route: DeploymentRoute): void {
     if (route.hibernated && !route.wakeAsked) {
       route.wakeAsked = true;
       this.#onWake(route.id);
