@@ -136,6 +136,8 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
           );
           return NoReplica.None;
         }
+        // Held while it started, and hibernated before it was ready: the waiter wakes it again.
+        this.#askWake(current);
         return current.balancer.pick(ex, now, null);
       },
       start: (route, ex, replica, now) => {
