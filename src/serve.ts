@@ -322,7 +322,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
     },
   });
   new Counter({
-    name: 'sluice_scale_events_total', help: 'Autoscaling and hibernation changes of each deployment, by action (scale_up, scale_down, scale_up_refused, hibernate, wake).',
+    name: 'sluice_scale_events_total', help: 'Autoscaling and hibernation changes of each deployment, by action (scale_up, scale_down, scale_up_refused, hibernate, wake, wake_failed).',
     labelNames: ['deployment', 'action'], registers: [registry],
     collect() {
       this.reset();

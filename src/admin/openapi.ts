@@ -93,7 +93,7 @@ const schemas: Record<string, Schema> = {
   DeploymentList: object({ deployments: listOf(ref('DeploymentView')) }),
   DeploymentEvents: object({
     id: str,
-    events: listOf(object({ at: time, action: oneOfStrings('scale_up', 'scale_down', 'scale_up_refused', 'hibernate', 'wake'), from: int, to: int, why: str })),
+    events: listOf(object({ at: time, action: oneOfStrings('scale_up', 'scale_down', 'scale_up_refused', 'hibernate', 'wake', 'wake_failed'), from: int, to: int, why: str })),
   }),
   DeploymentLogs: object({ id: str, lines: listOf(object({ stream: oneOfStrings('stdout', 'stderr'), line: str, at: { type: 'number', description: 'ms since the epoch' }, replica: str })) }),
   Undeployed: object({ id: str, state: oneOfStrings('stopped') }),

@@ -129,7 +129,7 @@ export class Replica {
 /** A change of what runs, as GET /v1/deployments/{id}/events shows it. */
 export interface DeploymentEvent {
   readonly at: string;
-  readonly action: 'scale_up' | 'scale_down' | 'scale_up_refused' | 'hibernate' | 'wake';
+  readonly action: 'scale_up' | 'scale_down' | 'scale_up_refused' | 'hibernate' | 'wake' | 'wake_failed';
   /** Replicas before and after (for hibernate and wake: running replicas). */
   readonly from: number;
   readonly to: number;
@@ -168,6 +168,10 @@ export class Deployment {
   wakeAfterHibernation = false;
   /** performance.now() when a wake began, until a replica is ready; null otherwise. */
   wakeStartedAt: number | null = null;
+  /** Wakes that could not start its servers: the requests held for one are answered when it fails. */
+  wakeFailures = 0;
+  /** Why the last of those failed; null: none did. */
+  wakeError: string | null = null;
   /** A scale-up or scale-down is under way: the autoscaler waits for it. */
   scaling = false;
   /** The index the next replica's id gets (`<id>/<index>`): ids are never reused while it runs. */
@@ -332,7 +336,8 @@ export class DeploymentManager {
     return this.list().map((d) => ({
       id: d.id, model: d.spec.model, version: d.spec.version, slot: d.slot, upstream: d.upstream, policies: d.policies, maxBodyBytes: maxBody,
       routable: d.routable, credential: upstreamCredential(d.spec.auth), fallbacks: d.spec.fallbacks,
-      holds: d.holds, hibernated: d.state === 'hibernated', countsArrivals: d.spec.scale.min_replicas === 0, cost: d.spec.cost,
+      holds: d.holds, hibernated: d.state === 'hibernated', wakeFailures: d.wakeFailures, wakeError: d.wakeError,
+      countsArrivals: d.spec.scale.min_replicas === 0, cost: d.spec.cost,
       servedModel: servedModel(d), servedModelOnPaths: d.spec.served_model !== null, created: Math.floor(Date.parse(d.createdAt) / 1000),
       // Hibernating: no new request may reach a replica that is about to stop.
       replicas: d.state === 'hibernated' ? [] : d.replicas.map((r): RoutableReplica => ({
@@ -790,8 +795,20 @@ export class DeploymentManager {
       await this.#o.hibernation?.delete(id);
       await this.#startOrBorrow(d);
     } catch (err) {
-      d.lastError = err instanceof Error ? err.message : String(err);
+      const why = err instanceof Error ? err.message : String(err);
+      d.lastError = why;
       this.#o.logger.error({ deployment: id, err }, 'wake failed');
+      // Asleep again with nothing half-made (a replica without a port would hold requests
+      // for good): the requests held for this wake are answered, and the next one tries again.
+      await this.#stopReplicas(d);
+      d.replicas.length = 0;
+      d.wakeStartedAt = null;
+      d.state = 'hibernated';
+      d.hibernatedSince = new Date().toISOString();
+      d.wakeFailures++;
+      d.wakeError = why;
+      d.event('wake_failed', 0, 0, why);
+      await this.#o.hibernation?.set(id, d.hibernatedSince).catch((e: unknown) => this.#o.logger.error({ deployment: id, err: e }, 'could not record the hibernation'));
     }
     this.#o.onChange();
     return d;

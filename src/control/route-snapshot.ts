@@ -29,6 +29,9 @@ export interface RoutableDeployment {
   readonly holds: boolean;
   /** Its replicas are stopped until a request wakes it. */
   readonly hibernated: boolean;
+  /** Wakes that failed so far, and why the last did (null: none). */
+  readonly wakeFailures: number;
+  readonly wakeError: string | null;
   /** It hibernates when idle: requests are counted for the control plane. */
   readonly countsArrivals: boolean;
   readonly cost: CostConfig;
@@ -85,7 +88,7 @@ export function buildRouteSnapshot(input: SnapshotInput): RouteTableSnapshot {
     if (!d.routable) continue;
     out.push({
       id: d.id, model: d.model, version: d.version, slot: d.slot, upstream: d.upstream, maxBodyBytes: d.maxBodyBytes, credential: d.credential, fallbacks: d.fallbacks,
-      holds: d.holds, hibernated: d.hibernated, countsArrivals: d.countsArrivals, cost: d.cost,
+      holds: d.holds, hibernated: d.hibernated, wakeFailures: d.wakeFailures, wakeError: d.wakeError, countsArrivals: d.countsArrivals, cost: d.cost,
       countsTokens: input.countTokens || d.cost.per_1k_input_tokens > 0 || d.cost.per_1k_output_tokens > 0, servedModel: d.servedModel, servedModelOnPaths: d.servedModelOnPaths, created: d.created,
       policies: d.policies, buckets: bucketsFor(`dep:${d.id}`, `deployment ${d.id}`, d.policies.rate_limit, slotOf),
       replicas: d.replicas.filter((r) => r.ready).map(({ ready: _ready, ...replica }) => replica),

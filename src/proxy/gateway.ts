@@ -136,6 +136,10 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
           );
           return NoReplica.None;
         }
+        if (current.wakeFailures !== route.wakeFailures) {
+          ex.reject('SLUICE_ERR_NO_READY_REPLICA', `${route.id} could not be woken: ${current.wakeError ?? 'its servers did not start'}`, RETRY_AFTER);
+          return NoReplica.None;
+        }
         // Held while it started, and hibernated before it was ready: the waiter wakes it again.
         this.#askWake(current);
         return current.balancer.pick(ex, now, null);

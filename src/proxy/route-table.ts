@@ -51,6 +51,10 @@ export interface DeploymentSnapshot {
   readonly holds: boolean;
   /** Its replicas are stopped: a held request asks the control plane to wake it. */
   readonly hibernated: boolean;
+  /** Wakes that failed so far: a request held under a table with fewer is answered (its wake failed). */
+  readonly wakeFailures: number;
+  /** Why the last wake failed; null: none did. */
+  readonly wakeError: string | null;
   /** It hibernates when idle: each request is counted for the control plane's autoscaler. */
   readonly countsArrivals: boolean;
   /** Its prices: each answered request is charged (RequestStats.charge). */
@@ -181,6 +185,8 @@ export class DeploymentRoute {
   readonly servedByLine: Uint8Array;
   readonly holds: boolean;
   readonly hibernated: boolean;
+  readonly wakeFailures: number;
+  readonly wakeError: string | null;
   readonly countsArrivals: boolean;
   /** Its prices; null when it has none (its requests are not counted for cost). */
   readonly cost: CostConfig | null;
@@ -227,6 +233,8 @@ export class DeploymentRoute {
     this.servedByLine = Buffer.from(`\r\nx-sluice-served-by: ${snap.id}`, 'latin1');
     this.holds = snap.holds;
     this.hibernated = snap.hibernated;
+    this.wakeFailures = snap.wakeFailures;
+    this.wakeError = snap.wakeError;
     this.countsArrivals = snap.countsArrivals;
     const c = snap.cost;
     this.countsTokens = snap.countsTokens;
