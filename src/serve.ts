@@ -402,7 +402,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
         }
         return {
           deployment: d.id, model: d.spec.model, version: d.spec.version, state: d.state,
-          requests, errors: status['5xx'], status,
+          requests, errors: status['5xx'] + (s?.failedAfterHead ?? 0), status,
           p50_ms: ms(fineQuantile(s?.fineBuckets ?? [], 0.5)), p99_ms: ms(fineQuantile(s?.fineBuckets ?? [], 0.99)),
           ttft_p50_ms: ms(fineQuantile(s?.fineTtftBuckets ?? [], 0.5)), ttft_p99_ms: ms(fineQuantile(s?.fineTtftBuckets ?? [], 0.99)),
           input_tokens: s?.inputTokens ?? 0, output_tokens: s?.outputTokens ?? 0,

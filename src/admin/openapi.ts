@@ -164,7 +164,7 @@ const schemas: Record<string, Schema> = {
     at: time,
     deployments: listOf(object({
       deployment: str, model: str, version: str, state: DEPLOYMENT_STATES,
-      requests: int, errors: { ...int, description: '5xx answers, the gateway\'s own included' },
+      requests: int, errors: { ...int, description: '5xx answers, the gateway\'s own included, and answers that failed after their head (a stream that ended with an error event, a cut connection)' },
       status: object({ '2xx': int, '3xx': int, '4xx': int, '5xx': int }),
       p50_ms: orNull(num), p99_ms: orNull(num),
       ttft_p50_ms: { ...orNull(num), description: 'Time to the first response body byte of 2xx answers (a streamed answer\'s first token)' }, ttft_p99_ms: orNull(num),

@@ -63,5 +63,5 @@ export class RolloutCounts {
 }
 
 function countsOf(s: StatsSnapshot): Omit<WindowCounts, 'at'> {
-  return { codes: s.codes, fineBuckets: s.fineBuckets, fineTtfbBuckets: s.fineTtfbBuckets };
+  return { codes: s.codes, failedAfterHead: s.failedAfterHead, fineBuckets: s.fineBuckets, fineTtfbBuckets: s.fineTtfbBuckets };
 }

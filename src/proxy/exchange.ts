@@ -1122,6 +1122,8 @@ export class Exchange implements AttemptClient, ClientListener {
       this.#finish(status);
       return;
     }
+    // A 5xx head counts as an error already.
+    if (this.status < 500) this.route.stats.failedAfterHead++;
     const body = this.#errorBody(code, message);
     const mode = this.#mode;
     const kind = this.#kind;

@@ -37,6 +37,7 @@ function addStats(a: StatsSnapshot, b: StatsSnapshot): StatsSnapshot {
     cacheBypass: a.cacheBypass + b.cacheBypass,
     coalesced: a.coalesced + b.coalesced,
     coalescedCuts: a.coalescedCuts + b.coalescedCuts,
+    failedAfterHead: a.failedAfterHead + b.failedAfterHead,
     cacheStoreErrors: a.cacheStoreErrors + b.cacheStoreErrors,
     chargedRequests: a.chargedRequests + b.chargedRequests,
     inputTokens: a.inputTokens + b.inputTokens,

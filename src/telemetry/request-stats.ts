@@ -117,6 +117,7 @@ export interface StatsSnapshot {
   readonly cacheBypass: number;
   readonly coalesced: number;
   readonly coalescedCuts: number;
+  readonly failedAfterHead: number;
   readonly cacheStoreErrors: number;
   /** Requests charged by the deployment's cost (answered by one of its replicas), their tokens, and what they cost. */
   readonly chargedRequests: number;
@@ -176,6 +177,12 @@ export class RequestStats {
   coalesced = 0;
   /** Members of a coalesced request cut off for falling too far behind the others (Flight). */
   coalescedCuts = 0;
+  /**
+   * Answers whose head had gone out and that then ended as a gateway failure (a stream's
+   * error event or line, a cut connection). Their status code says 2xx, so the error counts
+   * that a client, `top`, the dashboard and a rollout's check go by add them.
+   */
+  failedAfterHead = 0;
   /** Shared-cache (Redis) lookups and writes that failed or timed out. */
   cacheStoreErrors = 0;
   // Cost (deployments with prices): requests answered by a replica, their tokens, and what each kind cost.
@@ -279,6 +286,7 @@ export class RequestStats {
       cacheBypass: this.cacheBypass,
       coalesced: this.coalesced,
       coalescedCuts: this.coalescedCuts,
+      failedAfterHead: this.failedAfterHead,
       cacheStoreErrors: this.cacheStoreErrors,
       chargedRequests: this.chargedRequests,
       inputTokens: this.inputTokens,
