@@ -141,6 +141,9 @@ function connect(): void {
         $('app').classList.remove('hidden');
         $('forget').classList.toggle('hidden', token === null);
         setStatus('live');
+        // The feed may come from a gateway that restarted, whose counts began again at zero:
+        // rates against the last process's counts would be negative.
+        history.length = 0;
         await readEvents(res.body);
       } catch {
         // Cut (the gateway restarts or stops): connect again below.
