@@ -127,15 +127,18 @@ export class TokenCounter {
     }
   }
 
-  /** The server reported usage (a non-streamed answer without it is not an LLM's). */
+  /**
+   * The server reported usage (a non-streamed answer without it is not an LLM's). Its
+   * prompt's alone is usage too: Ollama's /api/embed answers with prompt_eval_count only.
+   */
   get reported(): boolean {
-    return this.#total >= 0 || this.#eval >= 0 || this.#prompt >= 0 || this.#completion >= 0 || this.#input >= 0 || this.#output >= 0;
+    return this.#total >= 0 || this.#eval >= 0 || this.#promptEval >= 0 || this.#prompt >= 0 || this.#completion >= 0 || this.#input >= 0 || this.#output >= 0;
   }
 
   get tokens(): number {
     if (this.#total >= 0) return this.#total;
-    if (this.#eval >= 0) return this.#eval + Math.max(0, this.#promptEval);
-    if (this.#output >= 0) return this.#output + Math.max(0, this.#input);
+    if (this.#eval >= 0 || this.#promptEval >= 0) return Math.max(0, this.#eval) + Math.max(0, this.#promptEval);
+    if (this.#output >= 0 || this.#input >= 0) return Math.max(0, this.#output) + Math.max(0, this.#input);
     // One per streamed event (a rough count, used only when the server reports no usage).
     return Math.max(1, this.#events);
   }
@@ -153,6 +156,8 @@ export class TokenCounter {
     if (this.#output >= 0) return this.#output;
     if (this.#eval >= 0) return this.#eval;
     if (this.#total >= 0) return Math.max(0, this.#total - this.input);
+    // Usage that counts the prompt alone (an embedding) says nothing was generated.
+    if (this.#promptEval >= 0 || this.#prompt >= 0 || this.#input >= 0) return 0;
     return Math.max(1, this.#events);
   }
 }
