@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import type { ApiKeyConfig, LimitsConfig } from '../config/index.js';
 import { SluiceError } from '../errors/index.js';
 import { GENERATED_KEY_PREFIX, hashKey, keyLabel } from '../policy/index.js';
-import type { DesiredStateStore, StoredApiKey } from '../state/index.js';
+import type { DesiredStateStore, KeyClash, StoredApiKey } from '../state/index.js';
 import type { Logger } from '../telemetry/index.js';
 
 /** A key as the route table and the admin API see it. */
@@ -92,12 +92,16 @@ export class KeyRegistry {
     };
     this.#adding.add(spec.name);
     this.#addingDigests.add(digest);
+    let clash: KeyClash | null;
     try {
-      await this.#o.store.putKey(stored);
+      clash = await this.#o.store.addKey(stored);
     } finally {
       this.#adding.delete(spec.name);
       this.#addingDigests.delete(digest);
     }
+    // Another instance added it since this one last read the keys.
+    if (clash === 'name') throw new SluiceError('SLUICE_ERR_CONFLICT', `an API key named '${spec.name}' exists`);
+    if (clash === 'digest') throw new SluiceError('SLUICE_ERR_CONFLICT', 'this key is already in use under another name');
     const key = activeKey(stored, digest, 'api', stored.created_at);
     this.#added.set(key.name, key);
     this.#o.logger.info({ key: keyLabel(key.name, digest) }, 'API key added');

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { readFileIfExists, removeStaleTemps, writeFileAtomic, WriteQueue } from './atomic-file.js';
 import { decodeDesired, decodeKeys, decodeTraffic, desiredId, encodeDesired, encodeKeys, encodeTraffic } from './codec.js';
-import { StateError, type DesiredDeployment, type DesiredStateStore, type StoredApiKey, type StoredTraffic } from './types.js';
+import { StateError, type DesiredDeployment, type DesiredStateStore, type KeyClash, type StoredApiKey, type StoredTraffic } from './types.js';
 
 export class FileStateStore implements DesiredStateStore {
   readonly kind = 'file';
@@ -42,8 +42,10 @@ export class FileStateStore implements DesiredStateStore {
     return list;
   }
 
-  putKey(key: StoredApiKey): Promise<void> {
-    return this.#keys.set(key.name, key);
+  // One instance owns a state directory, and its key registry checked names and digests.
+  async addKey(key: StoredApiKey): Promise<KeyClash | null> {
+    await this.#keys.set(key.name, key);
+    return null;
   }
 
   removeKey(name: string): Promise<void> {

@@ -5,5 +5,5 @@ export { HibernationRecords } from './hibernation-records.js';
 export { loadInstanceId } from './instance-id.js';
 export { writeFileAtomic } from './atomic-file.js';
 export {
-  StateError, type DesiredDeployment, type DesiredStateStore, type ReplicaRecord, type RolloutCheck, type RolloutSpec, type RolloutStatus, type RolloutView, type StickySpec, type StoredApiKey, type StoredTraffic, type TrafficEvent, type TrafficWeights, type WindowFigures,
+  StateError, type DesiredDeployment, type DesiredStateStore, type KeyClash, type ReplicaRecord, type RolloutCheck, type RolloutSpec, type RolloutStatus, type RolloutView, type StickySpec, type StoredApiKey, type StoredTraffic, type TrafficEvent, type TrafficWeights, type WindowFigures,
 } from './types.js';

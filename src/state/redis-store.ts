@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { CircuitOpenError, connectionFailures, DependencyUnavailableError, guarded, type CallBreaker } from '../dependencies/index.js';
 import { decodeEntry, decodeKeyEntry, decodeTrafficEntry, desiredId, encodeEntry } from './codec.js';
-import { StateError, type DesiredDeployment, type DesiredStateStore, type StoredApiKey, type StoredTraffic } from './types.js';
+import { StateError, type DesiredDeployment, type DesiredStateStore, type KeyClash, type StoredApiKey, type StoredTraffic } from './types.js';
 
 // A hash, one field per deployment: instances that share the Redis change only the
 // deployments they deploy or undeploy, never each other's.
@@ -18,6 +18,14 @@ const SHARED = 'sluice:';
 const LEASE_SCRIPT = `local v = redis.call('get', KEYS[1])
 if v == false then redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
 if v == ARGV[1] then redis.call('pexpire', KEYS[1], ARGV[2]) return 1 end
+return 0`;
+// Adds an API key unless its name or digest is stored: one script, so that two instances
+// adding the same name (or key) at once cannot both pass the check. 1: name, 2: digest.
+const ADD_KEY_SCRIPT = `if redis.call('hexists', KEYS[1], ARGV[1]) == 1 then return 1 end
+for _, v in ipairs(redis.call('hvals', KEYS[1])) do
+  if cjson.decode(v).key_sha256 == ARGV[2] then return 2 end
+end
+redis.call('hset', KEYS[1], ARGV[1], ARGV[3])
 return 0`;
 const RELEASE_SCRIPT = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0`;
@@ -66,8 +74,9 @@ export class RedisStateStore implements DesiredStateStore {
     return list.sort((a, b) => a.created_at.localeCompare(b.created_at) || a.name.localeCompare(b.name));
   }
 
-  async putKey(key: StoredApiKey): Promise<void> {
-    await this.#call(() => this.#redis.hset(API_KEYS, key.name, encodeEntry(key)));
+  async addKey(key: StoredApiKey): Promise<KeyClash | null> {
+    const clash = await this.#call(() => this.#redis.eval(ADD_KEY_SCRIPT, 1, API_KEYS, key.name, key.key_sha256, encodeEntry(key)));
+    return clash === 1 ? 'name' : clash === 2 ? 'digest' : null;
   }
 
   async removeKey(name: string): Promise<void> {

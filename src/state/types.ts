@@ -123,7 +123,12 @@ export interface DesiredStateStore {
   remove(id: string): Promise<void>;
   /** API keys added through the admin API, kept apart from deployments and changed one at a time too. */
   loadKeys(): Promise<StoredApiKey[]>;
-  putKey(key: StoredApiKey): Promise<void>;
+  /**
+   * Adds a key unless the store already holds one of its name or digest, which another
+   * instance may have added since this one last read the keys: then nothing is written and
+   * the clash is returned.
+   */
+  addKey(key: StoredApiKey): Promise<KeyClash | null>;
   removeKey(name: string): Promise<void>;
   /** Models' traffic set through the admin API, one record per model. */
   loadTraffic(): Promise<StoredTraffic[]>;
@@ -145,6 +150,9 @@ export interface DesiredStateStore {
   removeShared(name: string, holder: string): Promise<void>;
   close(): Promise<void>;
 }
+
+/** What an added key shares with one already stored. */
+export type KeyClash = 'name' | 'digest';
 
 export class StateError extends Error {
   readonly code = 'SLUICE_ERR_STATE';

@@ -1,0 +1,78 @@
+// Two instances on one Redis, changed through both at once: an API key added under one name
+// (or one key under two names) through both is added once, and the other gets 409, as on one
+// instance; the key that was shown is the one that works, on both.
+
+import { join } from 'node:path';
+import t from 'tap';
+import { PidLog, reapServers, startRedis, waitFor, type RedisServer } from '../helpers/control.js';
+import { httpRequest } from '../helpers/http.js';
+import { startInstance, type Instance } from '../helpers/traffic.js';
+import { type Gateway } from '../helpers/procs.js';
+
+t.setTimeout(120_000);
+
+// Ports 19640-19654 belong to this file: Redis 19640; gateway A 19641 (admin 19642),
+// replicas 19645-19649; gateway B 19643 (admin 19644), replicas 19650-19654.
+const RANGE = { from: 19645, to: 19654 };
+const dir = t.testdir();
+const pids = new PidLog();
+const gateways = new Set<Gateway>();
+let redis: RedisServer | undefined;
+
+t.teardown(async () => {
+  await Promise.all([...gateways].map((g) => g.stop()));
+  await redis?.stop();
+  await reapServers(pids.pids, RANGE);
+});
+
+async function start(name: string, port: number, replicas: { from: number; to: number }): Promise<Instance> {
+  return startInstance(name, {
+    listen: { host: '127.0.0.1', port },
+    admin: { host: '127.0.0.1', port: port + 1 },
+    workers: 1,
+    ports: replicas,
+    state_dir: join(dir, `state-${name}`),
+    redis: { url: redis!.url },
+    log: { level: 'info', access: false },
+    deployments: [{ model: 'sec', version: '1', runtime: 'sim', policies: { auth: { required: true } } }],
+  }, gateways, pids);
+}
+
+let A: Instance;
+let B: Instance;
+
+t.before(async () => {
+  redis = await startRedis(19640);
+  [A, B] = await Promise.all([start('A', 19641, { from: 19645, to: 19649 }), start('B', 19643, { from: 19650, to: 19654 })]);
+});
+
+/** The status of a chat request to `sec` on `i` with `key`. */
+async function callWith(i: Instance, key: string): Promise<number> {
+  const r = await httpRequest(`${i.gw.url}/v1/chat/completions`, {
+    method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'sec', messages: [{ role: 'user', content: 'hi' }] }), timeoutMs: 10_000,
+  });
+  return r.status;
+}
+
+t.test('one key name added through both instances at once: one 201, one 409, and the shown key works on both', async (t) => {
+  for (const name of ['team-1', 'team-2', 'team-3']) {
+    const [ra, rb] = await Promise.all([A.admin.post('/v1/keys', { name, deployments: ['sec'] }), B.admin.post('/v1/keys', { name, deployments: ['sec'] })]);
+    t.same([ra.status, rb.status].sort(), [201, 409], `${name}: one 201, one 409 (${ra.text.slice(0, 120)} | ${rb.text.slice(0, 120)})`);
+    const refused = ra.status === 409 ? ra : rb;
+    t.equal(refused.body?.error?.code, 'SLUICE_ERR_CONFLICT', `${name}: the other is SLUICE_ERR_CONFLICT`);
+    const shown = (ra.status === 201 ? ra : rb).body?.key as string;
+    for (const i of [A, B]) {
+      const status = await waitFor(async () => ((await callWith(i, shown)) === 200 ? 200 : undefined), 10_000, `${name}'s shown key to work on ${i.name}`);
+      t.equal(status, 200, `${name}: the key shown works on ${i.name}`);
+    }
+  }
+});
+
+t.test('one key under two names through both instances at once: one 201, one 409', async (t) => {
+  for (const n of [1, 2, 3]) {
+    const key = `sk-shared-secret-${n}-0123456789`;
+    const [ra, rb] = await Promise.all([A.admin.post('/v1/keys', { name: `a-${n}`, key }), B.admin.post('/v1/keys', { name: `b-${n}`, key })]);
+    t.same([ra.status, rb.status].sort(), [201, 409], `key ${n}: one 201, one 409 (${ra.text.slice(0, 120)} | ${rb.text.slice(0, 120)})`);
+  }
+});
