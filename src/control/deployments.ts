@@ -297,6 +297,8 @@ export class DeploymentManager {
   #leftovers = new Map<string, ReplicaRecord>();
   /** Deployments hibernated before this run (id -> since): restored asleep. */
   #asleep: ReadonlyMap<string, string> = new Map();
+  /** Stored deployments that failed to start here: a deploy of the id may replace them. */
+  readonly #unstarted = new Set<string>();
   #shareTimer: NodeJS.Timeout | null = null;
   #shareTicks = 0;
   /**
@@ -368,6 +370,7 @@ export class DeploymentManager {
       try {
         await this.#deploy(desired.spec, 'api', desired.created_at, true);
       } catch (err) {
+        this.#unstarted.add(id);
         this.#o.logger.error({ deployment: id, err }, 'could not restore deployment');
       }
     }
@@ -394,11 +397,14 @@ export class DeploymentManager {
       }
       try {
         await this.#deploy(entry.spec, 'api', entry.created_at, true);
+        this.#unstarted.delete(id);
         this.#o.logger.info({ deployment: id }, 'deployed from the shared desired state');
       } catch (err) {
+        this.#unstarted.add(id);
         this.#o.logger.error({ deployment: id, err }, 'could not deploy from the shared desired state');
       }
     }
+    for (const id of this.#unstarted) if (!wanted.has(id)) this.#unstarted.delete(id);
     for (const d of this.list()) {
       if (d.source === 'config' && !wanted.has(d.id)) d.shadows = null;
       if (d.source === 'api' && d.persisted && !wanted.has(d.id) && d.state !== 'draining') {
@@ -443,7 +449,11 @@ export class DeploymentManager {
     this.#deployments.set(id, d);
     const write = source === 'api' && !stored;
     try {
-      if (write) await this.#o.store.put({ spec, created_at: createdAt });
+      // A stored one that cannot start here may be replaced: it is the way to mend it.
+      if (write && !(await this.#o.store.put({ spec, created_at: createdAt }, this.#unstarted.has(id)))) {
+        throw new SluiceError('SLUICE_ERR_CONFLICT', `deployment ${id} already exists (made through another instance)`);
+      }
+      if (write) this.#unstarted.delete(id);
     } catch (err) {
       this.#deployments.delete(id);
       this.#o.deploymentSlots.release(slot);

@@ -28,8 +28,10 @@ export class FileStateStore implements DesiredStateStore {
     return list;
   }
 
-  put(deployment: DesiredDeployment): Promise<void> {
-    return this.#entries.set(desiredId(deployment.spec), deployment);
+  // One instance owns a state directory, and its manager knows every id it stored.
+  async put(deployment: DesiredDeployment): Promise<boolean> {
+    await this.#entries.set(desiredId(deployment.spec), deployment);
+    return true;
   }
 
   remove(id: string): Promise<void> {

@@ -60,8 +60,14 @@ export class RedisStateStore implements DesiredStateStore {
     return list.sort((a, b) => a.created_at.localeCompare(b.created_at) || desiredId(a.spec).localeCompare(desiredId(b.spec)));
   }
 
-  async put(deployment: DesiredDeployment): Promise<void> {
-    await this.#call(() => this.#redis.hset(KEY, desiredId(deployment.spec), encodeEntry(deployment)));
+  async put(deployment: DesiredDeployment, replace: boolean): Promise<boolean> {
+    const id = desiredId(deployment.spec);
+    const entry = encodeEntry(deployment);
+    if (replace) {
+      await this.#call(() => this.#redis.hset(KEY, id, entry));
+      return true;
+    }
+    return (await this.#call(() => this.#redis.hsetnx(KEY, id, entry))) === 1;
   }
 
   async remove(id: string): Promise<void> {

@@ -117,8 +117,12 @@ export interface StoredTraffic {
 export interface DesiredStateStore {
   readonly kind: 'file' | 'redis';
   load(): Promise<DesiredDeployment[]>;
-  /** Adds or replaces one deployment (by `<model>-<version>`); the others stay as stored. */
-  put(deployment: DesiredDeployment): Promise<void>;
+  /**
+   * Adds one deployment (by `<model>-<version>`); the others stay as stored. Without
+   * `replace`, false (nothing written) when the store already holds that id, which another
+   * instance may have stored since this one last read the store.
+   */
+  put(deployment: DesiredDeployment, replace: boolean): Promise<boolean>;
   /** Removes one deployment by id (`<model>-<version>`). */
   remove(id: string): Promise<void>;
   /** API keys added through the admin API, kept apart from deployments and changed one at a time too. */

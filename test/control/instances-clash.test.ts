@@ -1,6 +1,6 @@
 // Two instances on one Redis, changed through both at once: an API key added under one name
-// (or one key under two names) through both is added once, and the other gets 409, as on one
-// instance; the key that was shown is the one that works, on both.
+// (or one key under two names), or a deployment id deployed, through both is added once, and
+// the other gets 409, as on one instance; what got the 201 is what works, on both.
 
 import { join } from 'node:path';
 import t from 'tap';
@@ -74,5 +74,32 @@ t.test('one key under two names through both instances at once: one 201, one 409
     const key = `sk-shared-secret-${n}-0123456789`;
     const [ra, rb] = await Promise.all([A.admin.post('/v1/keys', { name: `a-${n}`, key }), B.admin.post('/v1/keys', { name: `b-${n}`, key })]);
     t.same([ra.status, rb.status].sort(), [201, 409], `key ${n}: one 201, one 409 (${ra.text.slice(0, 120)} | ${rb.text.slice(0, 120)})`);
+  }
+});
+
+/** The completion tokens of `/<id>/v1/chat/completions` on `i` (the sim answers `--tokens` of them), or its status when not 200. */
+async function tokensOf(i: Instance, id: string): Promise<number | string> {
+  const r = await httpRequest(`${i.gw.url}/${id}/v1/chat/completions`, {
+    method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: id.slice(0, id.lastIndexOf('-')), messages: [{ role: 'user', content: 'hi' }] }), timeoutMs: 10_000,
+  });
+  return r.status === 200 ? (JSON.parse(r.body.toString()) as { usage: { completion_tokens: number } }).usage.completion_tokens : `status ${r.status}`;
+}
+
+t.test('one deployment id deployed through both instances at once: one 201, one 409, and both serve the one stored', async (t) => {
+  for (const version of ['1', '2', '3']) {
+    const spec = (tokens: string): unknown => ({ model: 'twice', version, runtime: 'sim', args: ['--tokens', tokens] });
+    const [ra, rb] = await Promise.all([A.admin.post('/v1/deployments?wait=true', spec('3')), B.admin.post('/v1/deployments?wait=true', spec('9'))]);
+    t.same([ra.status, rb.status].sort(), [201, 409], `twice-${version}: one 201, one 409 (${ra.text.slice(0, 120)} | ${rb.text.slice(0, 120)})`);
+    const refused = ra.status === 409 ? ra : rb;
+    t.equal(refused.body?.error?.code, 'SLUICE_ERR_CONFLICT', `twice-${version}: the other is SLUICE_ERR_CONFLICT`);
+    const want = ra.status === 201 ? 3 : 9;
+    for (const i of [A, B]) {
+      const got = await waitFor(async () => ((await tokensOf(i, `twice-${version}`)) === want ? want : undefined), 15_000, `${i.name} to serve twice-${version}'s stored spec`);
+      t.equal(got, want, `${i.name} serves the spec that got 201`);
+    }
+    pids.note(await A.admin.list());
+    pids.note(await B.admin.list());
+    t.equal((await A.admin.del(`/v1/deployments/twice-${version}?grace_ms=0`)).status, 200, `twice-${version} undeployed`);
   }
 });
