@@ -391,9 +391,16 @@ export class DeploymentManager {
       wanted.add(id);
       const existing = this.#deployments.get(id);
       if (existing !== undefined) {
-        existing.persisted = true;
-        this.#noteShadowed(existing, entry.created_at);
-        continue;
+        // Undeployed and deployed anew through another instance between two reads: the
+        // stored one, not this one, is what should run.
+        const remade = existing.source === 'api' && existing.persisted && existing.createdAt !== entry.created_at;
+        if (!remade) {
+          existing.persisted = true;
+          this.#noteShadowed(existing, entry.created_at);
+          continue;
+        }
+        this.#o.logger.info({ deployment: id, created_at: entry.created_at }, 'made anew in the shared desired state: replaced');
+        if (!(await this.#retire(existing, graceMs))) continue;
       }
       try {
         await this.#deploy(entry.spec, 'api', entry.created_at, true);

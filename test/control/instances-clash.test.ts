@@ -103,3 +103,20 @@ t.test('one deployment id deployed through both instances at once: one 201, one 
     t.equal((await A.admin.del(`/v1/deployments/twice-${version}?grace_ms=0`)).status, 200, `twice-${version} undeployed`);
   }
 });
+
+t.test('a deployment undeployed and deployed anew through A is followed by B, however soon after', async (t) => {
+  const deploy = async (tokens: string): Promise<void> => {
+    const r = await A.admin.post('/v1/deployments?wait=true', { model: 'again', version: '1', runtime: 'sim', args: ['--tokens', tokens] });
+    t.equal(r.status, 201, `again-1 deployed with --tokens ${tokens} (${r.text.slice(0, 120)})`);
+    pids.note(r.body);
+  };
+  await deploy('3');
+  await waitFor(async () => ((await tokensOf(B, 'again-1')) === 3 ? true : undefined), 15_000, 'B to serve again-1');
+  for (const tokens of [4, 5, 6]) {
+    t.equal((await A.admin.del('/v1/deployments/again-1?grace_ms=0')).status, 200, 'undeployed through A');
+    await deploy(String(tokens));
+    const got = await waitFor(async () => ((await tokensOf(B, 'again-1')) === tokens ? tokens : undefined), 15_000, `B to serve again-1 with --tokens ${tokens}`);
+    t.equal(got, tokens, `B serves the new again-1 (${tokens} tokens)`);
+    pids.note(await B.admin.list());
+  }
+});
