@@ -179,8 +179,8 @@ export class RequestStats {
   coalescedCuts = 0;
   /**
    * Answers whose head had gone out and that then ended as a gateway failure (a stream's
-   * error event or line, a cut connection). Their status code says 2xx, so the error counts
-   * that a client, `top`, the dashboard and a rollout's check go by add them.
+   * error event or line, a cut connection). Their status code is the head's (200), so the
+   * error counts behind `top`, the dashboard and a rollout's check add them.
    */
   failedAfterHead = 0;
   /** Shared-cache (Redis) lookups and writes that failed or timed out. */
