@@ -371,7 +371,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
         const runningHours = d.replicaMs(now) / 3_600_000;
         const hibernatedHours = d.hibernatedMs(now) / 3_600_000;
         const usd = costUsd(d, s, now);
-        const predictions = s?.chargedRequests ?? 0;
+        const predictions = s?.predictions ?? 0;
         return {
           id: d.id, state: d.state, prices: c, running_hours: runningHours, hibernated_hours: hibernatedHours,
           // What the replicas it would have run while hibernated would have cost.

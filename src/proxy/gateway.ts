@@ -652,6 +652,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
       const tokens = ex.answerTokens;
       if (tokens !== null) this.#recordTokens(ex, tokens, upstreamEnd);
       stats.recordOverhead((ex.sentAt - ex.startedAt - ex.waitedMs + now - upstreamEnd) / 1000);
+      stats.predictions++;
       const cost = ex.route.cost;
       if (cost !== null) costUsd = stats.charge(cost, tokens === null ? 0 : tokens.input, tokens === null ? 0 : tokens.output);
     }

@@ -39,7 +39,7 @@ function addStats(a: StatsSnapshot, b: StatsSnapshot): StatsSnapshot {
     coalescedCuts: a.coalescedCuts + b.coalescedCuts,
     failedAfterHead: a.failedAfterHead + b.failedAfterHead,
     cacheStoreErrors: a.cacheStoreErrors + b.cacheStoreErrors,
-    chargedRequests: a.chargedRequests + b.chargedRequests,
+    predictions: a.predictions + b.predictions,
     inputTokens: a.inputTokens + b.inputTokens,
     outputTokens: a.outputTokens + b.outputTokens,
     costRequestsUsd: a.costRequestsUsd + b.costRequestsUsd,

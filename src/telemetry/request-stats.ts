@@ -119,8 +119,8 @@ export interface StatsSnapshot {
   readonly coalescedCuts: number;
   readonly failedAfterHead: number;
   readonly cacheStoreErrors: number;
-  /** Requests charged by the deployment's cost (answered by one of its replicas), their tokens, and what they cost. */
-  readonly chargedRequests: number;
+  /** Requests one of the deployment's replicas answered (priced or not), their tokens, and what they cost. */
+  readonly predictions: number;
   readonly inputTokens: number;
   readonly outputTokens: number;
   readonly costRequestsUsd: number;
@@ -185,8 +185,9 @@ export class RequestStats {
   failedAfterHead = 0;
   /** Shared-cache (Redis) lookups and writes that failed or timed out. */
   cacheStoreErrors = 0;
-  // Cost (deployments with prices): requests answered by a replica, their tokens, and what each kind cost.
-  chargedRequests = 0;
+  // Requests a replica answered and their tokens (whether the deployment has prices or not),
+  // and what each kind cost.
+  predictions = 0;
   inputTokens = 0;
   outputTokens = 0;
   costRequestsUsd = 0;
@@ -218,7 +219,6 @@ export class RequestStats {
 
   /** A request its deployment answered, at its prices; returns what it cost. */
   charge(cost: RequestPrices, inputTokens: number, outputTokens: number): number {
-    this.chargedRequests++;
     const input = (inputTokens / 1000) * cost.per_1k_input_tokens;
     const output = (outputTokens / 1000) * cost.per_1k_output_tokens;
     this.costRequestsUsd += cost.per_request;
@@ -288,7 +288,7 @@ export class RequestStats {
       coalescedCuts: this.coalescedCuts,
       failedAfterHead: this.failedAfterHead,
       cacheStoreErrors: this.cacheStoreErrors,
-      chargedRequests: this.chargedRequests,
+      predictions: this.predictions,
       inputTokens: this.inputTokens,
       outputTokens: this.outputTokens,
       costRequestsUsd: this.costRequestsUsd,
