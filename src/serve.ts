@@ -9,7 +9,7 @@ import { parseArgs } from 'node:util';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { AdminServer, registerAdminRoutes } from './admin/index.js';
 import { BreakerBoard, DeploymentCounters, ReplicaLoadBoard } from './balancer/index.js';
-import { ConfigError, DEFAULT_CONFIG_FILE, deploymentId, frontEndOf, loadConfig, redactUserinfo, type Config, type PoliciesConfig, type TlsConfig } from './config/index.js';
+import { ConfigError, DEFAULT_CONFIG_FILE, deploymentId, frontEndOf, loadConfig, redactUrlSecrets, type Config, type PoliciesConfig, type TlsConfig } from './config/index.js';
 import { CircuitOpenError, DependencyBreakers } from './dependencies/index.js';
 import {
   BucketSlots, buildRouteSnapshot, CertificateReloader, DataPlane, Autoscaler, DeploymentManager, hstsValue, IndexAllocator, isProblem, KeyRegistry, MAX_REPLICA_SLOTS,
@@ -250,7 +250,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
   });
   const autoscaler = new Autoscaler({ manager, counters: deploymentCounters, slots, logger, graceMs: config.shutdown.grace_ms });
   await dataPlane.start(snapshot());
-  if (config.tracing.enabled) logger.info({ endpoint: redactUserinfo(config.tracing.endpoint), sample_ratio: config.tracing.sample_ratio, parent_based: config.tracing.parent_based }, 'tracing: every worker exports its spans over OTLP/HTTP');
+  if (config.tracing.enabled) logger.info({ endpoint: redactUrlSecrets(config.tracing.endpoint), sample_ratio: config.tracing.sample_ratio, parent_based: config.tracing.parent_based }, 'tracing: every worker exports its spans over OTLP/HTTP');
   if (!dataPlane.native) logger.error('uWebSockets.js runs its slow fallback, not the native binding');
   if (dataPlane.upstreamTransport === 'net_socket') {
     // forced: SLUICE_UPSTREAM_TRANSPORT=socket; otherwise Node's internals are missing or changed.

@@ -606,20 +606,21 @@ export function validate(field: Field, value: unknown, path: string, exact = fal
 /** A refused string as an error quotes it: never a secret, nor a URL's password. */
 function shown(field: Extract<Field, { kind: 'string' }>, value: string): string {
   if (field.secret === true) return 'the value';
-  return `'${field.url === true ? redactUserinfo(value) : value}'`;
+  return `'${field.url === true ? redactUrlSecrets(value) : value}'`;
 }
 
 /**
  * The URL with its userinfo's password as `***` (`redis://:***@host`); a userinfo without
  * a colon may be a token alone (`https://TOKEN@host`), so all of it goes. The value was
  * refused, so it may not parse as a URL: the userinfo is what precedes the first `@` of the
- * authority, and without a `//` all of that goes too (it may be `user:password`).
+ * authority, and without a `//` all of that goes too (it may be `user:password`). The query
+ * goes as `?***`: some collectors and registries take their key there (`?api_key=`).
  */
-export function redactUserinfo(value: string): string {
+export function redactUrlSecrets(value: string): string {
   return value.replace(/^([^\s/@]*\/\/)?([^\s/@]*)@/, (_m, scheme: string | undefined, userinfo: string) => {
     const colon = scheme === undefined ? -1 : userinfo.indexOf(':');
     return `${scheme ?? ''}${colon < 0 ? '***' : `${userinfo.slice(0, colon)}:***`}@`;
-  });
+  }).replace(/\?[^#\s]*/, '?***');
 }
 
 export function reservedReason(name: string): string {

@@ -1,8 +1,9 @@
 // What `sluice serve` says about a value it refuses, through the real CLI: a URL's password
 // is never echoed (redis.url, tracing.endpoint, mlflow.tracking_uri, a remote deployment's
-// urls), and a YAML decimal where a name is expected (version: 1.10, which YAML reads as
-// 1.1) is refused, naming the field, rather than becoming another deployment id. The admin
-// API's JSON deploy refuses a number for a version too, and hides a URL's password.
+// urls), nor its query, which may hold a key (there and in the tracing start-up line), and
+// a YAML decimal where a name is expected (version: 1.10, which YAML reads as 1.1) is
+// refused, naming the field, rather than becoming another deployment id. The admin API's
+// JSON deploy refuses a number for a version too, and hides a URL's password.
 // Replica ports 19248-19249 belong to this file.
 
 import { once } from 'node:events';
@@ -41,6 +42,7 @@ t.test('a refused URL is echoed with its password as ***', async (t) => {
     ['tracing.endpoint', 'tracing: { endpoint: "ftp://SuperSecretPw123@x/v1/traces" }\n', {}, "'ftp://***@x/v1/traces'"],
     ['mlflow.tracking_uri', '', { MLFLOW_TRACKING_URI: 'ftp://u:SuperSecretPw123@mlflow' }, "'ftp://u:***@mlflow'"],
     ['deployments[0].urls[0]', 'deployments:\n  - { model: r, version: "1", runtime: remote, urls: ["ftp://u:SuperSecretPw123@h"] }\n', {}, "'ftp://u:***@h'"],
+    ['tracing.endpoint', 'tracing: { endpoint: "ftp://x/v1/traces?api_key=SuperSecretPw123" }\n', {}, "'ftp://x/v1/traces?***'"],
   ];
   for (const [field, text, env, shown] of cases) {
     const { code, stderr } = await serve(text, env);
@@ -48,6 +50,17 @@ t.test('a refused URL is echoed with its password as ***', async (t) => {
     t.match(stderr, `config: ${field}: ${shown} does not match`, `${field}: the URL without its password`);
     t.notMatch(stderr, 'SuperSecretPw123', `${field}: the password is not echoed`);
   }
+});
+
+t.test('the tracing start-up line shows the collector without its password or query', async (t) => {
+  const traced = await startGateway({
+    ports: { from: 19248, to: 19249 },
+    tracing: { enabled: true, endpoint: 'http://u:SuperSecretPw123@127.0.0.1:19249/v1/traces?api_key=SuperSecretPw456' },
+  });
+  t.teardown(() => traced.stop());
+  const line = traced.lines.find((l) => l.includes('every worker exports its spans'));
+  t.match(line, '"endpoint":"http://u:***@127.0.0.1:19249/v1/traces?***"', 'the endpoint, its secrets as ***');
+  t.notMatch(traced.lines.join('\n'), /SuperSecretPw(123|456)/, 'no secret in any line');
 });
 
 t.test('a decimal version is refused with the field named, an integer one still works', async (t) => {
