@@ -40,8 +40,12 @@ export function otelOverrides(env: NodeJS.ProcessEnv): EnvOverride[] {
   if (exporter === 'none') set('enabled', false, 'OTEL_TRACES_EXPORTER');
   else if (exporter !== undefined && exporter !== 'otlp') throw new ConfigError('tracing', `OTEL_TRACES_EXPORTER: only otlp (OTLP/HTTP, protobuf) or none, got '${exporter}'`);
 
+  // The spec's order: OTEL_SERVICE_NAME, then service.name in OTEL_RESOURCE_ATTRIBUTES (the
+  // SDK would read that one too, but the config's name, default included, is set over it).
   const service = value('OTEL_SERVICE_NAME');
+  const resourceService = resourceServiceName(value('OTEL_RESOURCE_ATTRIBUTES'));
   if (service !== undefined) set('service_name', service, 'OTEL_SERVICE_NAME');
+  else if (resourceService !== undefined) set('service_name', resourceService, 'OTEL_RESOURCE_ATTRIBUTES');
 
   const tracesEndpoint = value('OTEL_EXPORTER_OTLP_TRACES_ENDPOINT');
   const baseEndpoint = value('OTEL_EXPORTER_OTLP_ENDPOINT');
@@ -72,6 +76,23 @@ export function otelOverrides(env: NodeJS.ProcessEnv): EnvOverride[] {
   if (ratio === null && arg !== undefined) set('sample_ratio', arg, 'OTEL_TRACES_SAMPLER_ARG');
   else if (ratio !== null) set('sample_ratio', ratio, 'OTEL_TRACES_SAMPLER');
   return out;
+}
+
+/** `service.name` of `key1=value1,key2=value2` (values percent-encoded), when it is there and not empty. */
+function resourceServiceName(text: string | undefined): string | undefined {
+  if (text === undefined) return undefined;
+  for (const pair of text.split(',')) {
+    const eq = pair.indexOf('=');
+    if (eq === -1 || pair.slice(0, eq).trim() !== 'service.name') continue;
+    let v: string;
+    try {
+      v = decodeURIComponent(pair.slice(eq + 1).trim());
+    } catch {
+      throw new ConfigError('tracing.service_name', 'OTEL_RESOURCE_ATTRIBUTES: the value of service.name is not percent-encoded correctly');
+    }
+    return v === '' ? undefined : v;
+  }
+  return undefined;
 }
 
 /** `key1=value1,key2=value2`, values percent-encoded (the OTLP exporter spec's format). */

@@ -114,6 +114,8 @@ t.before(async () => {
     ],
   }, {
     OTEL_SERVICE_NAME: 'sluice-traced',
+    // OTEL_SERVICE_NAME wins over the resource attributes' service.name.
+    OTEL_RESOURCE_ATTRIBUTES: 'service.name=not-this-one,deployment.environment=ci',
     // Nothing is exported before the gateway stops: every span the test reads came with the shutdown's flush.
     OTEL_BSP_SCHEDULE_DELAY: '600000',
   });
@@ -197,6 +199,7 @@ t.test('traced requests, their spans read after the gateway stopped', async (t) 
     t.ok(spans.length >= 9, `${spans.length} spans`);
     for (const s of spans) {
       t.equal(plain(s.resource['service.name']), 'sluice-traced', 'OTEL_SERVICE_NAME');
+      t.equal(plain(s.resource['deployment.environment']), 'ci', 'OTEL_RESOURCE_ATTRIBUTES');
       t.equal(s.exportHeaders['x-collector-token'], 'tok-123', 'tracing.headers go with each export');
     }
   });
@@ -308,6 +311,7 @@ t.test('OTEL_* variables alone, sampling ratio 0: only a sampled client\'s trace
     OTEL_TRACES_SAMPLER: 'parentbased_traceidratio',
     OTEL_TRACES_SAMPLER_ARG: '0',
     OTEL_BSP_SCHEDULE_DELAY: '100',
+    OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment=ci,service.name=sluice%20resource',
   });
   try {
     for (let i = 0; i < 5; i++) {
@@ -324,7 +328,7 @@ t.test('OTEL_* variables alone, sampling ratio 0: only a sampled client\'s trace
     }, 10_000, 'the sampled span');
     t.equal(spans.length, 1, 'only the request whose parent was sampled');
     t.equal(spans[0]?.traceIdHex, parent.traceId, 'parent-based: the client\'s decision is followed');
-    t.equal(plain(spans[0]?.resource['service.name']), 'sluice', 'the default service name');
+    t.equal(plain(spans[0]?.resource['service.name']), 'sluice resource', 'without OTEL_SERVICE_NAME, the service.name of OTEL_RESOURCE_ATTRIBUTES (not the config\'s default)');
   } finally {
     t.equal(await gw2.stop(), 0);
   }
