@@ -162,7 +162,8 @@ const policyFields = {
       // The key holds the caller's identity (its sluice API key, and a digest of the
       // credentials forwarded upstream: Authorization, x-api-key, api-key, Cookie), so one
       // caller's answer never serves another, cached or coalesced. true: callers share
-      // entries and in-flight requests, for answers that do not depend on who asks.
+      // entries and in-flight requests, for answers that do not depend on who asks (the
+      // `vary` headers stay in the key).
       shared_across_callers: { kind: 'bool', default: false },
     },
   },

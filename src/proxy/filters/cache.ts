@@ -31,7 +31,7 @@ export class CacheFilter implements RequestFilter<Exchange>, BodyWaiter {
       return FilterStatus.Continue;
     }
     ex.cacheWant = want;
-    if (!policy.shared_across_callers) ex.cacheCaller = callerIdentity(head, ex.key, route.cache!.vary);
+    ex.cacheCaller = callerIdentity(head, ex.key, route.cache!.vary, policy.shared_across_callers);
     return FilterStatus.Continue;
   }
 
@@ -137,11 +137,18 @@ export class CacheFilter implements RequestFilter<Exchange>, BodyWaiter {
 }
 
 /**
- * Who is asking, for the cache key (see callerKey): the sluice API key's name, the
- * credentials that go upstream, and the deployment's `vary` headers; '' when none of
- * them is present.
+ * Who is asking, for the cache key (see callerKey): the credentials (unless callers share
+ * entries) and the deployment's `vary` headers (always: they say what the answer depends
+ * on); '' when none of them is present.
  */
-function callerIdentity(head: ClientHead, key: KeyRoute | undefined, vary: readonly string[]): string {
+function callerIdentity(head: ClientHead, key: KeyRoute | undefined, vary: readonly string[], sharedAcrossCallers: boolean): string {
+  let id = sharedAcrossCallers ? '' : credentials(head, key);
+  for (let i = 0; i < vary.length; i++) id += `${vary[i]} ${forwardedHeader(head.headerLines, vary[i]!)}\n`;
+  return id;
+}
+
+/** The sluice API key's name and the credentials that go upstream. */
+function credentials(head: ClientHead, key: KeyRoute | undefined): string {
   let id = '';
   if (key !== undefined) id = `key ${key.name}\n`;
   else {
@@ -151,6 +158,5 @@ function callerIdentity(head: ClientHead, key: KeyRoute | undefined, vary: reado
   }
   if (head.apiKey !== '') id += `api-key ${head.apiKey}\n`;
   if (head.cookie !== '') id += `cookie ${head.cookie}\n`;
-  for (let i = 0; i < vary.length; i++) id += `${vary[i]} ${forwardedHeader(head.headerLines, vary[i]!)}\n`;
   return id;
 }
