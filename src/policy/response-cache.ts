@@ -258,12 +258,15 @@ const CACHE_CONTROL = 'cache-control';
 /**
  * How long a response may be kept, from what its upstream said (RFC 9111): 0 when it must
  * not be stored (`Cache-Control: no-store` or `private`: sluice is a shared cache, 5.2.2.5
- * and 5.2.2.7, or a freshness lifetime already spent), else `ttlMs`, or the response's
- * `s-maxage` (which wins for a shared cache) or `max-age` when shorter, less its `Age`.
- * `headers` as [name, value, ...]. Read once per upstream response head; a head without
- * Cache-Control (the usual LLM answer) costs a length compare per header.
+ * and 5.2.2.7; a freshness lifetime already spent; a `Vary` naming a request header that
+ * is not in `keyed`, the lower-case names whose values the key holds, since its entry would
+ * answer requests that differ there, 4.1: a gzip body to a client that never accepted one),
+ * else `ttlMs`, or the response's `s-maxage` (which wins for a shared cache) or `max-age`
+ * when shorter, less its `Age`. `headers` as [name, value, ...]. Read once per upstream
+ * response head; a head without Cache-Control and Vary (the usual LLM answer) costs a
+ * length compare per header.
  */
-export function storableForMs(headers: readonly string[], ttlMs: number): number {
+export function storableForMs(headers: readonly string[], ttlMs: number, keyed: readonly string[]): number {
   let maxAge = -1;
   let sMaxAge = -1;
   let age = 0;
@@ -271,6 +274,10 @@ export function storableForMs(headers: readonly string[], ttlMs: number): number
     const name = headers[i]!;
     if (name.length === 3) {
       if (name.toLowerCase() === 'age') age = seconds(headers[i + 1]!.trim());
+      continue;
+    }
+    if (name.length === 4) {
+      if (name.toLowerCase() === 'vary' && !varyKeyed(headers[i + 1]!, keyed)) return 0;
       continue;
     }
     if (name.length !== CACHE_CONTROL.length || name.toLowerCase() !== CACHE_CONTROL) continue;
@@ -286,6 +293,15 @@ export function storableForMs(headers: readonly string[], ttlMs: number): number
   const lifetime = sMaxAge >= 0 ? sMaxAge : maxAge;
   if (lifetime < 0) return ttlMs;
   return Math.max(0, Math.min(ttlMs, (lifetime - Math.max(0, age)) * 1000));
+}
+
+/** Whether every header a Vary value names is one whose value the key holds (`*`: never). */
+function varyKeyed(value: string, keyed: readonly string[]): boolean {
+  for (const part of value.split(',')) {
+    const name = part.trim().toLowerCase();
+    if (name !== '' && !keyed.includes(name)) return false;
+  }
+  return true;
 }
 
 /** A delta-seconds value (RFC 9111 1.2.2); an invalid one is 0 (stale: not stored). */

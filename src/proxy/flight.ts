@@ -76,6 +76,8 @@ export class RouteCache {
   shared: RedisCache | null;
   /** The policy's `vary` header names in lower case, as the client head has them. */
   vary: readonly string[];
+  /** The request headers whose values the key holds, in lower case (storableForMs: a response that varies on others is not stored). */
+  keyed: readonly string[];
   readonly #sharedPrefix: string;
   readonly #stats: RequestStats;
   // Made once: stores are not awaited, their failures only counted.
@@ -95,6 +97,7 @@ export class RouteCache {
     this.#stats = stats;
     this.shared = policy.shared ? redis : null;
     this.vary = lowerCase(policy.vary);
+    this.keyed = keyedHeaders(policy, this.vary);
   }
 
   /** Applies a new policy (a route table snapshot): a smaller max_bytes evicts at once. */
@@ -102,6 +105,7 @@ export class RouteCache {
     this.store.reconfigure(policy);
     this.shared = policy.shared ? redis : null;
     this.vary = lowerCase(policy.vary);
+    this.keyed = keyedHeaders(policy, this.vary);
   }
 
   /**
@@ -129,7 +133,7 @@ export class RouteCache {
   adopt(key: string, value: Buffer, maxAgeMs: number): CachedResponse | undefined {
     const e = decodeEntry(value);
     // Its lifetime again from its upstream's headers (a max-age shorter than ttl_ms).
-    const ttlMs = storableForMs(e.headers, this.store.policy.ttl_ms);
+    const ttlMs = storableForMs(e.headers, this.store.policy.ttl_ms, this.keyed);
     if (ttlMs <= 0) return undefined;
     this.store.set(key, e.status, e.headers, e.contentLength, e.chunks, e.bodyBytes, e.storedAt, ttlMs);
     return this.store.get(key, wallNow(), maxAgeMs);
@@ -138,6 +142,13 @@ export class RouteCache {
 
 function lowerCase(names: readonly string[]): readonly string[] {
   return Object.freeze(names.map((n) => n.toLowerCase()));
+}
+
+/** The credentials the key holds unless callers share entries (filters/cache.ts, callerIdentity). */
+const CREDENTIAL_HEADERS: readonly string[] = Object.freeze(['authorization', 'x-api-key', 'api-key', 'cookie']);
+
+function keyedHeaders(policy: CacheConfig, vary: readonly string[]): readonly string[] {
+  return policy.shared_across_callers ? vary : Object.freeze([...CREDENTIAL_HEADERS, ...vary]);
 }
 
 export class Flight {
@@ -294,7 +305,7 @@ export class Flight {
     this.#contentLength = contentLength;
     // Only a 200 is stored; its upstream may forbid it (no-store, private) or shorten it.
     const policy = this.cache.store.policy;
-    this.#ttlMs = status === 200 ? storableForMs(headers, policy.ttl_ms) : 0;
+    this.#ttlMs = status === 200 ? storableForMs(headers, policy.ttl_ms, this.cache.keyed) : 0;
     if (this.#ttlMs <= 0 && status === 200) {
       // Not stored, so not replayed to a late joiner either: those in already get it live.
       this.#chunks = null;

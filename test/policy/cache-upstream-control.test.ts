@@ -108,17 +108,20 @@ t.test('a max-age longer than ttl_ms keeps ttl_ms', async (t) => {
 });
 
 t.test('storableForMs: the lifetime the upstream allows, in ms (0: not stored)', async (t) => {
-  t.equal(storableForMs(['content-type', 'application/json'], 60_000), 60_000, 'no Cache-Control: ttl_ms');
-  t.equal(storableForMs(['Cache-Control', 'no-store'], 60_000), 0);
-  t.equal(storableForMs(['cache-control', 'public', 'CACHE-CONTROL', 'Private="set-cookie"'], 60_000), 0, 'over several lines, any case');
-  t.equal(storableForMs(['cache-control', 'max-age=5'], 60_000), 5_000);
-  t.equal(storableForMs(['cache-control', 'max-age="5"'], 60_000), 5_000, 'quoted');
-  t.equal(storableForMs(['cache-control', 's-maxage=2, max-age=5'], 60_000), 2_000, 's-maxage wins');
-  t.equal(storableForMs(['cache-control', 'max-age=5, s-maxage=20'], 60_000), 20_000, 's-maxage wins even when longer');
-  t.equal(storableForMs(['cache-control', 'max-age=3600'], 60_000), 60_000, 'never beyond ttl_ms');
-  t.equal(storableForMs(['cache-control', 'max-age=10', 'age', '4'], 60_000), 6_000, 'less its Age');
-  t.equal(storableForMs(['cache-control', 'max-age=10', 'Age', '40'], 60_000), 0, 'already stale');
-  t.equal(storableForMs(['cache-control', 'max-age=0'], 60_000), 0);
-  t.equal(storableForMs(['cache-control', 'max-age=soon'], 60_000), 0, 'an invalid max-age is stale');
-  t.equal(storableForMs(['cache-control', 'no-cache'], 60_000), 60_000, 'no-cache is not acted on (SSE servers send it)');
+  t.equal(storableForMs(['content-type', 'application/json'], 60_000, []), 60_000, 'no Cache-Control: ttl_ms');
+  t.equal(storableForMs(['Cache-Control', 'no-store'], 60_000, []), 0);
+  t.equal(storableForMs(['cache-control', 'public', 'CACHE-CONTROL', 'Private="set-cookie"'], 60_000, []), 0, 'over several lines, any case');
+  t.equal(storableForMs(['cache-control', 'max-age=5'], 60_000, []), 5_000);
+  t.equal(storableForMs(['cache-control', 'max-age="5"'], 60_000, []), 5_000, 'quoted');
+  t.equal(storableForMs(['cache-control', 's-maxage=2, max-age=5'], 60_000, []), 2_000, 's-maxage wins');
+  t.equal(storableForMs(['cache-control', 'max-age=5, s-maxage=20'], 60_000, []), 20_000, 's-maxage wins even when longer');
+  t.equal(storableForMs(['cache-control', 'max-age=3600'], 60_000, []), 60_000, 'never beyond ttl_ms');
+  t.equal(storableForMs(['cache-control', 'max-age=10', 'age', '4'], 60_000, []), 6_000, 'less its Age');
+  t.equal(storableForMs(['cache-control', 'max-age=10', 'Age', '40'], 60_000, []), 0, 'already stale');
+  t.equal(storableForMs(['cache-control', 'max-age=0'], 60_000, []), 0);
+  t.equal(storableForMs(['cache-control', 'max-age=soon'], 60_000, []), 0, 'an invalid max-age is stale');
+  t.equal(storableForMs(['cache-control', 'no-cache'], 60_000, []), 60_000, 'no-cache is not acted on (SSE servers send it)');
+  t.equal(storableForMs(['Vary', 'Accept-Encoding'], 60_000, ['authorization']), 0, 'varies on a header the key does not hold');
+  t.equal(storableForMs(['vary', '*'], 60_000, ['authorization']), 0, 'Vary: *');
+  t.equal(storableForMs(['vary', 'Authorization, X-Lang'], 60_000, ['authorization', 'x-lang']), 60_000, 'varies only on keyed headers');
 });

@@ -1,8 +1,11 @@
 // The cache key holds what an answer depends on: the policy's `vary` headers also when
-// callers share entries (shared_across_callers).
+// callers share entries (shared_across_callers); and an answer whose `Vary` names a
+// request header the key does not hold (an upstream that gzips for clients that accept
+// it) is not stored, so it never reaches a client that sent another value.
 
 import t from 'tap';
 import { createServer, type Server } from 'node:http';
+import { gzipSync } from 'node:zlib';
 import { httpRequest, type Reply } from '../helpers/http.js';
 import { startGateway, type Gateway } from '../helpers/procs.js';
 
@@ -17,8 +20,15 @@ t.before(async () => {
     req.resume();
     req.on('end', () => {
       calls++;
-      const body = JSON.stringify({ lang: req.headers['x-lang'] ?? null, n: calls });
-      res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) }).end(body);
+      const body = Buffer.from(JSON.stringify({ lang: req.headers['x-lang'] ?? null, n: calls }));
+      // As a compression middleware does: gzip for whoever accepts it, and Vary says so.
+      if (req.url!.includes('negotiate') && /gzip/.test(req.headers['accept-encoding'] ?? '')) {
+        const gz = gzipSync(body);
+        res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip', vary: 'Accept-Encoding', 'content-length': String(gz.length) }).end(gz);
+        return;
+      }
+      const vary = req.url!.includes('negotiate') ? { vary: 'Accept-Encoding' } : req.url!.includes('by-lang') ? { vary: 'X-Lang' } : {};
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(body.length), ...vary }).end(body);
     });
   });
   await new Promise<void>((resolve) => upstream.listen(UPSTREAM_PORT, '127.0.0.1', resolve));
@@ -29,6 +39,7 @@ t.before(async () => {
     ports: { from: 19413, to: 19415 },
     deployments: [
       { model: 'shared', version: '1', ...remote, policies: { cache: { vary: ['X-Lang'], shared_across_callers: true }, retry: { attempts: 0 } } },
+      { model: 'plain', version: '1', ...remote, policies: { cache: { vary: ['X-Lang'] }, retry: { attempts: 0 } } },
     ],
   });
 });
@@ -38,8 +49,8 @@ t.teardown(async () => {
   await new Promise<void>((resolve) => upstream?.close(() => resolve()));
 });
 
-function invoke(deployment: string, headers: Record<string, string>): Promise<Reply> {
-  return httpRequest(`${gw.url}/${deployment}/invocations`, { method: 'POST', body: '{"inputs": [1]}', headers: { 'content-type': 'application/json', ...headers } });
+function invoke(deployment: string, headers: Record<string, string>, query = ''): Promise<Reply> {
+  return httpRequest(`${gw.url}/${deployment}/invocations${query}`, { method: 'POST', body: '{"inputs": [1]}', headers: { 'content-type': 'application/json', ...headers } });
 }
 
 t.test('shared_across_callers: true keeps the vary headers in the key', async (t) => {
@@ -51,4 +62,21 @@ t.test('shared_across_callers: true keeps the vary headers in the key', async (t
   const other = await invoke('shared-1', { 'x-lang': 'en', authorization: 'Bearer b' });
   t.equal(other.headers['x-sluice-cache'], 'hit', 'another caller with the same x-lang shares the entry');
   t.equal(JSON.parse(other.body).lang, 'en');
+});
+
+t.test('an answer that varies on a header the key does not hold is not stored', async (t) => {
+  const gz = await invoke('plain-1', { 'accept-encoding': 'gzip' }, '?negotiate');
+  t.equal(gz.headers['content-encoding'], 'gzip', 'the client that accepts gzip got gzip');
+  t.equal(gz.headers['vary'], 'Accept-Encoding');
+  const before = calls;
+  const identity = await invoke('plain-1', { 'accept-encoding': 'identity' }, '?negotiate');
+  t.equal(identity.headers['x-sluice-cache'], 'miss', 'not answered from the gzip entry');
+  t.notOk(identity.headers['content-encoding'], 'no gzip for a client that did not accept it');
+  t.equal(JSON.parse(identity.body).n, before + 1, 'a fresh answer from the upstream');
+  t.equal((await invoke('plain-1', { 'accept-encoding': 'identity' }, '?negotiate')).headers['x-sluice-cache'], 'miss', 'nor stored itself');
+  // Varying only on what the key holds (the policy's vary): stored as usual.
+  t.equal((await invoke('plain-1', { 'x-lang': 'de' }, '?by-lang')).headers['x-sluice-cache'], 'miss');
+  const again = await invoke('plain-1', { 'x-lang': 'de' }, '?by-lang');
+  t.equal(again.headers['x-sluice-cache'], 'hit', 'Vary: X-Lang with X-Lang in the key is stored');
+  t.equal(JSON.parse(again.body).lang, 'de');
 });
