@@ -77,6 +77,8 @@ export class Replica {
   retiring = false;
   /** When it was started (ms since the epoch): its running time is what per_replica_hour charges. */
   readonly startedAt = Date.now();
+  /** When it failed for good (ms since the epoch): nothing runs from then on; null while it runs or starts. */
+  failedAt: number | null = null;
   /** What the balancing strategies read (config `urls` entries; local replicas are alike). */
   weight = 1;
   priority = 0;
@@ -99,6 +101,11 @@ export class Replica {
 
   get ready(): boolean {
     return this.state === 'ready';
+  }
+
+  /** Its running time up to `now`, ms: what per_replica_hour charges. */
+  runningMs(now: number): number {
+    return (this.failedAt ?? now) - this.startedAt;
   }
 
   /**
@@ -206,7 +213,7 @@ export class Deployment {
   /** Replica running time so far, ms: stopped replicas' and running ones'. */
   replicaMs(now: number): number {
     let ms = this.stoppedReplicaMs;
-    for (const r of this.replicas) if (!r.borrowed) ms += now - r.startedAt;
+    for (const r of this.replicas) if (!r.borrowed) ms += r.runningMs(now);
     return ms;
   }
 
@@ -905,7 +912,10 @@ export class DeploymentManager {
     proc.on('state', (state, info) => {
       const wasReady = replica.ready;
       replica.state = state;
-      if (state === 'failed') d.lastError = info.error?.message ?? 'replica failed';
+      if (state === 'failed') {
+        d.lastError = info.error?.message ?? 'replica failed';
+        replica.failedAt ??= Date.now();
+      }
       this.#o.logger.info({
         deployment: d.id, replica: replica.id, state, server_pid: info.pid, restarts: info.restarts, error: info.error?.message,
         // restarting: how the server ended and when the next one starts (undefined, left out, otherwise).
@@ -1098,7 +1108,7 @@ export class DeploymentManager {
     if (r.ownedPort !== null) this.#o.ports.release(r.ownedPort);
     r.ownedPort = null;
     this.#o.slots.release(r.slot);
-    if (!r.borrowed) d.stoppedReplicaMs += Date.now() - r.startedAt;
+    if (!r.borrowed) d.stoppedReplicaMs += r.runningMs(Date.now());
   }
 
   /** Gateway shutdown: stop every server; the desired state stays for the next start. */
