@@ -506,6 +506,8 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
         this.#fallbackRoute = route;
         return replica;
       }
+      // Skipped while it sleeps, it would sleep for good: it serves those after this one once awake.
+      this.#askWake(route);
     }
     return null;
   }
