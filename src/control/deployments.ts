@@ -247,6 +247,8 @@ export class Deployment {
   get state(): DeploymentState {
     const s = this.#state;
     if (s === 'draining' || s === 'stopped' || s === 'pending' || s === 'hibernated') return s;
+    // Restored from the store but not started (DeploymentManager.restore): nothing runs.
+    if (s === 'failed' && this.replicas.length === 0) return s;
     if (this.replicas.some((r) => r.ready)) return 'ready';
     if (this.replicas.length > 0 && this.replicas.every((r) => r.state === 'failed')) return 'failed';
     if (this.replicas.length > 0 && this.replicas.every((r) => r.state === 'failed' || r.state === 'unhealthy')) return 'unhealthy';
@@ -375,10 +377,9 @@ export class DeploymentManager {
         continue;
       }
       try {
-        await this.#deploy(desired.spec, 'api', desired.created_at, true);
+        await this.#deploy(desired.spec, 'api', desired.created_at, true, true);
       } catch (err) {
-        this.#unstarted.add(id);
-        this.#o.logger.error({ deployment: id, err }, 'could not restore deployment');
+        this.#o.logger.error({ deployment: id, err }, 'could not restore deployment: it is listed as failed');
       }
     }
     for (const r of this.#leftovers.values()) await this.#stopLeftover(r, 'stopping a server left by a previous run that no deployment claims');
@@ -451,8 +452,12 @@ export class DeploymentManager {
     return this.#deploy(spec, source, new Date().toISOString(), false);
   }
 
-  /** `stored`: read from the desired state (a restore, a reconcile), not to be written again. */
-  async #deploy(spec: DeploymentConfig, source: DeploymentSource, createdAt: string, stored: boolean): Promise<Deployment> {
+  /**
+   * `stored`: read from the desired state (a restore, a reconcile), not to be written again.
+   * `keepFailed`: one whose servers cannot start stays, `failed` with the reason, rather
+   * than being dropped: a restore's deployment that vanished could not even be undeployed.
+   */
+  async #deploy(spec: DeploymentConfig, source: DeploymentSource, createdAt: string, stored: boolean, keepFailed = false): Promise<Deployment> {
     const id = deploymentId(spec.model, spec.version);
     if (this.#deployments.has(id)) throw new SluiceError('SLUICE_ERR_CONFLICT', `deployment ${id} already exists`);
     this.#noteCredential(spec);
@@ -483,6 +488,14 @@ export class DeploymentManager {
     } catch (err) {
       // Nothing half-registered: stop what started, free ports, forget the deployment.
       await this.#stopReplicas(d);
+      if (keepFailed) {
+        d.replicas.length = 0;
+        d.state = 'failed';
+        d.lastError = err instanceof Error ? err.message : String(err);
+        d.persisted = true;
+        this.#o.onChange();
+        throw err;
+      }
       this.#deployments.delete(id);
       this.#o.deploymentSlots.release(slot);
       if (write) await this.#unstore(d);
