@@ -114,6 +114,13 @@ function finalize(config: Config): Config {
   const workers = config.workers === 0 ? availableParallelism() : config.workers;
   // From here on a key given in the clear exists only as its digest.
   const apiKeys = config.api_keys.map((k) => (k.key === null ? k : { ...k, key: null, key_sha256: hashKey(k.key) }));
+  // A request presenting the key could only be one of them: the other's scope and limits would never apply.
+  const digests = new Map<string, string>();
+  apiKeys.forEach((k, i) => {
+    const first = digests.get(k.key_sha256!);
+    if (first !== undefined) throw new ConfigError(`api_keys[${i}].${config.api_keys[i]!.key === null ? 'key_sha256' : 'key'}`, `the same key as API key ${first}: give each key one name`);
+    digests.set(k.key_sha256!, k.name);
+  });
   return deepFreeze({ ...config, workers, api_keys: apiKeys });
 }
 
