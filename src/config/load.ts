@@ -100,6 +100,7 @@ function finalize(config: Config): Config {
     const problem = deploymentProblem(d) ?? shadowProblem(d, config.deployments);
     if (problem !== null) throw new ConfigError(`deployments[${i}].${problem.field}`, problem.reason);
   });
+  refusePlaceholders(config);
   const keyNames = new Set<string>();
   config.api_keys.forEach((k, i) => {
     if ((k.key === null) === (k.key_sha256 === null)) throw new ConfigError(`api_keys[${i}]`, 'give exactly one of key and key_sha256');
@@ -122,6 +123,24 @@ function finalize(config: Config): Config {
     digests.set(k.key_sha256!, k.name);
   });
   return deepFreeze({ ...config, workers, api_keys: apiKeys });
+}
+
+// `${NAME}` (shells, Compose) or `$(NAME)` (Kubernetes): sluice expands neither in the file.
+const PLACEHOLDER = /\$\{[^}]*\}|\$\([^)]*\)/;
+
+/**
+ * A credential written as a variable placeholder would be taken as it is written: an admin
+ * token or API key anyone who reads the file, or knows the convention, could send. Refused,
+ * saying what sets it instead (the value is not echoed: it may hold part of a secret).
+ */
+function refusePlaceholders(config: Config): void {
+  const refuse = (field: string, value: string | null, instead: string): void => {
+    if (value !== null && PLACEHOLDER.test(value)) throw new ConfigError(field, `holds a variable placeholder, which sluice does not expand (it would be the credential as written): ${instead}`);
+  };
+  refuse('admin.token', config.admin.token, 'set SLUICE_ADMIN_TOKEN instead');
+  refuse('redis.url', config.redis.url, 'set SLUICE_REDIS_URL instead');
+  config.api_keys.forEach((k, i) => refuse(`api_keys[${i}].key`, k.key, 'give key_sha256, or add the key through the admin API'));
+  for (const [name, value] of Object.entries(config.tracing.headers)) refuse(`tracing.headers.${name}`, value, 'set OTEL_EXPORTER_OTLP_HEADERS instead');
 }
 
 /** A deployment's id and the first path segment of its route: `<model>-<version>`. */
