@@ -173,8 +173,12 @@ export function deploymentProblem(d: DeploymentConfig): { field: string; reason:
   // `/v1/...` and `/api/...` are the OpenAI and Ollama front door: an alias of that name would hide it.
   if (d.model === 'v1' || d.model === 'api') return { field: 'model', reason: `'${d.model}' is reserved for the front door's /${d.model}/ paths` };
   if (d.runtime === 'remote' && d.urls.length === 0) return { field: 'urls', reason: 'a remote deployment needs at least one URL' };
+  for (const name of Object.keys(d.env)) {
+    if (name === '' || name.includes('=') || name.includes('\0')) return { field: `env.${name}`, reason: 'is not a valid variable name (empty, or holding = or NUL)' };
+  }
   if (d.runtime === 'command') {
     if (d.command.length === 0) return { field: 'command', reason: 'a command deployment needs an argv template' };
+    if (d.command[0] === '') return { field: 'command[0]', reason: 'the program to run may not be empty' };
     // Without either the server cannot know the port it was given: it would start on its
     // own default, never pass the readiness probe, and be relaunched on every start.
     if (d.port_env === null && !d.command.some((arg) => arg.includes('{port}'))) {

@@ -39,6 +39,7 @@ export const VERSION_NAME = /^[A-Za-z0-9_][A-Za-z0-9._]{0,63}$/;
  * read or set a built-in property there instead of an entry (a `__proto__` weight vanished).
  */
 export const RESERVED_NAMES: readonly string[] = Object.getOwnPropertyNames(Object.prototype).sort();
+const NO_NUL = /^[^\x00]*$/;
 /** An HTTP field name (RFC 9110 5.1: a token). */
 const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$/;
 const timeout = (def: number): Field => ({ kind: 'int', default: def, min: 1, max: 86_400_000 });
@@ -211,8 +212,12 @@ export const deploymentSchema: Field = {
     // `remote` replicas: a URL, or {url, weight, priority, cost} for the balancing strategies
     // that read them (weighted, failover, lowest_cost).
     urls: { kind: 'array', of: endpointSchema, default: [] },
-    args: { kind: 'array', of: { kind: 'string' }, default: [] },
-    command: { kind: 'array', of: { kind: 'string' }, default: [] },
+    // Checked here as the servers' launcher checks them (ports/validate.ts), so that the error
+    // names the field as written and comes before any server of the file starts: an argv
+    // string holds no NUL, a readiness path is printable ASCII (Node's HTTP client sends
+    // nothing else), an environment value no NUL (its names: deploymentProblem).
+    args: { kind: 'array', of: { kind: 'string', pattern: NO_NUL }, default: [] },
+    command: { kind: 'array', of: { kind: 'string', pattern: NO_NUL }, default: [] },
     // `command` runtime: also pass the allocated port in this environment variable (many
     // servers read PORT). A command needs `{port}` in its argv, or this.
     port_env: { kind: 'string', default: null, nullable: true, pattern: /^[A-Za-z_][A-Za-z0-9_]{0,127}$/ },
@@ -224,8 +229,8 @@ export const deploymentSchema: Field = {
     // \x00: patterns are also the admin API document's, read by tools of other regex dialects.
     model_path: { kind: 'string', default: null, nullable: true, pattern: /^\/[^\x00]*$/ },
     python: { kind: 'string', default: null, nullable: true, pattern: /^[^\x00]+$/ },
-    readiness_path: { kind: 'string', default: null, nullable: true, pattern: /^\/\S*$/ },
-    env: { kind: 'map', of: { kind: 'string' }, default: {} },
+    readiness_path: { kind: 'string', default: null, nullable: true, pattern: /^\/[\x21-\x7e]*$/ },
+    env: { kind: 'map', of: { kind: 'string', pattern: NO_NUL, secret: true }, default: {} },
     start_timeout_ms: timeout(120_000),
     // The model name the server knows (an Ollama `llama3:8b`, a llama.cpp server's alias):
     // the request body's `model` is rewritten to it on the OpenAI and Ollama endpoints.
@@ -233,7 +238,7 @@ export const deploymentSchema: Field = {
     // server reports for `llamacpp`; none (the body goes as sent) for the others.
     served_model: { kind: 'string', default: null, nullable: true, pattern: /^[^\x00-\x1f"\\]{1,256}$/ },
     // `ollama` runtime: OLLAMA_KEEP_ALIVE, a Go duration ('10m', '-1') or integer seconds.
-    keep_alive: { kind: 'string', default: null, nullable: true, pattern: /^[-+]?[0-9][0-9a-zµ.]*$/ },
+    keep_alive: { kind: 'string', default: null, nullable: true, pattern: /^[-+]?(?:\d+|(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+)$/ },
     // A credential the gateway adds to every request to this deployment (an OpenAI-compatible
     // provider's key), read from the environment variable named here: never in config or
     // state files, never logged. The client's own Authorization and x-api-key are not sent.

@@ -1,8 +1,10 @@
 // What `sluice serve` refuses in a config file, through the real CLI, naming the field:
 // one key under two API key names (only one of them could ever match a request), and a
 // credential written as a `${VAR}` placeholder, which sluice does not expand (it would be
-// the credential as written).
-// Ports 19700-19705 belong to this file: the gateway 19700 (admin 19701), replicas 19702-19705.
+// the credential as written), and a deployment field the servers' launcher would refuse,
+// named as the file or the admin API's body has it and refused before any server starts.
+// Ports 19700-19709 belong to this file: the gateway 19700 (admin 19701), replicas 19702-19705;
+// one more gateway 19706 (admin 19707), replicas 19708-19709.
 
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
@@ -10,7 +12,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { spawnCli } from '../helpers/procs.js';
+import { adminClient } from '../helpers/control.js';
+import { spawnCli, startGateway } from '../helpers/procs.js';
 
 t.setTimeout(180_000);
 
@@ -58,4 +61,43 @@ t.test('a credential written as a variable placeholder is refused, naming the fi
     t.match(stderr, `config: ${field}: holds a variable placeholder, which sluice does not expand`, `${field}: named`);
     t.match(stderr, instead, `${field}: says what sets it instead`);
   }
+});
+
+t.test("a deployment field the servers' launcher would refuse is refused at load, named as written, before any server starts", async (t) => {
+  const ok = '  - { model: ok, version: "1", runtime: sim }\n';
+  const cases: Array<[string, string]> = [
+    ['deployments[1].readiness_path', '  - { model: d, version: "1", runtime: command, command: ["x", "{port}"], readiness_path: "/é" }\n'],
+    ['deployments[1].args[1]', '  - { model: d, version: "1", runtime: sim, args: ["--tokens", "a\\0"] }\n'],
+    ['deployments[1].command[0]', '  - { model: d, version: "1", runtime: command, command: ["", "{port}"] }\n'],
+    ['deployments[1].env.A=B', '  - { model: d, version: "1", runtime: sim, env: { "A=B": x } }\n'],
+    ['deployments[1].env.A', '  - { model: d, version: "1", runtime: sim, env: { A: "s3cr\\0t" } }\n'],
+    ['deployments[1].keep_alive', '  - { model: d, version: "1", runtime: ollama, keep_alive: "10x" }\n'],
+  ];
+  for (const [field, deployment] of cases) {
+    const { code, stderr, lines } = await serve(`deployments:\n${ok}${deployment}`);
+    t.equal(code, 1, `${field}: exit 1`);
+    t.match(stderr, `config: ${field}: `, `${field}: named as in the file`);
+    t.notOk(lines.some((l) => l.includes('"replica state"')), `${field}: no server was started`);
+  }
+  t.notMatch((await serve(`deployments:\n${ok}${cases[4]![1]}`)).stderr, 's3cr', 'an environment value is not echoed');
+});
+
+t.test("the admin API names a deployment's fields as the body has them", async (t) => {
+  // Ports 19706-19709: this gateway 19706 (admin 19707), its replicas 19708-19709.
+  const gw = await startGateway({ listen: { host: '127.0.0.1', port: 19706 }, admin: { host: '127.0.0.1', port: 19707 }, ports: { from: 19708, to: 19709 }, state_dir: join(dir, 'state-api') }, {}, false);
+  t.teardown(() => gw.stop());
+  const admin = adminClient(gw.adminUrl);
+  const cases: Array<[string, Record<string, unknown>]> = [
+    ['readiness_path', { runtime: 'command', command: ['x', '{port}'], readiness_path: '/é' }],
+    ['args[1]', { runtime: 'sim', args: ['--tokens', 'a\u0000'] }],
+    ['command[0]', { runtime: 'command', command: ['', '{port}'] }],
+    ['env.A=B', { runtime: 'sim', env: { 'A=B': 'x' } }],
+    ['keep_alive', { runtime: 'ollama', keep_alive: '10x' }],
+  ];
+  for (const [field, spec] of cases) {
+    const r = await admin.post('/v1/deployments', { model: 'd', version: '1', ...spec });
+    t.equal(r.status, 400, `${field}: 400`);
+    t.equal(r.body?.error?.field, field, `${field}: the field as the body has it (${r.text.slice(0, 160)})`);
+  }
+  t.same(await admin.list(), [], 'nothing was deployed');
 });
