@@ -143,7 +143,8 @@ t.test('a connection idle for listen.client_idle_timeout_ms is closed; one busy 
   const slowClosed = closedWithin(slow, IDLE_MS + 3000);
   // A request the model server answers slowly is not cut by the client's idle timeout.
   const busy = httpRequest(`${gw.url}/demo-1/_sim/sleep?ms=${IDLE_MS + 1500}`);
-  await sleep(IDLE_MS + 2200);
+  // Closed between IDLE_MS and a sweep (1 s) later: waited for, not slept on.
+  await waitFor(() => idle.closed, 'the idle keep-alive connection to close', IDLE_MS + 4000);
   t.ok(idle.closed, 'the idle keep-alive connection was closed');
   t.ok(await slowClosed, 'the never-ending head was closed');
   t.equal((await busy).status, 200, 'the slow answer arrived');
