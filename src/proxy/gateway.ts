@@ -160,7 +160,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
 
   /**
    * The uWS handler for one method. uWS routes by method natively, so a request reaches
-   * the gateway with its method known: no getMethod() call and string per request.
+   * the gateway with its method known: no getCaseSensitiveMethod() call and string per request.
    */
   handlerFor(method: string): RouteHandler {
     return (res, req) => {
@@ -177,7 +177,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
   handleOther(res: ClientResponse, req: ClientRequest): void {
     const head = readClientHead(req);
     const requestId = head.requestId !== '' ? head.requestId : this.#nextRequestId();
-    const method = req.getMethod().toUpperCase();
+    const method = req.getCaseSensitiveMethod();
     this.#reject(res, 'SLUICE_ERR_METHOD_NOT_ALLOWED', `method ${method} is not supported`, requestId, method, req.getUrl(), { headers: ALLOW_ANY });
   }
 

@@ -100,3 +100,13 @@ t.test('a chunked body that breaks its framing is answered 400 (and logged so), 
   }, 5_000, 'an access line per request');
   for (const line of lines) t.match(line, { status: 400, error: 'SLUICE_ERR_BAD_REQUEST' }, `${String(line['request_id'])}: logged as the 400 it was`);
 });
+
+t.test('a method in lower case is refused naming it as sent, not as the GET it is not', async (t) => {
+  const r = await rawRequest(gw.port, 'get /demo-1/_sim/echo HTTP/1.1\r\nHost: gw\r\nx-request-id: lower\r\n\r\n');
+  t.equal(r.status, 405);
+  const error = (JSON.parse(r.body) as { error: { code: string; message: string } }).error;
+  t.equal(error.code, 'SLUICE_ERR_METHOD_NOT_ALLOWED');
+  t.equal(error.message, 'method get is not supported', 'methods are case-sensitive (RFC 9110 9.1)');
+  const line = await eventually(() => jsonLogs(gw).find((l) => l['request_id'] === 'lower'), 5_000, 'its access line');
+  t.equal(line['method'], 'get', 'logged as sent');
+});

@@ -12,8 +12,8 @@ export interface ClientRequest {
   getUrl(): string;
   /** After the first '?', without it ('' or undefined when there is none). */
   getQuery(): string | undefined;
-  /** Lower case. */
-  getMethod(): string;
+  /** As sent (methods are case-sensitive: `get` is not GET). */
+  getCaseSensitiveMethod(): string;
   /** A header's value ('' when absent), by its lower-case name. */
   getHeader(lowerCaseName: string): string;
   /** Every header line: the name lower-cased. */

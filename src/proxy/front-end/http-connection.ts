@@ -389,8 +389,8 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
     return this.#head!.query;
   }
 
-  getMethod(): string {
-    return this.#head!.method.toLowerCase();
+  getCaseSensitiveMethod(): string {
+    return this.#head!.method;
   }
 
   getHeader(lowerCaseName: string): string {
