@@ -18,7 +18,7 @@ import {
 import { SharedBuckets } from './policy/index.js';
 import { PortAllocator } from './ports/index.js';
 import type { RouteTableSnapshot, SharedBuffers } from './proxy/index.js';
-import { FileStateStore, HibernationRecords, loadInstanceId, RedisStateStore, ReplicaRecords } from './state/index.js';
+import { FileStateStore, HibernationRecords, loadInstanceId, RedisStateStore, ReplicaRecords, StateDirLock } from './state/index.js';
 import { missingNodeFlags } from './node-flags.js';
 import { createLogger, LineWriter, fineQuantile, mergeStats, renderDependencyBreakers, renderLogCounts, renderStats, type Logger, type StatsSnapshot } from './telemetry/index.js';
 import { authority } from './authority.js';
@@ -85,7 +85,14 @@ export async function runServeCli(argv: string[]): Promise<void> {
   const logger = createLogger({ level: config.log.level, writer: stdout });
   const missing = missingNodeFlags();
   if (missing.length > 0) logger.warn({ missing }, 'started without the recommended Node flags: p99 latency at moderate load is about twice what it is with them (node $(sluice node-flags) dist/cli.js serve; see README)');
-  const gateway = await startGateway(config, logger, stdout);
+  const lock = await StateDirLock.take(config.state_dir);
+  let gateway: RunningGateway;
+  try {
+    gateway = await startGateway(config, logger, stdout);
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
   let stopping = false;
   const shutdown = (signal: string): void => {
     const first = !stopping;
@@ -93,6 +100,7 @@ export async function runServeCli(argv: string[]): Promise<void> {
     const done = gateway.shutdown(signal);
     if (!first) return;
     const exit = (code: number): void => {
+      lock.release();
       void stdout.close(EXIT_LOG_MS).then(() => process.exit(code));
     };
     done.then(() => exit(0), (err: unknown) => {
