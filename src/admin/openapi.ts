@@ -319,7 +319,7 @@ const operations: Record<string, Record<string, Operation>> = {
     put: { id: 'setTraffic', tag: 'traffic', summary: 'Set the alias weights (and sticky rule)', body: 'TrafficRequest', ok: [200, 'Model', json('ModelTraffic')], errors: [400, 404, 413, 503] },
   },
   '/v1/models/{model}/promote': {
-    post: { id: 'promote', tag: 'traffic', summary: 'All traffic to a version, which becomes stable', body: 'PromoteRequest', ok: [200, 'Model', json('ModelTraffic')], errors: [400, 404, 413, 503] },
+    post: { id: 'promote', tag: 'traffic', summary: 'All traffic to a version, which becomes stable', body: 'PromoteRequest', ok: [200, 'Model', json('ModelTraffic')], errors: [400, 404, 409, 413, 503] },
   },
   '/v1/models/{model}/rollback': {
     post: { id: 'rollback', tag: 'traffic', summary: 'All traffic back to the stable version', ok: [200, 'Model', json('ModelTraffic')], errors: [404, 409, 503] },

@@ -281,7 +281,13 @@ export class TrafficRegistry {
   promote(model: string, version: string, who: TrafficEvent['who'], why: string): Promise<void> {
     return this.#serial(model, async () => {
       const versions = this.#known(model);
-      if (!versions.some((x) => x.version === version)) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `version: ${model} has no version ${version}`, { field: 'version' });
+      const target = versions.find((x) => x.version === version);
+      if (target === undefined) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `version: ${model} has no version ${version}`, { field: 'version' });
+      // A stable version that cannot serve would send the alias's traffic elsewhere and leave
+      // rollback nothing to return to; one starting or hibernated may (blue-green).
+      if (target.state === 'failed' || target.state === 'unhealthy') {
+        throw new SluiceError('SLUICE_ERR_CONFLICT', `${target.deployment} is ${target.state}: only a version that can serve (ready, starting or hibernated) can be promoted`, { field: 'version' });
+      }
       const entry = this.#entry(model);
       await this.#change(model, entry, { weights: { [version]: 100 }, sticky: entry.sticky, stable: version }, { who, action: 'promote', why });
     });
