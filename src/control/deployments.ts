@@ -813,9 +813,14 @@ export class DeploymentManager {
     return d;
   }
 
-  /** Starts a hibernated deployment's replicas again; once per hibernation, however many ask. */
+  /**
+   * Starts a hibernated deployment's replicas again; once per hibernation, however many ask.
+   * A failed one is started anew too (through a hibernation, which clears its replicas): the
+   * admin's way to retry it once its cause is mended, without an undeploy.
+   */
   async wake(id: string, why: string): Promise<Deployment> {
-    const d = this.#mustGet(id);
+    let d = this.#mustGet(id);
+    if (d.state === 'failed' && d.spec.runtime !== 'remote') d = await this.hibernate(id, `${why}: it had failed, so it starts anew`, 0);
     if (d.state !== 'hibernated') return d;
     if (d.hibernating) {
       d.wakeAfterHibernation = true;
