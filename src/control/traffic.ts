@@ -58,6 +58,9 @@ export interface TrafficRegistryOptions {
 }
 
 const MAX_EVENTS = 200;
+// An admin change made on a record another instance replaced meanwhile is made again on the
+// new one; this many tries, then it is refused (409).
+const STALE_TRIES = 3;
 /** A rollout's lease is renewed this often and lapses after three missed renewals: another instance takes over within seconds. */
 const LEASE_RENEW_MS = 1_000;
 const LEASE_TTL_MS = 3 * LEASE_RENEW_MS;
@@ -254,7 +257,19 @@ export class TrafficRegistry {
    * earlier change and its event, and two rollouts both found none running.
    */
   #serial(model: string, change: () => Promise<void>): Promise<void> {
-    const run = (this.#changing.get(model) ?? Promise.resolve()).then(change);
+    const attempt = async (): Promise<void> => {
+      for (let tries = 1; ; tries++) {
+        try {
+          return await change();
+        } catch (err) {
+          // Another instance stored a change of the model since this one read it: read that
+          // one and make this change on it, so that neither change nor its event is lost.
+          if (!(err instanceof StaleTrafficError) || tries === STALE_TRIES) throw err;
+          if (await this.#refresh()) this.#o.onChange();
+        }
+      }
+    };
+    const run = (this.#changing.get(model) ?? Promise.resolve()).then(attempt);
     const settled = run.catch(() => undefined);
     this.#changing.set(model, settled);
     void settled.then(() => {
@@ -273,7 +288,7 @@ export class TrafficRegistry {
       const entry = this.#entry(model);
       // The version that had the traffic so far is the one to roll back to.
       const stable = entry.stable ?? heaviest(resolveAlias(versions, entry.weights, null).targets);
-      await this.#change(model, entry, { weights: { ...weights }, sticky, stable }, { who, action: 'traffic', why });
+      await this.#change(model, entry, { weights: { ...weights }, sticky, stable }, { who, action: 'traffic', why }, true);
     });
   }
 
@@ -289,7 +304,7 @@ export class TrafficRegistry {
         throw new SluiceError('SLUICE_ERR_CONFLICT', `${target.deployment} is ${target.state}: only a version that can serve (ready, starting or hibernated) can be promoted`, { field: 'version' });
       }
       const entry = this.#entry(model);
-      await this.#change(model, entry, { weights: { [version]: 100 }, sticky: entry.sticky, stable: version }, { who, action: 'promote', why });
+      await this.#change(model, entry, { weights: { [version]: 100 }, sticky: entry.sticky, stable: version }, { who, action: 'promote', why }, true);
     });
   }
 
@@ -300,7 +315,7 @@ export class TrafficRegistry {
       const entry = this.#entry(model);
       const stable = entry.stable;
       if (stable === null) throw new SluiceError('SLUICE_ERR_CONFLICT', `${model} has no stable version to roll back to (promote one first)`);
-      await this.#change(model, entry, { weights: { [stable]: 100 }, sticky: entry.sticky, stable }, { who, action: 'rollback', why });
+      await this.#change(model, entry, { weights: { [stable]: 100 }, sticky: entry.sticky, stable }, { who, action: 'rollback', why }, true);
     });
   }
 
@@ -444,9 +459,10 @@ export class TrafficRegistry {
     };
   }
 
+  /** `guarded`: an admin change, refused (StaleTrafficError) if another instance stored one since `entry` was read. */
   async #change(
     model: string, entry: ModelTraffic, next: Pick<ModelTraffic, 'weights' | 'sticky' | 'stable'>,
-    what: Pick<TrafficEvent, 'who' | 'action' | 'why'>,
+    what: Pick<TrafficEvent, 'who' | 'action' | 'why'>, guarded = false,
   ): Promise<void> {
     const updated: ModelTraffic = {
       ...next, source: 'api', configDigest: configDigest(this.#o.config[model]), events: entry.events,
@@ -454,7 +470,7 @@ export class TrafficRegistry {
     };
     this.#event(updated, { ...what, from: entry.weights, to: next.weights });
     // Stored first: a change that could not be kept is not applied (and the caller gets the error).
-    await this.#save(model, updated);
+    if (!(await this.#save(model, updated, guarded ? entry.updatedAt : null))) throw new StaleTrafficError(model);
     this.#models.set(model, updated);
     this.#o.logger.info({ model, who: what.who, action: what.action, from: entry.weights, to: next.weights }, 'traffic changed');
     this.#o.onChange();
@@ -481,11 +497,11 @@ export class TrafficRegistry {
     entry.events = [...entry.events, { at: new Date().toISOString(), ...e }].slice(-MAX_EVENTS);
   }
 
-  #save(model: string, t: ModelTraffic): Promise<void> {
+  #save(model: string, t: ModelTraffic, over: string | null = null): Promise<boolean> {
     return this.#o.store.putTraffic({
       model, weights: t.weights, sticky: t.sticky, stable: t.stable, config_digest: t.configDigest, events: t.events, rollout: t.rollout,
       updated_at: t.updatedAt,
-    });
+    }, over);
   }
 }
 
@@ -547,4 +563,11 @@ function laterThan(previous: string): string {
   const now = new Date();
   const prev = Date.parse(previous);
   return (now.getTime() > prev ? now : new Date(prev + 1)).toISOString();
+}
+
+/** An admin change of `model` was made on a record another instance has replaced since. */
+class StaleTrafficError extends SluiceError {
+  constructor(model: string) {
+    super('SLUICE_ERR_CONFLICT', `${model}'s traffic was changed through another instance at the same time: try again`);
+  }
 }

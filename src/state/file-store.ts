@@ -60,8 +60,10 @@ export class FileStateStore implements DesiredStateStore {
     return list;
   }
 
-  putTraffic(traffic: StoredTraffic): Promise<void> {
-    return this.#traffic.set(traffic.model, traffic);
+  // One instance owns a state directory: no other writes its records.
+  async putTraffic(traffic: StoredTraffic): Promise<boolean> {
+    await this.#traffic.set(traffic.model, traffic);
+    return true;
   }
 
   // One instance owns a state directory: every lease is its own, and there are no other

@@ -27,6 +27,12 @@ for _, v in ipairs(redis.call('hvals', KEYS[1])) do
 end
 redis.call('hset', KEYS[1], ARGV[1], ARGV[3])
 return 0`;
+// Stores a model's traffic unless the stored record is newer than the one the change was
+// made on (ISO times compare as strings): checked and written in one step.
+const PUT_TRAFFIC_OVER_SCRIPT = `local v = redis.call('hget', KEYS[1], ARGV[1])
+if v and cjson.decode(v).updated_at > ARGV[2] then return 0 end
+redis.call('hset', KEYS[1], ARGV[1], ARGV[3])
+return 1`;
 const RELEASE_SCRIPT = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0`;
 
@@ -94,8 +100,13 @@ export class RedisStateStore implements DesiredStateStore {
     return Object.entries(fields).map(([model, text]) => decodeTrafficEntry(text, model, `${this.#where} ${TRAFFIC} field ${model}`));
   }
 
-  async putTraffic(traffic: StoredTraffic): Promise<void> {
-    await this.#call(() => this.#redis.hset(TRAFFIC, traffic.model, encodeEntry(traffic)));
+  async putTraffic(traffic: StoredTraffic, over: string | null): Promise<boolean> {
+    const entry = encodeEntry(traffic);
+    if (over === null) {
+      await this.#call(() => this.#redis.hset(TRAFFIC, traffic.model, entry));
+      return true;
+    }
+    return (await this.#call(() => this.#redis.eval(PUT_TRAFFIC_OVER_SCRIPT, 1, TRAFFIC, traffic.model, over, entry))) === 1;
   }
 
   async lease(name: string, holder: string, ttlMs: number): Promise<boolean> {

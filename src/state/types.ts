@@ -136,7 +136,12 @@ export interface DesiredStateStore {
   removeKey(name: string): Promise<void>;
   /** Models' traffic set through the admin API, one record per model. */
   loadTraffic(): Promise<StoredTraffic[]>;
-  putTraffic(traffic: StoredTraffic): Promise<void>;
+  /**
+   * Stores a model's traffic. With `over` (the `updated_at` of the record the change was
+   * made on), false (nothing written) when the stored record is newer: another instance
+   * changed the model meanwhile.
+   */
+  putTraffic(traffic: StoredTraffic, over: string | null): Promise<boolean>;
   /**
    * Takes or renews lease `name` for `holder` for `ttlMs`: false while another holder has it.
    * One instance analyses each rollout; a file store has one instance, so it always grants.

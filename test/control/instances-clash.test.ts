@@ -1,6 +1,7 @@
 // Two instances on one Redis, changed through both at once: an API key added under one name
 // (or one key under two names), or a deployment id deployed, through both is added once, and
-// the other gets 409, as on one instance; what got the 201 is what works, on both.
+// the other gets 409, as on one instance; what got the 201 is what works, on both. Traffic
+// changed through both at once is changed twice, one after the other, with both events.
 
 import { join } from 'node:path';
 import t from 'tap';
@@ -118,5 +119,35 @@ t.test('a deployment undeployed and deployed anew through A is followed by B, ho
     const got = await waitFor(async () => ((await tokensOf(B, 'again-1')) === tokens ? tokens : undefined), 15_000, `B to serve again-1 with --tokens ${tokens}`);
     t.equal(got, tokens, `B serves the new again-1 (${tokens} tokens)`);
     pids.note(await B.admin.list());
+  }
+});
+
+t.test("traffic changed through both instances at once: both are applied, one after the other, and both events are kept", async (t) => {
+  for (const version of ['1', '2']) {
+    const r = await A.admin.post('/v1/deployments?wait=true', { model: 'tr', version, runtime: 'sim' });
+    t.equal(r.status, 201, `tr-${version} deployed`);
+    pids.note(r.body);
+  }
+  await waitFor(async () => (await B.admin.list()).filter((d) => d.model === 'tr' && d.state === 'ready').length === 2, 15_000, 'B to run tr-1 and tr-2');
+  pids.note(await B.admin.list());
+  type Events = { events: Array<{ action: string; to: Record<string, number> | null }> };
+  for (const round of [1, 2, 3]) {
+    const wa = { '1': 90 + round, '2': 1 };
+    const wb = { '1': 1, '2': 90 + round };
+    const [ra, rb] = await Promise.all([A.admin.request('PUT', '/v1/models/tr/traffic', { weights: wa }), B.admin.request('PUT', '/v1/models/tr/traffic', { weights: wb })]);
+    t.same([ra.status, rb.status], [200, 200], `round ${round}: both 200 (${ra.text.slice(0, 100)} | ${rb.text.slice(0, 100)})`);
+    for (const i of [A, B]) {
+      const tos = await waitFor(async () => {
+        const e = (await i.admin.get('/v1/models/tr/events')).body as Events;
+        const got = e.events.filter((x) => x.action === 'traffic').map((x) => JSON.stringify(x.to));
+        return got.includes(JSON.stringify(wa)) && got.includes(JSON.stringify(wb)) ? got : undefined;
+      }, 5_000, `${i.name} to list both round-${round} changes among its events`).catch(() => undefined);
+      t.ok(tos, `round ${round}: ${i.name} lists both changes`);
+    }
+    const same = await waitFor(async () => {
+      const [va, vb] = await Promise.all([A.admin.get('/v1/models/tr'), B.admin.get('/v1/models/tr')]);
+      return JSON.stringify(va.body.weights) === JSON.stringify(vb.body.weights) ? va.body.weights as unknown : undefined;
+    }, 5_000, `round ${round}: both instances to have the same weights`);
+    t.ok([JSON.stringify(wa), JSON.stringify(wb)].includes(JSON.stringify(same)), `round ${round}: both instances end with one of the two changes`);
   }
 });
