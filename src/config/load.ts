@@ -2,7 +2,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { parse as parseYaml } from 'yaml';
+import { parseDocument, visit } from 'yaml';
 import { otelOverrides } from './otel-env.js';
 import { ConfigError, configSchema, healthCheckFields, validate } from './schema.js';
 import type { Config, DeploymentConfig, HealthCheckConfig, PoliciesConfig, PoliciesOverride } from './types.js';
@@ -36,11 +36,17 @@ export function loadConfig(file: string | null, env: NodeJS.ProcessEnv = process
     } catch (err) {
       throw new ConfigError(file, `cannot read: ${(err as Error).message}`);
     }
-    try {
-      raw = parseYaml(text) ?? {};
-    } catch (err) {
-      throw new ConfigError(file, `invalid YAML: ${(err as Error).message}`);
-    }
+    const doc = parseDocument(text);
+    if (doc.errors.length > 0) throw new ConfigError(file, `invalid YAML: ${doc.errors[0]!.message}`);
+    // YAML reads `version: 02` (or 007, 1e3, 0x1F, +5) as a number whose text is another: the
+    // deployment would be x-2. Such an integer is kept as written; where a number is expected
+    // the schema reads the text as one (Number('0x1F') is 31), as it reads environment values.
+    visit(doc, {
+      Scalar(_key, node) {
+        if (typeof node.value === 'number' && Number.isInteger(node.value) && node.source !== undefined && node.source !== String(node.value)) node.value = node.source;
+      },
+    });
+    raw = doc.toJS() ?? {};
   }
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError(file ?? '(config)', 'top level must be a map');
   const merged = structuredClone(raw) as Record<string, unknown>;

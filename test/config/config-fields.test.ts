@@ -2,7 +2,8 @@
 // one key under two API key names (only one of them could ever match a request), and a
 // credential written as a `${VAR}` placeholder, which sluice does not expand (it would be
 // the credential as written), and a deployment field the servers' launcher would refuse,
-// named as the file or the admin API's body has it and refused before any server starts.
+// named as the file or the admin API's body has it and refused before any server starts; an
+// integer whose YAML text is not its value (version: 02) is kept as written.
 // Ports 19700-19709 belong to this file: the gateway 19700 (admin 19701), replicas 19702-19705;
 // one more gateway 19706 (admin 19707), replicas 19708-19709.
 
@@ -13,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { adminClient } from '../helpers/control.js';
-import { spawnCli, startGateway } from '../helpers/procs.js';
+import { spawnCli, startGateway, waitForLine } from '../helpers/procs.js';
 
 t.setTimeout(180_000);
 
@@ -100,4 +101,23 @@ t.test("the admin API names a deployment's fields as the body has them", async (
     t.equal(r.body?.error?.field, field, `${field}: the field as the body has it (${r.text.slice(0, 160)})`);
   }
   t.same(await admin.list(), [], 'nothing was deployed');
+});
+
+t.test('an integer written with other text than its value (02, 007, 1e3) is kept as written where a name is expected', async (t) => {
+  const file = join(dir, 'integers.yaml');
+  writeFileSync(file, [
+    'listen: { host: 127.0.0.1, port: 19700 }', 'admin: { host: 127.0.0.1, port: 19701 }', 'workers: 1', 'ports: { from: 19702, to: 19705 }',
+    `state_dir: ${join(dir, 'state-integers')}`,
+    // Where a number is expected, the text is still read as one.
+    'limits: { max_body_bytes: 1e6 }',
+    'deployments:', '  - { model: v, version: 02, runtime: sim }', '  - { model: w, version: 1e3, runtime: sim }', '  - { model: x, version: 2, runtime: sim }',
+    'traffic: { v: { 02: 100 } }', '',
+  ].join('\n'));
+  const proc = spawnCli(['serve', '--config', file]);
+  t.teardown(() => proc.stop());
+  const ready = await waitForLine(proc, (l) => l.includes('"msg":"ready"') || l.startsWith('sluice: '), 60_000);
+  t.match(ready, '"msg":"ready"', `it starts (${ready.slice(0, 200)})`);
+  const ids = (JSON.parse(ready) as { deployments: string[] }).deployments.map((d) => d.split(':')[0]).sort();
+  t.same(ids, ['v-02', 'w-1e3', 'x-2'], 'the versions as written: v-02, w-1e3; x-2 as ever');
+  t.equal(await proc.stop(), 0, 'stops cleanly');
 });
