@@ -3,47 +3,34 @@
 // the other gets 409, as on one instance; what got the 201 is what works, on both. Traffic
 // changed through both at once is changed twice, one after the other, with both events.
 
-import { join } from 'node:path';
 import t from 'tap';
-import { PidLog, reapServers, startRedis, waitFor, type RedisServer } from '../helpers/control.js';
+import { startRedis, waitFor } from '../helpers/control.js';
 import { httpRequest } from '../helpers/http.js';
-import { startInstance, type Instance } from '../helpers/traffic.js';
-import { type Gateway } from '../helpers/procs.js';
+import { InstancesOnRedis, type Instance } from '../helpers/traffic.js';
 
 t.setTimeout(120_000);
 
 // Ports 19640-19654 belong to this file: Redis 19640; gateway A 19641 (admin 19642),
 // replicas 19645-19649; gateway B 19643 (admin 19644), replicas 19650-19654.
 const RANGE = { from: 19645, to: 19654 };
-const dir = t.testdir();
-const pids = new PidLog();
-const gateways = new Set<Gateway>();
-let redis: RedisServer | undefined;
-
-t.teardown(async () => {
-  await Promise.all([...gateways].map((g) => g.stop()));
-  await redis?.stop();
-  await reapServers(pids.pids, RANGE);
-});
+const instances = new InstancesOnRedis(t, RANGE);
+const pids = instances.pids;
 
 async function start(name: string, port: number, replicas: { from: number; to: number }): Promise<Instance> {
-  return startInstance(name, {
+  return instances.start(name, {
     listen: { host: '127.0.0.1', port },
     admin: { host: '127.0.0.1', port: port + 1 },
     workers: 1,
     ports: replicas,
-    state_dir: join(dir, `state-${name}`),
-    redis: { url: redis!.url },
-    log: { level: 'info', access: false },
     deployments: [{ model: 'sec', version: '1', runtime: 'sim', policies: { auth: { required: true } } }],
-  }, gateways, pids);
+  });
 }
 
 let A: Instance;
 let B: Instance;
 
 t.before(async () => {
-  redis = await startRedis(19640);
+  instances.redis = await startRedis(19640);
   [A, B] = await Promise.all([start('A', 19641, { from: 19645, to: 19649 }), start('B', 19643, { from: 19650, to: 19654 })]);
 });
 

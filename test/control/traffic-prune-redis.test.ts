@@ -2,39 +2,27 @@
 // at once keeps its weight while the other has not started it yet, and a version
 // undeployed through either instance leaves the weights once, with one event, on both.
 
-import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { assertNoServersLeft, PidLog, reapServers, startRedis, waitFor, type RedisServer } from '../helpers/control.js';
+import { startRedis, waitFor } from '../helpers/control.js';
 import { httpRequest } from '../helpers/http.js';
-import { modelEvents, modelView, startInstance, type Instance, type ModelView, type TrafficEvent } from '../helpers/traffic.js';
-import { sleep, type Gateway } from '../helpers/procs.js';
+import { InstancesOnRedis, modelEvents, modelView, type Instance, type ModelView, type TrafficEvent } from '../helpers/traffic.js';
+import { sleep } from '../helpers/procs.js';
 
 t.setTimeout(120_000);
 
 // Ports 19200-19210 belong to this file: Redis 19200; gateway A 19201 (admin 19202),
 // replicas 19205-19207; gateway B 19203 (admin 19204), replicas 19208-19210.
 const RANGE = { from: 19205, to: 19210 };
-const dir = t.testdir();
-const pids = new PidLog();
-const gateways = new Set<Gateway>();
-let redis: RedisServer | undefined;
-
-t.teardown(async () => {
-  await Promise.all([...gateways].map((g) => g.stop()));
-  await redis?.stop();
-  await reapServers(pids.pids, RANGE);
-});
+const instances = new InstancesOnRedis(t, RANGE);
+const pids = instances.pids;
 
 async function start(name: string, port: number, replicas: { from: number; to: number }): Promise<Instance> {
-  return startInstance(name, {
+  return instances.start(name, {
     listen: { host: '127.0.0.1', port },
     admin: { host: '127.0.0.1', port: port + 1 },
     ports: replicas,
-    state_dir: join(dir, `state-${name}`),
-    redis: { url: redis!.url },
-    log: { level: 'info', access: false },
     deployments: [{ model: 'demo', version: '1', runtime: 'sim' }],
-  }, gateways, pids);
+  });
 }
 
 const view = (i: Instance): Promise<ModelView> => modelView(i.admin, 'demo', i.name);
@@ -61,7 +49,7 @@ let A: Instance;
 let B: Instance;
 
 t.before(async () => {
-  redis = await startRedis(19200, { password: 'sluice-test-pw' });
+  instances.redis = await startRedis(19200, { password: 'sluice-test-pw' });
   [A, B] = await Promise.all([start('A', 19201, { from: 19205, to: 19207 }), start('B', 19203, { from: 19208, to: 19210 })]);
 });
 
@@ -115,9 +103,5 @@ t.test('a version deployed and weighted through B, undeployed through A, leaves 
 });
 
 t.test('stopping the gateways stops every model server they started', async (t: Test) => {
-  for (const g of [...gateways]) {
-    t.equal(await g.stop(), 0, 'exits 0');
-    gateways.delete(g);
-  }
-  await assertNoServersLeft(t, pids.pids, RANGE);
+  await instances.stopAll(t);
 });

@@ -4,45 +4,32 @@
 // get the same version whichever instance they reach, and an instance started later
 // comes up with the shared traffic rather than its config's.
 
-import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { assertNoServersLeft, PidLog, reapServers, startRedis, type AdminReply, type RedisServer } from '../helpers/control.js';
+import { startRedis, type AdminReply } from '../helpers/control.js';
 import { httpRequest, type Reply } from '../helpers/http.js';
 import { pool } from '../helpers/policy.js';
-import { modelEvents, modelView, startInstance, type Instance, type ModelView, type TrafficEvent } from '../helpers/traffic.js';
-import { sleep, type Gateway } from '../helpers/procs.js';
+import { InstancesOnRedis, modelEvents, modelView, type Instance, type ModelView, type TrafficEvent } from '../helpers/traffic.js';
+import { sleep } from '../helpers/procs.js';
 
 t.setTimeout(120_000);
 
 // Replica ports 18230-18259 belong to this file: gateway A 18230-18239, B 18240-18249,
 // C 18250-18259.
 const RANGE = { from: 18230, to: 18259 };
-const dir = t.testdir();
-const pids = new PidLog();
-const gateways = new Set<Gateway>();
-let redis: RedisServer | undefined;
-
-t.teardown(async () => {
-  await Promise.all([...gateways].map((g) => g.stop()));
-  await redis?.stop();
-  await reapServers(pids.pids, RANGE);
-});
+const instances = new InstancesOnRedis(t, RANGE);
 
 const nonZero = (m: Record<string, number> | null | undefined): Record<string, number> => Object.fromEntries(Object.entries(m ?? {}).filter(([, v]) => v !== 0));
 
 async function start(name: string, ports: { from: number; to: number }): Promise<Instance> {
-  return startInstance(name, {
+  return instances.start(name, {
     ports,
     workers: 2,
-    state_dir: join(dir, `state-${name}`),
-    redis: { url: redis!.url },
-    log: { level: 'info', access: false },
     deployments: [
       { model: 'r', version: '1', runtime: 'sim' },
       { model: 'r', version: '2', runtime: 'sim' },
     ],
     traffic: { r: { '1': 80, '2': 20 } },
-  }, gateways, pids);
+  });
 }
 
 const view = (i: Instance): Promise<ModelView> => modelView(i.admin, 'r', i.name);
@@ -94,7 +81,7 @@ let B: Instance;
 let eventsBefore = 0;
 
 t.before(async () => {
-  redis = await startRedis();
+  instances.redis = await startRedis();
   [A, B] = await Promise.all([start('A', { from: 18230, to: 18239 }), start('B', { from: 18240, to: 18249 })]);
 });
 
@@ -188,9 +175,5 @@ t.test('an instance started later comes up with the shared traffic and events', 
 });
 
 t.test('stopping the gateways stops every model server they started', async (t: Test) => {
-  for (const g of [...gateways]) {
-    t.equal(await g.stop(), 0, 'exits 0');
-    gateways.delete(g);
-  }
-  await assertNoServersLeft(t, pids.pids, RANGE);
+  await instances.stopAll(t);
 });

@@ -1,6 +1,8 @@
 // The traffic API's views (GET /v1/models/{model} and its events), as the tests read them.
 
-import { adminClient, type AdminClient, type PidLog } from './control.js';
+import { join } from 'node:path';
+import type { Test } from 'tap';
+import { adminClient, assertNoServersLeft, PidLog, reapServers, type AdminClient, type RedisServer } from './control.js';
 import { startGateway, type Gateway } from './procs.js';
 
 /** One gateway of a test with several instances on one Redis. */
@@ -8,6 +10,44 @@ export interface Instance {
   gw: Gateway;
   admin: AdminClient;
   name: string;
+}
+
+/**
+ * The gateways of a test file that runs several instances on one Redis (set `redis` before
+ * the first start): each with its own state_dir, all stopped at the file's teardown with
+ * their Redis and every model server they started (ports `replicas`).
+ */
+export class InstancesOnRedis {
+  readonly gateways = new Set<Gateway>();
+  readonly pids = new PidLog();
+  redis: RedisServer | undefined;
+  readonly #dir: string;
+  readonly #replicas: { from: number; to: number };
+
+  constructor(t: Test, replicas: { from: number; to: number }) {
+    this.#dir = t.testdir();
+    this.#replicas = replicas;
+    t.teardown(async () => {
+      await Promise.all([...this.gateways].map((g) => g.stop()));
+      await this.redis?.stop();
+      await reapServers(this.pids.pids, replicas);
+    });
+  }
+
+  /** Starts instance `name`: `config` over its state_dir, the shared Redis and a log without access lines. */
+  start(name: string, config: Record<string, unknown>): Promise<Instance> {
+    const full = { state_dir: join(this.#dir, `state-${name}`), redis: { url: this.redis!.url }, log: { level: 'info', access: false }, ...config };
+    return startInstance(name, full, this.gateways, this.pids);
+  }
+
+  /** Stops every instance (each must exit 0), then checks that none of their model servers is left. */
+  async stopAll(t: Test): Promise<void> {
+    for (const g of [...this.gateways]) {
+      t.equal(await g.stop(), 0, 'exits 0');
+      this.gateways.delete(g);
+    }
+    await assertNoServersLeft(t, this.pids.pids, this.#replicas);
+  }
 }
 
 /** Starts an instance, adds it to `gateways` (for the teardown) and notes its servers' pids. */
