@@ -20,7 +20,7 @@ import { PortAllocator } from './ports/index.js';
 import type { RouteTableSnapshot, SharedBuffers } from './proxy/index.js';
 import { FileStateStore, HibernationRecords, loadInstanceId, RedisStateStore, ReplicaRecords, StateDirLock } from './state/index.js';
 import { missingNodeFlags } from './node-flags.js';
-import { createLogger, LineWriter, fineQuantile, mergeStats, renderDependencyBreakers, renderLogCounts, renderStats, type Logger, type StatsSnapshot } from './telemetry/index.js';
+import { createLogger, LineWriter, fineQuantile, mergeRefusals, mergeStats, renderDependencyBreakers, renderLogCounts, renderStats, type Logger, type StatsSnapshot } from './telemetry/index.js';
 import { authority } from './authority.js';
 
 /** The running gateway process, as `sluice serve` holds it. */
@@ -356,7 +356,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
     }
     const breakerSnapshots = dependencies.snapshot();
     for (const w of workers) breakerSnapshots.push(...w.breakers);
-    return renderStats(mergeStats(workers.map((w) => w.deployments)), replicaCostUsd) + renderLogCounts(lines, dropped) +
+    return renderStats(mergeStats(workers.map((w) => w.deployments)), replicaCostUsd, mergeRefusals(workers.map((w) => w.unroutedRefusals))) + renderLogCounts(lines, dropped) +
       renderDependencyBreakers(breakerSnapshots) + (await registry.metrics());
   };
   /** What a deployment cost so far, by kind: its replicas' running time, its requests and their tokens. */

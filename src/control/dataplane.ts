@@ -35,6 +35,8 @@ export interface DataPlaneOptions {
 
 export interface WorkerStats {
   readonly deployments: Record<string, StatsSnapshot>;
+  /** Refusals of requests no deployment owns (no route, unknown model, 405...), by code. */
+  readonly unroutedRefusals: Record<string, number>;
   readonly active: number;
   readonly log: LogCounts;
   /** The worker's breakers around Redis (src/dependencies). */
@@ -206,7 +208,7 @@ export class DataPlane {
     if (msg.type !== 'stats') return;
     const entry = this.#statsWaiters.get(msg.id);
     if (entry === undefined) return;
-    entry.replies.push({ deployments: msg.deployments, active: msg.active, log: msg.log, breakers: msg.breakers });
+    entry.replies.push({ deployments: msg.deployments, unroutedRefusals: msg.unroutedRefusals, active: msg.active, log: msg.log, breakers: msg.breakers });
     if (entry.replies.length === this.#workers.length) entry.resolve(entry.replies);
   }
 

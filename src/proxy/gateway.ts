@@ -104,6 +104,12 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
   readonly #tracer: RequestTracer | null;
   #sweepTimer: NodeJS.Timeout | null = null;
   #draining = false;
+  /**
+   * Refusals of requests no deployment owns (no route, an unknown model at the front door,
+   * a 405, a malformed request), by code: they have no deployment's stats to count in.
+   * A Map keyed by the few codes, so that a count costs no allocation after the first.
+   */
+  readonly #unroutedRefusals = new Map<ErrorCode, number>();
 
   constructor(options: GatewayOptions) {
     this.#accessLog = options.accessLog;
@@ -234,6 +240,11 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
 
   stats(): ReturnType<RouteTableCompiler['statsSnapshot']> {
     return this.#compiler.statsSnapshot();
+  }
+
+  /** The refusals no deployment counted, by code, since the worker started. */
+  unroutedRefusals(): Record<string, number> {
+    return Object.fromEntries(this.#unroutedRefusals);
   }
 
   #handle(res: ClientResponse, req: ClientRequest, method: string): void {
@@ -700,6 +711,8 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     if (stats !== undefined) {
       stats.record(status, 0);
       if (code !== null) stats.refused(code);
+    } else if (code !== null) {
+      this.#unroutedRefusals.set(code, (this.#unroutedRefusals.get(code) ?? 0) + 1);
     }
     // Answered inside the handler: the duration is nil.
     if (logged) log.record(requestId, method, url, client, opts.route?.id ?? null, null, status, 0, null, opts.requestBytes ?? 0, bytes, 'bypass', undefined, code, null);

@@ -83,7 +83,8 @@ export type FromWorker =
   | { readonly type: 'listen-failed'; readonly workerIndex: number; readonly message: string }
   /** `ready`: what the worker's /readyz now answers. */
   | { readonly type: 'routes-applied'; readonly workerIndex: number; readonly version: number; readonly ready: boolean }
-  | { readonly type: 'stats'; readonly id: number; readonly workerIndex: number; readonly deployments: Record<string, StatsSnapshot>; readonly active: number; readonly log: LogCounts; readonly breakers: BreakerSnapshot[] }
+  /** `unroutedRefusals`: the worker's refusals of requests no deployment owns, by code. */
+  | { readonly type: 'stats'; readonly id: number; readonly workerIndex: number; readonly deployments: Record<string, StatsSnapshot>; readonly unroutedRefusals: Record<string, number>; readonly active: number; readonly log: LogCounts; readonly breakers: BreakerSnapshot[] }
   | { readonly type: 'draining'; readonly workerIndex: number }
   /** `error`: why the certificate in use was kept; null: new connections get the new one. */
   | { readonly type: 'tls-reloaded'; readonly workerIndex: number; readonly error: string | null }

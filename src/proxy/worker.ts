@@ -150,7 +150,7 @@ port.on('message', (msg: ToWorker) => {
       post({ type: 'routes-applied', workerIndex: init.workerIndex, version: gateway.table.version, ready: gateway.table.ready });
       break;
     case 'stats':
-      post({ type: 'stats', id: msg.id, workerIndex: init.workerIndex, deployments: gateway.stats(), active: gateway.activeCount, log: { lines: stdout.lines, dropped: stdout.dropped }, breakers: dependencies.snapshot() });
+      post({ type: 'stats', id: msg.id, workerIndex: init.workerIndex, deployments: gateway.stats(), unroutedRefusals: gateway.unroutedRefusals(), active: gateway.activeCount, log: { lines: stdout.lines, dropped: stdout.dropped }, breakers: dependencies.snapshot() });
       break;
     case 'drain':
       gateway.drain();

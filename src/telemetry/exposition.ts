@@ -13,6 +13,11 @@ export function mergeStats(perWorker: ReadonlyArray<Record<string, StatsSnapshot
   return out;
 }
 
+/** Sums the workers' refusals of requests no deployment owns, by code. */
+export function mergeRefusals(perWorker: ReadonlyArray<Record<string, number>>): Record<string, number> {
+  return perWorker.reduce<Record<string, number>>(addRecords, {});
+}
+
 function addStats(a: StatsSnapshot, b: StatsSnapshot): StatsSnapshot {
   return {
     codes: addRecords(a.codes, b.codes),
@@ -69,12 +74,13 @@ function addRecords(a: Record<string, number>, b: Record<string, number>): Recor
   return out;
 }
 
-/** Prometheus text exposition of the data-plane metrics. */
 /**
+ * Prometheus text exposition of the data-plane metrics.
  * `replicaCostUsd`: what each deployment's running replicas cost so far (the control plane
  * knows their running time), rendered in the same cost family as the workers' charges.
+ * `unroutedRefusals`: refusals of requests no deployment owns (mergeRefusals), by code.
  */
-export function renderStats(stats: Map<string, StatsSnapshot>, replicaCostUsd: ReadonlyMap<string, number> = new Map()): string {
+export function renderStats(stats: Map<string, StatsSnapshot>, replicaCostUsd: ReadonlyMap<string, number> = new Map(), unroutedRefusals: Record<string, number> = {}): string {
   const lines: string[] = [];
   const family = (name: string, type: string, help: string): void => {
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
@@ -122,8 +128,10 @@ export function renderStats(stats: Map<string, StatsSnapshot>, replicaCostUsd: R
   }
   for (const [d, usd] of replicaCostUsd) lines.push(`sluice_cost_usd_total{deployment="${esc(d)}",kind="replica_hours"} ${usd}`);
   counter('sluice_cache_store_errors_total', 'Shared response cache (Redis) lookups and writes that failed or timed out; a failed lookup is answered as a miss.', (s) => s.cacheStoreErrors);
-  family('sluice_gateway_refusals_total', 'counter', 'Requests the gateway answered itself with an error, by code (SLUICE_ERR_RATE_LIMITED: rate limited; SLUICE_ERR_QUEUE_FULL, SLUICE_ERR_NO_READY_REPLICA, SLUICE_ERR_BODY_TOO_LARGE, ...).');
+  family('sluice_gateway_refusals_total', 'counter', 'Requests the gateway answered itself with an error, by deployment (empty: no deployment, e.g. SLUICE_ERR_NO_ROUTE, SLUICE_ERR_MODEL_NOT_FOUND) and code (SLUICE_ERR_RATE_LIMITED: rate limited; SLUICE_ERR_QUEUE_FULL, SLUICE_ERR_NO_READY_REPLICA, SLUICE_ERR_BODY_TOO_LARGE, ...).');
   for (const [d, s] of stats) for (const [code, n] of Object.entries(s.refusals)) lines.push(`sluice_gateway_refusals_total{deployment="${esc(d)}",code="${code}"} ${n}`);
+  // An empty deployment label, as Prometheus reads a missing one: a sum by (code) takes both.
+  for (const [code, n] of Object.entries(unroutedRefusals)) lines.push(`sluice_gateway_refusals_total{deployment="",code="${code}"} ${n}`);
   histogram(lines, 'sluice_gateway_overhead_seconds', 'Proxied requests: the time the gateway itself took, from arrival to the upstream request and from the upstream response end to the client response end (not the upstream, not the queue wait).', stats, (s) => s.overhead, OVERHEAD_BUCKETS);
   histogram(lines, 'gen_ai_server_time_to_first_token_seconds', 'GenAI time to first token: arrival to the first response body byte of 2xx answers (for a streamed answer its first token, for others the whole answer).', stats, (s) => s.ttft, TTFT_BUCKETS);
   histogram(lines, 'gen_ai_server_time_per_output_token_seconds', 'GenAI time per output token of streamed 2xx answers: from the first to the last body byte, over the output tokens after the first.', stats, (s) => s.tpot, TPOT_BUCKETS);
