@@ -232,6 +232,11 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
       coldStarts.inc({ deployment: id });
       coldStartSeconds.observe({ deployment: id }, seconds);
     },
+    // Its series leave /metrics as it leaves /v1/stats (the workers drop theirs with the route table).
+    onForgotten: (id) => {
+      coldStarts.remove({ deployment: id });
+      coldStartSeconds.remove({ deployment: id });
+    },
     onDeploymentSlot: (slot) => deploymentCounters.reset(slot),
     onReplicaSlot: (slot) => breakers.reset(slot),
     breakerState: (slot) => BREAKER_STATES[breakers.state(slot)] ?? 'unknown',

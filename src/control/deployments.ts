@@ -57,6 +57,8 @@ export interface ManagerOptions {
   readonly hibernation?: HibernationRecords;
   /** A woken deployment has a ready replica again, `seconds` after the wake began. */
   readonly onColdStart?: (id: string, seconds: number) => void;
+  /** An undeployed deployment is gone (drained and stopped): what was kept by its id goes too. */
+  readonly onForgotten?: (id: string) => void;
   /** Instances sharing a Redis on this host run one set of servers per deployment that may hibernate; none: each runs its own. */
   readonly sharing?: ReplicaSharing;
 }
@@ -1093,6 +1095,7 @@ export class DeploymentManager {
     this.#deployments.delete(d.id);
     this.#o.deploymentSlots.release(d.slot);
     await this.#o.hibernation?.delete(d.id);
+    this.#o.onForgotten?.(d.id);
     this.#o.onChange();
     return true;
   }

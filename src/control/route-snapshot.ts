@@ -83,9 +83,13 @@ export interface SnapshotInput {
 export function buildRouteSnapshot(input: SnapshotInput): RouteTableSnapshot {
   const slotOf = input.buckets.slotOf;
   const out: DeploymentSnapshot[] = [];
+  const draining: string[] = [];
   const models = new Set<string>();
   for (const d of input.deployments) {
-    if (!d.routable) continue;
+    if (!d.routable) {
+      draining.push(d.id);
+      continue;
+    }
     out.push({
       id: d.id, model: d.model, version: d.version, slot: d.slot, upstream: d.upstream, maxBodyBytes: d.maxBodyBytes, credential: d.credential, fallbacks: d.fallbacks,
       holds: d.holds, hibernated: d.hibernated, wakeFailures: d.wakeFailures, wakeError: d.wakeError, countsArrivals: d.countsArrivals, cost: d.cost,
@@ -104,5 +108,5 @@ export function buildRouteSnapshot(input: SnapshotInput): RouteTableSnapshot {
     }
     return { name: k.name, digest: k.digest, scope: k.deployments, buckets: bucketsFor(`key:${k.name}`, `API key '${k.name}'`, k.limits, slotOf), deploymentBuckets };
   });
-  return { version: input.version, ready: input.ready, deployments: out, aliases, keys, maxBufferedBodyBytes: input.maxBufferedBodyBytes };
+  return { version: input.version, ready: input.ready, deployments: out, draining, aliases, keys, maxBufferedBodyBytes: input.maxBufferedBodyBytes };
 }

@@ -96,6 +96,11 @@ export interface RouteTableSnapshot {
   /** Every deployment meant to run has a ready replica or has failed: /readyz answers 200. */
   readonly ready: boolean;
   readonly deployments: readonly DeploymentSnapshot[];
+  /**
+   * Deployments being undeployed: no longer routed, but their requests in flight still
+   * count in their stats. Stats of a deployment in neither list are dropped (it is gone).
+   */
+  readonly draining: readonly string[];
   readonly aliases: readonly AliasSnapshot[];
   readonly keys: readonly KeySnapshot[];
   /** The most a request body read whole before it is routed may have (front door, served_model). */
@@ -371,7 +376,8 @@ export type FiltersOf = (deployment: DeploymentSnapshot, keysLimit: boolean) => 
 
 /**
  * Per-worker state that outlives route tables: connection pools by origin and request
- * stats by deployment, so a new snapshot keeps warm sockets and counters.
+ * stats by deployment (until the deployment is gone), so a new snapshot keeps warm
+ * sockets and counters.
  */
 export class RouteTableCompiler {
   readonly #pools = new Map<string, UpstreamPool>();
@@ -443,6 +449,8 @@ export class RouteTableCompiler {
       }
     }
     for (const id of this.#caches.keys()) if (!byId.has(id)) this.#caches.delete(id);
+    // As /v1/stats forgets an undeployed deployment, so does /metrics; a redeploy of its id starts from zero.
+    for (const id of this.#stats.keys()) if (!byId.has(id) && !snap.draining.includes(id)) this.#stats.delete(id);
     const keys = new Map(snap.keys.map((k) => [k.digest, new KeyRoute(k)] as const));
     return new RouteTable(snap.version, snap.ready, routes, [...byId.values()], keys, snap.maxBufferedBodyBytes);
   }
