@@ -7,7 +7,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { deploymentId, resolveHealthCheck, resolvePolicies, type PoliciesConfig, type Config, DeploymentConfig, UpstreamOptions } from '../config/index.js';
+import { deploymentId, redactUrlSecrets, resolveHealthCheck, resolvePolicies, type PoliciesConfig, type Config, DeploymentConfig, UpstreamOptions } from '../config/index.js';
 import { SluiceError } from '../errors/index.js';
 import type { ReplicaLoadBoard } from '../balancer/index.js';
 import { ActiveHealthCheck, LoadScrape, reportedModel, type HealthStatus } from '../health/index.js';
@@ -121,7 +121,8 @@ export class Replica {
   view(breaker?: (slot: number) => string, load?: ReplicaLoadBoard): Record<string, unknown> {
     const p = this.process;
     return {
-      id: this.id, url: this.url, port: this.port, borrowed: this.borrowed, weight: this.weight, priority: this.priority, cost: this.cost, state: this.state, breaker: breaker?.(this.slot) ?? null,
+      // A remote URL may carry a password or a key in its query: the view shows neither (the spec keeps them).
+      id: this.id, url: redactUrlSecrets(this.url), port: this.port, borrowed: this.borrowed, weight: this.weight, priority: this.priority, cost: this.cost, state: this.state, breaker: breaker?.(this.slot) ?? null,
       pid: p?.pid ?? null, restarts: p?.restarts ?? 0, last_error: p?.lastError?.message ?? null, health: this.health?.view() ?? null,
       ...(this.loadScrape === null ? {} : { load: this.#loadView(load) }),
     };
