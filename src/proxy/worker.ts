@@ -49,7 +49,7 @@ setInterval(() => {
 const dependencies = new DependencyBreakers(logger);
 // Loaded only when on: a worker without tracing never holds the OpenTelemetry SDK.
 const tracing = init.tracing === null ? null : (await import('../tracing/index.js')).startTracing(
-  init.tracing.config, (detail) => logger.warn({ detail }, 'tracing: the OpenTelemetry SDK reports a problem'),
+  init.tracing.config, (problem) => logger.warn(problem, 'tracing: the OpenTelemetry SDK reports a problem'),
   (exportBatch) => dependencies.add('otlp', 'export', init.tracing!.breaker, exportBatch),
 );
 const { uws, native, binary } = loadUws();

@@ -10,7 +10,7 @@
 // the config file (config/otel-env.ts). The batch processor still honours OTEL_BSP_*.
 
 import { diag, DiagLogLevel, type DiagLogger } from '@opentelemetry/api';
-import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
+import { ExportResultCode, setGlobalErrorHandler, type ExportResult } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { defaultResource, detectResources, envDetector, resourceFromAttributes } from '@opentelemetry/resources';
 import { BasicTracerProvider, BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace-base';
@@ -30,14 +30,27 @@ export interface ExportGuard {
   fire(spans: ReadableSpan[]): Promise<ExportResult>;
 }
 
+/** An SDK problem as log fields: its own message, the error (as every logged error: an object), or both. */
+export interface TracingProblem {
+  readonly detail?: string;
+  readonly err?: unknown;
+}
+
 /**
- * `warn`: where the SDK's own errors go (an unreachable collector, a refused export);
+ * `warn`: where the SDK's own problems go (an unreachable collector, a refused export);
  * `guard`: puts the exporter's calls behind a breaker (config dependencies.otlp.export).
  */
-export function startTracing(settings: TracingConfig, warn: (message: string) => void, guard: (exportBatch: (spans: ReadableSpan[]) => Promise<ExportResult>) => ExportGuard): Tracing {
-  const say = (...args: unknown[]): void => warn(args.map(String).join(' '));
+export function startTracing(settings: TracingConfig, warn: (problem: TracingProblem) => void, guard: (exportBatch: (spans: ReadableSpan[]) => Promise<ExportResult>) => ExportGuard): Tracing {
+  const say = (...args: unknown[]): void => {
+    const err = args.find((a) => a instanceof Error);
+    const detail = args.filter((a) => a !== err).map(String).join(' ');
+    warn(err === undefined ? { detail } : detail === '' ? { err } : { detail, err });
+  };
   const logger: DiagLogger = { error: say, warn: say, info: () => {}, debug: () => {}, verbose: () => {} };
   diag.setLogger(logger, DiagLogLevel.WARN);
+  // A failed export reaches the SDK's global error handler, whose default flattens the
+  // error into a JSON string for diag: the error itself is what the log wants.
+  setGlobalErrorHandler((ex) => warn(typeof ex === 'string' ? { detail: ex } : { err: ex }));
   const resource = defaultResource()
     .merge(detectResources({ detectors: [envDetector] }))
     .merge(resourceFromAttributes({ [ATTR_SERVICE_NAME]: settings.service_name }));
@@ -50,7 +63,7 @@ export function startTracing(settings: TracingConfig, warn: (message: string) =>
   return {
     tracer: new RequestTracer(provider.getTracer('sluice')),
     async shutdown(timeoutMs) {
-      await waitAtMost(provider.shutdown().catch((err: unknown) => warn(`tracing: shutdown failed: ${String(err)}`)), timeoutMs);
+      await waitAtMost(provider.shutdown().catch((err: unknown) => warn({ detail: 'shutdown failed', err })), timeoutMs);
     },
   };
 }
