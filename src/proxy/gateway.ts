@@ -658,7 +658,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     if (ex.trace !== null) ex.trace.end(ex);
     let costUsd: number | null = null;
     // One of its replicas answered (not a cache hit, not a gateway refusal): tokens, the
-    // gateway's own share of the time, and the charge.
+    // time between its events on the gateway's side, and the charge.
     if (attempt !== null && ex.headAt >= 0) {
       // A whole answer in one piece completes the exchange before its upstream end is seen.
       const upstreamEnd = ex.upstreamEndAt >= 0 ? ex.upstreamEndAt : now;

@@ -57,7 +57,7 @@ export function fineQuantile(counts: readonly number[], q: number): number | nul
 export const TTFT_BUCKETS = Object.freeze([0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10]);
 export const TPOT_BUCKETS = Object.freeze([0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 2.5]);
 export const TOKEN_BUCKETS = Object.freeze([1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864]);
-/** The gateway's own time per request is microseconds to milliseconds: finer than DURATION_BUCKETS at the low end. */
+/** The gateway's side of a request is 0 to milliseconds: finer than DURATION_BUCKETS at the low end. */
 export const OVERHEAD_BUCKETS = Object.freeze([0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1]);
 
 export interface HistogramSnapshot {
@@ -134,7 +134,7 @@ export interface StatsSnapshot {
   /** Tokens per answer whose tokens were counted, by type. */
   readonly inputTokenUsage: HistogramSnapshot;
   readonly outputTokenUsage: HistogramSnapshot;
-  /** Proxied requests: the time the gateway itself took (not the upstream's, not waiting in the queue). */
+  /** Proxied requests: the time between their events on the gateway's side (read once per event: not its CPU time within one), less queue waits. */
   readonly overhead: HistogramSnapshot;
   /** Requests the gateway answered itself with an error, by code (rate limited, no replica, too large, ...). */
   readonly refusals: Record<string, number>;

@@ -1,6 +1,6 @@
 // The LLM gateway's metrics through the real gateway and real model-server processes (the
 // simulator): GenAI time to first token, time per output token and token usage in the
-// OpenTelemetry shapes, the gateway's own overhead, refusals by cause, requests by status
+// OpenTelemetry shapes, the gateway's overhead, refusals by cause, requests by status
 // class, GET /v1/stats; and `promtool check metrics` (Debian's prometheus package) on the
 // whole exposition.
 
@@ -79,7 +79,7 @@ t.test('GenAI and gateway metrics of streamed and whole answers', async (t) => {
 
   const overheadCount = sample(text, 'sluice_gateway_overhead_seconds_count', chat1);
   const overheadSum = sample(text, 'sluice_gateway_overhead_seconds_sum', chat1)!;
-  t.equal(overheadCount, 8, 'the gateway\'s own time, per proxied request');
+  t.equal(overheadCount, 8, 'one observation per proxied request');
   t.ok(overheadSum >= 0 && overheadSum < (8 * TTFT_MS) / 1000, `the upstream's time is not in it (${(overheadSum / 8) * 1000} ms per request)`);
   t.equal(sample(text, 'sluice_gateway_refusals_total', { deployment: 'limited-1', code: 'SLUICE_ERR_RATE_LIMITED' }), 1, 'rate limited, by cause');
   t.equal(sample(text, 'sluice_requests_total', { deployment: 'limited-1', code: '429', class: '4xx' }), 1, 'requests by status class');
