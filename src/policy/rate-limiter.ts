@@ -18,11 +18,14 @@ export interface Verdict extends TakeResult {
 export interface RateLimiterOptions {
   readonly local: SharedBuckets;
   readonly redis: RedisLimiter | null;
-  /** Redis unreachable or slow: admit (true, with a warning and a metric) or refuse with 503. */
+  /**
+   * Redis unreachable or slow: check this instance's own buckets instead (true), or refuse
+   * with 503; a warning and a metric either way.
+   */
   readonly failOpen: boolean;
 }
 
-/** The shared store did not answer; the data plane admits or refuses as `failOpen` says. */
+/** The shared store did not answer; the data plane checks its own buckets or refuses as `failOpen` says. */
 export class RedisUnavailable extends SluiceError {
   constructor(message: string, options?: ErrorOptions) {
     super('SLUICE_ERR_RATE_LIMIT_UNAVAILABLE', message, undefined, options);
@@ -46,7 +49,10 @@ export class RateLimiter {
     return this.#redis !== null;
   }
 
-  /** Synchronous check against the shared in-memory buckets; all-or-nothing. */
+  /**
+   * Synchronous check against the shared in-memory buckets; all-or-nothing. With Redis, the
+   * fallback of a fail-open check that Redis did not answer: this instance alone holds the limit.
+   */
   checkLocal(refs: readonly BucketRef[], now: number): Verdict {
     let verdict: TakeResult | null = null;
     for (let i = 0; i < refs.length; i++) {
@@ -85,11 +91,18 @@ export class RateLimiter {
     const tokenRefs = refs.filter((r) => r.kind === BucketKind.LlmTokens);
     if (tokenRefs.length === 0) return;
     if (this.#redis === null) {
-      for (const ref of tokenRefs) this.#local.take(ref.slot, now, ref.rule, tokens, 0);
+      this.#chargeLocal(tokenRefs, tokens, now);
       return;
     }
+    // What Redis misses goes where a fail-open check falls back to, else an outage would
+    // leave the fallback's token buckets full however much is generated.
     this.#redis.take(tokenRefs.map((ref) => ({ key: ref.id, rule: ref.rule, cost: tokens, need: 0 }))).catch(() => {
+      if (this.failOpen) this.#chargeLocal(tokenRefs, tokens, Date.now());
     });
+  }
+
+  #chargeLocal(refs: readonly BucketRef[], tokens: number, now: number): void {
+    for (const ref of refs) this.#local.take(ref.slot, now, ref.rule, tokens, 0);
   }
 }
 

@@ -1,6 +1,7 @@
 // Token buckets in Redis, for limits shared by several gateway instances: one atomic Lua
-// script per check (no read-modify-write race between instances), a short command timeout
-// so the data plane never hangs on Redis, and fail-open or fail-closed when it is away.
+// script per check (no read-modify-write race between instances), a command timeout so
+// the data plane never hangs on Redis, and fail-open (onto each instance's own buckets) or
+// fail-closed when it is away.
 // Its calls go through a breaker: a Redis that keeps failing is not waited on per request.
 
 import type { Redis } from 'ioredis';

@@ -43,7 +43,7 @@ export class RateLimitFilter implements RequestFilter<Exchange> {
       (verdict) => {
         if (!ex.finished && this.#admit(ex, verdict) === FilterStatus.Continue) ex.resume();
       },
-      (err: Error) => this.#storeDown(ex, err),
+      (err: Error) => this.#storeDown(ex, buckets, err),
     );
     return FilterStatus.Pause;
   }
@@ -65,8 +65,11 @@ export class RateLimitFilter implements RequestFilter<Exchange> {
     return FilterStatus.Answered;
   }
 
-  /** Redis did not answer: fail open (admit, counted and logged) or closed (503), as configured. */
-  #storeDown(ex: Exchange, err: Error): void {
+  /**
+   * Redis did not answer (timed out, down, or its breaker is open): fail open onto this
+   * instance's own buckets, or closed (503), as configured; counted and logged either way.
+   */
+  #storeDown(ex: Exchange, buckets: readonly BucketRef[], err: Error): void {
     if (ex.finished) return;
     const stats = ex.route.stats;
     const open = this.#limiter.failOpen;
@@ -77,10 +80,12 @@ export class RateLimitFilter implements RequestFilter<Exchange> {
     if (++stats.rateLimitUnavailable % 1000 === 1 || (err.message !== this.#loggedReason && now - this.#loggedAt >= 1000)) {
       this.#loggedReason = err.message;
       this.#loggedAt = now;
-      this.#logger.warn({ err: err.message, route: ex.route.id }, open ? 'rate-limit store unavailable: admitting without a check (fail-open)' : 'rate-limit store unavailable: refusing (fail-closed)');
+      this.#logger.warn({ err: err.message, route: ex.route.id }, open ? 'rate-limit store unavailable: checking this instance\'s own buckets (fail-open)' : 'rate-limit store unavailable: refusing (fail-closed)');
     }
+    // Admitting unchecked would let a burst that slows Redis down (or a Redis that is away)
+    // through whole; the shared-memory buckets hold each instance to the limit on its own.
     if (open) {
-      ex.resume();
+      if (this.#admit(ex, this.#limiter.checkLocal(buckets, wallNow())) === FilterStatus.Continue) ex.resume();
       return;
     }
     ex.reject('SLUICE_ERR_RATE_LIMIT_UNAVAILABLE', 'the rate-limit store is unavailable', RETRY_AFTER);
