@@ -18,7 +18,7 @@ import {
 import { SharedBuckets } from './policy/index.js';
 import { PortAllocator } from './ports/index.js';
 import type { RouteTableSnapshot, SharedBuffers } from './proxy/index.js';
-import { FileStateStore, HibernationRecords, loadInstanceId, RedisStateStore, ReplicaRecords, StateDirLock } from './state/index.js';
+import { FileStateStore, HibernationRecords, loadInstanceId, RedisStateStore, ReplicaRecords, StateDirLock, StateLostError } from './state/index.js';
 import { missingNodeFlags } from './node-flags.js';
 import { createLogger, LineWriter, fineQuantile, mergeRefusals, mergeStats, renderDependencyBreakers, renderLogCounts, renderStats, type Logger, type StatsSnapshot } from './telemetry/index.js';
 import { authority } from './authority.js';
@@ -482,13 +482,30 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
   const warnUnlessBreakerOpen = (err: unknown, message: string): void => {
     if (!(err instanceof CircuitOpenError)) logger.warn({ err }, message);
   };
+  // Redis came back without its data: what it holds now is not what the instances want, so
+  // nothing is undeployed or dropped; this instance stores its own state again, for the
+  // others to read (the first of the two loops to find the loss does it, once).
+  let restoring: Promise<void> | null = null;
+  const storeAgain = (err: StateLostError): Promise<void> => restoring ??= (async (): Promise<void> => {
+    logger.error({ err }, 'the shared state store lost its data (Redis restarted empty?): undeploying nothing, dropping no API key or traffic; storing this instance\'s deployments, API keys and traffic again');
+    const deployments = await manager.storeAgain();
+    const apiKeys = await keys.storeAgain();
+    const models = await traffic.storeAgain();
+    await store.restored();
+    logger.warn({ deployments, api_keys: apiKeys, traffic: models }, 'stored this instance\'s state in the shared store again (counts: what another instance had not stored first)');
+  })().catch((e: unknown) => warnUnlessBreakerOpen(e, 'could not store this instance\'s state again: tried at the next read'))
+    .finally(() => {
+      restoring = null;
+    });
+  const onReadFailure = (err: unknown, message: string): Promise<void> | void =>
+    err instanceof StateLostError ? storeAgain(err) : warnUnlessBreakerOpen(err, message);
   let reconciling = false;
   const reconcileTimer = store.kind !== 'redis' ? null : setInterval(() => {
     if (reconciling) return;
     reconciling = true;
     // Requests in flight to a deployment undeployed elsewhere get as long as at shutdown.
     Promise.all([manager.reconcile(config.shutdown.grace_ms), keys.load()])
-      .catch((err: unknown) => warnUnlessBreakerOpen(err, 'could not read the shared desired state'))
+      .catch((err: unknown) => onReadFailure(err, 'could not read the shared desired state'))
       .finally(() => {
         reconciling = false;
       });
@@ -500,7 +517,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
     following = true;
     traffic.follow()
       .then(() => counts.publish(traffic.countedRollouts()))
-      .catch((err: unknown) => warnUnlessBreakerOpen(err, 'could not read the shared traffic'))
+      .catch((err: unknown) => onReadFailure(err, 'could not read the shared traffic'))
       .finally(() => {
         following = false;
       });

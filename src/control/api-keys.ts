@@ -75,6 +75,20 @@ export class KeyRegistry {
   }
 
   /**
+   * The shared store lost its data (StateLostError): the added keys are stored again (their
+   * digests), each only if no key of its name or digest is stored meanwhile. Returns how
+   * many this instance stored.
+   */
+  async storeAgain(): Promise<number> {
+    let stored = 0;
+    for (const k of this.#added.values()) {
+      const key: StoredApiKey = { name: k.name, key_sha256: k.digest, deployments: k.deployments, limits: k.limits, deployment_limits: k.deployment_limits, created_at: k.created_at! };
+      if (await this.#o.store.addKey(key) === null) stored++;
+    }
+    return stored;
+  }
+
+  /**
    * Adds a key. `spec.key` null and `spec.key_sha256` null: a key is generated and
    * returned, once. Returns the key in the clear only when it was generated here.
    */

@@ -434,6 +434,19 @@ export class DeploymentManager {
     }
   }
 
+  /**
+   * The shared store lost its data (StateLostError): this instance's API deployments are
+   * stored again, each only if absent, so that instances doing this at once store each once.
+   * Returns how many this instance stored.
+   */
+  async storeAgain(): Promise<number> {
+    let stored = 0;
+    for (const d of this.list()) {
+      if (d.source === 'api' && d.persisted && d.state !== 'draining' && await this.#o.store.put({ spec: d.spec, created_at: d.createdAt }, false)) stored++;
+    }
+    return stored;
+  }
+
   #noteCredential(spec: DeploymentConfig): void {
     if (spec.auth !== undefined) this.#credentialVars.add(spec.auth.env);
   }

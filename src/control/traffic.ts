@@ -124,6 +124,16 @@ export class TrafficRegistry {
   }
 
   /**
+   * The shared store lost its data (StateLostError): the models' API traffic is stored
+   * again, each unless a newer record is stored meanwhile. Returns how many this instance stored.
+   */
+  async storeAgain(): Promise<number> {
+    let stored = 0;
+    for (const [model, t] of this.#models) if (t.source === 'api' && await this.#save(model, t, t.updatedAt)) stored++;
+    return stored;
+  }
+
+  /**
    * Every deployment the gateway had is back: weighted versions that left the desired state
    * while it was down (a config file without them) are dropped, and a rollout that was
    * running when the gateway (or the instance driving it) stopped goes on from its last step.

@@ -82,6 +82,8 @@ export class FileStateStore implements DesiredStateStore {
 
   async removeShared(): Promise<void> {}
 
+  async restored(): Promise<void> {}
+
   async close(): Promise<void> {
     await this.#writes.last.catch(() => undefined);
   }

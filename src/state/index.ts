@@ -6,5 +6,5 @@ export { loadInstanceId } from './instance-id.js';
 export { StateDirLock } from './state-dir-lock.js';
 export { writeFileAtomic } from './atomic-file.js';
 export {
-  StateError, type DesiredDeployment, type DesiredStateStore, type KeyClash, type ReplicaRecord, type RolloutCheck, type RolloutSpec, type RolloutStatus, type RolloutView, type StickySpec, type StoredApiKey, type StoredTraffic, type TrafficEvent, type TrafficWeights, type WindowFigures,
+  StateError, StateLostError, type DesiredDeployment, type DesiredStateStore, type KeyClash, type ReplicaRecord, type RolloutCheck, type RolloutSpec, type RolloutStatus, type RolloutView, type StickySpec, type StoredApiKey, type StoredTraffic, type TrafficEvent, type TrafficWeights, type WindowFigures,
 } from './types.js';

@@ -1,7 +1,8 @@
+import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { CircuitOpenError, connectionFailures, DependencyUnavailableError, guarded, type CallBreaker } from '../dependencies/index.js';
 import { decodeEntry, decodeKeyEntry, decodeTrafficEntry, desiredId, encodeEntry } from './codec.js';
-import { StateError, type DesiredDeployment, type DesiredStateStore, type KeyClash, type StoredApiKey, type StoredTraffic } from './types.js';
+import { StateError, StateLostError, type DesiredDeployment, type DesiredStateStore, type KeyClash, type StoredApiKey, type StoredTraffic } from './types.js';
 
 // A hash, one field per deployment: instances that share the Redis change only the
 // deployments they deploy or undeploy, never each other's.
@@ -33,6 +34,21 @@ const PUT_TRAFFIC_OVER_SCRIPT = `local v = redis.call('hget', KEYS[1], ARGV[1])
 if v and cjson.decode(v).updated_at > ARGV[2] then return 0 end
 redis.call('hset', KEYS[1], ARGV[1], ARGV[3])
 return 1`;
+// An empty hash cannot tell "everything was removed" from "Redis came back without its
+// data" (restarted without persistence, a rescheduled pod whose AOF was on an emptyDir).
+// This key can: it holds the generation of the stored state, written by the first instance
+// that reads the store and kept there. Gone, or another generation than the one this
+// instance read, means the data was lost (or lost and stored again by another instance).
+const GENERATION = 'sluice:state:initialised';
+// The generation and one hash read in one step, so that a loss cannot fall between the two.
+// ARGV[1] '': this instance has read no generation yet, and a store without one is new:
+// ARGV[2] becomes its generation.
+const READ_SCRIPT = `local g = redis.call('get', KEYS[1])
+if g == false and ARGV[1] == '' then redis.call('set', KEYS[1], ARGV[2]) g = ARGV[2] end
+return {g, redis.call('hgetall', KEYS[2])}`;
+// After a loss: a new generation, unless another instance that restored its state set one.
+const NEW_GENERATION_SCRIPT = `redis.call('set', KEYS[1], ARGV[1], 'NX')
+return redis.call('get', KEYS[1])`;
 const RELEASE_SCRIPT = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0`;
 
@@ -51,6 +67,8 @@ export class RedisStateStore implements DesiredStateStore {
   readonly #breaker: CallBreaker;
   /** What a failed command says: while there is no connection, why (a refused password, Redis down). */
   readonly #failure: (err: unknown) => string;
+  /** The generation of the stored state this instance read (GENERATION); null before the first read. */
+  #generation: string | null = null;
 
   constructor(url: string, options: RedisStateStoreOptions) {
     this.#redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 2, connectTimeout: options.timeoutMs, commandTimeout: options.timeoutMs });
@@ -129,6 +147,10 @@ export class RedisStateStore implements DesiredStateStore {
     await this.#call(() => this.#redis.hdel(SHARED + name, holder));
   }
 
+  async restored(): Promise<void> {
+    this.#generation = await this.#call(() => this.#redis.eval(NEW_GENERATION_SCRIPT, 1, GENERATION, randomUUID())) as string;
+  }
+
   async close(): Promise<void> {
     this.#redis.disconnect();
   }
@@ -150,14 +172,27 @@ export class RedisStateStore implements DesiredStateStore {
     }
   }
 
-  /** Every field of hash `key`; a Redis that does not answer is a StateError naming `what`. */
+  /**
+   * Every field of hash `key`; a Redis that does not answer is a StateError naming `what`.
+   * One that lost the state this instance read from it is a StateLostError: its empty hashes
+   * are not what the instances want.
+   */
   async #readHash(key: string, what: string): Promise<Record<string, string>> {
+    let reply: [string | null, string[]];
     try {
-      return await this.#call(() => this.#redis.hgetall(key));
+      reply = await this.#call(() => this.#redis.eval(READ_SCRIPT, 2, GENERATION, key, this.#generation ?? '', randomUUID())) as [string | null, string[]];
     } catch (err) {
       if (!(err instanceof DependencyUnavailableError)) throw err;
       throw new StateError(`${this.#where}: cannot read ${what} (${err.reason})`);
     }
+    const [generation, flat] = reply;
+    this.#generation ??= generation;
+    if (generation !== this.#generation) {
+      throw new StateLostError(`${this.#where}: the shared state was lost (${GENERATION} is ${generation === null ? 'gone' : 'made anew by another instance'}): Redis restarted without its data?`);
+    }
+    const fields: Record<string, string> = {};
+    for (let i = 0; i < flat.length; i += 2) fields[flat[i]!] = flat[i + 1]!;
+    return fields;
   }
 }
 

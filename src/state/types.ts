@@ -157,6 +157,11 @@ export interface DesiredStateStore {
   putShared(name: string, holder: string, json: string, ttlMs: number): Promise<void>;
   loadShared(name: string): Promise<Record<string, string>>;
   removeShared(name: string, holder: string): Promise<void>;
+  /**
+   * After a StateLostError, once this instance stored its state again: its reads take the
+   * store as it is from now on. Nothing for a file store, which is never shared.
+   */
+  restored(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -165,4 +170,13 @@ export type KeyClash = 'name' | 'digest';
 
 export class StateError extends Error {
   readonly code = 'SLUICE_ERR_STATE';
+}
+
+/**
+ * The shared store answers, but without the state this instance read from it before (Redis
+ * restarted empty): what it holds must not be followed as the desired state (undeploying
+ * everything); the instance stores its own state again and then calls `restored`.
+ */
+export class StateLostError extends Error {
+  readonly code = 'SLUICE_ERR_STATE_LOST';
 }
