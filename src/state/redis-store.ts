@@ -36,19 +36,20 @@ redis.call('hset', KEYS[1], ARGV[1], ARGV[3])
 return 1`;
 // An empty hash cannot tell "everything was removed" from "Redis came back without its
 // data" (restarted without persistence, a rescheduled pod whose AOF was on an emptyDir).
-// This key can: it holds the generation of the stored state, written by the first instance
-// that reads the store and kept there. Gone, or another generation than the one this
+// This key can: a hash whose one field holds the generation of the stored state, written by
+// the first instance that reads the store and kept there (a hash, so that the state's
+// polls are HGETs, told apart from the shared cache's GETs in Redis's command counts). Gone, or another generation than the one this
 // instance read, means the data was lost (or lost and stored again by another instance).
 const GENERATION = 'sluice:state:initialised';
 // The generation and one hash read in one step, so that a loss cannot fall between the two.
 // ARGV[1] '': this instance has read no generation yet, and a store without one is new:
 // ARGV[2] becomes its generation.
-const READ_SCRIPT = `local g = redis.call('get', KEYS[1])
-if g == false and ARGV[1] == '' then redis.call('set', KEYS[1], ARGV[2]) g = ARGV[2] end
+const READ_SCRIPT = `local g = redis.call('hget', KEYS[1], 'generation')
+if g == false and ARGV[1] == '' then redis.call('hset', KEYS[1], 'generation', ARGV[2]) g = ARGV[2] end
 return {g, redis.call('hgetall', KEYS[2])}`;
 // After a loss: a new generation, unless another instance that restored its state set one.
-const NEW_GENERATION_SCRIPT = `redis.call('set', KEYS[1], ARGV[1], 'NX')
-return redis.call('get', KEYS[1])`;
+const NEW_GENERATION_SCRIPT = `redis.call('hsetnx', KEYS[1], 'generation', ARGV[1])
+return redis.call('hget', KEYS[1], 'generation')`;
 const RELEASE_SCRIPT = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0`;
 
