@@ -4,12 +4,11 @@
 // the API key and the traffic weights, and store them again for each other; an undeploy
 // made afterwards through one is still followed by the other.
 
-import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { assertNoServersLeft, PidLog, reapServers, redisCommand, startRedis, waitFor, type RedisServer } from '../helpers/control.js';
+import { redisCommand, startRedis, waitFor } from '../helpers/control.js';
 import { httpRequest } from '../helpers/http.js';
-import { modelView, startInstance, type Instance } from '../helpers/traffic.js';
-import { sleep, type Gateway } from '../helpers/procs.js';
+import { InstancesOnRedis, modelView, type Instance } from '../helpers/traffic.js';
+import { sleep } from '../helpers/procs.js';
 
 t.setTimeout(150_000);
 
@@ -18,27 +17,16 @@ t.setTimeout(150_000);
 const REDIS_PORT = 19800;
 const RANGE = { from: 19805, to: 19814 };
 const WEIGHTS = { '1': 30, '2': 70 };
-const dir = t.testdir();
-const pids = new PidLog();
-const gateways = new Set<Gateway>();
-let redis: RedisServer | undefined;
-
-t.teardown(async () => {
-  await Promise.all([...gateways].map((g) => g.stop()));
-  await redis?.stop();
-  await reapServers(pids.pids, RANGE);
-});
+const instances = new InstancesOnRedis(t, RANGE);
+const pids = instances.pids;
 
 function start(name: string, port: number, replicas: { from: number; to: number }): Promise<Instance> {
-  return startInstance(name, {
+  return instances.start(name, {
     listen: { host: '127.0.0.1', port },
     admin: { host: '127.0.0.1', port: port + 1 },
     ports: replicas,
-    state_dir: join(dir, `state-${name}`),
-    redis: { url: redis!.url },
-    log: { level: 'info', access: false },
     deployments: [{ model: 'demo', version: '1', runtime: 'sim', policies: { auth: { required: true } } }],
-  }, gateways, pids);
+  });
 }
 
 const echo = (i: Instance, deployment: string, key: string): Promise<{ status: number }> =>
@@ -60,7 +48,7 @@ async function demo2(i: Instance): Promise<{ created_at: string; state: string; 
 
 t.before(async () => {
   // A first start on an empty Redis: nothing stored, nothing lost.
-  redis = await startRedis(REDIS_PORT);
+  instances.redis = await startRedis(REDIS_PORT);
   [A, B] = await Promise.all([start('A', 19801, { from: 19805, to: 19809 }), start('B', 19803, { from: 19810, to: 19814 })]);
 });
 
@@ -86,10 +74,10 @@ t.test('an API deployment, key and weights made through A reach B', async (t) =>
 });
 
 t.test('Redis restarted without its data: nothing is undeployed or dropped, and the store has it all again', async (t) => {
-  await redis!.stop();
+  await instances.redis!.stop();
   // No persistence: it comes back empty, and an instance may store its state again before
   // this test can look.
-  redis = await startRedis(REDIS_PORT);
+  instances.redis = await startRedis(REDIS_PORT);
 
   await waitFor(async () => (await hashKeys('sluice:deployments')).length > 0 && (await hashKeys('sluice:api_keys')).length > 0 && (await hashKeys('sluice:traffic')).length > 0,
     20_000, 'the instances to store their state again');
@@ -131,9 +119,5 @@ t.test('an undeploy through B afterwards is still followed by A', async (t) => {
 });
 
 t.test('stopping the gateways stops every model server they started', async (t: Test) => {
-  for (const g of [...gateways]) {
-    t.equal(await g.stop(), 0, 'exits 0');
-    gateways.delete(g);
-  }
-  await assertNoServersLeft(t, pids.pids, RANGE);
+  await instances.stopAll(t);
 });

@@ -79,10 +79,12 @@ t.test('a version deployed and weighted through B, undeployed through A, leaves 
   await deploy(B, '4');
   const put = await B.admin.request<ModelView>('PUT', '/v1/models/demo/traffic', { weights: { '1': 40, '3': 30, '4': 30 } });
   t.equal(put.status, 200, put.text.slice(0, 300));
+  // A follows the weights every 400 ms and the deployments every 2 s, in either order: it
+  // may run demo-4 a moment before it reads the weights, never with a weight pruned for good.
   const onA = await waitFor(async () => {
     const v = await view(A);
-    return v.versions.some((x) => x.version === '4' && x.ready_replicas > 0) ? v : undefined;
-  }, 10_000, 'A to run demo-4');
+    return v.versions.some((x) => x.version === '4' && x.ready_replicas > 0) && v.weights?.['4'] !== undefined ? v : undefined;
+  }, 10_000, 'A to run demo-4 and have its weight');
   t.same(onA.weights, { '1': 40, '3': 30, '4': 30 }, 'A has B\'s weights, demo-4 included, once it runs it');
   pids.note(await A.admin.list());
 

@@ -5,13 +5,12 @@
 // instance falls back to its own bucket and admits at most the limit itself, not everything,
 // and the tokens of its answers are charged there.
 
-import { join } from 'node:path';
 import t from 'tap';
-import { PidLog, reapServers, startRedis, type RedisServer } from '../helpers/control.js';
+import { startRedis } from '../helpers/control.js';
 import { httpRequest, type Reply } from '../helpers/http.js';
 import { byStatus, gwMetric } from '../helpers/policy.js';
-import { eventually, jsonLogs, type Gateway } from '../helpers/procs.js';
-import { startInstance, type Instance } from '../helpers/traffic.js';
+import { eventually, jsonLogs } from '../helpers/procs.js';
+import { InstancesOnRedis, type Instance } from '../helpers/traffic.js';
 
 t.setTimeout(180_000);
 
@@ -26,39 +25,27 @@ const BURST = 100;
 // Fewer than one generation of the simulator (20 tokens and the prompt's).
 const TPM = 20;
 const TOKEN_KEY = 'tok-key-000000000000000000001';
-const dir = t.testdir();
-const pids = new PidLog();
-const gateways = new Set<Gateway>();
-let redis: RedisServer | undefined;
-
-t.teardown(async () => {
-  await Promise.all([...gateways].map((g) => g.stop()));
-  await redis?.stop();
-  await reapServers(pids.pids, RANGE);
-});
+const instances = new InstancesOnRedis(t, RANGE);
 
 async function start(name: string, port: number, replicas: { from: number; to: number }): Promise<Instance> {
-  return startInstance(name, {
+  return instances.start(name, {
     listen: { host: '127.0.0.1', port },
     admin: { host: '127.0.0.1', port: port + 1 },
     workers: 2,
     ports: replicas,
-    state_dir: join(dir, `state-${name}`),
-    redis: { url: redis!.url },
     rate_limit: { on_redis_error: 'open' },
-    log: { level: 'info', access: false },
     api_keys: [{ name: 'tok', key: TOKEN_KEY, limits: { tokens_per_minute: TPM } }],
     deployments: [
       { model: 'rl', version: '1', runtime: 'sim', policies: { rate_limit: { requests_per_minute: LIMIT }, cache: { enabled: false } } },
       { model: 'rt', version: '1', runtime: 'sim', policies: { cache: { enabled: false } } },
     ],
-  }, gateways, pids);
+  });
 }
 
 /** BURST concurrent requests to each instance at once; the replies per instance and how long it took. */
-async function burst(instances: readonly Instance[]): Promise<{ replies: Reply[][]; ms: number }> {
+async function burst(targets: readonly Instance[]): Promise<{ replies: Reply[][]; ms: number }> {
   const started = performance.now();
-  const replies = await Promise.all(instances.map((i) => Promise.all(
+  const replies = await Promise.all(targets.map((i) => Promise.all(
     Array.from({ length: BURST }, () => httpRequest(`${i.gw.url}/rl-1/_sim/echo`, { timeoutMs: 30_000 })),
   )));
   return { replies, ms: performance.now() - started };
@@ -70,7 +57,7 @@ let A: Instance;
 let B: Instance;
 
 t.before(async () => {
-  redis = await startRedis(19850);
+  instances.redis = await startRedis(19850);
   [A, B] = await Promise.all([start('A', 19851, { from: 19855, to: 19864 }), start('B', 19853, { from: 19865, to: 19874 })]);
 });
 
@@ -84,8 +71,8 @@ t.test('Redis up: a burst through both instances admits the limit between them',
 });
 
 t.test('Redis down, on_redis_error: open: each instance admits at most the limit on its own', async (t) => {
-  await redis!.stop();
-  redis = undefined;
+  await instances.redis!.stop();
+  instances.redis = undefined;
   const errorsBefore = await Promise.all([A, B].map((i) => gwMetric(i.gw, 'sluice_rate_limit_store_errors_total', { deployment: 'rl-1' })));
   const { replies, ms } = await burst([A, B]);
   for (const [n, i] of [A, B].entries()) {
