@@ -43,7 +43,7 @@ return 1`;
 const GENERATION = 'sluice:state:initialised';
 // The generation and one hash read in one step, so that a loss cannot fall between the two.
 // ARGV[1] '': this instance has read no generation yet, and a store without one is new:
-// ARGV[2] becomes its generation.
+// ARGV[2] becomes its generation (made only for a first read; the polls after it pass '').
 const READ_SCRIPT = `local g = redis.call('hget', KEYS[1], 'generation')
 if g == false and ARGV[1] == '' then redis.call('hset', KEYS[1], 'generation', ARGV[2]) g = ARGV[2] end
 return {g, redis.call('hgetall', KEYS[2])}`;
@@ -181,7 +181,7 @@ export class RedisStateStore implements DesiredStateStore {
   async #readHash(key: string, what: string): Promise<Record<string, string>> {
     let reply: [string | null, string[]];
     try {
-      reply = await this.#call(() => this.#redis.eval(READ_SCRIPT, 2, GENERATION, key, this.#generation ?? '', randomUUID())) as [string | null, string[]];
+      reply = await this.#call(() => this.#redis.eval(READ_SCRIPT, 2, GENERATION, key, this.#generation ?? '', this.#generation === null ? randomUUID() : '')) as [string | null, string[]];
     } catch (err) {
       if (!(err instanceof DependencyUnavailableError)) throw err;
       throw new StateError(`${this.#where}: cannot read ${what} (${err.reason})`);
