@@ -17,11 +17,8 @@ const instances = new InstancesOnRedis(t, RANGE);
 const pids = instances.pids;
 
 async function start(name: string, port: number, replicas: { from: number; to: number }): Promise<Instance> {
-  return instances.start(name, {
-    listen: { host: '127.0.0.1', port },
-    admin: { host: '127.0.0.1', port: port + 1 },
+  return instances.startAt(name, port, replicas, {
     workers: 1,
-    ports: replicas,
     deployments: [{ model: 'sec', version: '1', runtime: 'sim', policies: { auth: { required: true } } }],
   });
 }

@@ -17,10 +17,7 @@ const instances = new InstancesOnRedis(t, RANGE);
 const pids = instances.pids;
 
 async function start(name: string, port: number, replicas: { from: number; to: number }): Promise<Instance> {
-  return instances.start(name, {
-    listen: { host: '127.0.0.1', port },
-    admin: { host: '127.0.0.1', port: port + 1 },
-    ports: replicas,
+  return instances.startAt(name, port, replicas, {
     deployments: [{ model: 'demo', version: '1', runtime: 'sim' }],
   });
 }

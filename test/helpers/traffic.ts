@@ -40,6 +40,11 @@ export class InstancesOnRedis {
     return startInstance(name, full, this.gateways, this.pids);
   }
 
+  /** Starts instance `name` on gateway port `port` (its admin API on the next one), its model servers on `replicas`. */
+  startAt(name: string, port: number, replicas: { from: number; to: number }, config: Record<string, unknown>): Promise<Instance> {
+    return this.start(name, { listen: { host: '127.0.0.1', port }, admin: { host: '127.0.0.1', port: port + 1 }, ports: replicas, ...config });
+  }
+
   /** Stops every instance (each must exit 0), then checks that none of their model servers is left. */
   async stopAll(t: Test): Promise<void> {
     for (const g of [...this.gateways]) {

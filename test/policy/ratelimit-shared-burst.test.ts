@@ -28,11 +28,8 @@ const TOKEN_KEY = 'tok-key-000000000000000000001';
 const instances = new InstancesOnRedis(t, RANGE);
 
 async function start(name: string, port: number, replicas: { from: number; to: number }): Promise<Instance> {
-  return instances.start(name, {
-    listen: { host: '127.0.0.1', port },
-    admin: { host: '127.0.0.1', port: port + 1 },
+  return instances.startAt(name, port, replicas, {
     workers: 2,
-    ports: replicas,
     rate_limit: { on_redis_error: 'open' },
     api_keys: [{ name: 'tok', key: TOKEN_KEY, limits: { tokens_per_minute: TPM } }],
     deployments: [
