@@ -196,6 +196,16 @@ export async function metricsText(gw: Gateway): Promise<string> {
   return (await fetch(`${gw.adminUrl}/metrics`)).text();
 }
 
+/** The value of the one sample `name{labels...}` whose labels include all of `want`. */
+export function sample(text: string, name: string, want: Record<string, string>): number | undefined {
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`)) continue;
+    const labels = line.slice(name.length + 1, line.lastIndexOf('}'));
+    if (Object.entries(want).every(([k, v]) => labels.includes(`${k}="${v}"`))) return Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return undefined;
+}
+
 /** The gateway's stdout lines that are JSON objects (its pino logs). */
 export function jsonLogs(proc: Proc): Array<Record<string, unknown>> {
   const out: Array<Record<string, unknown>> = [];

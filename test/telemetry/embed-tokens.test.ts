@@ -6,7 +6,7 @@
 
 import t from 'tap';
 import { httpRequest } from '../helpers/http.js';
-import { metricsText, startGateway, type Gateway } from '../helpers/procs.js';
+import { metricsText, sample, startGateway, type Gateway } from '../helpers/procs.js';
 
 // Ports 19580-19589 belong to this file: 19580 the gateway, 19581 its admin API, 19582-19589
 // the simulators.
@@ -25,16 +25,6 @@ t.before(async () => {
   });
 });
 t.teardown(() => gw?.stop());
-
-/** The value of the one sample `name{labels...}` whose labels include all of `want`. */
-function sample(text: string, name: string, want: Record<string, string>): number | undefined {
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}{`)) continue;
-    const labels = line.slice(name.length + 1, line.lastIndexOf('}'));
-    if (Object.entries(want).every(([k, v]) => labels.includes(`${k}="${v}"`))) return Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return undefined;
-}
 
 async function post(path: string, body: unknown): Promise<Record<string, unknown>> {
   const r = await httpRequest(`${gw.url}${path}`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });

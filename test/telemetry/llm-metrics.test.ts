@@ -6,23 +6,13 @@
 
 import { spawnSync } from 'node:child_process';
 import t from 'tap';
-import { metricsText, startGateway } from '../helpers/procs.js';
+import { metricsText, sample, startGateway } from '../helpers/procs.js';
 
 // Model-server ports 19080-19089 belong to this file (19090-19094: the bench).
 const PORTS = { from: 19080, to: 19089 };
 const TTFT_MS = 40;
 const TOKEN_MS = 5;
 const TOKENS = 10;
-
-/** The value of the one sample `name{labels...}` whose labels include all of `want`. */
-function sample(text: string, name: string, want: Record<string, string>): number | undefined {
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}{`)) continue;
-    const labels = line.slice(name.length + 1, line.lastIndexOf('}'));
-    if (Object.entries(want).every(([k, v]) => labels.includes(`${k}="${v}"`))) return Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return undefined;
-}
 
 t.test('GenAI and gateway metrics of streamed and whole answers', async (t) => {
   const gw = await startGateway({
