@@ -3,5 +3,10 @@
 // start-up line all need it.
 
 export function authority(host: string, port: number): string {
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+  return `${uriHost(host)}:${port}`;
+}
+
+/** The host alone, as a URL or a Host header writes it when the port is the scheme's own. */
+export function uriHost(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
 }

@@ -74,6 +74,8 @@ export class Replica {
   host = '127.0.0.1';
   port = 0;
   basePath = '';
+  /** An `https://` remote. */
+  tls = false;
   url = '';
   /** Being removed by a scale-down: no new request goes to it; it stops once idle. */
   retiring = false;
@@ -355,7 +357,7 @@ export class DeploymentManager {
       servedModel: servedModel(d), servedModelOnPaths: d.spec.served_model !== null, created: Math.floor(Date.parse(d.createdAt) / 1000),
       // Hibernating: no new request may reach a replica that is about to stop.
       replicas: d.state === 'hibernated' ? [] : d.replicas.map((r): RoutableReplica => ({
-        id: r.id, host: r.host, port: r.port, basePath: r.basePath, slot: r.slot, weight: r.weight, priority: r.priority, cost: r.cost, ready: r.ready && !r.retiring,
+        id: r.id, host: r.host, port: r.port, basePath: r.basePath, tls: r.tls, slot: r.slot, weight: r.weight, priority: r.priority, cost: r.cost, ready: r.ready && !r.retiring,
       })),
     }));
   }
@@ -887,7 +889,8 @@ export class DeploymentManager {
       const endpoint = spec.urls[index]!;
       const url = new URL(endpoint.url);
       replica.host = url.hostname.replace(/^\[|\]$/g, '');
-      replica.port = Number(url.port || 80);
+      replica.tls = url.protocol === 'https:';
+      replica.port = Number(url.port || (replica.tls ? 443 : 80));
       replica.basePath = url.pathname.replace(/\/+$/, '');
       replica.url = endpoint.url;
       replica.weight = endpoint.weight;
@@ -985,7 +988,7 @@ export class DeploymentManager {
     if (board === undefined || choice.strategy !== 'queue_aware') return;
     const credential = upstreamCredential(d.spec.auth);
     const target = {
-      host: replica.host, port: replica.port, path: replica.basePath + choice.metrics_path,
+      host: replica.host, port: replica.port, tls: replica.tls, path: replica.basePath + choice.metrics_path,
       headers: credential === null ? undefined : { [credential.name]: credential.value },
     };
     replica.loadScrape = new LoadScrape(target, choice.scrape_interval_ms, (load) => {
@@ -1006,7 +1009,7 @@ export class DeploymentManager {
     const path = options.path ?? d.spec.readiness_path;
     const credential = upstreamCredential(d.spec.auth);
     const target = {
-      host: replica.host, port: replica.port, path: path === null ? null : replica.basePath + path,
+      host: replica.host, port: replica.port, tls: replica.tls, path: path === null ? null : replica.basePath + path,
       headers: credential === null ? undefined : { [credential.name]: credential.value },
     };
     replica.state = 'starting';

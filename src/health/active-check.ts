@@ -7,13 +7,11 @@
 
 import { connect } from 'node:net';
 import type { HealthCheckConfig } from '../config/index.js';
-import { probeDetailed } from './readiness.js';
+import { probeDetailed, type Endpoint } from './readiness.js';
 
 export type HealthStatus = 'starting' | 'healthy' | 'unhealthy';
 
-export interface HealthCheckTarget {
-  readonly host: string;
-  readonly port: number;
+export interface HealthCheckTarget extends Endpoint {
   /** GET this path (200 passes); null: a TCP connect. */
   readonly path: string | null;
   /** Sent with the GET (a provider's credential: its health path may need it too). */
@@ -109,9 +107,9 @@ export class ActiveHealthCheck {
   }
 
   async #run(): Promise<void> {
-    const { host, port, path, headers } = this.#target;
+    const target = this.#target;
     const timeoutMs = this.#options.timeout_ms;
-    const error = path === null ? await tcpCheck(host, port, timeoutMs) : await probeDetailed(host, port, path, timeoutMs, headers);
+    const error = target.path === null ? await tcpCheck(target.host, target.port, timeoutMs) : await probeDetailed(target, target.path, timeoutMs, target.headers);
     if (this.#stopped) return;
     this.#record(error);
     this.#timer = setTimeout(() => void this.#run(), this.#options.interval_ms);

@@ -5,7 +5,7 @@
 // again, so a replica never keeps an old short queue.
 
 import type { ReportedLoad } from '../balancer/index.js';
-import { getText } from './readiness.js';
+import { getText, type Endpoint } from './readiness.js';
 
 /** Metric name -> what it measures. Several series of one name (labels) add up. */
 const LOAD_METRICS: ReadonlyMap<string, keyof ReportedLoad> = new Map([
@@ -47,9 +47,7 @@ export function parseLoadMetrics(text: string): ReportedLoad | null {
   return { waiting: Math.max(waiting, 0), running: Math.max(running, 0), kvCacheUsage: kv };
 }
 
-export interface LoadScrapeTarget {
-  readonly host: string;
-  readonly port: number;
+export interface LoadScrapeTarget extends Endpoint {
   readonly path: string;
   readonly headers?: Readonly<Record<string, string>>;
 }
@@ -87,7 +85,7 @@ export class LoadScrape {
   async #scrape(): Promise<void> {
     const t = this.#target;
     // One deadline under the interval, so that scrapes never pile up.
-    const answer = await getText(t.host, t.port, t.path, Math.max(10, this.#intervalMs - 10), MAX_BYTES, t.headers);
+    const answer = await getText(t, t.path, Math.max(10, this.#intervalMs - 10), MAX_BYTES, t.headers);
     if (this.#stopped) return;
     let load: ReportedLoad | null = null;
     if (typeof answer === 'string') this.#lastError = answer;

@@ -4,14 +4,23 @@
 
 import { Buffer } from 'node:buffer';
 import { request } from 'node:http';
+import { request as tlsRequest } from 'node:https';
+
+/** A server to ask: a local replica, or a remote URL's host and port. */
+export interface Endpoint {
+  readonly host: string;
+  readonly port: number;
+  /** An `https://` remote: asked over TLS, its certificate checked. Default false. */
+  readonly tls?: boolean;
+}
 
 export function probe(host: string, port: number, path: string, timeoutMs: number): Promise<boolean> {
-  return probeDetailed(host, port, path, timeoutMs).then((error) => error === null);
+  return probeDetailed({ host, port }, path, timeoutMs).then((error) => error === null);
 }
 
 /** Resolves null when GET `path` answered a complete 200 within `timeoutMs`, else why not. */
-export async function probeDetailed(host: string, port: number, path: string, timeoutMs: number, headers?: Readonly<Record<string, string>>): Promise<string | null> {
-  const answer = await getText(host, port, path, timeoutMs, 0, headers);
+export async function probeDetailed(endpoint: Endpoint, path: string, timeoutMs: number, headers?: Readonly<Record<string, string>>): Promise<string | null> {
+  const answer = await getText(endpoint, path, timeoutMs, 0, headers);
   return typeof answer === 'string' ? answer : answer.status === 200 ? null : `GET ${path} answered ${answer.status}`;
 }
 
@@ -20,11 +29,11 @@ export async function probeDetailed(host: string, port: number, path: string, ti
  * `maxBytes` of the body (the rest is read and dropped), or why no complete answer came.
  */
 export function getText(
-  host: string, port: number, path: string, timeoutMs: number, maxBytes: number, headers?: Readonly<Record<string, string>>,
+  { host, port, tls }: Endpoint, path: string, timeoutMs: number, maxBytes: number, headers?: Readonly<Record<string, string>>,
 ): Promise<{ status: number; body: string } | string> {
   return new Promise((resolve) => {
     let timedOut = false;
-    const req = request({ host, port, path, method: 'GET', agent: false, headers: { ...headers, connection: 'close' } }, (res) => {
+    const req = (tls === true ? tlsRequest : request)({ host, port, path, method: 'GET', agent: false, headers: { ...headers, connection: 'close' } }, (res) => {
       const chunks: Buffer[] = [];
       let kept = 0;
       res.on('data', (chunk: Buffer) => {

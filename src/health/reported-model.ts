@@ -7,11 +7,12 @@ import { getText } from './readiness.js';
 /** A model list far larger than this is not one server's. */
 const MAX_BYTES = 64 * 1024;
 
-/** The first model id that `url` (a server's base URL, http) lists, or null when it lists none or does not answer. */
+/** The first model id that `url` (a server's base URL) lists, or null when it lists none or does not answer. */
 export async function reportedModel(url: string, timeoutMs = 2_000): Promise<string | null> {
   const base = new URL(url);
   const path = `${base.pathname.replace(/\/+$/, '')}/v1/models`;
-  const answer = await getText(base.hostname.replace(/^\[|\]$/g, ''), Number(base.port || 80), path, timeoutMs, MAX_BYTES);
+  const tls = base.protocol === 'https:';
+  const answer = await getText({ host: base.hostname.replace(/^\[|\]$/g, ''), port: Number(base.port || (tls ? 443 : 80)), tls }, path, timeoutMs, MAX_BYTES);
   if (typeof answer === 'string' || answer.status !== 200) return null;
   try {
     const id = (JSON.parse(answer.body) as { data?: Array<{ id?: unknown }> }).data?.[0]?.id;

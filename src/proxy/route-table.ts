@@ -14,7 +14,7 @@ import { RequestStats } from '../telemetry/index.js';
 import { UpstreamPool } from './upstream/index.js';
 import type { FilterChain } from './filters/filter.js';
 import { RouteCache } from './flight.js';
-import { authority } from '../authority.js';
+import { authority, uriHost } from '../authority.js';
 
 export interface ReplicaSnapshot {
   readonly id: string;
@@ -22,6 +22,8 @@ export interface ReplicaSnapshot {
   readonly port: number;
   /** Path prefix of a remote URL (`http://h/base` -> `/base`), '' for local replicas. */
   readonly basePath: string;
+  /** An `https://` remote: spoken to over TLS. */
+  readonly tls: boolean;
   /** Slot in the shared in-flight counters; stable for the replica's lifetime. */
   readonly slot: number;
   /** Read by the weighted, failover and lowest_cost strategies. */
@@ -136,9 +138,10 @@ export class ReplicaRoute {
     this.priority = snap.priority;
     this.cost = snap.cost;
     this.pool = pool;
-    this.hostHeader = authority(snap.host, snap.port);
+    // The scheme's own port is left out, as clients write it: a virtual host behind a CDN may not answer to `name:443`.
+    this.hostHeader = snap.port === (snap.tls ? 443 : 80) ? uriHost(snap.host) : authority(snap.host, snap.port);
     this.basePath = snap.basePath;
-    this.origin = `http://${this.hostHeader}${snap.basePath}`;
+    this.origin = `${snap.tls ? 'https' : 'http'}://${this.hostHeader}${snap.basePath}`;
     this.headAfterTarget = ` HTTP/1.1\r\nhost: ${this.hostHeader}\r\n`;
   }
 }
@@ -404,11 +407,11 @@ export class RouteTableCompiler {
     const keysLimit = snap.keys.some((k) => k.buckets.length > 0 || Object.values(k.deploymentBuckets).some((b) => b.length > 0));
     for (const d of snap.deployments) {
       const replicas = d.replicas.map((r) => {
-        const key = `${r.host}:${r.port}`;
+        const key = `${r.tls ? 'https' : 'http'}://${r.host}:${r.port}`;
         livePools.add(key);
         let pool = this.#pools.get(key);
         if (pool === undefined) {
-          pool = new UpstreamPool({ host: r.host, port: r.port, maxConnections: d.upstream.max_connections, idleMs: d.upstream.keepalive_idle_ms });
+          pool = new UpstreamPool({ host: r.host, port: r.port, tls: r.tls, maxConnections: d.upstream.max_connections, idleMs: d.upstream.keepalive_idle_ms });
           this.#pools.set(key, pool);
         }
         return new ReplicaRoute(r, pool);

@@ -102,13 +102,18 @@ export abstract class BaseConnection implements ResponseSink {
     this.#feedCorked = this.#feed.bind(this);
     const socket = this.open(pool);
     this.socket = socket;
-    socket.on('connect', () => {
+    socket.on(this.connectEvent, () => {
       if (this.#state === ConnState.Connecting) this.#state = this.#handler ? ConnState.Busy : ConnState.Idle;
     });
     socket.on('drain', () => this.drained());
     socket.on('end', () => this.#onEnd());
     socket.on('error', (err: NodeJS.ErrnoException) => this.fail(errorCodeFor(err, this.#state !== ConnState.Connecting), err.code ?? err.message));
     socket.on('close', () => this.fail('SLUICE_ERR_UPSTREAM_RESET', 'connection closed'));
+  }
+
+  /** The socket's event after which a request can go: until then a failure is a failed connect. */
+  protected get connectEvent(): 'connect' | 'secureConnect' {
+    return 'connect';
   }
 
   /**
@@ -270,6 +275,8 @@ export abstract class BaseConnection implements ResponseSink {
   }
 
   protected fail(code: ErrorCode, detail: string): void {
+    // Closed before it was connected (a TLS server that hung up in the handshake): nothing was sent.
+    if (this.#state === ConnState.Connecting && code === 'SLUICE_ERR_UPSTREAM_RESET') code = 'SLUICE_ERR_UPSTREAM_CONNECT';
     const handler = this.#handler;
     this.#handler = null;
     this.#close();

@@ -9,10 +9,15 @@ import { BaseConnection, type PoolLike } from './base-connection.js';
 
 export class NetSocketConnection extends BaseConnection {
   protected override open(pool: PoolLike): Socket {
-    const socket = connect({ host: pool.host, port: pool.port, noDelay: true });
+    const socket = this.dial(pool);
     // A paused connection gets no more 'data' events (BaseConnection.pause pauses the socket).
     socket.on('data', (chunk: Buffer) => this.onRead(chunk.length, chunk));
     return socket;
+  }
+
+  /** Runs inside the constructor (see open): a subclass's own fields are not initialised yet. */
+  protected dial(pool: PoolLike): Socket {
+    return connect({ host: pool.host, port: pool.port, noDelay: true });
   }
 
   protected override writeAtOnce(data: string | Buffer, shared: boolean): boolean {

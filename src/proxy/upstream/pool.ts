@@ -1,5 +1,6 @@
 import { Fifo } from '../../balancer/index.js';
 import { UpstreamConnection, type PoolLike } from './connection.js';
+import { TlsSocketConnection } from './tls-socket-connection.js';
 
 /** Someone waiting for a connection because the pool is at its limit. */
 export interface PoolWaiter {
@@ -12,6 +13,8 @@ export interface PoolOptions {
   readonly port: number;
   readonly maxConnections: number;
   readonly idleMs: number;
+  /** An `https://` remote: its connections speak TLS. Default false. */
+  readonly tls?: boolean;
 }
 
 /**
@@ -22,6 +25,7 @@ export class UpstreamPool implements PoolLike {
   readonly host: string;
   readonly port: number;
   readonly idleMs: number;
+  readonly tls: boolean;
   #max: number;
   readonly #idle: UpstreamConnection[] = [];
   #open = 0;
@@ -32,6 +36,7 @@ export class UpstreamPool implements PoolLike {
     this.host = options.host;
     this.port = options.port;
     this.idleMs = options.idleMs;
+    this.tls = options.tls ?? false;
     this.#max = options.maxConnections;
   }
 
@@ -49,7 +54,7 @@ export class UpstreamPool implements PoolLike {
     if (idle !== undefined) return idle;
     if (this.#open < this.#max) {
       this.#open++;
-      return new UpstreamConnection(this);
+      return this.#connect();
     }
     this.#waiters.push(waiter);
     return null;
@@ -74,10 +79,14 @@ export class UpstreamPool implements PoolLike {
     while (this.#waiters.size > 0 && this.#open < this.#max) {
       const waiter = this.#waiters.shift()!;
       this.#open++;
-      const fresh = new UpstreamConnection(this);
+      const fresh = this.#connect();
       // A new socket starts with idleSince 0: the next sweep stamps it.
       if (!waiter.onConnection(fresh)) this.#idle.push(fresh);
     }
+  }
+
+  #connect(): UpstreamConnection {
+    return this.tls ? new TlsSocketConnection(this) : new UpstreamConnection(this);
   }
 
   /**
