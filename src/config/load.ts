@@ -179,6 +179,13 @@ export function deploymentProblem(d: DeploymentConfig): { field: string; reason:
   // `/v1/...` and `/api/...` are the OpenAI and Ollama front door: an alias of that name would hide it.
   if (d.model === 'v1' || d.model === 'api') return { field: 'model', reason: `'${d.model}' is reserved for the front door's /${d.model}/ paths` };
   if (d.runtime === 'remote' && d.urls.length === 0) return { field: 'urls', reason: 'a remote deployment needs at least one URL' };
+  for (const [i, { url }] of d.urls.entries()) {
+    // Sent nowhere (a request's credential is a header), so the URL's would silently be dropped.
+    const parsed = URL.canParse(url) ? new URL(url) : null;
+    if (parsed !== null && (parsed.username !== '' || parsed.password !== '')) {
+      return { field: `urls[${i}]`, reason: 'a user or password in a remote URL is not sent: put the credential in an environment variable and name it in auth (auth: {env: NAME, scheme: Basic} for a base64 user:password)' };
+    }
+  }
   for (const name of Object.keys(d.env)) {
     if (name === '' || name.includes('=') || name.includes('\0')) return { field: `env.${name}`, reason: 'is not a valid variable name (empty, or holding = or NUL)' };
   }

@@ -20,6 +20,7 @@ import type { RoutableDeployment, RoutableReplica } from './route-snapshot.js';
 import { OWNER_RENEW_MS, type ReplicaSharing, type SharedServers } from './shared-replicas.js';
 import type { IndexAllocator, SlotAllocator } from './slots.js';
 import { waitAtMost } from '../wait-at-most.js';
+import { withQuery } from '../target-query.js';
 
 export type DeploymentState = 'pending' | 'starting' | 'ready' | 'unhealthy' | 'draining' | 'stopped' | 'failed' | 'hibernated';
 /** A process's states, and `unhealthy`: a remote replica failing its health checks. */
@@ -76,6 +77,8 @@ export class Replica {
   basePath = '';
   /** An `https://` remote. */
   tls = false;
+  /** A remote URL's query, without `?`: sent with every request to it. */
+  query = '';
   url = '';
   /** Being removed by a scale-down: no new request goes to it; it stops once idle. */
   retiring = false;
@@ -357,7 +360,7 @@ export class DeploymentManager {
       servedModel: servedModel(d), servedModelOnPaths: d.spec.served_model !== null, created: Math.floor(Date.parse(d.createdAt) / 1000),
       // Hibernating: no new request may reach a replica that is about to stop.
       replicas: d.state === 'hibernated' ? [] : d.replicas.map((r): RoutableReplica => ({
-        id: r.id, host: r.host, port: r.port, basePath: r.basePath, tls: r.tls, slot: r.slot, weight: r.weight, priority: r.priority, cost: r.cost, ready: r.ready && !r.retiring,
+        id: r.id, host: r.host, port: r.port, basePath: r.basePath, query: r.query, tls: r.tls, slot: r.slot, weight: r.weight, priority: r.priority, cost: r.cost, ready: r.ready && !r.retiring,
       })),
     }));
   }
@@ -892,6 +895,7 @@ export class DeploymentManager {
       replica.tls = url.protocol === 'https:';
       replica.port = Number(url.port || (replica.tls ? 443 : 80));
       replica.basePath = url.pathname.replace(/\/+$/, '');
+      replica.query = url.search.slice(1);
       replica.url = endpoint.url;
       replica.weight = endpoint.weight;
       replica.priority = endpoint.priority;
@@ -988,7 +992,7 @@ export class DeploymentManager {
     if (board === undefined || choice.strategy !== 'queue_aware') return;
     const credential = upstreamCredential(d.spec.auth);
     const target = {
-      host: replica.host, port: replica.port, tls: replica.tls, path: replica.basePath + choice.metrics_path,
+      host: replica.host, port: replica.port, tls: replica.tls, path: withQuery(replica.basePath + choice.metrics_path, replica.query),
       headers: credential === null ? undefined : { [credential.name]: credential.value },
     };
     replica.loadScrape = new LoadScrape(target, choice.scrape_interval_ms, (load) => {
@@ -1009,7 +1013,7 @@ export class DeploymentManager {
     const path = options.path ?? d.spec.readiness_path;
     const credential = upstreamCredential(d.spec.auth);
     const target = {
-      host: replica.host, port: replica.port, tls: replica.tls, path: path === null ? null : replica.basePath + path,
+      host: replica.host, port: replica.port, tls: replica.tls, path: path === null ? null : withQuery(replica.basePath + path, replica.query),
       headers: credential === null ? undefined : { [credential.name]: credential.value },
     };
     replica.state = 'starting';

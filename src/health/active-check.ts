@@ -8,6 +8,7 @@
 import { connect } from 'node:net';
 import type { HealthCheckConfig } from '../config/index.js';
 import { probeDetailed, type Endpoint } from './readiness.js';
+import { shownTarget } from '../target-query.js';
 
 export type HealthStatus = 'starting' | 'healthy' | 'unhealthy';
 
@@ -91,7 +92,7 @@ export class ActiveHealthCheck {
   view(): HealthCheckView {
     const t = this.#target;
     return {
-      status: this.#status, check: t.path === null ? 'tcp' : `GET ${t.path}`, interval_ms: this.#options.interval_ms,
+      status: this.#status, check: t.path === null ? 'tcp' : `GET ${shownTarget(t.path)}`, interval_ms: this.#options.interval_ms,
       checks: this.#checks, failures: this.#failures,
       consecutive_successes: this.#successesInRow, consecutive_failures: this.#failuresInRow,
       last_check_at: this.#lastCheckAt === null ? null : new Date(this.#lastCheckAt).toISOString(), last_error: this.#lastError,

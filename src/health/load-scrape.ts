@@ -6,6 +6,7 @@
 
 import type { ReportedLoad } from '../balancer/index.js';
 import { getText, type Endpoint } from './readiness.js';
+import { shownTarget } from '../target-query.js';
 
 /** Metric name -> what it measures. Several series of one name (labels) add up. */
 const LOAD_METRICS: ReadonlyMap<string, keyof ReportedLoad> = new Map([
@@ -89,10 +90,10 @@ export class LoadScrape {
     if (this.#stopped) return;
     let load: ReportedLoad | null = null;
     if (typeof answer === 'string') this.#lastError = answer;
-    else if (answer.status !== 200) this.#lastError = `GET ${t.path} answered ${answer.status}`;
+    else if (answer.status !== 200) this.#lastError = `GET ${shownTarget(t.path)} answered ${answer.status}`;
     else {
       load = parseLoadMetrics(answer.body);
-      this.#lastError = load === null ? `GET ${t.path}: no vLLM or llama.cpp queue metric` : null;
+      this.#lastError = load === null ? `GET ${shownTarget(t.path)}: no vLLM or llama.cpp queue metric` : null;
     }
     this.#onLoad(load);
     this.#timer = setTimeout(() => void this.#scrape(), this.#intervalMs);

@@ -5,6 +5,7 @@
 import { Buffer } from 'node:buffer';
 import { request } from 'node:http';
 import { request as tlsRequest } from 'node:https';
+import { shownTarget } from '../target-query.js';
 
 /** A server to ask: a local replica, or a remote URL's host and port. */
 export interface Endpoint {
@@ -21,7 +22,7 @@ export function probe(host: string, port: number, path: string, timeoutMs: numbe
 /** Resolves null when GET `path` answered a complete 200 within `timeoutMs`, else why not. */
 export async function probeDetailed(endpoint: Endpoint, path: string, timeoutMs: number, headers?: Readonly<Record<string, string>>): Promise<string | null> {
   const answer = await getText(endpoint, path, timeoutMs, 0, headers);
-  return typeof answer === 'string' ? answer : answer.status === 200 ? null : `GET ${path} answered ${answer.status}`;
+  return typeof answer === 'string' ? answer : answer.status === 200 ? null : `GET ${shownTarget(path)} answered ${answer.status}`;
 }
 
 /**
@@ -45,7 +46,7 @@ export function getText(
       // 'close' follows both a full body and a destroyed one; only a complete answer counts.
       res.on('close', () => {
         clearTimeout(timer);
-        if (!res.complete) resolve(timedOut ? `no complete answer to GET ${path} within ${timeoutMs} ms` : `GET ${path}: the response was cut short`);
+        if (!res.complete) resolve(timedOut ? `no complete answer to GET ${shownTarget(path)} within ${timeoutMs} ms` : `GET ${shownTarget(path)}: the response was cut short`);
         else resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8', 0, Math.min(kept, maxBytes)) });
       });
       res.on('error', () => {});
@@ -56,7 +57,7 @@ export function getText(
     }, timeoutMs);
     req.on('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      resolve(timedOut ? `no answer to GET ${path} within ${timeoutMs} ms` : (err.code ?? err.message));
+      resolve(timedOut ? `no answer to GET ${shownTarget(path)} within ${timeoutMs} ms` : (err.code ?? err.message));
     });
     req.end();
   });

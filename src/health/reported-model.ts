@@ -2,6 +2,7 @@
 // the first id of GET /v1/models (llama-cpp-python lists its --model_alias, else the
 // --model path). Clients of a gateway do not know that name; the gateway can.
 
+import { withQuery } from '../target-query.js';
 import { getText } from './readiness.js';
 
 /** A model list far larger than this is not one server's. */
@@ -10,7 +11,7 @@ const MAX_BYTES = 64 * 1024;
 /** The first model id that `url` (a server's base URL) lists, or null when it lists none or does not answer. */
 export async function reportedModel(url: string, timeoutMs = 2_000): Promise<string | null> {
   const base = new URL(url);
-  const path = `${base.pathname.replace(/\/+$/, '')}/v1/models`;
+  const path = withQuery(`${base.pathname.replace(/\/+$/, '')}/v1/models`, base.search.slice(1));
   const tls = base.protocol === 'https:';
   const answer = await getText({ host: base.hostname.replace(/^\[|\]$/g, ''), port: Number(base.port || (tls ? 443 : 80)), tls }, path, timeoutMs, MAX_BYTES);
   if (typeof answer === 'string' || answer.status !== 200) return null;

@@ -9,6 +9,7 @@ import { bytesOf, type ClientListener, type ClientResponse } from './front-end/c
 import { errorBody, ERRORS, malformedRequestCode, ollamaErrorBody, type ErrorCode } from '../errors/index.js';
 import type { CachedResponse, CacheWant, TokenCounter, Verdict } from '../policy/index.js';
 import type { DeploymentRoute, KeyRoute, ReplicaRoute } from './route-table.js';
+import { withQuery } from '../target-query.js';
 import { Attempt, type AttemptClient } from './attempt.js';
 import { coalescesWithHead, type HeaderLines } from './upstream/index.js';
 import { connectionTokens, type ClientHead, HeaderKind, isDroppedResponseKind, kindOfName, sameName, startsWithName } from './headers.js';
@@ -388,7 +389,8 @@ export class Exchange implements AttemptClient, ClientListener {
   }
 
   requestHead(replica: ReplicaRoute): string {
-    return `${this.method} ${replica.basePath}${this.#pathQuery}${replica.headAfterTarget}${this.#headRest}`;
+    const pathQuery = replica.query === '' ? this.#pathQuery : withQuery(this.#pathQuery, replica.query);
+    return `${this.method} ${replica.basePath}${pathQuery}${replica.headAfterTarget}${this.#headRest}`;
   }
 
   takeBodySoFar(): Buffer | null {

@@ -22,6 +22,8 @@ export interface ReplicaSnapshot {
   readonly port: number;
   /** Path prefix of a remote URL (`http://h/base` -> `/base`), '' for local replicas. */
   readonly basePath: string;
+  /** A remote URL's query, without `?` ('' for none, and for local replicas): first in every request's query. */
+  readonly query: string;
   /** An `https://` remote: spoken to over TLS. */
   readonly tls: boolean;
   /** Slot in the shared in-flight counters; stable for the replica's lifetime. */
@@ -124,6 +126,8 @@ export class ReplicaRoute {
   /** Host header for the upstream: Ollama rejects foreign Host values. */
   readonly hostHeader: string;
   readonly basePath: string;
+  /** See ReplicaSnapshot.query. */
+  readonly query: string;
   readonly origin: string;
   /** What follows the request target in every request head sent to this replica. */
   readonly headAfterTarget: string;
@@ -141,6 +145,7 @@ export class ReplicaRoute {
     // The scheme's own port is left out, as clients write it: a virtual host behind a CDN may not answer to `name:443`.
     this.hostHeader = snap.port === (snap.tls ? 443 : 80) ? uriHost(snap.host) : authority(snap.host, snap.port);
     this.basePath = snap.basePath;
+    this.query = snap.query;
     this.origin = `${snap.tls ? 'https' : 'http'}://${this.hostHeader}${snap.basePath}`;
     this.headAfterTarget = ` HTTP/1.1\r\nhost: ${this.hostHeader}\r\n`;
   }
