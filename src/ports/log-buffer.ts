@@ -85,6 +85,12 @@ export class LineSplitter {
     if (this.#partial !== '') this.#buffer.push(this.#stream, stripCr(this.#partial));
     this.#partial = '';
   }
+
+  /** `bytes` of output were passed over unread: said as a line of its own, where they were. */
+  skipped(bytes: number): void {
+    this.end();
+    this.#buffer.push(this.#stream, `[sluice: ${bytes} bytes of output not read: the server wrote faster than the gateway reads its log]`);
+  }
 }
 
 function stripCr(line: string): string {

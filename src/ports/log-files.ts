@@ -2,12 +2,20 @@
 // gateway that dies (a pipe whose reader is gone kills the writer with SIGPIPE), and so
 // that a gateway which adopts the server later can still read what it prints.
 
-import { closeSync, fstatSync, ftruncateSync, mkdirSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, ftruncate, mkdirSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { LineSplitter, type LogBuffer, type LogStream } from './log-buffer.js';
 
 const POLL_MS = 200;
+// After a poll that found more than FAST_GROWTH_BYTES new: a server printing this fast
+// would grow its file by hundreds of MB between two 200 ms polls (truncation only comes
+// with a poll), so the next one comes sooner.
+const FAST_POLL_MS = 20;
+const FAST_GROWTH_BYTES = 1024 * 1024;
 const READ_BYTES = 64 * 1024;
+// At most this much is read per file and poll, the newest output (the LogBuffer keeps the
+// newest lines only): reading and splitting hundreds of MB at once stalled the control plane.
+const MAX_READ_BYTES = READ_BYTES;
 // A file over this size is truncated; the newest lines live on in the LogBuffer. The
 // server opened it with O_APPEND, so its next write lands at the new end.
 const MAX_FILE_BYTES = 16 * 1024 * 1024;
@@ -31,21 +39,34 @@ export function openLogFiles(dir: string, paths: LogFilePaths): [number, number]
 /** Follows both files into the LogBuffer from their current end until `stop()`. */
 export class LogFileTail {
   readonly #tails: FileTail[];
-  readonly #timer: NodeJS.Timeout;
+  #timer: NodeJS.Timeout;
+  #stopped = false;
 
   constructor(paths: LogFilePaths, buffer: LogBuffer) {
     this.#tails = [new FileTail(paths.stdout, 'stdout', buffer), new FileTail(paths.stderr, 'stderr', buffer)];
-    this.#timer = setInterval(() => this.poll(), POLL_MS);
-    this.#timer.unref();
+    this.#timer = this.#schedule(POLL_MS);
   }
 
-  poll(): void {
-    for (const t of this.#tails) t.poll();
+  /** Reads what the server wrote since the last poll; the bytes that were new. */
+  poll(): number {
+    let grown = 0;
+    for (const t of this.#tails) grown += t.poll();
+    return grown;
+  }
+
+  #schedule(ms: number): NodeJS.Timeout {
+    const timer = setTimeout(() => {
+      if (this.#stopped) return;
+      this.#timer = this.#schedule(this.poll() > FAST_GROWTH_BYTES ? FAST_POLL_MS : POLL_MS);
+    }, ms);
+    timer.unref();
+    return timer;
   }
 
   /** Reads what is left, then closes. */
   stop(): void {
-    clearInterval(this.#timer);
+    this.#stopped = true;
+    clearTimeout(this.#timer);
     for (const t of this.#tails) t.close();
   }
 }
@@ -55,6 +76,8 @@ class FileTail {
   readonly #lines: LineSplitter;
   readonly #chunk = Buffer.allocUnsafe(READ_BYTES);
   #pos: number;
+  #truncating = false;
+  #closed = false;
 
   constructor(path: string, stream: LogStream, buffer: LogBuffer) {
     this.#lines = new LineSplitter(buffer, stream);
@@ -68,26 +91,39 @@ class FileTail {
     this.#pos = fd === null ? 0 : fstatSync(fd).size;
   }
 
-  poll(): void {
+  poll(): number {
     const fd = this.#fd;
-    if (fd === null) return;
+    if (fd === null) return 0;
     const size = fstatSync(fd).size;
     if (size < this.#pos) this.#pos = 0; // truncated under us
+    const grown = size - this.#pos;
+    if (grown > MAX_READ_BYTES) {
+      this.#lines.skipped(grown - MAX_READ_BYTES);
+      this.#pos = size - MAX_READ_BYTES;
+    }
     while (this.#pos < size) {
       const n = readSync(fd, this.#chunk, 0, READ_BYTES, this.#pos);
       if (n <= 0) break;
       this.#pos += n;
       this.#lines.write(this.#chunk.toString('utf8', 0, n));
     }
-    if (size > MAX_FILE_BYTES) {
-      ftruncateSync(fd, 0);
-      this.#pos = 0;
+    if (size > MAX_FILE_BYTES && !this.#truncating) {
+      // In libuv's pool: freeing a large file's pages takes milliseconds the control plane needs.
+      // A poll meanwhile reads on from #pos, or from 0 once the file is shorter than that.
+      this.#truncating = true;
+      ftruncate(fd, 0, () => {
+        this.#truncating = false;
+        if (this.#closed) closeSync(fd);
+      });
     }
+    return grown;
   }
 
   close(): void {
     this.poll();
     this.#lines.end();
-    if (this.#fd !== null) closeSync(this.#fd);
+    this.#closed = true;
+    // A truncation in flight closes it when done: closed now, the fd number could be reused, and another file truncated.
+    if (this.#fd !== null && !this.#truncating) closeSync(this.#fd);
   }
 }
