@@ -142,7 +142,12 @@ export class Attempt implements UpstreamHandler, PoolWaiter {
     conn?.abort();
   }
 
-  /** Waiting for a pooled connection or for TCP connect: the connect timeout applies. */
+  /** Waiting for one of the pool's connections (all in use); then `connecting` until TCP is up. */
+  get awaitingConnection(): boolean {
+    return this.#conn === null && !this.#over;
+  }
+
+  /** Waiting for a pooled connection or for TCP connect. */
   get connecting(): boolean {
     return this.#conn === null ? !this.#over : this.#conn.connecting;
   }

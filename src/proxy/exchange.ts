@@ -926,8 +926,8 @@ export class Exchange implements AttemptClient, ClientListener {
   onAttemptError(code: ErrorCode, detail: string, answered: boolean): void {
     if (this.#finished) return;
     this.route.stats.upstreamError(code);
-    // Refused or reset before any response byte: safe to send to another replica.
-    if ((code === 'SLUICE_ERR_UPSTREAM_CONNECT' || code === 'SLUICE_ERR_UPSTREAM_RESET') && !answered && this.replayable) {
+    // Refused, never connected, or reset before any response byte: safe to send to another replica.
+    if ((code === 'SLUICE_ERR_UPSTREAM_CONNECT' || code === 'SLUICE_ERR_UPSTREAM_CONNECT_TIMEOUT' || code === 'SLUICE_ERR_UPSTREAM_RESET') && !answered && this.replayable) {
       if (this.#owner.retryElsewhere(this, code)) return;
       // No replica of its own left to try: a fallback may take it (retryElsewhere let the attempt go).
       if (this.addressed.fallbacks !== null && this.#owner.fallBack(this)) return;
@@ -1054,6 +1054,13 @@ export class Exchange implements AttemptClient, ClientListener {
   }
 
   /** Called by the gateway's timeout sweep. */
+  /** No connection to the replica within connect_timeout_ms: nothing reached it, so, as after a refused connect, another replica or a fallback may take the request. */
+  connectTimedOut(): void {
+    if (this.#finished) return;
+    this.#abortUpstream();
+    this.corked(() => this.onAttemptError('SLUICE_ERR_UPSTREAM_CONNECT_TIMEOUT', ERRORS.SLUICE_ERR_UPSTREAM_CONNECT_TIMEOUT.message, false));
+  }
+
   timeout(code: ErrorCode): void {
     if (this.#finished) return;
     this.route.stats.upstreamError(code);
@@ -1168,6 +1175,11 @@ export class Exchange implements AttemptClient, ClientListener {
   }
 
   /** Waiting for a pooled connection or for TCP connect: the connect timeout applies. */
+  /** Its attempt waits for one of the pool's connections (all in use: upstream.max_connections). */
+  get awaitingConnection(): boolean {
+    return this.attempt !== null && this.attempt.awaitingConnection;
+  }
+
   get upstreamConnecting(): boolean {
     return this.attempt !== null && this.attempt.connecting;
   }

@@ -756,8 +756,12 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
         const hold = ex.route.policies.hold;
         if (now - ex.phaseSince > hold.max_wait_ms) ex.reject('SLUICE_ERR_NOT_READY_TIMEOUT', `${ex.route.id} had no ready replica within ${hold.max_wait_ms} ms`, RETRY_AFTER);
         else if (hold.heartbeat_ms > 0) ex.heartbeat(now, hold.heartbeat_ms);
+      } else if (ex.awaitingConnection) {
+        // The gateway's own limit (upstream.max_connections), not the replica failing: a queue's wait.
+        const wait = ex.route.policies.queue.max_wait_ms;
+        if (still > wait) ex.reject('SLUICE_ERR_QUEUE_TIMEOUT', `waited ${wait} ms for one of the ${up.max_connections} connections to a replica of ${ex.route.id} (upstream.max_connections)`, RETRY_AFTER);
       } else if (ex.upstreamConnecting) {
-        if (still > up.connect_timeout_ms) ex.timeout('SLUICE_ERR_UPSTREAM_CONNECT_TIMEOUT');
+        if (still > up.connect_timeout_ms) ex.connectTimedOut();
       } else if (ex.phase === Phase.AwaitingHead || ex.phase === Phase.Connecting) {
         if (still > up.headers_timeout_ms) ex.timeout('SLUICE_ERR_UPSTREAM_HEADERS_TIMEOUT');
       } else if (ex.phase === Phase.Streaming) {
