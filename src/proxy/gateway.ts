@@ -42,10 +42,10 @@ export interface GatewayOptions {
   readonly tracer?: RequestTracer | null;
 }
 
-/** Upstream failures that count against a replica's breaker (4xx and client aborts never do); a refused connect ejects it at once (#release). */
+/** Upstream failures that count against a replica's breaker (4xx and client aborts never do); a refused or timed-out connect ejects it at once (#release). */
 const BREAKER_FAILURES: ReadonlySet<string> = new Set<ErrorCode>([
   'SLUICE_ERR_UPSTREAM_RESET', 'SLUICE_ERR_UPSTREAM_PROTOCOL',
-  'SLUICE_ERR_UPSTREAM_CONNECT_TIMEOUT', 'SLUICE_ERR_UPSTREAM_HEADERS_TIMEOUT', 'SLUICE_ERR_UPSTREAM_IDLE_TIMEOUT',
+  'SLUICE_ERR_UPSTREAM_HEADERS_TIMEOUT', 'SLUICE_ERR_UPSTREAM_IDLE_TIMEOUT',
   'SLUICE_ERR_TOTAL_TIMEOUT',
 ]);
 const QUEUE_POLL_MS = 5;
@@ -605,7 +605,8 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     this.#release(ex, failed, code, 0);
     ex.attempt = null;
     if (ex.attempts >= retry.attempts) return false;
-    if (code !== 'SLUICE_ERR_UPSTREAM_CONNECT' && !this.#counters.tryRetry(route.slot, now, retry.budget_window_ms, retry.budget_percent)) return false;
+    // A connect that failed reached no model: its retry adds no load the budget guards against.
+    if (code !== 'SLUICE_ERR_UPSTREAM_CONNECT' && code !== 'SLUICE_ERR_UPSTREAM_CONNECT_TIMEOUT' && !this.#counters.tryRetry(route.slot, now, retry.budget_window_ms, retry.budget_percent)) return false;
     const next = route.balancer.pick(ex, now, failed.replica);
     if (typeof next === 'number') return false;
     ex.attempts++;
@@ -626,7 +627,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     // The total timeout is the client's time budget: once the replica's answer has started,
     // running out of it says nothing about the replica, whose own status is then the verdict.
     if (errorCode === 'SLUICE_ERR_TOTAL_TIMEOUT' && ex.responded) errorCode = null;
-    if (errorCode === 'SLUICE_ERR_UPSTREAM_CONNECT') board.eject(replica.slot, now);
+    if (errorCode === 'SLUICE_ERR_UPSTREAM_CONNECT' || errorCode === 'SLUICE_ERR_UPSTREAM_CONNECT_TIMEOUT') board.eject(replica.slot, now);
     else if (errorCode !== null ? BREAKER_FAILURES.has(errorCode) : status >= 500) board.onFailure(replica.slot, now, breaker);
     else if (status === 499 || errorCode !== null) {
       if (attempt.probe) board.releaseProbe(replica.slot, breaker);

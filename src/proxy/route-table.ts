@@ -412,7 +412,8 @@ export class RouteTableCompiler {
     const keysLimit = snap.keys.some((k) => k.buckets.length > 0 || Object.values(k.deploymentBuckets).some((b) => b.length > 0));
     for (const d of snap.deployments) {
       const replicas = d.replicas.map((r) => {
-        const key = `${r.tls ? 'https' : 'http'}://${r.host}:${r.port}`;
+        // Deployments on one origin share its connections only with the same limits: the first one's would hold for all.
+        const key = `${r.tls ? 'https' : 'http'}://${r.host}:${r.port} ${d.upstream.max_connections} ${d.upstream.keepalive_idle_ms}`;
         livePools.add(key);
         let pool = this.#pools.get(key);
         if (pool === undefined) {

@@ -41,7 +41,6 @@ t.before(async () => {
   hanging = await hangingListener();
   good = await answering();
   const goodUrl = urlOf(good);
-  // Their own servers: a pool is per origin, so max_connections is the first deployment's that reaches one.
   narrow = await answering();
   narrowq = await answering();
   const remote = { runtime: 'remote', health_check: { enabled: false } };
@@ -53,6 +52,8 @@ t.before(async () => {
       { ...remote, model: 'lone', version: '1', urls: [hanging.url], upstream: { connect_timeout_ms: CONNECT }, fallbacks: ['fb-1'] },
       { ...remote, model: 'fb', version: '1', urls: [goodUrl] },
       // Two connections per worker to its one replica; connects themselves are quick.
+      // Another deployment on narrow's server, listed first, with the default 512 connections: each keeps its own limit.
+      { ...remote, model: 'wide', version: '1', urls: [urlOf(narrow)] },
       { ...remote, model: 'narrow', version: '1', urls: [urlOf(narrow)], upstream: { max_connections: 2, connect_timeout_ms: CONNECT } },
       { ...remote, model: 'narrowq', version: '1', urls: [urlOf(narrowq)], upstream: { max_connections: 1, connect_timeout_ms: CONNECT }, policies: { queue: { max_wait_ms: 400 } } },
     ],
