@@ -314,6 +314,10 @@ export const configSchema: Field = {
         // head or an upload nothing answers yet) is closed. The node front end only: uWS's is
         // fixed at 10 s.
         client_idle_timeout_ms: { kind: 'int', default: 10_000, min: 1000, max: 3_600_000 },
+        // A request head must arrive whole within this long from its first byte, however its
+        // bytes trickle in (a slowloris client resets no idle timer): else 408 and close.
+        // nginx's client_header_timeout and Node's headersTimeout are 60 s too. The node front end only.
+        client_header_timeout_ms: { kind: 'int', default: 60_000, min: 1000, max: 3_600_000 },
         // HTTPS instead of HTTP (absent: plain HTTP). See tlsField.
         tls: tlsField(),
         // Strict-Transport-Security on every response (only with tls: browsers ignore it over

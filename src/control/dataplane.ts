@@ -19,6 +19,8 @@ export interface DataPlaneOptions {
   readonly frontEnd: WorkerInit['frontEnd'];
   /** Config listen.client_idle_timeout_ms (the node front end). */
   readonly clientIdleTimeoutMs: number;
+  /** Config listen.client_header_timeout_ms (the node front end). */
+  readonly clientHeaderTimeoutMs: number;
   /** HTTPS on the gateway port (config listen.tls); null: plain HTTP. */
   readonly tls: TlsFiles | null;
   /** Strict-Transport-Security value of every response (config listen.hsts); null: none. */
@@ -108,7 +110,7 @@ export class DataPlane {
     const o = this.#options;
     const snapshot = this.#latest!;
     const init: WorkerInit = {
-      workerIndex: i, host: o.host, port: o.port, probe: i === 0, logLevel: o.logLevel, accessLog: o.accessLog, forwardedFor: o.forwardedFor, frontEnd: o.frontEnd, clientIdleTimeoutMs: o.clientIdleTimeoutMs, tls: o.tls, hsts: o.hsts,
+      workerIndex: i, host: o.host, port: o.port, probe: i === 0, logLevel: o.logLevel, accessLog: o.accessLog, forwardedFor: o.forwardedFor, frontEnd: o.frontEnd, clientIdleTimeoutMs: o.clientIdleTimeoutMs, clientHeaderTimeoutMs: o.clientHeaderTimeoutMs, tls: o.tls, hsts: o.hsts,
       shared: o.shared, redis: o.redis, rateLimitFailOpen: o.rateLimitFailOpen, tracing: o.tracing, snapshot,
     };
     const worker = new Worker(WORKER_URL, { workerData: init });

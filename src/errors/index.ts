@@ -31,6 +31,8 @@ export const ERRORS = {
   SLUICE_ERR_CLIENT_TOO_SLOW: { status: 429, message: 'the client read its response too slowly: it fell too far behind the identical requests sharing its upstream call' },
   // A request the node front end cannot read (src/proxy/front-end/request-parser.ts).
   SLUICE_ERR_HEADERS_TOO_LARGE: { status: 431, message: 'the request head exceeds the limit' },
+  // A head trickled in for longer than listen.client_header_timeout_ms (slowloris).
+  SLUICE_ERR_REQUEST_TIMEOUT: { status: 408, message: 'the request head did not arrive in time' },
   SLUICE_ERR_TRANSFER_CODING: { status: 501, message: 'the request uses a transfer coding other than chunked' },
   SLUICE_ERR_HTTP_VERSION: { status: 505, message: 'only HTTP/1.0 and HTTP/1.1 are served' },
   SLUICE_ERR_INTERNAL: { status: 500, message: 'internal gateway error' },
@@ -71,7 +73,7 @@ export function malformedRequestCode(status: number): ErrorCode {
   return MALFORMED[status] ?? 'SLUICE_ERR_BAD_REQUEST';
 }
 const MALFORMED: Readonly<Record<number, ErrorCode>> = Object.freeze({
-  400: 'SLUICE_ERR_BAD_REQUEST', 413: 'SLUICE_ERR_BODY_TOO_LARGE', 431: 'SLUICE_ERR_HEADERS_TOO_LARGE',
+  400: 'SLUICE_ERR_BAD_REQUEST', 408: 'SLUICE_ERR_REQUEST_TIMEOUT', 413: 'SLUICE_ERR_BODY_TOO_LARGE', 431: 'SLUICE_ERR_HEADERS_TOO_LARGE',
   501: 'SLUICE_ERR_TRANSFER_CODING', 505: 'SLUICE_ERR_HTTP_VERSION',
 });
 
@@ -102,7 +104,7 @@ export function ollamaErrorBody(message: string, requestId: string): string {
 /** Status line text uWS needs ("404 Not Found"); precomputed once, not per request. */
 export const STATUS_LINES: Readonly<Record<number, string>> = Object.freeze({
   200: '200 OK', 400: '400 Bad Request', 401: '401 Unauthorized', 403: '403 Forbidden',
-  404: '404 Not Found', 405: '405 Method Not Allowed', 409: '409 Conflict',
+  404: '404 Not Found', 405: '405 Method Not Allowed', 408: '408 Request Timeout', 409: '409 Conflict',
   413: '413 Payload Too Large', 429: '429 Too Many Requests', 500: '500 Internal Server Error',
   502: '502 Bad Gateway', 503: '503 Service Unavailable', 504: '504 Gateway Timeout',
 });

@@ -49,6 +49,8 @@ export interface WorkerInit {
   readonly frontEnd: 'uws' | 'node';
   /** The node front end closes a client connection that sends nothing for this long (config listen.client_idle_timeout_ms). */
   readonly clientIdleTimeoutMs: number;
+  /** The node front end answers 408 to a request head not whole this long after its first byte (config listen.client_header_timeout_ms). */
+  readonly clientHeaderTimeoutMs: number;
   /** HTTPS on the gateway port (config listen.tls); null: plain HTTP. */
   readonly tls: TlsFiles | null;
   /** The Strict-Transport-Security value every response carries (config listen.hsts); null: none. */

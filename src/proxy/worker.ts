@@ -113,6 +113,7 @@ async function listenNode(): Promise<ClientListener | null> {
     other: gateway.handleOther,
     malformed: gateway.refuseMalformed,
     idleTimeoutMs: init.clientIdleTimeoutMs,
+    headTimeoutMs: init.clientHeaderTimeoutMs,
   });
   if (!(await portFree())) return null;
   try {

@@ -85,6 +85,8 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
   #writeReq: WriteReq | null = null;
   /** The sweep's tick at the last read. */
   lastTick = tick;
+  /** The sweep's tick when the head being read arrived in part; -1: no head is being read. */
+  headSince = -1;
   #remote: ArrayBuffer | null = null;
   #remoteText: ArrayBuffer | null = null;
   readonly #resumeHeld: () => void;
@@ -112,6 +114,9 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
       } finally {
         out.uncork();
       }
+      if (this.#parser.headPending) {
+        if (this.headSince < 0) this.headSince = tick;
+      } else if (this.headSince >= 0) this.headSince = -1;
       return undefined;
     };
     // A client's FIN is its going away, as in uWS: no half-open request is served.
@@ -221,6 +226,18 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
     this.#parser.reset();
     this.#response = null;
     this.#waiting = false;
+  }
+
+  /** The head being read took longer than the sweep's limit: 408, then close. */
+  headTimedOut(ms: number): void {
+    this.headSince = -1;
+    if (this.#closed || this.#ending) return;
+    out.cork(this);
+    try {
+      this.#malformed(new RequestParseError(408, `the request head did not arrive whole within ${ms} ms`));
+    } finally {
+      out.uncork();
+    }
   }
 
   #malformed(err: RequestParseError): void {

@@ -18,6 +18,8 @@ export interface HttpServerOptions {
    * or an upload nothing answers yet) is closed (config listen.client_idle_timeout_ms).
    */
   readonly idleTimeoutMs: number;
+  /** A request head not whole this long after its first byte is answered 408 (config listen.client_header_timeout_ms). */
+  readonly headTimeoutMs: number;
 }
 
 const SWEEP_MS = 1000;
@@ -27,6 +29,8 @@ export class HttpServer implements ConnectionOwner {
   readonly other: ClientHandler;
   readonly malformed: (res: ClientResponse, status: number, message: string) => void;
   readonly #idleTicks: number;
+  readonly #headTicks: number;
+  readonly #headTimeoutMs: number;
   readonly #server: Server;
   readonly #connections = new Set<HttpConnection>();
   #sweep: NodeJS.Timeout | null = null;
@@ -36,6 +40,8 @@ export class HttpServer implements ConnectionOwner {
     this.other = options.other;
     this.malformed = options.malformed;
     this.#idleTicks = Math.max(1, Math.ceil(options.idleTimeoutMs / SWEEP_MS));
+    this.#headTicks = Math.max(1, Math.ceil(options.headTimeoutMs / SWEEP_MS));
+    this.#headTimeoutMs = options.headTimeoutMs;
     this.#server = createServer({ noDelay: true }, (socket: Socket) => {
       this.#connections.add(new HttpConnection(this, socket));
     });
@@ -80,11 +86,13 @@ export class HttpServer implements ConnectionOwner {
     refreshDate();
     const now = advanceTick();
     const limit = this.#idleTicks;
+    const headLimit = this.#headTicks;
     // A read stamps the tick it falls in, however late in it: only more than `limit` ticks
     // since then are `limit` whole sweeps of silence (at limit 1, `>=` would close a
     // connection whose bytes arrived a moment before this sweep).
     for (const conn of this.#connections) {
       if (conn.expiring && now - conn.lastTick > limit) conn.destroy();
+      else if (conn.headSince >= 0 && now - conn.headSince > headLimit) conn.headTimedOut(this.#headTimeoutMs);
     }
   }
 }

@@ -83,7 +83,7 @@ export class RequestHead {
   expectContinue = false;
 }
 
-export type RequestParseStatus = 400 | 413 | 431 | 501 | 505;
+export type RequestParseStatus = 400 | 408 | 413 | 431 | 501 | 505;
 
 export class RequestParseError extends Error {
   /** `message`: plain words, safe to show a client (never the request's bytes). */
@@ -197,6 +197,11 @@ export class RequestParser implements ChunkedBodySink {
   /** ChunkedBodySink: a piece of a chunked body goes to the sink, which may stop the parse after it. */
   onChunkData(chunk: Buffer): boolean {
     return this.#sink.onRequestBody(chunk);
+  }
+
+  /** Part of a request head is here, kept for the rest (a head split across reads). */
+  get headPending(): boolean {
+    return this.#scratchLength > 0 && this.#state === State.Head;
   }
 
   /** No byte of the current request has been consumed since reset() (leading empty lines do not count). */

@@ -1,0 +1,75 @@
+// listen.client_header_timeout_ms: a request head must arrive whole within it from its
+// first byte. A slowloris client, drip-feeding a header line before each idle timeout, is
+// answered 408 with a JSON error and closed (it held a socket and a head buffer for as long
+// as it liked); a head that arrives in time, and a keep-alive connection idle between
+// requests, are not concerned.
+
+import { connect, type Socket } from 'node:net';
+import t from 'tap';
+import { eventually, jsonLogs, sleep, startGateway, type Gateway } from '../helpers/procs.js';
+
+// Every port of this file: 19380 (gateway), 19381 (admin), 19382-19385 (replicas).
+const HEAD_MS = 2000;
+let gw: Gateway;
+
+t.before(async () => {
+  gw = await startGateway({
+    listen: { host: '127.0.0.1', port: 19380, front_end: 'node', client_idle_timeout_ms: 5000, client_header_timeout_ms: HEAD_MS },
+    admin: { host: '127.0.0.1', port: 19381 },
+    ports: { from: 19382, to: 19385 },
+    deployments: [{ model: 'demo', version: '1', runtime: 'sim', args: ['--ttft-ms', '0', '--token-ms', '1', '--tokens', '3'] }],
+  });
+});
+t.teardown(() => gw?.stop());
+
+interface Connection { socket: Socket; got: () => string; closedAt: () => number | null }
+
+async function open(): Promise<Connection> {
+  const socket = connect({ host: '127.0.0.1', port: gw.port });
+  await new Promise((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+  let got = '';
+  let closedAt: number | null = null;
+  socket.on('data', (d: Buffer) => { got += d.toString('latin1'); });
+  socket.on('error', () => {});
+  socket.on('close', () => { closedAt = performance.now(); });
+  return { socket, got: () => got, closedAt: () => closedAt };
+}
+
+t.test('a head drip-fed a line every 400 ms is answered 408 after client_header_timeout_ms, and closed', async (t) => {
+  const conn = await open();
+  const started = performance.now();
+  conn.socket.write('GET /demo-1/api/tags HTTP/1.1\r\nHost: x\r\n');
+  // Each line well inside the 5 s idle timeout: only the head's own deadline can end this.
+  for (let i = 0; i < 20 && conn.closedAt() === null; i++) {
+    await sleep(400);
+    conn.socket.write(`X-Drip-${i}: a\r\n`);
+  }
+  t.not(conn.closedAt(), null, 'the connection was closed');
+  const ms = conn.closedAt()! - started;
+  t.ok(ms >= HEAD_MS - 50 && ms < HEAD_MS + 1_500, `after ~${HEAD_MS} ms (${Math.round(ms)} ms)`);
+  const [head, body] = conn.got().split('\r\n\r\n') as [string, string];
+  t.match(head, /^HTTP\/1\.1 408 Request Timeout\r\n/);
+  const error = (JSON.parse(body) as { error: { code: string; message: string; request_id: string } }).error;
+  t.equal(error.code, 'SLUICE_ERR_REQUEST_TIMEOUT');
+  t.match(error.message, /2000 ms/);
+  t.match(head, new RegExp(`x-request-id: ${error.request_id}`, 'i'), 'with its request id');
+  await eventually(() => jsonLogs(gw).some((l) => l['status'] === 408 && l['error'] === 'SLUICE_ERR_REQUEST_TIMEOUT') || undefined, 3_000, 'the access line');
+  t.pass('and an access line');
+});
+
+t.test('a head that takes less than the limit, and a keep-alive connection idle longer than it, are served', async (t) => {
+  const conn = await open();
+  conn.socket.write('GET /demo-1/api/tags HTTP/1.1\r\nHost: x\r\n');
+  await sleep(1_200);
+  conn.socket.write('\r\n');
+  for (let i = 0; i < 100 && !conn.got().includes('\r\n\r\n'); i++) await sleep(20);
+  t.match(conn.got(), /^HTTP\/1\.1 200 /, 'a head whole after 1.2 s is served');
+  // Idle 3 s between requests: the idle timeout (5 s) governs that wait, not the head's.
+  await sleep(3_000);
+  const before = conn.got().length;
+  conn.socket.write('GET /demo-1/api/tags HTTP/1.1\r\nHost: x\r\n\r\n');
+  for (let i = 0; i < 100 && !conn.got().slice(before).includes('\r\n\r\n'); i++) await sleep(20);
+  t.match(conn.got().slice(before), /^HTTP\/1\.1 200 /, 'the next request on the connection is served');
+  t.equal(conn.closedAt(), null, 'and the connection stays open');
+  conn.socket.destroy();
+});
