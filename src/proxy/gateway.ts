@@ -255,6 +255,10 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
       this.#reject(res, 'SLUICE_ERR_BAD_REQUEST', head.bad, requestId, method, url, { head });
       return;
     }
+    if (hasDotSegment(url)) {
+      this.#reject(res, 'SLUICE_ERR_BAD_REQUEST', 'the path has a . or .. segment (as sent or as %2e): it could leave the route it names', requestId, method, url, { head });
+      return;
+    }
     const segEnd = url.indexOf('/', 1);
     const segment = segEnd === -1 ? url.slice(1) : url.slice(1, segEnd);
     const matched = segment === '' ? undefined : this.#table.match(segment);
@@ -772,6 +776,22 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     const wall = Date.now();
     for (const pool of this.#compiler.pools) pool.sweep(wall);
   }
+}
+
+/**
+ * A `.` or `..` segment, as sent or percent-encoded (`%2e`): routed by its first segment,
+ * the rest of such a path goes to the replica, which may resolve it (most servers do) to a
+ * path outside the deployment's URL, e.g. another deployment's on the same host. Refused,
+ * as nginx refuses one that climbs above the root. Most paths hold neither `.` nor `%`.
+ */
+function hasDotSegment(path: string): boolean {
+  if (path.indexOf('.') === -1 && path.indexOf('%') === -1) return false;
+  for (const segment of path.split('/')) {
+    if (segment.length > 6 || segment === '') continue;
+    const plain = segment.replace(/%2e/gi, '.');
+    if (plain === '.' || plain === '..') return true;
+  }
+  return false;
 }
 
 /** The request head's last line, which frames the body; the empty line that ends the head follows it. */
