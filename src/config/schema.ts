@@ -576,6 +576,7 @@ export function validate(field: Field, value: unknown, path: string, exact = fal
       if (typeof value !== 'string') throw new ConfigError(path, `expected a string, got ${typeName(value)}`);
       if (field.enum && !field.enum.includes(value)) throw new ConfigError(path, `must be one of ${field.enum.join(', ')}, got ${shown(field, value)}`);
       if (field.pattern && !field.pattern.test(value)) throw new ConfigError(path, `${shown(field, value)} does not match ${field.pattern}`);
+      if (field.url === true && !parsesAsUrl(value)) throw new ConfigError(path, `${shown(field, value)} is not a valid URL (a port of 1-65535, a host, percent signs as %XX)`);
       if (field.reserved?.includes(value)) throw new ConfigError(path, reservedReason(value));
       return value;
     }
@@ -617,6 +618,23 @@ export function validate(field: Field, value: unknown, path: string, exact = fal
       return Object.fromEntries(Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, validate(field.of, v, join(path, k), exact)]));
     }
   }
+}
+
+/**
+ * What a URL field's users will do with it parses: WHATWG's URL (Node, the gateway's own
+ * clients) and the decoding of its user and password (ioredis, which otherwise printed a
+ * URL it could not parse, password included, and connected to 127.0.0.1:6379 instead).
+ */
+function parsesAsUrl(value: string): boolean {
+  if (!URL.canParse(value)) return false;
+  const url = new URL(value);
+  try {
+    decodeURIComponent(url.username);
+    decodeURIComponent(url.password);
+  } catch {
+    return false;
+  }
+  return true;
 }
 
 /** A refused string as an error quotes it: never a secret, nor a URL's password. */

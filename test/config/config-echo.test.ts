@@ -52,6 +52,29 @@ t.test('a refused URL is echoed with its password as ***', async (t) => {
   }
 });
 
+t.test('a URL that matches its field\'s pattern but does not parse is refused, naming the field, without its password', async (t) => {
+  const cases: Array<[string, string, NodeJS.ProcessEnv, string]> = [
+    // ioredis printed this one whole in a deprecation warning and connected to 127.0.0.1:6379 instead.
+    ['redis.url', 'redis: { url: "redis://:SuperSecretPw123@127.0.0.1:notaport" }\n', {}, "'redis://:***@127.0.0.1:notaport'"],
+    ['redis.url', '', { SLUICE_REDIS_URL: 'redis://:SuperSecretPw123%zz@127.0.0.1:18850' }, "'redis://:***@127.0.0.1:18850'"],
+    ['deployments[0].urls[0]', 'deployments:\n  - { model: r, version: "1", runtime: remote, urls: ["http://x:99999"] }\n', {}, "'http://x:99999'"],
+    ['deployments[0].urls[0]', 'deployments:\n  - { model: r, version: "1", runtime: remote, urls: ["http://[::1/v1"] }\n', {}, "'http://[::1/v1'"],
+  ];
+  for (const [field, text, env, shown] of cases) {
+    const { code, stderr } = await serve(text, env);
+    t.equal(code, 1, `${field}: exit 1`);
+    t.match(stderr, `config: ${field}: ${shown} is not a valid URL`, `${field}: refused, naming the field`);
+    t.notMatch(stderr, 'SuperSecretPw123', `${field}: the password is not echoed`);
+    t.notMatch(stderr, 'ECONNREFUSED', `${field}: nothing was connected to`);
+  }
+  // The admin API: 400 naming the field, where an unparsable remote URL was a 500.
+  const admin = await startGateway({ ports: { from: 19248, to: 19249 } });
+  t.teardown(() => admin.stop());
+  const r = await fetch(`${admin.adminUrl}/v1/deployments`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'bad', version: '1', runtime: 'remote', urls: ['http://x:99999'] }) });
+  t.equal(r.status, 400);
+  t.match(await r.text(), /urls\[0\].*not a valid URL/);
+});
+
 t.test('the tracing start-up line shows the collector without its password or query', async (t) => {
   const traced = await startGateway({
     ports: { from: 19248, to: 19249 },
