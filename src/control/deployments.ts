@@ -816,15 +816,20 @@ export class DeploymentManager {
     d.hibernatedSince = new Date().toISOString();
     this.#o.onChange();
     this.#o.logger.info({ deployment: id, why }, 'hibernating');
-    // Idle on every instance that routes to them, as far as their reports tell: they still
-    // get the time to look again before the servers stop.
-    await this.#stopServers(d, graceMs);
-    d.replicas.length = 0;
-    // Undeployed while its servers stopped: no record, or a later deployment of this id
-    // would start hibernated, as if hibernated since before it was made.
-    if (this.#deployments.get(id) !== d) return d;
-    await this.#o.hibernation?.set(id, d.hibernatedSince);
-    d.hibernating = false;
+    try {
+      // Idle on every instance that routes to them, as far as their reports tell: they still
+      // get the time to look again before the servers stop.
+      await this.#stopServers(d, graceMs);
+      d.replicas.length = 0;
+      // Undeployed while its servers stopped: no record, or a later deployment of this id
+      // would start hibernated, as if hibernated since before it was made.
+      if (this.#deployments.get(id) !== d) return d;
+      // Not recorded (a full disk): asleep all the same, and a restart starts it awake.
+      await this.#o.hibernation?.set(id, d.hibernatedSince).catch((err: unknown) => this.#o.logger.error({ deployment: id, err }, 'could not record the hibernation: a restart will start its servers'));
+    } finally {
+      // Whatever failed, a wake must be able to start it again.
+      d.hibernating = false;
+    }
     this.#o.logger.info({ deployment: id }, 'hibernated');
     if (d.wakeAfterHibernation) {
       d.wakeAfterHibernation = false;
@@ -1144,8 +1149,9 @@ export class DeploymentManager {
     }
     await r.process?.stop();
     if (r.process !== null) {
-      await this.#o.records.delete(r.id);
-      await rm(r.tmpDir(this.#o.config.state_dir), { recursive: true, force: true });
+      // The server is stopped: a record left behind (a full disk) names a process the next start finds gone.
+      await this.#o.records.delete(r.id).catch((err: unknown) => this.#o.logger.error({ deployment: d.id, replica: r.id, err }, 'could not remove the stopped server\'s record'));
+      await rm(r.tmpDir(this.#o.config.state_dir), { recursive: true, force: true }).catch(() => undefined);
     }
     if (r.ownedPort !== null) this.#o.ports.release(r.ownedPort);
     r.ownedPort = null;
