@@ -319,10 +319,29 @@ export class ModelRequest implements ClientListener {
       const route = this.#route;
       // A path route here has a configured served_model (DeploymentRoute.rewritesPathModel).
       if (route === null) this.#routeByModel(body);
-      else this.#owner.admitRead(this, route, this.#alias, withModel(body, route.servedModelJson!) ?? body);
+      else this.#admitServed(route, body);
     } finally {
       releaseClock();
     }
+  }
+
+  /**
+   * A path route's body, its model renamed to the one its server knows. One the scan cannot
+   * read, or with `model` twice, is refused as at the root: the server would read a model the
+   * gateway did not rename (the last key, or after a BOM), under this route's scope and price.
+   */
+  #admitServed(route: DeploymentRoute, body: Buffer): void {
+    const scan = scanTopLevelString(body, MODEL_KEY);
+    if (scan === FieldScan.Invalid || scan === FieldScan.Duplicate) {
+      this.#refuseScan(scan);
+      return;
+    }
+    this.#owner.admitRead(this, route, this.#alias, scan === FieldScan.Found ? withServed(body, route.servedModelJson) : body);
+  }
+
+  #refuseScan(scan: FieldScan.Invalid | FieldScan.Duplicate): void {
+    if (scan === FieldScan.Invalid) this.#refuse('SLUICE_ERR_BAD_REQUEST', this.#protocol === Protocol.Ollama ? 'invalid JSON body' : 'We could not parse the JSON body of your request.');
+    else this.#refuse('SLUICE_ERR_BAD_REQUEST', `'model' is given more than once`);
   }
 
   #routeByModel(body: Buffer): void {
@@ -333,10 +352,8 @@ export class ModelRequest implements ClientListener {
     const required = ollama ? 'model is required' : 'you must provide a model parameter';
     switch (scan) {
       case FieldScan.Invalid:
-        this.#refuse('SLUICE_ERR_BAD_REQUEST', ollama ? 'invalid JSON body' : 'We could not parse the JSON body of your request.');
-        return;
       case FieldScan.Duplicate:
-        this.#refuse('SLUICE_ERR_BAD_REQUEST', `'model' is given more than once`);
+        this.#refuseScan(scan);
         return;
       case FieldScan.NotString:
         this.#refuse('SLUICE_ERR_MODEL_REQUIRED', ollama ? 'model must be a string' : 'Invalid type for \'model\': expected a string.');

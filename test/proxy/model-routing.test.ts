@@ -157,6 +157,16 @@ t.test('served_model is what a path route\'s server is asked for too', async (t)
   t.equal(json(gen).model, 'llama3:8b');
   const other = await post('/chat-2/api/tags', {});
   t.equal(other.status, 405, 'other paths are forwarded as they are (the server\'s own answer)');
+  // The server reads the last `model` (JSON.parse, Python's json), or reads past a BOM: unrenamed, the client picks its model.
+  for (const [what, body] of [
+    ['model twice', `{"model":"x","messages":${JSON.stringify(MESSAGES)},"model":"llama3:70b"}`],
+    ['a second model spelt with a \\u escape', `{"model":"x","messages":${JSON.stringify(MESSAGES)},"\\u006dodel":"llama3:70b"}`],
+    ['a UTF-8 BOM before the JSON', `\ufeff{"model":"llama3:70b","messages":${JSON.stringify(MESSAGES)}}`],
+  ] as const) {
+    const r = await post('/chat-2/v1/chat/completions', body);
+    t.equal(r.status, 400, `${what}: refused, as at the root`);
+    t.match(json(r), { error: { type: 'invalid_request_error' } }, `${what}: in OpenAI's shape`);
+  }
 });
 
 t.test('API key scopes apply at the root as on paths', async (t) => {
