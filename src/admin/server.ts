@@ -123,7 +123,14 @@ export class AdminServer {
   }
 
   async listen(): Promise<number> {
-    const handle = (req: IncomingMessage, res: ServerResponse): void => void this.#handle(req, res);
+    // #handle answers its own errors; one that escapes it anyway must cost its request, not the
+    // process (Node exits on an unhandled rejection, and with it every worker).
+    const handle = (req: IncomingMessage, res: ServerResponse): void => {
+      this.#handle(req, res).catch((err: unknown) => {
+        this.#o.logger.error({ err }, 'admin request failed');
+        res.destroy();
+      });
+    };
     const tls = this.#o.tls ?? null;
     const server = tls === null ? createServer(handle) : (this.#https = createHttpsServer({ cert: tls.cert, key: tls.key, minVersion: tls.minVersion }, handle));
     server.keepAliveTimeout = 5_000;
@@ -156,7 +163,14 @@ export class AdminServer {
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const requestId = headerValue(req.headers['x-request-id']) ?? randomUUID();
     res.setHeader('x-request-id', requestId);
-    const url = new URL(req.url ?? '/', 'http://admin');
+    const url = targetUrl(req.url ?? '/');
+    if (url === null) {
+      // An absolute-form target Node's parser passes but WHATWG URL refuses (`http://[`, `//[/`).
+      const e = new SluiceError('SLUICE_ERR_BAD_REQUEST', 'the request target is not a valid URL');
+      res.writeHead(e.status, { 'content-type': 'application/json', connection: 'close' });
+      res.end(errorBody(e.code, e.message, requestId, e.details));
+      return;
+    }
     const method = req.method ?? 'GET';
     const parts = url.pathname.split('/').filter(Boolean).map(safeDecode);
     // The methods of the routes whose path matches: a 405 must list them in Allow (RFC 9110 15.5.6).
@@ -297,6 +311,15 @@ function sha256(s: string): Buffer {
 function headerValue(v: string | string[] | undefined): string | undefined {
   const s = Array.isArray(v) ? v[0] : v;
   return s !== undefined && s.length > 0 && s.length <= 200 ? s : undefined;
+}
+
+/** The request target as a URL; null when it is none (the client gets a 400). */
+function targetUrl(target: string): URL | null {
+  try {
+    return new URL(target, 'http://admin');
+  } catch {
+    return null;
+  }
 }
 
 function safeDecode(s: string): string {
