@@ -212,7 +212,8 @@ export function deploymentProblem(d: DeploymentConfig): { field: string; reason:
   if (d.auth !== undefined) {
     const secret = process.env[d.auth.env] ?? '';
     if (secret === '') return { field: 'auth.env', reason: `the environment variable ${d.auth.env} is not set (it holds the credential; it is never stored)` };
-    if (/[\r\n\0]/.test(secret)) return { field: 'auth.env', reason: `the environment variable ${d.auth.env} holds a line break or NUL, which cannot go in a header` };
+    // RFC 9110 5.5 field-vchar (and obs-text), Node's own check of a header value.
+    if (/[^\t\x20-\x7e\x80-\xff]/.test(secret)) return { field: 'auth.env', reason: `the environment variable ${d.auth.env} holds a control character or one above U+00FF, which cannot go in a header` };
   }
   if (d.scale.min_replicas === 0 && d.runtime === 'remote') return { field: 'scale.min_replicas', reason: 'remote replicas are not started by sluice: there is nothing to hibernate' };
   if (d.scale.target_inflight_per_replica > 0) {

@@ -62,7 +62,9 @@ const upstreamFields = {
 // readiness_path when it has one (GET, 200 passes), else a TCP connect.
 export const healthCheckFields = {
   enabled: { kind: 'bool', default: true },
-  path: { kind: 'string', default: null, nullable: true, pattern: /^\/\S*$/ },
+  // Printable ASCII, as readiness_path: Node's http.request refuses a path with anything
+  // else, and a check that cannot be sent would be a failing check that never says why.
+  path: { kind: 'string', default: null, nullable: true, pattern: /^\/[\x21-\x7e]*$/ },
   interval_ms: { kind: 'int', default: 5_000, min: 10, max: 3_600_000 },
   timeout_ms: { kind: 'int', default: 2_000, min: 1, max: 600_000 },
   healthy_threshold: { kind: 'int', default: 2, min: 1, max: 100 },
@@ -139,7 +141,7 @@ const policyFields = {
       },
       latency_buffer: { kind: 'number', default: 0.2, min: 0, max: 100 },
       probe_interval_ms: { kind: 'int', default: 2_000, min: 10, max: 3_600_000 },
-      metrics_path: { kind: 'string', default: '/metrics', pattern: /^\/\S*$/ },
+      metrics_path: { kind: 'string', default: '/metrics', pattern: /^\/[\x21-\x7e]*$/ },
       scrape_interval_ms: { kind: 'int', default: 1_000, min: 50, max: 3_600_000 },
       kv_cache_limit: { kind: 'number', default: 0.95, min: 0, max: 1 },
     },

@@ -3,7 +3,7 @@
 // probe has its own deadline covering connect, headers and body.
 
 import { Buffer } from 'node:buffer';
-import { request } from 'node:http';
+import { request, type ClientRequest, type IncomingMessage } from 'node:http';
 import { request as tlsRequest } from 'node:https';
 import { shownTarget } from '../target-query.js';
 
@@ -34,7 +34,16 @@ export function getText(
 ): Promise<{ status: number; body: string } | string> {
   return new Promise((resolve) => {
     let timedOut = false;
-    const req = (tls === true ? tlsRequest : request)({ host, port, path, method: 'GET', agent: false, headers: { ...headers, connection: 'close' } }, (res) => {
+    let req: ClientRequest;
+    try {
+      req = (tls === true ? tlsRequest : request)({ host, port, path, method: 'GET', agent: false, headers: { ...headers, connection: 'close' } }, onResponse);
+    } catch (err) {
+      // A path or header Node refuses to send (ERR_UNESCAPED_CHARACTERS, ERR_INVALID_CHAR) is
+      // this probe's failure: thrown, it would be an unhandled rejection in the checks' timers.
+      resolve(`GET ${shownTarget(path)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      return;
+    }
+    function onResponse(res: IncomingMessage): void {
       const chunks: Buffer[] = [];
       let kept = 0;
       res.on('data', (chunk: Buffer) => {
@@ -50,7 +59,7 @@ export function getText(
         else resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8', 0, Math.min(kept, maxBytes)) });
       });
       res.on('error', () => {});
-    });
+    }
     const timer = setTimeout(() => {
       timedOut = true;
       req.destroy();
