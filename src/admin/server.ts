@@ -6,6 +6,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { randomUUID, timingSafeEqual, createHash } from 'node:crypto';
+import { isIP } from 'node:net';
 import { ConfigError, validate, type Field, type TlsVersion } from '../config/index.js';
 import { errorBody, SluiceError } from '../errors/index.js';
 import type { Logger } from '../telemetry/index.js';
@@ -192,6 +193,10 @@ export class AdminServer {
         res.setHeader('allow', [...allowed].join(', '));
         throw new SluiceError('SLUICE_ERR_METHOD_NOT_ALLOWED', `${method} is not allowed on ${url.pathname}`);
       }
+      if (!found.def.public) {
+        const refused = this.#crossSite(req);
+        if (refused !== null) throw new SluiceError('SLUICE_ERR_FORBIDDEN', `the admin API answers no request a browser sends from another site's page or to another name (${refused})`);
+      }
       if (!found.def.public && !this.#authorized(req)) {
         res.setHeader('www-authenticate', 'Bearer');
         throw new SluiceError('SLUICE_ERR_UNAUTHORIZED', 'admin endpoints need Authorization: Bearer <token>');
@@ -261,6 +266,29 @@ export class AdminServer {
     }
   }
 
+  /**
+   * Why a request is one a browser sent for a page it should not act for, or null. A page of
+   * any site can make the browser POST here (a "simple" request needs no preflight, and the
+   * body is read whatever its content type): without a token that is a deploy of a command.
+   * Browsers mark such requests (Sec-Fetch-Site, and Origin on all but top-level GETs); curl
+   * and the CLI send neither. A page reached by DNS rebinding is same-origin by the browser's
+   * reckoning, but it names its own host: without a token, only an IP address, localhost or
+   * admin.host is this server (with one, the page has no token to send).
+   */
+  #crossSite(req: IncomingMessage): string | null {
+    const site = req.headers['sec-fetch-site'];
+    if (site !== undefined && site !== 'same-origin' && site !== 'none') return `Sec-Fetch-Site: ${site}`;
+    const origin = req.headers.origin;
+    if (origin !== undefined && !sameOrigin(origin, req)) return `Origin: ${origin}`;
+    if (this.#tokenHash === null && req.headers.host !== undefined && !this.#ownName(req.headers.host)) return `Host: ${req.headers.host}`;
+    return null;
+  }
+
+  #ownName(hostHeader: string): boolean {
+    const host = hostName(hostHeader);
+    return isIP(host) !== 0 || host === 'localhost' || host.endsWith('.localhost') || host === this.#o.host.toLowerCase();
+  }
+
   #authorized(req: IncomingMessage): boolean {
     if (this.#tokenHash === null) return true;
     const header = req.headers.authorization ?? '';
@@ -302,6 +330,30 @@ function checkQuery(query: URLSearchParams, def: RouteDef, method: string, path:
   }
   const twice = names.find((n, i) => names.indexOf(n) !== i);
   if (twice !== undefined) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `${twice}: given more than once`, { field: twice });
+}
+
+/** The Origin is the page of this very server: its host (and port) as the request names them, directly or through a proxy. */
+function sameOrigin(origin: string, req: IncomingMessage): boolean {
+  let host: string;
+  try {
+    host = new URL(origin).host;
+  } catch {
+    // `null` (a sandboxed frame, a file:// page) or garbage: no site of ours.
+    return false;
+  }
+  const forwarded = headerValue(req.headers['x-forwarded-host'])?.split(',')[0]?.trim().toLowerCase();
+  return host === req.headers.host?.toLowerCase() || host === forwarded;
+}
+
+/** The Host header without its port, IPv6 without brackets, lower case. */
+function hostName(hostHeader: string): string {
+  const h = hostHeader.trim().toLowerCase();
+  if (h.startsWith('[')) {
+    const end = h.indexOf(']');
+    return h.slice(1, end === -1 ? undefined : end);
+  }
+  const colon = h.indexOf(':');
+  return colon === -1 ? h : h.slice(0, colon);
 }
 
 function sha256(s: string): Buffer {
