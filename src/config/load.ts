@@ -178,6 +178,8 @@ export function shadowProblem(d: DeploymentConfig, others: Iterable<DeploymentCo
 export function deploymentProblem(d: DeploymentConfig): { field: string; reason: string } | null {
   // `/v1/...` and `/api/...` are the OpenAI and Ollama front door: an alias of that name would hide it.
   if (d.model === 'v1' || d.model === 'api') return { field: 'model', reason: `'${d.model}' is reserved for the front door's /${d.model}/ paths` };
+  // The gateway port's probes: routes are matched first, so the alias would answer them (a draining gateway "ready").
+  if (d.model === 'healthz' || d.model === 'readyz') return { field: 'model', reason: `'${d.model}' is reserved for the gateway port's /${d.model} probe` };
   if (d.runtime === 'remote' && d.urls.length === 0) return { field: 'urls', reason: 'a remote deployment needs at least one URL' };
   for (const [i, { url }] of d.urls.entries()) {
     // Sent nowhere (a request's credential is a header), so the URL's would silently be dropped.

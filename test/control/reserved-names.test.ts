@@ -2,6 +2,8 @@
 // `toString`, ...) are refused for models, versions and API keys, with a 400 that says so:
 // weights by version and events by model are plain objects, where such a name read or set a
 // built-in property (a `__proto__` version's weight vanished from the view and the state).
+// So are models named after the gateway port's probes (`readyz`, `healthz`), whose alias
+// would answer them.
 
 import t from 'tap';
 import { startGateway, type Gateway } from '../helpers/procs.js';
@@ -32,6 +34,9 @@ t.test('reserved names are refused, naming the field', async (t) => {
   await refused('model constructor', admin.post('/v1/deployments', { model: 'constructor', version: '1', runtime: 'sim' }), 'model');
   await refused('registry model toString', admin.post('/deploy/toString/1'), 'model_name');
   await refused('key __proto__', admin.post('/v1/keys', { name: '__proto__' }), 'name');
+  // The gateway port's probes: the alias was matched first, and answered /readyz for the gateway.
+  await refused('model readyz', admin.post('/v1/deployments', { model: 'readyz', version: '1', runtime: 'sim' }), 'model');
+  await refused('model healthz', admin.post('/v1/deployments', { model: 'healthz', version: '1', runtime: 'sim' }), 'model');
   t.same(await admin.list(), [], 'nothing was deployed');
   t.same((await admin.get('/v1/keys')).body.keys, [], 'no key was added');
 
