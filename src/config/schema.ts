@@ -599,7 +599,9 @@ export function validate(field: Field, value: unknown, path: string, exact = fal
       if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ConfigError(path, `expected an object, got ${typeName(value)}`);
       const input = value as Record<string, unknown>;
       for (const key of Object.keys(input)) {
-        if (!(key in field.fields)) throw new ConfigError(join(path, key), 'unknown option');
+        // Own fields only: `in` found toString, constructor and __proto__ on Object.prototype,
+        // and such a key passed for a known one, then vanished.
+        if (!Object.hasOwn(field.fields, key)) throw new ConfigError(join(path, key), 'unknown option');
       }
       const out: Record<string, unknown> = {};
       for (const [key, sub] of Object.entries(field.fields)) {

@@ -3,7 +3,7 @@
 // weights by version and events by model are plain objects, where such a name read or set a
 // built-in property (a `__proto__` version's weight vanished from the view and the state).
 // So are models named after the gateway port's probes (`readyz`, `healthz`), whose alias
-// would answer them.
+// would answer them; and such names as unknown fields are unknown fields.
 
 import t from 'tap';
 import { startGateway, type Gateway } from '../helpers/procs.js';
@@ -37,6 +37,16 @@ t.test('reserved names are refused, naming the field', async (t) => {
   // The gateway port's probes: the alias was matched first, and answered /readyz for the gateway.
   await refused('model readyz', admin.post('/v1/deployments', { model: 'readyz', version: '1', runtime: 'sim' }), 'model');
   await refused('model healthz', admin.post('/v1/deployments', { model: 'healthz', version: '1', runtime: 'sim' }), 'model');
+  // Unknown fields named like Object.prototype's properties are unknown fields (`in` took them for known ones).
+  const unknown = async (what: string, reply: Promise<{ status: number; body: any }>, field: string): Promise<void> => {
+    const r = await reply;
+    t.equal(r.status, 400, `${what}: 400`);
+    t.equal(r.body?.error?.field, field, `${what}: names ${field}`);
+    t.match(r.body?.error?.message, /unknown option/, `${what}: an unknown option`);
+  };
+  await unknown('key field toString', admin.post('/v1/keys', { name: 'pp1', toString: 1 }), 'toString');
+  await unknown('key field __proto__', admin.request('POST', '/v1/keys', '{"name":"pp2","__proto__":{"deployments":["zz"]}}', { 'content-type': 'application/json' }), '__proto__');
+  await unknown('deployment policies.hasOwnProperty', admin.post('/v1/deployments', { model: 'demo', version: '1', runtime: 'sim', policies: { hasOwnProperty: 1 } }), 'policies.hasOwnProperty');
   t.same(await admin.list(), [], 'nothing was deployed');
   t.same((await admin.get('/v1/keys')).body.keys, [], 'no key was added');
 
