@@ -212,13 +212,14 @@ function withoutHeaders(lines: string, names: readonly string[]): string {
 /**
  * Response headers from upstream that the client must not see: hop-by-hop ones, the
  * framing (uWS writes its own), Date (uWS writes its own), and the upstream's x-request-id
- * and x-sluice-cache (the gateway's own are authoritative, and sent once). Indexed by HeaderKind.
+ * and x-sluice-* (the gateway's own are authoritative, and sent once: a server's
+ * x-sluice-version came first and was the one clients read). Indexed by HeaderKind.
  */
 const DROPPED_RESPONSE_KINDS: readonly boolean[] = (() => {
   const dropped: boolean[] = [];
   for (const kind of [
     HeaderKind.ContentLength, HeaderKind.TransferEncoding, HeaderKind.Connection, HeaderKind.KeepAlive, HeaderKind.Te,
-    HeaderKind.Trailer, HeaderKind.Upgrade, HeaderKind.Date, HeaderKind.RequestId, HeaderKind.SluiceCache, HeaderKind.Proxy,
+    HeaderKind.Trailer, HeaderKind.Upgrade, HeaderKind.Date, HeaderKind.RequestId, HeaderKind.SluiceOwn, HeaderKind.Proxy,
   ]) dropped[kind] = true;
   for (let k = 0; k <= HeaderKind.Proxy; k++) dropped[k] ??= false;
   return dropped;

@@ -61,7 +61,8 @@ export const enum HeaderKind {
   Date,
   RequestId,
   ContentType,
-  SluiceCache,
+  /** x-sluice-cache, x-sluice-version, x-sluice-served-by: the gateway's own response headers. */
+  SluiceOwn,
   /** Any `proxy-*` name (last: DROPPED_RESPONSE_KINDS counts up to it). */
   Proxy,
 }
@@ -80,7 +81,9 @@ for (const [name, kind] of [
   ['date', HeaderKind.Date],
   ['x-request-id', HeaderKind.RequestId],
   ['content-type', HeaderKind.ContentType],
-  ['x-sluice-cache', HeaderKind.SluiceCache],
+  ['x-sluice-cache', HeaderKind.SluiceOwn],
+  ['x-sluice-version', HeaderKind.SluiceOwn],
+  ['x-sluice-served-by', HeaderKind.SluiceOwn],
 ] as const) {
   (NAMES_BY_LENGTH[name.length] ??= []).push(name);
   (KINDS_BY_LENGTH[name.length] ??= []).push(kind);
