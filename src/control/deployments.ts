@@ -191,6 +191,13 @@ export class Deployment {
   scaling = false;
   /** The index the next replica's id gets (`<id>/<index>`): ids are never reused while it runs. */
   nextReplicaIndex = 0;
+  /**
+   * How many times its servers were stopped (undeploy, hibernation, the gateway's stop): a
+   * start of several replicas that began before a stop starts no more of them after it.
+   */
+  stops = 0;
+  /** Replica starts under way: a stop waits for them, so that it stops what they started. */
+  readonly starting = new Set<Promise<void>>();
   readonly events: DeploymentEvent[] = [];
   /** Running time of replicas already stopped, ms. */
   stoppedReplicaMs = 0;
@@ -325,6 +332,8 @@ export class DeploymentManager {
   readonly #credentialVars = new Set<string>();
   /** A tick still waiting for Redis when the next is due: that one is skipped. */
   #shareTicking = false;
+  /** The gateway is stopping (stopAll): no server starts any more, whoever asks (an admin call in flight, a wake). */
+  #closed = false;
   /** The last tick could not reach Redis (logged once until it can again). */
   #shareUnreachable = false;
 
@@ -608,6 +617,9 @@ export class DeploymentManager {
    * starts servers while these still run.
    */
   async #stopServers(d: Deployment, graceMs: number): Promise<void> {
+    d.stops++;
+    // A start under way finishes first, so that its server is among those stopped below.
+    await Promise.allSettled([...d.starting]);
     const owned = d.share === 'owner';
     const sharing = this.#o.sharing;
     const unreachable = (err: unknown): void => this.#o.logger.warn({ deployment: d.id, err }, 'cannot reach the shared state to stop sharing servers');
@@ -722,8 +734,26 @@ export class DeploymentManager {
   async #startReplicas(d: Deployment): Promise<void> {
     const spec = d.spec;
     const count = spec.runtime === 'remote' ? spec.urls.length : spec.replicas;
+    const stops = d.stops;
     d.nextReplicaIndex = count;
-    for (let i = 0; i < count; i++) await this.#startReplica(d, i);
+    for (let i = 0; i < count; i++) if (!(await this.#launch(d, i, stops))) return;
+  }
+
+  /**
+   * Starts replica `index` of `d`, unless its servers were stopped since `stops` was read (an
+   * undeploy or a hibernation that came while earlier replicas started) or the gateway is
+   * stopping: false then. The start is in `d.starting` meanwhile, for #stopServers to wait on.
+   */
+  async #launch(d: Deployment, index: number, stops: number): Promise<boolean> {
+    if (this.#closed || d.stops !== stops) return false;
+    const started = this.#startReplica(d, index);
+    d.starting.add(started);
+    try {
+      await started;
+    } finally {
+      d.starting.delete(started);
+    }
+    return true;
   }
 
   /**
@@ -740,10 +770,11 @@ export class DeploymentManager {
       if (target > from) {
         let reached = from;
         let refused: string | null = null;
+        const stops = d.stops;
         for (; reached < target; reached++) {
           const index = d.nextReplicaIndex++;
           try {
-            await this.#startReplica(d, index);
+            if (!(await this.#launch(d, index, stops))) break;
           } catch (err) {
             const failed = d.replicas.find((r) => r.id === `${d.id}/${index}`);
             if (failed !== undefined) await this.#removeReplica(d, failed);
@@ -1161,6 +1192,7 @@ export class DeploymentManager {
 
   /** Gateway shutdown: stop every server; the desired state stays for the next start. */
   async stopAll(): Promise<void> {
+    this.#closed = true;
     if (this.#shareTimer !== null) clearInterval(this.#shareTimer);
     this.#shareTimer = null;
     await Promise.all(this.list().map((d) => this.#stopServers(d, 0)));
