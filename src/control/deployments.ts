@@ -978,14 +978,17 @@ export class DeploymentManager {
     proc ??= new ReplicaProcess(options);
     replica.process = proc;
     let recordedPid: number | undefined = adopted ? leftover!.pid : undefined;
-    // The pid is recorded as soon as it is known, so that a gateway killed a moment later
-    // still finds the server on its next start.
+    let recorded: Promise<void> = Promise.resolve();
+    // The pid is recorded as soon as it is known (each spawn, restarts included), so that a
+    // gateway killed a moment later still finds the server on its next start.
     const record = (): Promise<void> => {
       const { pid, pgid } = replica.process!;
-      if (pid === undefined || pgid === undefined || pid === recordedPid) return Promise.resolve();
+      if (pid === undefined || pgid === undefined || pid === recordedPid) return recorded;
       recordedPid = pid;
-      return this.#o.records.set({ replica: replica.id, port, pid, pgid, started: readStatSync(pid)?.startTicks, fingerprint });
+      recorded = this.#o.records.set({ replica: replica.id, port, pid, pgid, started: readStatSync(pid)?.startTicks, fingerprint });
+      return recorded;
     };
+    proc.on('spawn', () => void record());
     proc.on('state', (state, info) => {
       const wasReady = replica.ready;
       replica.state = state;

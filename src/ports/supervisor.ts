@@ -6,9 +6,9 @@
 // gateway itself is SIGKILLed, the model servers are not killed, on purpose: they lead
 // their own process groups, the state module has recorded {pid, pgid, port} and what they
 // were started with (fingerprint.ts), and the next run adopts them (ReplicaProcess.adopt)
-// or kills them (killGroup). Caveat: their
-// stdout/stderr are pipes to the dead gateway, so a server that writes a line after that
-// gets EPIPE/SIGPIPE and usually dies; only quiet servers survive to be adopted.
+// or kills them (killGroup). Their stdout/stderr go to files (log-files.ts), not pipes, so
+// a dead gateway's servers go on writing; a replica without a log directory gets pipes, and
+// a server of such a replica that writes after the gateway died gets EPIPE/SIGPIPE.
 
 import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -42,6 +42,11 @@ export interface StateInfo {
 
 export interface ReplicaEvents {
   state: [state: ReplicaState, info: StateInfo];
+  /**
+   * A process was spawned (the first, or one restarted after a crash): its pid, for the
+   * owner to record at once, since a restarted server may take long to become ready.
+   */
+  spawn: [pid: number];
 }
 
 export interface AdoptOptions extends ReplicaProcessOptions {
@@ -97,9 +102,9 @@ export class ReplicaProcess extends EventEmitter<ReplicaEvents> {
   /**
    * A handle on a group that a previous gateway run started, or null when `pid` is gone
    * or no longer leads `pgid` (the pid was reused). Returned already in state
-   * `starting` and probing; `start()` awaits readiness. Its output went to the previous
-   * run's pipes, so logs() holds only a note saying so. If it dies later it is restarted
-   * from `argv` like any other replica.
+   * `starting` and probing; `start()` awaits readiness. Its output is followed in its log
+   * files from their current end (with a log directory; else logs() holds only a note). If it
+   * dies later it is restarted from `argv` like any other replica.
    */
   static adopt(options: AdoptOptions): ReplicaProcess | null {
     const { pid, pgid, ...rest } = options;
@@ -237,6 +242,7 @@ export class ReplicaProcess extends EventEmitter<ReplicaEvents> {
     const attempt = spawnAttempt(this.#opts, this.#logs);
     this.#pid = attempt.pid;
     this.#pgid = attempt.pgid;
+    if (attempt.pid !== undefined) this.emit('spawn', attempt.pid);
     return attempt;
   }
 
