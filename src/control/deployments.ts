@@ -988,7 +988,12 @@ export class DeploymentManager {
       recorded = this.#o.records.set({ replica: replica.id, port, pid, pgid, started: readStatSync(pid)?.startTicks, fingerprint });
       return recorded;
     };
-    proc.on('spawn', () => void record());
+    // From an event: a record that cannot be written (a full disk) is logged, and must not end
+    // the gateway as an unhandled rejection would.
+    const recordOrLog = (): void => {
+      record().catch((err: unknown) => this.#o.logger.error({ deployment: d.id, replica: replica.id, server_pid: replica.process?.pid, err }, 'could not record a model server\'s pid: a gateway killed now would not find it'));
+    };
+    proc.on('spawn', recordOrLog);
     proc.on('state', (state, info) => {
       const wasReady = replica.ready;
       replica.state = state;
@@ -1001,7 +1006,7 @@ export class DeploymentManager {
         // restarting: how the server ended and when the next one starts (undefined, left out, otherwise).
         exit_code: info.exitCode, signal: info.signal, restart_in_ms: info.delayMs,
       }, 'replica state');
-      if (state !== 'stopped' && state !== 'failed') void record();
+      if (state !== 'stopped' && state !== 'failed') recordOrLog();
       if (state === 'ready' && plan.listsModel === true) void this.#learnReportedModel(d, replica);
       if (replica.ready && d.wakeStartedAt !== null) {
         this.#o.onColdStart?.(d.id, (performance.now() - d.wakeStartedAt) / 1000);
