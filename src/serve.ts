@@ -144,7 +144,8 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
   const replicaLoad = new ReplicaLoadBoard(shared.replicaLoad);
   const breakers = new BreakerBoard(shared.breakers);
   const deploymentCounters = new DeploymentCounters(shared.deployments);
-  const bucketSlots = new BucketSlots(MAX_BUCKETS);
+  const sharedBuckets = new SharedBuckets(shared.buckets);
+  const bucketSlots = new BucketSlots(MAX_BUCKETS, (slot) => sharedBuckets.reset(slot));
   const ports = new PortAllocator({ from: config.ports.from, to: config.ports.to });
   let tableVersion = 0;
   let dataPlane: DataPlane | null = null;

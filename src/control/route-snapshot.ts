@@ -45,25 +45,57 @@ export interface RoutableDeployment {
 
 /**
  * Stable slots for rate-limit buckets by name, so that every route table (and every
- * worker) counts a bucket in the same place.
+ * worker) counts a bucket in the same place. A slot whose bucket the latest table no longer
+ * has (an undeployed deployment's, a removed key's) is freed once that table is built, and
+ * reset when another bucket gets it: the slots in use are the buckets of one table, however
+ * many deployments and keys came and went, and a key added again under a removed one's name
+ * starts with a full bucket, as a new key does.
  */
 export class BucketSlots {
   readonly #slots = new Map<string, number>();
+  /** Freed slots, oldest first: reused in that order, so that a worker still on an older table is long past one before it counts for another bucket. */
+  readonly #free: number[] = [];
+  #next = 0;
   readonly #capacity: number;
+  readonly #reset: (slot: number) => void;
+  /** The buckets the table being built asked for; null between builds. */
+  #used: Set<string> | null = null;
 
-  constructor(capacity: number) {
+  /** `reset`: empties a slot's bucket in the shared memory, before another bucket counts there. */
+  constructor(capacity: number, reset: (slot: number) => void) {
     this.#capacity = capacity;
+    this.#reset = reset;
   }
 
   slotOf = (id: string): number => {
+    this.#used?.add(id);
     let slot = this.#slots.get(id);
     if (slot === undefined) {
-      slot = this.#slots.size;
+      slot = this.#free.length > 0 ? this.#free.shift()! : this.#next;
       if (slot >= this.#capacity) throw new Error(`more than ${this.#capacity} rate-limit buckets`);
+      if (slot === this.#next) this.#next++;
+      this.#reset(slot);
       this.#slots.set(id, slot);
     }
     return slot;
   };
+
+  /** A table is being built: the buckets it asks for (slotOf) are the ones in use. */
+  beginTable(): void {
+    this.#used = new Set();
+  }
+
+  /** The table is built: the buckets it does not have give their slots back. */
+  endTable(): void {
+    const used = this.#used;
+    this.#used = null;
+    if (used === null) return;
+    for (const [id, slot] of this.#slots) {
+      if (used.has(id)) continue;
+      this.#slots.delete(id);
+      this.#free.push(slot);
+    }
+  }
 }
 
 export interface SnapshotInput {
@@ -82,6 +114,7 @@ export interface SnapshotInput {
 
 export function buildRouteSnapshot(input: SnapshotInput): RouteTableSnapshot {
   const slotOf = input.buckets.slotOf;
+  input.buckets.beginTable();
   const out: DeploymentSnapshot[] = [];
   const draining: string[] = [];
   const models = new Set<string>();
@@ -108,5 +141,6 @@ export function buildRouteSnapshot(input: SnapshotInput): RouteTableSnapshot {
     }
     return { name: k.name, digest: k.digest, scope: k.deployments, buckets: bucketsFor(`key:${k.name}`, `API key '${k.name}'`, k.limits, slotOf), deploymentBuckets };
   });
+  input.buckets.endTable();
   return { version: input.version, ready: input.ready, deployments: out, draining, aliases, keys, maxBufferedBodyBytes: input.maxBufferedBodyBytes };
 }

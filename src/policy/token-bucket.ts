@@ -96,8 +96,11 @@ export class SharedBuckets {
     return result;
   }
 
+  /** Empties the slot for a bucket that starts full (its next take refills it to capacity). */
   reset(slot: number): void {
+    while (Atomics.compareExchange(this.#locks, slot, 0, 1) !== 0);
     this.#floats[slot * FLOATS + F_TOKENS] = 0;
     this.#floats[slot * FLOATS + F_LAST] = 0;
+    Atomics.store(this.#locks, slot, 0);
   }
 }
