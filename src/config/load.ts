@@ -4,7 +4,7 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseDocument, visit } from 'yaml';
 import { otelOverrides } from './otel-env.js';
-import { ConfigError, configSchema, healthCheckFields, validate } from './schema.js';
+import { ConfigError, configSchema, healthCheckFields, redactUrlSecrets, validate } from './schema.js';
 import type { Config, DeploymentConfig, HealthCheckConfig, PoliciesConfig, PoliciesOverride } from './types.js';
 import { hashKey } from '../api-key-digest.js';
 
@@ -107,6 +107,11 @@ function finalize(config: Config): Config {
     if (problem !== null) throw new ConfigError(`deployments[${i}].${problem.field}`, problem.reason);
   });
   refusePlaceholders(config);
+  const tracking = config.mlflow.tracking_uri;
+  // The registry's API paths are added to an http(s) tracking URI: with a query, every call was a 500 showing it, password and all.
+  if (tracking !== null && /^https?:/i.test(tracking) && /[?#]/.test(tracking)) {
+    throw new ConfigError('mlflow.tracking_uri', `'${redactUrlSecrets(tracking)}' must not have a query or fragment: the registry's API paths are added to it`);
+  }
   const keyNames = new Set<string>();
   config.api_keys.forEach((k, i) => {
     if ((k.key === null) === (k.key_sha256 === null)) throw new ConfigError(`api_keys[${i}]`, 'give exactly one of key and key_sha256');

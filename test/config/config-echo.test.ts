@@ -67,6 +67,13 @@ t.test('a URL that matches its field\'s pattern but does not parse is refused, n
     t.notMatch(stderr, 'SuperSecretPw123', `${field}: the password is not echoed`);
     t.notMatch(stderr, 'ECONNREFUSED', `${field}: nothing was connected to`);
   }
+  // Every registry call was a 500 showing this URI whole.
+  {
+    const { code, stderr } = await serve('mlflow: { tracking_uri: "http://ml:SuperSecretPw123@127.0.0.1:19249/?token=SuperSecretPw123" }\n');
+    t.equal(code, 1);
+    t.match(stderr, "config: mlflow.tracking_uri: 'http://ml:***@127.0.0.1:19249/?***' must not have a query or fragment");
+    t.notMatch(stderr, 'SuperSecretPw123');
+  }
   // The admin API: 400 naming the field, where an unparsable remote URL was a 500.
   const admin = await startGateway({ ports: { from: 19248, to: 19249 } });
   t.teardown(() => admin.stop());
