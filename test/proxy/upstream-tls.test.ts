@@ -69,7 +69,8 @@ t.before(async () => {
     ports: { from: 19340, to: 19349 },
     deployments: [
       { model: 'prov', version: '1', runtime: 'remote', urls: [`https://localhost:${port(provider)}/base`], auth: { env: 'SLUICE_TEST_TLS_KEY' },
-        health_check: { path: '/health', interval_ms: 200, healthy_threshold: 1 } },
+        // One check at start (then every 30 s): no check's handshake during the tests, which count them.
+        health_check: { path: '/health', interval_ms: 30_000, healthy_threshold: 1 } },
       { model: 'stranger', version: '1', runtime: 'remote', urls: [`https://127.0.0.1:${port(stranger)}`], health_check: { enabled: false } },
       { model: 'plain', version: '1', runtime: 'remote', urls: [`https://127.0.0.1:${port(plain)}`], auth: { env: 'SLUICE_TEST_TLS_KEY' }, health_check: { enabled: false } },
       { model: 'default-port', version: '1', runtime: 'remote', urls: ['https://localhost/v1'], health_check: { enabled: false } },
