@@ -46,7 +46,8 @@ t.test('a head drip-fed a line every 400 ms is answered 408 after client_header_
   }
   t.not(conn.closedAt(), null, 'the connection was closed');
   const ms = conn.closedAt()! - started;
-  t.ok(ms >= HEAD_MS - 50 && ms < HEAD_MS + 1_500, `after ~${HEAD_MS} ms (${Math.round(ms)} ms)`);
+  // The front end sweeps once a second: between 2 and 3 s, and a loaded machine may add some.
+  t.ok(ms >= HEAD_MS - 50 && ms < HEAD_MS + 3_000, `after ~${HEAD_MS} ms (${Math.round(ms)} ms)`);
   const [head, body] = conn.got().split('\r\n\r\n') as [string, string];
   t.match(head, /^HTTP\/1\.1 408 Request Timeout\r\n/);
   const error = (JSON.parse(body) as { error: { code: string; message: string; request_id: string } }).error;
