@@ -11,7 +11,7 @@ import { deploymentId, redactUrlSecrets, resolveHealthCheck, resolvePolicies, ty
 import { SluiceError } from '../errors/index.js';
 import type { ReplicaLoadBoard } from '../balancer/index.js';
 import { ActiveHealthCheck, LoadScrape, reportedModel, type HealthStatus } from '../health/index.js';
-import { killGroup, launchFingerprint, launchPlan, PortAllocator, readStatSync, recordedProcess, ReplicaProcess, type LogLine, type ReplicaProcessOptions, type ReplicaSpec, type ReplicaState } from '../ports/index.js';
+import { killGroup, launchFingerprint, launchPlan, PortAllocator, readStatSync, recordedProcess, removeDeploymentLogs, removeReplicaLogs, ReplicaProcess, type LogLine, type ReplicaProcessOptions, type ReplicaSpec, type ReplicaState } from '../ports/index.js';
 import type { DesiredStateStore, HibernationRecords, ReplicaRecord, ReplicaRecords } from '../state/index.js';
 import { upstreamCredential } from './credentials.js';
 import { serverEnvironment } from './server-env.js';
@@ -826,6 +826,12 @@ export class DeploymentManager {
     await this.#stopReplica(d, r);
     const i = d.replicas.indexOf(r);
     if (i >= 0) d.replicas.splice(i, 1);
+    // Its id is not used again (nextReplicaIndex): its output files would stay for good.
+    if (r.process !== null) await removeReplicaLogs(this.#logDir, r.id).catch((err: unknown) => this.#o.logger.warn({ deployment: d.id, replica: r.id, err }, 'could not remove a removed replica\'s log files'));
+  }
+
+  get #logDir(): string {
+    return join(this.#o.config.state_dir, 'logs');
   }
 
   /**
@@ -952,7 +958,7 @@ export class DeploymentManager {
     mkdirSync(replica.tmpDir(this.#o.config.state_dir), { recursive: true });
     const options: ReplicaProcessOptions = {
       id: replica.id, argv: plan.argv, env: { ...plan.env, TMPDIR: replica.tmpDir(this.#o.config.state_dir) },
-      baseEnv: serverEnvironment(this.#o.config, this.#credentialVars), port, logDir: join(this.#o.config.state_dir, 'logs'),
+      baseEnv: serverEnvironment(this.#o.config, this.#credentialVars), port, logDir: this.#logDir,
       readinessPath: spec.readiness_path ?? plan.readinessPath, startTimeoutMs: spec.start_timeout_ms,
     };
     const fingerprint = launchFingerprint(options);
@@ -1156,6 +1162,8 @@ export class DeploymentManager {
     this.#o.onChange();
     await this.#o.onRemoved?.(d.spec.model);
     await this.#stopServers(d, graceMs);
+    // Before the id is free again: a deployment made anew under it starts files of its own.
+    if (d.spec.runtime !== 'remote') await removeDeploymentLogs(this.#logDir, d.id).catch((err: unknown) => this.#o.logger.warn({ deployment: d.id, err }, 'could not remove an undeployed deployment\'s log files'));
     d.state = 'stopped';
     this.#deployments.delete(d.id);
     this.#o.deploymentSlots.release(d.slot);

@@ -3,6 +3,7 @@
 // that a gateway which adopts the server later can still read what it prints.
 
 import { closeSync, fstatSync, ftruncate, mkdirSync, openSync, readSync } from 'node:fs';
+import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LineSplitter, type LogBuffer, type LogStream } from './log-buffer.js';
 
@@ -26,8 +27,29 @@ export interface LogFilePaths {
 }
 
 export function logFilePaths(dir: string, id: string): LogFilePaths {
-  const safe = id.replace(/[^A-Za-z0-9._-]/g, '_');
+  const safe = fileName(id);
   return { stdout: join(dir, `${safe}.out`), stderr: join(dir, `${safe}.err`) };
+}
+
+function fileName(id: string): string {
+  return id.replace(/[^A-Za-z0-9._-]/g, '_');
+}
+
+/** Removes a replica's two files, once it is gone for good (a scale-down): nobody reads them any more. */
+export async function removeReplicaLogs(dir: string, replica: string): Promise<void> {
+  const paths = logFilePaths(dir, replica);
+  await Promise.all([rm(paths.stdout, { force: true }), rm(paths.stderr, { force: true })]);
+}
+
+/**
+ * Removes the files of every replica deployment `id` had (`<id>/<n>`: scaled up, woken, or
+ * in an earlier run), once it is undeployed.
+ */
+export async function removeDeploymentLogs(dir: string, id: string): Promise<void> {
+  const prefix = `${fileName(id)}_`;
+  const names = await readdir(dir).catch(() => [] as string[]);
+  const own = names.filter((n) => n.startsWith(prefix) && /^\d+\.(?:out|err)$/.test(n.slice(prefix.length)));
+  await Promise.all(own.map((n) => rm(join(dir, n), { force: true })));
 }
 
 /** Opens both files for appending, for a child's stdio; the caller closes the fds after spawn. */
