@@ -5,7 +5,7 @@
 // after which every admin change answered 500 and the gateway could crash.
 
 import t from 'tap';
-import { adminClient } from '../helpers/control.js';
+import { adminClient, reapServers } from '../helpers/control.js';
 import { startGateway, type Gateway } from '../helpers/procs.js';
 
 t.setTimeout(180_000);
@@ -16,6 +16,7 @@ let gw: Gateway | undefined;
 
 t.teardown(async () => {
   await gw?.stop();
+  await reapServers([], RANGE);
 });
 
 t.before(async () => {
