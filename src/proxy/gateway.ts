@@ -329,6 +329,9 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
         const byBearer = table.hasKeys ? table.keyByDigest(hashKey(token)) : undefined;
         if (byBearer !== undefined || token.startsWith(GENERATED_KEY_PREFIX)) sluice |= SluiceKeyIn.Authorization;
         key ??= byBearer;
+      } else if (authorization.startsWith(GENERATED_KEY_PREFIX)) {
+        // Not a bearer token, so no key; but a token of sluice's own format never goes upstream.
+        sluice |= SluiceKeyIn.Authorization;
       }
     }
     head.sluiceKeys = sluice;

@@ -4,6 +4,7 @@
 
 import type { ClientRequest, SentHeaders } from './front-end/client.js';
 import { connectionTokens, HeaderKind } from './upstream/header-names.js';
+import { GENERATED_KEY_PREFIX } from '../policy/index.js';
 
 export { connectionTokens, HeaderKind, kindOfName, sameName, startsWithName } from './upstream/header-names.js';
 
@@ -73,7 +74,11 @@ function keepHeader(name: string, k: number): boolean {
       break;
     case 7:
       if (name === 'trailer' || name === 'upgrade') return false;
-      if (name === 'api-key') s.apiKey = valueAt(k);
+      if (name === 'api-key') {
+        s.apiKey = valueAt(k);
+        // A sluice key sent the way Azure's SDKs send theirs: never forwarded, as in the two headers sluice reads keys from.
+        if (s.apiKey.startsWith(GENERATED_KEY_PREFIX)) return false;
+      }
       break;
     case 10:
       if (name === 'connection') {
