@@ -258,7 +258,7 @@ const CACHE_CONTROL = 'cache-control';
 /**
  * How long a response may be kept, from what its upstream said (RFC 9111): 0 when it must
  * not be stored (`Cache-Control: no-store` or `private`: sluice is a shared cache, 5.2.2.5
- * and 5.2.2.7; a freshness lifetime already spent; a `Vary` naming a request header that
+ * and 5.2.2.7; a `Set-Cookie`; a freshness lifetime already spent; a `Vary` naming a request header that
  * is not in `keyed`, the lower-case names whose values the key holds, since its entry would
  * answer requests that differ there, 4.1: a gzip body to a client that never accepted one),
  * else `ttlMs`, or the response's `s-maxage` (which wins for a shared cache) or `max-age`
@@ -278,6 +278,12 @@ export function storableForMs(headers: readonly string[], ttlMs: number, keyed: 
     }
     if (name.length === 4) {
       if (name.toLowerCase() === 'vary' && !varyKeyed(headers[i + 1]!, keyed)) return 0;
+      continue;
+    }
+    // A cookie is one caller's (a session): replayed, it went to every caller sharing the key,
+    // anonymous ones included. nginx's proxy_cache stores no such response either.
+    if (name.length === 10) {
+      if (name.toLowerCase() === 'set-cookie') return 0;
       continue;
     }
     if (name.length !== CACHE_CONTROL.length || name.toLowerCase() !== CACHE_CONTROL) continue;
