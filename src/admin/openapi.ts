@@ -187,6 +187,7 @@ function keyView(extra: Record<string, Schema>, optional: readonly string[] = []
 const errorResponses: Record<number, { name: string; description: string }> = {
   400: { name: 'BadRequest', description: 'Malformed JSON, a field that is not valid, or a query parameter the operation does not take or given twice (`error.field` names it).' },
   401: { name: 'Unauthorized', description: 'admin.token is set and the request has no valid `Authorization: Bearer <token>`.' },
+  403: { name: 'Forbidden', description: 'A browser sent it for a page of another site (`Sec-Fetch-Site` other than same-origin or none, an `Origin` not this server\'s `Host`), or, without admin.token, to a `Host` that is not an IP address, localhost or admin.host (DNS rebinding).' },
   404: { name: 'NotFound', description: 'No such deployment, key, model or registry entry.' },
   409: { name: 'Conflict', description: 'It exists already, is defined in the config file (SLUICE_ERR_CONFIG_OWNED), or its state does not allow this now.' },
   413: { name: 'TooLarge', description: 'The body exceeds 1 MiB.' },
@@ -341,7 +342,7 @@ function operationObject(path: string, op: Operation): Record<string, unknown> {
   });
   const query = (op.query ?? []).map((q) => ({ name: q.name, in: 'query', required: false, schema: q.schema, description: q.description }));
   // Any operation refuses a query parameter it does not take (400).
-  const statuses = [...new Set([...(op.errors ?? []), 400, ...(op.public === true ? [] : [401])])].sort((a, b) => a - b);
+  const statuses = [...new Set([...(op.errors ?? []), 400, ...(op.public === true ? [] : [401, 403])])].sort((a, b) => a - b);
   const [okStatus, okDescription, content] = op.ok;
   return {
     operationId: op.id, summary: op.summary, tags: [op.tag],

@@ -92,6 +92,9 @@ t.test('without a token, what a browser sends for another site\'s page or anothe
   t.equal(dashboard.status, 201, `the dashboard's own page: ${dashboard.body}`);
   t.equal((await httpRequest(`${gw.adminUrl.replace('127.0.0.1', 'localhost')}/v1/deployments`)).status, 200, 'localhost is this server');
   t.equal((await httpRequest(`${gw.adminUrl}/healthz`, { headers: { host: 'rebind.evil.example:24003' } })).status, 200, 'the public endpoints answer any name (probes)');
+  const doc = JSON.parse((await httpRequest(`${gw.adminUrl}/openapi.json`)).body) as { paths: Record<string, Record<string, { responses: Record<string, unknown> }>> };
+  t.ok(doc.paths['/v1/deployments']?.post?.responses['403'], 'the API document lists the 403');
+  t.notOk(doc.paths['/healthz']?.get?.responses['403'], 'but not on the public endpoints');
 });
 
 t.test('with a token, a page of another site is refused even with it, and any Host is fine', async (t) => {
