@@ -48,7 +48,8 @@ const upstreamFields = {
   connect_timeout_ms: timeout(5_000),
   // Time to the first response byte: long, because a model may load on first request.
   headers_timeout_ms: timeout(300_000),
-  // Time between two chunks of a response once it has started.
+  // Time between two chunks of a response once it has started. While the upstream is paused
+  // for a slow client, the same time without a write taken cuts the client instead (SLUICE_ERR_CLIENT_TOO_SLOW).
   idle_timeout_ms: timeout(60_000),
   max_connections: { kind: 'int', default: 512, min: 1, max: 65_536 },
   // Below uvicorn's 5 s keep-alive so that we close idle sockets before the server does.

@@ -26,9 +26,10 @@ export const ERRORS = {
   SLUICE_ERR_BODY_TOO_LARGE: { status: 413, message: 'request body exceeds the configured limit' },
   SLUICE_ERR_RATE_LIMITED: { status: 429, message: 'rate limit exceeded' },
   // Never an answer's status: a member of a coalesced request (src/proxy/flight.ts) that fell
-  // too far behind has its connection closed mid-response; the code names why in the access
-  // log and the trace. 429: the client could not take the response at the pace it came.
-  SLUICE_ERR_CLIENT_TOO_SLOW: { status: 429, message: 'the client read its response too slowly: it fell too far behind the identical requests sharing its upstream call' },
+  // too far behind, or a client whose socket took no write for upstream.idle_timeout_ms while
+  // the upstream was paused for it, has its connection closed mid-response; the code names why in
+  // the access log and the trace. 429: the client could not take the response at the pace it came.
+  SLUICE_ERR_CLIENT_TOO_SLOW: { status: 429, message: 'the client read its response too slowly: it took nothing written to it for the idle timeout, or fell too far behind the identical requests sharing its upstream call' },
   // A request the node front end cannot read (src/proxy/front-end/request-parser.ts).
   SLUICE_ERR_HEADERS_TOO_LARGE: { status: 431, message: 'the request head exceeds the limit' },
   // A head trickled in for longer than listen.client_header_timeout_ms (slowloris).

@@ -814,6 +814,26 @@ export class Exchange implements AttemptClient, ClientListener {
   }
 
   /**
+   * The gateway's writes to the client waited for the idle timeout while the upstream was
+   * paused for it (#onWritable never came): the client's fault, not the replica's, which
+   * sent all it was asked for (SLUICE_ERR_CLIENT_TOO_SLOW never counts against its breaker).
+   * Its connection is cut; a flight's leader is detached as by cut().
+   */
+  clientStalled(): void {
+    if (this.#finished || this.#detached) return;
+    const flight = this.flight;
+    if (flight !== null && flight.leader === this && flight.joinerCount > 0) {
+      this.cut();
+      return;
+    }
+    this.errorCode = 'SLUICE_ERR_CLIENT_TOO_SLOW';
+    this.#abortUpstream();
+    // Finished first, so that the abort close() reports is not counted as the client's.
+    this.#finish(this.status);
+    this.res.close();
+  }
+
+  /**
    * `behind` passed `limit`: whether the client's backlog really does, where the front end
    * can tell what its socket still holds. Both bound the backlog from above: `behind` counts
    * every byte handed over since the client fell behind (what it has read since included),

@@ -773,7 +773,11 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
       } else if (ex.phase === Phase.AwaitingHead || ex.phase === Phase.Connecting) {
         if (still > up.headers_timeout_ms) ex.timeout('SLUICE_ERR_UPSTREAM_HEADERS_TIMEOUT');
       } else if (ex.phase === Phase.Streaming) {
-        if (still > up.idle_timeout_ms) ex.timeout('SLUICE_ERR_UPSTREAM_IDLE_TIMEOUT');
+        // Behind, the upstream is paused for the client (a drain restarts the timer): the idle time is the client's.
+        if (still > up.idle_timeout_ms) {
+          if (ex.behind >= 0) ex.clientStalled();
+          else ex.timeout('SLUICE_ERR_UPSTREAM_IDLE_TIMEOUT');
+        }
       }
     }
     const wall = Date.now();
