@@ -3,7 +3,7 @@
 // second tier (redis-cache.ts) shares entries between workers and gateway instances; an
 // entry found there is kept here too, with the time it was first stored.
 
-import { Buffer } from 'node:buffer';
+import { Buffer, isUtf8 } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import type { CacheConfig } from '../config/index.js';
 import { bytesAt, skipSpace, wordSkips } from '../json-scan.js';
@@ -116,7 +116,8 @@ const keyMemo = new Map<string, string | null>();
 /**
  * The cache key of a candidate whose whole body is `body`, or null when it must bypass
  * (an LLM request that is not deterministic). JSON bodies are hashed in a canonical form
- * (sorted keys, no whitespace) so that equal documents share an entry.
+ * (sorted keys, no whitespace) so that equal documents share an entry, when that form
+ * loses nothing of them (readsBackExactly); others by their bytes.
  */
 export function cacheKey(want: CacheWant, method: string, pathQuery: string, body: Buffer): string | null {
   // Most generations are sampled (a temperature above 0, no seed): a scan of the bytes
@@ -144,13 +145,49 @@ function computeCacheKey(want: CacheWant, method: string, pathQuery: string, bod
   }
   if (want.llm && !want.asked && !isDeterministic(json)) return null;
   const hash = createHash('sha256');
-  hash.update(json === undefined ? body : canonicalJson(json));
+  hash.update(json === undefined || !readsBackExactly(body) ? body : canonicalJson(json));
   return `${method} ${pathQuery} ${hash.digest('base64')}`;
 }
 
 function looksLikeJson(body: Buffer): boolean {
   const c = body[skipSpace(body, 0)];
   return c === 0x7b || c === 0x5b; // '{' or '['
+}
+
+/**
+ * Whether JSON.parse kept all of `body` that a model server may read, so that its canonical
+ * form may stand for it in the key: the text is UTF-8 (each invalid byte decodes to U+FFFD,
+ * which would merge a Latin-1 "café" with "cafè"), and every number reads back as written
+ * (JSON.parse makes each a double: 9007199254740993 becomes ...992, 1.0 becomes 1, and a
+ * server's own parser, Python's json say, tells them apart). Else the key hashes the bytes
+ * as sent: equal documents written differently then miss each other, different ones never
+ * share an entry. Run once per distinct body (the key memo).
+ */
+function readsBackExactly(body: Buffer): boolean {
+  if (!isUtf8(body)) return false;
+  let inString = false;
+  for (let i = 0; i < body.length; i++) {
+    const c = body[i]!;
+    if (inString) {
+      if (c === 0x5c) i++; // a backslash: the escaped byte cannot end the string
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) {
+      inString = true;
+    } else if (c === 0x2d || (c >= 0x30 && c <= 0x39)) {
+      // '-' or a digit outside a string starts a number: it ends at the first byte no number has.
+      let end = i + 1;
+      while (end < body.length && isNumberByte(body[end]!)) end++;
+      const text = body.toString('latin1', i, end);
+      if (String(Number(text)) !== text) return false;
+      i = end - 1;
+    }
+  }
+  return true;
+}
+
+/** A digit, '.', 'e', 'E', '+' or '-': the bytes after a JSON number's first. */
+function isNumberByte(c: number): boolean {
+  return (c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x65 || c === 0x45 || c === 0x2b || c === 0x2d;
 }
 
 const SEED = Buffer.from('"seed"');
