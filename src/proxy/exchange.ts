@@ -109,6 +109,7 @@ const CHUNK_TERMINATOR = '\r\n';
 const WAKING = ': waking\n\n';
 const STREAM_TRUE = /"stream"\s*:\s*true/;
 const LAST_CHUNK = '0\r\n\r\n';
+const NO_BYTES = Buffer.alloc(0);
 
 /** What an exchange reports to: the worker's gateway. */
 export interface ExchangeOwner {
@@ -1167,6 +1168,13 @@ export class Exchange implements AttemptClient, ClientListener {
       } else if (mode === BodyMode.Chunked && kind === StreamKind.Ndjson) {
         res.write(`${body}\n`);
         res.end();
+      } else if (this.firstByteAt < 0 && mode !== BodyMode.None) {
+        // No body byte came: the front end holds the head without its framing line, which
+        // goes out with the first piece. Sent now, so that the cut below reads as a
+        // truncated answer: a head without a length ended by a close is a whole, empty
+        // body to curl or Python's urllib.
+        if (mode === BodyMode.Length) res.tryEnd(NO_BYTES, this.#total);
+        else res.write(NO_BYTES);
       }
     });
     const cut = mode !== BodyMode.Chunked || kind === StreamKind.Other;

@@ -98,6 +98,15 @@ export const clientOutput = {
     if (--depth === 0) flush();
   },
 
+  /**
+   * Sends what `target` has in the buffer at once, inside a batch too: a connection about
+   * to be destroyed (a cut answer) keeps the bytes already written for it, such as a head
+   * and its framing line, so that the cut reads as a truncated answer, not an empty one.
+   */
+  sendNow(target: OutputTarget): void {
+    if (owner === target) flush();
+  },
+
   text,
   bytes,
 

@@ -364,6 +364,7 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
   /** Drops the connection; a response not over hears onAborted now. */
   destroy(): void {
     if (this.#closed) return;
+    out.sendNow(this);
     this.#closed = true;
     this.#socket.destroy();
     this.#abortResponse();
