@@ -7,7 +7,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { deploymentId, redactUrlSecrets, resolveHealthCheck, resolvePolicies, type PoliciesConfig, type Config, DeploymentConfig, UpstreamOptions } from '../config/index.js';
+import { deploymentId, deploymentProblem, redactUrlSecrets, resolveHealthCheck, resolvePolicies, type PoliciesConfig, type Config, DeploymentConfig, UpstreamOptions } from '../config/index.js';
 import { SluiceError } from '../errors/index.js';
 import type { ReplicaLoadBoard } from '../balancer/index.js';
 import { ActiveHealthCheck, LoadScrape, reportedModel, type HealthStatus } from '../health/index.js';
@@ -518,7 +518,9 @@ export class DeploymentManager {
     } catch (err) {
       // Nothing half-registered: stop what started, free ports, forget the deployment.
       await this.#stopReplicas(d);
-      if (keepFailed) {
+      // One this instance cannot run as specified stays listed, failed and saying why, even
+      // when read by a reconcile: dropped, it would be deployed again at every read.
+      if (keepFailed || (err instanceof SluiceError && err.code === 'SLUICE_ERR_CONFIG')) {
         d.replicas.length = 0;
         d.state = 'failed';
         d.lastError = err instanceof Error ? err.message : String(err);
@@ -547,6 +549,12 @@ export class DeploymentManager {
    * (ReplicaSharing), routes to those: a shared deployment's servers start once per host.
    */
   async #startOrBorrow(d: Deployment): Promise<void> {
+    // Checked again on this instance: a spec read from the store was checked where it was
+    // made, and what held there may not here. A credential variable this process lacks
+    // (another instance on the Redis, a restart without it) would send its requests
+    // without their key; an https URL stored before such URLs were refused, unencrypted.
+    const problem = deploymentProblem(d.spec);
+    if (problem !== null) throw new SluiceError('SLUICE_ERR_CONFIG', `${problem.field}: ${problem.reason} (on this instance)`, { field: problem.field });
     const sharing = this.#o.sharing;
     if (sharing === undefined || d.spec.scale.min_replicas !== 0 || d.spec.runtime === 'remote') return this.#startReplicas(d);
     // Redis out of reach: this instance runs its own servers rather than hold requests.
