@@ -193,6 +193,10 @@ export function deploymentProblem(d: DeploymentConfig): { field: string; reason:
       return { field: `urls[${i}]`, reason: 'a user or password in a remote URL is not sent: put the credential in an environment variable and name it in auth (auth: {env: NAME, scheme: Basic} for a base64 user:password)' };
     }
   }
+  // Ignored on another runtime, they would leave a server nobody asked for in their place:
+  // urls without `runtime: remote` (the default is sim) made a simulator answer real clients.
+  if (d.runtime !== 'remote' && d.urls.length > 0) return { field: 'urls', reason: `only for the remote runtime, not ${d.runtime} (set runtime: remote)` };
+  if (d.runtime !== 'command' && d.command.length > 0) return { field: 'command', reason: `only for the command runtime, not ${d.runtime} (set runtime: command)` };
   for (const name of Object.keys(d.env)) {
     if (name === '' || name.includes('=') || name.includes('\0')) return { field: `env.${name}`, reason: 'is not a valid variable name (empty, or holding = or NUL)' };
   }
