@@ -654,7 +654,12 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     }
     const attempt = ex.attempt;
     if (attempt !== null) this.#release(ex, attempt, ex.errorCode, ex.status);
-    else this.#queue.leave(ex.route, ex);
+    else {
+      // A wait that ended without a replica (queue or hold timeout, the client gone) is a
+      // wait too: left out, the histogram would never show the longest ones.
+      if (ex.queued) ex.route.stats.recordQueueWait((monoNow() - ex.phaseSince) / 1000);
+      this.#queue.leave(ex.route, ex);
+    }
     // The filters the request passed: the addressed deployment's, whoever served it.
     const done = ex.addressed.filters?.done;
     if (done != null) for (let i = 0; i < done.length; i++) done[i]!.onDone(ex);
