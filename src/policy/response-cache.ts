@@ -338,6 +338,27 @@ export function storableForMs(headers: readonly string[], ttlMs: number, keyed: 
   return Math.max(0, Math.min(ttlMs, (lifetime - Math.max(0, age)) * 1000));
 }
 
+/**
+ * A stored answer's headers as a hit sends them, with `Age`: the seconds since its upstream
+ * made it (the Age it came with, plus its time in the cache), which RFC 9111 section 4 requires
+ * of an answer served from a cache; without it a cache downstream would keep it fresh for
+ * its whole max-age once more. `storedAt` and `now` in ms.
+ */
+export function headersWithAge(headers: readonly string[], storedAt: number, now: number): string[] {
+  let age = Math.max(0, Math.floor((now - storedAt) / 1000));
+  const out: string[] = [];
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i]!;
+    if (name.length === 3 && name.toLowerCase() === 'age') {
+      age += seconds(headers[i + 1]!.trim());
+      continue;
+    }
+    out.push(name, headers[i + 1]!);
+  }
+  out.push('age', String(age));
+  return out;
+}
+
 /** Whether every header a Vary value names is one whose value the key holds (`*`: never). */
 function varyKeyed(value: string, keyed: readonly string[]): boolean {
   for (const part of value.split(',')) {

@@ -7,7 +7,7 @@
 import { Buffer } from 'node:buffer';
 import { bytesOf, type ClientListener, type ClientResponse } from './front-end/client.js';
 import { errorBody, ERRORS, malformedRequestCode, ollamaErrorBody, type ErrorCode } from '../errors/index.js';
-import type { CachedResponse, CacheWant, TokenCounter, Verdict } from '../policy/index.js';
+import { headersWithAge, type CachedResponse, type CacheWant, type TokenCounter, type Verdict } from '../policy/index.js';
 import type { DeploymentRoute, KeyRoute, ReplicaRoute } from './route-table.js';
 import { withQuery } from '../target-query.js';
 import { Attempt, type AttemptClient } from './attempt.js';
@@ -100,7 +100,7 @@ function relayEndCorked(this: Exchange): void {
 }
 function serveCachedCorked(this: Exchange): void {
   const e = cork.entry;
-  this.respondHead(e.status, e.headers, e.contentLength);
+  this.respondHead(e.status, headersWithAge(e.headers, e.storedAt, wallNow()), e.contentLength);
   for (const c of e.chunks) this.onResponseData(c);
   this.onResponseEnd();
 }
