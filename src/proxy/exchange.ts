@@ -148,6 +148,8 @@ export class Exchange implements AttemptClient, ClientListener {
   attempt: Attempt | null = null;
   /** This request is its replica's half-open breaker probe (set by the balancer's pick: PickContext). */
   probe = false;
+  /** Replicas whose attempt failed before answering, for retries (a few at most); null until one has. */
+  #failedOn: ReplicaRoute[] | null = null;
   readonly key: KeyRoute | undefined;
   /** Rate-limit buckets this request was admitted by (LLM tokens are charged after). */
   buckets: readonly BucketRefLike[] | null = null;
@@ -807,6 +809,15 @@ export class Exchange implements AttemptClient, ClientListener {
     if (flight !== null) flight.resume();
     else this.attempt?.resume();
     return true;
+  }
+
+  /** `replica` failed this request before answering: a retry does not go back to it. */
+  failed(replica: ReplicaRoute): void {
+    (this.#failedOn ??= []).push(replica);
+  }
+
+  failedOn(replica: ReplicaRoute): boolean {
+    return this.#failedOn !== null && this.#failedOn.includes(replica);
   }
 
   /** Body bytes handed to the client since it fell behind (-1: it keeps up). */

@@ -611,11 +611,19 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     const now = wallNow();
     this.#release(ex, failed, code, 0);
     ex.attempt = null;
+    ex.failed(failed.replica);
     if (ex.attempts >= retry.attempts) return false;
     // A connect that failed reached no model: its retry adds no load the budget guards against.
     if (code !== 'SLUICE_ERR_UPSTREAM_CONNECT' && code !== 'SLUICE_ERR_UPSTREAM_CONNECT_TIMEOUT' && !this.#counters.tryRetry(route.slot, now, retry.budget_window_ms, retry.budget_percent)) return false;
     const next = route.balancer.pick(ex, now, failed.replica);
     if (typeof next === 'number') return false;
+    // The pick excludes only the last replica: one that already failed this request earlier
+    // is not "another replica" (it would get the same body a second time).
+    if (ex.failedOn(next)) {
+      Atomics.sub(this.#shared.inflight, next.slot, 1);
+      if (ex.probe && route.breaker !== null) this.#shared.breakers.releaseProbe(next.slot, route.breaker);
+      return false;
+    }
     ex.attempts++;
     route.stats.retries++;
     if (ex.trace !== null) ex.trace.retried(ex.attempts, code, failed.replica.hostHeader);
