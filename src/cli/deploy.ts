@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { Option, type Command } from 'commander';
 import { createSpinner } from 'nanospinner';
-import { parse as parseYaml } from 'yaml';
+import { ConfigError, deploymentSchema, parseYamlAsWritten, stringsAsWritten } from '../config/index.js';
 import { AdminApiError, CliError, usageError } from './errors.js';
 import { seg } from './admin-client.js';
 import { contextOf, type CliContext } from './context.js';
@@ -108,15 +108,19 @@ function readSpec(file: string): Record<string, unknown> {
   }
   let spec: unknown;
   try {
-    spec = parseYaml(raw);
+    spec = parseYamlAsWritten(raw);
   } catch (err) {
     throw usageError(`--file: ${file} is not YAML or JSON: ${(err as Error).message.split('\n')[0]}`);
   }
   if (typeof spec !== 'object' || spec === null || Array.isArray(spec)) throw usageError(`--file: ${file} must hold one deployment (a mapping of its fields)`);
-  // YAML's `version: 2` is a number; the API takes the spec as typed, and a version is text.
-  const s = spec as Record<string, unknown>;
-  if (typeof s['version'] === 'number') s['version'] = String(s['version']);
-  return s;
+  // Read as the config file reads a deployments: entry (`version: 2` or `args: [--n, 3]` are
+  // text, `version: 02` stays 02, `version: 1.10` is refused): the API takes its body as typed.
+  try {
+    return stringsAsWritten(deploymentSchema, spec, '') as Record<string, unknown>;
+  } catch (err) {
+    if (err instanceof ConfigError) throw usageError(`--file: ${file}: ${err.field}: ${err.reason}`);
+    throw err;
+  }
 }
 
 /** Polls the deployment until it settles; progress on stderr (a spinner on a terminal, a line per change otherwise). */

@@ -36,17 +36,11 @@ export function loadConfig(file: string | null, env: NodeJS.ProcessEnv = process
     } catch (err) {
       throw new ConfigError(file, `cannot read: ${(err as Error).message}`);
     }
-    const doc = parseDocument(text);
-    if (doc.errors.length > 0) throw new ConfigError(file, `invalid YAML: ${doc.errors[0]!.message}`);
-    // YAML reads `version: 02` (or 007, 1e3, 0x1F, +5) as a number whose text is another: the
-    // deployment would be x-2. Such an integer is kept as written; where a number is expected
-    // the schema reads the text as one (Number('0x1F') is 31), as it reads environment values.
-    visit(doc, {
-      Scalar(_key, node) {
-        if (typeof node.value === 'number' && Number.isInteger(node.value) && node.source !== undefined && node.source !== String(node.value)) node.value = node.source;
-      },
-    });
-    raw = doc.toJS() ?? {};
+    try {
+      raw = parseYamlAsWritten(text) ?? {};
+    } catch (err) {
+      throw new ConfigError(file, `invalid YAML: ${(err as Error).message}`);
+    }
   }
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError(file ?? '(config)', 'top level must be a map');
   const merged = structuredClone(raw) as Record<string, unknown>;
@@ -73,6 +67,23 @@ export function loadConfig(file: string | null, env: NodeJS.ProcessEnv = process
     const detail = (err as ConfigError).message.startsWith(prefix) ? (err as ConfigError).message.slice(prefix.length) : (err as ConfigError).message;
     throw new ConfigError((err as ConfigError).field, `${detail} (set by ${name})`);
   }
+}
+
+/**
+ * YAML as the config file reads it. YAML reads `version: 02` (or 007, 1e3, 0x1F, +5) as a
+ * number whose text is another: the deployment would be x-2. Such an integer is kept as
+ * written; where a number is expected the schema reads the text as one (Number('0x1F') is
+ * 31), as it reads environment values. Throws a SyntaxError for a text that is not YAML.
+ */
+export function parseYamlAsWritten(text: string): unknown {
+  const doc = parseDocument(text);
+  if (doc.errors.length > 0) throw new SyntaxError(doc.errors[0]!.message);
+  visit(doc, {
+    Scalar(_key, node) {
+      if (typeof node.value === 'number' && Number.isInteger(node.value) && node.source !== undefined && node.source !== String(node.value)) node.value = node.source;
+    },
+  });
+  return doc.toJS();
 }
 
 /** The front end that reads client requests: listen.front_end, auto resolved (node for plain HTTP, uws with TLS). */

@@ -546,6 +546,35 @@ function typeName(v: unknown): string {
  * (JSON request bodies, whose contract is the admin API's OpenAPI document) takes each
  * value as the type it has.
  */
+/**
+ * `value` with the numbers YAML made of its string fields turned back into text, as the
+ * config file reads them, and nothing else changed (no default filled in, no other check):
+ * for a spec read from a YAML file and sent to the admin API, which takes its body as typed
+ * (sluice deploy -f). Throws a ConfigError for a decimal, whose text is lost.
+ */
+export function stringsAsWritten(field: Field, value: unknown, path: string): unknown {
+  const isMap = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+  switch (field.kind) {
+    case 'string':
+      return typeof value === 'number' ? numberAsText(value, path) : value;
+    case 'object':
+      return isMap(value) ? Object.fromEntries(Object.entries(value).map(([k, v]) => [k, k in field.fields ? stringsAsWritten(field.fields[k]!, v, join(path, k)) : v])) : value;
+    case 'array':
+      return Array.isArray(value) ? value.map((v, i) => stringsAsWritten(field.of, v, `${path}[${i}]`)) : value;
+    case 'map':
+      return isMap(value) ? Object.fromEntries(Object.entries(value).map(([k, v]) => [k, stringsAsWritten(field.of, v, join(path, k))])) : value;
+    default:
+      return value;
+  }
+}
+
+// YAML reads `version: 1.10` as the number 1.1: the text written is gone, and a name made of
+// the number would not be it (deployment x-1.1, not x-1.10). An integer is its text.
+function numberAsText(value: number, path: string): string {
+  if (!Number.isInteger(value)) throw new ConfigError(path, `expected a string, got the number ${value} (YAML drops a decimal's trailing zeros: 1.10 reads as 1.1); quote it, as "1.10"`);
+  return String(value);
+}
+
 export function validate(field: Field, value: unknown, path: string, exact = false): unknown {
   switch (field.kind) {
     case 'int':
@@ -570,12 +599,7 @@ export function validate(field: Field, value: unknown, path: string, exact = fal
         return field.default;
       }
       if (value === null && field.nullable) return null;
-      if (!exact && typeof value === 'number') {
-        // YAML reads `version: 1.10` as the number 1.1: the text written is gone, and a name
-        // made of the number would not be it (deployment x-1.1, not x-1.10).
-        if (!Number.isInteger(value)) throw new ConfigError(path, `expected a string, got the number ${value} (YAML drops a decimal's trailing zeros: 1.10 reads as 1.1); quote it, as "1.10"`);
-        value = String(value);
-      }
+      if (!exact && typeof value === 'number') value = numberAsText(value, path);
       if (typeof value !== 'string') throw new ConfigError(path, `expected a string, got ${typeName(value)}`);
       if (field.enum && !field.enum.includes(value)) throw new ConfigError(path, `must be one of ${field.enum.join(', ')}, got ${shown(field, value)}`);
       if (field.pattern && !field.pattern.test(value)) throw new ConfigError(path, `${shown(field, value)} does not match ${field.pattern}`);
