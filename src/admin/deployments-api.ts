@@ -25,6 +25,11 @@ export function registerDeploymentsApi(admin: AdminServer, ctx: DeploymentsApiCo
   const getRegistry = (): MlflowRegistry => {
     const uri = ctx.config.mlflow.tracking_uri;
     if (uri === null) throw new SluiceError('SLUICE_ERR_REGISTRY_NOT_CONFIGURED');
+    // The config takes a local store (file:, sqlite:) or a databricks: profile, which
+    // `mlflow models serve` resolves itself; this client speaks the tracking server's REST API.
+    if (!/^https?:/.test(uri)) {
+      throw new SluiceError('SLUICE_ERR_REGISTRY_NOT_CONFIGURED', `the registry endpoints need an MLflow tracking server (http or https); mlflow.tracking_uri is a ${uri.split(':')[0]}: store, which only mlflow deployments read (POST /v1/deployments)`);
+    }
     const settings = ctx.config.dependencies.mlflow.registry;
     // Made once, even when the URI is refused below on every call.
     breaker ??= ctx.dependencies.forCalls('mlflow', 'registry', settings, registryUnavailable);
