@@ -94,6 +94,14 @@ export class AdminClient {
     const why = e.name === 'TimeoutError'
       ? `no answer within ${timeoutMs / 1000} s`
       : e.cause?.code ?? e.cause?.message ?? (err instanceof Error ? err.message : String(err));
+    // Something answered over TLS, but with a certificate this process does not trust (an
+    // admin.tls pair is often self-signed): "is sluice serve running there?" would mislead.
+    if (UNTRUSTED_CERTIFICATE.has(why)) {
+      return new CliError('SLUICE_CLI_UNREACHABLE', `the admin API at ${this.shownUrl} presented a certificate this CLI does not trust (${why}): give it the certificate, or its CA's, with NODE_EXTRA_CA_CERTS=<PEM file>`);
+    }
+    if (why === 'ERR_SSL_WRONG_VERSION_NUMBER') {
+      return new CliError('SLUICE_CLI_UNREACHABLE', `cannot reach the admin API at ${this.shownUrl}: ${why} (the port answers without TLS: use http://)`);
+    }
     return new CliError('SLUICE_CLI_UNREACHABLE', `cannot reach the admin API at ${this.shownUrl}: ${why} (is \`sluice serve\` running there? set --admin-url or SLUICE_ADMIN_URL)`);
   }
 
@@ -110,6 +118,12 @@ export class AdminClient {
     return new AdminApiError(status, code, `${method} ${path}: ${status} ${code}: ${typeof message === 'string' ? message : '(no message)'}`);
   }
 }
+
+/** Node's codes for a TLS peer whose certificate does not verify against the trusted CAs. */
+const UNTRUSTED_CERTIFICATE: ReadonlySet<string> = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
 
 /** A path segment from user input (a deployment id, a model, a key name), encoded. */
 export const seg = (s: string): string => encodeURIComponent(s);
