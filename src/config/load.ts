@@ -133,6 +133,9 @@ function finalize(config: Config): Config {
     for (const version of Object.keys(weights)) {
       if (!seen.has(deploymentId(model, version))) throw new ConfigError(`traffic.${model}.${version}`, 'no such deployment');
     }
+    // As the traffic API refuses them: weights that send nothing would say one thing while the
+    // alias, falling back to the newest ready version, did another.
+    if (!Object.values(weights).some((w) => w > 0)) throw new ConfigError(`traffic.${model}`, 'must give some version a weight above 0');
   }
   const workers = config.workers === 0 ? availableParallelism() : config.workers;
   // From here on a key given in the clear exists only as its digest.
