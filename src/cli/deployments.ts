@@ -37,7 +37,7 @@ export function registerDeploymentCommands(program: Command): void {
     .command('undeploy')
     .description('drain and stop a deployment made through the admin API, and free its ports')
     .argument('<id>', 'deployment id, <model>-<version>')
-    .option('--grace <ms>', 'how long requests in flight may finish before its servers stop', positiveInt('--grace', 0), 30_000)
+    .option('--grace <ms>', 'how long requests in flight may finish before its servers stop', positiveInt('--grace', 0, 600_000), 30_000)
     .action(async (id: string, opts: { grace: number }, cmd: Command) => {
       const ctx = contextOf(cmd);
       const body = await ctx.client.request<{ id: string; state: string }>('DELETE', `/v1/deployments/${seg(id)}`, {
@@ -51,7 +51,7 @@ export function registerDeploymentCommands(program: Command): void {
     .command('logs')
     .description("print a deployment's recent model-server output (stdout and stderr of every replica)")
     .argument('<id>', 'deployment id, <model>-<version>')
-    .option('-n, --tail <lines>', 'how many of the latest lines', positiveInt('--tail', 1), 100)
+    .option('-n, --tail <lines>', 'how many of the latest lines', positiveInt('--tail', 1, 100_000), 100)
     .option('-f, --follow', 'keep printing new lines until Ctrl-C')
     .option('--interval <ms>', 'how often --follow asks for new lines', positiveInt('--interval', 100), 1000)
     .addHelpText('after', '\nWith --json: the API\'s {"id", "lines": [...]}; with --follow --json, one JSON line per log line.')

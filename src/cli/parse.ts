@@ -3,11 +3,14 @@
 
 import { InvalidArgumentError } from 'commander';
 
-/** An integer >= min, in decimal digits only ('1e3' or '' are not taken for numbers). */
-export function positiveInt(option: string, min: number): (raw: string) => number {
+/**
+ * An integer >= min, in decimal digits only ('1e3' or '' are not taken for numbers), and at
+ * most `max`: the admin API's own bound, so that a value it would refuse is a usage error.
+ */
+export function positiveInt(option: string, min: number, max = Number.MAX_SAFE_INTEGER): (raw: string) => number {
   return (raw) => {
     const n = /^\d{1,15}$/.test(raw) ? Number(raw) : NaN;
-    if (!Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`${option} must be an integer >= ${min}`);
+    if (!Number.isSafeInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${option} must be an integer >= ${min}${max === Number.MAX_SAFE_INTEGER ? '' : `, at most ${max}`}`);
     return n;
   };
 }

@@ -117,10 +117,14 @@ Examples:
 }
 
 function weightsOf(pairs: string[]): Record<string, number> {
+  const seen = new Set<string>();
   // Entries, not assignments: an assigned `__proto__=1` would set the prototype and vanish.
   return Object.fromEntries(pairs.map((p) => {
     const m = /^([^=]+)=(\d+(?:\.\d+)?)$/.exec(p);
     if (m === null) throw usageError(`traffic: '${p}' is not version=weight (e.g. 1=90)`);
+    // `1=90 1=10` for `1=90 2=10`: the later pair would silently win.
+    if (seen.has(m[1]!)) throw usageError(`traffic: version ${m[1]} is given more than once`);
+    seen.add(m[1]!);
     return [m[1]!, Number(m[2])];
   }));
 }
@@ -135,6 +139,8 @@ function stickyOf(rule: string): ModelView['sticky'] {
 function stepsOf(raw: string): number[] {
   const steps = raw.split(',').map((s) => (/^\d+(\.\d+)?$/.test(s.trim()) ? Number(s) : NaN));
   if (steps.some((s) => !Number.isFinite(s))) throw new InvalidArgumentError('--steps takes percentages separated by commas, e.g. 5,25,50,100');
+  // The rollout API's rule, checked here so that a typo is a usage error before any request.
+  if (steps.some((s, i) => s <= 0 || s > 100 || (i > 0 && s <= steps[i - 1]!))) throw new InvalidArgumentError('--steps: each percentage above 0 and above the one before it, at most 100');
   return steps;
 }
 
