@@ -436,7 +436,9 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
   registerAdminRoutes(admin, { config, control, dependencies });
   let adminPort: number;
   try {
-    adminPort = await admin.listen();
+    adminPort = await admin.listen().catch((err: unknown) => {
+      throw adminHostError(err, adminHost) ?? err;
+    });
     await manager.restore();
     restored = true;
     await traffic.restored();
@@ -595,6 +597,18 @@ async function startupCertificate(tls: TlsConfig | undefined, section: string): 
   const pair = await readCertificatePair(tls);
   if (isProblem(pair)) throw new ConfigError(`${section}.tls.${pair.field}`, pair.reason);
   return pair;
+}
+
+/**
+ * An admin host that does not resolve, or is no address of this machine, is a bad value of
+ * admin.host (SLUICE_ADMIN_HOST): named as the config's other bad values are, not left as
+ * Node's bare `getaddrinfo ENOTFOUND ...`. Null for any other listen error.
+ */
+function adminHostError(err: unknown, host: string): ConfigError | null {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code !== 'ENOTFOUND' && code !== 'EAI_AGAIN' && code !== 'EADDRNOTAVAIL') return null;
+  const from = process.env['SLUICE_ADMIN_HOST'] === host ? ' (set by SLUICE_ADMIN_HOST)' : '';
+  return new ConfigError('admin.host', `cannot listen on ${host}: ${(err as Error).message}${from}`);
 }
 
 function isLoopback(host: string): boolean {
