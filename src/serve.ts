@@ -594,7 +594,7 @@ function policySettings(policies: PoliciesConfig): Array<[string, number]> {
 /** The pair of listen.tls or admin.tls, read and checked; a ConfigError naming the file's field when it cannot serve. */
 async function startupCertificate(tls: TlsConfig | undefined, section: string): Promise<CertificatePair | null> {
   if (tls === undefined) return null;
-  const pair = await readCertificatePair(tls);
+  const pair = await readCertificatePair(tls, section === 'listen');
   if (isProblem(pair)) throw new ConfigError(`${section}.tls.${pair.field}`, pair.reason);
   return pair;
 }
