@@ -263,7 +263,14 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
     },
   });
   const autoscaler = new Autoscaler({ manager, counters: deploymentCounters, slots, logger, graceMs: config.shutdown.grace_ms });
-  await dataPlane.start(snapshot());
+  try {
+    await dataPlane.start(snapshot());
+  } catch (err) {
+    // A port that cannot be listened on ends the start: the Redis client (with redis.url)
+    // would otherwise keep reconnecting, and the process alive, after the error was printed.
+    await store.close();
+    throw err;
+  }
   if (config.tracing.enabled) logger.info({ endpoint: redactUrlSecrets(config.tracing.endpoint), sample_ratio: config.tracing.sample_ratio, parent_based: config.tracing.parent_based }, 'tracing: every worker exports its spans over OTLP/HTTP');
   if (!dataPlane.native) logger.error('uWebSockets.js runs its slow fallback, not the native binding');
   if (dataPlane.upstreamTransport === 'net_socket') {
