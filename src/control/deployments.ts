@@ -552,7 +552,7 @@ export class DeploymentManager {
     // Checked again on this instance: a spec read from the store was checked where it was
     // made, and what held there may not here. A credential variable this process lacks
     // (another instance on the Redis, a restart without it) would send its requests
-    // without their key; an https URL stored before such URLs were refused, unencrypted.
+    // without their key; a name refused since it was stored (readyz) would take a probe.
     const problem = deploymentProblem(d.spec);
     if (problem !== null) throw new SluiceError('SLUICE_ERR_CONFIG', `${problem.field}: ${problem.reason} (on this instance)`, { field: problem.field });
     const sharing = this.#o.sharing;
