@@ -437,8 +437,9 @@ export class RouteTableCompiler {
       if (fallbacks.length > 0) byId.get(d.id)!.fallbacks = Object.freeze(fallbacks);
     }
     for (const a of snap.aliases) {
-      // A pinned `<model>-<version>` wins over an alias of the same spelling.
-      if (routes.has(a.model)) continue;
+      // A pinned `<model>-<version>` wins over an alias of the same spelling, and the
+      // gateway port's probes over a model of their name stored before such names were refused.
+      if (routes.has(a.model) || a.model === 'readyz' || a.model === 'healthz') continue;
       const targets: DeploymentRoute[] = [];
       const weights: number[] = [];
       for (const t of a.targets) {

@@ -5,9 +5,12 @@
 // So are models named after the gateway port's probes (`readyz`, `healthz`), whose alias
 // would answer them; and such names as unknown fields are unknown fields.
 
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import t from 'tap';
+import { httpRequest } from '../helpers/http.js';
 import { startGateway, type Gateway } from '../helpers/procs.js';
-import { adminClient, PidLog, reapServers } from '../helpers/control.js';
+import { adminClient, PidLog, reapServers, waitState } from '../helpers/control.js';
 
 t.setTimeout(60_000);
 
@@ -56,4 +59,21 @@ t.test('reserved names are refused, naming the field', async (t) => {
   const weights = await admin.request('PUT', '/v1/models/demo/traffic', '{"weights": {"__proto__": 100, "1": 1}}');
   t.equal(weights.status, 400, 'a __proto__ weight is refused, not dropped');
   t.equal(weights.body?.error?.field, 'weights.__proto__');
+});
+
+t.test('a readyz model stored before such names were refused does not take the gateway\'s /readyz', async (t) => {
+  const stateDir = join(t.testdir(), 'state');
+  const first = await startGateway({ ports: RANGE, state_dir: stateDir }, {}, false);
+  const made = await adminClient(first.adminUrl).post('/v1/deployments?wait=true', { model: 'zz', version: '1', runtime: 'sim' });
+  pids.note(made.body);
+  await first.stop();
+  // As an older sluice stored it.
+  const desired = join(stateDir, 'desired.json');
+  writeFileSync(desired, readFileSync(desired, 'utf8').replace('"model": "zz"', '"model": "readyz"'));
+  const second = await startGateway({ ports: RANGE, state_dir: stateDir }, {}, false);
+  t.teardown(() => second.stop());
+  await waitState(adminClient(second.adminUrl), 'readyz-1', 'failed');
+  t.pass('listed failed: its name is refused where it starts');
+  const probe = await httpRequest(`${second.url}/readyz`);
+  t.match(JSON.parse(probe.body), { status: String, route_table_version: Number }, `the gateway's own probe answered (${probe.body})`);
 });
