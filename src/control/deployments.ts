@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { deploymentId, deploymentProblem, redactUrlSecrets, resolveHealthCheck, resolvePolicies, type PoliciesConfig, type Config, DeploymentConfig, UpstreamOptions } from '../config/index.js';
 import { SluiceError } from '../errors/index.js';
 import type { ReplicaLoadBoard } from '../balancer/index.js';
-import { ActiveHealthCheck, LoadScrape, reportedModel, type HealthStatus } from '../health/index.js';
+import { ActiveHealthCheck, endpointOf, LoadScrape, reportedModel, type HealthStatus } from '../health/index.js';
 import { killGroup, launchFingerprint, launchPlan, PortAllocator, readStatSync, recordedProcess, removeDeploymentLogs, removeReplicaLogs, ReplicaProcess, type LogLine, type ReplicaProcessOptions, type ReplicaSpec, type ReplicaState } from '../ports/index.js';
 import type { DesiredStateStore, HibernationRecords, ReplicaRecord, ReplicaRecords } from '../state/index.js';
 import { upstreamCredential } from './credentials.js';
@@ -941,9 +941,7 @@ export class DeploymentManager {
     if (spec.runtime === 'remote') {
       const endpoint = spec.urls[index]!;
       const url = new URL(endpoint.url);
-      replica.host = url.hostname.replace(/^\[|\]$/g, '');
-      replica.tls = url.protocol === 'https:';
-      replica.port = Number(url.port || (replica.tls ? 443 : 80));
+      ({ host: replica.host, port: replica.port, tls: replica.tls } = endpointOf(url));
       replica.basePath = url.pathname.replace(/\/+$/, '');
       replica.query = url.search.slice(1);
       replica.url = endpoint.url;

@@ -15,6 +15,12 @@ export interface Endpoint {
   readonly tls?: boolean;
 }
 
+/** Where a URL (a remote replica's, http or https) is asked: its host without IPv6 brackets, the scheme's port when it names none. */
+export function endpointOf(url: URL): Required<Endpoint> {
+  const tls = url.protocol === 'https:';
+  return { host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port || (tls ? 443 : 80)), tls };
+}
+
 export function probe(host: string, port: number, path: string, timeoutMs: number): Promise<boolean> {
   return probeDetailed({ host, port }, path, timeoutMs).then((error) => error === null);
 }

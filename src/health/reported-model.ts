@@ -3,7 +3,7 @@
 // --model path). Clients of a gateway do not know that name; the gateway can.
 
 import { withQuery } from '../target-query.js';
-import { getText } from './readiness.js';
+import { endpointOf, getText } from './readiness.js';
 
 /** A model list far larger than this is not one server's. */
 const MAX_BYTES = 64 * 1024;
@@ -12,8 +12,7 @@ const MAX_BYTES = 64 * 1024;
 export async function reportedModel(url: string, timeoutMs = 2_000): Promise<string | null> {
   const base = new URL(url);
   const path = withQuery(`${base.pathname.replace(/\/+$/, '')}/v1/models`, base.search.slice(1));
-  const tls = base.protocol === 'https:';
-  const answer = await getText({ host: base.hostname.replace(/^\[|\]$/g, ''), port: Number(base.port || (tls ? 443 : 80)), tls }, path, timeoutMs, MAX_BYTES);
+  const answer = await getText(endpointOf(base), path, timeoutMs, MAX_BYTES);
   if (typeof answer === 'string' || answer.status !== 200) return null;
   try {
     const id = (JSON.parse(answer.body) as { data?: Array<{ id?: unknown }> }).data?.[0]?.id;
