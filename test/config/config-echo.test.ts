@@ -6,7 +6,6 @@
 // JSON deploy refuses a number for a version too, and hides a URL's password.
 // Replica ports 19248-19249 belong to this file.
 
-import { once } from 'node:events';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,7 +28,7 @@ async function serve(text: string, env: NodeJS.ProcessEnv = {}): Promise<{ code:
   writeFileSync(file, `listen: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\nworkers: 1\nports: { from: 19248, to: 19249 }\nstate_dir: ${join(dir, `state-${seq}`)}\n${text}`);
   const proc = spawnCli(['serve', '--config', file], env);
   const timer = setTimeout(() => proc.child.kill('SIGTERM'), 30_000);
-  const [code] = (await once(proc.child, 'exit')) as [number | null];
+  const code = await proc.exited;
   clearTimeout(timer);
   return { code, stderr: proc.stderr.join('\n') };
 }

@@ -8,7 +8,6 @@
 // one more gateway 19706 (admin 19707), replicas 19708-19709.
 
 import { createHash } from 'node:crypto';
-import { once } from 'node:events';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,7 +27,7 @@ async function serve(text: string, env: NodeJS.ProcessEnv = {}): Promise<{ code:
   writeFileSync(file, `listen: { host: 127.0.0.1, port: 19700 }\n${admin}workers: 1\nports: { from: 19702, to: 19705 }\nstate_dir: ${join(dir, `state-${seq}`)}\n${text}`);
   const proc = spawnCli(['serve', '--config', file], env);
   const timer = setTimeout(() => proc.child.kill('SIGTERM'), 30_000);
-  const [code] = (await once(proc.child, 'exit')) as [number | null];
+  const code = await proc.exited;
   clearTimeout(timer);
   return { code, stderr: proc.stderr.join('\n'), lines: proc.lines };
 }

@@ -74,7 +74,7 @@ async function waitLogged(g: Gateway, msg: string, timeoutMs: number): Promise<n
 }
 
 function exitCode(g: Gateway, timeoutMs: number): Promise<number | null> {
-  return waitFor(() => (g.child.exitCode !== null || g.child.signalCode !== null ? { code: g.child.exitCode } : undefined), timeoutMs, 'the gateway to exit')
+  return waitFor(() => (g.ended() ? { code: g.child.exitCode } : undefined), timeoutMs, 'the gateway to exit')
     .then((r) => r.code);
 }
 

@@ -104,7 +104,7 @@ t.test('config load: a command deployment without {port} or port_env is a config
   t.teardown(() => proc.stop('SIGKILL'));
   const line = await waitForLine(proc, (l) => /deployments\[1\]\.command/.test(l) || /sluice is listening/.test(l), 20_000).catch((err: Error) => err.message);
   t.match(line, /config: deployments\[1\]\.command: .*\{port\}.*port_env/, 'the error names deployments[1].command and says what would do');
-  const code = await waitFor(() => proc.child.exitCode ?? undefined, 10_000, 'the gateway to exit').catch(() => null);
+  const code = await waitFor(() => (proc.ended() ? proc.child.exitCode ?? undefined : undefined), 10_000, 'the gateway to exit').catch(() => null);
   t.equal(code, 1, 'and the gateway exits 1');
   t.notOk(proc.lines.some((l) => /sluice is listening/.test(l)), 'without ever listening');
 

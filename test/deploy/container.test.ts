@@ -7,7 +7,6 @@
 // deployment, pass its HEALTHCHECK, and on SIGTERM drain, stop its model servers and exit 0.
 
 import { spawnSync } from 'node:child_process';
-import { once } from 'node:events';
 import { appendFileSync, chmodSync, chownSync, cpSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, posix, resolve } from 'node:path';
@@ -149,7 +148,7 @@ t.test('the image as written: non-root, read-only but its state dir, serves, hea
   t.equal(healthcheck(), 1, 'and HEALTHCHECK fails');
   t.equal((await gwRequest(`http://127.0.0.1:${PORT}/v1/chat/completions`, chat)).status, 200, 'while requests are still served');
   // One signal, as `docker stop` and the kubelet send (a second one would cut the drain delay short).
-  const code = gateway.child.exitCode ?? ((await once(gateway.child, 'exit')) as [number | null])[0];
+  const code = await gateway.exited;
   const { drain_delay_ms: drainDelayMs } = loadConfig(join(app, config), env).shutdown;
   t.ok(Date.now() - started >= drainDelayMs, `exit after the drain delay (${Date.now() - started} ms >= ${drainDelayMs} ms)`);
   t.equal(code, 0, "tini exits with sluice's 0");

@@ -2,6 +2,7 @@
 // (`sluice sim`), each started from the build under dist/, each stopped by the test.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +17,13 @@ export interface Proc {
   readonly lines: string[];
   readonly stdout: string[];
   readonly stderr: string[];
+  /**
+   * The exit code, once the process has exited and its output has been read to the end:
+   * 'exit' alone can come before the last lines (a refused config's message) are read.
+   */
+  readonly exited: Promise<number | null>;
+  /** True once `exited` has resolved (a method: the helpers' objects spread a Proc). */
+  ended(): boolean;
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
@@ -30,7 +38,7 @@ export async function serveUntilExit(configFile: string, env: NodeJS.ProcessEnv 
   const proc = spawnCli(['serve', '--config', configFile], env);
   const code = await new Promise<number | null>((resolve) => {
     const timer = setTimeout(() => resolve(-999), 20_000);
-    proc.child.once('exit', (c) => {
+    void proc.exited.then((c) => {
       clearTimeout(timer);
       resolve(c);
     });
@@ -45,20 +53,35 @@ export function spawnProc(command: string, args: string[], opts: { env: NodeJS.P
   const lines: string[] = [];
   const stdout: string[] = [];
   const stderr: string[] = [];
-  createInterface({ input: child.stdout! }).on('line', (l) => {
+  const stdoutLines = createInterface({ input: child.stdout! }).on('line', (l) => {
     lines.push(l);
     stdout.push(l);
   });
-  createInterface({ input: child.stderr! }).on('line', (l) => {
+  const stderrLines = createInterface({ input: child.stderr! }).on('line', (l) => {
     lines.push(l);
     stderr.push(l);
   });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  // A grandchild holding the pipes open must not hold the test: their end is awaited 2 s at most.
+  const outputRead = Promise.all([once(stdoutLines, 'close'), once(stderrLines, 'close')]);
+  let ended = false;
+  const exited = new Promise<number | null>((resolve) => {
+    child.once('exit', (code) => {
+      const bound = setTimeout(finish, 2_000);
+      void outputRead.then(finish);
+      function finish(): void {
+        clearTimeout(bound);
+        ended = true;
+        resolve(code);
+      }
+    });
+  });
   return {
     child,
     lines,
     stdout,
     stderr,
+    exited,
+    ended: () => ended,
     async stop(signal: NodeJS.Signals = 'SIGTERM') {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
@@ -75,7 +98,7 @@ export async function waitForLine(proc: Proc, pred: (line: string) => boolean, t
   let seen = 0;
   while (Date.now() < deadline) {
     for (; seen < proc.lines.length; seen++) if (pred(proc.lines[seen]!)) return proc.lines[seen]!;
-    if (proc.child.exitCode !== null) throw new Error(`process exited (${proc.child.exitCode}):\n${proc.lines.slice(-30).join('\n')}`);
+    if (proc.ended()) throw new Error(`process exited (${proc.child.exitCode}):\n${proc.lines.slice(-30).join('\n')}`);
     await sleep(20);
   }
   throw new Error(`timed out waiting for a line:\n${proc.lines.slice(-30).join('\n')}`);

@@ -5,7 +5,6 @@
 // and a wildcard or dual-stack host over a specific one.
 // Ports 19240-19243 belong to this file.
 
-import { once } from 'node:events';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,7 +28,7 @@ async function serveExpectingExit(listen: Record<string, unknown>): Promise<{ co
   writeFileSync(configFile, JSON.stringify({ listen, admin: { host: '127.0.0.1', port: 0 }, workers: 2, state_dir: join(dir, 'state'), shutdown: { drain_delay_ms: 0 } }));
   const proc = spawnCli(['serve', '--config', configFile]);
   const timer = setTimeout(() => proc.child.kill('SIGTERM'), 30_000);
-  const [code] = (await once(proc.child, 'exit')) as [number | null];
+  const code = await proc.exited;
   clearTimeout(timer);
   return { code, lines: proc.lines };
 }
