@@ -15,6 +15,7 @@ import { coalescesWithHead, type HeaderLines } from './upstream/index.js';
 import { connectionTokens, type ClientHead, HeaderKind, isDroppedResponseKind, kindOfName, sameName, startsWithName } from './headers.js';
 import { closesUnread, endWithoutBody, headBytes, headCopy, headLine, headStart, headStartWith, headText, headUint, headView, RETRY_AFTER, statusLine, writeJsonResponse, type CacheStatus } from './respond.js';
 import type { Flight } from './flight.js';
+import { clientLocation } from './redirect-location.js';
 import type { RequestTrace } from '../tracing/index.js';
 import { holdClock, monoNow, releaseClock, wallNow } from './clock.js';
 
@@ -539,8 +540,10 @@ export class Exchange implements AttemptClient, ClientListener {
     }
     this.#beginHead(status);
     const built = lines.clientHead;
+    // The upstream's RateLimit-* lines give way to the gateway's own (see #endHead).
+    const ownRateLimit = this.rateLimit !== null;
     let streamKind = StreamKind.Other;
-    if (built !== null) {
+    if (built !== null && lines.clientOwnRateLimit === ownRateLimit) {
       // The same upstream head as the last one on this connection: the same client head.
       headStartWith(built);
       streamKind = lines.clientKind as StreamKind;
@@ -548,17 +551,32 @@ export class Exchange implements AttemptClient, ClientListener {
       headStart(status);
       // Only a body without a length has a stream format to keep (see #kind).
       const classify = contentLength < 0;
+      let reusable = true;
       for (let i = 0; i < lines.count; i++) {
         const kind = lines.kind(i);
         if (isDroppedResponseKind(kind)) continue;
         if (classify && kind === HeaderKind.ContentType && streamKind === StreamKind.Other) streamKind = streamKindOf(lines.value(i));
+        if (kind === HeaderKind.RateLimit && ownRateLimit) continue;
+        if (kind === HeaderKind.Location) {
+          // Rewritten for this request's route prefix: the head is not reused.
+          reusable = false;
+          const location = this.#clientLocation(lines.value(i));
+          if (location !== null) {
+            headBytes(CRLF);
+            headText(lines.name(i));
+            headBytes(COLON_SPACE);
+            headText(location);
+            continue;
+          }
+        }
         headLine(lines, i);
       }
       // Kept only once the head has come round again, so that heads which differ each time
       // (a length that varies) cost no copy.
-      if (lines.repeated) {
+      if (lines.repeated && reusable) {
         lines.clientHead = headCopy();
         lines.clientKind = streamKind;
+        lines.clientOwnRateLimit = ownRateLimit;
       }
     }
     if (this.#kind === StreamKind.Other) this.#kind = streamKind;
@@ -587,14 +605,24 @@ export class Exchange implements AttemptClient, ClientListener {
       const kind = kindOfName(name);
       if (isDroppedResponseKind(kind)) continue;
       if (hop !== null && hop.includes(name.toLowerCase())) continue;
+      if (kind === HeaderKind.RateLimit && this.rateLimit !== null) continue;
       const value = headers[i + 1]!;
       if (contentLength < 0 && kind === HeaderKind.ContentType && this.#kind === StreamKind.Other) this.#kind = streamKindOf(value);
       headBytes(CRLF);
       headText(name);
       headBytes(COLON_SPACE);
-      headText(value);
+      headText(kind === HeaderKind.Location ? this.#clientLocation(value) ?? value : value);
     }
     this.#endHead(status, contentLength);
+  }
+
+  /** Where the client is sent for the upstream's Location `value`; null: as sent (redirect-location.ts). */
+  #clientLocation(value: string): string | null {
+    const path = this.path;
+    const rest = this.upstreamPath;
+    // The route's part of the client's path: what the gateway took off before the replica's path.
+    const prefix = path === rest ? '' : path.endsWith(rest) ? path.slice(0, path.length - rest.length) : path;
+    return clientLocation(value, this.route.replicas, prefix);
   }
 
   /**

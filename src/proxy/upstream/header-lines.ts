@@ -26,6 +26,8 @@ export class HeaderLines {
    */
   clientHead: Uint8Array | null = null;
   clientKind = 0;
+  /** clientHead left out the upstream's RateLimit-* lines (the gateway sent its own). */
+  clientOwnRateLimit = false;
 
   reset(buf: Buffer): void {
     this.buf = buf;

@@ -63,6 +63,10 @@ export const enum HeaderKind {
   ContentType,
   /** x-sluice-cache, x-sluice-version, x-sluice-served-by: the gateway's own response headers. */
   SluiceOwn,
+  /** Where a redirect points: rewritten when it points into the replica (see redirect-location.ts). */
+  Location,
+  /** RateLimit-Limit, -Remaining, -Reset, RateLimit and RateLimit-Policy: dropped when the gateway sends its own. */
+  RateLimit,
   /** Any `proxy-*` name (last: DROPPED_RESPONSE_KINDS counts up to it). */
   Proxy,
 }
@@ -84,6 +88,12 @@ for (const [name, kind] of [
   ['x-sluice-cache', HeaderKind.SluiceOwn],
   ['x-sluice-version', HeaderKind.SluiceOwn],
   ['x-sluice-served-by', HeaderKind.SluiceOwn],
+  ['location', HeaderKind.Location],
+  ['ratelimit', HeaderKind.RateLimit],
+  ['ratelimit-limit', HeaderKind.RateLimit],
+  ['ratelimit-reset', HeaderKind.RateLimit],
+  ['ratelimit-policy', HeaderKind.RateLimit],
+  ['ratelimit-remaining', HeaderKind.RateLimit],
 ] as const) {
   (NAMES_BY_LENGTH[name.length] ??= []).push(name);
   (KINDS_BY_LENGTH[name.length] ??= []).push(kind);
