@@ -1,7 +1,10 @@
 // Process groups seen through Linux /proc. A model server forks (uvicorn workers, Ollama
 // runners, `bash -c` wrappers), and the leader may exit while its children still hold
 // the port, so "stopped" is decided by scanning /proc for the group, never by the
-// leader's exit alone. Linux only, like the rest of the gateway's process handling.
+// leader's exit alone. A helper started in a session of its own (`setsid`,
+// `start_new_session`) leaves the group: a stop finds such descendants by their parent
+// links while their ancestors in the group still run, and stops them with the group.
+// Linux only, like the rest of the gateway's process handling.
 
 import { readFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
@@ -15,6 +18,7 @@ export interface ProcStat {
   readonly pid: number;
   /** One letter from /proc/<pid>/stat: R, S, D, Z, T, ... */
   readonly state: string;
+  readonly ppid: number;
   readonly pgid: number;
   /** When it started, in clock ticks since boot (field 22): with the pid, it names one process even once the pid is reused. */
   readonly startTicks: number;
@@ -31,10 +35,11 @@ function parseStat(pid: number, text: string): ProcStat | null {
   if (close < 0) return null;
   const fields = text.slice(close + 2).split(' ');
   const state = fields[0];
+  const ppid = Number(fields[1]);
   const pgid = Number(fields[2]);
   const startTicks = Number(fields[19]);
-  if (state === undefined || !Number.isInteger(pgid) || !Number.isInteger(startTicks)) return null;
-  return { pid, state, pgid, startTicks };
+  if (state === undefined || !Number.isInteger(ppid) || !Number.isInteger(pgid) || !Number.isInteger(startTicks)) return null;
+  return { pid, state, ppid, pgid, startTicks };
 }
 
 /**
@@ -75,15 +80,56 @@ export function isAliveInGroup(stat: ProcStat | null, pgid: number): stat is Pro
   return isLive(stat) && stat.pgid === pgid;
 }
 
-/** Live (non-zombie) members of the process group, in /proc order. */
-export async function groupMembers(pgid: number): Promise<number[]> {
+/** Every live process, in /proc order. */
+async function liveProcesses(): Promise<ProcStat[]> {
   const entries = await readdir('/proc');
   const stats = await Promise.all(
     entries.filter((name) => name.charCodeAt(0) >= 48 && name.charCodeAt(0) <= 57).map((name) => readStat(Number(name))),
   );
-  const members: number[] = [];
-  for (const stat of stats) if (isAliveInGroup(stat, pgid)) members.push(stat.pid);
-  return members;
+  return stats.filter(isLive);
+}
+
+/** Live (non-zombie) members of the process group, in /proc order. */
+export async function groupMembers(pgid: number): Promise<number[]> {
+  return (await liveProcesses()).filter((stat) => stat.pgid === pgid).map((stat) => stat.pid);
+}
+
+/** Live descendants of the group's members that are in another process group (a session of their own). */
+export async function escapedDescendants(pgid: number): Promise<ProcStat[]> {
+  const all = await liveProcesses();
+  const children = new Map<number, ProcStat[]>();
+  for (const stat of all) {
+    const siblings = children.get(stat.ppid);
+    if (siblings === undefined) children.set(stat.ppid, [stat]);
+    else siblings.push(stat);
+  }
+  const escaped: ProcStat[] = [];
+  const seen = new Set<number>();
+  const pending = all.filter((stat) => stat.pgid === pgid);
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    for (const child of children.get(next.pid) ?? []) {
+      if (seen.has(child.pid)) continue;
+      seen.add(child.pid);
+      if (child.pgid !== pgid) escaped.push(child);
+      pending.push(child);
+    }
+  }
+  return escaped;
+}
+
+/** Sends `signal` to those of `processes` still running as the same process (a reused pid is left alone); the ones signalled. */
+function signalEach(processes: readonly ProcStat[], signal: NodeJS.Signals): ProcStat[] {
+  const live: ProcStat[] = [];
+  for (const p of processes) {
+    if (recordedProcess(p.pid, p.startTicks) !== 'ours') continue;
+    try {
+      process.kill(p.pid, signal);
+      live.push(p);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return live;
 }
 
 let ownPgid: number | undefined;
@@ -129,13 +175,31 @@ export async function waitGroupGone(pgid: number, timeoutMs: number): Promise<bo
 export async function killGroup(pgid: number, graceMs = 10_000): Promise<KillResult> {
   assertForeignGroup(pgid);
   if ((await groupMembers(pgid)).length === 0) return { forced: false };
+  // Found before the group goes: once their parents exit, nothing links them to it.
+  let escaped = await escapedDescendants(pgid);
   if (signalGroup(pgid, 'SIGTERM')) {
     // A stopped (SIGSTOP, ptrace) member would hold SIGTERM pending forever.
     signalGroup(pgid, 'SIGCONT');
   }
-  if (await waitGroupGone(pgid, graceMs)) return { forced: false };
+  escaped = signalEach(escaped, 'SIGTERM');
+  signalEach(escaped, 'SIGCONT');
+  const deadline = Date.now() + graceMs;
+  if ((await waitGroupGone(pgid, graceMs)) && (await waitEachGone(escaped, deadline - Date.now()))) return { forced: false };
   // Repeated because a member may have forked between the scan and the signal.
-  do signalGroup(pgid, 'SIGKILL');
-  while (!(await waitGroupGone(pgid, KILL_POLL_MS)));
+  do {
+    signalGroup(pgid, 'SIGKILL');
+    signalEach(escaped, 'SIGKILL');
+  } while (!((await waitGroupGone(pgid, KILL_POLL_MS)) && (await waitEachGone(escaped, KILL_POLL_MS))));
   return { forced: true };
+}
+
+/** Polls until none of `processes` runs as the same process, or `timeoutMs` passes; true when gone. */
+async function waitEachGone(processes: readonly ProcStat[], timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (processes.every((p) => recordedProcess(p.pid, p.startTicks) !== 'ours')) return true;
+    const left = deadline - Date.now();
+    if (left <= 0) return false;
+    await sleep(Math.min(POLL_MS, left));
+  }
 }

@@ -408,13 +408,15 @@ if (mode === 'hang') {
 } else {
   // A forked worker in our process group, as uvicorn or gunicorn would have.
   if (mode === 'fork' || mode === 'ignore-term') spawn('sleep', ['1000'], { stdio: 'ignore' });
+  // A helper in a session of its own (setsid), outside the server's process group.
+  const helper = mode === 'setsid' ? spawn('sleep', ['1000'], { stdio: 'ignore', detached: true }) : null;
   const delay = mode === 'slow' ? Number(rest[0] ?? 1500) : 0;
   setTimeout(() => {
     const server = http.createServer((req, res) => {
       if (req.url.startsWith('/log/')) console.log('request ' + req.url);
       if (req.url === '/argv') {
         res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ argv: process.argv.slice(2), pid: process.pid, env: process.env.INJECT ?? null }));
+        res.end(JSON.stringify({ argv: process.argv.slice(2), pid: process.pid, env: process.env.INJECT ?? null, helper: helper?.pid ?? null }));
         return;
       }
       res.writeHead(req.url === '/ping' || req.url === '/' || req.url.startsWith('/log/') ? 200 : 404, { 'content-type': 'application/json' });
