@@ -3,7 +3,8 @@
 // `prompt_eval_count` + `eval_count`), or, when it reports none, one token per streamed event.
 // It runs on every response by default (config metrics.tokens), so it makes no string and
 // no allocation per chunk: a skipping search finds where a key could end (`tokens"`,
-// `count"`), a native one where lines end, and only there are the bytes looked at. A field
+// `count"`), and only there are the bytes looked at; in a stream, a native one finds where
+// lines end (a whole answer's events count for nothing: ~0.1 us a response, measured). A field
 // split across two chunks is found by scanning the previous chunk's last bytes joined to
 // the next one's first.
 
@@ -46,7 +47,8 @@ export class TokenCounter {
   /** The current line has a non-blank character (SSE events end with a blank line). */
   #inLine = false;
 
-  observe(chunk: Buffer): void {
+  /** `streamed`: the answer is an event stream (SSE, NDJSON), whose events are counted for when it reports no usage. */
+  observe(chunk: Buffer, streamed: boolean): void {
     const tailLength = this.#tailLength;
     if (tailLength > 0) {
       const head = Math.min(chunk.length, TAIL);
@@ -55,7 +57,7 @@ export class TokenCounter {
       // Fields that begin in the tail; those wholly in the chunk are found next.
       this.#scan(seam, tailLength + head, tailLength, false);
     }
-    this.#scan(chunk, chunk.length, chunk.length, true);
+    this.#scan(chunk, chunk.length, chunk.length, streamed);
     // A chunk whose last byte (spaces aside) closes an object or an array, or is a comma,
     // ends inside no field: nothing to carry over (the usual case: a whole JSON answer, an
     // SSE event, an NDJSON line). Spaces alone may sit inside a field: they are carried.

@@ -732,7 +732,7 @@ export class Exchange implements AttemptClient, ClientListener {
     this.route.stats.bytesOut += chunk.length;
     if (this.firstByteAt < 0) this.#firstByte();
     this.responseBytes += chunk.length;
-    this.tokenCounter?.observe(chunk);
+    this.tokenCounter?.observe(chunk, this.#kind !== StreamKind.Other);
     if (this.#mode === BodyMode.Chunked) {
       if (this.#kind !== StreamKind.Other) {
         if (this.#heldLine !== null || !endsLine(chunk)) return this.#writeWholeLines(chunk);

@@ -19,8 +19,8 @@ export class ResponseScan extends TokenCounter {
   model: string | null = null;
   readonly finishReasons: string[] = [];
 
-  override observe(chunk: Buffer): void {
-    super.observe(chunk);
+  override observe(chunk: Buffer, streamed: boolean): void {
+    super.observe(chunk, streamed);
     const text = this.#tail + chunk.toString('latin1');
     if (this.model === null) {
       const m = MODEL.exec(text);

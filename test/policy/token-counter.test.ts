@@ -6,16 +6,17 @@ import fc from 'fast-check';
 import t from 'tap';
 import { TokenCounter } from '../../src/policy/token-counter.js';
 
-function count(body: string, cuts: readonly number[]): TokenCounter {
+/** `body` cut at `cuts`, as a stream (its events counted) unless `streamed` is false. */
+function count(body: string, cuts: readonly number[], streamed = true): TokenCounter {
   const bytes = Buffer.from(body, 'latin1');
   const counter = new TokenCounter();
   let from = 0;
   for (const cut of [...cuts].sort((a, b) => a - b)) {
     const at = Math.min(cut, bytes.length);
-    if (at > from) counter.observe(bytes.subarray(from, at));
+    if (at > from) counter.observe(bytes.subarray(from, at), streamed);
     from = Math.max(from, at);
   }
-  if (from < bytes.length) counter.observe(bytes.subarray(from));
+  if (from < bytes.length) counter.observe(bytes.subarray(from), streamed);
   return counter;
 }
 
@@ -90,7 +91,7 @@ t.test('a stream without usage: one token per event, however it is cut', async (
 });
 
 t.test('an answer without usage is not reported (an MLflow prediction)', async (t) => {
-  const c = count('{"predictions":[1,2,3]}', [5]);
+  const c = count('{"predictions":[1,2,3]}', [5], false);
   t.equal(c.reported, false);
   t.equal(c.output, 1, 'cost and limits still charge it one token');
 });

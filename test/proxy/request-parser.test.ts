@@ -395,3 +395,24 @@ t.test('a thrown error is a RequestParseError with a status and plain words', as
   t.equal((err as RequestParseError).status, 505);
   t.equal((err as RequestParseError).message, 'HTTP version not supported');
 });
+
+t.test('names are lower-cased exactly, whatever names of the same length came before (the name cache folds case four bytes a step)', async (t) => {
+  // Pairs that differ only where case folding by OR 0x20 could blur them: case, '^' / '~',
+  // '_' , the last one to three bytes, the first word.
+  const sent = [
+    'X-Ab^c', 'x-ab~c', 'X-AB~C', 'x-ab^c', 'X_Yz', 'x_yz', 'X_YZ', 'Content-Type', 'content-typf', 'CONTENT-TYPE', 'Bontent-Type',
+    'x-stainless-arch', 'X-Stainless-Lang', 'x-stainless-arcH', 'a', 'A', 'b', 'ab', 'aB', 'Ab', 'abc', 'abC', 'abd', 'abcde', 'abcdE', 'abcdf',
+  ];
+  const seen: string[] = [];
+  const parser = new RequestParser({ onRequestHead: (h) => void seen.push(...h.names.slice(0, h.count)), onRequestBody: () => true, onRequestComplete() {} });
+  // Each name twice, in its own request, so that each is compared with every name kept before it.
+  for (const round of [0, 1]) {
+    for (const name of sent) {
+      const raw = Buffer.from(`GET /${round} HTTP/1.1\r\n${name}: v\r\n\r\n`, 'latin1');
+      parser.execute(raw, 0, raw.length);
+      parser.reset();
+    }
+  }
+  const lower = sent.map((n) => n.toLowerCase());
+  t.same(seen, [...lower, ...lower]);
+});
