@@ -101,17 +101,46 @@ export class LineWriter {
 
   /** Queues one line (with its newline). */
   write(line: string): void {
-    if (this.#waitingBytes + line.length > this.#maxBufferBytes || this.#failed) {
+    const fill = this.#room(line.length, line.length * MAX_BYTES_PER_UNIT);
+    if (fill === null) return;
+    this.#added((fill as unknown as Utf8Writer).utf8Write(line, this.#fillUsed, fill.length - this.#fillUsed));
+  }
+
+  /**
+   * Room for one line of at most `maxBytes` bytes (its newline included), which the caller
+   * encodes into the returned buffer from `lineStart` and gives with endLine(): a line
+   * assembled from bytes kept ready (the access log's) is then never a string to flatten
+   * and encode. Null: the line is dropped (and counted), as write() drops one.
+   */
+  beginLine(maxBytes: number): Buffer | null {
+    return this.#room(maxBytes, maxBytes);
+  }
+
+  /** Where the line begun with beginLine() starts in its buffer. */
+  get lineStart(): number {
+    return this.#fillUsed;
+  }
+
+  /** The line begun with beginLine() ends at `end` (exclusive) in its buffer. */
+  endLine(end: number): void {
+    this.#added(end - this.#fillUsed);
+  }
+
+  /** The chunk being filled, with room for `atMost` bytes; null (a dropped line) when `atLeast` more would pass maxBufferBytes. */
+  #room(atLeast: number, atMost: number): Buffer | null {
+    if (this.#waitingBytes + atLeast > this.#maxBufferBytes || this.#failed) {
       this.dropped++;
-      return;
+      return null;
     }
-    const room = line.length * MAX_BYTES_PER_UNIT;
-    if (this.#fillUsed + room > this.#fill.length) {
+    if (this.#fillUsed + atMost > this.#fill.length) {
       this.#seal();
-      if (room > this.#fill.length) this.#fill = Buffer.allocUnsafeSlow(room);
+      if (atMost > this.#fill.length) this.#fill = Buffer.allocUnsafeSlow(atMost);
     }
-    const fill = this.#fill;
-    const bytes = (fill as unknown as Utf8Writer).utf8Write(line, this.#fillUsed, fill.length - this.#fillUsed);
+    return this.#fill;
+  }
+
+  /** A line of `bytes` was put in the chunk being filled. */
+  #added(bytes: number): void {
     this.#fillUsed += bytes;
     this.#fillLines++;
     this.#waitingBytes += bytes;
