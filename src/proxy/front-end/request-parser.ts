@@ -368,7 +368,7 @@ export class RequestParser implements ChunkedBodySink {
     const lines = this.#head.lines;
     const maxHeaders = this.#maxHeaders;
     const view = viewOfBytes(buf);
-    const base = buf.byteOffset;
+    const base = viewBase;
     let count = this.#count;
     let p = s + this.#resumeAt;
     if (this.#resumeAt === 0) {
@@ -490,7 +490,7 @@ export class RequestParser implements ChunkedBodySink {
     const count = this.#count;
     // The head's bytes, for headerName: index them at base + an offset from the head's start.
     const view = viewOfBytes(buf);
-    const base = buf.byteOffset + s;
+    const base = viewBase + s;
     head.text = str;
     let contentLength = -1;
     let hosts = 0;
@@ -625,14 +625,20 @@ const PAST_Z = 0x05050505; // 0x7b + 0x05 = 0x80
 const DASHES = 0x2d2d2d2d;
 const CASE_BITS = 0x20202020;
 
-let viewBuffer: ArrayBufferLike | null = null;
+let viewBytes: Buffer | null = null;
 let viewOfBuffer: DataView | null = null;
+let viewBase = 0;
 
-/** A DataView of `buf`'s whole ArrayBuffer (index it at buf.byteOffset + i), cached for the last one: reads land in the same few. */
+/**
+ * A DataView of `buf`'s whole ArrayBuffer, to index at viewBase + i, cached for the last
+ * buffer: reads land in the same few (the thread's read buffer, a connection's kept head),
+ * and the `buffer` and `byteOffset` getters cost more than a comparison.
+ */
 function viewOfBytes(buf: Buffer): DataView {
-  if (buf.buffer !== viewBuffer) {
-    viewBuffer = buf.buffer;
-    viewOfBuffer = new DataView(buf.buffer);
+  if (buf !== viewBytes) {
+    viewBytes = buf;
+    if (viewOfBuffer === null || buf.buffer !== viewOfBuffer.buffer) viewOfBuffer = new DataView(buf.buffer);
+    viewBase = buf.byteOffset;
   }
   return viewOfBuffer!;
 }
@@ -669,7 +675,7 @@ function headerName(view: DataView, base: number, from: number, to: number, str:
     const at = base + from;
     const whole = length >> 2;
     const rest = length & 3;
-    // The last 1-3 bytes as a zero-padded word (the head's final CRLF guarantees bytes past them).
+    // The last 1-3 bytes as a zero-padded word.
     let tail = 0;
     if (rest !== 0) {
       const end = at + (whole << 2);
