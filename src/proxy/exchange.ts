@@ -1079,6 +1079,8 @@ export class Exchange implements AttemptClient, ClientListener {
   // A joiner's share of its flight's response.
   relayHead(status: number, headers: readonly string[], contentLength: number): void {
     if (this.#finished) return;
+    // A fallback took the leader's request: it answered the joiners' too.
+    this.servedByLine = this.flight!.leader.servedByLine;
     cork.status = status;
     cork.headers = headers;
     cork.length = contentLength;

@@ -58,6 +58,8 @@ export interface FlightMember {
   resumeUpstream(): void;
   serveCached(entry: CachedResponse): void;
   relayHead(status: number, headers: readonly string[], contentLength: number): void;
+  /** `x-sluice-served-by` when a fallback took the request (the leader's: its joiners' answers say it too). */
+  readonly servedByLine: Uint8Array | null;
   relayData(chunk: Buffer): void;
   relayEnd(): void;
   relayFail(code: ErrorCode, message: string, headers?: ReadonlyArray<readonly [string, string]>): void;
