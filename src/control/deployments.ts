@@ -34,7 +34,7 @@ export interface ManagerOptions {
   readonly deploymentSlots: IndexAllocator;
   /** A deployment slot was (re)assigned: its shared counters start from zero. */
   readonly onDeploymentSlot?: (slot: number) => void;
-  /** A replica slot was assigned: its breaker starts closed. */
+  /** A replica slot was assigned, or its server was started anew: its breaker starts closed. */
   readonly onReplicaSlot?: (slot: number) => void;
   /** Where the queue_aware strategy's scrapes of the replicas' own load go; none: no scraping. */
   readonly replicaLoad?: ReplicaLoadBoard;
@@ -1009,6 +1009,11 @@ export class DeploymentManager {
     proc.on('state', (state, info) => {
       const wasReady = replica.ready;
       replica.state = state;
+      // A server restarted after a crash is a new one: the failures of the one that died
+      // (its requests cut, its port refusing) must not keep it out until a probe gets
+      // through, which turned every request into a 503 meanwhile (Envoy un-ejects a host
+      // that passes a health check for the same reason).
+      if (state === 'ready' && !wasReady && info.restarts > 0) this.#o.onReplicaSlot?.(replica.slot);
       if (state === 'failed') {
         d.lastError = info.error?.message ?? 'replica failed';
         replica.failedAt ??= Date.now();

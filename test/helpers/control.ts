@@ -42,6 +42,8 @@ export interface ReplicaView {
   url: string;
   port: number;
   state: string;
+  /** closed, open or half-open. */
+  breaker: string;
   pid: number | null;
   restarts: number;
   last_error: string | null;
