@@ -599,7 +599,9 @@ export class DeploymentManager {
         if (d.share === 'borrower') await this.#followShared(d);
         if (d.share !== 'owner' || d.hibernating) continue;
         d.sharedLoad = (await sharing.activity(d.id)).load;
-        if (renew && (await sharing.claim(d.id))) await this.#publishShared(d);
+        if (!renew) continue;
+        if (await sharing.claim(d.id)) await this.#publishShared(d);
+        else this.#yieldServers(d);
       } catch (err) {
         // Said once per outage, not every second: borrowers keep the servers they last saw.
         if (!this.#shareUnreachable) this.#o.logger.warn({ deployment: d.id, err }, 'cannot reach the shared state to share servers: routing to the servers last seen');
@@ -609,6 +611,20 @@ export class DeploymentManager {
     }
     if (this.#shareUnreachable) this.#o.logger.info({}, 'the shared state answers again: sharing servers');
     this.#shareUnreachable = false;
+  }
+
+  /**
+   * Another instance holds the lease of the servers this one runs: the shared state was out
+   * of reach for longer than the lease, or came back without its data, and that instance
+   * started its own meanwhile. Left alone, both sets would run for good; this one's stop as
+   * a hibernation stops them (requests in flight finish, new ones wait), and the next
+   * request wakes the deployment here as a borrower of the other's.
+   */
+  #yieldServers(d: Deployment): void {
+    this.#o.logger.warn({ deployment: d.id }, 'another instance took the lease of the servers this one runs: stopping them, to route to that one\'s');
+    this.hibernate(d.id, 'another instance of this host runs its servers', this.#o.config.shutdown.grace_ms).catch((err: unknown) => {
+      this.#o.logger.warn({ deployment: d.id, err }, 'could not stop the servers another instance now runs: tried again at the next renewal');
+    });
   }
 
   /** An owner's servers as other instances route to them. */
