@@ -82,6 +82,8 @@ if (init.hsts !== null) setFixedHeaders([`strict-transport-security: ${init.hsts
 const handlers = FORWARDED_METHODS.map(([route, method]) => [route, gateway.handlerFor(method)] as const);
 /** What the worker's front end must do, whichever it is. */
 interface ClientListener {
+  /** Shutdown began: responses close their connections from now on (node front end; uWS has no such switch). */
+  drain?(): void;
   stopAccepting(): void;
   /** Closes every connection (idle keep-alive ones are open handles a thread must not exit over). */
   close(): void;
@@ -123,7 +125,7 @@ async function listenNode(): Promise<ClientListener | null> {
     return null;
   }
   post({ type: 'listening', workerIndex: init.workerIndex, native, binary, transport: upstreamTransport });
-  return { stopAccepting: () => server.stopAccepting(), close: () => server.close(), reload: () => 'the gateway port has no TLS' };
+  return { drain: () => server.drain(), stopAccepting: () => server.stopAccepting(), close: () => server.close(), reload: () => 'the gateway port has no TLS' };
 }
 
 async function startListening(): Promise<Listener | null> {
@@ -155,6 +157,7 @@ port.on('message', (msg: ToWorker) => {
       break;
     case 'drain':
       gateway.drain();
+      listener?.drain?.();
       post({ type: 'draining', workerIndex: init.workerIndex });
       break;
     case 'tls-reload':

@@ -78,8 +78,10 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
   #ending = false;
   /** ...and its bytes are not all handed to libuv yet. */
   #endPending = false;
-  /** The gateway is stopping: the response in progress says `connection: close` and the connection ends after it. */
+  /** The gateway drains: a response whose head is still to go says `connection: close`, and the connection ends after it. */
   draining = false;
+  /** The gateway stopped accepting: the connection ends after the response in progress, whatever its head said. */
+  stopping = false;
   /** Writes libuv still holds (each with its own buffer). */
   #writing = 0;
   #writeReq: WriteReq | null = null;
@@ -358,6 +360,7 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
    */
   drain(): void {
     this.draining = true;
+    this.stopping = true;
     if (this.#response === null && this.#parser.idle && this.#held === null) this.destroy();
   }
 
@@ -448,7 +451,8 @@ const SLOW_MORE: [boolean, boolean] = [false, false];
 /** One request's response: uWS's HttpResponse on the node front end (client.ts). */
 export class NodeResponse implements ClientResponse {
   readonly #conn: HttpConnection;
-  readonly #keepAlive: boolean;
+  /** False once the head said `connection: close` (or the client did). */
+  #keepAlive: boolean;
   /** HTTP/1.0 client: no chunked framing; keep-alive said in the head. */
   readonly #http10: boolean;
   #framing = Framing.Open;
@@ -534,8 +538,12 @@ export class NodeResponse implements ClientResponse {
   #endHead(contentLength: number, chunked: boolean, closing: boolean): void {
     const conn = this.#conn;
     if (!this.started) this.writeStatus('200 OK');
-    if (closing || !this.#keepAlive || conn.draining) out.text(conn, 'connection: close\r\n');
-    else if (this.#http10) out.text(conn, 'connection: keep-alive\r\n');
+    if (closing || !this.#keepAlive || conn.draining) {
+      // Ended after this response, as its head says: a connection that said keep-alive
+      // and closed anyway would meet its client's next request with a reset.
+      this.#keepAlive = false;
+      out.text(conn, 'connection: close\r\n');
+    } else if (this.#http10) out.text(conn, 'connection: keep-alive\r\n');
     out.date(conn);
     if (chunked) out.text(conn, 'transfer-encoding: chunked\r\n');
     else if (contentLength >= 0) out.contentLength(conn, contentLength);
@@ -626,7 +634,7 @@ export class NodeResponse implements ClientResponse {
 
   #finish(close: boolean): void {
     this.#framing = Framing.Ended;
-    this.#conn.responseEnded(this, close || !this.#keepAlive || this.#conn.draining);
+    this.#conn.responseEnded(this, close || !this.#keepAlive || this.#conn.stopping);
   }
 
   getWriteOffset(): number {

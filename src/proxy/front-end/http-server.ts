@@ -34,6 +34,7 @@ export class HttpServer implements ConnectionOwner {
   readonly #server: Server;
   readonly #connections = new Set<HttpConnection>();
   #sweep: NodeJS.Timeout | null = null;
+  #draining = false;
 
   constructor(options: HttpServerOptions) {
     this.handlers = options.handlers;
@@ -43,7 +44,9 @@ export class HttpServer implements ConnectionOwner {
     this.#headTicks = Math.max(1, Math.ceil(options.headTimeoutMs / SWEEP_MS));
     this.#headTimeoutMs = options.headTimeoutMs;
     this.#server = createServer({ noDelay: true }, (socket: Socket) => {
-      this.#connections.add(new HttpConnection(this, socket));
+      const conn = new HttpConnection(this, socket);
+      conn.draining = this.#draining;
+      this.#connections.add(conn);
     });
   }
 
@@ -67,6 +70,17 @@ export class HttpServer implements ConnectionOwner {
 
   get connections(): number {
     return this.#connections.size;
+  }
+
+  /**
+   * The gateway drains (shutdown.drain_delay_ms): every response from now on says
+   * `connection: close` and ends its connection, so that keep-alive clients reconnect (to
+   * another instance, once the balancer has taken this one out) instead of sending on a
+   * connection the end of the delay closes under them (a reset they cannot safely retry).
+   */
+  drain(): void {
+    this.#draining = true;
+    for (const conn of this.#connections) conn.draining = true;
   }
 
   /** Stops accepting; idle connections close now, busy ones after their response. */
