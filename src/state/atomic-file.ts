@@ -69,20 +69,21 @@ export async function readJsonIfExists(path: string): Promise<unknown> {
 
 /** One owner's writes, one after another: an older snapshot never lands after a newer one. */
 export class WriteQueue {
-  #chain: Promise<void> = Promise.resolve();
+  #chain: Promise<unknown> = Promise.resolve();
 
   write(path: string, content: string): Promise<void> {
     return this.run(() => writeFileAtomic(path, content));
   }
 
-  /** Runs `task` once every earlier write has ended, failed ones included. */
-  run(task: () => Promise<void>): Promise<void> {
-    this.#chain = this.#chain.catch(() => undefined).then(task);
-    return this.#chain;
+  /** Runs `task` (a write, or a read no write may overlap) once every earlier one has ended, failed ones included. */
+  run<T>(task: () => Promise<T>): Promise<T> {
+    const done = this.#chain.catch(() => undefined).then(task);
+    this.#chain = done;
+    return done;
   }
 
   /** The latest write, done or under way. */
   get last(): Promise<void> {
-    return this.#chain;
+    return this.#chain.then(() => undefined);
   }
 }

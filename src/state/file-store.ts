@@ -17,15 +17,13 @@ export class FileStateStore implements DesiredStateStore {
     this.path = join(stateDir, 'desired.json');
     this.keysPath = join(stateDir, 'api-keys.json');
     this.trafficPath = join(stateDir, 'traffic.json');
-    this.#entries = new FileEntries(this.path, encodeDesired, this.#writes);
-    this.#keys = new FileEntries(this.keysPath, encodeKeys, this.#writes);
-    this.#traffic = new FileEntries(this.trafficPath, encodeTraffic, this.#writes);
+    this.#entries = new FileEntries(this.path, { encode: encodeDesired, decode: decodeDesired, keyOf: (d) => desiredId(d.spec) }, this.#writes);
+    this.#keys = new FileEntries(this.keysPath, { encode: encodeKeys, decode: decodeKeys, keyOf: (k) => k.name }, this.#writes);
+    this.#traffic = new FileEntries(this.trafficPath, { encode: encodeTraffic, decode: decodeTraffic, keyOf: (t) => t.model }, this.#writes);
   }
 
-  async load(): Promise<DesiredDeployment[]> {
-    const list = await readList(this.path, decodeDesired);
-    this.#entries.loaded(list.map((d) => [desiredId(d.spec), d]));
-    return list;
+  load(): Promise<DesiredDeployment[]> {
+    return this.#entries.load();
   }
 
   // One instance owns a state directory, and its manager knows every id it stored.
@@ -38,10 +36,8 @@ export class FileStateStore implements DesiredStateStore {
     return this.#entries.delete(id);
   }
 
-  async loadKeys(): Promise<StoredApiKey[]> {
-    const list = await readList(this.keysPath, decodeKeys);
-    this.#keys.loaded(list.map((k) => [k.name, k]));
-    return list;
+  loadKeys(): Promise<StoredApiKey[]> {
+    return this.#keys.load();
   }
 
   // One instance owns a state directory, and its key registry checked names and digests.
@@ -54,10 +50,8 @@ export class FileStateStore implements DesiredStateStore {
     return this.#keys.delete(name);
   }
 
-  async loadTraffic(): Promise<StoredTraffic[]> {
-    const list = await readList(this.trafficPath, decodeTraffic);
-    this.#traffic.loaded(list.map((t) => [t.model, t]));
-    return list;
+  loadTraffic(): Promise<StoredTraffic[]> {
+    return this.#traffic.load();
   }
 
   // One instance owns a state directory: no other writes its records.
@@ -89,6 +83,13 @@ export class FileStateStore implements DesiredStateStore {
   }
 }
 
+/** How one state file's entries are written, read and keyed. */
+interface EntriesCodec<T> {
+  readonly encode: (list: readonly T[]) => string;
+  readonly decode: (text: string, where: string) => T[];
+  readonly keyOf: (entry: T) => string;
+}
+
 /**
  * One state file's entries, as the file holds them. A change is made to a copy, written,
  * and only then kept: a write that failed (a full disk, a directory in the file's place)
@@ -97,18 +98,27 @@ export class FileStateStore implements DesiredStateStore {
  */
 class FileEntries<T> {
   readonly #path: string;
-  readonly #encode: (list: readonly T[]) => string;
+  readonly #codec: EntriesCodec<T>;
   readonly #writes: WriteQueue;
   #held = new Map<string, T>();
 
-  constructor(path: string, encode: (list: readonly T[]) => string, writes: WriteQueue) {
+  constructor(path: string, codec: EntriesCodec<T>, writes: WriteQueue) {
     this.#path = path;
-    this.#encode = encode;
+    this.#codec = codec;
     this.#writes = writes;
   }
 
-  loaded(entries: ReadonlyArray<readonly [string, T]>): void {
-    this.#held = new Map(entries);
+  /**
+   * The file's entries, read in the write queue's turn: a read beside a write would remove
+   * its temp file as a crash's leftover (its rename then fails), and would put back in
+   * memory what the file held before the write, for the next write to store.
+   */
+  load(): Promise<T[]> {
+    return this.#writes.run(async () => {
+      const list = await readList(this.#path, this.#codec.decode);
+      this.#held = new Map(list.map((entry) => [this.#codec.keyOf(entry), entry]));
+      return list;
+    });
   }
 
   set(key: string, value: T): Promise<void> {
@@ -132,7 +142,7 @@ class FileEntries<T> {
       const next = new Map(this.#held);
       if (!edit(next)) return;
       try {
-        await writeFileAtomic(this.#path, this.#encode([...next.values()]));
+        await writeFileAtomic(this.#path, this.#codec.encode([...next.values()]));
       } catch (err) {
         // The fs message names the temp file, or no file at all (EISDIR): name the real one.
         throw new StateError(`${this.#path}: cannot write it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); the change was not stored`, { cause: err });
