@@ -1,7 +1,7 @@
 // Builds the data plane's route table from the control plane's view of deployments.
 
-import type { CostConfig, PoliciesConfig, UpstreamOptions } from '../config/index.js';
-import { bucketsFor, type BucketRef } from '../policy/index.js';
+import type { CostConfig, LimitsConfig, PoliciesConfig, UpstreamOptions } from '../config/index.js';
+import { bucketsFor, KeyScope, type BucketRef } from '../policy/index.js';
 import type { ActiveKey } from './api-keys.js';
 import type { UpstreamCredential } from './credentials.js';
 import type { AliasSnapshot, DeploymentSnapshot, KeySnapshot, ReplicaSnapshot, RouteTableSnapshot } from '../proxy/index.js';
@@ -135,12 +135,21 @@ export function buildRouteSnapshot(input: SnapshotInput): RouteTableSnapshot {
   const aliases = [...models].map(input.alias);
   const keys: KeySnapshot[] = input.keys.map((k) => {
     const deploymentBuckets: Record<string, readonly BucketRef[]> = {};
-    for (const d of out) {
-      const refs = bucketsFor(`key:${k.name}:dep:${d.id}`, `API key '${k.name}' on deployment ${d.id}`, k.deployment_limits, slotOf);
-      if (refs.length > 0) deploymentBuckets[d.id] = refs;
+    // Only on the deployments the key may call: one that requires keys refuses it elsewhere,
+    // and one open to all serves its caller without the key as well. A bucket for every
+    // deployment would be keys x deployments of them (the shared array's slots run out).
+    if (hasLimit(k.deployment_limits)) {
+      const scope = new KeyScope(k.deployments);
+      for (const d of out) {
+        if (scope.allows(d.id, d.model)) deploymentBuckets[d.id] = bucketsFor(`key:${k.name}:dep:${d.id}`, `API key '${k.name}' on deployment ${d.id}`, k.deployment_limits, slotOf);
+      }
     }
     return { name: k.name, digest: k.digest, scope: k.deployments, buckets: bucketsFor(`key:${k.name}`, `API key '${k.name}'`, k.limits, slotOf), deploymentBuckets };
   });
   input.buckets.endTable();
   return { version: input.version, ready: input.ready, deployments: out, draining, aliases, keys, maxBufferedBodyBytes: input.maxBufferedBodyBytes };
+}
+
+function hasLimit(limits: LimitsConfig): boolean {
+  return limits.requests_per_second > 0 || limits.requests_per_minute > 0 || limits.tokens_per_minute > 0;
 }
