@@ -240,6 +240,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
     },
     onDeploymentSlot: (slot) => deploymentCounters.reset(slot),
     onReplicaSlot: (slot) => breakers.reset(slot),
+    queued: (slot) => deploymentCounters.queueLength(slot),
     breakerState: (slot) => BREAKER_STATES[breakers.state(slot)] ?? 'unknown',
   });
 

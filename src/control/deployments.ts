@@ -36,6 +36,8 @@ export interface ManagerOptions {
   readonly onDeploymentSlot?: (slot: number) => void;
   /** A replica slot was assigned, or its server was started anew: its breaker starts closed. */
   readonly onReplicaSlot?: (slot: number) => void;
+  /** Requests waiting for a replica of the deployment in this deployment slot, across workers. */
+  readonly queued?: (deploymentSlot: number) => number;
   /** Where the queue_aware strategy's scrapes of the replicas' own load go; none: no scraping. */
   readonly replicaLoad?: ReplicaLoadBoard;
   /** The breaker state of a replica slot, for the admin view. */
@@ -638,9 +640,10 @@ export class DeploymentManager {
    * Stops `d`'s servers (or, for a borrower, its routes to another instance's). An owner's
    * record goes first, SHARE_SETTLE_MS before the servers stop, so that borrowers route
    * elsewhere by then; its lease goes once they have stopped, so that no other instance
-   * starts servers while these still run.
+   * starts servers while these still run. `queue: 'served'` (an undeploy): the requests
+   * waiting for one of its replicas are served before they stop, as those in flight are.
    */
-  async #stopServers(d: Deployment, graceMs: number): Promise<void> {
+  async #stopServers(d: Deployment, graceMs: number, queue: 'served' | 'left' = 'left'): Promise<void> {
     d.stops++;
     // A start under way finishes first, so that its server is among those stopped below.
     await Promise.allSettled([...d.starting]);
@@ -652,7 +655,7 @@ export class DeploymentManager {
       await sharing!.unpublish(d.id).catch(unreachable);
       await new Promise((r) => setTimeout(r, SHARE_SETTLE_MS));
     }
-    await this.#drain(d.replicas, graceMs);
+    await this.#drain(d.replicas, graceMs, queue === 'served' ? d.slot : null);
     await this.#stopReplicas(d);
     if (owned) await sharing!.release(d.id).catch(unreachable);
   }
@@ -838,10 +841,12 @@ export class DeploymentManager {
    * passed. The in-flight counts mean nothing before every worker has the route table
    * without these replicas: one that reads it late could pick them after the count was 0.
    */
-  async #drain(replicas: readonly Replica[], graceMs: number): Promise<void> {
+  /** Waits (up to graceMs) for the replicas' requests in flight, and those waiting in the queue of `queueSlot`'s deployment. */
+  async #drain(replicas: readonly Replica[], graceMs: number, queueSlot: number | null = null): Promise<void> {
     const deadline = Date.now() + graceMs;
     if (this.#o.routesApplied !== undefined) await waitAtMost(this.#o.routesApplied(), graceMs);
-    while (Date.now() < deadline && replicas.some((r) => this.#o.slots.inflight(r.slot) > 0)) {
+    const queued = (): boolean => queueSlot !== null && (this.#o.queued?.(queueSlot) ?? 0) > 0;
+    while (Date.now() < deadline && (queued() || replicas.some((r) => this.#o.slots.inflight(r.slot) > 0))) {
       await new Promise((r) => setTimeout(r, 25));
     }
   }
@@ -1188,7 +1193,9 @@ export class DeploymentManager {
     d.state = 'draining';
     this.#o.onChange();
     await this.#o.onRemoved?.(d.spec.model);
-    await this.#stopServers(d, graceMs);
+    // The requests it admitted are served, those waiting for a replica too (a hibernation
+    // leaves its queue to the wake that follows; an undeploy has none).
+    await this.#stopServers(d, graceMs, 'served');
     // Before the id is free again: a deployment made anew under it starts files of its own.
     if (d.spec.runtime !== 'remote') await removeDeploymentLogs(this.#logDir, d.id).catch((err: unknown) => this.#o.logger.warn({ deployment: d.id, err }, 'could not remove an undeployed deployment\'s log files'));
     d.state = 'stopped';

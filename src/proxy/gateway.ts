@@ -134,7 +134,10 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
       pollMs: QUEUE_POLL_MS,
       // From the newest table: a held request waits for replicas that a later table brings.
       pick: (route, ex, now) => {
-        const current = this.#table.deployment(route.id);
+        // Being undeployed, it serves those already waiting for one of its replicas, as those
+        // in flight: they run until both are done (the control plane's drain waits for its
+        // queue). Those waiting for it to start have nothing coming.
+        const current = this.#table.deployment(route.id) ?? (route.replicas.length > 0 && this.#table.isDraining(route.id) ? route : undefined);
         if (current === undefined || (current.replicas.length === 0 && !current.holds)) {
           ex.reject(
             current === undefined ? 'SLUICE_ERR_NO_ROUTE' : 'SLUICE_ERR_NO_READY_REPLICA',
@@ -151,7 +154,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
         return current.balancer.pick(ex, now, null);
       },
       start: (route, ex, replica, now) => {
-        const current = this.#table.deployment(route.id)!;
+        const current = this.#table.deployment(route.id) ?? route;
         if (ex.route !== current) ex.rebind(current);
         const waited = monoNow() - ex.phaseSince;
         ex.waitedMs += waited;

@@ -322,6 +322,7 @@ export class RouteTable {
   readonly version: number;
   readonly #routes: Map<string, Route>;
   readonly #keys: Map<string, KeyRoute>;
+  readonly #draining: ReadonlySet<string>;
   readonly deployments: readonly DeploymentRoute[];
   /** False when no API key is configured: requests skip hashing. */
   readonly hasKeys: boolean;
@@ -329,8 +330,9 @@ export class RouteTable {
   readonly ready: boolean;
   readonly maxBufferedBodyBytes: number;
 
-  constructor(version: number, ready: boolean, routes: Map<string, Route>, deployments: DeploymentRoute[], keys: Map<string, KeyRoute>, maxBufferedBodyBytes: number) {
+  constructor(version: number, ready: boolean, routes: Map<string, Route>, deployments: DeploymentRoute[], keys: Map<string, KeyRoute>, maxBufferedBodyBytes: number, draining: ReadonlySet<string>) {
     this.version = version;
+    this.#draining = draining;
     this.ready = ready;
     this.maxBufferedBodyBytes = maxBufferedBodyBytes;
     this.#routes = routes;
@@ -372,11 +374,19 @@ export class RouteTable {
     return route instanceof DeploymentRoute ? route : undefined;
   }
 
+  /**
+   * Being undeployed: routed no more, but its replicas run (and their connection pools stay
+   * open) until the requests it took, in flight or waiting for a replica, are done.
+   */
+  isDraining(id: string): boolean {
+    return this.#draining.has(id);
+  }
+
   keyByDigest(digest: string): KeyRoute | undefined {
     return this.#keys.get(digest);
   }
 
-  static readonly empty = new RouteTable(0, false, new Map(), [], new Map(), 0);
+  static readonly empty = new RouteTable(0, false, new Map(), [], new Map(), 0, new Set());
 }
 
 /** A deployment's filter chain; `keysLimit`: some API key has rate limits. */
@@ -392,6 +402,8 @@ export class RouteTableCompiler {
   readonly #stats = new Map<string, RequestStats>();
   // Like stats, kept across snapshots: a new route table must not empty the cache.
   readonly #caches = new Map<string, RouteCache>();
+  /** Each deployment's pools as last routed: a draining one's stay open for the requests it still serves. */
+  readonly #poolKeys = new Map<string, readonly string[]>();
   /** Replica response times, for lowest_latency: they outlive route tables. */
   readonly #latency = new LatencyMemory();
   readonly #shared: SharedState;
@@ -411,10 +423,12 @@ export class RouteTableCompiler {
     const livePools = new Set<string>();
     const keysLimit = snap.keys.some((k) => k.buckets.length > 0 || Object.values(k.deploymentBuckets).some((b) => b.length > 0));
     for (const d of snap.deployments) {
+      const poolKeys: string[] = [];
       const replicas = d.replicas.map((r) => {
         // Deployments on one origin share its connections only with the same limits: the first one's would hold for all.
         const key = `${r.tls ? 'https' : 'http'}://${r.host}:${r.port} ${d.upstream.max_connections} ${d.upstream.keepalive_idle_ms}`;
         livePools.add(key);
+        poolKeys.push(key);
         let pool = this.#pools.get(key);
         if (pool === undefined) {
           pool = new UpstreamPool({ host: r.host, port: r.port, tls: r.tls, maxConnections: d.upstream.max_connections, idleMs: d.upstream.keepalive_idle_ms });
@@ -422,6 +436,7 @@ export class RouteTableCompiler {
         }
         return new ReplicaRoute(r, pool);
       });
+      this.#poolKeys.set(d.id, poolKeys);
       let stats = this.#stats.get(d.id);
       if (stats === undefined) {
         stats = new RequestStats();
@@ -451,6 +466,9 @@ export class RouteTableCompiler {
       }
       routes.set(a.model, new AliasRoute(a.model, targets, weights, a.stickyHeader));
     }
+    const draining = new Set(snap.draining);
+    for (const id of draining) for (const key of this.#poolKeys.get(id) ?? []) livePools.add(key);
+    for (const id of this.#poolKeys.keys()) if (!byId.has(id) && !draining.has(id)) this.#poolKeys.delete(id);
     // Pools of replicas that left the table: idle sockets close now, busy ones when done.
     for (const [key, pool] of this.#pools) {
       if (!livePools.has(key)) {
@@ -460,9 +478,9 @@ export class RouteTableCompiler {
     }
     for (const id of this.#caches.keys()) if (!byId.has(id)) this.#caches.delete(id);
     // As /v1/stats forgets an undeployed deployment, so does /metrics; a redeploy of its id starts from zero.
-    for (const id of this.#stats.keys()) if (!byId.has(id) && !snap.draining.includes(id)) this.#stats.delete(id);
+    for (const id of this.#stats.keys()) if (!byId.has(id) && !draining.has(id)) this.#stats.delete(id);
     const keys = new Map(snap.keys.map((k) => [k.digest, new KeyRoute(k)] as const));
-    return new RouteTable(snap.version, snap.ready, routes, [...byId.values()], keys, snap.maxBufferedBodyBytes);
+    return new RouteTable(snap.version, snap.ready, routes, [...byId.values()], keys, snap.maxBufferedBodyBytes, draining);
   }
 
   #cacheOf(d: DeploymentSnapshot, stats: RequestStats): RouteCache | null {
