@@ -13,7 +13,7 @@ import { ConfigError, DEFAULT_CONFIG_FILE, deploymentId, frontEndOf, loadConfig,
 import { CircuitOpenError, DependencyBreakers } from './dependencies/index.js';
 import {
   BucketSlots, buildRouteSnapshot, CertificateReloader, DataPlane, Autoscaler, DeploymentManager, hstsValue, IndexAllocator, isProblem, KeyRegistry, MAX_REPLICA_SLOTS,
-  readCertificatePair, ReplicaSharing, RolloutCounts, SlotAllocator, TrafficRegistry, type CertificatePair, type ControlPlane, type Replica, type TlsPort, type VersionInfo,
+  readCertificatePair, ReplicaSharing, RolloutCounts, SlotAllocator, TrafficRegistry, type CertificatePair, type ControlPlane, type Deployment, type Replica, type TlsPort, type VersionInfo,
 } from './control/index.js';
 import { SharedBuckets } from './policy/index.js';
 import { PortAllocator } from './ports/index.js';
@@ -165,12 +165,31 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
     // A hibernated deployment serves too: its next request wakes it.
     return startedUp && list.some((d) => d.state === 'ready' || d.state === 'hibernated');
   };
-  const snapshot = (): RouteTableSnapshot => buildRouteSnapshot({
-    version: ++tableVersion, ready: ready(), deployments: manager.routable(), alias: (model) => traffic.aliasFor(model), keys: keys.list(), buckets: bucketSlots,
-    maxBufferedBodyBytes: config.limits.max_buffered_body_bytes,
-    countTokens: config.metrics.tokens,
-  });
-  const publish = (): void => {
+  // While a table is built, every model's alias asks for its versions: one pass over the
+  // deployments serves them all (a pass per model would make each table quadratic).
+  let byModel: Map<string, Deployment[]> | null = null;
+  const deploymentsOf = (model: string): Deployment[] => (byModel ?? manager.byModel()).get(model) ?? [];
+  const snapshot = (): RouteTableSnapshot => {
+    byModel = manager.byModel();
+    try {
+      return buildRouteSnapshot({
+        version: ++tableVersion, ready: ready(), deployments: manager.routable(), alias: (model) => traffic.aliasFor(model), keys: keys.list(), buckets: bucketSlots,
+        maxBufferedBodyBytes: config.limits.max_buffered_body_bytes,
+        countTokens: config.metrics.tokens,
+      });
+    } finally {
+      byModel = null;
+    }
+  };
+  // Changes that come together (hundreds of replicas turning ready or unhealthy at once, a
+  // start-up) publish one table, not one each: every table is built, posted and compiled
+  // whole, by the control plane and by each worker, so one per change grew as deployments
+  // times changes and stalled the workers' requests. A wait for the workers to route by the
+  // latest table (routesApplied) publishes a pending one first.
+  let publishPending = false;
+  const publishNow = (): void => {
+    if (!publishPending) return;
+    publishPending = false;
     // Keys load before the deployment manager exists; the data plane starts from a snapshot.
     if (dataPlane === null) return;
     const snap = snapshot();
@@ -180,6 +199,11 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
       logger.info({ deployments: manager.list().map((d) => `${d.id}: ${d.state}`) }, 'ready');
     }
   };
+  const publish = (): void => {
+    if (publishPending) return;
+    publishPending = true;
+    setImmediate(publishNow);
+  };
   // The control plane's breakers around its dependencies (the workers have their own).
   const dependencies = new DependencyBreakers(logger);
   const stateDependency = config.dependencies.redis.state;
@@ -188,7 +212,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
     : new RedisStateStore(config.redis.url, { timeoutMs: stateDependency.timeout_ms, breaker: dependencies.forCalls('redis', 'state', stateDependency) });
   const records = new ReplicaRecords(config.state_dir);
   const keys = new KeyRegistry({ configured: config.api_keys, store, logger, onChange: publish });
-  const versionsOf = (model: string): VersionInfo[] => manager.list().filter((d) => d.spec.model === model).map((d) => ({
+  const versionsOf = (model: string): VersionInfo[] => deploymentsOf(model).map((d) => ({
     version: d.spec.version, deployment: d.id, state: d.state, readyReplicas: d.replicas.filter((r) => r.ready).length, routable: d.routable,
     restarts: d.replicas.reduce((n, r) => n + (r.process?.restarts ?? 0), 0),
   }));
@@ -226,7 +250,10 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
   const manager = new DeploymentManager({
     config, ports, slots, deploymentSlots, logger, onChange: publish, store, records, replicaLoad,
     onRemoved: (model): Promise<void> => traffic.pruneUndeployed(model).catch((err: unknown) => logger.error({ err, model }, 'could not drop the weights of undeployed versions')),
-    routesApplied: () => dataPlane?.routesApplied() ?? Promise.resolve(),
+    routesApplied: () => {
+      publishNow();
+      return dataPlane?.routesApplied() ?? Promise.resolve();
+    },
     hibernation: new HibernationRecords(config.state_dir),
     ...(store.kind === 'redis' ? { sharing: new ReplicaSharing(store, await loadInstanceId(config.state_dir)) } : {}),
     onColdStart: (id, seconds) => {
@@ -438,7 +465,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
 
   const control: ControlPlane = { deployments: manager, keys, traffic, metrics, costs, stats, ready: () => !draining && dp.ready, native: () => dp.native };
   const admin = new AdminServer({
-    host: adminHost, port: config.admin.port, token: config.admin.token, logger,
+    host: adminHost, port: config.admin.port, token: config.admin.token, logger, beforeReply: publishNow,
     tls: adminPair === null ? null : { cert: adminPair.cert, key: adminPair.key, minVersion: config.admin.tls!.min_version },
   });
   registerAdminRoutes(admin, { config, control, dependencies });

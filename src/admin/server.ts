@@ -84,6 +84,12 @@ export interface AdminServerOptions {
   /** HTTPS (config admin.tls); absent or null: plain HTTP. */
   readonly tls?: (AdminCertificate & { readonly minVersion: TlsVersion }) | null;
   readonly logger: Logger;
+  /**
+   * Called before each answer is written: the control plane publishes route tables in
+   * batches, and a change an answer reports must reach the workers before the client can
+   * send a request that relies on it.
+   */
+  readonly beforeReply?: () => void;
 }
 
 const MAX_BODY = 1024 * 1024;
@@ -207,6 +213,7 @@ export class AdminServer {
         json: () => readJson(req),
       };
       const reply = await found.def.handler(areq);
+      this.#o.beforeReply?.();
       const status = reply.status ?? 200;
       if (reply.stream !== undefined) {
         this.#o.logger.debug({ request_id: requestId, method, path: url.pathname, status }, 'admin stream');
@@ -222,6 +229,7 @@ export class AdminServer {
       }
       this.#o.logger.debug({ request_id: requestId, method, path: url.pathname, status }, 'admin request');
     } catch (err) {
+      this.#o.beforeReply?.();
       const e = asCodedError(err);
       if (e.status >= 500) this.#o.logger.error({ request_id: requestId, err }, 'admin request failed');
       if (!res.headersSent) {

@@ -361,6 +361,17 @@ export class DeploymentManager {
     return [...this.#deployments.values()];
   }
 
+  /** The deployments of each model, in list order, from one pass (a route table asks for every model's). */
+  byModel(): Map<string, Deployment[]> {
+    const out = new Map<string, Deployment[]>();
+    for (const d of this.#deployments.values()) {
+      const same = out.get(d.spec.model);
+      if (same === undefined) out.set(d.spec.model, [d]);
+      else same.push(d);
+    }
+    return out;
+  }
+
   routable(): RoutableDeployment[] {
     const maxBody = this.#o.config.limits.max_body_bytes;
     return this.list().map((d) => ({

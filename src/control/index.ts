@@ -3,7 +3,7 @@
 export type { ApiKeyControl, ControlPlane, DeploymentControl, ManagedDeployment, ManagedReplica, TrafficControl } from './facade.js';
 export { KeyRegistry, type ActiveKey } from './api-keys.js';
 export { DataPlane } from './dataplane.js';
-export { DeploymentManager, type DeploymentEvent, type Replica } from './deployments.js';
+export { DeploymentManager, type Deployment, type DeploymentEvent, type Replica } from './deployments.js';
 export { Autoscaler } from './autoscaler.js';
 export { BucketSlots, buildRouteSnapshot } from './route-snapshot.js';
 export { IndexAllocator, MAX_REPLICA_SLOTS, SlotAllocator } from './slots.js';
