@@ -133,7 +133,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
   // Every worker must bind the same port, so an ephemeral port is chosen once, here.
   const port = config.listen.port === 0 ? await freePort(config.listen.host) : config.listen.port;
   const slots = new SlotAllocator();
-  const deploymentSlots = new IndexAllocator(MAX_DEPLOYMENTS);
+  const deploymentSlots = new IndexAllocator(MAX_DEPLOYMENTS, 'deployments (draining ones included)');
   const shared: SharedBuffers = {
     inflight: slots.buffer,
     breakers: BreakerBoard.allocate(MAX_REPLICA_SLOTS),
@@ -187,8 +187,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
   // times changes and stalled the workers' requests. A wait for the workers to route by the
   // latest table (routesApplied) publishes a pending one first.
   let publishPending = false;
-  const publishNow = (): void => {
-    if (!publishPending) return;
+  const publishTable = (): void => {
     publishPending = false;
     // Keys load before the deployment manager exists; the data plane starts from a snapshot.
     if (dataPlane === null) return;
@@ -197,6 +196,16 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
     if (snap.ready && !readyLogged) {
       readyLogged = true;
       logger.info({ deployments: manager.list().map((d) => `${d.id}: ${d.state}`) }, 'ready');
+    }
+  };
+  const publishNow = (): void => {
+    if (!publishPending) return;
+    try {
+      publishTable();
+    } catch (err) {
+      // Rate-limit buckets used up (SLUICE_ERR_LIMIT_REACHED): the workers keep the last
+      // table, and the next change tries again.
+      logger.error({ err }, 'cannot build a route table: the data plane keeps routing by the last one');
     }
   };
   const publish = (): void => {
@@ -477,6 +486,10 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
     await manager.restore();
     restored = true;
     await traffic.restored();
+    // What the config file and the store ask for must fit (rate-limit buckets): else the
+    // start stops here, naming the limit. Deployments that were all ready (or failed)
+    // during the restore publish no more changes.
+    publishTable();
   } catch (err) {
     // A half-started gateway must not linger: workers and children would keep it alive.
     await Promise.allSettled([dp.stop(0), manager.stopAll(), admin.close(), store.close()]);
@@ -511,8 +524,6 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
     gateway: `${listenPair === null ? 'http' : 'https'}://${authority(config.listen.host, port)}`, admin: `${adminPair === null ? 'http' : 'https'}://${authority(adminHost, adminPort)}`, workers: config.workers,
     deployments: manager.list().length, state: store.kind,
   }, 'sluice is listening');
-  // Deployments that were all ready (or failed) during the restore publish no more changes.
-  publish();
   autoscaler.start();
 
   // Several instances share Redis: each follows the changes the others make. While the

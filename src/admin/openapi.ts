@@ -189,7 +189,7 @@ const errorResponses: Record<number, { name: string; description: string }> = {
   401: { name: 'Unauthorized', description: 'admin.token is set and the request has no valid `Authorization: Bearer <token>`.' },
   403: { name: 'Forbidden', description: 'A browser sent it for a page of another site (`Sec-Fetch-Site` other than same-origin or none, an `Origin` not this server\'s `Host`), or, without admin.token, to a `Host` that is not an IP address, localhost or admin.host (DNS rebinding).' },
   404: { name: 'NotFound', description: 'No such deployment, key, model or registry entry.' },
-  409: { name: 'Conflict', description: 'It exists already, is defined in the config file (SLUICE_ERR_CONFIG_OWNED), or its state does not allow this now.' },
+  409: { name: 'Conflict', description: 'It exists already, is defined in the config file (SLUICE_ERR_CONFIG_OWNED), its state does not allow this now, or a capacity of the gateway is used up (SLUICE_ERR_LIMIT_REACHED).' },
   413: { name: 'TooLarge', description: 'The body exceeds 1 MiB.' },
   502: { name: 'BadGateway', description: 'The deployment failed to start (`?wait=true`: SLUICE_ERR_DEPLOY_FAILED, with its view), or the MLflow registry answered wrongly.' },
   503: { name: 'Unavailable', description: 'No free port left in `ports`; the MLflow registry is not configured or unreachable; the state store in Redis did not answer (SLUICE_ERR_DEPENDENCY_UNAVAILABLE); or a dependency\'s circuit breaker is open (SLUICE_ERR_DEPENDENCY_CIRCUIT_OPEN: the call was not made). For a change that the state store must keep, nothing was changed; the last two come with `Retry-After`.' },

@@ -1,6 +1,7 @@
 // Builds the data plane's route table from the control plane's view of deployments.
 
 import type { CostConfig, LimitsConfig, PoliciesConfig, UpstreamOptions } from '../config/index.js';
+import { SluiceError } from '../errors/index.js';
 import { bucketsFor, KeyScope, type BucketRef } from '../policy/index.js';
 import type { ActiveKey } from './api-keys.js';
 import type { UpstreamCredential } from './credentials.js';
@@ -72,7 +73,7 @@ export class BucketSlots {
     let slot = this.#slots.get(id);
     if (slot === undefined) {
       slot = this.#free.length > 0 ? this.#free.shift()! : this.#next;
-      if (slot >= this.#capacity) throw new Error(`more than ${this.#capacity} rate-limit buckets`);
+      if (slot >= this.#capacity) throw new SluiceError('SLUICE_ERR_LIMIT_REACHED', `at most ${this.#capacity} rate-limit buckets (one per limit of each deployment, key, and key on each deployment its scope allows): remove some first`);
       if (slot === this.#next) this.#next++;
       this.#reset(slot);
       this.#slots.set(id, slot);

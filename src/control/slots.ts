@@ -1,6 +1,8 @@
 // Slots in the SharedArrayBuffer of per-replica in-flight counters. A replica keeps its
 // slot for its whole life, across route tables, so every worker counts in the same place.
 
+import { SluiceError } from '../errors/index.js';
+
 export const MAX_REPLICA_SLOTS = 4096;
 
 export class SlotAllocator {
@@ -10,8 +12,9 @@ export class SlotAllocator {
   #next = 0;
 
   acquire(): number {
-    const slot = this.#free.pop() ?? this.#next++;
-    if (slot >= MAX_REPLICA_SLOTS) throw new Error(`more than ${MAX_REPLICA_SLOTS} replicas`);
+    const slot = this.#free.pop() ?? this.#next;
+    if (slot >= MAX_REPLICA_SLOTS) throw new SluiceError('SLUICE_ERR_LIMIT_REACHED', `at most ${MAX_REPLICA_SLOTS} replicas in all (a remote deployment has one per URL; stopping ones included): remove some first`);
+    if (slot === this.#next) this.#next++;
     Atomics.store(this.#counters, slot, 0);
     return slot;
   }
@@ -29,15 +32,19 @@ export class SlotAllocator {
 export class IndexAllocator {
   readonly #free: number[] = [];
   readonly #capacity: number;
+  /** What an index stands for, in the refusal when none is left ("deployments (draining ones included)"). */
+  readonly #what: string;
   #next = 0;
 
-  constructor(capacity: number) {
+  constructor(capacity: number, what: string) {
     this.#capacity = capacity;
+    this.#what = what;
   }
 
   acquire(): number {
-    const i = this.#free.pop() ?? this.#next++;
-    if (i >= this.#capacity) throw new Error(`more than ${this.#capacity} entries`);
+    const i = this.#free.pop() ?? this.#next;
+    if (i >= this.#capacity) throw new SluiceError('SLUICE_ERR_LIMIT_REACHED', `at most ${this.#capacity} ${this.#what}: remove some first`);
+    if (i === this.#next) this.#next++;
     return i;
   }
 

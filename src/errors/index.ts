@@ -23,6 +23,8 @@ export const ERRORS = {
   SLUICE_ERR_CONFLICT: { status: 409, message: 'conflict' },
   // Deployments and API keys of the config file are changed there, never through the admin API.
   SLUICE_ERR_CONFIG_OWNED: { status: 409, message: 'defined in the config file: change it there' },
+  // A fixed capacity of the shared memory is used up (deployments, replicas, rate-limit buckets): remove some first.
+  SLUICE_ERR_LIMIT_REACHED: { status: 409, message: 'the gateway holds as many as it can: remove some first' },
   SLUICE_ERR_BODY_TOO_LARGE: { status: 413, message: 'request body exceeds the configured limit' },
   SLUICE_ERR_RATE_LIMITED: { status: 429, message: 'rate limit exceeded' },
   // Never an answer's status: a member of a coalesced request (src/proxy/flight.ts) that fell
