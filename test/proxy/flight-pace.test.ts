@@ -127,7 +127,9 @@ t.test('a leader whose client stops reading does not stall the identical request
   // The idle client leads the flight (its request is in); its buffers soon fill.
   await sleep(100);
   const started = Date.now();
-  const reads = await within(Promise.all([readAll(body), readAll(body), readAll(body), readAll(body)]), 20_000, 'the joiners of an idle leader');
+  // Two joiners: more, read by this one process, can fall 8 MiB behind each other under a
+  // loaded CI machine and be cut for it (the bound the next test checks), which this test is not about.
+  const reads = await within(Promise.all([readAll(body), readAll(body)]), 20_000, 'the joiners of an idle leader');
   const took = Date.now() - started;
   for (const r of reads) {
     t.equal(r.status, 200);
