@@ -154,17 +154,27 @@ export function signalGroup(pgid: number, signal: NodeJS.Signals | 0): boolean {
   }
 }
 
-/** Polls /proc until the group has no live member or `timeoutMs` passes; true when gone. */
-export async function waitGroupGone(pgid: number, timeoutMs: number): Promise<boolean> {
+/** Checks `done` every POLL_MS until it holds or `timeoutMs` passes; true when it held. */
+async function pollUntil(done: () => boolean | Promise<boolean>, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    // Signal 0 is a cheap "anyone there?"; only when someone is (maybe just zombies) is
-    // the /proc scan needed.
-    if (!signalGroup(pgid, 0) || (await groupMembers(pgid)).length === 0) return true;
+    if (await done()) return true;
     const left = deadline - Date.now();
     if (left <= 0) return false;
     await sleep(Math.min(POLL_MS, left));
   }
+}
+
+/** True when the group has no live member. */
+async function groupGone(pgid: number): Promise<boolean> {
+  // Signal 0 is a cheap "anyone there?"; only when someone is (maybe just zombies) is
+  // the /proc scan needed.
+  return !signalGroup(pgid, 0) || (await groupMembers(pgid)).length === 0;
+}
+
+/** Polls /proc until the group has no live member or `timeoutMs` passes; true when gone. */
+export function waitGroupGone(pgid: number, timeoutMs: number): Promise<boolean> {
+  return pollUntil(() => groupGone(pgid), timeoutMs);
 }
 
 /**
@@ -183,23 +193,12 @@ export async function killGroup(pgid: number, graceMs = 10_000): Promise<KillRes
   }
   escaped = signalEach(escaped, 'SIGTERM');
   signalEach(escaped, 'SIGCONT');
-  const deadline = Date.now() + graceMs;
-  if ((await waitGroupGone(pgid, graceMs)) && (await waitEachGone(escaped, deadline - Date.now()))) return { forced: false };
+  const allGone = async (): Promise<boolean> => (await groupGone(pgid)) && escaped.every((p) => recordedProcess(p.pid, p.startTicks) !== 'ours');
+  if (await pollUntil(allGone, graceMs)) return { forced: false };
   // Repeated because a member may have forked between the scan and the signal.
   do {
     signalGroup(pgid, 'SIGKILL');
     signalEach(escaped, 'SIGKILL');
-  } while (!((await waitGroupGone(pgid, KILL_POLL_MS)) && (await waitEachGone(escaped, KILL_POLL_MS))));
+  } while (!(await pollUntil(allGone, KILL_POLL_MS)));
   return { forced: true };
-}
-
-/** Polls until none of `processes` runs as the same process, or `timeoutMs` passes; true when gone. */
-async function waitEachGone(processes: readonly ProcStat[], timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (processes.every((p) => recordedProcess(p.pid, p.startTicks) !== 'ours')) return true;
-    const left = deadline - Date.now();
-    if (left <= 0) return false;
-    await sleep(Math.min(POLL_MS, left));
-  }
 }

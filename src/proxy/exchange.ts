@@ -562,10 +562,7 @@ export class Exchange implements AttemptClient, ClientListener {
           reusable = false;
           const location = this.#clientLocation(lines.value(i));
           if (location !== null) {
-            headBytes(CRLF);
-            headText(lines.name(i));
-            headBytes(COLON_SPACE);
-            headText(location);
+            headField(lines.name(i), location);
             continue;
           }
         }
@@ -608,10 +605,7 @@ export class Exchange implements AttemptClient, ClientListener {
       if (kind === HeaderKind.RateLimit && this.rateLimit !== null) continue;
       const value = headers[i + 1]!;
       if (contentLength < 0 && kind === HeaderKind.ContentType && this.#kind === StreamKind.Other) this.#kind = streamKindOf(value);
-      headBytes(CRLF);
-      headText(name);
-      headBytes(COLON_SPACE);
-      headText(kind === HeaderKind.Location ? this.#clientLocation(value) ?? value : value);
+      headField(name, kind === HeaderKind.Location ? this.#clientLocation(value) ?? value : value);
     }
     this.#endHead(status, contentLength);
   }
@@ -1271,6 +1265,14 @@ export interface FallbackHead {
 const latin1 = (text: string): Buffer => Buffer.from(text, 'latin1');
 const CRLF = latin1('\r\n');
 const COLON_SPACE = latin1(': ');
+
+/** Appends `\r\n<name>: <value>` to the head being built. */
+function headField(name: string, value: string): void {
+  headBytes(CRLF);
+  headText(name);
+  headBytes(COLON_SPACE);
+  headText(value);
+}
 const REQUEST_ID_LINE = latin1('\r\nx-request-id: ');
 const CACHE_HIT_LINE = latin1('\r\nx-sluice-cache: hit');
 const CACHE_MISS_LINE = latin1('\r\nx-sluice-cache: miss');
