@@ -12,7 +12,7 @@ import { BreakerBoard, DeploymentCounters, ReplicaLoadBoard } from './balancer/i
 import { ConfigError, DEFAULT_CONFIG_FILE, deploymentId, frontEndOf, loadConfig, redactUrlSecrets, type Config, type PoliciesConfig, type TlsConfig } from './config/index.js';
 import { CircuitOpenError, DependencyBreakers } from './dependencies/index.js';
 import {
-  BucketSlots, buildRouteSnapshot, CertificateReloader, DataPlane, Autoscaler, DeploymentManager, hstsValue, IndexAllocator, isProblem, KeyRegistry, MAX_REPLICA_SLOTS,
+  type BucketAssigner, BucketSlots, buildRouteSnapshot, CertificateReloader, DataPlane, Autoscaler, DeploymentManager, hstsValue, IndexAllocator, isProblem, KeyRegistry, MAX_REPLICA_SLOTS,
   readCertificatePair, ReplicaSharing, RolloutCounts, SlotAllocator, TrafficRegistry, type CertificatePair, type ControlPlane, type Deployment, type Replica, type TlsPort, type VersionInfo,
 } from './control/index.js';
 import { SharedBuckets } from './policy/index.js';
@@ -169,11 +169,11 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
   // deployments serves them all (a pass per model would make each table quadratic).
   let byModel: Map<string, Deployment[]> | null = null;
   const deploymentsOf = (model: string): Deployment[] => (byModel ?? manager.byModel()).get(model) ?? [];
-  const snapshot = (): RouteTableSnapshot => {
+  const snapshot = (keyList = keys.list(), buckets: BucketAssigner = bucketSlots): RouteTableSnapshot => {
     byModel = manager.byModel();
     try {
       return buildRouteSnapshot({
-        version: ++tableVersion, ready: ready(), deployments: manager.routable(), alias: (model) => traffic.aliasFor(model), keys: keys.list(), buckets: bucketSlots,
+        version: buckets === bucketSlots ? ++tableVersion : tableVersion, ready: ready(), deployments: manager.routable(), alias: (model) => traffic.aliasFor(model), keys: keyList, buckets,
         maxBufferedBodyBytes: config.limits.max_buffered_body_bytes,
         countTokens: config.metrics.tokens,
       });
@@ -220,7 +220,13 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
     ? new FileStateStore(config.state_dir)
     : new RedisStateStore(config.redis.url, { timeoutMs: stateDependency.timeout_ms, breaker: dependencies.forCalls('redis', 'state', stateDependency) });
   const records = new ReplicaRecords(config.state_dir);
-  const keys = new KeyRegistry({ configured: config.api_keys, store, logger, onChange: publish });
+  const keys = new KeyRegistry({
+    configured: config.api_keys, store, logger, onChange: publish,
+    // Before the deployment manager exists (the keys load first), the start's own table checks them.
+    fits: (key) => {
+      if (dataPlane !== null) snapshot([...keys.list(), key], bucketSlots.trial());
+    },
+  });
   const versionsOf = (model: string): VersionInfo[] => deploymentsOf(model).map((d) => ({
     version: d.spec.version, deployment: d.id, state: d.state, readyReplicas: d.replicas.filter((r) => r.ready).length, routable: d.routable,
     restarts: d.replicas.reduce((n, r) => n + (r.process?.restarts ?? 0), 0),

@@ -28,6 +28,8 @@ export interface KeyRegistryOptions {
   readonly logger: Logger;
   /** The keys changed: publish a new route table. */
   readonly onChange: () => void;
+  /** Throws (SLUICE_ERR_LIMIT_REACHED) when a route table with `key` added could not be built. */
+  readonly fits?: (key: ActiveKey) => void;
 }
 
 
@@ -104,6 +106,7 @@ export class KeyRegistry {
       name: spec.name, key_sha256: digest, deployments: spec.deployments, limits: spec.limits, deployment_limits: spec.deployment_limits,
       created_at: new Date().toISOString(),
     };
+    this.#o.fits?.(activeKey(stored, digest, 'api', stored.created_at));
     this.#adding.add(spec.name);
     this.#addingDigests.add(digest);
     let clash: KeyClash | null;

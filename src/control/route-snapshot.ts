@@ -52,7 +52,14 @@ export interface RoutableDeployment {
  * many deployments and keys came and went, and a key added again under a removed one's name
  * starts with a full bucket, as a new key does.
  */
-export class BucketSlots {
+/** What a table build asks for bucket slots: BucketSlots, or its trial() that only counts. */
+export interface BucketAssigner {
+  readonly slotOf: (id: string) => number;
+  beginTable(): void;
+  endTable(): void;
+}
+
+export class BucketSlots implements BucketAssigner {
   readonly #slots = new Map<string, number>();
   /** Freed slots, oldest first: reused in that order, so that a worker still on an older table is long past one before it counts for another bucket. */
   readonly #free: number[] = [];
@@ -73,13 +80,38 @@ export class BucketSlots {
     let slot = this.#slots.get(id);
     if (slot === undefined) {
       slot = this.#free.length > 0 ? this.#free.shift()! : this.#next;
-      if (slot >= this.#capacity) throw new SluiceError('SLUICE_ERR_LIMIT_REACHED', `at most ${this.#capacity} rate-limit buckets (one per limit of each deployment, key, and key on each deployment its scope allows): remove some first`);
+      if (slot >= this.#capacity) throw this.#full();
       if (slot === this.#next) this.#next++;
       this.#reset(slot);
       this.#slots.set(id, slot);
     }
     return slot;
   };
+
+  /**
+   * Counts the buckets a table would add, taking no slot: a build with it throws as the
+   * real one would, so that a change whose buckets would not fit is refused before it is
+   * stored (a stored one would leave the workers on the last table).
+   */
+  trial(): BucketAssigner {
+    const added = new Set<string>();
+    const room = this.#free.length + this.#capacity - this.#next;
+    return {
+      slotOf: (id) => {
+        const slot = this.#slots.get(id);
+        if (slot !== undefined) return slot;
+        added.add(id);
+        if (added.size > room) throw this.#full();
+        return -1;
+      },
+      beginTable: () => added.clear(),
+      endTable: () => added.clear(),
+    };
+  }
+
+  #full(): SluiceError {
+    return new SluiceError('SLUICE_ERR_LIMIT_REACHED', `at most ${this.#capacity} rate-limit buckets (one per limit of each deployment, key, and key on each deployment its scope allows): remove some first`);
+  }
 
   /** A table is being built: the buckets it asks for (slotOf) are the ones in use. */
   beginTable(): void {
@@ -106,7 +138,7 @@ export interface SnapshotInput {
   /** The alias route of a model that has routable deployments (control/traffic.ts). */
   readonly alias: (model: string) => AliasSnapshot;
   readonly keys: readonly ActiveKey[];
-  readonly buckets: BucketSlots;
+  readonly buckets: BucketAssigner;
   /** Config limits.max_buffered_body_bytes. */
   readonly maxBufferedBodyBytes: number;
   /** Config metrics.tokens. */

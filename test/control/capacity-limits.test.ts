@@ -62,3 +62,31 @@ t.test('a config file over a capacity stops the start naming it', async (t) => {
     t.match(proc.stderr.join('\n'), message, 'naming the limit');
   }
 });
+
+t.test('a key whose rate-limit buckets would not fit: 409 SLUICE_ERR_LIMIT_REACHED, nothing stored, and later changes still routed', async (t) => {
+  await gw?.stop();
+  // 100 deployments and 218 keys with three limits on each of them: 65,400 of 65,536 buckets.
+  const keys = Array.from({ length: 218 }, (_, i) => ({
+    name: `k${i}`, key: `sk-capacity-test-${String(i).padStart(4, '0')}`,
+    deployment_limits: { requests_per_second: 10, requests_per_minute: 100, tokens_per_minute: 1000 },
+  }));
+  gw = await startGateway({ ports: RANGE, log: { level: 'info', access: false }, api_keys: keys, deployments: Array.from({ length: 100 }, (_, i) => spec(`b${i}`)) });
+  const admin = adminClient(gw.adminUrl);
+  const everywhere = await admin.post('/v1/keys', { name: 'wide', key: 'sk-capacity-wide', deployment_limits: { requests_per_second: 5, requests_per_minute: 50, tokens_per_minute: 500 } });
+  t.equal(everywhere.status, 409, '300 more buckets do not fit');
+  t.equal(everywhere.body.error.code, 'SLUICE_ERR_LIMIT_REACHED');
+  t.match(everywhere.body.error.message, /at most 65536 rate-limit buckets/, 'naming the limit');
+  t.notOk((await admin.get('/v1/keys')).body.keys.some((k: { name: string }) => k.name === 'wide'), 'the refused key is not stored');
+  t.notOk(gw.stderr.join('\n').includes('cannot build a route table'), 'no table failed');
+  // Three buckets fit; the key's own limit of 1 request a second shows that the workers route by a table that has it.
+  const narrow = await admin.post('/v1/keys', { name: 'narrow', key: 'sk-capacity-narrow', deployments: ['b0-1'], limits: { requests_per_second: 1 } });
+  t.equal(narrow.status, 201, 'a key whose buckets fit is added');
+  const headers = { authorization: 'Bearer sk-capacity-narrow' };
+  let statuses: number[] = [];
+  for (let i = 0; i < 20 && !statuses.includes(429); i++) {
+    statuses = [];
+    for (let k = 0; k < 3; k++) statuses.push((await fetch(`${gw.url}/b0-1/x`, { headers })).status);
+    if (!statuses.includes(429)) await new Promise((r) => setTimeout(r, 100));
+  }
+  t.ok(statuses.includes(429), `its limit applies (${statuses.join(', ')})`);
+});
