@@ -264,6 +264,9 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
   });
   const manager = new DeploymentManager({
     config, ports, slots, deploymentSlots, logger, onChange: publish, store, records, replicaLoad,
+    fits: () => {
+      snapshot(keys.list(), bucketSlots.trial());
+    },
     onRemoved: (model): Promise<void> => traffic.pruneUndeployed(model).catch((err: unknown) => logger.error({ err, model }, 'could not drop the weights of undeployed versions')),
     routesApplied: () => {
       publishNow();

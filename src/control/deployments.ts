@@ -45,6 +45,8 @@ export interface ManagerOptions {
   readonly logger: Logger;
   /** Routing-relevant change: publish a new route table. */
   readonly onChange: () => void;
+  /** Throws (SLUICE_ERR_LIMIT_REACHED) when a route table with the deployments registered now could not be built. */
+  readonly fits?: () => void;
   /** Resolves once every data-plane worker routes by the table onChange last published; none: at once. */
   readonly routesApplied?: () => Promise<void>;
   /**
@@ -511,6 +513,8 @@ export class DeploymentManager {
     this.#deployments.set(id, d);
     const write = source === 'api' && !stored;
     try {
+      // Its rate-limit buckets (and those of the keys whose scope takes it in) must fit before it is stored.
+      if (write) this.#o.fits?.();
       // A stored one that cannot start here may be replaced: it is the way to mend it.
       if (write && !(await this.#o.store.put({ spec, created_at: createdAt }, this.#unstarted.has(id)))) {
         throw new SluiceError('SLUICE_ERR_CONFLICT', `deployment ${id} already exists (made through another instance)`);

@@ -63,7 +63,7 @@ t.test('a config file over a capacity stops the start naming it', async (t) => {
   }
 });
 
-t.test('a key whose rate-limit buckets would not fit: 409 SLUICE_ERR_LIMIT_REACHED, nothing stored, and later changes still routed', async (t) => {
+t.test('a key or a deployment whose rate-limit buckets would not fit: 409 SLUICE_ERR_LIMIT_REACHED, nothing stored', async (t) => {
   await gw?.stop();
   // 100 deployments and 218 keys with three limits on each of them: 65,400 of 65,536 buckets.
   const keys = Array.from({ length: 218 }, (_, i) => ({
@@ -89,4 +89,10 @@ t.test('a key whose rate-limit buckets would not fit: 409 SLUICE_ERR_LIMIT_REACH
     if (!statuses.includes(429)) await new Promise((r) => setTimeout(r, 100));
   }
   t.ok(statuses.includes(429), `its limit applies (${statuses.join(', ')})`);
+  // Every key's three limits on a 101st deployment: 654 more buckets.
+  const deploy = await admin.post('/v1/deployments', spec('b100'));
+  t.equal(deploy.status, 409, 'a deployment whose buckets would not fit is refused');
+  t.match(deploy.body.error.message, /at most 65536 rate-limit buckets/, 'naming the limit');
+  t.equal((await admin.get('/v1/deployments/b100-1')).status, 404, 'and not stored');
+  t.notOk(gw.stderr.join('\n').includes('cannot build a route table'), 'no table failed');
 });
