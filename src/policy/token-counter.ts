@@ -2,8 +2,9 @@
 // metrics: the usage the server reports (OpenAI `usage.total_tokens`, Ollama
 // `prompt_eval_count` + `eval_count`), or, when it reports none, one token per streamed event.
 // It runs on every response by default (config metrics.tokens), so it makes no string and
-// no allocation per chunk: a skipping search finds where a key could end (`tokens"`,
-// `count"`), and only there are the bytes looked at; in a stream, a native one finds where
+// no allocation per chunk: every key has an underscore before its end (`_tokens"`,
+// `_count"`), a byte JSON answers hold few of, so a native search (memchr) goes from one to
+// the next and only there are the bytes looked at; in a stream, a native one finds where
 // lines end (a whole answer's events count for nothing: ~0.1 us a response, measured). A field
 // split across two chunks is found by scanning the previous chunk's last bytes joined to
 // the next one's first.
@@ -24,8 +25,12 @@ const TAIL = 64;
 const seam = Buffer.alloc(TAIL * 2);
 const TOKENS_END = Buffer.from('tokens"', 'latin1');
 const COUNT_END = Buffer.from('count"', 'latin1');
-/** The last six bytes of each ending. */
+const UNDERSCORE = 0x5f;
+/** The last six bytes of each ending, for the pass that skips. */
 const KEY_ENDS = wordSkips(['okens"', 'count"']);
+/** Underscores closer than DENSE_GAP bytes apart on average, over DENSE_HITS of them: the pass that skips takes over. */
+const DENSE_HITS = 8;
+const DENSE_GAP = 40;
 const QUOTE = 0x22;
 const LF = 0x0a;
 const CR = 0x0d;
@@ -83,19 +88,23 @@ export class TokenCounter {
 
   /** Reads the usage fields whose key starts before `startsBefore`; `events`: also counts the lines. */
   #scan(b: Buffer, end: number, startsBefore: number, events: boolean): void {
-    // Every key ends in `tokens"` or `count"`: one pass that looks at one byte in six where
-    // it can finds the quotes that may close one (two native searches cost ~0.5 us on a
-    // 300-byte answer, most of it in the calls).
-    const skip = KEY_ENDS.skip;
-    for (let i = KEY_ENDS.width - 1; i < end;) {
-      const c = b[i]!;
-      const by = skip[c]!;
-      if (by !== 0) {
-        i += by;
-        continue;
+    // Every key ends in `_tokens"` or `_count"`. A search for the underscores costs ~15 ns a
+    // call: ~0.1 us on a 380-byte chat answer (six of them) against ~0.3 for a pass in
+    // JavaScript that skips what cannot end a key (whose letters are common in JSON text).
+    // Where underscores come thick (code), that pass is the cheaper one: it takes over.
+    let hits = 0;
+    let from = 0;
+    for (let u = b.indexOf(UNDERSCORE); u !== -1 && u < end; u = b.indexOf(UNDERSCORE, u + 1)) {
+      if (u + TOKENS_END.length < end && bytesAt(b, u + 1, TOKENS_END)) this.#field(b, u + TOKENS_END.length, end, startsBefore);
+      else if (u + COUNT_END.length < end && bytesAt(b, u + 1, COUNT_END)) this.#field(b, u + COUNT_END.length, end, startsBefore);
+      if (++hits === DENSE_HITS) {
+        if (u - from < DENSE_HITS * DENSE_GAP) {
+          this.#skipScan(b, u + 1, end, startsBefore);
+          break;
+        }
+        hits = 0;
+        from = u;
       }
-      if (endsAt(b, i, TOKENS_END) || endsAt(b, i, COUNT_END)) this.#field(b, i, end, startsBefore);
-      i += KEY_ENDS.afterLook[c]!;
     }
     if (!events) return;
     // A line's text is looked at only at its end.
@@ -107,6 +116,21 @@ export class TokenCounter {
       lineStart = i + 1;
     }
     this.#inLine = inLine || hasText(b, lineStart, end);
+  }
+
+  /** Reads the usage fields of b[from, end) by a pass that looks at one byte in six where it can. */
+  #skipScan(b: Buffer, from: number, end: number, startsBefore: number): void {
+    const skip = KEY_ENDS.skip;
+    for (let i = from + KEY_ENDS.width - 1; i < end;) {
+      const c = b[i]!;
+      const by = skip[c]!;
+      if (by !== 0) {
+        i += by;
+        continue;
+      }
+      if (endsAt(b, i, TOKENS_END) || endsAt(b, i, COUNT_END)) this.#field(b, i, end, startsBefore);
+      i += KEY_ENDS.afterLook[c]!;
+    }
   }
 
   /** `close` is the index of a key's closing quote: if it is a usage key, its number. */

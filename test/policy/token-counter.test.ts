@@ -40,6 +40,22 @@ t.test('OpenAI usage is read whole wherever the chunks are cut', async () => {
   t.pass('2000 cuts');
 });
 
+t.test('usage is read whole after text as dense in underscores as code, wherever the chunks are cut', async () => {
+  // Words such as `_tokens` and `eval_count` without their quote are decoys.
+  const code = fc.array(fc.constantFrom('a', '_', 'snake_case', ' ', '_tokens', 'eval_count', 'x_y_z', '__init__'), { maxLength: 200 }).map((w) => w.join(''));
+  fc.assert(
+    fc.property(usage, code, fc.array(fc.nat({ max: 1500 }), { maxLength: 12 }), fc.boolean(), ({ prompt, completion, space }, text, cuts, ollama) => {
+      const s = space;
+      const body = ollama
+        ? `{"message":{"content":"${text}"},"done":true,"prompt_eval_count"${s}:${s}${prompt},"eval_count":${s}${completion}}`
+        : `{"choices":[{"message":{"content":"${text}"}}],"usage":{"prompt_tokens"${s}:${s}${prompt},"completion_tokens"${s}:${s}${completion},"total_tokens":${s}${prompt + completion}}}`;
+      const c = count(body, cuts, false);
+      return c.reported && c.input === prompt && c.output === completion && c.tokens === prompt + completion;
+    }),
+    { numRuns: 2000 },
+  );
+});
+
 t.test('Ollama counts (prompt_eval_count, eval_count) on the last NDJSON line', async () => {
   fc.assert(
     fc.property(usage, fc.array(fc.nat({ max: 400 }), { maxLength: 8 }), ({ prompt, completion }, cuts) => {
