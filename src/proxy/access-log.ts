@@ -131,20 +131,11 @@ export class AccessLog {
     const lead = this.#lead;
     const middle = this.#middle;
     const tail = this.#tail;
-    // An id is printable ASCII as a rule (one byte a character, two quotes); any other is JSON-escaped first.
-    const plainId = isPlainAscii(requestId);
-    const id = plainId ? null : utf8(JSON.stringify(requestId));
     const writer = this.#writer;
-    const buf = writer.beginLine(lead.length + (id === null ? requestId.length + 2 : id.length) + middle.length + TIMES_MAX_BYTES + tail.length);
+    const buf = writer.beginLine(lead.length + requestId.length * MAX_ESCAPED_BYTES + 2 + middle.length + TIMES_MAX_BYTES + tail.length);
     if (buf === null) return;
     let at = put(buf, writer.lineStart, lead);
-    if (id === null) {
-      buf[at++] = QUOTE;
-      for (let i = 0; i < requestId.length; i++) buf[at++] = requestId.charCodeAt(i);
-      buf[at++] = QUOTE;
-    } else {
-      at = put(buf, at, id);
-    }
+    at = putId(buf, at, requestId);
     at = put(buf, at, middle);
     at = putMillis(buf, at, Math.round(seconds * 1e6));
     at = put(buf, at, TTFB);
@@ -155,10 +146,18 @@ export class AccessLog {
 
 const NO_BYTES = new Uint8Array(0);
 const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+/** The most UTF-8 bytes one UTF-16 unit of a string takes in JSON: `\u001f` (a lone surrogate, escaped by JSON.stringify, too). */
+const MAX_ESCAPED_BYTES = 6;
 const TTFB = utf8(',"ttfb_ms":');
 const NULL = utf8('null');
 /** The most bytes the two times take with what goes between them: two numbers (putMillis: at most 24 characters) and TTFB. */
 const TIMES_MAX_BYTES = 2 * 24 + TTFB.length;
+
+/** Buffer's native UTF-8 encoder, without Buffer#write's argument handling in front of it. */
+interface Utf8Writer {
+  utf8Write(text: string, offset: number, length: number): number;
+}
 
 function utf8(text: string): Uint8Array {
   return Buffer.from(text, 'utf8');
@@ -173,6 +172,22 @@ function put(buf: Buffer, at: number, bytes: Uint8Array): number {
   if (n >= SHORT_BYTES) buf.set(bytes, at);
   else for (let i = 0; i < n; i++) buf[at + i] = bytes[i]!;
   return at + n;
+}
+
+/**
+ * Puts a request id as a JSON string; returns the index after it. An id is printable ASCII
+ * as a rule (sluice's own, most clients'), copied as it is checked; any other is escaped.
+ */
+function putId(buf: Buffer, at: number, id: string): number {
+  const start = at;
+  buf[at++] = QUOTE;
+  for (let i = 0; i < id.length; i++) {
+    const c = id.charCodeAt(i);
+    if (c < 0x20 || c > 0x7e || c === QUOTE || c === BACKSLASH) return start + (buf as unknown as Utf8Writer).utf8Write(JSON.stringify(id), start, buf.length - start);
+    buf[at++] = c;
+  }
+  buf[at++] = QUOTE;
+  return at;
 }
 
 // Milliseconds with up to three decimals, as `Math.round(us) / 1e3` prints them, from a
@@ -193,15 +208,6 @@ function putMillis(buf: Buffer, at: number, us: number): number {
   for (let v = ms, i = end; i > at; v = Math.floor(v / 10)) buf[--i] = 0x30 + (v % 10);
   end = put(buf, end, FRACTIONS[us - ms * 1000]!);
   return end;
-}
-
-/** Request ids are sluice's own or a client's header value: printable ASCII, no quote or backslash, as a rule. */
-function isPlainAscii(value: string): boolean {
-  for (let i = 0; i < value.length; i++) {
-    const c = value.charCodeAt(i);
-    if (c < 0x20 || c > 0x7e || c === 0x22 || c === 0x5c) return false;
-  }
-  return true;
 }
 
 class LastJson {

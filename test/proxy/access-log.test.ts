@@ -125,7 +125,7 @@ t.test('every field of every line is its own request\'s, however the values repe
   const { pick } = seededRandom(0x1234567);
   const key = { name: 'team-a', digest: 'abcdef0123456789' } as Parameters<AccessLog['record']>[12];
   const draw = (i: number) => ({
-    request_id: `id-${i}`, method: pick(['GET', 'POST']), path: pick(['/a-1/x', '/a-1/y', '/b-2/v1/chat/completions', '/p"q']),
+    request_id: pick(['id-', 'id-', 'q"\\', 'é-', '\u0001-', '\ud83d\ude00', '\ud800']) + i, method: pick(['GET', 'POST']), path: pick(['/a-1/x', '/a-1/y', '/b-2/v1/chat/completions', '/p"q']),
     client: pick(['', '10.0.0.1', '::1']), route: pick([null, 'a-1', 'b-2']), upstream: pick([null, 'http://127.0.0.1:1', 'http://127.0.0.1:2']),
     status: pick([200, 200, 404, 502]), seconds: pick([0.001, 0.0025]), ttfb: pick([null, 0.5]), request_bytes: pick([0, 10, 10, 512]),
     response_bytes: pick([0, 301, 301]), cache: pick(['bypass', 'miss', 'hit'] as const), key: pick([undefined, key]),
