@@ -128,8 +128,8 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
     adminHost = '127.0.0.1';
   }
   // Checked before anything is bound: a pair that cannot serve stops the start, naming the field.
-  const listenPair = await startupCertificate(config.listen.tls, 'listen');
-  const adminPair = await startupCertificate(config.admin.tls, 'admin');
+  const listenPair = await startupCertificate(config.listen.tls, 'listen', frontEndOf(config.listen) === 'uws');
+  const adminPair = await startupCertificate(config.admin.tls, 'admin', false);
   // Every worker must bind the same port, so an ephemeral port is chosen once, here.
   const port = config.listen.port === 0 ? await freePort(config.listen.host) : config.listen.port;
   const slots = new SlotAllocator();
@@ -507,7 +507,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
   const tlsPorts: TlsPort[] = [];
   if (listenPair !== null) {
     tlsPorts.push({
-      name: 'listen', config: config.listen.tls!, current: listenPair,
+      name: 'listen', config: config.listen.tls!, boringSsl: frontEndOf(config.listen) === 'uws', current: listenPair,
       apply: async () => {
         const failed = await dp.reloadTls();
         return failed.length === 0 ? null : failed.map((f) => `worker ${f.worker}: ${f.error}`).join('; ');
@@ -516,7 +516,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
   }
   if (adminPair !== null) {
     tlsPorts.push({
-      name: 'admin', config: config.admin.tls!, current: adminPair,
+      name: 'admin', config: config.admin.tls!, boringSsl: false, current: adminPair,
       apply: async (pair) => {
         try {
           admin.setCertificate(pair);
@@ -647,9 +647,9 @@ function policySettings(policies: PoliciesConfig): Array<[string, number]> {
 }
 
 /** The pair of listen.tls or admin.tls, read and checked; a ConfigError naming the file's field when it cannot serve. */
-async function startupCertificate(tls: TlsConfig | undefined, section: string): Promise<CertificatePair | null> {
+async function startupCertificate(tls: TlsConfig | undefined, section: string, boringSsl: boolean): Promise<CertificatePair | null> {
   if (tls === undefined) return null;
-  const pair = await readCertificatePair(tls, section === 'listen');
+  const pair = await readCertificatePair(tls, boringSsl);
   if (isProblem(pair)) throw new ConfigError(`${section}.tls.${pair.field}`, pair.reason);
   return pair;
 }

@@ -86,17 +86,14 @@ export function parseYamlAsWritten(text: string): unknown {
   return doc.toJS();
 }
 
-/** The front end that reads client requests: listen.front_end, auto resolved (node for plain HTTP, uws with TLS). */
+/** The front end that reads client requests: listen.front_end, auto resolved (node). */
 export function frontEndOf(listen: Config['listen']): 'node' | 'uws' {
-  return listen.front_end === 'auto' ? (listen.tls === undefined ? 'node' : 'uws') : listen.front_end;
+  return listen.front_end === 'auto' ? 'node' : listen.front_end;
 }
 
 /** Checks that span several fields, then freezes. */
 function finalize(config: Config): Config {
   if (config.ports.from > config.ports.to) throw new ConfigError('ports.from', `must be <= ports.to (${config.ports.to})`);
-  if (config.listen.front_end === 'node' && config.listen.tls !== undefined) {
-    throw new ConfigError('listen.front_end', 'node serves plain HTTP only: with listen.tls the front end is uws');
-  }
   // Each worker binds its own socket by address (front-end/reuseport.ts): no resolver there.
   if (frontEndOf(config.listen) === 'node' && config.listen.host !== 'localhost' && isIP(config.listen.host) === 0) {
     throw new ConfigError('listen.host', 'must be an IP address (or localhost) with the node front end (listen.front_end)');

@@ -307,11 +307,12 @@ export const configSchema: Field = {
         // request (about 10% of throughput on small requests). Off, a client's own
         // X-Forwarded-For still passes through unchanged.
         forwarded_for: { kind: 'bool', default: false },
-        // What reads client requests: sluice's own HTTP/1.1 front end on Node's TCP handles
-        // (src/proxy/front-end/, plain HTTP only), or uWebSockets.js. auto: node for plain
-        // HTTP, uws with listen.tls. On the requests SDKs send (POST, a dozen headers, a
-        // body) uWS.js's binding costs more per request than its C++ parser saves; the node
-        // front end also reads the client's address once per connection, not per request.
+        // What reads client requests: sluice's own HTTP/1.1 front end on Node's TCP (and,
+        // with listen.tls, TLS) handles (src/proxy/front-end/), or uWebSockets.js. auto:
+        // node. On the requests SDKs send (POST, a dozen headers, a body) uWS.js's binding
+        // costs more per request than its C++ parser saves; the node front end also reads
+        // the client's address once per connection, not per request. Over TLS, uWS.js 20.30
+        // drops some requests and header bytes (README, Known limits).
         front_end: { kind: 'string', enum: ['auto', 'node', 'uws'], default: 'auto' },
         // A client connection waiting this long for bytes (idle between requests, or in a
         // head or an upload nothing answers yet) is closed. The node front end only: uWS's is

@@ -31,7 +31,7 @@ export interface CertificateProblem {
  * Reads the pair and checks that the key is the certificate's and that it has not expired;
  * `gatewayPort`: also that uWebSockets.js's BoringSSL can load it.
  */
-export async function readCertificatePair(tls: TlsConfig, gatewayPort = false): Promise<CertificatePair | CertificateProblem> {
+export async function readCertificatePair(tls: TlsConfig, boringSsl = false): Promise<CertificatePair | CertificateProblem> {
   let cert: Buffer;
   let key: Buffer;
   try {
@@ -58,9 +58,9 @@ export async function readCertificatePair(tls: TlsConfig, gatewayPort = false): 
     return { field: 'key_file', reason: `${tls.key_file} holds no unencrypted PEM private key (${(err as Error).message})` };
   }
   if (!x509.checkPrivateKey(privateKey)) return { field: 'key_file', reason: `${tls.key_file} is not the key of the certificate in ${tls.cert_file}` };
-  // Node's OpenSSL reads it, but the gateway port's BoringSSL has no Ed448: its workers could
-  // only fail with uWS's bare "App construction failed".
-  if (gatewayPort && privateKey.asymmetricKeyType === 'ed448') return { field: 'key_file', reason: `${tls.key_file} is an Ed448 key, which the gateway port's TLS (BoringSSL, in uWebSockets.js) cannot load: use RSA, ECDSA or Ed25519` };
+  // Node's OpenSSL reads it, but BoringSSL (the uws front end's) has no Ed448: its workers
+  // could only fail with uWS's bare "App construction failed".
+  if (boringSsl && privateKey.asymmetricKeyType === 'ed448') return { field: 'key_file', reason: `${tls.key_file} is an Ed448 key, which the gateway port's TLS (BoringSSL, in uWebSockets.js) cannot load: use RSA, ECDSA or Ed25519` };
   if (Date.parse(x509.validTo) < Date.now()) return { field: 'cert_file', reason: `the certificate in ${tls.cert_file} expired on ${x509.validTo}` };
   const digest = createHash('sha256').update(cert).update('\0').update(key).digest('hex');
   return { cert, key, digest, serial: x509.serialNumber, subject: x509.subject.replace(/\n/g, ', '), notAfter: x509.validTo };
@@ -80,6 +80,8 @@ export interface TlsPort {
   /** `listen` or `admin`: the config section, in log lines. */
   readonly name: string;
   readonly config: TlsConfig;
+  /** Served by uWebSockets.js (listen.front_end uws), whose BoringSSL has no Ed448. */
+  readonly boringSsl: boolean;
   /** The pair in use. */
   current: CertificatePair;
   /** Puts a pair in use; resolves with why it could not (the pair in use then stays), or null. */
@@ -178,7 +180,7 @@ export class CertificateReloader {
 
   async #checkPort(port: TlsPort, reason: string, force: boolean): Promise<void> {
     const log = { port: port.name, reason, cert_file: port.config.cert_file, key_file: port.config.key_file };
-    const pair = await readCertificatePair(port.config, port.name === 'listen');
+    const pair = await readCertificatePair(port.config, port.boringSsl);
     if (isProblem(pair)) {
       const digest = `problem:${pair.reason}`;
       if (!force && this.#refused.get(port) === digest) return;

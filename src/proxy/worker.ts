@@ -116,6 +116,7 @@ async function listenNode(): Promise<ClientListener | null> {
     malformed: gateway.refuseMalformed,
     idleTimeoutMs: init.clientIdleTimeoutMs,
     headTimeoutMs: init.clientHeaderTimeoutMs,
+    tls: init.tls,
   });
   if (!(await portFree())) return null;
   try {
@@ -125,7 +126,7 @@ async function listenNode(): Promise<ClientListener | null> {
     return null;
   }
   post({ type: 'listening', workerIndex: init.workerIndex, native, binary, transport: upstreamTransport });
-  return { drain: () => server.drain(), stopAccepting: () => server.stopAccepting(), close: () => server.close(), reload: () => 'the gateway port has no TLS' };
+  return { drain: () => server.drain(), stopAccepting: () => server.stopAccepting(), close: () => server.close(), reload: () => server.reload() };
 }
 
 async function startListening(): Promise<Listener | null> {

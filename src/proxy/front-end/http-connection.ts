@@ -92,6 +92,11 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
   #remote: ArrayBuffer | null = null;
   #remoteText: ArrayBuffer | null = null;
   readonly #resumeHeld: () => void;
+  /**
+   * A write libuv finishes later holds the bytes it was given (TCP). Over TLS the handle
+   * encrypts them (or copies what it cannot yet) before writeBuffer returns: Node's TLSWrap::DoWrite.
+   */
+  readonly #writesHoldBytes: boolean;
 
   constructor(owner: ConnectionOwner, socket: Socket) {
     this.#owner = owner;
@@ -99,6 +104,7 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
     this.#wrap = streamBase!;
     this.#parser = new RequestParser(this);
     this.#resumeHeld = () => this.#feedHeld();
+    this.#writesHoldBytes = (socket as Socket & { encrypted?: boolean }).encrypted !== true;
     const handle = (socket as unknown as { _handle: StreamHandle })._handle;
     this.#handle = handle;
     const state = this.#wrap.state;
@@ -316,11 +322,12 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
       return false;
     }
     if (this.#wrap.state[this.#wrap.lastWriteWasAsync] === 0) return false;
-    // libuv writes the rest from this memory later: the request keeps it alive, and the
-    // next write gets a request of its own.
-    (req as WriteReq & { buffer: Buffer }).buffer = data;
+    // The write ends later: the next one gets a request of its own, and (TCP) libuv writes
+    // the rest from this memory, which the request keeps alive.
     this.#writeReq = null;
     this.#writing++;
+    if (!this.#writesHoldBytes) return false;
+    (req as WriteReq & { buffer: Buffer }).buffer = data;
     return true;
   }
 

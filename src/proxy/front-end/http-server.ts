@@ -1,8 +1,13 @@
-// The node front end's listener: a net.Server on a listening socket of this worker's own
-// (reuseport.ts: each worker binds the port with SO_REUSEPORT, as uWS does, and the kernel
-// spreads connections), its connections, and their idle timeout.
+// The node front end's listener: a net.Server (a tls.Server with listen.tls) on a listening
+// socket of this worker's own (reuseport.ts: each worker binds the port with SO_REUSEPORT,
+// as uWS does, and the kernel spreads connections), its connections, and their idle timeout.
+// Over TLS a connection is handed on once its handshake is done: its handle is Node's
+// TLSWrap, a StreamBase like the TCP handle, read and written through the same calls.
 
+import { readFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer, type SecureContextOptions, type Server as TlsServer, type TLSSocket } from 'node:tls';
+import type { TlsFiles } from '../listener.js';
 import type { ClientHandler, ClientResponse } from './client.js';
 import { refreshDate } from './client-output.js';
 import { advanceTick, HttpConnection, type ConnectionOwner } from './http-connection.js';
@@ -20,6 +25,17 @@ export interface HttpServerOptions {
   readonly idleTimeoutMs: number;
   /** A request head not whole this long after its first byte is answered 408 (config listen.client_header_timeout_ms). */
   readonly headTimeoutMs: number;
+  /** HTTPS (config listen.tls); null: plain HTTP. A TLS handshake gets headTimeoutMs too. */
+  readonly tls: TlsFiles | null;
+}
+
+// TLS 1.2 suites: ECDHE with AES-GCM or ChaCha20, as Mozilla's "intermediate" profile (the
+// uws front end's list, listener.ts); TLS 1.3's suites are OpenSSL's defaults.
+const TLS12_SUITES = 'ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305';
+
+/** The certificate and key as the files hold them now (read again at each reload). Throws when they cannot be read. */
+function secureContextOptions(tls: TlsFiles): SecureContextOptions {
+  return { cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile), minVersion: tls.minVersion, ciphers: TLS12_SUITES };
 }
 
 const SWEEP_MS = 1000;
@@ -31,7 +47,8 @@ export class HttpServer implements ConnectionOwner {
   readonly #idleTicks: number;
   readonly #headTicks: number;
   readonly #headTimeoutMs: number;
-  readonly #server: Server;
+  readonly #server: Server | TlsServer;
+  readonly #tls: TlsFiles | null;
   readonly #connections = new Set<HttpConnection>();
   #sweep: NodeJS.Timeout | null = null;
   #draining = false;
@@ -43,11 +60,32 @@ export class HttpServer implements ConnectionOwner {
     this.#idleTicks = Math.max(1, Math.ceil(options.idleTimeoutMs / SWEEP_MS));
     this.#headTicks = Math.max(1, Math.ceil(options.headTimeoutMs / SWEEP_MS));
     this.#headTimeoutMs = options.headTimeoutMs;
-    this.#server = createServer({ noDelay: true }, (socket: Socket) => {
+    this.#tls = options.tls;
+    const accept = (socket: Socket): void => {
       const conn = new HttpConnection(this, socket);
       conn.draining = this.#draining;
       this.#connections.add(conn);
-    });
+    };
+    this.#server = options.tls === null
+      ? createServer({ noDelay: true }, accept)
+      : createTlsServer({ ...secureContextOptions(options.tls), noDelay: true, ALPNProtocols: ['http/1.1'], handshakeTimeout: options.headTimeoutMs }, accept);
+    // A handshake that fails (a plain-HTTP client, a protocol or suite refused) ends its
+    // socket; Node would log nothing either, and the server must not fail for it.
+    if (options.tls !== null) this.#server.on('tlsClientError', (_err: Error, socket: TLSSocket) => socket.destroy());
+  }
+
+  /**
+   * Reads the certificate files again for the connections accepted from now on; those open
+   * keep theirs. Returns why it could not (the files do not load): the one in use then stays.
+   */
+  reload(): string | null {
+    if (this.#tls === null) return 'the gateway port has no TLS';
+    try {
+      (this.#server as TlsServer).setSecureContext(secureContextOptions(this.#tls));
+    } catch (err) {
+      return `${this.#tls.certFile} and ${this.#tls.keyFile} do not load as a certificate chain and its key (${(err as Error).message})`;
+    }
+    return null;
   }
 
   /** Listens on the bound socket `fd`, which it then owns (and closes at stopAccepting). */
