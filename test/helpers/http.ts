@@ -3,7 +3,8 @@
 
 import { request, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { connect, type Socket } from 'node:net';
+import { connect as netConnect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 
 export interface Reply {
   status: number;
@@ -138,9 +139,14 @@ function parseHead(head: string): { status: number; headers: Record<string, stri
  * response: until its content-length is complete, the connection closes, or `timeoutMs`.
  * `body` is written after the head, in pieces, as long as the server keeps reading.
  */
-export function rawRequest(port: number, head: string, opts: { body?: Buffer[]; timeoutMs?: number } = {}): Promise<RawReply> {
+/** A connection to 127.0.0.1:`port`, over TLS when `tls` (trusting any certificate: a test's own; what is written before the handshake ends waits for it). */
+export function connect(port: number, tls = false): Socket {
+  return tls ? tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false }) : netConnect({ host: '127.0.0.1', port });
+}
+
+export function rawRequest(port: number, head: string, opts: { body?: Buffer[]; timeoutMs?: number; tls?: boolean } = {}): Promise<RawReply> {
   return new Promise((resolve, reject) => {
-    const socket = connect({ host: '127.0.0.1', port });
+    const socket = connect(port, opts.tls);
     let buf = Buffer.alloc(0);
     let done = false;
     const finish = (closed: boolean): void => {
@@ -214,9 +220,9 @@ export class RawConnection {
     socket.on('error', onClose);
   }
 
-  static open(port: number): Promise<RawConnection> {
+  static open(port: number, tls = false): Promise<RawConnection> {
     return new Promise((resolve, reject) => {
-      const s = connect({ host: '127.0.0.1', port });
+      const s = connect(port, tls);
       s.once('connect', () => resolve(new RawConnection(s)));
       s.once('error', reject);
     });

@@ -97,6 +97,14 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
    * encrypts them (or copies what it cannot yet) before writeBuffer returns: Node's TLSWrap::DoWrite.
    */
   readonly #writesHoldBytes: boolean;
+  /**
+   * TLS: TLSWrap takes one write at a time (a second one while the first is in flight
+   * aborts the process, crypto_tls.cc `CHECK(!current_write_)`), so bytes sent meanwhile
+   * wait here, copied, and go in one write when it completes. Node's TLSSocket queues in its
+   * Writable for the same reason.
+   */
+  #tlsQueue: Buffer[] | null = null;
+  #tlsQueueBytes = 0;
 
   constructor(owner: ConnectionOwner, socket: Socket) {
     this.#owner = owner;
@@ -309,12 +317,17 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
 
   /** Bytes written that the client's socket has not taken yet (beyond the kernel's buffer). */
   get queuedBytes(): number {
-    return this.#closed ? 0 : this.#handle.writeQueueSize;
+    return this.#closed ? 0 : this.#handle.writeQueueSize + this.#tlsQueueBytes;
   }
 
   /** Sends `data[0, length)` (the thread's output buffer). Returns true when libuv now holds it: the caller must not reuse it. */
   send(data: Buffer, length: number): boolean {
     if (this.#closed) return false;
+    if (!this.#writesHoldBytes && this.#writing > 0) {
+      (this.#tlsQueue ??= []).push(Buffer.from(data.subarray(0, length)));
+      this.#tlsQueueBytes += length;
+      return false;
+    }
     const req = (this.#writeReq ??= this.#newWriteReq());
     const err = this.#handle.writeBuffer(req, length === data.length ? data : data.subarray(0, length));
     if (err !== 0) {
@@ -335,8 +348,22 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
     const req = this.#wrap.newReq();
     req.oncomplete = (status: number) => {
       this.#writing--;
-      if (status < 0) this.destroy();
-      else if (this.#writing === 0) this.#drained();
+      if (status < 0) {
+        this.destroy();
+        return;
+      }
+      if (this.#writing > 0) return;
+      const queued = this.#tlsQueue;
+      if (queued !== null) {
+        this.#tlsQueue = null;
+        this.#tlsQueueBytes = 0;
+        const bytes = queued.length === 1 ? queued[0]! : Buffer.concat(queued);
+        this.send(bytes, bytes.length);
+        // A response that ended meanwhile ends its connection now that its last bytes are handed over.
+        this.flushed();
+        if (this.#writing > 0) return;
+      }
+      this.#drained();
     };
     return req;
   }
@@ -354,7 +381,7 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
 
   /** After the last response's bytes: FIN once libuv has written them (its shutdown waits for the write queue). */
   flushed(): void {
-    if (!this.#endPending) return;
+    if (!this.#endPending || this.#tlsQueue !== null) return;
     this.#endPending = false;
     // The idle timeout now waits for the client to close, once libuv has written all.
     this.lastTick = tick;
