@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type SecureContextOptions, type Server as TlsServer, type TLSSocket } from 'node:tls';
-import type { TlsFiles } from '../listener.js';
+import { TLS12_SUITES, type TlsFiles } from '../listener.js';
 import type { ClientHandler, ClientResponse } from './client.js';
 import { refreshDate } from './client-output.js';
 import { advanceTick, HttpConnection, type ConnectionOwner } from './http-connection.js';
@@ -29,11 +29,7 @@ export interface HttpServerOptions {
   readonly tls: TlsFiles | null;
 }
 
-// TLS 1.2 suites: ECDHE with AES-GCM or ChaCha20, as Mozilla's "intermediate" profile (the
-// uws front end's list, listener.ts); TLS 1.3's suites are OpenSSL's defaults.
-const TLS12_SUITES = 'ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305';
-
-/** The certificate and key as the files hold them now (read again at each reload). Throws when they cannot be read. */
+/** The certificate and key as the files hold them now (read again at each reload), the uws front end's TLS 1.2 suites (TLS 1.3's are OpenSSL's defaults). Throws when they cannot be read. */
 function secureContextOptions(tls: TlsFiles): SecureContextOptions {
   return { cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile), minVersion: tls.minVersion, ciphers: TLS12_SUITES };
 }
