@@ -3,7 +3,7 @@
 // data-plane workers -> admin API, publishes route tables, and hands the admin API only the
 // control plane's facade (control/facade.ts).
 
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer } from 'node:net';
 import { parseArgs } from 'node:util';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
@@ -296,7 +296,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
       flushMs: config.log.access_flush_ms, sample: config.log.access_sample,
     },
     forwardedFor: config.listen.forwarded_for, frontEnd: frontEndOf(config.listen), clientIdleTimeoutMs: config.listen.client_idle_timeout_ms, clientHeaderTimeoutMs: config.listen.client_header_timeout_ms, shared, logger,
-    tls: config.listen.tls === undefined ? null : { certFile: config.listen.tls.cert_file, keyFile: config.listen.tls.key_file, minVersion: config.listen.tls.min_version },
+    tls: config.listen.tls === undefined ? null : { certFile: config.listen.tls.cert_file, keyFile: config.listen.tls.key_file, minVersion: config.listen.tls.min_version, ticketKeys: randomBytes(48) },
     hsts: config.listen.hsts === undefined ? null : hstsValue(config.listen.hsts),
     redis: config.redis.url === null ? null : {
       url: config.redis.url, timeoutMs: config.rate_limit.redis_timeout_ms, cacheTimeoutMs: config.cache.redis_timeout_ms,

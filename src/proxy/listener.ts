@@ -15,6 +15,12 @@ export interface TlsFiles {
   readonly certFile: string;
   readonly keyFile: string;
   readonly minVersion: TlsVersion;
+  /**
+   * Session ticket keys (48 bytes), the same for every worker, so that a client resumes its
+   * session on whichever worker takes its next connection; made once per start, as nginx's
+   * are (node front end only: uWS.js offers no call for them).
+   */
+  readonly ticketKeys: Uint8Array;
 }
 
 // TLS 1.2 suites, for both front ends (a cipher list applies to TLS 1.2 only; TLS 1.3

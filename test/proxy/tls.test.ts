@@ -264,6 +264,39 @@ t.test('over TLS the node front end serves what uWebSockets.js dropped or mangle
   t.notMatch(echoed, /\r\nuwebsockets:/i, 'no uWebSockets header');
 });
 
+/** One handshake with the gateway offering `session`: whether it was resumed, and the session to offer next (a new ticket, or the same). */
+function resume(session: Buffer | undefined): Promise<{ session: Buffer | undefined; reused: boolean }> {
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect({ host: '127.0.0.1', port: gw.port, rejectUnauthorized: false, session });
+    let reused = false;
+    let ticket = session;
+    // TLS 1.3 sends its tickets after the handshake: a request and its answer make sure they came.
+    socket.once('secureConnect', () => {
+      reused = socket.isSessionReused();
+      socket.write('GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n');
+    });
+    socket.on('session', (s: Buffer) => {
+      ticket = s;
+    });
+    socket.on('data', () => {});
+    socket.once('error', reject);
+    socket.once('close', () => resolve({ session: ticket, reused }));
+  });
+}
+
+t.test('a TLS session resumes on either worker (their ticket keys are shared)', async (t) => {
+  let { session } = await resume(undefined);
+  t.ok(session !== undefined, 'a ticket came');
+  const reused: boolean[] = [];
+  // Two workers: the kernel spreads twelve connections over both.
+  for (let i = 0; i < 12; i++) {
+    const r = await resume(session);
+    reused.push(r.reused);
+    session = r.session;
+  }
+  t.same(reused, reused.map(() => true), 'every reconnection resumed its session');
+});
+
 t.test('a new certificate: new connections get it, a stream in flight completes', async (t) => {
   t.same(await servedSubjects(gw.port), ['gw-a']);
   const before = logCount(gw, 'certificate reloaded', 'listen');

@@ -34,6 +34,11 @@ function secureContextOptions(tls: TlsFiles): SecureContextOptions {
   return { cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile), minVersion: tls.minVersion, ciphers: TLS12_SUITES };
 }
 
+/** A new context has keys of its own: each worker's are set to the ones all workers share. */
+function shareTicketKeys(server: TlsServer, tls: TlsFiles): void {
+  server.setTicketKeys(Buffer.from(tls.ticketKeys));
+}
+
 const SWEEP_MS = 1000;
 
 export class HttpServer implements ConnectionOwner {
@@ -67,7 +72,10 @@ export class HttpServer implements ConnectionOwner {
       : createTlsServer({ ...secureContextOptions(options.tls), noDelay: true, ALPNProtocols: ['http/1.1'], handshakeTimeout: options.headTimeoutMs }, accept);
     // A handshake that fails (a plain-HTTP client, a protocol or suite refused) ends its
     // socket; Node would log nothing either, and the server must not fail for it.
-    if (options.tls !== null) this.#server.on('tlsClientError', (_err: Error, socket: TLSSocket) => socket.destroy());
+    if (options.tls !== null) {
+      shareTicketKeys(this.#server as TlsServer, options.tls);
+      this.#server.on('tlsClientError', (_err: Error, socket: TLSSocket) => socket.destroy());
+    }
   }
 
   /**
@@ -78,6 +86,7 @@ export class HttpServer implements ConnectionOwner {
     if (this.#tls === null) return 'the gateway port has no TLS';
     try {
       (this.#server as TlsServer).setSecureContext(secureContextOptions(this.#tls));
+      shareTicketKeys(this.#server as TlsServer, this.#tls);
     } catch (err) {
       return `${this.#tls.certFile} and ${this.#tls.keyFile} do not load as a certificate chain and its key (${(err as Error).message})`;
     }
