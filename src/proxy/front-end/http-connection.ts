@@ -73,6 +73,12 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
   #paused = false;
   /** A whole request read, its response not over: the next one waits. */
   #waiting = false;
+  /**
+   * A response ended while libuv still held bytes of this connection's answers: the next
+   * request waits until the client has taken them, so that a client that pipelines
+   * requests and reads no answer cannot make the gateway hold answers without bound.
+   */
+  #unread = false;
   #closed = false;
   /** The last response said the connection ends after it: no request is parsed any more. */
   #ending = false;
@@ -97,6 +103,8 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
    * encrypts them (or copies what it cannot yet) before writeBuffer returns: Node's TLSWrap::DoWrite.
    */
   readonly #writesHoldBytes: boolean;
+  /** TLS: the TCP handle under TLSWrap (Node's `_parent`), whose write queue is what the kernel has not taken. */
+  readonly #tcpUnderTls: { readonly writeQueueSize: number } | null;
   /**
    * TLS: TLSWrap takes one write at a time (a second one while the first is in flight
    * aborts the process, crypto_tls.cc `CHECK(!current_write_)`), so bytes sent meanwhile
@@ -115,6 +123,7 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
     this.#writesHoldBytes = (socket as Socket & { encrypted?: boolean }).encrypted !== true;
     const handle = (socket as unknown as { _handle: StreamHandle })._handle;
     this.#handle = handle;
+    this.#tcpUnderTls = this.#writesHoldBytes ? null : (handle as unknown as { _parent: { writeQueueSize: number } })._parent;
     const state = this.#wrap.state;
     const readBytes = this.#wrap.readBytes;
     const nodeOnRead = handle.onread;
@@ -147,7 +156,7 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
     const parser = this.#parser;
     while (start < end) {
       if (this.#closed || this.#ending) return;
-      if (this.#paused || this.#waiting) {
+      if (this.#paused || this.#waiting || this.#unread) {
         this.#hold(buf, start, end);
         return;
       }
@@ -170,7 +179,7 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
   }
 
   #feedHeld(): void {
-    if (this.#closed || this.#paused || this.#waiting) return;
+    if (this.#closed || this.#paused || this.#waiting || this.#unread) return;
     const held = this.#held;
     if (held !== null) {
       this.#held = null;
@@ -181,7 +190,7 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
         out.uncork();
       }
     }
-    if (!this.#closed && !this.#paused && !this.#waiting && !this.#ending) this.#readStart();
+    if (!this.#closed && !this.#paused && !this.#waiting && !this.#unread && !this.#ending) this.#readStart();
   }
 
   #readStop(): void {
@@ -289,6 +298,17 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
     this.#paused = false;
     // Else the body is still arriving: it is read and dropped, then the next request.
     if (this.#parser.done) this.#nextRequest();
+    if (this.writing) {
+      // The client has not taken the answers so far: what it sent next waits in its socket
+      // (here, one read's bytes at most), as in nginx and Node's http; #drained goes on.
+      this.#unread = true;
+      this.#readStop();
+      return;
+    }
+    this.#continueReading();
+  }
+
+  #continueReading(): void {
     if (this.#held !== null) queueMicrotask(this.#resumeHeld);
     else this.#readStart();
   }
@@ -307,8 +327,13 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
     else if (!this.#waiting && !this.#ending) this.#readStart();
   }
 
+  /**
+   * The client has not taken what was written to it. TCP: a write libuv finishes later (the
+   * kernel did not take it all). TLS, whose every write ends later: bytes waiting for the
+   * write in flight, or that the kernel has not taken from the TCP handle under TLSWrap.
+   */
   get writing(): boolean {
-    return this.#writing > 0;
+    return this.#tcpUnderTls === null ? this.#writing > 0 : this.#tlsQueue !== null || this.#tcpUnderTls.writeQueueSize > 0;
   }
 
   get closed(): boolean {
@@ -348,6 +373,8 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
     const req = this.#wrap.newReq();
     req.oncomplete = (status: number) => {
       this.#writing--;
+      // The client takes its answers, however slowly: the idle timeout counts from here.
+      if (this.#unread) this.lastTick = tick;
       if (status < 0) {
         this.destroy();
         return;
@@ -369,6 +396,10 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
   }
 
   #drained(): void {
+    if (this.#unread) {
+      this.#unread = false;
+      if (!this.#closed && !this.#ending) this.#continueReading();
+    }
     const res = this.#response;
     if (res === null || this.#closed) return;
     out.cork(this);
