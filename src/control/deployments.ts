@@ -11,7 +11,7 @@ import { deploymentId, deploymentProblem, redactUrlSecrets, resolveHealthCheck, 
 import { SluiceError } from '../errors/index.js';
 import type { ReplicaLoadBoard } from '../balancer/index.js';
 import { ActiveHealthCheck, endpointOf, LoadScrape, reportedModel, type HealthStatus } from '../health/index.js';
-import { killGroup, launchFingerprint, launchPlan, PortAllocator, readStatSync, recordedProcess, removeDeploymentLogs, removeReplicaLogs, ReplicaProcess, type LogLine, type ReplicaProcessOptions, type ReplicaSpec, type ReplicaState } from '../ports/index.js';
+import { killGroup, launchFingerprint, launchPlan, PortAllocator, readStatSync, recordedProcess, removeDeploymentLogs, removeReplicaLogs, replicaFileName, ReplicaProcess, type LogLine, type ReplicaProcessOptions, type ReplicaSpec, type ReplicaState } from '../ports/index.js';
 import type { DesiredStateStore, HibernationRecords, ReplicaRecord, ReplicaRecords } from '../state/index.js';
 import { upstreamCredential } from './credentials.js';
 import { serverEnvironment } from './server-env.js';
@@ -124,7 +124,7 @@ export class Replica {
    * into the temp dir on every start and never deletes it.
    */
   tmpDir(stateDir: string): string {
-    return join(stateDir, 'tmp', this.id.replace(/[^A-Za-z0-9._-]/g, '_'));
+    return join(stateDir, 'tmp', replicaFileName(this.id));
   }
 
   view(breaker?: (slot: number) => string, load?: ReplicaLoadBoard): Record<string, unknown> {

@@ -27,12 +27,17 @@ export interface LogFilePaths {
 }
 
 export function logFilePaths(dir: string, id: string): LogFilePaths {
-  const safe = fileName(id);
+  const safe = replicaFileName(id);
   return { stdout: join(dir, `${safe}.out`), stderr: join(dir, `${safe}.err`) };
 }
 
-function fileName(id: string): string {
-  return id.replace(/[^A-Za-z0-9._-]/g, '_');
+/**
+ * A replica's (or a deployment's) id as a file name, one to one: the `/` of `<deployment>/<n>`
+ * as `_`, and a model name's `:` (Ollama's style) as `%3A`, which no id has, so that `a:b-1`
+ * and `a_b-1` never share their log files or TMPDIR (an undeploy of one removed the other's).
+ */
+export function replicaFileName(id: string): string {
+  return id.replaceAll(':', '%3A').replace(/[^A-Za-z0-9._%-]/g, '_');
 }
 
 /** Removes a replica's two files, once it is gone for good (a scale-down): nobody reads them any more. */
@@ -46,7 +51,7 @@ export async function removeReplicaLogs(dir: string, replica: string): Promise<v
  * in an earlier run), once it is undeployed.
  */
 export async function removeDeploymentLogs(dir: string, id: string): Promise<void> {
-  const prefix = `${fileName(id)}_`;
+  const prefix = `${replicaFileName(id)}_`;
   const names = await readdir(dir).catch(() => [] as string[]);
   const own = names.filter((n) => n.startsWith(prefix) && /^\d+\.(?:out|err)$/.test(n.slice(prefix.length)));
   await Promise.all(own.map((n) => rm(join(dir, n), { force: true })));
