@@ -1,7 +1,7 @@
 // Deployment endpoints: the REST API (/v1/deployments) and the deployment service's
 // original endpoints (/deploy, /undeploy, /get_*), which keep their paths and meaning.
 
-import { deploymentId, deploymentProblem, deploymentSchema, shadowProblem, MODEL_NAME, RESERVED_NAMES, reservedReason, VERSION_NAME, type Config, type DeploymentConfig } from '../config/index.js';
+import { deploymentId, deploymentProblem, deploymentSchema, loopProblem, shadowProblem, MODEL_NAME, RESERVED_NAMES, reservedReason, VERSION_NAME, type Config, type DeploymentConfig } from '../config/index.js';
 import type { DeploymentControl, ManagedDeployment } from '../control/index.js';
 import type { CallBreaker, DependencyBreakers } from '../dependencies/index.js';
 import { SluiceError } from '../errors/index.js';
@@ -104,7 +104,7 @@ async function deploy(ctx: DeploymentsApiContext, spec: DeploymentConfig, req: A
   const { deployments } = ctx;
   const wait = boolParam(req, 'wait');
   refuseConfigOwned(ctx.config, deploymentId(spec.model, spec.version));
-  const problem = deploymentProblem(spec);
+  const problem = deploymentProblem(spec) ?? loopProblem(spec, ctx.config.listen);
   if (problem !== null) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `${problem.field}: ${problem.reason}`, { field: problem.field });
   const shadow = shadowProblem(spec, deployments.list().map((d) => d.spec));
   if (shadow !== null) throw new SluiceError('SLUICE_ERR_CONFLICT', `${shadow.field}: ${shadow.reason}`, { field: shadow.field });

@@ -1,6 +1,6 @@
 import { readFileSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, networkInterfaces } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseDocument, visit } from 'yaml';
 import { otelOverrides } from './otel-env.js';
@@ -111,7 +111,7 @@ function finalize(config: Config): Config {
     const id = deploymentId(d.model, d.version);
     if (seen.has(id)) throw new ConfigError(`deployments[${i}]`, `duplicate deployment ${id}`);
     seen.add(id);
-    const problem = deploymentProblem(d) ?? shadowProblem(d, config.deployments);
+    const problem = deploymentProblem(d) ?? loopProblem(d, config.listen) ?? shadowProblem(d, config.deployments);
     if (problem !== null) throw new ConfigError(`deployments[${i}].${problem.field}`, problem.reason);
   });
   refusePlaceholders(config);
@@ -185,6 +185,38 @@ export function shadowProblem(d: DeploymentConfig, others: Iterable<DeploymentCo
     if (o.model === id) return { field: 'version', reason: `${id} is the name of model ${o.model}: this deployment and that model's alias would share the path /${id}/` };
   }
   return null;
+}
+
+/**
+ * A remote URL that is this gateway's own port on this machine: every request sent there
+ * comes back as a new one, sent there again, until the upstream connections of a worker run
+ * out and the innermost waits time out (one client request became 512). By address only: a
+ * host name that resolves here is not caught.
+ */
+export function loopProblem(d: DeploymentConfig, listen: { readonly host: string; readonly port: number }): { field: string; reason: string } | null {
+  if (listen.port === 0) return null;
+  for (const [i, { url }] of d.urls.entries()) {
+    const parsed = URL.canParse(url) ? new URL(url) : null;
+    if (parsed === null) continue;
+    const port = parsed.port === '' ? (parsed.protocol === 'https:' ? 443 : 80) : Number(parsed.port);
+    if (port !== listen.port || !isThisMachine(parsed.hostname, listen.host)) continue;
+    return { field: `urls[${i}]`, reason: `${parsed.host} is this gateway's own port (listen.port ${listen.port}): its requests would come back to it, a loop` };
+  }
+  return null;
+}
+
+/**
+ * A URL host name (IPv6 in brackets) that names this machine: loopback, any-address, the one
+ * the gateway listens on, or, when it listens on every address, any of its interfaces'.
+ */
+function isThisMachine(hostname: string, listenHost: string): boolean {
+  const host = hostname.startsWith('[') ? hostname.slice(1, -1) : hostname;
+  if (host === 'localhost' || host.endsWith('.localhost') || host === listenHost.toLowerCase()) return true;
+  if (isIP(host) === 4 && (host.startsWith('127.') || host === '0.0.0.0')) return true;
+  // WHATWG URL writes an IPv4-mapped address in hex (::ffff:7f00:1).
+  if (host === '::1' || host === '::' || host.startsWith('::ffff:7f') || host === '::ffff:0:0') return true;
+  if (listenHost !== '0.0.0.0' && listenHost !== '::') return false;
+  return Object.values(networkInterfaces()).some((addresses) => addresses?.some((a) => a.address === host) === true);
 }
 
 /**
