@@ -177,6 +177,10 @@ export interface ModelRequestOwner {
 const MODEL_KEY = new JsonKey('model');
 const NAME_KEY = new JsonKey('name');
 const MIN_BUFFER = 4096;
+// At most this much is reserved for an announced body before its bytes come: a head that
+// announces 16 MiB and sends nothing must not make the gateway allocate 16 MiB (200 such
+// heads reserved 3.2 GB). A larger body grows to its announced length as it arrives.
+const MAX_RESERVED = 1024 * 1024;
 
 /**
  * A request whose body is read whole before it goes on: at the root, where the body's
@@ -230,7 +234,7 @@ export class ModelRequest implements ClientListener {
     this.#route = route;
     this.#alias = alias;
     this.#limit = route === null ? table.maxBufferedBodyBytes : Math.min(route.maxBodyBytes, table.maxBufferedBodyBytes);
-    this.#body = Buffer.allocUnsafe(head.contentLength > 0 && head.contentLength <= this.#limit ? head.contentLength : MIN_BUFFER);
+    this.#body = Buffer.allocUnsafe(head.contentLength > 0 && head.contentLength <= this.#limit ? Math.min(head.contentLength, MAX_RESERVED) : MIN_BUFFER);
   }
 
   /** Came through Ollama's API at the root: its errors take Ollama's shape. */
@@ -302,7 +306,9 @@ export class ModelRequest implements ClientListener {
       return;
     }
     if (length > this.#body.length) {
-      const grown = Buffer.allocUnsafe(Math.min(this.#limit, Math.max(length, this.#body.length * 2)));
+      // Up to the announced length (read() refused one over the limit), or the limit when chunked.
+      const most = this.head.contentLength > 0 ? this.head.contentLength : this.#limit;
+      const grown = Buffer.allocUnsafe(Math.min(most, Math.max(length, this.#body.length * 2)));
       this.#body.copy(grown, 0, 0, this.#length);
       this.#body = grown;
     }
