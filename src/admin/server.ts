@@ -199,6 +199,10 @@ export class AdminServer {
         res.setHeader('allow', [...allowed].join(', '));
         throw new SluiceError('SLUICE_ERR_METHOD_NOT_ALLOWED', `${method} is not allowed on ${url.pathname}`);
       }
+      if (!found.def.public && this.#tokenHash === null) {
+        const relayed = relayedBy(req);
+        if (relayed !== null) throw new SluiceError('SLUICE_ERR_FORBIDDEN', `without admin.token the admin API answers this machine's own clients only, not a request a proxy relays (it carries ${relayed}): a proxy or a remote deployment pointed here would open it to the network; set admin.token (or SLUICE_ADMIN_TOKEN) to reach it that way`);
+      }
       if (!found.def.public) {
         const refused = this.#crossSite(req);
         if (refused !== null) throw new SluiceError('SLUICE_ERR_FORBIDDEN', `the admin API answers no request a browser sends from another site's page or to another name (${refused})`);
@@ -338,6 +342,20 @@ function checkQuery(query: URLSearchParams, def: RouteDef, method: string, path:
   }
   const twice = names.find((n, i) => names.indexOf(n) !== i);
   if (twice !== undefined) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `${twice}: given more than once`, { field: twice });
+}
+
+// What a proxy adds to a request it relays: the gateway's own data plane sends the first two
+// to every upstream, a remote deployment whose URL is this admin API's included.
+const RELAY_HEADERS = ['x-forwarded-host', 'x-forwarded-proto', 'x-forwarded-for', 'forwarded', 'via'] as const;
+
+/**
+ * The name of the header that says a proxy relayed `req`, or null. A tokenless admin API is
+ * safe only because it listens on loopback; a proxy on the machine (the gateway itself,
+ * through a `remote` URL naming this port) would be the network's way in.
+ */
+function relayedBy(req: IncomingMessage): string | null {
+  for (const name of RELAY_HEADERS) if (req.headers[name] !== undefined) return name;
+  return null;
 }
 
 /** The Origin is the page of this very server: its host (and port) as the request names them, directly or through a proxy. */
