@@ -59,9 +59,11 @@ export function getText(
         }
       });
       // 'close' follows both a full body and a destroyed one; only a complete answer counts.
+      // A body that ends with the connection counts as complete even when the deadline's
+      // destroy ended it (Node's parser finishes it at the close): one still coming then is not.
       res.on('close', () => {
         clearTimeout(timer);
-        if (!res.complete) resolve(timedOut ? `no complete answer to GET ${shownTarget(path)} within ${timeoutMs} ms` : `GET ${shownTarget(path)}: the response was cut short`);
+        if (timedOut || !res.complete) resolve(timedOut ? `no complete answer to GET ${shownTarget(path)} within ${timeoutMs} ms` : `GET ${shownTarget(path)}: the response was cut short`);
         else resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8', 0, Math.min(kept, maxBytes)) });
       });
       res.on('error', () => {});
