@@ -330,10 +330,12 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
   /**
    * The client has not taken what was written to it. TCP: a write libuv finishes later (the
    * kernel did not take it all). TLS, whose every write ends later: bytes waiting for the
-   * write in flight, or that the kernel has not taken from the TCP handle under TLSWrap.
+   * write in flight, or that the kernel has not taken from the TCP handle under TLSWrap
+   * (and a write in flight, whose end calls #drained).
    */
   get writing(): boolean {
-    return this.#tcpUnderTls === null ? this.#writing > 0 : this.#tlsQueue !== null || this.#tcpUnderTls.writeQueueSize > 0;
+    if (this.#writing === 0) return false;
+    return this.#tcpUnderTls === null || this.#tlsQueue !== null || this.#tcpUnderTls.writeQueueSize > 0;
   }
 
   get closed(): boolean {
