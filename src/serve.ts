@@ -175,6 +175,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
       return buildRouteSnapshot({
         version: buckets === bucketSlots ? ++tableVersion : tableVersion, ready: ready(), deployments: manager.routable(), alias: (model) => traffic.aliasFor(model), keys: keyList, buckets,
         maxBufferedBodyBytes: config.limits.max_buffered_body_bytes,
+        maxBufferedBytes: config.limits.max_buffered_bytes,
         countTokens: config.metrics.tokens,
       });
     } finally {

@@ -94,6 +94,9 @@ export function frontEndOf(listen: Config['listen']): 'node' | 'uws' {
 /** Checks that span several fields, then freezes. */
 function finalize(config: Config): Config {
   if (config.ports.from > config.ports.to) throw new ConfigError('ports.from', `must be <= ports.to (${config.ports.to})`);
+  if (config.limits.max_buffered_bytes < config.limits.max_buffered_body_bytes) {
+    throw new ConfigError('limits.max_buffered_bytes', `must be >= limits.max_buffered_body_bytes (${config.limits.max_buffered_body_bytes}): one such body could never be read`);
+  }
   // Each worker binds its own socket by address (front-end/reuseport.ts): no resolver there.
   if (frontEndOf(config.listen) === 'node' && config.listen.host !== 'localhost' && isIP(config.listen.host) === 0) {
     throw new ConfigError('listen.host', 'must be an IP address (or localhost) with the node front end (listen.front_end)');

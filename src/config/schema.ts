@@ -374,6 +374,10 @@ export const configSchema: Field = {
         // A body read whole before it is routed or forwarded (the front door's `model`, a
         // served_model rewrite) may not exceed this either: it is held in memory.
         max_buffered_body_bytes: { kind: 'int', default: 16 * 1024 * 1024, min: 0, max: Number.MAX_SAFE_INTEGER },
+        // What a worker holds of such bodies at once, while they arrive (slow clients hold it
+        // longest); a request that would pass it is answered 503 SLUICE_ERR_BUFFERS_FULL.
+        // At least max_buffered_body_bytes.
+        max_buffered_bytes: { kind: 'int', default: 256 * 1024 * 1024, min: 0, max: Number.MAX_SAFE_INTEGER },
       },
     },
     upstream: { kind: 'object', fields: upstreamFields },

@@ -194,7 +194,7 @@ export interface Config {
   readonly state_dir: string;
   readonly redis: { readonly url: string | null };
   readonly mlflow: { readonly tracking_uri: string | null; readonly bin: string | null };
-  readonly limits: { readonly max_body_bytes: number; readonly max_buffered_body_bytes: number };
+  readonly limits: { readonly max_body_bytes: number; readonly max_buffered_body_bytes: number; readonly max_buffered_bytes: number };
   readonly upstream: UpstreamOptions;
   readonly metrics: { readonly tokens: boolean };
   readonly log: {

@@ -141,6 +141,8 @@ export interface SnapshotInput {
   readonly buckets: BucketAssigner;
   /** Config limits.max_buffered_body_bytes. */
   readonly maxBufferedBodyBytes: number;
+  /** Config limits.max_buffered_bytes. */
+  readonly maxBufferedBytes: number;
   /** Config metrics.tokens. */
   readonly countTokens: boolean;
 }
@@ -180,7 +182,7 @@ export function buildRouteSnapshot(input: SnapshotInput): RouteTableSnapshot {
     return { name: k.name, digest: k.digest, scope: k.deployments, buckets: bucketsFor(`key:${k.name}`, `API key '${k.name}'`, k.limits, slotOf), deploymentBuckets };
   });
   input.buckets.endTable();
-  return { version: input.version, ready: input.ready, deployments: out, draining, aliases, keys, maxBufferedBodyBytes: input.maxBufferedBodyBytes };
+  return { version: input.version, ready: input.ready, deployments: out, draining, aliases, keys, maxBufferedBodyBytes: input.maxBufferedBodyBytes, maxBufferedBytes: input.maxBufferedBytes };
 }
 
 function hasLimit(limits: LimitsConfig): boolean {

@@ -47,6 +47,8 @@ export const ERRORS = {
   SLUICE_ERR_SHUTTING_DOWN: { status: 503, message: 'the gateway stopped before the request ended (its shutdown grace ran out)' },
   SLUICE_ERR_CIRCUIT_OPEN: { status: 503, message: 'every replica of this deployment is failing (circuit breakers open)' },
   SLUICE_ERR_QUEUE_FULL: { status: 503, message: 'the deployment is at capacity and its queue is full' },
+  // A worker holds limits.max_buffered_bytes of bodies being read whole (the front door's, a served_model rewrite's).
+  SLUICE_ERR_BUFFERS_FULL: { status: 503, message: 'the gateway holds as many request bodies being read as it may: retry shortly' },
   SLUICE_ERR_QUEUE_TIMEOUT: { status: 503, message: 'waited too long for a free replica' },
   SLUICE_ERR_NOT_READY_TIMEOUT: { status: 503, message: 'the deployment did not become ready in time' },
   SLUICE_ERR_RATE_LIMIT_UNAVAILABLE: { status: 503, message: 'the rate-limit store is unavailable' },

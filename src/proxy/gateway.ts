@@ -97,6 +97,8 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
   readonly #active: Exchange[] = [];
   /** Front-door requests whose body is being read (ModelRequest): not exchanges yet, but work a drain waits for. */
   #reading = 0;
+  /** Bytes of the bodies ModelRequests are reading (limits.max_buffered_bytes). */
+  #buffered = 0;
   /** Requests of this worker waiting for a replica under max_inflight, per deployment. */
   readonly #queue: ReplicaQueue<DeploymentRoute, Exchange, ReplicaRoute>;
   readonly #ids = new RequestIds();
@@ -398,9 +400,16 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     this.#reading += delta;
   }
 
+  buffer(bytes: number): boolean {
+    if (bytes > 0 && this.#buffered + bytes > this.#table.maxBufferedBytes) return false;
+    this.#buffered += bytes;
+    return true;
+  }
+
   refuseRead(request: ModelRequest, code: ErrorCode, message: string, close: boolean, body?: string): void {
     body ??= request.ollamaErrors ? ollamaErrorBody(message, request.requestId) : undefined;
-    this.#reject(request.res, code, message, request.requestId, request.method, request.url, { close, body, client: request.client, head: request.head, requestBytes: request.bytesRead });
+    const headers = code === 'SLUICE_ERR_BUFFERS_FULL' ? RETRY_AFTER : undefined;
+    this.#reject(request.res, code, message, request.requestId, request.method, request.url, { close, body, headers, client: request.client, head: request.head, requestBytes: request.bytesRead });
   }
 
   /**

@@ -172,11 +172,14 @@ export interface ModelRequestOwner {
   refuseRead(req: ModelRequest, code: ErrorCode, message: string, close: boolean, body?: string): void;
   /** A body being read counts as work in progress (a drain waits for it): `delta` +1 when it starts, -1 when it ends. */
   reading(delta: 1 | -1): void;
+  /** Takes `bytes` more of the worker's budget for bodies being read (limits.max_buffered_bytes); false when they would pass it. Negative: gives them back. */
+  buffer(bytes: number): boolean;
 }
 
 const MODEL_KEY = new JsonKey('model');
 const NAME_KEY = new JsonKey('name');
 const MIN_BUFFER = 4096;
+const EMPTY = Buffer.alloc(0);
 // At most this much is reserved for an announced body before its bytes come: a head that
 // announces 16 MiB and sends nothing must not make the gateway allocate 16 MiB (200 such
 // heads reserved 3.2 GB). A larger body grows to its announced length as it arrives.
@@ -205,7 +208,9 @@ export class ModelRequest implements ClientListener {
   readonly #route: DeploymentRoute | null;
   readonly #alias: boolean;
   readonly #limit: number;
-  #body: Buffer;
+  #body: Buffer = EMPTY;
+  /** What #body takes of the owner's budget (its length while the body is being read). */
+  #buffered = 0;
   #length = 0;
   #done = false;
   /** Counted by the owner as being read. */
@@ -234,7 +239,6 @@ export class ModelRequest implements ClientListener {
     this.#route = route;
     this.#alias = alias;
     this.#limit = route === null ? table.maxBufferedBodyBytes : Math.min(route.maxBodyBytes, table.maxBufferedBodyBytes);
-    this.#body = Buffer.allocUnsafe(head.contentLength > 0 && head.contentLength <= this.#limit ? Math.min(head.contentLength, MAX_RESERVED) : MIN_BUFFER);
   }
 
   /** Came through Ollama's API at the root: its errors take Ollama's shape. */
@@ -261,6 +265,7 @@ export class ModelRequest implements ClientListener {
       return;
     }
     const bodyless = !this.head.chunked && this.head.contentLength <= 0;
+    if (!bodyless && !this.#grow(announced > 0 ? Math.min(announced, MAX_RESERVED) : MIN_BUFFER)) return;
     // One abort handler for the request's whole life (uWS keeps a handle per registration).
     const res = this.res;
     if (res.listen !== undefined) res.listen(this, !bodyless);
@@ -291,6 +296,11 @@ export class ModelRequest implements ClientListener {
 
   #end(): void {
     this.#done = true;
+    // The body now is the exchange's (or nobody's): the budget is for bodies still arriving.
+    if (this.#buffered > 0) {
+      this.#owner.buffer(-this.#buffered);
+      this.#buffered = 0;
+    }
     if (!this.#reading) return;
     this.#reading = false;
     this.#owner.reading(-1);
@@ -305,16 +315,25 @@ export class ModelRequest implements ClientListener {
       this.#owner.refuseRead(this, 'SLUICE_ERR_BODY_TOO_LARGE', `request body exceeds ${this.#limit} bytes`, true);
       return;
     }
-    if (length > this.#body.length) {
-      // Up to the announced length (read() refused one over the limit), or the limit when chunked.
-      const most = this.head.contentLength > 0 ? this.head.contentLength : this.#limit;
-      const grown = Buffer.allocUnsafe(Math.min(most, Math.max(length, this.#body.length * 2)));
-      this.#body.copy(grown, 0, 0, this.#length);
-      this.#body = grown;
-    }
+    // Up to the announced length (read() refused one over the limit), or the limit when chunked.
+    if (length > this.#body.length && !this.#grow(Math.min(this.head.contentLength > 0 ? this.head.contentLength : this.#limit, Math.max(length, this.#body.length * 2)))) return;
     this.#body.set(bytes, this.#length);
     this.#length = length;
     if (isLast) this.#finish();
+  }
+
+  /** Makes the body's buffer `size` bytes, within the owner's budget; false (the request refused) when past it. */
+  #grow(size: number): boolean {
+    if (!this.#owner.buffer(size - this.#buffered)) {
+      this.#end();
+      this.#owner.refuseRead(this, 'SLUICE_ERR_BUFFERS_FULL', `the gateway holds ${this.#table.maxBufferedBytes} bytes of request bodies being read (limits.max_buffered_bytes): retry shortly`, true);
+      return false;
+    }
+    this.#buffered = size;
+    const grown = Buffer.allocUnsafe(size);
+    if (this.#length > 0) this.#body.copy(grown, 0, 0, this.#length);
+    this.#body = grown;
+    return true;
   }
 
   #finish(): void {

@@ -109,6 +109,8 @@ export interface RouteTableSnapshot {
   readonly keys: readonly KeySnapshot[];
   /** The most a request body read whole before it is routed may have (front door, served_model). */
   readonly maxBufferedBodyBytes: number;
+  /** The most a worker holds of such bodies while they arrive. */
+  readonly maxBufferedBytes: number;
 }
 
 /** Memory every worker shares with the control plane, laid out once at start-up. */
@@ -329,12 +331,17 @@ export class RouteTable {
   /** What /readyz says (RouteTableSnapshot.ready). */
   readonly ready: boolean;
   readonly maxBufferedBodyBytes: number;
+  readonly maxBufferedBytes: number;
 
-  constructor(version: number, ready: boolean, routes: Map<string, Route>, deployments: DeploymentRoute[], keys: Map<string, KeyRoute>, maxBufferedBodyBytes: number, draining: ReadonlySet<string>) {
+  constructor(
+    version: number, ready: boolean, routes: Map<string, Route>, deployments: DeploymentRoute[], keys: Map<string, KeyRoute>, maxBufferedBodyBytes: number, maxBufferedBytes: number,
+    draining: ReadonlySet<string>,
+  ) {
     this.version = version;
     this.#draining = draining;
     this.ready = ready;
     this.maxBufferedBodyBytes = maxBufferedBodyBytes;
+    this.maxBufferedBytes = maxBufferedBytes;
     this.#routes = routes;
     this.#keys = keys;
     this.hasKeys = keys.size > 0;
@@ -386,7 +393,7 @@ export class RouteTable {
     return this.#keys.get(digest);
   }
 
-  static readonly empty = new RouteTable(0, false, new Map(), [], new Map(), 0, new Set());
+  static readonly empty = new RouteTable(0, false, new Map(), [], new Map(), 0, 0, new Set());
 }
 
 /** A deployment's filter chain; `keysLimit`: some API key has rate limits. */
@@ -480,7 +487,7 @@ export class RouteTableCompiler {
     // As /v1/stats forgets an undeployed deployment, so does /metrics; a redeploy of its id starts from zero.
     for (const id of this.#stats.keys()) if (!byId.has(id) && !draining.has(id)) this.#stats.delete(id);
     const keys = new Map(snap.keys.map((k) => [k.digest, new KeyRoute(k)] as const));
-    return new RouteTable(snap.version, snap.ready, routes, [...byId.values()], keys, snap.maxBufferedBodyBytes, draining);
+    return new RouteTable(snap.version, snap.ready, routes, [...byId.values()], keys, snap.maxBufferedBodyBytes, snap.maxBufferedBytes, draining);
   }
 
   #cacheOf(d: DeploymentSnapshot, stats: RequestStats): RouteCache | null {
