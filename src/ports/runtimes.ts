@@ -96,6 +96,9 @@ const VERSION_RE = /^(?![.])[A-Za-z0-9._]{1,128}$/;
 // What Ollama's envconfig accepts; anything else it silently replaces with 5m.
 const KEEP_ALIVE_RE = /^[-+]?(?:\d+|(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+)$/;
 
+/** llama-cpp-python server options sluice gives every `llamacpp` replica, before the deployment's args. */
+const LLAMACPP_OPTIONS: readonly string[] = Object.freeze(['--interrupt_requests', 'False']);
+
 export function checkModel(value: unknown): string {
   if (typeof value !== 'string' || !MODEL_RE.test(value)) {
     throw invalid('model', 'must be 1-128 characters of [A-Za-z0-9._:-], not starting with . or -');
@@ -204,8 +207,12 @@ export function launchPlan(spec: ReplicaSpec, context: LaunchContext = {}): Laun
       const python = checkString('python', spec.python ?? 'python3', false);
       const modelPath = checkString('modelPath', spec.modelPath, false);
       // The server loads the model before it listens: /v1/models answers once it can generate.
+      // --interrupt_requests False: by default a stream that sees another request waiting
+      // for the model ends at once with [DONE], an answer cut short that looks whole; the
+      // gateway sends it many clients' requests, which must wait their turn instead. The
+      // deployment's args come after and may turn it back on.
       const llama = plan(
-        [python, '-m', 'llama_cpp.server', '--model', modelPath, '--host', host, '--port', p, ...checkArgs('serverArgs', spec.serverArgs)],
+        [python, '-m', 'llama_cpp.server', '--model', modelPath, '--host', host, '--port', p, ...LLAMACPP_OPTIONS, ...checkArgs('serverArgs', spec.serverArgs)],
         '/v1/models',
         // Its stdout is a file: unbuffered, a line (a client's disconnect, say) reaches the logs when printed.
         { PYTHONUNBUFFERED: '1' },

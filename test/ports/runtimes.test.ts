@@ -72,7 +72,8 @@ t.test('llamacpp: python -m llama_cpp.server on the GGUF, sluice\'s options firs
   );
   t.same(plan, {
     kind: 'process',
-    argv: ['/venv/bin/python', '-m', 'llama_cpp.server', '--model', '/models/tiny.gguf', '--host', '127.0.0.1', '--port', '8040', '--n_ctx', '4096', '--model_alias', 'tiny'],
+    // --interrupt_requests False: a stream is not cut short by the next request (llama-cpp-python's default).
+    argv: ['/venv/bin/python', '-m', 'llama_cpp.server', '--model', '/models/tiny.gguf', '--host', '127.0.0.1', '--port', '8040', '--interrupt_requests', 'False', '--n_ctx', '4096', '--model_alias', 'tiny'],
     // Its stdout goes to a file: unbuffered, or lines would wait for 8 KiB.
     env: { PYTHONUNBUFFERED: '1', X: 'y' },
     readinessPath: '/v1/models',
@@ -81,7 +82,7 @@ t.test('llamacpp: python -m llama_cpp.server on the GGUF, sluice\'s options firs
   });
   t.ok(Object.isFrozen(plan));
   t.match(launchPlan({ runtime: 'llamacpp', model: 'm', version: '1', modelPath: '/m.gguf' }, { port: 8041, host: '::1' }), {
-    argv: ['python3', '-m', 'llama_cpp.server', '--model', '/m.gguf', '--host', '::1', '--port', '8041'], url: 'http://[::1]:8041',
+    argv: ['python3', '-m', 'llama_cpp.server', '--model', '/m.gguf', '--host', '::1', '--port', '8041', '--interrupt_requests', 'False'], url: 'http://[::1]:8041',
   }, 'python3 from PATH when no interpreter is given');
   t.throws(() => launchPlan({ runtime: 'llamacpp', model: 'm', version: '1' } as ReplicaSpec, { port: 1 }), { code: 'SLUICE_ERR_INVALID_FIELD', details: { field: 'modelPath' } });
   t.throws(() => launchPlan({ runtime: 'llamacpp', model: 'm', version: '1', modelPath: '/m.gguf', python: '' }, { port: 1 }), { code: 'SLUICE_ERR_INVALID_FIELD', details: { field: 'python' } });
