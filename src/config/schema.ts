@@ -167,7 +167,7 @@ const policyFields = {
       // credentials forwarded upstream: Authorization, x-api-key, api-key, Cookie), so one
       // caller's answer never serves another, cached or coalesced. true: callers share
       // entries and in-flight requests, for answers that do not depend on who asks (the
-      // `vary` headers stay in the key).
+      // `vary` headers and the request's Origin stay in the key).
       shared_across_callers: { kind: 'bool', default: false },
     },
   },

@@ -150,7 +150,8 @@ function lowerCase(names: readonly string[]): readonly string[] {
 const CREDENTIAL_HEADERS: readonly string[] = Object.freeze(['authorization', 'x-api-key', 'api-key', 'cookie']);
 
 function keyedHeaders(policy: CacheConfig, vary: readonly string[]): readonly string[] {
-  return policy.shared_across_callers ? vary : Object.freeze([...CREDENTIAL_HEADERS, ...vary]);
+  // The key always holds the request's Origin too (callerIdentity).
+  return Object.freeze([...(policy.shared_across_callers ? [] : CREDENTIAL_HEADERS), 'origin', ...vary]);
 }
 
 export class Flight {

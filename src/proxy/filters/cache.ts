@@ -138,11 +138,15 @@ export class CacheFilter implements RequestFilter<Exchange>, BodyWaiter {
 
 /**
  * Who is asking, for the cache key (see callerKey): the credentials (unless callers share
- * entries) and the deployment's `vary` headers (always: they say what the answer depends
- * on); '' when none of them is present.
+ * entries), the page's Origin and the deployment's `vary` headers (always: they say what the
+ * answer depends on); '' when none of them is present. A server with CORS answers each
+ * origin with its own Access-Control-Allow-Origin and says `Vary: Origin`, which
+ * llama-cpp-python's does on every answer: without Origin in the key none would be stored.
  */
 function callerIdentity(head: ClientHead, key: KeyRoute | undefined, vary: readonly string[], sharedAcrossCallers: boolean): string {
   let id = sharedAcrossCallers ? '' : credentials(head, key);
+  const origin = forwardedHeader(head.headerLines, 'origin');
+  if (origin !== '') id += `origin ${origin}\n`;
   for (let i = 0; i < vary.length; i++) id += `${vary[i]} ${forwardedHeader(head.headerLines, vary[i]!)}\n`;
   return id;
 }
