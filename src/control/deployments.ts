@@ -11,7 +11,7 @@ import { deploymentId, deploymentProblem, redactUrlSecrets, resolveHealthCheck, 
 import { SluiceError } from '../errors/index.js';
 import type { ReplicaLoadBoard } from '../balancer/index.js';
 import { ActiveHealthCheck, endpointOf, LoadScrape, reportedModel, type HealthStatus } from '../health/index.js';
-import { killGroup, launchFingerprint, launchPlan, PortAllocator, readStatSync, recordedProcess, removeDeploymentLogs, removeReplicaLogs, replicaFileName, ReplicaProcess, type LogLine, type ReplicaProcessOptions, type ReplicaSpec, type ReplicaState } from '../ports/index.js';
+import { killGroup, launchFingerprint, launchPlan, PortAllocator, readStatSync, recordedProcess, removeDeploymentLogs, removeReplicaLogs, replicaFileName, ReplicaProcess, simServedModel, type LogLine, type ReplicaProcessOptions, type ReplicaSpec, type ReplicaState } from '../ports/index.js';
 import type { DesiredStateStore, HibernationRecords, ReplicaRecord, ReplicaRecords } from '../state/index.js';
 import { upstreamCredential } from './credentials.js';
 import { serverEnvironment } from './server-env.js';
@@ -1279,7 +1279,7 @@ function servedModel(d: Deployment): string | null {
   const spec = d.spec;
   if (spec.served_model !== null) return spec.served_model;
   switch (spec.runtime) {
-    case 'sim': return spec.model;
+    case 'sim': return simServedModel(spec.model, spec.args);
     case 'ollama': return `${spec.model}:${spec.version}`;
     case 'llamacpp': return d.reportedModel;
     default: return null;

@@ -19,6 +19,7 @@ export {
   checkModel,
   checkVersion,
   launchPlan,
+  simServedModel,
   type CommandSpec,
   type LaunchContext,
   type LaunchPlan,

@@ -5,6 +5,7 @@ import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { checkArgv, checkEnv, checkInt, checkPath, checkString, invalid } from './validate.js';
 import { authority } from '../authority.js';
+import { parseSimArgs } from '../sim/options.js';
 
 export type RuntimeName = 'mlflow' | 'ollama' | 'command' | 'llamacpp' | 'sim' | 'remote';
 
@@ -223,12 +224,32 @@ export function launchPlan(spec: ReplicaSpec, context: LaunchContext = {}): Laun
       const args = checkArgs('simArgs', spec.simArgs);
       // The simulator answers to the deployment's own model name, and to its built-in
       // `demo` that existing clients send; `--models` in the args replaces both.
-      const models = args.some((a) => a === '--models' || a.startsWith('--models=')) ? [] : ['--models', model === 'demo' ? model : `${model},demo`];
+      const models = namesSimModels(args) ? [] : ['--models', model === 'demo' ? model : `${model},demo`];
       return plan([process.execPath, context.cliPath ?? defaultCliPath(), 'sim', '--port', p, ...models, ...args], '/_sim/stats');
     }
     default:
       throw invalid('runtime', `unknown runtime '${(spec as { runtime: unknown }).runtime}'`);
   }
+}
+
+/**
+ * The model a simulator lists first, which the front door rewrites requests to: the first
+ * its args give with `--models` (it serves exactly those), else the deployment's own
+ * (launchPlan gives it that one and `demo`). Args the simulator refuses leave the
+ * deployment's: it will not start, and says why.
+ */
+export function simServedModel(model: string, args: readonly string[]): string {
+  if (!namesSimModels(args)) return model;
+  try {
+    const options = parseSimArgs(['--port', '0', ...args]);
+    return options === 'help' ? model : options.models[0]!;
+  } catch {
+    return model;
+  }
+}
+
+function namesSimModels(args: readonly string[]): boolean {
+  return args.some((a) => a === '--models' || a.startsWith('--models='));
 }
 
 function checkEnvName(field: string, value: unknown): string {
