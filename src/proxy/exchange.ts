@@ -543,10 +543,12 @@ export class Exchange implements AttemptClient, ClientListener {
     // The upstream's RateLimit-* lines give way to the gateway's own (see #endHead).
     const ownRateLimit = this.rateLimit !== null;
     let streamKind = StreamKind.Other;
+    let encoding = '';
     if (built !== null && lines.clientOwnRateLimit === ownRateLimit) {
       // The same upstream head as the last one on this connection: the same client head.
       headStartWith(built);
       streamKind = lines.clientKind as StreamKind;
+      encoding = lines.clientEncoding;
     } else {
       headStart(status);
       // Only a body without a length has a stream format to keep (see #kind).
@@ -557,6 +559,7 @@ export class Exchange implements AttemptClient, ClientListener {
         if (isDroppedResponseKind(kind)) continue;
         if (classify && kind === HeaderKind.ContentType && streamKind === StreamKind.Other) streamKind = streamKindOf(lines.value(i));
         if (kind === HeaderKind.RateLimit && ownRateLimit) continue;
+        if (kind === HeaderKind.ContentEncoding) encoding = lines.value(i);
         if (kind === HeaderKind.Location) {
           // Rewritten for this request's route prefix: the head is not reused.
           reusable = false;
@@ -574,8 +577,10 @@ export class Exchange implements AttemptClient, ClientListener {
         lines.clientHead = headCopy();
         lines.clientKind = streamKind;
         lines.clientOwnRateLimit = ownRateLimit;
+        lines.clientEncoding = encoding;
       }
     }
+    if (encoding !== '') this.tokenCounter?.encodedAs(encoding);
     if (this.#kind === StreamKind.Other) this.#kind = streamKind;
     this.#endHead(status, contentLength);
   }
@@ -605,6 +610,7 @@ export class Exchange implements AttemptClient, ClientListener {
       if (kind === HeaderKind.RateLimit && this.rateLimit !== null) continue;
       const value = headers[i + 1]!;
       if (contentLength < 0 && kind === HeaderKind.ContentType && this.#kind === StreamKind.Other) this.#kind = streamKindOf(value);
+      if (kind === HeaderKind.ContentEncoding) this.tokenCounter?.encodedAs(value);
       headField(name, kind === HeaderKind.Location ? this.#clientLocation(value) ?? value : value);
     }
     this.#endHead(status, contentLength);

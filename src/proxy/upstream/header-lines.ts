@@ -28,6 +28,8 @@ export class HeaderLines {
   clientKind = 0;
   /** clientHead left out the upstream's RateLimit-* lines (the gateway sent its own). */
   clientOwnRateLimit = false;
+  /** The head's Content-Encoding, '' when it has none (TokenCounter.encodedAs). */
+  clientEncoding = '';
 
   reset(buf: Buffer): void {
     this.buf = buf;

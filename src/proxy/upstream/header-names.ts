@@ -67,6 +67,8 @@ export const enum HeaderKind {
   Location,
   /** RateLimit-Limit, -Remaining, -Reset, RateLimit and RateLimit-Policy: dropped when the gateway sends its own. */
   RateLimit,
+  /** A compressed answer's usage is read decompressed (TokenCounter.encodedAs). */
+  ContentEncoding,
   /** Any `proxy-*` name (last: DROPPED_RESPONSE_KINDS counts up to it). */
   Proxy,
 }
@@ -94,6 +96,7 @@ for (const [name, kind] of [
   ['ratelimit-reset', HeaderKind.RateLimit],
   ['ratelimit-policy', HeaderKind.RateLimit],
   ['ratelimit-remaining', HeaderKind.RateLimit],
+  ['content-encoding', HeaderKind.ContentEncoding],
 ] as const) {
   (NAMES_BY_LENGTH[name.length] ??= []).push(name);
   (KINDS_BY_LENGTH[name.length] ??= []).push(kind);
