@@ -71,13 +71,12 @@ export class TokenCounter {
   #unread = false;
 
   /**
-   * The answer's Content-Encoding, before its first chunk: a client that accepts gzip (the
-   * Python and JavaScript SDKs do) gets a provider's compressed answer, whose usage is read
-   * once decompressed. The rare branch: most model servers do not compress.
+   * The answer's content coding (contentCoding), before its first chunk: a client that
+   * accepts gzip (the Python and JavaScript SDKs do) gets a provider's compressed answer,
+   * whose usage is read once decompressed. The rare branch: most model servers do not compress.
    */
-  encodedAs(value: string): void {
-    const encoding = value.trim().toLowerCase();
-    if (encoding !== '' && encoding !== 'identity') this.#encoding = encoding;
+  encodedAs(coding: string): void {
+    this.#encoding = coding;
   }
 
   /** `streamed`: the answer is an event stream (SSE, NDJSON), whose events are counted for when it reports no usage. */
@@ -244,6 +243,12 @@ export class TokenCounter {
     if (this.#promptEval >= 0 || this.#prompt >= 0 || this.#input >= 0) return 0;
     return Math.max(1, this.#events);
   }
+}
+
+/** A Content-Encoding value's coding, in lower case; null when the body is as it is (none, `identity`). */
+export function contentCoding(value: string): string | null {
+  const coding = value.trim().toLowerCase();
+  return coding === '' || coding === 'identity' ? null : coding;
 }
 
 /**

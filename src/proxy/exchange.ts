@@ -7,7 +7,7 @@
 import { Buffer } from 'node:buffer';
 import { bytesOf, type ClientListener, type ClientResponse } from './front-end/client.js';
 import { errorBody, ERRORS, malformedRequestCode, ollamaErrorBody, type ErrorCode } from '../errors/index.js';
-import { headersWithAge, type CachedResponse, type CacheWant, type TokenCounter, type Verdict } from '../policy/index.js';
+import { contentCoding, headersWithAge, type CachedResponse, type CacheWant, type TokenCounter, type Verdict } from '../policy/index.js';
 import type { DeploymentRoute, KeyRoute, ReplicaRoute } from './route-table.js';
 import { withQuery } from '../target-query.js';
 import { Attempt, type AttemptClient } from './attempt.js';
@@ -222,6 +222,11 @@ export class Exchange implements AttemptClient, ClientListener {
   #mode = BodyMode.None;
   /** The format of a body without a length: a failure mid-stream ends it in that format. */
   #kind = StreamKind.Other;
+  /**
+   * The body is compressed (Content-Encoding): whatever its format, its bytes go out as they
+   * come (a line end in them is no event's end) and a failure cuts it, as any other body.
+   */
+  #encoded = false;
   #total = 0;
   #pending: Buffer[] | null = null;
   #pendingOffset = 0;
@@ -580,7 +585,7 @@ export class Exchange implements AttemptClient, ClientListener {
         lines.clientEncoding = encoding;
       }
     }
-    if (encoding !== '') this.tokenCounter?.encodedAs(encoding);
+    if (encoding !== '') this.#codedAs(encoding);
     if (this.#kind === StreamKind.Other) this.#kind = streamKind;
     this.#endHead(status, contentLength);
   }
@@ -610,10 +615,18 @@ export class Exchange implements AttemptClient, ClientListener {
       if (kind === HeaderKind.RateLimit && this.rateLimit !== null) continue;
       const value = headers[i + 1]!;
       if (contentLength < 0 && kind === HeaderKind.ContentType && this.#kind === StreamKind.Other) this.#kind = streamKindOf(value);
-      if (kind === HeaderKind.ContentEncoding) this.tokenCounter?.encodedAs(value);
+      if (kind === HeaderKind.ContentEncoding) this.#codedAs(value);
       headField(name, kind === HeaderKind.Location ? this.#clientLocation(value) ?? value : value);
     }
     this.#endHead(status, contentLength);
+  }
+
+  /** The response's Content-Encoding (rare: most model servers do not compress). */
+  #codedAs(value: string): void {
+    const coding = contentCoding(value);
+    if (coding === null) return;
+    this.#encoded = true;
+    this.tokenCounter?.encodedAs(coding);
   }
 
   /** Where the client is sent for the upstream's Location `value`; null: as sent (redirect-location.ts). */
@@ -734,7 +747,7 @@ export class Exchange implements AttemptClient, ClientListener {
     this.responseBytes += chunk.length;
     this.tokenCounter?.observe(chunk, this.#kind !== StreamKind.Other);
     if (this.#mode === BodyMode.Chunked) {
-      if (this.#kind !== StreamKind.Other) {
+      if (this.#kind !== StreamKind.Other && !this.#encoded) {
         if (this.#heldLine !== null || !endsLine(chunk)) return this.#writeWholeLines(chunk);
         this.#lastTwo = lastTwoBytes(chunk, this.#lastTwo);
       }
@@ -1197,7 +1210,8 @@ export class Exchange implements AttemptClient, ClientListener {
     if (this.status < 500) this.route.stats.failedAfterHead++;
     const body = this.#errorBody(code, message);
     const mode = this.#mode;
-    const kind = this.#kind;
+    // A compressed stream cannot take an event of the gateway's: it is cut as any other body.
+    const kind = this.#encoded ? StreamKind.Other : this.#kind;
     // Errors also arrive from socket events, outside any uWS callback: cork the writes.
     res.cork(() => {
       // What went out ends in a line end (#writeWholeLines); a blank line first ends the

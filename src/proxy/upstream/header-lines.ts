@@ -28,7 +28,7 @@ export class HeaderLines {
   clientKind = 0;
   /** clientHead left out the upstream's RateLimit-* lines (the gateway sent its own). */
   clientOwnRateLimit = false;
-  /** The head's Content-Encoding, '' when it has none (TokenCounter.encodedAs). */
+  /** The head's Content-Encoding, '' when it has none (Exchange #codedAs). */
   clientEncoding = '';
 
   reset(buf: Buffer): void {

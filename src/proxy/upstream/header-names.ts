@@ -67,7 +67,7 @@ export const enum HeaderKind {
   Location,
   /** RateLimit-Limit, -Remaining, -Reset, RateLimit and RateLimit-Policy: dropped when the gateway sends its own. */
   RateLimit,
-  /** A compressed answer's usage is read decompressed (TokenCounter.encodedAs). */
+  /** A compressed answer: its bytes go as they come, its usage is read decompressed (Exchange #codedAs). */
   ContentEncoding,
   /** Any `proxy-*` name (last: DROPPED_RESPONSE_KINDS counts up to it). */
   Proxy,
