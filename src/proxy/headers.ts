@@ -205,6 +205,22 @@ export function readClientHead(req: ClientRequest): ClientHead {
   return head;
 }
 
+/**
+ * A request head's header lines (the framing line and the empty line after it included)
+ * without those of header `name` (lower case).
+ */
+export function withoutHeaderLines(lines: string, name: string): string {
+  let out = '';
+  let at = 0;
+  while (at < lines.length) {
+    const end = lines.indexOf('\r\n', at);
+    const next = end === -1 ? lines.length : end + 2;
+    if (!(end - at > name.length && lines.charCodeAt(at + name.length) === 0x3a && lines.slice(at, at + name.length).toLowerCase() === name)) out += lines.slice(at, next);
+    at = next;
+  }
+  return out;
+}
+
 function withoutHeaders(lines: string, names: readonly string[]): string {
   let out = '';
   for (const line of lines.split('\r\n')) {
