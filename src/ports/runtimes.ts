@@ -5,7 +5,7 @@ import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { checkArgv, checkEnv, checkInt, checkPath, checkString, invalid } from './validate.js';
 import { authority } from '../authority.js';
-import { parseSimArgs } from '../sim/options.js';
+import { parseSimArgs } from '../sim/index.js';
 
 export type RuntimeName = 'mlflow' | 'ollama' | 'command' | 'llamacpp' | 'sim' | 'remote';
 

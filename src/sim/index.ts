@@ -6,7 +6,7 @@ import { parseSimArgs, pickTunables, resolveSimOptions, SIM_USAGE, SimOptionErro
 import { Sim } from './server.js';
 import type { StatsJson } from './stats.js';
 
-export { SIM_DEFAULTS, SimOptionError, type Protocol, type SimOptions, type Tunables } from './options.js';
+export { parseSimArgs, SIM_DEFAULTS, SimOptionError, type Protocol, type SimOptions, type Tunables } from './options.js';
 export type { Cancellation, StatsJson } from './stats.js';
 
 export interface RunningSim {
