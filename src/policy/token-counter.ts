@@ -64,7 +64,8 @@ export class TokenCounter {
    * as sent: they are kept and read decompressed when a figure is asked for. null: as sent.
    */
   #encoding: string | null = null;
-  #encoded: Buffer[] = [];
+  /** Made for a compressed answer only: the counter is made per request. */
+  #encoded: Buffer[] | null = null;
   #encodedBytes = 0;
   #encodedStreamed = false;
   /** Chunks came since the kept bytes were last read. */
@@ -189,7 +190,7 @@ export class TokenCounter {
     if (this.#encodedBytes >= MAX_ENCODED_BYTES) return;
     // A copy: the chunk is a view of the connection's read buffer.
     const kept = Buffer.from(chunk.subarray(0, MAX_ENCODED_BYTES - this.#encodedBytes));
-    this.#encoded.push(kept);
+    (this.#encoded ??= []).push(kept);
     this.#encodedBytes += kept.length;
     this.#unread = true;
   }
@@ -202,7 +203,7 @@ export class TokenCounter {
     this.#tailLength = 0;
     this.#events = 0;
     this.#inLine = false;
-    const decoded = decode(this.#encoding!, Buffer.concat(this.#encoded, this.#encodedBytes));
+    const decoded = decode(this.#encoding!, Buffer.concat(this.#encoded ?? [], this.#encodedBytes));
     if (decoded !== null) this.#scan(decoded, decoded.length, decoded.length, this.#encodedStreamed);
   }
 
