@@ -99,11 +99,11 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
   #remoteText: ArrayBuffer | null = null;
   readonly #resumeHeld: () => void;
   /**
-   * A write libuv finishes later holds the bytes it was given (TCP). Over TLS the handle
-   * encrypts them (or copies what it cannot yet) before writeBuffer returns: Node's TLSWrap::DoWrite.
+   * TLS: the TCP handle under TLSWrap (Node's `_parent`), whose write queue is what the
+   * kernel has not taken; null: plain TCP. A write libuv finishes later holds the bytes it
+   * was given on TCP; over TLS the handle encrypts them (or copies what it cannot yet)
+   * before writeBuffer returns (Node's TLSWrap::DoWrite).
    */
-  readonly #writesHoldBytes: boolean;
-  /** TLS: the TCP handle under TLSWrap (Node's `_parent`), whose write queue is what the kernel has not taken. */
   readonly #tcpUnderTls: { readonly writeQueueSize: number } | null;
   /**
    * TLS: TLSWrap takes one write at a time (a second one while the first is in flight
@@ -120,10 +120,9 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
     this.#wrap = streamBase!;
     this.#parser = new RequestParser(this);
     this.#resumeHeld = () => this.#feedHeld();
-    this.#writesHoldBytes = (socket as Socket & { encrypted?: boolean }).encrypted !== true;
     const handle = (socket as unknown as { _handle: StreamHandle })._handle;
     this.#handle = handle;
-    this.#tcpUnderTls = this.#writesHoldBytes ? null : (handle as unknown as { _parent: { writeQueueSize: number } })._parent;
+    this.#tcpUnderTls = (socket as Socket & { encrypted?: boolean }).encrypted === true ? (handle as unknown as { _parent: { writeQueueSize: number } })._parent : null;
     const state = this.#wrap.state;
     const readBytes = this.#wrap.readBytes;
     const nodeOnRead = handle.onread;
@@ -350,7 +349,7 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
   /** Sends `data[0, length)` (the thread's output buffer). Returns true when libuv now holds it: the caller must not reuse it. */
   send(data: Buffer, length: number): boolean {
     if (this.#closed) return false;
-    if (!this.#writesHoldBytes && this.#writing > 0) {
+    if (this.#tcpUnderTls !== null && this.#writing > 0) {
       (this.#tlsQueue ??= []).push(Buffer.from(data.subarray(0, length)));
       this.#tlsQueueBytes += length;
       return false;
@@ -366,7 +365,7 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
     // the rest from this memory, which the request keeps alive.
     this.#writeReq = null;
     this.#writing++;
-    if (!this.#writesHoldBytes) return false;
+    if (this.#tcpUnderTls !== null) return false;
     (req as WriteReq & { buffer: Buffer }).buffer = data;
     return true;
   }
