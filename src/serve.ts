@@ -219,7 +219,10 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
   const stateDependency = config.dependencies.redis.state;
   const store = config.redis.url === null
     ? new FileStateStore(config.state_dir)
-    : new RedisStateStore(config.redis.url, { timeoutMs: stateDependency.timeout_ms, breaker: dependencies.forCalls('redis', 'state', stateDependency) });
+    : new RedisStateStore(config.redis.url, {
+      timeoutMs: stateDependency.timeout_ms, breaker: dependencies.forCalls('redis', 'state', stateDependency),
+      onUnreadable: (message) => logger.error(message),
+    });
   const records = new ReplicaRecords(config.state_dir);
   const keys = new KeyRegistry({
     configured: config.api_keys, store, logger, onChange: publish,
@@ -244,7 +247,11 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
   const traffic = new TrafficRegistry({
     config: config.traffic, store, logger, versionsOf, onChange: publish, instance,
     deployedModels: () => manager.list().map((d) => d.spec.model),
-    desired: async () => new Set([...config.deployments, ...(await store.load()).map((d) => d.spec)].map((s) => deploymentId(s.model, s.version))),
+    desired: async () => {
+      const stored = await store.load();
+      // An entry this version cannot read is still a version in the desired state.
+      return new Set([...[...config.deployments, ...stored.deployments.map((d) => d.spec)].map((s) => deploymentId(s.model, s.version)), ...stored.unreadable]);
+    },
     stats: (model) => counts.of(model),
     onRolloutFinished: (model, result) => rollouts.inc({ model, result }),
   });

@@ -398,7 +398,8 @@ export class DeploymentManager {
     for (const r of await this.#o.records.load()) this.#leftovers.set(r.replica, r);
     this.#asleep = (await this.#o.hibernation?.load()) ?? new Map();
     // Read before the config's servers start: a stored deployment's key must not reach them.
-    const stored = await this.#o.store.load();
+    // Entries this version cannot read were said by the store: nothing to start for them.
+    const { deployments: stored } = await this.#o.store.load();
     for (const desired of stored) this.#noteCredential(desired.spec);
     for (const spec of this.#o.config.deployments) await this.deploy(spec, 'config');
     for (const desired of stored) {
@@ -424,8 +425,10 @@ export class DeploymentManager {
    * already seen in the store are removed, so one being deployed here right now is safe.
    */
   async reconcile(graceMs: number): Promise<void> {
-    const desired = await this.#o.store.load();
-    const wanted = new Set<string>();
+    const { deployments: desired, unreadable } = await this.#o.store.load();
+    // One this version cannot read (stored by another version) is not removed: whatever of
+    // it runs here goes on, and nothing is started for it.
+    const wanted = new Set<string>(unreadable);
     for (const entry of desired) {
       const id = deploymentId(entry.spec.model, entry.spec.version);
       wanted.add(id);

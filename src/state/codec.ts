@@ -48,7 +48,7 @@ function checkEntry(entry: unknown, where: string, path: string): DesiredDeploym
     const spec = validate(deploymentSchema, e?.spec, path) as DeploymentConfig;
     return { spec, created_at: typeof e?.created_at === 'string' ? e.created_at : new Date(0).toISOString() };
   } catch (err) {
-    throw new StateError(`${where}: ${(err as Error).message}`);
+    throw new StateError(`${where}: ${(err as Error).message}; fix or remove it`);
   }
 }
 
@@ -73,7 +73,7 @@ export function decodeKeyEntry(text: string, name: string, where: string): Store
 }
 
 function checkKey(entry: unknown, where: string, path: string): StoredApiKey {
-  if (typeof entry !== 'object' || entry === null) throw new StateError(`${where}: ${path} is not a key entry`);
+  if (typeof entry !== 'object' || entry === null) throw new StateError(`${where}: ${path} is not a key entry; fix or remove it`);
   const { created_at: createdAt, ...spec } = entry as { created_at?: unknown };
   try {
     const k = validate(apiKeySchema, spec, path) as ApiKeyConfig;
@@ -83,7 +83,7 @@ function checkKey(entry: unknown, where: string, path: string): StoredApiKey {
       created_at: typeof createdAt === 'string' ? createdAt : new Date(0).toISOString(),
     };
   } catch (err) {
-    throw new StateError(`${where}: ${(err as Error).message}`);
+    throw new StateError(`${where}: ${(err as Error).message}; fix or remove it`);
   }
 }
 

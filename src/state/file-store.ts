@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { readFileIfExists, removeStaleTemps, writeFileAtomic, WriteQueue } from './atomic-file.js';
 import { decodeDesired, decodeKeys, decodeTraffic, desiredId, encodeDesired, encodeKeys, encodeTraffic } from './codec.js';
-import { StateError, type DesiredDeployment, type DesiredStateStore, type KeyClash, type StoredApiKey, type StoredTraffic } from './types.js';
+import { StateError, type DesiredDeployment, type DesiredStateStore, type KeyClash, type StoredApiKey, type StoredDeployments, type StoredTraffic } from './types.js';
 
 export class FileStateStore implements DesiredStateStore {
   readonly kind = 'file';
@@ -22,8 +22,10 @@ export class FileStateStore implements DesiredStateStore {
     this.#traffic = new FileEntries(this.trafficPath, { encode: encodeTraffic, decode: decodeTraffic, keyOf: (t) => t.model }, this.#writes);
   }
 
-  load(): Promise<DesiredDeployment[]> {
-    return this.#entries.load();
+  // An entry the file's decoder refuses stops the start (naming it): one instance owns the
+  // file, and its next write would drop an entry it had skipped.
+  async load(): Promise<StoredDeployments> {
+    return { deployments: await this.#entries.load(), unreadable: [] };
   }
 
   // One instance owns a state directory, and its manager knows every id it stored.

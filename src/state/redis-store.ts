@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { CircuitOpenError, connectionFailures, DependencyUnavailableError, guarded, type CallBreaker } from '../dependencies/index.js';
 import { decodeEntry, decodeKeyEntry, decodeTrafficEntry, desiredId, encodeEntry } from './codec.js';
-import { StateError, StateLostError, type DesiredDeployment, type DesiredStateStore, type KeyClash, type StoredApiKey, type StoredTraffic } from './types.js';
+import { StateError, StateLostError, type DesiredDeployment, type DesiredStateStore, type KeyClash, type StoredApiKey, type StoredDeployments, type StoredTraffic } from './types.js';
 
 // A hash, one field per deployment: instances that share the Redis change only the
 // deployments they deploy or undeploy, never each other's.
@@ -58,6 +58,11 @@ export interface RedisStateStoreOptions {
   readonly timeoutMs: number;
   /** Every command goes through it: a Redis that keeps failing fails the next ones at once. */
   readonly breaker: CallBreaker;
+  /**
+   * An entry this version cannot read (another version of sluice stored it, during a rolling
+   * upgrade), said once, and again when it changes: which, why, and what to do.
+   */
+  readonly onUnreadable: (message: string) => void;
 }
 
 /** Desired state shared by every gateway instance on one Redis (SLUICE_REDIS_URL). */
@@ -66,6 +71,9 @@ export class RedisStateStore implements DesiredStateStore {
   readonly #redis: Redis;
   readonly #where: string;
   readonly #breaker: CallBreaker;
+  readonly #onUnreadable: (message: string) => void;
+  /** The unreadable entries already said, by `<hash> <field>`: the text they held then. */
+  readonly #reported = new Map<string, string>();
   /** What a failed command says: while there is no connection, why (a refused password, Redis down). */
   readonly #failure: (err: unknown) => string;
   /** The generation of the stored state this instance read (GENERATION); null before the first read. */
@@ -74,15 +82,17 @@ export class RedisStateStore implements DesiredStateStore {
   constructor(url: string, options: RedisStateStoreOptions) {
     this.#redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 2, connectTimeout: options.timeoutMs, commandTimeout: options.timeoutMs });
     this.#breaker = options.breaker;
+    this.#onUnreadable = options.onUnreadable;
     this.#failure = connectionFailures(this.#redis);
     this.#where = `redis ${redactUrl(url)} key ${KEY}`;
   }
 
-  async load(): Promise<DesiredDeployment[]> {
-    const fields = await this.#readHash(KEY, 'state');
-    const list = Object.entries(fields).map(([id, text]) => decodeEntry(text, id, `${this.#where} field ${id}`));
+  async load(): Promise<StoredDeployments> {
+    const { entries, unreadable } = this.#decodeEach(KEY, await this.#readHash(KEY, 'state'), (text, id) => decodeEntry(text, id, `${this.#where} field ${id}`),
+      'it is neither started nor removed here, and goes on running here if it was: undeploy it through the instance that stored it, or remove it');
     // Oldest first, as they were deployed (the alias route defaults to the newest).
-    return list.sort((a, b) => a.created_at.localeCompare(b.created_at) || desiredId(a.spec).localeCompare(desiredId(b.spec)));
+    entries.sort((a, b) => a.created_at.localeCompare(b.created_at) || desiredId(a.spec).localeCompare(desiredId(b.spec)));
+    return { deployments: entries, unreadable };
   }
 
   async put(deployment: DesiredDeployment, replace: boolean): Promise<boolean> {
@@ -100,9 +110,9 @@ export class RedisStateStore implements DesiredStateStore {
   }
 
   async loadKeys(): Promise<StoredApiKey[]> {
-    const fields = await this.#readHash(API_KEYS, 'API keys');
-    const list = Object.entries(fields).map(([name, text]) => decodeKeyEntry(text, name, `${this.#where} ${API_KEYS} field ${name}`));
-    return list.sort((a, b) => a.created_at.localeCompare(b.created_at) || a.name.localeCompare(b.name));
+    const { entries } = this.#decodeEach(API_KEYS, await this.#readHash(API_KEYS, 'API keys'), (text, name) => decodeKeyEntry(text, name, `${this.#where} ${API_KEYS} field ${name}`),
+      'the key authenticates nothing on this instance: remove it through the instance that stored it, or remove it');
+    return entries.sort((a, b) => a.created_at.localeCompare(b.created_at) || a.name.localeCompare(b.name));
   }
 
   async addKey(key: StoredApiKey): Promise<KeyClash | null> {
@@ -115,8 +125,8 @@ export class RedisStateStore implements DesiredStateStore {
   }
 
   async loadTraffic(): Promise<StoredTraffic[]> {
-    const fields = await this.#readHash(TRAFFIC, 'traffic');
-    return Object.entries(fields).map(([model, text]) => decodeTrafficEntry(text, model, `${this.#where} ${TRAFFIC} field ${model}`));
+    return this.#decodeEach(TRAFFIC, await this.#readHash(TRAFFIC, 'traffic'), (text, model) => decodeTrafficEntry(text, model, `${this.#where} ${TRAFFIC} field ${model}`),
+      'this instance keeps the traffic it has for the model: change it through the instance that stored it, or remove it').entries;
   }
 
   async putTraffic(traffic: StoredTraffic, over: string | null): Promise<boolean> {
@@ -171,6 +181,30 @@ export class RedisStateStore implements DesiredStateStore {
       if (err instanceof CircuitOpenError) throw err;
       throw new DependencyUnavailableError('redis', 'state', this.#failure(err));
     }
+  }
+
+  /**
+   * Each field of `hash` decoded on its own: one entry this version cannot read must not hide
+   * the others (deployments, key revocations and weights other instances store meanwhile).
+   * Those it cannot read are said once (`consequence`: what becomes of them here) and listed.
+   */
+  #decodeEach<T>(hash: string, fields: Record<string, string>, decode: (text: string, field: string) => T, consequence: string): { entries: T[]; unreadable: string[] } {
+    const entries: T[] = [];
+    const unreadable: string[] = [];
+    for (const [field, text] of Object.entries(fields)) {
+      try {
+        entries.push(decode(text, field));
+      } catch (err) {
+        if (!(err instanceof StateError)) throw err;
+        unreadable.push(field);
+        const at = `${hash} ${field}`;
+        if (this.#reported.get(at) !== text) this.#onUnreadable(`${err.message} (this version of sluice cannot read it: stored by another version?); ${consequence}: HDEL ${hash} ${field}`);
+        this.#reported.set(at, text);
+      }
+    }
+    // Readable again, or gone: said again if it turns unreadable once more.
+    for (const at of this.#reported.keys()) if (at.startsWith(`${hash} `) && !unreadable.includes(at.slice(hash.length + 1))) this.#reported.delete(at);
+    return { entries, unreadable };
   }
 
   /**

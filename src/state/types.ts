@@ -6,6 +6,16 @@ export interface DesiredDeployment {
   readonly created_at: string;
 }
 
+/**
+ * The deployments a store holds. On Redis, an entry this version cannot read (stored by
+ * another version of sluice sharing it, or edited by hand) is reported by the store and
+ * listed by id: it is neither started nor removed here, and one already running goes on.
+ */
+export interface StoredDeployments {
+  readonly deployments: DesiredDeployment[];
+  readonly unreadable: readonly string[];
+}
+
 /** A client API key added through the admin API: its SHA-256 digest, never the key. */
 export interface StoredApiKey {
   readonly name: string;
@@ -116,7 +126,7 @@ export interface StoredTraffic {
  */
 export interface DesiredStateStore {
   readonly kind: 'file' | 'redis';
-  load(): Promise<DesiredDeployment[]>;
+  load(): Promise<StoredDeployments>;
   /**
    * Adds one deployment (by `<model>-<version>`); the others stay as stored. Without
    * `replace`, false (nothing written) when the store already holds that id, which another

@@ -113,7 +113,7 @@ t.test('schemathesis finds the admin API as documented, and leaves it whole', as
 
   // The state files load through the store's own decoders, which re-validate every entry.
   const store = new FileStateStore(stateDir);
-  const desired = await store.load();
+  const { deployments: desired } = await store.load();
   for (const d of desired) {
     t.same(validator.schemaProblems('DeploymentSpec', d.spec), [], `stored ${d.spec.model}-${d.spec.version} is still a valid deployment spec`);
   }
