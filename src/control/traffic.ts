@@ -149,14 +149,27 @@ export class TrafficRegistry {
    * state. A version was deployed when it was weighted, so one missing from a desired state
    * read after the record was undeployed since; a version this instance has not started yet
    * (another instance deployed it a moment ago) is still there, and keeps its weight.
+   * A model none of whose versions is left loses its record, events included: each model
+   * name ever weighted would otherwise stay stored (and read by every instance) for good.
    * API records only: the config's entry is declarative.
    */
   async pruneUndeployed(model?: string): Promise<void> {
     let changed = await this.#refresh();
     try {
       const desired = await this.#o.desired();
+      const models = new Set([...desired].map((id) => id.slice(0, id.lastIndexOf('-'))));
       for (const [m, t] of [...this.#models]) {
-        if ((model !== undefined && m !== model) || t.source !== 'api' || t.weights === null) continue;
+        if ((model !== undefined && m !== model) || t.source !== 'api') continue;
+        if (!models.has(m) && (t.rollout === null || isOver(t.rollout.status))) {
+          // A record stored meanwhile (another instance deployed and weighted the model again) stays.
+          if (await this.#o.store.removeTraffic(m, t.updatedAt)) {
+            this.#models.delete(m);
+            this.#o.logger.info({ model: m }, 'no version of the model is left: its traffic and events are dropped');
+            changed = true;
+          }
+          continue;
+        }
+        if (t.weights === null) continue;
         const gone = Object.keys(t.weights).filter((v) => !desired.has(deploymentId(m, v)));
         const stableGone = t.stable !== null && !desired.has(deploymentId(m, t.stable));
         if (gone.length === 0 && !stableGone) continue;

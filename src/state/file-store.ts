@@ -62,6 +62,12 @@ export class FileStateStore implements DesiredStateStore {
     return true;
   }
 
+  // One instance owns a state directory: no other writes its records.
+  async removeTraffic(model: string): Promise<boolean> {
+    await this.#traffic.delete(model);
+    return true;
+  }
+
   // One instance owns a state directory: every lease is its own, and there are no other
   // instances' counts to share.
   async lease(): Promise<boolean> {

@@ -50,6 +50,12 @@ return {g, redis.call('hgetall', KEYS[2])}`;
 // After a loss: a new generation, unless another instance that restored its state set one.
 const NEW_GENERATION_SCRIPT = `redis.call('hsetnx', KEYS[1], 'generation', ARGV[1])
 return redis.call('hget', KEYS[1], 'generation')`;
+// Removes a model's traffic unless the stored record is newer than the one the removal was
+// decided on.
+const REMOVE_TRAFFIC_OVER_SCRIPT = `local v = redis.call('hget', KEYS[1], ARGV[1])
+if v and cjson.decode(v).updated_at > ARGV[2] then return 0 end
+redis.call('hdel', KEYS[1], ARGV[1])
+return 1`;
 const RELEASE_SCRIPT = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0`;
 
@@ -136,6 +142,10 @@ export class RedisStateStore implements DesiredStateStore {
       return true;
     }
     return (await this.#call(() => this.#redis.eval(PUT_TRAFFIC_OVER_SCRIPT, 1, TRAFFIC, traffic.model, over, entry))) === 1;
+  }
+
+  async removeTraffic(model: string, over: string): Promise<boolean> {
+    return (await this.#call(() => this.#redis.eval(REMOVE_TRAFFIC_OVER_SCRIPT, 1, TRAFFIC, model, over))) === 1;
   }
 
   async lease(name: string, holder: string, ttlMs: number): Promise<boolean> {

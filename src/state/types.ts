@@ -153,6 +153,11 @@ export interface DesiredStateStore {
    */
   putTraffic(traffic: StoredTraffic, over: string | null): Promise<boolean>;
   /**
+   * Removes a model's traffic, unless the stored record is newer than `over` (the
+   * `updated_at` of the record the removal was decided on): false then, nothing removed.
+   */
+  removeTraffic(model: string, over: string): Promise<boolean>;
+  /**
    * Takes or renews lease `name` for `holder` for `ttlMs`: false while another holder has it.
    * One instance analyses each rollout; a file store has one instance, so it always grants.
    */
