@@ -12,7 +12,7 @@ import { SluiceError } from '../errors/index.js';
 import type { ReplicaLoadBoard } from '../balancer/index.js';
 import { ActiveHealthCheck, endpointOf, LoadScrape, reportedModel, type HealthStatus } from '../health/index.js';
 import { killGroup, launchFingerprint, launchPlan, PortAllocator, readStatSync, recordedProcess, removeDeploymentLogs, removeReplicaLogs, replicaFileName, ReplicaProcess, simServedModel, type LogLine, type ReplicaProcessOptions, type ReplicaSpec, type ReplicaState } from '../ports/index.js';
-import type { DesiredStateStore, HibernationRecords, ReplicaRecord, ReplicaRecords } from '../state/index.js';
+import { isGateway, type DesiredStateStore, type HibernationRecords, type ReplicaRecord, type ReplicaRecords } from '../state/index.js';
 import { upstreamCredential } from './credentials.js';
 import { serverEnvironment } from './server-env.js';
 import type { Logger } from '../telemetry/index.js';
@@ -396,6 +396,7 @@ export class DeploymentManager {
    */
   async restore(): Promise<void> {
     for (const r of await this.#o.records.load()) this.#leftovers.set(r.replica, r);
+    this.#refuseLiveOwner();
     this.#asleep = (await this.#o.hibernation?.load()) ?? new Map();
     // Read before the config's servers start: a stored deployment's key must not reach them.
     // Entries this version cannot read were said by the store: nothing to start for them.
@@ -417,6 +418,22 @@ export class DeploymentManager {
     }
     for (const r of this.#leftovers.values()) await this.#stopLeftover(r, 'stopping a server left by a previous run that no deployment claims');
     this.#leftovers.clear();
+  }
+
+  /**
+   * A recorded server whose parent is a live gateway is no leftover of a killed run (whose
+   * servers belong to init by now, or to the subreaper this process runs under): that
+   * gateway still runs it, an older sluice that takes no state_dir lock. Adopting or
+   * stopping its servers would take them from under it, so the start stops here, before
+   * either.
+   */
+  #refuseLiveOwner(): void {
+    for (const r of this.#leftovers.values()) {
+      if (recordedProcess(r.pid, r.started) !== 'ours') continue;
+      const parent = readStatSync(r.pid)?.ppid;
+      if (parent === undefined || parent === 1 || parent === process.ppid || !isGateway(parent)) continue;
+      throw new SluiceError('SLUICE_ERR_CONFIG', `state_dir ${this.#o.config.state_dir} is in use by another gateway (pid ${parent}, which runs the model server of ${r.replica}): give each gateway its own state_dir (config state_dir or SLUICE_STATE_DIR), or stop that one first`, { field: 'state_dir' });
+    }
   }
 
   /**

@@ -49,7 +49,7 @@ export class StateDirLock {
 }
 
 /** Whether `pid` is a live `sluice serve` (or a process this one may not inspect, which is taken to be one). */
-function isGateway(pid: number): boolean {
+export function isGateway(pid: number): boolean {
   try {
     process.kill(pid, 0);
   } catch (err) {
