@@ -41,15 +41,23 @@ return 1`;
 // polls are HGETs, told apart from the shared cache's GETs in Redis's command counts). Gone, or another generation than the one this
 // instance read, means the data was lost (or lost and stored again by another instance).
 const GENERATION = 'sluice:state:initialised';
+// Builds of 2026-12-07 between 7af2017 and 1c00211 kept the generation as a plain string
+// under the same key: read as such (`STORED_GENERATION`), so that a store they initialised,
+// or share during a rolling upgrade, is read rather than refused with WRONGTYPE.
+const STORED_GENERATION = `local function generation(key)
+  if redis.call('type', key).ok == 'string' then return redis.call('get', key) end
+  return redis.call('hget', key, 'generation')
+end
+`;
 // The generation and one hash read in one step, so that a loss cannot fall between the two.
 // ARGV[1] '': this instance has read no generation yet, and a store without one is new:
 // ARGV[2] becomes its generation (made only for a first read; the polls after it pass '').
-const READ_SCRIPT = `local g = redis.call('hget', KEYS[1], 'generation')
+const READ_SCRIPT = `${STORED_GENERATION}local g = generation(KEYS[1])
 if g == false and ARGV[1] == '' then redis.call('hset', KEYS[1], 'generation', ARGV[2]) g = ARGV[2] end
 return {g, redis.call('hgetall', KEYS[2])}`;
 // After a loss: a new generation, unless another instance that restored its state set one.
-const NEW_GENERATION_SCRIPT = `redis.call('hsetnx', KEYS[1], 'generation', ARGV[1])
-return redis.call('hget', KEYS[1], 'generation')`;
+const NEW_GENERATION_SCRIPT = `${STORED_GENERATION}if generation(KEYS[1]) == false then redis.call('hset', KEYS[1], 'generation', ARGV[1]) end
+return generation(KEYS[1])`;
 // Removes a model's traffic unless the stored record is newer than the one the removal was
 // decided on.
 const REMOVE_TRAFFIC_OVER_SCRIPT = `local v = redis.call('hget', KEYS[1], ARGV[1])
