@@ -98,11 +98,11 @@ export class RedisStateStore implements DesiredStateStore {
     this.#breaker = options.breaker;
     this.#onUnreadable = options.onUnreadable;
     this.#failure = connectionFailures(this.#redis);
-    this.#where = `redis ${redactUrl(url)} key ${KEY}`;
+    this.#where = `redis ${redactUrl(url)}`;
   }
 
   async load(): Promise<StoredDeployments> {
-    const { entries, unreadable } = this.#decodeEach(KEY, await this.#readHash(KEY, 'state'), (text, id) => decodeEntry(text, id, `${this.#where} field ${id}`),
+    const { entries, unreadable } = this.#decodeEach(KEY, await this.#readHash(KEY, 'state'), decodeEntry,
       'it is neither started nor removed here, and goes on running here if it was: undeploy it through the instance that stored it, or remove it');
     // Oldest first, as they were deployed (the alias route defaults to the newest).
     entries.sort((a, b) => a.created_at.localeCompare(b.created_at) || desiredId(a.spec).localeCompare(desiredId(b.spec)));
@@ -124,7 +124,7 @@ export class RedisStateStore implements DesiredStateStore {
   }
 
   async loadKeys(): Promise<StoredApiKey[]> {
-    const { entries } = this.#decodeEach(API_KEYS, await this.#readHash(API_KEYS, 'API keys'), (text, name) => decodeKeyEntry(text, name, `${this.#where} ${API_KEYS} field ${name}`),
+    const { entries } = this.#decodeEach(API_KEYS, await this.#readHash(API_KEYS, 'API keys'), decodeKeyEntry,
       'the key authenticates nothing on this instance: remove it through the instance that stored it, or remove it');
     return entries.sort((a, b) => a.created_at.localeCompare(b.created_at) || a.name.localeCompare(b.name));
   }
@@ -139,7 +139,7 @@ export class RedisStateStore implements DesiredStateStore {
   }
 
   async loadTraffic(): Promise<StoredTraffic[]> {
-    return this.#decodeEach(TRAFFIC, await this.#readHash(TRAFFIC, 'traffic'), (text, model) => decodeTrafficEntry(text, model, `${this.#where} ${TRAFFIC} field ${model}`),
+    return this.#decodeEach(TRAFFIC, await this.#readHash(TRAFFIC, 'traffic'), decodeTrafficEntry,
       'this instance keeps the traffic it has for the model: change it through the instance that stored it, or remove it').entries;
   }
 
@@ -206,12 +206,12 @@ export class RedisStateStore implements DesiredStateStore {
    * the others (deployments, key revocations and weights other instances store meanwhile).
    * Those it cannot read are said once (`consequence`: what becomes of them here) and listed.
    */
-  #decodeEach<T>(hash: string, fields: Record<string, string>, decode: (text: string, field: string) => T, consequence: string): { entries: T[]; unreadable: string[] } {
+  #decodeEach<T>(hash: string, fields: Record<string, string>, decode: (text: string, field: string, where: string) => T, consequence: string): { entries: T[]; unreadable: string[] } {
     const entries: T[] = [];
     const unreadable: string[] = [];
     for (const [field, text] of Object.entries(fields)) {
       try {
-        entries.push(decode(text, field));
+        entries.push(decode(text, field, `${this.#where} key ${hash} field ${field}`));
       } catch (err) {
         if (!(err instanceof StateError)) throw err;
         unreadable.push(field);
@@ -236,12 +236,12 @@ export class RedisStateStore implements DesiredStateStore {
       reply = await this.#call(() => this.#redis.eval(READ_SCRIPT, 2, GENERATION, key, this.#generation ?? '', this.#generation === null ? randomUUID() : '')) as [string | null, string[]];
     } catch (err) {
       if (!(err instanceof DependencyUnavailableError)) throw err;
-      throw new StateError(`${this.#where}: cannot read ${what} (${err.reason})`);
+      throw new StateError(`${this.#where} key ${key}: cannot read ${what} (${err.reason})`);
     }
     const [generation, flat] = reply;
     this.#generation ??= generation;
     if (generation !== this.#generation) {
-      throw new StateLostError(`${this.#where}: the shared state was lost (${GENERATION} is ${generation === null ? 'gone' : 'made anew by another instance'}): Redis restarted without its data?`);
+      throw new StateLostError(`${this.#where} key ${key}: the shared state was lost (${GENERATION} is ${generation === null ? 'gone' : 'made anew by another instance'}): Redis restarted without its data?`);
     }
     const fields: Record<string, string> = {};
     for (let i = 0; i < flat.length; i += 2) fields[flat[i]!] = flat[i + 1]!;

@@ -71,7 +71,7 @@ t.test('an entry B cannot read hides nothing else: deploys, undeploys and key re
   const said = (field: string): string[] => B.gw.lines.filter((l) => l.includes(`field ${field}`) && l.includes('"level":"error"'));
   await waitFor(() => said('newer-1').length > 0 && said('constructor').length > 0, 5_000, 'B to say which entries it cannot read');
   t.match(said('newer-1')[0], /a_later_field.*cannot read it.*HDEL sluice:deployments newer-1/, 'the deployment is named, with what to do');
-  t.match(said('constructor')[0], /authenticates nothing.*HDEL sluice:api_keys constructor/, 'the key is named, with what to do');
+  t.match(said('constructor')[0], /key sluice:api_keys field constructor: .*authenticates nothing.*HDEL sluice:api_keys constructor/, 'the key is named, with what to do');
   await new Promise((r) => setTimeout(r, 3_000));
   t.equal(said('newer-1').length, 1, 'said once, not at every read');
 });
