@@ -11,7 +11,7 @@ import { deploymentId, deploymentProblem, redactUrlSecrets, resolveHealthCheck, 
 import { SluiceError } from '../errors/index.js';
 import type { ReplicaLoadBoard } from '../balancer/index.js';
 import { ActiveHealthCheck, endpointOf, LoadScrape, reportedModel, type HealthStatus } from '../health/index.js';
-import { killGroup, launchFingerprint, launchPlan, PortAllocator, readStatSync, recordedProcess, removeDeploymentLogs, removeReplicaLogs, replicaFileName, ReplicaProcess, simServedModel, type LogLine, type ReplicaProcessOptions, type ReplicaSpec, type ReplicaState } from '../ports/index.js';
+import { killGroup, launchFingerprint, launchPlan, PortAllocator, readStatSync, recordedProcess, removeDeploymentLogs, removeReplicaLogs, replicaFileName, ReplicaProcess, simServedModel, startTicksOf, type LogLine, type ReplicaProcessOptions, type ReplicaSpec, type ReplicaState } from '../ports/index.js';
 import { isGateway, type DesiredStateStore, type HibernationRecords, type ReplicaRecord, type ReplicaRecords } from '../state/index.js';
 import { upstreamCredential } from './credentials.js';
 import { serverEnvironment } from './server-env.js';
@@ -1053,7 +1053,7 @@ export class DeploymentManager {
       const { pid, pgid } = replica.process!;
       if (pid === undefined || pgid === undefined || pid === recordedPid) return recorded;
       recordedPid = pid;
-      recorded = this.#o.records.set({ replica: replica.id, port, pid, pgid, started: readStatSync(pid)?.startTicks, fingerprint });
+      recorded = this.#o.records.set({ replica: replica.id, port, pid, pgid, started: startTicksOf(pid), fingerprint });
       return recorded;
     };
     // From an event: a record that cannot be written (a full disk) is logged, and must not end

@@ -7,7 +7,7 @@ import { closeSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { LogBuffer } from './log-buffer.js';
 import { LogFileTail, logFilePaths, openLogFiles } from './log-files.js';
-import { isAliveInGroup, readStat } from './process-group.js';
+import { isAliveInGroup, isScarce, readStat } from './process-group.js';
 
 export interface ExitInfo {
   /** null when killed by a signal, or when the exit status is unknown (adopted). */
@@ -102,6 +102,13 @@ export function adoptAttempt(pid: number, pgid: number, pollMs: number, logs: Lo
 }
 
 async function watchExit(pid: number, pgid: number, pollMs: number): Promise<ExitInfo> {
-  while (isAliveInGroup(await readStat(pid), pgid)) await sleep(pollMs);
-  return { code: null, signal: null };
+  for (;;) {
+    try {
+      if (!isAliveInGroup(await readStat(pid), pgid)) return { code: null, signal: null };
+    } catch (err) {
+      // Short of descriptors: the server may well run; look again at the next poll.
+      if (!isScarce(err)) throw err;
+    }
+    await sleep(pollMs);
+  }
 }

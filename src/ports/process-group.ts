@@ -13,6 +13,8 @@ import { SluiceError } from '../errors/index.js';
 
 const POLL_MS = 50;
 const KILL_POLL_MS = 1000;
+/** Stat files of /proc read at once by a scan. */
+const SCAN_READS = 16;
 
 export interface ProcStat {
   readonly pid: number;
@@ -58,19 +60,48 @@ function isLive(stat: ProcStat | null): stat is ProcStat {
   return stat !== null && stat.state !== 'Z' && stat.state !== 'X';
 }
 
-/** Synchronous on purpose: one small file, used where a caller needs an answer at once. */
+/**
+ * Whether a failed read of /proc says only that this process is short of file descriptors
+ * (or the kernel of memory) right now: the process read about may well be running, so such
+ * a read is tried again, never taken for "gone" (a stop would report a running server
+ * stopped and forget it; a watch would restart a server over its own port).
+ */
+export function isScarce(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  return code === 'EMFILE' || code === 'ENFILE' || code === 'ENOMEM' || code === 'EAGAIN';
+}
+
+/**
+ * Synchronous on purpose: one small file, used where a caller needs an answer at once.
+ * null: no such process; throws what `isScarce` names.
+ */
 export function readStatSync(pid: number): ProcStat | null {
   try {
     return parseStat(pid, readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
+  } catch (err) {
+    if (isScarce(err)) throw err;
     return null;
   }
 }
 
+/**
+ * When `pid` started (clock ticks since boot), for its record; undefined when it cannot be
+ * told now (short of descriptors), and the record names the server by its pid alone.
+ */
+export function startTicksOf(pid: number): number | undefined {
+  try {
+    return readStatSync(pid)?.startTicks;
+  } catch {
+    return undefined;
+  }
+}
+
+/** null: no such process; throws what `isScarce` names. */
 export async function readStat(pid: number): Promise<ProcStat | null> {
   try {
     return parseStat(pid, await readFile(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
+  } catch (err) {
+    if (isScarce(err)) throw err;
     return null;
   }
 }
@@ -80,13 +111,28 @@ export function isAliveInGroup(stat: ProcStat | null, pgid: number): stat is Pro
   return isLive(stat) && stat.pgid === pgid;
 }
 
-/** Every live process, in /proc order. */
+/**
+ * Every live process, in /proc order. The stat files are read a few at a time, each read
+ * holding a descriptor: all at once, a few stops together needed more than a low
+ * `ulimit -n` allows. A scan that runs short of descriptors starts again after POLL_MS,
+ * for as long as it takes: a scan cut short cannot tell which processes run.
+ */
 async function liveProcesses(): Promise<ProcStat[]> {
-  const entries = await readdir('/proc');
-  const stats = await Promise.all(
-    entries.filter((name) => name.charCodeAt(0) >= 48 && name.charCodeAt(0) <= 57).map((name) => readStat(Number(name))),
-  );
-  return stats.filter(isLive);
+  for (;;) {
+    try {
+      const pids = (await readdir('/proc')).filter((name) => name.charCodeAt(0) >= 48 && name.charCodeAt(0) <= 57).map(Number);
+      const live: ProcStat[] = [];
+      for (let i = 0; i < pids.length; i += SCAN_READS) {
+        for (const stat of await Promise.all(pids.slice(i, i + SCAN_READS).map(readStat))) {
+          if (isLive(stat)) live.push(stat);
+        }
+      }
+      return live;
+    } catch (err) {
+      if (!isScarce(err)) throw err;
+      await sleep(POLL_MS);
+    }
+  }
 }
 
 /** Live (non-zombie) members of the process group, in /proc order. */
@@ -117,11 +163,21 @@ export async function escapedDescendants(pgid: number): Promise<ProcStat[]> {
   return escaped;
 }
 
+/** Whether `p` still runs as the same process; one that cannot be looked at now is taken to. */
+function stillRecorded(p: ProcStat): boolean {
+  try {
+    return recordedProcess(p.pid, p.startTicks) === 'ours';
+  } catch (err) {
+    if (!isScarce(err)) throw err;
+    return true;
+  }
+}
+
 /** Sends `signal` to those of `processes` still running as the same process (a reused pid is left alone); the ones signalled. */
 function signalEach(processes: readonly ProcStat[], signal: NodeJS.Signals): ProcStat[] {
   const live: ProcStat[] = [];
   for (const p of processes) {
-    if (recordedProcess(p.pid, p.startTicks) !== 'ours') continue;
+    if (!stillRecorded(p)) continue;
     try {
       process.kill(p.pid, signal);
       live.push(p);
@@ -132,11 +188,12 @@ function signalEach(processes: readonly ProcStat[], signal: NodeJS.Signals): Pro
   return live;
 }
 
-let ownPgid: number | undefined;
+// Read once, when the module loads (descriptors are not short then): a stop made while
+// they are must not fail on this check.
+const ownPgid = readStatSync(process.pid)?.pgid;
 
 /** Refuses pgids whose signalling would hit init, the kernel or the gateway itself. */
 export function assertForeignGroup(pgid: number): void {
-  ownPgid ??= readStatSync(process.pid)?.pgid;
   if (!Number.isInteger(pgid) || pgid <= 1 || pgid === ownPgid) {
     throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `refusing to signal process group ${pgid}`, { field: 'pgid' });
   }
@@ -154,11 +211,20 @@ export function signalGroup(pgid: number, signal: NodeJS.Signals | 0): boolean {
   }
 }
 
-/** Checks `done` every POLL_MS until it holds or `timeoutMs` passes; true when it held. */
+/**
+ * Checks `done` every POLL_MS until it holds or `timeoutMs` passes; true when it held. A
+ * check that could not look (`isScarce`) has not seen it hold.
+ */
 async function pollUntil(done: () => boolean | Promise<boolean>, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    if (await done()) return true;
+    let held = false;
+    try {
+      held = await done();
+    } catch (err) {
+      if (!isScarce(err)) throw err;
+    }
+    if (held) return true;
     const left = deadline - Date.now();
     if (left <= 0) return false;
     await sleep(Math.min(POLL_MS, left));
@@ -193,7 +259,7 @@ export async function killGroup(pgid: number, graceMs = 10_000): Promise<KillRes
   }
   escaped = signalEach(escaped, 'SIGTERM');
   signalEach(escaped, 'SIGCONT');
-  const allGone = async (): Promise<boolean> => (await groupGone(pgid)) && escaped.every((p) => recordedProcess(p.pid, p.startTicks) !== 'ours');
+  const allGone = async (): Promise<boolean> => (await groupGone(pgid)) && escaped.every((p) => !stillRecorded(p));
   if (await pollUntil(allGone, graceMs)) return { forced: false };
   // Repeated because a member may have forked between the scan and the signal.
   do {

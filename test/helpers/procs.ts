@@ -154,8 +154,13 @@ export interface Gateway extends Proc {
   readonly configFile: string;
 }
 
+export interface GatewayLaunch {
+  /** `ulimit -n` for the gateway (and so for the model servers it starts): a machine short of descriptors. */
+  readonly openFiles?: number;
+}
+
 /** Starts `sluice serve` with `config` (merged over test defaults) and waits for its deployments. */
-export async function startGateway(config: Record<string, unknown>, env: NodeJS.ProcessEnv = {}, waitReady = true): Promise<Gateway> {
+export async function startGateway(config: Record<string, unknown>, env: NodeJS.ProcessEnv = {}, waitReady = true, launch: GatewayLaunch = {}): Promise<Gateway> {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-test-'));
   const configFile = join(dir, 'config.yaml');
   const full = {
@@ -170,7 +175,11 @@ export async function startGateway(config: Record<string, unknown>, env: NodeJS.
     ...config,
   };
   writeFileSync(configFile, JSON.stringify(full, null, 2));
-  const proc = spawnCli(['serve', '--config', configFile], env);
+  const args = ['serve', '--config', configFile];
+  // exec: the shell becomes the gateway, so that the child's pid and signals are the gateway's.
+  const proc = launch.openFiles === undefined
+    ? spawnCli(args, env)
+    : spawnProc('sh', ['-c', 'ulimit -n "$0" && exec "$@"', String(launch.openFiles), process.execPath, CLI, ...args], { env: { ...process.env, ...env } });
   const line = await waitForLine(proc, (l) => l.includes('sluice is listening'), 60_000);
   const info = JSON.parse(line) as { gateway: string; admin: string };
   const port = Number(new URL(info.gateway).port);
