@@ -11,7 +11,7 @@ import { deploymentId, deploymentProblem, redactUrlSecrets, resolveHealthCheck, 
 import { SluiceError } from '../errors/index.js';
 import type { ReplicaLoadBoard } from '../balancer/index.js';
 import { ActiveHealthCheck, endpointOf, LoadScrape, reportedModel, type HealthStatus } from '../health/index.js';
-import { killGroup, launchFingerprint, launchPlan, PortAllocator, readStatSync, recordedProcess, removeDeploymentLogs, removeReplicaLogs, replicaFileName, ReplicaProcess, simServedModel, startTicksOf, type LogLine, type ReplicaProcessOptions, type ReplicaSpec, type ReplicaState } from '../ports/index.js';
+import { killGroup, launchFingerprint, launchPlan, PortAllocator, readStatSync, recordedProcess, removeDeploymentLogs, removeReplicaLogs, replicaFileName, ReplicaProcess, simServedModel, startTicksOf, type LogLine, type ProcessPlan, type ReplicaProcessOptions, type ReplicaSpec, type ReplicaState } from '../ports/index.js';
 import { isGateway, type DesiredStateStore, type HibernationRecords, type ReplicaRecord, type ReplicaRecords } from '../state/index.js';
 import { upstreamCredential } from './credentials.js';
 import { serverEnvironment } from './server-env.js';
@@ -1010,20 +1010,11 @@ export class DeploymentManager {
     }
     const leftover = this.#leftovers.get(replica.id);
     this.#leftovers.delete(replica.id);
-    const port = leftover !== undefined && this.#reservePort(leftover.port) ? leftover.port : await this.#o.ports.acquire();
+    let port = leftover !== undefined && this.#reservePort(leftover.port) ? leftover.port : await this.#o.ports.acquire();
     replica.ownedPort = port;
     replica.port = port;
-    const plan = launchPlan(this.#replicaSpec(spec), { port });
-    if (plan.kind !== 'process') throw new Error('unreachable: local runtime produced a remote plan');
-    replica.url = plan.url;
-    this.#scrapeLoad(d, replica);
     mkdirSync(replica.tmpDir(this.#o.config.state_dir), { recursive: true });
-    const options: ReplicaProcessOptions = {
-      id: replica.id, argv: plan.argv, env: { ...plan.env, TMPDIR: replica.tmpDir(this.#o.config.state_dir) },
-      baseEnv: serverEnvironment(this.#o.config, this.#credentialVars), port, logDir: this.#logDir,
-      readinessPath: spec.readiness_path ?? plan.readinessPath, startTimeoutMs: spec.start_timeout_ms,
-    };
-    const fingerprint = launchFingerprint(options);
+    let launch = this.#processLaunch(spec, replica, port);
     // A server left by a previous run is adopted when it still runs on the port it was
     // given and was started with what the deployment says now; otherwise its group is
     // stopped, so that it can neither hold the port, nor serve twice, nor serve an old spec.
@@ -1031,17 +1022,31 @@ export class DeploymentManager {
     // once, rather than trusted to match.
     let proc: ReplicaProcess | null = null;
     if (leftover !== undefined) {
-      const same = leftover.fingerprint === fingerprint;
+      const same = leftover.fingerprint === launch.fingerprint;
       const ours = same && leftover.port === port && recordedProcess(leftover.pid, leftover.started) === 'ours';
-      proc = ours ? ReplicaProcess.adopt({ ...options, pid: leftover.pid, pgid: leftover.pgid }) : null;
+      proc = ours ? ReplicaProcess.adopt({ ...launch.options, pid: leftover.pid, pgid: leftover.pgid }) : null;
       if (proc === null) {
         await this.#stopLeftover(leftover, same ? 'stopping a server left by a previous run that cannot be adopted'
           : leftover.fingerprint === undefined ? 'stopping a server left by an older sluice, which did not record what it was started with'
             : 'stopping a server left by a previous run: its deployment now starts another (command, args, env or model changed)');
+        // While no gateway held the recorded port, another program may have taken it: a
+        // server started there would exit (address in use) while that program answered its
+        // readiness checks. Such a port is skipped, as the allocator skips it for a new replica.
+        if (port === leftover.port && !(await this.#o.ports.bindable(port))) {
+          this.#o.ports.release(port);
+          replica.ownedPort = null;
+          port = await this.#o.ports.acquire();
+          replica.ownedPort = port;
+          replica.port = port;
+          launch = this.#processLaunch(spec, replica, port);
+        }
       } else {
         this.#o.logger.info({ replica: replica.id, server_pid: leftover.pid, port }, 'adopted a running server from a previous gateway run');
       }
     }
+    const { plan, options, fingerprint } = launch;
+    replica.url = plan.url;
+    this.#scrapeLoad(d, replica);
     const adopted = proc !== null;
     proc ??= new ReplicaProcess(options);
     replica.process = proc;
@@ -1145,6 +1150,18 @@ export class DeploymentManager {
       this.#o.onChange();
     });
     replica.health.start();
+  }
+
+  /** What a local replica runs on `port`, and the digest its record keeps. */
+  #processLaunch(spec: DeploymentConfig, replica: Replica, port: number): { plan: ProcessPlan; options: ReplicaProcessOptions; fingerprint: string } {
+    const plan = launchPlan(this.#replicaSpec(spec), { port });
+    if (plan.kind !== 'process') throw new Error('unreachable: local runtime produced a remote plan');
+    const options: ReplicaProcessOptions = {
+      id: replica.id, argv: plan.argv, env: { ...plan.env, TMPDIR: replica.tmpDir(this.#o.config.state_dir) },
+      baseEnv: serverEnvironment(this.#o.config, this.#credentialVars), port, logDir: this.#logDir,
+      readinessPath: spec.readiness_path ?? plan.readinessPath, startTimeoutMs: spec.start_timeout_ms,
+    };
+    return { plan, options, fingerprint: launchFingerprint(options) };
   }
 
   #reservePort(port: number): boolean {

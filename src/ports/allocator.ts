@@ -60,6 +60,11 @@ export class PortAllocator {
     this.#held.add(port);
   }
 
+  /** Whether no other program listens on `port` now (a port reserved unchecked may have been taken since). */
+  bindable(port: number): Promise<boolean> {
+    return canBind(port, this.host);
+  }
+
   /** Returns a port to the pool; releasing a port that is not held does nothing. */
   release(port: number): void {
     this.#held.delete(port);
