@@ -44,7 +44,15 @@ const DRAIN_MS = 200;
 export function spawnAttempt(spec: SpawnSpec, logs: LogBuffer): Attempt {
   const [file, ...args] = spec.argv as [string, ...string[]];
   const paths = spec.logDir === undefined ? null : logFilePaths(spec.logDir, spec.id);
-  const fds = paths === null ? null : openLogFiles(spec.logDir!, paths);
+  let fds: [number, number] | null;
+  try {
+    fds = paths === null ? null : openLogFiles(spec.logDir!, paths);
+  } catch (err) {
+    // No output files (descriptors short for a moment, the log directory gone): a server
+    // that could not be started, as a missing executable is, so that a restart counts it as
+    // one more crash, with its backoff, instead of giving the replica up at once.
+    return unstarted(err as Error);
+  }
   const tail = paths === null ? null : new LogFileTail(paths, logs);
   const child = spawn(file, args, {
     detached: true,
@@ -81,6 +89,11 @@ export function spawnAttempt(spec: SpawnSpec, logs: LogBuffer): Attempt {
     }),
   };
   return attempt;
+}
+
+function unstarted(spawnError: Error): Attempt {
+  const exit: ExitInfo = { code: null, signal: null, spawnError };
+  return { pid: undefined, pgid: undefined, exit, exited: Promise.resolve(exit) };
 }
 
 /**

@@ -60,7 +60,13 @@ export async function removeDeploymentLogs(dir: string, id: string): Promise<voi
 /** Opens both files for appending, for a child's stdio; the caller closes the fds after spawn. */
 export function openLogFiles(dir: string, paths: LogFilePaths): [number, number] {
   mkdirSync(dir, { recursive: true });
-  return [openSync(paths.stdout, 'a', 0o600), openSync(paths.stderr, 'a', 0o600)];
+  const stdout = openSync(paths.stdout, 'a', 0o600);
+  try {
+    return [stdout, openSync(paths.stderr, 'a', 0o600)];
+  } catch (err) {
+    closeSync(stdout);
+    throw err;
+  }
 }
 
 /** Follows both files into the LogBuffer from their current end until `stop()`. */
