@@ -60,7 +60,7 @@ Options:
   -h, --help         show this help
 
 SIGTERM or SIGINT drains and stops (a second one ends the drain delay); SIGHUP reloads the
-TLS certificates.
+TLS certificates; SIGUSR1 and SIGUSR2 are logged and ignored.
 `;
 
 export async function runServeCli(argv: string[]): Promise<void> {
@@ -83,6 +83,13 @@ export async function runServeCli(argv: string[]): Promise<void> {
   // Written on the thread pool: a stalled stdout never freezes the control plane.
   const stdout = new LineWriter({ fd: 1, bufferBytes: 0, maxBufferBytes: MAIN_LOG_MAX_BYTES, flushIntervalMs: 0 });
   const logger = createLogger({ level: config.log.level, writer: stdout });
+  // Signals sluice gives no meaning to: Node's defaults would open its debugger on
+  // 127.0.0.1:9229, where any local user may run code in the gateway (SIGUSR1, which a
+  // logrotate habit sends to "reopen the logs"), or end the process on the spot, without a
+  // drain or its model servers' stop (SIGUSR2).
+  for (const signal of ['SIGUSR1', 'SIGUSR2'] as const) {
+    process.on(signal, () => logger.info({ signal }, 'signal ignored: it means nothing to sluice'));
+  }
   const missing = missingNodeFlags();
   if (missing.length > 0) logger.warn({ missing }, 'started without the recommended Node flags: p99 latency at moderate load is about twice what it is with them (node $(sluice node-flags) dist/cli.js serve; see README)');
   const lock = await StateDirLock.take(config.state_dir);
