@@ -5,6 +5,7 @@
 
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer } from 'node:net';
+import { constants as osConstants } from 'node:os';
 import { parseArgs } from 'node:util';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { AdminServer, registerAdminRoutes } from './admin/index.js';
@@ -93,15 +94,19 @@ export async function runServeCli(argv: string[]): Promise<void> {
   const missing = missingNodeFlags();
   if (missing.length > 0) logger.warn({ missing }, 'started without the recommended Node flags: p99 latency at moderate load is about twice what it is with them (node $(sluice node-flags) dist/cli.js serve; see README)');
   const lock = await StateDirLock.take(config.state_dir);
-  let gateway: RunningGateway;
-  try {
-    gateway = await startGateway(config, logger, stdout);
-  } catch (err) {
-    lock.release();
-    throw err;
-  }
+  let gateway: RunningGateway | undefined;
+  // A stop asked for while the gateway starts waits for the start: Node's default would end
+  // the process there and then, leaving the model servers it had spawned running. A second
+  // one ends it at once, as an impatient Ctrl-C wants (the next start adopts or stops them).
+  let stopWhenStarted: NodeJS.Signals | undefined;
   let stopping = false;
-  const shutdown = (signal: string): void => {
+  const shutdown = (signal: NodeJS.Signals): void => {
+    if (gateway === undefined) {
+      if (stopWhenStarted !== undefined) process.exit(128 + osConstants.signals[signal]);
+      stopWhenStarted = signal;
+      logger.info({ signal }, 'stopping once started: the model servers being started are stopped with it (a second signal ends the gateway at once)');
+      return;
+    }
     const first = !stopping;
     stopping = true;
     const done = gateway.shutdown(signal);
@@ -120,11 +125,18 @@ export async function runServeCli(argv: string[]): Promise<void> {
   // SIGHUP reloads what can be: a closed terminal or a reload sent by habit must not end a
   // daemon the way Node's default does, without a drain, its buffered log lines or its
   // model servers' stop.
-  const reload = gateway.reloadCertificates;
   process.on('SIGHUP', () => {
-    if (reload !== null) void reload('SIGHUP');
+    if (gateway === undefined) logger.info({ signal: 'SIGHUP' }, 'nothing to reload yet: the gateway is starting');
+    else if (gateway.reloadCertificates !== null) void gateway.reloadCertificates('SIGHUP');
     else logger.info({ signal: 'SIGHUP' }, 'nothing to reload: no TLS is configured');
   });
+  try {
+    gateway = await startGateway(config, logger, stdout);
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
+  if (stopWhenStarted !== undefined) shutdown(stopWhenStarted);
 }
 
 /** `stdout`: the writer under `logger`, for its line counts in /metrics. */
