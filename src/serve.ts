@@ -517,7 +517,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
   let adminPort: number;
   try {
     adminPort = await admin.listen().catch((err: unknown) => {
-      throw adminHostError(err, adminHost) ?? err;
+      throw adminListenError(err, adminHost, config.admin.port) ?? err;
     });
     await manager.restore();
     restored = true;
@@ -683,14 +683,22 @@ async function startupCertificate(tls: TlsConfig | undefined, section: string, b
 
 /**
  * An admin host that does not resolve, or is no address of this machine, is a bad value of
- * admin.host (SLUICE_ADMIN_HOST): named as the config's other bad values are, not left as
- * Node's bare `getaddrinfo ENOTFOUND ...`. Null for any other listen error.
+ * admin.host (SLUICE_ADMIN_HOST), and a port another program listens on (or one below 1024
+ * without the right) a bad value of admin.port (SLUICE_ADMIN_PORT): named as the config's
+ * other bad values are, not left as Node's bare `listen EADDRINUSE ...`. Null for any other
+ * listen error.
  */
-function adminHostError(err: unknown, host: string): ConfigError | null {
+function adminListenError(err: unknown, host: string, port: number): ConfigError | null {
   const code = (err as NodeJS.ErrnoException).code;
-  if (code !== 'ENOTFOUND' && code !== 'EAI_AGAIN' && code !== 'EADDRNOTAVAIL') return null;
-  const from = process.env['SLUICE_ADMIN_HOST'] === host ? ' (set by SLUICE_ADMIN_HOST)' : '';
-  return new ConfigError('admin.host', `cannot listen on ${host}: ${(err as Error).message}${from}`);
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EADDRNOTAVAIL') {
+    const from = process.env['SLUICE_ADMIN_HOST'] === host ? ' (set by SLUICE_ADMIN_HOST)' : '';
+    return new ConfigError('admin.host', `cannot listen on ${host}: ${(err as Error).message}${from}`);
+  }
+  if (code === 'EADDRINUSE' || code === 'EACCES') {
+    const from = process.env['SLUICE_ADMIN_PORT'] === String(port) ? ' (set by SLUICE_ADMIN_PORT)' : '';
+    return new ConfigError('admin.port', `cannot listen on ${authority(host, port)}: ${(err as Error).message}${from}`);
+  }
+  return null;
 }
 
 function isLoopback(host: string): boolean {

@@ -21,14 +21,16 @@ export class StateDirLock {
 
   /** Takes `stateDir` for this process; throws SLUICE_ERR_CONFIG (field state_dir) while another gateway holds it. */
   static async take(stateDir: string): Promise<StateDirLock> {
-    await mkdir(stateDir, { recursive: true });
+    await mkdir(stateDir, { recursive: true }).catch((err: unknown) => {
+      throw unusable(stateDir, err);
+    });
     const path = join(stateDir, LOCK_FILE);
     for (let attempt = 0; ; attempt++) {
       try {
         await writeFile(path, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
         return new StateDirLock(path);
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) throw err;
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) throw unusable(stateDir, err);
       }
       const holder = Number.parseInt(await readFile(path, 'utf8').catch(() => ''), 10);
       if (Number.isInteger(holder) && holder !== process.pid && isGateway(holder)) {
@@ -46,6 +48,11 @@ export class StateDirLock {
       // Gone already: nothing to give up.
     }
   }
+}
+
+/** A state_dir that cannot be made or written (a file, read-only, not ours), named as a bad config value is. */
+function unusable(stateDir: string, err: unknown): SluiceError {
+  return new SluiceError('SLUICE_ERR_CONFIG', `state_dir ${stateDir} cannot be used: ${(err as Error).message} (config state_dir or SLUICE_STATE_DIR)`, { field: 'state_dir' });
 }
 
 /** Whether `pid` is a live `sluice serve` (or a process this one may not inspect, which is taken to be one). */
