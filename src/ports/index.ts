@@ -14,7 +14,7 @@ export { REPLICA_DEFAULTS, type ReplicaProcessOptions, type RestartPolicy } from
 export type { LogLine, LogStream } from './log-buffer.js';
 export { removeDeploymentLogs, removeReplicaLogs, replicaFileName } from './log-files.js';
 export { launchFingerprint } from './fingerprint.js';
-export { killGroup, recordedProcess, startTicksOf, type KillResult } from './process-group.js';
+export { killGroup, readStatSync, recordedProcess, startTicksOf, type KillResult } from './process-group.js';
 export {
   checkModel,
   checkVersion,
