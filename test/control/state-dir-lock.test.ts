@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { reapServers } from '../helpers/control.js';
-import { deployments, serveUntilExit, startGateway, type Gateway } from '../helpers/procs.js';
+import { deployments, serveUntilExit, startGateway, stateDirConfigFile, type Gateway } from '../helpers/procs.js';
 
 t.setTimeout(120_000);
 
@@ -29,21 +29,12 @@ t.teardown(async () => {
   await reapServers([], SECOND);
 });
 
-/** A config file for `sluice serve` on ephemeral ports, keeping its state in `stateDir`. */
-function configFile(ports: { from: number; to: number }): string {
-  const file = join(mkdtempSync(join(tmpdir(), 'sluice-lock-config-')), 'config.json');
-  writeFileSync(file, JSON.stringify({
-    listen: { host: '127.0.0.1', port: 0 }, admin: { host: '127.0.0.1', port: 0 }, workers: 1, state_dir: stateDir, ports, deployments: DEPLOYMENTS,
-  }));
-  return file;
-}
-
 t.test('a second gateway on the same state_dir is refused and leaves the first one alone', async (t) => {
   first = await startGateway({ state_dir: stateDir, ports: FIRST, deployments: DEPLOYMENTS });
   const before = (await deployments(first))[0]!.replicas[0]!;
   t.equal(readFileSync(lockFile, 'utf8').trim(), String(first.child.pid), 'the lock names the first gateway');
 
-  const refused = await serveUntilExit(configFile(SECOND));
+  const refused = await serveUntilExit(stateDirConfigFile(stateDir, SECOND, DEPLOYMENTS));
   t.equal(refused.code, 1, 'the second start fails');
   const said = refused.proc.lines.join('\n');
   t.match(said, `state_dir ${stateDir} is in use by another gateway (pid ${first.child.pid})`, 'naming the directory and the holder');

@@ -4,12 +4,12 @@
 // run: the new start is refused, naming the running gateway, and its servers go on. Servers
 // a killed gateway left (children of init by then) are still adopted.
 
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { reapServers } from '../helpers/control.js';
-import { deployments, serveUntilExit, startGateway, type Gateway } from '../helpers/procs.js';
+import { deployments, serveUntilExit, startGateway, stateDirConfigFile, type Gateway } from '../helpers/procs.js';
 
 t.setTimeout(120_000);
 
@@ -28,22 +28,13 @@ t.teardown(async () => {
   await reapServers([], SECOND);
 });
 
-/** A config file for `sluice serve` on ephemeral ports, keeping its state in `stateDir`. */
-function configFile(ports: { from: number; to: number }): string {
-  const file = join(mkdtempSync(join(tmpdir(), 'sluice-older-owner-config-')), 'config.json');
-  writeFileSync(file, JSON.stringify({
-    listen: { host: '127.0.0.1', port: 0 }, admin: { host: '127.0.0.1', port: 0 }, workers: 1, state_dir: stateDir, ports, deployments: DEPLOYMENTS,
-  }));
-  return file;
-}
-
 t.test('a gateway on the state_dir of a running one that took no lock is refused, and leaves it alone', async (t) => {
   first = await startGateway({ state_dir: stateDir, ports: FIRST, deployments: DEPLOYMENTS });
   const before = (await deployments(first))[0]!.replicas[0]!;
   // As a sluice older than the lock runs: no gateway.pid.
   rmSync(join(stateDir, 'gateway.pid'));
 
-  const refused = await serveUntilExit(configFile(SECOND));
+  const refused = await serveUntilExit(stateDirConfigFile(stateDir, SECOND, DEPLOYMENTS));
   t.equal(refused.code, 1, 'the second start fails');
   const said = refused.proc.lines.join('\n');
   t.match(said, `state_dir ${stateDir} is in use by another gateway (pid ${first.child.pid}`, 'naming the directory and the running gateway');

@@ -47,6 +47,15 @@ export async function serveUntilExit(configFile: string, env: NodeJS.ProcessEnv 
   return { code, proc, ms: performance.now() - t0 };
 }
 
+/** A config file for `sluice serve` on ephemeral ports (one worker) keeping its state in `stateDir`: a second gateway beside one a test started. */
+export function stateDirConfigFile(stateDir: string, ports: { from: number; to: number }, deployments: readonly unknown[]): string {
+  const file = join(mkdtempSync(join(tmpdir(), 'sluice-state-dir-config-')), 'config.json');
+  writeFileSync(file, JSON.stringify({
+    listen: { host: '127.0.0.1', port: 0 }, admin: { host: '127.0.0.1', port: 0 }, workers: 1, state_dir: stateDir, ports, deployments,
+  }));
+  return file;
+}
+
 /** Spawns `command ...args` with exactly `env` (nothing inherited), collecting stdout+stderr lines. */
 export function spawnProc(command: string, args: string[], opts: { env: NodeJS.ProcessEnv; cwd?: string }): Proc {
   const child = spawn(command, args, { env: opts.env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
