@@ -453,7 +453,7 @@ export class Exchange implements AttemptClient, ClientListener {
     this.#bodyBytes += n;
     if (this.#bodyBytes > this.route.maxBodyBytes) {
       this.route.stats.refused('SLUICE_ERR_BODY_TOO_LARGE');
-      this.#fail('SLUICE_ERR_BODY_TOO_LARGE', `request body exceeds ${this.route.maxBodyBytes} bytes`, true);
+      this.#fail('SLUICE_ERR_BODY_TOO_LARGE', `request body exceeds ${this.route.maxBodyBytes} bytes (limits.max_body_bytes)`, true);
       return;
     }
     if (isLast) {

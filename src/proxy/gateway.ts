@@ -287,7 +287,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     }
     if (route.countsArrivals) this.#counters.arrive(route.slot);
     if (head.contentLength > route.maxBodyBytes) {
-      this.#reject(res, 'SLUICE_ERR_BODY_TOO_LARGE', `request body of ${head.contentLength} bytes exceeds ${route.maxBodyBytes}`, requestId, method, url, { close: true, route, head });
+      this.#reject(res, 'SLUICE_ERR_BODY_TOO_LARGE', `request body of ${head.contentLength} bytes exceeds ${route.maxBodyBytes} (limits.max_body_bytes)`, requestId, method, url, { close: true, route, head });
       return;
     }
     const rest = segEnd === -1 ? '/' : url.slice(segEnd);

@@ -208,6 +208,8 @@ export class ModelRequest implements ClientListener {
   readonly #route: DeploymentRoute | null;
   readonly #alias: boolean;
   readonly #limit: number;
+  /** The setting #limit comes from, for the 413's message. */
+  readonly #limitName: string;
   #body: Buffer = EMPTY;
   /** What #body takes of the owner's budget (its length while the body is being read). */
   #buffered = 0;
@@ -239,6 +241,7 @@ export class ModelRequest implements ClientListener {
     this.#route = route;
     this.#alias = alias;
     this.#limit = route === null ? table.maxBufferedBodyBytes : Math.min(route.maxBodyBytes, table.maxBufferedBodyBytes);
+    this.#limitName = this.#limit === table.maxBufferedBodyBytes ? 'limits.max_buffered_body_bytes' : 'limits.max_body_bytes';
   }
 
   /** Came through Ollama's API at the root: its errors take Ollama's shape. */
@@ -261,7 +264,7 @@ export class ModelRequest implements ClientListener {
     const announced = this.head.contentLength;
     if (announced > this.#limit) {
       this.#done = true;
-      this.#owner.refuseRead(this, 'SLUICE_ERR_BODY_TOO_LARGE', `request body of ${announced} bytes exceeds ${this.#limit}`, true);
+      this.#owner.refuseRead(this, 'SLUICE_ERR_BODY_TOO_LARGE', `request body of ${announced} bytes exceeds ${this.#limit} (${this.#limitName})`, true);
       return;
     }
     const bodyless = !this.head.chunked && this.head.contentLength <= 0;
@@ -312,7 +315,7 @@ export class ModelRequest implements ClientListener {
     const length = this.#length + bytes.length;
     if (length > this.#limit) {
       this.#end();
-      this.#owner.refuseRead(this, 'SLUICE_ERR_BODY_TOO_LARGE', `request body exceeds ${this.#limit} bytes`, true);
+      this.#owner.refuseRead(this, 'SLUICE_ERR_BODY_TOO_LARGE', `request body exceeds ${this.#limit} bytes (${this.#limitName})`, true);
       return;
     }
     // Up to the announced length (read() refused one over the limit), or the limit when chunked.
@@ -414,7 +417,7 @@ export class ModelRequest implements ClientListener {
       }
     } else route = matched;
     if (body.length > route.maxBodyBytes) {
-      this.#owner.refuseRead(this, 'SLUICE_ERR_BODY_TOO_LARGE', `request body of ${body.length} bytes exceeds ${route.maxBodyBytes}`, false);
+      this.#owner.refuseRead(this, 'SLUICE_ERR_BODY_TOO_LARGE', `request body of ${body.length} bytes exceeds ${route.maxBodyBytes} (limits.max_body_bytes)`, false);
       return;
     }
     this.requestedModel = name;

@@ -216,6 +216,7 @@ t.test('413 when the body exceeds limits.max_body_bytes', async (t) => {
   // Declared too large: answered from the head alone, before any body byte is sent.
   const declared = await rawRequest(gw.port, `POST /demo-1/_sim/upload HTTP/1.1\r\nHost: gw\r\nContent-Length: ${MAX_BODY + 1}\r\n\r\n`);
   isGatewayError(t, declared, 413, 'SLUICE_ERR_BODY_TOO_LARGE');
+  t.match(declared.body, /\(limits\.max_body_bytes\)/, 'the message names the setting');
 
   // Chunked, so the size is only known as it arrives: cut off once it goes over.
   const piece = Buffer.alloc(64 * 1024, 0x61);
@@ -223,6 +224,7 @@ t.test('413 when the body exceeds limits.max_body_bytes', async (t) => {
   const pieces = Array.from({ length: (MAX_BODY / piece.length) * 2 }, () => chunk);
   const chunked = await rawRequest(gw.port, 'POST /demo-1/_sim/upload HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n', { body: pieces, timeoutMs: 10_000 });
   isGatewayError(t, chunked, 413, 'SLUICE_ERR_BODY_TOO_LARGE');
+  t.match(chunked.body, /\(limits\.max_body_bytes\)/, 'the message names the setting');
   t.ok(chunked.closed, 'the connection is closed (the rest of the body is not read)');
 
   // Exactly at the limit is fine.

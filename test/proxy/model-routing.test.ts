@@ -228,7 +228,7 @@ t.test('every gateway error on Ollama\'s API is Ollama-shaped: too large, wrong 
   type OllamaError = { status_code: number; error: string };
   const big = await ollama.chat({ model: 'demo:1', stream: false, messages: [{ role: 'user', content: 'x'.repeat(70_000) }] }).then(() => null, (e: unknown) => e as OllamaError);
   t.equal(big?.status_code, 413);
-  t.match(big?.error, /exceeds/, 'the ollama client shows the message, not [object Object]');
+  t.match(big?.error, /exceeds .*\(limits\.max_buffered_body_bytes\)/, 'the ollama client shows the message, naming the setting, not [object Object]');
   const pull = await ollama.pull({ model: 'demo:1', stream: false }).then(() => null, (e: unknown) => e as OllamaError);
   t.equal(pull?.status_code, 404, 'an Ollama endpoint the gateway does not serve');
   t.match(pull?.error, /no deployment serves \/api\/pull/);
