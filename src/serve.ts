@@ -91,6 +91,11 @@ export async function runServeCli(argv: string[]): Promise<void> {
   for (const signal of ['SIGUSR1', 'SIGUSR2'] as const) {
     process.on(signal, () => logger.info({ signal }, 'signal ignored: it means nothing to sluice'));
   }
+  // A write past the file size limit (`ulimit -f`: the log on stdout, a state file) raises
+  // SIGXFSZ, whose default ends the process on the spot, model servers left running. Handled,
+  // the write fails with EFBIG instead, which the writers deal with (lines dropped and counted,
+  // a change refused). Nothing is logged here: the log may be that very file.
+  process.on('SIGXFSZ', () => undefined);
   const missing = missingNodeFlags();
   if (missing.length > 0) logger.warn({ missing }, 'started without the recommended Node flags: p99 latency at moderate load is about twice what it is with them (node $(sluice node-flags) dist/cli.js serve; see README)');
   const lock = await StateDirLock.take(config.state_dir);
