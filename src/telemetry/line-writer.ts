@@ -42,6 +42,8 @@ const CHUNK_BYTES = 64 * 1024;
 /** The most bytes one UTF-16 unit can take in UTF-8. */
 const MAX_BYTES_PER_UNIT = 3;
 const NEWLINE = 0x0a;
+/** Ends a line that a write cut short left in the sink. */
+const LINE_END = Buffer.from('\n');
 
 /** Buffer's native UTF-8 encoder, without Buffer#write's argument handling in front of it (a line a request). */
 interface Utf8Writer {
@@ -83,6 +85,8 @@ export class LineWriter {
   /** Resolved when everything is written (close()). */
   #drained: (() => void) | null = null;
   #failed = false;
+  /** The sink ends with part of a line (a write a full disk cut short): the next write ends it first. */
+  #torn = false;
 
   constructor(options: LineWriterOptions) {
     this.#fd = options.fd;
@@ -228,6 +232,10 @@ export class LineWriter {
   }
 
   #write(): void {
+    if (this.#torn) {
+      write(this.#fd, LINE_END, 0, 1, null, this.onWritten);
+      return;
+    }
     const buf = this.#writing!;
     write(this.#fd, buf, this.#offset, pieceEnd(buf, this.#offset, this.#pieceBytes) - this.#offset, null, this.onWritten);
   }
@@ -244,6 +252,10 @@ export class LineWriter {
         setTimeout(this.retry, RETRY_MS);
         return;
       }
+      if (err.code === 'ENOSPC' || err.code === 'EDQUOT' || err.code === 'EFBIG') {
+        this.#dropWriting();
+        return;
+      }
       // A closed or broken sink: nothing more can be written; lines are counted as dropped.
       this.#failed = true;
       this.dropped += this.#writingLines + this.#waitingLines;
@@ -257,6 +269,12 @@ export class LineWriter {
       this.#drained?.();
       return;
     }
+    if (this.#torn) {
+      // The torn line is ended: now the chunk itself.
+      this.#torn = false;
+      this.#write();
+      return;
+    }
     this.#offset += written;
     if (this.#offset < this.#writing!.length) {
       // The rest of a piece the sink cut short, or the next piece.
@@ -264,6 +282,26 @@ export class LineWriter {
       return;
     }
     this.lines += this.#writingLines;
+    this.#written();
+  }
+
+  /**
+   * The sink is full for now (a full disk, a quota, a file size limit): the lines of this
+   * write that did not go out whole are dropped, and the next write tries again, so that
+   * logging comes back once there is room (as nginx's does), rather than ending for good.
+   */
+  #dropWriting(): void {
+    const buf = this.#writing!;
+    let whole = 0;
+    for (let i = buf.indexOf(NEWLINE); i !== -1 && i < this.#offset; i = buf.indexOf(NEWLINE, i + 1)) whole++;
+    if (this.#offset > 0) this.#torn = buf[this.#offset - 1] !== NEWLINE;
+    this.lines += whole;
+    this.dropped += this.#writingLines - whole;
+    this.#written();
+  }
+
+  /** The write in progress is over: the next one, or the end of a close. */
+  #written(): void {
     if (this.#writingChunk!.length === CHUNK_BYTES) this.#spare = this.#writingChunk;
     this.#writing = null;
     this.#writingChunk = null;

@@ -1,13 +1,16 @@
 // The gateway's stdout on a file that cannot grow past `ulimit -f` (RLIMIT_FSIZE): lines are
-// dropped and counted while it cannot, and the gateway serves on. A write past the limit
-// raised SIGXFSZ, whose default ended the gateway on the spot, its model servers left running.
+// dropped and counted while it cannot, the gateway serves on, and logging comes back once the
+// file can grow again. A write past the limit raised SIGXFSZ, whose default ended the gateway
+// on the spot, its model servers left running; and one failed write (there, or on a full
+// disk) ended logging for good: every later line was dropped, the shutdown's included.
 //
-// The file is opened for appending, as `>>` does.
+// The room comes back by truncating the file (logrotate's copytruncate); it is opened for
+// appending, as `>>` does, so that the next write lands at its new end.
 // Ports 26890-26899 belong to this file: 26890 the gateway, 26891 its admin API, 26892-26899
 // model servers.
 
 import { spawn } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -27,7 +30,7 @@ async function dropped(): Promise<number> {
   return Number(line?.split(' ')[1] ?? 0);
 }
 
-t.test('a log file at its size limit: lines dropped and counted, the gateway serves on', async (t) => {
+t.test('a log file at its size limit: lines dropped and counted, the gateway serves on, lines again once it can grow', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-log-full-'));
   const configFile = join(dir, 'config.yaml');
   writeFileSync(configFile, JSON.stringify({
@@ -60,8 +63,25 @@ t.test('a log file at its size limit: lines dropped and counted, the gateway ser
   t.ok(statSync(logFile).size > 32 * 1024, 'the file reached its limit');
   t.equal((await fetch(`${GATEWAY}/lw-1/api/tags`)).status, 200, 'the gateway serves on');
   t.equal(gw.signalCode, null, 'not ended by SIGXFSZ');
+
+  truncateSync(logFile, 0);
+  await waitFor(async () => {
+    await fetch(`${GATEWAY}/lw-1/api/version`).then((r) => r.arrayBuffer());
+    return readFileSync(logFile, 'utf8').includes('"path":"/lw-1/api/version"');
+  }, 10_000, 'an access line written after the file was truncated');
   gw.kill('SIGTERM');
   t.equal(await exited, 0, 'and stops cleanly');
   await assertNoServersLeft(t, [], RANGE);
-  t.match(readFileSync(logFile, 'utf8'), /"msg":"sluice is listening"/);
+  const lines = readFileSync(logFile, 'utf8').split('\n').filter((l) => l !== '');
+  t.ok(lines.some((l) => l.includes('"msg":"stopped"')), 'its last line, "stopped", is in the file');
+  t.same(lines.filter((l) => !isJson(l)), [], 'every line whole (one a write cut is ended before the next)');
 });
+
+function isJson(line: string): boolean {
+  try {
+    JSON.parse(line);
+    return true;
+  } catch {
+    return false;
+  }
+}
