@@ -3,7 +3,7 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -56,9 +56,19 @@ export function stateDirConfigFile(stateDir: string, ports: { from: number; to: 
   return file;
 }
 
+// A test file that ends without stopping what it started (a `before` that timed out, the
+// file killed for its timeout) must not leave gateways behind, holding ports the next files
+// use: each process is started under setpriv (util-linux), which has the kernel send it
+// SIGTERM when the test process dies (PR_SET_PDEATHSIG); a gateway so signalled stops its
+// model servers as on any stop. setpriv execs the command: the pid is the command's.
+const SETPRIV = '/usr/bin/setpriv';
+const diesWithTest = existsSync(SETPRIV);
+
 /** Spawns `command ...args` with exactly `env` (nothing inherited), collecting stdout+stderr lines. */
 export function spawnProc(command: string, args: string[], opts: { env: NodeJS.ProcessEnv; cwd?: string }): Proc {
-  const child = spawn(command, args, { env: opts.env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = diesWithTest
+    ? spawn(SETPRIV, ['--pdeathsig', 'TERM', '--', command, ...args], { env: opts.env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] })
+    : spawn(command, args, { env: opts.env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: string[] = [];
   const stdout: string[] = [];
   const stderr: string[] = [];
