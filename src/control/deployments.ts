@@ -402,7 +402,15 @@ export class DeploymentManager {
     // Entries this version cannot read were said by the store: nothing to start for them.
     const { deployments: stored } = await this.#o.store.load();
     for (const desired of stored) this.#noteCredential(desired.spec);
-    for (const spec of this.#o.config.deployments) await this.deploy(spec, 'config');
+    for (const spec of this.#o.config.deployments) {
+      try {
+        await this.deploy(spec, 'config');
+      } catch (err) {
+        // It stops the start: the message names the deployment, not only what went wrong ("no free port left").
+        if (!(err instanceof SluiceError) || err.message.includes(deploymentId(spec.model, spec.version))) throw err;
+        throw new SluiceError(err.code, `deployment ${deploymentId(spec.model, spec.version)} (config file): ${err.message}`, err.details, { cause: err });
+      }
+    }
     for (const desired of stored) {
       const id = deploymentId(desired.spec.model, desired.spec.version);
       const existing = this.#deployments.get(id);

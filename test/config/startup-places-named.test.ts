@@ -46,3 +46,16 @@ t.test('a state_dir that is a file, or lies under one, is named as state_dir', a
     t.match(proc.stderr.join('\n'), new RegExp(`state_dir ${stateDir} cannot be used: .*\\(config state_dir or SLUICE_STATE_DIR\\)`));
   }
 });
+
+t.test('a config deployment that finds no free port stops the start naming the deployment', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-places-named-'));
+  const file = join(dir, 'config.yaml');
+  // One port for two servers: the second deployment finds none.
+  writeFileSync(file, JSON.stringify({
+    listen: { host: '127.0.0.1', port: 26880 }, admin: { host: '127.0.0.1', port: 26881 }, ports: { from: 26882, to: 26882 }, state_dir: join(dir, 'state'),
+    deployments: [{ model: 'first', version: '1', runtime: 'sim' }, { model: 'second', version: '1', runtime: 'sim' }],
+  }));
+  const { code, proc } = await serveUntilExit(file);
+  t.equal(code, 1);
+  t.match(proc.stderr.join('\n'), /sluice: deployment second-1 \(config file\): no free port left in 26882-26882/);
+});
