@@ -12,7 +12,7 @@ import type { DeploymentRoute, KeyRoute, ReplicaRoute } from './route-table.js';
 import { withQuery } from '../target-query.js';
 import { Attempt, type AttemptClient } from './attempt.js';
 import { coalescesWithHead, type HeaderLines } from './upstream/index.js';
-import { connectionTokens, type ClientHead, HeaderKind, isDroppedResponseKind, kindOfName, sameName, startsWithName, withoutHeaderLines } from './headers.js';
+import { connectionTokens, type ClientHead, HeaderKind, isDroppedResponseKind, kindOfName, sameName, startsWithName, withoutHeaders } from './headers.js';
 import { closesUnread, endWithoutBody, headBytes, headCopy, headLine, headStart, headStartWith, headText, headUint, headView, RETRY_AFTER, statusLine, writeJsonResponse, type CacheStatus } from './respond.js';
 import type { Flight } from './flight.js';
 import { clientLocation } from './redirect-location.js';
@@ -110,6 +110,7 @@ const CHUNK_TERMINATOR = '\r\n';
 const WAKING = ': waking\n\n';
 /** What a request that got its event-stream head early asks its server for: the answer uncompressed. */
 const IDENTITY_LINE = 'accept-encoding: identity\r\n';
+const ACCEPT_ENCODING = ['accept-encoding'];
 const STREAM_TRUE = /"stream"\s*:\s*true/;
 const LAST_CHUNK = '0\r\n\r\n';
 const NO_BYTES = Buffer.alloc(0);
@@ -659,7 +660,7 @@ export class Exchange implements AttemptClient, ClientListener {
     this.#earlyHead = true;
     // The client is told the answer is a plain event stream: the server must not compress it
     // (a gzip answer would reach an SDK as bytes it cannot decode).
-    this.#headRest = IDENTITY_LINE + withoutHeaderLines(this.#headRest, 'accept-encoding');
+    this.#headRest = IDENTITY_LINE + withoutHeaders(this.#headRest, ACCEPT_ENCODING);
     this.#lastBeat = now;
     this.#responded = true;
     this.status = 200;

@@ -206,26 +206,18 @@ export function readClientHead(req: ClientRequest): ClientHead {
 }
 
 /**
- * A request head's header lines (the framing line and the empty line after it included)
- * without those of header `name` (lower case).
+ * `lines` without the lines of the headers `names` (lower case): the client's header lines,
+ * or a request head's rest (its framing line and the empty line that ends it are kept).
  */
-export function withoutHeaderLines(lines: string, name: string): string {
+export function withoutHeaders(lines: string, names: readonly string[]): string {
   let out = '';
   let at = 0;
   while (at < lines.length) {
     const end = lines.indexOf('\r\n', at);
-    const next = end === -1 ? lines.length : end + 2;
-    if (!(end - at > name.length && lines.charCodeAt(at + name.length) === 0x3a && lines.slice(at, at + name.length).toLowerCase() === name)) out += lines.slice(at, next);
-    at = next;
-  }
-  return out;
-}
-
-function withoutHeaders(lines: string, names: readonly string[]): string {
-  let out = '';
-  for (const line of lines.split('\r\n')) {
-    if (line === '') continue;
-    if (!names.includes(line.slice(0, line.indexOf(':')).toLowerCase())) out += `${line}\r\n`;
+    const lineEnd = end === -1 ? lines.length : end;
+    const colon = lines.indexOf(':', at);
+    if (colon === -1 || colon > lineEnd || !names.includes(lines.slice(at, colon).toLowerCase())) out += lines.slice(at, end === -1 ? lineEnd : end + 2);
+    at = lineEnd + 2;
   }
   return out;
 }
