@@ -7,10 +7,10 @@
 // the next and only there are the bytes looked at; in a stream, a native one finds where
 // lines end (a whole answer's events count for nothing: ~0.1 us a response, measured). A field
 // split across two chunks is found by scanning the previous chunk's last bytes joined to
-// the next one's first.
+// the next one's first. A compressed answer's chunks are read as they decode (AnswerDecoder).
 
-import { brotliDecompressSync, constants, gunzipSync, inflateRawSync, inflateSync } from 'node:zlib';
 import { bytesAt, wordSkips } from '../json-scan.js';
+import { AnswerDecoder } from './answer-decoder.js';
 
 const TOTAL = 0;
 const EVAL = 1;
@@ -35,13 +35,6 @@ const DENSE_GAP = 40;
 const QUOTE = 0x22;
 const LF = 0x0a;
 const CR = 0x0d;
-/** A compressed answer is kept (copied) up to this many bytes to be read at its end; the rest is not counted. */
-const MAX_ENCODED_BYTES = 4 * 1024 * 1024;
-/** ...and decompressed up to this many. */
-const MAX_DECODED_BYTES = 16 * 1024 * 1024;
-/** A prefix of a compressed stream (one not ended yet, or cut at MAX_ENCODED_BYTES) decompresses too. */
-const PARTIAL = { finishFlush: constants.Z_SYNC_FLUSH, maxOutputLength: MAX_DECODED_BYTES } as const;
-const PARTIAL_BROTLI = { finishFlush: constants.BROTLI_OPERATION_FLUSH, maxOutputLength: MAX_DECODED_BYTES } as const;
 
 export class TokenCounter {
   // The largest value seen per key, -1 when none (one chunk may hold several usages:
@@ -60,32 +53,35 @@ export class TokenCounter {
   /** The current line has a non-blank character (SSE events end with a blank line). */
   #inLine = false;
   /**
-   * A compressed answer (its Content-Encoding, lower case), whose usage is not in its bytes
-   * as sent: they are kept and read decompressed when a figure is asked for. null: as sent.
+   * A compressed answer, whose usage is not in its bytes as sent: #decoder reads them
+   * decoded; null for a coding it does not know, which counts as an answer without usage.
    */
-  #encoding: string | null = null;
-  /** Made for a compressed answer only: the counter is made per request. */
-  #encoded: Buffer[] | null = null;
-  #encodedBytes = 0;
-  #encodedStreamed = false;
-  /** Chunks came since the kept bytes were last read. */
-  #unread = false;
+  #coded = false;
+  #codedStreamed = false;
+  #decoder: AnswerDecoder | null = null;
 
   /**
    * The answer's content coding (contentCoding), before its first chunk: a client that
-   * accepts gzip (the Python and JavaScript SDKs do) gets a provider's compressed answer,
-   * whose usage is read once decompressed. The rare branch: most model servers do not compress.
+   * accepts gzip (the Python and JavaScript SDKs do) gets a provider's compressed answer.
+   * The rare branch: most model servers do not compress.
    */
   encodedAs(coding: string): void {
-    this.#encoding = coding;
+    this.#coded = true;
+    this.#decoder = AnswerDecoder.for(coding, (decoded) => this.#read(decoded, this.#codedStreamed));
   }
 
   /** `streamed`: the answer is an event stream (SSE, NDJSON), whose events are counted for when it reports no usage. */
   observe(chunk: Buffer, streamed: boolean): void {
-    if (this.#encoding !== null) {
-      this.#keepEncoded(chunk, streamed);
+    if (this.#coded) {
+      this.#codedStreamed = streamed;
+      this.#decoder?.write(chunk);
       return;
     }
+    this.#read(chunk, streamed);
+  }
+
+  /** Reads the answer's next bytes as sent, or decoded. */
+  #read(chunk: Buffer, streamed: boolean): void {
     const tailLength = this.#tailLength;
     if (tailLength > 0) {
       const head = Math.min(chunk.length, TAIL);
@@ -185,26 +181,15 @@ export class TokenCounter {
     }
   }
 
-  #keepEncoded(chunk: Buffer, streamed: boolean): void {
-    this.#encodedStreamed = streamed;
-    if (this.#encodedBytes >= MAX_ENCODED_BYTES) return;
-    // A copy: the chunk is a view of the connection's read buffer.
-    const kept = Buffer.from(chunk.subarray(0, MAX_ENCODED_BYTES - this.#encodedBytes));
-    (this.#encoded ??= []).push(kept);
-    this.#encodedBytes += kept.length;
-    this.#unread = true;
-  }
-
-  /** Counts a compressed answer's kept bytes, decompressed, from scratch (figures are asked for at its end). */
-  #readEncoded(): void {
-    if (!this.#unread) return;
-    this.#unread = false;
-    this.#total = this.#eval = this.#promptEval = this.#prompt = this.#completion = this.#input = this.#output = -1;
-    this.#tailLength = 0;
-    this.#events = 0;
-    this.#inLine = false;
-    const decoded = decode(this.#encoding!, Buffer.concat(this.#encoded ?? [], this.#encodedBytes));
-    if (decoded !== null) this.#scan(decoded, decoded.length, decoded.length, this.#encodedStreamed);
+  /**
+   * The answer has ended. True when its last bytes are still being decoded: its figures are
+   * whole once `then(arg)` is called (a millisecond or so later).
+   */
+  decoding<T>(then: (arg: T) => void, arg: T): boolean {
+    const decoder = this.#decoder;
+    if (decoder === null) return false;
+    this.#decoder = null;
+    return decoder.end(() => then(arg));
   }
 
   /**
@@ -212,12 +197,10 @@ export class TokenCounter {
    * prompt's alone is usage too: Ollama's /api/embed answers with prompt_eval_count only.
    */
   get reported(): boolean {
-    this.#readEncoded();
     return this.#total >= 0 || this.#eval >= 0 || this.#promptEval >= 0 || this.#prompt >= 0 || this.#completion >= 0 || this.#input >= 0 || this.#output >= 0;
   }
 
   get tokens(): number {
-    this.#readEncoded();
     if (this.#total >= 0) return this.#total;
     if (this.#eval >= 0 || this.#promptEval >= 0) return Math.max(0, this.#eval) + Math.max(0, this.#promptEval);
     if (this.#output >= 0 || this.#input >= 0) return Math.max(0, this.#output) + Math.max(0, this.#input);
@@ -227,7 +210,6 @@ export class TokenCounter {
 
   /** Tokens of the prompt, as the server reports them (OpenAI prompt_tokens or input_tokens, Ollama prompt_eval_count); 0 when it does not. */
   get input(): number {
-    this.#readEncoded();
     if (this.#prompt >= 0) return this.#prompt;
     if (this.#input >= 0) return this.#input;
     return Math.max(0, this.#promptEval);
@@ -235,7 +217,6 @@ export class TokenCounter {
 
   /** Tokens generated: completion_tokens, output_tokens, eval_count, or else one per streamed event. */
   get output(): number {
-    this.#readEncoded();
     if (this.#completion >= 0) return this.#completion;
     if (this.#output >= 0) return this.#output;
     if (this.#eval >= 0) return this.#eval;
@@ -250,34 +231,6 @@ export class TokenCounter {
 export function contentCoding(value: string): string | null {
   const coding = value.trim().toLowerCase();
   return coding === '' || coding === 'identity' ? null : coding;
-}
-
-/**
- * `bytes` decompressed as Content-Encoding `encoding` says (gzip, deflate, br; a prefix of
- * one too); null for another coding, several, or bytes that do not decompress: such an
- * answer is counted as one that reports no usage.
- */
-function decode(encoding: string, bytes: Buffer): Buffer | null {
-  try {
-    switch (encoding) {
-      case 'gzip':
-      case 'x-gzip':
-        return gunzipSync(bytes, PARTIAL);
-      case 'deflate':
-        // The zlib format, as RFC 9110 says; some servers send raw deflate instead.
-        try {
-          return inflateSync(bytes, PARTIAL);
-        } catch {
-          return inflateRawSync(bytes, PARTIAL);
-        }
-      case 'br':
-        return brotliDecompressSync(bytes, PARTIAL_BROTLI);
-      default:
-        return null;
-    }
-  } catch {
-    return null;
-  }
 }
 
 /** `b` holds `word` ending at index `last`. */

@@ -103,6 +103,8 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
   readonly #queue: ReplicaQueue<DeploymentRoute, Exchange, ReplicaRoute>;
   readonly #ids = new RequestIds();
   readonly #onWake: (deployment: string) => void;
+  /** onExchangeDone, once a compressed answer has been decoded (made once, not per request). */
+  readonly #doneDecoding = (ex: Exchange): void => this.onExchangeDone(ex);
   readonly #tracer: RequestTracer | null;
   #sweepTimer: NodeJS.Timeout | null = null;
   #draining = false;
@@ -663,6 +665,10 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
 
   /** Bookkeeping when an exchange ends, whichever way it ended. */
   onExchangeDone(ex: Exchange): void {
+    // A compressed answer's last bytes may still be in zlib's hands (the thread pool): its
+    // bookkeeping (in-flight slot, tokens, charge, log line) waits for them.
+    const counter = ex.tokenCounter;
+    if (counter !== null && counter.decoding(this.#doneDecoding, ex)) return;
     const i = ex.activeIndex;
     if (i !== -1) {
       const last = this.#active.pop()!;
