@@ -1,6 +1,8 @@
 // One table of every error the gateway itself produces. Code branches on `err.code`,
 // never on message text; the JSON body a client sees carries the same code.
 
+import { bytesAsText } from '../byte-string.js';
+
 export interface ErrorSpec {
   readonly status: number;
   readonly message: string;
@@ -98,12 +100,12 @@ export class SluiceError extends Error {
 
 /** The JSON body every gateway error carries (DESIGN.md, "Hot-path rules"). */
 export function errorBody(code: string, message: string, requestId: string, extra?: Record<string, unknown>): string {
-  return JSON.stringify({ error: { code, message, request_id: requestId, ...extra } });
+  return JSON.stringify({ error: { code, message, request_id: bytesAsText(requestId), ...extra } });
 }
 
 /** Ollama's error shape (`{"error": "<message>"}`, which its clients show as is), with the request id. */
 export function ollamaErrorBody(message: string, requestId: string): string {
-  return JSON.stringify({ error: message, request_id: requestId });
+  return JSON.stringify({ error: message, request_id: bytesAsText(requestId) });
 }
 
 /** Status line text uWS needs ("404 Not Found"); precomputed once, not per request. */

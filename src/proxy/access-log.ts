@@ -8,6 +8,7 @@
 // ~0.3 us a line against ~0.15 measured). No field can carry a secret: `path` has no query
 // string (which may), and a key appears only as its label.
 
+import { bytesAsText } from '../byte-string.js';
 import type { ErrorCode } from '../errors/index.js';
 import { keyLabel } from '../policy/index.js';
 import type { LineWriter } from '../telemetry/index.js';
@@ -183,7 +184,7 @@ function putId(buf: Buffer, at: number, id: string): number {
   buf[at++] = QUOTE;
   for (let i = 0; i < id.length; i++) {
     const c = id.charCodeAt(i);
-    if (c < 0x20 || c > 0x7e || c === QUOTE || c === BACKSLASH) return start + (buf as unknown as Utf8Writer).utf8Write(JSON.stringify(id), start, buf.length - start);
+    if (c < 0x20 || c > 0x7e || c === QUOTE || c === BACKSLASH) return start + (buf as unknown as Utf8Writer).utf8Write(JSON.stringify(bytesAsText(id)), start, buf.length - start);
     buf[at++] = c;
   }
   buf[at++] = QUOTE;

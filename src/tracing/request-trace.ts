@@ -9,6 +9,7 @@ import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import {
   ATTR_ERROR_TYPE, ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_SERVER_ADDRESS, ATTR_SERVER_PORT, ATTR_URL_PATH,
 } from '@opentelemetry/semantic-conventions';
+import { bytesAsText } from '../byte-string.js';
 import type { TokenCounter } from '../policy/index.js';
 import {
   GEN_AI_OPERATION_NAME, GEN_AI_REQUEST_MODEL, GEN_AI_RESPONSE_FINISH_REASONS, GEN_AI_RESPONSE_MODEL, GEN_AI_USAGE_INPUT_TOKENS, GEN_AI_USAGE_OUTPUT_TOKENS,
@@ -178,7 +179,7 @@ export class RequestTrace {
 function requestAttributes(span: Span, method: string, path: string, requestId: string): void {
   span.setAttribute(ATTR_HTTP_REQUEST_METHOD, method);
   span.setAttribute(ATTR_URL_PATH, path);
-  span.setAttribute(REQUEST_ID, requestId);
+  span.setAttribute(REQUEST_ID, bytesAsText(requestId));
 }
 
 /** server.address and server.port of a replica's `host:port`. */

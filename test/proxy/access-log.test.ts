@@ -3,6 +3,7 @@
 // total (duration_ms) and to the upstream's response head (ttfb_ms).
 
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
@@ -74,6 +75,32 @@ t.test('a client request id that needs escaping is logged as sent', async (t) =>
   t.equal(r.headers['x-request-id'], id, 'echoed as sent');
   const line = await accessLine(id);
   t.equal(line.request_id, id, 'the line is valid JSON and carries the id unchanged');
+});
+
+/** Sends `head` (bytes as given: raw UTF-8 where a client puts it) on its own connection; the answer, read to its end. */
+function rawRequest(head: Buffer): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(new URL(gw.url).port), '127.0.0.1');
+    const parts: Buffer[] = [];
+    socket.on('data', (b: Buffer) => parts.push(b));
+    socket.on('end', () => resolve(Buffer.concat(parts).toString('utf8')));
+    socket.on('error', reject);
+    socket.write(head);
+  });
+}
+
+// Header values are bytes: read one character per byte, a client's UTF-8 had shown in the
+// log and the error bodies as its Latin-1 reading (`é` as `Ã©`).
+t.test('a request id in UTF-8 is logged, and put in error bodies, as the text its bytes say', async (t) => {
+  const id = 'req-café-✓';
+  const ok = await rawRequest(Buffer.from(`GET /demo/api/tags HTTP/1.1\r\nHost: x\r\nx-request-id: ${id}\r\nConnection: close\r\n\r\n`, 'utf8'));
+  t.match(ok, /^HTTP\/1\.1 200 /);
+  t.match(ok, `\r\nx-request-id: ${id}\r\n`, 'the id echoed byte for byte');
+  t.equal((await accessLine(id)).route, 'demo-1');
+  const refused = await rawRequest(Buffer.from(`GET /nobody-here/x HTTP/1.1\r\nHost: x\r\nx-request-id: ${id}-404\r\nConnection: close\r\n\r\n`, 'utf8'));
+  t.match(refused, /^HTTP\/1\.1 404 /);
+  t.equal((JSON.parse(refused.slice(refused.indexOf('\r\n\r\n') + 4)) as { error: { request_id: string } }).error.request_id, `${id}-404`, 'the error body names the id as sent');
+  t.equal((await accessLine(`${id}-404`)).status, 404);
 });
 
 /**
