@@ -51,7 +51,18 @@ export function registerDeploymentsApi(admin: AdminServer, ctx: DeploymentsApiCo
       const d = mustGet(deployments, req.params.id!);
       return { body: { id: d.id, events: d.events } };
     })
-    .route('POST', '/v1/deployments/:id/wake', async (req) => ({ body: deployments.view(await deployments.wake(mustGet(deployments, req.params.id!).id, 'admin API')) }))
+    .route('POST', '/v1/deployments/:id/wake', async (req) => {
+      const d = mustGet(deployments, req.params.id!);
+      const before = d.events.at(-1);
+      const woken = await deployments.wake(d.id, 'admin API');
+      // A wake that could not start it (no free port, ...) has put it back to sleep: the
+      // caller hears so, not a 200 with a state it did not ask for.
+      const last = woken.events.at(-1);
+      if (last !== before && last?.action === 'wake_failed') {
+        throw new SluiceError('SLUICE_ERR_DEPLOY_FAILED', `${d.id} could not be woken: ${last.why}; it is hibernated, and the next request or wake tries again`);
+      }
+      return { body: deployments.view(woken) };
+    })
     .route('GET', '/v1/deployments/:id/logs', (req) => {
       const d = mustGet(deployments, req.params.id!);
       const tail = intParam(req, 'tail', 200, 1, 100_000);

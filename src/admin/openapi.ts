@@ -272,7 +272,7 @@ const operations: Record<string, Record<string, Operation>> = {
       ok: [200, 'Hibernated', json('DeploymentView')], errors: [400, 404, 409],
     },
   },
-  '/v1/deployments/{id}/wake': { post: { id: 'wake', tag: 'deployments', summary: 'Start a hibernated deployment, or a failed one anew', ok: [200, 'Starting', json('DeploymentView')], errors: [404] } },
+  '/v1/deployments/{id}/wake': { post: { id: 'wake', tag: 'deployments', summary: 'Start a hibernated deployment, or a failed one anew (502 when it could not be started: it is hibernated again)', ok: [200, 'Starting', json('DeploymentView')], errors: [404, 502] } },
   '/v1/deployments/{id}/events': {
     get: { id: 'deploymentEvents', tag: 'deployments', summary: 'Scale-ups, scale-downs, refusals, hibernations and wakes', ok: [200, 'Events, oldest first', json('DeploymentEvents')], errors: [404] },
   },

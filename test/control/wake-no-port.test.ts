@@ -44,6 +44,12 @@ t.test('no free port for a wake: 503 at once, asleep again, woken later', async 
   t.match(view.last_error, /no free port left in 19502-19503/);
   const events = (await admin.get<{ events: Array<{ action: string }> }>('/v1/deployments/sleeper-1/events')).body.events;
   t.same(events.map((e) => e.action), ['hibernate', 'wake', 'wake_failed']);
+  // The admin's wake used to answer 200 with the deployment asleep again.
+  const woken = await admin.post<{ error: { code: string; message: string } }>('/v1/deployments/sleeper-1/wake');
+  t.equal(woken.status, 502, 'a wake that could not start it is an error');
+  t.equal(woken.body.error.code, 'SLUICE_ERR_DEPLOY_FAILED');
+  t.match(woken.body.error.message, /could not be woken: .*no free port left in 19502-19503.*it is hibernated/);
+  t.equal((await admin.deployment('sleeper-1'))?.state, 'hibernated', 'and it sleeps, as the message says');
 
   t.equal((await admin.del('/v1/deployments/other-1')).status, 200, 'a port free again');
   const served = await gwRequest(`${gw.url}/sleeper-1/api/generate`, { body: { model: 'sleeper', prompt: 'hi', stream: false } });
