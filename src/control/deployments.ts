@@ -555,7 +555,8 @@ export class DeploymentManager {
       this.#o.onChange();
       throw err;
     }
-    const since = spec.scale.min_replicas === 0 ? this.#asleep.get(id) : undefined;
+    // Asleep when it was made: by its idle timeout, or by hand (whatever its min_replicas).
+    const since = this.#asleep.get(id);
     d.state = since === undefined ? 'starting' : 'hibernated';
     d.hibernatedSince = since ?? null;
     try {

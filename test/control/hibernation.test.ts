@@ -165,15 +165,20 @@ t.test('by hand: hibernate and wake through the admin API', async (t) => {
 
 t.test('a restart keeps a hibernated deployment asleep, and a request wakes it', async (t) => {
   await waitState(admin, 'nap-1', 'hibernated', 10_000);
+  // One with min_replicas 1, hibernated by hand: it used to run again after a restart.
+  t.equal((await admin.post('/v1/deployments/awake-1/hibernate')).status, 200);
   await gw.stop();
   gw = await startGateway(config(), {}, false);
   admin = adminClient(gw.adminUrl);
-  await waitState(admin, 'awake-1', 'ready', 20_000);
-  const d = (await admin.deployment('nap-1'))!;
-  t.equal(d.state, 'hibernated', 'still asleep after the restart');
-  t.same(d.replicas, [], 'and its server was not started');
+  for (const id of ['nap-1', 'awake-1']) {
+    const d = await waitState(admin, id, 'hibernated', 20_000);
+    t.same(d.replicas, [], `${id} still asleep after the restart, its server not started`);
+  }
   const r = await gwRequest(`${gw.url}/nap-1/ping`, { timeoutMs: 30_000 });
   t.equal(r.status, 200, 'the first request wakes it and is answered');
+  const tags = await gwRequest(`${gw.url}/awake-1/api/tags`, { timeoutMs: 30_000 });
+  t.equal(tags.status, 200, 'and so for the one hibernated by hand');
+  await waitState(admin, 'awake-1', 'ready', 20_000);
 });
 
 t.test('requests for a deployment still starting are held, within the hold\'s bounds', async (t) => {
