@@ -13,7 +13,7 @@ import { withQuery } from '../target-query.js';
 import { Attempt, type AttemptClient } from './attempt.js';
 import { coalescesWithHead, type HeaderLines } from './upstream/index.js';
 import { connectionTokens, type ClientHead, HeaderKind, isDroppedResponseKind, kindOfName, sameName, startsWithName, withoutHeaders } from './headers.js';
-import { closesUnread, endWithoutBody, headBytes, headCopy, headLine, headStart, headStartWith, headText, headUint, headView, RETRY_AFTER, statusLine, writeJsonResponse, type CacheStatus } from './respond.js';
+import { closesUnread, endWithoutBody, headBytes, headCopy, headLine, headStart, headStartWith, headText, headUint, headView, NO_RETRY, RETRY_AFTER, statusLine, writeJsonResponse, type CacheStatus } from './respond.js';
 import type { Flight } from './flight.js';
 import { clientLocation } from './redirect-location.js';
 import type { RequestTrace } from '../tracing/index.js';
@@ -1208,7 +1208,7 @@ export class Exchange implements AttemptClient, ClientListener {
     if (!this.#responded) {
       const status = ERRORS[code].status;
       this.cacheStatus = 'bypass';
-      this.responseBytes = writeJsonResponse(res, status, this.#errorBody(code, message), this.requestId, closeClient, this.#withVersion(undefined), this.#noResponseBody, this.cacheStatus);
+      this.responseBytes = writeJsonResponse(res, status, this.#errorBody(code, message), this.requestId, closeClient, this.#withVersion(code === 'SLUICE_ERR_TOTAL_TIMEOUT' ? NO_RETRY : undefined), this.#noResponseBody, this.cacheStatus);
       this.#finish(status);
       return;
     }

@@ -174,6 +174,12 @@ export type CacheStatus = 'hit' | 'miss' | 'bypass';
 
 /** `Retry-After: 1` for refusals whose cause may pass at once (no replica, queue, store down). */
 export const RETRY_AFTER = Object.freeze([['retry-after', '1'] as const]);
+/**
+ * Tells the OpenAI SDKs (Python and JavaScript, which retry any 5xx twice by default) not to
+ * retry: the answer to a request that ran out of its total_timeout_ms, which a retry would
+ * only repeat at the model's full cost, each time, before the client hears of it.
+ */
+export const NO_RETRY = Object.freeze([['x-should-retry', 'false'] as const]);
 
 /** How an answer is sent: close the connection after it, extra headers, HEAD (no body), the x-sluice-cache value, its content type. */
 type AnswerOptions = [closeConnection?: boolean, headers?: ReadonlyArray<readonly [string, string]>, headRequest?: boolean, cache?: CacheStatus, contentType?: string];

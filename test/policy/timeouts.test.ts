@@ -3,6 +3,7 @@
 // with an error event (SSE) or line (NDJSON). Either way the upstream request is aborted.
 // upstream.connect_timeout_ms: a TCP connect to a replica that hangs is a 504 JSON error.
 
+import OpenAI from 'openai';
 import t from 'tap';
 import { reapServers } from '../helpers/control.js';
 import { httpRequest, type Reply } from '../helpers/http.js';
@@ -59,6 +60,18 @@ t.test('before the response head: 504 SLUICE_ERR_TOTAL_TIMEOUT', async (t) => {
   await cancelledOn('slowhead-1', 1);
   t.pass('the upstream request was aborted');
   t.equal(await gwMetric(gw, 'sluice_upstream_errors_total', { deployment: 'slowhead-1', code: 'SLUICE_ERR_TOTAL_TIMEOUT' }), 1);
+});
+
+// The OpenAI SDKs retry a 5xx twice by default: a client waited three total timeouts (and
+// the model did the work three times) before it heard of the first.
+t.test('the OpenAI SDK does not retry a total timeout: x-should-retry: false', async (t) => {
+  const openai = new OpenAI({ baseURL: `${gw.url}/slowhead-1/v1`, apiKey: 'sk-not-checked' });
+  const started = performance.now();
+  const err = await openai.chat.completions.create({ model: 'demo', messages: [{ role: 'user', content: 'hi' }] }).then(() => null, (e: unknown) => e);
+  const ms = performance.now() - started;
+  t.ok(err instanceof OpenAI.APIError && err.status === 504, `a 504 APIError (${String(err)})`);
+  t.equal((err as InstanceType<typeof OpenAI.APIError>).headers?.get('x-should-retry'), 'false');
+  t.ok(ms < 2 * TOTAL, `heard of after one total timeout, not retried (${Math.round(ms)} ms)`);
 });
 
 t.test('after an NDJSON stream started: a final error line, and a clean end', async (t) => {
