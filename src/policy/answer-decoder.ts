@@ -10,6 +10,11 @@ type Decompressor = Gunzip | Inflate | InflateRaw | BrotliDecompress;
 
 /** Decoding stops past this many bytes (a compression bomb would keep the thread pool busy): what follows is not read. */
 const MAX_DECODED_BYTES = 256 * 1024 * 1024;
+/**
+ * Copies waiting for zlib: an answer arriving faster than the thread pool decodes it (a busy
+ * pool) stops being read past this many, rather than held in memory without bound.
+ */
+const MAX_WAITING_BYTES = 32 * 1024 * 1024;
 // An answer cut short, or ended before its last unit, gives out what its bytes decode to.
 const ZLIB_OPTIONS = { finishFlush: constants.Z_SYNC_FLUSH } as const;
 const BROTLI_OPTIONS = { finishFlush: constants.BROTLI_OPERATION_FLUSH } as const;
@@ -37,7 +42,8 @@ export class AnswerDecoder {
   write(chunk: Buffer): void {
     if (this.#closed) return;
     const stream = this.#stream ?? this.#open(chunk);
-    stream.write(Buffer.from(chunk));
+    if (stream.writableLength > MAX_WAITING_BYTES) this.#stop(stream);
+    else stream.write(Buffer.from(chunk));
   }
 
   /**
@@ -59,8 +65,8 @@ export class AnswerDecoder {
     const stream = makeStream(this.#coding, first);
     stream.on('data', (decoded: Buffer) => {
       this.#decodedBytes += decoded.length;
-      if (this.#decodedBytes > MAX_DECODED_BYTES) stream.destroy();
-      else this.#sink(decoded);
+      if (this.#decodedBytes > MAX_DECODED_BYTES) this.#stop(stream);
+      else if (!this.#closed) this.#sink(decoded);
     });
     // Bytes that do not decode: what came before them has been read, the rest is not.
     stream.on('error', () => {});
@@ -73,6 +79,12 @@ export class AnswerDecoder {
     });
     this.#stream = stream;
     return stream;
+  }
+
+  /** Reads no more of the answer: what has been given to the sink stands. */
+  #stop(stream: Decompressor): void {
+    this.#closed = true;
+    stream.destroy();
   }
 }
 
