@@ -2,4 +2,4 @@
 // MLflow registry and the like (not the replicas' breakers: balancer/).
 export { BreakerState, type BreakerLog, CircuitOpenError, DependencyBreaker, DependencyBreakers, guarded, worseState, type BreakerSnapshot, type CallBreaker } from './breaker.js';
 export { DependencyUnavailableError } from './unavailable.js';
-export { connectionFailures } from './redis-connection.js';
+export { watchConnection } from './redis-connection.js';

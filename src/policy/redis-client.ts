@@ -3,7 +3,7 @@
 // client reconnects in the background. The data plane never waits longer than that.
 
 import { Redis } from 'ioredis';
-import { connectionFailures } from '../dependencies/index.js';
+import { watchConnection } from '../dependencies/index.js';
 
 export interface DataPlaneRedis {
   readonly redis: Redis;
@@ -21,5 +21,5 @@ export function dataPlaneRedis(url: string, commandTimeoutMs: number): DataPlane
     retryStrategy: (attempt) => Math.min(1000, attempt * 100),
   });
   // Surfaced through failed commands (their logs name why) and metrics.
-  return { redis, failure: connectionFailures(redis) };
+  return { redis, failure: watchConnection(redis, commandTimeoutMs) };
 }

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { CircuitOpenError, connectionFailures, DependencyUnavailableError, guarded, type CallBreaker } from '../dependencies/index.js';
+import { CircuitOpenError, DependencyUnavailableError, guarded, watchConnection, type CallBreaker } from '../dependencies/index.js';
 import { decodeEntry, decodeKeyEntry, decodeTrafficEntry, desiredId, encodeEntry } from './codec.js';
 import { StateError, StateLostError, type DesiredDeployment, type DesiredStateStore, type KeyClash, type StoredApiKey, type StoredDeployments, type StoredTraffic } from './types.js';
 
@@ -97,7 +97,7 @@ export class RedisStateStore implements DesiredStateStore {
     this.#redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 2, connectTimeout: options.timeoutMs, commandTimeout: options.timeoutMs });
     this.#breaker = options.breaker;
     this.#onUnreadable = options.onUnreadable;
-    this.#failure = connectionFailures(this.#redis);
+    this.#failure = watchConnection(this.#redis, options.timeoutMs);
     this.#where = `redis ${redactUrl(url)}`;
   }
 
