@@ -27,19 +27,26 @@ export class RolloutCounts {
     this.#o = options;
   }
 
-  /** Cumulative counts of `model`'s deployments by `<deployment>@<instance>`: this instance's now, the others' as last published. */
+  /**
+   * Cumulative counts of `model`'s deployments by `<deployment>@<instance>`: this instance's
+   * now, the others' as last published, each `at` on this machine's clock.
+   */
   async of(model: string): Promise<Map<string, WindowCounts>> {
     const out = new Map<string, WindowCounts>();
     const ids = new Set(this.#o.deploymentsOf(model));
     const local = await this.#o.local();
     const now = Date.now();
     for (const [id, s] of local) if (ids.has(id)) out.set(`${id}@${this.#o.instance}`, { ...countsOf(s), at: now });
-    for (const [instance, json] of Object.entries(await this.#o.store.loadShared(`rollout-stats:${model}`))) {
-      if (instance === this.#o.instance) continue;
+    const others = Object.entries(await this.#o.store.loadShared(`rollout-stats:${model}`)).filter(([instance]) => instance !== this.#o.instance);
+    if (others.length === 0) return out;
+    // Their stamps are the store's clock (publish): how far it is from this machine's.
+    const storeNow = await this.#o.store.time();
+    const ahead = storeNow - Date.now();
+    for (const [instance, json] of others) {
       try {
         const doc = JSON.parse(json) as { at: number; deployments: Record<string, Omit<WindowCounts, 'at'>> };
-        if (now - doc.at > STALE_MS) continue;
-        for (const [id, counts] of Object.entries(doc.deployments)) out.set(`${id}@${instance}`, { ...counts, at: doc.at });
+        if (storeNow - doc.at > STALE_MS) continue;
+        for (const [id, counts] of Object.entries(doc.deployments)) out.set(`${id}@${instance}`, { ...counts, at: doc.at - ahead });
       } catch {
         this.#o.logger.warn({ model, instance }, 'unreadable rollout counts from another instance: left out');
       }
@@ -51,13 +58,16 @@ export class RolloutCounts {
   async publish(models: readonly string[]): Promise<void> {
     if (models.length === 0 || this.#o.store.kind !== 'redis') return;
     const local = await this.#o.local();
+    // Stamped by the store's clock, which every instance reads alike, not this machine's:
+    // one whose clock is behind would have its counts judged stale, and left out.
+    const at = await this.#o.store.time();
     for (const model of models) {
       const deployments: Record<string, Omit<WindowCounts, 'at'>> = {};
       for (const id of this.#o.deploymentsOf(model)) {
         const s = local.get(id);
         if (s !== undefined) deployments[id] = countsOf(s);
       }
-      await this.#o.store.putShared(`rollout-stats:${model}`, this.#o.instance, JSON.stringify({ at: Date.now(), deployments }), STALE_MS * 6);
+      await this.#o.store.putShared(`rollout-stats:${model}`, this.#o.instance, JSON.stringify({ at, deployments }), STALE_MS * 6);
     }
   }
 }

@@ -84,6 +84,10 @@ export class FileStateStore implements DesiredStateStore {
 
   async removeShared(): Promise<void> {}
 
+  async time(): Promise<number> {
+    return Date.now();
+  }
+
   async restored(): Promise<void> {}
 
   async close(): Promise<void> {

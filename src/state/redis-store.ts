@@ -176,6 +176,11 @@ export class RedisStateStore implements DesiredStateStore {
     await this.#call(() => this.#redis.hdel(SHARED + name, holder));
   }
 
+  async time(): Promise<number> {
+    const [seconds, micros] = await this.#call(() => this.#redis.time());
+    return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+  }
+
   async restored(): Promise<void> {
     this.#generation = await this.#call(() => this.#redis.eval(NEW_GENERATION_SCRIPT, 1, GENERATION, randomUUID())) as string;
   }

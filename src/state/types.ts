@@ -173,6 +173,12 @@ export interface DesiredStateStore {
   loadShared(name: string): Promise<Record<string, string>>;
   removeShared(name: string, holder: string): Promise<void>;
   /**
+   * The store's clock, ms since the epoch: what instances stamp the records they share by
+   * and judge their age by, so that a machine whose clock is off agrees with the others
+   * (Redis's TIME). A file store's is this machine's.
+   */
+  time(): Promise<number>;
+  /**
    * After a StateLostError, once this instance stored its state again: its reads take the
    * store as it is from now on. Nothing for a file store, which is never shared.
    */
