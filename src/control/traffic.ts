@@ -304,7 +304,7 @@ export class TrafficRegistry {
   /** Replaces the weights (and sticky rule) of `model`: validated, stored, then published. */
   setWeights(model: string, weights: TrafficWeights, sticky: StickySpec | null, who: TrafficEvent['who'], why: string): Promise<void> {
     return this.#serial(model, async () => {
-      const versions = this.#known(model);
+      const versions = await this.#knownWith(model, Object.keys(weights));
       for (const v of Object.keys(weights)) {
         if (!versions.some((x) => x.version === v)) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `weights.${v}: ${model} has no version ${v}`, { field: `weights.${v}` });
       }
@@ -318,7 +318,7 @@ export class TrafficRegistry {
   /** All traffic to `version`, which becomes the stable version. */
   promote(model: string, version: string, who: TrafficEvent['who'], why: string): Promise<void> {
     return this.#serial(model, async () => {
-      const versions = this.#known(model);
+      const versions = await this.#knownWith(model, [version]);
       const target = versions.find((x) => x.version === version);
       if (target === undefined) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `version: ${model} has no version ${version}`, { field: 'version' });
       // A stable version that cannot serve would send the alias's traffic elsewhere and leave
@@ -345,8 +345,9 @@ export class TrafficRegistry {
   /** Starts a rollout of `spec.canary` against the stable version; one at a time per model. */
   startRollout(model: string, body: Record<string, unknown>): Promise<void> {
     return this.#serial(model, async () => {
-      const versions = this.#known(model);
       const spec = rolloutSpec(body);
+      const stored = this.#models.get(model)?.stable;
+      const versions = await this.#knownWith(model, stored == null ? [spec.canary] : [spec.canary, stored]);
       const running = this.#models.get(model)?.rollout;
       if (running != null && !isOver(running.status)) {
         throw new SluiceError('SLUICE_ERR_CONFLICT', `a rollout of ${model}-${running.canary} is in progress: abort it first (DELETE /v1/models/${model}/rollout)`);
@@ -463,6 +464,23 @@ export class TrafficRegistry {
     const versions = this.#o.versionsOf(model);
     if (versions.length === 0) throw new SluiceError('SLUICE_ERR_NOT_FOUND', `no deployment of model '${model}'`);
     return versions;
+  }
+
+  /**
+   * #known, and those of `wanted` this instance has not read yet but the desired state holds:
+   * another instance sharing the store deployed them a moment ago, and a change made through
+   * this one (behind a load balancer, the next call may land on any) is not refused for them.
+   * Those are `starting` here, as they soon are.
+   */
+  async #knownWith(model: string, wanted: readonly string[]): Promise<VersionInfo[]> {
+    const versions = this.#o.versionsOf(model);
+    const unread = wanted.filter((v) => !versions.some((x) => x.version === v));
+    if (unread.length === 0) return this.#known(model);
+    const desired = await this.#o.desired();
+    const stored = unread.filter((v) => desired.has(deploymentId(model, v)))
+      .map((version): VersionInfo => ({ version, deployment: deploymentId(model, version), state: 'starting', readyReplicas: 0, restarts: 0, routable: true }));
+    if (versions.length + stored.length === 0) throw new SluiceError('SLUICE_ERR_NOT_FOUND', `no deployment of model '${model}'`);
+    return [...versions, ...stored];
   }
 
   #entry(model: string): ModelTraffic {
