@@ -521,8 +521,23 @@ export class DeploymentManager {
    * One from the admin API is stored first: a store that cannot be written (Redis away)
    * refuses the deploy before anything starts.
    */
-  deploy(spec: DeploymentConfig, source: DeploymentSource = 'api'): Promise<Deployment> {
+  async deploy(spec: DeploymentConfig, source: DeploymentSource = 'api'): Promise<Deployment> {
+    const existing = this.#deployments.get(deploymentId(spec.model, spec.version));
+    // Undeployed through another instance since this one last read the store (its next
+    // read would stop it): stopped now, so that undeploying and deploying anew through
+    // two instances behind a load balancer is not a conflict.
+    if (existing !== undefined && source === 'api' && await this.#removedElsewhere(existing)) {
+      this.#o.logger.info({ deployment: existing.id }, 'undeployed through another instance: stopped here, to deploy it anew');
+      await this.#retire(existing, this.#o.config.shutdown.grace_ms);
+    }
     return this.#deploy(spec, source, new Date().toISOString(), false);
+  }
+
+  /** `d` was read from (or stored to) the shared desired state, which no longer has it. */
+  async #removedElsewhere(d: Deployment): Promise<boolean> {
+    if (d.source !== 'api' || !d.persisted || d.state === 'draining' || this.#o.store.kind !== 'redis') return false;
+    const { deployments, unreadable } = await this.#o.store.load();
+    return !unreadable.includes(d.id) && !deployments.some((e) => deploymentId(e.spec.model, e.spec.version) === d.id);
   }
 
   /**
@@ -532,7 +547,10 @@ export class DeploymentManager {
    */
   async #deploy(spec: DeploymentConfig, source: DeploymentSource, createdAt: string, stored: boolean, keepFailed = false): Promise<Deployment> {
     const id = deploymentId(spec.model, spec.version);
-    if (this.#deployments.has(id)) throw new SluiceError('SLUICE_ERR_CONFLICT', `deployment ${id} already exists`);
+    const known = this.#deployments.get(id);
+    if (known !== undefined) {
+      throw new SluiceError('SLUICE_ERR_CONFLICT', known.state === 'draining' ? `deployment ${id} is being undeployed: deploy it again once it has stopped` : `deployment ${id} already exists`);
+    }
     this.#noteCredential(spec);
     const slot = this.#o.deploymentSlots.acquire();
     this.#o.onDeploymentSlot?.(slot);
