@@ -14,7 +14,7 @@ import type { AccessLog } from './access-log.js';
 import type { Attempt } from './attempt.js';
 import { Exchange, Phase, type ExchangeOwner } from './exchange.js';
 import { AuthFilter, authRefusal, CacheFilter, FilterChain, FilterStatus, RateLimitFilter, WWW_AUTHENTICATE } from './filters/index.js';
-import { credentialLines, readClientHead, SluiceKeyIn, withCredential, type ClientHead } from './headers.js';
+import { credentialLines, readClientHead, SluiceKeyIn, withCredential, withoutTraceContext, type ClientHead } from './headers.js';
 import { Protocol } from '../genai-endpoints.js';
 import { isListing, listedModelName, listingBody, modelEndpoint, ModelRequest, protocolErrorBody, withModel, type ModelRequestOwner } from './model-routing.js';
 import { closesUnread, endWithoutBody, RETRY_AFTER, statusLine, writeJsonResponse } from './respond.js';
@@ -429,6 +429,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     const expectBody = head.chunked || head.contentLength > 0;
     // Tracing off: this null check (and the same local's below) is all it costs here.
     const trace = this.#tracer === null ? null : this.#tracer.begin(head, method, url, rest, requestedModel ?? (alias ? route.model : route.id), requestId);
+    if (trace !== null) withoutTraceContext(head);
     const forwardedFor = !this.#forwardedFor ? head.forwardedFor : head.forwardedFor === '' ? client : `${head.forwardedFor}, ${client}`;
     let tail =
       (forwardedFor === '' ? '' : `x-forwarded-for: ${forwardedFor}\r\n`) + this.#forwardedProto +

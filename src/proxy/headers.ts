@@ -29,6 +29,13 @@ export interface ClientHead {
   cacheControl: string;
   xSluiceCache: string;
   connection: string;
+  /**
+   * W3C Trace Context, read whatever case the client wrote the names in (Go's net/http sends
+   * `Traceparent`): tracestate lines joined with ','. The lines stay in headerLines; with
+   * tracing on the gateway takes them out (withoutTraceContext) and sends its own.
+   */
+  traceparent: string;
+  tracestate: string;
 }
 
 // Scratch state for the one synchronous pass over the headers of the request being handled:
@@ -37,6 +44,7 @@ export interface ClientHead {
 const scratch: ClientHead = {
   headerLines: '', host: '', requestId: '', forwardedFor: '', contentLength: -1, chunked: false, bad: null,
   authorization: '', xApiKey: '', sluiceKeys: 0, apiKey: '', cookie: '', cacheControl: '', xSluiceCache: '', connection: '',
+  traceparent: '', tracestate: '',
 };
 
 // Where keepHeader gets a value it reads: the node front end's head (line k, sliced only
@@ -86,6 +94,10 @@ function keepHeader(name: string, k: number): boolean {
         return false;
       }
       if (name === 'keep-alive') return false;
+      if (name === 'tracestate') s.tracestate = s.tracestate === '' ? valueAt(k) : `${s.tracestate},${valueAt(k)}`;
+      break;
+    case 11:
+      if (name === 'traceparent') s.traceparent = valueAt(k);
       break;
     case 13:
       if (name === 'authorization') {
@@ -190,6 +202,8 @@ export function readClientHead(req: ClientRequest): ClientHead {
   head.cacheControl = '';
   head.xSluiceCache = '';
   head.connection = '';
+  head.traceparent = '';
+  head.tracestate = '';
   const sent = req.sentHeaders?.();
   if (sent === undefined) req.forEach(collectHeader);
   else collectSentHeaders(sent);
@@ -203,6 +217,13 @@ export function readClientHead(req: ClientRequest): ClientHead {
   // Both framings at once is how request smuggling starts: refuse it (RFC 9112 6.1).
   if (head.chunked && head.contentLength !== -1) head.bad = 'both content-length and transfer-encoding';
   return head;
+}
+
+const TRACE_CONTEXT = ['traceparent', 'tracestate'];
+
+/** Takes the client's Trace Context lines out of the forwarded ones: the upstream gets the gateway's span as its parent instead. */
+export function withoutTraceContext(head: ClientHead): void {
+  if (head.traceparent !== '' || head.tracestate !== '') head.headerLines = withoutHeaders(head.headerLines, TRACE_CONTEXT);
 }
 
 /**

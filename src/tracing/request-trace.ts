@@ -17,9 +17,10 @@ import {
 } from './genai.js';
 import { ResponseScan } from './response-scan.js';
 
-/** The client's head as the tracer reads and rewrites it (proxy/headers.ts's ClientHead). */
+/** The client's Trace Context as the tracer reads it (proxy/headers.ts's ClientHead): '' when not sent. */
 export interface TracedHead {
-  headerLines: string;
+  readonly traceparent: string;
+  readonly tracestate: string;
 }
 
 /** What the end of a request tells its span (proxy/exchange.ts's Exchange). */
@@ -60,12 +61,12 @@ export class RequestTracer {
 
   /**
    * The span of a request about to go upstream, a child of the client's traceparent when it
-   * sent one (which the sampler then follows). The client's trace headers are taken out of
-   * `head`: the upstream gets the gateway's span as its parent instead (upstreamLines).
+   * sent one (which the sampler then follows). The caller takes the client's trace headers
+   * out of the forwarded ones: the upstream gets the gateway's span as its parent instead (upstreamLines).
    * `requestModel`: the name the client asked for (an alias, or `<model>-<version>`).
    */
   begin(head: TracedHead, method: string, path: string, upstreamPath: string, requestModel: string, requestId: string): RequestTrace {
-    const parent = takeTraceHeaders(head);
+    const parent = clientContext(head);
     const operation = genAiOperation(upstreamPath);
     // HTTP's `{method} {target}` for other APIs: the model server's path is the route here.
     const name = operation === undefined ? `${method} ${upstreamPath}` : `${operation} ${requestModel}`;
@@ -87,7 +88,7 @@ export class RequestTracer {
    * the client's traceparent when `head` was read. `deployment`: the one it was for, when known.
    */
   refused(head: TracedHead | null, method: string, path: string, status: number, code: string, requestId: string, deployment: string | null): void {
-    const span = this.#tracer.startSpan(method, { kind: SpanKind.SERVER }, head === null ? ROOT_CONTEXT : takeTraceHeaders(head));
+    const span = this.#tracer.startSpan(method, { kind: SpanKind.SERVER }, head === null ? ROOT_CONTEXT : clientContext(head));
     if (span.isRecording()) {
       requestAttributes(span, method, path, requestId);
       span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
@@ -188,30 +189,10 @@ function server(hostPort: string): Attributes {
   return colon === -1 ? { [ATTR_SERVER_ADDRESS]: hostPort } : { [ATTR_SERVER_ADDRESS]: hostPort.slice(0, colon), [ATTR_SERVER_PORT]: Number(hostPort.slice(colon + 1)) };
 }
 
-/**
- * The parent context the client's traceparent/tracestate name (ROOT_CONTEXT when none or
- * invalid), with those lines taken out of the head's forwarded lines.
- */
-function takeTraceHeaders(head: TracedHead): Context {
-  const lines = head.headerLines;
-  if (!lines.includes('trace')) return ROOT_CONTEXT;
-  carrier.traceparent = '';
-  carrier.tracestate = '';
-  let kept = '';
-  let at = 0;
-  while (at < lines.length) {
-    const end = lines.indexOf('\r\n', at);
-    if (end === -1) break;
-    if (lines.startsWith('traceparent:', at)) {
-      carrier.traceparent = lines.slice(at + 12, end).trim();
-    } else if (lines.startsWith('tracestate:', at)) {
-      const value = lines.slice(at + 11, end).trim();
-      carrier.tracestate = carrier.tracestate === '' ? value : `${carrier.tracestate},${value}`;
-    } else {
-      kept += lines.slice(at, end + 2);
-    }
-    at = end + 2;
-  }
-  head.headerLines = kept;
-  return carrier.traceparent === '' ? ROOT_CONTEXT : propagator.extract(ROOT_CONTEXT, carrier, getter);
+/** The parent context the client's traceparent/tracestate name (ROOT_CONTEXT when none or invalid). */
+function clientContext(head: TracedHead): Context {
+  if (head.traceparent === '') return ROOT_CONTEXT;
+  carrier.traceparent = head.traceparent;
+  carrier.tracestate = head.tracestate;
+  return propagator.extract(ROOT_CONTEXT, carrier, getter);
 }

@@ -5,16 +5,12 @@
 // simulator's echo shows the traceparent it got), a retry, a cache hit, a cold start, the
 // config file and the OTEL_* variables, sampling at ratio 0, and the flush on shutdown.
 
-import { existsSync, readFileSync } from 'node:fs';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import OpenAI from 'openai';
 import t from 'tap';
 import { adminClient, waitFor, waitState } from '../helpers/control.js';
 import { httpRequest, json } from '../helpers/http.js';
-import { spawnCli, spawnProc, startGateway, waitForLine, type Gateway, type Proc } from '../helpers/procs.js';
+import { attrs, clientParent, plain, startReceiver, type Receiver, type ReceivedSpan } from '../helpers/otlp.js';
+import { spawnCli, startGateway, waitForLine, type Gateway, type Proc } from '../helpers/procs.js';
 
 // Ports 19040-19059 belong to this file: 19040-19041 the receivers, 19042 a port nothing
 // listens on (a refused connect), 19043 a simulator the test runs itself, 19044-19051 and
@@ -24,68 +20,6 @@ const RECEIVER_PORT = 19040;
 const RECEIVER2_PORT = 19041;
 const CLOSED_PORT = 19042;
 const SIM_PORT = 19043;
-const REPO = join(import.meta.dirname, '..', '..');
-const PYTHON = join(REPO, '.venv-tools', 'bin', 'python');
-const RECEIVER = join(REPO, 'test', 'fixtures', 'otlp_receiver.py');
-
-interface AnyValue {
-  stringValue?: string;
-  intValue?: string;
-  boolValue?: boolean;
-  arrayValue?: { values?: AnyValue[] };
-}
-interface KeyValue {
-  key: string;
-  value: AnyValue;
-}
-interface ReceivedSpan {
-  name: string;
-  kind: string;
-  traceIdHex: string;
-  spanIdHex: string;
-  parentSpanIdHex: string;
-  attributes?: KeyValue[];
-  events?: Array<{ name: string; attributes?: KeyValue[] }>;
-  status?: { code?: string };
-  resource: Record<string, AnyValue>;
-  exportHeaders: Record<string, string>;
-}
-
-function plain(v: AnyValue | undefined): unknown {
-  if (v === undefined) return undefined;
-  if (v.stringValue !== undefined) return v.stringValue;
-  if (v.intValue !== undefined) return Number(v.intValue);
-  if (v.boolValue !== undefined) return v.boolValue;
-  if (v.arrayValue !== undefined) return (v.arrayValue.values ?? []).map(plain);
-  return undefined;
-}
-function attrs(kvs: KeyValue[] | undefined): Record<string, unknown> {
-  return Object.fromEntries((kvs ?? []).map((kv) => [kv.key, plain(kv.value)]));
-}
-
-interface Receiver {
-  readonly proc: Proc;
-  readonly file: string;
-  spans(): ReceivedSpan[];
-}
-
-async function startReceiver(port: number): Promise<Receiver> {
-  const file = join(mkdtempSync(join(tmpdir(), 'sluice-otlp-')), 'spans.jsonl');
-  const proc = spawnProc(PYTHON, [RECEIVER, file, String(port)], { env: { PATH: process.env.PATH ?? '' } });
-  await waitForLine(proc, (l) => l.startsWith('listening'));
-  return {
-    proc,
-    file,
-    spans: () => (existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as ReceivedSpan) : []),
-  };
-}
-
-/** A client's own span, as a W3C traceparent (sampled). */
-function clientParent(): { traceId: string; spanId: string; header: string } {
-  const traceId = randomBytes(16).toString('hex');
-  const spanId = randomBytes(8).toString('hex');
-  return { traceId, spanId, header: `00-${traceId}-${spanId}-01` };
-}
 
 let receiver: Receiver;
 let receiver2: Receiver;
