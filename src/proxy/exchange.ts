@@ -179,7 +179,8 @@ export class Exchange implements AttemptClient, ClientListener {
   responseBytes = 0;
   /** The gateway's own errors in Ollama's shape (a request through Ollama's API at the root). */
   ollamaErrors = false;
-  readonly startedAt: number;
+  /** When the request arrived (monoNow): its duration, time to first byte and overhead count from then. */
+  startedAt: number;
   /** When the upstream's response head arrived (same clock as startedAt); -1 until then. */
   headAt = -1;
   // For the gateway-overhead and GenAI histograms (same clock; -1 until then): the first
@@ -310,8 +311,12 @@ export class Exchange implements AttemptClient, ClientListener {
     return this.#finished;
   }
 
-  /** The whole body was read before the exchange began (ModelRequest): it waits for the attempt as if just uploaded. */
-  bodyRead(body: Buffer): void {
+  /**
+   * The whole body was read before the exchange began (ModelRequest), since `arrivedAt`: it
+   * waits for the attempt as if just uploaded, and the request's times count from its arrival.
+   */
+  bodyRead(body: Buffer, arrivedAt: number): void {
+    this.startedAt = arrivedAt;
     this.#bodyBytes = body.length;
     this.#bodyDone = true;
     if (body.length > 0) this.#heldBody = [body];

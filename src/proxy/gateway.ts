@@ -310,7 +310,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
         return;
       }
     }
-    this.#admit(res, head, route, alias, key, requestId, method, url, rest, query, client, null, false, null);
+    this.#admit(res, head, route, alias, key, requestId, method, url, rest, query, client, null, -1, false, null);
   }
 
   /**
@@ -395,7 +395,10 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     const head = request.head;
     head.contentLength = body.length;
     head.chunked = false;
-    request.exchange = this.#admit(request.res, head, route, alias, request.key, request.requestId, request.method, request.url, request.rest, request.query, request.client, body, request.ollamaErrors, request.requestedModel);
+    request.exchange = this.#admit(
+      request.res, head, route, alias, request.key, request.requestId, request.method, request.url, request.rest, request.query, request.client, body, request.startedAt,
+      request.ollamaErrors, request.requestedModel,
+    );
   }
 
   reading(delta: 1 | -1): void {
@@ -416,19 +419,19 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
 
   /**
    * The request goes on to its deployment: the upstream head, the exchange, the filters.
-   * `body`: the whole body, already read (ModelRequest, which passes a client abort on);
-   * null when it is still to come. `ollamaErrors`: came through Ollama's API at the root,
+   * `body`: the whole body, already read (ModelRequest, which passes a client abort on), since
+   * `arrivedAt` (monoNow); null (and -1) when it is still to come. `ollamaErrors`: came through Ollama's API at the root,
    * so the gateway's own errors take Ollama's shape. `requestedModel`: the body's model at
    * the root, as the client spelt it (`name:tag`); null: the path's segment names it.
    * Returns the exchange.
    */
   #admit(
     res: ClientResponse, head: ClientHead, route: DeploymentRoute, alias: boolean, key: KeyRoute | undefined, requestId: string, method: string, url: string, rest: string,
-    query: string, client: string, body: Buffer | null, ollamaErrors: boolean, requestedModel: string | null,
+    query: string, client: string, body: Buffer | null, arrivedAt: number, ollamaErrors: boolean, requestedModel: string | null,
   ): Exchange {
     const expectBody = head.chunked || head.contentLength > 0;
     // Tracing off: this null check (and the same local's below) is all it costs here.
-    const trace = this.#tracer === null ? null : this.#tracer.begin(head, method, url, rest, requestedModel ?? (alias ? route.model : route.id), requestId);
+    const trace = this.#tracer === null ? null : this.#tracer.begin(head, method, url, rest, requestedModel ?? (alias ? route.model : route.id), requestId, arrivedAt);
     if (trace !== null) withoutTraceContext(head);
     const forwardedFor = !this.#forwardedFor ? head.forwardedFor : head.forwardedFor === '' ? client : `${head.forwardedFor}, ${client}`;
     let tail =
@@ -440,7 +443,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     const headRest = clientLines(route, head) + tail + framingLine(head.chunked, head.contentLength);
     const pathQuery = query === '' ? rest : `${rest}?${query}`;
     const ex = new Exchange(this, res, requestId, method, route, key, pathQuery, headRest, head.contentLength, head.chunked);
-    if (body !== null) ex.bodyRead(body);
+    if (body !== null) ex.bodyRead(body, arrivedAt);
     if (ollamaErrors) ex.ollamaErrors = true;
     // The head is scratch: a copy is kept only where a fallback may need its own request head.
     if (route.fallbacks !== null) ex.fallbackHead = { head: { ...head }, tail };

@@ -15,7 +15,7 @@ import type { DeploymentCounters } from '../balancer/index.js';
 import { errorBody, malformedRequestCode, ollamaErrorBody, type ErrorCode } from '../errors/index.js';
 import { MODEL_ENDPOINTS, Protocol } from '../genai-endpoints.js';
 import { FieldScan, fieldSpan, JsonKey, replaceSpan, scanTopLevelString, spanString } from '../json-scan.js';
-import { holdClock, releaseClock } from './clock.js';
+import { holdClock, monoNow, releaseClock } from './clock.js';
 import type { Exchange } from './exchange.js';
 import { forwardedHeader, type ClientHead } from './headers.js';
 import { AliasRoute, type DeploymentRoute, type KeyRoute, type RouteTable } from './route-table.js';
@@ -202,6 +202,8 @@ export class ModelRequest implements ClientListener {
   readonly query: string;
   readonly client: string;
   readonly key: KeyRoute | undefined;
+  /** When its head arrived (monoNow): the times of the exchange it becomes count from then, its body's upload included. */
+  readonly startedAt = monoNow();
   readonly #table: RouteTable;
   readonly #protocol: Protocol;
   /** The route a path request named; null at the root, where the body's model picks it. */

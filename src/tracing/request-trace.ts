@@ -36,6 +36,7 @@ export interface TracedExchange {
   readonly replica: { readonly hostHeader: string } | null;
 }
 
+const SERVER_SPAN = { kind: SpanKind.SERVER };
 const DEPLOYMENT = 'sluice.deployment';
 const REQUEST_ID = 'sluice.request_id';
 const CACHE = 'sluice.cache';
@@ -64,13 +65,15 @@ export class RequestTracer {
    * sent one (which the sampler then follows). The caller takes the client's trace headers
    * out of the forwarded ones: the upstream gets the gateway's span as its parent instead (upstreamLines).
    * `requestModel`: the name the client asked for (an alias, or `<model>-<version>`).
+   * `arrivedAt`: when the request arrived (performance.now()), for one whose body was read
+   * before it was routed; -1: now.
    */
-  begin(head: TracedHead, method: string, path: string, upstreamPath: string, requestModel: string, requestId: string): RequestTrace {
+  begin(head: TracedHead, method: string, path: string, upstreamPath: string, requestModel: string, requestId: string, arrivedAt: number): RequestTrace {
     const parent = clientContext(head);
     const operation = genAiOperation(upstreamPath);
     // HTTP's `{method} {target}` for other APIs: the model server's path is the route here.
     const name = operation === undefined ? `${method} ${upstreamPath}` : `${operation} ${requestModel}`;
-    const span = this.#tracer.startSpan(name, { kind: SpanKind.SERVER }, parent);
+    const span = this.#tracer.startSpan(name, arrivedAt < 0 ? SERVER_SPAN : { kind: SpanKind.SERVER, startTime: performance.timeOrigin + arrivedAt }, parent);
     if (span.isRecording()) {
       requestAttributes(span, method, path, requestId);
       if (operation !== undefined) {
@@ -88,7 +91,7 @@ export class RequestTracer {
    * the client's traceparent when `head` was read. `deployment`: the one it was for, when known.
    */
   refused(head: TracedHead | null, method: string, path: string, status: number, code: string, requestId: string, deployment: string | null): void {
-    const span = this.#tracer.startSpan(method, { kind: SpanKind.SERVER }, head === null ? ROOT_CONTEXT : clientContext(head));
+    const span = this.#tracer.startSpan(method, SERVER_SPAN, head === null ? ROOT_CONTEXT : clientContext(head));
     if (span.isRecording()) {
       requestAttributes(span, method, path, requestId);
       span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);

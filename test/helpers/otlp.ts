@@ -27,6 +27,8 @@ export interface ReceivedSpan {
   traceIdHex: string;
   spanIdHex: string;
   parentSpanIdHex: string;
+  startTimeUnixNano: string;
+  endTimeUnixNano: string;
   traceState?: string;
   attributes?: KeyValue[];
   events?: Array<{ name: string; attributes?: KeyValue[] }>;
