@@ -405,6 +405,20 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     this.#reading += delta;
   }
 
+  leftWhileRead(request: ModelRequest): void {
+    const seconds = (monoNow() - request.startedAt) / 1000;
+    // A path route's deployment counts it as any client that leaves; at the root no deployment was chosen yet.
+    const route = request.route;
+    if (route !== null) {
+      route.stats.record(499, seconds);
+      route.stats.clientAborts++;
+    }
+    const log = this.#accessLog;
+    if (log !== null && log.wants(499, null)) {
+      log.record(request.requestId, request.method, request.url, request.client, route?.id ?? null, null, 499, seconds, null, request.bytesRead, 0, 'bypass', request.key, null, null);
+    }
+  }
+
   buffer(bytes: number): boolean {
     if (bytes > 0 && this.#buffered + bytes > this.#table.maxBufferedBytes) return false;
     this.#buffered += bytes;

@@ -172,6 +172,8 @@ export interface ModelRequestOwner {
   refuseRead(req: ModelRequest, code: ErrorCode, message: string, close: boolean, body?: string): void;
   /** A body being read counts as work in progress (a drain waits for it): `delta` +1 when it starts, -1 when it ends. */
   reading(delta: 1 | -1): void;
+  /** The client left before its body was whole: no exchange will answer or record it. */
+  leftWhileRead(req: ModelRequest): void;
   /** Takes `bytes` more of the worker's budget for bodies being read (limits.max_buffered_bytes); false when they would pass it. Negative: gives them back. */
   buffer(bytes: number): boolean;
 }
@@ -261,6 +263,11 @@ export class ModelRequest implements ClientListener {
     return this.#route === null;
   }
 
+  /** The route its path named; null at the root, where its body's model is to pick one. */
+  get route(): DeploymentRoute | null {
+    return this.#route;
+  }
+
   /** Reads the body (or goes on at once when there is none); one announced over the limit is refused unread. */
   read(): void {
     const announced = this.head.contentLength;
@@ -285,8 +292,10 @@ export class ModelRequest implements ClientListener {
   }
 
   onClientAborted(): void {
+    const reading = !this.#done;
     this.#end();
-    this.exchange?.onClientAborted();
+    if (this.exchange !== null) this.exchange.onClientAborted();
+    else if (reading) this.#owner.leftWhileRead(this);
   }
 
   onClientMalformed(status: number, message: string): void {
