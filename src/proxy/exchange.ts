@@ -544,6 +544,7 @@ export class Exchange implements AttemptClient, ClientListener {
     }
     if (this.#detached) {
       this.#beginHead(status);
+      if (this.tokenCounter !== null) this.#classifyUnsent(lines, contentLength);
       return;
     }
     if (lines.hop !== null) {
@@ -627,6 +628,18 @@ export class Exchange implements AttemptClient, ClientListener {
       headField(name, kind === HeaderKind.Location ? this.#clientLocation(value) ?? value : value);
     }
     this.#endHead(status, contentLength);
+  }
+
+  /**
+   * A detached leader's answer goes to its joiners only, yet its tokens are counted here (a
+   * joiner counts none): how its body is to be read, a stream or not, compressed or not.
+   */
+  #classifyUnsent(lines: HeaderLines, contentLength: number): void {
+    for (let i = 0; i < lines.count; i++) {
+      const kind = lines.kind(i);
+      if (contentLength < 0 && kind === HeaderKind.ContentType && this.#kind === StreamKind.Other) this.#kind = streamKindOf(lines.value(i));
+      else if (kind === HeaderKind.ContentEncoding) this.#codedAs(lines.value(i));
+    }
   }
 
   /** The response's Content-Encoding (rare: most model servers do not compress). */
@@ -748,8 +761,10 @@ export class Exchange implements AttemptClient, ClientListener {
     if (this.#finished) return true;
     this.progress++;
     if (this.#detached) {
-      // Its flight has recorded and relayed the chunk: done once the whole body has come.
-      if (this.flight!.settled) this.#clientComplete();
+      // Its flight has recorded and relayed the chunk: done once the whole body has come. The
+      // upstream call is still this request's: its tokens are counted (and charged) here.
+      this.tokenCounter?.observe(chunk, this.#kind !== StreamKind.Other);
+      if (this.flight!.settled) this.#detachedComplete();
       return true;
     }
     if (this.#behind >= 0) this.#behind += chunk.length;
@@ -976,7 +991,7 @@ export class Exchange implements AttemptClient, ClientListener {
     this.upstreamEndAt = monoNow();
     if (this.#finished) return;
     if (this.#detached) {
-      this.#clientComplete();
+      this.#detachedComplete();
       return;
     }
     // Length mode with data still queued for a slow client: #onWritable ends it.
@@ -1005,6 +1020,11 @@ export class Exchange implements AttemptClient, ClientListener {
 
   #clientComplete(): void {
     if (!this.#finished) this.#finish(this.status);
+  }
+
+  /** The answer a detached leader's upstream call made for its joiners is whole: its own client had left (499). */
+  #detachedComplete(): void {
+    if (!this.#finished) this.#finish(499);
   }
 
   onAttemptError(code: ErrorCode, detail: string, answered: boolean): void {

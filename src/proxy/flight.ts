@@ -336,7 +336,12 @@ export class Flight {
         this.#batchBytes += copy.length;
       }
     }
-    if (this.#contentLength >= 0 && this.#bytes >= this.#contentLength) this.#complete();
+    if (this.#whole) this.#complete();
+  }
+
+  /** The whole body of an answer of known length has come. */
+  get #whole(): boolean {
+    return this.#contentLength >= 0 && this.#bytes >= this.#contentLength;
   }
 
   /**
@@ -390,8 +395,10 @@ export class Flight {
     if (i === -1) return;
     js[i] = js[js.length - 1]!;
     js.pop();
-    // The leader's client left earlier and the upstream went on only for the joiners.
-    if (js.length === 0 && !this.#settled && this.leader.detached) this.leader.abandon();
+    // The leader's client left earlier and the upstream went on only for the joiners. Not
+    // for a joiner its last bytes completed (relayed by #complete before it settles): the
+    // answer is whole, and the leader's request still counts its tokens.
+    if (js.length === 0 && !this.#settled && this.leader.detached && !this.#whole) this.leader.abandon();
   }
 
   #settle(): FlightMember[] {
