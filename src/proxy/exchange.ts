@@ -378,9 +378,15 @@ export class Exchange implements AttemptClient, ClientListener {
     return this.replayable && this.#owner.divert(this, status);
   }
 
-  /** The replica of the try in progress (or the last one); null before dispatch. */
+  /**
+   * The replica of the try in progress (or the last one); when a try failed before any answer
+   * and none followed, the one that failed it (the access line and the span name it); null
+   * before dispatch.
+   */
   get replica(): ReplicaRoute | null {
-    return this.attempt === null ? null : this.attempt.replica;
+    if (this.attempt !== null) return this.attempt.replica;
+    const failed = this.#failedOn;
+    return failed === null ? null : failed[failed.length - 1]!;
   }
 
   /** The upstream's response head has arrived (and been passed to the client). */

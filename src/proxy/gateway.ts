@@ -731,7 +731,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     const log = this.#accessLog;
     if (log !== null && log.wants(ex.status, ex.errorCode)) {
       log.record(
-        ex.requestId, ex.method, ex.path, ex.client, ex.route.id, attempt?.replica.origin ?? null, ex.status, seconds,
+        ex.requestId, ex.method, ex.path, ex.client, ex.route.id, ex.replica?.origin ?? null, ex.status, seconds,
         // Arrival to the upstream's response head, as sluice_upstream_ttfb_seconds; null
         // when no upstream head came (cache hit, error before it).
         ex.headAt < 0 ? null : ex.headAt - ex.startedAt,
