@@ -7,7 +7,8 @@ export const DURATION_BUCKETS = Object.freeze([
   0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300,
 ]);
 
-const MAX_STATUS = 600;
+// Every status an upstream may send (three digits: the response parser takes 100-999).
+const MAX_STATUS = 1000;
 
 /**
  * A finer histogram of the same durations for quantiles (rollout analysis compares p99s,
