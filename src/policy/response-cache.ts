@@ -145,7 +145,8 @@ function computeCacheKey(want: CacheWant, method: string, pathQuery: string, bod
   }
   if (want.llm && !want.asked && !isDeterministic(json)) return null;
   const hash = createHash('sha256');
-  hash.update(json === undefined || !readsBackExactly(body) ? body : canonicalJson(json));
+  const canonical = json === undefined || !readsBackExactly(body) ? null : canonicalJson(json, 0);
+  hash.update(canonical ?? body);
   return `${method} ${pathQuery} ${hash.digest('base64')}`;
 }
 
@@ -280,14 +281,29 @@ function hasSeed(v: unknown): boolean {
   return typeof v === 'number' || (typeof v === 'string' && v !== '');
 }
 
-export function canonicalJson(v: unknown): string {
+/**
+ * Past this depth a body is keyed by its bytes: its canonical form is built with one call per
+ * level, and a body nested some thousands deep (400 KB of brackets) overflowed the stack,
+ * which ended the worker. Requests to models nest a few levels.
+ */
+const MAX_CANONICAL_DEPTH = 1000;
+
+/** `v` with its object keys sorted, as JSON; null when it is nested deeper than MAX_CANONICAL_DEPTH. */
+function canonicalJson(v: unknown, depth: number): string | null {
   if (typeof v !== 'object' || v === null) return JSON.stringify(v);
-  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  if (depth === MAX_CANONICAL_DEPTH) return null;
+  const array = Array.isArray(v);
   const o = v as Record<string, unknown>;
-  const keys = Object.keys(o).sort();
-  let out = '{';
-  for (let i = 0; i < keys.length; i++) out += `${i === 0 ? '' : ','}${JSON.stringify(keys[i])}:${canonicalJson(o[keys[i]!])}`;
-  return out + '}';
+  const keys = array ? null : Object.keys(o).sort();
+  const n = keys === null ? (v as unknown[]).length : keys.length;
+  let out = array ? '[' : '{';
+  for (let i = 0; i < n; i++) {
+    const item = canonicalJson(keys === null ? (v as unknown[])[i] : o[keys[i]!], depth + 1);
+    if (item === null) return null;
+    if (i > 0) out += ',';
+    out += keys === null ? item : `${JSON.stringify(keys[i])}:${item}`;
+  }
+  return out + (array ? ']' : '}');
 }
 
 const CACHE_CONTROL = 'cache-control';
