@@ -90,6 +90,12 @@ export class Replica {
   readonly startedAt = Date.now();
   /** When it failed for good (ms since the epoch): nothing runs from then on; null while it runs or starts. */
   failedAt: number | null = null;
+  /**
+   * When its server was stopped (ms since the epoch), its time then charged to the
+   * deployment's stoppedReplicaMs: it may stay listed a while (a hibernation clears the list
+   * once every replica has stopped), and must not count twice meanwhile.
+   */
+  stoppedAt: number | null = null;
   /** What the balancing strategies read (config `urls` entries; local replicas are alike). */
   weight = 1;
   priority = 0;
@@ -232,7 +238,7 @@ export class Deployment {
   /** Replica running time so far, ms: stopped replicas' and running ones'. */
   replicaMs(now: number): number {
     let ms = this.stoppedReplicaMs;
-    for (const r of this.replicas) if (!r.borrowed) ms += r.runningMs(now);
+    for (const r of this.replicas) if (!r.borrowed && r.stoppedAt === null) ms += r.runningMs(now);
     return ms;
   }
 
@@ -1316,7 +1322,9 @@ export class DeploymentManager {
     if (r.ownedPort !== null) this.#o.ports.release(r.ownedPort);
     r.ownedPort = null;
     this.#o.slots.release(r.slot);
-    if (!r.borrowed) d.stoppedReplicaMs += r.runningMs(Date.now());
+    if (r.borrowed || r.stoppedAt !== null) return;
+    r.stoppedAt = Date.now();
+    d.stoppedReplicaMs += r.runningMs(r.stoppedAt);
   }
 
   /** Gateway shutdown: stop every server; the desired state stays for the next start. */
