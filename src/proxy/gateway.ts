@@ -434,10 +434,10 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
   /**
    * The request goes on to its deployment: the upstream head, the exchange, the filters.
    * `body`: the whole body, already read (ModelRequest, which passes a client abort on), since
-   * `arrivedAt` (monoNow); null (and -1) when it is still to come. `ollamaErrors`: came through Ollama's API at the root,
-   * so the gateway's own errors take Ollama's shape. `requestedModel`: the body's model at
-   * the root, as the client spelt it (`name:tag`); null: the path's segment names it.
-   * Returns the exchange.
+   * `arrivedAt` (monoNow); null (and -1) when it is still to come. `ollamaErrors`: came
+   * through Ollama's API at the root, so the gateway's own errors take Ollama's shape.
+   * `requestedModel`: the body's model at the root, as the client spelt it (`name:tag`);
+   * null: the path's segment names it. Returns the exchange.
    */
   #admit(
     res: ClientResponse, head: ClientHead, route: DeploymentRoute, alias: boolean, key: KeyRoute | undefined, requestId: string, method: string, url: string, rest: string,
