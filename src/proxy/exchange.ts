@@ -121,8 +121,12 @@ export interface ExchangeOwner {
   continueRequest(ex: Exchange): void;
   /** A failed attempt: true when the request was sent to another replica. */
   retryElsewhere(ex: Exchange, code: ErrorCode): boolean;
-  /** No attempt in progress: true when the request was sent to one of its fallbacks. */
-  fallBack(ex: Exchange): boolean;
+  /**
+   * No attempt in progress: true when the request was sent to one of its fallbacks.
+   * `failed`: the status the gateway would have answered for the attempt that failed (a
+   * refused or reset connection), which the deployment that failed it counts; 0 when none was made.
+   */
+  fallBack(ex: Exchange, failed: number): boolean;
   /** The replica answered `status` (429, 5xx): true when a fallback takes the request instead. */
   divert(ex: Exchange, status: number): boolean;
   onExchangeDone(ex: Exchange): void;
@@ -1040,7 +1044,7 @@ export class Exchange implements AttemptClient, ClientListener {
     if ((code === 'SLUICE_ERR_UPSTREAM_CONNECT' || code === 'SLUICE_ERR_UPSTREAM_CONNECT_TIMEOUT' || code === 'SLUICE_ERR_UPSTREAM_RESET') && !answered && this.replayable) {
       if (this.#owner.retryElsewhere(this, code)) return;
       // No replica of its own left to try: a fallback may take it (retryElsewhere let the attempt go).
-      if (this.addressed.fallbacks !== null && this.#owner.fallBack(this)) return;
+      if (this.addressed.fallbacks !== null && this.#owner.fallBack(this, ERRORS[code].status)) return;
     }
     this.#fail(code, detail, false);
   }

@@ -514,15 +514,18 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     else {
       // Its fallbacks serve it while it wakes: without the wake, they would for good.
       this.#askWake(route);
-      if (!this.fallBack(ex)) this.#noReplica(ex, replica, now);
+      if (!this.fallBack(ex, 0)) this.#noReplica(ex, replica, now);
     }
   }
 
-  fallBack(ex: Exchange): boolean {
+  fallBack(ex: Exchange, failed: number): boolean {
     const now = wallNow();
     const replica = this.#pickFallback(ex, now);
     if (replica === null) return false;
-    if (ex.trace !== null) ex.trace.fellBack(ex.route.id, this.#fallbackRoute!.id, 0);
+    // The 502/504 the client would have had: the deployment that failed counts it (rollout
+    // analysis, alerts), as a 429/5xx it answered (divert); the fallback counts its own answer.
+    if (failed !== 0) ex.route.stats.record(failed, (monoNow() - ex.startedAt) / 1000);
+    if (ex.trace !== null) ex.trace.fellBack(ex.route.id, this.#fallbackRoute!.id, failed);
     this.#switchToFallback(ex, replica, now);
     return true;
   }
