@@ -174,8 +174,14 @@ export class TrafficRegistry {
         const stableGone = t.stable !== null && !desired.has(deploymentId(m, t.stable));
         if (gone.length === 0 && !stableGone) continue;
         const weights = Object.fromEntries(Object.entries(t.weights).filter(([v]) => !gone.includes(v)));
-        const updated: ModelTraffic = { ...t, weights, stable: stableGone ? null : t.stable, updatedAt: laterThan(t.updatedAt) };
-        const why = `${[...gone, ...(stableGone && !gone.includes(t.stable!) ? [t.stable!] : [])].map((v) => `${m}-${v}`).join(', ')} undeployed: removed from the traffic${stableGone ? ' (it was the stable version)' : ''}`;
+        // A rollout whose stable version is gone has nothing to compare its canary with, nor
+        // to roll back to: it ends here, rather than send all traffic back to a version that
+        // is no longer there (the alias would then fall back to the newest: the canary).
+        const running = stableGone && t.rollout !== null && !isOver(t.rollout.status) ? t.rollout : null;
+        const rollout = running === null ? t.rollout : this.#rolloutAfter(m, running, 'gateway', `its stable version ${m}-${t.stable!} was undeployed`);
+        const updated: ModelTraffic = { ...t, weights, stable: stableGone ? null : t.stable, rollout, updatedAt: laterThan(t.updatedAt) };
+        const why = `${[...gone, ...(stableGone && !gone.includes(t.stable!) ? [t.stable!] : [])].map((v) => `${m}-${v}`).join(', ')} undeployed: removed from the traffic${stableGone ? ' (it was the stable version)' : ''}`
+          + (running === null ? '' : `; the rollout of ${m}-${running.canary} is aborted: nothing left to compare it with, nor to roll back to`);
         this.#event(updated, { who: 'gateway', action: 'version_removed', from: t.weights, to: weights, why });
         // Stored first, as every change: one that could not be kept is tried again at the model's next undeploy, or the next start.
         await this.#save(m, updated);
@@ -521,12 +527,12 @@ export class TrafficRegistry {
    * The rollout state a change leaves: the rollout's own changes carry its state; anyone
    * else's change of the traffic ends a running rollout (the operator has taken over).
    */
-  #rolloutAfter(model: string, current: RolloutView | null, who: TrafficEvent['who']): RolloutView | null {
+  #rolloutAfter(model: string, current: RolloutView | null, who: TrafficEvent['who'], why = `the traffic was changed by ${who}`): RolloutView | null {
     const driver = this.#drivers.get(model);
     if (who === 'rollout') return driver?.view() ?? current;
     if (current === null || isOver(current.status)) return current;
     if (driver !== undefined && driver.startedAt === current.started_at) {
-      driver.abort(`the traffic was changed by ${who}`);
+      driver.abort(why);
       return driver.view();
     }
     // Run by another instance: it sees the record end and stops.
