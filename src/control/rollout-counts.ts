@@ -73,5 +73,5 @@ export class RolloutCounts {
 }
 
 function countsOf(s: StatsSnapshot): Omit<WindowCounts, 'at'> {
-  return { codes: s.codes, failedAfterHead: s.failedAfterHead, fineBuckets: s.fineBuckets, fineTtfbBuckets: s.fineTtfbBuckets };
+  return { codes: s.codes, failedAfterHead: s.failedAfterHead, cacheHits: s.cacheHits, fineBuckets: s.fineBuckets, fineTtfbBuckets: s.fineTtfbBuckets };
 }

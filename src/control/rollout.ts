@@ -18,7 +18,7 @@ export const ROLLOUT_DEFAULTS = Object.freeze({
 });
 
 /** What an analysis window reads of a deployment's request stats, and when they were counted (ms since the epoch). */
-export type WindowCounts = Pick<StatsSnapshot, 'codes' | 'failedAfterHead' | 'fineBuckets' | 'fineTtfbBuckets'> & { readonly at: number };
+export type WindowCounts = Pick<StatsSnapshot, 'codes' | 'failedAfterHead' | 'cacheHits' | 'fineBuckets' | 'fineTtfbBuckets'> & { readonly at: number };
 
 /**
  * Counts older than this at a window's start (another instance's, published a while ago, or
@@ -268,7 +268,9 @@ export function rolloutSpec(body: Record<string, unknown>): RolloutSpec {
  * that was not counted at the window's start joins at the next window: its counts so far
  * are not this window's. Errors are 5xx answers (from the replica, or the gateway's own
  * 502/503/504 for it) and answers that failed after their head (a stream cut by a reset:
- * counted under its 200); 4xx count as requests, client aborts (499) as neither.
+ * counted under its 200); 4xx count as requests, client aborts (499) as neither. Cache hits
+ * (200s the cache answered) are not the deployment's answers: left out, or repeated requests
+ * would dilute its errors to nothing.
  */
 export function figures(
   before: ReadonlyMap<string, WindowCounts>, after: ReadonlyMap<string, WindowCounts>, deployment: string, latency: RolloutSpec['latency'],
@@ -294,6 +296,10 @@ export function figures(
     const failed = now.failedAfterHead ?? 0;
     const failedBefore = then.failedAfterHead ?? 0;
     errors += failed >= failedBefore ? failed - failedBefore : failed;
+    const hits = now.cacheHits ?? 0;
+    const hitsBefore = then.cacheHits ?? 0;
+    // A hit whose client left counts under 499, not 200: never more than the requests counted.
+    requests = Math.max(0, requests - (hits >= hitsBefore ? hits - hitsBefore : hits));
     const a = now[buckets];
     const b = then[buckets];
     for (let i = 0; i < FINE_BUCKETS; i++) window[i]! += Math.max(0, (a[i] ?? 0) - (b[i] ?? 0));
