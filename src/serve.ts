@@ -257,6 +257,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
   });
   const versionsOf = (model: string): VersionInfo[] => deploymentsOf(model).map((d) => ({
     version: d.spec.version, deployment: d.id, state: d.state, readyReplicas: d.replicas.filter((r) => r.ready).length, routable: d.routable,
+    asleep: d.state === 'hibernated' || d.wakeStartedAt !== null,
     restarts: d.replicas.reduce((n, r) => n + (r.process?.restarts ?? 0), 0),
   }));
   const registry = new Registry();

@@ -158,7 +158,9 @@ export class Rollout {
       const canary = figures(this.#baseline, now, `${this.model}-${this.spec.canary}`, this.spec.latency);
       const stable = figures(this.#baseline, now, `${this.model}-${this.stable}`, this.spec.latency);
       const version = this.#canaryVersion();
-      const crashing = version === undefined || version.readyReplicas === 0 || version.restarts > this.#baselineRestarts;
+      // A canary asleep (scale to zero) has no ready replica for want of requests, which wake
+      // it: like one short of traffic, it is judged on the requests it gets.
+      const crashing = version === undefined || (version.readyReplicas === 0 && !version.asleep) || version.restarts > this.#baselineRestarts;
       let verdict: RolloutCheck['verdict'];
       let why: string;
       if (crashing) {

@@ -6,7 +6,7 @@ import t from 'tap';
 import { resolveAlias } from '../../src/control/traffic.js';
 import type { VersionInfo } from '../../src/control/model-versions.js';
 
-const v = (version: string, state: string, readyReplicas: number): VersionInfo => ({ version, deployment: `m-${version}`, state, readyReplicas, restarts: 0, routable: true });
+const v = (version: string, state: string, readyReplicas: number): VersionInfo => ({ version, deployment: `m-${version}`, state, readyReplicas, restarts: 0, routable: true, asleep: state === 'hibernated' });
 
 t.test('a hibernated weighted version keeps its share: the alias does not fall back past it', async (t) => {
   const r = resolveAlias([v('1', 'ready', 1), v('2', 'hibernated', 0)], { 1: 90, 2: 10 }, '1');
