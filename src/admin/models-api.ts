@@ -40,6 +40,9 @@ export function registerModelsApi(admin: AdminServer, { traffic }: ModelsApiCont
     })
     .route('POST', '/v1/models/:model/rollback', async (req) => {
       const model = req.params.model!;
+      // It returns to the stable version: a body naming another (`{"version": "3"}`) is not obeyed in silence.
+      const field = Object.keys(await req.json())[0];
+      if (field !== undefined) throw invalid(field, 'unknown field: rollback takes no body, it returns to the stable version (promote moves traffic to another)');
       await traffic.rollback(model, 'api', 'rolled back through the admin API');
       return { body: traffic.view(model) };
     })

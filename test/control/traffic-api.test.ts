@@ -347,7 +347,9 @@ t.test('promote and rollback', async (t) => {
   isError(t, await admin.post('/v1/models/demo/promote', {}), 400, 'SLUICE_ERR_INVALID_FIELD', 'version', 'promote without a version');
   isError(t, await admin.post('/v1/models/nope/promote', { version: '1' }), 404, 'SLUICE_ERR_NOT_FOUND', undefined, 'promote on an unknown model');
   isError(t, await admin.post('/v1/models/nope/rollback'), 404, 'SLUICE_ERR_NOT_FOUND', undefined, 'rollback on an unknown model');
-  t.same(await view(admin, 'demo'), before, 'bad promotes change nothing');
+  // Rollback returns to the stable version, whatever the body says: one that names a version is refused, not obeyed as another.
+  isError(t, await admin.post('/v1/models/demo/rollback', { version: '2' }), 400, 'SLUICE_ERR_INVALID_FIELD', 'version', 'rollback with a version');
+  t.same(await view(admin, 'demo'), before, 'bad promotes and rollbacks change nothing');
 
   const pr = await admin.post<ModelView>('/v1/models/demo/promote', { version: '2' });
   const prAt = performance.now();
