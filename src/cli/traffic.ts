@@ -2,6 +2,7 @@
 // rollouts (/v1/models/{model}/...).
 
 import { Argument, InvalidArgumentError, Option, type Command } from 'commander';
+import { ROLLOUT_BOUNDS } from '../config/index.js';
 import { seg } from './admin-client.js';
 import { contextOf, type CliContext } from './context.js';
 import { usageError } from './errors.js';
@@ -85,12 +86,12 @@ Examples:
     .addArgument(new Argument('<action>', 'start | status | abort').choices(['start', 'status', 'abort']))
     .option('--canary <version>', 'start: the version to roll out (required)')
     .option('--steps <percents>', 'start: canary weights in percent, e.g. 5,25,50,100', stepsOf)
-    .option('--interval <s>', 'start: seconds between checks', decimal('--interval', 0.2))
-    .option('--min-requests <n>', 'start: canary requests a check needs', positiveInt('--min-requests', 1))
-    .option('--max-error-rate <ratio>', 'start: highest canary error rate (5xx), 0..1', decimal('--max-error-rate', 0, 1))
-    .option('--max-latency-ratio <x>', 'start: highest canary/stable latency ratio', decimal('--max-latency-ratio', 1))
+    .option('--interval <s>', 'start: seconds between checks', decimal('--interval', ROLLOUT_BOUNDS.interval_s.min, ROLLOUT_BOUNDS.interval_s.max))
+    .option('--min-requests <n>', 'start: canary requests a check needs', positiveInt('--min-requests', ROLLOUT_BOUNDS.min_requests.min, ROLLOUT_BOUNDS.min_requests.max))
+    .option('--max-error-rate <ratio>', 'start: highest canary error rate (5xx), 0..1', decimal('--max-error-rate', ROLLOUT_BOUNDS.max_error_rate.min, ROLLOUT_BOUNDS.max_error_rate.max))
+    .option('--max-latency-ratio <x>', 'start: highest canary/stable latency ratio', decimal('--max-latency-ratio', ROLLOUT_BOUNDS.max_latency_ratio.min, ROLLOUT_BOUNDS.max_latency_ratio.max))
     .addOption(new Option('--latency <which>', 'start: latency compared').choices(['p99_ttfb', 'p99_total']))
-    .option('--failed-checks <n>', 'start: failed checks that roll it back', positiveInt('--failed-checks', 1))
+    .option('--failed-checks <n>', 'start: failed checks that roll it back', positiveInt('--failed-checks', ROLLOUT_BOUNDS.failed_checks.min, ROLLOUT_BOUNDS.failed_checks.max))
     .addHelpText('after', `
 Options left out take the gateway's defaults (README "Traffic, canary, rollouts").
 Examples:

@@ -32,6 +32,11 @@ export class ConfigError extends SluiceError {
 
 export const MODEL_NAME = /^[A-Za-z0-9_:][A-Za-z0-9._:-]{0,127}$/;
 export const VERSION_NAME = /^[A-Za-z0-9_][A-Za-z0-9._]{0,63}$/;
+/** The bounds of a rollout's settings (PUT /v1/models/{model}/rollout): the CLI checks them too, before any request. */
+export const ROLLOUT_BOUNDS = Object.freeze({
+  interval_s: { min: 0.2, max: 86_400 }, min_requests: { min: 1, max: 1e9 }, max_error_rate: { min: 0, max: 1 },
+  error_margin: { min: 0, max: 1 }, max_latency_ratio: { min: 1, max: 1000 }, failed_checks: { min: 1, max: 1000 },
+});
 /**
  * What a model, a version or an API key may not be named: the properties every JavaScript
  * object has (`__proto__`, `constructor`, `toString`, ...). Weights are held by version and

@@ -5,6 +5,7 @@
 // promotes the canary; failed checks reaching the limit send all traffic back to the
 // stable version at once, and that rollback is final (a new rollout is one explicit call).
 
+import { ROLLOUT_BOUNDS } from '../config/index.js';
 import { SluiceError } from '../errors/index.js';
 import { FINE_BUCKETS, fineQuantile, type Logger, type StatsSnapshot } from '../telemetry/index.js';
 import type { RolloutCheck, RolloutSpec, RolloutStatus, RolloutView, WindowFigures } from '../state/index.js';
@@ -242,7 +243,8 @@ export function rolloutSpec(body: Record<string, unknown>): RolloutSpec {
   for (const k of Object.keys(body)) if (!known.has(k)) throw invalid(k, 'unknown field');
   const canary = body['canary'];
   if (typeof canary !== 'string' || canary === '') throw invalid('canary', 'must be the version to roll out, a string');
-  const num = (field: keyof typeof ROLLOUT_DEFAULTS, min: number, max: number, integer = false): number => {
+  const num = (field: keyof typeof ROLLOUT_BOUNDS, integer = false): number => {
+    const { min, max } = ROLLOUT_BOUNDS[field];
     const v = body[field] === undefined ? ROLLOUT_DEFAULTS[field] : body[field];
     if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max || (integer && !Number.isInteger(v))) throw invalid(field, `must be ${integer ? 'an integer' : 'a number'} ${min}..${max}`);
     return v;
@@ -258,9 +260,9 @@ export function rolloutSpec(body: Record<string, unknown>): RolloutSpec {
   const latency = body['latency'] === undefined ? ROLLOUT_DEFAULTS.latency : body['latency'];
   if (latency !== 'p99_ttfb' && latency !== 'p99_total') throw invalid('latency', 'must be "p99_ttfb" or "p99_total"');
   return {
-    canary, steps: steps as number[], interval_s: num('interval_s', 0.2, 86_400), min_requests: num('min_requests', 1, 1e9, true),
-    max_error_rate: num('max_error_rate', 0, 1), error_margin: num('error_margin', 0, 1), max_latency_ratio: num('max_latency_ratio', 1, 1000),
-    latency, failed_checks: num('failed_checks', 1, 1000, true),
+    canary, steps: steps as number[], interval_s: num('interval_s'), min_requests: num('min_requests', true),
+    max_error_rate: num('max_error_rate'), error_margin: num('error_margin'), max_latency_ratio: num('max_latency_ratio'),
+    latency, failed_checks: num('failed_checks', true),
   };
 }
 

@@ -18,6 +18,10 @@ t.test('out-of-bounds values are usage errors, before any request', async (t) =>
     [['rollout', 'demo', 'start', '--canary', '2', '--steps', '50,50'], /--steps: each percentage above 0 and above the one before it/],
     [['rollout', 'demo', 'start', '--canary', '2', '--steps', '0,50'], /--steps: each percentage above 0/],
     [['traffic', 'demo', '1=90', '1=10'], /traffic: version 1 is given more than once/],
+    [['rollout', 'demo', 'start', '--canary', '2', '--interval', '100000'], /--interval must be a number 0.2..86400/],
+    [['rollout', 'demo', 'start', '--canary', '2', '--min-requests', '1000000001'], /--min-requests must be an integer >= 1, at most 1000000000/],
+    [['rollout', 'demo', 'start', '--canary', '2', '--max-latency-ratio', '1001'], /--max-latency-ratio must be a number 1..1000/],
+    [['rollout', 'demo', 'start', '--canary', '2', '--failed-checks', '1001'], /--failed-checks must be an integer >= 1, at most 1000/],
   ];
   for (const [args, message] of cases) {
     const r = await runCli(args, NOWHERE);
