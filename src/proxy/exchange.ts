@@ -123,8 +123,9 @@ export interface ExchangeOwner {
   retryElsewhere(ex: Exchange, code: ErrorCode): boolean;
   /**
    * No attempt in progress: true when the request was sent to one of its fallbacks.
-   * `failed`: the status the gateway would have answered for the attempt that failed (a
-   * refused or reset connection), which the deployment that failed it counts; 0 when none was made.
+   * `failed`: the status the gateway would have answered, which the deployment that failed
+   * counts: a refused or reset connection's 502 (504), every breaker open's 503; 0 for none
+   * (no replica ready yet, all busy: not a failure).
    */
   fallBack(ex: Exchange, failed: number): boolean;
   /** The replica answered `status` (429, 5xx): true when a fallback takes the request instead. */

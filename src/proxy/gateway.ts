@@ -514,7 +514,8 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     else {
       // Its fallbacks serve it while it wakes: without the wake, they would for good.
       this.#askWake(route);
-      if (!this.fallBack(ex, 0)) this.#noReplica(ex, replica, now);
+      // Every replica failing (breakers open) is the 503 it would have answered: it counts it.
+      if (!this.fallBack(ex, replica === NoReplica.BreakersOpen ? ERRORS.SLUICE_ERR_CIRCUIT_OPEN.status : 0)) this.#noReplica(ex, replica, now);
     }
   }
 
@@ -522,7 +523,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     const now = wallNow();
     const replica = this.#pickFallback(ex, now);
     if (replica === null) return false;
-    // The 502/504 the client would have had: the deployment that failed counts it (rollout
+    // The 502/503/504 the client would have had: the deployment that failed counts it (rollout
     // analysis, alerts), as a 429/5xx it answered (divert); the fallback counts its own answer.
     if (failed !== 0) ex.route.stats.record(failed, (monoNow() - ex.startedAt) / 1000);
     if (ex.trace !== null) ex.trace.fellBack(ex.route.id, this.#fallbackRoute!.id, failed);

@@ -1,7 +1,8 @@
 // A canary whose replica resets connections, with a fallback: the fallback answers the
 // client, and the canary counts the 502 the gateway would have answered (as it counts a 5xx
-// its replica answered before a fallback took over), so a rollout sees its failures and
-// rolls it back instead of waiting for traffic (or promoting it) on its answers alone.
+// its replica answered before a fallback took over), and once its breaker is open the 503,
+// so a rollout sees its failures and rolls it back instead of waiting for traffic (or
+// promoting it) on its answers alone.
 
 import t from 'tap';
 import { httpRequest } from '../helpers/http.js';
@@ -21,6 +22,8 @@ t.before(async () => {
       { model: 'rs', version: '1', runtime: 'sim', args: ['--ttft-ms', '5', '--tokens', '1'] },
       // No breaker: every request tries the canary's replica first.
       { model: 'rs', version: '2', runtime: 'remote', urls: [resetting.url], health_check: { enabled: false }, fallbacks: ['rs-1'], policies: { breaker: { enabled: false } } },
+      // The same failing canary behind a breaker that opens after two failures, for good.
+      { model: 'rs', version: '3', runtime: 'remote', urls: [resetting.url], health_check: { enabled: false }, fallbacks: ['rs-1'], policies: { breaker: { consecutive_failures: 2, reset_timeout_ms: 600_000 } } },
     ],
     traffic: { rs: { '1': 100 } },
   });
@@ -41,6 +44,18 @@ t.test('a reset its fallback answered counts as the 502 of the deployment that r
   t.equal(await gwMetric(gw, 'sluice_requests_total', { deployment: 'rs-2', code: '502' }), 1, 'rs-2 counts the 502');
   t.equal(await gwMetric(gw, 'sluice_fallbacks_total', { deployment: 'rs-2' }), 1);
   t.equal(await gwMetric(gw, 'sluice_requests_total', { deployment: 'rs-1', code: '200' }), 1, 'the fallback counts its answer');
+});
+
+t.test('once its breaker opened, the requests its fallback takes count as its 503s', async (t) => {
+  const seen = resetting.seen;
+  for (let i = 0; i < 5; i++) {
+    const r = await generate('/rs-3');
+    t.equal(r.status, 200, 'the fallback answered');
+    t.equal(r.headers['x-sluice-served-by'], 'rs-1');
+  }
+  t.equal(resetting.seen - seen, 2, 'two resets opened the breaker: the others never reached the replica');
+  t.equal(await gwMetric(gw, 'sluice_requests_total', { deployment: 'rs-3', code: '502' }), 2, 'the resets');
+  t.equal(await gwMetric(gw, 'sluice_requests_total', { deployment: 'rs-3', code: '503' }), 3, 'the breaker\'s refusals the fallback answered');
 });
 
 t.test('a rollout of a canary whose every connection is reset rolls it back', async (t) => {

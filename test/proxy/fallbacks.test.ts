@@ -129,7 +129,7 @@ t.test('5xx from the replica, then its breaker open: the fallback takes every re
   t.equal(main.seen.length - seenBefore, 3, 'the primary saw three until its breaker opened, then none');
   t.equal(await fallbacksCounted(), 7);
   const m = /^sluice_requests_total\{deployment="main-1",code="503",class="5xx"\} (\d+)$/m.exec(await metricsText(gw));
-  t.equal(m?.[1], '3', 'the primary\'s own 503s count in its metrics (rollout analysis, alerts)');
+  t.equal(m?.[1], '6', 'the primary\'s own 503s (3) and its open breaker\'s (3, the fallback\'s) count in its metrics (rollout analysis, alerts)');
 });
 
 t.test('the next fallback in order, with its own credential, when the first cannot take the request', async (t) => {
