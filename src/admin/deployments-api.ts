@@ -5,7 +5,7 @@ import { deploymentId, deploymentProblem, deploymentSchema, loopProblem, shadowP
 import type { DeploymentControl, ManagedDeployment } from '../control/index.js';
 import type { CallBreaker, DependencyBreakers } from '../dependencies/index.js';
 import { SluiceError } from '../errors/index.js';
-import { MlflowRegistry, registryUnavailable } from '../registry/index.js';
+import { credentialsFromEnv, MlflowRegistry, registryUnavailable } from '../registry/index.js';
 import { boolParam, intParam } from './query-params.js';
 import { validBody, type AdminReply, type AdminRequest, type AdminServer } from './server.js';
 
@@ -33,7 +33,7 @@ export function registerDeploymentsApi(admin: AdminServer, ctx: DeploymentsApiCo
     const settings = ctx.config.dependencies.mlflow.registry;
     // Made once, even when the URI is refused below on every call.
     breaker ??= ctx.dependencies.forCalls('mlflow', 'registry', settings, registryUnavailable);
-    return (registry ??= new MlflowRegistry({ trackingUri: uri, timeoutMs: settings.timeout_ms, breaker }));
+    return (registry ??= new MlflowRegistry({ trackingUri: uri, timeoutMs: settings.timeout_ms, breaker, ...credentialsFromEnv(process.env) }));
   };
 
   admin

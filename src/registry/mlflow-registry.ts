@@ -50,15 +50,16 @@ export class MlflowRegistry {
     if (url.search || url.hash) {
       throw new TypeError(`registry trackingUri must not have a query or fragment: ${options.trackingUri}`);
     }
-    // fetch() refuses URLs with embedded credentials, so `http://user:pass@host` becomes basic auth.
+    // fetch() refuses URLs with embedded credentials, so `http://user:pass@host` becomes basic
+    // auth, unless credentials are given, which win as MLflow's variables win over the URL's.
     let username = options.username;
     let password = options.password;
-    if (url.username || url.password) {
-      username ??= decodeURIComponent(url.username);
-      password ??= decodeURIComponent(url.password);
-      url.username = '';
-      url.password = '';
+    if ((url.username || url.password) && options.token === undefined && username === undefined) {
+      username = decodeURIComponent(url.username);
+      password = decodeURIComponent(url.password);
     }
+    url.username = '';
+    url.password = '';
     if (options.token !== undefined && username !== undefined) {
       throw new TypeError('registry: give either token or username/password, not both');
     }
@@ -202,6 +203,19 @@ export class MlflowRegistry {
       ...(mlflowError ? { mlflowErrorCode: mlflowError.code } : {}),
     });
   }
+}
+
+/**
+ * The credentials MLflow's own clients send, from the same variables (`mlflow models serve`
+ * inherits them): basic auth when MLFLOW_TRACKING_USERNAME and _PASSWORD are both set, else
+ * MLFLOW_TRACKING_TOKEN as a bearer token (MLflow's `rest_utils.http_request` in that order).
+ */
+export function credentialsFromEnv(env: NodeJS.ProcessEnv): Pick<MlflowRegistryOptions, 'token' | 'username' | 'password'> {
+  const username = env.MLFLOW_TRACKING_USERNAME;
+  const password = env.MLFLOW_TRACKING_PASSWORD;
+  if (username && password) return { username, password };
+  const token = env.MLFLOW_TRACKING_TOKEN;
+  return token ? { token } : {};
 }
 
 /**
