@@ -101,3 +101,12 @@ function stripCr(line: string): string {
 export function formatLines(lines: readonly LogLine[]): string {
   return lines.map((l) => `[${l.stream}] ${l.line}`).join('\n');
 }
+
+// The line that ends a Python traceback, or a Node one: `RuntimeError: boom`, `Exception: ...`,
+// `mlflow.exceptions.RestException: RESOURCE_DOES_NOT_EXIST: ...`, `Error: Cannot find module`.
+const EXCEPTION_LINE = /^(?:[A-Za-z_][\w.]*)?(?:Error|Exception)(?::|$)/;
+
+/** The text of the first line printed since `since` (epoch ms) that names an exception. */
+export function firstErrorLine(lines: readonly LogLine[], since: number): string | undefined {
+  return lines.find((l) => l.at >= since && EXCEPTION_LINE.test(l.line))?.line;
+}

@@ -15,7 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { SluiceError } from '../errors/index.js';
 import { probe } from '../health/index.js';
 import { adoptAttempt, spawnAttempt, type Attempt, type ExitInfo } from './attempt.js';
-import { formatLines, LogBuffer, type LogLine } from './log-buffer.js';
+import { firstErrorLine, formatLines, LogBuffer, type LogLine } from './log-buffer.js';
 import { assertForeignGroup, isAliveInGroup, killGroup, readStatSync } from './process-group.js';
 import { resolveReplicaOptions, type ReplicaProcessOptions, type ResolvedReplicaOptions } from './replica-options.js';
 import { checkInt } from './validate.js';
@@ -88,6 +88,8 @@ export class ReplicaProcess extends EventEmitter<ReplicaEvents> {
   #restarts = 0;
   #lastError: SluiceError | undefined;
   #crashes: number[] = [];
+  /** When the current attempt began (epoch ms): a failed start's cause is looked for in its output. */
+  #attemptAt = 0;
   #loop: Promise<void> | undefined;
   #abort: AbortController | undefined;
   #stopping: Promise<void> | undefined;
@@ -182,6 +184,7 @@ export class ReplicaProcess extends EventEmitter<ReplicaEvents> {
       this.#pid = adopted.pid;
       this.#pgid = adopted.pgid;
     }
+    this.#attemptAt = Date.now();
     const abort = new AbortController();
     this.#abort = abort;
     this.#setState('starting', {});
@@ -239,6 +242,7 @@ export class ReplicaProcess extends EventEmitter<ReplicaEvents> {
   }
 
   #spawn(): Attempt {
+    this.#attemptAt = Date.now();
     const attempt = spawnAttempt(this.#opts, this.#logs);
     this.#pid = attempt.pid;
     this.#pgid = attempt.pgid;
@@ -264,18 +268,27 @@ export class ReplicaProcess extends EventEmitter<ReplicaEvents> {
 
   #startError(attempt: Attempt, outcome: Exclude<Outcome, 'ready'>): SluiceError {
     if (outcome === 'timeout') {
-      return replicaError('start_timeout', this.#withLogs(`replica ${this.id} did not answer GET ${this.#opts.readinessPath} with 200 within ${this.#opts.startTimeoutMs} ms`), this.id);
+      return replicaError('start_timeout', this.#withLogs(`replica ${this.id} did not answer GET ${this.#opts.readinessPath} with 200 within ${this.#opts.startTimeoutMs} ms`, true), this.id);
     }
     const exit = attempt.exit ?? { code: null, signal: null };
     const reason = exit.spawnError === undefined ? 'exited' : 'spawn';
-    return replicaError(reason, this.#withLogs(`replica ${this.id} ${describeExit(exit)} before becoming ready`), this.id, {
+    return replicaError(reason, this.#withLogs(`replica ${this.id} ${describeExit(exit)} before becoming ready`, true), this.id, {
       exitCode: exit.code, signal: exit.signal,
     });
   }
 
-  #withLogs(message: string): string {
+  /**
+   * `message` and the server's last lines; for a start that failed (`startFailed`), first the
+   * attempt's first exception line: a launcher that re-raises its child's failure
+   * (`mlflow models serve` around uvicorn) prints a traceback of its own after the child's,
+   * which pushes the cause out of the last lines. After a crash of a server that was ready,
+   * earlier exceptions may be requests' errors it logged, not the cause: none is named.
+   */
+  #withLogs(message: string, startFailed = false): string {
     const tail = this.#logs.tail(TAIL_LINES);
-    return tail.length === 0 ? `${message} (no output)` : `${message}; last output:\n${formatLines(tail)}`;
+    if (tail.length === 0) return `${message} (no output)`;
+    const cause = startFailed ? firstErrorLine(this.#logs.tail(), this.#attemptAt) : undefined;
+    return `${message}${cause === undefined ? '' : `; first error: ${cause}`}; last output:\n${formatLines(tail)}`;
   }
 
   /** Gives up: kills what is left of the group, then reports `failed`. */
