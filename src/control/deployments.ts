@@ -1111,6 +1111,10 @@ export class DeploymentManager {
       if (state === 'failed') {
         d.lastError = info.error?.message ?? 'replica failed';
         replica.failedAt ??= Date.now();
+        // Its server is gone and is not started again on that port (a wake or a deploy of it
+        // anew takes one afresh): the port goes back to `ports` for other deployments.
+        if (replica.ownedPort !== null) this.#o.ports.release(replica.ownedPort);
+        replica.ownedPort = null;
       }
       this.#o.logger.info({
         deployment: d.id, replica: replica.id, state, server_pid: info.pid, restarts: info.restarts, error: info.error?.message,
