@@ -484,7 +484,7 @@ export class TrafficRegistry {
     if (unread.length === 0) return this.#known(model);
     const desired = await this.#o.desired();
     const stored = unread.filter((v) => desired.has(deploymentId(model, v)))
-      .map((version): VersionInfo => ({ version, deployment: deploymentId(model, version), state: 'starting', readyReplicas: 0, restarts: 0, routable: true }));
+      .map((version): VersionInfo => ({ version, deployment: deploymentId(model, version), state: 'starting', readyReplicas: 0, restarts: 0, asleep: false, routable: true }));
     if (versions.length + stored.length === 0) throw new SluiceError('SLUICE_ERR_NOT_FOUND', `no deployment of model '${model}'`);
     return [...versions, ...stored];
   }
