@@ -54,7 +54,14 @@ export class DataPlane {
   readonly #options: DataPlaneOptions;
   readonly #workers: Worker[] = [];
   #statsSeq = 0;
-  readonly #statsWaiters = new Map<number, { replies: WorkerStats[]; resolve: (s: WorkerStats[]) => void }>();
+  readonly #statsWaiters = new Map<number, { readonly replies: Map<number, WorkerStats>; readonly done: () => void }>();
+  /**
+   * Each worker's last answer to a stats request. A worker too busy to answer in time (a long
+   * synchronous task: a cache key over a large body; a starved thread), or gone, is counted by
+   * its last one: left out, every counter it holds would drop from /metrics for that scrape,
+   * which Prometheus reads as a reset (and a rollout's counts as requests going back).
+   */
+  readonly #lastStats: Array<WorkerStats | undefined> = [];
   /** Whether every worker runs the native uWS binding (exported as a metric). */
   native = true;
   /** `net_socket` when any worker runs the upstream client's public-API fallback (exported as a metric). */
@@ -175,26 +182,37 @@ export class DataPlane {
     }
   }
 
-  /** Every worker's counters; a worker that does not answer within the timeout is left out. */
+  /** Every worker's counters; a worker that does not answer within the timeout is counted by its last answer. */
   collectStats(timeoutMs = 1000): Promise<WorkerStats[]> {
     const id = ++this.#statsSeq;
-    const expected = this.#workers.length;
     return new Promise((resolve) => {
-      const entry = { replies: [] as WorkerStats[], resolve };
-      this.#statsWaiters.set(id, entry);
-      const timer = setTimeout(() => {
-        this.#statsWaiters.delete(id);
-        resolve(entry.replies);
-      }, timeoutMs);
-      entry.resolve = (s) => {
+      const replies = new Map<number, WorkerStats>();
+      const done = (): void => {
         clearTimeout(timer);
         this.#statsWaiters.delete(id);
-        resolve(s);
+        resolve(this.#withLastStats(replies));
       };
-      if (expected === 0) entry.resolve([]);
+      const timer = setTimeout(done, timeoutMs);
+      this.#statsWaiters.set(id, { replies, done });
+      if (this.#workers.length === 0) done();
       const msg: ToWorker = { type: 'stats', id };
       for (const w of this.#workers) w.postMessage(msg);
     });
+  }
+
+  /**
+   * The replies, and the last answer of each worker that did not reply, less the deployments
+   * the others no longer have (undeployed meanwhile: their series must still leave).
+   */
+  #withLastStats(replies: ReadonlyMap<number, WorkerStats>): WorkerStats[] {
+    const out = [...replies.values()];
+    const current = out.length === 0 ? null : new Set(out.flatMap((w) => Object.keys(w.deployments)));
+    for (let i = 0; i < this.#lastStats.length; i++) {
+      const last = this.#lastStats[i];
+      if (last === undefined || replies.has(i)) continue;
+      out.push(current === null ? last : { ...last, deployments: Object.fromEntries(Object.entries(last.deployments).filter(([d]) => current.has(d))) });
+    }
+    return out;
   }
 
   #onMessage(msg: FromWorker): void {
@@ -208,10 +226,13 @@ export class DataPlane {
       return;
     }
     if (msg.type !== 'stats') return;
+    const stats: WorkerStats = { deployments: msg.deployments, unroutedRefusals: msg.unroutedRefusals, active: msg.active, log: msg.log, breakers: msg.breakers };
+    // A late answer too: the next request's stand-in, should the worker be busy again.
+    this.#lastStats[msg.workerIndex] = stats;
     const entry = this.#statsWaiters.get(msg.id);
     if (entry === undefined) return;
-    entry.replies.push({ deployments: msg.deployments, unroutedRefusals: msg.unroutedRefusals, active: msg.active, log: msg.log, breakers: msg.breakers });
-    if (entry.replies.length === this.#workers.length) entry.resolve(entry.replies);
+    entry.replies.set(msg.workerIndex, stats);
+    if (entry.replies.size === this.#workers.length) entry.done();
   }
 
   /**
