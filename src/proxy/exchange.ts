@@ -1033,9 +1033,13 @@ export class Exchange implements AttemptClient, ClientListener {
     if (!this.#finished) this.#finish(this.status);
   }
 
-  /** The answer a detached leader's upstream call made for its joiners is whole: its own client had left (499). */
+  /**
+   * The answer a detached leader's upstream call made for its joiners is whole. Its own
+   * client had left (499), or was cut for falling behind (the head's status, with the
+   * error code cut() set, as for a cut joiner).
+   */
   #detachedComplete(): void {
-    if (!this.#finished) this.#finish(499);
+    if (!this.#finished) this.#finish(this.errorCode === null ? 499 : this.status);
   }
 
   onAttemptError(code: ErrorCode, detail: string, answered: boolean): void {
