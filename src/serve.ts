@@ -369,7 +369,14 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
     collect() { for (const t of ['stream_handle', 'net_socket'] as const) this.set({ transport: t }, dp.upstreamTransport === t ? 1 : 0); },
   });
   new Gauge({ name: 'sluice_route_table_version', help: 'Version of the route table last published.', registers: [registry], collect() { this.set(tableVersion); } });
-  new Gauge({ name: 'sluice_data_plane_workers', help: 'Data-plane worker threads.', registers: [registry], collect() { this.set(dp.workerCount); } });
+  new Gauge({ name: 'sluice_data_plane_workers', help: 'Data-plane worker threads running (one that died counts again once another runs in its place).', registers: [registry], collect() { this.set(dp.workerCount); } });
+  new Counter({
+    name: 'sluice_data_plane_worker_restarts_total', help: 'Data-plane workers started in place of one that exited unexpectedly.', registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(dp.restarts);
+    },
+  });
   /** One series per replica of every deployment. */
   const replicaGauge = (name: string, help: string, value: (r: Replica) => number): void => {
     new Gauge({

@@ -1,9 +1,9 @@
 // The control plane's handle on the data-plane worker threads: starts them on the shared
-// gateway port, publishes route tables to all of them, gathers their stats for /metrics.
+// gateway port, publishes route tables to all of them, gathers their stats for /metrics,
+// and starts another in place of one that dies, as nginx's master does for its workers.
 
 import { Worker } from 'node:worker_threads';
-import type { Logger } from '../telemetry/index.js';
-import type { StatsSnapshot } from '../telemetry/index.js';
+import { mergeRefusals, mergeStats, type Logger, type StatsSnapshot } from '../telemetry/index.js';
 import type { BreakerSnapshot } from '../dependencies/index.js';
 import type { AccessLogSettings, LogCounts, FromWorker, RouteTableSnapshot, SharedBuffers, TlsFiles, ToWorker, WorkerInit } from '../proxy/index.js';
 
@@ -49,12 +49,26 @@ export interface WorkerStats {
 type UpstreamTransport = Extract<FromWorker, { type: 'listening' }>['transport'];
 
 const WORKER_URL = new URL('../proxy/worker.js', import.meta.url);
+/** A worker started in place of a dead one that dies again before it listens: the next try waits this long, doubling up to the most. */
+const RESTART_DELAY_MS = 1000;
+const RESTART_DELAY_MAX_MS = 30_000;
 
 export class DataPlane {
   readonly #options: DataPlaneOptions;
   readonly #workers: Worker[] = [];
+  /** Per worker: its thread runs (false from its unexpected exit until another listens in its place). */
+  readonly #alive: boolean[] = [];
+  /** Workers started in place of dead ones (sluice_data_plane_worker_restarts_total). */
+  restarts = 0;
+  /** Per worker: a restart waiting (it died before listening), cancelled by a stop. */
+  readonly #restartTimers: Array<NodeJS.Timeout | undefined> = [];
+  /**
+   * The counters of dead workers (their last answers, summed), counted with the living ones':
+   * left out, every counter would drop at a restart, which Prometheus reads as a reset.
+   */
+  #retired: WorkerStats | null = null;
   #statsSeq = 0;
-  readonly #statsWaiters = new Map<number, { readonly replies: Map<number, WorkerStats>; readonly done: () => void }>();
+  readonly #statsWaiters = new Map<number, { readonly replies: Map<number, WorkerStats>; readonly done: () => void; readonly expected: number }>();
   /**
    * Each worker's last answer to a stats request. A worker too busy to answer in time (a long
    * synchronous task: a cache key over a large body; a starved thread), or gone, is counted by
@@ -81,17 +95,25 @@ export class DataPlane {
     this.#options = options;
   }
 
+  /** Worker threads running. */
   get workerCount(): number {
-    return this.#workers.length;
+    return this.#alive.filter(Boolean).length;
   }
 
   /**
-   * Every worker has applied a route table that says ready. The admin port's /readyz asks
-   * this rather than the deployments, so that it never answers 200 while a worker would
-   * still answer 503 (or route nothing) for the table it has not yet received.
+   * Every running worker has applied a route table that says ready. The admin port's /readyz
+   * asks this rather than the deployments, so that it never answers 200 while a worker would
+   * still answer 503 (or route nothing) for the table it has not yet received. A dead one,
+   * until another replaces it, serves nothing: the others take its connections.
    */
   get ready(): boolean {
-    return this.#workerReady.length > 0 && this.#workerReady.every(Boolean);
+    let running = 0;
+    for (let i = 0; i < this.#workers.length; i++) {
+      if (!this.#alive[i]) continue;
+      if (!this.#workerReady[i]) return false;
+      running++;
+    }
+    return running > 0;
   }
 
   /**
@@ -112,21 +134,27 @@ export class DataPlane {
     }
   }
 
-  /** Resolves when worker `i` listens, rejects if it cannot. */
-  #startWorker(i: number): Promise<void> {
+  /**
+   * Resolves when worker `i` listens, rejects if it cannot. `replacing`: started in place of
+   * a dead one, which joins the port's SO_REUSEPORT group the others hold (no probe).
+   */
+  #startWorker(i: number, replacing = false): Promise<void> {
     const o = this.#options;
     const snapshot = this.#latest!;
     const init: WorkerInit = {
-      workerIndex: i, host: o.host, port: o.port, probe: i === 0, logLevel: o.logLevel, accessLog: o.accessLog, forwardedFor: o.forwardedFor, frontEnd: o.frontEnd, clientIdleTimeoutMs: o.clientIdleTimeoutMs, clientHeaderTimeoutMs: o.clientHeaderTimeoutMs, tls: o.tls, hsts: o.hsts,
+      workerIndex: i, host: o.host, port: o.port, probe: i === 0 && !replacing, logLevel: o.logLevel, accessLog: o.accessLog, forwardedFor: o.forwardedFor, frontEnd: o.frontEnd, clientIdleTimeoutMs: o.clientIdleTimeoutMs, clientHeaderTimeoutMs: o.clientHeaderTimeoutMs, tls: o.tls, hsts: o.hsts,
       shared: o.shared, redis: o.redis, rateLimitFailOpen: o.rateLimitFailOpen, tracing: o.tracing, snapshot,
     };
     const worker = new Worker(WORKER_URL, { workerData: init });
-    this.#workers.push(worker);
-    this.#workerReady.push(snapshot.ready);
-    this.#workerVersion.push(snapshot.version);
+    this.#workers[i] = worker;
+    this.#alive[i] = true;
+    this.#workerReady[i] = snapshot.ready;
+    this.#workerVersion[i] = snapshot.version;
+    let listened = false;
     const listening = new Promise<void>((resolve, reject) => {
       const onMessage = (msg: FromWorker): void => {
         if (msg.type === 'listening') {
+          listened = true;
           if (!msg.native) this.native = false;
           if (msg.transport === 'net_socket') this.upstreamTransport = 'net_socket';
           worker.off('message', onMessage);
@@ -142,18 +170,62 @@ export class DataPlane {
     worker.on('message', (msg: FromWorker) => this.#onMessage(msg));
     worker.on('error', (err) => o.logger.error({ err, worker: i }, 'data-plane worker failed'));
     worker.on('exit', (code) => {
-      if (!this.#stopping) o.logger.fatal({ worker: i, code }, 'data-plane worker exited unexpectedly');
+      this.#alive[i] = false;
       // It routes nothing any more: no drain waits for it.
       this.#applied(i, Number.POSITIVE_INFINITY);
+      // One that never listened has failed its start, which its starter deals with.
+      if (this.#stopping || !listened) return;
+      o.logger.fatal({ worker: i, code }, 'data-plane worker exited unexpectedly: starting another in its place');
+      this.#retire(i);
+      void this.#replace(i, RESTART_DELAY_MS);
     });
     return listening;
+  }
+
+  /** Starts another worker in place of dead worker `i`; one that dies before it listens is tried again after `delayMs`. */
+  async #replace(i: number, delayMs: number): Promise<void> {
+    this.restarts++;
+    try {
+      await this.#startWorker(i, true);
+      this.#options.logger.warn({ worker: i }, 'data-plane worker started in place of the one that exited');
+    } catch (err) {
+      if (this.#stopping) return;
+      // One that could not listen may still run: it is not left behind its replacement.
+      void this.#workers[i]!.terminate();
+      this.#alive[i] = false;
+      this.#options.logger.error({ err, worker: i, retry_in_ms: delayMs }, 'data-plane worker could not be started in place of the one that exited');
+      this.#restartTimers[i] = setTimeout(() => {
+        this.#restartTimers[i] = undefined;
+        void this.#replace(i, Math.min(2 * delayMs, RESTART_DELAY_MAX_MS));
+      }, delayMs);
+    }
+  }
+
+  /** Keeps dead worker `i`'s last counters (its requests in flight, breakers and log writer are gone with it). */
+  #retire(i: number): void {
+    const last = this.#lastStats[i];
+    this.#lastStats[i] = undefined;
+    if (last === undefined) return;
+    const all = this.#retired === null ? [last] : [this.#retired, last];
+    this.#retired = {
+      deployments: Object.fromEntries(mergeStats(all.map((w) => w.deployments))),
+      unroutedRefusals: mergeRefusals(all.map((w) => w.unroutedRefusals)),
+      active: 0,
+      log: { lines: all.reduce((n, w) => n + w.log.lines, 0), dropped: all.reduce((n, w) => n + w.log.dropped, 0) },
+      breakers: [],
+    };
+  }
+
+  /** The running workers. */
+  #running(): Worker[] {
+    return this.#workers.filter((_, i) => this.#alive[i]);
   }
 
   publish(snapshot: RouteTableSnapshot): void {
     this.#publishedVersion = snapshot.version;
     this.#latest = snapshot;
     const msg: ToWorker = { type: 'routes', snapshot };
-    for (const w of this.#workers) w.postMessage(msg);
+    for (const w of this.#running()) w.postMessage(msg);
   }
 
   /**
@@ -193,10 +265,11 @@ export class DataPlane {
         resolve(this.#withLastStats(replies));
       };
       const timer = setTimeout(done, timeoutMs);
-      this.#statsWaiters.set(id, { replies, done });
-      if (this.#workers.length === 0) done();
+      const running = this.#running();
+      this.#statsWaiters.set(id, { replies, done, expected: running.length });
+      if (running.length === 0) done();
       const msg: ToWorker = { type: 'stats', id };
-      for (const w of this.#workers) w.postMessage(msg);
+      for (const w of running) w.postMessage(msg);
     });
   }
 
@@ -207,11 +280,8 @@ export class DataPlane {
   #withLastStats(replies: ReadonlyMap<number, WorkerStats>): WorkerStats[] {
     const out = [...replies.values()];
     const current = out.length === 0 ? null : new Set(out.flatMap((w) => Object.keys(w.deployments)));
-    for (let i = 0; i < this.#lastStats.length; i++) {
-      const last = this.#lastStats[i];
-      if (last === undefined || replies.has(i)) continue;
-      out.push(current === null ? last : { ...last, deployments: Object.fromEntries(Object.entries(last.deployments).filter(([d]) => current.has(d))) });
-    }
+    const stale = [...this.#lastStats.filter((last, i) => last !== undefined && !replies.has(i)) as WorkerStats[], ...(this.#retired === null ? [] : [this.#retired])];
+    for (const last of stale) out.push(current === null ? last : { ...last, deployments: Object.fromEntries(Object.entries(last.deployments).filter(([d]) => current.has(d))) });
     return out;
   }
 
@@ -232,7 +302,7 @@ export class DataPlane {
     const entry = this.#statsWaiters.get(msg.id);
     if (entry === undefined) return;
     entry.replies.set(msg.workerIndex, stats);
-    if (entry.replies.size === this.#workers.length) entry.done();
+    if (entry.replies.size === entry.expected) entry.done();
   }
 
   /**
@@ -242,7 +312,9 @@ export class DataPlane {
    */
   async reloadTls(timeoutMs = 5000): Promise<Array<{ worker: number; error: string }>> {
     const answers = await this.#ask({ type: 'tls-reload' }, 'tls-reloaded', timeoutMs);
+    // One dead meanwhile reads the files again when another starts in its place.
     return this.#workers.flatMap((_, i) => {
+      if (!this.#alive[i]) return [];
       const error = answers.has(i) ? answers.get(i)!.error : `no answer within ${timeoutMs} ms`;
       return error === null ? [] : [{ worker: i, error }];
     });
@@ -258,7 +330,7 @@ export class DataPlane {
 
   /** Posts `msg` to every worker and collects their `reply` messages by worker index, until each has answered or `timeoutMs` has passed. */
   #ask<K extends FromWorker['type']>(msg: ToWorker, reply: K, timeoutMs: number): Promise<Map<number, Extract<FromWorker, { type: K }>>> {
-    const workers = [...this.#workers];
+    const workers = this.#running();
     return new Promise((resolve) => {
       const answers = new Map<number, Extract<FromWorker, { type: K }>>();
       const onMessage = (m: FromWorker): void => {
@@ -287,13 +359,15 @@ export class DataPlane {
    */
   async stop(graceMs: number, onClosed?: (inFlight: number) => void): Promise<{ cut: number; terminated: number }> {
     this.#stopping = true;
+    for (const timer of this.#restartTimers) clearTimeout(timer);
     const msg: ToWorker = { type: 'stop', graceMs };
-    const count = this.#workers.length;
+    const workers = this.#running();
+    const count = workers.length;
     let closed = 0;
     let inFlight = 0;
     let cut = 0;
     let terminated = 0;
-    await Promise.all(this.#workers.map((w) => new Promise<void>((resolve) => {
+    await Promise.all(workers.map((w) => new Promise<void>((resolve) => {
       const onMessage = (m: FromWorker): void => {
         if (m.type === 'closed') {
           inFlight += m.active;
