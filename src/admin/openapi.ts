@@ -323,7 +323,7 @@ const operations: Record<string, Record<string, Operation>> = {
     post: { id: 'promote', tag: 'traffic', summary: 'All traffic to a version, which becomes stable', body: 'PromoteRequest', ok: [200, 'Model', json('ModelTraffic')], errors: [400, 404, 409, 413, 503] },
   },
   '/v1/models/{model}/rollback': {
-    post: { id: 'rollback', tag: 'traffic', summary: 'All traffic back to the stable version', ok: [200, 'Model', json('ModelTraffic')], errors: [404, 409, 503] },
+    post: { id: 'rollback', tag: 'traffic', summary: 'All traffic back to the stable version (no body)', ok: [200, 'Model', json('ModelTraffic')], errors: [400, 404, 409, 413, 503] },
   },
   '/v1/models/{model}/rollout': {
     put: {
