@@ -1,6 +1,7 @@
 // Counts the LLM tokens of a response for tokens-per-minute limits, cost and the token
 // metrics: the usage the server reports (OpenAI `usage.total_tokens`, Ollama
-// `prompt_eval_count` + `eval_count`), or, when it reports none, one token per streamed event.
+// `prompt_eval_count` + `eval_count`), or, when it reports none, one token per streamed event
+// (an SSE `data:` line but `[DONE]`, an NDJSON line).
 // It runs on every response by default (config metrics.tokens), so it makes no string and
 // no allocation per chunk: every key has an underscore before its end (`_tokens"`,
 // `_count"`), a byte JSON answers hold few of, so a native search (memchr) goes from one to
@@ -33,8 +34,14 @@ const KEY_ENDS = wordSkips(['okens"', 'count"']);
 const DENSE_HITS = 8;
 const DENSE_GAP = 40;
 const QUOTE = 0x22;
+const COLON = 0x3a;
 const LF = 0x0a;
 const CR = 0x0d;
+const DATA = Buffer.from('data:', 'latin1');
+const DONE = Buffer.from('[DONE]', 'latin1');
+/** doneProgress: the whole of `data: [DONE]` seen; or a line that is not it. */
+const DONE_LINE = DATA.length + DONE.length;
+const NOT_DONE = -1;
 
 export class TokenCounter {
   // The largest value seen per key, -1 when none (one chunk may hold several usages:
@@ -50,8 +57,10 @@ export class TokenCounter {
   #tail: Buffer | null = null;
   #tailLength = 0;
   #events = 0;
-  /** The current line has a non-blank character (SSE events end with a blank line). */
-  #inLine = false;
+  /** The first character of the current line, begun in an earlier chunk; 0: none yet (SSE events end with a blank line). */
+  #lineFirst = 0;
+  /** How far the current line, begun in an earlier chunk, is `data: [DONE]` (doneProgress). */
+  #lineDone = 0;
   /**
    * A compressed answer, whose usage is not in its bytes as sent: #decoder reads them
    * decoded; null for a coding it does not know, which counts as an answer without usage.
@@ -137,13 +146,18 @@ export class TokenCounter {
     if (!events) return;
     // A line's text is looked at only at its end.
     let lineStart = 0;
-    let inLine = this.#inLine;
+    let first = this.#lineFirst;
+    let done = this.#lineDone;
     for (let i = b.indexOf(LF); i !== -1 && i < end; i = b.indexOf(LF, i + 1)) {
-      if (inLine || hasText(b, lineStart, i)) this.#events++;
-      inLine = false;
+      if (first === 0) first = firstText(b, lineStart, i);
+      if (first !== 0 && isEventLine(first) && doneProgress(done, b, lineStart, i) !== DONE_LINE) this.#events++;
+      first = 0;
+      done = 0;
       lineStart = i + 1;
     }
-    this.#inLine = inLine || hasText(b, lineStart, end);
+    if (first === 0) first = firstText(b, lineStart, end);
+    this.#lineFirst = first;
+    this.#lineDone = first === 0 ? 0 : doneProgress(done, b, lineStart, end);
   }
 
   /** Reads the usage fields of b[from, end) by a pass that looks at one byte in six where it can. */
@@ -254,10 +268,36 @@ function numberAfter(b: Buffer, i: number, end: number): number {
   return n;
 }
 
-/** The bytes hold something other than CR (a line that is not blank). */
-function hasText(b: Buffer, from: number, to: number): boolean {
-  for (let i = from; i < to; i++) if (b[i] !== CR) return true;
-  return false;
+/** The first byte of b[from, to) other than CR; 0 for a blank line. */
+function firstText(b: Buffer, from: number, to: number): number {
+  for (let i = from; i < to; i++) if (b[i] !== CR) return b[i]!;
+  return 0;
+}
+
+/**
+ * A line that carries an event's content: an SSE `data:` line, or an NDJSON value. Not an SSE
+ * comment (`: keep-alive`), nor an `event:`, `id:` or `retry:` line, which no JSON value
+ * begins with either: counted, each would be charged as a token.
+ */
+function isEventLine(first: number): boolean {
+  return first !== COLON && first !== 0x65 && first !== 0x69 && first !== 0x72;
+}
+
+/**
+ * How far a line is `data: [DONE]` (OpenAI's end of stream: no token) after b[from, to),
+ * from `state`, how far it was before them: the bytes of `data:` then of `[DONE]` matched,
+ * spaces between them, CR after them; NOT_DONE from the first byte that cannot be. A line
+ * with content fails at its first `{`: a few bytes looked at.
+ */
+function doneProgress(state: number, b: Buffer, from: number, to: number): number {
+  for (let i = from; i < to && state !== NOT_DONE; i++) {
+    const c = b[i]!;
+    if (state < DATA.length) state = c === DATA[state] ? state + 1 : NOT_DONE;
+    else if (state === DATA.length && c === 0x20) continue;
+    else if (state < DONE_LINE) state = c === DONE[state - DATA.length] ? state + 1 : NOT_DONE;
+    else if (c !== CR) state = NOT_DONE;
+  }
+  return state;
 }
 
 function isSpace(c: number): boolean {

@@ -106,6 +106,24 @@ t.test('a stream without usage: one token per event, however it is cut', async (
   );
 });
 
+t.test('a stream without usage: its comments, event, id and retry lines and [DONE] are no tokens, however it is cut', async () => {
+  fc.assert(
+    fc.property(fc.integer({ min: 1, max: 40 }), fc.array(fc.nat({ max: 3000 }), { maxLength: 20 }), fc.boolean(), (n, cuts, crlf) => {
+      const nl = crlf ? '\r\n' : '\n';
+      const events = Array.from({ length: n }, (_, i) => `id: ${i}${nl}event: delta${nl}data: {"choices":[{"delta":{"content":"w${i}"}}]}${nl}${nl}`);
+      const body = `: keep-alive${nl}${nl}retry: 3000${nl}${nl}${events.join('')}: ping${nl}${nl}data: [DONE]${nl}${nl}`;
+      const c = count(body, cuts);
+      return !c.reported && c.output === n && c.tokens === n;
+    }),
+    { numRuns: 1000 },
+  );
+});
+
+t.test('an NDJSON stream without usage: one token per line', async (t) => {
+  const c = count(Array.from({ length: 5 }, (_, i) => `{"response":"w${i}","done":false}\n`).join(''), [7, 40]);
+  t.equal(c.output, 5);
+});
+
 t.test('an answer without usage is not reported (an MLflow prediction)', async (t) => {
   const c = count('{"predictions":[1,2,3]}', [5], false);
   t.equal(c.reported, false);
