@@ -172,7 +172,10 @@ export class Rollout {
         why = `waiting for traffic: ${canary.requests} of ${this.spec.min_requests} canary requests in the window`;
       } else {
         const errorLimit = Math.max(this.spec.max_error_rate, stable.requests > 0 ? stable.error_rate + this.spec.error_margin : 0);
-        const latencyLimit = stable.latency_s === null ? null : this.spec.max_latency_ratio * stable.latency_s;
+        // The stable's time to first byte is a baseline only while it answers: a version that
+        // fails beyond the error limit answers its errors fast, and a healthy canary beside it
+        // would be "slower" and rolled back to it.
+        const latencyLimit = stable.latency_s === null || stable.error_rate > this.spec.max_error_rate ? null : this.spec.max_latency_ratio * stable.latency_s;
         if (canary.error_rate > errorLimit) {
           verdict = 'failed';
           why = `canary error rate ${round(canary.error_rate)} above ${round(errorLimit)}`;
