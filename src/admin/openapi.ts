@@ -317,7 +317,7 @@ const operations: Record<string, Record<string, Operation>> = {
     get: { id: 'modelEvents', tag: 'traffic', summary: 'Every change of the model\'s traffic', ok: [200, 'Events, oldest first', json('TrafficEvents')], errors: [404] },
   },
   '/v1/models/{model}/traffic': {
-    put: { id: 'setTraffic', tag: 'traffic', summary: 'Set the alias weights (and sticky rule)', body: 'TrafficRequest', ok: [200, 'Model', json('ModelTraffic')], errors: [400, 404, 413, 503] },
+    put: { id: 'setTraffic', tag: 'traffic', summary: 'Set the alias weights (and sticky rule)', body: 'TrafficRequest', ok: [200, 'Model', json('ModelTraffic')], errors: [400, 404, 409, 413, 503] },
   },
   '/v1/models/{model}/promote': {
     post: { id: 'promote', tag: 'traffic', summary: 'All traffic to a version, which becomes stable', body: 'PromoteRequest', ok: [200, 'Model', json('ModelTraffic')], errors: [400, 404, 409, 413, 503] },

@@ -312,7 +312,9 @@ export class TrafficRegistry {
     return this.#serial(model, async () => {
       const versions = await this.#knownWith(model, Object.keys(weights));
       for (const v of Object.keys(weights)) {
-        if (!versions.some((x) => x.version === v)) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `weights.${v}: ${model} has no version ${v}`, { field: `weights.${v}` });
+        const version = versions.find((x) => x.version === v);
+        if (version === undefined) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `weights.${v}: ${model} has no version ${v}`, { field: `weights.${v}` });
+        if (!version.routable) throw beingUndeployed(version, `weights.${v}`);
       }
       const entry = this.#entry(model);
       // The version that had the traffic so far is the one to roll back to.
@@ -332,6 +334,7 @@ export class TrafficRegistry {
       if (target.state === 'failed' || target.state === 'unhealthy') {
         throw new SluiceError('SLUICE_ERR_CONFLICT', `${target.deployment} is ${target.state}: only a version that can serve (ready, starting or hibernated) can be promoted`, { field: 'version' });
       }
+      if (!target.routable) throw beingUndeployed(target, 'version');
       const entry = this.#entry(model);
       await this.#change(model, entry, { weights: { [version]: 100 }, sticky: entry.sticky, stable: version }, { who, action: 'promote', why }, true);
     });
@@ -358,16 +361,20 @@ export class TrafficRegistry {
       if (running != null && !isOver(running.status)) {
         throw new SluiceError('SLUICE_ERR_CONFLICT', `a rollout of ${model}-${running.canary} is in progress: abort it first (DELETE /v1/models/${model}/rollout)`);
       }
-      if (!versions.some((v) => v.version === spec.canary)) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `canary: ${model} has no version ${spec.canary}`, { field: 'canary' });
+      const canary = versions.find((v) => v.version === spec.canary);
+      if (canary === undefined) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `canary: ${model} has no version ${spec.canary}`, { field: 'canary' });
+      if (!canary.routable) throw beingUndeployed(canary, 'canary');
       const entry = this.#entry(model);
       const stable = entry.stable ?? heaviest(resolveAlias(versions, entry.weights, null).targets);
-      if (stable === null || !versions.some((v) => v.version === stable)) throw new SluiceError('SLUICE_ERR_CONFLICT', `${model} has no stable version to compare the canary with (promote one first)`);
+      const stableVersion = versions.find((v) => v.version === stable);
+      if (stableVersion === undefined) throw new SluiceError('SLUICE_ERR_CONFLICT', `${model} has no stable version to compare the canary with (promote one first)`);
+      if (!stableVersion.routable) throw beingUndeployed(stableVersion, 'stable');
       if (stable === spec.canary) throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `canary: ${spec.canary} is the stable version already`, { field: 'canary' });
       if (!(await this.#o.store.lease(`rollout:${model}`, this.#o.instance, LEASE_TTL_MS))) {
         throw new SluiceError('SLUICE_ERR_CONFLICT', `another instance is running a rollout of ${model}`);
       }
       this.#drivers.get(model)?.detach();
-      const rollout = new Rollout(model, spec, stable, this.#rolloutHost(model, stable));
+      const rollout = new Rollout(model, spec, stableVersion.version, this.#rolloutHost(model, stableVersion.version));
       this.#drive(model, rollout);
       try {
         await rollout.start();
@@ -610,6 +617,15 @@ function laterThan(previous: string): string {
   const now = new Date();
   const prev = Date.parse(previous);
   return (now.getTime() > prev ? now : new Date(prev + 1)).toISOString();
+}
+
+/**
+ * A version being undeployed takes no new request, and its weight is dropped when the
+ * undeploy begins (pruneUndeployed): weighted or promoted after that, it would stay in the
+ * weights, and as the stable version, once gone.
+ */
+function beingUndeployed(v: VersionInfo, field: string): SluiceError {
+  return new SluiceError('SLUICE_ERR_CONFLICT', `${v.deployment} is being undeployed (${v.state}): it takes no new request`, { field });
 }
 
 /** An admin change of `model` was made on a record another instance has replaced since. */
