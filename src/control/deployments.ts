@@ -197,6 +197,8 @@ export class Deployment {
   wakeFailures = 0;
   /** Why the last of those failed; null: none did. */
   wakeError: string | null = null;
+  /** Why its last replica failed, in one line without the server's output: what its clients are told. */
+  failure: string | null = null;
   /** A scale-up or scale-down is under way: the autoscaler waits for it. */
   scaling = false;
   /** The index the next replica's id gets (`<id>/<index>`): ids are never reused while it runs. */
@@ -386,7 +388,7 @@ export class DeploymentManager {
       id: d.id, model: d.spec.model, version: d.spec.version, slot: d.slot, upstream: d.upstream, policies: d.policies, maxBodyBytes: maxBody,
       routable: d.routable, credential: upstreamCredential(d.spec.auth), fallbacks: d.spec.fallbacks,
       holds: d.holds, hibernated: d.state === 'hibernated', wakeFailures: d.wakeFailures, wakeError: d.wakeError,
-      countsArrivals: d.spec.scale.min_replicas === 0, cost: d.spec.cost,
+      failure: d.state === 'failed' ? d.failure : null, countsArrivals: d.spec.scale.min_replicas === 0, cost: d.spec.cost,
       servedModel: servedModel(d), servedModelOnPaths: d.spec.served_model !== null, created: Math.floor(Date.parse(d.createdAt) / 1000),
       // Hibernating: no new request may reach a replica that is about to stop.
       replicas: d.state === 'hibernated' ? [] : d.replicas.map((r): RoutableReplica => ({
@@ -1110,6 +1112,8 @@ export class DeploymentManager {
       if (state === 'ready' && !wasReady && info.restarts > 0) this.#o.onReplicaSlot?.(replica.slot);
       if (state === 'failed') {
         d.lastError = info.error?.message ?? 'replica failed';
+        const summary = info.error?.details?.['summary'];
+        d.failure = typeof summary === 'string' ? summary : null;
         replica.failedAt ??= Date.now();
         // Its server is gone and is not started again on that port (a wake or a deploy of it
         // anew takes one afresh): the port goes back to `ports` for other deployments.

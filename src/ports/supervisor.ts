@@ -62,8 +62,13 @@ type Outcome = 'ready' | 'exited' | 'timeout' | 'aborted';
  * Lifecycle failures carry a reason so that callers can branch without reading text.
  * SLUICE_ERR_INTERNAL until the error table gains a dedicated replica code.
  */
-function replicaError(reason: FailureReason, message: string, id: string, extra?: Record<string, unknown>): SluiceError {
-  return new SluiceError('SLUICE_ERR_INTERNAL', message, { reason, replica: id, ...extra });
+/**
+ * `summary`: what happened, in one line; `output`: what the server printed, appended to the
+ * message. `details.summary` is what a client refused for it may read: a server's output
+ * stays on the admin API.
+ */
+function replicaError(reason: FailureReason, summary: string, id: string, extra?: Record<string, unknown>, output = ''): SluiceError {
+  return new SluiceError('SLUICE_ERR_INTERNAL', summary + output, { reason, replica: id, summary, ...extra });
 }
 
 /** Waits `ms` (clearing the timer if aborted, so a long backoff holds nothing); false when aborted. */
@@ -212,16 +217,16 @@ export class ReplicaProcess extends EventEmitter<ReplicaEvents> {
         // A crash: after ready, or a restarted process that did not come up.
         const exit = attempt.exit ?? { code: null, signal: null };
         this.#lastError = outcome === 'ready'
-          ? replicaError('exited', this.#withLogs(`replica ${this.id} ${describeExit(exit)}`), this.id, { exitCode: exit.code, signal: exit.signal })
+          ? replicaError('exited', `replica ${this.id} ${describeExit(exit)}`, this.id, { exitCode: exit.code, signal: exit.signal }, this.#output())
           : this.#startError(attempt, outcome);
         const now = Date.now();
         const { backoffInitialMs, backoffMaxMs, maxCrashes, windowMs } = this.#opts.restart;
         this.#crashes = this.#crashes.filter((at) => now - at < windowMs);
         this.#crashes.push(now);
         if (this.#crashes.length >= maxCrashes) {
-          const err = replicaError('crash_loop', `replica ${this.id} crashed ${this.#crashes.length} times within ${windowMs} ms; giving up.\n${this.#lastError.message}`, this.id, {
+          const err = replicaError('crash_loop', `replica ${this.id} crashed ${this.#crashes.length} times within ${windowMs} ms; giving up`, this.id, {
             exitCode: exit.code, signal: exit.signal,
-          });
+          }, `.\n${this.#lastError.message}`);
           await this.#fail(attempt, err, signal);
           return;
         }
@@ -268,27 +273,27 @@ export class ReplicaProcess extends EventEmitter<ReplicaEvents> {
 
   #startError(attempt: Attempt, outcome: Exclude<Outcome, 'ready'>): SluiceError {
     if (outcome === 'timeout') {
-      return replicaError('start_timeout', this.#withLogs(`replica ${this.id} did not answer GET ${this.#opts.readinessPath} with 200 within ${this.#opts.startTimeoutMs} ms`, true), this.id);
+      return replicaError('start_timeout', `replica ${this.id} did not answer GET ${this.#opts.readinessPath} with 200 within ${this.#opts.startTimeoutMs} ms`, this.id, {}, this.#output(true));
     }
     const exit = attempt.exit ?? { code: null, signal: null };
     const reason = exit.spawnError === undefined ? 'exited' : 'spawn';
-    return replicaError(reason, this.#withLogs(`replica ${this.id} ${describeExit(exit)} before becoming ready`, true), this.id, {
+    return replicaError(reason, `replica ${this.id} ${describeExit(exit)} before becoming ready`, this.id, {
       exitCode: exit.code, signal: exit.signal,
-    });
+    }, this.#output(true));
   }
 
   /**
-   * `message` and the server's last lines; for a start that failed (`startFailed`), first the
-   * attempt's first exception line: a launcher that re-raises its child's failure
+   * The server's last lines, for an error message; for a start that failed (`startFailed`),
+   * first the attempt's first exception line: a launcher that re-raises its child's failure
    * (`mlflow models serve` around uvicorn) prints a traceback of its own after the child's,
    * which pushes the cause out of the last lines. After a crash of a server that was ready,
    * earlier exceptions may be requests' errors it logged, not the cause: none is named.
    */
-  #withLogs(message: string, startFailed = false): string {
+  #output(startFailed = false): string {
     const tail = this.#logs.tail(TAIL_LINES);
-    if (tail.length === 0) return `${message} (no output)`;
+    if (tail.length === 0) return ' (no output)';
     const cause = startFailed ? firstErrorLine(this.#logs.tail(), this.#attemptAt) : undefined;
-    return `${message}${cause === undefined ? '' : `; first error: ${cause}`}; last output:\n${formatLines(tail)}`;
+    return `${cause === undefined ? '' : `; first error: ${cause}`}; last output:\n${formatLines(tail)}`;
   }
 
   /** Gives up: kills what is left of the group, then reports `failed`. */

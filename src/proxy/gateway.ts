@@ -145,7 +145,9 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
         if (current === undefined || (current.replicas.length === 0 && !current.holds)) {
           ex.reject(
             current === undefined ? 'SLUICE_ERR_NO_ROUTE' : 'SLUICE_ERR_NO_READY_REPLICA',
-            current === undefined ? `${route.id} was removed while the request waited` : `${route.id} has no ready replica and none is starting`, RETRY_AFTER,
+            current === undefined ? `${route.id} was removed while the request waited`
+              : current.failure === null ? `${route.id} has no ready replica and none is starting` : `${route.id} could not be started: ${current.failure}`,
+            RETRY_AFTER,
           );
           return NoReplica.None;
         }
@@ -598,7 +600,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     switch (why) {
       case NoReplica.None:
         if (route.holds) this.#hold(ex, route);
-        else ex.reject('SLUICE_ERR_NO_READY_REPLICA', `no ready replica for ${route.id}`, RETRY_AFTER);
+        else ex.reject('SLUICE_ERR_NO_READY_REPLICA', route.failure === null ? `no ready replica for ${route.id}` : `${route.id} failed: ${route.failure}`, RETRY_AFTER);
         return;
       case NoReplica.BreakersOpen: {
         const retryAfter = String(Math.max(1, Math.ceil(route.balancer.retryAfterMs(now) / 1000)));

@@ -59,6 +59,8 @@ export interface DeploymentSnapshot {
   readonly wakeFailures: number;
   /** Why the last wake failed; null: none did. */
   readonly wakeError: string | null;
+  /** Failed (its servers did not start, or crashed too often): why, in one line; null otherwise. */
+  readonly failure: string | null;
   /** It hibernates when idle: each request is counted for the control plane's autoscaler. */
   readonly countsArrivals: boolean;
   /** Its prices: each answered request is charged (RequestStats.charge). */
@@ -202,6 +204,7 @@ export class DeploymentRoute {
   readonly hibernated: boolean;
   readonly wakeFailures: number;
   readonly wakeError: string | null;
+  readonly failure: string | null;
   readonly countsArrivals: boolean;
   /** Its prices; null when it has none (its requests are not counted for cost). */
   readonly cost: CostConfig | null;
@@ -250,6 +253,7 @@ export class DeploymentRoute {
     this.hibernated = snap.hibernated;
     this.wakeFailures = snap.wakeFailures;
     this.wakeError = snap.wakeError;
+    this.failure = snap.failure;
     this.countsArrivals = snap.countsArrivals;
     const c = snap.cost;
     this.countsTokens = snap.countsTokens;
