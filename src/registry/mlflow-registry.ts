@@ -110,6 +110,18 @@ export class MlflowRegistry {
         if (mv.name === name) out.push(mv);
       }
     });
+    if (out.length === 0) return out;
+    // MLflow's search leaves every version's aliases out (3.17: model-versions/get and the
+    // registered model carry them): they come from the registered model.
+    let aliases: RegisteredModelAlias[];
+    try {
+      aliases = parseRegisteredModel((await this.#get('/registered-models/get', { name })).registered_model).aliases;
+    } catch (err) {
+      // Deleted since the search: as unknown as it would be now.
+      if (err instanceof RegistryError && err.code === 'SLUICE_ERR_REGISTRY_NOT_FOUND') return [];
+      throw err;
+    }
+    for (const v of out) v.aliases = aliases.filter((a) => a.version === v.version).map((a) => a.alias);
     return out.sort(compareVersions);
   }
 

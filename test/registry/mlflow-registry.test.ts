@@ -151,6 +151,8 @@ t.test('pagination follows next_page_token until it is absent', async (t) => {
       if (token === null) res.end(JSON.stringify({ registered_models: [{ name: 'a' }], next_page_token: 'p2' }));
       else if (token === 'p2') res.end(JSON.stringify({ registered_models: [{ name: 'b' }], next_page_token: 'p3' }));
       else res.end('{}');
+    } else if (url.pathname.endsWith('/registered-models/get')) {
+      res.end(JSON.stringify({ registered_model: { name: 'm', aliases: [{ alias: 'prod', version: '9' }] } }));
     } else {
       if (token === null) res.end(JSON.stringify({ model_versions: [{ name: 'm', version: '10' }], next_page_token: 'x' }));
       else res.end(JSON.stringify({ model_versions: [{ name: 'm', version: 9 }, { name: 'm', version: '2' }] }));
@@ -162,9 +164,9 @@ t.test('pagination follows next_page_token until it is absent', async (t) => {
     ['a', 'b'],
   );
   t.same(
-    (await reg.listVersions('m')).map((v) => v.version),
-    ['2', '9', '10'],
-    'numeric versions coerced to strings and sorted numerically',
+    (await reg.listVersions('m')).map((v) => [v.version, v.aliases]),
+    [['2', []], ['9', ['prod']], ['10', []]],
+    'numeric versions coerced to strings and sorted numerically; aliases from the registered model',
   );
   t.equal(seen[0], '/prefix/api/2.0/mlflow/registered-models/search?max_results=1000');
   t.equal(seen[2], '/prefix/api/2.0/mlflow/registered-models/search?max_results=1000&page_token=p3');
