@@ -702,7 +702,8 @@ export class DeploymentManager {
   /** An owner's servers as other instances route to them. */
   async #publishShared(d: Deployment): Promise<void> {
     if (d.share !== 'owner') return;
-    await this.#o.sharing!.publish(d.id, d.replicas.filter((r) => !r.retiring && r.port !== 0).map((r) => ({ port: r.port, ready: r.ready })))
+    const servers = d.replicas.filter((r) => !r.retiring && r.port !== 0).map((r) => (r.state === 'failed' ? { port: r.port, ready: false, failed: true } : { port: r.port, ready: r.ready }));
+    await this.#o.sharing!.publish(d.id, servers, d.state === 'failed' ? d.failure : null)
       .catch((err: unknown) => this.#o.logger.warn({ deployment: d.id, err }, 'cannot publish the servers this instance runs for others'));
   }
 
@@ -790,11 +791,18 @@ export class DeploymentManager {
         d.replicas.push(r);
         changed = true;
       }
-      const state = s.ready ? 'ready' : 'starting';
+      // A failed one is failed here too: its requests are refused at once, not held for it.
+      const state = s.ready ? 'ready' : s.failed === true ? 'failed' : 'starting';
       if (r.state !== state) {
         r.state = state;
         changed = true;
       }
+    }
+    const failure = record.failure ?? null;
+    if (d.failure !== failure) {
+      d.failure = failure;
+      if (failure !== null) d.lastError = `${failure} (on instance ${record.owner}, which runs its servers)`;
+      changed = true;
     }
     if (changed && d.wakeStartedAt !== null && d.replicas.some((r) => r.ready)) {
       this.#o.onColdStart?.(d.id, (performance.now() - d.wakeStartedAt) / 1000);

@@ -28,12 +28,16 @@ export const REPORT_SLACK_MS = 3_000;
 export interface SharedServer {
   readonly port: number;
   readonly ready: boolean;
+  /** Its server did not start, or crashed too often: nothing is coming (absent: false). */
+  readonly failed?: boolean;
 }
 
 /** What an owner publishes: the ports of the servers it runs for the deployment. */
 export interface SharedServers {
   readonly owner: string;
   readonly servers: readonly SharedServer[];
+  /** Why its servers failed, in one line (the deployment's `failure` on the owner); absent: none. */
+  readonly failure?: string;
 }
 
 export class ReplicaSharing {
@@ -56,8 +60,8 @@ export class ReplicaSharing {
     return this.#store.releaseLease(this.#name('servers', id), this.instance);
   }
 
-  publish(id: string, servers: readonly SharedServer[]): Promise<void> {
-    return this.#store.putShared(this.#name('shared-servers', id), this.instance, JSON.stringify({ at: Date.now(), servers }), LEASE_TTL_MS);
+  publish(id: string, servers: readonly SharedServer[], failure: string | null): Promise<void> {
+    return this.#store.putShared(this.#name('shared-servers', id), this.instance, JSON.stringify({ at: Date.now(), servers, ...(failure === null ? {} : { failure }) }), LEASE_TTL_MS);
   }
 
   unpublish(id: string): Promise<void> {
@@ -72,9 +76,11 @@ export class ReplicaSharing {
       if (owner === this.instance) continue;
       const doc = parseRecord(json);
       if (doc === null || now - doc.at > LEASE_TTL_MS || (best !== null && best.at >= doc.at)) continue;
-      best = { owner, servers: doc.servers, at: doc.at };
+      best = { owner, servers: doc.servers, at: doc.at, ...(doc.failure === undefined ? {} : { failure: doc.failure }) };
     }
-    return best === null ? null : { owner: best.owner, servers: best.servers };
+    if (best === null) return null;
+    const { at: _at, ...record } = best;
+    return record;
   }
 
   /** This instance served `id` just now, and has `load` of its requests in flight or waiting. */
@@ -111,12 +117,12 @@ function parseActivity(json: string): { at: number; load: number } | null {
   }
 }
 
-function parseRecord(json: string): { at: number; servers: SharedServer[] } | null {
+function parseRecord(json: string): { at: number; servers: SharedServer[]; failure?: string } | null {
   try {
-    const doc = JSON.parse(json) as { at?: unknown; servers?: unknown };
+    const doc = JSON.parse(json) as { at?: unknown; servers?: unknown; failure?: unknown };
     if (typeof doc.at !== 'number' || !Array.isArray(doc.servers)) return null;
     const servers = doc.servers.filter((s): s is SharedServer => typeof s === 'object' && s !== null && Number.isInteger((s as SharedServer).port) && typeof (s as SharedServer).ready === 'boolean');
-    return { at: doc.at, servers };
+    return { at: doc.at, servers, ...(typeof doc.failure === 'string' ? { failure: doc.failure } : {}) };
   } catch {
     return null;
   }
