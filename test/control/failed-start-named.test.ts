@@ -17,10 +17,13 @@ t.setTimeout(60_000);
 // the model-server ports.
 const RANGE = { from: 28172, to: 28179 };
 
-// An HTTP server that raises at load once `marker` exists (the model's files went bad).
+// An HTTP server that raises at load once `marker` exists (the model's files went bad),
+// after a load of 0.5 s: a held stream gets its head (heartbeats every 100 ms) first, however
+// fast Python starts.
 const SERVER = `
-import http.server, os, sys
+import http.server, os, sys, time
 if os.path.exists(sys.argv[2]):
+    time.sleep(0.5)
     raise RuntimeError("boom at load: secret-detail")
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
