@@ -388,7 +388,7 @@ export class DeploymentManager {
       id: d.id, model: d.spec.model, version: d.spec.version, slot: d.slot, upstream: d.upstream, policies: d.policies, maxBodyBytes: maxBody,
       routable: d.routable, credential: upstreamCredential(d.spec.auth), fallbacks: d.spec.fallbacks,
       holds: d.holds, hibernated: d.state === 'hibernated', wakeFailures: d.wakeFailures, wakeError: d.wakeError,
-      failure: d.state === 'failed' ? d.failure : null, countsArrivals: d.spec.scale.min_replicas === 0, cost: d.spec.cost,
+      failure: d.state === 'failed' ? d.failure : null, countsArrivals: d.spec.scale.min_replicas === 0, uuidRequestIds: d.spec.runtime === 'llamacpp', cost: d.spec.cost,
       servedModel: servedModel(d), servedModelOnPaths: d.spec.served_model !== null, created: Math.floor(Date.parse(d.createdAt) / 1000),
       // Hibernating: no new request may reach a replica that is about to stop.
       replicas: d.state === 'hibernated' ? [] : d.replicas.map((r): RoutableReplica => ({

@@ -37,6 +37,8 @@ export interface RoutableDeployment {
   readonly failure: string | null;
   /** It hibernates when idle: requests are counted for the control plane. */
   readonly countsArrivals: boolean;
+  /** Its server refuses an x-request-id that is not a UUID (llama-cpp-python): a client's other id is not passed on. */
+  readonly uuidRequestIds: boolean;
   readonly cost: CostConfig;
   /** The model name its server knows: the body's `model` is rewritten to it; null: none. */
   readonly servedModel: string | null;
@@ -162,7 +164,7 @@ export function buildRouteSnapshot(input: SnapshotInput): RouteTableSnapshot {
     }
     out.push({
       id: d.id, model: d.model, version: d.version, slot: d.slot, upstream: d.upstream, maxBodyBytes: d.maxBodyBytes, credential: d.credential, fallbacks: d.fallbacks,
-      holds: d.holds, hibernated: d.hibernated, wakeFailures: d.wakeFailures, wakeError: d.wakeError, failure: d.failure, countsArrivals: d.countsArrivals, cost: d.cost,
+      holds: d.holds, hibernated: d.hibernated, wakeFailures: d.wakeFailures, wakeError: d.wakeError, failure: d.failure, countsArrivals: d.countsArrivals, uuidRequestIds: d.uuidRequestIds, cost: d.cost,
       countsTokens: input.countTokens || d.cost.per_1k_input_tokens > 0 || d.cost.per_1k_output_tokens > 0, servedModel: d.servedModel, servedModelOnPaths: d.servedModelOnPaths, created: d.created,
       policies: d.policies, buckets: bucketsFor(`dep:${d.id}`, `deployment ${d.id}`, d.policies.rate_limit, slotOf),
       replicas: d.replicas.filter((r) => r.ready).map(({ ready: _ready, ...replica }) => replica),

@@ -19,7 +19,7 @@ import { Protocol } from '../genai-endpoints.js';
 import { isListing, listedModelName, listingBody, modelEndpoint, ModelRequest, protocolErrorBody, withModel, type ModelRequestOwner } from './model-routing.js';
 import { closesUnread, endWithoutBody, RETRY_AFTER, statusLine, writeJsonResponse } from './respond.js';
 import { DeploymentRoute, RouteTable, RouteTableCompiler, type KeyRoute, type ReplicaRoute, type RouteTableSnapshot, type SharedState } from './route-table.js';
-import { RequestIds } from './request-id.js';
+import { isUuid, RequestIds } from './request-id.js';
 import { holdClock, monoNow, releaseClock, resyncWallClock, wallNow } from './clock.js';
 
 export interface GatewayOptions {
@@ -453,7 +453,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     let tail =
       (forwardedFor === '' ? '' : `x-forwarded-for: ${forwardedFor}\r\n`) + this.#forwardedProto +
       (head.host === '' ? '' : `x-forwarded-host: ${head.host}\r\n`) +
-      `x-request-id: ${requestId}\r\n`;
+      `x-request-id: ${route.uuidRequestIds && !isUuid(requestId) ? this.#nextRequestId() : requestId}\r\n`;
     // In the tail: a fallback's rebuilt head keeps it.
     if (trace !== null) tail += trace.upstreamLines;
     const headRest = clientLines(route, head) + tail + framingLine(head.chunked, head.contentLength);

@@ -64,3 +64,19 @@ function idMaker(prefix: string): IdMaker {
     HEX[v >>> 20]!, HEX[(v >>> 16) & 15]!, HEX[(v >>> 12) & 15]!, HEX[(v >>> 8) & 15]!, HEX[(v >>> 4) & 15]!, HEX[v & 15]!,
   );
 }
+
+/**
+ * What Python's uuid.UUID takes (llama-cpp-python validates x-request-id with it): 32 hex
+ * digits once hyphens are left out. Its braces and `urn:uuid:` forms are not taken here:
+ * such an id is replaced as any other that is not one.
+ */
+export function isUuid(id: string): boolean {
+  let digits = 0;
+  for (let i = 0; i < id.length; i++) {
+    const c = id.charCodeAt(i);
+    if (c === 0x2d) continue;
+    if (!((c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66) || (c >= 0x41 && c <= 0x46))) return false;
+    digits++;
+  }
+  return digits === 32;
+}

@@ -63,6 +63,11 @@ export interface DeploymentSnapshot {
   readonly failure: string | null;
   /** It hibernates when idle: each request is counted for the control plane's autoscaler. */
   readonly countsArrivals: boolean;
+  /**
+   * Its server answers 400 to an x-request-id that is not a UUID (llama-cpp-python, through
+   * starlette-context): a client's other id is echoed and logged, and the server gets one sluice makes.
+   */
+  readonly uuidRequestIds: boolean;
   /** Its prices: each answered request is charged (RequestStats.charge). */
   readonly cost: CostConfig;
   /** Its answers' tokens are counted (config metrics.tokens, or token prices). */
@@ -206,6 +211,7 @@ export class DeploymentRoute {
   readonly wakeError: string | null;
   readonly failure: string | null;
   readonly countsArrivals: boolean;
+  readonly uuidRequestIds: boolean;
   /** Its prices; null when it has none (its requests are not counted for cost). */
   readonly cost: CostConfig | null;
   /** Its answers' tokens are counted (TokenCounter): for metrics and cost. */
@@ -255,6 +261,7 @@ export class DeploymentRoute {
     this.wakeError = snap.wakeError;
     this.failure = snap.failure;
     this.countsArrivals = snap.countsArrivals;
+    this.uuidRequestIds = snap.uuidRequestIds;
     const c = snap.cost;
     this.countsTokens = snap.countsTokens;
     this.cost = c.per_1k_input_tokens > 0 || c.per_1k_output_tokens > 0 || c.per_request > 0 || c.per_replica_hour > 0 ? c : null;

@@ -98,6 +98,17 @@ t.test('a plain SDK request carries no x-request-id of its own: the gateway\'s U
   t.equal(data.usage?.completion_tokens, 4);
 });
 
+// The server answers an empty 400 to an x-request-id that is not a UUID (starlette-context's
+// check): a client sending its own trace id got that for every request (tester O's O7).
+t.test('a client\'s own x-request-id that is not a UUID: echoed to it, and the server gets a UUID in its place', async (t) => {
+  for (const id of ['my-trace-123', '0123456789abcdef0123456789abcdef']) {
+    const { data, response } = await client('tiny-1').chat.completions.create({ model: ALIAS, max_tokens: 2, messages: MESSAGES }, { headers: { 'x-request-id': id } }).withResponse();
+    t.equal(response.status, 200, `${id}: answered`);
+    t.equal(response.headers.get('x-request-id'), id, `${id}: the client's id comes back`);
+    t.equal(data.usage?.completion_tokens, 2);
+  }
+});
+
 t.test('a stream arrives chunk by chunk through the SDK, the last with finish_reason', async (t) => {
   const TOKENS = 24;
   const { data: stream, response } = await client('tiny-1').chat.completions.create({ model: ALIAS, stream: true, max_tokens: TOKENS, messages: MESSAGES }).withResponse();
