@@ -33,6 +33,11 @@ export function watchConnection(redis: Redis, commandTimeoutMs: number): (err: u
   redis.on('error', (err: Error) => {
     broken = AUTH_REFUSED.test(err.message) ? `authentication failed: ${err.message}` : `no connection: ${err.message}`;
   });
+  // Closed by Redis (CLIENT KILL, a restart) or the network without an error: commands fail
+  // meanwhile with ioredis's "Stream isn't writeable ..." until the next connect says more.
+  redis.on('close', () => {
+    broken ??= 'no connection: closed by Redis or the network, connecting again';
+  });
   redis.on('ready', () => {
     broken = null;
   });

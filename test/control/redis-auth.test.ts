@@ -92,7 +92,7 @@ t.test('the password changes under a running gateway: the state store and the ra
   const limited = await eventually(async () => {
     await httpRequest(`${gw!.url}/r-1/healthz`, { timeoutMs: 5_000 });
     // The first failure may come before the client has heard why its connection went
-    // ("Stream isn't writeable"): a changed reason is logged again.
+    // ("no connection: closed by Redis or the network"): a changed reason is logged again.
     return jsonLogs(gw!).find((l) => l.msg === 'rate-limit store unavailable: checking this instance\'s own buckets (fail-open)' && /WRONGPASS/.test(String(l.err)));
   }, 10_000, 'the rate limiter to log why its store is unavailable');
   t.match(limited.err, /^rate-limit store unavailable: authentication failed: WRONGPASS/, `the rate limiter: ${String(limited.err)}`);
