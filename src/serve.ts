@@ -595,14 +595,25 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
     .finally(() => {
       restoring = null;
     });
-  const onReadFailure = (err: unknown, message: string): Promise<void> | void =>
-    err instanceof StateLostError ? storeAgain(err) : warnUnlessBreakerOpen(err, message);
+  // A loop's failed read is said once for each reason until a read succeeds: the probes of
+  // its open breaker (every reset_timeout_ms) fail as the first read did, for as long as
+  // Redis is away. By message (the loop), the reason last said.
+  const readFailuresSaid = new Map<string, string>();
+  const onReadFailure = (err: unknown, message: string): Promise<void> | void => {
+    if (err instanceof StateLostError) return storeAgain(err);
+    if (err instanceof CircuitOpenError) return;
+    const reason = err instanceof Error ? err.message : String(err);
+    if (readFailuresSaid.get(message) === reason) return;
+    readFailuresSaid.set(message, reason);
+    logger.warn({ err }, message);
+  };
   let reconciling = false;
   const reconcileTimer = store.kind !== 'redis' ? null : setInterval(() => {
     if (reconciling) return;
     reconciling = true;
     // Requests in flight to a deployment undeployed elsewhere get as long as at shutdown.
     Promise.all([manager.reconcile(config.shutdown.grace_ms), keys.load()])
+      .then(() => readFailuresSaid.delete('could not read the shared desired state'))
       .catch((err: unknown) => onReadFailure(err, 'could not read the shared desired state'))
       .finally(() => {
         reconciling = false;
@@ -614,6 +625,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
     if (following) return;
     following = true;
     traffic.follow()
+      .then(() => readFailuresSaid.delete('could not read the shared traffic'))
       .then(() => counts.publish(traffic.countedRollouts()))
       .catch((err: unknown) => onReadFailure(err, 'could not read the shared traffic'))
       .finally(() => {

@@ -4,6 +4,7 @@
 // LLM-token buckets are charged when the exchange ends, by the tokens its replica's answer
 // carried (Exchange.answerTokens): a refusal, a cache hit or an answer without usage takes none.
 
+import type { SluiceError } from '../../errors/index.js';
 import type { Logger } from '../../telemetry/index.js';
 import { BucketKind, TokenCounter, type BucketRef, type RateLimiter, type Verdict } from '../../policy/index.js';
 import type { Exchange } from '../exchange.js';
@@ -75,9 +76,12 @@ export class RateLimitFilter implements RequestFilter<Exchange> {
     const open = this.#limiter.failOpen;
     // Now and then, in either mode, and whenever the reason changes: the message says why
     // (Redis down, its password refused). The first failure may come before the client
-    // knows why its connection went ("Stream isn't writeable").
+    // knows why its connection went ("closed by Redis or the network"). An open breaker's
+    // refusal is no new reason: the breaker said it opened, and between its probes, which
+    // fail as before, it would alternate with theirs for as long as Redis is away.
     const now = Date.now();
-    if (++stats.rateLimitUnavailable % 1000 === 1 || (err.message !== this.#loggedReason && now - this.#loggedAt >= 1000)) {
+    const refused = (err.cause as SluiceError | undefined)?.code === 'SLUICE_ERR_DEPENDENCY_CIRCUIT_OPEN';
+    if (++stats.rateLimitUnavailable % 1000 === 1 || (!refused && err.message !== this.#loggedReason && now - this.#loggedAt >= 1000)) {
       this.#loggedReason = err.message;
       this.#loggedAt = now;
       this.#logger.warn({ err: err.message, route: ex.route.id }, open ? 'rate-limit store unavailable: checking this instance\'s own buckets (fail-open)' : 'rate-limit store unavailable: refusing (fail-closed)');
