@@ -3,6 +3,7 @@
 // one whose every replica fails its health checks is unhealthy). Every change that
 // affects routing triggers `onChange`, which publishes a new route table.
 
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -10,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { deploymentId, deploymentProblem, redactUrlSecrets, resolveHealthCheck, resolvePolicies, type PoliciesConfig, type Config, DeploymentConfig, UpstreamOptions } from '../config/index.js';
 import { SluiceError } from '../errors/index.js';
 import type { ReplicaLoadBoard } from '../balancer/index.js';
+import { canonicalJson } from '../policy/index.js';
 import { ActiveHealthCheck, endpointOf, LoadScrape, reportedModel, type HealthStatus } from '../health/index.js';
 import { killGroup, launchFingerprint, launchPlan, PortAllocator, readStatSync, recordedProcess, removeDeploymentLogs, removeReplicaLogs, replicaFileName, ReplicaProcess, simServedModel, startTicksOf, type LogLine, type ProcessPlan, type ReplicaProcessOptions, type ReplicaSpec, type ReplicaState } from '../ports/index.js';
 import { isGateway, type DesiredStateStore, type HibernationRecords, type ReplicaRecord, type ReplicaRecords } from '../state/index.js';
@@ -176,6 +178,12 @@ export class Deployment {
   readonly slot: number;
   readonly replicas: Replica[] = [];
   readonly createdAt: string;
+  /**
+   * Of its spec (key order aside), the same on every instance that runs it: the shared
+   * cache's entries are its own, not those of what ran under its id before (undeployed,
+   * then deployed anew with another model or command).
+   */
+  readonly specDigest: string;
   #state: DeploymentState = 'pending';
   lastError: string | null = null;
   /** Known to be in the desired-state store (written by us, or read from it). */
@@ -266,6 +274,7 @@ export class Deployment {
     this.spec = spec;
     this.source = source;
     this.createdAt = createdAt;
+    this.specDigest = createHash('sha256').update(canonicalJson(spec)).digest('base64url').slice(0, 16);
     this.upstream = Object.freeze({ ...config.upstream, ...spec.upstream });
     this.policies = resolvePolicies(config.policies, spec.policies);
     this.slot = slot;
@@ -390,6 +399,7 @@ export class DeploymentManager {
       holds: d.holds, hibernated: d.state === 'hibernated', wakeFailures: d.wakeFailures, wakeError: d.wakeError,
       failure: d.state === 'failed' ? d.failure : null, countsArrivals: d.spec.scale.min_replicas === 0, uuidRequestIds: d.spec.runtime === 'llamacpp', cost: d.spec.cost,
       servedModel: servedModel(d), servedModelOnPaths: d.spec.served_model !== null, created: Math.floor(Date.parse(d.createdAt) / 1000),
+      specDigest: d.specDigest,
       // Hibernating: no new request may reach a replica that is about to stop.
       replicas: d.state === 'hibernated' ? [] : d.replicas.map((r): RoutableReplica => ({
         id: r.id, host: r.host, port: r.port, basePath: r.basePath, query: r.query, tls: r.tls, slot: r.slot, weight: r.weight, priority: r.priority, cost: r.cost, ready: r.ready && !r.retiring,

@@ -46,6 +46,8 @@ export interface RoutableDeployment {
   readonly servedModelOnPaths: boolean;
   /** When it was deployed, in seconds since the epoch (the front door's model lists). */
   readonly created: number;
+  /** Of its spec: what its shared cache entries are kept under (Deployment.specDigest). */
+  readonly specDigest: string;
 }
 
 /**
@@ -165,7 +167,7 @@ export function buildRouteSnapshot(input: SnapshotInput): RouteTableSnapshot {
     out.push({
       id: d.id, model: d.model, version: d.version, slot: d.slot, upstream: d.upstream, maxBodyBytes: d.maxBodyBytes, credential: d.credential, fallbacks: d.fallbacks,
       holds: d.holds, hibernated: d.hibernated, wakeFailures: d.wakeFailures, wakeError: d.wakeError, failure: d.failure, countsArrivals: d.countsArrivals, uuidRequestIds: d.uuidRequestIds, cost: d.cost,
-      countsTokens: input.countTokens || d.cost.per_1k_input_tokens > 0 || d.cost.per_1k_output_tokens > 0, servedModel: d.servedModel, servedModelOnPaths: d.servedModelOnPaths, created: d.created,
+      countsTokens: input.countTokens || d.cost.per_1k_input_tokens > 0 || d.cost.per_1k_output_tokens > 0, servedModel: d.servedModel, servedModelOnPaths: d.servedModelOnPaths, created: d.created, specDigest: d.specDigest,
       policies: d.policies, buckets: bucketsFor(`dep:${d.id}`, `deployment ${d.id}`, d.policies.rate_limit, slotOf),
       replicas: d.replicas.filter((r) => r.ready).map(({ ready: _ready, ...replica }) => replica),
     });

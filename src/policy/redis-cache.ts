@@ -18,7 +18,7 @@ export interface RedisCacheOptions {
   readonly breaker: DependencyBreakerConfig;
 }
 
-/** Every key of the shared cache starts with this, then `<deployment id>:<cache key>`. */
+/** Every key of the shared cache starts with this, then `<deployment id>:<spec digest>:<cache key>`. */
 export const SHARED_CACHE_PREFIX = 'sluice:cache:';
 
 export class RedisCache {

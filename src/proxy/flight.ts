@@ -80,6 +80,8 @@ export class RouteCache {
   vary: readonly string[];
   /** The request headers whose values the key holds, in lower case (storableForMs: a response that varies on others is not stored). */
   keyed: readonly string[];
+  /** The deployment's (DeploymentSnapshot.specDigest): a redeploy with another spec gets a cache of its own. */
+  readonly specDigest: string;
   readonly #sharedPrefix: string;
   readonly #stats: RequestStats;
   // Made once: stores are not awaited, their failures only counted.
@@ -93,9 +95,10 @@ export class RouteCache {
     shared.set(this.#sharedPrefix + key, value, ttlMs).catch(this.#onStoreError);
   };
 
-  constructor(deployment: string, policy: CacheConfig, stats: RequestStats, redis: RedisCache | null) {
+  constructor(deployment: string, specDigest: string, policy: CacheConfig, stats: RequestStats, redis: RedisCache | null) {
     this.store = new ResponseCache(policy);
-    this.#sharedPrefix = `${SHARED_CACHE_PREFIX}${deployment}:`;
+    this.specDigest = specDigest;
+    this.#sharedPrefix = `${SHARED_CACHE_PREFIX}${deployment}:${specDigest}:`;
     this.#stats = stats;
     this.shared = policy.shared ? redis : null;
     this.vary = lowerCase(policy.vary);

@@ -82,6 +82,8 @@ export interface DeploymentSnapshot {
   readonly servedModelOnPaths: boolean;
   /** Deployed at, in seconds since the epoch. */
   readonly created: number;
+  /** Of its spec: another under the same id (undeployed, deployed anew) has other cache entries. */
+  readonly specDigest: string;
 }
 
 export interface AliasSnapshot {
@@ -508,8 +510,8 @@ export class RouteTableCompiler {
       this.#caches.delete(d.id);
       return null;
     }
-    if (cache === undefined) {
-      cache = new RouteCache(d.id, policy, stats, this.#sharedCache);
+    if (cache === undefined || cache.specDigest !== d.specDigest) {
+      cache = new RouteCache(d.id, d.specDigest, policy, stats, this.#sharedCache);
       this.#caches.set(d.id, cache);
     } else cache.reconfigure(policy, this.#sharedCache);
     return cache;

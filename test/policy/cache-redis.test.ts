@@ -65,17 +65,22 @@ async function upstreamCalls<T>(port: number, fn: () => Promise<T>): Promise<[T,
   return [out, (await simStats(port)).requests - before];
 }
 
-/** The Redis key the gateways use for a POST of `body` to `path` on `deployment`. */
+/**
+ * The Redis key the gateways use for a POST of `body` to `path` on `deployment`, as a KEYS
+ * pattern: the digest of the deployment's spec between the two is the gateways' own.
+ */
 function sharedKey(deployment: string, path: string, body: string): string {
   const policy = { enabled: true, shared: true, ttl_ms: 1, max_bytes: 1e9, max_entry_bytes: 1e9, max_request_bytes: 1e6, vary: [], shared_across_callers: false };
   const want = cacheWant('POST', path, '', '', Buffer.byteLength(body), policy)!;
-  return `${SHARED_CACHE_PREFIX}${deployment}:${cacheKey(want, 'POST', path, Buffer.from(body))!}`;
+  return `${SHARED_CACHE_PREFIX}${deployment}:*:${cacheKey(want, 'POST', path, Buffer.from(body))!}`;
 }
 
-const exists = async (key: string): Promise<boolean> => (await redisCommand(redis!.port, 'EXISTS', key)) === 1;
+/** The key in Redis that `pattern` (sharedKey) names; undefined: none. */
+const keyIn = async (pattern: string): Promise<string | undefined> => ((await redisCommand(redis!.port, 'KEYS', pattern)) as string[])[0];
+const exists = async (pattern: string): Promise<boolean> => (await keyIn(pattern)) !== undefined;
 
-/** Stores are not awaited by the response: wait until the entry has landed in Redis. */
-const storedInRedis = (key: string): Promise<true> => eventually(async () => ((await exists(key)) ? true : undefined), 5_000, `${key} in Redis`);
+/** Stores are not awaited by the response: wait until the entry has landed in Redis; its key. */
+const storedInRedis = (pattern: string): Promise<string> => eventually(() => keyIn(pattern), 5_000, `${pattern} in Redis`);
 
 /** GET commands Redis has executed so far. */
 async function redisGets(): Promise<number> {
@@ -117,8 +122,8 @@ t.test('MLflow: a response cached by gateway A is a hit on gateway B, with no up
   t.equal(first.status, 200);
   t.equal(first.headers['x-sluice-cache'], 'miss');
   t.equal(callsA, 1);
-  await storedInRedis(key);
-  const pttl = Number(await redisCommand(redis!.port, 'PTTL', key));
+  const stored = await storedInRedis(key);
+  const pttl = Number(await redisCommand(redis!.port, 'PTTL', stored));
   t.ok(pttl > 0 && pttl <= 300_000, `stored with the deployment's ttl_ms (PTTL ${pttl})`);
 
   const getsBefore = await redisGets();
@@ -148,12 +153,12 @@ t.test('Ollama NDJSON stream: stored as its chunks, replayed by gateway B chunk 
   t.equal(first.headers['x-sluice-cache'], 'miss');
   t.equal(callsA, 1);
   t.equal(lines(first).length, 11, '10 tokens and the final line');
-  await storedInRedis(key);
+  const stored = await storedInRedis(key);
 
   const client = new Redis(redis!.url);
   let raw: Buffer | null;
   try {
-    raw = await client.getBuffer(key);
+    raw = await client.getBuffer(stored);
   } finally {
     client.disconnect();
   }
@@ -177,8 +182,7 @@ t.test('ttl_ms: the entry is gone from Redis too, and the next request is a miss
   const body = '{"inputs": {"a": [7], "b": [8]}}';
   const key = sharedKey('mt-1', '/invocations', body);
   t.equal((await invoke(a, 'mt-1', body)).headers['x-sluice-cache'], 'miss');
-  await storedInRedis(key);
-  const pttl = Number(await redisCommand(redis!.port, 'PTTL', key));
+  const pttl = Number(await redisCommand(redis!.port, 'PTTL', await storedInRedis(key)));
   t.ok(pttl > 0 && pttl <= TTL_MS, `PTTL ${pttl} <= ttl_ms ${TTL_MS}`);
   const [hit, calls] = await upstreamCalls(simsB['mt-1']!, () => invoke(b, 'mt-1', body));
   t.equal(hit.headers['x-sluice-cache'], 'hit');
