@@ -285,6 +285,8 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
     await store.load();
     await keys.load();
     await traffic.load();
+    const memoryRisk = await store.memoryRisk();
+    if (memoryRisk !== null) logger.warn({ state: store.kind }, memoryRisk);
   } catch (err) {
     // An open Redis client would keep retrying, and the process alive, after the error.
     await store.close();

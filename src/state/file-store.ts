@@ -88,6 +88,10 @@ export class FileStateStore implements DesiredStateStore {
     return Date.now();
   }
 
+  async memoryRisk(): Promise<string | null> {
+    return null;
+  }
+
   async restored(): Promise<void> {}
 
   async close(): Promise<void> {

@@ -181,6 +181,27 @@ export class RedisStateStore implements DesiredStateStore {
     return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
   }
 
+  async memoryRisk(): Promise<string | null> {
+    let info: string;
+    try {
+      info = await this.#call(() => this.#redis.info('memory'));
+    } catch {
+      return null; // INFO refused (an ACL): nothing known, nothing said
+    }
+    const field = (name: string): string => new RegExp(`^${name}:(.*)$`, 'm').exec(info)?.[1]?.trim() ?? '';
+    const maxmemory = Number(field('maxmemory'));
+    const policy = field('maxmemory_policy');
+    if (!(maxmemory > 0)) return null;
+    const instead = 'set maxmemory-policy volatile-lru, which evicts only what sluice stores with an expiry (cached responses, rate-limit buckets)';
+    if (policy === 'noeviction') {
+      return `${this.#where} has maxmemory ${maxmemory} with maxmemory-policy noeviction: once the shared cache fills it, every admin change fails (OOM) and rate limits are checked per instance until entries expire; ${instead}`;
+    }
+    if (policy.startsWith('allkeys-')) {
+      return `${this.#where} has maxmemory ${maxmemory} with maxmemory-policy ${policy}: once full it may evict the desired state (deployments, API keys, traffic), which the instances then store again; ${instead}`;
+    }
+    return null;
+  }
+
   async restored(): Promise<void> {
     this.#generation = await this.#call(() => this.#redis.eval(NEW_GENERATION_SCRIPT, 1, GENERATION, randomUUID())) as string;
   }

@@ -179,6 +179,11 @@ export interface DesiredStateStore {
    */
   time(): Promise<number>;
   /**
+   * What the store's memory settings risk, said at start-up; null: nothing. Redis with
+   * maxmemory refuses writes once full (noeviction), or evicts the desired state (allkeys-*).
+   */
+  memoryRisk(): Promise<string | null>;
+  /**
    * After a StateLostError, once this instance stored its state again: its reads take the
    * store as it is from now on. Nothing for a file store, which is never shared.
    */
