@@ -145,7 +145,7 @@ function computeCacheKey(want: CacheWant, method: string, pathQuery: string, bod
   }
   if (want.llm && !want.asked && !isDeterministic(json)) return null;
   const hash = createHash('sha256');
-  const canonical = json === undefined || !readsBackExactly(body) ? null : canonicalJson(json, 0);
+  const canonical = json === undefined || !readsBackExactly(body) ? null : canonicalAt(json, 0);
   hash.update(canonical ?? body);
   return `${method} ${pathQuery} ${hash.digest('base64')}`;
 }
@@ -288,8 +288,16 @@ function hasSeed(v: unknown): boolean {
  */
 const MAX_CANONICAL_DEPTH = 1000;
 
-/** `v` with its object keys sorted, as JSON; null when it is nested deeper than MAX_CANONICAL_DEPTH. */
-function canonicalJson(v: unknown, depth: number): string | null {
+/**
+ * `v` with its object keys sorted, as JSON: one form for equal values, whatever their keys'
+ * order (a deployment's spec digest). Nested deeper than MAX_CANONICAL_DEPTH, as JSON.stringify gives it.
+ */
+export function canonicalJson(v: unknown): string {
+  return canonicalAt(v, 0) ?? JSON.stringify(v);
+}
+
+/** canonicalJson of `v` at `depth`; null when it is nested deeper than MAX_CANONICAL_DEPTH. */
+function canonicalAt(v: unknown, depth: number): string | null {
   if (typeof v !== 'object' || v === null) return JSON.stringify(v);
   if (depth === MAX_CANONICAL_DEPTH) return null;
   const array = Array.isArray(v);
@@ -298,7 +306,7 @@ function canonicalJson(v: unknown, depth: number): string | null {
   const n = keys === null ? (v as unknown[]).length : keys.length;
   let out = array ? '[' : '{';
   for (let i = 0; i < n; i++) {
-    const item = canonicalJson(keys === null ? (v as unknown[])[i] : o[keys[i]!], depth + 1);
+    const item = canonicalAt(keys === null ? (v as unknown[])[i] : o[keys[i]!], depth + 1);
     if (item === null) return null;
     if (i > 0) out += ',';
     out += keys === null ? item : `${JSON.stringify(keys[i])}:${item}`;
