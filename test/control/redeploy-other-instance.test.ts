@@ -4,33 +4,14 @@
 // balancer the two calls land on any instance.
 
 import t from 'tap';
-import { adminClient, startRedis, type RedisServer } from '../helpers/control.js';
-import { eventually, startGateway, type Gateway } from '../helpers/procs.js';
+import { adminClient, sharedRedisInstances } from '../helpers/control.js';
+import { eventually } from '../helpers/procs.js';
 
 t.setTimeout(90_000);
 
 // Ports 27430-27434 belong to this file: Redis 27430, gateway A 27431 (admin 27432), B 27433 (admin 27434).
 const REDIS_PORT = 27430;
-let redis: RedisServer | undefined;
-const gateways: Gateway[] = [];
-
-t.teardown(async () => {
-  for (const gw of gateways) await gw.stop();
-  await redis?.stop();
-});
-
-async function gateway(port: number): Promise<Gateway> {
-  const gw = await startGateway({
-    listen: { host: '127.0.0.1', port },
-    admin: { host: '127.0.0.1', port: port + 1 },
-    ports: { from: REDIS_PORT, to: REDIS_PORT },
-    log: { level: 'info', access: false },
-    redis: { url: redis!.url },
-    deployments: [],
-  });
-  gateways.push(gw);
-  return gw;
-}
+const gateway = sharedRedisInstances(t, REDIS_PORT, { deployments: [] });
 
 // A remote replica: gateway A's admin port (its /healthz), so no other port is used.
 const spec = (timeoutMs: number): Record<string, unknown> => ({
@@ -41,7 +22,6 @@ const spec = (timeoutMs: number): Record<string, unknown> => ({
 interface View { state: string; policies: { total_timeout_ms: number } }
 
 t.test('undeploy through A, deploy anew through B at once: B takes it', async (t) => {
-  redis = await startRedis(REDIS_PORT);
   const a = adminClient((await gateway(27431)).adminUrl);
   const b = adminClient((await gateway(27433)).adminUrl);
   t.equal((await a.post('/v1/deployments?wait=true', spec(1000))).status, 201, 'rd-1 deployed through A');

@@ -4,44 +4,25 @@
 
 import { join } from 'node:path';
 import t from 'tap';
-import { adminClient, startRedis, type RedisServer } from '../helpers/control.js';
+import { adminClient, sharedRedisInstances } from '../helpers/control.js';
 import { httpRequest } from '../helpers/http.js';
-import { eventually, startGateway, type Gateway } from '../helpers/procs.js';
+import { eventually } from '../helpers/procs.js';
 
 t.setTimeout(90_000);
 
 // Ports 27410-27414 belong to this file: Redis 27410, gateway A 27411 (admin 27412), B 27413 (admin 27414).
 const REDIS_PORT = 27410;
-let redis: RedisServer | undefined;
-const gateways: Gateway[] = [];
-
-t.teardown(async () => {
-  for (const gw of gateways) await gw.stop();
-  await redis?.stop();
-});
-
 interface Rollout { status: string; checks: Array<{ canary: { requests: number }; why: string }> }
 
 /** A gateway whose model rr's two versions are remote replicas: its own admin port (its /healthz), so no other port is used. */
-async function gateway(port: number, env: NodeJS.ProcessEnv = {}): Promise<Gateway> {
-  const admin = `http://127.0.0.1:${port + 1}`;
-  const gw = await startGateway({
-    listen: { host: '127.0.0.1', port },
-    admin: { host: '127.0.0.1', port: port + 1 },
-    ports: { from: REDIS_PORT, to: REDIS_PORT },
-    log: { level: 'info', access: false },
-    redis: { url: redis!.url },
-    deployments: ['1', '2'].map((version) => ({
-      model: 'rr', version, runtime: 'remote', urls: [admin], health_check: { enabled: false }, policies: { cache: { enabled: false } },
-    })),
-    traffic: { rr: { '1': 100 } },
-  }, env);
-  gateways.push(gw);
-  return gw;
-}
+const gateway = sharedRedisInstances(t, REDIS_PORT, {
+  deployments: ['1', '2'].map((version) => ({
+    model: 'rr', version, runtime: 'remote', urls: ['http://127.0.0.1:27412'], health_check: { enabled: false }, policies: { cache: { enabled: false } },
+  })),
+  traffic: { rr: { '1': 100 } },
+});
 
 t.test('the requests through an instance whose clock is 5 s behind count in a rollout analysed by another', async (t) => {
-  redis = await startRedis(REDIS_PORT);
   const a = await gateway(27411);
   const behind = await gateway(27413, { NODE_OPTIONS: `--require ${join(import.meta.dirname, '../fixtures/clock-offset.cjs')}`, CLOCK_OFFSET_MS: '-5000' });
   const started = await adminClient(a.adminUrl).request('PUT', '/v1/models/rr/rollout', { canary: '2', steps: [50, 100], interval_s: 1, min_requests: 10 });

@@ -4,43 +4,23 @@
 // a load balancer, a deploy and the weights that follow land on any instance.
 
 import t from 'tap';
-import { adminClient, startRedis, type RedisServer } from '../helpers/control.js';
-import { eventually, startGateway, type Gateway } from '../helpers/procs.js';
+import { adminClient, sharedRedisInstances } from '../helpers/control.js';
+import { eventually } from '../helpers/procs.js';
 
 t.setTimeout(90_000);
 
 // Ports 27420-27424 belong to this file: Redis 27420, gateway A 27421 (admin 27422), B 27423 (admin 27424).
 const REDIS_PORT = 27420;
-let redis: RedisServer | undefined;
-const gateways: Gateway[] = [];
-
-t.teardown(async () => {
-  for (const gw of gateways) await gw.stop();
-  await redis?.stop();
-});
-
 // Remote replicas: gateway A's admin port (its /healthz), so no other port is used.
 const remote = (version: string): Record<string, unknown> => ({
   model: 'nv', version, runtime: 'remote', urls: ['http://127.0.0.1:27422'], health_check: { enabled: false },
 });
 
-async function gateway(port: number): Promise<Gateway> {
-  const gw = await startGateway({
-    listen: { host: '127.0.0.1', port },
-    admin: { host: '127.0.0.1', port: port + 1 },
-    ports: { from: REDIS_PORT, to: REDIS_PORT },
-    log: { level: 'info', access: false },
-    redis: { url: redis!.url },
-    deployments: [remote('1')],
-  });
-  gateways.push(gw);
-  return gw;
-}
+const gateway = sharedRedisInstances(t, REDIS_PORT, { deployments: [remote('1')] });
 
 interface ModelView { weights: Record<string, number> | null; stable: string | null; versions: Array<{ version: string; state: string }> }
 
 t.test('weights, promote and a rollout through A for versions just deployed through B', async (t) => {
-  redis = await startRedis(REDIS_PORT);
   const a = adminClient((await gateway(27421)).adminUrl);
   const b = adminClient((await gateway(27423)).adminUrl);
 

@@ -493,6 +493,34 @@ export interface RedisServer {
  * start it again where a stopped one listened (clients reconnect to the same URL), and
  * `password` for one that refuses clients without it (its `url` carries it).
  */
+/**
+ * Instances sharing one Redis, for a file that owns `redisPort` and the ports it gives its
+ * gateways (each gateway's admin API on the port after its own): the Redis starts with the
+ * first gateway, and all of them stop with the file. `config`: what the gateways have beside
+ * their ports, their Redis and a quiet log (no replica port range of their own: remote replicas).
+ */
+export function sharedRedisInstances(t: Test, redisPort: number, config: Record<string, unknown>): (port: number, env?: NodeJS.ProcessEnv) => Promise<Gateway> {
+  let redis: RedisServer | undefined;
+  const gateways: Gateway[] = [];
+  t.teardown(async () => {
+    for (const gw of gateways) await gw.stop();
+    await redis?.stop();
+  });
+  return async (port, env = {}) => {
+    redis ??= await startRedis(redisPort);
+    const gw = await startGateway({
+      listen: { host: '127.0.0.1', port },
+      admin: { host: '127.0.0.1', port: port + 1 },
+      ports: { from: redisPort, to: redisPort },
+      log: { level: 'info', access: false },
+      redis: { url: redis.url },
+      ...config,
+    }, env);
+    gateways.push(gw);
+    return gw;
+  };
+}
+
 export async function startRedis(port?: number, options: { password?: string } = {}): Promise<RedisServer> {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-redis-'));
   port ??= await freePort();
