@@ -14,14 +14,14 @@ import { ConfigError, DEFAULT_CONFIG_FILE, deploymentId, frontEndOf, loadConfig,
 import { CircuitOpenError, DependencyBreakers } from './dependencies/index.js';
 import {
   type BucketAssigner, BucketSlots, buildRouteSnapshot, CertificateReloader, DataPlane, Autoscaler, DeploymentManager, hstsValue, IndexAllocator, isProblem, KeyRegistry, MAX_REPLICA_SLOTS,
-  readCertificatePair, ReplicaSharing, RolloutCounts, SlotAllocator, TrafficRegistry, type CertificatePair, type ControlPlane, type Deployment, type Replica, type TlsPort, type VersionInfo,
+  readCertificatePair, RemovedCosts, ReplicaSharing, RolloutCounts, costUsd, deploymentCost, SlotAllocator, TrafficRegistry, type CertificatePair, type ControlPlane, type Deployment, type Replica, type TlsPort, type VersionInfo,
 } from './control/index.js';
 import { SharedBuckets } from './policy/index.js';
 import { PortAllocator } from './ports/index.js';
 import type { RouteTableSnapshot, SharedBuffers } from './proxy/index.js';
 import { FileStateStore, HibernationRecords, loadInstanceId, RedisStateStore, ReplicaRecords, StateDirLock, StateLostError } from './state/index.js';
 import { missingNodeFlags } from './node-flags.js';
-import { createLogger, LineWriter, fineQuantile, mergeRefusals, mergeStats, renderDependencyBreakers, renderLogCounts, renderStats, type Logger, type StatsSnapshot } from './telemetry/index.js';
+import { createLogger, LineWriter, fineQuantile, mergeRefusals, mergeStats, renderDependencyBreakers, renderLogCounts, renderStats, type Logger } from './telemetry/index.js';
 import { authority } from './authority.js';
 
 /** The running gateway process, as `sluice serve` holds it. */
@@ -297,6 +297,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
     name: 'sluice_cold_start_seconds', help: 'From the start of a wake to the first ready replica.', labelNames: ['deployment'], registers: [registry],
     buckets: [0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300],
   });
+  const removedCosts = new RemovedCosts();
   const manager = new DeploymentManager({
     config, ports, slots, deploymentSlots, logger, onChange: publish, store, records, replicaLoad,
     fits: () => {
@@ -312,6 +313,14 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
     onColdStart: (id, seconds) => {
       coldStarts.inc({ deployment: id });
       coldStartSeconds.observe({ deployment: id }, seconds);
+    },
+    // Its final costs stay in /v1/costs; read from the workers before they drop its stats.
+    onRetiring: async (d): Promise<void> => {
+      const stats = dataPlane === null ? undefined : await dataPlane.collectStats().then(
+        (workers) => mergeStats(workers.map((w) => w.deployments)).get(d.id),
+        (err: unknown) => { logger.warn({ err, deployment: d.id }, 'could not read an undeployed deployment\'s final stats: its cost keeps its replica hours only'); return undefined; },
+      );
+      removedCosts.add(d, stats, Date.now());
     },
     // Its series leave /metrics as it leaves /v1/stats (the workers drop theirs with the route table).
     onForgotten: (id) => {
@@ -460,35 +469,16 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
     return renderStats(mergeStats(workers.map((w) => w.deployments)), replicaCostUsd, mergeRefusals(workers.map((w) => w.unroutedRefusals))) + renderLogCounts(lines, dropped) +
       renderDependencyBreakers(breakerSnapshots) + (await registry.metrics());
   };
-  /** What a deployment cost so far, by kind: its replicas' running time, its requests and their tokens. */
-  const costUsd = (d: ReturnType<typeof manager.list>[number], s: StatsSnapshot | undefined, now: number): { replica_hours: number; requests: number; input_tokens: number; output_tokens: number; total: number } => {
-    const replicaHours = d.replicaCostUsd(now);
-    const requests = s?.costRequestsUsd ?? 0;
-    const input = s?.costInputUsd ?? 0;
-    const output = s?.costOutputUsd ?? 0;
-    return { replica_hours: replicaHours, requests, input_tokens: input, output_tokens: output, total: replicaHours + requests + input + output };
-  };
-  // GET /v1/costs: per deployment, what ran, what it served and what that cost.
+  // GET /v1/costs: per deployment, what ran, what it served and what that cost; and the
+  // final figures of those undeployed since the gateway started.
   const costs = async (): Promise<Record<string, unknown>> => {
     const stats = mergeStats((await dp.collectStats()).map((w) => w.deployments));
     const now = Date.now();
     return {
       currency: 'usd',
-      deployments: manager.list().map((d) => {
-        const c = d.spec.cost;
-        const s = stats.get(d.id);
-        const runningHours = d.replicaMs(now) / 3_600_000;
-        const hibernatedHours = d.hibernatedMs(now) / 3_600_000;
-        const usd = costUsd(d, s, now);
-        const predictions = s?.predictions ?? 0;
-        return {
-          id: d.id, state: d.state, prices: c, running_hours: runningHours, hibernated_hours: hibernatedHours,
-          // What the replicas it would have run while hibernated would have cost.
-          saved_by_hibernation_usd: hibernatedHours * c.per_replica_hour * d.spec.replicas,
-          predictions, input_tokens: s?.inputTokens ?? 0, output_tokens: s?.outputTokens ?? 0,
-          cost_usd: usd, cost_per_1k_predictions_usd: predictions > 0 ? (usd.total / predictions) * 1000 : null,
-        };
-      }),
+      deployments: manager.list().map((d) => deploymentCost(d, stats.get(d.id), now)),
+      removed: removedCosts.list(),
+      removed_dropped: removedCosts.dropped,
     };
   };
 

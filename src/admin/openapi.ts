@@ -41,6 +41,13 @@ function seedDeploySchema(): Schema {
 }
 
 const weights = mapOf({ type: 'number', minimum: 0, maximum: 1_000_000 });
+// What a deployment ran, served and cost (GET /v1/costs), live or undeployed.
+const COST_FIELDS: Record<string, Schema> = {
+  prices: jsonSchemaOf(fieldOf(deploymentSchema, 'cost'), 'output'),
+  running_hours: num, hibernated_hours: num, saved_by_hibernation_usd: num, predictions: int, input_tokens: num, output_tokens: num,
+  cost_usd: object({ replica_hours: num, requests: num, input_tokens: num, output_tokens: num, total: num }),
+  cost_per_1k_predictions_usd: orNull(num),
+};
 const windowFigures = object({ requests: int, errors: int, error_rate: num, latency_s: orNull(num) });
 
 const schemas: Record<string, Schema> = {
@@ -153,12 +160,12 @@ const schemas: Record<string, Schema> = {
   }),
   Costs: object({
     currency: oneOfStrings('usd'),
-    deployments: listOf(object({
-      id: str, state: DEPLOYMENT_STATES, prices: jsonSchemaOf(fieldOf(deploymentSchema, 'cost'), 'output'),
-      running_hours: num, hibernated_hours: num, saved_by_hibernation_usd: num, predictions: int, input_tokens: num, output_tokens: num,
-      cost_usd: object({ replica_hours: num, requests: num, input_tokens: num, output_tokens: num, total: num }),
-      cost_per_1k_predictions_usd: orNull(num),
-    })),
+    deployments: listOf(object({ id: str, state: DEPLOYMENT_STATES, ...COST_FIELDS })),
+    removed: {
+      ...listOf(object({ id: str, model: str, version: str, removed_at: time, ...COST_FIELDS })),
+      description: 'Deployments undeployed since the gateway started, newest first, with their figures when they stopped (at most 1000)',
+    },
+    removed_dropped: { ...int, description: 'Undeployed deployments left out of `removed` (the oldest, past 1000)' },
   }),
   Stats: object({
     at: time,

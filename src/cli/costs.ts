@@ -13,10 +13,12 @@ export function registerCostsCommand(program: Command): void {
       const ctx = contextOf(cmd);
       const body = await ctx.client.get<CostsView>('/v1/costs');
       if (ctx.json) return printJson(body);
-      if (body.deployments.length === 0) return printLine('no deployments');
+      if (body.deployments.length === 0 && body.removed.length === 0) return printLine('no deployments');
       const cur = body.currency.toUpperCase();
-      printLine(table(['ID', 'STATE', 'RUNNING H', 'PREDICTIONS', 'IN TOKENS', 'OUT TOKENS', `TOTAL ${cur}`, `PER 1K ${cur}`, `SAVED ${cur}`], body.deployments.map((d) => [
-        d.id, d.state, num(d.running_hours, 3), d.predictions, d.input_tokens, d.output_tokens,
+      // Undeployed ones follow the live ones, their STATE column saying when they left.
+      const rows = [...body.deployments.map((d) => [d.id, d.state, d] as const), ...body.removed.map((d) => [d.id, `undeployed ${d.removed_at}`, d] as const)];
+      printLine(table(['ID', 'STATE', 'RUNNING H', 'PREDICTIONS', 'IN TOKENS', 'OUT TOKENS', `TOTAL ${cur}`, `PER 1K ${cur}`, `SAVED ${cur}`], rows.map(([id, state, d]) => [
+        id, state, num(d.running_hours, 3), d.predictions, d.input_tokens, d.output_tokens,
         num(d.cost_usd.total, 4), num(d.cost_per_1k_predictions_usd, 4), num(d.saved_by_hibernation_usd, 4),
       ]), ctx.out));
     });

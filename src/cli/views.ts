@@ -78,12 +78,16 @@ export interface KeyView {
   key?: string;
 }
 
+interface CostFigures {
+  id: string; running_hours: number; hibernated_hours: number; predictions: number; input_tokens: number; output_tokens: number;
+  cost_usd: { total: number }; cost_per_1k_predictions_usd: number | null; saved_by_hibernation_usd: number;
+}
+
 export interface CostsView {
   currency: string;
-  deployments: Array<{
-    id: string; state: string; running_hours: number; hibernated_hours: number; predictions: number; input_tokens: number; output_tokens: number;
-    cost_usd: { total: number }; cost_per_1k_predictions_usd: number | null; saved_by_hibernation_usd: number;
-  }>;
+  deployments: Array<CostFigures & { state: string }>;
+  /** Undeployed since the gateway started, newest first. */
+  removed: Array<CostFigures & { removed_at: string }>;
 }
 
 /** GET /v1/stats: cumulative figures per deployment since the gateway started. */

@@ -64,6 +64,12 @@ export interface ManagerOptions {
   readonly hibernation?: HibernationRecords;
   /** A woken deployment has a ready replica again, `seconds` after the wake began. */
   readonly onColdStart?: (id: string, seconds: number) => void;
+  /**
+   * An undeployed deployment has drained and stopped, and is about to be forgotten (its
+   * route, and the workers' stats with it, go next): the last moment its final figures can
+   * be read. Never fails.
+   */
+  readonly onRetiring?: (d: Deployment) => Promise<void>;
   /** An undeployed deployment is gone (drained and stopped): what was kept by its id goes too. */
   readonly onForgotten?: (id: string) => void;
   /** Instances sharing a Redis on this host run one set of servers per deployment that may hibernate; none: each runs its own. */
@@ -1309,6 +1315,7 @@ export class DeploymentManager {
     await this.#stopServers(d, graceMs, 'served');
     // Before the id is free again: a deployment made anew under it starts files of its own.
     if (d.spec.runtime !== 'remote') await removeDeploymentLogs(this.#logDir, d.id).catch((err: unknown) => this.#o.logger.warn({ deployment: d.id, err }, 'could not remove an undeployed deployment\'s log files'));
+    await this.#o.onRetiring?.(d);
     d.state = 'stopped';
     this.#deployments.delete(d.id);
     this.#o.deploymentSlots.release(d.slot);

@@ -5,6 +5,7 @@ export { KeyRegistry, type ActiveKey } from './api-keys.js';
 export { DataPlane } from './dataplane.js';
 export { DeploymentManager, type Deployment, type DeploymentEvent, type Replica } from './deployments.js';
 export { Autoscaler } from './autoscaler.js';
+export { costUsd, deploymentCost, RemovedCosts } from './costs.js';
 export { type BucketAssigner, BucketSlots, buildRouteSnapshot } from './route-snapshot.js';
 export { IndexAllocator, MAX_REPLICA_SLOTS, SlotAllocator } from './slots.js';
 export { TrafficRegistry } from './traffic.js';

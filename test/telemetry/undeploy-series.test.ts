@@ -1,5 +1,5 @@
 // An undeployed deployment's series all leave /metrics, as it leaves GET /v1/stats and
-// GET /v1/costs (kube-state-metrics drops a deleted object's series the same way), with
+// GET /v1/costs' live deployments (kube-state-metrics drops a deleted object's series the same way), with
 // two workers each holding its own counters; a redeploy of the same id starts from zero.
 
 import t from 'tap';
