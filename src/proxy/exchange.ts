@@ -727,7 +727,7 @@ export class Exchange implements AttemptClient, ClientListener {
     this.status = status;
     this.#responded = true;
     this.#setPhase(Phase.Streaming);
-    if (this.cacheStatus === 'miss') this.addressed.stats.cacheMisses++;
+    if (this.cacheStatus === 'miss' || this.cacheStatus === 'coalesced') this.addressed.stats.cacheMisses++;
     const attempt = this.attempt;
     if (attempt !== null) {
       const now = monoNow();
@@ -744,7 +744,7 @@ export class Exchange implements AttemptClient, ClientListener {
     headBytes(REQUEST_ID_LINE);
     headText(this.requestId);
     const cache = this.cacheStatus;
-    headBytes(cache === 'hit' ? CACHE_HIT_LINE : cache === 'miss' ? CACHE_MISS_LINE : CACHE_BYPASS_LINE);
+    headBytes(cache === 'hit' ? CACHE_HIT_LINE : cache === 'miss' ? CACHE_MISS_LINE : cache === 'coalesced' ? CACHE_COALESCED_LINE : CACHE_BYPASS_LINE);
     if (this.versionLine !== null) headBytes(this.versionLine);
     if (this.servedByLine !== null) headBytes(this.servedByLine);
     const rl = this.rateLimit;
@@ -1342,6 +1342,7 @@ function headField(name: string, value: string): void {
 const REQUEST_ID_LINE = latin1('\r\nx-request-id: ');
 const CACHE_HIT_LINE = latin1('\r\nx-sluice-cache: hit');
 const CACHE_MISS_LINE = latin1('\r\nx-sluice-cache: miss');
+const CACHE_COALESCED_LINE = latin1('\r\nx-sluice-cache: coalesced');
 const CACHE_BYPASS_LINE = latin1('\r\nx-sluice-cache: bypass');
 const RATELIMIT_REMAINING_LINE = latin1('\r\nratelimit-remaining: ');
 const RATELIMIT_RESET_LINE = latin1('\r\nratelimit-reset: ');

@@ -170,7 +170,8 @@ export function closesUnread(contentLength: number, chunked: boolean): boolean {
 }
 
 /** The x-sluice-cache response header every gateway response carries once. */
-export type CacheStatus = 'hit' | 'miss' | 'bypass';
+/** `coalesced`: the answer of an identical request in flight, shared (a miss for the cache's counts). */
+export type CacheStatus = 'hit' | 'miss' | 'coalesced' | 'bypass';
 
 /** `Retry-After: 1` for refusals whose cause may pass at once (no replica, queue, store down). */
 export const RETRY_AFTER = Object.freeze([['retry-after', '1'] as const]);

@@ -155,7 +155,7 @@ t.test('every field of every line is its own request\'s, however the values repe
     request_id: pick(['id-', 'id-', 'q"\\', 'é-', '\u0001-', '\ud83d\ude00', '\ud800']) + i, method: pick(['GET', 'POST']), path: pick(['/a-1/x', '/a-1/y', '/b-2/v1/chat/completions', '/p"q']),
     client: pick(['', '10.0.0.1', '::1']), route: pick([null, 'a-1', 'b-2']), upstream: pick([null, 'http://127.0.0.1:1', 'http://127.0.0.1:2']),
     status: pick([200, 200, 404, 502]), seconds: pick([0.001, 0.0025]), ttfb: pick([null, 0.5]), request_bytes: pick([0, 10, 10, 512]),
-    response_bytes: pick([0, 301, 301]), cache: pick(['bypass', 'miss', 'hit'] as const), key: pick([undefined, key]),
+    response_bytes: pick([0, 301, 301]), cache: pick(['bypass', 'miss', 'hit', 'coalesced'] as const), key: pick([undefined, key]),
     error: pick([null, null, 'SLUICE_ERR_UPSTREAM_CONNECT'] as const), cost_usd: pick([null, null, 0.0001, 0.25]),
   });
   const sent = Array.from({ length: 3_000 }, (_, i) => draw(i));

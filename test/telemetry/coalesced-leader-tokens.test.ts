@@ -8,7 +8,7 @@
 import { request } from 'node:http';
 import t from 'tap';
 import { httpRequest } from '../helpers/http.js';
-import { metricsText, sample, sleep, startGateway, type Gateway } from '../helpers/procs.js';
+import { eventually, jsonLogs, metricsText, sample, sleep, startGateway, type Gateway } from '../helpers/procs.js';
 
 // Ports 27730-27739 belong to this file: the model servers.
 let gw: Gateway;
@@ -75,6 +75,9 @@ for (const stream of [false, true]) {
     const joiner = await whole(body);
     t.equal(joiner.status, 200);
     t.ok(joiner.complete, 'the joiner got the whole answer');
+    t.equal(joiner.headers['x-sluice-cache'], 'coalesced', 'the joiner is told its answer was shared');
+    const line = await eventually(() => jsonLogs(gw).find((l) => l.msg === 'request' && l.request_id === joiner.headers['x-request-id']), 5_000, 'the joiner\'s access line');
+    t.equal(line.cache, 'coalesced', 'and its access line says so');
     await left;
     await sleep(100);
     const after = await counts();

@@ -80,6 +80,8 @@ export class CacheFilter implements RequestFilter<Exchange>, BodyWaiter {
       if (flight.lookingUp) {
         // Requests waiting for a lookup are counted when it ends as hits, or as misses once the leader's answer comes.
         if (!want.refresh) {
+          // Shares the leader's answer unless the lookup finds the entry (then a hit).
+          ex.cacheStatus = 'coalesced';
           flight.joinLookup(ex, want.maxAgeMs);
           return FilterStatus.Answered;
         }
@@ -88,6 +90,7 @@ export class CacheFilter implements RequestFilter<Exchange>, BodyWaiter {
       }
       // A response in flight is the upstream's, not a stored one: no-cache may share it.
       stats.coalesced++;
+      ex.cacheStatus = 'coalesced';
       flight.join(ex);
       return FilterStatus.Answered;
     }
