@@ -398,10 +398,20 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
       },
     });
   };
+  // Counts that only grow while a replica lives (a new replica's series starts at 0, which Prometheus reads as a reset).
+  const replicaCounter = (name: string, help: string, value: (r: Replica) => number): void => {
+    new Counter({
+      name, help, labelNames: ['deployment', 'replica'], registers: [registry],
+      collect() {
+        this.reset();
+        for (const d of manager.list()) for (const r of d.replicas) this.inc({ deployment: d.id, replica: r.id }, value(r));
+      },
+    });
+  };
   replicaGauge('sluice_breaker_state', 'Circuit breaker of each replica: 0 closed, 1 open, 2 half-open.', (r) => breakers.state(r.slot));
-  replicaGauge('sluice_breaker_opens', 'Times each replica breaker opened since the replica started.', (r) => breakers.opens(r.slot));
+  replicaCounter('sluice_breaker_opens_total', 'Times each replica breaker opened since the replica started.', (r) => breakers.opens(r.slot));
   replicaGauge('sluice_replica_ready', '1 while a replica is routed: started and ready, or (remote) passing its health checks.', (r) => (r.ready ? 1 : 0));
-  replicaGauge('sluice_replica_restarts', 'Times the supervisor restarted each replica\'s model server since the replica started (cold starts: sluice_cold_starts_total).', (r) => r.process?.restarts ?? 0);
+  replicaCounter('sluice_replica_restarts_total', 'Times the supervisor restarted each replica\'s model server since the replica started (cold starts: sluice_cold_starts_total).', (r) => r.process?.restarts ?? 0);
   new Counter({
     name: 'sluice_health_checks_total', help: 'Active health checks of remote replicas, by result.', labelNames: ['deployment', 'replica', 'result'], registers: [registry],
     collect() {

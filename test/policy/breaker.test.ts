@@ -65,7 +65,7 @@ async function breakerOf(g: Gateway, id: string, replica: string): Promise<{ met
   return {
     metric: await gwMetric(g, 'sluice_breaker_state', { deployment: id, replica }),
     admin: view.replicas.find((r) => r.id === replica)?.breaker ?? null,
-    opens: await gwMetric(g, 'sluice_breaker_opens', { deployment: id, replica }),
+    opens: await gwMetric(g, 'sluice_breaker_opens_total', { deployment: id, replica }),
   };
 }
 
@@ -124,7 +124,7 @@ t.test('5xx answers open the breaker; traffic goes to the healthy replica; one p
   let b0 = await breakerOf(gw, 'b-1', 'b-1/0');
   t.equal(b0.metric, 1, 'sluice_breaker_state of replica 0 is 1 (open)');
   t.equal(b0.admin, 'open', 'the admin view shows breaker: "open"');
-  t.equal(b0.opens, 1, 'sluice_breaker_opens is 1');
+  t.equal(b0.opens, 1, 'sluice_breaker_opens_total is 1');
   const b1 = await breakerOf(gw, 'b-1', 'b-1/1');
   t.equal(b1.metric, 0, 'the healthy replica stays closed');
   t.equal(b1.admin, 'closed');
@@ -143,7 +143,7 @@ t.test('5xx answers open the breaker; traffic goes to the healthy replica; one p
   const reopenedAt = Date.now();
   b0 = await breakerOf(gw, 'b-1', 'b-1/0');
   t.equal(b0.metric, 1, 'the failed probe reopened the breaker');
-  t.equal(b0.opens, 2, 'sluice_breaker_opens counts the second opening');
+  t.equal(b0.opens, 2, 'sluice_breaker_opens_total counts the second opening');
 
   // The replica recovers, slowly: the probe is in flight for a second (half-open), during
   // which no other request goes to it; its success closes the breaker.
@@ -238,7 +238,7 @@ t.test('upstream timeouts count as failures: a replica that answers too late is 
   b = await breakerOf(gw, 'h-1', 'h-1/0');
   t.equal(b.metric, 1, 'sluice_breaker_state is 1 (open) after 2 consecutive timeouts');
   t.equal(b.admin, 'open', 'the admin view shows breaker: "open"');
-  t.equal(b.opens, 1, 'sluice_breaker_opens is 1');
+  t.equal(b.opens, 1, 'sluice_breaker_opens_total is 1');
 
   const third = await timed();
   t.equal(third.r.status, 503, 'then the replica gets no more requests: 503');

@@ -101,7 +101,7 @@ t.test('a wait for a connection longer than queue.max_wait_ms: 503 SLUICE_ERR_QU
     t.match(errorOf(r)?.message, /max_connections/, 'naming the limit');
     t.ok(r.headers['retry-after'] !== undefined, 'with Retry-After');
   }
-  t.equal(await gwMetric(gw, 'sluice_breaker_opens', { deployment: 'narrowq-1' }, { absent: 0 }), 0, 'the breaker did not open');
+  t.equal(await gwMetric(gw, 'sluice_breaker_opens_total', { deployment: 'narrowq-1' }, { absent: 0 }), 0, 'the breaker did not open');
   const after = await httpRequest(`${gw.url}/narrowq-1/x`);
   t.equal(after.status, 200, 'the next request is served');
 });

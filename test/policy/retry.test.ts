@@ -270,7 +270,7 @@ t.test('one dead replica (connection refused) and one live: 1,000 requests, 0 er
   // Ejected at once, then probed every reset_timeout (250 ms): a handful of refusals, not
   // the ~500 a random pick between two replicas would meet.
   t.ok(refusals < 60, `${refusals} requests met the dead replica`);
-  const dead = (await gwMetric(gw, 'sluice_breaker_opens', { deployment: 'ej-1', replica: 'ej-1/0' }));
+  const dead = (await gwMetric(gw, 'sluice_breaker_opens_total', { deployment: 'ej-1', replica: 'ej-1/0' }));
   t.ok(dead >= 1, 'the dead replica\'s breaker opened');
   t.equal(await gwMetric(gw, 'sluice_breaker_state', { deployment: 'ej-1', replica: 'ej-1/1' }), 0, 'the live one stays closed');
 });

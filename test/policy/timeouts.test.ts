@@ -112,7 +112,7 @@ t.test('streams cut by the total timeout do not eject a healthy replica', async 
   const r = await httpRequest(`${gw.url}/longstream-1/api/generate`, { method: 'POST', body: '{"model":"demo","prompt":"hi"}' });
   t.equal(r.status, 200, 'still served');
   t.equal(await gwMetric(gw, 'sluice_breaker_state', { deployment: 'longstream-1' }), 0, 'breaker closed');
-  t.equal(await gwMetric(gw, 'sluice_breaker_opens', { deployment: 'longstream-1' }), 0, 'and never opened');
+  t.equal(await gwMetric(gw, 'sluice_breaker_opens_total', { deployment: 'longstream-1' }), 0, 'and never opened');
 });
 
 t.test('a connect that hangs: 504 SLUICE_ERR_UPSTREAM_CONNECT_TIMEOUT after connect_timeout_ms', async (t) => {

@@ -74,7 +74,9 @@ t.test('GenAI and gateway metrics of streamed and whole answers', async (t) => {
   t.equal(sample(text, 'sluice_gateway_refusals_total', { deployment: 'limited-1', code: 'SLUICE_ERR_RATE_LIMITED' }), 1, 'rate limited, by cause');
   t.equal(sample(text, 'sluice_requests_total', { deployment: 'limited-1', code: '429', class: '4xx' }), 1, 'requests by status class');
   t.equal(sample(text, 'sluice_replica_ready', chat1), 1, 'replica up');
-  t.equal(sample(text, 'sluice_replica_restarts', chat1), 0, 'replica restarts');
+  t.equal(sample(text, 'sluice_replica_restarts_total', chat1), 0, 'replica restarts');
+  // Counts that only grow are counters, so that rate() and increase() apply to them.
+  for (const name of ['sluice_replica_restarts_total', 'sluice_breaker_opens_total']) t.match(text, `# TYPE ${name} counter\n`, `${name} is a counter`);
 
   // promtool: the exposition format and Prometheus' naming rules (units, _total counters).
   const promtool = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
