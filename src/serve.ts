@@ -21,7 +21,7 @@ import { PortAllocator } from './ports/index.js';
 import type { RouteTableSnapshot, SharedBuffers } from './proxy/index.js';
 import { FileStateStore, HibernationRecords, loadInstanceId, RedisStateStore, ReplicaRecords, StateDirLock, StateLostError } from './state/index.js';
 import { missingNodeFlags } from './node-flags.js';
-import { createLogger, LineWriter, fineQuantile, mergeRefusals, mergeStats, renderDependencyBreakers, renderLogCounts, renderStats, type Logger } from './telemetry/index.js';
+import { createLogger, LineWriter, fineQuantile, mergeRefusals, mergeStats, renderDependencyBreakers, renderLogCounts, renderStats, renderTraceSpans, sumSpans, type Logger } from './telemetry/index.js';
 import { authority } from './authority.js';
 
 /** The running gateway process, as `sluice serve` holds it. */
@@ -477,6 +477,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
     const breakerSnapshots = dependencies.snapshot();
     for (const w of workers) breakerSnapshots.push(...w.breakers);
     return renderStats(mergeStats(workers.map((w) => w.deployments)), replicaCostUsd, mergeRefusals(workers.map((w) => w.unroutedRefusals))) + renderLogCounts(lines, dropped) +
+      (config.tracing.enabled ? renderTraceSpans(sumSpans(workers.map((w) => w.spans))) : '') +
       renderDependencyBreakers(breakerSnapshots) + (await registry.metrics());
   };
   // GET /v1/costs: per deployment, what ran, what it served and what that cost; and the

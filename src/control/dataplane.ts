@@ -3,7 +3,7 @@
 // and starts another in place of one that dies, as nginx's master does for its workers.
 
 import { Worker } from 'node:worker_threads';
-import { mergeRefusals, mergeStats, type Logger, type StatsSnapshot } from '../telemetry/index.js';
+import { mergeRefusals, mergeStats, sumSpans, type Logger, type SpanCounts, type StatsSnapshot } from '../telemetry/index.js';
 import type { BreakerSnapshot } from '../dependencies/index.js';
 import type { AccessLogSettings, LogCounts, FromWorker, RouteTableSnapshot, SharedBuffers, TlsFiles, ToWorker, WorkerInit } from '../proxy/index.js';
 
@@ -41,6 +41,8 @@ export interface WorkerStats {
   readonly unroutedRefusals: Record<string, number>;
   readonly active: number;
   readonly log: LogCounts;
+  /** What became of the spans it sampled (all 0 without tracing). */
+  readonly spans: SpanCounts;
   /** The worker's breakers around Redis (src/dependencies). */
   readonly breakers: BreakerSnapshot[];
 }
@@ -212,6 +214,7 @@ export class DataPlane {
       unroutedRefusals: mergeRefusals(all.map((w) => w.unroutedRefusals)),
       active: 0,
       log: { lines: all.reduce((n, w) => n + w.log.lines, 0), dropped: all.reduce((n, w) => n + w.log.dropped, 0) },
+      spans: sumSpans(all.map((w) => w.spans)),
       breakers: [],
     };
   }
@@ -296,7 +299,7 @@ export class DataPlane {
       return;
     }
     if (msg.type !== 'stats') return;
-    const stats: WorkerStats = { deployments: msg.deployments, unroutedRefusals: msg.unroutedRefusals, active: msg.active, log: msg.log, breakers: msg.breakers };
+    const stats: WorkerStats = { deployments: msg.deployments, unroutedRefusals: msg.unroutedRefusals, active: msg.active, log: msg.log, spans: msg.spans, breakers: msg.breakers };
     // A late answer too: the next request's stand-in, should the worker be busy again.
     this.#lastStats[msg.workerIndex] = stats;
     const entry = this.#statsWaiters.get(msg.id);

@@ -3,7 +3,7 @@
 
 import type { DependenciesConfig, DependencyBreakerConfig, TracingConfig } from '../config/index.js';
 import type { BreakerSnapshot } from '../dependencies/index.js';
-import type { StatsSnapshot } from '../telemetry/index.js';
+import type { SpanCounts, StatsSnapshot } from '../telemetry/index.js';
 import type { TlsFiles } from './listener.js';
 import type { RouteTableSnapshot } from './route-table.js';
 import type { UpstreamTransport } from './upstream/index.js';
@@ -86,7 +86,7 @@ export type FromWorker =
   /** `ready`: what the worker's /readyz now answers. */
   | { readonly type: 'routes-applied'; readonly workerIndex: number; readonly version: number; readonly ready: boolean }
   /** `unroutedRefusals`: the worker's refusals of requests no deployment owns, by code. */
-  | { readonly type: 'stats'; readonly id: number; readonly workerIndex: number; readonly deployments: Record<string, StatsSnapshot>; readonly unroutedRefusals: Record<string, number>; readonly active: number; readonly log: LogCounts; readonly breakers: BreakerSnapshot[] }
+  | { readonly type: 'stats'; readonly id: number; readonly workerIndex: number; readonly deployments: Record<string, StatsSnapshot>; readonly unroutedRefusals: Record<string, number>; readonly active: number; readonly log: LogCounts; readonly spans: SpanCounts; readonly breakers: BreakerSnapshot[] }
   | { readonly type: 'draining'; readonly workerIndex: number }
   /** `error`: why the certificate in use was kept; null: new connections get the new one. */
   | { readonly type: 'tls-reloaded'; readonly workerIndex: number; readonly error: string | null }

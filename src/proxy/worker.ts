@@ -52,6 +52,7 @@ const tracing = init.tracing === null ? null : (await import('../tracing/index.j
   init.tracing.config, (problem) => logger.warn(problem, 'tracing: the OpenTelemetry SDK reports a problem'),
   (exportBatch) => dependencies.add('otlp', 'export', init.tracing!.breaker, exportBatch),
 );
+const NO_SPANS = { exported: 0, dropped: 0, failed: 0 };
 const { uws, native, binary } = loadUws();
 const sh = init.shared;
 const redis = init.redis;
@@ -154,7 +155,7 @@ port.on('message', (msg: ToWorker) => {
       post({ type: 'routes-applied', workerIndex: init.workerIndex, version: gateway.table.version, ready: gateway.table.ready });
       break;
     case 'stats':
-      post({ type: 'stats', id: msg.id, workerIndex: init.workerIndex, deployments: gateway.stats(), unroutedRefusals: gateway.unroutedRefusals(), active: gateway.activeCount, log: { lines: stdout.lines, dropped: stdout.dropped }, breakers: dependencies.snapshot() });
+      post({ type: 'stats', id: msg.id, workerIndex: init.workerIndex, deployments: gateway.stats(), unroutedRefusals: gateway.unroutedRefusals(), active: gateway.activeCount, log: { lines: stdout.lines, dropped: stdout.dropped }, spans: tracing?.spans ?? NO_SPANS, breakers: dependencies.snapshot() });
       break;
     case 'drain':
       gateway.drain();

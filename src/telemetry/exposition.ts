@@ -179,6 +179,34 @@ export function renderLogCounts(lines: number, dropped: number): string {
     `sluice_log_dropped_total ${dropped}\n`;
 }
 
+/** What became of the spans a worker sampled, since it started (sluice_trace_spans_total). */
+export interface SpanCounts {
+  /** Taken by the collector. */
+  exported: number;
+  /** Dropped because the export queue was full (OTEL_BSP_MAX_QUEUE_SIZE, 2048): the collector slower than the traffic. */
+  dropped: number;
+  /** In a batch whose export failed (the collector down or refusing, its breaker open). */
+  failed: number;
+}
+
+export function sumSpans(all: readonly SpanCounts[]): SpanCounts {
+  const sum: SpanCounts = { exported: 0, dropped: 0, failed: 0 };
+  for (const s of all) {
+    sum.exported += s.exported;
+    sum.dropped += s.dropped;
+    sum.failed += s.failed;
+  }
+  return sum;
+}
+
+export function renderTraceSpans(spans: SpanCounts): string {
+  return '# HELP sluice_trace_spans_total Spans the workers sampled, by outcome: exported, dropped (the export queue full: the collector slower than the traffic) or failed (its export failed).\n' +
+    '# TYPE sluice_trace_spans_total counter\n' +
+    `sluice_trace_spans_total{outcome="exported"} ${spans.exported}\n` +
+    `sluice_trace_spans_total{outcome="dropped"} ${spans.dropped}\n` +
+    `sluice_trace_spans_total{outcome="failed"} ${spans.failed}\n`;
+}
+
 /**
  * The breakers around the gateway's own dependencies (src/dependencies), every thread's
  * together: the data plane has one per worker per use, the control plane its own. A
