@@ -9,7 +9,7 @@ import { constants as osConstants } from 'node:os';
 import { parseArgs } from 'node:util';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { AdminServer, registerAdminRoutes } from './admin/index.js';
-import { BreakerBoard, DeploymentCounters, ReplicaLoadBoard } from './balancer/index.js';
+import { BreakerBoard, DeploymentCounters, ReplicaLoadBoard, WorkerHolds } from './balancer/index.js';
 import { ConfigError, DEFAULT_CONFIG_FILE, deploymentId, frontEndOf, loadConfig, redactUrlSecrets, type Config, type PoliciesConfig, type TlsConfig } from './config/index.js';
 import { CircuitOpenError, DependencyBreakers } from './dependencies/index.js';
 import {
@@ -164,6 +164,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
     buckets: SharedBuckets.allocate(MAX_BUCKETS),
     deployments: DeploymentCounters.allocate(MAX_DEPLOYMENTS),
     replicaLoad: ReplicaLoadBoard.allocate(MAX_REPLICA_SLOTS),
+    holds: { buffer: WorkerHolds.allocate(config.workers, MAX_REPLICA_SLOTS, MAX_DEPLOYMENTS), replicaSlots: MAX_REPLICA_SLOTS, deploymentSlots: MAX_DEPLOYMENTS },
   };
   const replicaLoad = new ReplicaLoadBoard(shared.replicaLoad);
   const breakers = new BreakerBoard(shared.breakers);

@@ -30,9 +30,13 @@ export function tryAcquire(inflight: Int32Array, slot: number, max: number): boo
 
 export class DeploymentCounters {
   readonly #ints: Int32Array;
+  /** Per deployment slot: the queue places this thread holds (WorkerHolds.queues), given back should it die. */
+  readonly #held: Int32Array;
 
-  constructor(buffer: SharedArrayBuffer) {
+  /** `held`: a worker's own WorkerHolds.queues; the control plane, which queues nothing, needs none. */
+  constructor(buffer: SharedArrayBuffer, held?: Int32Array) {
     this.#ints = new Int32Array(buffer);
+    this.#held = held ?? new Int32Array(this.#ints.length / INTS);
   }
 
   static allocate(slots: number): SharedArrayBuffer {
@@ -53,12 +57,21 @@ export class DeploymentCounters {
     for (;;) {
       const v = Atomics.load(this.#ints, i);
       if (v >= max) return false;
-      if (Atomics.compareExchange(this.#ints, i, v, v + 1) === v) return true;
+      if (Atomics.compareExchange(this.#ints, i, v, v + 1) === v) {
+        this.#held[slot]!++;
+        return true;
+      }
     }
   }
 
   dequeue(slot: number): void {
     Atomics.sub(this.#ints, slot * INTS + I_QUEUE, 1);
+    this.#held[slot]!--;
+  }
+
+  /** The places a dead worker held in the queue (WorkerHolds.giveBack). */
+  giveBackQueue(slot: number, n: number): void {
+    Atomics.sub(this.#ints, slot * INTS + I_QUEUE, n);
   }
 
   /** A request arrived for a deployment that hibernates when idle. */

@@ -12,3 +12,4 @@ export { Fifo } from './fifo.js';
 export { pickWeighted, cumulativeWeights, pickSticky, stickyHash } from './weighted.js';
 export { BreakerBoard, Admission, BreakerState, type BreakerOptions } from './breaker.js';
 export { DeploymentCounters, tryAcquire } from './admission.js';
+export { WorkerHolds } from './worker-holds.js';

@@ -10,14 +10,17 @@ import { Admission, type BreakerBoard, type BreakerOptions } from './breaker.js'
 export class ReplicaGate<R extends Balanced> {
   readonly replicas: readonly R[];
   readonly #inflight: Int32Array;
+  /** The in-flight slots this worker holds, per replica slot (WorkerHolds.replicas). */
+  readonly #held: Int32Array;
   readonly #breakers: BreakerBoard;
   readonly #breaker: BreakerOptions | null;
   /** 0: no limit. */
   readonly #maxInflight: number;
 
-  constructor(replicas: readonly R[], inflight: Int32Array, breakers: BreakerBoard, breaker: BreakerOptions | null, maxInflight: number) {
+  constructor(replicas: readonly R[], inflight: Int32Array, held: Int32Array, breakers: BreakerBoard, breaker: BreakerOptions | null, maxInflight: number) {
     this.replicas = replicas;
     this.#inflight = inflight;
+    this.#held = held;
     this.#breakers = breakers;
     this.#breaker = breaker;
     this.#maxInflight = maxInflight;
@@ -60,6 +63,7 @@ export class ReplicaGate<R extends Balanced> {
       if (admission === Admission.Probe) this.#breakers.releaseProbe(r.slot, breaker!);
       return false;
     }
+    this.#held[r.slot]!++;
     ctx.probe = admission === Admission.Probe;
     return true;
   }

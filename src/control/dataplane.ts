@@ -4,6 +4,7 @@
 
 import { Worker } from 'node:worker_threads';
 import { mergeRefusals, mergeStats, sumSpans, type Logger, type SpanCounts, type StatsSnapshot } from '../telemetry/index.js';
+import { DeploymentCounters, WorkerHolds } from '../balancer/index.js';
 import type { BreakerSnapshot } from '../dependencies/index.js';
 import type { AccessLogSettings, LogCounts, FromWorker, RouteTableSnapshot, SharedBuffers, TlsFiles, ToWorker, WorkerInit } from '../proxy/index.js';
 
@@ -203,8 +204,13 @@ export class DataPlane {
     }
   }
 
-  /** Keeps dead worker `i`'s last counters (its requests in flight, breakers and log writer are gone with it). */
+  /**
+   * Gives back the in-flight slots and queue places dead worker `i` held (its requests died
+   * with it), and keeps its last counters (its breakers and log writer are gone with it).
+   */
   #retire(i: number): void {
+    const sh = this.#options.shared;
+    new WorkerHolds(sh.holds.buffer, i, sh.holds.replicaSlots, sh.holds.deploymentSlots).giveBack(new Int32Array(sh.inflight), new DeploymentCounters(sh.deployments));
     const last = this.#lastStats[i];
     this.#lastStats[i] = undefined;
     if (last === undefined) return;

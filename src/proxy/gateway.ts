@@ -659,6 +659,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     // is not "another replica" (it would get the same body a second time).
     if (ex.failedOn(next)) {
       Atomics.sub(this.#shared.inflight, next.slot, 1);
+      this.#shared.held[next.slot]!--;
       if (ex.probe && route.breaker !== null) this.#shared.breakers.releaseProbe(next.slot, route.breaker);
       return false;
     }
@@ -673,6 +674,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
   #release(ex: Exchange, attempt: Attempt, errorCode: ErrorCode | null, status: number): void {
     const replica = attempt.replica;
     Atomics.sub(this.#shared.inflight, replica.slot, 1);
+    this.#shared.held[replica.slot]!--;
     const breaker = ex.route.breaker;
     if (breaker === null) return;
     const board = this.#shared.breakers;

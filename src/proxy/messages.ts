@@ -15,6 +15,8 @@ export interface SharedBuffers {
   readonly buckets: { readonly floats: SharedArrayBuffer; readonly locks: SharedArrayBuffer };
   readonly deployments: SharedArrayBuffer;
   readonly replicaLoad: SharedArrayBuffer;
+  /** What each worker holds of the shared counts (WorkerHolds), by worker index. */
+  readonly holds: { readonly buffer: SharedArrayBuffer; readonly replicaSlots: number; readonly deploymentSlots: number };
 }
 
 /** Config log.access*: each worker writes its own access lines. */

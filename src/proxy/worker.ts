@@ -4,7 +4,7 @@
 // replaced on `tls-reload`) or sluice's own on Node's TCP handles (front-end/, plain HTTP).
 
 import { parentPort, workerData } from 'node:worker_threads';
-import { BreakerBoard, DeploymentCounters, ReplicaLoadBoard } from '../balancer/index.js';
+import { BreakerBoard, DeploymentCounters, ReplicaLoadBoard, WorkerHolds } from '../balancer/index.js';
 import { DependencyBreakers } from '../dependencies/index.js';
 import { RateLimiter, RedisCache, RedisLimiter, SharedBuckets } from '../policy/index.js';
 import { createLogger, LineWriter } from '../telemetry/index.js';
@@ -55,6 +55,7 @@ const tracing = init.tracing === null ? null : (await import('../tracing/index.j
 const NO_SPANS = { exported: 0, dropped: 0, failed: 0 };
 const { uws, native, binary } = loadUws();
 const sh = init.shared;
+const holds = new WorkerHolds(sh.holds.buffer, init.workerIndex, sh.holds.replicaSlots, sh.holds.deploymentSlots);
 const redis = init.redis;
 const limiter = new RateLimiter({
   local: new SharedBuckets(sh.buckets),
@@ -68,8 +69,8 @@ const gateway = new Gateway({
   accessLog,
   forwardedFor: init.forwardedFor,
   tls: init.tls !== null,
-  shared: { inflight: new Int32Array(sh.inflight), breakers: new BreakerBoard(sh.breakers), replicaLoad: new ReplicaLoadBoard(sh.replicaLoad) },
-  counters: new DeploymentCounters(sh.deployments),
+  shared: { inflight: new Int32Array(sh.inflight), held: holds.replicas, breakers: new BreakerBoard(sh.breakers), replicaLoad: new ReplicaLoadBoard(sh.replicaLoad) },
+  counters: new DeploymentCounters(sh.deployments, holds.queues),
   limiter,
   sharedCache: redis === null ? null : new RedisCache({ url: redis.url, commandTimeoutMs: redis.cacheTimeoutMs, breakers: dependencies, breaker: redis.breakers.cache }),
   tracer: tracing?.tracer ?? null,

@@ -79,3 +79,38 @@ t.test('the only worker dies: another takes the port again', async (t) => {
   t.equal((await httpRequest(`${single.url}/solo-1/_sim/echo`)).status, 200, 'served again');
   t.equal(metric(await metricsText(single), 'sluice_data_plane_workers'), 1);
 });
+
+t.test('what the dead worker held of max_inflight and the queue is given back', async (t) => {
+  const heldCrash = `${crashFile}-held`;
+  const single = await startGateway({
+    ports: { from: 28400, to: 28404 },
+    workers: 1,
+    log: { level: 'info', access: false },
+    deployments: [{
+      model: 'held', version: '1', runtime: 'sim', args: ['--protocol', 'openai', '--ttft-ms', '1500', '--tokens', '1'],
+      policies: { queue: { max_inflight_per_replica: 1, max_length: 1, max_wait_ms: 20_000 } },
+    }],
+  }, { NODE_OPTIONS: `--import=${HOOK}`, SLUICE_TEST_WORKER_CRASH_FILE: heldCrash });
+  t.teardown(() => single.stop());
+  const chat = (): Promise<number> => httpRequest(`${single.url}/held-1/v1/chat/completions`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'held', messages: [{ role: 'user', content: 'hi' }] }),
+  }).then((r) => r.status, () => 0);
+  const held = async (): Promise<{ inflight: number; queued: number }> => {
+    const text = await metricsText(single);
+    return { inflight: metric(text, 'sluice_replica_inflight', { deployment: 'held-1' }), queued: metric(text, 'sluice_queue_depth', { deployment: 'held-1' }) };
+  };
+  // One request on the replica's only slot, one in the queue's only place: both die with the worker.
+  const lost = [chat(), chat()];
+  await eventually(async () => {
+    const h = await held();
+    return h.inflight === 1 && h.queued === 1 ? h : undefined;
+  }, 5_000, 'a request in flight and one queued');
+  writeFileSync(heldCrash, '');
+  await eventually(() => jsonLogs(single).find((l) => l.msg === 'data-plane worker started in place of the one that exited'), 10_000, 'a worker started in place of the dead one');
+  t.same(await Promise.all(lost), [0, 0], 'their connections died with the worker');
+  t.same(await held(), { inflight: 0, queued: 0 }, 'the slot and the place they held are free again');
+  // Left held, the first would wait its 20 s in the queue, and the second be refused (queue full).
+  const started = Date.now();
+  t.same(await Promise.all([chat(), chat()]), [200, 200], 'both served: one on the replica, one after it in the queue');
+  t.ok(Date.now() - started < 10_000, `in ${Date.now() - started} ms`);
+});
