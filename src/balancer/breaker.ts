@@ -114,13 +114,13 @@ export class BreakerBoard {
    * the replica had answered well): reopen with an
    * expired timer so that the next request probes again at once.
    */
-  releaseProbe(slot: number, o: BreakerOptions): void {
+  releaseProbe(slot: number): void {
     const base = slot * INTS;
     this.#lock(base);
     if (this.ints[base + I_STATE] === BreakerState.HalfOpen) {
       this.ints[base + I_STATE] = BreakerState.Open;
       this.ints[base + I_PROBE] = 0;
-      this.floats[slot * FLOATS + F_OPENED_AT] = -o.resetTimeoutMs;
+      this.floats[slot * FLOATS + F_OPENED_AT] = Number.NEGATIVE_INFINITY;
     }
     this.#unlock(base);
   }

@@ -6,21 +6,24 @@ import { tryAcquire } from './admission.js';
 import type { Balanced, PickContext } from './balancer.js';
 import { NoReplica } from './balancer.js';
 import { Admission, type BreakerBoard, type BreakerOptions } from './breaker.js';
+import type { WorkerHolds } from './worker-holds.js';
 
 export class ReplicaGate<R extends Balanced> {
   readonly replicas: readonly R[];
   readonly #inflight: Int32Array;
-  /** The in-flight slots this worker holds, per replica slot (WorkerHolds.replicas). */
+  /** The in-flight slots and breaker probes this worker holds, per replica slot (WorkerHolds). */
   readonly #held: Int32Array;
+  readonly #probes: Int32Array;
   readonly #breakers: BreakerBoard;
   readonly #breaker: BreakerOptions | null;
   /** 0: no limit. */
   readonly #maxInflight: number;
 
-  constructor(replicas: readonly R[], inflight: Int32Array, held: Int32Array, breakers: BreakerBoard, breaker: BreakerOptions | null, maxInflight: number) {
+  constructor(replicas: readonly R[], inflight: Int32Array, holds: WorkerHolds, breakers: BreakerBoard, breaker: BreakerOptions | null, maxInflight: number) {
     this.replicas = replicas;
     this.#inflight = inflight;
-    this.#held = held;
+    this.#held = holds.replicas;
+    this.#probes = holds.probes;
     this.#breakers = breakers;
     this.#breaker = breaker;
     this.#maxInflight = maxInflight;
@@ -60,11 +63,14 @@ export class ReplicaGate<R extends Balanced> {
       if (admission === Admission.Deny) return false;
     }
     if (!tryAcquire(this.#inflight, r.slot, this.#maxInflight)) {
-      if (admission === Admission.Probe) this.#breakers.releaseProbe(r.slot, breaker!);
+      if (admission === Admission.Probe) this.#breakers.releaseProbe(r.slot);
       return false;
     }
     this.#held[r.slot]!++;
-    ctx.probe = admission === Admission.Probe;
+    if (admission === Admission.Probe) {
+      this.#probes[r.slot] = 1;
+      ctx.probe = true;
+    } else ctx.probe = false;
     return true;
   }
 

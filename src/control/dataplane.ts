@@ -4,7 +4,7 @@
 
 import { Worker } from 'node:worker_threads';
 import { mergeRefusals, mergeStats, sumSpans, type Logger, type SpanCounts, type StatsSnapshot } from '../telemetry/index.js';
-import { DeploymentCounters, WorkerHolds } from '../balancer/index.js';
+import { BreakerBoard, DeploymentCounters, WorkerHolds } from '../balancer/index.js';
 import type { BreakerSnapshot } from '../dependencies/index.js';
 import type { AccessLogSettings, LogCounts, FromWorker, RouteTableSnapshot, SharedBuffers, TlsFiles, ToWorker, WorkerInit } from '../proxy/index.js';
 
@@ -210,7 +210,7 @@ export class DataPlane {
    */
   #retire(i: number): void {
     const sh = this.#options.shared;
-    new WorkerHolds(sh.holds.buffer, i, sh.holds.replicaSlots, sh.holds.deploymentSlots).giveBack(new Int32Array(sh.inflight), new DeploymentCounters(sh.deployments));
+    new WorkerHolds(sh.holds.buffer, i, sh.holds.replicaSlots, sh.holds.deploymentSlots).giveBack(new Int32Array(sh.inflight), new BreakerBoard(sh.breakers), new DeploymentCounters(sh.deployments));
     const last = this.#lastStats[i];
     this.#lastStats[i] = undefined;
     if (last === undefined) return;

@@ -659,8 +659,11 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     // is not "another replica" (it would get the same body a second time).
     if (ex.failedOn(next)) {
       Atomics.sub(this.#shared.inflight, next.slot, 1);
-      this.#shared.held[next.slot]!--;
-      if (ex.probe && route.breaker !== null) this.#shared.breakers.releaseProbe(next.slot, route.breaker);
+      this.#shared.holds.replicas[next.slot]!--;
+      if (ex.probe && route.breaker !== null) {
+        this.#shared.holds.probes[next.slot] = 0;
+        this.#shared.breakers.releaseProbe(next.slot);
+      }
       return false;
     }
     ex.attempts++;
@@ -673,8 +676,10 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
   /** Gives back the replica's in-flight slot and tells its breaker how the request went. */
   #release(ex: Exchange, attempt: Attempt, errorCode: ErrorCode | null, status: number): void {
     const replica = attempt.replica;
+    const holds = this.#shared.holds;
     Atomics.sub(this.#shared.inflight, replica.slot, 1);
-    this.#shared.held[replica.slot]!--;
+    holds.replicas[replica.slot]!--;
+    if (attempt.probe) holds.probes[replica.slot] = 0;
     const breaker = ex.route.breaker;
     if (breaker === null) return;
     const board = this.#shared.breakers;
@@ -685,7 +690,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     if (errorCode === 'SLUICE_ERR_UPSTREAM_CONNECT' || errorCode === 'SLUICE_ERR_UPSTREAM_CONNECT_TIMEOUT') board.eject(replica.slot, now);
     else if (errorCode !== null ? BREAKER_FAILURES.has(errorCode) : status >= 500) board.onFailure(replica.slot, now, breaker);
     else if (status === 499 || errorCode !== null) {
-      if (attempt.probe) board.releaseProbe(replica.slot, breaker);
+      if (attempt.probe) board.releaseProbe(replica.slot);
     } else board.onSuccess(replica.slot, now, breaker);
   }
 

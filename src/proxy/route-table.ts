@@ -6,7 +6,7 @@
 import { Buffer } from 'node:buffer';
 import {
   cumulativeWeights, LatencyMemory, LeastOutstanding, LowestLatency, pickSticky, pickWeighted, ReplicaGate, RoundRobin, stickyHash, QueueAware, Tiered, WeightedReplicas,
-  type Balancer, type ReplicaLoadBoard, type BreakerBoard, type BreakerOptions,
+  type Balancer, type ReplicaLoadBoard, type BreakerBoard, type BreakerOptions, type WorkerHolds,
 } from '../balancer/index.js';
 import type { CostConfig, PoliciesConfig, UpstreamOptions } from '../config/index.js';
 import { KeyScope, type BucketRef, type RedisCache } from '../policy/index.js';
@@ -125,8 +125,8 @@ export interface RouteTableSnapshot {
 /** Memory every worker shares with the control plane, laid out once at start-up. */
 export interface SharedState {
   readonly inflight: Int32Array;
-  /** The in-flight slots this worker holds, per replica slot (WorkerHolds.replicas): what is given back should it die. */
-  readonly held: Int32Array;
+  /** What this worker holds of the shared counts (in-flight slots, breaker probes): given back should it die. */
+  readonly holds: WorkerHolds;
   readonly breakers: BreakerBoard;
   /** What the replicas' own servers report (queue_aware). */
   readonly replicaLoad: ReplicaLoadBoard;
@@ -249,7 +249,7 @@ export class DeploymentRoute {
         volumeThreshold: b.volume_threshold, rollingWindowMs: b.window_ms, resetTimeoutMs: b.reset_timeout_ms,
       })
       : null;
-    const gate = new ReplicaGate(this.replicas, shared.inflight, shared.held, shared.breakers, this.breaker, snap.policies.queue.max_inflight_per_replica);
+    const gate = new ReplicaGate(this.replicas, shared.inflight, shared.holds, shared.breakers, this.breaker, snap.policies.queue.max_inflight_per_replica);
     this.balancer = balancerFor(snap.policies.balancer, gate, latency, shared.replicaLoad);
     this.learnsLatency = snap.policies.balancer.strategy === 'lowest_latency';
     this.stats = stats;

@@ -69,7 +69,7 @@ const gateway = new Gateway({
   accessLog,
   forwardedFor: init.forwardedFor,
   tls: init.tls !== null,
-  shared: { inflight: new Int32Array(sh.inflight), held: holds.replicas, breakers: new BreakerBoard(sh.breakers), replicaLoad: new ReplicaLoadBoard(sh.replicaLoad) },
+  shared: { inflight: new Int32Array(sh.inflight), holds, breakers: new BreakerBoard(sh.breakers), replicaLoad: new ReplicaLoadBoard(sh.replicaLoad) },
   counters: new DeploymentCounters(sh.deployments, holds.queues),
   limiter,
   sharedCache: redis === null ? null : new RedisCache({ url: redis.url, commandTimeoutMs: redis.cacheTimeoutMs, breakers: dependencies, breaker: redis.breakers.cache }),

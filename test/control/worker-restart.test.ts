@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
 import { httpRequest, metric } from '../helpers/http.js';
-import { eventually, jsonLogs, metricsText, startGateway, type Gateway } from '../helpers/procs.js';
+import { eventually, jsonLogs, metricsText, replicaPorts, startGateway, type Gateway } from '../helpers/procs.js';
 
 const HOOK = fileURLToPath(new URL('../helpers/worker-crash-hook.mjs', import.meta.url));
 const crashFile = join(mkdtempSync(join(tmpdir(), 'sluice-worker-crash-')), 'crash');
@@ -113,4 +113,42 @@ t.test('what the dead worker held of max_inflight and the queue is given back', 
   const started = Date.now();
   t.same(await Promise.all([chat(), chat()]), [200, 200], 'both served: one on the replica, one after it in the queue');
   t.ok(Date.now() - started < 10_000, `in ${Date.now() - started} ms`);
+});
+
+t.test('a breaker probe the dead worker held is given back: the replica is probed again', async (t) => {
+  const probeCrash = `${crashFile}-probe`;
+  const single = await startGateway({
+    ports: { from: 28400, to: 28404 },
+    workers: 1,
+    log: { level: 'info', access: false },
+    deployments: [{
+      model: 'probed', version: '1', runtime: 'sim', args: ['--protocol', 'openai', '--ttft-ms', '0', '--tokens', '1'],
+      policies: { breaker: { consecutive_failures: 2, reset_timeout_ms: 300 }, retry: { attempts: 1 } },
+    }],
+  }, { NODE_OPTIONS: `--import=${HOOK}`, SLUICE_TEST_WORKER_CRASH_FILE: probeCrash });
+  t.teardown(() => single.stop());
+  const [port] = await replicaPorts(single, 'probed-1');
+  const simConfig = async (body: Record<string, unknown>): Promise<void> => {
+    t.equal((await httpRequest(`http://127.0.0.1:${port}/_sim/config`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })).status, 200);
+  };
+  const chat = (): Promise<number> => httpRequest(`${single.url}/probed-1/v1/chat/completions`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'probed', messages: [{ role: 'user', content: 'hi' }] }),
+  }).then((r) => r.status, () => 0);
+  const breaker = async (): Promise<number> => metric(await metricsText(single), 'sluice_breaker_state', { deployment: 'probed-1' });
+
+  await simConfig({ status: 500 });
+  t.same([await chat(), await chat()], [500, 500]);
+  t.equal(await breaker(), 1, 'the breaker opened');
+  // Healthy again but slow: the probe is out (half-open) when its worker dies.
+  await simConfig({ status: 0, ttft_ms: 5_000 });
+  await new Promise((r) => setTimeout(r, 400));
+  const probe = chat();
+  await eventually(async () => (await breaker()) === 2 ? true : undefined, 5_000, 'the probe to be out (half-open)');
+  writeFileSync(probeCrash, '');
+  await eventually(() => jsonLogs(single).find((l) => l.msg === 'data-plane worker started in place of the one that exited'), 10_000, 'a worker started in place of the dead one');
+  t.equal(await probe, 0, 'the probe died with the worker');
+  await simConfig({ ttft_ms: 0 });
+  // Left half-open, the breaker would refuse every request until a restart.
+  t.equal(await chat(), 200, 'the next request probes, and is served');
+  t.equal(await breaker(), 0, 'the breaker closed');
 });
