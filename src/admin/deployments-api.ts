@@ -98,11 +98,7 @@ export function registerDeploymentsApi(admin: AdminServer, ctx: DeploymentsApiCo
     })
     .route('POST', '/deploy/:model/:version', async (req) => {
       const model = checkName(req.params.model!, MODEL_NAME, 'model_name');
-      const version = checkName(req.params.version!, VERSION_NAME, 'version');
-      refuseConfigOwned(ctx.config, deploymentId(model, version));
-      if ((await getRegistry().getVersion(model, version)) === null) {
-        throw new SluiceError('SLUICE_ERR_NOT_FOUND', `model '${model}' version '${version}' is not in the registry`);
-      }
+      const version = await registryVersion(getRegistry, model, req.params.version!, (v) => refuseConfigOwned(ctx.config, deploymentId(model, v)));
       const d = await deploy(ctx, validBody<DeploymentConfig>(deploymentSchema, { ...(await req.json()), model, version, runtime: 'mlflow' }), req);
       return { status: 201, body: seedView(d) };
     }, { query: ['wait'] })
@@ -162,6 +158,32 @@ function mustGet(deployments: DeploymentControl, id: string): ManagedDeployment 
 
 function seedView(d: ManagedDeployment): Record<string, unknown> {
   return { model: d.spec.model, version: d.spec.version, port: d.replicas[0]?.port ?? null, route: `/${d.id}/`, state: d.state, runtime: d.spec.runtime };
+}
+
+/** MLflow's alias names (mlflow/utils/validation.py); its versions are integers. */
+const REGISTRY_ALIAS = /^[\w-]{1,255}$/;
+
+/**
+ * The registry version `/deploy/{model}/{version}` names: a version number, or an alias
+ * (`champion`, or `latest`: the highest version), resolved now. The deployment is that
+ * version's (`iris-2`): a later move of the alias leaves it as it is. `refuse` throws for a
+ * version the config file owns: before the registry is asked, when the path names it.
+ */
+async function registryVersion(registry: () => MlflowRegistry, model: string, segment: string, refuse: (version: string) => void): Promise<string> {
+  if (/^\d+$/.test(segment)) {
+    const version = checkName(segment, VERSION_NAME, 'version');
+    refuse(version);
+    if ((await registry().getVersion(model, version)) === null) throw new SluiceError('SLUICE_ERR_NOT_FOUND', `model '${model}' version '${version}' is not in the registry`);
+    return version;
+  }
+  if (!REGISTRY_ALIAS.test(segment)) {
+    throw new SluiceError('SLUICE_ERR_INVALID_FIELD', `version: '${segment}' is neither a registry version (digits) nor an alias (${REGISTRY_ALIAS})`, { field: 'version' });
+  }
+  const found = await registry().getVersionByAlias(model, segment);
+  if (found === null) throw new SluiceError('SLUICE_ERR_NOT_FOUND', `model '${model}' has no alias '${segment}' in the registry`);
+  const version = checkName(found.version, VERSION_NAME, 'version');
+  refuse(version);
+  return version;
 }
 
 function checkName(value: string, pattern: RegExp, field: string): string {

@@ -231,6 +231,11 @@ const PATH_PARAMS: Record<string, { readonly schema: Schema; readonly descriptio
 };
 /** The deployment service's routes check names against the config schema's patterns (400 otherwise). */
 const REGISTRY_NAMES: Record<string, Schema> = { model: jsonSchemaOf(fieldOf(deploymentSchema, 'model'), 'output'), version: jsonSchemaOf(fieldOf(deploymentSchema, 'version'), 'output') };
+/** A deploy names the version by its number or by one of its aliases (MLflow's alias names). */
+const DEPLOY_NAMES: Record<string, Schema> = {
+  ...REGISTRY_NAMES,
+  version: { type: 'string', pattern: '^[\\w-]{1,255}$', description: 'A version number, or an alias that names one (`champion`; `latest`: the highest version), resolved at the deploy' },
+};
 
 const operations: Record<string, Record<string, Operation>> = {
   '/healthz': { get: { id: 'healthz', tag: 'operations', public: true, summary: 'Liveness: 200 while the process runs', ok: [200, 'Alive', json('Health')] } },
@@ -298,7 +303,7 @@ const operations: Record<string, Record<string, Operation>> = {
   },
   '/deploy/{model}/{version}': {
     post: {
-      id: 'deployFromRegistry', tag: 'deployment service', summary: 'Deploy a registered MLflow model version (`mlflow models serve`)', body: 'SeedDeploySpec', query: [wait], names: REGISTRY_NAMES,
+      id: 'deployFromRegistry', tag: 'deployment service', summary: 'Deploy a registered MLflow model version, named by its number or an alias (`mlflow models serve`)', body: 'SeedDeploySpec', query: [wait], names: DEPLOY_NAMES,
       ok: [201, 'Deployed', json('SeedDeployment')], errors: [400, 404, 409, 413, 502, 503],
     },
   },

@@ -143,6 +143,26 @@ export class MlflowRegistry {
     return parseModelVersion(body.model_version);
   }
 
+  /**
+   * The version an alias names (`champion`; `latest`, MLflow's reserved one, is the highest
+   * version), or null when the model or the alias is unknown.
+   */
+  async getVersionByAlias(name: string, alias: string): Promise<ModelVersion | null> {
+    let body: Record<string, unknown>;
+    try {
+      body = await this.#get('/registered-models/alias', { name, alias });
+    } catch (err) {
+      if (err instanceof RegistryError) {
+        if (err.code === 'SLUICE_ERR_REGISTRY_NOT_FOUND') return null;
+        // An unknown alias of a known model: MLflow says INVALID_PARAMETER_VALUE ("Registered model alias x not found").
+        if (err.mlflowErrorCode === 'INVALID_PARAMETER_VALUE') return null;
+      }
+      throw err;
+    }
+    if (body.model_version === undefined) throw shapeError('model_version missing');
+    return parseModelVersion(body.model_version);
+  }
+
   async #paginate(
     path: string,
     params: Record<string, string>,

@@ -141,7 +141,8 @@ t.test('bad bodies and names get 400 naming the field; nothing is registered', a
   const seed: Array<[string, string]> = [
     ['/deploy/..%2Fx/1', 'model_name'],
     ['/deploy/%24(touch%20x)/1', 'model_name'],
-    ['/deploy/iris/1-2', 'version'],
+    ['/deploy/iris/1.2', 'version'],
+    ['/deploy/iris/%24(x)', 'version'],
   ];
   for (const [path, field] of seed) {
     const r = await admin.post(path);

@@ -157,6 +157,26 @@ t.test('the deployment service endpoints refuse what the registry does not hold'
   t.same((await admin.list()).map((d) => d.id), ['iris-1'], 'nothing else was registered');
 });
 
+t.test('POST /deploy/iris/<alias> deploys the version the alias names now', async (t) => {
+  const set = await fetch(`${mlflow.trackingUri}/api/2.0/mlflow/registered-models/alias`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'iris', alias: 'champion', version: '2' }),
+  });
+  t.equal(set.status, 200, `alias set: ${await set.text()}`);
+  const r = await admin.post('/deploy/iris/champion?wait=true');
+  pids.note(r.body);
+  t.equal(r.status, 201, r.text.slice(0, 300));
+  t.match(r.body, { model: 'iris', version: '2', route: '/iris-2/', state: 'ready' }, 'deployed as the version the alias names');
+  const res = await gwRequest(`${gw.url}/iris-2/invocations`, { method: 'POST', body: JSON.stringify({ dataframe_records: records }), headers: { 'content-type': 'application/json' } });
+  t.equal(res.status, 200, 'and it predicts');
+  const latest = await admin.post('/deploy/iris/latest');
+  t.equal(latest.status, 409, 'latest is version 2 too: already deployed');
+  const none = await admin.post('/deploy/iris/nobody');
+  t.equal(none.status, 404, 'an alias the model does not have: 404');
+  t.match(none.body?.error?.message, /no alias 'nobody'/);
+  t.equal((await admin.post('/deploy/no-such-model/champion')).status, 404, 'an unknown model: 404');
+  t.equal((await admin.post('/undeploy/iris-2')).status, 200);
+});
+
 t.test('POST /undeploy/iris-1 frees the port and the route', async (t) => {
   const r = await admin.post('/undeploy/iris-1');
   t.equal(r.status, 200);
