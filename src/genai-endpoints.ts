@@ -28,3 +28,8 @@ export const MODEL_ENDPOINTS: ReadonlyMap<string, ModelEndpoint> = new Map([
   ['/api/embeddings', endpoint(Protocol.Ollama, 'embeddings')],
   ['/api/show', endpoint(Protocol.Ollama, null)],
 ]);
+
+/** A path of Ollama's own API: its answers' tokens are its counts alone (TokenCounter). */
+export function ollamaApi(path: string): boolean {
+  return MODEL_ENDPOINTS.get(path)?.protocol === Protocol.Ollama;
+}

@@ -1,7 +1,9 @@
 // Counts the LLM tokens of a response for tokens-per-minute limits, cost and the token
 // metrics: the usage the server reports (OpenAI `usage.total_tokens`, Ollama
 // `prompt_eval_count` + `eval_count`), or, when it reports none, one token per streamed event
-// (an SSE `data:` line but `[DONE]`, an NDJSON line).
+// (an SSE `data:` line but `[DONE]`, an NDJSON line). An answer of Ollama's own API is read
+// for its counts alone, the last of each (its final line, after the message): its tool
+// calls' arguments are JSON objects, whose keys may be named as any of these.
 // It runs on every response by default (config metrics.tokens), so it makes no string and
 // no allocation per chunk: every key has an underscore before its end (`_tokens"`,
 // `_count"`), a byte JSON answers hold few of, so a native search (memchr) goes from one to
@@ -13,14 +15,16 @@
 import { bytesAt, wordSkips } from '../json-scan.js';
 import { AnswerDecoder } from './answer-decoder.js';
 
-const TOTAL = 0;
-const EVAL = 1;
-const PROMPT_EVAL = 2;
+// Ollama's counts first: an answer of its own API reads those alone (OLLAMA_KEYS).
+const EVAL = 0;
+const PROMPT_EVAL = 1;
+const TOTAL = 2;
 const PROMPT = 3;
 const COMPLETION = 4;
 const INPUT = 5;
 const OUTPUT = 6;
-const KEYS = ['"total_tokens"', '"eval_count"', '"prompt_eval_count"', '"prompt_tokens"', '"completion_tokens"', '"input_tokens"', '"output_tokens"'].map((k) => Buffer.from(k, 'latin1'));
+const KEYS = ['"eval_count"', '"prompt_eval_count"', '"total_tokens"', '"prompt_tokens"', '"completion_tokens"', '"input_tokens"', '"output_tokens"'].map((k) => Buffer.from(k, 'latin1'));
+const OLLAMA_KEYS = 2;
 /** Longer than a key, a colon, spaces and a number: a field split across chunks is whole in the tail plus the next chunk's start. */
 const TAIL = 64;
 // Where a split field is put back together: the previous chunk's tail, then the new chunk's start.
@@ -44,8 +48,12 @@ const DONE_LINE = DATA.length + DONE.length;
 const NOT_DONE = -1;
 
 export class TokenCounter {
-  // The largest value seen per key, -1 when none (one chunk may hold several usages:
-  // Ollama's OpenAI compat layer sends a zero usage on every content chunk, the real one last).
+  /** How many of KEYS are read: OLLAMA_KEYS for an answer of Ollama's own API. */
+  readonly #keys: number;
+  /** Ollama's own API: each count is the last one seen (its final line comes after any tool call). */
+  readonly #lastWins: boolean;
+  // The largest value seen per key (the last for #lastWins), -1 when none (one chunk may hold
+  // several usages: Ollama's OpenAI compat layer sends a zero usage on every content chunk, the real one last).
   #total = -1;
   #eval = -1;
   #promptEval = -1;
@@ -68,6 +76,12 @@ export class TokenCounter {
   #coded = false;
   #codedStreamed = false;
   #decoder: AnswerDecoder | null = null;
+
+  /** `ollamaApi`: the answer is of Ollama's own API (ollamaApi in genai-endpoints.ts), not OpenAI's or another. */
+  constructor(ollamaApi = false) {
+    this.#keys = ollamaApi ? OLLAMA_KEYS : KEYS.length;
+    this.#lastWins = ollamaApi;
+  }
 
   /**
    * The answer's content coding (contentCoding), before its first chunk: a client that
@@ -177,15 +191,15 @@ export class TokenCounter {
 
   /** `close` is the index of a key's closing quote: if it is a usage key, its number. */
   #field(b: Buffer, close: number, end: number, startsBefore: number): void {
-    for (let k = 0; k < KEYS.length; k++) {
+    for (let k = 0; k < this.#keys; k++) {
       const key = KEYS[k]!;
       const start = close + 1 - key.length;
       if (start < 0 || start >= startsBefore || !bytesAt(b, start, key)) continue;
       const n = numberAfter(b, close + 1, end);
       switch (k) {
+        case EVAL: if (n > this.#eval || (this.#lastWins && n >= 0)) this.#eval = n; break;
+        case PROMPT_EVAL: if (n > this.#promptEval || (this.#lastWins && n >= 0)) this.#promptEval = n; break;
         case TOTAL: if (n > this.#total) this.#total = n; break;
-        case EVAL: if (n > this.#eval) this.#eval = n; break;
-        case PROMPT_EVAL: if (n > this.#promptEval) this.#promptEval = n; break;
         case PROMPT: if (n > this.#prompt) this.#prompt = n; break;
         case COMPLETION: if (n > this.#completion) this.#completion = n; break;
         case INPUT: if (n > this.#input) this.#input = n; break;

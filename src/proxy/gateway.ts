@@ -15,7 +15,7 @@ import type { Attempt } from './attempt.js';
 import { Exchange, Phase, type ExchangeOwner } from './exchange.js';
 import { AuthFilter, authRefusal, CacheFilter, FilterChain, FilterStatus, RateLimitFilter, WWW_AUTHENTICATE } from './filters/index.js';
 import { credentialLines, readClientHead, SluiceKeyIn, withCredential, withoutTraceContext, type ClientHead } from './headers.js';
-import { Protocol } from '../genai-endpoints.js';
+import { ollamaApi, Protocol } from '../genai-endpoints.js';
 import { isListing, listedModelName, listingBody, modelEndpoint, ModelRequest, protocolErrorBody, withModel, type ModelRequestOwner } from './model-routing.js';
 import { closesUnread, endWithoutBody, RETRY_AFTER, statusLine, writeJsonResponse } from './respond.js';
 import { DeploymentRoute, RouteTable, RouteTableCompiler, type KeyRoute, type ReplicaRoute, type RouteTableSnapshot, type SharedState } from './route-table.js';
@@ -465,7 +465,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     if (route.fallbacks !== null) ex.fallbackHead = { head: { ...head }, tail };
     ex.path = url;
     ex.upstreamPath = rest;
-    if (route.countsTokens) ex.tokenCounter = new TokenCounter();
+    if (route.countsTokens) ex.tokenCounter = new TokenCounter(ollamaApi(rest));
     if (trace !== null) trace.attach(ex);
     ex.client = client;
     if (alias) ex.versionLine = route.versionLine;

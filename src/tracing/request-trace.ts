@@ -10,6 +10,7 @@ import {
   ATTR_ERROR_TYPE, ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_SERVER_ADDRESS, ATTR_SERVER_PORT, ATTR_URL_PATH,
 } from '@opentelemetry/semantic-conventions';
 import { bytesAsText } from '../byte-string.js';
+import { ollamaApi } from '../genai-endpoints.js';
 import type { TokenCounter } from '../policy/index.js';
 import {
   GEN_AI_OPERATION_NAME, GEN_AI_REQUEST_MODEL, GEN_AI_RESPONSE_FINISH_REASONS, GEN_AI_RESPONSE_MODEL, GEN_AI_USAGE_INPUT_TOKENS, GEN_AI_USAGE_OUTPUT_TOKENS,
@@ -81,7 +82,7 @@ export class RequestTracer {
         span.setAttribute(GEN_AI_REQUEST_MODEL, requestModel);
       }
     }
-    return new RequestTrace(this.#tracer, span, operation !== undefined);
+    return new RequestTrace(this.#tracer, span, operation !== undefined, ollamaApi(upstreamPath));
   }
 
   /**
@@ -107,14 +108,17 @@ export class RequestTrace {
   readonly #tracer: Tracer;
   readonly #span: Span;
   readonly #genAi: boolean;
+  /** To Ollama's own API, whose answers' tokens are its counts alone (TokenCounter). */
+  readonly #ollamaApi: boolean;
   /** The lines that make the upstream request a child of this span (W3C Trace Context), CRLF-ended. */
   readonly upstreamLines: string;
   #scan: ResponseScan | null = null;
 
-  constructor(tracer: Tracer, span: Span, genAi: boolean) {
+  constructor(tracer: Tracer, span: Span, genAi: boolean, toOllamaApi: boolean) {
     this.#tracer = tracer;
     this.#span = span;
     this.#genAi = genAi;
+    this.#ollamaApi = toOllamaApi;
     const sc = span.spanContext();
     const state = sc.traceState?.serialize() ?? '';
     this.upstreamLines = `traceparent: 00-${sc.traceId}-${sc.spanId}-0${sc.traceFlags & 1}\r\n${state === '' ? '' : `tracestate: ${state}\r\n`}`;
@@ -123,7 +127,7 @@ export class RequestTrace {
   /** The exchange carries the trace; a recorded GenAI request has its response scanned (tokens, model, finish reasons). */
   attach(ex: TracedExchange): void {
     ex.trace = this;
-    if (this.#genAi && this.#span.isRecording()) ex.tokenCounter = this.#scan = new ResponseScan();
+    if (this.#genAi && this.#span.isRecording()) ex.tokenCounter = this.#scan = new ResponseScan(this.#ollamaApi);
   }
 
   /** The request waited from `sinceMono` (performance.now()) until now: for a free replica, or (`held`) for one to start or wake. */

@@ -5,6 +5,7 @@
 // carried (Exchange.answerTokens): a refusal, a cache hit or an answer without usage takes none.
 
 import type { SluiceError } from '../../errors/index.js';
+import { ollamaApi } from '../../genai-endpoints.js';
 import type { Logger } from '../../telemetry/index.js';
 import { BucketKind, TokenCounter, type BucketRef, type RateLimiter, type Verdict } from '../../policy/index.js';
 import type { Exchange } from '../exchange.js';
@@ -30,7 +31,7 @@ export class RateLimitFilter implements RequestFilter<Exchange> {
     const buckets = bucketsOf(ex.route, ex.key);
     if (buckets.length > 0) {
       ex.buckets = buckets;
-      if (buckets.some(isTokenBucket)) ex.tokenCounter ??= new TokenCounter();
+      if (buckets.some(isTokenBucket)) ex.tokenCounter ??= new TokenCounter(ollamaApi(ex.upstreamPath));
     }
     return FilterStatus.Continue;
   }
