@@ -23,7 +23,8 @@ let gw: Gateway;
 let server: Server;
 
 t.before(async () => {
-  // Ollama's /api/chat: one object, or (streamed) the tool call on a line of its own and the counts on the last.
+  // Ollama's /api/chat: one object, or (streamed) the tool call on a line of its own and again
+  // on the last, before its counts (a model with a builtin tool parser sends it on the done line).
   server = createServer((req, res) => {
     let body = '';
     req.on('data', (c: Buffer) => (body += c.toString()));
@@ -36,7 +37,7 @@ t.before(async () => {
         return;
       }
       res.write(`${JSON.stringify({ ...head, message: MESSAGE, done: false })}\n`);
-      res.end(`${JSON.stringify({ ...head, message: { role: 'assistant', content: '' }, ...COUNTS })}\n`);
+      res.end(`${JSON.stringify({ ...head, message: MESSAGE, ...COUNTS })}\n`);
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
