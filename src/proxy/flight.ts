@@ -20,7 +20,7 @@
 import { Buffer } from 'node:buffer';
 import type { CacheConfig } from '../config/index.js';
 import type { ErrorCode } from '../errors/index.js';
-import { decodeEntry, encodeEntry, ResponseCache, SHARED_CACHE_PREFIX, storableForMs, type CachedResponse, type RedisCache } from '../policy/index.js';
+import { decodeEntry, encodeEntry, ResponseCache, SHARED_CACHE_PREFIX, storableForMs, streamEndsInError, type CachedResponse, type RedisCache } from '../policy/index.js';
 import type { RequestStats } from '../telemetry/index.js';
 import type { HeaderLines } from './upstream/index.js';
 import { wallNow } from './clock.js';
@@ -367,13 +367,13 @@ export class Flight {
     }
   }
 
-  /** The response ended whole: joiners end too, and a 200 is stored. */
+  /** The response ended whole: joiners end too, and a 200 is stored (not a stream that says its server failed). */
   #complete(): void {
     if (this.#settled) return;
     this.flush();
     const js = this.#settle();
     const chunks = this.#chunks;
-    if (chunks !== null && this.#status === 200 && this.#ttlMs > 0 && this.#headers !== null) {
+    if (chunks !== null && this.#status === 200 && this.#ttlMs > 0 && this.#headers !== null && !(this.#contentLength < 0 && streamEndsInError(chunks))) {
       this.cache.keep(this.key, this.#status, this.#headers, this.#contentLength, chunks, this.#bytes, this.#ttlMs);
     }
     for (const j of js) j.relayEnd();
