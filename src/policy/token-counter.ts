@@ -42,6 +42,12 @@ const COLON = 0x3a;
 const LF = 0x0a;
 const CR = 0x0d;
 const DATA = Buffer.from('data:', 'latin1');
+const EVENT = Buffer.from('event:', 'latin1');
+const ERROR_WORD = Buffer.from('error', 'latin1');
+const FAILED_WORD = Buffer.from('response.failed', 'latin1');
+const ERROR_KEY = Buffer.from('"error"', 'latin1');
+const TYPE_KEY = Buffer.from('"type"', 'latin1');
+const FAILED_VALUE = Buffer.from('"response.failed"', 'latin1');
 const DONE = Buffer.from('[DONE]', 'latin1');
 /** doneProgress: the whole of `data: [DONE]` seen; or a line that is not it. */
 const DONE_LINE = DATA.length + DONE.length;
@@ -69,6 +75,8 @@ export class TokenCounter {
   #lineFirst = 0;
   /** How far the current line, begun in an earlier chunk, is `data: [DONE]` (doneProgress). */
   #lineDone = 0;
+  /** A line of the stream said its server failed after the 200 head (reportsFailure). */
+  #failed = false;
   /**
    * A compressed answer, whose usage is not in its bytes as sent: #decoder reads them
    * decoded; null for a coding it does not know, which counts as an answer without usage.
@@ -162,9 +170,12 @@ export class TokenCounter {
     let lineStart = 0;
     let first = this.#lineFirst;
     let done = this.#lineDone;
+    // A line begun in an earlier chunk is not read for a failure (servers write an event whole).
+    const continued = first !== 0;
     for (let i = b.indexOf(LF); i !== -1 && i < end; i = b.indexOf(LF, i + 1)) {
       if (first === 0) first = firstText(b, lineStart, i);
       if (first !== 0 && isEventLine(first) && doneProgress(done, b, lineStart, i) !== DONE_LINE) this.#events++;
+      if ((first === 0x7b || first === 0x64 || first === 0x65) && !(continued && lineStart === 0) && reportsFailure(b, lineStart, i)) this.#failed = true;
       first = 0;
       done = 0;
       lineStart = i + 1;
@@ -226,6 +237,15 @@ export class TokenCounter {
    */
   get reported(): boolean {
     return this.#total >= 0 || this.#eval >= 0 || this.#promptEval >= 0 || this.#prompt >= 0 || this.#completion >= 0 || this.#input >= 0 || this.#output >= 0;
+  }
+
+  /**
+   * A line of the stream said its server failed after its 200 head: Ollama's last line
+   * `{"error": ...}` (protocols.md), an OpenAI-compatible `data: {"error": ...}` event, a
+   * Responses API `event: error` or `response.failed`, an event whose `type` is one of those.
+   */
+  get reportedFailure(): boolean {
+    return this.#failed;
   }
 
   get tokens(): number {
@@ -295,6 +315,41 @@ function firstText(b: Buffer, from: number, to: number): number {
  */
 function isEventLine(first: number): boolean {
   return first !== COLON && first !== 0x65 && first !== 0x69 && first !== 0x72;
+}
+
+/**
+ * b[from, to) is a line (CR aside) that says the server failed: `{"error"`, `data: {"error"`,
+ * `{"type": "error"` (or `"response.failed"`, with or without `data:`), `event: error` (or
+ * `response.failed`). A line of content fails at its second or third byte.
+ */
+function reportsFailure(b: Buffer, from: number, to: number): boolean {
+  let i = from;
+  while (i < to && b[i] === CR) i++;
+  if (bytesAt(b, i, EVENT)) {
+    i = spacesFrom(b, i + EVENT.length, to);
+    return wordEnds(b, i, to, ERROR_WORD) || wordEnds(b, i, to, FAILED_WORD);
+  }
+  if (bytesAt(b, i, DATA)) i = spacesFrom(b, i + DATA.length, to);
+  if (i >= to || b[i] !== 0x7b) return false;
+  i = spacesFrom(b, i + 1, to);
+  if (bytesAt(b, i, ERROR_KEY)) return true;
+  if (!bytesAt(b, i, TYPE_KEY)) return false;
+  i = spacesFrom(b, i + TYPE_KEY.length, to);
+  if (i >= to || b[i] !== 0x3a) return false;
+  i = spacesFrom(b, i + 1, to);
+  return bytesAt(b, i, ERROR_KEY) || bytesAt(b, i, FAILED_VALUE);
+}
+
+function spacesFrom(b: Buffer, i: number, to: number): number {
+  while (i < to && (b[i] === 0x20 || b[i] === 0x09)) i++;
+  return i;
+}
+
+/** `word` at b[i], then only spaces or CR to the line's end. */
+function wordEnds(b: Buffer, i: number, to: number, word: Buffer): boolean {
+  if (!bytesAt(b, i, word)) return false;
+  for (let k = i + word.length; k < to; k++) if (b[k] !== CR && b[k] !== 0x20) return false;
+  return true;
 }
 
 /**

@@ -733,7 +733,11 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
       // A whole answer in one piece completes the exchange before its upstream end is seen.
       const upstreamEnd = ex.upstreamEndAt >= 0 ? ex.upstreamEndAt : now;
       const tokens = ex.answerTokens;
-      if (tokens !== null) this.#recordTokens(ex, tokens, upstreamEnd);
+      if (tokens !== null) {
+        this.#recordTokens(ex, tokens, upstreamEnd);
+        // A stream that said its server failed is a failed answer (errors, rollouts), as one cut is.
+        if (tokens.reportedFailure && ex.errorCode === null && ex.status < 500) stats.failedAfterHead++;
+      }
       stats.recordOverhead((ex.sentAt - ex.startedAt - ex.waitedMs + now - upstreamEnd) / 1000);
       stats.predictions++;
       const cost = ex.route.cost;

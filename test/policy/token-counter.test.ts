@@ -134,3 +134,32 @@ t.test('a key with no number after it is no usage', async (t) => {
   const c = count('{"text":"\\"total_tokens\\" is a field","total_tokens": "many"}', []);
   t.equal(c.reported, false);
 });
+
+t.test('a stream that says its server failed is told from one whose text only mentions an error', async (t) => {
+  const failed = [
+    '{"model":"m","message":{"content":"a"},"done":false}\n{"error":"an error was encountered while running the model"}\n',
+    'data: {"choices":[{"delta":{"content":"a"}}]}\n\ndata: {"error":{"message":"out of memory"}}\n\ndata: [DONE]\n\n',
+    'data:{ "error" : "x"}\r\n\r\n',
+    'event: error\ndata: {"type":"error","code":"server_error"}\n\n',
+    'event: response.failed\r\ndata: {"type":"response.failed"}\n\n',
+    'data: {"type": "error", "message": "x"}\n\n',
+  ];
+  const whole = [
+    'data: {"choices":[{"delta":{"content":"{\\"error\\": 1} is JSON"}}]}\n\ndata: [DONE]\n\n',
+    '{"model":"m","message":{"content":"error"},"done":true,"error_count":0}\n',
+    'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","delta":"error"}\n\n',
+    'event: errors\ndata: {}\n\n',
+    ': error\n\ndata: {"choices":[]}\n\n',
+  ];
+  for (const body of failed) {
+    // Each event whole in its chunk (as servers write them), the stream cut between lines anywhere.
+    const lines = body.split(/(?<=\n)/);
+    const cuts: number[] = [];
+    let at = 0;
+    for (const l of lines) cuts.push((at += l.length));
+    t.ok(count(body, cuts).reportedFailure, `failed: ${JSON.stringify(body)}`);
+    t.ok(count(body, []).reportedFailure, `failed, in one chunk: ${JSON.stringify(body)}`);
+  }
+  for (const body of whole) t.notOk(count(body, [7, 30]).reportedFailure, `whole: ${JSON.stringify(body)}`);
+  t.notOk(count('{"error":"x"}', [], false).reportedFailure, 'a whole JSON answer is not read for it (its status says it)');
+});
