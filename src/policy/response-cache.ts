@@ -7,6 +7,7 @@ import { Buffer, isUtf8 } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import type { CacheConfig } from '../config/index.js';
 import { bytesAt, skipSpace, wordSkips } from '../json-scan.js';
+import { reportsFailure } from './token-counter.js';
 
 export interface CachedResponse {
   readonly status: number;
@@ -316,25 +317,24 @@ function canonicalAt(v: unknown, depth: number): string | null {
 
 /** How much of a stream's end is read for an error event: the last event, and a `[DONE]` after it. */
 const STREAM_TAIL_BYTES = 4096;
-// A line that reports a failure, after its CR and leading spaces are taken off: an NDJSON
-// value or an SSE `data:` payload whose first key is `error` (Ollama's line, OpenAI-compatible
-// servers' event), a Responses API error or failed response without its `event:` line, an SSE
-// `event: error` or `event: response.failed`, llama.cpp's server's `error:` field.
-const ERROR_LINE = /^(?:(?:data:\s*)?\{\s*"(?:error"|type"\s*:\s*"(?:error|response\.failed)")|event:\s*(?:error|response\.failed)\s*$|error:)/;
 
 /**
  * A streamed answer (chunked: SSE, NDJSON) whose server failed after its 200 head: it said so
- * in the stream, among its last events. Such an answer is no answer to store: replayed, it
- * would fail every identical request for the entry's lifetime. Read once per stream about to be
- * stored, over its last STREAM_TAIL_BYTES.
+ * in the stream, among its last events (reportsFailure). Such an answer is no answer to store:
+ * replayed, it would fail every identical request for the entry's lifetime. Read once per
+ * stream about to be stored, over its last STREAM_TAIL_BYTES.
  */
 export function streamEndsInError(chunks: readonly Buffer[]): boolean {
   let from = chunks.length;
   let bytes = 0;
   while (from > 0 && bytes < STREAM_TAIL_BYTES) bytes += chunks[--from]!.length;
   const tail = from === chunks.length - 1 ? chunks[from]! : Buffer.concat(chunks.slice(from));
-  const text = tail.toString('latin1', Math.max(0, tail.length - STREAM_TAIL_BYTES));
-  for (const line of text.split('\n')) if (ERROR_LINE.test(line.trim())) return true;
+  let lineStart = Math.max(0, tail.length - STREAM_TAIL_BYTES);
+  for (let lf = tail.indexOf(0x0a, lineStart); lineStart < tail.length; lf = tail.indexOf(0x0a, lineStart)) {
+    const end = lf === -1 ? tail.length : lf;
+    if (reportsFailure(tail, lineStart, end)) return true;
+    lineStart = end + 1;
+  }
   return false;
 }
 

@@ -44,6 +44,7 @@ const CR = 0x0d;
 const DATA = Buffer.from('data:', 'latin1');
 const EVENT = Buffer.from('event:', 'latin1');
 const ERROR_WORD = Buffer.from('error', 'latin1');
+const ERROR_FIELD = Buffer.from('error:', 'latin1');
 const FAILED_WORD = Buffer.from('response.failed', 'latin1');
 const ERROR_KEY = Buffer.from('"error"', 'latin1');
 const TYPE_KEY = Buffer.from('"type"', 'latin1');
@@ -320,11 +321,13 @@ function isEventLine(first: number): boolean {
 /**
  * b[from, to) is a line (CR aside) that says the server failed: `{"error"`, `data: {"error"`,
  * `{"type": "error"` (or `"response.failed"`, with or without `data:`), `event: error` (or
- * `response.failed`). A line of content fails at its second or third byte.
+ * `response.failed`), llama.cpp's server's `error:` field. A line of content fails at its
+ * second or third byte.
  */
-function reportsFailure(b: Buffer, from: number, to: number): boolean {
+export function reportsFailure(b: Buffer, from: number, to: number): boolean {
   let i = from;
-  while (i < to && b[i] === CR) i++;
+  while (i < to && (b[i] === CR || b[i] === 0x20)) i++;
+  if (bytesAt(b, i, ERROR_FIELD)) return true;
   if (bytesAt(b, i, EVENT)) {
     i = spacesFrom(b, i + EVENT.length, to);
     return wordEnds(b, i, to, ERROR_WORD) || wordEnds(b, i, to, FAILED_WORD);
