@@ -340,7 +340,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
       all: config.log.access, bufferBytes: config.log.access_buffer_bytes, maxBufferBytes: config.log.access_max_buffer_bytes,
       flushMs: config.log.access_flush_ms, sample: config.log.access_sample,
     },
-    forwardedFor: config.listen.forwarded_for, frontEnd: frontEndOf(config.listen), clientIdleTimeoutMs: config.listen.client_idle_timeout_ms, clientHeaderTimeoutMs: config.listen.client_header_timeout_ms, shared, logger,
+    forwardedFor: config.listen.forwarded_for, corsOrigins: config.listen.cors_origins, frontEnd: frontEndOf(config.listen), clientIdleTimeoutMs: config.listen.client_idle_timeout_ms, clientHeaderTimeoutMs: config.listen.client_header_timeout_ms, shared, logger,
     tls: config.listen.tls === undefined ? null : { certFile: config.listen.tls.cert_file, keyFile: config.listen.tls.key_file, minVersion: config.listen.tls.min_version, ticketKeys: randomBytes(48) },
     hsts: config.listen.hsts === undefined ? null : hstsValue(config.listen.hsts),
     redis: config.redis.url === null ? null : {

@@ -327,6 +327,21 @@ export const configSchema: Field = {
         // bytes trickle in (a slowloris client resets no idle timer): else 408 and close.
         // nginx's client_header_timeout and Node's headersTimeout are 60 s too. The node front end only.
         client_header_timeout_ms: { kind: 'int', default: 60_000, min: 1000, max: 3_600_000 },
+        // Pages and browser extensions allowed to call the front door (the root's OpenAI and
+        // Ollama endpoints) from a browser: their preflights are answered and the answers are
+        // readable by them (src/proxy/cors.ts). `*` stands for any text. The default is the
+        // origins Ollama's server always allows (protocols.md, OLLAMA_ORIGINS) and browser
+        // extensions, so that what works against Ollama works against sluice; [] turns it off.
+        cors_origins: {
+          kind: 'array', of: { kind: 'string', pattern: /^[\x21-\x7e]{1,255}$/ },
+          default: [
+            'http://localhost', 'https://localhost', 'http://localhost:*', 'https://localhost:*',
+            'http://127.0.0.1', 'https://127.0.0.1', 'http://127.0.0.1:*', 'https://127.0.0.1:*',
+            'http://0.0.0.0', 'https://0.0.0.0', 'http://0.0.0.0:*', 'https://0.0.0.0:*',
+            'app://*', 'file://*', 'tauri://*', 'vscode-webview://*', 'vscode-file://*',
+            'chrome-extension://*', 'moz-extension://*', 'safari-web-extension://*',
+          ],
+        },
         // HTTPS instead of HTTP (absent: plain HTTP). See tlsField.
         tls: tlsField(),
         // Strict-Transport-Security on every response (only with tls: browsers ignore it over

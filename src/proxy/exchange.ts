@@ -6,6 +6,7 @@
 // accessor (measured ~12 ns per Buffer use).
 import { Buffer } from 'node:buffer';
 import { bytesOf, type ClientListener, type ClientResponse } from './front-end/client.js';
+import { corsHeaders, corsLines } from './cors.js';
 import { errorBody, ERRORS, malformedRequestCode, ollamaErrorBody, type ErrorCode } from '../errors/index.js';
 import { contentCoding, headersWithAge, type CachedResponse, type CacheWant, type TokenCounter, type Verdict } from '../policy/index.js';
 import type { DeploymentRoute, KeyRoute, ReplicaRoute } from './route-table.js';
@@ -184,6 +185,8 @@ export class Exchange implements AttemptClient, ClientListener {
   responseBytes = 0;
   /** The gateway's own errors in Ollama's shape (a request through Ollama's API at the root). */
   ollamaErrors = false;
+  /** The Origin of a browser's request at the root that listen.cors_origins allows: its answer says the page may read it (proxy/cors.ts). */
+  corsOrigin: string | null = null;
   /** When the request arrived (monoNow): its duration, time to first byte and overhead count from then. */
   startedAt: number;
   /** When the upstream's response head arrived (same clock as startedAt); -1 until then. */
@@ -565,11 +568,12 @@ export class Exchange implements AttemptClient, ClientListener {
     }
     this.#beginHead(status);
     const built = lines.clientHead;
-    // The upstream's RateLimit-* lines give way to the gateway's own (see #endHead).
+    // The upstream's RateLimit-* and Access-Control-* lines give way to the gateway's own (see #endHead).
     const ownRateLimit = this.rateLimit !== null;
+    const ownCors = this.corsOrigin !== null;
     let streamKind = StreamKind.Other;
     let encoding = '';
-    if (built !== null && lines.clientOwnRateLimit === ownRateLimit) {
+    if (built !== null && lines.clientOwnRateLimit === ownRateLimit && lines.clientOwnCors === ownCors) {
       // The same upstream head as the last one on this connection: the same client head.
       headStartWith(built);
       streamKind = lines.clientKind as StreamKind;
@@ -584,6 +588,7 @@ export class Exchange implements AttemptClient, ClientListener {
         if (isDroppedResponseKind(kind)) continue;
         if (classify && kind === HeaderKind.ContentType && streamKind === StreamKind.Other) streamKind = streamKindOf(lines.value(i));
         if (kind === HeaderKind.RateLimit && ownRateLimit) continue;
+        if (kind === HeaderKind.AccessControl && ownCors) continue;
         if (kind === HeaderKind.ContentEncoding) encoding = lines.value(i);
         if (kind === HeaderKind.Location) {
           // Rewritten for this request's route prefix: the head is not reused.
@@ -602,6 +607,7 @@ export class Exchange implements AttemptClient, ClientListener {
         lines.clientHead = headCopy();
         lines.clientKind = streamKind;
         lines.clientOwnRateLimit = ownRateLimit;
+        lines.clientOwnCors = ownCors;
         lines.clientEncoding = encoding;
       }
     }
@@ -633,6 +639,7 @@ export class Exchange implements AttemptClient, ClientListener {
       if (isDroppedResponseKind(kind)) continue;
       if (hop !== null && hop.includes(name.toLowerCase())) continue;
       if (kind === HeaderKind.RateLimit && this.rateLimit !== null) continue;
+      if (kind === HeaderKind.AccessControl && this.corsOrigin !== null) continue;
       const value = headers[i + 1]!;
       if (contentLength < 0 && kind === HeaderKind.ContentType && this.#kind === StreamKind.Other) this.#kind = streamKindOf(value);
       if (kind === HeaderKind.ContentEncoding) this.#codedAs(value);
@@ -700,6 +707,7 @@ export class Exchange implements AttemptClient, ClientListener {
       res.writeStatus(statusLine(200)).writeHeader('content-type', 'text/event-stream').writeHeader('cache-control', 'no-cache')
         .writeHeader('x-request-id', this.requestId).writeHeader('x-sluice-cache', this.cacheStatus);
       if (this.versionLine !== null) res.writeHeader('x-sluice-version', this.route.version);
+      if (this.corsOrigin !== null) for (const [k, v] of corsHeaders(this.corsOrigin)) res.writeHeader(k, v);
       res.write(WAKING);
     });
   }
@@ -747,6 +755,7 @@ export class Exchange implements AttemptClient, ClientListener {
     headBytes(cache === 'hit' ? CACHE_HIT_LINE : cache === 'miss' ? CACHE_MISS_LINE : cache === 'coalesced' ? CACHE_COALESCED_LINE : CACHE_BYPASS_LINE);
     if (this.versionLine !== null) headBytes(this.versionLine);
     if (this.servedByLine !== null) headBytes(this.servedByLine);
+    if (this.corsOrigin !== null) headText(corsLines(this.corsOrigin));
     const rl = this.rateLimit;
     if (rl !== null) {
       headBytes(rateLimitLimitLine(rl.limit));
@@ -1222,6 +1231,7 @@ export class Exchange implements AttemptClient, ClientListener {
 
   /** An error's extra headers, with the version the alias chose (error paths only: it allocates). */
   #withVersion(headers: ReadonlyArray<readonly [string, string]> | undefined): ReadonlyArray<readonly [string, string]> | undefined {
+    if (this.corsOrigin !== null) headers = headers === undefined ? corsHeaders(this.corsOrigin) : [...headers, ...corsHeaders(this.corsOrigin)];
     if (this.versionLine === null) return headers;
     const line: readonly [string, string] = ['x-sluice-version', this.route.version];
     return headers === undefined ? [line] : [...headers, line];

@@ -14,7 +14,8 @@ import type { AccessLog } from './access-log.js';
 import type { Attempt } from './attempt.js';
 import { Exchange, Phase, type ExchangeOwner } from './exchange.js';
 import { AuthFilter, authRefusal, CacheFilter, FilterChain, FilterStatus, RateLimitFilter, WWW_AUTHENTICATE } from './filters/index.js';
-import { credentialLines, readClientHead, SluiceKeyIn, withCredential, withoutTraceContext, type ClientHead } from './headers.js';
+import { credentialLines, forwardedHeader, readClientHead, SluiceKeyIn, withCredential, withoutTraceContext, type ClientHead } from './headers.js';
+import { CorsPolicy, corsHeaders, preflightHeaders } from './cors.js';
 import { ollamaApi, Protocol } from '../genai-endpoints.js';
 import { isListing, listedModelName, listingBody, modelEndpoint, ModelRequest, protocolErrorBody, withModel, type ModelRequestOwner } from './model-routing.js';
 import { closesUnread, endWithoutBody, RETRY_AFTER, statusLine, writeJsonResponse } from './respond.js';
@@ -28,6 +29,8 @@ export interface GatewayOptions {
   readonly accessLog: AccessLog | null;
   /** Append the client's address to X-Forwarded-For (one getpeername per request). */
   readonly forwardedFor: boolean;
+  /** listen.cors_origins: who may call the front door from a browser; empty: no CORS. */
+  readonly corsOrigins?: readonly string[];
   /** The gateway port serves HTTPS: upstream requests say `x-forwarded-proto: https`. */
   readonly tls: boolean;
   /** Memory shared with the other workers and the control plane. */
@@ -40,6 +43,12 @@ export interface GatewayOptions {
   readonly onWake: (deployment: string) => void;
   /** A span per admitted request (config `tracing`); null or absent: tracing off. */
   readonly tracer?: RequestTracer | null;
+}
+
+/** `headers` and, for an origin listen.cors_origins allows, what says its page may read the answer (error and listing paths only: it allocates). */
+function withCors(origin: string | null, headers?: ReadonlyArray<readonly [string, string]>): ReadonlyArray<readonly [string, string]> | undefined {
+  if (origin === null) return headers;
+  return headers === undefined ? corsHeaders(origin) : [...headers, ...corsHeaders(origin)];
 }
 
 /** Upstream failures that count against a replica's breaker (4xx and client aborts never do); a refused or timed-out connect ejects it at once (#release). */
@@ -106,6 +115,8 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
   /** onExchangeDone, once a compressed answer has been decoded (made once, not per request). */
   readonly #doneDecoding = (ex: Exchange): void => this.onExchangeDone(ex);
   readonly #tracer: RequestTracer | null;
+  /** listen.cors_origins; null: none (no Origin is read). */
+  readonly #cors: CorsPolicy | null;
   #sweepTimer: NodeJS.Timeout | null = null;
   #draining = false;
   /**
@@ -124,6 +135,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     this.#counters = options.counters;
     this.#onWake = options.onWake;
     this.#tracer = options.tracer ?? null;
+    this.#cors = options.corsOrigins === undefined || options.corsOrigins.length === 0 ? null : new CorsPolicy(options.corsOrigins);
     const auth = new AuthFilter();
     const rateLimit = new RateLimitFilter(options.limiter, options.logger);
     const cache = new CacheFilter(options.logger);
@@ -312,7 +324,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
         return;
       }
     }
-    this.#admit(res, head, route, alias, key, requestId, method, url, rest, query, client, null, -1, false, null);
+    this.#admit(res, head, route, alias, key, requestId, method, url, rest, query, client, null, -1, false, null, null);
   }
 
   /**
@@ -352,29 +364,37 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     const protocol = modelEndpoint(url);
     // Ollama's API answers its errors as {"error":"<message>"}: its client shows nothing else.
     const ollama = url.startsWith('/api/');
+    // A browser's page or extension allowed to call the front door (listen.cors_origins): its answers say it may read them.
+    const cors = this.#cors === null ? null : this.#cors.allowed(head.headerLines);
+    if (method === 'OPTIONS' && this.#cors !== null && (protocol !== undefined || isListing(url) || url === '/') && forwardedHeader(head.headerLines, 'access-control-request-method') !== '') {
+      this.#preflight(res, head, cors, requestId, url, ollama);
+      return;
+    }
     if (protocol !== undefined) {
       if (method !== 'POST') {
         const message = `${url} accepts POST only`;
-        this.#reject(res, 'SLUICE_ERR_METHOD_NOT_ALLOWED', message, requestId, method, url, { headers: ALLOW_POST, head, body: ollama ? ollamaErrorBody(message, requestId) : undefined });
+        this.#reject(res, 'SLUICE_ERR_METHOD_NOT_ALLOWED', message, requestId, method, url, { headers: withCors(cors, ALLOW_POST), head, body: ollama ? ollamaErrorBody(message, requestId) : undefined });
         return;
       }
       const client = this.#forwardedFor || this.#accessAll ? clientAddress(res) : '';
-      new ModelRequest(this, res, head, requestId, method, url, url, req.getQuery() ?? '', client, this.#keyOf(head), this.#table, protocol, null, false).read();
+      const request = new ModelRequest(this, res, head, requestId, method, url, url, req.getQuery() ?? '', client, this.#keyOf(head), this.#table, protocol, null, false);
+      request.corsOrigin = cors;
+      request.read();
       return;
     }
     if (isListing(url)) {
       if (method !== 'GET' && method !== 'HEAD') {
         const message = `${url} accepts GET only`;
-        this.#reject(res, 'SLUICE_ERR_METHOD_NOT_ALLOWED', message, requestId, method, url, { headers: ALLOW_GET, head, body: ollama ? ollamaErrorBody(message, requestId) : undefined });
+        this.#reject(res, 'SLUICE_ERR_METHOD_NOT_ALLOWED', message, requestId, method, url, { headers: withCors(cors, ALLOW_GET), head, body: ollama ? ollamaErrorBody(message, requestId) : undefined });
         return;
       }
       const body = listingBody(url, this.#table, this.#keyOf(head), this.#counters);
       if (body === null) {
         const message = `The model '${listedModelName(url)}' does not exist`;
-        this.#reject(res, 'SLUICE_ERR_MODEL_NOT_FOUND', message, requestId, method, url, { body: protocolErrorBody(Protocol.OpenAi, 'SLUICE_ERR_MODEL_NOT_FOUND', message, requestId), head });
+        this.#reject(res, 'SLUICE_ERR_MODEL_NOT_FOUND', message, requestId, method, url, { body: protocolErrorBody(Protocol.OpenAi, 'SLUICE_ERR_MODEL_NOT_FOUND', message, requestId), head, headers: withCors(cors) });
         return;
       }
-      this.#answer(res, 200, body, requestId, method, url);
+      this.#answer(res, 200, body, requestId, method, url, cors === null ? NO_OPTIONS : { headers: withCors(cors) });
       return;
     }
     if (url === '/healthz' || url === '/readyz') {
@@ -383,11 +403,39 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     }
     if (url === '/' && (method === 'GET' || method === 'HEAD')) {
       // Ollama's liveness answer, which its CLI asks for (HEAD /) before any command.
-      this.#answer(res, 200, 'Ollama is running', requestId, method, url, TEXT_ANSWER);
+      this.#answer(res, 200, 'Ollama is running', requestId, method, url, cors === null ? TEXT_ANSWER : { ...TEXT_ANSWER, headers: withCors(cors) });
       return;
     }
     const message = `no deployment serves ${url}`;
-    this.#reject(res, 'SLUICE_ERR_NO_ROUTE', message, requestId, method, url, { head, body: ollama ? ollamaErrorBody(message, requestId) : undefined });
+    this.#reject(res, 'SLUICE_ERR_NO_ROUTE', message, requestId, method, url, { head, body: ollama ? ollamaErrorBody(message, requestId) : undefined, headers: withCors(cors) });
+  }
+
+  /**
+   * A browser's preflight for the front door: 204 with what an allowed origin may send; 403
+   * to an origin listen.cors_origins does not allow (the browser then sends nothing).
+   */
+  #preflight(res: ClientResponse, head: ClientHead, origin: string | null, requestId: string, url: string, ollama: boolean): void {
+    const refuse = (message: string): void => {
+      this.#reject(res, 'SLUICE_ERR_FORBIDDEN', message, requestId, 'OPTIONS', url, { head, body: ollama ? ollamaErrorBody(message, requestId) : undefined });
+    };
+    if (origin === null) {
+      refuse(`origin ${forwardedHeader(head.headerLines, 'origin') || '(none)'} may not call the front door from a browser (listen.cors_origins)`);
+      return;
+    }
+    const headers = preflightHeaders(origin, head.headerLines);
+    if (headers === null) {
+      refuse('Access-Control-Request-Headers is not a list of header names');
+      return;
+    }
+    const log = this.#accessLog;
+    // Read before the answer: a response that has ended may not be touched.
+    const client = log !== null && log.all ? clientAddress(res) : '';
+    res.cork(() => {
+      res.writeStatus(statusLine(204)).writeHeader('x-request-id', requestId);
+      for (const [k, v] of headers) res.writeHeader(k, v);
+      res.endWithoutBody();
+    });
+    if (log !== null && log.all) log.record(requestId, 'OPTIONS', url, client, null, null, 204, 0, null, 0, 0, 'bypass', undefined, null, null);
   }
 
   // ModelRequestOwner
@@ -399,7 +447,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     head.chunked = false;
     request.exchange = this.#admit(
       request.res, head, route, alias, request.key, request.requestId, request.method, request.url, request.rest, request.query, request.client, body, request.startedAt,
-      request.ollamaErrors, request.requestedModel,
+      request.ollamaErrors, request.requestedModel, request.corsOrigin,
     );
   }
 
@@ -429,7 +477,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
 
   refuseRead(request: ModelRequest, code: ErrorCode, message: string, close: boolean, body?: string): void {
     body ??= request.ollamaErrors ? ollamaErrorBody(message, request.requestId) : undefined;
-    const headers = code === 'SLUICE_ERR_BUFFERS_FULL' ? RETRY_AFTER : undefined;
+    const headers = withCors(request.corsOrigin, code === 'SLUICE_ERR_BUFFERS_FULL' ? RETRY_AFTER : undefined);
     this.#reject(request.res, code, message, request.requestId, request.method, request.url, { close, body, headers, client: request.client, head: request.head, requestBytes: request.bytesRead });
   }
 
@@ -439,11 +487,12 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
    * `arrivedAt` (monoNow); null (and -1) when it is still to come. `ollamaErrors`: came
    * through Ollama's API at the root, so the gateway's own errors take Ollama's shape.
    * `requestedModel`: the body's model at the root, as the client spelt it (`name:tag`);
-   * null: the path's segment names it. Returns the exchange.
+   * null: the path's segment names it. `corsOrigin`: a browser's allowed Origin at the root
+   * (proxy/cors.ts). Returns the exchange.
    */
   #admit(
     res: ClientResponse, head: ClientHead, route: DeploymentRoute, alias: boolean, key: KeyRoute | undefined, requestId: string, method: string, url: string, rest: string,
-    query: string, client: string, body: Buffer | null, arrivedAt: number, ollamaErrors: boolean, requestedModel: string | null,
+    query: string, client: string, body: Buffer | null, arrivedAt: number, ollamaErrors: boolean, requestedModel: string | null, corsOrigin: string | null,
   ): Exchange {
     const expectBody = head.chunked || head.contentLength > 0;
     // Tracing off: this null check (and the same local's below) is all it costs here.
@@ -461,6 +510,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     const ex = new Exchange(this, res, requestId, method, route, key, pathQuery, headRest, head.contentLength, head.chunked);
     if (body !== null) ex.bodyRead(body, arrivedAt);
     if (ollamaErrors) ex.ollamaErrors = true;
+    if (corsOrigin !== null) ex.corsOrigin = corsOrigin;
     // The head is scratch: a copy is kept only where a fallback may need its own request head.
     if (route.fallbacks !== null) ex.fallbackHead = { head: { ...head }, tail };
     ex.path = url;

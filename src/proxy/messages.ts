@@ -47,6 +47,8 @@ export interface WorkerInit {
   readonly logLevel: string;
   readonly accessLog: AccessLogSettings;
   readonly forwardedFor: boolean;
+  /** listen.cors_origins: who may call the front door from a browser (proxy/cors.ts). */
+  readonly corsOrigins: readonly string[];
   /** What reads client requests (config listen.front_end): uWS, or the node front end (plain HTTP). */
   readonly frontEnd: 'uws' | 'node';
   /** The node front end closes a client connection that sends nothing for this long (config listen.client_idle_timeout_ms). */

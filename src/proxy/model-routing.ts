@@ -248,6 +248,9 @@ export class ModelRequest implements ClientListener {
     this.#limitName = this.#limit === table.maxBufferedBodyBytes ? 'limits.max_buffered_body_bytes' : 'limits.max_body_bytes';
   }
 
+  /** The Origin of a browser's request at the root that listen.cors_origins allows (proxy/cors.ts); null: none. */
+  corsOrigin: string | null = null;
+
   /** Came through Ollama's API at the root: its errors take Ollama's shape. */
   get ollamaErrors(): boolean {
     return this.#protocol === Protocol.Ollama && this.#route === null;

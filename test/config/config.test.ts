@@ -47,7 +47,11 @@ function rejects(t: Assert, text: string, field: string, env: NodeJS.ProcessEnv 
 
 t.test('defaults are filled in and the result is frozen', async (t) => {
   const c = load('');
-  t.same(c.listen, { host: '0.0.0.0', port: 8080, forwarded_for: false, front_end: 'auto', client_idle_timeout_ms: 10_000, client_header_timeout_ms: 60_000 });
+  const { cors_origins: cors, ...listen } = c.listen;
+  t.same(listen, { host: '0.0.0.0', port: 8080, forwarded_for: false, front_end: 'auto', client_idle_timeout_ms: 10_000, client_header_timeout_ms: 60_000 });
+  // Ollama's own (protocols.md, OLLAMA_ORIGINS) and browser extensions.
+  for (const o of ['http://localhost:*', 'http://127.0.0.1:*', 'app://*', 'vscode-webview://*', 'chrome-extension://*']) t.ok(cors.includes(o), `cors_origins: ${o}`);
+  t.notOk(cors.includes('*'), 'not every origin');
   t.same(c.admin, { host: '127.0.0.1', port: 8081, token: null });
   t.equal(c.workers, availableParallelism(), 'workers: 0 means one per core');
   t.same(c.ports, { from: 8001, to: 8100 });
@@ -89,7 +93,7 @@ t.test('defaults are filled in and the result is frozen', async (t) => {
   t.equal(load('deployments:\n  - {model: m, version: 1}\n').deployments[0]!.version, '1', 'a numeric YAML version is read as a string');
   const partial = load('deployments:\n  - model: m\n    version: "1"\n    upstream: { idle_timeout_ms: 300 }\n').deployments[0]!;
   t.same(partial.upstream, { idle_timeout_ms: 300 }, 'per-deployment upstream holds only what was given');
-  t.same(loadConfig(null, {}).listen, { host: '0.0.0.0', port: 8080, forwarded_for: false, front_end: 'auto', client_idle_timeout_ms: 10_000, client_header_timeout_ms: 60_000 }, 'no file at all');
+  t.same({ ...loadConfig(null, {}).listen, cors_origins: [] }, { host: '0.0.0.0', port: 8080, forwarded_for: false, front_end: 'auto', client_idle_timeout_ms: 10_000, client_header_timeout_ms: 60_000, cors_origins: [] }, 'no file at all');
 });
 
 t.test('unknown keys are rejected with their full path', async (t) => {
@@ -132,6 +136,8 @@ t.test('listen.front_end and listen.client_idle_timeout_ms are checked, naming t
   t.equal(load('listen: { front_end: node }').listen.front_end, 'node');
   t.match(rejects(t, 'listen: { front_end: nginx }', 'listen.front_end'), /auto, node, uws/);
   rejects(t, 'listen: { client_idle_timeout_ms: 10 }', 'listen.client_idle_timeout_ms');
+  rejects(t, 'listen: { cors_origins: ["https://app.example.com", "not an origin"] }', 'listen.cors_origins[1]');
+  t.same(load('listen: { cors_origins: ["https://app.example.com"] }').listen.cors_origins, ['https://app.example.com'], 'a list of its own replaces the default');
   // Each worker binds its socket by address: a name is refused at load, naming the field.
   t.match(rejects(t, 'listen: { host: gateway.internal }', 'listen.host'), /IP address/);
   t.equal(load('listen: { host: localhost }').listen.host, 'localhost');
@@ -165,7 +171,7 @@ t.test('environment variables override the file', async (t) => {
     SLUICE_ADMIN_TOKEN: 's3cret', SLUICE_WORKERS: '3', SLUICE_STATE_DIR: '/tmp/x', SLUICE_LOG_LEVEL: 'warn',
     SLUICE_MAX_BODY_BYTES: '1024',
   });
-  t.same(c.listen, { host: '127.0.0.2', port: 9999, forwarded_for: false, front_end: 'auto', client_idle_timeout_ms: 10_000, client_header_timeout_ms: 60_000 });
+  t.same({ ...c.listen, cors_origins: [] }, { host: '127.0.0.2', port: 9999, forwarded_for: false, front_end: 'auto', client_idle_timeout_ms: 10_000, client_header_timeout_ms: 60_000, cors_origins: [] });
   t.same(c.admin, { host: '127.0.0.3', port: 9998, token: 's3cret' });
   t.equal(c.workers, 3);
   t.equal(c.state_dir, '/tmp/x');

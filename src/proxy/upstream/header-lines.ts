@@ -28,6 +28,8 @@ export class HeaderLines {
   clientKind = 0;
   /** clientHead left out the upstream's RateLimit-* lines (the gateway sent its own). */
   clientOwnRateLimit = false;
+  /** clientHead left out the upstream's Access-Control-* lines (the gateway sent its own: proxy/cors.ts). */
+  clientOwnCors = false;
   /** The head's Content-Encoding, '' when it has none (Exchange #codedAs). */
   clientEncoding = '';
 

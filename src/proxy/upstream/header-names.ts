@@ -69,6 +69,8 @@ export const enum HeaderKind {
   RateLimit,
   /** A compressed answer: its bytes go as they come, its usage is read decompressed (Exchange #codedAs). */
   ContentEncoding,
+  /** Access-Control-Allow-Origin and the others a CORS answer carries: dropped when the gateway sends its own (proxy/cors.ts). */
+  AccessControl,
   /** Any `proxy-*` name (last: DROPPED_RESPONSE_KINDS counts up to it). */
   Proxy,
 }
@@ -97,6 +99,12 @@ for (const [name, kind] of [
   ['ratelimit-policy', HeaderKind.RateLimit],
   ['ratelimit-remaining', HeaderKind.RateLimit],
   ['content-encoding', HeaderKind.ContentEncoding],
+  ['access-control-allow-origin', HeaderKind.AccessControl],
+  ['access-control-allow-credentials', HeaderKind.AccessControl],
+  ['access-control-expose-headers', HeaderKind.AccessControl],
+  ['access-control-allow-methods', HeaderKind.AccessControl],
+  ['access-control-allow-headers', HeaderKind.AccessControl],
+  ['access-control-max-age', HeaderKind.AccessControl],
 ] as const) {
   (NAMES_BY_LENGTH[name.length] ??= []).push(name);
   (KINDS_BY_LENGTH[name.length] ??= []).push(kind);
