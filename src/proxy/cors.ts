@@ -26,16 +26,9 @@ export class CorsPolicy {
     }
   }
 
-  /** The request's Origin when this policy allows it; null when it sent none or one not allowed. */
-  allowed(headerLines: string): string | null {
-    const origin = forwardedHeader(headerLines, 'origin');
-    if (origin === '' || !this.#allows(origin)) return null;
-    return origin;
-  }
-
-  /** The request sent an Origin (allowed or not). */
-  static sent(headerLines: string): boolean {
-    return forwardedHeader(headerLines, 'origin') !== '';
+  /** The request's Origin (ClientHead.origin) when this policy allows it; null when it sent none or one not allowed. */
+  allowed(origin: string): string | null {
+    return origin !== '' && this.#allows(origin) ? origin : null;
   }
 
   #allows(origin: string): boolean {

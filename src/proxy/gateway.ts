@@ -365,7 +365,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     // Ollama's API answers its errors as {"error":"<message>"}: its client shows nothing else.
     const ollama = url.startsWith('/api/');
     // A browser's page or extension allowed to call the front door (listen.cors_origins): its answers say it may read them.
-    const cors = this.#cors === null ? null : this.#cors.allowed(head.headerLines);
+    const cors = this.#cors === null ? null : this.#cors.allowed(head.origin);
     if (method === 'OPTIONS' && this.#cors !== null && (protocol !== undefined || isListing(url) || url === '/') && forwardedHeader(head.headerLines, 'access-control-request-method') !== '') {
       this.#preflight(res, head, cors, requestId, url, ollama);
       return;
@@ -419,7 +419,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
       this.#reject(res, 'SLUICE_ERR_FORBIDDEN', message, requestId, 'OPTIONS', url, { head, body: ollama ? ollamaErrorBody(message, requestId) : undefined });
     };
     if (origin === null) {
-      refuse(`origin ${forwardedHeader(head.headerLines, 'origin') || '(none)'} may not call the front door from a browser (listen.cors_origins)`);
+      refuse(`origin ${head.origin || '(none)'} may not call the front door from a browser (listen.cors_origins)`);
       return;
     }
     const headers = preflightHeaders(origin, head.headerLines);

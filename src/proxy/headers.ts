@@ -36,6 +36,8 @@ export interface ClientHead {
    */
   traceparent: string;
   tracestate: string;
+  /** A browser's page or extension (proxy/cors.ts); the line goes upstream too. */
+  origin: string;
 }
 
 // Scratch state for the one synchronous pass over the headers of the request being handled:
@@ -44,7 +46,7 @@ export interface ClientHead {
 const scratch: ClientHead = {
   headerLines: '', host: '', requestId: '', forwardedFor: '', contentLength: -1, chunked: false, bad: null,
   authorization: '', xApiKey: '', sluiceKeys: 0, apiKey: '', cookie: '', cacheControl: '', xSluiceCache: '', connection: '',
-  traceparent: '', tracestate: '',
+  traceparent: '', tracestate: '', origin: '',
 };
 
 // Where keepHeader gets a value it reads: the node front end's head (line k, sliced only
@@ -73,6 +75,7 @@ function keepHeader(name: string, k: number): boolean {
     case 6:
       if (name === 'expect') return false; // The front end answers 100-continue itself.
       if (name === 'cookie') s.cookie = s.cookie === '' ? valueAt(k) : `${s.cookie}; ${valueAt(k)}`;
+      else if (name === 'origin') s.origin = valueAt(k);
       break;
     case 9:
       if (name === 'x-api-key') {
@@ -204,6 +207,7 @@ export function readClientHead(req: ClientRequest): ClientHead {
   head.connection = '';
   head.traceparent = '';
   head.tracestate = '';
+  head.origin = '';
   const sent = req.sentHeaders?.();
   if (sent === undefined) req.forEach(collectHeader);
   else collectSentHeaders(sent);
