@@ -28,6 +28,8 @@ export const ERRORS = {
   // A fixed capacity of the shared memory is used up (deployments, replicas, rate-limit buckets): remove some first.
   SLUICE_ERR_LIMIT_REACHED: { status: 409, message: 'the gateway holds as many as it can: remove some first' },
   SLUICE_ERR_BODY_TOO_LARGE: { status: 413, message: 'request body exceeds the configured limit' },
+  // A body the gateway must read (the front door's model, a served_model rewrite) sent compressed (Content-Encoding).
+  SLUICE_ERR_CONTENT_ENCODING: { status: 415, message: 'the request body is compressed (Content-Encoding), which the gateway does not read' },
   SLUICE_ERR_RATE_LIMITED: { status: 429, message: 'rate limit exceeded' },
   // Never an answer's status: a member of a coalesced request (src/proxy/flight.ts) that fell
   // too far behind, or a client whose socket took no write for upstream.idle_timeout_ms while

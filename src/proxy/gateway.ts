@@ -18,7 +18,7 @@ import { credentialLines, forwardedHeader, readClientHead, SluiceKeyIn, withCred
 import { CorsPolicy, corsHeaders, preflightHeaders } from './cors.js';
 import { ollamaApi, Protocol } from '../genai-endpoints.js';
 import { isListing, listedModelName, listingBody, modelEndpoint, ModelRequest, protocolErrorBody, withModel, type ModelRequestOwner } from './model-routing.js';
-import { closesUnread, endWithoutBody, RETRY_AFTER, statusLine, writeJsonResponse } from './respond.js';
+import { closesUnread, endWithoutBody, IDENTITY_ONLY, RETRY_AFTER, statusLine, writeJsonResponse } from './respond.js';
 import { DeploymentRoute, RouteTable, RouteTableCompiler, type KeyRoute, type ReplicaRoute, type RouteTableSnapshot, type SharedState } from './route-table.js';
 import { isUuid, RequestIds } from './request-id.js';
 import { holdClock, monoNow, releaseClock, resyncWallClock, wallNow } from './clock.js';
@@ -477,7 +477,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
 
   refuseRead(request: ModelRequest, code: ErrorCode, message: string, close: boolean, body?: string): void {
     body ??= request.ollamaErrors ? ollamaErrorBody(message, request.requestId) : undefined;
-    const headers = withCors(request.corsOrigin, code === 'SLUICE_ERR_BUFFERS_FULL' ? RETRY_AFTER : undefined);
+    const headers = withCors(request.corsOrigin, code === 'SLUICE_ERR_BUFFERS_FULL' ? RETRY_AFTER : code === 'SLUICE_ERR_CONTENT_ENCODING' ? IDENTITY_ONLY : undefined);
     this.#reject(request.res, code, message, request.requestId, request.method, request.url, { close, body, headers, client: request.client, head: request.head, requestBytes: request.bytesRead });
   }
 

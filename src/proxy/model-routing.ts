@@ -382,8 +382,15 @@ export class ModelRequest implements ClientListener {
   }
 
   #refuseScan(scan: FieldScan.Invalid | FieldScan.Duplicate): void {
-    if (scan === FieldScan.Invalid) this.#refuse('SLUICE_ERR_BAD_REQUEST', this.#protocol === Protocol.Ollama ? 'invalid JSON body' : 'We could not parse the JSON body of your request.');
-    else this.#refuse('SLUICE_ERR_BAD_REQUEST', `'model' is given more than once`);
+    if (scan === FieldScan.Duplicate) {
+      this.#refuse('SLUICE_ERR_BAD_REQUEST', `'model' is given more than once`);
+      return;
+    }
+    // Read only now: a compressed body is never JSON, and a body that is pays nothing for it.
+    const coding = forwardedHeader(this.head.headerLines, 'content-encoding');
+    if (coding !== '' && coding.toLowerCase() !== 'identity') {
+      this.#refuse('SLUICE_ERR_CONTENT_ENCODING', `the request body is sent with Content-Encoding: ${coding}, which the gateway does not decode to read its model: send it uncompressed`);
+    } else this.#refuse('SLUICE_ERR_BAD_REQUEST', this.#protocol === Protocol.Ollama ? 'invalid JSON body' : 'We could not parse the JSON body of your request.');
   }
 
   #routeByModel(body: Buffer): void {

@@ -181,6 +181,8 @@ export const RETRY_AFTER = Object.freeze([['retry-after', '1'] as const]);
  * only repeat at the model's full cost, each time, before the client hears of it.
  */
 export const NO_RETRY = Object.freeze([['x-should-retry', 'false'] as const]);
+/** The codings a request body may come in (RFC 9110 12.5.3): none, on a 415 for a compressed one. */
+export const IDENTITY_ONLY = Object.freeze([['accept-encoding', 'identity'] as const]);
 
 /** How an answer is sent: close the connection after it, extra headers, HEAD (no body), the x-sluice-cache value, its content type. */
 type AnswerOptions = [closeConnection?: boolean, headers?: ReadonlyArray<readonly [string, string]>, headRequest?: boolean, cache?: CacheStatus, contentType?: string];
