@@ -105,6 +105,17 @@ export function errorBody(code: string, message: string, requestId: string, extr
   return JSON.stringify({ error: { code, message, request_id: bytesAsText(requestId), ...extra } });
 }
 
+/**
+ * The event data that ends a Responses API stream (`/v1/responses`) the gateway fails: an
+ * event of that stream (`type: "error"`, a `sequence_number`) whose `error` holds the message,
+ * as api.openai.com sends it. The AI SDK's Responses provider reads no event without a `type`
+ * (it showed "Type validation failed" for sluice's own shape); the openai SDKs throw on the
+ * `error` member either way. The gateway reads no sequence numbers as the stream passes: 0.
+ */
+export function responsesErrorEvent(code: string, message: string, requestId: string): string {
+  return JSON.stringify({ type: 'error', sequence_number: 0, error: { type: 'server_error', code, message, param: null, request_id: bytesAsText(requestId) } });
+}
+
 /** Ollama's error shape (`{"error": "<message>"}`, which its clients show as is), with the request id. */
 export function ollamaErrorBody(message: string, requestId: string): string {
   return JSON.stringify({ error: message, request_id: bytesAsText(requestId) });

@@ -7,7 +7,7 @@
 import { Buffer } from 'node:buffer';
 import { bytesOf, type ClientListener, type ClientResponse } from './front-end/client.js';
 import { corsHeaders, corsLines } from './cors.js';
-import { errorBody, ERRORS, malformedRequestCode, ollamaErrorBody, type ErrorCode } from '../errors/index.js';
+import { errorBody, ERRORS, malformedRequestCode, ollamaErrorBody, responsesErrorEvent, type ErrorCode } from '../errors/index.js';
 import { contentCoding, headersWithAge, type CachedResponse, type CacheWant, type TokenCounter, type Verdict } from '../policy/index.js';
 import type { DeploymentRoute, KeyRoute, ReplicaRoute } from './route-table.js';
 import { withQuery } from '../target-query.js';
@@ -109,6 +109,8 @@ function serveCachedCorked(this: Exchange): void {
 
 const CHUNK_TERMINATOR = '\r\n';
 const WAKING = ': waking\n\n';
+/** The Responses API, whose streams the gateway ends with an event of their own shape (responsesErrorEvent). */
+const RESPONSES_PATH = '/v1/responses';
 /** What a request that got its event-stream head early asks its server for: the answer uncompressed. */
 const IDENTITY_LINE = 'accept-encoding: identity\r\n';
 const ACCEPT_ENCODING = ['accept-encoding'];
@@ -1264,10 +1266,10 @@ export class Exchange implements AttemptClient, ClientListener {
     }
     // A 5xx head counts as an error already.
     if (this.status < 500) this.route.stats.failedAfterHead++;
-    const body = this.#errorBody(code, message);
     const mode = this.#mode;
     // A compressed stream cannot take an event of the gateway's: it is cut as any other body.
     const kind = this.#encoded ? StreamKind.Other : this.#kind;
+    const body = kind === StreamKind.Sse && this.upstreamPath === RESPONSES_PATH ? responsesErrorEvent(code, message, this.requestId) : this.#errorBody(code, message);
     // Errors also arrive from socket events, outside any uWS callback: cork the writes.
     res.cork(() => {
       // What went out ends in a line end (#writeWholeLines); a blank line first ends the
