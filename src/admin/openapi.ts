@@ -198,6 +198,7 @@ const errorResponses: Record<number, { name: string; description: string }> = {
   404: { name: 'NotFound', description: 'No such deployment, key, model or registry entry.' },
   409: { name: 'Conflict', description: 'It exists already, is defined in the config file (SLUICE_ERR_CONFIG_OWNED), its state does not allow this now, or a capacity of the gateway is used up (SLUICE_ERR_LIMIT_REACHED).' },
   413: { name: 'TooLarge', description: 'The body exceeds 1 MiB.' },
+  415: { name: 'UnsupportedEncoding', description: 'The body is compressed (`Content-Encoding` other than identity), which the admin API does not decode (SLUICE_ERR_CONTENT_ENCODING).' },
   502: { name: 'BadGateway', description: 'The deployment failed to start (`?wait=true`: SLUICE_ERR_DEPLOY_FAILED, with its view), or the MLflow registry answered wrongly.' },
   503: { name: 'Unavailable', description: 'No free port left in `ports`; the MLflow registry is not configured or unreachable; the state store in Redis did not answer (SLUICE_ERR_DEPENDENCY_UNAVAILABLE); or a dependency\'s circuit breaker is open (SLUICE_ERR_DEPENDENCY_CIRCUIT_OPEN: the call was not made). For a change that the state store must keep, nothing was changed; the last two come with `Retry-After`.' },
 };
@@ -268,7 +269,7 @@ const operations: Record<string, Record<string, Operation>> = {
     post: {
       id: 'deploy', tag: 'deployments', summary: 'Deploy a model version', body: 'DeploymentSpec', query: [wait],
       description: 'Starts its replicas (ports from `ports`) and stores it, so it comes back after a restart. Fields that depend on the runtime are checked too (400 naming the field).',
-      ok: [201, 'Deployed (starting, unless `?wait=true`)', json('DeploymentView')], errors: [400, 409, 413, 502, 503],
+      ok: [201, 'Deployed (starting, unless `?wait=true`)', json('DeploymentView')], errors: [400, 409, 413, 415, 502, 503],
     },
   },
   '/v1/deployments/{id}': {
@@ -304,7 +305,7 @@ const operations: Record<string, Record<string, Operation>> = {
   '/deploy/{model}/{version}': {
     post: {
       id: 'deployFromRegistry', tag: 'deployment service', summary: 'Deploy a registered MLflow model version, named by its number or an alias (`mlflow models serve`)', body: 'SeedDeploySpec', query: [wait], names: DEPLOY_NAMES,
-      ok: [201, 'Deployed', json('SeedDeployment')], errors: [400, 404, 409, 413, 502, 503],
+      ok: [201, 'Deployed', json('SeedDeployment')], errors: [400, 404, 409, 413, 415, 502, 503],
     },
   },
   '/get_deployed_models': { get: { id: 'getDeployedModels', tag: 'deployment service', summary: 'Every deployment', ok: [200, 'Deployments', json('DeployedModels')] } },
@@ -316,7 +317,7 @@ const operations: Record<string, Record<string, Operation>> = {
     post: {
       id: 'createKey', tag: 'keys', summary: 'Add a client API key', body: 'ApiKeySpec',
       description: 'Without `key` and `key_sha256` a key is generated and shown in this answer only; only its SHA-256 is kept.',
-      ok: [201, 'Added', json('KeyCreated')], errors: [400, 409, 413, 503],
+      ok: [201, 'Added', json('KeyCreated')], errors: [400, 409, 413, 415, 503],
     },
   },
   '/v1/keys/{name}': {
@@ -329,18 +330,18 @@ const operations: Record<string, Record<string, Operation>> = {
     get: { id: 'modelEvents', tag: 'traffic', summary: 'Every change of the model\'s traffic', ok: [200, 'Events, oldest first', json('TrafficEvents')], errors: [404] },
   },
   '/v1/models/{model}/traffic': {
-    put: { id: 'setTraffic', tag: 'traffic', summary: 'Set the alias weights (and sticky rule)', body: 'TrafficRequest', ok: [200, 'Model', json('ModelTraffic')], errors: [400, 404, 409, 413, 503] },
+    put: { id: 'setTraffic', tag: 'traffic', summary: 'Set the alias weights (and sticky rule)', body: 'TrafficRequest', ok: [200, 'Model', json('ModelTraffic')], errors: [400, 404, 409, 413, 415, 503] },
   },
   '/v1/models/{model}/promote': {
-    post: { id: 'promote', tag: 'traffic', summary: 'All traffic to a version, which becomes stable', body: 'PromoteRequest', ok: [200, 'Model', json('ModelTraffic')], errors: [400, 404, 409, 413, 503] },
+    post: { id: 'promote', tag: 'traffic', summary: 'All traffic to a version, which becomes stable', body: 'PromoteRequest', ok: [200, 'Model', json('ModelTraffic')], errors: [400, 404, 409, 413, 415, 503] },
   },
   '/v1/models/{model}/rollback': {
-    post: { id: 'rollback', tag: 'traffic', summary: 'All traffic back to the stable version (no body)', ok: [200, 'Model', json('ModelTraffic')], errors: [400, 404, 409, 413, 503] },
+    post: { id: 'rollback', tag: 'traffic', summary: 'All traffic back to the stable version (no body)', ok: [200, 'Model', json('ModelTraffic')], errors: [400, 404, 409, 413, 415, 503] },
   },
   '/v1/models/{model}/rollout': {
     put: {
       id: 'startRollout', tag: 'traffic', summary: 'Start a canary rollout', body: 'RolloutRequest',
-      ok: [201, 'Started', json('ModelTraffic')], errors: [400, 404, 409, 413, 503],
+      ok: [201, 'Started', json('ModelTraffic')], errors: [400, 404, 409, 413, 415, 503],
     },
     delete: { id: 'abortRollout', tag: 'traffic', summary: 'Abort the rollout in progress', ok: [200, 'Aborted', json('ModelTraffic')], errors: [404, 503] },
   },

@@ -428,6 +428,10 @@ async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> 
     chunks.push(chunk);
   }
   if (size === 0) return {};
+  const coding = req.headers['content-encoding'];
+  if (coding !== undefined && coding.toLowerCase() !== 'identity') {
+    throw new SluiceError('SLUICE_ERR_CONTENT_ENCODING', `the request body is sent with Content-Encoding: ${coding}, which the admin API does not decode: send it uncompressed`);
+  }
   let parsed: unknown;
   try {
     parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));

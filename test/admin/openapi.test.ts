@@ -5,12 +5,13 @@
 //   document asks for no token;
 // - the document's schemas compile (ajv, JSON Schema 2020-12, strict);
 // - real answers of a running gateway, for every operation, with every status this setup can
-//   reach (2xx, 400, 401, 404, 405, 409, 413, 502, 503), have a documented status, content
+//   reach (2xx, 400, 401, 404, 405, 409, 413, 415, 502, 503), have a documented status, content
 //   type and body;
 // - /docs is one page that names every operation and loads nothing from elsewhere.
 // The deployment service's routes read a registry stand-in; its mlflow deployments get a
 // binary that does not exist, so nothing heavy starts.
 
+import { gzipSync } from 'node:zlib';
 import t from 'tap';
 import { AdminServer, registerAdminRoutes } from '../../src/admin/index.js';
 import { adminApiDocument } from '../../src/admin/openapi.js';
@@ -81,11 +82,11 @@ t.test('a running gateway answers as documented', async (t) => {
   const answered = new Map<string, Set<number>>();
 
   /** One request; its answer must conform to what the document says of `method template` and have `status`. */
-  const call = async (method: string, path: string, status: number, opts: { body?: unknown; token?: boolean; query?: string } = {}): Promise<any> => {
+  const call = async (method: string, path: string, status: number, opts: { body?: unknown; token?: boolean; query?: string; headers?: Record<string, string> } = {}): Promise<any> => {
     const concrete = opts.query === undefined ? path : `${path}?${opts.query}`;
     const tpl = Object.keys(doc.paths).find((p) => new RegExp(`^${p.replace(/\{\w+\}/g, '[^/]+')}$`).test(path)) ?? path;
-    const headers: Record<string, string> = opts.token === false ? {} : { authorization: `Bearer ${TOKEN}` };
-    const payload = opts.body === undefined ? undefined : typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body);
+    const headers: Record<string, string> = { ...(opts.token === false ? {} : { authorization: `Bearer ${TOKEN}` }), ...opts.headers };
+    const payload = opts.body === undefined ? undefined : typeof opts.body === 'string' || opts.body instanceof Blob ? opts.body : JSON.stringify(opts.body);
     if (payload !== undefined) headers['content-type'] = 'application/json';
     const res = await fetch(base + concrete, { method, headers, body: payload, signal: AbortSignal.timeout(30_000) });
     const text = await res.text();
@@ -143,6 +144,9 @@ t.test('a running gateway answers as documented', async (t) => {
   await call('POST', '/v1/deployments', 400, { body: { version: '1' } });
   await call('POST', '/v1/deployments', 400, { body: '{"model": ' });
   await call('POST', '/v1/deployments', 413, { body: JSON.stringify({ model: 'x', version: '1', args: ['a'.repeat(1024 * 1024)] }) });
+  // A compressed body is not decoded: said so, rather than called invalid JSON with its raw bytes in the message.
+  const gzipped = await call('POST', '/v1/deployments', 415, { body: new Blob([gzipSync(JSON.stringify({ model: 'x', version: '1' }))]), headers: { 'content-encoding': 'gzip' } });
+  t.match(gzipped.error, { code: 'SLUICE_ERR_CONTENT_ENCODING', message: /Content-Encoding: gzip.*send it uncompressed/ });
   await call('POST', '/v1/deployments', 409, { body: { model: 'ct', version: '1' } });
   // A simulator that refuses its arguments exits at once: ?wait=true says so (502, with the view).
   const failed = await call('POST', '/v1/deployments', 502, { body: { model: 'bad', version: '1', args: ['--no-such-flag'] }, query: 'wait=true' });
