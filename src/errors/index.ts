@@ -38,8 +38,8 @@ export const ERRORS = {
   SLUICE_ERR_CLIENT_TOO_SLOW: { status: 429, message: 'the client read its response too slowly: it took nothing written to it for the idle timeout, or fell too far behind the identical requests sharing its upstream call' },
   // A request the node front end cannot read (src/proxy/front-end/request-parser.ts).
   SLUICE_ERR_HEADERS_TOO_LARGE: { status: 431, message: 'the request head exceeds the limit' },
-  // A head trickled in for longer than listen.client_header_timeout_ms (slowloris).
-  SLUICE_ERR_REQUEST_TIMEOUT: { status: 408, message: 'the request head did not arrive in time' },
+  // A head trickled in for longer than listen.client_header_timeout_ms (slowloris), or an upload stopped for listen.client_idle_timeout_ms.
+  SLUICE_ERR_REQUEST_TIMEOUT: { status: 408, message: 'the request head or body did not arrive in time' },
   SLUICE_ERR_TRANSFER_CODING: { status: 501, message: 'the request uses a transfer coding other than chunked' },
   SLUICE_ERR_HTTP_VERSION: { status: 505, message: 'only HTTP/1.0 and HTTP/1.1 are served' },
   SLUICE_ERR_INTERNAL: { status: 500, message: 'internal gateway error' },

@@ -2,7 +2,9 @@
 // first byte. A slowloris client, drip-feeding a header line before each idle timeout, is
 // answered 408 with a JSON error and closed (it held a socket and a head buffer for as long
 // as it liked); a head that arrives in time, and a keep-alive connection idle between
-// requests, are not concerned.
+// requests, are not concerned. An upload that stops arriving for client_idle_timeout_ms is
+// answered 408 too (nginx's client_body_timeout), not cut without a word and logged as the
+// client's own leaving (499).
 
 import { connect, type Socket } from 'node:net';
 import t from 'tap';
@@ -73,4 +75,28 @@ t.test('a head that takes less than the limit, and a keep-alive connection idle 
   t.match(conn.got().slice(before), /^HTTP\/1\.1 200 /, 'the next request on the connection is served');
   t.equal(conn.closedAt(), null, 'and the connection stays open');
   conn.socket.destroy();
+});
+
+t.test('an upload that stops arriving for client_idle_timeout_ms is answered 408 and logged with its code', async (t) => {
+  const stall = async (path: string): Promise<{ conn: Connection; ms: number }> => {
+    const conn = await open();
+    const started = performance.now();
+    conn.socket.write(`POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"model":"demo-1",`);
+    for (let i = 0; i < 500 && conn.closedAt() === null; i++) await sleep(20);
+    return { conn, ms: (conn.closedAt() ?? performance.now()) - started };
+  };
+  // At the root the body is read whole before routing; on a path route it streams to the model server.
+  const [root, path] = await Promise.all([stall('/v1/chat/completions'), stall('/demo-1/_sim/upload')]);
+  for (const [what, { conn, ms }] of [['at the root', root], ['on a path route', path]] as const) {
+    t.not(conn.closedAt(), null, `${what}: closed`);
+    t.ok(ms >= 5_000 - 50 && ms < 5_000 + 3_000, `${what}: after the 5 s idle timeout (${Math.round(ms)} ms)`);
+    const [head, body] = conn.got().split('\r\n\r\n') as [string, string];
+    t.match(head, /^HTTP\/1\.1 408 Request Timeout\r\n/, `${what}: answered 408`);
+    t.match(JSON.parse(body), { error: { code: 'SLUICE_ERR_REQUEST_TIMEOUT', message: /body stopped arriving.*5000 ms/ } });
+  }
+  const lines = await eventually(() => {
+    const found = jsonLogs(gw).filter((l) => l['status'] === 408 && l['method'] === 'POST');
+    return found.length >= 2 ? found : undefined;
+  }, 3_000, 'the access lines');
+  t.same(lines.map((l) => [l['path'], l['error']]).sort(), [['/demo-1/_sim/upload', 'SLUICE_ERR_REQUEST_TIMEOUT'], ['/v1/chat/completions', 'SLUICE_ERR_REQUEST_TIMEOUT']], 'not 499, the client\'s leaving');
 });

@@ -264,6 +264,26 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
     }
   }
 
+  /**
+   * Nothing came for the idle timeout (the sweep found it `expiring`). A request whose body
+   * is still arriving, with nothing answered yet, is answered 408 by its listener, as a head
+   * that does not arrive in time is (nginx's client_body_timeout); otherwise the connection
+   * just closes (idle between requests, a head that sent nothing more, an answer sent).
+   */
+  idleTimedOut(ms: number): void {
+    const res = this.#response;
+    if (res === null || res.ended || res.started || this.#ending || this.#closed) {
+      this.destroy();
+      return;
+    }
+    out.cork(this);
+    try {
+      this.#malformed(new RequestParseError(408, `the request body stopped arriving: nothing came for ${ms} ms (listen.client_idle_timeout_ms)`));
+    } finally {
+      out.uncork();
+    }
+  }
+
   #malformed(err: RequestParseError): void {
     const res = this.#response;
     if (res !== null && !res.ended) {

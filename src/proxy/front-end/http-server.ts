@@ -46,6 +46,7 @@ export class HttpServer implements ConnectionOwner {
   readonly other: ClientHandler;
   readonly malformed: (res: ClientResponse, status: number, message: string) => void;
   readonly #idleTicks: number;
+  readonly #idleTimeoutMs: number;
   readonly #headTicks: number;
   readonly #headTimeoutMs: number;
   readonly #server: Server | TlsServer;
@@ -59,6 +60,7 @@ export class HttpServer implements ConnectionOwner {
     this.other = options.other;
     this.malformed = options.malformed;
     this.#idleTicks = Math.max(1, Math.ceil(options.idleTimeoutMs / SWEEP_MS));
+    this.#idleTimeoutMs = options.idleTimeoutMs;
     this.#headTicks = Math.max(1, Math.ceil(options.headTimeoutMs / SWEEP_MS));
     this.#headTimeoutMs = options.headTimeoutMs;
     this.#tls = options.tls;
@@ -148,7 +150,7 @@ export class HttpServer implements ConnectionOwner {
     // since then are `limit` whole sweeps of silence (at limit 1, `>=` would close a
     // connection whose bytes arrived a moment before this sweep).
     for (const conn of this.#connections) {
-      if (conn.expiring && now - conn.lastTick > limit) conn.destroy();
+      if (conn.expiring && now - conn.lastTick > limit) conn.idleTimedOut(this.#idleTimeoutMs);
       else if (conn.headSince >= 0 && now - conn.headSince > headLimit) conn.headTimedOut(this.#headTimeoutMs);
     }
   }
