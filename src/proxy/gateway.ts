@@ -83,6 +83,8 @@ interface RejectOptions {
   readonly contentType?: string;
   /** Body bytes read before the answer (a request whose body was read first). */
   readonly requestBytes?: number;
+  /** When a request whose body was read first arrived (monoNow): its duration counts from then. */
+  readonly arrivedAt?: number;
 }
 const NO_OPTIONS: RejectOptions = Object.freeze({});
 const TEXT_ANSWER: RejectOptions = Object.freeze({ contentType: 'text/plain; charset=utf-8' });
@@ -478,7 +480,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
   refuseRead(request: ModelRequest, code: ErrorCode, message: string, close: boolean, body?: string): void {
     body ??= request.ollamaErrors ? ollamaErrorBody(message, request.requestId) : undefined;
     const headers = withCors(request.corsOrigin, code === 'SLUICE_ERR_BUFFERS_FULL' ? RETRY_AFTER : code === 'SLUICE_ERR_CONTENT_ENCODING' ? IDENTITY_ONLY : undefined);
-    this.#reject(request.res, code, message, request.requestId, request.method, request.url, { close, body, headers, client: request.client, head: request.head, requestBytes: request.bytesRead });
+    this.#reject(request.res, code, message, request.requestId, request.method, request.url, { close, body, headers, client: request.client, head: request.head, requestBytes: request.bytesRead, arrivedAt: request.startedAt });
   }
 
   /**
@@ -831,15 +833,16 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     const bytes = writeJsonResponse(res, status, body, requestId, opts.close === true, opts.headers, method === 'HEAD', 'bypass', opts.contentType);
     // A request for a known deployment counts in its metrics whoever answered it: a 503
     // for want of a ready replica is the outage an operator's alert must see.
+    // Answered inside the handler, the duration is nil; after reading the body, that time.
+    const seconds = opts.arrivedAt === undefined ? 0 : (monoNow() - opts.arrivedAt) / 1000;
     const stats = opts.route?.stats;
     if (stats !== undefined) {
-      stats.record(status, 0);
+      stats.record(status, seconds);
       if (code !== null) stats.refused(code);
     } else if (code !== null) {
       this.#unroutedRefusals.set(code, (this.#unroutedRefusals.get(code) ?? 0) + 1);
     }
-    // Answered inside the handler: the duration is nil.
-    if (logged) log.record(requestId, method, url, client, opts.route?.id ?? null, null, status, 0, null, opts.requestBytes ?? 0, bytes, 'bypass', undefined, code, null);
+    if (logged) log.record(requestId, method, url, client, opts.route?.id ?? null, null, status, seconds, null, opts.requestBytes ?? 0, bytes, 'bypass', undefined, code, null);
     if (code !== null) this.#tracer?.refused(opts.head ?? null, method, url, status, code, requestId, opts.route?.id ?? null);
   }
 

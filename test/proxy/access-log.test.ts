@@ -68,6 +68,20 @@ t.test('a client-chosen request id is the one logged', async (t) => {
   t.ok((line.duration_ms as number) >= (line.ttfb_ms as number) && (line.ttfb_ms as number) >= 0, 'duration_ms >= ttfb_ms >= 0');
 });
 
+t.test('a front-door request refused once its body was read is logged with the time it took, not 0', async (t) => {
+  // The body's model is read before routing: an upload of 600 ms, then an unknown model.
+  const socket = connect(gw.port, '127.0.0.1');
+  const body = '{"model":"no-such-model","messages":[]}';
+  socket.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Request-Id: access-log-slow-refusal\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 10)}`);
+  await new Promise((resolve) => setTimeout(resolve, 600));
+  socket.end(body.slice(10));
+  socket.resume();
+  const line = await accessLine('access-log-slow-refusal');
+  t.match(line, { status: 404, error: 'SLUICE_ERR_MODEL_NOT_FOUND', route: null });
+  t.ok((line.duration_ms as number) >= 550, `duration_ms ${String(line.duration_ms)}: from the head's arrival to the answer`);
+  socket.destroy();
+});
+
 t.test('a client request id that needs escaping is logged as sent', async (t) => {
   const id = 'quote"back\\slash-\u00e9';
   const r = await httpRequest(`${gw.url}/demo/api/tags`, { headers: { 'x-request-id': id } });
