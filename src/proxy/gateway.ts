@@ -480,7 +480,11 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
   refuseRead(request: ModelRequest, code: ErrorCode, message: string, close: boolean, body?: string): void {
     body ??= request.ollamaErrors ? ollamaErrorBody(message, request.requestId) : undefined;
     const headers = withCors(request.corsOrigin, code === 'SLUICE_ERR_BUFFERS_FULL' ? RETRY_AFTER : code === 'SLUICE_ERR_CONTENT_ENCODING' ? IDENTITY_ONLY : undefined);
-    this.#reject(request.res, code, message, request.requestId, request.method, request.url, { close, body, headers, client: request.client, head: request.head, requestBytes: request.bytesRead, arrivedAt: request.startedAt });
+    this.#reject(request.res, code, message, request.requestId, request.method, request.url, {
+      close, body, headers, client: request.client, head: request.head, requestBytes: request.bytesRead, arrivedAt: request.startedAt,
+      // A path route's request is its deployment's, whoever answers it (at the root none was chosen).
+      route: request.route ?? undefined,
+    });
   }
 
   /**

@@ -7,8 +7,8 @@
 
 import { deflateSync, gzipSync } from 'node:zlib';
 import t from 'tap';
-import { httpRequest, json, type Reply } from '../helpers/http.js';
-import { startGateway, type Gateway } from '../helpers/procs.js';
+import { httpRequest, json, metric, type Reply } from '../helpers/http.js';
+import { metricsText, startGateway, type Gateway } from '../helpers/procs.js';
 
 // Replica ports 20100-20109 belong to this file.
 let gw: Gateway;
@@ -47,6 +47,11 @@ t.test('on a path route that rewrites the model: 415 too; one that reads no body
   const rewritten = await post('/chat-2/v1/chat/completions', gzipSync(CHAT), 'gzip');
   t.equal(rewritten.status, 415);
   t.match(json(rewritten), { error: { code: 'SLUICE_ERR_CONTENT_ENCODING' } });
+  // The path named the deployment: its metrics count the refusal, as any request for it (P8).
+  const text = await metricsText(gw);
+  t.equal(metric(text, 'sluice_gateway_refusals_total', { deployment: 'chat-2', code: 'SLUICE_ERR_CONTENT_ENCODING' }), 1, 'a refusal of chat-2');
+  t.equal(metric(text, 'sluice_requests_total', { deployment: 'chat-2', code: '415' }), 1, 'in its requests');
+  t.equal(metric(text, 'sluice_gateway_refusals_total', { deployment: '', code: 'SLUICE_ERR_CONTENT_ENCODING' }), 2, 'the root\'s two are no deployment\'s');
   const asSent = await post('/demo-1/v1/chat/completions', gzipSync(CHAT), 'gzip');
   t.equal(asSent.status, 400, 'the server\'s own answer to bytes it cannot read');
   t.notMatch(asSent.body, /SLUICE_ERR/, 'not the gateway\'s');
