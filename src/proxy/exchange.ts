@@ -275,6 +275,8 @@ export class Exchange implements AttemptClient, ClientListener {
   flight: Flight | null = null;
   /** A filter waiting for the whole body (the cache, for its key); null when none waits. */
   #bodyWaiter: BodyWaiter | null = null;
+  /** The body size past which the waiter is called before the body is whole (awaitBody's `maxBytes`). */
+  #bodyWaitLimit = 0;
   /** A flight leader whose client left while joiners still wait for the upstream response. */
   #detached = false;
   /** A held SSE request got its head and `: waking` comments before any upstream answered. */
@@ -500,7 +502,7 @@ export class Exchange implements AttemptClient, ClientListener {
     if (attempt === null || !attempt.connected) {
       if (chunk !== null) (this.#heldBody ??= []).push(chunk);
       const waiter = this.#bodyWaiter;
-      if (waiter !== null && (isLast || this.#bodyOverCacheLimit())) {
+      if (waiter !== null && (isLast || this.#bodyBytes > this.#bodyWaitLimit)) {
         this.#bodyWaiter = null;
         waiter.onWholeBody(this);
       }
@@ -1108,20 +1110,18 @@ export class Exchange implements AttemptClient, ClientListener {
   }
 
   /**
-   * A cache candidate about to be dispatched: true when its body is still arriving
-   * (`waiter.onWholeBody` follows), false when the key can be computed now.
+   * A request whose whole body is needed before it goes on (a cache candidate's key, a
+   * fallback's model name): true when its body is still arriving (`waiter.onWholeBody`
+   * follows, once it is whole or has outgrown `maxBytes`), false when it can go on now.
    */
-  awaitBody(waiter: BodyWaiter): boolean {
-    if (this.#bodyDone || this.#bodyOverCacheLimit()) return false;
+  awaitBody(waiter: BodyWaiter, maxBytes: number): boolean {
+    if (this.#bodyDone || this.#bodyBytes > maxBytes) return false;
     this.#bodyWaiter = waiter;
+    this.#bodyWaitLimit = maxBytes;
     this.#setPhase(Phase.Uploading);
-    // Held back during admission; the body must now come in for the key.
+    // Held back during admission; the body must now come in.
     if (this.#clientPaused) this.#resumeClient();
     return true;
-  }
-
-  #bodyOverCacheLimit(): boolean {
-    return this.#bodyBytes > this.route.policies.cache.max_request_bytes;
   }
 
   /** The whole request body, once read (cache candidates only); kept for the upstream. */

@@ -12,7 +12,7 @@ import type { Logger } from '../telemetry/index.js';
 import type { RequestTracer } from '../tracing/index.js';
 import type { AccessLog } from './access-log.js';
 import type { Attempt } from './attempt.js';
-import { Exchange, Phase, type ExchangeOwner } from './exchange.js';
+import { Exchange, Phase, type BodyWaiter, type ExchangeOwner } from './exchange.js';
 import { AuthFilter, authRefusal, CacheFilter, FilterChain, FilterStatus, RateLimitFilter, WWW_AUTHENTICATE } from './filters/index.js';
 import { credentialLines, forwardedHeader, readClientHead, SluiceKeyIn, withCredential, withoutTraceContext, type ClientHead } from './headers.js';
 import { CorsPolicy, corsHeaders, preflightHeaders } from './cors.js';
@@ -102,6 +102,8 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
   /** The X-Forwarded-Proto line of every upstream head, made once. */
   readonly #forwardedProto: string;
   readonly #shared: SharedState;
+  /** Routes again a request whose body was read for a fallback's rename (#toUpstream). */
+  readonly #fallbackBody: BodyWaiter = { onWholeBody: (ex) => this.#toUpstream(ex) };
   /** The route #pickFallback found, for #switchToFallback (no pair allocated per fallback). */
   #fallbackRoute: DeploymentRoute | null = null;
   readonly #counters: DeploymentCounters;
@@ -572,6 +574,10 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     else {
       // Its fallbacks serve it while it wakes: without the wake, they would for good.
       this.#askWake(route);
+      // A fallback's server is asked for its own model name, spliced into the body: a path
+      // route's body is still arriving, so it is read first (up to the replay limit, as any
+      // body a fallback gets whole); then the request is routed again.
+      if (modelEndpoint(ex.upstreamPath) !== undefined && ex.awaitBody(this.#fallbackBody, retry.replay_max_bytes)) return;
       // Every replica failing (breakers open) is the 503 it would have answered: it counts it.
       if (!this.fallBack(ex, replica === NoReplica.BreakersOpen ? ERRORS.SLUICE_ERR_CIRCUIT_OPEN.status : 0)) this.#noReplica(ex, replica, now);
     }

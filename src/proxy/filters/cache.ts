@@ -37,7 +37,7 @@ export class CacheFilter implements RequestFilter<Exchange>, BodyWaiter {
 
   onRequest(ex: Exchange): FilterStatus {
     if (ex.cacheWant === null) return FilterStatus.Continue;
-    if (ex.awaitBody(this)) return FilterStatus.Pause;
+    if (ex.awaitBody(this, ex.route.policies.cache.max_request_bytes)) return FilterStatus.Pause;
     return this.#lookUp(ex);
   }
 
