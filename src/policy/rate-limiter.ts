@@ -65,12 +65,31 @@ export class RateLimiter {
           const prev = refs[j]!;
           if (prev.kind === BucketKind.Requests) this.#local.take(prev.slot, now, prev.rule, -1, 0);
         }
-        return { ...r, refusedBy: ref };
+        return this.#longestRefusal(refs, i, r, now);
       }
       if (verdict === null || isTighter(r, verdict)) verdict = r;
     }
     if (verdict === null) throw new RangeError('checkLocal needs at least one bucket');
     return verdict;
+  }
+
+  /**
+   * The refusal the client must wait longest for: `first`, made by refs[i], or that of a
+   * bucket after it, looked at without taking anything. Retry-After is when every bucket
+   * would admit the request, not only the first that refused it.
+   */
+  #longestRefusal(refs: readonly BucketRef[], i: number, first: TakeResult, now: number): Verdict {
+    let worst = first;
+    let by = refs[i]!;
+    for (let j = i + 1; j < refs.length; j++) {
+      const ref = refs[j]!;
+      const r = this.#local.take(ref.slot, now, ref.rule, 0, 1);
+      if (!r.allowed && r.retryAfterMs > worst.retryAfterMs) {
+        worst = r;
+        by = ref;
+      }
+    }
+    return { ...worst, refusedBy: by };
   }
 
   /** The same check in Redis; rejects with RedisUnavailable when Redis does not answer in time. */
@@ -106,12 +125,15 @@ export class RateLimiter {
   }
 }
 
-/** The verdict of a check whose buckets answered `results`: a refusing bucket if any, else the emptiest. */
+/**
+ * The verdict of a check whose buckets answered `results`: of the refusing buckets, the
+ * one that admits last (Retry-After is when all of them do); else the emptiest.
+ */
 function tightest(results: readonly TakeResult[]): Verdict {
   let best = results[0]!;
   for (let i = 1; i < results.length; i++) {
     const r = results[i]!;
-    if (r.allowed !== best.allowed ? !r.allowed : isTighter(r, best)) best = r;
+    if (r.allowed !== best.allowed ? !r.allowed : r.allowed ? isTighter(r, best) : r.retryAfterMs > best.retryAfterMs) best = r;
   }
   return best;
 }
