@@ -387,6 +387,39 @@ export function storableForMs(headers: readonly string[], ttlMs: number, keyed: 
 }
 
 /**
+ * The header a stored answer names the fallback that made it in, for its hits to say so
+ * too (a fallback's answer is stored under the addressed deployment's key). An x-sluice-*
+ * header, which no answer is sent with as stored: the gateway's own x-sluice-* lines are
+ * the ones a client gets, so an instance that does not read it drops it.
+ */
+const SERVED_BY = 'x-sluice-served-by';
+
+function isServedBy(name: string): boolean {
+  return name.length === SERVED_BY.length && name.toLowerCase() === SERVED_BY;
+}
+
+/**
+ * `headers` as stored for an answer `servedBy` made (a fallback's id; null: the addressed
+ * deployment's own): naming it, and never the upstream's own header of that name. The
+ * array itself when nothing changes.
+ */
+export function storedHeaders(headers: readonly string[], servedBy: string | null): readonly string[] {
+  let kept: string[] | null = null;
+  for (let i = 0; i < headers.length; i += 2) {
+    if (isServedBy(headers[i]!)) kept ??= headers.slice(0, i);
+    else if (kept !== null) kept.push(headers[i]!, headers[i + 1]!);
+  }
+  if (servedBy === null) return kept ?? headers;
+  return [...(kept ?? headers), SERVED_BY, servedBy];
+}
+
+/** The fallback that made a stored answer (storedHeaders), or null. */
+export function servedByOf(headers: readonly string[]): string | null {
+  for (let i = 0; i < headers.length; i += 2) if (isServedBy(headers[i]!)) return headers[i + 1]!;
+  return null;
+}
+
+/**
  * A stored answer's headers as a hit sends them, with `Age`: the seconds since its upstream
  * made it (the Age it came with, plus its time in the cache), which RFC 9111 section 4 requires
  * of an answer served from a cache; without it a cache downstream would keep it fresh for

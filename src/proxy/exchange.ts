@@ -8,7 +8,7 @@ import { Buffer } from 'node:buffer';
 import { bytesOf, type ClientListener, type ClientResponse } from './front-end/client.js';
 import { corsHeaders, corsLines } from './cors.js';
 import { errorBody, ERRORS, malformedRequestCode, ollamaErrorBody, responsesErrorEvent, type ErrorCode } from '../errors/index.js';
-import { contentCoding, headersWithAge, type CachedResponse, type CacheWant, type TokenCounter, type Verdict } from '../policy/index.js';
+import { contentCoding, headersWithAge, servedByOf, type CachedResponse, type CacheWant, type TokenCounter, type Verdict } from '../policy/index.js';
 import type { DeploymentRoute, KeyRoute, ReplicaRoute } from './route-table.js';
 import { withQuery } from '../target-query.js';
 import { Attempt, type AttemptClient } from './attempt.js';
@@ -378,6 +378,11 @@ export class Exchange implements AttemptClient, ClientListener {
   }
 
   /** A fallback takes the request: its route, and the request head rebuilt for it (its own credential). */
+  /** The fallback its own attempts went to (the route it switched to), or null. */
+  get servedBy(): string | null {
+    return this.route.id === this.addressed.id ? null : this.route.id;
+  }
+
   switchRoute(route: DeploymentRoute, headRest: string): void {
     this.route = route;
     this.#headRest = headRest;
@@ -1142,6 +1147,9 @@ export class Exchange implements AttemptClient, ClientListener {
   /** Answers from the cache in the framing the response was received in, chunk by chunk. */
   serveCached(entry: CachedResponse): void {
     this.cacheStatus = 'hit';
+    // A fallback's answer, stored under this deployment's key: the hit says who made it.
+    const by = servedByOf(entry.headers);
+    if (by !== null) this.servedByLine = Buffer.from(`\r\nx-sluice-served-by: ${by}`, 'latin1');
     cork.entry = entry;
     this.corked(serveCachedCorked);
   }

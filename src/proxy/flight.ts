@@ -20,7 +20,7 @@
 import { Buffer } from 'node:buffer';
 import type { CacheConfig } from '../config/index.js';
 import type { ErrorCode } from '../errors/index.js';
-import { decodeEntry, encodeEntry, ResponseCache, SHARED_CACHE_PREFIX, storableForMs, streamEndsInError, type CachedResponse, type RedisCache } from '../policy/index.js';
+import { decodeEntry, encodeEntry, ResponseCache, SHARED_CACHE_PREFIX, storableForMs, storedHeaders, streamEndsInError, type CachedResponse, type RedisCache } from '../policy/index.js';
 import type { RequestStats } from '../telemetry/index.js';
 import type { HeaderLines } from './upstream/index.js';
 import { wallNow } from './clock.js';
@@ -60,6 +60,8 @@ export interface FlightMember {
   relayHead(status: number, headers: readonly string[], contentLength: number): void;
   /** `x-sluice-served-by` when a fallback took the request (the leader's: its joiners' answers say it too). */
   readonly servedByLine: Uint8Array | null;
+  /** The id of the fallback that took the request, or null (what a stored answer remembers). */
+  readonly servedBy: string | null;
   relayData(chunk: Buffer): void;
   relayEnd(): void;
   relayFail(code: ErrorCode, message: string, headers?: ReadonlyArray<readonly [string, string]>): void;
@@ -374,7 +376,7 @@ export class Flight {
     const js = this.#settle();
     const chunks = this.#chunks;
     if (chunks !== null && this.#status === 200 && this.#ttlMs > 0 && this.#headers !== null && !(this.#contentLength < 0 && streamEndsInError(chunks))) {
-      this.cache.keep(this.key, this.#status, this.#headers, this.#contentLength, chunks, this.#bytes, this.#ttlMs);
+      this.cache.keep(this.key, this.#status, storedHeaders(this.#headers, this.leader.servedBy), this.#contentLength, chunks, this.#bytes, this.#ttlMs);
     }
     for (const j of js) j.relayEnd();
   }
