@@ -636,6 +636,8 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     ex.route.stats.fallbacks++;
     // What a fallback serves keeps it awake as much as what is addressed to it.
     if (to.countsArrivals) this.#counters.arrive(to.slot);
+    // Its answer is charged to it: by its tokens too when it has token prices (or counts them).
+    if (to.countsTokens) ex.tokenCounter ??= new TokenCounter();
     const saved = ex.fallbackHead!;
     let length = saved.head.contentLength;
     // The fallback's server knows its model by its own name: the body asks for that one.
