@@ -1343,7 +1343,7 @@ type BucketRefLike = import('../policy/index.js').BucketRef;
 /** The client's head as read, kept for a fallback's request head (see Gateway.#headRestFor). */
 export interface FallbackHead {
   readonly head: ClientHead;
-  /** The route-independent lines (forwarding, request id) after the client's; the framing line follows. */
+  /** The lines after the client's (forwarding, request id: the addressed deployment's form of it); the framing line follows. */
   readonly tail: string;
 }
 

@@ -648,7 +648,10 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
       ex.replaceBody(renamed);
       if (!saved.head.chunked) length = renamed.length;
     }
-    ex.switchRoute(to, clientLines(to, saved.head) + saved.tail + framingLine(saved.head.chunked, length));
+    // A llamacpp server refuses (400) an x-request-id that is not a UUID: it gets one sluice
+    // makes, as when it is addressed (the tail has the client's id only when no such server was).
+    const tail = to.uuidRequestIds && !isUuid(ex.requestId) ? saved.tail.replace(`x-request-id: ${ex.requestId}\r\n`, `x-request-id: ${this.#nextRequestId()}\r\n`) : saved.tail;
+    ex.switchRoute(to, clientLines(to, saved.head) + tail + framingLine(saved.head.chunked, length));
     this.#send(ex, replica, now);
   }
 
