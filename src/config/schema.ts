@@ -125,7 +125,8 @@ const policyFields = {
     fields: {
       max_length: { kind: 'int', default: 1000, min: 0, max: 1_000_000 },
       max_wait_ms: timeout(120_000),
-      heartbeat_ms: { kind: 'int', default: 5_000, min: 0, max: 600_000 },
+      // Well inside the shortest idle timeout of a common client: httpx's (the Python openai SDK's transport) is 5 s.
+      heartbeat_ms: { kind: 'int', default: 2_000, min: 0, max: 600_000 },
     },
   },
   rate_limit: { kind: 'object', fields: limitFields },
