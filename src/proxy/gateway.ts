@@ -45,6 +45,17 @@ export interface GatewayOptions {
   readonly tracer?: RequestTracer | null;
 }
 
+/**
+ * The time a request may take from its arrival: its deployment's total_timeout_ms, and once a
+ * fallback took it, the smaller of that and the fallback's (the addressed one's is the
+ * client's budget, as its rate limits are); 0: none.
+ */
+function totalTimeoutMs(ex: Exchange): number {
+  const own = ex.route.policies.total_timeout_ms;
+  const addressed = ex.addressed.policies.total_timeout_ms;
+  return own === 0 ? addressed : addressed === 0 ? own : Math.min(own, addressed);
+}
+
 /** `headers` and, for an origin listen.cors_origins allows, what says its page may read the answer (error and listing paths only: it allocates). */
 function withCors(origin: string | null, headers?: ReadonlyArray<readonly [string, string]>): ReadonlyArray<readonly [string, string]> | undefined {
   if (origin === null) return headers;
@@ -884,7 +895,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
       const ex = active[i];
       if (ex === undefined) continue;
       const up = ex.route.upstream;
-      const total = ex.route.policies.total_timeout_ms;
+      const total = totalTimeoutMs(ex);
       if (ex.progress !== ex.sweptProgress) {
         ex.sweptProgress = ex.progress;
         ex.sweptAt = now;

@@ -116,7 +116,9 @@ function visibleModels(table: RouteTable, key: KeyRoute | undefined): ModelEntry
   const out: ModelEntry[] = [];
   for (const alias of table.aliases()) {
     const targets = alias.targets.filter(visible);
-    if (targets.length === 0) continue;
+    // An alias is listed only to a key that may call every version behind it: through it, one
+    // that may call some would be refused on the others (403), at random.
+    if (targets.length === 0 || targets.length < alias.targets.length) continue;
     const running = targets.filter((d) => d.replicas.length > 0);
     out.push({ id: alias.model, tag: `${alias.model}:latest`, created: Math.max(...targets.map((d) => d.created)), loaded: running.length > 0, running });
   }
