@@ -389,26 +389,27 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
       this.inc(dp.restarts);
     },
   });
-  /** One series per replica of every deployment. */
-  const replicaGauge = (name: string, help: string, value: (r: Replica) => number): void => {
-    new Gauge({
+  /**
+   * One series per replica of every deployment: a gauge, or a counter for a count that only
+   * grows while its replica lives (a new replica's series starts at 0, which Prometheus reads as a reset).
+   */
+  const replicaSeries = (Metric: typeof Gauge | typeof Counter, name: string, help: string, value: (r: Replica) => number): void => {
+    new Metric({
       name, help, labelNames: ['deployment', 'replica'], registers: [registry],
-      collect() {
+      collect(this: Gauge | Counter) {
         this.reset();
-        for (const d of manager.list()) for (const r of d.replicas) this.set({ deployment: d.id, replica: r.id }, value(r));
+        for (const d of manager.list()) {
+          for (const r of d.replicas) {
+            const labels = { deployment: d.id, replica: r.id };
+            if (this instanceof Gauge) this.set(labels, value(r));
+            else this.inc(labels, value(r));
+          }
+        }
       },
     });
   };
-  // Counts that only grow while a replica lives (a new replica's series starts at 0, which Prometheus reads as a reset).
-  const replicaCounter = (name: string, help: string, value: (r: Replica) => number): void => {
-    new Counter({
-      name, help, labelNames: ['deployment', 'replica'], registers: [registry],
-      collect() {
-        this.reset();
-        for (const d of manager.list()) for (const r of d.replicas) this.inc({ deployment: d.id, replica: r.id }, value(r));
-      },
-    });
-  };
+  const replicaGauge = (name: string, help: string, value: (r: Replica) => number): void => replicaSeries(Gauge, name, help, value);
+  const replicaCounter = (name: string, help: string, value: (r: Replica) => number): void => replicaSeries(Counter, name, help, value);
   replicaGauge('sluice_breaker_state', 'Circuit breaker of each replica: 0 closed, 1 open, 2 half-open.', (r) => breakers.state(r.slot));
   replicaCounter('sluice_breaker_opens_total', 'Times each replica breaker opened since the replica started.', (r) => breakers.opens(r.slot));
   replicaGauge('sluice_replica_ready', '1 while a replica is routed: started and ready, or (remote) passing its health checks.', (r) => (r.ready ? 1 : 0));

@@ -11,13 +11,8 @@ import type { AddressInfo } from 'node:net';
 import t from 'tap';
 import { httpRequest, type Reply } from '../helpers/http.js';
 import { startGateway, type Gateway } from '../helpers/procs.js';
+import { firstEvent, STREAM_FAILURES } from '../helpers/stream-failures.js';
 
-/** Each way a stream says its server failed, with the path it comes on and its content type. */
-const FAILURES = {
-  ollama: { path: '/api/chat', type: 'application/x-ndjson', ok: '{"model":"m","message":{"role":"assistant","content":"fine"},"done":true,"eval_count":1}\n', error: '{"error":"an error was encountered while running the model: CUDA error"}\n' },
-  openai: { path: '/v1/chat/completions', type: 'text/event-stream', ok: 'data: {"choices":[{"index":0,"delta":{"content":"fine"}}]}\n\ndata: [DONE]\n\n', error: 'data: {"error":{"message":"out of memory","type":"server_error"}}\n\ndata: [DONE]\n\n' },
-  responses: { path: '/v1/responses', type: 'text/event-stream', ok: 'event: response.completed\ndata: {"type":"response.completed","response":{"output_text":"fine"}}\n\n', error: 'event: error\ndata: {"type":"error","code":"server_error","message":"out of memory"}\n\n' },
-} as const;
 
 // No fixed port: the gateway's are ephemeral, the model server is this process's (port 0), and its deployment is remote.
 let gw: Gateway;
@@ -29,12 +24,12 @@ t.before(async () => {
   server = createServer((req, res) => {
     req.resume();
     req.on('end', () => {
-      const kind = Object.entries(FAILURES).find(([, f]) => f.path === req.url)!;
+      const kind = Object.entries(STREAM_FAILURES).find(([, f]) => f.path === req.url)!;
       const [name, f] = kind;
       const n = (calls.get(name) ?? 0) + 1;
       calls.set(name, n);
       res.writeHead(200, { 'content-type': f.type });
-      res.write(f.type === 'text/event-stream' ? 'data: {"choices":[{"index":0,"delta":{"content":"par"}}]}\n\n' : '{"model":"m","message":{"role":"assistant","content":"par"},"done":false}\n');
+      res.write(firstEvent(f.type));
       res.end(n === 1 ? f.error : f.ok);
     });
   });
@@ -60,7 +55,7 @@ function ask(path: string): Promise<Reply> {
   });
 }
 
-for (const [name, f] of Object.entries(FAILURES)) {
+for (const [name, f] of Object.entries(STREAM_FAILURES)) {
   t.test(`${name}: a stream that ends in an error is not stored`, async (t) => {
     const failed = await ask(f.path);
     t.equal(failed.status, 200);

@@ -10,13 +10,8 @@ import type { AddressInfo } from 'node:net';
 import t from 'tap';
 import { httpRequest } from '../helpers/http.js';
 import { eventually, startGateway, type Gateway } from '../helpers/procs.js';
+import { firstEvent, STREAM_FAILURES } from '../helpers/stream-failures.js';
 
-/** Each way a stream says its server failed, and a whole answer of the same kind. */
-const KINDS = {
-  ollama: { path: '/api/chat', type: 'application/x-ndjson', ok: '{"model":"m","message":{"role":"assistant","content":"fine"},"done":true,"eval_count":1}\n', error: '{"error":"an error was encountered while running the model: CUDA error"}\n' },
-  openai: { path: '/v1/chat/completions', type: 'text/event-stream', ok: 'data: {"choices":[{"index":0,"delta":{"content":"fine"}}]}\n\ndata: [DONE]\n\n', error: 'data: {"error":{"message":"out of memory","type":"server_error"}}\n\ndata: [DONE]\n\n' },
-  responses: { path: '/v1/responses', type: 'text/event-stream', ok: 'event: response.completed\ndata: {"type":"response.completed","response":{"output_text":"fine"}}\n\n', error: 'event: error\ndata: {"type":"error","code":"server_error","message":"out of memory"}\n\n' },
-} as const;
 
 let gw: Gateway;
 let server: Server;
@@ -27,9 +22,9 @@ t.before(async () => {
     req.resume();
     req.on('end', () => {
       const url = new URL(req.url!, 'http://x');
-      const kind = Object.values(KINDS).find((k) => k.path === url.pathname)!;
+      const kind = Object.values(STREAM_FAILURES).find((k) => k.path === url.pathname)!;
       res.writeHead(200, { 'content-type': kind.type });
-      res.write(kind.type === 'text/event-stream' ? 'data: {"choices":[{"index":0,"delta":{"content":"par"}}]}\n\n' : '{"model":"m","message":{"role":"assistant","content":"par"},"done":false}\n');
+      res.write(firstEvent(kind.type));
       res.end(url.searchParams.has('fail') ? kind.error : kind.ok);
     });
   });
@@ -52,7 +47,7 @@ interface StatsRow { deployment: string; requests: number; errors: number; statu
 
 t.test('a stream that says its server failed counts as an error; a whole one does not', async (t) => {
   let sent = 0;
-  for (const [name, kind] of Object.entries(KINDS)) {
+  for (const [name, kind] of Object.entries(STREAM_FAILURES)) {
     for (const fail of [false, true, true]) {
       const r = await httpRequest(`${gw.url}/inband-1${kind.path}${fail ? '?fail' : ''}`, { method: 'POST', body: '{"model":"m","stream":true}', headers: { 'content-type': 'application/json' } });
       t.equal(r.status, 200, `${name}: the head went out as the server sent it`);
