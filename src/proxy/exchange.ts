@@ -697,6 +697,7 @@ export class Exchange implements AttemptClient, ClientListener {
     if (this.#earlyHead) {
       if (now - this.#lastBeat < everyMs) return;
       this.#lastBeat = now;
+      this.responseBytes += WAKING.length;
       const res = this.res;
       res.cork(() => res.write(WAKING));
       return;
@@ -707,6 +708,7 @@ export class Exchange implements AttemptClient, ClientListener {
     // (a gzip answer would reach an SDK as bytes it cannot decode).
     this.#headRest = IDENTITY_LINE + withoutHeaders(this.#headRest, ACCEPT_ENCODING);
     this.#lastBeat = now;
+    this.responseBytes += WAKING.length;
     this.#responded = true;
     this.status = 200;
     this.#mode = BodyMode.Chunked;
@@ -1284,11 +1286,9 @@ export class Exchange implements AttemptClient, ClientListener {
       // event it may be in (after CRLF lines one too many, which dispatches nothing).
       if (mode === BodyMode.Chunked && kind === StreamKind.Sse) {
         const ended = this.#lastTwo === LF_LF || this.#lastTwo === CR_CR || this.#lastTwo === 0;
-        res.write(`${ended ? '' : '\n'}event: error\ndata: ${body}\n\n`);
-        res.end();
+        this.#endStream(`${ended ? '' : '\n'}event: error\ndata: ${body}\n\n`);
       } else if (mode === BodyMode.Chunked && kind === StreamKind.Ndjson) {
-        res.write(`${body}\n`);
-        res.end();
+        this.#endStream(`${body}\n`);
       } else if (this.firstByteAt < 0 && mode !== BodyMode.None) {
         // No body byte came: the front end holds the head without its framing line, which
         // goes out with the first piece. Sent now, so that the cut below reads as a
@@ -1303,6 +1303,18 @@ export class Exchange implements AttemptClient, ClientListener {
     // not finish the exchange a second time (a second in-flight release, a 499 counted).
     this.#finish(this.status);
     if (cut) res.close();
+  }
+
+  /**
+   * A failed stream's last event or line. response_bytes counts what the client got: that,
+   * and not the line held for its end (#writeWholeLines), which is dropped.
+   */
+  #endStream(last: string): void {
+    this.responseBytes += Buffer.byteLength(last) - this.#heldBytes;
+    this.#heldLine = null;
+    this.#heldBytes = 0;
+    this.res.write(last);
+    this.res.end();
   }
 
   #setPhase(phase: Phase): void {
