@@ -352,7 +352,7 @@ export class Exchange implements AttemptClient, ClientListener {
     const fallbacks = this.addressed.fallbacks;
     const divertable = fallbacks !== null && this.fallbackIndex < fallbacks.length;
     const attempt = this.attempt = new Attempt(this, flight !== null && flight.leader === this ? flight : this, replica, this.probe, divertable);
-    if (!attempt.begin() && this.#expectBody) this.#pauseClient();
+    if (!attempt.begin() && this.#expectBody && !this.#bodyDone && !this.#drainable) this.#pauseClient();
   }
 
   /** A held or queued request goes out on a newer route table's route for its deployment. */
