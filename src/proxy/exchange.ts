@@ -334,11 +334,15 @@ export class Exchange implements AttemptClient, ClientListener {
     if (body.length > 0) this.#heldBody = [body];
   }
 
-  /** Waits (admission, queue) before a replica is chosen: the client's upload is held back. */
+  /**
+   * Waits (admission, queue, hold) before a replica is chosen: a large upload is held back
+   * in the socket; a small one is read, so that the socket shows the client leaving (a
+   * paused one would not, and the request would go out for nobody).
+   */
   hold(phase = Phase.Admitting): void {
     this.#setPhase(phase);
     this.phaseSince = monoNow();
-    if (this.#expectBody && !this.#bodyDone) this.#pauseClient();
+    if (this.#expectBody && !this.#bodyDone && !this.#drainable) this.#pauseClient();
   }
 
   /**
@@ -735,11 +739,6 @@ export class Exchange implements AttemptClient, ClientListener {
     this.#earlyHead = false;
     this.#beginHead(status);
     if (status !== 200) this.#fail('SLUICE_ERR_UPSTREAM_STATUS', `the model server answered ${status} after the stream had started`, false);
-  }
-
-  /** Held: read a small body now (to see whether it streams), rather than leave it in the socket. */
-  readBodyWhileHeld(): void {
-    if (this.#drainable && this.#clientPaused && !this.#bodyDone) this.#resumeClient();
   }
 
   #beginHead(status: number): void {

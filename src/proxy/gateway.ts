@@ -702,7 +702,6 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
       return;
     }
     ex.hold(Phase.Held);
-    if (hold.heartbeat_ms > 0) ex.readBodyWhileHeld();
     this.#askWake(route);
   }
 
