@@ -145,7 +145,7 @@ export class Autoscaler {
     if (target === null) return;
     // Measured afresh with the new capacity.
     samples.length = 0;
-    this.#o.manager.scaleTo(d.id, target.replicas, target.why, this.#o.graceMs).catch((err: unknown) => {
+    this.#o.manager.scaleTo(d.id, target.replicas, target.why).catch((err: unknown) => {
       this.#o.logger.error({ deployment: d.id, err }, 'scaling failed');
     });
   }

@@ -24,6 +24,12 @@ import type { IndexAllocator, SlotAllocator } from './slots.js';
 import { waitAtMost } from '../wait-at-most.js';
 import { withQuery } from '../target-query.js';
 
+/**
+ * The longest a replica a scale-down retired waits for its requests before it stops: a bound
+ * for a count that never returns to 0, not for a request (their own timeouts end those).
+ */
+const SCALE_DOWN_DRAIN_MAX_MS = 3_600_000;
+
 export type DeploymentState = 'pending' | 'starting' | 'ready' | 'unhealthy' | 'draining' | 'stopped' | 'failed' | 'hibernated';
 /** A process's states, and `unhealthy`: a remote replica failing its health checks. */
 export type ReplicaStatus = ReplicaState | 'unhealthy';
@@ -94,6 +100,8 @@ export class Replica {
   url = '';
   /** Being removed by a scale-down: no new request goes to it; it stops once idle. */
   retiring = false;
+  /** Its stop has begun (#stopReplica): a second one (a scale-down's, after a hibernation's) must not release its slot again. */
+  stopping = false;
   /** When it was started (ms since the epoch): its running time is what per_replica_hour charges. */
   readonly startedAt = Date.now();
   /** When it failed for good (ms since the epoch): nothing runs from then on; null while it runs or starts. */
@@ -879,10 +887,11 @@ export class DeploymentManager {
 
   /**
    * Autoscaling: starts replicas up to `target`, or retires the newest down to it (drained
-   * first: no request fails for a scale-down). A replica that cannot start (no free port)
-   * leaves nothing behind and stops the scale-up there, with an event.
+   * first, in the background: no request fails for a scale-down, a long stream included). A
+   * replica that cannot start (no free port) leaves nothing behind and stops the scale-up
+   * there, with an event.
    */
-  async scaleTo(id: string, target: number, why: string, graceMs: number): Promise<void> {
+  async scaleTo(id: string, target: number, why: string): Promise<void> {
     const d = this.#mustGet(id);
     if (d.scaling || d.hibernating || d.share === 'borrower' || d.state === 'hibernated' || d.state === 'draining') return;
     d.scaling = true;
@@ -920,13 +929,26 @@ export class DeploymentManager {
         await this.#publishShared(d);
         d.event('scale_down', from, target, why);
         this.#o.logger.info({ deployment: id, from, to: target, why }, 'scaling down');
-        await this.#drain(retiring, graceMs);
-        for (const r of retiring) await this.#removeReplica(d, r);
-        this.#o.onChange();
+        // They stop once their last requests end, however long a stream runs: meanwhile the
+        // deployment may scale up again (they no longer count), hibernate or be undeployed.
+        void this.#retireWhenIdle(d, retiring);
       }
     } finally {
       d.scaling = false;
       await this.#publishShared(d);
+    }
+  }
+
+  /** Stops the replicas a scale-down retired once their requests have ended (SCALE_DOWN_DRAIN_MAX_MS at most). */
+  async #retireWhenIdle(d: Deployment, retiring: readonly Replica[]): Promise<void> {
+    try {
+      await this.#drain(retiring, SCALE_DOWN_DRAIN_MAX_MS);
+      // A hibernation, an undeploy or the gateway's stop may have stopped them meanwhile.
+      if (this.#closed || this.#deployments.get(d.id) !== d) return;
+      for (const r of retiring) if (d.replicas.includes(r) && !r.stopping) await this.#removeReplica(d, r);
+      this.#o.onChange();
+    } catch (err) {
+      this.#o.logger.error({ deployment: d.id, err }, 'could not stop the replicas a scale-down retired');
     }
   }
 
@@ -1341,6 +1363,8 @@ export class DeploymentManager {
   }
 
   async #stopReplica(d: Deployment, r: Replica): Promise<void> {
+    if (r.stopping) return;
+    r.stopping = true;
     r.health?.stop();
     if (r.loadScrape !== null) {
       r.loadScrape.stop();
