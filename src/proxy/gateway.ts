@@ -18,7 +18,7 @@ import { credentialLines, forwardedHeader, readClientHead, SluiceKeyIn, withCred
 import { CorsPolicy, corsHeaders, preflightHeaders } from './cors.js';
 import { ollamaApi, Protocol } from '../genai-endpoints.js';
 import { isListing, listedModelName, listingBody, modelEndpoint, ModelRequest, protocolErrorBody, withModel, type ModelRequestOwner } from './model-routing.js';
-import { closesUnread, endWithoutBody, IDENTITY_ONLY, RETRY_AFTER, statusLine, writeJsonResponse } from './respond.js';
+import { closesUnread, endWithoutBody, IDENTITY_ONLY, NO_RETRY, RETRY_AFTER, statusLine, writeJsonResponse } from './respond.js';
 import { DeploymentRoute, RouteTable, RouteTableCompiler, type KeyRoute, type ReplicaRoute, type RouteTableSnapshot, type SharedState } from './route-table.js';
 import { isUuid, RequestIds } from './request-id.js';
 import { holdClock, monoNow, releaseClock, resyncWallClock, wallNow } from './clock.js';
@@ -678,7 +678,9 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     switch (why) {
       case NoReplica.None:
         if (route.holds) this.#hold(ex, route);
-        else ex.reject('SLUICE_ERR_NO_READY_REPLICA', route.failure === null ? `no ready replica for ${route.id}` : `${route.id} failed: ${route.failure}`, RETRY_AFTER);
+        // A failed deployment stays so until it is deployed again: no SDK should retry it at once.
+        else if (route.failure === null) ex.reject('SLUICE_ERR_NO_READY_REPLICA', `no ready replica for ${route.id}`, RETRY_AFTER);
+        else ex.reject('SLUICE_ERR_NO_READY_REPLICA', `${route.id} failed: ${route.failure}`, NO_RETRY);
         return;
       case NoReplica.BreakersOpen: {
         const retryAfter = String(Math.max(1, Math.ceil(route.balancer.retryAfterMs(now) / 1000)));

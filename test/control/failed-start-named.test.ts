@@ -52,6 +52,9 @@ t.test('a failed deployment names its failure to the requests it refuses', async
   t.equal(refused.status, 503);
   t.equal(refused.json?.error?.code, 'SLUICE_ERR_NO_READY_REPLICA');
   t.equal(refused.json?.error?.message, 'broken-1 failed: replica broken-1/0 exited with code 1 before becoming ready', refused.text);
+  // It stays failed until deployed again: the OpenAI SDKs (which obey this header) must not retry it at once.
+  t.equal(refused.headers['x-should-retry'], 'false', 'no retry asked for');
+  t.equal(refused.headers['retry-after'], undefined, 'nor a time to retry after');
 
   // Held for a wake whose server then fails: a plain request, and a stream given its head early.
   rmSync(marker);
