@@ -107,6 +107,26 @@ function serveCachedCorked(this: Exchange): void {
   this.onResponseEnd();
 }
 
+/** How much of a late error status's body is read for its message. */
+const LATE_ERROR_BYTES = 4096;
+
+/**
+ * The message in an error answer's body: OpenAI's `error.message`, Ollama's `error`, a
+ * FastAPI `detail`, or the text itself (one line, at most 300 characters); '' for none.
+ */
+function serverMessage(body: Buffer): string {
+  const text = body.toString('utf8');
+  let said: unknown = text;
+  try {
+    const json = JSON.parse(text) as Record<string, unknown>;
+    const error = json.error;
+    said = typeof error === 'string' ? error : typeof error === 'object' && error !== null ? (error as Record<string, unknown>).message : json.detail ?? json.message;
+  } catch {
+    // Not JSON (or cut at LATE_ERROR_BYTES): the text as it is.
+  }
+  return typeof said === 'string' ? said.replace(/\s+/g, ' ').trim().slice(0, 300) : '';
+}
+
 const CHUNK_TERMINATOR = '\r\n';
 const WAKING = ': waking\n\n';
 /** The Responses API, whose streams the gateway ends with an event of their own shape (responsesErrorEvent). */
@@ -282,6 +302,11 @@ export class Exchange implements AttemptClient, ClientListener {
   /** A held SSE request got its head and `: waking` comments before any upstream answered. */
   #earlyHead = false;
   #lastBeat = 0;
+  /**
+   * The server answered a held stream (its head already sent) with an error status: its
+   * body's first bytes are kept for the message of the stream's error event; null otherwise.
+   */
+  #lateError: Buffer[] | null = null;
 
   constructor(
     owner: ExchangeOwner,
@@ -738,7 +763,21 @@ export class Exchange implements AttemptClient, ClientListener {
   #afterEarlyHead(status: number): void {
     this.#earlyHead = false;
     this.#beginHead(status);
-    if (status !== 200) this.#fail('SLUICE_ERR_UPSTREAM_STATUS', `the model server answered ${status} after the stream had started`, false);
+    // Its body says why (a prompt too long, a bad parameter): read, then told in the error event.
+    if (status !== 200) this.#lateError = [];
+  }
+
+  #lateErrorBytes(): number {
+    let n = 0;
+    for (const b of this.#lateError!) n += b.length;
+    return n;
+  }
+
+  /** The error status's body has come (or enough of it): the stream ends with an error event that quotes its message. */
+  #endLateError(): void {
+    const said = serverMessage(Buffer.concat(this.#lateError!));
+    this.#lateError = null;
+    this.#fail('SLUICE_ERR_UPSTREAM_STATUS', `the model server answered ${this.status} after the stream had started${said === '' ? '' : `: ${said}`}`, false);
   }
 
   #beginHead(status: number): void {
@@ -790,6 +829,11 @@ export class Exchange implements AttemptClient, ClientListener {
   onResponseData(chunk: Buffer): boolean {
     if (this.#finished) return true;
     this.progress++;
+    if (this.#lateError !== null) {
+      // Copied: the upstream's read buffer is reused.
+      if (this.#lateErrorBytes() < LATE_ERROR_BYTES) this.#lateError.push(Buffer.from(chunk.subarray(0, LATE_ERROR_BYTES)));
+      return true;
+    }
     if (this.#detached) {
       // Its flight has recorded and relayed the chunk: done once the whole body has come. The
       // upstream call is still this request's: its tokens are counted (and charged) here.
@@ -1020,6 +1064,10 @@ export class Exchange implements AttemptClient, ClientListener {
     this.#upstreamEnded = true;
     this.upstreamEndAt = monoNow();
     if (this.#finished) return;
+    if (this.#lateError !== null) {
+      this.#endLateError();
+      return;
+    }
     if (this.#detached) {
       this.#detachedComplete();
       return;
