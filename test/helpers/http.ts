@@ -271,3 +271,17 @@ export class RawConnection {
     this.#socket.destroy();
   }
 }
+
+/** A plain TCP connection to a gateway port, for bytes written by hand: what came back, and when the gateway closed it. */
+export interface WatchedConnection { socket: Socket; got: () => string; closedAt: () => number | null }
+
+export async function openWatched(port: number): Promise<WatchedConnection> {
+  const socket = netConnect({ host: '127.0.0.1', port });
+  await new Promise((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+  let got = '';
+  let closedAt: number | null = null;
+  socket.on('data', (d: Buffer) => { got += d.toString('latin1'); });
+  socket.on('error', () => {});
+  socket.on('close', () => { closedAt = performance.now(); });
+  return { socket, got: () => got, closedAt: () => closedAt };
+}

@@ -6,8 +6,8 @@
 // answered 408 too (nginx's client_body_timeout), not cut without a word and logged as the
 // client's own leaving (499).
 
-import { connect, type Socket } from 'node:net';
 import t from 'tap';
+import { openWatched, type WatchedConnection } from '../helpers/http.js';
 import { eventually, jsonLogs, sleep, startGateway, type Gateway } from '../helpers/procs.js';
 
 // Every port of this file: 19380 (gateway), 19381 (admin), 19382-19385 (replicas).
@@ -24,18 +24,8 @@ t.before(async () => {
 });
 t.teardown(() => gw?.stop());
 
-interface Connection { socket: Socket; got: () => string; closedAt: () => number | null }
-
-async function open(): Promise<Connection> {
-  const socket = connect({ host: '127.0.0.1', port: gw.port });
-  await new Promise((resolve, reject) => socket.once('connect', resolve).once('error', reject));
-  let got = '';
-  let closedAt: number | null = null;
-  socket.on('data', (d: Buffer) => { got += d.toString('latin1'); });
-  socket.on('error', () => {});
-  socket.on('close', () => { closedAt = performance.now(); });
-  return { socket, got: () => got, closedAt: () => closedAt };
-}
+type Connection = WatchedConnection;
+const open = (): Promise<Connection> => openWatched(gw.port);
 
 t.test('a head drip-fed a line every 400 ms is answered 408 after client_header_timeout_ms, and closed', async (t) => {
   const conn = await open();

@@ -4,9 +4,8 @@
 // access line says so: not 499 with no error, as if the client had left. An idle
 // keep-alive connection still closes without a word.
 
-import { connect, type Socket } from 'node:net';
 import t from 'tap';
-import { httpRequest, metric } from '../helpers/http.js';
+import { httpRequest, metric, openWatched, type WatchedConnection } from '../helpers/http.js';
 import { eventually, jsonLogs, sleep, startGateway, type Gateway } from '../helpers/procs.js';
 
 // Every port of this file: 21910 (gateway), 21911 (admin), 21912-21915 (replicas).
@@ -23,18 +22,8 @@ t.before(async () => {
 });
 t.teardown(() => gw?.stop());
 
-interface Connection { socket: Socket; got: () => string; closedAt: () => number | null }
-
-async function open(): Promise<Connection> {
-  const socket = connect({ host: '127.0.0.1', port: gw.port });
-  await new Promise((resolve, reject) => socket.once('connect', resolve).once('error', reject));
-  let got = '';
-  let closedAt: number | null = null;
-  socket.on('data', (d: Buffer) => { got += d.toString('latin1'); });
-  socket.on('error', () => {});
-  socket.on('close', () => { closedAt = performance.now(); });
-  return { socket, got: () => got, closedAt: () => closedAt };
-}
+type Connection = WatchedConnection;
+const open = (): Promise<Connection> => openWatched(gw.port);
 
 async function closed(conn: Connection): Promise<number> {
   return eventually(() => conn.closedAt() ?? undefined, IDLE_MS + 5_000, 'the gateway closes the connection');
