@@ -1280,7 +1280,7 @@ export class Exchange implements AttemptClient, ClientListener {
     // the client's next request; a large one is not read: the connection closes.
     const close = !this.#bodyDone && !this.#drainable;
     if (!close && this.#clientPaused) this.#resumeClient();
-    this.responseBytes = writeJsonResponse(this.res, status, this.#errorBody(code, message), this.requestId, close, this.#withVersion(headers), this.#noResponseBody, this.cacheStatus);
+    this.responseBytes = writeJsonResponse(this.res, status, this.#errorBody(code, message), this.requestId, close, this.#errorHeaders(headers), this.#noResponseBody, this.cacheStatus);
     this.#finish(status);
   }
 
@@ -1288,8 +1288,8 @@ export class Exchange implements AttemptClient, ClientListener {
     return this.ollamaErrors ? ollamaErrorBody(message, this.requestId) : errorBody(code, message, this.requestId);
   }
 
-  /** An error's extra headers, with the version the alias chose (error paths only: it allocates). */
-  #withVersion(headers: ReadonlyArray<readonly [string, string]> | undefined): ReadonlyArray<readonly [string, string]> | undefined {
+  /** An error's extra headers, with the version the alias chose and an allowed browser origin's (error paths only: it allocates). */
+  #errorHeaders(headers: ReadonlyArray<readonly [string, string]> | undefined): ReadonlyArray<readonly [string, string]> | undefined {
     if (this.corsOrigin !== null) headers = headers === undefined ? corsHeaders(this.corsOrigin) : [...headers, ...corsHeaders(this.corsOrigin)];
     if (this.versionLine === null) return headers;
     const line: readonly [string, string] = ['x-sluice-version', this.route.version];
@@ -1317,7 +1317,7 @@ export class Exchange implements AttemptClient, ClientListener {
     if (!this.#responded) {
       const status = ERRORS[code].status;
       this.cacheStatus = 'bypass';
-      this.responseBytes = writeJsonResponse(res, status, this.#errorBody(code, message), this.requestId, closeClient, this.#withVersion(code === 'SLUICE_ERR_TOTAL_TIMEOUT' ? NO_RETRY : undefined), this.#noResponseBody, this.cacheStatus);
+      this.responseBytes = writeJsonResponse(res, status, this.#errorBody(code, message), this.requestId, closeClient, this.#errorHeaders(code === 'SLUICE_ERR_TOTAL_TIMEOUT' ? NO_RETRY : undefined), this.#noResponseBody, this.cacheStatus);
       this.#finish(status);
       return;
     }

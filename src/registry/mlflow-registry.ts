@@ -126,36 +126,30 @@ export class MlflowRegistry {
   }
 
   /** One version, or null when the registry has no such model or version. */
-  async getVersion(name: string, version: string): Promise<ModelVersion | null> {
-    let body: Record<string, unknown>;
-    try {
-      body = await this.#get('/model-versions/get', { name, version });
-    } catch (err) {
-      if (err instanceof RegistryError) {
-        if (err.code === 'SLUICE_ERR_REGISTRY_NOT_FOUND') return null;
-        // MLflow versions are integers; it answers 400 "must be an integer" for "latest",
-        // "8b" and the like, which cannot name an existing version either.
-        if (err.mlflowErrorCode === 'INVALID_PARAMETER_VALUE' && !/^\d+$/.test(version)) return null;
-      }
-      throw err;
-    }
-    if (body.model_version === undefined) throw shapeError('model_version missing');
-    return parseModelVersion(body.model_version);
+  getVersion(name: string, version: string): Promise<ModelVersion | null> {
+    // MLflow versions are integers; it answers 400 "must be an integer" for "latest", "8b" and
+    // the like, which cannot name an existing version either.
+    return this.#modelVersion('/model-versions/get', { name, version }, !/^\d+$/.test(version));
   }
 
   /**
    * The version an alias names (`champion`; `latest`, MLflow's reserved one, is the highest
    * version), or null when the model or the alias is unknown.
    */
-  async getVersionByAlias(name: string, alias: string): Promise<ModelVersion | null> {
+  getVersionByAlias(name: string, alias: string): Promise<ModelVersion | null> {
+    // An unknown alias of a known model: MLflow says INVALID_PARAMETER_VALUE ("Registered model alias x not found").
+    return this.#modelVersion('/registered-models/alias', { name, alias }, true);
+  }
+
+  /** The `model_version` an endpoint answers; null for an unknown model, and for INVALID_PARAMETER_VALUE when `invalidIsNone`. */
+  async #modelVersion(path: string, params: Record<string, string>, invalidIsNone: boolean): Promise<ModelVersion | null> {
     let body: Record<string, unknown>;
     try {
-      body = await this.#get('/registered-models/alias', { name, alias });
+      body = await this.#get(path, params);
     } catch (err) {
       if (err instanceof RegistryError) {
         if (err.code === 'SLUICE_ERR_REGISTRY_NOT_FOUND') return null;
-        // An unknown alias of a known model: MLflow says INVALID_PARAMETER_VALUE ("Registered model alias x not found").
-        if (err.mlflowErrorCode === 'INVALID_PARAMETER_VALUE') return null;
+        if (invalidIsNone && err.mlflowErrorCode === 'INVALID_PARAMETER_VALUE') return null;
       }
       throw err;
     }
