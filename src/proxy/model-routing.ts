@@ -65,8 +65,12 @@ export function listingBody(path: string, table: RouteTable, key: KeyRoute | und
       return JSON.stringify({ models: entries.filter((e) => e.loaded).map((e) => ({ ...ollamaModel(e), expires_at: expiresAt(e, counters), size_vram: 0 })) });
     default: {
       const id = safeDecode(path.slice(MODELS_PREFIX.length));
-      const entry = entries.find((e) => e.id === id);
-      return entry === undefined ? null : JSON.stringify(openAiModel(entry));
+      const byId = entries.find((e) => e.id === id);
+      if (byId !== undefined) return JSON.stringify(openAiModel(byId));
+      // Ollama's spelling (`<model>:<version>`, `<model>:latest`), which the root routes too:
+      // Ollama's own /v1/models/<id> answers with the id as it was asked for.
+      const byTag = entries.find((e) => e.tag === id);
+      return byTag === undefined ? null : JSON.stringify(openAiModel({ ...byTag, id }));
     }
   }
 }

@@ -81,6 +81,11 @@ t.test('models.list() names every routable deployment and alias the caller may u
   t.ok(one.created > 1_700_000_000, 'created is a real time in seconds');
   const hidden = await openai.models.retrieve('secret-1').then(() => null, (e: unknown) => e);
   t.ok(hidden instanceof OpenAI.NotFoundError, 'a model the caller may not use is not there');
+  // Ollama's spelling, which the root routes: Ollama's own /v1/models/<id> answers it as asked.
+  t.match(await openai.models.retrieve('demo:1'), { id: 'demo:1', object: 'model', owned_by: 'sluice' });
+  t.match(await openai.models.retrieve('demo:latest'), { id: 'demo:latest', object: 'model' });
+  const hiddenTag = await openai.models.retrieve('secret:1').then(() => null, (e: unknown) => e);
+  t.ok(hiddenTag instanceof OpenAI.NotFoundError, 'nor in Ollama\'s spelling');
 });
 
 t.test('an unknown or missing model gets the protocol\'s own error', async (t) => {
