@@ -111,6 +111,8 @@ function keepHeader(name: string, k: number): boolean {
       break;
     case 12:
       if (name === 'x-request-id') {
+        // Of two, the first is the id, as nginx's $http_x_request_id (and the others are dropped).
+        if (s.requestId !== '') return false;
         const value = valueAt(k);
         // An empty one is no id: sluice makes one. A longer one than this would bloat every log line.
         if (value.length <= 200) s.requestId = value;

@@ -93,3 +93,12 @@ t.test('an id the client sent is kept', async (t) => {
   t.equal(r.headers['x-request-id'], mine);
   t.equal(upstreamIds.at(-1), mine);
 });
+
+t.test('of two ids the client sent, the first is kept, as nginx keeps it, and the upstream sees one', async (t) => {
+  const first = '1b7c2a4e-5d1f-4c3b-9a8e-7f6d5c4b3a21';
+  const second = '2b7c2a4e-5d1f-4c3b-9a8e-7f6d5c4b3a22';
+  const r = await httpRequest(`${gw.url}/strict-1/v1/models`, { headers: { 'x-request-id': [first, second] } });
+  t.equal(r.status, 200);
+  t.equal(r.headers['x-request-id'], first);
+  t.equal(upstreamIds.at(-1), first, 'one id upstream: the first');
+});
