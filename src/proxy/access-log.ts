@@ -80,7 +80,7 @@ export class AccessLog {
   record(
     requestId: string, method: string, path: string, client: string, route: string | null, upstream: string | null, status: number,
     seconds: number, ttfbMs: number | null, requestBytes: number, responseBytes: number, cache: CacheStatus, key: KeyRoute | undefined,
-    error: ErrorCode | null, costUsd: number | null,
+    error: ErrorCode | null, costUsd: number | null, upstreamRequestId: string | null,
   ): void {
     const ms = Math.floor(wallNow());
     if (ms !== this.#timeMs) {
@@ -133,7 +133,8 @@ export class AccessLog {
     const middle = this.#middle;
     const tail = this.#tail;
     const writer = this.#writer;
-    const buf = writer.beginLine(lead.length + requestId.length * MAX_ESCAPED_BYTES + 2 + middle.length + TIMES_MAX_BYTES + tail.length);
+    const ids = (requestId.length + (upstreamRequestId === null ? 2 : upstreamRequestId.length)) * MAX_ESCAPED_BYTES + 4;
+    const buf = writer.beginLine(lead.length + middle.length + TIMES_MAX_BYTES + UPSTREAM_REQUEST_ID.length + ids + tail.length);
     if (buf === null) return;
     let at = put(buf, writer.lineStart, lead);
     at = putId(buf, at, requestId);
@@ -141,6 +142,8 @@ export class AccessLog {
     at = putMillis(buf, at, Math.round(seconds * 1e6));
     at = put(buf, at, TTFB);
     at = ttfbMs === null ? put(buf, at, NULL) : putMillis(buf, at, Math.round(ttfbMs * 1e3));
+    at = put(buf, at, UPSTREAM_REQUEST_ID);
+    at = upstreamRequestId === null ? put(buf, at, NULL) : putId(buf, at, upstreamRequestId);
     writer.endLine(put(buf, at, tail));
   }
 }
@@ -152,6 +155,7 @@ const BACKSLASH = 0x5c;
 const MAX_ESCAPED_BYTES = 6;
 const TTFB = utf8(',"ttfb_ms":');
 const NULL = utf8('null');
+const UPSTREAM_REQUEST_ID = utf8(',"upstream_request_id":');
 /** The most bytes the two times take with what goes between them: two numbers (putMillis: at most 24 characters) and TTFB. */
 const TIMES_MAX_BYTES = 2 * 24 + TTFB.length;
 

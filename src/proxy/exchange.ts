@@ -279,6 +279,12 @@ export class Exchange implements AttemptClient, ClientListener {
   #behind = -1;
   #upstreamEnded = false;
   errorCode: ErrorCode | null = null;
+  /**
+   * The model server's own x-request-id (a provider's `req_...`, which its support asks
+   * for): passed on as x-upstream-request-id, since the client's x-request-id is sluice's,
+   * and logged. Null when the server sent none, or for a cache hit.
+   */
+  upstreamRequestId: string | null = null;
   // Cache and coalescing state: it stays null for deployments without a cache policy, so
   // that they pay null checks only.
   /** A cache candidate whose key is not known yet (the body is still being read). */
@@ -623,6 +629,12 @@ export class Exchange implements AttemptClient, ClientListener {
       let reusable = true;
       for (let i = 0; i < lines.count; i++) {
         const kind = lines.kind(i);
+        if (kind === HeaderKind.RequestId) {
+          // Each answer's own: the head is not reused.
+          reusable = false;
+          this.#upstreamRequestIdLine(lines.value(i));
+          continue;
+        }
         if (isDroppedResponseKind(kind)) continue;
         if (classify && kind === HeaderKind.ContentType && streamKind === StreamKind.Other) streamKind = streamKindOf(lines.value(i));
         if (kind === HeaderKind.RateLimit && ownRateLimit) continue;
@@ -674,6 +686,10 @@ export class Exchange implements AttemptClient, ClientListener {
     for (let i = 0; i < headers.length; i += 2) {
       const name = headers[i]!;
       const kind = kindOfName(name);
+      if (kind === HeaderKind.RequestId) {
+        this.#upstreamRequestIdLine(headers[i + 1]!);
+        continue;
+      }
       if (isDroppedResponseKind(kind)) continue;
       if (hop !== null && hop.includes(name.toLowerCase())) continue;
       if (kind === HeaderKind.RateLimit && this.rateLimit !== null) continue;
@@ -684,6 +700,12 @@ export class Exchange implements AttemptClient, ClientListener {
       headField(name, kind === HeaderKind.Location ? this.#clientLocation(value) ?? value : value);
     }
     this.#endHead(status, contentLength);
+  }
+
+  /** The server's x-request-id, as the client's x-upstream-request-id (a cache hit's is its first answer's, not logged). */
+  #upstreamRequestIdLine(value: string): void {
+    if (this.cacheStatus !== 'hit') this.upstreamRequestId = value;
+    headField('x-upstream-request-id', value);
   }
 
   /**

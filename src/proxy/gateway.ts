@@ -450,7 +450,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
       for (const [k, v] of headers) res.writeHeader(k, v);
       res.endWithoutBody();
     });
-    if (log !== null && log.all) log.record(requestId, 'OPTIONS', url, client, null, null, 204, 0, null, 0, 0, 'bypass', undefined, null, null);
+    if (log !== null && log.all) log.record(requestId, 'OPTIONS', url, client, null, null, 204, 0, null, 0, 0, 'bypass', undefined, null, null, null);
   }
 
   // ModelRequestOwner
@@ -480,7 +480,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     }
     const log = this.#accessLog;
     if (log !== null && log.wants(499, null)) {
-      log.record(request.requestId, request.method, request.url, request.client, route?.id ?? null, null, 499, seconds, null, request.bytesRead, 0, 'bypass', request.key, null, null);
+      log.record(request.requestId, request.method, request.url, request.client, route?.id ?? null, null, 499, seconds, null, request.bytesRead, 0, 'bypass', request.key, null, null, null);
     }
   }
 
@@ -831,7 +831,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
         // Arrival to the upstream's response head, as sluice_upstream_ttfb_seconds; null
         // when no upstream head came (cache hit, error before it).
         ex.headAt < 0 ? null : ex.headAt - ex.startedAt,
-        ex.bodyBytes, ex.responseBytes, ex.cacheStatus, ex.key, ex.errorCode, costUsd,
+        ex.bodyBytes, ex.responseBytes, ex.cacheStatus, ex.key, ex.errorCode, costUsd, ex.upstreamRequestId,
       );
     }
   }
@@ -869,7 +869,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     } else if (code !== null) {
       this.#unroutedRefusals.set(code, (this.#unroutedRefusals.get(code) ?? 0) + 1);
     }
-    if (logged) log.record(requestId, method, url, client, opts.route?.id ?? null, null, status, seconds, null, opts.requestBytes ?? 0, bytes, 'bypass', undefined, code, null);
+    if (logged) log.record(requestId, method, url, client, opts.route?.id ?? null, null, status, seconds, null, opts.requestBytes ?? 0, bytes, 'bypass', undefined, code, null, null);
     if (code !== null) this.#tracer?.refused(opts.head ?? null, method, url, status, code, requestId, opts.route?.id ?? null);
   }
 

@@ -148,12 +148,12 @@ t.test('durations print as milliseconds with at most three decimals, as JSON num
     [12.000001, null, '12000.001', 'null'],
   ];
   for (const [seconds, ttfb] of cases) {
-    log.record('id', 'GET', '/p', '', null, null, 200, seconds, ttfb, 0, 0, 'bypass', undefined, null, null);
+    log.record('id', 'GET', '/p', '', null, null, 200, seconds, ttfb, 0, 0, 'bypass', undefined, null, null, null);
   }
   const lines = await written();
   t.equal(lines.length, cases.length);
   cases.forEach(([seconds, ttfb, duration, first], i) => {
-    t.match(lines[i], `"duration_ms":${duration},"ttfb_ms":${first},`, `${seconds} s, ${ttfb} ms`);
+    t.match(lines[i], `"duration_ms":${duration},"ttfb_ms":${first},"upstream_request_id":null,`, `${seconds} s, ${ttfb} ms`);
     const parsed = JSON.parse(lines[i]!) as Record<string, unknown>;
     t.equal(parsed.duration_ms, Math.round(seconds * 1e6) / 1e3, 'the same number as Math.round(us) / 1e3');
   });
@@ -171,10 +171,11 @@ t.test('every field of every line is its own request\'s, however the values repe
     status: pick([200, 200, 404, 502]), seconds: pick([0.001, 0.0025]), ttfb: pick([null, 0.5]), request_bytes: pick([0, 10, 10, 512]),
     response_bytes: pick([0, 301, 301]), cache: pick(['bypass', 'miss', 'hit', 'coalesced'] as const), key: pick([undefined, key]),
     error: pick([null, null, 'SLUICE_ERR_UPSTREAM_CONNECT'] as const), cost_usd: pick([null, null, 0.0001, 0.25]),
+    upstream_request_id: pick([null, null, 'req_abc', 'req_abc', 'q"\\\n'])
   });
   const sent = Array.from({ length: 3_000 }, (_, i) => draw(i));
   for (const r of sent) {
-    log.record(r.request_id, r.method, r.path, r.client, r.route, r.upstream, r.status, r.seconds, r.ttfb, r.request_bytes, r.response_bytes, r.cache, r.key, r.error, r.cost_usd);
+    log.record(r.request_id, r.method, r.path, r.client, r.route, r.upstream, r.status, r.seconds, r.ttfb, r.request_bytes, r.response_bytes, r.cache, r.key, r.error, r.cost_usd, r.upstream_request_id);
   }
   const lines = (await written()).map((l) => JSON.parse(l) as Record<string, unknown>);
   t.equal(lines.length, sent.length, 'one line each');
@@ -183,7 +184,7 @@ t.test('every field of every line is its own request\'s, however the values repe
     const expected = {
       request_id: r.request_id, method: r.method, path: r.path, client: r.client === '' ? null : r.client, route: r.route, upstream: r.upstream,
       status: r.status, duration_ms: Math.round(r.seconds * 1e6) / 1e3, ttfb_ms: r.ttfb, request_bytes: r.request_bytes, response_bytes: r.response_bytes,
-      cache: r.cache, key_label: r.key === undefined ? null : 'team-a#abcdef01', error: r.error, cost_usd: r.cost_usd, msg: 'request', worker: 3, level: 'info',
+      cache: r.cache, key_label: r.key === undefined ? null : 'team-a#abcdef01', error: r.error, cost_usd: r.cost_usd, upstream_request_id: r.upstream_request_id, msg: 'request', worker: 3, level: 'info',
     };
     const off = Object.entries(expected).filter(([k, v]) => l[k] !== v).map(([k]) => k);
     return off.length === 0 ? [] : [`line ${i}: ${off.join(', ')}`];
@@ -200,7 +201,7 @@ t.test('the time of every line is the wall clock when it was recorded, as pino p
   for (let now = Date.now(); now < until; now = Date.now()) {
     while (Date.now() - now < 0.1 && bounds.length % 3 === 0) { /* some lines share a millisecond, others do not */ }
     const before = Date.now();
-    log.record(`id-${bounds.length}`, 'GET', '/p', '', null, null, 200, 0, null, 0, 0, 'bypass', undefined, null, null);
+    log.record(`id-${bounds.length}`, 'GET', '/p', '', null, null, 200, 0, null, 0, 0, 'bypass', undefined, null, null, null);
     bounds.push([before, Date.now()]);
   }
   const times = (await written()).map((l) => (JSON.parse(l) as { time: string }).time);

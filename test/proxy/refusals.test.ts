@@ -104,7 +104,7 @@ t.test('every request has an access log line of one shape', async (t) => {
     ['404', httpRequest(`${gw.url}/nowhere/x?secret=1`, { headers: { 'x-request-id': 'shape-404' } })],
     ['429', httpRequest(`${gw.url}/lim-1/api/tags`, { headers: { 'x-request-id': 'shape-429' } })],
   ];
-  const keys = ['request_id', 'method', 'path', 'client', 'route', 'upstream', 'status', 'duration_ms', 'ttfb_ms', 'request_bytes', 'response_bytes', 'cache', 'key_label', 'error', 'cost_usd'];
+  const keys = ['request_id', 'method', 'path', 'client', 'route', 'upstream', 'status', 'duration_ms', 'ttfb_ms', 'upstream_request_id', 'request_bytes', 'response_bytes', 'cache', 'key_label', 'error', 'cost_usd'];
   for (const [what, pending] of sent) {
     const r = await pending;
     const id = `shape-${what}`;

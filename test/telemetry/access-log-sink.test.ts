@@ -215,7 +215,7 @@ function parseLines(lines: string[]): { records: Array<Record<string, unknown>>;
 /** The fields of an access line, in order: pino's shape (level, time, pid, bindings, msg last). */
 const ACCESS_KEYS = [
   'level', 'time', 'pid', 'worker', 'name', 'request_id', 'method', 'path', 'client', 'route', 'upstream', 'status',
-  'duration_ms', 'ttfb_ms', 'request_bytes', 'response_bytes', 'cache', 'key_label', 'error', 'cost_usd', 'msg',
+  'duration_ms', 'ttfb_ms', 'upstream_request_id', 'request_bytes', 'response_bytes', 'cache', 'key_label', 'error', 'cost_usd', 'msg',
 ];
 
 /** Whether a parsed line has an access line's fields, in order (a torn line may still parse). */
