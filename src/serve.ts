@@ -21,7 +21,7 @@ import { PortAllocator } from './ports/index.js';
 import type { RouteTableSnapshot, SharedBuffers } from './proxy/index.js';
 import { FileStateStore, HibernationRecords, loadInstanceId, RedisStateStore, ReplicaRecords, StateDirLock, StateLostError } from './state/index.js';
 import { missingNodeFlags } from './node-flags.js';
-import { createLogger, LineWriter, fineQuantile, mergeRefusals, mergeStats, renderDependencyBreakers, renderLogCounts, renderStats, renderTraceSpans, sumSpans, type Logger } from './telemetry/index.js';
+import { createLogger, LineWriter, fineQuantile, mergeRefusals, mergeStats, renderDependencyBreakers, renderLogCounts, renderStats, renderTraceSpans, RetiredSeries, sumSpans, type Logger } from './telemetry/index.js';
 import { authority } from './authority.js';
 
 /** The running gateway process, as `sluice serve` holds it. */
@@ -299,6 +299,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
     buckets: [0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300],
   });
   const removedCosts = new RemovedCosts();
+  const retiredSeries = new RetiredSeries(config.metrics.retired_series_ms);
   const manager = new DeploymentManager({
     config, ports, slots, deploymentSlots, logger, onChange: publish, store, records, replicaLoad,
     fits: () => {
@@ -321,9 +322,11 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
         (workers) => mergeStats(workers.map((w) => w.deployments)).get(d.id),
         (err: unknown) => { logger.warn({ err, deployment: d.id }, 'could not read an undeployed deployment\'s final stats: its cost keeps its replica hours only'); return undefined; },
       );
-      removedCosts.add(d, stats, Date.now());
+      const now = Date.now();
+      removedCosts.add(d, stats, now);
+      retiredSeries.keep(d.id, stats, d.replicaCostUsd(now), now);
     },
-    // Its series leave /metrics as it leaves /v1/stats (the workers drop theirs with the route table).
+    // Its cold starts leave /metrics now; its request series stay for metrics.retired_series_ms (retiredSeries).
     onForgotten: (id) => {
       coldStarts.remove({ deployment: id });
       coldStartSeconds.remove({ deployment: id });
@@ -478,7 +481,9 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
     }
     const breakerSnapshots = dependencies.snapshot();
     for (const w of workers) breakerSnapshots.push(...w.breakers);
-    return renderStats(mergeStats(workers.map((w) => w.deployments)), replicaCostUsd, mergeRefusals(workers.map((w) => w.unroutedRefusals))) + renderLogCounts(lines, dropped) +
+    const stats = mergeStats(workers.map((w) => w.deployments));
+    retiredSeries.addTo(stats, replicaCostUsd, now);
+    return renderStats(stats, replicaCostUsd, mergeRefusals(workers.map((w) => w.unroutedRefusals))) + renderLogCounts(lines, dropped) +
       (config.tracing.enabled ? renderTraceSpans(sumSpans(workers.map((w) => w.spans))) : '') +
       renderDependencyBreakers(breakerSnapshots) + (await registry.metrics());
   };

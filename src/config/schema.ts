@@ -421,7 +421,10 @@ export const configSchema: Field = {
     // Tokens per answer (gen_ai_client_token_usage, time per output token, sluice_tokens_total):
     // counted from the usage the servers report, for every deployment. Off: only for those
     // whose cost or tokens-per-minute limits need them.
-    metrics: { kind: 'object', fields: { tokens: { kind: 'bool', default: true } } },
+    // retired_series_ms: how long an undeployed deployment's last figures stay in /metrics
+    // after its drain, so that a scrape sees what its last requests added (two scrapes at
+    // Prometheus's default 1 m interval, and then some).
+    metrics: { kind: 'object', fields: { tokens: { kind: 'bool', default: true }, retired_series_ms: { kind: 'int', default: 300_000, min: 0 } } },
     policies: { kind: 'object', fields: policyFields },
     api_keys: { kind: 'array', of: apiKeySchema, default: [] },
     rate_limit: {

@@ -196,7 +196,7 @@ export interface Config {
   readonly mlflow: { readonly tracking_uri: string | null; readonly bin: string | null };
   readonly limits: { readonly max_body_bytes: number; readonly max_buffered_body_bytes: number; readonly max_buffered_bytes: number };
   readonly upstream: UpstreamOptions;
-  readonly metrics: { readonly tokens: boolean };
+  readonly metrics: { readonly tokens: boolean; readonly retired_series_ms: number };
   readonly log: {
     readonly level: string;
     readonly access: boolean;
