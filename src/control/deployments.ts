@@ -412,7 +412,7 @@ export class DeploymentManager {
       routable: d.routable, credential: upstreamCredential(d.spec.auth), fallbacks: d.spec.fallbacks,
       holds: d.holds, hibernated: d.state === 'hibernated', wakeFailures: d.wakeFailures, wakeError: d.wakeError,
       failure: d.state === 'failed' ? d.failure : null, countsArrivals: d.spec.scale.min_replicas === 0, uuidRequestIds: d.spec.runtime === 'llamacpp', cost: d.spec.cost,
-      servedModel: servedModel(d), servedModelOnPaths: d.spec.served_model !== null, created: Math.floor(Date.parse(d.createdAt) / 1000),
+      servedModel: servedModel(d), servedModelOnPaths: servedModelOnPaths(d.spec), created: Math.floor(Date.parse(d.createdAt) / 1000),
       specDigest: d.specDigest,
       // Hibernating: no new request may reach a replica that is about to stop.
       replicas: d.state === 'hibernated' ? [] : d.replicas.map((r): RoutableReplica => ({
@@ -1404,6 +1404,16 @@ export class DeploymentManager {
 }
 
 /** The model name the deployment's server knows (config `served_model`, or its runtime's default); null: none to rewrite to. */
+/**
+ * Path routes rewrite the body's model to a configured served_model, and always for
+ * `ollama`: every Ollama server of a machine serves every model pulled into its ~/.ollama,
+ * so a body passed on as sent would reach any of them, one whose deployment needs a key the
+ * caller lacks included.
+ */
+function servedModelOnPaths(spec: Deployment['spec']): boolean {
+  return spec.served_model !== null || spec.runtime === 'ollama';
+}
+
 function servedModel(d: Deployment): string | null {
   const spec = d.spec;
   if (spec.served_model !== null) return spec.served_model;
