@@ -119,6 +119,31 @@ t.test('a sluice API key is the caller: its name is part of the key', async (t) 
   t.equal((await chat('priv-1', {}, 'keys')).headers['x-sluice-cache'], 'miss', 'nor is an anonymous caller alice');
 });
 
+// A sluice key in one header and the caller's own provider key in the other (README: "other
+// Authorization and x-api-key values pass through to the model server, also beside a sluice
+// key"): the one that goes upstream tells callers of one sluice key apart. Its entry was keyed
+// by the sluice key's name alone, so a teammate with a bogus provider key got the answer the
+// server made for another's (W1).
+t.test('a credential forwarded beside a sluice key is part of the key too', async (t) => {
+  const a1 = await chat('priv-1', { 'x-api-key': ALICE, authorization: 'Bearer provider-key-1' }, 'beside');
+  t.equal(a1.headers['x-sluice-cache'], 'miss');
+  t.equal(parsed(a1).who.authorization, 'Bearer provider-key-1', 'the provider key went upstream');
+  t.equal(parsed(a1).who.x_api_key, null, 'the sluice key did not');
+  const again = await chat('priv-1', { 'x-api-key': ALICE, authorization: 'Bearer provider-key-1' }, 'beside');
+  t.equal(again.headers['x-sluice-cache'], 'hit', 'the same pair is the same caller');
+  const other = await chat('priv-1', { 'x-api-key': ALICE, authorization: 'Bearer provider-key-2' }, 'beside');
+  t.equal(other.headers['x-sluice-cache'], 'miss', 'another provider key with the same sluice key is another caller');
+  t.equal(parsed(other).who.authorization, 'Bearer provider-key-2', 'and gets an answer made with its own key');
+  const none = await chat('priv-1', { 'x-api-key': ALICE }, 'beside');
+  t.equal(none.headers['x-sluice-cache'], 'miss', 'nor does the sluice key alone get it');
+  // The other way round: the sluice key as the bearer token, the provider's in x-api-key.
+  const x1 = await chat('priv-1', { authorization: `Bearer ${ALICE}`, 'x-api-key': 'provider-x-1' }, 'beside-x');
+  t.equal(parsed(x1).who.x_api_key, 'provider-x-1');
+  const x2 = await chat('priv-1', { authorization: `Bearer ${ALICE}`, 'x-api-key': 'provider-x-2' }, 'beside-x');
+  t.equal(x2.headers['x-sluice-cache'], 'miss', 'x-api-key beside a bearer sluice key is part of the key');
+  t.equal(parsed(x2).who.x_api_key, 'provider-x-2');
+});
+
 t.test('vary headers are part of the key', async (t) => {
   t.equal((await chat('vary-1', { 'x-tenant': 't1' }, 'vary')).headers['x-sluice-cache'], 'miss');
   t.equal((await chat('vary-1', { 'x-tenant': 't1' }, 'vary')).headers['x-sluice-cache'], 'hit');

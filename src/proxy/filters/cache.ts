@@ -9,7 +9,7 @@ import { cacheKey, cacheWant, callerKey, type CachedResponse } from '../../polic
 import type { Logger } from '../../telemetry/index.js';
 import { Phase, type BodyWaiter, type Exchange } from '../exchange.js';
 import { Flight } from '../flight.js';
-import { forwardedHeader, type ClientHead } from '../headers.js';
+import { forwardedHeader, SluiceKeyIn, type ClientHead } from '../headers.js';
 import type { KeyRoute } from '../route-table.js';
 import { FilterStatus, type RequestFilter } from './filter.js';
 import { wallNow } from '../clock.js';
@@ -154,15 +154,17 @@ function callerIdentity(head: ClientHead, key: KeyRoute | undefined, vary: reado
   return id;
 }
 
-/** The sluice API key's name and the credentials that go upstream. */
+/**
+ * The sluice API key's name and the credentials that go upstream. A sluice key in one of
+ * Authorization and x-api-key leaves the other to go upstream (a caller's own provider key,
+ * headers.ts credentialLines), which the server may answer differently: it is part of the
+ * caller too, or one key's holders would share what the server made for each one's credential.
+ */
 function credentials(head: ClientHead, key: KeyRoute | undefined): string {
-  let id = '';
-  if (key !== undefined) id = `key ${key.name}\n`;
-  else {
-    // Not a sluice key: these go upstream, which may answer each caller differently.
-    if (head.authorization !== '') id += `authorization ${head.authorization}\n`;
-    if (head.xApiKey !== '') id += `x-api-key ${head.xApiKey}\n`;
-  }
+  let id = key === undefined ? '' : `key ${key.name}\n`;
+  const sluice = head.sluiceKeys;
+  if (head.authorization !== '' && (sluice & SluiceKeyIn.Authorization) === 0) id += `authorization ${head.authorization}\n`;
+  if (head.xApiKey !== '' && (sluice & SluiceKeyIn.XApiKey) === 0) id += `x-api-key ${head.xApiKey}\n`;
   if (head.apiKey !== '') id += `api-key ${head.apiKey}\n`;
   if (head.cookie !== '') id += `cookie ${head.cookie}\n`;
   return id;
