@@ -2,9 +2,11 @@
 // calls the root's OpenAI and Ollama endpoints sends a preflight first (a JSON POST is never
 // a "simple" request), which no deployment can answer (it names no model). The gateway
 // answers it, as Ollama's server does for the origins it allows (protocols.md: OLLAMA_ORIGINS),
-// and marks the root's answers to an allowed origin as readable by it; a model server's own
-// Access-Control-* headers give way, so that the browser never sees two. Path routes are left
-// to their servers. No credentials mode: the browser sends no cookie, a page sends its key.
+// and marks the root's answers to an allowed origin as readable by it. A model server's own
+// Access-Control-* headers never reach a client at the root: the browser never sees two, and a
+// page of another origin, whose "simple" POST (text/plain) needs no preflight, cannot read an
+// answer its server would let any origin read (llama-cpp-python's and vLLM's reflect every
+// Origin, with credentials). Path routes are left to their servers. No credentials mode: the browser sends no cookie, a page sends its key.
 
 import { forwardedHeader } from './headers.js';
 

@@ -209,6 +209,12 @@ export class Exchange implements AttemptClient, ClientListener {
   ollamaErrors = false;
   /** The Origin of a browser's request at the root that listen.cors_origins allows: its answer says the page may read it (proxy/cors.ts). */
   corsOrigin: string | null = null;
+  /**
+   * A browser's request (it sent an Origin) at the root: who may read its answer is for
+   * listen.cors_origins to say, so the model server's own Access-Control-* lines never reach
+   * it (llama-cpp-python's and vLLM's let every origin read, with credentials).
+   */
+  browserAtRoot = false;
   /** When the request arrived (monoNow): its duration, time to first byte and overhead count from then. */
   startedAt: number;
   /** When the upstream's response head arrived (same clock as startedAt); -1 until then. */
@@ -614,7 +620,7 @@ export class Exchange implements AttemptClient, ClientListener {
     const built = lines.clientHead;
     // The upstream's RateLimit-* and Access-Control-* lines give way to the gateway's own (see #endHead).
     const ownRateLimit = this.rateLimit !== null;
-    const ownCors = this.corsOrigin !== null;
+    const ownCors = this.browserAtRoot;
     let streamKind = StreamKind.Other;
     let encoding = '';
     if (built !== null && lines.clientOwnRateLimit === ownRateLimit && lines.clientOwnCors === ownCors) {
@@ -693,7 +699,7 @@ export class Exchange implements AttemptClient, ClientListener {
       if (isDroppedResponseKind(kind)) continue;
       if (hop !== null && hop.includes(name.toLowerCase())) continue;
       if (kind === HeaderKind.RateLimit && this.rateLimit !== null) continue;
-      if (kind === HeaderKind.AccessControl && this.corsOrigin !== null) continue;
+      if (kind === HeaderKind.AccessControl && this.browserAtRoot) continue;
       const value = headers[i + 1]!;
       if (contentLength < 0 && kind === HeaderKind.ContentType && this.#kind === StreamKind.Other) this.#kind = streamKindOf(value);
       if (kind === HeaderKind.ContentEncoding) this.#codedAs(value);

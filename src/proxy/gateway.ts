@@ -530,6 +530,8 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     if (body !== null) ex.bodyRead(body, arrivedAt);
     if (ollamaErrors) ex.ollamaErrors = true;
     if (corsOrigin !== null) ex.corsOrigin = corsOrigin;
+    // The server's own CORS answer must not let a page the gateway's policy refuses read it (proxy/cors.ts).
+    if (requestedModel !== null && head.origin !== '') ex.browserAtRoot = true;
     // The head is scratch: a copy is kept only where a fallback may need its own request head.
     if (route.fallbacks !== null) ex.fallbackHead = { head: { ...head }, tail };
     ex.path = url;

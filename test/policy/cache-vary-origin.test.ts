@@ -53,8 +53,10 @@ t.test('an SDK\'s request (no Origin) is answered from the cache the second time
 });
 
 t.test('each origin has its own entries, with its own Access-Control-Allow-Origin', async (t) => {
-  const a = { origin: 'http://a.example' };
-  const b = { origin: 'http://b.example' };
+  // Pages listen.cors_origins allows (by default localhost on any port): at the root the
+  // gateway's policy, not the server's echo, says who may read an answer (proxy/cors.ts).
+  const a = { origin: 'http://localhost:5173' };
+  const b = { origin: 'http://localhost:5174' };
   const first = await chat('by origin', a);
   t.equal(first.headers['x-sluice-cache'], 'miss');
   t.equal(first.headers['access-control-allow-origin'], a.origin);
@@ -67,4 +69,15 @@ t.test('each origin has its own entries, with its own Access-Control-Allow-Origi
   const none = await chat('by origin');
   t.equal(none.headers['x-sluice-cache'], 'miss', 'no Origin: not a page\'s entry either');
   t.equal(none.headers['access-control-allow-origin'], undefined);
+});
+
+t.test('a page of an origin the gateway does not allow gets no Access-Control-Allow-Origin, cached or not', async (t) => {
+  const evil = { origin: 'https://evil.example' };
+  const first = await chat('elsewhere', evil);
+  t.equal(first.status, 200);
+  t.equal(first.headers['access-control-allow-origin'], undefined, 'not the server\'s echo of its Origin');
+  t.equal(first.headers['access-control-allow-credentials'], undefined);
+  const again = await chat('elsewhere', evil);
+  t.equal(again.headers['x-sluice-cache'], 'hit');
+  t.equal(again.headers['access-control-allow-origin'], undefined, 'nor from the cache');
 });

@@ -101,8 +101,6 @@ t.test('answers to an allowed origin say so, once, whoever answers', async (t) =
   t.equal(limited.headers['access-control-allow-origin'], APP, 'and a policy\'s refusal, so the page can read its Retry-After');
   const models = await httpRequest(`${gw.url}/v1/models`, { headers: { origin: APP } });
   t.equal(models.headers['access-control-allow-origin'], APP);
-  const other = await chat('remote-1', 'https://evil.example');
-  t.same(all(other, 'access-control-allow-origin'), ['*'], 'another origin gets what the server says');
 });
 
 t.test('a page in Chromium calls the front door with a key and reads the answer', async (t) => {
@@ -119,6 +117,42 @@ t.test('a page in Chromium calls the front door with a key and reads the answer'
   t.equal(result.status, 200);
   t.equal(result.content, 'hi', 'the page read the answer');
   t.match(result.id, /^[0-9a-f-]{36}$/, 'and its request id');
+});
+
+// A page of an origin cors_origins does not allow sends no preflight for a "simple" POST
+// (text/plain), and the front door reads its body's model all the same: the server's own
+// `Access-Control-Allow-Origin: *` (or its echo of the Origin, with credentials, as
+// llama-cpp-python and vLLM answer) let any site read the answer through the gateway, the
+// deployment's provider key spent for it (W2). At the root the gateway's policy decides.
+t.test('a page of an origin not allowed cannot read an answer its server would let it read', async (t) => {
+  const other = await chat('remote-1', 'https://evil.example');
+  t.equal(other.status, 200);
+  t.same(all(other, 'access-control-allow-origin'), [], 'the server\'s "*" does not reach another origin');
+  t.same(all(other, 'access-control-allow-credentials'), [], 'nor its credentials mode');
+  // A real page of another origin (127.0.0.2 is loopback, but not an origin the defaults allow).
+  const evil = createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/html' }).end('<!doctype html><title>evil</title>'));
+  await new Promise<void>((r) => evil.listen(0, '127.0.0.2', r));
+  browser ??= await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), 'sluice-chromium-')), { executablePath: '/usr/bin/chromium', headless: true, args: BROWSER_ARGS, timeout: 30_000 });
+  const tab = await browser.newPage();
+  t.teardown(async () => {
+    await tab.close();
+    // The browser keeps its connection to the page open.
+    evil.closeAllConnections();
+    await new Promise((r) => evil.close(r));
+  });
+  await tab.goto(`http://127.0.0.2:${(evil.address() as AddressInfo).port}/`);
+  const result = await tab.evaluate(async (url) => {
+    try {
+      const r = await fetch(`${url}/v1/chat/completions`, {
+        method: 'POST', headers: { 'content-type': 'text/plain' },
+        body: JSON.stringify({ model: 'remote-1', messages: [{ role: 'user', content: 'hi' }] }),
+      });
+      return `read ${r.status}: ${await r.text()}`;
+    } catch (err) {
+      return `refused: ${(err as Error).name}`;
+    }
+  }, gw.url);
+  t.equal(result, 'refused: TypeError', 'the browser keeps the answer from the page');
 });
 
 t.test('cors_origins: [] turns it off', async (t) => {

@@ -28,7 +28,7 @@ export class HeaderLines {
   clientKind = 0;
   /** clientHead left out the upstream's RateLimit-* lines (the gateway sent its own). */
   clientOwnRateLimit = false;
-  /** clientHead left out the upstream's Access-Control-* lines (the gateway sent its own: proxy/cors.ts). */
+  /** clientHead left out the upstream's Access-Control-* lines (a request at the root: the gateway's CORS policy answers, proxy/cors.ts). */
   clientOwnCors = false;
   /** The head's Content-Encoding, '' when it has none (Exchange #codedAs). */
   clientEncoding = '';

@@ -69,7 +69,7 @@ export const enum HeaderKind {
   RateLimit,
   /** A compressed answer: its bytes go as they come, its usage is read decompressed (Exchange #codedAs). */
   ContentEncoding,
-  /** Access-Control-Allow-Origin and the others a CORS answer carries: dropped when the gateway sends its own (proxy/cors.ts). */
+  /** Access-Control-Allow-Origin and the others a CORS answer carries: dropped at the root, where the gateway's CORS policy answers (proxy/cors.ts). */
   AccessControl,
   /** Any `proxy-*` name (last: DROPPED_RESPONSE_KINDS counts up to it). */
   Proxy,
