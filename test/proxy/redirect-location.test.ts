@@ -50,16 +50,34 @@ const based = server({
   '/base/out': [302, () => '/other'],
   '/base/sibling': [302, () => '/basement'],
 });
+// A remote whose URL carries its key in the query (README: `?key=...`, put first in every
+// request's query, shown as `?***`), behind a server that redirects as Starlette does for a
+// missing trailing slash: the same URL with `/`, the query as it was asked for. The key went
+// to the client in the Location (W3).
+const KEY_QUERY = 'key=url-key-SECRET-0001';
+const keyed = createServer((req, res) => {
+  req.resume();
+  req.on('end', () => {
+    const url = req.url ?? '';
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
+    const query = q < 0 ? '' : url.slice(q);
+    if (path === '/base/items') res.writeHead(307, { location: `http://${req.headers.host ?? ''}${path}/${query}` }).end();
+    else if (path === '/base/abs') res.writeHead(307, { location: `${path}/${query}#part` }).end();
+    else res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ url }));
+  });
+});
 let gw: Gateway;
 
 t.before(async () => {
-  await Promise.all([local, based].map((s) => new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve))));
+  await Promise.all([local, based, keyed].map((s) => new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve))));
   const port = (s: Server): number => (s.address() as AddressInfo).port;
   gw = await startGateway({
     ports: { from: 19460, to: 19469 },
     deployments: [
       { model: 'a', version: '1', runtime: 'remote', urls: [`http://127.0.0.1:${port(local)}`], health_check: { enabled: false } },
       { model: 'b', version: '1', runtime: 'remote', urls: [`http://127.0.0.1:${port(based)}/base`], health_check: { enabled: false } },
+      { model: 'k', version: '1', runtime: 'remote', urls: [`http://127.0.0.1:${port(keyed)}/base?${KEY_QUERY}`], health_check: { enabled: false } },
       // The same server as a's (one connection pool, one cached head per connection), with a rate limit of the gateway's.
       { model: 'rl', version: '1', runtime: 'remote', urls: [`http://127.0.0.1:${port(local)}`], health_check: { enabled: false },
         policies: { rate_limit: { requests_per_minute: 1_000_000 } } },
@@ -70,6 +88,7 @@ t.teardown(async () => {
   await gw?.stop();
   local.close();
   based.close();
+  keyed.close();
 });
 
 async function location(path: string, init?: { method: string; body: string; headers: Record<string, string> }): Promise<[number, string | undefined]> {
@@ -113,4 +132,15 @@ t.test("the server's RateLimit-* headers give way to the gateway's, and pass whe
     t.same(values(theirs.rawHeaders, 'ratelimit-limit'), ['7'], `a (${i}): no limit of the gateway's, the server's passes`);
     t.same(values(theirs.rawHeaders, 'ratelimit-policy'), ['7;w=60'], `a (${i}): with its policy`);
   }
+});
+
+t.test("a remote URL's own query never reaches the client in a Location", async (t) => {
+  t.same(await location('/k-1/items?x=1'), [307, '/k-1/items/?x=1'], 'the client\'s parameters stay, the key goes');
+  t.same(await location('/k-1/items'), [307, '/k-1/items/'], 'with none of the client\'s, no query is left');
+  t.same(await location('/k/items?x=1&y=2'), [307, '/k/items/?x=1&y=2'], 'on the alias too');
+  t.same(await location('/k-1/abs?x=1'), [307, '/k-1/abs/?x=1#part'], 'a path of the server\'s own');
+  t.same(await location('/k-1/abs'), [307, '/k-1/abs/#part'], 'before a fragment');
+  // Followed, the gateway puts the key first again: the server sees it once.
+  const followed = await httpRequest(`${gw.url}/k-1/items/?x=1`);
+  t.same(JSON.parse(followed.body), { url: `/base/items/?${KEY_QUERY}&x=1` });
 });
