@@ -170,6 +170,11 @@ export class AdminServer {
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const requestId = headerValue(req.headers['x-request-id']) ?? randomUUID();
     res.setHeader('x-request-id', requestId);
+    // No page may show these answers in a frame: the dashboard framed by another site's page
+    // still sends same-origin requests, which #crossSite lets through, so that page could lay
+    // its own over the dashboard's buttons and have them clicked (clickjacking).
+    res.setHeader('x-frame-options', 'DENY');
+    res.setHeader('content-security-policy', "frame-ancestors 'none'");
     const url = targetUrl(req.url ?? '/');
     if (url === null) {
       // An absolute-form target Node's parser passes but WHATWG URL refuses (`http://[`, `//[/`).
