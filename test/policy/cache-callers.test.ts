@@ -10,6 +10,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import t from 'tap';
+import { adminClient } from '../helpers/control.js';
 import { httpRequest, type Reply } from '../helpers/http.js';
 import { startGateway, type Gateway } from '../helpers/procs.js';
 
@@ -117,6 +118,24 @@ t.test('a sluice API key is the caller: its name is part of the key', async (t) 
   const b = await chat('priv-1', { authorization: `Bearer ${BOB}` }, 'keys');
   t.equal(b.headers['x-sluice-cache'], 'miss', 'another key is another caller, though neither reaches the upstream');
   t.equal((await chat('priv-1', {}, 'keys')).headers['x-sluice-cache'], 'miss', 'nor is an anonymous caller alice');
+});
+
+// A key deleted and made anew under its name (for someone else) is another caller: the
+// entry was keyed by the name alone, so the new holder got the former one's answers (W8).
+t.test('a key made anew under a deleted key\'s name does not find its answers', async (t) => {
+  const admin = adminClient(gw.adminUrl);
+  const made = await admin.post('/v1/keys', { name: 'temp', deployments: ['*'] });
+  t.equal(made.status, 201);
+  const first = await chat('priv-1', { authorization: `Bearer ${made.body.key}` }, 'renamed');
+  t.equal(first.headers['x-sluice-cache'], 'miss');
+  t.equal((await chat('priv-1', { authorization: `Bearer ${made.body.key}` }, 'renamed')).headers['x-sluice-cache'], 'hit', 'its holder is served from the cache');
+  t.equal((await admin.del('/v1/keys/temp')).status, 200);
+  const again = await admin.post('/v1/keys', { name: 'temp', deployments: ['*'] });
+  t.equal(again.status, 201);
+  t.not(again.body.key, made.body.key);
+  const other = await chat('priv-1', { authorization: `Bearer ${again.body.key}` }, 'renamed');
+  t.equal(other.status, 200);
+  t.equal(other.headers['x-sluice-cache'], 'miss', 'the new key\'s holder is another caller');
 });
 
 // A sluice key in one header and the caller's own provider key in the other (README: "other

@@ -161,7 +161,9 @@ function callerIdentity(head: ClientHead, key: KeyRoute | undefined, vary: reado
  * caller too, or one key's holders would share what the server made for each one's credential.
  */
 function credentials(head: ClientHead, key: KeyRoute | undefined): string {
-  let id = key === undefined ? '' : `key ${key.name}\n`;
+  // The key's digest too: a key deleted and made anew under its name for someone else must
+  // not find its former holder's answers.
+  let id = key === undefined ? '' : `key ${key.name} ${key.digest}\n`;
   const sluice = head.sluiceKeys;
   if (head.authorization !== '' && (sluice & SluiceKeyIn.Authorization) === 0) id += `authorization ${head.authorization}\n`;
   if (head.xApiKey !== '' && (sluice & SluiceKeyIn.XApiKey) === 0) id += `x-api-key ${head.xApiKey}\n`;
