@@ -10,7 +10,7 @@ import { parseArgs } from 'node:util';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { AdminServer, registerAdminRoutes } from './admin/index.js';
 import { BreakerBoard, DeploymentCounters, ReplicaLoadBoard, WorkerHolds } from './balancer/index.js';
-import { ConfigError, DEFAULT_CONFIG_FILE, deploymentId, frontEndOf, loadConfig, redactUrlSecrets, type Config, type PoliciesConfig, type TlsConfig } from './config/index.js';
+import { ConfigError, DEFAULT_CONFIG_FILE, deploymentId, frontEndOf, guardedHosts, loadConfig, redactUrlSecrets, type Config, type PoliciesConfig, type TlsConfig } from './config/index.js';
 import { CircuitOpenError, DependencyBreakers } from './dependencies/index.js';
 import {
   type BucketAssigner, BucketSlots, buildRouteSnapshot, CertificateReloader, DataPlane, Autoscaler, DeploymentManager, hstsValue, IndexAllocator, isProblem, KeyRegistry, MAX_REPLICA_SLOTS,
@@ -343,7 +343,7 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
       all: config.log.access, bufferBytes: config.log.access_buffer_bytes, maxBufferBytes: config.log.access_max_buffer_bytes,
       flushMs: config.log.access_flush_ms, sample: config.log.access_sample,
     },
-    forwardedFor: config.listen.forwarded_for, corsOrigins: config.listen.cors_origins, frontEnd: frontEndOf(config.listen), clientIdleTimeoutMs: config.listen.client_idle_timeout_ms, clientHeaderTimeoutMs: config.listen.client_header_timeout_ms, shared, logger,
+    forwardedFor: config.listen.forwarded_for, corsOrigins: config.listen.cors_origins, allowedHosts: guardedHosts(config.listen), frontEnd: frontEndOf(config.listen), clientIdleTimeoutMs: config.listen.client_idle_timeout_ms, clientHeaderTimeoutMs: config.listen.client_header_timeout_ms, shared, logger,
     tls: config.listen.tls === undefined ? null : { certFile: config.listen.tls.cert_file, keyFile: config.listen.tls.key_file, minVersion: config.listen.tls.min_version, ticketKeys: randomBytes(48) },
     hsts: config.listen.hsts === undefined ? null : hstsValue(config.listen.hsts),
     redis: config.redis.url === null ? null : {

@@ -1,3 +1,4 @@
+import { isLoopbackAddress } from '../host-guard.js';
 import { readFileSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { availableParallelism, networkInterfaces } from 'node:os';
@@ -89,6 +90,14 @@ export function parseYamlAsWritten(text: string): unknown {
 /** The front end that reads client requests: listen.front_end, auto resolved (node). */
 export function frontEndOf(listen: Config['listen']): 'node' | 'uws' {
   return listen.front_end === 'auto' ? 'node' : listen.front_end;
+}
+
+/**
+ * The Host names the gateway port allows beside the local ones (listen.allowed_hosts), or
+ * null when it allows any: it is not bound to a loopback address, or the list has '*'.
+ */
+export function guardedHosts(listen: Config['listen']): readonly string[] | null {
+  return isLoopbackAddress(listen.host) && !listen.allowed_hosts.includes('*') ? listen.allowed_hosts : null;
 }
 
 /** Checks that span several fields, then freezes. */

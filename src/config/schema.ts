@@ -328,6 +328,12 @@ export const configSchema: Field = {
         // bytes trickle in (a slowloris client resets no idle timer): else 408 and close.
         // nginx's client_header_timeout and Node's headersTimeout are 60 s too. The node front end only.
         client_header_timeout_ms: { kind: 'int', default: 60_000, min: 1000, max: 3_600_000 },
+        // Bound to a loopback address (listen.host 127.0.0.1, ::1, localhost), the gateway
+        // answers only requests whose Host is local, as Ollama's server does (src/host-guard.ts):
+        // a page whose name was rebound to 127.0.0.1 (DNS rebinding) is same-origin for its
+        // browser, so CORS does not stop it. These names are allowed too (a proxy on the same
+        // host that passes its own Host on); '*' turns the guard off.
+        allowed_hosts: { kind: 'array', of: { kind: 'string', pattern: /^[\x21-\x7e]{1,255}$/ }, default: [] },
         // Pages and browser extensions allowed to call the front door (the root's OpenAI and
         // Ollama endpoints) from a browser: their preflights are answered and the answers are
         // readable by them (src/proxy/cors.ts). `*` stands for any text. The default is the

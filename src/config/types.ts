@@ -187,7 +187,7 @@ export interface TracingConfig {
 }
 
 export interface Config {
-  readonly listen: { readonly host: string; readonly port: number; readonly forwarded_for: boolean; readonly front_end: 'auto' | 'node' | 'uws'; readonly client_idle_timeout_ms: number; readonly client_header_timeout_ms: number; readonly cors_origins: readonly string[]; readonly tls?: TlsConfig; readonly hsts?: HstsConfig };
+  readonly listen: { readonly host: string; readonly port: number; readonly forwarded_for: boolean; readonly front_end: 'auto' | 'node' | 'uws'; readonly client_idle_timeout_ms: number; readonly client_header_timeout_ms: number; readonly cors_origins: readonly string[]; readonly allowed_hosts: readonly string[]; readonly tls?: TlsConfig; readonly hsts?: HstsConfig };
   readonly admin: { readonly host: string; readonly port: number; readonly token: string | null; readonly tls?: TlsConfig };
   readonly workers: number;
   readonly ports: { readonly from: number; readonly to: number };

@@ -17,6 +17,8 @@ export interface DataPlaneOptions {
   /** Append the client's address to X-Forwarded-For (config listen.forwarded_for). */
   readonly forwardedFor: boolean;
   readonly corsOrigins: readonly string[];
+  /** listen.allowed_hosts, when the gateway is bound to loopback and guards its Host; null: no guard. */
+  readonly allowedHosts: readonly string[] | null;
   /** What reads client requests (config listen.front_end). */
   readonly frontEnd: WorkerInit['frontEnd'];
   /** Config listen.client_idle_timeout_ms (the node front end). */
@@ -146,7 +148,7 @@ export class DataPlane {
     const o = this.#options;
     const snapshot = this.#latest!;
     const init: WorkerInit = {
-      workerIndex: i, host: o.host, port: o.port, probe: i === 0 && !replacing, logLevel: o.logLevel, accessLog: o.accessLog, forwardedFor: o.forwardedFor, corsOrigins: o.corsOrigins, frontEnd: o.frontEnd, clientIdleTimeoutMs: o.clientIdleTimeoutMs, clientHeaderTimeoutMs: o.clientHeaderTimeoutMs, tls: o.tls, hsts: o.hsts,
+      workerIndex: i, host: o.host, port: o.port, probe: i === 0 && !replacing, logLevel: o.logLevel, accessLog: o.accessLog, forwardedFor: o.forwardedFor, corsOrigins: o.corsOrigins, allowedHosts: o.allowedHosts, frontEnd: o.frontEnd, clientIdleTimeoutMs: o.clientIdleTimeoutMs, clientHeaderTimeoutMs: o.clientHeaderTimeoutMs, tls: o.tls, hsts: o.hsts,
       shared: o.shared, redis: o.redis, rateLimitFailOpen: o.rateLimitFailOpen, tracing: o.tracing, snapshot,
     };
     const worker = new Worker(WORKER_URL, { workerData: init });

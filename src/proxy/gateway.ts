@@ -6,6 +6,7 @@ import { Buffer } from 'node:buffer';
 import { performance } from 'node:perf_hooks';
 import type { ClientRequest, ClientResponse } from './front-end/client.js';
 import { NoReplica, ReplicaQueue, type DeploymentCounters } from '../balancer/index.js';
+import { HostGuard, HostVerdict } from '../host-guard.js';
 import { errorBody, ERRORS, malformedRequestCode, ollamaErrorBody, type ErrorCode } from '../errors/index.js';
 import { bearerToken, GENERATED_KEY_PREFIX, hashKey, TokenCounter, type RateLimiter, type RedisCache } from '../policy/index.js';
 import type { Logger } from '../telemetry/index.js';
@@ -31,6 +32,8 @@ export interface GatewayOptions {
   readonly forwardedFor: boolean;
   /** listen.cors_origins: who may call the front door from a browser; empty: no CORS. */
   readonly corsOrigins?: readonly string[];
+  /** Bound to loopback: Host names allowed beside the local ones (DNS-rebinding guard, host-guard.ts); null or absent: any Host. */
+  readonly allowedHosts?: readonly string[] | null;
   /** The gateway port serves HTTPS: upstream requests say `x-forwarded-proto: https`. */
   readonly tls: boolean;
   /** Memory shared with the other workers and the control plane. */
@@ -132,6 +135,8 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
   readonly #tracer: RequestTracer | null;
   /** listen.cors_origins; null: none (no Origin is read). */
   readonly #cors: CorsPolicy | null;
+  /** Bound to loopback: refuses a Host that is not local (DNS rebinding); null: any Host. */
+  readonly #hostGuard: HostGuard | null;
   #sweepTimer: NodeJS.Timeout | null = null;
   #draining = false;
   /**
@@ -151,6 +156,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     this.#onWake = options.onWake;
     this.#tracer = options.tracer ?? null;
     this.#cors = options.corsOrigins === undefined || options.corsOrigins.length === 0 ? null : new CorsPolicy(options.corsOrigins);
+    this.#hostGuard = options.allowedHosts === undefined || options.allowedHosts === null ? null : new HostGuard(options.allowedHosts, true);
     const auth = new AuthFilter();
     const rateLimit = new RateLimitFilter(options.limiter, options.logger);
     const cache = new CacheFilter(options.logger);
@@ -289,6 +295,10 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     const requestId = head.requestId !== '' ? head.requestId : this.#nextRequestId();
     if (head.bad !== null) {
       this.#reject(res, 'SLUICE_ERR_BAD_REQUEST', head.bad, requestId, method, url, { head });
+      return;
+    }
+    if (this.#hostGuard !== null && this.#hostGuard.check(head.host) === HostVerdict.Forbidden) {
+      this.#reject(res, 'SLUICE_ERR_FORBIDDEN', `Host ${head.host} is not this machine: bound to loopback, the gateway answers local names only (a page whose name was rebound to 127.0.0.1); allow a name with listen.allowed_hosts`, requestId, method, url, { head });
       return;
     }
     if (hasDotSegment(url)) {

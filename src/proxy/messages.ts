@@ -49,6 +49,8 @@ export interface WorkerInit {
   readonly forwardedFor: boolean;
   /** listen.cors_origins: who may call the front door from a browser (proxy/cors.ts). */
   readonly corsOrigins: readonly string[];
+  /** Host names allowed beside the local ones; null: any Host (the gateway is not bound to loopback, or listen.allowed_hosts has '*'). */
+  readonly allowedHosts: readonly string[] | null;
   /** What reads client requests (config listen.front_end): uWS, or the node front end (plain HTTP). */
   readonly frontEnd: 'uws' | 'node';
   /** The node front end closes a client connection that sends nothing for this long (config listen.client_idle_timeout_ms). */

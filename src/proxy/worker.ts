@@ -69,6 +69,7 @@ const gateway = new Gateway({
   accessLog,
   forwardedFor: init.forwardedFor,
   corsOrigins: init.corsOrigins,
+  allowedHosts: init.allowedHosts,
   tls: init.tls !== null,
   shared: { inflight: new Int32Array(sh.inflight), holds, breakers: new BreakerBoard(sh.breakers), replicaLoad: new ReplicaLoadBoard(sh.replicaLoad) },
   counters: new DeploymentCounters(sh.deployments, holds.queues),

@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import type { Route, SimContext } from './context.js';
 import { controlRoute, runControl } from './control.js';
 import { Exchange, send, sendForcedStatus, sendStyledError } from './http.js';
-import { HostGuard, HostVerdict, isLoopbackAddress } from './hostguard.js';
+import { HostGuard, HostVerdict, isLoopbackAddress } from '../host-guard.js';
 import { METRICS_PATH, sendMetrics } from './metrics.js';
 import { mlflowNotFound, mlflowRoutes } from './mlflow.js';
 import { ModelSet } from './models.js';

@@ -48,7 +48,7 @@ function rejects(t: Assert, text: string, field: string, env: NodeJS.ProcessEnv 
 t.test('defaults are filled in and the result is frozen', async (t) => {
   const c = load('');
   const { cors_origins: cors, ...listen } = c.listen;
-  t.same(listen, { host: '0.0.0.0', port: 8080, forwarded_for: false, front_end: 'auto', client_idle_timeout_ms: 10_000, client_header_timeout_ms: 60_000 });
+  t.same(listen, { host: '0.0.0.0', port: 8080, forwarded_for: false, front_end: 'auto', client_idle_timeout_ms: 10_000, client_header_timeout_ms: 60_000, allowed_hosts: [] });
   // Ollama's own (protocols.md, OLLAMA_ORIGINS) and browser extensions.
   for (const o of ['http://localhost:*', 'http://127.0.0.1:*', 'app://*', 'vscode-webview://*', 'chrome-extension://*']) t.ok(cors.includes(o), `cors_origins: ${o}`);
   t.notOk(cors.includes('*'), 'not every origin');
@@ -93,7 +93,7 @@ t.test('defaults are filled in and the result is frozen', async (t) => {
   t.equal(load('deployments:\n  - {model: m, version: 1}\n').deployments[0]!.version, '1', 'a numeric YAML version is read as a string');
   const partial = load('deployments:\n  - model: m\n    version: "1"\n    upstream: { idle_timeout_ms: 300 }\n').deployments[0]!;
   t.same(partial.upstream, { idle_timeout_ms: 300 }, 'per-deployment upstream holds only what was given');
-  t.same({ ...loadConfig(null, {}).listen, cors_origins: [] }, { host: '0.0.0.0', port: 8080, forwarded_for: false, front_end: 'auto', client_idle_timeout_ms: 10_000, client_header_timeout_ms: 60_000, cors_origins: [] }, 'no file at all');
+  t.same({ ...loadConfig(null, {}).listen, cors_origins: [] }, { host: '0.0.0.0', port: 8080, forwarded_for: false, front_end: 'auto', client_idle_timeout_ms: 10_000, client_header_timeout_ms: 60_000, allowed_hosts: [], cors_origins: [] }, 'no file at all');
 });
 
 t.test('unknown keys are rejected with their full path', async (t) => {
@@ -171,7 +171,7 @@ t.test('environment variables override the file', async (t) => {
     SLUICE_ADMIN_TOKEN: 's3cret', SLUICE_WORKERS: '3', SLUICE_STATE_DIR: '/tmp/x', SLUICE_LOG_LEVEL: 'warn',
     SLUICE_MAX_BODY_BYTES: '1024',
   });
-  t.same({ ...c.listen, cors_origins: [] }, { host: '127.0.0.2', port: 9999, forwarded_for: false, front_end: 'auto', client_idle_timeout_ms: 10_000, client_header_timeout_ms: 60_000, cors_origins: [] });
+  t.same({ ...c.listen, cors_origins: [] }, { host: '127.0.0.2', port: 9999, forwarded_for: false, front_end: 'auto', client_idle_timeout_ms: 10_000, client_header_timeout_ms: 60_000, allowed_hosts: [], cors_origins: [] });
   t.same(c.admin, { host: '127.0.0.3', port: 9998, token: 's3cret' });
   t.equal(c.workers, 3);
   t.equal(c.state_dir, '/tmp/x');

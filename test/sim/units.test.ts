@@ -3,7 +3,7 @@
 
 import t from 'tap';
 import { startSim } from '../../src/sim/index.js';
-import { HostGuard, HostVerdict } from '../../src/sim/hostguard.js';
+import { HostGuard, HostVerdict } from '../../src/host-guard.js';
 import { ModelSet } from '../../src/sim/models.js';
 import { keepAliveMs } from '../../src/sim/ollama.js';
 import { applyTunablesPatch, parseSimArgs, SIM_DEFAULTS, SimOptionError, tunablesJson } from '../../src/sim/options.js';

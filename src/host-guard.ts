@@ -1,7 +1,8 @@
 // Ollama's DNS-rebinding guard (protocols.md B1.1, `allowedHostsMiddleware`): when bound to
-// a loopback address, a request whose Host is not local gets 403 with an empty body. A
-// gateway that forwards the client's Host unchanged must see that 403 here as it would
-// against real Ollama.
+// a loopback address, a request whose Host is not local gets 403. A page whose name was
+// rebound to 127.0.0.1 is same-origin for its browser, so CORS does not stop it; its Host
+// still names it. The simulator answers as Ollama does (an empty body); the gateway's own
+// front door, bound to loopback, uses the same rule (config listen.allowed_hosts).
 
 import { hostname as osHostname, networkInterfaces } from 'node:os';
 import { isIP } from 'node:net';
@@ -58,7 +59,18 @@ export class HostGuard {
   readonly #localIps: ReadonlySet<string>;
   readonly #cache = new Map<string, HostVerdict>();
 
-  constructor() {
+  readonly #extraNames: ReadonlySet<string>;
+  readonly #singleLabel: boolean;
+
+  /**
+   * `extraNames`: more host names allowed, beside the local ones. `singleLabel`: a name
+   * without a dot is allowed too (the gateway's rule, not Ollama's): a rebinding page needs
+   * a name its author's DNS answers, which has a dot; a dotless one is the machine's or its
+   * network's own (a container's service name, a hosts-file alias).
+   */
+  constructor(extraNames: readonly string[] = [], singleLabel = false) {
+    this.#extraNames = new Set(extraNames.map((n) => n.toLowerCase()));
+    this.#singleLabel = singleLabel;
     const ips = new Set<string>();
     for (const list of Object.values(networkInterfaces())) {
       for (const a of list ?? []) ips.add(a.address.toLowerCase());
@@ -86,7 +98,8 @@ export class HostGuard {
       if (ok || this.#localIps.has(ip)) return HostVerdict.AllowedByIp;
     }
     const h = host.toLowerCase();
-    if (h === '' || h === 'localhost' || h === this.#hostname) return HostVerdict.AllowedByName;
+    if (h === '' || h === 'localhost' || h === this.#hostname || this.#extraNames.has(h)) return HostVerdict.AllowedByName;
+    if (this.#singleLabel && !h.includes('.') && family === 0) return HostVerdict.AllowedByName;
     if (h.endsWith('.localhost') || h.endsWith('.local') || h.endsWith('.internal')) return HostVerdict.AllowedByName;
     return HostVerdict.Forbidden;
   }
