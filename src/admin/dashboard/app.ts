@@ -214,6 +214,18 @@ function h(tag: string, attrs: Record<string, string | number | boolean | null |
 }
 
 const badge = (state: string | null): HTMLElement => h('span', { class: `state ${state ?? ''}` }, state ?? '-');
+
+/**
+ * A replica's last error in its row: the first line, cut to the width the page gives it,
+ * the whole text on hover. A server that failed to start has its last 20 output lines in
+ * it, which in a row that does not wrap made the table thousands of pixels wide, every
+ * figure and button of every deployment off the screen.
+ */
+const why = (error: string): HTMLElement => {
+  const eol = error.indexOf('\n');
+  return h('span', { class: 'why', title: error }, eol < 0 ? error : `${error.slice(0, eol)} …`);
+};
+
 const METRICS = ['rps', 'inflight', 'queued', 'p50', 'p99', 'ttft', 'tokens', 'errors', 'cache', 'cost'] as const;
 
 function renderDeployments(): void {
@@ -233,7 +245,7 @@ function renderDeployments(): void {
         h('td', {}, `port ${r.port}`),
         h('td', {}, `pid ${r.pid ?? '-'}`),
         h('td', { title: r.last_error ?? '' }, badge(r.state)),
-        h('td', { colspan: METRICS.length + 1 }, `restarts ${r.restarts} · breaker `, badge(r.breaker), r.last_error === null ? '' : ` · ${r.last_error}`)));
+        h('td', { colspan: METRICS.length + 1 }, `restarts ${r.restarts} · breaker `, badge(r.breaker), r.last_error !== null && ' · ', r.last_error !== null && why(r.last_error))));
     }
   }
   if (rows.length === 0) rows.push(h('tr', {}, h('td', { colspan: METRICS.length + 4, class: 'muted' }, 'nothing deployed')));

@@ -17,6 +17,7 @@ h2{font-size:1rem;margin:.2rem 0 .6rem}h3{font-size:.95rem;margin:.3rem 0}
 table{border-collapse:collapse;width:100%}th,td{padding:.25rem .5rem;text-align:left;border-top:1px solid #e8eaee;white-space:nowrap}
 th{font-weight:600;color:var(--muted);font-size:.85rem}.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.replica td{color:var(--muted);font-size:.85rem}tr.replica td:first-child{padding-left:1.6rem}
+.why{display:inline-block;max-width:45vw;overflow:hidden;text-overflow:ellipsis;vertical-align:bottom}
 code,pre,.mono{font-family:ui-monospace,monospace;font-size:.88em}
 .state{display:inline-block;border-radius:3px;padding:0 .4rem;font-size:.8rem;color:#fff;background:var(--muted)}
 .state.ready,.state.closed,.state.promoted{background:var(--ok)}.state.starting,.state.restarting,.state.pending,.state.half-open,.state.progressing,.state.waiting,.state.draining{background:var(--warn)}
