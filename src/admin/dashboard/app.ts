@@ -255,16 +255,36 @@ function renderDeployments(): void {
 const fixed = (n: number | null | undefined, digits: number): string => (n === null || n === undefined || !Number.isFinite(n) ? '-' : n.toFixed(digits));
 const percent = (part: number, whole: number): string => (whole > 0 ? `${((100 * part) / whole).toFixed(1)}%` : '-');
 
+/**
+ * Where a deployment's rates start: the oldest snapshot of the window from which its counts
+ * run on unbroken (in every snapshot since, never going down), and when it was taken; null
+ * before it has two. A deployment undeployed and deployed again under the same id counts
+ * from zero: against the old one's counts its rates were negative for the whole window. And
+ * one deployed while the page is open gets its rates from its first snapshot, not only once
+ * the window's oldest holds it (10 s of '-').
+ */
+function rateBase(now: DeploymentStats): { readonly before: DeploymentStats; readonly at: string } | null {
+  let base: { before: DeploymentStats; at: string } | null = null;
+  let later = now;
+  for (let i = history.length - 2; i >= 0; i--) {
+    const s = history[i]!.deployments.find((o) => o.deployment === now.deployment);
+    if (s === undefined || s.requests > later.requests || s.errors > later.errors || s.output_tokens > later.output_tokens) break;
+    base = { before: s, at: history[i]!.at };
+    later = s;
+  }
+  return base;
+}
+
 /** Fills the metric cells in place: rebuilding the rows every second would eat clicks on their buttons. */
 function renderStats(): void {
   const newest = history[history.length - 1];
   if (newest === undefined) return;
-  const oldest = history[0]!;
-  const seconds = (Date.parse(newest.at) - Date.parse(oldest.at)) / 1000;
   for (const s of newest.deployments) {
     const row = document.querySelector(`tr[data-deployment="${CSS.escape(s.deployment)}"]`);
     if (row === null) continue;
-    const before = oldest.deployments.find((o) => o.deployment === s.deployment);
+    const base = rateBase(s);
+    const before = base?.before;
+    const seconds = base === null ? 0 : (Date.parse(newest.at) - Date.parse(base.at)) / 1000;
     const requests = before === undefined ? 0 : s.requests - before.requests;
     const values: Record<(typeof METRICS)[number], string> = {
       rps: seconds > 0 && before !== undefined ? fixed(requests / seconds, 1) : '-',

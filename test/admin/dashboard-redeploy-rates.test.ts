@@ -1,0 +1,97 @@
+// The dashboard's rates (/ui, in real Chromium) for a deployment that is new, or that was
+// undeployed and deployed again under the same id, under steady traffic. Its counts start
+// from zero then (README: "one deployed again under the same id starts from zero"), and the
+// page diffed them with the old deployment's counts of 10 s before: requests/s around -5 for
+// the whole window, errors '-'. A deployment new while the page was open showed '-' until the
+// window's oldest snapshot held it (10 s). Rates come from the snapshots where its counts run on.
+
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import t from 'tap';
+import { adminClient, gwRequest, reapServers, sleep, type AdminClient } from '../helpers/control.js';
+import { startGateway, type Gateway } from '../helpers/procs.js';
+
+t.setTimeout(120_000);
+
+// Replica ports 29470-29479 belong to this file.
+const RANGE = { from: 29470, to: 29479 };
+const CHROMIUM = '/usr/bin/chromium';
+const BROWSER_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const WAIT_MS = 30_000;
+const SPEC = { model: 'rd', version: '1', runtime: 'sim', args: ['--ttft-ms', '0', '--token-ms', '0', '--tokens', '2'] };
+
+let gw: Gateway | undefined;
+let admin: AdminClient;
+let browser: BrowserContext | undefined;
+let page: Page;
+const pageErrors: string[] = [];
+
+t.teardown(async () => {
+  await browser?.close();
+  await gw?.stop();
+  await reapServers([], RANGE);
+});
+
+t.before(async () => {
+  gw = await startGateway({ ports: RANGE, workers: 2, log: { level: 'info', access: false } });
+  admin = adminClient(gw.adminUrl);
+  browser = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), 'sluice-chromium-')), {
+    executablePath: CHROMIUM, headless: true, args: BROWSER_ARGS, viewport: { width: 1400, height: 1000 }, timeout: WAIT_MS,
+  });
+  page = browser.pages()[0] ?? await browser.newPage();
+  page.setDefaultTimeout(WAIT_MS);
+  page.on('pageerror', (err) => pageErrors.push(err.message));
+});
+
+/** The deployment row's metric cells, by name. */
+async function cells(id: string): Promise<Record<string, string>> {
+  return page.$$eval(`tr[data-deployment="${id}"] [data-metric]`, (tds) => Object.fromEntries(tds.map((td) => [td.getAttribute('data-metric')!, td.textContent ?? ''])));
+}
+
+/** Samples the row every 500 ms for `ms`. */
+async function samples(id: string, ms: number): Promise<Array<Record<string, string>>> {
+  const out: Array<Record<string, string>> = [];
+  for (const end = Date.now() + ms; Date.now() < end;) {
+    out.push(await cells(id));
+    await sleep(500);
+  }
+  return out;
+}
+
+t.test('rates of a new deployment, and of one deployed again under the same id, under steady traffic', async (t) => {
+  await page.goto(`${gw!.adminUrl}/ui`);
+  await page.waitForSelector('#status.live');
+  // Some seconds of snapshots without it, as when the page was opened before the deploy.
+  await sleep(3_000);
+  t.equal((await admin.post('/v1/deployments?wait=true', SPEC)).status, 201, 'rd-1 deployed');
+
+  let sending = true;
+  const traffic = (async () => {
+    while (sending) {
+      await gwRequest(`${gw!.url}/rd-1/api/tags`, { timeoutMs: 5_000 }).catch(() => undefined);
+      await sleep(40);
+    }
+  })();
+  t.teardown(() => {
+    sending = false;
+  });
+
+  const fresh = await samples('rd-1', 5_000);
+  t.ok(fresh.slice(4).every((c) => Number(c['rps']) > 5), `a new deployment has its rate within 2 s: ${fresh.map((c) => c['rps']).join(' ')}`);
+  // The window (10 s) fills with the first deployment's counts.
+  await sleep(7_000);
+  t.ok(Number((await cells('rd-1'))['rps']) > 5, 'the steady rate');
+
+  t.equal((await admin.del('/v1/deployments/rd-1?grace_ms=0')).status, 200, 'rd-1 undeployed');
+  t.equal((await admin.post('/v1/deployments?wait=true', SPEC)).status, 201, 'and deployed again');
+  const after = await samples('rd-1', 10_000);
+  sending = false;
+  await traffic;
+  const shown = after.map((c) => `${c['rps']}/${c['errors']}/${c['tokens']}`).join(' ');
+  t.ok(after.every((c) => c['rps'] === '-' || Number(c['rps']) >= 0), `requests/s is never negative: ${shown}`);
+  t.ok(after.every((c) => c['tokens'] === '-' || Number(c['tokens']) >= 0), 'nor tokens/s');
+  t.ok(after.slice(5).every((c) => Number(c['rps']) > 5 && c['errors'] === '0.0%'), `the new deployment's rate and error rate within 3 s: ${shown}`);
+  t.same(pageErrors, [], 'no error in the page');
+});
