@@ -27,20 +27,26 @@ export interface TopRow {
   queued: number;
 }
 
+type Counts = Pick<DeploymentStats, 'requests' | 'errors' | 'output_tokens'>;
+const ZERO: Counts = { requests: 0, errors: 0, output_tokens: 0 };
+
 /** The rows between two polls; a deployment new in `now` counts from zero. */
 export function topRows(before: StatsView, now: StatsView): TopRow[] {
   const seconds = Math.max((Date.parse(now.at) - Date.parse(before.at)) / 1000, 1e-3);
   const prev = new Map(before.deployments.map((d) => [d.deployment, d]));
   return now.deployments.map((d) => {
-    const p: Pick<DeploymentStats, 'requests' | 'errors' | 'output_tokens'> = prev.get(d.deployment) ?? { requests: 0, errors: 0, output_tokens: 0 };
-    // A restarted gateway starts its counts again: never show a negative rate.
-    const requests = Math.max(d.requests - p.requests, 0);
+    const last: Counts = prev.get(d.deployment) ?? ZERO;
+    // Counts that went down began again from zero between the polls: a restarted gateway, or
+    // a deployment undeployed and deployed again under the same id. What they hold is what
+    // came since (clamping the difference to 0 showed no traffic, however much there was).
+    const p = d.requests < last.requests || d.errors < last.errors || d.output_tokens < last.output_tokens ? ZERO : last;
+    const requests = d.requests - p.requests;
     return {
       deployment: d.deployment, model: d.model, version: d.version, state: d.state,
       rps: requests / seconds,
-      error_rate: requests > 0 ? Math.max(d.errors - p.errors, 0) / requests : null,
+      error_rate: requests > 0 ? (d.errors - p.errors) / requests : null,
       p99_ms: d.p99_ms, ttft_p50_ms: d.ttft_p50_ms, ttft_p99_ms: d.ttft_p99_ms,
-      output_tokens_per_s: Math.max(d.output_tokens - p.output_tokens, 0) / seconds,
+      output_tokens_per_s: (d.output_tokens - p.output_tokens) / seconds,
       in_flight: d.in_flight, queued: d.queued,
     };
   });
