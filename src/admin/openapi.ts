@@ -199,6 +199,7 @@ const errorResponses: Record<number, { name: string; description: string }> = {
   409: { name: 'Conflict', description: 'It exists already, is defined in the config file (SLUICE_ERR_CONFIG_OWNED), its state does not allow this now, or a capacity of the gateway is used up (SLUICE_ERR_LIMIT_REACHED).' },
   413: { name: 'TooLarge', description: 'The body exceeds 1 MiB.' },
   415: { name: 'UnsupportedEncoding', description: 'The body is compressed (`Content-Encoding` other than identity), which the admin API does not decode (SLUICE_ERR_CONTENT_ENCODING).' },
+  500: { name: 'Internal', description: 'The change could not be stored: a state file that cannot be written (a full disk; the message names the file and the cause). Nothing was changed, and a later write does not store it.' },
   502: { name: 'BadGateway', description: 'The deployment failed to start (`?wait=true`: SLUICE_ERR_DEPLOY_FAILED, with its view), or the MLflow registry answered wrongly.' },
   503: { name: 'Unavailable', description: 'No free port left in `ports`; the MLflow registry is not configured or unreachable; the state store in Redis did not answer (SLUICE_ERR_DEPENDENCY_UNAVAILABLE); or a dependency\'s circuit breaker is open (SLUICE_ERR_DEPENDENCY_CIRCUIT_OPEN: the call was not made). For a change that the state store must keep, nothing was changed; the last two come with `Retry-After`.' },
 };
@@ -269,14 +270,14 @@ const operations: Record<string, Record<string, Operation>> = {
     post: {
       id: 'deploy', tag: 'deployments', summary: 'Deploy a model version', body: 'DeploymentSpec', query: [wait],
       description: 'Starts its replicas (ports from `ports`) and stores it, so it comes back after a restart. Fields that depend on the runtime are checked too (400 naming the field).',
-      ok: [201, 'Deployed (starting, unless `?wait=true`)', json('DeploymentView')], errors: [400, 409, 413, 415, 502, 503],
+      ok: [201, 'Deployed (starting, unless `?wait=true`)', json('DeploymentView')], errors: [400, 409, 413, 415, 500, 502, 503],
     },
   },
   '/v1/deployments/{id}': {
     get: { id: 'getDeployment', tag: 'deployments', summary: 'One deployment', ok: [200, 'Deployment', json('DeploymentView')], errors: [404] },
     delete: {
       id: 'undeploy', tag: 'deployments', summary: 'Drain, stop and forget a deployment made through the API', query: [graceMs],
-      ok: [200, 'Stopped', json('Undeployed')], errors: [400, 404, 409, 503],
+      ok: [200, 'Stopped', json('Undeployed')], errors: [400, 404, 409, 500, 503],
     },
   },
   '/v1/deployments/{id}/hibernate': {
@@ -305,24 +306,24 @@ const operations: Record<string, Record<string, Operation>> = {
   '/deploy/{model}/{version}': {
     post: {
       id: 'deployFromRegistry', tag: 'deployment service', summary: 'Deploy a registered MLflow model version, named by its number or an alias (`mlflow models serve`)', body: 'SeedDeploySpec', query: [wait], names: DEPLOY_NAMES,
-      ok: [201, 'Deployed', json('SeedDeployment')], errors: [400, 404, 409, 413, 415, 502, 503],
+      ok: [201, 'Deployed', json('SeedDeployment')], errors: [400, 404, 409, 413, 415, 500, 502, 503],
     },
   },
   '/get_deployed_models': { get: { id: 'getDeployedModels', tag: 'deployment service', summary: 'Every deployment', ok: [200, 'Deployments', json('DeployedModels')] } },
   '/undeploy/{id}': {
-    post: { id: 'undeployById', tag: 'deployment service', summary: 'Same as DELETE /v1/deployments/{id}', query: [graceMs], ok: [200, 'Stopped', json('Undeployed')], errors: [400, 404, 409, 503] },
+    post: { id: 'undeployById', tag: 'deployment service', summary: 'Same as DELETE /v1/deployments/{id}', query: [graceMs], ok: [200, 'Stopped', json('Undeployed')], errors: [400, 404, 409, 500, 503] },
   },
   '/v1/keys': {
     get: { id: 'listKeys', tag: 'keys', summary: 'Every client API key (config and API)', ok: [200, 'Keys', json('KeyList')] },
     post: {
       id: 'createKey', tag: 'keys', summary: 'Add a client API key', body: 'ApiKeySpec',
       description: 'Without `key` and `key_sha256` a key is generated and shown in this answer only; only its SHA-256 is kept.',
-      ok: [201, 'Added', json('KeyCreated')], errors: [400, 409, 413, 415, 503],
+      ok: [201, 'Added', json('KeyCreated')], errors: [400, 409, 413, 415, 500, 503],
     },
   },
   '/v1/keys/{name}': {
     get: { id: 'getKey', tag: 'keys', summary: 'One key', ok: [200, 'Key', json('KeyView')], errors: [404] },
-    delete: { id: 'deleteKey', tag: 'keys', summary: 'Remove a key added through the API', ok: [200, 'Removed', json('KeyDeleted')], errors: [404, 409, 503] },
+    delete: { id: 'deleteKey', tag: 'keys', summary: 'Remove a key added through the API', ok: [200, 'Removed', json('KeyDeleted')], errors: [404, 409, 500, 503] },
   },
   '/v1/models': { get: { id: 'listModels', tag: 'traffic', summary: 'Every model\'s versions, weights and routing', ok: [200, 'Models', json('ModelList')] } },
   '/v1/models/{model}': { get: { id: 'getModel', tag: 'traffic', summary: 'One model\'s traffic', ok: [200, 'Model', json('ModelTraffic')], errors: [404] } },
@@ -330,20 +331,20 @@ const operations: Record<string, Record<string, Operation>> = {
     get: { id: 'modelEvents', tag: 'traffic', summary: 'Every change of the model\'s traffic', ok: [200, 'Events, oldest first', json('TrafficEvents')], errors: [404] },
   },
   '/v1/models/{model}/traffic': {
-    put: { id: 'setTraffic', tag: 'traffic', summary: 'Set the alias weights (and sticky rule)', body: 'TrafficRequest', ok: [200, 'Model', json('ModelTraffic')], errors: [400, 404, 409, 413, 415, 503] },
+    put: { id: 'setTraffic', tag: 'traffic', summary: 'Set the alias weights (and sticky rule)', body: 'TrafficRequest', ok: [200, 'Model', json('ModelTraffic')], errors: [400, 404, 409, 413, 415, 500, 503] },
   },
   '/v1/models/{model}/promote': {
-    post: { id: 'promote', tag: 'traffic', summary: 'All traffic to a version, which becomes stable', body: 'PromoteRequest', ok: [200, 'Model', json('ModelTraffic')], errors: [400, 404, 409, 413, 415, 503] },
+    post: { id: 'promote', tag: 'traffic', summary: 'All traffic to a version, which becomes stable', body: 'PromoteRequest', ok: [200, 'Model', json('ModelTraffic')], errors: [400, 404, 409, 413, 415, 500, 503] },
   },
   '/v1/models/{model}/rollback': {
-    post: { id: 'rollback', tag: 'traffic', summary: 'All traffic back to the stable version (no body)', ok: [200, 'Model', json('ModelTraffic')], errors: [400, 404, 409, 413, 415, 503] },
+    post: { id: 'rollback', tag: 'traffic', summary: 'All traffic back to the stable version (no body)', ok: [200, 'Model', json('ModelTraffic')], errors: [400, 404, 409, 413, 415, 500, 503] },
   },
   '/v1/models/{model}/rollout': {
     put: {
       id: 'startRollout', tag: 'traffic', summary: 'Start a canary rollout', body: 'RolloutRequest',
-      ok: [201, 'Started', json('ModelTraffic')], errors: [400, 404, 409, 413, 415, 503],
+      ok: [201, 'Started', json('ModelTraffic')], errors: [400, 404, 409, 413, 415, 500, 503],
     },
-    delete: { id: 'abortRollout', tag: 'traffic', summary: 'Abort the rollout in progress', ok: [200, 'Aborted', json('ModelTraffic')], errors: [404, 503] },
+    delete: { id: 'abortRollout', tag: 'traffic', summary: 'Abort the rollout in progress', ok: [200, 'Aborted', json('ModelTraffic')], errors: [404, 500, 503] },
   },
 };
 
