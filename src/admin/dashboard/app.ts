@@ -305,9 +305,17 @@ function renderStats(): void {
   }
 }
 
+/**
+ * A version being undeployed takes no new request, and the API refuses to weight it (409),
+ * at 0 too: its slider is disabled and its weight never sent, or no weight of the model
+ * could be applied until its drain ended.
+ */
+const draining = (v: VersionView): boolean => v.state === 'draining';
+
+/** The weights the sliders show, and "apply weights" sends: of every version but the draining ones. */
 function weightsShown(m: ModelTraffic): Record<string, number> {
   const pending = pendingWeights.get(m.model);
-  return Object.fromEntries(m.versions.map((v) => [v.version, pending?.[v.version] ?? v.weight ?? Math.round(v.share * 100)]));
+  return Object.fromEntries(m.versions.filter((v) => !draining(v)).map((v) => [v.version, pending?.[v.version] ?? v.weight ?? Math.round(v.share * 100)]));
 }
 
 function describeWeights(w: Record<string, number> | null): string {
@@ -336,7 +344,7 @@ function renderModels(): void {
     const versions = m.versions.map((v) => h('div', { class: 'weight' },
       h('span', {}, h('b', {}, v.version), ' ', badge(v.state)),
       h('input', {
-        type: 'range', min: 0, max: 100, step: 1, value: shown[v.version] ?? 0,
+        type: 'range', min: 0, max: 100, step: 1, value: shown[v.version] ?? 0, disabled: draining(v),
         'data-model': m.model, 'data-version': v.version, 'aria-label': `weight of ${v.deployment}`,
       }),
       h('span', { class: 'num', 'data-weight-of': v.version }, String(shown[v.version] ?? 0)),
