@@ -21,14 +21,16 @@ export function registerKeyCommands(program: Command): void {
 
   keys
     .command('ls')
-    .description('list API keys: name, label, deployments, limits, source')
+    .description('list API keys: name, label, deployments, limits (over all its deployments, and on each), source')
     .action(async (_opts, cmd: Command) => {
       const ctx = contextOf(cmd);
       const body = await ctx.client.get<{ keys: KeyView[] }>('/v1/keys');
       if (ctx.json) return printJson(body);
       if (body.keys.length === 0) return printLine('no API keys');
-      printLine(table(['NAME', 'LABEL', 'DEPLOYMENTS', 'LIMITS', 'SOURCE', 'CREATED'], body.keys.map((k) => [
-        k.name, k.label, k.deployments.join(','), limitsText(k.limits), k.source, text(k.created_at),
+      // Both kinds of limit: a key limited on each deployment alone (deployment_limits) showed
+      // '-', as if it had none.
+      printLine(table(['NAME', 'LABEL', 'DEPLOYMENTS', 'LIMITS', 'PER DEPLOYMENT', 'SOURCE', 'CREATED'], body.keys.map((k) => [
+        k.name, k.label, k.deployments.join(','), limitsText(k.limits), limitsText(k.deployment_limits), k.source, text(k.created_at),
       ]), ctx.out));
     });
 

@@ -72,7 +72,10 @@ export interface KeyView {
   label: string;
   source: string;
   deployments: string[];
+  /** Over all its deployments. */
   limits: Record<string, number>;
+  /** On each deployment its scope allows. */
+  deployment_limits: Record<string, number>;
   created_at: string | null;
   /** Only in the answer that generated the key. */
   key?: string;

@@ -262,9 +262,9 @@ t.test('keys add, ls, rm', async (t) => {
   t.equal(own.key, undefined, 'a key brought as a digest is not echoed');
 
   const ls = await sluice('keys', 'ls');
-  t.match(ls.stdout, /^NAME\s+LABEL\s+DEPLOYMENTS\s+LIMITS\s+SOURCE\s+CREATED$/m);
-  t.match(ls.stdout, /^team-b\s+team-b#[0-9a-f]+\s+demo\s+rpm=600\s+api\s+\S+$/m);
-  t.match(ls.stdout, /^team-c\s+team-c#[0-9a-f]+\s+\*\s+-\s+api\s+\S+$/m);
+  t.match(ls.stdout, /^NAME\s+LABEL\s+DEPLOYMENTS\s+LIMITS\s+PER DEPLOYMENT\s+SOURCE\s+CREATED$/m);
+  t.match(ls.stdout, /^team-b\s+team-b#[0-9a-f]+\s+demo\s+rpm=600\s+-\s+api\s+\S+$/m);
+  t.match(ls.stdout, /^team-c\s+team-c#[0-9a-f]+\s+\*\s+-\s+-\s+api\s+\S+$/m);
   t.notMatch(ls.stdout, new RegExp(key!), 'ls never shows the key');
 
   const rm = await sluice('keys', 'rm', 'team-b');
