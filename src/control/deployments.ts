@@ -562,7 +562,11 @@ export class DeploymentManager {
       this.#o.logger.info({ deployment: existing.id }, 'undeployed through another instance: stopped here, to deploy it anew');
       await this.#retire(existing, this.#o.config.shutdown.grace_ms);
     }
-    return this.#deploy(spec, source, new Date().toISOString(), false);
+    const d = await this.#deploy(spec, source, new Date().toISOString(), false);
+    // An operator's change is in the log as a key's or a weight's is (`API key added`,
+    // `traffic changed`); the config file's are in `ready`. Never the spec itself: its env may hold secrets.
+    if (source === 'api') this.#o.logger.info({ deployment: d.id, runtime: spec.runtime, replicas: spec.replicas }, 'deployed through the admin API');
+    return d;
   }
 
   /** `d` was read from (or stored to) the shared desired state, which no longer has it. */
@@ -1322,7 +1326,10 @@ export class DeploymentManager {
     // Forgotten first: a store that cannot be written (Redis away) refuses the undeploy
     // before anything stops, rather than leaving it stopped here and stored for the next start.
     if (d.source === 'api') await this.#o.store.remove(d.id);
-    return this.#retire(d, graceMs);
+    this.#o.logger.info({ deployment: d.id, grace_ms: graceMs }, 'undeploying: draining, then stopping its servers');
+    const retired = await this.#retire(d, graceMs);
+    if (retired) this.#o.logger.info({ deployment: d.id }, 'undeployed');
+    return retired;
   }
 
   /** Drains and stops `d`, which the desired state no longer has. */
