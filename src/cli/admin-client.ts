@@ -21,6 +21,8 @@ export interface RequestOptions {
    * too (GET /v1/models: an OpenAI model list): an answer without it is another server's.
    */
   readonly expect?: string;
+  /** Ends the wait early (the user quit a live view): the request rejects with the signal's reason. */
+  readonly signal?: AbortSignal;
 }
 
 export class AdminClient {
@@ -67,9 +69,11 @@ export class AdminClient {
     let res: Response;
     let text: string;
     try {
-      res = await fetch(url, { method, headers, body: payload, signal: AbortSignal.timeout(timeoutMs) });
+      const timeout = AbortSignal.timeout(timeoutMs);
+      res = await fetch(url, { method, headers, body: payload, signal: opts.signal === undefined ? timeout : AbortSignal.any([opts.signal, timeout]) });
       text = await res.text();
     } catch (err) {
+      if (opts.signal?.aborted === true) throw opts.signal.reason;
       throw this.#unreachable(err, timeoutMs);
     }
     const body = parseJson(text);

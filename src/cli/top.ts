@@ -78,7 +78,7 @@ ttft_p99_ms, output_tokens_per_s, in_flight, queued}]}.`)
     });
 }
 
-const stats = (client: AdminClient): Promise<StatsView> => client.get<StatsView>('/v1/stats');
+const stats = (client: AdminClient, signal?: AbortSignal): Promise<StatsView> => client.get<StatsView>('/v1/stats', signal === undefined ? {} : { signal });
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function render(ctx: CliContext, rows: TopRow[], at: string): string {
@@ -94,14 +94,20 @@ function render(ctx: CliContext, rows: TopRow[], at: string): string {
   )}`;
 }
 
-/** The full-screen view: the alternate screen, redrawn each interval; q, Ctrl-C or SIGTERM restore the terminal and exit 0. */
+/**
+ * The full-screen view: the alternate screen, redrawn each interval; q, Ctrl-C or SIGTERM
+ * restore the terminal and exit 0, at once, a poll in flight included: a hung admin API
+ * (up to the client's 60 s) held the raw-mode terminal, where Ctrl-C sends no SIGINT.
+ */
 async function live(ctx: CliContext, intervalMs: number): Promise<void> {
   const out = process.stdout;
   const stdin = process.stdin;
   let stopped = false;
   let wake: (() => void) | null = null;
+  const quit = new AbortController();
   const stop = (): void => {
     stopped = true;
+    quit.abort();
     wake?.();
   };
   const onKey = (key: Buffer): void => {
@@ -115,8 +121,8 @@ async function live(ctx: CliContext, intervalMs: number): Promise<void> {
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
   try {
-    let before = await stats(ctx.client);
     out.write(`\x1b[H\x1b[2J${ctx.out.dim(`${ctx.client.shownUrl}  collecting...`)}\n`);
+    let before = await stats(ctx.client, quit.signal);
     while (!stopped) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, intervalMs);
@@ -126,10 +132,13 @@ async function live(ctx: CliContext, intervalMs: number): Promise<void> {
         };
       });
       if (stopped) break;
-      const now = await stats(ctx.client);
+      const now = await stats(ctx.client, quit.signal);
       out.write(`\x1b[H\x1b[2J${render(ctx, topRows(before, now), now.at)}\n${ctx.out.dim('q to quit')}\n`);
       before = now;
     }
+  } catch (err) {
+    // Quit while a poll was waiting: as any quit.
+    if (!quit.signal.aborted) throw err;
   } finally {
     stdin.off('data', onKey);
     stdin.setRawMode(false);
