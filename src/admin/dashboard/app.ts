@@ -48,6 +48,8 @@ const pendingWeights = new Map<string, Record<string, number>>();
 let feed: AbortController | null = null;
 let retryMs = 2_000;
 let logsTimer: number | undefined;
+/** Which opening of the log tail is shown: a poll of an earlier one (another deployment's) writes nothing and stops. */
+let logsOpening = 0;
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => document.getElementById(id) as T;
 
@@ -487,26 +489,32 @@ $('error-close').addEventListener('click', () => $('error').classList.remove('sh
 
 function openLogs(id: string): void {
   clearTimeout(logsTimer);
+  // A poll still in flight for the tail shown before (another deployment's, or this one's
+  // before a close) must not write its lines under this header, nor go on polling beside it.
+  const opening = ++logsOpening;
   $('logs-id').textContent = id;
   $('logs').textContent = '';
   $('logs-section').classList.remove('hidden');
   const poll = async (): Promise<void> => {
     try {
       const { lines } = await api<{ lines: LogLine[] }>('GET', `/v1/deployments/${encodeURIComponent(id)}/logs?tail=${LOG_TAIL}`);
+      if (opening !== logsOpening) return;
       const pre = $('logs');
       const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
       pre.textContent = lines.map((l) => `${new Date(l.at).toISOString().slice(11, 23)} ${l.replica} ${l.stream === 'stderr' ? '!' : ' '} ${l.line}`).join('\n');
       if (atBottom) pre.scrollTop = pre.scrollHeight;
     } catch (err) {
+      if (opening !== logsOpening) return;
       showError(err);
       if (err instanceof ApiFailure && err.status === 404) return; // undeployed: stop polling
     }
-    if ($('logs-id').textContent === id && !$('logs-section').classList.contains('hidden')) logsTimer = window.setTimeout(() => void poll(), LOG_POLL_MS);
+    logsTimer = window.setTimeout(() => void poll(), LOG_POLL_MS);
   };
   void poll();
 }
 
 $('logs-close').addEventListener('click', () => {
+  logsOpening++;
   clearTimeout(logsTimer);
   $('logs-section').classList.add('hidden');
 });
