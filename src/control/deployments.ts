@@ -13,7 +13,7 @@ import { SluiceError } from '../errors/index.js';
 import type { ReplicaLoadBoard } from '../balancer/index.js';
 import { canonicalJson } from '../policy/index.js';
 import { ActiveHealthCheck, endpointOf, LoadScrape, reportedModel, type HealthStatus } from '../health/index.js';
-import { killGroup, launchFingerprint, launchPlan, PortAllocator, readStatSync, recordedProcess, removeDeploymentLogs, removeReplicaLogs, replicaFileName, ReplicaProcess, simServedModel, startTicksOf, type LogLine, type ProcessPlan, type ReplicaProcessOptions, type ReplicaSpec, type ReplicaState } from '../ports/index.js';
+import { killGroup, launchFingerprint, launchPlan, PortAllocator, readStatSync, recordedProcess, removeDeploymentLogs, removeOtherLogs, removeReplicaLogs, replicaFileName, ReplicaProcess, simServedModel, startTicksOf, type LogLine, type ProcessPlan, type ReplicaProcessOptions, type ReplicaSpec, type ReplicaState } from '../ports/index.js';
 import { isGateway, type DesiredStateStore, type HibernationRecords, type ReplicaRecord, type ReplicaRecords } from '../state/index.js';
 import { upstreamCredential } from './credentials.js';
 import { serverEnvironment } from './server-env.js';
@@ -432,7 +432,7 @@ export class DeploymentManager {
     this.#asleep = (await this.#o.hibernation?.load()) ?? new Map();
     // Read before the config's servers start: a stored deployment's key must not reach them.
     // Entries this version cannot read were said by the store: nothing to start for them.
-    const { deployments: stored } = await this.#o.store.load();
+    const { deployments: stored, unreadable } = await this.#o.store.load();
     for (const desired of stored) this.#noteCredential(desired.spec);
     for (const spec of this.#o.config.deployments) {
       try {
@@ -458,6 +458,25 @@ export class DeploymentManager {
     }
     for (const r of this.#leftovers.values()) await this.#stopLeftover(r, 'stopping a server left by a previous run that no deployment claims');
     this.#leftovers.clear();
+    await this.#forgetGone(new Set(unreadable));
+  }
+
+  /**
+   * Deployments that left the desired state while no gateway ran (dropped from the config
+   * file, or undeployed by a run killed before its drain ended) leave nothing behind, as an
+   * undeploy does (#retire): a deployment made later under the same id is a new one, not
+   * asleep since the old one's hibernation (its hibernated hours counted from then), and
+   * their servers' log files do not stay in the state directory for good. One the store
+   * holds but this version cannot read is still desired.
+   */
+  async #forgetGone(unreadable: ReadonlySet<string>): Promise<void> {
+    const desired = (id: string): boolean => this.#deployments.has(id) || unreadable.has(id);
+    for (const id of [...this.#asleep.keys()]) {
+      if (desired(id)) continue;
+      await this.#o.hibernation?.delete(id).catch((err: unknown) => this.#o.logger.warn({ deployment: id, err }, 'could not drop the hibernation record of a deployment no longer desired'));
+    }
+    const kept = new Set([...this.#deployments.keys(), ...unreadable].map(replicaFileName));
+    await removeOtherLogs(this.#logDir, kept).catch((err: unknown) => this.#o.logger.warn({ err }, 'could not remove the log files of deployments no longer desired'));
   }
 
   /**

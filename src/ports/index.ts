@@ -12,7 +12,7 @@ export {
 } from './supervisor.js';
 export { REPLICA_DEFAULTS, type ReplicaProcessOptions, type RestartPolicy } from './replica-options.js';
 export type { LogLine, LogStream } from './log-buffer.js';
-export { removeDeploymentLogs, removeReplicaLogs, replicaFileName } from './log-files.js';
+export { removeDeploymentLogs, removeOtherLogs, removeReplicaLogs, replicaFileName } from './log-files.js';
 export { launchFingerprint } from './fingerprint.js';
 export { killGroup, readStatSync, recordedProcess, startTicksOf, type KillResult } from './process-group.js';
 export {

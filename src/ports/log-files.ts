@@ -57,6 +57,19 @@ export async function removeDeploymentLogs(dir: string, id: string): Promise<voi
   await Promise.all(own.map((n) => rm(join(dir, n), { force: true })));
 }
 
+/**
+ * Removes the files of every deployment but `kept` (their ids as replicaFileName makes
+ * them): those of deployments that left the desired state while no gateway ran.
+ */
+export async function removeOtherLogs(dir: string, kept: ReadonlySet<string>): Promise<void> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  const gone = names.filter((n) => {
+    const m = /^(.+)_\d+\.(?:out|err)$/.exec(n);
+    return m !== null && !kept.has(m[1]!);
+  });
+  await Promise.all(gone.map((n) => rm(join(dir, n), { force: true })));
+}
+
 /** Opens both files for appending, for a child's stdio; the caller closes the fds after spawn. */
 export function openLogFiles(dir: string, paths: LogFilePaths): [number, number] {
   mkdirSync(dir, { recursive: true });
