@@ -311,7 +311,12 @@ export async function startGateway(config: Config, logger: Logger, stdout: LineW
       return dataPlane?.routesApplied() ?? Promise.resolve();
     },
     hibernation: new HibernationRecords(config.state_dir),
-    ...(store.kind === 'redis' ? { sharing: new ReplicaSharing(store, await loadInstanceId(config.state_dir)) } : {}),
+    ...(store.kind === 'redis' ? {
+      sharing: new ReplicaSharing(store, await loadInstanceId(config.state_dir, (madeIn) => logger.warn(
+        { state_dir: config.state_dir, made_in: madeIn },
+        'state_dir/instance-id was made in another directory (this state dir is a copy): this gateway takes an id of its own, so as not to share the lease of the servers that instance runs',
+      ))),
+    } : {}),
     onColdStart: (id, seconds) => {
       coldStarts.inc({ deployment: id });
       coldStartSeconds.observe({ deployment: id }, seconds);

@@ -69,7 +69,7 @@ t.test('an owner that lost the lease to another instance stops its servers and b
   t.equal(before.length, 1, 'one server on the host');
 
   // What an outage longer than the lease leaves: b's lease, and no record of a's servers.
-  const bId = readFileSync(join(b.stateDir, 'instance-id'), 'utf8').trim();
+  const bId = readFileSync(join(b.stateDir, 'instance-id'), 'utf8').split('\n')[0]!;
   await redisCommand(redis.port, 'SET', `sluice:lease:servers:${hostname()}:hb-1`, bId, 'PX', '15000');
   await redisCommand(redis.port, 'DEL', `sluice:shared-servers:${hostname()}:hb-1`);
   await waitState(b.admin, 'hb-1', 'hibernated', 10_000);
