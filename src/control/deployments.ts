@@ -471,7 +471,7 @@ export class DeploymentManager {
    */
   async #forgetGone(unreadable: ReadonlySet<string>): Promise<void> {
     const desired = (id: string): boolean => this.#deployments.has(id) || unreadable.has(id);
-    for (const id of [...this.#asleep.keys()]) {
+    for (const id of this.#o.hibernation?.ids() ?? []) {
       if (desired(id)) continue;
       await this.#o.hibernation?.delete(id).catch((err: unknown) => this.#o.logger.warn({ deployment: id, err }, 'could not drop the hibernation record of a deployment no longer desired'));
     }
@@ -632,6 +632,8 @@ export class DeploymentManager {
     const since = this.#asleep.get(id);
     d.state = since === undefined ? 'starting' : 'hibernated';
     d.hibernatedSince = since ?? null;
+    // Its hibernated hours before this run count in its costs too.
+    d.pastHibernationMs = this.#o.hibernation?.pastMs(id) ?? 0;
     try {
       if (since === undefined) await this.#startOrBorrow(d);
     } catch (err) {
@@ -1065,7 +1067,7 @@ export class DeploymentManager {
     d.event('wake', 0, d.spec.replicas, why);
     this.#o.logger.info({ deployment: id, why }, 'waking');
     try {
-      await this.#o.hibernation?.delete(id);
+      await this.#o.hibernation?.woke(id, d.pastHibernationMs);
       await this.#startOrBorrow(d);
     } catch (err) {
       const why = err instanceof Error ? err.message : String(err);
