@@ -5,7 +5,7 @@
 
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { deploymentId, deploymentProblem, redactUrlSecrets, resolveHealthCheck, resolvePolicies, type PoliciesConfig, type Config, DeploymentConfig, UpstreamOptions } from '../config/index.js';
@@ -466,7 +466,7 @@ export class DeploymentManager {
    * file, or undeployed by a run killed before its drain ended) leave nothing behind, as an
    * undeploy does (#retire): a deployment made later under the same id is a new one, not
    * asleep since the old one's hibernation (its hibernated hours counted from then), and
-   * their servers' log files do not stay in the state directory for good. One the store
+   * their servers' log files and temp dirs do not stay in the state directory for good. One the store
    * holds but this version cannot read is still desired.
    */
   async #forgetGone(unreadable: ReadonlySet<string>): Promise<void> {
@@ -477,6 +477,14 @@ export class DeploymentManager {
     }
     const kept = new Set([...this.#deployments.keys(), ...unreadable].map(replicaFileName));
     await removeOtherLogs(this.#logDir, kept).catch((err: unknown) => this.#o.logger.warn({ err }, 'could not remove the log files of deployments no longer desired'));
+    // Their servers' TMPDIRs too (#stopReplica removes a stopped server's; a leftover's stays):
+    // `mlflow models serve` leaves a copy of its model there on every start.
+    const tmp = join(this.#o.config.state_dir, 'tmp');
+    for (const name of await readdir(tmp).catch(() => [] as string[])) {
+      const m = /^(.+)_\d+$/.exec(name);
+      if (m === null || kept.has(m[1]!)) continue;
+      await rm(join(tmp, name), { recursive: true, force: true }).catch((err: unknown) => this.#o.logger.warn({ dir: join(tmp, name), err }, 'could not remove the temp dir of a deployment no longer desired'));
+    }
   }
 
   /**
