@@ -21,9 +21,10 @@ export async function loadInstanceId(stateDir: string, onCopied?: (madeIn: strin
   const [stored = '', madeIn] = (await readFile(path, 'utf8').catch(() => '')).split('\n').map((s) => s.trim());
   if (/^[0-9a-f-]{36}$/.test(stored)) {
     if (madeIn === dir) return stored;
-    // Written by a sluice that did not record the directory: it is taken to be this one's.
+    // Written by a sluice that did not record the directory: it is taken to be this one's
+    // (recorded when it can be: a full disk must not stop a start that needs no new id).
     if (madeIn === undefined || madeIn === '') {
-      await writeFileAtomic(path, `${stored}\n${dir}\n`);
+      await writeFileAtomic(path, `${stored}\n${dir}\n`).catch(() => undefined);
       return stored;
     }
     onCopied?.(madeIn);
