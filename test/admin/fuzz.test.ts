@@ -120,7 +120,7 @@ t.test('schemathesis finds the admin API as documented, and leaves it whole', as
   t.same(desired.map((d) => `${d.spec.model}-${d.spec.version}`).sort(), list.deployments.filter((d) => d.source === 'api').map((d) => d.id).sort(), 'the state holds exactly the API deployments listed');
   t.same((await store.loadKeys()).map((k) => k.name).sort(), keys.filter((k) => k !== 'cfg'), 'and exactly the API keys');
   await store.loadTraffic();
-  for (const file of ['hibernated.json', 'replicas.json']) {
+  for (const file of ['hibernated.json', 'hibernated-ms.json', 'replicas.json']) {
     const path = join(stateDir, file);
     if (existsSync(path)) t.doesNotThrow(() => JSON.parse(readFileSync(path, 'utf8')), `${file} parses`);
   }
