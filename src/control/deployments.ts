@@ -466,8 +466,8 @@ export class DeploymentManager {
    * file, or undeployed by a run killed before its drain ended) leave nothing behind, as an
    * undeploy does (#retire): a deployment made later under the same id is a new one, not
    * asleep since the old one's hibernation (its hibernated hours counted from then), and
-   * their servers' log files and temp dirs do not stay in the state directory for good. One the store
-   * holds but this version cannot read is still desired.
+   * their servers' log files and temp dirs do not stay in the state directory for good.
+   * One the store holds but this version cannot read is still desired.
    */
   async #forgetGone(unreadable: ReadonlySet<string>): Promise<void> {
     const desired = (id: string): boolean => this.#deployments.has(id) || unreadable.has(id);
