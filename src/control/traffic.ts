@@ -562,8 +562,10 @@ export class TrafficRegistry {
 /**
  * The alias's targets: the weighted versions that have a ready replica. When none has, the
  * stable version, else the newest ready one (a fallback); when nothing is ready at all, the
- * weighted versions (their requests get 503 until one is). Without weights the newest ready
- * version takes everything.
+ * weighted versions (their requests wait for one, or get 503). A hibernated version is a
+ * fallback only while no weighted version is starting: waking it would be a cold start of a
+ * model the operator put to sleep, at every gateway start, for requests that the starting
+ * one serves in a moment. Without weights the newest ready version takes everything.
  */
 export function resolveAlias(versions: readonly VersionInfo[], weights: TrafficWeights | null, stable: string | null): AliasResolution {
   const routable = versions.filter((v) => v.routable);
@@ -576,9 +578,11 @@ export function resolveAlias(versions: readonly VersionInfo[], weights: TrafficW
   const weighted = routable.filter((v) => (weights[v.version] ?? 0) > 0);
   const live = weighted.filter(isReady);
   if (live.length > 0) return { targets: live.map((v) => target(v, weights[v.version]!)), fallback: null };
-  const stableReady = ready.find((v) => v.version === stable);
+  const comingUp = weighted.some((v) => v.state === 'starting' || v.state === 'pending');
+  const fallbacks = comingUp ? ready.filter((v) => v.readyReplicas > 0) : ready;
+  const stableReady = fallbacks.find((v) => v.version === stable);
   if (stableReady !== undefined) return { targets: [target(stableReady, 1)], fallback: 'stable' };
-  const newest = ready[ready.length - 1];
+  const newest = fallbacks[fallbacks.length - 1];
   if (newest !== undefined) return { targets: [target(newest, 1)], fallback: 'any_ready' };
   return { targets: weighted.map((v) => target(v, weights[v.version]!)), fallback: null };
 }

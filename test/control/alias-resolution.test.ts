@@ -25,3 +25,20 @@ t.test('a failed weighted version still gives way to a ready one', async (t) => 
   t.same(r.targets.map((x) => x.version), ['2']);
   t.equal(r.fallback, 'any_ready');
 });
+
+// At every gateway start the weighted version is still starting when the first requests
+// come: they fell back to a hibernated weight-0 version and woke it (a cold start of a model
+// put to sleep) and stored a fallback event (U5). They wait for the starting one now.
+t.test('a weighted version starting is waited for rather than a hibernated one woken', async (t) => {
+  for (const state of ['starting', 'pending']) {
+    const r = resolveAlias([v('1', state, 0), v('2', 'hibernated', 0)], { 1: 100, 2: 0 }, '2');
+    t.same(r.targets.map((x) => [x.version, x.weight]), [['1', 100]], `${state}: the weighted version's requests wait for it`);
+    t.equal(r.fallback, null);
+  }
+  const awake = resolveAlias([v('1', 'starting', 0), v('2', 'hibernated', 0), v('3', 'ready', 1)], { 1: 100 }, '2');
+  t.same(awake.targets.map((x) => x.version), ['3'], 'an awake version still takes them at once');
+  t.equal(awake.fallback, 'any_ready');
+  const failed = resolveAlias([v('1', 'failed', 0), v('2', 'hibernated', 0)], { 1: 100 }, '2');
+  t.same(failed.targets.map((x) => x.version), ['2'], 'with no weighted version on its way, the hibernated stable one wakes');
+  t.equal(failed.fallback, 'stable');
+});
