@@ -98,6 +98,9 @@ export class TrafficRegistry {
       }
       const entry = this.#fromConfig(model, digest, record?.events ?? []);
       if (record !== undefined) {
+        // A rollout in progress ends as any change by someone else ends it: aborted, counted,
+        // and shown so (it vanished, leaving `rollout: null` and no sign of its end).
+        entry.rollout = this.#rolloutAfter(model, record.rollout, 'config', 'the config\'s traffic for this model changed while the gateway was stopped');
         this.#event(entry, { who: 'config', action: 'config', from: record.weights, to: entry.weights, why: 'the config\'s traffic for this model changed since the API set it: the config wins' });
         await this.#save(model, entry);
       }
