@@ -102,3 +102,21 @@ t.test('of two ids the client sent, the first is kept, as nginx keeps it, and th
   t.equal(r.headers['x-request-id'], first);
   t.equal(upstreamIds.at(-1), first, 'one id upstream: the first');
 });
+
+t.test('a non-ASCII id comes back as the bytes it was sent in, in the gateway\'s own answers too', async (t) => {
+  // UTF-8 `café-…`: proxied answers copied its bytes; the gateway's own (a 404 here) wrote the
+  // Latin-1 reading of them as UTF-8, four bytes for the two of `é` (W4).
+  const { connect } = await import('node:net');
+  const id = Buffer.from('caf\u00e9-0001', 'utf8');
+  const socket = connect(gw.port, '127.0.0.1');
+  const chunks: Buffer[] = [];
+  socket.on('data', (c: Buffer) => chunks.push(c));
+  const ended = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+  socket.write(Buffer.concat([Buffer.from('GET /no-such-route-9/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nX-Request-Id: '), id, Buffer.from('\r\n\r\n')]));
+  await ended;
+  const answer = Buffer.concat(chunks);
+  t.match(answer.toString('latin1'), /^HTTP\/1\.1 404 /);
+  t.ok(answer.includes(Buffer.concat([Buffer.from('x-request-id: '), id, Buffer.from('\r\n')])), 'the header, byte for byte');
+  const body = JSON.parse(answer.subarray(answer.indexOf('\r\n\r\n') + 4).toString('utf8')) as { error: { request_id: string } };
+  t.equal(body.error.request_id, 'caf\u00e9-0001', 'the body quotes it as the text it is');
+});

@@ -78,6 +78,29 @@ function text(target: OutputTarget, s: string): void {
   end += buf.write(s, end, 'utf8');
 }
 
+/**
+ * A header value: one byte per character, as it was read (a client's x-request-id or Origin,
+ * a server's Location are byte strings, src/byte-string.ts); `text` would send a client's
+ * UTF-8 `é` back as four bytes. A string with a character past U+00FF was not read from
+ * bytes: UTF-8.
+ */
+function headerText(target: OutputTarget, s: string): void {
+  claim(target);
+  const n = s.length;
+  room(n);
+  const b = buf;
+  const at = end;
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0xff) {
+      text(target, s);
+      return;
+    }
+    b[at + i] = c;
+  }
+  end = at + n;
+}
+
 function bytes(target: OutputTarget, data: Uint8Array): void {
   claim(target);
   const n = data.length;
@@ -108,6 +131,7 @@ export const clientOutput = {
   },
 
   text,
+  headerText,
   bytes,
 
   any(target: OutputTarget, data: string | Uint8Array | ArrayBuffer): void {

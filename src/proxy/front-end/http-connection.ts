@@ -614,7 +614,8 @@ export class NodeResponse implements ClientResponse {
     if (!this.started) this.writeStatus('200 OK');
     out.any(conn, name);
     out.text(conn, ': ');
-    out.any(conn, value);
+    if (typeof value === 'string') out.headerText(conn, value);
+    else out.any(conn, value);
     out.crlf(conn);
     out.uncork();
     return this;
