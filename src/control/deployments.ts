@@ -1278,7 +1278,7 @@ export class DeploymentManager {
     if (plan.kind !== 'process') throw new Error('unreachable: local runtime produced a remote plan');
     const options: ReplicaProcessOptions = {
       id: replica.id, argv: plan.argv, env: { ...plan.env, TMPDIR: replica.tmpDir(this.#o.config.state_dir) },
-      baseEnv: serverEnvironment(this.#o.config, this.#credentialVars), port, logDir: this.#logDir,
+      baseEnv: serverEnvironment(this.#o.config, this.#credentialVars, spec.runtime), port, logDir: this.#logDir,
       readinessPath: spec.readiness_path ?? plan.readinessPath, startTimeoutMs: spec.start_timeout_ms,
     };
     return { plan, options, fingerprint: launchFingerprint(options) };

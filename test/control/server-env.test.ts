@@ -2,7 +2,8 @@
 // no SLUICE_* variable (the admin token, the Redis URL with its password), no OTLP exporter
 // headers, no provider key a deployment names in `auth.env` (whichever deployment), nor the
 // same secret under another name (Kubernetes' REDIS_PASSWORD). What a server needs (PATH,
-// HOME, HF_*, CUDA_*, anything else) and its deployment's own `env` still reach it.
+// HOME, HF_*, CUDA_*, anything else) and its deployment's own `env` still reach it. The
+// MLflow tracking credentials reach only the servers that may call MLflow (mlflow, command).
 
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -28,6 +29,7 @@ const SECRETS: Record<string, string> = {
 // Named by a deployment made once servers already run: those have it, later ones must not.
 const LATER_KEY = 'provider-key-later-77a2f0';
 const KEPT = { HF_HOME: '/tmp/hf-home-for-test', CUDA_VISIBLE_DEVICES: '0', SOME_SETTING: 'kept' };
+const MLFLOW = { MLFLOW_TRACKING_USERNAME: 'mlflow-user-0c4e', MLFLOW_TRACKING_PASSWORD: 'mlflow-pw-6a1f93', MLFLOW_TRACKING_TOKEN: 'mlflow-token-e27b58' };
 
 const dir = t.testdir();
 const script = writeServerScript(dir);
@@ -73,7 +75,7 @@ t.before(async () => {
       { model: 'cmd', version: '1', runtime: 'command', command: serverCommand(script, 'ok'), readiness_path: '/ping', env: { OWN: 'cmd' } },
       { model: 'hunt', version: '1', runtime: 'remote', urls: ['http://127.0.0.1:19239'], health_check: { enabled: false }, auth: { env: 'HUNT_PROVIDER_KEY' } },
     ],
-  }, { ...SECRETS, LATER_PROVIDER_KEY: LATER_KEY, ...KEPT }, false);
+  }, { ...SECRETS, LATER_PROVIDER_KEY: LATER_KEY, ...KEPT, ...MLFLOW }, false);
   admin = adminClient(gw.adminUrl, SECRETS.SLUICE_ADMIN_TOKEN);
 });
 
@@ -86,13 +88,13 @@ t.teardown(async () => {
 t.test('a sim server gets no secret of the gateway', async (t) => {
   const v = await waitState(admin, 'demo-1', 'ready');
   pids.note(v);
-  checkEnviron(t, v.replicas[0]!.pid!, { OWN: 'sim' });
+  checkEnviron(t, v.replicas[0]!.pid!, { OWN: 'sim' }, { ...SECRETS, ...MLFLOW });
 });
 
 t.test('a command server gets no secret of the gateway', async (t) => {
   const v = await waitState(admin, 'cmd-1', 'ready');
   pids.note(v);
-  checkEnviron(t, v.replicas[0]!.pid!, { OWN: 'cmd' });
+  checkEnviron(t, v.replicas[0]!.pid!, { OWN: 'cmd', ...MLFLOW });
 });
 
 t.test('a key named by a deployment made later through the admin API is withheld from servers started after it', async (t) => {
