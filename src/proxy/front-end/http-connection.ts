@@ -43,6 +43,8 @@ export interface ConnectionOwner {
 // synchronously, and what must outlive it (bytes of a paused or pipelined request) is copied.
 const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 const EMPTY = Buffer.alloc(0);
+// The first buffer of a connection's write queue (HttpConnection.#enqueue); it doubles as needed.
+const MIN_QUEUE_BYTES = 4096;
 const CONTINUE = Buffer.from('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
 
 /** Whether this Node offers the StreamBase calls the node front end is built on. */
@@ -106,13 +108,17 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
    */
   readonly #tcpUnderTls: { readonly writeQueueSize: number } | null;
   /**
-   * TLS: TLSWrap takes one write at a time (a second one while the first is in flight
-   * aborts the process, crypto_tls.cc `CHECK(!current_write_)`), so bytes sent meanwhile
-   * wait here, copied, and go in one write when it completes. Node's TLSSocket queues in its
-   * Writable for the same reason.
+   * Bytes sent while a write is in flight wait here, copied, and go in one write when it
+   * completes. TLS: TLSWrap takes one write at a time (a second one while the first is in
+   * flight aborts the process, crypto_tls.cc `CHECK(!current_write_)`); Node's TLSSocket
+   * queues in its Writable for the same reason. TCP: libuv would queue the write behind the
+   * one in flight, holding the thread's whole output buffer (64 KiB and up) for a few bytes,
+   * and a new buffer would take its place each time: a client that stops reading while a
+   * coalesced stream is relayed to it would pin 64 KiB per upstream read (an SSE event) until
+   * it is 8 MiB behind. Here it holds what it was sent, once.
    */
-  #tlsQueue: Buffer[] | null = null;
-  #tlsQueueBytes = 0;
+  #queue: Buffer | null = null;
+  #queueBytes = 0;
 
   constructor(owner: ConnectionOwner, socket: Socket) {
     this.#owner = owner;
@@ -354,7 +360,7 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
    */
   get writing(): boolean {
     if (this.#writing === 0) return false;
-    return this.#tcpUnderTls === null || this.#tlsQueue !== null || this.#tcpUnderTls.writeQueueSize > 0;
+    return this.#tcpUnderTls === null || this.#queue !== null || this.#tcpUnderTls.writeQueueSize > 0;
   }
 
   get closed(): boolean {
@@ -363,15 +369,14 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
 
   /** Bytes written that the client's socket has not taken yet (beyond the kernel's buffer). */
   get queuedBytes(): number {
-    return this.#closed ? 0 : this.#handle.writeQueueSize + this.#tlsQueueBytes;
+    return this.#closed ? 0 : this.#handle.writeQueueSize + this.#queueBytes;
   }
 
   /** Sends `data[0, length)` (the thread's output buffer). Returns true when libuv now holds it: the caller must not reuse it. */
   send(data: Buffer, length: number): boolean {
     if (this.#closed) return false;
-    if (this.#tcpUnderTls !== null && this.#writing > 0) {
-      (this.#tlsQueue ??= []).push(Buffer.from(data.subarray(0, length)));
-      this.#tlsQueueBytes += length;
+    if (this.#writing > 0) {
+      this.#enqueue(data, length);
       return false;
     }
     const req = (this.#writeReq ??= this.#newWriteReq());
@@ -390,6 +395,19 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
     return true;
   }
 
+  /** Copies `data[0, length)` after the queued bytes, into one buffer of its own (not Node's pool, whose 8 KiB slabs a small copy would keep). */
+  #enqueue(data: Buffer, length: number): void {
+    let q = this.#queue;
+    const n = this.#queueBytes;
+    if (q === null || n + length > q.length) {
+      const bigger = Buffer.allocUnsafeSlow(Math.max(MIN_QUEUE_BYTES, (n + length) * 2));
+      if (q !== null) q.copy(bigger, 0, 0, n);
+      q = this.#queue = bigger;
+    }
+    data.copy(q, n, 0, length);
+    this.#queueBytes = n + length;
+  }
+
   #newWriteReq(): WriteReq {
     const req = this.#wrap.newReq();
     req.oncomplete = (status: number) => {
@@ -401,12 +419,12 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
         return;
       }
       if (this.#writing > 0) return;
-      const queued = this.#tlsQueue;
+      const queued = this.#queue;
       if (queued !== null) {
-        this.#tlsQueue = null;
-        this.#tlsQueueBytes = 0;
-        const bytes = queued.length === 1 ? queued[0]! : Buffer.concat(queued);
-        this.send(bytes, bytes.length);
+        const n = this.#queueBytes;
+        this.#queue = null;
+        this.#queueBytes = 0;
+        this.send(queued, n);
         // A response that ended meanwhile ends its connection now that its last bytes are handed over.
         this.flushed();
         if (this.#writing > 0) return;
@@ -433,7 +451,7 @@ export class HttpConnection implements RequestSink, ClientRequest, OutputTarget 
 
   /** After the last response's bytes: FIN once libuv has written them (its shutdown waits for the write queue). */
   flushed(): void {
-    if (!this.#endPending || this.#tlsQueue !== null) return;
+    if (!this.#endPending || this.#queue !== null) return;
     this.#endPending = false;
     // The idle timeout now waits for the client to close, once libuv has written all.
     this.lastTick = tick;
