@@ -103,9 +103,22 @@ function relayEndCorked(this: Exchange): void {
 function serveCachedCorked(this: Exchange): void {
   const e = cork.entry;
   this.respondHead(e.status, headersWithAge(e.headers, e.storedAt, wallNow()), e.contentLength);
-  for (const c of e.chunks) this.onResponseData(c);
-  this.onResponseEnd();
+  this.replayCached();
 }
+function replayCorked(this: Exchange): void {
+  this.replayCached();
+}
+function replayLater(ex: Exchange): void {
+  ex.corked(replayCorked);
+}
+
+/**
+ * A cache hit is written this much per turn of the event loop: the bytes leave when the
+ * turn's cork ends, and the next turn's first write finds out whether the client took
+ * them. Written whole, an entry (up to max_entry_bytes) was copied for every client that
+ * did not read it: 100 stalled clients of a 3.7 MB stream held 300 MB.
+ */
+const REPLAY_SLICE_BYTES = 256 * 1024;
 
 /** How much of a late error status's body is read for its message. */
 const LATE_ERROR_BYTES = 4096;
@@ -284,6 +297,9 @@ export class Exchange implements AttemptClient, ClientListener {
    */
   #behind = -1;
   #upstreamEnded = false;
+  /** The cache entry being replayed to the client (serveCached), and its next chunk. */
+  #replay: CachedResponse | null = null;
+  #replayAt = 0;
   errorCode: ErrorCode | null = null;
   /**
    * The model server's own x-request-id (a provider's `req_...`, which its support asks
@@ -972,6 +988,10 @@ export class Exchange implements AttemptClient, ClientListener {
       this.#endClient();
       return true;
     }
+    if (this.#replay !== null) {
+      this.replayCached();
+      return true;
+    }
     // A flight's member (its leader or a joiner) resumes the shared upstream, which waits
     // only while every member is slow.
     const flight = this.flight;
@@ -1227,8 +1247,37 @@ export class Exchange implements AttemptClient, ClientListener {
     // A fallback's answer, stored under this deployment's key: the hit says who made it.
     const by = servedByOf(entry.headers);
     if (by !== null) this.servedByLine = Buffer.from(`\r\nx-sluice-served-by: ${by}`, 'latin1');
+    this.#replay = entry;
+    this.#replayAt = 0;
     cork.entry = entry;
     this.corked(serveCachedCorked);
+  }
+
+  /**
+   * Writes the cached entry's next chunks, at the client's pace: a write that finds its
+   * socket still full stops the replay until it drains (#onWritable); past REPLAY_SLICE_BYTES
+   * in one turn, the next turn goes on.
+   */
+  replayCached(): void {
+    const e = this.#replay;
+    if (e === null) return;
+    const chunks = e.chunks;
+    let budget = REPLAY_SLICE_BYTES;
+    while (this.#replayAt < chunks.length) {
+      if (this.#finished) {
+        this.#replay = null;
+        return;
+      }
+      const c = chunks[this.#replayAt++]!;
+      if (!this.onResponseData(c)) return;
+      budget -= c.length;
+      if (budget <= 0 && this.#replayAt < chunks.length) {
+        setImmediate(replayLater, this);
+        return;
+      }
+    }
+    this.#replay = null;
+    this.onResponseEnd();
   }
 
   // A joiner's share of its flight's response.
