@@ -321,6 +321,10 @@ export class Exchange implements AttemptClient, ClientListener {
   cacheStatus: CacheStatus = 'bypass';
   /** The coalesced request this exchange leads or joins. */
   flight: Flight | null = null;
+  /** A late joiner of a flight: the next recorded chunk its catch-up writes; -1 once live (Flight.continueCatchUp). */
+  catchUp = -1;
+  /** Its catch-up's body bytes so far, plus the recording's when it joined (Flight.continueCatchUp). */
+  catchUpBytes = 0;
   /** A filter waiting for the whole body (the cache, for its key); null when none waits. */
   #bodyWaiter: BodyWaiter | null = null;
   /** The body size past which the waiter is called before the body is whole (awaitBody's `maxBytes`). */
@@ -995,8 +999,10 @@ export class Exchange implements AttemptClient, ClientListener {
     // A flight's member (its leader or a joiner) resumes the shared upstream, which waits
     // only while every member is slow.
     const flight = this.flight;
-    if (flight !== null) flight.resume();
-    else this.attempt?.resume();
+    if (flight !== null) {
+      if (this.catchUp >= 0) flight.continueCatchUp(this);
+      else flight.resume();
+    } else this.attempt?.resume();
     return true;
   }
 

@@ -29,7 +29,7 @@ import { wallNow } from './clock.js';
  * How far a member's client may fall behind (body bytes handed to it since a write found it
  * slow, until its socket drains) before it is cut. A bound per member: with the socket's own
  * buffer, what the gateway holds for a client that stops reading; a late joiner's catch-up
- * (at most cache.max_entry_bytes, the most a flight records) is not counted.
+ * is not counted (it goes at the joiner's pace: Flight.continueCatchUp).
  */
 export const MAX_BEHIND_BYTES = 8 * 1024 * 1024;
 
@@ -38,8 +38,17 @@ function cutIfTooFarBehind(m: FlightMember): void {
   if (m.behind > MAX_BEHIND_BYTES && m.stillBehind(MAX_BEHIND_BYTES)) m.cut();
 }
 
-/** A late joiner's catch-up goes out in writes of about this size. */
+/**
+ * A late joiner's catch-up goes out in writes of about this size, as long as its client takes
+ * them (Flight.continueCatchUp). Written all at once, every late joiner that did not read held
+ * a copy of the recording (up to max_entry_bytes): 100 of them, 3.3 MB into a stream, held
+ * 370 MB.
+ */
 const CATCH_UP_WRITE_BYTES = 256 * 1024;
+
+function catchUpLater(flight: Flight, ex: FlightMember): void {
+  flight.continueCatchUp(ex, true);
+}
 
 /** An exchange as its flight sees it (the leader and the joiners). */
 export interface FlightMember {
@@ -56,6 +65,14 @@ export interface FlightMember {
   caughtUp(): void;
   /** The leader: its attempt (the flight's upstream) may send again. */
   resumeUpstream(): void;
+  /** A late joiner: the index of the next recorded chunk its catch-up writes; -1 once it gets the live ones. */
+  catchUp: number;
+  /**
+   * The body bytes its catch-up has written, plus what was recorded when it joined: how far
+   * behind the recording's end it may be before it is cut is MAX_BEHIND_BYTES beyond that
+   * (the catch-up is not counted, as when it was written at once).
+   */
+  catchUpBytes: number;
   serveCached(entry: CachedResponse): void;
   relayHead(status: number, headers: readonly string[], contentLength: number): void;
   /** `x-sluice-served-by` when a fallback took the request (the leader's: its joiners' answers say it too). */
@@ -167,9 +184,13 @@ export class Flight {
   #status = 0;
   #headers: readonly string[] | null = null;
   #contentLength = -1;
-  /** Every body chunk so far; null once over max_entry_bytes (neither cached nor joinable). */
+  /** Every body chunk so far; null once over max_entry_bytes (neither cached nor joinable) and no joiner is catching up. */
   #chunks: Buffer[] | null = [];
   #bytes = 0;
+  /** Over max_entry_bytes: not stored, not joinable; recorded on only for the joiners still catching up. */
+  #oversize = false;
+  /** Joiners whose catch-up is not over (catchUp >= 0). */
+  #catchingUp = 0;
   /**
    * The chunks of the upstream read being delivered, for the joiners: relayed in one write
    * each when the read has been handled (flush), not one per chunk. A stream's read holds
@@ -179,6 +200,8 @@ export class Flight {
   readonly #batch: Buffer[] = [];
   #batchBytes = 0;
   #settled = false;
+  /** Settled by the whole response (not a failure): a joiner still catching up ends once it has it all. */
+  #completed = false;
   /** Waiting for the shared tier (Redis): the upstream is contacted only if it misses. */
   #lookingUp = false;
   /** The strictest Cache-Control max-age (ms) of the requests waiting for the lookup; -1: none. */
@@ -258,20 +281,53 @@ export class Flight {
     const headers = this.#headers;
     if (headers === null) return;
     ex.relayHead(this.#status, headers, this.#contentLength);
-    // The chunks so far in a few large writes, not one per chunk (see #batch).
-    const chunks = this.#chunks!;
-    let from = 0;
-    let bytes = 0;
-    for (let i = 0; i < chunks.length; i++) {
-      bytes += chunks[i]!.length;
-      if (bytes < CATCH_UP_WRITE_BYTES && i < chunks.length - 1) continue;
-      ex.relayData(i === from ? chunks[i]! : Buffer.concat(chunks.slice(from, i + 1), bytes));
-      from = i + 1;
-      bytes = 0;
+    ex.catchUp = 0;
+    ex.catchUpBytes = this.#bytes;
+    this.#catchingUp++;
+    this.continueCatchUp(ex);
+  }
+
+  /**
+   * Writes a late joiner's next piece of the recording (the chunks so far, in a few large
+   * writes, not one per chunk: see #batch). Until it has them all, the live reads skip it
+   * (flush): they are recorded, and it reaches them. It goes on next turn, or once its socket
+   * drains (Exchange's #onWritable) when a write found it full. `free`: called outside any
+   * cork (a turn of its own), where each write leaves at once and the next one finds out
+   * whether the client took it: it writes on while the client keeps up (a fast client must
+   * catch up with a fast upstream); in a cork (join, a drain), one write, then next turn.
+   */
+  continueCatchUp(ex: FlightMember, free = false): void {
+    const chunks = this.#chunks;
+    if (ex.catchUp < 0 || ex.flight !== this || chunks === null) return;
+    for (;;) {
+      const from = ex.catchUp;
+      let i = from;
+      let bytes = 0;
+      while (i < chunks.length && bytes < CATCH_UP_WRITE_BYTES) bytes += chunks[i++]!.length;
+      ex.catchUp = i;
+      ex.catchUpBytes += bytes;
+      if (i > from) ex.relayData(i === from + 1 ? chunks[from]! : Buffer.concat(chunks.slice(from, i), bytes));
+      if (ex.flight !== this || ex.catchUp < 0) return;
+      if (i === chunks.length) break;
+      // Its socket is full: its drain goes on (Exchange's #onWritable).
+      if (ex.behind >= 0) return;
+      if (!free) {
+        setImmediate(catchUpLater, this, ex);
+        return;
+      }
     }
+    this.#stopCatchingUp(ex);
     ex.caughtUp();
+    if (this.#completed) ex.relayEnd();
     // The upstream may be waiting for slow members: a joiner that keeps up sets the pace now.
-    if (ex.behind < 0) this.resume();
+    else if (!this.#settled && ex.behind < 0) this.resume();
+  }
+
+  #stopCatchingUp(ex: FlightMember): void {
+    if (ex.catchUp < 0) return;
+    ex.catchUp = -1;
+    // The recording kept on for the joiners catching up goes with the last of them.
+    if (--this.#catchingUp === 0 && this.#oversize) this.#chunks = null;
   }
 
   /** A member's client drained: the upstream, paused while every member was slow, goes on. */
@@ -298,7 +354,9 @@ export class Flight {
       if (more) return true;
       cutIfTooFarBehind(leader);
     }
-    for (let i = 0; i < js.length; i++) if (js[i]!.behind < 0) return true;
+    // One still catching up is behind the live reads by definition: it sets no pace, and
+    // resumes the upstream once it has caught up (continueCatchUp).
+    for (let i = 0; i < js.length; i++) if (js[i]!.behind < 0 && js[i]!.catchUp < 0) return true;
     return false;
   }
 
@@ -326,10 +384,13 @@ export class Flight {
 
   #recordData(chunk: Buffer): void {
     let chunks = this.#chunks;
-    if (chunks !== null && this.#bytes + chunk.length > this.cache.store.policy.max_entry_bytes) {
-      // Too big to keep: live joiners still get the rest, but nobody new can join.
-      chunks = this.#chunks = null;
+    if (chunks !== null && !this.#oversize && this.#bytes + chunk.length > this.cache.store.policy.max_entry_bytes) {
+      // Too big to keep: live joiners still get the rest, but nobody new can join. Joiners
+      // still catching up read on from the recording: it goes on for them (each is cut once
+      // MAX_BEHIND_BYTES behind its end, flush) and is dropped when the last one is done.
+      this.#oversize = true;
       this.#unlist();
+      if (this.#catchingUp === 0) chunks = this.#chunks = null;
     }
     this.#bytes += chunk.length;
     if (chunks !== null || this.#joiners.length > 0) {
@@ -363,6 +424,11 @@ export class Flight {
     const js = this.#joiners;
     for (let i = js.length - 1; i >= 0; i--) {
       const j = js[i]!;
+      if (j.catchUp >= 0) {
+        // Catching up: the read is recorded and it gets there, unless it is too far behind.
+        if (this.#bytes - j.catchUpBytes > MAX_BEHIND_BYTES) j.cut();
+        continue;
+      }
       j.relayData(out);
       // Leaves by swap-remove, as a joiner that completes does.
       cutIfTooFarBehind(j);
@@ -373,12 +439,14 @@ export class Flight {
   #complete(): void {
     if (this.#settled) return;
     this.flush();
+    this.#completed = true;
     const js = this.#settle();
     const chunks = this.#chunks;
-    if (chunks !== null && this.#status === 200 && this.#ttlMs > 0 && this.#headers !== null && !(this.#contentLength < 0 && streamEndsInError(chunks))) {
+    if (chunks !== null && !this.#oversize && this.#status === 200 && this.#ttlMs > 0 && this.#headers !== null && !(this.#contentLength < 0 && streamEndsInError(chunks))) {
       this.cache.keep(this.key, this.#status, storedHeaders(this.#headers, this.leader.servedBy), this.#contentLength, chunks, this.#bytes, this.#ttlMs);
     }
-    for (const j of js) j.relayEnd();
+    // One still catching up ends when it has caught up (continueCatchUp).
+    for (const j of js) if (j.catchUp < 0) j.relayEnd();
   }
 
   /** The shared request failed: each joiner is answered as the leader is. */
@@ -386,7 +454,10 @@ export class Flight {
     if (this.#settled) return;
     // What came before the failure goes first (a stream's error event follows it).
     this.flush();
-    for (const j of this.#settle()) j.relayFail(code, message, headers);
+    for (const j of this.#settle()) {
+      this.#stopCatchingUp(j);
+      j.relayFail(code, message, headers);
+    }
   }
 
   /** An exchange of this flight ended. */
@@ -395,6 +466,7 @@ export class Flight {
       if (!this.#settled) this.fail('SLUICE_ERR_UPSTREAM_RESET', 'the shared upstream request ended early');
       return;
     }
+    this.#stopCatchingUp(ex);
     const js = this.#joiners;
     const i = js.indexOf(ex);
     if (i === -1) return;
