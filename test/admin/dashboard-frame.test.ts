@@ -7,12 +7,10 @@
 // frame it (X-Frame-Options: DENY, CSP frame-ancestors 'none'); seen in a real Chromium.
 
 import { createServer, type Server } from 'node:http';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { chromium, type BrowserContext } from 'playwright-core';
+import type { BrowserContext } from 'playwright-core';
 import t from 'tap';
+import { launchChromium } from '../helpers/chromium.js';
 import { httpRequest } from '../helpers/http.js';
 import { startGateway, type Gateway } from '../helpers/procs.js';
 
@@ -20,7 +18,6 @@ t.setTimeout(120_000);
 
 // Model-server ports 23400-23409 belong to this file (it deploys none).
 const RANGE = { from: 23400, to: 23409 };
-const BROWSER_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
 let gw: Gateway;
 let evil: Server;
@@ -49,7 +46,7 @@ t.test('every admin answer forbids framing', async (t) => {
 });
 
 t.test("another site's page cannot show the dashboard in a frame", async (t) => {
-  browser = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), 'sluice-chromium-')), { executablePath: '/usr/bin/chromium', headless: true, args: BROWSER_ARGS, timeout: 30_000 });
+  browser = await launchChromium();
   const tab = browser.pages()[0] ?? await browser.newPage();
   await tab.goto(`http://127.0.0.2:${(evil.address() as AddressInfo).port}/`);
   // Give the frame its time to load, or to be blocked.

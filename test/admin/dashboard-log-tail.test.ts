@@ -4,79 +4,52 @@
 // lines shown as the second's until the next poll (2 s), and it went on polling when it
 // found the same id (a close and reopen). An answer for a tail no longer shown is dropped.
 
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import t from 'tap';
-import { adminClient, reapServers, sleep, type AdminClient } from '../helpers/control.js';
-import { startGateway, type Gateway } from '../helpers/procs.js';
+import { dashboardFixture } from '../helpers/chromium.js';
+import { sleep } from '../helpers/control.js';
 
 t.setTimeout(90_000);
 
 // Replica ports 29540-29549 belong to this file.
 const RANGE = { from: 29540, to: 29549 };
-const CHROMIUM = '/usr/bin/chromium';
-const BROWSER_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const WAIT_MS = 30_000;
 /** How late the first deployment's log answers reach the page. */
 const SLOW_MS = 1_200;
 
-let gw: Gateway | undefined;
-let admin: AdminClient;
-let browser: BrowserContext | undefined;
-let page: Page;
-const pageErrors: string[] = [];
-
-t.teardown(async () => {
-  await browser?.close();
-  await gw?.stop();
-  await reapServers([], RANGE);
-});
-
-t.before(async () => {
-  gw = await startGateway({
-    ports: RANGE,
-    log: { level: 'info', access: false },
-    deployments: [{ model: 'lx', version: '1', runtime: 'sim' }, { model: 'ly', version: '1', runtime: 'sim' }],
-  });
-  admin = adminClient(gw.adminUrl);
-  browser = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), 'sluice-chromium-')), {
-    executablePath: CHROMIUM, headless: true, args: BROWSER_ARGS, viewport: { width: 1400, height: 1000 }, timeout: WAIT_MS,
-  });
-  page = browser.pages()[0] ?? await browser.newPage();
-  page.setDefaultTimeout(WAIT_MS);
-  page.on('pageerror', (err) => pageErrors.push(err.message));
-});
+const ui = dashboardFixture(t, {
+  ports: RANGE,
+  log: { level: 'info', access: false },
+  deployments: [{ model: 'lx', version: '1', runtime: 'sim' }, { model: 'ly', version: '1', runtime: 'sim' }],
+}, { range: RANGE, waitMs: WAIT_MS });
 
 t.test('a late answer for the tail shown before is not written under another', async (t) => {
-  for (const id of ['lx-1', 'ly-1']) t.ok(((await admin.get(`/v1/deployments/${id}/logs`)).body.lines as unknown[]).length > 0, `${id} has log lines`);
-  await page.route('**/v1/deployments/lx-1/logs*', async (route) => {
+  for (const id of ['lx-1', 'ly-1']) t.ok(((await ui.admin.get(`/v1/deployments/${id}/logs`)).body.lines as unknown[]).length > 0, `${id} has log lines`);
+  await ui.page.route('**/v1/deployments/lx-1/logs*', async (route) => {
     await sleep(SLOW_MS);
     await route.continue();
   });
-  await page.goto(`${gw!.adminUrl}/ui`);
-  await page.getByRole('button', { name: 'logs of lx-1' }).click();
-  await page.getByRole('button', { name: 'logs of ly-1' }).click();
-  await page.waitForFunction(() => /ly-1\/0/.test(document.getElementById('logs')?.textContent ?? ''));
+  await ui.page.goto(`${ui.gw.adminUrl}/ui`);
+  await ui.page.getByRole('button', { name: 'logs of lx-1' }).click();
+  await ui.page.getByRole('button', { name: 'logs of ly-1' }).click();
+  await ui.page.waitForFunction(() => /ly-1\/0/.test(document.getElementById('logs')?.textContent ?? ''));
   // After lx-1's late answer, before ly-1's next poll (every 2 s).
   await sleep(SLOW_MS + 300);
-  t.equal(await page.locator('#logs-id').textContent(), 'ly-1', 'the tail of ly-1 is shown');
-  const text = await page.locator('#logs').textContent() ?? '';
+  t.equal(await ui.page.locator('#logs-id').textContent(), 'ly-1', 'the tail of ly-1 is shown');
+  const text = await ui.page.locator('#logs').textContent() ?? '';
   t.match(text, /ly-1\/0/, 'with its lines');
   t.notMatch(text, /lx-1\/0/, 'and none of lx-1\'s');
 
   // Closed and opened again while its poll is on its way: one polling loop (a poll every
   // 2 s + SLOW_MS: at most 3 in 8 s), not two (4 to 6).
-  await page.getByRole('button', { name: 'logs of lx-1' }).click();
-  await page.locator('#logs-close').click();
-  await page.getByRole('button', { name: 'logs of lx-1' }).click();
+  await ui.page.getByRole('button', { name: 'logs of lx-1' }).click();
+  await ui.page.locator('#logs-close').click();
+  await ui.page.getByRole('button', { name: 'logs of lx-1' }).click();
   await sleep(SLOW_MS + 200);
   let polls = 0;
-  page.on('request', (r) => {
+  ui.page.on('request', (r) => {
     if (r.url().includes('/v1/deployments/lx-1/logs')) polls++;
   });
   await sleep(8_000);
   t.ok(polls <= 3, `one polling loop: ${polls} polls in 8 s`);
-  t.same(pageErrors, [], 'no error in the page');
+  t.same(ui.pageErrors, [], 'no error in the page');
 });

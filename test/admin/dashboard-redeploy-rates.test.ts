@@ -5,49 +5,22 @@
 // the whole window, errors '-'. A deployment new while the page was open showed '-' until the
 // window's oldest snapshot held it (10 s). Rates come from the snapshots where its counts run on.
 
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import t from 'tap';
-import { adminClient, gwRequest, reapServers, sleep, type AdminClient } from '../helpers/control.js';
-import { startGateway, type Gateway } from '../helpers/procs.js';
+import { dashboardFixture } from '../helpers/chromium.js';
+import { gwRequest, sleep } from '../helpers/control.js';
 
 t.setTimeout(120_000);
 
 // Replica ports 29470-29479 belong to this file.
 const RANGE = { from: 29470, to: 29479 };
-const CHROMIUM = '/usr/bin/chromium';
-const BROWSER_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const WAIT_MS = 30_000;
 const SPEC = { model: 'rd', version: '1', runtime: 'sim', args: ['--ttft-ms', '0', '--token-ms', '0', '--tokens', '2'] };
 
-let gw: Gateway | undefined;
-let admin: AdminClient;
-let browser: BrowserContext | undefined;
-let page: Page;
-const pageErrors: string[] = [];
-
-t.teardown(async () => {
-  await browser?.close();
-  await gw?.stop();
-  await reapServers([], RANGE);
-});
-
-t.before(async () => {
-  gw = await startGateway({ ports: RANGE, workers: 2, log: { level: 'info', access: false } });
-  admin = adminClient(gw.adminUrl);
-  browser = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), 'sluice-chromium-')), {
-    executablePath: CHROMIUM, headless: true, args: BROWSER_ARGS, viewport: { width: 1400, height: 1000 }, timeout: WAIT_MS,
-  });
-  page = browser.pages()[0] ?? await browser.newPage();
-  page.setDefaultTimeout(WAIT_MS);
-  page.on('pageerror', (err) => pageErrors.push(err.message));
-});
+const ui = dashboardFixture(t, { ports: RANGE, workers: 2, log: { level: 'info', access: false } }, { range: RANGE, waitMs: WAIT_MS });
 
 /** The deployment row's metric cells, by name. */
 async function cells(id: string): Promise<Record<string, string>> {
-  return page.$$eval(`tr[data-deployment="${id}"] [data-metric]`, (tds) => Object.fromEntries(tds.map((td) => [td.getAttribute('data-metric')!, td.textContent ?? ''])));
+  return ui.page.$$eval(`tr[data-deployment="${id}"] [data-metric]`, (tds) => Object.fromEntries(tds.map((td) => [td.getAttribute('data-metric')!, td.textContent ?? ''])));
 }
 
 /** Samples the row every 500 ms for `ms`. */
@@ -61,16 +34,16 @@ async function samples(id: string, ms: number): Promise<Array<Record<string, str
 }
 
 t.test('rates of a new deployment, and of one deployed again under the same id, under steady traffic', async (t) => {
-  await page.goto(`${gw!.adminUrl}/ui`);
-  await page.waitForSelector('#status.live');
+  await ui.page.goto(`${ui.gw.adminUrl}/ui`);
+  await ui.page.waitForSelector('#status.live');
   // Some seconds of snapshots without it, as when the page was opened before the deploy.
   await sleep(3_000);
-  t.equal((await admin.post('/v1/deployments?wait=true', SPEC)).status, 201, 'rd-1 deployed');
+  t.equal((await ui.admin.post('/v1/deployments?wait=true', SPEC)).status, 201, 'rd-1 deployed');
 
   let sending = true;
   const traffic = (async () => {
     while (sending) {
-      await gwRequest(`${gw!.url}/rd-1/api/tags`, { timeoutMs: 5_000 }).catch(() => undefined);
+      await gwRequest(`${ui.gw.url}/rd-1/api/tags`, { timeoutMs: 5_000 }).catch(() => undefined);
       await sleep(40);
     }
   })();
@@ -84,8 +57,8 @@ t.test('rates of a new deployment, and of one deployed again under the same id, 
   await sleep(7_000);
   t.ok(Number((await cells('rd-1'))['rps']) > 5, 'the steady rate');
 
-  t.equal((await admin.del('/v1/deployments/rd-1?grace_ms=0')).status, 200, 'rd-1 undeployed');
-  t.equal((await admin.post('/v1/deployments?wait=true', SPEC)).status, 201, 'and deployed again');
+  t.equal((await ui.admin.del('/v1/deployments/rd-1?grace_ms=0')).status, 200, 'rd-1 undeployed');
+  t.equal((await ui.admin.post('/v1/deployments?wait=true', SPEC)).status, 201, 'and deployed again');
   const after = await samples('rd-1', 10_000);
   sending = false;
   await traffic;
@@ -93,5 +66,5 @@ t.test('rates of a new deployment, and of one deployed again under the same id, 
   t.ok(after.every((c) => c['rps'] === '-' || Number(c['rps']) >= 0), `requests/s is never negative: ${shown}`);
   t.ok(after.every((c) => c['tokens'] === '-' || Number(c['tokens']) >= 0), 'nor tokens/s');
   t.ok(after.slice(5).every((c) => Number(c['rps']) > 5 && c['errors'] === '0.0%'), `the new deployment's rate and error rate within 3 s: ${shown}`);
-  t.same(pageErrors, [], 'no error in the page');
+  t.same(ui.pageErrors, [], 'no error in the page');
 });

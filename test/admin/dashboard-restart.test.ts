@@ -3,11 +3,9 @@
 // new process's stats alone: against the old process's counts they were negative
 // (requests/s -3.2 for some 10 s) until those left the rate window.
 
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import t from 'tap';
+import { DASHBOARD_VIEWPORT, firstPage, launchChromium } from '../helpers/chromium.js';
 import { gwRequest } from '../helpers/control.js';
 import { eventually, startGateway, type Gateway } from '../helpers/procs.js';
 
@@ -23,8 +21,6 @@ const CONFIG = {
   log: { level: 'info', access: false },
   deployments: [{ model: 'rs', version: '1', runtime: 'sim', args: ['--ttft-ms', '0', '--token-ms', '0', '--tokens', '2'] }],
 };
-const CHROMIUM = '/usr/bin/chromium';
-const BROWSER_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const WAIT_MS = 30_000;
 
 let gw: Gateway | undefined;
@@ -39,12 +35,8 @@ t.teardown(async () => {
 
 t.before(async () => {
   gw = await startGateway(CONFIG);
-  browser = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), 'sluice-chromium-')), {
-    executablePath: CHROMIUM, headless: true, args: BROWSER_ARGS, viewport: { width: 1400, height: 1000 }, timeout: WAIT_MS,
-  });
-  page = browser.pages()[0] ?? await browser.newPage();
-  page.setDefaultTimeout(WAIT_MS);
-  page.on('pageerror', (err) => pageErrors.push(err.message));
+  browser = await launchChromium({ viewport: DASHBOARD_VIEWPORT, timeoutMs: WAIT_MS });
+  page = await firstPage(browser, WAIT_MS, pageErrors);
 });
 
 async function send(n: number): Promise<void> {

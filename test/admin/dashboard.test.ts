@@ -11,8 +11,9 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import t from 'tap';
+import { DASHBOARD_VIEWPORT, firstPage, launchChromium } from '../helpers/chromium.js';
 import { adminClient, assertNoServersLeft, gwRequest, PidLog, reapServers, sleep, type AdminClient } from '../helpers/control.js';
 import { pool } from '../helpers/policy.js';
 import { eventually, startGateway, type Gateway } from '../helpers/procs.js';
@@ -22,11 +23,6 @@ t.setTimeout(240_000);
 // Ports 19020-19039 belong to this file (the model servers the gateway starts).
 const RANGE = { from: 19020, to: 19039 };
 const TOKEN = 'dashboard-test-token';
-const CHROMIUM = '/usr/bin/chromium';
-const BROWSER_ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-];
 /** Every wait on the page is bounded by this (a deployment's start included). */
 const WAIT_MS = 30_000;
 
@@ -51,12 +47,8 @@ t.before(async () => {
     log: { level: 'info', access: false },
   }, { SLUICE_ADMIN_TOKEN: TOKEN });
   admin = adminClient(gw.adminUrl, TOKEN);
-  browser = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), 'sluice-chromium-')), {
-    executablePath: CHROMIUM, headless: true, args: BROWSER_ARGS, viewport: { width: 1400, height: 1000 }, timeout: WAIT_MS,
-  });
-  page = browser.pages()[0] ?? await browser.newPage();
-  page.setDefaultTimeout(WAIT_MS);
-  page.on('pageerror', (err) => pageErrors.push(err.message));
+  browser = await launchChromium({ viewport: DASHBOARD_VIEWPORT, timeoutMs: WAIT_MS });
+  page = await firstPage(browser, WAIT_MS, pageErrors);
 });
 
 /** The version that answered each of `n` requests to the model's alias (x-sluice-version), counted. */

@@ -8,12 +8,10 @@
 // over plain HTTP for the exact headers.
 
 import { createServer, type Server } from 'node:http';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { chromium, type BrowserContext } from 'playwright-core';
+import type { BrowserContext } from 'playwright-core';
 import t from 'tap';
+import { launchChromium } from '../helpers/chromium.js';
 import { httpRequest, type Reply } from '../helpers/http.js';
 import { startGateway, type Gateway } from '../helpers/procs.js';
 
@@ -21,7 +19,6 @@ t.setTimeout(120_000);
 
 // Model-server ports 22530-22539 belong to this file; the rest are ephemeral.
 const RANGE = { from: 22530, to: 22539 };
-const BROWSER_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
 let gw: Gateway;
 let upstream: Server;
@@ -104,7 +101,7 @@ t.test('answers to an allowed origin say so, once, whoever answers', async (t) =
 });
 
 t.test('a page in Chromium calls the front door with a key and reads the answer', async (t) => {
-  browser = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), 'sluice-chromium-')), { executablePath: '/usr/bin/chromium', headless: true, args: BROWSER_ARGS, timeout: 30_000 });
+  browser = await launchChromium();
   const tab = browser.pages()[0] ?? await browser.newPage();
   await tab.goto(`http://127.0.0.1:${(page.address() as AddressInfo).port}/`);
   const result = await tab.evaluate(async (url) => {
@@ -132,7 +129,7 @@ t.test('a page of an origin not allowed cannot read an answer its server would l
   // A real page of another origin (127.0.0.2 is loopback, but not an origin the defaults allow).
   const evil = createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/html' }).end('<!doctype html><title>evil</title>'));
   await new Promise<void>((r) => evil.listen(0, '127.0.0.2', r));
-  browser ??= await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), 'sluice-chromium-')), { executablePath: '/usr/bin/chromium', headless: true, args: BROWSER_ARGS, timeout: 30_000 });
+  browser ??= await launchChromium();
   const tab = await browser.newPage();
   t.teardown(async () => {
     await tab.close();
