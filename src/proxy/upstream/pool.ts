@@ -1,6 +1,6 @@
 import { Fifo } from '../../balancer/index.js';
-import { UpstreamConnection, type PoolLike } from './connection.js';
-import { TlsSocketConnection } from './tls-socket-connection.js';
+import { UpstreamConnection } from './connection.js';
+import { TlsSocketConnection, type TlsPoolLike } from './tls-socket-connection.js';
 
 /** Someone waiting for a connection because the pool is at its limit. */
 export interface PoolWaiter {
@@ -21,11 +21,13 @@ export interface PoolOptions {
  * Keep-alive connections to one replica (one origin). Idle connections are a LIFO stack so
  * the warmest socket is reused and the coldest ones age out; waiters wait in a FIFO.
  */
-export class UpstreamPool implements PoolLike {
+export class UpstreamPool implements TlsPoolLike {
   readonly host: string;
   readonly port: number;
   readonly idleMs: number;
   readonly tls: boolean;
+  /** `tls`: the session a new connection resumes (TlsSocketConnection); null until the first handshake. */
+  tlsSession: Buffer | null = null;
   #max: number;
   readonly #idle: UpstreamConnection[] = [];
   #open = 0;
