@@ -10,6 +10,7 @@ import { isIP } from 'node:net';
 import { ConfigError, validate, type Field, type TlsVersion } from '../config/index.js';
 import { errorBody, SluiceError } from '../errors/index.js';
 import type { Logger } from '../telemetry/index.js';
+import { TLS12_SUITES } from '../tls-suites.js';
 import { waitAtMost } from '../wait-at-most.js';
 
 export interface AdminRequest {
@@ -139,7 +140,7 @@ export class AdminServer {
       });
     };
     const tls = this.#o.tls ?? null;
-    const server = tls === null ? createServer(handle) : (this.#https = createHttpsServer({ cert: tls.cert, key: tls.key, minVersion: tls.minVersion }, handle));
+    const server = tls === null ? createServer(handle) : (this.#https = createHttpsServer({ cert: tls.cert, key: tls.key, minVersion: tls.minVersion, ciphers: TLS12_SUITES }, handle));
     server.keepAliveTimeout = 5_000;
     this.#server = server;
     await new Promise<void>((resolve, reject) => {
@@ -154,7 +155,7 @@ export class AdminServer {
   setCertificate(pair: AdminCertificate): void {
     const tls = this.#o.tls ?? null;
     if (this.#https === null || tls === null) throw new Error('the admin port has no TLS');
-    this.#https.setSecureContext({ cert: pair.cert, key: pair.key, minVersion: tls.minVersion });
+    this.#https.setSecureContext({ cert: pair.cert, key: pair.key, minVersion: tls.minVersion, ciphers: TLS12_SUITES });
   }
 
   async close(): Promise<void> {

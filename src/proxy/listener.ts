@@ -8,6 +8,7 @@
 
 import type { AppOptions, TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import type { TlsVersion } from '../config/index.js';
+import { TLS12_SUITES } from '../tls-suites.js';
 import type { UwsModule } from './uws.js';
 
 /** What a worker needs to build its SSLApp: the PEM files, which uSockets reads itself. */
@@ -23,10 +24,8 @@ export interface TlsFiles {
   readonly ticketKeys: Uint8Array;
 }
 
-// TLS 1.2 suites, for both front ends (a cipher list applies to TLS 1.2 only; TLS 1.3
-// suites are the library's): ECDHE with AES-GCM or ChaCha20, as Mozilla's "intermediate"
-// profile. BoringSSL's default would also offer CBC and static-RSA suites.
-export const TLS12_SUITES = 'ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305';
+// TLS 1.2 suites, for both front ends and the admin port (see tls-suites.ts).
+export { TLS12_SUITES };
 // uSockets fixes the minimum version at TLS 1.2 (SSL_CTX_set_min_proto_version in
 // create_ssl_context_from_options) and the binding has no option to raise it. PSK suites
 // alone leave a TLS 1.2 handshake nothing to agree on (BoringSSL selects them only for a
