@@ -28,7 +28,8 @@ export interface CertificateProblem {
 }
 
 /**
- * Reads the pair and checks that the key is the certificate's and that it has not expired;
+ * Reads the pair and checks that the key is the certificate's and that it is valid now (not
+ * expired, not valid only later);
  * `gatewayPort`: also that uWebSockets.js's BoringSSL can load it.
  */
 export async function readCertificatePair(tls: TlsConfig, boringSsl = false): Promise<CertificatePair | CertificateProblem> {
@@ -61,7 +62,12 @@ export async function readCertificatePair(tls: TlsConfig, boringSsl = false): Pr
   // Node's OpenSSL reads it, but BoringSSL (the uws front end's) has no Ed448: its workers
   // could only fail with uWS's bare "App construction failed".
   if (boringSsl && privateKey.asymmetricKeyType === 'ed448') return { field: 'key_file', reason: `${tls.key_file} is an Ed448 key, which the gateway port's TLS (BoringSSL, in uWebSockets.js) cannot load: use RSA, ECDSA or Ed25519` };
-  if (Date.parse(x509.validTo) < Date.now()) return { field: 'cert_file', reason: `the certificate in ${tls.cert_file} expired on ${x509.validTo}` };
+  const now = Date.now();
+  if (Date.parse(x509.validTo) < now) return { field: 'cert_file', reason: `the certificate in ${tls.cert_file} expired on ${x509.validTo}` };
+  // Not valid yet (issued ahead, or this host's clock behind the issuer's): every client
+  // would refuse it as surely as an expired one. Refused, a reload keeps the one in use, and
+  // the minute's check puts it in use once it is valid (its files unchanged, so no new event).
+  if (Date.parse(x509.validFrom) > now) return { field: 'cert_file', reason: `the certificate in ${tls.cert_file} is not valid before ${x509.validFrom}` };
   const digest = createHash('sha256').update(cert).update('\0').update(key).digest('hex');
   return { cert, key, digest, serial: x509.serialNumber, subject: x509.subject.replace(/\n/g, ', '), notAfter: x509.validTo };
 }
