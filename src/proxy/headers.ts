@@ -259,7 +259,7 @@ const DROPPED_RESPONSE_KINDS: readonly boolean[] = (() => {
   const dropped: boolean[] = [];
   for (const kind of [
     HeaderKind.ContentLength, HeaderKind.TransferEncoding, HeaderKind.Connection, HeaderKind.KeepAlive, HeaderKind.Te,
-    HeaderKind.Trailer, HeaderKind.Upgrade, HeaderKind.Date, HeaderKind.RequestId, HeaderKind.SluiceOwn, HeaderKind.Proxy,
+    HeaderKind.Trailer, HeaderKind.Upgrade, HeaderKind.Date, HeaderKind.RequestId, HeaderKind.SluiceOwn, HeaderKind.TransportSecurity, HeaderKind.Proxy,
   ]) dropped[kind] = true;
   for (let k = 0; k <= HeaderKind.Proxy; k++) dropped[k] ??= false;
   return dropped;

@@ -2,7 +2,7 @@
 // not lost behind the gateway: the client's x-request-id is sluice's, so the server's is
 // passed on as x-upstream-request-id and logged as the access line's upstream_request_id.
 // (Both were dropped.) A cache hit carries its first answer's, but logs none: no server
-// was asked.
+// was asked. A server's Strict-Transport-Security is dropped: listen.hsts is the host's policy.
 
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -26,7 +26,9 @@ const provider: Server = createServer((req, res) => {
       res.end('data: {"choices":[{"delta":{"content":"hi"}}]}\n\ndata: [DONE]\n\n');
       return;
     }
-    res.writeHead(200, { 'content-type': 'application/json', 'x-request-id': id }).end('{"choices":[{"message":{"content":"hi"}}]}');
+    // A provider's own HSTS (api.openai.com sends this one): never the gateway's host's policy.
+    res.writeHead(200, { 'content-type': 'application/json', 'x-request-id': id, 'strict-transport-security': 'max-age=31536000; includeSubDomains; preload' })
+      .end('{"choices":[{"message":{"content":"hi"}}]}');
   });
 });
 let gw: Gateway;
@@ -64,6 +66,7 @@ t.test('the server\'s request id reaches the client and the access log; the clie
   t.match(first.headers['x-request-id'], /^[0-9a-f-]{36}$/, 'x-request-id is the gateway\'s');
   t.equal(first.rawHeaders.filter((h) => h.toLowerCase() === 'x-request-id').length, 1, 'one x-request-id');
   t.equal((await accessLine(first.headers['x-request-id'] as string)).upstream_request_id, upstreamId, 'logged with the gateway\'s');
+  t.equal(first.headers['strict-transport-security'], undefined, 'a server\'s Strict-Transport-Security is not passed on: the gateway\'s host has its own (listen.hsts)');
 
   const second = await chat('two');
   t.not(second.headers['x-upstream-request-id'], upstreamId, 'each answer its own (a head is not reused across ids)');

@@ -71,6 +71,12 @@ export const enum HeaderKind {
   ContentEncoding,
   /** Access-Control-Allow-Origin and the others a CORS answer carries: dropped at the root, where the gateway's CORS policy answers (proxy/cors.ts). */
   AccessControl,
+  /**
+   * Strict-Transport-Security: the policy of the gateway's host is the gateway's (listen.hsts),
+   * not a server's. A provider's (api.openai.com's `includeSubDomains; preload`) would pin
+   * itself on the gateway's name, or come second after the gateway's own, which browsers ignore.
+   */
+  TransportSecurity,
   /** Any `proxy-*` name (last: DROPPED_RESPONSE_KINDS counts up to it). */
   Proxy,
 }
@@ -105,6 +111,7 @@ for (const [name, kind] of [
   ['access-control-allow-methods', HeaderKind.AccessControl],
   ['access-control-allow-headers', HeaderKind.AccessControl],
   ['access-control-max-age', HeaderKind.AccessControl],
+  ['strict-transport-security', HeaderKind.TransportSecurity],
 ] as const) {
   (NAMES_BY_LENGTH[name.length] ??= []).push(name);
   (KINDS_BY_LENGTH[name.length] ??= []).push(kind);
