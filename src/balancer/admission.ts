@@ -13,7 +13,9 @@ const I_RETRY_PREV = 6;
 const I_ARRIVALS = 7;
 /** When a deployment that hibernates will, if no request comes (seconds since the epoch, from the autoscaler); 0: not due. */
 const I_SLEEPS_AT = 8;
-const INTS = 9;
+/** The last ticket given to a request that waits for a replica (ReplicaQueue: the oldest is served first, whichever worker holds it). */
+const I_TICKET = 9;
+const INTS = 10;
 
 /** Takes a replica's in-flight slot if it is under `max` (0 = no limit); atomic across workers. */
 export function tryAcquire(inflight: Int32Array, slot: number, max: number): boolean {
@@ -26,6 +28,11 @@ export function tryAcquire(inflight: Int32Array, slot: number, max: number): boo
     if (v >= max) return false;
     if (Atomics.compareExchange(inflight, slot, v, v + 1) === v) return true;
   }
+}
+
+/** Ticket `a` was given before ticket `b` (DeploymentCounters.ticket; they wrap around). */
+export function ticketOlder(a: number, b: number): boolean {
+  return ((a - b) | 0) < 0;
 }
 
 export class DeploymentCounters {
@@ -67,6 +74,12 @@ export class DeploymentCounters {
   dequeue(slot: number): void {
     Atomics.sub(this.#ints, slot * INTS + I_QUEUE, 1);
     this.#held[slot]!--;
+  }
+
+  /** A request's place in the order of those waiting for the deployment's replicas, across workers; never 0 (it wraps: compare with ticketOlder). */
+  ticket(slot: number): number {
+    const t = (Atomics.add(this.#ints, slot * INTS + I_TICKET, 1) + 1) | 0;
+    return t === 0 ? this.ticket(slot) : t;
   }
 
   /** The places a dead worker held in the queue (WorkerHolds.giveBack). */

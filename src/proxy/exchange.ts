@@ -207,6 +207,8 @@ export class Exchange implements AttemptClient, ClientListener {
   attempts = 0;
   /** In its deployment's wait queue (holds a place in the shared queue length). */
   queued = false;
+  /** Its place among the deployment's waiters across workers (ReplicaQueue); set when queued. */
+  ticket = 0;
   /** The client's path (no query), and address ('' when not read): for the access log. */
   path = '';
   /** The path after the route's segment, without the query: what the replica is asked for. */

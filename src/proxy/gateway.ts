@@ -169,6 +169,7 @@ export class Gateway implements ExchangeOwner, ModelRequestOwner {
     this.#queue = new ReplicaQueue({
       counters: options.counters,
       pollMs: QUEUE_POLL_MS,
+      ...(options.shared.otherHolds === undefined ? {} : { heads: { own: options.shared.holds.heads, others: options.shared.otherHolds.map((h) => h.heads) } }),
       // From the newest table: a held request waits for replicas that a later table brings.
       pick: (route, ex, now) => {
         // Being undeployed, it serves those already waiting for one of its replicas, as those

@@ -127,6 +127,8 @@ export interface SharedState {
   readonly inflight: Int32Array;
   /** What this worker holds of the shared counts (in-flight slots, breaker probes): given back should it die. */
   readonly holds: WorkerHolds;
+  /** The other workers', whose oldest waiters come before this one's newer ones; none: this worker's order alone. */
+  readonly otherHolds?: readonly WorkerHolds[];
   readonly breakers: BreakerBoard;
   /** What the replicas' own servers report (queue_aware). */
   readonly replicaLoad: ReplicaLoadBoard;

@@ -71,7 +71,7 @@ const gateway = new Gateway({
   corsOrigins: init.corsOrigins,
   allowedHosts: init.allowedHosts,
   tls: init.tls !== null,
-  shared: { inflight: new Int32Array(sh.inflight), holds, breakers: new BreakerBoard(sh.breakers), replicaLoad: new ReplicaLoadBoard(sh.replicaLoad) },
+  shared: { inflight: new Int32Array(sh.inflight), holds, otherHolds: WorkerHolds.all(sh.holds.buffer, sh.holds.replicaSlots, sh.holds.deploymentSlots).filter((_, i) => i !== init.workerIndex), breakers: new BreakerBoard(sh.breakers), replicaLoad: new ReplicaLoadBoard(sh.replicaLoad) },
   counters: new DeploymentCounters(sh.deployments, holds.queues),
   limiter,
   sharedCache: redis === null ? null : new RedisCache({ url: redis.url, commandTimeoutMs: redis.cacheTimeoutMs, breakers: dependencies, breaker: redis.breakers.cache }),
