@@ -69,6 +69,8 @@ export class Autoscaler {
       const s = d.spec.scale;
       const scales = s.target_inflight_per_replica > 0;
       const sleeps = s.min_replicas === 0;
+      // Asleep, its forecast is spent: once woken, /api/ps must not show it until this sets it anew.
+      if (sleeps && d.state === 'hibernated') this.#o.counters.setSleepsAt(d.slot, 0);
       if ((!scales && !sleeps) || d.state !== 'ready' || d.scaling) continue;
       seen.add(d.id);
       const load = this.#load(d);
@@ -130,6 +132,7 @@ export class Autoscaler {
 
   #hibernate(d: Deployment, idleMs: number): void {
     this.#watched.delete(d.id);
+    this.#o.counters.setSleepsAt(d.slot, 0);
     this.#o.manager.hibernate(d.id, `no request for ${Math.round(idleMs / 1000)} s`, this.#o.graceMs).catch((err: unknown) => {
       this.#o.logger.error({ deployment: d.id, err }, 'hibernation failed');
     });
