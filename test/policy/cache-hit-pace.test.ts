@@ -5,11 +5,8 @@
 // and the replay goes on as it drains; hits read whole are the answer as it was stored.
 
 import t from 'tap';
-import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
 import { rssBytes, startGateway, type Gateway } from '../helpers/procs.js';
+import { fetchWhole as fetchAnswer, peakRss, resetPeak, stalledClients as stalledReaders, type WholeAnswer } from '../helpers/stalled-readers.js';
 
 // This file's gateway allocates its simulator's ports from 23540-23544.
 let gw: Gateway;
@@ -30,96 +27,8 @@ t.teardown(async () => {
 });
 
 const bodyOf = (stream: boolean, prompt = 'pace'): string => JSON.stringify({ model: 'big', stream, temperature: 0, ...(stream ? { max_tokens: 18_000 } : {}), messages: [{ role: 'user', content: `${prompt} ${stream}` }] });
-
-interface Got {
-  status: number;
-  cache: string;
-  bytes: number;
-  digest: string;
-  framing: string;
-}
-
-function fetchWhole(body: string): Promise<Got> {
-  return new Promise((resolve, reject) => {
-    const req = request(`${gw.url}${PATH}`, { method: 'POST', agent: false, headers: { 'content-type': 'application/json' } }, (res) => {
-      const hash = createHash('sha256');
-      let bytes = 0;
-      res.on('data', (c: Buffer) => {
-        hash.update(c);
-        bytes += c.length;
-      });
-      res.on('end', () => resolve({
-        status: res.statusCode!,
-        cache: String(res.headers['x-sluice-cache']),
-        bytes,
-        digest: hash.digest('hex'),
-        framing: res.headers['content-length'] !== undefined ? 'length' : String(res.headers['transfer-encoding']),
-      }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
-}
-
-/** The peak resident memory since resetPeak (Linux: VmHWM, reset through clear_refs). */
-function peakRss(pid: number): number {
-  const m = /^VmHWM:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  if (m === null) throw new Error(`no VmHWM for ${pid}`);
-  return Number(m[1]) * 1024;
-}
-
-function resetPeak(pid: number): void {
-  writeFileSync(`/proc/${pid}/clear_refs`, '5');
-}
-
-/**
- * `n` clients with a 4 KiB receive buffer each (Node cannot set SO_RCVBUF) that send the
- * request and read nothing until told to (a line on stdin); then the first `reading` read
- * their answers to the end (the process prints, per client, the bytes it got, whether its
- * chunked body ended and whether it was a hit) and the others close.
- */
-function stalledClients(n: number, reading: number, body: string): { ready: Promise<void>; readAll(): Promise<string> } {
-  const text = `POST ${PATH} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
-  const script = [
-    'import socket, sys',
-    'socks = []',
-    `for i in range(${n}):`,
-    '    s = socket.socket()',
-    '    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)',
-    `    s.connect(("127.0.0.1", ${gw.port}))`,
-    `    s.sendall(${JSON.stringify(text)}.encode())`,
-    '    socks.append(s)',
-    'print("sent", flush=True)',
-    'sys.stdin.readline()',
-    `for s in socks[${reading}:]: s.close()`,
-    `for s in socks[:${reading}]:`,
-    '    s.settimeout(20)',
-    '    got = b""',
-    '    while True:',
-    '        c = s.recv(1 << 20)',
-    '        if not c: break',
-    '        got += c',
-    '    print(len(got), got.endswith(b"0\\r\\n\\r\\n"), b"x-sluice-cache: hit" in got[:1024], flush=True)',
-  ].join('\n');
-  const child = spawn('python3', ['-c', script], { stdio: ['pipe', 'pipe', 'inherit'] });
-  let out = '';
-  let sent!: () => void;
-  const ready = new Promise<void>((r) => {
-    sent = r;
-  });
-  child.stdout.on('data', (c: Buffer) => {
-    out += c.toString('latin1');
-    if (out.startsWith('sent\n')) sent();
-  });
-  return {
-    ready,
-    readAll: () => {
-      child.stdin.write('go\n');
-      return new Promise((resolve) => child.on('close', () => resolve(out)));
-    },
-  };
-}
+const fetchWhole = (body: string): Promise<WholeAnswer> => fetchAnswer(`${gw.url}${PATH}`, body);
+const stalledClients = (n: number, reading: number, body: string): ReturnType<typeof stalledReaders> => stalledReaders(gw.port, PATH, n, reading, body);
 
 t.test('hits of a large stream and of a large JSON answer are the stored answer, byte for byte', async (t) => {
   for (const stream of [true, false]) {

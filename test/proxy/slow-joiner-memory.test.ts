@@ -8,74 +8,28 @@
 
 import t from 'tap';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { rssBytes, sleep, startGateway, type Gateway } from '../helpers/procs.js';
+import { rssBytes, sleep } from '../helpers/procs.js';
+import { burstThenDripServer, gatewayOverServer, peakRss, requestText, resetPeak } from '../helpers/stalled-readers.js';
 
 // A model server whose stream, once a second client has joined it, first fills the kernel's buffers towards a client that does
 // not read (5 MiB in large events: loopback's take some MiB), then goes on in small events,
 // one a millisecond, as a model's tokens come: each one reaches the gateway as a read of its own.
 const SMALL_EVENTS = 25_000;
-const SERVER = `
-const http = require('node:http');
-const big = 'data: {"choices":[{"index":0,"delta":{"content":"' + 'x'.repeat(64 * 1024) + '"}}]}\\n\\n';
-const small = (i) => 'data: {"id":"chatcmpl-1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":" tok' + i + '"}}]}\\n\\n';
-http.createServer((req, res) => {
-  req.resume();
-  req.on('end', () => {
-    if (req.method === 'GET') return res.end('ok');
-    res.writeHead(200, { 'content-type': 'text/event-stream' });
-    let bigLeft = 80;
-    let i = 0;
-    const burst = () => {
-      while (bigLeft > 0) {
-        bigLeft--;
-        if (!res.write(big)) return res.once('drain', burst);
-      }
-      drip();
-    };
-    const drip = () => {
-      if (i === ${SMALL_EVENTS}) return res.end('data: [DONE]\\n\\n');
-      res.write(small(i++));
-      setTimeout(drip, 1);
-    };
-    // The first event at once, the rest a second later: the test's second client joins first.
-    res.write(small(-1));
-    setTimeout(burst, 1000);
-  });
-}).listen(Number(process.argv[2]), '127.0.0.1');
-`;
+const SERVER = burstThenDripServer({ bigKiB: 64, bigCount: 80, smallCount: SMALL_EVENTS, smallFields: '"id":"chatcmpl-1","object":"chat.completion.chunk",', holdMs: 1000 });
 
-const dir = mkdtempSync(join(tmpdir(), 'sluice-slow-joiner-'));
-const script = join(dir, 'server.cjs');
 // This file's gateway allocates its model server's port from 23530-23534.
-let gw: Gateway;
+const served = gatewayOverServer(t, { model: 'drip', ports: { from: 23530, to: 23534 }, server: SERVER, tmpPrefix: 'sluice-slow-joiner-' });
 const PATH = '/drip-1/v1/chat/completions';
 
-t.before(async () => {
-  writeFileSync(script, SERVER);
-  gw = await startGateway({
-    ports: { from: 23530, to: 23534 },
-    log: { level: 'info', access: false },
-    deployments: [{ model: 'drip', version: '1', runtime: 'command', command: ['node', script, '{port}'], readiness_path: '/' }],
-  });
-});
-
-t.teardown(async () => {
-  await gw?.stop();
-  rmSync(dir, { recursive: true, force: true });
-});
-
 const bodyOf = (prompt: string): string => JSON.stringify({ model: 'drip', stream: true, temperature: 0, messages: [{ role: 'user', content: prompt }] });
-const requestOf = (body: string): string => `POST ${PATH} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+const requestOf = (body: string): string => requestText(PATH, body);
 const request = requestOf(bodyOf('slow joiner'));
 
 /** Reads the whole answer as it comes; resolves with its byte count once the connection ends. */
 function reader(onFirstBytes: () => void, text = request): Promise<number> {
   return new Promise((resolve, reject) => {
-    const socket = connect(gw.port, '127.0.0.1', () => socket.write(text));
+    const socket = connect(served.gw.port, '127.0.0.1', () => socket.write(text));
     let bytes = 0;
     socket.on('data', (c: Buffer) => {
       if (bytes === 0) onFirstBytes();
@@ -95,7 +49,7 @@ function stalledClient(): { head: Promise<string>; release(): void } {
     'import socket, sys',
     's = socket.socket()',
     's.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)',
-    `s.connect(("127.0.0.1", ${gw.port}))`,
+    `s.connect(("127.0.0.1", ${served.gw.port}))`,
     `s.sendall(${JSON.stringify(request)}.encode())`,
     'print("sent", flush=True)',
     'sys.stdin.read()',
@@ -113,19 +67,8 @@ function stalledClient(): { head: Promise<string>; release(): void } {
   };
 }
 
-/** The gateway's peak resident memory since `resetPeak` (Linux: VmHWM, reset through clear_refs). */
-function peakRss(pid: number): number {
-  const m = /^VmHWM:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  if (m === null) throw new Error(`no VmHWM for ${pid}`);
-  return Number(m[1]) * 1024;
-}
-
-function resetPeak(pid: number): void {
-  writeFileSync(`/proc/${pid}/clear_refs`, '5');
-}
-
 t.test('a joiner that reads nothing costs about what it was sent', async (t) => {
-  const pid = gw.child.pid!;
+  const pid = served.gw.child.pid!;
   // The same stream once alone first: the heaps and buffers a first stream grows (some 30
   // MiB, read by no one afterwards) are not the stalled joiner's.
   await reader(() => {}, requestOf(bodyOf('warm-up')));
