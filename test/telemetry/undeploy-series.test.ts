@@ -1,6 +1,7 @@
-// An undeployed deployment's series all leave /metrics, as it leaves GET /v1/stats and
-// GET /v1/costs' live deployments (kube-state-metrics drops a deleted object's series the same way), with
-// two workers each holding its own counters; a redeploy of the same id starts from zero.
+// An undeployed deployment's series all leave /metrics, metrics.retired_series_ms after it
+// leaves GET /v1/stats and GET /v1/costs' live deployments (kube-state-metrics drops a deleted
+// object's series the same way; telemetry/retired-series tests the wait), with two workers
+// each holding its own counters; a redeploy of the same id starts from zero.
 
 import t from 'tap';
 import { adminClient, waitFor, waitState } from '../helpers/control.js';
@@ -26,6 +27,7 @@ t.test('undeploy drops every series of the deployment; a redeploy starts from ze
     workers: 2,
     ports: PORTS,
     log: { level: 'info', access: false },
+    metrics: { retired_series_ms: 1_000 },
     deployments: [{ model: 'stays', version: '1', runtime: 'sim' }],
   });
   t.teardown(() => gw.stop());
